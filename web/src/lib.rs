@@ -1,0 +1,1 @@
+//! Web UI (issue "Web UI and call index").
