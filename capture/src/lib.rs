@@ -16,3 +16,5 @@ pub mod stream_stats;
 pub mod calls;
 pub mod pipeline;
 pub mod output;
+pub mod import;
+pub mod synth;

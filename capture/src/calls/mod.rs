@@ -1,1 +1,10 @@
-//! (in progress)
+//! Calls rebuilt from SIP, SDP, RTP and RTCP.
+
+mod call;
+mod orphans;
+mod table;
+
+pub use call::{
+    Call, CallState, EndReason, MediaInfo, PacketRef, RtcpView, SipEntry, Stream, StreamKey,
+};
+pub use table::{CallConfig, CallTable, CallTableStats};

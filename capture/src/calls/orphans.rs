@@ -1,0 +1,93 @@
+//! Media seen before the SDP that announces its endpoint (early media, or a
+//! capture that starts mid-setup). Held, bounded in count and age, and handed
+//! to the call that later claims the endpoint, so those packets are not lost.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use super::call::PacketRef;
+
+/// The parts of an RTP header the stream statistics need; the payload itself
+/// stays in the capture file.
+#[derive(Clone, Copy, Debug)]
+pub struct OrphanRtp {
+    pub ts_ns: u64,
+    pub pref: PacketRef,
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub is_rtcp: bool,
+    pub ssrc: u32,
+    pub seq: u16,
+    pub rtp_ts: u32,
+    pub pt: u8,
+    pub marker: bool,
+    pub payload_len: u32,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OrphanStats {
+    pub held: u64,
+    pub expired: u64,
+    pub dropped: u64,
+}
+
+pub struct Orphans {
+    by_dst: HashMap<SocketAddr, Vec<OrphanRtp>>,
+    count: usize,
+    max: usize,
+    max_age_ns: u64,
+    stats: OrphanStats,
+}
+
+impl Orphans {
+    pub fn new(max: usize, max_age_ns: u64) -> Self {
+        Orphans {
+            by_dst: HashMap::new(),
+            count: 0,
+            max,
+            max_age_ns,
+            stats: OrphanStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> OrphanStats {
+        self.stats
+    }
+
+    /// Hold one packet sent to `dst`; false when the cap is reached.
+    pub fn hold(&mut self, dst: SocketAddr, o: OrphanRtp, _now_ns: u64) -> bool {
+        if self.count >= self.max {
+            self.stats.dropped += 1;
+            return false;
+        }
+        self.by_dst.entry(dst).or_default().push(o);
+        self.count += 1;
+        self.stats.held += 1;
+        true
+    }
+
+    /// Everything held for `dst`, oldest first.
+    pub fn claim(&mut self, dst: SocketAddr) -> Vec<OrphanRtp> {
+        match self.by_dst.remove(&dst) {
+            Some(v) => {
+                self.count -= v.len();
+                v
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Forget what is older than the age limit.
+    pub fn expire(&mut self, now_ns: u64) {
+        let limit = now_ns.saturating_sub(self.max_age_ns);
+        let mut expired = 0usize;
+        self.by_dst.retain(|_, v| {
+            let before = v.len();
+            v.retain(|o| o.ts_ns >= limit);
+            expired += before - v.len();
+            !v.is_empty()
+        });
+        self.count -= expired;
+        self.stats.expired += expired as u64;
+    }
+}

@@ -1,0 +1,627 @@
+//! The call table: SIP messages create and drive calls, SDP registers the
+//! (address, port) endpoints each side will receive media on, and RTP/RTCP
+//! packets are attributed to calls by those endpoints (never by SSRC: real
+//! captures reuse SSRCs across calls).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use super::call::{Call, CallState, EndReason, MediaInfo, PacketRef, SipEntry, StreamKey};
+use super::orphans::{OrphanRtp, Orphans};
+use crate::rtcp::{self, RtcpPacket};
+use crate::rtp::{self, RtpPacket};
+use crate::sdp;
+use crate::sip::{Message, Method, StartLine};
+
+#[derive(Clone, Debug)]
+pub struct CallConfig {
+    /// A call with no packet for this long (capture time) is closed.
+    pub idle_timeout_ns: u64,
+    /// After BYE, CANCEL or a final failure, how long trailing packets
+    /// (200 to BYE, ACK, last RTP) still count for the call.
+    pub linger_ns: u64,
+    /// Hard cap on open calls; new Call-IDs beyond it are counted and ignored.
+    pub max_calls: usize,
+    /// Media seen before its SDP: how many packets are held, and how long.
+    pub max_orphans: usize,
+    pub orphan_max_age_ns: u64,
+}
+
+impl Default for CallConfig {
+    fn default() -> Self {
+        CallConfig {
+            idle_timeout_ns: 300 * 1_000_000_000,
+            linger_ns: 5 * 1_000_000_000,
+            max_calls: 1_000_000,
+            max_orphans: 200_000,
+            orphan_max_age_ns: 30 * 1_000_000_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct CallTableStats {
+    pub calls_created: u64,
+    pub calls_ended: u64,
+    pub calls_rejected_limit: u64,
+    pub sip_without_call_id: u64,
+    pub sdp_errors: u64,
+    pub media_packets: u64,
+    pub media_unparsed: u64,
+    pub unmatched_udp: u64,
+    pub orphans_claimed: u64,
+    pub orphans_expired: u64,
+    pub orphans_dropped: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Rtp,
+    Rtcp,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct EndpointUse {
+    call: u64,
+    role: Role,
+    media_idx: usize,
+}
+
+pub struct CallTable {
+    cfg: CallConfig,
+    calls: HashMap<u64, Call>,
+    by_call_id: HashMap<Box<[u8]>, u64>,
+    /// Receiving endpoints announced in SDP, newest use last.
+    endpoints: HashMap<SocketAddr, Vec<EndpointUse>>,
+    orphans: Orphans,
+    next_no: u64,
+    ended: Vec<Call>,
+    last_sweep_ns: u64,
+    now_ns: u64,
+    stats: CallTableStats,
+}
+
+const SWEEP_EVERY_NS: u64 = 1_000_000_000;
+
+impl CallTable {
+    pub fn new(cfg: CallConfig) -> Self {
+        let orphans = Orphans::new(cfg.max_orphans, cfg.orphan_max_age_ns);
+        CallTable {
+            cfg,
+            calls: HashMap::new(),
+            by_call_id: HashMap::new(),
+            endpoints: HashMap::new(),
+            orphans,
+            next_no: 1,
+            ended: Vec::new(),
+            last_sweep_ns: 0,
+            now_ns: 0,
+            stats: CallTableStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> CallTableStats {
+        let mut s = self.stats.clone();
+        let o = self.orphans.stats();
+        s.orphans_expired = o.expired;
+        s.orphans_dropped = o.dropped;
+        s
+    }
+
+    pub fn open_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Calls closed since the last call, in the order they closed.
+    pub fn drain_ended(&mut self) -> Vec<Call> {
+        std::mem::take(&mut self.ended)
+    }
+
+    /// Advance capture time: closes idle and lingering calls, ages orphans.
+    pub fn tick(&mut self, now_ns: u64) {
+        if now_ns > self.now_ns {
+            self.now_ns = now_ns;
+        }
+        if self.now_ns.saturating_sub(self.last_sweep_ns) < SWEEP_EVERY_NS {
+            return;
+        }
+        self.last_sweep_ns = self.now_ns;
+        let now = self.now_ns;
+        let idle = self.cfg.idle_timeout_ns;
+        let closing: Vec<u64> = self
+            .calls
+            .values()
+            .filter(|c| {
+                c.linger_until.is_some_and(|t| t <= now) || c.last_ns.saturating_add(idle) <= now
+            })
+            .map(|c| c.no)
+            .collect();
+        for no in closing {
+            let lingering = self.calls.get(&no).is_some_and(|c| c.linger_until.is_some());
+            if lingering {
+                self.finalize(no, None);
+            } else {
+                self.finalize(no, Some(EndReason::IdleTimeout));
+            }
+        }
+        self.orphans.expire(now);
+    }
+
+    /// End of capture: close every open call.
+    pub fn finish(&mut self) {
+        let mut open: Vec<(u64, u64)> = self.calls.values().map(|c| (c.start_ns, c.no)).collect();
+        open.sort_unstable();
+        for (_, no) in open {
+            let lingering = self.calls.get(&no).is_some_and(|c| c.linger_until.is_some());
+            self.finalize(no, if lingering { None } else { Some(EndReason::EndOfCapture) });
+        }
+    }
+
+    fn finalize(&mut self, no: u64, reason: Option<EndReason>) {
+        let Some(mut call) = self.calls.remove(&no) else {
+            return;
+        };
+        if let Some(reason) = reason {
+            if reason == EndReason::IdleTimeout && !call.state.is_final() {
+                call.state = CallState::TimedOut;
+            }
+            if call.end_reason.is_none() {
+                call.end_reason = Some(reason);
+            }
+            if call.end_ns.is_none() {
+                call.end_ns = Some(call.last_ns);
+            }
+        }
+        for m in &call.media {
+            for ep in [m.rtp, m.rtcp] {
+                if let Some(uses) = self.endpoints.get_mut(&ep) {
+                    uses.retain(|u| u.call != no);
+                    if uses.is_empty() {
+                        self.endpoints.remove(&ep);
+                    }
+                }
+            }
+        }
+        if self.by_call_id.get(&call.call_id_raw) == Some(&no) {
+            self.by_call_id.remove(&call.call_id_raw);
+        }
+        self.stats.calls_ended += 1;
+        self.ended.push(call);
+    }
+
+    /// One SIP message. `refs` are the packets that carried it.
+    pub fn on_sip(
+        &mut self,
+        ts_ns: u64,
+        src: SocketAddr,
+        dst: SocketAddr,
+        transport: &'static str,
+        msg: &Message<'_>,
+        refs: &[(u64, PacketRef)],
+    ) {
+        self.tick(ts_ns);
+        let Some(cid) = msg.call_id() else {
+            self.stats.sip_without_call_id += 1;
+            return;
+        };
+        let cseq = msg.cseq();
+        let no = match self.by_call_id.get(cid) {
+            Some(&no) => no,
+            None => {
+                if self.calls.len() >= self.cfg.max_calls {
+                    self.stats.calls_rejected_limit += 1;
+                    return;
+                }
+                let method = match (msg.start(), &cseq) {
+                    (StartLine::Request { method, .. }, _) => method.as_str().to_string(),
+                    (_, Some((_, m))) => m.as_str().to_string(),
+                    _ => "UNKNOWN".to_string(),
+                };
+                let no = self.next_no;
+                self.next_no += 1;
+                let call = Call::new(no, cid, method, ts_ns);
+                self.calls.insert(no, call);
+                self.by_call_id.insert(cid.into(), no);
+                self.stats.calls_created += 1;
+                no
+            }
+        };
+        let linger = self.cfg.linger_ns;
+        let Some(call) = self.calls.get_mut(&no) else {
+            return;
+        };
+        call.last_ns = call.last_ns.max(ts_ns);
+        call.sip_packets += refs.len().max(1) as u64;
+        call.packets.extend_from_slice(refs);
+        if call.from_uri.is_empty() {
+            if let Some(f) = msg.from() {
+                call.from_uri = lossy(f.uri);
+                call.from_user = crate::sip::uri_user(f.uri).map(lossy).unwrap_or_default();
+            }
+            if let Some(t) = msg.to() {
+                call.to_uri = lossy(t.uri);
+                call.to_user = crate::sip::uri_user(t.uri).map(lossy).unwrap_or_default();
+            }
+        }
+        let summary = match msg.start() {
+            StartLine::Request { method, uri } => format!("{} {}", method.as_str(), lossy(uri)),
+            StartLine::Response { code, reason } => {
+                let m = cseq.as_ref().map(|(_, m)| m.as_str().to_string()).unwrap_or_default();
+                format!("{code} {} ({m})", lossy(reason))
+            }
+        };
+        call.sip.push(SipEntry {
+            ts_ns,
+            src,
+            dst,
+            transport,
+            summary,
+            text: lossy(msg.raw()),
+        });
+
+        match msg.start() {
+            StartLine::Request { method, uri } => match method {
+                Method::Invite => {
+                    // An initial INVITE (no dialog yet): a new CSeq here is the
+                    // re-sent INVITE after a 401/407 challenge.
+                    if call.answer_ns.is_none() && !call.state.is_final() {
+                        if let Some((n, _)) = cseq {
+                            call.invite_cseq = Some(n);
+                        }
+                        if call.request_uri.is_empty() {
+                            call.request_uri = lossy(uri);
+                        }
+                    }
+                }
+                Method::Cancel => {
+                    if !call.state.is_final() {
+                        call.state = CallState::Cancelled;
+                        call.end_ns.get_or_insert(ts_ns);
+                        call.end_reason.get_or_insert(EndReason::Cancel);
+                        call.linger_until = Some(ts_ns.saturating_add(linger));
+                    }
+                }
+                Method::Bye => {
+                    call.end_ns.get_or_insert(ts_ns);
+                    call.end_reason.get_or_insert(EndReason::Bye);
+                    call.linger_until = Some(ts_ns.saturating_add(linger));
+                }
+                _ => {
+                    if !call.is_invite() && call.request_uri.is_empty() {
+                        call.request_uri = lossy(uri);
+                    }
+                }
+            },
+            StartLine::Response { code, .. } => {
+                let code = *code;
+                let is_invite_tx = matches!(cseq, Some((_, Method::Invite)));
+                let initial = match (call.invite_cseq, &cseq) {
+                    (Some(want), Some((n, _))) => want == *n,
+                    (None, _) => true,
+                    _ => false,
+                };
+                if call.is_invite() && is_invite_tx && initial {
+                    apply_invite_response(call, code, ts_ns, linger);
+                } else if !call.is_invite()
+                    && cseq
+                        .as_ref()
+                        .is_some_and(|(_, m)| m.as_str() == call.method.as_str())
+                    && code >= 200
+                    && !matches!(code, 401 | 407)
+                    && !call.state.is_final()
+                {
+                    call.state = if code < 300 {
+                        CallState::Completed
+                    } else {
+                        CallState::Failed
+                    };
+                    call.status_code = Some(code);
+                    call.end_ns = Some(ts_ns);
+                    call.end_reason = Some(EndReason::FinalResponse);
+                    call.linger_until = Some(ts_ns.saturating_add(linger));
+                }
+            }
+        }
+
+        if let Some(body) = msg.sdp() {
+            let by = match msg.start() {
+                StartLine::Request { method, .. } => method.as_str().to_string(),
+                StartLine::Response { code, .. } => {
+                    let m = cseq.as_ref().map(|(_, m)| m.as_str().to_string()).unwrap_or_default();
+                    format!("{code} {m}")
+                }
+            };
+            match sdp::parse(body) {
+                Ok(desc) => self.register_media(no, &desc, src, ts_ns, by),
+                Err(_) => self.stats.sdp_errors += 1,
+            }
+        }
+    }
+
+    fn register_media(
+        &mut self,
+        no: u64,
+        desc: &sdp::SessionDescription,
+        src: SocketAddr,
+        ts_ns: u64,
+        by: String,
+    ) {
+        let mut claims: Vec<(SocketAddr, EndpointUse)> = Vec::new();
+        let Some(call) = self.calls.get_mut(&no) else {
+            return;
+        };
+        for m in &desc.media {
+            let ip = desc.media_addr(m, src.ip());
+            let disabled = m.port == 0 || ip.is_unspecified();
+            let rtp_ep = SocketAddr::new(ip, m.port);
+            let rtcp_ep = match m.rtcp {
+                Some((port, addr)) => SocketAddr::new(addr.unwrap_or(ip), port),
+                None if m.rtcp_mux => rtp_ep,
+                None => SocketAddr::new(ip, m.port.wrapping_add(1)),
+            };
+            call.media.push(MediaInfo {
+                rtp: rtp_ep,
+                rtcp: rtcp_ep,
+                rtcp_mux: m.rtcp_mux,
+                kind: m.media.clone(),
+                proto: m.proto.clone(),
+                direction: desc.media_direction(m),
+                rtpmap: m.rtpmap.clone(),
+                crypto: m.crypto.clone(),
+                ptime: m.ptime,
+                announced_ns: ts_ns,
+                announced_by: by.clone(),
+                disabled,
+            });
+            let idx = call.media.len() - 1;
+            if disabled {
+                continue;
+            }
+            claims.push((
+                rtp_ep,
+                EndpointUse {
+                    call: no,
+                    role: Role::Rtp,
+                    media_idx: idx,
+                },
+            ));
+            if rtcp_ep != rtp_ep {
+                claims.push((
+                    rtcp_ep,
+                    EndpointUse {
+                        call: no,
+                        role: Role::Rtcp,
+                        media_idx: idx,
+                    },
+                ));
+            }
+        }
+        for (ep, u) in claims {
+            let uses = self.endpoints.entry(ep).or_default();
+            // A re-INVITE that repeats an endpoint keeps the first use (its
+            // media index names the m= line the stream started under).
+            if !uses.iter().any(|x| x.call == no && x.role == u.role) {
+                uses.push(u);
+            }
+            for o in self.orphans.claim(ep) {
+                self.stats.orphans_claimed += 1;
+                self.apply_orphan(no, u, o);
+            }
+        }
+    }
+
+    fn apply_orphan(&mut self, no: u64, u: EndpointUse, o: OrphanRtp) {
+        let Some(call) = self.calls.get_mut(&no) else {
+            return;
+        };
+        call.packets.push((o.ts_ns, o.pref));
+        if o.is_rtcp {
+            call.rtcp_packets += 1;
+            return;
+        }
+        call.rtp_packets += 1;
+        let key = StreamKey {
+            src: o.src,
+            dst: o.dst,
+            ssrc: o.ssrc,
+        };
+        let s = call.stream_mut(key, Some(u.media_idx), o.pt);
+        s.stats
+            .update(o.ts_ns, o.seq, o.rtp_ts, o.pt, o.payload_len as usize, o.marker);
+    }
+
+    /// Which call a UDP packet between `src` and `dst` belongs to, by the
+    /// endpoints its SDP announced: a call that names both ends wins, then the
+    /// newest call receiving at `dst`, then the newest one sending from `src`
+    /// (symmetric RTP sends from the port it receives on).
+    fn match_endpoint(&self, src: SocketAddr, dst: SocketAddr) -> Option<EndpointUse> {
+        let d = self.endpoints.get(&dst);
+        let s = self.endpoints.get(&src);
+        if let (Some(d), Some(s)) = (d, s) {
+            if let Some(u) = d.iter().rev().find(|u| s.iter().any(|x| x.call == u.call)) {
+                return Some(*u);
+            }
+        }
+        d.and_then(|d| d.last().copied())
+            .or_else(|| s.and_then(|s| s.last().copied()))
+    }
+
+    /// A UDP datagram that is not SIP. Returns true when it belonged to a call
+    /// (or was held as early media).
+    pub fn on_udp(
+        &mut self,
+        ts_ns: u64,
+        src: SocketAddr,
+        dst: SocketAddr,
+        payload: &[u8],
+        refs: &[(u64, PacketRef)],
+    ) -> bool {
+        self.tick(ts_ns);
+        let Some(u) = self.match_endpoint(src, dst) else {
+            return self.hold_orphan(ts_ns, src, dst, payload, refs);
+        };
+        let Some(call) = self.calls.get_mut(&u.call) else {
+            return false;
+        };
+        self.stats.media_packets += 1;
+        call.last_ns = call.last_ns.max(ts_ns);
+        call.packets.extend_from_slice(refs);
+        let rtcp_like = rtp::looks_like_rtcp(payload);
+        if u.role == Role::Rtcp || rtcp_like {
+            if rtcp_like {
+                call.rtcp_packets += 1;
+                note_rtcp(call, payload);
+            } else {
+                self.stats.media_unparsed += 1;
+            }
+            return true;
+        }
+        match RtpPacket::new_checked(payload) {
+            Ok(p) => {
+                call.rtp_packets += 1;
+                let key = StreamKey {
+                    src,
+                    dst,
+                    ssrc: p.ssrc(),
+                };
+                let s = call.stream_mut(key, Some(u.media_idx), p.payload_type());
+                s.stats.update(
+                    ts_ns,
+                    p.sequence(),
+                    p.timestamp(),
+                    p.payload_type(),
+                    p.payload().len(),
+                    p.marker(),
+                );
+            }
+            // STUN, DTLS, ZRTP or junk on a media port: part of the call's
+            // capture, but not a stream.
+            Err(_) => self.stats.media_unparsed += 1,
+        }
+        true
+    }
+
+    fn hold_orphan(
+        &mut self,
+        ts_ns: u64,
+        src: SocketAddr,
+        dst: SocketAddr,
+        payload: &[u8],
+        refs: &[(u64, PacketRef)],
+    ) -> bool {
+        let is_rtcp = rtp::looks_like_rtcp(payload);
+        let header = if is_rtcp {
+            None
+        } else if rtp::looks_like_rtp(payload) {
+            RtpPacket::new_checked(payload).ok()
+        } else {
+            None
+        };
+        if !is_rtcp && header.is_none() {
+            self.stats.unmatched_udp += 1;
+            return false;
+        }
+        let mut held = false;
+        for &(ts, pref) in refs {
+            let o = OrphanRtp {
+                ts_ns: ts,
+                pref,
+                src,
+                dst,
+                is_rtcp,
+                ssrc: header.as_ref().map_or(0, |p| p.ssrc()),
+                seq: header.as_ref().map_or(0, |p| p.sequence()),
+                rtp_ts: header.as_ref().map_or(0, |p| p.timestamp()),
+                pt: header.as_ref().map_or(0, |p| p.payload_type()),
+                marker: header.as_ref().is_some_and(|p| p.marker()),
+                payload_len: header.as_ref().map_or(0, |p| p.payload().len() as u32),
+            };
+            held |= self.orphans.hold(dst, o, ts_ns);
+        }
+        if !held {
+            self.stats.unmatched_udp += 1;
+        }
+        held
+    }
+}
+
+fn apply_invite_response(call: &mut Call, code: u16, ts_ns: u64, linger: u64) {
+    match code {
+        100..=179 | 190..=199 => {}
+        180..=189 => {
+            call.ringing_ns.get_or_insert(ts_ns);
+            if call.state == CallState::InProgress {
+                call.state = CallState::Ringing;
+            }
+        }
+        200..=299 => {
+            if call.answer_ns.is_none() {
+                call.answer_ns = Some(ts_ns);
+                // A 2xx that crosses a CANCEL wins: the call was set up and
+                // will be ended by a BYE.
+                if call.end_reason == Some(EndReason::Cancel) {
+                    call.end_ns = None;
+                    call.end_reason = None;
+                    call.linger_until = None;
+                }
+                call.state = CallState::Answered;
+                call.status_code = Some(code);
+            }
+        }
+        // Authentication challenges are not an outcome: the caller retries.
+        401 | 407 => {}
+        _ => {
+            if call.answer_ns.is_none() && call.state != CallState::Answered {
+                let state = match code {
+                    486 | 600 => CallState::Busy,
+                    603 => CallState::Declined,
+                    487 => CallState::Cancelled,
+                    408 | 480 => CallState::NoAnswer,
+                    _ => CallState::Failed,
+                };
+                // A CANCEL already set the state; the 487 confirms it.
+                if !(call.state == CallState::Cancelled && code == 487) {
+                    call.state = state;
+                }
+                call.status_code = Some(code);
+                call.end_ns.get_or_insert(ts_ns);
+                call.end_reason.get_or_insert(EndReason::FinalResponse);
+                call.linger_until = Some(ts_ns.saturating_add(linger));
+            }
+        }
+    }
+}
+
+/// Keep what RTCP says about the call's streams beside our own figures.
+fn note_rtcp(call: &mut Call, payload: &[u8]) {
+    for pkt in rtcp::parse_compound(payload) {
+        let Ok(pkt) = pkt else { break };
+        let blocks = match pkt {
+            RtcpPacket::SenderReport { ssrc, reports, .. } => {
+                for s in call.streams.iter_mut().filter(|s| s.key.ssrc == ssrc) {
+                    s.sender_reports += 1;
+                }
+                reports
+            }
+            RtcpPacket::ReceiverReport { reports, .. } => reports,
+            _ => continue,
+        };
+        for b in blocks {
+            let mut found = false;
+            for s in call.streams.iter_mut().filter(|s| s.key.ssrc == b.ssrc) {
+                s.rtcp.reports += 1;
+                s.rtcp.fraction_lost = b.fraction_lost;
+                s.rtcp.cumulative_lost = b.cumulative_lost;
+                s.rtcp.jitter_units = b.jitter;
+                found = true;
+            }
+            if !found {
+                call.rtcp_unmatched += 1;
+            }
+        }
+    }
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
