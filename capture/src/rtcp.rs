@@ -463,3 +463,335 @@ impl<'a> Iterator for RtcpIter<'a> {
         Some(r)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtp::looks_like_rtcp;
+
+    fn header(padding: bool, count: u8, pt: u8, body_len: usize) -> Vec<u8> {
+        assert_eq!(body_len % 4, 0);
+        let words = (body_len / 4) as u16;
+        let b0 = 0x80 | (u8::from(padding) << 5) | count;
+        let [hi, lo] = words.to_be_bytes();
+        vec![b0, pt, hi, lo]
+    }
+
+    fn report_block(ssrc: u32, lost: i32) -> Vec<u8> {
+        let mut b = ssrc.to_be_bytes().to_vec();
+        let lost24 = (lost as u32) & 0x00ff_ffff;
+        b.extend_from_slice(&((0x40 << 24) | lost24).to_be_bytes());
+        for v in [0x0001_0010u32, 77, 0x1234_5678, 0x0002_8000] {
+            b.extend_from_slice(&v.to_be_bytes());
+        }
+        b
+    }
+
+    fn sr(ssrc: u32, blocks: &[Vec<u8>]) -> Vec<u8> {
+        let mut body = ssrc.to_be_bytes().to_vec();
+        for v in [0xe000_0001u32, 0x8000_0000, 160_000, 1000, 160_000] {
+            body.extend_from_slice(&v.to_be_bytes());
+        }
+        for b in blocks {
+            body.extend_from_slice(b);
+        }
+        let mut p = header(false, blocks.len() as u8, PT_SR, body.len());
+        p.extend_from_slice(&body);
+        p
+    }
+
+    fn sdes(chunks: &[(u32, &[(u8, &[u8])])]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for (ssrc, items) in chunks {
+            body.extend_from_slice(&ssrc.to_be_bytes());
+            for (kind, value) in *items {
+                body.push(*kind);
+                body.push(value.len() as u8);
+                body.extend_from_slice(value);
+            }
+            body.push(0);
+            while body.len() % 4 != 0 {
+                body.push(0);
+            }
+        }
+        let mut p = header(false, chunks.len() as u8, PT_SDES, body.len());
+        p.extend_from_slice(&body);
+        p
+    }
+
+    #[test]
+    fn rtcp_compound_sr_sdes() {
+        let mut d = sr(0x1111, &[report_block(0x2222, 5)]);
+        d.extend(sdes(&[(
+            0x1111,
+            &[(1, b"alice@10.0.0.1"), (6, b"baresip")],
+        )]));
+        assert!(looks_like_rtcp(&d));
+        let pkts: Vec<_> = parse_compound(&d).collect::<Result<_, _>>().unwrap();
+        assert_eq!(pkts.len(), 2);
+        let RtcpPacket::SenderReport {
+            ssrc,
+            ntp_sec,
+            ntp_frac,
+            rtp_ts,
+            packet_count,
+            octet_count,
+            reports,
+        } = pkts[0].clone()
+        else {
+            panic!("{:?}", pkts[0]);
+        };
+        assert_eq!(
+            (ssrc, ntp_sec, ntp_frac, rtp_ts, packet_count, octet_count),
+            (0x1111, 0xe000_0001, 0x8000_0000, 160_000, 1000, 160_000)
+        );
+        let blocks: Vec<_> = reports.collect();
+        assert_eq!(
+            blocks,
+            [ReportBlock {
+                ssrc: 0x2222,
+                fraction_lost: 0x40,
+                cumulative_lost: 5,
+                highest_seq: 0x0001_0010,
+                jitter: 77,
+                lsr: 0x1234_5678,
+                dlsr: 0x0002_8000,
+            }]
+        );
+        let RtcpPacket::SourceDescription(chunks) = &pkts[1] else {
+            panic!()
+        };
+        assert_eq!(chunks.cname(), Some((0x1111, &b"alice@10.0.0.1"[..])));
+        let all: Vec<_> = chunks
+            .clone()
+            .map(|c| (c.ssrc, c.items.collect::<Vec<_>>()))
+            .collect();
+        assert_eq!(
+            all,
+            [(
+                0x1111,
+                vec![(1, &b"alice@10.0.0.1"[..]), (6, &b"baresip"[..])]
+            )]
+        );
+        assert_eq!(pkts[1].packet_type(), PT_SDES);
+    }
+
+    #[test]
+    fn rtcp_rr_several_blocks_negative_loss() {
+        let blocks = [
+            report_block(1, 0),
+            report_block(2, -3),
+            report_block(3, 0x7f_ffff),
+        ];
+        let mut body = 0xabcdu32.to_be_bytes().to_vec();
+        blocks.iter().for_each(|b| body.extend_from_slice(b));
+        let mut d = header(false, 3, PT_RR, body.len());
+        d.extend_from_slice(&body);
+        let mut it = parse_compound(&d);
+        let Some(Ok(RtcpPacket::ReceiverReport { ssrc, reports })) = it.next() else {
+            panic!()
+        };
+        assert!(it.next().is_none());
+        assert_eq!(ssrc, 0xabcd);
+        assert_eq!(reports.len(), 3);
+        let lost: Vec<_> = reports.map(|b| (b.ssrc, b.cumulative_lost)).collect();
+        assert_eq!(lost, [(1, 0), (2, -3), (3, 0x7f_ffff)]);
+    }
+
+    #[test]
+    fn rtcp_empty_rr_and_zero_length() {
+        // Length field 0 = a 4-byte packet: a valid RR with no blocks but
+        // missing the reporter SSRC.
+        let d = [0x80, PT_RR, 0, 0];
+        assert_eq!(
+            parse_compound(&d).next(),
+            Some(Err(RtcpError::BodyTooShort { packet_type: PT_RR }))
+        );
+        let d = [0x80, PT_RR, 0, 1, 0, 0, 0, 9];
+        let Some(Ok(RtcpPacket::ReceiverReport { ssrc: 9, reports })) = parse_compound(&d).next()
+        else {
+            panic!()
+        };
+        assert!(reports.is_empty());
+        // A 4-byte BYE with no sources is legal.
+        let d = [0x80, PT_BYE, 0, 0];
+        assert!(matches!(
+            parse_compound(&d).next(),
+            Some(Ok(RtcpPacket::Goodbye { reason: None, .. }))
+        ));
+        // Empty datagram: nothing.
+        assert_eq!(parse_compound(&[]).count(), 0);
+        // A lone truncated header.
+        assert_eq!(
+            parse_compound(&[0x80, 200]).next(),
+            Some(Err(RtcpError::Truncated(2)))
+        );
+    }
+
+    #[test]
+    fn rtcp_bye_with_reason() {
+        let mut body = Vec::new();
+        body.extend_from_slice(&7u32.to_be_bytes());
+        body.extend_from_slice(&8u32.to_be_bytes());
+        body.push(9);
+        body.extend_from_slice(b"hangup!!!");
+        body.extend_from_slice(&[0, 0]);
+        let mut d = header(false, 2, PT_BYE, body.len());
+        d.extend_from_slice(&body);
+        let Some(Ok(RtcpPacket::Goodbye { ssrcs, reason })) = parse_compound(&d).next() else {
+            panic!()
+        };
+        assert_eq!(ssrcs.collect::<Vec<_>>(), [7, 8]);
+        assert_eq!(reason, Some(&b"hangup!!!"[..]));
+        // Reason length running past the packet.
+        let last = 4 + 8;
+        d[last] = 200;
+        assert_eq!(
+            parse_compound(&d).next(),
+            Some(Err(RtcpError::BodyTooShort {
+                packet_type: PT_BYE
+            }))
+        );
+    }
+
+    #[test]
+    fn rtcp_app_and_feedback_as_other() {
+        let mut app = header(false, 3, PT_APP, 12);
+        app.extend_from_slice(&0x55u32.to_be_bytes());
+        app.extend_from_slice(b"VOXT");
+        app.extend_from_slice(&[1, 2, 3, 4]);
+        // PSFB PLI (FMT 1): sender + media SSRC.
+        let mut pli = header(false, 1, PT_PSFB, 8);
+        pli.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 2]);
+        // XR with one empty-ish block.
+        let mut xr = header(false, 0, PT_XR, 8);
+        xr.extend_from_slice(&[0, 0, 0, 1, 4, 0, 0, 0]);
+        let mut d = Vec::new();
+        for p in [&app, &pli, &xr] {
+            d.extend_from_slice(p);
+        }
+        let pkts: Vec<_> = parse_compound(&d).collect::<Result<_, _>>().unwrap();
+        assert_eq!(
+            pkts[0],
+            RtcpPacket::App {
+                subtype: 3,
+                ssrc: 0x55,
+                name: *b"VOXT",
+                data: &[1, 2, 3, 4],
+            }
+        );
+        assert_eq!(
+            pkts[1],
+            RtcpPacket::Other {
+                packet_type: PT_PSFB,
+                body: &[0, 0, 0, 1, 0, 0, 0, 2],
+            }
+        );
+        assert_eq!(pkts[2].packet_type(), PT_XR);
+        let fmt: Vec<_> = raw_packets(&d).map(|r| r.unwrap().count).collect();
+        assert_eq!(fmt, [3, 1, 0]);
+        // APP too short for its name.
+        let d = [0x80, PT_APP, 0, 1, 0, 0, 0, 1];
+        assert_eq!(
+            parse_compound(&d).next(),
+            Some(Err(RtcpError::BodyTooShort {
+                packet_type: PT_APP
+            }))
+        );
+    }
+
+    #[test]
+    fn rtcp_lengths_that_lie() {
+        // SR whose length overruns the datagram: error, then the walk stops.
+        let mut d = sr(1, &[]);
+        d[3] += 1;
+        let mut it = parse_compound(&d);
+        assert_eq!(
+            it.next(),
+            Some(Err(RtcpError::LengthOverrun {
+                claimed: 32,
+                available: 28
+            }))
+        );
+        assert_eq!(it.next(), None);
+        // SR announcing 2 report blocks but carrying none.
+        let mut d = sr(1, &[]);
+        d[0] |= 2;
+        assert_eq!(
+            parse_compound(&d).next(),
+            Some(Err(RtcpError::BodyTooShort { packet_type: PT_SR }))
+        );
+        // Bad version in the second packet: first decodes, second errors.
+        let mut d = sr(1, &[]);
+        d.extend_from_slice(&[0x40, PT_RR, 0, 0]);
+        let r: Vec<_> = parse_compound(&d).collect();
+        assert!(r[0].is_ok());
+        assert_eq!(r[1], Err(RtcpError::BadVersion(1)));
+        // SDES whose item length runs past the packet.
+        let mut d = sdes(&[(1, &[(1, b"abc")])]);
+        d[9] = 50;
+        assert_eq!(parse_compound(&d).next(), Some(Err(RtcpError::BadSdes)));
+        // SDES announcing 2 chunks, carrying 1.
+        let mut d = sdes(&[(1, &[(1, b"abc")])]);
+        d[0] = (d[0] & 0xe0) | 2;
+        assert_eq!(parse_compound(&d).next(), Some(Err(RtcpError::BadSdes)));
+        // Padding count larger than the body, and 0.
+        let mut d = header(true, 0, PT_RR, 8);
+        d.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 9]);
+        assert_eq!(
+            parse_compound(&d).next(),
+            Some(Err(RtcpError::BadPadding(9)))
+        );
+        let last = d.len() - 1;
+        d[last] = 0;
+        assert_eq!(
+            parse_compound(&d).next(),
+            Some(Err(RtcpError::BadPadding(0)))
+        );
+        d[last] = 4;
+        assert!(matches!(
+            parse_compound(&d).next(),
+            Some(Ok(RtcpPacket::ReceiverReport { ssrc: 1, .. }))
+        ));
+    }
+
+    /// Packet types per datagram must match
+    /// `tshark -r ndpi/rtcp_multiple_pkts_in_the_same_datagram.pcap
+    ///  -o rtcp.heuristic_rtcp:TRUE -T fields -e rtcp.pt` (tshark 4.0.17):
+    /// 200,202 / 201,202 / 200,202 / 201,202 / 200,202.
+    #[test]
+    fn rtcp_corpus_ndpi_compound_matches_tshark() {
+        let path = "/work/shared/corpus/ndpi/rtcp_multiple_pkts_in_the_same_datagram.pcap";
+        let Some(dgrams) = crate::rtp::test_pcap::udp_datagrams(path) else {
+            eprintln!("skipping: {path} not present");
+            return;
+        };
+        let tshark: [&[u8]; 5] = [
+            &[200, 202],
+            &[201, 202],
+            &[200, 202],
+            &[201, 202],
+            &[200, 202],
+        ];
+        assert_eq!(dgrams.len(), tshark.len());
+        for ((_, _, _, payload), want) in dgrams.iter().zip(tshark) {
+            assert!(looks_like_rtcp(payload));
+            assert!(!crate::rtp::looks_like_rtp(payload));
+            let pkts: Vec<_> = parse_compound(payload).collect::<Result<_, _>>().unwrap();
+            let pts: Vec<u8> = pkts.iter().map(RtcpPacket::packet_type).collect();
+            assert_eq!(pts, want);
+            let RtcpPacket::SourceDescription(chunks) = &pkts[1] else {
+                panic!()
+            };
+            let (ssrc, cname) = chunks.cname().expect("CNAME");
+            assert!(!cname.is_empty());
+            let reporter = match &pkts[0] {
+                RtcpPacket::SenderReport { ssrc, .. } | RtcpPacket::ReceiverReport { ssrc, .. } => {
+                    *ssrc
+                }
+                p => panic!("{p:?}"),
+            };
+            assert_eq!(ssrc, reporter);
+        }
+    }
+}

@@ -414,3 +414,62 @@ mod tests {
         }
     }
 }
+
+/// Minimal classic-pcap reader for the corpus tests of this module and its
+/// siblings: Ethernet (optionally one 802.1Q tag) or Linux SLL, IPv4, UDP.
+/// The real decoder lives elsewhere; this only has to read our corpus.
+#[cfg(test)]
+pub(crate) mod test_pcap {
+    /// One UDP datagram: (arrival ns, src ip:port, dst ip:port, payload).
+    pub(crate) type Datagram = (u64, ([u8; 4], u16), ([u8; 4], u16), Vec<u8>);
+
+    /// `None` when the corpus file is not present on this machine.
+    pub(crate) fn udp_datagrams(path: &str) -> Option<Vec<Datagram>> {
+        let file = std::fs::read(path).ok()?;
+        let u32_at = |b: &[u8], at: usize, le: bool| {
+            let w: [u8; 4] = b[at..at + 4].try_into().unwrap();
+            if le {
+                u32::from_le_bytes(w)
+            } else {
+                u32::from_be_bytes(w)
+            }
+        };
+        let (le, nanos) = match &file[..4] {
+            [0xd4, 0xc3, 0xb2, 0xa1] => (true, false),
+            [0xa1, 0xb2, 0xc3, 0xd4] => (false, false),
+            [0x4d, 0x3c, 0xb2, 0xa1] => (true, true),
+            [0xa1, 0xb2, 0x3c, 0x4d] => (false, true),
+            m => panic!("{path}: not a classic pcap: {m:?}"),
+        };
+        let linktype = u32_at(&file, 20, le);
+        let mut out = Vec::new();
+        let mut at = 24;
+        while at + 16 <= file.len() {
+            let (sec, frac) = (u32_at(&file, at, le), u32_at(&file, at + 4, le));
+            let caplen = u32_at(&file, at + 8, le) as usize;
+            let frame = &file[at + 16..at + 16 + caplen];
+            at += 16 + caplen;
+            let ns =
+                u64::from(sec) * 1_000_000_000 + u64::from(frac) * if nanos { 1 } else { 1000 };
+            let (mut ethertype, mut ip) = match linktype {
+                1 => (u16::from_be_bytes([frame[12], frame[13]]), &frame[14..]),
+                113 => (u16::from_be_bytes([frame[14], frame[15]]), &frame[16..]),
+                t => panic!("{path}: linktype {t} not handled"),
+            };
+            if ethertype == 0x8100 {
+                ethertype = u16::from_be_bytes([ip[2], ip[3]]);
+                ip = &ip[4..];
+            }
+            if ethertype != 0x0800 || ip[9] != 17 {
+                continue;
+            }
+            let udp = &ip[usize::from(ip[0] & 0x0f) * 4..];
+            let port = |i: usize| u16::from_be_bytes([udp[i], udp[i + 1]]);
+            let len = usize::from(port(4)).min(udp.len());
+            let src = (ip[12..16].try_into().unwrap(), port(0));
+            let dst = (ip[16..20].try_into().unwrap(), port(2));
+            out.push((ns, src, dst, udp[8..len].to_vec()));
+        }
+        Some(out)
+    }
+}
