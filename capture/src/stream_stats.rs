@@ -428,3 +428,328 @@ impl StreamStats {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    /// Feeds (arrival ms, seq, ts) triples as PCMA without marker.
+    fn feed(s: &mut StreamStats, pkts: &[(u64, u16, u32)]) {
+        for &(ms, seq, ts) in pkts {
+            s.update(ms * MS, seq, ts, 8, 160, false);
+        }
+    }
+
+    /// A regular 20 ms PCMA stream of `n` packets starting at `seq0`.
+    fn regular(seq0: u16, ts0: u32, n: u16) -> Vec<(u64, u16, u32)> {
+        (0..n)
+            .map(|i| {
+                (
+                    1_000 + 20 * u64::from(i),
+                    seq0.wrapping_add(i),
+                    ts0.wrapping_add(160 * u32::from(i)),
+                )
+            })
+            .collect()
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    #[test]
+    fn stats_in_order_regular_stream() {
+        let mut s = StreamStats::new(0);
+        feed(&mut s, &regular(1000, 12345, 50));
+        let r = s.summary();
+        assert_eq!((r.packets, r.expected, r.lost), (50, 50, 0));
+        assert_eq!((r.out_of_order, r.duplicates, r.seq_wraps), (0, 0, 0));
+        assert_eq!((r.first_seq, r.last_seq), (1000, 1049));
+        assert_eq!((r.first_ns, r.last_ns), (1_000 * MS, 1_980 * MS));
+        assert_eq!(r.jitter_ms, 0.0);
+        assert_eq!(r.max_jitter_ms, 0.0);
+        assert_eq!(r.mean_jitter_ms, 0.0);
+        assert!(close(r.min_delta_ms, 20.0) && close(r.max_delta_ms, 20.0));
+        assert!(close(r.avg_delta_ms, 20.0));
+        assert_eq!(r.payload_types, [8]);
+        assert_eq!(r.ptime_ms, Some(20.0));
+    }
+
+    #[test]
+    fn stats_regular_stream_across_timestamp_wrap_has_no_jitter() {
+        let mut s = StreamStats::new(0);
+        feed(&mut s, &regular(7, u32::MAX - 800, 20));
+        let r = s.summary();
+        assert_eq!(r.max_jitter_ms, 0.0);
+        assert!(close(r.max_delta_ms, 20.0));
+        assert_eq!(r.ptime_ms, Some(20.0));
+    }
+
+    #[test]
+    fn stats_loss() {
+        let mut pkts = regular(0, 0, 20);
+        pkts.retain(|p| p.1 != 5 && p.1 != 6);
+        let mut s = StreamStats::new(0);
+        feed(&mut s, &pkts);
+        let r = s.summary();
+        assert_eq!((r.packets, r.expected, r.lost), (18, 20, 2));
+        assert_eq!((r.out_of_order, r.duplicates), (0, 0));
+        // The gap is 60 ms of arrival for 60 ms of timestamps: no jitter.
+        assert!(close(r.max_delta_ms, 60.0));
+        assert_eq!(r.max_jitter_ms, 0.0);
+    }
+
+    #[test]
+    fn stats_reorder() {
+        let mut pkts = regular(100, 0, 6);
+        pkts.swap(2, 3); // 100 101 103 102 104 105
+        let mut s = StreamStats::new(0);
+        feed(&mut s, &pkts);
+        let r = s.summary();
+        assert_eq!((r.packets, r.expected, r.lost), (6, 6, 0));
+        assert_eq!((r.out_of_order, r.duplicates), (1, 0));
+        assert_eq!(r.last_seq, 105);
+    }
+
+    #[test]
+    fn stats_duplicates() {
+        let mut pkts = regular(100, 0, 5);
+        pkts.insert(3, pkts[2]); // 100 101 102 102 103 104
+        pkts.push(pkts[0]); // a very late copy of the first one too
+        let mut s = StreamStats::new(0);
+        feed(&mut s, &pkts);
+        let r = s.summary();
+        assert_eq!((r.packets, r.expected, r.lost), (7, 5, -2));
+        assert_eq!((r.out_of_order, r.duplicates), (0, 2));
+    }
+
+    #[test]
+    fn stats_sequence_wrap() {
+        let mut s = StreamStats::new(0);
+        feed(&mut s, &regular(65530, 0, 20));
+        let r = s.summary();
+        assert_eq!((r.packets, r.expected, r.lost), (20, 20, 0));
+        assert_eq!(r.seq_wraps, 1);
+        assert_eq!((r.first_seq, r.last_seq), (65530, 13));
+        assert_eq!((r.out_of_order, r.duplicates), (0, 0));
+    }
+
+    #[test]
+    fn stats_reorder_across_wrap() {
+        // 65534, 0, 65535, 1: the late 65535 must not count a second wrap.
+        let mut pkts = regular(65534, 0, 4);
+        pkts.swap(1, 2);
+        let mut s = StreamStats::new(0);
+        feed(&mut s, &pkts);
+        let r = s.summary();
+        assert_eq!((r.packets, r.expected, r.lost, r.seq_wraps), (4, 4, 0, 1));
+        assert_eq!((r.out_of_order, r.duplicates), (1, 0));
+    }
+
+    #[test]
+    fn stats_duplicate_window_forgets_old_numbers() {
+        // After a jump larger than the window, an old number comes back: it
+        // is counted late (cannot be told from a duplicate any more).
+        let mut s = StreamStats::new(0);
+        feed(
+            &mut s,
+            &[(0, 10, 0), (20, 11, 160), (40, 3000, 320), (60, 11, 480)],
+        );
+        let r = s.summary();
+        assert_eq!((r.duplicates, r.out_of_order), (0, 1));
+        assert_eq!(r.expected, 2991);
+    }
+
+    /// Hand-computed RFC 3550 A.8 jitter for a 20 ms/160-tick stream arriving
+    /// at 0, 20, 45, 60, 80 ms (J += (|D| - J) / 16, in ms):
+    ///   D = 0, 5, 5, 0
+    ///   J = 0, 5/16 = 0.3125, (15*0.3125 + 5)/16 = 0.60546875,
+    ///       15*0.60546875/16 = 0.567626953125 (= 4.541015625 ticks)
+    /// Wireshark's running mean over n = 1..4 deltas:
+    ///   0, 0.15625, 0.305989583.., 0.37139892578125
+    #[test]
+    fn stats_jitter_matches_hand_computed_rfc3550() {
+        let mut s = StreamStats::new(0);
+        feed(
+            &mut s,
+            &[
+                (0, 1, 0),
+                (20, 2, 160),
+                (45, 3, 320),
+                (60, 4, 480),
+                (80, 5, 640),
+            ],
+        );
+        let r = s.summary();
+        assert!(close(r.jitter_ms, 0.567626953125), "{}", r.jitter_ms);
+        assert!(close(r.max_jitter_ms, 0.60546875));
+        assert!(close(r.mean_jitter_ms, 0.37139892578125));
+        assert!(close(s.min_jitter_ms(), 0.0));
+        assert!(close(r.max_delta_ms, 25.0) && close(r.min_delta_ms, 15.0));
+        assert!(close(r.avg_delta_ms, 20.0));
+    }
+
+    #[test]
+    fn stats_marker_and_comfort_noise_excluded_from_extremes() {
+        let mut s = StreamStats::new(0);
+        s.update(0, 1, 0, 8, 160, true);
+        s.update(20 * MS, 2, 160, 8, 160, false);
+        // Talkspurt after 1 s of silence: marker set, its delta is not a gap.
+        s.update(1_020 * MS, 3, 8160, 8, 160, true);
+        s.update(1_040 * MS, 4, 8320, 8, 160, false);
+        // CN packet, then the packet after it, both excluded.
+        s.update(2_040 * MS, 5, 16320, PT_CN, 1, false);
+        s.update(3_040 * MS, 6, 24320, 8, 160, false);
+        s.update(3_060 * MS, 7, 24480, 8, 160, false);
+        let r = s.summary();
+        assert!(close(r.max_delta_ms, 20.0), "{}", r.max_delta_ms);
+        assert_eq!(r.payload_types, [8, PT_CN]);
+        assert_eq!(r.packets, 7);
+    }
+
+    #[test]
+    fn stats_payload_type_change_and_dynamic_clock() {
+        let mut s = StreamStats::new(0);
+        // Opus (dynamic 111) whose rate the SDP tells later.
+        s.update(0, 1, 0, 111, 80, false);
+        s.update(20 * MS, 2, 960, 111, 80, false);
+        assert_eq!(s.summary().ptime_ms, None);
+        s.set_clock_rate(48_000);
+        s.update(40 * MS, 3, 1920, 111, 80, false);
+        s.update(60 * MS, 4, 2880, 111, 80, false);
+        // telephone-event mid-stream, same SSRC, no clock: no jitter.
+        s.set_pt_clock_rate(101, 0);
+        s.update(80 * MS, 5, 3840, 101, 4, true);
+        s.update(130 * MS, 6, 3840, 101, 4, false);
+        s.update(140 * MS, 7, 4800, 111, 80, false);
+        let r = s.summary();
+        assert_eq!(r.payload_types, [111, 101]);
+        assert_eq!(r.ptime_ms, Some(20.0));
+        assert_eq!(s.clock_rate_for(101), 0);
+        assert_eq!(s.clock_rate_for(9), 8000);
+        assert_eq!(s.clock_rate_for(19), 8000);
+        assert_eq!(s.clock_rate_for(20), 0);
+        assert_eq!((r.packets, r.lost), (7, 0));
+    }
+
+    /// Streams found in a pcap: key (src, dst, ssrc) -> stats.
+    fn streams_of(path: &str) -> Option<Vec<((u16, u16, u32), StreamStats)>> {
+        use crate::rtp::{RtpPacket, looks_like_rtp};
+        let dgrams = crate::rtp::test_pcap::udp_datagrams(path)?;
+        let mut streams: Vec<((u16, u16, u32), StreamStats)> = Vec::new();
+        for (ns, src, dst, payload) in &dgrams {
+            if !looks_like_rtp(payload) {
+                continue;
+            }
+            let p = RtpPacket::new_checked(payload).unwrap();
+            let key = (src.1, dst.1, p.ssrc());
+            let idx = match streams.iter().position(|(k, _)| *k == key) {
+                Some(i) => i,
+                None => {
+                    streams.push((key, StreamStats::new(0)));
+                    streams.len() - 1
+                }
+            };
+            streams[idx].1.update(
+                *ns,
+                p.sequence(),
+                p.timestamp(),
+                p.payload_type(),
+                p.payload().len(),
+                p.marker(),
+            );
+        }
+        Some(streams)
+    }
+
+    /// One row of `tshark -z rtp,streams`; delta and jitter are
+    /// [min, mean, max] in ms.
+    struct Tshark {
+        ports: (u16, u16),
+        ssrc: u32,
+        pkts: u64,
+        lost: i64,
+        delta: [f64; 3],
+        jitter: [f64; 3],
+    }
+
+    fn compare(path: &str, want: &[Tshark]) {
+        let Some(streams) = streams_of(path) else {
+            eprintln!("skipping: {path} not present");
+            return;
+        };
+        assert_eq!(streams.len(), want.len(), "stream count in {path}");
+        for w in want {
+            let key = (w.ports.0, w.ports.1, w.ssrc);
+            let (_, s) = streams
+                .iter()
+                .find(|(k, _)| *k == key)
+                .unwrap_or_else(|| panic!("no stream {key:x?}"));
+            let r = s.summary();
+            assert_eq!((r.packets, r.lost), (w.pkts, w.lost), "{key:x?}");
+            let delta = [r.min_delta_ms, r.avg_delta_ms, r.max_delta_ms];
+            let jitter = [s.min_jitter_ms(), r.mean_jitter_ms, r.max_jitter_ms];
+            for (ours, theirs) in [(delta, w.delta), (jitter, w.jitter)] {
+                for (a, b) in ours.iter().zip(theirs) {
+                    // tshark prints 3 decimals.
+                    assert!(
+                        (a - b).abs() <= 0.0005 + 1e-9,
+                        "{key:x?}: {ours:?} vs {theirs:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Figures from tshark 4.0.17:
+    /// `tshark -q -r /work/shared/corpus/sipp/g711a.pcap -o rtp.heuristic_rtp:TRUE -z rtp,streams`
+    /// 10.1.3.143:5000 -> 10.1.6.18:2006 0xDEE0EE8F g711A 236 pkts, lost 0,
+    /// delta min/mean/max 25.112/29.998/34.829, jitter min/mean/max 0.002/0.350/0.829.
+    #[test]
+    fn stats_corpus_g711a_matches_tshark() {
+        compare(
+            "/work/shared/corpus/sipp/g711a.pcap",
+            &[Tshark {
+                ports: (5000, 2006),
+                ssrc: 0xDEE0_EE8F,
+                pkts: 236,
+                lost: 0,
+                delta: [25.112, 29.998, 34.829],
+                jitter: [0.002, 0.350, 0.829],
+            }],
+        );
+    }
+
+    /// Figures from tshark 4.0.17:
+    /// `tshark -q -r /work/shared/corpus/generated/baresip-g722-1call.pcap -o rtp.heuristic_rtp:TRUE -z rtp,streams`
+    /// 20004 -> 21018 0xD0D49D72 g722 451 pkts, lost 0, delta 12.437/19.996/24.463, jitter 0.218/1.159/1.604
+    /// 21018 -> 20004 0xB0EFB8D8 g722 451 pkts, lost 0, delta 12.503/19.995/28.401, jitter 0.032/1.186/2.001
+    /// (RTCP on the odd ports must be rejected by `looks_like_rtp`, else the
+    /// stream count differs.)
+    #[test]
+    fn stats_corpus_baresip_g722_matches_tshark() {
+        compare(
+            "/work/shared/corpus/generated/baresip-g722-1call.pcap",
+            &[
+                Tshark {
+                    ports: (20004, 21018),
+                    ssrc: 0xD0D4_9D72,
+                    pkts: 451,
+                    lost: 0,
+                    delta: [12.437, 19.996, 24.463],
+                    jitter: [0.218, 1.159, 1.604],
+                },
+                Tshark {
+                    ports: (21018, 20004),
+                    ssrc: 0xB0EF_B8D8,
+                    pkts: 451,
+                    lost: 0,
+                    delta: [12.503, 19.995, 28.401],
+                    jitter: [0.032, 1.186, 2.001],
+                },
+            ],
+        );
+    }
+}
