@@ -500,7 +500,10 @@ mod tests {
         p
     }
 
-    fn sdes(chunks: &[(u32, &[(u8, &[u8])])]) -> Vec<u8> {
+    /// (ssrc, [(item type, value)]).
+    type Chunk<'a> = (u32, &'a [(u8, &'a [u8])]);
+
+    fn sdes(chunks: &[Chunk]) -> Vec<u8> {
         let mut body = Vec::new();
         for (ssrc, items) in chunks {
             body.extend_from_slice(&ssrc.to_be_bytes());

@@ -634,11 +634,14 @@ mod tests {
         assert_eq!((r.packets, r.lost), (7, 0));
     }
 
-    /// Streams found in a pcap: key (src, dst, ssrc) -> stats.
-    fn streams_of(path: &str) -> Option<Vec<((u16, u16, u32), StreamStats)>> {
+    /// (src port, dst port, ssrc): ports suffice for the corpus files.
+    type Key = (u16, u16, u32);
+
+    /// Streams found in a pcap, in first-seen order.
+    fn streams_of(path: &str) -> Option<Vec<(Key, StreamStats)>> {
         use crate::rtp::{RtpPacket, looks_like_rtp};
         let dgrams = crate::rtp::test_pcap::udp_datagrams(path)?;
-        let mut streams: Vec<((u16, u16, u32), StreamStats)> = Vec::new();
+        let mut streams: Vec<(Key, StreamStats)> = Vec::new();
         for (ns, src, dst, payload) in &dgrams {
             if !looks_like_rtp(payload) {
                 continue;
