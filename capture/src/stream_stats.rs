@@ -341,7 +341,7 @@ impl StreamStats {
         let khz = clock / 1000;
         let mut current_jitter = 0.0;
         if khz != 0 {
-            let nominal_ms = (ext_ts - self.ref_ext_ts) as f64 / f64::from(khz);
+            let nominal_ms = ext_ts.saturating_sub(self.ref_ext_ts) as f64 / f64::from(khz);
             let diff = (self.delta_ms - nominal_ms).abs();
             current_jitter = (15.0 * self.jitter_ms + diff) / 16.0;
             self.jitter_ms = current_jitter;
@@ -390,7 +390,7 @@ impl StreamStats {
 
     pub fn summary(&self) -> StreamSummary {
         let expected = if self.started {
-            u64::try_from(self.max_ext - self.base_ext + 1).unwrap_or(0)
+            u64::try_from(self.max_ext.saturating_sub(self.base_ext).saturating_add(1)).unwrap_or(0)
         } else {
             0
         };
