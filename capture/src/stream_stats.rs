@@ -5,9 +5,12 @@
 //!   follows RFC 3550 appendix A.1, with a fixed bitmap of the last
 //!   [`SEQ_WINDOW`] sequence numbers to tell duplicates from late packets;
 //! - the timing columns (delta, jitter, max/mean jitter) reproduce Wireshark's
-//!   `rtppacket_analyse` (ui/tap-rtp-analysis.c), quirks included, so that our
-//!   numbers can be checked against `tshark -z rtp,streams` and users see the
-//!   same figures in both tools.
+//!   `rtppacket_analyse` (ui/tap-rtp-analysis.c) as shipped in 4.0, quirks
+//!   included, so that our numbers can be checked against
+//!   `tshark -z rtp,streams` and users see the same figures in both tools.
+//!   4.0 judges "timestamp in sequence" against the stream's *first*
+//!   timestamp (later releases compare with the previous packet, which
+//!   changes the figures when RFC 4733 events share the audio SSRC).
 //!
 //! [`StreamStats::update`] never allocates: all state is fixed-size.
 
@@ -80,17 +83,20 @@ pub struct StreamStats {
     out_of_order: u64,
     duplicates: u64,
 
-    /// Timestamp of the previous packet and its 64-bit extension, so a
-    /// timestamp wrap does not look like a jump back in time.
+    /// Timestamp of the previous packet (ptime steps).
     last_ts: u32,
-    last_ext_ts: i64,
+    /// Timestamp of the first packet: Wireshark 4.0 measures nominal time
+    /// from it and calls a packet "in time sequence" when its timestamp is
+    /// at most half the 32-bit space ahead of it.
+    first_ts: u32,
+    /// Nominal time (ms since `first_ts`) of the last in-sequence packet
+    /// that had a clock (Wireshark's `lastnominaltime`).
+    last_nominal_ms: f64,
 
     first_ns: u64,
     last_ns: u64,
-    /// Arrival and extended timestamp of the last packet whose timestamp did
-    /// not go backwards (Wireshark's `time` / `seq_timestamp`).
+    /// Arrival of the last in-time-sequence packet (Wireshark's `time`).
     ref_ns: u64,
-    ref_ext_ts: i64,
     /// Previous packet's PT (Wireshark's `pt`), for the CN rules.
     last_pt: u8,
     delta_ms: f64,
@@ -129,11 +135,11 @@ impl StreamStats {
             out_of_order: 0,
             duplicates: 0,
             last_ts: 0,
-            last_ext_ts: 0,
+            first_ts: 0,
+            last_nominal_ms: 0.0,
             first_ns: 0,
             last_ns: 0,
             ref_ns: 0,
-            ref_ext_ts: 0,
             last_pt: 0,
             delta_ms: 0.0,
             jitter_ms: 0.0,
@@ -306,20 +312,17 @@ impl StreamStats {
             self.test_and_set(self.base_ext);
             self.prev_ext = self.base_ext;
             self.last_ts = rtp_ts;
-            self.last_ext_ts = i64::from(rtp_ts);
+            self.first_ts = rtp_ts;
+            self.last_nominal_ms = 0.0;
             self.first_ns = arrival_ns;
             self.ref_ns = arrival_ns;
-            self.ref_ext_ts = self.last_ext_ts;
             self.last_pt = pt;
             return;
         }
 
         let ext = self.track_sequence(seq);
 
-        // Extend the timestamp relative to the previous packet: the nearest
-        // 64-bit value with these low 32 bits.
         let ts_step = rtp_ts.wrapping_sub(self.last_ts) as i32;
-        let ext_ts = self.last_ext_ts.saturating_add(i64::from(ts_step));
 
         let clock = self.clock_rate_for(pt);
         if ext == self.prev_ext.saturating_add(1) && pt == self.last_pt && ts_step > 0 && clock != 0
@@ -327,24 +330,37 @@ impl StreamStats {
             self.note_step(ts_step.unsigned_abs(), clock);
         }
 
-        // ---- Wireshark rtppacket_analyse from here on ----
-        let in_time_sequence = self.ref_ext_ts <= ext_ts;
+        // ---- Wireshark 4.0 rtppacket_analyse from here on ----
+        // Timestamp distance from the first packet, modulo 2^32. Wireshark
+        // accepts exactly 2^31 only through its wrapped branch, hence `<=`
+        // on the wrapped side.
+        let since_first = rtp_ts.wrapping_sub(self.first_ts);
+        let in_time_sequence = if rtp_ts >= self.first_ts {
+            since_first < 0x8000_0000
+        } else {
+            since_first <= 0x8000_0000
+        };
         let is_cn = pt == PT_CN || pt == PT_CN_OLD;
         let follows_cn = self.last_pt == PT_CN || self.last_pt == PT_CN_OLD;
 
-        // Arrival delta from the last in-time-sequence packet, computed in
-        // integer ns so absolute epoch times lose no precision.
-        self.delta_ms = (i128::from(arrival_ns) - i128::from(self.ref_ns)) as f64 / 1e6;
         // Wireshark divides by `clock_rate / 1000` in integer arithmetic
         // (44100 Hz counts as 44 kHz); copied so figures match tshark.
         // Rates below 1000 Hz would divide by zero there; we skip them.
         let khz = clock / 1000;
         let mut current_jitter = 0.0;
-        if khz != 0 {
-            let nominal_ms = ext_ts.saturating_sub(self.ref_ext_ts) as f64 / f64::from(khz);
-            let diff = (self.delta_ms - nominal_ms).abs();
-            current_jitter = (15.0 * self.jitter_ms + diff) / 16.0;
-            self.jitter_ms = current_jitter;
+        if in_time_sequence {
+            // Arrival delta from the last in-time-sequence packet, in integer
+            // ns first so absolute epoch times lose no precision. A packet
+            // out of time sequence keeps the previous delta, as in Wireshark
+            // (it is excluded from the extremes below anyway).
+            self.delta_ms = (i128::from(arrival_ns) - i128::from(self.ref_ns)) as f64 / 1e6;
+            if khz != 0 {
+                let nominal_ms = f64::from(since_first) / f64::from(khz);
+                let diff = (self.delta_ms - (nominal_ms - self.last_nominal_ms)).abs();
+                current_jitter = (15.0 * self.jitter_ms + diff) / 16.0;
+                self.jitter_ms = current_jitter;
+                self.last_nominal_ms = nominal_ms;
+            }
         }
 
         let regular = !marker && !is_cn && in_time_sequence && !follows_cn;
@@ -359,7 +375,7 @@ impl StreamStats {
                 self.min_delta_ms = Some(self.delta_ms);
             }
             self.mean_delta_ms = (self.mean_delta_ms * (n - 1.0) + self.delta_ms) / n;
-            if khz != 0 {
+            if khz != 0 && in_time_sequence {
                 if self.jitter_ms > self.max_jitter_ms {
                     self.max_jitter_ms = self.jitter_ms;
                 }
@@ -374,11 +390,9 @@ impl StreamStats {
 
         if in_time_sequence {
             self.ref_ns = arrival_ns;
-            self.ref_ext_ts = ext_ts;
         }
         self.last_pt = pt;
         self.last_ts = rtp_ts;
-        self.last_ext_ts = ext_ts;
         self.prev_ext = ext;
         self.packets = self.packets.saturating_add(1);
     }
@@ -638,7 +652,7 @@ mod tests {
     type Key = (u16, u16, u32);
 
     /// Streams found in a pcap, in first-seen order.
-    fn streams_of(path: &str) -> Option<Vec<(Key, StreamStats)>> {
+    fn streams_of(path: &str, dyn_clock: u32) -> Option<Vec<(Key, StreamStats)>> {
         use crate::rtp::{RtpPacket, looks_like_rtp};
         let dgrams = crate::rtp::test_pcap::udp_datagrams(path)?;
         let mut streams: Vec<(Key, StreamStats)> = Vec::new();
@@ -651,7 +665,7 @@ mod tests {
             let idx = match streams.iter().position(|(k, _)| *k == key) {
                 Some(i) => i,
                 None => {
-                    streams.push((key, StreamStats::new(0)));
+                    streams.push((key, StreamStats::new(dyn_clock)));
                     streams.len() - 1
                 }
             };
@@ -679,7 +693,13 @@ mod tests {
     }
 
     fn compare(path: &str, want: &[Tshark]) {
-        let Some(streams) = streams_of(path) else {
+        compare_with_clock(path, 0, want);
+    }
+
+    /// `dyn_clock` is what the SDP says for the dynamic PTs (0 for
+    /// telephone-event, which Wireshark leaves out of jitter).
+    fn compare_with_clock(path: &str, dyn_clock: u32, want: &[Tshark]) {
+        let Some(streams) = streams_of(path, dyn_clock) else {
             eprintln!("skipping: {path} not present");
             return;
         };
@@ -694,7 +714,12 @@ mod tests {
             assert_eq!((r.packets, r.lost), (w.pkts, w.lost), "{key:x?}");
             let delta = [r.min_delta_ms, r.avg_delta_ms, r.max_delta_ms];
             let jitter = [s.min_jitter_ms(), r.mean_jitter_ms, r.max_jitter_ms];
-            for (ours, theirs) in [(delta, w.delta), (jitter, w.jitter)] {
+            // tshark prints -1 when no packet had a clock to compute jitter.
+            let mut theirs_jitter = w.jitter;
+            if theirs_jitter[0] == -1.0 {
+                theirs_jitter[0] = 0.0;
+            }
+            for (ours, theirs) in [(delta, w.delta), (jitter, theirs_jitter)] {
                 for (a, b) in ours.iter().zip(theirs) {
                     // tshark prints 3 decimals.
                     assert!(
@@ -751,6 +776,164 @@ mod tests {
                     lost: 0,
                     delta: [12.503, 19.995, 28.401],
                     jitter: [0.032, 1.186, 2.001],
+                },
+            ],
+        );
+    }
+
+    /// More streams from the corpus, figures from tshark 4.0.17:
+    /// `tshark -q -r FILE -o rtp.heuristic_rtp:TRUE -z rtp,streams`.
+    /// Covers a hold gap (max delta 3.2 s), telephone-event in the audio
+    /// SSRC, Opus at 48 kHz, and RFC 4733 end-of-event repeats with equal
+    /// sequence numbers, which tshark reports as lost -2 (-25%).
+    #[test]
+    fn stats_corpus_more_baresip_and_sipp_match_tshark() {
+        // baresip-pcma-hold-resume-dtmf-rtcp.pcap
+        compare_with_clock(
+            "/work/shared/corpus/generated/baresip-pcma-hold-resume-dtmf-rtcp.pcap",
+            0,
+            &[
+                Tshark {
+                    ports: (20088, 21004),
+                    ssrc: 0x83B856D9,
+                    pkts: 579,
+                    lost: 0,
+                    delta: [0.011, 24.056, 3220.654],
+                    jitter: [0.224, 1.102, 1.995],
+                },
+                Tshark {
+                    ports: (21004, 20088),
+                    ssrc: 0x63B9EF64,
+                    pkts: 530,
+                    lost: 0,
+                    delta: [16.208, 26.083, 3241.127],
+                    jitter: [0.220, 1.081, 1.420],
+                },
+            ],
+        );
+        // baresip-opus-stereo-1call.pcap
+        compare_with_clock(
+            "/work/shared/corpus/generated/baresip-opus-stereo-1call.pcap",
+            48_000,
+            &[
+                Tshark {
+                    ports: (20090, 21092),
+                    ssrc: 0xB0CE40BA,
+                    pkts: 451,
+                    lost: 0,
+                    delta: [8.498, 19.994, 33.206],
+                    jitter: [0.198, 1.630, 4.857],
+                },
+                Tshark {
+                    ports: (21092, 20090),
+                    ssrc: 0xF2065C2E,
+                    pkts: 451,
+                    lost: 0,
+                    delta: [5.071, 19.994, 34.626],
+                    jitter: [0.212, 1.669, 5.047],
+                },
+            ],
+        );
+        // sipp-loopback-3calls-rtpecho.pcap
+        compare_with_clock(
+            "/work/shared/corpus/generated/sipp-loopback-3calls-rtpecho.pcap",
+            0,
+            &[
+                Tshark {
+                    ports: (16000, 17008),
+                    ssrc: 0x0E05384E,
+                    pkts: 10,
+                    lost: -2,
+                    delta: [0.022, 15.553, 20.066],
+                    jitter: [-1.000, 0.000, 0.000],
+                },
+                Tshark {
+                    ports: (17008, 16000),
+                    ssrc: 0x0E05384E,
+                    pkts: 10,
+                    lost: -2,
+                    delta: [0.024, 15.556, 20.068],
+                    jitter: [-1.000, 0.000, 0.000],
+                },
+                Tshark {
+                    ports: (16000, 17004),
+                    ssrc: 0x0E05384E,
+                    pkts: 10,
+                    lost: -2,
+                    delta: [0.008, 15.563, 20.102],
+                    jitter: [-1.000, 0.000, 0.000],
+                },
+                Tshark {
+                    ports: (17004, 16000),
+                    ssrc: 0x0E05384E,
+                    pkts: 10,
+                    lost: -2,
+                    delta: [0.006, 15.556, 20.099],
+                    jitter: [-1.000, 0.000, 0.000],
+                },
+                Tshark {
+                    ports: (16000, 17000),
+                    ssrc: 0x0E05384E,
+                    pkts: 10,
+                    lost: -2,
+                    delta: [0.005, 15.564, 20.112],
+                    jitter: [-1.000, 0.000, 0.000],
+                },
+                Tshark {
+                    ports: (17000, 16000),
+                    ssrc: 0x0E05384E,
+                    pkts: 10,
+                    lost: -2,
+                    delta: [0.006, 15.554, 20.092],
+                    jitter: [-1.000, 0.000, 0.000],
+                },
+                Tshark {
+                    ports: (16000, 17008),
+                    ssrc: 0xDEE0EE8F,
+                    pkts: 236,
+                    lost: 0,
+                    delta: [21.941, 29.999, 37.284],
+                    jitter: [0.006, 0.565, 1.472],
+                },
+                Tshark {
+                    ports: (17008, 16000),
+                    ssrc: 0xDEE0EE8F,
+                    pkts: 236,
+                    lost: 0,
+                    delta: [21.964, 29.999, 37.256],
+                    jitter: [0.005, 0.572, 1.470],
+                },
+                Tshark {
+                    ports: (16000, 17004),
+                    ssrc: 0xDEE0EE8F,
+                    pkts: 236,
+                    lost: 0,
+                    delta: [24.309, 29.999, 35.021],
+                    jitter: [0.006, 0.421, 1.278],
+                },
+                Tshark {
+                    ports: (17004, 16000),
+                    ssrc: 0xDEE0EE8F,
+                    pkts: 236,
+                    lost: 0,
+                    delta: [24.342, 29.999, 34.995],
+                    jitter: [0.005, 0.418, 1.274],
+                },
+                Tshark {
+                    ports: (16000, 17000),
+                    ssrc: 0xDEE0EE8F,
+                    pkts: 236,
+                    lost: 0,
+                    delta: [21.676, 30.000, 38.299],
+                    jitter: [0.005, 0.467, 2.009],
+                },
+                Tshark {
+                    ports: (17000, 16000),
+                    ssrc: 0xDEE0EE8F,
+                    pkts: 236,
+                    lost: 0,
+                    delta: [21.775, 29.999, 38.200],
+                    jitter: [0.005, 0.468, 1.997],
                 },
             ],
         );
