@@ -36,7 +36,9 @@ pub struct StreamSummary {
     /// Extended highest sequence - first sequence + 1 (RFC 3550 A.3).
     pub expected: u64,
     /// expected - packets; negative when duplicates outnumber losses, as in
-    /// tshark.
+    /// tshark. tshark's "expected" ends at the *last* packet's sequence
+    /// rather than the highest, so the two differ when the final packets of
+    /// a stream arrive reordered, and after sequence jumps of 32768 or more.
     pub lost: i64,
     /// Packets below the highest sequence seen that had not been seen before.
     pub out_of_order: u64,
@@ -375,7 +377,7 @@ impl StreamStats {
                 self.min_delta_ms = Some(self.delta_ms);
             }
             self.mean_delta_ms = (self.mean_delta_ms * (n - 1.0) + self.delta_ms) / n;
-            if khz != 0 && in_time_sequence {
+            if khz != 0 {
                 if self.jitter_ms > self.max_jitter_ms {
                     self.max_jitter_ms = self.jitter_ms;
                 }
