@@ -764,7 +764,7 @@ mod tests {
     /// 200,202 / 201,202 / 200,202 / 201,202 / 200,202.
     #[test]
     fn rtcp_corpus_ndpi_compound_matches_tshark() {
-        let path = "/work/shared/corpus/ndpi/rtcp_multiple_pkts_in_the_same_datagram.pcap";
+        let path = "ndpi/rtcp_multiple_pkts_in_the_same_datagram.pcap";
         let Some(dgrams) = crate::rtp::test_pcap::udp_datagrams(path) else {
             eprintln!("skipping: {path} not present");
             return;

@@ -423,9 +423,13 @@ pub(crate) mod test_pcap {
     /// One UDP datagram: (arrival ns, src ip:port, dst ip:port, payload).
     pub(crate) type Datagram = (u64, ([u8; 4], u16), ([u8; 4], u16), Vec<u8>);
 
-    /// `None` when the corpus file is not present on this machine.
+    /// Panics when the corpus file is missing: a test that cannot read its
+    /// input must fail, not pass. `None` when the file is not a pcap it reads.
     pub(crate) fn udp_datagrams(path: &str) -> Option<Vec<Datagram>> {
-        let file = std::fs::read(path).ok()?;
+        // Corpus-relative path: ../shared/corpus beside the repository.
+        let full = format!("{}/../../shared/corpus/{path}", env!("CARGO_MANIFEST_DIR"));
+        let file = std::fs::read(&full)
+            .unwrap_or_else(|e| panic!("corpus file {full}: {e} (the tests need ../shared/corpus)"));
         let u32_at = |b: &[u8], at: usize, le: bool| {
             let w: [u8; 4] = b[at..at + 4].try_into().unwrap();
             if le {

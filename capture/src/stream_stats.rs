@@ -740,7 +740,7 @@ mod tests {
     #[test]
     fn stats_corpus_g711a_matches_tshark() {
         compare(
-            "/work/shared/corpus/sipp/g711a.pcap",
+            "sipp/g711a.pcap",
             &[Tshark {
                 ports: (5000, 2006),
                 ssrc: 0xDEE0_EE8F,
@@ -761,7 +761,7 @@ mod tests {
     #[test]
     fn stats_corpus_baresip_g722_matches_tshark() {
         compare(
-            "/work/shared/corpus/generated/baresip-g722-1call.pcap",
+            "generated/baresip-g722-1call.pcap",
             &[
                 Tshark {
                     ports: (20004, 21018),
@@ -792,7 +792,7 @@ mod tests {
     fn stats_corpus_more_baresip_and_sipp_match_tshark() {
         // baresip-pcma-hold-resume-dtmf-rtcp.pcap
         compare_with_clock(
-            "/work/shared/corpus/generated/baresip-pcma-hold-resume-dtmf-rtcp.pcap",
+            "generated/baresip-pcma-hold-resume-dtmf-rtcp.pcap",
             0,
             &[
                 Tshark {
@@ -815,7 +815,7 @@ mod tests {
         );
         // baresip-opus-stereo-1call.pcap
         compare_with_clock(
-            "/work/shared/corpus/generated/baresip-opus-stereo-1call.pcap",
+            "generated/baresip-opus-stereo-1call.pcap",
             48_000,
             &[
                 Tshark {
@@ -838,7 +838,7 @@ mod tests {
         );
         // sipp-loopback-3calls-rtpecho.pcap
         compare_with_clock(
-            "/work/shared/corpus/generated/sipp-loopback-3calls-rtpecho.pcap",
+            "generated/sipp-loopback-3calls-rtpecho.pcap",
             0,
             &[
                 Tshark {
