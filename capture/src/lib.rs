@@ -1,18 +1,10 @@
 //! voxtap capture library: every packet source (pcap files, XDP, RPCAP) feeds
-//! the same [`pipeline::Pipeline`], which rebuilds calls from SIP, SDP, RTP and
-//! RTCP and records where each call's packets are.
+//! the same pipeline, which rebuilds calls from SIP, SDP, RTP and RTCP and
+//! records where each call's packets are.
 //!
-//! Protocol modules (`wire`, `sip`, `sdp`, `rtp`, `rtcp`) are pure: bytes in,
-//! values out, no I/O, and never panic on any input.
+//! Protocol modules are pure: bytes in, values out, no I/O, and never panic on
+//! any input.
 
-pub mod wire;
 pub mod decode;
 pub mod pcapio;
-pub mod sip;
-pub mod sdp;
-pub mod rtp;
-pub mod rtcp;
-pub mod stream_stats;
-pub mod calls;
-pub mod pipeline;
-pub mod output;
+pub mod wire;
