@@ -49,7 +49,7 @@ const MAX_DATAGRAM: u32 = 65_535;
 const MAX_FRAGS_PER_DATAGRAM: usize = 8192;
 
 #[derive(Debug)]
-struct Slot {
+pub(super) struct Slot {
     in_use: bool,
     key: FragKey,
     first_ts: u64,
@@ -83,7 +83,7 @@ pub(crate) struct Completed<'a> {
 
 #[derive(Debug, Default)]
 pub(crate) struct Reassembler {
-    slots: Vec<Slot>,
+    pub(super) slots: Vec<Slot>,
     active: usize,
     /// Sum of `data.len()` over slots in use.
     held: usize,
