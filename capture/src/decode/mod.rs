@@ -200,9 +200,12 @@ fn decode_frame<'a>(
     }
 }
 
+/// IP bytes and the outermost VLAN id.
+type L3<'a> = (&'a [u8], Option<u16>);
+
 /// Strips the link layer: the IP bytes and the outermost VLAN id, or None for
 /// a frame that does not carry IP.
-fn link_payload(link: LinkType, frame: &[u8]) -> Result<Option<(&[u8], Option<u16>)>, DecodeError> {
+fn link_payload(link: LinkType, frame: &[u8]) -> Result<Option<L3<'_>>, DecodeError> {
     match link {
         LinkType::Ethernet => {
             let eth = ethernet::Packet::new_checked(frame)?;
@@ -224,10 +227,7 @@ fn link_payload(link: LinkType, frame: &[u8]) -> Result<Option<(&[u8], Option<u1
     }
 }
 
-fn ethertype_payload(
-    mut ty: u16,
-    mut data: &[u8],
-) -> Result<Option<(&[u8], Option<u16>)>, DecodeError> {
+fn ethertype_payload(mut ty: u16, mut data: &[u8]) -> Result<Option<L3<'_>>, DecodeError> {
     let mut vlan = None;
     for _ in 0..=MAX_VLAN_TAGS {
         match ty {

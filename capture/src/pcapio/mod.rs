@@ -448,7 +448,7 @@ impl<R: Read> PcapReader<R> {
             _ => return Err(bad(offset, "pcapng byte-order magic missing")),
         };
         let total = rd32(big, &h, 0);
-        if !(28..=MAX_BLOCK).contains(&total) || total % 4 != 0 {
+        if !(28..=MAX_BLOCK).contains(&total) || !total.is_multiple_of(4) {
             return Err(bad(offset, "bad section header block length"));
         }
         let rest = (total - 12) as usize;
@@ -488,7 +488,7 @@ impl<R: Read> PcapReader<R> {
             return Err(PcapError::Truncated { offset });
         }
         let total = rd32(sec.big, &l, 0);
-        if total < 12 || total % 4 != 0 {
+        if total < 12 || !total.is_multiple_of(4) {
             return Err(bad(offset, "bad block length"));
         }
         let is_packet = matches!(btype, EPB | SPB | PB);
