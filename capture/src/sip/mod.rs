@@ -120,3 +120,6 @@ pub enum SipError {
     #[error("SIP message exceeds size limits")]
     TooLong,
 }
+
+#[cfg(test)]
+mod tests;
