@@ -203,3 +203,161 @@ impl StreamReassembler {
         self.stats.bytes_dropped = self.stats.bytes_dropped.saturating_add(n as u64);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INV: &[u8] = include_bytes!("testdata/baresip_1.sip");
+    const BYE: &[u8] = include_bytes!("testdata/baresip_912.sip");
+    const V6: &[u8] = include_bytes!("testdata/v6_2.sip");
+
+    fn drain(r: &mut StreamReassembler) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Some(m) = r.next_message() {
+            out.push(m.to_vec());
+        }
+        out
+    }
+
+    #[test]
+    fn several_messages_in_one_segment() {
+        let mut r = StreamReassembler::new();
+        let mut seg = INV.to_vec();
+        seg.extend_from_slice(b"\r\n\r\n"); // keep-alive between messages
+        seg.extend_from_slice(BYE);
+        r.push(1000, &seg);
+        assert_eq!(drain(&mut r), vec![INV.to_vec(), BYE.to_vec()]);
+        let s = r.stats();
+        assert_eq!((s.messages, s.resyncs, s.bytes_dropped), (2, 0, 0));
+        assert_eq!(r.buffered(), 0);
+    }
+
+    #[test]
+    fn one_message_over_several_segments() {
+        let mut r = StreamReassembler::new();
+        let mut seq = 7u32;
+        // 97-byte pieces cut inside the start line, headers and body.
+        for (i, chunk) in V6.chunks(97).enumerate() {
+            r.push(seq, chunk);
+            seq = seq.wrapping_add(chunk.len() as u32);
+            let got = r.next_message().map(<[u8]>::to_vec);
+            if i + 1 < V6.len().div_ceil(97) {
+                assert_eq!(got, None, "chunk {i}");
+            } else {
+                assert_eq!(got.as_deref(), Some(V6));
+            }
+        }
+        let mut r = StreamReassembler::new();
+        for (i, b) in INV.iter().enumerate() {
+            r.push((u32::MAX - 5).wrapping_add(i as u32), std::slice::from_ref(b)); // wraps seq
+            if i + 1 < INV.len() {
+                assert!(r.next_message().is_none());
+            }
+        }
+        assert_eq!(r.next_message(), Some(INV));
+        assert_eq!(r.stats().resyncs, 0);
+    }
+
+    #[test]
+    fn segment_with_end_of_one_and_start_of_next() {
+        let mut all = INV.to_vec();
+        all.extend_from_slice(BYE);
+        let cut1 = INV.len() - 30;
+        let cut2 = INV.len() + 40;
+        let mut r = StreamReassembler::new();
+        r.push(0, &all[..cut1]);
+        assert!(r.next_message().is_none());
+        r.push(cut1 as u32, &all[cut1..cut2]);
+        assert_eq!(r.next_message(), Some(INV));
+        assert!(r.next_message().is_none());
+        r.push(cut2 as u32, &all[cut2..]);
+        assert_eq!(r.next_message(), Some(BYE));
+        assert!(r.next_message().is_none());
+        assert_eq!(r.stats().messages, 2);
+    }
+
+    #[test]
+    fn retransmitted_segments_are_trimmed() {
+        let mut r = StreamReassembler::new();
+        r.push(100, &INV[..200]);
+        // Exact retransmission, then an overlapping one carrying new bytes.
+        r.push(100, &INV[..200]);
+        r.push(150, &INV[50..400]);
+        r.push(400, &INV[300..]);
+        r.push(300, &INV[200..]); // entirely old by now
+        assert_eq!(r.next_message(), Some(INV));
+        assert!(r.next_message().is_none());
+        let s = r.stats();
+        assert_eq!(s.resyncs, 0);
+        assert_eq!(s.bytes_retransmitted, 200 + 150 + 100 + (INV.len() as u64 - 200));
+    }
+
+    #[test]
+    fn gap_drops_partial_and_resyncs_at_next_start_line() {
+        let mut all = INV.to_vec();
+        all.extend_from_slice(BYE);
+        let mut r = StreamReassembler::new();
+        r.push(0, &all[..300]);
+        assert!(r.next_message().is_none());
+        // Segment [300..500) is lost; the next one starts mid-INVITE body and
+        // carries the whole BYE after it.
+        r.push(500, &all[500..]);
+        assert_eq!(r.next_message(), Some(BYE));
+        let s = r.stats();
+        assert_eq!(s.resyncs, 1);
+        assert_eq!(s.messages, 1);
+        assert_eq!(s.bytes_dropped, 300 + (INV.len() as u64 - 500));
+    }
+
+    #[test]
+    fn capture_starting_mid_message_resyncs() {
+        let mut r = StreamReassembler::new();
+        let mut seg = b"a=ptime:20\r\n".to_vec();
+        seg.extend_from_slice(BYE);
+        r.push(42, &seg);
+        assert_eq!(r.next_message(), Some(BYE));
+        assert_eq!(r.stats().bytes_dropped, 12);
+    }
+
+    #[test]
+    fn content_length_beyond_data_waits() {
+        let mut r = StreamReassembler::new();
+        r.push(0, b"INVITE sip:a@b SIP/2.0\r\nContent-Length: 10\r\n\r\n12345");
+        assert!(r.next_message().is_none());
+        r.push(51, b"67890NEXT");
+        assert_eq!(
+            r.next_message(),
+            Some(&b"INVITE sip:a@b SIP/2.0\r\nContent-Length: 10\r\n\r\n1234567890"[..])
+        );
+        assert!(r.next_message().is_none());
+    }
+
+    #[test]
+    fn http_and_junk_are_dropped_and_capped() {
+        let mut r = StreamReassembler::new();
+        r.push(0, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(r.next_message().is_none());
+        assert_eq!(r.stats().messages, 0);
+        // A flood of junk never grows the buffer past the cap.
+        let junk = vec![0xAAu8; 100_000];
+        let mut seq = 27u32;
+        for _ in 0..10 {
+            r.push(seq, &junk);
+            seq = seq.wrapping_add(junk.len() as u32);
+            assert!(r.next_message().is_none());
+            assert!(r.buffered() <= STREAM_CAP);
+        }
+        r.push(seq, BYE);
+        assert_eq!(r.next_message(), Some(BYE));
+    }
+
+    #[test]
+    fn missing_content_length_on_tcp_means_no_body() {
+        let mut r = StreamReassembler::new();
+        r.push(0, b"OPTIONS sip:a@b SIP/2.0\r\nCall-ID: 1\r\n\r\nSIP/2.0 200 OK\r\nCall-ID: 1\r\n\r\n");
+        assert_eq!(r.next_message(), Some(&b"OPTIONS sip:a@b SIP/2.0\r\nCall-ID: 1\r\n\r\n"[..]));
+        assert_eq!(r.next_message(), Some(&b"SIP/2.0 200 OK\r\nCall-ID: 1\r\n\r\n"[..]));
+        assert_eq!(r.next_message(), None);
+    }
+}
