@@ -8,5 +8,5 @@
 //! (wt-sip branch: only the SIP/SDP modules are declared here so this crate
 //! builds alone; the lead reconciles this file at merge.)
 
-pub mod sip;
 pub mod sdp;
+pub mod sip;

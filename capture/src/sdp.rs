@@ -278,7 +278,8 @@ fn apply_media_attr(m: &mut MediaDescription, attr: &str) {
         "rtcp" => {
             let mut it = value.split_whitespace();
             if let Some(port) = it.next().and_then(|p| p.parse::<u16>().ok()) {
-                let addr = it.nth(1).and_then(parse_ip);
+                // "<port> IN IP4 <addr>": the address is the third token after the port.
+                let addr = it.nth(2).and_then(parse_ip);
                 m.rtcp = Some((port, addr));
             }
         }
@@ -341,4 +342,268 @@ fn parse_crypto(v: &str) -> Option<Crypto> {
         key_params,
         session_params,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+    }
+    const FALLBACK: IpAddr = IpAddr::V4(Ipv4Addr::new(9, 9, 9, 9));
+
+    /// SDP body of a SIP message fixture.
+    fn fixture_sdp(sip: &[u8]) -> SessionDescription {
+        let m = crate::sip::parse(sip).unwrap();
+        parse(m.sdp().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn session_and_media_level_connection() {
+        let sd = parse(
+            b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=call\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\n\
+m=audio 4000 RTP/AVP 0\r\nc=IN IP4 10.0.0.3/127\r\n\
+m=audio 4002 RTP/AVP 8\r\n",
+        )
+        .unwrap();
+        assert_eq!(sd.session_name.as_deref(), Some("call"));
+        assert_eq!(sd.origin_addr, Some(v4(10, 0, 0, 1)));
+        assert_eq!(sd.connection, Some(v4(10, 0, 0, 2)));
+        assert_eq!(sd.media.len(), 2);
+        assert_eq!(sd.media[0].connection, Some(v4(10, 0, 0, 3)));
+        assert_eq!(sd.media_addr(&sd.media[0], FALLBACK), v4(10, 0, 0, 3));
+        assert_eq!(sd.media_addr(&sd.media[1], FALLBACK), v4(10, 0, 0, 2));
+    }
+
+    #[test]
+    fn missing_or_broken_c_falls_back_to_origin_then_source() {
+        let sd = parse(b"v=0\r\no=- 1 1 IN IP4 192.0.2.7\r\nm=audio 5000 RTP/AVP 0\r\n").unwrap();
+        assert_eq!(sd.connection, None);
+        assert_eq!(sd.media_addr(&sd.media[0], FALLBACK), v4(192, 0, 2, 7));
+        for broken in [
+            &b"c=IN IP4\r\n"[..],
+            b"c=IN IP4 999.1.1.1\r\n",
+            b"c=IN IP4 \r\n",
+            b"c=\r\n",
+        ] {
+            let mut body = b"v=0\r\no=- 1 1 IN IP4 192.0.2.7\r\n".to_vec();
+            body.extend_from_slice(broken);
+            body.extend_from_slice(b"m=audio 5000 RTP/AVP 0\r\n");
+            body.extend_from_slice(broken);
+            let sd = parse(&body).unwrap();
+            assert_eq!(sd.connection, None);
+            assert_eq!(sd.media[0].connection, None);
+            assert_eq!(sd.media_addr(&sd.media[0], FALLBACK), v4(192, 0, 2, 7));
+        }
+        // No usable address anywhere (hostname o=, 0.0.0.0 o=): the packet source.
+        let sd =
+            parse(b"v=0\r\no=- 1 1 IN IP4 host.example\r\nm=audio 5000 RTP/AVP 0\r\n").unwrap();
+        assert_eq!(sd.media_addr(&sd.media[0], FALLBACK), FALLBACK);
+        let sd = parse(b"v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\nm=audio 5000 RTP/AVP 0\r\n").unwrap();
+        assert_eq!(sd.media_addr(&sd.media[0], FALLBACK), FALLBACK);
+    }
+
+    #[test]
+    fn ipv6_connection_and_bracketed_origin() {
+        let sd = parse(
+            b"v=0\no=u 1 2 IN IP6 [fd00::1]\nc=IN IP6 fd00::2\nm=audio 6000 RTP/AVP 0\nc=IN IP6 2001:db8::5\n",
+        )
+        .unwrap();
+        assert_eq!(
+            sd.origin_addr,
+            Some("fd00::1".parse::<Ipv6Addr>().unwrap().into())
+        );
+        assert_eq!(
+            sd.connection,
+            Some("fd00::2".parse::<Ipv6Addr>().unwrap().into())
+        );
+        assert_eq!(
+            sd.media_addr(&sd.media[0], FALLBACK),
+            "2001:db8::5".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn m_line_port_zero_port_count_and_formats() {
+        let sd = parse(
+            b"v=0\r\nm=audio 49170/2 RTP/AVP 0 8 97 abc 300\r\nm=video 0 RTP/AVP 31\r\nm=application 5000 UDP/DTLS/SCTP webrtc-datachannel\r\nm=broken\r\na=rtpmap:0 PCMU/8000\r\n",
+        )
+        .unwrap();
+        assert_eq!(sd.media.len(), 3);
+        let a = &sd.media[0];
+        assert_eq!(
+            (a.media.as_str(), a.port, a.port_count),
+            ("audio", 49170, 2)
+        );
+        assert_eq!(a.proto, "RTP/AVP");
+        assert_eq!(a.formats, vec![0, 8, 97]);
+        assert_eq!((sd.media[1].port, sd.media[1].port_count), (0, 1));
+        assert!(sd.media[2].formats.is_empty());
+        // The attribute after the broken m= line went nowhere.
+        assert!(sd.media.iter().all(|m| m.rtpmap.is_empty()));
+    }
+
+    #[test]
+    fn direction_at_both_levels() {
+        let sd = parse(
+            b"v=0\r\na=sendonly\r\nm=audio 1 RTP/AVP 0\r\nm=audio 2 RTP/AVP 0\r\na=recvonly\r\nm=audio 3 RTP/AVP 0\r\na=inactive\r\nm=audio 4 RTP/AVP 0\r\na=sendrecv\r\n",
+        )
+        .unwrap();
+        assert_eq!(sd.direction, Some(Direction::SendOnly));
+        let dirs: Vec<Direction> = sd.media.iter().map(|m| sd.media_direction(m)).collect();
+        assert_eq!(
+            dirs,
+            [
+                Direction::SendOnly,
+                Direction::RecvOnly,
+                Direction::Inactive,
+                Direction::SendRecv
+            ]
+        );
+        let sd = parse(b"v=0\r\nm=audio 1 RTP/AVP 0\r\n").unwrap();
+        assert_eq!(sd.media_direction(&sd.media[0]), Direction::SendRecv);
+        assert_eq!(sd.media[0].direction, None);
+    }
+
+    #[test]
+    fn rtpmap_fmtp_ptime_rtcp() {
+        let sd = parse(
+            b"v=0\r\nm=audio 5004 RTP/AVP 0 96 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:96 opus/48000/2\r\na=rtpmap:101 telephone-event/8000\r\na=rtpmap:bad x/y\r\na=fmtp:101 0-15\r\na=fmtp:96 stereo=1; sprop-stereo=1\r\na=ptime:20\r\na=rtcp:5005\r\na=rtcp-mux\r\nm=audio 6000 RTP/AVP 0\r\na=rtcp:6001 IN IP4 10.1.1.1\r\na=ptime:30.0",
+        )
+        .unwrap();
+        let a = &sd.media[0];
+        assert_eq!(a.rtpmap.len(), 3);
+        assert_eq!(
+            a.rtpmap_for(96),
+            Some(&RtpMap {
+                pt: 96,
+                encoding: "opus".into(),
+                clock_rate: 48000,
+                channels: 2
+            })
+        );
+        assert_eq!(a.rtpmap_for(0).unwrap().channels, 1);
+        assert_eq!(a.rtpmap_for(8), None);
+        assert_eq!(
+            a.fmtp,
+            vec![
+                (101, "0-15".to_string()),
+                (96, "stereo=1; sprop-stereo=1".to_string())
+            ]
+        );
+        assert_eq!(a.ptime, Some(20));
+        assert_eq!(a.rtcp, Some((5005, None)));
+        assert!(a.rtcp_mux);
+        let b = &sd.media[1];
+        assert_eq!(b.rtcp, Some((6001, Some(v4(10, 1, 1, 1)))));
+        assert!(!b.rtcp_mux);
+        // Last line without a line end is kept.
+        assert_eq!(b.ptime, Some(30));
+    }
+
+    #[test]
+    fn crypto_with_mki_and_lifetime() {
+        let sd = parse(
+            b"v=0\r\nm=audio 5004 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|2^20|1:4\r\na=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:KEY1|2^20|1:4;inline:KEY2|2^20|2:4 KDR=1 UNENCRYPTED_SRTCP\r\na=crypto:x broken\r\n",
+        )
+        .unwrap();
+        let m = &sd.media[0];
+        assert!(m.is_srtp());
+        assert_eq!(m.crypto.len(), 2);
+        assert_eq!(m.crypto[0].tag, 1);
+        assert_eq!(m.crypto[0].suite, "AES_CM_128_HMAC_SHA1_80");
+        assert_eq!(
+            m.crypto[0].key_params,
+            vec!["inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|2^20|1:4".to_string()]
+        );
+        assert_eq!(
+            m.crypto[0].inline_key(),
+            Some("PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR")
+        );
+        assert!(m.crypto[0].session_params.is_empty());
+        assert_eq!(m.crypto[1].key_params.len(), 2);
+        assert_eq!(
+            m.crypto[1].session_params,
+            vec!["KDR=1".to_string(), "UNENCRYPTED_SRTCP".to_string()]
+        );
+    }
+
+    #[test]
+    fn not_sdp_is_an_error_but_partial_sdp_is_not() {
+        assert_eq!(parse(b""), Err(SdpError::NotSdp));
+        assert_eq!(parse(b"hello world\r\n"), Err(SdpError::NotSdp));
+        assert_eq!(parse(&[0xff, 0xfe, b'\n', b'=']), Err(SdpError::NotSdp));
+        let sd = parse(b"m=audio 1 RTP/AVP 0").unwrap();
+        assert_eq!(sd.media.len(), 1);
+        let sd = parse(b"v=0").unwrap();
+        assert!(sd.media.is_empty());
+    }
+
+    #[test]
+    fn baresip_srtp_offer_and_answer() {
+        let sd = fixture_sdp(include_bytes!("sip/testdata/baresip_1.sip"));
+        assert_eq!(sd.origin_addr, Some(v4(127, 0, 0, 1)));
+        assert_eq!(sd.connection, Some(v4(127, 0, 0, 1)));
+        let m = &sd.media[0];
+        assert_eq!((m.port, m.proto.as_str()), (20090, "RTP/SAVP"));
+        assert_eq!(m.formats, vec![0, 101]);
+        assert!(m.is_srtp());
+        assert_eq!(m.rtpmap_for(101).unwrap().encoding, "telephone-event");
+        assert_eq!(
+            m.crypto[0].inline_key(),
+            Some("WWaGzdA0EF8TuIroqK0ra6R3FJKG1tJDgRnEBm15")
+        );
+        assert_eq!(m.ptime, Some(20));
+        assert_eq!(sd.media_direction(m), Direction::SendRecv);
+        let ans = fixture_sdp(include_bytes!("sip/testdata/baresip_5.sip"));
+        assert_eq!(ans.media.len(), 1);
+        assert_eq!(ans.media[0].crypto.len(), 1);
+    }
+
+    #[test]
+    fn volte_amr_offer_from_ipv6frag() {
+        let sd = fixture_sdp(include_bytes!("sip/testdata/v6_2.sip"));
+        let v6: IpAddr = "fd17:625c:f037:2:a00:27ff:feb9:1521".parse().unwrap();
+        assert_eq!(sd.origin_addr, Some(v6));
+        assert_eq!(sd.connection, Some(v6));
+        assert_eq!(sd.session_name.as_deref(), Some("-"));
+        let m = &sd.media[0];
+        assert_eq!((m.port, m.proto.as_str()), (15062, "RTP/AVP"));
+        assert_eq!(m.formats, vec![100, 101, 0, 120, 121]);
+        assert!(!m.is_srtp());
+        assert_eq!(
+            m.rtpmap_for(100),
+            Some(&RtpMap {
+                pt: 100,
+                encoding: "AMR-WB".into(),
+                clock_rate: 16000,
+                channels: 1
+            })
+        );
+        assert_eq!(m.rtpmap_for(110).unwrap().encoding, "AMR");
+        assert_eq!(m.rtpmap_for(110).unwrap().clock_rate, 8000);
+        assert_eq!(m.rtpmap_for(121).unwrap().encoding, "telephone-event");
+        assert_eq!(m.fmtp.len(), 4);
+        assert_eq!(
+            m.fmtp[0],
+            (100, "mode-set=\"0,1,2\";octet-align=0".to_string())
+        );
+        assert_eq!(sd.media_addr(m, FALLBACK), v6);
+        // The UPDATE answer-side offer (precondition attributes are skipped).
+        let up = fixture_sdp(include_bytes!("sip/testdata/v6_12.sip"));
+        assert_eq!(up.media[0].formats, vec![100, 121]);
+        assert_eq!(up.media[0].direction, None);
+    }
+
+    #[test]
+    fn never_panics_on_fixture_prefixes() {
+        let m = crate::sip::parse(include_bytes!("sip/testdata/v6_2.sip")).unwrap();
+        let body = m.sdp().unwrap();
+        for cut in 0..body.len() {
+            let _ = parse(&body[..cut]);
+            let _ = parse(&body[cut..]);
+        }
+    }
 }

@@ -637,10 +637,7 @@ pub(crate) fn parse_u32(v: &[u8]) -> Option<u32> {
 /// `type/subtype` and the `;params` that follow.
 fn split_mime(ct: &[u8]) -> (&[u8], &[u8]) {
     match memchr::memchr(b';', ct) {
-        Some(i) => (
-            trim(ct.get(..i).unwrap_or(&[])),
-            ct.get(i..).unwrap_or(&[]),
-        ),
+        Some(i) => (trim(ct.get(..i).unwrap_or(&[])), ct.get(i..).unwrap_or(&[])),
         None => (trim(ct), &[]),
     }
 }
@@ -765,6 +762,9 @@ pub(crate) fn is_token(b: u8) -> bool {
 pub(crate) fn trim(s: &[u8]) -> &[u8] {
     let is_space = |b: &u8| is_ws(*b) || is_eol(*b);
     let start = s.iter().position(|b| !is_space(b)).unwrap_or(s.len());
-    let end = s.iter().rposition(|b| !is_space(b)).map_or(start, |e| e + 1);
+    let end = s
+        .iter()
+        .rposition(|b| !is_space(b))
+        .map_or(start, |e| e + 1);
     s.get(start..end).unwrap_or(&[])
 }

@@ -95,9 +95,15 @@ impl<'a> Method<'a> {
 /// First line of a SIP message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartLine<'a> {
-    Request { method: Method<'a>, uri: &'a [u8] },
+    Request {
+        method: Method<'a>,
+        uri: &'a [u8],
+    },
     /// `code` is always within 100..=699; `reason` may be empty.
-    Response { code: u16, reason: &'a [u8] },
+    Response {
+        code: u16,
+        reason: &'a [u8],
+    },
 }
 
 /// Why a buffer is not (yet) a SIP message.

@@ -178,7 +178,10 @@ impl StreamReassembler {
     }
 
     fn commit_pending(&mut self) {
-        self.consumed = self.consumed.saturating_add(self.pending).min(self.buf.len());
+        self.consumed = self
+            .consumed
+            .saturating_add(self.pending)
+            .min(self.buf.len());
         self.pending = 0;
     }
 
@@ -250,7 +253,10 @@ mod tests {
         }
         let mut r = StreamReassembler::new();
         for (i, b) in INV.iter().enumerate() {
-            r.push((u32::MAX - 5).wrapping_add(i as u32), std::slice::from_ref(b)); // wraps seq
+            r.push(
+                (u32::MAX - 5).wrapping_add(i as u32),
+                std::slice::from_ref(b),
+            ); // wraps seq
             if i + 1 < INV.len() {
                 assert!(r.next_message().is_none());
             }
@@ -290,7 +296,10 @@ mod tests {
         assert!(r.next_message().is_none());
         let s = r.stats();
         assert_eq!(s.resyncs, 0);
-        assert_eq!(s.bytes_retransmitted, 200 + 150 + 100 + (INV.len() as u64 - 200));
+        assert_eq!(
+            s.bytes_retransmitted,
+            200 + 150 + 100 + (INV.len() as u64 - 200)
+        );
     }
 
     #[test]
@@ -323,7 +332,10 @@ mod tests {
     #[test]
     fn content_length_beyond_data_waits() {
         let mut r = StreamReassembler::new();
-        r.push(0, b"INVITE sip:a@b SIP/2.0\r\nContent-Length: 10\r\n\r\n12345");
+        r.push(
+            0,
+            b"INVITE sip:a@b SIP/2.0\r\nContent-Length: 10\r\n\r\n12345",
+        );
         assert!(r.next_message().is_none());
         r.push(51, b"67890NEXT");
         assert_eq!(
@@ -355,9 +367,18 @@ mod tests {
     #[test]
     fn missing_content_length_on_tcp_means_no_body() {
         let mut r = StreamReassembler::new();
-        r.push(0, b"OPTIONS sip:a@b SIP/2.0\r\nCall-ID: 1\r\n\r\nSIP/2.0 200 OK\r\nCall-ID: 1\r\n\r\n");
-        assert_eq!(r.next_message(), Some(&b"OPTIONS sip:a@b SIP/2.0\r\nCall-ID: 1\r\n\r\n"[..]));
-        assert_eq!(r.next_message(), Some(&b"SIP/2.0 200 OK\r\nCall-ID: 1\r\n\r\n"[..]));
+        r.push(
+            0,
+            b"OPTIONS sip:a@b SIP/2.0\r\nCall-ID: 1\r\n\r\nSIP/2.0 200 OK\r\nCall-ID: 1\r\n\r\n",
+        );
+        assert_eq!(
+            r.next_message(),
+            Some(&b"OPTIONS sip:a@b SIP/2.0\r\nCall-ID: 1\r\n\r\n"[..])
+        );
+        assert_eq!(
+            r.next_message(),
+            Some(&b"SIP/2.0 200 OK\r\nCall-ID: 1\r\n\r\n"[..])
+        );
         assert_eq!(r.next_message(), None);
     }
 }

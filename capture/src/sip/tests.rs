@@ -53,7 +53,13 @@ fn request_basic_fields() {
     assert_eq!(m.len(), SIMPLE_INVITE.len());
     assert_eq!(m.raw(), SIMPLE_INVITE);
     assert_eq!(m.headers().count(), 9);
-    assert_eq!(m.headers().next(), Some((&b"Via"[..], &b"SIP/2.0/UDP pc33.example.com;branch=z9hG4bK776asdhds"[..])));
+    assert_eq!(
+        m.headers().next(),
+        Some((
+            &b"Via"[..],
+            &b"SIP/2.0/UDP pc33.example.com;branch=z9hG4bK776asdhds"[..]
+        ))
+    );
 }
 
 #[test]
@@ -115,7 +121,11 @@ o: presence\r\nu: dialog\r\nx: 1800\r\na: *;audio\r\nj: *;video\r\nd: proxy\r\ny
     for (full, compact, want) in pairs {
         assert_eq!(m.header(full), Some(*want), "{full}");
         assert_eq!(m.header(compact), Some(*want), "{compact}");
-        assert_eq!(m.header(&compact.to_uppercase()), Some(*want), "{compact} upper");
+        assert_eq!(
+            m.header(&compact.to_uppercase()),
+            Some(*want),
+            "{compact} upper"
+        );
         assert_eq!(m.header(&full.to_lowercase()), Some(*want), "{full} lower");
     }
     assert_eq!(m.call_id(), Some(&b"cid"[..]));
@@ -212,9 +222,18 @@ fn content_length_larger_than_data_is_incomplete() {
     assert_eq!(parse(buf).unwrap_err(), SipError::Incomplete);
     assert_eq!(parse_stream(buf).unwrap_err(), SipError::Incomplete);
     // Unterminated header section, and a header line cut in the middle.
-    assert_eq!(parse(b"INVITE sip:a@b SIP/2.0\r\nCall-ID: x\r\n").unwrap_err(), SipError::Incomplete);
-    assert_eq!(parse(b"INVITE sip:a@b SIP/2.0\r\nCall-").unwrap_err(), SipError::Incomplete);
-    assert_eq!(parse(b"INVITE sip:a@b SI").unwrap_err(), SipError::Incomplete);
+    assert_eq!(
+        parse(b"INVITE sip:a@b SIP/2.0\r\nCall-ID: x\r\n").unwrap_err(),
+        SipError::Incomplete
+    );
+    assert_eq!(
+        parse(b"INVITE sip:a@b SIP/2.0\r\nCall-").unwrap_err(),
+        SipError::Incomplete
+    );
+    assert_eq!(
+        parse(b"INVITE sip:a@b SI").unwrap_err(),
+        SipError::Incomplete
+    );
 }
 
 #[test]
@@ -306,7 +325,12 @@ fn status_codes_out_of_range_rejected() {
         b"SIP/2.0 abc OK\r\n\r\n",
         b"SIP/3.0 200 OK\r\n\r\n",
     ] {
-        assert_eq!(parse(line).unwrap_err(), SipError::BadStartLine, "{:?}", String::from_utf8_lossy(line));
+        assert_eq!(
+            parse(line).unwrap_err(),
+            SipError::BadStartLine,
+            "{:?}",
+            String::from_utf8_lossy(line)
+        );
         assert!(!looks_like_sip(line));
     }
     assert!(parse(b"SIP/2.0 100 Trying\r\n\r\n").is_ok());
@@ -322,7 +346,12 @@ fn odd_request_lines_rejected() {
         b" INVITE sip:a@b SIP/2.0\r\n\r\n",
         b"INVITE noscheme SIP/2.0\r\n\r\n",
     ] {
-        assert_eq!(parse(line).unwrap_err(), SipError::BadStartLine, "{:?}", String::from_utf8_lossy(line));
+        assert_eq!(
+            parse(line).unwrap_err(),
+            SipError::BadStartLine,
+            "{:?}",
+            String::from_utf8_lossy(line)
+        );
     }
     // Version is case-insensitive (RFC 3261 section 7.1).
     assert!(parse(b"BYE sip:a@b sip/2.0\r\n\r\n").is_ok());
@@ -348,7 +377,9 @@ fn looks_like_sip_accepts_requests_responses_and_rejects_binary() {
     assert!(looks_like_sip(V6_INVITE));
     assert!(!looks_like_sip(b""));
     assert!(!looks_like_sip(b"\r\n"));
-    assert!(!looks_like_sip(&[0x80, 0x00, 0x12, 0x34, 0xde, 0xad, 0xbe, 0xef]));
+    assert!(!looks_like_sip(&[
+        0x80, 0x00, 0x12, 0x34, 0xde, 0xad, 0xbe, 0xef
+    ]));
     assert!(!looks_like_sip(b"SIP/2.0/UDP host"));
 }
 
@@ -373,7 +404,10 @@ fn junk_before_request_zeek() {
 #[test]
 fn find_start_cases() {
     assert_eq!(find_start(b"xx\r\nSIP/2.0 180 Ringing\r\n"), Some(4));
-    assert_eq!(find_start(b"body tail\r\nBYE sip:a@b SIP/2.0\r\n"), Some(11));
+    assert_eq!(
+        find_start(b"body tail\r\nBYE sip:a@b SIP/2.0\r\n"),
+        Some(11)
+    );
     // Via values contain SIP/2.0 but are not start lines.
     assert_eq!(find_start(b"Via: SIP/2.0/TCP x\r\n"), None);
     assert_eq!(find_start(b"garbage SIP/2.0\r\n"), None);
@@ -386,7 +420,10 @@ fn find_start_cases() {
 fn uri_helpers() {
     assert_eq!(uri_user(b"sip:+4412@host;x"), Some(&b"+4412"[..]));
     assert_eq!(uri_user(b"tel:+1555"), Some(&b"+1555"[..]));
-    assert_eq!(uri_user(b"tel:+1555;phone-context=example.com"), Some(&b"+1555"[..]));
+    assert_eq!(
+        uri_user(b"tel:+1555;phone-context=example.com"),
+        Some(&b"+1555"[..])
+    );
     assert_eq!(uri_user(b"SIPS:alice:secret@host"), Some(&b"alice"[..]));
     assert_eq!(uri_user(b"sip:host.example.com"), None);
     assert_eq!(uri_user(b"<sip:bob@h>"), Some(&b"bob"[..]));
@@ -406,7 +443,10 @@ fn uri_helpers() {
 #[test]
 fn name_addr_forms() {
     let n = parse_name_addr(b"sip:a@b;tag=xyz").unwrap();
-    assert_eq!((n.display, n.uri, n.tag), (None, &b"sip:a@b"[..], Some(&b"xyz"[..])));
+    assert_eq!(
+        (n.display, n.uri, n.tag),
+        (None, &b"sip:a@b"[..], Some(&b"xyz"[..]))
+    );
     let n = parse_name_addr(b"\"Quoted \\\" <name>\" <sip:a@b;lr>;TAG=t1;other").unwrap();
     assert_eq!(n.display, Some(&b"Quoted \\\" <name>"[..]));
     assert_eq!(n.uri, b"sip:a@b;lr");
@@ -477,7 +517,10 @@ fn volte_ipv6_fixtures() {
     assert_eq!(m.header("Supported"), Some(&b"100rel,precondition"[..]));
     if let StartLine::Request { uri, .. } = m.start() {
         assert_eq!(uri_user(uri), Some(&b"08019200028"[..]));
-        assert_eq!(uri_host(uri), Some(&b"fd17:625c:f037:2:a00:27ff:feb9:4222"[..]));
+        assert_eq!(
+            uri_host(uri),
+            Some(&b"fd17:625c:f037:2:a00:27ff:feb9:4222"[..])
+        );
     } else {
         panic!("request expected");
     }
@@ -528,7 +571,14 @@ v=0\r\nm=audio 4000 RTP/AVP 0\r\n\
 
 #[test]
 fn never_panics_on_prefixes_and_mutations_of_fixtures() {
-    for fx in [BARESIP_INVITE, BARESIP_200, V6_INVITE, V6_183, V6_UPDATE, ZEEK_REGISTER] {
+    for fx in [
+        BARESIP_INVITE,
+        BARESIP_200,
+        V6_INVITE,
+        V6_183,
+        V6_UPDATE,
+        ZEEK_REGISTER,
+    ] {
         for cut in 0..fx.len() {
             let p = &fx[..cut];
             if let Ok(m) = parse(p) {
