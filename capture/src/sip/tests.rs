@@ -488,7 +488,7 @@ fn baresip_srtp_invite_fixture() {
         }
     );
     assert_eq!(ok.cseq(), Some((15799, Method::Invite)));
-    assert_eq!(ok.to().unwrap().tag.is_some(), true);
+    assert!(ok.to().unwrap().tag.is_some());
     assert_eq!(ok.sdp().map(<[u8]>::len), Some(388));
 
     let bye = parse(BARESIP_BYE).unwrap();
@@ -535,7 +535,7 @@ fn volte_ipv6_fixtures() {
     let p = parse(V6_PRACK).unwrap();
     assert_eq!(p.method(), Some(Method::Prack));
     assert_eq!(p.cseq().unwrap().1, Method::Prack);
-    assert_eq!(p.header("RAck").is_some(), true);
+    assert!(p.header("RAck").is_some());
     assert_eq!(p.body(), b"");
 
     let u = parse(V6_UPDATE).unwrap();
