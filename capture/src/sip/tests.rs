@@ -1,0 +1,600 @@
+//! Unit tests for the SIP parser. Fixtures under testdata/ are UDP payloads
+//! extracted with tshark from /work/shared/corpus (see names).
+
+use super::*;
+
+const BARESIP_INVITE: &[u8] = include_bytes!("testdata/baresip_1.sip");
+const BARESIP_200: &[u8] = include_bytes!("testdata/baresip_5.sip");
+const BARESIP_BYE: &[u8] = include_bytes!("testdata/baresip_912.sip");
+const V6_INVITE: &[u8] = include_bytes!("testdata/v6_2.sip");
+const V6_183: &[u8] = include_bytes!("testdata/v6_6.sip");
+const V6_PRACK: &[u8] = include_bytes!("testdata/v6_8.sip");
+const V6_UPDATE: &[u8] = include_bytes!("testdata/v6_12.sip");
+const ZEEK_JUNK: &[u8] = include_bytes!("testdata/zeek_junk.bin");
+const ZEEK_REGISTER: &[u8] = include_bytes!("testdata/zeek_register.bin");
+
+const SIMPLE_INVITE: &[u8] = b"INVITE sip:bob@example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP pc33.example.com;branch=z9hG4bK776asdhds\r\n\
+Max-Forwards: 70\r\n\
+To: Bob <sip:bob@example.com>\r\n\
+From: \"Alice A\" <sip:alice@example.com>;tag=1928301774\r\n\
+Call-ID: a84b4c76e66710@pc33.example.com\r\n\
+CSeq: 314159 INVITE\r\n\
+Contact: <sip:alice@pc33.example.com>\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: 4\r\n\
+\r\n\
+v=0\n";
+
+#[test]
+fn request_basic_fields() {
+    let m = parse(SIMPLE_INVITE).unwrap();
+    assert!(m.is_request());
+    assert_eq!(
+        *m.start(),
+        StartLine::Request {
+            method: Method::Invite,
+            uri: b"sip:bob@example.com"
+        }
+    );
+    assert_eq!(m.call_id(), Some(&b"a84b4c76e66710@pc33.example.com"[..]));
+    assert_eq!(m.cseq(), Some((314159, Method::Invite)));
+    let from = m.from().unwrap();
+    assert_eq!(from.display, Some(&b"Alice A"[..]));
+    assert_eq!(from.uri, b"sip:alice@example.com");
+    assert_eq!(from.tag, Some(&b"1928301774"[..]));
+    let to = m.to().unwrap();
+    assert_eq!(to.display, Some(&b"Bob"[..]));
+    assert_eq!(to.tag, None);
+    assert_eq!(m.content_type(), Some(&b"application/sdp"[..]));
+    assert_eq!(m.content_length(), Some(4));
+    assert_eq!(m.body(), b"v=0\n");
+    assert_eq!(m.sdp(), Some(&b"v=0\n"[..]));
+    assert_eq!(m.len(), SIMPLE_INVITE.len());
+    assert_eq!(m.raw(), SIMPLE_INVITE);
+    assert_eq!(m.headers().count(), 9);
+    assert_eq!(
+        m.headers().next(),
+        Some((
+            &b"Via"[..],
+            &b"SIP/2.0/UDP pc33.example.com;branch=z9hG4bK776asdhds"[..]
+        ))
+    );
+}
+
+#[test]
+fn response_basic_fields() {
+    let buf = b"SIP/2.0 180 Ringing\r\nCSeq: 1 INVITE\r\nCall-ID: x\r\nContent-Length: 0\r\n\r\n";
+    let m = parse(buf).unwrap();
+    assert!(!m.is_request());
+    assert_eq!(
+        *m.start(),
+        StartLine::Response {
+            code: 180,
+            reason: b"Ringing"
+        }
+    );
+    assert_eq!(m.status(), Some(180));
+    assert_eq!(m.method(), None);
+    assert_eq!(m.cseq(), Some((1, Method::Invite)));
+    assert_eq!(m.body(), b"");
+    assert_eq!(m.len(), buf.len());
+    // Empty reason phrase is tolerated.
+    let m = parse(b"SIP/2.0 200\r\n\r\n").unwrap();
+    assert_eq!(
+        *m.start(),
+        StartLine::Response {
+            code: 200,
+            reason: b""
+        }
+    );
+}
+
+#[test]
+fn every_compact_form_matches_full_name() {
+    let buf = b"MESSAGE sip:a@b SIP/2.0\r\n\
+i: cid\r\nf: <sip:f@x>;tag=ft\r\nt: <sip:t@x>\r\nm: <sip:m@x>\r\nl: 3\r\nc: text/plain\r\n\
+v: SIP/2.0/UDP x\r\ne: gzip\r\nk: timer\r\ns: subj\r\nr: <sip:r@x>\r\nb: <sip:b@x>\r\n\
+o: presence\r\nu: dialog\r\nx: 1800\r\na: *;audio\r\nj: *;video\r\nd: proxy\r\ny: idsig\r\n\r\nabc";
+    let m = parse(buf).unwrap();
+    let pairs: &[(&str, &str, &[u8])] = &[
+        ("Call-ID", "i", b"cid"),
+        ("From", "f", b"<sip:f@x>;tag=ft"),
+        ("To", "t", b"<sip:t@x>"),
+        ("Contact", "m", b"<sip:m@x>"),
+        ("Content-Length", "l", b"3"),
+        ("Content-Type", "c", b"text/plain"),
+        ("Via", "v", b"SIP/2.0/UDP x"),
+        ("Content-Encoding", "e", b"gzip"),
+        ("Supported", "k", b"timer"),
+        ("Subject", "s", b"subj"),
+        ("Refer-To", "r", b"<sip:r@x>"),
+        ("Referred-By", "b", b"<sip:b@x>"),
+        ("Event", "o", b"presence"),
+        ("Allow-Events", "u", b"dialog"),
+        ("Session-Expires", "x", b"1800"),
+        ("Accept-Contact", "a", b"*;audio"),
+        ("Reject-Contact", "j", b"*;video"),
+        ("Request-Disposition", "d", b"proxy"),
+        ("Identity", "y", b"idsig"),
+    ];
+    for (full, compact, want) in pairs {
+        assert_eq!(m.header(full), Some(*want), "{full}");
+        assert_eq!(m.header(compact), Some(*want), "{compact}");
+        assert_eq!(
+            m.header(&compact.to_uppercase()),
+            Some(*want),
+            "{compact} upper"
+        );
+        assert_eq!(m.header(&full.to_lowercase()), Some(*want), "{full} lower");
+    }
+    assert_eq!(m.call_id(), Some(&b"cid"[..]));
+    assert_eq!(m.from().unwrap().tag, Some(&b"ft"[..]));
+    assert_eq!(m.content_length(), Some(3));
+    assert_eq!(m.content_type(), Some(&b"text/plain"[..]));
+    assert_eq!(m.body(), b"abc");
+    assert_eq!(m.sdp(), None);
+}
+
+#[test]
+fn full_name_in_message_matches_compact_query_and_odd_case() {
+    let buf = b"BYE sip:a@b SIP/2.0\r\ncALL-iD:   spaced  \r\nCONTENT-LENGTH : 0\r\n\r\n";
+    let m = parse(buf).unwrap();
+    assert_eq!(m.header("i"), Some(&b"spaced"[..]));
+    assert_eq!(m.header("call-id"), Some(&b"spaced"[..]));
+    assert_eq!(m.content_length(), Some(0));
+    assert_eq!(m.header("X-Missing"), None);
+}
+
+#[test]
+fn folded_header_lines_are_part_of_the_value() {
+    let buf = b"OPTIONS sip:a@b SIP/2.0\r\nSubject: a\r\n b\r\n\tc\r\nCall-ID: z\r\n\r\n";
+    let m = parse(buf).unwrap();
+    assert_eq!(m.header("Subject"), Some(&b"a\r\n b\r\n\tc"[..]));
+    assert_eq!(m.header("s"), Some(&b"a\r\n b\r\n\tc"[..]));
+    assert_eq!(m.call_id(), Some(&b"z"[..]));
+    // Folding with bare LF as well.
+    let m = parse(b"OPTIONS sip:a@b SIP/2.0\nSubject: a\n b\nCall-ID: z\n\n").unwrap();
+    assert_eq!(m.header("Subject"), Some(&b"a\n b"[..]));
+    assert_eq!(m.call_id(), Some(&b"z"[..]));
+}
+
+#[test]
+fn header_all_and_header_order() {
+    let buf = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP a, SIP/2.0/UDP b\r\nv: SIP/2.0/UDP c\r\nVIA: SIP/2.0/UDP d\r\nl: 0\r\n\r\n";
+    let m = parse(buf).unwrap();
+    let vias: Vec<&[u8]> = m.header_all("Via").collect();
+    assert_eq!(
+        vias,
+        vec![
+            &b"SIP/2.0/UDP a, SIP/2.0/UDP b"[..],
+            b"SIP/2.0/UDP c",
+            b"SIP/2.0/UDP d"
+        ]
+    );
+    let names: Vec<&[u8]> = m.headers().map(|(n, _)| n).collect();
+    assert_eq!(names, vec![&b"Via"[..], b"v", b"VIA", b"l"]);
+}
+
+#[test]
+fn bare_lf_and_keepalives() {
+    let buf = b"\r\n\r\nBYE sip:a@b SIP/2.0\nCall-ID: k\nContent-Length: 0\n\nnext";
+    let m = parse(buf).unwrap();
+    assert_eq!(m.call_id(), Some(&b"k"[..]));
+    assert_eq!(m.len(), buf.len() - 4);
+    assert!(m.raw().starts_with(b"BYE "));
+    assert_eq!(m.raw().len(), m.len() - 4);
+    assert_eq!(parse(b"\r\n\r\n").unwrap_err(), SipError::Incomplete);
+}
+
+#[test]
+fn several_messages_in_one_buffer() {
+    let mut buf = Vec::new();
+    buf.extend_from_slice(SIMPLE_INVITE);
+    buf.extend_from_slice(b"\r\n");
+    buf.extend_from_slice(BARESIP_BYE);
+    buf.extend_from_slice(BARESIP_INVITE);
+    let mut rest = &buf[..];
+    let mut methods = Vec::new();
+    while !rest.is_empty() {
+        let m = parse(rest).unwrap();
+        methods.push(m.cseq().unwrap().1.as_str().into_owned());
+        rest = &rest[m.len()..];
+    }
+    assert_eq!(methods, ["INVITE", "BYE", "INVITE"]);
+}
+
+#[test]
+fn missing_content_length_on_udp_takes_rest_of_datagram() {
+    let buf = b"MESSAGE sip:a@b SIP/2.0\r\nContent-Type: text/plain\r\n\r\nhello\r\n";
+    let m = parse(buf).unwrap();
+    assert_eq!(m.content_length(), None);
+    assert_eq!(m.body(), b"hello\r\n");
+    assert_eq!(m.len(), buf.len());
+    // Stream framing: no Content-Length means no body.
+    let m = parse_stream(buf).unwrap();
+    assert_eq!(m.body(), b"");
+}
+
+#[test]
+fn content_length_larger_than_data_is_incomplete() {
+    let buf = b"INVITE sip:a@b SIP/2.0\r\nContent-Length: 100\r\n\r\nv=0\r\n";
+    assert_eq!(parse(buf).unwrap_err(), SipError::Incomplete);
+    assert_eq!(parse_stream(buf).unwrap_err(), SipError::Incomplete);
+    // Unterminated header section, and a header line cut in the middle.
+    assert_eq!(
+        parse(b"INVITE sip:a@b SIP/2.0\r\nCall-ID: x\r\n").unwrap_err(),
+        SipError::Incomplete
+    );
+    assert_eq!(
+        parse(b"INVITE sip:a@b SIP/2.0\r\nCall-").unwrap_err(),
+        SipError::Incomplete
+    );
+    assert_eq!(
+        parse(b"INVITE sip:a@b SI").unwrap_err(),
+        SipError::Incomplete
+    );
+}
+
+#[test]
+fn no_final_crlf_after_body() {
+    let buf = b"INVITE sip:a@b SIP/2.0\r\nContent-Type: application/sdp\r\nContent-Length: 8\r\n\r\nv=0\r\ns=-";
+    let m = parse(buf).unwrap();
+    assert_eq!(m.body(), b"v=0\r\ns=-");
+    assert_eq!(m.len(), buf.len());
+}
+
+#[test]
+fn bad_content_length_and_limits() {
+    assert_eq!(
+        parse(b"BYE sip:a@b SIP/2.0\r\nContent-Length: 12x\r\n\r\n").unwrap_err(),
+        SipError::BadContentLength
+    );
+    assert_eq!(
+        parse(b"BYE sip:a@b SIP/2.0\r\nl: 99999999999999999999999999\r\n\r\n").unwrap_err(),
+        SipError::BadContentLength
+    );
+    assert_eq!(
+        parse(b"BYE sip:a@b SIP/2.0\r\nl: 999999999\r\n\r\n").unwrap_err(),
+        SipError::TooLong
+    );
+    assert_eq!(
+        parse(b"BYE sip:a@b SIP/2.0\r\nno colon here\r\n\r\n").unwrap_err(),
+        SipError::BadHeader
+    );
+    let long = vec![b'A'; MAX_START_LINE + 10];
+    assert_eq!(parse(&long).unwrap_err(), SipError::TooLong);
+}
+
+#[test]
+fn extra_headers_are_counted_not_an_error() {
+    let mut buf = b"OPTIONS sip:a@b SIP/2.0\r\n".to_vec();
+    for i in 0..100 {
+        buf.extend_from_slice(format!("X-H{i}: {i}\r\n").as_bytes());
+    }
+    // Content-Length beyond the stored headers still frames the message.
+    buf.extend_from_slice(b"Content-Length: 2\r\n\r\nokEXTRA");
+    let m = parse(&buf).unwrap();
+    assert_eq!(m.headers().count(), MAX_HEADERS);
+    assert_eq!(m.headers_dropped(), 101 - MAX_HEADERS);
+    assert_eq!(m.content_length(), Some(2));
+    assert_eq!(m.body(), b"ok");
+    assert_eq!(m.len(), buf.len() - 5);
+}
+
+#[test]
+fn method_tokens_are_case_sensitive() {
+    let m = parse(b"invite sip:a@b SIP/2.0\r\nl: 0\r\n\r\n").unwrap();
+    assert_eq!(
+        *m.start(),
+        StartLine::Request {
+            method: Method::Other(b"invite"),
+            uri: b"sip:a@b"
+        }
+    );
+    assert_eq!(m.method().unwrap().as_str(), "invite");
+    assert_eq!(Method::from_token(b"INVITE"), Method::Invite);
+    assert_eq!(Method::Prack.as_str(), "PRACK");
+    for (tok, want) in [
+        (&b"ACK"[..], Method::Ack),
+        (b"BYE", Method::Bye),
+        (b"CANCEL", Method::Cancel),
+        (b"REGISTER", Method::Register),
+        (b"OPTIONS", Method::Options),
+        (b"INFO", Method::Info),
+        (b"UPDATE", Method::Update),
+        (b"PRACK", Method::Prack),
+        (b"SUBSCRIBE", Method::Subscribe),
+        (b"NOTIFY", Method::Notify),
+        (b"REFER", Method::Refer),
+        (b"MESSAGE", Method::Message),
+        (b"PUBLISH", Method::Publish),
+    ] {
+        assert_eq!(Method::from_token(tok), want);
+        assert_eq!(want.as_str().as_bytes(), tok);
+    }
+}
+
+#[test]
+fn status_codes_out_of_range_rejected() {
+    for line in [
+        &b"SIP/2.0 099 Low\r\n\r\n"[..],
+        b"SIP/2.0 700 High\r\n\r\n",
+        b"SIP/2.0 2000 OK\r\n\r\n",
+        b"SIP/2.0 20 OK\r\n\r\n",
+        b"SIP/2.0 abc OK\r\n\r\n",
+        b"SIP/3.0 200 OK\r\n\r\n",
+    ] {
+        assert_eq!(
+            parse(line).unwrap_err(),
+            SipError::BadStartLine,
+            "{:?}",
+            String::from_utf8_lossy(line)
+        );
+        assert!(!looks_like_sip(line));
+    }
+    assert!(parse(b"SIP/2.0 100 Trying\r\n\r\n").is_ok());
+    assert!(parse(b"SIP/2.0 699 X\r\n\r\n").is_ok());
+}
+
+#[test]
+fn odd_request_lines_rejected() {
+    for line in [
+        &b"INVITE sip:a@b HTTP/1.1\r\n\r\n"[..],
+        b"INVITE SIP/2.0\r\n\r\n",
+        b"INV<ITE sip:a@b SIP/2.0\r\n\r\n",
+        b" INVITE sip:a@b SIP/2.0\r\n\r\n",
+        b"INVITE noscheme SIP/2.0\r\n\r\n",
+    ] {
+        assert_eq!(
+            parse(line).unwrap_err(),
+            SipError::BadStartLine,
+            "{:?}",
+            String::from_utf8_lossy(line)
+        );
+    }
+    // Version is case-insensitive (RFC 3261 section 7.1).
+    assert!(parse(b"BYE sip:a@b sip/2.0\r\n\r\n").is_ok());
+}
+
+#[test]
+fn http_on_sip_port_rejected() {
+    let http = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n";
+    assert!(!looks_like_sip(http));
+    assert_eq!(parse(http).unwrap_err(), SipError::BadStartLine);
+    assert_eq!(find_start(http), None);
+    let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    assert!(!looks_like_sip(resp));
+    assert!(parse(resp).is_err());
+    assert!(!looks_like_sip(b"POST /sip HTTP/1.0\r\n"));
+}
+
+#[test]
+fn looks_like_sip_accepts_requests_responses_and_rejects_binary() {
+    assert!(looks_like_sip(SIMPLE_INVITE));
+    assert!(looks_like_sip(b"\r\n\r\nSIP/2.0 200 OK\r\n"));
+    assert!(looks_like_sip(b"OPTIONS sip:x@y SIP/2.0"));
+    assert!(looks_like_sip(V6_INVITE));
+    assert!(!looks_like_sip(b""));
+    assert!(!looks_like_sip(b"\r\n"));
+    assert!(!looks_like_sip(&[
+        0x80, 0x00, 0x12, 0x34, 0xde, 0xad, 0xbe, 0xef
+    ]));
+    assert!(!looks_like_sip(b"SIP/2.0/UDP host"));
+}
+
+#[test]
+fn junk_before_request_zeek() {
+    // The capture has a 4-byte junk datagram, then a REGISTER datagram.
+    assert!(!looks_like_sip(ZEEK_JUNK));
+    assert!(parse(ZEEK_JUNK).is_err());
+    assert!(looks_like_sip(ZEEK_REGISTER));
+    let m = parse(ZEEK_REGISTER).unwrap();
+    assert_eq!(m.method(), Some(Method::Register));
+    assert_eq!(m.header("Expires"), Some(&b"3600"[..]));
+    assert_eq!(m.body(), b"");
+    // Glued together (as a TCP resync would see them).
+    let mut both = ZEEK_JUNK.to_vec();
+    both.extend_from_slice(ZEEK_REGISTER);
+    assert!(!looks_like_sip(&both));
+    assert_eq!(find_start(&both), Some(4));
+    assert!(parse(&both[4..]).is_ok());
+}
+
+#[test]
+fn find_start_cases() {
+    assert_eq!(find_start(b"xx\r\nSIP/2.0 180 Ringing\r\n"), Some(4));
+    assert_eq!(
+        find_start(b"body tail\r\nBYE sip:a@b SIP/2.0\r\n"),
+        Some(11)
+    );
+    // Via values contain SIP/2.0 but are not start lines.
+    assert_eq!(find_start(b"Via: SIP/2.0/TCP x\r\n"), None);
+    assert_eq!(find_start(b"garbage SIP/2.0\r\n"), None);
+    // Start line cut at the end of the buffer right after the version.
+    assert_eq!(find_start(b"..\nACK sip:a@b SIP/2.0"), Some(3));
+    assert_eq!(find_start(b""), None);
+}
+
+#[test]
+fn uri_helpers() {
+    assert_eq!(uri_user(b"sip:+4412@host;x"), Some(&b"+4412"[..]));
+    assert_eq!(uri_user(b"tel:+1555"), Some(&b"+1555"[..]));
+    assert_eq!(
+        uri_user(b"tel:+1555;phone-context=example.com"),
+        Some(&b"+1555"[..])
+    );
+    assert_eq!(uri_user(b"SIPS:alice:secret@host"), Some(&b"alice"[..]));
+    assert_eq!(uri_user(b"sip:host.example.com"), None);
+    assert_eq!(uri_user(b"<sip:bob@h>"), Some(&b"bob"[..]));
+    assert_eq!(uri_user(b"http://x@y"), None);
+    assert_eq!(uri_user(b""), None);
+    assert_eq!(uri_host(b"sip:+4412@host;x"), Some(&b"host"[..]));
+    assert_eq!(uri_host(b"sip:bob@127.0.0.1:5064"), Some(&b"127.0.0.1"[..]));
+    assert_eq!(
+        uri_host(b"sip:08019200028@[fd17:625c:f037:2:a00:27ff:feb9:4222]:25060"),
+        Some(&b"fd17:625c:f037:2:a00:27ff:feb9:4222"[..])
+    );
+    assert_eq!(uri_host(b"sip:example.com"), Some(&b"example.com"[..]));
+    assert_eq!(uri_host(b"tel:+1555"), None);
+    assert_eq!(uri_host(b"sip:[::1"), None);
+}
+
+#[test]
+fn name_addr_forms() {
+    let n = parse_name_addr(b"sip:a@b;tag=xyz").unwrap();
+    assert_eq!(
+        (n.display, n.uri, n.tag),
+        (None, &b"sip:a@b"[..], Some(&b"xyz"[..]))
+    );
+    let n = parse_name_addr(b"\"Quoted \\\" <name>\" <sip:a@b;lr>;TAG=t1;other").unwrap();
+    assert_eq!(n.display, Some(&b"Quoted \\\" <name>"[..]));
+    assert_eq!(n.uri, b"sip:a@b;lr");
+    assert_eq!(n.tag, Some(&b"t1"[..]));
+    let n = parse_name_addr(b"<sip:a@b>").unwrap();
+    assert_eq!((n.display, n.tag), (None, None));
+    assert_eq!(parse_name_addr(b""), None);
+    assert_eq!(parse_name_addr(b"<>"), None);
+    assert_eq!(parse_name_addr(b"\"unterminated <sip:a@b>"), None);
+    assert_eq!(parse_name_addr(b"<sip:a@b"), None);
+}
+
+#[test]
+fn baresip_srtp_invite_fixture() {
+    let m = parse(BARESIP_INVITE).unwrap();
+    assert_eq!(m.method(), Some(Method::Invite));
+    assert_eq!(m.call_id(), Some(&b"ce7c29716c4437cd"[..]));
+    assert_eq!(m.cseq(), Some((15799, Method::Invite)));
+    let from = m.from().unwrap();
+    assert_eq!(from.uri, b"sip:alice@127.0.0.1:5062");
+    assert_eq!(from.tag, Some(&b"f5028132cb429fda"[..]));
+    assert_eq!(uri_user(from.uri), Some(&b"alice"[..]));
+    assert_eq!(m.to().unwrap().uri, b"sip:bob@127.0.0.1:5064");
+    // "Supported:" with an empty value.
+    assert_eq!(m.header("k"), Some(&b""[..]));
+    assert_eq!(m.content_length(), Some(404));
+    assert_eq!(m.len(), BARESIP_INVITE.len());
+    let sdp = m.sdp().unwrap();
+    assert!(sdp.starts_with(b"v=0\r\n"));
+    assert_eq!(sdp.len(), 404);
+
+    let ok = parse(BARESIP_200).unwrap();
+    assert_eq!(ok.status(), Some(200));
+    assert_eq!(
+        *ok.start(),
+        StartLine::Response {
+            code: 200,
+            reason: b"Answering"
+        }
+    );
+    assert_eq!(ok.cseq(), Some((15799, Method::Invite)));
+    assert!(ok.to().unwrap().tag.is_some());
+    assert_eq!(ok.sdp().map(<[u8]>::len), Some(388));
+
+    let bye = parse(BARESIP_BYE).unwrap();
+    assert_eq!(bye.method(), Some(Method::Bye));
+    assert_eq!(bye.cseq(), Some((37852, Method::Bye)));
+    assert_eq!(bye.to().unwrap().tag, Some(&b"f5028132cb429fda"[..]));
+    assert_eq!(bye.body(), b"");
+}
+
+#[test]
+fn volte_ipv6_fixtures() {
+    let m = parse(V6_INVITE).unwrap();
+    assert_eq!(m.method(), Some(Method::Invite));
+    assert_eq!(
+        m.call_id(),
+        Some(&b"71846-1647924829-397430@fd17:625c:f037:2:a00:27ff:feb9:1521"[..])
+    );
+    // "Content-Length:   655" with extra spaces.
+    assert_eq!(m.content_length(), Some(655));
+    assert_eq!(m.sdp().map(<[u8]>::len), Some(655));
+    assert_eq!(m.len(), V6_INVITE.len());
+    let from = m.from().unwrap();
+    assert_eq!(from.display, Some(&b"sipp"[..]));
+    assert_eq!(from.tag, Some(&b"397430SIPpTag0071846"[..]));
+    assert_eq!(uri_user(m.to().unwrap().uri), Some(&b"mcr"[..]));
+    assert_eq!(m.header("Supported"), Some(&b"100rel,precondition"[..]));
+    if let StartLine::Request { uri, .. } = m.start() {
+        assert_eq!(uri_user(uri), Some(&b"08019200028"[..]));
+        assert_eq!(
+            uri_host(uri),
+            Some(&b"fd17:625c:f037:2:a00:27ff:feb9:4222"[..])
+        );
+    } else {
+        panic!("request expected");
+    }
+
+    let r = parse(V6_183).unwrap();
+    assert_eq!(r.status(), Some(183));
+    assert_eq!(r.header("RSeq"), Some(&b"1"[..]));
+    assert_eq!(r.header("Require"), Some(&b"100rel,precondition"[..]));
+    assert_eq!(r.to().unwrap().tag, Some(&b"1632476SIPpTag0171847"[..]));
+    assert_eq!(r.sdp().map(<[u8]>::len), Some(274));
+
+    let p = parse(V6_PRACK).unwrap();
+    assert_eq!(p.method(), Some(Method::Prack));
+    assert_eq!(p.cseq().unwrap().1, Method::Prack);
+    assert!(p.header("RAck").is_some());
+    assert_eq!(p.body(), b"");
+
+    let u = parse(V6_UPDATE).unwrap();
+    assert_eq!(u.method(), Some(Method::Update));
+    assert_eq!(u.cseq(), Some((3, Method::Update)));
+    assert_eq!(u.sdp().map(<[u8]>::len), Some(398));
+}
+
+#[test]
+fn multipart_sdp_part() {
+    let body = b"--unique-boundary-1\r\n\
+Content-Type: application/isup;version=itu-t92+\r\n\r\n\
+\x01\x02\x03\r\n\
+--unique-boundary-1\r\n\
+Content-Type: application/SDP\r\n\r\n\
+v=0\r\nm=audio 4000 RTP/AVP 0\r\n\
+\r\n--unique-boundary-1--\r\n";
+    let head = format!(
+        "INVITE sip:a@b SIP/2.0\r\nContent-Type: multipart/mixed;boundary=\"unique-boundary-1\"\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut buf = head.into_bytes();
+    buf.extend_from_slice(body);
+    let m = parse(&buf).unwrap();
+    assert_eq!(m.sdp(), Some(&b"v=0\r\nm=audio 4000 RTP/AVP 0\r\n"[..]));
+    // No SDP part at all.
+    let buf2 = b"INVITE sip:a@b SIP/2.0\r\nc: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b--\r\n";
+    assert_eq!(parse(buf2).unwrap().sdp(), None);
+    // Missing boundary parameter.
+    let buf3 = b"INVITE sip:a@b SIP/2.0\r\nc: multipart/mixed\r\n\r\n--b\r\n";
+    assert_eq!(parse(buf3).unwrap().sdp(), None);
+}
+
+#[test]
+fn never_panics_on_prefixes_and_mutations_of_fixtures() {
+    for fx in [
+        BARESIP_INVITE,
+        BARESIP_200,
+        V6_INVITE,
+        V6_183,
+        V6_UPDATE,
+        ZEEK_REGISTER,
+    ] {
+        for cut in 0..fx.len() {
+            let p = &fx[..cut];
+            if let Ok(m) = parse(p) {
+                let _ = (m.sdp(), m.from(), m.to(), m.cseq(), m.len());
+            }
+            let _ = parse_stream(p);
+            let _ = looks_like_sip(p);
+            let _ = find_start(p);
+        }
+        let mut v = fx.to_vec();
+        for i in (0..v.len()).step_by(7) {
+            v[i] ^= 0x5a;
+            if let Ok(m) = parse(&v) {
+                let _ = (m.sdp(), m.from(), m.to(), m.cseq());
+                assert!(m.len() <= v.len());
+            }
+        }
+    }
+}
