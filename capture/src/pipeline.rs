@@ -96,6 +96,7 @@ impl Pipeline {
         }
     }
 
+    #[cfg(test)]
     fn is_sip_port(&self, port: u16) -> bool {
         self.sip_ports[usize::from(port) / 64] & (1 << (port % 64)) != 0
     }

@@ -35,6 +35,13 @@ pub fn tshark(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Run tshark on a capture that is damaged on purpose: tshark prints what
+/// it could read and exits non-zero; return that output.
+pub fn tshark_lenient(args: &[&str]) -> String {
+    let out = Command::new("tshark").args(args).output().expect("tshark must be installed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Import `files` into a fresh temporary directory.
 pub fn import(files: &[PathBuf]) -> (tempfile::TempDir, ImportReport) {
     import_with(files, PipelineConfig::default())

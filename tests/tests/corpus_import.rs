@@ -127,7 +127,7 @@ fn tshark_sdp_endpoints(file: &Path) -> HashMap<String, BTreeSet<(String, u16)>>
         if f.len() < 3 {
             continue;
         }
-        let addr = f[1].split(',').next().unwrap_or("").to_string();
+        let addr = f[1].split(',').next().unwrap_or("").trim_matches(['[', ']']).to_string();
         for port in f[2].split(',').filter_map(|p| p.parse::<u16>().ok()) {
             if port != 0 {
                 m.entry(f[0].to_string()).or_default().insert((addr.clone(), port));
@@ -136,6 +136,19 @@ fn tshark_sdp_endpoints(file: &Path) -> HashMap<String, BTreeSet<(String, u16)>>
         }
     }
     m
+}
+
+/// Compare frame lists, printing only the first difference.
+fn assert_same_frames(got: &[(String, u32)], want: &[(String, u32)], what: &str) {
+    if let Some(i) = (0..got.len().max(want.len())).find(|&i| got.get(i) != want.get(i)) {
+        panic!(
+            "{what}: {} frames vs {} expected; first difference at #{i}: got {:?}, want {:?}",
+            got.len(),
+            want.len(),
+            got.get(i),
+            want.get(i)
+        );
+    }
 }
 
 /// `call.pcap` of every call holds exactly the frames tshark attributes to
@@ -167,14 +180,14 @@ fn call_pcap_holds_exactly_the_calls_frames() {
                     .join(" || ")
             };
             let filter = format!(
-                "sip.Call-ID == \"{cid}\" || (udp && !sip && ({}) && ({}))",
+                "sip.Call-ID == \"{cid}\" || (udp && !sip && !icmp && !icmpv6 && ({}) && ({}))",
                 side("src"),
                 side("dst")
             );
             let expected = tshark_frames(&file, Some(&filter));
             let got = tshark_frames(&dir.path().join(&c["pcap"]), None);
             assert!(!got.is_empty());
-            assert_eq!(got, expected, "{name}: frames of call {cid}");
+            assert_same_frames(&got, &expected, &format!("{name}: frames of call {cid}"));
             let total: u64 = ["sip_packets", "rtp_packets", "rtcp_packets"]
                 .iter()
                 .map(|k| c[*k].parse::<u64>().unwrap())
@@ -217,7 +230,7 @@ fn ipv6_fragments_reassemble_into_one_call() {
     // Every frame of this capture (fragments included) is SIP of the call.
     let all = tshark_frames(&file, None);
     let got = tshark_frames(&dir.path().join(&calls[0]["pcap"]), None);
-    assert_eq!(got, all);
+    assert_same_frames(&got, &all, "ipv6frag call.pcap");
     // tshark dissects as many SIP messages in our call.pcap as in the original.
     let sip_in = |f: &Path| tshark_frames(f, Some("sip")).len();
     assert_eq!(sip_in(&dir.path().join(&calls[0]["pcap"])), sip_in(&file));
@@ -268,7 +281,7 @@ fn truncated_capture_is_read_up_to_the_damage() {
     let damage = report.files[0].damage.as_deref().expect("damage reported");
     assert!(damage.to_lowercase().contains("truncat"), "{damage}");
     // tshark reads the same whole records before the cut.
-    let whole = tshark_frames(&cut, None).len() as u64;
+    let whole = voxtap_e2e::tshark_lenient(&["-r", cut.to_str().unwrap()]).lines().count() as u64;
     assert!(whole > 0);
     assert_eq!(report.files[0].packets, whole);
     assert_eq!(read_csv(&dir.path().join("calls.csv")).len(), 2);

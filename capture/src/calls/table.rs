@@ -468,9 +468,15 @@ impl CallTable {
         call.packets.extend_from_slice(refs);
         let rtcp_like = rtp::looks_like_rtcp(payload);
         if u.role == Role::Rtcp || rtcp_like {
-            if rtcp_like {
+            // SRTCP keeps the first RTCP header in the clear but appends an
+            // index and a tag, so the compound walk fails on it: the header
+            // alone says it is RTCP.
+            let srtp = call.media.get(u.media_idx).is_some_and(|m| m.proto.contains("SAVP"));
+            if rtcp_like && !srtp {
                 call.rtcp_packets += 1;
                 note_rtcp(call, payload);
+            } else if rtcp_header(payload) {
+                call.rtcp_packets += 1;
             } else {
                 self.stats.media_unparsed += 1;
             }
@@ -620,6 +626,11 @@ fn note_rtcp(call: &mut Call, payload: &[u8]) {
             }
         }
     }
+}
+
+/// Version 2 and an RTCP packet type (SR, RR, SDES, BYE, APP, RTPFB, PSFB, XR).
+fn rtcp_header(p: &[u8]) -> bool {
+    matches!(p, [b0, b1, _, _, ..] if b0 >> 6 == 2 && (200..=207).contains(b1))
 }
 
 fn lossy(b: &[u8]) -> String {

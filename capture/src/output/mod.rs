@@ -264,7 +264,7 @@ impl CallWriter {
                 continue;
             };
             if self.readers[src].is_none() {
-                let r = PcapReader::open(&src_path).map_err(|source| OutputError::Source {
+                let r = open_for_random_reads(&src_path).map_err(|source| OutputError::Source {
                     call_id: call.call_id.clone(),
                     path: src_path.clone(),
                     source,
@@ -321,6 +321,19 @@ impl CallWriter {
         write_csv(&self.dir.join("streams.csv"), STREAMS_HEADER, &self.stream_rows)?;
         Ok(())
     }
+}
+
+/// A reader for `read_at`. pcapng packets name their interface (link type,
+/// time resolution) declared earlier in the file, so a pcapng file is walked
+/// once first to learn every interface.
+fn open_for_random_reads(path: &Path) -> Result<PcapReader<BufReader<File>>, PcapError> {
+    let mut r = PcapReader::open(path)?;
+    if matches!(r.format(), crate::pcapio::FileFormat::PcapNg) {
+        // Damage past the packets we index was reported by the import; the
+        // interfaces read before it are what the indexed packets need.
+        while let Ok(Some(_)) = r.next_packet() {}
+    }
+    Ok(r)
 }
 
 fn write_csv(path: &Path, header: &[&str], rows: &[(u64, Vec<String>)]) -> Result<(), OutputError> {
