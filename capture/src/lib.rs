@@ -5,14 +5,16 @@
 //! Protocol modules (`wire`, `sip`, `sdp`, `rtp`, `rtcp`) are pure: bytes in,
 //! values out, no I/O, and never panic on any input.
 
-pub mod wire;
-pub mod decode;
-pub mod pcapio;
-pub mod sip;
-pub mod sdp;
-pub mod rtp;
-pub mod rtcp;
-pub mod stream_stats;
 pub mod calls;
-pub mod pipeline;
+pub mod decode;
 pub mod output;
+pub mod pcapio;
+pub mod pipeline;
+pub mod rtcp;
+pub mod rtp;
+pub mod sdp;
+pub mod sip;
+pub mod stream_stats;
+pub mod wire;
+#[cfg(target_os = "linux")]
+pub mod xdp;
