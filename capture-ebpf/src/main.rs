@@ -159,27 +159,17 @@ fn ptr_at<T>(ctx: &XdpContext, off: usize) -> Result<*const T, Bad> {
     Ok((start + off) as *const T)
 }
 
+/// Copy of the `N` bytes at `off`, after one bounds check: every field of a
+/// header is then read from this copy, so the verifier never sees a packet
+/// pointer that was derived separately from the checked one.
 #[inline(always)]
-fn u8_at(ctx: &XdpContext, off: usize) -> Result<u8, Bad> {
-    Ok(unsafe { *ptr_at::<u8>(ctx, off)? })
-}
-
-#[inline(always)]
-fn be16_at(ctx: &XdpContext, off: usize) -> Result<u16, Bad> {
-    let p = ptr_at::<[u8; 2]>(ctx, off)?;
-    Ok(u16::from_be_bytes(unsafe { *p }))
-}
-
-#[inline(always)]
-fn addr16_at(ctx: &XdpContext, off: usize) -> Result<[u8; 16], Bad> {
-    let p = ptr_at::<[u8; 16]>(ctx, off)?;
+fn bytes_at<const N: usize>(ctx: &XdpContext, off: usize) -> Result<[u8; N], Bad> {
+    let p = ptr_at::<[u8; N]>(ctx, off)?;
     Ok(unsafe { *p })
 }
 
 #[inline(always)]
-fn mapped_v4_at(ctx: &XdpContext, off: usize) -> Result<[u8; 16], Bad> {
-    let p = ptr_at::<[u8; 4]>(ctx, off)?;
-    let v4 = unsafe { *p };
+fn mapped_v4(v4: [u8; 4]) -> [u8; 16] {
     let mut a = [0u8; 16];
     a[10] = 0xff;
     a[11] = 0xff;
@@ -187,7 +177,12 @@ fn mapped_v4_at(ctx: &XdpContext, off: usize) -> Result<[u8; 16], Bad> {
     a[13] = v4[1];
     a[14] = v4[2];
     a[15] = v4[3];
-    Ok(a)
+    a
+}
+
+#[inline(always)]
+fn be16(b0: u8, b1: u8) -> u16 {
+    u16::from_be_bytes([b0, b1])
 }
 
 /// What the IP layer found.
@@ -208,11 +203,13 @@ struct L3 {
 
 #[inline(always)]
 fn classify(ctx: &XdpContext, cfg: &XdpConfig) -> Result<Verdict, Bad> {
-    let mut ethertype = be16_at(ctx, 12)?;
+    let eth = bytes_at::<ETH_HLEN>(ctx, 0)?;
+    let mut ethertype = be16(eth[12], eth[13]);
     let mut off = ETH_HLEN;
     for _ in 0..MAX_VLAN {
         if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD || ethertype == ETH_P_QINQ_OLD {
-            ethertype = be16_at(ctx, off + 2)?;
+            let tag = bytes_at::<4>(ctx, off)?;
+            ethertype = be16(tag[2], tag[3]);
             off += 4;
         }
     }
@@ -263,29 +260,25 @@ fn frag_key(l3: &L3) -> FragKey {
 
 #[inline(always)]
 fn parse_v4(ctx: &XdpContext, off: usize) -> Result<L3, Bad> {
-    let ver_ihl = u8_at(ctx, off)?;
-    if ver_ihl >> 4 != 4 {
+    let h = bytes_at::<20>(ctx, off)?;
+    if h[0] >> 4 != 4 {
         return Err(Bad);
     }
-    let ihl = ((ver_ihl & 0x0f) as usize) * 4;
+    let ihl = ((h[0] & 0x0f) as usize) * 4;
     if ihl < 20 {
         return Err(Bad);
     }
-    let frag = be16_at(ctx, off + 6)?;
-    let proto = u8_at(ctx, off + 9)?;
-    let src = mapped_v4_at(ctx, off + 12)?;
-    let dst = mapped_v4_at(ctx, off + 16)?;
-    let id = be16_at(ctx, off + 4)?;
+    let frag = be16(h[6], h[7]);
     let more = frag & 0x2000 != 0;
     let frag_off = frag & 0x1fff;
     Ok(L3 {
-        src,
-        dst,
-        proto,
+        src: mapped_v4([h[12], h[13], h[14], h[15]]),
+        dst: mapped_v4([h[16], h[17], h[18], h[19]]),
+        proto: h[9],
         l4_off: off + ihl,
         fragmented: more || frag_off != 0,
         non_first: frag_off != 0,
-        frag_id: id as u32,
+        frag_id: be16(h[4], h[5]) as u32,
     })
 }
 
@@ -293,43 +286,45 @@ fn parse_v4(ctx: &XdpContext, off: usize) -> Result<L3, Bad> {
 /// extension headers, ESP, ...): passed, not counted as malformed.
 #[inline(always)]
 fn parse_v6(ctx: &XdpContext, off: usize) -> Result<Option<L3>, Bad> {
-    let ver = u8_at(ctx, off)?;
-    if ver >> 4 != 6 {
+    let h = bytes_at::<40>(ctx, off)?;
+    if h[0] >> 4 != 6 {
         return Err(Bad);
     }
-    let mut next = u8_at(ctx, off + 6)?;
-    let src = addr16_at(ctx, off + 8)?;
-    let dst = addr16_at(ctx, off + 24)?;
+    let mut next = h[6];
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    src.copy_from_slice(&h[8..24]);
+    dst.copy_from_slice(&h[24..40]);
     let mut l4 = off + 40;
     let mut fragmented = false;
     let mut non_first = false;
     let mut frag_id = 0u32;
     for _ in 0..MAX_V6_EXT {
-        match next {
-            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_MH => {
-                let nh = u8_at(ctx, l4)?;
-                let len = u8_at(ctx, l4 + 1)? as usize;
-                next = nh;
-                l4 += (len + 1) * 8;
-            }
-            IPPROTO_AH => {
-                let nh = u8_at(ctx, l4)?;
-                let len = u8_at(ctx, l4 + 1)? as usize;
-                next = nh;
-                l4 += (len + 2) * 4;
-            }
-            IPPROTO_FRAGMENT => {
-                let nh = u8_at(ctx, l4)?;
-                let offm = be16_at(ctx, l4 + 2)?;
-                let p = ptr_at::<[u8; 4]>(ctx, l4 + 4)?;
-                frag_id = u32::from_be_bytes(unsafe { *p });
-                fragmented = true;
-                non_first = offm & 0xfff8 != 0;
-                next = nh;
-                l4 += 8;
-            }
-            _ => break,
+        if !matches!(
+            next,
+            IPPROTO_HOPOPTS
+                | IPPROTO_ROUTING
+                | IPPROTO_DSTOPTS
+                | IPPROTO_MH
+                | IPPROTO_AH
+                | IPPROTO_FRAGMENT
+        ) {
+            break;
         }
+        // Every extension header we skip is at least 8 bytes long.
+        let e = bytes_at::<8>(ctx, l4)?;
+        let len = match next {
+            IPPROTO_FRAGMENT => {
+                frag_id = u32::from_be_bytes([e[4], e[5], e[6], e[7]]);
+                fragmented = true;
+                non_first = be16(e[2], e[3]) & 0xfff8 != 0;
+                8
+            }
+            IPPROTO_AH => (e[1] as usize + 2) * 4,
+            _ => (e[1] as usize + 1) * 8,
+        };
+        next = e[0];
+        l4 += len;
     }
     if next != IPPROTO_UDP && next != IPPROTO_TCP {
         return Ok(None);
@@ -362,8 +357,9 @@ fn classify_l4(ctx: &XdpContext, cfg: &XdpConfig, l3: &L3) -> Result<Verdict, Ba
         return Ok(Verdict::Unkept);
     }
     // Ports are the first four bytes of both UDP and TCP.
-    let sport = be16_at(ctx, l3.l4_off)?;
-    let dport = be16_at(ctx, l3.l4_off + 2)?;
+    let ports = bytes_at::<4>(ctx, l3.l4_off)?;
+    let sport = be16(ports[0], ports[1]);
+    let dport = be16(ports[2], ports[3]);
     if is_sip_port(dport) || is_sip_port(sport) {
         return Ok(Verdict::Keep(Counter::KeptSip));
     }
@@ -374,8 +370,7 @@ fn classify_l4(ctx: &XdpContext, cfg: &XdpConfig, l3: &L3) -> Result<Verdict, Ba
         return Ok(Verdict::Keep(Counter::KeptMedia));
     }
     if cfg.has(CFG_HEURISTIC_RTP) && sport >= 1024 && dport >= 1024 {
-        if let Ok(p) = ptr_at::<[u8; 12]>(ctx, l3.l4_off + 8) {
-            let hdr = unsafe { *p };
+        if let Ok(hdr) = bytes_at::<12>(ctx, l3.l4_off + 8) {
             if looks_like_rtp(hdr[0], hdr[1]) {
                 return Ok(Verdict::Keep(Counter::KeptHeuristic));
             }
