@@ -306,7 +306,7 @@ fn scenario(tag: char, mode: Option<AttachMode>) {
 
     // Read the ring: lazy wake-up means some frames are only seen after a
     // poll timeout, which `poll` handles.
-    let want_frames = (N_SIP + 3 + N_MEDIA + N_RTP) as usize;
+    let want_frames = N_SIP + 3 + N_MEDIA + N_RTP;
     let mut by_reason: HashMap<u32, usize> = HashMap::new();
     let mut sip_seen: Vec<Vec<u8>> = Vec::new();
     let mut big_first: Option<Vec<u8>> = None;

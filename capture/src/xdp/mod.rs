@@ -42,14 +42,15 @@ pub const PROGRAM_NAME: &str = "voxtap_xdp";
 /// Number of counter slots, as an array length.
 pub const COUNTERS: usize = COUNTER_SLOTS as usize;
 
+/// Errors of the XDP sensor (aya's errors are boxed: they are large).
 #[derive(Debug, thiserror::Error)]
 pub enum XdpError {
     #[error("loading the XDP object: {0}")]
-    Load(#[from] aya::EbpfError),
+    Load(Box<aya::EbpfError>),
     #[error("XDP program: {0}")]
-    Program(#[from] ProgramError),
+    Program(Box<ProgramError>),
     #[error("BPF map: {0}")]
-    Map(#[from] MapError),
+    Map(Box<MapError>),
     #[error("the XDP object has no map or program named {0}")]
     Missing(&'static str),
     #[error("the sensor is already attached to {0}")]
@@ -57,9 +58,27 @@ pub enum XdpError {
     #[error("attaching to {iface} failed in native mode ({native}) and in SKB mode ({skb})")]
     Attach {
         iface: String,
-        native: ProgramError,
-        skb: ProgramError,
+        native: Box<ProgramError>,
+        skb: Box<ProgramError>,
     },
+}
+
+impl From<aya::EbpfError> for XdpError {
+    fn from(e: aya::EbpfError) -> Self {
+        XdpError::Load(Box::new(e))
+    }
+}
+
+impl From<ProgramError> for XdpError {
+    fn from(e: ProgramError) -> Self {
+        XdpError::Program(Box::new(e))
+    }
+}
+
+impl From<MapError> for XdpError {
+    fn from(e: MapError) -> Self {
+        XdpError::Map(Box::new(e))
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -202,8 +221,8 @@ impl XdpSensor {
                         Err(skb) => {
                             return Err(XdpError::Attach {
                                 iface: iface.to_owned(),
-                                native,
-                                skb,
+                                native: Box::new(native),
+                                skb: Box::new(skb),
                             });
                         }
                     }
