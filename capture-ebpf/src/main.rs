@@ -234,17 +234,15 @@ fn classify(ctx: &XdpContext, cfg: &XdpConfig) -> Result<Verdict, Bad> {
     }
     if l3.non_first {
         let key = frag_key(&l3);
-        if unsafe { FRAG_IDS.get(&key) }.is_some() {
+        if unsafe { FRAG_IDS.get(key) }.is_some() {
             return Ok(Verdict::Keep(Counter::KeptFragment));
         }
         return Ok(Verdict::Unkept);
     }
     let v = classify_l4(ctx, cfg, &l3)?;
-    if l3.fragmented {
-        if let Verdict::Keep(_) = v {
-            let key = frag_key(&l3);
-            let _ = FRAG_IDS.insert(&key, &1, 0);
-        }
+    if l3.fragmented && matches!(v, Verdict::Keep(_)) {
+        // Best effort: a full LRU map evicts the oldest entry, it never fails.
+        let _ = FRAG_IDS.insert(frag_key(&l3), 1, 0);
     }
     Ok(v)
 }
@@ -342,13 +340,13 @@ fn parse_v6(ctx: &XdpContext, off: usize) -> Result<Option<L3>, Bad> {
 
 #[inline(always)]
 fn is_sip_port(port: u16) -> bool {
-    unsafe { SIP_PORTS.get(&port) }.is_some()
+    unsafe { SIP_PORTS.get(port) }.is_some()
 }
 
 #[inline(always)]
 fn is_media(addr: &[u8; 16], port: u16) -> bool {
     let key = EndpointKey::new(*addr, port);
-    unsafe { MEDIA_ENDPOINTS.get(&key) }.is_some()
+    unsafe { MEDIA_ENDPOINTS.get(key) }.is_some()
 }
 
 #[inline(always)]
@@ -369,12 +367,13 @@ fn classify_l4(ctx: &XdpContext, cfg: &XdpConfig, l3: &L3) -> Result<Verdict, Ba
     if is_media(&l3.dst, dport) || is_media(&l3.src, sport) {
         return Ok(Verdict::Keep(Counter::KeptMedia));
     }
-    if cfg.has(CFG_HEURISTIC_RTP) && sport >= 1024 && dport >= 1024 {
-        if let Ok(hdr) = bytes_at::<12>(ctx, l3.l4_off + 8) {
-            if looks_like_rtp(hdr[0], hdr[1]) {
-                return Ok(Verdict::Keep(Counter::KeptHeuristic));
-            }
-        }
+    if cfg.has(CFG_HEURISTIC_RTP)
+        && sport >= 1024
+        && dport >= 1024
+        && let Ok(hdr) = bytes_at::<12>(ctx, l3.l4_off + 8)
+        && looks_like_rtp(hdr[0], hdr[1])
+    {
+        return Ok(Verdict::Keep(Counter::KeptHeuristic));
     }
     Ok(Verdict::Unkept)
 }

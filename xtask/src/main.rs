@@ -89,6 +89,7 @@ fn test(root: &Path) -> Result<()> {
     let mut c = cargo();
     c.args(["clippy", "--all-targets", "--", "-D", "warnings"]);
     run(c)?;
+    clippy_ebpf(root)?;
     let mut c = cargo();
     c.arg("build");
     run(c)?;
@@ -107,6 +108,30 @@ fn test(root: &Path) -> Result<()> {
         Err(_) => DEFAULT_FUZZ_SECONDS,
     };
     run_fuzz(root, seconds, &fuzz_targets(root)?)
+}
+
+/// Clippy on the XDP crate, which is not a default member (BPF target only).
+fn clippy_ebpf(root: &Path) -> Result<()> {
+    let target_dir = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("ebpf-clippy");
+    let mut c = cargo();
+    c.env("RUSTC_BOOTSTRAP", "1")
+        .args([
+            "clippy",
+            "-p",
+            "capture-ebpf",
+            "--release",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+            "--target-dir",
+        ])
+        .arg(target_dir)
+        .args(["--", "-D", "warnings"]);
+    run(c)
 }
 
 fn fuzz(root: &Path, args: &[String]) -> Result<()> {

@@ -3,7 +3,7 @@
 //! from its ring buffer.
 //!
 //! ```no_run
-//! # fn main() -> Result<(), voxtap_capture::xdp::XdpError> {
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
 //! use voxtap_capture::xdp::{XdpSensor, XdpConfig};
 //! let mut sensor = XdpSensor::load(XdpConfig::default(), &[5060])?;
