@@ -18,3 +18,5 @@ pub mod sip;
 pub mod stream_stats;
 pub mod synth;
 pub mod wire;
+#[cfg(target_os = "linux")]
+pub mod xdp;

@@ -28,22 +28,73 @@ pub enum Counter {
     LostRingFull = 8,
 }
 
+// Counting rules (enforced by `capture-ebpf`):
+// * every frame increments `Seen` and exactly one of `KeptSip`, `KeptMedia`,
+//   `KeptHeuristic`, `KeptFragment`, `Passed`, `Dropped`, `Malformed`;
+// * `LostRingFull` additionally counts kept frames that could not be written to
+//   the ring buffer (so frames delivered = sum(Kept*) - LostRingFull).
+
+impl Counter {
+    /// All counters in slot order.
+    pub const ALL: [Counter; COUNTER_SLOTS as usize] = [
+        Counter::Seen,
+        Counter::KeptSip,
+        Counter::KeptMedia,
+        Counter::KeptHeuristic,
+        Counter::KeptFragment,
+        Counter::Passed,
+        Counter::Dropped,
+        Counter::Malformed,
+        Counter::LostRingFull,
+    ];
+
+    /// Counter for a slot number (e.g. [`FrameMeta::reason`]).
+    pub const fn from_slot(slot: u32) -> Option<Counter> {
+        if slot < COUNTER_SLOTS {
+            Some(Self::ALL[slot as usize])
+        } else {
+            None
+        }
+    }
+
+    /// Stable snake_case name, for metrics and logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::Seen => "seen",
+            Counter::KeptSip => "kept_sip",
+            Counter::KeptMedia => "kept_media",
+            Counter::KeptHeuristic => "kept_heuristic",
+            Counter::KeptFragment => "kept_fragment",
+            Counter::Passed => "passed",
+            Counter::Dropped => "dropped",
+            Counter::Malformed => "malformed",
+            Counter::LostRingFull => "lost_ring_full",
+        }
+    }
+}
+
 /// Number of counter slots in the per-CPU counter array.
 pub const COUNTER_SLOTS: u32 = 9;
 
-/// Key of the RTP/RTCP endpoint map and the SIP port map: an IPv4 address is
+/// Key of the RTP/RTCP endpoint map (`MEDIA_ENDPOINTS`): an IPv4 address is
 /// stored as an IPv4-mapped IPv6 address so one map serves both families.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct EndpointKey {
+    /// IPv6 address in network order (IPv4 as `::ffff:a.b.c.d`).
     pub addr: [u8; 16],
+    /// UDP port in host byte order (both sides of the map are little-endian).
     pub port: u16,
     pub _pad: [u8; 2],
 }
 
 impl EndpointKey {
     pub const fn new(addr: [u8; 16], port: u16) -> Self {
-        EndpointKey { addr, port, _pad: [0; 2] }
+        EndpointKey {
+            addr,
+            port,
+            _pad: [0; 2],
+        }
     }
 
     pub const fn from_v4(addr: [u8; 4], port: u16) -> Self {
@@ -77,3 +128,51 @@ pub struct FrameMeta {
 
 /// Largest frame the ring buffer path copies.
 pub const MAX_FRAME: usize = 2048;
+
+/// Size of [`FrameMeta`] as written in front of every ring buffer record.
+pub const FRAME_META_LEN: usize = core::mem::size_of::<FrameMeta>();
+
+/// Config flag: keep UDP whose payload looks like RTP/RTCP version 2.
+pub const CFG_HEURISTIC_RTP: u32 = 1 << 0;
+/// Config flag: keep every IPv4/IPv6 fragment (first or not) of every UDP
+/// datagram, so reassembly in userspace never misses a piece, whatever the
+/// arrival order. Without it, a first fragment is kept only when its UDP ports
+/// or endpoints match, and a non-first fragment only when the first fragment of
+/// the same datagram was kept before it (tracked in the `FRAG_IDS` LRU map keyed
+/// by addresses and identification): out-of-order fragments are then missed.
+pub const CFG_KEEP_FRAGMENTS: u32 = 1 << 1;
+/// Config flag: `XDP_DROP` every frame that is not kept (dedicated mirror
+/// port); kept frames are always `XDP_PASS`ed after the copy.
+pub const CFG_DROP_UNKEPT: u32 = 1 << 2;
+
+/// Sensor configuration, slot 0 of the `CONFIG` array map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XdpConfig {
+    /// `CFG_*` bits.
+    pub flags: u32,
+    /// Wake the ring buffer reader once every this many frames per CPU (the
+    /// other submissions use `BPF_RB_NO_WAKEUP`); 0 or 1 means wake on every
+    /// frame. The reader polls with a timeout, so no frame waits longer than
+    /// that timeout.
+    pub wakeup_every: u32,
+}
+
+impl XdpConfig {
+    /// Default wake-up batch.
+    pub const DEFAULT_WAKEUP_EVERY: u32 = 32;
+
+    pub const fn has(&self, flag: u32) -> bool {
+        self.flags & flag != 0
+    }
+}
+
+/// Key of the fragment-tracking LRU map: IPv4 uses mapped addresses and the
+/// 16-bit identification zero-extended.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FragKey {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub id: u32,
+}

@@ -1,1 +1,258 @@
-fn main() {}
+//! Project tasks: `cargo xtask <setup|test|fuzz|demo>`.
+//!
+//! * `setup`: runs `scripts/setup.sh` (root, Debian).
+//! * `test`: fmt check, clippy `-D warnings`, build (including the XDP object),
+//!   the default members' tests, then every fuzz target for
+//!   `VOXTAP_FUZZ_SECONDS` (default 20) seconds each; `VOXTAP_SKIP_FUZZ=1`
+//!   skips the fuzz step.
+//! * `fuzz [--seconds N] [target...]`: runs cargo-fuzz targets (all targets in
+//!   `fuzz/Cargo.toml` by default), seeded from `fuzz/seeds/<target>/`.
+//! * `demo`: imports the shared corpus captures into `out/demo`.
+
+use std::{
+    env,
+    ffi::OsStr,
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, Result, bail};
+
+const DEFAULT_FUZZ_SECONDS: u64 = 20;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let root = workspace_root();
+    env::set_current_dir(&root).with_context(|| format!("cd {}", root.display()))?;
+    match args.first().map(String::as_str) {
+        Some("setup") => setup(&root),
+        Some("test") => test(&root),
+        Some("fuzz") => fuzz(&root, &args[1..]),
+        Some("demo") => demo(&root),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n\
+                 commands:\n  \
+                 setup                          install system packages and Rust tools (root)\n  \
+                 test                           fmt, clippy, build, tests, fuzz (VOXTAP_SKIP_FUZZ=1 skips fuzz)\n  \
+                 fuzz [--seconds N] [target..]  run cargo-fuzz targets (default: all, {DEFAULT_FUZZ_SECONDS}s each)\n  \
+                 demo                           import the corpus captures into out/demo"
+            );
+            bail!("unknown or missing command");
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    let manifest = env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("xtask"));
+    manifest
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cargo() -> Command {
+    Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Runs `cmd` with inherited stdio; fails with the command line on error.
+fn run(mut cmd: Command) -> Result<()> {
+    let line = format!(
+        "{} {}",
+        cmd.get_program().to_string_lossy(),
+        cmd.get_args()
+            .map(OsStr::to_string_lossy)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    eprintln!("xtask: $ {line}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run `{line}`"))?;
+    if !status.success() {
+        bail!("`{line}` failed: {status}");
+    }
+    Ok(())
+}
+
+fn setup(root: &Path) -> Result<()> {
+    run(Command::new(root.join("scripts/setup.sh")))
+}
+
+fn test(root: &Path) -> Result<()> {
+    let mut c = cargo();
+    c.args(["fmt", "--all", "--check"]);
+    run(c)?;
+    let mut c = cargo();
+    c.args(["clippy", "--all-targets", "--", "-D", "warnings"]);
+    run(c)?;
+    clippy_ebpf(root)?;
+    let mut c = cargo();
+    c.arg("build");
+    run(c)?;
+    // Output inherited: the `test result:` lines stay visible.
+    let mut c = cargo();
+    c.arg("test");
+    run(c)?;
+    if env::var("VOXTAP_SKIP_FUZZ").as_deref() == Ok("1") {
+        eprintln!("xtask: VOXTAP_SKIP_FUZZ=1: skipping the fuzz step");
+        return Ok(());
+    }
+    let seconds = match env::var("VOXTAP_FUZZ_SECONDS") {
+        Ok(s) => s
+            .parse()
+            .with_context(|| format!("VOXTAP_FUZZ_SECONDS={s:?} is not a number"))?,
+        Err(_) => DEFAULT_FUZZ_SECONDS,
+    };
+    run_fuzz(root, seconds, &fuzz_targets(root)?)
+}
+
+/// Clippy on the XDP crate, which is not a default member (BPF target only).
+fn clippy_ebpf(root: &Path) -> Result<()> {
+    let target_dir = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("ebpf-clippy");
+    let mut c = cargo();
+    c.env("RUSTC_BOOTSTRAP", "1")
+        .args([
+            "clippy",
+            "-p",
+            "capture-ebpf",
+            "--release",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+            "--target-dir",
+        ])
+        .arg(target_dir)
+        .args(["--", "-D", "warnings"]);
+    run(c)
+}
+
+fn fuzz(root: &Path, args: &[String]) -> Result<()> {
+    let mut seconds = DEFAULT_FUZZ_SECONDS;
+    let mut targets = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--seconds" => {
+                let v = it.next().context("--seconds needs a value")?;
+                seconds = v.parse().with_context(|| format!("bad --seconds {v:?}"))?;
+            }
+            s if s.starts_with("--seconds=") => {
+                let v = &s["--seconds=".len()..];
+                seconds = v.parse().with_context(|| format!("bad --seconds {v:?}"))?;
+            }
+            s if s.starts_with('-') => bail!("unknown fuzz option {s}"),
+            t => targets.push(t.to_owned()),
+        }
+    }
+    let known = fuzz_targets(root)?;
+    if targets.is_empty() {
+        targets = known;
+    } else if let Some(t) = targets.iter().find(|t| !known.contains(t)) {
+        bail!(
+            "unknown fuzz target {t}; fuzz/Cargo.toml lists: {}",
+            known.join(", ")
+        );
+    }
+    run_fuzz(root, seconds, &targets)
+}
+
+/// `[[bin]]` names in fuzz/Cargo.toml (read without a TOML dependency).
+fn fuzz_targets(root: &Path) -> Result<Vec<String>> {
+    let path = root.join("fuzz/Cargo.toml");
+    let text = fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    let mut targets = Vec::new();
+    let mut in_bin = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_bin = line == "[[bin]]";
+            continue;
+        }
+        if in_bin
+            && let Some(rest) = line.strip_prefix("name")
+            && let Some(v) = rest.trim_start().strip_prefix('=')
+        {
+            targets.push(v.trim().trim_matches('"').to_owned());
+        }
+    }
+    if targets.is_empty() {
+        bail!("no [[bin]] fuzz targets in {}", path.display());
+    }
+    Ok(targets)
+}
+
+fn run_fuzz(root: &Path, seconds: u64, targets: &[String]) -> Result<()> {
+    for t in targets {
+        let corpus = root.join("fuzz/corpus").join(t);
+        fs::create_dir_all(&corpus).with_context(|| format!("mkdir {}", corpus.display()))?;
+        let mut c = cargo();
+        c.current_dir(root.join("fuzz"))
+            .env("RUSTC_BOOTSTRAP", "1")
+            .args(["fuzz", "run", t])
+            .arg(&corpus);
+        let seeds = root.join("fuzz/seeds").join(t);
+        if seeds.is_dir() {
+            // Extra corpus dirs are read-only inputs; new inputs go to `corpus`.
+            c.arg(&seeds);
+        }
+        c.arg("--").arg(format!("-max_total_time={seconds}"));
+        // A crash makes cargo-fuzz exit non-zero (artifact in fuzz/artifacts/<t>/).
+        run(c).with_context(|| format!("fuzz target {t} failed (see fuzz/artifacts/{t}/)"))?;
+    }
+    Ok(())
+}
+
+/// Captures of the shared corpus (`../shared/corpus`, recursively).
+fn corpus_captures(root: &Path) -> Result<Vec<PathBuf>> {
+    let dir = root.join("../shared/corpus");
+    let mut out = Vec::new();
+    let mut stack = vec![dir.clone()];
+    while let Some(d) = stack.pop() {
+        let entries = fs::read_dir(&d).with_context(|| format!("read {}", d.display()))?;
+        for e in entries {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if matches!(
+                p.extension().and_then(OsStr::to_str),
+                Some("pcap" | "pcapng" | "cap")
+            ) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    if out.is_empty() {
+        bail!("no .pcap/.pcapng/.cap captures under {}", dir.display());
+    }
+    Ok(out)
+}
+
+fn demo(root: &Path) -> Result<()> {
+    let tools_ok = ["tshark", "sipp", "bpf-linker"].iter().all(|t| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {t} >/dev/null")])
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if !tools_ok {
+        setup(root)?;
+    }
+    let mut c = cargo();
+    c.arg("build");
+    run(c)?;
+    let files = corpus_captures(root)?;
+    let target_dir = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let mut c = Command::new(target_dir.join("debug/voxtap"));
+    c.args(["import", "--out", "out/demo"]).args(&files);
+    run(c)
+}

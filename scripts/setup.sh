@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Provisions a Debian machine for building and testing voxtap (run as root).
+# Idempotent and non-interactive: safe to re-run; only installs what is missing.
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup.sh: run as root (apt-get, XDP tests)" >&2
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+# tshark would otherwise ask whether non-root users may capture.
+echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+
+PACKAGES=(
+    tshark tcpdump sip-tester sngrep tcpreplay iproute2 sox espeak-ng bpftool ethtool
+    libpcap-dev llvm-22-dev libzstd-dev zlib1g-dev flex bison dpkg-dev
+    chromium chromium-driver
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup.sh: installing ${missing[*]}"
+    apt-get update
+    apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+# Rust: rust-src for -Z build-std=core (the XDP program), clippy/rustfmt for CI.
+rustup component add rust-src clippy rustfmt
+
+# bpf-linker 0.13.0 against Debian's LLVM 22 (links the XDP program).
+if [ "$(bpf-linker --version 2>/dev/null || true)" != "bpf-linker 0.13.0" ]; then
+    LLVM_PREFIX=/usr/lib/llvm-22 LLVM_SYS_221_PREFIX=/usr/lib/llvm-22 \
+        cargo install bpf-linker@0.13.0 --locked --no-default-features --features llvm-22
+fi
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked
+fi
+
+echo "setup.sh: done"
