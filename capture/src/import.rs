@@ -126,7 +126,10 @@ pub fn run_import(opts: &ImportOptions) -> Result<ImportReport, ImportError> {
         .filter_map(|p| std::fs::metadata(p).ok())
         .map(|m| m.len())
         .sum();
-    let mut progress = Progress::new(opts.progress && std::io::stderr().is_terminal(), total_bytes);
+    let mut progress = Progress::new(
+        opts.progress && std::io::stderr().is_terminal(),
+        total_bytes,
+    );
 
     let mut sources = Vec::with_capacity(opts.files.len());
     for path in &opts.files {
@@ -294,8 +297,14 @@ pub fn parse_ports(s: &str) -> Result<Vec<u16>, String> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         if let Some((a, b)) = part.split_once('-') {
-            let a: u16 = a.trim().parse().map_err(|_| format!("bad port '{a}' in '{part}'"))?;
-            let b: u16 = b.trim().parse().map_err(|_| format!("bad port '{b}' in '{part}'"))?;
+            let a: u16 = a
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad port '{a}' in '{part}'"))?;
+            let b: u16 = b
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad port '{b}' in '{part}'"))?;
             if a > b {
                 return Err(format!("empty port range '{part}'"));
             }
@@ -312,7 +321,10 @@ pub fn parse_ports(s: &str) -> Result<Vec<u16>, String> {
 
 /// Where `import` output goes for a file path (used by the demo).
 pub fn default_out_dir(file: &Path) -> PathBuf {
-    let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     PathBuf::from("out").join(stem)
 }
 
@@ -323,7 +335,10 @@ mod tests {
     #[test]
     fn ports() {
         assert_eq!(parse_ports("5060,5061").unwrap(), vec![5060, 5061]);
-        assert_eq!(parse_ports("6000-6002, 5060").unwrap(), vec![6000, 6001, 6002, 5060]);
+        assert_eq!(
+            parse_ports("6000-6002, 5060").unwrap(),
+            vec![6000, 6001, 6002, 5060]
+        );
         assert!(parse_ports("70000").is_err());
         assert!(parse_ports("9-3").is_err());
         assert!(parse_ports("").is_err());

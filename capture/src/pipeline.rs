@@ -196,7 +196,8 @@ impl Pipeline {
                 }
                 let key = (src, dst);
                 let known = tcp.contains_key(&key);
-                if !known && !(sip_port || (sip_by_content && sip::looks_like_sip(payload))) {
+                let sip_like = sip_port || (sip_by_content && sip::looks_like_sip(payload));
+                if !known && !sip_like {
                     stats.tcp_other += 1;
                     return;
                 }

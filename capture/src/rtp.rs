@@ -428,8 +428,9 @@ pub(crate) mod test_pcap {
     pub(crate) fn udp_datagrams(path: &str) -> Option<Vec<Datagram>> {
         // Corpus-relative path: ../shared/corpus beside the repository.
         let full = format!("{}/../../shared/corpus/{path}", env!("CARGO_MANIFEST_DIR"));
-        let file = std::fs::read(&full)
-            .unwrap_or_else(|e| panic!("corpus file {full}: {e} (the tests need ../shared/corpus)"));
+        let file = std::fs::read(&full).unwrap_or_else(|e| {
+            panic!("corpus file {full}: {e} (the tests need ../shared/corpus)")
+        });
         let u32_at = |b: &[u8], at: usize, le: bool| {
             let w: [u8; 4] = b[at..at + 4].try_into().unwrap();
             if le {

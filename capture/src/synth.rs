@@ -93,7 +93,11 @@ fn sip_msg(start: &str, i: u32, cseq: &str, body: Option<&str>, to_tag: bool) ->
     let mut m = format!(
         "{start}\r\nVia: SIP/2.0/UDP {a}:5060;branch=z9hG4bK{i}x{cseq_n}\r\nFrom: <sip:+4420{i:07}@{a}>;tag=f{i}\r\nTo: <sip:+4430{i:07}@{b}>{tt}\r\nCall-ID: {cid}\r\nCSeq: {cseq}\r\nContact: <sip:{a}:5060>\r\nMax-Forwards: 70\r\n",
         cseq_n = cseq.len(),
-        tt = if to_tag { format!(";tag=t{i}") } else { String::new() },
+        tt = if to_tag {
+            format!(";tag=t{i}")
+        } else {
+            String::new()
+        },
         cid = call_id(i),
     );
     if !body.is_empty() {
@@ -115,7 +119,10 @@ pub fn udp_frame(out: &mut Vec<u8>, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), 
     ip[9] = 17;
     ip[12..16].copy_from_slice(&src.0.octets());
     ip[16..20].copy_from_slice(&dst.0.octets());
-    let mut sum: u32 = ip.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
+    let mut sum: u32 = ip
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -178,13 +185,34 @@ pub fn generate<W: Write>(cfg: &SynthConfig, w: W) -> std::io::Result<SynthSumma
             };
             let uri = format!("INVITE sip:+4430{i:07}@{} SIP/2.0", callee_ip(i));
             if sip_at(0) >= t && sip_at(0) < t_next {
-                push_sip(sip_at(0), a, b, sip_msg(&uri, i, "1 INVITE", Some(&sdp(ra.0, ra.1)), false));
+                push_sip(
+                    sip_at(0),
+                    a,
+                    b,
+                    sip_msg(&uri, i, "1 INVITE", Some(&sdp(ra.0, ra.1)), false),
+                );
             }
             if sip_at(10) >= t && sip_at(10) < t_next {
-                push_sip(sip_at(10), b, a, sip_msg("SIP/2.0 180 Ringing", i, "1 INVITE", None, true));
+                push_sip(
+                    sip_at(10),
+                    b,
+                    a,
+                    sip_msg("SIP/2.0 180 Ringing", i, "1 INVITE", None, true),
+                );
             }
             if sip_at(20) >= t && sip_at(20) < t_next {
-                push_sip(sip_at(20), b, a, sip_msg("SIP/2.0 200 OK", i, "1 INVITE", Some(&sdp(rb.0, rb.1)), true));
+                push_sip(
+                    sip_at(20),
+                    b,
+                    a,
+                    sip_msg(
+                        "SIP/2.0 200 OK",
+                        i,
+                        "1 INVITE",
+                        Some(&sdp(rb.0, rb.1)),
+                        true,
+                    ),
+                );
             }
             if sip_at(30) >= t && sip_at(30) < t_next {
                 let ack = format!("ACK sip:+4430{i:07}@{} SIP/2.0", callee_ip(i));
@@ -194,7 +222,12 @@ pub fn generate<W: Write>(cfg: &SynthConfig, w: W) -> std::io::Result<SynthSumma
             if bye_at >= t && bye_at < t_next {
                 let bye = format!("BYE sip:+4430{i:07}@{} SIP/2.0", callee_ip(i));
                 push_sip(bye_at, a, b, sip_msg(&bye, i, "2 BYE", None, true));
-                push_sip(bye_at + 1_000_000, b, a, sip_msg("SIP/2.0 200 OK", i, "2 BYE", None, true));
+                push_sip(
+                    bye_at + 1_000_000,
+                    b,
+                    a,
+                    sip_msg("SIP/2.0 200 OK", i, "2 BYE", None, true),
+                );
             }
             // RTP: one packet each way per 20 ms between answer and BYE.
             let media_start = s + 40_000_000;

@@ -38,7 +38,10 @@ pub fn tshark(args: &[&str]) -> String {
 /// Run tshark on a capture that is damaged on purpose: tshark prints what
 /// it could read and exits non-zero; return that output.
 pub fn tshark_lenient(args: &[&str]) -> String {
-    let out = Command::new("tshark").args(args).output().expect("tshark must be installed");
+    let out = Command::new("tshark")
+        .args(args)
+        .output()
+        .expect("tshark must be installed");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -47,7 +50,10 @@ pub fn import(files: &[PathBuf]) -> (tempfile::TempDir, ImportReport) {
     import_with(files, PipelineConfig::default())
 }
 
-pub fn import_with(files: &[PathBuf], pipeline: PipelineConfig) -> (tempfile::TempDir, ImportReport) {
+pub fn import_with(
+    files: &[PathBuf],
+    pipeline: PipelineConfig,
+) -> (tempfile::TempDir, ImportReport) {
     let dir = tempfile::tempdir().expect("temp dir");
     let report = run_import(&ImportOptions {
         files: files.to_vec(),
@@ -65,7 +71,8 @@ pub fn read_csv(path: &Path) -> Vec<HashMap<String, String>> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut rows = parse_csv(&text).into_iter();
     let header = rows.next().expect("CSV header");
-    rows.map(|r| header.iter().cloned().zip(r).collect()).collect()
+    rows.map(|r| header.iter().cloned().zip(r).collect())
+        .collect()
 }
 
 fn parse_csv(text: &str) -> Vec<Vec<String>> {
@@ -101,7 +108,16 @@ fn parse_csv(text: &str) -> Vec<Vec<String>> {
 
 /// Call-IDs tshark finds in a capture, sorted.
 pub fn tshark_call_ids(file: &Path) -> Vec<String> {
-    let out = tshark(&["-r", file.to_str().unwrap(), "-Y", "sip", "-T", "fields", "-e", "sip.Call-ID"]);
+    let out = tshark(&[
+        "-r",
+        file.to_str().unwrap(),
+        "-Y",
+        "sip",
+        "-T",
+        "fields",
+        "-e",
+        "sip.Call-ID",
+    ]);
     let mut ids: Vec<String> = out
         .lines()
         .map(str::trim)
@@ -147,10 +163,17 @@ pub fn tshark_rtp_streams(file: &Path) -> Vec<TsharkStream> {
         if ssrc_idx != 6 {
             continue;
         }
-        let Some(lost_idx) = f.iter().position(|t| t.starts_with('(') && t.ends_with("%)")) else {
+        let Some(lost_idx) = f
+            .iter()
+            .position(|t| t.starts_with('(') && t.ends_with("%)"))
+        else {
             continue;
         };
-        let num = |i: usize| f.get(i).and_then(|s| s.parse::<f64>().ok()).unwrap_or(f64::NAN);
+        let num = |i: usize| {
+            f.get(i)
+                .and_then(|s| s.parse::<f64>().ok())
+                .unwrap_or(f64::NAN)
+        };
         let fmt_addr = |ip: &str, port: &str| {
             if ip.contains(':') {
                 format!("[{ip}]:{port}")
@@ -175,7 +198,16 @@ pub fn tshark_rtp_streams(file: &Path) -> Vec<TsharkStream> {
 /// Every frame of a capture as (epoch time, frame length), in order, for
 /// comparing a cut-out call against the original.
 pub fn tshark_frames(file: &Path, filter: Option<&str>) -> Vec<(String, u32)> {
-    let mut args = vec!["-r", file.to_str().unwrap(), "-T", "fields", "-e", "frame.time_epoch", "-e", "frame.len"];
+    let mut args = vec![
+        "-r",
+        file.to_str().unwrap(),
+        "-T",
+        "fields",
+        "-e",
+        "frame.time_epoch",
+        "-e",
+        "frame.len",
+    ];
     if let Some(f) = filter {
         args.push("-Y");
         args.push(f);

@@ -5,7 +5,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use voxtap_e2e::{corpus, import, read_csv, tshark, tshark_call_ids, tshark_frames, tshark_rtp_streams};
+use voxtap_e2e::{
+    corpus, import, read_csv, tshark, tshark_call_ids, tshark_frames, tshark_rtp_streams,
+};
 
 /// Every capture in the corpus (walked, so new files are covered too).
 fn all_captures() -> Vec<PathBuf> {
@@ -14,7 +16,10 @@ fn all_captures() -> Vec<PathBuf> {
             let p = e.unwrap().path();
             if p.is_dir() {
                 walk(&p, out);
-            } else if matches!(p.extension().and_then(|e| e.to_str()), Some("pcap" | "pcapng")) {
+            } else if matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("pcap" | "pcapng")
+            ) {
                 out.push(p);
             }
         }
@@ -22,7 +27,11 @@ fn all_captures() -> Vec<PathBuf> {
     let mut v = Vec::new();
     walk(&corpus(""), &mut v);
     v.sort();
-    assert!(v.len() >= 30, "corpus looks incomplete: {} captures", v.len());
+    assert!(
+        v.len() >= 30,
+        "corpus looks incomplete: {} captures",
+        v.len()
+    );
     v
 }
 
@@ -38,7 +47,12 @@ fn every_corpus_capture_imports_and_call_ids_match_tshark() {
             report.files[0].damage
         );
         let capinfos = tshark_frames(&file, None).len() as u64;
-        assert_eq!(report.files[0].packets, capinfos, "{}: packets read", file.display());
+        assert_eq!(
+            report.files[0].packets,
+            capinfos,
+            "{}: packets read",
+            file.display()
+        );
         let calls = read_csv(&dir.path().join("calls.csv"));
         let mut ours: Vec<String> = calls.iter().map(|c| c["call_id"].clone()).collect();
         ours.sort();
@@ -70,7 +84,12 @@ fn sip_and_rtp_counts_match_tshark() {
         for c in &calls {
             let filter = format!("sip.Call-ID == \"{}\"", c["call_id"]);
             let n = tshark_frames(&file, Some(&filter)).len();
-            assert_eq!(c["sip_packets"], n.to_string(), "{name}: SIP packets of {}", c["call_id"]);
+            assert_eq!(
+                c["sip_packets"],
+                n.to_string(),
+                "{name}: SIP packets of {}",
+                c["call_id"]
+            );
         }
         let streams = read_csv(&dir.path().join("streams.csv"));
         let ours: HashMap<(String, String, u32), &HashMap<String, String>> = streams
@@ -82,12 +101,21 @@ fn sip_and_rtp_counts_match_tshark() {
             .collect();
         let theirs = tshark_rtp_streams(&file);
         assert!(!theirs.is_empty(), "{name}: tshark sees no RTP");
-        assert_eq!(ours.len(), theirs.len(), "{name}: stream count (ours {:?})", ours.keys());
+        assert_eq!(
+            ours.len(),
+            theirs.len(),
+            "{name}: stream count (ours {:?})",
+            ours.keys()
+        );
         for t in theirs {
             let s = ours
                 .get(&(t.src.clone(), t.dst.clone(), t.ssrc))
                 .unwrap_or_else(|| panic!("{name}: tshark stream {t:?} missing from streams.csv"));
-            assert_eq!(s["packets"], t.packets.to_string(), "{name}: packets of {t:?}");
+            assert_eq!(
+                s["packets"],
+                t.packets.to_string(),
+                "{name}: packets of {t:?}"
+            );
             assert_eq!(s["lost"], t.lost.to_string(), "{name}: lost of {t:?}");
             let max_delta: f64 = s["max_delta_ms"].parse().unwrap();
             assert!(
@@ -97,9 +125,18 @@ fn sip_and_rtp_counts_match_tshark() {
             );
         }
         // Every RTP stream tshark sees belongs to a call: rtp_packets add up.
-        let rtp_total: u64 = calls.iter().map(|c| c["rtp_packets"].parse::<u64>().unwrap()).sum();
-        let stream_total: u64 = streams.iter().map(|s| s["packets"].parse::<u64>().unwrap()).sum();
-        assert_eq!(rtp_total, stream_total, "{name}: RTP packets in calls vs streams");
+        let rtp_total: u64 = calls
+            .iter()
+            .map(|c| c["rtp_packets"].parse::<u64>().unwrap())
+            .sum();
+        let stream_total: u64 = streams
+            .iter()
+            .map(|s| s["packets"].parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(
+            rtp_total, stream_total,
+            "{name}: RTP packets in calls vs streams"
+        );
     }
 }
 
@@ -127,11 +164,20 @@ fn tshark_sdp_endpoints(file: &Path) -> HashMap<String, BTreeSet<(String, u16)>>
         if f.len() < 3 {
             continue;
         }
-        let addr = f[1].split(',').next().unwrap_or("").trim_matches(['[', ']']).to_string();
+        let addr = f[1]
+            .split(',')
+            .next()
+            .unwrap_or("")
+            .trim_matches(['[', ']'])
+            .to_string();
         for port in f[2].split(',').filter_map(|p| p.parse::<u16>().ok()) {
             if port != 0 {
-                m.entry(f[0].to_string()).or_default().insert((addr.clone(), port));
-                m.entry(f[0].to_string()).or_default().insert((addr.clone(), port + 1));
+                m.entry(f[0].to_string())
+                    .or_default()
+                    .insert((addr.clone(), port));
+                m.entry(f[0].to_string())
+                    .or_default()
+                    .insert((addr.clone(), port + 1));
             }
         }
     }
@@ -192,7 +238,11 @@ fn call_pcap_holds_exactly_the_calls_frames() {
                 .iter()
                 .map(|k| c[*k].parse::<u64>().unwrap())
                 .sum();
-            assert_eq!(total, got.len() as u64, "{name}: {cid} packet columns add up");
+            assert_eq!(
+                total,
+                got.len() as u64,
+                "{name}: {cid} packet columns add up"
+            );
         }
     }
 }
@@ -218,7 +268,11 @@ fn outcomes_and_times() {
     let (dir, _) = import(&[corpus("generated/sipp-netns-tcp-2calls.pcap")]);
     let calls = read_csv(&dir.path().join("calls.csv"));
     assert_eq!(calls.len(), 2);
-    assert!(calls.iter().all(|c| c["state"] == "answered" && c["end_reason"] == "bye"));
+    assert!(
+        calls
+            .iter()
+            .all(|c| c["state"] == "answered" && c["end_reason"] == "bye")
+    );
 }
 
 #[test]
@@ -235,7 +289,11 @@ fn ipv6_fragments_reassemble_into_one_call() {
     let sip_in = |f: &Path| tshark_frames(f, Some("sip")).len();
     assert_eq!(sip_in(&dir.path().join(&calls[0]["pcap"])), sip_in(&file));
     assert_eq!(report.stats.sip_messages as usize, sip_in(&file));
-    let sip_txt = std::fs::read_to_string(dir.path().join(calls[0]["pcap"].replace("call.pcap", "sip.txt"))).unwrap();
+    let sip_txt = std::fs::read_to_string(
+        dir.path()
+            .join(calls[0]["pcap"].replace("call.pcap", "sip.txt")),
+    )
+    .unwrap();
     assert_eq!(sip_txt.matches(" -> ").count(), sip_in(&file));
 }
 
@@ -246,7 +304,10 @@ fn ip_in_ip_and_tcp_sip_form_one_dialog() {
     let calls = read_csv(&dir.path().join("calls.csv"));
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0]["sip_packets"], "4");
-    assert_eq!(tshark_frames(&dir.path().join(&calls[0]["pcap"]), None).len(), 4);
+    assert_eq!(
+        tshark_frames(&dir.path().join(&calls[0]["pcap"]), None).len(),
+        4
+    );
 }
 
 #[test]
@@ -281,7 +342,9 @@ fn truncated_capture_is_read_up_to_the_damage() {
     let damage = report.files[0].damage.as_deref().expect("damage reported");
     assert!(damage.to_lowercase().contains("truncat"), "{damage}");
     // tshark reads the same whole records before the cut.
-    let whole = voxtap_e2e::tshark_lenient(&["-r", cut.to_str().unwrap()]).lines().count() as u64;
+    let whole = voxtap_e2e::tshark_lenient(&["-r", cut.to_str().unwrap()])
+        .lines()
+        .count() as u64;
     assert!(whole > 0);
     assert_eq!(report.files[0].packets, whole);
     assert_eq!(read_csv(&dir.path().join("calls.csv")).len(), 2);
@@ -296,7 +359,16 @@ fn several_files_merge_by_time() {
     let sip = tmp.path().join("sip.pcap");
     let media = tmp.path().join("media.pcap");
     for (out, filter) in [(&sip, "sip"), (&media, "!sip")] {
-        tshark(&["-r", src.to_str().unwrap(), "-Y", filter, "-w", out.to_str().unwrap(), "-F", "pcap"]);
+        tshark(&[
+            "-r",
+            src.to_str().unwrap(),
+            "-Y",
+            filter,
+            "-w",
+            out.to_str().unwrap(),
+            "-F",
+            "pcap",
+        ]);
     }
     let (whole, _) = import(std::slice::from_ref(&src));
     let (split, _) = import(&[sip, media]);
@@ -309,7 +381,10 @@ fn several_files_merge_by_time() {
         v
     };
     let call_cols = ["call_id", "state", "sip_packets", "rtp_packets", "streams"];
-    assert_eq!(key(whole.path(), "calls.csv", &call_cols), key(split.path(), "calls.csv", &call_cols));
+    assert_eq!(
+        key(whole.path(), "calls.csv", &call_cols),
+        key(split.path(), "calls.csv", &call_cols)
+    );
     let stream_cols = ["call_id", "ssrc_hex", "src", "dst", "packets", "lost"];
     assert_eq!(
         key(whole.path(), "streams.csv", &stream_cols),

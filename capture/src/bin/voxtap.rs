@@ -10,7 +10,11 @@ use voxtap_capture::pipeline::PipelineConfig;
 use voxtap_capture::synth::{SynthConfig, generate};
 
 #[derive(Parser)]
-#[command(name = "voxtap", version, about = "VoIP capture: rebuild SIP/RTP calls from live traffic or pcap files")]
+#[command(
+    name = "voxtap",
+    version,
+    about = "VoIP capture: rebuild SIP/RTP calls from live traffic or pcap files"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -128,7 +132,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 jitter_ms: jitter,
                 seed,
             };
-            let f = std::fs::File::create(&out).with_context(|| format!("creating {}", out.display()))?;
+            let f = std::fs::File::create(&out)
+                .with_context(|| format!("creating {}", out.display()))?;
             let sum = generate(&cfg, std::io::BufWriter::with_capacity(1 << 20, f))
                 .with_context(|| format!("writing {}", out.display()))?;
             println!(

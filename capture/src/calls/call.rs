@@ -16,7 +16,9 @@ impl PacketRef {
     pub const OFFSET_BITS: u32 = 48;
 
     pub fn new(source: u16, offset: u64) -> Self {
-        PacketRef((u64::from(source) << Self::OFFSET_BITS) | (offset & ((1 << Self::OFFSET_BITS) - 1)))
+        PacketRef(
+            (u64::from(source) << Self::OFFSET_BITS) | (offset & ((1 << Self::OFFSET_BITS) - 1)),
+        )
     }
 
     pub fn source(self) -> u16 {

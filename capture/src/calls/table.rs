@@ -137,7 +137,10 @@ impl CallTable {
             .map(|c| c.no)
             .collect();
         for no in closing {
-            let lingering = self.calls.get(&no).is_some_and(|c| c.linger_until.is_some());
+            let lingering = self
+                .calls
+                .get(&no)
+                .is_some_and(|c| c.linger_until.is_some());
             if lingering {
                 self.finalize(no, None);
             } else {
@@ -152,8 +155,18 @@ impl CallTable {
         let mut open: Vec<(u64, u64)> = self.calls.values().map(|c| (c.start_ns, c.no)).collect();
         open.sort_unstable();
         for (_, no) in open {
-            let lingering = self.calls.get(&no).is_some_and(|c| c.linger_until.is_some());
-            self.finalize(no, if lingering { None } else { Some(EndReason::EndOfCapture) });
+            let lingering = self
+                .calls
+                .get(&no)
+                .is_some_and(|c| c.linger_until.is_some());
+            self.finalize(
+                no,
+                if lingering {
+                    None
+                } else {
+                    Some(EndReason::EndOfCapture)
+                },
+            );
         }
     }
 
@@ -246,7 +259,10 @@ impl CallTable {
         let summary = match msg.start() {
             StartLine::Request { method, uri } => format!("{} {}", method.as_str(), lossy(uri)),
             StartLine::Response { code, reason } => {
-                let m = cseq.as_ref().map(|(_, m)| m.as_str().to_string()).unwrap_or_default();
+                let m = cseq
+                    .as_ref()
+                    .map(|(_, m)| m.as_str().to_string())
+                    .unwrap_or_default();
                 format!("{code} {} ({m})", lossy(reason))
             }
         };
@@ -327,7 +343,10 @@ impl CallTable {
             let by = match msg.start() {
                 StartLine::Request { method, .. } => method.as_str().to_string(),
                 StartLine::Response { code, .. } => {
-                    let m = cseq.as_ref().map(|(_, m)| m.as_str().to_string()).unwrap_or_default();
+                    let m = cseq
+                        .as_ref()
+                        .map(|(_, m)| m.as_str().to_string())
+                        .unwrap_or_default();
                     format!("{code} {m}")
                 }
             };
@@ -426,8 +445,14 @@ impl CallTable {
             ssrc: o.ssrc,
         };
         let s = call.stream_mut(key, Some(u.media_idx), o.pt);
-        s.stats
-            .update(o.ts_ns, o.seq, o.rtp_ts, o.pt, o.payload_len as usize, o.marker);
+        s.stats.update(
+            o.ts_ns,
+            o.seq,
+            o.rtp_ts,
+            o.pt,
+            o.payload_len as usize,
+            o.marker,
+        );
     }
 
     /// Which call a UDP packet between `src` and `dst` belongs to, by the
@@ -437,10 +462,10 @@ impl CallTable {
     fn match_endpoint(&self, src: SocketAddr, dst: SocketAddr) -> Option<EndpointUse> {
         let d = self.endpoints.get(&dst);
         let s = self.endpoints.get(&src);
-        if let (Some(d), Some(s)) = (d, s) {
-            if let Some(u) = d.iter().rev().find(|u| s.iter().any(|x| x.call == u.call)) {
-                return Some(*u);
-            }
+        if let (Some(d), Some(s)) = (d, s)
+            && let Some(u) = d.iter().rev().find(|u| s.iter().any(|x| x.call == u.call))
+        {
+            return Some(*u);
         }
         d.and_then(|d| d.last().copied())
             .or_else(|| s.and_then(|s| s.last().copied()))
@@ -471,7 +496,10 @@ impl CallTable {
             // SRTCP keeps the first RTCP header in the clear but appends an
             // index and a tag, so the compound walk fails on it: the header
             // alone says it is RTCP.
-            let srtp = call.media.get(u.media_idx).is_some_and(|m| m.proto.contains("SAVP"));
+            let srtp = call
+                .media
+                .get(u.media_idx)
+                .is_some_and(|m| m.proto.contains("SAVP"));
             if rtcp_like && !srtp {
                 call.rtcp_packets += 1;
                 note_rtcp(call, payload);

@@ -188,7 +188,10 @@ impl CallWriter {
             call.ringing_ns.map(format_ts).unwrap_or_default(),
             call.answer_ns.map(format_ts).unwrap_or_default(),
             call.talk_s().map(|t| format!("{t:.3}")).unwrap_or_default(),
-            call.end_reason.map(|r| r.as_str()).unwrap_or_default().to_string(),
+            call.end_reason
+                .map(|r| r.as_str())
+                .unwrap_or_default()
+                .to_string(),
             call.request_uri.clone(),
         ];
         self.call_rows.push((call.start_ns, row));
@@ -304,9 +307,13 @@ impl CallWriter {
             // A call with no packet left to write still gets a valid, empty pcap.
             None => {
                 if let Some(f) = file.take() {
-                    PcapWriter::new(BufWriter::new(f), crate::pcapio::LinkType::Ethernet, 262_144)
-                        .and_then(|mut w| w.flush())
-                        .map_err(io_err(path))?;
+                    PcapWriter::new(
+                        BufWriter::new(f),
+                        crate::pcapio::LinkType::Ethernet,
+                        262_144,
+                    )
+                    .and_then(|mut w| w.flush())
+                    .map_err(io_err(path))?;
                 }
             }
         }
@@ -318,7 +325,11 @@ impl CallWriter {
         self.call_rows.sort_by_key(|(t, _)| *t);
         self.stream_rows.sort_by_key(|(t, _)| *t);
         write_csv(&self.dir.join("calls.csv"), CALLS_HEADER, &self.call_rows)?;
-        write_csv(&self.dir.join("streams.csv"), STREAMS_HEADER, &self.stream_rows)?;
+        write_csv(
+            &self.dir.join("streams.csv"),
+            STREAMS_HEADER,
+            &self.stream_rows,
+        )?;
         Ok(())
     }
 }
