@@ -24,6 +24,8 @@ pub enum OutputError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("call {call_id}: {message}")]
+    Processor { call_id: String, message: String },
     #[error("re-reading packets of call {call_id} from {path}: {source}")]
     Source {
         call_id: String,
@@ -89,6 +91,27 @@ pub const STREAMS_HEADER: &[&str] = &[
     "rtcp_jitter_ms",
 ];
 
+/// One packet of a call, read back from where the capture keeps it.
+#[derive(Clone, Debug)]
+pub struct CallFrame {
+    pub ts_ns: u64,
+    pub orig_len: u32,
+    pub link: crate::pcapio::LinkType,
+    pub data: Vec<u8>,
+}
+
+/// More outputs per call (decrypted media, audio, quality...), run after
+/// `call.pcap` and `sip.txt` are written, on the same frames.
+pub trait CallProcessor: Send {
+    /// `folder` is the call's output folder.
+    fn process(
+        &mut self,
+        call: &Call,
+        frames: &[CallFrame],
+        folder: &Path,
+    ) -> Result<(), OutputError>;
+}
+
 /// Summary figures of one written call (for the end-of-run line).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Written {
@@ -109,6 +132,7 @@ pub struct CallWriter {
     call_rows: Vec<(u64, Vec<String>)>,
     stream_rows: Vec<(u64, Vec<String>)>,
     write_call_files: bool,
+    processors: Vec<Box<dyn CallProcessor>>,
 }
 
 impl CallWriter {
@@ -123,7 +147,13 @@ impl CallWriter {
             call_rows: Vec::new(),
             stream_rows: Vec::new(),
             write_call_files: true,
+            processors: Vec::new(),
         })
+    }
+
+    /// Run `p` on every call written (after call.pcap and sip.txt).
+    pub fn add_processor(&mut self, p: Box<dyn CallProcessor>) {
+        self.processors.push(p);
     }
 
     /// Only the CSV files (benchmarks and quick looks).
@@ -162,10 +192,14 @@ impl CallWriter {
             let name = self.folder_name(&call.call_id);
             let folder = self.dir.join(&name);
             std::fs::create_dir_all(&folder).map_err(io_err(&folder))?;
-            let (packets, mismatch) = self.write_call_pcap(call, &folder.join("call.pcap"))?;
-            w.packets = packets;
+            let (frames, mismatch) = self.read_call_frames(call)?;
+            write_pcap(&frames, &folder.join("call.pcap"))?;
+            w.packets = frames.len() as u64;
             w.link_mismatch = mismatch;
             write_sip_txt(call, &folder.join("sip.txt"))?;
+            for p in &mut self.processors {
+                p.process(call, &frames, &folder)?;
+            }
             format!("{name}/call.pcap")
         } else {
             String::new()
@@ -249,75 +283,49 @@ impl CallWriter {
         Ok(w)
     }
 
-    fn write_call_pcap(&mut self, call: &Call, path: &Path) -> Result<(u64, u64), OutputError> {
+    /// Every packet of `call`, in capture order, read back from the source
+    /// captures through its packet references. Packets whose link type
+    /// differs from the first one's are counted, not returned (one pcap has
+    /// one link type).
+    pub fn read_call_frames(&mut self, call: &Call) -> Result<(Vec<CallFrame>, u64), OutputError> {
         let mut refs = call.packets.clone();
         refs.sort_unstable();
         // A packet can be listed twice (a TCP segment ending one SIP message
-        // and starting the next): write it once.
+        // and starting the next): keep it once.
         let mut seen = HashSet::with_capacity(refs.len());
         refs.retain(|r| seen.insert(r.1));
-        let file = File::create(path).map_err(io_err(path))?;
-        let mut writer: Option<PcapWriter<BufWriter<File>>> = None;
+        let mut frames = Vec::with_capacity(refs.len());
         let mut first_link = None;
-        let mut file = Some(file);
-        let (mut written, mut mismatch) = (0u64, 0u64);
+        let mut mismatch = 0u64;
         for (_, pref) in refs {
             let src = usize::from(pref.source());
             let Some(src_path) = self.sources.get(src).cloned() else {
                 continue;
             };
+            let source_err = |source| OutputError::Source {
+                call_id: call.call_id.clone(),
+                path: src_path.clone(),
+                source,
+            };
             if self.readers[src].is_none() {
-                let r = open_for_random_reads(&src_path).map_err(|source| OutputError::Source {
-                    call_id: call.call_id.clone(),
-                    path: src_path.clone(),
-                    source,
-                })?;
-                self.readers[src] = Some(r);
+                self.readers[src] = Some(open_for_random_reads(&src_path).map_err(source_err)?);
             }
             let Some(reader) = self.readers[src].as_mut() else {
                 continue;
             };
-            let rec = reader
-                .read_at(pref.offset())
-                .map_err(|source| OutputError::Source {
-                    call_id: call.call_id.clone(),
-                    path: src_path.clone(),
-                    source,
-                })?;
-            let link = *first_link.get_or_insert(rec.link);
-            if link != rec.link {
+            let rec = reader.read_at(pref.offset()).map_err(source_err)?;
+            if *first_link.get_or_insert(rec.link) != rec.link {
                 mismatch += 1;
                 continue;
             }
-            if writer.is_none() {
-                let f = file.take().expect("file is taken once");
-                writer = Some(
-                    PcapWriter::new(BufWriter::with_capacity(1 << 16, f), link, 262_144)
-                        .map_err(io_err(path))?,
-                );
-            }
-            if let Some(w) = writer.as_mut() {
-                w.write_packet(rec.ts_ns, rec.orig_len, rec.data)
-                    .map_err(io_err(path))?;
-                written += 1;
-            }
+            frames.push(CallFrame {
+                ts_ns: rec.ts_ns,
+                orig_len: rec.orig_len,
+                link: rec.link,
+                data: rec.data.to_vec(),
+            });
         }
-        match writer {
-            Some(mut w) => w.flush().map_err(io_err(path))?,
-            // A call with no packet left to write still gets a valid, empty pcap.
-            None => {
-                if let Some(f) = file.take() {
-                    PcapWriter::new(
-                        BufWriter::new(f),
-                        crate::pcapio::LinkType::Ethernet,
-                        262_144,
-                    )
-                    .and_then(|mut w| w.flush())
-                    .map_err(io_err(path))?;
-                }
-            }
-        }
-        Ok((written, mismatch))
+        Ok((frames, mismatch))
     }
 
     /// Write `calls.csv` and `streams.csv`.
@@ -345,6 +353,22 @@ fn open_for_random_reads(path: &Path) -> Result<PcapReader<BufReader<File>>, Pca
         while let Ok(Some(_)) = r.next_packet() {}
     }
     Ok(r)
+}
+
+/// Write `frames` as a classic pcap (an empty but valid file when there are
+/// none).
+pub fn write_pcap(frames: &[CallFrame], path: &Path) -> Result<(), OutputError> {
+    let f = File::create(path).map_err(io_err(path))?;
+    let link = frames
+        .first()
+        .map_or(crate::pcapio::LinkType::Ethernet, |f| f.link);
+    let mut w = PcapWriter::new(BufWriter::with_capacity(1 << 16, f), link, 262_144)
+        .map_err(io_err(path))?;
+    for fr in frames {
+        w.write_packet(fr.ts_ns, fr.orig_len, &fr.data)
+            .map_err(io_err(path))?;
+    }
+    w.flush().map_err(io_err(path))
 }
 
 fn write_csv(path: &Path, header: &[&str], rows: &[(u64, Vec<String>)]) -> Result<(), OutputError> {
