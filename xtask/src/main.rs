@@ -8,6 +8,7 @@
 //! * `fuzz [--seconds N] [target...]`: runs cargo-fuzz targets (all targets in
 //!   `fuzz/Cargo.toml` by default), seeded from `fuzz/seeds/<target>/`.
 //! * `demo`: imports the shared corpus captures into `out/demo`.
+//! * `bench`: `voxtap import` against tshark and sngrep on a synthetic capture.
 
 use std::{
     env,
@@ -18,6 +19,8 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+
+mod bench;
 
 const DEFAULT_FUZZ_SECONDS: u64 = 20;
 
@@ -30,6 +33,7 @@ fn main() -> Result<()> {
         Some("test") => test(&root),
         Some("fuzz") => fuzz(&root, &args[1..]),
         Some("demo") => demo(&root),
+        Some("bench") => bench::bench(&root, &args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -37,7 +41,8 @@ fn main() -> Result<()> {
                  setup                          install system packages and Rust tools (root)\n  \
                  test                           fmt, clippy, build, tests, fuzz (VOXTAP_SKIP_FUZZ=1 skips fuzz)\n  \
                  fuzz [--seconds N] [target..]  run cargo-fuzz targets (default: all, {DEFAULT_FUZZ_SECONDS}s each)\n  \
-                 demo                           import the corpus captures into out/demo"
+                 demo                           import the corpus captures into out/demo\n  \
+                 bench [--calls N] [--seconds S]  voxtap import vs tshark and sngrep on a synthetic capture"
             );
             bail!("unknown or missing command");
         }
