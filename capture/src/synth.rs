@@ -172,15 +172,20 @@ pub fn generate<W: Write>(cfg: &SynthConfig, w: W) -> std::io::Result<SynthSumma
             let (a, b) = ((caller_ip(i), 5060u16), (callee_ip(i), 5060u16));
             let (ra, rb) = ((caller_ip(i), rtp_port(i)), (callee_ip(i), rtp_port(i)));
             let sip_at = |off_ms: u64| s + off_ms * 1_000_000;
+            // Called only for messages due in this slice; a reply due after
+            // the slice's end waits for the next one.
             let mut push_sip = |ts: u64, src, dst, p: Vec<u8>| {
-                if ts >= t && ts < t_next {
-                    slice.push(Event {
-                        ts_ns: ts,
-                        src,
-                        dst,
-                        payload: p,
-                        is_sip: true,
-                    });
+                let ev = Event {
+                    ts_ns: ts,
+                    src,
+                    dst,
+                    payload: p,
+                    is_sip: true,
+                };
+                if ts < t_next {
+                    slice.push(ev);
+                } else {
+                    carry.push(ev);
                 }
             };
             let uri = format!("INVITE sip:+4430{i:07}@{} SIP/2.0", callee_ip(i));
@@ -300,18 +305,18 @@ mod tests {
     /// loss, in capture-time order.
     #[test]
     fn synthetic_calls_import_as_generated() {
+        // Enough calls that replies fall across 20 ms slice edges.
         let cfg = SynthConfig {
-            calls: 30,
-            seconds: 3,
+            calls: 400,
+            seconds: 1,
             ..Default::default()
         };
         let mut buf = Vec::new();
         let sum = generate(&cfg, &mut buf).unwrap();
-        // 6 SIP messages per call; 3 s of 20 ms RTP both ways.
-        assert_eq!(sum.sip_packets, 30 * 6);
-        let per_stream = sum.rtp_packets / 60;
-        assert_eq!(sum.rtp_packets % 60, 0);
-        assert_eq!(per_stream, 150);
+        // 6 SIP messages per call; 1 s of 20 ms RTP both ways.
+        assert_eq!(sum.sip_packets, 400 * 6);
+        assert_eq!(sum.rtp_packets, 400 * 2 * 50);
+        let per_stream = 50;
 
         let mut r = PcapReader::new(std::io::Cursor::new(buf)).unwrap();
         let mut p = Pipeline::new(PipelineConfig::default());
@@ -323,7 +328,7 @@ mod tests {
         }
         p.finish();
         let calls = p.drain_ended();
-        assert_eq!(calls.len(), 30);
+        assert_eq!(calls.len(), 400);
         for c in &calls {
             assert_eq!(c.state.as_str(), "answered");
             assert_eq!(c.sip_packets, 6);
