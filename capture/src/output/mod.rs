@@ -63,6 +63,29 @@ pub const CALLS_HEADER: &[&str] = &[
     "talk_s",
     "end_reason",
     "request_uri",
+    "group",
+    "links",
+    "facing",
+    "latched",
+];
+
+/// One row per stream per leg of every call with more than one leg, hops in
+/// order, so the first hop where loss or jitter starts is visible.
+pub const LEGS_HEADER: &[&str] = &[
+    "group",
+    "hop",
+    "call_id",
+    "invite_src",
+    "invite_dst",
+    "facing",
+    "links",
+    "stream_src",
+    "stream_dst",
+    "ssrc_hex",
+    "packets",
+    "lost",
+    "jitter_ms",
+    "max_delta_ms",
 ];
 
 pub const STREAMS_HEADER: &[&str] = &[
@@ -131,6 +154,7 @@ pub struct CallWriter {
     used_names: HashSet<String>,
     call_rows: Vec<(u64, Vec<String>)>,
     stream_rows: Vec<(u64, Vec<String>)>,
+    leg_rows: Vec<(u64, Vec<String>)>,
     write_call_files: bool,
     processors: Vec<Box<dyn CallProcessor>>,
 }
@@ -146,6 +170,7 @@ impl CallWriter {
             used_names: HashSet::new(),
             call_rows: Vec::new(),
             stream_rows: Vec::new(),
+            leg_rows: Vec::new(),
             write_call_files: true,
             processors: Vec::new(),
         })
@@ -160,6 +185,41 @@ impl CallWriter {
     pub fn without_call_files(mut self) -> Self {
         self.write_call_files = false;
         self
+    }
+
+    fn push_leg_rows(&mut self, call: &Call) {
+        let (isrc, idst) = call
+            .first_invite
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .unwrap_or_default();
+        let base = [
+            call.group.clone(),
+            String::new(),
+            call.call_id.clone(),
+            isrc,
+            idst,
+            call.facing.as_str().to_string(),
+            links_text(call),
+        ];
+        if call.streams.is_empty() {
+            let mut r = base.to_vec();
+            r.extend(std::iter::repeat_n(String::new(), 7));
+            self.leg_rows.push((call.start_ns, r));
+        }
+        for st in &call.streams {
+            let sum = st.stats.summary();
+            let mut r = base.to_vec();
+            r.extend([
+                st.key.src.to_string(),
+                st.key.dst.to_string(),
+                format!("0x{:08X}", st.key.ssrc),
+                sum.packets.to_string(),
+                sum.lost.to_string(),
+                format!("{:.3}", sum.mean_jitter_ms),
+                format!("{:.3}", sum.max_delta_ms),
+            ]);
+            self.leg_rows.push((call.start_ns, r));
+        }
     }
 
     fn folder_name(&mut self, call_id: &str) -> String {
@@ -227,8 +287,19 @@ impl CallWriter {
                 .unwrap_or_default()
                 .to_string(),
             call.request_uri.clone(),
+            call.group.clone(),
+            links_text(call),
+            call.facing.as_str().to_string(),
+            call.latched
+                .iter()
+                .map(|(to, from)| format!("{from}->{to}"))
+                .collect::<Vec<_>>()
+                .join(" "),
         ];
         self.call_rows.push((call.start_ns, row));
+        if !call.links.is_empty() {
+            self.push_leg_rows(call);
+        }
         for s in &call.streams {
             let sum = s.stats.summary();
             let pt = sum.payload_types.first().copied().unwrap_or(0);
@@ -338,8 +409,33 @@ impl CallWriter {
             STREAMS_HEADER,
             &self.stream_rows,
         )?;
+        // Hops of each logical call in order of their first INVITE.
+        self.leg_rows
+            .sort_by(|a, b| (&a.1[0], a.0).cmp(&(&b.1[0], b.0)));
+        let mut hop = 0;
+        let mut last: Option<(String, String)> = None;
+        for (_, r) in &mut self.leg_rows {
+            let key = (r[0].clone(), r[2].clone());
+            match &last {
+                Some((g, c)) if *g == key.0 && *c == key.1 => {}
+                Some((g, _)) if *g == key.0 => hop += 1,
+                _ => hop = 1,
+            }
+            r[1] = hop.to_string();
+            last = Some(key);
+        }
+        write_csv(&self.dir.join("legs.csv"), LEGS_HEADER, &self.leg_rows)?;
         Ok(())
     }
+}
+
+/// "other-call-id:method" for each link, space separated.
+fn links_text(call: &Call) -> String {
+    call.links
+        .iter()
+        .map(|l| format!("{}:{}", l.other, l.method.as_str()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A reader for `read_at`. pcapng packets name their interface (link type,
