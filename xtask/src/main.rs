@@ -257,7 +257,18 @@ fn demo(root: &Path) -> Result<()> {
     let target_dir = env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    let mut c = Command::new(target_dir.join("debug/voxtap"));
-    c.args(["import", "--out", "out/demo"]).args(&files);
-    run(c)
+    // One output folder per capture: several corpus files are copies of the
+    // same calls (re-tagged with a VLAN), which one merged import would join.
+    for f in &files {
+        let stem = f.file_stem().and_then(OsStr::to_str).unwrap_or("capture");
+        let mut c = Command::new(target_dir.join("debug/voxtap"));
+        c.args(["import", "--quiet", "--out"])
+            .arg(Path::new("out/demo").join(stem))
+            .arg(f);
+        run(c)?;
+    }
+    println!(
+        "demo outputs: out/demo/<capture>/calls.csv, streams.csv, legs.csv and one folder per call"
+    );
+    Ok(())
 }
