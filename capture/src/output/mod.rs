@@ -442,12 +442,14 @@ fn links_text(call: &Call) -> String {
 /// time resolution) declared earlier in the file, so a pcapng file is walked
 /// once first to learn every interface.
 fn open_for_random_reads(path: &Path) -> Result<PcapReader<BufReader<File>>, PcapError> {
-    let mut r = PcapReader::open(path)?;
+    // A small buffer: every random read refills it.
+    let mut r = PcapReader::open_with_capacity(path, 4096)?;
     if matches!(r.format(), crate::pcapio::FileFormat::PcapNg) {
         // Damage past the packets we index was reported by the import; the
         // interfaces read before it are what the indexed packets need.
         while let Ok(Some(_)) = r.next_packet() {}
     }
+    r.finish_sequential();
     Ok(r)
 }
 
