@@ -98,21 +98,21 @@ fn test(root: &Path) -> Result<()> {
     let mut c = cargo();
     c.arg("build");
     run(c)?;
-    // Output inherited: the `test result:` lines stay visible.
-    let mut c = cargo();
-    c.arg("test");
-    run(c)?;
     if env::var("VOXTAP_SKIP_FUZZ").as_deref() == Ok("1") {
         eprintln!("xtask: VOXTAP_SKIP_FUZZ=1: skipping the fuzz step");
-        return Ok(());
+    } else {
+        let seconds = match env::var("VOXTAP_FUZZ_SECONDS") {
+            Ok(s) => s
+                .parse()
+                .with_context(|| format!("VOXTAP_FUZZ_SECONDS={s:?} is not a number"))?,
+            Err(_) => DEFAULT_FUZZ_SECONDS,
+        };
+        run_fuzz(root, seconds, &fuzz_targets(root)?)?;
     }
-    let seconds = match env::var("VOXTAP_FUZZ_SECONDS") {
-        Ok(s) => s
-            .parse()
-            .with_context(|| format!("VOXTAP_FUZZ_SECONDS={s:?} is not a number"))?,
-        Err(_) => DEFAULT_FUZZ_SECONDS,
-    };
-    run_fuzz(root, seconds, &fuzz_targets(root)?)
+    // Last, with output inherited, so the `test result:` lines close the run.
+    let mut c = cargo();
+    c.arg("test");
+    run(c)
 }
 
 /// Clippy on the XDP crate, which is not a default member (BPF target only).
@@ -208,8 +208,39 @@ fn run_fuzz(root: &Path, seconds: u64, targets: &[String]) -> Result<()> {
             c.arg(&seeds);
         }
         c.arg("--").arg(format!("-max_total_time={seconds}"));
-        // A crash makes cargo-fuzz exit non-zero (artifact in fuzz/artifacts/<t>/).
-        run(c).with_context(|| format!("fuzz target {t} failed (see fuzz/artifacts/{t}/)"))?;
+        // libFuzzer prints a line per new input: keep it in a log and show
+        // its summary, or its tail when the target fails.
+        let logs = root.join("target/fuzz-logs");
+        fs::create_dir_all(&logs)?;
+        let log_path = logs.join(format!("{t}.log"));
+        let log = fs::File::create(&log_path)?;
+        c.stdout(log.try_clone()?).stderr(log);
+        eprintln!(
+            "xtask: fuzzing {t} for {seconds} s (log: {})",
+            log_path.display()
+        );
+        let status = c
+            .status()
+            .with_context(|| format!("starting cargo fuzz for {t}"))?;
+        let text = fs::read_to_string(&log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        if !status.success() {
+            for l in &lines[lines.len().saturating_sub(60)..] {
+                eprintln!("  {l}");
+            }
+            // A crash makes cargo-fuzz exit non-zero (artifact in fuzz/artifacts/<t>/).
+            bail!(
+                "fuzz target {t} failed (see fuzz/artifacts/{t}/ and {})",
+                log_path.display()
+            );
+        }
+        let done = lines
+            .iter()
+            .rev()
+            .find(|l| l.starts_with("Done "))
+            .copied()
+            .unwrap_or("done");
+        eprintln!("xtask: fuzz {t}: {done}, no crash");
     }
     Ok(())
 }
