@@ -1006,3 +1006,50 @@ fn rtcp_header(p: &[u8]) -> bool {
 fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invite(cid: &str) -> Vec<u8> {
+        format!(
+            "INVITE sip:b@x SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK{cid}\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: {cid}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    }
+
+    /// A flood of INVITEs with random Call-IDs and no BYE: open calls stay
+    /// under the cap (the rest counted, not stored), and every call times
+    /// out, so memory returns to nothing.
+    #[test]
+    fn sip_flood_is_bounded_and_times_out() {
+        let mut t = CallTable::new(CallConfig {
+            max_calls: 1000,
+            idle_timeout_ns: 60 * 1_000_000_000,
+            ..Default::default()
+        });
+        let a: SocketAddr = "10.0.0.1:5060".parse().unwrap();
+        let b: SocketAddr = "10.0.0.2:5060".parse().unwrap();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for i in 0..5000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let raw = invite(&format!("{x:016x}@flood"));
+            let m = crate::sip::parse(&raw).unwrap();
+            t.on_sip(1_000_000_000 + i * 1_000_000, a, b, "UDP", &m, &[]);
+            assert!(t.open_calls() <= 1000);
+        }
+        assert_eq!(t.open_calls(), 1000);
+        assert_eq!(t.stats().calls_rejected_limit, 4000);
+        // Two idle timeouts later (capture time), every call is closed.
+        t.tick(200 * 1_000_000_000);
+        assert_eq!(t.open_calls(), 0);
+        let ended = t.drain_ended();
+        assert_eq!(ended.len(), 1000);
+        assert!(ended.iter().all(
+            |c| c.state == CallState::TimedOut && c.end_reason == Some(EndReason::IdleTimeout)
+        ));
+        assert!(t.by_call_id.is_empty() && t.members.is_empty() && t.group_of.is_empty());
+    }
+}
