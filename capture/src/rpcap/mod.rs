@@ -12,3 +12,6 @@ pub mod remote;
 
 pub use client::{CaptureOptions, ClientConfig, DataChannel, RpcapError, Session, Transport};
 pub use proto::{Credentials, Interface, Stats};
+
+#[cfg(test)]
+mod tests;
