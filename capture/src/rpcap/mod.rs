@@ -5,6 +5,7 @@
 //! at once into the same pipeline and outputs as `import`.
 
 pub mod bpf;
+pub mod cli;
 pub mod client;
 pub mod hosts;
 pub mod proto;
