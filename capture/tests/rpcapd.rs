@@ -134,7 +134,14 @@ fn pcap_count(p: &Path) -> u64 {
 /// tshark reads the file completely (exit 0) and counts its frames.
 fn tshark_count(p: &Path) -> usize {
     let out = Command::new("tshark")
-        .args(["-r", p.to_str().unwrap(), "-T", "fields", "-e", "frame.number"])
+        .args([
+            "-r",
+            p.to_str().unwrap(),
+            "-T",
+            "fields",
+            "-e",
+            "frame.number",
+        ])
         .output()
         .expect("tshark");
     assert!(
@@ -268,7 +275,16 @@ fn sipp_remote_capture(transport: Transport, base: u16, name: &str) {
     let local = dir.join("tcpdump.pcap");
     let mut td = Proc(
         Command::new("tcpdump")
-            .args(["-i", "lo", "-s", "0", "-U", "-w", local.to_str().unwrap(), &filter])
+            .args([
+                "-i",
+                "lo",
+                "-s",
+                "0",
+                "-U",
+                "-w",
+                local.to_str().unwrap(),
+                &filter,
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -400,7 +416,10 @@ fn reconnects_after_rpcapd_restart() {
     opts.reconnect.max_attempts = 20;
     opts.reconnect.max_backoff = Duration::from_secs(1);
     opts.duration = Some(Duration::from_secs(20));
-    let cap = RemoteCapture::start(remote::targets(&[host("lab/local/flaky", &d)], &opts), &opts);
+    let cap = RemoteCapture::start(
+        remote::targets(&[host("lab/local/flaky", &d)], &opts),
+        &opts,
+    );
     let wait_packets = |cap: &RemoteCapture, n: u64| {
         let until = Instant::now() + Duration::from_secs(10);
         while cap.status()[0].packets < n {
@@ -426,7 +445,10 @@ fn reconnects_after_rpcapd_restart() {
     assert_eq!(r.gaps.len(), 1, "{:?}", r.gaps);
     let g = &r.gaps[0];
     let secs = g.seconds(0);
-    eprintln!("gap: {secs:.2} s after {} attempt(s): {}", g.attempts, g.reason);
+    eprintln!(
+        "gap: {secs:.2} s after {} attempt(s): {}",
+        g.attempts, g.reason
+    );
     assert!(g.to_ns.is_some());
     assert!((1.0..10.0).contains(&secs), "gap of {secs} s");
     assert!(g.attempts >= 1);
@@ -444,8 +466,18 @@ fn reconnects_after_rpcapd_restart() {
 #[test]
 fn fake_servers_do_not_hang_the_client() {
     let cases: [(&str, &[u8], bool, &str); 4] = [
-        ("garbage", b"HTTP/1.1 400 Bad Request\r\n\r\n", false, "version"),
-        ("huge", &[0, 0x88, 0, 0, 0xff, 0xff, 0xff, 0xff], false, "larger than"),
+        (
+            "garbage",
+            b"HTTP/1.1 400 Bad Request\r\n\r\n",
+            false,
+            "version",
+        ),
+        (
+            "huge",
+            &[0, 0x88, 0, 0, 0xff, 0xff, 0xff, 0xff],
+            false,
+            "larger than",
+        ),
         ("stall", b"", true, "no answer within"),
         ("hangup", b"", false, "closed the connection"),
     ];

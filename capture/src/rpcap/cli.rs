@@ -211,7 +211,10 @@ pub fn run_remote(cmd: RemoteCmd) -> Result<ExitCode> {
             let until = Instant::now() + timeout;
             while pid_file.exists() {
                 if Instant::now() >= until {
-                    bail!("capture into {} did not stop within {timeout:?}", out.display());
+                    bail!(
+                        "capture into {} did not stop within {timeout:?}",
+                        out.display()
+                    );
                 }
                 std::thread::sleep(Duration::from_millis(200));
             }

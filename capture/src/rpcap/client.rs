@@ -37,19 +37,23 @@ pub enum RpcapError {
         what: &'static str,
         source: io::Error,
     },
-    #[error("rpcapd at {addr} sent a malformed {what}: {source}")]
+    #[error("rpcapd at {addr} sent a malformed message ({what}): {source}")]
     Protocol {
         addr: String,
         what: &'static str,
         source: ProtoError,
     },
-    #[error("rpcapd at {addr} rejected the username/password of user '{user}' (wrong password or unknown user): {message}")]
+    #[error(
+        "rpcapd at {addr} rejected the username/password of user '{user}' (wrong password or unknown user): {message}"
+    )]
     AuthFailed {
         addr: String,
         user: String,
         message: String,
     },
-    #[error("rpcapd at {addr} refuses null authentication (it runs without -n): give a username and password: {message}")]
+    #[error(
+        "rpcapd at {addr} refuses null authentication (it runs without -n): give a username and password: {message}"
+    )]
     NullAuthRefused { addr: String, message: String },
     #[error("rpcapd at {addr} has no interface '{iface}': {message}")]
     UnknownInterface {
@@ -197,13 +201,10 @@ impl Session {
         })?;
         let io_err = |what| {
             let addr = cfg.addr.clone();
-            move |source| RpcapError::Io {
-                addr,
-                what,
-                source,
-            }
+            move |source| RpcapError::Io { addr, what, source }
         };
-        ctrl.set_nodelay(true).map_err(io_err("setting TCP_NODELAY"))?;
+        ctrl.set_nodelay(true)
+            .map_err(io_err("setting TCP_NODELAY"))?;
         ctrl.set_write_timeout(Some(cfg.reply_timeout))
             .map_err(io_err("setting a write timeout"))?;
         let local = ctrl.local_addr().map_err(io_err("reading local address"))?;
@@ -238,7 +239,8 @@ impl Session {
             }
         })?;
         let (_, n) = s.request("authentication", MSG_AUTH_REPLY_TYPE)?;
-        s.server = proto::parse_auth_reply(&s.inbuf[..n]).map_err(|e| s.proto_err("authentication reply", e))?;
+        s.server = proto::parse_auth_reply(&s.inbuf[..n])
+            .map_err(|e| s.proto_err("authentication reply", e))?;
         if s.server.min_version > proto::VERSION {
             return Err(s.proto_err(
                 "authentication reply",
@@ -462,11 +464,7 @@ impl Session {
         self.exclude_ports("tcp ", self.local.port(), Some(self.peer.port()));
         let io_err = |addr: &str, what| {
             let addr = addr.to_string();
-            move |source| RpcapError::Io {
-                addr,
-                what,
-                source,
-            }
+            move |source| RpcapError::Io { addr, what, source }
         };
         let udp = match opts.transport {
             Transport::Udp => {
@@ -727,7 +725,9 @@ impl DataChannel {
                         message: e.message,
                     });
                 }
-                other => tracing::debug!(addr = %self.addr, msg_type = other, "ignored message on the data channel"),
+                other => {
+                    tracing::debug!(addr = %self.addr, msg_type = other, "ignored message on the data channel")
+                }
             }
         }
     }

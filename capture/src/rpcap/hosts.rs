@@ -109,7 +109,9 @@ pub fn load(path: &Path) -> Result<Vec<Host>, HostsError> {
         path: path.display().to_string(),
         source,
     })?;
-    parse(&text, &path.display().to_string(), &|k| std::env::var(k).ok())
+    parse(&text, &path.display().to_string(), &|k| {
+        std::env::var(k).ok()
+    })
 }
 
 /// Parses the file; `env` looks up password variables.
@@ -152,10 +154,7 @@ fn walk(
             host: id.clone(),
             message,
         };
-        let address = h
-            .address
-            .clone()
-            .ok_or_else(|| err("no address".into()))?;
+        let address = h.address.clone().ok_or_else(|| err("no address".into()))?;
         let interfaces = h
             .interfaces
             .clone()
@@ -272,7 +271,11 @@ address = "10.0.0.2"
         let ids: Vec<String> = hosts.iter().map(Host::id).collect();
         assert_eq!(
             ids,
-            ["lab/local/loopback", "prod/eu-west/media-1", "prod/eu-west/az1/sbc-1"]
+            [
+                "lab/local/loopback",
+                "prod/eu-west/media-1",
+                "prod/eu-west/az1/sbc-1"
+            ]
         );
         assert_eq!(hosts[0].addr(), "127.0.0.1:2100");
         assert_eq!(hosts[0].interfaces, ["lo"]);
@@ -289,9 +292,15 @@ address = "10.0.0.2"
             select(&hosts, &p.iter().map(|s| s.to_string()).collect::<Vec<_>>())
                 .map(|v| v.iter().map(Host::id).collect::<Vec<_>>())
         };
-        assert_eq!(sel(&["lab/local/loopback"]).unwrap(), ["lab/local/loopback"]);
+        assert_eq!(
+            sel(&["lab/local/loopback"]).unwrap(),
+            ["lab/local/loopback"]
+        );
         assert_eq!(sel(&["prod"]).unwrap().len(), 2);
-        assert_eq!(sel(&["prod/eu-west/sbc-1"]).unwrap(), ["prod/eu-west/az1/sbc-1"]);
+        assert_eq!(
+            sel(&["prod/eu-west/sbc-1"]).unwrap(),
+            ["prod/eu-west/az1/sbc-1"]
+        );
         assert_eq!(sel(&["*/*/media-1"]).unwrap(), ["prod/eu-west/media-1"]);
         let e = sel(&["prod/us-east"]).unwrap_err().to_string();
         assert!(e.contains("'prod/us-east' matches no host"), "{e}");
@@ -304,13 +313,21 @@ address = "10.0.0.2"
             e.contains("prod/eu-west/az1/sbc-1") && e.contains("PW") && e.contains("not set"),
             "{e}"
         );
-        let e = parse("[environments.a.regions.b.hosts.c]\nport = 1\n", "f.toml", &|_| None)
-            .unwrap_err()
-            .to_string();
+        let e = parse(
+            "[environments.a.regions.b.hosts.c]\nport = 1\n",
+            "f.toml",
+            &|_| None,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("a/b/c: no address"), "{e}");
-        let e = parse("[environments.a.regions.b.hosts.c]\nadress = \"x\"\n", "f.toml", &|_| None)
-            .unwrap_err()
-            .to_string();
+        let e = parse(
+            "[environments.a.regions.b.hosts.c]\nadress = \"x\"\n",
+            "f.toml",
+            &|_| None,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("f.toml") && e.contains("adress"), "{e}");
     }
 

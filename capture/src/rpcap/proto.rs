@@ -206,8 +206,8 @@ pub fn encode_auth(out: &mut Vec<u8>, cred: &Credentials) -> Result<(), ProtoErr
         }
         Credentials::Password { user, password } => {
             let l1 = u16::try_from(user.len()).map_err(|_| ProtoError::FieldTooLong("user"))?;
-            let l2 = u16::try_from(password.len())
-                .map_err(|_| ProtoError::FieldTooLong("password"))?;
+            let l2 =
+                u16::try_from(password.len()).map_err(|_| ProtoError::FieldTooLong("password"))?;
             put_header(out, MSG_AUTH_REQ, 0, 8 + user.len() + password.len())?;
             out.extend_from_slice(&AUTH_PASSWORD.to_be_bytes());
             out.extend_from_slice(&[0, 0]);
@@ -373,8 +373,8 @@ pub fn parse_findalldevs(count: u16, p: &[u8]) -> Result<Vec<Interface>, ProtoEr
         let flags = c.u32("interface entry")?;
         let naddr = c.u16("interface entry")?;
         c.u16("interface entry")?;
-        let name = String::from_utf8_lossy(c.take(usize::from(namelen), "interface name")?)
-            .into_owned();
+        let name =
+            String::from_utf8_lossy(c.take(usize::from(namelen), "interface name")?).into_owned();
         let description =
             String::from_utf8_lossy(c.take(usize::from(desclen), "interface description")?)
                 .into_owned();

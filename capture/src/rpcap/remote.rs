@@ -608,11 +608,12 @@ impl Unit<'_> {
             if self.should_stop() {
                 break;
             }
-            self.c.set_state(if attempts == 0 && self.report.segments.is_empty() {
-                UnitState::Connecting
-            } else {
-                UnitState::Reconnecting
-            });
+            self.c
+                .set_state(if attempts == 0 && self.report.segments.is_empty() {
+                    UnitState::Connecting
+                } else {
+                    UnitState::Reconnecting
+                });
             match self.session() {
                 End::Stopped => break,
                 End::Output(e) => {

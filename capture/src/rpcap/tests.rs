@@ -84,8 +84,11 @@ fn rpcap_golden_session_replies() {
             assert_eq!(ifs.len(), 7);
             assert_eq!(ifs[0].name, "eth0");
             let lo = ifs.iter().find(|i| i.name == "lo").expect("lo listed");
-            assert!(lo.addresses.iter().any(|a| a.addr
-                == Some(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))));
+            assert!(
+                lo.addresses
+                    .iter()
+                    .any(|a| a.addr == Some(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)))
+            );
         }
         d => panic!("{d:?}"),
     }
