@@ -36,6 +36,7 @@ if [ "$(bpf-linker --version 2>/dev/null || true)" != "bpf-linker 0.13.0" ]; the
         cargo install bpf-linker@0.13.0 --locked --no-default-features --features llvm-22
 fi
 
+bash "$(dirname "$0")/build-rpcapd.sh"  # rpcapd for the remote-capture tests (Debian ships none)
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi

@@ -218,7 +218,9 @@ pub fn run_import(opts: &ImportOptions) -> Result<ImportReport, ImportError> {
     Ok(report)
 }
 
-fn write_ended(
+/// Writes the calls that ended since the last time and counts them in
+/// `report` (shared with remote capture so both write calls the same way).
+pub(crate) fn write_ended(
     pipeline: &mut Pipeline,
     writer: &mut CallWriter,
     report: &mut ImportReport,

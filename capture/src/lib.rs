@@ -11,6 +11,7 @@ pub mod import;
 pub mod output;
 pub mod pcapio;
 pub mod pipeline;
+pub mod rpcap;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdp;

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use voxtap_capture::import::{ImportOptions, parse_ports, run_import};
 use voxtap_capture::pipeline::PipelineConfig;
+use voxtap_capture::rpcap::cli::{RemoteCmd, run_remote};
 use voxtap_capture::synth::{SynthConfig, generate};
 
 #[derive(Parser)]
@@ -45,6 +46,11 @@ enum Cmd {
         /// pcap or pcapng files; several are merged by timestamp.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Remote capture from rpcapd hosts (RPCAP), for hosts that cannot run XDP.
+    Remote {
+        #[command(subcommand)]
+        cmd: RemoteCmd,
     },
     /// Write a synthetic capture: N concurrent G.711 calls (SIP + 20 ms RTP both ways).
     Synth {
@@ -115,6 +121,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("output: {}", out.display());
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Remote { cmd } => run_remote(cmd),
         Cmd::Synth {
             calls,
             seconds,

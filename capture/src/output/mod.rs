@@ -181,6 +181,17 @@ impl CallWriter {
         self.processors.push(p);
     }
 
+    /// Adds a capture file that is still being written (remote capture
+    /// segments appear one after another during a run); returns the source
+    /// index to put in its packets' [`crate::calls::PacketRef`]s, or `None`
+    /// past the 65536 sources a `PacketRef` can name.
+    pub fn add_source(&mut self, path: PathBuf) -> Option<u16> {
+        let idx = u16::try_from(self.sources.len()).ok()?;
+        self.sources.push(path);
+        self.readers.push(None);
+        Some(idx)
+    }
+
     /// Only the CSV files (benchmarks and quick looks).
     pub fn without_call_files(mut self) -> Self {
         self.write_call_files = false;
