@@ -109,6 +109,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 pipeline,
                 progress: !quiet,
                 call_files: !csv_only,
+                media: None,
             };
             let report = run_import(&opts).context("import failed")?;
             println!("{}", report.summary_line());
