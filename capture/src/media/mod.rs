@@ -819,3 +819,77 @@ fn write_quality_json(
     let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
     std::fs::write(path, text + "\n").map_err(io_err(path))
 }
+
+/// `voxtap media`: re-read one call's `call.pcap` from an import output
+/// folder, rebuild the call from it (SIP, SDP keys, streams) and write the
+/// media outputs into its folder again.
+pub fn regenerate(
+    out_dir: &Path,
+    call_id: &str,
+    opts: &MediaOptions,
+) -> Result<MediaSummary, RegenerateError> {
+    let rows = std::fs::read_to_string(out_dir.join("calls.csv"))
+        .map_err(|e| RegenerateError::Read(out_dir.join("calls.csv"), e))?;
+    // calls.csv: call_id is the first column and the pcap path the 9th;
+    // we find the folder by the Call-ID's sanitised name instead of parsing
+    // CSV quoting: every folder holds a sip.txt naming its Call-ID.
+    let _ = rows;
+    let mut folder = None;
+    for e in
+        std::fs::read_dir(out_dir).map_err(|e| RegenerateError::Read(out_dir.to_path_buf(), e))?
+    {
+        let Ok(e) = e else { continue };
+        let pcap = e.path().join("call.pcap");
+        if !pcap.exists() {
+            continue;
+        }
+        let sip = std::fs::read_to_string(e.path().join("sip.txt")).unwrap_or_default();
+        if sip.lines().any(|l| {
+            l.split_once(':').is_some_and(|(k, v)| {
+                (k.eq_ignore_ascii_case("call-id") || k == "i") && v.trim() == call_id
+            })
+        }) {
+            folder = Some(e.path());
+            break;
+        }
+    }
+    let folder = folder.ok_or_else(|| RegenerateError::NoCall(call_id.to_string()))?;
+    let pcap = folder.join("call.pcap");
+    let mut pipeline = crate::pipeline::Pipeline::new(crate::pipeline::PipelineConfig::default());
+    let mut reader = crate::pcapio::PcapReader::open(&pcap)
+        .map_err(|e| RegenerateError::Pcap(pcap.clone(), e.to_string()))?;
+    let mut frames = Vec::new();
+    while let Some(rec) = reader
+        .next_packet()
+        .map_err(|e| RegenerateError::Pcap(pcap.clone(), e.to_string()))?
+    {
+        pipeline.process(
+            rec.link,
+            rec.ts_ns,
+            crate::calls::PacketRef::new(0, rec.offset),
+            rec.data,
+        );
+        frames.push(CallFrame {
+            ts_ns: rec.ts_ns,
+            orig_len: rec.orig_len,
+            link: rec.link,
+            data: rec.data.to_vec(),
+        });
+    }
+    pipeline.finish();
+    let calls = pipeline.drain_ended();
+    let call = calls.iter().find(|c| c.call_id == call_id);
+    process_call(call, &frames, &folder, opts).map_err(RegenerateError::Media)
+}
+
+#[derive(Debug, Error)]
+pub enum RegenerateError {
+    #[error("reading {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("no call folder with Call-ID {0}")]
+    NoCall(String),
+    #[error("reading {0}: {1}")]
+    Pcap(PathBuf, String),
+    #[error(transparent)]
+    Media(MediaError),
+}

@@ -449,6 +449,9 @@ impl SrtpContext {
     /// RFC 3711 appendix A: the ROC guess for `seq` given the highest
     /// sequence number seen (`s_l`) and the current ROC.
     fn guess_roc(&self, seq: u16) -> u32 {
+        if !self.roc_known {
+            return self.roc;
+        }
         let (s_l, roc) = (i32::from(self.s_l), self.roc);
         let seq = i32::from(seq);
         if s_l < 32768 {
