@@ -16,6 +16,9 @@ use voxtap_capture::pcapio::PcapReader;
 use voxtap_capture::pipeline::PipelineConfig;
 use voxtap_e2e::{corpus, read_csv, tshark};
 
+/// (key||salt, plaintext, protected) as libsrtp made them.
+type KeyPlainProtected = (Vec<u8>, Vec<u8>, Vec<u8>);
+
 fn hex(s: &str) -> Vec<u8> {
     let s: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
     (0..s.len() / 2)
@@ -208,7 +211,7 @@ for name, prof in profiles.items():
             return;
         }
     };
-    let mut by_suite: std::collections::BTreeMap<String, Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>> =
+    let mut by_suite: std::collections::BTreeMap<String, Vec<KeyPlainProtected>> =
         Default::default();
     for l in out.lines() {
         let f: Vec<&str> = l.split_whitespace().collect();
@@ -454,7 +457,7 @@ fn opus_stereo_call_matches_source() {
         for c in 0..2 {
             let (n, lag) = best_ncc(&channel(&ours, 2, c), &channel(&src, 2, c), 96000);
             eprintln!("Opus {name} channel {c}: ncc {n:.5} at lag {lag}");
-            assert!(n >= 0.95, "{name} ch{c}: {n}");
+            assert!(n >= 0.99, "{name} ch{c}: {n}");
         }
     }
 }

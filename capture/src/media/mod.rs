@@ -416,24 +416,21 @@ pub fn process_call(
             src
         };
         let ckey = (endpoint, ssrc);
-        if !cryptos.contains_key(&ckey) {
+        let crypto = cryptos.entry(ckey).or_insert_with(|| {
             let keys = keys_for(endpoint, dst, ssrc);
             let keys = if keys.is_empty() && rtcp {
                 keys_for(src, dst, ssrc)
             } else {
                 keys
             };
-            cryptos.insert(
-                ckey,
-                Crypto {
-                    candidates: keys.into_iter().map(SrtpContext::new).collect(),
-                    chosen: None,
-                    auth_failures: 0,
-                    rtcp_failures: 0,
-                },
-            );
-        }
-        let crypto = cryptos.get_mut(&ckey).filter(|c| !c.candidates.is_empty());
+            Crypto {
+                candidates: keys.into_iter().map(SrtpContext::new).collect(),
+                chosen: None,
+                auth_failures: 0,
+                rtcp_failures: 0,
+            }
+        });
+        let crypto = Some(crypto).filter(|c| !c.candidates.is_empty());
         let is_srtp = crypto.is_some();
         any_srtp |= is_srtp;
         let plain = match crypto {
@@ -698,22 +695,21 @@ fn write_audio(
         })?;
         wavs.push(p);
     }
-    for i in 0..summary.streams.len() {
-        let s = &summary.streams[i];
+    for (s, map) in summary.streams.iter().zip(maps) {
         if s.party != Party::Unknown {
             continue;
         }
         let mut rate = 8000;
         let mut ch = 1;
         for p in &s.packets {
-            if let Some((k, clock)) = maps[i].get(&p.pt)
+            if let Some((k, clock)) = map.get(&p.pt)
                 && k.is_audio()
             {
                 rate = rate.max(k.sample_rate(*clock));
                 ch = ch.max(k.channels());
             }
         }
-        let t = layout::layout(&[s.packets.as_slice()], &maps[i], origin, rate, ch);
+        let t = layout::layout(&[s.packets.as_slice()], map, origin, rate, ch);
         if t.placed == 0 {
             continue;
         }

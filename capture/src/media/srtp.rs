@@ -577,7 +577,7 @@ impl SrtpContext {
                 // Authenticated-only GCM is GMAC over header||payload.
                 let mut aad = pkt[..body_end.checked_sub(16)?].to_vec();
                 let tag = pkt[body_end - 16..body_end].to_vec();
-                gcm_open(&sk.enc, &iv, &aad, &mut Vec::new(), &tag)?;
+                gcm_open(&sk.enc, &iv, &aad, &mut [], &tag)?;
                 aad.truncate(body_end - 16);
                 return Some(aad);
             }
@@ -678,7 +678,7 @@ impl SrtpContext {
             } else {
                 let mut aad = pkt[..8 + tag_at].to_vec();
                 aad.extend_from_slice(&e_index.to_be_bytes());
-                gcm_open(&sk.enc, &iv, &aad, &mut Vec::new(), &ct[tag_at..])
+                gcm_open(&sk.enc, &iv, &aad, &mut [], &ct[tag_at..])
                     .ok_or(SrtpError::AuthFailed)?;
                 pkt[..8 + tag_at].to_vec()
             }
@@ -714,7 +714,7 @@ impl SrtpContext {
     }
 }
 
-fn gcm_open(key: &[u8], iv: &[u8; 12], aad: &[u8], buf: &mut Vec<u8>, tag: &[u8]) -> Option<()> {
+fn gcm_open(key: &[u8], iv: &[u8; 12], aad: &[u8], buf: &mut [u8], tag: &[u8]) -> Option<()> {
     if tag.len() != 16 {
         return None;
     }
