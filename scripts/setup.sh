@@ -14,7 +14,7 @@ echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-
 
 PACKAGES=(
     tshark tcpdump sip-tester sngrep tcpreplay iproute2 sox espeak-ng bpftool ethtool
-    libpcap-dev llvm-22-dev libzstd-dev zlib1g-dev flex bison dpkg-dev
+    libpcap-dev libopus-dev llvm-22-dev libzstd-dev zlib1g-dev flex bison dpkg-dev
     chromium chromium-driver
 )
 missing=()

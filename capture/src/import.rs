@@ -33,6 +33,9 @@ pub struct ImportOptions {
     pub progress: bool,
     /// Write the per-call folders (call.pcap, sip.txt), not only the CSVs.
     pub call_files: bool,
+    /// Media outputs per call (decrypted pcaps, WAV, DTMF, quality); None
+    /// for none.
+    pub media: Option<crate::media::MediaOptions>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -118,6 +121,8 @@ pub fn run_import(opts: &ImportOptions) -> Result<ImportReport, ImportError> {
     let mut writer = CallWriter::new(&opts.out, opts.files.clone())?;
     if !opts.call_files {
         writer = writer.without_call_files();
+    } else if let Some(m) = &opts.media {
+        writer.add_processor(Box::new(crate::media::MediaProcessor::new(m.clone())));
     }
     let mut report = ImportReport::default();
     let total_bytes: u64 = opts

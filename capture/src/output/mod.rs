@@ -112,6 +112,10 @@ pub const STREAMS_HEADER: &[&str] = &[
     "rtcp_cumulative_lost",
     "rtcp_fraction_lost",
     "rtcp_jitter_ms",
+    // E-model estimate from this row's loss and packetisation (random loss,
+    // 60 ms jitter buffer); quality.json has the per-packet simulation.
+    "mos",
+    "r_factor",
 ];
 
 /// One packet of a call, read back from where the capture keeps it.
@@ -320,6 +324,12 @@ impl CallWriter {
             } else {
                 String::new()
             };
+            let est = crate::media::quality::summary_estimate(
+                &call.codec_name(s, pt),
+                sum.lost,
+                sum.expected,
+                sum.ptime_ms,
+            );
             self.stream_rows.push((
                 sum.first_ns,
                 vec![
@@ -358,6 +368,8 @@ impl CallWriter {
                         String::new()
                     },
                     rtcp_jitter_ms,
+                    est.map(|e| format!("{:.2}", e.1)).unwrap_or_default(),
+                    est.map(|e| format!("{:.1}", e.0)).unwrap_or_default(),
                 ],
             ));
             w.streams += 1;
