@@ -37,6 +37,12 @@ if [ "$(bpf-linker --version 2>/dev/null || true)" != "bpf-linker 0.13.0" ]; the
 fi
 
 bash "$(dirname "$0")/build-rpcapd.sh"  # rpcapd for the remote-capture tests (Debian ships none)
+# An independent SRTP implementation (libsrtp's Python binding) for the
+# cross-check in tests/tests/media.rs.
+if ! python3 -c "import pylibsrtp" >/dev/null 2>&1; then
+    python3 -m pip install --quiet pylibsrtp
+fi
+
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
