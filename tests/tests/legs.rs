@@ -343,3 +343,65 @@ fn correlation_headers_link_legs() {
         assert_eq!(leg_b["group"], "leg-a@caller", "{extra}");
     }
 }
+
+/// The two-leg SRTP-to-RTP call gives one bundle: both legs' SIP and all
+/// their media, the SRTP leg decrypted (tshark then sees plain RTP whose
+/// payloads equal the RTP leg's codec: PCMU throughout).
+#[test]
+fn b2bua_bundle_holds_both_legs_decrypted() {
+    let file = corpus("generated/baresip-b2bua-2legs-srtp-to-rtp.pcap");
+    let (dir, _) = voxtap_e2e::import_with_media(std::slice::from_ref(&file));
+    let calls = read_csv(&dir.path().join("calls.csv"));
+    let first = calls
+        .iter()
+        .find(|c| c["call_id"] == "da0880d79951761b")
+        .unwrap();
+    let folder = dir.path().join(first["pcap"].replace("/call.pcap", ""));
+    let bundle = folder.join("sip-plus-media-decrypted.pcap");
+    assert!(bundle.exists(), "no bundle in {}", folder.display());
+    // Leg 1 carried SRTP: its decrypted capture (SRTP tags stripped, so
+    // shorter frames) is what goes in; leg 2 is plain RTP as captured.
+    let dec = folder.join("call-decrypted.pcap");
+    assert!(dec.exists());
+    let leg2 = calls
+        .iter()
+        .find(|c| c["call_id"] == "9a12eab4522a94c3")
+        .unwrap();
+    let mut want = voxtap_e2e::tshark_frames(&dec, None);
+    want.extend(voxtap_e2e::tshark_frames(
+        &dir.path().join(&leg2["pcap"]),
+        None,
+    ));
+    want.sort();
+    let mut got = voxtap_e2e::tshark_frames(&bundle, None);
+    got.sort();
+    assert_eq!(got.len(), want.len());
+    assert!(
+        got == want,
+        "bundle frames differ from leg 1 decrypted + leg 2"
+    );
+    assert_ne!(
+        voxtap_e2e::tshark_frames(&dec, None),
+        voxtap_e2e::tshark_frames(&dir.path().join(&first["pcap"]), None),
+        "decryption changed no frame"
+    );
+    let sip = voxtap_e2e::tshark_frames(&bundle, Some("sip"));
+    assert_eq!(
+        sip.len(),
+        voxtap_e2e::tshark_frames(&file, Some("sip")).len()
+    );
+    let call_ids = voxtap_e2e::tshark(&[
+        "-r",
+        bundle.to_str().unwrap(),
+        "-Y",
+        "sip",
+        "-T",
+        "fields",
+        "-e",
+        "sip.Call-ID",
+    ]);
+    let mut ids: Vec<&str> = call_ids.lines().collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids, ["9a12eab4522a94c3", "da0880d79951761b"]);
+}

@@ -159,6 +159,9 @@ pub struct CallWriter {
     call_rows: Vec<(u64, Vec<String>)>,
     stream_rows: Vec<(u64, Vec<String>)>,
     leg_rows: Vec<(u64, Vec<String>)>,
+    /// Folders of the legs of the logical call being written (the call
+    /// table hands out a group's legs one after another).
+    bundle: Option<(String, Vec<PathBuf>)>,
     write_call_files: bool,
     processors: Vec<Box<dyn CallProcessor>>,
 }
@@ -175,6 +178,7 @@ impl CallWriter {
             call_rows: Vec::new(),
             stream_rows: Vec::new(),
             leg_rows: Vec::new(),
+            bundle: None,
             write_call_files: true,
             processors: Vec::new(),
         })
@@ -262,6 +266,9 @@ impl CallWriter {
     }
 
     pub fn write_call(&mut self, call: &Call) -> Result<Written, OutputError> {
+        if self.bundle.as_ref().is_some_and(|(g, _)| *g != call.group) {
+            self.flush_bundle()?;
+        }
         let mut w = Written::default();
         let rel_pcap = if self.write_call_files {
             let name = self.folder_name(&call.call_id);
@@ -274,6 +281,12 @@ impl CallWriter {
             write_sip_txt(call, &folder.join("sip.txt"))?;
             for p in &mut self.processors {
                 p.process(call, &frames, &folder)?;
+            }
+            if !call.links.is_empty() {
+                self.bundle
+                    .get_or_insert_with(|| (call.group.clone(), Vec::new()))
+                    .1
+                    .push(folder.clone());
             }
             format!("{name}/call.pcap")
         } else {
@@ -422,8 +435,46 @@ impl CallWriter {
         Ok((frames, mismatch))
     }
 
+    /// A logical call with several legs gets, in its first leg's folder,
+    /// `sip-plus-media-decrypted.pcap`: every leg's SIP and media (decrypted
+    /// where a leg carried SRTP), merged by time.
+    fn flush_bundle(&mut self) -> Result<(), OutputError> {
+        let Some((_, folders)) = self.bundle.take() else {
+            return Ok(());
+        };
+        if folders.len() < 2 {
+            return Ok(());
+        }
+        let mut frames = Vec::new();
+        for f in &folders {
+            let dec = f.join("call-decrypted.pcap");
+            let src = if dec.exists() {
+                dec
+            } else {
+                f.join("call.pcap")
+            };
+            let mut r = PcapReader::open(&src).map_err(|source| OutputError::Source {
+                call_id: f.display().to_string(),
+                path: src.clone(),
+                source,
+            })?;
+            while let Ok(Some(rec)) = r.next_packet() {
+                frames.push(CallFrame {
+                    ts_ns: rec.ts_ns,
+                    orig_len: rec.orig_len,
+                    link: rec.link,
+                    data: rec.data.to_vec(),
+                });
+            }
+        }
+        // Stable: frames of one leg keep their order at equal times.
+        frames.sort_by_key(|f| f.ts_ns);
+        write_pcap(&frames, &folders[0].join("sip-plus-media-decrypted.pcap"))
+    }
+
     /// Write `calls.csv` and `streams.csv`.
     pub fn finish(mut self) -> Result<(), OutputError> {
+        self.flush_bundle()?;
         self.call_rows.sort_by_key(|(t, _)| *t);
         self.stream_rows.sort_by_key(|(t, _)| *t);
         write_csv(&self.dir.join("calls.csv"), CALLS_HEADER, &self.call_rows)?;
