@@ -305,11 +305,30 @@ fn baresip_srtp_call_decrypts_and_matches_source() {
     // The decrypted pcap: tshark reads it, finds no checksum or other
     // errors, and its RTP payloads are the plaintext we decrypted (the
     // PCMU bytes that decode to caller.wav/callee.wav).
-    // Payloads from media-decrypted.pcap: in call-decrypted.pcap tshark
-    // follows the SDP (RTP/SAVP) and labels the now-plain RTP as SRTP.
+    // In call-decrypted.pcap the SDP says RTP/AVP (rewritten), so tshark
+    // follows the SIP and dissects the media as plain RTP, without the
+    // heuristic: 902 RTP packets, no SRTP.
     let mdec = folder.join("media-decrypted.pcap");
     let dec = folder.join("call-decrypted.pcap");
     let d = dec.to_str().unwrap();
+    let rtp_by_sdp = tshark(&[
+        "-r",
+        d,
+        "-Y",
+        "rtp.payload",
+        "-T",
+        "fields",
+        "-e",
+        "rtp.payload",
+    ]);
+    let rtp_by_sdp: Vec<&str> = rtp_by_sdp.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(rtp_by_sdp.len(), 902);
+    assert!(
+        tshark(&["-r", d, "-Y", "srtp.enc_payload"])
+            .trim()
+            .is_empty(),
+        "SRTP left in call-decrypted.pcap"
+    );
     let payloads = tshark(&[
         "-r",
         mdec.to_str().unwrap(),

@@ -396,7 +396,18 @@ pub fn process_call(
         };
         let is_media = payload.len() >= 8 && payload[0] >> 6 == 2;
         if !is_media {
-            call_dec.push(f.clone());
+            // SIP whose SDP says RTP/SAVP: in the decrypted capture it must
+            // say RTP/AVP, or Wireshark decodes the plain RTP as SRTP.
+            let plain = rewrite::plain_sdp(&payload)
+                .and_then(|p| rewrite::replace_udp_payload(f.link, &f.data, &p));
+            match plain {
+                Some(data) => call_dec.push(CallFrame {
+                    orig_len: data.len() as u32,
+                    data,
+                    ..f.clone()
+                }),
+                None => call_dec.push(f.clone()),
+            }
             continue;
         }
         media_raw.push(f.clone());

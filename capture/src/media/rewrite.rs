@@ -144,3 +144,64 @@ pub fn replace_udp_payload(link: LinkType, frame: &[u8], payload: &[u8]) -> Opti
     out[udp + 6..udp + 8].copy_from_slice(&c.to_be_bytes());
     Some(out)
 }
+
+/// A SIP message whose SDP offers SRTP (`RTP/SAVP`, `RTP/SAVPF`) rewritten
+/// to announce plain RTP, with its Content-Length fixed; None when there is
+/// nothing to rewrite.
+pub fn plain_sdp(sip: &[u8]) -> Option<Vec<u8>> {
+    let split = memchr::memmem::find(sip, b"\r\n\r\n")? + 4;
+    let (head, body) = sip.split_at(split);
+    if memchr::memmem::find(body, b"RTP/SAVP").is_none() {
+        return None;
+    }
+    let mut new_body = Vec::with_capacity(body.len());
+    let mut rest = body;
+    while let Some(i) = memchr::memmem::find(rest, b"RTP/SAVP") {
+        new_body.extend_from_slice(&rest[..i]);
+        new_body.extend_from_slice(b"RTP/AVP");
+        rest = &rest[i + b"RTP/SAVP".len()..];
+    }
+    new_body.extend_from_slice(rest);
+    let mut out = Vec::with_capacity(sip.len());
+    let mut fixed = false;
+    for line in head.split_inclusive(|&b| b == b'\n') {
+        let name_end = line.iter().position(|&b| b == b':');
+        let is_cl = name_end.is_some_and(|e| {
+            let n = line[..e].trim_ascii();
+            n.eq_ignore_ascii_case(b"content-length") || n.eq_ignore_ascii_case(b"l")
+        });
+        if is_cl && !fixed {
+            let e = name_end.unwrap_or(0);
+            out.extend_from_slice(&line[..=e]);
+            out.extend_from_slice(format!(" {}\r\n", new_body.len()).as_bytes());
+            fixed = true;
+        } else {
+            out.extend_from_slice(line);
+        }
+    }
+    if !fixed {
+        return None;
+    }
+    out.extend_from_slice(&new_body);
+    Some(out)
+}
+
+#[cfg(test)]
+mod sdp_tests {
+    use super::*;
+
+    #[test]
+    fn savp_becomes_avp_with_length_fixed() {
+        let body =
+            "v=0\r\nm=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:x\r\n";
+        let msg = format!(
+            "INVITE sip:b@x SIP/2.0\r\nCall-ID: a\r\nl: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let out = plain_sdp(msg.as_bytes()).unwrap();
+        let m = crate::sip::parse(&out).unwrap();
+        assert_eq!(m.content_length(), Some(body.len() - 1));
+        assert_eq!(m.body(), body.replace("RTP/SAVP", "RTP/AVP").as_bytes());
+        assert!(plain_sdp(b"INVITE sip:b@x SIP/2.0\r\nl: 0\r\n\r\n").is_none());
+    }
+}
