@@ -14,7 +14,7 @@ use serde::Deserialize;
 use voxtap_capture::index::{AccessEntry, CallDetail, CallQuery, CallRow, IndexError, SortKey};
 
 use crate::files::{self, FileError};
-use crate::jobs::{Job, JobState};
+use crate::jobs::Job;
 use crate::{Identity, SESSION_COOKIE, Shared, cookie_value, pages};
 
 /// An error answered as a short text (pages) or `{"error": ...}` (API).
@@ -91,9 +91,18 @@ fn safe_next(next: Option<&str>) -> String {
 
 const LOGIN_COOKIE: &str = "voxtap_login";
 
-pub async fn login_page(State(st): State<Shared>, Query(q): Query<NextQuery>) -> Response {
+pub async fn login_page(
+    State(st): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<NextQuery>,
+) -> Response {
     // Login CSRF: a double-submit token, since there is no session yet.
-    let token = crate::auth::random_token();
+    // An existing token is reused: a second login page loading in parallel
+    // (another tab, a favicon redirect) must not invalidate the first form.
+    let token = cookie_value(&headers, LOGIN_COOKIE)
+        .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(String::from)
+        .unwrap_or_else(crate::auth::random_token);
     let cookie = st.cookie(LOGIN_COOKIE, &token, "/login", Some(600));
     (
         [(header::SET_COOKIE, cookie)],
@@ -959,7 +968,7 @@ pub async fn api_job(State(st): State<Shared>, Path(job): Path<String>) -> R<Res
         .jobs
         .get(&job)
         .ok_or_else(|| AppError::new(StatusCode::NOT_FOUND, "no such import job").json())?;
-    Ok(Json(j.snapshot()).into_response())
+    Ok(Json(j).into_response())
 }
 
 #[cfg(test)]

@@ -245,7 +245,10 @@ pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 fn is_public(path: &str) -> bool {
-    matches!(path, "/login" | "/healthz" | "/static/style.css")
+    matches!(
+        path,
+        "/login" | "/healthz" | "/static/style.css" | "/favicon.ico"
+    )
 }
 
 fn wants_json(path: &str) -> bool {
@@ -398,6 +401,7 @@ pub fn router(st: Shared) -> Router {
         .route("/healthz", get(h::healthz))
         .route("/metrics", get(h::metrics))
         .route("/static/style.css", get(h::style))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/static/app.js", get(h::script))
         .layer(middleware::from_fn_with_state(st.clone(), gate))
         .layer(middleware::from_fn(hardening))

@@ -12,6 +12,21 @@ use crate::handlers::{Filters, FsUsage};
 use crate::jobs::{JobSnapshot, JobState};
 use crate::{AppState, Identity};
 
+fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
 pub fn url_encode(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for b in s.bytes() {
@@ -256,7 +271,7 @@ pub fn calls(id: &Identity, f: &Filters, page: Option<&CallPage>, error: Option<
         @if let Some(e) = error { p.error { (e) } }
         @if let Some(p) = page {
             div.listhead {
-                span#total {
+                span id="total" {
                     (p.total) @if p.total_capped { "+" } " calls"
                     @if p.total > 0 {
                         " · showing " ((cur - 1) * per_page + 1) "–" ((cur - 1) * per_page + p.rows.len() as u64)
@@ -275,7 +290,7 @@ pub fn calls(id: &Identity, f: &Filters, page: Option<&CallPage>, error: Option<
                     th.num { "Streams" }
                     th { "Call-ID" }
                 } }
-                tbody#rows { (rows_markup(&p.rows)) }
+                tbody id="rows" { (rows_markup(&p.rows)) }
             }
             nav.pager {
                 @if cur > 1 { a href={"/calls?" (query_string(f, Some(cur - 1), None))} { "← Newer" } }
@@ -320,7 +335,7 @@ fn ladder(sip: &[SipRow]) -> Markup {
         let _ = write!(
             svg,
             r#"<text class="host" x="{hx}" y="20" text-anchor="middle">{}</text><line class="life" x1="{hx}" y1="30" x2="{hx}" y2="{}"/>"#,
-            maud::escape_to_string(h),
+            esc(h),
             height - 10.0
         );
     }
@@ -337,7 +352,7 @@ fn ladder(sip: &[SipRow]) -> Markup {
             "req"
         };
         let mid = (x1 + x2) / 2.0;
-        let label = maud::escape_to_string(&m.summary.chars().take(40).collect::<String>());
+        let label = esc(&m.summary.chars().take(40).collect::<String>());
         let dt = (m.ts_ns.saturating_sub(t0)) as f64 / 1e9;
         let _ = write!(
             svg,
@@ -481,7 +496,7 @@ pub fn sensor(
         dl.facts {
             dt { "Version" } dd { "voxtap " (env!("CARGO_PKG_VERSION")) }
             dt { "Uptime" } dd { (up / 86400) "d " ((up / 3600) % 24) "h " ((up / 60) % 60) "m " (up % 60) "s" }
-            dt { "Calls indexed" } dd#calls-indexed { (calls) }
+            dt { "Calls indexed" } dd id="calls-indexed" { (calls) }
             dt { "Data directory" } dd.mono { (st.data.display()) }
             dt { "Store usage" } dd { (bytes(usage)) }
             @if let Some(fs) = fs {
@@ -546,10 +561,10 @@ pub fn job(id: &Identity, j: &JobSnapshot) -> String {
     let running = j.state == JobState::Running;
     let body = html! {
         h1 { "Import " (j.id) }
-        div#job data-job=(j.id) data-state=(format!("{:?}", j.state).to_lowercase()) {
+        div id="job" data-job=(j.id) data-state=(format!("{:?}", j.state).to_lowercase()) {
             p { "Files: " (j.files.join(", ")) }
-            progress#job-progress max="100" value=(format!("{:.0}", j.percent)) {}
-            p#job-state {
+            progress id="job-progress" max="100" value=(format!("{:.0}", j.percent)) {}
+            p id="job-state" {
                 @match j.state {
                     JobState::Running => { "Importing… " (format!("{:.0}", j.percent)) "% of " (bytes(j.total_bytes)) }
                     JobState::Done => { "Done: " (j.calls) " calls indexed. " a href="/calls" { "See the calls" } }
