@@ -259,7 +259,12 @@ fn write_ended(
     let mut files = Vec::with_capacity(ended.len());
     for call in &ended {
         let w = writer.write_call(call)?;
-        files.push(w.folder.as_deref().map(CallFiles::folder).unwrap_or_default());
+        files.push(
+            w.folder
+                .as_deref()
+                .map(CallFiles::folder)
+                .unwrap_or_default(),
+        );
         report.calls += 1;
         report.streams += w.streams;
         report.call_packets_written += w.packets;

@@ -38,8 +38,7 @@ pub fn random_token() -> String {
 /// much of a guessed token was right.
 pub fn eq_const(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a
-            .bytes()
+        && a.bytes()
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0
@@ -87,9 +86,7 @@ impl Sessions {
 
     pub fn get(&self, id: &str) -> Option<Session> {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(id)
-            .filter(|s| s.expires > Instant::now())
-            .cloned()
+        map.get(id).filter(|s| s.expires > Instant::now()).cloned()
     }
 
     pub fn remove(&self, id: &str) {

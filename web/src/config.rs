@@ -18,7 +18,9 @@ pub enum ConfigError {
         path: PathBuf,
         source: Box<toml::de::Error>,
     },
-    #[error("{path}: user '{user}': password_hash is not an argon2 PHC string ($argon2id$...); make one with `voxtap hash-password`")]
+    #[error(
+        "{path}: user '{user}': password_hash is not an argon2 PHC string ($argon2id$...); make one with `voxtap hash-password`"
+    )]
     BadHash { path: PathBuf, user: String },
     #[error("{path}: tls_cert and tls_key must be given together")]
     HalfTls { path: PathBuf },

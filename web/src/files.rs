@@ -42,7 +42,10 @@ pub fn resolve(data: &Path, rel: &str) -> Result<PathBuf, FileError> {
     {
         return Err(FileError::BadName);
     }
-    let canon = data.join(p).canonicalize().map_err(|_| FileError::Missing)?;
+    let canon = data
+        .join(p)
+        .canonicalize()
+        .map_err(|_| FileError::Missing)?;
     if !canon.starts_with(data) {
         return Err(FileError::Outside);
     }
@@ -101,7 +104,17 @@ mod tests {
     #[test]
     fn names() {
         assert!(check_name("a.wav").is_ok());
-        for bad in ["", "..", ".", "../x", "a/b", "/etc/passwd", "a\\b", ".hidden", "x\0"] {
+        for bad in [
+            "",
+            "..",
+            ".",
+            "../x",
+            "a/b",
+            "/etc/passwd",
+            "a\\b",
+            ".hidden",
+            "x\0",
+        ] {
             assert_eq!(check_name(bad), Err(FileError::BadName), "{bad:?}");
         }
     }

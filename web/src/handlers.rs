@@ -707,11 +707,7 @@ pub async fn metrics(State(st): State<Shared>) -> R<Response> {
         l(&m.login_failures),
         st.started.elapsed().as_secs(),
     );
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        body,
-    )
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }
 
 pub async fn style() -> Response {
@@ -772,7 +768,11 @@ fn upload_name(n: usize, name: Option<&str>) -> String {
     let clean = clean.trim_start_matches('.');
     format!(
         "{n:03}-{}",
-        if clean.is_empty() { "upload.pcap" } else { clean }
+        if clean.is_empty() {
+            "upload.pcap"
+        } else {
+            clean
+        }
     )
 }
 

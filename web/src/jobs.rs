@@ -69,11 +69,7 @@ impl Job {
     }
 
     pub fn snapshot(&self) -> JobSnapshot {
-        let r = self
-            .inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let r = self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let read = if r.state == JobState::Running {
             self.read_bytes.load(Ordering::Relaxed)
         } else {

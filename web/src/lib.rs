@@ -435,7 +435,11 @@ pub async fn start(opts: ServeOptions) -> Result<Running> {
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
                 .await
                 .with_context(|| {
-                    format!("loading TLS cert {} / key {}", cert.display(), key.display())
+                    format!(
+                        "loading TLS cert {} / key {}",
+                        cert.display(),
+                        key.display()
+                    )
                 })?;
             let server = axum_server::from_tcp_rustls(std_listener, tls)?;
             tracing::info!(%addr, data = %st.data.display(), "serving HTTPS");
@@ -451,7 +455,9 @@ pub async fn start(opts: ServeOptions) -> Result<Running> {
         }
     };
     if st.no_auth.is_some() {
-        tracing::warn!("--insecure-no-auth: no login; anyone who reaches {addr} can read and download every call");
+        tracing::warn!(
+            "--insecure-no-auth: no login; anyone who reaches {addr} can read and download every call"
+        );
     }
     Ok(Running {
         addr,

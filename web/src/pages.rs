@@ -234,7 +234,11 @@ pub fn calls(id: &Identity, f: &Filters, page: Option<&CallPage>, error: Option<
     let sort = f.sort.clone().unwrap_or_else(|| "start".into());
     let dir = f.dir.clone().unwrap_or_else(|| "desc".into());
     let sort_link = |key: &str, label: &str| {
-        let next_dir = if sort == key && dir == "desc" { "asc" } else { "desc" };
+        let next_dir = if sort == key && dir == "desc" {
+            "asc"
+        } else {
+            "desc"
+        };
         let arrow = if sort == key {
             if dir == "desc" { " ▼" } else { " ▲" }
         } else {
@@ -316,7 +320,7 @@ fn ladder(sip: &[SipRow]) -> Markup {
             }
         }
     }
-    let col_w = 230.0;
+    let col_w = 300.0;
     let left = 150.0;
     let top = 50.0;
     let row_h = 34.0;

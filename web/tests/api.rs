@@ -117,7 +117,13 @@ async fn env() -> Env {
 async fn nothing_without_login() {
     let e = env().await;
     let c = client();
-    for page in ["/calls", "/calls/1", "/sensor", "/import", "/calls/1/download/pcap"] {
+    for page in [
+        "/calls",
+        "/calls/1",
+        "/sensor",
+        "/import",
+        "/calls/1/download/pcap",
+    ] {
         let r = c.get(format!("{}{page}", e.base)).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::SEE_OTHER, "{page}");
         let loc = r.headers()[LOCATION].to_str().unwrap();
@@ -478,7 +484,10 @@ async fn downloads_are_counted_and_logged() {
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{kind}");
-        let cd = r.headers()["content-disposition"].to_str().unwrap().to_string();
+        let cd = r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .to_string();
         assert!(cd.starts_with("attachment"), "{cd}");
         let body = r.bytes().await.unwrap();
         match kind {
@@ -527,7 +536,10 @@ async fn downloads_are_counted_and_logged() {
         .await
         .unwrap();
     assert!(sensor.contains("voxtap 0.1.0"));
-    assert!(sensor.contains(r#"<dd id="calls-indexed">2</dd>"#), "{sensor}");
+    assert!(
+        sensor.contains(r#"<dd id="calls-indexed">2</dd>"#),
+        "{sensor}"
+    );
 }
 
 #[tokio::test]

@@ -80,7 +80,10 @@ async fn browser() -> (Driver, Client) {
 }
 
 fn screenshots_dir() -> PathBuf {
-    let d = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/screenshots"));
+    let d = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../target/screenshots"
+    ));
     std::fs::create_dir_all(d).unwrap();
     d.to_path_buf()
 }
@@ -190,7 +193,10 @@ async fn find_open_listen_download() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    c.wait().for_element(Locator::Css("table#calls")).await.unwrap();
+    c.wait()
+        .for_element(Locator::Css("table#calls"))
+        .await
+        .unwrap();
     let rows = c.find_all(Locator::Css("#rows tr")).await.unwrap();
     assert_eq!(rows.len(), 1, "search by Call-ID");
     assert!(rows[0].text().await.unwrap().contains(cid.as_str()));
@@ -203,7 +209,10 @@ async fn find_open_listen_download() {
         .click()
         .await
         .unwrap();
-    c.wait().for_element(Locator::Css("svg.ladder")).await.unwrap();
+    c.wait()
+        .for_element(Locator::Css("svg.ladder"))
+        .await
+        .unwrap();
     let arrows = c.find_all(Locator::Css("svg.ladder a.msg")).await.unwrap();
     let expected = sip_message_count(&original, cid);
     assert!(expected > 0);
@@ -221,7 +230,10 @@ async fn find_open_listen_download() {
     let src = audio.attr("src").await.unwrap().unwrap();
     assert!(src.ends_with("/files/caller.wav"), "{src}");
     let dur = wait_audio_duration(&c).await;
-    assert!((dur - 1.0).abs() < 0.01, "WAV duration in the browser {dur}");
+    assert!(
+        (dur - 1.0).abs() < 0.01,
+        "WAV duration in the browser {dur}"
+    );
     full_page_screenshot(&c, "call.png").await;
 
     // The session cookie the browser holds downloads the PCAP.
@@ -249,7 +261,11 @@ async fn find_open_listen_download() {
     std::fs::write(&got, &body).unwrap();
     let got_frames = frames(&got, None);
     let want = tshark_call_frames(&original, cid);
-    assert_eq!(got_frames.len(), want.len(), "frames in the downloaded PCAP");
+    assert_eq!(
+        got_frames.len(),
+        want.len(),
+        "frames in the downloaded PCAP"
+    );
     assert_eq!(got_frames, want, "same frames (time, length) as tshark's");
     assert_eq!(
         got_frames.len() as u64,
@@ -260,7 +276,10 @@ async fn find_open_listen_download() {
     c.goto(&format!("{base}/calls/{}", without_wav.id))
         .await
         .unwrap();
-    c.wait().for_element(Locator::Css("svg.ladder")).await.unwrap();
+    c.wait()
+        .for_element(Locator::Css("svg.ladder"))
+        .await
+        .unwrap();
     assert!(
         c.find_all(Locator::Css("audio")).await.unwrap().is_empty(),
         "no audio element without a WAV"

@@ -30,6 +30,7 @@ fn main() -> Result<()> {
         Some("test") => test(&root),
         Some("fuzz") => fuzz(&root, &args[1..]),
         Some("demo") => demo(&root),
+        Some("bench-index") => bench_index(),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -37,11 +38,30 @@ fn main() -> Result<()> {
                  setup                          install system packages and Rust tools (root)\n  \
                  test                           fmt, clippy, build, tests, fuzz (VOXTAP_SKIP_FUZZ=1 skips fuzz)\n  \
                  fuzz [--seconds N] [target..]  run cargo-fuzz targets (default: all, {DEFAULT_FUZZ_SECONDS}s each)\n  \
-                 demo                           import the corpus captures into out/demo"
+                 demo                           import the corpus captures into out/demo\n  \
+                 bench-index                    call index: insert 1M synthetic calls, time each query kind"
             );
             bail!("unknown or missing command");
         }
     }
+}
+
+/// The call index benchmark (an ignored test, release build);
+/// VOXTAP_BENCH_CALLS overrides the million.
+fn bench_index() -> Result<()> {
+    let mut cmd = cargo();
+    cmd.args([
+        "test",
+        "--release",
+        "-p",
+        "voxtap-capture",
+        "--lib",
+        "index::tests::bench_index_million_calls",
+        "--",
+        "--ignored",
+        "--nocapture",
+    ]);
+    run(cmd)
 }
 
 fn workspace_root() -> PathBuf {

@@ -320,10 +320,12 @@ impl Index {
         // WAL: the web UI reads while the sensor writes. NORMAL sync is
         // durable across application crashes, and a power loss can only
         // lose the last transactions (the call folders are on disk anyway).
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(err)?;
         // A writer holding the lock for a batch must not make readers fail.
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(err)?;
@@ -441,8 +443,7 @@ impl Index {
                         call.answer_ns.map(i),
                         i(end),
                         i(end.saturating_sub(call.start_ns) / 1_000_000),
-                        call.answer_ns
-                            .map(|a| i(end.saturating_sub(a) / 1_000_000)),
+                        call.answer_ns.map(|a| i(end.saturating_sub(a) / 1_000_000)),
                         call.state.as_str(),
                         call.status_code,
                         call.end_reason.map(|r| r.as_str()),
@@ -595,7 +596,12 @@ impl Index {
                 }
             }
         }
-        if let Some(cid) = q.call_id.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        if let Some(cid) = q
+            .call_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             let p = arg(Value::Text(cid.to_string()), &mut args);
             conds.push(format!("call_id = {p}"));
         }
@@ -831,9 +837,10 @@ impl Index {
             .map_err(err)?;
         let res = (|| -> rusqlite::Result<u64> {
             let tx = self.conn.transaction()?;
-            let offset: i64 = tx.query_row("SELECT coalesce(max(id), 0) FROM main.calls", [], |r| {
-                r.get(0)
-            })?;
+            let offset: i64 =
+                tx.query_row("SELECT coalesce(max(id), 0) FROM main.calls", [], |r| {
+                    r.get(0)
+                })?;
             let soffset: i64 =
                 tx.query_row("SELECT coalesce(max(id), 0) FROM main.streams", [], |r| {
                     r.get(0)

@@ -10,7 +10,12 @@ const T0: u64 = 1_700_000_000_000_000_000;
 /// so each query kind has a known answer.
 fn call(n: u64) -> Call {
     let start = T0 + n * 1_000_000_000;
-    let mut c = Call::new(n, format!("cid-{n}@host").as_bytes(), "INVITE".into(), start);
+    let mut c = Call::new(
+        n,
+        format!("cid-{n}@host").as_bytes(),
+        "INVITE".into(),
+        start,
+    );
     c.from_user = format!("49301{n:07}");
     c.to_user = format!("49402{:07}", n % 1000);
     c.from_uri = format!("sip:{}@a.example", c.from_user);
@@ -64,7 +69,10 @@ fn q() -> CallQuery {
 #[test]
 fn migrations_run_once_and_reopen() {
     let (dir, idx) = temp_index();
-    assert_eq!(idx.schema_version().unwrap(), schema::MIGRATIONS.len() as i64);
+    assert_eq!(
+        idx.schema_version().unwrap(),
+        schema::MIGRATIONS.len() as i64
+    );
     let mode: String = idx
         .conn
         .pragma_query_value(None, "journal_mode", |r| r.get(0))
@@ -73,7 +81,10 @@ fn migrations_run_once_and_reopen() {
     drop(idx);
     // Reopening must not re-run migration 1 (CREATE TABLE would fail).
     let idx = Index::open(&dir.path().join(INDEX_FILE)).unwrap();
-    assert_eq!(idx.schema_version().unwrap(), schema::MIGRATIONS.len() as i64);
+    assert_eq!(
+        idx.schema_version().unwrap(),
+        schema::MIGRATIONS.len() as i64
+    );
     for table in ["calls", "streams", "legs", "dtmf", "quality", "access_log"] {
         let n: i64 = idx
             .conn
@@ -90,12 +101,13 @@ fn migrations_run_once_and_reopen() {
 #[test]
 fn refuses_a_newer_schema() {
     let (dir, idx) = temp_index();
-    idx.conn
-        .pragma_update(None, "user_version", 999)
-        .unwrap();
+    idx.conn.pragma_update(None, "user_version", 999).unwrap();
     drop(idx);
     let e = Index::open(&dir.path().join(INDEX_FILE)).err().unwrap();
-    assert!(e.to_string().contains("newer than this voxtap knows"), "{e}");
+    assert!(
+        e.to_string().contains("newer than this voxtap knows"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -235,7 +247,8 @@ fn detail_has_sip_in_order() {
 fn absorb_prefixes_paths_and_keeps_children() {
     let dir = tempfile::tempdir().unwrap();
     let mut main = Index::open(&dir.path().join(INDEX_FILE)).unwrap();
-    main.record_call(&call(1), &CallFiles::folder("c1")).unwrap();
+    main.record_call(&call(1), &CallFiles::folder("c1"))
+        .unwrap();
     std::fs::create_dir(dir.path().join("imports")).unwrap();
     let sub_path = dir.path().join("imports/index.sqlite");
     let mut sub = Index::open(&sub_path).unwrap();
@@ -307,7 +320,9 @@ fn bench_index_million_calls() {
         .unwrap();
     idx.conn.execute_batch("ANALYZE").unwrap();
     let insert_s = t.elapsed().as_secs_f64();
-    let size = std::fs::metadata(dir.path().join(INDEX_FILE)).unwrap().len()
+    let size = std::fs::metadata(dir.path().join(INDEX_FILE))
+        .unwrap()
+        .len()
         + std::fs::metadata(dir.path().join("index.sqlite-wal"))
             .map(|m| m.len())
             .unwrap_or(0);
@@ -318,7 +333,14 @@ fn bench_index_million_calls() {
     );
     let mid = n / 2;
     let kinds: Vec<(&str, CallQuery)> = vec![
-        ("latest 50 (no filter)", CallQuery { descending: true, limit: 50, ..q() }),
+        (
+            "latest 50 (no filter)",
+            CallQuery {
+                descending: true,
+                limit: 50,
+                ..q()
+            },
+        ),
         (
             "time range 1 h",
             CallQuery {
@@ -328,28 +350,119 @@ fn bench_index_million_calls() {
                 ..q()
             },
         ),
-        ("number exact (From)", CallQuery { party: Some(format!("49301{mid:07}")), limit: 50, ..q() }),
-        ("number exact (To, 1000 calls)", CallQuery { party: Some("494020000777".into()), descending: true, limit: 50, ..q() }),
-        ("number prefix", CallQuery { party: Some(format!("49301{:05}*", mid / 100)), limit: 50, ..q() }),
-        ("request URI", CallQuery { party: Some("sip:494020000777@10.0.0.2:5060".into()), limit: 50, ..q() }),
-        ("Call-ID", CallQuery { call_id: Some(format!("cid-{mid}@host")), limit: 50, ..q() }),
-        ("IP", CallQuery {
-            ip: Some(format!("10.{}.{}.{}", (mid >> 16) & 255, (mid >> 8) & 255, mid & 255).parse().unwrap()),
-            limit: 50,
-            ..q()
-        }),
-        ("state busy, newest", CallQuery { state: Some("busy".into()), descending: true, limit: 50, ..q() }),
-        ("MOS < 2.0, newest", CallQuery { mos_max: Some(2.0), descending: true, limit: 50, ..q() }),
-        ("MOS < 2.0, sorted by MOS", CallQuery { mos_max: Some(2.0), sort: SortKey::Mos, limit: 50, ..q() }),
-        ("duration > 590 s", CallQuery { duration_min_ms: Some(590_000), descending: true, limit: 50, ..q() }),
-        ("state + 1 h range", CallQuery {
-            state: Some("answered".into()),
-            start_from_ns: Some(T0 + mid * 1_000_000_000),
-            start_to_ns: Some(T0 + (mid + 3600) * 1_000_000_000),
-            limit: 50,
-            ..q()
-        }),
-        ("page 100 (offset 5000)", CallQuery { descending: true, limit: 50, offset: 5000, ..q() }),
+        (
+            "number exact (From)",
+            CallQuery {
+                party: Some(format!("49301{mid:07}")),
+                limit: 50,
+                ..q()
+            },
+        ),
+        (
+            "number exact (To, 1000 calls)",
+            CallQuery {
+                party: Some("494020000777".into()),
+                descending: true,
+                limit: 50,
+                ..q()
+            },
+        ),
+        (
+            "number prefix",
+            CallQuery {
+                party: Some(format!("49301{:05}*", mid / 100)),
+                limit: 50,
+                ..q()
+            },
+        ),
+        (
+            "request URI",
+            CallQuery {
+                party: Some("sip:494020000777@10.0.0.2:5060".into()),
+                limit: 50,
+                ..q()
+            },
+        ),
+        (
+            "Call-ID",
+            CallQuery {
+                call_id: Some(format!("cid-{mid}@host")),
+                limit: 50,
+                ..q()
+            },
+        ),
+        (
+            "IP",
+            CallQuery {
+                ip: Some(
+                    format!(
+                        "10.{}.{}.{}",
+                        (mid >> 16) & 255,
+                        (mid >> 8) & 255,
+                        mid & 255
+                    )
+                    .parse()
+                    .unwrap(),
+                ),
+                limit: 50,
+                ..q()
+            },
+        ),
+        (
+            "state busy, newest",
+            CallQuery {
+                state: Some("busy".into()),
+                descending: true,
+                limit: 50,
+                ..q()
+            },
+        ),
+        (
+            "MOS < 2.0, newest",
+            CallQuery {
+                mos_max: Some(2.0),
+                descending: true,
+                limit: 50,
+                ..q()
+            },
+        ),
+        (
+            "MOS < 2.0, sorted by MOS",
+            CallQuery {
+                mos_max: Some(2.0),
+                sort: SortKey::Mos,
+                limit: 50,
+                ..q()
+            },
+        ),
+        (
+            "duration > 590 s",
+            CallQuery {
+                duration_min_ms: Some(590_000),
+                descending: true,
+                limit: 50,
+                ..q()
+            },
+        ),
+        (
+            "state + 1 h range",
+            CallQuery {
+                state: Some("answered".into()),
+                start_from_ns: Some(T0 + mid * 1_000_000_000),
+                start_to_ns: Some(T0 + (mid + 3600) * 1_000_000_000),
+                limit: 50,
+                ..q()
+            },
+        ),
+        (
+            "page 100 (offset 5000)",
+            CallQuery {
+                descending: true,
+                limit: 50,
+                offset: 5000,
+                ..q()
+            },
+        ),
     ];
     for (name, query) in kinds {
         // Warm once, then take the median of 5.
