@@ -847,13 +847,11 @@ impl Index {
                 })?;
             let prefix = format!("{}/", folder_prefix.trim_end_matches('/'));
             let n = tx.execute(
-                &format!(
-                    "INSERT INTO main.calls SELECT id + ?1, call_id, method, from_user, to_user, from_uri, to_uri, \
+                "INSERT INTO main.calls SELECT id + ?1, call_id, method, from_user, to_user, from_uri, to_uri, \
                      request_uri, start_ns, ringing_ns, answer_ns, end_ns, duration_ms, talk_ms, state, status_code, \
                      end_reason, sip_packets, rtp_packets, rtcp_packets, stream_count, mos, \
                      CASE WHEN folder IS NULL THEN NULL ELSE ?2 || folder END, \
-                     CASE WHEN pcap IS NULL THEN NULL ELSE ?2 || pcap END, indexed_at FROM src.calls"
-                ),
+                     CASE WHEN pcap IS NULL THEN NULL ELSE ?2 || pcap END, indexed_at FROM src.calls",
                 params![offset, prefix],
             )?;
             tx.execute(

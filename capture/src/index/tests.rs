@@ -27,7 +27,7 @@ fn call(n: u64) -> Call {
         2 => CallState::Cancelled,
         _ => CallState::Failed,
     };
-    c.status_code = Some(if n % 4 == 0 { 200 } else { 486 });
+    c.status_code = Some(if n.is_multiple_of(4) { 200 } else { 486 });
     c.end_reason = Some(EndReason::Bye);
     c.end_ns = Some(start + (n % 600) * 1_000_000_000);
     c.last_ns = c.end_ns.unwrap();
