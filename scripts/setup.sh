@@ -14,7 +14,7 @@ echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-
 
 PACKAGES=(
     tshark tcpdump sip-tester sngrep tcpreplay iproute2 sox espeak-ng bpftool ethtool
-    libpcap-dev llvm-22-dev libzstd-dev zlib1g-dev flex bison dpkg-dev
+    libpcap-dev libopus-dev llvm-22-dev libzstd-dev zlib1g-dev flex bison dpkg-dev
     chromium chromium-driver
 )
 missing=()
@@ -36,6 +36,7 @@ if [ "$(bpf-linker --version 2>/dev/null || true)" != "bpf-linker 0.13.0" ]; the
         cargo install bpf-linker@0.13.0 --locked --no-default-features --features llvm-22
 fi
 
+bash "$(dirname "$0")/build-rpcapd.sh"  # rpcapd for the remote-capture tests (Debian ships none)
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi

@@ -36,6 +36,9 @@ pub struct ImportOptions {
     pub progress: bool,
     /// Write the per-call folders (call.pcap, sip.txt), not only the CSVs.
     pub call_files: bool,
+    /// Media outputs per call (decrypted pcaps, WAV, DTMF, quality); None
+    /// for none.
+    pub media: Option<crate::media::MediaOptions>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -130,6 +133,8 @@ pub fn run_import_with_progress(
     let mut writer = CallWriter::new(&opts.out, opts.files.clone())?;
     if !opts.call_files {
         writer = writer.without_call_files();
+    } else if let Some(m) = &opts.media {
+        writer.add_processor(Box::new(crate::media::MediaProcessor::new(m.clone())));
     }
     let mut index = open_fresh_index(&opts.out)?;
     let mut report = ImportReport::default();
@@ -181,7 +186,7 @@ pub fn run_import_with_progress(
             since_drain += 1;
             if since_drain >= 4096 {
                 since_drain = 0;
-                write_ended(&mut pipeline, &mut writer, &mut index, &mut report)?;
+                write_ended_indexed(&mut pipeline, &mut writer, Some(&mut index), &mut report)?;
                 progress.update(src.reader.bytes_read(), pipeline.stats().frames);
                 on_progress(src.reader.bytes_read(), total_bytes);
             }
@@ -206,7 +211,7 @@ pub fn run_import_with_progress(
             since_drain += 1;
             if since_drain >= 4096 {
                 since_drain = 0;
-                write_ended(&mut pipeline, &mut writer, &mut index, &mut report)?;
+                write_ended_indexed(&mut pipeline, &mut writer, Some(&mut index), &mut report)?;
                 let read: u64 = sources.iter().map(|s| s.reader.bytes_read()).sum();
                 progress.update(read, pipeline.stats().frames);
                 on_progress(read, total_bytes);
@@ -214,7 +219,7 @@ pub fn run_import_with_progress(
         }
     }
     pipeline.finish();
-    write_ended(&mut pipeline, &mut writer, &mut index, &mut report)?;
+    write_ended_indexed(&mut pipeline, &mut writer, Some(&mut index), &mut report)?;
     writer.finish()?;
     progress.done();
     for s in sources {
@@ -249,10 +254,21 @@ fn open_fresh_index(out: &Path) -> Result<Index, ImportError> {
     Ok(Index::open(&path)?)
 }
 
-fn write_ended(
+/// Writes the calls that ended since the last time and counts them in
+/// `report` (shared with remote capture so both write calls the same way).
+pub(crate) fn write_ended(
     pipeline: &mut Pipeline,
     writer: &mut CallWriter,
-    index: &mut Index,
+    report: &mut ImportReport,
+) -> Result<(), ImportError> {
+    write_ended_indexed(pipeline, writer, None, report)
+}
+
+/// [`write_ended`], also recording the calls in the call index.
+fn write_ended_indexed(
+    pipeline: &mut Pipeline,
+    writer: &mut CallWriter,
+    index: Option<&mut Index>,
     report: &mut ImportReport,
 ) -> Result<(), ImportError> {
     let ended = pipeline.drain_ended();
@@ -282,7 +298,9 @@ fn write_ended(
     }
     // One transaction per drained batch.
     let batch: Vec<_> = ended.iter().zip(files).collect();
-    if !batch.is_empty() {
+    if let Some(index) = index
+        && !batch.is_empty()
+    {
         index.record_calls(&batch)?;
     }
     Ok(())

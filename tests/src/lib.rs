@@ -61,6 +61,7 @@ pub fn import_with(
         pipeline,
         progress: false,
         call_files: true,
+        media: None,
     })
     .expect("import");
     (dir, report)

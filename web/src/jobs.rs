@@ -169,6 +169,7 @@ pub fn spawn(st: Shared, job: Job, files: Vec<PathBuf>, upload_dir: PathBuf) {
             pipeline: PipelineConfig::default(),
             progress: false,
             call_files: true,
+            media: Some(voxtap_capture::media::MediaOptions::default()),
         };
         tracing::info!(job = %job.id, user = %job.user, files = ?job.files, "import started");
         let result = run_import_with_progress(&opts, &|read, _total| {

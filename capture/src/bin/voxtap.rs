@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use voxtap_capture::import::{ImportOptions, parse_ports, run_import};
+use voxtap_capture::media::{ManualKey, MediaOptions};
 use voxtap_capture::pipeline::PipelineConfig;
+use voxtap_capture::rpcap::cli::{RemoteCmd, run_remote};
 use voxtap_capture::synth::{SynthConfig, generate};
 
 #[derive(Parser)]
@@ -42,9 +44,35 @@ enum Cmd {
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
+        /// Do not write WAV files (decrypted pcaps, DTMF and quality still are).
+        #[arg(long)]
+        no_audio: bool,
+        /// An SRTP key for captures without SDES in SIP: `ssrc=0x1234ABCD,SUITE,BASE64`,
+        /// `src=IP:PORT,SUITE,BASE64` or `flow=IP:PORT-IP:PORT,SUITE,BASE64`. Repeatable.
+        #[arg(long = "srtp-key")]
+        srtp_keys: Vec<ManualKey>,
         /// pcap or pcapng files; several are merged by timestamp.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Remote capture from rpcapd hosts (RPCAP), for hosts that cannot run XDP.
+    Remote {
+        #[command(subcommand)]
+        cmd: RemoteCmd,
+    },
+    /// Regenerate the media outputs (decrypted pcaps, WAV, dtmf.csv,
+    /// quality.json) of one call of an import output folder, from its call.pcap.
+    Media {
+        /// The call's Call-ID (as in calls.csv).
+        #[arg(long)]
+        call: String,
+        /// The import output folder.
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        no_audio: bool,
+        #[arg(long = "srtp-key")]
+        srtp_keys: Vec<ManualKey>,
     },
     /// Write a synthetic capture: N concurrent G.711 calls (SIP + 20 ms RTP both ways).
     Synth {
@@ -130,6 +158,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             no_sip_by_content,
             csv_only,
             quiet,
+            no_audio,
+            srtp_keys,
             files,
         } => {
             let mut pipeline = PipelineConfig {
@@ -144,10 +174,38 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 pipeline,
                 progress: !quiet,
                 call_files: !csv_only,
+                media: Some(MediaOptions {
+                    audio: !no_audio,
+                    keys: srtp_keys,
+                    ..Default::default()
+                }),
             };
             let report = run_import(&opts).context("import failed")?;
             println!("{}", report.summary_line());
             println!("output: {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Remote { cmd } => run_remote(cmd),
+        Cmd::Media {
+            call,
+            from,
+            no_audio,
+            srtp_keys,
+        } => {
+            let opts = MediaOptions {
+                audio: !no_audio,
+                keys: srtp_keys,
+                ..Default::default()
+            };
+            let sum = voxtap_capture::media::regenerate(&from, &call, &opts)
+                .with_context(|| format!("media for call {call} in {}", from.display()))?;
+            println!(
+                "{} streams, {} DTMF events, {} SRTP authentication failures, {} WAV files",
+                sum.streams.len(),
+                sum.dtmf.len(),
+                sum.auth_failures(),
+                sum.wavs.len()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Synth {

@@ -24,6 +24,8 @@ pub enum OutputError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("call {call_id}: {message}")]
+    Processor { call_id: String, message: String },
     #[error("re-reading packets of call {call_id} from {path}: {source}")]
     Source {
         call_id: String,
@@ -61,6 +63,29 @@ pub const CALLS_HEADER: &[&str] = &[
     "talk_s",
     "end_reason",
     "request_uri",
+    "group",
+    "links",
+    "facing",
+    "latched",
+];
+
+/// One row per stream per leg of every call with more than one leg, hops in
+/// order, so the first hop where loss or jitter starts is visible.
+pub const LEGS_HEADER: &[&str] = &[
+    "group",
+    "hop",
+    "call_id",
+    "invite_src",
+    "invite_dst",
+    "facing",
+    "links",
+    "stream_src",
+    "stream_dst",
+    "ssrc_hex",
+    "packets",
+    "lost",
+    "jitter_ms",
+    "max_delta_ms",
 ];
 
 pub const STREAMS_HEADER: &[&str] = &[
@@ -87,7 +112,32 @@ pub const STREAMS_HEADER: &[&str] = &[
     "rtcp_cumulative_lost",
     "rtcp_fraction_lost",
     "rtcp_jitter_ms",
+    // E-model estimate from this row's loss and packetisation (random loss,
+    // 60 ms jitter buffer); quality.json has the per-packet simulation.
+    "mos",
+    "r_factor",
 ];
+
+/// One packet of a call, read back from where the capture keeps it.
+#[derive(Clone, Debug)]
+pub struct CallFrame {
+    pub ts_ns: u64,
+    pub orig_len: u32,
+    pub link: crate::pcapio::LinkType,
+    pub data: Vec<u8>,
+}
+
+/// More outputs per call (decrypted media, audio, quality...), run after
+/// `call.pcap` and `sip.txt` are written, on the same frames.
+pub trait CallProcessor: Send {
+    /// `folder` is the call's output folder.
+    fn process(
+        &mut self,
+        call: &Call,
+        frames: &[CallFrame],
+        folder: &Path,
+    ) -> Result<(), OutputError>;
+}
 
 /// Summary figures of one written call (for the end-of-run line).
 #[derive(Clone, Debug, Default)]
@@ -111,7 +161,9 @@ pub struct CallWriter {
     used_names: HashSet<String>,
     call_rows: Vec<(u64, Vec<String>)>,
     stream_rows: Vec<(u64, Vec<String>)>,
+    leg_rows: Vec<(u64, Vec<String>)>,
     write_call_files: bool,
+    processors: Vec<Box<dyn CallProcessor>>,
 }
 
 impl CallWriter {
@@ -125,14 +177,67 @@ impl CallWriter {
             used_names: HashSet::new(),
             call_rows: Vec::new(),
             stream_rows: Vec::new(),
+            leg_rows: Vec::new(),
             write_call_files: true,
+            processors: Vec::new(),
         })
+    }
+
+    /// Run `p` on every call written (after call.pcap and sip.txt).
+    pub fn add_processor(&mut self, p: Box<dyn CallProcessor>) {
+        self.processors.push(p);
+    }
+
+    /// Adds a capture file that is still being written (remote capture
+    /// segments appear one after another during a run); returns the source
+    /// index to put in its packets' [`crate::calls::PacketRef`]s, or `None`
+    /// past the 65536 sources a `PacketRef` can name.
+    pub fn add_source(&mut self, path: PathBuf) -> Option<u16> {
+        let idx = u16::try_from(self.sources.len()).ok()?;
+        self.sources.push(path);
+        self.readers.push(None);
+        Some(idx)
     }
 
     /// Only the CSV files (benchmarks and quick looks).
     pub fn without_call_files(mut self) -> Self {
         self.write_call_files = false;
         self
+    }
+
+    fn push_leg_rows(&mut self, call: &Call) {
+        let (isrc, idst) = call
+            .first_invite
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .unwrap_or_default();
+        let base = [
+            call.group.clone(),
+            String::new(),
+            call.call_id.clone(),
+            isrc,
+            idst,
+            call.facing.as_str().to_string(),
+            links_text(call),
+        ];
+        if call.streams.is_empty() {
+            let mut r = base.to_vec();
+            r.extend(std::iter::repeat_n(String::new(), 7));
+            self.leg_rows.push((call.start_ns, r));
+        }
+        for st in &call.streams {
+            let sum = st.stats.summary();
+            let mut r = base.to_vec();
+            r.extend([
+                st.key.src.to_string(),
+                st.key.dst.to_string(),
+                format!("0x{:08X}", st.key.ssrc),
+                sum.packets.to_string(),
+                sum.lost.to_string(),
+                format!("{:.3}", sum.mean_jitter_ms),
+                format!("{:.3}", sum.max_delta_ms),
+            ]);
+            self.leg_rows.push((call.start_ns, r));
+        }
     }
 
     fn folder_name(&mut self, call_id: &str) -> String {
@@ -165,10 +270,14 @@ impl CallWriter {
             let name = self.folder_name(&call.call_id);
             let folder = self.dir.join(&name);
             std::fs::create_dir_all(&folder).map_err(io_err(&folder))?;
-            let (packets, mismatch) = self.write_call_pcap(call, &folder.join("call.pcap"))?;
-            w.packets = packets;
+            let (frames, mismatch) = self.read_call_frames(call)?;
+            write_pcap(&frames, &folder.join("call.pcap"))?;
+            w.packets = frames.len() as u64;
             w.link_mismatch = mismatch;
             write_sip_txt(call, &folder.join("sip.txt"))?;
+            for p in &mut self.processors {
+                p.process(call, &frames, &folder)?;
+            }
             let rel = format!("{name}/call.pcap");
             w.folder = Some(name);
             rel
@@ -198,8 +307,19 @@ impl CallWriter {
                 .unwrap_or_default()
                 .to_string(),
             call.request_uri.clone(),
+            call.group.clone(),
+            links_text(call),
+            call.facing.as_str().to_string(),
+            call.latched
+                .iter()
+                .map(|(to, from)| format!("{from}->{to}"))
+                .collect::<Vec<_>>()
+                .join(" "),
         ];
         self.call_rows.push((call.start_ns, row));
+        if !call.links.is_empty() {
+            self.push_leg_rows(call);
+        }
         for s in &call.streams {
             let sum = s.stats.summary();
             let pt = sum.payload_types.first().copied().unwrap_or(0);
@@ -209,6 +329,12 @@ impl CallWriter {
             } else {
                 String::new()
             };
+            let est = crate::media::quality::summary_estimate(
+                &call.codec_name(s, pt),
+                sum.lost,
+                sum.expected,
+                sum.ptime_ms,
+            );
             self.stream_rows.push((
                 sum.first_ns,
                 vec![
@@ -247,6 +373,8 @@ impl CallWriter {
                         String::new()
                     },
                     rtcp_jitter_ms,
+                    est.map(|e| format!("{:.2}", e.1)).unwrap_or_default(),
+                    est.map(|e| format!("{:.1}", e.0)).unwrap_or_default(),
                 ],
             ));
             w.streams += 1;
@@ -254,75 +382,49 @@ impl CallWriter {
         Ok(w)
     }
 
-    fn write_call_pcap(&mut self, call: &Call, path: &Path) -> Result<(u64, u64), OutputError> {
+    /// Every packet of `call`, in capture order, read back from the source
+    /// captures through its packet references. Packets whose link type
+    /// differs from the first one's are counted, not returned (one pcap has
+    /// one link type).
+    pub fn read_call_frames(&mut self, call: &Call) -> Result<(Vec<CallFrame>, u64), OutputError> {
         let mut refs = call.packets.clone();
         refs.sort_unstable();
         // A packet can be listed twice (a TCP segment ending one SIP message
-        // and starting the next): write it once.
+        // and starting the next): keep it once.
         let mut seen = HashSet::with_capacity(refs.len());
         refs.retain(|r| seen.insert(r.1));
-        let file = File::create(path).map_err(io_err(path))?;
-        let mut writer: Option<PcapWriter<BufWriter<File>>> = None;
+        let mut frames = Vec::with_capacity(refs.len());
         let mut first_link = None;
-        let mut file = Some(file);
-        let (mut written, mut mismatch) = (0u64, 0u64);
+        let mut mismatch = 0u64;
         for (_, pref) in refs {
             let src = usize::from(pref.source());
             let Some(src_path) = self.sources.get(src).cloned() else {
                 continue;
             };
+            let source_err = |source| OutputError::Source {
+                call_id: call.call_id.clone(),
+                path: src_path.clone(),
+                source,
+            };
             if self.readers[src].is_none() {
-                let r = open_for_random_reads(&src_path).map_err(|source| OutputError::Source {
-                    call_id: call.call_id.clone(),
-                    path: src_path.clone(),
-                    source,
-                })?;
-                self.readers[src] = Some(r);
+                self.readers[src] = Some(open_for_random_reads(&src_path).map_err(source_err)?);
             }
             let Some(reader) = self.readers[src].as_mut() else {
                 continue;
             };
-            let rec = reader
-                .read_at(pref.offset())
-                .map_err(|source| OutputError::Source {
-                    call_id: call.call_id.clone(),
-                    path: src_path.clone(),
-                    source,
-                })?;
-            let link = *first_link.get_or_insert(rec.link);
-            if link != rec.link {
+            let rec = reader.read_at(pref.offset()).map_err(source_err)?;
+            if *first_link.get_or_insert(rec.link) != rec.link {
                 mismatch += 1;
                 continue;
             }
-            if writer.is_none() {
-                let f = file.take().expect("file is taken once");
-                writer = Some(
-                    PcapWriter::new(BufWriter::with_capacity(1 << 16, f), link, 262_144)
-                        .map_err(io_err(path))?,
-                );
-            }
-            if let Some(w) = writer.as_mut() {
-                w.write_packet(rec.ts_ns, rec.orig_len, rec.data)
-                    .map_err(io_err(path))?;
-                written += 1;
-            }
+            frames.push(CallFrame {
+                ts_ns: rec.ts_ns,
+                orig_len: rec.orig_len,
+                link: rec.link,
+                data: rec.data.to_vec(),
+            });
         }
-        match writer {
-            Some(mut w) => w.flush().map_err(io_err(path))?,
-            // A call with no packet left to write still gets a valid, empty pcap.
-            None => {
-                if let Some(f) = file.take() {
-                    PcapWriter::new(
-                        BufWriter::new(f),
-                        crate::pcapio::LinkType::Ethernet,
-                        262_144,
-                    )
-                    .and_then(|mut w| w.flush())
-                    .map_err(io_err(path))?;
-                }
-            }
-        }
-        Ok((written, mismatch))
+        Ok((frames, mismatch))
     }
 
     /// Write `calls.csv` and `streams.csv`.
@@ -335,21 +437,64 @@ impl CallWriter {
             STREAMS_HEADER,
             &self.stream_rows,
         )?;
+        // Hops of each logical call in order of their first INVITE.
+        self.leg_rows
+            .sort_by(|a, b| (&a.1[0], a.0).cmp(&(&b.1[0], b.0)));
+        let mut hop = 0;
+        let mut last: Option<(String, String)> = None;
+        for (_, r) in &mut self.leg_rows {
+            let key = (r[0].clone(), r[2].clone());
+            match &last {
+                Some((g, c)) if *g == key.0 && *c == key.1 => {}
+                Some((g, _)) if *g == key.0 => hop += 1,
+                _ => hop = 1,
+            }
+            r[1] = hop.to_string();
+            last = Some(key);
+        }
+        write_csv(&self.dir.join("legs.csv"), LEGS_HEADER, &self.leg_rows)?;
         Ok(())
     }
+}
+
+/// "other-call-id:method" for each link, space separated.
+fn links_text(call: &Call) -> String {
+    call.links
+        .iter()
+        .map(|l| format!("{}:{}", l.other, l.method.as_str()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A reader for `read_at`. pcapng packets name their interface (link type,
 /// time resolution) declared earlier in the file, so a pcapng file is walked
 /// once first to learn every interface.
 fn open_for_random_reads(path: &Path) -> Result<PcapReader<BufReader<File>>, PcapError> {
-    let mut r = PcapReader::open(path)?;
+    // A small buffer: every random read refills it.
+    let mut r = PcapReader::open_with_capacity(path, 4096)?;
     if matches!(r.format(), crate::pcapio::FileFormat::PcapNg) {
         // Damage past the packets we index was reported by the import; the
         // interfaces read before it are what the indexed packets need.
         while let Ok(Some(_)) = r.next_packet() {}
     }
+    r.finish_sequential();
     Ok(r)
+}
+
+/// Write `frames` as a classic pcap (an empty but valid file when there are
+/// none).
+pub fn write_pcap(frames: &[CallFrame], path: &Path) -> Result<(), OutputError> {
+    let f = File::create(path).map_err(io_err(path))?;
+    let link = frames
+        .first()
+        .map_or(crate::pcapio::LinkType::Ethernet, |f| f.link);
+    let mut w = PcapWriter::new(BufWriter::with_capacity(1 << 16, f), link, 262_144)
+        .map_err(io_err(path))?;
+    for fr in frames {
+        w.write_packet(fr.ts_ns, fr.orig_len, &fr.data)
+            .map_err(io_err(path))?;
+    }
+    w.flush().map_err(io_err(path))
 }
 
 fn write_csv(path: &Path, header: &[&str], rows: &[(u64, Vec<String>)]) -> Result<(), OutputError> {

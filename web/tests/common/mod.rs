@@ -36,6 +36,9 @@ pub fn data_dir_with(file: &Path) -> tempfile::TempDir {
         pipeline: PipelineConfig::default(),
         progress: false,
         call_files: true,
+        // No media outputs: the browser test places its own WAV to check
+        // the player appears only where one exists.
+        media: None,
     })
     .expect("import");
     dir
