@@ -8,6 +8,7 @@
 pub mod calls;
 pub mod decode;
 pub mod import;
+pub mod index;
 pub mod media;
 pub mod output;
 pub mod pcapio;

@@ -34,6 +34,7 @@ fn main() -> Result<()> {
         Some("fuzz") => fuzz(&root, &args[1..]),
         Some("demo") => demo(&root),
         Some("bench") => bench::bench(&root, &args[1..]),
+        Some("bench-index") => bench_index(),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -42,11 +43,30 @@ fn main() -> Result<()> {
                  test                           fmt, clippy, build, tests, fuzz (VOXTAP_SKIP_FUZZ=1 skips fuzz)\n  \
                  fuzz [--seconds N] [target..]  run cargo-fuzz targets (default: all, {DEFAULT_FUZZ_SECONDS}s each)\n  \
                  demo                           import the corpus captures into out/demo\n  \
-                 bench [--calls N] [--seconds S]  voxtap import vs tshark and sngrep on a synthetic capture"
+                 bench [--calls N] [--seconds S]  voxtap import vs tshark and sngrep on a synthetic capture\n  \
+                 bench-index                    call index: insert 1M synthetic calls, time each query kind"
             );
             bail!("unknown or missing command");
         }
     }
+}
+
+/// The call index benchmark (an ignored test, release build);
+/// VOXTAP_BENCH_CALLS overrides the million.
+fn bench_index() -> Result<()> {
+    let mut cmd = cargo();
+    cmd.args([
+        "test",
+        "--release",
+        "-p",
+        "voxtap-capture",
+        "--lib",
+        "index::tests::bench_index_million_calls",
+        "--",
+        "--ignored",
+        "--nocapture",
+    ]);
+    run(cmd)
 }
 
 fn workspace_root() -> PathBuf {

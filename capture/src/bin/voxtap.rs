@@ -95,6 +95,39 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Serve the web UI and JSON API over a data directory (runs the
+    /// `voxtap-web` binary installed beside this one; see `voxtap serve --help`).
+    #[command(disable_help_flag = true)]
+    Serve {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+    /// Print an argon2id hash of a password read from stdin, for the web
+    /// config's `password_hash` (runs `voxtap-web hash-password`).
+    #[command(disable_help_flag = true)]
+    HashPassword {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+}
+
+/// Hand over to `voxtap-web` (the web crate depends on this library, so
+/// this binary cannot link it without a dependency cycle): the binary
+/// beside ours, else the one on PATH.
+fn exec_web(sub: &str, args: Vec<std::ffi::OsString>) -> Result<ExitCode> {
+    use std::os::unix::process::CommandExt;
+    let beside = std::env::current_exe()
+        .ok()
+        .map(|p| p.with_file_name("voxtap-web"))
+        .filter(|p| p.is_file());
+    let prog = beside.unwrap_or_else(|| PathBuf::from("voxtap-web"));
+    let err = std::process::Command::new(&prog).arg(sub).args(args).exec();
+    Err(err).with_context(|| {
+        format!(
+            "running {} (build it with `cargo build -p voxtap-web`)",
+            prog.display()
+        )
+    })
 }
 
 fn main() -> ExitCode {
@@ -116,6 +149,8 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
+        Cmd::Serve { args } => exec_web("serve", args),
+        Cmd::HashPassword { args } => exec_web("hash-password", args),
         Cmd::Import {
             sip_ports,
             out,

@@ -151,9 +151,7 @@ pub fn replace_udp_payload(link: LinkType, frame: &[u8], payload: &[u8]) -> Opti
 pub fn plain_sdp(sip: &[u8]) -> Option<Vec<u8>> {
     let split = memchr::memmem::find(sip, b"\r\n\r\n")? + 4;
     let (head, body) = sip.split_at(split);
-    if memchr::memmem::find(body, b"RTP/SAVP").is_none() {
-        return None;
-    }
+    memchr::memmem::find(body, b"RTP/SAVP")?;
     let mut new_body = Vec::with_capacity(body.len());
     let mut rest = body;
     while let Some(i) = memchr::memmem::find(rest, b"RTP/SAVP") {

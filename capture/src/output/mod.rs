@@ -140,8 +140,11 @@ pub trait CallProcessor: Send {
 }
 
 /// Summary figures of one written call (for the end-of-run line).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Written {
+    /// The call's folder relative to the output directory (None with
+    /// `without_call_files`), for the call index.
+    pub folder: Option<String>,
     pub packets: u64,
     pub streams: u64,
     /// Packets whose link type differed from the call's first packet and so
@@ -288,7 +291,9 @@ impl CallWriter {
                     .1
                     .push(folder.clone());
             }
-            format!("{name}/call.pcap")
+            let rel = format!("{name}/call.pcap");
+            w.folder = Some(name);
+            rel
         } else {
             String::new()
         };
