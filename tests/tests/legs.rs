@@ -405,3 +405,33 @@ fn b2bua_bundle_holds_both_legs_decrypted() {
     ids.dedup();
     assert_eq!(ids, ["9a12eab4522a94c3", "da0880d79951761b"]);
 }
+
+/// The call index records the link between the two legs (for the web
+/// page) and a MOS estimate for the answered calls' streams.
+#[test]
+fn index_records_legs_and_mos() {
+    use voxtap_capture::index::{CallQuery, INDEX_FILE, Index};
+    let (dir, _) = import(&[corpus("generated/baresip-b2bua-2legs-srtp-to-rtp.pcap")]);
+    let idx = Index::open(&dir.path().join(INDEX_FILE)).unwrap();
+    let page = idx
+        .search(&CallQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(page.rows.len(), 2);
+    for row in &page.rows {
+        let d = idx.call_detail(row.id).unwrap().unwrap();
+        assert_eq!(d.legs.len(), 1, "{}", row.call_id);
+        assert_eq!(d.legs[0].method, "signalling");
+        let other = page
+            .rows
+            .iter()
+            .find(|r| r.id == d.legs[0].other_call)
+            .unwrap();
+        assert_ne!(other.call_id, row.call_id);
+        // No loss on either leg: G.711 with PLC scores about 4.4.
+        let mos = row.mos.expect("MOS");
+        assert!((4.3..4.5).contains(&mos), "{mos}");
+    }
+}

@@ -429,6 +429,24 @@ impl Index {
             let indexed_at = i(now_ns());
             for (call, files) in calls {
                 let end = call.end_or_last();
+                // The same summary E-model estimate as streams.csv; the
+                // call's MOS is its worst stream's.
+                let stream_mos: Vec<Option<f64>> = call
+                    .streams
+                    .iter()
+                    .map(|s| {
+                        let sum = s.stats.summary();
+                        let pt = sum.payload_types.first().copied().unwrap_or(0);
+                        crate::media::quality::summary_estimate(
+                            &call.codec_name(s, pt),
+                            sum.lost,
+                            sum.expected,
+                            sum.ptime_ms,
+                        )
+                        .map(|e| e.1)
+                    })
+                    .collect();
+                let call_mos = stream_mos.iter().flatten().copied().reduce(f64::min);
                 ins_call
                     .execute(params![
                         call.call_id,
@@ -451,7 +469,7 @@ impl Index {
                         i(call.rtp_packets),
                         i(call.rtcp_packets),
                         call.streams.len() as i64,
-                        Option::<f64>::None,
+                        call_mos,
                         files.folder,
                         files.pcap,
                         indexed_at,
@@ -507,7 +525,7 @@ impl Index {
                         .map_err(err)?;
                 }
 
-                for s in &call.streams {
+                for (s, mos) in call.streams.iter().zip(&stream_mos) {
                     let sum = s.stats.summary();
                     let pt = sum.payload_types.first().copied().unwrap_or(0);
                     let rtcp = s.rtcp.reports > 0;
@@ -536,9 +554,34 @@ impl Index {
                             (rtcp && s.clock_rate > 0).then(|| {
                                 f64::from(s.rtcp.jitter_units) * 1000.0 / f64::from(s.clock_rate)
                             }),
-                            Option::<f64>::None,
+                            *mos,
                         ])
                         .map_err(err)?;
+                }
+            }
+        }
+        // Legs: the other leg of each link is in this batch (the call table
+        // hands out a logical call's legs together) or indexed before.
+        {
+            let mut find = tx
+                .prepare_cached("SELECT id FROM calls WHERE call_id = ?1 ORDER BY id DESC LIMIT 1")
+                .map_err(err)?;
+            let mut ins_leg = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO legs (call, other_call, method) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(err)?;
+            for ((call, _), id) in calls.iter().zip(&ids) {
+                for l in &call.links {
+                    let other: Option<i64> = find
+                        .query_row(params![l.other], |r| r.get(0))
+                        .optional()
+                        .map_err(err)?;
+                    if let Some(other) = other {
+                        ins_leg
+                            .execute(params![id, other, l.method.as_str()])
+                            .map_err(err)?;
+                    }
                 }
             }
         }
