@@ -92,6 +92,15 @@ struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // SIGTERM first: `timeout` passes it on to the program it runs,
+        // where SIGKILL would leave that program orphaned and running.
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        for _ in 0..20 {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
