@@ -6,8 +6,11 @@
 //! values out, no I/O, and never panic on any input.
 
 pub mod calls;
+pub mod config;
 pub mod decode;
 pub mod import;
+#[cfg(target_os = "linux")]
+pub mod live;
 pub mod output;
 pub mod pcapio;
 pub mod pipeline;
@@ -15,6 +18,7 @@ pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
 pub mod sip;
+pub mod store;
 pub mod stream_stats;
 pub mod synth;
 pub mod wire;

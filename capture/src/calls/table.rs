@@ -54,6 +54,15 @@ pub struct CallTableStats {
     pub orphans_dropped: u64,
 }
 
+/// A receiving endpoint that started or stopped being used by any open call,
+/// for a live sensor that keeps its kernel filter in step with the table
+/// (collected only after [`CallTable::track_endpoints`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndpointEvent {
+    Added(SocketAddr),
+    Removed(SocketAddr),
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Role {
     Rtp,
@@ -79,6 +88,9 @@ pub struct CallTable {
     last_sweep_ns: u64,
     now_ns: u64,
     stats: CallTableStats,
+    /// `None` unless a live sensor asked for them: import has no filter to
+    /// update and must not accumulate events.
+    endpoint_events: Option<Vec<EndpointEvent>>,
 }
 
 const SWEEP_EVERY_NS: u64 = 1_000_000_000;
@@ -97,6 +109,7 @@ impl CallTable {
             last_sweep_ns: 0,
             now_ns: 0,
             stats: CallTableStats::default(),
+            endpoint_events: None,
         }
     }
 
@@ -110,6 +123,28 @@ impl CallTable {
 
     pub fn open_calls(&self) -> usize {
         self.calls.len()
+    }
+
+    /// Start collecting [`EndpointEvent`]s (drain them with
+    /// [`Self::drain_endpoint_events`]).
+    pub fn track_endpoints(&mut self) {
+        self.endpoint_events.get_or_insert_with(Vec::new);
+    }
+
+    /// Moves the endpoint events since the last drain into `out` (which keeps
+    /// its capacity: no allocation in steady state).
+    pub fn drain_endpoint_events(&mut self, out: &mut Vec<EndpointEvent>) {
+        if let Some(ev) = &mut self.endpoint_events {
+            out.append(ev);
+        }
+    }
+
+    /// The capture lost `n` packets just now: every open call may have lost
+    /// some of its own, so each records it.
+    pub fn note_capture_loss(&mut self, n: u64) {
+        for c in self.calls.values_mut() {
+            c.capture_loss += n;
+        }
     }
 
     /// Calls closed since the last call, in the order they closed.
@@ -191,6 +226,9 @@ impl CallTable {
                     uses.retain(|u| u.call != no);
                     if uses.is_empty() {
                         self.endpoints.remove(&ep);
+                        if let Some(ev) = &mut self.endpoint_events {
+                            ev.push(EndpointEvent::Removed(ep));
+                        }
                     }
                 }
             }
@@ -417,6 +455,11 @@ impl CallTable {
         }
         for (ep, u) in claims {
             let uses = self.endpoints.entry(ep).or_default();
+            if uses.is_empty()
+                && let Some(ev) = &mut self.endpoint_events
+            {
+                ev.push(EndpointEvent::Added(ep));
+            }
             // A re-INVITE that repeats an endpoint keeps the first use (its
             // media index names the m= line the stream started under).
             if !uses.iter().any(|x| x.call == no && x.role == u.role) {

@@ -5,7 +5,7 @@
 mod csv;
 mod time;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -63,6 +63,9 @@ pub const CALLS_HEADER: &[&str] = &[
     "talk_s",
     "end_reason",
     "request_uri",
+    // Packets the sensor itself lost while the call was open (live capture;
+    // always 0 for an import). Last, so earlier positions stay stable.
+    "capture_loss",
 ];
 
 pub const STREAMS_HEADER: &[&str] = &[
@@ -112,6 +115,20 @@ pub trait CallProcessor: Send {
     ) -> Result<(), OutputError>;
 }
 
+/// Where the packets of a source id live: the files given to an import (by
+/// position), or the rolling files of a live store (by file id). `None` for a
+/// source that is unknown or gone (deleted by retention): its packets are
+/// skipped.
+pub trait SourceFiles: Send {
+    fn path(&self, source: u16) -> Option<PathBuf>;
+}
+
+impl SourceFiles for Vec<PathBuf> {
+    fn path(&self, source: u16) -> Option<PathBuf> {
+        self.get(usize::from(source)).cloned()
+    }
+}
+
 /// Summary figures of one written call (for the end-of-run line).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Written {
@@ -126,8 +143,10 @@ pub struct Written {
 /// start time.
 pub struct CallWriter {
     dir: PathBuf,
-    sources: Vec<PathBuf>,
-    readers: Vec<Option<PcapReader<BufReader<File>>>>,
+    sources: Box<dyn SourceFiles>,
+    /// Open readers by source id, with the path they were opened on (a live
+    /// store reuses a source id for a later file).
+    readers: HashMap<u16, (PathBuf, PcapReader<BufReader<File>>)>,
     used_names: HashSet<String>,
     call_rows: Vec<(u64, Vec<String>)>,
     stream_rows: Vec<(u64, Vec<String>)>,
@@ -137,12 +156,16 @@ pub struct CallWriter {
 
 impl CallWriter {
     pub fn new(dir: &Path, sources: Vec<PathBuf>) -> Result<Self, OutputError> {
+        Self::with_sources(dir, Box::new(sources))
+    }
+
+    /// A writer that finds packets through `sources` (e.g. a live store).
+    pub fn with_sources(dir: &Path, sources: Box<dyn SourceFiles>) -> Result<Self, OutputError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let readers = sources.iter().map(|_| None).collect();
         Ok(CallWriter {
             dir: dir.to_path_buf(),
             sources,
-            readers,
+            readers: HashMap::new(),
             used_names: HashSet::new(),
             call_rows: Vec::new(),
             stream_rows: Vec::new(),
@@ -227,6 +250,7 @@ impl CallWriter {
                 .unwrap_or_default()
                 .to_string(),
             call.request_uri.clone(),
+            call.capture_loss.to_string(),
         ];
         self.call_rows.push((call.start_ns, row));
         for s in &call.streams {
@@ -298,8 +322,8 @@ impl CallWriter {
         let mut first_link = None;
         let mut mismatch = 0u64;
         for (_, pref) in refs {
-            let src = usize::from(pref.source());
-            let Some(src_path) = self.sources.get(src).cloned() else {
+            let src = pref.source();
+            let Some(src_path) = self.sources.path(src) else {
                 continue;
             };
             let source_err = |source| OutputError::Source {
@@ -307,10 +331,11 @@ impl CallWriter {
                 path: src_path.clone(),
                 source,
             };
-            if self.readers[src].is_none() {
-                self.readers[src] = Some(open_for_random_reads(&src_path).map_err(source_err)?);
+            if self.readers.get(&src).is_none_or(|(p, _)| *p != src_path) {
+                let r = open_for_random_reads(&src_path).map_err(source_err)?;
+                self.readers.insert(src, (src_path.clone(), r));
             }
-            let Some(reader) = self.readers[src].as_mut() else {
+            let Some((_, reader)) = self.readers.get_mut(&src) else {
                 continue;
             };
             let rec = reader.read_at(pref.offset()).map_err(source_err)?;
@@ -326,6 +351,12 @@ impl CallWriter {
             });
         }
         Ok((frames, mismatch))
+    }
+
+    /// Closes the cached readers (a live store calls this after deleting
+    /// files, so their space is freed).
+    pub fn close_readers(&mut self) {
+        self.readers.clear();
     }
 
     /// Write `calls.csv` and `streams.csv`.
