@@ -206,7 +206,10 @@ impl Config {
             bail!("capture.ring_bytes = {ring}: a power of two of at least 4096, or 0");
         }
         if self.store.roll_bytes < 4096 {
-            bail!("store.roll_bytes = {}: at least 4096", self.store.roll_bytes);
+            bail!(
+                "store.roll_bytes = {}: at least 4096",
+                self.store.roll_bytes
+            );
         }
         if self.store.roll_seconds == 0 {
             bail!("store.roll_seconds must be positive");

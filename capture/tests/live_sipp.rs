@@ -176,8 +176,19 @@ fn sipp_calls(lab: &Lab, dir: &Path, calls: u32, rate: u32) {
         let mut c = in_ns(
             &lab.ns('b'),
             &[
-                "timeout", "90", "sipp", "-sn", "uas", "-i", &uas_ip, "-p", "5060", "-rtp_echo",
-                "-mp", "16000", "-nostdin",
+                "timeout",
+                "90",
+                "sipp",
+                "-sn",
+                "uas",
+                "-i",
+                &uas_ip,
+                "-p",
+                "5060",
+                "-rtp_echo",
+                "-mp",
+                "16000",
+                "-nostdin",
             ],
         );
         c.current_dir(&work);
@@ -233,7 +244,14 @@ fn tshark(args: &[&str]) -> String {
 }
 
 fn count(file: &Path, filter: Option<&str>) -> usize {
-    let mut a = vec!["-r", file.to_str().unwrap(), "-T", "fields", "-e", "frame.number"];
+    let mut a = vec![
+        "-r",
+        file.to_str().unwrap(),
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
+    ];
     if let Some(f) = filter {
         a.extend(["-Y", f]);
     }
@@ -517,13 +535,19 @@ fn live_store_retention_deletes_oldest_and_index_stays_consistent() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8(o.stdout).unwrap()
     };
-    let rows: Vec<(u32, String, u64, bool)> = q("SELECT id, path, bytes, deleted FROM files ORDER BY id")
-        .lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split('|').collect();
-            (f[0].parse().unwrap(), f[1].into(), f[2].parse().unwrap(), f[3] == "1")
-        })
-        .collect();
+    let rows: Vec<(u32, String, u64, bool)> =
+        q("SELECT id, path, bytes, deleted FROM files ORDER BY id")
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split('|').collect();
+                (
+                    f[0].parse().unwrap(),
+                    f[1].into(),
+                    f[2].parse().unwrap(),
+                    f[3] == "1",
+                )
+            })
+            .collect();
     let deleted = rows.iter().filter(|r| r.3).count();
     eprintln!("{} files, {deleted} deleted", rows.len());
     assert!(deleted > 0, "nothing deleted");

@@ -40,7 +40,8 @@ impl Batch {
     pub fn push(&mut self, ts_ns: u64, pref: PacketRef, data: &[u8]) {
         self.buf.extend_from_slice(&ts_ns.to_le_bytes());
         self.buf.extend_from_slice(&pref.0.to_le_bytes());
-        self.buf.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        self.buf
+            .extend_from_slice(&(data.len() as u32).to_le_bytes());
         self.buf.extend_from_slice(data);
         self.frames += 1;
     }

@@ -28,9 +28,9 @@ pub mod batch;
 pub mod privs;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -274,7 +274,10 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
             sip_ports: cfg.capture.sip_ports.clone(),
             ..Default::default()
         };
-        pcfg.calls.idle_timeout_ns = cfg.output.idle_timeout_seconds.saturating_mul(1_000_000_000);
+        pcfg.calls.idle_timeout_ns = cfg
+            .output
+            .idle_timeout_seconds
+            .saturating_mul(1_000_000_000);
         thread::Builder::new()
             .name("voxtap-pipeline".into())
             .spawn(move || {
@@ -402,34 +405,53 @@ fn reader_loop(
         let stopping = stop.load(Ordering::Relaxed);
         clock.refresh();
         let n = frames
-            .poll(if stopping { Duration::ZERO } else { POLL }, |meta, data| {
-                if fail.is_some() {
-                    return;
-                }
-                let ts = clock.wall(meta.ktime_ns);
-                match roll.write(ts, meta.wire_len, data) {
-                    Ok(pref) => {
-                        batch.push(ts, pref, data);
-                        stats.frames += 1;
-                        stats.bytes += data.len() as u64;
-                        dirty = true;
-                    }
-                    Err(e) => {
-                        fail = Some(anyhow::Error::new(e).context("writing the rolling file"));
+            .poll(
+                if stopping { Duration::ZERO } else { POLL },
+                |meta, data| {
+                    if fail.is_some() {
                         return;
                     }
-                }
-                if batch.is_full(MAX_FRAME)
-                    && let Err(e) = send(&mut batch, &mut seq)
-                {
-                    fail = Some(e);
-                }
-                if !stalled && stats.frames >= testing.stall_reader_after_frames {
-                    stalled = true;
-                    tracing::warn!(ms = testing.stall_reader_ms, "testing: stalling the reader");
-                    thread::sleep(Duration::from_millis(testing.stall_reader_ms));
-                }
-            })
+                    let ts = clock.wall(meta.ktime_ns);
+                    match roll.write(ts, meta.wire_len, data) {
+                        Ok(pref) => {
+                            batch.push(ts, pref, data);
+                            stats.frames += 1;
+                            stats.bytes += data.len() as u64;
+                            dirty = true;
+                        }
+                        Err(e) => {
+                            fail = Some(anyhow::Error::new(e).context("writing the rolling file"));
+                            return;
+                        }
+                    }
+                    if batch.is_full(MAX_FRAME) {
+                        if let Err(e) = send(&mut batch, &mut seq) {
+                            fail = Some(e);
+                            return;
+                        }
+                        // Under sustained load the ring never drains: flush
+                        // here too, so ended calls do not wait for a lull.
+                        if last_flush.elapsed() >= FLUSH_EVERY {
+                            if let Err(e) = roll.flush() {
+                                fail = Some(
+                                    anyhow::Error::new(e).context("flushing the rolling file"),
+                                );
+                                return;
+                            }
+                            durable.store(seq, Ordering::Release);
+                            last_flush = Instant::now();
+                        }
+                    }
+                    if !stalled && stats.frames >= testing.stall_reader_after_frames {
+                        stalled = true;
+                        tracing::warn!(
+                            ms = testing.stall_reader_ms,
+                            "testing: stalling the reader"
+                        );
+                        thread::sleep(Duration::from_millis(testing.stall_reader_ms));
+                    }
+                },
+            )
             .context("polling the ring buffer")?;
         if let Some(e) = fail.take() {
             return Err(e);
@@ -644,7 +666,9 @@ fn output_loop(
     }
     mgr.apply_retention(wall_ns()).context("retention")?;
     stats.files_deleted = mgr.deleted_files;
-    writer.finish().context("writing calls.csv and streams.csv")?;
+    writer
+        .finish()
+        .context("writing calls.csv and streams.csv")?;
     Ok(stats)
 }
 

@@ -126,9 +126,8 @@ impl StoreIndex {
         if !path.exists() {
             return Err(StoreError::NoIndex(path));
         }
-        let conn =
-            Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-                .map_err(sql(&path))?;
+        let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(sql(&path))?;
         Ok(StoreIndex { conn })
     }
 

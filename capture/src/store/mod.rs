@@ -26,9 +26,7 @@ use thiserror::Error;
 use crate::calls::{Call, PacketRef};
 use crate::output::{CallFrame, SourceFiles, write_pcap};
 use crate::pcapio::{PcapError, PcapReader};
-pub use index::{
-    CallLocation, FileRow, INDEX_FILE, StoreIndex, pack_locations, unpack_locations,
-};
+pub use index::{CallLocation, FileRow, INDEX_FILE, StoreIndex, pack_locations, unpack_locations};
 pub use rolling::{FileEvent, RollPolicy, RollingWriter, file_rel_path};
 
 #[derive(Debug, Error)]

@@ -186,7 +186,11 @@ mod tests {
         let mut refs = Vec::new();
         for i in 0..7u64 {
             // Packet 5 comes 11 s later: a roll by time.
-            let ts = if i >= 5 { 20_000_000_000 + i } else { 1_000 + i };
+            let ts = if i >= 5 {
+                20_000_000_000 + i
+            } else {
+                1_000 + i
+            };
             refs.push(w.write(ts, 100, &[i as u8; 100]).unwrap());
         }
         w.close().unwrap();
