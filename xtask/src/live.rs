@@ -272,6 +272,8 @@ fn replay(lab: &Lab, pcap: &Path, count: u64, pps: Option<u64>) -> Result<(u64, 
         "tcpreplay".to_string(),
         "-i".into(),
         lab.mirror_if(),
+        // Loop the synthetic capture as often as needed; --limit bounds it.
+        "--loop=0".into(),
         format!("--limit={count}"),
     ];
     match pps {
@@ -306,13 +308,14 @@ fn replay(lab: &Lab, pcap: &Path, count: u64, pps: Option<u64>) -> Result<(u64, 
 /// `cargo xtask bench-live [--count N] [--rates a,b,c]`.
 pub fn bench_live(root: &Path, args: &[String]) -> Result<()> {
     require_root()?;
-    let mut count: u64 = 200_000;
+    let mut count: u64 = 300_000;
     let mut rates: Vec<Option<u64>> = vec![
-        Some(20_000),
         Some(50_000),
         Some(100_000),
         Some(200_000),
         Some(300_000),
+        Some(400_000),
+        Some(500_000),
         None,
     ];
     let mut it = args.iter();
@@ -388,7 +391,8 @@ pub fn bench_live(root: &Path, args: &[String]) -> Result<()> {
         let vox = Bg::spawn(c, &log)?;
         thread::sleep(Duration::from_millis(1500));
         let (sent, achieved) = replay(&lab, &pcap, count, pps)?;
-        thread::sleep(Duration::from_millis(500));
+        // Same grace as tcpdump below (voxtap's reader polls every 20 ms).
+        thread::sleep(Duration::from_millis(2000));
         vox.interrupt();
         vox.wait(Duration::from_secs(120)).context("voxtap run")?;
         let text = std::fs::read_to_string(&log)?;
@@ -418,7 +422,9 @@ pub fn bench_live(root: &Path, args: &[String]) -> Result<()> {
         let tcpd = Bg::spawn(c, &tlog)?;
         thread::sleep(Duration::from_millis(1000));
         let (sent2, _) = replay(&lab, &pcap, count, pps)?;
-        thread::sleep(Duration::from_millis(500));
+        // tcpdump hands over a TPACKET_V3 block when it is full or after its
+        // 1 s timeout; stopping earlier would drop the last block unread.
+        thread::sleep(Duration::from_millis(2000));
         tcpd.interrupt();
         tcpd.wait(Duration::from_secs(60)).context("tcpdump")?;
         let ttext = std::fs::read_to_string(&tlog)?;
@@ -449,10 +455,15 @@ pub fn bench_live(root: &Path, args: &[String]) -> Result<()> {
         points.push(p);
     }
     drop(lab);
+    // "Holds" a rate: zero loss there and at every lower paced rate. Top
+    // speed is bursty (its average understates its peaks), so it is reported
+    // in the table but not used here.
     let best = |f: &dyn Fn(&Point) -> u64| {
-        points
+        let mut paced: Vec<&Point> = points.iter().filter(|p| p.target_pps.is_some()).collect();
+        paced.sort_by(|a, b| a.achieved_pps.total_cmp(&b.achieved_pps));
+        paced
             .iter()
-            .filter(|p| f(p) == 0)
+            .take_while(|p| f(p) == 0)
             .map(|p| p.achieved_pps)
             .fold(0.0f64, f64::max)
     };
@@ -473,7 +484,7 @@ pub fn bench_live(root: &Path, args: &[String]) -> Result<()> {
         );
     }
     println!(
-        "\nhighest achieved rate with zero loss: voxtap {vbest:.0} pps, tcpdump -w {tbest:.0} pps"
+        "\nhighest paced rate held with zero loss (and zero loss at every lower rate): voxtap {vbest:.0} pps, tcpdump -w {tbest:.0} pps"
     );
     Ok(())
 }
