@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub capture: CaptureConfig,
@@ -155,19 +155,6 @@ impl Default for SecurityConfig {
         SecurityConfig {
             drop_capabilities: true,
             user: String::new(),
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            capture: CaptureConfig::default(),
-            workers: WorkersConfig::default(),
-            store: StoreConfig::default(),
-            output: OutputConfig::default(),
-            security: SecurityConfig::default(),
-            testing: TestingConfig::default(),
         }
     }
 }
