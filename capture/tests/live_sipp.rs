@@ -436,7 +436,9 @@ fn live_sipp_20_calls_match_tcpdump() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempdir("e2e");
     let lab = Lab::up(&format!("vl{}", std::process::id() % 10000), 211);
-    let vox = start_voxtap(&lab, &dir, "[capture]\nheuristic_rtp = false\n", 120);
+    // Heuristic RTP on (the default): RTP that races its 200 OK through the
+    // sensor is kept by it; the rest is kept through the endpoint map.
+    let vox = start_voxtap(&lab, &dir, "", 120);
     let td = dir.join("tcpdump.pcap");
     let tcpdump = start_tcpdump(&lab, &td);
     sipp_calls(&lab, &dir, 20, 20);
@@ -453,10 +455,15 @@ fn live_sipp_20_calls_match_tcpdump() {
     eprintln!("{stdout}");
 
     assert_eq!(summary_value(&stdout, "lost_ring_full"), 0);
-    // Media was kept by the endpoints map only (heuristic off): the map
-    // followed the calls.
-    assert!(summary_value(&stdout, "media") > 0);
-    assert_eq!(summary_value(&stdout, "heuristic"), 0);
+    // The endpoint map followed the calls: nearly all media matched it (the
+    // map is checked before the heuristic), and every endpoint added was
+    // removed again: 20 callers x (RTP + RTCP) + the callee's shared pair,
+    // each added once and removed once.
+    let media = summary_value(&stdout, "media");
+    let heuristic = summary_value(&stdout, "heuristic");
+    eprintln!("kept by the endpoint map {media}, by the heuristic {heuristic}");
+    assert!(media > 20 * 400 && heuristic < 100, "{media} / {heuristic}");
+    assert_eq!(summary_value(&stdout, "endpoint map updates"), 2 * (2 * 20 + 2));
     let theirs = count(&td, None);
     let ours = stored_frames(&dir);
     eprintln!("tcpdump: {theirs} UDP frames; voxtap store: {ours} frames");
