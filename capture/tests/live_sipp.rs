@@ -463,7 +463,10 @@ fn live_sipp_20_calls_match_tcpdump() {
     let heuristic = summary_value(&stdout, "heuristic");
     eprintln!("kept by the endpoint map {media}, by the heuristic {heuristic}");
     assert!(media > 20 * 400 && heuristic < 100, "{media} / {heuristic}");
-    assert_eq!(summary_value(&stdout, "endpoint map updates"), 2 * (2 * 20 + 2));
+    assert_eq!(
+        summary_value(&stdout, "endpoint map updates"),
+        2 * (2 * 20 + 2)
+    );
     let theirs = count(&td, None);
     let ours = stored_frames(&dir);
     eprintln!("tcpdump: {theirs} UDP frames; voxtap store: {ours} frames");
