@@ -674,3 +674,69 @@ fn output_loop(
 
 // Keep the PacketRef layout assumption visible where the store relies on it.
 const _: () = assert!(PacketRef::OFFSET_BITS == 48);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pcapio::PcapReader;
+    use crate::synth::{SynthConfig, generate};
+    use std::collections::HashSet;
+    use std::net::SocketAddr;
+
+    /// The events the worker applies to the kernel map: every SDP endpoint
+    /// added once while calls use it and removed once when the last ends;
+    /// loss charged to open calls only.
+    #[test]
+    fn endpoint_events_follow_calls_and_loss_goes_to_open_calls() {
+        let mut bytes = Vec::new();
+        let cfg = SynthConfig {
+            calls: 3,
+            seconds: 2,
+            ramp_seconds: 1,
+            loss_pct: 0.0,
+            jitter_ms: 0.0,
+            seed: 7,
+        };
+        generate(&cfg, &mut bytes).unwrap();
+        let mut r = PcapReader::new(std::io::Cursor::new(bytes)).unwrap();
+        let mut p = Pipeline::new(PipelineConfig::default());
+        p.calls_mut().track_endpoints();
+        let mut events = Vec::new();
+        let mut charged = false;
+        while let Some(rec) = r.next_packet().unwrap() {
+            p.process(rec.link, rec.ts_ns, PacketRef::new(0, rec.offset), rec.data);
+            p.calls_mut().drain_endpoint_events(&mut events);
+            if !charged && p.open_calls() == 3 {
+                p.calls_mut().note_capture_loss(5);
+                charged = true;
+            }
+        }
+        p.finish();
+        p.calls_mut().drain_endpoint_events(&mut events);
+        let added: Vec<SocketAddr> = events
+            .iter()
+            .filter_map(|e| match e {
+                EndpointEvent::Added(a) => Some(*a),
+                _ => None,
+            })
+            .collect();
+        let removed: HashSet<SocketAddr> = events
+            .iter()
+            .filter_map(|e| match e {
+                EndpointEvent::Removed(a) => Some(*a),
+                _ => None,
+            })
+            .collect();
+        // 3 calls x 2 sides x (RTP, RTCP), none shared in the synthetic calls.
+        assert_eq!(added.len(), 12, "{events:?}");
+        assert_eq!(
+            added.iter().collect::<HashSet<_>>(),
+            removed.iter().collect()
+        );
+        assert_eq!(events.len(), 24);
+        let calls = p.drain_ended();
+        assert_eq!(calls.len(), 3);
+        assert!(charged);
+        assert!(calls.iter().all(|c| c.capture_loss == 5));
+    }
+}
