@@ -540,24 +540,24 @@ fn live_store_retention_deletes_oldest_and_index_stays_consistent() {
     tcpdump.wait(Duration::from_secs(10));
 
     let db = dir.join("store/store.sqlite");
-    let q = |sql: &str| -> String {
-        let o = Command::new("sqlite3").arg(&db).arg(sql).output().unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        String::from_utf8(o.stdout).unwrap()
-    };
-    let rows: Vec<(u32, String, u64, bool)> =
-        q("SELECT id, path, bytes, deleted FROM files ORDER BY id")
-            .lines()
-            .map(|l| {
-                let f: Vec<&str> = l.split('|').collect();
-                (
-                    f[0].parse().unwrap(),
-                    f[1].into(),
-                    f[2].parse().unwrap(),
-                    f[3] == "1",
-                )
-            })
-            .collect();
+    // Read with SQLite directly (not through voxtap's own index code).
+    let conn =
+        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let rows: Vec<(u32, String, u64, bool)> = conn
+        .prepare("SELECT id, path, bytes, deleted FROM files ORDER BY id")
+        .unwrap()
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get::<_, i64>(2)? as u64,
+                r.get::<_, i64>(3)? != 0,
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     let deleted = rows.iter().filter(|r| r.3).count();
     eprintln!("{} files, {deleted} deleted", rows.len());
     assert!(deleted > 0, "nothing deleted");
@@ -573,10 +573,14 @@ fn live_store_retention_deletes_oldest_and_index_stays_consistent() {
         }
     }
     assert!(kept_bytes <= 262_144, "kept {kept_bytes} bytes");
-    assert_eq!(
-        q("SELECT COUNT(*) FROM files WHERE deleted = 1 AND deleted_reason = 'max_bytes'").trim(),
-        deleted.to_string()
-    );
+    let by_size: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM files WHERE deleted = 1 AND deleted_reason = 'max_bytes'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(by_size as usize, deleted);
 
     let calls = read_csv(&dir.join("out/calls.csv"));
     assert_eq!(calls.len(), 9);
