@@ -14,7 +14,7 @@ echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-
 
 PACKAGES=(
     tshark tcpdump sip-tester sngrep tcpreplay iproute2 sox espeak-ng bpftool ethtool
-    libpcap-dev llvm-22-dev libzstd-dev zlib1g-dev flex bison dpkg-dev
+    libpcap-dev libopus-dev llvm-22-dev libzstd-dev zlib1g-dev flex bison dpkg-dev
     chromium chromium-driver
 )
 missing=()
@@ -34,6 +34,13 @@ rustup component add rust-src clippy rustfmt
 if [ "$(bpf-linker --version 2>/dev/null || true)" != "bpf-linker 0.13.0" ]; then
     LLVM_PREFIX=/usr/lib/llvm-22 LLVM_SYS_221_PREFIX=/usr/lib/llvm-22 \
         cargo install bpf-linker@0.13.0 --locked --no-default-features --features llvm-22
+fi
+
+bash "$(dirname "$0")/build-rpcapd.sh"  # rpcapd for the remote-capture tests (Debian ships none)
+# An independent SRTP implementation (libsrtp's Python binding) for the
+# cross-check in tests/tests/media.rs.
+if ! python3 -c "import pylibsrtp" >/dev/null 2>&1; then
+    python3 -m pip install --quiet pylibsrtp
 fi
 
 if ! cargo fuzz --version >/dev/null 2>&1; then

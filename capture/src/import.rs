@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use crate::calls::{CallState, PacketRef};
+use crate::index::{CallFiles, INDEX_FILE, Index, IndexError};
 use crate::output::{CallWriter, OutputError};
 use crate::pcapio::{LinkType, PcapError, PcapReader};
 use crate::pipeline::{Pipeline, PipelineConfig, PipelineStats};
@@ -22,6 +23,8 @@ pub enum ImportError {
     TooManyFiles(usize),
     #[error(transparent)]
     Output(#[from] OutputError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
 }
 
 #[derive(Clone, Debug)]
@@ -33,6 +36,9 @@ pub struct ImportOptions {
     pub progress: bool,
     /// Write the per-call folders (call.pcap, sip.txt), not only the CSVs.
     pub call_files: bool,
+    /// Media outputs per call (decrypted pcaps, WAV, DTMF, quality); None
+    /// for none.
+    pub media: Option<crate::media::MediaOptions>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -110,6 +116,15 @@ impl Source {
 }
 
 pub fn run_import(opts: &ImportOptions) -> Result<ImportReport, ImportError> {
+    run_import_with_progress(opts, &|_, _| {})
+}
+
+/// [`run_import`], calling `on_progress(bytes_read, total_bytes)` every few
+/// thousand packets (the web UI's import jobs show it).
+pub fn run_import_with_progress(
+    opts: &ImportOptions,
+    on_progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<ImportReport, ImportError> {
     if opts.files.len() > usize::from(u16::MAX) {
         return Err(ImportError::TooManyFiles(opts.files.len()));
     }
@@ -118,7 +133,10 @@ pub fn run_import(opts: &ImportOptions) -> Result<ImportReport, ImportError> {
     let mut writer = CallWriter::new(&opts.out, opts.files.clone())?;
     if !opts.call_files {
         writer = writer.without_call_files();
+    } else if let Some(m) = &opts.media {
+        writer.add_processor(Box::new(crate::media::MediaProcessor::new(m.clone())));
     }
+    let mut index = open_fresh_index(&opts.out)?;
     let mut report = ImportReport::default();
     let total_bytes: u64 = opts
         .files
@@ -168,8 +186,9 @@ pub fn run_import(opts: &ImportOptions) -> Result<ImportReport, ImportError> {
             since_drain += 1;
             if since_drain >= 4096 {
                 since_drain = 0;
-                write_ended(&mut pipeline, &mut writer, &mut report)?;
+                write_ended_indexed(&mut pipeline, &mut writer, Some(&mut index), &mut report)?;
                 progress.update(src.reader.bytes_read(), pipeline.stats().frames);
+                on_progress(src.reader.bytes_read(), total_bytes);
             }
         }
     } else {
@@ -192,14 +211,15 @@ pub fn run_import(opts: &ImportOptions) -> Result<ImportReport, ImportError> {
             since_drain += 1;
             if since_drain >= 4096 {
                 since_drain = 0;
-                write_ended(&mut pipeline, &mut writer, &mut report)?;
+                write_ended_indexed(&mut pipeline, &mut writer, Some(&mut index), &mut report)?;
                 let read: u64 = sources.iter().map(|s| s.reader.bytes_read()).sum();
                 progress.update(read, pipeline.stats().frames);
+                on_progress(read, total_bytes);
             }
         }
     }
     pipeline.finish();
-    write_ended(&mut pipeline, &mut writer, &mut report)?;
+    write_ended_indexed(&mut pipeline, &mut writer, Some(&mut index), &mut report)?;
     writer.finish()?;
     progress.done();
     for s in sources {
@@ -218,13 +238,49 @@ pub fn run_import(opts: &ImportOptions) -> Result<ImportReport, ImportError> {
     Ok(report)
 }
 
-fn write_ended(
+/// The output's call index, emptied first: like calls.csv, it describes
+/// this import only (a second import into the same folder replaces it).
+fn open_fresh_index(out: &Path) -> Result<Index, ImportError> {
+    let path = out.join(INDEX_FILE);
+    if path.exists() {
+        tracing::info!(index = %path.display(), "replacing the call index of an earlier import");
+        for suffix in ["", "-wal", "-shm"] {
+            let p = out.join(format!("{INDEX_FILE}{suffix}"));
+            if p.exists() {
+                std::fs::remove_file(&p).map_err(|source| OutputError::Io { path: p, source })?;
+            }
+        }
+    }
+    Ok(Index::open(&path)?)
+}
+
+/// Writes the calls that ended since the last time and counts them in
+/// `report` (shared with remote capture so both write calls the same way).
+pub(crate) fn write_ended(
     pipeline: &mut Pipeline,
     writer: &mut CallWriter,
     report: &mut ImportReport,
 ) -> Result<(), ImportError> {
-    for call in pipeline.drain_ended() {
-        let w = writer.write_call(&call)?;
+    write_ended_indexed(pipeline, writer, None, report)
+}
+
+/// [`write_ended`], also recording the calls in the call index.
+fn write_ended_indexed(
+    pipeline: &mut Pipeline,
+    writer: &mut CallWriter,
+    index: Option<&mut Index>,
+    report: &mut ImportReport,
+) -> Result<(), ImportError> {
+    let ended = pipeline.drain_ended();
+    let mut files = Vec::with_capacity(ended.len());
+    for call in &ended {
+        let w = writer.write_call(call)?;
+        files.push(
+            w.folder
+                .as_deref()
+                .map(CallFiles::folder)
+                .unwrap_or_default(),
+        );
         report.calls += 1;
         report.streams += w.streams;
         report.call_packets_written += w.packets;
@@ -239,6 +295,13 @@ fn write_ended(
                 w.link_mismatch
             );
         }
+    }
+    // One transaction per drained batch.
+    let batch: Vec<_> = ended.iter().zip(files).collect();
+    if let Some(index) = index
+        && !batch.is_empty()
+    {
+        index.record_calls(&batch)?;
     }
     Ok(())
 }

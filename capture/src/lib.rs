@@ -9,11 +9,14 @@ pub mod calls;
 pub mod config;
 pub mod decode;
 pub mod import;
+pub mod index;
 #[cfg(target_os = "linux")]
 pub mod live;
+pub mod media;
 pub mod output;
 pub mod pcapio;
 pub mod pipeline;
+pub mod rpcap;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdp;

@@ -61,6 +61,23 @@ pub fn import_with(
         pipeline,
         progress: false,
         call_files: true,
+        media: None,
+    })
+    .expect("import");
+    (dir, report)
+}
+
+/// Import with the media outputs (SRTP decryption, WAV, DTMF, quality),
+/// as `voxtap import` does by default.
+pub fn import_with_media(files: &[PathBuf]) -> (tempfile::TempDir, ImportReport) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let report = run_import(&ImportOptions {
+        files: files.to_vec(),
+        out: dir.path().to_path_buf(),
+        pipeline: PipelineConfig::default(),
+        progress: false,
+        call_files: true,
+        media: Some(voxtap_capture::media::MediaOptions::default()),
     })
     .expect("import");
     (dir, report)

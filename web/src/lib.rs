@@ -1,1 +1,478 @@
-//! Web UI (issue "Web UI and call index").
+//! voxtap web UI and JSON API over the call index (`index.sqlite`) and the
+//! call folders of a data directory.
+//!
+//! Security model (see docs/web.md): every route but `/login`, `/healthz`
+//! and the stylesheet needs a session cookie or a bearer token; state
+//! changing forms carry a per-session CSRF token; every file served is
+//! resolved inside the data directory (`files`).
+
+pub mod auth;
+pub mod config;
+pub mod files;
+mod handlers;
+mod jobs;
+mod pages;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use axum::Router;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use voxtap_capture::index::{INDEX_FILE, Index, IndexError};
+
+pub use config::Config;
+
+pub const SESSION_COOKIE: &str = "voxtap_session";
+
+/// Options of `voxtap serve`.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub data: PathBuf,
+    pub listen: Option<SocketAddr>,
+    pub config: Config,
+    pub insecure_no_auth: bool,
+}
+
+/// Who is asking, put into each request by the auth layer.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub user: String,
+    /// The token forms must carry; None for bearer-token clients, which a
+    /// browser cannot be tricked into sending.
+    pub csrf: Option<String>,
+    pub remote: String,
+}
+
+impl Identity {
+    /// Whether a state-changing request carries the right CSRF token.
+    pub fn csrf_ok(&self, token: Option<&str>) -> bool {
+        match &self.csrf {
+            None => true,
+            Some(want) => token.is_some_and(|t| auth::eq_const(t, want)),
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    pub requests: AtomicU64,
+    pub requests_4xx: AtomicU64,
+    pub requests_5xx: AtomicU64,
+    pub downloads: AtomicU64,
+    pub login_failures: AtomicU64,
+    pub imports: AtomicU64,
+}
+
+/// A few SQLite connections reused across requests (WAL lets them read
+/// while another writes).
+pub struct Db {
+    path: PathBuf,
+    pool: Mutex<Vec<Index>>,
+}
+
+impl Db {
+    fn open(path: &Path) -> Result<Db, IndexError> {
+        let first = Index::open(path)?;
+        Ok(Db {
+            path: path.to_path_buf(),
+            pool: Mutex::new(vec![first]),
+        })
+    }
+
+    /// Run `f` on a pooled connection off the async threads.
+    pub async fn run<R: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Index) -> Result<R, IndexError> + Send + 'static,
+    ) -> Result<R, IndexError> {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let taken = db.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let mut idx = match taken {
+                Some(i) => i,
+                None => Index::open(&db.path)?,
+            };
+            let r = f(&mut idx);
+            let mut pool = db.pool.lock().unwrap_or_else(|p| p.into_inner());
+            if pool.len() < 8 {
+                pool.push(idx);
+            }
+            r
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    }
+}
+
+pub struct AppState {
+    /// Canonical data directory: every served path must start with it.
+    pub data: PathBuf,
+    pub db: Arc<Db>,
+    pub users: HashMap<String, config::UserConfig>,
+    pub no_auth: Option<String>,
+    pub secure_cookies: bool,
+    pub sessions: auth::Sessions,
+    pub metrics: Metrics,
+    pub jobs: jobs::Jobs,
+    pub started: Instant,
+    /// Verified against when the user name is unknown, so a wrong name
+    /// costs as long as a wrong password and timing does not tell names.
+    dummy_hash: String,
+    store_usage: Mutex<Option<(Instant, u64)>>,
+}
+
+pub type Shared = Arc<AppState>;
+
+impl AppState {
+    pub fn new(opts: &ServeOptions) -> Result<Shared> {
+        if opts.config.users.is_empty() && !opts.insecure_no_auth {
+            bail!(
+                "no users configured: refusing to serve recordings without a login. \
+                 Add [[users]] with a password hash from `voxtap hash-password` to the \
+                 config file (--config), or pass --insecure-no-auth to run without login \
+                 (anyone who can reach the port can then read and download every call)"
+            );
+        }
+        std::fs::create_dir_all(&opts.data)
+            .with_context(|| format!("creating data directory {}", opts.data.display()))?;
+        let data = opts
+            .data
+            .canonicalize()
+            .with_context(|| format!("data directory {}", opts.data.display()))?;
+        let db = Db::open(&data.join(INDEX_FILE)).context("opening the call index")?;
+        let users = opts
+            .config
+            .users
+            .iter()
+            .map(|u| (u.name.clone(), u.clone()))
+            .collect();
+        let hours = opts.config.server.session_hours.unwrap_or(12);
+        Ok(Arc::new(AppState {
+            data,
+            db: Arc::new(db),
+            users,
+            no_auth: opts.insecure_no_auth.then(auth::random_token),
+            secure_cookies: opts.config.server.tls_cert.is_some(),
+            sessions: auth::Sessions::new(Duration::from_secs(hours * 3600)),
+            metrics: Metrics::default(),
+            jobs: jobs::Jobs::default(),
+            started: Instant::now(),
+            dummy_hash: auth::hash_password(&auth::random_token())?,
+            store_usage: Mutex::new(None),
+        }))
+    }
+
+    /// Check a user name and password (argon2; always one verification).
+    pub fn check_login(&self, user: &str, password: &str) -> bool {
+        match self.users.get(user) {
+            Some(u) => auth::verify_password(&u.password_hash, password),
+            None => {
+                auth::verify_password(&self.dummy_hash, password);
+                false
+            }
+        }
+    }
+
+    fn check_bearer(&self, token: &str) -> Option<String> {
+        let (name, secret) = token.split_once(':')?;
+        let hash = self.users.get(name)?.api_token_hash.as_ref()?;
+        auth::verify_password(hash, secret).then(|| name.to_string())
+    }
+
+    pub fn cookie(&self, name: &str, value: &str, path: &str, max_age: Option<u64>) -> String {
+        let mut c = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Strict");
+        if let Some(a) = max_age {
+            c.push_str(&format!("; Max-Age={a}"));
+        }
+        if self.secure_cookies {
+            c.push_str("; Secure");
+        }
+        c
+    }
+
+    /// Bytes under the data directory, recounted at most once a minute.
+    pub fn store_usage(&self) -> u64 {
+        let mut cached = self.store_usage.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, bytes)) = *cached
+            && at.elapsed() < Duration::from_secs(60)
+        {
+            return bytes;
+        }
+        let bytes = dir_size(&self.data);
+        *cached = Some((Instant::now(), bytes));
+        bytes
+    }
+}
+
+fn dir_size(p: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![p.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            // symlink_metadata: do not follow links out of the store.
+            if let Ok(m) = e.path().symlink_metadata() {
+                if m.is_dir() {
+                    stack.push(e.path());
+                } else {
+                    total += m.len();
+                }
+            }
+        }
+    }
+    total
+}
+
+pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn is_public(path: &str) -> bool {
+    matches!(
+        path,
+        "/login" | "/healthz" | "/static/style.css" | "/favicon.ico"
+    )
+}
+
+fn wants_json(path: &str) -> bool {
+    path.starts_with("/api/") || path == "/metrics"
+}
+
+/// Authentication, the access log and request metrics.
+async fn gate(State(st): State<Shared>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let remote = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "-".into());
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let headers = req.headers();
+    let ident = if let Some(token) = &st.no_auth {
+        Some(Identity {
+            user: "anonymous".into(),
+            csrf: Some(token.clone()),
+            remote: remote.clone(),
+        })
+    } else if let Some(s) = cookie_value(headers, SESSION_COOKIE).and_then(|id| st.sessions.get(id))
+    {
+        Some(Identity {
+            user: s.user,
+            csrf: Some(s.csrf),
+            remote: remote.clone(),
+        })
+    } else if let Some(tok) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        let st2 = st.clone();
+        let tok = tok.to_string();
+        // argon2 takes tens of ms: keep it off the async threads.
+        tokio::task::spawn_blocking(move || st2.check_bearer(&tok))
+            .await
+            .ok()
+            .flatten()
+            .map(|user| Identity {
+                user,
+                csrf: None,
+                remote: remote.clone(),
+            })
+    } else {
+        None
+    };
+    let user = ident.as_ref().map(|i| i.user.clone());
+    let resp = match ident {
+        Some(i) => {
+            req.extensions_mut().insert(i);
+            next.run(req).await
+        }
+        None if is_public(&path) => next.run(req).await,
+        None if wants_json(&path) => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer realm=\"voxtap\"")],
+            axum::Json(serde_json::json!({"error": "login required"})),
+        )
+            .into_response(),
+        None => {
+            let target = if method == Method::GET {
+                let pq = req
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/");
+                format!("/login?next={}", pages::url_encode(pq))
+            } else {
+                "/login".to_string()
+            };
+            Redirect::to(&target).into_response()
+        }
+    };
+    let status = resp.status();
+    st.metrics.requests.fetch_add(1, Ordering::Relaxed);
+    if status.is_client_error() {
+        st.metrics.requests_4xx.fetch_add(1, Ordering::Relaxed);
+    } else if status.is_server_error() {
+        st.metrics.requests_5xx.fetch_add(1, Ordering::Relaxed);
+    }
+    tracing::info!(
+        target: "access",
+        remote = %remote,
+        user = user.as_deref().unwrap_or("-"),
+        method = %method,
+        path = %path,
+        status = status.as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+    );
+    resp
+}
+
+/// Headers every response gets: no framing, no sniffing, no caching of
+/// recordings in shared caches.
+async fn hardening(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert("x-frame-options", "DENY".parse().expect("static header"));
+    h.insert(
+        "x-content-type-options",
+        "nosniff".parse().expect("static header"),
+    );
+    h.insert(
+        "content-security-policy",
+        "default-src 'self'; media-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'"
+            .parse()
+            .expect("static header"),
+    );
+    h.insert(
+        "referrer-policy",
+        "same-origin".parse().expect("static header"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(
+            header::CACHE_CONTROL,
+            "no-store".parse().expect("static header"),
+        );
+    }
+    resp
+}
+
+/// The whole application, for `serve` and for tests (`oneshot`).
+pub fn router(st: Shared) -> Router {
+    use handlers as h;
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/calls") }))
+        .route("/login", get(h::login_page).post(h::login_post))
+        .route("/logout", post(h::logout))
+        .route("/calls", get(h::calls_page))
+        .route("/calls/rows", get(h::calls_rows))
+        .route("/calls/{id}", get(h::call_page))
+        .route("/calls/{id}/download/{kind}", get(h::download))
+        .route("/calls/{id}/files/{name}", get(h::call_file))
+        .route("/sensor", get(h::sensor_page))
+        .route(
+            "/import",
+            get(h::import_page)
+                .post(h::import_post)
+                // Captures are big; the default 2 MB limit is for forms.
+                .layer(DefaultBodyLimit::max(4 << 30)),
+        )
+        .route("/import/{job}", get(h::job_page))
+        .route("/api/calls", get(h::api_calls))
+        .route("/api/calls/{id}", get(h::api_call))
+        .route("/api/import/{job}", get(h::api_job))
+        .route("/healthz", get(h::healthz))
+        .route("/metrics", get(h::metrics))
+        .route("/static/style.css", get(h::style))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .route("/static/app.js", get(h::script))
+        .layer(middleware::from_fn_with_state(st.clone(), gate))
+        .layer(middleware::from_fn(hardening))
+        .with_state(st)
+}
+
+/// A server listening on its socket; `addr` is the bound address (port 0
+/// picks a free one).
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: Shared,
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Bind and start serving in the background.
+pub async fn start(opts: ServeOptions) -> Result<Running> {
+    let st = AppState::new(&opts)?;
+    let listen = opts
+        .listen
+        .or(opts.config.server.listen)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+    let app = router(st.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let std_listener =
+        std::net::TcpListener::bind(listen).with_context(|| format!("listening on {listen}"))?;
+    std_listener.set_nonblocking(true)?;
+    let addr = std_listener.local_addr()?;
+    let task = match (&opts.config.server.tls_cert, &opts.config.server.tls_key) {
+        (Some(cert), Some(key)) => {
+            // ring as the one crypto provider; a second install is harmless.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .with_context(|| {
+                    format!(
+                        "loading TLS cert {} / key {}",
+                        cert.display(),
+                        key.display()
+                    )
+                })?;
+            let server = axum_server::from_tcp_rustls(std_listener, tls)?;
+            tracing::info!(%addr, data = %st.data.display(), "serving HTTPS");
+            tokio::spawn(async move { server.serve(app).await })
+        }
+        _ => {
+            let listener = tokio::net::TcpListener::from_std(std_listener)?;
+            if !addr.ip().is_loopback() {
+                tracing::warn!(%addr, "serving plain HTTP on a non-loopback address: passwords and recordings cross the network in clear; configure tls_cert/tls_key");
+            }
+            tracing::info!(%addr, data = %st.data.display(), "serving HTTP");
+            tokio::spawn(async move { axum::serve(listener, app).await })
+        }
+    };
+    if st.no_auth.is_some() {
+        tracing::warn!(
+            "--insecure-no-auth: no login; anyone who reaches {addr} can read and download every call"
+        );
+    }
+    Ok(Running {
+        addr,
+        state: st,
+        task,
+    })
+}
+
+/// `voxtap serve`: run until Ctrl-C.
+pub async fn serve(opts: ServeOptions) -> Result<()> {
+    let running = start(opts).await?;
+    println!("voxtap web UI on {}", running.addr);
+    tokio::select! {
+        r = running.task => r.context("server task")?.context("server")?,
+        _ = tokio::signal::ctrl_c() => tracing::info!("stopping"),
+    }
+    Ok(())
+}

@@ -12,6 +12,7 @@
 //! * `demo-import`: imports the shared corpus captures into `out/demo`.
 //! * `bench-live [--count N] [--rates a,b,max]` (root): voxtap vs
 //!   `tcpdump -w` loss at fixed offered rates.
+//! * `bench`: `voxtap import` against tshark and sngrep on a synthetic capture.
 
 use std::{
     env,
@@ -23,6 +24,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
+mod bench;
 mod live;
 
 const DEFAULT_FUZZ_SECONDS: u64 = 20;
@@ -38,6 +40,8 @@ fn main() -> Result<()> {
         Some("demo") => live::demo(&root),
         Some("demo-import") => demo(&root),
         Some("bench-live") => live::bench_live(&root, &args[1..]),
+        Some("bench") => bench::bench(&root, &args[1..]),
+        Some("bench-index") => bench_index(),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -47,11 +51,31 @@ fn main() -> Result<()> {
                  fuzz [--seconds N] [target..]  run cargo-fuzz targets (default: all, {DEFAULT_FUZZ_SECONDS}s each)\n  \
                  demo                           live demo: SIPp calls captured through XDP (root)\n  \
                  demo-import                    import the corpus captures into out/demo\n  \
-                 bench-live [--count N] [--rates a,b,max]  voxtap vs tcpdump -w loss (root)"
+                 bench-live [--count N] [--rates a,b,max]  voxtap vs tcpdump -w loss (root)\n  \
+                 bench [--calls N] [--seconds S]  voxtap import vs tshark and sngrep on a synthetic capture\n  \
+                 bench-index                    call index: insert 1M synthetic calls, time each query kind"
             );
             bail!("unknown or missing command");
         }
     }
+}
+
+/// The call index benchmark (an ignored test, release build);
+/// VOXTAP_BENCH_CALLS overrides the million.
+fn bench_index() -> Result<()> {
+    let mut cmd = cargo();
+    cmd.args([
+        "test",
+        "--release",
+        "-p",
+        "voxtap-capture",
+        "--lib",
+        "index::tests::bench_index_million_calls",
+        "--",
+        "--ignored",
+        "--nocapture",
+    ]);
+    run(cmd)
 }
 
 fn workspace_root() -> PathBuf {
@@ -103,21 +127,21 @@ fn test(root: &Path) -> Result<()> {
     let mut c = cargo();
     c.arg("build");
     run(c)?;
-    // Output inherited: the `test result:` lines stay visible.
-    let mut c = cargo();
-    c.arg("test");
-    run(c)?;
     if env::var("VOXTAP_SKIP_FUZZ").as_deref() == Ok("1") {
         eprintln!("xtask: VOXTAP_SKIP_FUZZ=1: skipping the fuzz step");
-        return Ok(());
+    } else {
+        let seconds = match env::var("VOXTAP_FUZZ_SECONDS") {
+            Ok(s) => s
+                .parse()
+                .with_context(|| format!("VOXTAP_FUZZ_SECONDS={s:?} is not a number"))?,
+            Err(_) => DEFAULT_FUZZ_SECONDS,
+        };
+        run_fuzz(root, seconds, &fuzz_targets(root)?)?;
     }
-    let seconds = match env::var("VOXTAP_FUZZ_SECONDS") {
-        Ok(s) => s
-            .parse()
-            .with_context(|| format!("VOXTAP_FUZZ_SECONDS={s:?} is not a number"))?,
-        Err(_) => DEFAULT_FUZZ_SECONDS,
-    };
-    run_fuzz(root, seconds, &fuzz_targets(root)?)
+    // Last, with output inherited, so the `test result:` lines close the run.
+    let mut c = cargo();
+    c.arg("test");
+    run(c)
 }
 
 /// Clippy on the XDP crate, which is not a default member (BPF target only).
@@ -213,8 +237,39 @@ fn run_fuzz(root: &Path, seconds: u64, targets: &[String]) -> Result<()> {
             c.arg(&seeds);
         }
         c.arg("--").arg(format!("-max_total_time={seconds}"));
-        // A crash makes cargo-fuzz exit non-zero (artifact in fuzz/artifacts/<t>/).
-        run(c).with_context(|| format!("fuzz target {t} failed (see fuzz/artifacts/{t}/)"))?;
+        // libFuzzer prints a line per new input: keep it in a log and show
+        // its summary, or its tail when the target fails.
+        let logs = root.join("target/fuzz-logs");
+        fs::create_dir_all(&logs)?;
+        let log_path = logs.join(format!("{t}.log"));
+        let log = fs::File::create(&log_path)?;
+        c.stdout(log.try_clone()?).stderr(log);
+        eprintln!(
+            "xtask: fuzzing {t} for {seconds} s (log: {})",
+            log_path.display()
+        );
+        let status = c
+            .status()
+            .with_context(|| format!("starting cargo fuzz for {t}"))?;
+        let text = fs::read_to_string(&log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        if !status.success() {
+            for l in &lines[lines.len().saturating_sub(60)..] {
+                eprintln!("  {l}");
+            }
+            // A crash makes cargo-fuzz exit non-zero (artifact in fuzz/artifacts/<t>/).
+            bail!(
+                "fuzz target {t} failed (see fuzz/artifacts/{t}/ and {})",
+                log_path.display()
+            );
+        }
+        let done = lines
+            .iter()
+            .rev()
+            .find(|l| l.starts_with("Done "))
+            .copied()
+            .unwrap_or("done");
+        eprintln!("xtask: fuzz {t}: {done}, no crash");
     }
     Ok(())
 }
@@ -262,7 +317,18 @@ fn demo(root: &Path) -> Result<()> {
     let target_dir = env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    let mut c = Command::new(target_dir.join("debug/voxtap"));
-    c.args(["import", "--out", "out/demo"]).args(&files);
-    run(c)
+    // One output folder per capture: several corpus files are copies of the
+    // same calls (re-tagged with a VLAN), which one merged import would join.
+    for f in &files {
+        let stem = f.file_stem().and_then(OsStr::to_str).unwrap_or("capture");
+        let mut c = Command::new(target_dir.join("debug/voxtap"));
+        c.args(["import", "--quiet", "--out"])
+            .arg(Path::new("out/demo").join(stem))
+            .arg(f);
+        run(c)?;
+    }
+    println!(
+        "demo outputs: out/demo/<capture>/calls.csv, streams.csv, legs.csv and one folder per call"
+    );
+    Ok(())
 }

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use voxtap_capture::import::{ImportOptions, parse_ports, run_import};
+use voxtap_capture::media::{ManualKey, MediaOptions};
 use voxtap_capture::pipeline::PipelineConfig;
+use voxtap_capture::rpcap::cli::{RemoteCmd, run_remote};
 use voxtap_capture::synth::{SynthConfig, generate};
 
 #[derive(Parser)]
@@ -42,6 +44,13 @@ enum Cmd {
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
+        /// Do not write WAV files (decrypted pcaps, DTMF and quality still are).
+        #[arg(long)]
+        no_audio: bool,
+        /// An SRTP key for captures without SDES in SIP: `ssrc=0x1234ABCD,SUITE,BASE64`,
+        /// `src=IP:PORT,SUITE,BASE64` or `flow=IP:PORT-IP:PORT,SUITE,BASE64`. Repeatable.
+        #[arg(long = "srtp-key")]
+        srtp_keys: Vec<ManualKey>,
         /// pcap or pcapng files; several are merged by timestamp.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -77,6 +86,25 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Remote capture from rpcapd hosts (RPCAP), for hosts that cannot run XDP.
+    Remote {
+        #[command(subcommand)]
+        cmd: RemoteCmd,
+    },
+    /// Regenerate the media outputs (decrypted pcaps, WAV, dtmf.csv,
+    /// quality.json) of one call of an import output folder, from its call.pcap.
+    Media {
+        /// The call's Call-ID (as in calls.csv).
+        #[arg(long)]
+        call: String,
+        /// The import output folder.
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        no_audio: bool,
+        #[arg(long = "srtp-key")]
+        srtp_keys: Vec<ManualKey>,
+    },
     /// Write a synthetic capture: N concurrent G.711 calls (SIP + 20 ms RTP both ways).
     Synth {
         #[arg(long, default_value_t = 100)]
@@ -98,6 +126,39 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Serve the web UI and JSON API over a data directory (runs the
+    /// `voxtap-web` binary installed beside this one; see `voxtap serve --help`).
+    #[command(disable_help_flag = true)]
+    Serve {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+    /// Print an argon2id hash of a password read from stdin, for the web
+    /// config's `password_hash` (runs `voxtap-web hash-password`).
+    #[command(disable_help_flag = true)]
+    HashPassword {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+}
+
+/// Hand over to `voxtap-web` (the web crate depends on this library, so
+/// this binary cannot link it without a dependency cycle): the binary
+/// beside ours, else the one on PATH.
+fn exec_web(sub: &str, args: Vec<std::ffi::OsString>) -> Result<ExitCode> {
+    use std::os::unix::process::CommandExt;
+    let beside = std::env::current_exe()
+        .ok()
+        .map(|p| p.with_file_name("voxtap-web"))
+        .filter(|p| p.is_file());
+    let prog = beside.unwrap_or_else(|| PathBuf::from("voxtap-web"));
+    let err = std::process::Command::new(&prog).arg(sub).args(args).exec();
+    Err(err).with_context(|| {
+        format!(
+            "running {} (build it with `cargo build -p voxtap-web`)",
+            prog.display()
+        )
+    })
 }
 
 fn main() -> ExitCode {
@@ -119,6 +180,8 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
+        Cmd::Serve { args } => exec_web("serve", args),
+        Cmd::HashPassword { args } => exec_web("hash-password", args),
         Cmd::Import {
             sip_ports,
             out,
@@ -126,6 +189,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             no_sip_by_content,
             csv_only,
             quiet,
+            no_audio,
+            srtp_keys,
             files,
         } => {
             let mut pipeline = PipelineConfig {
@@ -140,6 +205,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 pipeline,
                 progress: !quiet,
                 call_files: !csv_only,
+                media: Some(MediaOptions {
+                    audio: !no_audio,
+                    keys: srtp_keys,
+                    ..Default::default()
+                }),
             };
             let report = run_import(&opts).context("import failed")?;
             println!("{}", report.summary_line());
@@ -203,6 +273,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 } else {
                     String::new()
                 }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Remote { cmd } => run_remote(cmd),
+        Cmd::Media {
+            call,
+            from,
+            no_audio,
+            srtp_keys,
+        } => {
+            let opts = MediaOptions {
+                audio: !no_audio,
+                keys: srtp_keys,
+                ..Default::default()
+            };
+            let sum = voxtap_capture::media::regenerate(&from, &call, &opts)
+                .with_context(|| format!("media for call {call} in {}", from.display()))?;
+            println!(
+                "{} streams, {} DTMF events, {} SRTP authentication failures, {} WAV files",
+                sum.streams.len(),
+                sum.dtmf.len(),
+                sum.auth_failures(),
+                sum.wavs.len()
             );
             Ok(ExitCode::SUCCESS)
         }

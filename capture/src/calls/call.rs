@@ -150,6 +150,14 @@ pub struct Stream {
     pub rtcp: RtcpView,
     /// Sender reports this SSRC sent about itself.
     pub sender_reports: u32,
+    /// Sequence number of the latest packet (for matching the same stream
+    /// on another leg).
+    pub last_seq: u16,
+    /// Capture time of the latest packet.
+    pub last_ns: u64,
+    /// Packets seen so far, counted up to a small cap: only a stream's
+    /// first packets are fingerprinted for leg linking.
+    pub early_packets: u8,
 }
 
 /// A SIP message as kept for `sip.txt` and the ladder diagram.
@@ -199,6 +207,18 @@ pub struct Call {
     pub stream_index: HashMap<StreamKey, usize>,
     /// RTCP reports about SSRCs we have not (yet) seen as a stream.
     pub rtcp_unmatched: u32,
+    /// Links to the other legs of the same logical call, with why.
+    pub links: Vec<super::legs::Link>,
+    /// The logical call this leg belongs to: the Call-ID of its first leg
+    /// (its own Call-ID when it stands alone).
+    pub group: String,
+    /// Which way the first INVITE faced (carrier or core networks).
+    pub facing: super::legs::Facing,
+    /// Media that arrived from an address the SDP never named (NAT), as
+    /// (announced endpoint it was sent to, real source).
+    pub latched: Vec<(SocketAddr, SocketAddr)>,
+    /// Where the first INVITE came from and went to.
+    pub first_invite: Option<(SocketAddr, SocketAddr)>,
     /// Capture time after which the call is closed (set by BYE, CANCEL or a
     /// final failure; media and ACKs may still trail until then).
     pub linger_until: Option<u64>,
@@ -239,6 +259,11 @@ impl Call {
             streams: Vec::new(),
             stream_index: HashMap::new(),
             rtcp_unmatched: 0,
+            links: Vec::new(),
+            group: String::from_utf8_lossy(call_id).into_owned(),
+            facing: super::legs::Facing::Unknown,
+            latched: Vec::new(),
+            first_invite: None,
             linger_until: None,
             capture_loss: 0,
         }
@@ -281,6 +306,9 @@ impl Call {
                     clock_rate,
                     rtcp: RtcpView::default(),
                     sender_reports: 0,
+                    last_seq: 0,
+                    last_ns: 0,
+                    early_packets: 0,
                 });
                 let i = self.streams.len() - 1;
                 self.stream_index.insert(key, i);

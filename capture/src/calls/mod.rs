@@ -1,6 +1,7 @@
 //! Calls rebuilt from SIP, SDP, RTP and RTCP.
 
 mod call;
+pub mod legs;
 mod orphans;
 mod table;
 

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use super::call::{Call, CallState, EndReason, MediaInfo, PacketRef, SipEntry, StreamKey};
+use super::legs::{self, LegConfig, LegIndex, Link, LinkMethod, RecentInvite, RecentStream};
 use super::orphans::{OrphanRtp, Orphans};
 use crate::rtcp::{self, RtcpPacket};
 use crate::rtp::{self, RtpPacket};
@@ -25,6 +26,15 @@ pub struct CallConfig {
     /// Media seen before its SDP: how many packets are held, and how long.
     pub max_orphans: usize,
     pub orphan_max_age_ns: u64,
+    /// Linking the legs of B2BUA/SBC calls.
+    pub legs: LegConfig,
+    /// Media from an address the SDP never named is latched to the call
+    /// for this long after the SDP that announced the endpoint it reached.
+    pub latch_window_ns: u64,
+    /// Payload fingerprints match across legs only this close in time (a
+    /// relay forwards within milliseconds; replayed test audio in two
+    /// unrelated calls is further apart).
+    pub payload_match_window_ns: u64,
 }
 
 impl Default for CallConfig {
@@ -35,6 +45,9 @@ impl Default for CallConfig {
             max_calls: 1_000_000,
             max_orphans: 200_000,
             orphan_max_age_ns: 30 * 1_000_000_000,
+            legs: LegConfig::default(),
+            latch_window_ns: 30 * 1_000_000_000,
+            payload_match_window_ns: 250_000_000,
         }
     }
 }
@@ -52,6 +65,8 @@ pub struct CallTableStats {
     pub orphans_claimed: u64,
     pub orphans_expired: u64,
     pub orphans_dropped: u64,
+    pub legs_linked: u64,
+    pub media_latched: u64,
 }
 
 /// A receiving endpoint that started or stopped being used by any open call,
@@ -91,7 +106,20 @@ pub struct CallTable {
     /// `None` unless a live sensor asked for them: import has no filter to
     /// update and must not accumulate events.
     endpoint_events: Option<Vec<EndpointEvent>>,
+    legs: LegIndex,
+    /// Call -> the first call of its logical call (group root).
+    group_of: HashMap<u64, u64>,
+    /// Group root -> every call of the group.
+    members: HashMap<u64, Vec<u64>>,
+    /// Closed calls waiting for the other legs of their group to close, so
+    /// a logical call is handed out whole.
+    parked: HashMap<u64, Call>,
+    /// Call-IDs named by correlation headers before that call was seen.
+    pending_names: HashMap<Box<[u8]>, Vec<PendingName>>,
 }
+
+/// A leg that named a Call-ID not seen yet: (that leg, method, evidence).
+type PendingName = (u64, LinkMethod, String);
 
 const SWEEP_EVERY_NS: u64 = 1_000_000_000;
 
@@ -110,6 +138,71 @@ impl CallTable {
             now_ns: 0,
             stats: CallTableStats::default(),
             endpoint_events: None,
+            legs: LegIndex::default(),
+            group_of: HashMap::new(),
+            members: HashMap::new(),
+            parked: HashMap::new(),
+            pending_names: HashMap::new(),
+        }
+    }
+
+    fn call_mut(&mut self, no: u64) -> Option<&mut Call> {
+        match self.calls.get_mut(&no) {
+            Some(c) => Some(c),
+            None => self.parked.get_mut(&no),
+        }
+    }
+
+    fn call_id_of(&self, no: u64) -> Option<String> {
+        self.calls
+            .get(&no)
+            .or_else(|| self.parked.get(&no))
+            .map(|c| c.call_id.clone())
+    }
+
+    /// Join the logical calls of `a` and `b`, recording why on both legs.
+    fn link(&mut self, a: u64, b: u64, method: LinkMethod, detail: String) {
+        let (Some(&ra), Some(&rb)) = (self.group_of.get(&a), self.group_of.get(&b)) else {
+            return;
+        };
+        if ra == rb {
+            return;
+        }
+        let (Some(ida), Some(idb)) = (self.call_id_of(a), self.call_id_of(b)) else {
+            return;
+        };
+        if let Some(c) = self.call_mut(a) {
+            c.links.push(Link {
+                other: idb,
+                method,
+                detail: detail.clone(),
+            });
+        }
+        if let Some(c) = self.call_mut(b) {
+            c.links.push(Link {
+                other: ida,
+                method,
+                detail,
+            });
+        }
+        self.stats.legs_linked += 1;
+        // The older group absorbs the newer; its first leg names the call.
+        let (keep, gone) = if ra < rb { (ra, rb) } else { (rb, ra) };
+        let moved = self.members.remove(&gone).unwrap_or_default();
+        for m in &moved {
+            self.group_of.insert(*m, keep);
+        }
+        let members = self.members.entry(keep).or_default();
+        members.extend(moved);
+        members.sort_unstable();
+        let members = members.clone();
+        let Some(name) = self.call_id_of(keep) else {
+            return;
+        };
+        for m in members {
+            if let Some(c) = self.call_mut(m) {
+                c.group = name.clone();
+            }
         }
     }
 
@@ -183,6 +276,7 @@ impl CallTable {
             }
         }
         self.orphans.expire(now);
+        self.legs.expire(now, &self.cfg.legs);
     }
 
     /// End of capture: close every open call.
@@ -233,11 +327,39 @@ impl CallTable {
                 }
             }
         }
+        for (_, actual) in &call.latched {
+            if let Some(uses) = self.endpoints.get_mut(actual) {
+                uses.retain(|u| u.call != no);
+                if uses.is_empty() {
+                    self.endpoints.remove(actual);
+                    if let Some(ev) = &mut self.endpoint_events {
+                        ev.push(EndpointEvent::Removed(*actual));
+                    }
+                }
+            }
+        }
         if self.by_call_id.get(&call.call_id_raw) == Some(&no) {
             self.by_call_id.remove(&call.call_id_raw);
         }
         self.stats.calls_ended += 1;
-        self.ended.push(call);
+        let root = self.group_of.get(&no).copied().unwrap_or(no);
+        let members = self.members.get(&root).cloned().unwrap_or_default();
+        if members.iter().any(|m| self.calls.contains_key(m)) {
+            self.parked.insert(no, call);
+            return;
+        }
+        let mut out: Vec<Call> = members
+            .iter()
+            .filter_map(|m| self.parked.remove(m))
+            .collect();
+        out.push(call);
+        out.sort_by_key(|c| (c.start_ns, c.no));
+        for c in &out {
+            self.group_of.remove(&c.no);
+            self.legs.forget(c.no);
+        }
+        self.members.remove(&root);
+        self.ended.extend(out);
     }
 
     /// One SIP message. `refs` are the packets that carried it.
@@ -256,6 +378,7 @@ impl CallTable {
             return;
         };
         let cseq = msg.cseq();
+        let mut created = false;
         let no = match self.by_call_id.get(cid) {
             Some(&no) => no,
             None => {
@@ -270,10 +393,21 @@ impl CallTable {
                 };
                 let no = self.next_no;
                 self.next_no += 1;
-                let call = Call::new(no, cid, method, ts_ns);
+                let mut call = Call::new(no, cid, method, ts_ns);
+                if let StartLine::Request {
+                    method: Method::Invite,
+                    ..
+                } = msg.start()
+                {
+                    call.first_invite = Some((src, dst));
+                    call.facing = legs::facing(src.ip(), dst.ip(), &self.cfg.legs);
+                }
                 self.calls.insert(no, call);
                 self.by_call_id.insert(cid.into(), no);
+                self.group_of.insert(no, no);
+                self.members.insert(no, vec![no]);
                 self.stats.calls_created += 1;
+                created = true;
                 no
             }
         };
@@ -393,6 +527,102 @@ impl CallTable {
                 Err(_) => self.stats.sdp_errors += 1,
             }
         }
+        if msg.is_request() {
+            self.link_by_signalling(no, created, cid, ts_ns, src, dst, msg);
+        }
+    }
+
+    /// Correlation headers, and an INVITE leaving the box another reached.
+    #[allow(clippy::too_many_arguments)]
+    fn link_by_signalling(
+        &mut self,
+        no: u64,
+        created: bool,
+        cid: &[u8],
+        ts_ns: u64,
+        src: SocketAddr,
+        dst: SocketAddr,
+        msg: &Message<'_>,
+    ) {
+        if created && let Some(waiting) = self.pending_names.remove(cid) {
+            for (other, method, detail) in waiting {
+                self.link(no, other, method, detail);
+            }
+        }
+        let keys = legs::message_keys(msg, &self.cfg.legs);
+        for (name, method, detail) in keys.names {
+            match self.by_call_id.get(name.as_bytes()).copied() {
+                Some(other) if other != no => self.link(no, other, method, detail),
+                Some(_) => {}
+                None => {
+                    // Bounded: a flood of bogus names must not grow memory.
+                    if self.pending_names.len() >= 100_000 {
+                        self.pending_names.clear();
+                    }
+                    self.pending_names
+                        .entry(name.into_bytes().into_boxed_slice())
+                        .or_default()
+                        .push((no, method, detail));
+                }
+            }
+        }
+        for (key, method) in keys.shared {
+            match self.legs.shared_keys.get(&key).copied() {
+                Some(other) if other != no => self.link(no, other, method, key),
+                Some(_) => {}
+                None => self.legs.add_shared(key, no),
+            }
+        }
+        let initial_invite = created
+            && matches!(
+                msg.start(),
+                StartLine::Request {
+                    method: Method::Invite,
+                    ..
+                }
+            );
+        if !initial_invite {
+            return;
+        }
+        let Some((from, to)) = legs::invite_numbers(msg, &self.cfg.legs) else {
+            return;
+        };
+        self.legs.expire(ts_ns, &self.cfg.legs);
+        let window = self.cfg.legs.signalling_window_ns;
+        let hit = self
+            .legs
+            .invites
+            .iter()
+            .rev()
+            .find(|r| {
+                // The box that received the first INVITE sends the second,
+                // to somewhere else; the same UA calling twice is no hop.
+                r.call_no != no
+                    && r.dst.ip() == src.ip()
+                    && r.src != src
+                    && r.dst != dst
+                    && r.from == from
+                    && r.to == to
+                    && ts_ns.saturating_sub(r.ts_ns) <= window
+            })
+            .cloned();
+        if let Some(r) = hit {
+            let detail = format!(
+                "INVITE {from} -> {to} reached {} and left {} {:.1} ms later",
+                r.dst,
+                src,
+                ts_ns.saturating_sub(r.ts_ns) as f64 / 1e6
+            );
+            self.link(no, r.call_no, LinkMethod::Signalling, detail);
+        }
+        self.legs.invites.push_back(RecentInvite {
+            call_no: no,
+            ts_ns,
+            src,
+            dst,
+            from,
+            to,
+        });
     }
 
     fn register_media(
@@ -501,17 +731,21 @@ impl CallTable {
     /// Which call a UDP packet between `src` and `dst` belongs to, by the
     /// endpoints its SDP announced: a call that names both ends wins, then the
     /// newest call receiving at `dst`, then the newest one sending from `src`
-    /// (symmetric RTP sends from the port it receives on).
-    fn match_endpoint(&self, src: SocketAddr, dst: SocketAddr) -> Option<EndpointUse> {
+    /// (symmetric RTP sends from the port it receives on). The flag says
+    /// whether `src` is a known endpoint of that call.
+    fn match_endpoint(&self, src: SocketAddr, dst: SocketAddr) -> Option<(EndpointUse, bool)> {
         let d = self.endpoints.get(&dst);
         let s = self.endpoints.get(&src);
         if let (Some(d), Some(s)) = (d, s)
             && let Some(u) = d.iter().rev().find(|u| s.iter().any(|x| x.call == u.call))
         {
-            return Some(*u);
+            return Some((*u, true));
         }
-        d.and_then(|d| d.last().copied())
-            .or_else(|| s.and_then(|s| s.last().copied()))
+        if let Some(u) = d.and_then(|d| d.last().copied()) {
+            let src_known = s.is_some_and(|s| s.iter().any(|x| x.call == u.call));
+            return Some((u, src_known));
+        }
+        s.and_then(|s| s.last().copied()).map(|u| (u, true))
     }
 
     /// A UDP datagram that is not SIP. Returns true when it belonged to a call
@@ -525,9 +759,12 @@ impl CallTable {
         refs: &[(u64, PacketRef)],
     ) -> bool {
         self.tick(ts_ns);
-        let Some(u) = self.match_endpoint(src, dst) else {
+        let Some((u, src_known)) = self.match_endpoint(src, dst) else {
             return self.hold_orphan(ts_ns, src, dst, payload, refs);
         };
+        if !src_known {
+            self.latch(u, src, dst, ts_ns);
+        }
         let Some(call) = self.calls.get_mut(&u.call) else {
             return false;
         };
@@ -553,29 +790,142 @@ impl CallTable {
             }
             return true;
         }
-        match RtpPacket::new_checked(payload) {
-            Ok(p) => {
-                call.rtp_packets += 1;
-                let key = StreamKey {
-                    src,
-                    dst,
-                    ssrc: p.ssrc(),
-                };
-                let s = call.stream_mut(key, Some(u.media_idx), p.payload_type());
-                s.stats.update(
-                    ts_ns,
-                    p.sequence(),
-                    p.timestamp(),
-                    p.payload_type(),
-                    p.payload().len(),
-                    p.marker(),
-                );
-            }
+        let Ok(p) = RtpPacket::new_checked(payload) else {
             // STUN, DTLS, ZRTP or junk on a media port: part of the call's
             // capture, but not a stream.
-            Err(_) => self.stats.media_unparsed += 1,
+            self.stats.media_unparsed += 1;
+            return true;
+        };
+        call.rtp_packets += 1;
+        let key = StreamKey {
+            src,
+            dst,
+            ssrc: p.ssrc(),
+        };
+        let is_new = !call.stream_index.contains_key(&key);
+        let s = call.stream_mut(key, Some(u.media_idx), p.payload_type());
+        s.stats.update(
+            ts_ns,
+            p.sequence(),
+            p.timestamp(),
+            p.payload_type(),
+            p.payload().len(),
+            p.marker(),
+        );
+        s.last_seq = p.sequence();
+        s.last_ns = ts_ns;
+        let early = s.early_packets < 16;
+        if early {
+            s.early_packets += 1;
+        }
+        if is_new || early {
+            self.link_by_media(u.call, is_new, early, ts_ns, &p);
         }
         true
+    }
+
+    /// Media arriving at an announced endpoint from an address no SDP of the
+    /// call named (NAT): accept it for the call, as an RTP proxy latches,
+    /// and remember the real address so traffic sent back to it matches.
+    fn latch(&mut self, u: EndpointUse, src: SocketAddr, dst: SocketAddr, ts_ns: u64) {
+        let window = self.cfg.latch_window_ns;
+        let Some(call) = self.calls.get_mut(&u.call) else {
+            return;
+        };
+        let announced_at = call.media.get(u.media_idx).map_or(0, |m| m.announced_ns);
+        // Only media reaching an endpoint an SDP announced latches; traffic
+        // sent back to a latched address is already the call's.
+        let to_announced = call.media.iter().any(|m| m.rtp == dst || m.rtcp == dst);
+        if !to_announced
+            || ts_ns.saturating_sub(announced_at) > window
+            || call.latched.iter().any(|l| l.1 == src)
+        {
+            return;
+        }
+        call.latched.push((dst, src));
+        self.stats.media_latched += 1;
+        let uses = self.endpoints.entry(src).or_default();
+        if uses.is_empty()
+            && let Some(ev) = &mut self.endpoint_events
+        {
+            ev.push(EndpointEvent::Added(src));
+        }
+        if !uses.iter().any(|x| x.call == u.call) {
+            uses.push(u);
+        }
+    }
+
+    /// The same stream seen on another leg: same SSRC with the sequence
+    /// a few packets behind the other leg's (a relay forwards with a small
+    /// delay), or identical distinctive payload bytes within a short time
+    /// (a relay that rewrites the SSRC).
+    fn link_by_media(
+        &mut self,
+        call_no: u64,
+        is_new: bool,
+        early: bool,
+        ts_ns: u64,
+        p: &RtpPacket<'_>,
+    ) {
+        let window = self.cfg.legs.media_window_ns;
+        let (ssrc, seq) = (p.ssrc(), p.sequence());
+        if is_new {
+            let candidates: Vec<u64> = self
+                .legs
+                .streams_by_ssrc
+                .get(&ssrc)
+                .map(|v| {
+                    v.iter()
+                        .filter(|r| r.call_no != call_no && ts_ns.saturating_sub(r.ts_ns) <= window)
+                        .map(|r| r.call_no)
+                        .collect()
+                })
+                .unwrap_or_default();
+            for other in candidates {
+                let behind = self.calls.get(&other).and_then(|c| {
+                    c.streams
+                        .iter()
+                        // Still flowing on the other leg right now.
+                        .filter(|s| {
+                            s.key.ssrc == ssrc && ts_ns.saturating_sub(s.last_ns) <= 100_000_000
+                        })
+                        .map(|s| s.last_seq.wrapping_sub(seq) as i16)
+                        .find(|d| (0..=8).contains(d))
+                });
+                if let Some(d) = behind {
+                    let detail =
+                        format!("SSRC 0x{ssrc:08X}, sequence {seq} is {d} behind the other leg");
+                    self.link(call_no, other, LinkMethod::MediaSsrc, detail);
+                }
+            }
+            self.legs
+                .streams_by_ssrc
+                .entry(ssrc)
+                .or_default()
+                .push(RecentStream {
+                    call_no,
+                    ts_ns,
+                    ssrc,
+                    seq,
+                });
+        }
+        if early && let Some(h) = legs::distinctive_payload_hash(p.payload()) {
+            let near = self.cfg.payload_match_window_ns;
+            match self.legs.payloads.get(&h).copied() {
+                Some((other, t)) if other != call_no && ts_ns.saturating_sub(t) <= near => {
+                    let detail = format!(
+                        "identical {}-byte RTP payload {:.1} ms apart (SSRC 0x{ssrc:08X})",
+                        p.payload().len(),
+                        ts_ns.saturating_sub(t) as f64 / 1e6
+                    );
+                    self.link(call_no, other, LinkMethod::MediaPayload, detail);
+                }
+                Some(_) => {}
+                None => {
+                    self.legs.payloads.insert(h, (call_no, ts_ns));
+                }
+            }
+        }
     }
 
     fn hold_orphan(
@@ -706,4 +1056,51 @@ fn rtcp_header(p: &[u8]) -> bool {
 
 fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invite(cid: &str) -> Vec<u8> {
+        format!(
+            "INVITE sip:b@x SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK{cid}\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: {cid}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    }
+
+    /// A flood of INVITEs with random Call-IDs and no BYE: open calls stay
+    /// under the cap (the rest counted, not stored), and every call times
+    /// out, so memory returns to nothing.
+    #[test]
+    fn sip_flood_is_bounded_and_times_out() {
+        let mut t = CallTable::new(CallConfig {
+            max_calls: 1000,
+            idle_timeout_ns: 60 * 1_000_000_000,
+            ..Default::default()
+        });
+        let a: SocketAddr = "10.0.0.1:5060".parse().unwrap();
+        let b: SocketAddr = "10.0.0.2:5060".parse().unwrap();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for i in 0..5000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let raw = invite(&format!("{x:016x}@flood"));
+            let m = crate::sip::parse(&raw).unwrap();
+            t.on_sip(1_000_000_000 + i * 1_000_000, a, b, "UDP", &m, &[]);
+            assert!(t.open_calls() <= 1000);
+        }
+        assert_eq!(t.open_calls(), 1000);
+        assert_eq!(t.stats().calls_rejected_limit, 4000);
+        // Two idle timeouts later (capture time), every call is closed.
+        t.tick(200 * 1_000_000_000);
+        assert_eq!(t.open_calls(), 0);
+        let ended = t.drain_ended();
+        assert_eq!(ended.len(), 1000);
+        assert!(ended.iter().all(
+            |c| c.state == CallState::TimedOut && c.end_reason == Some(EndReason::IdleTimeout)
+        ));
+        assert!(t.by_call_id.is_empty() && t.members.is_empty() && t.group_of.is_empty());
+    }
 }

@@ -63,9 +63,32 @@ pub const CALLS_HEADER: &[&str] = &[
     "talk_s",
     "end_reason",
     "request_uri",
+    "group",
+    "links",
+    "facing",
+    "latched",
     // Packets the sensor itself lost while the call was open (live capture;
     // always 0 for an import). Last, so earlier positions stay stable.
     "capture_loss",
+];
+
+/// One row per stream per leg of every call with more than one leg, hops in
+/// order, so the first hop where loss or jitter starts is visible.
+pub const LEGS_HEADER: &[&str] = &[
+    "group",
+    "hop",
+    "call_id",
+    "invite_src",
+    "invite_dst",
+    "facing",
+    "links",
+    "stream_src",
+    "stream_dst",
+    "ssrc_hex",
+    "packets",
+    "lost",
+    "jitter_ms",
+    "max_delta_ms",
 ];
 
 pub const STREAMS_HEADER: &[&str] = &[
@@ -92,6 +115,10 @@ pub const STREAMS_HEADER: &[&str] = &[
     "rtcp_cumulative_lost",
     "rtcp_fraction_lost",
     "rtcp_jitter_ms",
+    // E-model estimate from this row's loss and packetisation (random loss,
+    // 60 ms jitter buffer); quality.json has the per-packet simulation.
+    "mos",
+    "r_factor",
 ];
 
 /// One packet of a call, read back from where the capture keeps it.
@@ -121,17 +148,33 @@ pub trait CallProcessor: Send {
 /// skipped.
 pub trait SourceFiles: Send {
     fn path(&self, source: u16) -> Option<PathBuf>;
+
+    /// Appends a file and returns its source id, for sources that grow one
+    /// file at a time under the writer's control (remote capture segments).
+    /// `None` when not supported or past the 65536 ids a `PacketRef` names.
+    fn add(&mut self, _path: PathBuf) -> Option<u16> {
+        None
+    }
 }
 
 impl SourceFiles for Vec<PathBuf> {
     fn path(&self, source: u16) -> Option<PathBuf> {
         self.get(usize::from(source)).cloned()
     }
+
+    fn add(&mut self, path: PathBuf) -> Option<u16> {
+        let idx = u16::try_from(self.len()).ok()?;
+        self.push(path);
+        Some(idx)
+    }
 }
 
 /// Summary figures of one written call (for the end-of-run line).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Written {
+    /// The call's folder relative to the output directory (None with
+    /// `without_call_files`), for the call index.
+    pub folder: Option<String>,
     pub packets: u64,
     pub streams: u64,
     /// Packets whose link type differed from the call's first packet and so
@@ -150,6 +193,10 @@ pub struct CallWriter {
     used_names: HashSet<String>,
     call_rows: Vec<(u64, Vec<String>)>,
     stream_rows: Vec<(u64, Vec<String>)>,
+    leg_rows: Vec<(u64, Vec<String>)>,
+    /// Folders of the legs of the logical call being written (the call
+    /// table hands out a group's legs one after another).
+    bundle: Option<(String, Vec<PathBuf>)>,
     write_call_files: bool,
     processors: Vec<Box<dyn CallProcessor>>,
 }
@@ -169,6 +216,8 @@ impl CallWriter {
             used_names: HashSet::new(),
             call_rows: Vec::new(),
             stream_rows: Vec::new(),
+            leg_rows: Vec::new(),
+            bundle: None,
             write_call_files: true,
             processors: Vec::new(),
         })
@@ -179,10 +228,53 @@ impl CallWriter {
         self.processors.push(p);
     }
 
+    /// Adds a capture file that is still being written (remote capture
+    /// segments appear one after another during a run); returns the source
+    /// index to put in its packets' [`crate::calls::PacketRef`]s, or `None`
+    /// past the 65536 sources a `PacketRef` can name.
+    pub fn add_source(&mut self, path: PathBuf) -> Option<u16> {
+        self.sources.add(path)
+    }
+
     /// Only the CSV files (benchmarks and quick looks).
     pub fn without_call_files(mut self) -> Self {
         self.write_call_files = false;
         self
+    }
+
+    fn push_leg_rows(&mut self, call: &Call) {
+        let (isrc, idst) = call
+            .first_invite
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .unwrap_or_default();
+        let base = [
+            call.group.clone(),
+            String::new(),
+            call.call_id.clone(),
+            isrc,
+            idst,
+            call.facing.as_str().to_string(),
+            links_text(call),
+        ];
+        if call.streams.is_empty() {
+            let mut r = base.to_vec();
+            r.extend(std::iter::repeat_n(String::new(), 7));
+            self.leg_rows.push((call.start_ns, r));
+        }
+        for st in &call.streams {
+            let sum = st.stats.summary();
+            let mut r = base.to_vec();
+            r.extend([
+                st.key.src.to_string(),
+                st.key.dst.to_string(),
+                format!("0x{:08X}", st.key.ssrc),
+                sum.packets.to_string(),
+                sum.lost.to_string(),
+                format!("{:.3}", sum.mean_jitter_ms),
+                format!("{:.3}", sum.max_delta_ms),
+            ]);
+            self.leg_rows.push((call.start_ns, r));
+        }
     }
 
     fn folder_name(&mut self, call_id: &str) -> String {
@@ -210,6 +302,9 @@ impl CallWriter {
     }
 
     pub fn write_call(&mut self, call: &Call) -> Result<Written, OutputError> {
+        if self.bundle.as_ref().is_some_and(|(g, _)| *g != call.group) {
+            self.flush_bundle()?;
+        }
         let mut w = Written::default();
         let rel_pcap = if self.write_call_files {
             let name = self.folder_name(&call.call_id);
@@ -223,7 +318,15 @@ impl CallWriter {
             for p in &mut self.processors {
                 p.process(call, &frames, &folder)?;
             }
-            format!("{name}/call.pcap")
+            if !call.links.is_empty() {
+                self.bundle
+                    .get_or_insert_with(|| (call.group.clone(), Vec::new()))
+                    .1
+                    .push(folder.clone());
+            }
+            let rel = format!("{name}/call.pcap");
+            w.folder = Some(name);
+            rel
         } else {
             String::new()
         };
@@ -250,9 +353,20 @@ impl CallWriter {
                 .unwrap_or_default()
                 .to_string(),
             call.request_uri.clone(),
+            call.group.clone(),
+            links_text(call),
+            call.facing.as_str().to_string(),
+            call.latched
+                .iter()
+                .map(|(to, from)| format!("{from}->{to}"))
+                .collect::<Vec<_>>()
+                .join(" "),
             call.capture_loss.to_string(),
         ];
         self.call_rows.push((call.start_ns, row));
+        if !call.links.is_empty() {
+            self.push_leg_rows(call);
+        }
         for s in &call.streams {
             let sum = s.stats.summary();
             let pt = sum.payload_types.first().copied().unwrap_or(0);
@@ -262,6 +376,12 @@ impl CallWriter {
             } else {
                 String::new()
             };
+            let est = crate::media::quality::summary_estimate(
+                &call.codec_name(s, pt),
+                sum.lost,
+                sum.expected,
+                sum.ptime_ms,
+            );
             self.stream_rows.push((
                 sum.first_ns,
                 vec![
@@ -300,6 +420,8 @@ impl CallWriter {
                         String::new()
                     },
                     rtcp_jitter_ms,
+                    est.map(|e| format!("{:.2}", e.1)).unwrap_or_default(),
+                    est.map(|e| format!("{:.1}", e.0)).unwrap_or_default(),
                 ],
             ));
             w.streams += 1;
@@ -359,8 +481,46 @@ impl CallWriter {
         self.readers.clear();
     }
 
+    /// A logical call with several legs gets, in its first leg's folder,
+    /// `sip-plus-media-decrypted.pcap`: every leg's SIP and media (decrypted
+    /// where a leg carried SRTP), merged by time.
+    fn flush_bundle(&mut self) -> Result<(), OutputError> {
+        let Some((_, folders)) = self.bundle.take() else {
+            return Ok(());
+        };
+        if folders.len() < 2 {
+            return Ok(());
+        }
+        let mut frames = Vec::new();
+        for f in &folders {
+            let dec = f.join("call-decrypted.pcap");
+            let src = if dec.exists() {
+                dec
+            } else {
+                f.join("call.pcap")
+            };
+            let mut r = PcapReader::open(&src).map_err(|source| OutputError::Source {
+                call_id: f.display().to_string(),
+                path: src.clone(),
+                source,
+            })?;
+            while let Ok(Some(rec)) = r.next_packet() {
+                frames.push(CallFrame {
+                    ts_ns: rec.ts_ns,
+                    orig_len: rec.orig_len,
+                    link: rec.link,
+                    data: rec.data.to_vec(),
+                });
+            }
+        }
+        // Stable: frames of one leg keep their order at equal times.
+        frames.sort_by_key(|f| f.ts_ns);
+        write_pcap(&frames, &folders[0].join("sip-plus-media-decrypted.pcap"))
+    }
+
     /// Write `calls.csv` and `streams.csv`.
     pub fn finish(mut self) -> Result<(), OutputError> {
+        self.flush_bundle()?;
         self.call_rows.sort_by_key(|(t, _)| *t);
         self.stream_rows.sort_by_key(|(t, _)| *t);
         write_csv(&self.dir.join("calls.csv"), CALLS_HEADER, &self.call_rows)?;
@@ -369,20 +529,47 @@ impl CallWriter {
             STREAMS_HEADER,
             &self.stream_rows,
         )?;
+        // Hops of each logical call in order of their first INVITE.
+        self.leg_rows
+            .sort_by(|a, b| (&a.1[0], a.0).cmp(&(&b.1[0], b.0)));
+        let mut hop = 0;
+        let mut last: Option<(String, String)> = None;
+        for (_, r) in &mut self.leg_rows {
+            let key = (r[0].clone(), r[2].clone());
+            match &last {
+                Some((g, c)) if *g == key.0 && *c == key.1 => {}
+                Some((g, _)) if *g == key.0 => hop += 1,
+                _ => hop = 1,
+            }
+            r[1] = hop.to_string();
+            last = Some(key);
+        }
+        write_csv(&self.dir.join("legs.csv"), LEGS_HEADER, &self.leg_rows)?;
         Ok(())
     }
+}
+
+/// "other-call-id:method" for each link, space separated.
+fn links_text(call: &Call) -> String {
+    call.links
+        .iter()
+        .map(|l| format!("{}:{}", l.other, l.method.as_str()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A reader for `read_at`. pcapng packets name their interface (link type,
 /// time resolution) declared earlier in the file, so a pcapng file is walked
 /// once first to learn every interface.
 fn open_for_random_reads(path: &Path) -> Result<PcapReader<BufReader<File>>, PcapError> {
-    let mut r = PcapReader::open(path)?;
+    // A small buffer: every random read refills it.
+    let mut r = PcapReader::open_with_capacity(path, 4096)?;
     if matches!(r.format(), crate::pcapio::FileFormat::PcapNg) {
         // Damage past the packets we index was reported by the import; the
         // interfaces read before it are what the indexed packets need.
         while let Ok(Some(_)) = r.next_packet() {}
     }
+    r.finish_sequential();
     Ok(r)
 }
 

@@ -174,8 +174,14 @@ pub struct PcapReader<R> {
 
 impl PcapReader<BufReader<File>> {
     pub fn open(path: &Path) -> Result<Self, PcapError> {
+        Self::open_with_capacity(path, 1 << 16)
+    }
+
+    /// A reader with a read buffer of `capacity` bytes: large for sequential
+    /// reading, small for random access (every seek refills the buffer).
+    pub fn open_with_capacity(path: &Path, capacity: usize) -> Result<Self, PcapError> {
         let f = File::open(path)?;
-        PcapReader::new(BufReader::with_capacity(1 << 16, f))
+        PcapReader::new(BufReader::with_capacity(capacity, f))
     }
 }
 
@@ -653,6 +659,12 @@ impl<R: Read> PcapReader<R> {
 }
 
 impl<R: Read + Seek> PcapReader<R> {
+    /// Stop sequential reading: later `read_at` calls need not restore the
+    /// sequential position (a reader kept for random access only).
+    pub fn finish_sequential(&mut self) {
+        self.done = true;
+    }
+
     /// Read the one record whose header starts at `offset` (as returned
     /// earlier in [`PacketRecord::offset`]); for pcapng the interfaces (link
     /// type, tsresol) learnt so far are used, so this is valid for any offset
@@ -660,6 +672,15 @@ impl<R: Read + Seek> PcapReader<R> {
     /// it was.
     pub fn read_at(&mut self, offset: u64) -> Result<PacketRecord<'_>, PcapError> {
         let saved = self.pos;
+        if self.done {
+            // Nothing to resume: skip the seek back (it would cost one more
+            // buffer refill per record on a reader used for random access).
+            self.r.seek(SeekFrom::Start(offset))?;
+            self.pos = offset;
+            let m = self.read_one_at(offset);
+            self.pos = saved;
+            return Ok(self.record(m?));
+        }
         self.r.seek(SeekFrom::Start(offset))?;
         self.pos = offset;
         let res = self.read_one_at(offset);

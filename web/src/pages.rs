@@ -1,0 +1,582 @@
+//! Server-rendered HTML (maud escapes every interpolated value).
+
+use std::fmt::Write as _;
+
+use axum::http::StatusCode;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+use voxtap_capture::index::{AccessEntry, CallDetail, CallPage, CallRow, SipRow};
+use voxtap_capture::output::format_ts;
+
+use crate::files::Extras;
+use crate::handlers::{Filters, FsUsage};
+use crate::jobs::{JobSnapshot, JobState};
+use crate::{AppState, Identity};
+
+fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+pub fn url_encode(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            o.push(b as char);
+        } else {
+            let _ = write!(o, "%{b:02X}");
+        }
+    }
+    o
+}
+
+/// `2023-11-14 22:13:20` (UTC, to the second) for tables.
+fn ts(ns: u64) -> String {
+    let s = format_ts(ns);
+    s.get(..19).unwrap_or(&s).replace('T', " ")
+}
+
+fn dur(ms: u64) -> String {
+    let s = ms / 1000;
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
+fn bytes(n: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
+}
+
+fn layout(title: &str, ident: Option<&Identity>, body: Markup) -> String {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · voxtap" }
+                link rel="stylesheet" href="/static/style.css";
+                script src="/static/app.js" defer {}
+            }
+            body {
+                header.top {
+                    a.brand href="/calls" { "voxtap" }
+                    @if let Some(id) = ident {
+                        nav {
+                            a href="/calls" { "Calls" }
+                            a href="/import" { "Import" }
+                            a href="/sensor" { "Sensor" }
+                        }
+                        div.who {
+                            span { (id.user) }
+                            @if let Some(csrf) = &id.csrf {
+                                form method="post" action="/logout" {
+                                    input type="hidden" name="csrf" value=(csrf);
+                                    button.link type="submit" { "Log out" }
+                                }
+                            }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+    .into_string()
+}
+
+pub fn error_page(status: StatusCode, msg: &str) -> String {
+    layout(
+        status.canonical_reason().unwrap_or("Error"),
+        None,
+        html! {
+            h1 { (status.as_u16()) " " (status.canonical_reason().unwrap_or("")) }
+            p.error { (msg) }
+            p { a href="/calls" { "Back to the calls" } }
+        },
+    )
+}
+
+pub fn login(csrf: &str, next: &str, error: Option<&str>, _no_auth: bool) -> String {
+    layout(
+        "Log in",
+        None,
+        html! {
+            form.login method="post" action="/login" {
+                h1 { "Log in" }
+                @if let Some(e) = error { p.error id="login-error" { (e) } }
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="next" value=(next);
+                label { "User" input name="user" autocomplete="username" required autofocus; }
+                label { "Password" input name="password" type="password" autocomplete="current-password" required; }
+                button type="submit" { "Log in" }
+            }
+        },
+    )
+}
+
+const STATES: &[&str] = &[
+    "answered",
+    "busy",
+    "declined",
+    "cancelled",
+    "no_answer",
+    "failed",
+    "timed_out",
+    "in_progress",
+    "ringing",
+    "completed",
+];
+
+fn query_string(f: &Filters, page: Option<u64>, sort: Option<(&str, &str)>) -> String {
+    let mut parts = Vec::new();
+    let mut add = |k: &str, v: &Option<String>| {
+        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+            parts.push(format!("{k}={}", url_encode(v)));
+        }
+    };
+    add("from", &f.from);
+    add("to", &f.to);
+    add("party", &f.party);
+    add("call_id", &f.call_id);
+    add("ip", &f.ip);
+    add("state", &f.state);
+    add("mos_min", &f.mos_min);
+    add("mos_max", &f.mos_max);
+    add("dur_min", &f.dur_min);
+    add("dur_max", &f.dur_max);
+    add("per_page", &f.per_page);
+    match sort {
+        Some((s, d)) => {
+            parts.push(format!("sort={s}"));
+            parts.push(format!("dir={d}"));
+        }
+        None => {
+            add("sort", &f.sort);
+            add("dir", &f.dir);
+        }
+    }
+    if let Some(p) = page {
+        parts.push(format!("page={p}"));
+    }
+    parts.join("&")
+}
+
+fn state_badge(state: &str, code: Option<u16>) -> Markup {
+    html! {
+        span class={"badge s-" (state)} {
+            (state.replace('_', " "))
+            @if let Some(c) = code { " " (c) }
+        }
+    }
+}
+
+pub fn call_rows(page: &CallPage) -> String {
+    rows_markup(&page.rows).into_string()
+}
+
+fn rows_markup(rows: &[CallRow]) -> Markup {
+    html! {
+        @for c in rows {
+            tr data-id=(c.id) {
+                td.nowrap { a href={"/calls/" (c.id)} { (ts(c.start_ns)) } }
+                td { (c.from_user) }
+                td { (c.to_user) }
+                td { (state_badge(&c.state, c.status_code)) }
+                td.num { (dur(c.duration_ms)) }
+                td.num { @if let Some(m) = c.mos { (format!("{m:.2}")) } @else { span.muted { "–" } } }
+                td.num { (c.stream_count) }
+                td.callid title=(c.call_id) { a href={"/calls/" (c.id)} { (c.call_id) } }
+            }
+        }
+        @if rows.is_empty() {
+            tr { td colspan="8" .empty { "No calls match." } }
+        }
+    }
+}
+
+pub fn calls(id: &Identity, f: &Filters, page: Option<&CallPage>, error: Option<&str>) -> String {
+    let v = |o: &Option<String>| o.clone().unwrap_or_default();
+    let per_page: u64 = f
+        .per_page
+        .as_deref()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(50)
+        .clamp(1, 500);
+    let cur: u64 = f
+        .page
+        .as_deref()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let sort = f.sort.clone().unwrap_or_else(|| "start".into());
+    let dir = f.dir.clone().unwrap_or_else(|| "desc".into());
+    let sort_link = |key: &str, label: &str| {
+        let next_dir = if sort == key && dir == "desc" {
+            "asc"
+        } else {
+            "desc"
+        };
+        let arrow = if sort == key {
+            if dir == "desc" { " ▼" } else { " ▲" }
+        } else {
+            ""
+        };
+        html! { a href={"/calls?" (query_string(f, None, Some((key, next_dir))))} { (label) (arrow) } }
+    };
+    let body = html! {
+        form.filters method="get" action="/calls" {
+            label { "From" input type="datetime-local" step="1" name="from" value=(v(&f.from)); }
+            label { "To" input type="datetime-local" step="1" name="to" value=(v(&f.to)); }
+            label { "Number / URI" input name="party" placeholder="4930123* or sip:bob@x" value=(v(&f.party)); }
+            label { "Call-ID" input name="call_id" value=(v(&f.call_id)); }
+            label { "IP" input name="ip" placeholder="10.0.0.1" value=(v(&f.ip)); }
+            label { "State"
+                select name="state" {
+                    option value="" { "any" }
+                    @for s in STATES {
+                        option value=(s) selected[f.state.as_deref() == Some(*s)] { (s.replace('_', " ")) }
+                    }
+                }
+            }
+            label.small { "MOS ≥" input name="mos_min" inputmode="decimal" value=(v(&f.mos_min)); }
+            label.small { "MOS ≤" input name="mos_max" inputmode="decimal" value=(v(&f.mos_max)); }
+            label.small { "Dur. ≥ s" input name="dur_min" inputmode="numeric" value=(v(&f.dur_min)); }
+            label.small { "Dur. ≤ s" input name="dur_max" inputmode="numeric" value=(v(&f.dur_max)); }
+            input type="hidden" name="sort" value=(sort);
+            input type="hidden" name="dir" value=(dir);
+            div.actions {
+                button type="submit" id="search" { "Search" }
+                a.button.secondary href="/calls" { "Reset" }
+            }
+        }
+        @if let Some(e) = error { p.error { (e) } }
+        @if let Some(p) = page {
+            div.listhead {
+                span id="total" {
+                    (p.total) @if p.total_capped { "+" } " calls"
+                    @if p.total > 0 {
+                        " · showing " ((cur - 1) * per_page + 1) "–" ((cur - 1) * per_page + p.rows.len() as u64)
+                    }
+                }
+                label.live { input type="checkbox" id="live"; " live refresh (5 s)" }
+            }
+            table.calls id="calls" data-query=(query_string(f, Some(cur), None)) {
+                thead { tr {
+                    th { (sort_link("start", "Start (UTC)")) }
+                    th { (sort_link("from", "From")) }
+                    th { (sort_link("to", "To")) }
+                    th { (sort_link("state", "State")) }
+                    th.num { (sort_link("duration", "Duration")) }
+                    th.num { (sort_link("mos", "MOS")) }
+                    th.num { "Streams" }
+                    th { "Call-ID" }
+                } }
+                tbody id="rows" { (rows_markup(&p.rows)) }
+            }
+            nav.pager {
+                @if cur > 1 { a href={"/calls?" (query_string(f, Some(cur - 1), None))} { "← Newer" } }
+                span { "Page " (cur) }
+                @if (p.rows.len() as u64) == per_page && cur * per_page < p.total.max(cur * per_page + 1) {
+                    a href={"/calls?" (query_string(f, Some(cur + 1), None))} { "Older →" }
+                }
+            }
+        }
+    };
+    layout("Calls", Some(id), body)
+}
+
+/// The SIP ladder: one column per endpoint (IP:port) in order of first
+/// appearance, one arrow per message. Each arrow links to the message's
+/// full text below, so it works without JavaScript; app.js adds a panel.
+fn ladder(sip: &[SipRow]) -> Markup {
+    let mut hosts: Vec<&str> = Vec::new();
+    for m in sip {
+        for h in [m.src.as_str(), m.dst.as_str()] {
+            if !hosts.contains(&h) {
+                hosts.push(h);
+            }
+        }
+    }
+    let col_w = 300.0;
+    let left = 150.0;
+    let top = 50.0;
+    let row_h = 34.0;
+    let width = left + col_w * (hosts.len().max(1) as f64 - 1.0) + 130.0;
+    let height = top + row_h * sip.len() as f64 + 20.0;
+    let x = |h: &str| left + col_w * hosts.iter().position(|x| *x == h).unwrap_or(0) as f64;
+    let t0 = sip.first().map(|m| m.ts_ns).unwrap_or(0);
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg class="ladder" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="SIP ladder diagram">"#
+    );
+    svg.push_str(r#"<defs><marker id="ah" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" class="head"/></marker></defs>"#);
+    for h in &hosts {
+        let hx = x(h);
+        let _ = write!(
+            svg,
+            r#"<text class="host" x="{hx}" y="20" text-anchor="middle">{}</text><line class="life" x1="{hx}" y1="30" x2="{hx}" y2="{}"/>"#,
+            esc(h),
+            height - 10.0
+        );
+    }
+    for (i, m) in sip.iter().enumerate() {
+        let y = top + row_h * i as f64 + 14.0;
+        let (x1, x2) = (x(&m.src), x(&m.dst));
+        let kind = if m.summary.starts_with(|c: char| c.is_ascii_digit()) {
+            match m.summary.as_bytes()[0] {
+                b'1' => "r1",
+                b'2' => "r2",
+                _ => "rerr",
+            }
+        } else {
+            "req"
+        };
+        let mid = (x1 + x2) / 2.0;
+        let label = esc(&m.summary.chars().take(40).collect::<String>());
+        let dt = (m.ts_ns.saturating_sub(t0)) as f64 / 1e9;
+        let _ = write!(
+            svg,
+            r##"<a href="#msg-{i}" class="msg {kind}" data-seq="{i}"><title>{label}</title><rect class="hit" x="{}" y="{}" width="{}" height="{}"/><text class="time" x="8" y="{}">+{dt:.3}s</text><text class="label" x="{mid}" y="{}" text-anchor="middle">{label}</text>"##,
+            x1.min(x2) - 4.0,
+            y - 18.0,
+            (x1 - x2).abs().max(30.0) + 8.0,
+            row_h - 4.0,
+            y + 4.0,
+            y - 5.0,
+        );
+        if (x1 - x2).abs() < 1.0 {
+            // A message to itself: a small loop.
+            let _ = write!(
+                svg,
+                r#"<path class="arrow" d="M{x1},{y} h30 v8 h-30" marker-end="url(#ah)"/></a>"#
+            );
+        } else {
+            let _ = write!(
+                svg,
+                r#"<line class="arrow" x1="{x1}" y1="{y}" x2="{x2}" y2="{y}" marker-end="url(#ah)"/></a>"#
+            );
+        }
+    }
+    svg.push_str("</svg>");
+    PreEscaped(svg)
+}
+
+pub fn call(id: &Identity, d: &CallDetail, extras: &Extras) -> String {
+    let c = &d.call;
+    let base = format!("/calls/{}", c.id);
+    let has_files = c.folder.is_some();
+    let body = html! {
+        div.callhead {
+            h1 { (if c.from_user.is_empty() { "?" } else { &c.from_user }) " → " (if c.to_user.is_empty() { "?" } else { &c.to_user }) " " (state_badge(&c.state, c.status_code)) }
+            dl.facts {
+                dt { "Start" } dd { (format_ts(c.start_ns)) }
+                dt { "Duration" } dd { (dur(c.duration_ms)) @if let Some(t) = c.talk_ms { " (talk " (dur(t)) ")" } }
+                dt { "Method" } dd { (c.method) }
+                dt { "End reason" } dd { (c.end_reason.as_deref().unwrap_or("–")) }
+                dt { "Call-ID" } dd.mono { (c.call_id) }
+                dt { "From" } dd.mono { (c.from_uri) }
+                dt { "To" } dd.mono { (c.to_uri) }
+                dt { "Request URI" } dd.mono { (c.request_uri) }
+                dt { "Packets" } dd { (c.sip_packets) " SIP, " (c.rtp_packets) " RTP, " (c.rtcp_packets) " RTCP" }
+                dt { "MOS" } dd { @if let Some(m) = c.mos { (format!("{m:.2}")) } @else { "not computed" } }
+            }
+        }
+        section.downloads {
+            h2 { "Downloads" }
+            @if has_files {
+                a.button id="dl-pcap" href={(base) "/download/pcap"} { "Call PCAP" }
+                @if extras.decrypted_pcap { a.button id="dl-decrypted" href={(base) "/download/decrypted"} { "Decrypted PCAP" } }
+                a.button id="dl-sip" href={(base) "/download/sip"} { "sip.txt" }
+                a.button id="dl-report" href={(base) "/download/report"} { "JSON report" }
+                a.button id="dl-zip" href={(base) "/download/zip"} { "Everything (.zip)" }
+                @for w in &extras.wavs {
+                    a.button.secondary href={(base) "/files/" (url_encode(w))} download { (w) }
+                }
+            } @else {
+                a.button id="dl-report" href={(base) "/download/report"} { "JSON report" }
+                p.muted { "This call was imported without its files (CSV only)." }
+            }
+        }
+        @if !extras.wavs.is_empty() {
+            section.audio id="audio" {
+                h2 { "Audio" }
+                @for w in &extras.wavs {
+                    figure {
+                        figcaption { (w) }
+                        audio controls preload="metadata" src={(base) "/files/" (url_encode(w))} {}
+                    }
+                }
+            }
+        }
+        section {
+            h2 { "SIP ladder " span.muted { "(" (d.sip.len()) " messages; click an arrow for the message)" } }
+            div.ladderbox { (ladder(&d.sip)) }
+        }
+        section {
+            h2 { "Streams" }
+            @if d.streams.is_empty() { p.muted { "No RTP streams." } } @else {
+                table.streams {
+                    thead { tr {
+                        th { "SSRC" } th { "From" } th { "To" } th { "Codec" }
+                        th.num { "Packets" } th.num { "Lost" } th.num { "Jitter ms (mean/max)" }
+                        th.num { "Max Δ ms" } th.num { "RTCP" } th.num { "MOS" }
+                    } }
+                    tbody {
+                        @for s in &d.streams {
+                            tr {
+                                td.mono { (format!("0x{:08X}", s.ssrc)) }
+                                td.mono { (s.src) } td.mono { (s.dst) }
+                                td { (s.codec) " (" (s.payload_type) ")" }
+                                td.num { (s.packets) }
+                                td.num { (s.lost) @if s.expected > 0 { " (" (format!("{:.1}", s.lost.max(0) as f64 * 100.0 / s.expected as f64)) "%)" } }
+                                td.num { (format!("{:.2} / {:.2}", s.jitter_ms, s.max_jitter_ms)) }
+                                td.num { (format!("{:.1}", s.max_delta_ms)) }
+                                td.num { (s.rtcp_reports) }
+                                td.num { @if let Some(m) = s.mos { (format!("{m:.2}")) } @else { "–" } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if !d.dtmf.is_empty() {
+            section { h2 { "DTMF" }
+                p { @for x in &d.dtmf { span.badge title=(x.source) { (x.digit) } " " } }
+            }
+        }
+        @if !d.legs.is_empty() {
+            section { h2 { "Other legs" }
+                ul { @for l in &d.legs { li { a href={"/calls/" (l.other_call)} { "call " (l.other_call) } " (" (l.method) ")" } } }
+            }
+        }
+        section.messages {
+            h2 { "SIP messages" }
+            @for (i, m) in d.sip.iter().enumerate() {
+                div.sipmsg id={"msg-" (i)} {
+                    div.meta { "#" (i + 1) " · " (format_ts(m.ts_ns)) " · " (m.transport) " " (m.src) " → " (m.dst) }
+                    pre { (m.text) }
+                }
+            }
+        }
+    };
+    layout(&format!("Call {}", c.call_id), Some(id), body)
+}
+
+pub fn sensor(
+    id: &Identity,
+    st: &AppState,
+    calls: u64,
+    usage: u64,
+    fs: Option<&FsUsage>,
+    log: &[AccessEntry],
+) -> String {
+    let up = st.started.elapsed().as_secs();
+    let body = html! {
+        h1 { "Sensor" }
+        dl.facts {
+            dt { "Version" } dd { "voxtap " (env!("CARGO_PKG_VERSION")) }
+            dt { "Uptime" } dd { (up / 86400) "d " ((up / 3600) % 24) "h " ((up / 60) % 60) "m " (up % 60) "s" }
+            dt { "Calls indexed" } dd id="calls-indexed" { (calls) }
+            dt { "Data directory" } dd.mono { (st.data.display()) }
+            dt { "Store usage" } dd { (bytes(usage)) }
+            @if let Some(fs) = fs {
+                dt { "Disk" } dd {
+                    (bytes(fs.free)) " free of " (bytes(fs.total))
+                    meter min="0" max=(fs.total) value=(fs.total - fs.free) {}
+                }
+            }
+            dt { "Login" } dd { @if st.no_auth.is_some() { strong.error { "disabled (--insecure-no-auth)" } } @else { (st.users.len()) " user(s)" } }
+            dt { "TLS" } dd { @if st.secure_cookies { "on" } @else { "off" } }
+        }
+        p { a href="/metrics" { "Prometheus metrics" } " · " a href="/healthz" { "health" } }
+        h2 { "Recent access" }
+        table {
+            thead { tr { th { "Time (UTC)" } th { "User" } th { "From" } th { "Action" } th { "Call" } th { "Detail" } } }
+            tbody {
+                @for e in log {
+                    tr {
+                        td.nowrap { (ts(e.ts_ns)) } td { (e.user) } td { (e.remote) } td { (e.action) }
+                        td { @if let Some(c) = e.call { a href={"/calls/" (c)} { (c) } } }
+                        td { (e.detail) }
+                    }
+                }
+            }
+        }
+    };
+    layout("Sensor", Some(id), body)
+}
+
+fn job_row(j: &JobSnapshot) -> Markup {
+    html! {
+        tr {
+            td { a href={"/import/" (j.id)} { (j.id) } }
+            td { (j.files.join(", ")) }
+            td { (format!("{:?}", j.state).to_lowercase()) }
+            td.num { (j.calls) }
+        }
+    }
+}
+
+pub fn import(id: &Identity, jobs: &[JobSnapshot], error: Option<&str>) -> String {
+    let body = html! {
+        h1 { "Import captures" }
+        @if let Some(e) = error { p.error id="import-error" { (e) } }
+        form.upload method="post" action="/import" enctype="multipart/form-data" {
+            @if let Some(csrf) = &id.csrf { input type="hidden" name="csrf" value=(csrf); }
+            label { "pcap or pcapng files (several are merged by time)"
+                input type="file" name="files" multiple required accept=".pcap,.pcapng,.cap";
+            }
+            button type="submit" { "Upload and import" }
+        }
+        @if !jobs.is_empty() {
+            h2 { "Jobs" }
+            table { thead { tr { th { "Job" } th { "Files" } th { "State" } th.num { "Calls" } } }
+                tbody { @for j in jobs { (job_row(j)) } } }
+        }
+    };
+    layout("Import", Some(id), body)
+}
+
+pub fn job(id: &Identity, j: &JobSnapshot) -> String {
+    let running = j.state == JobState::Running;
+    let body = html! {
+        h1 { "Import " (j.id) }
+        div id="job" data-job=(j.id) data-state=(format!("{:?}", j.state).to_lowercase()) {
+            p { "Files: " (j.files.join(", ")) }
+            progress id="job-progress" max="100" value=(format!("{:.0}", j.percent)) {}
+            p id="job-state" {
+                @match j.state {
+                    JobState::Running => { "Importing… " (format!("{:.0}", j.percent)) "% of " (bytes(j.total_bytes)) }
+                    JobState::Done => { "Done: " (j.calls) " calls indexed. " a href="/calls" { "See the calls" } }
+                    JobState::Failed => { span.error { (j.message) } }
+                }
+            }
+            @if !running && !j.message.is_empty() && j.state == JobState::Done { p.muted { (j.message) } }
+        }
+    };
+    layout("Import job", Some(id), body)
+}

@@ -1,0 +1,59 @@
+// Small progressive enhancements; every page works without this file.
+"use strict";
+
+// Calls list: live refresh of the table body.
+(function () {
+  const box = document.getElementById("live");
+  const table = document.getElementById("calls");
+  if (!box || !table) return;
+  box.checked = localStorage.getItem("voxtap-live") === "1";
+  let timer = null;
+  async function refresh() {
+    try {
+      const r = await fetch("/calls/rows?" + table.dataset.query, { credentials: "same-origin" });
+      if (r.ok) document.getElementById("rows").innerHTML = await r.text();
+    } catch (e) { /* next tick retries */ }
+  }
+  function apply() {
+    localStorage.setItem("voxtap-live", box.checked ? "1" : "0");
+    if (timer) { clearInterval(timer); timer = null; }
+    if (box.checked) timer = setInterval(refresh, 5000);
+  }
+  box.addEventListener("change", apply);
+  apply();
+})();
+
+// Ladder: clicking an arrow shows that message beside the diagram.
+(function () {
+  const arrows = document.querySelectorAll("svg.ladder a.msg");
+  if (!arrows.length) return;
+  const panel = document.createElement("div");
+  panel.id = "msgpanel";
+  panel.hidden = true;
+  document.querySelector(".ladderbox").after(panel);
+  arrows.forEach(function (a) {
+    a.addEventListener("click", function (ev) {
+      ev.preventDefault();
+      const src = document.getElementById("msg-" + a.dataset.seq);
+      arrows.forEach(function (x) { x.classList.remove("sel"); });
+      a.classList.add("sel");
+      panel.replaceChildren(src.cloneNode(true));
+      panel.firstChild.removeAttribute("id");
+      panel.hidden = false;
+    });
+  });
+})();
+
+// Import job: progress polling.
+(function () {
+  const job = document.getElementById("job");
+  if (!job || job.dataset.state !== "running") return;
+  const timer = setInterval(async function () {
+    const r = await fetch("/api/import/" + job.dataset.job, { credentials: "same-origin" });
+    if (!r.ok) return;
+    const j = await r.json();
+    document.getElementById("job-progress").value = Math.round(j.percent);
+    if (j.state !== "running") { clearInterval(timer); location.reload(); }
+    else document.getElementById("job-state").textContent = "Importing… " + Math.round(j.percent) + "%";
+  }, 1000);
+})();
