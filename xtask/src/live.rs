@@ -233,8 +233,9 @@ pub fn demo(root: &Path) -> Result<()> {
         .is_ok_and(|o| o.status.success());
     if serve {
         println!(
-            "web UI:           {} serve (see its --help)",
-            voxtap.display()
+            "web UI:           {} serve --data {} --insecure-no-auth   (local demo only; configure users otherwise)",
+            voxtap.display(),
+            calls.display()
         );
     }
     Ok(())

@@ -228,7 +228,17 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
         .with_context(|| format!("creating {}", cfg.output.dir.display()))?;
     if !cfg.output.call_files {
         writer = writer.without_call_files();
+    } else {
+        // The same per-call media outputs as import (decrypted SRTP, WAV,
+        // DTMF, quality), on the output thread.
+        writer.add_processor(Box::new(crate::media::MediaProcessor::new(
+            crate::media::MediaOptions::default(),
+        )));
     }
+    // The web UI's call index beside the call folders (`voxtap serve --data
+    // OUT`); a live run appends to it.
+    let call_index = crate::index::Index::open(&cfg.output.dir.join(crate::index::INDEX_FILE))
+        .context("opening the call index")?;
 
     if cfg.security.drop_capabilities {
         privs::drop_privileges(
@@ -292,7 +302,7 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
             .name("voxtap-output".into())
             .spawn(move || {
                 pin(&cores, 2, "output");
-                output_loop(mgr, writer, file_rx, ended_rx, &durable)
+                output_loop(mgr, writer, call_index, file_rx, ended_rx, &durable)
             })
             .context("starting the output thread")?
     };
@@ -589,6 +599,7 @@ struct OutputStats {
 fn output_loop(
     mut mgr: StoreManager,
     mut writer: CallWriter,
+    mut call_index: crate::index::Index,
     file_rx: Receiver<FileEvent>,
     ended_rx: Receiver<(u64, Vec<Call>)>,
     durable: &AtomicU64,
@@ -619,6 +630,7 @@ fn output_loop(
             }
         }
         let mut locations = Vec::new();
+        let mut indexed: Vec<(Call, crate::index::CallFiles)> = Vec::new();
         // A call is written once the reader has flushed every batch up to
         // the one that ended it: its packets are then on disk.
         while pending
@@ -632,10 +644,18 @@ fn output_loop(
                 mgr.on_event(ev).context("recording a rolling file")?;
             }
             for call in calls {
-                if let Err(e) = writer.write_call(&call) {
-                    stats.write_errors += 1;
-                    tracing::warn!(call_id = %call.call_id, error = %e, "writing the call's outputs");
-                }
+                let files = match writer.write_call(&call) {
+                    Ok(w) => w
+                        .folder
+                        .as_deref()
+                        .map(crate::index::CallFiles::folder)
+                        .unwrap_or_default(),
+                    Err(e) => {
+                        stats.write_errors += 1;
+                        tracing::warn!(call_id = %call.call_id, error = %e, "writing the call's outputs");
+                        crate::index::CallFiles::default()
+                    }
+                };
                 if call.capture_loss > 0 {
                     tracing::warn!(
                         call_id = %call.call_id,
@@ -644,8 +664,16 @@ fn output_loop(
                     );
                 }
                 locations.push(mgr.locate(&call));
+                indexed.push((call, files));
                 stats.calls += 1;
             }
+        }
+        if !indexed.is_empty() {
+            let batch: Vec<(&Call, crate::index::CallFiles)> =
+                indexed.iter().map(|(c, f)| (c, f.clone())).collect();
+            call_index
+                .record_calls(&batch)
+                .context("recording calls in the call index")?;
         }
         if !locations.is_empty() {
             mgr.index()
