@@ -423,7 +423,14 @@ fn emit(ctx: &XdpContext, reason: Counter, cfg: &XdpConfig) {
         queue: ctx.rx_queue_index(),
         reason: reason as u32,
     };
-    let flags = wake_flags(cfg);
+    // SIP wakes the reader at once: its SDP is what adds the call's media
+    // endpoints to MEDIA_ENDPOINTS, and RTP follows the 200 OK within
+    // milliseconds. Media and the rest wake lazily.
+    let flags = if matches!(reason, Counter::KeptSip) {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        wake_flags(cfg)
+    };
     let record = unsafe {
         core::slice::from_raw_parts(
             (scratch as *const Scratch).cast::<u8>(),

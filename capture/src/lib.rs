@@ -6,9 +6,12 @@
 //! values out, no I/O, and never panic on any input.
 
 pub mod calls;
+pub mod config;
 pub mod decode;
 pub mod import;
 pub mod index;
+#[cfg(target_os = "linux")]
+pub mod live;
 pub mod media;
 pub mod output;
 pub mod pcapio;
@@ -18,6 +21,7 @@ pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
 pub mod sip;
+pub mod store;
 pub mod stream_stats;
 pub mod synth;
 pub mod wire;

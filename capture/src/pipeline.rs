@@ -113,6 +113,11 @@ impl Pipeline {
         self.decoder.stats()
     }
 
+    /// The call table, for a live sensor (endpoint events, capture loss).
+    pub fn calls_mut(&mut self) -> &mut CallTable {
+        &mut self.calls
+    }
+
     pub fn open_calls(&self) -> usize {
         self.calls.open_calls()
     }

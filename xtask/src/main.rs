@@ -7,7 +7,11 @@
 //!   skips the fuzz step.
 //! * `fuzz [--seconds N] [target...]`: runs cargo-fuzz targets (all targets in
 //!   `fuzz/Cargo.toml` by default), seeded from `fuzz/seeds/<target>/`.
-//! * `demo`: imports the shared corpus captures into `out/demo`.
+//! * `demo` (root): live capture demo — SIPp calls on a mirrored namespace
+//!   lab captured through XDP by `voxtap run` (see xtask/src/live.rs).
+//! * `demo-import`: imports the shared corpus captures into `out/demo`.
+//! * `bench-live [--count N] [--rates a,b,max]` (root): voxtap vs
+//!   `tcpdump -w` loss at fixed offered rates.
 //! * `bench`: `voxtap import` against tshark and sngrep on a synthetic capture.
 
 use std::{
@@ -21,6 +25,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 mod bench;
+mod live;
 
 const DEFAULT_FUZZ_SECONDS: u64 = 20;
 
@@ -32,7 +37,9 @@ fn main() -> Result<()> {
         Some("setup") => setup(&root),
         Some("test") => test(&root),
         Some("fuzz") => fuzz(&root, &args[1..]),
-        Some("demo") => demo(&root),
+        Some("demo") => live::demo(&root),
+        Some("demo-import") => demo(&root),
+        Some("bench-live") => live::bench_live(&root, &args[1..]),
         Some("bench") => bench::bench(&root, &args[1..]),
         Some("bench-index") => bench_index(),
         _ => {
@@ -42,7 +49,9 @@ fn main() -> Result<()> {
                  setup                          install system packages and Rust tools (root)\n  \
                  test                           fmt, clippy, build, tests, fuzz (VOXTAP_SKIP_FUZZ=1 skips fuzz)\n  \
                  fuzz [--seconds N] [target..]  run cargo-fuzz targets (default: all, {DEFAULT_FUZZ_SECONDS}s each)\n  \
-                 demo                           import the corpus captures into out/demo\n  \
+                 demo                           live demo: SIPp calls captured through XDP (root)\n  \
+                 demo-import                    import the corpus captures into out/demo\n  \
+                 bench-live [--count N] [--rates a,b,max]  voxtap vs tcpdump -w loss (root)\n  \
                  bench [--calls N] [--seconds S]  voxtap import vs tshark and sngrep on a synthetic capture\n  \
                  bench-index                    call index: insert 1M synthetic calls, time each query kind"
             );

@@ -55,6 +55,37 @@ enum Cmd {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Capture live from an interface through the XDP sensor into the rolling
+    /// store and per-call outputs, until SIGINT/SIGTERM or --duration.
+    #[cfg(target_os = "linux")]
+    Run {
+        /// Interface to attach to (overrides capture.interfaces in the config).
+        #[arg(long)]
+        iface: Option<String>,
+        /// TOML configuration (see config/voxtap.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Store directory (overrides store.path).
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// Per-call output directory (overrides output.dir).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Stop by itself after this many seconds.
+        #[arg(long)]
+        duration: Option<f64>,
+    },
+    /// Write one call's PCAP from a live store, using its index (no scan).
+    Extract {
+        /// The call's SIP Call-ID.
+        #[arg(long)]
+        call: String,
+        /// Store directory (holds store.sqlite and pcap/).
+        #[arg(long)]
+        store: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Remote capture from rpcapd hosts (RPCAP), for hosts that cannot run XDP.
     Remote {
         #[command(subcommand)]
@@ -183,6 +214,66 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let report = run_import(&opts).context("import failed")?;
             println!("{}", report.summary_line());
             println!("output: {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(target_os = "linux")]
+        Cmd::Run {
+            iface,
+            config,
+            store,
+            out,
+            duration,
+        } => {
+            use voxtap_capture::config::Config;
+            use voxtap_capture::live::{LiveOptions, run_live, stop_on_signals};
+            let mut cfg = match &config {
+                Some(p) => Config::load(p)?,
+                None => Config::default(),
+            };
+            if let Some(s) = store {
+                cfg.store.path = s;
+            }
+            if let Some(o) = out {
+                cfg.output.dir = o;
+            }
+            let iface = iface
+                .or_else(|| cfg.capture.interfaces.first().cloned())
+                .context("no interface: give --iface or capture.interfaces in the config")?;
+            if cfg.capture.interfaces.len() > 1 {
+                tracing::warn!(
+                    "capture.interfaces lists {} interfaces; this process captures only {iface} (run one voxtap per interface)",
+                    cfg.capture.interfaces.len()
+                );
+            }
+            let opts = LiveOptions {
+                config: cfg,
+                iface,
+                duration: duration.map(std::time::Duration::from_secs_f64),
+            };
+            let stop = stop_on_signals()?;
+            let report = run_live(&opts, stop).context("live capture failed")?;
+            println!("{}", report.summary_line());
+            println!("store: {}", report.store.display());
+            println!("calls: {}", report.out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Extract { call, store, out } => {
+            let r = voxtap_capture::store::extract_call(&store, &call, &out)
+                .with_context(|| format!("extracting call {call:?} from {}", store.display()))?;
+            println!(
+                "wrote {}: {} packets of call {call} from {} rolling file(s){}",
+                out.display(),
+                r.packets,
+                r.files.len(),
+                if r.capture_loss > 0 {
+                    format!(
+                        "; the sensor lost {} packets while this call was open",
+                        r.capture_loss
+                    )
+                } else {
+                    String::new()
+                }
+            );
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Remote { cmd } => run_remote(cmd),

@@ -222,6 +222,11 @@ pub struct Call {
     /// Capture time after which the call is closed (set by BYE, CANCEL or a
     /// final failure; media and ACKs may still trail until then).
     pub linger_until: Option<u64>,
+    /// Packets the capture itself lost while this call was open (kernel ring
+    /// full, or a sensor stage dropping): the sensor cannot tell whose they
+    /// were, so every call open at the time carries the count. Distinct from
+    /// network loss, which the RTP sequence numbers measure per stream.
+    pub capture_loss: u64,
 }
 
 impl Call {
@@ -260,6 +265,7 @@ impl Call {
             latched: Vec::new(),
             first_invite: None,
             linger_until: None,
+            capture_loss: 0,
         }
     }
 

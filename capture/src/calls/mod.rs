@@ -8,4 +8,4 @@ mod table;
 pub use call::{
     Call, CallState, EndReason, MediaInfo, PacketRef, RtcpView, SipEntry, Stream, StreamKey,
 };
-pub use table::{CallConfig, CallTable, CallTableStats};
+pub use table::{CallConfig, CallTable, CallTableStats, EndpointEvent};

@@ -69,6 +69,15 @@ pub struct CallTableStats {
     pub media_latched: u64,
 }
 
+/// A receiving endpoint that started or stopped being used by any open call,
+/// for a live sensor that keeps its kernel filter in step with the table
+/// (collected only after [`CallTable::track_endpoints`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndpointEvent {
+    Added(SocketAddr),
+    Removed(SocketAddr),
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Role {
     Rtp,
@@ -94,6 +103,9 @@ pub struct CallTable {
     last_sweep_ns: u64,
     now_ns: u64,
     stats: CallTableStats,
+    /// `None` unless a live sensor asked for them: import has no filter to
+    /// update and must not accumulate events.
+    endpoint_events: Option<Vec<EndpointEvent>>,
     legs: LegIndex,
     /// Call -> the first call of its logical call (group root).
     group_of: HashMap<u64, u64>,
@@ -125,6 +137,7 @@ impl CallTable {
             last_sweep_ns: 0,
             now_ns: 0,
             stats: CallTableStats::default(),
+            endpoint_events: None,
             legs: LegIndex::default(),
             group_of: HashMap::new(),
             members: HashMap::new(),
@@ -203,6 +216,28 @@ impl CallTable {
 
     pub fn open_calls(&self) -> usize {
         self.calls.len()
+    }
+
+    /// Start collecting [`EndpointEvent`]s (drain them with
+    /// [`Self::drain_endpoint_events`]).
+    pub fn track_endpoints(&mut self) {
+        self.endpoint_events.get_or_insert_with(Vec::new);
+    }
+
+    /// Moves the endpoint events since the last drain into `out` (which keeps
+    /// its capacity: no allocation in steady state).
+    pub fn drain_endpoint_events(&mut self, out: &mut Vec<EndpointEvent>) {
+        if let Some(ev) = &mut self.endpoint_events {
+            out.append(ev);
+        }
+    }
+
+    /// The capture lost `n` packets just now: every open call may have lost
+    /// some of its own, so each records it.
+    pub fn note_capture_loss(&mut self, n: u64) {
+        for c in self.calls.values_mut() {
+            c.capture_loss += n;
+        }
     }
 
     /// Calls closed since the last call, in the order they closed.
@@ -285,6 +320,9 @@ impl CallTable {
                     uses.retain(|u| u.call != no);
                     if uses.is_empty() {
                         self.endpoints.remove(&ep);
+                        if let Some(ev) = &mut self.endpoint_events {
+                            ev.push(EndpointEvent::Removed(ep));
+                        }
                     }
                 }
             }
@@ -294,6 +332,9 @@ impl CallTable {
                 uses.retain(|u| u.call != no);
                 if uses.is_empty() {
                     self.endpoints.remove(actual);
+                    if let Some(ev) = &mut self.endpoint_events {
+                        ev.push(EndpointEvent::Removed(*actual));
+                    }
                 }
             }
         }
@@ -644,6 +685,11 @@ impl CallTable {
         }
         for (ep, u) in claims {
             let uses = self.endpoints.entry(ep).or_default();
+            if uses.is_empty()
+                && let Some(ev) = &mut self.endpoint_events
+            {
+                ev.push(EndpointEvent::Added(ep));
+            }
             // A re-INVITE that repeats an endpoint keeps the first use (its
             // media index names the m= line the stream started under).
             if !uses.iter().any(|x| x.call == no && x.role == u.role) {
@@ -799,6 +845,11 @@ impl CallTable {
         call.latched.push((dst, src));
         self.stats.media_latched += 1;
         let uses = self.endpoints.entry(src).or_default();
+        if uses.is_empty()
+            && let Some(ev) = &mut self.endpoint_events
+        {
+            ev.push(EndpointEvent::Added(src));
+        }
         if !uses.iter().any(|x| x.call == u.call) {
             uses.push(u);
         }

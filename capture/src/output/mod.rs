@@ -5,7 +5,7 @@
 mod csv;
 mod time;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -67,6 +67,9 @@ pub const CALLS_HEADER: &[&str] = &[
     "links",
     "facing",
     "latched",
+    // Packets the sensor itself lost while the call was open (live capture;
+    // always 0 for an import). Last, so earlier positions stay stable.
+    "capture_loss",
 ];
 
 /// One row per stream per leg of every call with more than one leg, hops in
@@ -139,6 +142,33 @@ pub trait CallProcessor: Send {
     ) -> Result<(), OutputError>;
 }
 
+/// Where the packets of a source id live: the files given to an import (by
+/// position), or the rolling files of a live store (by file id). `None` for a
+/// source that is unknown or gone (deleted by retention): its packets are
+/// skipped.
+pub trait SourceFiles: Send {
+    fn path(&self, source: u16) -> Option<PathBuf>;
+
+    /// Appends a file and returns its source id, for sources that grow one
+    /// file at a time under the writer's control (remote capture segments).
+    /// `None` when not supported or past the 65536 ids a `PacketRef` names.
+    fn add(&mut self, _path: PathBuf) -> Option<u16> {
+        None
+    }
+}
+
+impl SourceFiles for Vec<PathBuf> {
+    fn path(&self, source: u16) -> Option<PathBuf> {
+        self.get(usize::from(source)).cloned()
+    }
+
+    fn add(&mut self, path: PathBuf) -> Option<u16> {
+        let idx = u16::try_from(self.len()).ok()?;
+        self.push(path);
+        Some(idx)
+    }
+}
+
 /// Summary figures of one written call (for the end-of-run line).
 #[derive(Clone, Debug, Default)]
 pub struct Written {
@@ -156,8 +186,10 @@ pub struct Written {
 /// start time.
 pub struct CallWriter {
     dir: PathBuf,
-    sources: Vec<PathBuf>,
-    readers: Vec<Option<PcapReader<BufReader<File>>>>,
+    sources: Box<dyn SourceFiles>,
+    /// Open readers by source id, with the path they were opened on (a live
+    /// store reuses a source id for a later file).
+    readers: HashMap<u16, (PathBuf, PcapReader<BufReader<File>>)>,
     used_names: HashSet<String>,
     call_rows: Vec<(u64, Vec<String>)>,
     stream_rows: Vec<(u64, Vec<String>)>,
@@ -171,12 +203,16 @@ pub struct CallWriter {
 
 impl CallWriter {
     pub fn new(dir: &Path, sources: Vec<PathBuf>) -> Result<Self, OutputError> {
+        Self::with_sources(dir, Box::new(sources))
+    }
+
+    /// A writer that finds packets through `sources` (e.g. a live store).
+    pub fn with_sources(dir: &Path, sources: Box<dyn SourceFiles>) -> Result<Self, OutputError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let readers = sources.iter().map(|_| None).collect();
         Ok(CallWriter {
             dir: dir.to_path_buf(),
             sources,
-            readers,
+            readers: HashMap::new(),
             used_names: HashSet::new(),
             call_rows: Vec::new(),
             stream_rows: Vec::new(),
@@ -197,10 +233,7 @@ impl CallWriter {
     /// index to put in its packets' [`crate::calls::PacketRef`]s, or `None`
     /// past the 65536 sources a `PacketRef` can name.
     pub fn add_source(&mut self, path: PathBuf) -> Option<u16> {
-        let idx = u16::try_from(self.sources.len()).ok()?;
-        self.sources.push(path);
-        self.readers.push(None);
-        Some(idx)
+        self.sources.add(path)
     }
 
     /// Only the CSV files (benchmarks and quick looks).
@@ -328,6 +361,7 @@ impl CallWriter {
                 .map(|(to, from)| format!("{from}->{to}"))
                 .collect::<Vec<_>>()
                 .join(" "),
+            call.capture_loss.to_string(),
         ];
         self.call_rows.push((call.start_ns, row));
         if !call.links.is_empty() {
@@ -410,8 +444,8 @@ impl CallWriter {
         let mut first_link = None;
         let mut mismatch = 0u64;
         for (_, pref) in refs {
-            let src = usize::from(pref.source());
-            let Some(src_path) = self.sources.get(src).cloned() else {
+            let src = pref.source();
+            let Some(src_path) = self.sources.path(src) else {
                 continue;
             };
             let source_err = |source| OutputError::Source {
@@ -419,10 +453,11 @@ impl CallWriter {
                 path: src_path.clone(),
                 source,
             };
-            if self.readers[src].is_none() {
-                self.readers[src] = Some(open_for_random_reads(&src_path).map_err(source_err)?);
+            if self.readers.get(&src).is_none_or(|(p, _)| *p != src_path) {
+                let r = open_for_random_reads(&src_path).map_err(source_err)?;
+                self.readers.insert(src, (src_path.clone(), r));
             }
-            let Some(reader) = self.readers[src].as_mut() else {
+            let Some((_, reader)) = self.readers.get_mut(&src) else {
                 continue;
             };
             let rec = reader.read_at(pref.offset()).map_err(source_err)?;
@@ -438,6 +473,12 @@ impl CallWriter {
             });
         }
         Ok((frames, mismatch))
+    }
+
+    /// Closes the cached readers (a live store calls this after deleting
+    /// files, so their space is freed).
+    pub fn close_readers(&mut self) {
+        self.readers.clear();
     }
 
     /// A logical call with several legs gets, in its first leg's folder,

@@ -107,7 +107,8 @@ pub struct XdpSensor {
     // Field order matters for Drop: maps before the Ebpf that owns the program.
     config: Array<MapData, PodConfig>,
     sip_ports: HashMap<MapData, u16, u8>,
-    media: HashMap<MapData, PodEndpoint, u8>,
+    /// `None` once moved to the pipeline worker ([`Self::take_endpoint_map`]).
+    media: Option<EndpointMap>,
     counters: PerCpuArray<MapData, u64>,
     frames: Option<FrameReader>,
     attached: Option<(String, AttachMode, XdpLinkId)>,
@@ -118,8 +119,22 @@ impl XdpSensor {
     /// Loads the program into the kernel (not attached yet) with `config` and
     /// the SIP ports (e.g. `[5060, 5080]`). Needs CAP_BPF + CAP_NET_ADMIN.
     pub fn load(config: XdpConfig, sip_ports: &[u16]) -> Result<Self, XdpError> {
+        Self::load_with_ring(config, sip_ports, None)
+    }
+
+    /// As [`Self::load`], with the ring buffer resized to `ring_bytes` (a power
+    /// of two, multiple of the page size); `None` keeps the object's size.
+    pub fn load_with_ring(
+        config: XdpConfig,
+        sip_ports: &[u16],
+        ring_bytes: Option<u32>,
+    ) -> Result<Self, XdpError> {
         raise_memlock_limit();
-        let mut ebpf = Ebpf::load(XDP_OBJECT)?;
+        let mut loader = aya::EbpfLoader::new();
+        if let Some(n) = ring_bytes {
+            loader.map_max_entries("FRAMES", n);
+        }
+        let mut ebpf = loader.load(XDP_OBJECT)?;
         let mut take = |name: &'static str| ebpf.take_map(name).ok_or(XdpError::Missing(name));
         let config_map = Array::try_from(take("CONFIG")?)?;
         let sip = HashMap::try_from(take("SIP_PORTS")?)?;
@@ -134,7 +149,7 @@ impl XdpSensor {
         let mut sensor = XdpSensor {
             config: config_map,
             sip_ports: sip,
-            media,
+            media: Some(EndpointMap { map: media }),
             counters,
             frames: Some(FrameReader { ring }),
             attached: None,
@@ -170,13 +185,24 @@ impl XdpSensor {
     /// Keeps UDP frames from or to this endpoint (from an SDP `c=`/`m=` pair;
     /// add the RTCP port too). IPv4 and IPv4-mapped IPv6 are the same key.
     pub fn add_endpoint(&mut self, ep: SocketAddr) -> Result<(), XdpError> {
-        self.media.insert(PodEndpoint(endpoint_key(ep)), 1, 0)?;
-        Ok(())
+        self.media
+            .as_mut()
+            .ok_or(XdpError::Missing("MEDIA_ENDPOINTS (moved out)"))?
+            .add(ep)
     }
 
     /// Stops keeping this endpoint; removing an absent endpoint is not an error.
     pub fn remove_endpoint(&mut self, ep: SocketAddr) -> Result<(), XdpError> {
-        ignore_missing(self.media.remove(&PodEndpoint(endpoint_key(ep))))
+        self.media
+            .as_mut()
+            .ok_or(XdpError::Missing("MEDIA_ENDPOINTS (moved out)"))?
+            .remove(ep)
+    }
+
+    /// The media endpoint map, to move to the thread that follows the calls
+    /// (the pipeline worker). `None` once taken.
+    pub fn take_endpoint_map(&mut self) -> Option<EndpointMap> {
+        self.media.take()
     }
 
     /// Attaches in native mode, falling back to SKB (generic) mode with a
@@ -290,6 +316,30 @@ fn ignore_missing(r: Result<(), MapError>) -> Result<(), XdpError> {
         Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
         Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// The `MEDIA_ENDPOINTS` map: the RTP/RTCP endpoints the kernel keeps. Each
+/// update is one bpf(2) call on the map's fd, which needs no capability
+/// once the map is open.
+pub struct EndpointMap {
+    map: HashMap<MapData, PodEndpoint, u8>,
+}
+
+impl EndpointMap {
+    pub fn add(&mut self, ep: SocketAddr) -> Result<(), XdpError> {
+        self.map.insert(PodEndpoint(endpoint_key(ep)), 1, 0)?;
+        Ok(())
+    }
+
+    /// Removing an absent endpoint is not an error.
+    pub fn remove(&mut self, ep: SocketAddr) -> Result<(), XdpError> {
+        ignore_missing(self.map.remove(&PodEndpoint(endpoint_key(ep))))
+    }
+
+    /// Whether the kernel keeps this endpoint now.
+    pub fn contains(&self, ep: SocketAddr) -> bool {
+        self.map.get(&PodEndpoint(endpoint_key(ep)), 0).is_ok()
     }
 }
 

@@ -1,0 +1,481 @@
+//! The live capture store: rolling raw PCAP files, a retention policy that
+//! deletes the oldest first, and `store.sqlite`, the index of where each
+//! call's packets are (file id, record offset), from which
+//! [`extract_call`] cuts a call's PCAP without scanning the files.
+//!
+//! Layout of a store directory:
+//! ```text
+//! store/
+//!   store.sqlite          files + call_locations (see index.rs)
+//!   pcap/0000000001.pcap  classic pcap, Ethernet, ns timestamps
+//!   pcap/0000000002.pcap  ...
+//! ```
+//! A [`PacketRef`] names a rolling file by the low 16 bits of its id: the
+//! store resolves it to the newest file with those bits, which is right as
+//! long as fewer than 65536 files are written during one call.
+
+mod index;
+mod rolling;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use thiserror::Error;
+
+use crate::calls::{Call, PacketRef};
+use crate::output::{CallFrame, SourceFiles, write_pcap};
+use crate::pcapio::{PcapError, PcapReader};
+pub use index::{CallLocation, FileRow, INDEX_FILE, StoreIndex, pack_locations, unpack_locations};
+pub use rolling::{FileEvent, RollPolicy, RollingWriter, file_rel_path};
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("store index {path}: {source}")]
+    Index {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("{0} does not exist: not a voxtap store (or nothing was captured yet)")]
+    NoIndex(PathBuf),
+    #[error("call {0:?} is not in the store index")]
+    UnknownCall(String),
+    #[error(
+        "call {call_id:?}: {missing} of its {packets} packets were in rolling files that are gone: {}",
+        gone.join(", ")
+    )]
+    FilesGone {
+        call_id: String,
+        packets: usize,
+        missing: usize,
+        /// One entry per file: its path and why it is gone.
+        gone: Vec<String>,
+    },
+    #[error("reading {path}: {source}")]
+    Read { path: PathBuf, source: PcapError },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Output(#[from] crate::output::OutputError),
+}
+
+/// Retention limits; 0 disables a limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Retention {
+    pub max_bytes: u64,
+    pub max_age_ns: u64,
+    pub min_free_bytes: u64,
+}
+
+/// What retention needs to know about a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileState {
+    pub id: u32,
+    pub bytes: u64,
+    pub last_ts: u64,
+    /// Being written: never deleted.
+    pub open: bool,
+}
+
+/// Which files to delete, oldest first, and why: while the store is over
+/// `max_bytes`, the oldest file is older than `max_age_ns`, or the disk has
+/// less than `min_free_bytes` free (`free` = current free bytes; deleting a
+/// file is assumed to free its size). `files` is sorted oldest first.
+pub fn plan_retention(
+    files: &[FileState],
+    now_ns: u64,
+    free: Option<u64>,
+    r: &Retention,
+) -> Vec<(u32, &'static str)> {
+    let mut total: u64 = files.iter().map(|f| f.bytes).sum();
+    let mut free = free;
+    let mut out = Vec::new();
+    for f in files {
+        if f.open {
+            break;
+        }
+        let reason = if r.max_bytes > 0 && total > r.max_bytes {
+            "max_bytes"
+        } else if r.max_age_ns > 0 && f.last_ts.saturating_add(r.max_age_ns) < now_ns {
+            "max_age"
+        } else if r.min_free_bytes > 0 && free.is_some_and(|v| v < r.min_free_bytes) {
+            "min_free"
+        } else {
+            break;
+        };
+        out.push((f.id, reason));
+        total -= f.bytes;
+        free = free.map(|v| v + f.bytes);
+    }
+    out
+}
+
+/// Free bytes for unprivileged users on the file system holding `dir`.
+pub fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: zeroed statvfs is a valid out-value; c is NUL-terminated.
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
+        return None;
+    }
+    Some(s.f_bavail as u64 * s.f_frsize as u64)
+}
+
+/// The rolling files by PacketRef source, shared with the [`CallWriter`] that
+/// writes per-call outputs from them.
+///
+/// [`CallWriter`]: crate::output::CallWriter
+#[derive(Clone, Default)]
+pub struct StoreSources(Arc<Mutex<HashMap<u16, PathBuf>>>);
+
+impl SourceFiles for StoreSources {
+    fn path(&self, source: u16) -> Option<PathBuf> {
+        // Locked once per packet read back for a call's outputs (the output
+        // thread), never on the capture path.
+        self.0.lock().ok()?.get(&source).cloned()
+    }
+}
+
+#[derive(Clone, Debug)]
+struct LiveFile {
+    rel_path: PathBuf,
+    bytes: u64,
+    last_ts: u64,
+    open: bool,
+}
+
+/// The store as the output thread keeps it: file events in, retention,
+/// call locations into the index.
+pub struct StoreManager {
+    dir: PathBuf,
+    index: StoreIndex,
+    retention: Retention,
+    files: BTreeMap<u32, LiveFile>,
+    /// PacketRef source -> newest file id with those low 16 bits.
+    by_source: HashMap<u16, u32>,
+    sources: StoreSources,
+    pub deleted_files: u64,
+}
+
+impl StoreManager {
+    pub fn open(dir: &Path, retention: Retention) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir.join("pcap")).map_err(|source| StoreError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let index = StoreIndex::open(dir)?;
+        let mut files = BTreeMap::new();
+        // Files of earlier runs take part in retention too.
+        for f in index.files()? {
+            if !f.deleted {
+                files.insert(
+                    f.id,
+                    LiveFile {
+                        rel_path: f.path,
+                        bytes: f.bytes,
+                        last_ts: f.last_ts,
+                        open: false,
+                    },
+                );
+            }
+        }
+        Ok(StoreManager {
+            dir: dir.to_path_buf(),
+            index,
+            retention,
+            files,
+            by_source: HashMap::new(),
+            sources: StoreSources::default(),
+            deleted_files: 0,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The id the next rolling file should take.
+    pub fn next_file_id(&self) -> Result<u32, StoreError> {
+        Ok(self.index.max_file_id()?.wrapping_add(1).max(1))
+    }
+
+    pub fn sources(&self) -> StoreSources {
+        self.sources.clone()
+    }
+
+    pub fn index(&mut self) -> &mut StoreIndex {
+        &mut self.index
+    }
+
+    pub fn on_event(&mut self, ev: FileEvent) -> Result<(), StoreError> {
+        match ev {
+            FileEvent::Opened {
+                id,
+                rel_path,
+                first_ts,
+            } => {
+                self.index.add_file(id, &rel_path, first_ts)?;
+                let src = id as u16;
+                self.by_source.insert(src, id);
+                if let Ok(mut m) = self.sources.0.lock() {
+                    m.insert(src, self.dir.join(&rel_path));
+                }
+                self.files.insert(
+                    id,
+                    LiveFile {
+                        rel_path,
+                        bytes: 24,
+                        last_ts: first_ts,
+                        open: true,
+                    },
+                );
+            }
+            FileEvent::Progress { id, last_ts, bytes } => {
+                if let Some(f) = self.files.get_mut(&id) {
+                    f.bytes = bytes;
+                    f.last_ts = last_ts;
+                }
+            }
+            FileEvent::Closed {
+                id,
+                last_ts,
+                bytes,
+                packets,
+            } => {
+                self.index.update_file(id, last_ts, bytes, Some(packets))?;
+                if let Some(f) = self.files.get_mut(&id) {
+                    f.bytes = bytes;
+                    f.last_ts = last_ts;
+                    f.open = false;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes what the retention policy says; returns how many files went.
+    pub fn apply_retention(&mut self, now_ns: u64) -> Result<usize, StoreError> {
+        let states: Vec<FileState> = self
+            .files
+            .iter()
+            .map(|(&id, f)| FileState {
+                id,
+                bytes: f.bytes,
+                last_ts: f.last_ts,
+                open: f.open,
+            })
+            .collect();
+        let free = if self.retention.min_free_bytes > 0 {
+            free_bytes(&self.dir)
+        } else {
+            None
+        };
+        let plan = plan_retention(&states, now_ns, free, &self.retention);
+        for &(id, reason) in &plan {
+            let Some(f) = self.files.remove(&id) else {
+                continue;
+            };
+            let path = self.dir.join(&f.rel_path);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(StoreError::Io { path, source }),
+            }
+            self.index.mark_deleted(id, reason)?;
+            if let Ok(mut m) = self.sources.0.lock()
+                && self.by_source.get(&(id as u16)) == Some(&id)
+            {
+                m.remove(&(id as u16));
+            }
+            self.deleted_files += 1;
+            tracing::info!(file = %path.display(), bytes = f.bytes, reason, "retention deleted a rolling file");
+        }
+        Ok(plan.len())
+    }
+
+    /// Where the call's packets are, with rolling file ids resolved.
+    pub fn locate(&self, call: &Call) -> CallLocation {
+        let mut refs: Vec<(u64, PacketRef)> = call.packets.clone();
+        refs.sort_unstable();
+        refs.dedup_by_key(|r| r.1);
+        let locations = refs
+            .iter()
+            .filter_map(|(_, p)| {
+                let id = *self.by_source.get(&p.source())?;
+                Some((id, p.offset()))
+            })
+            .collect();
+        CallLocation {
+            call_id: call.call_id.clone(),
+            start_ts: call.start_ns,
+            end_ts: call.end_or_last(),
+            state: call.state.as_str().to_string(),
+            from_user: call.from_user.clone(),
+            to_user: call.to_user.clone(),
+            capture_loss: call.capture_loss,
+            locations,
+        }
+    }
+}
+
+/// What [`extract_call`] wrote.
+#[derive(Clone, Debug, Default)]
+pub struct ExtractReport {
+    pub packets: u64,
+    /// Rows of the index with this Call-ID that were merged.
+    pub calls: usize,
+    pub files: Vec<u32>,
+    pub capture_loss: u64,
+}
+
+/// Writes the PCAP of `call_id` from the store in `store` to `out`, using the
+/// index only (no scan). Fails naming the files when any of the call's
+/// files were deleted (retention) or are missing.
+pub fn extract_call(store: &Path, call_id: &str, out: &Path) -> Result<ExtractReport, StoreError> {
+    let index = StoreIndex::open_read_only(store)?;
+    let rows = index.call(call_id)?;
+    if rows.is_empty() {
+        return Err(StoreError::UnknownCall(call_id.to_string()));
+    }
+    let files: HashMap<u32, FileRow> = index.files()?.into_iter().map(|f| (f.id, f)).collect();
+    let mut locs: Vec<(u32, u64)> = rows.iter().flat_map(|r| r.locations.clone()).collect();
+    let mut report = ExtractReport {
+        calls: rows.len(),
+        capture_loss: rows.iter().map(|r| r.capture_loss).sum(),
+        ..Default::default()
+    };
+    let mut ids: Vec<u32> = locs.iter().map(|l| l.0).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut gone = Vec::new();
+    let mut missing = 0usize;
+    for &id in &ids {
+        let why = match files.get(&id) {
+            None => Some(format!("file id {id} (not in the index)")),
+            Some(f) if f.deleted => Some(format!(
+                "{} (deleted by retention: {})",
+                f.path.display(),
+                f.deleted_reason.as_deref().unwrap_or("unknown")
+            )),
+            Some(f) if !store.join(&f.path).exists() => {
+                Some(format!("{} (missing from disk)", f.path.display()))
+            }
+            Some(_) => None,
+        };
+        if let Some(w) = why {
+            missing += locs.iter().filter(|l| l.0 == id).count();
+            gone.push(w);
+        }
+    }
+    if !gone.is_empty() {
+        return Err(StoreError::FilesGone {
+            call_id: call_id.to_string(),
+            packets: locs.len(),
+            missing,
+            gone,
+        });
+    }
+    // Read file by file, in offset order: sequential reads.
+    let mut frames: Vec<(u32, u64, CallFrame)> = Vec::with_capacity(locs.len());
+    locs.sort_unstable();
+    locs.dedup();
+    let mut reader: Option<(u32, PcapReader<std::io::BufReader<std::fs::File>>)> = None;
+    for &(id, off) in &locs {
+        let path = match files.get(&id) {
+            Some(f) => store.join(&f.path),
+            None => continue,
+        };
+        if reader.as_ref().is_none_or(|(rid, _)| *rid != id) {
+            let r = PcapReader::open(&path).map_err(|source| StoreError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            reader = Some((id, r));
+        }
+        let Some((_, r)) = reader.as_mut() else {
+            continue;
+        };
+        let rec = r.read_at(off).map_err(|source| StoreError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        frames.push((
+            id,
+            off,
+            CallFrame {
+                ts_ns: rec.ts_ns,
+                orig_len: rec.orig_len,
+                link: rec.link,
+                data: rec.data.to_vec(),
+            },
+        ));
+    }
+    // Capture order: by time, then by position in the store.
+    frames.sort_by_key(|(id, off, f)| (f.ts_ns, *id, *off));
+    let frames: Vec<CallFrame> = frames.into_iter().map(|(_, _, f)| f).collect();
+    write_pcap(&frames, out)?;
+    report.packets = frames.len() as u64;
+    report.files = ids;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(id: u32, bytes: u64, last_ts: u64, open: bool) -> FileState {
+        FileState {
+            id,
+            bytes,
+            last_ts,
+            open,
+        }
+    }
+
+    #[test]
+    fn retention_by_size_age_and_free_space_oldest_first_never_open() {
+        let files = [
+            f(1, 100, 10, false),
+            f(2, 100, 20, false),
+            f(3, 100, 30, false),
+            f(4, 100, 40, true),
+        ];
+        let size = Retention {
+            max_bytes: 250,
+            ..Default::default()
+        };
+        assert_eq!(
+            plan_retention(&files, 50, None, &size),
+            vec![(1, "max_bytes"), (2, "max_bytes")]
+        );
+        let age = Retention {
+            max_age_ns: 15,
+            ..Default::default()
+        };
+        // Files whose last packet is before 50 - 15 = 35.
+        assert_eq!(
+            plan_retention(&files, 50, None, &age),
+            vec![(1, "max_age"), (2, "max_age"), (3, "max_age")]
+        );
+        let free = Retention {
+            min_free_bytes: 1000,
+            ..Default::default()
+        };
+        assert_eq!(
+            plan_retention(&files, 50, Some(850), &free),
+            vec![(1, "min_free"), (2, "min_free")]
+        );
+        // The open file is never deleted even when it alone is over the limit.
+        let tiny = Retention {
+            max_bytes: 1,
+            ..Default::default()
+        };
+        assert_eq!(plan_retention(&files, 50, None, &tiny).len(), 3);
+        assert!(plan_retention(&files, 50, None, &Retention::default()).is_empty());
+    }
+}
