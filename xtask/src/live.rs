@@ -121,8 +121,9 @@ fn target_dir(root: &Path) -> PathBuf {
 /// `cargo xtask demo`: real SIPp calls, captured live through XDP.
 pub fn demo(root: &Path) -> Result<()> {
     require_root()?;
+    // Everything, the web UI's binary included (`voxtap serve` runs it).
     let mut c = cargo();
-    c.args(["build", "-p", "voxtap-capture", "--bin", "voxtap"]);
+    c.arg("build");
     run(c)?;
     let voxtap = target_dir(root).join("debug/voxtap");
     let out = root.join("out/demo-live");
@@ -231,14 +232,53 @@ pub fn demo(root: &Path) -> Result<()> {
         .args(["serve", "--help"])
         .output()
         .is_ok_and(|o| o.status.success());
-    if serve {
-        println!(
-            "web UI:           {} serve --data {} --insecure-no-auth   (local demo only; configure users otherwise)",
-            voxtap.display(),
-            calls.display()
-        );
+    if !serve {
+        return Ok(());
     }
-    Ok(())
+    // The UI needs a login, demo or not: make a one-off user with a random
+    // password and print it.
+    let mut raw = [0u8; 9];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut raw))
+        .context("reading /dev/urandom")?;
+    let password: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let mut h = Command::new(&voxtap);
+    h.arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = h.spawn().context("voxtap hash-password")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        std::io::Write::write_all(&mut stdin, format!("{password}\n").as_bytes())?;
+    }
+    let out_h = child.wait_with_output()?;
+    anyhow::ensure!(out_h.status.success(), "voxtap hash-password failed");
+    let hash = String::from_utf8_lossy(&out_h.stdout).trim().to_string();
+    let web_cfg = out.join("web.toml");
+    std::fs::write(
+        &web_cfg,
+        format!("[[users]]\nname = \"demo\"\npassword_hash = \"{hash}\"\n"),
+    )?;
+    let listen = std::env::var("VOXTAP_DEMO_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    println!("web UI:           http://{listen}/  user: demo  password: {password}");
+    if std::env::var("VOXTAP_DEMO_NO_SERVE").as_deref() == Ok("1") {
+        println!(
+            "(VOXTAP_DEMO_NO_SERVE=1: not serving; run {} serve --data {} --config {} --listen {listen})",
+            voxtap.display(),
+            calls.display(),
+            web_cfg.display()
+        );
+        return Ok(());
+    }
+    println!("serving until Ctrl-C");
+    let mut c = Command::new(&voxtap);
+    c.arg("serve")
+        .arg("--data")
+        .arg(&calls)
+        .arg("--config")
+        .arg(&web_cfg)
+        .args(["--listen", &listen]);
+    run(c)
 }
 
 /// One measured run.

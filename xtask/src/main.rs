@@ -37,7 +37,10 @@ fn main() -> Result<()> {
         Some("setup") => setup(&root),
         Some("test") => test(&root),
         Some("fuzz") => fuzz(&root, &args[1..]),
-        Some("demo") => live::demo(&root),
+        Some("demo") => {
+            ensure_tools(&root)?;
+            live::demo(&root)
+        }
         Some("demo-import") => demo(&root),
         Some("bench-live") => live::bench_live(&root, &args[1..]),
         Some("bench") => bench::bench(&root, &args[1..]),
@@ -300,8 +303,10 @@ fn corpus_captures(root: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn demo(root: &Path) -> Result<()> {
-    let tools_ok = ["tshark", "sipp", "bpf-linker"].iter().all(|t| {
+/// Run the set-up script when a tool the demo needs is missing (a fresh
+/// machine), so one command is enough.
+fn ensure_tools(root: &Path) -> Result<()> {
+    let tools_ok = ["tshark", "sipp", "bpf-linker", "tcpdump"].iter().all(|t| {
         Command::new("sh")
             .args(["-c", &format!("command -v {t} >/dev/null")])
             .status()
@@ -310,6 +315,11 @@ fn demo(root: &Path) -> Result<()> {
     if !tools_ok {
         setup(root)?;
     }
+    Ok(())
+}
+
+fn demo(root: &Path) -> Result<()> {
+    ensure_tools(root)?;
     let mut c = cargo();
     c.arg("build");
     run(c)?;
