@@ -141,10 +141,45 @@ fn test(root: &Path) -> Result<()> {
         };
         run_fuzz(root, seconds, &fuzz_targets(root)?)?;
     }
-    // Last, with output inherited, so the `test result:` lines close the run.
+    // Last, streamed as it runs; the per-binary `test result:` lines are
+    // added up into one closing line (the last binary, a doc-test run with
+    // nothing in it, would otherwise close the output on "0 passed").
     let mut c = cargo();
-    c.arg("test");
-    run(c)
+    c.arg("test").stdout(std::process::Stdio::piped());
+    eprintln!("xtask: $ cargo test");
+    let mut child = c.spawn().context("starting cargo test")?;
+    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
+    if let Some(out) = child.stdout.take() {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines() {
+            let line = line?;
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                let count = |word: &str| {
+                    rest.split(';')
+                        .find_map(|p| {
+                            p.trim()
+                                .strip_suffix(word)?
+                                .trim()
+                                .rsplit(' ')
+                                .next()?
+                                .parse::<u64>()
+                                .ok()
+                        })
+                        .unwrap_or(0)
+                };
+                passed += count("passed");
+                failed += count("failed");
+                ignored += count("ignored");
+            }
+        }
+    }
+    let status = child.wait()?;
+    println!("tests: {passed} passed, {failed} failed, {ignored} skipped");
+    if !status.success() {
+        bail!("cargo test failed ({status})");
+    }
+    Ok(())
 }
 
 /// Clippy on the XDP crate, which is not a default member (BPF target only).
