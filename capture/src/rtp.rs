@@ -428,52 +428,33 @@ pub(crate) mod test_pcap {
     pub(crate) fn udp_datagrams(path: &str) -> Option<Vec<Datagram>> {
         // Corpus-relative path: ../shared/corpus beside the repository.
         let full = format!("{}/../../shared/corpus/{path}", env!("CARGO_MANIFEST_DIR"));
-        let file = std::fs::read(&full).unwrap_or_else(|e| {
-            panic!("corpus file {full}: {e} (the tests need ../shared/corpus)")
-        });
-        let u32_at = |b: &[u8], at: usize, le: bool| {
-            let w: [u8; 4] = b[at..at + 4].try_into().unwrap();
-            if le {
-                u32::from_le_bytes(w)
-            } else {
-                u32::from_be_bytes(w)
-            }
-        };
-        let (le, nanos) = match &file[..4] {
-            [0xd4, 0xc3, 0xb2, 0xa1] => (true, false),
-            [0xa1, 0xb2, 0xc3, 0xd4] => (false, false),
-            [0x4d, 0x3c, 0xb2, 0xa1] => (true, true),
-            [0xa1, 0xb2, 0x3c, 0x4d] => (false, true),
-            m => panic!("{path}: not a classic pcap: {m:?}"),
-        };
-        let linktype = u32_at(&file, 20, le);
+        assert!(
+            std::path::Path::new(&full).exists(),
+            "corpus file {full} is missing (the tests need ../shared/corpus)"
+        );
+        // The project's own reader and decoder, not a second copy of them.
+        let mut r = crate::pcapio::PcapReader::open(std::path::Path::new(&full)).ok()?;
+        let mut dec = crate::decode::Decoder::new(crate::decode::FragLimits::default());
         let mut out = Vec::new();
-        let mut at = 24;
-        while at + 16 <= file.len() {
-            let (sec, frac) = (u32_at(&file, at, le), u32_at(&file, at + 4, le));
-            let caplen = u32_at(&file, at + 8, le) as usize;
-            let frame = &file[at + 16..at + 16 + caplen];
-            at += 16 + caplen;
-            let ns =
-                u64::from(sec) * 1_000_000_000 + u64::from(frac) * if nanos { 1 } else { 1000 };
-            let (mut ethertype, mut ip) = match linktype {
-                1 => (u16::from_be_bytes([frame[12], frame[13]]), &frame[14..]),
-                113 => (u16::from_be_bytes([frame[14], frame[15]]), &frame[16..]),
-                t => panic!("{path}: linktype {t} not handled"),
+        let mut n = 0u64;
+        while let Ok(Some(rec)) = r.next_packet() {
+            n += 1;
+            let Ok(Some(d)) = dec.decode(rec.link, rec.ts_ns, n, rec.data) else {
+                continue;
             };
-            if ethertype == 0x8100 {
-                ethertype = u16::from_be_bytes([ip[2], ip[3]]);
-                ip = &ip[4..];
-            }
-            if ethertype != 0x0800 || ip[9] != 17 {
+            let (std::net::SocketAddr::V4(src), std::net::SocketAddr::V4(dst)) = (d.src, d.dst)
+            else {
+                continue;
+            };
+            if d.l4 != crate::decode::L4::Udp {
                 continue;
             }
-            let udp = &ip[usize::from(ip[0] & 0x0f) * 4..];
-            let port = |i: usize| u16::from_be_bytes([udp[i], udp[i + 1]]);
-            let len = usize::from(port(4)).min(udp.len());
-            let src = (ip[12..16].try_into().unwrap(), port(0));
-            let dst = (ip[16..20].try_into().unwrap(), port(2));
-            out.push((ns, src, dst, udp[8..len].to_vec()));
+            out.push((
+                rec.ts_ns,
+                (src.ip().octets(), src.port()),
+                (dst.ip().octets(), dst.port()),
+                d.payload.to_vec(),
+            ));
         }
         Some(out)
     }
