@@ -21,6 +21,7 @@ pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
 pub mod sip;
+pub mod status;
 pub mod store;
 pub mod stream_stats;
 pub mod synth;
