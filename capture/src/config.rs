@@ -16,6 +16,8 @@ pub struct Config {
     pub output: OutputConfig,
     pub security: SecurityConfig,
     pub testing: TestingConfig,
+    /// S3 upload of closed rolling files and call artifacts (off by default).
+    pub upload: crate::upload::UploadConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -201,6 +203,7 @@ impl Config {
         if self.store.roll_seconds == 0 {
             bail!("store.roll_seconds must be positive");
         }
+        self.upload.validate()?;
         Ok(())
     }
 }

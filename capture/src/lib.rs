@@ -25,6 +25,7 @@ pub mod status;
 pub mod store;
 pub mod stream_stats;
 pub mod synth;
+pub mod upload;
 pub mod wire;
 #[cfg(target_os = "linux")]
 pub mod xdp;

@@ -60,6 +60,24 @@ pub enum StoreError {
     },
     #[error(transparent)]
     Output(#[from] crate::output::OutputError),
+    #[error("{path} (held remotely): {message}")]
+    Remote { path: PathBuf, message: String },
+}
+
+/// A random-access byte source: a local rolling file or a remote copy.
+pub trait ReadSeek: std::io::Read + std::io::Seek {}
+impl<T: std::io::Read + std::io::Seek> ReadSeek for T {}
+
+/// Rolling files whose local copy is gone but which are held elsewhere (S3,
+/// see `crate::upload::remote`), for [`extract_call_with`].
+pub trait RemoteFiles {
+    /// A reader of file `f` that can read the records at `offsets` (sorted),
+    /// or `None` when `f` is not held remotely.
+    fn open(&self, f: &FileRow, offsets: &[u64]) -> Option<Result<Box<dyn ReadSeek>, String>>;
+    /// Why `f` is not held remotely, when known (for the error message).
+    fn why_not(&self, _f: &FileRow) -> Option<String> {
+        None
+    }
 }
 
 /// Retention limits; 0 disables a limit.
@@ -260,6 +278,11 @@ impl StoreManager {
 
     /// Deletes what the retention policy says; returns how many files went.
     pub fn apply_retention(&mut self, now_ns: u64) -> Result<usize, StoreError> {
+        // Closed files the uploader deleted after a confirmed upload no
+        // longer count against the store's limits (they are in S3).
+        let dir = &self.dir;
+        self.files
+            .retain(|_, f| f.open || dir.join(&f.rel_path).exists());
         let states: Vec<FileState> = self
             .files
             .iter()
@@ -331,12 +354,25 @@ pub struct ExtractReport {
     pub calls: usize,
     pub files: Vec<u32>,
     pub capture_loss: u64,
+    /// Files read from the remote copy (their local copy was gone).
+    pub remote_files: Vec<u32>,
 }
 
 /// Writes the PCAP of `call_id` from the store in `store` to `out`, using the
 /// index only (no scan). Fails naming the files when any of the call's
 /// files were deleted (retention) or are missing.
 pub fn extract_call(store: &Path, call_id: &str, out: &Path) -> Result<ExtractReport, StoreError> {
+    extract_call_with(store, call_id, out, None)
+}
+
+/// [`extract_call`], reading the files whose local copy is gone from
+/// `remote` when it holds them: the same records, so the same PCAP.
+pub fn extract_call_with(
+    store: &Path,
+    call_id: &str,
+    out: &Path,
+    remote: Option<&dyn RemoteFiles>,
+) -> Result<ExtractReport, StoreError> {
     let index = StoreIndex::open_read_only(store)?;
     let rows = index.call(call_id)?;
     if rows.is_empty() {
@@ -349,28 +385,57 @@ pub fn extract_call(store: &Path, call_id: &str, out: &Path) -> Result<ExtractRe
         capture_loss: rows.iter().map(|r| r.capture_loss).sum(),
         ..Default::default()
     };
-    let mut ids: Vec<u32> = locs.iter().map(|l| l.0).collect();
-    ids.sort_unstable();
-    ids.dedup();
+    locs.sort_unstable();
+    locs.dedup();
+    let mut by_file: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    for &(id, off) in &locs {
+        by_file.entry(id).or_default().push(off);
+    }
     let mut gone = Vec::new();
     let mut missing = 0usize;
-    for &id in &ids {
-        let why = match files.get(&id) {
-            None => Some(format!("file id {id} (not in the index)")),
-            Some(f) if f.deleted => Some(format!(
-                "{} (deleted by retention: {})",
-                f.path.display(),
-                f.deleted_reason.as_deref().unwrap_or("unknown")
-            )),
-            Some(f) if !store.join(&f.path).exists() => {
-                Some(format!("{} (missing from disk)", f.path.display()))
-            }
-            Some(_) => None,
+    let mut readers: Vec<(u32, PathBuf, PcapReader<Box<dyn ReadSeek>>)> = Vec::new();
+    for (&id, offsets) in &by_file {
+        let Some(f) = files.get(&id) else {
+            missing += offsets.len();
+            gone.push(format!("file id {id} (not in the index)"));
+            continue;
         };
-        if let Some(w) = why {
-            missing += locs.iter().filter(|l| l.0 == id).count();
-            gone.push(w);
-        }
+        let path = store.join(&f.path);
+        let local = !f.deleted && path.exists();
+        let src: Box<dyn ReadSeek> = if local {
+            let file = std::fs::File::open(&path).map_err(|source| StoreError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            Box::new(std::io::BufReader::with_capacity(1 << 16, file))
+        } else if let Some(r) = remote.and_then(|r| r.open(f, offsets)) {
+            report.remote_files.push(id);
+            r.map_err(|message| StoreError::Remote {
+                path: f.path.clone(),
+                message,
+            })?
+        } else {
+            missing += offsets.len();
+            let local_why = if f.deleted {
+                format!(
+                    "deleted by retention: {}",
+                    f.deleted_reason.as_deref().unwrap_or("unknown")
+                )
+            } else {
+                "missing from disk".to_string()
+            };
+            let remote_why = remote
+                .and_then(|r| r.why_not(f))
+                .map(|w| format!("; {w}"))
+                .unwrap_or_default();
+            gone.push(format!("{} ({local_why}{remote_why})", f.path.display()));
+            continue;
+        };
+        let r = PcapReader::new(src).map_err(|source| StoreError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        readers.push((id, path, r));
     }
     if !gone.is_empty() {
         return Err(StoreError::FilesGone {
@@ -382,45 +447,31 @@ pub fn extract_call(store: &Path, call_id: &str, out: &Path) -> Result<ExtractRe
     }
     // Read file by file, in offset order: sequential reads.
     let mut frames: Vec<(u32, u64, CallFrame)> = Vec::with_capacity(locs.len());
-    locs.sort_unstable();
-    locs.dedup();
-    let mut reader: Option<(u32, PcapReader<std::io::BufReader<std::fs::File>>)> = None;
-    for &(id, off) in &locs {
-        let path = match files.get(&id) {
-            Some(f) => store.join(&f.path),
-            None => continue,
-        };
-        if reader.as_ref().is_none_or(|(rid, _)| *rid != id) {
-            let r = PcapReader::open(&path).map_err(|source| StoreError::Read {
+    for (id, path, r) in &mut readers {
+        r.finish_sequential();
+        for &off in by_file.get(id).map(Vec::as_slice).unwrap_or_default() {
+            let rec = r.read_at(off).map_err(|source| StoreError::Read {
                 path: path.clone(),
                 source,
             })?;
-            reader = Some((id, r));
+            frames.push((
+                *id,
+                off,
+                CallFrame {
+                    ts_ns: rec.ts_ns,
+                    orig_len: rec.orig_len,
+                    link: rec.link,
+                    data: rec.data.to_vec(),
+                },
+            ));
         }
-        let Some((_, r)) = reader.as_mut() else {
-            continue;
-        };
-        let rec = r.read_at(off).map_err(|source| StoreError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        frames.push((
-            id,
-            off,
-            CallFrame {
-                ts_ns: rec.ts_ns,
-                orig_len: rec.orig_len,
-                link: rec.link,
-                data: rec.data.to_vec(),
-            },
-        ));
     }
     // Capture order: by time, then by position in the store.
     frames.sort_by_key(|(id, off, f)| (f.ts_ns, *id, *off));
     let frames: Vec<CallFrame> = frames.into_iter().map(|(_, _, f)| f).collect();
     write_pcap(&frames, out)?;
     report.packets = frames.len() as u64;
-    report.files = ids;
+    report.files = by_file.keys().copied().collect();
     Ok(report)
 }
 
