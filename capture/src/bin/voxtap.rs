@@ -85,7 +85,13 @@ enum Cmd {
         store: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        /// Configuration whose `[upload]` section names the S3 bucket: rolling
+        /// files no longer local are read from it with ranged GETs.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
+    /// Upload closed rolling files and call artifacts to S3 (`[upload]` in the config).
+    Upload(voxtap_capture::upload::cli::UploadArgs),
     /// Remote capture from rpcapd hosts (RPCAP), for hosts that cannot run XDP.
     Remote {
         #[command(subcommand)]
@@ -257,9 +263,42 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("calls: {}", report.out.display());
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Extract { call, store, out } => {
-            let r = voxtap_capture::store::extract_call(&store, &call, &out)
-                .with_context(|| format!("extracting call {call:?} from {}", store.display()))?;
+        Cmd::Upload(a) => voxtap_capture::upload::cli::run_upload(a),
+        Cmd::Extract {
+            call,
+            store,
+            out,
+            config,
+        } => {
+            let upload = match &config {
+                Some(p) => voxtap_capture::config::Config::load(p)?.upload,
+                None => Default::default(),
+            };
+            let remote = if upload.enabled {
+                voxtap_capture::upload::S3RemoteFiles::open(&upload, &store)?
+            } else {
+                None
+            };
+            let r = voxtap_capture::store::extract_call_with(
+                &store,
+                &call,
+                &out,
+                remote
+                    .as_ref()
+                    .map(|r| r as &dyn voxtap_capture::store::RemoteFiles),
+            )
+            .with_context(|| format!("extracting call {call:?} from {}", store.display()))?;
+            if let Some(rm) = &remote
+                && !r.remote_files.is_empty()
+            {
+                use std::sync::atomic::Ordering::Relaxed;
+                println!(
+                    "{} rolling file(s) read from S3: {} ranged GETs, {} bytes",
+                    r.remote_files.len(),
+                    rm.stats.requests.load(Relaxed),
+                    rm.stats.bytes.load(Relaxed)
+                );
+            }
             println!(
                 "wrote {}: {} packets of call {call} from {} rolling file(s){}",
                 out.display(),

@@ -307,6 +307,29 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
             .context("starting the output thread")?
     };
 
+    let upload_stop = Arc::new(AtomicBool::new(false));
+    let uploader = if cfg.upload.enabled {
+        let (ucfg, store, out, stop) = (
+            cfg.upload.clone(),
+            store_dir.clone(),
+            cfg.output.dir.clone(),
+            Arc::clone(&upload_stop),
+        );
+        Some(
+            thread::Builder::new()
+                .name("voxtap-upload".into())
+                .spawn(move || -> Result<()> {
+                    let calls = ucfg.calls.then_some(out.as_path());
+                    let mut up = crate::upload::Uploader::new(&ucfg, &store, calls, Some(&out))?;
+                    up.run(&stop)?;
+                    Ok(())
+                })
+                .context("starting the upload thread")?,
+        )
+    } else {
+        None
+    };
+
     tracing::info!(
         iface = %opts.iface,
         ?mode,
@@ -344,6 +367,13 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
     let rstats = join(reader, "reader");
     let wstats = join(worker, "pipeline");
     let ostats = join(output, "output");
+    // The queue is on disk: what is left is resumed by the next run.
+    upload_stop.store(true, Ordering::Relaxed);
+    if let Some(u) = uploader
+        && let Err(e) = join(u, "upload")
+    {
+        tracing::error!(error = %format!("{e:#}"), "the uploader stopped");
+    }
     let counters = sensor.counters();
     if let Err(e) = sensor.detach() {
         tracing::warn!(error = %e, "detaching");

@@ -22,6 +22,7 @@
 //! `<prefix><sensor>/<yyyy>/<mm>/<dd>/calls/<call folder>/<file>` for call
 //! artifacts (date of the call's start), UTC.
 
+pub mod cli;
 pub mod queue;
 pub mod remote;
 pub mod s3;

@@ -250,7 +250,7 @@ impl Queue {
             .query_row(
                 &format!(
                     "SELECT {COLS} FROM queue WHERE state = 'queued' AND next_try_ms <= ?1
-                     ORDER BY next_try_ms, id LIMIT 1"
+                     ORDER BY id LIMIT 1"
                 ),
                 [i(now_ms)],
                 row,
