@@ -50,13 +50,19 @@ fn aws_env() {
 }
 
 fn s3s_fs() -> PathBuf {
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
     let cargo = home.join(".cargo/bin/s3s-fs");
     if cargo.is_file() {
         return cargo;
     }
     let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("s3s-fs")).find(|p| p.is_file()))
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("s3s-fs"))
+                .find(|p| p.is_file())
+        })
         .unwrap_or_default();
     on_path.expect("s3s-fs is not installed: run scripts/setup.sh")
 }
@@ -222,7 +228,10 @@ fn pcap_files(store: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 fn sha_hex(b: &[u8]) -> String {
-    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
 }
 
 /// Upload (PUT and multipart) of rolling files and call artifacts, byte-exact
@@ -237,13 +246,16 @@ fn upload_round_trip_and_ranged_extraction_equals_local() {
     let srv = S3Server::start(tmp.path());
     let cfg = UploadConfig {
         delete_after_upload: true,
+        multipart_threshold_bytes: 5 * MIB,
         ..upload_cfg(&srv, "voxtap-rt")
     };
     let s3 = make_bucket(&cfg);
     let store = tmp.path().join("store");
-    // 60 calls of 19 s: about 26 MB of frames, rolled at 11 MiB: two files
-    // above the 8 MiB multipart threshold (3 parts of <= 5 MiB) and one below.
-    let calls = build_store(&store, 60, 19, 11 * MIB);
+    // 60 concurrent calls of 10 s: about 14 MB of frames, rolled at 6 MiB:
+    // two files above the 5 MiB multipart threshold (2 parts each) and one
+    // below (one PUT).
+    let calls = build_store(&store, 60, 10, 6 * MIB);
+    println!("store built at {:.1} s", t0.elapsed().as_secs_f64());
     let originals = pcap_files(&store);
     let sizes: Vec<u64> = originals.iter().map(|f| f.1.len() as u64).collect();
     println!("rolling files: {sizes:?}");
@@ -284,9 +296,14 @@ fn upload_round_trip_and_ranged_extraction_equals_local() {
     let rep = extract_call(&store, call, &local_pcap).unwrap();
     assert!(rep.packets > 100);
 
+    println!(
+        "import and local extraction done at {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
     let mut up = Uploader::new(&cfg, &store, Some(&out), Some(&out)).unwrap();
     let stop = AtomicBool::new(false);
     assert!(up.drain(&stop, Duration::from_secs(60)).unwrap());
+    println!("uploaded at {:.1} s", t0.elapsed().as_secs_f64());
     let st = up.status().clone();
     let q = Queue::open_read_only(&store).unwrap().unwrap();
     let rows = q.rows().unwrap();
@@ -295,7 +312,10 @@ fn upload_round_trip_and_ranged_extraction_equals_local() {
     assert_eq!(raw.len(), 3);
     // 3 calls x (call.pcap, sip.txt).
     assert_eq!(call_rows.len(), 6, "{call_rows:?}");
-    assert!(rows.iter().all(|r| r.state == "uploaded" && r.local_deleted));
+    assert!(
+        rows.iter()
+            .all(|r| r.state == "uploaded" && r.local_deleted)
+    );
     let total: u64 = rows.iter().map(|r| r.bytes).sum();
     // Every byte confirmed exactly once.
     assert_eq!(st.bytes_sent, total);
@@ -323,19 +343,17 @@ fn upload_round_trip_and_ranged_extraction_equals_local() {
     // Without S3 the call is gone; with it, the same bytes, by ranged GETs.
     let err = extract_call(&store, call, &tmp.path().join("x.pcap")).unwrap_err();
     assert!(err.to_string().contains("missing from disk"), "{err}");
+    println!("objects checked at {:.1} s", t0.elapsed().as_secs_f64());
     let remote = S3RemoteFiles::open(&cfg, &store).unwrap().unwrap();
     let s3_pcap = tmp.path().join("s3.pcap");
     let rep2 = extract_call_with(&store, call, &s3_pcap, Some(&remote)).unwrap();
     assert_eq!(rep2.packets, rep.packets);
     assert_eq!(rep2.remote_files, rep.files);
     assert!(std::fs::read(&s3_pcap).unwrap() == std::fs::read(&local_pcap).unwrap());
+    println!("extracted from S3 at {:.1} s", t0.elapsed().as_secs_f64());
     let get_bytes = remote.stats.bytes.load(Ordering::Relaxed);
     let get_requests = remote.stats.requests.load(Ordering::Relaxed);
-    let touched: u64 = rep
-        .files
-        .iter()
-        .map(|id| sizes[(*id - 1) as usize])
-        .sum();
+    let touched: u64 = rep.files.iter().map(|id| sizes[(*id - 1) as usize]).sum();
     println!(
         "call {call}: {} packets from {} files ({touched} bytes): {get_requests} ranged GETs, {get_bytes} bytes",
         rep.packets,
@@ -362,7 +380,8 @@ fn upload_round_trip_and_ranged_extraction_equals_local() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("deleted by retention: s3_lifetime") && err.contains("S3 upload state: expired"),
+        err.contains("deleted by retention: s3_lifetime")
+            && err.contains("S3 upload state: expired"),
         "{err}"
     );
     println!("test took {:.1} s", t0.elapsed().as_secs_f64());
@@ -392,8 +411,12 @@ fn server_stopped_mid_upload_then_restarted_nothing_lost_nothing_twice() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let handle = {
-        let (cfg, store, status_dir, stop) =
-            (cfg.clone(), store.clone(), status_dir.clone(), Arc::clone(&stop));
+        let (cfg, store, status_dir, stop) = (
+            cfg.clone(),
+            store.clone(),
+            status_dir.clone(),
+            Arc::clone(&stop),
+        );
         std::thread::spawn(move || {
             let mut up = Uploader::new(&cfg, &store, None, Some(&status_dir)).unwrap();
             up.run(&stop).unwrap();
@@ -566,7 +589,10 @@ fn voxtap_killed_mid_queue_resumes_without_resending() {
         })
         .sum();
     assert!(!done.is_empty() && parts >= 1);
-    assert!(uploaded_before.len() < originals.len(), "the kill came too late");
+    assert!(
+        uploaded_before.len() < originals.len(),
+        "the kill came too late"
+    );
     println!(
         "killed with {} of {} files and {parts_before} bytes of parts confirmed",
         uploaded_before.len(),
@@ -582,7 +608,11 @@ fn voxtap_killed_mid_queue_resumes_without_resending() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // "uploaded N files (B bytes sent); ..."
     let sent: u64 = stdout
         .split("files (")
@@ -657,7 +687,10 @@ fn spool_cap_reached_logged_and_counted_then_drained() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
-    assert!(stderr.contains("upload spool below its cap again"), "{stderr}");
+    assert!(
+        stderr.contains("upload spool below its cap again"),
+        "{stderr}"
+    );
     let st = voxtap_capture::status::read(&out, "upload").unwrap();
     assert_eq!(st["spool_cap_reached"], 0);
     assert_eq!(st["uploaded_files"], n);

@@ -68,6 +68,8 @@ pub enum StoreError {
 pub trait ReadSeek: std::io::Read + std::io::Seek {}
 impl<T: std::io::Read + std::io::Seek> ReadSeek for T {}
 
+type FileReader = PcapReader<Box<dyn ReadSeek>>;
+
 /// Rolling files whose local copy is gone but which are held elsewhere (S3,
 /// see `crate::upload::remote`), for [`extract_call_with`].
 pub trait RemoteFiles {
@@ -393,7 +395,7 @@ pub fn extract_call_with(
     }
     let mut gone = Vec::new();
     let mut missing = 0usize;
-    let mut readers: Vec<(u32, PathBuf, PcapReader<Box<dyn ReadSeek>>)> = Vec::new();
+    let mut readers: Vec<(u32, PathBuf, FileReader)> = Vec::new();
     for (&id, offsets) in &by_file {
         let Some(f) = files.get(&id) else {
             missing += offsets.len();

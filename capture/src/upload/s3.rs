@@ -67,6 +67,49 @@ pub fn sha256_b64(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(Sha256::digest(data))
 }
 
+/// Ranged GETs in flight at once: S3 answers each in tens of ms, so a call
+/// spread over many small ranges is fetched in parallel, not one by one.
+pub const PARALLEL_GETS: usize = 16;
+
+async fn get_range(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    start: u64,
+    end: u64,
+) -> Result<Vec<u8>, S3Error> {
+    if end <= start {
+        return Ok(Vec::new());
+    }
+    let want = (end - start) as usize;
+    let r = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .range(format!("bytes={start}-{}", end - 1))
+        .send()
+        .await
+        .map_err(|e| s3err("GetObject", e))?;
+    let data = r
+        .body
+        .collect()
+        .await
+        .map(|b| b.into_bytes().to_vec())
+        .map_err(|e| S3Error {
+            unreachable: true,
+            code: None,
+            message: format!("GetObject {key}: reading the body: {e}"),
+        })?;
+    if data.len() != want {
+        return Err(S3Error::local(format!(
+            "GetObject {key} bytes {start}-{}: got {} bytes, asked for {want}",
+            end - 1,
+            data.len()
+        )));
+    }
+    Ok(data)
+}
+
 pub struct S3 {
     rt: tokio::runtime::Runtime,
     client: Client,
@@ -106,7 +149,14 @@ impl S3 {
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
             // The uploader retries with its own backoff and attempt count.
-            .retry_config(RetryConfig::standard().with_max_attempts(1))
+            // The uploader retries with its own backoff and attempt count;
+            // one quick SDK retry covers a pooled connection that the server
+            // closed (e.g. after it restarted).
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(2)
+                    .with_initial_backoff(Duration::from_millis(50)),
+            )
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(5).min(timeout))
@@ -278,38 +328,35 @@ impl S3 {
 
     /// Bytes `start..end` (end exclusive) of an object.
     pub fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Vec<u8>, S3Error> {
-        if end <= start {
-            return Ok(Vec::new());
-        }
-        let want = (end - start) as usize;
-        let data = self.rt.block_on(async {
-            let r = self
-                .client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(key)
-                .range(format!("bytes={start}-{}", end - 1))
-                .send()
-                .await
-                .map_err(|e| s3err("GetObject", e))?;
-            r.body
-                .collect()
-                .await
-                .map(|b| b.into_bytes().to_vec())
-                .map_err(|e| S3Error {
-                    unreachable: true,
-                    code: None,
-                    message: format!("GetObject {key}: reading the body: {e}"),
-                })
-        })?;
-        if data.len() != want {
-            return Err(S3Error::local(format!(
-                "GetObject {key} bytes {start}-{}: got {} bytes, asked for {want}",
-                end - 1,
-                data.len()
-            )));
-        }
-        Ok(data)
+        self.rt
+            .block_on(get_range(&self.client, &self.bucket, key, start, end))
+    }
+
+    /// Several ranges of one object, [`PARALLEL_GETS`] requests at a time;
+    /// the results in the order of `ranges`.
+    pub fn get_ranges(&self, key: &str, ranges: &[(u64, u64)]) -> Result<Vec<Vec<u8>>, S3Error> {
+        self.rt.block_on(async {
+            let mut out = vec![Vec::new(); ranges.len()];
+            let mut set = tokio::task::JoinSet::new();
+            let mut next = 0;
+            loop {
+                while set.len() < PARALLEL_GETS && next < ranges.len() {
+                    let (client, bucket, key) =
+                        (self.client.clone(), self.bucket.clone(), key.to_string());
+                    let (i, (start, end)) = (next, ranges[next]);
+                    set.spawn(
+                        async move { (i, get_range(&client, &bucket, &key, start, end).await) },
+                    );
+                    next += 1;
+                }
+                match set.join_next().await {
+                    None => break,
+                    Some(Ok((i, r))) => out[i] = r?,
+                    Some(Err(e)) => return Err(S3Error::local(format!("ranged GET task: {e}"))),
+                }
+            }
+            Ok(out)
+        })
     }
 
     /// A whole object (small call artifacts only).
