@@ -4,6 +4,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use thiserror::Error;
+use voxtap_capture::upload::manifest::Manifest;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum FileError {
@@ -69,6 +70,19 @@ pub fn in_folder(data: &Path, folder: &str, name: &str) -> Result<PathBuf, FileE
     Ok(f)
 }
 
+/// The S3 manifest of a call folder for a file whose local copy was deleted
+/// after a confirmed upload (see `voxtap_capture::upload::manifest`).
+pub fn remote(data: &Path, folder: &str, name: &str) -> Result<Manifest, FileError> {
+    check_name(name)?;
+    let dir = resolve(data, folder)?;
+    let m = Manifest::load(&dir).ok_or(FileError::Missing)?;
+    if m.files.contains_key(name) {
+        Ok(m)
+    } else {
+        Err(FileError::Missing)
+    }
+}
+
 /// What the media work will put in a call folder, when present.
 #[derive(Debug, Default)]
 pub struct Extras {
@@ -90,6 +104,18 @@ pub fn extras(data: &Path, folder: &str) -> Extras {
             if name.to_ascii_lowercase().ends_with(".wav") && in_folder(data, folder, &name).is_ok()
             {
                 x.wavs.push(name);
+            }
+        }
+    }
+    // Files held in S3 only (uploaded, then deleted locally).
+    if let Some(m) = Manifest::load(&dir) {
+        x.decrypted_pcap |= m.files.contains_key(DECRYPTED_PCAP);
+        for name in m.files.keys() {
+            if name.to_ascii_lowercase().ends_with(".wav")
+                && check_name(name).is_ok()
+                && !x.wavs.contains(name)
+            {
+                x.wavs.push(name.clone());
             }
         }
     }

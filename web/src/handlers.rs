@@ -465,6 +465,48 @@ async fn send_file(path: PathBuf, content_type: &str, name: &str) -> R<Response>
     Ok(resp)
 }
 
+/// A call folder's file from the disk or, once uploaded to S3 and deleted
+/// locally, from S3 through the folder's manifest: downloads work the same
+/// for both.
+async fn send_call_file(
+    data: &std::path::Path,
+    folder: &str,
+    name: &str,
+    content_type: &str,
+    attachment: &str,
+) -> R<Response> {
+    match files::in_folder(data, folder, name) {
+        Ok(p) => send_file(p, content_type, attachment).await,
+        Err(FileError::Missing) => {
+            let m = files::remote(data, folder, name)?;
+            let (n, what) = (name.to_string(), format!("{folder}/{name}"));
+            let bytes = tokio::task::spawn_blocking(move || m.fetch(&n))
+                .await
+                .map_err(|_| AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "fetch failed"))?
+                .map_err(|e| {
+                    tracing::error!("fetching {what} from S3: {e}");
+                    AppError::new(
+                        StatusCode::BAD_GATEWAY,
+                        "this file is held in S3, which could not be read",
+                    )
+                })?;
+            let mut resp = Response::new(Body::from(bytes));
+            let h = resp.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_str(content_type)
+                    .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+            );
+            if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{attachment}\""))
+            {
+                h.insert(header::CONTENT_DISPOSITION, v);
+            }
+            Ok(resp)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub async fn download(
     State(st): State<Shared>,
     Extension(ident): Extension<Identity>,
@@ -474,27 +516,30 @@ pub async fn download(
     let folder = folder_of(&d.call)?.to_string();
     let resp = match kind.as_str() {
         "pcap" => {
-            let p = files::in_folder(&st.data, &folder, "call.pcap")?;
-            send_file(
-                p,
+            send_call_file(
+                &st.data,
+                &folder,
+                "call.pcap",
                 "application/vnd.tcpdump.pcap",
                 &attachment_name(&d.call, "call.pcap"),
             )
             .await?
         }
         "decrypted" => {
-            let p = files::in_folder(&st.data, &folder, files::DECRYPTED_PCAP)?;
-            send_file(
-                p,
+            send_call_file(
+                &st.data,
+                &folder,
+                files::DECRYPTED_PCAP,
                 "application/vnd.tcpdump.pcap",
                 &attachment_name(&d.call, files::DECRYPTED_PCAP),
             )
             .await?
         }
         "sip" => {
-            let p = files::in_folder(&st.data, &folder, "sip.txt")?;
-            send_file(
-                p,
+            send_call_file(
+                &st.data,
+                &folder,
+                "sip.txt",
                 "text/plain; charset=utf-8",
                 &attachment_name(&d.call, "sip.txt"),
             )
@@ -577,12 +622,16 @@ fn build_zip(data: &std::path::Path, folder: &str, report: &[u8]) -> R<std::fs::
     }
     names.extend(extras.wavs);
     for name in names {
-        let Ok(p) = files::in_folder(data, folder, &name) else {
-            continue;
-        };
-        let mut src = std::fs::File::open(&p).map_err(|e| fail(&e))?;
-        z.start_file(name.as_str(), opts).map_err(|e| fail(&e))?;
-        std::io::copy(&mut src, &mut z).map_err(|e| fail(&e))?;
+        if let Ok(p) = files::in_folder(data, folder, &name) {
+            let mut src = std::fs::File::open(&p).map_err(|e| fail(&e))?;
+            z.start_file(name.as_str(), opts).map_err(|e| fail(&e))?;
+            std::io::copy(&mut src, &mut z).map_err(|e| fail(&e))?;
+        } else if let Ok(m) = files::remote(data, folder, &name) {
+            // Held in S3 only (this runs on a blocking thread).
+            let bytes = m.fetch(&name).map_err(|e| fail(&e))?;
+            z.start_file(name.as_str(), opts).map_err(|e| fail(&e))?;
+            z.write_all(&bytes).map_err(|e| fail(&e))?;
+        }
     }
     z.start_file("report.json", opts).map_err(|e| fail(&e))?;
     z.write_all(report).map_err(|e| fail(&e))?;
@@ -601,7 +650,6 @@ pub async fn call_file(
     files::check_name(&name)?;
     let d = detail(&st, id).await?;
     let folder = folder_of(&d.call)?;
-    let p = files::in_folder(&st.data, folder, &name)?;
     let ct = if name.to_ascii_lowercase().ends_with(".wav") {
         "audio/wav"
     } else if name.ends_with(".pcap") {
@@ -609,7 +657,14 @@ pub async fn call_file(
     } else {
         "application/octet-stream"
     };
-    let mut resp = send_file(p, ct, &attachment_name(&d.call, &name)).await?;
+    let mut resp = send_call_file(
+        &st.data,
+        folder,
+        &name,
+        ct,
+        &attachment_name(&d.call, &name),
+    )
+    .await?;
     if ct == "audio/wav" {
         // inline, so the <audio> element can play it.
         resp.headers_mut().remove(header::CONTENT_DISPOSITION);

@@ -23,6 +23,7 @@
 //! artifacts (date of the call's start), UTC.
 
 pub mod cli;
+pub mod manifest;
 pub mod queue;
 pub mod remote;
 pub mod s3;

@@ -646,6 +646,26 @@ impl Uploader {
             return Ok(());
         };
         let path = root.join(&row.path);
+        if row.kind == Kind::Call
+            && let (Some(dir), Some(name)) = (path.parent(), path.file_name())
+        {
+            // The web UI finds the file through the folder's manifest.
+            let sha256 = self
+                .queue
+                .get(row.id)?
+                .and_then(|r| r.sha256)
+                .unwrap_or_default();
+            super::manifest::Manifest::record(
+                dir,
+                &self.cfg,
+                &name.to_string_lossy(),
+                super::manifest::RemoteEntry {
+                    key: row.key.clone(),
+                    bytes: row.bytes,
+                    sha256,
+                },
+            )?;
+        }
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
