@@ -351,6 +351,23 @@ fn upload_round_trip_and_ranged_extraction_equals_local() {
     assert_eq!(rep2.remote_files, rep.files);
     assert!(std::fs::read(&s3_pcap).unwrap() == std::fs::read(&local_pcap).unwrap());
     println!("extracted from S3 at {:.1} s", t0.elapsed().as_secs_f64());
+    // The same through `voxtap extract --config`.
+    let conf = tmp.path().join("voxtap.toml");
+    write_config(&conf, &cfg, &store, &out);
+    let cli_pcap = tmp.path().join("cli.pcap");
+    let o = voxtap()
+        .args(["extract", "--call", call, "--store"])
+        .arg(&store)
+        .arg("--out")
+        .arg(&cli_pcap)
+        .arg("--config")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("3 rolling file(s) read from S3"), "{stdout}");
+    assert!(std::fs::read(&cli_pcap).unwrap() == std::fs::read(&local_pcap).unwrap());
     let get_bytes = remote.stats.bytes.load(Ordering::Relaxed);
     let get_requests = remote.stats.requests.load(Ordering::Relaxed);
     let touched: u64 = rep.files.iter().map(|id| sizes[(*id - 1) as usize]).sum();
