@@ -366,7 +366,10 @@ fn upload_round_trip_and_ranged_extraction_equals_local() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(stdout.contains("3 rolling file(s) read from S3"), "{stdout}");
+    assert!(
+        stdout.contains("3 rolling file(s) read from S3"),
+        "{stdout}"
+    );
     assert!(std::fs::read(&cli_pcap).unwrap() == std::fs::read(&local_pcap).unwrap());
     let get_bytes = remote.stats.bytes.load(Ordering::Relaxed);
     let get_requests = remote.stats.requests.load(Ordering::Relaxed);
