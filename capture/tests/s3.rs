@@ -727,3 +727,72 @@ fn spool_cap_reached_logged_and_counted_then_drained() {
     }
     assert!(got == originals);
 }
+
+/// S3 answers with an error (a wrong secret key: s3s-fs refuses the
+/// signature): each attempt is counted and retried with backoff, and after
+/// `max_attempts` the file is `failed`, the error kept, the local file
+/// untouched, and `voxtap upload --once` exits with status 1.
+#[test]
+fn refused_uploads_retry_with_backoff_then_fail_keeping_the_file() {
+    aws_env();
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = S3Server::start(tmp.path());
+    let cfg = upload_cfg(&srv, "voxtap-refused");
+    make_bucket(&cfg);
+    let store = tmp.path().join("store");
+    let out = tmp.path().join("out");
+    build_store(&store, 2, 2, MIB);
+    let originals = pcap_files(&store);
+    assert_eq!(originals.len(), 1);
+    let conf = tmp.path().join("voxtap.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[store]\npath = {store:?}\n[output]\ndir = {out:?}\n[upload]\nenabled = true\nendpoint = {:?}\nbucket = \"voxtap-refused\"\npath_style = true\nmax_attempts = 3\nbackoff_initial_ms = 100\ndelete_after_upload = true\n",
+            cfg.endpoint
+        ),
+    )
+    .unwrap();
+    let t = Instant::now();
+    let o = voxtap()
+        .env("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+        .args(["upload", "--once", "--max-wait", "20", "--config"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    let took = t.elapsed();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("upload attempt failed; retrying later")
+            .count(),
+        2,
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("upload failed for good").count(),
+        1,
+        "{stderr}"
+    );
+    // Two waits between three attempts: 100 then 200 ms.
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    let q = Queue::open_read_only(&store).unwrap().unwrap();
+    let rows = q.rows().unwrap();
+    assert_eq!(rows.len(), 1);
+    let r = &rows[0];
+    assert_eq!((r.state.as_str(), r.attempts), ("failed", 3), "{r:?}");
+    assert!(
+        r.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("SignatureDoesNotMatch"),
+        "{r:?}"
+    );
+    let st = voxtap_capture::status::read(&out, "upload").unwrap();
+    assert_eq!(st["failed_files"], 1);
+    assert_eq!(st["retries"], 3);
+    assert_eq!(st["s3_reachable"], 1);
+    assert_eq!(pcap_files(&store), originals);
+    assert!(S3::new(&cfg).unwrap().list("").unwrap().is_empty());
+}

@@ -26,7 +26,7 @@ pub struct UploadArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Upload what is there now, waiting out retries, then exit (status 1
-    /// if files are still queued after --max-wait seconds).
+    /// if files are still queued after --max-wait seconds, or failed).
     #[arg(long)]
     pub once: bool,
     #[arg(long, default_value_t = 600)]
@@ -85,7 +85,7 @@ pub fn run_upload(a: UploadArgs) -> Result<ExitCode> {
             "uploaded {} files ({} bytes sent); queued {} files; failed {}; lost {}",
             s.uploads, s.bytes_sent, s.queued_files, s.failed_files, s.lost_files
         );
-        return Ok(if empty {
+        return Ok(if empty && s.failed_files == 0 {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE

@@ -532,6 +532,7 @@ impl Uploader {
                 let attempts = row.attempts + 1;
                 if attempts >= self.cfg.max_attempts {
                     tracing::error!(key = %row.key, attempts, error = %msg, "upload failed for good; the local file is kept");
+                    self.queue.retry_later(row.id, attempts, 0, &msg)?;
                     self.queue.finish(row.id, "failed", &msg)?;
                 } else {
                     let next = now_ms() + self.backoff(attempts);
