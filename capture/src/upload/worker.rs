@@ -590,11 +590,16 @@ impl Uploader {
         // Confirmation: the object S3 now holds has our size and hash.
         match self.s3.head(&row.key)? {
             Some(o) if o.size == size && o.sha256.as_deref() == Some(sha.as_str()) => Ok(()),
-            other => Err(Fail::Local(format!(
-                "s3://{}/{}: not confirmed after upload (HEAD says {other:?}, expected {size} bytes, sha256 {sha})",
-                self.s3.bucket(),
-                row.key
-            ))),
+            other => {
+                // Start the next attempt from scratch (e.g. parts of a
+                // different size from before a configuration change).
+                self.queue.set_upload_id(row.id, None)?;
+                Err(Fail::Local(format!(
+                    "s3://{}/{}: not confirmed after upload (HEAD says {other:?}, expected {size} bytes, sha256 {sha})",
+                    self.s3.bucket(),
+                    row.key
+                )))
+            }
         }
     }
 
