@@ -91,6 +91,7 @@ enum Cmd {
         config: Option<PathBuf>,
     },
     /// Upload closed rolling files and call artifacts to S3 (`[upload]` in the config).
+    #[cfg(feature = "s3")]
     Upload(voxtap_capture::upload::cli::UploadArgs),
     /// Remote capture from rpcapd hosts (RPCAP), for hosts that cannot run XDP.
     Remote {
@@ -146,6 +147,20 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+}
+
+/// Stands in for the S3 reader in a build without the `s3` feature.
+#[cfg(not(feature = "s3"))]
+struct NoRemote;
+#[cfg(not(feature = "s3"))]
+impl voxtap_capture::store::RemoteFiles for NoRemote {
+    fn open(
+        &self,
+        _f: &voxtap_capture::store::FileRow,
+        _offsets: &[u64],
+    ) -> Option<Result<Box<dyn voxtap_capture::store::ReadSeek>, String>> {
+        None
+    }
 }
 
 /// Hand over to `voxtap-web` (the web crate depends on this library, so
@@ -263,6 +278,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("calls: {}", report.out.display());
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "s3")]
         Cmd::Upload(a) => voxtap_capture::upload::cli::run_upload(a),
         Cmd::Extract {
             call,
@@ -274,11 +290,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Some(p) => voxtap_capture::config::Config::load(p)?.upload,
                 None => Default::default(),
             };
+            #[cfg(feature = "s3")]
             let remote = if upload.enabled {
                 voxtap_capture::upload::S3RemoteFiles::open(&upload, &store)?
             } else {
                 None
             };
+            #[cfg(not(feature = "s3"))]
+            if upload.enabled {
+                anyhow::bail!("upload.enabled: this voxtap was built without the s3 feature");
+            }
+            #[cfg(not(feature = "s3"))]
+            let remote: Option<NoRemote> = None;
             let r = voxtap_capture::store::extract_call_with(
                 &store,
                 &call,
@@ -288,6 +311,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .map(|r| r as &dyn voxtap_capture::store::RemoteFiles),
             )
             .with_context(|| format!("extracting call {call:?} from {}", store.display()))?;
+            #[cfg(feature = "s3")]
             if let Some(rm) = &remote
                 && !r.remote_files.is_empty()
             {

@@ -308,6 +308,13 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
     };
 
     let upload_stop = Arc::new(AtomicBool::new(false));
+    #[cfg(not(feature = "s3"))]
+    if cfg.upload.enabled {
+        anyhow::bail!("upload.enabled: this voxtap was built without the s3 feature");
+    }
+    #[cfg(not(feature = "s3"))]
+    let uploader: Option<thread::JoinHandle<Result<()>>> = None;
+    #[cfg(feature = "s3")]
     let uploader = if cfg.upload.enabled {
         let (ucfg, store, out, stop) = (
             cfg.upload.clone(),

@@ -22,11 +22,16 @@
 //! `<prefix><sensor>/<yyyy>/<mm>/<dd>/calls/<call folder>/<file>` for call
 //! artifacts (date of the call's start), UTC.
 
+#[cfg(feature = "s3")]
 pub mod cli;
+#[cfg(feature = "s3")]
 pub mod manifest;
 pub mod queue;
+#[cfg(feature = "s3")]
 pub mod remote;
+#[cfg(feature = "s3")]
 pub mod s3;
+#[cfg(feature = "s3")]
 pub mod worker;
 
 use std::path::PathBuf;
@@ -34,7 +39,9 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use thiserror::Error;
 
+#[cfg(feature = "s3")]
 pub use remote::S3RemoteFiles;
+#[cfg(feature = "s3")]
 pub use worker::{UploadStatus, Uploader};
 
 /// File name of the queue, in the store directory.
@@ -54,6 +61,7 @@ pub enum UploadError {
     },
     #[error("upload configuration: {0}")]
     Config(String),
+    #[cfg(feature = "s3")]
     #[error(transparent)]
     S3(#[from] s3::S3Error),
 }
