@@ -399,7 +399,14 @@ pub async fn call_page(
         .map(|f| files::extras(&st.data, f))
         .unwrap_or_default();
     audit(&st, &ident, "view", Some(id), "").await;
-    Ok(Html(pages::call(&ident, &d, &extras)))
+    let data = st.data.clone();
+    let (d, (_, series)) = tokio::task::spawn_blocking(move || {
+        let s = crate::quality::timelines(&data, &d);
+        (d, s)
+    })
+    .await
+    .map_err(|_| AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "timeline task failed"))?;
+    Ok(Html(pages::call(&ident, &d, &extras, &series)))
 }
 
 /// Record who looked at or downloaded what: the `access` log target and

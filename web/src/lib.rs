@@ -7,11 +7,13 @@
 //! resolved inside the data directory (`files`).
 
 pub mod auth;
+pub mod charts;
 pub mod config;
 pub mod files;
 mod handlers;
 mod jobs;
 mod pages;
+mod quality;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -403,6 +405,8 @@ pub fn router(st: Shared) -> Router {
         .route("/static/style.css", get(h::style))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/static/app.js", get(h::script))
+        .route("/calls/{id}/waveform/{name}", get(quality::waveform))
+        .route("/api/calls/{id}/timeline", get(quality::api_timeline))
         .layer(middleware::from_fn_with_state(st.clone(), gate))
         .layer(middleware::from_fn(hardening))
         .with_state(st)

@@ -385,7 +385,12 @@ fn ladder(sip: &[SipRow]) -> Markup {
     PreEscaped(svg)
 }
 
-pub fn call(id: &Identity, d: &CallDetail, extras: &Extras) -> String {
+pub fn call(
+    id: &Identity,
+    d: &CallDetail,
+    extras: &Extras,
+    timelines: &[Option<voxtap_capture::stream_timeline::Timeline>],
+) -> String {
     let c = &d.call;
     let base = format!("/calls/{}", c.id);
     let has_files = c.folder.is_some();
@@ -427,6 +432,7 @@ pub fn call(id: &Identity, d: &CallDetail, extras: &Extras) -> String {
                 @for w in &extras.wavs {
                     figure {
                         figcaption { (w) }
+                        img.waveform src={(base) "/waveform/" (url_encode(w))} alt={"waveform of " (w)} width="800";
                         audio controls preload="metadata" src={(base) "/files/" (url_encode(w))} {}
                     }
                 }
@@ -458,6 +464,19 @@ pub fn call(id: &Identity, d: &CallDetail, extras: &Extras) -> String {
                                 td.num { (s.rtcp_reports) }
                                 td.num { @if let Some(m) = s.mos { (format!("{m:.2}")) } @else { "–" } }
                             }
+                        }
+                    }
+                }
+            }
+        }
+        @if timelines.iter().any(Option::is_some) {
+            section.quality id="quality" {
+                h2 { "Quality over time " span.muted { "(per second, from the call PCAP)" } }
+                @for (s, t) in d.streams.iter().zip(timelines) {
+                    @if let Some(t) = t {
+                        figure.chart {
+                            figcaption.mono { (format!("0x{:08X}", s.ssrc)) " " (s.src) " → " (s.dst) " · " (s.codec) }
+                            (PreEscaped(crate::charts::timeline_svg(&format!("0x{:08X}", s.ssrc), t, crate::quality::INTERVAL_NS as f64 / 1e9)))
                         }
                     }
                 }

@@ -1,0 +1,142 @@
+//! The call page's quality-over-time charts and audio waveforms, computed
+//! on request from the call's own files (its PCAP and the media step's
+//! WAVs) rather than stored in the index.
+
+use std::net::SocketAddr;
+
+use axum::extract::{Extension, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use voxtap_capture::index::CallDetail;
+use voxtap_capture::stream_timeline::{self, StreamKey, Timeline};
+
+use crate::handlers::AppError;
+use crate::{Identity, Shared, charts, files};
+
+/// Interval of the quality series.
+pub const INTERVAL_NS: u64 = 1_000_000_000;
+/// Columns of a waveform (one min/max pair each).
+pub const WAVE_COLUMNS: usize = 800;
+
+/// The series' origin (ns since the epoch) and one series per stream of
+/// `d` (same order as `d.streams`), from the call PCAP; None for a stream
+/// whose addresses do not parse. Empty when the call has no PCAP.
+pub fn timelines(data: &std::path::Path, d: &CallDetail) -> (u64, Vec<Option<Timeline>>) {
+    let Some(folder) = d.call.folder.as_deref() else {
+        return (d.call.start_ns, Vec::new());
+    };
+    let Ok(pcap) = files::in_folder(data, folder, "call.pcap") else {
+        return (d.call.start_ns, Vec::new());
+    };
+    let maps = stream_timeline::rtpmaps(d.sip.iter().map(|m| m.text.as_str()));
+    let keys: Vec<Option<StreamKey>> = d
+        .streams
+        .iter()
+        .map(|s| {
+            Some(StreamKey {
+                src: s.src.parse::<SocketAddr>().ok()?,
+                dst: s.dst.parse::<SocketAddr>().ok()?,
+                ssrc: s.ssrc,
+                clock_rate: stream_timeline::clock_rate(s.payload_type, &maps),
+            })
+        })
+        .collect();
+    let valid: Vec<StreamKey> = keys.iter().flatten().cloned().collect();
+    let start = d
+        .streams
+        .iter()
+        .filter_map(|s| s.first_ns)
+        .min()
+        .map_or(d.call.start_ns, |f| f.min(d.call.start_ns));
+    let series = match stream_timeline::from_pcap(&pcap, &valid, start, INTERVAL_NS) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(
+                call = d.call.id,
+                "reading the call PCAP for its quality series: {e}"
+            );
+            return (start, Vec::new());
+        }
+    };
+    let mut it = series.into_iter();
+    let out = keys
+        .iter()
+        .map(|k| k.as_ref().and_then(|_| it.next()))
+        .collect();
+    (start, out)
+}
+
+/// `GET /api/calls/{id}/timeline`: the series as JSON.
+pub async fn api_timeline(
+    State(st): State<Shared>,
+    Path(id): Path<i64>,
+) -> Result<Response, AppError> {
+    let d = st
+        .db
+        .run(move |idx| idx.call_detail(id))
+        .await?
+        .ok_or_else(|| AppError::new(StatusCode::NOT_FOUND, "no such call"))?;
+    let data = st.data.clone();
+    let (d, (start_ns, series)) = tokio::task::spawn_blocking(move || {
+        let s = timelines(&data, &d);
+        (d, s)
+    })
+    .await
+    .map_err(|_| AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "timeline task failed"))?;
+    let streams: Vec<serde_json::Value> = d
+        .streams
+        .iter()
+        .zip(series.iter().chain(std::iter::repeat(&None)))
+        .map(|(s, t)| {
+            serde_json::json!({
+                "ssrc": s.ssrc, "src": s.src, "dst": s.dst,
+                "interval_ms": INTERVAL_NS / 1_000_000,
+                "timeline": t,
+            })
+        })
+        .collect();
+    Ok(
+        axum::Json(serde_json::json!({ "call": id, "start_ns": start_ns, "streams": streams }))
+            .into_response(),
+    )
+}
+
+/// `GET /calls/{id}/waveform/{name}`: an SVG of a WAV of the call's folder.
+pub async fn waveform(
+    State(st): State<Shared>,
+    Extension(_ident): Extension<Identity>,
+    Path((id, name)): Path<(i64, String)>,
+) -> Result<Response, AppError> {
+    files::check_name(&name)?;
+    if !name.to_ascii_lowercase().ends_with(".wav") {
+        return Err(AppError::new(StatusCode::BAD_REQUEST, "not a WAV file"));
+    }
+    let d = st
+        .db
+        .run(move |idx| idx.call(id))
+        .await?
+        .ok_or_else(|| AppError::new(StatusCode::NOT_FOUND, "no such call"))?;
+    let folder = d
+        .folder
+        .ok_or_else(|| AppError::new(StatusCode::NOT_FOUND, "this call has no files"))?;
+    let p = files::in_folder(&st.data, &folder, &name)?;
+    let svg = tokio::task::spawn_blocking(move || {
+        charts::peaks(&p, WAVE_COLUMNS).map(|pk| charts::waveform_svg(&pk, &name))
+    })
+    .await
+    .map_err(|_| AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "waveform task failed"))?
+    .map_err(|e| {
+        AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("cannot read the WAV: {e}"),
+        )
+    })?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "private, max-age=300"),
+        ],
+        svg,
+    )
+        .into_response())
+}
