@@ -653,6 +653,16 @@ fn live_stalled_reader_loss_counted_by_kernel_and_charged_to_calls() {
     eprintln!("tcpdump {theirs}, stored {stored}, kernel lost {lost}");
     assert!(lost > 100, "lost {lost}");
     assert_eq!(stored + lost, theirs, "every frame stored or counted lost");
+    // The sensor page's status file ends with the same figures.
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("out/status/sensor.json")).unwrap())
+            .unwrap();
+    assert_eq!(st["running"], false, "{st}");
+    assert_eq!(st["drops"]["ring_full"], lost, "{st}");
+    assert_eq!(st["frames_total"], stored, "{st}");
+    assert_eq!(st["calls_written"], 10, "{st}");
+    let charged = st["capture_loss"].as_u64().unwrap();
+    assert!(charged > 0 && charged <= lost, "{st}");
     let calls = read_csv(&dir.join("out/calls.csv"));
     assert_eq!(calls.len(), 10);
     for c in &calls {

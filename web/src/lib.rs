@@ -14,6 +14,7 @@ mod handlers;
 mod jobs;
 mod pages;
 mod quality;
+pub mod status_view;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -405,6 +406,7 @@ pub fn router(st: Shared) -> Router {
         .route("/static/style.css", get(h::style))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/static/app.js", get(h::script))
+        .route("/sensor/status", get(h::sensor_status))
         .route("/calls/{id}/waveform/{name}", get(quality::waveform))
         .route("/api/calls/{id}/timeline", get(quality::api_timeline))
         .layer(middleware::from_fn_with_state(st.clone(), gate))

@@ -512,10 +512,16 @@ pub fn sensor(
     usage: u64,
     fs: Option<&FsUsage>,
     log: &[AccessEntry],
+    statuses: &[(String, serde_json::Value)],
 ) -> String {
     let up = st.started.elapsed().as_secs();
     let body = html! {
         h1 { "Sensor" }
+        div id="statuses" data-refresh="/sensor/status" {
+            (crate::status_view::cards(statuses, voxtap_capture::status::now_unix()))
+        }
+        label.live { input type="checkbox" id="status-live" checked; " auto-refresh (2 s)" }
+        h2 { "Web server" }
         dl.facts {
             dt { "Version" } dd { "voxtap " (env!("CARGO_PKG_VERSION")) }
             dt { "Uptime" } dd { (up / 86400) "d " ((up / 3600) % 24) "h " ((up / 60) % 60) "m " (up % 60) "s" }

@@ -26,6 +26,7 @@
 
 pub mod batch;
 pub mod privs;
+pub mod status;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -251,6 +252,19 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
     }
 
     let kernel_lost = Arc::new(AtomicU64::new(0));
+    // Figures for status/sensor.json in the web's data directory.
+    let live = Arc::new(status::LiveCounters::default());
+    let mut publisher = status::SensorPublisher::new(
+        &cfg.output.dir,
+        status::RunFacts {
+            iface: opts.iface.clone(),
+            attach_mode: format!("{mode:?}"),
+            store: store_dir.clone(),
+            max_bytes: cfg.store.max_bytes,
+            max_age_seconds: cfg.store.max_age_seconds,
+            min_free_bytes: cfg.store.min_free_bytes,
+        },
+    );
     let durable = Arc::new(AtomicU64::new(0));
     let reader_stop = Arc::new(AtomicBool::new(false));
     let (full_tx, full_rx) = mpsc::sync_channel::<Batch>(BATCHES);
@@ -270,16 +284,20 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
             cores.clone(),
         );
         let testing = cfg.testing.clone();
+        let live = Arc::clone(&live);
         thread::Builder::new()
             .name("voxtap-reader".into())
             .spawn(move || {
                 pin(&cores, 0, "reader");
-                reader_loop(frames, roll, full_tx, empty_rx, &durable, &stop, &testing)
+                reader_loop(
+                    frames, roll, full_tx, empty_rx, &durable, &stop, &testing, &live,
+                )
             })
             .context("starting the reader thread")?
     };
     let worker = {
         let (lost, cores) = (Arc::clone(&kernel_lost), cores.clone());
+        let live = Arc::clone(&live);
         let mut pcfg = PipelineConfig {
             sip_ports: cfg.capture.sip_ports.clone(),
             ..Default::default()
@@ -292,17 +310,18 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
             .name("voxtap-pipeline".into())
             .spawn(move || {
                 pin(&cores, 1, "pipeline");
-                worker_loop(pcfg, full_rx, empty_tx, endpoints, &lost, ended_tx)
+                worker_loop(pcfg, full_rx, empty_tx, endpoints, &lost, ended_tx, &live)
             })
             .context("starting the pipeline thread")?
     };
     let output = {
         let durable = Arc::clone(&durable);
+        let live = Arc::clone(&live);
         thread::Builder::new()
             .name("voxtap-output".into())
             .spawn(move || {
                 pin(&cores, 2, "output");
-                output_loop(mgr, writer, call_index, file_rx, ended_rx, &durable)
+                output_loop(mgr, writer, call_index, file_rx, ended_rx, &durable, &live)
             })
             .context("starting the output thread")?
     };
@@ -316,6 +335,7 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
     );
     let deadline = opts.duration.map(|d| Instant::now() + d);
     let mut last_log = Instant::now();
+    let mut last_status: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed)
         && deadline.is_none_or(|d| Instant::now() < d)
         && !reader.is_finished()
@@ -324,6 +344,10 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
     {
         let c = sensor.counters();
         kernel_lost.store(c[Counter::LostRingFull as usize], Ordering::Relaxed);
+        if last_status.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            last_status = Some(Instant::now());
+            publisher.publish(&c, &live, true);
+        }
         if last_log.elapsed() >= Duration::from_secs(10) {
             last_log = Instant::now();
             tracing::info!(
@@ -351,6 +375,15 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
     let rstats = rstats?;
     let wstats = wstats?;
     let ostats = ostats?;
+    // The final figures, marked stopped.
+    status::LiveCounters::set(&live.frames, rstats.frames);
+    status::LiveCounters::set(&live.bytes, rstats.bytes);
+    status::LiveCounters::set(&live.calls_open, 0);
+    status::LiveCounters::set(&live.capture_loss, wstats.capture_loss);
+    status::LiveCounters::set(&live.calls_written, ostats.calls);
+    status::LiveCounters::set(&live.call_write_errors, ostats.write_errors);
+    status::LiveCounters::set(&live.files_deleted, ostats.files_deleted);
+    publisher.publish(&counters, &live, false);
     Ok(LiveReport {
         iface: opts.iface.clone(),
         attach_mode: Some(mode),
@@ -389,6 +422,7 @@ fn reader_loop(
     durable: &AtomicU64,
     stop: &AtomicBool,
     testing: &crate::config::TestingConfig,
+    live: &status::LiveCounters,
 ) -> Result<ReaderStats> {
     let mut stats = ReaderStats::default();
     let mut clock = Clock::new();
@@ -463,6 +497,8 @@ fn reader_loop(
                 },
             )
             .context("polling the ring buffer")?;
+        status::LiveCounters::set(&live.frames, stats.frames);
+        status::LiveCounters::set(&live.bytes, stats.bytes);
         if let Some(e) = fail.take() {
             return Err(e);
         }
@@ -499,6 +535,7 @@ fn worker_loop(
     mut endpoints: EndpointMap,
     kernel_lost: &AtomicU64,
     ended_tx: Sender<(u64, Vec<Call>)>,
+    live: &status::LiveCounters,
 ) -> Result<WorkerStats> {
     let mut pipeline = Pipeline::new(pcfg);
     pipeline.calls_mut().track_endpoints();
@@ -533,6 +570,8 @@ fn worker_loop(
             &mut seen_lost,
             &mut stats,
         );
+        status::LiveCounters::set(&live.calls_open, pipeline.open_calls() as u64);
+        status::LiveCounters::set(&live.capture_loss, stats.capture_loss);
         let ended = pipeline.drain_ended();
         if !ended.is_empty() && ended_tx.send((last_seq, ended)).is_err() {
             return Err(anyhow!("output thread stopped"));
@@ -603,6 +642,7 @@ fn output_loop(
     file_rx: Receiver<FileEvent>,
     ended_rx: Receiver<(u64, Vec<Call>)>,
     durable: &AtomicU64,
+    live: &status::LiveCounters,
 ) -> Result<OutputStats> {
     let mut stats = OutputStats::default();
     let mut pending: std::collections::VecDeque<(u64, Vec<Call>)> = Default::default();
@@ -680,6 +720,12 @@ fn output_loop(
                 .add_calls(&locations)
                 .context("recording call locations")?;
         }
+        let (files, bytes) = mgr.usage();
+        status::LiveCounters::set(&live.store_files, files);
+        status::LiveCounters::set(&live.store_bytes, bytes);
+        status::LiveCounters::set(&live.calls_written, stats.calls);
+        status::LiveCounters::set(&live.call_write_errors, stats.write_errors);
+        status::LiveCounters::set(&live.files_deleted, mgr.deleted_files);
         if done && pending.is_empty() {
             break;
         }

@@ -195,6 +195,14 @@ impl StoreManager {
         })
     }
 
+    /// Rolling files in the store and their total size in bytes.
+    pub fn usage(&self) -> (u64, u64) {
+        (
+            self.files.len() as u64,
+            self.files.values().map(|f| f.bytes).sum(),
+        )
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
