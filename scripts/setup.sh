@@ -17,6 +17,8 @@ PACKAGES=(
     libpcap-dev libopus-dev llvm-22-dev libzstd-dev zlib1g-dev flex bison dpkg-dev
     chromium chromium-driver
 )
+# The web TLS test makes a self-signed certificate with the openssl CLI.
+PACKAGES+=(openssl)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -163,7 +163,14 @@ pub async fn login_post(
         )
             .into_response();
     }
-    let (sid, _) = st.sessions.create(&f.user);
+    let (sid, _) = match st.sessions.create(&f.user) {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!("creating a session: {e}");
+            return AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot create a session")
+                .into_response();
+        }
+    };
     tracing::info!(target: "access", user = %f.user, "login");
     let mut resp = Redirect::to(&next).into_response();
     let h = resp.headers_mut();

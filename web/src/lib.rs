@@ -158,13 +158,18 @@ impl AppState {
             .map(|u| (u.name.clone(), u.clone()))
             .collect();
         let hours = opts.config.server.session_hours.unwrap_or(12);
+        let sessions = auth::Sessions::open(
+            &data.join(auth::SESSIONS_FILE),
+            Duration::from_secs(hours * 3600),
+        )
+        .context("opening the session store")?;
         Ok(Arc::new(AppState {
             data,
             db: Arc::new(db),
             users,
             no_auth: opts.insecure_no_auth.then(auth::random_token),
             secure_cookies: opts.config.server.tls_cert.is_some(),
-            sessions: auth::Sessions::new(Duration::from_secs(hours * 3600)),
+            sessions,
             metrics: Metrics::default(),
             jobs: jobs::Jobs::default(),
             started: Instant::now(),
@@ -275,7 +280,10 @@ async fn gate(State(st): State<Shared>, mut req: Request, next: Next) -> Respons
             csrf: Some(token.clone()),
             remote: remote.clone(),
         })
-    } else if let Some(s) = cookie_value(headers, SESSION_COOKIE).and_then(|id| st.sessions.get(id))
+    } else if let Some(s) = cookie_value(headers, SESSION_COOKIE)
+        .and_then(|id| st.sessions.get(id))
+        // A user removed from the config loses their sessions too.
+        .filter(|s| st.users.contains_key(&s.user))
     {
         Some(Identity {
             user: s.user,

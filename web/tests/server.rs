@@ -162,3 +162,257 @@ async fn status_files_on_the_sensor_page_and_in_metrics() {
     assert_eq!(m["voxtap_calls_indexed"], 0.0);
     running.task.abort();
 }
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn hidden_csrf(html: &str) -> String {
+    let i = html.find("name=\"csrf\" value=\"").expect("csrf field") + 19;
+    html[i..i + 64].to_string()
+}
+
+/// Log in through the form over plain HTTP; the `voxtap_session=...` pair.
+async fn login(base: &str) -> String {
+    let c = client();
+    let page = c.get(format!("{base}/login")).send().await.unwrap();
+    let login_cookie = page.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let csrf = hidden_csrf(&page.text().await.unwrap());
+    let r = c
+        .post(format!("{base}/login"))
+        .header("cookie", login_cookie)
+        .form(&[("user", USER), ("password", PASSWORD), ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|v| v.starts_with("voxtap_session="))
+        .expect("session cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+async fn calls_status(base: &str, cookie: &str) -> u16 {
+    client()
+        .get(format!("{base}/calls"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_survive_a_restart_until_logout_or_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().canonicalize().unwrap();
+    let a = start(&data).await;
+    let base = format!("http://{}", a.addr);
+    let cookie = login(&base).await;
+    assert_eq!(calls_status(&base, &cookie).await, 200);
+    a.task.abort();
+    drop(a);
+
+    // A new server process on the same data directory knows the session.
+    let b = start(&data).await;
+    let base = format!("http://{}", b.addr);
+    assert_eq!(
+        calls_status(&base, &cookie).await,
+        200,
+        "still logged in after a restart"
+    );
+    // Logging out deletes it for good, across restarts too.
+    let page = client()
+        .get(format!("{base}/calls"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let r = client()
+        .post(format!("{base}/logout"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", hidden_csrf(&page))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(calls_status(&base, &cookie).await, 303, "logged out");
+    b.task.abort();
+    drop(b);
+    let c = start(&data).await;
+    let base = format!("http://{}", c.addr);
+    assert_eq!(
+        calls_status(&base, &cookie).await,
+        303,
+        "logout survives a restart"
+    );
+
+    // Expiry is enforced on the stored time, not only in memory.
+    let cookie = login(&base).await;
+    assert_eq!(calls_status(&base, &cookie).await, 200);
+    let db = rusqlite::Connection::open(data.join(voxtap_web::auth::SESSIONS_FILE)).unwrap();
+    let n = db
+        .execute(
+            "UPDATE sessions SET expires_ms = expires_ms - 13 * 3600 * 1000",
+            [],
+        )
+        .unwrap();
+    assert_eq!(n, 1, "one live session stored");
+    assert_eq!(calls_status(&base, &cookie).await, 303, "expired");
+    // The id itself is not in the file.
+    let id = cookie.split_once('=').unwrap().1;
+    let bytes = std::fs::read(data.join(voxtap_web::auth::SESSIONS_FILE)).unwrap();
+    assert!(!bytes.windows(id.len()).any(|w| w == id.as_bytes()));
+    c.task.abort();
+}
+
+/// One HTTP/1.1 request over TLS trusting `roots`; (status, headers).
+async fn https_get(
+    addr: std::net::SocketAddr,
+    roots: rustls::RootCertStore,
+    req: String,
+) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let conn = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg));
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = conn.connect(name, tcp).await?;
+    tls.write_all(req.as_bytes()).await?;
+    let mut buf = Vec::new();
+    let _ = tls.read_to_end(&mut buf).await;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let head = text.split("\r\n\r\n").next().unwrap_or("").to_string();
+    Ok((status, head))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_rustls_and_secure_cookies() {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let st = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl must be installed (scripts/setup.sh installs it)");
+    assert!(st.success());
+    let mut config = config();
+    config.server.tls_cert = Some(cert.clone());
+    config.server.tls_key = Some(key);
+    let running = voxtap_web::start(voxtap_web::ServeOptions {
+        data: data.clone(),
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        config,
+        insecure_no_auth: false,
+    })
+    .await
+    .expect("HTTPS server starts");
+    let addr = running.addr;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(&cert).unwrap())
+        .unwrap();
+
+    // Trusted: the login page, with a Secure cookie.
+    let (status, head) = https_get(
+        addr,
+        roots.clone(),
+        "GET /login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".into(),
+    )
+    .await
+    .expect("TLS handshake with the trusted certificate");
+    assert_eq!(status, 200, "{head}");
+    let set_cookie = head
+        .lines()
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie: voxtap_login=")
+        })
+        .expect("login cookie");
+    assert!(set_cookie.contains("; Secure"), "{set_cookie}");
+    assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
+    // A bearer-token API call works over TLS too.
+    let (status, _) = https_get(
+        addr,
+        roots,
+        format!(
+            "GET /api/calls HTTP/1.1\r\nHost: localhost\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+            bearer()
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+
+    // Not trusted: the handshake fails.
+    let untrusted = https_get(
+        addr,
+        rustls::RootCertStore::empty(),
+        "GET /login HTTP/1.1\r\nHost: localhost\r\n\r\n".into(),
+    )
+    .await;
+    assert!(
+        untrusted.is_err(),
+        "a client without the certificate must refuse it"
+    );
+
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let plain = client()
+        .get(format!("http://{addr}/login"))
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(
+        plain.is_err(),
+        "plain HTTP answered: {:?}",
+        plain.map(|r| r.status())
+    );
+    running.task.abort();
+}
