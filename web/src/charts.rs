@@ -7,7 +7,7 @@ use std::path::Path;
 
 use voxtap_capture::stream_timeline::Timeline;
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

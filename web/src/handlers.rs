@@ -413,7 +413,8 @@ pub async fn call_page(
     })
     .await
     .map_err(|_| AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "timeline task failed"))?;
-    Ok(Html(pages::call(&ident, &d, &extras, &series)))
+    let legs = crate::legs_view::group(&st, &d).await?;
+    Ok(Html(pages::call(&ident, &d, &extras, &series, &legs)))
 }
 
 /// Record who looked at or downloaded what: the `access` log target and

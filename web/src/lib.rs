@@ -12,6 +12,7 @@ pub mod config;
 pub mod files;
 mod handlers;
 mod jobs;
+mod legs_view;
 mod pages;
 mod quality;
 pub mod status_view;

@@ -390,6 +390,7 @@ pub fn call(
     d: &CallDetail,
     extras: &Extras,
     timelines: &[Option<voxtap_capture::stream_timeline::Timeline>],
+    legs: &[CallDetail],
 ) -> String {
     let c = &d.call;
     let base = format!("/calls/{}", c.id);
@@ -487,7 +488,9 @@ pub fn call(
                 p { @for x in &d.dtmf { span.badge title=(x.source) { (x.digit) } " " } }
             }
         }
-        @if !d.legs.is_empty() {
+        @if !legs.is_empty() {
+            (crate::legs_view::section(c.id, legs))
+        } @else if !d.legs.is_empty() {
             section { h2 { "Other legs" }
                 ul { @for l in &d.legs { li { a href={"/calls/" (l.other_call)} { "call " (l.other_call) } " (" (l.method) ")" } } }
             }

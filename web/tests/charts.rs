@@ -253,3 +253,68 @@ async fn waveform_peaks_follow_the_samples() {
     }
     running.task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b2bua_legs_side_by_side() {
+    let pcap = corpus("generated/baresip-b2bua-2legs-srtp-to-rtp.pcap");
+    let dir = data_dir_with(&pcap);
+    let data = dir.path().canonicalize().unwrap();
+    let calls = Index::open(&data.join(INDEX_FILE))
+        .unwrap()
+        .search(&CallQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap()
+        .rows;
+    assert_eq!(calls.len(), 2);
+    let running = start(&data).await;
+    let http = reqwest::Client::new();
+    // Legs in start order: the caller's leg first.
+    let mut by_start = calls.clone();
+    by_start.sort_by_key(|c| c.start_ns);
+    let per_leg: Vec<usize> = by_start
+        .iter()
+        .map(|c| sip_message_count(&pcap, &c.call_id))
+        .collect();
+    assert!(per_leg.iter().all(|n| *n > 0));
+    for c in &calls {
+        let page = http
+            .get(format!("http://{}/calls/{}", running.addr, c.id))
+            .header("authorization", bearer())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("id=\"legs\""), "legs section");
+        assert_eq!(
+            page.matches("<div class=\"leg\" ").count()
+                + page.matches("<div class=\"leg current\" ").count(),
+            2,
+            "one column per leg"
+        );
+        assert_eq!(
+            page.matches("<div class=\"leg current\"").count(),
+            1,
+            "this call is marked"
+        );
+        for (n, leg) in by_start.iter().enumerate() {
+            // Each leg's column names its Call-ID, and its arrows in the
+            // combined ladder are as many as tshark's SIP frames of it.
+            assert!(page.contains(&leg.call_id));
+            let arrows = page
+                .matches(&format!("class=\"legmsg\" data-leg=\"{}\"", n + 1))
+                .count();
+            assert_eq!(arrows, per_leg[n], "leg {} arrows vs tshark", n + 1);
+            assert!(page.contains(&format!("<a href=\"/calls/{}#msg-0\"", leg.id)));
+        }
+        // The call's own ladder still has only its own messages.
+        assert_eq!(
+            page.matches("class=\"msg ").count(),
+            sip_message_count(&pcap, &c.call_id)
+        );
+    }
+    running.task.abort();
+}
