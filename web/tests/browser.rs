@@ -234,6 +234,25 @@ async fn find_open_listen_download() {
         (dur - 1.0).abs() < 0.01,
         "WAV duration in the browser {dur}"
     );
+    // Quality over time: one chart per stream, drawn by the server.
+    let charts = c
+        .find_all(Locator::Css("section#quality svg.timeline"))
+        .await
+        .unwrap();
+    assert_eq!(
+        charts.len() as u64,
+        with_wav.stream_count,
+        "one chart per stream"
+    );
+    assert!(!charts.is_empty());
+    let bars = c
+        .find_all(Locator::Css("section#quality svg.timeline rect.packets"))
+        .await
+        .unwrap();
+    assert!(!bars.is_empty(), "packet bars drawn");
+    // The waveform above the player is an SVG the browser decoded.
+    let loaded = wait_image(&c, "section#audio img.waveform").await;
+    assert_eq!(loaded, 800.0, "waveform image width");
     full_page_screenshot(&c, "call.png").await;
 
     // The session cookie the browser holds downloads the PCAP.
@@ -284,7 +303,65 @@ async fn find_open_listen_download() {
         c.find_all(Locator::Css("audio")).await.unwrap().is_empty(),
         "no audio element without a WAV"
     );
+
+    // The sensor page shows the live status file and refreshes it.
+    voxtap_capture::status::write(
+        &data,
+        "sensor",
+        &serde_json::json!({"frames_per_second": 1000, "calls_active": 4, "drops": {"ring_full": 0}}),
+    )
+    .unwrap();
+    c.goto(&format!("{base}/sensor")).await.unwrap();
+    let card = c
+        .wait()
+        .for_element(Locator::Id("status-sensor"))
+        .await
+        .unwrap();
+    assert!(card.text().await.unwrap().contains("calls active"));
+    voxtap_capture::status::write(
+        &data,
+        "sensor",
+        &serde_json::json!({"frames_per_second": 1000, "calls_active": 77, "drops": {"ring_full": 0}}),
+    )
+    .unwrap();
+    let mut refreshed = false;
+    for _ in 0..60 {
+        let t = c
+            .find(Locator::Css(
+                "#status-sensor tr[data-field=calls_active] td",
+            ))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if t == "77" {
+            refreshed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(refreshed, "the sensor page re-read the status file");
+    full_page_screenshot(&c, "sensor.png").await;
     c.close().await.unwrap();
+}
+
+/// The natural width of an image once the browser decoded it.
+async fn wait_image(c: &Client, css: &str) -> f64 {
+    for _ in 0..50 {
+        let v = c
+            .execute(
+                "const i = document.querySelector(arguments[0]); return i && i.complete ? i.naturalWidth : -1;",
+                vec![serde_json::json!(css)],
+            )
+            .await
+            .unwrap();
+        if let Some(w) = v.as_f64().filter(|w| *w > 0.0) {
+            return w;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the browser never loaded {css}");
 }
 
 async fn wait_audio_duration(c: &Client) -> f64 {
