@@ -189,15 +189,17 @@ fn item_name(it: &Value, i: usize) -> String {
         .map_or_else(|| i.to_string(), String::from)
 }
 
+/// Metric name -> (help, samples as (labels, value)).
+type Families = BTreeMap<String, (String, Vec<(String, f64)>)>;
+
 /// Prometheus text for every status file: each numeric (or boolean) field
 /// as `voxtap_<component>_<field>` (nested objects add their key to the
 /// name; arrays of objects give one sample per item, labelled `item`), plus
 /// each file's age. `taken` are names already in the exposition.
 pub fn prometheus(all: &[(String, Value)], now_unix: u64, taken: &[&str]) -> String {
-    // name -> (help, samples)
-    let mut m: BTreeMap<String, (String, Vec<(String, f64)>)> = BTreeMap::new();
+    let mut m = Families::new();
     fn walk(
-        m: &mut BTreeMap<String, (String, Vec<(String, f64)>)>,
+        m: &mut Families,
         comp: &str,
         path: &mut Vec<String>,
         labels: &str,

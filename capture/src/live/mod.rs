@@ -414,6 +414,9 @@ struct ReaderStats {
     bytes: u64,
 }
 
+// Each argument is a distinct channel or shared counter of the thread;
+// bundling them would only rename them.
+#[allow(clippy::too_many_arguments)]
 fn reader_loop(
     mut frames: FrameReader,
     mut roll: RollingWriter,
