@@ -198,13 +198,7 @@ type Families = BTreeMap<String, (String, Vec<(String, f64)>)>;
 /// each file's age. `taken` are names already in the exposition.
 pub fn prometheus(all: &[(String, Value)], now_unix: u64, taken: &[&str]) -> String {
     let mut m = Families::new();
-    fn walk(
-        m: &mut Families,
-        comp: &str,
-        path: &mut Vec<String>,
-        labels: &str,
-        v: &Value,
-    ) {
+    fn walk(m: &mut Families, comp: &str, path: &mut Vec<String>, labels: &str, v: &Value) {
         match v {
             Value::Object(o) => {
                 for (k, x) in o {
