@@ -20,6 +20,10 @@ use crate::pcapio::{PcapError, PcapReader};
 use crate::rtp::{RtpPacket, looks_like_rtcp, static_codec};
 use crate::stream_stats::StreamStats;
 
+/// Most intervals a series has (a day of seconds); callers choose the
+/// interval so a call fits.
+pub const MAX_BUCKETS: usize = 86_400;
+
 /// Comfort-noise payload types: Wireshark leaves them (and the packet after
 /// them) out of the jitter extremes, and so does [`StreamStats`].
 const PT_CN: u8 = 13;
@@ -92,8 +96,11 @@ pub fn from_pcap(
         let Some(&i) = by_key.get(&(d.src, d.dst, rtp.ssrc())) else {
             continue;
         };
-        let bucket =
-            usize::try_from(rec.ts_ns.saturating_sub(start_ns) / interval_ns).unwrap_or(usize::MAX);
+        // A wild timestamp must not size the series: the rest goes in the
+        // last bucket.
+        let bucket = usize::try_from(rec.ts_ns.saturating_sub(start_ns) / interval_ns)
+            .unwrap_or(usize::MAX)
+            .min(MAX_BUCKETS - 1);
         state[i].packet(bucket, rec.ts_ns, &rtp);
     }
     Ok(state.into_iter().map(Follow::finish).collect())
@@ -173,7 +180,7 @@ impl Follow {
         self.expected_at_open = expected;
         // Late packets of an earlier interval are counted in the current one.
         self.current = bucket.max(self.current);
-        let want = self.current.saturating_add(1).min(1 << 24);
+        let want = self.current.saturating_add(1).min(MAX_BUCKETS);
         if self.buckets.len() < want {
             self.buckets.resize(want, Bucket::default());
         }

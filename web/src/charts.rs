@@ -185,7 +185,7 @@ pub fn peaks(wav: &Path, columns: usize) -> Result<Peaks, hound::Error> {
         (_, b) => (1u64 << (b.clamp(1, 32) - 1)) as f32,
     };
     let mut put = |i: u64, v: f32| {
-        let c = (i / ch as u64 / k) as usize;
+        let c = usize::try_from(i / ch as u64 / k).unwrap_or(usize::MAX);
         if let Some(p) = out[(i % ch as u64) as usize].get_mut(c) {
             p.0 = p.0.min(v);
             p.1 = p.1.max(v);

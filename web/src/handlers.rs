@@ -407,7 +407,7 @@ pub async fn call_page(
         .unwrap_or_default();
     audit(&st, &ident, "view", Some(id), "").await;
     let data = st.data.clone();
-    let (d, (_, series)) = tokio::task::spawn_blocking(move || {
+    let (d, series) = tokio::task::spawn_blocking(move || {
         let s = crate::quality::timelines(&data, &d);
         (d, s)
     })

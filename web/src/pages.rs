@@ -389,7 +389,7 @@ pub fn call(
     id: &Identity,
     d: &CallDetail,
     extras: &Extras,
-    timelines: &[Option<voxtap_capture::stream_timeline::Timeline>],
+    series: &crate::quality::Series,
     legs: &[CallDetail],
 ) -> String {
     let c = &d.call;
@@ -470,14 +470,14 @@ pub fn call(
                 }
             }
         }
-        @if timelines.iter().any(Option::is_some) {
+        @if series.streams.iter().any(Option::is_some) {
             section.quality id="quality" {
-                h2 { "Quality over time " span.muted { "(per second, from the call PCAP)" } }
-                @for (s, t) in d.streams.iter().zip(timelines) {
+                h2 { "Quality over time " span.muted { "(per " (series.interval_ns / 1_000_000_000) " s, from the call PCAP)" } }
+                @for (s, t) in d.streams.iter().zip(&series.streams) {
                     @if let Some(t) = t {
                         figure.chart {
                             figcaption.mono { (format!("0x{:08X}", s.ssrc)) " " (s.src) " → " (s.dst) " · " (s.codec) }
-                            (PreEscaped(crate::charts::timeline_svg(&format!("0x{:08X}", s.ssrc), t, crate::quality::INTERVAL_NS as f64 / 1e9)))
+                            (PreEscaped(crate::charts::timeline_svg(&format!("0x{:08X}", s.ssrc), t, series.interval_ns as f64 / 1e9)))
                         }
                     }
                 }

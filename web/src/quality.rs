@@ -13,20 +13,41 @@ use voxtap_capture::stream_timeline::{self, StreamKey, Timeline};
 use crate::handlers::AppError;
 use crate::{Identity, Shared, charts, files};
 
-/// Interval of the quality series.
+/// Interval of the quality series: a second, or whole seconds more for
+/// calls over [`MAX_POINTS`] seconds so a long call's chart stays readable.
 pub const INTERVAL_NS: u64 = 1_000_000_000;
+pub const MAX_POINTS: u64 = 600;
 /// Columns of a waveform (one min/max pair each).
 pub const WAVE_COLUMNS: usize = 800;
 
-/// The series' origin (ns since the epoch) and one series per stream of
-/// `d` (same order as `d.streams`), from the call PCAP; None for a stream
-/// whose addresses do not parse. Empty when the call has no PCAP.
-pub fn timelines(data: &std::path::Path, d: &CallDetail) -> (u64, Vec<Option<Timeline>>) {
+/// The quality series of a call's streams.
+#[derive(Debug, Default)]
+pub struct Series {
+    /// Origin of bucket 0, ns since the epoch.
+    pub start_ns: u64,
+    pub interval_ns: u64,
+    /// Same order as the call's streams; None when a stream's addresses do
+    /// not parse. Empty when the call has no PCAP.
+    pub streams: Vec<Option<Timeline>>,
+}
+
+/// Whole seconds, at least 1, giving at most [`MAX_POINTS`] intervals.
+pub fn interval_for(span_ns: u64) -> u64 {
+    span_ns.div_ceil(MAX_POINTS * INTERVAL_NS).max(1) * INTERVAL_NS
+}
+
+/// The series of every stream of `d`, from the call PCAP.
+pub fn timelines(data: &std::path::Path, d: &CallDetail) -> Series {
+    let empty = Series {
+        start_ns: d.call.start_ns,
+        interval_ns: INTERVAL_NS,
+        streams: Vec::new(),
+    };
     let Some(folder) = d.call.folder.as_deref() else {
-        return (d.call.start_ns, Vec::new());
+        return empty;
     };
     let Ok(pcap) = files::in_folder(data, folder, "call.pcap") else {
-        return (d.call.start_ns, Vec::new());
+        return empty;
     };
     let maps = stream_timeline::rtpmaps(d.sip.iter().map(|m| m.text.as_str()));
     let keys: Vec<Option<StreamKey>> = d
@@ -42,28 +63,46 @@ pub fn timelines(data: &std::path::Path, d: &CallDetail) -> (u64, Vec<Option<Tim
         })
         .collect();
     let valid: Vec<StreamKey> = keys.iter().flatten().cloned().collect();
+    // From the call's start (or an earlier first packet), so the streams of
+    // a call line up.
     let start = d
         .streams
         .iter()
         .filter_map(|s| s.first_ns)
         .min()
         .map_or(d.call.start_ns, |f| f.min(d.call.start_ns));
-    let series = match stream_timeline::from_pcap(&pcap, &valid, start, INTERVAL_NS) {
+    let end = d
+        .streams
+        .iter()
+        .filter_map(|s| s.last_ns)
+        .max()
+        .unwrap_or(start)
+        .max(
+            d.call
+                .start_ns
+                .saturating_add(d.call.duration_ms.saturating_mul(1_000_000)),
+        );
+    let interval_ns = interval_for(end.saturating_sub(start));
+    let series = match stream_timeline::from_pcap(&pcap, &valid, start, interval_ns) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(
                 call = d.call.id,
                 "reading the call PCAP for its quality series: {e}"
             );
-            return (start, Vec::new());
+            return empty;
         }
     };
     let mut it = series.into_iter();
-    let out = keys
+    let streams = keys
         .iter()
         .map(|k| k.as_ref().and_then(|_| it.next()))
         .collect();
-    (start, out)
+    Series {
+        start_ns: start,
+        interval_ns,
+        streams,
+    }
 }
 
 /// `GET /api/calls/{id}/timeline`: the series as JSON.
@@ -77,7 +116,7 @@ pub async fn api_timeline(
         .await?
         .ok_or_else(|| AppError::new(StatusCode::NOT_FOUND, "no such call"))?;
     let data = st.data.clone();
-    let (d, (start_ns, series)) = tokio::task::spawn_blocking(move || {
+    let (d, series) = tokio::task::spawn_blocking(move || {
         let s = timelines(&data, &d);
         (d, s)
     })
@@ -86,19 +125,21 @@ pub async fn api_timeline(
     let streams: Vec<serde_json::Value> = d
         .streams
         .iter()
-        .zip(series.iter().chain(std::iter::repeat(&None)))
+        .zip(series.streams.iter().chain(std::iter::repeat(&None)))
         .map(|(s, t)| {
             serde_json::json!({
                 "ssrc": s.ssrc, "src": s.src, "dst": s.dst,
-                "interval_ms": INTERVAL_NS / 1_000_000,
                 "timeline": t,
             })
         })
         .collect();
-    Ok(
-        axum::Json(serde_json::json!({ "call": id, "start_ns": start_ns, "streams": streams }))
-            .into_response(),
-    )
+    Ok(axum::Json(serde_json::json!({
+        "call": id,
+        "start_ns": series.start_ns,
+        "interval_ms": series.interval_ns / 1_000_000,
+        "streams": streams,
+    }))
+    .into_response())
 }
 
 /// `GET /calls/{id}/waveform/{name}`: an SVG of a WAV of the call's folder.
@@ -139,4 +180,18 @@ pub async fn waveform(
         svg,
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_calls_get_longer_intervals() {
+        let s = INTERVAL_NS;
+        assert_eq!(interval_for(0), s);
+        assert_eq!(interval_for(600 * s), s);
+        assert_eq!(interval_for(600 * s + 1), 2 * s);
+        assert_eq!(interval_for(3600 * s), 6 * s);
+    }
 }

@@ -106,6 +106,7 @@ async fn quality_series_add_up_to_tshark_figures() {
         )
         .unwrap();
         let start_ns = v["start_ns"].as_u64().unwrap();
+        assert_eq!(v["interval_ms"], 1000, "a 10 s call is charted per second");
         for s in v["streams"].as_array().unwrap() {
             let (src, dst) = (s["src"].as_str().unwrap(), s["dst"].as_str().unwrap());
             let ssrc = s["ssrc"].as_u64().unwrap() as u32;
