@@ -47,7 +47,16 @@ fn scalar(key: &str, v: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Number(n) => {
             let f = n.as_f64().unwrap_or(0.0);
-            if key.ends_with("_unix") && f > 1e9 {
+            if key == "uptime_seconds" {
+                let s = f as u64;
+                format!(
+                    "{}d {}h {}m {}s",
+                    s / 86400,
+                    (s / 3600) % 24,
+                    (s / 60) % 60,
+                    s % 60
+                )
+            } else if key.ends_with("_unix") && f > 1e9 {
                 let s = voxtap_capture::output::format_ts((f as u64).saturating_mul(1_000_000_000));
                 s.get(..19).unwrap_or(&s).replace('T', " ") + " UTC"
             } else if key.contains("bytes") {

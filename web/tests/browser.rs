@@ -304,6 +304,38 @@ async fn find_open_listen_download() {
         "no audio element without a WAV"
     );
 
+    // Live refresh of the list: a call indexed while the page is open (as
+    // a live capture does) appears without a reload.
+    c.goto(&format!("{base}/calls")).await.unwrap();
+    c.wait()
+        .for_element(Locator::Id("live"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(c.find_all(Locator::Css("#rows tr")).await.unwrap().len(), 2);
+    let more = data_dir_with(&corpus("generated/sipp-netns-ipv6-udp-1call.pcap"));
+    Index::open(&data.join(INDEX_FILE))
+        .unwrap()
+        .absorb(&more.path().join(INDEX_FILE), "imports/live")
+        .unwrap();
+    let mut rows = 0;
+    for _ in 0..80 {
+        rows = c.find_all(Locator::Css("#rows tr")).await.unwrap().len();
+        if rows == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(rows, 3, "the new call appeared by live refresh");
+    c.find(Locator::Id("live"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
     // The sensor page shows the live status file and refreshes it.
     voxtap_capture::status::write(
         &data,
