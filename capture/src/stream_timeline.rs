@@ -73,8 +73,17 @@ pub fn from_pcap(
     start_ns: u64,
     interval_ns: u64,
 ) -> Result<Vec<Timeline>, PcapError> {
+    from_reader(PcapReader::open(pcap)?, keys, start_ns, interval_ns)
+}
+
+/// [`from_pcap`] over any pcap/pcapng reader.
+pub fn from_reader<R: std::io::Read>(
+    mut reader: PcapReader<R>,
+    keys: &[StreamKey],
+    start_ns: u64,
+    interval_ns: u64,
+) -> Result<Vec<Timeline>, PcapError> {
     let interval_ns = interval_ns.max(1);
-    let mut reader = PcapReader::open(pcap)?;
     let mut decoder = Decoder::new(Default::default());
     let mut by_key: HashMap<(SocketAddr, SocketAddr, u32), usize> = HashMap::new();
     for (i, k) in keys.iter().enumerate() {

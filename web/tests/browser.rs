@@ -336,13 +336,34 @@ async fn find_open_listen_download() {
         .await
         .unwrap();
 
-    // The sensor page shows the live status file and refreshes it.
-    voxtap_capture::status::write(
+    // The sensor page shows the live status file, as `voxtap run` writes
+    // it, and refreshes it.
+    use voxtap_capture::live::status::{LiveCounters, RunFacts, SensorPublisher};
+    use voxtap_capture::xdp::{COUNTERS, Counter};
+    let live = LiveCounters::default();
+    LiveCounters::set(&live.frames, 123_456);
+    LiveCounters::set(&live.bytes, 26_000_000);
+    LiveCounters::set(&live.calls_open, 4);
+    LiveCounters::set(&live.calls_written, 310);
+    LiveCounters::set(&live.store_files, 12);
+    LiveCounters::set(&live.store_bytes, 3 << 30);
+    let mut k = [0u64; COUNTERS];
+    k[Counter::Seen as usize] = 200_000;
+    k[Counter::KeptSip as usize] = 2_000;
+    k[Counter::KeptMedia as usize] = 121_456;
+    k[Counter::Passed as usize] = 76_544;
+    let mut publisher = SensorPublisher::new(
         &data,
-        "sensor",
-        &serde_json::json!({"frames_per_second": 1000, "calls_active": 4, "drops": {"ring_full": 0}}),
-    )
-    .unwrap();
+        RunFacts {
+            iface: "mirror0".into(),
+            attach_mode: "Native".into(),
+            store: data.clone(),
+            max_bytes: 100 << 30,
+            max_age_seconds: 7 * 86_400,
+            min_free_bytes: 1 << 30,
+        },
+    );
+    publisher.publish(&k, &live, true);
     c.goto(&format!("{base}/sensor")).await.unwrap();
     let card = c
         .wait()
@@ -350,21 +371,17 @@ async fn find_open_listen_download() {
         .await
         .unwrap();
     assert!(card.text().await.unwrap().contains("calls active"));
-    voxtap_capture::status::write(
-        &data,
-        "sensor",
-        &serde_json::json!({"frames_per_second": 1000, "calls_active": 77, "drops": {"ring_full": 0}}),
-    )
-    .unwrap();
+    LiveCounters::set(&live.calls_open, 77);
+    publisher.publish(&k, &live, true);
     let mut refreshed = false;
     for _ in 0..60 {
+        // Read in one script: the refresh replaces the elements, so a
+        // found element can go stale before its text is read.
         let t = c
-            .find(Locator::Css(
-                "#status-sensor tr[data-field=calls_active] td",
-            ))
-            .await
-            .unwrap()
-            .text()
+            .execute(
+                "const td = document.querySelector('#status-sensor tr[data-field=calls_active] td'); return td ? td.textContent : '';",
+                vec![],
+            )
             .await
             .unwrap();
         if t == "77" {

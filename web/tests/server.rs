@@ -72,17 +72,31 @@ fn parse_prometheus(text: &str) -> HashMap<String, f64> {
 async fn status_files_on_the_sensor_page_and_in_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().canonicalize().unwrap();
-    status::write(
-        &data,
-        "sensor",
-        &serde_json::json!({
-            "version": "0.1.0", "frames_per_second": 1250.5, "frames_total": 90000,
-            "calls_active": 12, "running": true,
-            "drops": {"ring_full": 7, "malformed": 2},
-            "store": {"bytes": 5_368_709_120u64, "files_deleted": 3},
-        }),
-    )
-    .unwrap();
+    // sensor.json exactly as `voxtap run` writes it.
+    {
+        use voxtap_capture::live::status::{LiveCounters, RunFacts, SensorPublisher};
+        use voxtap_capture::xdp::{COUNTERS, Counter};
+        let live = LiveCounters::default();
+        LiveCounters::set(&live.frames, 90_000);
+        LiveCounters::set(&live.calls_open, 12);
+        LiveCounters::set(&live.store_bytes, 5_368_709_120);
+        LiveCounters::set(&live.files_deleted, 3);
+        let mut k = [0u64; COUNTERS];
+        k[Counter::LostRingFull as usize] = 7;
+        k[Counter::Malformed as usize] = 2;
+        let mut p = SensorPublisher::new(
+            &data,
+            RunFacts {
+                iface: "mirror0".into(),
+                attach_mode: "Native".into(),
+                store: data.clone(),
+                max_bytes: 1 << 40,
+                max_age_seconds: 86_400,
+                min_free_bytes: 0,
+            },
+        );
+        p.publish(&k, &live, true);
+    }
     status::write(
         &data,
         "remote",
@@ -135,12 +149,16 @@ async fn status_files_on_the_sensor_page_and_in_metrics() {
             .starts_with("text/plain; version=0.0.4")
     );
     let m = parse_prometheus(&resp.text().await.unwrap());
-    assert_eq!(m["voxtap_sensor_frames_per_second"], 1250.5);
+    assert_eq!(m["voxtap_sensor_frames_per_second"], 0.0);
     assert_eq!(m["voxtap_sensor_frames_total"], 90000.0);
     assert_eq!(m["voxtap_sensor_calls_active"], 12.0);
     assert_eq!(m["voxtap_sensor_running"], 1.0);
     assert_eq!(m["voxtap_sensor_drops_ring_full"], 7.0);
     assert_eq!(m["voxtap_sensor_store_bytes"], 5_368_709_120.0);
+    assert_eq!(m["voxtap_sensor_store_files_deleted"], 3.0);
+    assert_eq!(m["voxtap_sensor_store_max_age_seconds"], 86_400.0);
+    assert_eq!(m["voxtap_sensor_drops_malformed"], 2.0);
+    assert_eq!(m["voxtap_sensor_dropped_total"], 9.0);
     assert_eq!(
         m["voxtap_remote_hosts_frames{item=\"prod/eu-west\"}"],
         100.0
