@@ -72,6 +72,46 @@ async fn quality_series_add_up_to_tshark_figures() {
         "the cut made losses: {want:?}"
     );
 
+    // Arrival time of every RTP packet by stream, in one tshark pass.
+    let mut rtp_times: HashMap<String, Vec<u64>> = HashMap::new();
+    for line in tshark(&[
+        "-r",
+        lossy.to_str().unwrap(),
+        "-o",
+        "rtp.heuristic_rtp:TRUE",
+        "-Y",
+        "rtp && !icmp",
+        "-T",
+        "fields",
+        "-e",
+        "ip.src",
+        "-e",
+        "udp.srcport",
+        "-e",
+        "ip.dst",
+        "-e",
+        "udp.dstport",
+        "-e",
+        "rtp.ssrc",
+        "-e",
+        "frame.time_epoch",
+    ])
+    .lines()
+    {
+        let f: Vec<&str> = line.split('\t').collect();
+        let [sip, sport, dip, dport, ssrc, t] = f[..] else {
+            continue;
+        };
+        let ssrc = u32::from_str_radix(ssrc.trim_start_matches("0x"), 16).unwrap();
+        let (secs, frac) = t.split_once('.').unwrap();
+        let ns = secs.parse::<u64>().unwrap() * 1_000_000_000
+            + format!("{frac:0<9}")[..9].parse::<u64>().unwrap();
+        rtp_times
+            .entry(format!("{sip}:{sport}->{dip}:{dport}/{ssrc}"))
+            .or_default()
+            .push(ns);
+    }
+
     let dir = data_dir_with(&lossy);
     let data = dir.path().canonicalize().unwrap();
     let calls = Index::open(&data.join(INDEX_FILE))
@@ -126,27 +166,10 @@ async fn quality_series_add_up_to_tshark_figures() {
             );
             lossy_intervals += b.iter().filter(|x| x["lost"].as_i64().unwrap() > 0).count();
             // Packets per second against the frame times tshark reports.
-            let (sip, sport) = src.rsplit_once(':').unwrap();
-            let (dip, dport) = dst.rsplit_once(':').unwrap();
-            let times = tshark(&[
-                "-r",
-                lossy.to_str().unwrap(),
-                "-o",
-                "rtp.heuristic_rtp:TRUE",
-                "-Y",
-                &format!(
-                    "!icmp && rtp.ssrc == {ssrc} && ip.src == {sip} && udp.srcport == {sport} && ip.dst == {dip} && udp.dstport == {dport}"
-                ),
-                "-T",
-                "fields",
-                "-e",
-                "frame.time_epoch",
-            ]);
+            let key = format!("{src}->{dst}/{ssrc}");
+            let times = rtp_times.get(&key).map(Vec::as_slice).unwrap_or_default();
             let mut per_s = vec![0u64; b.len()];
-            for t in times.lines().filter(|l| !l.is_empty()) {
-                let (secs, frac) = t.split_once('.').unwrap();
-                let ns = secs.parse::<u64>().unwrap() * 1_000_000_000
-                    + format!("{frac:0<9}")[..9].parse::<u64>().unwrap();
+            for &ns in times {
                 per_s[((ns - start_ns) / 1_000_000_000) as usize] += 1;
             }
             let got: Vec<u64> = b.iter().map(|x| x["packets"].as_u64().unwrap()).collect();
