@@ -4,14 +4,14 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use voxtap_capture::index::CallDetail;
 use voxtap_capture::stream_timeline::{self, StreamKey, Timeline};
 
 use crate::handlers::AppError;
-use crate::{Identity, Shared, charts, files};
+use crate::{Shared, charts, files};
 
 /// Interval of the quality series: a second, or whole seconds more for
 /// calls over [`MAX_POINTS`] seconds so a long call's chart stays readable.
@@ -145,7 +145,6 @@ pub async fn api_timeline(
 /// `GET /calls/{id}/waveform/{name}`: an SVG of a WAV of the call's folder.
 pub async fn waveform(
     State(st): State<Shared>,
-    Extension(_ident): Extension<Identity>,
     Path((id, name)): Path<(i64, String)>,
 ) -> Result<Response, AppError> {
     files::check_name(&name)?;
