@@ -176,10 +176,9 @@ impl Follow {
         }
     }
 
-    fn close_until(&mut self, bucket: usize) {
-        if bucket <= self.current && !self.buckets.is_empty() {
-            return;
-        }
+    /// Settles the current bucket's loss: the sequence numbers it advanced
+    /// over minus the packets it received.
+    fn settle_current(&mut self) {
         let expected = self.stats.summary().expected;
         if let Some(b) = self.buckets.get_mut(self.current) {
             b.lost = i64::try_from(expected.saturating_sub(self.expected_at_open))
@@ -187,6 +186,13 @@ impl Follow {
                 .saturating_sub(i64::try_from(b.packets).unwrap_or(i64::MAX));
         }
         self.expected_at_open = expected;
+    }
+
+    fn close_until(&mut self, bucket: usize) {
+        if bucket <= self.current && !self.buckets.is_empty() {
+            return;
+        }
+        self.settle_current();
         // Late packets of an earlier interval are counted in the current one.
         self.current = bucket.max(self.current);
         let want = self.current.saturating_add(1).min(MAX_BUCKETS);
@@ -238,10 +244,7 @@ impl Follow {
     }
 
     fn finish(mut self) -> Timeline {
-        if !self.buckets.is_empty() {
-            self.close_until(self.current + 1);
-            self.buckets.pop();
-        }
+        self.settle_current();
         let s = self.stats.summary();
         Timeline {
             buckets: self.buckets,
@@ -264,6 +267,22 @@ mod tests {
         p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
         p.extend_from_slice(&[0xd5; 160]);
         p
+    }
+
+    #[test]
+    fn the_last_possible_bucket_is_kept() {
+        // Found by fuzzing: packets clamped into bucket MAX_BUCKETS - 1
+        // were dropped by the final close.
+        let mut f = Follow::new(8000);
+        for i in 0u16..5 {
+            let p = rtp(i, u32::from(i) * 160, false);
+            let p = RtpPacket::new_checked(&p).unwrap();
+            f.packet(MAX_BUCKETS - 1, u64::from(i) * 20_000_000, &p);
+        }
+        let tl = f.finish();
+        assert_eq!(tl.buckets.len(), MAX_BUCKETS);
+        assert_eq!(tl.buckets[MAX_BUCKETS - 1].packets, 5);
+        assert_eq!(tl.buckets.iter().map(|b| b.packets).sum::<u64>(), 5);
     }
 
     #[test]
