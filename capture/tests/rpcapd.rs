@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use voxtap_capture::pcapio::PcapReader;
 use voxtap_capture::rpcap::hosts::Host;
 use voxtap_capture::rpcap::remote::{self, RemoteCapture, RemoteOptions, UnitState};
+use voxtap_capture::rpcap::tls::TlsSettings;
 use voxtap_capture::rpcap::{
     CaptureOptions, ClientConfig, Credentials, RpcapError, Session, Transport,
 };
@@ -29,6 +30,25 @@ struct Rpcapd {
 
 impl Rpcapd {
     fn start(port: u16, null_auth: bool) -> Rpcapd {
+        Rpcapd::start_with(port, null_auth, &[])
+    }
+
+    /// rpcaps: `rpcapd -S -K key -X cert`.
+    fn start_tls(port: u16, pki: &Pki) -> Rpcapd {
+        Rpcapd::start_with(
+            port,
+            true,
+            &[
+                "-S",
+                "-K",
+                pki.server_key.to_str().unwrap(),
+                "-X",
+                pki.server_cert.to_str().unwrap(),
+            ],
+        )
+    }
+
+    fn start_with(port: u16, null_auth: bool, extra: &[&str]) -> Rpcapd {
         assert!(
             Path::new(RPCAPD).exists(),
             "{RPCAPD} not found: run scripts/build-rpcapd.sh"
@@ -38,6 +58,7 @@ impl Rpcapd {
         if null_auth {
             c.arg("-n");
         }
+        c.args(extra);
         let child = c
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -128,6 +149,92 @@ fn host(id: &str, r: &Rpcapd) -> Host {
         port: r.port,
         interfaces: vec!["lo".into()],
         credentials: Credentials::Null,
+        tls: None,
+    }
+}
+
+/// A test CA, a server certificate it signs (for 127.0.0.1 and
+/// `rpcapd.voxtap.test`), and an unrelated second CA, made with the openssl
+/// CLI.
+struct Pki {
+    ca: PathBuf,
+    other_ca: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn make_pki(dir: &Path) -> Pki {
+    std::fs::create_dir_all(dir).unwrap();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+    for (name, cn) in [("ca", "voxtap test CA"), ("other-ca", "someone else's CA")] {
+        let mut a = vec!["req", "-x509", "-nodes", "-days", "2"];
+        a.extend(ec);
+        let (key, crt, subj) = (
+            format!("{name}.key"),
+            format!("{name}.pem"),
+            format!("/CN={cn}"),
+        );
+        a.extend(["-keyout", &key, "-out", &crt, "-subj", &subj]);
+        a.extend(["-addext", "basicConstraints=critical,CA:TRUE"]);
+        a.extend(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+        openssl(dir, &a);
+    }
+    let mut a = vec!["req", "-nodes"];
+    a.extend(ec);
+    a.extend(["-keyout", "server.key", "-out", "server.csr"]);
+    a.extend(["-subj", "/CN=rpcapd.voxtap.test"]);
+    openssl(dir, &a);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:rpcapd.voxtap.test\n\
+         basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+    Pki {
+        ca: dir.join("ca.pem"),
+        other_ca: dir.join("other-ca.pem"),
+        server_cert: dir.join("server.pem"),
+        server_key: dir.join("server.key"),
+    }
+}
+
+fn tls(ca: &Path, name: Option<&str>) -> TlsSettings {
+    TlsSettings {
+        ca_file: Some(ca.to_path_buf()),
+        server_name: name.map(String::from),
     }
 }
 
@@ -271,9 +378,13 @@ fn unknown_interface_is_named() {
 
 /// SIPp calls on loopback captured remotely, checked against a local
 /// tcpdump on the same interface and filter at the same time.
-fn sipp_remote_capture(transport: Transport, base: u16, name: &str) {
-    let d = Rpcapd::start(free_port(), true);
+fn sipp_remote_capture(transport: Transport, base: u16, name: &str, with_tls: bool) {
     let dir = tmpdir(name);
+    let pki = with_tls.then(|| make_pki(&dir.join("pki")));
+    let d = match &pki {
+        Some(p) => Rpcapd::start_tls(free_port(), p),
+        None => Rpcapd::start(free_port(), true),
+    };
     let (uac, uas) = (base + 1, base + 10);
     let (mp_uac, mp_uas) = (base * 3 + 1000, base * 3 + 1200);
     let filter = format!(
@@ -303,7 +414,9 @@ fn sipp_remote_capture(transport: Transport, base: u16, name: &str) {
     opts.capture.transport = transport;
     opts.capture.filter = filter.clone();
     opts.pipeline.sip_ports = vec![uac, uas];
-    let targets = remote::targets(&[host("lab/local/sipp", &d)], &opts);
+    let mut h = host("lab/local/sipp", &d);
+    h.tls = pki.as_ref().map(|p| tls(&p.ca, None));
+    let targets = remote::targets(&[h], &opts);
     let cap = RemoteCapture::start(targets, &opts);
     let until = Instant::now() + Duration::from_secs(10);
     while cap.status()[0].state != UnitState::Capturing {
@@ -393,12 +506,105 @@ fn sipp_remote_capture(transport: Transport, base: u16, name: &str) {
 
 #[test]
 fn sipp_calls_over_tcp_data_channel() {
-    sipp_remote_capture(Transport::Tcp, 5100, "tcp");
+    sipp_remote_capture(Transport::Tcp, 5100, "tcp", false);
 }
 
 #[test]
 fn sipp_calls_over_udp_data_channel() {
-    sipp_remote_capture(Transport::Udp, 5200, "udp");
+    sipp_remote_capture(Transport::Udp, 5200, "udp", false);
+}
+
+/// The same SIPp capture over rpcaps: rpcapd -S with a certificate from a
+/// CA made here, verified against that CA, for 127.0.0.1.
+#[test]
+fn sipp_calls_over_tls() {
+    sipp_remote_capture(Transport::Tcp, 5300, "tls", true);
+}
+
+/// A certificate from another CA, a name the certificate does not hold, a
+/// plain client to a TLS server, TLS with a UDP data channel: each refused
+/// with an error that says which.
+#[test]
+fn tls_refusals_are_clear() {
+    let dir = tmpdir("tls-refusals");
+    let pki = make_pki(&dir);
+    let d = Rpcapd::start_tls(free_port(), &pki);
+    let connect = |t: Option<TlsSettings>| {
+        let mut cfg = ClientConfig::new(d.addr());
+        cfg.reply_timeout = Duration::from_secs(3);
+        cfg.tls = t;
+        Session::connect(&cfg)
+    };
+    // The right CA and name: lists interfaces over TLS.
+    let mut s = connect(Some(tls(&pki.ca, None))).unwrap();
+    assert!(s.is_tls());
+    assert!(s.list_interfaces().unwrap().iter().any(|i| i.name == "lo"));
+    // Name in the certificate's DNS SAN, reached by IP: also fine.
+    let s2 = connect(Some(tls(&pki.ca, Some("rpcapd.voxtap.test")))).unwrap();
+    s2.close().unwrap();
+
+    let e = connect(Some(tls(&pki.other_ca, None)))
+        .err()
+        .expect("other CA");
+    let m = e.to_string();
+    eprintln!("other CA: {m}");
+    assert!(matches!(e, RpcapError::TlsRefused { .. }), "{e:?}");
+    assert!(
+        m.contains("not signed by the CA in") && m.contains("other-ca.pem"),
+        "{m}"
+    );
+    assert!(e.is_permanent());
+
+    let e = connect(Some(tls(&pki.ca, Some("sbc-9.voxtap.test"))))
+        .err()
+        .expect("wrong name");
+    let m = e.to_string();
+    eprintln!("wrong name: {m}");
+    assert!(m.contains("not valid for 'sbc-9.voxtap.test'"), "{m}");
+
+    // No CA file: the system roots do not know our test CA.
+    let e = connect(Some(TlsSettings::default()))
+        .err()
+        .expect("system roots");
+    let m = e.to_string();
+    eprintln!("system roots: {m}");
+    assert!(
+        m.contains("not signed by the system's CA certificates"),
+        "{m}"
+    );
+
+    let e = connect(None).err().expect("plain to TLS");
+    let m = e.to_string();
+    eprintln!("plain: {m}");
+    assert!(matches!(e, RpcapError::TlsRequired { .. }), "{e:?}");
+    assert!(m.contains("requires TLS"), "{m}");
+
+    s.open("lo").unwrap();
+    let e = s
+        .start_capture(&CaptureOptions {
+            transport: Transport::Udp,
+            ..Default::default()
+        })
+        .err()
+        .expect("udp with tls");
+    let m = e.to_string();
+    eprintln!("udp: {m}");
+    assert!(
+        m.contains("UDP data channel cannot be used with TLS"),
+        "{m}"
+    );
+    drop(s);
+
+    // A TLS client to a plain rpcapd.
+    let plain = Rpcapd::start(free_port(), true);
+    let mut cfg = ClientConfig::new(plain.addr());
+    cfg.reply_timeout = Duration::from_secs(3);
+    cfg.tls = Some(tls(&pki.ca, None));
+    let e = Session::connect(&cfg).err().expect("TLS to plain");
+    let m = e.to_string();
+    eprintln!("TLS to plain: {m}");
+    assert!(m.contains("TLS handshake") && m.contains("-S"), "{m}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// rpcapd dies mid-capture and comes back: the client reconnects, both

@@ -94,6 +94,7 @@ pub fn targets(hosts: &[Host], opts: &RemoteOptions) -> Vec<Target> {
             client.credentials = h.credentials.clone();
             client.connect_timeout = opts.connect_timeout;
             client.reply_timeout = opts.reply_timeout;
+            client.tls = h.tls.clone();
             out.push(Target {
                 id: h.id(),
                 iface: iface.clone(),
