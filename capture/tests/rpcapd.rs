@@ -722,3 +722,167 @@ fn fake_servers_do_not_hang_the_client() {
         srv.join().unwrap();
     }
 }
+
+/// Kills the background capture of `voxtap remote start` if the test ends
+/// before `remote stop` did.
+struct BackgroundCapture(PathBuf);
+
+impl Drop for BackgroundCapture {
+    fn drop(&mut self) {
+        if let Some(pid) = remote::running_pid(&self.0) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+fn voxtap(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_voxtap"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("voxtap");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Packets column of `remote status` for the one host.
+fn status_packets(text: &str) -> (String, u64) {
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("lab/local/loopback\t"))
+        .unwrap_or_else(|| panic!("no host row in:\n{text}"));
+    let cols: Vec<&str> = row.split('\t').collect();
+    (cols[2].to_string(), cols[3].parse().unwrap())
+}
+
+/// `voxtap remote start` runs the capture in the background; `status`
+/// shows its counters growing (and status/remote.json has them); `stop`
+/// ends it, and the segments are pcaps tshark reads, as many packets as
+/// the counters said.
+#[test]
+fn cli_start_status_stop() {
+    let d = Rpcapd::start(free_port(), true);
+    let dir = tmpdir("cli");
+    let out = dir.join("out");
+    let hosts = dir.join("hosts.toml");
+    std::fs::write(
+        &hosts,
+        format!(
+            "[environments.lab.regions.local.hosts.loopback]\naddress = \"127.0.0.1\"\nport = {}\ninterfaces = [\"lo\"]\n",
+            d.port
+        ),
+    )
+    .unwrap();
+    let traffic = free_port();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let sender = std::thread::spawn(move || {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let until = Instant::now() + Duration::from_secs(30);
+        let mut sent = 0u64;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < until {
+            let _ = s.send_to(b"tick", ("127.0.0.1", traffic));
+            sent += 1;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        sent
+    });
+    let _guard = BackgroundCapture(out.clone());
+    let filter = format!("udp port {traffic}");
+    let (ok, text) = voxtap(&[
+        "remote",
+        "start",
+        "--hosts",
+        hosts.to_str().unwrap(),
+        "--select",
+        "lab",
+        "--out",
+        out.to_str().unwrap(),
+        "--filter",
+        &filter,
+        "--csv-only",
+    ]);
+    eprintln!("start: {text}");
+    assert!(ok && text.contains("capture started (pid"), "{text}");
+    // A second start into the same directory is refused.
+    let (ok2, text2) = voxtap(&[
+        "remote",
+        "start",
+        "--hosts",
+        hosts.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!ok2 && text2.contains("already runs"), "{text2}");
+
+    let mut seen = Vec::new();
+    let until = Instant::now() + Duration::from_secs(15);
+    while seen.len() < 3 {
+        assert!(Instant::now() < until, "counters did not grow: {seen:?}");
+        std::thread::sleep(Duration::from_millis(700));
+        let (ok, text) = voxtap(&["remote", "status", "--out", out.to_str().unwrap()]);
+        assert!(ok, "{text}");
+        if !text.contains("lab/local/loopback\t") {
+            continue;
+        }
+        assert!(text.starts_with("running (pid"), "{text}");
+        let (state, n) = status_packets(&text);
+        if state == "capturing" && n > 0 && seen.last().is_none_or(|&l| n > l) {
+            seen.push(n);
+        }
+    }
+    eprintln!("status packets over time: {seen:?}");
+    let json = voxtap_capture::status::read(&out, "remote").expect("status/remote.json");
+    assert_eq!(json["running"], true, "{json}");
+    assert_eq!(json["units"][0]["host"], "lab/local/loopback");
+    assert!(json["units"][0]["packets"].as_u64().unwrap() > 0, "{json}");
+
+    // Quiet first, so that rpcapd's own count of packets sent is final.
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = sender.join().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let (ok, text) = voxtap(&["remote", "stop", "--out", out.to_str().unwrap()]);
+    eprintln!("stop: {text}");
+    assert!(ok && text.contains("stopped"), "{text}");
+    assert!(remote::running_pid(&out).is_none());
+    let (state, final_n) = status_packets(&text);
+    assert_eq!(state, "done", "{text}");
+    let row: Vec<&str> = text
+        .lines()
+        .find(|l| l.starts_with("lab/local/loopback\t"))
+        .unwrap()
+        .split('\t')
+        .collect();
+    assert_eq!(
+        row[10].parse::<u64>().unwrap(),
+        final_n,
+        "rpcapd's sent count"
+    );
+    let json = voxtap_capture::status::read(&out, "remote").unwrap();
+    assert_eq!(json["running"], false, "{json}");
+    assert_eq!(json["units"][0]["packets"].as_u64().unwrap(), final_n);
+
+    let seg_dir = out.join("lab/local/loopback/lo");
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(&seg_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pcap"))
+        .collect();
+    segs.sort();
+    let in_files: usize = segs.iter().map(|p| tshark_count(p)).sum();
+    eprintln!(
+        "sent {sent}, status {final_n}, tshark {in_files} in {} segment(s)",
+        segs.len()
+    );
+    assert_eq!(in_files as u64, final_n);
+    assert!(final_n > 50 && final_n <= sent, "{final_n} of {sent}");
+    let (ok, text) = voxtap(&["remote", "status", "--out", out.to_str().unwrap()]);
+    assert!(ok && text.starts_with("not running"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -224,11 +224,15 @@ pub fn run_remote(cmd: RemoteCmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         RemoteCmd::Status { out } => {
-            let pid = std::fs::read_to_string(out.join(PID_FILE)).ok();
             let table = std::fs::read_to_string(out.join(STATUS_FILE))
                 .with_context(|| format!("no capture status in {}", out.display()))?;
-            match pid {
-                Some(p) => println!("running (pid {})", p.trim()),
+            match remote::running_pid(&out) {
+                Some(p) => println!("running (pid {p})"),
+                None if out.join(PID_FILE).exists() => {
+                    println!(
+                        "not running (died without cleaning up: stale {PID_FILE}; last status)"
+                    )
+                }
                 None => println!("not running (last status)"),
             }
             print!("{table}");
@@ -238,6 +242,13 @@ pub fn run_remote(cmd: RemoteCmd) -> Result<ExitCode> {
             let pid_file = out.join(PID_FILE);
             if !pid_file.exists() {
                 bail!("no capture running into {}", out.display());
+            }
+            if remote::running_pid(&out).is_none() {
+                let _ = std::fs::remove_file(&pid_file);
+                bail!(
+                    "the capture into {} is not running (it died without cleaning up; removed its stale {PID_FILE})",
+                    out.display()
+                );
             }
             std::fs::write(out.join(STOP_FILE), b"")
                 .with_context(|| format!("writing {}", out.join(STOP_FILE).display()))?;
@@ -265,13 +276,11 @@ pub fn run_remote(cmd: RemoteCmd) -> Result<ExitCode> {
 fn start_background(a: &CaptureArgs) -> Result<()> {
     let out: &Path = &a.out;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    if out.join(PID_FILE).exists() {
-        bail!(
-            "a capture already runs into {} (or left {}; remove it if not)",
-            out.display(),
-            PID_FILE
-        );
+    if let Some(pid) = remote::running_pid(out) {
+        bail!("a capture already runs into {} (pid {pid})", out.display());
     }
+    // A pid file whose process is gone: a capture that was killed.
+    let _ = std::fs::remove_file(out.join(PID_FILE));
     let exe = std::env::current_exe().context("finding the voxtap executable")?;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(pos) = args.iter().position(|x| x == "start") else {
