@@ -30,6 +30,8 @@ fi
 
 # Rust: rust-src for -Z build-std=core (the XDP program), clippy/rustfmt for CI.
 rustup component add rust-src clippy rustfmt
+# macOS target for the type-check of the capture crate in `cargo xtask test`.
+rustup target add x86_64-apple-darwin
 
 # bpf-linker 0.13.0 against Debian's LLVM 22 (links the XDP program).
 if [ "$(bpf-linker --version 2>/dev/null || true)" != "bpf-linker 0.13.0" ]; then

@@ -1,7 +1,8 @@
 //! Project tasks: `cargo xtask <setup|test|fuzz|demo>`.
 //!
 //! * `setup`: runs `scripts/setup.sh` (root, Debian).
-//! * `test`: fmt check, clippy `-D warnings`, build (including the XDP object),
+//! * `test`: fmt check, clippy `-D warnings`, a type-check of the capture crate
+//!   for macOS (`x86_64-apple-darwin`), build (including the XDP object),
 //!   the default members' tests, then every fuzz target for
 //!   `VOXTAP_FUZZ_SECONDS` (default 20) seconds each; `VOXTAP_SKIP_FUZZ=1`
 //!   skips the fuzz step.
@@ -127,6 +128,7 @@ fn test(root: &Path) -> Result<()> {
     c.args(["clippy", "--all-targets", "--", "-D", "warnings"]);
     run(c)?;
     clippy_ebpf(root)?;
+    check_macos()?;
     let mut c = cargo();
     c.arg("build");
     run(c)?;
@@ -180,6 +182,24 @@ fn test(root: &Path) -> Result<()> {
         bail!("cargo test failed ({status})");
     }
     Ok(())
+}
+
+/// Type-checks the capture crate for macOS (RPCAP is meant to run there).
+/// Only Rust is checked: nothing is linked, and C that would need Apple's
+/// SDK is kept out: no `tls` feature (ring's C), the system SQLite instead
+/// of the bundled one (capture/Cargo.toml), and libopus "found" in a
+/// directory instead of built from source (OPUS_LIB_DIR; never linked).
+fn check_macos() -> Result<()> {
+    let mut c = cargo();
+    c.env("OPUS_LIB_DIR", "/nonexistent-opus-for-check").args([
+        "check",
+        "-p",
+        "voxtap-capture",
+        "--target",
+        "x86_64-apple-darwin",
+        "--no-default-features",
+    ]);
+    run(c)
 }
 
 /// Clippy on the XDP crate, which is not a default member (BPF target only).

@@ -5,10 +5,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use rustls::pki_types::ServerName;
 
 use thiserror::Error;
 
@@ -19,7 +16,7 @@ use super::proto::{
     MSG_STATS_REQ, MSG_UPDATEFILTER_REQ, OpenReply, Packet, ProtoError, STARTCAP_FLAG_DGRAM,
     STARTCAP_FLAG_PROMISC, StartCap, Stats,
 };
-use super::tls::{self, Conn, HandshakeError, TlsError, TlsSettings};
+use super::tls::{Conn, TlsCtx, TlsError, TlsSettings};
 
 #[derive(Debug, Error)]
 pub enum RpcapError {
@@ -178,7 +175,7 @@ impl Default for CaptureOptions {
 pub struct Session {
     ctrl: Conn,
     /// Kept for the data channel, which gets its own handshake.
-    tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>, TlsSettings)>,
+    tls: Option<TlsCtx>,
     addr: String,
     local: SocketAddr,
     peer: SocketAddr,
@@ -241,22 +238,9 @@ impl Session {
         let (ctrl, tls) = match &cfg.tls {
             None => (Conn::Plain(ctrl), None),
             Some(settings) => {
-                let setup = |source| RpcapError::TlsSetup {
-                    addr: cfg.addr.clone(),
-                    source,
-                };
-                let rcfg = tls::client_config(settings).map_err(setup)?;
-                let name = tls::server_name(settings, &cfg.addr).map_err(setup)?;
-                let conn = tls_handshake(
-                    ctrl,
-                    &rcfg,
-                    &name,
-                    settings,
-                    &cfg.addr,
-                    cfg.reply_timeout,
-                    "control connection",
-                )?;
-                (conn, Some((rcfg, name, settings.clone())))
+                let ctx = TlsCtx::new(settings, &cfg.addr)?;
+                let conn = ctx.handshake(ctrl, cfg.reply_timeout, "control connection")?;
+                (conn, Some(ctx))
             }
         };
         let mut s = Session {
@@ -584,15 +568,7 @@ impl Session {
                     .port();
                 let s = match &self.tls {
                     None => Conn::Plain(s),
-                    Some((rcfg, name, settings)) => tls_handshake(
-                        s,
-                        rcfg,
-                        name,
-                        settings,
-                        &self.addr,
-                        self.reply_timeout,
-                        "data connection",
-                    )?,
+                    Some(ctx) => ctx.handshake(s, self.reply_timeout, "data connection")?,
                 };
                 s.set_read_timeout(Some(opts.poll))
                     .map_err(io_err(&self.addr, "setting the data read timeout"))?;
@@ -660,40 +636,6 @@ impl Session {
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
     }
-}
-
-fn tls_handshake(
-    tcp: TcpStream,
-    rcfg: &Arc<rustls::ClientConfig>,
-    name: &ServerName<'static>,
-    settings: &TlsSettings,
-    addr: &str,
-    timeout: Duration,
-    what: &'static str,
-) -> Result<Conn, RpcapError> {
-    tls::handshake(tcp, rcfg.clone(), name.clone(), timeout).map_err(|e| match e {
-        HandshakeError::Timeout => RpcapError::Timeout {
-            addr: addr.to_string(),
-            what: "the TLS handshake",
-            timeout,
-        },
-        HandshakeError::Io(source) if source.kind() == io::ErrorKind::UnexpectedEof => {
-            RpcapError::Closed {
-                addr: addr.to_string(),
-                what: "the TLS handshake",
-            }
-        }
-        HandshakeError::Io(source) => RpcapError::Io {
-            addr: addr.to_string(),
-            what: "TLS handshake",
-            source,
-        },
-        HandshakeError::Tls(e) => RpcapError::TlsRefused {
-            addr: addr.to_string(),
-            what,
-            reason: tls::explain(&e, name, settings),
-        },
-    })
 }
 
 const MSG_AUTH_REPLY_TYPE: u8 = proto::MSG_AUTH_REQ | MSG_IS_REPLY;

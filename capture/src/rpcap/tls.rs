@@ -9,17 +9,29 @@
 //! when one is configured (only that CA: a private CA pinned for the
 //! capture hosts), else against the system's roots, and always for the
 //! host's name or address (or `tls_server_name`).
+//!
+//! The TLS stack is the `tls` cargo feature (default on): rustls with ring.
+//! Without it (the macOS type-check in CI, where ring's C code would need
+//! Apple's SDK) an rpcaps host is a clear error.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
+#[cfg(feature = "tls")]
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(feature = "tls")]
+use std::time::Instant;
 
+#[cfg(feature = "tls")]
 use rustls::pki_types::pem::PemObject;
+#[cfg(feature = "tls")]
 use rustls::pki_types::{CertificateDer, ServerName};
+#[cfg(feature = "tls")]
 use rustls::{ClientConnection, StreamOwned};
 use thiserror::Error;
+
+use super::client::RpcapError;
 
 /// TLS settings of one host.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -44,8 +56,92 @@ pub enum TlsError {
     BadName(String),
     #[error("{0}")]
     Rustls(String),
+    #[error("this voxtap was built without TLS (cargo feature `tls`): rpcaps is not available")]
+    NotBuilt,
 }
 
+/// What a TLS session needs for each of its connections (control, data).
+#[cfg(feature = "tls")]
+pub struct TlsCtx {
+    cfg: Arc<rustls::ClientConfig>,
+    name: ServerName<'static>,
+    settings: TlsSettings,
+    addr: String,
+}
+
+#[cfg(feature = "tls")]
+impl TlsCtx {
+    pub fn new(settings: &TlsSettings, addr: &str) -> Result<TlsCtx, RpcapError> {
+        let setup = |source| RpcapError::TlsSetup {
+            addr: addr.to_string(),
+            source,
+        };
+        Ok(TlsCtx {
+            cfg: client_config(settings).map_err(setup)?,
+            name: server_name(settings, addr).map_err(setup)?,
+            settings: settings.clone(),
+            addr: addr.to_string(),
+        })
+    }
+
+    /// The TLS handshake on a fresh TCP connection, within `timeout`.
+    pub fn handshake(
+        &self,
+        tcp: TcpStream,
+        timeout: Duration,
+        what: &'static str,
+    ) -> Result<Conn, RpcapError> {
+        let addr = self.addr.clone();
+        handshake(tcp, self.cfg.clone(), self.name.clone(), timeout).map_err(|e| match e {
+            HandshakeError::Timeout => RpcapError::Timeout {
+                addr,
+                what: "the TLS handshake",
+                timeout,
+            },
+            HandshakeError::Io(source) if source.kind() == io::ErrorKind::UnexpectedEof => {
+                RpcapError::Closed {
+                    addr,
+                    what: "the TLS handshake",
+                }
+            }
+            HandshakeError::Io(source) => RpcapError::Io {
+                addr,
+                what: "TLS handshake",
+                source,
+            },
+            HandshakeError::Tls(e) => RpcapError::TlsRefused {
+                addr,
+                what,
+                reason: explain(&e, &self.name, &self.settings),
+            },
+        })
+    }
+}
+
+/// Without the `tls` feature there is no TLS session to have.
+#[cfg(not(feature = "tls"))]
+pub enum TlsCtx {}
+
+#[cfg(not(feature = "tls"))]
+impl TlsCtx {
+    pub fn new(_settings: &TlsSettings, addr: &str) -> Result<TlsCtx, RpcapError> {
+        Err(RpcapError::TlsSetup {
+            addr: addr.to_string(),
+            source: TlsError::NotBuilt,
+        })
+    }
+
+    pub fn handshake(
+        &self,
+        _tcp: TcpStream,
+        _timeout: Duration,
+        _what: &'static str,
+    ) -> Result<Conn, RpcapError> {
+        match *self {}
+    }
+}
+
+#[cfg(feature = "tls")]
 /// Builds the rustls client configuration for `s` (ring provider, TLS 1.2
 /// and 1.3: rpcapd's OpenSSL negotiates either).
 pub fn client_config(s: &TlsSettings) -> Result<Arc<rustls::ClientConfig>, TlsError> {
@@ -93,6 +189,7 @@ pub fn client_config(s: &TlsSettings) -> Result<Arc<rustls::ClientConfig>, TlsEr
     Ok(Arc::new(cfg))
 }
 
+#[cfg(feature = "tls")]
 /// The name the certificate must hold: `tls_server_name`, else the host
 /// part of `host:port` (an IP address is checked against the certificate's
 /// IP SANs).
@@ -105,6 +202,7 @@ pub fn server_name(s: &TlsSettings, addr: &str) -> Result<ServerName<'static>, T
 }
 
 /// `host` of `host:port` / `[v6]:port`.
+#[cfg(feature = "tls")]
 fn host_of(addr: &str) -> &str {
     if let Some(rest) = addr.strip_prefix('[') {
         return rest.split(']').next().unwrap_or(rest);
@@ -115,6 +213,7 @@ fn host_of(addr: &str) -> &str {
     }
 }
 
+#[cfg(feature = "tls")]
 /// Why a handshake failed, in words an operator can act on.
 pub fn explain(e: &rustls::Error, name: &ServerName<'_>, s: &TlsSettings) -> String {
     use rustls::{AlertDescription, CertificateError, Error};
@@ -151,6 +250,7 @@ pub fn explain(e: &rustls::Error, name: &ServerName<'_>, s: &TlsSettings) -> Str
 /// A control or data connection, plain or TLS.
 pub enum Conn {
     Plain(TcpStream),
+    #[cfg(feature = "tls")]
     Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
 }
 
@@ -158,6 +258,7 @@ impl Conn {
     pub fn tcp(&self) -> &TcpStream {
         match self {
             Conn::Plain(s) => s,
+            #[cfg(feature = "tls")]
             Conn::Tls(t) => &t.sock,
         }
     }
@@ -168,6 +269,7 @@ impl Conn {
 
     /// Sends TLS close_notify (best effort).
     pub fn shutdown(&mut self) {
+        #[cfg(feature = "tls")]
         if let Conn::Tls(t) = self {
             t.conn.send_close_notify();
             let _ = t.conn.complete_io(&mut t.sock);
@@ -179,6 +281,7 @@ impl Read for Conn {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Conn::Plain(s) => s.read(buf),
+            #[cfg(feature = "tls")]
             Conn::Tls(t) => t.read(buf),
         }
     }
@@ -188,6 +291,7 @@ impl Write for Conn {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Conn::Plain(s) => s.write(buf),
+            #[cfg(feature = "tls")]
             Conn::Tls(t) => t.write(buf),
         }
     }
@@ -195,11 +299,13 @@ impl Write for Conn {
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Conn::Plain(s) => s.flush(),
+            #[cfg(feature = "tls")]
             Conn::Tls(t) => t.flush(),
         }
     }
 }
 
+#[cfg(feature = "tls")]
 #[derive(Debug)]
 pub enum HandshakeError {
     Timeout,
@@ -207,6 +313,7 @@ pub enum HandshakeError {
     Tls(rustls::Error),
 }
 
+#[cfg(feature = "tls")]
 /// Runs the TLS handshake over `tcp` within `timeout`.
 pub fn handshake(
     tcp: TcpStream,
@@ -253,7 +360,7 @@ pub fn resolve_ca(ca: &Path, base: Option<&Path>) -> PathBuf {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "tls"))]
 mod tests {
     use super::*;
 
