@@ -137,11 +137,26 @@ async fn status(base: &str, cookie: &str) -> serde_json::Value {
     serde_json::from_str(&r.text().await.unwrap()).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hosts_page_starts_and_stops_a_remote_capture() {
-    let t0 = Instant::now();
+/// UDP to 127.0.0.1:port every 10 ms until `stop` (30 s at most).
+fn udp_sender(port: u16) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let h = std::thread::spawn(move || {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let until = Instant::now() + Duration::from_secs(30);
+        while !stop2.load(Ordering::Relaxed) && Instant::now() < until {
+            let _ = s.send_to(b"tick", ("127.0.0.1", port));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    (stop, h)
+}
+
+/// rpcapd, a data directory with a hosts file (one loopback host, one
+/// placeholder rpcaps host in a sub-region) and a server using it.
+async fn setup() -> (Rpcapd, tempfile::TempDir, voxtap_web::Running) {
     let port = free_port();
-    let _rpcapd = Rpcapd::start(port);
+    let rpcapd = Rpcapd::start(port);
     let data = tempfile::tempdir().unwrap();
     let hosts = data.path().join("hosts.toml");
     std::fs::write(
@@ -163,6 +178,13 @@ async fn hosts_page_starts_and_stops_a_remote_capture() {
     })
     .await
     .unwrap();
+    (rpcapd, data, srv)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_page_starts_and_stops_a_remote_capture() {
+    let t0 = Instant::now();
+    let (_rpcapd, data, srv) = setup().await;
     let base = format!("http://{}", srv.addr);
     let c = client();
 
@@ -288,16 +310,7 @@ async fn hosts_page_starts_and_stops_a_remote_capture() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::CONFLICT, "one capture at a time");
 
-    let stop_sender = Arc::new(AtomicBool::new(false));
-    let stop2 = stop_sender.clone();
-    let sender = std::thread::spawn(move || {
-        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let until = Instant::now() + Duration::from_secs(30);
-        while !stop2.load(Ordering::Relaxed) && Instant::now() < until {
-            let _ = s.send_to(b"tick", ("127.0.0.1", traffic));
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    });
+    let (stop_sender, sender) = udp_sender(traffic);
     let mut seen: Vec<u64> = Vec::new();
     let until = Instant::now() + Duration::from_secs(15);
     let mut last = serde_json::Value::Null;
@@ -399,4 +412,197 @@ async fn hosts_page_starts_and_stops_a_remote_capture() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::CONFLICT, "nothing left to stop");
     eprintln!("test took {:?}", t0.elapsed());
+}
+
+// ---------------------------------------------------------------- browser
+
+/// chromedriver on a free port, killed when dropped.
+struct Driver {
+    child: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn browser() -> (Driver, fantoccini::Client) {
+    let port = free_port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver must be installed (Debian chromium-driver)");
+    let profile = tempfile::tempdir().unwrap();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync",
+                "--window-size=1366,900",
+                format!("--user-data-dir={}", profile.path().display()),
+            ],
+        }),
+    );
+    let client =
+        fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("WebDriver session");
+    (
+        Driver {
+            child,
+            _profile: profile,
+        },
+        client,
+    )
+}
+
+/// The text of one counter cell of the loopback host.
+async fn cell(c: &fantoccini::Client, k: &str) -> String {
+    c.find(fantoccini::Locator::Css(&format!(
+        "tr[data-unit=\"lab/local/loopback lo\"] td[data-k={k}]"
+    )))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap()
+}
+
+/// The page in Chromium: tick the host, Start, watch the counters the page's
+/// script fills in grow, Stop, see `done` with the final count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_page_in_a_browser() {
+    use fantoccini::Locator;
+    let t0 = Instant::now();
+    let (_rpcapd, data, srv) = setup().await;
+    let base = format!("http://{}", srv.addr);
+    let (_driver, c) = browser().await;
+    c.goto(&format!("{base}/hosts")).await.unwrap();
+    c.find(Locator::Css("input[name=user]"))
+        .await
+        .unwrap()
+        .send_keys(USER)
+        .await
+        .unwrap();
+    c.find(Locator::Css("input[name=password]"))
+        .await
+        .unwrap()
+        .send_keys(PASSWORD)
+        .await
+        .unwrap();
+    c.find(Locator::Css("form.login button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("form#remote"))
+        .await
+        .expect("the hosts page after login");
+    let traffic = free_port();
+    c.find(Locator::Css(
+        "input[name=host][value=\"lab/local/loopback\"]",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    let f = c.find(Locator::Css("input[name=filter]")).await.unwrap();
+    f.clear().await.unwrap();
+    f.send_keys(&format!("udp port {traffic}")).await.unwrap();
+    let (stop_sender, sender) = udp_sender(traffic);
+    c.find(Locator::Css("form#remote button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let mut seen: Vec<u64> = Vec::new();
+    let until = Instant::now() + Duration::from_secs(20);
+    while seen.len() < 3 {
+        assert!(
+            Instant::now() < until,
+            "page counters did not grow: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let Ok(n) = cell(&c, "packets").await.parse::<u64>() else {
+            continue;
+        };
+        if n > 0 && seen.last().is_none_or(|&l| n > l) {
+            assert_eq!(cell(&c, "state").await, "capturing");
+            seen.push(n);
+        }
+    }
+    eprintln!("page counters over time: {seen:?}");
+    let line = c
+        .find(Locator::Id("remote-status"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(line.contains("Capture running into remote/"), "{line}");
+    let shots = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../target/screenshots"
+    ));
+    std::fs::create_dir_all(shots).unwrap();
+    std::fs::write(shots.join("hosts.png"), c.screenshot().await.unwrap()).unwrap();
+
+    stop_sender.store(true, Ordering::Relaxed);
+    sender.join().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.find(Locator::Css("form[action=\"/hosts/stop\"] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    while cell(&c, "state").await != "done" {
+        assert!(Instant::now() < until, "state never became done");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let shown: u64 = cell(&c, "packets").await.parse().unwrap();
+    let status = voxtap_capture::status::read(data.path(), "remote").unwrap();
+    let u = &status["units"][0];
+    assert_eq!(shown, u["packets"].as_u64().unwrap(), "{status}");
+    assert_eq!(shown, u["remote_sent"].as_u64().unwrap(), "{status}");
+    assert!(shown > seen[2], "{shown} after {seen:?}");
+    let result = c
+        .find(Locator::Id("remote-result"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        result.contains(&format!("lab/local/loopback lo: {shown} packets")),
+        "{result}"
+    );
+    eprintln!(
+        "page after stop: {shown} packets, done; test took {:?}",
+        t0.elapsed()
+    );
+    c.close().await.unwrap();
 }
