@@ -886,3 +886,66 @@ fn cli_start_status_stop() {
     assert!(ok && text.starts_with("not running"), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The CLI's --tls/--ca-file reach the client: list-interfaces over rpcaps
+/// with the right CA works, with another CA fails with the reason, and
+/// `capture --transport udp` with TLS is refused before connecting.
+#[test]
+fn cli_tls_flags() {
+    let dir = tmpdir("cli-tls");
+    let pki = make_pki(&dir.join("pki"));
+    let d = Rpcapd::start_tls(free_port(), &pki);
+    let hosts = dir.join("hosts.toml");
+    std::fs::write(
+        &hosts,
+        format!(
+            "[environments.lab.regions.local.hosts.loopback]\naddress = \"127.0.0.1\"\nport = {}\ninterfaces = [\"lo\"]\n",
+            d.port
+        ),
+    )
+    .unwrap();
+    let h = hosts.to_str().unwrap();
+    let (ok, text) = voxtap(&["remote", "list-interfaces", "--hosts", h]);
+    assert!(!ok && text.contains("requires TLS"), "{text}");
+    let (ok, text) = voxtap(&[
+        "remote",
+        "list-interfaces",
+        "--hosts",
+        h,
+        "--ca-file",
+        pki.ca.to_str().unwrap(),
+    ]);
+    assert!(ok && text.contains("  lo "), "{text}");
+    let (ok, text) = voxtap(&[
+        "remote",
+        "list-interfaces",
+        "--hosts",
+        h,
+        "--tls",
+        "--ca-file",
+        pki.other_ca.to_str().unwrap(),
+    ]);
+    eprintln!("{text}");
+    assert!(!ok && text.contains("not signed by the CA in"), "{text}");
+    let out = dir.join("out");
+    let (ok, text) = voxtap(&[
+        "remote",
+        "capture",
+        "--hosts",
+        h,
+        "--tls",
+        "--transport",
+        "udp",
+        "--duration",
+        "1s",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    eprintln!("{text}");
+    assert!(
+        !ok && text.contains("refuses the UDP data channel with TLS"),
+        "{text}"
+    );
+    assert!(!out.exists(), "nothing written");
+    let _ = std::fs::remove_dir_all(&dir);
+}
