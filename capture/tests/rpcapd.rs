@@ -410,6 +410,21 @@ fn sipp_remote_capture(transport: Transport, base: u16, name: &str, with_tls: bo
             .spawn()
             .expect("tcpdump"),
     );
+    // RPCAP's own TCP to and from rpcapd (control and data channels): in
+    // clear it carries the captured SIP; over rpcaps it must not.
+    let wire = dir.join("rpcap-wire.pcap");
+    let mut td_wire = Proc(
+        Command::new("tcpdump")
+            .args(["-i", "lo", "-s", "0", "-U", "-w", wire.to_str().unwrap()])
+            .arg(format!(
+                "tcp and host 127.0.0.1 and (port {} or portrange 32768-65535)",
+                d.port
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tcpdump"),
+    );
     let mut opts = RemoteOptions::new(dir.join("remote"));
     opts.capture.transport = transport;
     opts.capture.filter = filter.clone();
@@ -458,10 +473,40 @@ fn sipp_remote_capture(transport: Transport, base: u16, name: &str, with_tls: bo
         .args(["-INT", &td.0.id().to_string()])
         .status();
     let _ = td.0.wait();
+    let _ = Command::new("kill")
+        .args(["-INT", &td_wire.0.id().to_string()])
+        .status();
+    let _ = td_wire.0.wait();
 
     let r = &reports[0];
     eprintln!("{}", r.summary_line());
     assert!(r.error.is_none(), "{:?}", r.error);
+    if transport == Transport::Tcp {
+        // Frames of RPCAP's TCP whose bytes contain a SIP request line.
+        let out = Command::new("tshark")
+            .args([
+                "-r",
+                wire.to_str().unwrap(),
+                "-Y",
+                "frame contains \"INVITE sip:\"",
+            ])
+            .args(["-T", "fields", "-e", "frame.number"])
+            .output()
+            .expect("tshark");
+        assert!(out.status.success());
+        let clear = String::from_utf8_lossy(&out.stdout).lines().count();
+        let tcp_frames = tshark_count(&wire);
+        eprintln!("{name}: {tcp_frames} RPCAP TCP frames, {clear} with SIP INVITE text in them");
+        assert!(tcp_frames > 100, "{tcp_frames}");
+        if with_tls {
+            assert_eq!(
+                clear, 0,
+                "captured SIP crossed the wire in clear over rpcaps"
+            );
+        } else {
+            assert!(clear >= 3, "plain RPCAP should show the INVITEs: {clear}");
+        }
+    }
     let local_n = pcap_count(&local);
     let seg_n: u64 = r.segments.iter().map(|p| pcap_count(p)).sum();
     eprintln!(
