@@ -38,6 +38,10 @@ struct Run {
     out: PathBuf,
     user: String,
     hosts: Vec<String>,
+    /// What was asked for, shown beside the counters.
+    filter: String,
+    transport: &'static str,
+    duration: Option<String>,
     thread: Option<JoinHandle<Result<Vec<UnitReport>, String>>>,
     /// The per-target summary lines once it ended.
     result: Option<Vec<String>>,
@@ -337,6 +341,7 @@ pub async fn start(
             Err(e) => return refuse(StatusCode::BAD_REQUEST, e, json),
         },
     };
+    let duration_text = get("duration").filter(|d| !d.is_empty());
     let filter = get("filter").unwrap_or_else(|| "udp".into());
     // The filter is compiled by libpcap when the capture starts; check it
     // now so a typo is an answer here, not a failed host later.
@@ -381,10 +386,17 @@ pub async fn start(
         }
     };
     tracing::info!(user = %ident.user, hosts = ?ids, %filter, ?transport, out = %out.display(), "remote capture started from the web");
+    let filter = filter.clone();
     *cur = Some(Run {
         out: out.clone(),
         user: ident.user.clone(),
         hosts: ids.clone(),
+        filter,
+        transport: match transport {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        },
+        duration: duration_text,
         thread: Some(thread),
         result: None,
     });
@@ -505,6 +517,9 @@ pub async fn remote_status(State(st): State<Shared>) -> Json<serde_json::Value> 
                         "out": rel(&st.data, &r.out),
                         "user": r.user,
                         "hosts": r.hosts,
+                        "filter": r.filter,
+                        "transport": r.transport,
+                        "duration": r.duration,
                         "result": r.result,
                     }),
                 )

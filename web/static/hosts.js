@@ -38,7 +38,9 @@
       set("reconnects", u.reconnects);
     });
     if (s.running) {
-      line.textContent = "Capture running into " + s.run.out + " (started by " + s.run.user + "): " +
+      line.textContent = "Capture running into " + s.run.out + " (started by " + s.run.user +
+        "; filter '" + s.run.filter + "' over " + s.run.transport +
+        (s.run.duration ? ", for " + s.run.duration : ", until stopped") + "): " +
         (s.status ? s.status.packets + " packets" : "starting");
     } else if (s.run) {
       line.textContent = "Last capture (" + s.run.out + ") ended: " + (s.status ? s.status.packets + " packets" : "");

@@ -338,6 +338,8 @@ async fn hosts_page_starts_and_stops_a_remote_capture() {
         last["status"].get("out").is_none(),
         "no server paths: {last}"
     );
+    assert_eq!(last["run"]["filter"], filter.as_str());
+    assert_eq!(last["run"]["transport"], "tcp");
 
     stop_sender.store(true, Ordering::Relaxed);
     sender.join().unwrap();
@@ -561,7 +563,13 @@ async fn hosts_page_in_a_browser() {
         .text()
         .await
         .unwrap();
-    assert!(line.contains("Capture running into remote/"), "{line}");
+    assert!(
+        line.contains("Capture running into remote/")
+            && line.contains(&format!(
+                "filter 'udp port {traffic}' over tcp, until stopped"
+            )),
+        "{line}"
+    );
     let shots = Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../target/screenshots"
