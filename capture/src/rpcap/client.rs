@@ -354,6 +354,8 @@ impl Session {
     fn request(&mut self, what: &'static str, want: u8) -> Result<(Header, usize), RpcapError> {
         self.ctrl
             .write_all(&self.out)
+            // Over TLS the records may still sit in rustls's buffer.
+            .and_then(|()| self.ctrl.flush())
             .map_err(|source| RpcapError::Io {
                 addr: self.addr.clone(),
                 what,
