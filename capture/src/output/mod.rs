@@ -444,6 +444,9 @@ impl CallWriter {
         let mut first_link = None;
         let mut mismatch = 0u64;
         for (_, pref) in refs {
+            if pref == crate::calls::PacketRef::NOT_STORED {
+                continue;
+            }
             let src = pref.source();
             let Some(src_path) = self.sources.path(src) else {
                 continue;
