@@ -651,7 +651,8 @@ fn live_store_disk_full_keeps_capturing_calls_and_files_stay_valid() {
     assert_eq!(calls.len(), 40, "every call still followed");
     assert_eq!(web_index_calls(&dir.join("out")), 40, "web index");
     let mut charged = 0;
-    for c in &calls {
+    let mut checked = [0u32; 2];
+    for (i, c) in calls.iter().enumerate() {
         let cid = &c["call_id"];
         assert_eq!(c["state"], "answered", "{cid}");
         let total: u64 = ["sip_packets", "rtp_packets", "rtcp_packets"]
@@ -660,6 +661,11 @@ fn live_store_disk_full_keeps_capturing_calls_and_files_stay_valid() {
             .sum();
         let loss: u64 = c["capture_loss"].parse().unwrap();
         charged += loss;
+        // Every 4th call is enough (extract and tshark take a while).
+        if i % 4 != 0 {
+            continue;
+        }
+        checked[usize::from(loss > 0)] += 1;
         // What extract finds is exactly what the call did not lose.
         let x = dir.join(format!("x-{cid}.pcap"));
         let o = extract(&dir, cid, &x);
@@ -676,7 +682,10 @@ fn live_store_disk_full_keeps_capturing_calls_and_files_stay_valid() {
             "{cid}: extracted = packets - not stored"
         );
     }
-    eprintln!("capture_loss charged to calls: {charged}");
+    eprintln!(
+        "capture_loss charged to calls: {charged}; extracted calls without/with loss: {checked:?}"
+    );
+    assert!(checked[0] > 0 && checked[1] > 0, "{checked:?}");
     assert!(charged >= not_stored, "{charged} < {not_stored}");
     drop(lab);
     drop(_fs);

@@ -549,6 +549,74 @@ mod tests {
         }
     }
 
+    /// A crash leaves the file being written with 0 bytes in the index and
+    /// maybe half a record at its end, and maybe a newer file the index
+    /// never heard of: opening the store cuts both to whole records and
+    /// records their real figures.
+    #[test]
+    fn open_recovers_files_left_unfinished_by_a_crash() {
+        use crate::pcapio::{LinkType, PcapWriter};
+        let dir = std::env::temp_dir().join(format!("voxtap-recover-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("pcap")).unwrap();
+        let write = |id: u32, n: u64, tail: &[u8]| {
+            let mut w = PcapWriter::new(Vec::new(), LinkType::Ethernet, 2048).unwrap();
+            for i in 0..n {
+                w.write_packet(1_000_000_000 * (i + 1), 60, &[i as u8; 60])
+                    .unwrap();
+            }
+            let mut b = w.into_inner();
+            b.extend_from_slice(tail);
+            std::fs::write(dir.join(file_rel_path(id)), &b).unwrap();
+            b.len() as u64
+        };
+        {
+            let idx = StoreIndex::open(&dir).unwrap();
+            idx.add_file(1, &file_rel_path(1), 1_000_000_000).unwrap();
+            idx.update_file(1, 5_000_000_000, 24 + 5 * 76, Some(5))
+                .unwrap();
+            idx.add_file(2, &file_rel_path(2), 1_000_000_000).unwrap();
+            idx.add_file(3, &file_rel_path(3), 1_000_000_000).unwrap();
+        }
+        write(1, 5, &[]);
+        // 7 whole records, then a record header and 10 of its 60 bytes.
+        let mut half = vec![0u8; 16];
+        half[8] = 60;
+        half[12] = 60;
+        half.extend_from_slice(&[9; 10]);
+        write(2, 7, &half);
+        // File 3 is in the index but never reached the disk; file 4 reached
+        // the disk but not the index; file 5 has half a header.
+        write(4, 2, &half[..5]);
+        std::fs::write(dir.join(file_rel_path(5)), [0xd4, 0xc3]).unwrap();
+        let m = StoreManager::open(&dir, Retention::default()).unwrap();
+        let rows = m.index.files().unwrap();
+        let row = |id: u32| rows.iter().find(|r| r.id == id).unwrap().clone();
+        assert_eq!((row(1).bytes, row(1).packets), (24 + 5 * 76, 5));
+        assert_eq!((row(2).bytes, row(2).packets), (24 + 7 * 76, 7));
+        assert_eq!(row(2).last_ts, 7_000_000_000);
+        let len2 = std::fs::metadata(dir.join(file_rel_path(2))).unwrap().len();
+        assert_eq!(len2, 24 + 7 * 76);
+        assert!(row(3).deleted);
+        assert_eq!(
+            (row(4).bytes, row(4).packets, row(4).deleted),
+            (24 + 2 * 76, 2, false)
+        );
+        assert!(row(5).deleted);
+        assert!(!dir.join(file_rel_path(5)).exists());
+        // Every surviving file reads to a clean end.
+        for id in [1, 2, 4] {
+            let mut r = PcapReader::open(&dir.join(file_rel_path(id))).unwrap();
+            let mut n = 0;
+            while r.next_packet().unwrap().is_some() {
+                n += 1;
+            }
+            assert_eq!(n, row(id).packets);
+        }
+        assert_eq!(m.next_file_id().unwrap(), 6);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn retention_by_size_age_and_free_space_oldest_first_never_open() {
         let files = [
