@@ -206,7 +206,9 @@ fn soak() {
         PathBuf::from(std::env::var("VOXTAP_BENCH_DIR").unwrap_or_else(|_| "target/bench".into()))
             .join(format!("soak-out-{}", std::process::id()));
     let mut writer = with_writer.then(|| {
+        // As the live sensor sets it up (CSV rows streamed), minus the files.
         voxtap_capture::output::CallWriter::new(&out, Vec::new())
+            .and_then(voxtap_capture::output::CallWriter::streaming_csv)
             .unwrap()
             .without_call_files()
     });

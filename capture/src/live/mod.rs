@@ -227,7 +227,9 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
         file_tx,
     )
     .with_context(|| format!("preparing rolling files in {}", store_dir.display()))?;
+    // CSV rows go to disk as calls end: a sensor runs for months.
     let mut writer = CallWriter::with_sources(&cfg.output.dir, Box::new(mgr.sources()))
+        .and_then(CallWriter::streaming_csv)
         .with_context(|| format!("creating {}", cfg.output.dir.display()))?;
     if !cfg.output.call_files {
         writer = writer.without_call_files();
