@@ -408,10 +408,6 @@ fn import_damage_matrix_keeps_packets_before_the_damage() {
 
 // ------------------------------------------------------------- disk full
 
-fn require_root_or_skip() {
-    require_root();
-}
-
 /// The rolling writer on a 1 MiB tmpfs with no reserve: the kernel itself
 /// refuses the write (ENOSPC) in the middle of a buffer. The file is cut
 /// back to its last whole record (tshark reads it without an error, every
@@ -419,7 +415,7 @@ fn require_root_or_skip() {
 /// refusing cheaply, and once space is freed it stores again in a new file.
 #[test]
 fn rolling_writer_on_a_full_disk_leaves_a_valid_pcap_and_resumes() {
-    require_root_or_skip();
+    require_root();
     let dir = tempdir("enospc");
     let store = dir.join("store");
     let _fs = Tmpfs::mount(&store, "1m");
@@ -514,7 +510,7 @@ fn rolling_writer_on_a_full_disk_leaves_a_valid_pcap_and_resumes() {
 /// cause, no panic.
 #[test]
 fn import_into_a_full_output_directory_fails_clearly() {
-    require_root_or_skip();
+    require_root();
     let dir = tempdir("importfull");
     let out = dir.join("out");
     let _fs = Tmpfs::mount(&out, "64k");
