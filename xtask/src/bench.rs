@@ -295,8 +295,9 @@ fn probes(dir: &Path, mem_calls: u32, store_mib: u64, import_pps_core: f64) -> R
     )?;
     writeln!(
         t,
-        "rolling PCAP write ({store_mib} MiB of 214-byte frames, 4 MiB buffer, fdatasync at the end): {store_mib_s:.0} MiB/s ({:.0} frames/s); dd bs=1M conv=fdatasync on the same disk: {dd_mib_s:.0} MiB/s; store / dd = {:.2}",
+        "rolling PCAP write ({store_mib} MiB of 214-byte frames, 4 MiB buffer, fdatasync at the end): {store_mib_s:.0} MiB/s ({:.0} frames/s, {:.2} CPU s); dd bs=1M conv=fdatasync on the same disk: {dd_mib_s:.0} MiB/s; store / dd = {:.2}",
         num(&store, "frames_per_s").unwrap_or(0.0),
+        num(&store, "cpu_seconds").unwrap_or(0.0),
         store_mib_s / dd_mib_s.max(1e-9)
     )?;
     match &live {
