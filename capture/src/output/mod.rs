@@ -298,7 +298,7 @@ impl CallWriter {
         }
         let mut name = base.clone();
         let mut n = 2;
-        while !self.used_names.insert(name.clone()) {
+        while self.name_taken(&name) {
             name = format!("{base}-{n}");
             n += 1;
         }

@@ -36,6 +36,17 @@ impl CallWriter {
         Ok(self)
     }
 
+    /// Whether a call folder name is in use (and, if not, claims it). A
+    /// live run keeps no set of names, which would grow for the whole run:
+    /// the directory says which are taken, also by earlier runs into it.
+    pub(super) fn name_taken(&mut self, name: &str) -> bool {
+        if self.streamed.is_some() {
+            self.dir.join(name).exists()
+        } else {
+            !self.used_names.insert(name.to_string())
+        }
+    }
+
     /// Moves the rows gathered so far to the files (no-op unless streaming).
     pub(super) fn spill_rows(&mut self) -> Result<(), OutputError> {
         let Some(s) = self.streamed.as_mut() else {
@@ -120,6 +131,35 @@ mod tests {
             assert_eq!(lines(&a.join(f)), lines(&b.join(f)), "{f}");
         }
         assert_eq!(lines(&a.join("streams.csv")).len(), 1 + 8);
+
+        // Folder names: unique without a set in memory, across runs too.
+        let src = base.join("synth.pcap");
+        let mut pcap = Vec::new();
+        generate(&cfg, &mut pcap).unwrap();
+        std::fs::write(&src, &pcap).unwrap();
+        let live = base.join("live");
+        let mut names = Vec::new();
+        for _run in 0..2 {
+            let mut w = CallWriter::new(&live, vec![src.clone()])
+                .and_then(CallWriter::streaming_csv)
+                .unwrap();
+            for _ in 0..2 {
+                names.push(w.write_call(&calls[0]).unwrap().folder.unwrap());
+            }
+            assert!(w.used_names.is_empty());
+            w.finish().unwrap();
+        }
+        let b0 = names[0].clone();
+        assert_eq!(
+            names,
+            vec![
+                b0.clone(),
+                format!("{b0}-2"),
+                format!("{b0}-3"),
+                format!("{b0}-4")
+            ]
+        );
+        assert!(live.join(&names[3]).join("call.pcap").exists());
         std::fs::remove_dir_all(&base).unwrap();
     }
 }
