@@ -88,6 +88,12 @@ impl Bg {
 impl Drop for Bg {
     fn drop(&mut self) {
         if let Some(c) = &mut self.0 {
+            // `timeout` (around SIPp) leads its own process group: killing
+            // only it left SIPp running, orphaned, for good (a SIGTERM just
+            // before did not reach it in time). For a child that leads no
+            // group this names no process and does nothing.
+            // SAFETY: signalling our own child's process group.
+            unsafe { libc::kill(-(c.id() as i32), libc::SIGKILL) };
             let _ = c.kill();
             let _ = c.wait();
         }
