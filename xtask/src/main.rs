@@ -46,6 +46,7 @@ fn main() -> Result<()> {
         Some("bench-live") => live::bench_live(&root, &args[1..]),
         Some("bench") => bench::bench(&root, &args[1..]),
         Some("bench-index") => bench_index(),
+        Some("soak") => bench::soak(&root, &args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -56,8 +57,9 @@ fn main() -> Result<()> {
                  demo                           live demo: SIPp calls captured through XDP (root)\n  \
                  demo-import                    import the corpus captures into out/demo\n  \
                  bench-live [--count N] [--rates a,b,max]  voxtap vs tcpdump -w loss (root)\n  \
-                 bench [--calls N] [--seconds S]  voxtap import vs tshark and sngrep on a synthetic capture\n  \
-                 bench-index                    call index: insert 1M synthetic calls, time each query kind"
+                 bench [--calls N] [--seconds S] [--mem-calls N] [--store-mib N]  import vs tshark/sngrep, memory per call, store write vs dd\n  \
+                 bench-index                    call index: insert 1M synthetic calls, time each query kind\n  \
+                 soak [--minutes N] [--cps R] [--call-seconds S] [--no-writer]  steady calls, RSS flat or not"
             );
             bail!("unknown or missing command");
         }
