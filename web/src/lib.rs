@@ -11,6 +11,7 @@ pub mod charts;
 pub mod config;
 pub mod files;
 mod handlers;
+mod hosts;
 mod jobs;
 mod legs_view;
 mod pages;
@@ -131,6 +132,9 @@ pub struct AppState {
     /// costs as long as a wrong password and timing does not tell names.
     dummy_hash: String,
     store_usage: Mutex<Option<(Instant, u64)>>,
+    /// rpcapd hosts for the hosts page (`[remote] hosts`).
+    pub hosts_file: Option<PathBuf>,
+    remote: hosts::RemoteRuns,
 }
 
 pub type Shared = Arc<AppState>;
@@ -176,6 +180,8 @@ impl AppState {
             started: Instant::now(),
             dummy_hash: auth::hash_password(&auth::random_token())?,
             store_usage: Mutex::new(None),
+            hosts_file: opts.config.remote.hosts.clone(),
+            remote: hosts::RemoteRuns::default(),
         }))
     }
 
@@ -418,6 +424,11 @@ pub fn router(st: Shared) -> Router {
         .route("/sensor/status", get(h::sensor_status))
         .route("/calls/{id}/waveform/{name}", get(quality::waveform))
         .route("/api/calls/{id}/timeline", get(quality::api_timeline))
+        .route("/hosts", get(hosts::hosts_page))
+        .route("/hosts/start", post(hosts::start))
+        .route("/hosts/stop", post(hosts::stop))
+        .route("/api/remote", get(hosts::remote_status))
+        .route("/static/hosts.js", get(hosts::hosts_script))
         .layer(middleware::from_fn_with_state(st.clone(), gate))
         .layer(middleware::from_fn(hardening))
         .with_state(st)
