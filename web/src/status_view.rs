@@ -190,12 +190,38 @@ fn number(v: &Value) -> Option<f64> {
 }
 
 /// What names an item of an array in its label: the first of these string
-/// fields it has, else its position.
+/// fields it has (with its `interface`, when it has one: a host captured on
+/// two interfaces is two items), else its position.
 fn item_name(it: &Value, i: usize) -> String {
-    ["name", "id", "host", "target", "bucket", "key"]
+    let base = ["name", "id", "host", "target", "bucket", "key"]
         .iter()
-        .find_map(|k| it.get(*k).and_then(Value::as_str))
-        .map_or_else(|| i.to_string(), String::from)
+        .find_map(|k| it.get(*k).and_then(Value::as_str));
+    let iface = ["interface", "iface"]
+        .iter()
+        .find_map(|k| it.get(*k).and_then(Value::as_str));
+    match (base, iface) {
+        (Some(b), Some(f)) => format!("{b}:{f}"),
+        (Some(b), None) => b.to_string(),
+        (None, _) => i.to_string(),
+    }
+}
+
+/// Item labels of an array, made unique by appending the position to a
+/// name seen before.
+fn item_names(items: &[Value]) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| {
+            let n = item_name(it, i);
+            if seen.insert(n.clone()) {
+                n
+            } else {
+                format!("{n}#{i}")
+            }
+        })
+        .collect()
 }
 
 /// Metric name -> (help, samples as (labels, value)).
@@ -220,9 +246,9 @@ pub fn prometheus(all: &[(String, Value)], now_unix: u64, taken: &[&str]) -> Str
                 }
             }
             Value::Array(items) if labels.is_empty() => {
-                for (i, it) in items.iter().enumerate() {
+                for (it, name) in items.iter().zip(item_names(items)) {
                     if it.is_object() {
-                        let l = format!("item=\"{}\"", label_value(&item_name(it, i)));
+                        let l = format!("item=\"{}\"", label_value(&name));
                         walk(m, comp, path, &l, it);
                     }
                 }

@@ -105,6 +105,12 @@ async fn status_files_on_the_sensor_page_and_in_metrics() {
                 {"name": "prod/eu-west", "frames": 100, "connected": true},
                 {"name": "lab \"b\"", "frames": 5, "connected": false},
             ],
+            // As `voxtap remote` writes its units: one host, two interfaces.
+            "units": [
+                {"host": "edge1", "interface": "eth0", "packets": 10},
+                {"host": "edge1", "interface": "eth1", "packets": 20},
+                {"host": "edge1", "interface": "eth1", "packets": 30},
+            ],
             "state": "capturing",
         }),
     )
@@ -169,6 +175,12 @@ async fn status_files_on_the_sensor_page_and_in_metrics() {
         0.0
     );
     assert_eq!(m["voxtap_upload_queued"], 4.0);
+    assert_eq!(m["voxtap_remote_units_packets{item=\"edge1:eth0\"}"], 10.0);
+    assert_eq!(m["voxtap_remote_units_packets{item=\"edge1:eth1\"}"], 20.0);
+    assert_eq!(
+        m["voxtap_remote_units_packets{item=\"edge1:eth1#2\"}"],
+        30.0
+    );
     assert!(m["voxtap_status_age_seconds{component=\"upload\"}"] >= 60.0);
     assert!(m["voxtap_status_age_seconds{component=\"sensor\"}"] < 10.0);
     // Text fields are not metrics.
