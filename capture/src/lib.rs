@@ -24,6 +24,7 @@ pub mod sip;
 pub mod status;
 pub mod store;
 pub mod stream_stats;
+pub mod stream_timeline;
 pub mod synth;
 pub mod upload;
 pub mod wire;

@@ -399,6 +399,12 @@ impl StreamStats {
         self.packets = self.packets.saturating_add(1);
     }
 
+    /// The current interarrival jitter (RFC 3550 A.8) in ms, without the
+    /// allocation of [`Self::summary`].
+    pub fn jitter_ms(&self) -> f64 {
+        self.jitter_ms
+    }
+
     /// Smallest jitter among regular packets (Wireshark's "Min Jitter").
     pub fn min_jitter_ms(&self) -> f64 {
         self.min_jitter_ms.unwrap_or(0.0)

@@ -1,8 +1,8 @@
 //! Passwords (argon2id), sessions and CSRF tokens.
 
-use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
@@ -48,52 +48,118 @@ pub fn eq_const(a: &str, b: &str) -> bool {
 pub struct Session {
     pub user: String,
     pub csrf: String,
-    expires: Instant,
 }
 
-/// Sessions live in memory: a restart logs everyone out, which is the
-/// safe failure for an appliance holding recordings.
+/// Where sessions live, beside the call index in the data directory.
+pub const SESSIONS_FILE: &str = "sessions.sqlite";
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The session id as stored: a BLAKE2s hash, so a copy of the file (a
+/// backup, a support bundle) does not hand out live logins.
+fn id_hash(id: &str) -> Vec<u8> {
+    use blake2::Digest;
+    blake2::Blake2s256::digest(id.as_bytes()).to_vec()
+}
+
+/// Sessions in a small SQLite file, so a restart of the server does not
+/// log everyone out; expiry is enforced on every lookup.
 pub struct Sessions {
-    map: Mutex<HashMap<String, Session>>,
+    db: Mutex<rusqlite::Connection>,
     lifetime: Duration,
 }
 
 impl Sessions {
+    /// Sessions kept in memory only (tests; a restart forgets them).
     pub fn new(lifetime: Duration) -> Self {
-        Sessions {
-            map: Mutex::new(HashMap::new()),
-            lifetime,
+        let db = rusqlite::Connection::open_in_memory().expect("in-memory SQLite");
+        Self::with(db, lifetime).expect("creating the sessions table")
+    }
+
+    /// Sessions persisted in `path` (created with mode 0600).
+    pub fn open(path: &Path, lifetime: Duration) -> rusqlite::Result<Self> {
+        let db = rusqlite::Connection::open(path)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
         }
+        db.busy_timeout(Duration::from_secs(5))?;
+        Self::with(db, lifetime)
+    }
+
+    fn with(db: rusqlite::Connection, lifetime: Duration) -> rusqlite::Result<Self> {
+        db.execute_batch(
+            "CREATE TABLE IF NOT EXISTS sessions (
+                id_hash    BLOB PRIMARY KEY,
+                user       TEXT NOT NULL,
+                csrf       TEXT NOT NULL,
+                created_ms INTEGER NOT NULL,
+                expires_ms INTEGER NOT NULL
+            ) WITHOUT ROWID;
+            CREATE INDEX IF NOT EXISTS sessions_expires ON sessions(expires_ms);",
+        )?;
+        Ok(Sessions {
+            db: Mutex::new(db),
+            lifetime,
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A new session for `user`: (session id, CSRF token).
-    pub fn create(&self, user: &str) -> (String, String) {
+    pub fn create(&self, user: &str) -> anyhow::Result<(String, String)> {
         let id = random_token();
         let csrf = random_token();
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        map.retain(|_, s| s.expires > now);
-        map.insert(
-            id.clone(),
-            Session {
-                user: user.to_string(),
-                csrf: csrf.clone(),
-                expires: now + self.lifetime,
-            },
-        );
-        (id, csrf)
+        let now = now_ms();
+        let expires =
+            now.saturating_add(i64::try_from(self.lifetime.as_millis()).unwrap_or(i64::MAX));
+        let db = self.conn();
+        db.execute("DELETE FROM sessions WHERE expires_ms <= ?1", [now])?;
+        db.execute(
+            "INSERT INTO sessions (id_hash, user, csrf, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            rusqlite::params![id_hash(&id), user, csrf, now, expires],
+        )?;
+        Ok((id, csrf))
     }
 
+    /// The live session with this id; an unknown or expired one is None.
     pub fn get(&self, id: &str) -> Option<Session> {
-        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(id).filter(|s| s.expires > Instant::now()).cloned()
+        if id.len() != 64 {
+            return None;
+        }
+        let r = self.conn().query_row(
+            "SELECT user, csrf FROM sessions WHERE id_hash = ?1 AND expires_ms > ?2",
+            rusqlite::params![id_hash(id), now_ms()],
+            |r| {
+                Ok(Session {
+                    user: r.get(0)?,
+                    csrf: r.get(1)?,
+                })
+            },
+        );
+        match r {
+            Ok(s) => Some(s),
+            Err(rusqlite::Error::QueryReturnedNoRows) => None,
+            Err(e) => {
+                tracing::error!("reading the session store: {e}");
+                None
+            }
+        }
     }
 
     pub fn remove(&self, id: &str) {
-        self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        if let Err(e) = self
+            .conn()
+            .execute("DELETE FROM sessions WHERE id_hash = ?1", [id_hash(id)])
+        {
+            tracing::error!("removing a session: {e}");
+        }
     }
 }
 
@@ -120,12 +186,42 @@ mod tests {
     #[test]
     fn sessions_expire_and_are_removed() {
         let s = Sessions::new(Duration::from_secs(60));
-        let (id, csrf) = s.create("alice");
+        let (id, csrf) = s.create("alice").unwrap();
         assert_eq!(s.get(&id).unwrap().csrf, csrf);
         s.remove(&id);
         assert!(s.get(&id).is_none());
         let s = Sessions::new(Duration::ZERO);
-        let (id, _) = s.create("bob");
+        let (id, _) = s.create("bob").unwrap();
         assert!(s.get(&id).is_none());
+        let s = Sessions::new(Duration::from_millis(300));
+        let (id, _) = s.create("carol").unwrap();
+        assert!(s.get(&id).is_some());
+        std::thread::sleep(Duration::from_millis(400));
+        assert!(s.get(&id).is_none(), "expired");
+    }
+
+    #[test]
+    fn sessions_survive_reopening_and_store_no_ids() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join(SESSIONS_FILE);
+        let s = Sessions::open(&p, Duration::from_secs(60)).unwrap();
+        let (id, csrf) = s.create("alice").unwrap();
+        drop(s);
+        let s = Sessions::open(&p, Duration::from_secs(60)).unwrap();
+        let got = s.get(&id).unwrap();
+        assert_eq!(
+            (got.user.as_str(), got.csrf.as_str()),
+            ("alice", csrf.as_str())
+        );
+        let bytes = std::fs::read(&p).unwrap();
+        assert!(
+            !bytes.windows(id.len()).any(|w| w == id.as_bytes()),
+            "the session id itself is not stored"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }

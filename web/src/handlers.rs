@@ -163,7 +163,14 @@ pub async fn login_post(
         )
             .into_response();
     }
-    let (sid, _) = st.sessions.create(&f.user);
+    let (sid, _) = match st.sessions.create(&f.user) {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!("creating a session: {e}");
+            return AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot create a session")
+                .into_response();
+        }
+    };
     tracing::info!(target: "access", user = %f.user, "login");
     let mut resp = Redirect::to(&next).into_response();
     let h = resp.headers_mut();
@@ -399,7 +406,15 @@ pub async fn call_page(
         .map(|f| files::extras(&st.data, f))
         .unwrap_or_default();
     audit(&st, &ident, "view", Some(id), "").await;
-    Ok(Html(pages::call(&ident, &d, &extras)))
+    let data = st.data.clone();
+    let (d, series) = tokio::task::spawn_blocking(move || {
+        let s = crate::quality::timelines(&data, &d);
+        (d, s)
+    })
+    .await
+    .map_err(|_| AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "timeline task failed"))?;
+    let legs = crate::legs_view::group(&st, &d).await?;
+    Ok(Html(pages::call(&ident, &d, &extras, &series, &legs)))
 }
 
 /// Record who looked at or downloaded what: the `access` log target and
@@ -707,6 +722,7 @@ pub async fn sensor_page(
         .await
         .unwrap_or(0);
     let fs = fs_usage(&st.data);
+    let statuses = read_statuses(&st).await;
     Ok(Html(pages::sensor(
         &ident,
         &st,
@@ -714,7 +730,22 @@ pub async fn sensor_page(
         usage,
         fs.as_ref(),
         &log,
+        &statuses,
     )))
+}
+
+async fn read_statuses(st: &Shared) -> Vec<(String, serde_json::Value)> {
+    let data = st.data.clone();
+    let all = tokio::task::spawn_blocking(move || voxtap_capture::status::read_all(&data))
+        .await
+        .unwrap_or_default();
+    crate::status_view::ordered(all)
+}
+
+/// The live status cards alone, for the sensor page's refresh.
+pub async fn sensor_status(State(st): State<Shared>) -> Html<String> {
+    let all = read_statuses(&st).await;
+    Html(crate::status_view::cards(&all, voxtap_capture::status::now_unix()).into_string())
 }
 
 pub async fn healthz(State(st): State<Shared>) -> R<Response> {
@@ -727,6 +758,7 @@ pub async fn healthz(State(st): State<Shared>) -> R<Response> {
 
 pub async fn metrics(State(st): State<Shared>) -> R<Response> {
     let calls = st.db.run(|idx| idx.count_calls()).await?;
+    let statuses = read_statuses(&st).await;
     let m = &st.metrics;
     let l = |x: &std::sync::atomic::AtomicU64| x.load(Ordering::Relaxed);
     let (running, done, failed) = st.jobs.counts();
@@ -754,13 +786,26 @@ pub async fn metrics(State(st): State<Shared>) -> R<Response> {
          voxtap_import_jobs{{state=\"failed\"}} {failed}\n\
          # HELP voxtap_uptime_seconds Seconds since the server started.\n\
          # TYPE voxtap_uptime_seconds gauge\n\
-         voxtap_uptime_seconds {}\n",
+         voxtap_uptime_seconds {}\n{}",
         l(&m.requests),
         l(&m.requests_4xx),
         l(&m.requests_5xx),
         l(&m.downloads),
         l(&m.login_failures),
         st.started.elapsed().as_secs(),
+        crate::status_view::prometheus(
+            &statuses,
+            voxtap_capture::status::now_unix(),
+            &[
+                "voxtap_calls_indexed",
+                "voxtap_http_requests_total",
+                "voxtap_http_errors_total",
+                "voxtap_downloads_total",
+                "voxtap_login_failures_total",
+                "voxtap_import_jobs",
+                "voxtap_uptime_seconds",
+            ],
+        ),
     );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }

@@ -7,11 +7,16 @@
 //! resolved inside the data directory (`files`).
 
 pub mod auth;
+pub mod charts;
 pub mod config;
 pub mod files;
 mod handlers;
+mod hosts;
 mod jobs;
+mod legs_view;
 mod pages;
+mod quality;
+pub mod status_view;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -127,6 +132,9 @@ pub struct AppState {
     /// costs as long as a wrong password and timing does not tell names.
     dummy_hash: String,
     store_usage: Mutex<Option<(Instant, u64)>>,
+    /// rpcapd hosts for the hosts page (`[remote] hosts`).
+    pub hosts_file: Option<PathBuf>,
+    remote: hosts::RemoteRuns,
 }
 
 pub type Shared = Arc<AppState>;
@@ -155,18 +163,25 @@ impl AppState {
             .map(|u| (u.name.clone(), u.clone()))
             .collect();
         let hours = opts.config.server.session_hours.unwrap_or(12);
+        let sessions = auth::Sessions::open(
+            &data.join(auth::SESSIONS_FILE),
+            Duration::from_secs(hours * 3600),
+        )
+        .context("opening the session store")?;
         Ok(Arc::new(AppState {
             data,
             db: Arc::new(db),
             users,
             no_auth: opts.insecure_no_auth.then(auth::random_token),
             secure_cookies: opts.config.server.tls_cert.is_some(),
-            sessions: auth::Sessions::new(Duration::from_secs(hours * 3600)),
+            sessions,
             metrics: Metrics::default(),
             jobs: jobs::Jobs::default(),
             started: Instant::now(),
             dummy_hash: auth::hash_password(&auth::random_token())?,
             store_usage: Mutex::new(None),
+            hosts_file: opts.config.remote.hosts.clone(),
+            remote: hosts::RemoteRuns::default(),
         }))
     }
 
@@ -272,7 +287,10 @@ async fn gate(State(st): State<Shared>, mut req: Request, next: Next) -> Respons
             csrf: Some(token.clone()),
             remote: remote.clone(),
         })
-    } else if let Some(s) = cookie_value(headers, SESSION_COOKIE).and_then(|id| st.sessions.get(id))
+    } else if let Some(s) = cookie_value(headers, SESSION_COOKIE)
+        .and_then(|id| st.sessions.get(id))
+        // A user removed from the config loses their sessions too.
+        .filter(|s| st.users.contains_key(&s.user))
     {
         Some(Identity {
             user: s.user,
@@ -403,6 +421,14 @@ pub fn router(st: Shared) -> Router {
         .route("/static/style.css", get(h::style))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/static/app.js", get(h::script))
+        .route("/sensor/status", get(h::sensor_status))
+        .route("/calls/{id}/waveform/{name}", get(quality::waveform))
+        .route("/api/calls/{id}/timeline", get(quality::api_timeline))
+        .route("/hosts", get(hosts::hosts_page))
+        .route("/hosts/start", post(hosts::start))
+        .route("/hosts/stop", post(hosts::stop))
+        .route("/api/remote", get(hosts::remote_status))
+        .route("/static/hosts.js", get(hosts::hosts_script))
         .layer(middleware::from_fn_with_state(st.clone(), gate))
         .layer(middleware::from_fn(hardening))
         .with_state(st)

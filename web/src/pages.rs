@@ -88,6 +88,7 @@ fn layout(title: &str, ident: Option<&Identity>, body: Markup) -> String {
                             a href="/calls" { "Calls" }
                             a href="/import" { "Import" }
                             a href="/sensor" { "Sensor" }
+                            a href="/hosts" { "Hosts" }
                         }
                         div.who {
                             span { (id.user) }
@@ -105,6 +106,11 @@ fn layout(title: &str, ident: Option<&Identity>, body: Markup) -> String {
         }
     }
     .into_string()
+}
+
+/// A logged-in page in the common layout (for modules outside this one).
+pub fn page(title: &str, ident: &Identity, body: Markup) -> String {
+    layout(title, Some(ident), body)
 }
 
 pub fn error_page(status: StatusCode, msg: &str) -> String {
@@ -385,7 +391,13 @@ fn ladder(sip: &[SipRow]) -> Markup {
     PreEscaped(svg)
 }
 
-pub fn call(id: &Identity, d: &CallDetail, extras: &Extras) -> String {
+pub fn call(
+    id: &Identity,
+    d: &CallDetail,
+    extras: &Extras,
+    series: &crate::quality::Series,
+    legs: &[CallDetail],
+) -> String {
     let c = &d.call;
     let base = format!("/calls/{}", c.id);
     let has_files = c.folder.is_some();
@@ -427,6 +439,7 @@ pub fn call(id: &Identity, d: &CallDetail, extras: &Extras) -> String {
                 @for w in &extras.wavs {
                     figure {
                         figcaption { (w) }
+                        img.waveform src={(base) "/waveform/" (url_encode(w))} alt={"waveform of " (w)} width="800";
                         audio controls preload="metadata" src={(base) "/files/" (url_encode(w))} {}
                     }
                 }
@@ -463,12 +476,27 @@ pub fn call(id: &Identity, d: &CallDetail, extras: &Extras) -> String {
                 }
             }
         }
+        @if series.streams.iter().any(Option::is_some) {
+            section.quality id="quality" {
+                h2 { "Quality over time " span.muted { "(per " (series.interval_ns / 1_000_000_000) " s, from the call PCAP)" } }
+                @for (s, t) in d.streams.iter().zip(&series.streams) {
+                    @if let Some(t) = t {
+                        figure.chart {
+                            figcaption.mono { (format!("0x{:08X}", s.ssrc)) " " (s.src) " → " (s.dst) " · " (s.codec) }
+                            (PreEscaped(crate::charts::timeline_svg(&format!("0x{:08X}", s.ssrc), t, series.interval_ns as f64 / 1e9)))
+                        }
+                    }
+                }
+            }
+        }
         @if !d.dtmf.is_empty() {
             section { h2 { "DTMF" }
                 p { @for x in &d.dtmf { span.badge title=(x.source) { (x.digit) } " " } }
             }
         }
-        @if !d.legs.is_empty() {
+        @if !legs.is_empty() {
+            (crate::legs_view::section(c.id, legs))
+        } @else if !d.legs.is_empty() {
             section { h2 { "Other legs" }
                 ul { @for l in &d.legs { li { a href={"/calls/" (l.other_call)} { "call " (l.other_call) } " (" (l.method) ")" } } }
             }
@@ -493,10 +521,16 @@ pub fn sensor(
     usage: u64,
     fs: Option<&FsUsage>,
     log: &[AccessEntry],
+    statuses: &[(String, serde_json::Value)],
 ) -> String {
     let up = st.started.elapsed().as_secs();
     let body = html! {
         h1 { "Sensor" }
+        div id="statuses" data-refresh="/sensor/status" {
+            (crate::status_view::cards(statuses, voxtap_capture::status::now_unix()))
+        }
+        label.live { input type="checkbox" id="status-live" checked; " auto-refresh (2 s)" }
+        h2 { "Web server" }
         dl.facts {
             dt { "Version" } dd { "voxtap " (env!("CARGO_PKG_VERSION")) }
             dt { "Uptime" } dd { (up / 86400) "d " ((up / 3600) % 24) "h " ((up / 60) % 60) "m " (up % 60) "s" }

@@ -57,3 +57,17 @@
     else document.getElementById("job-state").textContent = "Importing… " + Math.round(j.percent) + "%";
   }, 1000);
 })();
+
+// Sensor page: re-read the live status cards every 2 s while ticked.
+(function () {
+  const box = document.getElementById("statuses");
+  const tick = document.getElementById("status-live");
+  if (!box || !tick) return;
+  setInterval(async function () {
+    if (!tick.checked) return;
+    try {
+      const r = await fetch(box.dataset.refresh, { credentials: "same-origin" });
+      if (r.ok) box.innerHTML = await r.text();
+    } catch (e) { /* next tick retries */ }
+  }, 2000);
+})();

@@ -234,6 +234,25 @@ async fn find_open_listen_download() {
         (dur - 1.0).abs() < 0.01,
         "WAV duration in the browser {dur}"
     );
+    // Quality over time: one chart per stream, drawn by the server.
+    let charts = c
+        .find_all(Locator::Css("section#quality svg.timeline"))
+        .await
+        .unwrap();
+    assert_eq!(
+        charts.len() as u64,
+        with_wav.stream_count,
+        "one chart per stream"
+    );
+    assert!(!charts.is_empty());
+    let bars = c
+        .find_all(Locator::Css("section#quality svg.timeline rect.packets"))
+        .await
+        .unwrap();
+    assert!(!bars.is_empty(), "packet bars drawn");
+    // The waveform above the player is an SVG the browser decoded.
+    let loaded = wait_image(&c, "section#audio img.waveform").await;
+    assert_eq!(loaded, 800.0, "waveform image width");
     full_page_screenshot(&c, "call.png").await;
 
     // The session cookie the browser holds downloads the PCAP.
@@ -284,7 +303,114 @@ async fn find_open_listen_download() {
         c.find_all(Locator::Css("audio")).await.unwrap().is_empty(),
         "no audio element without a WAV"
     );
+
+    // Live refresh of the list: a call indexed while the page is open (as
+    // a live capture does) appears without a reload.
+    c.goto(&format!("{base}/calls")).await.unwrap();
+    c.wait()
+        .for_element(Locator::Id("live"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(c.find_all(Locator::Css("#rows tr")).await.unwrap().len(), 2);
+    let more = data_dir_with(&corpus("generated/sipp-netns-ipv6-udp-1call.pcap"));
+    Index::open(&data.join(INDEX_FILE))
+        .unwrap()
+        .absorb(&more.path().join(INDEX_FILE), "imports/live")
+        .unwrap();
+    let mut rows = 0;
+    for _ in 0..80 {
+        rows = c.find_all(Locator::Css("#rows tr")).await.unwrap().len();
+        if rows == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(rows, 3, "the new call appeared by live refresh");
+    c.find(Locator::Id("live"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    // The sensor page shows the live status file, as `voxtap run` writes
+    // it, and refreshes it.
+    use voxtap_capture::live::status::{LiveCounters, RunFacts, SensorPublisher};
+    use voxtap_capture::xdp::{COUNTERS, Counter};
+    let live = LiveCounters::default();
+    LiveCounters::set(&live.frames, 123_456);
+    LiveCounters::set(&live.bytes, 26_000_000);
+    LiveCounters::set(&live.calls_open, 4);
+    LiveCounters::set(&live.calls_written, 310);
+    LiveCounters::set(&live.store_files, 12);
+    LiveCounters::set(&live.store_bytes, 3 << 30);
+    let mut k = [0u64; COUNTERS];
+    k[Counter::Seen as usize] = 200_000;
+    k[Counter::KeptSip as usize] = 2_000;
+    k[Counter::KeptMedia as usize] = 121_456;
+    k[Counter::Passed as usize] = 76_544;
+    let mut publisher = SensorPublisher::new(
+        &data,
+        RunFacts {
+            iface: "mirror0".into(),
+            attach_mode: "Native".into(),
+            store: data.clone(),
+            max_bytes: 100 << 30,
+            max_age_seconds: 7 * 86_400,
+            min_free_bytes: 1 << 30,
+        },
+    );
+    publisher.publish(&k, &live, true);
+    c.goto(&format!("{base}/sensor")).await.unwrap();
+    let card = c
+        .wait()
+        .for_element(Locator::Id("status-sensor"))
+        .await
+        .unwrap();
+    assert!(card.text().await.unwrap().contains("calls active"));
+    LiveCounters::set(&live.calls_open, 77);
+    publisher.publish(&k, &live, true);
+    let mut refreshed = false;
+    for _ in 0..60 {
+        // Read in one script: the refresh replaces the elements, so a
+        // found element can go stale before its text is read.
+        let t = c
+            .execute(
+                "const td = document.querySelector('#status-sensor tr[data-field=calls_active] td'); return td ? td.textContent : '';",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if t == "77" {
+            refreshed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(refreshed, "the sensor page re-read the status file");
+    full_page_screenshot(&c, "sensor.png").await;
     c.close().await.unwrap();
+}
+
+/// The natural width of an image once the browser decoded it.
+async fn wait_image(c: &Client, css: &str) -> f64 {
+    for _ in 0..50 {
+        let v = c
+            .execute(
+                "const i = document.querySelector(arguments[0]); return i && i.complete ? i.naturalWidth : -1;",
+                vec![serde_json::json!(css)],
+            )
+            .await
+            .unwrap();
+        if let Some(w) = v.as_f64().filter(|w| *w > 0.0) {
+            return w;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the browser never loaded {css}");
 }
 
 async fn wait_audio_duration(c: &Client) -> f64 {

@@ -26,6 +26,7 @@
 
 pub mod batch;
 pub mod privs;
+pub mod status;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -80,6 +81,8 @@ pub struct LiveReport {
     pub counters: [u64; COUNTERS],
     pub capture_loss: u64,
     pub endpoint_updates: u64,
+    /// Frames seen but not stored: the store's disk was full.
+    pub not_stored: u64,
     pub elapsed: Duration,
     pub store: PathBuf,
     pub out: PathBuf,
@@ -89,7 +92,7 @@ impl LiveReport {
     pub fn summary_line(&self) -> String {
         let c = |k: Counter| self.counters[k as usize];
         format!(
-            "live capture on {} ({:?}) for {:.1} s: {} frames ({} bytes) stored, {} calls written; kernel: seen {}, kept sip {} media {} heuristic {} fragment {}, lost_ring_full {}; endpoint map updates {}; retention deleted {} files",
+            "live capture on {} ({:?}) for {:.1} s: {} frames ({} bytes) stored, {} calls written; kernel: seen {}, kept sip {} media {} heuristic {} fragment {}, lost_ring_full {}; endpoint map updates {}; retention deleted {} files; not stored (store full) {}",
             self.iface,
             self.attach_mode,
             self.elapsed.as_secs_f64(),
@@ -104,6 +107,7 @@ impl LiveReport {
             c(Counter::LostRingFull),
             self.endpoint_updates,
             self.files_deleted,
+            self.not_stored,
         )
     }
 }
@@ -224,7 +228,9 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
         file_tx,
     )
     .with_context(|| format!("preparing rolling files in {}", store_dir.display()))?;
+    // CSV rows go to disk as calls end: a sensor runs for months.
     let mut writer = CallWriter::with_sources(&cfg.output.dir, Box::new(mgr.sources()))
+        .and_then(CallWriter::streaming_csv)
         .with_context(|| format!("creating {}", cfg.output.dir.display()))?;
     if !cfg.output.call_files {
         writer = writer.without_call_files();
@@ -251,6 +257,19 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
     }
 
     let kernel_lost = Arc::new(AtomicU64::new(0));
+    // Figures for status/sensor.json in the web's data directory.
+    let live = Arc::new(status::LiveCounters::default());
+    let mut publisher = status::SensorPublisher::new(
+        &cfg.output.dir,
+        status::RunFacts {
+            iface: opts.iface.clone(),
+            attach_mode: format!("{mode:?}"),
+            store: store_dir.clone(),
+            max_bytes: cfg.store.max_bytes,
+            max_age_seconds: cfg.store.max_age_seconds,
+            min_free_bytes: cfg.store.min_free_bytes,
+        },
+    );
     let durable = Arc::new(AtomicU64::new(0));
     let reader_stop = Arc::new(AtomicBool::new(false));
     let (full_tx, full_rx) = mpsc::sync_channel::<Batch>(BATCHES);
@@ -270,16 +289,20 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
             cores.clone(),
         );
         let testing = cfg.testing.clone();
+        let live = Arc::clone(&live);
         thread::Builder::new()
             .name("voxtap-reader".into())
             .spawn(move || {
                 pin(&cores, 0, "reader");
-                reader_loop(frames, roll, full_tx, empty_rx, &durable, &stop, &testing)
+                reader_loop(
+                    frames, roll, full_tx, empty_rx, &durable, &stop, &testing, &live,
+                )
             })
             .context("starting the reader thread")?
     };
     let worker = {
         let (lost, cores) = (Arc::clone(&kernel_lost), cores.clone());
+        let live = Arc::clone(&live);
         let mut pcfg = PipelineConfig {
             sip_ports: cfg.capture.sip_ports.clone(),
             ..Default::default()
@@ -292,17 +315,18 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
             .name("voxtap-pipeline".into())
             .spawn(move || {
                 pin(&cores, 1, "pipeline");
-                worker_loop(pcfg, full_rx, empty_tx, endpoints, &lost, ended_tx)
+                worker_loop(pcfg, full_rx, empty_tx, endpoints, &lost, ended_tx, &live)
             })
             .context("starting the pipeline thread")?
     };
     let output = {
         let durable = Arc::clone(&durable);
+        let live = Arc::clone(&live);
         thread::Builder::new()
             .name("voxtap-output".into())
             .spawn(move || {
                 pin(&cores, 2, "output");
-                output_loop(mgr, writer, call_index, file_rx, ended_rx, &durable)
+                output_loop(mgr, writer, call_index, file_rx, ended_rx, &durable, &live)
             })
             .context("starting the output thread")?
     };
@@ -346,6 +370,7 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
     );
     let deadline = opts.duration.map(|d| Instant::now() + d);
     let mut last_log = Instant::now();
+    let mut last_status: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed)
         && deadline.is_none_or(|d| Instant::now() < d)
         && !reader.is_finished()
@@ -354,6 +379,10 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
     {
         let c = sensor.counters();
         kernel_lost.store(c[Counter::LostRingFull as usize], Ordering::Relaxed);
+        if last_status.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            last_status = Some(Instant::now());
+            publisher.publish(&c, &live, true);
+        }
         if last_log.elapsed() >= Duration::from_secs(10) {
             last_log = Instant::now();
             tracing::info!(
@@ -388,6 +417,15 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
     let rstats = rstats?;
     let wstats = wstats?;
     let ostats = ostats?;
+    // The final figures, marked stopped.
+    status::LiveCounters::set(&live.frames, rstats.frames);
+    status::LiveCounters::set(&live.bytes, rstats.bytes);
+    status::LiveCounters::set(&live.calls_open, 0);
+    status::LiveCounters::set(&live.capture_loss, wstats.capture_loss);
+    status::LiveCounters::set(&live.calls_written, ostats.calls);
+    status::LiveCounters::set(&live.call_write_errors, ostats.write_errors);
+    status::LiveCounters::set(&live.files_deleted, ostats.files_deleted);
+    publisher.publish(&counters, &live, false);
     Ok(LiveReport {
         iface: opts.iface.clone(),
         attach_mode: Some(mode),
@@ -400,6 +438,7 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
         counters,
         capture_loss: wstats.capture_loss,
         endpoint_updates: wstats.endpoint_updates,
+        not_stored: rstats.not_stored,
         elapsed: started.elapsed(),
         store: store_dir,
         out: cfg.output.dir.clone(),
@@ -416,8 +455,12 @@ fn join<T>(h: thread::JoinHandle<Result<T>>, name: &str) -> Result<T> {
 struct ReaderStats {
     frames: u64,
     bytes: u64,
+    not_stored: u64,
 }
 
+// Each argument is a distinct channel or shared counter of the thread;
+// bundling them would only rename them.
+#[allow(clippy::too_many_arguments)]
 fn reader_loop(
     mut frames: FrameReader,
     mut roll: RollingWriter,
@@ -426,6 +469,7 @@ fn reader_loop(
     durable: &AtomicU64,
     stop: &AtomicBool,
     testing: &crate::config::TestingConfig,
+    live: &status::LiveCounters,
 ) -> Result<ReaderStats> {
     let mut stats = ReaderStats::default();
     let mut clock = Clock::new();
@@ -461,9 +505,13 @@ fn reader_loop(
                     let ts = clock.wall(meta.ktime_ns);
                     match roll.write(ts, meta.wire_len, data) {
                         Ok(pref) => {
+                            // Not stored (disk full) or not, the call table
+                            // follows the frame: calls are still indexed.
                             batch.push(ts, pref, data);
-                            stats.frames += 1;
-                            stats.bytes += data.len() as u64;
+                            if pref != PacketRef::NOT_STORED {
+                                stats.frames += 1;
+                                stats.bytes += data.len() as u64;
+                            }
                             dirty = true;
                         }
                         Err(e) => {
@@ -500,6 +548,8 @@ fn reader_loop(
                 },
             )
             .context("polling the ring buffer")?;
+        status::LiveCounters::set(&live.frames, stats.frames);
+        status::LiveCounters::set(&live.bytes, stats.bytes);
         if let Some(e) = fail.take() {
             return Err(e);
         }
@@ -519,6 +569,15 @@ fn reader_loop(
     }
     roll.close().context("closing the rolling file")?;
     durable.store(seq, Ordering::Release);
+    stats.not_stored = roll.not_stored();
+    // Frames counted as stored when written, then cut by a failed write.
+    stats.frames = stats.frames.saturating_sub(roll.cut());
+    if stats.not_stored > 0 {
+        tracing::error!(
+            not_stored = stats.not_stored,
+            "frames were not stored: the store's disk was full (their calls count them in capture_loss)"
+        );
+    }
     Ok(stats)
 }
 
@@ -536,6 +595,7 @@ fn worker_loop(
     mut endpoints: EndpointMap,
     kernel_lost: &AtomicU64,
     ended_tx: Sender<(u64, Vec<Call>)>,
+    live: &status::LiveCounters,
 ) -> Result<WorkerStats> {
     let mut pipeline = Pipeline::new(pcfg);
     pipeline.calls_mut().track_endpoints();
@@ -570,6 +630,8 @@ fn worker_loop(
             &mut seen_lost,
             &mut stats,
         );
+        status::LiveCounters::set(&live.calls_open, pipeline.open_calls() as u64);
+        status::LiveCounters::set(&live.capture_loss, stats.capture_loss);
         let ended = pipeline.drain_ended();
         if !ended.is_empty() && ended_tx.send((last_seq, ended)).is_err() {
             return Err(anyhow!("output thread stopped"));
@@ -640,6 +702,7 @@ fn output_loop(
     file_rx: Receiver<FileEvent>,
     ended_rx: Receiver<(u64, Vec<Call>)>,
     durable: &AtomicU64,
+    live: &status::LiveCounters,
 ) -> Result<OutputStats> {
     let mut stats = OutputStats::default();
     let mut pending: std::collections::VecDeque<(u64, Vec<Call>)> = Default::default();
@@ -680,7 +743,11 @@ fn output_loop(
             for ev in file_rx.try_iter() {
                 mgr.on_event(ev).context("recording a rolling file")?;
             }
-            for call in calls {
+            for mut call in calls {
+                let unstored = mgr.mark_unstored(&mut call);
+                if unstored > 0 {
+                    call.capture_loss += unstored;
+                }
                 let files = match writer.write_call(&call) {
                     Ok(w) => w
                         .folder
@@ -717,6 +784,12 @@ fn output_loop(
                 .add_calls(&locations)
                 .context("recording call locations")?;
         }
+        let (files, bytes) = mgr.usage();
+        status::LiveCounters::set(&live.store_files, files);
+        status::LiveCounters::set(&live.store_bytes, bytes);
+        status::LiveCounters::set(&live.calls_written, stats.calls);
+        status::LiveCounters::set(&live.call_write_errors, stats.write_errors);
+        status::LiveCounters::set(&live.files_deleted, mgr.deleted_files);
         if done && pending.is_empty() {
             break;
         }

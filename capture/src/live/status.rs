@@ -1,0 +1,270 @@
+//! `status/sensor.json` for the web UI's sensor page and `/metrics`: the
+//! live run's figures, rewritten about once a second by the main thread
+//! (see [`crate::status`] for the file contract).
+//!
+//! The threads publish plain totals through [`LiveCounters`] (relaxed
+//! atomics stored once per poll or batch, never per packet); rates are
+//! differences between two snapshots, computed here.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::xdp::{COUNTERS, Counter};
+
+/// Totals the reader, worker and output threads keep current.
+#[derive(Debug, Default)]
+pub struct LiveCounters {
+    /// Frames and bytes written to the rolling store (reader).
+    pub frames: AtomicU64,
+    pub bytes: AtomicU64,
+    /// Calls open in the pipeline (worker).
+    pub calls_open: AtomicU64,
+    /// Ring-full losses charged to open calls (worker).
+    pub capture_loss: AtomicU64,
+    /// Calls written and indexed, and those whose outputs failed (output).
+    pub calls_written: AtomicU64,
+    pub call_write_errors: AtomicU64,
+    /// Rolling files deleted by retention, and the store's current size
+    /// (output).
+    pub files_deleted: AtomicU64,
+    pub store_files: AtomicU64,
+    pub store_bytes: AtomicU64,
+}
+
+impl LiveCounters {
+    pub fn set(c: &AtomicU64, v: u64) {
+        c.store(v, Ordering::Relaxed);
+    }
+    fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+/// What the sensor page shows for drops, by cause.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Drops {
+    /// Kept by XDP but the ring to user space was full (user space slow).
+    pub ring_full: u64,
+    /// Too short or malformed for the XDP parser.
+    pub malformed: u64,
+    /// Dropped on purpose (`capture.drop_unkept` on a mirror port).
+    pub unkept_by_config: u64,
+    /// Calls whose outputs could not be written (user space).
+    pub call_write_errors: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Kernel {
+    pub seen: u64,
+    pub kept_sip: u64,
+    pub kept_media: u64,
+    pub kept_heuristic: u64,
+    pub kept_fragment: u64,
+    pub passed: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Store {
+    pub path: String,
+    pub files: u64,
+    pub bytes: u64,
+    pub free_bytes: Option<u64>,
+    /// Retention settings (0 = no limit) and what it deleted.
+    pub max_bytes: u64,
+    pub max_age_seconds: u64,
+    pub min_free_bytes: u64,
+    pub files_deleted: u64,
+}
+
+/// The whole `sensor.json` (plus `component` and `updated_unix`, which
+/// [`crate::status::write`] adds).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct SensorStatus {
+    pub version: String,
+    pub iface: String,
+    pub attach_mode: String,
+    pub started_unix: u64,
+    pub uptime_seconds: u64,
+    /// Rates over the last interval.
+    pub frames_per_second: f64,
+    pub bytes_per_second: f64,
+    pub kernel_seen_per_second: f64,
+    pub frames_total: u64,
+    pub bytes_total: u64,
+    pub calls_active: u64,
+    pub calls_written: u64,
+    pub capture_loss: u64,
+    /// Frames lost for any reason (sum of `drops`' frame counts).
+    pub dropped_total: u64,
+    pub drops: Drops,
+    pub kernel: Kernel,
+    pub store: Store,
+    /// False in the last file a run writes as it stops.
+    pub running: bool,
+}
+
+/// Static facts of the run.
+#[derive(Clone, Debug, Default)]
+pub struct RunFacts {
+    pub iface: String,
+    pub attach_mode: String,
+    pub store: PathBuf,
+    pub max_bytes: u64,
+    pub max_age_seconds: u64,
+    pub min_free_bytes: u64,
+}
+
+/// Builds and writes `sensor.json`, keeping the previous snapshot for rates.
+pub struct SensorPublisher {
+    data: PathBuf,
+    facts: RunFacts,
+    started: Instant,
+    started_unix: u64,
+    last: Option<(Instant, u64, u64, u64)>,
+}
+
+impl SensorPublisher {
+    /// `data` is the web's data directory (the run's `output.dir`).
+    pub fn new(data: &Path, facts: RunFacts) -> Self {
+        SensorPublisher {
+            data: data.to_path_buf(),
+            facts,
+            started: Instant::now(),
+            started_unix: crate::status::now_unix(),
+            last: None,
+        }
+    }
+
+    /// The status now, from the kernel counters and the threads' totals.
+    pub fn snapshot(
+        &mut self,
+        k: &[u64; COUNTERS],
+        c: &LiveCounters,
+        running: bool,
+    ) -> SensorStatus {
+        let now = Instant::now();
+        let frames = LiveCounters::get(&c.frames);
+        let bytes = LiveCounters::get(&c.bytes);
+        let seen = k[Counter::Seen as usize];
+        let (fps, bps, sps) = match self.last {
+            Some((t, f, b, s)) if now > t => {
+                let dt = now.duration_since(t).as_secs_f64();
+                (
+                    frames.saturating_sub(f) as f64 / dt,
+                    bytes.saturating_sub(b) as f64 / dt,
+                    seen.saturating_sub(s) as f64 / dt,
+                )
+            }
+            _ => (0.0, 0.0, 0.0),
+        };
+        self.last = Some((now, frames, bytes, seen));
+        let drops = Drops {
+            ring_full: k[Counter::LostRingFull as usize],
+            malformed: k[Counter::Malformed as usize],
+            unkept_by_config: k[Counter::Dropped as usize],
+            call_write_errors: LiveCounters::get(&c.call_write_errors),
+        };
+        SensorStatus {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            iface: self.facts.iface.clone(),
+            attach_mode: self.facts.attach_mode.clone(),
+            started_unix: self.started_unix,
+            uptime_seconds: self.started.elapsed().as_secs(),
+            frames_per_second: fps,
+            bytes_per_second: bps,
+            kernel_seen_per_second: sps,
+            frames_total: frames,
+            bytes_total: bytes,
+            calls_active: LiveCounters::get(&c.calls_open),
+            calls_written: LiveCounters::get(&c.calls_written),
+            capture_loss: LiveCounters::get(&c.capture_loss),
+            dropped_total: drops.ring_full + drops.malformed,
+            drops,
+            kernel: Kernel {
+                seen,
+                kept_sip: k[Counter::KeptSip as usize],
+                kept_media: k[Counter::KeptMedia as usize],
+                kept_heuristic: k[Counter::KeptHeuristic as usize],
+                kept_fragment: k[Counter::KeptFragment as usize],
+                passed: k[Counter::Passed as usize],
+            },
+            store: Store {
+                path: self.facts.store.display().to_string(),
+                files: LiveCounters::get(&c.store_files),
+                bytes: LiveCounters::get(&c.store_bytes),
+                free_bytes: crate::store::free_bytes(&self.facts.store),
+                max_bytes: self.facts.max_bytes,
+                max_age_seconds: self.facts.max_age_seconds,
+                min_free_bytes: self.facts.min_free_bytes,
+                files_deleted: LiveCounters::get(&c.files_deleted),
+            },
+            running,
+        }
+    }
+
+    /// Writes `status/sensor.json`; a failure is logged, never fatal: the
+    /// capture matters more than its dashboard.
+    pub fn publish(&mut self, k: &[u64; COUNTERS], c: &LiveCounters, running: bool) {
+        let s = self.snapshot(k, c, running);
+        if let Err(e) = crate::status::write(&self.data, "sensor", &s) {
+            tracing::warn!(dir = %self.data.display(), error = %e, "writing status/sensor.json");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_carries_the_counters_and_rates() {
+        let d = tempfile::tempdir().unwrap();
+        let c = LiveCounters::default();
+        let mut p = SensorPublisher::new(
+            d.path(),
+            RunFacts {
+                iface: "veth0".into(),
+                attach_mode: "Skb".into(),
+                store: d.path().to_path_buf(),
+                max_bytes: 1 << 30,
+                max_age_seconds: 3600,
+                min_free_bytes: 0,
+            },
+        );
+        let mut k = [0u64; COUNTERS];
+        p.publish(&k, &c, true);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        k[Counter::Seen as usize] = 5000;
+        k[Counter::LostRingFull as usize] = 7;
+        k[Counter::Malformed as usize] = 2;
+        LiveCounters::set(&c.frames, 1000);
+        LiveCounters::set(&c.bytes, 200_000);
+        LiveCounters::set(&c.calls_open, 3);
+        LiveCounters::set(&c.files_deleted, 4);
+        let s = p.snapshot(&k, &c, true);
+        // 1000 frames in a bit over 0.2 s.
+        assert!(
+            s.frames_per_second > 1000.0 && s.frames_per_second <= 5000.0,
+            "{}",
+            s.frames_per_second
+        );
+        assert!((s.bytes_per_second / s.frames_per_second - 200.0).abs() < 1e-6);
+        p.publish(&k, &c, false);
+        let v = crate::status::read(d.path(), "sensor").unwrap();
+        assert_eq!(v["component"], "sensor");
+        assert_eq!(v["frames_total"], 1000);
+        assert_eq!(v["drops"]["ring_full"], 7);
+        assert_eq!(v["drops"]["malformed"], 2);
+        assert_eq!(v["dropped_total"], 9);
+        assert_eq!(v["calls_active"], 3);
+        assert_eq!(v["store"]["files_deleted"], 4);
+        assert_eq!(v["store"]["max_age_seconds"], 3600);
+        assert_eq!(v["kernel"]["seen"], 5000);
+        assert_eq!(v["running"], false);
+        // No new frames since the last snapshot.
+        assert_eq!(v["frames_per_second"], 0.0);
+    }
+}
