@@ -153,6 +153,29 @@ async fn downloads_of_an_s3_held_call_equal_the_local_ones() {
     let mut got = Vec::new();
     std::io::Read::read_to_end(&mut z.by_name("call.pcap").unwrap(), &mut got).unwrap();
     assert!(got == pcap);
+    // The uploader's status reaches /metrics.
+    let metrics = c
+        .get(format!("{base}/metrics"))
+        .header("authorization", format!("Bearer {API_USER}:{API_TOKEN}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lines: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("voxtap_upload_"))
+        .collect();
+    println!("{}", lines.join("\n"));
+    for want in [
+        "voxtap_upload_uploaded_files 4",
+        "voxtap_upload_s3_reachable 1",
+        "voxtap_upload_local_deleted_files 4",
+        "voxtap_upload_spool_cap_reached 0",
+    ] {
+        assert!(lines.contains(&want), "{want} not in {lines:?}");
+    }
     // The manifest itself is not served.
     let r = c
         .get(format!("{base}/calls/{}/files/.remote.json", row.id))
