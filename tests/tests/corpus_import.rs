@@ -123,6 +123,14 @@ fn sip_and_rtp_counts_match_tshark() {
                 "{name}: max delta {max_delta} vs tshark {}",
                 t.max_delta_ms
             );
+            // Includes DTMF-only SSRCs, which have no jitter (RFC 4733
+            // timestamps stand still for an event).
+            let max_jitter: f64 = s["max_jitter_ms"].parse().unwrap();
+            assert!(
+                (max_jitter - t.max_jitter_ms).abs() < 0.01,
+                "{name}: max jitter {max_jitter} vs tshark {} of {t:?}",
+                t.max_jitter_ms
+            );
         }
         // Every RTP stream tshark sees belongs to a call: rtp_packets add up.
         let rtp_total: u64 = calls

@@ -302,9 +302,27 @@ impl Call {
                     .map(|r| r.clock_rate)
                     .or_else(|| crate::rtp::static_codec(pt).map(|c| c.clock_rate))
                     .unwrap_or(8000);
+                let mut stats = StreamStats::new(clock_rate);
+                // Jitter needs a dynamic PT's clock from the SDP that
+                // announced the receiver, as in Wireshark: a PT it does not
+                // map has no jitter, nor has telephone-event, whose
+                // timestamp stands still for a whole event (RFC 4733).
+                let rtpmap = media_idx
+                    .and_then(|m| self.media.get(m))
+                    .map_or(&[][..], |m| &m.rtpmap[..]);
+                if !rtpmap.is_empty() {
+                    for dyn_pt in 96..=127u8 {
+                        let rate = rtpmap
+                            .iter()
+                            .find(|r| r.pt == dyn_pt)
+                            .filter(|r| !r.encoding.eq_ignore_ascii_case("telephone-event"))
+                            .map_or(0, |r| r.clock_rate);
+                        stats.set_pt_clock_rate(dyn_pt, rate);
+                    }
+                }
                 self.streams.push(Stream {
                     key,
-                    stats: StreamStats::new(clock_rate),
+                    stats,
                     media_idx,
                     clock_rate,
                     rtcp: RtcpView::default(),
