@@ -16,6 +16,8 @@ pub struct Config {
     pub output: OutputConfig,
     pub security: SecurityConfig,
     pub testing: TestingConfig,
+    /// HEP export to Homer-style collectors (docs/hep.md).
+    pub hep: crate::hep::HepConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -200,6 +202,9 @@ impl Config {
         }
         if self.store.roll_seconds == 0 {
             bail!("store.roll_seconds must be positive");
+        }
+        if let Err(e) = self.hep.validate() {
+            bail!("{e}");
         }
         Ok(())
     }

@@ -8,6 +8,7 @@
 pub mod calls;
 pub mod config;
 pub mod decode;
+pub mod hep;
 pub mod import;
 pub mod index;
 #[cfg(target_os = "linux")]
@@ -25,6 +26,7 @@ pub mod status;
 pub mod store;
 pub mod stream_stats;
 pub mod synth;
+pub mod tap;
 pub mod wire;
 #[cfg(target_os = "linux")]
 pub mod xdp;
