@@ -146,7 +146,10 @@ pub fn stream_report(call: &Call, stream: &Stream) -> StreamReport {
         "LOSS_PCT": round(loss_pct),
         "OUT_ORDER": sum.out_of_order,
         "DUPLICATES": sum.duplicates,
-        "JITTER": round(sum.jitter_ms),
+        // Mean interarrival jitter, as streams.csv's jitter_ms (Wireshark's
+        // "Mean Jitter"); LAST_JITTER is RFC 3550's running value at the end.
+        "JITTER": round(sum.mean_jitter_ms),
+        "LAST_JITTER": round(sum.jitter_ms),
         "MAX_JITTER": round(sum.max_jitter_ms),
         "MEAN_JITTER": round(sum.mean_jitter_ms),
         "MAX_DELTA": round(sum.max_delta_ms),
