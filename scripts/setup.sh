@@ -16,6 +16,7 @@ PACKAGES=(
     tshark tcpdump sip-tester sngrep tcpreplay iproute2 sox espeak-ng bpftool ethtool
     libpcap-dev libopus-dev llvm-22-dev libzstd-dev zlib1g-dev flex bison dpkg-dev
     chromium chromium-driver
+    openssl # HEP over TLS test: certificates and a TLS collector (s_server)
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -300,10 +300,11 @@ fn export_to_udp_and_tcp_collectors_matches_tshark() {
 fn slow_tcp_collector_gives_counted_drops_and_never_blocks() {
     let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = tcp.local_addr().unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let hold = thread::spawn(move || {
         let (s, _) = tcp.accept().unwrap();
-        // Keep the connection open, unread, until the exporter closes it.
-        thread::sleep(Duration::from_secs(6));
+        // Keep the connection open, unread, until the test is done.
+        let _ = done_rx.recv_timeout(Duration::from_secs(20));
         drop(s);
     });
     let mut c = CollectorConfig::new(&addr.to_string(), Transport::Tcp);
@@ -343,6 +344,7 @@ fn slow_tcp_collector_gives_counted_drops_and_never_blocks() {
     );
     assert_eq!(c.queue_depth, 0);
     eprintln!("slow collector: {c:?} in {offered_in:?}");
+    done_tx.send(()).unwrap();
     hold.join().unwrap();
 }
 
@@ -600,4 +602,284 @@ fn listener_counts_garbage_and_wrong_keys() {
     assert_eq!(r.status.unauthorised, 1);
     assert_eq!(r.status.sip, 0);
     assert_eq!(r.import.calls, 0);
+}
+
+/// `openssl s_server` as a TLS collector, killed on drop.
+struct SServer(std::process::Child);
+
+impl Drop for SServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl must be installed (scripts/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// HEP over TLS to a real TLS server (OpenSSL's s_server) whose certificate
+/// a CA made here signed: the exporter verifies it, and what s_server
+/// decrypts is our HEP stream.
+#[test]
+fn export_over_tls_to_openssl() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    openssl(
+        p,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=voxtap test CA",
+            "-days",
+            "1",
+        ],
+    );
+    openssl(
+        p,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "srv.key",
+            "-out",
+            "srv.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    std::fs::write(
+        p.join("ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(
+        p,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "srv.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "ext",
+        ],
+    );
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = SServer(
+        std::process::Command::new("openssl")
+            .args([
+                "s_server",
+                "-accept",
+                &format!("127.0.0.1:{port}"),
+                "-cert",
+                "srv.pem",
+                "-key",
+                "srv.key",
+                "-quiet",
+                "-naccept",
+                "1",
+            ])
+            .current_dir(p)
+            // s_server ends the connection when its stdin closes: keep it open.
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("openssl s_server"),
+    );
+    let mut stdout = server.0.stdout.take().unwrap();
+    let reader = thread::spawn(move || {
+        let mut all = Vec::new();
+        let _ = stdout.read_to_end(&mut all);
+        all
+    });
+    let mut c = CollectorConfig::new(&format!("127.0.0.1:{port}"), Transport::Tls);
+    c.ca_file = Some(p.join("ca.pem"));
+    c.server_name = Some("localhost".into());
+    let export = HepExport::new(export_cfg(vec![c]), None).unwrap();
+    let mut tap = export.tap_factory().make();
+    let src = "192.0.2.1:5060".parse().unwrap();
+    let dst = "192.0.2.2:5061".parse().unwrap();
+    // s_server may still be starting: wait for the exporter to connect.
+    let counters = export.counters();
+    let t = Instant::now();
+    while !counters.collectors[0].1.connected.load(Ordering::Relaxed) {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            counters.snapshot()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    for i in 0..5u64 {
+        let msg = format!("MESSAGE sip:b SIP/2.0\r\nCall-ID: tls-{i}\r\n\r\n");
+        tap.sip(
+            1_700_000_000_000_000_000 + i,
+            src,
+            dst,
+            true,
+            format!("tls-{i}").as_bytes(),
+            msg.as_bytes(),
+        );
+    }
+    drop(tap);
+    let st = export.counters().snapshot();
+    assert_eq!(st.collectors[0].sent, 5, "{st:?}");
+    let got = split_stream(&reader.join().unwrap());
+    assert_eq!(got.len(), 5);
+    for (i, g) in got.iter().enumerate() {
+        let h = hep::parse_packet(g).unwrap();
+        assert_eq!(h.internal_correlation_id, format!("tls-{i}"));
+        assert_eq!(h.ip_protocol_id, 6);
+        assert_eq!(h.authenticate_key, KEY);
+        assert_eq!((h.proto_src_port, h.proto_dst_port), (5060, 5061));
+    }
+}
+
+/// A TLS collector whose certificate the configured CA did not sign gets
+/// nothing: connect failures are counted, packets are dropped, not sent in
+/// the clear.
+#[test]
+fn tls_refuses_an_unknown_certificate() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    openssl(
+        p,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "other.key",
+            "-out",
+            "other.pem",
+            "-subj",
+            "/CN=other CA",
+            "-days",
+            "1",
+        ],
+    );
+    openssl(
+        p,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "srv.key",
+            "-out",
+            "srv.pem",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-days",
+            "1",
+        ],
+    );
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _server = SServer(
+        std::process::Command::new("openssl")
+            .args([
+                "s_server",
+                "-accept",
+                &format!("127.0.0.1:{port}"),
+                "-cert",
+                "srv.pem",
+                "-key",
+                "srv.key",
+                "-quiet",
+            ])
+            .current_dir(p)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("openssl s_server"),
+    );
+    let mut c = CollectorConfig::new(&format!("127.0.0.1:{port}"), Transport::Tls);
+    c.ca_file = Some(p.join("other.pem"));
+    c.server_name = Some("localhost".into());
+    let mut cfg = export_cfg(vec![c]);
+    cfg.queue_packets = 4;
+    let export = HepExport::new(cfg, None).unwrap();
+    let mut tap = export.tap_factory().make();
+    let counters = export.counters();
+    let t = Instant::now();
+    while counters.collectors[0]
+        .1
+        .connect_failures
+        .load(Ordering::Relaxed)
+        < 2
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            counters.snapshot()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    for i in 0..10 {
+        tap.sip(
+            i,
+            "10.0.0.1:5060".parse().unwrap(),
+            "10.0.0.2:5060".parse().unwrap(),
+            false,
+            b"x",
+            b"OPTIONS",
+        );
+    }
+    drop(tap);
+    let st = counters.snapshot();
+    let k = &st.collectors[0];
+    assert_eq!(k.sent, 0, "{k:?}");
+    assert_eq!(k.dropped_queue_full + k.dropped_at_stop, 10, "{k:?}");
 }
