@@ -14,7 +14,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -460,6 +460,8 @@ impl CollectorThread {
         let mut backoff = BACKOFF_MIN;
         let mut next_try = Instant::now();
         let mut ever_connected = false;
+        // A packet taken off the queue while not connected.
+        let mut pending: Option<Vec<u8>> = None;
         let mut batch: Vec<Vec<u8>> = Vec::with_capacity(256);
         let mut wbuf: Vec<u8> = Vec::with_capacity(STREAM_BATCH + 4096);
         let tls = match self.cfg.transport {
@@ -482,6 +484,15 @@ impl CollectorThread {
                     // until the exporter stops.
                     thread::sleep(Duration::from_millis(50));
                     continue;
+                }
+                // Nothing left to send and nobody to send more: done, even
+                // while the collector is away.
+                if pending.is_none() {
+                    match self.queue.try_recv() {
+                        Ok(b) => pending = Some(b),
+                        Err(TryRecvError::Disconnected) => break,
+                        Err(TryRecvError::Empty) => {}
+                    }
                 }
                 if Instant::now() < next_try {
                     // Packets wait in the queue (and overflow, counted)
@@ -513,7 +524,10 @@ impl CollectorThread {
                 }
             }
             // Gather a batch.
-            match self.queue.recv_timeout(Duration::from_millis(100)) {
+            match pending
+                .take()
+                .map_or_else(|| self.queue.recv_timeout(Duration::from_millis(100)), Ok)
+            {
                 Ok(b) => batch.push(b),
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -580,7 +594,7 @@ impl CollectorThread {
             }
         }
         // Whatever is still queued is lost: count it.
-        let mut left = 0u64;
+        let mut left = u64::from(pending.is_some());
         while let Ok(b) = self.queue.try_recv() {
             left += 1;
             drop(b);

@@ -251,12 +251,7 @@ impl Listener {
     }
 }
 
-fn decode(
-    buf: &[u8],
-    tcp_framed: bool,
-    c: &ListenCounters,
-    auth: Option<&[u8]>,
-) -> Result<Option<Msg>, ()> {
+fn decode(buf: &[u8], c: &ListenCounters, auth: Option<&[u8]>) -> Result<Option<Msg>, ()> {
     c.received.fetch_add(1, Ordering::Relaxed);
     let h = match Hep::parse(buf) {
         Ok(h) => h,
@@ -266,9 +261,6 @@ fn decode(
             return Err(());
         }
     };
-    // A datagram must be exactly one packet; a TCP frame is cut to its
-    // length already.
-    let _ = tcp_framed;
     if let Some(want) = auth
         && h.auth_key != Some(want)
     {
@@ -314,7 +306,7 @@ fn udp_loop(
         let Ok((n, _)) = s.recv_from(&mut buf) else {
             continue;
         };
-        if let Ok(Some(m)) = decode(&buf[..n], false, c, auth.as_deref()) {
+        if let Ok(Some(m)) = decode(&buf[..n], c, auth.as_deref()) {
             forward(tx, m, c);
         }
     }
@@ -368,7 +360,7 @@ fn tcp_conn(
         loop {
             match wire::frame_len(&buf[used..]) {
                 Ok(Some(n)) if buf.len() - used >= n => {
-                    match decode(&buf[used..used + n], true, c, auth.as_deref()) {
+                    match decode(&buf[used..used + n], c, auth.as_deref()) {
                         Ok(Some(m)) => forward(tx, m, c),
                         Ok(None) => {}
                         // A bad chunk inside a well-framed packet: the
