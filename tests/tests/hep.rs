@@ -131,12 +131,13 @@ fn export_to_udp_and_tcp_collectors_matches_tshark() {
         s.read_to_end(&mut all).unwrap();
         all
     });
+    let status_dir = tempfile::tempdir().unwrap();
     let export = HepExport::new(
         export_cfg(vec![
             CollectorConfig::new(&udp.local_addr().unwrap().to_string(), Transport::Udp),
             CollectorConfig::new(&tcp_addr.to_string(), Transport::Tcp),
         ]),
-        None,
+        Some(status_dir.path().to_path_buf()),
     )
     .unwrap();
     let cfg = PipelineConfig {
@@ -292,6 +293,11 @@ fn export_to_udp_and_tcp_collectors_matches_tshark() {
     assert_eq!(st.sip, 12);
     assert_eq!(st.rtcp, 2);
     assert_eq!(st.reports as usize, streams.len());
+    // The status file the web UI reads has the final figures.
+    let file = voxtap_capture::status::read(status_dir.path(), "hep").unwrap();
+    assert_eq!(file["sip"], 12);
+    assert_eq!(file["collectors"][1]["sent"], from_tcp.len());
+    assert_eq!(file["collectors"][1]["queue_depth"], 0);
 }
 
 /// A collector that accepts and never reads: the pipeline side must not

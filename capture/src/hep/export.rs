@@ -126,11 +126,12 @@ impl ExportStatus {
             .iter()
             .map(|c| {
                 format!(
-                    "{}: {} sent, {} dropped (queue full), {} lost in send errors, {} reconnects",
+                    "{}: {} sent, {} dropped (queue full), {} lost in send errors, {} unsent at stop, {} reconnects",
                     c.collector,
                     c.sent,
                     c.dropped_queue_full,
-                    c.dropped_send_error + c.dropped_at_stop,
+                    c.dropped_send_error,
+                    c.dropped_at_stop,
                     c.reconnects
                 )
             })
@@ -221,6 +222,9 @@ pub struct HepTap {
     scratch: Vec<u8>,
     json: Vec<u8>,
     stop: Arc<AtomicBool>,
+    /// Raised after the senders are joined, so the last status written
+    /// has their final counts.
+    status_stop: Arc<AtomicBool>,
     status: Option<JoinHandle<()>>,
 }
 
@@ -260,8 +264,9 @@ impl HepTap {
                 }
             })
             .collect();
+        let status_stop = Arc::new(AtomicBool::new(false));
         let status = status_dir.and_then(|dir| {
-            let (counters, stop) = (Arc::clone(&counters), Arc::clone(&stop));
+            let (counters, stop) = (Arc::clone(&counters), Arc::clone(&status_stop));
             thread::Builder::new()
                 .name("voxtap-hep-status".into())
                 .spawn(move || status_loop(&dir, &counters, &stop))
@@ -274,6 +279,7 @@ impl HepTap {
             scratch: Vec::with_capacity(4096),
             json: Vec::with_capacity(1024),
             stop,
+            status_stop,
             status,
         }
     }
@@ -413,6 +419,7 @@ impl Drop for HepTap {
             }
         }
         self.stop.store(true, Ordering::Relaxed);
+        self.status_stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.status.take() {
             let _ = t.join();
         }
