@@ -889,3 +889,62 @@ fn tls_refuses_an_unknown_certificate() {
     assert_eq!(k.sent, 0, "{k:?}");
     assert_eq!(k.dropped_queue_full + k.dropped_at_stop, 10, "{k:?}");
 }
+
+/// A running listener closes calls by itself: with no traffic, capture time
+/// moves on with the clock, so a call that ended with a BYE is written out
+/// after its linger, without stopping the listener.
+#[test]
+fn running_listener_writes_ended_calls_without_stopping() {
+    let out = tempfile::tempdir().unwrap();
+    let mut pipeline = PipelineConfig::default();
+    pipeline.calls.linger_ns = 300_000_000;
+    let listener = Listener::bind(ListenOptions {
+        udp: Some("127.0.0.1:0".parse().unwrap()),
+        tcp: None,
+        out: out.path().to_path_buf(),
+        pipeline,
+        call_files: true,
+        auth_key: None,
+        status: false,
+    })
+    .unwrap();
+    let to = listener.udp_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let run = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || listener.run(stop))
+    };
+    let export = HepExport::new(
+        export_cfg(vec![CollectorConfig::new(&to.to_string(), Transport::Udp)]),
+        None,
+    )
+    .unwrap();
+    let file = corpus("generated/sipp-netns-udp-2calls.pcap");
+    import_with(
+        std::slice::from_ref(&file),
+        PipelineConfig {
+            tap: Some(export.tap_factory()),
+            ..Default::default()
+        },
+    );
+    let ids = ["1-7668@10.200.0.1", "2-7668@10.200.0.1"];
+    let t = Instant::now();
+    while !ids
+        .iter()
+        .all(|id| out.path().join(id).join("call.pcap").exists())
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "calls not written while the listener runs"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let r = run.join().unwrap().unwrap();
+    assert_eq!(r.import.calls, 2);
+    let calls = calls_by_id(out.path());
+    for id in ids {
+        assert_eq!(calls[id]["end_reason"], "bye");
+        assert_eq!(calls[id]["state"], "answered");
+    }
+}

@@ -426,6 +426,7 @@ fn consume(
     let mut frame = Vec::with_capacity(70_000);
     let mut seqs: HashMap<(SocketAddr, SocketAddr), u32> = HashMap::new();
     let mut last_flush = Instant::now();
+    let (mut last_ts, mut last_at) = (0u64, Instant::now());
     let mut last_status = Instant::now();
     loop {
         let m = match rx.recv_timeout(Duration::from_millis(100)) {
@@ -434,6 +435,8 @@ fn consume(
             Err(RecvTimeoutError::Disconnected) => break,
         };
         if let Some(m) = m {
+            last_ts = m.ts_ns;
+            last_at = Instant::now();
             let seq = if m.tcp {
                 if seqs.len() >= MAX_TCP_FLOWS {
                     seqs.clear();
@@ -453,6 +456,12 @@ fn consume(
             pipeline.process(LinkType::Raw, m.ts_ns, pref, &frame);
         } else if stop.load(Ordering::Relaxed) {
             break;
+        } else if last_ts > 0 {
+            // No traffic: capture time moves on with the clock since the last
+            // message (not the wall clock itself, which a replay of old HEP
+            // is far from), so BYE lingers and idle timeouts still end calls.
+            let now = last_ts.saturating_add(last_at.elapsed().as_nanos() as u64);
+            pipeline.calls_mut().tick(now);
         }
         if last_flush.elapsed() >= Duration::from_millis(500) {
             last_flush = Instant::now();
