@@ -335,11 +335,13 @@ fn slow_tcp_collector_gives_counted_drops_and_never_blocks() {
     let st = export.counters().snapshot();
     let c = &st.collectors[0];
     assert!(
-        offered_in < Duration::from_secs(3),
+        offered_in < Duration::from_secs(5),
         "handing {n} packets took {offered_in:?}"
     );
+    // A blocking send would stall for the 300 ms write timeout, again and
+    // again; the margin is for a loaded CI machine's scheduling.
     assert!(
-        slowest < Duration::from_millis(50),
+        slowest < Duration::from_millis(250),
         "one packet took {slowest:?}"
     );
     assert!(c.dropped_queue_full > 0, "{c:?}");
