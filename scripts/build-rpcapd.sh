@@ -9,7 +9,9 @@ set -euo pipefail
 PREFIX=${PREFIX:-/usr/local}
 WORK=${WORK:-/tmp/rpcapd-build}
 
-if [ -x "$PREFIX/sbin/rpcapd" ] && [ "${FORCE:-0}" != 1 ]; then
+# An rpcapd built without libssl-dev lacks -S (rpcaps), which the TLS tests need.
+if [ -x "$PREFIX/sbin/rpcapd" ] && [ "${FORCE:-0}" != 1 ] &&
+    "$PREFIX/sbin/rpcapd" -h 2>&1 | grep -q -- '-S '; then
     echo "build-rpcapd.sh: $PREFIX/sbin/rpcapd already installed"
     exit 0
 fi

@@ -16,7 +16,7 @@ PACKAGES=(
     tshark tcpdump sip-tester sngrep tcpreplay iproute2 sox espeak-ng bpftool ethtool
     libpcap-dev libopus-dev llvm-22-dev libzstd-dev zlib1g-dev flex bison dpkg-dev
     chromium chromium-driver
-    openssl # HEP over TLS test: certificates and a TLS collector (s_server)
+    openssl libssl-dev ca-certificates
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -30,6 +30,8 @@ fi
 
 # Rust: rust-src for -Z build-std=core (the XDP program), clippy/rustfmt for CI.
 rustup component add rust-src clippy rustfmt
+# macOS target for the type-check of the capture crate in `cargo xtask test`.
+rustup target add x86_64-apple-darwin
 
 # bpf-linker 0.13.0 against Debian's LLVM 22 (links the XDP program).
 if [ "$(bpf-linker --version 2>/dev/null || true)" != "bpf-linker 0.13.0" ]; then

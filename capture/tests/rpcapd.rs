@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use voxtap_capture::pcapio::PcapReader;
 use voxtap_capture::rpcap::hosts::Host;
 use voxtap_capture::rpcap::remote::{self, RemoteCapture, RemoteOptions, UnitState};
+use voxtap_capture::rpcap::tls::TlsSettings;
 use voxtap_capture::rpcap::{
     CaptureOptions, ClientConfig, Credentials, RpcapError, Session, Transport,
 };
@@ -29,6 +30,25 @@ struct Rpcapd {
 
 impl Rpcapd {
     fn start(port: u16, null_auth: bool) -> Rpcapd {
+        Rpcapd::start_with(port, null_auth, &[])
+    }
+
+    /// rpcaps: `rpcapd -S -K key -X cert`.
+    fn start_tls(port: u16, pki: &Pki) -> Rpcapd {
+        Rpcapd::start_with(
+            port,
+            true,
+            &[
+                "-S",
+                "-K",
+                pki.server_key.to_str().unwrap(),
+                "-X",
+                pki.server_cert.to_str().unwrap(),
+            ],
+        )
+    }
+
+    fn start_with(port: u16, null_auth: bool, extra: &[&str]) -> Rpcapd {
         assert!(
             Path::new(RPCAPD).exists(),
             "{RPCAPD} not found: run scripts/build-rpcapd.sh"
@@ -38,6 +58,7 @@ impl Rpcapd {
         if null_auth {
             c.arg("-n");
         }
+        c.args(extra);
         let child = c
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -128,6 +149,92 @@ fn host(id: &str, r: &Rpcapd) -> Host {
         port: r.port,
         interfaces: vec!["lo".into()],
         credentials: Credentials::Null,
+        tls: None,
+    }
+}
+
+/// A test CA, a server certificate it signs (for 127.0.0.1 and
+/// `rpcapd.voxtap.test`), and an unrelated second CA, made with the openssl
+/// CLI.
+struct Pki {
+    ca: PathBuf,
+    other_ca: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn make_pki(dir: &Path) -> Pki {
+    std::fs::create_dir_all(dir).unwrap();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+    for (name, cn) in [("ca", "voxtap test CA"), ("other-ca", "someone else's CA")] {
+        let mut a = vec!["req", "-x509", "-nodes", "-days", "2"];
+        a.extend(ec);
+        let (key, crt, subj) = (
+            format!("{name}.key"),
+            format!("{name}.pem"),
+            format!("/CN={cn}"),
+        );
+        a.extend(["-keyout", &key, "-out", &crt, "-subj", &subj]);
+        a.extend(["-addext", "basicConstraints=critical,CA:TRUE"]);
+        a.extend(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+        openssl(dir, &a);
+    }
+    let mut a = vec!["req", "-nodes"];
+    a.extend(ec);
+    a.extend(["-keyout", "server.key", "-out", "server.csr"]);
+    a.extend(["-subj", "/CN=rpcapd.voxtap.test"]);
+    openssl(dir, &a);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:rpcapd.voxtap.test\n\
+         basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+    Pki {
+        ca: dir.join("ca.pem"),
+        other_ca: dir.join("other-ca.pem"),
+        server_cert: dir.join("server.pem"),
+        server_key: dir.join("server.key"),
+    }
+}
+
+fn tls(ca: &Path, name: Option<&str>) -> TlsSettings {
+    TlsSettings {
+        ca_file: Some(ca.to_path_buf()),
+        server_name: name.map(String::from),
     }
 }
 
@@ -271,9 +378,13 @@ fn unknown_interface_is_named() {
 
 /// SIPp calls on loopback captured remotely, checked against a local
 /// tcpdump on the same interface and filter at the same time.
-fn sipp_remote_capture(transport: Transport, base: u16, name: &str) {
-    let d = Rpcapd::start(free_port(), true);
+fn sipp_remote_capture(transport: Transport, base: u16, name: &str, with_tls: bool) {
     let dir = tmpdir(name);
+    let pki = with_tls.then(|| make_pki(&dir.join("pki")));
+    let d = match &pki {
+        Some(p) => Rpcapd::start_tls(free_port(), p),
+        None => Rpcapd::start(free_port(), true),
+    };
     let (uac, uas) = (base + 1, base + 10);
     let (mp_uac, mp_uas) = (base * 3 + 1000, base * 3 + 1200);
     let filter = format!(
@@ -299,11 +410,28 @@ fn sipp_remote_capture(transport: Transport, base: u16, name: &str) {
             .spawn()
             .expect("tcpdump"),
     );
+    // RPCAP's own TCP to and from rpcapd (control and data channels): in
+    // clear it carries the captured SIP; over rpcaps it must not.
+    let wire = dir.join("rpcap-wire.pcap");
+    let mut td_wire = Proc(
+        Command::new("tcpdump")
+            .args(["-i", "lo", "-s", "0", "-U", "-w", wire.to_str().unwrap()])
+            .arg(format!(
+                "tcp and host 127.0.0.1 and (port {} or portrange 32768-65535)",
+                d.port
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tcpdump"),
+    );
     let mut opts = RemoteOptions::new(dir.join("remote"));
     opts.capture.transport = transport;
     opts.capture.filter = filter.clone();
     opts.pipeline.sip_ports = vec![uac, uas];
-    let targets = remote::targets(&[host("lab/local/sipp", &d)], &opts);
+    let mut h = host("lab/local/sipp", &d);
+    h.tls = pki.as_ref().map(|p| tls(&p.ca, None));
+    let targets = remote::targets(&[h], &opts);
     let cap = RemoteCapture::start(targets, &opts);
     let until = Instant::now() + Duration::from_secs(10);
     while cap.status()[0].state != UnitState::Capturing {
@@ -345,10 +473,40 @@ fn sipp_remote_capture(transport: Transport, base: u16, name: &str) {
         .args(["-INT", &td.0.id().to_string()])
         .status();
     let _ = td.0.wait();
+    let _ = Command::new("kill")
+        .args(["-INT", &td_wire.0.id().to_string()])
+        .status();
+    let _ = td_wire.0.wait();
 
     let r = &reports[0];
     eprintln!("{}", r.summary_line());
     assert!(r.error.is_none(), "{:?}", r.error);
+    if transport == Transport::Tcp {
+        // Frames of RPCAP's TCP whose bytes contain a SIP request line.
+        let out = Command::new("tshark")
+            .args([
+                "-r",
+                wire.to_str().unwrap(),
+                "-Y",
+                "frame contains \"INVITE sip:\"",
+            ])
+            .args(["-T", "fields", "-e", "frame.number"])
+            .output()
+            .expect("tshark");
+        assert!(out.status.success());
+        let clear = String::from_utf8_lossy(&out.stdout).lines().count();
+        let tcp_frames = tshark_count(&wire);
+        eprintln!("{name}: {tcp_frames} RPCAP TCP frames, {clear} with SIP INVITE text in them");
+        assert!(tcp_frames > 100, "{tcp_frames}");
+        if with_tls {
+            assert_eq!(
+                clear, 0,
+                "captured SIP crossed the wire in clear over rpcaps"
+            );
+        } else {
+            assert!(clear >= 3, "plain RPCAP should show the INVITEs: {clear}");
+        }
+    }
     let local_n = pcap_count(&local);
     let seg_n: u64 = r.segments.iter().map(|p| pcap_count(p)).sum();
     eprintln!(
@@ -393,12 +551,105 @@ fn sipp_remote_capture(transport: Transport, base: u16, name: &str) {
 
 #[test]
 fn sipp_calls_over_tcp_data_channel() {
-    sipp_remote_capture(Transport::Tcp, 5100, "tcp");
+    sipp_remote_capture(Transport::Tcp, 5100, "tcp", false);
 }
 
 #[test]
 fn sipp_calls_over_udp_data_channel() {
-    sipp_remote_capture(Transport::Udp, 5200, "udp");
+    sipp_remote_capture(Transport::Udp, 5200, "udp", false);
+}
+
+/// The same SIPp capture over rpcaps: rpcapd -S with a certificate from a
+/// CA made here, verified against that CA, for 127.0.0.1.
+#[test]
+fn sipp_calls_over_tls() {
+    sipp_remote_capture(Transport::Tcp, 5300, "tls", true);
+}
+
+/// A certificate from another CA, a name the certificate does not hold, a
+/// plain client to a TLS server, TLS with a UDP data channel: each refused
+/// with an error that says which.
+#[test]
+fn tls_refusals_are_clear() {
+    let dir = tmpdir("tls-refusals");
+    let pki = make_pki(&dir);
+    let d = Rpcapd::start_tls(free_port(), &pki);
+    let connect = |t: Option<TlsSettings>| {
+        let mut cfg = ClientConfig::new(d.addr());
+        cfg.reply_timeout = Duration::from_secs(3);
+        cfg.tls = t;
+        Session::connect(&cfg)
+    };
+    // The right CA and name: lists interfaces over TLS.
+    let mut s = connect(Some(tls(&pki.ca, None))).unwrap();
+    assert!(s.is_tls());
+    assert!(s.list_interfaces().unwrap().iter().any(|i| i.name == "lo"));
+    // Name in the certificate's DNS SAN, reached by IP: also fine.
+    let s2 = connect(Some(tls(&pki.ca, Some("rpcapd.voxtap.test")))).unwrap();
+    s2.close().unwrap();
+
+    let e = connect(Some(tls(&pki.other_ca, None)))
+        .err()
+        .expect("other CA");
+    let m = e.to_string();
+    eprintln!("other CA: {m}");
+    assert!(matches!(e, RpcapError::TlsRefused { .. }), "{e:?}");
+    assert!(
+        m.contains("not signed by the CA in") && m.contains("other-ca.pem"),
+        "{m}"
+    );
+    assert!(e.is_permanent());
+
+    let e = connect(Some(tls(&pki.ca, Some("sbc-9.voxtap.test"))))
+        .err()
+        .expect("wrong name");
+    let m = e.to_string();
+    eprintln!("wrong name: {m}");
+    assert!(m.contains("not valid for 'sbc-9.voxtap.test'"), "{m}");
+
+    // No CA file: the system roots do not know our test CA.
+    let e = connect(Some(TlsSettings::default()))
+        .err()
+        .expect("system roots");
+    let m = e.to_string();
+    eprintln!("system roots: {m}");
+    assert!(
+        m.contains("not signed by the system's CA certificates"),
+        "{m}"
+    );
+
+    let e = connect(None).err().expect("plain to TLS");
+    let m = e.to_string();
+    eprintln!("plain: {m}");
+    assert!(matches!(e, RpcapError::TlsRequired { .. }), "{e:?}");
+    assert!(m.contains("requires TLS"), "{m}");
+
+    s.open("lo").unwrap();
+    let e = s
+        .start_capture(&CaptureOptions {
+            transport: Transport::Udp,
+            ..Default::default()
+        })
+        .err()
+        .expect("udp with tls");
+    let m = e.to_string();
+    eprintln!("udp: {m}");
+    assert!(
+        m.contains("UDP data channel cannot be used with TLS"),
+        "{m}"
+    );
+    drop(s);
+
+    // A TLS client to a plain rpcapd.
+    let plain = Rpcapd::start(free_port(), true);
+    let mut cfg = ClientConfig::new(plain.addr());
+    cfg.reply_timeout = Duration::from_secs(3);
+    cfg.tls = Some(tls(&pki.ca, None));
+    let e = Session::connect(&cfg).err().expect("TLS to plain");
+    let m = e.to_string();
+    eprintln!("TLS to plain: {m}");
+    assert!(m.contains("TLS handshake") && m.contains("-S"), "{m}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// rpcapd dies mid-capture and comes back: the client reconnects, both
@@ -515,4 +766,231 @@ fn fake_servers_do_not_hang_the_client() {
         assert!(took < Duration::from_secs(2), "{name} took {took:?}");
         srv.join().unwrap();
     }
+}
+
+/// Kills the background capture of `voxtap remote start` if the test ends
+/// before `remote stop` did.
+struct BackgroundCapture(PathBuf);
+
+impl Drop for BackgroundCapture {
+    fn drop(&mut self) {
+        if let Some(pid) = remote::running_pid(&self.0) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+fn voxtap(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_voxtap"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("voxtap");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Packets column of `remote status` for the one host.
+fn status_packets(text: &str) -> (String, u64) {
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("lab/local/loopback\t"))
+        .unwrap_or_else(|| panic!("no host row in:\n{text}"));
+    let cols: Vec<&str> = row.split('\t').collect();
+    (cols[2].to_string(), cols[3].parse().unwrap())
+}
+
+/// `voxtap remote start` runs the capture in the background; `status`
+/// shows its counters growing (and status/remote.json has them); `stop`
+/// ends it, and the segments are pcaps tshark reads, as many packets as
+/// the counters said.
+#[test]
+fn cli_start_status_stop() {
+    let d = Rpcapd::start(free_port(), true);
+    let dir = tmpdir("cli");
+    let out = dir.join("out");
+    let hosts = dir.join("hosts.toml");
+    std::fs::write(
+        &hosts,
+        format!(
+            "[environments.lab.regions.local.hosts.loopback]\naddress = \"127.0.0.1\"\nport = {}\ninterfaces = [\"lo\"]\n",
+            d.port
+        ),
+    )
+    .unwrap();
+    let traffic = free_port();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let sender = std::thread::spawn(move || {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let until = Instant::now() + Duration::from_secs(30);
+        let mut sent = 0u64;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < until {
+            let _ = s.send_to(b"tick", ("127.0.0.1", traffic));
+            sent += 1;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        sent
+    });
+    let _guard = BackgroundCapture(out.clone());
+    let filter = format!("udp port {traffic}");
+    let (ok, text) = voxtap(&[
+        "remote",
+        "start",
+        "--hosts",
+        hosts.to_str().unwrap(),
+        "--select",
+        "lab",
+        "--out",
+        out.to_str().unwrap(),
+        "--filter",
+        &filter,
+        "--csv-only",
+    ]);
+    eprintln!("start: {text}");
+    assert!(ok && text.contains("capture started (pid"), "{text}");
+    // A second start into the same directory is refused.
+    let (ok2, text2) = voxtap(&[
+        "remote",
+        "start",
+        "--hosts",
+        hosts.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!ok2 && text2.contains("already runs"), "{text2}");
+
+    let mut seen = Vec::new();
+    let until = Instant::now() + Duration::from_secs(15);
+    while seen.len() < 3 {
+        assert!(Instant::now() < until, "counters did not grow: {seen:?}");
+        std::thread::sleep(Duration::from_millis(700));
+        let (ok, text) = voxtap(&["remote", "status", "--out", out.to_str().unwrap()]);
+        assert!(ok, "{text}");
+        if !text.contains("lab/local/loopback\t") {
+            continue;
+        }
+        assert!(text.starts_with("running (pid"), "{text}");
+        let (state, n) = status_packets(&text);
+        if state == "capturing" && n > 0 && seen.last().is_none_or(|&l| n > l) {
+            seen.push(n);
+        }
+    }
+    eprintln!("status packets over time: {seen:?}");
+    let json = voxtap_capture::status::read(&out, "remote").expect("status/remote.json");
+    assert_eq!(json["running"], true, "{json}");
+    assert_eq!(json["units"][0]["host"], "lab/local/loopback");
+    assert!(json["units"][0]["packets"].as_u64().unwrap() > 0, "{json}");
+
+    // Quiet first, so that rpcapd's own count of packets sent is final.
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = sender.join().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let (ok, text) = voxtap(&["remote", "stop", "--out", out.to_str().unwrap()]);
+    eprintln!("stop: {text}");
+    assert!(ok && text.contains("stopped"), "{text}");
+    assert!(remote::running_pid(&out).is_none());
+    let (state, final_n) = status_packets(&text);
+    assert_eq!(state, "done", "{text}");
+    let row: Vec<&str> = text
+        .lines()
+        .find(|l| l.starts_with("lab/local/loopback\t"))
+        .unwrap()
+        .split('\t')
+        .collect();
+    assert_eq!(
+        row[10].parse::<u64>().unwrap(),
+        final_n,
+        "rpcapd's sent count"
+    );
+    let json = voxtap_capture::status::read(&out, "remote").unwrap();
+    assert_eq!(json["running"], false, "{json}");
+    assert_eq!(json["units"][0]["packets"].as_u64().unwrap(), final_n);
+
+    let seg_dir = out.join("lab/local/loopback/lo");
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(&seg_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pcap"))
+        .collect();
+    segs.sort();
+    let in_files: usize = segs.iter().map(|p| tshark_count(p)).sum();
+    eprintln!(
+        "sent {sent}, status {final_n}, tshark {in_files} in {} segment(s)",
+        segs.len()
+    );
+    assert_eq!(in_files as u64, final_n);
+    assert!(final_n > 50 && final_n <= sent, "{final_n} of {sent}");
+    let (ok, text) = voxtap(&["remote", "status", "--out", out.to_str().unwrap()]);
+    assert!(ok && text.starts_with("not running"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The CLI's --tls/--ca-file reach the client: list-interfaces over rpcaps
+/// with the right CA works, with another CA fails with the reason, and
+/// `capture --transport udp` with TLS is refused before connecting.
+#[test]
+fn cli_tls_flags() {
+    let dir = tmpdir("cli-tls");
+    let pki = make_pki(&dir.join("pki"));
+    let d = Rpcapd::start_tls(free_port(), &pki);
+    let hosts = dir.join("hosts.toml");
+    std::fs::write(
+        &hosts,
+        format!(
+            "[environments.lab.regions.local.hosts.loopback]\naddress = \"127.0.0.1\"\nport = {}\ninterfaces = [\"lo\"]\n",
+            d.port
+        ),
+    )
+    .unwrap();
+    let h = hosts.to_str().unwrap();
+    let (ok, text) = voxtap(&["remote", "list-interfaces", "--hosts", h]);
+    assert!(!ok && text.contains("requires TLS"), "{text}");
+    let (ok, text) = voxtap(&[
+        "remote",
+        "list-interfaces",
+        "--hosts",
+        h,
+        "--ca-file",
+        pki.ca.to_str().unwrap(),
+    ]);
+    assert!(ok && text.contains("  lo "), "{text}");
+    let (ok, text) = voxtap(&[
+        "remote",
+        "list-interfaces",
+        "--hosts",
+        h,
+        "--tls",
+        "--ca-file",
+        pki.other_ca.to_str().unwrap(),
+    ]);
+    eprintln!("{text}");
+    assert!(!ok && text.contains("not signed by the CA in"), "{text}");
+    let out = dir.join("out");
+    let (ok, text) = voxtap(&[
+        "remote",
+        "capture",
+        "--hosts",
+        h,
+        "--tls",
+        "--transport",
+        "udp",
+        "--duration",
+        "1s",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    eprintln!("{text}");
+    assert!(
+        !ok && text.contains("refuses the UDP data channel with TLS"),
+        "{text}"
+    );
+    assert!(!out.exists(), "nothing written");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -33,6 +33,16 @@ pub struct Config {
     pub server: ServerConfig,
     #[serde(default)]
     pub users: Vec<UserConfig>,
+    #[serde(default)]
+    pub remote: RemoteConfig,
+}
+
+/// `[remote]`: remote capture from the hosts page.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteConfig {
+    /// The rpcapd hosts file (config/hosts.toml); relative to the config file.
+    pub hosts: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -77,6 +87,13 @@ impl Config {
                     });
                 }
             }
+        }
+        let mut cfg = cfg;
+        if let Some(h) = cfg.remote.hosts.as_mut()
+            && h.is_relative()
+            && let Some(dir) = path.parent()
+        {
+            *h = dir.join(&*h);
         }
         if cfg.server.tls_cert.is_some() != cfg.server.tls_key.is_some() {
             return Err(ConfigError::HalfTls {

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod files;
 mod handlers;
+mod hosts;
 mod jobs;
 mod pages;
 
@@ -127,6 +128,9 @@ pub struct AppState {
     /// costs as long as a wrong password and timing does not tell names.
     dummy_hash: String,
     store_usage: Mutex<Option<(Instant, u64)>>,
+    /// rpcapd hosts for the hosts page (`[remote] hosts`).
+    pub hosts_file: Option<PathBuf>,
+    remote: hosts::RemoteRuns,
 }
 
 pub type Shared = Arc<AppState>;
@@ -167,6 +171,8 @@ impl AppState {
             started: Instant::now(),
             dummy_hash: auth::hash_password(&auth::random_token())?,
             store_usage: Mutex::new(None),
+            hosts_file: opts.config.remote.hosts.clone(),
+            remote: hosts::RemoteRuns::default(),
         }))
     }
 
@@ -403,6 +409,11 @@ pub fn router(st: Shared) -> Router {
         .route("/static/style.css", get(h::style))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/static/app.js", get(h::script))
+        .route("/hosts", get(hosts::hosts_page))
+        .route("/hosts/start", post(hosts::start))
+        .route("/hosts/stop", post(hosts::stop))
+        .route("/api/remote", get(hosts::remote_status))
+        .route("/static/hosts.js", get(hosts::hosts_script))
         .layer(middleware::from_fn_with_state(st.clone(), gate))
         .layer(middleware::from_fn(hardening))
         .with_state(st)

@@ -88,6 +88,7 @@ fn layout(title: &str, ident: Option<&Identity>, body: Markup) -> String {
                             a href="/calls" { "Calls" }
                             a href="/import" { "Import" }
                             a href="/sensor" { "Sensor" }
+                            a href="/hosts" { "Hosts" }
                         }
                         div.who {
                             span { (id.user) }
@@ -105,6 +106,11 @@ fn layout(title: &str, ident: Option<&Identity>, body: Markup) -> String {
         }
     }
     .into_string()
+}
+
+/// A logged-in page in the common layout (for modules outside this one).
+pub fn page(title: &str, ident: &Identity, body: Markup) -> String {
+    layout(title, Some(ident), body)
 }
 
 pub fn error_page(status: StatusCode, msg: &str) -> String {

@@ -1,6 +1,10 @@
 //! `cargo xtask bench [--calls N] [--seconds S]`: `voxtap import` against the
 //! tools users would run instead, on the same synthetic capture, in one run.
 //!
+//! It also measures memory per active call (100 000 concurrent calls), the
+//! rolling PCAP writer against `dd` on the same disk, and includes the latest
+//! `bench-live` figures, in one table and `target/bench/bench.json`.
+//!
 //! Figures are reported as ratios to the peers because this machine is noisy:
 //! absolute packets/s move with the host, ratios much less.
 
@@ -56,12 +60,16 @@ fn measure(tool: &str, mut cmd: Command) -> Result<Measure> {
 pub fn bench(root: &Path, args: &[String]) -> Result<()> {
     let mut calls = 2000u32;
     let mut seconds = 10u32;
+    let mut mem_calls = 100_000u32;
+    let mut store_mib = 1024u64;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let v = it.next().context("option needs a value")?;
         match a.as_str() {
             "--calls" => calls = v.parse()?,
             "--seconds" => seconds = v.parse()?,
+            "--mem-calls" => mem_calls = v.parse()?,
+            "--store-mib" => store_mib = v.parse()?,
             _ => bail!("unknown option {a}"),
         }
     }
@@ -188,10 +196,260 @@ pub fn bench(root: &Path, args: &[String]) -> Result<()> {
             if i + 1 < results.len() { "," } else { "" }
         )?;
     }
-    json.push_str("  ]\n}\n");
+    json.push_str("  ],\n");
+    let extra = probes(&dir, mem_calls, store_mib, packets as f64 / base)?;
+    table.push_str(&extra.table);
+    json.push_str(&extra.json);
+    json.push_str("}\n");
     print!("{table}");
     let jpath = dir.join("bench.json");
     fs::write(&jpath, json)?;
     println!("written: {}", jpath.display());
+    Ok(())
+}
+
+/// The figures beside the import table: memory per active call, rolling
+/// PCAP write throughput against dd on the same disk, the latest live run,
+/// and what 10 GbE of G.711 means at the measured per-core rate.
+struct Extra {
+    table: String,
+    json: String,
+}
+
+/// `"key": number` from a one-line JSON object we printed ourselves.
+fn num(line: &str, key: &str) -> Option<f64> {
+    let pat = format!("\"{key}\": ");
+    let i = line.find(&pat)? + pat.len();
+    line[i..].split([',', '}']).next()?.trim().parse().ok()
+}
+
+fn probes(dir: &Path, mem_calls: u32, store_mib: u64, import_pps_core: f64) -> Result<Extra> {
+    let mut c = super::cargo();
+    c.args([
+        "test",
+        "--release",
+        "-p",
+        "voxtap-capture",
+        "--test",
+        "bench_probes",
+        "--",
+        "--ignored",
+        "--nocapture",
+        "--test-threads",
+        "1",
+    ])
+    .env("VOXTAP_BENCH_CALLS", mem_calls.to_string())
+    .env("VOXTAP_BENCH_STORE_MIB", store_mib.to_string())
+    .env("VOXTAP_BENCH_DIR", dir)
+    .stderr(Stdio::inherit());
+    eprintln!("xtask: $ cargo test --release -p voxtap-capture --test bench_probes -- --ignored");
+    let out = c.output().context("running the bench probes")?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    if !out.status.success() {
+        bail!("bench probes failed: {text}");
+    }
+    let line = |probe: &str| {
+        text.lines()
+            .filter_map(|l| l.split_once("BENCH ").map(|x| x.1))
+            .find(|l| l.contains(&format!("\"probe\": \"{probe}\"")))
+            .map(str::to_string)
+            .with_context(|| format!("no {probe} figure in: {text}"))
+    };
+    let mem = line("memory_per_call")?;
+    let store = line("store_write")?;
+
+    // dd on the same disk, the same amount, with the data on the disk at the
+    // end like the probe's fdatasync.
+    let dd_file = dir.join("dd.bin");
+    let t0 = Instant::now();
+    let st = Command::new("dd")
+        .arg("if=/dev/zero")
+        .arg(format!("of={}", dd_file.display()))
+        .args(["bs=1M", &format!("count={store_mib}"), "conv=fdatasync"])
+        .stderr(Stdio::null())
+        .status()
+        .context("running dd")?;
+    let dd_s = t0.elapsed().as_secs_f64();
+    let _ = fs::remove_file(&dd_file);
+    if !st.success() {
+        bail!("dd failed: {st}");
+    }
+    let dd_mib_s = store_mib as f64 / dd_s;
+    let store_mib_s = num(&store, "mib_per_s").unwrap_or(0.0);
+    let live = fs::read_to_string(dir.join("live.json")).ok();
+
+    // 10 GbE of G.711 20 ms RTP: 214-byte frames (14 Ethernet + 20 IPv4 + 8
+    // UDP + 12 RTP + 160 payload) + 4 FCS + 8 preamble/SFD + 12 inter-frame
+    // gap = 238 bytes on the wire per packet.
+    let wire_bytes = 214.0 + 4.0 + 8.0 + 12.0;
+    let line_pps = 10e9 / (wire_bytes * 8.0);
+    let cores = line_pps / import_pps_core.max(1.0);
+
+    let mut t = String::new();
+    let per_call = num(&mem, "bytes_per_call").unwrap_or(0.0);
+    let per_sec = num(&mem, "bytes_per_call_per_second_of_audio").unwrap_or(0.0);
+    writeln!(
+        t,
+        "\nmemory per active call ({mem_calls} concurrent calls through the pipeline, RSS delta): {per_call:.0} bytes per call (SIP + SDP + 2 streams, 20 RTP packets), + {per_sec:.0} bytes per call per second of audio (packet references); {:.0} MiB for all",
+        num(&mem, "rss_calls").unwrap_or(0.0) / 1048576.0
+    )?;
+    writeln!(
+        t,
+        "rolling PCAP write ({store_mib} MiB of 214-byte frames, 4 MiB buffer, fdatasync at the end): {store_mib_s:.0} MiB/s ({:.0} frames/s, {:.2} CPU s); dd bs=1M conv=fdatasync on the same disk: {dd_mib_s:.0} MiB/s; store / dd = {:.2}",
+        num(&store, "frames_per_s").unwrap_or(0.0),
+        num(&store, "cpu_seconds").unwrap_or(0.0),
+        store_mib_s / dd_mib_s.max(1e-9)
+    )?;
+    match &live {
+        Some(l) => writeln!(
+            t,
+            "live (latest `cargo xtask bench-live`, {}): highest paced rate with zero loss: voxtap {:.0} pps, tcpdump -w {:.0} pps",
+            dir.join("live.json").display(),
+            num(l, "voxtap_zero_loss_pps").unwrap_or(0.0),
+            num(l, "tcpdump_zero_loss_pps").unwrap_or(0.0)
+        )?,
+        None => writeln!(
+            t,
+            "live: no bench-live run yet (`cargo xtask bench-live`, root)"
+        )?,
+    }
+    writeln!(
+        t,
+        "10 GbE of G.711 20 ms RTP: {wire_bytes:.0} bytes per packet on the wire = {:.2} M packets/s; at {:.0} packets/s per core (voxtap import, CSV) that is {cores:.1} cores",
+        line_pps / 1e6,
+        import_pps_core
+    )?;
+    let strip = |l: &str| {
+        l.trim()
+            .trim_start_matches('{')
+            .trim_end_matches('}')
+            .to_string()
+    };
+    let mut j = String::new();
+    writeln!(j, "  \"memory_per_call\": {{{}}},", strip(&mem))?;
+    writeln!(
+        j,
+        "  \"store_write\": {{{}, \"dd_mib_per_s\": {dd_mib_s:.1}, \"store_vs_dd\": {:.3}}},",
+        strip(&store),
+        store_mib_s / dd_mib_s.max(1e-9)
+    )?;
+    writeln!(
+        j,
+        "  \"live\": {},",
+        live.as_deref().map_or("null", str::trim)
+    )?;
+    writeln!(
+        j,
+        "  \"ten_gbe_g711\": {{\"wire_bytes_per_packet\": {wire_bytes:.0}, \"packets_per_s\": {line_pps:.0}, \"voxtap_packets_per_s_per_core\": {import_pps_core:.0}, \"cores_needed\": {cores:.2}}}"
+    )?;
+    Ok(Extra { table: t, json: j })
+}
+
+/// `cargo xtask soak [--minutes N] [--cps R] [--call-seconds S] [--no-writer]`:
+/// a steady call rate through the pipeline (and the live sensor's
+/// `CallWriter`) for N minutes of wall time, RSS every 5 s, and a verdict:
+/// flat when the last quarter's mean RSS is within 5 % of the second
+/// quarter's. Writes `target/bench/soak.json`.
+pub fn soak(root: &Path, args: &[String]) -> Result<()> {
+    let mut minutes = 10u64;
+    let mut cps = 20u64;
+    let mut call_seconds = 30u64;
+    let mut writer = true;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--no-writer" => writer = false,
+            "--minutes" | "--cps" | "--call-seconds" => {
+                let v: u64 = it.next().context("option needs a value")?.parse()?;
+                match a.as_str() {
+                    "--minutes" => minutes = v,
+                    "--cps" => cps = v,
+                    _ => call_seconds = v,
+                }
+            }
+            _ => bail!("unknown soak option {a}"),
+        }
+    }
+    if minutes == 0 || minutes > 24 * 60 {
+        bail!("--minutes must be 1 to 1440 (a bounded run)");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let dir = target.join("bench");
+    fs::create_dir_all(&dir)?;
+    let mut c = super::cargo();
+    c.args([
+        "test",
+        "--release",
+        "-p",
+        "voxtap-capture",
+        "--test",
+        "bench_probes",
+        "soak",
+        "--",
+        "--ignored",
+        "--nocapture",
+    ])
+    .env("VOXTAP_SOAK_MINUTES", minutes.to_string())
+    .env("VOXTAP_SOAK_CPS", cps.to_string())
+    .env("VOXTAP_SOAK_CALL_SECONDS", call_seconds.to_string())
+    .env("VOXTAP_SOAK_WRITER", if writer { "1" } else { "0" })
+    .env("VOXTAP_BENCH_DIR", &dir)
+    .stdout(Stdio::piped());
+    eprintln!(
+        "xtask: soak: {cps} calls/s of {call_seconds} s for {minutes} min through the pipeline{}",
+        if writer { " and the CallWriter" } else { "" }
+    );
+    let mut child = c.spawn().context("starting the soak")?;
+    let mut series = Vec::new();
+    let mut result = None;
+    if let Some(out) = child.stdout.take() {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines() {
+            let line = line?;
+            if line.contains("SOAK ") {
+                println!("{line}");
+                series.push(line);
+            } else if let Some((_, j)) = line.split_once("BENCH ") {
+                result = Some(j.to_string());
+            }
+        }
+    }
+    let st = child.wait()?;
+    if !st.success() {
+        bail!("soak failed: {st}");
+    }
+    let result = result.context("no soak result")?;
+    let flat = result.contains("\"flat\": true");
+    println!(
+        "soak: RSS second quarter {:.1} MiB, last quarter {:.1} MiB ({:+.1} %): {}",
+        num(&result, "rss_second_quarter_mib").unwrap_or(0.0),
+        num(&result, "rss_last_quarter_mib").unwrap_or(0.0),
+        num(&result, "change_pct").unwrap_or(0.0),
+        if flat { "FLAT" } else { "NOT FLAT" }
+    );
+    let samples: Vec<String> = series
+        .iter()
+        .filter_map(|l| {
+            let t = l.split("t=").nth(1)?.split('s').next()?;
+            let r = l.split("rss=").nth(1)?.split("MiB").next()?;
+            Some(format!("[{t}, {r}]"))
+        })
+        .collect();
+    let json = format!(
+        "{{\"result\": {result}, \"series_s_mib\": [{}]}}\n",
+        samples.join(", ")
+    );
+    let path = dir.join(if writer {
+        "soak.json"
+    } else {
+        "soak-no-writer.json"
+    });
+    fs::write(&path, json)?;
+    println!("written: {}", path.display());
+    if !flat {
+        bail!("memory was not flat");
+    }
     Ok(())
 }

@@ -527,5 +527,28 @@ pub fn bench_live(root: &Path, args: &[String]) -> Result<()> {
     println!(
         "\nhighest paced rate held with zero loss (and zero loss at every lower rate): voxtap {vbest:.0} pps, tcpdump -w {tbest:.0} pps"
     );
+    // For `cargo xtask bench`'s combined table.
+    let bench = target_dir(root).join("bench");
+    std::fs::create_dir_all(&bench)?;
+    let rows: Vec<String> = points
+        .iter()
+        .map(|p| {
+            format!(
+                "{{\"offered_pps\": {}, \"achieved_pps\": {:.0}, \"sent\": {}, \"voxtap_loss\": {}, \"tcpdump_loss\": {}}}",
+                p.target_pps.map_or("null".into(), |r| r.to_string()),
+                p.achieved_pps,
+                p.sent,
+                p.sent - p.voxtap.min(p.sent),
+                p.sent - p.tcpdump
+            )
+        })
+        .collect();
+    std::fs::write(
+        bench.join("live.json"),
+        format!(
+            "{{\"voxtap_zero_loss_pps\": {vbest:.0}, \"tcpdump_zero_loss_pps\": {tbest:.0}, \"points\": [{}]}}\n",
+            rows.join(", ")
+        ),
+    )?;
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! Project tasks: `cargo xtask <setup|test|fuzz|demo>`.
 //!
 //! * `setup`: runs `scripts/setup.sh` (root, Debian).
-//! * `test`: fmt check, clippy `-D warnings`, build (including the XDP object),
+//! * `test`: fmt check, clippy `-D warnings`, a type-check of the capture crate
+//!   for macOS (`x86_64-apple-darwin`), build (including the XDP object),
 //!   the default members' tests, then every fuzz target for
 //!   `VOXTAP_FUZZ_SECONDS` (default 20) seconds each; `VOXTAP_SKIP_FUZZ=1`
 //!   skips the fuzz step.
@@ -45,6 +46,7 @@ fn main() -> Result<()> {
         Some("bench-live") => live::bench_live(&root, &args[1..]),
         Some("bench") => bench::bench(&root, &args[1..]),
         Some("bench-index") => bench_index(),
+        Some("soak") => bench::soak(&root, &args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -55,8 +57,9 @@ fn main() -> Result<()> {
                  demo                           live demo: SIPp calls captured through XDP (root)\n  \
                  demo-import                    import the corpus captures into out/demo\n  \
                  bench-live [--count N] [--rates a,b,max]  voxtap vs tcpdump -w loss (root)\n  \
-                 bench [--calls N] [--seconds S]  voxtap import vs tshark and sngrep on a synthetic capture\n  \
-                 bench-index                    call index: insert 1M synthetic calls, time each query kind"
+                 bench [--calls N] [--seconds S] [--mem-calls N] [--store-mib N]  import vs tshark/sngrep, memory per call, store write vs dd\n  \
+                 bench-index                    call index: insert 1M synthetic calls, time each query kind\n  \
+                 soak [--minutes N] [--cps R] [--call-seconds S] [--no-writer]  steady calls, RSS flat or not"
             );
             bail!("unknown or missing command");
         }
@@ -127,6 +130,7 @@ fn test(root: &Path) -> Result<()> {
     c.args(["clippy", "--all-targets", "--", "-D", "warnings"]);
     run(c)?;
     clippy_ebpf(root)?;
+    check_macos()?;
     let mut c = cargo();
     c.arg("build");
     run(c)?;
@@ -180,6 +184,24 @@ fn test(root: &Path) -> Result<()> {
         bail!("cargo test failed ({status})");
     }
     Ok(())
+}
+
+/// Type-checks the capture crate for macOS (RPCAP is meant to run there).
+/// Only Rust is checked: nothing is linked, and C that would need Apple's
+/// SDK is kept out: no `tls` feature (ring's C), the system SQLite instead
+/// of the bundled one (capture/Cargo.toml), and libopus "found" in a
+/// directory instead of built from source (OPUS_LIB_DIR; never linked).
+fn check_macos() -> Result<()> {
+    let mut c = cargo();
+    c.env("OPUS_LIB_DIR", "/nonexistent-opus-for-check").args([
+        "check",
+        "-p",
+        "voxtap-capture",
+        "--target",
+        "x86_64-apple-darwin",
+        "--no-default-features",
+    ]);
+    run(c)
 }
 
 /// Clippy on the XDP crate, which is not a default member (BPF target only).

@@ -14,6 +14,9 @@ pub struct PacketRef(pub u64);
 
 impl PacketRef {
     pub const OFFSET_BITS: u32 = 48;
+    /// A frame the live store could not keep (its disk was full): the call
+    /// still counts it, but there is nothing to read back.
+    pub const NOT_STORED: PacketRef = PacketRef(u64::MAX);
 
     pub fn new(source: u16, offset: u64) -> Self {
         PacketRef(

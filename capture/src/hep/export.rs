@@ -444,7 +444,7 @@ fn status_loop(dir: &Path, counters: &ExportCounters, stop: &AtomicBool) {
 enum Conn {
     Udp(UdpSocket),
     Tcp(TcpStream),
-    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+    Tls(Box<TlsStream>),
 }
 
 /// The collector side: one thread per collector.
@@ -611,13 +611,12 @@ impl CollectorThread {
             self.c().dropped_at_stop.fetch_add(left, Ordering::Relaxed);
         }
         if let Some(Conn::Tls(mut s)) = conn {
-            s.conn.send_close_notify();
-            let _ = s.flush();
+            tls_close(&mut s);
         }
         self.c().connected.store(false, Ordering::Relaxed);
     }
 
-    fn connect(&self, tls: Option<&Arc<rustls::ClientConfig>>) -> io::Result<Conn> {
+    fn connect(&self, tls: Option<&TlsConfig>) -> io::Result<Conn> {
         let addrs: Vec<SocketAddr> = self.cfg.address.to_socket_addrs()?.collect();
         let first = *addrs
             .first()
@@ -662,16 +661,7 @@ impl CollectorThread {
                     .server_name
                     .clone()
                     .unwrap_or_else(|| host_of(&self.cfg.address));
-                let name = rustls::pki_types::ServerName::try_from(name)
-                    .map_err(|e| io::Error::other(format!("TLS server name: {e}")))?;
-                let c = rustls::ClientConnection::new(Arc::clone(cfg), name)
-                    .map_err(io::Error::other)?;
-                let mut st = rustls::StreamOwned::new(c, s);
-                // Handshake now, so a bad certificate is a connect failure.
-                while st.conn.is_handshaking() {
-                    st.conn.complete_io(&mut st.sock)?;
-                }
-                Ok(Conn::Tls(Box::new(st)))
+                Ok(Conn::Tls(Box::new(tls_connect(cfg, name, s)?)))
             }
         }
     }
@@ -695,7 +685,51 @@ fn host_of(address: &str) -> String {
 
 const SYSTEM_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
 
-fn tls_config(c: &CollectorConfig) -> Result<Arc<rustls::ClientConfig>, String> {
+#[cfg(feature = "tls")]
+type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+#[cfg(feature = "tls")]
+type TlsConfig = Arc<rustls::ClientConfig>;
+// Without the `tls` feature (a macOS type-check build) a TLS collector is a
+// configuration error reported at start; these types are never built.
+#[cfg(not(feature = "tls"))]
+type TlsStream = TcpStream;
+#[cfg(not(feature = "tls"))]
+type TlsConfig = ();
+
+#[cfg(not(feature = "tls"))]
+fn tls_config(_: &CollectorConfig) -> Result<TlsConfig, String> {
+    Err("this voxtap was built without the `tls` feature".into())
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_connect(_: &TlsConfig, _: String, _: TcpStream) -> io::Result<TlsStream> {
+    Err(io::Error::other("built without TLS"))
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_close(_: &mut TlsStream) {}
+
+#[cfg(feature = "tls")]
+fn tls_connect(cfg: &TlsConfig, name: String, s: TcpStream) -> io::Result<TlsStream> {
+    let name = rustls::pki_types::ServerName::try_from(name)
+        .map_err(|e| io::Error::other(format!("TLS server name: {e}")))?;
+    let c = rustls::ClientConnection::new(Arc::clone(cfg), name).map_err(io::Error::other)?;
+    let mut st = rustls::StreamOwned::new(c, s);
+    // Handshake now, so a bad certificate is a connect failure.
+    while st.conn.is_handshaking() {
+        st.conn.complete_io(&mut st.sock)?;
+    }
+    Ok(st)
+}
+
+#[cfg(feature = "tls")]
+fn tls_close(s: &mut TlsStream) {
+    s.conn.send_close_notify();
+    let _ = s.flush();
+}
+
+#[cfg(feature = "tls")]
+fn tls_config(c: &CollectorConfig) -> Result<TlsConfig, String> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let path = c

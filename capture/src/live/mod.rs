@@ -80,6 +80,8 @@ pub struct LiveReport {
     pub counters: [u64; COUNTERS],
     pub capture_loss: u64,
     pub endpoint_updates: u64,
+    /// Frames seen but not stored: the store's disk was full.
+    pub not_stored: u64,
     pub elapsed: Duration,
     pub store: PathBuf,
     pub out: PathBuf,
@@ -89,7 +91,7 @@ impl LiveReport {
     pub fn summary_line(&self) -> String {
         let c = |k: Counter| self.counters[k as usize];
         format!(
-            "live capture on {} ({:?}) for {:.1} s: {} frames ({} bytes) stored, {} calls written; kernel: seen {}, kept sip {} media {} heuristic {} fragment {}, lost_ring_full {}; endpoint map updates {}; retention deleted {} files",
+            "live capture on {} ({:?}) for {:.1} s: {} frames ({} bytes) stored, {} calls written; kernel: seen {}, kept sip {} media {} heuristic {} fragment {}, lost_ring_full {}; endpoint map updates {}; retention deleted {} files; not stored (store full) {}",
             self.iface,
             self.attach_mode,
             self.elapsed.as_secs_f64(),
@@ -104,6 +106,7 @@ impl LiveReport {
             c(Counter::LostRingFull),
             self.endpoint_updates,
             self.files_deleted,
+            self.not_stored,
         )
     }
 }
@@ -224,7 +227,9 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
         file_tx,
     )
     .with_context(|| format!("preparing rolling files in {}", store_dir.display()))?;
+    // CSV rows go to disk as calls end: a sensor runs for months.
     let mut writer = CallWriter::with_sources(&cfg.output.dir, Box::new(mgr.sources()))
+        .and_then(CallWriter::streaming_csv)
         .with_context(|| format!("creating {}", cfg.output.dir.display()))?;
     if !cfg.output.call_files {
         writer = writer.without_call_files();
@@ -370,6 +375,7 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
         counters,
         capture_loss: wstats.capture_loss,
         endpoint_updates: wstats.endpoint_updates,
+        not_stored: rstats.not_stored,
         elapsed: started.elapsed(),
         store: store_dir,
         out: cfg.output.dir.clone(),
@@ -386,6 +392,7 @@ fn join<T>(h: thread::JoinHandle<Result<T>>, name: &str) -> Result<T> {
 struct ReaderStats {
     frames: u64,
     bytes: u64,
+    not_stored: u64,
 }
 
 fn reader_loop(
@@ -431,9 +438,13 @@ fn reader_loop(
                     let ts = clock.wall(meta.ktime_ns);
                     match roll.write(ts, meta.wire_len, data) {
                         Ok(pref) => {
+                            // Not stored (disk full) or not, the call table
+                            // follows the frame: calls are still indexed.
                             batch.push(ts, pref, data);
-                            stats.frames += 1;
-                            stats.bytes += data.len() as u64;
+                            if pref != PacketRef::NOT_STORED {
+                                stats.frames += 1;
+                                stats.bytes += data.len() as u64;
+                            }
                             dirty = true;
                         }
                         Err(e) => {
@@ -489,6 +500,15 @@ fn reader_loop(
     }
     roll.close().context("closing the rolling file")?;
     durable.store(seq, Ordering::Release);
+    stats.not_stored = roll.not_stored();
+    // Frames counted as stored when written, then cut by a failed write.
+    stats.frames = stats.frames.saturating_sub(roll.cut());
+    if stats.not_stored > 0 {
+        tracing::error!(
+            not_stored = stats.not_stored,
+            "frames were not stored: the store's disk was full (their calls count them in capture_loss)"
+        );
+    }
     Ok(stats)
 }
 
@@ -650,7 +670,11 @@ fn output_loop(
             for ev in file_rx.try_iter() {
                 mgr.on_event(ev).context("recording a rolling file")?;
             }
-            for call in calls {
+            for mut call in calls {
+                let unstored = mgr.mark_unstored(&mut call);
+                if unstored > 0 {
+                    call.capture_loss += unstored;
+                }
                 let files = match writer.write_call(&call) {
                     Ok(w) => w
                         .folder

@@ -27,6 +27,10 @@ impl<W: Write> CsvWriter<W> {
         self.w.write_all(b"\r\n")
     }
 
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.w
+    }
+
     pub fn into_inner(self) -> W {
         self.w
     }

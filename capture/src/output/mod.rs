@@ -3,6 +3,7 @@
 //! references) and `sip.txt`.
 
 mod csv;
+mod streamed;
 mod time;
 
 use std::collections::{HashMap, HashSet};
@@ -199,6 +200,8 @@ pub struct CallWriter {
     bundle: Option<(String, Vec<PathBuf>)>,
     write_call_files: bool,
     processors: Vec<Box<dyn CallProcessor>>,
+    /// Rows go to the CSV files as calls are written (live runs).
+    streamed: Option<streamed::StreamedCsv>,
 }
 
 impl CallWriter {
@@ -220,6 +223,7 @@ impl CallWriter {
             bundle: None,
             write_call_files: true,
             processors: Vec::new(),
+            streamed: None,
         })
     }
 
@@ -294,7 +298,7 @@ impl CallWriter {
         }
         let mut name = base.clone();
         let mut n = 2;
-        while !self.used_names.insert(name.clone()) {
+        while self.name_taken(&name) {
             name = format!("{base}-{n}");
             n += 1;
         }
@@ -426,6 +430,7 @@ impl CallWriter {
             ));
             w.streams += 1;
         }
+        self.spill_rows()?;
         Ok(w)
     }
 
@@ -444,6 +449,9 @@ impl CallWriter {
         let mut first_link = None;
         let mut mismatch = 0u64;
         for (_, pref) in refs {
+            if pref == crate::calls::PacketRef::NOT_STORED {
+                continue;
+            }
             let src = pref.source();
             let Some(src_path) = self.sources.path(src) else {
                 continue;
@@ -521,14 +529,18 @@ impl CallWriter {
     /// Write `calls.csv` and `streams.csv`.
     pub fn finish(mut self) -> Result<(), OutputError> {
         self.flush_bundle()?;
-        self.call_rows.sort_by_key(|(t, _)| *t);
-        self.stream_rows.sort_by_key(|(t, _)| *t);
-        write_csv(&self.dir.join("calls.csv"), CALLS_HEADER, &self.call_rows)?;
-        write_csv(
-            &self.dir.join("streams.csv"),
-            STREAMS_HEADER,
-            &self.stream_rows,
-        )?;
+        if self.streamed.is_some() {
+            self.spill_rows()?;
+        } else {
+            self.call_rows.sort_by_key(|(t, _)| *t);
+            self.stream_rows.sort_by_key(|(t, _)| *t);
+            write_csv(&self.dir.join("calls.csv"), CALLS_HEADER, &self.call_rows)?;
+            write_csv(
+                &self.dir.join("streams.csv"),
+                STREAMS_HEADER,
+                &self.stream_rows,
+            )?;
+        }
         // Hops of each logical call in order of their first INVITE.
         self.leg_rows
             .sort_by(|a, b| (&a.1[0], a.0).cmp(&(&b.1[0], b.0)));

@@ -13,6 +13,7 @@ use super::hosts::{self, Host};
 use super::remote::{
     self, PID_FILE, RemoteOptions, STATUS_FILE, STOP_FILE, parse_duration, run_foreground,
 };
+use super::tls::TlsSettings;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum TransportArg {
@@ -29,6 +30,14 @@ pub struct HostSelection {
     /// repeat for several. Default: every host in the file.
     #[arg(long)]
     pub select: Vec<String>,
+    /// rpcaps (TLS, rpcapd -S) for every selected host, whatever the hosts
+    /// file says. The server certificate is always verified.
+    #[arg(long)]
+    pub tls: bool,
+    /// CA certificate(s) (PEM) the servers' certificates must chain to;
+    /// implies --tls. Default: the hosts file's ca_file, else the system roots.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -94,7 +103,29 @@ pub enum RemoteCmd {
 
 fn selected(sel: &HostSelection) -> Result<Vec<Host>> {
     let all = hosts::load(&sel.hosts)?;
-    Ok(hosts::select(&all, &sel.select)?)
+    let mut hosts = hosts::select(&all, &sel.select)?;
+    if sel.tls || sel.ca_file.is_some() {
+        for h in &mut hosts {
+            let t = h.tls.get_or_insert_with(TlsSettings::default);
+            if let Some(ca) = &sel.ca_file {
+                t.ca_file = Some(ca.clone());
+            }
+        }
+    }
+    Ok(hosts)
+}
+
+/// rpcapd has no DTLS: say so before connecting anywhere.
+fn check_transport(hosts: &[Host], a: &CaptureArgs) -> Result<()> {
+    if matches!(a.transport, TransportArg::Udp)
+        && let Some(h) = hosts.iter().find(|h| h.tls.is_some())
+    {
+        bail!(
+            "{} uses TLS (rpcaps), and rpcapd refuses the UDP data channel with TLS (no DTLS): use --transport tcp",
+            h.id()
+        );
+    }
+    Ok(())
 }
 
 fn options(a: &CaptureArgs) -> RemoteOptions {
@@ -121,6 +152,7 @@ pub fn run_remote(cmd: RemoteCmd) -> Result<ExitCode> {
             for h in selected(&sel)? {
                 let mut cfg = ClientConfig::new(h.addr());
                 cfg.credentials = h.credentials.clone();
+                cfg.tls = h.tls.clone();
                 match Session::connect(&cfg).and_then(|mut s| {
                     let l = s.list_interfaces();
                     let _ = s.close();
@@ -151,6 +183,7 @@ pub fn run_remote(cmd: RemoteCmd) -> Result<ExitCode> {
         }
         RemoteCmd::Capture(a) => {
             let hosts = selected(&a.sel)?;
+            check_transport(&hosts, &a)?;
             let opts = options(&a);
             let targets = remote::targets(&hosts, &opts);
             let mut last = Instant::now();
@@ -186,16 +219,20 @@ pub fn run_remote(cmd: RemoteCmd) -> Result<ExitCode> {
         }
         RemoteCmd::Start(a) => {
             // Check the selection now, so a typo fails here and not in a log.
-            selected(&a.sel)?;
+            check_transport(&selected(&a.sel)?, &a)?;
             start_background(&a)?;
             Ok(ExitCode::SUCCESS)
         }
         RemoteCmd::Status { out } => {
-            let pid = std::fs::read_to_string(out.join(PID_FILE)).ok();
             let table = std::fs::read_to_string(out.join(STATUS_FILE))
                 .with_context(|| format!("no capture status in {}", out.display()))?;
-            match pid {
-                Some(p) => println!("running (pid {})", p.trim()),
+            match remote::running_pid(&out) {
+                Some(p) => println!("running (pid {p})"),
+                None if out.join(PID_FILE).exists() => {
+                    println!(
+                        "not running (died without cleaning up: stale {PID_FILE}; last status)"
+                    )
+                }
                 None => println!("not running (last status)"),
             }
             print!("{table}");
@@ -205,6 +242,13 @@ pub fn run_remote(cmd: RemoteCmd) -> Result<ExitCode> {
             let pid_file = out.join(PID_FILE);
             if !pid_file.exists() {
                 bail!("no capture running into {}", out.display());
+            }
+            if remote::running_pid(&out).is_none() {
+                let _ = std::fs::remove_file(&pid_file);
+                bail!(
+                    "the capture into {} is not running (it died without cleaning up; removed its stale {PID_FILE})",
+                    out.display()
+                );
             }
             std::fs::write(out.join(STOP_FILE), b"")
                 .with_context(|| format!("writing {}", out.join(STOP_FILE).display()))?;
@@ -232,13 +276,11 @@ pub fn run_remote(cmd: RemoteCmd) -> Result<ExitCode> {
 fn start_background(a: &CaptureArgs) -> Result<()> {
     let out: &Path = &a.out;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    if out.join(PID_FILE).exists() {
-        bail!(
-            "a capture already runs into {} (or left {}; remove it if not)",
-            out.display(),
-            PID_FILE
-        );
+    if let Some(pid) = remote::running_pid(out) {
+        bail!("a capture already runs into {} (pid {pid})", out.display());
     }
+    // A pid file whose process is gone: a capture that was killed.
+    let _ = std::fs::remove_file(out.join(PID_FILE));
     let exe = std::env::current_exe().context("finding the voxtap executable")?;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(pos) = args.iter().position(|x| x == "start") else {

@@ -16,6 +16,7 @@ use super::proto::{
     MSG_STATS_REQ, MSG_UPDATEFILTER_REQ, OpenReply, Packet, ProtoError, STARTCAP_FLAG_DGRAM,
     STARTCAP_FLAG_PROMISC, StartCap, Stats,
 };
+use super::tls::{Conn, TlsCtx, TlsError, TlsSettings};
 
 #[derive(Debug, Error)]
 pub enum RpcapError {
@@ -73,6 +74,22 @@ pub enum RpcapError {
     NotOpen { addr: String, what: &'static str },
     #[error("rpcapd at {addr}: {source}")]
     Filter { addr: String, source: FilterError },
+    #[error("rpcapd at {addr}: TLS setup: {source}")]
+    TlsSetup { addr: String, source: TlsError },
+    #[error("TLS handshake with rpcapd at {addr} ({what}) failed: {reason}")]
+    TlsRefused {
+        addr: String,
+        what: &'static str,
+        reason: String,
+    },
+    #[error(
+        "rpcapd at {addr}: the UDP data channel cannot be used with TLS (rpcapd -S refuses it: it has no DTLS); use the TCP data channel"
+    )]
+    TlsUdp { addr: String },
+    #[error(
+        "rpcapd at {addr} requires TLS (it runs with -S): connect with rpcaps (tls = true in the hosts file, or --tls): {message}"
+    )]
+    TlsRequired { addr: String, message: String },
 }
 
 impl RpcapError {
@@ -86,6 +103,10 @@ impl RpcapError {
                 | RpcapError::UnknownInterface { .. }
                 | RpcapError::Filter { .. }
                 | RpcapError::Resolve { .. }
+                | RpcapError::TlsSetup { .. }
+                | RpcapError::TlsRefused { .. }
+                | RpcapError::TlsUdp { .. }
+                | RpcapError::TlsRequired { .. }
         )
     }
 }
@@ -99,6 +120,8 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Longest wait for any control reply.
     pub reply_timeout: Duration,
+    /// `rpcaps`: TLS on the control and data connections.
+    pub tls: Option<TlsSettings>,
 }
 
 impl ClientConfig {
@@ -108,6 +131,7 @@ impl ClientConfig {
             credentials: Credentials::Null,
             connect_timeout: Duration::from_secs(5),
             reply_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -149,7 +173,9 @@ impl Default for CaptureOptions {
 
 /// One authenticated control connection.
 pub struct Session {
-    ctrl: TcpStream,
+    ctrl: Conn,
+    /// Kept for the data channel, which gets its own handshake.
+    tls: Option<TlsCtx>,
     addr: String,
     local: SocketAddr,
     peer: SocketAddr,
@@ -209,8 +235,17 @@ impl Session {
             .map_err(io_err("setting a write timeout"))?;
         let local = ctrl.local_addr().map_err(io_err("reading local address"))?;
         let peer = ctrl.peer_addr().map_err(io_err("reading peer address"))?;
+        let (ctrl, tls) = match &cfg.tls {
+            None => (Conn::Plain(ctrl), None),
+            Some(settings) => {
+                let ctx = TlsCtx::new(settings, &cfg.addr)?;
+                let conn = ctx.handshake(ctrl, cfg.reply_timeout, "control connection")?;
+                (conn, Some(ctx))
+            }
+        };
         let mut s = Session {
             ctrl,
+            tls,
             addr: cfg.addr.clone(),
             local,
             peer,
@@ -319,6 +354,8 @@ impl Session {
     fn request(&mut self, what: &'static str, want: u8) -> Result<(Header, usize), RpcapError> {
         self.ctrl
             .write_all(&self.out)
+            // Over TLS the records may still sit in rustls's buffer.
+            .and_then(|()| self.ctrl.flush())
             .map_err(|source| RpcapError::Io {
                 addr: self.addr.clone(),
                 what,
@@ -353,6 +390,10 @@ impl Session {
         let e = proto::parse_error(code, self.inbuf.get(..n).unwrap_or(&[]));
         let addr = self.addr.clone();
         match (what, code) {
+            (_, 19) => RpcapError::TlsRequired {
+                addr,
+                message: e.message,
+            },
             ("authentication", 3 | 18 | 20) => match &self.credentials_user {
                 Some(user) => RpcapError::AuthFailed {
                     addr,
@@ -459,6 +500,11 @@ impl Session {
                 what: "starting a capture",
             });
         }
+        if self.tls.is_some() && opts.transport == Transport::Udp {
+            return Err(RpcapError::TlsUdp {
+                addr: self.addr.clone(),
+            });
+        }
         self.snaplen = opts.snaplen;
         self.exclude.clear();
         self.exclude_ports("tcp ", self.local.port(), Some(self.peer.port()));
@@ -518,12 +564,16 @@ impl Session {
                         source,
                     },
                 )?;
-                s.set_read_timeout(Some(opts.poll))
-                    .map_err(io_err(&self.addr, "setting the data read timeout"))?;
                 let lport = s
                     .local_addr()
                     .map_err(io_err(&self.addr, "reading the data channel address"))?
                     .port();
+                let s = match &self.tls {
+                    None => Conn::Plain(s),
+                    Some(ctx) => ctx.handshake(s, self.reply_timeout, "data connection")?,
+                };
+                s.set_read_timeout(Some(opts.poll))
+                    .map_err(io_err(&self.addr, "setting the data read timeout"))?;
                 self.exclude_ports("tcp ", lport, Some(reply.portdata));
                 // The data port was unknown when the start request carried
                 // the filter: send it again with the data channel excluded.
@@ -580,14 +630,20 @@ impl Session {
         self.out.clear();
         proto::encode_simple(&mut self.out, MSG_CLOSE);
         self.request("closing", 0)?;
+        self.ctrl.shutdown();
         Ok(())
+    }
+
+    /// Whether this session runs over TLS (rpcaps).
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 }
 
 const MSG_AUTH_REPLY_TYPE: u8 = proto::MSG_AUTH_REQ | MSG_IS_REPLY;
 
 enum DataKind {
-    Tcp(TcpStream),
+    Tcp(Conn),
     Udp(UdpSocket),
 }
 

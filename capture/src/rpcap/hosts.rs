@@ -15,6 +15,9 @@
 //! address = "10.10.1.11"
 //! user = "voxtap"
 //! password_env = "VOXTAP_RPCAP_PASSWORD"   # never the password itself
+//! tls = true                  # rpcaps (rpcapd -S); certificate always verified
+//! ca_file = "rpcap-ca.pem"    # the CA signing the servers (default: system roots)
+//! tls_server_name = "sbc-1.example.net"  # name in the certificate, if not the address
 //! ```
 
 use std::collections::BTreeMap;
@@ -24,6 +27,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use super::proto::Credentials;
+use super::tls::{TlsSettings, resolve_ca};
 
 #[derive(Debug, Error)]
 pub enum HostsError {
@@ -75,6 +79,11 @@ struct Entry {
     /// Name of the environment variable holding the password: passwords do
     /// not belong in a file checked into a repository.
     password_env: Option<String>,
+    /// rpcaps; implied by ca_file.
+    tls: Option<bool>,
+    /// PEM CA file for rpcaps, relative to the hosts file.
+    ca_file: Option<String>,
+    tls_server_name: Option<String>,
 }
 
 /// One rpcapd host, resolved against the defaults.
@@ -86,6 +95,8 @@ pub struct Host {
     pub port: u16,
     pub interfaces: Vec<String>,
     pub credentials: Credentials,
+    /// `Some`: rpcaps.
+    pub tls: Option<TlsSettings>,
 }
 
 impl Host {
@@ -109,9 +120,17 @@ pub fn load(path: &Path) -> Result<Vec<Host>, HostsError> {
         path: path.display().to_string(),
         source,
     })?;
-    parse(&text, &path.display().to_string(), &|k| {
+    let mut hosts = parse(&text, &path.display().to_string(), &|k| {
         std::env::var(k).ok()
-    })
+    })?;
+    for h in &mut hosts {
+        if let Some(t) = h.tls.as_mut()
+            && let Some(ca) = t.ca_file.as_mut()
+        {
+            *ca = resolve_ca(ca, path.parent());
+        }
+    }
+    Ok(hosts)
 }
 
 /// Parses the file; `env` looks up password variables.
@@ -184,12 +203,22 @@ fn walk(
             }
             (None, Some(_)) => return Err(err("password_env given without user".into())),
         };
+        let ca_file = h.ca_file.clone().or_else(|| d.ca_file.clone());
+        let tls = h.tls.or(d.tls).unwrap_or(ca_file.is_some());
+        if !tls && h.ca_file.is_some() {
+            return Err(err("ca_file given with tls = false".into()));
+        }
+        let tls = tls.then(|| TlsSettings {
+            ca_file: ca_file.map(Into::into),
+            server_name: h.tls_server_name.clone(),
+        });
         out.push(Host {
             path: p,
             address,
             port: h.port.or(d.port).unwrap_or(2002),
             interfaces,
             credentials,
+            tls,
         });
     }
     for (name, sub) in &r.subregions {
@@ -263,6 +292,8 @@ password_env = "PW"
 
 [environments.prod.regions.eu-west.hosts.media-1]
 address = "10.0.0.2"
+ca_file = "ca.pem"
+tls_server_name = "media-1.example.net"
 "#;
 
     #[test]
@@ -279,6 +310,14 @@ address = "10.0.0.2"
         );
         assert_eq!(hosts[0].addr(), "127.0.0.1:2100");
         assert_eq!(hosts[0].interfaces, ["lo"]);
+        assert_eq!(hosts[0].tls, None);
+        assert_eq!(
+            hosts[1].tls,
+            Some(TlsSettings {
+                ca_file: Some("ca.pem".into()),
+                server_name: Some("media-1.example.net".into())
+            })
+        );
         assert_eq!(hosts[2].addr(), "[fd00::11]:2002");
         assert_eq!(hosts[2].interfaces, ["eth0"]);
         assert_eq!(

@@ -10,6 +10,7 @@ pub mod client;
 pub mod hosts;
 pub mod proto;
 pub mod remote;
+pub mod tls;
 
 pub use client::{CaptureOptions, ClientConfig, DataChannel, RpcapError, Session, Transport};
 pub use proto::{Credentials, Interface, Stats};

@@ -21,7 +21,7 @@ use crate::pipeline::{Pipeline, PipelineConfig};
 
 use super::client::{CaptureOptions, ClientConfig, RpcapError, Session};
 use super::hosts::Host;
-use super::proto::Stats;
+use super::proto::{Packet, Stats};
 
 #[derive(Clone, Debug)]
 pub struct ReconnectPolicy {
@@ -57,6 +57,9 @@ pub struct RemoteOptions {
     /// How often to ask rpcapd for its counters (also notices a dead
     /// server on an idle UDP data channel).
     pub stats_every: Duration,
+    /// The data directory whose `status/remote.json` gets the live counters
+    /// (the web UI's `--data`); `None`: `out`.
+    pub status_data: Option<PathBuf>,
 }
 
 impl RemoteOptions {
@@ -72,6 +75,7 @@ impl RemoteOptions {
             connect_timeout: Duration::from_secs(5),
             reply_timeout: Duration::from_secs(10),
             stats_every: Duration::from_secs(2),
+            status_data: None,
         }
     }
 }
@@ -94,6 +98,7 @@ pub fn targets(hosts: &[Host], opts: &RemoteOptions) -> Vec<Target> {
             client.credentials = h.credentials.clone();
             client.connect_timeout = opts.connect_timeout;
             client.reply_timeout = opts.reply_timeout;
+            client.tls = h.tls.clone();
             out.push(Target {
                 id: h.id(),
                 iface: iface.clone(),
@@ -343,6 +348,38 @@ pub fn status_table(st: &[UnitStatus]) -> String {
     s
 }
 
+/// The `remote` status file (capture/src/status.rs): per host and interface
+/// the same counters as `status.tsv`, plus totals.
+pub fn status_json(st: &[UnitStatus], running: bool, out: &Path) -> serde_json::Value {
+    let units: Vec<serde_json::Value> = st
+        .iter()
+        .map(|u| {
+            serde_json::json!({
+                "host": u.id,
+                "interface": u.iface,
+                "state": u.state.as_str(),
+                "packets": u.packets,
+                "bytes": u.bytes,
+                "reconnects": u.reconnects,
+                "lost": u.lost,
+                "drops": u64::from(u.remote.if_dropped) + u64::from(u.remote.kernel_dropped),
+                "remote_received": u.remote.received,
+                "remote_if_dropped": u.remote.if_dropped,
+                "remote_kernel_dropped": u.remote.kernel_dropped,
+                "remote_sent": u.remote.server_sent,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "running": running,
+        "pid": std::process::id(),
+        "out": out.display().to_string(),
+        "packets": st.iter().map(|u| u.packets).sum::<u64>(),
+        "bytes": st.iter().map(|u| u.bytes).sum::<u64>(),
+        "units": units,
+    })
+}
+
 pub const PID_FILE: &str = "voxtap-remote.pid";
 pub const STOP_FILE: &str = "STOP";
 pub const STATUS_FILE: &str = "status.tsv";
@@ -362,6 +399,16 @@ pub fn run_foreground(
     std::fs::write(&pid_file, format!("{}\n", std::process::id()))?;
     let cap = RemoteCapture::start(targets, opts);
     let status_path = opts.out.join(STATUS_FILE);
+    let status_data = opts.status_data.as_deref().unwrap_or(&opts.out);
+    let publish = |st: &[UnitStatus], running: bool| {
+        if let Err(e) =
+            crate::status::write(status_data, "remote", &status_json(st, running, &opts.out))
+        {
+            tracing::debug!("writing the remote status file: {e}");
+        }
+    };
+    let mut published = Instant::now();
+    publish(&cap.status(), true);
     while !cap.is_finished() {
         std::thread::sleep(Duration::from_millis(250));
         if stop_file.exists() {
@@ -370,14 +417,34 @@ pub fn run_foreground(
         }
         let st = cap.status();
         let _ = write_atomic(&status_path, status_table(&st).as_bytes());
+        if published.elapsed() >= Duration::from_secs(1) {
+            published = Instant::now();
+            publish(&st, true);
+        }
         on_tick(&st);
     }
     let st = cap.status();
     let _ = write_atomic(&status_path, status_table(&st).as_bytes());
+    publish(&st, false);
     let reports = cap.wait();
     let _ = std::fs::remove_file(&pid_file);
     let _ = std::fs::remove_file(&stop_file);
     Ok(reports)
+}
+
+/// The pid of the capture running into `out`, if its pid file is there
+/// and (where /proc says so) the process still exists: a capture killed
+/// with -9 leaves its pid file behind.
+pub fn running_pid(out: &Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(out.join(PID_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    if cfg!(target_os = "linux") && !Path::new(&format!("/proc/{pid}")).exists() {
+        return None;
+    }
+    Some(pid)
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -494,6 +561,33 @@ impl Unit<'_> {
             .map_err(|e| e.to_string())
     }
 
+    /// Writes one packet to the segment and the pipeline.
+    fn take(&mut self, link: LinkType, p: &Packet<'_>) -> Result<(), String> {
+        let Some(seg) = self.seg.as_mut() else {
+            return Err("no open segment".into());
+        };
+        let ts = p.ts_ns();
+        let offset = seg.offset;
+        seg.w
+            .write_packet(ts, p.len, p.data)
+            .map_err(|e| format!("writing {}: {e}", seg.path.display()))?;
+        seg.offset += 16 + p.data.len() as u64;
+        let source = seg.source;
+        let rotate = seg.offset >= self.opts.rotate_bytes;
+        self.pipeline
+            .process(link, ts, PacketRef::new(source, offset), p.data);
+        self.report.packets += 1;
+        self.report.bytes += p.data.len() as u64;
+        self.c.packets.fetch_add(1, Ordering::Relaxed);
+        self.c
+            .bytes
+            .fetch_add(p.data.len() as u64, Ordering::Relaxed);
+        if rotate {
+            self.new_segment(link)?;
+        }
+        Ok(())
+    }
+
     fn session(&mut self) -> End {
         let net = |err| End::Net {
             err,
@@ -545,31 +639,28 @@ impl Unit<'_> {
                     self.report.last_stats = Some(st);
                 }
                 let _ = s.end_capture();
+                // Packets rpcapd sent before the end are still on their way:
+                // keep them. rpcapd closes a TCP data channel at the end; a
+                // UDP one just goes quiet.
+                let until = Instant::now() + Duration::from_secs(1);
+                while Instant::now() < until {
+                    match data.next_packet() {
+                        Ok(Some(p)) => {
+                            if let Err(e) = self.take(link, &p) {
+                                return End::Output(e);
+                            }
+                        }
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                self.report.lost = lost_before + data.lost();
+                self.c.lost.store(self.report.lost, Ordering::Relaxed);
                 let _ = s.close();
                 return End::Stopped;
             }
             match data.next_packet() {
                 Ok(Some(p)) => {
-                    let Some(seg) = self.seg.as_mut() else {
-                        return End::Output("no open segment".into());
-                    };
-                    let ts = p.ts_ns();
-                    let offset = seg.offset;
-                    if let Err(e) = seg.w.write_packet(ts, p.len, p.data) {
-                        return End::Output(format!("writing {}: {e}", seg.path.display()));
-                    }
-                    seg.offset += 16 + p.data.len() as u64;
-                    let source = seg.source;
-                    let rotate = seg.offset >= self.opts.rotate_bytes;
-                    self.pipeline
-                        .process(link, ts, PacketRef::new(source, offset), p.data);
-                    self.report.packets += 1;
-                    self.report.bytes += p.data.len() as u64;
-                    self.c.packets.fetch_add(1, Ordering::Relaxed);
-                    self.c
-                        .bytes
-                        .fetch_add(p.data.len() as u64, Ordering::Relaxed);
-                    if rotate && let Err(e) = self.new_segment(link) {
+                    if let Err(e) = self.take(link, &p) {
                         return End::Output(e);
                     }
                 }

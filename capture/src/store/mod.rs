@@ -27,7 +27,9 @@ use crate::calls::{Call, PacketRef};
 use crate::output::{CallFrame, SourceFiles, write_pcap};
 use crate::pcapio::{PcapError, PcapReader};
 pub use index::{CallLocation, FileRow, INDEX_FILE, StoreIndex, pack_locations, unpack_locations};
-pub use rolling::{FileEvent, RollPolicy, RollingWriter, file_rel_path};
+pub use rolling::{
+    DEFAULT_RESERVE, FileEvent, RollPolicy, RollingWriter, file_rel_path, whole_records,
+};
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -169,6 +171,7 @@ impl StoreManager {
             source,
         })?;
         let index = StoreIndex::open(dir)?;
+        recover_unfinished(dir, &index)?;
         let mut files = BTreeMap::new();
         // Files of earlier runs take part in retention too.
         for f in index.files()? {
@@ -254,8 +257,45 @@ impl StoreManager {
                     f.open = false;
                 }
             }
+            FileEvent::Discarded { id, reason } => {
+                self.index.mark_deleted(id, reason)?;
+                // Stays known as an empty closed file until its source bits
+                // are reused, so references into it read as not stored.
+                if let Some(f) = self.files.get_mut(&id) {
+                    f.bytes = 0;
+                    f.open = false;
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Replaces the call's references to frames the store did not keep (the
+    /// disk was full: never written, or cut from the end of a file) with
+    /// [`PacketRef::NOT_STORED`], and returns how many of its frames are not
+    /// stored. The caller charges them to the call as capture loss.
+    pub fn mark_unstored(&self, call: &mut Call) -> u64 {
+        let mut n = 0;
+        for (_, p) in call.packets.iter_mut() {
+            if *p == PacketRef::NOT_STORED {
+                n += 1;
+                continue;
+            }
+            let Some(f) = self
+                .by_source
+                .get(&p.source())
+                .and_then(|id| self.files.get(id))
+            else {
+                continue;
+            };
+            // A closed file ends on a whole record: a record starting past
+            // its end never reached the disk.
+            if !f.open && p.offset() >= f.bytes {
+                *p = PacketRef::NOT_STORED;
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Deletes what the retention policy says; returns how many files went.
@@ -305,6 +345,7 @@ impl StoreManager {
         refs.dedup_by_key(|r| r.1);
         let locations = refs
             .iter()
+            .filter(|(_, p)| *p != PacketRef::NOT_STORED)
             .filter_map(|(_, p)| {
                 let id = *self.by_source.get(&p.source())?;
                 Some((id, p.offset()))
@@ -321,6 +362,77 @@ impl StoreManager {
             locations,
         }
     }
+}
+
+/// After a crash (`kill -9`, power loss) the file being written was never
+/// closed: its row says 0 bytes. Each such file is cut back to its last
+/// whole record (a write cut short leaves part of one) and its row gets the
+/// real size, packet count and last timestamp; a file without even a
+/// complete header is removed, one missing from disk is marked deleted.
+fn recover_unfinished(dir: &Path, index: &StoreIndex) -> Result<(), StoreError> {
+    // A crash between creating a file and recording it leaves a file the
+    // index does not know (the newest): record it first.
+    let known = index.max_file_id()?;
+    if let Ok(entries) = std::fs::read_dir(dir.join("pcap")) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let Some(id) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".pcap"))
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if id > known {
+                tracing::warn!(file = %e.path().display(), "rolling file unknown to the index after a restart: recording it");
+                index.add_file(id, &file_rel_path(id), 0)?;
+            }
+        }
+    }
+    for f in index.files()? {
+        if f.deleted || f.bytes != 0 {
+            continue;
+        }
+        let path = dir.join(&f.path);
+        let io = |source| StoreError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut file = match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::warn!(file = %path.display(), "unfinished rolling file missing after a restart");
+                index.mark_deleted(f.id, "missing after a restart")?;
+                continue;
+            }
+            Err(e) => return Err(io(e)),
+        };
+        let len = file.metadata().map_err(io)?.len();
+        if len < 24 {
+            drop(file);
+            std::fs::remove_file(&path).map_err(io)?;
+            index.mark_deleted(f.id, "no complete header after a restart")?;
+            tracing::warn!(file = %path.display(), len, "unfinished rolling file without a complete header removed");
+            continue;
+        }
+        let (end, packets, last_ts) = whole_records(&mut file, 24).map_err(io)?;
+        if end < len {
+            file.set_len(end).map_err(io)?;
+        }
+        index.update_file(f.id, last_ts.unwrap_or(f.first_ts), end, Some(packets))?;
+        tracing::info!(
+            file = %path.display(),
+            packets,
+            bytes = end,
+            cut = len - end,
+            "recovered a rolling file left unfinished by the last run"
+        );
+    }
+    Ok(())
 }
 
 /// What [`extract_call`] wrote.
@@ -435,6 +547,74 @@ mod tests {
             last_ts,
             open,
         }
+    }
+
+    /// A crash leaves the file being written with 0 bytes in the index and
+    /// maybe half a record at its end, and maybe a newer file the index
+    /// never heard of: opening the store cuts both to whole records and
+    /// records their real figures.
+    #[test]
+    fn open_recovers_files_left_unfinished_by_a_crash() {
+        use crate::pcapio::{LinkType, PcapWriter};
+        let dir = std::env::temp_dir().join(format!("voxtap-recover-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("pcap")).unwrap();
+        let write = |id: u32, n: u64, tail: &[u8]| {
+            let mut w = PcapWriter::new(Vec::new(), LinkType::Ethernet, 2048).unwrap();
+            for i in 0..n {
+                w.write_packet(1_000_000_000 * (i + 1), 60, &[i as u8; 60])
+                    .unwrap();
+            }
+            let mut b = w.into_inner();
+            b.extend_from_slice(tail);
+            std::fs::write(dir.join(file_rel_path(id)), &b).unwrap();
+            b.len() as u64
+        };
+        {
+            let idx = StoreIndex::open(&dir).unwrap();
+            idx.add_file(1, &file_rel_path(1), 1_000_000_000).unwrap();
+            idx.update_file(1, 5_000_000_000, 24 + 5 * 76, Some(5))
+                .unwrap();
+            idx.add_file(2, &file_rel_path(2), 1_000_000_000).unwrap();
+            idx.add_file(3, &file_rel_path(3), 1_000_000_000).unwrap();
+        }
+        write(1, 5, &[]);
+        // 7 whole records, then a record header and 10 of its 60 bytes.
+        let mut half = vec![0u8; 16];
+        half[8] = 60;
+        half[12] = 60;
+        half.extend_from_slice(&[9; 10]);
+        write(2, 7, &half);
+        // File 3 is in the index but never reached the disk; file 4 reached
+        // the disk but not the index; file 5 has half a header.
+        write(4, 2, &half[..5]);
+        std::fs::write(dir.join(file_rel_path(5)), [0xd4, 0xc3]).unwrap();
+        let m = StoreManager::open(&dir, Retention::default()).unwrap();
+        let rows = m.index.files().unwrap();
+        let row = |id: u32| rows.iter().find(|r| r.id == id).unwrap().clone();
+        assert_eq!((row(1).bytes, row(1).packets), (24 + 5 * 76, 5));
+        assert_eq!((row(2).bytes, row(2).packets), (24 + 7 * 76, 7));
+        assert_eq!(row(2).last_ts, 7_000_000_000);
+        let len2 = std::fs::metadata(dir.join(file_rel_path(2))).unwrap().len();
+        assert_eq!(len2, 24 + 7 * 76);
+        assert!(row(3).deleted);
+        assert_eq!(
+            (row(4).bytes, row(4).packets, row(4).deleted),
+            (24 + 2 * 76, 2, false)
+        );
+        assert!(row(5).deleted);
+        assert!(!dir.join(file_rel_path(5)).exists());
+        // Every surviving file reads to a clean end.
+        for id in [1, 2, 4] {
+            let mut r = PcapReader::open(&dir.join(file_rel_path(id))).unwrap();
+            let mut n = 0;
+            while r.next_packet().unwrap().is_some() {
+                n += 1;
+            }
+            assert_eq!(n, row(id).packets);
+        }
+        assert_eq!(m.next_file_id().unwrap(), 6);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
