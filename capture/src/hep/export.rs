@@ -683,6 +683,7 @@ fn host_of(address: &str) -> String {
         .to_string()
 }
 
+#[cfg(feature = "tls")]
 const SYSTEM_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 #[cfg(feature = "tls")]
