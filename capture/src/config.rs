@@ -18,6 +18,8 @@ pub struct Config {
     pub testing: TestingConfig,
     /// S3 upload of closed rolling files and call artifacts (off by default).
     pub upload: crate::upload::UploadConfig,
+    /// HEP export to Homer-style collectors (docs/hep.md).
+    pub hep: crate::hep::HepConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -204,6 +206,9 @@ impl Config {
             bail!("store.roll_seconds must be positive");
         }
         self.upload.validate()?;
+        if let Err(e) = self.hep.validate() {
+            bail!("{e}");
+        }
         Ok(())
     }
 }

@@ -265,7 +265,7 @@ pub(crate) fn write_ended(
 }
 
 /// [`write_ended`], also recording the calls in the call index.
-fn write_ended_indexed(
+pub(crate) fn write_ended_indexed(
     pipeline: &mut Pipeline,
     writer: &mut CallWriter,
     index: Option<&mut Index>,

@@ -8,6 +8,7 @@
 pub mod calls;
 pub mod config;
 pub mod decode;
+pub mod hep;
 pub mod import;
 pub mod index;
 #[cfg(target_os = "linux")]
@@ -26,6 +27,7 @@ pub mod store;
 pub mod stream_stats;
 pub mod stream_timeline;
 pub mod synth;
+pub mod tap;
 pub mod upload;
 pub mod wire;
 #[cfg(target_os = "linux")]

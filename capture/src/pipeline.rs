@@ -23,6 +23,8 @@ pub struct PipelineConfig {
     pub tcp_idle_ns: u64,
     /// Cap on tracked SIP/TCP flows.
     pub max_tcp_flows: usize,
+    /// Where SIP, RTCP and ended calls are also handed (HEP export).
+    pub tap: Option<crate::tap::TapFactory>,
 }
 
 impl Default for PipelineConfig {
@@ -34,6 +36,7 @@ impl Default for PipelineConfig {
             frag: FragLimits::default(),
             tcp_idle_ns: 600 * 1_000_000_000,
             max_tcp_flows: 65_536,
+            tap: None,
         }
     }
 }
@@ -74,6 +77,7 @@ pub struct Pipeline {
     last_tcp_sweep_ns: u64,
     refs: Vec<(u64, PacketRef)>,
     stats: PipelineStats,
+    tap: Option<Box<dyn crate::tap::PacketTap>>,
 }
 
 impl Pipeline {
@@ -93,6 +97,7 @@ impl Pipeline {
             last_tcp_sweep_ns: 0,
             refs: Vec::with_capacity(64),
             stats: PipelineStats::default(),
+            tap: cfg.tap.as_ref().map(|f| f.make()),
         }
     }
 
@@ -124,7 +129,13 @@ impl Pipeline {
 
     /// Calls that closed since the last call (BYE, final response, timeout).
     pub fn drain_ended(&mut self) -> Vec<Call> {
-        self.calls.drain_ended()
+        let ended = self.calls.drain_ended();
+        if let Some(tap) = &mut self.tap {
+            for call in &ended {
+                tap.call_ended(call);
+            }
+        }
+        ended
     }
 
     /// End of the capture: closes every open call.
@@ -145,6 +156,7 @@ impl Pipeline {
             sip_ports,
             sip_by_content,
             max_tcp_flows,
+            tap,
             ..
         } = self;
         let sip_by_content = *sip_by_content;
@@ -177,6 +189,9 @@ impl Pipeline {
                     match sip::parse(payload) {
                         Ok(msg) => {
                             stats.sip_messages += 1;
+                            if let (Some(t), Some(cid)) = (tap.as_mut(), msg.call_id()) {
+                                t.sip(ts_ns, src, dst, false, cid, payload);
+                            }
                             calls.on_sip(ts_ns, src, dst, "UDP", &msg, refs);
                         }
                         Err(_) => {
@@ -190,6 +205,12 @@ impl Pipeline {
                     }
                 } else if calls.on_udp(ts_ns, src, dst, payload, refs) {
                     stats.media += 1;
+                    if let Some(t) = tap.as_mut()
+                        && crate::rtp::looks_like_rtcp(payload)
+                        && let Some((cid, false)) = calls.media_call_id(src, dst)
+                    {
+                        t.rtcp(ts_ns, src, dst, cid, payload);
+                    }
                 } else {
                     stats.other_udp += 1;
                 }
@@ -235,6 +256,9 @@ impl Pipeline {
                             } else {
                                 std::slice::from_ref(&last_ref)
                             };
+                            if let (Some(t), Some(cid)) = (tap.as_mut(), msg.call_id()) {
+                                t.sip(ts_ns, src, dst, true, cid, bytes);
+                            }
                             calls.on_sip(ts_ns, src, dst, "TCP", &msg, owned);
                             first = false;
                         }

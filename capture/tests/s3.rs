@@ -7,6 +7,8 @@
 //! The stores are built from `voxtap synth` captures through the same
 //! rolling writer, pipeline and store index as `voxtap run`.
 
+#![cfg(feature = "s3")]
+
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};

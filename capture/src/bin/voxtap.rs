@@ -51,6 +51,8 @@ enum Cmd {
         /// `src=IP:PORT,SUITE,BASE64` or `flow=IP:PORT-IP:PORT,SUITE,BASE64`. Repeatable.
         #[arg(long = "srtp-key")]
         srtp_keys: Vec<ManualKey>,
+        #[command(flatten)]
+        hep: HepArgs,
         /// pcap or pcapng files; several are merged by timestamp.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -71,6 +73,32 @@ enum Cmd {
         /// Per-call output directory (overrides output.dir).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Stop by itself after this many seconds.
+        #[arg(long)]
+        duration: Option<f64>,
+    },
+    /// Receive SIP mirrored in HEP3 (Kamailio, OpenSIPS, FreeSWITCH) and
+    /// write the calls as `import` does, until SIGINT/SIGTERM or --duration.
+    HepListen {
+        /// UDP address to listen on, e.g. 0.0.0.0:9060.
+        #[arg(long)]
+        udp: Option<std::net::SocketAddr>,
+        /// TCP address to listen on.
+        #[arg(long)]
+        tcp: Option<std::net::SocketAddr>,
+        /// Output directory (calls.csv, call folders, index.sqlite, hep.pcap).
+        #[arg(long)]
+        out: PathBuf,
+        /// Accept only packets carrying this auth key.
+        #[arg(long)]
+        auth_key: Option<String>,
+        #[arg(long, default_value = "5060,5061", value_parser = parse_ports)]
+        sip_ports: std::vec::Vec<u16>,
+        #[arg(long, default_value_t = 300)]
+        idle_timeout: u64,
+        /// Write only calls.csv and streams.csv.
+        #[arg(long)]
+        csv_only: bool,
         /// Stop by itself after this many seconds.
         #[arg(long)]
         duration: Option<f64>,
@@ -163,6 +191,50 @@ impl voxtap_capture::store::RemoteFiles for NoRemote {
     }
 }
 
+/// HEP export from an import (`voxtap run` takes the `[hep]` config section).
+#[derive(clap::Args)]
+struct HepArgs {
+    /// Send every SIP message, RTCP (JSON) and a quality report per stream to
+    /// this HEP3 collector: udp://HOST:PORT, tcp://HOST:PORT, tls://HOST:PORT
+    /// or HOST:PORT (UDP). Repeatable.
+    #[arg(long = "hep", value_parser = voxtap_capture::hep::CollectorConfig::parse_url)]
+    collectors: Vec<voxtap_capture::hep::CollectorConfig>,
+    /// HEP capture agent id.
+    #[arg(long, default_value_t = 2001)]
+    hep_agent_id: u32,
+    /// HEP authentication key.
+    #[arg(long, default_value = "")]
+    hep_auth_key: String,
+    /// TLS collectors: PEM file of the CA to trust.
+    #[arg(long)]
+    hep_ca_file: Option<PathBuf>,
+}
+
+impl HepArgs {
+    fn export(
+        &self,
+        status_dir: PathBuf,
+    ) -> Result<Option<voxtap_capture::hep::export::HepExport>> {
+        if self.collectors.is_empty() {
+            return Ok(None);
+        }
+        let mut collectors = self.collectors.clone();
+        for c in &mut collectors {
+            c.ca_file = self.hep_ca_file.clone();
+        }
+        let cfg = voxtap_capture::hep::HepConfig {
+            enabled: true,
+            capture_agent_id: self.hep_agent_id,
+            auth_key: self.hep_auth_key.clone(),
+            collectors,
+            ..Default::default()
+        };
+        voxtap_capture::hep::export::HepExport::new(cfg, Some(status_dir))
+            .map(Some)
+            .map_err(anyhow::Error::msg)
+    }
+}
+
 /// Hand over to `voxtap-web` (the web crate depends on this library, so
 /// this binary cannot link it without a dependency cycle): the binary
 /// beside ours, else the one on PATH.
@@ -212,6 +284,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             quiet,
             no_audio,
             srtp_keys,
+            hep,
             files,
         } => {
             let mut pipeline = PipelineConfig {
@@ -219,6 +292,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 sip_by_content: !no_sip_by_content,
                 ..Default::default()
             };
+            let export = hep.export(out.clone())?;
+            pipeline.tap = export.as_ref().map(|e| e.tap_factory());
             pipeline.calls.idle_timeout_ns = idle_timeout.saturating_mul(1_000_000_000);
             let opts = ImportOptions {
                 files,
@@ -234,6 +309,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let report = run_import(&opts).context("import failed")?;
             println!("{}", report.summary_line());
+            if let Some(e) = &export {
+                println!("{}", e.counters().snapshot().summary_line());
+            }
             println!("output: {}", out.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -276,6 +354,51 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", report.summary_line());
             println!("store: {}", report.store.display());
             println!("calls: {}", report.out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::HepListen {
+            udp,
+            tcp,
+            out,
+            auth_key,
+            sip_ports,
+            idle_timeout,
+            csv_only,
+            duration,
+        } => {
+            use std::sync::Arc;
+            use std::sync::atomic::{AtomicBool, Ordering};
+            use voxtap_capture::hep::listen::{ListenOptions, Listener};
+            let mut pipeline = PipelineConfig {
+                sip_ports,
+                ..Default::default()
+            };
+            pipeline.calls.idle_timeout_ns = idle_timeout.saturating_mul(1_000_000_000);
+            let listener = Listener::bind(ListenOptions {
+                udp,
+                tcp,
+                out: out.clone(),
+                pipeline,
+                call_files: !csv_only,
+                auth_key,
+                status: true,
+            })?;
+            let stop = Arc::new(AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(sig, Arc::clone(&stop))
+                    .with_context(|| format!("installing handler for signal {sig}"))?;
+            }
+            if let Some(d) = duration {
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    std::thread::sleep(std::time::Duration::from_secs_f64(d));
+                    stop.store(true, Ordering::Relaxed);
+                });
+            }
+            tracing::info!(udp = ?listener.udp_addr(), tcp = ?listener.tcp_addr(), out = %out.display(), "HEP listener running; SIGINT/SIGTERM to stop");
+            let report = listener.run(stop).context("HEP listener failed")?;
+            println!("{}", report.summary_line());
+            println!("output: {}", out.display());
             Ok(ExitCode::SUCCESS)
         }
         #[cfg(feature = "s3")]

@@ -748,6 +748,18 @@ impl CallTable {
         s.and_then(|s| s.last().copied()).map(|u| (u, true))
     }
 
+    /// The Call-ID of the call that owns media between `src` and `dst`, and
+    /// whether that m= line is SRTP (its RTCP is then encrypted).
+    pub fn media_call_id(&self, src: SocketAddr, dst: SocketAddr) -> Option<(&[u8], bool)> {
+        let (u, _) = self.match_endpoint(src, dst)?;
+        let call = self.calls.get(&u.call)?;
+        let srtp = call
+            .media
+            .get(u.media_idx)
+            .is_some_and(|m| m.proto.contains("SAVP"));
+        Some((&call.call_id_raw, srtp))
+    }
+
     /// A UDP datagram that is not SIP. Returns true when it belonged to a call
     /// (or was held as early media).
     pub fn on_udp(

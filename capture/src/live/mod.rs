@@ -311,6 +311,13 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
             .output
             .idle_timeout_seconds
             .saturating_mul(1_000_000_000);
+        if cfg.hep.enabled {
+            // HEP export (docs/hep.md): counters in <out>/status/hep.json.
+            let export =
+                crate::hep::export::HepExport::new(cfg.hep.clone(), Some(cfg.output.dir.clone()))
+                    .map_err(|e| anyhow!(e))?;
+            pcfg.tap = Some(export.tap_factory());
+        }
         thread::Builder::new()
             .name("voxtap-pipeline".into())
             .spawn(move || {
