@@ -8,16 +8,9 @@ use std::time::Duration;
 
 use common::*;
 use reqwest::StatusCode;
-use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::header::{COOKIE, LOCATION};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use voxtap_capture::index::{INDEX_FILE, Index};
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
 
 /// A request sent byte for byte, so `..` and `%2e%2e` reach the server as
 /// written (HTTP client libraries normalise them away).
@@ -36,47 +29,6 @@ async fn raw_get(addr: SocketAddr, path: &str, cookie: &str) -> (u16, String) {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     (status, text)
-}
-
-fn hidden_csrf(html: &str) -> String {
-    let i = html.find("name=\"csrf\" value=\"").expect("csrf field") + 19;
-    html[i..i + 64].to_string()
-}
-
-/// Log in through the form; returns the `voxtap_session=...` cookie pair.
-async fn login(base: &str, user: &str, password: &str) -> Result<String, StatusCode> {
-    let c = client();
-    let page = c.get(format!("{base}/login")).send().await.unwrap();
-    let login_cookie = page.headers()[SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let csrf = hidden_csrf(&page.text().await.unwrap());
-    let r = c
-        .post(format!("{base}/login"))
-        .header(COOKIE, login_cookie)
-        .form(&[("user", user), ("password", password), ("csrf", &csrf)])
-        .send()
-        .await
-        .unwrap();
-    if r.status() != StatusCode::SEE_OTHER {
-        return Err(r.status());
-    }
-    let set = r
-        .headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .find(|v| v.starts_with("voxtap_session="))
-        .expect("session cookie");
-    // Cookie hardening.
-    assert!(set.contains("HttpOnly"), "{set}");
-    assert!(set.contains("SameSite=Strict"), "{set}");
-    assert!(!set.contains("Secure"), "no TLS here: {set}");
-    Ok(set.split(';').next().unwrap().to_string())
 }
 
 struct Env {

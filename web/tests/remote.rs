@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use reqwest::StatusCode;
-use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::header::{COOKIE, LOCATION};
 
 const RPCAPD: &str = "/usr/local/sbin/rpcapd";
 
@@ -68,49 +68,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-fn hidden_csrf(html: &str) -> String {
-    let i = html.find("name=\"csrf\" value=\"").expect("csrf field") + 19;
-    html[i..i + 64].to_string()
-}
-
-async fn login(base: &str) -> String {
-    let c = client();
-    let page = c.get(format!("{base}/login")).send().await.unwrap();
-    let login_cookie = page.headers()[SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let csrf = hidden_csrf(&page.text().await.unwrap());
-    let r = c
-        .post(format!("{base}/login"))
-        .header(COOKIE, login_cookie)
-        .form(&[("user", USER), ("password", PASSWORD), ("csrf", &csrf)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    r.headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .find(|v| v.starts_with("voxtap_session="))
-        .expect("session cookie")
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string()
 }
 
 fn tshark_count(p: &Path) -> u64 {
@@ -208,7 +165,7 @@ async fn hosts_page_starts_and_stops_a_remote_capture() {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert!(!data.path().join("remote").exists());
 
-    let cookie = login(&base).await;
+    let cookie = login(&base, USER, PASSWORD).await.expect("login");
     let html = c
         .get(format!("{base}/hosts"))
         .header(COOKIE, &cookie)

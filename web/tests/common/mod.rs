@@ -6,6 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, SET_COOKIE};
+
 use voxtap_capture::import::{ImportOptions, run_import};
 use voxtap_capture::pipeline::PipelineConfig;
 use voxtap_web::config::{Config, UserConfig};
@@ -150,4 +153,52 @@ pub fn tshark_call_frames(file: &Path, call_id: &str) -> Vec<String> {
 
 pub fn sip_message_count(file: &Path, call_id: &str) -> usize {
     frames(file, Some(&format!("sip.Call-ID == \"{call_id}\""))).len()
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+pub fn hidden_csrf(html: &str) -> String {
+    let i = html.find("name=\"csrf\" value=\"").expect("csrf field") + 19;
+    html[i..i + 64].to_string()
+}
+
+/// Log in through the form; returns the `voxtap_session=...` cookie pair.
+pub async fn login(base: &str, user: &str, password: &str) -> Result<String, StatusCode> {
+    let c = client();
+    let page = c.get(format!("{base}/login")).send().await.unwrap();
+    let login_cookie = page.headers()[SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let csrf = hidden_csrf(&page.text().await.unwrap());
+    let r = c
+        .post(format!("{base}/login"))
+        .header(COOKIE, login_cookie)
+        .form(&[("user", user), ("password", password), ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    if r.status() != StatusCode::SEE_OTHER {
+        return Err(r.status());
+    }
+    let set = r
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|v| v.starts_with("voxtap_session="))
+        .expect("session cookie");
+    // Cookie hardening.
+    assert!(set.contains("HttpOnly"), "{set}");
+    assert!(set.contains("SameSite=Strict"), "{set}");
+    assert!(!set.contains("Secure"), "no TLS here: {set}");
+    Ok(set.split(';').next().unwrap().to_string())
 }
