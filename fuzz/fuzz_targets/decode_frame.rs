@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use voxtap_capture::decode::{Decoder, FragLimits};
-use voxtap_capture::pcapio::LinkType;
+use voxtap_proto::decode::{Decoder, FragLimits};
+use voxtap_proto::pcapio::LinkType;
 
 const LINKS: [LinkType; 8] = [
     LinkType::Null,

@@ -4,12 +4,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use voxtap_capture::calls::PacketRef;
-use voxtap_capture::hep::json::rtcp_json;
-use voxtap_capture::hep::listen::build_frame;
-use voxtap_capture::hep::wire::{Hep, HepFields, HepPacket, frame_len};
-use voxtap_capture::pcapio::LinkType;
-use voxtap_capture::pipeline::{Pipeline, PipelineConfig};
+use voxtap_engine::calls::PacketRef;
+use voxtap_proto::hep::{Hep, HepFields, HepPacket, frame_len, rtcp_json};
+use voxtap_proto::wire::emit::build_frame;
+use voxtap_proto::pcapio::LinkType;
+use voxtap_engine::pipeline::{Pipeline, PipelineConfig};
 
 fuzz_target!(|data: &[u8]| {
     // A TCP stream of packets.

@@ -5,8 +5,8 @@
 use std::io::Cursor;
 
 use libfuzzer_sys::fuzz_target;
-use voxtap_capture::decode::{Decoder, FragLimits};
-use voxtap_capture::pcapio::PcapReader;
+use voxtap_proto::decode::{Decoder, FragLimits};
+use voxtap_proto::pcapio::PcapReader;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(mut r) = PcapReader::new(Cursor::new(data)) else {

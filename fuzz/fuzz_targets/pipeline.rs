@@ -5,9 +5,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use voxtap_capture::calls::PacketRef;
-use voxtap_capture::pcapio::LinkType;
-use voxtap_capture::pipeline::{Pipeline, PipelineConfig};
+use voxtap_engine::calls::PacketRef;
+use voxtap_proto::pcapio::LinkType;
+use voxtap_engine::pipeline::{Pipeline, PipelineConfig};
 
 fuzz_target!(|data: &[u8]| {
     let mut p = Pipeline::new(PipelineConfig::default());

@@ -4,27 +4,27 @@
 //! decodes must say no more than the bytes hold.
 
 use libfuzzer_sys::fuzz_target;
-use voxtap_capture::rpcap::proto::{self, Decoded};
+use voxtap_proto::rpcap::{self, Decoded};
 
 fuzz_target!(|data: &[u8]| {
     let mut rest = data;
-    while let Ok((m, r)) = proto::parse_message(rest) {
+    while let Ok((m, r)) = rpcap::parse_message(rest) {
         assert!(m.payload.len() <= rest.len());
-        if let Ok(Decoded::Packet(p)) = proto::decode(&m) {
+        if let Ok(Decoded::Packet(p)) = rpcap::decode(&m) {
             assert_eq!(p.data.len(), p.caplen as usize);
         }
         // Each parser also directly, whatever the header says.
-        let _ = proto::parse_auth_reply(m.payload);
-        let _ = proto::parse_findalldevs(m.header.value, m.payload);
-        let _ = proto::parse_stats(m.payload);
-        let _ = proto::parse_packet(m.payload);
-        let _ = proto::parse_error(m.header.value, m.payload);
+        let _ = rpcap::parse_auth_reply(m.payload);
+        let _ = rpcap::parse_findalldevs(m.header.value, m.payload);
+        let _ = rpcap::parse_stats(m.payload);
+        let _ = rpcap::parse_packet(m.payload);
+        let _ = rpcap::parse_error(m.header.value, m.payload);
         if r.len() >= rest.len() {
             break;
         }
         rest = r;
     }
-    let _ = proto::parse_findalldevs(u16::from_le_bytes([
+    let _ = rpcap::parse_findalldevs(u16::from_le_bytes([
         data.first().copied().unwrap_or(0),
         data.get(1).copied().unwrap_or(0),
     ]), data.get(2..).unwrap_or(&[]));

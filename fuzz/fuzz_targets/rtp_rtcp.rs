@@ -4,9 +4,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use voxtap_capture::rtcp::{RtcpPacket, parse_compound, raw_packets};
-use voxtap_capture::rtp::{RtpPacket, looks_like_rtcp, looks_like_rtp, static_codec};
-use voxtap_capture::stream_stats::StreamStats;
+use voxtap_proto::rtcp::{RtcpPacket, parse_compound, raw_packets};
+use voxtap_proto::rtp::{RtpPacket, looks_like_rtcp, looks_like_rtp, static_codec};
+use voxtap_proto::stream_stats::StreamStats;
 
 fn rtp(data: &[u8]) {
     let _ = looks_like_rtp(data);

@@ -3,7 +3,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::net::{IpAddr, Ipv4Addr};
-use voxtap_capture::sdp;
+use voxtap_proto::sdp;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(sd) = sdp::parse(data) {

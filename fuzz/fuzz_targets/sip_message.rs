@@ -2,7 +2,7 @@
 //! Any bytes through the SIP message parser and every accessor.
 
 use libfuzzer_sys::fuzz_target;
-use voxtap_capture::sip;
+use voxtap_proto::sip;
 
 fuzz_target!(|data: &[u8]| {
     let _ = sip::looks_like_sip(data);
@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
             }
             let _ = m.header_all("Via").count();
             if let Some(sdp) = m.sdp() {
-                let _ = voxtap_capture::sdp::parse(sdp);
+                let _ = voxtap_proto::sdp::parse(sdp);
             }
         }
     }

@@ -3,7 +3,7 @@
 //! retransmissions and gaps happen) and drains the reassembler.
 
 use libfuzzer_sys::fuzz_target;
-use voxtap_capture::sip::StreamReassembler;
+use voxtap_proto::sip::StreamReassembler;
 
 fuzz_target!(|data: &[u8]| {
     let mut r = StreamReassembler::new();

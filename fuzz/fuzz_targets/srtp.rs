@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use voxtap_capture::media::srtp::{SrtpContext, SrtpKeys, Suite};
+use voxtap_proto::srtp::{SrtpContext, SrtpKeys, Suite};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, rest)) = data.split_first() else { return };

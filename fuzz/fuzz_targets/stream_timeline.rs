@@ -6,10 +6,10 @@
 use std::io::Cursor;
 
 use libfuzzer_sys::fuzz_target;
-use voxtap_capture::decode::{Decoder, FragLimits, L4};
-use voxtap_capture::pcapio::PcapReader;
-use voxtap_capture::rtp::RtpPacket;
-use voxtap_capture::stream_timeline::{StreamKey, from_reader};
+use voxtap_proto::decode::{Decoder, FragLimits, L4};
+use voxtap_proto::pcapio::PcapReader;
+use voxtap_proto::rtp::RtpPacket;
+use voxtap_engine::stream_timeline::{StreamKey, from_reader};
 
 fuzz_target!(|data: &[u8]| {
     // The streams present, as the index would list them.
@@ -39,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
     let interval = 1 + u64::from(data.last().copied().unwrap_or(0)) * 10_000_000;
     if let Ok(series) = from_reader(r, &keys, first_ts.unwrap_or(0), interval) {
         for t in &series {
-            assert!(t.buckets.len() <= voxtap_capture::stream_timeline::MAX_BUCKETS);
+            assert!(t.buckets.len() <= voxtap_engine::stream_timeline::MAX_BUCKETS);
             assert_eq!(t.buckets.iter().map(|b| b.packets).sum::<u64>(), t.packets);
             assert_eq!(t.buckets.iter().map(|b| b.lost).sum::<i64>(), t.lost);
         }

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use voxtap_capture::import::{ImportOptions, ImportReport, run_import};
-use voxtap_capture::pipeline::PipelineConfig;
+use voxtap_engine::import::{ImportOptions, ImportReport, run_import};
+use voxtap_engine::pipeline::PipelineConfig;
 
 /// `../shared/corpus` beside the repository (CI clones the repo next to it).
 pub fn corpus(rel: &str) -> PathBuf {
@@ -77,7 +77,7 @@ pub fn import_with_media(files: &[PathBuf]) -> (tempfile::TempDir, ImportReport)
         pipeline: PipelineConfig::default(),
         progress: false,
         call_files: true,
-        media: Some(voxtap_capture::media::MediaOptions::default()),
+        media: Some(voxtap_engine::media::MediaOptions::default()),
     })
     .expect("import");
     (dir, report)

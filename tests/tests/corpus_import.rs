@@ -330,7 +330,7 @@ fn sip_on_an_unconfigured_port_is_found_by_content() {
     // The VLAN capture uses 5060/5061: with only 6060 configured, content
     // detection must still find both calls.
     let file = corpus("generated/sipp-netns-udp-2calls.pcap");
-    let cfg = voxtap_capture::pipeline::PipelineConfig {
+    let cfg = voxtap_engine::pipeline::PipelineConfig {
         sip_ports: vec![6060],
         ..Default::default()
     };

@@ -14,11 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use voxtap_capture::hep::export::HepExport;
-use voxtap_capture::hep::listen::{ListenOptions, Listener};
-use voxtap_capture::hep::{CollectorConfig, HepConfig, Transport};
-use voxtap_capture::pipeline::PipelineConfig;
 use voxtap_e2e::{corpus, import, import_with, read_csv, tshark};
+use voxtap_engine::pipeline::PipelineConfig;
+use voxtap_sensor::hep::export::HepExport;
+use voxtap_sensor::hep::listen::{ListenOptions, Listener};
+use voxtap_sensor::hep::{CollectorConfig, HepConfig, Transport};
 
 const AGENT: u32 = 4242;
 const KEY: &str = "k3y-for-homer";
@@ -294,7 +294,7 @@ fn export_to_udp_and_tcp_collectors_matches_tshark() {
     assert_eq!(st.rtcp, 2);
     assert_eq!(st.reports as usize, streams.len());
     // The status file the web UI reads has the final figures.
-    let file = voxtap_capture::status::read(status_dir.path(), "hep").unwrap();
+    let file = voxtap_sensor::status::read(status_dir.path(), "hep").unwrap();
     assert_eq!(file["sip"], 12);
     assert_eq!(file["collectors"][1]["sent"], from_tcp.len());
     assert_eq!(file["collectors"][1]["queue_depth"], 0);
@@ -553,7 +553,7 @@ fn listener_gives_the_same_calls_as_import() {
                 pcap.display()
             );
         }
-        let status = voxtap_capture::status::read(out.path(), "hep-listen").unwrap();
+        let status = voxtap_sensor::status::read(out.path(), "hep-listen").unwrap();
         assert_eq!(status["sip"], sent.sip);
     }
 }
@@ -583,7 +583,7 @@ fn listener_counts_garbage_and_wrong_keys() {
     s.send_to(b"HEP3\x00\x40short", u).unwrap();
     // Well-formed, wrong key.
     let mut pkt = Vec::new();
-    voxtap_capture::hep::wire::HepFields {
+    voxtap_proto::hep::HepFields {
         src: "1.1.1.1:5060".parse().unwrap(),
         dst: "2.2.2.2:5060".parse().unwrap(),
         ip_proto: 17,

@@ -4,9 +4,9 @@
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use voxtap_capture::pcapio::{LinkType, PcapWriter};
-use voxtap_capture::synth::udp_frame;
 use voxtap_e2e::{corpus, import, read_csv};
+use voxtap_engine::synth::udp_frame;
+use voxtap_proto::pcapio::{LinkType, PcapWriter};
 
 #[test]
 fn b2bua_two_call_ids_form_one_call_linked_by_signalling() {
@@ -410,7 +410,7 @@ fn b2bua_bundle_holds_both_legs_decrypted() {
 /// page) and a MOS estimate for the answered calls' streams.
 #[test]
 fn index_records_legs_and_mos() {
-    use voxtap_capture::index::{CallQuery, INDEX_FILE, Index};
+    use voxtap_engine::index::{CallQuery, INDEX_FILE, Index};
     let (dir, _) = import(&[corpus("generated/baresip-b2bua-2legs-srtp-to-rtp.pcap")]);
     let idx = Index::open(&dir.path().join(INDEX_FILE)).unwrap();
     let page = idx

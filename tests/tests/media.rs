@@ -6,15 +6,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use voxtap_capture::import::{ImportOptions, run_import};
-use voxtap_capture::media::dtmf::detect_rtp;
-use voxtap_capture::media::quality::{self, Arrival, CodecImpairment, QualityParams};
-use voxtap_capture::media::srtp::{SrtpContext, SrtpKeys, Suite, derive};
-use voxtap_capture::media::{MediaOptions, process_call};
-use voxtap_capture::output::CallFrame;
-use voxtap_capture::pcapio::PcapReader;
-use voxtap_capture::pipeline::PipelineConfig;
 use voxtap_e2e::{corpus, read_csv, tshark};
+use voxtap_engine::import::{ImportOptions, run_import};
+use voxtap_engine::media::dtmf::detect_rtp;
+use voxtap_engine::media::quality::{self, Arrival, CodecImpairment, QualityParams};
+use voxtap_engine::media::{MediaOptions, process_call};
+use voxtap_engine::output::CallFrame;
+use voxtap_engine::pipeline::PipelineConfig;
+use voxtap_proto::srtp::{SrtpContext, SrtpKeys, Suite, derive};
 
 /// (key||salt, plaintext, protected) as libsrtp made them.
 type KeyPlainProtected = (Vec<u8>, Vec<u8>, Vec<u8>);
@@ -387,7 +386,7 @@ fn baresip_srtp_call_decrypts_and_matches_source() {
 fn plaintext_payloads(folder: &Path) -> Vec<Vec<u8>> {
     let frames = read_frames(&folder.join("call.pcap"));
     let mut out = Vec::new();
-    let mut dec = voxtap_capture::decode::Decoder::new(Default::default());
+    let mut dec = voxtap_proto::decode::Decoder::new(Default::default());
     let mut ctxs: std::collections::HashMap<u16, SrtpContext> = Default::default();
     // Keys straight from the SDP text in sip.txt: port -> inline key.
     let sip = std::fs::read_to_string(folder.join("sip.txt")).unwrap();
@@ -430,14 +429,14 @@ struct ManualKeyLike(SrtpKeys);
 impl std::str::FromStr for ManualKeyLike {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let mk: voxtap_capture::media::ManualKey =
+        let mk: voxtap_engine::media::ManualKey =
             format!("ssrc=1,AES_CM_128_HMAC_SHA1_80,{s}").parse()?;
         Ok(ManualKeyLike(mk.keys))
     }
 }
 
 fn read_frames(path: &Path) -> Vec<CallFrame> {
-    let mut r = PcapReader::open(path).unwrap();
+    let mut r = voxtap_engine::pcapfile::open(path).unwrap();
     let mut v = Vec::new();
     while let Some(rec) = r.next_packet().unwrap() {
         v.push(CallFrame {
@@ -572,7 +571,7 @@ fn dtmf_sipp_bare_rtp() {
     ];
     for (n, want) in names {
         let frames = read_frames(&corpus(&format!("sipp/dtmf_2833_{n}.pcap")));
-        let mut dec = voxtap_capture::decode::Decoder::new(Default::default());
+        let mut dec = voxtap_proto::decode::Decoder::new(Default::default());
         let mut pkts = Vec::new();
         for (i, f) in frames.iter().enumerate() {
             if let Ok(Some(d)) = dec.decode(f.link, f.ts_ns, i as u64, &f.data) {

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use voxtap_capture::stream_timeline::Timeline;
+use voxtap_engine::stream_timeline::Timeline;
 
 pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")

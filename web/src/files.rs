@@ -4,7 +4,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use thiserror::Error;
-use voxtap_capture::upload::manifest::Manifest;
+use voxtap_sensor::upload::manifest::Manifest;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum FileError {
@@ -71,7 +71,7 @@ pub fn in_folder(data: &Path, folder: &str, name: &str) -> Result<PathBuf, FileE
 }
 
 /// The S3 manifest of a call folder for a file whose local copy was deleted
-/// after a confirmed upload (see `voxtap_capture::upload::manifest`).
+/// after a confirmed upload (see `voxtap_sensor::upload::manifest`).
 pub fn remote(data: &Path, folder: &str, name: &str) -> Result<Manifest, FileError> {
     check_name(name)?;
     let dir = resolve(data, folder)?;

@@ -11,7 +11,7 @@ use axum::extract::{Extension, Form, Multipart, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use voxtap_capture::index::{AccessEntry, CallDetail, CallQuery, CallRow, IndexError, SortKey};
+use voxtap_engine::index::{AccessEntry, CallDetail, CallQuery, CallRow, IndexError, SortKey};
 
 use crate::files::{self, FileError};
 use crate::jobs::Job;
@@ -736,7 +736,7 @@ pub async fn sensor_page(
 
 async fn read_statuses(st: &Shared) -> Vec<(String, serde_json::Value)> {
     let data = st.data.clone();
-    let all = tokio::task::spawn_blocking(move || voxtap_capture::status::read_all(&data))
+    let all = tokio::task::spawn_blocking(move || voxtap_sensor::status::read_all(&data))
         .await
         .unwrap_or_default();
     crate::status_view::ordered(all)
@@ -745,7 +745,7 @@ async fn read_statuses(st: &Shared) -> Vec<(String, serde_json::Value)> {
 /// The live status cards alone, for the sensor page's refresh.
 pub async fn sensor_status(State(st): State<Shared>) -> Html<String> {
     let all = read_statuses(&st).await;
-    Html(crate::status_view::cards(&all, voxtap_capture::status::now_unix()).into_string())
+    Html(crate::status_view::cards(&all, voxtap_sensor::status::now_unix()).into_string())
 }
 
 pub async fn healthz(State(st): State<Shared>) -> R<Response> {
@@ -795,7 +795,7 @@ pub async fn metrics(State(st): State<Shared>) -> R<Response> {
         st.started.elapsed().as_secs(),
         crate::status_view::prometheus(
             &statuses,
-            voxtap_capture::status::now_unix(),
+            voxtap_sensor::status::now_unix(),
             &[
                 "voxtap_calls_indexed",
                 "voxtap_http_requests_total",

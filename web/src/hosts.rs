@@ -7,7 +7,7 @@
 //! it writes the same pid, STOP and `status.tsv` files there, so
 //! `voxtap remote status|stop --out DATA/remote/<run>` work on a capture
 //! started here, and its counters go to `DATA/status/remote.json` like any
-//! other component's (capture/src/status.rs).
+//! other component's (capture/sensor/src/status.rs).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,10 +21,10 @@ use axum::extract::{Extension, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{Markup, html};
-use voxtap_capture::rpcap::hosts::{self, Host};
-use voxtap_capture::rpcap::remote::{self, RemoteOptions, STOP_FILE, parse_duration};
-use voxtap_capture::rpcap::{Transport, remote::UnitReport};
-use voxtap_capture::status;
+use voxtap_sensor::rpcap::hosts::{self, Host};
+use voxtap_sensor::rpcap::remote::{self, RemoteOptions, STOP_FILE, parse_duration};
+use voxtap_sensor::rpcap::{Transport, remote::UnitReport};
+use voxtap_sensor::status;
 
 use crate::{Identity, Shared, pages};
 
@@ -345,7 +345,7 @@ pub async fn start(
     let filter = get("filter").unwrap_or_else(|| "udp".into());
     // The filter is compiled by libpcap when the capture starts; check it
     // now so a typo is an answer here, not a failed host later.
-    if let Err(e) = voxtap_capture::rpcap::bpf::compile(&filter, 1, 65535) {
+    if let Err(e) = voxtap_sensor::rpcap::bpf::compile(&filter, 1, 65535) {
         return refuse(StatusCode::BAD_REQUEST, e.to_string(), json);
     }
 
@@ -415,7 +415,7 @@ pub async fn start(
 /// `YYYYMMDDTHHMMSS` (UTC), plus `-N` if that folder exists already: a
 /// new run must never overwrite an earlier run's segments.
 fn run_dir(parent: &Path) -> (String, PathBuf) {
-    let s = voxtap_capture::output::format_ts(
+    let s = voxtap_engine::output::format_ts(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64),

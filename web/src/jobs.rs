@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
-use voxtap_capture::import::{ImportOptions, run_import_with_progress};
-use voxtap_capture::index::INDEX_FILE;
-use voxtap_capture::pipeline::PipelineConfig;
+use voxtap_engine::import::{ImportOptions, run_import_with_progress};
+use voxtap_engine::index::INDEX_FILE;
+use voxtap_engine::pipeline::PipelineConfig;
 
 use crate::Shared;
 
@@ -169,7 +169,7 @@ pub fn spawn(st: Shared, job: Job, files: Vec<PathBuf>, upload_dir: PathBuf) {
             pipeline: PipelineConfig::default(),
             progress: false,
             call_files: true,
-            media: Some(voxtap_capture::media::MediaOptions::default()),
+            media: Some(voxtap_engine::media::MediaOptions::default()),
         };
         tracing::info!(job = %job.id, user = %job.user, files = ?job.files, "import started");
         let result = run_import_with_progress(&opts, &|read, _total| {
@@ -178,7 +178,7 @@ pub fn spawn(st: Shared, job: Job, files: Vec<PathBuf>, upload_dir: PathBuf) {
         .map_err(|e| e.to_string())
         .and_then(|report| {
             let sub = out.join(INDEX_FILE);
-            let n = voxtap_capture::index::Index::open(&st.db.path)
+            let n = voxtap_engine::index::Index::open(&st.db.path)
                 .and_then(|mut main| main.absorb(&sub, &rel))
                 .map_err(|e| e.to_string())?;
             Ok((report, n))

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 
 use maud::{Markup, PreEscaped, html};
-use voxtap_capture::index::{CallDetail, IndexError, SipRow};
+use voxtap_engine::index::{CallDetail, IndexError, SipRow};
 
 use crate::Shared;
 

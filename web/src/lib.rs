@@ -32,7 +32,7 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use voxtap_capture::index::{INDEX_FILE, Index, IndexError};
+use voxtap_engine::index::{INDEX_FILE, Index, IndexError};
 
 pub use config::Config;
 

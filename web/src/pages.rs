@@ -4,8 +4,8 @@ use std::fmt::Write as _;
 
 use axum::http::StatusCode;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
-use voxtap_capture::index::{AccessEntry, CallDetail, CallPage, CallRow, SipRow};
-use voxtap_capture::output::format_ts;
+use voxtap_engine::index::{AccessEntry, CallDetail, CallPage, CallRow, SipRow};
+use voxtap_engine::output::format_ts;
 
 use crate::files::Extras;
 use crate::handlers::{Filters, FsUsage};
@@ -527,7 +527,7 @@ pub fn sensor(
     let body = html! {
         h1 { "Sensor" }
         div id="statuses" data-refresh="/sensor/status" {
-            (crate::status_view::cards(statuses, voxtap_capture::status::now_unix()))
+            (crate::status_view::cards(statuses, voxtap_sensor::status::now_unix()))
         }
         label.live { input type="checkbox" id="status-live" checked; " auto-refresh (2 s)" }
         h2 { "Web server" }

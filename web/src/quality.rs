@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use voxtap_capture::index::CallDetail;
-use voxtap_capture::stream_timeline::{self, StreamKey, Timeline};
+use voxtap_engine::index::CallDetail;
+use voxtap_engine::stream_timeline::{self, StreamKey, Timeline};
 
 use crate::handlers::AppError;
 use crate::{Shared, charts, files};

@@ -57,7 +57,7 @@ fn scalar(key: &str, v: &Value) -> String {
                     s % 60
                 )
             } else if key.ends_with("_unix") && f > 1e9 {
-                let s = voxtap_capture::output::format_ts((f as u64).saturating_mul(1_000_000_000));
+                let s = voxtap_engine::output::format_ts((f as u64).saturating_mul(1_000_000_000));
                 s.get(..19).unwrap_or(&s).replace('T', " ") + " UTC"
             } else if key.contains("bytes") {
                 let b = human_bytes(f);

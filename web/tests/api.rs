@@ -10,7 +10,7 @@ use common::*;
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use voxtap_capture::index::{INDEX_FILE, Index};
+use voxtap_engine::index::{INDEX_FILE, Index};
 
 /// A request sent byte for byte, so `..` and `%2e%2e` reach the server as
 /// written (HTTP client libraries normalise them away).
@@ -48,7 +48,7 @@ async fn env() -> Env {
     let cookie = login(&base, USER, PASSWORD).await.expect("login");
     let idx = Index::open(&data.join(INDEX_FILE)).unwrap();
     let first_call = idx
-        .search(&voxtap_capture::index::CallQuery {
+        .search(&voxtap_engine::index::CallQuery {
             limit: 1,
             ..Default::default()
         })

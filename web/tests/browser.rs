@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::*;
 use fantoccini::{Client, ClientBuilder, Locator};
-use voxtap_capture::index::{CallQuery, INDEX_FILE, Index};
+use voxtap_engine::index::{CallQuery, INDEX_FILE, Index};
 
 /// chromedriver on a free port, killed when dropped.
 struct Driver {
@@ -338,8 +338,8 @@ async fn find_open_listen_download() {
 
     // The sensor page shows the live status file, as `voxtap run` writes
     // it, and refreshes it.
-    use voxtap_capture::live::status::{LiveCounters, RunFacts, SensorPublisher};
-    use voxtap_capture::xdp::{COUNTERS, Counter};
+    use voxtap_sensor::live::status::{LiveCounters, RunFacts, SensorPublisher};
+    use voxtap_sensor::xdp::{COUNTERS, Counter};
     let live = LiveCounters::default();
     LiveCounters::set(&live.frames, 123_456);
     LiveCounters::set(&live.bytes, 26_000_000);

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::*;
-use voxtap_capture::index::{CallQuery, INDEX_FILE, Index};
+use voxtap_engine::index::{CallQuery, INDEX_FILE, Index};
 
 /// One row of `tshark -z rtp,streams`: (src, dst, ssrc) -> (packets, lost, max jitter).
 fn tshark_streams(file: &Path) -> HashMap<(String, String, u32), (u64, i64, f64)> {

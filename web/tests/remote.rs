@@ -549,7 +549,7 @@ async fn hosts_page_in_a_browser() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let shown: u64 = cell(&c, "packets").await.parse().unwrap();
-    let status = voxtap_capture::status::read(data.path(), "remote").unwrap();
+    let status = voxtap_sensor::status::read(data.path(), "remote").unwrap();
     let u = &status["units"][0];
     assert_eq!(shown, u["packets"].as_u64().unwrap(), "{status}");
     assert_eq!(shown, u["remote_sent"].as_u64().unwrap(), "{status}");

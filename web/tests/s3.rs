@@ -11,8 +11,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use common::*;
-use voxtap_capture::index::{CallQuery, INDEX_FILE, Index};
-use voxtap_capture::upload::{UploadConfig, Uploader};
+use voxtap_engine::index::{CallQuery, INDEX_FILE, Index};
+use voxtap_sensor::upload::{UploadConfig, Uploader};
 
 const ACCESS: &str = "AKIATESTKEY";
 const SECRET: &str = "testsecret123";

@@ -6,7 +6,7 @@ mod common;
 use std::collections::{HashMap, HashSet};
 
 use common::*;
-use voxtap_capture::status;
+use voxtap_sensor::status;
 
 fn bearer() -> String {
     format!("Bearer {API_USER}:{API_TOKEN}")
@@ -74,8 +74,8 @@ async fn status_files_on_the_sensor_page_and_in_metrics() {
     let data = dir.path().canonicalize().unwrap();
     // sensor.json exactly as `voxtap run` writes it.
     {
-        use voxtap_capture::live::status::{LiveCounters, RunFacts, SensorPublisher};
-        use voxtap_capture::xdp::{COUNTERS, Counter};
+        use voxtap_sensor::live::status::{LiveCounters, RunFacts, SensorPublisher};
+        use voxtap_sensor::xdp::{COUNTERS, Counter};
         let live = LiveCounters::default();
         LiveCounters::set(&live.frames, 90_000);
         LiveCounters::set(&live.calls_open, 12);

@@ -74,14 +74,7 @@ pub fn bench(root: &Path, args: &[String]) -> Result<()> {
         }
     }
     let mut c = super::cargo();
-    c.args([
-        "build",
-        "--release",
-        "-p",
-        "voxtap-capture",
-        "--bin",
-        "voxtap",
-    ]);
+    c.args(["build", "--release", "-p", "voxtap", "--bin", "voxtap"]);
     super::run(c)?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
@@ -229,7 +222,7 @@ fn probes(dir: &Path, mem_calls: u32, store_mib: u64, import_pps_core: f64) -> R
         "test",
         "--release",
         "-p",
-        "voxtap-capture",
+        "voxtap",
         "--test",
         "bench_probes",
         "--",
@@ -242,7 +235,7 @@ fn probes(dir: &Path, mem_calls: u32, store_mib: u64, import_pps_core: f64) -> R
     .env("VOXTAP_BENCH_STORE_MIB", store_mib.to_string())
     .env("VOXTAP_BENCH_DIR", dir)
     .stderr(Stdio::inherit());
-    eprintln!("xtask: $ cargo test --release -p voxtap-capture --test bench_probes -- --ignored");
+    eprintln!("xtask: $ cargo test --release -p voxtap --test bench_probes -- --ignored");
     let out = c.output().context("running the bench probes")?;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     if !out.status.success() {
@@ -383,7 +376,7 @@ pub fn soak(root: &Path, args: &[String]) -> Result<()> {
         "test",
         "--release",
         "-p",
-        "voxtap-capture",
+        "voxtap",
         "--test",
         "bench_probes",
         "soak",

@@ -381,14 +381,7 @@ pub fn bench_live(root: &Path, args: &[String]) -> Result<()> {
         }
     }
     let mut c = cargo();
-    c.args([
-        "build",
-        "--release",
-        "-p",
-        "voxtap-capture",
-        "--bin",
-        "voxtap",
-    ]);
+    c.args(["build", "--release", "-p", "voxtap", "--bin", "voxtap"]);
     run(c)?;
     let voxtap = target_dir(root).join("release/voxtap");
     let dir = root.join("out/bench-live");

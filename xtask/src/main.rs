@@ -74,7 +74,7 @@ fn bench_index() -> Result<()> {
         "test",
         "--release",
         "-p",
-        "voxtap-capture",
+        "voxtap-engine",
         "--lib",
         "index::tests::bench_index_million_calls",
         "--",
@@ -186,17 +186,18 @@ fn test(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Type-checks the capture crate for macOS (RPCAP is meant to run there).
+/// Type-checks the sensor crate (and the engine, protocol and codecs crates
+/// under it) for macOS (RPCAP is meant to run there).
 /// Only Rust is checked: nothing is linked, and C that would need Apple's
 /// SDK is kept out: no `tls` feature (ring's C), the system SQLite instead
-/// of the bundled one (capture/Cargo.toml), and libopus "found" in a
+/// of the bundled one (capture/engine/Cargo.toml), and libopus "found" in a
 /// directory instead of built from source (OPUS_LIB_DIR; never linked).
 fn check_macos() -> Result<()> {
     let mut c = cargo();
     c.env("OPUS_LIB_DIR", "/nonexistent-opus-for-check").args([
         "check",
         "-p",
-        "voxtap-capture",
+        "voxtap-sensor",
         "--target",
         "x86_64-apple-darwin",
         "--no-default-features",

@@ -9,8 +9,8 @@ use std::process::Command;
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, SET_COOKIE};
 
-use voxtap_capture::import::{ImportOptions, run_import};
-use voxtap_capture::pipeline::PipelineConfig;
+use voxtap_engine::import::{ImportOptions, run_import};
+use voxtap_engine::pipeline::PipelineConfig;
 use voxtap_web::config::{Config, UserConfig};
 use voxtap_web::{Running, ServeOptions};
 

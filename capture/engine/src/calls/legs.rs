@@ -1,0 +1,504 @@
+//! Linking the legs of one logical call: B2BUAs, SBCs and media relays give
+//! each hop its own Call-ID and media ports. Legs are linked by correlation
+//! headers, by the same media seen on two legs, or by an INVITE leaving a
+//! box shortly after one arrived for the same numbers. Every link records
+//! the method and the evidence, so users see why two legs were joined.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+
+use voxtap_proto::sip::{Message, StartLine, uri_user};
+
+/// Why two legs were joined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LinkMethod {
+    /// A configured correlation header (X-Call-ID, X-CID, ...) names the
+    /// other leg's Call-ID.
+    Header,
+    /// Same P-Charging-Vector icid-value.
+    ChargingVector,
+    /// Same RFC 7989 Session-ID.
+    SessionId,
+    /// Replaces (or Refer-To ...?Replaces=) names the other leg: a transfer.
+    Replaces,
+    /// The same RTP stream (SSRC with matching sequence progression).
+    MediaSsrc,
+    /// Identical RTP payload bytes (a relay that rewrites the SSRC).
+    MediaPayload,
+    /// An INVITE left the address another INVITE had just reached, for the
+    /// same caller and callee numbers.
+    Signalling,
+}
+
+impl LinkMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkMethod::Header => "header",
+            LinkMethod::ChargingVector => "p-charging-vector",
+            LinkMethod::SessionId => "session-id",
+            LinkMethod::Replaces => "replaces",
+            LinkMethod::MediaSsrc => "media-ssrc",
+            LinkMethod::MediaPayload => "media-payload",
+            LinkMethod::Signalling => "signalling",
+        }
+    }
+}
+
+/// One link from a leg to another.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Link {
+    /// The other leg's Call-ID.
+    pub other: String,
+    pub method: LinkMethod,
+    /// The evidence: the header value, the SSRC, the box address...
+    pub detail: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct LegConfig {
+    /// Headers whose value is another leg's Call-ID (case-insensitive; a
+    /// header may carry several comma-separated values).
+    pub correlation_headers: Vec<String>,
+    /// An outgoing INVITE within this long of an incoming one may be its
+    /// next hop.
+    pub signalling_window_ns: u64,
+    /// A stream on another leg within this long may be the same media.
+    pub media_window_ns: u64,
+    /// Prefixes stripped from numbers before comparing them (e.g. "+",
+    /// "00", "+44", "0"), longest first.
+    pub strip_prefixes: Vec<String>,
+    /// Networks on the carrier side and on the core side, to tell which
+    /// way a leg faces.
+    pub carrier_networks: Vec<IpNet>,
+    pub core_networks: Vec<IpNet>,
+}
+
+impl Default for LegConfig {
+    fn default() -> Self {
+        LegConfig {
+            correlation_headers: [
+                "X-Call-ID",
+                "X-CID",
+                "X-Original-Call-ID",
+                "X-Orig-Call-ID",
+                "X-Leg-Call-ID",
+                "X-Related-Call-ID",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            signalling_window_ns: 2_000_000_000,
+            media_window_ns: 5_000_000_000,
+            strip_prefixes: vec!["+".into()],
+            carrier_networks: Vec::new(),
+            core_networks: Vec::new(),
+        }
+    }
+}
+
+/// An IPv4 or IPv6 network in CIDR form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpNet {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl IpNet {
+    pub fn parse(s: &str) -> Option<IpNet> {
+        let (a, p) = s.split_once('/').unwrap_or((s, ""));
+        let addr: IpAddr = a.trim().parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = if p.is_empty() {
+            max
+        } else {
+            p.trim().parse().ok()?
+        };
+        (prefix <= max).then_some(IpNet { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let bits = |ip: IpAddr| -> u128 {
+            match ip {
+                IpAddr::V4(v) => u128::from(u32::from(v)) << 96,
+                IpAddr::V6(v) => u128::from(v),
+            }
+        };
+        if self.addr.is_ipv4() != ip.is_ipv4() {
+            return false;
+        }
+        let shift = if self.addr.is_ipv4() { 32 } else { 128 } - u32::from(self.prefix);
+        let mask = if self.prefix == 0 {
+            0
+        } else {
+            (!0u128) << (shift + if self.addr.is_ipv4() { 96 } else { 0 })
+        };
+        bits(self.addr) & mask == bits(ip) & mask
+    }
+}
+
+/// Which side of the network a leg faces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Facing {
+    Carrier,
+    Core,
+    Unknown,
+}
+
+impl Facing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Facing::Carrier => "carrier",
+            Facing::Core => "core",
+            Facing::Unknown => "",
+        }
+    }
+}
+
+/// Correlation keys found in one SIP message.
+#[derive(Default, Debug)]
+pub struct MessageKeys {
+    /// Call-IDs of other legs named by headers, with the method.
+    pub names: Vec<(String, LinkMethod, String)>,
+    /// Keys shared by all legs of a call (icid, Session-ID).
+    pub shared: Vec<(String, LinkMethod)>,
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).trim().to_string()
+}
+
+/// Read the correlation headers of `msg`.
+pub fn message_keys(msg: &Message<'_>, cfg: &LegConfig) -> MessageKeys {
+    let mut k = MessageKeys::default();
+    for name in &cfg.correlation_headers {
+        for v in msg.header_all(name) {
+            for id in v.split(|&b| b == b',') {
+                let id = lossy(id);
+                if !id.is_empty() {
+                    k.names
+                        .push((id.clone(), LinkMethod::Header, format!("{name}: {id}")));
+                }
+            }
+        }
+    }
+    if let Some(v) = msg.header("P-Charging-Vector") {
+        for param in v.split(|&b| b == b';') {
+            let p = lossy(param);
+            if let Some((n, val)) = p.split_once('=')
+                && n.trim().eq_ignore_ascii_case("icid-value")
+            {
+                let val = val.trim().trim_matches('"').to_string();
+                if !val.is_empty() {
+                    k.shared
+                        .push((format!("icid:{val}"), LinkMethod::ChargingVector));
+                }
+            }
+        }
+    }
+    if let Some(v) = msg.header("Session-ID") {
+        // RFC 7989: "local-uuid;remote=remote-uuid". The pair, unordered,
+        // is the same on every leg once both ends have answered; the first
+        // leg's INVITE carries only its own uuid, so each uuid is a key.
+        let s = lossy(v).to_ascii_lowercase();
+        let mut parts = s.split(';');
+        if let Some(local) = parts.next().map(str::trim).filter(|u| is_session_uuid(u)) {
+            k.shared
+                .push((format!("sid:{local}"), LinkMethod::SessionId));
+        }
+        for p in parts {
+            if let Some(r) = p
+                .trim()
+                .strip_prefix("remote=")
+                .filter(|u| is_session_uuid(u))
+            {
+                k.shared.push((format!("sid:{r}"), LinkMethod::SessionId));
+            }
+        }
+    }
+    if let Some(v) = msg.header("Replaces") {
+        let s = lossy(v);
+        if let Some(id) = s.split(';').next().map(str::trim).filter(|s| !s.is_empty()) {
+            k.names.push((
+                id.to_string(),
+                LinkMethod::Replaces,
+                format!("Replaces: {s}"),
+            ));
+        }
+    }
+    // REFER with Refer-To: <sip:x@y?Replaces=callid%3Bto-tag%3D...>
+    if let Some(v) = msg.header("Refer-To") {
+        let s = lossy(v);
+        if let Some(pos) = s.to_ascii_lowercase().find("replaces=") {
+            let rest = &s[pos + "replaces=".len()..];
+            let enc: String = rest
+                .chars()
+                .take_while(|c| !matches!(c, '>' | '&' | ';'))
+                .collect();
+            let dec = percent_decode(&enc);
+            if let Some(id) = dec.split(';').next().filter(|s| !s.is_empty()) {
+                k.names.push((
+                    id.to_string(),
+                    LinkMethod::Replaces,
+                    format!("Refer-To: {s}"),
+                ));
+            }
+        }
+    }
+    k
+}
+
+/// RFC 7989 uuids are 32 hex digits; the all-zero "null" uuid says the far
+/// end is unknown and must not link anything.
+fn is_session_uuid(u: &str) -> bool {
+    u.len() == 32 && u.bytes().all(|b| b.is_ascii_hexdigit()) && u.bytes().any(|b| b != b'0')
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let Some(h) = b.get(i + 1..i + 3)
+            && let Ok(v) = u8::from_str_radix(&String::from_utf8_lossy(h), 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A number as compared between legs: the user part without configured
+/// prefixes and visual separators.
+pub fn normalise_number(user: &str, cfg: &LegConfig) -> String {
+    let mut u: String = user
+        .chars()
+        .filter(|c| !matches!(c, '-' | '.' | '(' | ')' | ' '))
+        .collect();
+    let mut prefixes: Vec<&String> = cfg.strip_prefixes.iter().collect();
+    prefixes.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in prefixes {
+        if let Some(rest) = u.strip_prefix(p.as_str()) {
+            u = rest.to_string();
+            break;
+        }
+    }
+    u
+}
+
+/// An initial INVITE seen recently, for the signalling method.
+#[derive(Clone, Debug)]
+pub struct RecentInvite {
+    pub call_no: u64,
+    pub ts_ns: u64,
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub from: String,
+    pub to: String,
+}
+
+/// A stream start seen recently, for the media methods.
+#[derive(Clone, Copy, Debug)]
+pub struct RecentStream {
+    pub call_no: u64,
+    pub ts_ns: u64,
+    pub ssrc: u32,
+    pub seq: u16,
+}
+
+/// Recent evidence, bounded by time windows.
+#[derive(Default)]
+pub struct LegIndex {
+    pub invites: VecDeque<RecentInvite>,
+    pub streams_by_ssrc: HashMap<u32, Vec<RecentStream>>,
+    /// Hash of a distinctive payload -> (call, time).
+    pub payloads: HashMap<u64, (u64, u64)>,
+    pub shared_keys: HashMap<String, u64>,
+    keys_of: HashMap<u64, Vec<String>>,
+}
+
+impl LegIndex {
+    pub fn expire(&mut self, now_ns: u64, cfg: &LegConfig) {
+        while self
+            .invites
+            .front()
+            .is_some_and(|i| i.ts_ns + cfg.signalling_window_ns < now_ns)
+        {
+            self.invites.pop_front();
+        }
+        let w = cfg.media_window_ns;
+        self.streams_by_ssrc.retain(|_, v| {
+            v.retain(|s| s.ts_ns + w >= now_ns);
+            !v.is_empty()
+        });
+        self.payloads.retain(|_, (_, t)| *t + w >= now_ns);
+    }
+
+    /// Remember a key shared by all legs of a call (icid, Session-ID).
+    pub fn add_shared(&mut self, key: String, call_no: u64) {
+        self.keys_of.entry(call_no).or_default().push(key.clone());
+        self.shared_keys.insert(key, call_no);
+    }
+
+    /// Forget a call that was closed: its keys must not link new calls.
+    /// Invites, streams and payloads age out by their time windows, and a
+    /// stale entry naming a closed call links nothing.
+    pub fn forget(&mut self, call_no: u64) {
+        for k in self.keys_of.remove(&call_no).unwrap_or_default() {
+            if self.shared_keys.get(&k) == Some(&call_no) {
+                self.shared_keys.remove(&k);
+            }
+        }
+    }
+}
+
+/// A payload worth matching across legs: enough distinct byte values that
+/// two calls carrying it by chance (silence, comfort noise, tones) is
+/// implausible.
+pub fn distinctive_payload_hash(payload: &[u8]) -> Option<u64> {
+    if payload.len() < 40 {
+        return None;
+    }
+    let mut seen = [false; 256];
+    let mut distinct = 0;
+    for &b in payload {
+        if !seen[usize::from(b)] {
+            seen[usize::from(b)] = true;
+            distinct += 1;
+        }
+    }
+    if distinct < 24 {
+        return None;
+    }
+    // FNV-1a: fast, no allocation, good enough to key a time-bounded map.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in payload {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    Some(h)
+}
+
+/// Caller and callee numbers of an initial INVITE, normalised.
+pub fn invite_numbers(msg: &Message<'_>, cfg: &LegConfig) -> Option<(String, String)> {
+    if !matches!(msg.start(), StartLine::Request { .. }) {
+        return None;
+    }
+    let from = msg.from().and_then(|f| uri_user(f.uri)).map(lossy)?;
+    // The request URI names the callee as this hop routes it; To keeps the
+    // number the caller dialled. Either matching the other leg counts, so
+    // use To (stable across hops).
+    let to = msg.to().and_then(|t| uri_user(t.uri)).map(lossy)?;
+    Some((normalise_number(&from, cfg), normalise_number(&to, cfg)))
+}
+
+pub fn facing(src: IpAddr, dst: IpAddr, cfg: &LegConfig) -> Facing {
+    let in_any = |nets: &[IpNet], ip: IpAddr| nets.iter().any(|n| n.contains(ip));
+    if in_any(&cfg.carrier_networks, src) || in_any(&cfg.carrier_networks, dst) {
+        Facing::Carrier
+    } else if in_any(&cfg.core_networks, src) || in_any(&cfg.core_networks, dst) {
+        Facing::Core
+    } else {
+        Facing::Unknown
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(extra: &str) -> Vec<u8> {
+        format!(
+            "INVITE sip:+15551234@10.0.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\nFrom: <sip:+4420555@10.0.0.1>;tag=a\r\nTo: <sip:+15551234@10.0.0.2>\r\nCall-ID: leg-b@sbc\r\nCSeq: 1 INVITE\r\n{extra}Content-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    }
+
+    fn keys(extra: &str) -> MessageKeys {
+        let raw = msg(extra);
+        let m = voxtap_proto::sip::parse(&raw).unwrap();
+        message_keys(&m, &LegConfig::default())
+    }
+
+    #[test]
+    fn correlation_headers_with_several_values() {
+        let k = keys("X-Call-ID: leg-a@pbx, leg-z@pbx\r\nX-CID: other@x\r\n");
+        let names: Vec<&str> = k.names.iter().map(|n| n.0.as_str()).collect();
+        assert_eq!(names, ["leg-a@pbx", "leg-z@pbx", "other@x"]);
+        assert!(k.names.iter().all(|n| n.1 == LinkMethod::Header));
+        let k = keys("x-original-call-id: orig@1\r\n");
+        assert_eq!(k.names[0].0, "orig@1");
+    }
+
+    #[test]
+    fn charging_vector_and_session_id() {
+        let k = keys(
+            "P-Charging-Vector: icid-value=\"AyretyU0dm+6O2IrT5tAFrbHLso=\";orig-ioi=home1.net\r\n",
+        );
+        assert_eq!(
+            k.shared,
+            [(
+                "icid:AyretyU0dm+6O2IrT5tAFrbHLso=".to_string(),
+                LinkMethod::ChargingVector
+            )]
+        );
+        let k = keys(
+            "Session-ID: ab30317f1a784dc48ff824d0d3715d86;remote=47755a9de7794ba387653f2099600ef2\r\n",
+        );
+        assert_eq!(k.shared.len(), 2);
+        assert!(k.shared.iter().all(|s| s.1 == LinkMethod::SessionId));
+        // The null uuid links nothing.
+        let k = keys(
+            "Session-ID: ab30317f1a784dc48ff824d0d3715d86;remote=00000000000000000000000000000000\r\n",
+        );
+        assert_eq!(k.shared.len(), 1);
+    }
+
+    #[test]
+    fn replaces_and_refer_to() {
+        let k = keys("Replaces: 425928@bobster.example.org;to-tag=7743;from-tag=6472\r\n");
+        assert_eq!(k.names[0].0, "425928@bobster.example.org");
+        assert_eq!(k.names[0].1, LinkMethod::Replaces);
+        let k = keys(
+            "Refer-To: <sip:dave@denver.example.org?Replaces=12345%40192.168.118.3%3Bto-tag%3D12345%3Bfrom-tag%3D5FFE-3994>\r\n",
+        );
+        assert_eq!(k.names[0].0, "12345@192.168.118.3");
+    }
+
+    #[test]
+    fn numbers_normalised() {
+        let cfg = LegConfig {
+            strip_prefixes: vec!["+".into(), "+44".into(), "0".into()],
+            ..Default::default()
+        };
+        assert_eq!(normalise_number("+44 20-7946(0000)", &cfg), "2079460000");
+        assert_eq!(normalise_number("02079460000", &cfg), "2079460000");
+    }
+
+    #[test]
+    fn networks() {
+        let n = IpNet::parse("10.0.0.0/8").unwrap();
+        assert!(n.contains("10.200.0.1".parse().unwrap()));
+        assert!(!n.contains("11.0.0.1".parse().unwrap()));
+        assert!(!n.contains("::1".parse().unwrap()));
+        let n6 = IpNet::parse("2001:db8::/32").unwrap();
+        assert!(n6.contains("2001:db8:1::5".parse().unwrap()));
+        assert!(
+            IpNet::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+        assert!(IpNet::parse("10.0.0.0/33").is_none());
+    }
+
+    #[test]
+    fn silence_is_not_distinctive() {
+        assert!(distinctive_payload_hash(&[0xff; 160]).is_none());
+        let speech: Vec<u8> = (0..160u32).map(|i| (i * 37 % 251) as u8).collect();
+        assert!(distinctive_payload_hash(&speech).is_some());
+    }
+}

@@ -1,0 +1,409 @@
+//! `voxtap import`: pcap/pcapng files through the pipeline into per-call
+//! outputs. Several files (a SIP capture and media captures from other hosts)
+//! are merged by timestamp, as one capture.
+
+use std::fs::File;
+use std::io::{BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+use crate::calls::{CallState, PacketRef};
+use crate::index::{CallFiles, INDEX_FILE, Index, IndexError};
+use crate::output::{CallWriter, OutputError};
+use crate::pipeline::{Pipeline, PipelineConfig, PipelineStats};
+use voxtap_proto::pcapio::{LinkType, PcapError, PcapReader};
+
+#[derive(Debug, Error)]
+pub enum ImportError {
+    #[error("{path}: {source}")]
+    Open { path: PathBuf, source: PcapError },
+    #[error("too many input files ({0}); at most 65535")]
+    TooManyFiles(usize),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+}
+
+#[derive(Clone, Debug)]
+pub struct ImportOptions {
+    pub files: Vec<PathBuf>,
+    pub out: PathBuf,
+    pub pipeline: PipelineConfig,
+    /// Show a progress line on a terminal.
+    pub progress: bool,
+    /// Write the per-call folders (call.pcap, sip.txt), not only the CSVs.
+    pub call_files: bool,
+    /// Media outputs per call (decrypted pcaps, WAV, DTMF, quality); None
+    /// for none.
+    pub media: Option<crate::media::MediaOptions>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct FileReport {
+    pub path: PathBuf,
+    pub packets: u64,
+    /// What stopped the read early, if anything (truncation, corruption).
+    pub damage: Option<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ImportReport {
+    pub files: Vec<FileReport>,
+    pub stats: PipelineStats,
+    pub calls: u64,
+    pub answered: u64,
+    pub failed: u64,
+    pub streams: u64,
+    pub call_packets_written: u64,
+    pub elapsed: Duration,
+}
+
+impl ImportReport {
+    /// The one-line summary printed at the end of an import.
+    pub fn summary_line(&self) -> String {
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        let damaged = self.files.iter().filter(|f| f.damage.is_some()).count();
+        format!(
+            "imported {} file(s){}: {} packets ({} malformed, skipped), {} SIP messages, {} calls ({} answered, {} failed/other), {} RTP streams, in {:.2} s ({:.0} packets/s)",
+            self.files.len(),
+            if damaged > 0 {
+                format!(" ({damaged} damaged, read up to the damage)")
+            } else {
+                String::new()
+            },
+            self.stats.frames,
+            self.stats.malformed,
+            self.stats.sip_messages,
+            self.calls,
+            self.answered,
+            self.failed,
+            self.streams,
+            secs,
+            self.stats.frames as f64 / secs
+        )
+    }
+}
+
+struct Source {
+    path: PathBuf,
+    reader: PcapReader<BufReader<File>>,
+    report: FileReport,
+    /// The next packet, copied so several files can be merged by time.
+    head: Option<(u64, LinkType, u64, Vec<u8>)>,
+    buf_spare: Vec<u8>,
+}
+
+impl Source {
+    fn advance(&mut self) {
+        let mut buf = std::mem::take(&mut self.buf_spare);
+        match self.reader.next_packet() {
+            Ok(Some(rec)) => {
+                buf.clear();
+                buf.extend_from_slice(rec.data);
+                self.head = Some((rec.ts_ns, rec.link, rec.offset, buf));
+                self.report.packets += 1;
+            }
+            Ok(None) => self.head = None,
+            Err(e) => {
+                self.report.damage = Some(e.to_string());
+                self.head = None;
+            }
+        }
+    }
+}
+
+pub fn run_import(opts: &ImportOptions) -> Result<ImportReport, ImportError> {
+    run_import_with_progress(opts, &|_, _| {})
+}
+
+/// [`run_import`], calling `on_progress(bytes_read, total_bytes)` every few
+/// thousand packets (the web UI's import jobs show it).
+pub fn run_import_with_progress(
+    opts: &ImportOptions,
+    on_progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<ImportReport, ImportError> {
+    if opts.files.len() > usize::from(u16::MAX) {
+        return Err(ImportError::TooManyFiles(opts.files.len()));
+    }
+    let started = Instant::now();
+    let mut pipeline = Pipeline::new(opts.pipeline.clone());
+    let mut writer = CallWriter::new(&opts.out, opts.files.clone())?;
+    if !opts.call_files {
+        writer = writer.without_call_files();
+    } else if let Some(m) = &opts.media {
+        writer.add_processor(Box::new(crate::media::MediaProcessor::new(m.clone())));
+    }
+    let mut index = open_fresh_index(&opts.out)?;
+    let mut report = ImportReport::default();
+    let total_bytes: u64 = opts
+        .files
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    let mut progress = Progress::new(
+        opts.progress && std::io::stderr().is_terminal(),
+        total_bytes,
+    );
+
+    let mut sources = Vec::with_capacity(opts.files.len());
+    for path in &opts.files {
+        let reader = crate::pcapfile::open(path).map_err(|source| ImportError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        sources.push(Source {
+            path: path.clone(),
+            reader,
+            report: FileReport {
+                path: path.clone(),
+                ..Default::default()
+            },
+            head: None,
+            buf_spare: Vec::new(),
+        });
+    }
+
+    let mut since_drain = 0u32;
+    if sources.len() == 1 {
+        // One file: no merge, no copy.
+        let src = &mut sources[0];
+        loop {
+            match src.reader.next_packet() {
+                Ok(Some(rec)) => {
+                    src.report.packets += 1;
+                    pipeline.process(rec.link, rec.ts_ns, PacketRef::new(0, rec.offset), rec.data);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    src.report.damage = Some(e.to_string());
+                    break;
+                }
+            }
+            since_drain += 1;
+            if since_drain >= 4096 {
+                since_drain = 0;
+                write_ended_indexed(&mut pipeline, &mut writer, Some(&mut index), &mut report)?;
+                progress.update(src.reader.bytes_read(), pipeline.stats().frames);
+                on_progress(src.reader.bytes_read(), total_bytes);
+            }
+        }
+    } else {
+        for s in &mut sources {
+            s.advance();
+        }
+        loop {
+            let next = sources
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.head.as_ref().map(|h| (h.0, i)))
+                .min();
+            let Some((_, i)) = next else { break };
+            let s = &mut sources[i];
+            if let Some((ts, link, offset, buf)) = s.head.take() {
+                pipeline.process(link, ts, PacketRef::new(i as u16, offset), &buf);
+                s.buf_spare = buf;
+            }
+            s.advance();
+            since_drain += 1;
+            if since_drain >= 4096 {
+                since_drain = 0;
+                write_ended_indexed(&mut pipeline, &mut writer, Some(&mut index), &mut report)?;
+                let read: u64 = sources.iter().map(|s| s.reader.bytes_read()).sum();
+                progress.update(read, pipeline.stats().frames);
+                on_progress(read, total_bytes);
+            }
+        }
+    }
+    pipeline.finish();
+    write_ended_indexed(&mut pipeline, &mut writer, Some(&mut index), &mut report)?;
+    writer.finish()?;
+    progress.done();
+    for s in sources {
+        if let Some(d) = &s.report.damage {
+            tracing::warn!(
+                file = %s.path.display(),
+                packets = s.report.packets,
+                "{d}; kept the {} packets before the damage",
+                s.report.packets
+            );
+        }
+        report.files.push(s.report);
+    }
+    report.stats = pipeline.stats().clone();
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// The output's call index, emptied first: like calls.csv, it describes
+/// this import only (a second import into the same folder replaces it).
+fn open_fresh_index(out: &Path) -> Result<Index, ImportError> {
+    let path = out.join(INDEX_FILE);
+    if path.exists() {
+        tracing::info!(index = %path.display(), "replacing the call index of an earlier import");
+        for suffix in ["", "-wal", "-shm"] {
+            let p = out.join(format!("{INDEX_FILE}{suffix}"));
+            if p.exists() {
+                std::fs::remove_file(&p).map_err(|source| OutputError::Io { path: p, source })?;
+            }
+        }
+    }
+    Ok(Index::open(&path)?)
+}
+
+/// Writes the calls that ended since the last time and counts them in
+/// `report` (shared with remote capture so both write calls the same way).
+pub fn write_ended(
+    pipeline: &mut Pipeline,
+    writer: &mut CallWriter,
+    report: &mut ImportReport,
+) -> Result<(), ImportError> {
+    write_ended_indexed(pipeline, writer, None, report)
+}
+
+/// [`write_ended`], also recording the calls in the call index.
+pub fn write_ended_indexed(
+    pipeline: &mut Pipeline,
+    writer: &mut CallWriter,
+    index: Option<&mut Index>,
+    report: &mut ImportReport,
+) -> Result<(), ImportError> {
+    let ended = pipeline.drain_ended();
+    let mut files = Vec::with_capacity(ended.len());
+    for call in &ended {
+        let w = writer.write_call(call)?;
+        files.push(
+            w.folder
+                .as_deref()
+                .map(CallFiles::folder)
+                .unwrap_or_default(),
+        );
+        report.calls += 1;
+        report.streams += w.streams;
+        report.call_packets_written += w.packets;
+        match call.state {
+            CallState::Answered | CallState::Completed => report.answered += 1,
+            _ => report.failed += 1,
+        }
+        if w.link_mismatch > 0 {
+            tracing::warn!(
+                call_id = %call.call_id,
+                "{} packets of this call came from captures with another link type and are not in its call.pcap",
+                w.link_mismatch
+            );
+        }
+    }
+    // One transaction per drained batch.
+    let batch: Vec<_> = ended.iter().zip(files).collect();
+    if let Some(index) = index
+        && !batch.is_empty()
+    {
+        index.record_calls(&batch)?;
+    }
+    Ok(())
+}
+
+/// A progress line on stderr, redrawn at most twice a second.
+struct Progress {
+    on: bool,
+    total: u64,
+    last: Instant,
+    started: Instant,
+}
+
+impl Progress {
+    fn new(on: bool, total: u64) -> Self {
+        let now = Instant::now();
+        Progress {
+            on,
+            total,
+            last: now,
+            started: now,
+        }
+    }
+
+    fn update(&mut self, read: u64, packets: u64) {
+        if !self.on || self.last.elapsed() < Duration::from_millis(500) {
+            return;
+        }
+        self.last = Instant::now();
+        let pct = if self.total > 0 {
+            read as f64 * 100.0 / self.total as f64
+        } else {
+            0.0
+        };
+        let width = 30usize;
+        let filled = ((pct / 100.0) * width as f64) as usize;
+        let rate = packets as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        let mut e = std::io::stderr();
+        let _ = write!(
+            e,
+            "\r[{}{}] {pct:5.1}% {packets} packets {rate:.0}/s",
+            "#".repeat(filled.min(width)),
+            " ".repeat(width - filled.min(width))
+        );
+        let _ = e.flush();
+    }
+
+    fn done(&mut self) {
+        if self.on {
+            let _ = writeln!(std::io::stderr());
+        }
+    }
+}
+
+/// Parse `5060,5061,6000-6010` into a port list.
+pub fn parse_ports(s: &str) -> Result<Vec<u16>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if let Some((a, b)) = part.split_once('-') {
+            let a: u16 = a
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad port '{a}' in '{part}'"))?;
+            let b: u16 = b
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad port '{b}' in '{part}'"))?;
+            if a > b {
+                return Err(format!("empty port range '{part}'"));
+            }
+            out.extend(a..=b);
+        } else {
+            out.push(part.parse().map_err(|_| format!("bad port '{part}'"))?);
+        }
+    }
+    if out.is_empty() {
+        return Err("no SIP port given".into());
+    }
+    Ok(out)
+}
+
+/// Where `import` output goes for a file path (used by the demo).
+pub fn default_out_dir(file: &Path) -> PathBuf {
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    PathBuf::from("out").join(stem)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports() {
+        assert_eq!(parse_ports("5060,5061").unwrap(), vec![5060, 5061]);
+        assert_eq!(
+            parse_ports("6000-6002, 5060").unwrap(),
+            vec![6000, 6001, 6002, 5060]
+        );
+        assert!(parse_ports("70000").is_err());
+        assert!(parse_ports("9-3").is_err());
+        assert!(parse_ports("").is_err());
+    }
+}

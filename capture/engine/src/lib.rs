@@ -1,0 +1,17 @@
+//! voxtap's call engine: every packet source (a pcap file, XDP, RPCAP, HEP)
+//! feeds the same [`pipeline::Pipeline`], which decodes frames, rebuilds
+//! calls from SIP, SDP, RTP and RTCP, joins the legs of one logical call and
+//! hands finished calls to the outputs (per-call folders, CSVs, the media
+//! step, the SQLite call index). No sockets, no threads of its own: the
+//! sensor crate runs it live, `import` runs it over files.
+
+pub mod calls;
+pub mod import;
+pub mod index;
+pub mod media;
+pub mod output;
+pub mod pcapfile;
+pub mod pipeline;
+pub mod stream_timeline;
+pub mod synth;
+pub mod tap;

@@ -1,0 +1,899 @@
+//! Media of a call, after capture (never on the capture hot path): SRTP
+//! decryption with SDES keys, decrypted pcaps, audio as WAV, DTMF and
+//! per-stream quality. [`MediaProcessor`] plugs into the
+//! [`CallWriter`](crate::output::CallWriter); [`process_call`] is the same
+//! work on any frames (the `voxtap media` command, tests).
+//!
+//! Per call folder: `media.pcap` (RTP/RTCP frames as captured),
+//! `call-decrypted.pcap` and `media-decrypted.pcap` (when the call carried
+//! SRTP), `caller.wav`, `callee.wav`, `stereo.wav` (caller left, callee
+//! right), `dtmf.csv`, `quality.json`.
+
+pub mod dtmf;
+pub mod layout;
+pub mod quality;
+pub mod rewrite;
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use base64::Engine;
+use thiserror::Error;
+
+use crate::calls::{Call, StreamKey};
+use crate::output::{CallFrame, CallProcessor, CsvWriter, OutputError, format_ts, write_pcap};
+use dtmf::{DtmfEvent, Rfc4733Detector};
+use layout::{MediaPacket, PtMap, Track};
+use quality::{Arrival, CodecImpairment, QualityParams, StreamQuality};
+use voxtap_codecs::CodecKind;
+use voxtap_proto::decode::{Decoder as FrameDecoder, FragLimits, L4};
+use voxtap_proto::srtp::{SrtpContext, SrtpKeys, Suite};
+
+#[derive(Debug, Error)]
+pub enum MediaError {
+    #[error("writing {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("writing WAV {path}: {source}")]
+    Wav { path: PathBuf, source: hound::Error },
+    #[error("{0}")]
+    Output(#[from] OutputError),
+}
+
+/// Which packets a hand-given key is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySelector {
+    Ssrc(u32),
+    /// The sender's address (the key of the side that sends from there).
+    Source(SocketAddr),
+    Flow {
+        src: SocketAddr,
+        dst: SocketAddr,
+    },
+}
+
+/// An SRTP key given by hand: `ssrc=0x1234ABCD,SUITE,BASE64`,
+/// `src=IP:PORT,SUITE,BASE64` or `flow=IP:PORT-IP:PORT,SUITE,BASE64`
+/// (IPv6 as `[::1]:5000`). BASE64 is key||salt as in `a=crypto inline:`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManualKey {
+    pub selector: KeySelector,
+    pub keys: SrtpKeys,
+}
+
+impl FromStr for ManualKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut it = s.split(',');
+        let (sel, suite, key) = match (it.next(), it.next(), it.next(), it.next()) {
+            (Some(a), Some(b), Some(c), None) => (a.trim(), b.trim(), c.trim()),
+            _ => return Err(format!("SRTP key {s:?}: want SELECTOR,SUITE,BASE64")),
+        };
+        let selector = if let Some(v) = sel.strip_prefix("ssrc=") {
+            let v = v.trim();
+            let n = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+                Some(h) => u32::from_str_radix(h, 16),
+                None => v.parse(),
+            };
+            KeySelector::Ssrc(n.map_err(|_| format!("bad SSRC {v:?}"))?)
+        } else if let Some(v) = sel.strip_prefix("src=") {
+            KeySelector::Source(v.parse().map_err(|_| format!("bad address {v:?}"))?)
+        } else if let Some(v) = sel.strip_prefix("flow=") {
+            let (a, b) = v
+                .split_once('-')
+                .ok_or_else(|| format!("flow {v:?}: want SRC-DST"))?;
+            KeySelector::Flow {
+                src: a.parse().map_err(|_| format!("bad address {a:?}"))?,
+                dst: b.parse().map_err(|_| format!("bad address {b:?}"))?,
+            }
+        } else {
+            return Err(format!(
+                "SRTP key selector {sel:?}: want ssrc=, src= or flow="
+            ));
+        };
+        let suite_v = Suite::from_name(suite).ok_or_else(|| format!("unknown suite {suite:?}"))?;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(key.trim_start_matches("inline:"))
+            .map_err(|e| format!("key is not base64: {e}"))?;
+        let need = suite_v.key_len() + suite_v.salt_len();
+        let raw = raw
+            .get(..need)
+            .ok_or_else(|| format!("key||salt is {} bytes, {suite} needs {need}", raw.len()))?;
+        let keys = SrtpKeys::from_key_salt(suite_v, raw).map_err(|e| e.to_string())?;
+        Ok(ManualKey { selector, keys })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct MediaOptions {
+    /// Write WAV files.
+    pub audio: bool,
+    pub keys: Vec<ManualKey>,
+    pub quality: QualityParams,
+}
+
+impl Default for MediaOptions {
+    fn default() -> Self {
+        MediaOptions {
+            audio: true,
+            keys: Vec::new(),
+            quality: QualityParams::default(),
+        }
+    }
+}
+
+/// Who sent a stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Party {
+    Caller,
+    Callee,
+    Unknown,
+}
+
+impl Party {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Party::Caller => "caller",
+            Party::Callee => "callee",
+            Party::Unknown => "unknown",
+        }
+    }
+}
+
+/// One RTP stream as the media step saw it.
+#[derive(Clone, Debug)]
+pub struct StreamMedia {
+    pub key: StreamKey,
+    pub party: Party,
+    pub codec: String,
+    pub srtp: bool,
+    pub srtp_suite: Option<Suite>,
+    /// Packets decrypted (or plain), and SRTP packets that failed.
+    pub rtp_ok: u64,
+    pub auth_failures: u64,
+    pub roc: u32,
+    pub quality: StreamQuality,
+    /// Plain RTP packets (decrypted when SRTP), in capture order.
+    pub packets: Vec<MediaPacket>,
+}
+
+/// What [`process_call`] did.
+#[derive(Clone, Debug, Default)]
+pub struct MediaSummary {
+    pub streams: Vec<StreamMedia>,
+    pub dtmf: Vec<DtmfEvent>,
+    pub srtcp_ok: u64,
+    pub srtcp_auth_failures: u64,
+    /// Frames whose payload we could not rewrite (fragments, odd links):
+    /// they are in the decrypted pcaps as captured.
+    pub not_rewritten: u64,
+    pub wavs: Vec<PathBuf>,
+}
+
+impl MediaSummary {
+    pub fn auth_failures(&self) -> u64 {
+        self.streams.iter().map(|s| s.auth_failures).sum::<u64>() + self.srtcp_auth_failures
+    }
+}
+
+/// The CallProcessor: media outputs for every call the writer writes.
+pub struct MediaProcessor {
+    pub opts: MediaOptions,
+}
+
+impl MediaProcessor {
+    pub fn new(opts: MediaOptions) -> Self {
+        MediaProcessor { opts }
+    }
+}
+
+impl CallProcessor for MediaProcessor {
+    fn process(
+        &mut self,
+        call: &Call,
+        frames: &[CallFrame],
+        folder: &Path,
+    ) -> Result<(), OutputError> {
+        process_call(Some(call), frames, folder, &self.opts)
+            .map(|_| ())
+            .map_err(|e| OutputError::Processor {
+                call_id: call.call_id.clone(),
+                message: format!("media: {e}"),
+            })
+    }
+}
+
+/// SRTP state of one sender (endpoint, SSRC): candidate keys in order of
+/// preference; the first that authenticates is kept.
+struct Crypto {
+    candidates: Vec<SrtpContext>,
+    chosen: Option<usize>,
+    auth_failures: u64,
+    rtcp_failures: u64,
+}
+
+impl Crypto {
+    fn unprotect(&mut self, pkt: &[u8], rtcp: bool) -> Option<Vec<u8>> {
+        let order: Vec<usize> = self
+            .chosen
+            .into_iter()
+            .chain((0..self.candidates.len()).filter(|&i| Some(i) != self.chosen))
+            .collect();
+        for i in order {
+            let c = &mut self.candidates[i];
+            let r = if rtcp {
+                c.unprotect_rtcp(pkt)
+            } else {
+                c.unprotect_rtp(pkt)
+            };
+            if let Ok(u) = r {
+                self.chosen = Some(i);
+                return Some(u.packet);
+            }
+        }
+        if rtcp {
+            self.rtcp_failures += 1;
+        } else {
+            self.auth_failures += 1;
+        }
+        None
+    }
+}
+
+/// Keys a sender at `src` may use, from the SDP that announced `src` as its
+/// media address: the crypto line whose tag and suite the other side
+/// accepted first, then the others, latest SDP first.
+fn sdp_keys(call: &Call, src: SocketAddr) -> Vec<SrtpKeys> {
+    let accepted: HashSet<(u32, String)> = call
+        .media
+        .iter()
+        .filter(|m| m.rtp != src)
+        .flat_map(|m| m.crypto.iter().map(|c| (c.tag, c.suite.clone())))
+        .collect();
+    let mut lines = Vec::new();
+    for m in call
+        .media
+        .iter()
+        .rev()
+        .filter(|m| m.rtp == src || (m.rtcp == src && !m.rtcp_mux))
+    {
+        let mut cs: Vec<_> = m.crypto.iter().collect();
+        cs.sort_by_key(|c| !accepted.contains(&(c.tag, c.suite.clone())));
+        lines.extend(cs);
+    }
+    let mut out: Vec<SrtpKeys> = Vec::new();
+    for c in lines {
+        match SrtpKeys::from_sdes(&c.suite, &c.key_params, &c.session_params) {
+            Ok(k) if !out.contains(&k) => out.push(k),
+            Ok(_) => {}
+            Err(e) => tracing::debug!(call_id = %call.call_id, "a=crypto ignored: {e}"),
+        }
+    }
+    out
+}
+
+fn manual_keys(opts: &MediaOptions, src: SocketAddr, dst: SocketAddr, ssrc: u32) -> Vec<SrtpKeys> {
+    opts.keys
+        .iter()
+        .filter(|k| match &k.selector {
+            KeySelector::Ssrc(s) => *s == ssrc,
+            KeySelector::Source(a) => *a == src,
+            KeySelector::Flow { src: a, dst: b } => *a == src && *b == dst,
+        })
+        .map(|k| k.keys.clone())
+        .collect()
+}
+
+/// The RTP endpoint a RTCP source address belongs to (its m= line's RTP
+/// address), else itself.
+fn rtp_endpoint_of_rtcp(call: Option<&Call>, src: SocketAddr) -> SocketAddr {
+    call.and_then(|c| c.media.iter().rev().find(|m| m.rtcp == src).map(|m| m.rtp))
+        .unwrap_or(src)
+}
+
+fn party_sets(call: &Call) -> (HashSet<SocketAddr>, HashSet<SocketAddr>) {
+    let mut media: Vec<_> = call.media.iter().collect();
+    media.sort_by_key(|m| m.announced_ns);
+    // The first SDP is the offer: from the caller when a request (INVITE)
+    // carried it, from the callee when a response did (late offer).
+    let first_is_request = media
+        .first()
+        .is_some_and(|m| !m.announced_by.starts_with(|c: char| c.is_ascii_digit()));
+    let first_ts = media.first().map(|m| m.announced_ns);
+    let mut first_set = HashSet::new();
+    let mut other_set = HashSet::new();
+    for m in &media {
+        if Some(m.announced_ns) == first_ts {
+            first_set.insert(m.rtp);
+        } else if !first_set.contains(&m.rtp) {
+            // A later SDP from the same side reuses its IP (and usually its
+            // port); from the other side it names the other endpoint.
+            let same_ip = first_set
+                .iter()
+                .any(|a| a.ip() == m.rtp.ip() && a.port() == m.rtp.port());
+            if !same_ip {
+                other_set.insert(m.rtp);
+            }
+        }
+    }
+    if first_is_request {
+        (first_set, other_set)
+    } else {
+        (other_set, first_set)
+    }
+}
+
+/// The codec of each payload type a stream may use: the receiver's SDP
+/// first (payload type numbers are the receiver's), then any SDP of the
+/// call, then RFC 3551's static table.
+fn pt_map(call: Option<&Call>, dst: SocketAddr) -> PtMap {
+    let mut map = PtMap::new();
+    for pt in [0u8, 8, 9, 10, 11, 13] {
+        let clock = voxtap_proto::rtp::static_codec(pt).map_or(8000, |c| c.clock_rate);
+        map.insert(pt, (CodecKind::from_static_pt(pt), clock));
+    }
+    if let Some(call) = call {
+        let mut media: Vec<_> = call.media.iter().collect();
+        // Receiver's SDP last so it wins.
+        media.sort_by_key(|m| (m.rtp == dst, m.announced_ns));
+        for m in media {
+            for r in &m.rtpmap {
+                let mut kind = CodecKind::from_name(&r.encoding, r.channels, None);
+                if let CodecKind::Opus { .. } = kind {
+                    // Decode Opus to stereo always: a mono stream decodes
+                    // to two equal channels, a stereo one keeps its image,
+                    // and MediaInfo does not carry the fmtp to tell.
+                    kind = CodecKind::Opus { channels: 2 };
+                }
+                map.insert(r.pt, (kind, r.clock_rate.max(1)));
+            }
+        }
+    }
+    map
+}
+
+/// Decrypt, decode and assess the media in `frames`; write the outputs
+/// into `folder`. `call` gives SDP keys, codecs, parties and SIP INFO; with
+/// None (a capture without SIP), hand-given keys and static payload types
+/// are all there is.
+pub fn process_call(
+    call: Option<&Call>,
+    frames: &[CallFrame],
+    folder: &Path,
+    opts: &MediaOptions,
+) -> Result<MediaSummary, MediaError> {
+    let mut summary = MediaSummary::default();
+    let mut dec = FrameDecoder::new(FragLimits::default());
+    let mut cryptos: HashMap<(SocketAddr, u32), Crypto> = HashMap::new();
+    let mut stream_idx: HashMap<StreamKey, usize> = HashMap::new();
+    let mut media_raw = Vec::new();
+    let mut media_dec = Vec::new();
+    let mut call_dec = Vec::with_capacity(frames.len());
+    let mut any_srtp = false;
+    let keys_for = |src: SocketAddr, dst: SocketAddr, ssrc: u32| {
+        let mut k = manual_keys(opts, src, dst, ssrc);
+        if let Some(c) = call {
+            k.extend(sdp_keys(c, src));
+        }
+        k
+    };
+    for (n, f) in frames.iter().enumerate() {
+        let (src, dst, payload) = match dec.decode(f.link, f.ts_ns, n as u64, &f.data) {
+            Ok(Some(d)) if d.l4 == L4::Udp => (d.src, d.dst, d.payload.to_vec()),
+            _ => {
+                call_dec.push(f.clone());
+                continue;
+            }
+        };
+        let is_media = payload.len() >= 8 && payload[0] >> 6 == 2;
+        if !is_media {
+            // SIP whose SDP says RTP/SAVP: in the decrypted capture it must
+            // say RTP/AVP, or Wireshark decodes the plain RTP as SRTP.
+            let plain = rewrite::plain_sdp(&payload)
+                .and_then(|p| rewrite::replace_udp_payload(f.link, &f.data, &p));
+            match plain {
+                Some(data) => call_dec.push(CallFrame {
+                    orig_len: data.len() as u32,
+                    data,
+                    ..f.clone()
+                }),
+                None => call_dec.push(f.clone()),
+            }
+            continue;
+        }
+        media_raw.push(f.clone());
+        let rtcp = voxtap_proto::srtp::looks_like_srtcp(&payload);
+        let ssrc_at = if rtcp { 4 } else { 8 };
+        let Some(ssrc) = payload
+            .get(ssrc_at..ssrc_at + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        else {
+            call_dec.push(f.clone());
+            media_dec.push(f.clone());
+            continue;
+        };
+        let endpoint = if rtcp {
+            rtp_endpoint_of_rtcp(call, src)
+        } else {
+            src
+        };
+        let ckey = (endpoint, ssrc);
+        let crypto = cryptos.entry(ckey).or_insert_with(|| {
+            let keys = keys_for(endpoint, dst, ssrc);
+            let keys = if keys.is_empty() && rtcp {
+                keys_for(src, dst, ssrc)
+            } else {
+                keys
+            };
+            Crypto {
+                candidates: keys.into_iter().map(SrtpContext::new).collect(),
+                chosen: None,
+                auth_failures: 0,
+                rtcp_failures: 0,
+            }
+        });
+        let crypto = Some(crypto).filter(|c| !c.candidates.is_empty());
+        let is_srtp = crypto.is_some();
+        any_srtp |= is_srtp;
+        let plain = match crypto {
+            Some(c) => c.unprotect(&payload, rtcp),
+            None => Some(payload.clone()),
+        };
+        let out_frame = match (&plain, is_srtp) {
+            (Some(p), true) => match rewrite::replace_udp_payload(f.link, &f.data, p) {
+                Some(data) => CallFrame {
+                    ts_ns: f.ts_ns,
+                    orig_len: (f.orig_len as i64 + data.len() as i64 - f.data.len() as i64).max(0)
+                        as u32,
+                    link: f.link,
+                    data,
+                },
+                None => {
+                    summary.not_rewritten += 1;
+                    f.clone()
+                }
+            },
+            _ => f.clone(),
+        };
+        call_dec.push(out_frame.clone());
+        media_dec.push(out_frame);
+        if rtcp {
+            if plain.is_some() && is_srtp {
+                summary.srtcp_ok += 1;
+            }
+            continue;
+        }
+        let key = StreamKey { src, dst, ssrc };
+        let idx = *stream_idx.entry(key).or_insert_with(|| {
+            summary.streams.push(StreamMedia {
+                key,
+                party: Party::Unknown,
+                codec: String::new(),
+                srtp: is_srtp,
+                srtp_suite: None,
+                rtp_ok: 0,
+                auth_failures: 0,
+                roc: 0,
+                quality: StreamQuality::default(),
+                packets: Vec::new(),
+            });
+            summary.streams.len() - 1
+        });
+        let Some(p) = plain else { continue };
+        let Some(hl) = voxtap_proto::srtp::rtp_header_len(&p) else {
+            continue;
+        };
+        let mut end = p.len();
+        if p[0] & 0x20 != 0 {
+            end = end.saturating_sub(usize::from(p[p.len() - 1])).max(hl);
+        }
+        let s = &mut summary.streams[idx];
+        s.rtp_ok += 1;
+        s.packets.push(MediaPacket {
+            arrival_ns: f.ts_ns,
+            seq: u16::from_be_bytes([p[2], p[3]]),
+            timestamp: u32::from_be_bytes([p[4], p[5], p[6], p[7]]),
+            pt: p[1] & 0x7F,
+            payload: p[hl..end].to_vec(),
+        });
+    }
+    for s in &mut summary.streams {
+        if let Some(c) = cryptos.get(&(s.key.src, s.key.ssrc)) {
+            s.auth_failures = c.auth_failures;
+            if let Some(ctx) = c.chosen.and_then(|i| c.candidates.get(i)) {
+                s.srtp_suite = Some(ctx.suite());
+                s.roc = ctx.roc();
+            }
+        }
+    }
+    summary.srtcp_auth_failures = cryptos.values().map(|c| c.rtcp_failures).sum();
+
+    // Parties, codecs, quality.
+    let (caller, callee) = call.map(party_sets).unwrap_or_default();
+    let origin = summary
+        .streams
+        .iter()
+        .flat_map(|s| s.packets.iter().map(|p| p.arrival_ns))
+        .min()
+        .unwrap_or(0);
+    let mut event_pts: HashSet<u8> = HashSet::new();
+    let mut pt_maps = Vec::new();
+    for s in &mut summary.streams {
+        s.party = if caller.contains(&s.key.src) || callee.contains(&s.key.dst) {
+            Party::Caller
+        } else if callee.contains(&s.key.src) || caller.contains(&s.key.dst) {
+            Party::Callee
+        } else {
+            Party::Unknown
+        };
+        let map = pt_map(call, s.key.dst);
+        event_pts.extend(
+            map.iter()
+                .filter(|(_, v)| v.0 == CodecKind::TelephoneEvent)
+                .map(|(k, _)| *k),
+        );
+        // The stream's main codec: its most frequent audio payload type.
+        let mut counts: HashMap<u8, u64> = HashMap::new();
+        for p in &s.packets {
+            if map.get(&p.pt).is_some_and(|v| v.0.is_audio()) {
+                *counts.entry(p.pt).or_default() += 1;
+            }
+        }
+        let main_pt = counts
+            .into_iter()
+            .max_by_key(|&(pt, c)| (c, std::cmp::Reverse(pt)))
+            .map(|x| x.0);
+        s.codec = match (call, main_pt) {
+            (Some(c), Some(pt)) => c
+                .media
+                .iter()
+                .flat_map(|m| m.rtpmap.iter())
+                .find(|r| r.pt == pt)
+                .map(|r| r.encoding.clone())
+                .or_else(|| voxtap_proto::rtp::static_codec(pt).map(|c| c.name.to_string()))
+                .unwrap_or_else(|| format!("PT{pt}")),
+            (None, Some(pt)) => voxtap_proto::rtp::static_codec(pt)
+                .map_or_else(|| format!("PT{pt}"), |c| c.name.to_string()),
+            _ => String::new(),
+        };
+        let clock = main_pt.and_then(|pt| map.get(&pt)).map_or(8000, |v| v.1);
+        let arrivals: Vec<Arrival> = s
+            .packets
+            .iter()
+            .filter(|p| Some(p.pt) == main_pt)
+            .map(|p| Arrival {
+                seq: p.seq,
+                timestamp: p.timestamp,
+                arrival_ns: p.arrival_ns,
+            })
+            .collect();
+        let imp = CodecImpairment::for_codec(&s.codec).unwrap_or(CodecImpairment::G711_PLC);
+        s.quality = quality::assess(&arrivals, clock, imp, opts.quality);
+        pt_maps.push(map);
+    }
+
+    // DTMF: RFC 4733 over every stream, plus SIP INFO.
+    let mut det = Rfc4733Detector::new();
+    for (s, map) in summary.streams.iter().zip(&pt_maps) {
+        let ev_pts: Vec<u8> = map
+            .iter()
+            .filter(|(_, v)| v.0 == CodecKind::TelephoneEvent)
+            .map(|(k, _)| *k)
+            .collect();
+        let mut by_time: Vec<&MediaPacket> = s.packets.iter().collect();
+        by_time.sort_by_key(|p| p.arrival_ns);
+        for p in by_time {
+            let is_ev = if ev_pts.is_empty() {
+                (96..=127).contains(&p.pt) && p.payload.len() == 4 && p.payload[0] <= 16
+            } else {
+                ev_pts.contains(&p.pt)
+            };
+            if is_ev {
+                let clock = map.get(&p.pt).map_or(8000, |v| v.1);
+                det.push_payload(
+                    p.arrival_ns,
+                    Some(s.key.src),
+                    Some(s.key.dst),
+                    s.key.ssrc,
+                    p.timestamp,
+                    clock,
+                    &p.payload,
+                );
+            }
+        }
+    }
+    let mut events = det.finish();
+    if let Some(c) = call {
+        events.extend(dtmf::sip_info_events(
+            c.sip
+                .iter()
+                .map(|e| (e.ts_ns, e.src, e.dst, e.text.as_str())),
+        ));
+    }
+    events.sort_by_key(|e| e.ts_ns);
+    summary.dtmf = events;
+
+    // Outputs.
+    if !media_raw.is_empty() {
+        write_pcap(&media_raw, &folder.join("media.pcap"))?;
+    }
+    if any_srtp {
+        write_pcap(&call_dec, &folder.join("call-decrypted.pcap"))?;
+        write_pcap(&media_dec, &folder.join("media-decrypted.pcap"))?;
+    }
+    if opts.audio && !summary.streams.is_empty() {
+        write_audio(&mut summary, &pt_maps, origin, folder)?;
+    }
+    write_dtmf_csv(&summary.dtmf, &folder.join("dtmf.csv"))?;
+    write_quality_json(call, &summary, opts, &folder.join("quality.json"))?;
+    Ok(summary)
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> MediaError + '_ {
+    move |source| MediaError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn write_audio(
+    summary: &mut MediaSummary,
+    maps: &[PtMap],
+    origin: u64,
+    folder: &Path,
+) -> Result<(), MediaError> {
+    let track_for = |party: Party| -> Option<Track> {
+        let idx: Vec<usize> = (0..summary.streams.len())
+            .filter(|&i| summary.streams[i].party == party)
+            .collect();
+        if idx.is_empty() {
+            return None;
+        }
+        let mut rate = 8000;
+        let mut ch = 1;
+        for &i in &idx {
+            for p in &summary.streams[i].packets {
+                if let Some((k, clock)) = maps[i].get(&p.pt)
+                    && k.is_audio()
+                {
+                    rate = rate.max(k.sample_rate(*clock));
+                    ch = ch.max(k.channels());
+                }
+            }
+        }
+        // One layout per stream set sharing a PT map: the streams of one
+        // party go to the same receiver, so their maps agree; use the first.
+        let pkts: Vec<&[MediaPacket]> = idx
+            .iter()
+            .map(|&i| summary.streams[i].packets.as_slice())
+            .collect();
+        Some(layout::layout(&pkts, &maps[idx[0]], origin, rate, ch))
+    };
+    let caller = track_for(Party::Caller);
+    let callee = track_for(Party::Callee);
+    let mut wavs = Vec::new();
+    for (name, t) in [("caller.wav", &caller), ("callee.wav", &callee)] {
+        if let Some(t) = t.as_ref().filter(|t| t.placed > 0) {
+            let p = folder.join(name);
+            layout::write_wav(&p, t.rate, t.channels, &t.samples).map_err(|source| {
+                MediaError::Wav {
+                    path: p.clone(),
+                    source,
+                }
+            })?;
+            wavs.push(p);
+        }
+    }
+    if caller.is_some() || callee.is_some() {
+        let empty = Track::default();
+        let l = caller.as_ref().unwrap_or(&empty);
+        let r = callee.as_ref().unwrap_or(&empty);
+        let rate = l.rate.max(r.rate).max(8000);
+        let st = layout::stereo(l, r, rate);
+        let p = folder.join("stereo.wav");
+        layout::write_wav(&p, rate, 2, &st).map_err(|source| MediaError::Wav {
+            path: p.clone(),
+            source,
+        })?;
+        wavs.push(p);
+    }
+    for (s, map) in summary.streams.iter().zip(maps) {
+        if s.party != Party::Unknown {
+            continue;
+        }
+        let mut rate = 8000;
+        let mut ch = 1;
+        for p in &s.packets {
+            if let Some((k, clock)) = map.get(&p.pt)
+                && k.is_audio()
+            {
+                rate = rate.max(k.sample_rate(*clock));
+                ch = ch.max(k.channels());
+            }
+        }
+        let t = layout::layout(&[s.packets.as_slice()], map, origin, rate, ch);
+        if t.placed == 0 {
+            continue;
+        }
+        let p = folder.join(format!(
+            "stream-{:08X}-{}.wav",
+            s.key.ssrc,
+            s.key.src.port()
+        ));
+        layout::write_wav(&p, t.rate, t.channels, &t.samples).map_err(|source| {
+            MediaError::Wav {
+                path: p.clone(),
+                source,
+            }
+        })?;
+        wavs.push(p);
+    }
+    summary.wavs = wavs;
+    Ok(())
+}
+
+pub const DTMF_HEADER: &[&str] = &[
+    "time",
+    "source",
+    "digit",
+    "duration_ms",
+    "src",
+    "dst",
+    "ssrc_hex",
+    "volume",
+    "ended",
+];
+
+fn write_dtmf_csv(events: &[DtmfEvent], path: &Path) -> Result<(), MediaError> {
+    let f = File::create(path).map_err(io_err(path))?;
+    let mut w = CsvWriter::new(BufWriter::new(f));
+    w.row(DTMF_HEADER.iter().copied()).map_err(io_err(path))?;
+    for e in events {
+        let row = [
+            format_ts(e.ts_ns),
+            e.source.as_str().to_string(),
+            e.digit.to_string(),
+            e.duration_ms.map(|d| format!("{d:.1}")).unwrap_or_default(),
+            e.src.map(|a| a.to_string()).unwrap_or_default(),
+            e.dst.map(|a| a.to_string()).unwrap_or_default(),
+            e.ssrc.map(|s| format!("0x{s:08X}")).unwrap_or_default(),
+            e.volume.map(|v| v.to_string()).unwrap_or_default(),
+            e.ended.to_string(),
+        ];
+        w.row(row.iter().map(String::as_str))
+            .map_err(io_err(path))?;
+    }
+    w.into_inner().flush().map_err(io_err(path))
+}
+
+fn write_quality_json(
+    call: Option<&Call>,
+    summary: &MediaSummary,
+    opts: &MediaOptions,
+    path: &Path,
+) -> Result<(), MediaError> {
+    let streams: Vec<serde_json::Value> = summary
+        .streams
+        .iter()
+        .map(|s| {
+            let mut v = s.quality.to_json();
+            let rtcp = call
+                .and_then(|c| c.stream_index.get(&s.key).and_then(|&i| c.streams.get(i)))
+                .filter(|st| st.rtcp.reports > 0)
+                .map(|st| {
+                    let clock = f64::from(st.clock_rate.max(1));
+                    serde_json::json!({
+                        "reports": st.rtcp.reports,
+                        "fraction_lost_pct": f64::from(st.rtcp.fraction_lost) * 100.0 / 256.0,
+                        "cumulative_lost": st.rtcp.cumulative_lost,
+                        "jitter_ms": f64::from(st.rtcp.jitter_units) * 1000.0 / clock,
+                    })
+                });
+            if let Some(o) = v.as_object_mut() {
+                o.insert("ssrc".into(), format!("0x{:08X}", s.key.ssrc).into());
+                o.insert("src".into(), s.key.src.to_string().into());
+                o.insert("dst".into(), s.key.dst.to_string().into());
+                o.insert("party".into(), s.party.as_str().into());
+                o.insert("codec".into(), s.codec.clone().into());
+                o.insert("srtp".into(), s.srtp.into());
+                o.insert("srtp_suite".into(), s.srtp_suite.map(|x| x.name()).into());
+                o.insert("srtp_auth_failures".into(), s.auth_failures.into());
+                o.insert("srtp_roc".into(), s.roc.into());
+                o.insert("rtcp".into(), rtcp.unwrap_or(serde_json::Value::Null));
+            }
+            v
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "call_id": call.map(|c| c.call_id.clone()),
+        "model": "ITU-T G.107 E-model, see docs/media.md",
+        "jitter_buffer_ms": opts.quality.jitter_buffer_ms,
+        "network_delay_ms": opts.quality.network_delay_ms,
+        "srtcp_decrypted": summary.srtcp_ok,
+        "srtcp_auth_failures": summary.srtcp_auth_failures,
+        "dtmf_events": summary.dtmf.len(),
+        "streams": streams,
+    });
+    let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    std::fs::write(path, text + "\n").map_err(io_err(path))
+}
+
+/// `voxtap media`: re-read one call's `call.pcap` from an import output
+/// folder, rebuild the call from it (SIP, SDP keys, streams) and write the
+/// media outputs into its folder again.
+pub fn regenerate(
+    out_dir: &Path,
+    call_id: &str,
+    opts: &MediaOptions,
+) -> Result<MediaSummary, RegenerateError> {
+    let rows = std::fs::read_to_string(out_dir.join("calls.csv"))
+        .map_err(|e| RegenerateError::Read(out_dir.join("calls.csv"), e))?;
+    // calls.csv: call_id is the first column and the pcap path the 9th;
+    // we find the folder by the Call-ID's sanitised name instead of parsing
+    // CSV quoting: every folder holds a sip.txt naming its Call-ID.
+    let _ = rows;
+    let mut folder = None;
+    for e in
+        std::fs::read_dir(out_dir).map_err(|e| RegenerateError::Read(out_dir.to_path_buf(), e))?
+    {
+        let Ok(e) = e else { continue };
+        let pcap = e.path().join("call.pcap");
+        if !pcap.exists() {
+            continue;
+        }
+        let sip = std::fs::read_to_string(e.path().join("sip.txt")).unwrap_or_default();
+        if sip.lines().any(|l| {
+            l.split_once(':').is_some_and(|(k, v)| {
+                (k.eq_ignore_ascii_case("call-id") || k == "i") && v.trim() == call_id
+            })
+        }) {
+            folder = Some(e.path());
+            break;
+        }
+    }
+    let folder = folder.ok_or_else(|| RegenerateError::NoCall(call_id.to_string()))?;
+    let pcap = folder.join("call.pcap");
+    let mut pipeline = crate::pipeline::Pipeline::new(crate::pipeline::PipelineConfig::default());
+    let mut reader = crate::pcapfile::open(&pcap)
+        .map_err(|e| RegenerateError::Pcap(pcap.clone(), e.to_string()))?;
+    let mut frames = Vec::new();
+    while let Some(rec) = reader
+        .next_packet()
+        .map_err(|e| RegenerateError::Pcap(pcap.clone(), e.to_string()))?
+    {
+        pipeline.process(
+            rec.link,
+            rec.ts_ns,
+            crate::calls::PacketRef::new(0, rec.offset),
+            rec.data,
+        );
+        frames.push(CallFrame {
+            ts_ns: rec.ts_ns,
+            orig_len: rec.orig_len,
+            link: rec.link,
+            data: rec.data.to_vec(),
+        });
+    }
+    pipeline.finish();
+    let calls = pipeline.drain_ended();
+    let call = calls.iter().find(|c| c.call_id == call_id);
+    process_call(call, &frames, &folder, opts).map_err(RegenerateError::Media)
+}
+
+#[derive(Debug, Error)]
+pub enum RegenerateError {
+    #[error("reading {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("no call folder with Call-ID {0}")]
+    NoCall(String),
+    #[error("reading {0}: {1}")]
+    Pcap(PathBuf, String),
+    #[error(transparent)]
+    Media(MediaError),
+}

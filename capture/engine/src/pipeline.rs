@@ -1,0 +1,306 @@
+//! The one packet path: every source (pcap file, XDP, RPCAP) hands frames to
+//! [`Pipeline::process`], which decodes them, finds SIP on the configured
+//! ports and by content anywhere else, frames SIP over TCP, and feeds the
+//! call table.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use crate::calls::{Call, CallConfig, CallTable, CallTableStats, PacketRef};
+use voxtap_proto::decode::{Decoder, FragLimits, L4};
+use voxtap_proto::pcapio::LinkType;
+use voxtap_proto::sip::{self, StreamReassembler};
+
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    /// Ports on which UDP/TCP is taken as SIP without looking at it first.
+    pub sip_ports: Vec<u16>,
+    /// Also recognise SIP by its start line on any port.
+    pub sip_by_content: bool,
+    pub calls: CallConfig,
+    pub frag: FragLimits,
+    /// TCP flows without a byte for this long (capture time) are forgotten.
+    pub tcp_idle_ns: u64,
+    /// Cap on tracked SIP/TCP flows.
+    pub max_tcp_flows: usize,
+    /// Where SIP, RTCP and ended calls are also handed (HEP export).
+    pub tap: Option<crate::tap::TapFactory>,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            sip_ports: vec![5060, 5061],
+            sip_by_content: true,
+            calls: CallConfig::default(),
+            frag: FragLimits::default(),
+            tcp_idle_ns: 600 * 1_000_000_000,
+            max_tcp_flows: 65_536,
+            tap: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct PipelineStats {
+    pub frames: u64,
+    pub bytes: u64,
+    /// Frames the decoder rejected (malformed headers); counted and skipped.
+    pub malformed: u64,
+    /// Frames that are not IP UDP/TCP, or fragments still being reassembled.
+    pub not_udp_tcp: u64,
+    pub sip_messages: u64,
+    pub sip_errors: u64,
+    pub sip_keepalives: u64,
+    pub tcp_flows: u64,
+    pub tcp_flows_dropped: u64,
+    pub tcp_other: u64,
+    pub media: u64,
+    pub other_udp: u64,
+}
+
+struct TcpFlow {
+    reasm: StreamReassembler,
+    /// Segments holding bytes of the message still being assembled.
+    pending: Vec<(u64, PacketRef)>,
+    last_ns: u64,
+}
+
+pub struct Pipeline {
+    decoder: Decoder,
+    calls: CallTable,
+    tcp: HashMap<(SocketAddr, SocketAddr), TcpFlow>,
+    sip_ports: Box<[u64; 1024]>,
+    sip_by_content: bool,
+    tcp_idle_ns: u64,
+    max_tcp_flows: usize,
+    last_tcp_sweep_ns: u64,
+    refs: Vec<(u64, PacketRef)>,
+    stats: PipelineStats,
+    tap: Option<Box<dyn crate::tap::PacketTap>>,
+}
+
+impl Pipeline {
+    pub fn new(cfg: PipelineConfig) -> Self {
+        let mut sip_ports = Box::new([0u64; 1024]);
+        for p in &cfg.sip_ports {
+            sip_ports[usize::from(*p) / 64] |= 1 << (p % 64);
+        }
+        Pipeline {
+            decoder: Decoder::new(cfg.frag),
+            calls: CallTable::new(cfg.calls),
+            tcp: HashMap::new(),
+            sip_ports,
+            sip_by_content: cfg.sip_by_content,
+            tcp_idle_ns: cfg.tcp_idle_ns,
+            max_tcp_flows: cfg.max_tcp_flows,
+            last_tcp_sweep_ns: 0,
+            refs: Vec::with_capacity(64),
+            stats: PipelineStats::default(),
+            tap: cfg.tap.as_ref().map(|f| f.make()),
+        }
+    }
+
+    #[cfg(test)]
+    fn is_sip_port(&self, port: u16) -> bool {
+        self.sip_ports[usize::from(port) / 64] & (1 << (port % 64)) != 0
+    }
+
+    pub fn stats(&self) -> &PipelineStats {
+        &self.stats
+    }
+
+    pub fn call_stats(&self) -> CallTableStats {
+        self.calls.stats()
+    }
+
+    pub fn decode_stats(&self) -> &voxtap_proto::decode::DecodeStats {
+        self.decoder.stats()
+    }
+
+    /// The call table, for a live sensor (endpoint events, capture loss).
+    pub fn calls_mut(&mut self) -> &mut CallTable {
+        &mut self.calls
+    }
+
+    pub fn open_calls(&self) -> usize {
+        self.calls.open_calls()
+    }
+
+    /// Calls that closed since the last call (BYE, final response, timeout).
+    pub fn drain_ended(&mut self) -> Vec<Call> {
+        let ended = self.calls.drain_ended();
+        if let Some(tap) = &mut self.tap {
+            for call in &ended {
+                tap.call_ended(call);
+            }
+        }
+        ended
+    }
+
+    /// End of the capture: closes every open call.
+    pub fn finish(&mut self) {
+        self.calls.finish();
+    }
+
+    /// One captured frame.
+    pub fn process(&mut self, link: LinkType, ts_ns: u64, pref: PacketRef, frame: &[u8]) {
+        self.stats.frames += 1;
+        self.stats.bytes += frame.len() as u64;
+        let Pipeline {
+            decoder,
+            calls,
+            tcp,
+            refs,
+            stats,
+            sip_ports,
+            sip_by_content,
+            max_tcp_flows,
+            tap,
+            ..
+        } = self;
+        let sip_by_content = *sip_by_content;
+        let dg = match decoder.decode(link, ts_ns, pref.0, frame) {
+            Ok(Some(dg)) => dg,
+            Ok(None) => {
+                stats.not_udp_tcp += 1;
+                calls.tick(ts_ns);
+                return;
+            }
+            Err(_) => {
+                stats.malformed += 1;
+                return;
+            }
+        };
+        refs.clear();
+        // Earlier fragments of a reassembled datagram belong to it too.
+        refs.extend(dg.fragments.iter().map(|&r| (ts_ns, PacketRef(r))));
+        refs.push((ts_ns, pref));
+        let (src, dst, payload) = (dg.src, dg.dst, dg.payload);
+        let is_sip_port = |p: u16| sip_ports[usize::from(p) / 64] & (1 << (p % 64)) != 0;
+        let sip_port = is_sip_port(src.port()) || is_sip_port(dst.port());
+        match dg.l4 {
+            L4::Udp => {
+                if sip_port || (sip_by_content && sip::looks_like_sip(payload)) {
+                    if payload.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
+                        stats.sip_keepalives += 1;
+                        return;
+                    }
+                    match sip::parse(payload) {
+                        Ok(msg) => {
+                            stats.sip_messages += 1;
+                            if let (Some(t), Some(cid)) = (tap.as_mut(), msg.call_id()) {
+                                t.sip(ts_ns, src, dst, false, cid, payload);
+                            }
+                            calls.on_sip(ts_ns, src, dst, "UDP", &msg, refs);
+                        }
+                        Err(_) => {
+                            stats.sip_errors += 1;
+                            // Not SIP after all (or broken): it may still be
+                            // media on a port that a call announced.
+                            if calls.on_udp(ts_ns, src, dst, payload, refs) {
+                                stats.media += 1;
+                            }
+                        }
+                    }
+                } else if calls.on_udp(ts_ns, src, dst, payload, refs) {
+                    stats.media += 1;
+                    if let Some(t) = tap.as_mut()
+                        && voxtap_proto::rtp::looks_like_rtcp(payload)
+                        && let Some((cid, false)) = calls.media_call_id(src, dst)
+                    {
+                        t.rtcp(ts_ns, src, dst, cid, payload);
+                    }
+                } else {
+                    stats.other_udp += 1;
+                }
+            }
+            L4::Tcp { seq, .. } => {
+                calls.tick(ts_ns);
+                if payload.is_empty() {
+                    return;
+                }
+                let key = (src, dst);
+                let known = tcp.contains_key(&key);
+                let sip_like = sip_port || (sip_by_content && sip::looks_like_sip(payload));
+                if !known && !sip_like {
+                    stats.tcp_other += 1;
+                    return;
+                }
+                if !known {
+                    if tcp.len() >= *max_tcp_flows {
+                        stats.tcp_flows_dropped += 1;
+                        return;
+                    }
+                    stats.tcp_flows += 1;
+                }
+                let flow = tcp.entry(key).or_insert_with(|| TcpFlow {
+                    reasm: StreamReassembler::new(),
+                    pending: Vec::new(),
+                    last_ns: ts_ns,
+                });
+                flow.last_ns = ts_ns;
+                flow.reasm.push(seq, payload);
+                flow.pending.extend_from_slice(refs);
+                let mut first = true;
+                let last_ref = *refs.last().unwrap_or(&(ts_ns, pref));
+                while let Some(bytes) = flow.reasm.next_message() {
+                    match sip::parse(bytes) {
+                        Ok(msg) => {
+                            stats.sip_messages += 1;
+                            // The first message completed here owns every
+                            // segment that carried it; later ones in the same
+                            // segment own just this segment.
+                            let owned: &[(u64, PacketRef)] = if first {
+                                &flow.pending
+                            } else {
+                                std::slice::from_ref(&last_ref)
+                            };
+                            if let (Some(t), Some(cid)) = (tap.as_mut(), msg.call_id()) {
+                                t.sip(ts_ns, src, dst, true, cid, bytes);
+                            }
+                            calls.on_sip(ts_ns, src, dst, "TCP", &msg, owned);
+                            first = false;
+                        }
+                        Err(_) => stats.sip_errors += 1,
+                    }
+                }
+                if !first {
+                    flow.pending.clear();
+                    if flow.reasm.buffered() > 0 {
+                        flow.pending.push(last_ref);
+                    }
+                }
+            }
+        }
+        self.sweep_tcp(ts_ns);
+    }
+
+    fn sweep_tcp(&mut self, now_ns: u64) {
+        if now_ns.saturating_sub(self.last_tcp_sweep_ns) < 10_000_000_000 {
+            return;
+        }
+        self.last_tcp_sweep_ns = now_ns;
+        let idle = self.tcp_idle_ns;
+        self.tcp
+            .retain(|_, f| f.last_ns.saturating_add(idle) > now_ns);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sip_port_bitmap() {
+        let p = Pipeline::new(PipelineConfig {
+            sip_ports: vec![5060, 6060, 0, 65535],
+            ..Default::default()
+        });
+        assert!(p.is_sip_port(5060));
+        assert!(p.is_sip_port(6060));
+        assert!(p.is_sip_port(0));
+        assert!(p.is_sip_port(65535));
+        assert!(!p.is_sip_port(5061));
+    }
+}

@@ -1,0 +1,720 @@
+//! Reading classic pcap and pcapng files, writing classic pcap. The only
+//! module of the capture protocol stack that does I/O.
+//!
+//! The reader owns one buffer that every record is read into, so a long file
+//! is read without an allocation per packet; a [`PacketRecord`] borrows that
+//! buffer until the next call.
+
+#[cfg(test)]
+mod tests;
+mod writer;
+
+#[cfg(test)]
+use std::fs::File;
+#[cfg(test)]
+use std::io::BufReader;
+use std::io::{self, Read, Seek, SeekFrom};
+#[cfg(test)]
+use std::path::Path;
+
+pub use writer::PcapWriter;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkType {
+    Null,
+    Ethernet,
+    Raw,
+    Loop,
+    LinuxSll,
+    LinuxSll2,
+    Ipv4,
+    Ipv6,
+}
+
+impl LinkType {
+    /// From a pcap/pcapng LINKTYPE (or one of the OS-specific DLT_RAW values
+    /// 12 and 14 that old writers leaked into files).
+    pub fn from_dlt(dlt: u32) -> Option<LinkType> {
+        Some(match dlt {
+            0 => LinkType::Null,
+            1 => LinkType::Ethernet,
+            12 | 14 | 101 => LinkType::Raw,
+            108 => LinkType::Loop,
+            113 => LinkType::LinuxSll,
+            228 => LinkType::Ipv4,
+            229 => LinkType::Ipv6,
+            276 => LinkType::LinuxSll2,
+            _ => return None,
+        })
+    }
+
+    /// The LINKTYPE value written to files.
+    pub fn dlt(self) -> u32 {
+        match self {
+            LinkType::Null => 0,
+            LinkType::Ethernet => 1,
+            LinkType::Raw => 101,
+            LinkType::Loop => 108,
+            LinkType::LinuxSll => 113,
+            LinkType::Ipv4 => 228,
+            LinkType::Ipv6 => 229,
+            LinkType::LinuxSll2 => 276,
+        }
+    }
+}
+
+/// One packet as read from the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PacketRecord<'a> {
+    /// Nanoseconds since the UNIX epoch.
+    pub ts_ns: u64,
+    /// Length on the wire.
+    pub orig_len: u32,
+    /// Captured bytes.
+    pub data: &'a [u8],
+    pub link: LinkType,
+    /// Byte offset in the file of this record's header (pcap) or block
+    /// (pcapng); give it to [`PcapReader::read_at`] to read the record again.
+    pub offset: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileFormat {
+    Pcap,
+    PcapNg,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PcapError {
+    #[error("capture file I/O: {0}")]
+    Io(#[from] io::Error),
+    #[error("not a pcap or pcapng file (magic {0:#010x})")]
+    BadMagic(u32),
+    #[error("capture file truncated in the record at byte offset {offset}")]
+    Truncated { offset: u64 },
+    #[error("bad record at byte offset {offset}: {reason}")]
+    BadRecord { offset: u64, reason: &'static str },
+    #[error("unsupported link type {0}")]
+    UnsupportedLinkType(u32),
+}
+
+/// Larger than any real MTU or offload super-packet we expect to see; a bigger
+/// captured length is corruption, not data.
+pub const MAX_CAPLEN: u32 = 256 * 1024;
+/// A packet block may carry options after the data.
+const MAX_BLOCK: u32 = MAX_CAPLEN + 64 * 1024;
+
+const MAGIC_US: u32 = 0xa1b2_c3d4;
+const MAGIC_NS: u32 = 0xa1b2_3c4d;
+const SHB: u32 = 0x0a0d_0d0a;
+const BYTE_ORDER_MAGIC: u32 = 0x1a2b_3c4d;
+const IDB: u32 = 1;
+const PB: u32 = 2;
+const SPB: u32 = 3;
+const EPB: u32 = 6;
+
+#[derive(Clone, Copy, Debug)]
+enum TsRes {
+    Pow10(u8),
+    Pow2(u8),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Iface {
+    link: Option<LinkType>,
+    dlt: u32,
+    snaplen: u32,
+    res: TsRes,
+    offset_s: i64,
+}
+
+/// A pcapng section: interface ids in its blocks are relative to
+/// `iface_base` in the reader's interface list, which only ever grows, so
+/// `read_at` can resolve blocks of any section seen so far.
+#[derive(Clone, Copy, Debug)]
+struct Section {
+    offset: u64,
+    big: bool,
+    iface_base: usize,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Pcap {
+        big: bool,
+        nanos: bool,
+        link: LinkType,
+    },
+    PcapNg {
+        ifaces: Vec<Iface>,
+        sections: Vec<Section>,
+    },
+}
+
+/// Where the current record's bytes are in the buffer, and what they are.
+#[derive(Clone, Copy, Debug)]
+struct Meta {
+    ts_ns: u64,
+    orig_len: u32,
+    start: usize,
+    len: usize,
+    link: LinkType,
+    offset: u64,
+}
+
+enum Block {
+    Packet(Meta),
+    Skip,
+}
+
+pub struct PcapReader<R> {
+    r: R,
+    pos: u64,
+    buf: Vec<u8>,
+    done: bool,
+    skipped: u64,
+    kind: Kind,
+}
+
+/// Opening by path is I/O, which this crate does not do: the engine's
+/// `pcapfile::open` is the product's way; this is for the unit tests.
+#[cfg(test)]
+impl PcapReader<BufReader<File>> {
+    pub fn open(path: &Path) -> Result<Self, PcapError> {
+        Self::open_with_capacity(path, 1 << 16)
+    }
+
+    /// A reader with a read buffer of `capacity` bytes: large for sequential
+    /// reading, small for random access (every seek refills the buffer).
+    pub fn open_with_capacity(path: &Path, capacity: usize) -> Result<Self, PcapError> {
+        let f = File::open(path)?;
+        PcapReader::new(BufReader::with_capacity(capacity, f))
+    }
+}
+
+fn rd32(big: bool, b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    if let Some(s) = b.get(at..at.wrapping_add(4)) {
+        a.copy_from_slice(s);
+    }
+    if big {
+        u32::from_be_bytes(a)
+    } else {
+        u32::from_le_bytes(a)
+    }
+}
+
+fn rd16(big: bool, b: &[u8], at: usize) -> u16 {
+    let mut a = [0u8; 2];
+    if let Some(s) = b.get(at..at.wrapping_add(2)) {
+        a.copy_from_slice(s);
+    }
+    if big {
+        u16::from_be_bytes(a)
+    } else {
+        u16::from_le_bytes(a)
+    }
+}
+
+/// Reads until `buf` is full or EOF; returns how much was read.
+fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while let Some(rest) = buf.get_mut(n..) {
+        if rest.is_empty() {
+            break;
+        }
+        match r.read(rest) {
+            Ok(0) => break,
+            Ok(k) => n = n.saturating_add(k.min(rest.len())),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn ts_to_ns(units: u64, res: TsRes, offset_s: i64) -> u64 {
+    const NS: u128 = 1_000_000_000;
+    let u = u128::from(units);
+    let ns = match res {
+        TsRes::Pow10(k) if k <= 9 => u * 10u128.pow(u32::from(9 - k)),
+        TsRes::Pow10(k) => 10u128.checked_pow(u32::from(k - 9)).map_or(0, |d| u / d),
+        TsRes::Pow2(k) => (u * NS).checked_shr(u32::from(k)).unwrap_or(0),
+    };
+    let ns = (ns as i128).saturating_add(i128::from(offset_s).saturating_mul(NS as i128));
+    u64::try_from(ns.max(0)).unwrap_or(u64::MAX)
+}
+
+fn bad(offset: u64, reason: &'static str) -> PcapError {
+    PcapError::BadRecord { offset, reason }
+}
+
+impl<R: Read> PcapReader<R> {
+    /// Reads and validates the file header (the first section header block
+    /// for pcapng).
+    pub fn new(r: R) -> Result<Self, PcapError> {
+        let mut me = PcapReader {
+            r,
+            pos: 0,
+            buf: Vec::new(),
+            done: false,
+            skipped: 0,
+            kind: Kind::PcapNg {
+                ifaces: Vec::new(),
+                sections: Vec::new(),
+            },
+        };
+        let mut m = [0u8; 4];
+        if !me.read_small(&mut m, 0)? {
+            return Err(PcapError::Truncated { offset: 0 });
+        }
+        if u32::from_le_bytes(m) == SHB {
+            me.read_shb(0)?;
+            return Ok(me);
+        }
+        let (big, nanos) = match (u32::from_le_bytes(m), u32::from_be_bytes(m)) {
+            (MAGIC_US, _) => (false, false),
+            (MAGIC_NS, _) => (false, true),
+            (_, MAGIC_US) => (true, false),
+            (_, MAGIC_NS) => (true, true),
+            (_, be) => return Err(PcapError::BadMagic(be)),
+        };
+        let mut h = [0u8; 20];
+        if !me.read_small(&mut h, 0)? {
+            return Err(PcapError::Truncated { offset: 0 });
+        }
+        // The upper bits of the link type field carry FCS information.
+        let dlt = rd32(big, &h, 16) & 0xffff;
+        let link = LinkType::from_dlt(dlt).ok_or(PcapError::UnsupportedLinkType(dlt))?;
+        me.kind = Kind::Pcap { big, nanos, link };
+        Ok(me)
+    }
+
+    pub fn format(&self) -> FileFormat {
+        match self.kind {
+            Kind::Pcap { .. } => FileFormat::Pcap,
+            Kind::PcapNg { .. } => FileFormat::PcapNg,
+        }
+    }
+
+    /// Bytes consumed from the file so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.pos
+    }
+
+    /// Packets dropped because their pcapng interface has a link type voxtap
+    /// cannot decode.
+    pub fn skipped(&self) -> u64 {
+        self.skipped
+    }
+
+    /// The next packet; Ok(None) at a clean end of file, and forever after
+    /// the first error (the caller keeps what was read and reports the rest).
+    pub fn next_packet(&mut self) -> Result<Option<PacketRecord<'_>>, PcapError> {
+        if self.done {
+            return Ok(None);
+        }
+        let r = match self.kind {
+            Kind::Pcap { .. } => self.next_pcap(),
+            Kind::PcapNg { .. } => self.next_ng(),
+        };
+        match r {
+            Ok(Some(m)) => Ok(Some(self.record(m))),
+            Ok(None) => {
+                self.done = true;
+                Ok(None)
+            }
+            Err(e) => {
+                self.done = true;
+                Err(e)
+            }
+        }
+    }
+
+    fn record(&self, m: Meta) -> PacketRecord<'_> {
+        let data = self
+            .buf
+            .get(m.start..m.start.saturating_add(m.len))
+            .unwrap_or(&[]);
+        PacketRecord {
+            ts_ns: m.ts_ns,
+            orig_len: m.orig_len,
+            data,
+            link: m.link,
+            offset: m.offset,
+        }
+    }
+
+    /// Fills `out` from the file. Ok(false) at EOF before the first byte,
+    /// Truncated (for the record at `offset`) when EOF cuts it.
+    fn read_small(&mut self, out: &mut [u8], offset: u64) -> Result<bool, PcapError> {
+        let n = read_full(&mut self.r, out)?;
+        self.pos = self.pos.saturating_add(n as u64);
+        if n == 0 && !out.is_empty() {
+            return Ok(false);
+        }
+        if n < out.len() {
+            return Err(PcapError::Truncated { offset });
+        }
+        Ok(true)
+    }
+
+    /// Reads exactly `n` bytes into the start of the reusable buffer.
+    fn read_buf(&mut self, n: usize, offset: u64) -> Result<(), PcapError> {
+        if self.buf.len() < n {
+            // Grows to the largest record once, then is reused.
+            self.buf.resize(n, 0);
+        }
+        let PcapReader { r, buf, pos, .. } = self;
+        let dst = buf.get_mut(..n).ok_or(PcapError::Truncated { offset })?;
+        let got = read_full(r, dst)?;
+        *pos = pos.saturating_add(got as u64);
+        if got < n {
+            return Err(PcapError::Truncated { offset });
+        }
+        Ok(())
+    }
+
+    fn skip(&mut self, n: u64, offset: u64) -> Result<(), PcapError> {
+        let got = io::copy(&mut (&mut self.r).take(n), &mut io::sink())?;
+        self.pos = self.pos.saturating_add(got);
+        if got < n {
+            return Err(PcapError::Truncated { offset });
+        }
+        Ok(())
+    }
+
+    fn next_pcap(&mut self) -> Result<Option<Meta>, PcapError> {
+        let Kind::Pcap { big, nanos, link } = self.kind else {
+            return Ok(None);
+        };
+        let offset = self.pos;
+        let mut h = [0u8; 16];
+        if !self.read_small(&mut h, offset)? {
+            return Ok(None);
+        }
+        let secs = u64::from(rd32(big, &h, 0));
+        let frac = u64::from(rd32(big, &h, 4));
+        let caplen = rd32(big, &h, 8);
+        let orig_len = rd32(big, &h, 12);
+        if caplen > MAX_CAPLEN {
+            return Err(bad(offset, "captured length > 256 KiB"));
+        }
+        if caplen > orig_len {
+            return Err(bad(offset, "captured length > original length"));
+        }
+        let len = caplen as usize;
+        self.read_buf(len, offset)?;
+        let frac_ns = if nanos {
+            frac
+        } else {
+            frac.saturating_mul(1000)
+        };
+        Ok(Some(Meta {
+            ts_ns: secs.saturating_mul(1_000_000_000).saturating_add(frac_ns),
+            orig_len,
+            start: 0,
+            len,
+            link,
+            offset,
+        }))
+    }
+
+    fn next_ng(&mut self) -> Result<Option<Meta>, PcapError> {
+        loop {
+            let offset = self.pos;
+            let mut t = [0u8; 4];
+            if !self.read_small(&mut t, offset)? {
+                return Ok(None);
+            }
+            if u32::from_le_bytes(t) == SHB {
+                self.read_shb(offset)?;
+                continue;
+            }
+            let sec_idx = match &self.kind {
+                Kind::PcapNg { sections, .. } => sections.len().saturating_sub(1),
+                Kind::Pcap { .. } => return Ok(None),
+            };
+            if let Block::Packet(m) = self.read_block(offset, t, sec_idx, false)? {
+                return Ok(Some(m));
+            }
+        }
+    }
+
+    fn section(&self, idx: usize) -> Option<Section> {
+        match &self.kind {
+            Kind::PcapNg { sections, .. } => sections.get(idx).copied(),
+            Kind::Pcap { .. } => None,
+        }
+    }
+
+    /// Reads a section header block whose 4-byte type at `offset` has
+    /// already been consumed.
+    fn read_shb(&mut self, offset: u64) -> Result<(), PcapError> {
+        let mut h = [0u8; 8];
+        if !self.read_small(&mut h, offset)? {
+            return Err(PcapError::Truncated { offset });
+        }
+        let big = match (rd32(false, &h, 4), rd32(true, &h, 4)) {
+            (BYTE_ORDER_MAGIC, _) => false,
+            (_, BYTE_ORDER_MAGIC) => true,
+            _ => return Err(bad(offset, "pcapng byte-order magic missing")),
+        };
+        let total = rd32(big, &h, 0);
+        if !(28..=MAX_BLOCK).contains(&total) || !total.is_multiple_of(4) {
+            return Err(bad(offset, "bad section header block length"));
+        }
+        let rest = (total - 12) as usize;
+        self.read_buf(rest, offset)?;
+        if rd16(big, &self.buf, 0) != 1 {
+            return Err(bad(offset, "unsupported pcapng major version"));
+        }
+        if rd32(big, &self.buf, rest.saturating_sub(4)) != total {
+            return Err(bad(offset, "block trailer length mismatch"));
+        }
+        if let Kind::PcapNg { ifaces, sections } = &mut self.kind {
+            sections.push(Section {
+                offset,
+                big,
+                iface_base: ifaces.len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads the rest of a non-SHB block whose type bytes `t` have been
+    /// consumed. With `packets_only`, anything but a decodable packet block is
+    /// an error (used by `read_at`).
+    fn read_block(
+        &mut self,
+        offset: u64,
+        t: [u8; 4],
+        sec_idx: usize,
+        packets_only: bool,
+    ) -> Result<Block, PcapError> {
+        let sec = self
+            .section(sec_idx)
+            .ok_or(bad(offset, "block outside any section"))?;
+        let btype = rd32(sec.big, &t, 0);
+        let mut l = [0u8; 4];
+        if !self.read_small(&mut l, offset)? {
+            return Err(PcapError::Truncated { offset });
+        }
+        let total = rd32(sec.big, &l, 0);
+        if total < 12 || !total.is_multiple_of(4) {
+            return Err(bad(offset, "bad block length"));
+        }
+        let is_packet = matches!(btype, EPB | SPB | PB);
+        if packets_only && !is_packet {
+            return Err(bad(offset, "not a packet block"));
+        }
+        if !is_packet && btype != IDB {
+            // NRB, ISB, DSB, custom...: nothing voxtap needs.
+            self.skip(u64::from(total - 8), offset)?;
+            return Ok(Block::Skip);
+        }
+        if total > MAX_BLOCK {
+            return Err(bad(offset, "block longer than 320 KiB"));
+        }
+        let body = (total - 12) as usize;
+        self.read_buf(body + 4, offset)?;
+        if rd32(sec.big, &self.buf, body) != total {
+            return Err(bad(offset, "block trailer length mismatch"));
+        }
+        if btype == IDB {
+            self.parse_idb(sec.big, body, offset)?;
+            return Ok(Block::Skip);
+        }
+        self.parse_packet(btype, sec_idx, sec, body, offset, packets_only)
+    }
+
+    fn parse_idb(&mut self, big: bool, body: usize, offset: u64) -> Result<(), PcapError> {
+        if body < 8 {
+            return Err(bad(offset, "interface description block too short"));
+        }
+        let b = self.buf.get(..body).unwrap_or(&[]);
+        let dlt = u32::from(rd16(big, b, 0));
+        let snaplen = rd32(big, b, 4);
+        let mut res = TsRes::Pow10(6);
+        let mut offset_s = 0i64;
+        let mut p = 8usize;
+        while p.saturating_add(4) <= body {
+            let code = rd16(big, b, p);
+            let len = usize::from(rd16(big, b, p + 2));
+            let val = b.get(p + 4..(p + 4).saturating_add(len));
+            match (code, val) {
+                (0, _) => break,
+                (9, Some(&[r])) => {
+                    res = if r & 0x80 != 0 {
+                        TsRes::Pow2(r & 0x7f)
+                    } else {
+                        TsRes::Pow10(r)
+                    };
+                }
+                (14, Some(v)) if v.len() == 8 => {
+                    let mut a = [0u8; 8];
+                    a.copy_from_slice(v);
+                    offset_s = if big {
+                        i64::from_be_bytes(a)
+                    } else {
+                        i64::from_le_bytes(a)
+                    };
+                }
+                (_, None) => return Err(bad(offset, "interface option overruns its block")),
+                _ => {}
+            }
+            // Option values are padded to 32 bits.
+            p = p.saturating_add(4).saturating_add((len + 3) & !3);
+        }
+        if let Kind::PcapNg { ifaces, .. } = &mut self.kind {
+            ifaces.push(Iface {
+                link: LinkType::from_dlt(dlt),
+                dlt,
+                snaplen,
+                res,
+                offset_s,
+            });
+        }
+        Ok(())
+    }
+
+    fn parse_packet(
+        &mut self,
+        btype: u32,
+        sec_idx: usize,
+        sec: Section,
+        body: usize,
+        offset: u64,
+        strict_link: bool,
+    ) -> Result<Block, PcapError> {
+        let b = self.buf.get(..body).unwrap_or(&[]);
+        let big = sec.big;
+        let (iface_id, units, caplen, orig_len, start) = match btype {
+            SPB => {
+                if body < 4 {
+                    return Err(bad(offset, "simple packet block too short"));
+                }
+                let orig = rd32(big, b, 0);
+                (0, None, orig, orig, 4usize)
+            }
+            // EPB and the obsolete PB share the layout, PB with a 16-bit
+            // interface id followed by a drops counter.
+            _ => {
+                if body < 20 {
+                    return Err(bad(offset, "packet block too short"));
+                }
+                let id = if btype == PB {
+                    u32::from(rd16(big, b, 0))
+                } else {
+                    rd32(big, b, 0)
+                };
+                let units = (u64::from(rd32(big, b, 4)) << 32) | u64::from(rd32(big, b, 8));
+                (id, Some(units), rd32(big, b, 12), rd32(big, b, 16), 20usize)
+            }
+        };
+        let Kind::PcapNg { ifaces, sections } = &self.kind else {
+            return Ok(Block::Skip);
+        };
+        let end_base = sections
+            .get(sec_idx.saturating_add(1))
+            .map_or(ifaces.len(), |s| s.iface_base);
+        let iface = sec
+            .iface_base
+            .checked_add(iface_id as usize)
+            .filter(|&i| i < end_base)
+            .and_then(|i| ifaces.get(i))
+            .copied()
+            .ok_or(bad(offset, "packet refers to an undeclared interface"))?;
+        let avail = u32::try_from(body - start).unwrap_or(u32::MAX);
+        let caplen = if btype == SPB {
+            // The SPB length is only implied by the block and the snaplen.
+            let mut c = caplen.min(avail);
+            if iface.snaplen != 0 {
+                c = c.min(iface.snaplen);
+            }
+            c
+        } else {
+            caplen
+        };
+        if caplen > MAX_CAPLEN {
+            return Err(bad(offset, "captured length > 256 KiB"));
+        }
+        if caplen > orig_len {
+            return Err(bad(offset, "captured length > original length"));
+        }
+        if caplen > avail {
+            return Err(bad(offset, "captured length overruns its block"));
+        }
+        let Some(link) = iface.link else {
+            if strict_link {
+                return Err(PcapError::UnsupportedLinkType(iface.dlt));
+            }
+            self.skipped = self.skipped.saturating_add(1);
+            return Ok(Block::Skip);
+        };
+        // The SPB has no timestamp at all.
+        let ts_ns = units.map_or(0, |u| ts_to_ns(u, iface.res, iface.offset_s));
+        Ok(Block::Packet(Meta {
+            ts_ns,
+            orig_len,
+            start,
+            len: caplen as usize,
+            link,
+            offset,
+        }))
+    }
+}
+
+impl<R: Read + Seek> PcapReader<R> {
+    /// Stop sequential reading: later `read_at` calls need not restore the
+    /// sequential position (a reader kept for random access only).
+    pub fn finish_sequential(&mut self) {
+        self.done = true;
+    }
+
+    /// Read the one record whose header starts at `offset` (as returned
+    /// earlier in [`PacketRecord::offset`]); for pcapng the interfaces (link
+    /// type, tsresol) learnt so far are used, so this is valid for any offset
+    /// previously returned by `next_packet`. Sequential reading resumes where
+    /// it was.
+    pub fn read_at(&mut self, offset: u64) -> Result<PacketRecord<'_>, PcapError> {
+        let saved = self.pos;
+        if self.done {
+            // Nothing to resume: skip the seek back (it would cost one more
+            // buffer refill per record on a reader used for random access).
+            self.r.seek(SeekFrom::Start(offset))?;
+            self.pos = offset;
+            let m = self.read_one_at(offset);
+            self.pos = saved;
+            return Ok(self.record(m?));
+        }
+        self.r.seek(SeekFrom::Start(offset))?;
+        self.pos = offset;
+        let res = self.read_one_at(offset);
+        let back = self.r.seek(SeekFrom::Start(saved));
+        self.pos = saved;
+        let m = res?;
+        back?;
+        Ok(self.record(m))
+    }
+
+    fn read_one_at(&mut self, offset: u64) -> Result<Meta, PcapError> {
+        let sec_idx = match &self.kind {
+            Kind::Pcap { .. } => {
+                return self.next_pcap()?.ok_or(PcapError::Truncated { offset });
+            }
+            Kind::PcapNg { sections, .. } => sections
+                .partition_point(|s| s.offset <= offset)
+                .checked_sub(1)
+                .ok_or(bad(offset, "offset before the first section"))?,
+        };
+        let mut t = [0u8; 4];
+        if !self.read_small(&mut t, offset)? {
+            return Err(PcapError::Truncated { offset });
+        }
+        match self.read_block(offset, t, sec_idx, true)? {
+            Block::Packet(m) => Ok(m),
+            Block::Skip => Err(bad(offset, "not a packet block")),
+        }
+    }
+}

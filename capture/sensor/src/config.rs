@@ -1,0 +1,236 @@
+//! `voxtap run` configuration, read from TOML (see `config/voxtap.toml` for
+//! every key with its meaning). Every key has a default, so an empty file (or
+//! no file) is a valid configuration; command-line flags override the file.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub capture: CaptureConfig,
+    pub workers: WorkersConfig,
+    pub store: StoreConfig,
+    pub output: OutputConfig,
+    pub security: SecurityConfig,
+    pub testing: TestingConfig,
+    /// S3 upload of closed rolling files and call artifacts (off by default).
+    pub upload: crate::upload::UploadConfig,
+    /// HEP export to Homer-style collectors (docs/hep.md).
+    pub hep: crate::hep::HepConfig,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaptureConfig {
+    /// Interfaces to attach to. `voxtap run` captures one interface per
+    /// process; `--iface` overrides the first.
+    pub interfaces: Vec<String>,
+    pub sip_ports: Vec<u16>,
+    /// Keep UDP that looks like RTP/RTCP even before its SDP is seen.
+    pub heuristic_rtp: bool,
+    /// Keep every IP fragment of every UDP datagram.
+    pub keep_fragments: bool,
+    /// XDP_DROP what is not kept (a dedicated mirror port only).
+    pub drop_unkept: bool,
+    /// XDP attach mode: "auto" (native, falling back to SKB), "native", "skb".
+    pub attach_mode: String,
+    /// Size of the kernel ring buffer in bytes (power of two, multiple of the
+    /// page size); 0 keeps the program's own 64 MiB.
+    pub ring_bytes: u32,
+    /// Wake the reader once per this many frames per CPU.
+    pub wakeup_every: u32,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkersConfig {
+    /// Pipeline workers. Only 1 is supported: one worker owns the call table,
+    /// because a call's SIP and media are different flows that no frame-level
+    /// hash can send to the same worker (see docs/live.md).
+    pub pipeline: usize,
+    /// CPU cores to pin the threads to, in order: ring reader + store writer,
+    /// pipeline worker, call output/index. Missing entries: not pinned.
+    pub cores: Vec<usize>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Directory of the rolling PCAP files and `store.sqlite`.
+    pub path: PathBuf,
+    /// Start a new file when the current one would pass this size.
+    pub roll_bytes: u64,
+    /// ... or when its first packet is this old.
+    pub roll_seconds: u64,
+    /// Delete the oldest files while the store holds more than this (0: no limit).
+    pub max_bytes: u64,
+    /// Delete files whose last packet is older than this (0: no limit).
+    pub max_age_seconds: u64,
+    /// Delete the oldest files while the disk has less free space (0: no limit).
+    pub min_free_bytes: u64,
+    /// Write buffer of the rolling file (bytes written per write(2)).
+    pub write_buffer_bytes: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Where calls.csv, streams.csv and the per-call folders go.
+    pub dir: PathBuf,
+    /// Write per-call folders (call.pcap, sip.txt), not only the CSV files.
+    pub call_files: bool,
+    /// Close a call after this many seconds without a packet.
+    pub idle_timeout_seconds: u64,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// After attaching, drop every capability and set no_new_privs.
+    pub drop_capabilities: bool,
+    /// Also switch to this user (the store and output directories are
+    /// handed to it first). Empty: stay root without capabilities.
+    pub user: String,
+}
+
+/// Knobs for tests that need a misbehaving sensor; leave at 0.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TestingConfig {
+    /// After this many frames, the ring reader stops reading for
+    /// `stall_reader_ms` once (0: never).
+    pub stall_reader_after_frames: u64,
+    pub stall_reader_ms: u64,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            interfaces: Vec::new(),
+            sip_ports: vec![5060, 5061],
+            heuristic_rtp: true,
+            keep_fragments: true,
+            drop_unkept: false,
+            attach_mode: "auto".into(),
+            ring_bytes: 0,
+            wakeup_every: voxtap_common::XdpConfig::DEFAULT_WAKEUP_EVERY,
+        }
+    }
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        WorkersConfig {
+            pipeline: 1,
+            cores: Vec::new(),
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: PathBuf::from("/var/lib/voxtap/store"),
+            roll_bytes: 512 << 20,
+            roll_seconds: 300,
+            max_bytes: 0,
+            max_age_seconds: 0,
+            min_free_bytes: 1 << 30,
+            write_buffer_bytes: 4 << 20,
+        }
+    }
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig {
+            dir: PathBuf::from("/var/lib/voxtap/calls"),
+            call_files: true,
+            idle_timeout_seconds: 300,
+        }
+    }
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            drop_capabilities: true,
+            user: String::new(),
+        }
+    }
+}
+
+impl Config {
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let c: Config = toml::from_str(text).context("parsing the configuration")?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading configuration {}", path.display()))?;
+        Self::from_toml(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.workers.pipeline != 1 {
+            bail!(
+                "workers.pipeline = {}: only 1 pipeline worker is supported (one worker must see both a call's SIP and its media)",
+                self.workers.pipeline
+            );
+        }
+        if self.capture.sip_ports.is_empty() {
+            bail!("capture.sip_ports is empty");
+        }
+        if !matches!(self.capture.attach_mode.as_str(), "auto" | "native" | "skb") {
+            bail!(
+                "capture.attach_mode = {:?}: use \"auto\", \"native\" or \"skb\"",
+                self.capture.attach_mode
+            );
+        }
+        let ring = self.capture.ring_bytes;
+        if ring != 0 && (!ring.is_power_of_two() || ring < 4096) {
+            bail!("capture.ring_bytes = {ring}: a power of two of at least 4096, or 0");
+        }
+        if self.store.roll_bytes < 4096 {
+            bail!(
+                "store.roll_bytes = {}: at least 4096",
+                self.store.roll_bytes
+            );
+        }
+        if self.store.roll_seconds == 0 {
+            bail!("store.roll_seconds must be positive");
+        }
+        self.upload.validate()?;
+        if let Err(e) = self.hep.validate() {
+            bail!("{e}");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_and_matches_defaults_where_documented() {
+        let text = include_str!("../../../config/voxtap.toml");
+        let c = Config::from_toml(text).unwrap();
+        assert_eq!(c.capture.sip_ports, vec![5060, 5061]);
+        assert_eq!(c.store.roll_bytes, 512 << 20);
+        assert_eq!(c.store.roll_seconds, 300);
+        assert_eq!(c.workers.pipeline, 1);
+    }
+
+    #[test]
+    fn empty_is_default_and_unknown_keys_fail() {
+        assert_eq!(Config::from_toml("").unwrap(), Config::default());
+        assert!(Config::from_toml("[store]\nrol_bytes = 1\n").is_err());
+        assert!(Config::from_toml("[workers]\npipeline = 2\n").is_err());
+    }
+}

@@ -1,0 +1,482 @@
+//! XDP packet source (Linux only): loads the `capture-ebpf` classifier,
+//! configures it, attaches it to an interface, and reads the frames it keeps
+//! from its ring buffer.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use voxtap_sensor::xdp::{XdpSensor, XdpConfig};
+//! let mut sensor = XdpSensor::load(XdpConfig::default(), &[5060])?;
+//! sensor.attach("eth1")?; // native mode, SKB mode as fallback
+//! sensor.add_endpoint("192.0.2.10:40000".parse().unwrap())?; // from SDP
+//! let mut frames = sensor.take_frame_reader().unwrap();
+//! frames.poll(Duration::from_millis(100), |meta, bytes| {
+//!     println!("{} bytes, reason {}", bytes.len(), meta.reason);
+//! })?;
+//! # Ok(()) }
+//! ```
+
+use std::{
+    io,
+    net::{IpAddr, SocketAddr},
+    os::fd::{AsFd, AsRawFd},
+    time::{Duration, SystemTime},
+};
+
+use aya::{
+    Ebpf, Pod,
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf, ring_buf::RingBufItem},
+    programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
+};
+pub use voxtap_common::{
+    CFG_DROP_UNKEPT, CFG_HEURISTIC_RTP, CFG_KEEP_FRAGMENTS, COUNTER_SLOTS, Counter, EndpointKey,
+    FRAME_META_LEN, FrameMeta, MAX_FRAME, XdpConfig,
+};
+
+/// The XDP object built by `capture/sensor/build.rs`.
+static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("VOXTAP_EBPF_OBJ"));
+
+/// Name of the XDP program in the object.
+pub const PROGRAM_NAME: &str = "voxtap_xdp";
+
+/// Number of counter slots, as an array length.
+pub const COUNTERS: usize = COUNTER_SLOTS as usize;
+
+/// Errors of the XDP sensor (aya's errors are boxed: they are large).
+#[derive(Debug, thiserror::Error)]
+pub enum XdpError {
+    #[error("loading the XDP object: {0}")]
+    Load(Box<aya::EbpfError>),
+    #[error("XDP program: {0}")]
+    Program(Box<ProgramError>),
+    #[error("BPF map: {0}")]
+    Map(Box<MapError>),
+    #[error("the XDP object has no map or program named {0}")]
+    Missing(&'static str),
+    #[error("the sensor is already attached to {0}")]
+    AlreadyAttached(String),
+    #[error("attaching to {iface} failed in native mode ({native}) and in SKB mode ({skb})")]
+    Attach {
+        iface: String,
+        native: Box<ProgramError>,
+        skb: Box<ProgramError>,
+    },
+}
+
+impl From<aya::EbpfError> for XdpError {
+    fn from(e: aya::EbpfError) -> Self {
+        XdpError::Load(Box::new(e))
+    }
+}
+
+impl From<ProgramError> for XdpError {
+    fn from(e: ProgramError) -> Self {
+        XdpError::Program(Box::new(e))
+    }
+}
+
+impl From<MapError> for XdpError {
+    fn from(e: MapError) -> Self {
+        XdpError::Map(Box::new(e))
+    }
+}
+
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct PodEndpoint(EndpointKey);
+// SAFETY: repr(C), 20 bytes of integers, no padding.
+unsafe impl Pod for PodEndpoint {}
+
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct PodConfig(XdpConfig);
+// SAFETY: repr(C), two u32.
+unsafe impl Pod for PodConfig {}
+
+/// How the program ended up attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    /// Native (driver) XDP.
+    Native,
+    /// Generic XDP in the kernel stack (fallback).
+    Skb,
+}
+
+/// The loaded XDP classifier. Detaches from its interface when dropped.
+pub struct XdpSensor {
+    // Field order matters for Drop: maps before the Ebpf that owns the program.
+    config: Array<MapData, PodConfig>,
+    sip_ports: HashMap<MapData, u16, u8>,
+    /// `None` once moved to the pipeline worker ([`Self::take_endpoint_map`]).
+    media: Option<EndpointMap>,
+    counters: PerCpuArray<MapData, u64>,
+    frames: Option<FrameReader>,
+    attached: Option<(String, AttachMode, XdpLinkId)>,
+    ebpf: Ebpf,
+}
+
+impl XdpSensor {
+    /// Loads the program into the kernel (not attached yet) with `config` and
+    /// the SIP ports (e.g. `[5060, 5080]`). Needs CAP_BPF + CAP_NET_ADMIN.
+    pub fn load(config: XdpConfig, sip_ports: &[u16]) -> Result<Self, XdpError> {
+        Self::load_with_ring(config, sip_ports, None)
+    }
+
+    /// As [`Self::load`], with the ring buffer resized to `ring_bytes` (a power
+    /// of two, multiple of the page size); `None` keeps the object's size.
+    pub fn load_with_ring(
+        config: XdpConfig,
+        sip_ports: &[u16],
+        ring_bytes: Option<u32>,
+    ) -> Result<Self, XdpError> {
+        raise_memlock_limit();
+        let mut loader = aya::EbpfLoader::new();
+        if let Some(n) = ring_bytes {
+            loader.map_max_entries("FRAMES", n);
+        }
+        let mut ebpf = loader.load(XDP_OBJECT)?;
+        let mut take = |name: &'static str| ebpf.take_map(name).ok_or(XdpError::Missing(name));
+        let config_map = Array::try_from(take("CONFIG")?)?;
+        let sip = HashMap::try_from(take("SIP_PORTS")?)?;
+        let media = HashMap::try_from(take("MEDIA_ENDPOINTS")?)?;
+        let counters = PerCpuArray::try_from(take("COUNTERS")?)?;
+        let ring = RingBuf::try_from(take("FRAMES")?)?;
+        let program: &mut Xdp = ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or(XdpError::Missing(PROGRAM_NAME))?
+            .try_into()?;
+        program.load()?;
+        let mut sensor = XdpSensor {
+            config: config_map,
+            sip_ports: sip,
+            media: Some(EndpointMap { map: media }),
+            counters,
+            frames: Some(FrameReader { ring }),
+            attached: None,
+            ebpf,
+        };
+        sensor.set_config(config)?;
+        for &p in sip_ports {
+            sensor.add_sip_port(p)?;
+        }
+        Ok(sensor)
+    }
+
+    /// Replaces the configuration (takes effect on the next frame).
+    pub fn set_config(&mut self, config: XdpConfig) -> Result<(), XdpError> {
+        self.config.set(0, PodConfig(config), 0)?;
+        Ok(())
+    }
+
+    /// Current configuration.
+    pub fn config(&self) -> Result<XdpConfig, XdpError> {
+        Ok(self.config.get(&0, 0)?.0)
+    }
+
+    pub fn add_sip_port(&mut self, port: u16) -> Result<(), XdpError> {
+        self.sip_ports.insert(port, 1, 0)?;
+        Ok(())
+    }
+
+    pub fn remove_sip_port(&mut self, port: u16) -> Result<(), XdpError> {
+        ignore_missing(self.sip_ports.remove(&port))
+    }
+
+    /// Keeps UDP frames from or to this endpoint (from an SDP `c=`/`m=` pair;
+    /// add the RTCP port too). IPv4 and IPv4-mapped IPv6 are the same key.
+    pub fn add_endpoint(&mut self, ep: SocketAddr) -> Result<(), XdpError> {
+        self.media
+            .as_mut()
+            .ok_or(XdpError::Missing("MEDIA_ENDPOINTS (moved out)"))?
+            .add(ep)
+    }
+
+    /// Stops keeping this endpoint; removing an absent endpoint is not an error.
+    pub fn remove_endpoint(&mut self, ep: SocketAddr) -> Result<(), XdpError> {
+        self.media
+            .as_mut()
+            .ok_or(XdpError::Missing("MEDIA_ENDPOINTS (moved out)"))?
+            .remove(ep)
+    }
+
+    /// The media endpoint map, to move to the thread that follows the calls
+    /// (the pipeline worker). `None` once taken.
+    pub fn take_endpoint_map(&mut self) -> Option<EndpointMap> {
+        self.media.take()
+    }
+
+    /// Attaches in native mode, falling back to SKB (generic) mode with a
+    /// warning.
+    pub fn attach(&mut self, iface: &str) -> Result<AttachMode, XdpError> {
+        self.attach_inner(iface, None)
+    }
+
+    /// Attaches in exactly this mode (no fallback).
+    pub fn attach_mode(&mut self, iface: &str, mode: AttachMode) -> Result<AttachMode, XdpError> {
+        self.attach_inner(iface, Some(mode))
+    }
+
+    fn attach_inner(
+        &mut self,
+        iface: &str,
+        only: Option<AttachMode>,
+    ) -> Result<AttachMode, XdpError> {
+        if let Some((name, _, _)) = &self.attached {
+            return Err(XdpError::AlreadyAttached(name.clone()));
+        }
+        let program: &mut Xdp = self
+            .ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or(XdpError::Missing(PROGRAM_NAME))?
+            .try_into()?;
+        let (mode, link) = match only {
+            Some(AttachMode::Native) => {
+                (AttachMode::Native, program.attach(iface, XdpMode::Driver)?)
+            }
+            Some(AttachMode::Skb) => (AttachMode::Skb, program.attach(iface, XdpMode::Skb)?),
+            None => match program.attach(iface, XdpMode::Driver) {
+                Ok(link) => (AttachMode::Native, link),
+                Err(native) => {
+                    tracing::warn!(
+                        iface,
+                        error = %native,
+                        "native XDP attach failed, falling back to SKB (generic) mode: slower"
+                    );
+                    match program.attach(iface, XdpMode::Skb) {
+                        Ok(link) => (AttachMode::Skb, link),
+                        Err(skb) => {
+                            return Err(XdpError::Attach {
+                                iface: iface.to_owned(),
+                                native: Box::new(native),
+                                skb: Box::new(skb),
+                            });
+                        }
+                    }
+                }
+            },
+        };
+        tracing::info!(iface, ?mode, "XDP classifier attached");
+        self.attached = Some((iface.to_owned(), mode, link));
+        Ok(mode)
+    }
+
+    /// Interface and mode, when attached.
+    pub fn attached(&self) -> Option<(&str, AttachMode)> {
+        self.attached.as_ref().map(|(i, m, _)| (i.as_str(), *m))
+    }
+
+    /// Detaches from the interface (also done on drop).
+    pub fn detach(&mut self) -> Result<(), XdpError> {
+        if let Some((iface, _, link)) = self.attached.take() {
+            let program: &mut Xdp = self
+                .ebpf
+                .program_mut(PROGRAM_NAME)
+                .ok_or(XdpError::Missing(PROGRAM_NAME))?
+                .try_into()?;
+            program.detach(link)?;
+            tracing::info!(iface, "XDP classifier detached");
+        }
+        Ok(())
+    }
+
+    /// Counters summed over CPUs, indexed by [`Counter`]. A failed map read
+    /// (not expected) is logged and reads as 0; see [`Self::try_counters`].
+    pub fn counters(&self) -> [u64; COUNTERS] {
+        self.try_counters().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "reading XDP counters failed");
+            [0; COUNTERS]
+        })
+    }
+
+    pub fn try_counters(&self) -> Result<[u64; COUNTERS], XdpError> {
+        let mut out = [0u64; COUNTERS];
+        for (slot, v) in out.iter_mut().enumerate() {
+            let per_cpu = self.counters.get(&(slot as u32), 0)?;
+            *v = per_cpu.iter().sum();
+        }
+        Ok(out)
+    }
+
+    /// The ring buffer reader, to move to the reading thread. `None` once taken.
+    pub fn take_frame_reader(&mut self) -> Option<FrameReader> {
+        self.frames.take()
+    }
+}
+
+impl Drop for XdpSensor {
+    fn drop(&mut self) {
+        if let Err(e) = self.detach() {
+            tracing::warn!(error = %e, "detaching the XDP classifier failed");
+        }
+    }
+}
+
+fn ignore_missing(r: Result<(), MapError>) -> Result<(), XdpError> {
+    match r {
+        Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The `MEDIA_ENDPOINTS` map: the RTP/RTCP endpoints the kernel keeps. Each
+/// update is one bpf(2) call on the map's fd, which needs no capability
+/// once the map is open.
+pub struct EndpointMap {
+    map: HashMap<MapData, PodEndpoint, u8>,
+}
+
+impl EndpointMap {
+    pub fn add(&mut self, ep: SocketAddr) -> Result<(), XdpError> {
+        self.map.insert(PodEndpoint(endpoint_key(ep)), 1, 0)?;
+        Ok(())
+    }
+
+    /// Removing an absent endpoint is not an error.
+    pub fn remove(&mut self, ep: SocketAddr) -> Result<(), XdpError> {
+        ignore_missing(self.map.remove(&PodEndpoint(endpoint_key(ep))))
+    }
+
+    /// Whether the kernel keeps this endpoint now.
+    pub fn contains(&self, ep: SocketAddr) -> bool {
+        self.map.get(&PodEndpoint(endpoint_key(ep)), 0).is_ok()
+    }
+}
+
+/// Map key of an endpoint: IPv4 as IPv4-mapped IPv6, port in host order.
+pub fn endpoint_key(ep: SocketAddr) -> EndpointKey {
+    match ep.ip() {
+        IpAddr::V4(v4) => EndpointKey::from_v4(v4.octets(), ep.port()),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => EndpointKey::from_v4(v4.octets(), ep.port()),
+            None => EndpointKey::new(v6.octets(), ep.port()),
+        },
+    }
+}
+
+/// Reads the frames the classifier keeps. Zero-copy: each frame is borrowed
+/// from the shared ring and released as soon as the callback returns.
+pub struct FrameReader {
+    ring: RingBuf<MapData>,
+}
+
+/// One record of the ring, borrowed until dropped.
+pub struct Frame<'a> {
+    item: RingBufItem<'a>,
+}
+
+impl Frame<'_> {
+    /// The header written by the XDP program (all zero for a record too short
+    /// to hold one, which the program never writes).
+    pub fn meta(&self) -> FrameMeta {
+        if self.item.len() < FRAME_META_LEN {
+            return FrameMeta {
+                ktime_ns: 0,
+                wire_len: 0,
+                cap_len: 0,
+                queue: 0,
+                reason: 0,
+            };
+        }
+        // SAFETY: at least FRAME_META_LEN bytes; FrameMeta is plain integers,
+        // read unaligned.
+        unsafe { std::ptr::read_unaligned(self.item.as_ptr().cast::<FrameMeta>()) }
+    }
+
+    /// The frame bytes (at most `cap_len`, starting at the Ethernet header).
+    pub fn data(&self) -> &[u8] {
+        let rest = self.item.get(FRAME_META_LEN..).unwrap_or(&[]);
+        let cap = (self.meta().cap_len as usize).min(rest.len());
+        &rest[..cap]
+    }
+}
+
+impl FrameReader {
+    /// Next record without waiting, or `None` when the ring is empty.
+    pub fn next_frame(&mut self) -> Option<Frame<'_>> {
+        self.ring.next().map(|item| Frame { item })
+    }
+
+    /// Waits until the kernel signals data or `timeout` passes. The program
+    /// wakes readers lazily (every `wakeup_every` frames), so callers must
+    /// drain after a timeout too, as [`Self::poll`] does.
+    pub fn wait(&self, timeout: Duration) -> io::Result<bool> {
+        let mut pfd = libc::pollfd {
+            fd: self.ring.as_fd().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        loop {
+            // SAFETY: one valid pollfd.
+            let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+            if rc >= 0 {
+                return Ok(rc > 0);
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+
+    /// Hands every available frame to `f`; when none is available, waits up to
+    /// `timeout` and drains again. Returns the number of frames handled. No
+    /// allocation per frame.
+    pub fn poll(
+        &mut self,
+        timeout: Duration,
+        mut f: impl FnMut(FrameMeta, &[u8]),
+    ) -> io::Result<usize> {
+        let mut n = self.drain(&mut f);
+        if n == 0 {
+            self.wait(timeout)?;
+            n = self.drain(&mut f);
+        }
+        Ok(n)
+    }
+
+    fn drain(&mut self, f: &mut impl FnMut(FrameMeta, &[u8])) -> usize {
+        let mut n = 0;
+        while let Some(frame) = self.next_frame() {
+            f(frame.meta(), frame.data());
+            n += 1;
+        }
+        n
+    }
+}
+
+/// Converts [`FrameMeta::ktime_ns`] (CLOCK_MONOTONIC) to wall-clock time using
+/// the current offset between the two clocks.
+pub fn ktime_to_system_time(ktime_ns: u64) -> SystemTime {
+    let now_mono = clock_ns(libc::CLOCK_MONOTONIC);
+    let now = SystemTime::now();
+    if ktime_ns <= now_mono {
+        now - Duration::from_nanos(now_mono - ktime_ns)
+    } else {
+        now + Duration::from_nanos(ktime_ns - now_mono)
+    }
+}
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out pointer.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; the 64 MiB ring
+/// needs more than the usual default.
+fn raise_memlock_limit() {
+    let lim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: valid rlimit.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) } != 0 {
+        tracing::debug!(error = %io::Error::last_os_error(), "cannot raise RLIMIT_MEMLOCK");
+    }
+}
