@@ -7,12 +7,7 @@ use std::path::Path;
 
 use voxtap_engine::stream_timeline::Timeline;
 
-pub(crate) fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
+use crate::text::esc;
 
 /// A "nice" axis maximum (1, 2, 5 x 10^n) at or above `v`.
 fn nice_max(v: f64) -> f64 {

@@ -1,20 +1,18 @@
-//! Route handlers: pages, downloads, API, import.
+//! Route handlers: login, the call list, a call's page and JSON, the
+//! sensor page, health and metrics, and the errors they answer with.
 
-use std::io::{Seek, Write};
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 use axum::Json;
-use axum::body::Body;
-use axum::extract::{Extension, Form, Multipart, Path, Query, State};
+use axum::extract::{Extension, Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use voxtap_engine::index::{AccessEntry, CallDetail, CallQuery, CallRow, IndexError, SortKey};
 
-use crate::files::{self, FileError};
-use crate::jobs::Job;
+use crate::csrf::CheckedForm;
+use crate::files::{self, Extras, FileError};
 use crate::{Identity, SESSION_COOKIE, Shared, cookie_value, pages};
 
 /// An error answered as a short text (pages) or `{"error": ...}` (API).
@@ -32,8 +30,12 @@ impl AppError {
             json: false,
         }
     }
-    fn json(mut self) -> Self {
-        self.json = true;
+    pub fn json(self) -> Self {
+        self.json_if(true)
+    }
+    /// Answered as JSON if `json`, else as a page.
+    pub fn json_if(mut self, json: bool) -> Self {
+        self.json = json;
         self
     }
 }
@@ -183,38 +185,18 @@ pub async fn login_post(
     resp
 }
 
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    csrf: Option<String>,
-}
-
-pub async fn logout(
-    State(st): State<Shared>,
-    Extension(id): Extension<Identity>,
-    headers: HeaderMap,
-    Form(f): Form<CsrfForm>,
-) -> R<Response> {
-    if !id.csrf_ok(f.csrf.as_deref()) {
-        return Err(csrf_refused());
-    }
+pub async fn logout(State(st): State<Shared>, headers: HeaderMap, _form: CheckedForm) -> Response {
     if let Some(sid) = cookie_value(&headers, SESSION_COOKIE) {
         st.sessions.remove(sid);
     }
-    Ok((
+    (
         [(
             header::SET_COOKIE,
             st.cookie(SESSION_COOKIE, "", "/", Some(0)),
         )],
         Redirect::to("/login"),
     )
-        .into_response())
-}
-
-fn csrf_refused() -> AppError {
-    AppError::new(
-        StatusCode::FORBIDDEN,
-        "missing or wrong CSRF token: reload the page and submit the form again",
-    )
+        .into_response()
 }
 
 // ---------------------------------------------------------------- calls
@@ -359,21 +341,24 @@ pub async fn api_calls(State(st): State<Shared>, Query(f): Query<Filters>) -> R<
     Ok(Json(page).into_response())
 }
 
-async fn detail(st: &Shared, id: i64) -> R<CallDetail> {
+pub(crate) async fn detail(st: &Shared, id: i64) -> R<CallDetail> {
     st.db
         .run(move |idx| idx.call_detail(id))
         .await?
         .ok_or_else(not_found)
 }
 
-/// The JSON report: what the index knows plus which files exist.
-fn report(st: &Shared, d: &CallDetail) -> serde_json::Value {
-    let extras = d
-        .call
-        .folder
+/// The files the media work added to the call's folder, if it has one.
+fn extras(st: &Shared, c: &CallRow) -> Extras {
+    c.folder
         .as_deref()
         .map(|f| files::extras(&st.data, f))
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// The JSON report: what the index knows plus which files exist.
+pub(crate) fn report(st: &Shared, d: &CallDetail) -> serde_json::Value {
+    let extras = extras(st, &d.call);
     serde_json::json!({
         "call": d.call,
         "sip": d.sip,
@@ -399,27 +384,22 @@ pub async fn call_page(
     Path(id): Path<i64>,
 ) -> R<Html<String>> {
     let d = detail(&st, id).await?;
-    let extras = d
-        .call
-        .folder
-        .as_deref()
-        .map(|f| files::extras(&st.data, f))
-        .unwrap_or_default();
+    let extras = extras(&st, &d.call);
     audit(&st, &ident, "view", Some(id), "").await;
-    let data = st.data.clone();
-    let (d, series) = tokio::task::spawn_blocking(move || {
-        let s = crate::quality::timelines(&data, &d);
-        (d, s)
-    })
-    .await
-    .map_err(|_| AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "timeline task failed"))?;
+    let (d, series) = crate::quality::timelines_of(&st, d).await?;
     let legs = crate::legs_view::group(&st, &d).await?;
     Ok(Html(pages::call(&ident, &d, &extras, &series, &legs)))
 }
 
 /// Record who looked at or downloaded what: the `access` log target and
 /// the index's access_log table.
-async fn audit(st: &Shared, ident: &Identity, action: &str, call: Option<i64>, detail: &str) {
+pub(crate) async fn audit(
+    st: &Shared,
+    ident: &Identity,
+    action: &str,
+    call: Option<i64>,
+    detail: &str,
+) {
     tracing::info!(target: "access", user = %ident.user, remote = %ident.remote, action, call, detail);
     let e = AccessEntry {
         ts_ns: std::time::SystemTime::now()
@@ -435,258 +415,6 @@ async fn audit(st: &Shared, ident: &Identity, action: &str, call: Option<i64>, d
     if let Err(e) = st.db.run(move |idx| idx.log_access(&e)).await {
         tracing::error!("writing the access log: {e}");
     }
-}
-
-fn folder_of(c: &CallRow) -> R<&str> {
-    c.folder.as_deref().ok_or_else(|| {
-        AppError::new(
-            StatusCode::NOT_FOUND,
-            "this call was indexed without its files (CSV-only import)",
-        )
-    })
-}
-
-fn attachment_name(c: &CallRow, file: &str) -> String {
-    let base: String = c
-        .folder
-        .as_deref()
-        .and_then(|f| f.rsplit('/').next())
-        .unwrap_or("call")
-        .chars()
-        .filter(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '-' | '_' | '@'))
-        .collect();
-    format!("{base}-{file}")
-}
-
-async fn send_file(path: PathBuf, content_type: &str, name: &str) -> R<Response> {
-    let f = tokio::fs::File::open(&path)
-        .await
-        .map_err(|_| AppError::new(StatusCode::NOT_FOUND, "no such file"))?;
-    let len = f.metadata().await.map(|m| m.len()).ok();
-    let body = Body::from_stream(tokio_util::io::ReaderStream::new(f));
-    let mut resp = Response::new(body);
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_str(content_type)
-            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
-    );
-    if let Some(len) = len {
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    }
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
-    Ok(resp)
-}
-
-/// A call folder's file from the disk or, once uploaded to S3 and deleted
-/// locally, from S3 through the folder's manifest: downloads work the same
-/// for both.
-async fn send_call_file(
-    data: &std::path::Path,
-    folder: &str,
-    name: &str,
-    content_type: &str,
-    attachment: &str,
-) -> R<Response> {
-    match files::in_folder(data, folder, name) {
-        Ok(p) => send_file(p, content_type, attachment).await,
-        Err(FileError::Missing) => {
-            let m = files::remote(data, folder, name)?;
-            let (n, what) = (name.to_string(), format!("{folder}/{name}"));
-            let bytes = tokio::task::spawn_blocking(move || m.fetch(&n))
-                .await
-                .map_err(|_| AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "fetch failed"))?
-                .map_err(|e| {
-                    tracing::error!("fetching {what} from S3: {e}");
-                    AppError::new(
-                        StatusCode::BAD_GATEWAY,
-                        "this file is held in S3, which could not be read",
-                    )
-                })?;
-            let mut resp = Response::new(Body::from(bytes));
-            let h = resp.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_str(content_type)
-                    .unwrap_or(HeaderValue::from_static("application/octet-stream")),
-            );
-            if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{attachment}\""))
-            {
-                h.insert(header::CONTENT_DISPOSITION, v);
-            }
-            Ok(resp)
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-pub async fn download(
-    State(st): State<Shared>,
-    Extension(ident): Extension<Identity>,
-    Path((id, kind)): Path<(i64, String)>,
-) -> R<Response> {
-    let d = detail(&st, id).await?;
-    let folder = folder_of(&d.call)?.to_string();
-    let resp = match kind.as_str() {
-        "pcap" => {
-            send_call_file(
-                &st.data,
-                &folder,
-                "call.pcap",
-                "application/vnd.tcpdump.pcap",
-                &attachment_name(&d.call, "call.pcap"),
-            )
-            .await?
-        }
-        "decrypted" => {
-            send_call_file(
-                &st.data,
-                &folder,
-                files::DECRYPTED_PCAP,
-                "application/vnd.tcpdump.pcap",
-                &attachment_name(&d.call, files::DECRYPTED_PCAP),
-            )
-            .await?
-        }
-        "sip" => {
-            send_call_file(
-                &st.data,
-                &folder,
-                "sip.txt",
-                "text/plain; charset=utf-8",
-                &attachment_name(&d.call, "sip.txt"),
-            )
-            .await?
-        }
-        "report" => {
-            let body = serde_json::to_vec_pretty(&report(&st, &d)).unwrap_or_default();
-            (
-                [
-                    (header::CONTENT_TYPE, "application/json".to_string()),
-                    (
-                        header::CONTENT_DISPOSITION,
-                        format!(
-                            "attachment; filename=\"{}\"",
-                            attachment_name(&d.call, "report.json")
-                        ),
-                    ),
-                ],
-                body,
-            )
-                .into_response()
-        }
-        "zip" => {
-            let report = serde_json::to_vec_pretty(&report(&st, &d)).unwrap_or_default();
-            let data = st.data.clone();
-            let f = folder.clone();
-            let file = tokio::task::spawn_blocking(move || build_zip(&data, &f, &report))
-                .await
-                .map_err(|_| AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "zip failed"))??;
-            let len = file.metadata().map(|m| m.len()).ok();
-            let body = Body::from_stream(tokio_util::io::ReaderStream::new(
-                tokio::fs::File::from_std(file),
-            ));
-            let mut resp = Response::new(body);
-            let h = resp.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/zip"),
-            );
-            if let Some(len) = len {
-                h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-            }
-            if let Ok(v) = HeaderValue::from_str(&format!(
-                "attachment; filename=\"{}\"",
-                attachment_name(&d.call, "bundle.zip")
-            )) {
-                h.insert(header::CONTENT_DISPOSITION, v);
-            }
-            resp
-        }
-        _ => {
-            return Err(AppError::new(
-                StatusCode::NOT_FOUND,
-                "unknown download (pcap, decrypted, sip, report, zip)",
-            ));
-        }
-    };
-    st.metrics.downloads.fetch_add(1, Ordering::Relaxed);
-    audit(&st, &ident, "download", Some(id), &kind).await;
-    Ok(resp)
-}
-
-/// The bundle: call.pcap, sip.txt, report.json and, when the media work
-/// wrote them, the decrypted PCAP and WAVs. Built in an unnamed temporary
-/// file so a long call's PCAP is not held in memory.
-fn build_zip(data: &std::path::Path, folder: &str, report: &[u8]) -> R<std::fs::File> {
-    let fail = |e: &dyn std::fmt::Display| {
-        tracing::error!("building zip for {folder}: {e}");
-        AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "building the zip failed")
-    };
-    let tmp = tempfile::tempfile().map_err(|e| fail(&e))?;
-    let mut z = zip::ZipWriter::new(tmp);
-    let opts = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated)
-        .large_file(true);
-    let extras = files::extras(data, folder);
-    let mut names = vec!["call.pcap".to_string(), "sip.txt".to_string()];
-    if extras.decrypted_pcap {
-        names.push(files::DECRYPTED_PCAP.to_string());
-    }
-    names.extend(extras.wavs);
-    for name in names {
-        if let Ok(p) = files::in_folder(data, folder, &name) {
-            let mut src = std::fs::File::open(&p).map_err(|e| fail(&e))?;
-            z.start_file(name.as_str(), opts).map_err(|e| fail(&e))?;
-            std::io::copy(&mut src, &mut z).map_err(|e| fail(&e))?;
-        } else if let Ok(m) = files::remote(data, folder, &name) {
-            // Held in S3 only (this runs on a blocking thread).
-            let bytes = m.fetch(&name).map_err(|e| fail(&e))?;
-            z.start_file(name.as_str(), opts).map_err(|e| fail(&e))?;
-            z.write_all(&bytes).map_err(|e| fail(&e))?;
-        }
-    }
-    z.start_file("report.json", opts).map_err(|e| fail(&e))?;
-    z.write_all(report).map_err(|e| fail(&e))?;
-    let mut f = z.finish().map_err(|e| fail(&e))?;
-    f.rewind().map_err(|e| fail(&e))?;
-    Ok(f)
-}
-
-/// Any file of the call's folder by name (the WAVs the media work writes).
-pub async fn call_file(
-    State(st): State<Shared>,
-    Extension(ident): Extension<Identity>,
-    Path((id, name)): Path<(i64, String)>,
-) -> R<Response> {
-    // Refuse bad names before touching the index or the disk.
-    files::check_name(&name)?;
-    let d = detail(&st, id).await?;
-    let folder = folder_of(&d.call)?;
-    let ct = if name.to_ascii_lowercase().ends_with(".wav") {
-        "audio/wav"
-    } else if name.ends_with(".pcap") {
-        "application/vnd.tcpdump.pcap"
-    } else {
-        "application/octet-stream"
-    };
-    let mut resp = send_call_file(
-        &st.data,
-        folder,
-        &name,
-        ct,
-        &attachment_name(&d.call, &name),
-    )
-    .await?;
-    if ct == "audio/wav" {
-        // inline, so the <audio> element can play it.
-        resp.headers_mut().remove(header::CONTENT_DISPOSITION);
-    }
-    st.metrics.downloads.fetch_add(1, Ordering::Relaxed);
-    audit(&st, &ident, "download", Some(id), &name).await;
-    Ok(resp)
 }
 
 // ---------------------------------------------------------------- sensor
@@ -810,265 +538,24 @@ pub async fn metrics(State(st): State<Shared>) -> R<Response> {
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }
 
-pub async fn style() -> Response {
+/// A file of `static/`, compiled in; browsers may keep it five minutes.
+pub fn static_file(content_type: &'static str, body: &'static str) -> Response {
     (
         [
-            (header::CONTENT_TYPE, "text/css"),
+            (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, "private, max-age=300"),
         ],
-        include_str!("../static/style.css"),
+        body,
     )
         .into_response()
+}
+
+pub async fn style() -> Response {
+    static_file("text/css", include_str!("../static/style.css"))
 }
 
 pub async fn script() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript"),
-            (header::CACHE_CONTROL, "private, max-age=300"),
-        ],
-        include_str!("../static/app.js"),
-    )
-        .into_response()
-}
-
-// ---------------------------------------------------------------- import
-
-pub async fn import_page(
-    State(st): State<Shared>,
-    Extension(ident): Extension<Identity>,
-) -> Html<String> {
-    Html(pages::import(&ident, &st.jobs.list(), None))
-}
-
-/// pcap (both byte orders, µs and ns) and pcapng magic numbers.
-pub fn is_capture_magic(b: &[u8]) -> bool {
-    matches!(
-        b.get(..4),
-        Some(
-            [0xd4, 0xc3, 0xb2, 0xa1]
-                | [0xa1, 0xb2, 0xc3, 0xd4]
-                | [0x4d, 0x3c, 0xb2, 0xa1]
-                | [0xa1, 0xb2, 0x3c, 0x4d]
-                | [0x0a, 0x0d, 0x0d, 0x0a]
-        )
-    )
-}
-
-fn upload_name(n: usize, name: Option<&str>) -> String {
-    let clean: String = name
-        .unwrap_or("")
-        .rsplit(['/', '\\'])
-        .next()
-        .unwrap_or("")
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-        .take(80)
-        .collect();
-    let clean = clean.trim_start_matches('.');
-    format!(
-        "{n:03}-{}",
-        if clean.is_empty() {
-            "upload.pcap"
-        } else {
-            clean
-        }
-    )
-}
-
-pub async fn import_post(
-    State(st): State<Shared>,
-    Extension(ident): Extension<Identity>,
-    headers: HeaderMap,
-    mut mp: Multipart,
-) -> Response {
-    let html = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/html"));
-    let fail = |status: StatusCode, msg: String| -> Response {
-        tracing::warn!(user = %ident.user, "import refused: {msg}");
-        if html {
-            (
-                status,
-                Html(pages::import(&ident, &st.jobs.list(), Some(&msg))),
-            )
-                .into_response()
-        } else {
-            (status, Json(serde_json::json!({"error": msg}))).into_response()
-        }
-    };
-    let mut csrf_ok = ident.csrf_ok(headers.get("x-csrf-token").and_then(|v| v.to_str().ok()));
-    let job_id = st.jobs.next_id();
-    let upload_dir = st.data.join("imports").join(format!("{job_id}.upload"));
-    let mut saved: Vec<(PathBuf, String)> = Vec::new();
-    let cleanup = |dir: &std::path::Path| {
-        let _ = std::fs::remove_dir_all(dir);
-    };
-    loop {
-        let field = match mp.next_field().await {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(e) => {
-                cleanup(&upload_dir);
-                return fail(StatusCode::BAD_REQUEST, format!("bad upload: {e}"));
-            }
-        };
-        match field.name() {
-            Some("csrf") => {
-                let v = field.text().await.unwrap_or_default();
-                csrf_ok = csrf_ok || ident.csrf_ok(Some(&v));
-            }
-            Some("files") => {
-                // The token must come first: nothing is written to disk for
-                // a forged request.
-                if !csrf_ok {
-                    cleanup(&upload_dir);
-                    return csrf_refused().into_response();
-                }
-                let shown = field.file_name().unwrap_or("upload").to_string();
-                if shown.is_empty() {
-                    continue; // the form's empty file input
-                }
-                let name = upload_name(saved.len(), Some(&shown));
-                if let Err(e) = std::fs::create_dir_all(&upload_dir) {
-                    return fail(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        format!("cannot create the upload folder: {e}"),
-                    );
-                }
-                let path = upload_dir.join(&name);
-                let mut file = match std::fs::File::create(&path) {
-                    Ok(f) => f,
-                    Err(e) => {
-                        cleanup(&upload_dir);
-                        return fail(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            format!("cannot store the upload: {e}"),
-                        );
-                    }
-                };
-                let mut field = field;
-                let mut head: Vec<u8> = Vec::new();
-                let mut checked = false;
-                loop {
-                    let chunk = match field.chunk().await {
-                        Ok(Some(c)) => c,
-                        Ok(None) => break,
-                        Err(e) => {
-                            cleanup(&upload_dir);
-                            return fail(
-                                StatusCode::BAD_REQUEST,
-                                format!("upload of {shown} broke off: {e}"),
-                            );
-                        }
-                    };
-                    if !checked {
-                        head.extend_from_slice(&chunk[..chunk.len().min(4)]);
-                        if head.len() >= 4 {
-                            checked = true;
-                            if !is_capture_magic(&head) {
-                                cleanup(&upload_dir);
-                                return fail(
-                                    StatusCode::BAD_REQUEST,
-                                    format!(
-                                        "{shown} is not a pcap or pcapng capture (it starts with {}); upload .pcap or .pcapng files",
-                                        head[..4]
-                                            .iter()
-                                            .map(|b| format!("{b:02x}"))
-                                            .collect::<Vec<_>>()
-                                            .join(" ")
-                                    ),
-                                );
-                            }
-                        }
-                    }
-                    if let Err(e) = file.write_all(&chunk) {
-                        cleanup(&upload_dir);
-                        return fail(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            format!("cannot store the upload: {e}"),
-                        );
-                    }
-                }
-                if !checked {
-                    cleanup(&upload_dir);
-                    return fail(
-                        StatusCode::BAD_REQUEST,
-                        format!("{shown} is too short to be a pcap or pcapng capture"),
-                    );
-                }
-                saved.push((path, shown));
-            }
-            _ => {}
-        }
-    }
-    if !csrf_ok {
-        cleanup(&upload_dir);
-        return csrf_refused().into_response();
-    }
-    if saved.is_empty() {
-        return fail(
-            StatusCode::BAD_REQUEST,
-            "no file uploaded: choose one or more .pcap/.pcapng files".into(),
-        );
-    }
-    let total: u64 = saved
-        .iter()
-        .filter_map(|(p, _)| std::fs::metadata(p).ok())
-        .map(|m| m.len())
-        .sum();
-    let job = Job::new(
-        job_id.clone(),
-        ident.user.clone(),
-        saved.iter().map(|(_, n)| n.clone()).collect(),
-        total,
-    );
-    st.jobs.insert(job.clone());
-    st.metrics.imports.fetch_add(1, Ordering::Relaxed);
-    audit(
-        &st,
-        &ident,
-        "import",
-        None,
-        &format!("job {job_id}: {}", job.files.join(", ")),
-    )
-    .await;
-    crate::jobs::spawn(
-        st.clone(),
-        job,
-        saved.into_iter().map(|(p, _)| p).collect(),
-        upload_dir,
-    );
-    if html {
-        Redirect::to(&format!("/import/{job_id}")).into_response()
-    } else {
-        (
-            StatusCode::ACCEPTED,
-            Json(serde_json::json!({"job": job_id, "status": format!("/api/import/{job_id}")})),
-        )
-            .into_response()
-    }
-}
-
-pub async fn job_page(
-    State(st): State<Shared>,
-    Extension(ident): Extension<Identity>,
-    Path(job): Path<String>,
-) -> R<Html<String>> {
-    let j = st
-        .jobs
-        .get(&job)
-        .ok_or_else(|| AppError::new(StatusCode::NOT_FOUND, "no such import job"))?;
-    Ok(Html(pages::job(&ident, &j)))
-}
-
-pub async fn api_job(State(st): State<Shared>, Path(job): Path<String>) -> R<Response> {
-    let j = st
-        .jobs
-        .get(&job)
-        .ok_or_else(|| AppError::new(StatusCode::NOT_FOUND, "no such import job").json())?;
-    Ok(Json(j).into_response())
+    static_file("text/javascript", include_str!("../static/app.js"))
 }
 
 #[cfg(test)]
@@ -1096,12 +583,5 @@ mod tests {
         assert_eq!(safe_next(Some("//evil.example/")), "/calls");
         assert_eq!(safe_next(Some("https://evil.example/")), "/calls");
         assert_eq!(safe_next(Some("/\\evil.example")), "/calls");
-    }
-
-    #[test]
-    fn upload_names_are_flat() {
-        assert_eq!(upload_name(0, Some("../../etc/x.pcap")), "000-x.pcap");
-        assert_eq!(upload_name(1, Some("..")), "001-upload.pcap");
-        assert_eq!(upload_name(2, Some("a b.pcapng")), "002-ab.pcapng");
     }
 }

@@ -16,9 +16,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Extension, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use voxtap_sensor::rpcap::hosts::{self, Host};
@@ -26,6 +25,8 @@ use voxtap_sensor::rpcap::remote::{self, RemoteOptions, STOP_FILE, parse_duratio
 use voxtap_sensor::rpcap::{Transport, remote::UnitReport};
 use voxtap_sensor::status;
 
+use crate::csrf::{CheckedForm, accepts_json};
+use crate::handlers::AppError;
 use crate::{Identity, Shared, pages};
 
 /// The capture started from the web, if any (one at a time).
@@ -188,72 +189,19 @@ pub async fn hosts_page(
 }
 
 pub async fn hosts_script() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript"),
-            (header::CACHE_CONTROL, "private, max-age=300"),
-        ],
-        include_str!("../static/hosts.js"),
-    )
-        .into_response()
+    crate::handlers::static_file("text/javascript", include_str!("../static/hosts.js"))
 }
 
 // ---------------------------------------------------------------- API
 
-/// `application/x-www-form-urlencoded` pairs, keeping repeated keys (one
-/// `host` per ticked box).
-fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
-    fn decode(s: &str) -> String {
-        let b = s.as_bytes();
-        let mut out = Vec::with_capacity(b.len());
-        let mut i = 0;
-        while i < b.len() {
-            match b[i] {
-                b'+' => out.push(b' '),
-                b'%' => {
-                    let hex = b
-                        .get(i + 1..i + 3)
-                        .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-                        .and_then(|h| std::str::from_utf8(h).ok())
-                        .and_then(|h| u8::from_str_radix(h, 16).ok());
-                    match hex {
-                        Some(v) => {
-                            out.push(v);
-                            i += 2;
-                        }
-                        None => out.push(b'%'),
-                    }
-                }
-                c => out.push(c),
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-    String::from_utf8_lossy(body)
-        .split('&')
-        .filter(|kv| !kv.is_empty())
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
-}
-
-fn refuse(status: StatusCode, msg: impl Into<String>, json: bool) -> Response {
-    let msg = msg.into();
-    if json {
-        (status, Json(serde_json::json!({ "error": msg }))).into_response()
-    } else {
-        (status, Html(crate::pages::error_page(status, &msg))).into_response()
-    }
-}
-
-fn wants_json(headers: &axum::http::HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("application/json"))
+/// What a start form asks for, checked.
+struct StartRequest {
+    hosts: Vec<Host>,
+    transport: Transport,
+    duration: Option<Duration>,
+    /// The duration as typed, for the status line.
+    duration_text: Option<String>,
+    filter: String,
 }
 
 /// Starts a capture of the ticked hosts (form: `host`..., `filter`,
@@ -261,132 +209,115 @@ fn wants_json(headers: &axum::http::HeaderMap) -> bool {
 pub async fn start(
     State(st): State<Shared>,
     Extension(ident): Extension<Identity>,
-    headers: axum::http::HeaderMap,
-    body: Bytes,
+    headers: HeaderMap,
+    form: CheckedForm,
 ) -> Response {
-    let json = wants_json(&headers);
-    let pairs = form_pairs(&body);
-    let get = |k: &str| {
-        pairs
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.trim().to_string())
-    };
-    let token = get("csrf").or_else(|| {
-        headers
-            .get("x-csrf-token")
-            .and_then(|v| v.to_str().ok())
-            .map(String::from)
-    });
-    if !ident.csrf_ok(token.as_deref()) {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "missing or wrong CSRF token: reload the page and submit the form again",
-            json,
-        );
+    let json = accepts_json(&headers);
+    let started = start_request(&st, &form).and_then(|req| launch(&st, &ident, req));
+    match started {
+        Err(e) => e.json_if(json).into_response(),
+        Ok((run, out, hosts)) if json => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({ "run": run, "out": out, "hosts": hosts })),
+        )
+            .into_response(),
+        Ok(_) => Redirect::to("/hosts").into_response(),
     }
-    let picked: Vec<String> = pairs
-        .iter()
-        .filter(|(k, _)| k == "host")
-        .map(|(_, v)| v.clone())
-        .collect();
+}
+
+fn bad(msg: impl Into<String>) -> AppError {
+    AppError::new(StatusCode::BAD_REQUEST, msg)
+}
+
+fn start_request(st: &Shared, form: &CheckedForm) -> Result<StartRequest, AppError> {
+    let get = |k: &str| form.get(k).map(|v| v.trim().to_string());
+    let picked: Vec<&str> = form.all("host").collect();
     if picked.is_empty() {
-        return refuse(StatusCode::BAD_REQUEST, "tick at least one host", json);
+        return Err(bad("tick at least one host"));
     }
-    let (_, all) = match load_hosts(&st) {
-        Ok(x) => x,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, e, json),
-    };
+    let (_, all) = load_hosts(st).map_err(bad)?;
     // Exact host ids only: the form never sends patterns.
-    let mut chosen = Vec::new();
-    for id in &picked {
-        match all.iter().find(|h| &h.id() == id) {
-            Some(h) => chosen.push(h.clone()),
-            None => {
-                return refuse(
-                    StatusCode::BAD_REQUEST,
-                    format!("no host '{id}' in the hosts file"),
-                    json,
-                );
-            }
-        }
-    }
+    let hosts = picked
+        .iter()
+        .map(|id| {
+            all.iter()
+                .find(|h| h.id() == *id)
+                .cloned()
+                .ok_or_else(|| bad(format!("no host '{id}' in the hosts file")))
+        })
+        .collect::<Result<Vec<Host>, AppError>>()?;
     let transport = match get("transport").as_deref() {
         None | Some("") | Some("tcp") => Transport::Tcp,
         Some("udp") => Transport::Udp,
-        Some(o) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                format!("transport '{o}': use tcp or udp"),
-                json,
-            );
-        }
+        Some(o) => return Err(bad(format!("transport '{o}': use tcp or udp"))),
     };
     if transport == Transport::Udp
-        && let Some(h) = chosen.iter().find(|h| h.tls.is_some())
+        && let Some(h) = hosts.iter().find(|h| h.tls.is_some())
     {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "{} uses TLS (rpcaps), and rpcapd refuses the UDP data channel with TLS (no DTLS): choose TCP",
-                h.id()
-            ),
-            json,
-        );
+        return Err(bad(format!(
+            "{} uses TLS (rpcaps), and rpcapd refuses the UDP data channel with TLS (no DTLS): choose TCP",
+            h.id()
+        )));
     }
-    let duration = match get("duration").filter(|d| !d.is_empty()) {
-        None => None,
-        Some(d) => match parse_duration(&d) {
-            Ok(d) => Some(d),
-            Err(e) => return refuse(StatusCode::BAD_REQUEST, e, json),
-        },
-    };
     let duration_text = get("duration").filter(|d| !d.is_empty());
+    let duration = duration_text
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .map_err(bad)?;
     let filter = get("filter").unwrap_or_else(|| "udp".into());
     // The filter is compiled by libpcap when the capture starts; check it
     // now so a typo is an answer here, not a failed host later.
-    if let Err(e) = voxtap_sensor::rpcap::bpf::compile(&filter, 1, 65535) {
-        return refuse(StatusCode::BAD_REQUEST, e.to_string(), json);
-    }
+    voxtap_sensor::rpcap::bpf::compile(&filter, 1, 65535).map_err(|e| bad(e.to_string()))?;
+    Ok(StartRequest {
+        hosts,
+        transport,
+        duration,
+        duration_text,
+        filter,
+    })
+}
 
+/// Starts the capture thread unless one runs: (run name, its folder, the
+/// host ids).
+fn launch(
+    st: &Shared,
+    ident: &Identity,
+    req: StartRequest,
+) -> Result<(String, PathBuf, Vec<String>), AppError> {
     let mut cur = st.remote.current.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(r) = cur.as_mut() {
         r.reap();
         if r.running() {
-            return refuse(
+            return Err(AppError::new(
                 StatusCode::CONFLICT,
                 format!(
                     "a capture started by {} is running into {}: stop it first",
                     r.user,
                     r.out.display()
                 ),
-                json,
-            );
+            ));
         }
     }
     let (run_name, out) = run_dir(&st.data.join("remote"));
     let mut opts = RemoteOptions::new(out.clone());
-    opts.capture.transport = transport;
-    opts.capture.filter = filter.clone();
-    opts.duration = duration;
+    opts.capture.transport = req.transport;
+    opts.capture.filter = req.filter.clone();
+    opts.duration = req.duration;
     opts.status_data = Some(st.data.clone());
-    let targets = remote::targets(&chosen, &opts);
-    let ids: Vec<String> = chosen.iter().map(Host::id).collect();
+    let targets = remote::targets(&req.hosts, &opts);
+    let ids: Vec<String> = req.hosts.iter().map(Host::id).collect();
     let thread = std::thread::Builder::new()
         .name("web remote capture".into())
-        .spawn(move || remote::run_foreground(targets, &opts, |_| {}).map_err(|e| e.to_string()));
-    let thread = match thread {
-        Ok(t) => t,
-        Err(e) => {
-            return refuse(
+        .spawn(move || remote::run_foreground(targets, &opts, |_| {}).map_err(|e| e.to_string()))
+        .map_err(|e| {
+            AppError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("cannot start the capture thread: {e}"),
-                json,
-            );
-        }
-    };
+            )
+        })?;
+    let (filter, transport) = (req.filter, req.transport);
     tracing::info!(user = %ident.user, hosts = ?ids, %filter, ?transport, out = %out.display(), "remote capture started from the web");
-    let filter = filter.clone();
     *cur = Some(Run {
         out: out.clone(),
         user: ident.user.clone(),
@@ -396,20 +327,11 @@ pub async fn start(
             Transport::Tcp => "tcp",
             Transport::Udp => "udp",
         },
-        duration: duration_text,
+        duration: req.duration_text,
         thread: Some(thread),
         result: None,
     });
-    drop(cur);
-    if json {
-        (
-            StatusCode::ACCEPTED,
-            Json(serde_json::json!({ "run": run_name, "out": out, "hosts": ids })),
-        )
-            .into_response()
-    } else {
-        Redirect::to("/hosts").into_response()
-    }
+    Ok((run_name, out, ids))
 }
 
 /// `YYYYMMDDTHHMMSS` (UTC), plus `-N` if that folder exists already: a
@@ -440,28 +362,10 @@ fn run_dir(parent: &Path) -> (String, PathBuf) {
 pub async fn stop(
     State(st): State<Shared>,
     Extension(ident): Extension<Identity>,
-    headers: axum::http::HeaderMap,
-    body: Bytes,
+    headers: HeaderMap,
+    _form: CheckedForm,
 ) -> Response {
-    let json = wants_json(&headers);
-    let pairs = form_pairs(&body);
-    let token = pairs
-        .iter()
-        .find(|(k, _)| k == "csrf")
-        .map(|(_, v)| v.clone())
-        .or_else(|| {
-            headers
-                .get("x-csrf-token")
-                .and_then(|v| v.to_str().ok())
-                .map(String::from)
-        });
-    if !ident.csrf_ok(token.as_deref()) {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "missing or wrong CSRF token: reload the page and submit the form again",
-            json,
-        );
-    }
+    let json = accepts_json(&headers);
     let out = {
         let mut cur = st.remote.current.lock().unwrap_or_else(|p| p.into_inner());
         match cur.as_mut() {
@@ -473,14 +377,17 @@ pub async fn stop(
         }
     };
     let Some(out) = out else {
-        return refuse(StatusCode::CONFLICT, "no capture is running", json);
+        return AppError::new(StatusCode::CONFLICT, "no capture is running")
+            .json_if(json)
+            .into_response();
     };
     if let Err(e) = std::fs::write(out.join(STOP_FILE), b"") {
-        return refuse(
+        return AppError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("writing {}: {e}", out.join(STOP_FILE).display()),
-            json,
-        );
+        )
+        .json_if(json)
+        .into_response();
     }
     tracing::info!(user = %ident.user, out = %out.display(), "remote capture stop requested from the web");
     for _ in 0..300 {
@@ -542,24 +449,4 @@ pub async fn remote_status(State(st): State<Shared>) -> Json<serde_json::Value> 
 
 fn rel(data: &Path, p: &Path) -> String {
     p.strip_prefix(data).unwrap_or(p).display().to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn form_pairs_keep_repeated_keys_and_decode() {
-        let p = form_pairs(b"host=lab%2Flocal%2Fa&host=b+c&filter=udp+port+5060&x=%zz&y=%4");
-        assert_eq!(
-            p,
-            [
-                ("host".into(), "lab/local/a".into()),
-                ("host".into(), "b c".into()),
-                ("filter".into(), "udp port 5060".into()),
-                ("x".into(), "%zz".into()),
-                ("y".into(), "%4".into()),
-            ]
-        );
-    }
 }

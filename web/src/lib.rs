@@ -3,20 +3,25 @@
 //!
 //! Security model (see docs/web.md): every route but `/login`, `/healthz`
 //! and the stylesheet needs a session cookie or a bearer token; state
-//! changing forms carry a per-session CSRF token; every file served is
-//! resolved inside the data directory (`files`).
+//! changing forms carry a per-session CSRF token (`csrf`); every file served
+//! is resolved inside the data directory (`files`).
 
 pub mod auth;
 pub mod charts;
 pub mod config;
+mod csrf;
+mod downloads;
 pub mod files;
 mod handlers;
 mod hosts;
+mod import;
 mod jobs;
+mod ladder;
 mod legs_view;
 mod pages;
 mod quality;
 pub mod status_view;
+mod text;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,7 +33,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -270,6 +275,62 @@ fn wants_json(path: &str) -> bool {
     path.starts_with("/api/") || path == "/metrics"
 }
 
+/// Who is asking: anyone when login is off, else the user of a session
+/// cookie or of a bearer token.
+async fn identify(st: &Shared, headers: &HeaderMap, remote: &str) -> Option<Identity> {
+    let ident = |user: String, csrf: Option<String>| Identity {
+        user,
+        csrf,
+        remote: remote.to_string(),
+    };
+    if let Some(token) = &st.no_auth {
+        return Some(ident("anonymous".into(), Some(token.clone())));
+    }
+    if let Some(s) = cookie_value(headers, SESSION_COOKIE)
+        .and_then(|id| st.sessions.get(id))
+        // A user removed from the config loses their sessions too.
+        .filter(|s| st.users.contains_key(&s.user))
+    {
+        return Some(ident(s.user, Some(s.csrf)));
+    }
+    let tok = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))?
+        .to_string();
+    let st2 = st.clone();
+    // argon2 takes tens of ms: keep it off the async threads.
+    let user = tokio::task::spawn_blocking(move || st2.check_bearer(&tok))
+        .await
+        .ok()
+        .flatten()?;
+    Some(ident(user, None))
+}
+
+/// The answer to an anonymous request that needs a login: 401 for the API,
+/// else the login page, coming back here after it for a GET.
+fn login_required(req: &Request) -> Response {
+    if wants_json(req.uri().path()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer realm=\"voxtap\"")],
+            axum::Json(serde_json::json!({"error": "login required"})),
+        )
+            .into_response();
+    }
+    let target = if req.method() == Method::GET {
+        let pq = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        format!("/login?next={}", text::url_encode(pq))
+    } else {
+        "/login".to_string()
+    };
+    Redirect::to(&target).into_response()
+}
+
 /// Authentication, the access log and request metrics.
 async fn gate(State(st): State<Shared>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -280,43 +341,7 @@ async fn gate(State(st): State<Shared>, mut req: Request, next: Next) -> Respons
         .unwrap_or_else(|| "-".into());
     let path = req.uri().path().to_string();
     let method = req.method().clone();
-    let headers = req.headers();
-    let ident = if let Some(token) = &st.no_auth {
-        Some(Identity {
-            user: "anonymous".into(),
-            csrf: Some(token.clone()),
-            remote: remote.clone(),
-        })
-    } else if let Some(s) = cookie_value(headers, SESSION_COOKIE)
-        .and_then(|id| st.sessions.get(id))
-        // A user removed from the config loses their sessions too.
-        .filter(|s| st.users.contains_key(&s.user))
-    {
-        Some(Identity {
-            user: s.user,
-            csrf: Some(s.csrf),
-            remote: remote.clone(),
-        })
-    } else if let Some(tok) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    {
-        let st2 = st.clone();
-        let tok = tok.to_string();
-        // argon2 takes tens of ms: keep it off the async threads.
-        tokio::task::spawn_blocking(move || st2.check_bearer(&tok))
-            .await
-            .ok()
-            .flatten()
-            .map(|user| Identity {
-                user,
-                csrf: None,
-                remote: remote.clone(),
-            })
-    } else {
-        None
-    };
+    let ident = identify(&st, req.headers(), &remote).await;
     let user = ident.as_ref().map(|i| i.user.clone());
     let resp = match ident {
         Some(i) => {
@@ -324,25 +349,7 @@ async fn gate(State(st): State<Shared>, mut req: Request, next: Next) -> Respons
             next.run(req).await
         }
         None if is_public(&path) => next.run(req).await,
-        None if wants_json(&path) => (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer realm=\"voxtap\"")],
-            axum::Json(serde_json::json!({"error": "login required"})),
-        )
-            .into_response(),
-        None => {
-            let target = if method == Method::GET {
-                let pq = req
-                    .uri()
-                    .path_and_query()
-                    .map(|p| p.as_str())
-                    .unwrap_or("/");
-                format!("/login?next={}", pages::url_encode(pq))
-            } else {
-                "/login".to_string()
-            };
-            Redirect::to(&target).into_response()
-        }
+        None => login_required(&req),
     };
     let status = resp.status();
     st.metrics.requests.fetch_add(1, Ordering::Relaxed);
@@ -366,28 +373,22 @@ async fn gate(State(st): State<Shared>, mut req: Request, next: Next) -> Respons
 /// Headers every response gets: no framing, no sniffing, no caching of
 /// recordings in shared caches.
 async fn hardening(req: Request, next: Next) -> Response {
+    const HEADERS: [(&str, &str); 4] = [
+        ("x-frame-options", "DENY"),
+        ("x-content-type-options", "nosniff"),
+        (
+            "content-security-policy",
+            "default-src 'self'; media-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'",
+        ),
+        ("referrer-policy", "same-origin"),
+    ];
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
-    h.insert("x-frame-options", "DENY".parse().expect("static header"));
-    h.insert(
-        "x-content-type-options",
-        "nosniff".parse().expect("static header"),
-    );
-    h.insert(
-        "content-security-policy",
-        "default-src 'self'; media-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'"
-            .parse()
-            .expect("static header"),
-    );
-    h.insert(
-        "referrer-policy",
-        "same-origin".parse().expect("static header"),
-    );
+    for (name, value) in HEADERS {
+        h.insert(name, HeaderValue::from_static(value));
+    }
     if !h.contains_key(header::CACHE_CONTROL) {
-        h.insert(
-            header::CACHE_CONTROL,
-            "no-store".parse().expect("static header"),
-        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     resp
 }
@@ -402,20 +403,20 @@ pub fn router(st: Shared) -> Router {
         .route("/calls", get(h::calls_page))
         .route("/calls/rows", get(h::calls_rows))
         .route("/calls/{id}", get(h::call_page))
-        .route("/calls/{id}/download/{kind}", get(h::download))
-        .route("/calls/{id}/files/{name}", get(h::call_file))
+        .route("/calls/{id}/download/{kind}", get(downloads::download))
+        .route("/calls/{id}/files/{name}", get(downloads::call_file))
         .route("/sensor", get(h::sensor_page))
         .route(
             "/import",
-            get(h::import_page)
-                .post(h::import_post)
+            get(import::import_page)
+                .post(import::import_post)
                 // Captures are big; the default 2 MB limit is for forms.
                 .layer(DefaultBodyLimit::max(4 << 30)),
         )
-        .route("/import/{job}", get(h::job_page))
+        .route("/import/{job}", get(import::job_page))
         .route("/api/calls", get(h::api_calls))
         .route("/api/calls/{id}", get(h::api_call))
-        .route("/api/import/{job}", get(h::api_job))
+        .route("/api/import/{job}", get(import::api_job))
         .route("/healthz", get(h::healthz))
         .route("/metrics", get(h::metrics))
         .route("/static/style.css", get(h::style))

@@ -1,49 +1,15 @@
 //! Server-rendered HTML (maud escapes every interpolated value).
 
-use std::fmt::Write as _;
-
 use axum::http::StatusCode;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
-use voxtap_engine::index::{AccessEntry, CallDetail, CallPage, CallRow, SipRow};
+use voxtap_engine::index::{AccessEntry, CallDetail, CallPage, CallRow, SipRow, StreamRow};
 use voxtap_engine::output::format_ts;
 
 use crate::files::Extras;
 use crate::handlers::{Filters, FsUsage};
 use crate::jobs::{JobSnapshot, JobState};
+use crate::text::{ts, uptime, url_encode};
 use crate::{AppState, Identity};
-
-fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
-}
-
-pub fn url_encode(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
-            o.push(b as char);
-        } else {
-            let _ = write!(o, "%{b:02X}");
-        }
-    }
-    o
-}
-
-/// `2023-11-14 22:13:20` (UTC, to the second) for tables.
-fn ts(ns: u64) -> String {
-    let s = format_ts(ns);
-    s.get(..19).unwrap_or(&s).replace('T', " ")
-}
 
 fn dur(ms: u64) -> String {
     let s = ms / 1000;
@@ -55,18 +21,7 @@ fn dur(ms: u64) -> String {
 }
 
 fn bytes(n: u64) -> String {
-    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < U.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", U[i])
-    }
+    crate::text::bytes(n as f64)
 }
 
 fn layout(title: &str, ident: Option<&Identity>, body: Markup) -> String {
@@ -224,7 +179,6 @@ fn rows_markup(rows: &[CallRow]) -> Markup {
 }
 
 pub fn calls(id: &Identity, f: &Filters, page: Option<&CallPage>, error: Option<&str>) -> String {
-    let v = |o: &Option<String>| o.clone().unwrap_or_default();
     let per_page: u64 = f
         .per_page
         .as_deref()
@@ -237,22 +191,66 @@ pub fn calls(id: &Identity, f: &Filters, page: Option<&CallPage>, error: Option<
         .and_then(|s| s.parse().ok())
         .unwrap_or(1)
         .max(1);
-    let sort = f.sort.clone().unwrap_or_else(|| "start".into());
-    let dir = f.dir.clone().unwrap_or_else(|| "desc".into());
-    let sort_link = |key: &str, label: &str| {
-        let next_dir = if sort == key && dir == "desc" {
-            "asc"
-        } else {
-            "desc"
-        };
-        let arrow = if sort == key {
-            if dir == "desc" { " ▼" } else { " ▲" }
-        } else {
-            ""
-        };
-        html! { a href={"/calls?" (query_string(f, None, Some((key, next_dir))))} { (label) (arrow) } }
-    };
+    let sort = f.sort.as_deref().unwrap_or("start");
+    let dir = f.dir.as_deref().unwrap_or("desc");
     let body = html! {
+        (filter_form(f, sort, dir))
+        @if let Some(e) = error { p.error { (e) } }
+        @if let Some(p) = page {
+            div.listhead {
+                span id="total" {
+                    (p.total) @if p.total_capped { "+" } " calls"
+                    @if p.total > 0 {
+                        " · showing " ((cur - 1) * per_page + 1) "–" ((cur - 1) * per_page + p.rows.len() as u64)
+                    }
+                }
+                label.live { input type="checkbox" id="live"; " live refresh (5 s)" }
+            }
+            @let link = |key: &str, label: &str| sort_link(f, (sort, dir), key, label);
+            table.calls id="calls" data-query=(query_string(f, Some(cur), None)) {
+                thead { tr {
+                    th { (link("start", "Start (UTC)")) }
+                    th { (link("from", "From")) }
+                    th { (link("to", "To")) }
+                    th { (link("state", "State")) }
+                    th.num { (link("duration", "Duration")) }
+                    th.num { (link("mos", "MOS")) }
+                    th.num { "Streams" }
+                    th { "Call-ID" }
+                } }
+                tbody id="rows" { (rows_markup(&p.rows)) }
+            }
+            nav.pager {
+                @if cur > 1 { a href={"/calls?" (query_string(f, Some(cur - 1), None))} { "← Newer" } }
+                span { "Page " (cur) }
+                @if (p.rows.len() as u64) == per_page && cur * per_page < p.total.max(cur * per_page + 1) {
+                    a href={"/calls?" (query_string(f, Some(cur + 1), None))} { "Older →" }
+                }
+            }
+        }
+    };
+    layout("Calls", Some(id), body)
+}
+
+/// A column heading that sorts by `key`, descending first, and flips the
+/// direction when it already sorts by it.
+fn sort_link(f: &Filters, (sort, dir): (&str, &str), key: &str, label: &str) -> Markup {
+    let next_dir = if sort == key && dir == "desc" {
+        "asc"
+    } else {
+        "desc"
+    };
+    let arrow = if sort == key {
+        if dir == "desc" { " ▼" } else { " ▲" }
+    } else {
+        ""
+    };
+    html! { a href={"/calls?" (query_string(f, None, Some((key, next_dir))))} { (label) (arrow) } }
+}
+
+fn filter_form(f: &Filters, sort: &str, dir: &str) -> Markup {
+    let v = |o: &Option<String>| o.clone().unwrap_or_default();
+    html! {
         form.filters method="get" action="/calls" {
             label { "From" input type="datetime-local" step="1" name="from" value=(v(&f.from)); }
             label { "To" input type="datetime-local" step="1" name="to" value=(v(&f.to)); }
@@ -278,117 +276,7 @@ pub fn calls(id: &Identity, f: &Filters, page: Option<&CallPage>, error: Option<
                 a.button.secondary href="/calls" { "Reset" }
             }
         }
-        @if let Some(e) = error { p.error { (e) } }
-        @if let Some(p) = page {
-            div.listhead {
-                span id="total" {
-                    (p.total) @if p.total_capped { "+" } " calls"
-                    @if p.total > 0 {
-                        " · showing " ((cur - 1) * per_page + 1) "–" ((cur - 1) * per_page + p.rows.len() as u64)
-                    }
-                }
-                label.live { input type="checkbox" id="live"; " live refresh (5 s)" }
-            }
-            table.calls id="calls" data-query=(query_string(f, Some(cur), None)) {
-                thead { tr {
-                    th { (sort_link("start", "Start (UTC)")) }
-                    th { (sort_link("from", "From")) }
-                    th { (sort_link("to", "To")) }
-                    th { (sort_link("state", "State")) }
-                    th.num { (sort_link("duration", "Duration")) }
-                    th.num { (sort_link("mos", "MOS")) }
-                    th.num { "Streams" }
-                    th { "Call-ID" }
-                } }
-                tbody id="rows" { (rows_markup(&p.rows)) }
-            }
-            nav.pager {
-                @if cur > 1 { a href={"/calls?" (query_string(f, Some(cur - 1), None))} { "← Newer" } }
-                span { "Page " (cur) }
-                @if (p.rows.len() as u64) == per_page && cur * per_page < p.total.max(cur * per_page + 1) {
-                    a href={"/calls?" (query_string(f, Some(cur + 1), None))} { "Older →" }
-                }
-            }
-        }
-    };
-    layout("Calls", Some(id), body)
-}
-
-/// The SIP ladder: one column per endpoint (IP:port) in order of first
-/// appearance, one arrow per message. Each arrow links to the message's
-/// full text below, so it works without JavaScript; app.js adds a panel.
-fn ladder(sip: &[SipRow]) -> Markup {
-    let mut hosts: Vec<&str> = Vec::new();
-    for m in sip {
-        for h in [m.src.as_str(), m.dst.as_str()] {
-            if !hosts.contains(&h) {
-                hosts.push(h);
-            }
-        }
     }
-    let col_w = 300.0;
-    let left = 150.0;
-    let top = 50.0;
-    let row_h = 34.0;
-    let width = left + col_w * (hosts.len().max(1) as f64 - 1.0) + 130.0;
-    let height = top + row_h * sip.len() as f64 + 20.0;
-    let x = |h: &str| left + col_w * hosts.iter().position(|x| *x == h).unwrap_or(0) as f64;
-    let t0 = sip.first().map(|m| m.ts_ns).unwrap_or(0);
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r#"<svg class="ladder" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="SIP ladder diagram">"#
-    );
-    svg.push_str(r#"<defs><marker id="ah" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" class="head"/></marker></defs>"#);
-    for h in &hosts {
-        let hx = x(h);
-        let _ = write!(
-            svg,
-            r#"<text class="host" x="{hx}" y="20" text-anchor="middle">{}</text><line class="life" x1="{hx}" y1="30" x2="{hx}" y2="{}"/>"#,
-            esc(h),
-            height - 10.0
-        );
-    }
-    for (i, m) in sip.iter().enumerate() {
-        let y = top + row_h * i as f64 + 14.0;
-        let (x1, x2) = (x(&m.src), x(&m.dst));
-        let kind = if m.summary.starts_with(|c: char| c.is_ascii_digit()) {
-            match m.summary.as_bytes()[0] {
-                b'1' => "r1",
-                b'2' => "r2",
-                _ => "rerr",
-            }
-        } else {
-            "req"
-        };
-        let mid = (x1 + x2) / 2.0;
-        let label = esc(&m.summary.chars().take(40).collect::<String>());
-        let dt = (m.ts_ns.saturating_sub(t0)) as f64 / 1e9;
-        let _ = write!(
-            svg,
-            r##"<a href="#msg-{i}" class="msg {kind}" data-seq="{i}"><title>{label}</title><rect class="hit" x="{}" y="{}" width="{}" height="{}"/><text class="time" x="8" y="{}">+{dt:.3}s</text><text class="label" x="{mid}" y="{}" text-anchor="middle">{label}</text>"##,
-            x1.min(x2) - 4.0,
-            y - 18.0,
-            (x1 - x2).abs().max(30.0) + 8.0,
-            row_h - 4.0,
-            y + 4.0,
-            y - 5.0,
-        );
-        if (x1 - x2).abs() < 1.0 {
-            // A message to itself: a small loop.
-            let _ = write!(
-                svg,
-                r#"<path class="arrow" d="M{x1},{y} h30 v8 h-30" marker-end="url(#ah)"/></a>"#
-            );
-        } else {
-            let _ = write!(
-                svg,
-                r#"<line class="arrow" x1="{x1}" y1="{y}" x2="{x2}" y2="{y}" marker-end="url(#ah)"/></a>"#
-            );
-        }
-    }
-    svg.push_str("</svg>");
-    PreEscaped(svg)
 }
 
 pub fn call(
@@ -399,9 +287,35 @@ pub fn call(
     legs: &[CallDetail],
 ) -> String {
     let c = &d.call;
-    let base = format!("/calls/{}", c.id);
-    let has_files = c.folder.is_some();
     let body = html! {
+        (call_head(c))
+        (downloads(c, extras))
+        @if !extras.wavs.is_empty() { (audio(c.id, &extras.wavs)) }
+        section {
+            h2 { "SIP ladder " span.muted { "(" (d.sip.len()) " messages; click an arrow for the message)" } }
+            div.ladderbox { (crate::ladder::call(&d.sip)) }
+        }
+        (streams(&d.streams))
+        @if series.streams.iter().any(Option::is_some) { (quality(&d.streams, series)) }
+        @if !d.dtmf.is_empty() {
+            section { h2 { "DTMF" }
+                p { @for x in &d.dtmf { span.badge title=(x.source) { (x.digit) } " " } }
+            }
+        }
+        @if !legs.is_empty() {
+            (crate::legs_view::section(c.id, legs))
+        } @else if !d.legs.is_empty() {
+            section { h2 { "Other legs" }
+                ul { @for l in &d.legs { li { a href={"/calls/" (l.other_call)} { "call " (l.other_call) } " (" (l.method) ")" } } }
+            }
+        }
+        (messages(&d.sip))
+    };
+    layout(&format!("Call {}", c.call_id), Some(id), body)
+}
+
+fn call_head(c: &CallRow) -> Markup {
+    html! {
         div.callhead {
             h1 { (if c.from_user.is_empty() { "?" } else { &c.from_user }) " → " (if c.to_user.is_empty() { "?" } else { &c.to_user }) " " (state_badge(&c.state, c.status_code)) }
             dl.facts {
@@ -417,9 +331,15 @@ pub fn call(
                 dt { "MOS" } dd { @if let Some(m) = c.mos { (format!("{m:.2}")) } @else { "not computed" } }
             }
         }
+    }
+}
+
+fn downloads(c: &CallRow, extras: &Extras) -> Markup {
+    let base = format!("/calls/{}", c.id);
+    html! {
         section.downloads {
             h2 { "Downloads" }
-            @if has_files {
+            @if c.folder.is_some() {
                 a.button id="dl-pcap" href={(base) "/download/pcap"} { "Call PCAP" }
                 @if extras.decrypted_pcap { a.button id="dl-decrypted" href={(base) "/download/decrypted"} { "Decrypted PCAP" } }
                 a.button id="dl-sip" href={(base) "/download/sip"} { "sip.txt" }
@@ -433,25 +353,30 @@ pub fn call(
                 p.muted { "This call was imported without its files (CSV only)." }
             }
         }
-        @if !extras.wavs.is_empty() {
-            section.audio id="audio" {
-                h2 { "Audio" }
-                @for w in &extras.wavs {
-                    figure {
-                        figcaption { (w) }
-                        img.waveform src={(base) "/waveform/" (url_encode(w))} alt={"waveform of " (w)} width="800";
-                        audio controls preload="metadata" src={(base) "/files/" (url_encode(w))} {}
-                    }
+    }
+}
+
+fn audio(call: i64, wavs: &[String]) -> Markup {
+    let base = format!("/calls/{call}");
+    html! {
+        section.audio id="audio" {
+            h2 { "Audio" }
+            @for w in wavs {
+                figure {
+                    figcaption { (w) }
+                    img.waveform src={(base) "/waveform/" (url_encode(w))} alt={"waveform of " (w)} width="800";
+                    audio controls preload="metadata" src={(base) "/files/" (url_encode(w))} {}
                 }
             }
         }
-        section {
-            h2 { "SIP ladder " span.muted { "(" (d.sip.len()) " messages; click an arrow for the message)" } }
-            div.ladderbox { (ladder(&d.sip)) }
-        }
+    }
+}
+
+fn streams(streams: &[StreamRow]) -> Markup {
+    html! {
         section {
             h2 { "Streams" }
-            @if d.streams.is_empty() { p.muted { "No RTP streams." } } @else {
+            @if streams.is_empty() { p.muted { "No RTP streams." } } @else {
                 table.streams {
                     thead { tr {
                         th { "SSRC" } th { "From" } th { "To" } th { "Codec" }
@@ -459,7 +384,7 @@ pub fn call(
                         th.num { "Max Δ ms" } th.num { "RTCP" } th.num { "MOS" }
                     } }
                     tbody {
-                        @for s in &d.streams {
+                        @for s in streams {
                             tr {
                                 td.mono { (format!("0x{:08X}", s.ssrc)) }
                                 td.mono { (s.src) } td.mono { (s.dst) }
@@ -476,42 +401,38 @@ pub fn call(
                 }
             }
         }
-        @if series.streams.iter().any(Option::is_some) {
-            section.quality id="quality" {
-                h2 { "Quality over time " span.muted { "(per " (series.interval_ns / 1_000_000_000) " s, from the call PCAP)" } }
-                @for (s, t) in d.streams.iter().zip(&series.streams) {
-                    @if let Some(t) = t {
-                        figure.chart {
-                            figcaption.mono { (format!("0x{:08X}", s.ssrc)) " " (s.src) " → " (s.dst) " · " (s.codec) }
-                            (PreEscaped(crate::charts::timeline_svg(&format!("0x{:08X}", s.ssrc), t, series.interval_ns as f64 / 1e9)))
-                        }
+    }
+}
+
+fn quality(streams: &[StreamRow], series: &crate::quality::Series) -> Markup {
+    html! {
+        section.quality id="quality" {
+            h2 { "Quality over time " span.muted { "(per " (series.interval_ns / 1_000_000_000) " s, from the call PCAP)" } }
+            @for (s, t) in streams.iter().zip(&series.streams) {
+                @if let Some(t) = t {
+                    figure.chart {
+                        figcaption.mono { (format!("0x{:08X}", s.ssrc)) " " (s.src) " → " (s.dst) " · " (s.codec) }
+                        (PreEscaped(crate::charts::timeline_svg(&format!("0x{:08X}", s.ssrc), t, series.interval_ns as f64 / 1e9)))
                     }
                 }
             }
         }
-        @if !d.dtmf.is_empty() {
-            section { h2 { "DTMF" }
-                p { @for x in &d.dtmf { span.badge title=(x.source) { (x.digit) } " " } }
-            }
-        }
-        @if !legs.is_empty() {
-            (crate::legs_view::section(c.id, legs))
-        } @else if !d.legs.is_empty() {
-            section { h2 { "Other legs" }
-                ul { @for l in &d.legs { li { a href={"/calls/" (l.other_call)} { "call " (l.other_call) } " (" (l.method) ")" } } }
-            }
-        }
+    }
+}
+
+/// Every message in full, each the target of its arrow in the ladder.
+fn messages(sip: &[SipRow]) -> Markup {
+    html! {
         section.messages {
             h2 { "SIP messages" }
-            @for (i, m) in d.sip.iter().enumerate() {
+            @for (i, m) in sip.iter().enumerate() {
                 div.sipmsg id={"msg-" (i)} {
                     div.meta { "#" (i + 1) " · " (format_ts(m.ts_ns)) " · " (m.transport) " " (m.src) " → " (m.dst) }
                     pre { (m.text) }
                 }
             }
         }
-    };
-    layout(&format!("Call {}", c.call_id), Some(id), body)
+    }
 }
 
 pub fn sensor(
@@ -533,7 +454,7 @@ pub fn sensor(
         h2 { "Web server" }
         dl.facts {
             dt { "Version" } dd { "voxtap " (env!("CARGO_PKG_VERSION")) }
-            dt { "Uptime" } dd { (up / 86400) "d " ((up / 3600) % 24) "h " ((up / 60) % 60) "m " (up % 60) "s" }
+            dt { "Uptime" } dd { (uptime(up)) }
             dt { "Calls indexed" } dd id="calls-indexed" { (calls) }
             dt { "Data directory" } dd.mono { (st.data.display()) }
             dt { "Store usage" } dd { (bytes(usage)) }

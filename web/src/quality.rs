@@ -105,23 +105,24 @@ pub fn timelines(data: &std::path::Path, d: &CallDetail) -> Series {
     }
 }
 
+/// [`timelines`] on a blocking thread (it reads the call's PCAP).
+pub async fn timelines_of(st: &Shared, d: CallDetail) -> Result<(CallDetail, Series), AppError> {
+    let data = st.data.clone();
+    tokio::task::spawn_blocking(move || {
+        let s = timelines(&data, &d);
+        (d, s)
+    })
+    .await
+    .map_err(|_| AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "timeline task failed"))
+}
+
 /// `GET /api/calls/{id}/timeline`: the series as JSON.
 pub async fn api_timeline(
     State(st): State<Shared>,
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
-    let d = st
-        .db
-        .run(move |idx| idx.call_detail(id))
-        .await?
-        .ok_or_else(|| AppError::new(StatusCode::NOT_FOUND, "no such call"))?;
-    let data = st.data.clone();
-    let (d, series) = tokio::task::spawn_blocking(move || {
-        let s = timelines(&data, &d);
-        (d, s)
-    })
-    .await
-    .map_err(|_| AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "timeline task failed"))?;
+    let d = crate::handlers::detail(&st, id).await?;
+    let (d, series) = timelines_of(&st, d).await?;
     let streams: Vec<serde_json::Value> = d
         .streams
         .iter()

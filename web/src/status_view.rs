@@ -9,6 +9,8 @@ use std::fmt::Write as _;
 use maud::{Markup, html};
 use serde_json::Value;
 
+use crate::text;
+
 /// A status file older than this is flagged: its writer has stopped or hung.
 pub const STALE_SECONDS: u64 = 10;
 
@@ -24,21 +26,6 @@ pub fn age(v: &Value, now_unix: u64) -> Option<u64> {
         .map(|t| now_unix.saturating_sub(t))
 }
 
-fn human_bytes(n: f64) -> String {
-    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n;
-    let mut i = 0;
-    while v >= 1024.0 && i < U.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n:.0} B")
-    } else {
-        format!("{v:.1} {}", U[i])
-    }
-}
-
 /// A scalar, with units guessed from the field name.
 fn scalar(key: &str, v: &Value) -> String {
     match v {
@@ -48,19 +35,11 @@ fn scalar(key: &str, v: &Value) -> String {
         Value::Number(n) => {
             let f = n.as_f64().unwrap_or(0.0);
             if key == "uptime_seconds" {
-                let s = f as u64;
-                format!(
-                    "{}d {}h {}m {}s",
-                    s / 86400,
-                    (s / 3600) % 24,
-                    (s / 60) % 60,
-                    s % 60
-                )
+                text::uptime(f as u64)
             } else if key.ends_with("_unix") && f > 1e9 {
-                let s = voxtap_engine::output::format_ts((f as u64).saturating_mul(1_000_000_000));
-                s.get(..19).unwrap_or(&s).replace('T', " ") + " UTC"
+                text::ts((f as u64).saturating_mul(1_000_000_000)) + " UTC"
             } else if key.contains("bytes") {
-                let b = human_bytes(f);
+                let b = text::bytes(f);
                 if key.ends_with("per_second") {
                     format!("{b}/s")
                 } else {
