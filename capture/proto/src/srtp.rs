@@ -853,4 +853,174 @@ mod tests {
             hex("CEBE321F6FF7716B6FD4AB49AF256A156D38BAA4")
         );
     }
+
+    fn b64(b: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(b)
+    }
+
+    #[test]
+    fn sdes_keys_with_mki_and_lifetime() {
+        let (k1, k2) = ([1u8; 30], [2u8; 30]);
+        let params = [
+            format!("inline:{}|2^20|1:4", b64(&k1)),
+            format!("inline:{}|1000|258:2", b64(&k2)),
+        ];
+        let keys = SrtpKeys::from_sdes("AES_CM_128_HMAC_SHA1_80", &params, &[]).unwrap();
+        assert_eq!(keys.mki_len, 2);
+        assert_eq!(keys.keys[0].mki, Some(vec![0, 0, 0, 1]));
+        assert_eq!(keys.keys[0].lifetime, Some(1 << 20));
+        assert_eq!(
+            (&keys.keys[0].key[..], &keys.keys[0].salt[..]),
+            (&k1[..16], &k1[16..])
+        );
+        assert_eq!(keys.keys[1].mki, Some(vec![1, 2]));
+        assert_eq!(keys.keys[1].lifetime, Some(1000));
+        // A 10-byte MKI holds the 8-byte value right-aligned.
+        let p = [format!("inline:{}|7:10", b64(&k1))];
+        let keys = SrtpKeys::from_sdes("AES_CM_128_HMAC_SHA1_80", &p, &[]).unwrap();
+        assert_eq!(keys.keys[0].mki, Some(vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 7]));
+        // Extra key bytes are tolerated, missing ones are not.
+        let p = [format!("inline:{}", b64(&[3; 33]))];
+        let keys = SrtpKeys::from_sdes("AES_CM_128_HMAC_SHA1_80", &p, &[]).unwrap();
+        assert_eq!(keys.keys[0].salt, vec![3; 14]);
+        let p = [format!("inline:{}", b64(&[3; 29]))];
+        assert!(matches!(
+            SrtpKeys::from_sdes("AES_CM_128_HMAC_SHA1_80", &p, &[]),
+            Err(SrtpError::BadKeyLength {
+                got: 29,
+                need: 30,
+                ..
+            })
+        ));
+        let p = [format!("inline:{}|1:0", b64(&k1))];
+        assert!(matches!(
+            SrtpKeys::from_sdes("AES_CM_128_HMAC_SHA1_80", &p, &[]),
+            Err(SrtpError::BadKeyParam {
+                reason: "MKI length must be 1..128",
+                ..
+            })
+        ));
+        assert!(matches!(
+            SrtpKeys::from_key_salt(Suite::AesCm128HmacSha1_80, &k1[..29]),
+            Err(SrtpError::BadKeyLength {
+                got: 29,
+                need: 30,
+                ..
+            })
+        ));
+    }
+
+    /// RFC 3711 protection by hand (AES-CM, HMAC-SHA1): header ||
+    /// payload (encrypted unless `encrypt` is false) || MKI || tag.
+    fn protect_rtp(sk: &SessionKeys, pkt: &[u8], roc: u32, mki: &[u8], encrypt: bool) -> Vec<u8> {
+        let (seq, ssrc) = (u16::from_be_bytes([pkt[2], pkt[3]]), &pkt[8..12]);
+        let mut out = pkt.to_vec();
+        if encrypt {
+            let mut iv = [0u8; 16];
+            iv[..14].copy_from_slice(&sk.salt);
+            xor_into(&mut iv[4..8], ssrc);
+            let index = (u64::from(roc) << 16) | u64::from(seq);
+            xor_into(&mut iv[8..14], &index.to_be_bytes()[2..]);
+            ctr_apply(&sk.enc, &iv, &mut out[12..]);
+        }
+        let mut mac = <HmacSha1 as Mac>::new_from_slice(&sk.auth).unwrap();
+        mac.update(&out);
+        mac.update(&roc.to_be_bytes());
+        let tag = mac.finalize().into_bytes();
+        out.extend_from_slice(mki);
+        out.extend_from_slice(&tag[..10]);
+        out
+    }
+
+    fn rtp(seq: u16) -> Vec<u8> {
+        let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 160, 0xca, 0xfe, 0xba, 0xbe];
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p.extend((0..160).map(|i| i as u8));
+        p
+    }
+
+    #[test]
+    fn mki_names_the_key() {
+        let (k1, k2) = ([1u8; 30], [2u8; 30]);
+        let params = [
+            format!("inline:{}|1:2", b64(&k1)),
+            format!("inline:{}|2:2", b64(&k2)),
+        ];
+        let keys = SrtpKeys::from_sdes("AES_CM_128_HMAC_SHA1_80", &params, &[]).unwrap();
+        let suite = keys.suite;
+        let sk2 = SessionKeys::new(suite, &keys.keys[1], false);
+        let sk1 = SessionKeys::new(suite, &keys.keys[0], false);
+        let mut ctx = SrtpContext::new(keys);
+        let p = rtp(7);
+        let u = ctx
+            .unprotect_rtp(&protect_rtp(&sk2, &p, 0, &[0, 2], true))
+            .unwrap();
+        assert_eq!((u.packet, u.index), (p.clone(), 7));
+        let p = rtp(8);
+        let u = ctx
+            .unprotect_rtp(&protect_rtp(&sk1, &p, 0, &[0, 1], true))
+            .unwrap();
+        assert_eq!(u.packet, p);
+        // The MKI is not authenticated but picks the key: the wrong one fails.
+        let wrong = protect_rtp(&sk1, &rtp(9), 0, &[0, 2], true);
+        assert_eq!(ctx.unprotect_rtp(&wrong), Err(SrtpError::AuthFailed));
+        let unknown = protect_rtp(&sk1, &rtp(9), 0, &[0, 3], true);
+        assert_eq!(
+            ctx.unprotect_rtp(&unknown),
+            Err(SrtpError::UnknownMki(vec![0, 3]))
+        );
+        assert_eq!((ctx.rtp_ok, ctx.auth_failures), (2, 1));
+    }
+
+    #[test]
+    fn unencrypted_srtp_is_authenticated_only() {
+        let k = [5u8; 30];
+        let params = [format!("inline:{}", b64(&k))];
+        let session = ["UNENCRYPTED_SRTP".to_string()];
+        let keys = SrtpKeys::from_sdes("AES_CM_128_HMAC_SHA1_80", &params, &session).unwrap();
+        let sk = SessionKeys::new(keys.suite, &keys.keys[0], false);
+        let mut ctx = SrtpContext::new(keys);
+        let p = rtp(100);
+        let prot = protect_rtp(&sk, &p, 0, &[], false);
+        assert_eq!(&prot[..p.len()], &p[..]);
+        assert_eq!(ctx.unprotect_rtp(&prot).unwrap().packet, p);
+        let mut bad = prot.clone();
+        bad[20] ^= 1;
+        assert_eq!(ctx.unprotect_rtp(&bad), Err(SrtpError::AuthFailed));
+    }
+
+    #[test]
+    fn srtcp_with_mki() {
+        let k = [9u8; 30];
+        let params = [format!("inline:{}|5:1", b64(&k))];
+        let keys = SrtpKeys::from_sdes("AES_CM_128_HMAC_SHA1_32", &params, &[]).unwrap();
+        let sk = SessionKeys::new(keys.suite, &keys.keys[0], true);
+        let mut ctx = SrtpContext::new(keys);
+        // RR with one report block; E=1, index 42.
+        let mut plain = vec![0x81, 201, 0, 7, 0xca, 0xfe, 0xba, 0xbe];
+        plain.extend((0..24).map(|i| i as u8));
+        let index = 42u32;
+        let mut out = plain.clone();
+        let mut iv = [0u8; 16];
+        iv[..14].copy_from_slice(&sk.salt);
+        xor_into(&mut iv[4..8], &plain[4..8]);
+        xor_into(&mut iv[10..14], &index.to_be_bytes());
+        ctr_apply(&sk.enc, &iv, &mut out[8..]);
+        out.extend_from_slice(&(0x8000_0000 | index).to_be_bytes());
+        let mut mac = <HmacSha1 as Mac>::new_from_slice(&sk.auth).unwrap();
+        mac.update(&out);
+        let tag = mac.finalize().into_bytes();
+        out.push(5); // MKI
+        // SRTCP carries the 80-bit tag even for the _32 suites.
+        out.extend_from_slice(&tag[..10]);
+        assert!(looks_like_srtcp(&out));
+        let u = ctx.unprotect_rtcp(&out).unwrap();
+        assert_eq!((u.packet, u.index), (plain, 42));
+        out[9] ^= 1;
+        assert_eq!(ctx.unprotect_rtcp(&out), Err(SrtpError::AuthFailed));
+        assert_eq!(
+            ctx.unprotect_rtcp(&out[..8 + 4 + 10]),
+            Err(SrtpError::TooShort { len: 22 })
+        );
+    }
 }

@@ -200,3 +200,125 @@ mod sdp_tests {
         assert!(plain_sdp(b"INVITE sip:b@x SIP/2.0\r\nl: 0\r\n\r\n").is_none());
     }
 }
+
+#[cfg(test)]
+mod frame_tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use voxtap_proto::decode::{Decoder, FragLimits};
+    use voxtap_proto::wire::{Emit, ethernet, ipv4, ipv6, udp};
+
+    use super::*;
+
+    fn v4(src: [u8; 4], dst: [u8; 4], protocol: u8, payload_len: usize) -> ipv4::Repr<'static> {
+        ipv4::Repr {
+            src_addr: Ipv4Addr::from(src),
+            dst_addr: Ipv4Addr::from(dst),
+            protocol,
+            payload_len,
+            ttl: 63,
+            tos: 0xb8,
+            ident: 0x1234,
+            dont_frag: true,
+            more_frags: false,
+            frag_offset: 0,
+            options: &[],
+        }
+    }
+
+    /// Ethernet, a VLAN tag, IPv4 carrying IPv6 (6in4) carrying UDP, with
+    /// every checksum right and 4 bytes of Ethernet trailer after it.
+    fn tunnelled_frame(payload: &[u8]) -> Vec<u8> {
+        let udp_len = udp::HEADER_LEN + payload.len();
+        let mut f = Vec::new();
+        let eth = ethernet::Repr {
+            dst_addr: [2, 0, 0, 0, 0, 2],
+            src_addr: [2, 0, 0, 0, 0, 1],
+            ethertype: ethertype::VLAN,
+        };
+        eth.append(&mut f).unwrap();
+        let tag = ethernet::VlanRepr {
+            pcp: 5,
+            dei: false,
+            vid: 100,
+            ethertype: ethertype::IPV4,
+        };
+        tag.append(&mut f).unwrap();
+        let outer = v4(
+            [192, 0, 2, 1],
+            [192, 0, 2, 2],
+            ipv4::protocol::IPV6,
+            40 + udp_len,
+        );
+        outer.append(&mut f).unwrap();
+        let (s6, d6): (Ipv6Addr, Ipv6Addr) = (
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8::2".parse().unwrap(),
+        );
+        let inner = ipv6::Repr {
+            src_addr: s6,
+            dst_addr: d6,
+            next_header: 17,
+            payload_len: udp_len,
+            hop_limit: 64,
+            traffic_class: 0,
+            flow_label: 0x12345,
+        };
+        inner.append(&mut f).unwrap();
+        let u = udp::Repr {
+            src_port: 20_000,
+            dst_port: 30_000,
+            payload_len: payload.len(),
+        };
+        let at = u.append(&mut f).unwrap();
+        f.extend_from_slice(payload);
+        udp::Packet::new_unchecked(&mut f[at..]).fill_checksum(&s6.into(), &d6.into());
+        f.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+        f
+    }
+
+    /// Every length and checksum of a frame from `tunnelled_frame` holds.
+    fn assert_consistent(f: &[u8], payload: &[u8]) {
+        let mut dec = Decoder::new(FragLimits::default());
+        let d = dec.decode(LinkType::Ethernet, 0, 0, f).unwrap().unwrap();
+        assert_eq!(d.payload, payload);
+        let outer = ipv4::Packet::new_checked(&f[18..]).unwrap();
+        assert!(outer.verify_checksum());
+        let inner = ipv6::Packet::new_checked(outer.payload()).unwrap();
+        let u = udp::Packet::new_checked(inner.payload()).unwrap();
+        let (s, d) = (inner.src_addr().into(), inner.dst_addr().into());
+        assert!(u.verify_checksum(&s, &d));
+        assert_eq!(&f[f.len() - 4..], [0xde, 0xad, 0xbe, 0xef]);
+    }
+
+    #[test]
+    fn tunnel_lengths_and_checksums_follow_the_payload() {
+        let srtp = vec![0x80; 182];
+        let f = tunnelled_frame(&srtp);
+        assert_consistent(&f, &srtp);
+        for plain in [vec![0x80; 172], vec![0x81; 200], vec![]] {
+            let out = replace_udp_payload(LinkType::Ethernet, &f, &plain).unwrap();
+            assert_consistent(&out, &plain);
+            // The same as building the frame around the new payload.
+            assert_eq!(out, tunnelled_frame(&plain));
+            // And back.
+            assert_eq!(
+                replace_udp_payload(LinkType::Ethernet, &out, &srtp).unwrap(),
+                f
+            );
+        }
+    }
+
+    #[test]
+    fn frames_not_rewritten() {
+        let f = tunnelled_frame(b"abc");
+        // Truncated before the UDP header ends.
+        assert!(replace_udp_payload(LinkType::Ethernet, &f[..80], b"x").is_none());
+        // A fragment of the outer header.
+        let mut frag = f.clone();
+        ipv4::Packet::new_unchecked(&mut frag[18..]).set_frag(false, true, 0);
+        assert!(replace_udp_payload(LinkType::Ethernet, &frag, b"x").is_none());
+        // Not IP.
+        assert!(replace_udp_payload(LinkType::Ethernet, &[0; 60], b"x").is_none());
+    }
+}
