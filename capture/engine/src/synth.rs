@@ -6,6 +6,7 @@ use std::io::Write;
 use std::net::Ipv4Addr;
 
 use voxtap_proto::pcapio::{LinkType, PcapWriter};
+use voxtap_proto::wire::{Emit, ethernet, ethernet::ethertype, ipv4, udp};
 
 #[derive(Clone, Debug)]
 pub struct SynthConfig {
@@ -107,33 +108,42 @@ fn sip_msg(start: &str, i: u32, cseq: &str, body: Option<&str>, to_tag: bool) ->
     m.into_bytes()
 }
 
-/// Ethernet + IPv4 + UDP around `payload`, into `out`.
+/// Ethernet + IPv4 + UDP around `payload`, into `out` (left empty when
+/// the payload does not fit one IPv4 packet).
 pub fn udp_frame(out: &mut Vec<u8>, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), payload: &[u8]) {
     out.clear();
-    out.extend_from_slice(&[0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00]);
-    let total = (20 + 8 + payload.len()) as u16;
-    let mut ip = [0u8; 20];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&total.to_be_bytes());
-    ip[8] = 64;
-    ip[9] = 17;
-    ip[12..16].copy_from_slice(&src.0.octets());
-    ip[16..20].copy_from_slice(&dst.0.octets());
-    let mut sum: u32 = ip
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
+    let eth = ethernet::Repr {
+        dst_addr: [0x02, 0, 0, 0, 0, 2],
+        src_addr: [0x02, 0, 0, 0, 0, 1],
+        ethertype: ethertype::IPV4,
+    };
+    let ip = ipv4::Repr {
+        src_addr: src.0,
+        dst_addr: dst.0,
+        protocol: ipv4::protocol::UDP,
+        payload_len: udp::HEADER_LEN + payload.len(),
+        ttl: 64,
+        tos: 0,
+        ident: 0,
+        dont_frag: false,
+        more_frags: false,
+        frag_offset: 0,
+        options: &[],
+    };
+    let dgram = udp::Repr {
+        src_port: src.1,
+        dst_port: dst.1,
+        payload_len: payload.len(),
+    };
+    // UDP checksum left 0: "not computed", valid for IPv4.
+    let built = eth
+        .append(out)
+        .and_then(|_| ip.append(out))
+        .and_then(|_| dgram.append(out));
+    match built {
+        Ok(_) => out.extend_from_slice(payload),
+        Err(_) => out.clear(),
     }
-    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-    out.extend_from_slice(&ip);
-    out.extend_from_slice(&src.1.to_be_bytes());
-    out.extend_from_slice(&dst.1.to_be_bytes());
-    out.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    // UDP checksum 0: "not computed", valid for IPv4.
-    out.extend_from_slice(&[0, 0]);
-    out.extend_from_slice(payload);
 }
 
 struct Event {

@@ -14,6 +14,7 @@ use std::io::Write;
 use thiserror::Error;
 
 use crate::rtcp::{RtcpPacket, parse_compound};
+use crate::wire::try_be16;
 
 pub const MAGIC: &[u8; 4] = b"HEP3";
 /// Magic and total length.
@@ -95,31 +96,20 @@ pub struct HepPacket<'a> {
     buf: &'a [u8],
 }
 
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    let s = b.get(at..at.checked_add(2)?)?;
-    Some(u16::from_be_bytes([s[0], s[1]]))
-}
-
 /// The total length of the HEP3 packet at the start of a byte stream, once
 /// its 6-byte header is there: frames HEP over TCP. `Ok(None)` wants more
 /// bytes.
 pub fn frame_len(stream: &[u8]) -> Result<Option<usize>, HepError> {
-    if stream.len() < HEADER_LEN {
-        // A wrong magic is visible before the whole header is.
-        let n = stream.len().min(4);
-        if stream[..n] != MAGIC[..n] {
-            let mut m = [0u8; 4];
-            m[..n].copy_from_slice(&stream[..n]);
-            return Err(HepError::BadMagic(m));
-        }
+    // A wrong magic is visible before the whole header is.
+    if stream.iter().zip(MAGIC).any(|(a, b)| a != b) {
+        let mut m = [0u8; 4];
+        m.iter_mut().zip(stream).for_each(|(d, s)| *d = *s);
+        return Err(HepError::BadMagic(m));
+    }
+    let Some(len) = try_be16(stream, 4) else {
         return Ok(None);
-    }
-    if &stream[..4] != MAGIC {
-        return Err(HepError::BadMagic([
-            stream[0], stream[1], stream[2], stream[3],
-        ]));
-    }
-    let len = usize::from(be16(stream, 4).unwrap_or(0));
+    };
+    let len = usize::from(len);
     if len < HEADER_LEN {
         return Err(HepError::BadLength {
             claimed: len,
@@ -139,16 +129,17 @@ impl<'a> HepPacket<'a> {
         let Some(len) = frame_len(buf)? else {
             return Err(HepError::TooShort(buf.len()));
         };
-        if len > buf.len() {
+        let Some(packet) = buf.get(..len) else {
             return Err(HepError::BadLength {
                 claimed: len,
                 available: buf.len(),
             });
-        }
-        let p = HepPacket { buf: &buf[..len] };
+        };
+        let p = HepPacket { buf: packet };
         let mut off = HEADER_LEN;
         while off < len {
-            let (Some(kind), Some(clen)) = (be16(p.buf, off + 2), be16(p.buf, off + 4)) else {
+            let (Some(kind), Some(clen)) = (try_be16(p.buf, off + 2), try_be16(p.buf, off + 4))
+            else {
                 return Err(HepError::ChunkTruncated { offset: off });
             };
             let clen = usize::from(clen);
@@ -187,9 +178,9 @@ impl<'a> Iterator for Chunks<'a> {
 
     fn next(&mut self) -> Option<Chunk<'a>> {
         let off = self.off;
-        let vendor = be16(self.buf, off)?;
-        let kind = be16(self.buf, off + 2)?;
-        let len = usize::from(be16(self.buf, off + 4)?);
+        let vendor = try_be16(self.buf, off)?;
+        let kind = try_be16(self.buf, off + 2)?;
+        let len = usize::from(try_be16(self.buf, off + 4)?);
         let value = self
             .buf
             .get(off + CHUNK_HEADER_LEN..off.checked_add(len)?)?;

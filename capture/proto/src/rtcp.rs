@@ -7,6 +7,8 @@
 //! [`RtcpPacket::Other`]; use [`raw_packets`] when the count/FMT field is
 //! needed.
 
+use crate::wire::{be16, be32};
+
 pub const PT_SR: u8 = 200;
 pub const PT_RR: u8 = 201;
 pub const PT_SDES: u8 = 202;
@@ -43,20 +45,6 @@ pub enum RtcpError {
     /// An SDES chunk or item runs past the end of the packet.
     #[error("malformed SDES chunk")]
     BadSdes,
-}
-
-fn be16(buf: &[u8], at: usize) -> u16 {
-    match buf.get(at..at.saturating_add(2)) {
-        Some(&[a, b]) => u16::from_be_bytes([a, b]),
-        _ => 0,
-    }
-}
-
-fn be32(buf: &[u8], at: usize) -> u32 {
-    match buf.get(at..at.saturating_add(4)) {
-        Some(&[a, b, c, d]) => u32::from_be_bytes([a, b, c, d]),
-        _ => 0,
-    }
 }
 
 /// One RTCP packet before type-specific decoding: the common header fields

@@ -6,6 +6,8 @@
 //! every length once, so the accessors afterwards cannot fail; they still go
 //! through `get` so a bug here degrades to a wrong value, never a panic.
 
+use crate::wire::{be16, be32, byte};
+
 /// Fixed header size: V/P/X/CC, M/PT, sequence, timestamp, SSRC.
 pub const FIXED_HEADER_LEN: usize = 12;
 
@@ -41,28 +43,26 @@ pub struct RtpPacket<'a> {
     padding_len: usize,
 }
 
-fn be16(buf: &[u8], at: usize) -> u16 {
-    match buf.get(at..at.saturating_add(2)) {
-        Some(&[a, b]) => u16::from_be_bytes([a, b]),
-        _ => 0,
-    }
-}
-
-fn be32(buf: &[u8], at: usize) -> u32 {
-    match buf.get(at..at.saturating_add(4)) {
-        Some(&[a, b, c, d]) => u32::from_be_bytes([a, b, c, d]),
-        _ => 0,
-    }
-}
-
-fn byte(buf: &[u8], at: usize) -> u8 {
-    buf.get(at).copied().unwrap_or(0)
-}
-
 impl<'a> RtpPacket<'a> {
     /// Validates version 2 and that the datagram really holds the CSRC list,
     /// the header extension and the padding the header announces.
     pub fn new_checked(buf: &'a [u8]) -> Result<Self, RtpError> {
+        let mut p = Self::new_checked_header(buf)?;
+        if p.padding() {
+            let count = buf.last().copied().unwrap_or(0);
+            if count == 0 || usize::from(count) > buf.len() - p.header_len {
+                return Err(RtpError::BadPadding(count));
+            }
+            p.padding_len = usize::from(count);
+        }
+        Ok(p)
+    }
+
+    /// Validates the header only (version, CSRC list, extension), for SRTP,
+    /// whose padding is encrypted and whose last byte belongs to the
+    /// authentication tag: the view sees no padding, [`Self::payload`] runs
+    /// to the end of the buffer.
+    pub fn new_checked_header(buf: &'a [u8]) -> Result<Self, RtpError> {
         if buf.len() < FIXED_HEADER_LEN {
             return Err(RtpError::TooShort(buf.len()));
         }
@@ -88,18 +88,10 @@ impl<'a> RtpPacket<'a> {
                 return Err(RtpError::ExtensionOverrun);
             }
         }
-        let mut padding_len = 0;
-        if b0 & 0x20 != 0 {
-            let count = buf.last().copied().unwrap_or(0);
-            if count == 0 || usize::from(count) > buf.len() - header_len {
-                return Err(RtpError::BadPadding(count));
-            }
-            padding_len = usize::from(count);
-        }
         Ok(Self {
             buf,
             header_len,
-            padding_len,
+            padding_len: 0,
         })
     }
 
@@ -371,6 +363,30 @@ mod tests {
         assert!(RtpPacket::new_checked(&b).is_ok());
         b[last] = 4;
         assert_eq!(RtpPacket::new_checked(&b), Err(RtpError::BadPadding(4)));
+    }
+
+    #[test]
+    fn rtp_header_only_view_for_srtp() {
+        // P set and a last byte of 0: invalid padding as RTP, but in SRTP
+        // that byte is the tag's and the padding is encrypted.
+        let mut b = header(true, true, 1, false, 0);
+        b.extend_from_slice(&[0xbe, 0xde, 0, 1, 9, 9, 9, 9]);
+        b.extend_from_slice(&[1, 2, 3, 0]);
+        assert_eq!(RtpPacket::new_checked(&b), Err(RtpError::BadPadding(0)));
+        let p = RtpPacket::new_checked_header(&b).unwrap();
+        assert_eq!(p.header_len(), 12 + 4 + 8);
+        assert_eq!((p.padding_len(), p.payload()), (0, &[1u8, 2, 3, 0][..]));
+        assert_eq!(p.sequence(), 0x1234);
+        // The header checks are the same.
+        let b = header(false, true, 0, false, 0);
+        assert_eq!(
+            RtpPacket::new_checked_header(&b),
+            Err(RtpError::ExtensionOverrun)
+        );
+        assert_eq!(
+            RtpPacket::new_checked_header(&b[..11]),
+            Err(RtpError::TooShort(11))
+        );
     }
 
     #[test]

@@ -14,6 +14,9 @@ use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use thiserror::Error;
 
+use crate::rtp::RtpPacket;
+use crate::wire::be32;
+
 type Aes128Ctr = ctr::Ctr128BE<aes::Aes128>;
 type Aes256Ctr = ctr::Ctr128BE<aes::Aes256>;
 type HmacSha1 = Hmac<Sha1>;
@@ -164,18 +167,21 @@ impl SrtpKeys {
     /// One plain key||salt for `suite` (hand-given keys).
     pub fn from_key_salt(suite: Suite, key_salt: &[u8]) -> Result<SrtpKeys, SrtpError> {
         let need = suite.key_len() + suite.salt_len();
-        if key_salt.len() != need {
+        let split = key_salt
+            .split_at_checked(suite.key_len())
+            .filter(|_| key_salt.len() == need);
+        let Some((key, salt)) = split else {
             return Err(SrtpError::BadKeyLength {
                 suite: suite.name().into(),
                 got: key_salt.len(),
                 need,
             });
-        }
+        };
         Ok(SrtpKeys {
             suite,
             keys: vec![MasterKey {
-                key: key_salt[..suite.key_len()].to_vec(),
-                salt: key_salt[suite.key_len()..].to_vec(),
+                key: key.to_vec(),
+                salt: salt.to_vec(),
                 mki: None,
                 lifetime: None,
             }],
@@ -202,57 +208,8 @@ impl SrtpKeys {
             let Some(v) = kp.trim().strip_prefix("inline:") else {
                 continue;
             };
-            let mut parts = v.split('|');
-            let b64 = parts.next().unwrap_or("");
-            let raw = decode_b64(b64).map_err(|reason| SrtpError::BadBase64 {
-                suite: sname(),
-                reason,
-            })?;
-            let need = suite.key_len() + suite.salt_len();
-            // Some endpoints pad the key with extra salt bytes; more than
-            // needed is tolerated (the first `need` bytes are key||salt, as
-            // libsrtp reads them), fewer is not.
-            if raw.len() < need {
-                return Err(SrtpError::BadKeyLength {
-                    suite: sname(),
-                    got: raw.len(),
-                    need,
-                });
-            }
-            let mut mk = MasterKey {
-                key: raw[..suite.key_len()].to_vec(),
-                salt: raw[suite.key_len()..need].to_vec(),
-                mki: None,
-                lifetime: None,
-            };
-            for p in parts {
-                if let Some((val, len)) = p.split_once(':') {
-                    let bad = |reason| SrtpError::BadKeyParam {
-                        suite: sname(),
-                        param: p.to_string(),
-                        reason,
-                    };
-                    let val: u64 = val.trim().parse().map_err(|_| bad("MKI value"))?;
-                    let len: usize = len.trim().parse().map_err(|_| bad("MKI length"))?;
-                    if !(1..=128).contains(&len) {
-                        return Err(bad("MKI length must be 1..128"));
-                    }
-                    mki_len = len;
-                    let mut m = vec![0u8; len];
-                    let be = val.to_be_bytes();
-                    for (i, b) in be.iter().rev().enumerate().take(len.min(8)) {
-                        m[len - 1 - i] = *b;
-                    }
-                    mk.mki = Some(m);
-                } else {
-                    mk.lifetime =
-                        Some(parse_lifetime(p).ok_or_else(|| SrtpError::BadKeyParam {
-                            suite: sname(),
-                            param: p.to_string(),
-                            reason: "lifetime",
-                        })?);
-                }
-            }
+            let (mk, key_mki_len) = parse_inline(suite, v)?;
+            mki_len = key_mki_len.unwrap_or(mki_len);
             keys.push(mk);
         }
         if keys.is_empty() {
@@ -281,6 +238,63 @@ impl SrtpKeys {
     }
 }
 
+/// One `inline:` value (after the prefix): `key||salt|lifetime|MKI:length`,
+/// lifetime and MKI optional, in any order. The MKI length, when given.
+fn parse_inline(suite: Suite, v: &str) -> Result<(MasterKey, Option<usize>), SrtpError> {
+    let sname = || suite.name().to_string();
+    let mut parts = v.split('|');
+    let b64 = parts.next().unwrap_or("");
+    let raw = decode_b64(b64).map_err(|reason| SrtpError::BadBase64 {
+        suite: sname(),
+        reason,
+    })?;
+    let need = suite.key_len() + suite.salt_len();
+    // Some endpoints pad the key with extra salt bytes; more than needed is
+    // tolerated (the first `need` bytes are key||salt, as libsrtp reads
+    // them), fewer is not.
+    let Some((key, salt)) = raw
+        .get(..need)
+        .and_then(|ks| ks.split_at_checked(suite.key_len()))
+    else {
+        return Err(SrtpError::BadKeyLength {
+            suite: sname(),
+            got: raw.len(),
+            need,
+        });
+    };
+    let mut mk = MasterKey {
+        key: key.to_vec(),
+        salt: salt.to_vec(),
+        mki: None,
+        lifetime: None,
+    };
+    let mut mki_len = None;
+    for p in parts {
+        let bad = |reason| SrtpError::BadKeyParam {
+            suite: sname(),
+            param: p.to_string(),
+            reason,
+        };
+        if let Some((val, len)) = p.split_once(':') {
+            let val: u64 = val.trim().parse().map_err(|_| bad("MKI value"))?;
+            let len: usize = len.trim().parse().map_err(|_| bad("MKI length"))?;
+            if !(1..=128).contains(&len) {
+                return Err(bad("MKI length must be 1..128"));
+            }
+            mki_len = Some(len);
+            // The value's low bytes, right-aligned in `len` bytes.
+            let mut m = vec![0u8; len];
+            for (d, s) in m.iter_mut().rev().zip(val.to_be_bytes().iter().rev()) {
+                *d = *s;
+            }
+            mk.mki = Some(m);
+        } else {
+            mk.lifetime = Some(parse_lifetime(p).ok_or_else(|| bad("lifetime"))?);
+        }
+    }
+    Ok((mk, mki_len))
+}
+
 fn decode_b64(s: &str) -> Result<Vec<u8>, String> {
     let s = s.trim();
     base64::engine::general_purpose::STANDARD
@@ -307,8 +321,10 @@ fn parse_lifetime(s: &str) -> Option<u64> {
 /// to 112 bits with zeros (as libsrtp does).
 pub fn derive(master_key: &[u8], master_salt: &[u8], label: u8, len: usize) -> Vec<u8> {
     let mut iv = [0u8; 16];
-    let n = master_salt.len().min(14);
-    iv[..n].copy_from_slice(&master_salt[..n]);
+    // At most 14 bytes of salt: a 96-bit GCM salt is padded with zeros.
+    for (d, s) in iv.iter_mut().zip(master_salt).take(14) {
+        *d = *s;
+    }
     iv[7] ^= label;
     let mut out = vec![0u8; len];
     ctr_apply(master_key, &iv, &mut out);
@@ -493,31 +509,11 @@ impl SrtpContext {
     }
 
     fn unprotect_rtp_inner(&mut self, pkt: &[u8]) -> Result<Unprotected, SrtpError> {
-        let suite = self.keys.suite;
-        let hdr_len = rtp_header_len(pkt).ok_or(SrtpError::NotRtp)?;
-        let tag_len = if self.keys.unauthenticated_srtp && !suite.is_gcm() {
-            0
-        } else {
-            suite.rtp_tag_len()
-        };
-        let mki_len = self.keys.mki_len;
-        if pkt.len() < hdr_len + tag_len + mki_len {
-            return Err(SrtpError::TooShort { len: pkt.len() });
-        }
-        let seq = u16::from_be_bytes([pkt[2], pkt[3]]);
-        let ssrc = u32::from_be_bytes([pkt[8], pkt[9], pkt[10], pkt[11]]);
-        // RFC 3711: ... || MKI || tag. RFC 7714: ... || ciphertext+tag || MKI.
-        let (body_end, mki) = if suite.is_gcm() {
-            let end = pkt.len() - mki_len;
-            (end, (mki_len > 0).then(|| &pkt[end..]))
-        } else {
-            let end = pkt.len() - tag_len - mki_len;
-            (end, (mki_len > 0).then(|| &pkt[end..end + mki_len]))
-        };
-        let k = self.pick_key(mki)?;
+        let parts = self.rtp_parts(pkt)?;
+        let k = self.pick_key(parts.mki)?;
+        let (seq, tag_len) = (parts.seq, parts.tag.len());
         let guess = self.guess_roc(seq);
-        let try_roc =
-            |ctx: &Self, roc: u32| ctx.try_rtp(k, pkt, hdr_len, body_end, tag_len, roc, seq, ssrc);
+        let try_roc = |ctx: &Self, roc: u32| ctx.try_rtp(k, &parts, roc);
         let mut found = try_roc(self, guess).map(|p| (guess, p));
         if found.is_none() && self.roc_known {
             // Heavy loss can defeat the RFC estimate by one wrap either way.
@@ -528,10 +524,11 @@ impl SrtpContext {
                 }
             }
         }
+        let authenticated = tag_len > 0 || self.keys.suite.is_gcm();
         if found.is_none()
             && !self.roc_known
             && self.search_failures < ROC_SEARCH_TRIES
-            && tag_len > 0
+            && authenticated
         {
             // Captured after the sender's wraps: find the ROC the tag agrees with.
             found = (1..ROC_SEARCH).find_map(|roc| try_roc(self, roc).map(|p| (roc, p)));
@@ -549,68 +546,80 @@ impl SrtpContext {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn try_rtp(
-        &self,
-        k: usize,
-        pkt: &[u8],
-        hdr_len: usize,
-        body_end: usize,
-        tag_len: usize,
-        roc: u32,
-        seq: u16,
-        ssrc: u32,
-    ) -> Option<Vec<u8>> {
+    /// Cuts an SRTP packet into header, protected body, MKI and tag.
+    /// RFC 3711: header || payload || MKI || tag. RFC 7714: header ||
+    /// ciphertext+tag || MKI.
+    fn rtp_parts<'p>(&self, pkt: &'p [u8]) -> Result<SrtpParts<'p>, SrtpError> {
         let suite = self.keys.suite;
-        let sk = self.rtp.get(k)?;
-        if suite.is_gcm() {
-            // RFC 7714 8.1: IV = (0x0000 || SSRC || ROC || SEQ) XOR salt.
-            let mut iv = [0u8; 12];
-            iv[2..6].copy_from_slice(&ssrc.to_be_bytes());
-            iv[6..10].copy_from_slice(&roc.to_be_bytes());
-            iv[10..12].copy_from_slice(&seq.to_be_bytes());
-            for (a, b) in iv.iter_mut().zip(&sk.salt) {
-                *a ^= b;
-            }
-            let mut body = pkt[hdr_len..body_end].to_vec();
-            if self.keys.unencrypted_srtp {
-                // Authenticated-only GCM is GMAC over header||payload.
-                let mut aad = pkt[..body_end.checked_sub(16)?].to_vec();
-                let tag = pkt[body_end - 16..body_end].to_vec();
-                gcm_open(&sk.enc, &iv, &aad, &mut [], &tag)?;
-                aad.truncate(body_end - 16);
-                return Some(aad);
-            }
-            let tag_at = body.len().checked_sub(16)?;
-            let tag = body.split_off(tag_at);
-            gcm_open(&sk.enc, &iv, &pkt[..hdr_len], &mut body, &tag)?;
-            let mut out = pkt[..hdr_len].to_vec();
-            out.extend_from_slice(&body);
-            return Some(out);
+        // The header only: padding is encrypted, and the last byte is the tag.
+        let rtp = RtpPacket::new_checked_header(pkt).map_err(|_| SrtpError::NotRtp)?;
+        let tag_len = if self.keys.unauthenticated_srtp && !suite.is_gcm() {
+            0
+        } else {
+            suite.rtp_tag_len()
+        };
+        let mki_len = self.keys.mki_len;
+        let too_short = SrtpError::TooShort { len: pkt.len() };
+        if pkt.len() < rtp.header_len() + tag_len + mki_len {
+            return Err(too_short);
         }
-        if tag_len > 0 {
-            let tag = &pkt[pkt.len() - tag_len..];
+        let hmac_tag_len = if suite.is_gcm() { 0 } else { tag_len };
+        let (rest, tag) = split_tail(pkt, hmac_tag_len).ok_or(too_short.clone())?;
+        let (body, mki) = split_tail(rest, mki_len).ok_or(too_short)?;
+        Ok(SrtpParts {
+            body,
+            hdr_len: rtp.header_len(),
+            tag,
+            mki: (mki_len > 0).then_some(mki),
+            seq: rtp.sequence(),
+            ssrc: rtp.ssrc(),
+        })
+    }
+
+    fn try_rtp(&self, k: usize, parts: &SrtpParts<'_>, roc: u32) -> Option<Vec<u8>> {
+        let sk = self.rtp.get(k)?;
+        if self.keys.suite.is_gcm() {
+            return self.try_rtp_gcm(sk, parts, roc);
+        }
+        if !parts.tag.is_empty() {
             let mut mac = <HmacSha1 as Mac>::new_from_slice(&sk.auth).ok()?;
-            mac.update(&pkt[..body_end]);
+            mac.update(parts.body);
             mac.update(&roc.to_be_bytes());
             let full = mac.finalize().into_bytes();
-            if !ct_eq(&full[..tag_len], tag) {
+            if !ct_eq(full.get(..parts.tag.len())?, parts.tag) {
                 return None;
             }
         }
-        let mut out = pkt[..body_end].to_vec();
+        let mut out = parts.body.to_vec();
         if !self.keys.unencrypted_srtp {
             let mut iv = [0u8; 16];
             iv[..14].copy_from_slice(sk.salt.get(..14)?);
-            for (i, b) in ssrc.to_be_bytes().iter().enumerate() {
-                iv[4 + i] ^= b;
-            }
-            let index = (u64::from(roc) << 16) | u64::from(seq);
-            for (i, b) in index.to_be_bytes()[2..].iter().enumerate() {
-                iv[8 + i] ^= b;
-            }
-            ctr_apply(&sk.enc, &iv, &mut out[hdr_len..]);
+            xor_into(&mut iv[4..8], &parts.ssrc.to_be_bytes());
+            let index = (u64::from(roc) << 16) | u64::from(parts.seq);
+            xor_into(&mut iv[8..14], &index.to_be_bytes()[2..]);
+            ctr_apply(&sk.enc, &iv, out.get_mut(parts.hdr_len..)?);
         }
+        Some(out)
+    }
+
+    fn try_rtp_gcm(&self, sk: &SessionKeys, parts: &SrtpParts<'_>, roc: u32) -> Option<Vec<u8>> {
+        // RFC 7714 8.1: IV = (0x0000 || SSRC || ROC || SEQ) XOR salt.
+        let mut iv = [0u8; 12];
+        iv[2..6].copy_from_slice(&parts.ssrc.to_be_bytes());
+        iv[6..10].copy_from_slice(&roc.to_be_bytes());
+        iv[10..12].copy_from_slice(&parts.seq.to_be_bytes());
+        xor_into(&mut iv, &sk.salt);
+        let (sealed, tag) = split_tail(parts.body, 16)?;
+        if self.keys.unencrypted_srtp {
+            // Authenticated-only GCM is GMAC over header||payload.
+            gcm_open(&sk.enc, &iv, sealed, &mut [], tag)?;
+            return Some(sealed.to_vec());
+        }
+        let (header, ciphertext) = sealed.split_at_checked(parts.hdr_len)?;
+        let mut body = ciphertext.to_vec();
+        gcm_open(&sk.enc, &iv, header, &mut body, tag)?;
+        let mut out = header.to_vec();
+        out.extend_from_slice(&body);
         Some(out)
     }
 
@@ -624,93 +633,153 @@ impl SrtpContext {
     }
 
     fn unprotect_rtcp_inner(&mut self, pkt: &[u8]) -> Result<Unprotected, SrtpError> {
+        let parts = self.rtcp_parts(pkt)?;
+        let k = self.pick_key(parts.mki)?;
+        let sk = self.rtcp.get(k).ok_or(SrtpError::AuthFailed)?;
+        let packet = if self.keys.suite.is_gcm() {
+            open_rtcp_gcm(sk, &parts)?
+        } else {
+            open_rtcp_hmac(sk, &parts)?
+        };
+        self.count_use(k)?;
+        self.rtcp_ok += 1;
+        Ok(Unprotected {
+            packet,
+            index: u64::from(parts.index()),
+        })
+    }
+
+    /// Cuts an SRTCP packet into its parts. RFC 3711: ... || E|index ||
+    /// MKI || tag. RFC 7714: ... || ct+tag || E|index || MKI.
+    fn rtcp_parts<'p>(&self, pkt: &'p [u8]) -> Result<SrtcpParts<'p>, SrtpError> {
         let suite = self.keys.suite;
         if pkt.first().map(|b| b >> 6) != Some(2) {
             return Err(SrtpError::NotRtp);
         }
         let tag_len = suite.rtcp_tag_len();
         let mki_len = self.keys.mki_len;
-        let min = 8 + 4 + tag_len + mki_len;
-        if pkt.len() < min {
-            return Err(SrtpError::TooShort { len: pkt.len() });
+        let too_short = SrtpError::TooShort { len: pkt.len() };
+        if pkt.len() < 8 + 4 + tag_len + mki_len {
+            return Err(too_short);
         }
-        let ssrc = u32::from_be_bytes([pkt[4], pkt[5], pkt[6], pkt[7]]);
-        // RFC 3711: ... || E|index || MKI || tag. RFC 7714: ... || ct+tag || E|index || MKI.
-        let (idx_at, mki) = if suite.is_gcm() {
-            let at = pkt.len() - mki_len - 4;
-            (at, (mki_len > 0).then(|| &pkt[pkt.len() - mki_len..]))
-        } else {
-            let at = pkt.len() - tag_len - mki_len - 4;
-            (at, (mki_len > 0).then(|| &pkt[at + 4..at + 4 + mki_len]))
-        };
-        let k = self.pick_key(mki)?;
-        let sk = self.rtcp.get(k).ok_or(SrtpError::AuthFailed)?;
-        let e_index = u32::from_be_bytes([
-            pkt[idx_at],
-            pkt[idx_at + 1],
-            pkt[idx_at + 2],
-            pkt[idx_at + 3],
-        ]);
-        let encrypted = e_index & 0x8000_0000 != 0;
-        let index = e_index & 0x7FFF_FFFF;
-        let packet = if suite.is_gcm() {
-            // RFC 7714 9.1: IV = (0x0000 || SSRC || 0x0000 || 0 || index) XOR salt.
-            let mut iv = [0u8; 12];
-            iv[2..6].copy_from_slice(&ssrc.to_be_bytes());
-            iv[8..12].copy_from_slice(&index.to_be_bytes());
-            for (a, b) in iv.iter_mut().zip(&sk.salt) {
-                *a ^= b;
-            }
-            let ct = &pkt[8..idx_at];
-            let tag_at = ct
-                .len()
-                .checked_sub(16)
-                .ok_or(SrtpError::TooShort { len: pkt.len() })?;
-            if encrypted {
-                let mut aad = pkt[..8].to_vec();
-                aad.extend_from_slice(&e_index.to_be_bytes());
-                let mut body = ct[..tag_at].to_vec();
-                gcm_open(&sk.enc, &iv, &aad, &mut body, &ct[tag_at..])
-                    .ok_or(SrtpError::AuthFailed)?;
-                let mut out = pkt[..8].to_vec();
-                out.extend_from_slice(&body);
-                out
-            } else {
-                let mut aad = pkt[..8 + tag_at].to_vec();
-                aad.extend_from_slice(&e_index.to_be_bytes());
-                gcm_open(&sk.enc, &iv, &aad, &mut [], &ct[tag_at..])
-                    .ok_or(SrtpError::AuthFailed)?;
-                pkt[..8 + tag_at].to_vec()
-            }
-        } else {
-            let tag = &pkt[pkt.len() - tag_len..];
-            let mut mac =
-                <HmacSha1 as Mac>::new_from_slice(&sk.auth).map_err(|_| SrtpError::AuthFailed)?;
-            mac.update(&pkt[..idx_at + 4]);
-            let full = mac.finalize().into_bytes();
-            if !ct_eq(&full[..tag_len], tag) {
-                return Err(SrtpError::AuthFailed);
-            }
-            let mut out = pkt[..idx_at].to_vec();
-            if encrypted {
-                let mut iv = [0u8; 16];
-                iv[..14].copy_from_slice(sk.salt.get(..14).ok_or(SrtpError::AuthFailed)?);
-                for (i, b) in ssrc.to_be_bytes().iter().enumerate() {
-                    iv[4 + i] ^= b;
-                }
-                for (i, b) in index.to_be_bytes().iter().enumerate() {
-                    iv[10 + i] ^= b;
-                }
-                ctr_apply(&sk.enc, &iv, &mut out[8..]);
-            }
-            out
-        };
-        self.count_use(k)?;
-        self.rtcp_ok += 1;
-        Ok(Unprotected {
-            packet,
-            index: u64::from(index),
+        let hmac_tag_len = if suite.is_gcm() { 0 } else { tag_len };
+        let (rest, tag) = split_tail(pkt, hmac_tag_len).ok_or(too_short.clone())?;
+        let (authenticated, mki) = split_tail(rest, mki_len).ok_or(too_short.clone())?;
+        let (head, e_index) = authenticated
+            .split_last_chunk::<4>()
+            .ok_or(too_short.clone())?;
+        let (header, body) = head.split_at_checked(8).ok_or(too_short)?;
+        Ok(SrtcpParts {
+            header,
+            body,
+            e_index: u32::from_be_bytes(*e_index),
+            authenticated,
+            tag,
+            mki: (mki_len > 0).then_some(mki),
+            ssrc: be32(header, 4),
+            len: pkt.len(),
         })
+    }
+}
+
+/// One SRTP packet cut into its parts.
+struct SrtpParts<'p> {
+    /// Header and protected payload (for GCM, ending with the tag): what
+    /// is authenticated and decrypted; MKI and HMAC tag are not in it.
+    body: &'p [u8],
+    hdr_len: usize,
+    /// The HMAC tag; empty for GCM (its tag ends `body`) and when
+    /// unauthenticated.
+    tag: &'p [u8],
+    mki: Option<&'p [u8]>,
+    seq: u16,
+    ssrc: u32,
+}
+
+/// One SRTCP packet cut into its parts.
+struct SrtcpParts<'p> {
+    /// The first 8 bytes: header and sender SSRC, never encrypted.
+    header: &'p [u8],
+    /// The rest up to E|index: encrypted compound packets (for GCM, ending
+    /// with the tag).
+    body: &'p [u8],
+    e_index: u32,
+    /// header || body || E|index: what the HMAC covers.
+    authenticated: &'p [u8],
+    /// The HMAC tag; empty for GCM.
+    tag: &'p [u8],
+    mki: Option<&'p [u8]>,
+    ssrc: u32,
+    /// Of the whole packet.
+    len: usize,
+}
+
+impl SrtcpParts<'_> {
+    fn encrypted(&self) -> bool {
+        self.e_index & 0x8000_0000 != 0
+    }
+
+    fn index(&self) -> u32 {
+        self.e_index & 0x7FFF_FFFF
+    }
+}
+
+fn open_rtcp_gcm(sk: &SessionKeys, parts: &SrtcpParts<'_>) -> Result<Vec<u8>, SrtpError> {
+    // RFC 7714 9.1: IV = (0x0000 || SSRC || 0x0000 || 0 || index) XOR salt.
+    let mut iv = [0u8; 12];
+    iv[2..6].copy_from_slice(&parts.ssrc.to_be_bytes());
+    iv[8..12].copy_from_slice(&parts.index().to_be_bytes());
+    xor_into(&mut iv, &sk.salt);
+    let too_short = SrtpError::TooShort { len: parts.len };
+    let (ciphertext, tag) = split_tail(parts.body, 16).ok_or(too_short)?;
+    let e_index = parts.e_index.to_be_bytes();
+    if parts.encrypted() {
+        let mut aad = parts.header.to_vec();
+        aad.extend_from_slice(&e_index);
+        let mut body = ciphertext.to_vec();
+        gcm_open(&sk.enc, &iv, &aad, &mut body, tag).ok_or(SrtpError::AuthFailed)?;
+        let mut out = parts.header.to_vec();
+        out.extend_from_slice(&body);
+        Ok(out)
+    } else {
+        let mut plain = parts.header.to_vec();
+        plain.extend_from_slice(ciphertext);
+        let mut aad = plain.clone();
+        aad.extend_from_slice(&e_index);
+        gcm_open(&sk.enc, &iv, &aad, &mut [], tag).ok_or(SrtpError::AuthFailed)?;
+        Ok(plain)
+    }
+}
+
+fn open_rtcp_hmac(sk: &SessionKeys, parts: &SrtcpParts<'_>) -> Result<Vec<u8>, SrtpError> {
+    let mut mac = <HmacSha1 as Mac>::new_from_slice(&sk.auth).map_err(|_| SrtpError::AuthFailed)?;
+    mac.update(parts.authenticated);
+    let full = mac.finalize().into_bytes();
+    let want = full.get(..parts.tag.len()).ok_or(SrtpError::AuthFailed)?;
+    if !ct_eq(want, parts.tag) {
+        return Err(SrtpError::AuthFailed);
+    }
+    let mut out = parts.header.to_vec();
+    out.extend_from_slice(parts.body);
+    if parts.encrypted() {
+        let mut iv = [0u8; 16];
+        iv[..14].copy_from_slice(sk.salt.get(..14).ok_or(SrtpError::AuthFailed)?);
+        xor_into(&mut iv[4..8], &parts.ssrc.to_be_bytes());
+        xor_into(&mut iv[10..14], &parts.index().to_be_bytes());
+        ctr_apply(&sk.enc, &iv, out.get_mut(8..).unwrap_or_default());
+    }
+    Ok(out)
+}
+
+/// `b` without its last `n` bytes, and those bytes.
+fn split_tail(b: &[u8], n: usize) -> Option<(&[u8], &[u8])> {
+    b.split_at_checked(b.len().checked_sub(n)?)
+}
+
+/// XORs `src` into `dst`, as far as both go.
+fn xor_into(dst: &mut [u8], src: &[u8]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d ^= s;
     }
 }
 
@@ -739,24 +808,10 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Length of the RTP header (fixed part, CSRCs, extension), if `pkt` is a
-/// version-2 RTP packet long enough to hold it.
-pub fn rtp_header_len(pkt: &[u8]) -> Option<usize> {
-    if pkt.len() < 12 || pkt[0] >> 6 != 2 {
-        return None;
-    }
-    let mut len = 12 + 4 * usize::from(pkt[0] & 0x0F);
-    if pkt[0] & 0x10 != 0 {
-        let ext = pkt.get(len + 2..len + 4)?;
-        len += 4 + 4 * usize::from(u16::from_be_bytes([ext[0], ext[1]]));
-    }
-    (len <= pkt.len()).then_some(len)
-}
-
 /// RTCP packet types are 192..=223 in the second byte (RFC 5761 section 4):
 /// how an RTP/RTCP-muxed port tells SRTCP from SRTP.
 pub fn looks_like_srtcp(pkt: &[u8]) -> bool {
-    pkt.len() >= 8 && pkt[0] >> 6 == 2 && (192..=223).contains(&pkt[1])
+    matches!(pkt, [b0, b1, _, _, _, _, _, _, ..] if b0 >> 6 == 2 && (192..=223).contains(b1))
 }
 
 #[cfg(test)]
@@ -796,6 +851,176 @@ mod tests {
         assert_eq!(
             derive(&mk, &ms, 1, 20),
             hex("CEBE321F6FF7716B6FD4AB49AF256A156D38BAA4")
+        );
+    }
+
+    fn b64(b: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(b)
+    }
+
+    #[test]
+    fn sdes_keys_with_mki_and_lifetime() {
+        let (k1, k2) = ([1u8; 30], [2u8; 30]);
+        let params = [
+            format!("inline:{}|2^20|1:4", b64(&k1)),
+            format!("inline:{}|1000|258:2", b64(&k2)),
+        ];
+        let keys = SrtpKeys::from_sdes("AES_CM_128_HMAC_SHA1_80", &params, &[]).unwrap();
+        assert_eq!(keys.mki_len, 2);
+        assert_eq!(keys.keys[0].mki, Some(vec![0, 0, 0, 1]));
+        assert_eq!(keys.keys[0].lifetime, Some(1 << 20));
+        assert_eq!(
+            (&keys.keys[0].key[..], &keys.keys[0].salt[..]),
+            (&k1[..16], &k1[16..])
+        );
+        assert_eq!(keys.keys[1].mki, Some(vec![1, 2]));
+        assert_eq!(keys.keys[1].lifetime, Some(1000));
+        // A 10-byte MKI holds the 8-byte value right-aligned.
+        let p = [format!("inline:{}|7:10", b64(&k1))];
+        let keys = SrtpKeys::from_sdes("AES_CM_128_HMAC_SHA1_80", &p, &[]).unwrap();
+        assert_eq!(keys.keys[0].mki, Some(vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 7]));
+        // Extra key bytes are tolerated, missing ones are not.
+        let p = [format!("inline:{}", b64(&[3; 33]))];
+        let keys = SrtpKeys::from_sdes("AES_CM_128_HMAC_SHA1_80", &p, &[]).unwrap();
+        assert_eq!(keys.keys[0].salt, vec![3; 14]);
+        let p = [format!("inline:{}", b64(&[3; 29]))];
+        assert!(matches!(
+            SrtpKeys::from_sdes("AES_CM_128_HMAC_SHA1_80", &p, &[]),
+            Err(SrtpError::BadKeyLength {
+                got: 29,
+                need: 30,
+                ..
+            })
+        ));
+        let p = [format!("inline:{}|1:0", b64(&k1))];
+        assert!(matches!(
+            SrtpKeys::from_sdes("AES_CM_128_HMAC_SHA1_80", &p, &[]),
+            Err(SrtpError::BadKeyParam {
+                reason: "MKI length must be 1..128",
+                ..
+            })
+        ));
+        assert!(matches!(
+            SrtpKeys::from_key_salt(Suite::AesCm128HmacSha1_80, &k1[..29]),
+            Err(SrtpError::BadKeyLength {
+                got: 29,
+                need: 30,
+                ..
+            })
+        ));
+    }
+
+    /// RFC 3711 protection by hand (AES-CM, HMAC-SHA1): header ||
+    /// payload (encrypted unless `encrypt` is false) || MKI || tag.
+    fn protect_rtp(sk: &SessionKeys, pkt: &[u8], roc: u32, mki: &[u8], encrypt: bool) -> Vec<u8> {
+        let (seq, ssrc) = (u16::from_be_bytes([pkt[2], pkt[3]]), &pkt[8..12]);
+        let mut out = pkt.to_vec();
+        if encrypt {
+            let mut iv = [0u8; 16];
+            iv[..14].copy_from_slice(&sk.salt);
+            xor_into(&mut iv[4..8], ssrc);
+            let index = (u64::from(roc) << 16) | u64::from(seq);
+            xor_into(&mut iv[8..14], &index.to_be_bytes()[2..]);
+            ctr_apply(&sk.enc, &iv, &mut out[12..]);
+        }
+        let mut mac = <HmacSha1 as Mac>::new_from_slice(&sk.auth).unwrap();
+        mac.update(&out);
+        mac.update(&roc.to_be_bytes());
+        let tag = mac.finalize().into_bytes();
+        out.extend_from_slice(mki);
+        out.extend_from_slice(&tag[..10]);
+        out
+    }
+
+    fn rtp(seq: u16) -> Vec<u8> {
+        let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 160, 0xca, 0xfe, 0xba, 0xbe];
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p.extend((0..160).map(|i| i as u8));
+        p
+    }
+
+    #[test]
+    fn mki_names_the_key() {
+        let (k1, k2) = ([1u8; 30], [2u8; 30]);
+        let params = [
+            format!("inline:{}|1:2", b64(&k1)),
+            format!("inline:{}|2:2", b64(&k2)),
+        ];
+        let keys = SrtpKeys::from_sdes("AES_CM_128_HMAC_SHA1_80", &params, &[]).unwrap();
+        let suite = keys.suite;
+        let sk2 = SessionKeys::new(suite, &keys.keys[1], false);
+        let sk1 = SessionKeys::new(suite, &keys.keys[0], false);
+        let mut ctx = SrtpContext::new(keys);
+        let p = rtp(7);
+        let u = ctx
+            .unprotect_rtp(&protect_rtp(&sk2, &p, 0, &[0, 2], true))
+            .unwrap();
+        assert_eq!((u.packet, u.index), (p.clone(), 7));
+        let p = rtp(8);
+        let u = ctx
+            .unprotect_rtp(&protect_rtp(&sk1, &p, 0, &[0, 1], true))
+            .unwrap();
+        assert_eq!(u.packet, p);
+        // The MKI is not authenticated but picks the key: the wrong one fails.
+        let wrong = protect_rtp(&sk1, &rtp(9), 0, &[0, 2], true);
+        assert_eq!(ctx.unprotect_rtp(&wrong), Err(SrtpError::AuthFailed));
+        let unknown = protect_rtp(&sk1, &rtp(9), 0, &[0, 3], true);
+        assert_eq!(
+            ctx.unprotect_rtp(&unknown),
+            Err(SrtpError::UnknownMki(vec![0, 3]))
+        );
+        assert_eq!((ctx.rtp_ok, ctx.auth_failures), (2, 1));
+    }
+
+    #[test]
+    fn unencrypted_srtp_is_authenticated_only() {
+        let k = [5u8; 30];
+        let params = [format!("inline:{}", b64(&k))];
+        let session = ["UNENCRYPTED_SRTP".to_string()];
+        let keys = SrtpKeys::from_sdes("AES_CM_128_HMAC_SHA1_80", &params, &session).unwrap();
+        let sk = SessionKeys::new(keys.suite, &keys.keys[0], false);
+        let mut ctx = SrtpContext::new(keys);
+        let p = rtp(100);
+        let prot = protect_rtp(&sk, &p, 0, &[], false);
+        assert_eq!(&prot[..p.len()], &p[..]);
+        assert_eq!(ctx.unprotect_rtp(&prot).unwrap().packet, p);
+        let mut bad = prot.clone();
+        bad[20] ^= 1;
+        assert_eq!(ctx.unprotect_rtp(&bad), Err(SrtpError::AuthFailed));
+    }
+
+    #[test]
+    fn srtcp_with_mki() {
+        let k = [9u8; 30];
+        let params = [format!("inline:{}|5:1", b64(&k))];
+        let keys = SrtpKeys::from_sdes("AES_CM_128_HMAC_SHA1_32", &params, &[]).unwrap();
+        let sk = SessionKeys::new(keys.suite, &keys.keys[0], true);
+        let mut ctx = SrtpContext::new(keys);
+        // RR with one report block; E=1, index 42.
+        let mut plain = vec![0x81, 201, 0, 7, 0xca, 0xfe, 0xba, 0xbe];
+        plain.extend((0..24).map(|i| i as u8));
+        let index = 42u32;
+        let mut out = plain.clone();
+        let mut iv = [0u8; 16];
+        iv[..14].copy_from_slice(&sk.salt);
+        xor_into(&mut iv[4..8], &plain[4..8]);
+        xor_into(&mut iv[10..14], &index.to_be_bytes());
+        ctr_apply(&sk.enc, &iv, &mut out[8..]);
+        out.extend_from_slice(&(0x8000_0000 | index).to_be_bytes());
+        let mut mac = <HmacSha1 as Mac>::new_from_slice(&sk.auth).unwrap();
+        mac.update(&out);
+        let tag = mac.finalize().into_bytes();
+        out.push(5); // MKI
+        // SRTCP carries the 80-bit tag even for the _32 suites.
+        out.extend_from_slice(&tag[..10]);
+        assert!(looks_like_srtcp(&out));
+        let u = ctx.unprotect_rtcp(&out).unwrap();
+        assert_eq!((u.packet, u.index), (plain, 42));
+        out[9] ^= 1;
+        assert_eq!(ctx.unprotect_rtcp(&out), Err(SrtpError::AuthFailed));
+        assert_eq!(
+            ctx.unprotect_rtcp(&out[..8 + 4 + 10]),
+            Err(SrtpError::TooShort { len: 22 })
         );
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use voxtap_proto::srtp::rtp_header_len;
+use voxtap_proto::rtp::RtpPacket;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DtmfSource {
@@ -131,30 +131,28 @@ pub fn detect_rtp<'a>(
 ) -> Vec<DtmfEvent> {
     let mut det = Rfc4733Detector::new();
     for (ts_ns, pkt) in packets {
-        let Some(hl) = rtp_header_len(pkt) else {
+        let Ok(rtp) = RtpPacket::new_checked(pkt) else {
             continue;
         };
-        let pt = pkt[1] & 0x7F;
-        let mut end = pkt.len();
-        if pkt[0] & 0x20 != 0 {
-            let pad = usize::from(pkt[pkt.len() - 1]);
-            end = end.saturating_sub(pad).max(hl);
-        }
-        let payload = &pkt[hl..end];
+        let (pt, payload) = (rtp.payload_type(), rtp.payload());
         let is_event = if event_pts.is_empty() {
             (96..=127).contains(&pt)
-                && payload.len() == 4
-                && payload[0] <= 16
-                && payload[1] & 0x40 == 0
+                && matches!(payload, [code, flags, _, _] if *code <= 16 && flags & 0x40 == 0)
         } else {
             event_pts.contains(&pt)
         };
         if !is_event {
             continue;
         }
-        let ssrc = u32::from_be_bytes([pkt[8], pkt[9], pkt[10], pkt[11]]);
-        let rtp_ts = u32::from_be_bytes([pkt[4], pkt[5], pkt[6], pkt[7]]);
-        det.push_payload(ts_ns, None, None, ssrc, rtp_ts, 8000, payload);
+        det.push_payload(
+            ts_ns,
+            None,
+            None,
+            rtp.ssrc(),
+            rtp.timestamp(),
+            8000,
+            payload,
+        );
     }
     det.finish()
 }

@@ -31,6 +31,7 @@ use layout::{MediaPacket, PtMap, Track};
 use quality::{Arrival, CodecImpairment, QualityParams, StreamQuality};
 use voxtap_codecs::CodecKind;
 use voxtap_proto::decode::{Decoder as FrameDecoder, FragLimits, L4};
+use voxtap_proto::rtp::RtpPacket;
 use voxtap_proto::srtp::{SrtpContext, SrtpKeys, Suite};
 
 #[derive(Debug, Error)]
@@ -219,6 +220,15 @@ struct Crypto {
 }
 
 impl Crypto {
+    fn new(keys: Vec<SrtpKeys>) -> Self {
+        Crypto {
+            candidates: keys.into_iter().map(SrtpContext::new).collect(),
+            chosen: None,
+            auth_failures: 0,
+            rtcp_failures: 0,
+        }
+    }
+
     fn unprotect(&mut self, pkt: &[u8], rtcp: bool) -> Option<Vec<u8>> {
         let order: Vec<usize> = self
             .chosen
@@ -368,114 +378,204 @@ pub fn process_call(
     folder: &Path,
     opts: &MediaOptions,
 ) -> Result<MediaSummary, MediaError> {
-    let mut summary = MediaSummary::default();
-    let mut dec = FrameDecoder::new(FragLimits::default());
-    let mut cryptos: HashMap<(SocketAddr, u32), Crypto> = HashMap::new();
-    let mut stream_idx: HashMap<StreamKey, usize> = HashMap::new();
-    let mut media_raw = Vec::new();
-    let mut media_dec = Vec::new();
-    let mut call_dec = Vec::with_capacity(frames.len());
-    let mut any_srtp = false;
-    let keys_for = |src: SocketAddr, dst: SocketAddr, ssrc: u32| {
-        let mut k = manual_keys(opts, src, dst, ssrc);
-        if let Some(c) = call {
+    let mut demux = Demux::new(call, opts, frames.len());
+    for (n, f) in frames.iter().enumerate() {
+        demux.frame(n, f);
+    }
+    let Demux {
+        mut summary,
+        cryptos,
+        media_raw,
+        media_dec,
+        call_dec,
+        any_srtp,
+        ..
+    } = demux;
+    summary.record_crypto(&cryptos);
+
+    // Parties, codecs, quality.
+    let (pt_maps, origin) = assess_streams(call, &mut summary, opts);
+
+    // DTMF: RFC 4733 over every stream, plus SIP INFO.
+    summary.dtmf = detect_dtmf(call, &summary, &pt_maps);
+
+    // Outputs.
+    if !media_raw.is_empty() {
+        write_pcap(&media_raw, &folder.join("media.pcap"))?;
+    }
+    if any_srtp {
+        write_pcap(&call_dec, &folder.join("call-decrypted.pcap"))?;
+        write_pcap(&media_dec, &folder.join("media-decrypted.pcap"))?;
+    }
+    if opts.audio && !summary.streams.is_empty() {
+        write_audio(&mut summary, &pt_maps, origin, folder)?;
+    }
+    write_dtmf_csv(&summary.dtmf, &folder.join("dtmf.csv"))?;
+    write_quality_json(call, &summary, opts, &folder.join("quality.json"))?;
+    Ok(summary)
+}
+
+/// The first pass over a call's frames: SIP and media apart, SRTP
+/// decrypted, the decrypted captures built, RTP packets gathered per stream.
+struct Demux<'c> {
+    call: Option<&'c Call>,
+    opts: &'c MediaOptions,
+    dec: FrameDecoder,
+    cryptos: HashMap<(SocketAddr, u32), Crypto>,
+    stream_idx: HashMap<StreamKey, usize>,
+    summary: MediaSummary,
+    /// RTP/RTCP frames as captured.
+    media_raw: Vec<CallFrame>,
+    /// RTP/RTCP frames decrypted.
+    media_dec: Vec<CallFrame>,
+    /// Every frame, media decrypted and SDP saying RTP/AVP.
+    call_dec: Vec<CallFrame>,
+    any_srtp: bool,
+}
+
+impl<'c> Demux<'c> {
+    fn new(call: Option<&'c Call>, opts: &'c MediaOptions, frames: usize) -> Self {
+        Demux {
+            call,
+            opts,
+            dec: FrameDecoder::new(FragLimits::default()),
+            cryptos: HashMap::new(),
+            stream_idx: HashMap::new(),
+            summary: MediaSummary::default(),
+            media_raw: Vec::new(),
+            media_dec: Vec::new(),
+            call_dec: Vec::with_capacity(frames),
+            any_srtp: false,
+        }
+    }
+
+    fn frame(&mut self, n: usize, f: &CallFrame) {
+        let (src, dst, payload) = match self.dec.decode(f.link, f.ts_ns, n as u64, &f.data) {
+            Ok(Some(d)) if d.l4 == L4::Udp => (d.src, d.dst, d.payload.to_vec()),
+            _ => {
+                self.call_dec.push(f.clone());
+                return;
+            }
+        };
+        // RTP and RTCP are version 2 with at least 8 bytes.
+        let is_media = payload.len() >= 8 && payload.first().is_some_and(|b| b >> 6 == 2);
+        if is_media {
+            self.media(f, src, dst, &payload);
+        } else {
+            self.call_dec.push(sip_frame(f, &payload));
+        }
+    }
+
+    /// Keys a sender may use: hand-given ones first, then the SDP's.
+    fn keys_for(&self, src: SocketAddr, dst: SocketAddr, ssrc: u32) -> Vec<SrtpKeys> {
+        let mut k = manual_keys(self.opts, src, dst, ssrc);
+        if let Some(c) = self.call {
             k.extend(sdp_keys(c, src));
         }
         k
-    };
-    for (n, f) in frames.iter().enumerate() {
-        let (src, dst, payload) = match dec.decode(f.link, f.ts_ns, n as u64, &f.data) {
-            Ok(Some(d)) if d.l4 == L4::Udp => (d.src, d.dst, d.payload.to_vec()),
-            _ => {
-                call_dec.push(f.clone());
-                continue;
-            }
+    }
+
+    /// One RTP or RTCP datagram.
+    fn media(&mut self, f: &CallFrame, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
+        self.media_raw.push(f.clone());
+        let rtcp = voxtap_proto::srtp::looks_like_srtcp(payload);
+        let ssrc = if rtcp {
+            // The sender's SSRC follows the RTCP header, never encrypted.
+            payload
+                .get(4..)
+                .and_then(|b| b.first_chunk().copied())
+                .map(u32::from_be_bytes)
+        } else {
+            // Header only: SRTP encrypts the padding.
+            RtpPacket::new_checked_header(payload)
+                .ok()
+                .map(|p| p.ssrc())
         };
-        let is_media = payload.len() >= 8 && payload[0] >> 6 == 2;
-        if !is_media {
-            // SIP whose SDP says RTP/SAVP: in the decrypted capture it must
-            // say RTP/AVP, or Wireshark decodes the plain RTP as SRTP.
-            let plain = rewrite::plain_sdp(&payload)
-                .and_then(|p| rewrite::replace_udp_payload(f.link, &f.data, &p));
-            match plain {
-                Some(data) => call_dec.push(CallFrame {
-                    orig_len: data.len() as u32,
-                    data,
-                    ..f.clone()
-                }),
-                None => call_dec.push(f.clone()),
-            }
-            continue;
-        }
-        media_raw.push(f.clone());
-        let rtcp = voxtap_proto::srtp::looks_like_srtcp(&payload);
-        let ssrc_at = if rtcp { 4 } else { 8 };
-        let Some(ssrc) = payload
-            .get(ssrc_at..ssrc_at + 4)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-        else {
-            call_dec.push(f.clone());
-            media_dec.push(f.clone());
-            continue;
+        let Some(ssrc) = ssrc else {
+            self.call_dec.push(f.clone());
+            self.media_dec.push(f.clone());
+            return;
         };
         let endpoint = if rtcp {
-            rtp_endpoint_of_rtcp(call, src)
+            rtp_endpoint_of_rtcp(self.call, src)
         } else {
             src
         };
         let ckey = (endpoint, ssrc);
-        let crypto = cryptos.entry(ckey).or_insert_with(|| {
-            let keys = keys_for(endpoint, dst, ssrc);
+        if !self.cryptos.contains_key(&ckey) {
+            let keys = self.keys_for(endpoint, dst, ssrc);
             let keys = if keys.is_empty() && rtcp {
-                keys_for(src, dst, ssrc)
+                self.keys_for(src, dst, ssrc)
             } else {
                 keys
             };
-            Crypto {
-                candidates: keys.into_iter().map(SrtpContext::new).collect(),
-                chosen: None,
-                auth_failures: 0,
-                rtcp_failures: 0,
-            }
-        });
-        let crypto = Some(crypto).filter(|c| !c.candidates.is_empty());
+            self.cryptos.insert(ckey, Crypto::new(keys));
+        }
+        let crypto = self
+            .cryptos
+            .get_mut(&ckey)
+            .filter(|c| !c.candidates.is_empty());
         let is_srtp = crypto.is_some();
-        any_srtp |= is_srtp;
+        self.any_srtp |= is_srtp;
         let plain = match crypto {
-            Some(c) => c.unprotect(&payload, rtcp),
-            None => Some(payload.clone()),
+            Some(c) => c.unprotect(payload, rtcp),
+            None => Some(payload.to_vec()),
         };
         let out_frame = match (&plain, is_srtp) {
-            (Some(p), true) => match rewrite::replace_udp_payload(f.link, &f.data, p) {
-                Some(data) => CallFrame {
-                    ts_ns: f.ts_ns,
-                    orig_len: (f.orig_len as i64 + data.len() as i64 - f.data.len() as i64).max(0)
-                        as u32,
-                    link: f.link,
-                    data,
-                },
-                None => {
-                    summary.not_rewritten += 1;
-                    f.clone()
-                }
-            },
+            (Some(p), true) => self.decrypted_frame(f, p),
             _ => f.clone(),
         };
-        call_dec.push(out_frame.clone());
-        media_dec.push(out_frame);
+        self.call_dec.push(out_frame.clone());
+        self.media_dec.push(out_frame);
         if rtcp {
             if plain.is_some() && is_srtp {
-                summary.srtcp_ok += 1;
+                self.summary.srtcp_ok += 1;
             }
-            continue;
+            return;
         }
-        let key = StreamKey { src, dst, ssrc };
-        let idx = *stream_idx.entry(key).or_insert_with(|| {
-            summary.streams.push(StreamMedia {
+        let idx = self.stream(StreamKey { src, dst, ssrc }, is_srtp);
+        let Some(p) = plain else { return };
+        let Ok(rtp) = RtpPacket::new_checked(&p) else {
+            return;
+        };
+        if let Some(s) = self.summary.streams.get_mut(idx) {
+            s.rtp_ok += 1;
+            s.packets.push(MediaPacket {
+                arrival_ns: f.ts_ns,
+                seq: rtp.sequence(),
+                timestamp: rtp.timestamp(),
+                pt: rtp.payload_type(),
+                payload: rtp.payload().to_vec(),
+            });
+        }
+    }
+
+    /// `f` with its payload replaced by the decrypted `plain`.
+    fn decrypted_frame(&mut self, f: &CallFrame, plain: &[u8]) -> CallFrame {
+        match rewrite::replace_udp_payload(f.link, &f.data, plain) {
+            Some(data) => CallFrame {
+                ts_ns: f.ts_ns,
+                orig_len: (f.orig_len as i64 + data.len() as i64 - f.data.len() as i64).max(0)
+                    as u32,
+                link: f.link,
+                data,
+            },
+            None => {
+                self.summary.not_rewritten += 1;
+                f.clone()
+            }
+        }
+    }
+
+    /// The index of `key`'s stream in the summary, added on first sight.
+    fn stream(&mut self, key: StreamKey, srtp: bool) -> usize {
+        let streams = &mut self.summary.streams;
+        *self.stream_idx.entry(key).or_insert_with(|| {
+            streams.push(StreamMedia {
                 key,
                 party: Party::Unknown,
                 codec: String::new(),
-                srtp: is_srtp,
+                srtp,
                 srtp_suite: None,
                 rtp_ok: 0,
                 auth_failures: 0,
@@ -483,38 +583,50 @@ pub fn process_call(
                 quality: StreamQuality::default(),
                 packets: Vec::new(),
             });
-            summary.streams.len() - 1
-        });
-        let Some(p) = plain else { continue };
-        let Some(hl) = voxtap_proto::srtp::rtp_header_len(&p) else {
-            continue;
-        };
-        let mut end = p.len();
-        if p[0] & 0x20 != 0 {
-            end = end.saturating_sub(usize::from(p[p.len() - 1])).max(hl);
-        }
-        let s = &mut summary.streams[idx];
-        s.rtp_ok += 1;
-        s.packets.push(MediaPacket {
-            arrival_ns: f.ts_ns,
-            seq: u16::from_be_bytes([p[2], p[3]]),
-            timestamp: u32::from_be_bytes([p[4], p[5], p[6], p[7]]),
-            pt: p[1] & 0x7F,
-            payload: p[hl..end].to_vec(),
-        });
+            streams.len() - 1
+        })
     }
-    for s in &mut summary.streams {
-        if let Some(c) = cryptos.get(&(s.key.src, s.key.ssrc)) {
-            s.auth_failures = c.auth_failures;
-            if let Some(ctx) = c.chosen.and_then(|i| c.candidates.get(i)) {
-                s.srtp_suite = Some(ctx.suite());
-                s.roc = ctx.roc();
+}
+
+/// A SIP (or other non-media) frame for the decrypted capture: SIP whose
+/// SDP says RTP/SAVP must say RTP/AVP there, or Wireshark decodes the
+/// plain RTP as SRTP.
+fn sip_frame(f: &CallFrame, payload: &[u8]) -> CallFrame {
+    let plain =
+        rewrite::plain_sdp(payload).and_then(|p| rewrite::replace_udp_payload(f.link, &f.data, &p));
+    match plain {
+        Some(data) => CallFrame {
+            orig_len: data.len() as u32,
+            data,
+            ..f.clone()
+        },
+        None => f.clone(),
+    }
+}
+
+impl MediaSummary {
+    /// Each stream's SRTP outcome: failures, the suite that worked, its ROC.
+    fn record_crypto(&mut self, cryptos: &HashMap<(SocketAddr, u32), Crypto>) {
+        for s in &mut self.streams {
+            if let Some(c) = cryptos.get(&(s.key.src, s.key.ssrc)) {
+                s.auth_failures = c.auth_failures;
+                if let Some(ctx) = c.chosen.and_then(|i| c.candidates.get(i)) {
+                    s.srtp_suite = Some(ctx.suite());
+                    s.roc = ctx.roc();
+                }
             }
         }
+        self.srtcp_auth_failures = cryptos.values().map(|c| c.rtcp_failures).sum();
     }
-    summary.srtcp_auth_failures = cryptos.values().map(|c| c.rtcp_failures).sum();
+}
 
-    // Parties, codecs, quality.
+/// Parties, codecs and quality of every stream; the payload-type map of
+/// each stream (in stream order) and the time origin of the audio.
+fn assess_streams(
+    call: Option<&Call>,
+    summary: &mut MediaSummary,
+    opts: &MediaOptions,
+) -> (Vec<PtMap>, u64) {
     let (caller, callee) = call.map(party_sets).unwrap_or_default();
     let origin = summary
         .streams
@@ -522,7 +634,6 @@ pub fn process_call(
         .flat_map(|s| s.packets.iter().map(|p| p.arrival_ns))
         .min()
         .unwrap_or(0);
-    let mut event_pts: HashSet<u8> = HashSet::new();
     let mut pt_maps = Vec::new();
     for s in &mut summary.streams {
         s.party = if caller.contains(&s.key.src) || callee.contains(&s.key.dst) {
@@ -533,35 +644,8 @@ pub fn process_call(
             Party::Unknown
         };
         let map = pt_map(call, s.key.dst);
-        event_pts.extend(
-            map.iter()
-                .filter(|(_, v)| v.0 == CodecKind::TelephoneEvent)
-                .map(|(k, _)| *k),
-        );
-        // The stream's main codec: its most frequent audio payload type.
-        let mut counts: HashMap<u8, u64> = HashMap::new();
-        for p in &s.packets {
-            if map.get(&p.pt).is_some_and(|v| v.0.is_audio()) {
-                *counts.entry(p.pt).or_default() += 1;
-            }
-        }
-        let main_pt = counts
-            .into_iter()
-            .max_by_key(|&(pt, c)| (c, std::cmp::Reverse(pt)))
-            .map(|x| x.0);
-        s.codec = match (call, main_pt) {
-            (Some(c), Some(pt)) => c
-                .media
-                .iter()
-                .flat_map(|m| m.rtpmap.iter())
-                .find(|r| r.pt == pt)
-                .map(|r| r.encoding.clone())
-                .or_else(|| voxtap_proto::rtp::static_codec(pt).map(|c| c.name.to_string()))
-                .unwrap_or_else(|| format!("PT{pt}")),
-            (None, Some(pt)) => voxtap_proto::rtp::static_codec(pt)
-                .map_or_else(|| format!("PT{pt}"), |c| c.name.to_string()),
-            _ => String::new(),
-        };
+        let main_pt = main_payload_type(&s.packets, &map);
+        s.codec = codec_name(call, main_pt);
         let clock = main_pt.and_then(|pt| map.get(&pt)).map_or(8000, |v| v.1);
         let arrivals: Vec<Arrival> = s
             .packets
@@ -577,10 +661,48 @@ pub fn process_call(
         s.quality = quality::assess(&arrivals, clock, imp, opts.quality);
         pt_maps.push(map);
     }
+    (pt_maps, origin)
+}
 
-    // DTMF: RFC 4733 over every stream, plus SIP INFO.
+/// A stream's main codec: its most frequent audio payload type (the lower
+/// number on a tie).
+fn main_payload_type(packets: &[MediaPacket], map: &PtMap) -> Option<u8> {
+    let mut counts: HashMap<u8, u64> = HashMap::new();
+    for p in packets {
+        if map.get(&p.pt).is_some_and(|v| v.0.is_audio()) {
+            *counts.entry(p.pt).or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .max_by_key(|&(pt, c)| (c, std::cmp::Reverse(pt)))
+        .map(|x| x.0)
+}
+
+/// The encoding name of `pt`: from the call's SDP, else RFC 3551's table,
+/// else `PT<n>`; empty without a payload type.
+fn codec_name(call: Option<&Call>, pt: Option<u8>) -> String {
+    let Some(pt) = pt else {
+        return String::new();
+    };
+    let from_sdp = call.and_then(|c| {
+        c.media
+            .iter()
+            .flat_map(|m| m.rtpmap.iter())
+            .find(|r| r.pt == pt)
+            .map(|r| r.encoding.clone())
+    });
+    from_sdp
+        .or_else(|| voxtap_proto::rtp::static_codec(pt).map(|c| c.name.to_string()))
+        .unwrap_or_else(|| format!("PT{pt}"))
+}
+
+/// RFC 4733 events over every stream (by the stream's telephone-event
+/// payload types, or by their look without SDP), plus SIP INFO digits,
+/// in time order.
+fn detect_dtmf(call: Option<&Call>, summary: &MediaSummary, pt_maps: &[PtMap]) -> Vec<DtmfEvent> {
     let mut det = Rfc4733Detector::new();
-    for (s, map) in summary.streams.iter().zip(&pt_maps) {
+    for (s, map) in summary.streams.iter().zip(pt_maps) {
         let ev_pts: Vec<u8> = map
             .iter()
             .filter(|(_, v)| v.0 == CodecKind::TelephoneEvent)
@@ -590,7 +712,7 @@ pub fn process_call(
         by_time.sort_by_key(|p| p.arrival_ns);
         for p in by_time {
             let is_ev = if ev_pts.is_empty() {
-                (96..=127).contains(&p.pt) && p.payload.len() == 4 && p.payload[0] <= 16
+                (96..=127).contains(&p.pt) && matches!(p.payload[..], [code, _, _, _] if code <= 16)
             } else {
                 ev_pts.contains(&p.pt)
             };
@@ -617,22 +739,7 @@ pub fn process_call(
         ));
     }
     events.sort_by_key(|e| e.ts_ns);
-    summary.dtmf = events;
-
-    // Outputs.
-    if !media_raw.is_empty() {
-        write_pcap(&media_raw, &folder.join("media.pcap"))?;
-    }
-    if any_srtp {
-        write_pcap(&call_dec, &folder.join("call-decrypted.pcap"))?;
-        write_pcap(&media_dec, &folder.join("media-decrypted.pcap"))?;
-    }
-    if opts.audio && !summary.streams.is_empty() {
-        write_audio(&mut summary, &pt_maps, origin, folder)?;
-    }
-    write_dtmf_csv(&summary.dtmf, &folder.join("dtmf.csv"))?;
-    write_quality_json(call, &summary, opts, &folder.join("quality.json"))?;
-    Ok(summary)
+    events
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> MediaError + '_ {

@@ -15,7 +15,7 @@ use thiserror::Error;
 
 use crate::calls::Call;
 pub use csv::CsvWriter;
-pub use time::format_ts;
+pub use time::{civil_from_days, format_ts};
 use voxtap_proto::pcapio::{PcapError, PcapReader, PcapWriter};
 
 #[derive(Debug, Error)]

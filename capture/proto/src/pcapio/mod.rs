@@ -192,11 +192,9 @@ impl PcapReader<BufReader<File>> {
     }
 }
 
+/// u32 at `at` in the file's byte order, 0 when out of range.
 fn rd32(big: bool, b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    if let Some(s) = b.get(at..at.wrapping_add(4)) {
-        a.copy_from_slice(s);
-    }
+    let a = crate::wire::array(b, at);
     if big {
         u32::from_be_bytes(a)
     } else {
@@ -204,11 +202,9 @@ fn rd32(big: bool, b: &[u8], at: usize) -> u32 {
     }
 }
 
+/// u16 at `at` in the file's byte order, 0 when out of range.
 fn rd16(big: bool, b: &[u8], at: usize) -> u16 {
-    let mut a = [0u8; 2];
-    if let Some(s) = b.get(at..at.wrapping_add(2)) {
-        a.copy_from_slice(s);
-    }
+    let a = crate::wire::array(b, at);
     if big {
         u16::from_be_bytes(a)
     } else {

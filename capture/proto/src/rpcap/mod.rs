@@ -94,14 +94,17 @@ impl<'a> Cursor<'a> {
         Ok(self.take(1, what)?.first().copied().unwrap_or(0))
     }
 
+    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], ProtoError> {
+        // `take` returned exactly N bytes.
+        Ok(crate::wire::array(self.take(N, what)?, 0))
+    }
+
     fn u16(&mut self, what: &'static str) -> Result<u16, ProtoError> {
-        let s = self.take(2, what)?;
-        Ok(u16::from_be_bytes([s[0], s[1]]))
+        self.array(what).map(u16::from_be_bytes)
     }
 
     fn u32(&mut self, what: &'static str) -> Result<u32, ProtoError> {
-        let s = self.take(4, what)?;
-        Ok(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+        self.array(what).map(u32::from_be_bytes)
     }
 
     fn rest(&self) -> &'a [u8] {
@@ -346,16 +349,12 @@ fn sockaddr(c: &mut Cursor<'_>) -> Result<Option<IpAddr>, ProtoError> {
     Ok(match family {
         AF_INET => {
             a.u16("IPv4 address")?;
-            let b = a.take(4, "IPv4 address")?;
-            Some(IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3])))
+            Some(IpAddr::V4(Ipv4Addr::from(a.array::<4>("IPv4 address")?)))
         }
         AF_INET6 => {
             a.u16("IPv6 address")?;
             a.u32("IPv6 address")?;
-            let b = a.take(16, "IPv6 address")?;
-            let mut o = [0u8; 16];
-            o.copy_from_slice(b);
-            Some(IpAddr::V6(Ipv6Addr::from(o)))
+            Some(IpAddr::V6(Ipv6Addr::from(a.array::<16>("IPv6 address")?)))
         }
         _ => None,
     })

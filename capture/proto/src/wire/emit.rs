@@ -1,31 +1,17 @@
-//! Building frames: the emit side of the wire views.
+//! Frames built from scratch out of the [`Emit`] side of the views: an IP
+//! packet around a payload, as the HEP listener writes what it received.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
+use super::{Emit, WireError, ipv4, ipv6, tcp, udp};
 
-fn csum_add(mut sum: u32, data: &[u8]) -> u32 {
-    let mut it = data.chunks_exact(2);
-    for w in &mut it {
-        sum = sum.wrapping_add(u32::from(u16::from_be_bytes([w[0], w[1]])));
-    }
-    if let [b] = it.remainder() {
-        sum = sum.wrapping_add(u32::from(*b) << 8);
-    }
-    sum
-}
-
-fn csum_fold(mut sum: u32) -> u16 {
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
+const TTL: u8 = 64;
 
 /// An IPv4 or IPv6 packet (raw IP link type) carrying `payload` over UDP,
-/// or over TCP (PSH|ACK at `seq`) when `seq` is given, with valid checksums.
-/// Mixed families go as IPv6 (v4-mapped).
+/// or over TCP (PSH|ACK at `seq`, ack 1, window 65535) when `seq` is given,
+/// with valid checksums. Mixed families go as IPv6 (v4-mapped). A payload
+/// larger than one IP packet can hold keeps its bytes, with length fields
+/// saying 65,535.
 pub fn build_frame(
     out: &mut Vec<u8>,
     src: SocketAddr,
@@ -34,77 +20,84 @@ pub fn build_frame(
     payload: &[u8],
 ) {
     out.clear();
+    if emit_frame(out, src, dst, seq, payload).is_err() {
+        // Unreachable: every length is clamped to what its field holds.
+        out.clear();
+    }
+}
+
+fn emit_frame(
+    out: &mut Vec<u8>,
+    src: SocketAddr,
+    dst: SocketAddr,
+    seq: Option<u32>,
+    payload: &[u8],
+) -> Result<(), WireError> {
     let (sip, dip) = match (src.ip(), dst.ip()) {
         (IpAddr::V4(s), IpAddr::V4(d)) => (IpAddr::V4(s), IpAddr::V4(d)),
         (s, d) => (IpAddr::V6(to6(s)), IpAddr::V6(to6(d))),
     };
-    let proto = if seq.is_some() {
-        IPPROTO_TCP
-    } else {
-        IPPROTO_UDP
+    let (proto, l4_header) = match seq {
+        None => (ipv4::protocol::UDP, udp::HEADER_LEN),
+        Some(_) => (ipv4::protocol::TCP, tcp::MIN_HEADER_LEN),
     };
-    let l4_len = if seq.is_some() { 20 } else { 8 } + payload.len();
-    let mut pseudo = 0u32;
+    let l4_len = l4_header + payload.len();
     match (sip, dip) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let total = (20 + l4_len).min(65_535) as u16;
-            let mut h = [0u8; 20];
-            h[0] = 0x45;
-            h[2..4].copy_from_slice(&total.to_be_bytes());
-            h[6] = 0x40; // don't fragment
-            h[8] = 64;
-            h[9] = proto;
-            h[12..16].copy_from_slice(&s.octets());
-            h[16..20].copy_from_slice(&d.octets());
-            let c = csum_fold(csum_add(0, &h));
-            h[10..12].copy_from_slice(&c.to_be_bytes());
-            out.extend_from_slice(&h);
-            pseudo = csum_add(pseudo, &s.octets());
-            pseudo = csum_add(pseudo, &d.octets());
+        (IpAddr::V4(s), IpAddr::V4(d)) => ipv4::Repr {
+            src_addr: s,
+            dst_addr: d,
+            protocol: proto,
+            payload_len: l4_len.min(usize::from(u16::MAX) - ipv4::MIN_HEADER_LEN),
+            ttl: TTL,
+            tos: 0,
+            ident: 0,
+            dont_frag: true,
+            more_frags: false,
+            frag_offset: 0,
+            options: &[],
         }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            let mut h = [0u8; 40];
-            h[0] = 0x60;
-            h[4..6].copy_from_slice(&(l4_len.min(65_535) as u16).to_be_bytes());
-            h[6] = proto;
-            h[7] = 64;
-            h[8..24].copy_from_slice(&s.octets());
-            h[24..40].copy_from_slice(&d.octets());
-            out.extend_from_slice(&h);
-            pseudo = csum_add(pseudo, &s.octets());
-            pseudo = csum_add(pseudo, &d.octets());
+        .append(out)?,
+        _ => ipv6::Repr {
+            src_addr: to6(sip),
+            dst_addr: to6(dip),
+            next_header: proto,
+            payload_len: l4_len.min(usize::from(u16::MAX)),
+            hop_limit: TTL,
+            traffic_class: 0,
+            flow_label: 0,
         }
-        _ => {}
-    }
-    pseudo = pseudo
-        .wrapping_add(u32::from(proto))
-        .wrapping_add(l4_len as u32);
-    let l4_start = out.len();
-    match seq {
-        None => {
-            out.extend_from_slice(&src.port().to_be_bytes());
-            out.extend_from_slice(&dst.port().to_be_bytes());
-            out.extend_from_slice(&(l4_len.min(65_535) as u16).to_be_bytes());
-            out.extend_from_slice(&[0, 0]);
+        .append(out)?,
+    };
+    let l4_start = match seq {
+        None => udp::Repr {
+            src_port: src.port(),
+            dst_port: dst.port(),
+            payload_len: payload.len().min(usize::from(u16::MAX) - udp::HEADER_LEN),
         }
-        Some(seq) => {
-            out.extend_from_slice(&src.port().to_be_bytes());
-            out.extend_from_slice(&dst.port().to_be_bytes());
-            out.extend_from_slice(&seq.to_be_bytes());
-            out.extend_from_slice(&1u32.to_be_bytes());
-            out.extend_from_slice(&[0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+        .append(out)?,
+        Some(seq) => tcp::Repr {
+            src_port: src.port(),
+            dst_port: dst.port(),
+            seq_number: seq,
+            ack_number: 1,
+            flags: tcp::flags::PSH | tcp::flags::ACK,
+            reserved_ns: 0,
+            window: u16::MAX,
+            urgent: 0,
+            options: &[],
         }
-    }
+        .append(out)?,
+    };
     out.extend_from_slice(payload);
-    let mut c = csum_fold(csum_add(pseudo, &out[l4_start..]));
-    if seq.is_none() && c == 0 {
-        c = 0xffff;
+    let segment = out.get_mut(l4_start..).unwrap_or_default();
+    match seq {
+        None => udp::Packet::new_unchecked(segment).fill_checksum(&sip, &dip),
+        Some(_) => tcp::Packet::new_unchecked(segment).fill_checksum(&sip, &dip),
     }
-    let at = l4_start + if seq.is_some() { 16 } else { 6 };
-    out[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    Ok(())
 }
 
-fn to6(ip: IpAddr) -> std::net::Ipv6Addr {
+fn to6(ip: IpAddr) -> Ipv6Addr {
     match ip {
         IpAddr::V4(a) => a.to_ipv6_mapped(),
         IpAddr::V6(a) => a,
@@ -116,6 +109,10 @@ mod tests {
     use super::*;
     use crate::decode::{Decoder, FragLimits, L4};
     use crate::pcapio::LinkType;
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
 
     #[test]
     fn built_frames_decode_back() {
@@ -130,8 +127,13 @@ mod tests {
         assert_eq!((dg.src, dg.dst), (s, d));
         assert!(matches!(dg.l4, L4::Udp));
         assert_eq!(dg.payload, b"OPTIONS sip:a SIP/2.0\r\n\r\n");
-        // The IPv4 header checksum verifies to zero.
-        assert_eq!(csum_fold(csum_add(0, &f[..20])), 0);
+        let ip = ipv4::Packet::new_checked(&f[..]).unwrap();
+        assert!(ip.verify_checksum());
+        assert!(
+            udp::Packet::new_checked(ip.payload())
+                .unwrap()
+                .verify_checksum(&s.ip(), &d.ip())
+        );
 
         let (s6, d6): (SocketAddr, SocketAddr) = (
             "[2001:db8::1]:5060".parse().unwrap(),
@@ -141,5 +143,34 @@ mod tests {
         let dg = dec.decode(LinkType::Raw, 1, 0, &f).unwrap().unwrap();
         assert_eq!((dg.src, dg.dst), (s6, d6));
         assert!(matches!(dg.l4, L4::Tcp { seq: 1000, .. }));
+        let ip = ipv6::Packet::new_checked(&f[..]).unwrap();
+        let seg = tcp::Packet::new_checked(ip.payload()).unwrap();
+        assert!(seg.verify_checksum(&s6.ip(), &d6.ip()));
+    }
+
+    /// The exact bytes the listener has always written (checked against
+    /// the hand-built frames this module replaced; tshark reads them as
+    /// valid): a changed TTL, flag or checksum shows here.
+    #[test]
+    fn built_frames_are_byte_stable() {
+        let mut f = Vec::new();
+        let s: SocketAddr = "10.1.2.3:5060".parse().unwrap();
+        let d: SocketAddr = "10.9.8.7:5070".parse().unwrap();
+        build_frame(&mut f, s, d, None, b"x");
+        assert_eq!(
+            hex(&f),
+            "4500001d0000400040111cbd0a0102030a09080713c413ce0009423678"
+        );
+        build_frame(&mut f, s, d, Some(0xdead_beef), b"x");
+        assert_eq!(
+            hex(&f),
+            "450000290000400040061cbc0a0102030a09080713c413cedeadbeef000000015018ffff5487000078"
+        );
+        let d6: SocketAddr = "[2001:db8::2]:5062".parse().unwrap();
+        build_frame(&mut f, s, d6, None, b"x");
+        assert_eq!(
+            hex(&f),
+            "600000000009114000000000000000000000ffff0a01020320010db800000000000000000000000213c413c60009269378"
+        );
     }
 }

@@ -36,6 +36,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 use thiserror::Error;
+use voxtap_engine::output::civil_from_days;
 
 #[cfg(feature = "s3")]
 pub use remote::S3RemoteFiles;
@@ -185,20 +186,6 @@ pub fn date_path(ts_ns: u64) -> String {
     let days = (ts_ns / 1_000_000_000 / 86_400) as i64;
     let (y, m, d) = civil_from_days(days);
     format!("{y:04}/{m:02}/{d:02}")
-}
-
-/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// Key of a rolling file (`file_name` like `0000000001.pcap`).
