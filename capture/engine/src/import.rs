@@ -284,13 +284,13 @@ pub fn write_ended_indexed(
         report.calls += 1;
         report.streams += w.streams;
         report.call_packets_written += w.packets;
-        match call.state {
+        match call.state() {
             CallState::Answered | CallState::Completed => report.answered += 1,
             _ => report.failed += 1,
         }
         if w.link_mismatch > 0 {
             tracing::warn!(
-                call_id = %call.call_id,
+                call_id = %call.call_id(),
                 "{} packets of this call came from captures with another link type and are not in its call.pcap",
                 w.link_mismatch
             );

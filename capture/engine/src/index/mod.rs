@@ -432,7 +432,7 @@ impl Index {
                 // The same summary E-model estimate as streams.csv; the
                 // call's MOS is its worst stream's.
                 let stream_mos: Vec<Option<f64>> = call
-                    .streams
+                    .streams()
                     .iter()
                     .map(|s| {
                         let sum = s.stats.summary();
@@ -449,26 +449,27 @@ impl Index {
                 let call_mos = stream_mos.iter().flatten().copied().reduce(f64::min);
                 ins_call
                     .execute(params![
-                        call.call_id,
-                        call.method,
-                        call.from_user,
-                        call.to_user,
-                        call.from_uri,
-                        call.to_uri,
-                        call.request_uri,
-                        i(call.start_ns),
-                        call.ringing_ns.map(i),
-                        call.answer_ns.map(i),
+                        call.call_id(),
+                        call.method(),
+                        call.from_user(),
+                        call.to_user(),
+                        call.from_uri(),
+                        call.to_uri(),
+                        call.request_uri(),
+                        i(call.start_ns()),
+                        call.ringing_ns().map(i),
+                        call.answer_ns().map(i),
                         i(end),
-                        i(end.saturating_sub(call.start_ns) / 1_000_000),
-                        call.answer_ns.map(|a| i(end.saturating_sub(a) / 1_000_000)),
-                        call.state.as_str(),
-                        call.status_code,
-                        call.end_reason.map(|r| r.as_str()),
-                        i(call.sip_packets),
-                        i(call.rtp_packets),
-                        i(call.rtcp_packets),
-                        call.streams.len() as i64,
+                        i(end.saturating_sub(call.start_ns()) / 1_000_000),
+                        call.answer_ns()
+                            .map(|a| i(end.saturating_sub(a) / 1_000_000)),
+                        call.state().as_str(),
+                        call.status_code(),
+                        call.end_reason().map(|r| r.as_str()),
+                        i(call.sip_packets()),
+                        i(call.rtp_packets()),
+                        i(call.rtcp_packets()),
+                        call.streams().len() as i64,
                         call_mos,
                         files.folder,
                         files.pcap,
@@ -480,17 +481,17 @@ impl Index {
 
                 let mut parties = BTreeSet::new();
                 for v in [
-                    &call.from_user,
-                    &call.to_user,
-                    &call.from_uri,
-                    &call.to_uri,
-                    &call.request_uri,
+                    call.from_user(),
+                    call.to_user(),
+                    call.from_uri(),
+                    call.to_uri(),
+                    call.request_uri(),
                 ] {
                     if !v.is_empty() {
-                        parties.insert(v.as_str());
+                        parties.insert(v);
                     }
                 }
-                if let Some(user) = uri_user(&call.request_uri) {
+                if let Some(user) = uri_user(call.request_uri()) {
                     parties.insert(user);
                 }
                 for p in parties {
@@ -498,11 +499,11 @@ impl Index {
                 }
 
                 let mut ips = BTreeSet::new();
-                for e in &call.sip {
+                for e in call.sip() {
                     ips.insert(e.src.ip());
                     ips.insert(e.dst.ip());
                 }
-                for s in &call.streams {
+                for s in call.streams() {
                     ips.insert(s.key.src.ip());
                     ips.insert(s.key.dst.ip());
                 }
@@ -510,7 +511,7 @@ impl Index {
                     ins_ip.execute(params![id, ip.to_string()]).map_err(err)?;
                 }
 
-                for (seq, e) in call.sip.iter().enumerate() {
+                for (seq, e) in call.sip().iter().enumerate() {
                     ins_sip
                         .execute(params![
                             id,
@@ -525,7 +526,7 @@ impl Index {
                         .map_err(err)?;
                 }
 
-                for (s, mos) in call.streams.iter().zip(&stream_mos) {
+                for (s, mos) in call.streams().iter().zip(&stream_mos) {
                     let sum = s.stats.summary();
                     let pt = sum.payload_types.first().copied().unwrap_or(0);
                     let rtcp = s.rtcp.reports > 0;
@@ -572,7 +573,7 @@ impl Index {
                 )
                 .map_err(err)?;
             for ((call, _), id) in calls.iter().zip(&ids) {
-                for l in &call.links {
+                for l in call.links() {
                     let other: Option<i64> = find
                         .query_row(params![l.other], |r| r.get(0))
                         .optional()

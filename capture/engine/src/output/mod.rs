@@ -248,24 +248,24 @@ impl CallWriter {
 
     fn push_leg_rows(&mut self, call: &Call) {
         let (isrc, idst) = call
-            .first_invite
+            .first_invite()
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .unwrap_or_default();
         let base = [
-            call.group.clone(),
+            call.group().to_string(),
             String::new(),
-            call.call_id.clone(),
+            call.call_id().to_string(),
             isrc,
             idst,
-            call.facing.as_str().to_string(),
+            call.facing().as_str().to_string(),
             links_text(call),
         ];
-        if call.streams.is_empty() {
+        if call.streams().is_empty() {
             let mut r = base.to_vec();
             r.extend(std::iter::repeat_n(String::new(), 7));
-            self.leg_rows.push((call.start_ns, r));
+            self.leg_rows.push((call.start_ns(), r));
         }
-        for st in &call.streams {
+        for st in call.streams() {
             let sum = st.stats.summary();
             let mut r = base.to_vec();
             r.extend([
@@ -277,7 +277,7 @@ impl CallWriter {
                 format!("{:.3}", sum.mean_jitter_ms),
                 format!("{:.3}", sum.max_delta_ms),
             ]);
-            self.leg_rows.push((call.start_ns, r));
+            self.leg_rows.push((call.start_ns(), r));
         }
     }
 
@@ -306,12 +306,16 @@ impl CallWriter {
     }
 
     pub fn write_call(&mut self, call: &Call) -> Result<Written, OutputError> {
-        if self.bundle.as_ref().is_some_and(|(g, _)| *g != call.group) {
+        if self
+            .bundle
+            .as_ref()
+            .is_some_and(|(g, _)| *g != call.group())
+        {
             self.flush_bundle()?;
         }
         let mut w = Written::default();
         let rel_pcap = if self.write_call_files {
-            let name = self.folder_name(&call.call_id);
+            let name = self.folder_name(call.call_id());
             let folder = self.dir.join(&name);
             std::fs::create_dir_all(&folder).map_err(io_err(&folder))?;
             let (frames, mismatch) = self.read_call_frames(call)?;
@@ -322,9 +326,9 @@ impl CallWriter {
             for p in &mut self.processors {
                 p.process(call, &frames, &folder)?;
             }
-            if !call.links.is_empty() {
+            if !call.links().is_empty() {
                 self.bundle
-                    .get_or_insert_with(|| (call.group.clone(), Vec::new()))
+                    .get_or_insert_with(|| (call.group().to_string(), Vec::new()))
                     .1
                     .push(folder.clone());
             }
@@ -335,43 +339,45 @@ impl CallWriter {
             String::new()
         };
         let row = vec![
-            call.call_id.clone(),
-            format_ts(call.start_ns),
+            call.call_id().to_string(),
+            format_ts(call.start_ns()),
             format_ts(call.end_or_last()),
             format!("{:.3}", call.duration_s()),
-            call.from_user.clone(),
-            call.to_user.clone(),
-            call.state.as_str().to_string(),
-            call.status_code.map(|c| c.to_string()).unwrap_or_default(),
+            call.from_user().to_string(),
+            call.to_user().to_string(),
+            call.state().as_str().to_string(),
+            call.status_code()
+                .map(|c| c.to_string())
+                .unwrap_or_default(),
             rel_pcap,
-            call.sip_packets.to_string(),
-            call.rtp_packets.to_string(),
-            call.rtcp_packets.to_string(),
-            call.streams.len().to_string(),
-            call.method.clone(),
-            call.ringing_ns.map(format_ts).unwrap_or_default(),
-            call.answer_ns.map(format_ts).unwrap_or_default(),
+            call.sip_packets().to_string(),
+            call.rtp_packets().to_string(),
+            call.rtcp_packets().to_string(),
+            call.streams().len().to_string(),
+            call.method().to_string(),
+            call.ringing_ns().map(format_ts).unwrap_or_default(),
+            call.answer_ns().map(format_ts).unwrap_or_default(),
             call.talk_s().map(|t| format!("{t:.3}")).unwrap_or_default(),
-            call.end_reason
+            call.end_reason()
                 .map(|r| r.as_str())
                 .unwrap_or_default()
                 .to_string(),
-            call.request_uri.clone(),
-            call.group.clone(),
+            call.request_uri().to_string(),
+            call.group().to_string(),
             links_text(call),
-            call.facing.as_str().to_string(),
-            call.latched
+            call.facing().as_str().to_string(),
+            call.latched()
                 .iter()
                 .map(|(to, from)| format!("{from}->{to}"))
                 .collect::<Vec<_>>()
                 .join(" "),
-            call.capture_loss.to_string(),
+            call.capture_loss().to_string(),
         ];
-        self.call_rows.push((call.start_ns, row));
-        if !call.links.is_empty() {
+        self.call_rows.push((call.start_ns(), row));
+        if !call.links().is_empty() {
             self.push_leg_rows(call);
         }
-        for s in &call.streams {
+        for s in call.streams() {
             let sum = s.stats.summary();
             let pt = sum.payload_types.first().copied().unwrap_or(0);
             let f3 = |v: f64| format!("{v:.3}");
@@ -389,7 +395,7 @@ impl CallWriter {
             self.stream_rows.push((
                 sum.first_ns,
                 vec![
-                    call.call_id.clone(),
+                    call.call_id().to_string(),
                     format!("0x{:08X}", s.key.ssrc),
                     s.key.src.to_string(),
                     s.key.dst.to_string(),
@@ -439,7 +445,7 @@ impl CallWriter {
     /// differs from the first one's are counted, not returned (one pcap has
     /// one link type).
     pub fn read_call_frames(&mut self, call: &Call) -> Result<(Vec<CallFrame>, u64), OutputError> {
-        let mut refs = call.packets.clone();
+        let mut refs = call.packets().to_vec();
         refs.sort_unstable();
         // A packet can be listed twice (a TCP segment ending one SIP message
         // and starting the next): keep it once.
@@ -457,7 +463,7 @@ impl CallWriter {
                 continue;
             };
             let source_err = |source| OutputError::Source {
-                call_id: call.call_id.clone(),
+                call_id: call.call_id().to_string(),
                 path: src_path.clone(),
                 source,
             };
@@ -563,7 +569,7 @@ impl CallWriter {
 
 /// "other-call-id:method" for each link, space separated.
 fn links_text(call: &Call) -> String {
-    call.links
+    call.links()
         .iter()
         .map(|l| format!("{}:{}", l.other, l.method.as_str()))
         .collect::<Vec<_>>()
@@ -614,7 +620,7 @@ fn write_csv(path: &Path, header: &[&str], rows: &[(u64, Vec<String>)]) -> Resul
 fn write_sip_txt(call: &Call, path: &Path) -> Result<(), OutputError> {
     let f = File::create(path).map_err(io_err(path))?;
     let mut w = BufWriter::new(f);
-    for e in &call.sip {
+    for e in call.sip() {
         writeln!(
             w,
             "{} {} {} -> {}\n{}",
