@@ -251,7 +251,7 @@ pub struct Call {
 }
 
 impl Call {
-    pub fn new(no: u64, call_id: &[u8], method: String, start_ns: u64) -> Self {
+    pub(crate) fn new(no: u64, call_id: &[u8], method: String, start_ns: u64) -> Self {
         Call {
             no,
             call_id: String::from_utf8_lossy(call_id).into_owned(),
