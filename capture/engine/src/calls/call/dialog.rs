@@ -242,3 +242,156 @@ fn cseq_method(msg: &Message<'_>) -> String {
 fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINGER: u64 = 5_000_000_000;
+
+    fn a() -> SocketAddr {
+        "10.0.0.1:5060".parse().unwrap()
+    }
+
+    fn b() -> SocketAddr {
+        "10.0.0.2:5060".parse().unwrap()
+    }
+
+    /// `start` is "INVITE sip:bob@x" or "486 Busy Here"; `cseq` like "1 INVITE".
+    fn raw(start: &str, cseq: &str) -> Vec<u8> {
+        let line = if start.starts_with(|c: char| c.is_ascii_digit()) {
+            format!("SIP/2.0 {start}")
+        } else {
+            format!("{start} SIP/2.0")
+        };
+        format!(
+            "{line}\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nFrom: <sip:alice@x>;tag=1\r\nTo: <sip:bob@x>\r\nCall-ID: c1@x\r\nCSeq: {cseq}\r\nContent-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    }
+
+    /// A call created by `method`, fed each (time in ms, start line, CSeq).
+    fn run(method: &str, msgs: &[(u64, &str, &str)]) -> Call {
+        let mut call = Call::new(1, b"c1@x", method.to_string(), 0);
+        for &(ms, start, cseq) in msgs {
+            let bytes = raw(start, cseq);
+            let msg = voxtap_proto::sip::parse(&bytes).unwrap();
+            let request = msg.is_request();
+            let p = SipPacket {
+                ts_ns: ms * 1_000_000,
+                src: if request { a() } else { b() },
+                dst: if request { b() } else { a() },
+                transport: "UDP",
+                msg: &msg,
+                refs: &[],
+            };
+            call.on_sip(&p, LINGER);
+        }
+        call
+    }
+
+    #[test]
+    fn answered_then_bye() {
+        let c = run(
+            "INVITE",
+            &[
+                (0, "INVITE sip:bob@x", "1 INVITE"),
+                (100, "180 Ringing", "1 INVITE"),
+                (900, "200 OK", "1 INVITE"),
+                (5000, "BYE sip:alice@x", "2 BYE"),
+            ],
+        );
+        assert_eq!(c.state(), CallState::Answered);
+        assert_eq!(c.status_code(), Some(200));
+        assert_eq!(c.ringing_ns(), Some(100_000_000));
+        assert_eq!(c.answer_ns(), Some(900_000_000));
+        assert_eq!(c.end_ns(), Some(5_000_000_000));
+        assert_eq!(c.end_reason(), Some(EndReason::Bye));
+        assert_eq!((c.from_user(), c.to_user()), ("alice", "bob"));
+        assert_eq!(c.request_uri(), "sip:bob@x");
+        assert_eq!(c.sip()[1].summary, "180 Ringing (INVITE)");
+        assert!(!c.due(5_000_000_000 + LINGER - 1, u64::MAX));
+        assert!(c.due(5_000_000_000 + LINGER, u64::MAX));
+    }
+
+    #[test]
+    fn challenge_is_no_outcome_and_the_retry_counts() {
+        let c = run(
+            "INVITE",
+            &[
+                (0, "INVITE sip:bob@x", "1 INVITE"),
+                (10, "407 Proxy Authentication Required", "1 INVITE"),
+                (20, "INVITE sip:bob@x", "2 INVITE"),
+                (30, "603 Decline", "2 INVITE"),
+                // A late response to the challenged INVITE changes nothing.
+                (40, "486 Busy Here", "1 INVITE"),
+            ],
+        );
+        assert_eq!(c.state(), CallState::Declined);
+        assert_eq!(c.status_code(), Some(603));
+        assert_eq!(c.end_reason(), Some(EndReason::FinalResponse));
+    }
+
+    #[test]
+    fn cancel_then_487_stays_cancelled_and_a_crossing_2xx_wins() {
+        let c = run(
+            "INVITE",
+            &[
+                (0, "INVITE sip:bob@x", "1 INVITE"),
+                (50, "CANCEL sip:bob@x", "1 CANCEL"),
+                (60, "487 Request Terminated", "1 INVITE"),
+            ],
+        );
+        assert_eq!(c.state(), CallState::Cancelled);
+        assert_eq!(c.status_code(), Some(487));
+        assert_eq!(c.end_reason(), Some(EndReason::Cancel));
+        assert_eq!(c.end_ns(), Some(50_000_000));
+        let c = run(
+            "INVITE",
+            &[
+                (0, "INVITE sip:bob@x", "1 INVITE"),
+                (50, "CANCEL sip:bob@x", "1 CANCEL"),
+                (55, "200 OK", "1 INVITE"),
+            ],
+        );
+        assert_eq!(c.state(), CallState::Answered);
+        assert_eq!((c.end_ns(), c.end_reason()), (None, None));
+        assert!(!c.due(u64::MAX / 2, u64::MAX));
+    }
+
+    #[test]
+    fn non_invite_transaction_completes() {
+        let c = run(
+            "REGISTER",
+            &[
+                (0, "REGISTER sip:x", "1 REGISTER"),
+                (5, "401 Unauthorized", "1 REGISTER"),
+                (10, "REGISTER sip:x", "2 REGISTER"),
+                (15, "200 OK", "2 REGISTER"),
+            ],
+        );
+        assert_eq!(c.state(), CallState::Completed);
+        assert_eq!(c.status_code(), Some(200));
+        assert_eq!(c.end_ns(), Some(15_000_000));
+        assert_eq!(c.request_uri(), "sip:x");
+    }
+
+    #[test]
+    fn close_times_out_an_open_call_but_keeps_an_ended_one() {
+        let mut open = run("INVITE", &[(0, "INVITE sip:bob@x", "1 INVITE")]);
+        open.close(EndReason::IdleTimeout);
+        assert_eq!(open.state(), CallState::TimedOut);
+        assert_eq!(open.end_reason(), Some(EndReason::IdleTimeout));
+        assert_eq!(open.end_ns(), Some(0));
+        let mut busy = run(
+            "INVITE",
+            &[
+                (0, "INVITE sip:bob@x", "1 INVITE"),
+                (10, "486 Busy Here", "1 INVITE"),
+            ],
+        );
+        busy.close(EndReason::EndOfCapture);
+        assert_eq!(busy.state(), CallState::Busy);
+        assert_eq!(busy.end_reason(), Some(EndReason::FinalResponse));
+    }
+}
