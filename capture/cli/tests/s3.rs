@@ -209,7 +209,7 @@ fn build_store(store: &Path, calls: u32, seconds: u32, roll: u64) -> Vec<String>
     }
     let locs: Vec<_> = ended.iter().map(|c| mgr.locate(c)).collect();
     mgr.index().add_calls(&locs).unwrap();
-    ended.into_iter().map(|c| c.call_id).collect()
+    ended.iter().map(|c| c.call_id().to_string()).collect()
 }
 
 fn pcap_files(store: &Path) -> Vec<(String, Vec<u8>)> {

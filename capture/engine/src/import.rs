@@ -129,28 +129,43 @@ pub fn run_import_with_progress(
         return Err(ImportError::TooManyFiles(opts.files.len()));
     }
     let started = Instant::now();
-    let mut pipeline = Pipeline::new(opts.pipeline.clone());
     let mut writer = CallWriter::new(&opts.out, opts.files.clone())?;
     if !opts.call_files {
         writer = writer.without_call_files();
     } else if let Some(m) = &opts.media {
         writer.add_processor(Box::new(crate::media::MediaProcessor::new(m.clone())));
     }
-    let mut index = open_fresh_index(&opts.out)?;
-    let mut report = ImportReport::default();
     let total_bytes: u64 = opts
         .files
         .iter()
         .filter_map(|p| std::fs::metadata(p).ok())
         .map(|m| m.len())
         .sum();
-    let mut progress = Progress::new(
-        opts.progress && std::io::stderr().is_terminal(),
+    let mut run = Run {
+        pipeline: Pipeline::new(opts.pipeline.clone()),
+        writer,
+        index: open_fresh_index(&opts.out)?,
+        report: ImportReport::default(),
+        progress: Progress::new(
+            opts.progress && std::io::stderr().is_terminal(),
+            total_bytes,
+        ),
+        on_progress,
         total_bytes,
-    );
+        since_drain: 0,
+    };
+    let mut sources = open_sources(&opts.files)?;
+    if let [one] = &mut sources[..] {
+        run.read_one(one)?;
+    } else {
+        run.read_merged(&mut sources)?;
+    }
+    run.finish(sources, started)
+}
 
-    let mut sources = Vec::with_capacity(opts.files.len());
-    for path in &opts.files {
+fn open_sources(files: &[PathBuf]) -> Result<Vec<Source>, ImportError> {
+    let mut sources = Vec::with_capacity(files.len());
+    for path in files {
         let reader = crate::pcapfile::open(path).map_err(|source| ImportError::Open {
             path: path.clone(),
             source,
@@ -166,16 +181,37 @@ pub fn run_import_with_progress(
             buf_spare: Vec::new(),
         });
     }
+    Ok(sources)
+}
 
-    let mut since_drain = 0u32;
-    if sources.len() == 1 {
-        // One file: no merge, no copy.
-        let src = &mut sources[0];
+/// One import under way: the pipeline, where ended calls go, and progress.
+struct Run<'a> {
+    pipeline: Pipeline,
+    writer: CallWriter,
+    index: Index,
+    report: ImportReport,
+    progress: Progress,
+    on_progress: &'a (dyn Fn(u64, u64) + Sync),
+    total_bytes: u64,
+    since_drain: u32,
+}
+
+/// Ended calls are written, and progress shown, every this many packets.
+const DRAIN_EVERY: u32 = 4096;
+
+impl Run<'_> {
+    /// One file: no merge, no copy.
+    fn read_one(&mut self, src: &mut Source) -> Result<(), ImportError> {
         loop {
             match src.reader.next_packet() {
                 Ok(Some(rec)) => {
                     src.report.packets += 1;
-                    pipeline.process(rec.link, rec.ts_ns, PacketRef::new(0, rec.offset), rec.data);
+                    self.pipeline.process(
+                        rec.link,
+                        rec.ts_ns,
+                        PacketRef::new(0, rec.offset),
+                        rec.data,
+                    );
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -183,16 +219,14 @@ pub fn run_import_with_progress(
                     break;
                 }
             }
-            since_drain += 1;
-            if since_drain >= 4096 {
-                since_drain = 0;
-                write_ended_indexed(&mut pipeline, &mut writer, Some(&mut index), &mut report)?;
-                progress.update(src.reader.bytes_read(), pipeline.stats().frames);
-                on_progress(src.reader.bytes_read(), total_bytes);
-            }
+            self.packet_done(|| src.reader.bytes_read())?;
         }
-    } else {
-        for s in &mut sources {
+        Ok(())
+    }
+
+    /// Several files, merged by timestamp as one capture.
+    fn read_merged(&mut self, sources: &mut [Source]) -> Result<(), ImportError> {
+        for s in sources.iter_mut() {
             s.advance();
         }
         loop {
@@ -204,38 +238,65 @@ pub fn run_import_with_progress(
             let Some((_, i)) = next else { break };
             let s = &mut sources[i];
             if let Some((ts, link, offset, buf)) = s.head.take() {
-                pipeline.process(link, ts, PacketRef::new(i as u16, offset), &buf);
+                self.pipeline
+                    .process(link, ts, PacketRef::new(i as u16, offset), &buf);
                 s.buf_spare = buf;
             }
             s.advance();
-            since_drain += 1;
-            if since_drain >= 4096 {
-                since_drain = 0;
-                write_ended_indexed(&mut pipeline, &mut writer, Some(&mut index), &mut report)?;
-                let read: u64 = sources.iter().map(|s| s.reader.bytes_read()).sum();
-                progress.update(read, pipeline.stats().frames);
-                on_progress(read, total_bytes);
+            self.packet_done(|| sources.iter().map(|s| s.reader.bytes_read()).sum())?;
+        }
+        Ok(())
+    }
+
+    /// Every few thousand packets: write the calls that ended, show progress
+    /// (`read`: bytes read so far).
+    fn packet_done(&mut self, read: impl Fn() -> u64) -> Result<(), ImportError> {
+        self.since_drain += 1;
+        if self.since_drain < DRAIN_EVERY {
+            return Ok(());
+        }
+        self.since_drain = 0;
+        self.write_ended()?;
+        let read = read();
+        self.progress.update(read, self.pipeline.stats().frames);
+        (self.on_progress)(read, self.total_bytes);
+        Ok(())
+    }
+
+    fn write_ended(&mut self) -> Result<(), ImportError> {
+        write_ended_indexed(
+            &mut self.pipeline,
+            &mut self.writer,
+            Some(&mut self.index),
+            &mut self.report,
+        )
+    }
+
+    /// End of input: close and write every call, report each file.
+    fn finish(
+        mut self,
+        sources: Vec<Source>,
+        started: Instant,
+    ) -> Result<ImportReport, ImportError> {
+        self.pipeline.finish();
+        self.write_ended()?;
+        self.writer.finish()?;
+        self.progress.done();
+        for s in sources {
+            if let Some(d) = &s.report.damage {
+                tracing::warn!(
+                    file = %s.path.display(),
+                    packets = s.report.packets,
+                    "{d}; kept the {} packets before the damage",
+                    s.report.packets
+                );
             }
+            self.report.files.push(s.report);
         }
+        self.report.stats = self.pipeline.stats().clone();
+        self.report.elapsed = started.elapsed();
+        Ok(self.report)
     }
-    pipeline.finish();
-    write_ended_indexed(&mut pipeline, &mut writer, Some(&mut index), &mut report)?;
-    writer.finish()?;
-    progress.done();
-    for s in sources {
-        if let Some(d) = &s.report.damage {
-            tracing::warn!(
-                file = %s.path.display(),
-                packets = s.report.packets,
-                "{d}; kept the {} packets before the damage",
-                s.report.packets
-            );
-        }
-        report.files.push(s.report);
-    }
-    report.stats = pipeline.stats().clone();
-    report.elapsed = started.elapsed();
-    Ok(report)
 }
 
 /// The output's call index, emptied first: like calls.csv, it describes
@@ -284,13 +345,13 @@ pub fn write_ended_indexed(
         report.calls += 1;
         report.streams += w.streams;
         report.call_packets_written += w.packets;
-        match call.state {
+        match call.state() {
             CallState::Answered | CallState::Completed => report.answered += 1,
             _ => report.failed += 1,
         }
         if w.link_mismatch > 0 {
             tracing::warn!(
-                call_id = %call.call_id,
+                call_id = %call.call_id(),
                 "{} packets of this call came from captures with another link type and are not in its call.pcap",
                 w.link_mismatch
             );

@@ -159,7 +159,6 @@ impl Pipeline {
             tap,
             ..
         } = self;
-        let sip_by_content = *sip_by_content;
         let dg = match decoder.decode(link, ts_ns, pref.0, frame) {
             Ok(Some(dg)) => dg,
             Ok(None) => {
@@ -176,102 +175,21 @@ impl Pipeline {
         // Earlier fragments of a reassembled datagram belong to it too.
         refs.extend(dg.fragments.iter().map(|&r| (ts_ns, PacketRef(r))));
         refs.push((ts_ns, pref));
-        let (src, dst, payload) = (dg.src, dg.dst, dg.payload);
         let is_sip_port = |p: u16| sip_ports[usize::from(p) / 64] & (1 << (p % 64)) != 0;
-        let sip_port = is_sip_port(src.port()) || is_sip_port(dst.port());
+        let sip_port = is_sip_port(dg.src.port()) || is_sip_port(dg.dst.port());
+        let sip_like = sip_port || (*sip_by_content && sip::looks_like_sip(dg.payload));
+        let mut route = Route {
+            calls,
+            stats,
+            tap: tap.as_deref_mut(),
+            ts_ns,
+            src: dg.src,
+            dst: dg.dst,
+            refs,
+        };
         match dg.l4 {
-            L4::Udp => {
-                if sip_port || (sip_by_content && sip::looks_like_sip(payload)) {
-                    if payload.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
-                        stats.sip_keepalives += 1;
-                        return;
-                    }
-                    match sip::parse(payload) {
-                        Ok(msg) => {
-                            stats.sip_messages += 1;
-                            if let (Some(t), Some(cid)) = (tap.as_mut(), msg.call_id()) {
-                                t.sip(ts_ns, src, dst, false, cid, payload);
-                            }
-                            calls.on_sip(ts_ns, src, dst, "UDP", &msg, refs);
-                        }
-                        Err(_) => {
-                            stats.sip_errors += 1;
-                            // Not SIP after all (or broken): it may still be
-                            // media on a port that a call announced.
-                            if calls.on_udp(ts_ns, src, dst, payload, refs) {
-                                stats.media += 1;
-                            }
-                        }
-                    }
-                } else if calls.on_udp(ts_ns, src, dst, payload, refs) {
-                    stats.media += 1;
-                    if let Some(t) = tap.as_mut()
-                        && voxtap_proto::rtp::looks_like_rtcp(payload)
-                        && let Some((cid, false)) = calls.media_call_id(src, dst)
-                    {
-                        t.rtcp(ts_ns, src, dst, cid, payload);
-                    }
-                } else {
-                    stats.other_udp += 1;
-                }
-            }
-            L4::Tcp { seq, .. } => {
-                calls.tick(ts_ns);
-                if payload.is_empty() {
-                    return;
-                }
-                let key = (src, dst);
-                let known = tcp.contains_key(&key);
-                let sip_like = sip_port || (sip_by_content && sip::looks_like_sip(payload));
-                if !known && !sip_like {
-                    stats.tcp_other += 1;
-                    return;
-                }
-                if !known {
-                    if tcp.len() >= *max_tcp_flows {
-                        stats.tcp_flows_dropped += 1;
-                        return;
-                    }
-                    stats.tcp_flows += 1;
-                }
-                let flow = tcp.entry(key).or_insert_with(|| TcpFlow {
-                    reasm: StreamReassembler::new(),
-                    pending: Vec::new(),
-                    last_ns: ts_ns,
-                });
-                flow.last_ns = ts_ns;
-                flow.reasm.push(seq, payload);
-                flow.pending.extend_from_slice(refs);
-                let mut first = true;
-                let last_ref = *refs.last().unwrap_or(&(ts_ns, pref));
-                while let Some(bytes) = flow.reasm.next_message() {
-                    match sip::parse(bytes) {
-                        Ok(msg) => {
-                            stats.sip_messages += 1;
-                            // The first message completed here owns every
-                            // segment that carried it; later ones in the same
-                            // segment own just this segment.
-                            let owned: &[(u64, PacketRef)] = if first {
-                                &flow.pending
-                            } else {
-                                std::slice::from_ref(&last_ref)
-                            };
-                            if let (Some(t), Some(cid)) = (tap.as_mut(), msg.call_id()) {
-                                t.sip(ts_ns, src, dst, true, cid, bytes);
-                            }
-                            calls.on_sip(ts_ns, src, dst, "TCP", &msg, owned);
-                            first = false;
-                        }
-                        Err(_) => stats.sip_errors += 1,
-                    }
-                }
-                if !first {
-                    flow.pending.clear();
-                    if flow.reasm.buffered() > 0 {
-                        flow.pending.push(last_ref);
-                    }
-                }
-            }
+            L4::Udp => route.udp(dg.payload, sip_like),
+            L4::Tcp { seq, .. } => route.tcp(tcp, *max_tcp_flows, seq, dg.payload, sip_like),
         }
         self.sweep_tcp(ts_ns);
     }
@@ -284,6 +202,132 @@ impl Pipeline {
         let idle = self.tcp_idle_ns;
         self.tcp
             .retain(|_, f| f.last_ns.saturating_add(idle) > now_ns);
+    }
+}
+
+/// One decoded datagram on its way to the call table (and the tap).
+struct Route<'a> {
+    calls: &'a mut CallTable,
+    stats: &'a mut PipelineStats,
+    tap: Option<&'a mut (dyn crate::tap::PacketTap + 'static)>,
+    ts_ns: u64,
+    src: SocketAddr,
+    dst: SocketAddr,
+    /// The packets that carried it.
+    refs: &'a [(u64, PacketRef)],
+}
+
+impl Route<'_> {
+    /// A UDP datagram: SIP when `sip_like` (on a SIP port or looking like
+    /// SIP) and it parses, else media or other traffic.
+    fn udp(&mut self, payload: &[u8], sip_like: bool) {
+        let (ts_ns, src, dst) = (self.ts_ns, self.src, self.dst);
+        if sip_like {
+            if payload.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
+                self.stats.sip_keepalives += 1;
+                return;
+            }
+            match sip::parse(payload) {
+                Ok(msg) => {
+                    self.stats.sip_messages += 1;
+                    if let (Some(t), Some(cid)) = (self.tap.as_mut(), msg.call_id()) {
+                        t.sip(ts_ns, src, dst, false, cid, payload);
+                    }
+                    self.calls.on_sip(ts_ns, src, dst, "UDP", &msg, self.refs);
+                }
+                Err(_) => {
+                    self.stats.sip_errors += 1;
+                    // Not SIP after all (or broken): it may still be
+                    // media on a port that a call announced.
+                    if self.calls.on_udp(ts_ns, src, dst, payload, self.refs) {
+                        self.stats.media += 1;
+                    }
+                }
+            }
+        } else if self.calls.on_udp(ts_ns, src, dst, payload, self.refs) {
+            self.stats.media += 1;
+            if let Some(t) = self.tap.as_mut()
+                && voxtap_proto::rtp::looks_like_rtcp(payload)
+                && let Some((cid, false)) = self.calls.media_call_id(src, dst)
+            {
+                t.rtcp(ts_ns, src, dst, cid, payload);
+            }
+        } else {
+            self.stats.other_udp += 1;
+        }
+    }
+
+    /// A TCP segment: SIP/TCP flows are reassembled into messages; other
+    /// TCP is counted and skipped.
+    fn tcp(
+        &mut self,
+        flows: &mut HashMap<(SocketAddr, SocketAddr), TcpFlow>,
+        max_flows: usize,
+        seq: u32,
+        payload: &[u8],
+        sip_like: bool,
+    ) {
+        self.calls.tick(self.ts_ns);
+        if payload.is_empty() {
+            return;
+        }
+        let key = (self.src, self.dst);
+        let known = flows.contains_key(&key);
+        if !known && !sip_like {
+            self.stats.tcp_other += 1;
+            return;
+        }
+        if !known {
+            if flows.len() >= max_flows {
+                self.stats.tcp_flows_dropped += 1;
+                return;
+            }
+            self.stats.tcp_flows += 1;
+        }
+        let flow = flows.entry(key).or_insert_with(|| TcpFlow {
+            reasm: StreamReassembler::new(),
+            pending: Vec::new(),
+            last_ns: self.ts_ns,
+        });
+        flow.last_ns = self.ts_ns;
+        flow.reasm.push(seq, payload);
+        flow.pending.extend_from_slice(self.refs);
+        self.sip_messages(flow);
+    }
+
+    /// The SIP messages this segment completed in `flow`.
+    fn sip_messages(&mut self, flow: &mut TcpFlow) {
+        let (ts_ns, src, dst) = (self.ts_ns, self.src, self.dst);
+        let mut first = true;
+        // `refs` ends with this segment's own packet.
+        let last_ref = *self.refs.last().unwrap_or(&(ts_ns, PacketRef(0)));
+        while let Some(bytes) = flow.reasm.next_message() {
+            match sip::parse(bytes) {
+                Ok(msg) => {
+                    self.stats.sip_messages += 1;
+                    // The first message completed here owns every
+                    // segment that carried it; later ones in the same
+                    // segment own just this segment.
+                    let owned: &[(u64, PacketRef)] = if first {
+                        &flow.pending
+                    } else {
+                        std::slice::from_ref(&last_ref)
+                    };
+                    if let (Some(t), Some(cid)) = (self.tap.as_mut(), msg.call_id()) {
+                        t.sip(ts_ns, src, dst, true, cid, bytes);
+                    }
+                    self.calls.on_sip(ts_ns, src, dst, "TCP", &msg, owned);
+                    first = false;
+                }
+                Err(_) => self.stats.sip_errors += 1,
+            }
+        }
+        if !first {
+            flow.pending.clear();
+            if flow.reasm.buffered() > 0 {
+                flow.pending.push(last_ref);
+            }
+        }
     }
 }
 

@@ -340,10 +340,10 @@ mod tests {
         let calls = p.drain_ended();
         assert_eq!(calls.len(), 400);
         for c in &calls {
-            assert_eq!(c.state.as_str(), "answered");
-            assert_eq!(c.sip_packets, 6);
-            assert_eq!(c.streams.len(), 2);
-            for s in &c.streams {
+            assert_eq!(c.state().as_str(), "answered");
+            assert_eq!(c.sip_packets(), 6);
+            assert_eq!(c.streams().len(), 2);
+            for s in c.streams() {
                 let sum = s.stats.summary();
                 assert_eq!(sum.packets, per_stream);
                 assert_eq!(sum.lost, 0);
@@ -372,7 +372,7 @@ mod tests {
         let lost: i64 = p
             .drain_ended()
             .iter()
-            .flat_map(|c| c.streams.iter())
+            .flat_map(|c| c.streams().iter())
             .map(|s| s.stats.summary().lost)
             .sum();
         // Drops at the very end of a stream are invisible to sequence

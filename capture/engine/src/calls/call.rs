@@ -3,8 +3,15 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use super::legs::{Facing, Link};
 use voxtap_proto::sdp::{Crypto, Direction, RtpMap};
 use voxtap_proto::stream_stats::StreamStats;
+
+mod dialog;
+mod streams;
+
+pub(super) use dialog::{SipPacket, announced_by};
+pub(super) use streams::RtpSeen;
 
 /// Where a packet lies in the capture: the source (file) index in the top 16
 /// bits and the byte offset of its record in the low 48, so a call's PCAP can
@@ -125,6 +132,13 @@ pub struct MediaInfo {
     pub disabled: bool,
 }
 
+impl MediaInfo {
+    /// SRTP (RTP/SAVP, RTP/SAVPF): its RTCP is encrypted too.
+    pub fn is_srtp(&self) -> bool {
+        self.proto.contains("SAVP")
+    }
+}
+
 /// RTCP figures a peer reported about one of our streams (from SR/RR report
 /// blocks naming its SSRC), kept beside what we measured.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -175,65 +189,69 @@ pub struct SipEntry {
     pub text: String,
 }
 
+/// One call: the dialog's state (driven by its SIP, in `dialog`), the media
+/// its SDP announced, and its streams (driven by RTP/RTCP, in `streams`).
+/// The call table owns calls and routes packets to them; everyone else reads
+/// them through the accessors below.
 pub struct Call {
-    pub no: u64,
+    no: u64,
     /// The Call-ID for display (lossy UTF-8) ...
-    pub call_id: String,
+    call_id: String,
     /// ... and as it was on the wire, which is what identifies the call.
-    pub call_id_raw: Box<[u8]>,
+    call_id_raw: Box<[u8]>,
     /// The method that created the dialog (INVITE, REGISTER, ...).
-    pub method: String,
-    pub from_user: String,
-    pub to_user: String,
-    pub from_uri: String,
-    pub to_uri: String,
-    pub request_uri: String,
-    pub start_ns: u64,
-    pub ringing_ns: Option<u64>,
-    pub answer_ns: Option<u64>,
-    pub end_ns: Option<u64>,
-    pub last_ns: u64,
-    pub state: CallState,
-    pub status_code: Option<u16>,
-    pub end_reason: Option<EndReason>,
+    method: String,
+    from_user: String,
+    to_user: String,
+    from_uri: String,
+    to_uri: String,
+    request_uri: String,
+    start_ns: u64,
+    ringing_ns: Option<u64>,
+    answer_ns: Option<u64>,
+    end_ns: Option<u64>,
+    last_ns: u64,
+    state: CallState,
+    status_code: Option<u16>,
+    end_reason: Option<EndReason>,
     /// CSeq of the latest initial INVITE (a 401/407 challenge makes the
     /// caller send a new one with a higher CSeq).
-    pub invite_cseq: Option<u32>,
-    pub sip_packets: u64,
-    pub rtp_packets: u64,
-    pub rtcp_packets: u64,
+    invite_cseq: Option<u32>,
+    sip_packets: u64,
+    rtp_packets: u64,
+    rtcp_packets: u64,
     /// Every packet of the call: (capture time, where it is).
-    pub packets: Vec<(u64, PacketRef)>,
-    pub sip: Vec<SipEntry>,
-    pub media: Vec<MediaInfo>,
-    pub streams: Vec<Stream>,
-    pub stream_index: HashMap<StreamKey, usize>,
+    packets: Vec<(u64, PacketRef)>,
+    sip: Vec<SipEntry>,
+    media: Vec<MediaInfo>,
+    streams: Vec<Stream>,
+    stream_index: HashMap<StreamKey, usize>,
     /// RTCP reports about SSRCs we have not (yet) seen as a stream.
-    pub rtcp_unmatched: u32,
+    rtcp_unmatched: u32,
     /// Links to the other legs of the same logical call, with why.
-    pub links: Vec<super::legs::Link>,
+    links: Vec<Link>,
     /// The logical call this leg belongs to: the Call-ID of its first leg
     /// (its own Call-ID when it stands alone).
-    pub group: String,
+    group: String,
     /// Which way the first INVITE faced (carrier or core networks).
-    pub facing: super::legs::Facing,
+    facing: Facing,
     /// Media that arrived from an address the SDP never named (NAT), as
     /// (announced endpoint it was sent to, real source).
-    pub latched: Vec<(SocketAddr, SocketAddr)>,
+    latched: Vec<(SocketAddr, SocketAddr)>,
     /// Where the first INVITE came from and went to.
-    pub first_invite: Option<(SocketAddr, SocketAddr)>,
+    first_invite: Option<(SocketAddr, SocketAddr)>,
     /// Capture time after which the call is closed (set by BYE, CANCEL or a
     /// final failure; media and ACKs may still trail until then).
-    pub linger_until: Option<u64>,
+    linger_until: Option<u64>,
     /// Packets the capture itself lost while this call was open (kernel ring
     /// full, or a sensor stage dropping): the sensor cannot tell whose they
     /// were, so every call open at the time carries the count. Distinct from
     /// network loss, which the RTP sequence numbers measure per stream.
-    pub capture_loss: u64,
+    capture_loss: u64,
 }
 
 impl Call {
-    pub fn new(no: u64, call_id: &[u8], method: String, start_ns: u64) -> Self {
+    pub(crate) fn new(no: u64, call_id: &[u8], method: String, start_ns: u64) -> Self {
         Call {
             no,
             call_id: String::from_utf8_lossy(call_id).into_owned(),
@@ -264,12 +282,169 @@ impl Call {
             rtcp_unmatched: 0,
             links: Vec::new(),
             group: String::from_utf8_lossy(call_id).into_owned(),
-            facing: super::legs::Facing::Unknown,
+            facing: Facing::Unknown,
             latched: Vec::new(),
             first_invite: None,
             linger_until: None,
             capture_loss: 0,
         }
+    }
+
+    /// The table's number for this call (unique within one run).
+    pub fn no(&self) -> u64 {
+        self.no
+    }
+
+    /// The Call-ID for display (lossy UTF-8).
+    pub fn call_id(&self) -> &str {
+        &self.call_id
+    }
+
+    /// The Call-ID as it was on the wire.
+    pub fn call_id_raw(&self) -> &[u8] {
+        &self.call_id_raw
+    }
+
+    /// The method that created the dialog (INVITE, REGISTER, ...).
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    pub fn from_user(&self) -> &str {
+        &self.from_user
+    }
+
+    pub fn to_user(&self) -> &str {
+        &self.to_user
+    }
+
+    pub fn from_uri(&self) -> &str {
+        &self.from_uri
+    }
+
+    pub fn to_uri(&self) -> &str {
+        &self.to_uri
+    }
+
+    pub fn request_uri(&self) -> &str {
+        &self.request_uri
+    }
+
+    pub fn start_ns(&self) -> u64 {
+        self.start_ns
+    }
+
+    /// The first 18x.
+    pub fn ringing_ns(&self) -> Option<u64> {
+        self.ringing_ns
+    }
+
+    /// The 2xx to the initial INVITE.
+    pub fn answer_ns(&self) -> Option<u64> {
+        self.answer_ns
+    }
+
+    /// The BYE, CANCEL or final response that ended the call, or its last
+    /// packet when it timed out or the capture ended.
+    pub fn end_ns(&self) -> Option<u64> {
+        self.end_ns
+    }
+
+    /// Capture time of its latest packet.
+    pub fn last_ns(&self) -> u64 {
+        self.last_ns
+    }
+
+    pub fn state(&self) -> CallState {
+        self.state
+    }
+
+    /// The final status code of the initial transaction.
+    pub fn status_code(&self) -> Option<u16> {
+        self.status_code
+    }
+
+    pub fn end_reason(&self) -> Option<EndReason> {
+        self.end_reason
+    }
+
+    pub fn sip_packets(&self) -> u64 {
+        self.sip_packets
+    }
+
+    pub fn rtp_packets(&self) -> u64 {
+        self.rtp_packets
+    }
+
+    pub fn rtcp_packets(&self) -> u64 {
+        self.rtcp_packets
+    }
+
+    /// Every packet of the call: (capture time, where it is).
+    pub fn packets(&self) -> &[(u64, PacketRef)] {
+        &self.packets
+    }
+
+    /// Its packet references, for a store that finds it did not keep some
+    /// of them (it marks those [`PacketRef::NOT_STORED`]).
+    pub fn packets_mut(&mut self) -> &mut [(u64, PacketRef)] {
+        &mut self.packets
+    }
+
+    /// Its SIP messages in capture order.
+    pub fn sip(&self) -> &[SipEntry] {
+        &self.sip
+    }
+
+    /// Every m= line its SDP announced, in order.
+    pub fn media(&self) -> &[MediaInfo] {
+        &self.media
+    }
+
+    /// Its RTP streams in order of first packet.
+    pub fn streams(&self) -> &[Stream] {
+        &self.streams
+    }
+
+    /// The stream identified by `key`.
+    pub fn stream(&self, key: &StreamKey) -> Option<&Stream> {
+        self.stream_index.get(key).map(|&i| &self.streams[i])
+    }
+
+    /// RTCP reports about SSRCs not seen as a stream.
+    pub fn rtcp_unmatched(&self) -> u32 {
+        self.rtcp_unmatched
+    }
+
+    /// Links to the other legs of the same logical call, with why.
+    pub fn links(&self) -> &[Link] {
+        &self.links
+    }
+
+    /// The Call-ID of the first leg of its logical call.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// Which way the first INVITE faced.
+    pub fn facing(&self) -> Facing {
+        self.facing
+    }
+
+    /// Media latched from an address no SDP named, as (announced endpoint it
+    /// was sent to, real source).
+    pub fn latched(&self) -> &[(SocketAddr, SocketAddr)] {
+        &self.latched
+    }
+
+    /// Where the first INVITE came from and went to.
+    pub fn first_invite(&self) -> Option<(SocketAddr, SocketAddr)> {
+        self.first_invite
+    }
+
+    /// Packets the capture lost while this call was open.
+    pub fn capture_loss(&self) -> u64 {
+        self.capture_loss
     }
 
     pub fn is_invite(&self) -> bool {
@@ -291,54 +466,6 @@ impl Call {
             .map(|a| self.end_or_last().saturating_sub(a) as f64 / 1e9)
     }
 
-    /// The stream for `key`, created on first sight.
-    pub fn stream_mut(&mut self, key: StreamKey, media_idx: Option<usize>, pt: u8) -> &mut Stream {
-        let idx = match self.stream_index.get(&key) {
-            Some(&i) => i,
-            None => {
-                let clock_rate = media_idx
-                    .and_then(|m| self.media.get(m))
-                    .and_then(|m| m.rtpmap.iter().find(|r| r.pt == pt))
-                    .map(|r| r.clock_rate)
-                    .or_else(|| voxtap_proto::rtp::static_codec(pt).map(|c| c.clock_rate))
-                    .unwrap_or(8000);
-                let mut stats = StreamStats::new(clock_rate);
-                // Jitter needs a dynamic PT's clock from the SDP that
-                // announced the receiver, as in Wireshark: a PT it does not
-                // map has no jitter, nor has telephone-event, whose
-                // timestamp stands still for a whole event (RFC 4733).
-                let rtpmap = media_idx
-                    .and_then(|m| self.media.get(m))
-                    .map_or(&[][..], |m| &m.rtpmap[..]);
-                if !rtpmap.is_empty() {
-                    for dyn_pt in 96..=127u8 {
-                        let rate = rtpmap
-                            .iter()
-                            .find(|r| r.pt == dyn_pt)
-                            .filter(|r| !r.encoding.eq_ignore_ascii_case("telephone-event"))
-                            .map_or(0, |r| r.clock_rate);
-                        stats.set_pt_clock_rate(dyn_pt, rate);
-                    }
-                }
-                self.streams.push(Stream {
-                    key,
-                    stats,
-                    media_idx,
-                    clock_rate,
-                    rtcp: RtcpView::default(),
-                    sender_reports: 0,
-                    last_seq: 0,
-                    last_ns: 0,
-                    early_packets: 0,
-                });
-                let i = self.streams.len() - 1;
-                self.stream_index.insert(key, i);
-                i
-            }
-        };
-        &mut self.streams[idx]
-    }
-
     /// Codec name of payload type `pt` on `stream`: the rtpmap of the SDP
     /// that announced the stream's receiving endpoint, else RFC 3551's table.
     pub fn codec_name(&self, stream: &Stream, pt: u8) -> String {
@@ -358,5 +485,105 @@ impl Call {
                 .map(|c| c.name.to_string())
                 .unwrap_or_else(|| format!("PT{pt}")),
         }
+    }
+}
+
+/// What the call table and the leg grouping change on a call besides its
+/// SIP and media (those are in `dialog` and `streams`).
+impl Call {
+    /// The first INVITE created the call: where it came from and went to,
+    /// and which way it faced.
+    pub(super) fn set_first_invite(&mut self, src: SocketAddr, dst: SocketAddr, facing: Facing) {
+        self.first_invite = Some((src, dst));
+        self.facing = facing;
+    }
+
+    pub(super) fn add_link(&mut self, link: Link) {
+        self.links.push(link);
+    }
+
+    pub(super) fn set_group(&mut self, group: String) {
+        self.group = group;
+    }
+
+    /// Adds an m= line its SDP announced; returns its index.
+    pub(super) fn add_media(&mut self, m: MediaInfo) -> usize {
+        self.media.push(m);
+        self.media.len() - 1
+    }
+
+    /// Media from `src`, an address no SDP of the call named, reached `dst`:
+    /// latched when `dst` is an endpoint an SDP announced (traffic sent back
+    /// to a latched address is already the call's), within `window_ns` of the
+    /// SDP of m= line `media_idx`, and `src` is not latched yet.
+    pub(super) fn try_latch(
+        &mut self,
+        media_idx: usize,
+        src: SocketAddr,
+        dst: SocketAddr,
+        ts_ns: u64,
+        window_ns: u64,
+    ) -> bool {
+        let announced_at = self.media.get(media_idx).map_or(0, |m| m.announced_ns);
+        let to_announced = self.media.iter().any(|m| m.rtp == dst || m.rtcp == dst);
+        if !to_announced
+            || ts_ns.saturating_sub(announced_at) > window_ns
+            || self.latched.iter().any(|l| l.1 == src)
+        {
+            return false;
+        }
+        self.latched.push((dst, src));
+        true
+    }
+
+    /// Every address the call receives on: the endpoints its SDP announced
+    /// and the sources it latched.
+    pub(super) fn endpoints(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.media
+            .iter()
+            .flat_map(|m| [m.rtp, m.rtcp])
+            .chain(self.latched.iter().map(|l| l.1))
+    }
+
+    /// The capture lost `n` packets while the call was open (or a store
+    /// could not keep `n` of its packets).
+    pub fn add_capture_loss(&mut self, n: u64) {
+        self.capture_loss += n;
+    }
+}
+
+/// A call with its figures set directly, for tests of what reads calls.
+#[cfg(test)]
+impl Call {
+    pub(crate) fn set_parties_for_test(
+        &mut self,
+        from_user: String,
+        to_user: String,
+        request_uri: String,
+    ) {
+        self.from_uri = format!("sip:{from_user}@a.example");
+        self.to_uri = format!("sip:{to_user}@b.example");
+        self.from_user = from_user;
+        self.to_user = to_user;
+        self.request_uri = request_uri;
+    }
+
+    pub(crate) fn set_outcome_for_test(
+        &mut self,
+        state: CallState,
+        status_code: u16,
+        end_reason: EndReason,
+        end_ns: u64,
+    ) {
+        self.state = state;
+        self.status_code = Some(status_code);
+        self.end_reason = Some(end_reason);
+        self.end_ns = Some(end_ns);
+        self.last_ns = end_ns;
+    }
+
+    pub(crate) fn push_sip_for_test(&mut self, e: SipEntry) {
+        self.sip_packets += 1;
+        self.sip.push(e);
     }
 }

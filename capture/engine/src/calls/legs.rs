@@ -7,7 +7,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
-use voxtap_proto::sip::{Message, StartLine, uri_user};
+use voxtap_proto::rtp::RtpPacket;
+use voxtap_proto::sip::{Message, Method, StartLine, uri_user};
+
+use super::call::{Call, RtpSeen, SipPacket};
+use super::table::CallConfig;
 
 /// Why two legs were joined.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -404,6 +408,347 @@ pub fn facing(src: IpAddr, dst: IpAddr, cfg: &LegConfig) -> Facing {
         Facing::Core
     } else {
         Facing::Unknown
+    }
+}
+
+/// A leg that named a Call-ID not seen yet: (that leg, method, evidence).
+type PendingName = (u64, LinkMethod, String);
+
+/// Open calls by number (the call table's store).
+pub(super) type OpenCalls = HashMap<u64, Call>;
+
+/// Calls grouped into logical calls: the evidence that links legs, which
+/// group each call is in, and the closed legs waiting for the rest of their
+/// group, so a logical call is handed out whole.
+#[derive(Default)]
+pub(super) struct Groups {
+    index: LegIndex,
+    /// Call -> the first call of its logical call (group root).
+    group_of: HashMap<u64, u64>,
+    /// Group root -> every call of the group.
+    members: HashMap<u64, Vec<u64>>,
+    /// Closed calls waiting for the other legs of their group to close.
+    parked: HashMap<u64, Call>,
+    /// Call-IDs named by correlation headers before that call was seen.
+    pending_names: HashMap<Box<[u8]>, Vec<PendingName>>,
+    /// Links made so far.
+    linked: u64,
+}
+
+/// Pending names kept at most: a flood of bogus names must not grow memory.
+const MAX_PENDING_NAMES: usize = 100_000;
+
+/// A stream still flowing on another leg this recently may be the same one.
+const FLOWING_NS: u64 = 100_000_000;
+
+impl Groups {
+    /// A new call, alone in its group.
+    pub fn add(&mut self, no: u64) {
+        self.group_of.insert(no, no);
+        self.members.insert(no, vec![no]);
+    }
+
+    pub fn linked(&self) -> u64 {
+        self.linked
+    }
+
+    pub fn expire(&mut self, now_ns: u64, cfg: &LegConfig) {
+        self.index.expire(now_ns, cfg);
+    }
+
+    /// Call `call` closed. Returns its group's calls, in start order, when it
+    /// was the last open one; else parks it until the others close.
+    pub fn close(&mut self, open: &OpenCalls, call: Call) -> Vec<Call> {
+        let no = call.no();
+        let root = self.group_of.get(&no).copied().unwrap_or(no);
+        let members = self.members.get(&root).cloned().unwrap_or_default();
+        if members.iter().any(|m| open.contains_key(m)) {
+            self.parked.insert(no, call);
+            return Vec::new();
+        }
+        let mut out: Vec<Call> = members
+            .iter()
+            .filter_map(|m| self.parked.remove(m))
+            .collect();
+        out.push(call);
+        out.sort_by_key(|c| (c.start_ns(), c.no()));
+        for c in &out {
+            self.group_of.remove(&c.no());
+            self.index.forget(c.no());
+        }
+        self.members.remove(&root);
+        out
+    }
+
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.group_of.is_empty() && self.members.is_empty() && self.parked.is_empty()
+    }
+
+    fn call_mut<'c>(&'c mut self, open: &'c mut OpenCalls, no: u64) -> Option<&'c mut Call> {
+        match open.get_mut(&no) {
+            Some(c) => Some(c),
+            None => self.parked.get_mut(&no),
+        }
+    }
+
+    fn call_id_of(&self, open: &OpenCalls, no: u64) -> Option<String> {
+        open.get(&no)
+            .or_else(|| self.parked.get(&no))
+            .map(|c| c.call_id().to_string())
+    }
+
+    /// Join the logical calls of `a` and `b`, recording why on both legs.
+    fn link(&mut self, open: &mut OpenCalls, a: u64, b: u64, method: LinkMethod, detail: String) {
+        let (Some(&ra), Some(&rb)) = (self.group_of.get(&a), self.group_of.get(&b)) else {
+            return;
+        };
+        if ra == rb {
+            return;
+        }
+        let (Some(ida), Some(idb)) = (self.call_id_of(open, a), self.call_id_of(open, b)) else {
+            return;
+        };
+        if let Some(c) = self.call_mut(open, a) {
+            c.add_link(Link {
+                other: idb,
+                method,
+                detail: detail.clone(),
+            });
+        }
+        if let Some(c) = self.call_mut(open, b) {
+            c.add_link(Link {
+                other: ida,
+                method,
+                detail,
+            });
+        }
+        self.linked += 1;
+        // The older group absorbs the newer; its first leg names the call.
+        let (keep, gone) = if ra < rb { (ra, rb) } else { (rb, ra) };
+        let moved = self.members.remove(&gone).unwrap_or_default();
+        for m in &moved {
+            self.group_of.insert(*m, keep);
+        }
+        let members = self.members.entry(keep).or_default();
+        members.extend(moved);
+        members.sort_unstable();
+        let members = members.clone();
+        let Some(name) = self.call_id_of(open, keep) else {
+            return;
+        };
+        for m in members {
+            if let Some(c) = self.call_mut(open, m) {
+                c.set_group(name.clone());
+            }
+        }
+    }
+
+    /// A SIP request of call `no` (`created` by it): correlation headers
+    /// naming other legs, and an initial INVITE leaving the box another
+    /// reached.
+    pub fn link_by_signalling(
+        &mut self,
+        open: &mut OpenCalls,
+        by_call_id: &HashMap<Box<[u8]>, u64>,
+        cfg: &LegConfig,
+        no: u64,
+        created: bool,
+        p: &SipPacket<'_, '_>,
+    ) {
+        if created
+            && let Some(cid) = p.msg.call_id()
+            && let Some(waiting) = self.pending_names.remove(cid)
+        {
+            for (other, method, detail) in waiting {
+                self.link(open, no, other, method, detail);
+            }
+        }
+        self.link_by_keys(open, by_call_id, message_keys(p.msg, cfg), no);
+        let initial_invite = created
+            && matches!(
+                p.msg.start(),
+                StartLine::Request {
+                    method: Method::Invite,
+                    ..
+                }
+            );
+        if initial_invite {
+            self.link_next_hop(open, cfg, no, p);
+        }
+    }
+
+    /// Headers naming another leg's Call-ID (remembered until that call is
+    /// seen), and keys shared by every leg.
+    fn link_by_keys(
+        &mut self,
+        open: &mut OpenCalls,
+        by_call_id: &HashMap<Box<[u8]>, u64>,
+        keys: MessageKeys,
+        no: u64,
+    ) {
+        for (name, method, detail) in keys.names {
+            match by_call_id.get(name.as_bytes()).copied() {
+                Some(other) if other != no => self.link(open, no, other, method, detail),
+                Some(_) => {}
+                None => {
+                    if self.pending_names.len() >= MAX_PENDING_NAMES {
+                        self.pending_names.clear();
+                    }
+                    self.pending_names
+                        .entry(name.into_bytes().into_boxed_slice())
+                        .or_default()
+                        .push((no, method, detail));
+                }
+            }
+        }
+        for (key, method) in keys.shared {
+            match self.index.shared_keys.get(&key).copied() {
+                Some(other) if other != no => self.link(open, no, other, method, key),
+                Some(_) => {}
+                None => self.index.add_shared(key, no),
+            }
+        }
+    }
+
+    /// The initial INVITE of call `no` left the address another INVITE for
+    /// the same numbers had just reached: the next hop of that call.
+    fn link_next_hop(
+        &mut self,
+        open: &mut OpenCalls,
+        cfg: &LegConfig,
+        no: u64,
+        p: &SipPacket<'_, '_>,
+    ) {
+        let Some((from, to)) = invite_numbers(p.msg, cfg) else {
+            return;
+        };
+        let (ts_ns, src, dst) = (p.ts_ns, p.src, p.dst);
+        self.index.expire(ts_ns, cfg);
+        let window = cfg.signalling_window_ns;
+        let hit = self
+            .index
+            .invites
+            .iter()
+            .rev()
+            .find(|r| {
+                // The box that received the first INVITE sends the second,
+                // to somewhere else; the same UA calling twice is no hop.
+                r.call_no != no
+                    && r.dst.ip() == src.ip()
+                    && r.src != src
+                    && r.dst != dst
+                    && r.from == from
+                    && r.to == to
+                    && ts_ns.saturating_sub(r.ts_ns) <= window
+            })
+            .cloned();
+        if let Some(r) = hit {
+            let detail = format!(
+                "INVITE {from} -> {to} reached {} and left {} {:.1} ms later",
+                r.dst,
+                src,
+                ts_ns.saturating_sub(r.ts_ns) as f64 / 1e6
+            );
+            self.link(open, no, r.call_no, LinkMethod::Signalling, detail);
+        }
+        self.index.invites.push_back(RecentInvite {
+            call_no: no,
+            ts_ns,
+            src,
+            dst,
+            from,
+            to,
+        });
+    }
+
+    /// The same stream seen on another leg: same SSRC with the sequence
+    /// a few packets behind the other leg's (a relay forwards with a small
+    /// delay), or identical distinctive payload bytes within a short time
+    /// (a relay that rewrites the SSRC).
+    pub fn link_by_media(
+        &mut self,
+        open: &mut OpenCalls,
+        cfg: &CallConfig,
+        call_no: u64,
+        seen: RtpSeen,
+        ts_ns: u64,
+        p: &RtpPacket<'_>,
+    ) {
+        if seen.is_new {
+            self.link_same_ssrc(open, &cfg.legs, call_no, ts_ns, p);
+        }
+        if seen.early
+            && let Some(h) = distinctive_payload_hash(p.payload())
+        {
+            match self.index.payloads.get(&h).copied() {
+                Some((other, t))
+                    if other != call_no
+                        && ts_ns.saturating_sub(t) <= cfg.payload_match_window_ns =>
+                {
+                    let detail = format!(
+                        "identical {}-byte RTP payload {:.1} ms apart (SSRC 0x{:08X})",
+                        p.payload().len(),
+                        ts_ns.saturating_sub(t) as f64 / 1e6,
+                        p.ssrc()
+                    );
+                    self.link(open, call_no, other, LinkMethod::MediaPayload, detail);
+                }
+                Some(_) => {}
+                None => {
+                    self.index.payloads.insert(h, (call_no, ts_ns));
+                }
+            }
+        }
+    }
+
+    /// A new stream whose SSRC is flowing on another leg, a few packets ahead.
+    fn link_same_ssrc(
+        &mut self,
+        open: &mut OpenCalls,
+        cfg: &LegConfig,
+        call_no: u64,
+        ts_ns: u64,
+        p: &RtpPacket<'_>,
+    ) {
+        let window = cfg.media_window_ns;
+        let (ssrc, seq) = (p.ssrc(), p.sequence());
+        let candidates: Vec<u64> = self
+            .index
+            .streams_by_ssrc
+            .get(&ssrc)
+            .map(|v| {
+                v.iter()
+                    .filter(|r| r.call_no != call_no && ts_ns.saturating_sub(r.ts_ns) <= window)
+                    .map(|r| r.call_no)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for other in candidates {
+            let behind = open.get(&other).and_then(|c| {
+                c.streams()
+                    .iter()
+                    // Still flowing on the other leg right now.
+                    .filter(|s| s.key.ssrc == ssrc && ts_ns.saturating_sub(s.last_ns) <= FLOWING_NS)
+                    .map(|s| s.last_seq.wrapping_sub(seq) as i16)
+                    .find(|d| (0..=8).contains(d))
+            });
+            if let Some(d) = behind {
+                let detail =
+                    format!("SSRC 0x{ssrc:08X}, sequence {seq} is {d} behind the other leg");
+                self.link(open, call_no, other, LinkMethod::MediaSsrc, detail);
+            }
+        }
+        self.index
+            .streams_by_ssrc
+            .entry(ssrc)
+            .or_default()
+            .push(RecentStream {
+                call_no,
+                ts_ns,
+                ssrc,
+                seq,
+            });
     }
 }
 

@@ -1,6 +1,7 @@
 //! Calls rebuilt from SIP, SDP, RTP and RTCP.
 
 mod call;
+mod endpoints;
 pub mod legs;
 mod orphans;
 mod table;
@@ -8,4 +9,5 @@ mod table;
 pub use call::{
     Call, CallState, EndReason, MediaInfo, PacketRef, RtcpView, SipEntry, Stream, StreamKey,
 };
-pub use table::{CallConfig, CallTable, CallTableStats, EndpointEvent};
+pub use endpoints::EndpointEvent;
+pub use table::{CallConfig, CallTable, CallTableStats};

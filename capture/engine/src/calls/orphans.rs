@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use super::call::PacketRef;
+use voxtap_proto::rtp::{self, RtpPacket};
 
 /// The parts of an RTP header the stream statistics need; the payload itself
 /// stays in the capture file.
@@ -55,7 +56,7 @@ impl Orphans {
     }
 
     /// Hold one packet sent to `dst`; false when the cap is reached.
-    pub fn hold(&mut self, dst: SocketAddr, o: OrphanRtp, _now_ns: u64) -> bool {
+    fn hold(&mut self, dst: SocketAddr, o: OrphanRtp, _now_ns: u64) -> bool {
         if self.count >= self.max {
             self.stats.dropped += 1;
             return false;
@@ -64,6 +65,48 @@ impl Orphans {
         self.count += 1;
         self.stats.held += 1;
         true
+    }
+
+    /// A datagram from `src` to `dst` that no call claims yet, held once per
+    /// packet that carried it. False when it is neither RTP nor RTCP, or
+    /// nothing could be held.
+    pub fn hold_datagram(
+        &mut self,
+        payload: &[u8],
+        src: SocketAddr,
+        dst: SocketAddr,
+        refs: &[(u64, PacketRef)],
+        now_ns: u64,
+    ) -> bool {
+        let is_rtcp = rtp::looks_like_rtcp(payload);
+        let header = if is_rtcp {
+            None
+        } else if rtp::looks_like_rtp(payload) {
+            RtpPacket::new_checked(payload).ok()
+        } else {
+            None
+        };
+        if !is_rtcp && header.is_none() {
+            return false;
+        }
+        let mut held = false;
+        for &(ts, pref) in refs {
+            let o = OrphanRtp {
+                ts_ns: ts,
+                pref,
+                src,
+                dst,
+                is_rtcp,
+                ssrc: header.as_ref().map_or(0, |p| p.ssrc()),
+                seq: header.as_ref().map_or(0, |p| p.sequence()),
+                rtp_ts: header.as_ref().map_or(0, |p| p.timestamp()),
+                pt: header.as_ref().map_or(0, |p| p.payload_type()),
+                marker: header.as_ref().is_some_and(|p| p.marker()),
+                payload_len: header.as_ref().map_or(0, |p| p.payload().len() as u32),
+            };
+            held |= self.hold(dst, o, now_ns);
+        }
+        held
     }
 
     /// Everything held for `dst`, oldest first.

@@ -5,14 +5,16 @@
 //! Paths stored in it (`folder`, `pcap`) are relative to the directory that
 //! holds the index file, so a data directory can be moved as a whole.
 
+mod record;
 mod schema;
 
-use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter, types::Value};
+use rusqlite::{
+    Connection, OptionalExtension, Params, Row, params, params_from_iter, types::Value,
+};
 use serde::Serialize;
 use thiserror::Error;
 
@@ -174,6 +176,70 @@ pub struct LegRow {
     pub other_call: i64,
     pub method: String,
     pub confidence: Option<f64>,
+}
+
+impl SipRow {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(SipRow {
+            seq: r.get(0)?,
+            ts_ns: u(r.get(1)?),
+            src: r.get(2)?,
+            dst: r.get(3)?,
+            transport: r.get(4)?,
+            summary: r.get(5)?,
+            text: r.get(6)?,
+        })
+    }
+}
+
+impl StreamRow {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(StreamRow {
+            id: r.get(0)?,
+            ssrc: r.get(1)?,
+            src: r.get(2)?,
+            dst: r.get(3)?,
+            payload_type: r.get(4)?,
+            codec: r.get(5)?,
+            first_ns: r.get::<_, Option<i64>>(6)?.map(u),
+            last_ns: r.get::<_, Option<i64>>(7)?.map(u),
+            packets: u(r.get(8)?),
+            expected: u(r.get(9)?),
+            lost: r.get(10)?,
+            out_of_order: u(r.get(11)?),
+            duplicates: u(r.get(12)?),
+            jitter_ms: r.get(13)?,
+            max_jitter_ms: r.get(14)?,
+            max_delta_ms: r.get(15)?,
+            ptime_ms: r.get(16)?,
+            rtcp_reports: r.get(17)?,
+            rtcp_fraction_lost: r.get(18)?,
+            rtcp_cumulative_lost: r.get(19)?,
+            rtcp_jitter_ms: r.get(20)?,
+            mos: r.get(21)?,
+        })
+    }
+}
+
+impl DtmfRow {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(DtmfRow {
+            ts_ns: u(r.get(0)?),
+            digit: r.get(1)?,
+            duration_ms: r.get(2)?,
+            source: r.get(3)?,
+        })
+    }
+}
+
+impl LegRow {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(LegRow {
+            other_call: r.get(0)?,
+            method: r.get(1)?,
+            confidence: r.get(2)?,
+        })
+    }
 }
 
 /// Everything the call page shows.
@@ -396,195 +462,8 @@ impl Index {
             source,
         };
         let tx = self.conn.transaction().map_err(err)?;
-        let mut ids = Vec::with_capacity(calls.len());
-        {
-            let mut ins_call = tx
-                .prepare_cached(
-                    "INSERT INTO calls (call_id, method, from_user, to_user, from_uri, to_uri, request_uri, \
-                     start_ns, ringing_ns, answer_ns, end_ns, duration_ms, talk_ms, state, status_code, end_reason, \
-                     sip_packets, rtp_packets, rtcp_packets, stream_count, mos, folder, pcap, indexed_at) \
-                     VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24)",
-                )
-                .map_err(err)?;
-            let mut ins_party = tx
-                .prepare_cached("INSERT OR IGNORE INTO call_parties (call, value) VALUES (?1, ?2)")
-                .map_err(err)?;
-            let mut ins_ip = tx
-                .prepare_cached("INSERT OR IGNORE INTO call_ips (call, ip) VALUES (?1, ?2)")
-                .map_err(err)?;
-            let mut ins_sip = tx
-                .prepare_cached(
-                    "INSERT INTO sip_messages (call, seq, ts_ns, src, dst, transport, summary, text) \
-                     VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
-                )
-                .map_err(err)?;
-            let mut ins_stream = tx
-                .prepare_cached(
-                    "INSERT INTO streams (call, ssrc, src, dst, payload_type, codec, first_ns, last_ns, packets, \
-                     expected, lost, out_of_order, duplicates, jitter_ms, max_jitter_ms, max_delta_ms, ptime_ms, \
-                     rtcp_reports, rtcp_fraction_lost, rtcp_cumulative_lost, rtcp_jitter_ms, mos) \
-                     VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22)",
-                )
-                .map_err(err)?;
-            let indexed_at = i(now_ns());
-            for (call, files) in calls {
-                let end = call.end_or_last();
-                // The same summary E-model estimate as streams.csv; the
-                // call's MOS is its worst stream's.
-                let stream_mos: Vec<Option<f64>> = call
-                    .streams
-                    .iter()
-                    .map(|s| {
-                        let sum = s.stats.summary();
-                        let pt = sum.payload_types.first().copied().unwrap_or(0);
-                        crate::media::quality::summary_estimate(
-                            &call.codec_name(s, pt),
-                            sum.lost,
-                            sum.expected,
-                            sum.ptime_ms,
-                        )
-                        .map(|e| e.1)
-                    })
-                    .collect();
-                let call_mos = stream_mos.iter().flatten().copied().reduce(f64::min);
-                ins_call
-                    .execute(params![
-                        call.call_id,
-                        call.method,
-                        call.from_user,
-                        call.to_user,
-                        call.from_uri,
-                        call.to_uri,
-                        call.request_uri,
-                        i(call.start_ns),
-                        call.ringing_ns.map(i),
-                        call.answer_ns.map(i),
-                        i(end),
-                        i(end.saturating_sub(call.start_ns) / 1_000_000),
-                        call.answer_ns.map(|a| i(end.saturating_sub(a) / 1_000_000)),
-                        call.state.as_str(),
-                        call.status_code,
-                        call.end_reason.map(|r| r.as_str()),
-                        i(call.sip_packets),
-                        i(call.rtp_packets),
-                        i(call.rtcp_packets),
-                        call.streams.len() as i64,
-                        call_mos,
-                        files.folder,
-                        files.pcap,
-                        indexed_at,
-                    ])
-                    .map_err(err)?;
-                let id = tx.last_insert_rowid();
-                ids.push(id);
-
-                let mut parties = BTreeSet::new();
-                for v in [
-                    &call.from_user,
-                    &call.to_user,
-                    &call.from_uri,
-                    &call.to_uri,
-                    &call.request_uri,
-                ] {
-                    if !v.is_empty() {
-                        parties.insert(v.as_str());
-                    }
-                }
-                if let Some(user) = uri_user(&call.request_uri) {
-                    parties.insert(user);
-                }
-                for p in parties {
-                    ins_party.execute(params![id, p]).map_err(err)?;
-                }
-
-                let mut ips = BTreeSet::new();
-                for e in &call.sip {
-                    ips.insert(e.src.ip());
-                    ips.insert(e.dst.ip());
-                }
-                for s in &call.streams {
-                    ips.insert(s.key.src.ip());
-                    ips.insert(s.key.dst.ip());
-                }
-                for ip in ips {
-                    ins_ip.execute(params![id, ip.to_string()]).map_err(err)?;
-                }
-
-                for (seq, e) in call.sip.iter().enumerate() {
-                    ins_sip
-                        .execute(params![
-                            id,
-                            seq as i64,
-                            i(e.ts_ns),
-                            e.src.to_string(),
-                            e.dst.to_string(),
-                            e.transport,
-                            e.summary,
-                            e.text,
-                        ])
-                        .map_err(err)?;
-                }
-
-                for (s, mos) in call.streams.iter().zip(&stream_mos) {
-                    let sum = s.stats.summary();
-                    let pt = sum.payload_types.first().copied().unwrap_or(0);
-                    let rtcp = s.rtcp.reports > 0;
-                    ins_stream
-                        .execute(params![
-                            id,
-                            s.key.ssrc,
-                            s.key.src.to_string(),
-                            s.key.dst.to_string(),
-                            pt,
-                            call.codec_name(s, pt),
-                            (sum.packets > 0).then(|| i(sum.first_ns)),
-                            (sum.packets > 0).then(|| i(sum.last_ns)),
-                            i(sum.packets),
-                            i(sum.expected),
-                            sum.lost,
-                            i(sum.out_of_order),
-                            i(sum.duplicates),
-                            sum.mean_jitter_ms,
-                            sum.max_jitter_ms,
-                            sum.max_delta_ms,
-                            sum.ptime_ms,
-                            s.rtcp.reports,
-                            rtcp.then_some(s.rtcp.fraction_lost),
-                            rtcp.then_some(s.rtcp.cumulative_lost),
-                            (rtcp && s.clock_rate > 0).then(|| {
-                                f64::from(s.rtcp.jitter_units) * 1000.0 / f64::from(s.clock_rate)
-                            }),
-                            *mos,
-                        ])
-                        .map_err(err)?;
-                }
-            }
-        }
-        // Legs: the other leg of each link is in this batch (the call table
-        // hands out a logical call's legs together) or indexed before.
-        {
-            let mut find = tx
-                .prepare_cached("SELECT id FROM calls WHERE call_id = ?1 ORDER BY id DESC LIMIT 1")
-                .map_err(err)?;
-            let mut ins_leg = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO legs (call, other_call, method) VALUES (?1, ?2, ?3)",
-                )
-                .map_err(err)?;
-            for ((call, _), id) in calls.iter().zip(&ids) {
-                for l in &call.links {
-                    let other: Option<i64> = find
-                        .query_row(params![l.other], |r| r.get(0))
-                        .optional()
-                        .map_err(err)?;
-                    if let Some(other) = other {
-                        ins_leg
-                            .execute(params![id, other, l.method.as_str()])
-                            .map_err(err)?;
-                    }
-                }
-            }
-        }
+        let ids = record::insert_calls(&tx, calls).map_err(err)?;
+        record::insert_legs(&tx, calls, &ids).map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(ids)
     }
@@ -691,12 +570,7 @@ impl Index {
             q.limit.clamp(1, 1000),
             q.offset
         );
-        let mut stmt = self.conn.prepare_cached(&sql).map_err(self.err())?;
-        let rows = stmt
-            .query_map(params_from_iter(args.iter()), CallRow::from_row)
-            .map_err(self.err())?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(self.err())?;
+        let rows = self.rows(&sql, params_from_iter(args.iter()), CallRow::from_row)?;
         let count_sql =
             format!("SELECT count(*) FROM (SELECT 1 FROM calls{clause} LIMIT {COUNT_CAP})");
         let total: i64 = self
@@ -728,104 +602,45 @@ impl Index {
         let Some(call) = self.call(id)? else {
             return Ok(None);
         };
-        let sip = self
-            .conn
-            .prepare_cached(
+        Ok(Some(CallDetail {
+            call,
+            sip: self.rows(
                 "SELECT seq, ts_ns, src, dst, transport, summary, text FROM sip_messages WHERE call = ?1 ORDER BY seq",
-            )
-            .and_then(|mut s| {
-                s.query_map([id], |r| {
-                    Ok(SipRow {
-                        seq: r.get(0)?,
-                        ts_ns: u(r.get(1)?),
-                        src: r.get(2)?,
-                        dst: r.get(3)?,
-                        transport: r.get(4)?,
-                        summary: r.get(5)?,
-                        text: r.get(6)?,
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()
-            })
-            .map_err(self.err())?;
-        let streams = self
-            .conn
-            .prepare_cached(
+                [id],
+                SipRow::from_row,
+            )?,
+            streams: self.rows(
                 "SELECT id, ssrc, src, dst, payload_type, codec, first_ns, last_ns, packets, expected, lost, \
                  out_of_order, duplicates, jitter_ms, max_jitter_ms, max_delta_ms, ptime_ms, rtcp_reports, \
                  rtcp_fraction_lost, rtcp_cumulative_lost, rtcp_jitter_ms, mos FROM streams WHERE call = ?1 ORDER BY id",
-            )
-            .and_then(|mut s| {
-                s.query_map([id], |r| {
-                    Ok(StreamRow {
-                        id: r.get(0)?,
-                        ssrc: r.get(1)?,
-                        src: r.get(2)?,
-                        dst: r.get(3)?,
-                        payload_type: r.get(4)?,
-                        codec: r.get(5)?,
-                        first_ns: r.get::<_, Option<i64>>(6)?.map(u),
-                        last_ns: r.get::<_, Option<i64>>(7)?.map(u),
-                        packets: u(r.get(8)?),
-                        expected: u(r.get(9)?),
-                        lost: r.get(10)?,
-                        out_of_order: u(r.get(11)?),
-                        duplicates: u(r.get(12)?),
-                        jitter_ms: r.get(13)?,
-                        max_jitter_ms: r.get(14)?,
-                        max_delta_ms: r.get(15)?,
-                        ptime_ms: r.get(16)?,
-                        rtcp_reports: r.get(17)?,
-                        rtcp_fraction_lost: r.get(18)?,
-                        rtcp_cumulative_lost: r.get(19)?,
-                        rtcp_jitter_ms: r.get(20)?,
-                        mos: r.get(21)?,
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()
-            })
-            .map_err(self.err())?;
-        let dtmf = self
-            .conn
-            .prepare_cached(
+                [id],
+                StreamRow::from_row,
+            )?,
+            dtmf: self.rows(
                 "SELECT ts_ns, digit, duration_ms, source FROM dtmf WHERE call = ?1 ORDER BY ts_ns",
-            )
-            .and_then(|mut s| {
-                s.query_map([id], |r| {
-                    Ok(DtmfRow {
-                        ts_ns: u(r.get(0)?),
-                        digit: r.get(1)?,
-                        duration_ms: r.get(2)?,
-                        source: r.get(3)?,
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()
-            })
-            .map_err(self.err())?;
-        let legs = self
-            .conn
-            .prepare_cached(
+                [id],
+                DtmfRow::from_row,
+            )?,
+            legs: self.rows(
                 "SELECT other_call, method, confidence FROM legs WHERE call = ?1 \
                  UNION SELECT call, method, confidence FROM legs WHERE other_call = ?1",
-            )
-            .and_then(|mut s| {
-                s.query_map([id], |r| {
-                    Ok(LegRow {
-                        other_call: r.get(0)?,
-                        method: r.get(1)?,
-                        confidence: r.get(2)?,
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()
-            })
-            .map_err(self.err())?;
-        Ok(Some(CallDetail {
-            call,
-            sip,
-            streams,
-            dtmf,
-            legs,
+                [id],
+                LegRow::from_row,
+            )?,
         }))
+    }
+
+    /// Every row `sql` selects with `args`, read by `row`.
+    fn rows<T>(
+        &self,
+        sql: &str,
+        args: impl Params,
+        row: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, IndexError> {
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut s| s.query_map(args, row)?.collect())
+            .map_err(self.err())
     }
 
     pub fn log_access(&mut self, e: &AccessEntry) -> Result<(), IndexError> {
@@ -840,24 +655,20 @@ impl Index {
 
     /// The latest access log entries, newest first.
     pub fn access_log(&self, limit: u32) -> Result<Vec<AccessEntry>, IndexError> {
-        self.conn
-            .prepare_cached(
-                "SELECT ts_ns, user, remote, action, call, detail FROM access_log ORDER BY id DESC LIMIT ?1",
-            )
-            .and_then(|mut s| {
-                s.query_map([limit], |r| {
-                    Ok(AccessEntry {
-                        ts_ns: u(r.get(0)?),
-                        user: r.get(1)?,
-                        remote: r.get(2)?,
-                        action: r.get(3)?,
-                        call: r.get(4)?,
-                        detail: r.get(5)?,
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()
-            })
-            .map_err(self.err())
+        self.rows(
+            "SELECT ts_ns, user, remote, action, call, detail FROM access_log ORDER BY id DESC LIMIT ?1",
+            [limit],
+            |r| {
+                Ok(AccessEntry {
+                    ts_ns: u(r.get(0)?),
+                    user: r.get(1)?,
+                    remote: r.get(2)?,
+                    action: r.get(3)?,
+                    call: r.get(4)?,
+                    detail: r.get(5)?,
+                })
+            },
+        )
     }
 
     /// Copy every call of another index (an import made into a sub-folder)

@@ -16,28 +16,24 @@ fn call(n: u64) -> Call {
         "INVITE".into(),
         start,
     );
-    c.from_user = format!("49301{n:07}");
-    c.to_user = format!("49402{:07}", n % 1000);
-    c.from_uri = format!("sip:{}@a.example", c.from_user);
-    c.to_uri = format!("sip:{}@b.example", c.to_user);
-    c.request_uri = format!("sip:{}@10.0.0.2:5060", c.to_user);
-    c.state = match n % 4 {
+    let to_user = format!("49402{:07}", n % 1000);
+    let request_uri = format!("sip:{to_user}@10.0.0.2:5060");
+    c.set_parties_for_test(format!("49301{n:07}"), to_user, request_uri);
+    let state = match n % 4 {
         0 => CallState::Answered,
         1 => CallState::Busy,
         2 => CallState::Cancelled,
         _ => CallState::Failed,
     };
-    c.status_code = Some(if n.is_multiple_of(4) { 200 } else { 486 });
-    c.end_reason = Some(EndReason::Bye);
-    c.end_ns = Some(start + (n % 600) * 1_000_000_000);
-    c.last_ns = c.end_ns.unwrap();
-    c.sip_packets = 2;
+    let status_code = if n.is_multiple_of(4) { 200 } else { 486 };
+    let end_ns = start + (n % 600) * 1_000_000_000;
+    c.set_outcome_for_test(state, status_code, EndReason::Bye, end_ns);
     let a: SocketAddr = format!("10.{}.{}.{}:5060", (n >> 16) & 255, (n >> 8) & 255, n & 255)
         .parse()
         .unwrap();
     let b: SocketAddr = "10.0.0.2:5060".parse().unwrap();
     for (i, (src, dst, summary)) in [(a, b, "INVITE"), (b, a, "200 OK")].into_iter().enumerate() {
-        c.sip.push(SipEntry {
+        c.push_sip_for_test(SipEntry {
             ts_ns: start + i as u64 * 1000,
             src,
             dst,
@@ -116,7 +112,7 @@ fn records_and_finds_by_every_filter() {
     let calls: Vec<Call> = (0..40).map(call).collect();
     let batch: Vec<(&Call, CallFiles)> = calls
         .iter()
-        .map(|c| (c, CallFiles::folder(&c.call_id)))
+        .map(|c| (c, CallFiles::folder(c.call_id())))
         .collect();
     let row_ids = idx.record_calls(&batch).unwrap();
     assert_eq!(row_ids.len(), 40);
@@ -309,7 +305,7 @@ fn bench_index_million_calls() {
         let calls: Vec<Call> = (k..(k + batch).min(n)).map(call).collect();
         let refs: Vec<(&Call, CallFiles)> = calls
             .iter()
-            .map(|c| (c, CallFiles::folder(&c.call_id)))
+            .map(|c| (c, CallFiles::folder(c.call_id())))
             .collect();
         idx.record_calls(&refs).unwrap();
         k += batch;

@@ -204,7 +204,7 @@ impl CallProcessor for MediaProcessor {
         process_call(Some(call), frames, folder, &self.opts)
             .map(|_| ())
             .map_err(|e| OutputError::Processor {
-                call_id: call.call_id.clone(),
+                call_id: call.call_id().to_string(),
                 message: format!("media: {e}"),
             })
     }
@@ -261,14 +261,14 @@ impl Crypto {
 /// accepted first, then the others, latest SDP first.
 fn sdp_keys(call: &Call, src: SocketAddr) -> Vec<SrtpKeys> {
     let accepted: HashSet<(u32, String)> = call
-        .media
+        .media()
         .iter()
         .filter(|m| m.rtp != src)
         .flat_map(|m| m.crypto.iter().map(|c| (c.tag, c.suite.clone())))
         .collect();
     let mut lines = Vec::new();
     for m in call
-        .media
+        .media()
         .iter()
         .rev()
         .filter(|m| m.rtp == src || (m.rtcp == src && !m.rtcp_mux))
@@ -282,7 +282,7 @@ fn sdp_keys(call: &Call, src: SocketAddr) -> Vec<SrtpKeys> {
         match SrtpKeys::from_sdes(&c.suite, &c.key_params, &c.session_params) {
             Ok(k) if !out.contains(&k) => out.push(k),
             Ok(_) => {}
-            Err(e) => tracing::debug!(call_id = %call.call_id, "a=crypto ignored: {e}"),
+            Err(e) => tracing::debug!(call_id = %call.call_id(), "a=crypto ignored: {e}"),
         }
     }
     out
@@ -303,12 +303,18 @@ fn manual_keys(opts: &MediaOptions, src: SocketAddr, dst: SocketAddr, ssrc: u32)
 /// The RTP endpoint a RTCP source address belongs to (its m= line's RTP
 /// address), else itself.
 fn rtp_endpoint_of_rtcp(call: Option<&Call>, src: SocketAddr) -> SocketAddr {
-    call.and_then(|c| c.media.iter().rev().find(|m| m.rtcp == src).map(|m| m.rtp))
-        .unwrap_or(src)
+    call.and_then(|c| {
+        c.media()
+            .iter()
+            .rev()
+            .find(|m| m.rtcp == src)
+            .map(|m| m.rtp)
+    })
+    .unwrap_or(src)
 }
 
 fn party_sets(call: &Call) -> (HashSet<SocketAddr>, HashSet<SocketAddr>) {
-    let mut media: Vec<_> = call.media.iter().collect();
+    let mut media: Vec<_> = call.media().iter().collect();
     media.sort_by_key(|m| m.announced_ns);
     // The first SDP is the offer: from the caller when a request (INVITE)
     // carried it, from the callee when a response did (late offer).
@@ -349,7 +355,7 @@ fn pt_map(call: Option<&Call>, dst: SocketAddr) -> PtMap {
         map.insert(pt, (CodecKind::from_static_pt(pt), clock));
     }
     if let Some(call) = call {
-        let mut media: Vec<_> = call.media.iter().collect();
+        let mut media: Vec<_> = call.media().iter().collect();
         // Receiver's SDP last so it wins.
         media.sort_by_key(|m| (m.rtp == dst, m.announced_ns));
         for m in media {
@@ -686,7 +692,7 @@ fn codec_name(call: Option<&Call>, pt: Option<u8>) -> String {
         return String::new();
     };
     let from_sdp = call.and_then(|c| {
-        c.media
+        c.media()
             .iter()
             .flat_map(|m| m.rtpmap.iter())
             .find(|r| r.pt == pt)
@@ -733,7 +739,7 @@ fn detect_dtmf(call: Option<&Call>, summary: &MediaSummary, pt_maps: &[PtMap]) -
     let mut events = det.finish();
     if let Some(c) = call {
         events.extend(dtmf::sip_info_events(
-            c.sip
+            c.sip()
                 .iter()
                 .map(|e| (e.ts_ns, e.src, e.dst, e.text.as_str())),
         ));
@@ -891,7 +897,7 @@ fn write_quality_json(
         .map(|s| {
             let mut v = s.quality.to_json();
             let rtcp = call
-                .and_then(|c| c.stream_index.get(&s.key).and_then(|&i| c.streams.get(i)))
+                .and_then(|c| c.stream(&s.key))
                 .filter(|st| st.rtcp.reports > 0)
                 .map(|st| {
                     let clock = f64::from(st.clock_rate.max(1));
@@ -918,7 +924,7 @@ fn write_quality_json(
         })
         .collect();
     let doc = serde_json::json!({
-        "call_id": call.map(|c| c.call_id.clone()),
+        "call_id": call.map(|c| c.call_id().to_string()),
         "model": "ITU-T G.107 E-model, see docs/media.md",
         "jitter_buffer_ms": opts.quality.jitter_buffer_ms,
         "network_delay_ms": opts.quality.network_delay_ms,
@@ -989,7 +995,7 @@ pub fn regenerate(
     }
     pipeline.finish();
     let calls = pipeline.drain_ended();
-    let call = calls.iter().find(|c| c.call_id == call_id);
+    let call = calls.iter().find(|c| c.call_id() == call_id);
     process_call(call, &frames, &folder, opts).map_err(RegenerateError::Media)
 }
 

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::calls::Call;
+use crate::calls::{Call, Stream};
 pub use csv::CsvWriter;
 pub use time::{civil_from_days, format_ts};
 use voxtap_proto::pcapio::{PcapError, PcapReader, PcapWriter};
@@ -248,24 +248,24 @@ impl CallWriter {
 
     fn push_leg_rows(&mut self, call: &Call) {
         let (isrc, idst) = call
-            .first_invite
+            .first_invite()
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .unwrap_or_default();
         let base = [
-            call.group.clone(),
+            call.group().to_string(),
             String::new(),
-            call.call_id.clone(),
+            call.call_id().to_string(),
             isrc,
             idst,
-            call.facing.as_str().to_string(),
+            call.facing().as_str().to_string(),
             links_text(call),
         ];
-        if call.streams.is_empty() {
+        if call.streams().is_empty() {
             let mut r = base.to_vec();
             r.extend(std::iter::repeat_n(String::new(), 7));
-            self.leg_rows.push((call.start_ns, r));
+            self.leg_rows.push((call.start_ns(), r));
         }
-        for st in &call.streams {
+        for st in call.streams() {
             let sum = st.stats.summary();
             let mut r = base.to_vec();
             r.extend([
@@ -277,7 +277,7 @@ impl CallWriter {
                 format!("{:.3}", sum.mean_jitter_ms),
                 format!("{:.3}", sum.max_delta_ms),
             ]);
-            self.leg_rows.push((call.start_ns, r));
+            self.leg_rows.push((call.start_ns(), r));
         }
     }
 
@@ -306,132 +306,55 @@ impl CallWriter {
     }
 
     pub fn write_call(&mut self, call: &Call) -> Result<Written, OutputError> {
-        if self.bundle.as_ref().is_some_and(|(g, _)| *g != call.group) {
+        if self
+            .bundle
+            .as_ref()
+            .is_some_and(|(g, _)| *g != call.group())
+        {
             self.flush_bundle()?;
         }
         let mut w = Written::default();
         let rel_pcap = if self.write_call_files {
-            let name = self.folder_name(&call.call_id);
-            let folder = self.dir.join(&name);
-            std::fs::create_dir_all(&folder).map_err(io_err(&folder))?;
-            let (frames, mismatch) = self.read_call_frames(call)?;
-            write_pcap(&frames, &folder.join("call.pcap"))?;
-            w.packets = frames.len() as u64;
-            w.link_mismatch = mismatch;
-            write_sip_txt(call, &folder.join("sip.txt"))?;
-            for p in &mut self.processors {
-                p.process(call, &frames, &folder)?;
-            }
-            if !call.links.is_empty() {
-                self.bundle
-                    .get_or_insert_with(|| (call.group.clone(), Vec::new()))
-                    .1
-                    .push(folder.clone());
-            }
-            let rel = format!("{name}/call.pcap");
-            w.folder = Some(name);
-            rel
+            self.write_call_folder(call, &mut w)?
         } else {
             String::new()
         };
-        let row = vec![
-            call.call_id.clone(),
-            format_ts(call.start_ns),
-            format_ts(call.end_or_last()),
-            format!("{:.3}", call.duration_s()),
-            call.from_user.clone(),
-            call.to_user.clone(),
-            call.state.as_str().to_string(),
-            call.status_code.map(|c| c.to_string()).unwrap_or_default(),
-            rel_pcap,
-            call.sip_packets.to_string(),
-            call.rtp_packets.to_string(),
-            call.rtcp_packets.to_string(),
-            call.streams.len().to_string(),
-            call.method.clone(),
-            call.ringing_ns.map(format_ts).unwrap_or_default(),
-            call.answer_ns.map(format_ts).unwrap_or_default(),
-            call.talk_s().map(|t| format!("{t:.3}")).unwrap_or_default(),
-            call.end_reason
-                .map(|r| r.as_str())
-                .unwrap_or_default()
-                .to_string(),
-            call.request_uri.clone(),
-            call.group.clone(),
-            links_text(call),
-            call.facing.as_str().to_string(),
-            call.latched
-                .iter()
-                .map(|(to, from)| format!("{from}->{to}"))
-                .collect::<Vec<_>>()
-                .join(" "),
-            call.capture_loss.to_string(),
-        ];
-        self.call_rows.push((call.start_ns, row));
-        if !call.links.is_empty() {
+        self.call_rows
+            .push((call.start_ns(), call_row(call, rel_pcap)));
+        if !call.links().is_empty() {
             self.push_leg_rows(call);
         }
-        for s in &call.streams {
-            let sum = s.stats.summary();
-            let pt = sum.payload_types.first().copied().unwrap_or(0);
-            let f3 = |v: f64| format!("{v:.3}");
-            let rtcp_jitter_ms = if s.rtcp.reports > 0 && s.clock_rate > 0 {
-                f3(f64::from(s.rtcp.jitter_units) * 1000.0 / f64::from(s.clock_rate))
-            } else {
-                String::new()
-            };
-            let est = crate::media::quality::summary_estimate(
-                &call.codec_name(s, pt),
-                sum.lost,
-                sum.expected,
-                sum.ptime_ms,
-            );
-            self.stream_rows.push((
-                sum.first_ns,
-                vec![
-                    call.call_id.clone(),
-                    format!("0x{:08X}", s.key.ssrc),
-                    s.key.src.to_string(),
-                    s.key.dst.to_string(),
-                    pt.to_string(),
-                    call.codec_name(s, pt),
-                    sum.packets.to_string(),
-                    sum.expected.to_string(),
-                    sum.lost.to_string(),
-                    sum.out_of_order.to_string(),
-                    sum.duplicates.to_string(),
-                    f3(sum.mean_jitter_ms),
-                    f3(sum.max_delta_ms),
-                    f3(sum.min_delta_ms),
-                    f3(sum.avg_delta_ms),
-                    sum.ptime_ms.map(f3).unwrap_or_default(),
-                    f3(sum.max_jitter_ms),
-                    sum.seq_wraps.to_string(),
-                    sum.payload_types
-                        .iter()
-                        .map(|p| p.to_string())
-                        .collect::<Vec<_>>()
-                        .join("/"),
-                    s.rtcp.reports.to_string(),
-                    if s.rtcp.reports > 0 {
-                        s.rtcp.cumulative_lost.to_string()
-                    } else {
-                        String::new()
-                    },
-                    if s.rtcp.reports > 0 {
-                        s.rtcp.fraction_lost.to_string()
-                    } else {
-                        String::new()
-                    },
-                    rtcp_jitter_ms,
-                    est.map(|e| format!("{:.2}", e.1)).unwrap_or_default(),
-                    est.map(|e| format!("{:.1}", e.0)).unwrap_or_default(),
-                ],
-            ));
+        for s in call.streams() {
+            self.stream_rows.push(stream_row(call, s));
             w.streams += 1;
         }
         self.spill_rows()?;
         Ok(w)
+    }
+
+    /// The call's folder: `call.pcap`, `sip.txt` and what the processors
+    /// add. Returns the pcap's path relative to the output directory.
+    fn write_call_folder(&mut self, call: &Call, w: &mut Written) -> Result<String, OutputError> {
+        let name = self.folder_name(call.call_id());
+        let folder = self.dir.join(&name);
+        std::fs::create_dir_all(&folder).map_err(io_err(&folder))?;
+        let (frames, mismatch) = self.read_call_frames(call)?;
+        write_pcap(&frames, &folder.join("call.pcap"))?;
+        w.packets = frames.len() as u64;
+        w.link_mismatch = mismatch;
+        write_sip_txt(call, &folder.join("sip.txt"))?;
+        for p in &mut self.processors {
+            p.process(call, &frames, &folder)?;
+        }
+        if !call.links().is_empty() {
+            self.bundle
+                .get_or_insert_with(|| (call.group().to_string(), Vec::new()))
+                .1
+                .push(folder.clone());
+        }
+        let rel = format!("{name}/call.pcap");
+        w.folder = Some(name);
+        Ok(rel)
     }
 
     /// Every packet of `call`, in capture order, read back from the source
@@ -439,7 +362,7 @@ impl CallWriter {
     /// differs from the first one's are counted, not returned (one pcap has
     /// one link type).
     pub fn read_call_frames(&mut self, call: &Call) -> Result<(Vec<CallFrame>, u64), OutputError> {
-        let mut refs = call.packets.clone();
+        let mut refs = call.packets().to_vec();
         refs.sort_unstable();
         // A packet can be listed twice (a TCP segment ending one SIP message
         // and starting the next): keep it once.
@@ -457,7 +380,7 @@ impl CallWriter {
                 continue;
             };
             let source_err = |source| OutputError::Source {
-                call_id: call.call_id.clone(),
+                call_id: call.call_id().to_string(),
                 path: src_path.clone(),
                 source,
             };
@@ -561,9 +484,107 @@ impl CallWriter {
     }
 }
 
+/// The call's row of `calls.csv` (columns as [`CALLS_HEADER`]).
+fn call_row(call: &Call, rel_pcap: String) -> Vec<String> {
+    vec![
+        call.call_id().to_string(),
+        format_ts(call.start_ns()),
+        format_ts(call.end_or_last()),
+        format!("{:.3}", call.duration_s()),
+        call.from_user().to_string(),
+        call.to_user().to_string(),
+        call.state().as_str().to_string(),
+        call.status_code()
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+        rel_pcap,
+        call.sip_packets().to_string(),
+        call.rtp_packets().to_string(),
+        call.rtcp_packets().to_string(),
+        call.streams().len().to_string(),
+        call.method().to_string(),
+        call.ringing_ns().map(format_ts).unwrap_or_default(),
+        call.answer_ns().map(format_ts).unwrap_or_default(),
+        call.talk_s().map(|t| format!("{t:.3}")).unwrap_or_default(),
+        call.end_reason()
+            .map(|r| r.as_str())
+            .unwrap_or_default()
+            .to_string(),
+        call.request_uri().to_string(),
+        call.group().to_string(),
+        links_text(call),
+        call.facing().as_str().to_string(),
+        call.latched()
+            .iter()
+            .map(|(to, from)| format!("{from}->{to}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        call.capture_loss().to_string(),
+    ]
+}
+
+/// One stream's row of `streams.csv` (columns as [`STREAMS_HEADER`]), keyed
+/// by its first packet's time.
+fn stream_row(call: &Call, s: &Stream) -> (u64, Vec<String>) {
+    let sum = s.stats.summary();
+    let pt = sum.payload_types.first().copied().unwrap_or(0);
+    let f3 = |v: f64| format!("{v:.3}");
+    let rtcp_jitter_ms = if s.rtcp.reports > 0 && s.clock_rate > 0 {
+        f3(f64::from(s.rtcp.jitter_units) * 1000.0 / f64::from(s.clock_rate))
+    } else {
+        String::new()
+    };
+    let est = crate::media::quality::summary_estimate(
+        &call.codec_name(s, pt),
+        sum.lost,
+        sum.expected,
+        sum.ptime_ms,
+    );
+    let row = vec![
+        call.call_id().to_string(),
+        format!("0x{:08X}", s.key.ssrc),
+        s.key.src.to_string(),
+        s.key.dst.to_string(),
+        pt.to_string(),
+        call.codec_name(s, pt),
+        sum.packets.to_string(),
+        sum.expected.to_string(),
+        sum.lost.to_string(),
+        sum.out_of_order.to_string(),
+        sum.duplicates.to_string(),
+        f3(sum.mean_jitter_ms),
+        f3(sum.max_delta_ms),
+        f3(sum.min_delta_ms),
+        f3(sum.avg_delta_ms),
+        sum.ptime_ms.map(f3).unwrap_or_default(),
+        f3(sum.max_jitter_ms),
+        sum.seq_wraps.to_string(),
+        sum.payload_types
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join("/"),
+        s.rtcp.reports.to_string(),
+        if s.rtcp.reports > 0 {
+            s.rtcp.cumulative_lost.to_string()
+        } else {
+            String::new()
+        },
+        if s.rtcp.reports > 0 {
+            s.rtcp.fraction_lost.to_string()
+        } else {
+            String::new()
+        },
+        rtcp_jitter_ms,
+        est.map(|e| format!("{:.2}", e.1)).unwrap_or_default(),
+        est.map(|e| format!("{:.1}", e.0)).unwrap_or_default(),
+    ];
+    (sum.first_ns, row)
+}
+
 /// "other-call-id:method" for each link, space separated.
 fn links_text(call: &Call) -> String {
-    call.links
+    call.links()
         .iter()
         .map(|l| format!("{}:{}", l.other, l.method.as_str()))
         .collect::<Vec<_>>()
@@ -614,7 +635,7 @@ fn write_csv(path: &Path, header: &[&str], rows: &[(u64, Vec<String>)]) -> Resul
 fn write_sip_txt(call: &Call, path: &Path) -> Result<(), OutputError> {
     let f = File::create(path).map_err(io_err(path))?;
     let mut w = BufWriter::new(f);
-    for e in &call.sip {
+    for e in call.sip() {
         writeln!(
             w,
             "{} {} {} -> {}\n{}",

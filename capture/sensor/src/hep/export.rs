@@ -376,7 +376,7 @@ impl PacketTap for HepTap {
         if !self.cfg.reports {
             return;
         }
-        for s in &call.streams {
+        for s in call.streams() {
             let r = super::json::stream_report(call, s);
             let Ok(body) = serde_json::to_vec(&r.json) else {
                 continue;
@@ -392,7 +392,7 @@ impl PacketTap for HepTap {
                 proto_type: proto_type::RTP_REPORT,
                 capture_id: cfg.capture_agent_id,
                 auth_key: cfg.auth_key.as_bytes(),
-                correlation_id: &call.call_id_raw,
+                correlation_id: call.call_id_raw(),
                 payload: &body,
             });
         }

@@ -46,8 +46,8 @@ pub fn stream_report(call: &Call, stream: &Stream) -> StreamReport {
     let round = |v: f64| (v * 1000.0).round() / 1000.0;
     let k = stream.key;
     let json = json!({
-        "CORRELATION_ID": call.call_id,
-        "RTP_SIP_CALL_ID": call.call_id,
+        "CORRELATION_ID": call.call_id(),
+        "RTP_SIP_CALL_ID": call.call_id(),
         "TYPE": "FINAL",
         "REPORT_NAME": "voxtap",
         "REPORT_TS": unix_s(sum.last_ns),

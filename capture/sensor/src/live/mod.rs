@@ -744,7 +744,7 @@ fn output_loop(
             for mut call in calls {
                 let unstored = mgr.mark_unstored(&mut call);
                 if unstored > 0 {
-                    call.capture_loss += unstored;
+                    call.add_capture_loss(unstored);
                 }
                 let files = match writer.write_call(&call) {
                     Ok(w) => w
@@ -754,14 +754,14 @@ fn output_loop(
                         .unwrap_or_default(),
                     Err(e) => {
                         stats.write_errors += 1;
-                        tracing::warn!(call_id = %call.call_id, error = %e, "writing the call's outputs");
+                        tracing::warn!(call_id = %call.call_id(), error = %e, "writing the call's outputs");
                         voxtap_engine::index::CallFiles::default()
                     }
                 };
-                if call.capture_loss > 0 {
+                if call.capture_loss() > 0 {
                     tracing::warn!(
-                        call_id = %call.call_id,
-                        capture_loss = call.capture_loss,
+                        call_id = %call.call_id(),
+                        capture_loss = call.capture_loss(),
                         "the sensor lost packets while this call was open"
                     );
                 }
@@ -873,6 +873,6 @@ mod tests {
         let calls = p.drain_ended();
         assert_eq!(calls.len(), 3);
         assert!(charged);
-        assert!(calls.iter().all(|c| c.capture_loss == 5));
+        assert!(calls.iter().all(|c| c.capture_loss() == 5));
     }
 }

@@ -304,7 +304,7 @@ impl StoreManager {
     /// stored. The caller charges them to the call as capture loss.
     pub fn mark_unstored(&self, call: &mut Call) -> u64 {
         let mut n = 0;
-        for (_, p) in call.packets.iter_mut() {
+        for (_, p) in call.packets_mut().iter_mut() {
             if *p == PacketRef::NOT_STORED {
                 n += 1;
                 continue;
@@ -373,7 +373,7 @@ impl StoreManager {
 
     /// Where the call's packets are, with rolling file ids resolved.
     pub fn locate(&self, call: &Call) -> CallLocation {
-        let mut refs: Vec<(u64, PacketRef)> = call.packets.clone();
+        let mut refs: Vec<(u64, PacketRef)> = call.packets().to_vec();
         refs.sort_unstable();
         refs.dedup_by_key(|r| r.1);
         let locations = refs
@@ -385,13 +385,13 @@ impl StoreManager {
             })
             .collect();
         CallLocation {
-            call_id: call.call_id.clone(),
-            start_ts: call.start_ns,
+            call_id: call.call_id().to_string(),
+            start_ts: call.start_ns(),
             end_ts: call.end_or_last(),
-            state: call.state.as_str().to_string(),
-            from_user: call.from_user.clone(),
-            to_user: call.to_user.clone(),
-            capture_loss: call.capture_loss,
+            state: call.state().as_str().to_string(),
+            from_user: call.from_user().to_string(),
+            to_user: call.to_user().to_string(),
+            capture_loss: call.capture_loss(),
             locations,
         }
     }

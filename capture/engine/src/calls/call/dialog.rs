@@ -1,0 +1,397 @@
+//! The SIP dialog state machine: what a request or a response does to a
+//! call's parties, state, times and codes, and how the call ends.
+
+use std::net::SocketAddr;
+
+use voxtap_proto::sip::{Message, Method, StartLine, uri_user};
+
+use super::{Call, CallState, EndReason, PacketRef, SipEntry};
+
+/// One SIP message as the call table hands it on.
+pub(in crate::calls) struct SipPacket<'m, 'a> {
+    pub ts_ns: u64,
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub transport: &'static str,
+    pub msg: &'m Message<'a>,
+    /// The packets that carried it.
+    pub refs: &'m [(u64, PacketRef)],
+}
+
+type CSeq<'a> = Option<(u32, Method<'a>)>;
+
+impl Call {
+    /// One SIP message of this call. After BYE, CANCEL or a final failure,
+    /// trailing packets still count for `linger_ns`.
+    pub(in crate::calls) fn on_sip(&mut self, p: &SipPacket<'_, '_>, linger_ns: u64) {
+        self.last_ns = self.last_ns.max(p.ts_ns);
+        self.sip_packets += p.refs.len().max(1) as u64;
+        self.packets.extend_from_slice(p.refs);
+        if self.from_uri.is_empty() {
+            self.note_parties(p.msg);
+        }
+        self.sip.push(SipEntry {
+            ts_ns: p.ts_ns,
+            src: p.src,
+            dst: p.dst,
+            transport: p.transport,
+            summary: summary(p.msg),
+            text: lossy(p.msg.raw()),
+        });
+        let cseq = p.msg.cseq();
+        let linger_until = p.ts_ns.saturating_add(linger_ns);
+        match p.msg.start() {
+            StartLine::Request { method, uri } => {
+                self.on_request(*method, uri, cseq, p.ts_ns, linger_until);
+            }
+            StartLine::Response { code, .. } => {
+                self.on_response(*code, cseq, p.ts_ns, linger_until);
+            }
+        }
+    }
+
+    /// From and To of the first message that has them.
+    fn note_parties(&mut self, msg: &Message<'_>) {
+        if let Some(f) = msg.from() {
+            self.from_uri = lossy(f.uri);
+            self.from_user = uri_user(f.uri).map(lossy).unwrap_or_default();
+        }
+        if let Some(t) = msg.to() {
+            self.to_uri = lossy(t.uri);
+            self.to_user = uri_user(t.uri).map(lossy).unwrap_or_default();
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        method: Method<'_>,
+        uri: &[u8],
+        cseq: CSeq<'_>,
+        ts_ns: u64,
+        linger_until: u64,
+    ) {
+        match method {
+            Method::Invite => {
+                // An initial INVITE (no dialog yet): a new CSeq here is the
+                // re-sent INVITE after a 401/407 challenge.
+                if self.answer_ns.is_none() && !self.state.is_final() {
+                    if let Some((n, _)) = cseq {
+                        self.invite_cseq = Some(n);
+                    }
+                    if self.request_uri.is_empty() {
+                        self.request_uri = lossy(uri);
+                    }
+                }
+            }
+            Method::Cancel => {
+                if !self.state.is_final() {
+                    self.state = CallState::Cancelled;
+                    self.end(ts_ns, EndReason::Cancel, linger_until);
+                }
+            }
+            Method::Bye => self.end(ts_ns, EndReason::Bye, linger_until),
+            _ => {
+                if !self.is_invite() && self.request_uri.is_empty() {
+                    self.request_uri = lossy(uri);
+                }
+            }
+        }
+    }
+
+    fn on_response(&mut self, code: u16, cseq: CSeq<'_>, ts_ns: u64, linger_until: u64) {
+        let is_invite_tx = matches!(cseq, Some((_, Method::Invite)));
+        let initial = match (self.invite_cseq, &cseq) {
+            (Some(want), Some((n, _))) => want == *n,
+            (None, _) => true,
+            _ => false,
+        };
+        if self.is_invite() && is_invite_tx && initial {
+            self.on_invite_response(code, ts_ns, linger_until);
+        } else if !self.is_invite()
+            && cseq
+                .as_ref()
+                .is_some_and(|(_, m)| m.as_str() == self.method.as_str())
+        {
+            self.on_transaction_response(code, ts_ns, linger_until);
+        }
+    }
+
+    /// A response to the initial INVITE.
+    fn on_invite_response(&mut self, code: u16, ts_ns: u64, linger_until: u64) {
+        match code {
+            100..=179 | 190..=199 => {}
+            180..=189 => {
+                self.ringing_ns.get_or_insert(ts_ns);
+                if self.state == CallState::InProgress {
+                    self.state = CallState::Ringing;
+                }
+            }
+            200..=299 => {
+                if self.answer_ns.is_none() {
+                    self.answer_ns = Some(ts_ns);
+                    // A 2xx that crosses a CANCEL wins: the call was set up
+                    // and will be ended by a BYE.
+                    if self.end_reason == Some(EndReason::Cancel) {
+                        self.end_ns = None;
+                        self.end_reason = None;
+                        self.linger_until = None;
+                    }
+                    self.state = CallState::Answered;
+                    self.status_code = Some(code);
+                }
+            }
+            // Authentication challenges are not an outcome: the caller retries.
+            401 | 407 => {}
+            _ => {
+                if self.answer_ns.is_none() && self.state != CallState::Answered {
+                    let state = match code {
+                        486 | 600 => CallState::Busy,
+                        603 => CallState::Declined,
+                        487 => CallState::Cancelled,
+                        408 | 480 => CallState::NoAnswer,
+                        _ => CallState::Failed,
+                    };
+                    // A CANCEL already set the state; the 487 confirms it.
+                    if !(self.state == CallState::Cancelled && code == 487) {
+                        self.state = state;
+                    }
+                    self.status_code = Some(code);
+                    self.end(ts_ns, EndReason::FinalResponse, linger_until);
+                }
+            }
+        }
+    }
+
+    /// A response to the request that created a non-INVITE call (REGISTER,
+    /// OPTIONS, MESSAGE...): its first final one (not a challenge) ends it.
+    fn on_transaction_response(&mut self, code: u16, ts_ns: u64, linger_until: u64) {
+        if code < 200 || matches!(code, 401 | 407) || self.state.is_final() {
+            return;
+        }
+        self.state = if code < 300 {
+            CallState::Completed
+        } else {
+            CallState::Failed
+        };
+        self.status_code = Some(code);
+        self.end_ns = Some(ts_ns);
+        self.end_reason = Some(EndReason::FinalResponse);
+        self.linger_until = Some(linger_until);
+    }
+
+    /// The dialog ended (the first end named wins); trailing packets count
+    /// until `linger_until`.
+    fn end(&mut self, ts_ns: u64, reason: EndReason, linger_until: u64) {
+        self.end_ns.get_or_insert(ts_ns);
+        self.end_reason.get_or_insert(reason);
+        self.linger_until = Some(linger_until);
+    }
+
+    /// Due to be closed at `now_ns`: its linger time is over, or it has been
+    /// idle for `idle_ns`.
+    pub(in crate::calls) fn due(&self, now_ns: u64, idle_ns: u64) -> bool {
+        self.linger_until.is_some_and(|t| t <= now_ns)
+            || self.last_ns.saturating_add(idle_ns) <= now_ns
+    }
+
+    /// The table closes the call. One that ended by its own SIP (BYE,
+    /// CANCEL, a final response) and lingered keeps that end; any other
+    /// ends now, at its last packet, for `reason`.
+    pub(in crate::calls) fn close(&mut self, reason: EndReason) {
+        if self.linger_until.is_some() {
+            return;
+        }
+        if reason == EndReason::IdleTimeout && !self.state.is_final() {
+            self.state = CallState::TimedOut;
+        }
+        if self.end_reason.is_none() {
+            self.end_reason = Some(reason);
+        }
+        if self.end_ns.is_none() {
+            self.end_ns = Some(self.last_ns);
+        }
+    }
+}
+
+/// The start line as `sip.txt` and the ladder show it: "INVITE sip:bob@x" or
+/// "200 OK (INVITE)".
+fn summary(msg: &Message<'_>) -> String {
+    match msg.start() {
+        StartLine::Request { method, uri } => format!("{} {}", method.as_str(), lossy(uri)),
+        StartLine::Response { code, reason } => {
+            format!("{code} {} ({})", lossy(reason), cseq_method(msg))
+        }
+    }
+}
+
+/// Which message carried an SDP: "INVITE", "200 INVITE", "UPDATE"...
+pub(in crate::calls) fn announced_by(msg: &Message<'_>) -> String {
+    match msg.start() {
+        StartLine::Request { method, .. } => method.as_str().to_string(),
+        StartLine::Response { code, .. } => format!("{code} {}", cseq_method(msg)),
+    }
+}
+
+/// The method a response answers (from its CSeq), or "".
+fn cseq_method(msg: &Message<'_>) -> String {
+    msg.cseq()
+        .map(|(_, m)| m.as_str().to_string())
+        .unwrap_or_default()
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINGER: u64 = 5_000_000_000;
+
+    fn a() -> SocketAddr {
+        "10.0.0.1:5060".parse().unwrap()
+    }
+
+    fn b() -> SocketAddr {
+        "10.0.0.2:5060".parse().unwrap()
+    }
+
+    /// `start` is "INVITE sip:bob@x" or "486 Busy Here"; `cseq` like "1 INVITE".
+    fn raw(start: &str, cseq: &str) -> Vec<u8> {
+        let line = if start.starts_with(|c: char| c.is_ascii_digit()) {
+            format!("SIP/2.0 {start}")
+        } else {
+            format!("{start} SIP/2.0")
+        };
+        format!(
+            "{line}\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nFrom: <sip:alice@x>;tag=1\r\nTo: <sip:bob@x>\r\nCall-ID: c1@x\r\nCSeq: {cseq}\r\nContent-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    }
+
+    /// A call created by `method`, fed each (time in ms, start line, CSeq).
+    fn run(method: &str, msgs: &[(u64, &str, &str)]) -> Call {
+        let mut call = Call::new(1, b"c1@x", method.to_string(), 0);
+        for &(ms, start, cseq) in msgs {
+            let bytes = raw(start, cseq);
+            let msg = voxtap_proto::sip::parse(&bytes).unwrap();
+            let request = msg.is_request();
+            let p = SipPacket {
+                ts_ns: ms * 1_000_000,
+                src: if request { a() } else { b() },
+                dst: if request { b() } else { a() },
+                transport: "UDP",
+                msg: &msg,
+                refs: &[],
+            };
+            call.on_sip(&p, LINGER);
+        }
+        call
+    }
+
+    #[test]
+    fn answered_then_bye() {
+        let c = run(
+            "INVITE",
+            &[
+                (0, "INVITE sip:bob@x", "1 INVITE"),
+                (100, "180 Ringing", "1 INVITE"),
+                (900, "200 OK", "1 INVITE"),
+                (5000, "BYE sip:alice@x", "2 BYE"),
+            ],
+        );
+        assert_eq!(c.state(), CallState::Answered);
+        assert_eq!(c.status_code(), Some(200));
+        assert_eq!(c.ringing_ns(), Some(100_000_000));
+        assert_eq!(c.answer_ns(), Some(900_000_000));
+        assert_eq!(c.end_ns(), Some(5_000_000_000));
+        assert_eq!(c.end_reason(), Some(EndReason::Bye));
+        assert_eq!((c.from_user(), c.to_user()), ("alice", "bob"));
+        assert_eq!(c.request_uri(), "sip:bob@x");
+        assert_eq!(c.sip()[1].summary, "180 Ringing (INVITE)");
+        assert!(!c.due(5_000_000_000 + LINGER - 1, u64::MAX));
+        assert!(c.due(5_000_000_000 + LINGER, u64::MAX));
+    }
+
+    #[test]
+    fn challenge_is_no_outcome_and_the_retry_counts() {
+        let c = run(
+            "INVITE",
+            &[
+                (0, "INVITE sip:bob@x", "1 INVITE"),
+                (10, "407 Proxy Authentication Required", "1 INVITE"),
+                (20, "INVITE sip:bob@x", "2 INVITE"),
+                (30, "603 Decline", "2 INVITE"),
+                // A late response to the challenged INVITE changes nothing.
+                (40, "486 Busy Here", "1 INVITE"),
+            ],
+        );
+        assert_eq!(c.state(), CallState::Declined);
+        assert_eq!(c.status_code(), Some(603));
+        assert_eq!(c.end_reason(), Some(EndReason::FinalResponse));
+    }
+
+    #[test]
+    fn cancel_then_487_stays_cancelled_and_a_crossing_2xx_wins() {
+        let c = run(
+            "INVITE",
+            &[
+                (0, "INVITE sip:bob@x", "1 INVITE"),
+                (50, "CANCEL sip:bob@x", "1 CANCEL"),
+                (60, "487 Request Terminated", "1 INVITE"),
+            ],
+        );
+        assert_eq!(c.state(), CallState::Cancelled);
+        assert_eq!(c.status_code(), Some(487));
+        assert_eq!(c.end_reason(), Some(EndReason::Cancel));
+        assert_eq!(c.end_ns(), Some(50_000_000));
+        let c = run(
+            "INVITE",
+            &[
+                (0, "INVITE sip:bob@x", "1 INVITE"),
+                (50, "CANCEL sip:bob@x", "1 CANCEL"),
+                (55, "200 OK", "1 INVITE"),
+            ],
+        );
+        assert_eq!(c.state(), CallState::Answered);
+        assert_eq!((c.end_ns(), c.end_reason()), (None, None));
+        assert!(!c.due(u64::MAX / 2, u64::MAX));
+    }
+
+    #[test]
+    fn non_invite_transaction_completes() {
+        let c = run(
+            "REGISTER",
+            &[
+                (0, "REGISTER sip:x", "1 REGISTER"),
+                (5, "401 Unauthorized", "1 REGISTER"),
+                (10, "REGISTER sip:x", "2 REGISTER"),
+                (15, "200 OK", "2 REGISTER"),
+            ],
+        );
+        assert_eq!(c.state(), CallState::Completed);
+        assert_eq!(c.status_code(), Some(200));
+        assert_eq!(c.end_ns(), Some(15_000_000));
+        assert_eq!(c.request_uri(), "sip:x");
+    }
+
+    #[test]
+    fn close_times_out_an_open_call_but_keeps_an_ended_one() {
+        let mut open = run("INVITE", &[(0, "INVITE sip:bob@x", "1 INVITE")]);
+        open.close(EndReason::IdleTimeout);
+        assert_eq!(open.state(), CallState::TimedOut);
+        assert_eq!(open.end_reason(), Some(EndReason::IdleTimeout));
+        assert_eq!(open.end_ns(), Some(0));
+        let mut busy = run(
+            "INVITE",
+            &[
+                (0, "INVITE sip:bob@x", "1 INVITE"),
+                (10, "486 Busy Here", "1 INVITE"),
+            ],
+        );
+        busy.close(EndReason::EndOfCapture);
+        assert_eq!(busy.state(), CallState::Busy);
+        assert_eq!(busy.end_reason(), Some(EndReason::FinalResponse));
+    }
+}

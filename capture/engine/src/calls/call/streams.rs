@@ -1,0 +1,201 @@
+//! What RTP and RTCP packets do to a call: its streams, their statistics
+//! and what RTCP reports about them.
+
+use std::net::SocketAddr;
+
+use voxtap_proto::rtcp::{self, RtcpPacket};
+use voxtap_proto::rtp::RtpPacket;
+use voxtap_proto::stream_stats::StreamStats;
+
+use super::{Call, PacketRef, RtcpView, Stream, StreamKey};
+use crate::calls::orphans::OrphanRtp;
+
+/// Only a stream's first packets are fingerprinted for leg linking.
+const EARLY_PACKETS: u8 = 16;
+
+/// What an RTP packet was to its stream.
+pub(in crate::calls) struct RtpSeen {
+    /// The packet started a new stream.
+    pub is_new: bool,
+    /// One of the stream's first packets.
+    pub early: bool,
+}
+
+impl Call {
+    /// A media packet of this call (RTP, RTCP or anything else on its
+    /// media ports): it belongs to the call's capture.
+    pub(in crate::calls) fn note_media(&mut self, ts_ns: u64, refs: &[(u64, PacketRef)]) {
+        self.last_ns = self.last_ns.max(ts_ns);
+        self.packets.extend_from_slice(refs);
+    }
+
+    /// An RTCP packet for m= line `media_idx`; `rtcp_like` when it looks
+    /// like a compound RTCP packet. False when it is not RTCP after all.
+    pub(in crate::calls) fn on_rtcp(
+        &mut self,
+        media_idx: usize,
+        payload: &[u8],
+        rtcp_like: bool,
+    ) -> bool {
+        // SRTCP keeps the first RTCP header in the clear but appends an
+        // index and a tag, so the compound walk fails on it: the header
+        // alone says it is RTCP.
+        let srtp = self.media.get(media_idx).is_some_and(|m| m.is_srtp());
+        if rtcp_like && !srtp {
+            self.rtcp_packets += 1;
+            self.note_rtcp(payload);
+        } else if rtcp_header(payload) {
+            self.rtcp_packets += 1;
+        } else {
+            return false;
+        }
+        true
+    }
+
+    /// An RTP packet from `src` to `dst`, an endpoint of m= line `media_idx`.
+    pub(in crate::calls) fn on_rtp(
+        &mut self,
+        src: SocketAddr,
+        dst: SocketAddr,
+        media_idx: usize,
+        ts_ns: u64,
+        p: &RtpPacket<'_>,
+    ) -> RtpSeen {
+        self.rtp_packets += 1;
+        let key = StreamKey {
+            src,
+            dst,
+            ssrc: p.ssrc(),
+        };
+        let is_new = !self.stream_index.contains_key(&key);
+        let s = self.stream_mut(key, Some(media_idx), p.payload_type());
+        s.stats.update(
+            ts_ns,
+            p.sequence(),
+            p.timestamp(),
+            p.payload_type(),
+            p.payload().len(),
+            p.marker(),
+        );
+        s.last_seq = p.sequence();
+        s.last_ns = ts_ns;
+        let early = s.early_packets < EARLY_PACKETS;
+        if early {
+            s.early_packets += 1;
+        }
+        RtpSeen { is_new, early }
+    }
+
+    /// A packet held before the SDP of m= line `media_idx` announced its
+    /// endpoint.
+    pub(in crate::calls) fn on_orphan(&mut self, media_idx: usize, o: &OrphanRtp) {
+        self.packets.push((o.ts_ns, o.pref));
+        if o.is_rtcp {
+            self.rtcp_packets += 1;
+            return;
+        }
+        self.rtp_packets += 1;
+        let key = StreamKey {
+            src: o.src,
+            dst: o.dst,
+            ssrc: o.ssrc,
+        };
+        let s = self.stream_mut(key, Some(media_idx), o.pt);
+        s.stats.update(
+            o.ts_ns,
+            o.seq,
+            o.rtp_ts,
+            o.pt,
+            o.payload_len as usize,
+            o.marker,
+        );
+    }
+
+    /// The stream for `key`, created on first sight.
+    fn stream_mut(&mut self, key: StreamKey, media_idx: Option<usize>, pt: u8) -> &mut Stream {
+        let idx = match self.stream_index.get(&key) {
+            Some(&i) => i,
+            None => {
+                let stream = self.new_stream(key, media_idx, pt);
+                self.streams.push(stream);
+                let i = self.streams.len() - 1;
+                self.stream_index.insert(key, i);
+                i
+            }
+        };
+        &mut self.streams[idx]
+    }
+
+    fn new_stream(&self, key: StreamKey, media_idx: Option<usize>, pt: u8) -> Stream {
+        let rtpmap = media_idx
+            .and_then(|m| self.media.get(m))
+            .map_or(&[][..], |m| &m.rtpmap[..]);
+        let clock_rate = rtpmap
+            .iter()
+            .find(|r| r.pt == pt)
+            .map(|r| r.clock_rate)
+            .or_else(|| voxtap_proto::rtp::static_codec(pt).map(|c| c.clock_rate))
+            .unwrap_or(8000);
+        let mut stats = StreamStats::new(clock_rate);
+        // Jitter needs a dynamic PT's clock from the SDP that announced the
+        // receiver, as in Wireshark: a PT it does not map has no jitter, nor
+        // has telephone-event, whose timestamp stands still for a whole
+        // event (RFC 4733).
+        if !rtpmap.is_empty() {
+            for dyn_pt in 96..=127u8 {
+                let rate = rtpmap
+                    .iter()
+                    .find(|r| r.pt == dyn_pt)
+                    .filter(|r| !r.encoding.eq_ignore_ascii_case("telephone-event"))
+                    .map_or(0, |r| r.clock_rate);
+                stats.set_pt_clock_rate(dyn_pt, rate);
+            }
+        }
+        Stream {
+            key,
+            stats,
+            media_idx,
+            clock_rate,
+            rtcp: RtcpView::default(),
+            sender_reports: 0,
+            last_seq: 0,
+            last_ns: 0,
+            early_packets: 0,
+        }
+    }
+
+    /// Keep what RTCP says about the call's streams beside our own figures.
+    fn note_rtcp(&mut self, payload: &[u8]) {
+        for pkt in rtcp::parse_compound(payload) {
+            let Ok(pkt) = pkt else { break };
+            let blocks = match pkt {
+                RtcpPacket::SenderReport { ssrc, reports, .. } => {
+                    for s in self.streams.iter_mut().filter(|s| s.key.ssrc == ssrc) {
+                        s.sender_reports += 1;
+                    }
+                    reports
+                }
+                RtcpPacket::ReceiverReport { reports, .. } => reports,
+                _ => continue,
+            };
+            for b in blocks {
+                let mut found = false;
+                for s in self.streams.iter_mut().filter(|s| s.key.ssrc == b.ssrc) {
+                    s.rtcp.reports += 1;
+                    s.rtcp.fraction_lost = b.fraction_lost;
+                    s.rtcp.cumulative_lost = b.cumulative_lost;
+                    s.rtcp.jitter_units = b.jitter;
+                    found = true;
+                }
+                if !found {
+                    self.rtcp_unmatched += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Version 2 and an RTCP packet type (SR, RR, SDES, BYE, APP, RTPFB, PSFB, XR).
+fn rtcp_header(p: &[u8]) -> bool {
+    matches!(p, [b0, b1, _, _, ..] if b0 >> 6 == 2 && (200..=207).contains(b1))
+}
