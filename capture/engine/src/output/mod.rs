@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use crate::calls::{Call, Stream};
-pub use csv::CsvWriter;
+pub use csv::{CsvWriter, safe_cell};
 pub use time::{civil_from_days, format_ts};
 use voxtap_proto::pcapio::{PcapError, PcapReader, PcapWriter};
 
