@@ -128,3 +128,81 @@ fn csv_cells_that_are_formulas_are_neutralised() {
     }
     let _ = tshark_call_ids;
 }
+
+/// Call-IDs that differ only in punctuation (all sanitised to `____@h`
+/// before) get distinct, stable folders, each found again by everything that
+/// looks a call's folder up: calls.csv's pcap path, the index's `folder`,
+/// sip.txt, and `voxtap media --call` (engine `media::regenerate`). That the
+/// naming is O(1) per call is counted in the engine's unit tests
+/// (output::streamed, output::naming).
+#[test]
+fn call_ids_differing_only_in_punctuation_get_their_own_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("punct.pcap");
+    let mut cap = Cap::create(&pcap);
+    let p = ['!', '%', '*', '+', '~', '(', ')', '<', '>', '?'];
+    let ids: Vec<String> = (0..2000u32)
+        .map(|i| {
+            let s: String = (0..4)
+                .map(|k| p[(i / 10u32.pow(k) % 10) as usize])
+                .collect();
+            format!("{s}@h")
+        })
+        .collect();
+    for (i, id) in ids.iter().enumerate() {
+        let t = i as u64 * 10;
+        cap.udp(
+            t,
+            ALICE,
+            BOB,
+            &sip("INVITE sip:bob@b.example", id, "1 INVITE", "alice", ""),
+        );
+        cap.udp(
+            t + 5,
+            BOB,
+            ALICE,
+            &sip("486 Busy Here", id, "1 INVITE", "alice", ""),
+        );
+    }
+    cap.finish();
+    let (out, _) = import(std::slice::from_ref(&pcap));
+    let calls = read_csv(&out.path().join("calls.csv"));
+    assert_eq!(calls.len(), ids.len());
+    let folders: std::collections::BTreeSet<String> = calls
+        .iter()
+        .map(|c| c["pcap"].trim_end_matches("/call.pcap").to_string())
+        .collect();
+    assert_eq!(folders.len(), ids.len(), "one folder per call");
+    for c in &calls {
+        let id = c["call_id"].trim_start_matches('\'');
+        let folder = out.path().join(c["pcap"].trim_end_matches("/call.pcap"));
+        assert!(folder.starts_with(out.path()) && folder.join("call.pcap").exists());
+        let sip = std::fs::read_to_string(folder.join("sip.txt")).unwrap();
+        assert!(sip.contains(&format!("Call-ID: {id}\r\n")), "{id}");
+        // Readable: the name starts with the sanitised Call-ID.
+        let name = folder.file_name().unwrap().to_str().unwrap();
+        assert!(name.starts_with("c____@h-"), "{name}");
+    }
+    // The index names the same folders.
+    let index = voxtap_engine::index::Index::open(&out.path().join("index.sqlite")).unwrap();
+    let mut indexed = std::collections::BTreeSet::new();
+    for page in 0..2u64 {
+        let q = voxtap_engine::index::CallQuery {
+            limit: 1000,
+            offset: page * 1000,
+            ..Default::default()
+        };
+        for r in index.search(&q).unwrap().rows {
+            let f = r.folder.unwrap();
+            assert_eq!(r.pcap.as_deref(), Some(format!("{f}/call.pcap").as_str()));
+            indexed.insert(f);
+        }
+    }
+    assert_eq!(indexed, folders);
+    // `voxtap media --call` finds a call by its Call-ID, also as calls.csv
+    // shows it when it starts like a formula.
+    for id in [ids[7].as_str(), "+!!!@h", "'+!!!@h"] {
+        voxtap_engine::media::regenerate(out.path(), id, &Default::default())
+            .unwrap_or_else(|e| panic!("{id}: {e}"));
+    }
+}

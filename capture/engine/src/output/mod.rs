@@ -3,6 +3,7 @@
 //! references) and `sip.txt`.
 
 mod csv;
+mod naming;
 mod streamed;
 mod time;
 
@@ -15,6 +16,7 @@ use thiserror::Error;
 
 use crate::calls::{Call, Stream};
 pub use csv::{CsvWriter, safe_cell};
+pub use naming::base_name as folder_base_name;
 pub use time::{civil_from_days, format_ts};
 use voxtap_proto::pcapio::{PcapError, PcapReader, PcapWriter};
 
@@ -191,7 +193,7 @@ pub struct CallWriter {
     /// Open readers by source id, with the path they were opened on (a live
     /// store reuses a source id for a later file).
     readers: HashMap<u16, (PathBuf, PcapReader<BufReader<File>>)>,
-    used_names: HashSet<String>,
+    names: naming::FolderNames,
     call_rows: Vec<(u64, Vec<String>)>,
     stream_rows: Vec<(u64, Vec<String>)>,
     leg_rows: Vec<(u64, Vec<String>)>,
@@ -216,7 +218,7 @@ impl CallWriter {
             dir: dir.to_path_buf(),
             sources,
             readers: HashMap::new(),
-            used_names: HashSet::new(),
+            names: naming::FolderNames::default(),
             call_rows: Vec::new(),
             stream_rows: Vec::new(),
             leg_rows: Vec::new(),
@@ -281,28 +283,14 @@ impl CallWriter {
         }
     }
 
-    fn folder_name(&mut self, call_id: &str) -> String {
-        let mut base: String = call_id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@') {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .take(96)
-            .collect();
-        if base.is_empty() || base.starts_with('.') {
-            base.insert(0, 'c');
-        }
-        let mut name = base.clone();
-        let mut n = 2;
-        while self.name_taken(&name) {
-            name = format!("{base}-{n}");
-            n += 1;
-        }
-        name
+    /// A free folder name for a call (see `naming`).
+    fn folder_name(&mut self, call_id: &[u8]) -> String {
+        let taken = if self.streamed.is_some() {
+            naming::Taken::Dir(&self.dir)
+        } else {
+            naming::Taken::Run
+        };
+        self.names.claim(call_id, taken)
     }
 
     pub fn write_call(&mut self, call: &Call) -> Result<Written, OutputError> {
@@ -335,7 +323,7 @@ impl CallWriter {
     /// The call's folder: `call.pcap`, `sip.txt` and what the processors
     /// add. Returns the pcap's path relative to the output directory.
     fn write_call_folder(&mut self, call: &Call, w: &mut Written) -> Result<String, OutputError> {
-        let name = self.folder_name(call.call_id());
+        let name = self.folder_name(call.call_id_raw());
         let folder = self.dir.join(&name);
         std::fs::create_dir_all(&folder).map_err(io_err(&folder))?;
         let (frames, mismatch) = self.read_call_frames(call)?;
