@@ -2,6 +2,7 @@
 
 mod call;
 mod endpoints;
+mod floods;
 pub mod legs;
 mod orphans;
 mod table;
@@ -10,4 +11,5 @@ pub use call::{
     Call, CallState, EndReason, MediaInfo, PacketRef, RtcpView, SipEntry, Stream, StreamKey,
 };
 pub use endpoints::EndpointEvent;
+pub use floods::{FloodReason, FloodSummary};
 pub use table::{CallConfig, CallTable, CallTableStats};

@@ -146,4 +146,10 @@ CREATE TABLE access_log (
 );
 CREATE INDEX access_log_ts ON access_log(ts_ns);
 "#,
+    // 2: SIP messages past the limits a SIP stack takes (attributed anyway)
+    // and SIP messages whose text was not kept (over the call's SIP budget).
+    r#"
+ALTER TABLE calls ADD COLUMN sip_oversized INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE calls ADD COLUMN sip_truncated INTEGER NOT NULL DEFAULT 0;
+"#,
 ];

@@ -31,6 +31,11 @@ impl<W: Write> CsvWriter<W> {
         self.w.write_all(b"\r\n")
     }
 
+    /// A row encoded by [`encode_row`].
+    pub fn encoded(&mut self, line: &str) -> io::Result<()> {
+        self.w.write_all(line.as_bytes())
+    }
+
     pub fn get_mut(&mut self) -> &mut W {
         &mut self.w
     }
@@ -38,6 +43,15 @@ impl<W: Write> CsvWriter<W> {
     pub fn into_inner(self) -> W {
         self.w
     }
+}
+
+/// A row as [`CsvWriter::row`] writes it (line end included), for rows
+/// kept until they can be written: one allocation instead of one per cell.
+pub fn encode_row<'a>(fields: impl IntoIterator<Item = &'a str>) -> Box<str> {
+    let mut w = CsvWriter::new(Vec::new());
+    // Writing to a Vec cannot fail.
+    let _ = w.row(fields);
+    String::from_utf8_lossy(&w.into_inner()).into()
 }
 
 /// A cell as it may go into a CSV file that someone opens in a spreadsheet.

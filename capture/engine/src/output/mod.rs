@@ -3,11 +3,13 @@
 //! references) and `sip.txt`.
 
 mod csv;
+mod floods;
+mod frames;
 mod naming;
 mod streamed;
 mod time;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -15,7 +17,8 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use crate::calls::{Call, Stream};
-pub use csv::{CsvWriter, safe_cell};
+pub use csv::{CsvWriter, encode_row, safe_cell};
+pub use floods::{FLOODS_FILE, FLOODS_HEADER};
 pub use naming::base_name as folder_base_name;
 pub use time::{civil_from_days, format_ts};
 use voxtap_proto::pcapio::{PcapError, PcapReader, PcapWriter};
@@ -73,6 +76,11 @@ pub const CALLS_HEADER: &[&str] = &[
     // Packets the sensor itself lost while the call was open (live capture;
     // always 0 for an import). Last, so earlier positions stay stable.
     "capture_loss",
+    // SIP messages past the limits a SIP stack takes, attributed anyway;
+    // and SIP messages whose text was not kept (over the call's SIP budget:
+    // sip.txt and the index lack their text, call.pcap has them).
+    "sip_oversized",
+    "sip_truncated",
 ];
 
 /// One row per stream per leg of every call with more than one leg, hops in
@@ -194,8 +202,10 @@ pub struct CallWriter {
     /// store reuses a source id for a later file).
     readers: HashMap<u16, (PathBuf, PcapReader<BufReader<File>>)>,
     names: naming::FolderNames,
-    call_rows: Vec<(u64, Vec<String>)>,
-    stream_rows: Vec<(u64, Vec<String>)>,
+    /// calls.csv and streams.csv rows, encoded, by start time (an import
+    /// keeps them to write them sorted: one string per row).
+    call_rows: Vec<(u64, Box<str>)>,
+    stream_rows: Vec<(u64, Box<str>)>,
     leg_rows: Vec<(u64, Vec<String>)>,
     /// Folders of the legs of the logical call being written (the call
     /// table hands out a group's legs one after another).
@@ -204,6 +214,7 @@ pub struct CallWriter {
     processors: Vec<Box<dyn CallProcessor>>,
     /// Rows go to the CSV files as calls are written (live runs).
     streamed: Option<streamed::StreamedCsv>,
+    floods: floods::FloodsCsv,
 }
 
 impl CallWriter {
@@ -226,6 +237,7 @@ impl CallWriter {
             write_call_files: true,
             processors: Vec::new(),
             streamed: None,
+            floods: None,
         })
     }
 
@@ -307,13 +319,16 @@ impl CallWriter {
         } else {
             String::new()
         };
+        let row = call_row(call, rel_pcap);
         self.call_rows
-            .push((call.start_ns(), call_row(call, rel_pcap)));
+            .push((call.start_ns(), encode_row(row.iter().map(String::as_str))));
         if !call.links().is_empty() {
             self.push_leg_rows(call);
         }
         for s in call.streams() {
-            self.stream_rows.push(stream_row(call, s));
+            let (t, row) = stream_row(call, s);
+            self.stream_rows
+                .push((t, encode_row(row.iter().map(String::as_str))));
             w.streams += 1;
         }
         self.spill_rows()?;
@@ -326,10 +341,10 @@ impl CallWriter {
         let name = self.folder_name(call.call_id_raw());
         let folder = self.dir.join(&name);
         std::fs::create_dir_all(&folder).map_err(io_err(&folder))?;
-        let (frames, mismatch) = self.read_call_frames(call)?;
-        write_pcap(&frames, &folder.join("call.pcap"))?;
-        w.packets = frames.len() as u64;
-        w.link_mismatch = mismatch;
+        let copied = self.copy_call_frames(call, &folder.join("call.pcap"))?;
+        let frames = copied.frames;
+        w.packets = copied.written;
+        w.link_mismatch = copied.mismatch;
         write_sip_txt(call, &folder.join("sip.txt"))?;
         for p in &mut self.processors {
             p.process(call, &frames, &folder)?;
@@ -343,55 +358,6 @@ impl CallWriter {
         let rel = format!("{name}/call.pcap");
         w.folder = Some(name);
         Ok(rel)
-    }
-
-    /// Every packet of `call`, in capture order, read back from the source
-    /// captures through its packet references. Packets whose link type
-    /// differs from the first one's are counted, not returned (one pcap has
-    /// one link type).
-    pub fn read_call_frames(&mut self, call: &Call) -> Result<(Vec<CallFrame>, u64), OutputError> {
-        let mut refs = call.packets().to_vec();
-        refs.sort_unstable();
-        // A packet can be listed twice (a TCP segment ending one SIP message
-        // and starting the next): keep it once.
-        let mut seen = HashSet::with_capacity(refs.len());
-        refs.retain(|r| seen.insert(r.1));
-        let mut frames = Vec::with_capacity(refs.len());
-        let mut first_link = None;
-        let mut mismatch = 0u64;
-        for (_, pref) in refs {
-            if pref == crate::calls::PacketRef::NOT_STORED {
-                continue;
-            }
-            let src = pref.source();
-            let Some(src_path) = self.sources.path(src) else {
-                continue;
-            };
-            let source_err = |source| OutputError::Source {
-                call_id: call.call_id().to_string(),
-                path: src_path.clone(),
-                source,
-            };
-            if self.readers.get(&src).is_none_or(|(p, _)| *p != src_path) {
-                let r = open_for_random_reads(&src_path).map_err(source_err)?;
-                self.readers.insert(src, (src_path.clone(), r));
-            }
-            let Some((_, reader)) = self.readers.get_mut(&src) else {
-                continue;
-            };
-            let rec = reader.read_at(pref.offset()).map_err(source_err)?;
-            if *first_link.get_or_insert(rec.link) != rec.link {
-                mismatch += 1;
-                continue;
-            }
-            frames.push(CallFrame {
-                ts_ns: rec.ts_ns,
-                orig_len: rec.orig_len,
-                link: rec.link,
-                data: rec.data.to_vec(),
-            });
-        }
-        Ok((frames, mismatch))
     }
 
     /// Closes the cached readers (a live store calls this after deleting
@@ -445,8 +411,8 @@ impl CallWriter {
         } else {
             self.call_rows.sort_by_key(|(t, _)| *t);
             self.stream_rows.sort_by_key(|(t, _)| *t);
-            write_csv(&self.dir.join("calls.csv"), CALLS_HEADER, &self.call_rows)?;
-            write_csv(
+            write_encoded_csv(&self.dir.join("calls.csv"), CALLS_HEADER, &self.call_rows)?;
+            write_encoded_csv(
                 &self.dir.join("streams.csv"),
                 STREAMS_HEADER,
                 &self.stream_rows,
@@ -508,6 +474,8 @@ fn call_row(call: &Call, rel_pcap: String) -> Vec<String> {
             .collect::<Vec<_>>()
             .join(" "),
         call.capture_loss().to_string(),
+        call.sip_oversized().to_string(),
+        call.sip_truncated().to_string(),
     ]
 }
 
@@ -620,10 +588,34 @@ fn write_csv(path: &Path, header: &[&str], rows: &[(u64, Vec<String>)]) -> Resul
     w.into_inner().flush().map_err(io_err(path))
 }
 
+fn write_encoded_csv(
+    path: &Path,
+    header: &[&str],
+    rows: &[(u64, Box<str>)],
+) -> Result<(), OutputError> {
+    let f = File::create(path).map_err(io_err(path))?;
+    let mut w = CsvWriter::new(BufWriter::new(f));
+    w.row(header.iter().copied()).map_err(io_err(path))?;
+    for (_, r) in rows {
+        w.encoded(r).map_err(io_err(path))?;
+    }
+    w.into_inner().flush().map_err(io_err(path))
+}
+
 fn write_sip_txt(call: &Call, path: &Path) -> Result<(), OutputError> {
     let f = File::create(path).map_err(io_err(path))?;
     let mut w = BufWriter::new(f);
+    let mut shown = 0u64;
     for e in call.sip() {
+        let text = if e.text.is_empty() {
+            shown += 1;
+            format!(
+                "{}\n[text not kept: over the call's SIP budget; call.pcap has it]",
+                e.summary
+            )
+        } else {
+            e.text.trim_end_matches(['\r', '\n']).to_string()
+        };
         writeln!(
             w,
             "{} {} {} -> {}\n{}",
@@ -631,10 +623,18 @@ fn write_sip_txt(call: &Call, path: &Path) -> Result<(), OutputError> {
             e.transport,
             e.src,
             e.dst,
-            e.text.trim_end_matches(['\r', '\n'])
+            text
         )
         .map_err(io_err(path))?;
         writeln!(w).map_err(io_err(path))?;
+    }
+    let unlisted = call.sip_truncated().saturating_sub(shown);
+    if unlisted > 0 {
+        writeln!(
+            w,
+            "[{unlisted} more SIP messages not kept: over the call's SIP budget; call.pcap has them]"
+        )
+        .map_err(io_err(path))?;
     }
     w.flush().map_err(io_err(path))
 }

@@ -46,7 +46,7 @@ impl CallWriter {
             (&mut self.stream_rows, &mut s.streams),
         ] {
             for (_, r) in rows.drain(..) {
-                w.row(r.iter().map(String::as_str)).map_err(io_err(path))?;
+                w.encoded(&r).map_err(io_err(path))?;
             }
             w.get_mut().flush().map_err(io_err(path))?;
         }

@@ -3,7 +3,9 @@
 //! Design constraints, and why:
 //! * zero-copy and allocation-free: every SIP datagram on a busy trunk goes
 //!   through [`parse`], so a message is a set of borrowed slices into the
-//!   packet plus a fixed-size array of header spans ([`MAX_HEADERS`]).
+//!   packet plus a fixed-size array of header spans ([`MAX_HEADERS`]) and
+//!   the headers every message needs ([`KNOWN`]), found wherever they are:
+//!   no header count hides a message's Call-ID or CSeq.
 //! * never panics: the input is whatever is on the wire (or a fuzzer).
 //! * lenient where real equipment is sloppy (bare LF line ends, compact
 //!   header names, folded lines, missing Content-Length on UDP), strict where
@@ -16,8 +18,9 @@ pub mod stream;
 mod uri;
 
 pub use message::{
-    HeaderIter, MAX_BODY, MAX_HEADER_SECTION, MAX_HEADERS, MAX_START_LINE, Message, find_start,
-    looks_like_sip, parse, parse_stream,
+    HeaderIter, KNOWN, MAX_BODY, MAX_HEADER_LINES, MAX_HEADER_SECTION, MAX_HEADERS,
+    MAX_OVERSIZED_SECTION, MAX_START_LINE, Message, find_start, looks_like_sip, parse,
+    parse_stream,
 };
 pub use stream::{StreamReassembler, StreamStats};
 pub use uri::{NameAddr, parse_name_addr, uri_host, uri_user};
@@ -122,7 +125,8 @@ pub enum SipError {
     /// Content-Length is not a decimal number (or overflows).
     #[error("malformed Content-Length")]
     BadContentLength,
-    /// Start line, header section or body exceeds the parser's limits.
+    /// Start line, header section or body exceeds the parser's hard caps
+    /// ([`MAX_START_LINE`], [`MAX_OVERSIZED_SECTION`], [`MAX_BODY`]).
     #[error("SIP message exceeds size limits")]
     TooLong,
 }

@@ -302,6 +302,7 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
             .output
             .idle_timeout_seconds
             .saturating_mul(1_000_000_000);
+        cfg.limits.apply(&mut pcfg.calls);
         if cfg.hep.enabled {
             // HEP export (docs/hep.md): counters in <out>/status/hep.json.
             let export =
