@@ -610,3 +610,88 @@ fn a_spoofed_flood_is_held_to_the_memory_budget() {
         floods.len()
     );
 }
+
+/// A HEP3 packet carrying SIP `payload` from ALICE to BOB.
+fn hep_sip(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    voxtap_proto::hep::HepFields {
+        src: std::net::SocketAddr::from(ALICE),
+        dst: std::net::SocketAddr::from(BOB),
+        ip_proto: 17,
+        ts_ns: T0,
+        proto_type: voxtap_proto::hep::proto_type::SIP,
+        capture_id: 1,
+        auth_key: b"",
+        correlation_id: b"",
+        payload,
+    }
+    .encode(&mut out)
+    .unwrap();
+    out
+}
+
+/// Waits (up to 20 s) until `cond` holds, checking every few milliseconds.
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let t = std::time::Instant::now();
+    while !cond() {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// 256 idle TCP connections (every slot the listener had, none ever timed
+/// out) used to make it reset every further connection, so a real sender's
+/// SIP was lost. Now the connection idle the longest makes room for a new
+/// one: the real sender's INVITE arrives and becomes a call.
+#[test]
+fn idle_hep_connections_do_not_lock_out_a_real_sender() {
+    use std::io::Write;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use voxtap_sensor::hep::listen::{ListenOptions, Listener};
+
+    let out = tempfile::tempdir().unwrap();
+    let listener = Listener::bind(ListenOptions {
+        udp: None,
+        tcp: Some("127.0.0.1:0".parse().unwrap()),
+        out: out.path().to_path_buf(),
+        pipeline: Default::default(),
+        call_files: true,
+        auth_key: None,
+        status: false,
+    })
+    .unwrap();
+    let addr = listener.tcp_addr().unwrap();
+    let counters = listener.counters();
+    let stop = Arc::new(AtomicBool::new(false));
+    let run = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || listener.run(stop))
+    };
+    let idle: Vec<std::net::TcpStream> = (0..256)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    wait_for("256 idle connections accepted", || {
+        counters.snapshot().tcp_connections == 256
+    });
+    let mut real = std::net::TcpStream::connect(addr).unwrap();
+    real.write_all(&hep_sip(&sip(
+        "INVITE sip:bob@b.example",
+        "real@h",
+        "1 INVITE",
+        "alice",
+        "",
+    )))
+    .unwrap();
+    wait_for("the real sender's SIP", || counters.snapshot().sip == 1);
+    stop.store(true, Ordering::Relaxed);
+    let report = run.join().unwrap().unwrap();
+    println!("{report:?}");
+    let calls = read_csv(&out.path().join("calls.csv"));
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0]["call_id"], "real@h");
+    drop(idle);
+}

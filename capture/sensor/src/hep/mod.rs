@@ -11,6 +11,7 @@
 pub mod export;
 pub mod json;
 pub mod listen;
+mod sock;
 
 use std::path::PathBuf;
 
