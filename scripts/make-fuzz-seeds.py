@@ -70,5 +70,28 @@ for path in sorted(files):
                 put("rtp_rtcp", p)
             elif len(os.listdir(os.path.join(seeds, "rtp_rtcp"))) < 40 if os.path.isdir(os.path.join(seeds, "rtp_rtcp")) else True:
                 put("rtp_rtcp", p)
+# sip_headers: [count u16 LE][filler] 0xFF [tail] (see fuzz_targets/sip_headers.rs):
+# real messages' headers after N copies of a filler header, around the kept
+# spans (64), the re-read limit (1,024 lines) and the 64 KiB section.
+def sip_headers_seed(count, filler, tail):
+    put("sip_headers", struct.pack("<H", count) + filler + b"\xff" + tail)
+
+real = []
+for path in sorted(files):
+    for link, f in frames(path):
+        p = udp_payload(link, f)
+        if p and p[:3] in (b"INV", b"SIP") and b"\r\n" in p:
+            real.append(p)
+        if len(real) >= 6:
+            break
+    if len(real) >= 6:
+        break
+for i, p in enumerate(real):
+    tail = p.split(b"\r\n", 1)[1]
+    for count, filler in [(70, b"X-Pad: padding\r\n"), (1100, b"X:1\r\n"), (5000, b"X-Pad-Long: padding\r\n")][: 1 + i % 3]:
+        sip_headers_seed(count, filler, tail)
+sip_headers_seed(3, b"Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\n", b"i: c@h\r\nl: 2\r\n\r\nok")
+sip_headers_seed(2000, b"x: y\r\n ", b"folded\r\nCall-ID: late\r\nCSeq: 1 INVITE\r\n\r\n")
+
 for t in sorted(os.listdir(seeds)):
     print(t, len(os.listdir(os.path.join(seeds, t))))

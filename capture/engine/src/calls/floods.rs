@@ -13,7 +13,7 @@
 //! and last time, one example. Its packets stay in the capture (the
 //! original file, or the live store).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
 /// Sources tracked at once; new ones past this are not rate-limited (and
@@ -21,6 +21,9 @@ use std::net::{IpAddr, SocketAddr};
 const MAX_SOURCES: usize = 65_536;
 /// A summary ends (and is handed out) after this long without a dialog.
 const QUIET_NS: u64 = 10_000_000_000;
+/// Ended summaries kept until drained; past it the oldest go (a run that
+/// never drains them, or a flood from ever new addresses, stays bounded).
+const MAX_DONE: usize = 65_536;
 const WINDOW_NS: u64 = 1_000_000_000;
 
 /// Why new dialogs were summarised.
@@ -91,7 +94,7 @@ pub(super) struct Floods {
     sources: HashMap<IpAddr, Source>,
     /// Memory-pressure summary of the sources past `MAX_SOURCES`.
     others: Option<Box<FloodSummary>>,
-    done: Vec<FloodSummary>,
+    done: VecDeque<FloodSummary>,
     summarised: u64,
 }
 
@@ -102,7 +105,7 @@ impl Floods {
             invites_per_s,
             sources: HashMap::new(),
             others: None,
-            done: Vec::new(),
+            done: VecDeque::new(),
             summarised: 0,
         }
     }
@@ -167,36 +170,57 @@ impl Floods {
     /// Hands out the summaries that went quiet and forgets idle sources.
     pub(super) fn sweep(&mut self, now_ns: u64) {
         let quiet = |last: u64| last.saturating_add(QUIET_NS) <= now_ns;
-        let done = &mut self.done;
+        let mut ended = Vec::new();
         self.sources.retain(|_, s| {
             for slot in [&mut s.rate, &mut s.memory] {
-                if slot.as_ref().is_some_and(|f| quiet(f.last_ns))
-                    && let Some(f) = slot.take()
-                {
-                    done.push(*f);
+                if slot.as_ref().is_some_and(|f| quiet(f.last_ns)) {
+                    ended.extend(slot.take());
                 }
             }
             s.unanswered > 0 || s.rate.is_some() || s.memory.is_some() || !quiet(s.last_ns)
         });
-        if self.others.as_ref().is_some_and(|f| quiet(f.last_ns))
-            && let Some(f) = self.others.take()
-        {
-            self.done.push(*f);
+        if self.others.as_ref().is_some_and(|f| quiet(f.last_ns)) {
+            ended.extend(self.others.take());
+        }
+        for f in ended {
+            self.done_push(*f);
         }
     }
 
     /// End of capture: every summary is done.
     pub(super) fn finish(&mut self) {
+        let mut ended: Vec<Box<FloodSummary>> = Vec::new();
         for s in self.sources.values_mut() {
-            self.done.extend(s.rate.take().map(|f| *f));
-            self.done.extend(s.memory.take().map(|f| *f));
+            ended.extend(s.rate.take());
+            ended.extend(s.memory.take());
         }
-        self.done.extend(self.others.take().map(|f| *f));
-        self.done.sort_by_key(|f| f.first_ns);
+        ended.extend(self.others.take());
+        ended.sort_by_key(|f| f.first_ns);
+        for f in ended {
+            self.done_push(*f);
+        }
+    }
+
+    fn done_push(&mut self, f: FloodSummary) {
+        // A spoofed flood ends one summary per address: only the big ones
+        // are worth a warning each.
+        if f.dialogs >= 10 {
+            tracing::warn!(
+                source = ?f.source,
+                method = %f.method,
+                reason = f.reason.as_str(),
+                dialogs = f.dialogs,
+                "new dialogs were summarised (floods.csv) instead of recorded"
+            );
+        }
+        if self.done.len() >= MAX_DONE {
+            self.done.pop_front();
+        }
+        self.done.push_back(f);
     }
 
     pub(super) fn drain(&mut self) -> Vec<FloodSummary> {
-        std::mem::take(&mut self.done)
+        self.done.drain(..).collect()
     }
 
     /// New dialogs summarised so far.
@@ -301,7 +325,10 @@ mod tests {
         assert_eq!(f.sources(), MAX_SOURCES);
         f.finish();
         let rows = f.drain();
-        assert_eq!(rows.len(), MAX_SOURCES + 1);
+        // One summary per source, and one for the untracked ones; the
+        // oldest went past the cap on kept summaries.
+        assert_eq!(rows.len(), MAX_DONE);
+        assert_eq!(rows[0].first_ns, 1);
         let others: Vec<_> = rows.iter().filter(|r| r.source.is_none()).collect();
         assert_eq!(others.len(), 1);
         assert_eq!(others[0].dialogs, 10);

@@ -661,3 +661,63 @@ fn never_panics_on_prefixes_and_mutations_of_fixtures() {
         }
     }
 }
+
+/// The headers leg linking looks for in every request.
+const NAMES: [&str; 10] = [
+    "X-Call-ID",
+    "X-CID",
+    "X-Original-Call-ID",
+    "X-Orig-Call-ID",
+    "X-Leg-Call-ID",
+    "X-Related-Call-ID",
+    "P-Charging-Vector",
+    "Session-ID",
+    "Replaces",
+    "Refer-To",
+];
+
+/// One read of the lines for several names finds what a lookup per name
+/// finds, in message order.
+#[test]
+fn headers_among_is_header_all_for_each_name() {
+    let mut buf = padded(1000, true, "");
+    let at = buf.len() - 4;
+    buf.splice(at..at, b"\r\nSession-ID: s1\r\nX-CID: a, b\r\ni: ignored-second".iter().copied());
+    let m = parse(&buf).unwrap();
+    let names = ["x-cid", "Session-ID", "Call-ID", "X"];
+    let got: Vec<(usize, &[u8])> = m.headers_among(&names).collect();
+    for (i, n) in names.iter().enumerate() {
+        let want: Vec<&[u8]> = m.header_all(n).collect();
+        let mine: Vec<&[u8]> = got.iter().filter(|g| g.0 == i).map(|g| g.1).collect();
+        assert_eq!(mine, want, "{n}");
+    }
+    assert_eq!(m.call_id(), Some(&b"late@h"[..]));
+}
+
+/// What thousands of headers cost (run by hand:
+/// `cargo test -p voxtap-proto --release --lib header_cost -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn header_cost() {
+    for n in [10, 1000, 5000] {
+        let buf = padded(n, true, "");
+        let t = std::time::Instant::now();
+        let rounds = 2000;
+        let mut found = 0;
+        for _ in 0..rounds {
+            let m = parse(&buf).unwrap();
+            found += m.headers_among(&NAMES).count();
+            found += usize::from(m.call_id().is_some());
+        }
+        let per = t.elapsed() / rounds;
+        let t = std::time::Instant::now();
+        for _ in 0..rounds {
+            found += usize::from(parse(&buf).unwrap().call_id().is_some());
+        }
+        let parse_only = t.elapsed() / rounds;
+        println!(
+            "{n} headers ({} bytes): parse {parse_only:?}, parse + leg-linking lookups {per:?} per message ({found})",
+            buf.len()
+        );
+    }
+}
