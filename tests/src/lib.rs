@@ -59,7 +59,6 @@ pub fn import_with(
         files: files.to_vec(),
         out: dir.path().to_path_buf(),
         pipeline,
-        progress: false,
         call_files: true,
         media: None,
     })
@@ -75,7 +74,6 @@ pub fn import_with_media(files: &[PathBuf]) -> (tempfile::TempDir, ImportReport)
         files: files.to_vec(),
         out: dir.path().to_path_buf(),
         pipeline: PipelineConfig::default(),
-        progress: false,
         call_files: true,
         media: Some(voxtap_engine::media::MediaOptions::default()),
     })

@@ -31,7 +31,6 @@ fn import_media(file: &Path) -> tempfile::TempDir {
         files: vec![file.to_path_buf()],
         out: dir.path().to_path_buf(),
         pipeline: PipelineConfig::default(),
-        progress: false,
         call_files: true,
         media: Some(MediaOptions::default()),
     })

@@ -167,13 +167,12 @@ pub fn spawn(st: Shared, job: Job, files: Vec<PathBuf>, upload_dir: PathBuf) {
             files,
             out: out.clone(),
             pipeline: PipelineConfig::default(),
-            progress: false,
             call_files: true,
             media: Some(voxtap_engine::media::MediaOptions::default()),
         };
         tracing::info!(job = %job.id, user = %job.user, files = ?job.files, "import started");
-        let result = run_import_with_progress(&opts, &|read, _total| {
-            progress.store(read, Ordering::Relaxed);
+        let result = run_import_with_progress(&opts, &|p| {
+            progress.store(p.read_bytes, Ordering::Relaxed);
         })
         .map_err(|e| e.to_string())
         .and_then(|report| {

@@ -352,7 +352,6 @@ fn import_damage_matrix_keeps_packets_before_the_damage() {
             files: vec![file.clone()],
             out: dir.path().join(format!("out{i}")),
             pipeline: PipelineConfig::default(),
-            progress: false,
             call_files: true,
             media: None,
         };

@@ -284,7 +284,6 @@ fn upload_round_trip_and_ranged_extraction_equals_local() {
         files: vec![small],
         out: out.clone(),
         pipeline: PipelineConfig::default(),
-        progress: false,
         call_files: true,
         media: None,
     })

@@ -18,7 +18,7 @@ use std::{
 };
 
 use voxtap_sensor::xdp::{
-    AttachMode, CFG_HEURISTIC_RTP, COUNTERS, Counter, FrameMeta, XdpConfig, XdpSensor,
+    AttachMode, CFG_HEURISTIC_RTP, COUNTERS, Counter, FrameMeta, MapSizes, XdpConfig, XdpSensor,
 };
 
 fn require_root() {
@@ -189,6 +189,12 @@ const N_MEDIA: usize = 20;
 const N_OTHER: usize = 20;
 const N_REMOVED: usize = 5;
 const N_RTP: usize = 5;
+/// Second header byte (marker bit and payload type) of the heuristic RTP:
+/// static, dynamic and in-between payload types, all kept by the rule
+/// userspace applies too (`voxtap_common::rtp_header_plausible`).
+const RTP_B1: [u8; N_RTP] = [0, 8, 50, 96, 0x80 | 127];
+/// ... and payload types of the RTCP-conflict range (RFC 5761), not kept.
+const RTCP_RANGE_B1: [u8; 2] = [72, 95];
 
 fn scenario(tag: char, mode: Option<AttachMode>) {
     require_root();
@@ -245,16 +251,19 @@ fn scenario(tag: char, mode: Option<AttachMode>) {
             ..cfg
         })
         .unwrap();
-    let rtp: Vec<_> = (0..N_RTP)
-        .map(|i| {
-            let mut p = vec![0x80, 0x00, 0, i as u8, 0, 0, 0, 160, 0x12, 0x34, 0x56, 0x78];
+    let rtp: Vec<_> = RTP_B1
+        .iter()
+        .chain(&RTCP_RANGE_B1)
+        .enumerate()
+        .map(|(i, &b1)| {
+            let mut p = vec![0x80, b1, 0, i as u8, 0, 0, 0, 160, 0x12, 0x34, 0x56, 0x78];
             p.extend_from_slice(&[0xff; 160]);
             (other_port + 1, p)
         })
         .collect();
     send_batch(rtp);
 
-    let total = (N_SIP + N_MEDIA + N_OTHER + 3 + N_REMOVED + N_RTP) as u64;
+    let total = (N_SIP + N_MEDIA + N_OTHER + 3 + N_REMOVED + N_RTP + RTCP_RANGE_B1.len()) as u64;
     let after = wait_for(&sensor, &before, total);
     let d = |c| delta(&after, &before, c);
     eprintln!(
@@ -277,7 +286,7 @@ fn scenario(tag: char, mode: Option<AttachMode>) {
     // chatter (the kernel may still emit one, e.g. ARP, despite the static
     // neighbour entry).
     let passed = d(Counter::Passed);
-    let unkept = (N_OTHER + N_REMOVED) as u64;
+    let unkept = (N_OTHER + N_REMOVED + RTCP_RANGE_B1.len()) as u64;
     assert!(
         (unkept..=unkept + 4).contains(&passed),
         "passed {passed}, want {unkept}(+chatter)"
@@ -383,4 +392,32 @@ fn xdp_veth_native_or_fallback() {
 #[test]
 fn xdp_veth_skb_mode() {
     scenario('b', Some(AttachMode::Skb));
+}
+
+/// `capture.media_endpoints` sizes the kernel's endpoint map at load time:
+/// a full map refuses the next endpoint (the live worker counts that) and
+/// takes it once an entry is removed.
+#[test]
+fn endpoint_map_is_sized_at_load_time() {
+    require_root();
+    let sizes = MapSizes {
+        media_endpoints: 4,
+        ..MapSizes::default()
+    };
+    let mut sensor =
+        XdpSensor::load_sized(XdpConfig::default(), &[5060], sizes).expect("load XDP program");
+    let mut map = sensor.take_endpoint_map().expect("endpoint map");
+    assert_eq!(map.max_entries(), 4);
+    let ep = |port: u16| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), port));
+    for port in 0..4 {
+        map.add(ep(40000 + port)).expect("room for 4 endpoints");
+    }
+    assert!(
+        map.add(ep(40004)).is_err(),
+        "a fifth endpoint in a map of 4"
+    );
+    assert!(!map.contains(ep(40004)));
+    map.remove(ep(40000)).unwrap();
+    map.add(ep(40004)).expect("room again after a removal");
+    assert!(map.contains(ep(40004)));
 }

@@ -177,11 +177,11 @@ impl<'a> RtpPacket<'a> {
 /// Cheap test for "this UDP payload is probably RTP", for media on ports no
 /// SDP announced. Payload types 72..=95 are rejected because with the marker
 /// bit set they are the RTCP packet types 200..=223 (RFC 5761 section 4).
+/// The header rule is `voxtap_common`'s, shared with the XDP classifier;
+/// here the lengths the header announces must also fit.
 pub fn looks_like_rtp(buf: &[u8]) -> bool {
-    match RtpPacket::new_checked(buf) {
-        Ok(p) => !(72..=95).contains(&p.payload_type()),
-        Err(_) => false,
-    }
+    RtpPacket::new_checked(buf).is_ok()
+        && voxtap_common::rtp_header_plausible(byte(buf, 0), byte(buf, 1))
 }
 
 /// Cheap test for "this UDP payload is probably a (compound) RTCP datagram":

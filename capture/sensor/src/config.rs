@@ -40,6 +40,13 @@ pub struct CaptureConfig {
     /// Size of the kernel ring buffer in bytes (power of two, multiple of the
     /// page size); 0 keeps the program's own 64 MiB.
     pub ring_bytes: u32,
+    /// Entries of the kernel's media endpoint map (RTP and RTCP endpoints
+    /// announced in SDP: about 4 per call, 2 with rtcp-mux). The default,
+    /// 262,144, covers the 52,500 concurrent calls of a saturated 10 GbE
+    /// with room to spare; the kernel preallocates the map, about 24 MiB at
+    /// that size. Endpoints that do not fit are counted
+    /// (`media_endpoints.insert_failures` in status/sensor.json).
+    pub media_endpoints: u32,
     /// Wake the reader once per this many frames per CPU.
     pub wakeup_every: u32,
 }
@@ -110,12 +117,13 @@ impl Default for CaptureConfig {
     fn default() -> Self {
         CaptureConfig {
             interfaces: Vec::new(),
-            sip_ports: vec![5060, 5061],
+            sip_ports: voxtap_common::DEFAULT_SIP_PORTS.to_vec(),
             heuristic_rtp: true,
             keep_fragments: true,
             drop_unkept: false,
             attach_mode: "auto".into(),
             ring_bytes: 0,
+            media_endpoints: voxtap_common::MEDIA_ENDPOINTS_MAX_ENTRIES,
             wakeup_every: voxtap_common::XdpConfig::DEFAULT_WAKEUP_EVERY,
         }
     }
@@ -186,6 +194,16 @@ impl Config {
         if self.capture.sip_ports.is_empty() {
             bail!("capture.sip_ports is empty");
         }
+        let max_ports = voxtap_common::SIP_PORTS_MAX_ENTRIES as usize;
+        if self.capture.sip_ports.len() > max_ports {
+            bail!(
+                "capture.sip_ports lists {} ports: at most {max_ports}",
+                self.capture.sip_ports.len()
+            );
+        }
+        if self.capture.media_endpoints == 0 {
+            bail!("capture.media_endpoints must be positive");
+        }
         if !matches!(self.capture.attach_mode.as_str(), "auto" | "native" | "skb") {
             bail!(
                 "capture.attach_mode = {:?}: use \"auto\", \"native\" or \"skb\"",
@@ -225,6 +243,13 @@ mod tests {
         assert_eq!(c.store.roll_bytes, 512 << 20);
         assert_eq!(c.store.roll_seconds, 300);
         assert_eq!(c.workers.pipeline, 1);
+        assert_eq!(
+            c.capture,
+            CaptureConfig {
+                interfaces: vec!["eth1".into()],
+                ..CaptureConfig::default()
+            }
+        );
     }
 
     #[test]

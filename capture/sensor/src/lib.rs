@@ -5,6 +5,7 @@
 //! the status files the web UI reads.
 
 pub mod config;
+pub mod fsutil;
 pub mod hep;
 #[cfg(target_os = "linux")]
 pub mod live;

@@ -37,7 +37,6 @@ pub fn data_dir_with(file: &Path) -> tempfile::TempDir {
         files: vec![file.to_path_buf()],
         out: dir.path().to_path_buf(),
         pipeline: PipelineConfig::default(),
-        progress: false,
         call_files: true,
         // No media outputs: the browser test places its own WAV to check
         // the player appears only where one exists.
