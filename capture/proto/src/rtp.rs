@@ -442,15 +442,7 @@ pub(crate) mod test_pcap {
     /// Panics when the corpus file is missing: a test that cannot read its
     /// input must fail, not pass. `None` when the file is not a pcap it reads.
     pub(crate) fn udp_datagrams(path: &str) -> Option<Vec<Datagram>> {
-        // Corpus-relative path: ../shared/corpus beside the repository.
-        let full = format!(
-            "{}/../../../shared/corpus/{path}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        assert!(
-            std::path::Path::new(&full).exists(),
-            "corpus file {full} is missing (the tests need ../shared/corpus)"
-        );
+        let full = voxtap_testkit::corpus(path);
         // The project's own reader and decoder, not a second copy of them.
         let mut r = crate::pcapio::PcapReader::open(std::path::Path::new(&full)).ok()?;
         let mut dec = crate::decode::Decoder::new(crate::decode::FragLimits::default());

@@ -16,6 +16,7 @@ use voxtap_sensor::rpcap::tls::TlsSettings;
 use voxtap_sensor::rpcap::{
     CaptureOptions, ClientConfig, Credentials, RpcapError, Session, Transport,
 };
+use voxtap_testkit::free_port;
 
 const RPCAPD: &str = "/usr/local/sbin/rpcapd";
 
@@ -124,14 +125,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn tmpdir(name: &str) -> PathBuf {
@@ -378,6 +371,11 @@ fn unknown_interface_is_named() {
 /// SIPp calls on loopback captured remotely, checked against a local
 /// tcpdump on the same interface and filter at the same time.
 fn sipp_remote_capture(transport: Transport, base: u16, name: &str, with_tls: bool) {
+    // The wire capture below takes every TCP connection on lo's ephemeral
+    // ports: another test's (plain RPCAP's INVITEs above all) must not be in it.
+    let _g = voxtap_testkit::lab::SERIAL
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let dir = tmpdir(name);
     let pki = with_tls.then(|| make_pki(&dir.join("pki")));
     let d = match &pki {

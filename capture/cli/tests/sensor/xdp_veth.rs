@@ -27,7 +27,7 @@ fn require_root() {
     assert_eq!(
         euid, 0,
         "xdp_veth must run as root (it creates network namespaces and loads XDP programs); \
-         run `sudo -E cargo test -p voxtap --test xdp_veth` (CI runs as root)"
+         run `sudo -E cargo test -p voxtap --test sensor xdp_veth::` (CI runs as root)"
     );
 }
 

@@ -3,9 +3,9 @@
 //! its counters grow, stop it, and check the segments with tshark. Needs
 //! root (rpcapd captures on lo), rpcapd (scripts/build-rpcapd.sh), tshark.
 
-mod common;
+use crate::common;
 
-use std::net::{TcpListener, UdpSocket};
+use std::net::UdpSocket;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -60,14 +60,6 @@ impl Drop for Rpcapd {
             .status();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn tshark_count(p: &Path) -> u64 {
@@ -375,73 +367,36 @@ async fn hosts_page_starts_and_stops_a_remote_capture() {
 
 // ---------------------------------------------------------------- browser
 
-/// chromedriver on a free port, killed when dropped.
-struct Driver {
-    child: Child,
-    _profile: tempfile::TempDir,
+/// The loopback host's counter cells `keys`, read in one script: the page
+/// rewrites them every second, and the Start and Stop forms reload it, so
+/// an element found first can be stale by the time its text is read.
+async fn cells<const N: usize>(c: &fantoccini::Client, keys: [&str; N]) -> [String; N] {
+    let v = c
+        .execute(
+            "const row = document.querySelector('tr[data-unit=\"lab/local/loopback lo\"]');
+             return arguments[0].map(k => {
+                 const td = row && row.querySelector('td[data-k=' + k + ']');
+                 return td ? td.textContent : '';
+             });",
+            vec![serde_json::json!(keys.as_slice())],
+        )
+        .await
+        .unwrap();
+    let got: Vec<String> = serde_json::from_value(v).unwrap();
+    got.try_into().unwrap()
 }
 
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn browser() -> (Driver, fantoccini::Client) {
-    let port = free_port();
-    let child = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver must be installed (Debian chromium-driver)");
-    let profile = tempfile::tempdir().unwrap();
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync",
-                "--window-size=1366,900",
-                format!("--user-data-dir={}", profile.path().display()),
-            ],
-        }),
-    );
-    let client =
-        fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .expect("WebDriver session");
-    (
-        Driver {
-            child,
-            _profile: profile,
-        },
-        client,
-    )
-}
-
-/// The text of one counter cell of the loopback host.
-async fn cell(c: &fantoccini::Client, k: &str) -> String {
-    c.find(fantoccini::Locator::Css(&format!(
-        "tr[data-unit=\"lab/local/loopback lo\"] td[data-k={k}]"
-    )))
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap()
+/// The text of an element by id, read in one script (`""` when hidden or
+/// absent, as WebDriver gives for a hidden element).
+async fn text_of(c: &fantoccini::Client, id: &str) -> String {
+    let v = c
+        .execute(
+            "const e = document.getElementById(arguments[0]); return e && !e.hidden ? e.textContent : '';",
+            vec![serde_json::json!(id)],
+        )
+        .await
+        .unwrap();
+    v.as_str().unwrap().to_string()
 }
 
 /// The page in Chromium: tick the host, Start, watch the counters the page's
@@ -504,22 +459,17 @@ async fn hosts_page_in_a_browser() {
             "page counters did not grow: {seen:?}"
         );
         tokio::time::sleep(Duration::from_millis(700)).await;
-        let Ok(n) = cell(&c, "packets").await.parse::<u64>() else {
+        let [packets, state] = cells(&c, ["packets", "state"]).await;
+        let Ok(n) = packets.parse::<u64>() else {
             continue;
         };
         if n > 0 && seen.last().is_none_or(|&l| n > l) {
-            assert_eq!(cell(&c, "state").await, "capturing");
+            assert_eq!(state, "capturing");
             seen.push(n);
         }
     }
     eprintln!("page counters over time: {seen:?}");
-    let line = c
-        .find(Locator::Id("remote-status"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let line = text_of(&c, "remote-status").await;
     assert!(
         line.contains("Capture running into remote/")
             && line.contains(&format!(
@@ -527,12 +477,11 @@ async fn hosts_page_in_a_browser() {
             )),
         "{line}"
     );
-    let shots = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../target/screenshots"
-    ));
-    std::fs::create_dir_all(shots).unwrap();
-    std::fs::write(shots.join("hosts.png"), c.screenshot().await.unwrap()).unwrap();
+    std::fs::write(
+        screenshots_dir().join("hosts.png"),
+        c.screenshot().await.unwrap(),
+    )
+    .unwrap();
 
     stop_sender.store(true, Ordering::Relaxed);
     sender.join().unwrap();
@@ -544,23 +493,23 @@ async fn hosts_page_in_a_browser() {
         .await
         .unwrap();
     let until = Instant::now() + Duration::from_secs(20);
-    while cell(&c, "state").await != "done" {
-        assert!(Instant::now() < until, "state never became done");
+    let (shown, result) = loop {
+        let [state, packets] = cells(&c, ["state", "packets"]).await;
+        let result = text_of(&c, "remote-result").await;
+        if state == "done" && !result.is_empty() {
+            break (packets.parse::<u64>().unwrap(), result);
+        }
+        assert!(
+            Instant::now() < until,
+            "state never became done with a result: {state} {result:?}"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    let shown: u64 = cell(&c, "packets").await.parse().unwrap();
+    };
     let status = voxtap_sensor::status::read(data.path(), "remote").unwrap();
     let u = &status["units"][0];
     assert_eq!(shown, u["packets"].as_u64().unwrap(), "{status}");
     assert_eq!(shown, u["remote_sent"].as_u64().unwrap(), "{status}");
     assert!(shown > seen[2], "{shown} after {seen:?}");
-    let result = c
-        .find(Locator::Id("remote-result"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
     assert!(
         result.contains(&format!("lab/local/loopback lo: {shown} packets")),
         "{result}"

@@ -1,5 +1,5 @@
 //! `voxtap run` with S3 upload and HEP export on, end to end, as root, on
-//! the SIPp lab (`lab/mod.rs`). `voxtap run` lives in the sensor namespace,
+//! the SIPp lab (`lab.rs`). `voxtap run` lives in the sensor namespace,
 //! so its loopback is not the test's: s3s-fs is started in that namespace
 //! (`ip netns exec`), and the HEP collector is a UDP socket the test creates
 //! from a thread that entered it (a socket stays in the namespace it was
@@ -8,7 +8,7 @@
 //! tshark on tcpdump's copy of the mirror port.
 #![cfg(target_os = "linux")]
 
-mod lab;
+use crate::lab;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -22,9 +22,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use lab::*;
+use voxtap_testkit::{S3_ACCESS as ACCESS, S3_SECRET as SECRET, s3s_fs};
 
-const ACCESS: &str = "AKIATESTKEY";
-const SECRET: &str = "testsecret123";
 const BUCKET: &str = "voxtap-live";
 const S3_PORT: u16 = 9451;
 
@@ -40,23 +39,6 @@ fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static)
     })
     .join()
     .unwrap()
-}
-
-fn s3s_fs() -> PathBuf {
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    let cargo = home.join(".cargo/bin/s3s-fs");
-    if cargo.is_file() {
-        return cargo;
-    }
-    std::env::var_os("PATH")
-        .and_then(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("s3s-fs"))
-                .find(|p| p.is_file())
-        })
-        .expect("s3s-fs is not installed: run scripts/setup.sh")
 }
 
 /// s3s-fs on the sensor namespace's loopback; killed on drop.
@@ -190,13 +172,13 @@ fn live_run_uploads_closed_files_and_exports_hep() {
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_CONFIG_FILE", "/nonexistent/voxtap-test")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/voxtap-test");
-    let vox = spawn(c);
-    thread::sleep(Duration::from_millis(1500));
+    let mut vox = spawn(c);
+    wait_capturing(&mut vox, &dir.join("out"));
     let td = dir.join("tcpdump.pcap");
     let tcpdump = start_tcpdump(&lab, &td);
     sipp_calls(&lab, &dir, 4, 4);
     // Linger (5 s after BYE) lets the calls end, and their reports go out.
-    thread::sleep(Duration::from_secs(6));
+    wait_calls_written(&dir.join("out"), 4);
     // Let the uploader catch up with every file closed so far (all but the
     // one being written), bounded.
     let pcap_dir = dir.join("store/pcap");

@@ -1,17 +1,21 @@
-//! The network-namespace lab and the checks shared by the live tests
-//! (`live_sipp.rs`, `faults.rs`): `scripts/netns-mirror.sh` namespaces
-//! removed on drop, background processes killed on drop, SIPp calls, tshark
-//! counts.
-// Each test binary uses a different subset of these helpers.
-#![allow(dead_code)]
+//! The network-namespace lab of the live tests: `scripts/netns-mirror.sh`
+//! namespaces removed on drop, background processes killed on drop, SIPp
+//! calls, tcpdump on the mirror port, and the lock that runs the tests that
+//! need the whole machine one at a time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::wait_until;
+
+/// Held by every test of a binary that needs the machine to itself: loss
+/// and frame counts checked against tcpdump, or captures of all of the
+/// loopback's traffic. Shared by all of a test binary's modules, which run
+/// in parallel threads otherwise.
 pub static SERIAL: Mutex<()> = Mutex::new(());
 
 pub fn require_root() {
@@ -24,7 +28,7 @@ pub fn require_root() {
 }
 
 pub fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/netns-mirror.sh")
+    crate::workspace_root().join("scripts/netns-mirror.sh")
 }
 
 /// The three namespaces; `down` on drop.
@@ -83,6 +87,12 @@ impl Bg {
         }
         c.wait_with_output().unwrap()
     }
+    /// Whether the process has ended (its status is kept for `wait`).
+    pub fn exited(&mut self) -> bool {
+        self.0
+            .as_mut()
+            .is_none_or(|c| c.try_wait().unwrap().is_some())
+    }
 }
 
 impl Drop for Bg {
@@ -115,40 +125,11 @@ pub fn spawn(mut c: Command) -> Bg {
     ))
 }
 
-pub const VOXTAP: &str = env!("CARGO_BIN_EXE_voxtap");
-
-/// Starts `voxtap run` in the sensor namespace with `config` (TOML) and
-/// waits until it captures.
-pub fn start_voxtap(lab: &Lab, dir: &Path, config: &str, duration_s: u32) -> Bg {
-    let cfg = dir.join("voxtap.toml");
-    std::fs::write(&cfg, config).unwrap();
-    let mut c = in_ns(
-        &lab.ns('s'),
-        &[
-            VOXTAP,
-            "run",
-            "--iface",
-            &lab.sensor_if(),
-            "--config",
-            cfg.to_str().unwrap(),
-            "--store",
-            dir.join("store").to_str().unwrap(),
-            "--out",
-            dir.join("out").to_str().unwrap(),
-            "--duration",
-            &duration_s.to_string(),
-        ],
-    );
-    c.env("RUST_LOG", "info");
-    let bg = spawn(c);
-    // Attached once the rolling file directory exists and the log says so;
-    // a fixed wait keeps this simple and bounded.
-    thread::sleep(Duration::from_millis(1500));
-    bg
-}
-
+/// tcpdump of the mirror port's UDP into `file`, once it says it listens
+/// (its messages go to `file` with the extension `log`).
 pub fn start_tcpdump(lab: &Lab, file: &Path) -> Bg {
-    let bg = spawn(in_ns(
+    let log = file.with_extension("log");
+    let mut c = in_ns(
         &lab.ns('s'),
         &[
             "tcpdump",
@@ -161,9 +142,23 @@ pub fn start_tcpdump(lab: &Lab, file: &Path) -> Bg {
             file.to_str().unwrap(),
             "udp",
         ],
-    ));
-    thread::sleep(Duration::from_millis(1000));
+    );
+    c.stdout(Stdio::null()).stderr(File::create(&log).unwrap());
+    let mut bg = Bg(Some(c.spawn().expect("tcpdump")));
+    wait_until(Duration::from_secs(20), "tcpdump listening", || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(!bg.exited(), "tcpdump ended: {text}");
+        text.contains("listening on").then_some(())
+    });
     bg
+}
+
+/// Whether some socket in namespace `ns` listens on UDP `port`.
+fn udp_listening(ns: &str, port: u16) -> bool {
+    let out = in_ns(ns, &["ss", "-lunH", &format!("sport = :{port}")])
+        .output()
+        .expect("ss");
+    !out.stdout.is_empty()
 }
 
 /// `calls` SIPp calls (uac_pcap: G.711 RTP from a pcap, echoed by the UAS),
@@ -195,7 +190,9 @@ pub fn sipp_calls(lab: &Lab, dir: &Path, calls: u32, rate: u32) {
         c.current_dir(&work);
         c
     });
-    thread::sleep(Duration::from_millis(500));
+    wait_until(Duration::from_secs(20), "the SIPp UAS listening", || {
+        udp_listening(&lab.ns('b'), 5060).then_some(())
+    });
     let n = calls.to_string();
     let r = rate.to_string();
     let out = in_ns(
@@ -234,142 +231,6 @@ pub fn sipp_calls(lab: &Lab, dir: &Path, calls: u32, rate: u32) {
     uas.signal(libc::SIGTERM);
 }
 
-pub fn tshark(args: &[&str]) -> String {
-    let out = Command::new("tshark").args(args).output().expect("tshark");
-    assert!(
-        out.status.success(),
-        "tshark {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-pub fn count(file: &Path, filter: Option<&str>) -> usize {
-    let mut a = vec![
-        "-r",
-        file.to_str().unwrap(),
-        "-T",
-        "fields",
-        "-e",
-        "frame.number",
-    ];
-    if let Some(f) = filter {
-        a.extend(["-Y", f]);
-    }
-    tshark(&a).lines().count()
-}
-
-/// Each frame as a line of header fields that do not depend on when or
-/// where it was captured, sorted: a multiset to compare two captures of the
-/// same traffic.
-pub fn frame_keys(file: &Path, filter: Option<&str>) -> Vec<String> {
-    let mut a = vec![
-        "-r",
-        file.to_str().unwrap(),
-        "-o",
-        "rtp.heuristic_rtp:TRUE",
-        "-T",
-        "fields",
-        "-e",
-        "ip.src",
-        "-e",
-        "udp.srcport",
-        "-e",
-        "ip.dst",
-        "-e",
-        "udp.dstport",
-        "-e",
-        "frame.len",
-        "-e",
-        "ip.id",
-        "-e",
-        "rtp.ssrc",
-        "-e",
-        "rtp.seq",
-        "-e",
-        "sip.CSeq",
-    ];
-    if let Some(f) = filter {
-        a.extend(["-Y", f]);
-    }
-    let mut v: Vec<String> = tshark(&a).lines().map(str::to_string).collect();
-    v.sort();
-    v
-}
-
-/// tshark's SDP endpoints (address, port and port+1) per Call-ID.
-pub fn sdp_endpoints(file: &Path) -> HashMap<String, Vec<(String, u16)>> {
-    let out = tshark(&[
-        "-r",
-        file.to_str().unwrap(),
-        "-Y",
-        "sdp",
-        "-T",
-        "fields",
-        "-E",
-        "separator=|",
-        "-e",
-        "sip.Call-ID",
-        "-e",
-        "sdp.connection_info.address",
-        "-e",
-        "sdp.media.port",
-    ]);
-    let mut m: HashMap<String, Vec<(String, u16)>> = HashMap::new();
-    for l in out.lines() {
-        let f: Vec<&str> = l.split('|').collect();
-        if f.len() < 3 {
-            continue;
-        }
-        let addr = f[1].split(',').next().unwrap_or("").to_string();
-        for p in f[2].split(',').filter_map(|p| p.parse::<u16>().ok()) {
-            let e = m.entry(f[0].to_string()).or_default();
-            for ep in [(addr.clone(), p), (addr.clone(), p + 1)] {
-                if !e.contains(&ep) {
-                    e.push(ep);
-                }
-            }
-        }
-    }
-    m
-}
-
-/// The display filter for one call, as tests/tests/corpus_import.rs builds
-/// it: its SIP by Call-ID, and UDP between two endpoints its SDP announced.
-pub fn call_filter(cid: &str, eps: &[(String, u16)]) -> String {
-    let side = |d: &str| {
-        eps.iter()
-            .map(|(a, p)| format!("(ip.{d}=={a} && udp.{d}port=={p})"))
-            .collect::<Vec<_>>()
-            .join(" || ")
-    };
-    format!(
-        "sip.Call-ID == \"{cid}\" || (udp && !sip && !icmp && ({}) && ({}))",
-        side("src"),
-        side("dst")
-    )
-}
-
-pub fn read_csv(path: &Path) -> Vec<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut lines = text.lines();
-    let head: Vec<String> = lines
-        .next()
-        .unwrap()
-        .split(',')
-        .map(str::to_string)
-        .collect();
-    // Our fields never contain commas or quotes in these tests.
-    lines
-        .map(|l| {
-            head.iter()
-                .cloned()
-                .zip(l.split(',').map(str::to_string))
-                .collect()
-        })
-        .collect()
-}
-
 pub fn summary_value(stdout: &str, key: &str) -> u64 {
     let i = stdout
         .find(key)
@@ -398,32 +259,9 @@ pub fn assert_same(got: &[String], want: &[String], what: &str) {
     );
 }
 
-pub fn extract(dir: &Path, cid: &str, out: &Path) -> std::process::Output {
-    Command::new(VOXTAP)
-        .args([
-            "extract",
-            "--call",
-            cid,
-            "--store",
-            dir.join("store").to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap()
-}
-
 pub fn tempdir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("voxtap-live-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-pub fn stored_frames(dir: &Path) -> usize {
-    let mut n = 0;
-    for e in std::fs::read_dir(dir.join("store/pcap")).unwrap() {
-        n += count(&e.unwrap().path(), None);
-    }
-    n
 }

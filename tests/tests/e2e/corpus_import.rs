@@ -2,11 +2,12 @@
 //! files: Call-IDs, SIP packets per call, RTP streams and their figures, and
 //! each call's `call.pcap` holding exactly that call's frames.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use voxtap_e2e::{
-    corpus, import, read_csv, tshark, tshark_call_ids, tshark_frames, tshark_rtp_streams,
+    call_filter, corpus, import, read_csv, sdp_endpoints, tshark, tshark_call_ids, tshark_frames,
+    tshark_rtp_streams,
 };
 
 /// Every capture in the corpus (walked, so new files are covered too).
@@ -148,50 +149,6 @@ fn sip_and_rtp_counts_match_tshark() {
     }
 }
 
-/// Media endpoints of each Call-ID, from tshark's own SDP dissection.
-fn tshark_sdp_endpoints(file: &Path) -> HashMap<String, BTreeSet<(String, u16)>> {
-    let out = tshark(&[
-        "-r",
-        file.to_str().unwrap(),
-        "-Y",
-        "sdp",
-        "-T",
-        "fields",
-        "-E",
-        "separator=|",
-        "-e",
-        "sip.Call-ID",
-        "-e",
-        "sdp.connection_info.address",
-        "-e",
-        "sdp.media.port",
-    ]);
-    let mut m: HashMap<String, BTreeSet<(String, u16)>> = HashMap::new();
-    for line in out.lines() {
-        let f: Vec<&str> = line.split('|').collect();
-        if f.len() < 3 {
-            continue;
-        }
-        let addr = f[1]
-            .split(',')
-            .next()
-            .unwrap_or("")
-            .trim_matches(['[', ']'])
-            .to_string();
-        for port in f[2].split(',').filter_map(|p| p.parse::<u16>().ok()) {
-            if port != 0 {
-                m.entry(f[0].to_string())
-                    .or_default()
-                    .insert((addr.clone(), port));
-                m.entry(f[0].to_string())
-                    .or_default()
-                    .insert((addr.clone(), port + 1));
-            }
-        }
-    }
-    m
-}
-
 /// Compare frame lists, printing only the first difference.
 fn assert_same_frames(got: &[(String, u32)], want: &[(String, u32)], what: &str) {
     if let Some(i) = (0..got.len().max(want.len())).find(|&i| got.get(i) != want.get(i)) {
@@ -220,24 +177,10 @@ fn call_pcap_holds_exactly_the_calls_frames() {
     ] {
         let file = corpus(name);
         let (dir, _) = import(std::slice::from_ref(&file));
-        let endpoints = tshark_sdp_endpoints(&file);
+        let endpoints = sdp_endpoints(&file);
         for c in read_csv(&dir.path().join("calls.csv")) {
             let cid = &c["call_id"];
-            let eps = &endpoints[cid];
-            let side = |dir: &str| {
-                eps.iter()
-                    .map(|(a, p)| {
-                        let ipf = if a.contains(':') { "ipv6" } else { "ip" };
-                        format!("({ipf}.{dir}=={a} && udp.{dir}port=={p})")
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" || ")
-            };
-            let filter = format!(
-                "sip.Call-ID == \"{cid}\" || (udp && !sip && !icmp && !icmpv6 && ({}) && ({}))",
-                side("src"),
-                side("dst")
-            );
+            let filter = call_filter(cid, &endpoints[cid]);
             let expected = tshark_frames(&file, Some(&filter));
             let got = tshark_frames(&dir.path().join(&c["pcap"]), None);
             assert!(!got.is_empty());

@@ -2,10 +2,10 @@
 //! are the same bytes as before, through a real S3 API server (s3s-fs,
 //! installed by scripts/setup.sh) started on loopback and killed on drop.
 
-mod common;
+use crate::common;
 
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -13,9 +13,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use voxtap_engine::index::{CallQuery, INDEX_FILE, Index};
 use voxtap_sensor::upload::{UploadConfig, Uploader};
-
-const ACCESS: &str = "AKIATESTKEY";
-const SECRET: &str = "testsecret123";
+use voxtap_testkit::{S3_ACCESS as ACCESS, S3_SECRET as SECRET, aws_env, s3s_fs};
 
 struct S3Server(Child);
 
@@ -23,18 +21,6 @@ impl Drop for S3Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-fn s3s_fs() -> PathBuf {
-    let cargo = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default()
-        .join(".cargo/bin/s3s-fs");
-    if cargo.is_file() {
-        cargo
-    } else {
-        PathBuf::from("s3s-fs")
     }
 }
 
@@ -68,16 +54,8 @@ fn start_s3(dir: &Path) -> (S3Server, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn downloads_of_an_s3_held_call_equal_the_local_ones() {
-    // The standard AWS credential chain, as in production; this test binary
-    // runs no other test that reads these variables.
-    // SAFETY: set before any thread of this test reads the environment.
-    unsafe {
-        std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS);
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET);
-        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-        std::env::set_var("AWS_CONFIG_FILE", "/nonexistent/voxtap-test");
-        std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/voxtap-test");
-    }
+    // The standard AWS credential chain, as in production.
+    aws_env();
     let dir = data_dir_with(&corpus("generated/sipp-netns-udp-2calls.pcap"));
     let data = dir.path().canonicalize().unwrap();
     let s3dir = tempfile::tempdir().unwrap();

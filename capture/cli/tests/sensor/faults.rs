@@ -1,11 +1,11 @@
 //! Fault tests: damaged capture files, a full disk under the live store and
 //! under an import, and `kill -9` in the middle of a live capture. The live
-//! ones run as root on the namespace lab of `lab/` (like `live_sipp.rs`);
+//! ones run as root on the namespace lab of `lab.rs` (like `live_sipp.rs`);
 //! disks are small tmpfs mounts made here and unmounted on drop. Every
 //! result is checked against tshark or against SQLite itself.
 #![cfg(target_os = "linux")]
 
-mod lab;
+use crate::lab;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,12 +18,7 @@ use voxtap_engine::import::{ImportOptions, run_import};
 use voxtap_engine::pipeline::PipelineConfig;
 use voxtap_proto::pcapio::PcapError;
 use voxtap_sensor::store::{FileEvent, RollPolicy, RollingWriter};
-
-fn corpus(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/corpus")
-        .join(rel)
-}
+use voxtap_testkit::corpus;
 
 /// A tmpfs of `size` mounted on `dir`, unmounted on drop (also on failure).
 struct Tmpfs(PathBuf);
@@ -612,7 +607,7 @@ fn live_store_disk_full_keeps_capturing_calls_and_files_stay_valid() {
     let td = dir.join("tcpdump.pcap");
     let tcpdump = start_tcpdump(&lab, &td);
     sipp_calls(&lab, &dir, 40, 20);
-    thread::sleep(Duration::from_secs(6));
+    wait_calls_written(&dir.join("out"), 40);
     vox.signal(libc::SIGTERM);
     let out = vox.wait(Duration::from_secs(30));
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();

@@ -1,7 +1,7 @@
 //! The server over real HTTP: login, access control, path traversal, CSRF,
 //! uploads, metrics and the access log.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Duration;

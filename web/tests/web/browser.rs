@@ -3,90 +3,14 @@
 //! download the PCAP and check it with tshark; screenshots land in
 //! target/screenshots/.
 
-mod common;
+use crate::common;
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use voxtap_engine::index::{CallQuery, INDEX_FILE, Index};
-
-/// chromedriver on a free port, killed when dropped.
-struct Driver {
-    child: Child,
-    port: u16,
-    _profile: tempfile::TempDir,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn browser() -> (Driver, Client) {
-    let port = free_port();
-    let child = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver must be installed (Debian chromium-driver)");
-    let profile = tempfile::tempdir().unwrap();
-    let driver = Driver {
-        child,
-        port,
-        _profile: profile,
-    };
-    // chromedriver takes a moment to listen.
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync",
-                "--window-size=1366,900",
-                format!("--user-data-dir={}", driver._profile.path().display()),
-            ],
-        }),
-    );
-    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{}", driver.port))
-        .await
-        .expect("WebDriver session");
-    (driver, client)
-}
-
-fn screenshots_dir() -> PathBuf {
-    let d = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../target/screenshots"
-    ));
-    std::fs::create_dir_all(d).unwrap();
-    d.to_path_buf()
-}
 
 /// Chromium screenshots only the viewport: grow it to the page first.
 async fn full_page_screenshot(c: &Client, name: &str) {
@@ -278,7 +202,7 @@ async fn find_open_listen_download() {
         .unwrap();
     let got = data.join("downloaded.pcap");
     std::fs::write(&got, &body).unwrap();
-    let got_frames = frames(&got, None);
+    let got_frames = tshark_frames(&got, None);
     let want = tshark_call_frames(&original, cid);
     assert_eq!(
         got_frames.len(),
@@ -365,12 +289,22 @@ async fn find_open_listen_download() {
     );
     publisher.publish(&k, &live, true);
     c.goto(&format!("{base}/sensor")).await.unwrap();
-    let card = c
-        .wait()
+    c.wait()
         .for_element(Locator::Id("status-sensor"))
         .await
         .unwrap();
-    assert!(card.text().await.unwrap().contains("calls active"));
+    // Read in one script: the refresh replaces the card every 2 s.
+    let card = c
+        .execute(
+            "return document.getElementById('status-sensor').innerText",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        card.as_str().is_some_and(|t| t.contains("calls active")),
+        "{card}"
+    );
     LiveCounters::set(&live.calls_open, 77);
     publisher.publish(&k, &live, true);
     let mut refreshed = false;

@@ -12,8 +12,8 @@ use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -26,46 +26,11 @@ use voxtap_sensor::store::{
 use voxtap_sensor::upload::queue::Queue;
 use voxtap_sensor::upload::s3::S3;
 use voxtap_sensor::upload::{S3RemoteFiles, UploadConfig, Uploader};
+// The credentials reach the SDK through the standard chain (environment),
+// as in production: `aws_env` sets them once.
+use voxtap_testkit::{S3_ACCESS as ACCESS, S3_SECRET as SECRET, aws_env, s3s_fs};
 
-const ACCESS: &str = "AKIATESTKEY";
-const SECRET: &str = "testsecret123";
 const MIB: u64 = 1 << 20;
-
-/// The credentials reach the SDK through the standard chain (environment),
-/// as in production. Every test sets the same values once.
-fn aws_env() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: set once, before any test thread reads these variables
-        // (each test calls this before starting any S3 client), always to
-        // the same values.
-        unsafe {
-            std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS);
-            std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET);
-            std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-            std::env::set_var("AWS_CONFIG_FILE", "/nonexistent/voxtap-test");
-            std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/voxtap-test");
-        }
-    });
-}
-
-fn s3s_fs() -> PathBuf {
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    let cargo = home.join(".cargo/bin/s3s-fs");
-    if cargo.is_file() {
-        return cargo;
-    }
-    let on_path = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("s3s-fs"))
-                .find(|p| p.is_file())
-        })
-        .unwrap_or_default();
-    on_path.expect("s3s-fs is not installed: run scripts/setup.sh")
-}
 
 /// s3s-fs on loopback; killed on drop.
 struct S3Server {

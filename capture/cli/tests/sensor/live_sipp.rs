@@ -10,9 +10,8 @@
 //! one is not caused by another.
 #![cfg(target_os = "linux")]
 
-mod lab;
+use crate::lab;
 
-use std::thread;
 use std::time::Duration;
 
 use lab::*;
@@ -33,7 +32,7 @@ fn live_sipp_20_calls_match_tcpdump() {
     let tcpdump = start_tcpdump(&lab, &td);
     sipp_calls(&lab, &dir, 20, 20);
     // Linger (5 s after BYE) lets the calls end by themselves first.
-    thread::sleep(Duration::from_secs(6));
+    wait_calls_written(&dir.join("out"), 20);
     vox.signal(libc::SIGTERM);
     let out = vox.wait(Duration::from_secs(30));
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -121,7 +120,7 @@ fn live_store_retention_deletes_oldest_and_index_stays_consistent() {
     let tcpdump = start_tcpdump(&lab, &td);
     sipp_calls(&lab, &dir, 8, 8);
     // A last call alone, well after the others ended (linger 5 s).
-    thread::sleep(Duration::from_secs(6));
+    wait_calls_written(&dir.join("out"), 8);
     sipp_calls(&lab, &dir, 1, 1);
     let out = vox.wait(Duration::from_secs(60));
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();

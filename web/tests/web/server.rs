@@ -1,7 +1,7 @@
 //! The server around the pages: live status files on the sensor page and in
 //! /metrics, HTTPS with rustls, sessions that survive a restart.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 
@@ -193,50 +193,6 @@ async fn status_files_on_the_sensor_page_and_in_metrics() {
     running.task.abort();
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-fn hidden_csrf(html: &str) -> String {
-    let i = html.find("name=\"csrf\" value=\"").expect("csrf field") + 19;
-    html[i..i + 64].to_string()
-}
-
-/// Log in through the form over plain HTTP; the `voxtap_session=...` pair.
-async fn login(base: &str) -> String {
-    let c = client();
-    let page = c.get(format!("{base}/login")).send().await.unwrap();
-    let login_cookie = page.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let csrf = hidden_csrf(&page.text().await.unwrap());
-    let r = c
-        .post(format!("{base}/login"))
-        .header("cookie", login_cookie)
-        .form(&[("user", USER), ("password", PASSWORD), ("csrf", &csrf)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303);
-    r.headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .find(|v| v.starts_with("voxtap_session="))
-        .expect("session cookie")
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string()
-}
-
 async fn calls_status(base: &str, cookie: &str) -> u16 {
     client()
         .get(format!("{base}/calls"))
@@ -254,7 +210,7 @@ async fn sessions_survive_a_restart_until_logout_or_expiry() {
     let data = dir.path().canonicalize().unwrap();
     let a = start(&data).await;
     let base = format!("http://{}", a.addr);
-    let cookie = login(&base).await;
+    let cookie = login(&base, USER, PASSWORD).await.unwrap();
     assert_eq!(calls_status(&base, &cookie).await, 200);
     a.task.abort();
     drop(a);
@@ -297,7 +253,7 @@ async fn sessions_survive_a_restart_until_logout_or_expiry() {
     );
 
     // Expiry is enforced on the stored time, not only in memory.
-    let cookie = login(&base).await;
+    let cookie = login(&base, USER, PASSWORD).await.unwrap();
     assert_eq!(calls_status(&base, &cookie).await, 200);
     let db = rusqlite::Connection::open(data.join(voxtap_web::auth::SESSIONS_FILE)).unwrap();
     let n = db

@@ -1,7 +1,7 @@
 //! The call page's quality-over-time series against tshark, and the audio
 //! waveform against the samples of a WAV made by sox.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::Path;
