@@ -410,15 +410,6 @@ pub fn parse_ports(s: &str) -> Result<Vec<u16>, String> {
     Ok(out)
 }
 
-/// Where `import` output goes for a file path (used by the demo).
-pub fn default_out_dir(file: &Path) -> PathBuf {
-    let stem = file
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    PathBuf::from("out").join(stem)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,3 +15,9 @@ pub mod pipeline;
 pub mod stream_timeline;
 pub mod synth;
 pub mod tap;
+
+pub use calls::{Call, CallState, PacketRef};
+pub use import::{ImportOptions, ImportReport, run_import};
+pub use index::{INDEX_FILE, Index};
+pub use output::CallWriter;
+pub use pipeline::{Pipeline, PipelineConfig};

@@ -9,7 +9,7 @@
 use crate::wire::{be16, be32, byte};
 
 /// Fixed header size: V/P/X/CC, M/PT, sequence, timestamp, SSRC.
-pub const FIXED_HEADER_LEN: usize = 12;
+pub(crate) const FIXED_HEADER_LEN: usize = 12;
 
 /// Why a datagram is not a well-formed RTP packet.
 #[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 /// Whether [`write_atomic`] waits for the data to reach the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Durability {
+pub(crate) enum Durability {
     /// Rename as soon as the bytes are written: enough for files that are
     /// rewritten every second (status files), where a crash loses nothing
     /// that the next write would not restore.
@@ -19,7 +19,7 @@ pub enum Durability {
 /// directory renamed over it, so a reader sees the old or the new content,
 /// never part of it. The temporary file is hidden (`.<name>.tmp`) so that
 /// directory listings skip it.
-pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> io::Result<()> {
     let tmp = temp_path(path)?;
     {
         let mut f = std::fs::File::create(&tmp)?;

@@ -15,3 +15,8 @@ pub mod store;
 pub mod upload;
 #[cfg(target_os = "linux")]
 pub mod xdp;
+
+pub use config::Config;
+#[cfg(target_os = "linux")]
+pub use live::{LiveOptions, LiveReport, run_live};
+pub use store::extract_call_with;

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::fsutil::{Durability, write_atomic};
 
-pub const DIR: &str = "status";
+pub(crate) const DIR: &str = "status";
 
 /// The path of `component`'s status file under `data`.
 pub fn path(data: &Path, component: &str) -> PathBuf {

@@ -160,7 +160,7 @@ impl Facing {
 
 /// Correlation keys found in one SIP message.
 #[derive(Default, Debug)]
-pub struct MessageKeys {
+pub(crate) struct MessageKeys {
     /// Call-IDs of other legs named by headers, with the method.
     pub names: Vec<(String, LinkMethod, String)>,
     /// Keys shared by all legs of a call (icid, Session-ID).
@@ -172,7 +172,7 @@ fn lossy(b: &[u8]) -> String {
 }
 
 /// Read the correlation headers of `msg`.
-pub fn message_keys(msg: &Message<'_>, cfg: &LegConfig) -> MessageKeys {
+pub(crate) fn message_keys(msg: &Message<'_>, cfg: &LegConfig) -> MessageKeys {
     let mut k = MessageKeys::default();
     for name in &cfg.correlation_headers {
         for v in msg.header_all(name) {
@@ -278,7 +278,7 @@ fn percent_decode(s: &str) -> String {
 
 /// A number as compared between legs: the user part without configured
 /// prefixes and visual separators.
-pub fn normalise_number(user: &str, cfg: &LegConfig) -> String {
+pub(crate) fn normalise_number(user: &str, cfg: &LegConfig) -> String {
     let mut u: String = user
         .chars()
         .filter(|c| !matches!(c, '-' | '.' | '(' | ')' | ' '))
@@ -296,7 +296,7 @@ pub fn normalise_number(user: &str, cfg: &LegConfig) -> String {
 
 /// An initial INVITE seen recently, for the signalling method.
 #[derive(Clone, Debug)]
-pub struct RecentInvite {
+pub(crate) struct RecentInvite {
     pub call_no: u64,
     pub ts_ns: u64,
     pub src: SocketAddr,
@@ -316,7 +316,7 @@ pub struct RecentStream {
 
 /// Recent evidence, bounded by time windows.
 #[derive(Default)]
-pub struct LegIndex {
+pub(crate) struct LegIndex {
     pub invites: VecDeque<RecentInvite>,
     pub streams_by_ssrc: HashMap<u32, Vec<RecentStream>>,
     /// Hash of a distinctive payload -> (call, time).
@@ -363,7 +363,7 @@ impl LegIndex {
 /// A payload worth matching across legs: enough distinct byte values that
 /// two calls carrying it by chance (silence, comfort noise, tones) is
 /// implausible.
-pub fn distinctive_payload_hash(payload: &[u8]) -> Option<u64> {
+pub(crate) fn distinctive_payload_hash(payload: &[u8]) -> Option<u64> {
     if payload.len() < 40 {
         return None;
     }
@@ -388,7 +388,7 @@ pub fn distinctive_payload_hash(payload: &[u8]) -> Option<u64> {
 }
 
 /// Caller and callee numbers of an initial INVITE, normalised.
-pub fn invite_numbers(msg: &Message<'_>, cfg: &LegConfig) -> Option<(String, String)> {
+pub(crate) fn invite_numbers(msg: &Message<'_>, cfg: &LegConfig) -> Option<(String, String)> {
     if !matches!(msg.start(), StartLine::Request { .. }) {
         return None;
     }
@@ -400,7 +400,7 @@ pub fn invite_numbers(msg: &Message<'_>, cfg: &LegConfig) -> Option<(String, Str
     Some((normalise_number(&from, cfg), normalise_number(&to, cfg)))
 }
 
-pub fn facing(src: IpAddr, dst: IpAddr, cfg: &LegConfig) -> Facing {
+pub(crate) fn facing(src: IpAddr, dst: IpAddr, cfg: &LegConfig) -> Facing {
     let in_any = |nets: &[IpNet], ip: IpAddr| nets.iter().any(|n| n.contains(ip));
     if in_any(&cfg.carrier_networks, src) || in_any(&cfg.carrier_networks, dst) {
         Facing::Carrier

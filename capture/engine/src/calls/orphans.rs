@@ -11,7 +11,7 @@ use voxtap_proto::rtp::{self, RtpPacket};
 /// The parts of an RTP header the stream statistics need; the payload itself
 /// stays in the capture file.
 #[derive(Clone, Copy, Debug)]
-pub struct OrphanRtp {
+pub(crate) struct OrphanRtp {
     pub ts_ns: u64,
     pub pref: PacketRef,
     pub src: SocketAddr,
@@ -26,13 +26,13 @@ pub struct OrphanRtp {
 }
 
 #[derive(Clone, Copy, Debug, Default)]
-pub struct OrphanStats {
+pub(crate) struct OrphanStats {
     pub held: u64,
     pub expired: u64,
     pub dropped: u64,
 }
 
-pub struct Orphans {
+pub(crate) struct Orphans {
     by_dst: HashMap<SocketAddr, Vec<OrphanRtp>>,
     count: usize,
     max: usize,

@@ -334,7 +334,7 @@ pub struct CallPage {
 
 /// Counting every match of a broad filter over millions of rows costs more
 /// than the page itself; past this the UI says "10000+".
-pub const COUNT_CAP: u64 = 10_000;
+pub(crate) const COUNT_CAP: u64 = 10_000;
 
 /// One line of the access log.
 #[derive(Clone, Debug, Serialize)]

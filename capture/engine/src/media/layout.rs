@@ -17,7 +17,7 @@ pub struct MediaPacket {
 }
 
 /// How to decode payload type `pt`: codec and RTP clock rate.
-pub type PtMap = HashMap<u8, (CodecKind, u32)>;
+pub(crate) type PtMap = HashMap<u8, (CodecKind, u32)>;
 
 /// A decoded track: interleaved samples at `rate` with `channels`.
 #[derive(Clone, Debug, Default)]
@@ -219,7 +219,7 @@ pub fn stereo(left: &Track, right: &Track, rate: u32) -> Vec<i16> {
 }
 
 /// Write a 16-bit PCM WAV.
-pub fn write_wav(
+pub(crate) fn write_wav(
     path: &std::path::Path,
     rate: u32,
     channels: u8,

@@ -10,9 +10,9 @@
 //! right), `dtmf.csv`, `quality.json`.
 
 pub mod dtmf;
-pub mod layout;
+mod layout;
 pub mod quality;
-pub mod rewrite;
+mod rewrite;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -851,7 +851,7 @@ fn write_audio(
     Ok(())
 }
 
-pub const DTMF_HEADER: &[&str] = &[
+pub(crate) const DTMF_HEADER: &[&str] = &[
     "time",
     "source",
     "digit",

@@ -71,11 +71,11 @@ impl CodecImpairment {
 
 /// G.107 default transmission rating without impairments: Ro - Is with all
 /// parameters at their default values.
-pub const R_DEFAULT: f64 = 93.2;
+pub(crate) const R_DEFAULT: f64 = 93.2;
 
 /// Delay impairment Id for one-way mouth-to-ear delay `ta_ms`, with echo
 /// perfectly controlled (default TELR): G.107's Idd term (zero below 100 ms).
-pub fn delay_impairment(ta_ms: f64) -> f64 {
+pub(crate) fn delay_impairment(ta_ms: f64) -> f64 {
     if ta_ms <= 100.0 {
         return 0.0;
     }
@@ -86,7 +86,7 @@ pub fn delay_impairment(ta_ms: f64) -> f64 {
 
 /// Effective equipment impairment (G.107 eq. 7-29):
 /// Ie,eff = Ie + (95 - Ie) * Ppl / (Ppl / BurstR + Bpl).
-pub fn ie_eff(c: CodecImpairment, ppl_pct: f64, burst_r: f64) -> f64 {
+pub(crate) fn ie_eff(c: CodecImpairment, ppl_pct: f64, burst_r: f64) -> f64 {
     let ppl = ppl_pct.max(0.0);
     let burst_r = if burst_r.is_finite() && burst_r > 0.0 {
         burst_r
@@ -105,7 +105,7 @@ pub fn r_factor(c: CodecImpairment, ppl_pct: f64, burst_r: f64, delay_ms: f64) -
 }
 
 /// G.107 annex B: MOS (conversational quality estimate) from R.
-pub fn mos_from_r(r: f64) -> f64 {
+pub(crate) fn mos_from_r(r: f64) -> f64 {
     if !r.is_finite() || r <= 0.0 {
         1.0
     } else if r >= 100.0 {

@@ -42,7 +42,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
     }
 }
 
-pub const CALLS_HEADER: &[&str] = &[
+pub(crate) const CALLS_HEADER: &[&str] = &[
     "call_id",
     "start",
     "end",
@@ -75,7 +75,7 @@ pub const CALLS_HEADER: &[&str] = &[
 
 /// One row per stream per leg of every call with more than one leg, hops in
 /// order, so the first hop where loss or jitter starts is visible.
-pub const LEGS_HEADER: &[&str] = &[
+pub(crate) const LEGS_HEADER: &[&str] = &[
     "group",
     "hop",
     "call_id",
@@ -92,7 +92,7 @@ pub const LEGS_HEADER: &[&str] = &[
     "max_delta_ms",
 ];
 
-pub const STREAMS_HEADER: &[&str] = &[
+pub(crate) const STREAMS_HEADER: &[&str] = &[
     "call_id",
     "ssrc_hex",
     "src",

@@ -5,15 +5,15 @@ use super::{Method, NameAddr, SipError, StartLine, parse_name_addr};
 /// Header lines kept per message. Further headers are still scanned (so a late
 /// Content-Length still frames the message) but not stored; see
 /// [`Message::headers_dropped`]. 64 covers real INVITEs (typically 10-30 headers).
-pub const MAX_HEADERS: usize = 64;
+pub(crate) const MAX_HEADERS: usize = 64;
 /// Longest accepted start line. Bounds the scan for a line end so a stream of
 /// junk without newlines is rejected instead of buffered forever.
-pub const MAX_START_LINE: usize = 8 * 1024;
+pub(crate) const MAX_START_LINE: usize = 8 * 1024;
 /// Longest accepted header section (start line through the empty line).
-pub const MAX_HEADER_SECTION: usize = 64 * 1024;
+pub(crate) const MAX_HEADER_SECTION: usize = 64 * 1024;
 /// Largest accepted Content-Length. Larger values are either garbage or
 /// something we cannot usefully buffer (the TCP reassembler caps at 256 KiB).
-pub const MAX_BODY: usize = 256 * 1024;
+pub(crate) const MAX_BODY: usize = 256 * 1024;
 
 /// One parsed SIP message, borrowing from the input buffer.
 ///

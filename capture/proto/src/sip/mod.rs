@@ -12,15 +12,16 @@
 //! [`stream::StreamReassembler`] frames SIP over TCP.
 
 mod message;
-pub mod stream;
+mod stream;
 mod uri;
 
-pub use message::{
-    HeaderIter, MAX_BODY, MAX_HEADER_SECTION, MAX_HEADERS, MAX_START_LINE, Message, find_start,
-    looks_like_sip, parse, parse_stream,
-};
+#[cfg(test)]
+use message::MAX_HEADERS;
+pub(crate) use message::MAX_START_LINE;
+pub use message::{Message, find_start, looks_like_sip, parse, parse_stream};
 pub use stream::{StreamReassembler, StreamStats};
-pub use uri::{NameAddr, parse_name_addr, uri_host, uri_user};
+pub(crate) use uri::{NameAddr, parse_name_addr};
+pub use uri::{uri_host, uri_user};
 
 use std::borrow::Cow;
 

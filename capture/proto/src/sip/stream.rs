@@ -11,7 +11,7 @@ use super::{MAX_START_LINE, SipError};
 
 /// Buffered bytes per direction before giving up and resyncing. A complete
 /// message larger than this cannot be framed anyway (see `MAX_BODY`).
-pub const STREAM_CAP: usize = 256 * 1024;
+pub(crate) const STREAM_CAP: usize = 256 * 1024;
 
 /// Counters for one direction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

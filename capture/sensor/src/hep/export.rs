@@ -215,7 +215,7 @@ struct Lane {
 }
 
 /// The pipeline side: encodes once, copies into each collector's queue.
-pub struct HepTap {
+pub(crate) struct HepTap {
     cfg: Arc<HepConfig>,
     counters: Arc<ExportCounters>,
     lanes: Vec<Lane>,

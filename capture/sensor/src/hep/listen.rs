@@ -31,7 +31,7 @@ use voxtap_proto::hep::{Hep, IPPROTO_TCP};
 use voxtap_proto::pcapio::{LinkType, PcapWriter};
 
 /// The capture file the listener writes in its output folder.
-pub const PCAP_FILE: &str = "hep.pcap";
+pub(crate) const PCAP_FILE: &str = "hep.pcap";
 const PCAP_HEADER: u64 = 24;
 const RECORD_HEADER: u64 = 16;
 /// Concurrent HEP/TCP connections; more are refused (counted).

@@ -24,10 +24,10 @@
 //! SIGINT/SIGTERM or `--duration` stops the threads in order (reader, then
 //! worker, then output), detaches, and writes calls.csv/streams.csv.
 
-pub mod batch;
+mod batch;
 mod clock;
 mod output;
-pub mod privs;
+mod privs;
 mod reader;
 pub mod status;
 mod worker;

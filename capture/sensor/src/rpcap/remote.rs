@@ -326,7 +326,7 @@ impl RemoteCapture {
 }
 
 /// Status table written to `status.tsv` and printed by `voxtap remote status`.
-pub fn status_table(st: &[UnitStatus]) -> String {
+pub(crate) fn status_table(st: &[UnitStatus]) -> String {
     let mut s = String::from(
         "host\tinterface\tstate\tpackets\tbytes\treconnects\tlost\tremote_received\tremote_if_dropped\tremote_kernel_dropped\tremote_sent\n",
     );
@@ -351,7 +351,7 @@ pub fn status_table(st: &[UnitStatus]) -> String {
 
 /// The `remote` status file (capture/sensor/src/status.rs): per host and interface
 /// the same counters as `status.tsv`, plus totals.
-pub fn status_json(st: &[UnitStatus], running: bool, out: &Path) -> serde_json::Value {
+pub(crate) fn status_json(st: &[UnitStatus], running: bool, out: &Path) -> serde_json::Value {
     let units: Vec<serde_json::Value> = st
         .iter()
         .map(|u| {

@@ -94,7 +94,7 @@ pub struct Retention {
 
 /// What retention needs to know about a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FileState {
+pub(crate) struct FileState {
     pub id: u32,
     pub bytes: u64,
     pub last_ts: u64,
@@ -106,7 +106,7 @@ pub struct FileState {
 /// `max_bytes`, the oldest file is older than `max_age_ns`, or the disk has
 /// less than `min_free_bytes` free (`free` = current free bytes; deleting a
 /// file is assumed to free its size). `files` is sorted oldest first.
-pub fn plan_retention(
+pub(crate) fn plan_retention(
     files: &[FileState],
     now_ns: u64,
     free: Option<u64>,
@@ -136,7 +136,7 @@ pub fn plan_retention(
 }
 
 /// Free bytes for unprivileged users on the file system holding `dir`.
-pub fn free_bytes(dir: &Path) -> Option<u64> {
+pub(crate) fn free_bytes(dir: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
     // SAFETY: zeroed statvfs is a valid out-value; c is NUL-terminated.

@@ -20,7 +20,7 @@ use std::{
     io,
     net::{IpAddr, SocketAddr},
     os::fd::{AsFd, AsRawFd},
-    time::{Duration, SystemTime},
+    time::Duration,
 };
 
 use aya::{
@@ -38,7 +38,7 @@ pub use voxtap_common::{
 static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("VOXTAP_EBPF_OBJ"));
 
 /// Name of the XDP program in the object.
-pub const PROGRAM_NAME: &str = "voxtap_xdp";
+pub(crate) const PROGRAM_NAME: &str = "voxtap_xdp";
 
 /// Number of counter slots, as an array length.
 pub const COUNTERS: usize = COUNTER_SLOTS as usize;
@@ -377,7 +377,7 @@ impl EndpointMap {
 }
 
 /// Map key of an endpoint: IPv4 as IPv4-mapped IPv6, port in host order.
-pub fn endpoint_key(ep: SocketAddr) -> EndpointKey {
+pub(crate) fn endpoint_key(ep: SocketAddr) -> EndpointKey {
     match ep.ip() {
         IpAddr::V4(v4) => EndpointKey::from_v4(v4.octets(), ep.port()),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -477,28 +477,6 @@ impl FrameReader {
         }
         n
     }
-}
-
-/// Converts [`FrameMeta::ktime_ns`] (CLOCK_MONOTONIC) to wall-clock time using
-/// the current offset between the two clocks.
-pub fn ktime_to_system_time(ktime_ns: u64) -> SystemTime {
-    let now_mono = clock_ns(libc::CLOCK_MONOTONIC);
-    let now = SystemTime::now();
-    if ktime_ns <= now_mono {
-        now - Duration::from_nanos(now_mono - ktime_ns)
-    } else {
-        now + Duration::from_nanos(ktime_ns - now_mono)
-    }
-}
-
-fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out pointer.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; the 64 MiB ring
