@@ -182,6 +182,7 @@ impl UploadConfig {
 }
 
 /// `yyyy/mm/dd` (UTC) of a time in ns since the epoch.
+#[cfg_attr(not(feature = "s3"), allow(dead_code))]
 pub(crate) fn date_path(ts_ns: u64) -> String {
     let days = (ts_ns / 1_000_000_000 / 86_400) as i64;
     let (y, m, d) = civil_from_days(days);
@@ -189,6 +190,7 @@ pub(crate) fn date_path(ts_ns: u64) -> String {
 }
 
 /// Key of a rolling file (`file_name` like `0000000001.pcap`).
+#[cfg_attr(not(feature = "s3"), allow(dead_code))]
 pub(crate) fn raw_key(prefix: &str, sensor: &str, first_ts_ns: u64, file_name: &str) -> String {
     format!(
         "{prefix}{sensor}/{}/raw/{file_name}",
@@ -197,6 +199,7 @@ pub(crate) fn raw_key(prefix: &str, sensor: &str, first_ts_ns: u64, file_name: &
 }
 
 /// Key of a call artifact (`rel` = `<call folder>/<file>`).
+#[cfg_attr(not(feature = "s3"), allow(dead_code))]
 pub(crate) fn call_key(prefix: &str, sensor: &str, start_ts_ns: u64, rel: &str) -> String {
     format!("{prefix}{sensor}/{}/calls/{rel}", date_path(start_ts_ns))
 }
