@@ -285,4 +285,39 @@ mod tests {
         let tls: SocketAddr = "192.0.2.1:443".parse().unwrap();
         assert!(host_allowed(Some("192.0.2.1"), tls, true));
     }
+
+    #[test]
+    fn only_ip_literals_and_localhost_ever_pass() {
+        let any: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let mut x: u64 = 1;
+        let parts = [
+            "[",
+            "]",
+            ":",
+            "8080",
+            "::1",
+            "127.0.0.1",
+            "localhost",
+            "evil",
+            ".",
+            "%",
+            " ",
+        ];
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let host: String = (0..(x % 6))
+                .map(|i| parts[((x >> (i * 5)) % 11) as usize])
+                .collect();
+            if host_allowed(Some(&host), any, false) {
+                let name = host.trim().trim_end_matches(":8080");
+                let name = name.trim_start_matches('[').trim_end_matches(']');
+                assert!(
+                    name.parse::<IpAddr>().is_ok() || name.eq_ignore_ascii_case("localhost"),
+                    "{host:?} passed"
+                );
+            }
+        }
+    }
 }

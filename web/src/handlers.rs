@@ -774,6 +774,45 @@ mod tests {
         assert_eq!(safe_next(Some("/calls?x=%2F%2Fa#m")), "/calls?x=%2F%2Fa#m");
     }
 
+    /// Strings from an alphabet of the characters that matter to URL and time
+    /// parsing, by a fixed xorshift sequence: a cheap in-tree fuzz.
+    fn odd_strings(n: usize) -> impl Iterator<Item = String> {
+        const ALPHABET: &[char] = &[
+            '/', '\\', '\t', '\n', '\r', '\0', ' ', '%', ':', '.', '-', 'T', 'Z', '9', '0', '1',
+            '2', 'a', '@', '?', '#', 'é', '\u{7f}', '\u{202e}',
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        (0..n).map(move |_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 24) as usize;
+            (0..len)
+                .map(|i| ALPHABET[((x >> (i % 8 * 8)) as usize + i) % ALPHABET.len()])
+                .collect()
+        })
+    }
+
+    #[test]
+    fn next_and_times_never_panic_and_next_stays_on_site() {
+        for s in odd_strings(200_000) {
+            let n = safe_next(Some(&s));
+            assert!(n.starts_with('/') && !n.starts_with("//"), "{s:?} -> {n:?}");
+            assert!(
+                n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\'),
+                "{s:?}"
+            );
+            let _ = parse_time(&s);
+            let f = Filters {
+                page: Some(s.clone()),
+                from: Some(s.clone()),
+                per_page: Some(s),
+                ..Default::default()
+            };
+            let _ = f.to_query();
+        }
+    }
+
     #[test]
     fn times_out_of_range_are_refused_not_overflowed() {
         assert_eq!(parse_time("9999-12-31T23:59"), None);
