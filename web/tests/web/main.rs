@@ -8,6 +8,7 @@ mod common;
 mod api;
 mod browser;
 mod charts;
+mod hardening;
 mod remote;
 mod s3;
 mod server;

@@ -690,7 +690,12 @@ impl Index {
             )
             .map_err(err)?;
         let res = (|| -> rusqlite::Result<u64> {
-            let tx = self.conn.transaction()?;
+            // IMMEDIATE: take the write lock (waiting the busy timeout) before
+            // reading max(id); a deferred transaction that read first fails
+            // with "database is locked" if another writer commits meanwhile.
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let offset: i64 =
                 tx.query_row("SELECT coalesce(max(id), 0) FROM main.calls", [], |r| {
                     r.get(0)
