@@ -106,6 +106,18 @@ fn to_float(mag: i32, negative: bool) -> i16 {
     (if negative { v - 0x400 } else { v }) as i16
 }
 
+/// One sample's reconstruction, which the state updates take.
+struct Reconstructed {
+    /// Quantizer scale factor.
+    y: i32,
+    /// Quantized difference (sign and 15-bit magnitude).
+    dq: i32,
+    /// Reconstructed signal.
+    sr: i32,
+    /// Difference signal plus the zero predictor's estimate.
+    dqsez: i32,
+}
+
 /// Decoder state: the delayed values of the Recommendation's blocks.
 #[derive(Clone)]
 struct State {
@@ -243,7 +255,9 @@ impl State {
 
     /// All the state updates after one sample (the Recommendation's
     /// blocks in its order).
-    fn update(&mut self, y: i32, wi: i32, fi: i32, dq: i32, sr: i32, dqsez: i32, bits: u32) {
+    fn update(&mut self, s: Reconstructed, t: &Tables, code: usize) {
+        let Reconstructed { y, dq, sr, dqsez } = s;
+        let (wi, fi, bits) = (t.wi[code], t.fi[code], t.bits);
         let pk0 = i16::from(dqsez < 0);
         let mag = dq & 0x7FFF;
         let tr = self.transition(mag);
@@ -305,15 +319,13 @@ impl State {
             i32::from(se) + i32::from(dq)
         } as i16;
         let dqsez = (i32::from(sr) + i32::from(sezi >> 1) - i32::from(se)) as i16;
-        self.update(
+        let rec = Reconstructed {
             y,
-            t.wi[code],
-            t.fi[code],
-            i32::from(dq),
-            i32::from(sr),
-            i32::from(dqsez),
-            t.bits,
-        );
+            dq: i32::from(dq),
+            sr: i32::from(sr),
+            dqsez: i32::from(dqsez),
+        };
+        self.update(rec, t, code);
         (i32::from(sr) << 2) as i16
     }
 }

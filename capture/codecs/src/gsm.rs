@@ -32,7 +32,7 @@ impl GsmDecoder {
 
 impl AudioDecoder for GsmDecoder {
     fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) -> Result<(), CodecError> {
-        if payload.is_empty() || payload.len() % FRAME != 0 {
+        if payload.is_empty() || !payload.len().is_multiple_of(FRAME) {
             return Err(CodecError::Malformed(
                 "GSM payload is not whole 33-octet frames",
             ));

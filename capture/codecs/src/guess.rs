@@ -163,11 +163,13 @@ fn guess_8k(pkts: &[Sample<'_>], n: usize, len: usize) -> Option<(CodecKind, &'s
             CodecKind::Dvi4 { rate: 8000 },
             "DVI4, 4 bits per sample + header",
         ),
-        _ if n % 160 == 0 && len == 33 * n / 160 && pkts.iter().all(gsm) => (
+        _ if n.is_multiple_of(160) && len == 33 * n / 160 && pkts.iter().all(gsm) => (
             CodecKind::Gsm,
             "GSM 06.10, 33-octet frames with the 0xD signature",
         ),
-        _ if n % 80 == 0 && len == 10 * n / 80 => (CodecKind::G729, "G.729, 10 octets per 10 ms"),
+        _ if n.is_multiple_of(80) && len == 10 * n / 80 => {
+            (CodecKind::G729, "G.729, 10 octets per 10 ms")
+        }
         _ if n == 160 && len == 38 => (CodecKind::Ilbc { frame_ms: 20 }, "iLBC 20 ms, 38 octets"),
         _ if n == 240 && len == 50 => (CodecKind::Ilbc { frame_ms: 30 }, "iLBC 30 ms, 50 octets"),
         _ if n == 240 && (len == 24 || len == 20) => {

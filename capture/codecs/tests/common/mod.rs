@@ -289,7 +289,7 @@ pub struct BitWriter {
 impl BitWriter {
     pub fn put(&mut self, value: u32, n: usize) {
         for k in (0..n).rev() {
-            if self.bits % 8 == 0 {
+            if self.bits.is_multiple_of(8) {
                 self.bytes.push(0);
             }
             let bit = ((value >> k) & 1) as u8;
