@@ -8,8 +8,8 @@
 //! The Recommendation's arithmetic is 16-bit: the state keeps the words
 //! it defines as `i16` and sums wrap where its fixed-point words wrap, so
 //! the output matches spandsp (which passes the ITU test sequences)
-//! sample for sample. Unlike ffmpeg, the 40 kbit/s reconstruction keeps
-//! 15 magnitude bits (RECON with DQ's full width).
+//! sample for sample (tests/reference.rs). At 40 kbit/s the reconstruction
+//! keeps 15 magnitude bits of DQ, 14 at the other rates, as spandsp does.
 
 use crate::{AudioDecoder, CodecError, Concealment, G726Packing};
 
