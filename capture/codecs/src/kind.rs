@@ -150,23 +150,6 @@ impl CodecKind {
         }
     }
 
-    /// The codecs the media step decoded before the codec work: kept with
-    /// that meaning so the engine's output does not change until its media
-    /// step moves to [`CodecKind::from_rtpmap`] (issue 19, phase 2). Every
-    /// other name gives `Unsupported`.
-    pub fn from_name(name: &str, channels: u8, fmtp: Option<&str>) -> CodecKind {
-        match CodecKind::from_rtpmap(name, 0, channels, fmtp) {
-            k @ (CodecKind::Pcmu
-            | CodecKind::Pcma
-            | CodecKind::G722
-            | CodecKind::L16 { .. }
-            | CodecKind::Opus { .. }
-            | CodecKind::Cn
-            | CodecKind::TelephoneEvent) => k,
-            _ => CodecKind::Unsupported,
-        }
-    }
-
     /// RFC 3551 static payload types (table 4). PT 2 (the old G.721) is
     /// left out: RFC 3551 withdrew it and senders disagree on its packing.
     pub fn from_static_pt(pt: u8) -> CodecKind {
@@ -330,16 +313,6 @@ mod tests {
         );
         assert_eq!(k("iLBC", 8000, None), CodecKind::Ilbc { frame_ms: 30 });
         assert_eq!(k("EVS", 16000, None), CodecKind::Unsupported);
-    }
-
-    #[test]
-    fn from_name_keeps_the_old_subset() {
-        assert_eq!(CodecKind::from_name("GSM", 1, None), CodecKind::Unsupported);
-        assert_eq!(CodecKind::from_name("PCMA", 1, None), CodecKind::Pcma);
-        assert_eq!(
-            CodecKind::from_name("opus", 2, Some("stereo=1")),
-            CodecKind::Opus { channels: 2 }
-        );
     }
 
     #[test]

@@ -8,19 +8,8 @@
 
 mod common;
 
-use common::{BitWriter, Pkt, build, check, reference, speech};
+use common::{Pkt, amr_packets, build, check, one_per_packet, reference, speech};
 use voxtap_codecs::{AmrParams, CodecKind, G726Packing};
-
-/// One packet per frame record.
-fn one_per_packet(frames: &[Vec<u8>], samples: usize) -> Vec<Pkt> {
-    frames
-        .iter()
-        .map(|f| Pkt {
-            payload: Some(f.clone()),
-            samples,
-        })
-        .collect()
-}
 
 #[test]
 fn g726_all_rates_both_packings() {
@@ -118,65 +107,6 @@ fn speex_narrowband_and_wideband() {
     }
 }
 
-/// Speech bits per frame type (3GPP TS 26.101 / 26.201).
-fn amr_bits(ft: u8, wideband: bool) -> usize {
-    const NB: [usize; 16] = [
-        95, 103, 118, 134, 148, 159, 204, 244, 39, 0, 0, 0, 0, 0, 0, 0,
-    ];
-    const WB: [usize; 16] = [
-        132, 177, 253, 285, 317, 365, 397, 461, 477, 40, 0, 0, 0, 0, 0, 0,
-    ];
-    (if wideband { WB } else { NB })[usize::from(ft & 15)]
-}
-
-/// Pack storage-format frames into one RFC 4867 payload.
-fn amr_payload(frames: &[&Vec<u8>], octet_aligned: bool, wideband: bool) -> Vec<u8> {
-    let mut w = BitWriter::default();
-    // A CMR asking for mode 5: a request for the other direction that
-    // the decoder must ignore.
-    w.put(5, 4);
-    if octet_aligned {
-        w.put(0, 4);
-    }
-    for (i, f) in frames.iter().enumerate() {
-        let ft = (f[0] >> 3) & 15;
-        let q = (f[0] >> 2) & 1;
-        w.put(u32::from(i + 1 < frames.len()), 1);
-        w.put(u32::from(ft), 4);
-        w.put(u32::from(q), 1);
-        if octet_aligned {
-            w.put(0, 2);
-        }
-    }
-    for f in frames {
-        let n = amr_bits((f[0] >> 3) & 15, wideband);
-        w.put_bits(&f[1..], n);
-        if octet_aligned {
-            w.align();
-        }
-    }
-    w.bytes
-}
-
-/// Group frames 1, 2, 3, 1, 2, 3... per packet; a group of NO_DATA frames
-/// only is not sent (DTX), a mixed one carries them in its ToC.
-fn amr_packets(frames: &[Vec<u8>], octet_aligned: bool, wideband: bool) -> Vec<Pkt> {
-    let per = if wideband { 320 } else { 160 };
-    let mut pkts = Vec::new();
-    let mut i = 0;
-    while i < frames.len() {
-        let k = (pkts.len() % 3 + 1).min(frames.len() - i);
-        let group: Vec<&Vec<u8>> = frames[i..i + k].iter().collect();
-        let all_no_data = group.iter().all(|f| (f[0] >> 3) & 15 == 15);
-        pkts.push(Pkt {
-            payload: (!all_no_data).then(|| amr_payload(&group, octet_aligned, wideband)),
-            samples: per * k,
-        });
-        i += k;
-    }
-    pkts
-}
-
 fn amr_case(wideband: bool, mode: u8, min_src: f64) {
     let rate = if wideband { 16_000 } else { 8000 };
     let bin = if wideband {
@@ -234,44 +164,7 @@ fn g729_with_annex_b_sid_frames() {
         frames.iter().filter(|f| f.len() == 2).count() >= 3,
         "VAD made SID frames"
     );
-    // 20 ms packets: two speech frames, or speech then a SID, or a SID
-    // alone; untransmitted frames are gaps.
-    let mut pkts: Vec<Pkt> = Vec::new();
-    let mut cur: Vec<u8> = Vec::new();
-    let mut cur_frames = 0;
-    let flush = |pkts: &mut Vec<Pkt>, cur: &mut Vec<u8>, n: &mut usize| {
-        if *n > 0 {
-            pkts.push(Pkt {
-                payload: Some(std::mem::take(cur)),
-                samples: 80 * *n,
-            });
-            *n = 0;
-        }
-    };
-    for f in &frames {
-        match f.len() {
-            0 => {
-                flush(&mut pkts, &mut cur, &mut cur_frames);
-                pkts.push(Pkt {
-                    payload: None,
-                    samples: 80,
-                });
-            }
-            2 => {
-                cur.extend_from_slice(f);
-                cur_frames += 1;
-                flush(&mut pkts, &mut cur, &mut cur_frames);
-            }
-            _ => {
-                cur.extend_from_slice(f);
-                cur_frames += 1;
-                if cur_frames == 2 {
-                    flush(&mut pkts, &mut cur, &mut cur_frames);
-                }
-            }
-        }
-    }
-    flush(&mut pkts, &mut cur, &mut cur_frames);
+    let pkts = common::g729_packets(&frames);
     assert!(
         pkts.iter()
             .any(|p| p.payload.as_ref().is_some_and(|b| b.len() % 10 == 2))

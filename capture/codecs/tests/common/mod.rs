@@ -1,6 +1,7 @@
 //! Test helpers: speech from espeak-ng, the reference programs in
-//! `tests/reference/` built with gcc against Debian's codec libraries,
-//! RTP packetising of their frames, and the comparisons.
+//! `capture/codecs/tests/reference/` built with gcc against Debian's codec
+//! libraries, RTP packetising of their frames, and the comparisons. Also
+//! included by the end-to-end codec tests (`tests/tests/codecs.rs`).
 
 #![allow(dead_code)]
 
@@ -13,8 +14,11 @@ use voxtap_codecs::{CodecKind, Decoder};
 /// Serialises the steps that write shared files (speech, binaries).
 static LOCK: Mutex<()> = Mutex::new(());
 
+/// Per package: the codec tests and the end-to-end tests may run at the
+/// same time and must not write each other's files.
 pub fn tmp() -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("codec-reference");
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(concat!("codec-reference-", env!("CARGO_PKG_NAME")));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
@@ -80,11 +84,20 @@ pub fn speech(rate: u32) -> Vec<i16> {
     read_i16(&path)
 }
 
-/// Build `tests/reference/<name>.c` with gcc (once per test binary run).
+/// `capture/codecs/tests/reference`, from whichever package includes this.
+fn reference_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|a| a.join("capture/codecs/tests/reference"))
+        .find(|d| d.is_dir())
+        .expect("capture/codecs/tests/reference")
+}
+
+/// Build `capture/codecs/tests/reference/<name>.c` with gcc (once per test binary run).
 pub fn build(name: &str, libs: &[&str]) -> PathBuf {
     let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let bin = tmp().join(format!("ref-{name}"));
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/reference/{name}.c"));
+    let src = reference_dir().join(format!("{name}.c"));
     let fresh = |b: &Path| {
         let t = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
         let hdr = src.with_file_name("common.h");
@@ -309,4 +322,117 @@ impl BitWriter {
     pub fn align(&mut self) {
         self.bits = self.bytes.len() * 8;
     }
+}
+
+/// One packet per frame record.
+pub fn one_per_packet(frames: &[Vec<u8>], samples: usize) -> Vec<Pkt> {
+    frames
+        .iter()
+        .map(|f| Pkt {
+            payload: Some(f.clone()),
+            samples,
+        })
+        .collect()
+}
+
+/// Speech bits per frame type (3GPP TS 26.101 / 26.201).
+pub fn amr_bits(ft: u8, wideband: bool) -> usize {
+    const NB: [usize; 16] = [
+        95, 103, 118, 134, 148, 159, 204, 244, 39, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    const WB: [usize; 16] = [
+        132, 177, 253, 285, 317, 365, 397, 461, 477, 40, 0, 0, 0, 0, 0, 0,
+    ];
+    (if wideband { WB } else { NB })[usize::from(ft & 15)]
+}
+
+/// Pack storage-format frames into one RFC 4867 payload.
+pub fn amr_payload(frames: &[&Vec<u8>], octet_aligned: bool, wideband: bool) -> Vec<u8> {
+    let mut w = BitWriter::default();
+    // A CMR asking for mode 5: a request for the other direction that
+    // the decoder must ignore.
+    w.put(5, 4);
+    if octet_aligned {
+        w.put(0, 4);
+    }
+    for (i, f) in frames.iter().enumerate() {
+        let ft = (f[0] >> 3) & 15;
+        let q = (f[0] >> 2) & 1;
+        w.put(u32::from(i + 1 < frames.len()), 1);
+        w.put(u32::from(ft), 4);
+        w.put(u32::from(q), 1);
+        if octet_aligned {
+            w.put(0, 2);
+        }
+    }
+    for f in frames {
+        let n = amr_bits((f[0] >> 3) & 15, wideband);
+        w.put_bits(&f[1..], n);
+        if octet_aligned {
+            w.align();
+        }
+    }
+    w.bytes
+}
+
+/// Group frames 1, 2, 3, 1, 2, 3... per packet; a group of NO_DATA frames
+/// only is not sent (DTX), a mixed one carries them in its ToC.
+pub fn amr_packets(frames: &[Vec<u8>], octet_aligned: bool, wideband: bool) -> Vec<Pkt> {
+    let per = if wideband { 320 } else { 160 };
+    let mut pkts = Vec::new();
+    let mut i = 0;
+    while i < frames.len() {
+        let k = (pkts.len() % 3 + 1).min(frames.len() - i);
+        let group: Vec<&Vec<u8>> = frames[i..i + k].iter().collect();
+        let all_no_data = group.iter().all(|f| (f[0] >> 3) & 15 == 15);
+        pkts.push(Pkt {
+            payload: (!all_no_data).then(|| amr_payload(&group, octet_aligned, wideband)),
+            samples: per * k,
+        });
+        i += k;
+    }
+    pkts
+}
+
+/// G.729 frames (10 octets, 2-octet Annex B SIDs, 0 for untransmitted)
+/// into 20 ms packets: two speech frames, or speech then a SID, or a SID
+/// alone; untransmitted frames are gaps.
+pub fn g729_packets(frames: &[Vec<u8>]) -> Vec<Pkt> {
+    let mut pkts: Vec<Pkt> = Vec::new();
+    let mut cur: Vec<u8> = Vec::new();
+    let mut n = 0;
+    let flush = |pkts: &mut Vec<Pkt>, cur: &mut Vec<u8>, n: &mut usize| {
+        if *n > 0 {
+            pkts.push(Pkt {
+                payload: Some(std::mem::take(cur)),
+                samples: 80 * *n,
+            });
+            *n = 0;
+        }
+    };
+    for f in frames {
+        match f.len() {
+            0 => {
+                flush(&mut pkts, &mut cur, &mut n);
+                pkts.push(Pkt {
+                    payload: None,
+                    samples: 80,
+                });
+            }
+            2 => {
+                cur.extend_from_slice(f);
+                n += 1;
+                flush(&mut pkts, &mut cur, &mut n);
+            }
+            _ => {
+                cur.extend_from_slice(f);
+                n += 1;
+                if n == 2 {
+                    flush(&mut pkts, &mut cur, &mut n);
+                }
+            }
+        }
+    }
+    flush(&mut pkts, &mut cur, &mut n);
+    pkts
 }

@@ -658,6 +658,7 @@ impl CallTable {
                 proto: m.proto.clone(),
                 direction: desc.media_direction(m),
                 rtpmap: m.rtpmap.clone(),
+                fmtp: m.fmtp.clone(),
                 crypto: m.crypto.clone(),
                 ptime: m.ptime,
                 announced_ns: ts_ns,

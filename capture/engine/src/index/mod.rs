@@ -93,6 +93,33 @@ fn u(v: i64) -> u64 {
     v.max(0) as u64
 }
 
+/// A stream's rated payload type, whether this build decodes its codec
+/// (None when no SDP or static type names the payload type: the media
+/// step may still guess it) and why not.
+fn audio_of(
+    call: &Call,
+    s: &crate::calls::Stream,
+    payload_types: &[u8],
+) -> (u8, Option<bool>, Option<String>) {
+    let map = crate::media::codec::stream_pt_map(call, s);
+    let pt =
+        crate::media::codec::rated_payload_type(payload_types.iter().copied(), &map).unwrap_or(0);
+    match map.get(&pt) {
+        Some(&(kind, _)) => {
+            let why = crate::media::codec::undecodable_reason(kind, pt, true);
+            (pt, Some(why.is_none()), why)
+        }
+        None => {
+            let why = crate::media::codec::undecodable_reason(
+                voxtap_codecs::CodecKind::Unsupported,
+                pt,
+                false,
+            );
+            (pt, None, why)
+        }
+    }
+}
+
 impl CallRow {
     fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
         Ok(CallRow {
@@ -159,6 +186,11 @@ pub struct StreamRow {
     pub rtcp_cumulative_lost: Option<i32>,
     pub rtcp_jitter_ms: Option<f64>,
     pub mos: Option<f64>,
+    /// Whether this build decodes the stream's codec (None: not known,
+    /// e.g. a payload type no SDP named, or a row indexed before).
+    pub audio_decodable: Option<bool>,
+    /// Why its audio is not decoded.
+    pub audio_reason: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -422,8 +454,9 @@ impl Index {
                 .prepare_cached(
                     "INSERT INTO streams (call, ssrc, src, dst, payload_type, codec, first_ns, last_ns, packets, \
                      expected, lost, out_of_order, duplicates, jitter_ms, max_jitter_ms, max_delta_ms, ptime_ms, \
-                     rtcp_reports, rtcp_fraction_lost, rtcp_cumulative_lost, rtcp_jitter_ms, mos) \
-                     VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22)",
+                     rtcp_reports, rtcp_fraction_lost, rtcp_cumulative_lost, rtcp_jitter_ms, mos, \
+                     audio_decodable, audio_reason) \
+                     VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24)",
                 )
                 .map_err(err)?;
             let indexed_at = i(now_ns());
@@ -436,7 +469,8 @@ impl Index {
                     .iter()
                     .map(|s| {
                         let sum = s.stats.summary();
-                        let pt = sum.payload_types.first().copied().unwrap_or(0);
+                        let (pt, _) =
+                            crate::media::codec::stream_codec(call, s, &sum.payload_types);
                         crate::media::quality::summary_estimate(
                             &call.codec_name(s, pt),
                             sum.lost,
@@ -527,7 +561,7 @@ impl Index {
 
                 for (s, mos) in call.streams.iter().zip(&stream_mos) {
                     let sum = s.stats.summary();
-                    let pt = sum.payload_types.first().copied().unwrap_or(0);
+                    let (pt, decodable, reason) = audio_of(call, s, &sum.payload_types);
                     let rtcp = s.rtcp.reports > 0;
                     ins_stream
                         .execute(params![
@@ -555,6 +589,8 @@ impl Index {
                                 f64::from(s.rtcp.jitter_units) * 1000.0 / f64::from(s.clock_rate)
                             }),
                             *mos,
+                            decodable,
+                            reason,
                         ])
                         .map_err(err)?;
                 }
@@ -753,7 +789,8 @@ impl Index {
             .prepare_cached(
                 "SELECT id, ssrc, src, dst, payload_type, codec, first_ns, last_ns, packets, expected, lost, \
                  out_of_order, duplicates, jitter_ms, max_jitter_ms, max_delta_ms, ptime_ms, rtcp_reports, \
-                 rtcp_fraction_lost, rtcp_cumulative_lost, rtcp_jitter_ms, mos FROM streams WHERE call = ?1 ORDER BY id",
+                 rtcp_fraction_lost, rtcp_cumulative_lost, rtcp_jitter_ms, mos, audio_decodable, audio_reason \
+                 FROM streams WHERE call = ?1 ORDER BY id",
             )
             .and_then(|mut s| {
                 s.query_map([id], |r| {
@@ -780,6 +817,8 @@ impl Index {
                         rtcp_cumulative_lost: r.get(19)?,
                         rtcp_jitter_ms: r.get(20)?,
                         mos: r.get(21)?,
+                        audio_decodable: r.get(22)?,
+                        audio_reason: r.get(23)?,
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()
@@ -912,7 +951,8 @@ impl Index {
             tx.execute(
                 "INSERT INTO main.streams SELECT id + ?2, call + ?1, ssrc, src, dst, payload_type, codec, first_ns, \
                  last_ns, packets, expected, lost, out_of_order, duplicates, jitter_ms, max_jitter_ms, max_delta_ms, \
-                 ptime_ms, rtcp_reports, rtcp_fraction_lost, rtcp_cumulative_lost, rtcp_jitter_ms, mos FROM src.streams",
+                 ptime_ms, rtcp_reports, rtcp_fraction_lost, rtcp_cumulative_lost, rtcp_jitter_ms, mos, \
+                 audio_decodable, audio_reason FROM src.streams",
                 [offset, soffset],
             )?;
             tx.execute(
