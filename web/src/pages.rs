@@ -328,7 +328,7 @@ pub fn call(
             @if pages > 1 { (msg_pager(c.id, page, pages, d.sip.len())) }
             div.ladderbox { (crate::ladder::call(shown, first)) }
         }
-        (streams(&d.streams))
+        (streams(&d.streams, !extras.wavs.is_empty()))
         @if series.streams.iter().any(Option::is_some) { (quality(&d.streams, series)) }
         @if !d.dtmf.is_empty() {
             section { h2 { "DTMF" }
@@ -422,14 +422,35 @@ fn audio(call: i64, wavs: &[String]) -> Markup {
     }
 }
 
-fn streams(streams: &[StreamRow]) -> Markup {
+/// Whether a stream's audio is in the call's WAVs, and why not when it is
+/// not: the index knows whether this build decodes the codec; `has_audio`
+/// whether the media step wrote audio for the call.
+fn audio_cell(s: &StreamRow, has_audio: bool) -> Markup {
+    html! {
+        @match (s.audio_decodable, has_audio) {
+            (Some(true), true) => { span class="badge s-answered" { "decoded" } }
+            (Some(true), false) => { span.muted { "decodable; no audio written (imported without audio)" } }
+            (Some(false), _) => {
+                span class="badge s-failed" { "not decoded" } " "
+                span.muted { (s.audio_reason.as_deref().unwrap_or("")) }
+            }
+            (None, _) => {
+                @if let Some(why) = &s.audio_reason {
+                    span.muted { (why) "; the media step guesses the codec from the packets (quality.json)" }
+                } @else { span.muted { "–" } }
+            }
+        }
+    }
+}
+
+fn streams(streams: &[StreamRow], has_audio: bool) -> Markup {
     html! {
         section {
             h2 { "Streams" }
             @if streams.is_empty() { p.muted { "No RTP streams." } } @else {
                 table.streams {
                     thead { tr {
-                        th { "SSRC" } th { "From" } th { "To" } th { "Codec" }
+                        th { "SSRC" } th { "From" } th { "To" } th { "Codec" } th { "Audio" }
                         th.num { "Packets" } th.num { "Lost" } th.num { "Jitter ms (mean/max)" }
                         th.num { "Max Δ ms" } th.num { "RTCP" } th.num { "MOS" }
                     } }
@@ -439,6 +460,7 @@ fn streams(streams: &[StreamRow]) -> Markup {
                                 td.mono { (format!("0x{:08X}", s.ssrc)) }
                                 td.mono { (s.src) } td.mono { (s.dst) }
                                 td { (s.codec) " (" (s.payload_type) ")" }
+                                td.audio { (audio_cell(s, has_audio)) }
                                 td.num { (s.packets) }
                                 td.num { (s.lost) @if s.expected > 0 { " (" (format!("{:.1}", s.lost.max(0) as f64 * 100.0 / s.expected as f64)) "%)" } }
                                 td.num { (format!("{:.2} / {:.2}", s.jitter_ms, s.max_jitter_ms)) }

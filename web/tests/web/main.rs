@@ -7,6 +7,7 @@ mod common;
 
 mod api;
 mod browser;
+mod call_audio;
 mod charts;
 mod hardening;
 mod remote;

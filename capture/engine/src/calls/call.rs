@@ -122,6 +122,8 @@ pub struct MediaInfo {
     pub proto: String,
     pub direction: Direction,
     pub rtpmap: Vec<RtpMap>,
+    /// `a=fmtp` parameters by payload type (Opus stereo, AMR packing...).
+    pub fmtp: Vec<(u8, String)>,
     pub crypto: Vec<Crypto>,
     pub ptime: Option<u32>,
     /// Capture time of the SIP message that carried it.

@@ -137,6 +137,7 @@ pub(super) fn media_info(
         proto: m.proto.clone(),
         direction: desc.media_direction(m),
         rtpmap: m.rtpmap.clone(),
+        fmtp: m.fmtp.clone(),
         crypto: m.crypto.clone(),
         ptime: m.ptime,
         announced_ns: ts_ns,

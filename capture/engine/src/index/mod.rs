@@ -95,6 +95,33 @@ fn u(v: i64) -> u64 {
     v.max(0) as u64
 }
 
+/// A stream's rated payload type, whether this build decodes its codec
+/// (None when no SDP or static type names the payload type: the media
+/// step may still guess it) and why not.
+pub(crate) fn audio_of(
+    call: &Call,
+    s: &crate::calls::Stream,
+    payload_types: &[u8],
+) -> (u8, Option<bool>, Option<String>) {
+    let map = crate::media::codec::stream_pt_map(call, s);
+    let pt =
+        crate::media::codec::rated_payload_type(payload_types.iter().copied(), &map).unwrap_or(0);
+    match map.get(&pt) {
+        Some(&(kind, _)) => {
+            let why = crate::media::codec::undecodable_reason(kind, pt, true);
+            (pt, Some(why.is_none()), why)
+        }
+        None => {
+            let why = crate::media::codec::undecodable_reason(
+                voxtap_codecs::CodecKind::Unsupported,
+                pt,
+                false,
+            );
+            (pt, None, why)
+        }
+    }
+}
+
 impl CallRow {
     fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
         Ok(CallRow {
@@ -161,6 +188,11 @@ pub struct StreamRow {
     pub rtcp_cumulative_lost: Option<i32>,
     pub rtcp_jitter_ms: Option<f64>,
     pub mos: Option<f64>,
+    /// Whether this build decodes the stream's codec (None: not known,
+    /// e.g. a payload type no SDP named, or a row indexed before).
+    pub audio_decodable: Option<bool>,
+    /// Why its audio is not decoded.
+    pub audio_reason: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -217,6 +249,8 @@ impl StreamRow {
             rtcp_cumulative_lost: r.get(19)?,
             rtcp_jitter_ms: r.get(20)?,
             mos: r.get(21)?,
+            audio_decodable: r.get(22)?,
+            audio_reason: r.get(23)?,
         })
     }
 }
@@ -612,7 +646,8 @@ impl Index {
             streams: self.rows(
                 "SELECT id, ssrc, src, dst, payload_type, codec, first_ns, last_ns, packets, expected, lost, \
                  out_of_order, duplicates, jitter_ms, max_jitter_ms, max_delta_ms, ptime_ms, rtcp_reports, \
-                 rtcp_fraction_lost, rtcp_cumulative_lost, rtcp_jitter_ms, mos FROM streams WHERE call = ?1 ORDER BY id",
+                 rtcp_fraction_lost, rtcp_cumulative_lost, rtcp_jitter_ms, mos, audio_decodable, audio_reason \
+                 FROM streams WHERE call = ?1 ORDER BY id",
                 [id],
                 StreamRow::from_row,
             )?,
@@ -728,7 +763,8 @@ impl Index {
             tx.execute(
                 "INSERT INTO main.streams SELECT id + ?2, call + ?1, ssrc, src, dst, payload_type, codec, first_ns, \
                  last_ns, packets, expected, lost, out_of_order, duplicates, jitter_ms, max_jitter_ms, max_delta_ms, \
-                 ptime_ms, rtcp_reports, rtcp_fraction_lost, rtcp_cumulative_lost, rtcp_jitter_ms, mos FROM src.streams",
+                 ptime_ms, rtcp_reports, rtcp_fraction_lost, rtcp_cumulative_lost, rtcp_jitter_ms, mos, \
+                 audio_decodable, audio_reason FROM src.streams",
                 [offset, soffset],
             )?;
             tx.execute(

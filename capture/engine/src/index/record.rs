@@ -37,8 +37,9 @@ impl<'t> Inserts<'t> {
             stream: tx.prepare_cached(
                 "INSERT INTO streams (call, ssrc, src, dst, payload_type, codec, first_ns, last_ns, packets, \
                  expected, lost, out_of_order, duplicates, jitter_ms, max_jitter_ms, max_delta_ms, ptime_ms, \
-                 rtcp_reports, rtcp_fraction_lost, rtcp_cumulative_lost, rtcp_jitter_ms, mos) \
-                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22)",
+                 rtcp_reports, rtcp_fraction_lost, rtcp_cumulative_lost, rtcp_jitter_ms, mos, \
+                 audio_decodable, audio_reason) \
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24)",
             )?,
         })
     }
@@ -147,7 +148,7 @@ impl<'t> Inserts<'t> {
         mos: Option<f64>,
     ) -> rusqlite::Result<()> {
         let sum = s.stats.summary();
-        let pt = sum.payload_types.first().copied().unwrap_or(0);
+        let (pt, decodable, reason) = super::audio_of(call, s, &sum.payload_types);
         let rtcp = s.rtcp.reports > 0;
         self.stream.execute(params![
             id,
@@ -173,6 +174,8 @@ impl<'t> Inserts<'t> {
             (rtcp && s.clock_rate > 0)
                 .then(|| f64::from(s.rtcp.jitter_units) * 1000.0 / f64::from(s.clock_rate)),
             mos,
+            decodable,
+            reason,
         ])?;
         Ok(())
     }
@@ -184,7 +187,7 @@ fn stream_mos(call: &Call) -> Vec<Option<f64>> {
         .iter()
         .map(|s| {
             let sum = s.stats.summary();
-            let pt = sum.payload_types.first().copied().unwrap_or(0);
+            let (pt, _) = crate::media::codec::stream_codec(call, s, &sum.payload_types);
             crate::media::quality::summary_estimate(
                 &call.codec_name(s, pt),
                 sum.lost,

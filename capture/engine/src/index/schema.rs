@@ -146,4 +146,10 @@ CREATE TABLE access_log (
 );
 CREATE INDEX access_log_ts ON access_log(ts_ns);
 "#,
+    // 2: whether this build decodes a stream's codec, and why not (the
+    // call page's "Audio" column). NULL in rows indexed before.
+    r#"
+ALTER TABLE streams ADD COLUMN audio_decodable INTEGER;
+ALTER TABLE streams ADD COLUMN audio_reason TEXT;
+"#,
 ];
