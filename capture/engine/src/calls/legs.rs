@@ -429,19 +429,18 @@ pub fn relay_hop(old: &StreamKey, new: &StreamKey, cfg: &LegConfig) -> Option<St
         return None;
     }
     if ns == od {
-        return Some(format!("it leaves {} from the host the other leg's stream went to ({})", new.src, old.dst));
+        return Some(format!(
+            "it leaves {} from the host the other leg's stream went to ({})",
+            new.src, old.dst
+        ));
     }
-    if let Some(r) = cfg
-        .relays
-        .iter()
-        .find(|r| r.contains(ns) && r.contains(od))
-    {
+    if let Some(r) = cfg.relays.iter().find(|r| r.contains(ns) && r.contains(od)) {
         return Some(format!(
             "it leaves {} and the other leg's stream went to {}, both of the configured relay {}/{}",
             new.src, old.dst, r.addr, r.prefix
         ));
     }
-    if ns != os && nd != od {
+    if ns != os && nd != od && ns != od && nd != os {
         return Some(format!(
             "the other leg's stream {} -> {} and this one {} -> {} share no host (a relay with an address on each side)",
             old.src, old.dst, new.src, new.dst
@@ -527,7 +526,6 @@ pub(super) struct Groups {
 
 /// Pending names kept at most: a flood of bogus names must not grow memory.
 const MAX_PENDING_NAMES: usize = 100_000;
-
 
 impl Groups {
     /// A new call, alone in its group.
@@ -800,7 +798,9 @@ impl Groups {
         for other in others {
             let Some(c) = open.get(&other) else { continue };
             for s in c.streams().iter().filter(|s| s.key.ssrc == ssrc) {
-                let Some(r) = s.recent_packet(seq) else { continue };
+                let Some(r) = s.recent_packet(seq) else {
+                    continue;
+                };
                 let delay = ts_ns.saturating_sub(r.ns);
                 if r.rtp_ts != p.timestamp()
                     || r.hash != seen.hash
@@ -921,7 +921,13 @@ impl Groups {
             run.ts_offset as i32,
             p.ssrc(),
         );
-        self.link(open, call_no, first.call_no, LinkMethod::MediaPayload, detail);
+        self.link(
+            open,
+            call_no,
+            first.call_no,
+            LinkMethod::MediaPayload,
+            detail,
+        );
     }
 }
 

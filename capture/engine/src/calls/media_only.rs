@@ -83,8 +83,7 @@ impl MediaOnly {
                 self.stats.dropped += 1;
                 return None;
             }
-            self.by_pair
-                .insert(key, Call::media_only(*next_no, ts_ns));
+            self.by_pair.insert(key, Call::media_only(*next_no, ts_ns));
             *next_no += 1;
             self.stats.records += 1;
             for ep in [key.0, key.1] {

@@ -345,7 +345,11 @@ impl CallTable {
     /// SIP outside INVITE dialogs (the signalling tables take it).
     fn route_sip(&mut self, cid: &[u8], p: &SipPacket<'_, '_>) -> Option<(u64, bool)> {
         if let Some(&no) = self.by_call_id.get(cid) {
-            if !self.calls.get(&no).is_some_and(|c| c.starts_new_call(p.msg)) {
+            if !self
+                .calls
+                .get(&no)
+                .is_some_and(|c| c.starts_new_call(p.msg))
+            {
                 return Some((no, false));
             }
             self.stats.calls_reusing_call_id += 1;

@@ -147,8 +147,13 @@ impl Index {
         let text = q.text.as_deref().map(str::trim).unwrap_or_default();
         let (cond, arg) = match text.strip_suffix('*') {
             _ if text.is_empty() => ("1 = ?1", String::from("1")),
-            Some(prefix) => ("user >= ?1 AND user < ?1 || char(1114111)", prefix.to_string()),
-            None if text.parse::<std::net::IpAddr>().is_ok() => ("client_ip = ?1", text.to_string()),
+            Some(prefix) => (
+                "user >= ?1 AND user < ?1 || char(1114111)",
+                prefix.to_string(),
+            ),
+            None if text.parse::<std::net::IpAddr>().is_ok() => {
+                ("client_ip = ?1", text.to_string())
+            }
             None => ("user = ?1", text.to_string()),
         };
         let sql = format!(
@@ -188,7 +193,11 @@ impl Index {
     }
 
     /// Media-only streams, newest first.
-    pub fn media_streams(&self, limit: u32, offset: u64) -> Result<Vec<MediaStreamRow>, IndexError> {
+    pub fn media_streams(
+        &self,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Vec<MediaStreamRow>, IndexError> {
         self.rows(
             &format!(
                 "SELECT {MEDIA_COLS} FROM media_streams ORDER BY first_ns DESC, id DESC LIMIT {} OFFSET {offset}",

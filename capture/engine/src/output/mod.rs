@@ -711,7 +711,11 @@ pub fn write_pcap(frames: &[CallFrame], path: &Path) -> Result<(), OutputError> 
     w.flush().map_err(io_err(path))
 }
 
-pub(crate) fn write_csv(path: &Path, header: &[&str], rows: &[(u64, Vec<String>)]) -> Result<(), OutputError> {
+pub(crate) fn write_csv(
+    path: &Path,
+    header: &[&str],
+    rows: &[(u64, Vec<String>)],
+) -> Result<(), OutputError> {
     let f = File::create(path).map_err(io_err(path))?;
     let mut w = CsvWriter::new(BufWriter::new(f));
     w.row(header.iter().copied()).map_err(io_err(path))?;

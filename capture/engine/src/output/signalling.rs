@@ -140,7 +140,12 @@ impl CallWriter {
     /// half a file). Registrations that failed come first.
     pub fn write_signalling(&mut self, s: &Signalling) -> Result<(), OutputError> {
         let mut regs: Vec<&Binding> = s.registrations().iter().collect();
-        regs.sort_by_key(|b| (!matches!(b.outcome(), "failed" | "challenged" | "unanswered"), b.first_ns));
+        regs.sort_by_key(|b| {
+            (
+                !matches!(b.outcome(), "failed" | "challenged" | "unanswered"),
+                b.first_ns,
+            )
+        });
         let rows: Vec<(u64, Vec<String>)> = regs
             .iter()
             .map(|b| (b.first_ns, registration_row(b)))

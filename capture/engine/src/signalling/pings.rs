@@ -139,7 +139,12 @@ impl Pings {
         }
     }
 
-    pub fn on_sip(&mut self, m: &SipSeen<'_, '_>, cfg: &SignallingConfig, st: &mut SignallingStats) {
+    pub fn on_sip(
+        &mut self,
+        m: &SipSeen<'_, '_>,
+        cfg: &SignallingConfig,
+        st: &mut SignallingStats,
+    ) {
         let Some(key) = m.tx_key() else { return };
         if m.msg.is_request() {
             let Some(i) = self.peer(m.src.ip(), m.dst.ip(), m.ts_ns, cfg, st) else {

@@ -78,7 +78,12 @@ impl Registrations {
         &self.bindings
     }
 
-    pub fn on_sip(&mut self, m: &SipSeen<'_, '_>, cfg: &SignallingConfig, st: &mut SignallingStats) {
+    pub fn on_sip(
+        &mut self,
+        m: &SipSeen<'_, '_>,
+        cfg: &SignallingConfig,
+        st: &mut SignallingStats,
+    ) {
         let Some(key) = m.tx_key() else { return };
         if m.msg.is_request() {
             self.on_request(m, key, cfg, st);
@@ -235,12 +240,18 @@ mod tests {
         feed(0, msg("REGISTER sip:x", 1, c, ""));
         feed(10, msg("401 Unauthorized", 1, c, ""));
         feed(20, msg("REGISTER sip:x", 2, c, ""));
-        feed(30, msg("200 OK", 2, "<sip:1001@10.0.0.5:5060>;expires=300", ""));
+        feed(
+            30,
+            msg("200 OK", 2, "<sip:1001@10.0.0.5:5060>;expires=300", ""),
+        );
         for (i, t) in [300_000u64, 600_000].iter().enumerate() {
             let n = 3 + i as u32;
             feed(*t, msg("REGISTER sip:x", n, c, ""));
             feed(*t + 5, msg("REGISTER sip:x", n, c, "")); // retransmission
-            feed(*t + 9, msg("200 OK", n, "<sip:1001@10.0.0.5:5060>;expires=300", ""));
+            feed(
+                *t + 9,
+                msg("200 OK", n, "<sip:1001@10.0.0.5:5060>;expires=300", ""),
+            );
         }
         feed(900_000, msg("REGISTER sip:x", 5, c, ""));
         feed(900_010, msg("403 Forbidden", 5, c, ""));
@@ -249,7 +260,10 @@ mod tests {
         let b = s.registrations();
         assert_eq!(b.len(), 1);
         let b = &b[0];
-        assert_eq!((b.user.as_str(), b.contact.as_str()), ("1001", "sip:1001@10.0.0.5:5060"));
+        assert_eq!(
+            (b.user.as_str(), b.contact.as_str()),
+            ("1001", "sip:1001@10.0.0.5:5060")
+        );
         assert_eq!(b.requests, 8);
         assert_eq!((b.registered, b.refreshes()), (3, 2));
         assert_eq!((b.challenges, b.failures, b.unanswered), (1, 1, 1));

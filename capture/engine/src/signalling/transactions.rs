@@ -47,12 +47,21 @@ pub(super) struct Transactions {
 }
 
 impl Transactions {
-    pub fn on_sip(&mut self, m: &SipSeen<'_, '_>, cfg: &SignallingConfig, st: &mut SignallingStats) {
+    pub fn on_sip(
+        &mut self,
+        m: &SipSeen<'_, '_>,
+        cfg: &SignallingConfig,
+        st: &mut SignallingStats,
+    ) {
         let Some((cid, n)) = m.tx_key() else { return };
         let Some((_, method)) = m.msg.cseq() else {
             return;
         };
-        let key = (cid, n, crate::calls::legs::payload_hash(method.as_str().as_bytes()));
+        let key = (
+            cid,
+            n,
+            crate::calls::legs::payload_hash(method.as_str().as_bytes()),
+        );
         if !self.open.contains_key(&key) {
             if self.open.len() >= cfg.max_pending {
                 st.transactions_dropped += 1;
@@ -63,7 +72,10 @@ impl Transactions {
             } else {
                 (m.dst, m.src)
             };
-            self.open.insert(key, new_transaction(m, method.as_str().into_owned(), n, src, dst));
+            self.open.insert(
+                key,
+                new_transaction(m, method.as_str().into_owned(), n, src, dst),
+            );
         }
         let Some(t) = self.open.get_mut(&key) else {
             return;
@@ -171,13 +183,22 @@ mod tests {
         feed(12, "200 OK", "1 NOTIFY", true);
         feed(20, "NOTIFY sip:alice@x", "2 NOTIFY", false);
         s.tick(20_000);
-        assert!(s.drain_transactions().is_empty(), "retransmissions may still come");
+        assert!(
+            s.drain_transactions().is_empty(),
+            "retransmissions may still come"
+        );
         s.tick(40_000_000_000);
         let t = s.drain_transactions();
         assert_eq!(t.len(), 3);
         assert_eq!(
-            t.iter().map(|t| (t.method.as_str(), t.status)).collect::<Vec<_>>(),
-            [("SUBSCRIBE", Some(200)), ("NOTIFY", Some(200)), ("NOTIFY", None)]
+            t.iter()
+                .map(|t| (t.method.as_str(), t.status))
+                .collect::<Vec<_>>(),
+            [
+                ("SUBSCRIBE", Some(200)),
+                ("NOTIFY", Some(200)),
+                ("NOTIFY", None)
+            ]
         );
         assert_eq!((t[0].requests, t[0].responses), (1, 2));
         assert_eq!(t[0].response_time_ns(), Some(8_000_000));

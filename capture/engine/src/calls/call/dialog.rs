@@ -242,8 +242,7 @@ impl Call {
     /// `tx_wait_ns` old: no retransmission comes after that), or it has been
     /// idle for `idle_ns`.
     pub(in crate::calls) fn due(&self, now_ns: u64, idle_ns: u64, tx_wait_ns: u64) -> bool {
-        let settled =
-            self.awaiting == 0 || self.last_sip_ns.saturating_add(tx_wait_ns) <= now_ns;
+        let settled = self.awaiting == 0 || self.last_sip_ns.saturating_add(tx_wait_ns) <= now_ns;
         self.linger_until.is_some_and(|t| t <= now_ns && settled)
             || self.last_ns.saturating_add(idle_ns) <= now_ns
     }
@@ -307,7 +306,11 @@ pub(in crate::calls) fn from_tag_hash(msg: &Message<'_>) -> u64 {
 /// An INVITE outside any dialog (no To-tag) that is not a retransmission or
 /// a challenge retry of the one that made a call with `from_tag` and
 /// `max_cseq`: another From-tag, or a CSeq past the old dialog's.
-pub(in crate::calls) fn is_new_initial_invite(msg: &Message<'_>, from_tag: u64, max_cseq: u32) -> bool {
+pub(in crate::calls) fn is_new_initial_invite(
+    msg: &Message<'_>,
+    from_tag: u64,
+    max_cseq: u32,
+) -> bool {
     let invite = matches!(
         msg.start(),
         StartLine::Request {

@@ -110,9 +110,8 @@ impl Call {
         };
         let earlier = || self.media[..media_idx].iter().filter(|o| is_t38(o));
         let answers = earlier().any(|o| o.announced_by != m.announced_by);
-        let answered_before = earlier().any(|o| {
-            earlier().any(|x| x.announced_by != o.announced_by)
-        });
+        let answered_before =
+            earlier().any(|o| earlier().any(|x| x.announced_by != o.announced_by));
         if self.fax_ns.is_none() || (answers && !answered_before) {
             self.fax_ns = Some(m.announced_ns);
         }
