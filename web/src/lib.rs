@@ -18,8 +18,10 @@ mod import;
 mod jobs;
 mod ladder;
 mod legs_view;
+mod media_view;
 mod pages;
 mod quality;
+mod signalling_view;
 pub mod status_view;
 mod text;
 
@@ -40,6 +42,7 @@ use axum::routing::{get, post};
 use voxtap_engine::index::{INDEX_FILE, Index, IndexError};
 
 pub use config::Config;
+pub use signalling_view::exposition as signalling_exposition;
 
 pub const SESSION_COOKIE: &str = "voxtap_session";
 
@@ -418,7 +421,11 @@ pub fn router(st: Shared) -> Router {
         .route("/api/calls/{id}", get(h::api_call))
         .route("/api/import/{job}", get(import::api_job))
         .route("/healthz", get(h::healthz))
-        .route("/metrics", get(h::metrics))
+        .route("/metrics", get(signalling_view::metrics))
+        .route("/registrations", get(signalling_view::page))
+        .route("/api/registrations", get(signalling_view::api))
+        .route("/media", get(media_view::page))
+        .route("/media/{id}/files/{name}", get(media_view::file))
         .route("/static/style.css", get(h::style))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/static/app.js", get(h::script))

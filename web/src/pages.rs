@@ -41,6 +41,8 @@ fn layout(title: &str, ident: Option<&Identity>, body: Markup) -> String {
                     @if let Some(id) = ident {
                         nav {
                             a href="/calls" { "Calls" }
+                            a href="/registrations" { "Registrations" }
+                            a href="/media" { "Media only" }
                             a href="/import" { "Import" }
                             a href="/sensor" { "Sensor" }
                             a href="/hosts" { "Hosts" }
@@ -306,9 +308,10 @@ pub fn call(
             (crate::legs_view::section(c.id, legs))
         } @else if !d.legs.is_empty() {
             section { h2 { "Other legs" }
-                ul { @for l in &d.legs { li { a href={"/calls/" (l.other_call)} { "call " (l.other_call) } " (" (l.method) ")" } } }
+                ul { @for l in &d.legs { li { a href={"/calls/" (l.other_call)} { "call " (l.other_call) } " (" (l.method) ")" @if let Some(w) = &l.detail { ": " span.evidence { (w) } } } } }
             }
         }
+        @if d.fax_ns.is_some() { (crate::media_view::fax(d)) }
         (messages(&d.sip))
     };
     layout(&format!("Call {}", c.call_id), Some(id), body)

@@ -309,11 +309,12 @@ impl Run<'_> {
     ) -> Result<ImportReport, ImportError> {
         self.pipeline.finish();
         self.write_ended()?;
-        let sig = self.pipeline.signalling();
-        self.writer.write_signalling(sig)?;
-        self.index.record_signalling(sig)?;
-        self.report.registrations = sig.registrations().len() as u64;
-        self.report.ping_pairs = sig.pings().len() as u64;
+        write_signalling(
+            &mut self.pipeline,
+            &mut self.writer,
+            Some(&mut self.index),
+            &mut self.report,
+        )?;
         self.writer.finish()?;
         self.progress.done();
         for s in sources {
@@ -406,6 +407,25 @@ pub fn write_ended_indexed(
     {
         index.record_calls(&batch)?;
     }
+    Ok(())
+}
+
+/// Writes registrations.csv and pings.csv as the tables are now (and the
+/// index's registrations and pings), and counts them in `report` (import's
+/// end; a long-running listener now and then).
+pub fn write_signalling(
+    pipeline: &mut Pipeline,
+    writer: &mut CallWriter,
+    index: Option<&mut Index>,
+    report: &mut ImportReport,
+) -> Result<(), ImportError> {
+    let sig = pipeline.signalling().snapshot();
+    writer.write_signalling(&sig)?;
+    if let Some(index) = index {
+        index.record_signalling(&sig)?;
+    }
+    report.registrations = sig.registrations.len() as u64;
+    report.ping_pairs = sig.pings.len() as u64;
     Ok(())
 }
 

@@ -588,4 +588,73 @@ mod tests {
         );
         assert!(t.by_call_id.is_empty() && t.groups.is_empty());
     }
+
+    fn msg(cid: &str, start: &str, cseq: &str, tags: (&str, &str)) -> Vec<u8> {
+        let line = if start.starts_with(|c: char| c.is_ascii_digit()) {
+            format!("SIP/2.0 {start}")
+        } else {
+            format!("{start} SIP/2.0")
+        };
+        let tt = if tags.1.is_empty() {
+            String::new()
+        } else {
+            format!(";tag={}", tags.1)
+        };
+        format!(
+            "{line}\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nFrom: <sip:a@x>;tag={}\r\nTo: <sip:b@x>{tt}\r\nCall-ID: {cid}\r\nCSeq: {cseq}\r\nContent-Length: 0\r\n\r\n",
+            tags.0
+        )
+        .into_bytes()
+    }
+
+    /// A BYE without its 200 keeps the call open past the linger until the
+    /// transaction wait; a closed call's Call-ID absorbs late messages for
+    /// the transaction wait after its last SIP, then forgets it; a new
+    /// initial INVITE makes a new call.
+    #[test]
+    fn transaction_wait_and_closed_call_ids() {
+        let s = 1_000_000_000u64;
+        let mut t = CallTable::new(CallConfig::default());
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "10.0.0.1:5060".parse().unwrap(),
+            "10.0.0.2:5060".parse().unwrap(),
+        );
+        let feed = |t: &mut CallTable, at: u64, raw: Vec<u8>| {
+            let m = voxtap_proto::sip::parse(&raw).unwrap();
+            t.on_sip(at, a, b, "UDP", &m, &[]);
+        };
+        let (fg, f) = (("f", "g"), ("f", ""));
+        feed(&mut t, s, msg("c1", "INVITE sip:b@x", "1 INVITE", f));
+        feed(&mut t, 2 * s, msg("c1", "200 OK", "1 INVITE", fg));
+        feed(&mut t, 3 * s, msg("c1", "BYE sip:b@x", "2 BYE", fg));
+        // Linger (5 s) is over, but the BYE is not answered.
+        t.tick(10 * s);
+        assert_eq!(t.open_calls(), 1);
+        feed(&mut t, 20 * s, msg("c1", "BYE sip:b@x", "2 BYE", fg));
+        t.tick(51 * s);
+        assert_eq!(t.open_calls(), 1, "32 s after the last retransmission");
+        t.tick(53 * s);
+        assert_eq!(t.open_calls(), 0);
+        assert_eq!(t.drain_ended()[0].sip_messages(), 4);
+
+        // Answered BYE: closed after the linger, late copies absorbed.
+        feed(&mut t, 100 * s, msg("c2", "INVITE sip:b@x", "1 INVITE", f));
+        feed(&mut t, 101 * s, msg("c2", "BYE sip:b@x", "2 BYE", fg));
+        feed(&mut t, 101 * s + 1, msg("c2", "200 OK", "2 BYE", fg));
+        t.tick(107 * s);
+        assert_eq!(t.open_calls(), 0);
+        // c1's Call-ID was forgotten 32 s after its last BYE.
+        assert_eq!(t.closed.len(), 1);
+        feed(&mut t, 120 * s, msg("c2", "BYE sip:b@x", "2 BYE", fg));
+        assert_eq!((t.open_calls(), t.stats().sip_after_close), (0, 1));
+        t.tick(140 * s);
+        assert_eq!(t.closed.len(), 0);
+        feed(
+            &mut t,
+            141 * s,
+            msg("c2", "INVITE sip:b@x", "9 INVITE", ("h", "")),
+        );
+        assert_eq!(t.open_calls(), 1);
+        assert_eq!(t.stats().calls_created, 3);
+    }
 }

@@ -495,7 +495,7 @@ impl Index {
     /// they are now (an import's end, a sensor's snapshot).
     pub fn record_signalling(
         &mut self,
-        s: &crate::signalling::Signalling,
+        s: &crate::signalling::SignallingSnapshot,
     ) -> Result<(), IndexError> {
         let path = self.path.clone();
         let err = |source| IndexError::Sqlite {

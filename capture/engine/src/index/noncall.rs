@@ -146,7 +146,7 @@ impl Index {
     pub fn registrations(&self, q: &RegistrationQuery) -> Result<Vec<RegistrationRow>, IndexError> {
         let text = q.text.as_deref().map(str::trim).unwrap_or_default();
         let (cond, arg) = match text.strip_suffix('*') {
-            _ if text.is_empty() => ("1 = ?1", String::from("1")),
+            _ if text.is_empty() => ("?1 = ''", String::new()),
             Some(prefix) => (
                 "user >= ?1 AND user < ?1 || char(1114111)",
                 prefix.to_string(),

@@ -321,7 +321,7 @@ pub(super) fn insert_legs(
 /// they are now.
 pub(super) fn replace_signalling(
     tx: &Transaction<'_>,
-    s: &crate::signalling::Signalling,
+    s: &crate::signalling::SignallingSnapshot,
 ) -> rusqlite::Result<()> {
     tx.execute("DELETE FROM registrations", [])?;
     tx.execute("DELETE FROM pings", [])?;
@@ -330,7 +330,7 @@ pub(super) fn replace_signalling(
          expires, requests, registered, refreshes, challenges, failures, unanswered, first_ns, last_ns, call_id) \
          VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)",
     )?;
-    for b in s.registrations() {
+    for b in &s.registrations {
         reg.execute(params![
             b.user,
             b.aor,
@@ -356,7 +356,7 @@ pub(super) fn replace_signalling(
         "INSERT OR REPLACE INTO pings (src, dst, pings, requests, responses, codes, unanswered, loss_pct, \
          rtt_avg_ms, rtt_max_ms, keepalives, first_ns, last_ns) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
     )?;
-    for p in s.pings() {
+    for p in &s.pings {
         let ms = |ns: u64| ns as f64 / 1e6;
         ping.execute(params![
             p.src.to_string(),

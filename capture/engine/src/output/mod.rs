@@ -387,7 +387,9 @@ impl CallWriter {
         write_pcap(&frames, &folder.join("call.pcap"))?;
         w.packets = frames.len() as u64;
         w.link_mismatch = mismatch;
-        write_sip_txt(call, &folder.join("sip.txt"))?;
+        if !call.is_media_only() {
+            write_sip_txt(call, &folder.join("sip.txt"))?;
+        }
         for p in &mut self.processors {
             p.process(call, &frames, &folder)?;
         }

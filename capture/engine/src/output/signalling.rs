@@ -7,7 +7,7 @@ use std::io::{BufWriter, Write};
 
 use super::csv::CsvWriter;
 use super::{CallWriter, OutputError, format_ts, io_err, write_csv};
-use crate::signalling::{Binding, PeerPings, Signalling, Transaction};
+use crate::signalling::{Binding, PeerPings, SignallingSnapshot, Transaction};
 
 /// One row per binding (address of record, contact).
 pub const REGISTRATIONS_HEADER: &[&str] = &[
@@ -138,8 +138,8 @@ impl CallWriter {
     /// Rewrite registrations.csv and pings.csv from the tables as they are
     /// now (each written beside and renamed over, so a reader never sees
     /// half a file). Registrations that failed come first.
-    pub fn write_signalling(&mut self, s: &Signalling) -> Result<(), OutputError> {
-        let mut regs: Vec<&Binding> = s.registrations().iter().collect();
+    pub fn write_signalling(&mut self, s: &SignallingSnapshot) -> Result<(), OutputError> {
+        let mut regs: Vec<&Binding> = s.registrations.iter().collect();
         regs.sort_by_key(|b| {
             (
                 !matches!(b.outcome(), "failed" | "challenged" | "unanswered"),
@@ -151,11 +151,8 @@ impl CallWriter {
             .map(|b| (b.first_ns, registration_row(b)))
             .collect();
         self.replace_csv("registrations.csv", REGISTRATIONS_HEADER, &rows)?;
-        let rows: Vec<(u64, Vec<String>)> = s
-            .pings()
-            .iter()
-            .map(|p| (p.first_ns, ping_row(p)))
-            .collect();
+        let rows: Vec<(u64, Vec<String>)> =
+            s.pings.iter().map(|p| (p.first_ns, ping_row(p))).collect();
         self.replace_csv("pings.csv", PINGS_HEADER, &rows)
     }
 

@@ -77,6 +77,14 @@ impl SipSeen<'_, '_> {
     }
 }
 
+/// The registrations and pings as they are at one moment, for the outputs
+/// (a live sensor hands one to its writer thread now and then).
+#[derive(Clone, Debug, Default)]
+pub struct SignallingSnapshot {
+    pub registrations: Vec<Binding>,
+    pub pings: Vec<PeerPings>,
+}
+
 pub struct Signalling {
     cfg: SignallingConfig,
     registrations: registrations::Registrations,
@@ -160,6 +168,14 @@ impl Signalling {
     /// Every pair of peers that pinged, in order of first sight.
     pub fn pings(&self) -> &[PeerPings] {
         self.pings.peers()
+    }
+
+    /// A copy of the registrations and pings as they are now.
+    pub fn snapshot(&self) -> SignallingSnapshot {
+        SignallingSnapshot {
+            registrations: self.registrations().to_vec(),
+            pings: self.pings().to_vec(),
+        }
     }
 
     /// Transactions done since the last drain (answered and past their

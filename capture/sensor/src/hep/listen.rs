@@ -428,6 +428,7 @@ fn consume(
     let mut last_flush = Instant::now();
     let (mut last_ts, mut last_at) = (0u64, Instant::now());
     let mut last_status = Instant::now();
+    let mut last_signalling = Instant::now();
     loop {
         let m = match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(m) => Some(m),
@@ -474,6 +475,16 @@ fn consume(
                 &mut report,
             )?;
         }
+        if last_signalling.elapsed() >= SIGNALLING_EVERY {
+            last_signalling = Instant::now();
+            // Registrations and pings as they are now, for the web UI.
+            voxtap_engine::import::write_signalling(
+                &mut pipeline,
+                &mut writer,
+                Some(&mut index),
+                &mut report,
+            )?;
+        }
         if opts.status && last_status.elapsed() >= Duration::from_secs(1) {
             last_status = Instant::now();
             let _ = crate::status::write(&opts.out, "hep-listen", &counters.snapshot());
@@ -487,11 +498,21 @@ fn consume(
         Some(&mut index),
         &mut report,
     )?;
+    voxtap_engine::import::write_signalling(
+        &mut pipeline,
+        &mut writer,
+        Some(&mut index),
+        &mut report,
+    )?;
     writer.finish().map_err(|e| ListenError::Import(e.into()))?;
     report.stats = pipeline.stats().clone();
     report.elapsed = started.elapsed();
     Ok(report)
 }
+
+/// registrations.csv, pings.csv and the index's copies are refreshed this
+/// often while the listener runs.
+const SIGNALLING_EVERY: Duration = Duration::from_secs(10);
 
 fn fresh_index(out: &Path) -> Result<Index, ListenError> {
     for suffix in ["", "-wal", "-shm"] {

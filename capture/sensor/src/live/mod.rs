@@ -47,6 +47,7 @@ use batch::Batch;
 use voxtap_engine::calls::{Call, EndpointEvent, PacketRef};
 use voxtap_engine::output::CallWriter;
 use voxtap_engine::pipeline::{Pipeline, PipelineConfig, PipelineStats};
+use voxtap_engine::signalling::{SignallingSnapshot, Transaction};
 use voxtap_proto::pcapio::LinkType;
 
 /// Batches in flight between reader and worker, and their size.
@@ -271,6 +272,7 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
             .map_err(|_| anyhow!("batch pool"))?;
     }
     let (ended_tx, ended_rx) = mpsc::channel::<(u64, Vec<Call>)>();
+    let (sig_tx, sig_rx) = mpsc::channel::<SignallingBatch>();
     let cores = cfg.workers.cores.clone();
 
     let reader = {
@@ -302,6 +304,13 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
             .output
             .idle_timeout_seconds
             .saturating_mul(1_000_000_000);
+        pcfg.calls.all_dialogs = cfg.output.all_dialogs;
+        pcfg.calls.legs.relays = cfg
+            .output
+            .media_relays
+            .iter()
+            .filter_map(|r| voxtap_engine::calls::legs::IpNet::parse(r))
+            .collect();
         if cfg.hep.enabled {
             // HEP export (docs/hep.md): counters in <out>/status/hep.json.
             let export =
@@ -313,7 +322,8 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
             .name("voxtap-pipeline".into())
             .spawn(move || {
                 pin(&cores, 1, "pipeline");
-                worker_loop(pcfg, full_rx, empty_tx, endpoints, &lost, ended_tx, &live)
+                let out = (ended_tx, sig_tx);
+                worker_loop(pcfg, full_rx, empty_tx, endpoints, &lost, out, &live)
             })
             .context("starting the pipeline thread")?
     };
@@ -324,7 +334,8 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
             .name("voxtap-output".into())
             .spawn(move || {
                 pin(&cores, 2, "output");
-                output_loop(mgr, writer, call_index, file_rx, ended_rx, &durable, &live)
+                let rx = (ended_rx, sig_rx);
+                output_loop(mgr, writer, call_index, file_rx, rx, &durable, &live)
             })
             .context("starting the output thread")?
     };
@@ -586,15 +597,23 @@ struct WorkerStats {
     endpoint_updates: u64,
 }
 
+/// Registrations and pings as they are, and the transactions outside calls
+/// that finished, handed from the pipeline to the output thread.
+type SignallingBatch = (SignallingSnapshot, Vec<Transaction>);
+
+/// The pipeline thread hands the signalling tables over this often.
+const SIGNALLING_EVERY: Duration = Duration::from_secs(10);
+
 fn worker_loop(
     pcfg: PipelineConfig,
     full_rx: Receiver<Batch>,
     empty_tx: SyncSender<Batch>,
     mut endpoints: EndpointMap,
     kernel_lost: &AtomicU64,
-    ended_tx: Sender<(u64, Vec<Call>)>,
+    (ended_tx, sig_tx): (Sender<(u64, Vec<Call>)>, Sender<SignallingBatch>),
     live: &status::LiveCounters,
 ) -> Result<WorkerStats> {
+    let mut last_signalling = Instant::now();
     let mut pipeline = Pipeline::new(pcfg);
     pipeline.calls_mut().track_endpoints();
     let mut stats = WorkerStats::default();
@@ -634,6 +653,16 @@ fn worker_loop(
         if !ended.is_empty() && ended_tx.send((last_seq, ended)).is_err() {
             return Err(anyhow!("output thread stopped"));
         }
+        if last_signalling.elapsed() >= SIGNALLING_EVERY {
+            last_signalling = Instant::now();
+            let batch = (
+                pipeline.signalling().snapshot(),
+                pipeline.drain_transactions(),
+            );
+            if sig_tx.send(batch).is_err() {
+                return Err(anyhow!("output thread stopped"));
+            }
+        }
     }
     after_batch(
         &mut pipeline,
@@ -648,6 +677,10 @@ fn worker_loop(
     if !ended.is_empty() {
         let _ = ended_tx.send((last_seq, ended));
     }
+    let _ = sig_tx.send((
+        pipeline.signalling().snapshot(),
+        pipeline.drain_transactions(),
+    ));
     stats.pipeline = pipeline.stats().clone();
     Ok(stats)
 }
@@ -698,7 +731,7 @@ fn output_loop(
     mut writer: CallWriter,
     mut call_index: voxtap_engine::index::Index,
     file_rx: Receiver<FileEvent>,
-    ended_rx: Receiver<(u64, Vec<Call>)>,
+    (ended_rx, sig_rx): (Receiver<(u64, Vec<Call>)>, Receiver<SignallingBatch>),
     durable: &AtomicU64,
     live: &status::LiveCounters,
 ) -> Result<OutputStats> {
@@ -765,7 +798,11 @@ fn output_loop(
                         "the sensor lost packets while this call was open"
                     );
                 }
-                locations.push(mgr.locate(&call));
+                // The store's location index finds calls by Call-ID; media
+                // without SIP has none (its folder and the call index have it).
+                if !call.is_media_only() {
+                    locations.push(mgr.locate(&call));
+                }
                 indexed.push((call, files));
                 stats.calls += 1;
             }
@@ -776,6 +813,9 @@ fn output_loop(
             call_index
                 .record_calls(&batch)
                 .context("recording calls in the call index")?;
+        }
+        for (snapshot, done) in sig_rx.try_iter() {
+            write_signalling(&mut writer, &mut call_index, &snapshot, &done, &mut stats);
         }
         if !locations.is_empty() {
             mgr.index()
@@ -806,6 +846,30 @@ fn output_loop(
         .finish()
         .context("writing calls.csv and streams.csv")?;
     Ok(stats)
+}
+
+/// registrations.csv, pings.csv and transactions.csv, and the index's
+/// registrations and pings; a failure is logged and counted, as for calls.
+fn write_signalling(
+    writer: &mut CallWriter,
+    call_index: &mut voxtap_engine::index::Index,
+    snapshot: &SignallingSnapshot,
+    done: &[Transaction],
+    stats: &mut OutputStats,
+) {
+    let r = writer
+        .write_signalling(snapshot)
+        .and_then(|()| writer.write_transactions(done))
+        .map_err(anyhow::Error::from)
+        .and_then(|()| {
+            call_index
+                .record_signalling(snapshot)
+                .map_err(anyhow::Error::from)
+        });
+    if let Err(e) = r {
+        stats.write_errors += 1;
+        tracing::warn!(error = %e, "writing registrations, pings and transactions");
+    }
 }
 
 // Keep the PacketRef layout assumption visible where the store relies on it.
