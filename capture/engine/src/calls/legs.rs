@@ -359,6 +359,38 @@ impl LegIndex {
         self.shared_keys.insert(key, call_no);
     }
 
+    /// One more identical payload between the streams of `pair` at
+    /// `offsets` (sequence, timestamp): the run once it is long enough to
+    /// link them (and then forgotten), else None. Other offsets start over.
+    fn note_run(
+        &mut self,
+        pair: (StreamKey, StreamKey),
+        offsets: (u16, u32),
+        delay_ns: u64,
+        ts_ns: u64,
+    ) -> Option<PayloadRun> {
+        if self.runs.len() >= MAX_RUNS {
+            self.runs.clear();
+        }
+        let fresh = PayloadRun {
+            seq_offset: offsets.0,
+            ts_offset: offsets.1,
+            matches: 0,
+            delay_ns,
+            last_ns: ts_ns,
+        };
+        let run = self.runs.entry(pair).or_insert(fresh);
+        if (run.seq_offset, run.ts_offset) != offsets {
+            *run = fresh;
+        }
+        run.matches += 1;
+        run.last_ns = ts_ns;
+        if run.matches < PAYLOAD_RUN {
+            return None;
+        }
+        self.runs.remove(&pair)
+    }
+
     /// Forget a call that was closed: its keys must not link new calls.
     /// Invites, streams and payloads age out by their time windows, and a
     /// stale entry naming a closed call links nothing.
@@ -874,40 +906,16 @@ impl Groups {
         {
             return;
         }
-        if self.index.runs.len() >= MAX_RUNS {
-            self.index.runs.clear();
-        }
         let offsets = (
             p.sequence().wrapping_sub(first.seq),
             p.timestamp().wrapping_sub(first.rtp_ts),
         );
-        let run = self
+        let Some(run) = self
             .index
-            .runs
-            .entry((seen.key, first.key))
-            .or_insert(PayloadRun {
-                seq_offset: offsets.0,
-                ts_offset: offsets.1,
-                matches: 0,
-                delay_ns: delay,
-                last_ns: ts_ns,
-            });
-        if (run.seq_offset, run.ts_offset) != offsets {
-            *run = PayloadRun {
-                seq_offset: offsets.0,
-                ts_offset: offsets.1,
-                matches: 0,
-                delay_ns: delay,
-                last_ns: ts_ns,
-            };
-        }
-        run.matches += 1;
-        run.last_ns = ts_ns;
-        if run.matches < PAYLOAD_RUN {
+            .note_run((seen.key, first.key), offsets, delay, ts_ns)
+        else {
             return;
-        }
-        let run = *run;
-        self.index.runs.remove(&(seen.key, first.key));
+        };
         let why = relay_hop(&first.key, &seen.key, &cfg.legs).unwrap_or_default();
         let detail = format!(
             "{} identical {}-byte RTP payloads {:.1} ms after the other leg's ({} -> {}, SSRC 0x{:08X}), sequence offset {}, timestamp offset {} (SSRC here 0x{:08X}); {why}",
