@@ -803,8 +803,10 @@ fn output_loop(
                 if !call.is_media_only() {
                     locations.push(mgr.locate(&call));
                 }
+                if !call.is_media_only() {
+                    stats.calls += 1;
+                }
                 indexed.push((call, files));
-                stats.calls += 1;
             }
         }
         if !indexed.is_empty() {
