@@ -24,8 +24,10 @@ mod import;
 mod jobs;
 mod ladder;
 mod legs_view;
+mod media_view;
 mod pages;
 mod quality;
+mod signalling_view;
 pub mod status_view;
 mod text;
 pub mod throttle;
@@ -47,6 +49,7 @@ use axum::routing::{get, post};
 use voxtap_engine::index::{INDEX_FILE, Index, IndexError};
 
 pub use config::{Config, Role};
+pub use signalling_view::exposition as signalling_exposition;
 
 pub const SESSION_COOKIE: &str = "voxtap_session";
 
@@ -366,11 +369,15 @@ pub fn router(st: Shared) -> Router {
         .route("/api/calls", get(h::api_calls))
         .route("/api/calls/{id}", get(h::api_call))
         .route("/api/calls/{id}/timeline", get(quality::api_timeline))
-        .route("/metrics", get(h::metrics))
+        .route("/metrics", get(signalling_view::metrics))
+        .route("/registrations", get(signalling_view::page))
+        .route("/api/registrations", get(signalling_view::api))
+        .route("/media", get(media_view::page))
         .route("/static/app.js", get(h::script));
     let listener = Router::new()
         .route("/calls/{id}/files/{name}", get(downloads::call_file))
-        .route("/calls/{id}/waveform/{name}", get(quality::waveform));
+        .route("/calls/{id}/waveform/{name}", get(quality::waveform))
+        .route("/media/{id}/files/{name}", get(media_view::file));
     let operator = Router::new()
         .route(
             "/import",

@@ -42,6 +42,8 @@ fn layout(title: &str, ident: Option<&Identity>, body: Markup) -> String {
                     @if let Some(id) = ident {
                         nav {
                             a href="/calls" { "Calls" }
+                            a href="/registrations" { "Registrations" }
+                            a href="/media" { "Media only" }
                             @if id.role >= Role::Operator { a href="/import" { "Import" } }
                             a href="/sensor" { "Sensor" }
                             @if id.role >= Role::Operator { a href="/hosts" { "Hosts" } }
@@ -339,9 +341,10 @@ pub fn call(
             (crate::legs_view::section(c.id, legs))
         } @else if !d.legs.is_empty() {
             section { h2 { "Other legs" }
-                ul { @for l in &d.legs { li { a href={"/calls/" (l.other_call)} { "call " (l.other_call) } " (" (l.method) ")" } } }
+                ul { @for l in &d.legs { li { a href={"/calls/" (l.other_call)} { "call " (l.other_call) } " (" (l.method) ")" @if let Some(w) = &l.detail { ": " span.evidence { (w) } } } } }
             }
         }
+        @if d.fax_ns.is_some() { (crate::media_view::fax(d)) }
         (messages(c.id, shown, first))
         @if pages > 1 { (msg_pager(c.id, page, pages, d.sip.len())) }
     };

@@ -7,6 +7,7 @@
 #[path = "../../../capture/codecs/tests/codecs/common.rs"]
 mod codec_ref;
 
+mod callmodel;
 mod codecs;
 mod corpus_import;
 mod hep;

@@ -10,6 +10,7 @@ mod browser;
 mod call_audio;
 mod charts;
 mod hardening;
+mod noncall;
 mod remote;
 mod s3;
 mod server;

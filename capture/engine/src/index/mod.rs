@@ -5,8 +5,11 @@
 //! Paths stored in it (`folder`, `pcap`) are relative to the directory that
 //! holds the index file, so a data directory can be moved as a whole.
 
+mod noncall;
 mod record;
 mod schema;
+
+pub use noncall::{MediaStreamRow, PingRow, RegistrationQuery, RegistrationRow, SignallingTotals};
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -208,6 +211,20 @@ pub struct LegRow {
     pub other_call: i64,
     pub method: String,
     pub confidence: Option<f64>,
+    /// Why the legs were linked (header value, SSRC and timing...).
+    pub detail: Option<String>,
+}
+
+/// One direction of a T.38 fax.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct FaxRow {
+    pub src: String,
+    pub dst: String,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    pub packets: u64,
+    pub expected: u64,
+    pub lost: i64,
 }
 
 impl SipRow {
@@ -272,6 +289,7 @@ impl LegRow {
             other_call: r.get(0)?,
             method: r.get(1)?,
             confidence: r.get(2)?,
+            detail: r.get(3)?,
         })
     }
 }
@@ -284,6 +302,10 @@ pub struct CallDetail {
     pub streams: Vec<StreamRow>,
     pub dtmf: Vec<DtmfRow>,
     pub legs: Vec<LegRow>,
+    /// When an offer/answer turned the call into T.38 fax, and its UDPTL
+    /// streams.
+    pub fax_ns: Option<u64>,
+    pub fax: Vec<FaxRow>,
 }
 
 /// Sort orders the list offers (a closed set: column names never come
@@ -488,7 +510,8 @@ impl Index {
     }
 
     /// Record a batch of ended calls in one transaction (one fsync per batch,
-    /// not per call). Returns their row ids.
+    /// not per call). Returns their row ids (0 for a media-only record, which
+    /// has no `calls` row: its streams are in `media_streams`).
     pub fn record_calls(&mut self, calls: &[(&Call, CallFiles)]) -> Result<Vec<i64>, IndexError> {
         let path = self.path.clone();
         let err = |source| IndexError::Sqlite {
@@ -500,6 +523,22 @@ impl Index {
         record::insert_legs(&tx, calls, &ids).map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(ids)
+    }
+
+    /// Replace the registrations and pings with the signalling tables as
+    /// they are now (an import's end, a sensor's snapshot).
+    pub fn record_signalling(
+        &mut self,
+        s: &crate::signalling::SignallingSnapshot,
+    ) -> Result<(), IndexError> {
+        let path = self.path.clone();
+        let err = |source| IndexError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        record::replace_signalling(&tx, s).map_err(err)?;
+        tx.commit().map_err(err)
     }
 
     /// Set a call's MOS (worst stream) once the media work has computed it.
@@ -657,10 +696,34 @@ impl Index {
                 DtmfRow::from_row,
             )?,
             legs: self.rows(
-                "SELECT other_call, method, confidence FROM legs WHERE call = ?1 \
-                 UNION SELECT call, method, confidence FROM legs WHERE other_call = ?1",
+                "SELECT other_call, method, confidence, detail FROM legs WHERE call = ?1 \
+                 UNION SELECT call, method, confidence, detail FROM legs WHERE other_call = ?1",
                 [id],
                 LegRow::from_row,
+            )?,
+            fax_ns: self
+                .conn
+                .query_row("SELECT turned_ns FROM fax WHERE call = ?1", [id], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .optional()
+                .map_err(self.err())?
+                .map(u),
+            fax: self.rows(
+                "SELECT src, dst, first_ns, last_ns, packets, expected, lost FROM fax_streams \
+                 WHERE call = ?1 ORDER BY first_ns",
+                [id],
+                |r| {
+                    Ok(FaxRow {
+                        src: r.get(0)?,
+                        dst: r.get(1)?,
+                        first_ns: u(r.get(2)?),
+                        last_ns: u(r.get(3)?),
+                        packets: u(r.get(4)?),
+                        expected: u(r.get(5)?),
+                        lost: r.get(6)?,
+                    })
+                },
             )?,
         }))
     }
@@ -768,9 +831,11 @@ impl Index {
                 [offset, soffset],
             )?;
             tx.execute(
-                "INSERT INTO main.legs SELECT call + ?1, other_call + ?1, method, confidence FROM src.legs",
+                "INSERT INTO main.legs (call, other_call, method, confidence, detail) \
+                 SELECT call + ?1, other_call + ?1, method, confidence, detail FROM src.legs",
                 [offset],
             )?;
+            noncall::absorb(&tx, offset, &prefix)?;
             tx.execute(
                 "INSERT INTO main.dtmf SELECT call + ?1, ts_ns, digit, duration_ms, source, stream + ?2 FROM src.dtmf",
                 [offset, soffset],
