@@ -15,6 +15,9 @@ echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-
 PACKAGES=(
     tshark tcpdump sip-tester sngrep tcpreplay iproute2 sox espeak-ng bpftool ethtool
     libpcap-dev libopus-dev llvm-22-dev libzstd-dev zlib1g-dev flex bison dpkg-dev
+    # Codec libraries (capture/codecs) and the reference codecs its tests run.
+    libopencore-amrnb-dev libopencore-amrwb-dev libvo-amrwbenc-dev libgsm1-dev libspeex-dev
+    libbcg729-dev libspandsp-dev ffmpeg
     chromium chromium-driver
     openssl libssl-dev ca-certificates
 )
@@ -43,7 +46,7 @@ fi
 
 bash "$(dirname "$0")/build-rpcapd.sh"  # rpcapd for the remote-capture tests (Debian ships none)
 # An independent SRTP implementation (libsrtp's Python binding) for the
-# cross-check in tests/tests/media.rs.
+# cross-check in tests/tests/e2e/media.rs.
 if ! python3 -c "import pylibsrtp" >/dev/null 2>&1; then
     python3 -m pip install --quiet pylibsrtp
 fi
@@ -53,7 +56,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 # s3s-fs: a real S3 API server (SigV4, checksums) for the upload tests in
-# capture/cli/tests/s3.rs. 0.14.1 is the newest that builds with rustc 1.95.
+# capture/cli/tests/sensor/s3.rs. 0.14.1 is the newest that builds with rustc 1.95.
 if [ "$(s3s-fs --version 2>/dev/null || true)" != "s3s-fs 0.14.1" ] && [ ! -x "$HOME/.cargo/bin/s3s-fs" ]; then
     cargo install s3s-fs@0.14.1 --locked --features binary
 fi

@@ -9,7 +9,8 @@
 //!   userspace from SDP);
 //! * heuristic RTP/RTCP (flag [`CFG_HEURISTIC_RTP`]): UDP with both ports >= 1024
 //!   whose payload starts like an RTP/RTCP version-2 header with a plausible
-//!   payload type;
+//!   payload type (`voxtap_common::rtp_header_plausible`, the rule userspace
+//!   applies too);
 //! * IP fragments: see [`CFG_KEEP_FRAGMENTS`]; without the flag, non-first
 //!   fragments are kept when the first fragment of the same datagram was kept.
 //!
@@ -31,7 +32,9 @@ use aya_ebpf::{
 };
 use voxtap_common::{
     CFG_DROP_UNKEPT, CFG_HEURISTIC_RTP, CFG_KEEP_FRAGMENTS, COUNTER_SLOTS, Counter, EndpointKey,
-    FRAME_META_LEN, FragKey, FrameMeta, MAX_FRAME, XdpConfig,
+    FRAG_IDS_MAX_ENTRIES, FRAME_META_LEN, FragKey, FrameMeta, MAX_FRAME,
+    MEDIA_ENDPOINTS_MAX_ENTRIES, RING_BYTES, SIP_PORTS_MAX_ENTRIES, XdpConfig,
+    rtcp_header_plausible, rtp_header_plausible, v4_mapped,
 };
 
 /// Slot 0: the sensor configuration. All zero (no flags) until userspace sets it.
@@ -40,15 +43,18 @@ static CONFIG: Array<XdpConfig> = Array::with_max_entries(1, 0);
 
 /// SIP ports (host byte order) -> unused value.
 #[map]
-static SIP_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(256, 0);
+static SIP_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(SIP_PORTS_MAX_ENTRIES, 0);
 
-/// Media endpoints announced in SDP -> unused value.
+/// Media endpoints announced in SDP -> unused value. Only userspace inserts
+/// (and counts the inserts that fail); it resizes the map at load time
+/// (`capture.media_endpoints`).
 #[map]
-static MEDIA_ENDPOINTS: HashMap<EndpointKey, u8> = HashMap::with_max_entries(65536, 0);
+static MEDIA_ENDPOINTS: HashMap<EndpointKey, u8> =
+    HashMap::with_max_entries(MEDIA_ENDPOINTS_MAX_ENTRIES, 0);
 
 /// Fragmented datagrams whose first fragment was kept.
 #[map]
-static FRAG_IDS: LruHashMap<FragKey, u8> = LruHashMap::with_max_entries(16384, 0);
+static FRAG_IDS: LruHashMap<FragKey, u8> = LruHashMap::with_max_entries(FRAG_IDS_MAX_ENTRIES, 0);
 
 /// Per-CPU outcome counters, indexed by `Counter`.
 #[map]
@@ -60,7 +66,7 @@ static WAKE: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
 /// Kept frames: `FrameMeta` then `cap_len` bytes of frame.
 #[map]
-static FRAMES: RingBuf = RingBuf::with_byte_size(64 << 20, 0);
+static FRAMES: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
 
 /// Per-CPU staging area: the record is assembled here and written to the ring
 /// with one `bpf_ringbuf_output` of exactly `FRAME_META_LEN + cap_len` bytes, so
@@ -169,18 +175,6 @@ fn bytes_at<const N: usize>(ctx: &XdpContext, off: usize) -> Result<[u8; N], Bad
 }
 
 #[inline(always)]
-fn mapped_v4(v4: [u8; 4]) -> [u8; 16] {
-    let mut a = [0u8; 16];
-    a[10] = 0xff;
-    a[11] = 0xff;
-    a[12] = v4[0];
-    a[13] = v4[1];
-    a[14] = v4[2];
-    a[15] = v4[3];
-    a
-}
-
-#[inline(always)]
 fn be16(b0: u8, b1: u8) -> u16 {
     u16::from_be_bytes([b0, b1])
 }
@@ -270,8 +264,8 @@ fn parse_v4(ctx: &XdpContext, off: usize) -> Result<L3, Bad> {
     let more = frag & 0x2000 != 0;
     let frag_off = frag & 0x1fff;
     Ok(L3 {
-        src: mapped_v4([h[12], h[13], h[14], h[15]]),
-        dst: mapped_v4([h[16], h[17], h[18], h[19]]),
+        src: v4_mapped([h[12], h[13], h[14], h[15]]),
+        dst: v4_mapped([h[16], h[17], h[18], h[19]]),
         proto: h[9],
         l4_off: off + ihl,
         fragmented: more || frag_off != 0,
@@ -378,20 +372,11 @@ fn classify_l4(ctx: &XdpContext, cfg: &XdpConfig, l3: &L3) -> Result<Verdict, Ba
     Ok(Verdict::Unkept)
 }
 
-/// RTP/RTCP version 2 with a plausible payload/packet type.
+/// RTCP, or RTP with a payload type outside the RTCP-conflict range: the
+/// rule userspace applies too (`voxtap_common`).
 #[inline(always)]
 fn looks_like_rtp(b0: u8, b1: u8) -> bool {
-    if b0 >> 6 != 2 {
-        return false;
-    }
-    // RTCP SR, RR, SDES, BYE, APP, RTPFB, PSFB, XR (200..=207).
-    if (200..=207).contains(&b1) {
-        return true;
-    }
-    let pt = b1 & 0x7f;
-    // Static audio/video types, and the dynamic range (72..=76 excluded: they
-    // would collide with RTCP once the marker bit is set).
-    pt <= 34 || pt >= 96
+    rtcp_header_plausible(b0, b1) || rtp_header_plausible(b0, b1)
 }
 
 #[inline(always)]

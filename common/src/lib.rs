@@ -1,8 +1,83 @@
-//! Types shared by the XDP program (`capture-ebpf`) and userspace (`capture`).
+//! What the XDP program (`capture-ebpf`) and userspace (`voxtap-sensor`,
+//! `voxtap-proto`) must agree on, defined once so they agree by construction:
+//! map keys and values, counters, map sizes, defaults, and the "looks like
+//! RTP/RTCP" rule.
 //!
-//! Everything here is `#[repr(C)]` plain data so the kernel and userspace agree
-//! on the layout of map keys and values without serialisation.
+//! Types are `#[repr(C)]` plain data so the kernel and userspace agree on the
+//! layout of map keys and values without serialisation. Functions are `const`
+//! and branch-only (no loops, no slices) so the BPF verifier accepts them
+//! inline.
 #![no_std]
+
+/// Version field of every RTP and RTCP header (RFC 3550 5.1, 6.4).
+pub const RTP_VERSION: u8 = 2;
+
+/// First and last RTCP packet type kept as RTCP: SR, RR, SDES, BYE, APP
+/// (RFC 3550), RTPFB, PSFB (RFC 4585), XR (RFC 3611).
+pub const RTCP_PT_FIRST: u8 = 200;
+pub const RTCP_PT_LAST: u8 = 207;
+
+/// RTP payload types that, with the marker bit set, read as the RTCP packet
+/// types 200..=223: RFC 5761 section 4 reserves them so that RTP and RTCP
+/// can share a port. An RTP guess with one of them is RTCP, not RTP.
+pub const RTP_PT_RTCP_CONFLICT_FIRST: u8 = 72;
+pub const RTP_PT_RTCP_CONFLICT_LAST: u8 = 95;
+
+/// The one "looks like RTP" rule on the first two bytes of a UDP payload:
+/// version 2 and a payload type outside the RTCP-conflict range 72..=95.
+/// Userspace (`voxtap_proto::rtp::looks_like_rtp`) also checks that the
+/// header's lengths fit the datagram; the XDP program only reads these two
+/// bytes.
+#[inline(always)]
+pub const fn rtp_header_plausible(b0: u8, b1: u8) -> bool {
+    let pt = b1 & 0x7f;
+    b0 >> 6 == RTP_VERSION && !(pt >= RTP_PT_RTCP_CONFLICT_FIRST && pt <= RTP_PT_RTCP_CONFLICT_LAST)
+}
+
+/// The first header of an RTCP datagram: version 2 and a packet type in
+/// [`RTCP_PT_FIRST`]..=[`RTCP_PT_LAST`].
+#[inline(always)]
+pub const fn rtcp_header_plausible(b0: u8, b1: u8) -> bool {
+    b0 >> 6 == RTP_VERSION && b1 >= RTCP_PT_FIRST && b1 <= RTCP_PT_LAST
+}
+
+/// SIP ports of a default configuration (RFC 3261: 5060 for UDP/TCP, 5061
+/// for TLS).
+pub const DEFAULT_SIP_PORTS: [u16; 2] = [5060, 5061];
+
+/// Entries of the `SIP_PORTS` map: the most SIP ports a configuration may
+/// list.
+pub const SIP_PORTS_MAX_ENTRIES: u32 = 256;
+
+/// Entries of the `MEDIA_ENDPOINTS` map in the XDP object, and the default of
+/// `capture.media_endpoints` (userspace resizes the map from it at load
+/// time). A call announces 4 endpoints (RTP and RTCP on each side; 2 with
+/// rtcp-mux); a saturated 10 GbE carries about 52,500 concurrent G.711 calls,
+/// i.e. 210,000 endpoints. 2^18 = 262,144 covers that with 25% to spare
+/// (65,536 calls at 4 endpoints).
+pub const MEDIA_ENDPOINTS_MAX_ENTRIES: u32 = 1 << 18;
+
+/// Entries of the `FRAG_IDS` LRU map (fragmented datagrams whose first
+/// fragment was kept); a full LRU map evicts its oldest entry.
+pub const FRAG_IDS_MAX_ENTRIES: u32 = 16384;
+
+/// Size in bytes of the `FRAMES` ring buffer in the XDP object (userspace may
+/// resize it: `capture.ring_bytes`).
+pub const RING_BYTES: u32 = 64 << 20;
+
+/// IPv4-mapped IPv6 address (`::ffff:a.b.c.d`), the form IPv4 takes in the
+/// 16-byte address fields of the map keys.
+#[inline(always)]
+pub const fn v4_mapped(v4: [u8; 4]) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[10] = 0xff;
+    a[11] = 0xff;
+    a[12] = v4[0];
+    a[13] = v4[1];
+    a[14] = v4[2];
+    a[15] = v4[3];
+    a
+}
 
 /// Outcome of the XDP classifier for one frame; each is a per-CPU counter slot.
 #[repr(u32)]
@@ -98,14 +173,7 @@ impl EndpointKey {
     }
 
     pub const fn from_v4(addr: [u8; 4], port: u16) -> Self {
-        let mut a = [0u8; 16];
-        a[10] = 0xff;
-        a[11] = 0xff;
-        a[12] = addr[0];
-        a[13] = addr[1];
-        a[14] = addr[2];
-        a[15] = addr[3];
-        Self::new(a, port)
+        Self::new(v4_mapped(addr), port)
     }
 }
 
@@ -175,4 +243,43 @@ pub struct FragKey {
     pub src: [u8; 16],
     pub dst: [u8; 16],
     pub id: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtp_rule_rejects_exactly_the_rtcp_conflict_range() {
+        for b1 in 0..=255u8 {
+            let pt = b1 & 0x7f;
+            assert_eq!(
+                rtp_header_plausible(0x80, b1),
+                !(72..=95).contains(&pt),
+                "byte 1 = {b1}"
+            );
+            // Versions 0, 1 and 3 are never RTP.
+            for b0 in [0x00, 0x40, 0xc0] {
+                assert!(!rtp_header_plausible(b0, b1));
+            }
+        }
+        // Every RTCP packet type read as RTP is in the conflict range.
+        for b1 in RTCP_PT_FIRST..=RTCP_PT_LAST {
+            assert!(rtcp_header_plausible(0x81, b1));
+            assert!(!rtp_header_plausible(0x81, b1));
+        }
+        assert!(!rtcp_header_plausible(0x81, 199));
+        assert!(!rtcp_header_plausible(0x81, 208));
+        assert!(!rtcp_header_plausible(0x41, 200));
+    }
+
+    #[test]
+    fn mapped_v4_key() {
+        let k = EndpointKey::from_v4([192, 0, 2, 1], 4000);
+        assert_eq!(
+            k.addr,
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 1]
+        );
+        assert_eq!(k.port, 4000);
+    }
 }

@@ -224,7 +224,8 @@ fn probes(dir: &Path, mem_calls: u32, store_mib: u64, import_pps_core: f64) -> R
         "-p",
         "voxtap",
         "--test",
-        "bench_probes",
+        "sensor",
+        "bench_probes::",
         "--",
         "--ignored",
         "--nocapture",
@@ -235,7 +236,7 @@ fn probes(dir: &Path, mem_calls: u32, store_mib: u64, import_pps_core: f64) -> R
     .env("VOXTAP_BENCH_STORE_MIB", store_mib.to_string())
     .env("VOXTAP_BENCH_DIR", dir)
     .stderr(Stdio::inherit());
-    eprintln!("xtask: $ cargo test --release -p voxtap --test bench_probes -- --ignored");
+    eprintln!("xtask: $ cargo test --release -p voxtap --test sensor bench_probes:: -- --ignored");
     let out = c.output().context("running the bench probes")?;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     if !out.status.success() {
@@ -378,8 +379,8 @@ pub fn soak(root: &Path, args: &[String]) -> Result<()> {
         "-p",
         "voxtap",
         "--test",
-        "bench_probes",
-        "soak",
+        "sensor",
+        "bench_probes::soak",
         "--",
         "--ignored",
         "--nocapture",

@@ -1,12 +1,15 @@
 //! `voxtap import`: pcap/pcapng files through the pipeline into calls.csv,
 //! streams.csv, call folders and the index.
 
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use voxtap_engine::import::{ImportOptions, run_import};
+use voxtap_engine::import::{ImportOptions, ImportProgress, run_import_with_progress};
 
 use crate::args::{HepArgs, MediaArgs, PipelineArgs};
 
@@ -40,15 +43,66 @@ pub fn run(a: ImportArgs) -> Result<ExitCode> {
         files: a.files,
         out: a.out.clone(),
         pipeline,
-        progress: !a.quiet,
         call_files: !a.csv_only,
         media: Some(a.media.options()),
     };
-    let report = run_import(&opts).context("import failed")?;
+    // A progress line on a terminal only: piped output stays clean.
+    let line =
+        (!a.quiet && std::io::stderr().is_terminal()).then(|| Mutex::new(ProgressLine::new()));
+    let report = run_import_with_progress(&opts, &|p| {
+        if let Some(l) = &line {
+            l.lock().unwrap_or_else(|e| e.into_inner()).update(p);
+        }
+    })
+    .context("import failed")?;
     println!("{}", report.summary_line());
     if let Some(e) = &export {
         println!("{}", e.counters().snapshot().summary_line());
     }
     println!("output: {}", a.out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The import's progress line on stderr, redrawn at most twice a second.
+struct ProgressLine {
+    last: Instant,
+    started: Instant,
+}
+
+impl ProgressLine {
+    fn new() -> Self {
+        let now = Instant::now();
+        ProgressLine {
+            last: now,
+            started: now,
+        }
+    }
+
+    fn update(&mut self, p: ImportProgress) {
+        if p.done {
+            let _ = writeln!(std::io::stderr());
+            return;
+        }
+        if self.last.elapsed() < Duration::from_millis(500) {
+            return;
+        }
+        self.last = Instant::now();
+        let pct = if p.total_bytes > 0 {
+            p.read_bytes as f64 * 100.0 / p.total_bytes as f64
+        } else {
+            0.0
+        };
+        let width = 30usize;
+        let filled = ((pct / 100.0) * width as f64) as usize;
+        let packets = p.packets;
+        let rate = packets as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        let mut e = std::io::stderr();
+        let _ = write!(
+            e,
+            "\r[{}{}] {pct:5.1}% {packets} packets {rate:.0}/s",
+            "#".repeat(filled.min(width)),
+            " ".repeat(width - filled.min(width))
+        );
+        let _ = e.flush();
+    }
 }

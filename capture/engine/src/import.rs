@@ -3,7 +3,7 @@
 //! are merged by timestamp, as one capture.
 
 use std::fs::File;
-use std::io::{BufReader, IsTerminal, Write};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -32,8 +32,6 @@ pub struct ImportOptions {
     pub files: Vec<PathBuf>,
     pub out: PathBuf,
     pub pipeline: PipelineConfig,
-    /// Show a progress line on a terminal.
-    pub progress: bool,
     /// Write the per-call folders (call.pcap, sip.txt), not only the CSVs.
     pub call_files: bool,
     /// Media outputs per call (decrypted pcaps, WAV, DTMF, quality); None
@@ -57,6 +55,15 @@ pub struct ImportReport {
     pub answered: u64,
     pub failed: u64,
     pub streams: u64,
+    /// Media-only records (RTP no SIP claimed) and their streams (counted
+    /// apart from calls and their streams).
+    pub media_only: u64,
+    pub media_only_streams: u64,
+    /// SIP outside calls: registration bindings, pairs of pinging peers,
+    /// other transactions.
+    pub registrations: u64,
+    pub ping_pairs: u64,
+    pub transactions: u64,
     pub call_packets_written: u64,
     pub elapsed: Duration,
 }
@@ -83,7 +90,27 @@ impl ImportReport {
             self.streams,
             secs,
             self.stats.frames as f64 / secs
-        )
+        ) + &self.non_call_summary()
+    }
+
+    /// "; 3 media-only streams, 2 registrations, ..." for what is not a
+    /// call, when there is any.
+    fn non_call_summary(&self) -> String {
+        let parts: Vec<String> = [
+            (self.media_only_streams, "media-only RTP stream(s)"),
+            (self.registrations, "registration binding(s)"),
+            (self.ping_pairs, "pinging peer pair(s)"),
+            (self.transactions, "other SIP transaction(s)"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("; not calls: {}", parts.join(", "))
+        }
     }
 }
 
@@ -116,14 +143,29 @@ impl Source {
 }
 
 pub fn run_import(opts: &ImportOptions) -> Result<ImportReport, ImportError> {
-    run_import_with_progress(opts, &|_, _| {})
+    run_import_with_progress(opts, &|_| {})
 }
 
-/// [`run_import`], calling `on_progress(bytes_read, total_bytes)` every few
-/// thousand packets (the web UI's import jobs show it).
+/// How far an import is, for a progress display (the CLI's progress line,
+/// the web UI's import jobs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ImportProgress {
+    /// Bytes read from the input files so far, and their total size.
+    pub read_bytes: u64,
+    pub total_bytes: u64,
+    /// Frames through the pipeline so far.
+    pub packets: u64,
+    /// Every packet is read (the last call, before the import's warnings
+    /// about damaged files).
+    pub done: bool,
+}
+
+/// [`run_import`], calling `on_progress` every few thousand packets and
+/// once when every packet is read. The library prints nothing: the caller
+/// decides where progress goes.
 pub fn run_import_with_progress(
     opts: &ImportOptions,
-    on_progress: &(dyn Fn(u64, u64) + Sync),
+    on_progress: &(dyn Fn(ImportProgress) + Sync),
 ) -> Result<ImportReport, ImportError> {
     if opts.files.len() > usize::from(u16::MAX) {
         return Err(ImportError::TooManyFiles(opts.files.len()));
@@ -146,10 +188,6 @@ pub fn run_import_with_progress(
         writer,
         index: open_fresh_index(&opts.out)?,
         report: ImportReport::default(),
-        progress: Progress::new(
-            opts.progress && std::io::stderr().is_terminal(),
-            total_bytes,
-        ),
         on_progress,
         total_bytes,
         since_drain: 0,
@@ -190,8 +228,7 @@ struct Run<'a> {
     writer: CallWriter,
     index: Index,
     report: ImportReport,
-    progress: Progress,
-    on_progress: &'a (dyn Fn(u64, u64) + Sync),
+    on_progress: &'a (dyn Fn(ImportProgress) + Sync),
     total_bytes: u64,
     since_drain: u32,
 }
@@ -257,10 +294,17 @@ impl Run<'_> {
         }
         self.since_drain = 0;
         self.write_ended()?;
-        let read = read();
-        self.progress.update(read, self.pipeline.stats().frames);
-        (self.on_progress)(read, self.total_bytes);
+        self.report_progress(read(), false);
         Ok(())
+    }
+
+    fn report_progress(&self, read_bytes: u64, done: bool) {
+        (self.on_progress)(ImportProgress {
+            read_bytes,
+            total_bytes: self.total_bytes,
+            packets: self.pipeline.stats().frames,
+            done,
+        });
     }
 
     fn write_ended(&mut self) -> Result<(), ImportError> {
@@ -280,8 +324,15 @@ impl Run<'_> {
     ) -> Result<ImportReport, ImportError> {
         self.pipeline.finish();
         self.write_ended()?;
+        write_signalling(
+            &mut self.pipeline,
+            &mut self.writer,
+            Some(&mut self.index),
+            &mut self.report,
+        )?;
+        let read = sources.iter().map(|s| s.reader.bytes_read()).sum();
+        self.report_progress(read, true);
         self.writer.finish()?;
-        self.progress.done();
         for s in sources {
             if let Some(d) = &s.report.damage {
                 tracing::warn!(
@@ -334,6 +385,9 @@ pub fn write_ended_indexed(
     report: &mut ImportReport,
 ) -> Result<(), ImportError> {
     writer.write_floods(&pipeline.drain_floods())?;
+    let done = pipeline.drain_transactions();
+    writer.write_transactions(&done)?;
+    report.transactions += done.len() as u64;
     let ended = pipeline.drain_ended();
     let mut files = Vec::with_capacity(ended.len());
     for call in &ended {
@@ -344,9 +398,14 @@ pub fn write_ended_indexed(
                 .map(CallFiles::folder)
                 .unwrap_or_default(),
         );
+        report.call_packets_written += w.packets;
+        if call.is_media_only() {
+            report.media_only += 1;
+            report.media_only_streams += w.streams;
+            continue;
+        }
         report.calls += 1;
         report.streams += w.streams;
-        report.call_packets_written += w.packets;
         match call.state() {
             CallState::Answered | CallState::Completed => report.answered += 1,
             _ => report.failed += 1,
@@ -369,53 +428,23 @@ pub fn write_ended_indexed(
     Ok(())
 }
 
-/// A progress line on stderr, redrawn at most twice a second.
-struct Progress {
-    on: bool,
-    total: u64,
-    last: Instant,
-    started: Instant,
-}
-
-impl Progress {
-    fn new(on: bool, total: u64) -> Self {
-        let now = Instant::now();
-        Progress {
-            on,
-            total,
-            last: now,
-            started: now,
-        }
+/// Writes registrations.csv and pings.csv as the tables are now (and the
+/// index's registrations and pings), and counts them in `report` (import's
+/// end; a long-running listener now and then).
+pub fn write_signalling(
+    pipeline: &mut Pipeline,
+    writer: &mut CallWriter,
+    index: Option<&mut Index>,
+    report: &mut ImportReport,
+) -> Result<(), ImportError> {
+    let sig = pipeline.signalling().snapshot();
+    writer.write_signalling(&sig)?;
+    if let Some(index) = index {
+        index.record_signalling(&sig)?;
     }
-
-    fn update(&mut self, read: u64, packets: u64) {
-        if !self.on || self.last.elapsed() < Duration::from_millis(500) {
-            return;
-        }
-        self.last = Instant::now();
-        let pct = if self.total > 0 {
-            read as f64 * 100.0 / self.total as f64
-        } else {
-            0.0
-        };
-        let width = 30usize;
-        let filled = ((pct / 100.0) * width as f64) as usize;
-        let rate = packets as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
-        let mut e = std::io::stderr();
-        let _ = write!(
-            e,
-            "\r[{}{}] {pct:5.1}% {packets} packets {rate:.0}/s",
-            "#".repeat(filled.min(width)),
-            " ".repeat(width - filled.min(width))
-        );
-        let _ = e.flush();
-    }
-
-    fn done(&mut self) {
-        if self.on {
-            let _ = writeln!(std::io::stderr());
-        }
-    }
+    report.registrations = sig.registrations.len() as u64;
+    report.ping_pairs = sig.pings.len() as u64;
+    Ok(())
 }
 
 /// Parse `5060,5061,6000-6010` into a port list.
@@ -443,15 +472,6 @@ pub fn parse_ports(s: &str) -> Result<Vec<u16>, String> {
         return Err("no SIP port given".into());
     }
     Ok(out)
-}
-
-/// Where `import` output goes for a file path (used by the demo).
-pub fn default_out_dir(file: &Path) -> PathBuf {
-    let stem = file
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    PathBuf::from("out").join(stem)
 }
 
 #[cfg(test)]

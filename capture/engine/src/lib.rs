@@ -12,6 +12,13 @@ pub mod media;
 pub mod output;
 pub mod pcapfile;
 pub mod pipeline;
+pub mod signalling;
 pub mod stream_timeline;
 pub mod synth;
 pub mod tap;
+
+pub use calls::{Call, CallState, PacketRef};
+pub use import::{ImportOptions, ImportReport, run_import};
+pub use index::{INDEX_FILE, Index};
+pub use output::CallWriter;
+pub use pipeline::{Pipeline, PipelineConfig};

@@ -131,11 +131,12 @@ impl Pipeline {
         self.calls.open_calls()
     }
 
-    /// Calls that closed since the last call (BYE, final response, timeout).
+    /// Calls that closed since the last call (BYE, final response, timeout),
+    /// and media-only records ([`Call::is_media_only`]).
     pub fn drain_ended(&mut self) -> Vec<Call> {
         let ended = self.calls.drain_ended();
         if let Some(tap) = &mut self.tap {
-            for call in &ended {
+            for call in ended.iter().filter(|c| !c.is_media_only()) {
                 tap.call_ended(call);
             }
         }
@@ -146,6 +147,17 @@ impl Pipeline {
     /// `floods.csv`; see `calls::FloodSummary`).
     pub fn drain_floods(&mut self) -> Vec<crate::calls::FloodSummary> {
         self.calls.drain_floods()
+    }
+
+    /// Registrations, pings and transactions outside calls.
+    pub fn signalling(&self) -> &crate::signalling::Signalling {
+        self.calls.signalling()
+    }
+
+    /// Transactions outside calls that are done (see
+    /// [`crate::signalling::Signalling::drain_transactions`]).
+    pub fn drain_transactions(&mut self) -> Vec<crate::signalling::Transaction> {
+        self.calls.signalling_mut().drain_transactions()
     }
 
     /// End of the capture: closes every open call.
@@ -235,6 +247,7 @@ impl Route<'_> {
         if sip_like {
             if payload.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
                 self.stats.sip_keepalives += 1;
+                self.calls.on_keepalive(ts_ns, src, dst);
                 return;
             }
             match sip::parse(payload) {

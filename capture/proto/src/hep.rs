@@ -16,12 +16,12 @@ use thiserror::Error;
 use crate::rtcp::{RtcpPacket, parse_compound};
 use crate::wire::try_be16;
 
-pub const MAGIC: &[u8; 4] = b"HEP3";
+pub(crate) const MAGIC: &[u8; 4] = b"HEP3";
 /// Magic and total length.
 pub const HEADER_LEN: usize = 6;
-pub const CHUNK_HEADER_LEN: usize = 6;
+pub(crate) const CHUNK_HEADER_LEN: usize = 6;
 /// The length field is 16 bits: no packet is larger.
-pub const MAX_PACKET: usize = u16::MAX as usize;
+pub(crate) const MAX_PACKET: usize = u16::MAX as usize;
 
 /// Generic chunk types (vendor 0).
 pub mod chunk {
@@ -54,8 +54,8 @@ pub mod proto_type {
     pub const RTP_REPORT: u8 = 34;
 }
 
-pub const FAMILY_V4: u8 = 2;
-pub const FAMILY_V6: u8 = 10;
+pub(crate) const FAMILY_V4: u8 = 2;
+pub(crate) const FAMILY_V6: u8 = 10;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 

@@ -9,17 +9,17 @@
 
 use crate::wire::{be16, be32};
 
-pub const PT_SR: u8 = 200;
-pub const PT_RR: u8 = 201;
-pub const PT_SDES: u8 = 202;
-pub const PT_BYE: u8 = 203;
-pub const PT_APP: u8 = 204;
+pub(crate) const PT_SR: u8 = 200;
+pub(crate) const PT_RR: u8 = 201;
+pub(crate) const PT_SDES: u8 = 202;
+pub(crate) const PT_BYE: u8 = 203;
+pub(crate) const PT_APP: u8 = 204;
 pub const PT_RTPFB: u8 = 205;
 pub const PT_PSFB: u8 = 206;
 pub const PT_XR: u8 = 207;
 
 /// SDES item type carrying the canonical name (RFC 3550 6.5.1).
-pub const SDES_CNAME: u8 = 1;
+pub(crate) const SDES_CNAME: u8 = 1;
 
 const REPORT_BLOCK_LEN: usize = 24;
 /// SSRC of sender + NTP (8) + RTP ts + packet count + octet count.

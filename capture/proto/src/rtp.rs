@@ -9,7 +9,7 @@
 use crate::wire::{be16, be32, byte};
 
 /// Fixed header size: V/P/X/CC, M/PT, sequence, timestamp, SSRC.
-pub const FIXED_HEADER_LEN: usize = 12;
+pub(crate) const FIXED_HEADER_LEN: usize = 12;
 
 /// Why a datagram is not a well-formed RTP packet.
 #[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
@@ -177,11 +177,11 @@ impl<'a> RtpPacket<'a> {
 /// Cheap test for "this UDP payload is probably RTP", for media on ports no
 /// SDP announced. Payload types 72..=95 are rejected because with the marker
 /// bit set they are the RTCP packet types 200..=223 (RFC 5761 section 4).
+/// The header rule is `voxtap_common`'s, shared with the XDP classifier;
+/// here the lengths the header announces must also fit.
 pub fn looks_like_rtp(buf: &[u8]) -> bool {
-    match RtpPacket::new_checked(buf) {
-        Ok(p) => !(72..=95).contains(&p.payload_type()),
-        Err(_) => false,
-    }
+    RtpPacket::new_checked(buf).is_ok()
+        && voxtap_common::rtp_header_plausible(byte(buf, 0), byte(buf, 1))
 }
 
 /// Cheap test for "this UDP payload is probably a (compound) RTCP datagram":
@@ -442,15 +442,7 @@ pub(crate) mod test_pcap {
     /// Panics when the corpus file is missing: a test that cannot read its
     /// input must fail, not pass. `None` when the file is not a pcap it reads.
     pub(crate) fn udp_datagrams(path: &str) -> Option<Vec<Datagram>> {
-        // Corpus-relative path: ../shared/corpus beside the repository.
-        let full = format!(
-            "{}/../../../shared/corpus/{path}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        assert!(
-            std::path::Path::new(&full).exists(),
-            "corpus file {full} is missing (the tests need ../shared/corpus)"
-        );
+        let full = voxtap_testkit::corpus(path);
         // The project's own reader and decoder, not a second copy of them.
         let mut r = crate::pcapio::PcapReader::open(std::path::Path::new(&full)).ok()?;
         let mut dec = crate::decode::Decoder::new(crate::decode::FragLimits::default());

@@ -17,7 +17,7 @@
 use crate::rtp::static_codec;
 
 /// How many recent sequence numbers the duplicate detector remembers.
-pub const SEQ_WINDOW: usize = 1024;
+pub(crate) const SEQ_WINDOW: usize = 1024;
 const SEQ_WORDS: usize = SEQ_WINDOW / 64;
 /// Distinct timestamp steps tracked for the ptime estimate.
 const STEP_SLOTS: usize = 8;

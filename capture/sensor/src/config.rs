@@ -85,6 +85,13 @@ pub struct CaptureConfig {
     /// Size of the kernel ring buffer in bytes (power of two, multiple of the
     /// page size); 0 keeps the program's own 64 MiB.
     pub ring_bytes: u32,
+    /// Entries of the kernel's media endpoint map (RTP and RTCP endpoints
+    /// announced in SDP: about 4 per call, 2 with rtcp-mux). The default,
+    /// 262,144, covers the 52,500 concurrent calls of a saturated 10 GbE
+    /// with room to spare; the kernel preallocates the map, about 24 MiB at
+    /// that size. Endpoints that do not fit are counted
+    /// (`media_endpoints.insert_failures` in status/sensor.json).
+    pub media_endpoints: u32,
     /// Wake the reader once per this many frames per CPU.
     pub wakeup_every: u32,
 }
@@ -129,6 +136,12 @@ pub struct OutputConfig {
     pub call_files: bool,
     /// Close a call after this many seconds without a packet.
     pub idle_timeout_seconds: u64,
+    /// Every SIP dialog is a call (REGISTER, OPTIONS, SUBSCRIBE...), as
+    /// before non-call traffic had tables of its own.
+    pub all_dialogs: bool,
+    /// Media relays and SBCs (IP or CIDR) whose streams on two legs may be
+    /// the same media; a relay with one address needs no entry.
+    pub media_relays: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -155,12 +168,13 @@ impl Default for CaptureConfig {
     fn default() -> Self {
         CaptureConfig {
             interfaces: Vec::new(),
-            sip_ports: vec![5060, 5061],
+            sip_ports: voxtap_common::DEFAULT_SIP_PORTS.to_vec(),
             heuristic_rtp: true,
             keep_fragments: true,
             drop_unkept: false,
             attach_mode: "auto".into(),
             ring_bytes: 0,
+            media_endpoints: voxtap_common::MEDIA_ENDPOINTS_MAX_ENTRIES,
             wakeup_every: voxtap_common::XdpConfig::DEFAULT_WAKEUP_EVERY,
         }
     }
@@ -195,6 +209,8 @@ impl Default for OutputConfig {
             dir: PathBuf::from("/var/lib/voxtap/calls"),
             call_files: true,
             idle_timeout_seconds: 300,
+            all_dialogs: false,
+            media_relays: Vec::new(),
         }
     }
 }
@@ -231,6 +247,16 @@ impl Config {
         if self.capture.sip_ports.is_empty() {
             bail!("capture.sip_ports is empty");
         }
+        let max_ports = voxtap_common::SIP_PORTS_MAX_ENTRIES as usize;
+        if self.capture.sip_ports.len() > max_ports {
+            bail!(
+                "capture.sip_ports lists {} ports: at most {max_ports}",
+                self.capture.sip_ports.len()
+            );
+        }
+        if self.capture.media_endpoints == 0 {
+            bail!("capture.media_endpoints must be positive");
+        }
         if !matches!(self.capture.attach_mode.as_str(), "auto" | "native" | "skb") {
             bail!(
                 "capture.attach_mode = {:?}: use \"auto\", \"native\" or \"skb\"",
@@ -253,6 +279,14 @@ impl Config {
         if self.limits.max_open_calls == 0 || self.limits.call_sip_bytes == 0 {
             bail!("limits.max_open_calls and limits.call_sip_bytes must be positive");
         }
+        if let Some(bad) = self
+            .output
+            .media_relays
+            .iter()
+            .find(|r| voxtap_engine::calls::legs::IpNet::parse(r).is_none())
+        {
+            bail!("output.media_relays: {bad:?} is not an IP address or network");
+        }
         self.upload.validate()?;
         if let Err(e) = self.hep.validate() {
             bail!("{e}");
@@ -274,6 +308,21 @@ mod tests {
         assert_eq!(c.store.roll_seconds, 300);
         assert_eq!(c.workers.pipeline, 1);
         assert_eq!(c.limits, LimitsConfig::default());
+        assert_eq!(
+            c.capture,
+            CaptureConfig {
+                interfaces: vec!["eth1".into()],
+                ..CaptureConfig::default()
+            }
+        );
+    }
+
+    #[test]
+    fn media_relays_must_be_networks() {
+        let c = Config::from_toml("[output]\nmedia_relays = [\"192.0.2.1\", \"10.0.0.0/8\"]\n")
+            .unwrap();
+        assert_eq!(c.output.media_relays.len(), 2);
+        assert!(Config::from_toml("[output]\nmedia_relays = [\"sbc-1\"]\n").is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! the status files the web UI reads.
 
 pub mod config;
+pub mod fsutil;
 pub mod hep;
 #[cfg(target_os = "linux")]
 pub mod live;
@@ -14,3 +15,8 @@ pub mod store;
 pub mod upload;
 #[cfg(target_os = "linux")]
 pub mod xdp;
+
+pub use config::Config;
+#[cfg(target_os = "linux")]
+pub use live::{LiveOptions, LiveReport, run_live};
+pub use store::extract_call_with;

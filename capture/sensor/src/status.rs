@@ -8,14 +8,15 @@
 //! Writes go to a temporary file renamed over the old one, so a reader never
 //! sees half an object.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::Value;
 
-pub const DIR: &str = "status";
+use crate::fsutil::{Durability, write_atomic};
+
+pub(crate) const DIR: &str = "status";
 
 /// The path of `component`'s status file under `data`.
 pub fn path(data: &Path, component: &str) -> PathBuf {
@@ -30,14 +31,9 @@ pub fn write(data: &Path, component: &str, value: &impl Serialize) -> std::io::R
         m.insert("component".into(), Value::from(component));
         m.insert("updated_unix".into(), Value::from(now_unix()));
     }
-    let dir = data.join(DIR);
-    std::fs::create_dir_all(&dir)?;
-    let tmp = dir.join(format!(".{component}.json.tmp"));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(&v).map_err(std::io::Error::other)?)?;
-    }
-    std::fs::rename(&tmp, path(data, component))
+    std::fs::create_dir_all(data.join(DIR))?;
+    let bytes = serde_json::to_vec_pretty(&v).map_err(std::io::Error::other)?;
+    write_atomic(&path(data, component), &bytes, Durability::Cached)
 }
 
 /// Every readable status file under `data`, sorted by component name.

@@ -41,7 +41,7 @@ pub struct DtmfEvent {
 }
 
 /// RFC 4733 section 3.2 event codes 0-16 as characters.
-pub fn event_char(code: u8) -> Option<char> {
+pub(crate) fn event_char(code: u8) -> Option<char> {
     Some(match code {
         0..=9 => char::from(b'0' + code),
         10 => '*',
@@ -56,7 +56,7 @@ pub fn event_char(code: u8) -> Option<char> {
 /// timestamp) pair: every update and the three end-of-event retransmissions
 /// share it, so the event is reported once with its final duration.
 #[derive(Default)]
-pub struct Rfc4733Detector {
+pub(crate) struct Rfc4733Detector {
     events: Vec<DtmfEvent>,
     index: HashMap<(u32, u32), usize>,
 }
@@ -159,7 +159,7 @@ pub fn detect_rtp<'a>(
 
 /// A digit from a SIP INFO body, if the body is DTMF: `application/dtmf-relay`
 /// (`Signal=5` / `Duration=160`) or `application/dtmf` (the digit alone).
-pub fn sip_info_digit(content_type: &str, body: &str) -> Option<(char, Option<f64>)> {
+pub(crate) fn sip_info_digit(content_type: &str, body: &str) -> Option<(char, Option<f64>)> {
     let ct = content_type
         .split(';')
         .next()
@@ -202,7 +202,7 @@ fn signal_char(v: &str) -> Option<char> {
 
 /// The DTMF digits of a call's SIP INFO requests (`(capture time, src, dst,
 /// whole message text)`).
-pub fn sip_info_events<'a>(
+pub(crate) fn sip_info_events<'a>(
     messages: impl IntoIterator<Item = (u64, SocketAddr, SocketAddr, &'a str)>,
 ) -> Vec<DtmfEvent> {
     let mut out = Vec::new();

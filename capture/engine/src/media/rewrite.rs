@@ -104,7 +104,7 @@ fn addresses(ip: &[u8], version: u8) -> (IpAddr, IpAddr) {
 
 /// The frame with its UDP payload replaced by `payload`, or None when the
 /// frame is not a plain (unfragmented) UDP frame we can rewrite.
-pub fn replace_udp_payload(link: LinkType, frame: &[u8], payload: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn replace_udp_payload(link: LinkType, frame: &[u8], payload: &[u8]) -> Option<Vec<u8>> {
     let loc = locate(link, frame)?;
     let old = udp::Packet::new_unchecked(frame.get(loc.udp..)?);
     let old_udp_len = usize::from(old.len());
@@ -145,7 +145,7 @@ pub fn replace_udp_payload(link: LinkType, frame: &[u8], payload: &[u8]) -> Opti
 /// A SIP message whose SDP offers SRTP (`RTP/SAVP`, `RTP/SAVPF`) rewritten
 /// to announce plain RTP, with its Content-Length fixed; None when there is
 /// nothing to rewrite.
-pub fn plain_sdp(sip: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn plain_sdp(sip: &[u8]) -> Option<Vec<u8>> {
     let split = memchr::memmem::find(sip, b"\r\n\r\n")? + 4;
     let (head, body) = sip.split_at(split);
     memchr::memmem::find(body, b"RTP/SAVP")?;

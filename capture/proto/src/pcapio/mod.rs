@@ -100,7 +100,7 @@ pub enum PcapError {
 
 /// Larger than any real MTU or offload super-packet we expect to see; a bigger
 /// captured length is corruption, not data.
-pub const MAX_CAPLEN: u32 = 256 * 1024;
+pub(crate) const MAX_CAPLEN: u32 = 256 * 1024;
 /// A packet block may carry options after the data.
 const MAX_BLOCK: u32 = MAX_CAPLEN + 64 * 1024;
 

@@ -2,19 +2,13 @@
 //! corpus under /work/shared/corpus for real ones.
 
 use std::io::Cursor;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use super::*;
 use crate::decode::{Decoder, FragLimits, L4};
 
-fn corpus(rel: &str) -> PathBuf {
-    Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/corpus/"
-    ))
-    .join(rel)
-}
+use voxtap_testkit::corpus;
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("voxtap-pcapio-{}", std::process::id()));

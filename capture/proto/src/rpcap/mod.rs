@@ -19,7 +19,7 @@ pub const PKTHDR_LEN: usize = 20;
 /// its 64000-byte buffer for control replies and a snapshot plus 20 bytes for
 /// packets; anything bigger is a broken or hostile peer, not a reason to
 /// allocate gigabytes.
-pub const MAX_PAYLOAD: u32 = 1 << 20;
+pub(crate) const MAX_PAYLOAD: u32 = 1 << 20;
 
 pub const MSG_ERROR: u8 = 1;
 pub const MSG_FINDALLIF_REQ: u8 = 2;

@@ -17,18 +17,18 @@ pub const MAX_HEADERS: usize = 64;
 pub const MAX_HEADER_LINES: usize = 1024;
 /// Longest accepted start line. Bounds the scan for a line end so a stream of
 /// junk without newlines is rejected instead of buffered forever.
-pub const MAX_START_LINE: usize = 8 * 1024;
+pub(crate) const MAX_START_LINE: usize = 8 * 1024;
 /// Longest header section (start line through the empty line) of a message
 /// that is not [`Message::oversized`]: what SIP stacks take (Kamailio and
 /// OpenSIPS buffer 64 KiB).
-pub const MAX_HEADER_SECTION: usize = 64 * 1024;
+pub(crate) const MAX_HEADER_SECTION: usize = 64 * 1024;
 /// Hard cap of a header section: longer is [`SipError::TooLong`]. Equal to
 /// what the TCP reassembler buffers, so any message it can frame is parsed
 /// (and attributed to its call) rather than dropped.
-pub const MAX_OVERSIZED_SECTION: usize = 256 * 1024;
+pub(crate) const MAX_OVERSIZED_SECTION: usize = 256 * 1024;
 /// Largest accepted Content-Length. Larger values are either garbage or
 /// something we cannot usefully buffer (the TCP reassembler caps at 256 KiB).
-pub const MAX_BODY: usize = 256 * 1024;
+pub(crate) const MAX_BODY: usize = 256 * 1024;
 
 /// Headers found in the parse pass whatever their position (first
 /// occurrence), so that a message with thousands of headers still has its

@@ -14,16 +14,18 @@
 //! [`stream::StreamReassembler`] frames SIP over TCP.
 
 mod message;
-pub mod stream;
+mod stream;
 mod uri;
 
+pub(crate) use message::MAX_START_LINE;
 pub use message::{
-    HeaderIter, KNOWN, MAX_BODY, MAX_HEADER_LINES, MAX_HEADER_SECTION, MAX_HEADERS,
-    MAX_OVERSIZED_SECTION, MAX_START_LINE, Message, find_start, looks_like_sip, parse,
-    parse_stream,
+    KNOWN, MAX_HEADER_LINES, MAX_HEADERS, Message, find_start, looks_like_sip, parse, parse_stream,
 };
+#[cfg(test)]
+use message::{MAX_HEADER_SECTION, MAX_OVERSIZED_SECTION};
 pub use stream::{StreamReassembler, StreamStats};
-pub use uri::{NameAddr, parse_name_addr, uri_host, uri_user};
+pub use uri::NameAddr;
+pub use uri::{parse_name_addr, uri_host, uri_user};
 
 use std::borrow::Cow;
 
@@ -126,7 +128,7 @@ pub enum SipError {
     #[error("malformed Content-Length")]
     BadContentLength,
     /// Start line, header section or body exceeds the parser's hard caps
-    /// ([`MAX_START_LINE`], [`MAX_OVERSIZED_SECTION`], [`MAX_BODY`]).
+    /// ([`MAX_START_LINE`], `MAX_OVERSIZED_SECTION`, `MAX_BODY`).
     #[error("SIP message exceeds size limits")]
     TooLong,
 }

@@ -13,7 +13,7 @@ use super::{MAX_START_LINE, SipError};
 /// message larger than this cannot be framed anyway (see `MAX_BODY`); the
 /// parser's hard cap on a header section (`MAX_OVERSIZED_SECTION`) is the
 /// same, so every message that fits is framed.
-pub const STREAM_CAP: usize = 256 * 1024;
+pub(crate) const STREAM_CAP: usize = 256 * 1024;
 
 /// Counters for one direction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -682,7 +682,12 @@ const NAMES: [&str; 10] = [
 fn headers_among_is_header_all_for_each_name() {
     let mut buf = padded(1000, true, "");
     let at = buf.len() - 4;
-    buf.splice(at..at, b"\r\nSession-ID: s1\r\nX-CID: a, b\r\ni: ignored-second".iter().copied());
+    buf.splice(
+        at..at,
+        b"\r\nSession-ID: s1\r\nX-CID: a, b\r\ni: ignored-second"
+            .iter()
+            .copied(),
+    );
     let m = parse(&buf).unwrap();
     let names = ["x-cid", "Session-ID", "Call-ID", "X"];
     let got: Vec<(usize, &[u8])> = m.headers_among(&names).collect();

@@ -33,12 +33,12 @@ pub fn data(bytes: &[u8]) -> u16 {
 }
 
 /// Ones'-complement sum of partial sums.
-pub fn combine(sums: &[u16]) -> u16 {
+pub(crate) fn combine(sums: &[u16]) -> u16 {
     fold(sums.iter().map(|&s| u64::from(s)).sum())
 }
 
 /// The IPv4 pseudo-header's sum: addresses, protocol, transport length.
-pub fn pseudo_header_v4(src: &Ipv4Addr, dst: &Ipv4Addr, protocol: u8, len: u32) -> u16 {
+pub(crate) fn pseudo_header_v4(src: &Ipv4Addr, dst: &Ipv4Addr, protocol: u8, len: u32) -> u16 {
     combine(&[
         data(&src.octets()),
         data(&dst.octets()),
@@ -48,7 +48,7 @@ pub fn pseudo_header_v4(src: &Ipv4Addr, dst: &Ipv4Addr, protocol: u8, len: u32) 
 }
 
 /// The IPv6 pseudo-header's sum: addresses, upper-layer length, next header.
-pub fn pseudo_header_v6(src: &Ipv6Addr, dst: &Ipv6Addr, next_header: u8, len: u32) -> u16 {
+pub(crate) fn pseudo_header_v6(src: &Ipv6Addr, dst: &Ipv6Addr, next_header: u8, len: u32) -> u16 {
     combine(&[
         data(&src.octets()),
         data(&dst.octets()),
@@ -59,7 +59,7 @@ pub fn pseudo_header_v6(src: &Ipv6Addr, dst: &Ipv6Addr, next_header: u8, len: u3
 
 /// The pseudo-header of either family; a mixed pair is summed as IPv6 with
 /// the IPv4 address mapped (what a v4-mapped IPv6 packet carries).
-pub fn pseudo_header(src: &IpAddr, dst: &IpAddr, protocol: u8, len: u32) -> u16 {
+pub(crate) fn pseudo_header(src: &IpAddr, dst: &IpAddr, protocol: u8, len: u32) -> u16 {
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => pseudo_header_v4(s, d, protocol, len),
         _ => pseudo_header_v6(&to_v6(src), &to_v6(dst), protocol, len),

@@ -7,9 +7,9 @@ use super::{
     range_mut,
 };
 
-pub const MIN_HEADER_LEN: usize = 20;
+pub(crate) const MIN_HEADER_LEN: usize = 20;
 /// IHL is 4 bits of 32-bit words.
-pub const MAX_HEADER_LEN: usize = 60;
+pub(crate) const MAX_HEADER_LEN: usize = 60;
 
 pub mod protocol {
     pub const TCP: u8 = 6;

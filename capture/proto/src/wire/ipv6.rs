@@ -234,7 +234,7 @@ impl<'a> ExtHeader<'a> {
     }
 }
 
-pub const FRAGMENT_HEADER_LEN: usize = 8;
+pub(crate) const FRAGMENT_HEADER_LEN: usize = 8;
 
 /// IPv6 fragment header.
 #[derive(Clone, Copy, Debug)]

@@ -4,9 +4,9 @@ use super::{WireError, array, tail};
 
 pub const HEADER_LEN: usize = 4;
 
-pub const AF_INET: u32 = 2;
+pub(crate) const AF_INET: u32 = 2;
 /// AF_INET6 differs per OS: Linux 10, NetBSD/OpenBSD 24, FreeBSD 28, macOS 30.
-pub const AF_INET6: [u32; 4] = [10, 24, 28, 30];
+pub(crate) const AF_INET6: [u32; 4] = [10, 24, 28, 30];
 
 #[derive(Clone, Copy, Debug)]
 pub struct Packet<'a> {

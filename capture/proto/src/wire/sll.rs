@@ -2,8 +2,8 @@
 
 use super::{WireError, be16, be32, byte, tail};
 
-pub const SLL_HEADER_LEN: usize = 16;
-pub const SLL2_HEADER_LEN: usize = 20;
+pub(crate) const SLL_HEADER_LEN: usize = 16;
+pub(crate) const SLL2_HEADER_LEN: usize = 20;
 
 /// LINKTYPE_LINUX_SLL: pkttype(2) hatype(2) halen(2) addr(8) protocol(2).
 #[derive(Clone, Copy, Debug)]

@@ -7,9 +7,9 @@ use super::{
     range_mut, tail,
 };
 
-pub const MIN_HEADER_LEN: usize = 20;
+pub(crate) const MIN_HEADER_LEN: usize = 20;
 /// Data offset is 4 bits of 32-bit words.
-pub const MAX_HEADER_LEN: usize = 60;
+pub(crate) const MAX_HEADER_LEN: usize = 60;
 
 pub mod flags {
     pub const FIN: u8 = 0x01;

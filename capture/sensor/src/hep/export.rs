@@ -215,7 +215,7 @@ struct Lane {
 }
 
 /// The pipeline side: encodes once, copies into each collector's queue.
-pub struct HepTap {
+pub(crate) struct HepTap {
     cfg: Arc<HepConfig>,
     counters: Arc<ExportCounters>,
     lanes: Vec<Lane>,
@@ -447,6 +447,32 @@ enum Conn {
     Tls(Box<TlsStream>),
 }
 
+/// What a collector thread does next.
+enum Step {
+    /// Carry on with this iteration.
+    Go,
+    /// Start the next iteration (checks the stop flag).
+    Again,
+    /// Leave the loop: the exporter is gone.
+    Stop,
+}
+
+/// A collector thread's connection and its reconnect backoff.
+struct Link {
+    conn: Option<Conn>,
+    backoff: Duration,
+    next_try: Instant,
+    ever_connected: bool,
+}
+
+impl Link {
+    /// Next attempt after the backoff, which doubles up to [`BACKOFF_MAX`].
+    fn retry_later(&mut self) {
+        self.next_try = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
 /// The collector side: one thread per collector.
 struct CollectorThread {
     cfg: CollectorConfig,
@@ -463,144 +489,189 @@ impl CollectorThread {
     }
 
     fn run(self) {
-        let mut conn: Option<Conn> = None;
-        let mut backoff = BACKOFF_MIN;
-        let mut next_try = Instant::now();
-        let mut ever_connected = false;
+        let tls = self.tls();
+        let mut link = Link {
+            conn: None,
+            backoff: BACKOFF_MIN,
+            next_try: Instant::now(),
+            ever_connected: false,
+        };
         // A packet taken off the queue while not connected.
         let mut pending: Option<Vec<u8>> = None;
         let mut batch: Vec<Vec<u8>> = Vec::with_capacity(256);
         let mut wbuf: Vec<u8> = Vec::with_capacity(STREAM_BATCH + 4096);
-        let tls = match self.cfg.transport {
-            Transport::Tls => match tls_config(&self.cfg) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    tracing::error!(collector = %self.cfg.address, error = %e, "HEP over TLS: no usable CA; this collector gets nothing");
-                    None
-                }
-            },
-            _ => None,
-        };
-        loop {
-            if self.stop.load(Ordering::Relaxed) {
-                break;
-            }
-            if conn.is_none() {
-                if self.cfg.transport == Transport::Tls && tls.is_none() {
-                    // Nothing can be sent: let the queue overflow (counted)
-                    // until the exporter stops.
-                    thread::sleep(Duration::from_millis(50));
-                    continue;
-                }
-                // Nothing left to send and nobody to send more: done, even
-                // while the collector is away.
-                if pending.is_none() {
-                    match self.queue.try_recv() {
-                        Ok(b) => pending = Some(b),
-                        Err(TryRecvError::Disconnected) => break,
-                        Err(TryRecvError::Empty) => {}
-                    }
-                }
-                if Instant::now() < next_try {
-                    // Packets wait in the queue (and overflow, counted)
-                    // while the collector is away.
-                    thread::sleep(
-                        next_try
-                            .saturating_duration_since(Instant::now())
-                            .min(Duration::from_millis(50)),
-                    );
-                    continue;
-                }
-                match self.connect(tls.as_ref()) {
-                    Ok(c) => {
-                        if ever_connected {
-                            self.c().reconnects.fetch_add(1, Ordering::Relaxed);
-                        }
-                        ever_connected = true;
-                        backoff = BACKOFF_MIN;
-                        self.c().connected.store(true, Ordering::Relaxed);
-                        conn = Some(c);
-                    }
-                    Err(e) => {
-                        self.c().connect_failures.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(collector = %self.cfg.address, error = %e, "HEP collector connect failed");
-                        next_try = Instant::now() + backoff;
-                        backoff = (backoff * 2).min(BACKOFF_MAX);
-                        continue;
-                    }
+        while !self.stop.load(Ordering::Relaxed) {
+            if link.conn.is_none() {
+                match self.reconnect(&mut link, tls.as_ref(), &mut pending) {
+                    Step::Go => {}
+                    Step::Again => continue,
+                    Step::Stop => break,
                 }
             }
-            // Gather a batch.
-            match pending
-                .take()
-                .map_or_else(|| self.queue.recv_timeout(Duration::from_millis(100)), Ok)
-            {
-                Ok(b) => batch.push(b),
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => break,
+            match self.gather(&mut pending, &mut batch) {
+                Step::Go => {}
+                Step::Again => continue,
+                Step::Stop => break,
             }
-            let mut bytes = batch[0].len();
-            while bytes < STREAM_BATCH && batch.len() < 256 {
-                match self.queue.try_recv() {
-                    Ok(b) => {
-                        bytes += b.len();
-                        batch.push(b);
-                    }
-                    Err(_) => break,
-                }
-            }
-            self.c()
-                .queued
-                .fetch_sub(batch.len() as u64, Ordering::Relaxed);
-            let n = batch.len() as u64;
-            let result = match conn.as_mut() {
-                Some(Conn::Udp(s)) => {
-                    // Each HEP packet is its own datagram; a refused one
-                    // (nobody listening yet) is lost, the socket stays.
-                    let mut ok = 0u64;
-                    for b in &batch {
-                        if s.send(b).is_ok() {
-                            ok += 1;
-                        }
-                    }
-                    self.c()
-                        .dropped_send_error
-                        .fetch_add(n - ok, Ordering::Relaxed);
-                    self.c().sent.fetch_add(ok, Ordering::Relaxed);
-                    self.c().bytes.fetch_add(
-                        batch.iter().map(|b| b.len() as u64).sum::<u64>(),
-                        Ordering::Relaxed,
-                    );
-                    Ok(())
-                }
-                Some(Conn::Tcp(s)) => write_batch(s, &batch, &mut wbuf),
-                Some(Conn::Tls(s)) => write_batch(s.as_mut(), &batch, &mut wbuf),
-                None => Err(io::Error::other("not connected")),
-            };
-            match result {
-                Ok(()) => {
-                    if !matches!(conn, Some(Conn::Udp(_))) {
-                        self.c().sent.fetch_add(n, Ordering::Relaxed);
-                        self.c()
-                            .bytes
-                            .fetch_add(wbuf.len() as u64, Ordering::Relaxed);
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(collector = %self.cfg.address, error = %e, "HEP collector write failed; reconnecting");
-                    self.c().dropped_send_error.fetch_add(n, Ordering::Relaxed);
-                    self.c().connected.store(false, Ordering::Relaxed);
-                    conn = None;
-                    next_try = Instant::now() + backoff;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                }
-            }
+            self.send(&mut link, &batch, &mut wbuf);
             for mut b in batch.drain(..) {
                 b.clear();
                 let _ = self.pool.send(b);
             }
         }
-        // Whatever is still queued is lost: count it.
+        self.finish(link.conn, pending);
+    }
+
+    /// The TLS client configuration, when the transport is TLS and a CA is
+    /// usable.
+    fn tls(&self) -> Option<TlsConfig> {
+        if self.cfg.transport != Transport::Tls {
+            return None;
+        }
+        match tls_config(&self.cfg) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::error!(collector = %self.cfg.address, error = %e, "HEP over TLS: no usable CA; this collector gets nothing");
+                None
+            }
+        }
+    }
+
+    /// One connection attempt, when the backoff allows it.
+    fn reconnect(
+        &self,
+        link: &mut Link,
+        tls: Option<&TlsConfig>,
+        pending: &mut Option<Vec<u8>>,
+    ) -> Step {
+        if self.cfg.transport == Transport::Tls && tls.is_none() {
+            // Nothing can be sent: let the queue overflow (counted) until
+            // the exporter stops.
+            thread::sleep(Duration::from_millis(50));
+            return Step::Again;
+        }
+        // Nothing left to send and nobody to send more: done, even while
+        // the collector is away.
+        if pending.is_none() {
+            match self.queue.try_recv() {
+                Ok(b) => *pending = Some(b),
+                Err(TryRecvError::Disconnected) => return Step::Stop,
+                Err(TryRecvError::Empty) => {}
+            }
+        }
+        if Instant::now() < link.next_try {
+            // Packets wait in the queue (and overflow, counted) while the
+            // collector is away.
+            thread::sleep(
+                link.next_try
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(50)),
+            );
+            return Step::Again;
+        }
+        match self.connect(tls) {
+            Ok(c) => {
+                if link.ever_connected {
+                    self.c().reconnects.fetch_add(1, Ordering::Relaxed);
+                }
+                link.ever_connected = true;
+                link.backoff = BACKOFF_MIN;
+                self.c().connected.store(true, Ordering::Relaxed);
+                link.conn = Some(c);
+                Step::Go
+            }
+            Err(e) => {
+                self.c().connect_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(collector = %self.cfg.address, error = %e, "HEP collector connect failed");
+                link.retry_later();
+                Step::Again
+            }
+        }
+    }
+
+    /// Takes the pending packet or waits for one, then whatever else is
+    /// queued, up to [`STREAM_BATCH`] bytes or 256 packets.
+    fn gather(&self, pending: &mut Option<Vec<u8>>, batch: &mut Vec<Vec<u8>>) -> Step {
+        let first = pending
+            .take()
+            .map_or_else(|| self.queue.recv_timeout(Duration::from_millis(100)), Ok);
+        let mut bytes = match first {
+            Ok(b) => {
+                let n = b.len();
+                batch.push(b);
+                n
+            }
+            Err(RecvTimeoutError::Timeout) => return Step::Again,
+            Err(RecvTimeoutError::Disconnected) => return Step::Stop,
+        };
+        while bytes < STREAM_BATCH && batch.len() < 256 {
+            match self.queue.try_recv() {
+                Ok(b) => {
+                    bytes += b.len();
+                    batch.push(b);
+                }
+                Err(_) => break,
+            }
+        }
+        self.c()
+            .queued
+            .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+        Step::Go
+    }
+
+    /// Sends a batch; a failed stream write closes the connection (the batch
+    /// is counted as dropped) and schedules a reconnect.
+    fn send(&self, link: &mut Link, batch: &[Vec<u8>], wbuf: &mut Vec<u8>) {
+        let n = batch.len() as u64;
+        let result = match link.conn.as_mut() {
+            Some(Conn::Udp(s)) => {
+                self.send_datagrams(s, batch);
+                Ok(())
+            }
+            Some(Conn::Tcp(s)) => write_batch(s, batch, wbuf),
+            Some(Conn::Tls(s)) => write_batch(s.as_mut(), batch, wbuf),
+            None => Err(io::Error::other("not connected")),
+        };
+        match result {
+            Ok(()) => {
+                if !matches!(link.conn, Some(Conn::Udp(_))) {
+                    self.c().sent.fetch_add(n, Ordering::Relaxed);
+                    self.c()
+                        .bytes
+                        .fetch_add(wbuf.len() as u64, Ordering::Relaxed);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(collector = %self.cfg.address, error = %e, "HEP collector write failed; reconnecting");
+                self.c().dropped_send_error.fetch_add(n, Ordering::Relaxed);
+                self.c().connected.store(false, Ordering::Relaxed);
+                link.conn = None;
+                link.retry_later();
+            }
+        }
+    }
+
+    /// Each HEP packet is its own datagram; a refused one (nobody listening
+    /// yet) is lost, the socket stays.
+    fn send_datagrams(&self, s: &UdpSocket, batch: &[Vec<u8>]) {
+        let mut ok = 0u64;
+        for b in batch {
+            if s.send(b).is_ok() {
+                ok += 1;
+            }
+        }
+        self.c()
+            .dropped_send_error
+            .fetch_add(batch.len() as u64 - ok, Ordering::Relaxed);
+        self.c().sent.fetch_add(ok, Ordering::Relaxed);
+        self.c().bytes.fetch_add(
+            batch.iter().map(|b| b.len() as u64).sum::<u64>(),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Whatever is still queued is lost: count it; close the connection.
+    fn finish(&self, conn: Option<Conn>, pending: Option<Vec<u8>>) {
         let mut left = u64::from(pending.is_some());
         while let Ok(b) = self.queue.try_recv() {
             left += 1;

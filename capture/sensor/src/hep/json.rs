@@ -10,7 +10,7 @@ pub use voxtap_proto::hep::rtcp_json;
 
 /// The quality figures of one stream at the end of its call.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StreamReport {
+pub(crate) struct StreamReport {
     pub mos: Option<f64>,
     pub r_factor: Option<f64>,
     pub jitter_ms: f64,
@@ -28,7 +28,7 @@ fn unix_s(ns: u64) -> u64 {
 
 /// The report for `stream` of `call`: the same summary E-model estimate as
 /// streams.csv (random loss, 60 ms jitter buffer) and the RFC 3550 figures.
-pub fn stream_report(call: &Call, stream: &Stream) -> StreamReport {
+pub(crate) fn stream_report(call: &Call, stream: &Stream) -> StreamReport {
     let sum = stream.stats.summary();
     let pt = sum.payload_types.first().copied().unwrap_or(0);
     let codec = call.codec_name(stream, pt);

@@ -31,7 +31,7 @@ use voxtap_proto::hep::{Hep, IPPROTO_TCP};
 use voxtap_proto::pcapio::{LinkType, PcapWriter};
 
 /// The capture file the listener writes in its output folder.
-pub const PCAP_FILE: &str = "hep.pcap";
+pub(crate) const PCAP_FILE: &str = "hep.pcap";
 const PCAP_HEADER: u64 = 24;
 const RECORD_HEADER: u64 = 16;
 /// Flows whose TCP sequence number is remembered.
@@ -574,31 +574,11 @@ fn consume(
     stop: &AtomicBool,
 ) -> Result<ImportReport, ListenError> {
     let started = Instant::now();
-    std::fs::create_dir_all(&opts.out).map_err(|source| ListenError::Io {
-        path: opts.out.clone(),
-        source,
-    })?;
-    let pcap_path = opts.out.join(PCAP_FILE);
-    let io_err = |source| ListenError::Io {
-        path: pcap_path.clone(),
-        source,
-    };
-    let file = File::create(&pcap_path).map_err(io_err)?;
-    let mut pcap = PcapWriter::new(BufWriter::new(file), LinkType::Raw, 65_535).map_err(io_err)?;
-    let mut offset = PCAP_HEADER;
-    let mut pipeline = Pipeline::new(opts.pipeline.clone());
-    let mut writer = CallWriter::new(&opts.out, vec![pcap_path.clone()])
-        .map_err(|e| ListenError::Import(e.into()))?;
-    if !opts.call_files {
-        writer = writer.without_call_files();
-    }
-    let mut index = fresh_index(&opts.out)?;
-    let mut report = ImportReport::default();
-    let mut frame = Vec::with_capacity(70_000);
-    let mut seqs: HashMap<(SocketAddr, SocketAddr), u32> = HashMap::new();
+    let mut sink = Sink::open(opts)?;
     let mut last_flush = Instant::now();
     let (mut last_ts, mut last_at) = (0u64, Instant::now());
     let mut last_status = Instant::now();
+    let mut last_signalling = Instant::now();
     loop {
         let m = match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(m) => Some(m),
@@ -609,23 +589,7 @@ fn consume(
             queued.fetch_sub(m.payload.len(), Ordering::Relaxed);
             last_ts = m.ts_ns;
             last_at = Instant::now();
-            let seq = if m.tcp {
-                if seqs.len() >= MAX_TCP_FLOWS {
-                    seqs.clear();
-                }
-                let s = seqs.entry((m.src, m.dst)).or_insert(1);
-                let cur = *s;
-                *s = s.wrapping_add(m.payload.len() as u32);
-                Some(cur)
-            } else {
-                None
-            };
-            build_frame(&mut frame, m.src, m.dst, seq, &m.payload);
-            pcap.write_packet(m.ts_ns, frame.len() as u32, &frame)
-                .map_err(io_err)?;
-            let pref = PacketRef::new(0, offset);
-            offset += RECORD_HEADER + frame.len() as u64;
-            pipeline.process(LinkType::Raw, m.ts_ns, pref, &frame);
+            sink.take(&m)?;
         } else if stop.load(Ordering::Relaxed) {
             break;
         } else if last_ts > 0 {
@@ -633,37 +597,158 @@ fn consume(
             // message (not the wall clock itself, which a replay of old HEP
             // is far from), so BYE lingers and idle timeouts still end calls.
             let now = last_ts.saturating_add(last_at.elapsed().as_nanos() as u64);
-            pipeline.calls_mut().tick(now);
+            sink.pipeline.calls_mut().tick(now);
         }
         if last_flush.elapsed() >= Duration::from_millis(500) {
             last_flush = Instant::now();
-            // The call writer re-reads packets from the file.
-            pcap.flush().map_err(io_err)?;
-            voxtap_engine::import::write_ended_indexed(
-                &mut pipeline,
-                &mut writer,
-                Some(&mut index),
-                &mut report,
-            )?;
+            sink.checkpoint()?;
+        }
+        if last_signalling.elapsed() >= SIGNALLING_EVERY {
+            last_signalling = Instant::now();
+            sink.write_signalling()?;
         }
         if opts.status && last_status.elapsed() >= Duration::from_secs(1) {
             last_status = Instant::now();
             let _ = crate::status::write(&opts.out, "hep-listen", &counters.snapshot());
         }
     }
-    pcap.flush().map_err(io_err)?;
-    pipeline.finish();
-    voxtap_engine::import::write_ended_indexed(
-        &mut pipeline,
-        &mut writer,
-        Some(&mut index),
-        &mut report,
-    )?;
-    writer.finish().map_err(|e| ListenError::Import(e.into()))?;
-    report.stats = pipeline.stats().clone();
+    let mut report = sink.finish()?;
     report.elapsed = started.elapsed();
     Ok(report)
 }
+
+/// Where received messages go: a pcap of rebuilt frames, the pipeline and
+/// the per-call outputs.
+struct Sink {
+    pcap: PcapWriter<BufWriter<File>>,
+    pcap_path: PathBuf,
+    /// Where the next pcap record starts (for its PacketRef).
+    offset: u64,
+    pipeline: Pipeline,
+    writer: CallWriter,
+    index: Index,
+    report: ImportReport,
+    /// The frame being built (reused).
+    frame: Vec<u8>,
+    /// Next TCP sequence number per flow, for the rebuilt segments.
+    seqs: HashMap<(SocketAddr, SocketAddr), u32>,
+}
+
+impl Sink {
+    fn open(opts: &ListenOptions) -> Result<Sink, ListenError> {
+        std::fs::create_dir_all(&opts.out).map_err(|source| ListenError::Io {
+            path: opts.out.clone(),
+            source,
+        })?;
+        let pcap_path = opts.out.join(PCAP_FILE);
+        let io_err = |source| ListenError::Io {
+            path: pcap_path.clone(),
+            source,
+        };
+        let file = File::create(&pcap_path).map_err(io_err)?;
+        let pcap = PcapWriter::new(BufWriter::new(file), LinkType::Raw, 65_535).map_err(io_err)?;
+        let mut writer = CallWriter::new(&opts.out, vec![pcap_path.clone()])
+            .map_err(|e| ListenError::Import(e.into()))?;
+        if !opts.call_files {
+            writer = writer.without_call_files();
+        }
+        Ok(Sink {
+            pcap,
+            pcap_path,
+            offset: PCAP_HEADER,
+            pipeline: Pipeline::new(opts.pipeline.clone()),
+            writer,
+            index: fresh_index(&opts.out)?,
+            report: ImportReport::default(),
+            frame: Vec::with_capacity(70_000),
+            seqs: HashMap::new(),
+        })
+    }
+
+    fn io_err(&self, source: std::io::Error) -> ListenError {
+        ListenError::Io {
+            path: self.pcap_path.clone(),
+            source,
+        }
+    }
+
+    /// One message: rebuilt as a frame, written to the pcap, run through
+    /// the pipeline.
+    fn take(&mut self, m: &Msg) -> Result<(), ListenError> {
+        let seq = if m.tcp {
+            if self.seqs.len() >= MAX_TCP_FLOWS {
+                self.seqs.clear();
+            }
+            let s = self.seqs.entry((m.src, m.dst)).or_insert(1);
+            let cur = *s;
+            *s = s.wrapping_add(m.payload.len() as u32);
+            Some(cur)
+        } else {
+            None
+        };
+        build_frame(&mut self.frame, m.src, m.dst, seq, &m.payload);
+        if let Err(e) = self
+            .pcap
+            .write_packet(m.ts_ns, self.frame.len() as u32, &self.frame)
+        {
+            return Err(self.io_err(e));
+        }
+        let pref = PacketRef::new(0, self.offset);
+        self.offset += RECORD_HEADER + self.frame.len() as u64;
+        self.pipeline
+            .process(LinkType::Raw, m.ts_ns, pref, &self.frame);
+        Ok(())
+    }
+
+    /// Writes the calls that ended (the call writer re-reads their packets
+    /// from the pcap, so it is flushed first).
+    fn checkpoint(&mut self) -> Result<(), ListenError> {
+        if let Err(e) = self.pcap.flush() {
+            return Err(self.io_err(e));
+        }
+        voxtap_engine::import::write_ended_indexed(
+            &mut self.pipeline,
+            &mut self.writer,
+            Some(&mut self.index),
+            &mut self.report,
+        )?;
+        Ok(())
+    }
+
+    /// Registrations and pings as they are now, for the web UI.
+    fn write_signalling(&mut self) -> Result<(), ListenError> {
+        voxtap_engine::import::write_signalling(
+            &mut self.pipeline,
+            &mut self.writer,
+            Some(&mut self.index),
+            &mut self.report,
+        )?;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<ImportReport, ListenError> {
+        if let Err(e) = self.pcap.flush() {
+            return Err(self.io_err(e));
+        }
+        self.pipeline.finish();
+        voxtap_engine::import::write_ended_indexed(
+            &mut self.pipeline,
+            &mut self.writer,
+            Some(&mut self.index),
+            &mut self.report,
+        )?;
+        self.write_signalling()?;
+        self.writer
+            .finish()
+            .map_err(|e| ListenError::Import(e.into()))?;
+        self.report.stats = self.pipeline.stats().clone();
+        Ok(self.report)
+    }
+}
+
+/// registrations.csv, pings.csv and the index's copies are refreshed this
+/// often while the listener runs.
+const SIGNALLING_EVERY: Duration = Duration::from_secs(10);
 
 fn fresh_index(out: &Path) -> Result<Index, ListenError> {
     for suffix in ["", "-wal", "-shm"] {

@@ -9,7 +9,7 @@
 //! - [`listen`]: UDP/TCP listener, rebuilding frames for the pipeline.
 
 pub mod export;
-pub mod json;
+mod json;
 pub mod listen;
 mod sock;
 

@@ -7,7 +7,7 @@ use voxtap_engine::calls::PacketRef;
 
 const HEADER: usize = 20;
 
-pub struct Batch {
+pub(crate) struct Batch {
     /// Number of the batch in the run (1, 2, ...), set when sent.
     pub seq: u64,
     buf: Vec<u8>,
@@ -33,6 +33,7 @@ impl Batch {
         self.frames == 0
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> u32 {
         self.frames
     }
@@ -57,7 +58,7 @@ impl Batch {
     }
 }
 
-pub struct BatchIter<'a> {
+pub(crate) struct BatchIter<'a> {
     rest: &'a [u8],
 }
 

@@ -31,7 +31,7 @@ struct CapData {
 /// `user` is not empty, switches to that user after handing `owned` paths
 /// (recursively) to it. Call it before starting threads: capability sets are
 /// per thread and new threads inherit the caller's.
-pub fn drop_privileges(user: &str, owned: &[&Path]) -> Result<()> {
+pub(crate) fn drop_privileges(user: &str, owned: &[&Path]) -> Result<()> {
     if !user.is_empty() {
         switch_user(user, owned)?;
     }
@@ -80,7 +80,7 @@ pub fn drop_privileges(user: &str, owned: &[&Path]) -> Result<()> {
 }
 
 /// CapEff of this thread, from /proc.
-pub fn effective_caps() -> Result<u64> {
+pub(crate) fn effective_caps() -> Result<u64> {
     let s = std::fs::read_to_string("/proc/thread-self/status").context("reading CapEff")?;
     let v = s
         .lines()
@@ -129,7 +129,7 @@ fn chown_tree(p: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
 }
 
 /// Pins the calling thread to `core`.
-pub fn pin_to_core(core: usize) -> Result<()> {
+pub(crate) fn pin_to_core(core: usize) -> Result<()> {
     // SAFETY: a zeroed cpu_set_t is empty; CPU_SET stays within it for
     // core < CPU_SETSIZE, checked below.
     unsafe {

@@ -32,6 +32,12 @@ pub struct LiveCounters {
     pub files_deleted: AtomicU64,
     pub store_files: AtomicU64,
     pub store_bytes: AtomicU64,
+    /// Capacity of the kernel's media endpoint map (set once at start), and
+    /// the updates of it that failed (worker): an insert fails when the map
+    /// is full.
+    pub endpoint_map_max_entries: AtomicU64,
+    pub endpoint_insert_failures: AtomicU64,
+    pub endpoint_remove_failures: AtomicU64,
 }
 
 impl LiveCounters {
@@ -64,6 +70,17 @@ pub struct Kernel {
     pub kept_heuristic: u64,
     pub kept_fragment: u64,
     pub passed: u64,
+}
+
+/// The kernel's media endpoint map (`capture.media_endpoints`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct MediaEndpoints {
+    pub max_entries: u64,
+    /// SDP endpoints the map refused (full): their frames are kept only by
+    /// the RTP heuristic, if enabled.
+    pub insert_failures: u64,
+    /// Removals that failed for another reason than an absent key.
+    pub remove_failures: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -101,6 +118,7 @@ pub struct SensorStatus {
     pub dropped_total: u64,
     pub drops: Drops,
     pub kernel: Kernel,
+    pub media_endpoints: MediaEndpoints,
     pub store: Store,
     /// False in the last file a run writes as it stops.
     pub running: bool,
@@ -191,6 +209,11 @@ impl SensorPublisher {
                 kept_fragment: k[Counter::KeptFragment as usize],
                 passed: k[Counter::Passed as usize],
             },
+            media_endpoints: MediaEndpoints {
+                max_entries: LiveCounters::get(&c.endpoint_map_max_entries),
+                insert_failures: LiveCounters::get(&c.endpoint_insert_failures),
+                remove_failures: LiveCounters::get(&c.endpoint_remove_failures),
+            },
             store: Store {
                 path: self.facts.store.display().to_string(),
                 files: LiveCounters::get(&c.store_files),
@@ -244,6 +267,8 @@ mod tests {
         LiveCounters::set(&c.bytes, 200_000);
         LiveCounters::set(&c.calls_open, 3);
         LiveCounters::set(&c.files_deleted, 4);
+        LiveCounters::set(&c.endpoint_map_max_entries, 262_144);
+        LiveCounters::set(&c.endpoint_insert_failures, 6);
         let s = p.snapshot(&k, &c, true);
         // 1000 frames in a bit over 0.2 s.
         assert!(
@@ -263,6 +288,9 @@ mod tests {
         assert_eq!(v["store"]["files_deleted"], 4);
         assert_eq!(v["store"]["max_age_seconds"], 3600);
         assert_eq!(v["kernel"]["seen"], 5000);
+        assert_eq!(v["media_endpoints"]["max_entries"], 262_144);
+        assert_eq!(v["media_endpoints"]["insert_failures"], 6);
+        assert_eq!(v["media_endpoints"]["remove_failures"], 0);
         assert_eq!(v["running"], false);
         // No new frames since the last snapshot.
         assert_eq!(v["frames_per_second"], 0.0);

@@ -199,36 +199,41 @@ fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
+/// The control connection: the first of `cfg.addr`'s addresses that
+/// accepts.
+fn connect_control(cfg: &ClientConfig) -> Result<TcpStream, RpcapError> {
+    let addrs: Vec<SocketAddr> = cfg
+        .addr
+        .to_socket_addrs()
+        .map_err(|e| RpcapError::Resolve {
+            addr: cfg.addr.clone(),
+            reason: e.to_string(),
+        })?
+        .collect();
+    let mut last = None;
+    for a in &addrs {
+        match TcpStream::connect_timeout(a, cfg.connect_timeout) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(RpcapError::Connect {
+        addr: cfg.addr.clone(),
+        source: last.unwrap_or_else(|| io::Error::other("no address")),
+    })
+}
+
+/// Maps an I/O error of `what` with rpcapd at `addr`.
+fn io_err(addr: &str, what: &'static str) -> impl FnOnce(io::Error) -> RpcapError {
+    let addr = addr.to_string();
+    move |source| RpcapError::Io { addr, what, source }
+}
+
 impl Session {
     /// Connects and authenticates.
     pub fn connect(cfg: &ClientConfig) -> Result<Session, RpcapError> {
-        let addrs: Vec<SocketAddr> = cfg
-            .addr
-            .to_socket_addrs()
-            .map_err(|e| RpcapError::Resolve {
-                addr: cfg.addr.clone(),
-                reason: e.to_string(),
-            })?
-            .collect();
-        let mut last = None;
-        let mut ctrl = None;
-        for a in &addrs {
-            match TcpStream::connect_timeout(a, cfg.connect_timeout) {
-                Ok(s) => {
-                    ctrl = Some(s);
-                    break;
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        let ctrl = ctrl.ok_or_else(|| RpcapError::Connect {
-            addr: cfg.addr.clone(),
-            source: last.unwrap_or_else(|| io::Error::other("no address")),
-        })?;
-        let io_err = |what| {
-            let addr = cfg.addr.clone();
-            move |source| RpcapError::Io { addr, what, source }
-        };
+        let ctrl = connect_control(cfg)?;
+        let io_err = |what| io_err(&cfg.addr, what);
         ctrl.set_nodelay(true)
             .map_err(io_err("setting TCP_NODELAY"))?;
         ctrl.set_write_timeout(Some(cfg.reply_timeout))
@@ -509,22 +514,8 @@ impl Session {
         self.snaplen = opts.snaplen;
         self.exclude.clear();
         self.exclude_ports("tcp ", self.local.port(), Some(self.peer.port()));
-        let io_err = |addr: &str, what| {
-            let addr = addr.to_string();
-            move |source| RpcapError::Io { addr, what, source }
-        };
         let udp = match opts.transport {
-            Transport::Udp => {
-                let s = UdpSocket::bind(SocketAddr::new(self.local.ip(), 0))
-                    .map_err(io_err(&self.addr, "binding the UDP data socket"))?;
-                let port = s
-                    .local_addr()
-                    .map_err(io_err(&self.addr, "reading the UDP data port"))?
-                    .port();
-                self.exclude_ports("udp ", port, None);
-                // A larger receive buffer rides out bursts while we write.
-                Some((s, port))
-            }
+            Transport::Udp => Some(self.bind_udp_data()?),
             Transport::Tcp => None,
         };
         let insns = self.compile(&opts.filter)?;
@@ -556,32 +547,7 @@ impl Session {
                     .map_err(io_err(&self.addr, "setting the UDP read timeout"))?;
                 DataKind::Udp(sock)
             }
-            None => {
-                let data_addr = SocketAddr::new(self.peer.ip(), reply.portdata);
-                let s = TcpStream::connect_timeout(&data_addr, self.reply_timeout).map_err(
-                    |source| RpcapError::Io {
-                        addr: self.addr.clone(),
-                        what: "connecting the TCP data channel",
-                        source,
-                    },
-                )?;
-                let lport = s
-                    .local_addr()
-                    .map_err(io_err(&self.addr, "reading the data channel address"))?
-                    .port();
-                let s = match &self.tls {
-                    None => Conn::Plain(s),
-                    Some(ctx) => ctx.handshake(s, self.reply_timeout, "data connection")?,
-                };
-                s.set_read_timeout(Some(opts.poll))
-                    .map_err(io_err(&self.addr, "setting the data read timeout"))?;
-                self.exclude_ports("tcp ", lport, Some(reply.portdata));
-                // The data port was unknown when the start request carried
-                // the filter: send it again with the data channel excluded.
-                let insns = self.compile(&opts.filter)?;
-                self.send_filter(&insns)?;
-                DataKind::Tcp(s)
-            }
+            None => DataKind::Tcp(self.connect_tcp_data(opts, reply.portdata)?),
         };
         tracing::info!(addr = %self.addr, iface = ?self.open.as_ref().map(|o| &o.0), transport = ?opts.transport, filter = %opts.filter, "capture started");
         Ok(DataChannel {
@@ -594,6 +560,48 @@ impl Session {
             last_npkt: 0,
             lost: 0,
         })
+    }
+
+    /// The UDP data socket (rpcapd sends to its port), excluded from the
+    /// capture filter.
+    fn bind_udp_data(&mut self) -> Result<(UdpSocket, u16), RpcapError> {
+        let s = UdpSocket::bind(SocketAddr::new(self.local.ip(), 0))
+            .map_err(io_err(&self.addr, "binding the UDP data socket"))?;
+        let port = s
+            .local_addr()
+            .map_err(io_err(&self.addr, "reading the UDP data port"))?
+            .port();
+        self.exclude_ports("udp ", port, None);
+        // A larger receive buffer rides out bursts while we write.
+        Ok((s, port))
+    }
+
+    /// Connects the TCP data channel to rpcapd's `portdata` (TLS when the
+    /// control connection is) and excludes it from the capture filter.
+    fn connect_tcp_data(
+        &mut self,
+        opts: &CaptureOptions,
+        portdata: u16,
+    ) -> Result<Conn, RpcapError> {
+        let data_addr = SocketAddr::new(self.peer.ip(), portdata);
+        let s = TcpStream::connect_timeout(&data_addr, self.reply_timeout)
+            .map_err(io_err(&self.addr, "connecting the TCP data channel"))?;
+        let lport = s
+            .local_addr()
+            .map_err(io_err(&self.addr, "reading the data channel address"))?
+            .port();
+        let s = match &self.tls {
+            None => Conn::Plain(s),
+            Some(ctx) => ctx.handshake(s, self.reply_timeout, "data connection")?,
+        };
+        s.set_read_timeout(Some(opts.poll))
+            .map_err(io_err(&self.addr, "setting the data read timeout"))?;
+        self.exclude_ports("tcp ", lport, Some(portdata));
+        // The data port was unknown when the start request carried the
+        // filter: send it again with the data channel excluded.
+        let insns = self.compile(&opts.filter)?;
+        self.send_filter(&insns)?;
+        Ok(s)
     }
 
     fn send_filter(&mut self, insns: &[voxtap_proto::rpcap::BpfInsn]) -> Result<(), RpcapError> {
@@ -706,90 +714,124 @@ impl DataChannel {
     /// the data channel are skipped, errors returned.
     fn fill_message(&mut self) -> Result<Option<usize>, RpcapError> {
         loop {
-            let len = match &mut self.kind {
-                DataKind::Tcp(s) => {
-                    let need = if self.filled < HEADER_LEN {
-                        HEADER_LEN
-                    } else {
-                        let h = Header::parse(&self.buf[..HEADER_LEN]).map_err(|source| {
-                            RpcapError::Protocol {
-                                addr: self.addr.clone(),
-                                what: "data channel header",
-                                source,
-                            }
-                        })?;
-                        HEADER_LEN + h.plen as usize
-                    };
-                    if self.filled < need {
-                        if self.buf.len() < need {
-                            self.buf.resize(need, 0);
-                        }
-                        match s.read(&mut self.buf[self.filled..need]) {
-                            Ok(0) => {
-                                return Err(RpcapError::Closed {
-                                    addr: self.addr.clone(),
-                                    what: "captured packets",
-                                });
-                            }
-                            Ok(n) => self.filled += n,
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                            Err(e) if is_timeout(&e) => return Ok(None),
-                            Err(source) => {
-                                return Err(RpcapError::Io {
-                                    addr: self.addr.clone(),
-                                    what: "reading captured packets",
-                                    source,
-                                });
-                            }
-                        }
-                        continue;
-                    }
-                    self.filled = 0;
-                    need
-                }
-                DataKind::Udp(s) => match s.recv_from(&mut self.buf) {
-                    Ok((n, from)) => {
-                        if from.ip() != self.peer_ip {
-                            // Not from our rpcapd: someone else's datagram.
-                            continue;
-                        }
-                        n
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) if is_timeout(&e) => return Ok(None),
-                    Err(source) => {
-                        return Err(RpcapError::Io {
-                            addr: self.addr.clone(),
-                            what: "receiving captured packets",
-                            source,
-                        });
-                    }
-                },
+            let fill = match &mut self.kind {
+                DataKind::Tcp(s) => fill_tcp(s, &mut self.buf, &mut self.filled, &self.addr)?,
+                DataKind::Udp(s) => recv_udp(s, &mut self.buf, self.peer_ip, &self.addr)?,
             };
-            let h = Header::parse(self.buf.get(..len).unwrap_or(&[])).map_err(|source| {
-                RpcapError::Protocol {
-                    addr: self.addr.clone(),
-                    what: "data channel message",
-                    source,
-                }
-            })?;
-            match h.msg_type {
-                MSG_PACKET => return Ok(Some(len)),
-                MSG_ERROR => {
-                    let p = self.buf.get(HEADER_LEN..len).unwrap_or(&[]);
-                    let e = voxtap_proto::rpcap::parse_error(h.value, p);
-                    return Err(RpcapError::Server {
-                        addr: self.addr.clone(),
-                        what: "capturing".into(),
-                        code: e.code,
-                        code_name: voxtap_proto::rpcap::error_code_name(e.code),
-                        message: e.message,
-                    });
-                }
-                other => {
-                    tracing::debug!(addr = %self.addr, msg_type = other, "ignored message on the data channel")
-                }
+            let len = match fill {
+                Fill::Whole(len) => len,
+                Fill::Partial => continue,
+                Fill::Idle => return Ok(None),
+            };
+            if self.is_packet(len)? {
+                return Ok(Some(len));
             }
         }
+    }
+
+    /// Whether the message in `buf[..len]` is a packet; an error message is
+    /// returned as the error, other messages are skipped.
+    fn is_packet(&self, len: usize) -> Result<bool, RpcapError> {
+        let h = Header::parse(self.buf.get(..len).unwrap_or(&[])).map_err(|source| {
+            RpcapError::Protocol {
+                addr: self.addr.clone(),
+                what: "data channel message",
+                source,
+            }
+        })?;
+        match h.msg_type {
+            MSG_PACKET => Ok(true),
+            MSG_ERROR => {
+                let p = self.buf.get(HEADER_LEN..len).unwrap_or(&[]);
+                let e = voxtap_proto::rpcap::parse_error(h.value, p);
+                Err(RpcapError::Server {
+                    addr: self.addr.clone(),
+                    what: "capturing".into(),
+                    code: e.code,
+                    code_name: voxtap_proto::rpcap::error_code_name(e.code),
+                    message: e.message,
+                })
+            }
+            other => {
+                tracing::debug!(addr = %self.addr, msg_type = other, "ignored message on the data channel");
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// What one read on the data channel gave.
+enum Fill {
+    /// A whole message is in `buf[..len]`.
+    Whole(usize),
+    /// Part of one, or a datagram from someone else: read again.
+    Partial,
+    /// Nothing within the poll timeout.
+    Idle,
+}
+
+/// One read on the TCP data channel: the header first, then as much of the
+/// body as it announces. `filled` counts the bytes of the message so far.
+fn fill_tcp(
+    s: &mut Conn,
+    buf: &mut Vec<u8>,
+    filled: &mut usize,
+    addr: &str,
+) -> Result<Fill, RpcapError> {
+    let need = if *filled < HEADER_LEN {
+        HEADER_LEN
+    } else {
+        let h = Header::parse(&buf[..HEADER_LEN]).map_err(|source| RpcapError::Protocol {
+            addr: addr.to_string(),
+            what: "data channel header",
+            source,
+        })?;
+        HEADER_LEN + h.plen as usize
+    };
+    if *filled >= need {
+        *filled = 0;
+        return Ok(Fill::Whole(need));
+    }
+    if buf.len() < need {
+        buf.resize(need, 0);
+    }
+    match s.read(&mut buf[*filled..need]) {
+        Ok(0) => Err(RpcapError::Closed {
+            addr: addr.to_string(),
+            what: "captured packets",
+        }),
+        Ok(n) => {
+            *filled += n;
+            Ok(Fill::Partial)
+        }
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Fill::Partial),
+        Err(e) if is_timeout(&e) => Ok(Fill::Idle),
+        Err(source) => Err(RpcapError::Io {
+            addr: addr.to_string(),
+            what: "reading captured packets",
+            source,
+        }),
+    }
+}
+
+/// One datagram on the UDP data channel; datagrams from another host than
+/// our rpcapd are ignored.
+fn recv_udp(
+    s: &UdpSocket,
+    buf: &mut [u8],
+    peer_ip: IpAddr,
+    addr: &str,
+) -> Result<Fill, RpcapError> {
+    match s.recv_from(buf) {
+        Ok((n, from)) if from.ip() == peer_ip => Ok(Fill::Whole(n)),
+        // Not from our rpcapd: someone else's datagram.
+        Ok(_) => Ok(Fill::Partial),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Fill::Partial),
+        Err(e) if is_timeout(&e) => Ok(Fill::Idle),
+        Err(source) => Err(RpcapError::Io {
+            addr: addr.to_string(),
+            what: "receiving captured packets",
+            source,
+        }),
     }
 }

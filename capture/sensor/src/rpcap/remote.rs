@@ -19,8 +19,9 @@ use voxtap_engine::output::{CallWriter, CsvWriter, format_ts};
 use voxtap_engine::pipeline::{Pipeline, PipelineConfig};
 use voxtap_proto::pcapio::{LinkType, PcapWriter};
 
-use super::client::{CaptureOptions, ClientConfig, RpcapError, Session};
+use super::client::{CaptureOptions, ClientConfig, DataChannel, RpcapError, Session};
 use super::hosts::Host;
+use crate::fsutil::{Durability, write_atomic};
 use voxtap_proto::rpcap::{Packet, Stats};
 
 #[derive(Clone, Debug)]
@@ -325,7 +326,7 @@ impl RemoteCapture {
 }
 
 /// Status table written to `status.tsv` and printed by `voxtap remote status`.
-pub fn status_table(st: &[UnitStatus]) -> String {
+pub(crate) fn status_table(st: &[UnitStatus]) -> String {
     let mut s = String::from(
         "host\tinterface\tstate\tpackets\tbytes\treconnects\tlost\tremote_received\tremote_if_dropped\tremote_kernel_dropped\tremote_sent\n",
     );
@@ -350,7 +351,7 @@ pub fn status_table(st: &[UnitStatus]) -> String {
 
 /// The `remote` status file (capture/sensor/src/status.rs): per host and interface
 /// the same counters as `status.tsv`, plus totals.
-pub fn status_json(st: &[UnitStatus], running: bool, out: &Path) -> serde_json::Value {
+pub(crate) fn status_json(st: &[UnitStatus], running: bool, out: &Path) -> serde_json::Value {
     let units: Vec<serde_json::Value> = st
         .iter()
         .map(|u| {
@@ -416,7 +417,11 @@ pub fn run_foreground(
             cap.stop();
         }
         let st = cap.status();
-        let _ = write_atomic(&status_path, status_table(&st).as_bytes());
+        let _ = write_atomic(
+            &status_path,
+            status_table(&st).as_bytes(),
+            Durability::Cached,
+        );
         if published.elapsed() >= Duration::from_secs(1) {
             published = Instant::now();
             publish(&st, true);
@@ -424,7 +429,11 @@ pub fn run_foreground(
         on_tick(&st);
     }
     let st = cap.status();
-    let _ = write_atomic(&status_path, status_table(&st).as_bytes());
+    let _ = write_atomic(
+        &status_path,
+        status_table(&st).as_bytes(),
+        Durability::Cached,
+    );
     publish(&st, false);
     let reports = cap.wait();
     let _ = std::fs::remove_file(&pid_file);
@@ -445,12 +454,6 @@ pub fn running_pid(out: &Path) -> Option<u32> {
         return None;
     }
     Some(pid)
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(tmp, path)
 }
 
 fn now_ns() -> u64 {
@@ -588,28 +591,11 @@ impl Unit<'_> {
         Ok(())
     }
 
+    /// One connection to rpcapd: open, capture until stopped or failed.
     fn session(&mut self) -> End {
-        let net = |err| End::Net {
-            err,
-            started: false,
-        };
-        let mut s = match Session::connect(&self.t.client) {
-            Ok(s) => s,
-            Err(e) => return net(e),
-        };
-        let open = match s.open(&self.t.iface) {
-            Ok(o) => o,
-            Err(e) => return net(e),
-        };
-        let Some(link) = LinkType::from_dlt(open.linktype) else {
-            return End::Output(format!(
-                "interface '{}' has link type {}, which voxtap does not decode",
-                self.t.iface, open.linktype
-            ));
-        };
-        let mut data = match s.start_capture(&self.opts.capture) {
-            Ok(d) => d,
-            Err(e) => return net(e),
+        let (mut s, mut data, link) = match self.open_session() {
+            Ok(x) => x,
+            Err(end) => return end,
         };
         let now = now_ns();
         if let Some(mut g) = self.open_gap.take() {
@@ -632,31 +618,7 @@ impl Unit<'_> {
         let lost_before = self.report.lost;
         loop {
             if self.should_stop() {
-                // Final counters, then a clean end; failures here do not
-                // matter any more.
-                if let Ok(st) = s.stats() {
-                    self.c.set_stats(&st);
-                    self.report.last_stats = Some(st);
-                }
-                let _ = s.end_capture();
-                // Packets rpcapd sent before the end are still on their way:
-                // keep them. rpcapd closes a TCP data channel at the end; a
-                // UDP one just goes quiet.
-                let until = Instant::now() + Duration::from_secs(1);
-                while Instant::now() < until {
-                    match data.next_packet() {
-                        Ok(Some(p)) => {
-                            if let Err(e) = self.take(link, &p) {
-                                return End::Output(e);
-                            }
-                        }
-                        Ok(None) | Err(_) => break,
-                    }
-                }
-                self.report.lost = lost_before + data.lost();
-                self.c.lost.store(self.report.lost, Ordering::Relaxed);
-                let _ = s.close();
-                return End::Stopped;
+                return self.stop_session(s, &mut data, link, lost_before);
             }
             match data.next_packet() {
                 Ok(Some(p)) => {
@@ -689,6 +651,58 @@ impl Unit<'_> {
                 }
             }
         }
+    }
+
+    /// Connects, opens the interface and starts the capture.
+    fn open_session(&self) -> Result<(Session, DataChannel, LinkType), End> {
+        let net = |err| End::Net {
+            err,
+            started: false,
+        };
+        let mut s = Session::connect(&self.t.client).map_err(net)?;
+        let open = s.open(&self.t.iface).map_err(net)?;
+        let Some(link) = LinkType::from_dlt(open.linktype) else {
+            return Err(End::Output(format!(
+                "interface '{}' has link type {}, which voxtap does not decode",
+                self.t.iface, open.linktype
+            )));
+        };
+        let data = s.start_capture(&self.opts.capture).map_err(net)?;
+        Ok((s, data, link))
+    }
+
+    /// Final counters, then a clean end; failures here do not matter any
+    /// more.
+    fn stop_session(
+        &mut self,
+        mut s: Session,
+        data: &mut DataChannel,
+        link: LinkType,
+        lost_before: u64,
+    ) -> End {
+        if let Ok(st) = s.stats() {
+            self.c.set_stats(&st);
+            self.report.last_stats = Some(st);
+        }
+        let _ = s.end_capture();
+        // Packets rpcapd sent before the end are still on their way: keep
+        // them. rpcapd closes a TCP data channel at the end; a UDP one just
+        // goes quiet.
+        let until = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < until {
+            match data.next_packet() {
+                Ok(Some(p)) => {
+                    if let Err(e) = self.take(link, &p) {
+                        return End::Output(e);
+                    }
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        self.report.lost = lost_before + data.lost();
+        self.c.lost.store(self.report.lost, Ordering::Relaxed);
+        let _ = s.close();
+        End::Stopped
     }
 
     fn run(&mut self) {
@@ -768,6 +782,13 @@ impl Unit<'_> {
         self.pipeline.finish();
         write_ended(&mut self.pipeline, &mut self.writer, &mut self.report.calls)
             .map_err(|e| e.to_string())?;
+        voxtap_engine::import::write_signalling(
+            &mut self.pipeline,
+            &mut self.writer,
+            None,
+            &mut self.report.calls,
+        )
+        .map_err(|e| e.to_string())?;
         self.report.calls.stats = self.pipeline.stats().clone();
         write_gaps(&self.dir.join("gaps.csv"), &self.report.gaps)
     }

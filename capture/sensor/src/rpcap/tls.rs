@@ -62,7 +62,7 @@ pub enum TlsError {
 
 /// What a TLS session needs for each of its connections (control, data).
 #[cfg(feature = "tls")]
-pub struct TlsCtx {
+pub(crate) struct TlsCtx {
     cfg: Arc<rustls::ClientConfig>,
     name: ServerName<'static>,
     settings: TlsSettings,
@@ -120,7 +120,7 @@ impl TlsCtx {
 
 /// Without the `tls` feature there is no TLS session to have.
 #[cfg(not(feature = "tls"))]
-pub enum TlsCtx {}
+pub(crate) enum TlsCtx {}
 
 #[cfg(not(feature = "tls"))]
 impl TlsCtx {
@@ -144,7 +144,7 @@ impl TlsCtx {
 #[cfg(feature = "tls")]
 /// Builds the rustls client configuration for `s` (ring provider, TLS 1.2
 /// and 1.3: rpcapd's OpenSSL negotiates either).
-pub fn client_config(s: &TlsSettings) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+pub(crate) fn client_config(s: &TlsSettings) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     match &s.ca_file {
         Some(path) => {
@@ -215,7 +215,7 @@ fn host_of(addr: &str) -> &str {
 
 #[cfg(feature = "tls")]
 /// Why a handshake failed, in words an operator can act on.
-pub fn explain(e: &rustls::Error, name: &ServerName<'_>, s: &TlsSettings) -> String {
+pub(crate) fn explain(e: &rustls::Error, name: &ServerName<'_>, s: &TlsSettings) -> String {
     use rustls::{AlertDescription, CertificateError, Error};
     let trust = match &s.ca_file {
         Some(p) => format!("the CA in {}", p.display()),
@@ -353,7 +353,7 @@ pub fn handshake(
 }
 
 /// Resolves a relative CA path against the directory of the file naming it.
-pub fn resolve_ca(ca: &Path, base: Option<&Path>) -> PathBuf {
+pub(crate) fn resolve_ca(ca: &Path, base: Option<&Path>) -> PathBuf {
     match base {
         Some(b) if ca.is_relative() => b.join(ca),
         _ => ca.to_path_buf(),

@@ -94,7 +94,7 @@ pub struct Retention {
 
 /// What retention needs to know about a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FileState {
+pub(crate) struct FileState {
     pub id: u32,
     pub bytes: u64,
     pub last_ts: u64,
@@ -106,7 +106,7 @@ pub struct FileState {
 /// `max_bytes`, the oldest file is older than `max_age_ns`, or the disk has
 /// less than `min_free_bytes` free (`free` = current free bytes; deleting a
 /// file is assumed to free its size). `files` is sorted oldest first.
-pub fn plan_retention(
+pub(crate) fn plan_retention(
     files: &[FileState],
     now_ns: u64,
     free: Option<u64>,
@@ -136,7 +136,7 @@ pub fn plan_retention(
 }
 
 /// Free bytes for unprivileged users on the file system holding `dir`.
-pub fn free_bytes(dir: &Path) -> Option<u64> {
+pub(crate) fn free_bytes(dir: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
     // SAFETY: zeroed statvfs is a valid out-value; c is NUL-terminated.
@@ -522,42 +522,17 @@ pub fn extract_call_with(
             gone.push(format!("file id {id} (not in the index)"));
             continue;
         };
-        let path = store.join(&f.path);
-        let local = !f.deleted && path.exists();
-        let src: Box<dyn ReadSeek> = if local {
-            let file = std::fs::File::open(&path).map_err(|source| StoreError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            Box::new(std::io::BufReader::with_capacity(1 << 16, file))
-        } else if let Some(r) = remote.and_then(|r| r.open(f, offsets)) {
-            report.remote_files.push(id);
-            r.map_err(|message| StoreError::Remote {
-                path: f.path.clone(),
-                message,
-            })?
-        } else {
-            missing += offsets.len();
-            let local_why = if f.deleted {
-                format!(
-                    "deleted by retention: {}",
-                    f.deleted_reason.as_deref().unwrap_or("unknown")
-                )
-            } else {
-                "missing from disk".to_string()
-            };
-            let remote_why = remote
-                .and_then(|r| r.why_not(f))
-                .map(|w| format!("; {w}"))
-                .unwrap_or_default();
-            gone.push(format!("{} ({local_why}{remote_why})", f.path.display()));
-            continue;
-        };
-        let r = PcapReader::new(src).map_err(|source| StoreError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        readers.push((id, path, r));
+        match open_stored_file(store, f, offsets, remote)? {
+            Opened::Local(path, r) => readers.push((id, path, r)),
+            Opened::Remote(path, r) => {
+                report.remote_files.push(id);
+                readers.push((id, path, r));
+            }
+            Opened::Gone(why) => {
+                missing += offsets.len();
+                gone.push(why);
+            }
+        }
     }
     if !gone.is_empty() {
         return Err(StoreError::FilesGone {
@@ -567,9 +542,83 @@ pub fn extract_call_with(
             gone,
         });
     }
-    // Read file by file, in offset order: sequential reads.
-    let mut frames: Vec<(u32, u64, CallFrame)> = Vec::with_capacity(locs.len());
-    for (id, path, r) in &mut readers {
+    let mut frames = read_call_frames(&mut readers, &by_file, locs.len())?;
+    // Capture order: by time, then by position in the store.
+    frames.sort_by_key(|(id, off, f)| (f.ts_ns, *id, *off));
+    let frames: Vec<CallFrame> = frames.into_iter().map(|(_, _, f)| f).collect();
+    write_pcap(&frames, out)?;
+    report.packets = frames.len() as u64;
+    report.files = by_file.keys().copied().collect();
+    Ok(report)
+}
+
+/// Where a rolling file of a call was found.
+enum Opened {
+    Local(PathBuf, FileReader),
+    /// Its local copy is gone; read from the remote copy.
+    Remote(PathBuf, FileReader),
+    /// Neither: why, for the error message.
+    Gone(String),
+}
+
+/// Opens the rolling file `f` locally, else from `remote`.
+fn open_stored_file(
+    store: &Path,
+    f: &FileRow,
+    offsets: &[u64],
+    remote: Option<&dyn RemoteFiles>,
+) -> Result<Opened, StoreError> {
+    let path = store.join(&f.path);
+    let local = !f.deleted && path.exists();
+    let src: Box<dyn ReadSeek> = if local {
+        let file = std::fs::File::open(&path).map_err(|source| StoreError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Box::new(std::io::BufReader::with_capacity(1 << 16, file))
+    } else if let Some(r) = remote.and_then(|r| r.open(f, offsets)) {
+        r.map_err(|message| StoreError::Remote {
+            path: f.path.clone(),
+            message,
+        })?
+    } else {
+        let local_why = if f.deleted {
+            format!(
+                "deleted by retention: {}",
+                f.deleted_reason.as_deref().unwrap_or("unknown")
+            )
+        } else {
+            "missing from disk".to_string()
+        };
+        let remote_why = remote
+            .and_then(|r| r.why_not(f))
+            .map(|w| format!("; {w}"))
+            .unwrap_or_default();
+        return Ok(Opened::Gone(format!(
+            "{} ({local_why}{remote_why})",
+            f.path.display()
+        )));
+    };
+    let r = PcapReader::new(src).map_err(|source| StoreError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(if local {
+        Opened::Local(path, r)
+    } else {
+        Opened::Remote(path, r)
+    })
+}
+
+/// The call's records, file by file in offset order (sequential reads),
+/// each with its file id and offset.
+fn read_call_frames(
+    readers: &mut [(u32, PathBuf, FileReader)],
+    by_file: &BTreeMap<u32, Vec<u64>>,
+    packets: usize,
+) -> Result<Vec<(u32, u64, CallFrame)>, StoreError> {
+    let mut frames: Vec<(u32, u64, CallFrame)> = Vec::with_capacity(packets);
+    for (id, path, r) in readers.iter_mut() {
         r.finish_sequential();
         for &off in by_file.get(id).map(Vec::as_slice).unwrap_or_default() {
             let rec = r.read_at(off).map_err(|source| StoreError::Read {
@@ -588,13 +637,7 @@ pub fn extract_call_with(
             ));
         }
     }
-    // Capture order: by time, then by position in the store.
-    frames.sort_by_key(|(id, off, f)| (f.ts_ns, *id, *off));
-    let frames: Vec<CallFrame> = frames.into_iter().map(|(_, _, f)| f).collect();
-    write_pcap(&frames, out)?;
-    report.packets = frames.len() as u64;
-    report.files = by_file.keys().copied().collect();
-    Ok(report)
+    Ok(frames)
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@
 //! always either local or in the manifest.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::s3::{S3, S3Error};
 use super::{UploadConfig, UploadError};
+use crate::fsutil::{Durability, write_atomic};
 
 pub const FILE: &str = ".remote.json";
 
@@ -57,22 +57,11 @@ impl Manifest {
         m.bucket = cfg.bucket.clone();
         m.path_style = cfg.path_style;
         m.files.insert(name.to_string(), entry);
-        let tmp = dir.join(".remote.json.tmp");
-        let io = |source| UploadError::Io {
-            path: dir.join(FILE),
-            source,
-        };
-        {
-            let mut f = std::fs::File::create(&tmp).map_err(io)?;
-            f.write_all(
-                &serde_json::to_vec_pretty(&m)
-                    .map_err(std::io::Error::other)
-                    .map_err(io)?,
-            )
-            .map_err(io)?;
-            f.sync_all().map_err(io)?;
-        }
-        std::fs::rename(&tmp, dir.join(FILE)).map_err(io)
+        let path = dir.join(FILE);
+        serde_json::to_vec_pretty(&m)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| write_atomic(&path, &bytes, Durability::Synced))
+            .map_err(|source| UploadError::Io { path, source })
     }
 
     /// The bytes of `name` from S3, checked against the recorded size and

@@ -26,11 +26,11 @@
 pub mod manifest;
 pub mod queue;
 #[cfg(feature = "s3")]
-pub mod remote;
+mod remote;
 #[cfg(feature = "s3")]
 pub mod s3;
 #[cfg(feature = "s3")]
-pub mod worker;
+mod worker;
 
 use std::path::PathBuf;
 
@@ -44,7 +44,7 @@ pub use remote::S3RemoteFiles;
 pub use worker::{UploadStatus, Uploader};
 
 /// File name of the queue, in the store directory.
-pub const QUEUE_FILE: &str = "upload.sqlite";
+pub(crate) const QUEUE_FILE: &str = "upload.sqlite";
 
 #[derive(Debug, Error)]
 pub enum UploadError {
@@ -136,7 +136,7 @@ impl Default for UploadConfig {
 }
 
 /// S3's smallest part (all parts but the last).
-pub const MIN_PART: u64 = 5 << 20;
+pub(crate) const MIN_PART: u64 = 5 << 20;
 
 impl UploadConfig {
     pub fn validate(&self) -> Result<(), UploadError> {
@@ -182,14 +182,16 @@ impl UploadConfig {
 }
 
 /// `yyyy/mm/dd` (UTC) of a time in ns since the epoch.
-pub fn date_path(ts_ns: u64) -> String {
+#[cfg_attr(not(feature = "s3"), allow(dead_code))]
+pub(crate) fn date_path(ts_ns: u64) -> String {
     let days = (ts_ns / 1_000_000_000 / 86_400) as i64;
     let (y, m, d) = civil_from_days(days);
     format!("{y:04}/{m:02}/{d:02}")
 }
 
 /// Key of a rolling file (`file_name` like `0000000001.pcap`).
-pub fn raw_key(prefix: &str, sensor: &str, first_ts_ns: u64, file_name: &str) -> String {
+#[cfg_attr(not(feature = "s3"), allow(dead_code))]
+pub(crate) fn raw_key(prefix: &str, sensor: &str, first_ts_ns: u64, file_name: &str) -> String {
     format!(
         "{prefix}{sensor}/{}/raw/{file_name}",
         date_path(first_ts_ns)
@@ -197,7 +199,8 @@ pub fn raw_key(prefix: &str, sensor: &str, first_ts_ns: u64, file_name: &str) ->
 }
 
 /// Key of a call artifact (`rel` = `<call folder>/<file>`).
-pub fn call_key(prefix: &str, sensor: &str, start_ts_ns: u64, rel: &str) -> String {
+#[cfg_attr(not(feature = "s3"), allow(dead_code))]
+pub(crate) fn call_key(prefix: &str, sensor: &str, start_ts_ns: u64, rel: &str) -> String {
     format!("{prefix}{sensor}/{}/calls/{rel}", date_path(start_ts_ns))
 }
 

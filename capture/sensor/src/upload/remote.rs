@@ -31,13 +31,13 @@ pub const GAP: u64 = 1024;
 const FILE_HEADER: u64 = 24;
 const RECORD_HEADER: u64 = 16;
 /// Bytes of a record guessed before its header is known.
-pub const GUESS: u64 = 256;
+pub(crate) const GUESS: u64 = 256;
 /// A fetch on a miss reads at least this much.
 const MISS_FETCH: u64 = 4096;
 
 /// Byte ranges `[start, end)` covering `[offset, offset + 16 + len)` for
 /// each record (clamped to the file's `size`), joined when closer than `gap`.
-pub fn plan_ranges(offsets: &[u64], len: u64, size: u64, gap: u64) -> Vec<(u64, u64)> {
+pub(crate) fn plan_ranges(offsets: &[u64], len: u64, size: u64, gap: u64) -> Vec<(u64, u64)> {
     let mut sorted: Vec<u64> = offsets.to_vec();
     sorted.sort_unstable();
     let spans: Vec<(u64, u64)> = sorted

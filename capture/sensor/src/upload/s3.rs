@@ -63,13 +63,13 @@ where
 }
 
 /// SHA-256 of `data`, base64 (the form of `x-amz-checksum-sha256`).
-pub fn sha256_b64(data: &[u8]) -> String {
+pub(crate) fn sha256_b64(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(Sha256::digest(data))
 }
 
 /// Ranged GETs in flight at once: S3 answers each in tens of ms, so a call
 /// spread over many small ranges is fetched in parallel, not one by one.
-pub const PARALLEL_GETS: usize = 16;
+pub(crate) const PARALLEL_GETS: usize = 16;
 
 async fn get_range(
     client: &Client,

@@ -294,33 +294,8 @@ impl Uploader {
         if !db.exists() {
             return Ok((0, false));
         }
-        let conn = Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(
-            |source| UploadError::Queue {
-                path: db.clone(),
-                source,
-            },
-        )?;
-        let e = |source| UploadError::Queue {
-            path: db.clone(),
-            source,
-        };
-        conn.busy_timeout(Duration::from_secs(5)).map_err(e)?;
-        let max_id: i64 = conn
-            .query_row("SELECT COALESCE(MAX(id), 0) FROM files", [], |r| r.get(0))
-            .map_err(e)?;
         let mark = self.queue.meta("raw_scanned_id")?;
-        let mut st = conn
-            .prepare(
-                "SELECT id, path, first_ts, packets, deleted FROM files WHERE id > ?1 ORDER BY id",
-            )
-            .map_err(e)?;
-        let rows: Vec<(i64, String, i64, i64, i64)> = st
-            .query_map([mark as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .map_err(e)?
-            .collect::<Result<_, _>>()
-            .map_err(e)?;
+        let (max_id, rows) = store_files_after(&db, mark)?;
         let mut new = Vec::new();
         let mut advanced = mark;
         let mut deferred = 0;
@@ -351,23 +326,7 @@ impl Uploader {
                 deferred += 1;
                 continue;
             }
-            let name = Path::new(&rel)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| rel.clone());
-            new.push(NewItem {
-                kind: Kind::Raw,
-                file_id: Some(id as u32),
-                key: raw_key(
-                    &self.cfg.prefix,
-                    &self.sensor,
-                    first_ts.max(0) as u64,
-                    &name,
-                ),
-                path: rel,
-                bytes,
-                data_ts: first_ts.max(0) as u64,
-            });
+            new.push(self.raw_item(id, rel, first_ts, bytes));
             advanced = id as u64;
         }
         if !new.is_empty() {
@@ -378,6 +337,27 @@ impl Uploader {
             self.queue.set_meta("raw_scanned_id", advanced)?;
         }
         Ok((deferred, full))
+    }
+
+    /// The queue item of rolling file `id` at `rel` in the store.
+    fn raw_item(&self, id: i64, rel: String, first_ts: i64, bytes: u64) -> NewItem {
+        let name = Path::new(&rel)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| rel.clone());
+        NewItem {
+            kind: Kind::Raw,
+            file_id: Some(id as u32),
+            key: raw_key(
+                &self.cfg.prefix,
+                &self.sensor,
+                first_ts.max(0) as u64,
+                &name,
+            ),
+            path: rel,
+            bytes,
+            data_ts: first_ts.max(0) as u64,
+        }
     }
 
     fn scan_calls(&mut self, spool: &mut u64) -> Result<(u64, bool), UploadError> {
@@ -831,4 +811,32 @@ fn mark_store_deleted(store: &Path, id: u32, reason: &str) -> Result<(), UploadE
         .map_err(e)?;
     }
     Ok(())
+}
+
+/// A row of the store's `files` table: id, path, first_ts, packets, deleted.
+type StoreFileRow = (i64, String, i64, i64, i64);
+
+/// The highest file id in the store's index `db`, and its files after
+/// `mark` in id order (read-only: the sensor writes it).
+fn store_files_after(db: &Path, mark: u64) -> Result<(i64, Vec<StoreFileRow>), UploadError> {
+    let e = |source| UploadError::Queue {
+        path: db.to_path_buf(),
+        source,
+    };
+    let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(e)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(e)?;
+    let max_id: i64 = conn
+        .query_row("SELECT COALESCE(MAX(id), 0) FROM files", [], |r| r.get(0))
+        .map_err(e)?;
+    let mut st = conn
+        .prepare("SELECT id, path, first_ts, packets, deleted FROM files WHERE id > ?1 ORDER BY id")
+        .map_err(e)?;
+    let rows: Vec<StoreFileRow> = st
+        .query_map([mark as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .map_err(e)?
+        .collect::<Result<_, _>>()
+        .map_err(e)?;
+    Ok((max_id, rows))
 }

@@ -20,7 +20,7 @@ use std::{
     io,
     net::{IpAddr, SocketAddr},
     os::fd::{AsFd, AsRawFd},
-    time::{Duration, SystemTime},
+    time::Duration,
 };
 
 use aya::{
@@ -30,14 +30,15 @@ use aya::{
 };
 pub use voxtap_common::{
     CFG_DROP_UNKEPT, CFG_HEURISTIC_RTP, CFG_KEEP_FRAGMENTS, COUNTER_SLOTS, Counter, EndpointKey,
-    FRAME_META_LEN, FrameMeta, MAX_FRAME, XdpConfig,
+    FRAME_META_LEN, FrameMeta, MAX_FRAME, MEDIA_ENDPOINTS_MAX_ENTRIES, RING_BYTES,
+    SIP_PORTS_MAX_ENTRIES, XdpConfig,
 };
 
 /// The XDP object built by `capture/sensor/build.rs`.
 static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("VOXTAP_EBPF_OBJ"));
 
 /// Name of the XDP program in the object.
-pub const PROGRAM_NAME: &str = "voxtap_xdp";
+pub(crate) const PROGRAM_NAME: &str = "voxtap_xdp";
 
 /// Number of counter slots, as an array length.
 pub const COUNTERS: usize = COUNTER_SLOTS as usize;
@@ -93,6 +94,27 @@ struct PodConfig(XdpConfig);
 // SAFETY: repr(C), two u32.
 unsafe impl Pod for PodConfig {}
 
+/// Sizes of the maps chosen at load time (the object's own sizes are the
+/// defaults).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapSizes {
+    /// `FRAMES` ring buffer in bytes: a power of two, multiple of the page
+    /// size.
+    pub ring_bytes: u32,
+    /// Entries of `MEDIA_ENDPOINTS` (RTP/RTCP endpoints from SDP, about 4
+    /// per call).
+    pub media_endpoints: u32,
+}
+
+impl Default for MapSizes {
+    fn default() -> Self {
+        MapSizes {
+            ring_bytes: RING_BYTES,
+            media_endpoints: MEDIA_ENDPOINTS_MAX_ENTRIES,
+        }
+    }
+}
+
 /// How the program ended up attached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttachMode {
@@ -119,21 +141,21 @@ impl XdpSensor {
     /// Loads the program into the kernel (not attached yet) with `config` and
     /// the SIP ports (e.g. `[5060, 5080]`). Needs CAP_BPF + CAP_NET_ADMIN.
     pub fn load(config: XdpConfig, sip_ports: &[u16]) -> Result<Self, XdpError> {
-        Self::load_with_ring(config, sip_ports, None)
+        Self::load_sized(config, sip_ports, MapSizes::default())
     }
 
-    /// As [`Self::load`], with the ring buffer resized to `ring_bytes` (a power
-    /// of two, multiple of the page size); `None` keeps the object's size.
-    pub fn load_with_ring(
+    /// As [`Self::load`], with the ring buffer and the endpoint map sized by
+    /// `sizes`.
+    pub fn load_sized(
         config: XdpConfig,
         sip_ports: &[u16],
-        ring_bytes: Option<u32>,
+        sizes: MapSizes,
     ) -> Result<Self, XdpError> {
         raise_memlock_limit();
         let mut loader = aya::EbpfLoader::new();
-        if let Some(n) = ring_bytes {
-            loader.map_max_entries("FRAMES", n);
-        }
+        loader
+            .map_max_entries("FRAMES", sizes.ring_bytes)
+            .map_max_entries("MEDIA_ENDPOINTS", sizes.media_endpoints);
         let mut ebpf = loader.load(XDP_OBJECT)?;
         let mut take = |name: &'static str| ebpf.take_map(name).ok_or(XdpError::Missing(name));
         let config_map = Array::try_from(take("CONFIG")?)?;
@@ -149,7 +171,10 @@ impl XdpSensor {
         let mut sensor = XdpSensor {
             config: config_map,
             sip_ports: sip,
-            media: Some(EndpointMap { map: media }),
+            media: Some(EndpointMap {
+                map: media,
+                max_entries: sizes.media_endpoints,
+            }),
             counters,
             frames: Some(FrameReader { ring }),
             attached: None,
@@ -324,9 +349,12 @@ fn ignore_missing(r: Result<(), MapError>) -> Result<(), XdpError> {
 /// once the map is open.
 pub struct EndpointMap {
     map: HashMap<MapData, PodEndpoint, u8>,
+    max_entries: u32,
 }
 
 impl EndpointMap {
+    /// Fails when the map is full (`E2BIG`): the kernel then keeps this
+    /// endpoint's frames only through the RTP heuristic, if enabled.
     pub fn add(&mut self, ep: SocketAddr) -> Result<(), XdpError> {
         self.map.insert(PodEndpoint(endpoint_key(ep)), 1, 0)?;
         Ok(())
@@ -337,6 +365,11 @@ impl EndpointMap {
         ignore_missing(self.map.remove(&PodEndpoint(endpoint_key(ep))))
     }
 
+    /// Capacity the map was created with.
+    pub fn max_entries(&self) -> u32 {
+        self.max_entries
+    }
+
     /// Whether the kernel keeps this endpoint now.
     pub fn contains(&self, ep: SocketAddr) -> bool {
         self.map.get(&PodEndpoint(endpoint_key(ep)), 0).is_ok()
@@ -344,7 +377,7 @@ impl EndpointMap {
 }
 
 /// Map key of an endpoint: IPv4 as IPv4-mapped IPv6, port in host order.
-pub fn endpoint_key(ep: SocketAddr) -> EndpointKey {
+pub(crate) fn endpoint_key(ep: SocketAddr) -> EndpointKey {
     match ep.ip() {
         IpAddr::V4(v4) => EndpointKey::from_v4(v4.octets(), ep.port()),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -444,28 +477,6 @@ impl FrameReader {
         }
         n
     }
-}
-
-/// Converts [`FrameMeta::ktime_ns`] (CLOCK_MONOTONIC) to wall-clock time using
-/// the current offset between the two clocks.
-pub fn ktime_to_system_time(ktime_ns: u64) -> SystemTime {
-    let now_mono = clock_ns(libc::CLOCK_MONOTONIC);
-    let now = SystemTime::now();
-    if ktime_ns <= now_mono {
-        now - Duration::from_nanos(now_mono - ktime_ns)
-    } else {
-        now + Duration::from_nanos(ktime_ns - now_mono)
-    }
-}
-
-fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out pointer.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; the 64 MiB ring

@@ -1,0 +1,263 @@
+//! `voxtap run` end to end, as root, on a SPAN-like lab built by
+//! `scripts/netns-mirror.sh` (three network namespaces, removed on exit even
+//! on failure): SIPp places real calls with RTP between two namespaces, the
+//! caller's link is mirrored to the sensor's veth, and `voxtap run` captures
+//! it through XDP while `tcpdump -w` (filter `udp`) records the same mirror
+//! port. Everything voxtap reports is checked against tcpdump's file, read
+//! by tshark.
+//!
+//! The tests share the CPU and run one at a time (a lock), so loss seen by
+//! one is not caused by another.
+#![cfg(target_os = "linux")]
+
+use crate::lab;
+
+use std::time::Duration;
+
+use lab::*;
+
+/// 20 concurrent SIPp calls: every call found with RTP both ways; stored
+/// frames = tcpdump's; per-call counts and `voxtap extract` = tshark's cut of
+/// tcpdump's file by Call-ID and SDP endpoints. Stopped by SIGTERM.
+#[test]
+fn live_sipp_20_calls_match_tcpdump() {
+    require_root();
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempdir("e2e");
+    let lab = Lab::up(&format!("vl{}", std::process::id() % 10000), 211);
+    // Heuristic RTP on (the default): RTP that races its 200 OK through the
+    // sensor is kept by it; the rest is kept through the endpoint map.
+    let vox = start_voxtap(&lab, &dir, "", 120);
+    let td = dir.join("tcpdump.pcap");
+    let tcpdump = start_tcpdump(&lab, &td);
+    sipp_calls(&lab, &dir, 20, 20);
+    // Linger (5 s after BYE) lets the calls end by themselves first.
+    wait_calls_written(&dir.join("out"), 20);
+    vox.signal(libc::SIGTERM);
+    let out = vox.wait(Duration::from_secs(30));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "voxtap run: {stderr}");
+    assert!(stderr.contains("dropped all capabilities"), "{stderr}");
+    tcpdump.signal(libc::SIGINT);
+    tcpdump.wait(Duration::from_secs(10));
+    eprintln!("{stdout}");
+
+    assert_eq!(summary_value(&stdout, "lost_ring_full"), 0);
+    // The endpoint map followed the calls: nearly all media matched it (the
+    // map is checked before the heuristic), and every endpoint added was
+    // removed again: 20 callers x (RTP + RTCP) + the callee's shared pair,
+    // each added once and removed once.
+    let media = summary_value(&stdout, "media");
+    let heuristic = summary_value(&stdout, "heuristic");
+    eprintln!("kept by the endpoint map {media}, by the heuristic {heuristic}");
+    assert!(media > 20 * 400 && heuristic < 100, "{media} / {heuristic}");
+    assert_eq!(
+        summary_value(&stdout, "endpoint map updates"),
+        2 * (2 * 20 + 2)
+    );
+    let theirs = count(&td, None);
+    let ours = stored_frames(&dir);
+    eprintln!("tcpdump: {theirs} UDP frames; voxtap store: {ours} frames");
+    assert!(theirs > 20 * 400, "{theirs} frames: SIPp did not run?");
+    assert_eq!(ours, theirs, "stored frames vs tcpdump");
+    let mut all = Vec::new();
+    for e in std::fs::read_dir(dir.join("store/pcap")).unwrap() {
+        all.extend(frame_keys(&e.unwrap().path(), None));
+    }
+    all.sort();
+    assert_same(&all, &frame_keys(&td, None), "stored frames vs tcpdump's");
+
+    let calls = read_csv(&dir.join("out/calls.csv"));
+    assert_eq!(calls.len(), 20, "calls.csv rows");
+    let streams = read_csv(&dir.join("out/streams.csv"));
+    let eps = sdp_endpoints(&td);
+    for c in &calls {
+        let cid = &c["call_id"];
+        assert_eq!(c["state"], "answered", "{cid}");
+        assert_eq!(c["capture_loss"], "0", "{cid}");
+        let mine: Vec<_> = streams.iter().filter(|s| &s["call_id"] == cid).collect();
+        let a2b = mine
+            .iter()
+            .any(|s| s["src"].starts_with(&lab.ip(1)) && s["dst"].starts_with(&lab.ip(2)));
+        let b2a = mine
+            .iter()
+            .any(|s| s["src"].starts_with(&lab.ip(2)) && s["dst"].starts_with(&lab.ip(1)));
+        assert!(a2b && b2a, "{cid}: RTP both ways ({} streams)", mine.len());
+        let filter = call_filter(cid, &eps[cid]);
+        let want = frame_keys(&td, Some(&filter));
+        let total: usize = ["sip_packets", "rtp_packets", "rtcp_packets"]
+            .iter()
+            .map(|k| c[*k].parse::<usize>().unwrap())
+            .sum();
+        assert_eq!(total, want.len(), "{cid}: packets vs tshark on tcpdump");
+        let x = dir.join(format!("x-{cid}.pcap"));
+        let o = extract(&dir, cid, &x);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_same(&frame_keys(&x, None), &want, &format!("{cid}: extracted"));
+        // The per-call output written live is the same cut.
+        assert_same(
+            &frame_keys(&dir.join("out").join(&c["pcap"]), None),
+            &want,
+            &format!("{cid}: call.pcap"),
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Tiny limits (roll at 64 KiB, keep 256 KiB): the oldest files are deleted
+/// first, the index says so, extracting a call whose files are gone names
+/// them, and a call whose files remain is still extracted exactly.
+#[test]
+fn live_store_retention_deletes_oldest_and_index_stays_consistent() {
+    require_root();
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempdir("ret");
+    let lab = Lab::up(&format!("vr{}", std::process::id() % 10000), 212);
+    let cfg = "[store]\nroll_bytes = 65536\nmax_bytes = 262144\nmin_free_bytes = 0\n";
+    let vox = start_voxtap(&lab, &dir, cfg, 40);
+    let td = dir.join("tcpdump.pcap");
+    let tcpdump = start_tcpdump(&lab, &td);
+    sipp_calls(&lab, &dir, 8, 8);
+    // A last call alone, well after the others ended (linger 5 s).
+    wait_calls_written(&dir.join("out"), 8);
+    sipp_calls(&lab, &dir, 1, 1);
+    let out = vox.wait(Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "voxtap run: {stderr}");
+    tcpdump.signal(libc::SIGINT);
+    tcpdump.wait(Duration::from_secs(10));
+
+    let db = dir.join("store/store.sqlite");
+    // Read with SQLite directly (not through voxtap's own index code).
+    let conn =
+        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let rows: Vec<(u32, String, u64, bool)> = conn
+        .prepare("SELECT id, path, bytes, deleted FROM files ORDER BY id")
+        .unwrap()
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get::<_, i64>(2)? as u64,
+                r.get::<_, i64>(3)? != 0,
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let deleted = rows.iter().filter(|r| r.3).count();
+    eprintln!("{} files, {deleted} deleted", rows.len());
+    assert!(deleted > 0, "nothing deleted");
+    // Oldest first: the deleted files are a prefix of the ids.
+    assert!(rows.iter().take(deleted).all(|r| r.3), "{rows:?}");
+    let mut kept_bytes = 0;
+    for (_, path, bytes, del) in &rows {
+        let p = dir.join("store").join(path);
+        assert_eq!(p.exists(), !del, "{path}: on disk vs index");
+        if !del {
+            assert_eq!(std::fs::metadata(&p).unwrap().len(), *bytes, "{path} size");
+            kept_bytes += bytes;
+        }
+    }
+    assert!(kept_bytes <= 262_144, "kept {kept_bytes} bytes");
+    let by_size: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM files WHERE deleted = 1 AND deleted_reason = 'max_bytes'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(by_size as usize, deleted);
+
+    let calls = read_csv(&dir.join("out/calls.csv"));
+    assert_eq!(calls.len(), 9);
+    let first = calls.first().unwrap()["call_id"].clone();
+    let last = calls.last().unwrap()["call_id"].clone();
+    // The first call's files are gone: extract says which.
+    let o = extract(&dir, &first, &dir.join("gone.pcap"));
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    eprintln!("{err}");
+    assert!(!o.status.success());
+    assert!(err.contains("deleted by retention: max_bytes"), "{err}");
+    assert!(err.contains(&rows[0].1), "names the oldest file: {err}");
+    // The last call's files are kept: extract is exact.
+    let eps = sdp_endpoints(&td);
+    let x = dir.join("last.pcap");
+    let o = extract(&dir, &last, &x);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The last call reuses the first calls' media ports (a new SIPp run):
+    // cut tcpdump's file from its INVITE on (the others ended > 5 s before).
+    let invite_ts = tshark(&[
+        "-r",
+        td.to_str().unwrap(),
+        "-Y",
+        &format!("sip.Call-ID == \"{last}\" && sip.Method == \"INVITE\""),
+        "-T",
+        "fields",
+        "-e",
+        "frame.time_epoch",
+    ]);
+    let t0 = invite_ts.lines().next().unwrap().trim().to_string();
+    let filter = format!(
+        "frame.time_epoch >= {t0} && ({})",
+        call_filter(&last, &eps[&last])
+    );
+    assert_same(
+        &frame_keys(&x, None),
+        &frame_keys(&td, Some(&filter)),
+        "last call extracted",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A stalled reader on a tiny ring: the kernel counts the frames it could
+/// not hand over (LostRingFull), stored + lost = tcpdump's count, and every
+/// call open during the stall says so in calls.csv (capture_loss).
+#[test]
+fn live_stalled_reader_loss_counted_by_kernel_and_charged_to_calls() {
+    require_root();
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempdir("stall");
+    let lab = Lab::up(&format!("vs{}", std::process::id() % 10000), 213);
+    let cfg = "[capture]\nring_bytes = 16384\n[testing]\nstall_reader_after_frames = 300\nstall_reader_ms = 3000\n";
+    let vox = start_voxtap(&lab, &dir, cfg, 24);
+    let td = dir.join("tcpdump.pcap");
+    let tcpdump = start_tcpdump(&lab, &td);
+    sipp_calls(&lab, &dir, 10, 10);
+    let out = vox.wait(Duration::from_secs(60));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "voxtap run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tcpdump.signal(libc::SIGINT);
+    tcpdump.wait(Duration::from_secs(10));
+    eprintln!("{stdout}");
+    let lost = summary_value(&stdout, "lost_ring_full");
+    let stored = stored_frames(&dir) as u64;
+    let theirs = count(&td, None) as u64;
+    eprintln!("tcpdump {theirs}, stored {stored}, kernel lost {lost}");
+    assert!(lost > 100, "lost {lost}");
+    assert_eq!(stored + lost, theirs, "every frame stored or counted lost");
+    // The sensor page's status file ends with the same figures.
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("out/status/sensor.json")).unwrap())
+            .unwrap();
+    assert_eq!(st["running"], false, "{st}");
+    assert_eq!(st["drops"]["ring_full"], lost, "{st}");
+    assert_eq!(st["frames_total"], stored, "{st}");
+    assert_eq!(st["calls_written"], 10, "{st}");
+    let charged = st["capture_loss"].as_u64().unwrap();
+    assert!(charged > 0 && charged <= lost, "{st}");
+    let calls = read_csv(&dir.join("out/calls.csv"));
+    assert_eq!(calls.len(), 10);
+    for c in &calls {
+        let cl: u64 = c["capture_loss"].parse().unwrap();
+        // All 10 calls are open through the stall (they last ~9 s).
+        assert!(cl > 0 && cl <= lost, "{}: capture_loss {cl}", c["call_id"]);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

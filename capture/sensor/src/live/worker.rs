@@ -1,0 +1,195 @@
+//! The pipeline worker thread: the one owner of the call table. Runs every
+//! frame through the same [`Pipeline`] as `import`, keeps the kernel's media
+//! endpoint map in step with the calls, and charges capture loss to the open
+//! calls.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow};
+
+use super::batch::Batch;
+use super::clock::{Clock, mono_ns};
+use super::status;
+use crate::xdp::{EndpointMap, XdpError};
+use voxtap_engine::calls::{Call, EndpointEvent};
+use voxtap_engine::pipeline::{Pipeline, PipelineConfig, PipelineStats};
+use voxtap_engine::signalling::{SignallingSnapshot, Transaction};
+use voxtap_proto::pcapio::LinkType;
+
+/// Least time between two log lines about endpoint map failures: they are
+/// counted (status/sensor.json), not logged one by one.
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Registrations and pings as they are, and the transactions outside calls
+/// that finished, handed from the pipeline to the output thread.
+pub(super) type SignallingBatch = (SignallingSnapshot, Vec<Transaction>);
+
+/// The pipeline thread hands the signalling tables over this often.
+const SIGNALLING_EVERY: Duration = Duration::from_secs(10);
+
+#[derive(Default)]
+pub(super) struct WorkerStats {
+    pub pipeline: PipelineStats,
+    pub capture_loss: u64,
+    pub endpoint_updates: u64,
+    /// Endpoints the kernel map refused (full), and removals that failed.
+    pub endpoint_insert_failures: u64,
+    pub endpoint_remove_failures: u64,
+    /// Failures already logged, and when.
+    failures_logged: u64,
+    failure_logged_at: Option<Instant>,
+}
+
+pub(super) fn worker_loop(
+    pcfg: PipelineConfig,
+    full_rx: Receiver<Batch>,
+    empty_tx: SyncSender<Batch>,
+    mut endpoints: EndpointMap,
+    kernel_lost: &AtomicU64,
+    (ended_tx, sig_tx): (Sender<(u64, Vec<Call>)>, Sender<SignallingBatch>),
+    live: &status::LiveCounters,
+) -> Result<WorkerStats> {
+    let mut last_signalling = Instant::now();
+    let mut pipeline = Pipeline::new(pcfg);
+    pipeline.calls_mut().track_endpoints();
+    let mut stats = WorkerStats::default();
+    let mut events: Vec<EndpointEvent> = Vec::with_capacity(64);
+    let mut seen_lost = kernel_lost.load(Ordering::Relaxed);
+    let mut last_seq = 0u64;
+    let mut clock = Clock::new();
+    status::LiveCounters::set(
+        &live.endpoint_map_max_entries,
+        u64::from(endpoints.max_entries()),
+    );
+    loop {
+        match full_rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(mut batch) => {
+                for (ts, pref, data) in batch.iter() {
+                    pipeline.process(LinkType::Ethernet, ts, pref, data);
+                }
+                last_seq = batch.seq;
+                batch.clear();
+                // The reader may be gone at shutdown; the batch is then freed.
+                let _ = empty_tx.send(batch);
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                // No traffic: time still passes for idle and lingering calls.
+                clock.refresh();
+                pipeline.calls_mut().tick(clock.wall(mono_ns()));
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        apply_endpoint_events(&mut pipeline, &mut endpoints, &mut events, &mut stats);
+        charge_kernel_loss(&mut pipeline, kernel_lost, &mut seen_lost, &mut stats);
+        publish(&pipeline, &stats, live);
+        let ended = pipeline.drain_ended();
+        if !ended.is_empty() && ended_tx.send((last_seq, ended)).is_err() {
+            return Err(anyhow!("output thread stopped"));
+        }
+        if last_signalling.elapsed() >= SIGNALLING_EVERY {
+            last_signalling = Instant::now();
+            if sig_tx.send(signalling_batch(&mut pipeline)).is_err() {
+                return Err(anyhow!("output thread stopped"));
+            }
+        }
+    }
+    apply_endpoint_events(&mut pipeline, &mut endpoints, &mut events, &mut stats);
+    charge_kernel_loss(&mut pipeline, kernel_lost, &mut seen_lost, &mut stats);
+    pipeline.finish();
+    let ended = pipeline.drain_ended();
+    if !ended.is_empty() {
+        let _ = ended_tx.send((last_seq, ended));
+    }
+    let _ = sig_tx.send(signalling_batch(&mut pipeline));
+    stats.pipeline = pipeline.stats().clone();
+    Ok(stats)
+}
+
+fn signalling_batch(pipeline: &mut Pipeline) -> SignallingBatch {
+    (
+        pipeline.signalling().snapshot(),
+        pipeline.drain_transactions(),
+    )
+}
+
+fn publish(pipeline: &Pipeline, stats: &WorkerStats, live: &status::LiveCounters) {
+    status::LiveCounters::set(&live.calls_open, pipeline.open_calls() as u64);
+    status::LiveCounters::set(&live.capture_loss, stats.capture_loss);
+    status::LiveCounters::set(
+        &live.endpoint_insert_failures,
+        stats.endpoint_insert_failures,
+    );
+    status::LiveCounters::set(
+        &live.endpoint_remove_failures,
+        stats.endpoint_remove_failures,
+    );
+}
+
+/// Endpoint map updates, once per batch. A failed update is counted; the
+/// log gets a line when failures start and at most one per
+/// [`FAILURE_LOG_EVERY`] after that.
+fn apply_endpoint_events(
+    pipeline: &mut Pipeline,
+    endpoints: &mut EndpointMap,
+    events: &mut Vec<EndpointEvent>,
+    stats: &mut WorkerStats,
+) {
+    pipeline.calls_mut().drain_endpoint_events(events);
+    let mut last_error: Option<XdpError> = None;
+    for ev in events.drain(..) {
+        stats.endpoint_updates += 1;
+        let failed = match ev {
+            EndpointEvent::Added(ep) => endpoints
+                .add(ep)
+                .err()
+                .inspect(|_| stats.endpoint_insert_failures += 1),
+            EndpointEvent::Removed(ep) => endpoints
+                .remove(ep)
+                .err()
+                .inspect(|_| stats.endpoint_remove_failures += 1),
+        };
+        last_error = failed.or(last_error);
+    }
+    let Some(error) = last_error else { return };
+    let failures = stats.endpoint_insert_failures + stats.endpoint_remove_failures;
+    if stats
+        .failure_logged_at
+        .is_none_or(|t| t.elapsed() >= FAILURE_LOG_EVERY)
+        && failures > stats.failures_logged
+    {
+        tracing::warn!(
+            insert_failures = stats.endpoint_insert_failures,
+            remove_failures = stats.endpoint_remove_failures,
+            max_entries = endpoints.max_entries(),
+            %error,
+            "updating the kernel's media endpoint map failed (full: raise capture.media_endpoints); \
+             those endpoints are kept only by heuristic_rtp; totals in status/sensor.json"
+        );
+        stats.failures_logged = failures;
+        stats.failure_logged_at = Some(Instant::now());
+    }
+}
+
+/// Loss attribution, once per batch: frames the kernel could not hand over
+/// are charged to every open call.
+fn charge_kernel_loss(
+    pipeline: &mut Pipeline,
+    kernel_lost: &AtomicU64,
+    seen_lost: &mut u64,
+    stats: &mut WorkerStats,
+) {
+    let lost = kernel_lost.load(Ordering::Relaxed);
+    if lost > *seen_lost {
+        let d = lost - *seen_lost;
+        tracing::warn!(
+            lost = d,
+            open_calls = pipeline.open_calls(),
+            "the kernel ring was full: frames lost; charged to every open call"
+        );
+        pipeline.calls_mut().note_capture_loss(d);
+        stats.capture_loss += d;
+        *seen_lost = lost;
+    }
+}

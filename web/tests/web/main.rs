@@ -1,0 +1,16 @@
+//! The web UI's integration tests, one binary (one link instead of six).
+//! The modules run in parallel threads; the browser tests take turns for
+//! the one Chromium (`voxtap_testkit::browser`). `cargo test -p voxtap-web
+//! --test web api::` runs one module.
+
+mod common;
+
+mod api;
+mod browser;
+mod call_audio;
+mod charts;
+mod hardening;
+mod noncall;
+mod remote;
+mod s3;
+mod server;
