@@ -208,38 +208,10 @@ pub(crate) fn message_keys(msg: &Message<'_>, cfg: &LegConfig) -> MessageKeys {
         }
     }
     if let Some(v) = first(0) {
-        for param in v.split(|&b| b == b';') {
-            let p = lossy(param);
-            if let Some((n, val)) = p.split_once('=')
-                && n.trim().eq_ignore_ascii_case("icid-value")
-            {
-                let val = val.trim().trim_matches('"').to_string();
-                if !val.is_empty() {
-                    k.shared
-                        .push((format!("icid:{val}"), LinkMethod::ChargingVector));
-                }
-            }
-        }
+        charging_vector_keys(v, &mut k);
     }
     if let Some(v) = first(1) {
-        // RFC 7989: "local-uuid;remote=remote-uuid". The pair, unordered,
-        // is the same on every leg once both ends have answered; the first
-        // leg's INVITE carries only its own uuid, so each uuid is a key.
-        let s = lossy(v).to_ascii_lowercase();
-        let mut parts = s.split(';');
-        if let Some(local) = parts.next().map(str::trim).filter(|u| is_session_uuid(u)) {
-            k.shared
-                .push((format!("sid:{local}"), LinkMethod::SessionId));
-        }
-        for p in parts {
-            if let Some(r) = p
-                .trim()
-                .strip_prefix("remote=")
-                .filter(|u| is_session_uuid(u))
-            {
-                k.shared.push((format!("sid:{r}"), LinkMethod::SessionId));
-            }
-        }
+        session_id_keys(v, &mut k);
     }
     if let Some(v) = first(2) {
         let s = lossy(v);
@@ -271,6 +243,43 @@ pub(crate) fn message_keys(msg: &Message<'_>, cfg: &LegConfig) -> MessageKeys {
         }
     }
     k
+}
+
+/// P-Charging-Vector: its `icid-value`, the same on every leg.
+fn charging_vector_keys(v: &[u8], k: &mut MessageKeys) {
+    for param in v.split(|&b| b == b';') {
+        let p = lossy(param);
+        if let Some((n, val)) = p.split_once('=')
+            && n.trim().eq_ignore_ascii_case("icid-value")
+        {
+            let val = val.trim().trim_matches('"').to_string();
+            if !val.is_empty() {
+                k.shared
+                    .push((format!("icid:{val}"), LinkMethod::ChargingVector));
+            }
+        }
+    }
+}
+
+/// Session-ID (RFC 7989): "local-uuid;remote=remote-uuid". The pair,
+/// unordered, is the same on every leg once both ends have answered; the
+/// first leg's INVITE carries only its own uuid, so each uuid is a key.
+fn session_id_keys(v: &[u8], k: &mut MessageKeys) {
+    let s = lossy(v).to_ascii_lowercase();
+    let mut parts = s.split(';');
+    if let Some(local) = parts.next().map(str::trim).filter(|u| is_session_uuid(u)) {
+        k.shared
+            .push((format!("sid:{local}"), LinkMethod::SessionId));
+    }
+    for p in parts {
+        if let Some(r) = p
+            .trim()
+            .strip_prefix("remote=")
+            .filter(|u| is_session_uuid(u))
+        {
+            k.shared.push((format!("sid:{r}"), LinkMethod::SessionId));
+        }
+    }
 }
 
 /// RFC 7989 uuids are 32 hex digits; the all-zero "null" uuid says the far
