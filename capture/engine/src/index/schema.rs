@@ -146,4 +146,10 @@ CREATE TABLE access_log (
 );
 CREATE INDEX access_log_ts ON access_log(ts_ns);
 "#,
+    // 2: how the signalling was protected: '' (clear), 'tls (decrypted)',
+    // or 'tls (not decrypted: why)' for a TLS connection listed in place of
+    // the calls it hid.
+    r#"
+ALTER TABLE calls ADD COLUMN encrypted_signalling TEXT NOT NULL DEFAULT '';
+"#,
 ];

@@ -91,6 +91,12 @@ impl StreamReassembler {
     /// Next complete message, or `None` until more data arrives. Call
     /// repeatedly after each `push`.
     pub fn next_message(&mut self) -> Option<&[u8]> {
+        self.next_framed().map(|(m, _)| m)
+    }
+
+    /// Like [`Self::next_message`], with whether the message came in a
+    /// WebSocket message (true) or framed by Content-Length.
+    pub fn next_framed(&mut self) -> Option<(&[u8], bool)> {
         loop {
             if self.bytes.data().is_empty() || (self.resync && !self.resync_step()) {
                 return None;
@@ -116,12 +122,12 @@ impl StreamReassembler {
                 Step::Again => continue,
                 Step::Sip(from, to) => {
                     self.messages = self.messages.saturating_add(1);
-                    return Some(self.bytes.take(from, to));
+                    return Some((self.bytes.take(from, to), false));
                 }
                 Step::WsMessage => {
                     self.messages = self.messages.saturating_add(1);
                     return match &self.framing {
-                        Framing::WebSocket(r) => Some(r.message()),
+                        Framing::WebSocket(r) => Some((r.message(), true)),
                         Framing::Sip => None,
                     };
                 }

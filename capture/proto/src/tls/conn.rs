@@ -192,6 +192,11 @@ impl TlsConnection {
         }
     }
 
+    /// The application data the last [`TlsConnection::push`] gave.
+    pub fn last_plaintext(&self) -> &[u8] {
+        &self.out
+    }
+
     /// Ciphertext of `side` still held (waiting for keys, or a partial
     /// record).
     pub fn held(&self, side: Side) -> usize {

@@ -21,7 +21,7 @@ pub enum KeyError {
 }
 
 /// The keys of one import or sensor. See the module docs.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct TlsKeys {
     keylog: KeyLog,
     /// RSA keys with the server (address and port) they belong to.
@@ -82,6 +82,11 @@ impl TlsKeys {
         self.rsa.push((server, key));
         self.generation = self.generation.wrapping_add(1);
         Ok(())
+    }
+
+    /// Whether an RSA key was given for the server at `server`.
+    pub fn has_rsa_key_for(&self, server: SocketAddr) -> bool {
+        self.rsa.iter().any(|(s, _)| *s == server)
     }
 
     pub fn rsa_keys(&self) -> usize {

@@ -283,6 +283,14 @@ pub fn server_hello(body: &[u8]) -> Option<ServerHello> {
     Some(h)
 }
 
+/// The client random of a ClientHello at the start of a TCP payload (its
+/// first record), if the payload holds that far.
+pub fn client_hello_random(payload: &[u8]) -> Option<[u8; 32]> {
+    let fragment = payload.get(HEADER_LEN..)?;
+    (*fragment.first()? == handshake_type::CLIENT_HELLO).then_some(())?;
+    fragment.get(6..38)?.try_into().ok()
+}
+
 /// The RSA-encrypted pre-master secret of a ClientKeyExchange (TLS 1.0+:
 /// a 2-byte length, then the ciphertext).
 pub fn rsa_encrypted_premaster(body: &[u8]) -> Option<&[u8]> {

@@ -27,6 +27,9 @@ impl Call {
         self.last_ns = self.last_ns.max(p.ts_ns);
         self.sip_packets += p.refs.len().max(1) as u64;
         self.packets.extend_from_slice(p.refs);
+        if matches!(p.transport, "TLS" | "WSS") {
+            self.note_tls();
+        }
         if self.from_uri.is_empty() {
             self.note_parties(p.msg);
         }
