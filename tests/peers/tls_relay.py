@@ -10,8 +10,12 @@ written to an NSS key log as browsers and OpenSSL's -keylogfile do.
 
 tls options: --max-version 1.2|1.3, --ciphers OPENSSL_LIST (TLS 1.2 suites),
 --no-etm (no encrypt-then-MAC), --no-tickets, --no-ems (OpenSSL option).
+--rewrite FROM TO (client role): in SIP coming back from the TLS side,
+replace FROM with TO, as an outbound proxy rewrites a Contact so that the
+caller's in-dialog requests come back through it.
 Prints "ready" on stdout once listening; runs until killed.
 """
+import re
 import argparse
 import socket
 import ssl
@@ -61,6 +65,41 @@ def pump(src, dst):
             pass
 
 
+def sip_messages(buf):
+    """Splits whole SIP messages (framed by Content-Length) off buf."""
+    out = []
+    while True:
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            return out, buf
+        m = re.search(rb"\r\n(?:content-length|l)[ \t]*:[ \t]*(\d+)", buf[:end + 2], re.I)
+        total = end + 4 + (int(m.group(1)) if m else 0)
+        if len(buf) < total:
+            return out, buf
+        out.append(buf[:total])
+        buf = buf[total:]
+
+
+def pump_rewrite(src, dst, old, new):
+    """Like pump, replacing old with new in each SIP message."""
+    buf = b""
+    try:
+        while True:
+            b = src.recv(65536)
+            if not b:
+                break
+            msgs, buf = sip_messages(buf + b)
+            for m in msgs:
+                dst.sendall(m.replace(old, new))
+    except OSError:
+        pass
+    for s in (src, dst):
+        try:
+            s.close()
+        except OSError:
+            pass
+
+
 def serve(args):
     host, port = args.listen.rsplit(":", 1)
     chost, cport = args.connect.rsplit(":", 1)
@@ -81,8 +120,12 @@ def serve(args):
             print(f"connection failed: {e}", file=sys.stderr, flush=True)
             conn.close()
             continue
-        for a, b in ((inner, outer), (outer, inner)):
-            threading.Thread(target=pump, args=(a, b), daemon=True).start()
+        threading.Thread(target=pump, args=(inner, outer), daemon=True).start()
+        if args.rewrite and args.role == "client":
+            old, new = (x.encode() for x in args.rewrite)
+            threading.Thread(target=pump_rewrite, args=(outer, inner, old, new), daemon=True).start()
+        else:
+            threading.Thread(target=pump, args=(outer, inner), daemon=True).start()
 
 
 def main():
@@ -98,6 +141,7 @@ def main():
     p.add_argument("--no-etm", action="store_true")
     p.add_argument("--no-ems", action="store_true")
     p.add_argument("--no-tickets", action="store_true")
+    p.add_argument("--rewrite", nargs=2, metavar=("FROM", "TO"))
     serve(p.parse_args())
 
 

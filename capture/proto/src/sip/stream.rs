@@ -28,6 +28,9 @@ pub struct StreamStats {
     pub bytes_dropped: u64,
     /// Payload bytes ignored as retransmissions of data already seen.
     pub bytes_retransmitted: u64,
+    /// WebSocket messages skipped because they were compressed
+    /// (permessage-deflate).
+    pub websocket_compressed: u64,
 }
 
 /// How messages are cut out of the byte stream.
@@ -228,6 +231,10 @@ impl StreamReassembler {
             resyncs: self.resyncs,
             bytes_dropped: b.bytes_dropped,
             bytes_retransmitted: b.bytes_retransmitted,
+            websocket_compressed: match &self.framing {
+                Framing::WebSocket(r) => r.compressed(),
+                Framing::Sip => 0,
+            },
         }
     }
 
@@ -501,6 +508,24 @@ mod ws_tests {
         assert_eq!(drain(&mut r), vec![BYE.to_vec()]);
         assert!(r.is_websocket());
         assert_eq!(r.stats().resyncs, 1);
+    }
+
+    /// A compressed message (RSV1) between two plain ones is skipped and
+    /// counted; framing carries on.
+    #[test]
+    fn compressed_messages_are_skipped() {
+        let mut s = UPGRADE.to_vec();
+        frame(&mut s, true, opcode::TEXT, None, INV);
+        let at = s.len();
+        frame(&mut s, false, opcode::TEXT, None, b"\x01\x02deflated");
+        s[at] |= 0x40;
+        frame(&mut s, true, opcode::CONTINUATION, None, b"more");
+        frame(&mut s, true, opcode::TEXT, None, BYE);
+        let mut r = StreamReassembler::new();
+        r.push(0, &s);
+        assert_eq!(drain(&mut r), vec![INV.to_vec(), BYE.to_vec()]);
+        let st = r.stats();
+        assert_eq!((st.websocket_compressed, st.resyncs), (1, 0));
     }
 
     #[test]

@@ -94,7 +94,8 @@ pub fn looks_like_sip_over_websocket(payload: &[u8]) -> bool {
 /// message and whose (unmasked) payload starts like SIP.
 fn frame_starts_sip(b: &[u8]) -> bool {
     let Some(&b0) = b.first() else { return false };
-    if !matches!(b0 & 0x0f, opcode::TEXT | opcode::BINARY) {
+    // A compressed frame (RSV1) cannot be read as SIP.
+    if b0 & 0x40 != 0 || !matches!(b0 & 0x0f, opcode::TEXT | opcode::BINARY) {
         return false;
     }
     let Ok(h) = header_len(b) else { return false };
@@ -140,10 +141,16 @@ pub(crate) enum WsStep {
 }
 
 /// Assembles WebSocket messages from frames. See the module docs.
+/// Compressed messages (permessage-deflate) are skipped and counted: SIP
+/// servers do not negotiate it, and its shared window would need the whole
+/// connection from its start.
 #[derive(Debug, Default)]
 pub(crate) struct WsReader {
     msg: Vec<u8>,
     in_message: bool,
+    /// The message in progress is compressed: its frames are skipped.
+    skipping: bool,
+    compressed: u64,
 }
 
 impl WsReader {
@@ -156,6 +163,12 @@ impl WsReader {
     pub(crate) fn reset(&mut self) {
         self.msg.clear();
         self.in_message = false;
+        self.skipping = false;
+    }
+
+    /// Compressed messages skipped.
+    pub(crate) fn compressed(&self) -> u64 {
+        self.compressed
     }
 
     /// Reads frames from `bytes` until a message is complete.
@@ -192,10 +205,18 @@ impl WsReader {
             }
             if op != opcode::CONTINUATION {
                 self.msg.clear();
+                self.skipping = f.compressed();
+                if self.skipping {
+                    self.compressed = self.compressed.saturating_add(1);
+                }
+            }
+            self.in_message = !fin;
+            if self.skipping {
+                bytes.discard(len);
+                continue;
             }
             f.unmask_into(&mut self.msg);
             bytes.consume(len);
-            self.in_message = !fin;
             if fin {
                 return WsStep::Message;
             }

@@ -29,16 +29,17 @@ pub struct HeaderLen {
     pub payload_len: u64,
 }
 
-/// Reads the lengths of the frame at the start of `b`; rejects reserved bits
-/// and opcodes, and control frames over 125 bytes or fragmented (RFC 6455
-/// section 5.5), which no WebSocket stack sends.
+/// Reads the lengths of the frame at the start of `b`; rejects RSV2/RSV3,
+/// reserved opcodes, and control frames over 125 bytes or fragmented (RFC
+/// 6455 section 5.5), which no WebSocket stack sends. RSV1 is allowed: it
+/// marks a compressed message (permessage-deflate, RFC 7692).
 pub fn header_len(b: &[u8]) -> Result<HeaderLen, WireError> {
     let (b0, b1) = match b {
         [b0, b1, ..] => (*b0, *b1),
         _ => return Err(WireError::Truncated { layer: L }),
     };
     let bad = |reason| WireError::BadHeader { layer: L, reason };
-    if b0 & 0x70 != 0 {
+    if b0 & 0x30 != 0 {
         return Err(bad("reserved bits set"));
     }
     let op = b0 & 0x0f;
@@ -109,6 +110,12 @@ impl<T: AsRef<[u8]>> Frame<T> {
 
     pub fn opcode(&self) -> u8 {
         byte(self.buf.as_ref(), 0) & 0x0f
+    }
+
+    /// RSV1: the message this frame starts is compressed
+    /// (permessage-deflate).
+    pub fn compressed(&self) -> bool {
+        byte(self.buf.as_ref(), 0) & 0x40 != 0
     }
 
     pub fn is_control(&self) -> bool {
@@ -260,7 +267,8 @@ mod tests {
 
     #[test]
     fn rejects_what_no_stack_sends() {
-        assert!(header_len(&[0x91, 0]).is_err()); // RSV1
+        assert!(header_len(&[0xA1, 0]).is_err()); // RSV2
+        assert!(header_len(&[0xC1, 0]).is_ok()); // RSV1: compressed
         assert!(header_len(&[0x83, 0]).is_err()); // opcode 3
         assert!(header_len(&[0x09, 0]).is_err()); // fragmented ping
         assert!(header_len(&[0x89, 126, 0, 200]).is_err()); // long ping
