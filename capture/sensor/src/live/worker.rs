@@ -16,11 +16,19 @@ use super::status;
 use crate::xdp::{EndpointMap, XdpError};
 use voxtap_engine::calls::{Call, EndpointEvent};
 use voxtap_engine::pipeline::{Pipeline, PipelineConfig, PipelineStats};
+use voxtap_engine::signalling::{SignallingSnapshot, Transaction};
 use voxtap_proto::pcapio::LinkType;
 
 /// Least time between two log lines about endpoint map failures: they are
 /// counted (status/sensor.json), not logged one by one.
 const FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Registrations and pings as they are, and the transactions outside calls
+/// that finished, handed from the pipeline to the output thread.
+pub(super) type SignallingBatch = (SignallingSnapshot, Vec<Transaction>);
+
+/// The pipeline thread hands the signalling tables over this often.
+const SIGNALLING_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 pub(super) struct WorkerStats {
@@ -36,11 +44,12 @@ pub(super) struct WorkerStats {
 }
 
 /// The worker's ends of the channels: full batches in, empty ones back to
-/// the reader, ended calls out to the output thread.
+/// the reader, ended calls and signalling snapshots out to the output thread.
 pub(super) struct Channels {
     pub full_rx: Receiver<Batch>,
     pub empty_tx: SyncSender<Batch>,
     pub ended_tx: Sender<(u64, Vec<Call>)>,
+    pub sig_tx: Sender<SignallingBatch>,
 }
 
 pub(super) fn worker_loop(
@@ -55,7 +64,9 @@ pub(super) fn worker_loop(
         full_rx,
         empty_tx,
         ended_tx,
+        sig_tx,
     } = channels;
+    let mut last_signalling = Instant::now();
     let mut pipeline = Pipeline::new(pcfg);
     pipeline.calls_mut().track_endpoints();
     let mut stats = WorkerStats::default();
@@ -98,6 +109,12 @@ pub(super) fn worker_loop(
         if !ended.is_empty() && ended_tx.send((last_seq, ended)).is_err() {
             return Err(anyhow!("output thread stopped"));
         }
+        if last_signalling.elapsed() >= SIGNALLING_EVERY {
+            last_signalling = Instant::now();
+            if sig_tx.send(signalling_batch(&mut pipeline)).is_err() {
+                return Err(anyhow!("output thread stopped"));
+            }
+        }
     }
     apply_endpoint_events(&mut pipeline, &mut endpoints, &mut events, &mut stats);
     charge_kernel_loss(&mut pipeline, kernel_lost, &mut seen_lost, &mut stats);
@@ -106,8 +123,16 @@ pub(super) fn worker_loop(
     if !ended.is_empty() {
         let _ = ended_tx.send((last_seq, ended));
     }
+    let _ = sig_tx.send(signalling_batch(&mut pipeline));
     stats.pipeline = pipeline.stats().clone();
     Ok(stats)
+}
+
+fn signalling_batch(pipeline: &mut Pipeline) -> SignallingBatch {
+    (
+        pipeline.signalling().snapshot(),
+        pipeline.drain_transactions(),
+    )
 }
 
 fn publish(pipeline: &Pipeline, stats: &WorkerStats, live: &status::LiveCounters) {
