@@ -136,10 +136,10 @@ impl TlsFlows {
         flow.fin[idx(side)] |= flags & FIN != 0;
         let n = flow.conn.push(side, seq, payload, &mut self.keys).len();
         flow.deliver(route, side, n);
-        if flow.closed(flags) {
-            if let Some(f) = self.conns.remove(&key) {
-                f.end(route.calls, route.stats);
-            }
+        if flow.closed(flags)
+            && let Some(f) = self.conns.remove(&key)
+        {
+            f.end(route.calls, route.stats, &self.keys);
         }
         true
     }
@@ -160,7 +160,7 @@ impl TlsFlows {
             .collect();
         for k in idle {
             if let Some(f) = self.conns.remove(&k) {
-                f.end(calls, stats);
+                f.end(calls, stats, &self.keys);
             }
         }
     }
@@ -170,7 +170,7 @@ impl TlsFlows {
         let mut all: Vec<_> = self.conns.drain().map(|(_, f)| f).collect();
         all.sort_by_key(|f| f.first_ns);
         for f in all {
-            f.end(calls, stats);
+            f.end(calls, stats, &self.keys);
         }
     }
 
@@ -285,7 +285,7 @@ impl TlsFlow {
 
     /// The connection ended: its outcome is counted, and if it never gave
     /// readable SIP it is listed as encrypted signalling.
-    fn end(self, calls: &mut CallTable, stats: &mut PipelineStats) {
+    fn end(self, calls: &mut CallTable, stats: &mut PipelineStats, keys: &TlsKeys) {
         let status = self.conn.status();
         let t = &mut stats.tls;
         match status {
@@ -299,7 +299,10 @@ impl TlsFlow {
         if self.sip_messages > 0 || matches!(status, TlsStatus::NotTls | TlsStatus::Decrypted) {
             return;
         }
-        let reason = describe(&self.conn);
+        let reason = describe(
+            &self.conn,
+            keys.has_rsa_key_for(self.server).then_some(self.server),
+        );
         tracing::warn!(client = %self.client, server = %self.server, "TLS not decrypted: {reason}");
         calls.on_encrypted_signalling(
             self.first_ns,
@@ -312,8 +315,9 @@ impl TlsFlow {
     }
 }
 
-/// Why a connection was not decrypted, in words a user can act on.
-fn describe(conn: &TlsConnection) -> String {
+/// Why a connection was not decrypted, in words a user can act on;
+/// `rsa_for` is the server when an RSA key was given for it.
+fn describe(conn: &TlsConnection, rsa_for: Option<SocketAddr>) -> String {
     let random = conn
         .client_random()
         .map(|r| r.iter().map(|b| format!("{b:02x}")).collect::<String>())
@@ -323,9 +327,14 @@ fn describe(conn: &TlsConnection) -> String {
             format!("no key log entry for client random {random}")
         }
         TlsStatus::NoKey => match conn.suite() {
-            Some(s) if s.rsa_kx => format!(
-                "no key log entry for client random {random} and no RSA key of the server that decrypts it"
-            ),
+            Some(s) if s.rsa_kx => match rsa_for {
+                Some(server) => format!(
+                    "the RSA key given for {server} does not decrypt its premaster secret (wrong key), and no key log entry for client random {random}"
+                ),
+                None => format!(
+                    "no key log entry for client random {random} and no RSA key of the server that decrypts it"
+                ),
+            },
             _ => format!("no key log entry for client random {random}"),
         },
         TlsStatus::WrongKey => {

@@ -17,7 +17,11 @@ impl Netns {
     pub(crate) fn new(tag: &str) -> Netns {
         require_root();
         let name = format!("vt{tag}{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        // A namespace left by an earlier run of this process id, if any.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(Stdio::null())
+            .status();
         run(Command::new("ip").args(["netns", "add", &name]));
         let ns = Netns(name);
         run(&mut ns.cmd(&["ip", "link", "set", "lo", "up"]));

@@ -248,6 +248,15 @@ fn baresip_tls_sdes_call_decrypts_end_to_end_from_the_key_log() {
         calls[0]["encrypted_signalling"].contains("does not decrypt it (wrong key)"),
         "{calls:?}"
     );
+    // A key log that is not there: the import stops, naming it.
+    let missing = dir.path().join("no-such-keys.log");
+    let e = load_tls_keys(std::slice::from_ref(&missing), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(&format!("TLS key log {}: ", missing.display())),
+        "{e}"
+    );
 }
 
 /// TLS options of one relay pair.
@@ -313,7 +322,7 @@ fn sipp_tls_calls(ns: &Netns, dir: &Path, v: &Variant, calls: u32) -> (PathBuf, 
         listening(ns, 5080).then_some(())
     });
     let n = calls.to_string();
-    run(&mut ns
+    run(ns
         .cmd(&[
             "timeout",
             "60",
@@ -380,12 +389,20 @@ fn sipp_over_tls_versions_and_key_kinds_match_tshark() {
         };
         let ours = our_ladder(out.path());
         let pref = if rsa {
-            format!("tls.keys_list:127.0.0.1,5061,sip,{}", key.display())
+            // "sip.tcp", not "sip": the latter is the datagram dissector,
+            // which reads only the first of several messages in a record.
+            format!("tls.keys_list:127.0.0.1,5061,sip.tcp,{}", key.display())
         } else {
             format!("tls.keylog_file:{}", keylog.display())
         };
         let theirs = tshark_ladder(&pcap, &["-o", &pref], "tcp");
         assert_eq!(theirs.len(), 3, "{}: tshark {theirs:?}", v.name);
+        {
+            let d = std::path::Path::new("/tmp/wt-transports-tlsdbg");
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::copy(&pcap, d.join(format!("{}.pcap", v.name))).unwrap();
+            let _ = std::fs::copy(&keylog, d.join(format!("{}.keys", v.name)));
+        }
         assert_eq!(ours, theirs, "{}", v.name);
         for c in calls_csv(out.path()) {
             assert_eq!(c["state"], "answered", "{}", v.name);
@@ -396,5 +413,31 @@ fn sipp_over_tls_versions_and_key_kinds_match_tshark() {
             v.name,
             ours.values().next().unwrap().len()
         );
+        if rsa {
+            wrong_rsa_key_is_said(&pcap, dir.path(), server);
+        }
     }
+}
+
+/// The RSA case with another server's key: the one TLS connection (SIPp's
+/// one TCP connection) is listed, saying the key given does not decrypt it.
+fn wrong_rsa_key_is_said(pcap: &Path, dir: &Path, server: std::net::SocketAddr) {
+    let wrong = dir.join("wrong.key");
+    run(std::process::Command::new("openssl").args([
+        "genrsa",
+        "-out",
+        wrong.to_str().unwrap(),
+        "2048",
+    ]));
+    let out = import_keys(pcap, None, &[(server, wrong)]);
+    let calls = calls_csv(out.path());
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let note = &calls[0]["encrypted_signalling"];
+    assert!(
+        note.starts_with(&format!(
+            "tls (not decrypted: the RSA key given for {server} does not decrypt its premaster secret (wrong key)"
+        )),
+        "{note}"
+    );
+    assert!(calls[0]["call_id"].starts_with("tls-127.0.0.1:"));
 }
