@@ -383,6 +383,9 @@ fn call_head(c: &CallRow) -> Markup {
                 @if c.sip_oversized > 0 {
                     dt { "Oversized SIP" } dd #sip-oversized { (c.sip_oversized) " SIP messages past the limits a SIP stack takes (thousands of headers or over 64 KiB of headers)" }
                 }
+                @if !c.encrypted_signalling.is_empty() {
+                    dt { "Encrypted signalling" } dd.encrypted { (c.encrypted_signalling) }
+                }
             }
         }
     }

@@ -304,7 +304,7 @@ fn call_ids_differing_only_in_punctuation_get_their_own_folders() {
     // `voxtap media --call` finds a call by its Call-ID, also as calls.csv
     // shows it when it starts like a formula.
     for id in [ids[7].as_str(), "+!!!@h", "'+!!!@h"] {
-        voxtap_engine::media::regenerate(out.path(), id, &Default::default())
+        voxtap_engine::media::regenerate(out.path(), id, &Default::default(), Default::default())
             .unwrap_or_else(|e| panic!("{id}: {e}"));
     }
 }

@@ -14,3 +14,4 @@ mod hardening;
 mod hep;
 mod legs;
 mod media;
+mod transports;

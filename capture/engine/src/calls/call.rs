@@ -319,6 +319,10 @@ pub struct Call {
     /// Media that no SIP claimed (found by the RTP heuristic): a record of
     /// its own, without dialog, Call-ID or calls.csv row.
     media_only: bool,
+    /// Empty for SIP in the clear; "tls (decrypted)" when its SIP came over
+    /// TLS and was decrypted; "tls (not decrypted: why)" for a TLS
+    /// connection listed in place of the calls it hid.
+    encrypted_signalling: String,
 }
 
 impl Call {
@@ -370,6 +374,7 @@ impl Call {
             fax_ns: None,
             fax: Vec::new(),
             media_only: false,
+            encrypted_signalling: String::new(),
         }
     }
 
@@ -576,6 +581,11 @@ impl Call {
         &self.sip_unkept
     }
 
+    /// How the signalling was protected (see the field): empty when clear.
+    pub fn encrypted_signalling(&self) -> &str {
+        &self.encrypted_signalling
+    }
+
     pub fn is_invite(&self) -> bool {
         self.method == "INVITE"
     }
@@ -677,6 +687,22 @@ impl Call {
             .iter()
             .flat_map(|m| [m.rtp, m.rtcp])
             .chain(self.latched.iter().map(|l| l.1))
+    }
+
+    /// Its SIP came over TLS, decrypted.
+    pub(super) fn note_tls(&mut self) {
+        if self.encrypted_signalling.is_empty() {
+            self.encrypted_signalling = "tls (decrypted)".to_string();
+        }
+    }
+
+    /// A TLS connection that could not be decrypted, standing for the calls
+    /// it carried: its packets and times, and why (`note`).
+    pub(super) fn set_encrypted(&mut self, note: &str, last_ns: u64, refs: &[(u64, PacketRef)]) {
+        self.encrypted_signalling = note.to_string();
+        self.last_ns = self.last_ns.max(last_ns);
+        self.sip_packets = refs.len() as u64;
+        self.packets.extend_from_slice(refs);
     }
 
     /// The capture lost `n` packets while the call was open (or a store

@@ -249,4 +249,10 @@ CREATE TABLE pings (
 ALTER TABLE calls ADD COLUMN sip_oversized INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE calls ADD COLUMN sip_truncated INTEGER NOT NULL DEFAULT 0;
 "#,
+    // 5: how the signalling was protected: '' (clear), 'tls (decrypted)',
+    // or 'tls (not decrypted: why)' for a TLS connection listed in place of
+    // the calls it hid.
+    r#"
+ALTER TABLE calls ADD COLUMN encrypted_signalling TEXT NOT NULL DEFAULT '';
+"#,
 ];

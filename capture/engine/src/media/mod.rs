@@ -982,12 +982,14 @@ fn write_quality_json(
 }
 
 /// `voxtap media`: re-read one call's `call.pcap` from an import output
-/// folder, rebuild the call from it (SIP, SDP keys, streams) and write the
-/// media outputs into its folder again.
+/// folder, rebuild the call from it (SIP, SDP keys, streams) with `pipeline`
+/// (its TLS keys, for SIP over TLS) and write the media outputs into its
+/// folder again.
 pub fn regenerate(
     out_dir: &Path,
     call_id: &str,
     opts: &MediaOptions,
+    pipeline: crate::pipeline::PipelineConfig,
 ) -> Result<MediaSummary, RegenerateError> {
     // Not an import output folder: say so, as before.
     std::fs::metadata(out_dir.join("calls.csv"))
@@ -1004,7 +1006,7 @@ pub fn regenerate(
         (found, _) => (call_id, found?),
     };
     let pcap = folder.join("call.pcap");
-    let mut pipeline = crate::pipeline::Pipeline::new(crate::pipeline::PipelineConfig::default());
+    let mut pipeline = crate::pipeline::Pipeline::new(pipeline);
     let mut reader = crate::pcapfile::open(&pcap)
         .map_err(|e| RegenerateError::Pcap(pcap.clone(), e.to_string()))?;
     let mut frames = Vec::new();

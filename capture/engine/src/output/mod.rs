@@ -86,6 +86,9 @@ pub(crate) const CALLS_HEADER: &[&str] = &[
     // Why each link in `links` was made: "other:method: evidence", " | "
     // between links.
     "link_evidence",
+    // Empty for SIP in the clear; "tls (decrypted)"; or, for a TLS
+    // connection that could not be decrypted, "tls (not decrypted: why)".
+    "encrypted_signalling",
     // SIP messages past the limits a SIP stack takes, attributed anyway;
     // and SIP messages whose text was not kept (over the call's SIP budget:
     // sip.txt and the index lack their text, call.pcap has them).
@@ -529,6 +532,7 @@ fn call_row(call: &Call, rel_pcap: String) -> Vec<String> {
         call.sip_messages().to_string(),
         call.fax_ns().map(format_ts).unwrap_or_default(),
         link_evidence(call),
+        call.encrypted_signalling().to_string(),
         call.sip_oversized().to_string(),
         call.sip_truncated().to_string(),
     ]
