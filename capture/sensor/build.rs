@@ -30,6 +30,7 @@ fn main() {
         .to_path_buf();
     for p in [
         "capture-ebpf/src",
+        "capture-ebpf/build.rs",
         "capture-ebpf/Cargo.toml",
         "common/src",
         "common/Cargo.toml",

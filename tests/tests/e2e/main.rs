@@ -6,3 +6,4 @@ mod corpus_import;
 mod hep;
 mod legs;
 mod media;
+mod tunnels;

@@ -202,6 +202,7 @@ fn scenario(tag: char, mode: Option<AttachMode>) {
     let cfg = XdpConfig {
         flags: 0,
         wakeup_every: 8,
+        ..XdpConfig::default()
     };
     let mut sensor = XdpSensor::load(cfg, &[5060]).expect("load XDP program (verifier)");
     let got_mode = match mode {

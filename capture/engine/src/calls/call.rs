@@ -248,6 +248,9 @@ pub struct Call {
     /// were, so every call open at the time carries the count. Distinct from
     /// network loss, which the RTP sequence numbers measure per stream.
     capture_loss: u64,
+    /// The encapsulations its first tunnelled SIP message came in, e.g.
+    /// `erspan(7)/vlan(100)`; empty when its SIP came plain.
+    outer_path: String,
 }
 
 impl Call {
@@ -287,6 +290,7 @@ impl Call {
             first_invite: None,
             linger_until: None,
             capture_loss: 0,
+            outer_path: String::new(),
         }
     }
 
@@ -547,6 +551,19 @@ impl Call {
 
     /// The capture lost `n` packets while the call was open (or a store
     /// could not keep `n` of its packets).
+    /// The encapsulations (VLAN, MPLS, GRE, ERSPAN, VXLAN, ...) around its
+    /// SIP, outermost first; empty when none.
+    pub fn outer_path(&self) -> &str {
+        &self.outer_path
+    }
+
+    /// Records the path of a tunnelled SIP message, unless one is known.
+    pub(crate) fn note_outer_path(&mut self, path: &voxtap_proto::decode::Encap) {
+        if self.outer_path.is_empty() && !path.is_empty() {
+            self.outer_path = path.to_string();
+        }
+    }
+
     pub fn add_capture_loss(&mut self, n: u64) {
         self.capture_loss += n;
     }

@@ -146,4 +146,8 @@ CREATE TABLE access_log (
 );
 CREATE INDEX access_log_ts ON access_log(ts_ns);
 "#,
+    // 2: the encapsulations a call's SIP came in (`erspan(7)/vlan(100)`).
+    r#"
+ALTER TABLE calls ADD COLUMN outer_path TEXT NOT NULL DEFAULT '';
+"#,
 ];

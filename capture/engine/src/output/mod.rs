@@ -71,6 +71,9 @@ pub(crate) const CALLS_HEADER: &[&str] = &[
     // Packets the sensor itself lost while the call was open (live capture;
     // always 0 for an import). Last, so earlier positions stay stable.
     "capture_loss",
+    // The encapsulations its SIP came in (`erspan(7)/vlan(100)`; empty for
+    // plain traffic). Added after capture_loss, for the same reason.
+    "outer_path",
 ];
 
 /// One row per stream per leg of every call with more than one leg, hops in
@@ -520,6 +523,7 @@ fn call_row(call: &Call, rel_pcap: String) -> Vec<String> {
             .collect::<Vec<_>>()
             .join(" "),
         call.capture_loss().to_string(),
+        call.outer_path().to_string(),
     ]
 }
 
