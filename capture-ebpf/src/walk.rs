@@ -212,7 +212,11 @@ impl Walk {
         } else if is_vlan(ty) {
             let tag = self.load::<4>(off)?;
             self.push(Tunnel::Vlan)?;
-            self.goto(S_ETHERTYPE, u16::from_be_bytes([tag[2], tag[3]]) as u32, off + 4);
+            self.goto(
+                S_ETHERTYPE,
+                u16::from_be_bytes([tag[2], tag[3]]) as u32,
+                off + 4,
+            );
         } else if ty == ETH_P_MPLS_UC || ty == ETH_P_MPLS_MC {
             self.goto(S_MPLS, 0, off);
         } else if ty == ETH_P_PPPOE_SESSION {
@@ -351,7 +355,11 @@ impl Walk {
         let frag = u16::from_be_bytes([h[6], h[7]]);
         let (more, frag_off) = (frag & 0x2000 != 0, frag & 0x1fff);
         if more || frag_off != 0 {
-            self.fragment(h[9] as u32, u16::from_be_bytes([h[4], h[5]]) as u32, frag_off != 0);
+            self.fragment(
+                h[9] as u32,
+                u16::from_be_bytes([h[4], h[5]]) as u32,
+                frag_off != 0,
+            );
             if frag_off != 0 {
                 return Ok(());
             }
@@ -554,8 +562,8 @@ impl Walk {
         if flags & 0x4000 != 0 {
             return Err(Bad); // RFC 1701 routing
         }
-        let hlen = 4
-            + 4 * (((flags >> 15) & 1) as u32
+        let hlen = 4 + 4
+            * (((flags >> 15) & 1) as u32
                 + ((flags >> 13) & 1) as u32
                 + ((flags >> 12) & 1) as u32);
         let payload = off + hlen;

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use crate::calls::{Call, CallConfig, CallTable, CallTableStats, PacketRef};
-use voxtap_proto::decode::{Decoder, Encap, FragLimits, L4};
 pub use voxtap_proto::decode::TunnelConfig;
+use voxtap_proto::decode::{Decoder, Encap, FragLimits, L4};
 use voxtap_proto::pcapio::LinkType;
 use voxtap_proto::sip::{self, StreamReassembler};
 

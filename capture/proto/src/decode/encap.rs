@@ -369,7 +369,12 @@ impl<'c> Walk<'c> {
     /// header is one: a VXLAN, Geneve or GTP-U header that does not parse
     /// (or a GTP-U message that is not user data) leaves the datagram as it
     /// is, plain UDP.
-    fn udp<'a>(&mut self, src: IpAddr, dst: IpAddr, data: &'a [u8]) -> Result<Step<'a>, DecodeError> {
+    fn udp<'a>(
+        &mut self,
+        src: IpAddr,
+        dst: IpAddr,
+        data: &'a [u8],
+    ) -> Result<Step<'a>, DecodeError> {
         let plain = Transport {
             src,
             dst,

@@ -87,7 +87,12 @@ fn udp(sport: u16, dport: u16, inner: &[u8]) -> Vec<u8> {
 
 /// The datagram every test looks for.
 fn sip_ip() -> Vec<u8> {
-    ip4(17, IN_A, IN_B, &udp(5060, 5062, b"INVITE sip:b SIP/2.0\r\n\r\n"))
+    ip4(
+        17,
+        IN_A,
+        IN_B,
+        &udp(5060, 5062, b"INVITE sip:b SIP/2.0\r\n\r\n"),
+    )
 }
 
 fn sip_eth() -> Vec<u8> {
@@ -170,13 +175,7 @@ fn type3(session: u16, frame_type: u8, platform: Option<[u8; 8]>) -> erspan::Rep
     }
 }
 
-fn gtpu(
-    teid: u32,
-    sequence: Option<u16>,
-    ext: (u8, &[u8]),
-    msg: u8,
-    inner: &[u8],
-) -> Vec<u8> {
+fn gtpu(teid: u32, sequence: Option<u16>, ext: (u8, &[u8]), msg: u8, inner: &[u8]) -> Vec<u8> {
     let r = gtpu::Repr {
         message_type: msg,
         teid,
@@ -190,7 +189,11 @@ fn gtpu(
 }
 
 /// (src, dst, payload, path) of the one datagram in `frame`.
-fn found(d: &mut Decoder, link: LinkType, frame: &[u8]) -> (SocketAddr, SocketAddr, Vec<u8>, String) {
+fn found(
+    d: &mut Decoder,
+    link: LinkType,
+    frame: &[u8],
+) -> (SocketAddr, SocketAddr, Vec<u8>, String) {
     let g = d
         .decode(link, 0, 0, frame)
         .unwrap_or_else(|e| panic!("{e}"))
@@ -216,7 +219,10 @@ fn plain_frames_have_an_empty_path() {
 
 #[test]
 fn vxlan_and_geneve() {
-    assert_eq!(path_of(&over_udp(4789, &vxlan(42, &sip_eth()))), "vxlan(42)");
+    assert_eq!(
+        path_of(&over_udp(4789, &vxlan(42, &sip_eth()))),
+        "vxlan(42)"
+    );
     let g = geneve::Repr {
         oam: false,
         critical: false,
@@ -231,7 +237,10 @@ fn vxlan_and_geneve() {
         options: &[],
         ..g
     };
-    assert_eq!(path_of(&over_udp(6081, &wrap(&g, &sip_ip()))), "geneve(11259375)");
+    assert_eq!(
+        path_of(&over_udp(6081, &wrap(&g, &sip_ip()))),
+        "geneve(11259375)"
+    );
 }
 
 #[test]
@@ -242,7 +251,10 @@ fn gre_carries_ip_ethernet_and_mpls() {
     assert_eq!(path_of(&f), "gre(77)");
     let f = over_gre(gre_repr(ethertype::TEB, Some(1), None), &sip_eth());
     assert_eq!(path_of(&f), "gre(1)");
-    let f = over_gre(gre_repr(ethertype::MPLS, None, None), &labels(&[300], &sip_ip()));
+    let f = over_gre(
+        gre_repr(ethertype::MPLS, None, None),
+        &labels(&[300], &sip_ip()),
+    );
     assert_eq!(path_of(&f), "gre/mpls(300)");
     // With a checksum, over IPv6.
     let mut g = wrap(
@@ -264,7 +276,10 @@ fn erspan_types_one_two_and_three() {
     assert_eq!(path_of(&one), "erspan");
     let two = over_gre(
         gre_repr(ethertype::ERSPAN_2, None, Some(1)),
-        &wrap(&type2(7), &eth(ethertype::VLAN, &vlan(100, ethertype::IPV4, &sip_ip()))),
+        &wrap(
+            &type2(7),
+            &eth(ethertype::VLAN, &vlan(100, ethertype::IPV4, &sip_ip())),
+        ),
     );
     assert_eq!(path_of(&two), "erspan(7)/vlan(100)");
     let three = over_gre(
@@ -300,7 +315,11 @@ fn mpls_ip_and_pseudowires() {
         let mut inner = sip_eth();
         inner[0] = first;
         let f = eth(ethertype::MPLS, &labels(&[100, 200], &inner));
-        assert_eq!(path_of(&f), "mpls(100)/mpls(200)", "MAC starting {first:#x}");
+        assert_eq!(
+            path_of(&f),
+            "mpls(100)/mpls(200)",
+            "MAC starting {first:#x}"
+        );
     }
 }
 
@@ -342,14 +361,22 @@ fn nesting_in_any_order() {
     // VLAN in VXLAN in MPLS, with an outer tag.
     let inner = eth(ethertype::VLAN, &vlan(100, ethertype::IPV4, &sip_ip()));
     let vx = ip4(17, OUTER_A, OUTER_B, &udp(40000, 4789, &vxlan(5, &inner)));
-    let f = eth(ethertype::VLAN, &vlan(10, ethertype::MPLS, &labels(&[16], &vx)));
+    let f = eth(
+        ethertype::VLAN,
+        &vlan(10, ethertype::MPLS, &labels(&[16], &vx)),
+    );
     assert_eq!(path_of(&f), "vlan(10)/mpls(16)/vxlan(5)/vlan(100)");
     let mut d = Decoder::new(FragLimits::default());
     let g = d.decode(LinkType::Ethernet, 0, 0, &f).unwrap().unwrap();
     assert_eq!(g.vlan, Some(10));
     // IP-in-IP in GRE in PPPoE, in a QinQ pair.
     let ipip = ip4(4, OUTER_B, OUTER_A, &sip_ip());
-    let gre_ip = ip4(47, OUTER_A, OUTER_B, &wrap(&gre_repr(ethertype::IPV4, None, None), &ipip));
+    let gre_ip = ip4(
+        47,
+        OUTER_A,
+        OUTER_B,
+        &wrap(&gre_repr(ethertype::IPV4, None, None), &ipip),
+    );
     let s = pppoe::Repr {
         session_id: 3,
         protocol: voxtap_common::proto::PPP_IPV4,
@@ -363,7 +390,12 @@ fn nesting_in_any_order() {
     let f = eth(ethertype::QINQ, &q);
     assert_eq!(path_of(&f), "vlan(200)/vlan(300)/pppoe(3)/gre/ipip");
     // GTP-U in Geneve in ERSPAN.
-    let gt = ip4(17, OUTER_A, OUTER_B, &udp(2152, 2152, &gtpu(8, None, (0, &[]), 0xff, &sip_ip())));
+    let gt = ip4(
+        17,
+        OUTER_A,
+        OUTER_B,
+        &udp(2152, 2152, &gtpu(8, None, (0, &[]), 0xff, &sip_ip())),
+    );
     let g = geneve::Repr {
         oam: false,
         critical: false,
@@ -371,7 +403,10 @@ fn nesting_in_any_order() {
         vni: 4,
         options: &[],
     };
-    let ge = eth(ethertype::IPV4, &ip4(17, OUTER_A, OUTER_B, &udp(1, 6081, &wrap(&g, &gt))));
+    let ge = eth(
+        ethertype::IPV4,
+        &ip4(17, OUTER_A, OUTER_B, &udp(1, 6081, &wrap(&g, &gt))),
+    );
     let f = over_gre(
         gre_repr(ethertype::ERSPAN_2, None, Some(1)),
         &wrap(&type2(2), &ge),
@@ -400,7 +435,9 @@ fn depth_is_capped_and_counted() {
     let mut d = Decoder::with_tunnels(FragLimits::default(), cfg(1000));
     assert_eq!(
         d.decode(LinkType::Ethernet, 0, 0, &f).unwrap_err(),
-        DecodeError::TooDeep { max: MAX_DEPTH_LIMIT }
+        DecodeError::TooDeep {
+            max: MAX_DEPTH_LIMIT
+        }
     );
 }
 
@@ -414,7 +451,11 @@ fn tunnel_kinds_are_counted_once_per_frame() {
     }
     let s = d.stats();
     assert_eq!(
-        (s.tunnel(Tunnel::Mpls), s.tunnel(Tunnel::Vxlan), s.tunnel(Tunnel::Gre)),
+        (
+            s.tunnel(Tunnel::Mpls),
+            s.tunnel(Tunnel::Vxlan),
+            s.tunnel(Tunnel::Gre)
+        ),
         (2, 1, 0)
     );
 }
@@ -429,7 +470,12 @@ fn look_alikes_stay_plain_udp_and_ports_are_configurable() {
     assert_eq!((dst.port(), payload, path), (4789, not_vx, String::new()));
     // A GTP-U echo request is not user data.
     let echo = gtpu(0, Some(1), (0, &[]), 1, &[]);
-    assert_eq!(found(&mut d, LinkType::Ethernet, &over_udp(2152, &echo)).1.port(), 2152);
+    assert_eq!(
+        found(&mut d, LinkType::Ethernet, &over_udp(2152, &echo))
+            .1
+            .port(),
+        2152
+    );
     // Linux's legacy VXLAN port, configured; the default one then is plain.
     let cfg = TunnelConfig {
         vxlan_port: 8472,
@@ -453,7 +499,10 @@ fn look_alikes_stay_plain_udp_and_ports_are_configurable() {
 fn fragmented_outer_ip_is_reassembled_then_unwrapped() {
     let mut big = b"INVITE sip:b SIP/2.0\r\n".to_vec();
     big.resize(3000, b'x');
-    let inner = eth(ethertype::IPV4, &ip4(17, IN_A, IN_B, &udp(5060, 5062, &big)));
+    let inner = eth(
+        ethertype::IPV4,
+        &ip4(17, IN_A, IN_B, &udp(5060, 5062, &big)),
+    );
     let outer_udp = udp(40000, 4789, &vxlan(9, &inner));
     let mut d = Decoder::new(FragLimits::default());
     let mut out = None;
@@ -490,7 +539,10 @@ fn mutated_tunnel_frames_never_panic() {
             &wrap(&type3(1, 0, Some([0; 8])), &sip_eth()),
         ),
         eth(ethertype::MPLS, &labels(&[16, 17], &sip_eth())),
-        over_udp(2152, &gtpu(1, Some(3), (0x85, &[1, 0, 0, 0]), 0xff, &sip_ip())),
+        over_udp(
+            2152,
+            &gtpu(1, Some(3), (0x85, &[1, 0, 0, 0]), 0xff, &sip_ip()),
+        ),
     ];
     let mut d = Decoder::new(FragLimits::default());
     for f in &frames {
@@ -506,4 +558,3 @@ fn mutated_tunnel_frames_never_panic() {
         }
     }
 }
-

@@ -201,7 +201,8 @@ impl<R: Read> PcapReader<R> {
         if !self.read_small(&mut h, off)? {
             return Err(PcapError::Truncated { offset: off });
         }
-        let delta_us = (u64::from(super::rd32(false, &h, 4)) << 32) | u64::from(super::rd32(false, &h, 0));
+        let delta_us =
+            (u64::from(super::rd32(false, &h, 4)) << 32) | u64::from(super::rd32(false, &h, 0));
         let orig_len = super::rd32(false, &h, 8);
         let caplen = super::rd32(false, &h, 12);
         if caplen > MAX_CAPLEN {

@@ -396,7 +396,14 @@ fn snoop_records() {
     let rec = |orig: u32, data: &[u8], secs: u32, usecs: u32| {
         let pad = (4 - data.len() % 4) % 4;
         let mut v = Vec::new();
-        for x in [orig, data.len() as u32, (24 + data.len() + pad) as u32, 0, secs, usecs] {
+        for x in [
+            orig,
+            data.len() as u32,
+            (24 + data.len() + pad) as u32,
+            0,
+            secs,
+            usecs,
+        ] {
             v.extend_from_slice(&x.to_be_bytes());
         }
         v.extend_from_slice(data);
@@ -467,7 +474,10 @@ fn netmon_2x_through_its_frame_table() {
             (10_501_000_000, 60, &[1, 2, 3][..], LinkType::Ethernet, 128)
         );
         let p = r.next_packet().unwrap().unwrap();
-        assert_eq!((p.ts_ns, p.data, p.offset), (10_502_000_000, &[4; 6][..], u64::from(offsets[1])));
+        assert_eq!(
+            (p.ts_ns, p.data, p.offset),
+            (10_502_000_000, &[4; 6][..], u64::from(offsets[1]))
+        );
         assert!(r.next_packet().unwrap().is_none());
         assert_eq!(r.read_at(128).unwrap().data, &[1, 2, 3]);
     }
@@ -484,7 +494,10 @@ fn other_formats_name_themselves() {
         let e = PcapReader::new(Cursor::new(head.to_vec())).err().unwrap();
         let msg = e.to_string();
         assert!(matches!(e, PcapError::OtherFormat(_)), "{msg}");
-        assert!(msg.contains(name) && msg.contains("editcap -F pcap"), "{msg}");
+        assert!(
+            msg.contains(name) && msg.contains("editcap -F pcap"),
+            "{msg}"
+        );
     }
     let e = PcapReader::new(Cursor::new(vec![0xde, 0xad, 0xbe, 0xef, 0]))
         .err()

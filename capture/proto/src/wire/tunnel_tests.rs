@@ -50,7 +50,11 @@ fn gre_optional_fields() {
     assert_eq!(emitted(&r), &b[..16]);
     let mut buf = b.to_vec();
     gre::Packet::new_unchecked(&mut buf[..]).fill_checksum();
-    assert!(gre::Packet::new_checked(&buf[..]).unwrap().verify_checksum());
+    assert!(
+        gre::Packet::new_checked(&buf[..])
+            .unwrap()
+            .verify_checksum()
+    );
     assert!(!gre::Packet::new_checked(&b[..]).unwrap().verify_checksum());
     // Only the key.
     let r = gre::Repr {
@@ -72,7 +76,10 @@ fn erspan_type_two_and_three() {
     let b = [0x10, 0x64, 0xbc, 0x07, 0x00, 0x01, 0x23, 0x45, 0xee];
     let p = erspan::Packet::new_checked(&b[..]).unwrap();
     let r = erspan::Repr::parse(&p).unwrap();
-    assert_eq!((r.vlan, r.cos, r.truncated, r.session_id), (100, 5, true, 7));
+    assert_eq!(
+        (r.vlan, r.cos, r.truncated, r.session_id),
+        (100, 5, true, 7)
+    );
     assert_eq!(
         r.kind,
         erspan::Kind::TypeII {
@@ -83,12 +90,17 @@ fn erspan_type_two_and_three() {
     assert_eq!(p.payload(), &[0xee]);
     assert_eq!(emitted(&r), &b[..8]);
     // Type III with the platform subheader: FT 0, HW id 3, D, Gra 3, O.
-    let mut b3 = vec![0x20, 0x00, 0x03, 0xff, 0, 0, 0x30, 0x39, 0x12, 0x34, 0x00, 0x3f];
+    let mut b3 = vec![
+        0x20, 0x00, 0x03, 0xff, 0, 0, 0x30, 0x39, 0x12, 0x34, 0x00, 0x3f,
+    ];
     b3.extend_from_slice(&[9; 8]);
     b3.push(0xee);
     let p = erspan::Packet::new_checked(&b3[..]).unwrap();
     let r = erspan::Repr::parse(&p).unwrap();
-    assert_eq!((r.session_id, p.header_len(), p.payload()), (1023, 20, &[0xee][..]));
+    assert_eq!(
+        (r.session_id, p.header_len(), p.payload()),
+        (1023, 20, &[0xee][..])
+    );
     let erspan::Kind::TypeIII {
         timestamp,
         sgt,
@@ -120,7 +132,9 @@ fn vxlan_and_geneve() {
     assert!(vxlan::Packet::new_checked(&[0u8; 8][..]).is_err());
 
     // One 4-byte option, O and C set, Ethernet, VNI 42.
-    let g = [0x01, 0xc0, 0x65, 0x58, 0, 0, 42, 0, 0x01, 0x02, 0x80, 0x00, 0xee];
+    let g = [
+        0x01, 0xc0, 0x65, 0x58, 0, 0, 42, 0, 0x01, 0x02, 0x80, 0x00, 0xee,
+    ];
     let p = geneve::Packet::new_checked(&g[..]).unwrap();
     let r = geneve::Repr::parse(&p).unwrap();
     assert_eq!(
@@ -147,7 +161,9 @@ fn vxlan_and_geneve() {
 #[test]
 fn pppoe_session() {
     // Session 0x0011, length 4: PPP IPv4 and two bytes, then padding.
-    let b = [0x11, 0x00, 0x00, 0x11, 0x00, 0x04, 0x00, 0x21, 0x45, 0x00, 0, 0];
+    let b = [
+        0x11, 0x00, 0x00, 0x11, 0x00, 0x04, 0x00, 0x21, 0x45, 0x00, 0, 0,
+    ];
     let p = pppoe::Packet::new_checked(&b[..]).unwrap();
     let r = pppoe::Repr::parse(&p).unwrap();
     assert_eq!(
