@@ -469,6 +469,51 @@ impl<'c> Walk<'c> {
     }
 }
 
+/// A frame of the common case, in one straight line: Ethernet, then IPv4
+/// (not a fragment) or IPv6 (no extension header), then TCP, or UDP on no
+/// tunnel port. None for anything else, which takes the whole walk (and
+/// it reports what is wrong with a bad frame). The walk gives the same
+/// answer for these frames; this only spares plain traffic its loop, whose
+/// state hand-offs cost about a fifth of the decoder's time per frame
+/// (`decode::bench`).
+#[inline]
+pub(super) fn plain_ethernet<'a>(cfg: &TunnelConfig, frame: &'a [u8]) -> Option<Transport<'a>> {
+    let e = ethernet::Packet::new_checked(frame).ok()?;
+    let l3 = e.payload();
+    let version = l3.first()? >> 4;
+    let (src, dst, proto, data) = match e.ethertype() {
+        ethertype::IPV4 if version == 4 => {
+            let p = ipv4::Packet::new_checked(l3).ok()?;
+            if p.is_fragment() {
+                return None;
+            }
+            let (s, d) = (IpAddr::V4(p.src_addr()), IpAddr::V4(p.dst_addr()));
+            (s, d, p.protocol(), p.payload())
+        }
+        ethertype::IPV6 if version == 6 => {
+            let p = ipv6::Packet::new_checked(l3).ok()?;
+            let (s, d) = (IpAddr::V6(p.src_addr()), IpAddr::V6(p.dst_addr()));
+            (s, d, p.next_header(), p.payload())
+        }
+        _ => return None,
+    };
+    match proto {
+        next_header::TCP => {}
+        next_header::UDP => {
+            if try_be16(data, 2).and_then(|p| cfg.udp_tunnel(p)).is_some() {
+                return None;
+            }
+        }
+        _ => return None,
+    }
+    Some(Transport {
+        src,
+        dst,
+        proto,
+        data,
+    })
+}
+
 /// One IP header: a fragment, or its payload with the addresses.
 fn ip(buf: &[u8]) -> Result<Step<'_>, DecodeError> {
     match buf.first().map(|b| b >> 4) {

@@ -8,6 +8,8 @@
 //! either way a [`Datagram`] is valid until the next call to
 //! [`Decoder::decode`].
 
+#[cfg(test)]
+mod bench;
 mod encap;
 mod frag;
 #[cfg(test)]
@@ -200,6 +202,12 @@ fn decode_frame<'a>(
     frame: Frame<'a>,
 ) -> Result<Option<Datagram<'a>>, DecodeError> {
     encap.clear();
+    if frame.link == LinkType::Ethernet
+        && let Some(t) = encap::plain_ethernet(tunnels, frame.bytes)
+    {
+        let encap: &'a Encap = encap;
+        return transport(t, encap, &[]).map(Some);
+    }
     let net = match link_layer(frame.link, frame.bytes)? {
         Some(next) => Walk::new(tunnels, encap, &mut stats.tunnels).run(next)?,
         None => Net::NotIp,

@@ -558,3 +558,59 @@ fn mutated_tunnel_frames_never_panic() {
         }
     }
 }
+
+/// The straight-line path for plain frames (`encap::plain_ethernet`) gives
+/// what the whole walk gives, and declines every frame the walk would
+/// unwrap, split or refuse.
+#[test]
+fn plain_fast_path_agrees_with_the_walk() {
+    let cfg = TunnelConfig::default();
+    let tcp_hdr = [
+        0x13, 0xc4, 0x13, 0xc4, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0,
+    ];
+    let taken = [
+        sip_eth(),
+        eth(ethertype::IPV4, &ip4(6, IN_A, IN_B, &tcp_hdr)),
+        eth(
+            ethertype::IPV6,
+            &ip6(17, v6(1), v6(2), &udp(4000, 5060, b"x")),
+        ),
+    ];
+    for f in &taken {
+        let fast = encap::plain_ethernet(&cfg, f).expect("plain frame takes the fast path");
+        let (mut e, mut counts) = (Encap::default(), [0u64; TUNNEL_KINDS as usize]);
+        let Ok(encap::Net::L4(walked)) =
+            encap::Walk::new(&cfg, &mut e, &mut counts).run(encap::Next::Ethernet(f))
+        else {
+            panic!("the walk finds no transport");
+        };
+        assert_eq!(
+            (fast.src, fast.dst, fast.proto, fast.data),
+            (walked.src, walked.dst, walked.proto, walked.data)
+        );
+        assert!(e.is_empty());
+    }
+    let mut fragment = sip_ip();
+    fragment[6] = 0x20; // more fragments
+    let mut v4_says_6 = sip_ip();
+    v4_says_6[0] = 0x65;
+    let declined = [
+        over_udp(4789, &vxlan(3, &sip_eth())),
+        over_udp(6081, &[0; 8]),
+        over_udp(2152, &[0; 8]),
+        eth(ethertype::VLAN, &vlan(5, ethertype::IPV4, &sip_ip())),
+        eth(ethertype::IPV4, &ip4(4, OUTER_A, OUTER_B, &sip_ip())),
+        eth(ethertype::IPV4, &ip4(47, OUTER_A, OUTER_B, &[0; 8])),
+        eth(
+            ethertype::IPV6,
+            &ip6(0, v6(1), v6(2), &[17, 0, 0, 0, 0, 0, 0, 0]),
+        ),
+        eth(ethertype::IPV4, &fragment),
+        eth(ethertype::IPV4, &v4_says_6),
+        eth(ethertype::IPV4, &sip_ip()[..10]),
+        eth(ethertype::ARP, &[0; 28]),
+    ];
+    for f in &declined {
+        assert!(encap::plain_ethernet(&cfg, f).is_none(), "{f:02x?}");
+    }
+}
