@@ -15,6 +15,9 @@ echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-
 PACKAGES=(
     tshark tcpdump sip-tester sngrep tcpreplay iproute2 sox espeak-ng bpftool ethtool
     libpcap-dev libopus-dev llvm-22-dev libzstd-dev zlib1g-dev flex bison dpkg-dev
+    # Codec libraries (capture/codecs) and the reference codecs its tests run.
+    libopencore-amrnb-dev libopencore-amrwb-dev libvo-amrwbenc-dev libgsm1-dev libspeex-dev
+    libbcg729-dev libspandsp-dev ffmpeg
     chromium chromium-driver
     openssl libssl-dev ca-certificates
 )

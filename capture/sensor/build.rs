@@ -53,9 +53,45 @@ fn main() {
     check_bpf_linker();
 
     let target_dir = ebpf_target_dir();
+    build_ebpf(&root, &target_dir);
+    let obj = target_dir.join("bpfel-unknown-none/release/voxtap-xdp");
+    assert!(
+        obj.is_file(),
+        "nested cargo succeeded but {} is missing",
+        obj.display()
+    );
+    println!("cargo:rustc-env=VOXTAP_EBPF_OBJ={}", obj.display());
+}
+
+/// Variables the outer cargo (or clippy, or cargo-fuzz) sets that would
+/// leak into the BPF build: a clippy-driver wrapper, host/sanitizer flags, a
+/// forced host target, the outer target dir.
+const LEAKING_VARS: &[&str] = &[
+    "RUSTC",
+    "RUSTC_WRAPPER",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "RUSTDOC",
+    "RUSTFLAGS",
+    "RUSTDOCFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_ENCODED_RUSTDOCFLAGS",
+    "CARGO_BUILD_RUSTFLAGS",
+    "CARGO_BUILD_TARGET",
+    "CARGO_BUILD_TARGET_DIR",
+    "CARGO_TARGET_DIR",
+    "CARGO_BUILD_BUILD_DIR",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_PROFILE_RELEASE_LTO",
+    "CARGO_PROFILE_RELEASE_PANIC",
+    "CARGO_INCREMENTAL",
+];
+
+/// Builds capture-ebpf for `bpfel-unknown-none` with a nested cargo into
+/// `target_dir`; panics with the nested output and a hint on failure.
+fn build_ebpf(root: &Path, target_dir: &Path) {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(&root)
+    cmd.current_dir(root)
         .args([
             "build",
             "-p",
@@ -67,30 +103,9 @@ fn main() {
             "build-std=core",
             "--target-dir",
         ])
-        .arg(&target_dir)
+        .arg(target_dir)
         .env("RUSTC_BOOTSTRAP", "1");
-    // Variables the outer cargo (or clippy, or cargo-fuzz) sets that would
-    // leak into the BPF build: a clippy-driver wrapper, host/sanitizer flags, a
-    // forced host target, the outer target dir.
-    for var in [
-        "RUSTC",
-        "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "RUSTDOC",
-        "RUSTFLAGS",
-        "RUSTDOCFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_ENCODED_RUSTDOCFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_BUILD_TARGET",
-        "CARGO_BUILD_TARGET_DIR",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_BUILD_DIR",
-        "CARGO_PRIMARY_PACKAGE",
-        "CARGO_PROFILE_RELEASE_LTO",
-        "CARGO_PROFILE_RELEASE_PANIC",
-        "CARGO_INCREMENTAL",
-    ] {
+    for var in LEAKING_VARS {
         cmd.env_remove(var);
     }
     let out = cmd
@@ -112,13 +127,6 @@ fn main() {
             stderr
         );
     }
-    let obj = target_dir.join("bpfel-unknown-none/release/voxtap-xdp");
-    assert!(
-        obj.is_file(),
-        "nested cargo succeeded but {} is missing",
-        obj.display()
-    );
-    println!("cargo:rustc-env=VOXTAP_EBPF_OBJ={}", obj.display());
 }
 
 /// `<outer target dir>/<profile>/ebpf`, stable across rebuilds of this script

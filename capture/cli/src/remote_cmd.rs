@@ -146,128 +146,137 @@ fn options(a: &CaptureArgs) -> RemoteOptions {
 
 pub fn run(cmd: RemoteCmd) -> Result<ExitCode> {
     match cmd {
-        RemoteCmd::ListInterfaces { sel } => {
-            let mut failed = false;
-            for h in selected(&sel)? {
-                let mut cfg = ClientConfig::new(h.addr());
-                cfg.credentials = h.credentials.clone();
-                cfg.tls = h.tls.clone();
-                match Session::connect(&cfg).and_then(|mut s| {
-                    let l = s.list_interfaces();
-                    let _ = s.close();
-                    l
-                }) {
-                    Ok(ifs) => {
-                        println!("{} ({}):", h.id(), h.addr());
-                        for i in ifs {
-                            let addrs: Vec<String> = i
-                                .addresses
-                                .iter()
-                                .filter_map(|a| a.addr.map(|x| x.to_string()))
-                                .collect();
-                            println!("  {:<16} {}  {}", i.name, addrs.join(" "), i.description);
-                        }
-                    }
-                    Err(e) => {
-                        failed = true;
-                        eprintln!("{}: {e}", h.id());
-                    }
-                }
-            }
-            Ok(if failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
-        }
-        RemoteCmd::Capture(a) => {
-            let hosts = selected(&a.sel)?;
-            check_transport(&hosts, &a)?;
-            let opts = options(&a);
-            let targets = remote::targets(&hosts, &opts);
-            let mut last = Instant::now();
-            let reports = run_foreground(targets, &opts, |st| {
-                if last.elapsed() >= Duration::from_secs(2) {
-                    last = Instant::now();
-                    let line: Vec<String> = st
-                        .iter()
-                        .map(|u| {
-                            format!(
-                                "{} {} {} {} pkts",
-                                u.id,
-                                u.iface,
-                                u.state.as_str(),
-                                u.packets
-                            )
-                        })
-                        .collect();
-                    eprintln!("{}", line.join(" | "));
-                }
-            })
-            .with_context(|| format!("writing to {}", opts.out.display()))?;
-            let mut failed = false;
-            for r in &reports {
-                println!("{}", r.summary_line());
-                failed |= r.error.is_some();
-            }
-            Ok(if failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
-        }
+        RemoteCmd::ListInterfaces { sel } => list_interfaces(&sel),
+        RemoteCmd::Capture(a) => capture(&a),
         RemoteCmd::Start(a) => {
             // Check the selection now, so a typo fails here and not in a log.
             check_transport(&selected(&a.sel)?, &a)?;
             start_background(&a)?;
             Ok(ExitCode::SUCCESS)
         }
-        RemoteCmd::Status { out } => {
-            let table = std::fs::read_to_string(out.join(STATUS_FILE))
-                .with_context(|| format!("no capture status in {}", out.display()))?;
-            match remote::running_pid(&out) {
-                Some(p) => println!("running (pid {p})"),
-                None if out.join(PID_FILE).exists() => {
-                    println!(
-                        "not running (died without cleaning up: stale {PID_FILE}; last status)"
-                    )
+        RemoteCmd::Status { out } => status(&out),
+        RemoteCmd::Stop { out, timeout } => stop(&out, timeout),
+    }
+}
+
+fn exit_code(failed: bool) -> ExitCode {
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn list_interfaces(sel: &HostSelection) -> Result<ExitCode> {
+    let mut failed = false;
+    for h in selected(sel)? {
+        let mut cfg = ClientConfig::new(h.addr());
+        cfg.credentials = h.credentials.clone();
+        cfg.tls = h.tls.clone();
+        match Session::connect(&cfg).and_then(|mut s| {
+            let l = s.list_interfaces();
+            let _ = s.close();
+            l
+        }) {
+            Ok(ifs) => {
+                println!("{} ({}):", h.id(), h.addr());
+                for i in ifs {
+                    let addrs: Vec<String> = i
+                        .addresses
+                        .iter()
+                        .filter_map(|a| a.addr.map(|x| x.to_string()))
+                        .collect();
+                    println!("  {:<16} {}  {}", i.name, addrs.join(" "), i.description);
                 }
-                None => println!("not running (last status)"),
             }
-            print!("{table}");
-            Ok(ExitCode::SUCCESS)
-        }
-        RemoteCmd::Stop { out, timeout } => {
-            let pid_file = out.join(PID_FILE);
-            if !pid_file.exists() {
-                bail!("no capture running into {}", out.display());
+            Err(e) => {
+                failed = true;
+                eprintln!("{}: {e}", h.id());
             }
-            if remote::running_pid(&out).is_none() {
-                let _ = std::fs::remove_file(&pid_file);
-                bail!(
-                    "the capture into {} is not running (it died without cleaning up; removed its stale {PID_FILE})",
-                    out.display()
-                );
-            }
-            std::fs::write(out.join(STOP_FILE), b"")
-                .with_context(|| format!("writing {}", out.join(STOP_FILE).display()))?;
-            let until = Instant::now() + timeout;
-            while pid_file.exists() {
-                if Instant::now() >= until {
-                    bail!(
-                        "capture into {} did not stop within {timeout:?}",
-                        out.display()
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            println!("stopped");
-            if let Ok(t) = std::fs::read_to_string(out.join(STATUS_FILE)) {
-                print!("{t}");
-            }
-            Ok(ExitCode::SUCCESS)
         }
     }
+    Ok(exit_code(failed))
+}
+
+/// A capture in the foreground, with a line of counters on stderr every 2 s.
+fn capture(a: &CaptureArgs) -> Result<ExitCode> {
+    let hosts = selected(&a.sel)?;
+    check_transport(&hosts, a)?;
+    let opts = options(a);
+    let targets = remote::targets(&hosts, &opts);
+    let mut last = Instant::now();
+    let reports = run_foreground(targets, &opts, |st| {
+        if last.elapsed() >= Duration::from_secs(2) {
+            last = Instant::now();
+            let line: Vec<String> = st
+                .iter()
+                .map(|u| {
+                    format!(
+                        "{} {} {} {} pkts",
+                        u.id,
+                        u.iface,
+                        u.state.as_str(),
+                        u.packets
+                    )
+                })
+                .collect();
+            eprintln!("{}", line.join(" | "));
+        }
+    })
+    .with_context(|| format!("writing to {}", opts.out.display()))?;
+    let mut failed = false;
+    for r in &reports {
+        println!("{}", r.summary_line());
+        failed |= r.error.is_some();
+    }
+    Ok(exit_code(failed))
+}
+
+fn status(out: &Path) -> Result<ExitCode> {
+    let table = std::fs::read_to_string(out.join(STATUS_FILE))
+        .with_context(|| format!("no capture status in {}", out.display()))?;
+    match remote::running_pid(out) {
+        Some(p) => println!("running (pid {p})"),
+        None if out.join(PID_FILE).exists() => {
+            println!("not running (died without cleaning up: stale {PID_FILE}; last status)")
+        }
+        None => println!("not running (last status)"),
+    }
+    print!("{table}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Asks the capture running into `out` to stop (its STOP file) and waits
+/// for its pid file to go.
+fn stop(out: &Path, timeout: Duration) -> Result<ExitCode> {
+    let pid_file = out.join(PID_FILE);
+    if !pid_file.exists() {
+        bail!("no capture running into {}", out.display());
+    }
+    if remote::running_pid(out).is_none() {
+        let _ = std::fs::remove_file(&pid_file);
+        bail!(
+            "the capture into {} is not running (it died without cleaning up; removed its stale {PID_FILE})",
+            out.display()
+        );
+    }
+    std::fs::write(out.join(STOP_FILE), b"")
+        .with_context(|| format!("writing {}", out.join(STOP_FILE).display()))?;
+    let until = Instant::now() + timeout;
+    while pid_file.exists() {
+        if Instant::now() >= until {
+            bail!(
+                "capture into {} did not stop within {timeout:?}",
+                out.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!("stopped");
+    if let Ok(t) = std::fs::read_to_string(out.join(STATUS_FILE)) {
+        print!("{t}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Re-runs this program as `remote capture` with the same arguments,

@@ -7,7 +7,10 @@ mod common;
 
 mod api;
 mod browser;
+mod call_audio;
 mod charts;
+mod hardening;
+mod noncall;
 mod remote;
 mod s3;
 mod server;
