@@ -13,4 +13,5 @@ mod corpus_import;
 mod hep;
 mod legs;
 mod media;
+mod readers;
 mod tunnels;

@@ -49,7 +49,8 @@ const OTHER_FORMATS: &[(&[u8], &str)] = &[
     (b"ObserverPktBuffer", "Viavi Observer"),
     (b"\x00\x00\x02\x00\x12\x05\x00\x10", "Tektronix K12 .rf5"),
     (b"\x54\x52\x00\x64\x00", "HP-UX nettl"),
-    (b"\x05VIEW", "InfoVista 5View"),
+    // The 5View header key, 0xAAAAAAAA (what editcap -F 5views writes).
+    (b"\xaa\xaa\xaa\xaa", "InfoVista 5View"),
     (b"NetS", "NetScaler trace"),
     (b"\x1f\x8b", "gzip-compressed"),
     (b"\x28\xb5\x2f\xfd", "zstd-compressed"),

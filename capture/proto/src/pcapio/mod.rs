@@ -106,7 +106,7 @@ pub enum PcapError {
     )]
     BadMagic(u32),
     #[error(
-        "a {0} file, which voxtap does not read (it reads pcap, pcapng, snoop and NetMon 2.x): convert it with `editcap -F pcap IN OUT`"
+        "a {0} file, which voxtap does not read (it reads pcap, pcapng, snoop and NetMon 2.x): convert it with `editcap -F pcap IN OUT` (adding `-T ether` if editcap cannot write its link type, as for nettl)"
     )]
     OtherFormat(&'static str),
     #[error("a {0} file is read through its index: it needs a seekable reader")]
