@@ -175,7 +175,7 @@ fn may_carry_udp(proto: u32) -> bool {
 
 #[inline(always)]
 fn classify(ctx: &XdpContext, cfg: &XdpConfig) -> Result<Verdict, Bad> {
-    let w = Walk::run(ctx.ctx, cfg);
+    let w: &Walk = Walk::run(ctx.ctx, cfg).ok_or(Bad)?;
     count_tunnels(w.kinds);
     match w.outcome {
         Outcome::Bad | Outcome::Running => return Err(Bad),
@@ -192,7 +192,7 @@ fn classify(ctx: &XdpContext, cfg: &XdpConfig) -> Result<Verdict, Bad> {
         if w.outcome != Outcome::L4 {
             return Ok(Verdict::Keep(Counter::KeptFragment));
         }
-        return Ok(match classify_l4(ctx, cfg, &w)? {
+        return Ok(match classify_l4(ctx, cfg, w)? {
             Verdict::Keep(r) => Verdict::Keep(r),
             _ => Verdict::Keep(Counter::KeptFragment),
         });
@@ -200,7 +200,7 @@ fn classify(ctx: &XdpContext, cfg: &XdpConfig) -> Result<Verdict, Bad> {
     match w.outcome {
         Outcome::L4 => {}
         Outcome::NonFirstFragment => {
-            let key = frag_key(&w);
+            let key = frag_key(w);
             if unsafe { FRAG_IDS.get(key) }.is_some() {
                 return Ok(Verdict::Keep(Counter::KeptFragment));
             }
@@ -208,10 +208,10 @@ fn classify(ctx: &XdpContext, cfg: &XdpConfig) -> Result<Verdict, Bad> {
         }
         _ => return Ok(Verdict::Unkept),
     }
-    let v = classify_l4(ctx, cfg, &w)?;
+    let v = classify_l4(ctx, cfg, w)?;
     if fragmented && matches!(v, Verdict::Keep(_)) {
         // Best effort: a full LRU map evicts the oldest entry, it never fails.
-        let _ = FRAG_IDS.insert(frag_key(&w), 1, 0);
+        let _ = FRAG_IDS.insert(frag_key(w), 1, 0);
     }
     Ok(v)
 }

@@ -2,18 +2,28 @@
 //! innermost IP header and its UDP/TCP header: the rules of userspace's
 //! `voxtap_proto::decode::encap`, one header per step.
 //!
-//! The steps run under `bpf_loop` (kernel 5.17+), so the verifier checks the
-//! step function once instead of every iteration of every path: a frame
-//! takes at most [`MAX_STEPS`] steps and [`XdpConfig::max_depth`]
-//! encapsulation headers, each step reads a fixed-size header with
-//! `bpf_xdp_load_bytes` at a variable offset (no packet pointer arithmetic
-//! for the verifier to follow), and nothing in a step loops.
+//! The steps run under `bpf_loop` (kernel 5.17+): a frame takes at most
+//! [`MAX_STEPS`] steps and [`XdpConfig::max_depth`] encapsulation headers,
+//! each step reads a fixed-size header with `bpf_xdp_load_bytes` at a
+//! variable offset (no packet pointer arithmetic for the verifier to
+//! follow), and nothing in a step loops.
+//!
+//! The walk's state lives in a per-CPU map value ([`WALK`]), not on the
+//! stack: the verifier does not track what a map value holds, so every
+//! iteration of the callback starts from the same abstract state and its
+//! verification converges at once (kernels from 6.7 verify callbacks
+//! iteration by iteration; with the state on the stack, every distinct
+//! offset and state made a new one, past the million-instruction limit).
 
 use core::{ffi::c_void, mem::MaybeUninit};
+
+use core::ops::{Deref, DerefMut};
 
 use aya_ebpf::{
     bindings::xdp_md,
     helpers::{bpf_loop, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
+    macros::map,
+    maps::PerCpuArray,
 };
 use voxtap_common::{MAX_DEPTH_LIMIT, Tunnel, XdpConfig, proto::*, v4_mapped};
 
@@ -55,10 +65,13 @@ pub enum Outcome {
     TooDeep = 6,
 }
 
-/// The walk's state, on the XDP program's stack, shared with each step.
+/// The walk's state of the frame being classified, one per CPU.
+#[map]
+static WALK: PerCpuArray<Walk> = PerCpuArray::with_max_entries(1, 0);
+
+/// The walk's state, in [`WALK`], shared with each step.
 #[repr(C)]
 pub struct Walk {
-    ctx: *mut xdp_md,
     /// Where the header the state names starts.
     off: u32,
     state: u32,
@@ -102,15 +115,45 @@ pub struct Bad;
 
 type Step = Result<(), Bad>;
 
-impl Walk {
+/// What each step is handed: the frame (a context pointer may not be
+/// stored in a map value).
+#[repr(C)]
+struct StepCtx {
+    xdp: *mut xdp_md,
+}
+
+/// A step's view: the frame, and the walk's state in [`WALK`].
+struct Cursor<'a> {
+    xdp: *mut xdp_md,
+    w: &'a mut Walk,
+}
+
+impl Deref for Cursor<'_> {
+    type Target = Walk;
     #[inline(always)]
-    pub fn run(ctx: *mut xdp_md, cfg: &XdpConfig) -> Walk {
+    fn deref(&self) -> &Walk {
+        self.w
+    }
+}
+
+impl DerefMut for Cursor<'_> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut Walk {
+        self.w
+    }
+}
+
+impl Walk {
+    /// Walks the frame; None only if the per-CPU state cannot be had (not
+    /// expected: an array map's slot 0 always exists).
+    #[inline(always)]
+    pub fn run(ctx: *mut xdp_md, cfg: &XdpConfig) -> Option<&'static mut Walk> {
         let mut max_depth = cfg.max_depth as u32;
         if max_depth > MAX_DEPTH_LIMIT as u32 {
             max_depth = MAX_DEPTH_LIMIT as u32;
         }
-        let mut w = Walk {
-            ctx,
+        let w = unsafe { &mut *WALK.get_ptr_mut(0)? };
+        *w = Walk {
             off: 0,
             state: S_ETH,
             arg: 0,
@@ -137,20 +180,23 @@ impl Walk {
             frag_src: [0; 16],
             frag_dst: [0; 16],
         };
+        let mut sc = StepCtx { xdp: ctx };
         unsafe {
             bpf_loop(
                 MAX_STEPS,
                 step as *mut c_void,
-                (&mut w as *mut Walk).cast(),
+                (&mut sc as *mut StepCtx).cast(),
                 0,
             )
         };
         if w.outcome == Outcome::Running {
             w.outcome = Outcome::TooDeep;
         }
-        w
+        Some(w)
     }
+}
 
+impl Cursor<'_> {
     /// Copy of the `N` bytes at `off` (a helper call: the kernel checks the
     /// bounds).
     #[inline(always)]
@@ -158,7 +204,7 @@ impl Walk {
         // Uninitialised: the helper writes all N bytes or fails (no memset
         // call for the verifier to walk through).
         let mut b = MaybeUninit::<[u8; N]>::uninit();
-        let rc = unsafe { bpf_xdp_load_bytes(self.ctx, off, b.as_mut_ptr().cast(), N as u32) };
+        let rc = unsafe { bpf_xdp_load_bytes(self.xdp, off, b.as_mut_ptr().cast(), N as u32) };
         if rc != 0 {
             return Err(Bad);
         }
@@ -617,7 +663,14 @@ impl Walk {
 
 /// One step of the walk (`bpf_loop` callback): 1 stops the loop.
 extern "C" fn step(_index: u64, ctx: *mut c_void) -> i64 {
-    let w = unsafe { &mut *(ctx as *mut Walk) };
+    let xdp = unsafe { (*(ctx as *const StepCtx)).xdp };
+    let Some(p) = WALK.get_ptr_mut(0) else {
+        return 1;
+    };
+    let mut w = Cursor {
+        xdp,
+        w: unsafe { &mut *p },
+    };
     let r = match w.state {
         S_ETH => w.ethernet(),
         S_ETHERTYPE => w.ethertype(),
