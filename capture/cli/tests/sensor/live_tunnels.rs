@@ -117,7 +117,12 @@ fn live_sipp_calls_inside_vxlan_match_tcpdump() {
         all.extend(frame_keys(&e.unwrap().path(), None));
     }
     all.sort();
-    assert_same(&all, &frame_keys(&td, None), "stored frames vs tcpdump's");
+    // tcpdump's `udp` takes all of the tunnel, ICMP inside included (the
+    // callee's port-unreachable replies to echoed RTP after a call's BYE);
+    // plain, the same filter leaves ICMP out, and so does the sensor.
+    let want = frame_keys(&td, Some("not icmp"));
+    assert!(want.len() + 20 > theirs, "{} ICMP", theirs - want.len());
+    assert_same(&all, &want, "stored frames vs tcpdump's (UDP inside)");
 
     check_calls(&dir, &td, calls_n as usize);
     check_streams(&dir, &td);
