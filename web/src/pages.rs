@@ -380,6 +380,9 @@ fn call_head(c: &CallRow) -> Markup {
                 }
                 dt { "Packets" } dd { (c.sip_packets) " SIP, " (c.rtp_packets) " RTP, " (c.rtcp_packets) " RTCP" }
                 dt { "MOS" } dd { @if let Some(m) = c.mos { (format!("{m:.2}")) } @else { "not computed" } }
+                @if !c.encrypted_signalling.is_empty() {
+                    dt { "Encrypted signalling" } dd.encrypted { (c.encrypted_signalling) }
+                }
             }
         }
     }

@@ -1,13 +1,15 @@
 //! Flags that several subcommands share, defined once.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
 use voxtap_engine::calls::legs::IpNet;
-use voxtap_engine::import::parse_ports;
+use voxtap_engine::import::{load_tls_keys, parse_ports};
 use voxtap_engine::media::{ManualKey, MediaOptions};
 use voxtap_engine::pipeline::{PipelineConfig, TunnelConfig};
+use voxtap_proto::tls::TlsKeys;
 use voxtap_sensor::hep::export::HepExport;
 use voxtap_sensor::hep::{CollectorConfig, HepConfig};
 
@@ -68,6 +70,52 @@ impl PipelineArgs {
         c.calls.all_dialogs = self.all_dialogs;
         c.calls.legs.relays = self.media_relays.clone();
         c
+    }
+}
+
+/// Keys that decrypt SIP over TLS.
+#[derive(Args, Clone, Debug, Default)]
+pub struct TlsArgs {
+    /// An NSS key log file (SSLKEYLOGFILE format, TLS 1.2 and 1.3) with the
+    /// secrets of the TLS connections in the capture. Repeatable.
+    #[arg(long = "tls-keylog")]
+    pub keylogs: Vec<PathBuf>,
+    /// `IP:PORT,FILE`: the RSA private key (PEM) of the TLS server at
+    /// IP:PORT, for TLS 1.2 with RSA key exchange. Repeatable.
+    #[arg(long = "tls-key", value_parser = parse_tls_key)]
+    pub rsa_keys: Vec<(SocketAddr, PathBuf)>,
+}
+
+fn parse_tls_key(s: &str) -> Result<(SocketAddr, PathBuf), String> {
+    let (addr, file) = s
+        .split_once(',')
+        .ok_or_else(|| format!("{s:?}: expected IP:PORT,FILE"))?;
+    let addr: SocketAddr = addr
+        .trim()
+        .parse()
+        .map_err(|e| format!("{addr:?}: not IP:PORT ({e})"))?;
+    Ok((addr, PathBuf::from(file.trim())))
+}
+
+impl TlsArgs {
+    /// The keys, read from the files; says how many secrets each key log
+    /// gave, so an empty or wrong file does not go unnoticed.
+    pub fn load(&self) -> Result<TlsKeys> {
+        let keys = load_tls_keys(&self.keylogs, &self.rsa_keys)?;
+        if !self.keylogs.is_empty() {
+            let k = keys.keylog();
+            println!(
+                "TLS key log: {} connections' secrets from {} lines{}",
+                k.connections(),
+                k.lines(),
+                if k.bad_lines() > 0 {
+                    format!(" ({} lines not understood)", k.bad_lines())
+                } else {
+                    String::new()
+                }
+            );
+        }
+        Ok(keys)
     }
 }
 

@@ -20,6 +20,40 @@ pub struct Config {
     pub upload: crate::upload::UploadConfig,
     /// HEP export to Homer-style collectors (docs/hep.md).
     pub hep: crate::hep::HepConfig,
+    /// Keys that decrypt SIP over TLS.
+    pub tls: TlsConfig,
+}
+
+/// Keys that decrypt SIP over TLS (README, "SIP transports").
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// An NSS key log file (SSLKEYLOGFILE format) that the SIP servers or
+    /// TLS proxies write; the sensor reads what is added to it as it grows.
+    /// Empty: none.
+    pub keylog: PathBuf,
+    /// RSA private keys (PEM) of TLS servers that use RSA key exchange
+    /// (TLS 1.2), as "IP:PORT,FILE".
+    pub rsa_keys: Vec<String>,
+}
+
+impl TlsConfig {
+    /// `rsa_keys` as (server, file).
+    pub fn rsa_key_files(&self) -> Result<Vec<(std::net::SocketAddr, PathBuf)>> {
+        self.rsa_keys
+            .iter()
+            .map(|e| {
+                let (addr, file) = e
+                    .split_once(',')
+                    .with_context(|| format!("tls.rsa_keys: {e:?} is not IP:PORT,FILE"))?;
+                let addr = addr
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("tls.rsa_keys: {addr:?} is not IP:PORT"))?;
+                Ok((addr, PathBuf::from(file.trim())))
+            })
+            .collect()
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -271,6 +305,7 @@ impl Config {
             bail!("output.media_relays: {bad:?} is not an IP address or network");
         }
         self.upload.validate()?;
+        self.tls.rsa_key_files()?;
         if let Err(e) = self.hep.validate() {
             bail!("{e}");
         }

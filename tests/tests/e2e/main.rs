@@ -14,4 +14,5 @@ mod hep;
 mod legs;
 mod media;
 mod readers;
+mod transports;
 mod tunnels;

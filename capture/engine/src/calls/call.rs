@@ -305,6 +305,10 @@ pub struct Call {
     /// Media that no SIP claimed (found by the RTP heuristic): a record of
     /// its own, without dialog, Call-ID or calls.csv row.
     media_only: bool,
+    /// Empty for SIP in the clear; "tls (decrypted)" when its SIP came over
+    /// TLS and was decrypted; "tls (not decrypted: why)" for a TLS
+    /// connection listed in place of the calls it hid.
+    encrypted_signalling: String,
     /// The encapsulations its first tunnelled SIP message came in, e.g.
     /// `erspan(7)/vlan(100)`; empty when its SIP came plain.
     outer_path: String,
@@ -355,6 +359,7 @@ impl Call {
             fax_ns: None,
             fax: Vec::new(),
             media_only: false,
+            encrypted_signalling: String::new(),
             outer_path: String::new(),
         }
     }
@@ -545,6 +550,11 @@ impl Call {
         self.capture_loss
     }
 
+    /// How the signalling was protected (see the field): empty when clear.
+    pub fn encrypted_signalling(&self) -> &str {
+        &self.encrypted_signalling
+    }
+
     pub fn is_invite(&self) -> bool {
         self.method == "INVITE"
     }
@@ -648,8 +658,22 @@ impl Call {
             .chain(self.latched.iter().map(|l| l.1))
     }
 
-    /// The capture lost `n` packets while the call was open (or a store
-    /// could not keep `n` of its packets).
+    /// Its SIP came over TLS, decrypted.
+    pub(super) fn note_tls(&mut self) {
+        if self.encrypted_signalling.is_empty() {
+            self.encrypted_signalling = "tls (decrypted)".to_string();
+        }
+    }
+
+    /// A TLS connection that could not be decrypted, standing for the calls
+    /// it carried: its packets and times, and why (`note`).
+    pub(super) fn set_encrypted(&mut self, note: &str, last_ns: u64, refs: &[(u64, PacketRef)]) {
+        self.encrypted_signalling = note.to_string();
+        self.last_ns = self.last_ns.max(last_ns);
+        self.sip_packets = refs.len() as u64;
+        self.packets.extend_from_slice(refs);
+    }
+
     /// The encapsulations (VLAN, MPLS, GRE, ERSPAN, VXLAN, ...) around its
     /// SIP, outermost first; empty when none.
     pub fn outer_path(&self) -> &str {
@@ -663,6 +687,8 @@ impl Call {
         }
     }
 
+    /// The capture lost `n` packets while the call was open (or a store
+    /// could not keep `n` of its packets).
     pub fn add_capture_loss(&mut self, n: u64) {
         self.capture_loss += n;
     }

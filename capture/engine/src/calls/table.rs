@@ -354,6 +354,34 @@ impl CallTable {
         }
     }
 
+    /// A TLS connection from `client` to `server` whose SIP could not be
+    /// read (`note` says why): listed as a call of its own, named by its
+    /// addresses and start, holding its packets, and closed at once.
+    pub fn on_encrypted_signalling(
+        &mut self,
+        first_ns: u64,
+        last_ns: u64,
+        client: SocketAddr,
+        server: SocketAddr,
+        note: &str,
+        refs: &[(u64, PacketRef)],
+    ) {
+        if self.calls.len() >= self.cfg.max_calls {
+            self.stats.calls_rejected_limit += 1;
+            return;
+        }
+        let cid = format!("tls-{client}-{server}-{}", first_ns / 1_000_000);
+        let no = self.next_no;
+        self.next_no += 1;
+        let mut call = Call::new(no, cid.as_bytes(), String::new(), first_ns);
+        call.set_encrypted(note, last_ns, refs);
+        self.calls.insert(no, call);
+        self.by_call_id.insert(cid.as_bytes().into(), no);
+        self.groups.add(no);
+        self.stats.calls_created += 1;
+        self.finalize(no, EndReason::EndOfCapture);
+    }
+
     /// The call a SIP message on Call-ID `cid` belongs to (and whether it
     /// created it): its open call, unless that one ended and this is a new
     /// initial INVITE; nothing for a late message of a closed call or for

@@ -88,13 +88,16 @@ pub struct CallRow {
     pub mos: Option<f64>,
     pub folder: Option<String>,
     pub pcap: Option<String>,
+    /// '' for SIP in the clear, else how it was protected (calls.csv's
+    /// `encrypted_signalling`).
+    pub encrypted_signalling: String,
     /// The encapsulations its SIP came in; empty when none.
     pub outer_path: String,
 }
 
 const CALL_COLS: &str = "id, call_id, method, from_user, to_user, from_uri, to_uri, request_uri, \
     start_ns, ringing_ns, answer_ns, end_ns, duration_ms, talk_ms, state, status_code, end_reason, \
-    sip_packets, rtp_packets, rtcp_packets, stream_count, mos, folder, pcap, outer_path";
+    sip_packets, rtp_packets, rtcp_packets, stream_count, mos, folder, pcap, encrypted_signalling, outer_path";
 
 fn u(v: i64) -> u64 {
     v.max(0) as u64
@@ -154,7 +157,8 @@ impl CallRow {
             mos: r.get(21)?,
             folder: r.get(22)?,
             pcap: r.get(23)?,
-            outer_path: r.get(24)?,
+            encrypted_signalling: r.get(24)?,
+            outer_path: r.get(25)?,
         })
     }
 }
@@ -811,7 +815,8 @@ impl Index {
                      request_uri, start_ns, ringing_ns, answer_ns, end_ns, duration_ms, talk_ms, state, status_code, \
                      end_reason, sip_packets, rtp_packets, rtcp_packets, stream_count, mos, \
                      CASE WHEN folder IS NULL THEN NULL ELSE ?2 || folder END, \
-                     CASE WHEN pcap IS NULL THEN NULL ELSE ?2 || pcap END, indexed_at, outer_path FROM src.calls",
+                     CASE WHEN pcap IS NULL THEN NULL ELSE ?2 || pcap END, indexed_at, encrypted_signalling, outer_path \
+                     FROM src.calls",
                 params![offset, prefix],
             )?;
             tx.execute(

@@ -243,7 +243,18 @@ CREATE TABLE pings (
     PRIMARY KEY (src, dst)
 ) WITHOUT ROWID;
 "#,
-    // 4: the encapsulations a call's SIP came in (`erspan(7)/vlan(100)`).
+    // 4: reserved for another branch's migration (the lead assigns numbers
+    // so parallel branches do not collide). A no-op until that branch
+    // lands: the merge puts its SQL here, before 5. The list is positional
+    // (`user_version` counts entries), so a number cannot simply be skipped.
+    "",
+    // 5: how the signalling was protected: '' (clear), 'tls (decrypted)',
+    // or 'tls (not decrypted: why)' for a TLS connection listed in place of
+    // the calls it hid.
+    r#"
+ALTER TABLE calls ADD COLUMN encrypted_signalling TEXT NOT NULL DEFAULT '';
+"#,
+    // 6: the encapsulations a call's SIP came in (`erspan(7)/vlan(100)`).
     r#"
 ALTER TABLE calls ADD COLUMN outer_path TEXT NOT NULL DEFAULT '';
 "#,

@@ -982,12 +982,14 @@ fn write_quality_json(
 }
 
 /// `voxtap media`: re-read one call's `call.pcap` from an import output
-/// folder, rebuild the call from it (SIP, SDP keys, streams) and write the
-/// media outputs into its folder again.
+/// folder, rebuild the call from it (SIP, SDP keys, streams) with `pipeline`
+/// (its TLS keys, for SIP over TLS) and write the media outputs into its
+/// folder again.
 pub fn regenerate(
     out_dir: &Path,
     call_id: &str,
     opts: &MediaOptions,
+    pipeline: crate::pipeline::PipelineConfig,
 ) -> Result<MediaSummary, RegenerateError> {
     let rows = std::fs::read_to_string(out_dir.join("calls.csv"))
         .map_err(|e| RegenerateError::Read(out_dir.join("calls.csv"), e))?;
@@ -1016,7 +1018,7 @@ pub fn regenerate(
     }
     let folder = folder.ok_or_else(|| RegenerateError::NoCall(call_id.to_string()))?;
     let pcap = folder.join("call.pcap");
-    let mut pipeline = crate::pipeline::Pipeline::new(crate::pipeline::PipelineConfig::default());
+    let mut pipeline = crate::pipeline::Pipeline::new(pipeline);
     let mut reader = crate::pcapfile::open(&pcap)
         .map_err(|e| RegenerateError::Pcap(pcap.clone(), e.to_string()))?;
     let mut frames = Vec::new();

@@ -81,6 +81,9 @@ pub(crate) const CALLS_HEADER: &[&str] = &[
     // Why each link in `links` was made: "other:method: evidence", " | "
     // between links.
     "link_evidence",
+    // Empty for SIP in the clear; "tls (decrypted)"; or, for a TLS
+    // connection that could not be decrypted, "tls (not decrypted: why)".
+    "encrypted_signalling",
     // The encapsulations its SIP came in (`erspan(7)/vlan(100)`; empty for
     // plain traffic). Last, so earlier positions stay stable.
     "outer_path",
@@ -576,6 +579,7 @@ fn call_row(call: &Call, rel_pcap: String) -> Vec<String> {
         call.sip_messages().to_string(),
         call.fax_ns().map(format_ts).unwrap_or_default(),
         link_evidence(call),
+        call.encrypted_signalling().to_string(),
         call.outer_path().to_string(),
     ]
 }

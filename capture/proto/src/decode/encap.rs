@@ -102,15 +102,19 @@ pub struct Encap {
 
 impl Default for Encap {
     fn default() -> Self {
-        Encap {
-            hops: [NO_HOP; MAX_HOPS],
-            len: 0,
-            kinds: 0,
-        }
+        Encap::EMPTY
     }
 }
 
 impl Encap {
+    /// No encapsulation: plain traffic, or SIP that reached the pipeline
+    /// other than in a frame (decrypted TLS records).
+    pub const EMPTY: Encap = Encap {
+        hops: [NO_HOP; MAX_HOPS],
+        len: 0,
+        kinds: 0,
+    };
+
     pub fn hops(&self) -> &[Hop] {
         self.hops.get(..self.len).unwrap_or(&[])
     }
@@ -321,7 +325,7 @@ impl<'c> Walk<'c> {
         for _ in 0..=MAX_EXT_HEADERS {
             match proto {
                 next_header::UDP => return self.udp(src, dst, data),
-                next_header::TCP => {
+                next_header::TCP | next_header::SCTP => {
                     let t = Transport {
                         src,
                         dst,

@@ -9,11 +9,13 @@
 //!   header names, folded lines, missing Content-Length on UDP), strict where
 //!   leniency would turn non-SIP traffic into fake calls (start line).
 //!
-//! [`stream::StreamReassembler`] frames SIP over TCP.
+//! [`stream::StreamReassembler`] frames SIP over TCP, and over WebSocket
+//! (RFC 7118) after an HTTP upgrade.
 
 mod message;
 mod stream;
 mod uri;
+mod ws;
 
 #[cfg(test)]
 use message::MAX_HEADERS;
@@ -22,6 +24,7 @@ pub use message::{Message, find_start, looks_like_sip, parse, parse_stream};
 pub use stream::{StreamReassembler, StreamStats};
 pub use uri::NameAddr;
 pub use uri::{parse_name_addr, uri_host, uri_user};
+pub use ws::looks_like_sip_over_websocket;
 
 use std::borrow::Cow;
 

@@ -26,10 +26,12 @@ pub mod ipv6;
 pub mod mpls;
 pub mod null;
 pub mod pppoe;
+pub mod sctp;
 pub mod sll;
 pub mod tcp;
 pub mod udp;
 pub mod vxlan;
+pub mod websocket;
 
 /// A header that could not be read, or written.
 #[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]

@@ -11,6 +11,7 @@ use anyhow::{Result, anyhow};
 
 use super::batch::Batch;
 use super::clock::{Clock, mono_ns};
+use super::keylog::KeyLogFollower;
 use super::status;
 use crate::xdp::{EndpointMap, XdpError};
 use voxtap_engine::calls::{Call, EndpointEvent};
@@ -42,15 +43,29 @@ pub(super) struct WorkerStats {
     failure_logged_at: Option<Instant>,
 }
 
+/// The worker's ends of the channels: full batches in, empty ones back to
+/// the reader, ended calls and signalling snapshots out to the output thread.
+pub(super) struct Channels {
+    pub full_rx: Receiver<Batch>,
+    pub empty_tx: SyncSender<Batch>,
+    pub ended_tx: Sender<(u64, Vec<Call>)>,
+    pub sig_tx: Sender<SignallingBatch>,
+}
+
 pub(super) fn worker_loop(
     pcfg: PipelineConfig,
-    full_rx: Receiver<Batch>,
-    empty_tx: SyncSender<Batch>,
+    channels: Channels,
     mut endpoints: EndpointMap,
+    mut keylog: Option<KeyLogFollower>,
     kernel_lost: &AtomicU64,
-    (ended_tx, sig_tx): (Sender<(u64, Vec<Call>)>, Sender<SignallingBatch>),
     live: &status::LiveCounters,
 ) -> Result<WorkerStats> {
+    let Channels {
+        full_rx,
+        empty_tx,
+        ended_tx,
+        sig_tx,
+    } = channels;
     let mut last_signalling = Instant::now();
     let mut pipeline = Pipeline::new(pcfg);
     pipeline.calls_mut().track_endpoints();
@@ -80,6 +95,12 @@ pub(super) fn worker_loop(
                 pipeline.calls_mut().tick(clock.wall(mono_ns()));
             }
             Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if let Some(k) = keylog.as_mut() {
+            let added = k.poll(Instant::now());
+            if !added.is_empty() {
+                pipeline.add_tls_keylog(&added);
+            }
         }
         apply_endpoint_events(&mut pipeline, &mut endpoints, &mut events, &mut stats);
         charge_kernel_loss(&mut pipeline, kernel_lost, &mut seen_lost, &mut stats);

@@ -40,6 +40,9 @@ impl Call {
             self.from_tag = from_tag_hash(p.msg);
         }
         self.packets.extend_from_slice(p.refs);
+        if matches!(p.transport, "TLS" | "WSS") {
+            self.note_tls();
+        }
         if self.from_uri.is_empty() {
             self.note_parties(p.msg);
         }
