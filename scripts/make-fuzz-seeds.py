@@ -134,6 +134,29 @@ if shutil.which("editcap"):
             subprocess.run(["editcap", "-F", fmt, small, t.name], check=True)
             put("pcap_reader", open(t.name, "rb").read())
 
+# sip_headers: [count u16 LE][filler] 0xFF [tail] (see fuzz_targets/sip_headers.rs):
+# real messages' headers after N copies of a filler header, around the kept
+# spans (64), the re-read limit (1,024 lines) and the 64 KiB section.
+def sip_headers_seed(count, filler, tail):
+    put("sip_headers", struct.pack("<H", count) + filler + b"\xff" + tail)
+
+real = []
+for path in sorted(files):
+    for link, f in frames(path):
+        p = udp_payload(link, f)
+        if p and p[:3] in (b"INV", b"SIP") and b"\r\n" in p:
+            real.append(p)
+        if len(real) >= 6:
+            break
+    if len(real) >= 6:
+        break
+for i, p in enumerate(real):
+    tail = p.split(b"\r\n", 1)[1]
+    for count, filler in [(70, b"X-Pad: padding\r\n"), (1100, b"X:1\r\n"), (5000, b"X-Pad-Long: padding\r\n")][: 1 + i % 3]:
+        sip_headers_seed(count, filler, tail)
+sip_headers_seed(3, b"Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\n", b"i: c@h\r\nl: 2\r\n\r\nok")
+sip_headers_seed(2000, b"x: y\r\n ", b"folded\r\nCall-ID: late\r\nCSeq: 1 INVITE\r\n\r\n")
+
 # The transports' targets (see their fuzz_targets/*.rs for the input layouts).
 tls_data = os.path.join(root, "capture", "proto", "src", "tls", "testdata")
 

@@ -443,8 +443,9 @@ fn open_fresh_index(out: &Path) -> Result<Index, ImportError> {
     Ok(Index::open(&path)?)
 }
 
-/// Writes the calls that ended since the last time and counts them in
-/// `report` (shared with remote capture so both write calls the same way).
+/// Writes the calls that ended since the last time (and the floods
+/// summarised, to `floods.csv`) and counts them in `report` (shared with
+/// remote capture so both write calls the same way).
 pub fn write_ended(
     pipeline: &mut Pipeline,
     writer: &mut CallWriter,
@@ -460,6 +461,7 @@ pub fn write_ended_indexed(
     index: Option<&mut Index>,
     report: &mut ImportReport,
 ) -> Result<(), ImportError> {
+    writer.write_floods(&pipeline.drain_floods())?;
     let done = pipeline.drain_transactions();
     writer.write_transactions(&done)?;
     report.transactions += done.len() as u64;

@@ -68,6 +68,10 @@ pub struct PipelineStats {
     /// Frames that are not IP UDP/TCP, or fragments still being reassembled.
     pub not_udp_tcp: u64,
     pub sip_messages: u64,
+    /// SIP messages past the limits a SIP stack takes (thousands of
+    /// headers, a header section over 64 KiB), attributed to their calls
+    /// anyway (also counted in `sip_messages`).
+    pub sip_oversized: u64,
     pub sip_errors: u64,
     pub sip_keepalives: u64,
     pub tcp_flows: u64,
@@ -163,6 +167,12 @@ impl Pipeline {
             }
         }
         ended
+    }
+
+    /// Floods of new dialogs summarised instead of recorded (for
+    /// `floods.csv`; see `calls::FloodSummary`).
+    pub fn drain_floods(&mut self) -> Vec<crate::calls::FloodSummary> {
+        self.calls.drain_floods()
     }
 
     /// Registrations, pings and transactions outside calls.
@@ -306,6 +316,7 @@ impl Route<'_> {
             match sip::parse(payload) {
                 Ok(msg) => {
                     self.stats.sip_messages += 1;
+                    self.stats.sip_oversized += u64::from(msg.oversized());
                     if let (Some(t), Some(cid)) = (self.tap.as_mut(), msg.call_id()) {
                         t.sip(ts_ns, src, dst, false, cid, payload);
                     }
@@ -389,6 +400,7 @@ impl Route<'_> {
             match sip::parse(bytes) {
                 Ok(msg) => {
                     self.stats.sip_messages += 1;
+                    self.stats.sip_oversized += u64::from(msg.oversized());
                     // The first message completed here owns every
                     // segment that carried it; later ones in the same
                     // segment own just this segment.

@@ -10,6 +10,7 @@ mod codec_ref;
 mod callmodel;
 mod codecs;
 mod corpus_import;
+mod hardening;
 mod hep;
 mod legs;
 mod media;

@@ -88,6 +88,11 @@ pub struct CallRow {
     pub mos: Option<f64>,
     pub folder: Option<String>,
     pub pcap: Option<String>,
+    /// SIP messages past the limits a SIP stack takes, attributed anyway.
+    pub sip_oversized: u64,
+    /// SIP messages whose text was not kept (over the call's SIP budget):
+    /// the index lacks their text, the call's pcap has them.
+    pub sip_truncated: u64,
     /// '' for SIP in the clear, else how it was protected (calls.csv's
     /// `encrypted_signalling`).
     pub encrypted_signalling: String,
@@ -97,7 +102,7 @@ pub struct CallRow {
 
 const CALL_COLS: &str = "id, call_id, method, from_user, to_user, from_uri, to_uri, request_uri, \
     start_ns, ringing_ns, answer_ns, end_ns, duration_ms, talk_ms, state, status_code, end_reason, \
-    sip_packets, rtp_packets, rtcp_packets, stream_count, mos, folder, pcap, encrypted_signalling, outer_path";
+    sip_packets, rtp_packets, rtcp_packets, stream_count, mos, folder, pcap, sip_oversized, sip_truncated, encrypted_signalling, outer_path";
 
 fn u(v: i64) -> u64 {
     v.max(0) as u64
@@ -157,8 +162,10 @@ impl CallRow {
             mos: r.get(21)?,
             folder: r.get(22)?,
             pcap: r.get(23)?,
-            encrypted_signalling: r.get(24)?,
-            outer_path: r.get(25)?,
+            sip_oversized: u(r.get(24)?),
+            sip_truncated: u(r.get(25)?),
+            encrypted_signalling: r.get(26)?,
+            outer_path: r.get(27)?,
         })
     }
 }
@@ -815,7 +822,7 @@ impl Index {
                      request_uri, start_ns, ringing_ns, answer_ns, end_ns, duration_ms, talk_ms, state, status_code, \
                      end_reason, sip_packets, rtp_packets, rtcp_packets, stream_count, mos, \
                      CASE WHEN folder IS NULL THEN NULL ELSE ?2 || folder END, \
-                     CASE WHEN pcap IS NULL THEN NULL ELSE ?2 || pcap END, indexed_at, encrypted_signalling, outer_path \
+                     CASE WHEN pcap IS NULL THEN NULL ELSE ?2 || pcap END, indexed_at, sip_oversized, sip_truncated, encrypted_signalling, outer_path \
                      FROM src.calls",
                 params![offset, prefix],
             )?;

@@ -243,11 +243,12 @@ CREATE TABLE pings (
     PRIMARY KEY (src, dst)
 ) WITHOUT ROWID;
 "#,
-    // 4: reserved for another branch's migration (the lead assigns numbers
-    // so parallel branches do not collide). A no-op until that branch
-    // lands: the merge puts its SQL here, before 5. The list is positional
-    // (`user_version` counts entries), so a number cannot simply be skipped.
-    "",
+    // 4: SIP messages past the limits a SIP stack takes (attributed anyway)
+    // and SIP messages whose text was not kept (over the call's SIP budget).
+    r#"
+ALTER TABLE calls ADD COLUMN sip_oversized INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE calls ADD COLUMN sip_truncated INTEGER NOT NULL DEFAULT 0;
+"#,
     // 5: how the signalling was protected: '' (clear), 'tls (decrypted)',
     // or 'tls (not decrypted: why)' for a TLS connection listed in place of
     // the calls it hid.

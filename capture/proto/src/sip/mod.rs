@@ -3,7 +3,9 @@
 //! Design constraints, and why:
 //! * zero-copy and allocation-free: every SIP datagram on a busy trunk goes
 //!   through [`parse`], so a message is a set of borrowed slices into the
-//!   packet plus a fixed-size array of header spans ([`MAX_HEADERS`]).
+//!   packet plus a fixed-size array of header spans ([`MAX_HEADERS`]) and
+//!   the headers every message needs ([`KNOWN`]), found wherever they are:
+//!   no header count hides a message's Call-ID or CSeq.
 //! * never panics: the input is whatever is on the wire (or a fuzzer).
 //! * lenient where real equipment is sloppy (bare LF line ends, compact
 //!   header names, folded lines, missing Content-Length on UDP), strict where
@@ -17,10 +19,12 @@ mod stream;
 mod uri;
 mod ws;
 
-#[cfg(test)]
-use message::MAX_HEADERS;
 pub(crate) use message::MAX_START_LINE;
-pub use message::{Message, find_start, looks_like_sip, parse, parse_stream};
+pub use message::{
+    KNOWN, MAX_HEADER_LINES, MAX_HEADERS, Message, find_start, looks_like_sip, parse, parse_stream,
+};
+#[cfg(test)]
+use message::{MAX_HEADER_SECTION, MAX_OVERSIZED_SECTION};
 pub use stream::{StreamReassembler, StreamStats};
 pub use uri::NameAddr;
 pub use uri::{parse_name_addr, uri_host, uri_user};
@@ -126,7 +130,8 @@ pub enum SipError {
     /// Content-Length is not a decimal number (or overflows).
     #[error("malformed Content-Length")]
     BadContentLength,
-    /// Start line, header section or body exceeds the parser's limits.
+    /// Start line, header section or body exceeds the parser's hard caps
+    /// ([`MAX_START_LINE`], `MAX_OVERSIZED_SECTION`, `MAX_BODY`).
     #[error("SIP message exceeds size limits")]
     TooLong,
 }

@@ -13,7 +13,9 @@ use super::{MAX_START_LINE, SipError};
 use crate::tcp_stream::{OrderedBytes, Pushed};
 
 /// Buffered bytes per direction before giving up and resyncing. A complete
-/// message larger than this cannot be framed anyway (see `MAX_BODY`).
+/// message larger than this cannot be framed anyway (see `MAX_BODY`); the
+/// parser's hard cap on a header section (`MAX_OVERSIZED_SECTION`) is the
+/// same, so every message that fits is framed.
 pub(crate) const STREAM_CAP: usize = 256 * 1024;
 
 /// Counters for one direction.
@@ -409,6 +411,28 @@ mod tests {
         }
         r.push(seq, BYE);
         assert_eq!(r.next_message(), Some(BYE));
+    }
+
+    /// A message whose header section is past what SIP stacks take (but
+    /// within what the reassembler buffers) is framed, not resynced over.
+    #[test]
+    fn oversized_header_section_is_framed() {
+        let mut msg = b"INVITE sip:b@x SIP/2.0\r\n".to_vec();
+        for i in 0..5000 {
+            msg.extend_from_slice(format!("X-Pad-{i}: padding\r\n").as_bytes());
+        }
+        msg.extend_from_slice(b"Call-ID: big@x\r\nContent-Length: 0\r\n\r\n");
+        assert!(msg.len() > crate::sip::MAX_HEADER_SECTION && msg.len() < STREAM_CAP);
+        let mut r = StreamReassembler::new();
+        let mut seq = 1u32;
+        let mut got = Vec::new();
+        for chunk in msg.chunks(1400).chain([BYE]) {
+            r.push(seq, chunk);
+            seq = seq.wrapping_add(chunk.len() as u32);
+            got.extend(drain(&mut r));
+        }
+        assert_eq!(got, vec![msg.clone(), BYE.to_vec()]);
+        assert_eq!(r.stats().bytes_dropped, 0);
     }
 
     #[test]

@@ -443,6 +443,7 @@ fn pipeline_config(cfg: &Config) -> Result<PipelineConfig> {
         .iter()
         .filter_map(|r| voxtap_engine::calls::legs::IpNet::parse(r))
         .collect();
+    cfg.limits.apply(&mut pcfg.calls);
     if cfg.hep.enabled {
         // HEP export (docs/hep.md): counters in <out>/status/hep.json.
         let export =

@@ -14,7 +14,7 @@ use super::clock::{Clock, mono_ns};
 use super::keylog::KeyLogFollower;
 use super::status;
 use crate::xdp::{EndpointMap, XdpError};
-use voxtap_engine::calls::{Call, EndpointEvent};
+use voxtap_engine::calls::{Call, EndpointEvent, FloodSummary};
 use voxtap_engine::pipeline::{Pipeline, PipelineConfig, PipelineStats};
 use voxtap_engine::signalling::{SignallingSnapshot, Transaction};
 use voxtap_proto::pcapio::LinkType;
@@ -23,9 +23,10 @@ use voxtap_proto::pcapio::LinkType;
 /// counted (status/sensor.json), not logged one by one.
 const FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
 
-/// Registrations and pings as they are, and the transactions outside calls
-/// that finished, handed from the pipeline to the output thread.
-pub(super) type SignallingBatch = (SignallingSnapshot, Vec<Transaction>);
+/// Registrations and pings as they are, the transactions outside calls
+/// that finished, and the flood summaries that ended (floods.csv), handed
+/// from the pipeline to the output thread.
+pub(super) type SignallingBatch = (SignallingSnapshot, Vec<Transaction>, Vec<FloodSummary>);
 
 /// The pipeline thread hands the signalling tables over this often.
 const SIGNALLING_EVERY: Duration = Duration::from_secs(10);
@@ -132,6 +133,7 @@ fn signalling_batch(pipeline: &mut Pipeline) -> SignallingBatch {
     (
         pipeline.signalling().snapshot(),
         pipeline.drain_transactions(),
+        pipeline.drain_floods(),
     )
 }
 
