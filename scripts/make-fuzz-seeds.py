@@ -70,6 +70,70 @@ for path in sorted(files):
                 put("rtp_rtcp", p)
             elif len(os.listdir(os.path.join(seeds, "rtp_rtcp"))) < 40 if os.path.isdir(os.path.join(seeds, "rtp_rtcp")) else True:
                 put("rtp_rtcp", p)
+# decode_frame: tunnel frames in the target's own format (link byte 1 =
+# Ethernet, then frames with a 2-byte length), built around the first SIP
+# frame of a corpus call: every encapsulation the decoder unwraps, and
+# nestings of them.
+def be16(v): return struct.pack(">H", v)
+def be32(v): return struct.pack(">I", v)
+def eth(ty, inner): return b"\x02\0\0\0\xee\x02\x02\0\0\0\xee\x01" + be16(ty) + inner
+def ip4(proto, inner):
+    h = bytearray(b"\x45\0" + be16(20 + len(inner)) + b"\0\0\x40\0\x40" + bytes([proto]) + b"\0\0" + bytes([198, 51, 100, 1, 198, 51, 100, 2]))
+    s = sum(struct.unpack(">10H", bytes(h)))
+    while s > 0xffff: s = (s & 0xffff) + (s >> 16)
+    h[10:12] = be16(~s & 0xffff)
+    return bytes(h) + inner
+def udp(sport, dport, inner): return be16(sport) + be16(dport) + be16(8 + len(inner)) + b"\0\0" + inner
+def mpls(labels, inner):
+    return b"".join(be32(l << 12 | (0x100 if i == len(labels) - 1 else 0) | 64) for i, l in enumerate(labels)) + inner
+def gre(proto, inner, key=None, seq=None):
+    flags = (0x2000 if key is not None else 0) | (0x1000 if seq is not None else 0)
+    return be16(flags) + be16(proto) + (be32(key) if key is not None else b"") + (be32(seq) if seq is not None else b"") + inner
+def vlan(vid, ty, inner): return be16(vid) + be16(ty) + inner
+
+def tunnel_seeds():
+    src = os.path.join(corpus, "generated", "sipp-netns-udp-2calls.pcap")
+    f = next(f for link, f in frames(src) if udp_payload(link, f) and udp_payload(link, f)[:6] == b"INVITE")
+    ip = f[14:]
+    cw = b"\0\0\0\x01"
+    erspan2 = be32(1 << 28 | 7) + be32(1)
+    erspan3 = be32(2 << 28 | 9) + be32(12345) + be32(0x0000_0017) + b"\x08" + b"\0" * 7
+    gtp = lambda inner: bytes([0x36, 0xff]) + be16(8 + len(inner)) + be32(4096) + be16(1) + b"\0\x85" + b"\x01\x10\x05\x00" + inner
+    vx = lambda vni, inner: eth(0x0800, ip4(17, udp(49152, 4789, b"\x08\0\0\0" + be32(vni << 8) + inner)))
+    tunnels = {
+        "mpls-ip": eth(0x8847, mpls([16, 17], ip)),
+        "mpls-pw-cw": eth(0x8847, mpls([100], cw + f)),
+        "mpls-pw": eth(0x8847, mpls([200], f)),
+        "gre-ip": eth(0x0800, ip4(47, gre(0x0800, ip, key=5, seq=1))),
+        "gre-teb": eth(0x0800, ip4(47, gre(0x6558, f, key=9))),
+        "erspan1": eth(0x0800, ip4(47, gre(0x88be, f))),
+        "erspan2": eth(0x0800, ip4(47, gre(0x88be, erspan2 + f, seq=1))),
+        "erspan3": eth(0x0800, ip4(47, gre(0x22eb, erspan3 + f, seq=1))),
+        "vxlan": vx(42, f),
+        "geneve": eth(0x0800, ip4(17, udp(49152, 6081, b"\x02\0\x65\x58" + be32(77 << 8) + b"\x01\x02\x80\x01\0\0\0\x01" + f))),
+        "pppoe": eth(0x8864, b"\x11\0\x12\x34" + be16(2 + len(ip)) + b"\0\x21" + ip),
+        "gtpu": eth(0x0800, ip4(17, udp(2152, 2152, gtp(ip)))),
+        "ipip": eth(0x0800, ip4(4, ip)),
+        "vlan-vxlan-mpls": eth(0x8847, mpls([16], vx(5, eth(0x8100, vlan(100, 0x0800, ip)))[14:])),
+        "qinq-pppoe-gre": eth(0x88a8, vlan(200, 0x8100, vlan(300, 0x8864, b"\x11\0\0\x03" + be16(2 + 24 + len(ip)) + b"\0\x21" + ip4(47, gre(0x0800, ip))))),
+    }
+    for name, frame in sorted(tunnels.items()):
+        put("decode_frame", b"\x01" + be16(len(frame)) + frame)
+    # All of them through one decoder.
+    put("decode_frame", b"\x01" + b"".join(be16(len(t)) + t for _, t in sorted(tunnels.items())))
+
+tunnel_seeds()
+
+# pcap_reader: the small captures in the other formats read (snoop, NetMon
+# 2.x), converted by editcap when it is installed.
+import shutil, subprocess, tempfile
+if shutil.which("editcap"):
+    small = os.path.join(corpus, "ndpi", "sip_hello.pcapng")
+    for fmt in ("snoop", "netmon2"):
+        with tempfile.NamedTemporaryFile() as t:
+            subprocess.run(["editcap", "-F", fmt, small, t.name], check=True)
+            put("pcap_reader", open(t.name, "rb").read())
+
 # sip_headers: [count u16 LE][filler] 0xFF [tail] (see fuzz_targets/sip_headers.rs):
 # real messages' headers after N copies of a filler header, around the kept
 # spans (64), the re-read limit (1,024 lines) and the 64 KiB section.

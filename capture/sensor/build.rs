@@ -6,6 +6,9 @@
 //! Needs `rust-src` (for `-Z build-std=core`, enabled on stable through
 //! `RUSTC_BOOTSTRAP=1`) and `bpf-linker` 0.13; `scripts/setup.sh` installs both.
 
+#[path = "build_btf.rs"]
+mod build_btf;
+
 use std::{
     env,
     ffi::OsString,
@@ -30,9 +33,11 @@ fn main() {
         .to_path_buf();
     for p in [
         "capture-ebpf/src",
+        "capture-ebpf/build.rs",
         "capture-ebpf/Cargo.toml",
         "common/src",
         "common/Cargo.toml",
+        "capture/sensor/build_btf.rs",
         "Cargo.lock",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
@@ -59,7 +64,12 @@ fn main() {
         "nested cargo succeeded but {} is missing",
         obj.display()
     );
-    println!("cargo:rustc-env=VOXTAP_EBPF_OBJ={}", obj.display());
+    let fixed = obj.with_extension("btf-repaired");
+    let mut bytes = std::fs::read(&obj).expect("reading the XDP object");
+    build_btf::repair(&mut bytes)
+        .unwrap_or_else(|e| panic!("repairing the BTF of {}: {e}", obj.display()));
+    std::fs::write(&fixed, bytes).expect("writing the repaired XDP object");
+    println!("cargo:rustc-env=VOXTAP_EBPF_OBJ={}", fixed.display());
 }
 
 /// Variables the outer cargo (or clippy, or cargo-fuzz) sets that would

@@ -79,6 +79,120 @@ pub const fn v4_mapped(v4: [u8; 4]) -> [u8; 16] {
     a
 }
 
+/// EtherTypes, IP protocol numbers and PPP protocols of the encapsulations
+/// both decoders unwrap (userspace `voxtap_proto::decode` and the XDP
+/// program): one list, so they follow the same headers.
+pub mod proto {
+    pub const ETH_P_IPV4: u16 = 0x0800;
+    pub const ETH_P_ARP: u16 = 0x0806;
+    pub const ETH_P_VLAN: u16 = 0x8100;
+    pub const ETH_P_IPV6: u16 = 0x86dd;
+    pub const ETH_P_QINQ: u16 = 0x88a8;
+    /// Pre-802.1ad QinQ tag still emitted by some switches.
+    pub const ETH_P_QINQ_OLD: u16 = 0x9100;
+    pub const ETH_P_MPLS_UC: u16 = 0x8847;
+    pub const ETH_P_MPLS_MC: u16 = 0x8848;
+    pub const ETH_P_PPPOE_SESSION: u16 = 0x8864;
+    /// Transparent Ethernet bridging: a whole Ethernet frame (GRE, Geneve).
+    pub const ETH_P_TEB: u16 = 0x6558;
+    /// GRE protocol of ERSPAN types I and II (type I: no GRE sequence
+    /// number and no ERSPAN header).
+    pub const ETH_P_ERSPAN_2: u16 = 0x88be;
+    pub const ETH_P_ERSPAN_3: u16 = 0x22eb;
+
+    pub const IPPROTO_IPIP: u8 = 4;
+    pub const IPPROTO_TCP: u8 = 6;
+    pub const IPPROTO_UDP: u8 = 17;
+    pub const IPPROTO_IPV6: u8 = 41;
+    pub const IPPROTO_GRE: u8 = 47;
+
+    pub const PPP_IPV4: u16 = 0x0021;
+    pub const PPP_IPV6: u16 = 0x0057;
+
+    /// A VLAN tag (802.1Q, 802.1ad or the old QinQ TPID).
+    #[inline(always)]
+    pub const fn is_vlan(t: u16) -> bool {
+        t == ETH_P_VLAN || t == ETH_P_QINQ || t == ETH_P_QINQ_OLD
+    }
+}
+
+/// UDP destination ports of the UDP tunnels by default (IANA): VXLAN
+/// (RFC 7348), Geneve (RFC 8926), GTP-U (3GPP TS 29.281). Configurable;
+/// 0 turns one off.
+pub const DEFAULT_VXLAN_PORT: u16 = 4789;
+pub const DEFAULT_GENEVE_PORT: u16 = 6081;
+pub const DEFAULT_GTPU_PORT: u16 = 2152;
+
+/// Encapsulation headers (each VLAN tag, MPLS label, tunnel header, IP-in-IP)
+/// a frame may go through before the decoders give up on it, by default:
+/// the work per frame is bounded by it.
+pub const DEFAULT_MAX_DEPTH: u16 = 8;
+/// The most a configuration may ask for: the bound of the XDP program's
+/// loop, and the room userspace keeps for a frame's path.
+pub const MAX_DEPTH_LIMIT: u16 = 16;
+
+/// An encapsulation both decoders unwrap; counted once per frame that went
+/// through it (userspace `DecodeStats`, the XDP program's `TUNNELS` map).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Tunnel {
+    /// 802.1Q / 802.1ad tags.
+    Vlan = 0,
+    /// An MPLS label stack (IP, or an Ethernet pseudowire).
+    Mpls = 1,
+    /// GRE carrying IP, Ethernet (transparent bridging) or MPLS.
+    Gre = 2,
+    /// ERSPAN types I, II and III (over GRE).
+    Erspan = 3,
+    Vxlan = 4,
+    Geneve = 5,
+    /// PPPoE session stage.
+    Pppoe = 6,
+    /// GTP-U G-PDUs.
+    Gtpu = 7,
+    /// IPv4/IPv6 directly in IPv4/IPv6 (4in4, 6in4, 4in6, 6in6).
+    IpIp = 8,
+}
+
+/// Number of [`Tunnel`] kinds (slots of the `TUNNELS` counter map).
+pub const TUNNEL_KINDS: u32 = 9;
+
+impl Tunnel {
+    pub const ALL: [Tunnel; TUNNEL_KINDS as usize] = [
+        Tunnel::Vlan,
+        Tunnel::Mpls,
+        Tunnel::Gre,
+        Tunnel::Erspan,
+        Tunnel::Vxlan,
+        Tunnel::Geneve,
+        Tunnel::Pppoe,
+        Tunnel::Gtpu,
+        Tunnel::IpIp,
+    ];
+
+    /// Stable lower-case name: in paths (`erspan(7)/vlan(100)`), metrics
+    /// and status files.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Tunnel::Vlan => "vlan",
+            Tunnel::Mpls => "mpls",
+            Tunnel::Gre => "gre",
+            Tunnel::Erspan => "erspan",
+            Tunnel::Vxlan => "vxlan",
+            Tunnel::Geneve => "geneve",
+            Tunnel::Pppoe => "pppoe",
+            Tunnel::Gtpu => "gtpu",
+            Tunnel::IpIp => "ipip",
+        }
+    }
+
+    /// This kind's bit in a per-frame set of kinds.
+    #[inline(always)]
+    pub const fn bit(self) -> u16 {
+        1 << (self as u32)
+    }
+}
+
 /// Outcome of the XDP classifier for one frame; each is a per-CPU counter slot.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,13 +215,18 @@ pub enum Counter {
     Malformed = 7,
     /// Kept but the hand-off to userspace failed (ring full): userspace was slow.
     LostRingFull = 8,
+    /// More encapsulation headers than `XdpConfig::max_depth`: the program
+    /// stopped looking (the frame is then passed or dropped as not kept).
+    TooDeep = 9,
 }
 
 // Counting rules (enforced by `capture-ebpf`):
 // * every frame increments `Seen` and exactly one of `KeptSip`, `KeptMedia`,
 //   `KeptHeuristic`, `KeptFragment`, `Passed`, `Dropped`, `Malformed`;
 // * `LostRingFull` additionally counts kept frames that could not be written to
-//   the ring buffer (so frames delivered = sum(Kept*) - LostRingFull).
+//   the ring buffer (so frames delivered = sum(Kept*) - LostRingFull);
+// * `TooDeep` additionally counts frames cut short by the depth cap (they are
+//   also `Passed` or `Dropped`).
 
 impl Counter {
     /// All counters in slot order.
@@ -121,6 +240,7 @@ impl Counter {
         Counter::Dropped,
         Counter::Malformed,
         Counter::LostRingFull,
+        Counter::TooDeep,
     ];
 
     /// Counter for a slot number (e.g. [`FrameMeta::reason`]).
@@ -144,12 +264,13 @@ impl Counter {
             Counter::Dropped => "dropped",
             Counter::Malformed => "malformed",
             Counter::LostRingFull => "lost_ring_full",
+            Counter::TooDeep => "too_deep",
         }
     }
 }
 
 /// Number of counter slots in the per-CPU counter array.
-pub const COUNTER_SLOTS: u32 = 9;
+pub const COUNTER_SLOTS: u32 = 10;
 
 /// Key of the RTP/RTCP endpoint map (`MEDIA_ENDPOINTS`): an IPv4 address is
 /// stored as an IPv4-mapped IPv6 address so one map serves both families.
@@ -215,7 +336,7 @@ pub const CFG_DROP_UNKEPT: u32 = 1 << 2;
 
 /// Sensor configuration, slot 0 of the `CONFIG` array map.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct XdpConfig {
     /// `CFG_*` bits.
     pub flags: u32,
@@ -224,6 +345,27 @@ pub struct XdpConfig {
     /// frame. The reader polls with a timeout, so no frame waits longer than
     /// that timeout.
     pub wakeup_every: u32,
+    /// UDP destination ports of VXLAN, Geneve and GTP-U (0: not unwrapped).
+    pub vxlan_port: u16,
+    pub geneve_port: u16,
+    pub gtpu_port: u16,
+    /// Encapsulation headers followed per frame (at most
+    /// [`MAX_DEPTH_LIMIT`]); a frame with more counts as `TooDeep`.
+    pub max_depth: u16,
+}
+
+impl Default for XdpConfig {
+    /// No flags, wake on every frame, the default tunnel ports and depth.
+    fn default() -> Self {
+        XdpConfig {
+            flags: 0,
+            wakeup_every: 0,
+            vxlan_port: DEFAULT_VXLAN_PORT,
+            geneve_port: DEFAULT_GENEVE_PORT,
+            gtpu_port: DEFAULT_GTPU_PORT,
+            max_depth: DEFAULT_MAX_DEPTH,
+        }
+    }
 }
 
 impl XdpConfig {

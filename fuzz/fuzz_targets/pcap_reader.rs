@@ -1,5 +1,5 @@
-//! Reads an arbitrary file as pcap/pcapng, re-reads records with read_at and
-//! decodes every packet.
+//! Reads an arbitrary file as pcap/pcapng/snoop/NetMon, re-reads records
+//! with read_at and decodes every packet.
 #![no_main]
 
 use std::io::Cursor;
@@ -9,7 +9,7 @@ use voxtap_proto::decode::{Decoder, FragLimits};
 use voxtap_proto::pcapio::PcapReader;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(mut r) = PcapReader::new(Cursor::new(data)) else {
+    let Ok(mut r) = PcapReader::new_seekable(Cursor::new(data)) else {
         return;
     };
     let mut d = Decoder::new(FragLimits::default());

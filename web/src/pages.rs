@@ -375,6 +375,9 @@ fn call_head(c: &CallRow) -> Markup {
                 dt { "From" } dd.mono { (c.from_uri) }
                 dt { "To" } dd.mono { (c.to_uri) }
                 dt { "Request URI" } dd.mono { (c.request_uri) }
+                @if !c.outer_path.is_empty() {
+                    dt { "Outer path" } dd.mono title="Encapsulations its SIP came in, outermost first" { (c.outer_path) }
+                }
                 dt { "Packets" } dd { (c.sip_packets) " SIP, " (c.rtp_packets) " RTP, " (c.rtcp_packets) " RTCP" }
                 dt { "MOS" } dd { @if let Some(m) = c.mos { (format!("{m:.2}")) } @else { "not computed" } }
                 @if c.sip_truncated > 0 {

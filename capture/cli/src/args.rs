@@ -9,7 +9,7 @@ use voxtap_engine::calls::CallConfig;
 use voxtap_engine::calls::legs::IpNet;
 use voxtap_engine::import::{load_tls_keys, parse_ports};
 use voxtap_engine::media::{ManualKey, MediaOptions};
-use voxtap_engine::pipeline::PipelineConfig;
+use voxtap_engine::pipeline::{PipelineConfig, TunnelConfig};
 use voxtap_proto::tls::TlsKeys;
 use voxtap_sensor::hep::export::HepExport;
 use voxtap_sensor::hep::{CollectorConfig, HepConfig};
@@ -26,6 +26,19 @@ pub struct PipelineArgs {
     /// Do not look for SIP by content on non-SIP ports.
     #[arg(long)]
     pub no_sip_by_content: bool,
+    /// UDP destination port of VXLAN (0: not unwrapped; Linux's own default is 8472).
+    #[arg(long, default_value_t = TunnelConfig::default().vxlan_port)]
+    pub vxlan_port: u16,
+    /// UDP destination port of Geneve (0: not unwrapped).
+    #[arg(long, default_value_t = TunnelConfig::default().geneve_port)]
+    pub geneve_port: u16,
+    /// UDP destination port of GTP-U (0: not unwrapped).
+    #[arg(long, default_value_t = TunnelConfig::default().gtpu_port)]
+    pub gtpu_port: u16,
+    /// Encapsulation headers (VLAN tags, MPLS labels, tunnel headers) followed per frame.
+    #[arg(long, default_value_t = TunnelConfig::default().max_depth,
+          value_parser = clap::value_parser!(u16).range(1..=i64::from(voxtap_proto::decode::MAX_DEPTH_LIMIT)))]
+    pub max_encap_depth: u16,
     #[command(flatten)]
     pub limits: LimitArgs,
     /// Make every SIP dialog a call (REGISTER, OPTIONS, SUBSCRIBE...), as
@@ -48,6 +61,12 @@ impl PipelineArgs {
         let mut c = PipelineConfig {
             sip_ports: self.sip_ports.clone(),
             sip_by_content: !self.no_sip_by_content,
+            tunnels: TunnelConfig {
+                vxlan_port: self.vxlan_port,
+                geneve_port: self.geneve_port,
+                gtpu_port: self.gtpu_port,
+                max_depth: self.max_encap_depth,
+            },
             ..Default::default()
         };
         c.calls.idle_timeout_ns = self.idle_timeout.saturating_mul(1_000_000_000);

@@ -255,11 +255,11 @@ pub fn run_import_with_progress(
     } else if let Some(m) = &opts.media {
         writer.add_processor(Box::new(crate::media::MediaProcessor::new(m.clone())));
     }
-    let total_bytes: u64 = opts
-        .files
+    let mut sources = open_sources(&opts.files)?;
+    // What the readers will read (a compressed file's decompressed size).
+    let total_bytes: u64 = sources
         .iter()
-        .filter_map(|p| std::fs::metadata(p).ok())
-        .map(|m| m.len())
+        .map(|s| crate::pcapfile::content_len(&s.reader))
         .sum();
     let mut run = Run {
         pipeline: Pipeline::new(opts.pipeline.clone()),
@@ -270,7 +270,6 @@ pub fn run_import_with_progress(
         total_bytes,
         since_drain: 0,
     };
-    let mut sources = open_sources(&opts.files)?;
     if let [one] = &mut sources[..] {
         run.read_one(one)?;
     } else {

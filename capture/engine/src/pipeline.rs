@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use crate::calls::{Call, CallConfig, CallTable, CallTableStats, PacketRef};
-use voxtap_proto::decode::{Decoder, FragLimits, L4};
+pub use voxtap_proto::decode::TunnelConfig;
+use voxtap_proto::decode::{Decoder, Encap, FragLimits, L4};
 use voxtap_proto::pcapio::LinkType;
 use voxtap_proto::sctp::SctpLimits;
 use voxtap_proto::sip::{self, StreamReassembler};
@@ -25,6 +26,9 @@ pub struct PipelineConfig {
     pub sip_by_content: bool,
     pub calls: CallConfig,
     pub frag: FragLimits,
+    /// UDP ports of VXLAN, Geneve and GTP-U, and how many encapsulation
+    /// headers a frame may have.
+    pub tunnels: TunnelConfig,
     /// TCP flows without a byte for this long (capture time) are forgotten.
     pub tcp_idle_ns: u64,
     /// Cap on tracked SIP/TCP flows.
@@ -45,6 +49,7 @@ impl Default for PipelineConfig {
             sip_by_content: true,
             calls: CallConfig::default(),
             frag: FragLimits::default(),
+            tunnels: TunnelConfig::default(),
             tcp_idle_ns: 600 * 1_000_000_000,
             max_tcp_flows: 65_536,
             tap: None,
@@ -110,7 +115,7 @@ impl Pipeline {
             sip_ports[usize::from(*p) / 64] |= 1 << (p % 64);
         }
         Pipeline {
-            decoder: Decoder::new(cfg.frag),
+            decoder: Decoder::with_tunnels(cfg.frag, cfg.tunnels),
             calls: CallTable::new(cfg.calls),
             tcp: HashMap::new(),
             sctp: sctp::SctpFlows::new(cfg.sctp, cfg.max_tcp_flows),
@@ -246,6 +251,7 @@ impl Pipeline {
             src: dg.src,
             dst: dg.dst,
             refs,
+            encap: dg.encap,
         };
         match dg.l4 {
             L4::Udp => route.udp(dg.payload, sip_like),
@@ -283,9 +289,20 @@ struct Route<'a> {
     dst: SocketAddr,
     /// The packets that carried it.
     refs: &'a [(u64, PacketRef)],
+    /// The encapsulations it came in.
+    encap: &'a Encap,
 }
 
 impl Route<'_> {
+    /// A call keeps the tunnel path its SIP came in.
+    fn note_path(&mut self, msg: &sip::Message<'_>) {
+        if !self.encap.is_empty()
+            && let Some(cid) = msg.call_id()
+        {
+            self.calls.note_outer_path(cid, self.encap);
+        }
+    }
+
     /// A UDP datagram: SIP when `sip_like` (on a SIP port or looking like
     /// SIP) and it parses, else media or other traffic.
     fn udp(&mut self, payload: &[u8], sip_like: bool) {
@@ -304,6 +321,7 @@ impl Route<'_> {
                         t.sip(ts_ns, src, dst, false, cid, payload);
                     }
                     self.calls.on_sip(ts_ns, src, dst, "UDP", &msg, self.refs);
+                    self.note_path(&msg);
                 }
                 Err(_) => {
                     self.stats.sip_errors += 1;
@@ -395,6 +413,7 @@ impl Route<'_> {
                         t.sip(ts_ns, src, dst, true, cid, bytes);
                     }
                     self.calls.on_sip(ts_ns, src, dst, transport, &msg, owned);
+                    self.note_path(&msg);
                     first = false;
                     n += 1;
                 }

@@ -128,6 +128,13 @@ pub struct CaptureConfig {
     pub media_endpoints: u32,
     /// Wake the reader once per this many frames per CPU.
     pub wakeup_every: u32,
+    /// UDP destination ports of VXLAN, Geneve and GTP-U (0: not unwrapped).
+    pub vxlan_port: u16,
+    pub geneve_port: u16,
+    pub gtpu_port: u16,
+    /// Encapsulation headers followed per frame (kernel and pipeline), at
+    /// most `voxtap_common::MAX_DEPTH_LIMIT`.
+    pub max_encap_depth: u16,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -210,6 +217,10 @@ impl Default for CaptureConfig {
             ring_bytes: 0,
             media_endpoints: voxtap_common::MEDIA_ENDPOINTS_MAX_ENTRIES,
             wakeup_every: voxtap_common::XdpConfig::DEFAULT_WAKEUP_EVERY,
+            vxlan_port: voxtap_common::DEFAULT_VXLAN_PORT,
+            geneve_port: voxtap_common::DEFAULT_GENEVE_PORT,
+            gtpu_port: voxtap_common::DEFAULT_GTPU_PORT,
+            max_encap_depth: voxtap_common::DEFAULT_MAX_DEPTH,
         }
     }
 }
@@ -258,6 +269,19 @@ impl Default for SecurityConfig {
     }
 }
 
+impl CaptureConfig {
+    /// The tunnel settings the pipeline's decoder uses (the XDP program
+    /// gets the same ones through its config map).
+    pub fn tunnels(&self) -> voxtap_engine::pipeline::TunnelConfig {
+        voxtap_engine::pipeline::TunnelConfig {
+            vxlan_port: self.vxlan_port,
+            geneve_port: self.geneve_port,
+            gtpu_port: self.gtpu_port,
+            max_depth: self.max_encap_depth,
+        }
+    }
+}
+
 impl Config {
     pub fn from_toml(text: &str) -> Result<Self> {
         let c: Config = toml::from_str(text).context("parsing the configuration")?;
@@ -295,6 +319,13 @@ impl Config {
             bail!(
                 "capture.attach_mode = {:?}: use \"auto\", \"native\" or \"skb\"",
                 self.capture.attach_mode
+            );
+        }
+        let depth = self.capture.max_encap_depth;
+        if !(1..=voxtap_common::MAX_DEPTH_LIMIT).contains(&depth) {
+            bail!(
+                "capture.max_encap_depth = {depth}: from 1 to {}",
+                voxtap_common::MAX_DEPTH_LIMIT
             );
         }
         let ring = self.capture.ring_bytes;

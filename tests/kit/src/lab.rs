@@ -164,10 +164,16 @@ fn udp_listening(ns: &str, port: u16) -> bool {
 /// `calls` SIPp calls (uac_pcap: G.711 RTP from a pcap, echoed by the UAS),
 /// `rate` per second; returns when the UAC is done.
 pub fn sipp_calls(lab: &Lab, dir: &Path, calls: u32, rate: u32) {
+    sipp_calls_between(lab, dir, calls, rate, (&lab.ip(1), &lab.ip(2)));
+}
+
+/// [`sipp_calls`] from the caller's address `ips.0` to the callee's `ips.1`
+/// (addresses of a tunnel between the namespaces, for instance).
+pub fn sipp_calls_between(lab: &Lab, dir: &Path, calls: u32, rate: u32, ips: (&str, &str)) {
     let work = dir.join(format!("sipp-{calls}-{rate}"));
     std::fs::create_dir_all(&work).unwrap();
     let _ = std::os::unix::fs::symlink("/usr/share/sip-tester", work.join("pcap"));
-    let uas_ip = lab.ip(2);
+    let (uac_ip, uas_ip) = (ips.0.to_string(), ips.1.to_string());
     let uas = spawn({
         let mut c = in_ns(
             &lab.ns('b'),
@@ -205,7 +211,7 @@ pub fn sipp_calls(lab: &Lab, dir: &Path, calls: u32, rate: u32) {
             "uac_pcap",
             &format!("{uas_ip}:5060"),
             "-i",
-            &lab.ip(1),
+            &uac_ip,
             "-p",
             "5061",
             "-m",

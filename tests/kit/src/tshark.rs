@@ -3,14 +3,41 @@
 //! definition of "the frames of a call" (its SIP by Call-ID, and UDP between
 //! two endpoints its SDP announced).
 
+use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::process::Command;
 
+thread_local! {
+    /// `-d` (decode as) rules every tshark run of this thread adds.
+    static DECODE_AS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with tshark told to decode as `rules` (`-d` arguments, e.g.
+/// `mpls.label==201,pwethnocw`) in every helper it calls: for traffic
+/// tshark cannot recognise on its own, as in Wireshark's "Decode As".
+/// Thread-local, so tests running in parallel do not see each other's.
+pub fn with_decode_as<T>(rules: &[&str], f: impl FnOnce() -> T) -> T {
+    DECODE_AS.with(|d| *d.borrow_mut() = rules.iter().map(|r| r.to_string()).collect());
+    let r = f();
+    DECODE_AS.with(|d| d.borrow_mut().clear());
+    r
+}
+
+fn tshark_command(args: &[&str]) -> Command {
+    let mut c = Command::new("tshark");
+    DECODE_AS.with(|d| {
+        for rule in d.borrow().iter() {
+            c.args(["-d", rule]);
+        }
+    });
+    c.args(args);
+    c
+}
+
 /// Runs tshark and returns its stdout; panics with its stderr on failure.
 pub fn tshark(args: &[&str]) -> String {
-    let out = Command::new("tshark")
-        .args(args)
+    let out = tshark_command(args)
         .output()
         .expect("tshark must be installed (scripts/setup.sh installs it)");
     assert!(
@@ -24,8 +51,7 @@ pub fn tshark(args: &[&str]) -> String {
 /// Runs tshark on a capture that is damaged on purpose: tshark prints what
 /// it could read and exits non-zero; returns that output.
 pub fn tshark_lenient(args: &[&str]) -> String {
-    let out = Command::new("tshark")
-        .args(args)
+    let out = tshark_command(args)
         .output()
         .expect("tshark must be installed");
     String::from_utf8_lossy(&out.stdout).into_owned()

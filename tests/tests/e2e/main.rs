@@ -14,4 +14,6 @@ mod hardening;
 mod hep;
 mod legs;
 mod media;
+mod readers;
 mod transports;
+mod tunnels;

@@ -14,3 +14,4 @@ mod noncall;
 mod remote;
 mod s3;
 mod server;
+mod tunnels;

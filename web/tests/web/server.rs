@@ -74,8 +74,10 @@ async fn status_files_on_the_sensor_page_and_in_metrics() {
     let data = dir.path().canonicalize().unwrap();
     // sensor.json exactly as `voxtap run` writes it.
     {
-        use voxtap_sensor::live::status::{LiveCounters, RunFacts, SensorPublisher};
-        use voxtap_sensor::xdp::{COUNTERS, Counter};
+        use voxtap_sensor::live::status::{
+            KernelCounters, LiveCounters, RunFacts, SensorPublisher,
+        };
+        use voxtap_sensor::xdp::{COUNTERS, Counter, TUNNELS, Tunnel};
         let live = LiveCounters::default();
         LiveCounters::set(&live.frames, 90_000);
         LiveCounters::set(&live.calls_open, 12);
@@ -95,7 +97,16 @@ async fn status_files_on_the_sensor_page_and_in_metrics() {
                 min_free_bytes: 0,
             },
         );
-        p.publish(&k, &live, true);
+        // Frames through each kind of tunnel (the kernel's per-CPU counters,
+        // summed).
+        let mut tunnels = [0u64; TUNNELS];
+        tunnels[Tunnel::Vxlan as usize] = 11;
+        tunnels[Tunnel::Mpls as usize] = 5;
+        let kc = KernelCounters {
+            outcomes: k,
+            tunnels,
+        };
+        p.publish(kc, &live, true);
     }
     status::write(
         &data,
@@ -143,6 +154,10 @@ async fn status_files_on_the_sensor_page_and_in_metrics() {
     assert!(page.contains("5.0 GiB"), "store bytes shown as a size");
     assert!(page.contains("prod/eu-west") && page.contains("lab &quot;b&quot;"));
     assert!(page.contains("<tr data-field=\"ring_full\"><th>ring full</th><td>7</td>"));
+    assert!(
+        page.contains("<tr data-field=\"vxlan\"><th>vxlan</th><td>11</td>"),
+        "tunnel counters on the sensor page"
+    );
     // The refresh fragment is the same cards.
     let frag = get("/sensor/status").await.unwrap().text().await.unwrap();
     assert!(frag.contains("id=\"status-remote\"") && !frag.contains("<html"));
@@ -164,6 +179,9 @@ async fn status_files_on_the_sensor_page_and_in_metrics() {
     assert_eq!(m["voxtap_sensor_store_files_deleted"], 3.0);
     assert_eq!(m["voxtap_sensor_store_max_age_seconds"], 86_400.0);
     assert_eq!(m["voxtap_sensor_drops_malformed"], 2.0);
+    assert_eq!(m["voxtap_sensor_kernel_tunnels_vxlan"], 11.0);
+    assert_eq!(m["voxtap_sensor_kernel_tunnels_mpls"], 5.0);
+    assert_eq!(m["voxtap_sensor_kernel_tunnels_gre"], 0.0);
     assert_eq!(m["voxtap_sensor_dropped_total"], 9.0);
     assert_eq!(
         m["voxtap_remote_hosts_frames{item=\"prod/eu-west\"}"],

@@ -21,7 +21,7 @@ use voxtap_sensor::xdp::{
     AttachMode, CFG_HEURISTIC_RTP, COUNTERS, Counter, FrameMeta, MapSizes, XdpConfig, XdpSensor,
 };
 
-fn require_root() {
+pub(crate) fn require_root() {
     // SAFETY: no arguments, no side effects.
     let euid = unsafe { libc::geteuid() };
     assert_eq!(
@@ -44,19 +44,27 @@ fn run(args: &[&str]) {
 }
 
 /// A namespace `ns` holding `peer`, linked to `host` in the root namespace.
-struct VethNs {
-    ns: String,
-    host: String,
-    peer: String,
-    host_ip: Ipv4Addr,
+pub(crate) struct VethNs {
+    pub(crate) ns: String,
+    pub(crate) host: String,
+    pub(crate) peer: String,
+    pub(crate) host_ip: Ipv4Addr,
     peer_ip: Ipv4Addr,
 }
 
 impl VethNs {
-    fn create(tag: char) -> VethNs {
+    pub(crate) fn create(tag: char) -> VethNs {
         let pid = std::process::id();
         let id = pid % 100_000;
-        let octet = (pid % 200) as u8 + if tag == 'a' { 0 } else { 50 };
+        // One /24 per tag (a, b: this module; t: xdp_tunnels), so tests
+        // running side by side never share a subnet in the root namespace.
+        let octet = (pid % 50) as u8
+            + match tag {
+                'a' => 0,
+                'b' => 50,
+                't' => 100,
+                _ => 150,
+            };
         let v = VethNs {
             ns: format!("vtx{id}{tag}"),
             host: format!("vtx{id}{tag}h"),
@@ -129,7 +137,7 @@ impl VethNs {
     }
 
     /// Runs `f` on a thread that has entered the namespace.
-    fn in_ns<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+    pub(crate) fn in_ns<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         let path = format!("/var/run/netns/{}", self.ns);
         thread::scope(|s| {
             s.spawn(|| {
@@ -180,7 +188,7 @@ fn udp_payload(frame: &[u8]) -> Option<&[u8]> {
     ip.get(ihl + 8..)
 }
 
-fn delta(after: &[u64; COUNTERS], before: &[u64; COUNTERS], c: Counter) -> u64 {
+pub(crate) fn delta(after: &[u64; COUNTERS], before: &[u64; COUNTERS], c: Counter) -> u64 {
     after[c as usize] - before[c as usize]
 }
 
@@ -202,6 +210,7 @@ fn scenario(tag: char, mode: Option<AttachMode>) {
     let cfg = XdpConfig {
         flags: 0,
         wakeup_every: 8,
+        ..XdpConfig::default()
     };
     let mut sensor = XdpSensor::load(cfg, &[5060]).expect("load XDP program (verifier)");
     let got_mode = match mode {

@@ -323,6 +323,9 @@ pub struct Call {
     /// TLS and was decrypted; "tls (not decrypted: why)" for a TLS
     /// connection listed in place of the calls it hid.
     encrypted_signalling: String,
+    /// The encapsulations its first tunnelled SIP message came in, e.g.
+    /// `erspan(7)/vlan(100)`; empty when its SIP came plain.
+    outer_path: String,
 }
 
 impl Call {
@@ -375,6 +378,7 @@ impl Call {
             fax: Vec::new(),
             media_only: false,
             encrypted_signalling: String::new(),
+            outer_path: String::new(),
         }
     }
 
@@ -703,6 +707,19 @@ impl Call {
         self.last_ns = self.last_ns.max(last_ns);
         self.sip_packets = refs.len() as u64;
         self.packets.extend_from_slice(refs);
+    }
+
+    /// The encapsulations (VLAN, MPLS, GRE, ERSPAN, VXLAN, ...) around its
+    /// SIP, outermost first; empty when none.
+    pub fn outer_path(&self) -> &str {
+        &self.outer_path
+    }
+
+    /// Records the path of a tunnelled SIP message, unless one is known.
+    pub(crate) fn note_outer_path(&mut self, path: &voxtap_proto::decode::Encap) {
+        if self.outer_path.is_empty() && !path.is_empty() {
+            self.outer_path = path.to_string();
+        }
     }
 
     /// The capture lost `n` packets while the call was open (or a store

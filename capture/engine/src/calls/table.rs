@@ -254,6 +254,21 @@ impl CallTable {
         }
     }
 
+    /// The SIP message of `call_id` just handed to [`Self::on_sip`] came in
+    /// these encapsulations: the call keeps the first such path.
+    pub fn note_outer_path(&mut self, call_id: &[u8], path: &voxtap_proto::decode::Encap) {
+        if path.is_empty() {
+            return;
+        }
+        if let Some(c) = self
+            .by_call_id
+            .get(call_id)
+            .and_then(|no| self.calls.get_mut(no))
+        {
+            c.note_outer_path(path);
+        }
+    }
+
     /// Calls (and media-only records) closed since the last call, in the
     /// order they closed.
     pub fn drain_ended(&mut self) -> Vec<Call> {

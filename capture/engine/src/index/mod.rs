@@ -96,11 +96,13 @@ pub struct CallRow {
     /// '' for SIP in the clear, else how it was protected (calls.csv's
     /// `encrypted_signalling`).
     pub encrypted_signalling: String,
+    /// The encapsulations its SIP came in; empty when none.
+    pub outer_path: String,
 }
 
 const CALL_COLS: &str = "id, call_id, method, from_user, to_user, from_uri, to_uri, request_uri, \
     start_ns, ringing_ns, answer_ns, end_ns, duration_ms, talk_ms, state, status_code, end_reason, \
-    sip_packets, rtp_packets, rtcp_packets, stream_count, mos, folder, pcap, sip_oversized, sip_truncated, encrypted_signalling";
+    sip_packets, rtp_packets, rtcp_packets, stream_count, mos, folder, pcap, sip_oversized, sip_truncated, encrypted_signalling, outer_path";
 
 fn u(v: i64) -> u64 {
     v.max(0) as u64
@@ -163,6 +165,7 @@ impl CallRow {
             sip_oversized: u(r.get(24)?),
             sip_truncated: u(r.get(25)?),
             encrypted_signalling: r.get(26)?,
+            outer_path: r.get(27)?,
         })
     }
 }
@@ -819,7 +822,7 @@ impl Index {
                      request_uri, start_ns, ringing_ns, answer_ns, end_ns, duration_ms, talk_ms, state, status_code, \
                      end_reason, sip_packets, rtp_packets, rtcp_packets, stream_count, mos, \
                      CASE WHEN folder IS NULL THEN NULL ELSE ?2 || folder END, \
-                     CASE WHEN pcap IS NULL THEN NULL ELSE ?2 || pcap END, indexed_at, sip_oversized, sip_truncated, encrypted_signalling \
+                     CASE WHEN pcap IS NULL THEN NULL ELSE ?2 || pcap END, indexed_at, sip_oversized, sip_truncated, encrypted_signalling, outer_path \
                      FROM src.calls",
                 params![offset, prefix],
             )?;

@@ -255,4 +255,8 @@ ALTER TABLE calls ADD COLUMN sip_truncated INTEGER NOT NULL DEFAULT 0;
     r#"
 ALTER TABLE calls ADD COLUMN encrypted_signalling TEXT NOT NULL DEFAULT '';
 "#,
+    // 6: the encapsulations a call's SIP came in (`erspan(7)/vlan(100)`).
+    r#"
+ALTER TABLE calls ADD COLUMN outer_path TEXT NOT NULL DEFAULT '';
+"#,
 ];

@@ -94,6 +94,9 @@ pub(crate) const CALLS_HEADER: &[&str] = &[
     // sip.txt and the index lack their text, call.pcap has them).
     "sip_oversized",
     "sip_truncated",
+    // The encapsulations its SIP came in (`erspan(7)/vlan(100)`; empty for
+    // plain traffic). Last, so earlier positions stay stable.
+    "outer_path",
 ];
 
 /// One row per direction of a T.38 fax: its UDPTL packets, never RTP.
@@ -535,6 +538,7 @@ fn call_row(call: &Call, rel_pcap: String) -> Vec<String> {
         call.encrypted_signalling().to_string(),
         call.sip_oversized().to_string(),
         call.sip_truncated().to_string(),
+        call.outer_path().to_string(),
     ]
 }
 

@@ -167,5 +167,6 @@ impl Route<'_> {
             let refs: Vec<(u64, PacketRef)> = earlier.iter().chain(self.refs).copied().collect();
             self.calls.on_sip(ts_ns, src, dst, "SCTP", &msg, &refs);
         }
+        self.note_path(&msg);
     }
 }

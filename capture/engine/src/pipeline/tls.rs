@@ -201,6 +201,9 @@ impl TlsFlows {
                     src: flow.client,
                     dst: flow.server,
                     refs: std::slice::from_ref(&last),
+                    // Records held for want of keys: their path was noted
+                    // (or not) when their segments came.
+                    encap: &voxtap_proto::decode::Encap::EMPTY,
                 };
                 let n = flow.conn.push(side, 0, &[], &mut self.keys).len();
                 flow.deliver(&mut route, side, n);

@@ -1,31 +1,31 @@
 //! Frame decoding: link layer -> (tunnelled) IP -> UDP/TCP, with IPv4/IPv6
-//! fragment reassembly.
+//! fragment reassembly. Tunnels (VLAN, MPLS, PPPoE, IP-in-IP, GRE, ERSPAN,
+//! VXLAN, Geneve, GTP-U, nested in any order) are unwrapped by [`encap`];
+//! the datagram carries the path it was found in.
 //!
 //! Everything is borrowed from the input frame, except a reassembled
 //! datagram, which is borrowed from the decoder's reusable reassembly buffers;
 //! either way a [`Datagram`] is valid until the next call to
 //! [`Decoder::decode`].
 
+#[cfg(test)]
+mod bench;
+mod encap;
 mod frag;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tunnel_tests;
 
 use std::net::{IpAddr, SocketAddr};
 
 use crate::pcapio::LinkType;
-use crate::wire::{
-    WireError, ethernet, ethernet::ethertype, ipv4, ipv6, ipv6::next_header, null, sctp, sll, tcp,
-    udp,
-};
+use crate::wire::{WireError, ipv6::next_header, null, sctp, sll, tcp, udp};
 
+pub use encap::{Encap, Hop, MAX_DEPTH_LIMIT, TUNNEL_KINDS, Tunnel, TunnelConfig};
+use encap::{Net, Next, Walk};
 pub use frag::FragLimits;
 use frag::{FragKey, Reassembler};
-
-/// More tags than this is not a real network, it is an attack on our loop.
-const MAX_VLAN_TAGS: usize = 8;
-/// Bounds the IP-in-IP recursion depth.
-const MAX_TUNNEL_DEPTH: u8 = 4;
-const MAX_EXT_HEADERS: usize = 16;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum L4 {
@@ -56,6 +56,9 @@ pub struct Datagram<'a> {
     /// For a datagram reassembled from IP fragments: the `pkt_ref` of every
     /// earlier fragment frame (not the one passed to this `decode` call).
     pub fragments: &'a [u64],
+    /// The encapsulations it was found in, outermost first (empty for
+    /// plain traffic).
+    pub encap: &'a Encap,
 }
 
 /// Counters for everything [`Decoder::decode`] saw.
@@ -69,6 +72,19 @@ pub struct DecodeStats {
     pub reassembled: u64,
     pub frag_timeouts: u64,
     pub frag_evicted: u64,
+    /// Frames with more encapsulation headers than the configured depth
+    /// (also counted as malformed).
+    pub too_deep: u64,
+    /// Frames that went through each kind of encapsulation, indexed by
+    /// [`Tunnel`] (a frame with two MPLS labels counts once).
+    pub tunnels: [u64; TUNNEL_KINDS as usize],
+}
+
+impl DecodeStats {
+    /// Frames that went through `kind`.
+    pub fn tunnel(&self, kind: Tunnel) -> u64 {
+        self.tunnels.get(kind as usize).copied().unwrap_or(0)
+    }
 }
 
 #[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +96,8 @@ pub enum DecodeError {
         layer: &'static str,
         reason: &'static str,
     },
+    #[error("more than {max} encapsulation headers")]
+    TooDeep { max: u16 },
 }
 
 impl From<WireError> for DecodeError {
@@ -93,12 +111,14 @@ impl From<WireError> for DecodeError {
 
 pub struct Decoder {
     limits: FragLimits,
+    tunnels: TunnelConfig,
     stats: DecodeStats,
     frags: Reassembler,
+    encap: Encap,
 }
 
 /// Transport-level bytes with the (innermost) IP addresses around them.
-struct Transport<'a> {
+pub(crate) struct Transport<'a> {
     src: IpAddr,
     dst: IpAddr,
     proto: u8,
@@ -114,19 +134,19 @@ pub(crate) struct Fragment<'a> {
     pub data: &'a [u8],
 }
 
-enum Net<'a> {
-    L4(Transport<'a>),
-    Frag(Fragment<'a>),
-    /// IP, but not carrying UDP or TCP.
-    Other,
-}
-
 impl Decoder {
+    /// A decoder with the default tunnel ports and depth.
     pub fn new(limits: FragLimits) -> Self {
+        Self::with_tunnels(limits, TunnelConfig::default())
+    }
+
+    pub fn with_tunnels(limits: FragLimits, tunnels: TunnelConfig) -> Self {
         Decoder {
             limits,
+            tunnels,
             stats: DecodeStats::default(),
             frags: Reassembler::default(),
+            encap: Encap::default(),
         }
     }
 
@@ -143,45 +163,65 @@ impl Decoder {
         pkt_ref: u64,
         frame: &'a [u8],
     ) -> Result<Option<Datagram<'a>>, DecodeError> {
-        // Split borrows: the result may borrow `frags`, while the counters are
-        // still updated on the error path.
+        // Split borrows: the result may borrow `frags` and `encap`, while the
+        // counters are still updated on the error path.
         let Decoder {
             limits,
+            tunnels,
             stats,
             frags,
+            encap,
         } = self;
         stats.frames = stats.frames.wrapping_add(1);
         frags.expire(ts_ns, limits, stats);
-        let r = decode_frame(frags, limits, stats, link, ts_ns, pkt_ref, frame);
-        if r.is_err() {
+        let frame = Frame {
+            link,
+            ts_ns,
+            pkt_ref,
+            bytes: frame,
+        };
+        let r = decode_frame(frags, limits, tunnels, encap, stats, frame);
+        if let Err(e) = r {
             stats.malformed = stats.malformed.wrapping_add(1);
+            if matches!(e, DecodeError::TooDeep { .. }) {
+                stats.too_deep = stats.too_deep.wrapping_add(1);
+            }
         }
         r
     }
 }
 
-fn decode_frame<'a>(
-    frags: &'a mut Reassembler,
-    limits: &FragLimits,
-    stats: &mut DecodeStats,
+/// One frame as handed to [`Decoder::decode`].
+struct Frame<'a> {
     link: LinkType,
     ts_ns: u64,
     pkt_ref: u64,
-    frame: &'a [u8],
+    bytes: &'a [u8],
+}
+
+fn decode_frame<'a>(
+    frags: &'a mut Reassembler,
+    limits: &FragLimits,
+    tunnels: &TunnelConfig,
+    encap: &'a mut Encap,
+    stats: &mut DecodeStats,
+    frame: Frame<'a>,
 ) -> Result<Option<Datagram<'a>>, DecodeError> {
-    let Some((l3, vlan)) = link_payload(link, frame)? else {
-        stats.not_ip = stats.not_ip.wrapping_add(1);
-        return Ok(None);
+    encap.clear();
+    if frame.link == LinkType::Ethernet
+        && let Some(t) = encap::plain_ethernet(tunnels, frame.bytes)
+    {
+        let encap: &'a Encap = encap;
+        return transport(t, encap, &[]).map(Some);
+    }
+    let net = match link_layer(frame.link, frame.bytes)? {
+        Some(next) => Walk::new(tunnels, encap, &mut stats.tunnels).run(next)?,
+        None => Net::NotIp,
     };
-    match parse_ip(l3, 0)? {
-        Net::Other => {
-            stats.not_udp_tcp = stats.not_udp_tcp.wrapping_add(1);
-            Ok(None)
-        }
-        Net::L4(t) => transport(t, vlan, &[]).map(Some),
+    let (net, refs) = match net {
         Net::Frag(f) => {
             stats.fragments = stats.fragments.wrapping_add(1);
-            let Some(idx) = frags.insert(&f, ts_ns, pkt_ref, limits, stats)? else {
+            let Some(idx) = frags.insert(&f, frame.ts_ns, frame.pkt_ref, limits, stats)? else {
                 return Ok(None);
             };
             stats.reassembled = stats.reassembled.wrapping_add(1);
@@ -190,183 +230,67 @@ fn decode_frame<'a>(
                 return Ok(None);
             };
             let key = done.key;
-            match chain(key.src, key.dst, key.proto, done.data, 0)? {
-                Net::L4(t) => transport(t, vlan, done.refs).map(Some),
-                Net::Other => {
-                    stats.not_udp_tcp = stats.not_udp_tcp.wrapping_add(1);
-                    Ok(None)
+            let next = Next::Proto {
+                src: key.src,
+                dst: key.dst,
+                proto: key.proto,
+                data: done.data,
+            };
+            match Walk::new(tunnels, encap, &mut stats.tunnels).run(next)? {
+                // Reassembling inside a reassembled datagram would need a
+                // second buffer for no real-world traffic; refuse it.
+                Net::Frag(_) => {
+                    return Err(DecodeError::BadHeader {
+                        layer: "ip",
+                        reason: "fragment inside a reassembled datagram",
+                    });
                 }
-                // Reassembling inside a reassembled datagram would need a second
-                // buffer for no real-world traffic; refuse it.
-                Net::Frag(_) => Err(DecodeError::BadHeader {
-                    layer: "ip",
-                    reason: "fragment inside a reassembled datagram",
-                }),
+                n => (n, done.refs),
             }
+        }
+        n => (n, &[][..]),
+    };
+    let encap: &'a Encap = encap;
+    match net {
+        Net::L4(t) => transport(t, encap, refs).map(Some),
+        Net::NotIp => {
+            stats.not_ip = stats.not_ip.wrapping_add(1);
+            Ok(None)
+        }
+        Net::Other | Net::Frag(_) => {
+            stats.not_udp_tcp = stats.not_udp_tcp.wrapping_add(1);
+            Ok(None)
         }
     }
 }
 
-/// IP bytes and the outermost VLAN id.
-type L3<'a> = (&'a [u8], Option<u16>);
-
-/// Strips the link layer: the IP bytes and the outermost VLAN id, or None for
-/// a frame that does not carry IP.
-fn link_payload(link: LinkType, frame: &[u8]) -> Result<Option<L3<'_>>, DecodeError> {
-    match link {
-        LinkType::Ethernet => {
-            let eth = ethernet::Packet::new_checked(frame)?;
-            ethertype_payload(eth.ethertype(), eth.payload())
-        }
+/// Strips the link layer: where the walk starts, or None for a frame that
+/// does not carry IP.
+fn link_layer(link: LinkType, frame: &[u8]) -> Result<Option<Next<'_>>, DecodeError> {
+    Ok(Some(match link {
+        LinkType::Ethernet => Next::Ethernet(frame),
         LinkType::LinuxSll => {
             let p = sll::Packet::new_checked(frame)?;
-            ethertype_payload(p.protocol(), p.payload())
+            Next::EtherType(p.protocol(), p.payload())
         }
         LinkType::LinuxSll2 => {
             let p = sll::Packet2::new_checked(frame)?;
-            ethertype_payload(p.protocol(), p.payload())
+            Next::EtherType(p.protocol(), p.payload())
         }
         LinkType::Null | LinkType::Loop => {
             let p = null::Packet::new_checked(frame)?;
-            Ok((p.is_ipv4() || p.is_ipv6()).then(|| (p.payload(), None)))
+            if !(p.is_ipv4() || p.is_ipv6()) {
+                return Ok(None);
+            }
+            Next::Ip(p.payload())
         }
-        LinkType::Raw | LinkType::Ipv4 | LinkType::Ipv6 => Ok(Some((frame, None))),
-    }
-}
-
-fn ethertype_payload(mut ty: u16, mut data: &[u8]) -> Result<Option<L3<'_>>, DecodeError> {
-    let mut vlan = None;
-    for _ in 0..=MAX_VLAN_TAGS {
-        match ty {
-            ethertype::IPV4 | ethertype::IPV6 => return Ok(Some((data, vlan))),
-            t if ethertype::is_vlan(t) => {
-                let tag = ethernet::VlanTag::new_checked(data)?;
-                vlan.get_or_insert(tag.vid());
-                ty = tag.ethertype();
-                data = tag.payload();
-            }
-            _ => return Ok(None),
-        }
-    }
-    Err(DecodeError::BadHeader {
-        layer: "vlan",
-        reason: "too many stacked VLAN tags",
-    })
-}
-
-/// Parses one IP header (version from the first nibble) and whatever follows.
-fn parse_ip(buf: &[u8], depth: u8) -> Result<Net<'_>, DecodeError> {
-    if depth > MAX_TUNNEL_DEPTH {
-        return Err(DecodeError::BadHeader {
-            layer: "ip",
-            reason: "too many nested IP-in-IP tunnels",
-        });
-    }
-    match buf.first().map(|b| b >> 4) {
-        Some(4) => {
-            let p = ipv4::Packet::new_checked(buf)?;
-            let (src, dst) = (IpAddr::V4(p.src_addr()), IpAddr::V4(p.dst_addr()));
-            if p.is_fragment() {
-                return Ok(Net::Frag(Fragment {
-                    key: FragKey {
-                        src,
-                        dst,
-                        id: u32::from(p.ident()),
-                        proto: p.protocol(),
-                    },
-                    offset: p.frag_offset(),
-                    more: p.more_frags(),
-                    data: p.payload(),
-                }));
-            }
-            chain(src, dst, p.protocol(), p.payload(), depth)
-        }
-        Some(6) => {
-            let p = ipv6::Packet::new_checked(buf)?;
-            let (src, dst) = (IpAddr::V6(p.src_addr()), IpAddr::V6(p.dst_addr()));
-            chain(src, dst, p.next_header(), p.payload(), depth)
-        }
-        Some(_) => Err(DecodeError::BadHeader {
-            layer: "ip",
-            reason: "IP version is neither 4 nor 6",
-        }),
-        None => Err(DecodeError::Truncated { layer: "ip" }),
-    }
-}
-
-/// Follows the protocol chain after an IP header: IPv6 extension headers,
-/// IP-in-IP, down to UDP/TCP. Extension headers are only legal after IPv6,
-/// which is what `src.is_ipv6()` checks.
-fn chain(
-    src: IpAddr,
-    dst: IpAddr,
-    mut proto: u8,
-    mut data: &[u8],
-    depth: u8,
-) -> Result<Net<'_>, DecodeError> {
-    let v6 = src.is_ipv6();
-    for _ in 0..=MAX_EXT_HEADERS {
-        match proto {
-            next_header::UDP | next_header::TCP | next_header::SCTP => {
-                return Ok(Net::L4(Transport {
-                    src,
-                    dst,
-                    proto,
-                    data,
-                }));
-            }
-            next_header::IPIP | next_header::IPV6 => {
-                let want = if proto == next_header::IPIP { 4 } else { 6 };
-                if data.first().map(|b| b >> 4) != Some(want) && !data.is_empty() {
-                    return Err(DecodeError::BadHeader {
-                        layer: "ip-in-ip",
-                        reason: "inner IP version does not match the protocol number",
-                    });
-                }
-                return parse_ip(data, depth.saturating_add(1));
-            }
-            next_header::HOP_BY_HOP | next_header::ROUTING | next_header::DST_OPTS if v6 => {
-                let h = ipv6::ExtHeader::new_checked(data)?;
-                proto = h.next_header();
-                data = h.payload();
-            }
-            next_header::AH if v6 => {
-                let h = ipv6::ExtHeader::new_checked_ah(data)?;
-                proto = h.next_header();
-                data = h.payload();
-            }
-            next_header::FRAGMENT if v6 => {
-                let h = ipv6::FragmentHeader::new_checked(data)?;
-                if h.frag_offset() == 0 && !h.more_frags() {
-                    // Atomic fragment (RFC 6946): nothing to reassemble.
-                    proto = h.next_header();
-                    data = h.payload();
-                    continue;
-                }
-                return Ok(Net::Frag(Fragment {
-                    key: FragKey {
-                        src,
-                        dst,
-                        id: h.ident(),
-                        proto: h.next_header(),
-                    },
-                    offset: h.frag_offset(),
-                    more: h.more_frags(),
-                    data: h.payload(),
-                }));
-            }
-            _ => return Ok(Net::Other),
-        }
-    }
-    Err(DecodeError::BadHeader {
-        layer: "ipv6",
-        reason: "too many extension headers",
-    })
+        LinkType::Raw | LinkType::Ipv4 | LinkType::Ipv6 => Next::Ip(frame),
+    }))
 }
 
 fn transport<'a>(
     t: Transport<'a>,
-    vlan: Option<u16>,
+    encap: &'a Encap,
     fragments: &'a [u64],
 ) -> Result<Datagram<'a>, DecodeError> {
     let (sport, dport, l4, payload) = if t.proto == next_header::UDP {
@@ -391,7 +315,8 @@ fn transport<'a>(
         dst: SocketAddr::new(t.dst, dport),
         l4,
         payload,
-        vlan,
+        vlan: encap.outer_vlan(),
         fragments,
+        encap,
     })
 }

@@ -1,10 +1,18 @@
-//! Reading classic pcap and pcapng files, writing classic pcap. The only
-//! module of the capture protocol stack that does I/O.
+//! Reading classic pcap, pcapng, snoop and NetMon 2.x files (naming the
+//! other formats it does not read), writing classic pcap. The only module
+//! of the capture protocol stack that does I/O, and only through the
+//! `Read` (and `Seek`) it is given.
+//!
+//! Like Wireshark, a record whose captured length exceeds its original
+//! length is read as it is; the damage rule (stop, report, keep what came
+//! before) applies when a length exceeds the snap length (256 KiB) or the
+//! file (its block, or the end of the data).
 //!
 //! The reader owns one buffer that every record is read into, so a long file
 //! is read without an allocation per packet; a [`PacketRecord`] borrows that
 //! buffer until the next call.
 
+mod formats;
 #[cfg(test)]
 mod tests;
 mod writer;
@@ -17,6 +25,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 #[cfg(test)]
 use std::path::Path;
 
+pub use formats::other_format;
 pub use writer::PcapWriter;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,14 +91,26 @@ pub struct PacketRecord<'a> {
 pub enum FileFormat {
     Pcap,
     PcapNg,
+    /// Sun snoop (RFC 1761).
+    Snoop,
+    /// Microsoft Network Monitor 2.x.
+    NetMon,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum PcapError {
     #[error("capture file I/O: {0}")]
     Io(#[from] io::Error),
-    #[error("not a pcap or pcapng file (magic {0:#010x})")]
+    #[error(
+        "not a pcap or pcapng file (magic {0:#010x}): if Wireshark reads it, convert it with `editcap -F pcap IN OUT`"
+    )]
     BadMagic(u32),
+    #[error(
+        "a {0} file, which voxtap does not read (it reads pcap, pcapng, snoop and NetMon 2.x): convert it with `editcap -F pcap IN OUT` (adding `-T ether` if editcap cannot write its link type, as for nettl)"
+    )]
+    OtherFormat(&'static str),
+    #[error("a {0} file is read through its index: it needs a seekable reader")]
+    NeedsSeek(&'static str),
     #[error("capture file truncated in the record at byte offset {offset}")]
     Truncated { offset: u64 },
     #[error("bad record at byte offset {offset}: {reason}")]
@@ -149,6 +170,18 @@ enum Kind {
         ifaces: Vec<Iface>,
         sections: Vec<Section>,
     },
+    Snoop {
+        link: LinkType,
+    },
+    NetMon(formats::NetMon),
+}
+
+/// What the first bytes of a file said.
+enum Opened {
+    /// Header read, ready for packets.
+    Ready,
+    /// A NetMon 2.x magic: its frame table must be read (needs `Seek`).
+    NetMon,
 }
 
 /// Where the current record's bytes are in the buffer, and what they are.
@@ -188,7 +221,7 @@ impl PcapReader<BufReader<File>> {
     /// reading, small for random access (every seek refills the buffer).
     pub fn open_with_capacity(path: &Path, capacity: usize) -> Result<Self, PcapError> {
         let f = File::open(path)?;
-        PcapReader::new(BufReader::with_capacity(capacity, f))
+        PcapReader::new_seekable(BufReader::with_capacity(capacity, f))
     }
 }
 
@@ -247,9 +280,17 @@ fn bad(offset: u64, reason: &'static str) -> PcapError {
 
 impl<R: Read> PcapReader<R> {
     /// Reads and validates the file header (the first section header block
-    /// for pcapng).
+    /// for pcapng). NetMon files need [`PcapReader::new_seekable`].
     pub fn new(r: R) -> Result<Self, PcapError> {
-        let mut me = PcapReader {
+        let mut me = Self::unopened(r);
+        match me.read_header()? {
+            Opened::Ready => Ok(me),
+            Opened::NetMon => Err(PcapError::NeedsSeek("Microsoft NetMon 2.x")),
+        }
+    }
+
+    fn unopened(r: R) -> Self {
+        PcapReader {
             r,
             pos: 0,
             buf: Vec::new(),
@@ -259,38 +300,74 @@ impl<R: Read> PcapReader<R> {
                 ifaces: Vec::new(),
                 sections: Vec::new(),
             },
-        };
+        }
+    }
+
+    /// The magic number and the header of the formats read sequentially.
+    fn read_header(&mut self) -> Result<Opened, PcapError> {
         let mut m = [0u8; 4];
-        if !me.read_small(&mut m, 0)? {
+        if !self.read_small(&mut m, 0)? {
             return Err(PcapError::Truncated { offset: 0 });
         }
         if u32::from_le_bytes(m) == SHB {
-            me.read_shb(0)?;
-            return Ok(me);
+            self.read_shb(0)?;
+            return Ok(Opened::Ready);
         }
         let (big, nanos) = match (u32::from_le_bytes(m), u32::from_be_bytes(m)) {
             (MAGIC_US, _) => (false, false),
             (MAGIC_NS, _) => (false, true),
             (_, MAGIC_US) => (true, false),
             (_, MAGIC_NS) => (true, true),
-            (_, be) => return Err(PcapError::BadMagic(be)),
+            _ => return self.other_header(m),
         };
         let mut h = [0u8; 20];
-        if !me.read_small(&mut h, 0)? {
+        if !self.read_small(&mut h, 0)? {
             return Err(PcapError::Truncated { offset: 0 });
         }
         // The upper bits of the link type field carry FCS information.
         let dlt = rd32(big, &h, 16) & 0xffff;
         let link = LinkType::from_dlt(dlt).ok_or(PcapError::UnsupportedLinkType(dlt))?;
-        me.kind = Kind::Pcap { big, nanos, link };
-        Ok(me)
+        self.kind = Kind::Pcap { big, nanos, link };
+        Ok(Opened::Ready)
+    }
+
+    /// Not pcap or pcapng: snoop, NetMon 2.x, or a format named in the
+    /// error.
+    fn other_header(&mut self, m: [u8; 4]) -> Result<Opened, PcapError> {
+        if &m == formats::NETMON2_MAGIC {
+            return Ok(Opened::NetMon);
+        }
+        // Enough to name a format; exactly the rest of the header for snoop.
+        let want = if &m == b"snoo" { 16 } else { 24 };
+        let mut head = [0u8; 24];
+        if let Some(first) = head.get_mut(..4) {
+            first.copy_from_slice(&m);
+        }
+        let more = read_full(&mut self.r, head.get_mut(4..want).unwrap_or_default())?;
+        self.pos = self.pos.saturating_add(more as u64);
+        let head = head.get(..4 + more).unwrap_or(&m);
+        if head.starts_with(formats::SNOOP_MAGIC) {
+            self.read_snoop_header(head)?;
+            return Ok(Opened::Ready);
+        }
+        match formats::other_format(head) {
+            Some(name) => Err(PcapError::OtherFormat(name)),
+            None => Err(PcapError::BadMagic(u32::from_be_bytes(m))),
+        }
     }
 
     pub fn format(&self) -> FileFormat {
         match self.kind {
             Kind::Pcap { .. } => FileFormat::Pcap,
             Kind::PcapNg { .. } => FileFormat::PcapNg,
+            Kind::Snoop { .. } => FileFormat::Snoop,
+            Kind::NetMon(_) => FileFormat::NetMon,
         }
+    }
+
+    /// The reader it reads from.
+    pub fn get_ref(&self) -> &R {
+        &self.r
     }
 
     /// Bytes consumed from the file so far.
@@ -313,6 +390,8 @@ impl<R: Read> PcapReader<R> {
         let r = match self.kind {
             Kind::Pcap { .. } => self.next_pcap(),
             Kind::PcapNg { .. } => self.next_ng(),
+            Kind::Snoop { .. } => self.next_snoop(),
+            Kind::NetMon(_) => self.next_netmon(),
         };
         match r {
             Ok(Some(m)) => Ok(Some(self.record(m))),
@@ -393,11 +472,10 @@ impl<R: Read> PcapReader<R> {
         let frac = u64::from(rd32(big, &h, 4));
         let caplen = rd32(big, &h, 8);
         let orig_len = rd32(big, &h, 12);
+        // A captured length over the original one is read as it is (as
+        // Wireshark does): some writers put the wrong one first.
         if caplen > MAX_CAPLEN {
             return Err(bad(offset, "captured length > 256 KiB"));
-        }
-        if caplen > orig_len {
-            return Err(bad(offset, "captured length > original length"));
         }
         let len = caplen as usize;
         self.read_buf(len, offset)?;
@@ -429,7 +507,7 @@ impl<R: Read> PcapReader<R> {
             }
             let sec_idx = match &self.kind {
                 Kind::PcapNg { sections, .. } => sections.len().saturating_sub(1),
-                Kind::Pcap { .. } => return Ok(None),
+                _ => return Ok(None),
             };
             if let Block::Packet(m) = self.read_block(offset, t, sec_idx, false)? {
                 return Ok(Some(m));
@@ -440,7 +518,7 @@ impl<R: Read> PcapReader<R> {
     fn section(&self, idx: usize) -> Option<Section> {
         match &self.kind {
             Kind::PcapNg { sections, .. } => sections.get(idx).copied(),
-            Kind::Pcap { .. } => None,
+            _ => None,
         }
     }
 
@@ -635,9 +713,6 @@ impl<R: Read> PcapReader<R> {
         if caplen > MAX_CAPLEN {
             return Err(bad(offset, "captured length > 256 KiB"));
         }
-        if caplen > orig_len {
-            return Err(bad(offset, "captured length > original length"));
-        }
         if caplen > avail {
             return Err(bad(offset, "captured length overruns its block"));
         }
@@ -662,6 +737,16 @@ impl<R: Read> PcapReader<R> {
 }
 
 impl<R: Read + Seek> PcapReader<R> {
+    /// As [`PcapReader::new`], and NetMon 2.x too (its frames are found
+    /// through a frame table at the end of the file).
+    pub fn new_seekable(r: R) -> Result<Self, PcapError> {
+        let mut me = Self::unopened(r);
+        if let Opened::NetMon = me.read_header()? {
+            me.read_netmon_header()?;
+        }
+        Ok(me)
+    }
+
     /// Stop sequential reading: later `read_at` calls need not restore the
     /// sequential position (a reader kept for random access only).
     pub fn finish_sequential(&mut self) {
@@ -699,6 +784,10 @@ impl<R: Read + Seek> PcapReader<R> {
             Kind::Pcap { .. } => {
                 return self.next_pcap()?.ok_or(PcapError::Truncated { offset });
             }
+            Kind::Snoop { .. } => {
+                return self.next_snoop()?.ok_or(PcapError::Truncated { offset });
+            }
+            Kind::NetMon(_) => return self.netmon_at(offset),
             Kind::PcapNg { sections, .. } => sections
                 .partition_point(|s| s.offset <= offset)
                 .checked_sub(1)

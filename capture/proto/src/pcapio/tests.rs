@@ -361,18 +361,149 @@ fn classic_big_endian_and_absurd_records() {
     );
     assert!(r.next_packet().unwrap().is_none());
 
-    for (caplen, orig, reason) in [(300_000, 300_000, "256 KiB"), (10, 5, "original")] {
-        let mut g = f.clone();
-        g.extend(pcap_rec(true, 0, 0, caplen, orig, &[]));
-        let mut r = PcapReader::new(Cursor::new(g)).unwrap();
-        assert!(r.next_packet().unwrap().is_some());
-        let e = r.next_packet().unwrap_err();
-        assert!(
-            matches!(e, PcapError::BadRecord { offset: 43, reason: m } if m.contains(reason)),
-            "{e}"
+    let mut g = f.clone();
+    g.extend(pcap_rec(true, 0, 0, 300_000, 300_000, &[]));
+    let mut r = PcapReader::new(Cursor::new(g)).unwrap();
+    assert!(r.next_packet().unwrap().is_some());
+    let e = r.next_packet().unwrap_err();
+    assert!(
+        matches!(e, PcapError::BadRecord { offset: 43, reason: m } if m.contains("256 KiB")),
+        "{e}"
+    );
+    assert!(r.next_packet().unwrap().is_none());
+
+    // A captured length over the original one is read as it is (Wireshark
+    // does the same); past the end of the file, it is truncation.
+    let mut g = f.clone();
+    g.extend(pcap_rec(true, 0, 0, 4, 2, &[1, 2, 3, 4]));
+    g.extend(pcap_rec(true, 0, 0, 10, 5, &[1, 2]));
+    let mut r = PcapReader::new(Cursor::new(g)).unwrap();
+    assert!(r.next_packet().unwrap().is_some());
+    let p = r.next_packet().unwrap().unwrap();
+    assert_eq!((p.orig_len, p.data), (2, &[1, 2, 3, 4][..]));
+    assert!(matches!(
+        r.next_packet().unwrap_err(),
+        PcapError::Truncated { offset: 63 }
+    ));
+}
+
+/// Sun snoop: big-endian records padded to 4 bytes.
+#[test]
+fn snoop_records() {
+    let mut f = b"snoop\0\0\0".to_vec();
+    f.extend_from_slice(&2u32.to_be_bytes());
+    f.extend_from_slice(&4u32.to_be_bytes());
+    let rec = |orig: u32, data: &[u8], secs: u32, usecs: u32| {
+        let pad = (4 - data.len() % 4) % 4;
+        let mut v = Vec::new();
+        for x in [
+            orig,
+            data.len() as u32,
+            (24 + data.len() + pad) as u32,
+            0,
+            secs,
+            usecs,
+        ] {
+            v.extend_from_slice(&x.to_be_bytes());
+        }
+        v.extend_from_slice(data);
+        v.resize(v.len() + pad, 0);
+        v
+    };
+    f.extend(rec(60, &[1, 2, 3], 10, 5));
+    f.extend(rec(4, &[9; 8], 11, 0));
+    let mut r = PcapReader::new(Cursor::new(f.clone())).unwrap();
+    assert_eq!(r.format(), FileFormat::Snoop);
+    let p = r.next_packet().unwrap().unwrap();
+    assert_eq!(
+        (p.ts_ns, p.orig_len, p.data, p.link, p.offset),
+        (10_000_005_000, 60, &[1, 2, 3][..], LinkType::Ethernet, 16)
+    );
+    let p = r.next_packet().unwrap().unwrap();
+    assert_eq!((p.ts_ns, p.data.len(), p.offset), (11_000_000_000, 8, 44));
+    assert!(r.next_packet().unwrap().is_none());
+    let mut r = PcapReader::new(Cursor::new(f.clone())).unwrap();
+    r.finish_sequential();
+    assert_eq!(r.read_at(44).unwrap().data, &[9; 8]);
+    // Another datalink type.
+    let mut g = f.clone();
+    g[15] = 8;
+    assert!(matches!(
+        PcapReader::new(Cursor::new(g)).err(),
+        Some(PcapError::UnsupportedLinkType(8))
+    ));
+}
+
+/// NetMon 2.0 and 2.1 (a MAC type after each frame), frames found through
+/// the frame table, timestamps from the header's SYSTEMTIME.
+#[test]
+fn netmon_2x_through_its_frame_table() {
+    for minor in [0u8, 1] {
+        let mut f = b"GMBU".to_vec();
+        f.extend_from_slice(&[minor, 2, 1, 0]);
+        for v in [1970u16, 1, 4, 1, 0, 0, 10, 500] {
+            f.extend_from_slice(&v.to_le_bytes());
+        }
+        f.resize(128, 0);
+        let mut offsets = Vec::new();
+        for (i, data) in [&[1u8, 2, 3][..], &[4; 6][..]].iter().enumerate() {
+            offsets.push(f.len() as u32);
+            f.extend_from_slice(&(1000u64 * (i as u64 + 1)).to_le_bytes());
+            f.extend_from_slice(&60u32.to_le_bytes());
+            f.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            f.extend_from_slice(data);
+            if minor >= 1 {
+                f.extend_from_slice(&1u16.to_le_bytes());
+            }
+        }
+        let table = f.len() as u32;
+        for o in &offsets {
+            f.extend_from_slice(&o.to_le_bytes());
+        }
+        f[24..28].copy_from_slice(&table.to_le_bytes());
+        f[28..32].copy_from_slice(&(offsets.len() as u32 * 4).to_le_bytes());
+        assert!(matches!(
+            PcapReader::new(Cursor::new(f.clone())).err(),
+            Some(PcapError::NeedsSeek(_))
+        ));
+        let mut r = PcapReader::new_seekable(Cursor::new(f.clone())).unwrap();
+        assert_eq!(r.format(), FileFormat::NetMon);
+        let p = r.next_packet().unwrap().unwrap();
+        assert_eq!(
+            (p.ts_ns, p.orig_len, p.data, p.link, p.offset),
+            (10_501_000_000, 60, &[1, 2, 3][..], LinkType::Ethernet, 128)
+        );
+        let p = r.next_packet().unwrap().unwrap();
+        assert_eq!(
+            (p.ts_ns, p.data, p.offset),
+            (10_502_000_000, &[4; 6][..], u64::from(offsets[1]))
         );
         assert!(r.next_packet().unwrap().is_none());
+        assert_eq!(r.read_at(128).unwrap().data, &[1, 2, 3]);
     }
+}
+
+/// Formats voxtap does not read are named, with editcap as the way through.
+#[test]
+fn other_formats_name_themselves() {
+    for (head, name) in [
+        (&b"RTSS\x01\x01\x00\x00"[..], "NetMon 1.x"),
+        (&b"XCP\0\x01\x02"[..], "NetXray"),
+        (&b"\x1f\x8b\x08\x00\x00\x00"[..], "gzip"),
+    ] {
+        let e = PcapReader::new(Cursor::new(head.to_vec())).err().unwrap();
+        let msg = e.to_string();
+        assert!(matches!(e, PcapError::OtherFormat(_)), "{msg}");
+        assert!(
+            msg.contains(name) && msg.contains("editcap -F pcap"),
+            "{msg}"
+        );
+    }
+    let e = PcapReader::new(Cursor::new(vec![0xde, 0xad, 0xbe, 0xef, 0]))
+        .err()
+        .unwrap();
+    assert!(matches!(e, PcapError::BadMagic(0xdead_beef)));
+    assert!(e.to_string().contains("editcap -F pcap"));
 }
 
 /// pcapng writer for tests: (type, body) blocks with the given byte order.

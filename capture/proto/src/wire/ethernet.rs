@@ -5,20 +5,30 @@ use super::{Emit, WireError, array, be16, emit_target, put, put16, tail};
 pub const HEADER_LEN: usize = 14;
 pub const VLAN_TAG_LEN: usize = 4;
 
-/// EtherType values voxtap acts on.
+/// EtherType values voxtap acts on (the shared list in `voxtap_common`,
+/// which the XDP program follows too).
 pub mod ethertype {
-    pub const IPV4: u16 = 0x0800;
-    pub const ARP: u16 = 0x0806;
-    pub const VLAN: u16 = 0x8100;
-    pub const IPV6: u16 = 0x86dd;
-    pub const QINQ: u16 = 0x88a8;
+    use voxtap_common::proto as p;
+
+    pub const IPV4: u16 = p::ETH_P_IPV4;
+    pub const ARP: u16 = p::ETH_P_ARP;
+    pub const VLAN: u16 = p::ETH_P_VLAN;
+    pub const IPV6: u16 = p::ETH_P_IPV6;
+    pub const QINQ: u16 = p::ETH_P_QINQ;
     /// Pre-802.1ad QinQ tag still emitted by some switches.
-    pub const QINQ_OLD: u16 = 0x9100;
+    pub const QINQ_OLD: u16 = p::ETH_P_QINQ_OLD;
+    pub const MPLS: u16 = p::ETH_P_MPLS_UC;
+    pub const MPLS_MULTICAST: u16 = p::ETH_P_MPLS_MC;
+    pub const PPPOE_SESSION: u16 = p::ETH_P_PPPOE_SESSION;
+    /// Transparent Ethernet bridging (an Ethernet frame inside GRE or Geneve).
+    pub const TEB: u16 = p::ETH_P_TEB;
+    pub const ERSPAN_2: u16 = p::ETH_P_ERSPAN_2;
+    pub const ERSPAN_3: u16 = p::ETH_P_ERSPAN_3;
 
     /// True for every tag type that is followed by a 2-byte TCI and another
     /// EtherType.
     pub fn is_vlan(t: u16) -> bool {
-        matches!(t, VLAN | QINQ | QINQ_OLD)
+        p::is_vlan(t)
     }
 }
 

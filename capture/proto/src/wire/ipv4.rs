@@ -19,6 +19,7 @@ pub mod protocol {
     pub const IPIP: u8 = 4;
     /// IPv6-in-IP.
     pub const IPV6: u8 = 41;
+    pub const GRE: u8 = 47;
 }
 
 const L: &str = "ipv4";

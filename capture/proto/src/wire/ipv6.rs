@@ -18,6 +18,7 @@ pub mod next_header {
     pub const SCTP: u8 = 132;
     pub const ROUTING: u8 = 43;
     pub const FRAGMENT: u8 = 44;
+    pub const GRE: u8 = 47;
     pub const AH: u8 = 51;
     pub const NO_NEXT: u8 = 59;
     pub const DST_OPTS: u8 = 60;

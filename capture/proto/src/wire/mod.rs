@@ -1,5 +1,7 @@
-//! Zero-copy views over the link, network and transport headers voxtap reads,
-//! with an emit side that builds and patches them.
+//! Zero-copy views over the link, tunnel, network and transport headers
+//! voxtap reads, with an emit side that builds and patches them. Tunnels:
+//! MPLS (and the pseudowire control word), GRE, ERSPAN, VXLAN, Geneve,
+//! PPPoE, GTP-U.
 //!
 //! Modelled on smoltcp's `wire`: each format is a `Packet<T>` wrapping a byte
 //! buffer (`&[u8]` to read, `&mut [u8]` to patch), built with `new_checked`
@@ -14,14 +16,21 @@
 
 pub mod checksum;
 pub mod emit;
+pub mod erspan;
 pub mod ethernet;
+pub mod geneve;
+pub mod gre;
+pub mod gtpu;
 pub mod ipv4;
 pub mod ipv6;
+pub mod mpls;
 pub mod null;
+pub mod pppoe;
 pub mod sctp;
 pub mod sll;
 pub mod tcp;
 pub mod udp;
+pub mod vxlan;
 pub mod websocket;
 
 /// A header that could not be read, or written.
@@ -159,3 +168,5 @@ pub(crate) fn emit_target<'b>(
 }
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tunnel_tests;

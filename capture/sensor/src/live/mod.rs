@@ -46,7 +46,7 @@ use crate::config::Config;
 use crate::store::{FileEvent, Retention, RollPolicy, RollingWriter, StoreManager};
 use crate::xdp::{
     AttachMode, CFG_DROP_UNKEPT, CFG_HEURISTIC_RTP, CFG_KEEP_FRAGMENTS, COUNTERS, Counter,
-    EndpointMap, FrameReader, MapSizes, RING_BYTES, XdpConfig, XdpSensor,
+    EndpointMap, FrameReader, MapSizes, RING_BYTES, TUNNELS, XdpConfig, XdpSensor,
 };
 use batch::Batch;
 use output::{Output, OutputStats};
@@ -86,6 +86,8 @@ pub struct LiveReport {
     pub pipeline: PipelineStats,
     /// Kernel counters at the end, by [`Counter`].
     pub counters: [u64; COUNTERS],
+    /// Frames per kind of encapsulation, by [`crate::xdp::Tunnel`].
+    pub tunnels: [u64; TUNNELS],
     pub capture_loss: u64,
     pub endpoint_updates: u64,
     /// SDP endpoints the kernel's endpoint map refused (full), and removals
@@ -119,7 +121,28 @@ impl LiveReport {
             self.endpoint_updates,
             self.files_deleted,
             self.not_stored,
-        )
+        ) + &self.tunnel_summary()
+    }
+
+    /// "; tunnels: vxlan 10, mpls 4; too deep 1", naming the kinds seen
+    /// (empty when none was).
+    fn tunnel_summary(&self) -> String {
+        let kinds: Vec<String> = crate::xdp::Tunnel::ALL
+            .iter()
+            .filter_map(|k| {
+                let n = self.tunnels.get(*k as usize).copied().unwrap_or(0);
+                (n > 0).then(|| format!("{} {n}", k.name()))
+            })
+            .collect();
+        let deep = self.counters[Counter::TooDeep as usize];
+        let mut s = String::new();
+        if !kinds.is_empty() {
+            s = format!("; tunnels: {}", kinds.join(", "));
+        }
+        if deep > 0 {
+            s += &format!("; too deep {deep}");
+        }
+        s
     }
 }
 
@@ -158,7 +181,7 @@ struct Joined {
     worker: WorkerStats,
     output: OutputStats,
     /// Kernel counters after the last frame.
-    counters: [u64; COUNTERS],
+    counters: status::KernelCounters,
 }
 
 /// Runs the sensor until `stop` is raised or the duration passes.
@@ -215,7 +238,8 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
         call_write_errors: joined.output.write_errors,
         files_deleted: joined.output.files_deleted,
         pipeline: joined.worker.pipeline,
-        counters: joined.counters,
+        counters: joined.counters.outcomes,
+        tunnels: joined.counters.tunnels,
         capture_loss: joined.worker.capture_loss,
         endpoint_updates: joined.worker.endpoint_updates,
         endpoint_insert_failures: joined.worker.endpoint_insert_failures,
@@ -243,6 +267,10 @@ fn load_and_attach(cfg: &Config, iface: &str) -> Result<(XdpSensor, AttachMode)>
     let xcfg = XdpConfig {
         flags,
         wakeup_every: cfg.capture.wakeup_every,
+        vxlan_port: cfg.capture.vxlan_port,
+        geneve_port: cfg.capture.geneve_port,
+        gtpu_port: cfg.capture.gtpu_port,
+        max_depth: cfg.capture.max_encap_depth,
     };
     let sizes = MapSizes {
         ring_bytes: match cfg.capture.ring_bytes {
@@ -401,6 +429,7 @@ fn spawn_threads(
 fn pipeline_config(cfg: &Config) -> Result<PipelineConfig> {
     let mut pcfg = PipelineConfig {
         sip_ports: cfg.capture.sip_ports.clone(),
+        tunnels: cfg.capture.tunnels(),
         ..Default::default()
     };
     pcfg.calls.idle_timeout_ns = cfg
@@ -502,7 +531,11 @@ fn supervise(
             .store(c[Counter::LostRingFull as usize], Ordering::Relaxed);
         if last_status.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
             last_status = Some(Instant::now());
-            publisher.publish(&c, &shared.live, true);
+            let k = status::KernelCounters {
+                outcomes: c,
+                tunnels: sensor.tunnel_counters(),
+            };
+            publisher.publish(k, &shared.live, true);
         }
         if last_log.elapsed() >= Duration::from_secs(10) {
             last_log = Instant::now();
@@ -535,7 +568,10 @@ fn stop_and_join(sensor: &mut XdpSensor, threads: Threads, shared: &Shared) -> R
     {
         tracing::error!(error = %format!("{e:#}"), "the uploader stopped");
     }
-    let counters = sensor.counters();
+    let counters = status::KernelCounters {
+        outcomes: sensor.counters(),
+        tunnels: sensor.tunnel_counters(),
+    };
     if let Err(e) = sensor.detach() {
         tracing::warn!(error = %e, "detaching");
     }
@@ -580,7 +616,7 @@ fn publish_final(j: &Joined, live: &status::LiveCounters, publisher: &mut status
         &live.endpoint_remove_failures,
         j.worker.endpoint_remove_failures,
     );
-    publisher.publish(&j.counters, live, false);
+    publisher.publish(j.counters, live, false);
     let w = &j.worker;
     if w.endpoint_insert_failures + w.endpoint_remove_failures > 0 {
         tracing::warn!(

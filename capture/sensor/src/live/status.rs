@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::xdp::{COUNTERS, Counter};
+use crate::xdp::{COUNTERS, Counter, TUNNELS, Tunnel};
 
 /// Totals the reader, worker and output threads keep current.
 #[derive(Debug, Default)]
@@ -70,6 +70,59 @@ pub struct Kernel {
     pub kept_heuristic: u64,
     pub kept_fragment: u64,
     pub passed: u64,
+    /// Frames with more encapsulation headers than `capture.max_encap_depth`
+    /// (passed or dropped as not kept).
+    pub too_deep: u64,
+    /// Frames that went through each kind of encapsulation.
+    pub tunnels: Tunnels,
+}
+
+/// The kernel's per-kind tunnel counters (`voxtap_common::Tunnel`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Tunnels {
+    pub vlan: u64,
+    pub mpls: u64,
+    pub gre: u64,
+    pub erspan: u64,
+    pub vxlan: u64,
+    pub geneve: u64,
+    pub pppoe: u64,
+    pub gtpu: u64,
+    pub ipip: u64,
+}
+
+impl Tunnels {
+    fn from_counters(t: &[u64; TUNNELS]) -> Self {
+        let n = |k: Tunnel| t.get(k as usize).copied().unwrap_or(0);
+        Tunnels {
+            vlan: n(Tunnel::Vlan),
+            mpls: n(Tunnel::Mpls),
+            gre: n(Tunnel::Gre),
+            erspan: n(Tunnel::Erspan),
+            vxlan: n(Tunnel::Vxlan),
+            geneve: n(Tunnel::Geneve),
+            pppoe: n(Tunnel::Pppoe),
+            gtpu: n(Tunnel::Gtpu),
+            ipip: n(Tunnel::IpIp),
+        }
+    }
+}
+
+/// What the kernel counted: outcomes (`Counter`) and tunnel kinds.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KernelCounters {
+    pub outcomes: [u64; COUNTERS],
+    pub tunnels: [u64; TUNNELS],
+}
+
+/// Outcomes alone (no tunnel seen).
+impl From<&[u64; COUNTERS]> for KernelCounters {
+    fn from(outcomes: &[u64; COUNTERS]) -> Self {
+        KernelCounters {
+            outcomes: *outcomes,
+            tunnels: [0; TUNNELS],
+        }
+    }
 }
 
 /// The kernel's media endpoint map (`capture.media_endpoints`).
@@ -159,10 +212,12 @@ impl SensorPublisher {
     /// The status now, from the kernel counters and the threads' totals.
     pub fn snapshot(
         &mut self,
-        k: &[u64; COUNTERS],
+        kc: impl Into<KernelCounters>,
         c: &LiveCounters,
         running: bool,
     ) -> SensorStatus {
+        let kc = kc.into();
+        let k = &kc.outcomes;
         let now = Instant::now();
         let frames = LiveCounters::get(&c.frames);
         let bytes = LiveCounters::get(&c.bytes);
@@ -208,6 +263,8 @@ impl SensorPublisher {
                 kept_heuristic: k[Counter::KeptHeuristic as usize],
                 kept_fragment: k[Counter::KeptFragment as usize],
                 passed: k[Counter::Passed as usize],
+                too_deep: k[Counter::TooDeep as usize],
+                tunnels: Tunnels::from_counters(&kc.tunnels),
             },
             media_endpoints: MediaEndpoints {
                 max_entries: LiveCounters::get(&c.endpoint_map_max_entries),
@@ -230,7 +287,7 @@ impl SensorPublisher {
 
     /// Writes `status/sensor.json`; a failure is logged, never fatal: the
     /// capture matters more than its dashboard.
-    pub fn publish(&mut self, k: &[u64; COUNTERS], c: &LiveCounters, running: bool) {
+    pub fn publish(&mut self, k: impl Into<KernelCounters>, c: &LiveCounters, running: bool) {
         let s = self.snapshot(k, c, running);
         if let Err(e) = crate::status::write(&self.data, "sensor", &s) {
             tracing::warn!(dir = %self.data.display(), error = %e, "writing status/sensor.json");
@@ -257,19 +314,22 @@ mod tests {
                 min_free_bytes: 0,
             },
         );
-        let mut k = [0u64; COUNTERS];
-        p.publish(&k, &c, true);
+        let mut k = KernelCounters::default();
+        p.publish(k, &c, true);
         std::thread::sleep(std::time::Duration::from_millis(200));
-        k[Counter::Seen as usize] = 5000;
-        k[Counter::LostRingFull as usize] = 7;
-        k[Counter::Malformed as usize] = 2;
+        k.outcomes[Counter::Seen as usize] = 5000;
+        k.outcomes[Counter::LostRingFull as usize] = 7;
+        k.outcomes[Counter::Malformed as usize] = 2;
+        k.outcomes[Counter::TooDeep as usize] = 3;
+        k.tunnels[Tunnel::Vxlan as usize] = 11;
+        k.tunnels[Tunnel::Mpls as usize] = 12;
         LiveCounters::set(&c.frames, 1000);
         LiveCounters::set(&c.bytes, 200_000);
         LiveCounters::set(&c.calls_open, 3);
         LiveCounters::set(&c.files_deleted, 4);
         LiveCounters::set(&c.endpoint_map_max_entries, 262_144);
         LiveCounters::set(&c.endpoint_insert_failures, 6);
-        let s = p.snapshot(&k, &c, true);
+        let s = p.snapshot(k, &c, true);
         // 1000 frames in a bit over 0.2 s.
         assert!(
             s.frames_per_second > 1000.0 && s.frames_per_second <= 5000.0,
@@ -277,7 +337,7 @@ mod tests {
             s.frames_per_second
         );
         assert!((s.bytes_per_second / s.frames_per_second - 200.0).abs() < 1e-6);
-        p.publish(&k, &c, false);
+        p.publish(k, &c, false);
         let v = crate::status::read(d.path(), "sensor").unwrap();
         assert_eq!(v["component"], "sensor");
         assert_eq!(v["frames_total"], 1000);
@@ -288,6 +348,10 @@ mod tests {
         assert_eq!(v["store"]["files_deleted"], 4);
         assert_eq!(v["store"]["max_age_seconds"], 3600);
         assert_eq!(v["kernel"]["seen"], 5000);
+        assert_eq!(v["kernel"]["too_deep"], 3);
+        assert_eq!(v["kernel"]["tunnels"]["vxlan"], 11);
+        assert_eq!(v["kernel"]["tunnels"]["mpls"], 12);
+        assert_eq!(v["kernel"]["tunnels"]["gre"], 0);
         assert_eq!(v["media_endpoints"]["max_entries"], 262_144);
         assert_eq!(v["media_endpoints"]["insert_failures"], 6);
         assert_eq!(v["media_endpoints"]["remove_failures"], 0);

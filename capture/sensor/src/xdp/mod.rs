@@ -31,7 +31,7 @@ use aya::{
 pub use voxtap_common::{
     CFG_DROP_UNKEPT, CFG_HEURISTIC_RTP, CFG_KEEP_FRAGMENTS, COUNTER_SLOTS, Counter, EndpointKey,
     FRAME_META_LEN, FrameMeta, MAX_FRAME, MEDIA_ENDPOINTS_MAX_ENTRIES, RING_BYTES,
-    SIP_PORTS_MAX_ENTRIES, XdpConfig,
+    SIP_PORTS_MAX_ENTRIES, TUNNEL_KINDS, Tunnel, XdpConfig,
 };
 
 /// The XDP object built by `capture/sensor/build.rs`.
@@ -42,6 +42,8 @@ pub(crate) const PROGRAM_NAME: &str = "voxtap_xdp";
 
 /// Number of counter slots, as an array length.
 pub const COUNTERS: usize = COUNTER_SLOTS as usize;
+/// Number of tunnel kinds, as an array length.
+pub const TUNNELS: usize = TUNNEL_KINDS as usize;
 
 /// Errors of the XDP sensor (aya's errors are boxed: they are large).
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +93,7 @@ unsafe impl Pod for PodEndpoint {}
 #[derive(Clone, Copy)]
 #[repr(transparent)]
 struct PodConfig(XdpConfig);
-// SAFETY: repr(C), two u32.
+// SAFETY: repr(C), two u32 then four u16: 16 bytes, no padding.
 unsafe impl Pod for PodConfig {}
 
 /// Sizes of the maps chosen at load time (the object's own sizes are the
@@ -132,6 +134,7 @@ pub struct XdpSensor {
     /// `None` once moved to the pipeline worker ([`Self::take_endpoint_map`]).
     media: Option<EndpointMap>,
     counters: PerCpuArray<MapData, u64>,
+    tunnels: PerCpuArray<MapData, u64>,
     frames: Option<FrameReader>,
     attached: Option<(String, AttachMode, XdpLinkId)>,
     ebpf: Ebpf,
@@ -162,6 +165,7 @@ impl XdpSensor {
         let sip = HashMap::try_from(take("SIP_PORTS")?)?;
         let media = HashMap::try_from(take("MEDIA_ENDPOINTS")?)?;
         let counters = PerCpuArray::try_from(take("COUNTERS")?)?;
+        let tunnels = PerCpuArray::try_from(take("TUNNELS")?)?;
         let ring = RingBuf::try_from(take("FRAMES")?)?;
         let program: &mut Xdp = ebpf
             .program_mut(PROGRAM_NAME)
@@ -176,6 +180,7 @@ impl XdpSensor {
                 max_entries: sizes.media_endpoints,
             }),
             counters,
+            tunnels,
             frames: Some(FrameReader { ring }),
             attached: None,
             ebpf,
@@ -320,6 +325,19 @@ impl XdpSensor {
             *v = per_cpu.iter().sum();
         }
         Ok(out)
+    }
+
+    /// Frames per kind of encapsulation, summed over CPUs, indexed by
+    /// [`Tunnel`]. A failed map read (not expected) is logged and reads as 0.
+    pub fn tunnel_counters(&self) -> [u64; TUNNELS] {
+        let mut out = [0u64; TUNNELS];
+        for (slot, v) in out.iter_mut().enumerate() {
+            match self.tunnels.get(&(slot as u32), 0) {
+                Ok(per_cpu) => *v = per_cpu.iter().sum(),
+                Err(e) => tracing::warn!(error = %e, "reading XDP tunnel counters failed"),
+            }
+        }
+        out
     }
 
     /// The ring buffer reader, to move to the reading thread. `None` once taken.
