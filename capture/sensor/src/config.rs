@@ -20,6 +20,10 @@ pub struct Config {
     pub upload: crate::upload::UploadConfig,
     /// HEP export to Homer-style collectors (docs/hep.md).
     pub hep: crate::hep::HepConfig,
+    /// Shipping to the fleet's central index and the hub tunnel
+    /// (docs/fleet.md). Off while `url` is empty.
+    #[cfg(feature = "central")]
+    pub central: crate::central::CentralConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -225,6 +229,10 @@ impl Config {
         }
         self.upload.validate()?;
         if let Err(e) = self.hep.validate() {
+            bail!("{e}");
+        }
+        #[cfg(feature = "central")]
+        if let Err(e) = self.central.validate() {
             bail!("{e}");
         }
         Ok(())

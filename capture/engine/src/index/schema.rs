@@ -146,4 +146,16 @@ CREATE TABLE access_log (
 );
 CREATE INDEX access_log_ts ON access_log(ts_ns);
 "#,
+    // 2: shipping to a central index (voxtap-sensor's `central`): how far
+    // each target has been sent (calls by id, uploaded files by time), and
+    // the way from an uploaded file's folder back to its call.
+    r#"
+CREATE TABLE ship_marks (
+    target        TEXT PRIMARY KEY,
+    last_call     INTEGER NOT NULL,
+    last_file_ms  INTEGER NOT NULL,
+    updated_ns    INTEGER NOT NULL
+);
+CREATE INDEX calls_folder ON calls(folder);
+"#,
 ];
