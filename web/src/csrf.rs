@@ -215,6 +215,7 @@ mod tests {
             user: "alice".into(),
             csrf: Some("t".repeat(64)),
             remote: "-".into(),
+            hub: false,
         }
     }
 

@@ -14,6 +14,7 @@ mod downloads;
 pub mod files;
 mod handlers;
 mod hosts;
+pub mod hub;
 mod import;
 mod jobs;
 mod ladder;
@@ -60,6 +61,9 @@ pub struct Identity {
     /// browser cannot be tricked into sending.
     pub csrf: Option<String>,
     pub remote: String,
+    /// This server is a hub (pages show the sensor column and the Sensors
+    /// page).
+    pub hub: bool,
 }
 
 impl Identity {
@@ -140,6 +144,8 @@ pub struct AppState {
     /// rpcapd hosts for the hosts page (`[remote] hosts`).
     pub hosts_file: Option<PathBuf>,
     remote: hosts::RemoteRuns,
+    /// `[central]`: the hub searching the fleet's central index.
+    pub hub: Option<Arc<hub::Hub>>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -167,6 +173,10 @@ impl AppState {
             .iter()
             .map(|u| (u.name.clone(), u.clone()))
             .collect();
+        let hub = match &opts.config.central {
+            Some(c) => Some(Arc::new(hub::Hub::new(c).context("[central]")?)),
+            None => None,
+        };
         let hours = opts.config.server.session_hours.unwrap_or(12);
         let sessions = auth::Sessions::open(
             &data.join(auth::SESSIONS_FILE),
@@ -187,6 +197,7 @@ impl AppState {
             store_usage: Mutex::new(None),
             hosts_file: opts.config.remote.hosts.clone(),
             remote: hosts::RemoteRuns::default(),
+            hub,
         }))
     }
 
@@ -268,7 +279,7 @@ fn is_public(path: &str) -> bool {
     matches!(
         path,
         "/login" | "/healthz" | "/static/style.css" | "/favicon.ico"
-    )
+    ) || path == voxtap_sensor::central::protocol::PATH
 }
 
 fn wants_json(path: &str) -> bool {
@@ -282,6 +293,7 @@ async fn identify(st: &Shared, headers: &HeaderMap, remote: &str) -> Option<Iden
         user,
         csrf,
         remote: remote.to_string(),
+        hub: st.hub.is_some(),
     };
     if let Some(token) = &st.no_auth {
         return Some(ident("anonymous".into(), Some(token.clone())));
@@ -430,6 +442,13 @@ pub fn router(st: Shared) -> Router {
         .route("/hosts/stop", post(hosts::stop))
         .route("/api/remote", get(hosts::remote_status))
         .route("/static/hosts.js", get(hosts::hosts_script))
+        .route("/sensors", get(hub::sensors::page))
+        .route("/api/sensors", get(hub::sensors::api))
+        // The sensors' tunnels: their own login (HMAC), not a user's.
+        .route(
+            voxtap_sensor::central::protocol::PATH,
+            get(hub::tunnel::connect),
+        )
         .layer(middleware::from_fn_with_state(st.clone(), gate))
         .layer(middleware::from_fn(hardening))
         .with_state(st)
@@ -446,6 +465,9 @@ pub struct Running {
 /// Bind and start serving in the background.
 pub async fn start(opts: ServeOptions) -> Result<Running> {
     let st = AppState::new(&opts)?;
+    if let Some(h) = &st.hub {
+        h.start_maintenance().await?;
+    }
     let listen = opts
         .listen
         .or(opts.config.server.listen)

@@ -85,6 +85,10 @@ pub struct CallRow {
     pub mos: Option<f64>,
     pub folder: Option<String>,
     pub pcap: Option<String>,
+    /// The fleet sensor that saw the call, when it comes from the central
+    /// index (voxtap-web's hub); None in a sensor's own index.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sensor: Option<String>,
 }
 
 const CALL_COLS: &str = "id, call_id, method, from_user, to_user, from_uri, to_uri, request_uri, \
@@ -122,6 +126,7 @@ impl CallRow {
             mos: r.get(21)?,
             folder: r.get(22)?,
             pcap: r.get(23)?,
+            sensor: None,
         })
     }
 }

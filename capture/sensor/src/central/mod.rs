@@ -143,3 +143,45 @@ impl CentralConfig {
         })
     }
 }
+
+/// The fleet threads a sensor configuration asks for: the shipper when
+/// `url` is set, the hub tunnel when `hub_url` is.
+pub struct FleetThreads {
+    handles: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl FleetThreads {
+    /// Starts them for `cfg` until `stop`.
+    pub fn spawn(
+        cfg: &crate::Config,
+        stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<FleetThreads, CentralError> {
+        let io = |e: std::io::Error| CentralError::Config(format!("starting a thread: {e}"));
+        let mut handles = Vec::new();
+        if let Some(opts) = ship::ShipOptions::from_config(cfg) {
+            let h = ship::spawn(opts, stop.clone()).map_err(io)?;
+            handles.push(
+                std::thread::Builder::new()
+                    .name("central-join".into())
+                    .spawn(move || match h.join() {
+                        Ok(Err(e)) => tracing::error!(error = %e, "the central shipper stopped"),
+                        Err(_) => tracing::error!("the central shipper panicked"),
+                        Ok(Ok(())) => {}
+                    })
+                    .map_err(io)?,
+            );
+        }
+        if let Some(t) = tunnel::TunnelOptions::from_config(cfg)? {
+            handles.push(tunnel::spawn(t, stop.clone()).map_err(io)?);
+        }
+        Ok(FleetThreads { handles })
+    }
+
+    /// Waits for them (after raising their stop flag): the shipper's last
+    /// round sends what the sensor indexed before stopping.
+    pub fn join(self) {
+        for h in self.handles {
+            let _ = h.join();
+        }
+    }
+}
