@@ -8,6 +8,7 @@ mod common;
 mod api;
 mod browser;
 mod charts;
+mod hub;
 mod remote;
 mod s3;
 mod server;
