@@ -15,8 +15,15 @@ echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-
 PACKAGES=(
     tshark tcpdump sip-tester sngrep tcpreplay iproute2 sox espeak-ng bpftool ethtool
     libpcap-dev libopus-dev llvm-22-dev libzstd-dev zlib1g-dev flex bison dpkg-dev
+    # Codec libraries (capture/codecs) and the reference codecs its tests run.
+    libopencore-amrnb-dev libopencore-amrwb-dev libvo-amrwbenc-dev libgsm1-dev libspeex-dev
+    libbcg729-dev libspandsp-dev ffmpeg
     chromium chromium-driver
     openssl libssl-dev ca-certificates
+    # The fleet's central index (capture/sensor/src/central): the tests start
+    # their own throw-away PostgreSQL 15 cluster (tests/kit/src/pg.rs) and
+    # never use the system one the package may start.
+    postgresql-15 postgresql-client-15
 )
 # The web TLS test makes a self-signed certificate with the openssl CLI.
 PACKAGES+=(openssl)

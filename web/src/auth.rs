@@ -48,6 +48,20 @@ pub fn eq_const(a: &str, b: &str) -> bool {
 pub struct Session {
     pub user: String,
     pub csrf: String,
+    /// The user's [`credential_fingerprint`] when the session began.
+    pub cred: String,
+}
+
+/// A digest of a user's password and token hashes: stored in each session,
+/// so a changed password or token (a new hash in the config) ends every
+/// session begun with the old one.
+pub fn credential_fingerprint(password_hash: &str, api_token_hash: Option<&str>) -> String {
+    use blake2::Digest;
+    let mut h = blake2::Blake2s256::new();
+    h.update(password_hash.as_bytes());
+    h.update([0u8]);
+    h.update(api_token_hash.unwrap_or("").as_bytes());
+    h.finalize().iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Where sessions live, beside the call index in the data directory.
@@ -98,10 +112,19 @@ impl Sessions {
                 user       TEXT NOT NULL,
                 csrf       TEXT NOT NULL,
                 created_ms INTEGER NOT NULL,
-                expires_ms INTEGER NOT NULL
+                expires_ms INTEGER NOT NULL,
+                cred       TEXT NOT NULL DEFAULT ''
             ) WITHOUT ROWID;
             CREATE INDEX IF NOT EXISTS sessions_expires ON sessions(expires_ms);",
         )?;
+        // A store from before credential fingerprints: its sessions get an
+        // empty one, which matches no user, so they end (one new login).
+        let has_cred: bool = db
+            .prepare("SELECT 1 FROM pragma_table_info('sessions') WHERE name = 'cred'")?
+            .exists([])?;
+        if !has_cred {
+            db.execute_batch("ALTER TABLE sessions ADD COLUMN cred TEXT NOT NULL DEFAULT ''")?;
+        }
         Ok(Sessions {
             db: Mutex::new(db),
             lifetime,
@@ -112,8 +135,9 @@ impl Sessions {
         self.db.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A new session for `user`: (session id, CSRF token).
-    pub fn create(&self, user: &str) -> anyhow::Result<(String, String)> {
+    /// A new session for `user` holding the credential fingerprint `cred`:
+    /// (session id, CSRF token).
+    pub fn create(&self, user: &str, cred: &str) -> anyhow::Result<(String, String)> {
         let id = random_token();
         let csrf = random_token();
         let now = now_ms();
@@ -122,8 +146,8 @@ impl Sessions {
         let db = self.conn();
         db.execute("DELETE FROM sessions WHERE expires_ms <= ?1", [now])?;
         db.execute(
-            "INSERT INTO sessions (id_hash, user, csrf, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-            rusqlite::params![id_hash(&id), user, csrf, now, expires],
+            "INSERT INTO sessions (id_hash, user, csrf, created_ms, expires_ms, cred) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            rusqlite::params![id_hash(&id), user, csrf, now, expires, cred],
         )?;
         Ok((id, csrf))
     }
@@ -134,12 +158,13 @@ impl Sessions {
             return None;
         }
         let r = self.conn().query_row(
-            "SELECT user, csrf FROM sessions WHERE id_hash = ?1 AND expires_ms > ?2",
+            "SELECT user, csrf, cred FROM sessions WHERE id_hash = ?1 AND expires_ms > ?2",
             rusqlite::params![id_hash(id), now_ms()],
             |r| {
                 Ok(Session {
                     user: r.get(0)?,
                     csrf: r.get(1)?,
+                    cred: r.get(2)?,
                 })
             },
         );
@@ -160,6 +185,30 @@ impl Sessions {
         {
             tracing::error!("removing a session: {e}");
         }
+    }
+
+    /// Ends every session of `user` ("log out everywhere"); how many.
+    pub fn remove_user(&self, user: &str) -> anyhow::Result<usize> {
+        Ok(self
+            .conn()
+            .execute("DELETE FROM sessions WHERE user = ?1", [user])?)
+    }
+
+    /// Live sessions per user.
+    pub fn count_by_user(&self) -> std::collections::HashMap<String, u64> {
+        let db = self.conn();
+        let rows = db
+            .prepare("SELECT user, count(*) FROM sessions WHERE expires_ms > ?1 GROUP BY user")
+            .and_then(|mut s| {
+                s.query_map([now_ms()], |r| {
+                    Ok((r.get(0)?, u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0)))
+                })?
+                .collect::<rusqlite::Result<_>>()
+            });
+        rows.unwrap_or_else(|e| {
+            tracing::error!("reading the session store: {e}");
+            Default::default()
+        })
     }
 }
 
@@ -186,18 +235,63 @@ mod tests {
     #[test]
     fn sessions_expire_and_are_removed() {
         let s = Sessions::new(Duration::from_secs(60));
-        let (id, csrf) = s.create("alice").unwrap();
+        let (id, csrf) = s.create("alice", "c1").unwrap();
         assert_eq!(s.get(&id).unwrap().csrf, csrf);
+        assert_eq!(s.get(&id).unwrap().cred, "c1");
         s.remove(&id);
         assert!(s.get(&id).is_none());
         let s = Sessions::new(Duration::ZERO);
-        let (id, _) = s.create("bob").unwrap();
+        let (id, _) = s.create("bob", "c").unwrap();
         assert!(s.get(&id).is_none());
         let s = Sessions::new(Duration::from_millis(300));
-        let (id, _) = s.create("carol").unwrap();
+        let (id, _) = s.create("carol", "c").unwrap();
         assert!(s.get(&id).is_some());
         std::thread::sleep(Duration::from_millis(400));
         assert!(s.get(&id).is_none(), "expired");
+    }
+
+    #[test]
+    fn log_out_everywhere_and_fingerprints() {
+        let s = Sessions::new(Duration::from_secs(60));
+        let a1 = s.create("alice", "c").unwrap().0;
+        let a2 = s.create("alice", "c").unwrap().0;
+        let b = s.create("bob", "c").unwrap().0;
+        assert_eq!(s.count_by_user().get("alice"), Some(&2));
+        assert_eq!(s.remove_user("alice").unwrap(), 2);
+        assert!(s.get(&a1).is_none() && s.get(&a2).is_none());
+        assert!(s.get(&b).is_some());
+        let f = credential_fingerprint("$argon2id$a", None);
+        assert_eq!(f, credential_fingerprint("$argon2id$a", None));
+        assert_ne!(f, credential_fingerprint("$argon2id$b", None));
+        assert_ne!(
+            f,
+            credential_fingerprint("$argon2id$a", Some("$argon2id$t"))
+        );
+    }
+
+    #[test]
+    fn an_old_store_gains_fingerprints_and_its_sessions_end() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join(SESSIONS_FILE);
+        let db = rusqlite::Connection::open(&p).unwrap();
+        db.execute_batch(
+            "CREATE TABLE sessions (id_hash BLOB PRIMARY KEY, user TEXT NOT NULL, csrf TEXT NOT NULL,
+             created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL) WITHOUT ROWID;",
+        )
+        .unwrap();
+        let id = random_token();
+        db.execute(
+            "INSERT INTO sessions VALUES (?1, 'alice', 'x', 0, ?2)",
+            rusqlite::params![id_hash(&id), i64::MAX],
+        )
+        .unwrap();
+        drop(db);
+        let s = Sessions::open(&p, Duration::from_secs(60)).unwrap();
+        assert_eq!(
+            s.get(&id).unwrap().cred,
+            "",
+            "matches no user's fingerprint"
+        );
     }
 
     #[test]
@@ -205,7 +299,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join(SESSIONS_FILE);
         let s = Sessions::open(&p, Duration::from_secs(60)).unwrap();
-        let (id, csrf) = s.create("alice").unwrap();
+        let (id, csrf) = s.create("alice", "c").unwrap();
         drop(s);
         let s = Sessions::open(&p, Duration::from_secs(60)).unwrap();
         let got = s.get(&id).unwrap();

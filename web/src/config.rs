@@ -1,9 +1,10 @@
-//! `voxtap-web.toml`: listen address, TLS, users.
+//! `voxtap-web.toml`: listen address, TLS, users and their roles, login
+//! throttling, import and remote-capture limits.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -24,6 +25,19 @@ pub enum ConfigError {
     BadHash { path: PathBuf, user: String },
     #[error("{path}: tls_cert and tls_key must be given together")]
     HalfTls { path: PathBuf },
+    #[error("{path}: user '{user}' is defined twice; each [[users]] name must be unique")]
+    DuplicateUser { path: PathBuf, user: String },
+    #[error(
+        "{path}: user name {user:?}: names must be non-empty, without ':' (the bearer token is NAME:TOKEN) or control characters"
+    )]
+    BadUserName { path: PathBuf, user: String },
+    #[error("{path}: {key} = {value} is out of range ({range})")]
+    OutOfRange {
+        path: PathBuf,
+        key: &'static str,
+        value: u64,
+        range: &'static str,
+    },
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -38,6 +52,65 @@ pub struct Config {
     /// The hub: search the fleet's central index instead of the local one
     /// (docs/fleet.md).
     pub central: Option<CentralConfig>,
+    #[serde(default)]
+    pub login: LoginConfig,
+    #[serde(default)]
+    pub import: ImportConfig,
+}
+
+/// What a user may do; each role includes the ones before it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Search calls and look at them: lists, call pages, SIP, statistics,
+    /// the JSON report. The default of a user without a role.
+    #[default]
+    Viewer,
+    /// Also the media: call PCAPs, decrypted PCAPs, WAVs, waveforms, zips.
+    Listener,
+    /// Also imports and remote captures.
+    Operator,
+    /// Also users (lock-outs, sessions) and the audit log.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Listener => "listener",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// `[login]`: throttling of failed logins and bearer tokens. Each user name
+/// and each source address has its own count of failures.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginConfig {
+    /// Failures of one user name answered at once (default 3); after them
+    /// each attempt waits for a back-off that doubles per failure.
+    pub free_attempts: Option<u32>,
+    /// Failures from one address answered at once (default 20).
+    pub address_free_attempts: Option<u32>,
+    /// The first back-off (default 1 s).
+    pub backoff_seconds: Option<u64>,
+    /// The longest back-off (default 300 s).
+    pub max_backoff_seconds: Option<u64>,
+    /// Failures of one user name that lock it out (default 10).
+    pub lockout_after: Option<u32>,
+    /// How long a lock-out lasts unless an admin clears it (default 15).
+    pub lockout_minutes: Option<u64>,
+}
+
+/// `[import]`: uploads of captures.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportConfig {
+    /// Import jobs that run at once (default 2); later ones wait in a queue.
+    pub concurrent: Option<u32>,
 }
 
 /// `[central]`: the central PostgreSQL index this hub searches, and the
@@ -90,6 +163,11 @@ impl TunnelSensor {
 pub struct RemoteConfig {
     /// The rpcapd hosts file (config/hosts.toml); relative to the config file.
     pub hosts: Option<PathBuf>,
+    /// Longest capture filter accepted, in bytes (default 1024): libpcap's
+    /// optimiser is worse than quadratic in the number of terms.
+    pub max_filter_bytes: Option<u32>,
+    /// Longest a filter may take to compile (default 5 s).
+    pub filter_timeout_seconds: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -99,7 +177,7 @@ pub struct ServerConfig {
     /// PEM certificate chain and private key: both or neither.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
-    /// Session lifetime (default 12 hours).
+    /// Session lifetime (default 12 hours; 1 to 8760).
     pub session_hours: Option<u64>,
 }
 
@@ -112,6 +190,8 @@ pub struct UserConfig {
     /// argon2 hash of an API token: the API accepts
     /// `Authorization: Bearer NAME:TOKEN`.
     pub api_token_hash: Option<String>,
+    /// What the user may do; a user without one is a `viewer`.
+    pub role: Option<Role>,
 }
 
 impl Config {
@@ -120,22 +200,11 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let cfg: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        let mut cfg: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
             path: path.to_path_buf(),
             source: Box::new(source),
         })?;
-        for u in &cfg.users {
-            let hashes = std::iter::once(&u.password_hash).chain(u.api_token_hash.as_ref());
-            for h in hashes {
-                if argon2::password_hash::phc::PasswordHash::new(h).is_err() {
-                    return Err(ConfigError::BadHash {
-                        path: path.to_path_buf(),
-                        user: u.name.clone(),
-                    });
-                }
-            }
-        }
-        let mut cfg = cfg;
+        cfg.check(path)?;
         if let Some(h) = cfg.remote.hosts.as_mut()
             && h.is_relative()
             && let Some(dir) = path.parent()
@@ -155,11 +224,171 @@ impl Config {
                 }
             }
         }
-        if cfg.server.tls_cert.is_some() != cfg.server.tls_key.is_some() {
-            return Err(ConfigError::HalfTls {
-                path: path.to_path_buf(),
-            });
-        }
         Ok(cfg)
+    }
+
+    /// Everything a config must satisfy, whether loaded or built in code:
+    /// valid hashes, unique names, both TLS files or neither, limits in
+    /// range. `path` names the config in the errors.
+    pub fn check(&self, path: &Path) -> Result<(), ConfigError> {
+        let path = || path.to_path_buf();
+        let mut seen = std::collections::HashSet::new();
+        for u in &self.users {
+            if u.name.is_empty() || u.name.contains(':') || u.name.chars().any(char::is_control) {
+                return Err(ConfigError::BadUserName {
+                    path: path(),
+                    user: u.name.clone(),
+                });
+            }
+            if !seen.insert(u.name.as_str()) {
+                return Err(ConfigError::DuplicateUser {
+                    path: path(),
+                    user: u.name.clone(),
+                });
+            }
+            let hashes = std::iter::once(&u.password_hash).chain(u.api_token_hash.as_ref());
+            for h in hashes {
+                if argon2::password_hash::phc::PasswordHash::new(h).is_err() {
+                    return Err(ConfigError::BadHash {
+                        path: path(),
+                        user: u.name.clone(),
+                    });
+                }
+            }
+        }
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            return Err(ConfigError::HalfTls { path: path() });
+        }
+        self.check_ranges(&path())
+    }
+
+    fn check_ranges(&self, path: &Path) -> Result<(), ConfigError> {
+        let l = &self.login;
+        let limits: [(&'static str, Option<u64>, u64, u64, &'static str); 9] = [
+            (
+                "session_hours",
+                self.server.session_hours,
+                1,
+                8760,
+                "1 to 8760 hours",
+            ),
+            (
+                "free_attempts",
+                l.free_attempts.map(u64::from),
+                0,
+                1000,
+                "0 to 1000",
+            ),
+            (
+                "address_free_attempts",
+                l.address_free_attempts.map(u64::from),
+                0,
+                100_000,
+                "0 to 100000",
+            ),
+            ("backoff_seconds", l.backoff_seconds, 1, 3600, "1 to 3600 s"),
+            (
+                "max_backoff_seconds",
+                l.max_backoff_seconds,
+                1,
+                86_400,
+                "1 to 86400 s",
+            ),
+            (
+                "lockout_after",
+                l.lockout_after.map(u64::from),
+                1,
+                100_000,
+                "1 to 100000",
+            ),
+            (
+                "lockout_minutes",
+                l.lockout_minutes,
+                1,
+                525_600,
+                "1 minute to a year",
+            ),
+            (
+                "concurrent",
+                self.import.concurrent.map(u64::from),
+                1,
+                64,
+                "1 to 64 jobs",
+            ),
+            (
+                "filter_timeout_seconds",
+                self.remote.filter_timeout_seconds,
+                1,
+                600,
+                "1 to 600 s",
+            ),
+        ];
+        for (key, value, lo, hi, range) in limits {
+            if let Some(v) = value.filter(|v| !(lo..=hi).contains(v)) {
+                return Err(ConfigError::OutOfRange {
+                    path: path.to_path_buf(),
+                    key,
+                    value: v,
+                    range,
+                });
+            }
+        }
+        match self.remote.max_filter_bytes {
+            Some(v) if !(16..=65_536).contains(&v) => Err(ConfigError::OutOfRange {
+                path: path.to_path_buf(),
+                key: "max_filter_bytes",
+                value: u64::from(v),
+                range: "16 to 65536 bytes",
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Session lifetime.
+    pub fn session_lifetime(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.server.session_hours.unwrap_or(12).min(8760) * 3600)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../config/voxtap-web.example.toml");
+
+    /// The example as shipped, and with every commented setting switched
+    /// on: each documented key exists and its example value is accepted.
+    #[test]
+    fn the_example_config_loads_with_all_its_settings() {
+        let hash = crate::auth::hash_password("x").unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("web.toml");
+        let plain = EXAMPLE.replace("REPLACE with the output of: voxtap hash-password", &hash);
+        std::fs::write(&p, &plain).unwrap();
+        let cfg = Config::load(&p).unwrap();
+        assert_eq!(cfg.users[0].role, Some(Role::Admin));
+        let all: String = plain
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest)
+                    if rest.starts_with('[')
+                        || rest.split_once(" = ").is_some_and(|(k, _)| {
+                            !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                        }) =>
+                {
+                    rest.split(" #").next().unwrap_or(rest).to_string()
+                }
+                _ => l.to_string(),
+            })
+            .map(|l| l.replace("$argon2id$...", &hash) + "\n")
+            .collect();
+        std::fs::write(&p, &all).unwrap();
+        let cfg = Config::load(&p).unwrap_or_else(|e| panic!("{e}\n{all}"));
+        assert_eq!(cfg.users.len(), 3);
+        assert_eq!(cfg.users[2].role, Some(Role::Viewer));
+        assert_eq!(cfg.login.lockout_after, Some(10));
+        assert_eq!(cfg.import.concurrent, Some(2));
+        assert_eq!(cfg.remote.max_filter_bytes, Some(1024));
+        assert_eq!(cfg.server.session_hours, Some(12));
     }
 }

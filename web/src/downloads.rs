@@ -3,19 +3,24 @@
 //! uploaded to S3 and deleted locally is fetched from S3 through the
 //! folder's manifest, so downloads work the same for both.
 
-use std::io::{Seek, Write};
+use std::io::Write;
 use std::path::{Path as FsPath, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, ready};
 
-use axum::body::Body;
-use axum::extract::{Extension, Path, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
+use serde::Deserialize;
+use tokio::sync::mpsc;
 use voxtap_engine::index::{CallDetail, CallRow};
 
+use crate::audit::action;
 use crate::files::{self, FileError};
 use crate::handlers::{AppError, audit, detail, report};
-use crate::{Identity, Shared};
+use crate::{Identity, Role, Shared};
 
 type R<T> = Result<T, AppError>;
 
@@ -116,15 +121,33 @@ async fn send_call_file(
     }
 }
 
+/// The role a download kind needs: signalling for a viewer, anything
+/// with media (RTP in the PCAPs, WAVs in the zip) for a listener.
+fn role_for(kind: &str) -> Role {
+    match kind {
+        "sip" | "report" => Role::Viewer,
+        _ => Role::Listener,
+    }
+}
+
 /// `GET /calls/{id}/download/{kind}`.
 pub async fn download(
     State(st): State<Shared>,
     Extension(ident): Extension<Identity>,
     Path((id, kind)): Path<(i64, String)>,
 ) -> R<Response> {
+    let need = role_for(&kind);
+    if ident.role < need {
+        return Ok(crate::gate::forbidden(ident.role, need, false));
+    }
     let d = detail(&st, id).await?;
     let folder = folder_of(&d.call)?.to_string();
     let one_file = FOLDER_FILES.iter().find(|(k, _, _)| *k == kind);
+    let act = if kind == "decrypted" {
+        action::DECRYPTED
+    } else {
+        action::DOWNLOAD
+    };
     let resp = match (kind.as_str(), one_file) {
         (_, Some((_, file, ct))) => {
             let name = attachment_name(&d.call, file);
@@ -142,7 +165,7 @@ pub async fn download(
             attachment(Body::from(body), "application/json", None, &name)
         }
         ("zip", None) if st.hub.is_some() => hub_zip(&st, &ident, &d).await?,
-        ("zip", None) => send_zip(&st, &d, &folder).await?,
+        ("zip", None) => send_zip(&st, d, folder),
         _ => {
             return Err(AppError::new(
                 StatusCode::NOT_FOUND,
@@ -150,25 +173,108 @@ pub async fn download(
             ));
         }
     };
+    // Recorded before a byte leaves: a refusal here drops the response.
+    audit(&st, &ident, act, Some(id), &kind).await?;
     st.metrics.downloads.fetch_add(1, Ordering::Relaxed);
-    audit(&st, &ident, "download", Some(id), &kind).await;
     Ok(resp)
 }
 
-async fn send_zip(st: &Shared, d: &CallDetail, folder: &str) -> R<Response> {
-    let report = serde_json::to_vec_pretty(&report(st, d)).unwrap_or_default();
-    let data = st.data.clone();
-    let f = folder.to_string();
-    let file = tokio::task::spawn_blocking(move || build_zip(&data, &f, &report))
-        .await
-        .map_err(|_| AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "zip failed"))??;
-    let len = file.metadata().map(|m| m.len()).ok();
-    Ok(attachment(
-        streamed(tokio::fs::File::from_std(file)),
-        "application/zip",
-        len,
-        &attachment_name(&d.call, "bundle.zip"),
-    ))
+/// The bundle, built by a blocking thread as it is sent: the first bytes
+/// leave at once, and memory holds a few chunks rather than the zip (a
+/// call with 60 MB of SIP made a 19 s wait and a copy of it all before).
+/// A failure part way ends the body with an error, so the client sees a
+/// broken download rather than a short zip that looks whole.
+fn send_zip(st: &Shared, d: CallDetail, folder: String) -> Response {
+    let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
+    let name = attachment_name(&d.call, "bundle.zip");
+    let st = st.clone();
+    tokio::task::spawn_blocking(move || {
+        let out = ChannelWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(ZIP_CHUNK),
+        };
+        if let Err(e) = write_zip(&st, &d, &folder, out) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                tracing::debug!("zip of {folder}: the client went away");
+            } else {
+                tracing::error!("building the zip of {folder}: {e}");
+                let _ = tx.blocking_send(Err(e));
+            }
+        }
+    });
+    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+        ChannelReader {
+            rx,
+            cur: Bytes::new(),
+        },
+        ZIP_CHUNK,
+    ));
+    attachment(body, "application/zip", None, &name)
+}
+
+const ZIP_CHUNK: usize = 64 * 1024;
+
+/// The zip's bytes into the response's channel, in chunks (blocking: runs
+/// on a blocking thread).
+struct ChannelWriter {
+    tx: mpsc::Sender<std::io::Result<Bytes>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(ZIP_CHUNK),
+        ));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::ErrorKind::BrokenPipe.into())
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= ZIP_CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+/// The channel's chunks as a reader for the response body.
+struct ChannelReader {
+    rx: mpsc::Receiver<std::io::Result<Bytes>>,
+    cur: Bytes,
+}
+
+impl tokio::io::AsyncRead for ChannelReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        loop {
+            if !self.cur.is_empty() {
+                let n = buf.remaining().min(self.cur.len());
+                buf.put_slice(&self.cur.split_to(n));
+                return Poll::Ready(Ok(()));
+            }
+            match ready!(self.rx.poll_recv(cx)) {
+                Some(Ok(chunk)) => self.cur = chunk,
+                Some(Err(e)) => return Poll::Ready(Err(e)),
+                None => return Poll::Ready(Ok(())),
+            }
+        }
+    }
 }
 
 /// The hub's bundle: call.pcap and sip.txt fetched like the single
@@ -207,15 +313,12 @@ async fn hub_zip(st: &Shared, ident: &Identity, d: &CallDetail) -> R<Response> {
 }
 
 /// The bundle: call.pcap, sip.txt, report.json and, when the media work
-/// wrote them, the decrypted PCAP and WAVs. Built in an unnamed temporary
-/// file so a long call's PCAP is not held in memory.
-fn build_zip(data: &FsPath, folder: &str, report: &[u8]) -> R<std::fs::File> {
-    let fail = |e: &dyn std::fmt::Display| {
-        tracing::error!("building zip for {folder}: {e}");
-        AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "building the zip failed")
-    };
-    let tmp = tempfile::tempfile().map_err(|e| fail(&e))?;
-    let mut z = zip::ZipWriter::new(tmp);
+/// wrote them, the decrypted PCAP and WAVs, streamed into `out` (entries
+/// carry data descriptors, as a stream cannot seek back).
+fn write_zip(st: &Shared, d: &CallDetail, folder: &str, out: ChannelWriter) -> std::io::Result<()> {
+    let data = st.data.as_path();
+    let zerr = |e: zip::result::ZipError| std::io::Error::other(e.to_string());
+    let mut z = zip::ZipWriter::new_stream(out);
     let opts = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated)
         .large_file(true);
@@ -227,21 +330,32 @@ fn build_zip(data: &FsPath, folder: &str, report: &[u8]) -> R<std::fs::File> {
     names.extend(extras.wavs);
     for name in names {
         if let Ok(p) = files::in_folder(data, folder, &name) {
-            let mut src = std::fs::File::open(&p).map_err(|e| fail(&e))?;
-            z.start_file(name.as_str(), opts).map_err(|e| fail(&e))?;
-            std::io::copy(&mut src, &mut z).map_err(|e| fail(&e))?;
+            let mut src = std::fs::File::open(&p)?;
+            z.start_file(name.as_str(), opts).map_err(zerr)?;
+            std::io::copy(&mut src, &mut z)?;
         } else if let Ok(m) = files::remote(data, folder, &name) {
-            // Held in S3 only (this runs on a blocking thread).
-            let bytes = m.fetch(&name).map_err(|e| fail(&e))?;
-            z.start_file(name.as_str(), opts).map_err(|e| fail(&e))?;
-            z.write_all(&bytes).map_err(|e| fail(&e))?;
+            // Held in S3 only.
+            let bytes = m
+                .fetch(&name)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            z.start_file(name.as_str(), opts).map_err(zerr)?;
+            z.write_all(&bytes)?;
         }
     }
-    z.start_file("report.json", opts).map_err(|e| fail(&e))?;
-    z.write_all(report).map_err(|e| fail(&e))?;
-    let mut f = z.finish().map_err(|e| fail(&e))?;
-    f.rewind().map_err(|e| fail(&e))?;
-    Ok(f)
+    z.start_file("report.json", opts).map_err(zerr)?;
+    // serde_json writes token by token: batch them for the compressor.
+    let mut buffered = std::io::BufWriter::with_capacity(ZIP_CHUNK, &mut z);
+    serde_json::to_writer_pretty(&mut buffered, &report(st, d))?;
+    buffered.flush()?;
+    drop(buffered);
+    z.finish().map_err(zerr)?.into_inner().flush()
+}
+
+#[derive(Deserialize)]
+pub struct FileQuery {
+    /// Set by the page's download buttons: an attachment, recorded as a
+    /// download rather than as audio sent to the player.
+    download: Option<String>,
 }
 
 /// `GET /calls/{id}/files/{name}`: any file of the call's folder by name
@@ -250,6 +364,7 @@ pub async fn call_file(
     State(st): State<Shared>,
     Extension(ident): Extension<Identity>,
     Path((id, name)): Path<(i64, String)>,
+    Query(q): Query<FileQuery>,
 ) -> R<Response> {
     // Refuse bad names before touching the index or the disk.
     files::check_name(&name)?;
@@ -270,11 +385,19 @@ pub async fn call_file(
         }
         None => send_call_file(&st.data, folder, &name, ct, &attach).await?,
     };
-    if ct == "audio/wav" {
+    let for_player = ct == "audio/wav" && q.download.is_none();
+    if for_player {
         // inline, so the <audio> element can play it.
         resp.headers_mut().remove(header::CONTENT_DISPOSITION);
     }
+    let act = if name == files::DECRYPTED_PCAP {
+        action::DECRYPTED
+    } else if for_player {
+        action::AUDIO
+    } else {
+        action::DOWNLOAD
+    };
+    audit(&st, &ident, act, Some(id), &name).await?;
     st.metrics.downloads.fetch_add(1, Ordering::Relaxed);
-    audit(&st, &ident, "download", Some(id), &name).await;
     Ok(resp)
 }

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -25,9 +25,75 @@ use voxtap_sensor::rpcap::remote::{self, RemoteOptions, STOP_FILE, parse_duratio
 use voxtap_sensor::rpcap::{Transport, remote::UnitReport};
 use voxtap_sensor::status;
 
+use crate::audit::action;
+use crate::config::RemoteConfig;
 use crate::csrf::{CheckedForm, accepts_json};
-use crate::handlers::AppError;
+use crate::handlers::{AppError, record};
 use crate::{Identity, Shared, pages};
+
+/// Compiles capture filters with libpcap away from the async threads: its
+/// optimiser is worse than quadratic in the number of terms (two 11 KB
+/// filters held every runtime thread for 6.5 s, so even `/healthz` waited).
+/// Filters are capped in length, one compiles at a time on a blocking
+/// thread, and an answer comes within the timeout whatever libpcap does.
+pub struct FilterCompiler {
+    max_bytes: usize,
+    timeout: Duration,
+    /// One permit: held by the compiling thread until libpcap returns,
+    /// also past a timeout, so abandoned compiles cannot pile up threads.
+    slot: Arc<tokio::sync::Semaphore>,
+}
+
+impl FilterCompiler {
+    pub fn new(c: &RemoteConfig) -> FilterCompiler {
+        FilterCompiler {
+            max_bytes: c.max_filter_bytes.map_or(1024, |b| b as usize),
+            timeout: Duration::from_secs(c.filter_timeout_seconds.unwrap_or(5)),
+            slot: Arc::new(tokio::sync::Semaphore::new(1)),
+        }
+    }
+
+    /// Whether `filter` compiles: 400 with libpcap's reason, for a filter
+    /// too long, or for one that takes longer than the timeout; 503 when
+    /// another compile holds the worker for the whole timeout.
+    pub async fn check(&self, filter: &str) -> Result<(), AppError> {
+        if filter.len() > self.max_bytes {
+            return Err(bad(format!(
+                "the filter is {} bytes, longer than the {} allowed ([remote] max_filter_bytes)",
+                filter.len(),
+                self.max_bytes
+            )));
+        }
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let permit = tokio::time::timeout_at(deadline, self.slot.clone().acquire_owned())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or_else(|| {
+                AppError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "another capture filter is still compiling; try again shortly",
+                )
+            })?;
+        let f = filter.to_string();
+        let job = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            voxtap_sensor::rpcap::bpf::compile(&f, 1, 65535)
+        });
+        match tokio::time::timeout_at(deadline, job).await {
+            Ok(Ok(Ok(_))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(bad(e.to_string())),
+            Ok(Err(_)) => Err(AppError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the filter compiler failed",
+            )),
+            Err(_) => Err(bad(format!(
+                "the filter took longer than {} s to compile: simplify it (fewer terms)",
+                self.timeout.as_secs()
+            ))),
+        }
+    }
+}
 
 /// The capture started from the web, if any (one at a time).
 #[derive(Default)]
@@ -213,8 +279,7 @@ pub async fn start(
     form: CheckedForm,
 ) -> Response {
     let json = accepts_json(&headers);
-    let started = start_request(&st, &form).and_then(|req| launch(&st, &ident, req));
-    match started {
+    match checked_launch(&st, &ident, &form).await {
         Err(e) => e.json_if(json).into_response(),
         Ok((run, out, hosts)) if json => (
             StatusCode::ACCEPTED,
@@ -223,6 +288,32 @@ pub async fn start(
             .into_response(),
         Ok(_) => Redirect::to("/hosts").into_response(),
     }
+}
+
+/// The form checked (its filter compiled off the async threads), the
+/// capture launched, and its start recorded in the audit log.
+async fn checked_launch(
+    st: &Shared,
+    ident: &Identity,
+    form: &CheckedForm,
+) -> Result<(String, PathBuf, Vec<String>), AppError> {
+    let req = start_request(st, form)?;
+    // The filter is compiled by libpcap when the capture starts; check it
+    // now so a typo is an answer here, not a failed host later.
+    st.filters.check(&req.filter).await?;
+    let filter = req.filter.clone();
+    let (run, out, ids) = launch(st, ident, req)?;
+    let detail = format!("{run}: hosts {}; filter '{filter}'", ids.join(", "));
+    record(
+        st,
+        &ident.user,
+        &ident.remote,
+        action::CAPTURE_START,
+        None,
+        &detail,
+    )
+    .await;
+    Ok((run, out, ids))
 }
 
 fn bad(msg: impl Into<String>) -> AppError {
@@ -266,9 +357,6 @@ fn start_request(st: &Shared, form: &CheckedForm) -> Result<StartRequest, AppErr
         .transpose()
         .map_err(bad)?;
     let filter = get("filter").unwrap_or_else(|| "udp".into());
-    // The filter is compiled by libpcap when the capture starts; check it
-    // now so a typo is an answer here, not a failed host later.
-    voxtap_sensor::rpcap::bpf::compile(&filter, 1, 65535).map_err(|e| bad(e.to_string()))?;
     Ok(StartRequest {
         hosts,
         transport,
@@ -390,6 +478,16 @@ pub async fn stop(
         .into_response();
     }
     tracing::info!(user = %ident.user, out = %out.display(), "remote capture stop requested from the web");
+    let detail = rel(&st.data, &out);
+    record(
+        &st,
+        &ident.user,
+        &ident.remote,
+        action::CAPTURE_STOP,
+        None,
+        &detail,
+    )
+    .await;
     for _ in 0..300 {
         let done = {
             let mut cur = st.remote.current.lock().unwrap_or_else(|p| p.into_inner());

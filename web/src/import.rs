@@ -12,6 +12,7 @@ use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
+use crate::audit::action;
 use crate::csrf::{CheckedMultipart, UploadError};
 use crate::handlers::{AppError, audit};
 use crate::jobs::Job;
@@ -98,9 +99,13 @@ pub async fn import_post(
             "no file uploaded: choose one or more .pcap/.pcapng files".to_string(),
         ),
         Ok(saved) => {
-            let job = start_job(&st, &ident, &job_id, saved, upload_dir);
-            let detail = format!("job {job_id}: {}", job.files.join(", "));
-            audit(&st, &ident, "import", None, &detail).await;
+            let files: Vec<&str> = saved.iter().map(|(_, n)| n.as_str()).collect();
+            let detail = format!("job {job_id}: {}", files.join(", "));
+            if let Err(e) = audit(&st, &ident, action::IMPORT, None, &detail).await {
+                let _ = std::fs::remove_dir_all(&upload_dir);
+                return e.into_response();
+            }
+            start_job(&st, &ident, &job_id, saved, upload_dir);
             return accepted(html, &job_id);
         }
         Err(Received::Form(UploadError::Refused(e))) => {
@@ -123,6 +128,36 @@ pub async fn import_post(
     }
 }
 
+/// Longest form field other than a file that an upload may carry: the
+/// form has none, and a big one would only cost time to read past.
+const MAX_OTHER_FIELD: usize = 4096;
+
+/// Reads past a field that is not a file, refusing it once it is longer
+/// than [`MAX_OTHER_FIELD`].
+async fn skip_field(mut field: Field<'_>) -> Result<(), Received> {
+    let name = field
+        .name()
+        .unwrap_or("")
+        .chars()
+        .take(40)
+        .collect::<String>();
+    let mut n = 0usize;
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|e| Received::Refused((StatusCode::BAD_REQUEST, format!("bad upload: {e}"))))?
+    {
+        n += chunk.len();
+        if n > MAX_OTHER_FIELD {
+            return Err(Received::Refused((
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("form field '{name}' is longer than {MAX_OTHER_FIELD} bytes"),
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Writes each file of the form into `dir`: (path, name as uploaded).
 async fn receive(
     mut form: CheckedMultipart,
@@ -131,6 +166,7 @@ async fn receive(
     let mut saved: Vec<(PathBuf, String)> = Vec::new();
     while let Some(field) = form.next_field().await.map_err(Received::Form)? {
         if field.name() != Some("files") {
+            skip_field(field).await?;
             continue;
         }
         let shown = field.file_name().unwrap_or("upload").to_string();
@@ -200,14 +236,14 @@ fn not_a_capture(shown: &str, head: &[u8]) -> String {
     )
 }
 
-/// Registers the job and starts it in the background.
+/// Registers the job and queues it to run in the background.
 fn start_job(
     st: &Shared,
     ident: &Identity,
     job_id: &str,
     saved: Vec<(PathBuf, String)>,
     upload_dir: PathBuf,
-) -> Job {
+) {
     let total: u64 = saved
         .iter()
         .filter_map(|(p, _)| std::fs::metadata(p).ok())
@@ -223,11 +259,10 @@ fn start_job(
     st.metrics.imports.fetch_add(1, Ordering::Relaxed);
     crate::jobs::spawn(
         st.clone(),
-        job.clone(),
+        job,
         saved.into_iter().map(|(p, _)| p).collect(),
         upload_dir,
     );
-    job
 }
 
 fn accepted(html: bool, job_id: &str) -> Response {

@@ -19,14 +19,15 @@ const LEG_COLORS: [&str; 6] = [
     "#2357c6", "#b3261e", "#1e7a3c", "#a86200", "#7a3cb3", "#00838f",
 ];
 
-/// One call's ladder, for the call page.
-pub fn call(sip: &[SipRow]) -> Markup {
+/// One call's ladder, for the call page: `sip` are the page's messages,
+/// the first of them the call's message number `first` (0-based).
+pub fn call(sip: &[SipRow], first: usize) -> Markup {
     let arrows: Vec<Arrow<'_>> = sip
         .iter()
         .enumerate()
-        .map(|(seq, msg)| Arrow {
+        .map(|(i, msg)| Arrow {
             msg,
-            seq,
+            seq: first + i,
             leg: None,
         })
         .collect();
@@ -256,8 +257,9 @@ fn leg_link(svg: &mut String, seq: usize, leg: Leg, t: &Texts<'_>) {
     let (label, dt, mid, y) = (t.label, t.dt, t.mid, t.y);
     let _ = write!(
         svg,
-        r##"<a href="/calls/{}#msg-{seq}" class="legmsg" data-leg="{n}"><title>leg {n}: {label}</title><text x="8" y="{}" font-size="11" font-family="sans-serif" fill="#6b7385">+{dt:.3}s</text><text x="{mid}" y="{}" text-anchor="middle" font-size="12" font-family="sans-serif" fill="{color}">{n}: {label}</text>"##,
+        r##"<a href="/calls/{}{}#msg-{seq}" class="legmsg" data-leg="{n}"><title>leg {n}: {label}</title><text x="8" y="{}" font-size="11" font-family="sans-serif" fill="#6b7385">+{dt:.3}s</text><text x="{mid}" y="{}" text-anchor="middle" font-size="12" font-family="sans-serif" fill="{color}">{n}: {label}</text>"##,
         leg.call,
+        crate::pages::msg_page_query(seq),
         y + 4.0,
         y - 5.0,
     );
@@ -288,7 +290,7 @@ mod tests {
             msg(3, "b:5060", "a:5060", "486 Busy <'&'>"),
             msg(4, "a:5060", "a:5060", "OPTIONS"),
         ];
-        let svg = call(&sip).into_string();
+        let svg = call(&sip, 0).into_string();
         for (i, kind) in ["req", "r1", "r2", "rerr", "req"].iter().enumerate() {
             assert!(
                 svg.contains(&format!(r#"class="msg {kind}" data-seq="{i}""#)),

@@ -41,6 +41,17 @@ pub fn section(current: i64, legs: &[CallDetail]) -> Markup {
     html! {
         section.legs id="legs" {
             h2 { "Legs of this call " span.muted { "(" (legs.len()) " legs, in start order)" } }
+            @if let Some(me) = legs.iter().find(|d| d.call.id == current) {
+                ul.evidence id="link-evidence" {
+                    @for l in &me.legs {
+                        li {
+                            "Linked to " a href={"/calls/" (l.other_call)} { "call " (l.other_call) }
+                            " by " strong { (l.method) }
+                            @if let Some(w) = &l.detail { ": " (w) }
+                        }
+                    }
+                }
+            }
             div.legcols {
                 @for (n, d) in legs.iter().enumerate() {
                     @let c = &d.call;

@@ -1,17 +1,23 @@
 //! voxtap web UI and JSON API over the call index (`index.sqlite`) and the
 //! call folders of a data directory.
 //!
-//! Security model (see docs/web.md): every route but `/login`, `/healthz`
-//! and the stylesheet needs a session cookie or a bearer token; state
-//! changing forms carry a per-session CSRF token (`csrf`); every file served
-//! is resolved inside the data directory (`files`).
+//! Security model (see docs/web.md and docs/security.md): every route but
+//! `/login`, `/healthz` and the stylesheet needs a session cookie or a
+//! bearer token, both throttled against guessing (`throttle`), and a role
+//! (`config::Role`, checked in `gate`); state changing forms carry a
+//! per-session CSRF token (`csrf`); every file served is resolved inside
+//! the data directory (`files`); every access to a call's media is written
+//! to the audit log (`audit`) before it is served.
 
+mod admin;
+pub mod audit;
 pub mod auth;
 pub mod charts;
 pub mod config;
 mod csrf;
 mod downloads;
 pub mod files;
+mod gate;
 mod handlers;
 mod hosts;
 pub mod hub;
@@ -19,28 +25,32 @@ mod import;
 mod jobs;
 mod ladder;
 mod legs_view;
+mod media_view;
 mod pages;
 mod quality;
+mod signalling_view;
 pub mod status_view;
 mod text;
+pub mod throttle;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{Redirect, Response};
 use axum::routing::{get, post};
 use voxtap_engine::index::{INDEX_FILE, Index, IndexError};
 
-pub use config::Config;
+pub use config::{Config, Role};
+pub use signalling_view::exposition as signalling_exposition;
 
 pub const SESSION_COOKIE: &str = "voxtap_session";
 
@@ -61,6 +71,7 @@ pub struct Identity {
     /// browser cannot be tricked into sending.
     pub csrf: Option<String>,
     pub remote: String,
+    pub role: Role,
     /// This server is a hub (pages show the sensor column and the Sensors
     /// page).
     pub hub: bool,
@@ -146,12 +157,24 @@ pub struct AppState {
     remote: hosts::RemoteRuns,
     /// `[central]`: the hub searching the fleet's central index.
     pub hub: Option<Arc<hub::Hub>>,
+    /// Failed logins and bearer tokens per user name and address.
+    pub throttle: throttle::Throttle,
+    pub audit: audit::AuditLog,
+    /// argon2 verifications done (logins and bearer tokens): each attempt
+    /// that is checked costs exactly one, whoever it names.
+    password_checks: AtomicU64,
+    /// The bound address, for the Host check without login.
+    listen: OnceLock<SocketAddr>,
+    filters: hosts::FilterCompiler,
 }
 
 pub type Shared = Arc<AppState>;
 
 impl AppState {
     pub fn new(opts: &ServeOptions) -> Result<Shared> {
+        opts.config
+            .check(Path::new("the web config"))
+            .context("checking the web config")?;
         if opts.config.users.is_empty() && !opts.insecure_no_auth {
             bail!(
                 "no users configured: refusing to serve recordings without a login. \
@@ -177,12 +200,18 @@ impl AppState {
             Some(c) => Some(Arc::new(hub::Hub::new(c).context("[central]")?)),
             None => None,
         };
-        let hours = opts.config.server.session_hours.unwrap_or(12);
+        for u in opts.config.users.iter().filter(|u| u.role.is_none()) {
+            tracing::warn!(
+                user = %u.name,
+                "no role in the config: a viewer (search and look only); set role = \"listener\", \"operator\" or \"admin\" for more"
+            );
+        }
         let sessions = auth::Sessions::open(
             &data.join(auth::SESSIONS_FILE),
-            Duration::from_secs(hours * 3600),
+            opts.config.session_lifetime(),
         )
         .context("opening the session store")?;
+        let audit = audit::AuditLog::open(&data).context("opening the audit log")?;
         Ok(Arc::new(AppState {
             data,
             db: Arc::new(db),
@@ -191,31 +220,59 @@ impl AppState {
             secure_cookies: opts.config.server.tls_cert.is_some(),
             sessions,
             metrics: Metrics::default(),
-            jobs: jobs::Jobs::default(),
+            jobs: jobs::Jobs::new(opts.config.import.concurrent.unwrap_or(2)),
             started: Instant::now(),
             dummy_hash: auth::hash_password(&auth::random_token())?,
             store_usage: Mutex::new(None),
             hosts_file: opts.config.remote.hosts.clone(),
             remote: hosts::RemoteRuns::default(),
             hub,
+            throttle: throttle::Throttle::new(throttle::Policy::from_config(&opts.config.login)),
+            audit,
+            password_checks: AtomicU64::new(0),
+            listen: OnceLock::new(),
+            filters: hosts::FilterCompiler::new(&opts.config.remote),
         }))
     }
 
-    /// Check a user name and password (argon2; always one verification).
+    fn verify(&self, hash: &str, password: &str) -> bool {
+        self.password_checks.fetch_add(1, Ordering::Relaxed);
+        auth::verify_password(hash, password)
+    }
+
+    /// argon2 verifications done so far (the throttle's tests count them).
+    pub fn password_checks(&self) -> u64 {
+        self.password_checks.load(Ordering::Relaxed)
+    }
+
+    /// Check a user name and password (argon2; always one verification,
+    /// against a dummy hash for an unknown name).
     pub fn check_login(&self, user: &str, password: &str) -> bool {
         match self.users.get(user) {
-            Some(u) => auth::verify_password(&u.password_hash, password),
+            Some(u) => self.verify(&u.password_hash, password),
             None => {
-                auth::verify_password(&self.dummy_hash, password);
+                self.verify(&self.dummy_hash, password);
                 false
             }
         }
     }
 
+    /// `NAME:TOKEN` to the user it authenticates. Always one verification,
+    /// against a dummy hash when the name is unknown, has no token, or the
+    /// colon is missing, so the time taken does not tell which names exist.
     fn check_bearer(&self, token: &str) -> Option<String> {
-        let (name, secret) = token.split_once(':')?;
-        let hash = self.users.get(name)?.api_token_hash.as_ref()?;
-        auth::verify_password(hash, secret).then(|| name.to_string())
+        let (name, secret) = token.split_once(':').unwrap_or(("", token));
+        let hash = self
+            .users
+            .get(name)
+            .and_then(|u| u.api_token_hash.as_deref());
+        let ok = self.verify(hash.unwrap_or(&self.dummy_hash), secret);
+        (ok && hash.is_some()).then(|| name.to_string())
+    }
+
+    /// The credential fingerprint a session of `u` must carry.
+    pub fn fingerprint(&self, u: &config::UserConfig) -> String {
+        auth::credential_fingerprint(&u.password_hash, u.api_token_hash.as_deref())
     }
 
     pub fn cookie(&self, name: &str, value: &str, path: &str, max_age: Option<u64>) -> String {
@@ -275,113 +332,6 @@ pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-fn is_public(path: &str) -> bool {
-    matches!(
-        path,
-        "/login" | "/healthz" | "/static/style.css" | "/favicon.ico"
-    ) || path == voxtap_sensor::central::protocol::PATH
-}
-
-fn wants_json(path: &str) -> bool {
-    path.starts_with("/api/") || path == "/metrics"
-}
-
-/// Who is asking: anyone when login is off, else the user of a session
-/// cookie or of a bearer token.
-async fn identify(st: &Shared, headers: &HeaderMap, remote: &str) -> Option<Identity> {
-    let ident = |user: String, csrf: Option<String>| Identity {
-        user,
-        csrf,
-        remote: remote.to_string(),
-        hub: st.hub.is_some(),
-    };
-    if let Some(token) = &st.no_auth {
-        return Some(ident("anonymous".into(), Some(token.clone())));
-    }
-    if let Some(s) = cookie_value(headers, SESSION_COOKIE)
-        .and_then(|id| st.sessions.get(id))
-        // A user removed from the config loses their sessions too.
-        .filter(|s| st.users.contains_key(&s.user))
-    {
-        return Some(ident(s.user, Some(s.csrf)));
-    }
-    let tok = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))?
-        .to_string();
-    let st2 = st.clone();
-    // argon2 takes tens of ms: keep it off the async threads.
-    let user = tokio::task::spawn_blocking(move || st2.check_bearer(&tok))
-        .await
-        .ok()
-        .flatten()?;
-    Some(ident(user, None))
-}
-
-/// The answer to an anonymous request that needs a login: 401 for the API,
-/// else the login page, coming back here after it for a GET.
-fn login_required(req: &Request) -> Response {
-    if wants_json(req.uri().path()) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer realm=\"voxtap\"")],
-            axum::Json(serde_json::json!({"error": "login required"})),
-        )
-            .into_response();
-    }
-    let target = if req.method() == Method::GET {
-        let pq = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        format!("/login?next={}", text::url_encode(pq))
-    } else {
-        "/login".to_string()
-    };
-    Redirect::to(&target).into_response()
-}
-
-/// Authentication, the access log and request metrics.
-async fn gate(State(st): State<Shared>, mut req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let remote = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "-".into());
-    let path = req.uri().path().to_string();
-    let method = req.method().clone();
-    let ident = identify(&st, req.headers(), &remote).await;
-    let user = ident.as_ref().map(|i| i.user.clone());
-    let resp = match ident {
-        Some(i) => {
-            req.extensions_mut().insert(i);
-            next.run(req).await
-        }
-        None if is_public(&path) => next.run(req).await,
-        None => login_required(&req),
-    };
-    let status = resp.status();
-    st.metrics.requests.fetch_add(1, Ordering::Relaxed);
-    if status.is_client_error() {
-        st.metrics.requests_4xx.fetch_add(1, Ordering::Relaxed);
-    } else if status.is_server_error() {
-        st.metrics.requests_5xx.fetch_add(1, Ordering::Relaxed);
-    }
-    tracing::info!(
-        target: "access",
-        remote = %remote,
-        user = user.as_deref().unwrap_or("-"),
-        method = %method,
-        path = %path,
-        status = status.as_u16(),
-        ms = started.elapsed().as_millis() as u64,
-    );
-    resp
-}
-
 /// Headers every response gets: no framing, no sniffing, no caching of
 /// recordings in shared caches.
 async fn hardening(req: Request, next: Next) -> Response {
@@ -405,19 +355,48 @@ async fn hardening(req: Request, next: Next) -> Response {
     resp
 }
 
-/// The whole application, for `serve` and for tests (`oneshot`).
+/// The whole application, for `serve` and for tests (`oneshot`). Routes
+/// are grouped by the role they need; the gate in front of all of them
+/// lets only `gate::is_public` paths through without a login.
 pub fn router(st: Shared) -> Router {
     use handlers as h;
-    Router::new()
-        .route("/", get(|| async { Redirect::to("/calls") }))
+    let public = Router::new()
         .route("/login", get(h::login_page).post(h::login_post))
+        .route("/healthz", get(h::healthz))
+        .route("/static/style.css", get(h::style))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        // The sensors' tunnels: their own login (HMAC), not a user's.
+        .route(
+            voxtap_sensor::central::protocol::PATH,
+            get(hub::tunnel::connect),
+        );
+    let viewer = Router::new()
+        .route("/", get(|| async { Redirect::to("/calls") }))
         .route("/logout", post(h::logout))
+        .route("/logout/everywhere", post(h::logout_everywhere))
         .route("/calls", get(h::calls_page))
         .route("/calls/rows", get(h::calls_rows))
         .route("/calls/{id}", get(h::call_page))
+        .route("/calls/{id}/sip/{n}", get(h::sip_message))
+        // Which downloads need `listener` depends on the kind: checked there.
         .route("/calls/{id}/download/{kind}", get(downloads::download))
-        .route("/calls/{id}/files/{name}", get(downloads::call_file))
         .route("/sensor", get(h::sensor_page))
+        .route("/sensor/status", get(h::sensor_status))
+        .route("/api/calls", get(h::api_calls))
+        .route("/api/calls/{id}", get(h::api_call))
+        .route("/api/calls/{id}/timeline", get(quality::api_timeline))
+        .route("/metrics", get(signalling_view::metrics))
+        .route("/registrations", get(signalling_view::page))
+        .route("/api/registrations", get(signalling_view::api))
+        .route("/media", get(media_view::page))
+        .route("/sensors", get(hub::sensors::page))
+        .route("/api/sensors", get(hub::sensors::api))
+        .route("/static/app.js", get(h::script));
+    let listener = Router::new()
+        .route("/calls/{id}/files/{name}", get(downloads::call_file))
+        .route("/calls/{id}/waveform/{name}", get(quality::waveform))
+        .route("/media/{id}/files/{name}", get(media_view::file));
+    let operator = Router::new()
         .route(
             "/import",
             get(import::import_page)
@@ -426,30 +405,28 @@ pub fn router(st: Shared) -> Router {
                 .layer(DefaultBodyLimit::max(4 << 30)),
         )
         .route("/import/{job}", get(import::job_page))
-        .route("/api/calls", get(h::api_calls))
-        .route("/api/calls/{id}", get(h::api_call))
         .route("/api/import/{job}", get(import::api_job))
-        .route("/healthz", get(h::healthz))
-        .route("/metrics", get(h::metrics))
-        .route("/static/style.css", get(h::style))
-        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
-        .route("/static/app.js", get(h::script))
-        .route("/sensor/status", get(h::sensor_status))
-        .route("/calls/{id}/waveform/{name}", get(quality::waveform))
-        .route("/api/calls/{id}/timeline", get(quality::api_timeline))
         .route("/hosts", get(hosts::hosts_page))
         .route("/hosts/start", post(hosts::start))
         .route("/hosts/stop", post(hosts::stop))
         .route("/api/remote", get(hosts::remote_status))
-        .route("/static/hosts.js", get(hosts::hosts_script))
-        .route("/sensors", get(hub::sensors::page))
-        .route("/api/sensors", get(hub::sensors::api))
-        // The sensors' tunnels: their own login (HMAC), not a user's.
-        .route(
-            voxtap_sensor::central::protocol::PATH,
-            get(hub::tunnel::connect),
-        )
-        .layer(middleware::from_fn_with_state(st.clone(), gate))
+        .route("/static/hosts.js", get(hosts::hosts_script));
+    let admin = Router::new()
+        .route("/admin/users", get(admin::users_page))
+        .route("/admin/unlock", post(admin::unlock))
+        .route("/admin/logout", post(admin::logout_user))
+        .route("/admin/audit", get(admin::audit_page))
+        .route("/api/audit", get(admin::api_audit))
+        .route("/api/throttle", get(admin::api_throttle));
+    let needs = |r: Router<Shared>, role: Role| {
+        r.route_layer(middleware::from_fn_with_state(role, gate::require_role))
+    };
+    public
+        .merge(needs(viewer, Role::Viewer))
+        .merge(needs(listener, Role::Listener))
+        .merge(needs(operator, Role::Operator))
+        .merge(needs(admin, Role::Admin))
+        .layer(middleware::from_fn_with_state(st.clone(), gate::gate))
         .layer(middleware::from_fn(hardening))
         .with_state(st)
 }
@@ -477,6 +454,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running> {
         std::net::TcpListener::bind(listen).with_context(|| format!("listening on {listen}"))?;
     std_listener.set_nonblocking(true)?;
     let addr = std_listener.local_addr()?;
+    let _ = st.listen.set(addr);
     let task = match (&opts.config.server.tls_cert, &opts.config.server.tls_key) {
         (Some(cert), Some(key)) => {
             // ring as the one crypto provider; a second install is harmless.

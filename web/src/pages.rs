@@ -2,14 +2,15 @@
 
 use axum::http::StatusCode;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
-use voxtap_engine::index::{AccessEntry, CallDetail, CallPage, CallRow, SipRow, StreamRow};
+use voxtap_engine::index::{CallDetail, CallPage, CallRow, SipRow, StreamRow};
 use voxtap_engine::output::format_ts;
 
+use crate::audit::Entry as AuditEntry;
 use crate::files::Extras;
 use crate::handlers::{Filters, FsUsage};
 use crate::jobs::{JobSnapshot, JobState};
 use crate::text::{ts, uptime, url_encode};
-use crate::{AppState, Identity};
+use crate::{AppState, Identity, Role};
 
 fn dur(ms: u64) -> String {
     let s = ms / 1000;
@@ -41,17 +42,27 @@ fn layout(title: &str, ident: Option<&Identity>, body: Markup) -> String {
                     @if let Some(id) = ident {
                         nav {
                             a href="/calls" { "Calls" }
-                            a href="/import" { "Import" }
+                            a href="/registrations" { "Registrations" }
+                            a href="/media" { "Media only" }
+                            @if id.role >= Role::Operator { a href="/import" { "Import" } }
                             a href="/sensor" { "Sensor" }
                             @if id.hub { a href="/sensors" { "Sensors" } }
-                            a href="/hosts" { "Hosts" }
+                            @if id.role >= Role::Operator { a href="/hosts" { "Hosts" } }
+                            @if id.role >= Role::Admin {
+                                a href="/admin/users" { "Users" }
+                                a href="/admin/audit" { "Audit" }
+                            }
                         }
                         div.who {
-                            span { (id.user) }
+                            span title={"role: " (id.role.as_str())} { (id.user) }
                             @if let Some(csrf) = &id.csrf {
                                 form method="post" action="/logout" {
                                     input type="hidden" name="csrf" value=(csrf);
                                     button.link type="submit" { "Log out" }
+                                }
+                                form method="post" action="/logout/everywhere" {
+                                    input type="hidden" name="csrf" value=(csrf);
+                                    button.link type="submit" title="end every session of this user, in every browser" { "everywhere" }
                                 }
                             }
                         }
@@ -196,6 +207,7 @@ pub fn calls(id: &Identity, f: &Filters, page: Option<&CallPage>, error: Option<
         .and_then(|s| s.parse().ok())
         .unwrap_or(1)
         .max(1);
+    let first = (cur - 1).saturating_mul(per_page);
     let sort = f.sort.as_deref().unwrap_or("start");
     let dir = f.dir.as_deref().unwrap_or("desc");
     let body = html! {
@@ -206,7 +218,7 @@ pub fn calls(id: &Identity, f: &Filters, page: Option<&CallPage>, error: Option<
                 span id="total" {
                     (p.total) @if p.total_capped { "+" } " calls"
                     @if p.total > 0 {
-                        " · showing " ((cur - 1) * per_page + 1) "–" ((cur - 1) * per_page + p.rows.len() as u64)
+                        " · showing " (first + 1) "–" (first + p.rows.len() as u64)
                     }
                 }
                 label.live { input type="checkbox" id="live"; " live refresh (5 s)" }
@@ -229,7 +241,7 @@ pub fn calls(id: &Identity, f: &Filters, page: Option<&CallPage>, error: Option<
             nav.pager {
                 @if cur > 1 { a href={"/calls?" (query_string(f, Some(cur - 1), None))} { "← Newer" } }
                 span { "Page " (cur) }
-                @if (p.rows.len() as u64) == per_page && cur * per_page < p.total.max(cur * per_page + 1) {
+                @if (p.rows.len() as u64) == per_page && cur.saturating_mul(per_page) < p.total.max(cur.saturating_mul(per_page).saturating_add(1)) {
                     a href={"/calls?" (query_string(f, Some(cur + 1), None))} { "Older →" }
                 }
             }
@@ -289,23 +301,46 @@ fn filter_form(f: &Filters, sort: &str, dir: &str, hub: bool) -> Markup {
     }
 }
 
+/// SIP messages per page of a call: a call with thousands of messages
+/// (or a flood of INFOs) pages its ladder and texts together.
+pub const MSG_PAGE: usize = 200;
+/// Bytes of a message shown on the page; a longer one links to its full
+/// text. Real messages with SDP stay well under it.
+pub const MSG_PREVIEW: usize = 8 * 1024;
+
+/// The `?msgs=` page that holds message `seq` (0-based), as a query suffix
+/// for links ("" for the first page).
+pub fn msg_page_query(seq: usize) -> String {
+    match seq / MSG_PAGE {
+        0 => String::new(),
+        p => format!("?msgs={}", p + 1),
+    }
+}
+
 pub fn call(
     id: &Identity,
     d: &CallDetail,
     extras: &Extras,
     series: &crate::quality::Series,
     legs: &[CallDetail],
+    msgs_page: usize,
 ) -> String {
     let c = &d.call;
+    let pages = d.sip.len().div_ceil(MSG_PAGE).max(1);
+    let page = msgs_page.clamp(1, pages);
+    let first = (page - 1) * MSG_PAGE;
+    let shown = &d.sip[first..d.sip.len().min(first + MSG_PAGE)];
+    let listen = id.role >= Role::Listener;
     let body = html! {
         (call_head(c))
-        (downloads(c, extras))
-        @if !extras.wavs.is_empty() { (audio(c.id, &extras.wavs)) }
+        (downloads(c, extras, listen))
+        @if listen && !extras.wavs.is_empty() { (audio(c.id, &extras.wavs)) }
         section {
             h2 { "SIP ladder " span.muted { "(" (d.sip.len()) " messages; click an arrow for the message)" } }
-            div.ladderbox { (crate::ladder::call(&d.sip)) }
+            @if pages > 1 { (msg_pager(c.id, page, pages, d.sip.len())) }
+            div.ladderbox { (crate::ladder::call(shown, first)) }
         }
-        (streams(&d.streams))
+        (streams(&d.streams, !extras.wavs.is_empty()))
         @if series.streams.iter().any(Option::is_some) { (quality(&d.streams, series)) }
         @if !d.dtmf.is_empty() {
             section { h2 { "DTMF" }
@@ -316,12 +351,25 @@ pub fn call(
             (crate::legs_view::section(c.id, legs))
         } @else if !d.legs.is_empty() {
             section { h2 { "Other legs" }
-                ul { @for l in &d.legs { li { a href={"/calls/" (l.other_call)} { "call " (l.other_call) } " (" (l.method) ")" } } }
+                ul { @for l in &d.legs { li { a href={"/calls/" (l.other_call)} { "call " (l.other_call) } " (" (l.method) ")" @if let Some(w) = &l.detail { ": " span.evidence { (w) } } } } }
             }
         }
-        (messages(&d.sip))
+        @if d.fax_ns.is_some() { (crate::media_view::fax(d)) }
+        (messages(c.id, shown, first))
+        @if pages > 1 { (msg_pager(c.id, page, pages, d.sip.len())) }
     };
     layout(&format!("Call {}", c.call_id), Some(id), body)
+}
+
+fn msg_pager(call: i64, page: usize, pages: usize, total: usize) -> Markup {
+    let first = (page - 1) * MSG_PAGE;
+    html! {
+        nav.pager.msgpager {
+            @if page > 1 { a href={"/calls/" (call) "?msgs=" (page - 1)} { "← Earlier messages" } }
+            span { "Messages " (first + 1) "–" (total.min(first + MSG_PAGE)) " of " (total) " (page " (page) " of " (pages) ")" }
+            @if page < pages { a href={"/calls/" (call) "?msgs=" (page + 1)} { "Later messages →" } }
+        }
+    }
 }
 
 fn call_head(c: &CallRow) -> Markup {
@@ -345,19 +393,24 @@ fn call_head(c: &CallRow) -> Markup {
     }
 }
 
-fn downloads(c: &CallRow, extras: &Extras) -> Markup {
+/// The download buttons; the media ones only for a role that may listen.
+fn downloads(c: &CallRow, extras: &Extras, listen: bool) -> Markup {
     let base = format!("/calls/{}", c.id);
     html! {
         section.downloads {
             h2 { "Downloads" }
             @if c.folder.is_some() {
-                a.button id="dl-pcap" href={(base) "/download/pcap"} { "Call PCAP" }
-                @if extras.decrypted_pcap { a.button id="dl-decrypted" href={(base) "/download/decrypted"} { "Decrypted PCAP" } }
+                @if listen { a.button id="dl-pcap" href={(base) "/download/pcap"} { "Call PCAP" } }
+                @if listen && extras.decrypted_pcap { a.button id="dl-decrypted" href={(base) "/download/decrypted"} { "Decrypted PCAP" } }
                 a.button id="dl-sip" href={(base) "/download/sip"} { "sip.txt" }
                 a.button id="dl-report" href={(base) "/download/report"} { "JSON report" }
-                a.button id="dl-zip" href={(base) "/download/zip"} { "Everything (.zip)" }
-                @for w in &extras.wavs {
-                    a.button.secondary href={(base) "/files/" (url_encode(w))} download { (w) }
+                @if listen {
+                    a.button id="dl-zip" href={(base) "/download/zip"} { "Everything (.zip)" }
+                    @for w in &extras.wavs {
+                        a.button.secondary href={(base) "/files/" (url_encode(w)) "?download=1"} download { (w) }
+                    }
+                } @else {
+                    p.muted { "Your role (viewer) shows signalling only; audio and PCAPs need the listener role." }
                 }
             } @else {
                 a.button id="dl-report" href={(base) "/download/report"} { "JSON report" }
@@ -383,14 +436,35 @@ fn audio(call: i64, wavs: &[String]) -> Markup {
     }
 }
 
-fn streams(streams: &[StreamRow]) -> Markup {
+/// Whether a stream's audio is in the call's WAVs, and why not when it is
+/// not: the index knows whether this build decodes the codec; `has_audio`
+/// whether the media step wrote audio for the call.
+fn audio_cell(s: &StreamRow, has_audio: bool) -> Markup {
+    html! {
+        @match (s.audio_decodable, has_audio) {
+            (Some(true), true) => { span class="badge s-answered" { "decoded" } }
+            (Some(true), false) => { span.muted { "decodable; no audio written (imported without audio)" } }
+            (Some(false), _) => {
+                span class="badge s-failed" { "not decoded" } " "
+                span.muted { (s.audio_reason.as_deref().unwrap_or("")) }
+            }
+            (None, _) => {
+                @if let Some(why) = &s.audio_reason {
+                    span.muted { (why) "; the media step guesses the codec from the packets (quality.json)" }
+                } @else { span.muted { "–" } }
+            }
+        }
+    }
+}
+
+fn streams(streams: &[StreamRow], has_audio: bool) -> Markup {
     html! {
         section {
             h2 { "Streams" }
             @if streams.is_empty() { p.muted { "No RTP streams." } } @else {
                 table.streams {
                     thead { tr {
-                        th { "SSRC" } th { "From" } th { "To" } th { "Codec" }
+                        th { "SSRC" } th { "From" } th { "To" } th { "Codec" } th { "Audio" }
                         th.num { "Packets" } th.num { "Lost" } th.num { "Jitter ms (mean/max)" }
                         th.num { "Max Δ ms" } th.num { "RTCP" } th.num { "MOS" }
                     } }
@@ -400,6 +474,7 @@ fn streams(streams: &[StreamRow]) -> Markup {
                                 td.mono { (format!("0x{:08X}", s.ssrc)) }
                                 td.mono { (s.src) } td.mono { (s.dst) }
                                 td { (s.codec) " (" (s.payload_type) ")" }
+                                td.audio { (audio_cell(s, has_audio)) }
                                 td.num { (s.packets) }
                                 td.num { (s.lost) @if s.expected > 0 { " (" (format!("{:.1}", s.lost.max(0) as f64 * 100.0 / s.expected as f64)) "%)" } }
                                 td.num { (format!("{:.2} / {:.2}", s.jitter_ms, s.max_jitter_ms)) }
@@ -431,19 +506,40 @@ fn quality(streams: &[StreamRow], series: &crate::quality::Series) -> Markup {
     }
 }
 
-/// Every message in full, each the target of its arrow in the ladder.
-fn messages(sip: &[SipRow]) -> Markup {
+/// The page's messages, each the target of its arrow in the ladder; a
+/// long one is cut at [`MSG_PREVIEW`] bytes with a link to its full text.
+fn messages(call: i64, sip: &[SipRow], first: usize) -> Markup {
     html! {
         section.messages {
             h2 { "SIP messages" }
             @for (i, m) in sip.iter().enumerate() {
-                div.sipmsg id={"msg-" (i)} {
-                    div.meta { "#" (i + 1) " · " (format_ts(m.ts_ns)) " · " (m.transport) " " (m.src) " → " (m.dst) }
-                    pre { (m.text) }
+                @let seq = first + i;
+                div.sipmsg id={"msg-" (seq)} {
+                    div.meta { "#" (seq + 1) " · " (format_ts(m.ts_ns)) " · " (m.transport) " " (m.src) " → " (m.dst) }
+                    @match preview(&m.text) {
+                        None => pre { (m.text) },
+                        Some(cut) => {
+                            pre { (cut) "…" }
+                            p.cut { a href={"/calls/" (call) "/sip/" (seq)} { "Full message (" (bytes(m.text.len() as u64)) ")" } }
+                        }
+                    }
                 }
             }
         }
     }
+}
+
+/// The first [`MSG_PREVIEW`] bytes of `text` (at a character boundary) if
+/// it is longer.
+fn preview(text: &str) -> Option<&str> {
+    if text.len() <= MSG_PREVIEW {
+        return None;
+    }
+    let mut end = MSG_PREVIEW;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(&text[..end])
 }
 
 pub fn sensor(
@@ -452,7 +548,7 @@ pub fn sensor(
     calls: u64,
     usage: u64,
     fs: Option<&FsUsage>,
-    log: &[AccessEntry],
+    log: Option<&[AuditEntry]>,
     statuses: &[(String, serde_json::Value)],
 ) -> String {
     let up = st.started.elapsed().as_secs();
@@ -479,21 +575,31 @@ pub fn sensor(
             dt { "TLS" } dd { @if st.secure_cookies { "on" } @else { "off" } }
         }
         p { a href="/metrics" { "Prometheus metrics" } " · " a href="/healthz" { "health" } }
-        h2 { "Recent access" }
-        table {
+        @if let Some(log) = log {
+            h2 { "Recent access " span.muted { a href="/admin/audit" { "(the audit log)" } } }
+            (audit_table(log))
+        }
+    };
+    layout("Sensor", Some(id), body)
+}
+
+/// Audit entries, newest first.
+pub fn audit_table(log: &[AuditEntry]) -> Markup {
+    html! {
+        table.audit {
             thead { tr { th { "Time (UTC)" } th { "User" } th { "From" } th { "Action" } th { "Call" } th { "Detail" } } }
             tbody {
                 @for e in log {
                     tr {
                         td.nowrap { (ts(e.ts_ns)) } td { (e.user) } td { (e.remote) } td { (e.action) }
-                        td { @if let Some(c) = e.call { a href={"/calls/" (c)} { (c) } } }
+                        td { @if let Some(c) = e.call { a href={"/calls/" (c)} { (c) } " " a.muted href={"/admin/audit?call=" (c)} title="every access to this call" { "(log)" } } }
                         td { (e.detail) }
                     }
                 }
+                @if log.is_empty() { tr { td colspan="6" .empty { "No entries." } } }
             }
         }
-    };
-    layout("Sensor", Some(id), body)
+    }
 }
 
 fn job_row(j: &JobSnapshot) -> Markup {
@@ -501,7 +607,7 @@ fn job_row(j: &JobSnapshot) -> Markup {
         tr {
             td { a href={"/import/" (j.id)} { (j.id) } }
             td { (j.files.join(", ")) }
-            td { (format!("{:?}", j.state).to_lowercase()) }
+            td { @if j.queued { "queued" } @else { (format!("{:?}", j.state).to_lowercase()) } }
             td.num { (j.calls) }
         }
     }
@@ -536,6 +642,7 @@ pub fn job(id: &Identity, j: &JobSnapshot) -> String {
             progress id="job-progress" max="100" value=(format!("{:.0}", j.percent)) {}
             p id="job-state" {
                 @match j.state {
+                    JobState::Running if j.queued => { "Queued: waiting for a running import to finish…" }
                     JobState::Running => { "Importing… " (format!("{:.0}", j.percent)) "% of " (bytes(j.total_bytes)) }
                     JobState::Done => { "Done: " (j.calls) " calls indexed. " a href="/calls" { "See the calls" } }
                     JobState::Failed => { span.error { (j.message) } }

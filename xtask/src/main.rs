@@ -1,9 +1,10 @@
 //! Project tasks: `cargo xtask <setup|test|fuzz|demo>`.
 //!
 //! * `setup`: runs `scripts/setup.sh` (root, Debian).
-//! * `test`: fmt check, clippy `-D warnings`, a type-check of the capture crate
-//!   for macOS (`x86_64-apple-darwin`), build (including the XDP object),
-//!   the default members' tests, then every fuzz target for
+//! * `test`: fmt check, clippy `-D warnings` (also with the `gpl-codecs`
+//!   feature), a type-check of the capture crate for macOS
+//!   (`x86_64-apple-darwin`), build (including the XDP object), the
+//!   `gpl-codecs` tests, the default members' tests, then every fuzz target for
 //!   `VOXTAP_FUZZ_SECONDS` (default 20) seconds each; `VOXTAP_SKIP_FUZZ=1`
 //!   skips the fuzz step.
 //! * `fuzz [--seconds N] [target...]`: runs cargo-fuzz targets (all targets in
@@ -129,6 +130,19 @@ fn test(root: &Path) -> Result<()> {
     let mut c = cargo();
     c.args(["clippy", "--all-targets", "--", "-D", "warnings"]);
     run(c)?;
+    // The opt-in G.729 decoder (bcg729, GPL-3) and its tests compile only
+    // with the feature.
+    let mut c = cargo();
+    c.args([
+        "clippy",
+        "-p",
+        "voxtap-codecs",
+        "-p",
+        "voxtap-e2e",
+        "--all-targets",
+    ]);
+    c.args(["--features", "gpl-codecs", "--", "-D", "warnings"]);
+    run(c)?;
     clippy_ebpf(root)?;
     check_macos()?;
     let mut c = cargo();
@@ -145,6 +159,7 @@ fn test(root: &Path) -> Result<()> {
         };
         run_fuzz(root, seconds, &fuzz_targets(root)?)?;
     }
+    gpl_codecs_tests()?;
     // Last, streamed as it runs; the per-binary `test result:` lines are
     // added up into one closing line (the last binary, a doc-test run with
     // nothing in it, would otherwise close the output on "0 passed").
@@ -182,6 +197,30 @@ fn test(root: &Path) -> Result<()> {
     println!("tests: {passed} passed, {failed} failed, {ignored} skipped");
     if !status.success() {
         bail!("cargo test failed ({status})");
+    }
+    Ok(())
+}
+
+/// The `gpl-codecs` build: what only it compiles (the G.729 decoder
+/// against bcg729's reference, the G.729 call end to end) and the licence
+/// check the other way round (bcg729 linked). The default build's licence
+/// check runs with every other test.
+fn gpl_codecs_tests() -> Result<()> {
+    for args in [
+        &[
+            "-p",
+            "voxtap-codecs",
+            "--lib",
+            "--test",
+            "codecs",
+            "licence::",
+        ][..],
+        &["-p", "voxtap-codecs", "--test", "codecs", "reference::g729"],
+        &["-p", "voxtap-e2e", "--test", "e2e", "codecs::g729"],
+    ] {
+        let mut c = cargo();
+        c.arg("test").args(args).args(["--features", "gpl-codecs"]);
+        run(c)?;
     }
     Ok(())
 }

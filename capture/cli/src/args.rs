@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
+use voxtap_engine::calls::legs::IpNet;
 use voxtap_engine::import::parse_ports;
 use voxtap_engine::media::{ManualKey, MediaOptions};
 use voxtap_engine::pipeline::PipelineConfig;
@@ -22,6 +23,19 @@ pub struct PipelineArgs {
     /// Do not look for SIP by content on non-SIP ports.
     #[arg(long)]
     pub no_sip_by_content: bool,
+    /// Make every SIP dialog a call (REGISTER, OPTIONS, SUBSCRIBE...), as
+    /// before registrations.csv, pings.csv and transactions.csv existed.
+    #[arg(long)]
+    pub all_dialogs: bool,
+    /// A media relay or SBC address (IP or CIDR) whose streams on two legs
+    /// may be the same media forwarded; repeatable. A relay with one
+    /// address is recognised without it.
+    #[arg(long = "media-relay", value_parser = parse_net)]
+    pub media_relays: Vec<IpNet>,
+}
+
+fn parse_net(s: &str) -> Result<IpNet, String> {
+    IpNet::parse(s).ok_or_else(|| format!("{s:?} is not an IP address or network"))
 }
 
 impl PipelineArgs {
@@ -32,6 +46,8 @@ impl PipelineArgs {
             ..Default::default()
         };
         c.calls.idle_timeout_ns = self.idle_timeout.saturating_mul(1_000_000_000);
+        c.calls.all_dialogs = self.all_dialogs;
+        c.calls.legs.relays = self.media_relays.clone();
         c
     }
 }

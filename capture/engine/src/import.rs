@@ -55,6 +55,15 @@ pub struct ImportReport {
     pub answered: u64,
     pub failed: u64,
     pub streams: u64,
+    /// Media-only records (RTP no SIP claimed) and their streams (counted
+    /// apart from calls and their streams).
+    pub media_only: u64,
+    pub media_only_streams: u64,
+    /// SIP outside calls: registration bindings, pairs of pinging peers,
+    /// other transactions.
+    pub registrations: u64,
+    pub ping_pairs: u64,
+    pub transactions: u64,
     pub call_packets_written: u64,
     pub elapsed: Duration,
 }
@@ -81,7 +90,27 @@ impl ImportReport {
             self.streams,
             secs,
             self.stats.frames as f64 / secs
-        )
+        ) + &self.non_call_summary()
+    }
+
+    /// "; 3 media-only streams, 2 registrations, ..." for what is not a
+    /// call, when there is any.
+    fn non_call_summary(&self) -> String {
+        let parts: Vec<String> = [
+            (self.media_only_streams, "media-only RTP stream(s)"),
+            (self.registrations, "registration binding(s)"),
+            (self.ping_pairs, "pinging peer pair(s)"),
+            (self.transactions, "other SIP transaction(s)"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("; not calls: {}", parts.join(", "))
+        }
     }
 }
 
@@ -295,6 +324,12 @@ impl Run<'_> {
     ) -> Result<ImportReport, ImportError> {
         self.pipeline.finish();
         self.write_ended()?;
+        write_signalling(
+            &mut self.pipeline,
+            &mut self.writer,
+            Some(&mut self.index),
+            &mut self.report,
+        )?;
         let read = sources.iter().map(|s| s.reader.bytes_read()).sum();
         self.report_progress(read, true);
         self.writer.finish()?;
@@ -348,6 +383,9 @@ pub fn write_ended_indexed(
     index: Option<&mut Index>,
     report: &mut ImportReport,
 ) -> Result<(), ImportError> {
+    let done = pipeline.drain_transactions();
+    writer.write_transactions(&done)?;
+    report.transactions += done.len() as u64;
     let ended = pipeline.drain_ended();
     let mut files = Vec::with_capacity(ended.len());
     for call in &ended {
@@ -358,9 +396,14 @@ pub fn write_ended_indexed(
                 .map(CallFiles::folder)
                 .unwrap_or_default(),
         );
+        report.call_packets_written += w.packets;
+        if call.is_media_only() {
+            report.media_only += 1;
+            report.media_only_streams += w.streams;
+            continue;
+        }
         report.calls += 1;
         report.streams += w.streams;
-        report.call_packets_written += w.packets;
         match call.state() {
             CallState::Answered | CallState::Completed => report.answered += 1,
             _ => report.failed += 1,
@@ -380,6 +423,25 @@ pub fn write_ended_indexed(
     {
         index.record_calls(&batch)?;
     }
+    Ok(())
+}
+
+/// Writes registrations.csv and pings.csv as the tables are now (and the
+/// index's registrations and pings), and counts them in `report` (import's
+/// end; a long-running listener now and then).
+pub fn write_signalling(
+    pipeline: &mut Pipeline,
+    writer: &mut CallWriter,
+    index: Option<&mut Index>,
+    report: &mut ImportReport,
+) -> Result<(), ImportError> {
+    let sig = pipeline.signalling().snapshot();
+    writer.write_signalling(&sig)?;
+    if let Some(index) = index {
+        index.record_signalling(&sig)?;
+    }
+    report.registrations = sig.registrations.len() as u64;
+    report.ping_pairs = sig.pings.len() as u64;
     Ok(())
 }
 

@@ -12,6 +12,7 @@ pub mod media;
 pub mod output;
 pub mod pcapfile;
 pub mod pipeline;
+pub mod signalling;
 pub mod stream_timeline;
 pub mod synth;
 pub mod tap;

@@ -127,15 +127,27 @@ impl Pipeline {
         self.calls.open_calls()
     }
 
-    /// Calls that closed since the last call (BYE, final response, timeout).
+    /// Calls that closed since the last call (BYE, final response, timeout),
+    /// and media-only records ([`Call::is_media_only`]).
     pub fn drain_ended(&mut self) -> Vec<Call> {
         let ended = self.calls.drain_ended();
         if let Some(tap) = &mut self.tap {
-            for call in &ended {
+            for call in ended.iter().filter(|c| !c.is_media_only()) {
                 tap.call_ended(call);
             }
         }
         ended
+    }
+
+    /// Registrations, pings and transactions outside calls.
+    pub fn signalling(&self) -> &crate::signalling::Signalling {
+        self.calls.signalling()
+    }
+
+    /// Transactions outside calls that are done (see
+    /// [`crate::signalling::Signalling::drain_transactions`]).
+    pub fn drain_transactions(&mut self) -> Vec<crate::signalling::Transaction> {
+        self.calls.signalling_mut().drain_transactions()
     }
 
     /// End of the capture: closes every open call.
@@ -225,6 +237,7 @@ impl Route<'_> {
         if sip_like {
             if payload.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
                 self.stats.sip_keepalives += 1;
+                self.calls.on_keepalive(ts_ns, src, dst);
                 return;
             }
             match sip::parse(payload) {

@@ -8,6 +8,8 @@ use std::net::Ipv4Addr;
 use voxtap_proto::pcapio::{LinkType, PcapWriter};
 use voxtap_proto::wire::{Emit, ethernet, ethernet::ethertype, ipv4, udp};
 
+pub mod codec_call;
+
 #[derive(Clone, Debug)]
 pub struct SynthConfig {
     pub calls: u32,

@@ -95,6 +95,12 @@ pub struct OutputConfig {
     pub call_files: bool,
     /// Close a call after this many seconds without a packet.
     pub idle_timeout_seconds: u64,
+    /// Every SIP dialog is a call (REGISTER, OPTIONS, SUBSCRIBE...), as
+    /// before non-call traffic had tables of its own.
+    pub all_dialogs: bool,
+    /// Media relays and SBCs (IP or CIDR) whose streams on two legs may be
+    /// the same media; a relay with one address needs no entry.
+    pub media_relays: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -162,6 +168,8 @@ impl Default for OutputConfig {
             dir: PathBuf::from("/var/lib/voxtap/calls"),
             call_files: true,
             idle_timeout_seconds: 300,
+            all_dialogs: false,
+            media_relays: Vec::new(),
         }
     }
 }
@@ -227,6 +235,14 @@ impl Config {
         if self.store.roll_seconds == 0 {
             bail!("store.roll_seconds must be positive");
         }
+        if let Some(bad) = self
+            .output
+            .media_relays
+            .iter()
+            .find(|r| voxtap_engine::calls::legs::IpNet::parse(r).is_none())
+        {
+            bail!("output.media_relays: {bad:?} is not an IP address or network");
+        }
         self.upload.validate()?;
         if let Err(e) = self.hep.validate() {
             bail!("{e}");
@@ -258,6 +274,14 @@ mod tests {
                 ..CaptureConfig::default()
             }
         );
+    }
+
+    #[test]
+    fn media_relays_must_be_networks() {
+        let c = Config::from_toml("[output]\nmedia_relays = [\"192.0.2.1\", \"10.0.0.0/8\"]\n")
+            .unwrap();
+        assert_eq!(c.output.media_relays.len(), 2);
+        assert!(Config::from_toml("[output]\nmedia_relays = [\"sbc-1\"]\n").is_err());
     }
 
     #[test]

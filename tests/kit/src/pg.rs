@@ -156,7 +156,15 @@ impl Pg {
             "postgres accepting connections",
             || {
                 let ok = Command::new(format!("{BIN}/pg_isready"))
-                    .args(["-q", "-h", sock.to_str().unwrap(), "-p", &port])
+                    .args([
+                        "-q",
+                        "-h",
+                        sock.to_str().unwrap(),
+                        "-p",
+                        &port,
+                        "-U",
+                        "postgres",
+                    ])
                     .status()
                     .is_ok_and(|s| s.success());
                 ok.then_some(())
@@ -165,10 +173,19 @@ impl Pg {
     }
 
     /// Fast shutdown (clients are disconnected), waiting for the end.
+    /// The signal goes to the postmaster itself (the first line of
+    /// `postmaster.pid`): runuser does not pass SIGINT on.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            // SAFETY: signalling our own child (runuser passes it on).
-            unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
+            let postmaster = std::fs::read_to_string(self.data().join("postmaster.pid"))
+                .ok()
+                .and_then(|s| s.lines().next()?.trim().parse::<i32>().ok());
+            match postmaster {
+                // SAFETY: signalling the server this Pg started.
+                Some(pid) => unsafe { libc::kill(pid, libc::SIGINT) },
+                // Not started far enough to write its pid: end runuser.
+                None => unsafe { libc::kill(c.id() as i32, libc::SIGKILL) },
+            };
             let _ = c.wait();
         }
     }

@@ -282,7 +282,7 @@ impl Hub {
                     "SELECT ordinal, ssrc, src_ip, src_port, dst_ip, dst_port, payload_type, codec, first_at, \
                      last_at, packets, expected, lost, out_of_order, duplicates, jitter_ms, max_jitter_ms, \
                      max_delta_ms, ptime_ms, rtcp_reports, rtcp_fraction_lost, rtcp_cumulative_lost, \
-                     rtcp_jitter_ms, mos FROM voxtap.streams WHERE {key} ORDER BY ordinal"
+                     rtcp_jitter_ms, mos, decoded, audio_reason FROM voxtap.streams WHERE {key} ORDER BY ordinal"
                 ),
                 &args,
             )
@@ -303,12 +303,22 @@ impl Hub {
             None => (Vec::new(), Vec::new()),
         };
         let legs = self.legs(&c, &call).await?;
+        let fax_ns = c
+            .query_one("SELECT fax_at FROM voxtap.calls WHERE id = $1", &[&id])
+            .await
+            .map_err(unavailable)?
+            .get::<_, Option<SystemTime>>(0)
+            .map(ns);
         Ok(Some(CallDetail {
             call,
             sip,
             streams: streams.iter().map(stream_row).collect(),
             dtmf,
             legs,
+            fax_ns,
+            // The UDPTL streams' statistics stay on the sensor: the central
+            // index has when the call turned to fax, not the fax streams.
+            fax: Vec::new(),
         }))
     }
 
@@ -323,11 +333,11 @@ impl Hub {
         let rows = c
             .query(
                 "WITH me AS (SELECT id FROM voxtap.sensors WHERE name = $2), \
-                 l AS (SELECT other_call_id AS cid, other_start AS st, method, confidence FROM voxtap.legs \
+                 l AS (SELECT other_call_id AS cid, other_start AS st, method, confidence, detail FROM voxtap.legs \
                        WHERE call_id = $1 AND sensor = (SELECT id FROM me) AND call_start = $3 \
-                       UNION SELECT call_id, call_start, method, confidence FROM voxtap.legs \
+                       UNION SELECT call_id, call_start, method, confidence, detail FROM voxtap.legs \
                        WHERE other_call_id = $1 AND sensor = (SELECT id FROM me) AND other_start = $3) \
-                 SELECT c.id, l.method, l.confidence FROM l JOIN voxtap.calls c \
+                 SELECT c.id, l.method, l.confidence, l.detail FROM l JOIN voxtap.calls c \
                    ON c.call_id = l.cid AND c.start_at = l.st AND c.sensor = (SELECT id FROM me) \
                  ORDER BY c.id",
                 &[&call.call_id, &sensor, &start],
@@ -340,6 +350,7 @@ impl Hub {
                 other_call: r.get(0),
                 method: r.get(1),
                 confidence: r.get::<_, Option<f32>>(2).map(f64::from),
+                detail: r.get(3),
             })
             .collect())
     }
@@ -379,6 +390,8 @@ fn stream_row(r: &Row) -> StreamRow {
         rtcp_cumulative_lost: r.get(21),
         rtcp_jitter_ms: fo(22),
         mos: fo(23),
+        audio_decodable: r.get(24),
+        audio_reason: r.get(25),
     }
 }
 

@@ -21,10 +21,13 @@ use crate::Shared;
 /// Answer frames of one request: (kind, payload).
 pub type Answer = mpsc::Receiver<(Frame, Vec<u8>)>;
 
+/// The requests of one connection waiting for their answers, by id.
+type Pending = Arc<Mutex<HashMap<u64, mpsc::Sender<(Frame, Vec<u8>)>>>>;
+
 struct Conn {
     tx: mpsc::Sender<Message>,
     /// Waiting requests by id.
-    pending: Arc<Mutex<HashMap<u64, mpsc::Sender<(Frame, Vec<u8>)>>>>,
+    pending: Pending,
     since: SystemTime,
     remote: String,
     /// Which connection of this sensor (a reconnect replaces the entry).
@@ -139,7 +142,7 @@ async fn serve(st: Shared, sensor: String, remote: String, socket: WebSocket) {
     let reg = &hub.tunnels;
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Message>(32);
-    let pending: Arc<Mutex<HashMap<u64, mpsc::Sender<(Frame, Vec<u8>)>>>> = Arc::default();
+    let pending: Pending = Arc::default();
     let generation = reg.next_id();
     reg.conns.lock().unwrap_or_else(|p| p.into_inner()).insert(
         sensor.clone(),

@@ -468,9 +468,9 @@ async fn downloads_are_counted_and_logged() {
         .unwrap();
     assert!(m.contains("voxtap_downloads_total 4\n"), "{m}");
     assert!(m.contains("voxtap_calls_indexed 2\n"), "{m}");
-    let log = Index::open(&e.data.join(INDEX_FILE))
+    let log = voxtap_web::audit::AuditLog::open(&e.data)
         .unwrap()
-        .access_log(100)
+        .query(&Default::default(), 100)
         .unwrap();
     let downloads: Vec<_> = log
         .iter()

@@ -10,7 +10,7 @@ pub use voxtap_testkit::browser::{browser, screenshots_dir};
 pub use voxtap_testkit::http::{client, hidden_csrf, login};
 pub use voxtap_testkit::tshark::{tshark, tshark_call_frames, tshark_frames};
 pub use voxtap_testkit::{corpus, free_port};
-use voxtap_web::config::{Config, UserConfig};
+use voxtap_web::config::{Config, Role, UserConfig};
 use voxtap_web::{Running, ServeOptions};
 
 pub const USER: &str = "alice";
@@ -34,18 +34,34 @@ pub fn data_dir_with(file: &Path) -> tempfile::TempDir {
     dir
 }
 
+/// The same hash each time: a new salt would be a changed password, and
+/// changed credentials end the sessions begun with the old ones.
+fn hash_of(secret: &'static str) -> String {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static HASHES: OnceLock<Mutex<HashMap<&'static str, String>>> = OnceLock::new();
+    let mut m = HASHES.get_or_init(Default::default).lock().unwrap();
+    m.entry(secret)
+        .or_insert_with(|| voxtap_web::auth::hash_password(secret).unwrap())
+        .clone()
+}
+
+/// alice (admin) logs in with a password; grafana (listener) uses the API
+/// with a token.
 pub fn config() -> Config {
     Config {
         users: vec![
             UserConfig {
                 name: USER.into(),
-                password_hash: voxtap_web::auth::hash_password(PASSWORD).unwrap(),
+                password_hash: hash_of(PASSWORD),
                 api_token_hash: None,
+                role: Some(Role::Admin),
             },
             UserConfig {
                 name: API_USER.into(),
-                password_hash: voxtap_web::auth::hash_password("another one").unwrap(),
-                api_token_hash: Some(voxtap_web::auth::hash_password(API_TOKEN).unwrap()),
+                password_hash: hash_of("another one"),
+                api_token_hash: Some(hash_of(API_TOKEN)),
+                role: Some(Role::Listener),
             },
         ],
         ..Default::default()

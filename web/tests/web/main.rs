@@ -7,8 +7,12 @@ mod common;
 
 mod api;
 mod browser;
+mod call_audio;
 mod charts;
+mod fleet_bench;
+mod hardening;
 mod hub;
+mod noncall;
 mod remote;
 mod s3;
 mod server;

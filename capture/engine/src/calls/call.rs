@@ -8,9 +8,11 @@ use voxtap_proto::sdp::{Crypto, Direction, RtpMap};
 use voxtap_proto::stream_stats::StreamStats;
 
 mod dialog;
+mod fax;
 mod streams;
 
-pub(super) use dialog::{SipPacket, announced_by};
+pub(super) use dialog::{SipPacket, announced_by, is_new_initial_invite};
+pub use fax::FaxStream;
 pub(super) use streams::RtpSeen;
 
 /// Where a packet lies in the capture: the source (file) index in the top 16
@@ -122,6 +124,8 @@ pub struct MediaInfo {
     pub proto: String,
     pub direction: Direction,
     pub rtpmap: Vec<RtpMap>,
+    /// `a=fmtp` parameters by payload type (Opus stereo, AMR packing...).
+    pub fmtp: Vec<(u8, String)>,
     pub crypto: Vec<Crypto>,
     pub ptime: Option<u32>,
     /// Capture time of the SIP message that carried it.
@@ -175,6 +179,39 @@ pub struct Stream {
     /// Packets seen so far, counted up to a small cap: only a stream's
     /// first packets are fingerprinted for leg linking.
     pub early_packets: u8,
+    /// Its latest packets (sequence, timestamp, payload hash, time), to tell
+    /// whether a stream on another leg is this one forwarded by a relay.
+    pub recent: [RecentPacket; RECENT_PACKETS],
+}
+
+/// How many of a stream's latest packets are remembered: a relay forwards a
+/// packet before this many more arrive.
+pub const RECENT_PACKETS: usize = 8;
+
+/// One of a stream's latest packets, as leg linking compares them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecentPacket {
+    pub seq: u16,
+    pub rtp_ts: u32,
+    /// [`crate::calls::legs::payload_hash`] of its payload.
+    pub hash: u64,
+    /// Capture time (0: none yet).
+    pub ns: u64,
+}
+
+impl Stream {
+    /// Remember a packet among the latest ones.
+    pub(super) fn note_recent(&mut self, r: RecentPacket) {
+        let slot = usize::from(r.seq) % RECENT_PACKETS;
+        self.recent[slot] = r;
+    }
+
+    /// The latest packet with sequence number `seq`, if still remembered.
+    pub fn recent_packet(&self, seq: u16) -> Option<&RecentPacket> {
+        self.recent
+            .get(usize::from(seq) % RECENT_PACKETS)
+            .filter(|r| r.ns != 0 && r.seq == seq)
+    }
 }
 
 /// A SIP message as kept for `sip.txt` and the ladder diagram.
@@ -217,7 +254,19 @@ pub struct Call {
     /// CSeq of the latest initial INVITE (a 401/407 challenge makes the
     /// caller send a new one with a higher CSeq).
     invite_cseq: Option<u32>,
+    /// Frames that carried its SIP (a message split over TCP segments is
+    /// several frames; one segment carrying two messages counts for each).
     sip_packets: u64,
+    /// SIP messages (what tshark counts).
+    sip_messages: u64,
+    /// Hash of the From-tag of its first message, and the highest request
+    /// CSeq: what tells a retransmission from a new call on the Call-ID.
+    from_tag: u64,
+    max_cseq: u32,
+    /// Capture time of its latest SIP message.
+    last_sip_ns: u64,
+    /// Ending transactions not complete yet (`dialog::AWAIT_*` bits).
+    awaiting: u8,
     rtp_packets: u64,
     rtcp_packets: u64,
     /// Every packet of the call: (capture time, where it is).
@@ -248,6 +297,14 @@ pub struct Call {
     /// were, so every call open at the time carries the count. Distinct from
     /// network loss, which the RTP sequence numbers measure per stream.
     capture_loss: u64,
+    /// When an offer/answer turned one of its media lines into T.38 fax
+    /// (`m=image ... udptl t38`).
+    fax_ns: Option<u64>,
+    /// UDPTL (T.38) packets per direction: fax, never RTP.
+    fax: Vec<FaxStream>,
+    /// Media that no SIP claimed (found by the RTP heuristic): a record of
+    /// its own, without dialog, Call-ID or calls.csv row.
+    media_only: bool,
 }
 
 impl Call {
@@ -272,6 +329,11 @@ impl Call {
             end_reason: None,
             invite_cseq: None,
             sip_packets: 0,
+            sip_messages: 0,
+            from_tag: 0,
+            max_cseq: 0,
+            last_sip_ns: start_ns,
+            awaiting: 0,
             rtp_packets: 0,
             rtcp_packets: 0,
             packets: Vec::new(),
@@ -287,7 +349,17 @@ impl Call {
             first_invite: None,
             linger_until: None,
             capture_loss: 0,
+            fax_ns: None,
+            fax: Vec::new(),
+            media_only: false,
         }
+    }
+
+    /// A record for media no SIP claimed (see `media_only`).
+    pub(crate) fn media_only(no: u64, start_ns: u64) -> Self {
+        let mut c = Call::new(no, b"", String::new(), start_ns);
+        c.media_only = true;
+        c
     }
 
     /// The table's number for this call (unique within one run).
@@ -368,8 +440,30 @@ impl Call {
         self.end_reason
     }
 
+    /// Frames that carried its SIP bytes.
     pub fn sip_packets(&self) -> u64 {
         self.sip_packets
+    }
+
+    /// Its SIP messages (tshark's count; fewer than `sip_packets` when
+    /// messages were split over TCP segments).
+    pub fn sip_messages(&self) -> u64 {
+        self.sip_messages
+    }
+
+    /// When an offer/answer turned the call into T.38 fax.
+    pub fn fax_ns(&self) -> Option<u64> {
+        self.fax_ns
+    }
+
+    /// Its UDPTL (T.38 fax) streams, one per direction.
+    pub fn fax_streams(&self) -> &[FaxStream] {
+        &self.fax
+    }
+
+    /// Media that no SIP claimed: no dialog, no Call-ID, no calls.csv row.
+    pub fn is_media_only(&self) -> bool {
+        self.media_only
     }
 
     pub fn rtp_packets(&self) -> u64 {
@@ -491,6 +585,11 @@ impl Call {
 /// What the call table and the leg grouping change on a call besides its
 /// SIP and media (those are in `dialog` and `streams`).
 impl Call {
+    /// Capture time of its latest SIP message.
+    pub(super) fn last_sip_ns(&self) -> u64 {
+        self.last_sip_ns
+    }
+
     /// The first INVITE created the call: where it came from and went to,
     /// and which way it faced.
     pub(super) fn set_first_invite(&mut self, src: SocketAddr, dst: SocketAddr, facing: Facing) {

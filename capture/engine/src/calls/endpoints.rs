@@ -30,6 +30,8 @@ pub(super) struct EndpointUse {
     pub role: Role,
     /// The m= line (index into the call's media) that announced it.
     pub media_idx: usize,
+    /// That m= line is T.38 fax (UDPTL), not RTP.
+    pub fax: bool,
 }
 
 #[derive(Default)]
@@ -55,8 +57,18 @@ impl Endpoints {
 
     /// `u.call` receives at `ep` as its SDP announced. A re-INVITE that
     /// repeats an endpoint keeps the first use (its media index names the
-    /// m= line the stream started under).
+    /// m= line the stream started under), unless it turns the media into
+    /// fax or back (T.38): from then on the packets are the new line's.
     pub fn announce(&mut self, ep: SocketAddr, u: EndpointUse) {
+        if let Some(x) = self
+            .uses
+            .get_mut(&ep)
+            .and_then(|v| v.iter_mut().find(|x| x.call == u.call && x.role == u.role))
+            && x.fax != u.fax
+        {
+            *x = u;
+            return;
+        }
         self.add(ep, u, |x| x.call == u.call && x.role == u.role);
     }
 
@@ -137,12 +149,18 @@ pub(super) fn media_info(
         proto: m.proto.clone(),
         direction: desc.media_direction(m),
         rtpmap: m.rtpmap.clone(),
+        fmtp: m.fmtp.clone(),
         crypto: m.crypto.clone(),
         ptime: m.ptime,
         announced_ns: ts_ns,
         announced_by: by.to_string(),
         disabled: m.port == 0 || ip.is_unspecified(),
     }
+}
+
+/// An `m=image ... udptl` line: T.38 fax, whose packets are UDPTL.
+pub(super) fn is_fax(m: &MediaInfo) -> bool {
+    m.kind.eq_ignore_ascii_case("image") && m.proto.to_ascii_lowercase().contains("udptl")
 }
 
 /// The endpoints an enabled m= line (number `media_idx` of call `call`)
@@ -158,6 +176,7 @@ pub(super) fn claims(
             call,
             role: Role::Rtp,
             media_idx,
+            fax: is_fax(m),
         },
     );
     let rtcp = (m.rtcp != m.rtp).then_some((
@@ -166,6 +185,7 @@ pub(super) fn claims(
             call,
             role: Role::Rtcp,
             media_idx,
+            fax: is_fax(m),
         },
     ));
     std::iter::once(rtp).chain(rtcp)

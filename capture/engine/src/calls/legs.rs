@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use voxtap_proto::rtp::RtpPacket;
 use voxtap_proto::sip::{Message, Method, StartLine, uri_user};
 
-use super::call::{Call, RtpSeen, SipPacket};
+use super::call::{Call, RtpSeen, SipPacket, StreamKey};
 use super::table::CallConfig;
 
 /// Why two legs were joined.
@@ -25,9 +25,12 @@ pub enum LinkMethod {
     SessionId,
     /// Replaces (or Refer-To ...?Replaces=) names the other leg: a transfer.
     Replaces,
-    /// The same RTP stream (SSRC with matching sequence progression).
+    /// The same RTP stream forwarded by a relay: same SSRC, sequence number,
+    /// timestamp and payload a moment later, on the far side of the relay.
     MediaSsrc,
-    /// Identical RTP payload bytes (a relay that rewrites the SSRC).
+    /// Identical RTP payloads a moment later on the far side of a relay,
+    /// with constant sequence and timestamp offsets (a relay that rewrites
+    /// the SSRC).
     MediaPayload,
     /// An INVITE left the address another INVITE had just reached, for the
     /// same caller and callee numbers.
@@ -68,6 +71,10 @@ pub struct LegConfig {
     pub signalling_window_ns: u64,
     /// A stream on another leg within this long may be the same media.
     pub media_window_ns: u64,
+    /// Media relays and SBCs (their media addresses): a stream leaving one
+    /// may be the forwarded copy of a stream that reached another address.
+    /// A relay with one address is recognised without being named here.
+    pub relays: Vec<IpNet>,
     /// Prefixes stripped from numbers before comparing them (e.g. "+",
     /// "00", "+44", "0"), longest first.
     pub strip_prefixes: Vec<String>,
@@ -93,6 +100,7 @@ impl Default for LegConfig {
             .collect(),
             signalling_window_ns: 2_000_000_000,
             media_window_ns: 5_000_000_000,
+            relays: Vec::new(),
             strip_prefixes: vec!["+".into()],
             carrier_networks: Vec::new(),
             core_networks: Vec::new(),
@@ -319,8 +327,10 @@ pub struct RecentStream {
 pub(crate) struct LegIndex {
     pub invites: VecDeque<RecentInvite>,
     pub streams_by_ssrc: HashMap<u32, Vec<RecentStream>>,
-    /// Hash of a distinctive payload -> (call, time).
-    pub payloads: HashMap<u64, (u64, u64)>,
+    /// Hash of a distinctive payload -> where it was first seen.
+    pub payloads: HashMap<u64, SeenPayload>,
+    /// Streams whose payloads matched another leg's: how consistently.
+    runs: HashMap<(StreamKey, StreamKey), PayloadRun>,
     pub shared_keys: HashMap<String, u64>,
     keys_of: HashMap<u64, Vec<String>>,
 }
@@ -339,13 +349,46 @@ impl LegIndex {
             v.retain(|s| s.ts_ns + w >= now_ns);
             !v.is_empty()
         });
-        self.payloads.retain(|_, (_, t)| *t + w >= now_ns);
+        self.payloads.retain(|_, p| p.ns + w >= now_ns);
+        self.runs.retain(|_, r| r.last_ns + w >= now_ns);
     }
 
     /// Remember a key shared by all legs of a call (icid, Session-ID).
     pub fn add_shared(&mut self, key: String, call_no: u64) {
         self.keys_of.entry(call_no).or_default().push(key.clone());
         self.shared_keys.insert(key, call_no);
+    }
+
+    /// One more identical payload between the streams of `pair` at
+    /// `offsets` (sequence, timestamp): the run once it is long enough to
+    /// link them (and then forgotten), else None. Other offsets start over.
+    fn note_run(
+        &mut self,
+        pair: (StreamKey, StreamKey),
+        offsets: (u16, u32),
+        delay_ns: u64,
+        ts_ns: u64,
+    ) -> Option<PayloadRun> {
+        if self.runs.len() >= MAX_RUNS {
+            self.runs.clear();
+        }
+        let fresh = PayloadRun {
+            seq_offset: offsets.0,
+            ts_offset: offsets.1,
+            matches: 0,
+            delay_ns,
+            last_ns: ts_ns,
+        };
+        let run = self.runs.entry(pair).or_insert(fresh);
+        if (run.seq_offset, run.ts_offset) != offsets {
+            *run = fresh;
+        }
+        run.matches += 1;
+        run.last_ns = ts_ns;
+        if run.matches < PAYLOAD_RUN {
+            return None;
+        }
+        self.runs.remove(&pair)
     }
 
     /// Forget a call that was closed: its keys must not link new calls.
@@ -358,6 +401,84 @@ impl LegIndex {
             }
         }
     }
+}
+
+/// An early packet of a stream, fingerprinted for the payload method.
+#[derive(Clone, Copy, Debug)]
+pub struct SeenPayload {
+    pub call_no: u64,
+    pub key: StreamKey,
+    pub seq: u16,
+    pub rtp_ts: u32,
+    pub ns: u64,
+}
+
+/// Identical payloads between a new stream and one on another leg, so far
+/// with the same sequence and timestamp offsets.
+#[derive(Clone, Copy, Debug)]
+struct PayloadRun {
+    seq_offset: u16,
+    ts_offset: u32,
+    matches: u8,
+    delay_ns: u64,
+    last_ns: u64,
+}
+
+/// Identical payloads in this many packets, at constant offsets, link legs
+/// whose relay rewrote the SSRC.
+const PAYLOAD_RUN: u8 = 3;
+
+/// Runs tracked at most (a flood of look-alike streams must not grow it).
+const MAX_RUNS: usize = 10_000;
+
+/// A fast 64-bit hash of bytes (8 at a time), to compare payloads and keep
+/// tags and keys without their bytes. Not for anything adversarial beyond
+/// a bounded map key.
+pub fn payload_hash(b: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ (b.len() as u64);
+    let mut chunks = b.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^= h >> 29;
+    }
+    for &x in chunks.remainder() {
+        h = (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^ (h >> 32)
+}
+
+/// Whether a stream (`new`) can be another one (`old`) forwarded by a
+/// relay, and why: it leaves from the host the old one went to (a relay
+/// with one address), or from a configured relay, or the two share no host
+/// (a relay with an address on each side). Two streams between the same two
+/// hosts are parallel calls (SIPp plays the same audio with the same SSRC in
+/// every call) or an echo, never a hop.
+pub fn relay_hop(old: &StreamKey, new: &StreamKey, cfg: &LegConfig) -> Option<String> {
+    let (os, od, ns, nd) = (old.src.ip(), old.dst.ip(), new.src.ip(), new.dst.ip());
+    if (os, od) == (ns, nd) || (os, od) == (nd, ns) || nd == os {
+        return None;
+    }
+    if ns == od {
+        return Some(format!(
+            "it leaves {} from the host the other leg's stream went to ({})",
+            new.src, old.dst
+        ));
+    }
+    if let Some(r) = cfg.relays.iter().find(|r| r.contains(ns) && r.contains(od)) {
+        return Some(format!(
+            "it leaves {} and the other leg's stream went to {}, both of the configured relay {}/{}",
+            new.src, old.dst, r.addr, r.prefix
+        ));
+    }
+    if ns != os && nd != od && ns != od && nd != os {
+        return Some(format!(
+            "the other leg's stream {} -> {} and this one {} -> {} share no host (a relay with an address on each side)",
+            old.src, old.dst, new.src, new.dst
+        ));
+    }
+    None
 }
 
 /// A payload worth matching across legs: enough distinct byte values that
@@ -437,9 +558,6 @@ pub(super) struct Groups {
 
 /// Pending names kept at most: a flood of bogus names must not grow memory.
 const MAX_PENDING_NAMES: usize = 100_000;
-
-/// A stream still flowing on another leg this recently may be the same one.
-const FLOWING_NS: u64 = 100_000_000;
 
 impl Groups {
     /// A new call, alone in its group.
@@ -662,10 +780,10 @@ impl Groups {
         });
     }
 
-    /// The same stream seen on another leg: same SSRC with the sequence
-    /// a few packets behind the other leg's (a relay forwards with a small
-    /// delay), or identical distinctive payload bytes within a short time
-    /// (a relay that rewrites the SSRC).
+    /// The same stream seen on another leg: forwarded by a relay with the
+    /// same SSRC, or (a relay that rewrites the SSRC) with identical
+    /// payloads at constant sequence and timestamp offsets. Either way the
+    /// topology must be a relay's ([`relay_hop`]).
     pub fn link_by_media(
         &mut self,
         open: &mut OpenCalls,
@@ -676,44 +794,28 @@ impl Groups {
         p: &RtpPacket<'_>,
     ) {
         if seen.is_new {
-            self.link_same_ssrc(open, &cfg.legs, call_no, ts_ns, p);
+            self.link_same_ssrc(open, cfg, call_no, &seen, ts_ns, p);
         }
-        if seen.early
-            && let Some(h) = distinctive_payload_hash(p.payload())
-        {
-            match self.index.payloads.get(&h).copied() {
-                Some((other, t))
-                    if other != call_no
-                        && ts_ns.saturating_sub(t) <= cfg.payload_match_window_ns =>
-                {
-                    let detail = format!(
-                        "identical {}-byte RTP payload {:.1} ms apart (SSRC 0x{:08X})",
-                        p.payload().len(),
-                        ts_ns.saturating_sub(t) as f64 / 1e6,
-                        p.ssrc()
-                    );
-                    self.link(open, call_no, other, LinkMethod::MediaPayload, detail);
-                }
-                Some(_) => {}
-                None => {
-                    self.index.payloads.insert(h, (call_no, ts_ns));
-                }
-            }
+        if seen.early && distinctive_payload_hash(p.payload()).is_some() {
+            self.link_same_payload(open, cfg, call_no, &seen, ts_ns, p);
         }
     }
 
-    /// A new stream whose SSRC is flowing on another leg, a few packets ahead.
+    /// A new stream whose first packet (SSRC, sequence number, timestamp and
+    /// payload) another leg's stream carried a moment before: the closest in
+    /// time of those a relay could have forwarded.
     fn link_same_ssrc(
         &mut self,
         open: &mut OpenCalls,
-        cfg: &LegConfig,
+        cfg: &CallConfig,
         call_no: u64,
+        seen: &RtpSeen,
         ts_ns: u64,
         p: &RtpPacket<'_>,
     ) {
-        let window = cfg.media_window_ns;
         let (ssrc, seq) = (p.ssrc(), p.sequence());
-        let candidates: Vec<u64> = self
+        let window = cfg.legs.media_window_ns;
+        let others: Vec<u64> = self
             .index
             .streams_by_ssrc
             .get(&ssrc)
@@ -724,20 +826,37 @@ impl Groups {
                     .collect()
             })
             .unwrap_or_default();
-        for other in candidates {
-            let behind = open.get(&other).and_then(|c| {
-                c.streams()
-                    .iter()
-                    // Still flowing on the other leg right now.
-                    .filter(|s| s.key.ssrc == ssrc && ts_ns.saturating_sub(s.last_ns) <= FLOWING_NS)
-                    .map(|s| s.last_seq.wrapping_sub(seq) as i16)
-                    .find(|d| (0..=8).contains(d))
-            });
-            if let Some(d) = behind {
-                let detail =
-                    format!("SSRC 0x{ssrc:08X}, sequence {seq} is {d} behind the other leg");
-                self.link(open, call_no, other, LinkMethod::MediaSsrc, detail);
+        let mut best: Option<(u64, u64, String)> = None;
+        for other in others {
+            let Some(c) = open.get(&other) else { continue };
+            for s in c.streams().iter().filter(|s| s.key.ssrc == ssrc) {
+                let Some(r) = s.recent_packet(seq) else {
+                    continue;
+                };
+                let delay = ts_ns.saturating_sub(r.ns);
+                if r.rtp_ts != p.timestamp()
+                    || r.hash != seen.hash
+                    || r.ns > ts_ns
+                    || delay > cfg.payload_match_window_ns
+                    || best.as_ref().is_some_and(|b| b.1 <= delay)
+                {
+                    continue;
+                }
+                if let Some(why) = relay_hop(&s.key, &seen.key, &cfg.legs) {
+                    let detail = format!(
+                        "SSRC 0x{ssrc:08X}: sequence {seq}, timestamp {} and a {}-byte payload identical to the other leg's {:.1} ms earlier ({} -> {}); {why}",
+                        p.timestamp(),
+                        p.payload().len(),
+                        delay as f64 / 1e6,
+                        s.key.src,
+                        s.key.dst,
+                    );
+                    best = Some((other, delay, detail));
+                }
             }
+        }
+        if let Some((other, _, detail)) = best {
+            self.link(open, call_no, other, LinkMethod::MediaSsrc, detail);
         }
         self.index
             .streams_by_ssrc
@@ -749,6 +868,74 @@ impl Groups {
                 ssrc,
                 seq,
             });
+    }
+
+    /// An early packet whose distinctive payload another leg's stream
+    /// carried a moment before, through a relay's topology: after
+    /// [`PAYLOAD_RUN`] such packets at the same sequence and timestamp
+    /// offsets, the legs are linked.
+    fn link_same_payload(
+        &mut self,
+        open: &mut OpenCalls,
+        cfg: &CallConfig,
+        call_no: u64,
+        seen: &RtpSeen,
+        ts_ns: u64,
+        p: &RtpPacket<'_>,
+    ) {
+        let first = match self.index.payloads.get(&seen.hash).copied() {
+            Some(f) => f,
+            None => {
+                self.index.payloads.insert(
+                    seen.hash,
+                    SeenPayload {
+                        call_no,
+                        key: seen.key,
+                        seq: p.sequence(),
+                        rtp_ts: p.timestamp(),
+                        ns: ts_ns,
+                    },
+                );
+                return;
+            }
+        };
+        let delay = ts_ns.saturating_sub(first.ns);
+        if first.call_no == call_no
+            || delay > cfg.payload_match_window_ns
+            || relay_hop(&first.key, &seen.key, &cfg.legs).is_none()
+        {
+            return;
+        }
+        let offsets = (
+            p.sequence().wrapping_sub(first.seq),
+            p.timestamp().wrapping_sub(first.rtp_ts),
+        );
+        let Some(run) = self
+            .index
+            .note_run((seen.key, first.key), offsets, delay, ts_ns)
+        else {
+            return;
+        };
+        let why = relay_hop(&first.key, &seen.key, &cfg.legs).unwrap_or_default();
+        let detail = format!(
+            "{} identical {}-byte RTP payloads {:.1} ms after the other leg's ({} -> {}, SSRC 0x{:08X}), sequence offset {}, timestamp offset {} (SSRC here 0x{:08X}); {why}",
+            run.matches,
+            p.payload().len(),
+            run.delay_ns as f64 / 1e6,
+            first.key.src,
+            first.key.dst,
+            first.key.ssrc,
+            run.seq_offset as i16,
+            run.ts_offset as i32,
+            p.ssrc(),
+        );
+        self.link(
+            open,
+            call_no,
+            first.call_no,
+            LinkMethod::MediaPayload,
+            detail,
+        );
     }
 }
 

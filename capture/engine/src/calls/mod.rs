@@ -1,13 +1,16 @@
 //! Calls rebuilt from SIP, SDP, RTP and RTCP.
 
 mod call;
+mod closed;
 mod endpoints;
 pub mod legs;
+mod media_only;
 mod orphans;
 mod table;
 
 pub use call::{
-    Call, CallState, EndReason, MediaInfo, PacketRef, RtcpView, SipEntry, Stream, StreamKey,
+    Call, CallState, EndReason, FaxStream, MediaInfo, PacketRef, RECENT_PACKETS, RecentPacket,
+    RtcpView, SipEntry, Stream, StreamKey,
 };
 pub use endpoints::EndpointEvent;
 pub use table::{CallConfig, CallTable, CallTableStats};

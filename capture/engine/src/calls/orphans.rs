@@ -1,6 +1,7 @@
 //! Media seen before the SDP that announces its endpoint (early media, or a
 //! capture that starts mid-setup). Held, bounded in count and age, and handed
-//! to the call that later claims the endpoint, so those packets are not lost.
+//! to the call that later claims the endpoint, so those packets are not lost;
+//! what no SDP claims in time becomes media-only (`media_only`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,6 +24,8 @@ pub(crate) struct OrphanRtp {
     pub pt: u8,
     pub marker: bool,
     pub payload_len: u32,
+    /// [`crate::calls::legs::payload_hash`] of the payload.
+    pub hash: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -103,6 +106,9 @@ impl Orphans {
                 pt: header.as_ref().map_or(0, |p| p.payload_type()),
                 marker: header.as_ref().is_some_and(|p| p.marker()),
                 payload_len: header.as_ref().map_or(0, |p| p.payload().len() as u32),
+                hash: header
+                    .as_ref()
+                    .map_or(0, |p| crate::calls::legs::payload_hash(p.payload())),
             };
             held |= self.hold(dst, o, now_ns);
         }
@@ -120,16 +126,17 @@ impl Orphans {
         }
     }
 
-    /// Forget what is older than the age limit.
-    pub fn expire(&mut self, now_ns: u64) {
+    /// Moves what is older than the age limit (no SDP claimed it in time)
+    /// into `out`, oldest first per destination.
+    pub fn expire(&mut self, now_ns: u64, out: &mut Vec<OrphanRtp>) {
         let limit = now_ns.saturating_sub(self.max_age_ns);
-        let mut expired = 0usize;
+        let before = out.len();
         self.by_dst.retain(|_, v| {
-            let before = v.len();
-            v.retain(|o| o.ts_ns >= limit);
-            expired += before - v.len();
+            let keep = v.iter().position(|o| o.ts_ns >= limit).unwrap_or(v.len());
+            out.extend(v.drain(..keep));
             !v.is_empty()
         });
+        let expired = out.len() - before;
         self.count -= expired;
         self.stats.expired += expired as u64;
     }

@@ -1,15 +1,20 @@
-//! The call table: SIP messages create and drive calls, SDP registers the
+//! The call table: INVITE dialogs create and drive calls, SDP registers the
 //! (address, port) endpoints each side will receive media on, and RTP/RTCP
 //! packets are attributed to calls by those endpoints (never by SSRC: real
-//! captures reuse SSRCs across calls).
+//! captures reuse SSRCs across calls). SIP outside any INVITE dialog
+//! (REGISTER, OPTIONS, SUBSCRIBE/NOTIFY, MESSAGE...) goes to
+//! [`Signalling`]; media no SDP claims becomes media-only.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use super::call::{Call, EndReason, PacketRef, SipPacket, announced_by};
+use super::closed::Closed;
 use super::endpoints::{self, EndpointEvent, EndpointUse, Endpoints, Role};
 use super::legs::{self, Groups, LegConfig};
-use super::orphans::Orphans;
+use super::media_only::MediaOnly;
+use super::orphans::{OrphanRtp, Orphans};
+use crate::signalling::{Signalling, SignallingConfig};
 use voxtap_proto::rtp::{self, RtpPacket};
 use voxtap_proto::sdp;
 use voxtap_proto::sip::{Message, Method, StartLine};
@@ -21,20 +26,34 @@ pub struct CallConfig {
     /// After BYE, CANCEL or a final failure, how long trailing packets
     /// (200 to BYE, ACK, last RTP) still count for the call.
     pub linger_ns: u64,
+    /// A call whose ending transactions are not complete (a BYE or CANCEL
+    /// without its response, a final failure without its ACK) waits this
+    /// long after its last SIP before it closes, so retransmissions stay
+    /// with it (RFC 3261 Timers F, H and J: 64*T1 = 32 s); a closed call's
+    /// Call-ID absorbs late messages for as long.
+    pub transaction_wait_ns: u64,
+    /// Every dialog is a call, whatever its method (REGISTER, OPTIONS,
+    /// SUBSCRIBE...), as before non-call traffic had tables of its own.
+    pub all_dialogs: bool,
     /// Hard cap on open calls; new Call-IDs beyond it are counted and ignored.
     pub max_calls: usize,
     /// Media seen before its SDP: how many packets are held, and how long.
     pub max_orphans: usize,
     pub orphan_max_age_ns: u64,
+    /// Media no SDP claimed: records (pairs of endpoints) kept open at most,
+    /// and how long one stays open without a packet.
+    pub max_media_only: usize,
+    pub media_only_idle_ns: u64,
     /// Linking the legs of B2BUA/SBC calls.
     pub legs: LegConfig,
     /// Media from an address the SDP never named is latched to the call
     /// for this long after the SDP that announced the endpoint it reached.
     pub latch_window_ns: u64,
-    /// Payload fingerprints match across legs only this close in time (a
-    /// relay forwards within milliseconds; replayed test audio in two
-    /// unrelated calls is further apart).
+    /// A relay forwards a packet within this long: identical payloads
+    /// further apart on two legs are not the same media.
     pub payload_match_window_ns: u64,
+    /// Registrations, pings and other transactions outside calls.
+    pub signalling: SignallingConfig,
 }
 
 impl Default for CallConfig {
@@ -42,12 +61,17 @@ impl Default for CallConfig {
         CallConfig {
             idle_timeout_ns: 300 * 1_000_000_000,
             linger_ns: 5 * 1_000_000_000,
+            transaction_wait_ns: 32 * 1_000_000_000,
+            all_dialogs: false,
             max_calls: 1_000_000,
             max_orphans: 200_000,
             orphan_max_age_ns: 30 * 1_000_000_000,
+            max_media_only: 10_000,
+            media_only_idle_ns: 30 * 1_000_000_000,
             legs: LegConfig::default(),
             latch_window_ns: 30 * 1_000_000_000,
             payload_match_window_ns: 250_000_000,
+            signalling: SignallingConfig::default(),
         }
     }
 }
@@ -58,13 +82,30 @@ pub struct CallTableStats {
     pub calls_ended: u64,
     pub calls_rejected_limit: u64,
     pub sip_without_call_id: u64,
+    /// SIP outside any INVITE dialog, handed to the signalling tables.
+    pub sip_not_calls: u64,
+    /// Late messages (retransmissions, a NOTIFY after BYE) of a call that
+    /// was already closed: absorbed, no new record.
+    pub sip_after_close: u64,
+    /// Closed calls whose Call-ID could not be remembered (cap reached).
+    pub closed_not_remembered: u64,
+    /// New initial INVITEs on the Call-ID of a call that had ended.
+    pub calls_reusing_call_id: u64,
     pub sdp_errors: u64,
     pub media_packets: u64,
     pub media_unparsed: u64,
+    /// UDPTL (T.38 fax) packets on a media line turned into fax.
+    pub fax_packets: u64,
     pub unmatched_udp: u64,
     pub orphans_claimed: u64,
     pub orphans_expired: u64,
     pub orphans_dropped: u64,
+    /// Media-only records (pairs of endpoints), their packets, packets not
+    /// kept (record cap), and records joined to a call by a later SDP.
+    pub media_only_records: u64,
+    pub media_only_packets: u64,
+    pub media_only_dropped: u64,
+    pub media_only_joined: u64,
     pub legs_linked: u64,
     pub media_latched: u64,
 }
@@ -73,13 +114,17 @@ pub struct CallTable {
     cfg: CallConfig,
     calls: HashMap<u64, Call>,
     by_call_id: HashMap<Box<[u8]>, u64>,
+    closed: Closed,
     endpoints: Endpoints,
     orphans: Orphans,
+    media_only: MediaOnly,
+    signalling: Signalling,
     groups: Groups,
     next_no: u64,
     ended: Vec<Call>,
     last_sweep_ns: u64,
     now_ns: u64,
+    expired: Vec<OrphanRtp>,
     stats: CallTableStats,
 }
 
@@ -88,7 +133,12 @@ const SWEEP_EVERY_NS: u64 = 1_000_000_000;
 impl CallTable {
     pub fn new(cfg: CallConfig) -> Self {
         let orphans = Orphans::new(cfg.max_orphans, cfg.orphan_max_age_ns);
+        let mut signalling_cfg = cfg.signalling.clone();
+        signalling_cfg.transaction_wait_ns = cfg.transaction_wait_ns;
         CallTable {
+            closed: Closed::new(cfg.max_calls),
+            media_only: MediaOnly::new(cfg.max_media_only, cfg.media_only_idle_ns),
+            signalling: Signalling::new(signalling_cfg),
             cfg,
             calls: HashMap::new(),
             by_call_id: HashMap::new(),
@@ -99,6 +149,7 @@ impl CallTable {
             ended: Vec::new(),
             last_sweep_ns: 0,
             now_ns: 0,
+            expired: Vec::new(),
             stats: CallTableStats::default(),
         }
     }
@@ -109,7 +160,21 @@ impl CallTable {
         s.orphans_expired = o.expired;
         s.orphans_dropped = o.dropped;
         s.legs_linked = self.groups.linked();
+        let m = self.media_only.stats();
+        s.media_only_records = m.records;
+        s.media_only_dropped = m.dropped;
+        s.media_only_joined = m.joined;
+        (s.sip_after_close, s.closed_not_remembered) = self.closed.counts();
         s
+    }
+
+    /// Registrations, pings and transactions outside calls.
+    pub fn signalling(&self) -> &Signalling {
+        &self.signalling
+    }
+
+    pub fn signalling_mut(&mut self) -> &mut Signalling {
+        &mut self.signalling
     }
 
     pub fn open_calls(&self) -> usize {
@@ -136,12 +201,14 @@ impl CallTable {
         }
     }
 
-    /// Calls closed since the last call, in the order they closed.
+    /// Calls (and media-only records) closed since the last call, in the
+    /// order they closed.
     pub fn drain_ended(&mut self) -> Vec<Call> {
         std::mem::take(&mut self.ended)
     }
 
-    /// Advance capture time: closes idle and lingering calls, ages orphans.
+    /// Advance capture time: closes idle and lingering calls, ages orphans
+    /// (what no SDP claimed becomes media-only) and pending transactions.
     pub fn tick(&mut self, now_ns: u64) {
         if now_ns > self.now_ns {
             self.now_ns = now_ns;
@@ -151,21 +218,33 @@ impl CallTable {
         }
         self.last_sweep_ns = self.now_ns;
         let now = self.now_ns;
-        let idle = self.cfg.idle_timeout_ns;
+        let (idle, wait) = (self.cfg.idle_timeout_ns, self.cfg.transaction_wait_ns);
         let closing: Vec<u64> = self
             .calls
             .values()
-            .filter(|c| c.due(now, idle))
+            .filter(|c| c.due(now, idle, wait))
             .map(|c| c.no())
             .collect();
         for no in closing {
             self.finalize(no, EndReason::IdleTimeout);
         }
-        self.orphans.expire(now);
+        self.age_orphans(now);
+        self.ended.extend(self.media_only.expire(now));
+        self.closed.expire(now);
         self.groups.expire(now, &self.cfg.legs);
+        self.signalling.tick(now);
     }
 
-    /// End of capture: close every open call.
+    /// Held media older than the orphan age (all of it with `u64::MAX`)
+    /// becomes media-only.
+    fn age_orphans(&mut self, now_ns: u64) {
+        self.orphans.expire(now_ns, &mut self.expired);
+        for o in self.expired.drain(..) {
+            self.media_only.take_orphan(&o, &mut self.next_no);
+        }
+    }
+
+    /// End of capture: close every open call and media-only record.
     pub fn finish(&mut self) {
         let mut open: Vec<(u64, u64)> = self
             .calls
@@ -176,10 +255,14 @@ impl CallTable {
         for (_, no) in open {
             self.finalize(no, EndReason::EndOfCapture);
         }
+        self.age_orphans(u64::MAX);
+        self.ended.extend(self.media_only.expire(u64::MAX));
+        self.signalling.finish();
     }
 
     /// Close call `no` (for `reason`, unless it ended by its own SIP), free
-    /// its endpoints, and hand it out with the rest of its logical call.
+    /// its endpoints, remember its Call-ID for late messages, and hand it
+    /// out with the rest of its logical call.
     fn finalize(&mut self, no: u64, reason: EndReason) {
         let Some(mut call) = self.calls.remove(&no) else {
             return;
@@ -191,9 +274,21 @@ impl CallTable {
         if self.by_call_id.get(call.call_id_raw()) == Some(&no) {
             self.by_call_id.remove(call.call_id_raw());
         }
+        let until = call
+            .last_sip_ns()
+            .saturating_add(self.cfg.transaction_wait_ns)
+            .max(self.now_ns);
+        self.closed
+            .add(call.call_id_raw(), call.dialog_marks(), until);
         self.stats.calls_ended += 1;
         let out = self.groups.close(&self.calls, call);
         self.ended.extend(out);
+    }
+
+    /// A CRLF keep-alive from `src` to `dst`.
+    pub fn on_keepalive(&mut self, ts_ns: u64, src: SocketAddr, dst: SocketAddr) {
+        self.tick(ts_ns);
+        self.signalling.on_keepalive(ts_ns, src, dst);
     }
 
     /// One SIP message. `refs` are the packets that carried it.
@@ -219,12 +314,8 @@ impl CallTable {
             msg,
             refs,
         };
-        let (no, created) = match self.by_call_id.get(cid) {
-            Some(&no) => (no, false),
-            None => match self.create_call(cid, &p) {
-                Some(no) => (no, true),
-                None => return,
-            },
+        let Some((no, created)) = self.route_sip(cid, &p) else {
+            return;
         };
         let Some(call) = self.calls.get_mut(&no) else {
             return;
@@ -246,6 +337,39 @@ impl CallTable {
                 &p,
             );
         }
+    }
+
+    /// The call a SIP message on Call-ID `cid` belongs to (and whether it
+    /// created it): its open call, unless that one ended and this is a new
+    /// initial INVITE; nothing for a late message of a closed call or for
+    /// SIP outside INVITE dialogs (the signalling tables take it).
+    fn route_sip(&mut self, cid: &[u8], p: &SipPacket<'_, '_>) -> Option<(u64, bool)> {
+        if let Some(&no) = self.by_call_id.get(cid) {
+            if !self
+                .calls
+                .get(&no)
+                .is_some_and(|c| c.starts_new_call(p.msg))
+            {
+                return Some((no, false));
+            }
+            self.stats.calls_reusing_call_id += 1;
+            self.finalize(no, EndReason::EndOfCapture);
+        } else if self.closed.absorbs(cid, p.msg, p.ts_ns) {
+            return None;
+        }
+        let invite = matches!(
+            p.msg.start(),
+            StartLine::Request {
+                method: Method::Invite,
+                ..
+            }
+        );
+        if !invite && !self.cfg.all_dialogs {
+            self.stats.sip_not_calls += 1;
+            self.signalling.on_sip(p.ts_ns, p.src, p.dst, p.msg);
+            return None;
+        }
+        self.create_call(cid, p).map(|no| (no, true))
     }
 
     /// A new call for the first message of Call-ID `cid`; None past the
@@ -280,7 +404,7 @@ impl CallTable {
 
     /// An SDP of call `no` from `src`, carried by `by`: each m= line's
     /// endpoints now receive media for the call, and media held for them
-    /// before is handed over.
+    /// before (orphans, media-only records) is handed over.
     fn register_media(
         &mut self,
         no: u64,
@@ -298,16 +422,23 @@ impl CallTable {
             let disabled = info.disabled;
             let idx = call.add_media(info);
             if !disabled {
+                if endpoints::is_fax(&call.media()[idx]) {
+                    call.note_t38(idx);
+                }
                 claims.extend(endpoints::claims(no, idx, &call.media()[idx]));
             }
         }
         for (ep, u) in claims {
             self.endpoints.announce(ep, u);
+            let Some(call) = self.calls.get_mut(&no) else {
+                return;
+            };
             for o in self.orphans.claim(ep) {
                 self.stats.orphans_claimed += 1;
-                if let Some(call) = self.calls.get_mut(&no) {
-                    call.on_orphan(u.media_idx, &o);
-                }
+                call.on_orphan(Some(u.media_idx), &o);
+            }
+            for rec in self.media_only.claim(ep) {
+                call.absorb_media_only(u.media_idx, rec);
             }
         }
     }
@@ -322,7 +453,7 @@ impl CallTable {
     }
 
     /// A UDP datagram that is not SIP. Returns true when it belonged to a call
-    /// (or was held as early media).
+    /// (or was held as early media, or is media-only).
     pub fn on_udp(
         &mut self,
         ts_ns: u64,
@@ -333,11 +464,7 @@ impl CallTable {
     ) -> bool {
         self.tick(ts_ns);
         let Some((u, src_known)) = self.endpoints.find(src, dst) else {
-            let held = self.orphans.hold_datagram(payload, src, dst, refs, ts_ns);
-            if !held {
-                self.stats.unmatched_udp += 1;
-            }
-            return held;
+            return self.on_unclaimed(ts_ns, src, dst, payload, refs);
         };
         if !src_known {
             self.latch(u, src, dst, ts_ns);
@@ -347,6 +474,15 @@ impl CallTable {
         };
         self.stats.media_packets += 1;
         call.note_media(ts_ns, refs);
+        if u.fax && u.role == Role::Rtp {
+            // T.38 after the offer/answer: UDPTL, never RTP.
+            if call.on_udptl(src, dst, ts_ns, payload) {
+                self.stats.fax_packets += 1;
+            } else {
+                self.stats.media_unparsed += 1;
+            }
+            return true;
+        }
         let rtcp_like = rtp::looks_like_rtcp(payload);
         if u.role == Role::Rtcp || rtcp_like {
             if !call.on_rtcp(u.media_idx, payload, rtcp_like) {
@@ -360,12 +496,34 @@ impl CallTable {
             self.stats.media_unparsed += 1;
             return true;
         };
-        let seen = call.on_rtp(src, dst, u.media_idx, ts_ns, &p);
+        let seen = call.on_rtp(src, dst, Some(u.media_idx), ts_ns, &p);
         if seen.is_new || seen.early {
             self.groups
                 .link_by_media(&mut self.calls, &self.cfg, u.call, seen, ts_ns, &p);
         }
         true
+    }
+
+    /// A datagram no call's endpoints claim: media-only when its endpoints
+    /// already are, else held until an SDP claims it or it ages into
+    /// media-only. False when it is neither RTP nor RTCP.
+    fn on_unclaimed(
+        &mut self,
+        ts_ns: u64,
+        src: SocketAddr,
+        dst: SocketAddr,
+        payload: &[u8],
+        refs: &[(u64, PacketRef)],
+    ) -> bool {
+        if self.media_only.on_datagram(ts_ns, src, dst, payload, refs) {
+            self.stats.media_only_packets += 1;
+            return true;
+        }
+        let held = self.orphans.hold_datagram(payload, src, dst, refs, ts_ns);
+        if !held {
+            self.stats.unmatched_udp += 1;
+        }
+        held
     }
 
     /// Media arriving at an announced endpoint from an address no SDP of the
@@ -429,5 +587,74 @@ mod tests {
                 && c.end_reason() == Some(EndReason::IdleTimeout))
         );
         assert!(t.by_call_id.is_empty() && t.groups.is_empty());
+    }
+
+    fn msg(cid: &str, start: &str, cseq: &str, tags: (&str, &str)) -> Vec<u8> {
+        let line = if start.starts_with(|c: char| c.is_ascii_digit()) {
+            format!("SIP/2.0 {start}")
+        } else {
+            format!("{start} SIP/2.0")
+        };
+        let tt = if tags.1.is_empty() {
+            String::new()
+        } else {
+            format!(";tag={}", tags.1)
+        };
+        format!(
+            "{line}\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nFrom: <sip:a@x>;tag={}\r\nTo: <sip:b@x>{tt}\r\nCall-ID: {cid}\r\nCSeq: {cseq}\r\nContent-Length: 0\r\n\r\n",
+            tags.0
+        )
+        .into_bytes()
+    }
+
+    /// A BYE without its 200 keeps the call open past the linger until the
+    /// transaction wait; a closed call's Call-ID absorbs late messages for
+    /// the transaction wait after its last SIP, then forgets it; a new
+    /// initial INVITE makes a new call.
+    #[test]
+    fn transaction_wait_and_closed_call_ids() {
+        let s = 1_000_000_000u64;
+        let mut t = CallTable::new(CallConfig::default());
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "10.0.0.1:5060".parse().unwrap(),
+            "10.0.0.2:5060".parse().unwrap(),
+        );
+        let feed = |t: &mut CallTable, at: u64, raw: Vec<u8>| {
+            let m = voxtap_proto::sip::parse(&raw).unwrap();
+            t.on_sip(at, a, b, "UDP", &m, &[]);
+        };
+        let (fg, f) = (("f", "g"), ("f", ""));
+        feed(&mut t, s, msg("c1", "INVITE sip:b@x", "1 INVITE", f));
+        feed(&mut t, 2 * s, msg("c1", "200 OK", "1 INVITE", fg));
+        feed(&mut t, 3 * s, msg("c1", "BYE sip:b@x", "2 BYE", fg));
+        // Linger (5 s) is over, but the BYE is not answered.
+        t.tick(10 * s);
+        assert_eq!(t.open_calls(), 1);
+        feed(&mut t, 20 * s, msg("c1", "BYE sip:b@x", "2 BYE", fg));
+        t.tick(51 * s);
+        assert_eq!(t.open_calls(), 1, "32 s after the last retransmission");
+        t.tick(53 * s);
+        assert_eq!(t.open_calls(), 0);
+        assert_eq!(t.drain_ended()[0].sip_messages(), 4);
+
+        // Answered BYE: closed after the linger, late copies absorbed.
+        feed(&mut t, 100 * s, msg("c2", "INVITE sip:b@x", "1 INVITE", f));
+        feed(&mut t, 101 * s, msg("c2", "BYE sip:b@x", "2 BYE", fg));
+        feed(&mut t, 101 * s + 1, msg("c2", "200 OK", "2 BYE", fg));
+        t.tick(107 * s);
+        assert_eq!(t.open_calls(), 0);
+        // c1's Call-ID was forgotten 32 s after its last BYE.
+        assert_eq!(t.closed.len(), 1);
+        feed(&mut t, 120 * s, msg("c2", "BYE sip:b@x", "2 BYE", fg));
+        assert_eq!((t.open_calls(), t.stats().sip_after_close), (0, 1));
+        t.tick(140 * s);
+        assert_eq!(t.closed.len(), 0);
+        feed(
+            &mut t,
+            141 * s,
+            msg("c2", "INVITE sip:b@x", "9 INVITE", ("h", "")),
+        );
+        assert_eq!(t.open_calls(), 1);
+        assert_eq!(t.stats().calls_created, 3);
     }
 }

@@ -5,8 +5,11 @@
 //! Paths stored in it (`folder`, `pcap`) are relative to the directory that
 //! holds the index file, so a data directory can be moved as a whole.
 
+mod noncall;
 mod record;
 mod schema;
+
+pub use noncall::{MediaStreamRow, PingRow, RegistrationQuery, RegistrationRow, SignallingTotals};
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -99,6 +102,33 @@ fn u(v: i64) -> u64 {
     v.max(0) as u64
 }
 
+/// A stream's rated payload type, whether this build decodes its codec
+/// (None when no SDP or static type names the payload type: the media
+/// step may still guess it) and why not.
+pub(crate) fn audio_of(
+    call: &Call,
+    s: &crate::calls::Stream,
+    payload_types: &[u8],
+) -> (u8, Option<bool>, Option<String>) {
+    let map = crate::media::codec::stream_pt_map(call, s);
+    let pt =
+        crate::media::codec::rated_payload_type(payload_types.iter().copied(), &map).unwrap_or(0);
+    match map.get(&pt) {
+        Some(&(kind, _)) => {
+            let why = crate::media::codec::undecodable_reason(kind, pt, true);
+            (pt, Some(why.is_none()), why)
+        }
+        None => {
+            let why = crate::media::codec::undecodable_reason(
+                voxtap_codecs::CodecKind::Unsupported,
+                pt,
+                false,
+            );
+            (pt, None, why)
+        }
+    }
+}
+
 impl CallRow {
     fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
         Ok(CallRow {
@@ -166,6 +196,11 @@ pub struct StreamRow {
     pub rtcp_cumulative_lost: Option<i32>,
     pub rtcp_jitter_ms: Option<f64>,
     pub mos: Option<f64>,
+    /// Whether this build decodes the stream's codec (None: not known,
+    /// e.g. a payload type no SDP named, or a row indexed before).
+    pub audio_decodable: Option<bool>,
+    /// Why its audio is not decoded.
+    pub audio_reason: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -181,6 +216,20 @@ pub struct LegRow {
     pub other_call: i64,
     pub method: String,
     pub confidence: Option<f64>,
+    /// Why the legs were linked (header value, SSRC and timing...).
+    pub detail: Option<String>,
+}
+
+/// One direction of a T.38 fax.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct FaxRow {
+    pub src: String,
+    pub dst: String,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    pub packets: u64,
+    pub expected: u64,
+    pub lost: i64,
 }
 
 impl SipRow {
@@ -222,6 +271,8 @@ impl StreamRow {
             rtcp_cumulative_lost: r.get(19)?,
             rtcp_jitter_ms: r.get(20)?,
             mos: r.get(21)?,
+            audio_decodable: r.get(22)?,
+            audio_reason: r.get(23)?,
         })
     }
 }
@@ -243,6 +294,7 @@ impl LegRow {
             other_call: r.get(0)?,
             method: r.get(1)?,
             confidence: r.get(2)?,
+            detail: r.get(3)?,
         })
     }
 }
@@ -255,6 +307,10 @@ pub struct CallDetail {
     pub streams: Vec<StreamRow>,
     pub dtmf: Vec<DtmfRow>,
     pub legs: Vec<LegRow>,
+    /// When an offer/answer turned the call into T.38 fax, and its UDPTL
+    /// streams.
+    pub fax_ns: Option<u64>,
+    pub fax: Vec<FaxRow>,
 }
 
 /// Sort orders the list offers (a closed set: column names never come
@@ -459,7 +515,8 @@ impl Index {
     }
 
     /// Record a batch of ended calls in one transaction (one fsync per batch,
-    /// not per call). Returns their row ids.
+    /// not per call). Returns their row ids (0 for a media-only record, which
+    /// has no `calls` row: its streams are in `media_streams`).
     pub fn record_calls(&mut self, calls: &[(&Call, CallFiles)]) -> Result<Vec<i64>, IndexError> {
         let path = self.path.clone();
         let err = |source| IndexError::Sqlite {
@@ -471,6 +528,22 @@ impl Index {
         record::insert_legs(&tx, calls, &ids).map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(ids)
+    }
+
+    /// Replace the registrations and pings with the signalling tables as
+    /// they are now (an import's end, a sensor's snapshot).
+    pub fn record_signalling(
+        &mut self,
+        s: &crate::signalling::SignallingSnapshot,
+    ) -> Result<(), IndexError> {
+        let path = self.path.clone();
+        let err = |source| IndexError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        record::replace_signalling(&tx, s).map_err(err)?;
+        tx.commit().map_err(err)
     }
 
     /// Set a call's MOS (worst stream) once the media work has computed it.
@@ -617,7 +690,8 @@ impl Index {
             streams: self.rows(
                 "SELECT id, ssrc, src, dst, payload_type, codec, first_ns, last_ns, packets, expected, lost, \
                  out_of_order, duplicates, jitter_ms, max_jitter_ms, max_delta_ms, ptime_ms, rtcp_reports, \
-                 rtcp_fraction_lost, rtcp_cumulative_lost, rtcp_jitter_ms, mos FROM streams WHERE call = ?1 ORDER BY id",
+                 rtcp_fraction_lost, rtcp_cumulative_lost, rtcp_jitter_ms, mos, audio_decodable, audio_reason \
+                 FROM streams WHERE call = ?1 ORDER BY id",
                 [id],
                 StreamRow::from_row,
             )?,
@@ -627,10 +701,34 @@ impl Index {
                 DtmfRow::from_row,
             )?,
             legs: self.rows(
-                "SELECT other_call, method, confidence FROM legs WHERE call = ?1 \
-                 UNION SELECT call, method, confidence FROM legs WHERE other_call = ?1",
+                "SELECT other_call, method, confidence, detail FROM legs WHERE call = ?1 \
+                 UNION SELECT call, method, confidence, detail FROM legs WHERE other_call = ?1",
                 [id],
                 LegRow::from_row,
+            )?,
+            fax_ns: self
+                .conn
+                .query_row("SELECT turned_ns FROM fax WHERE call = ?1", [id], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .optional()
+                .map_err(self.err())?
+                .map(u),
+            fax: self.rows(
+                "SELECT src, dst, first_ns, last_ns, packets, expected, lost FROM fax_streams \
+                 WHERE call = ?1 ORDER BY first_ns",
+                [id],
+                |r| {
+                    Ok(FaxRow {
+                        src: r.get(0)?,
+                        dst: r.get(1)?,
+                        first_ns: u(r.get(2)?),
+                        last_ns: u(r.get(3)?),
+                        packets: u(r.get(4)?),
+                        expected: u(r.get(5)?),
+                        lost: r.get(6)?,
+                    })
+                },
             )?,
         }))
     }
@@ -695,7 +793,12 @@ impl Index {
             )
             .map_err(err)?;
         let res = (|| -> rusqlite::Result<u64> {
-            let tx = self.conn.transaction()?;
+            // IMMEDIATE: take the write lock (waiting the busy timeout) before
+            // reading max(id); a deferred transaction that read first fails
+            // with "database is locked" if another writer commits meanwhile.
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let offset: i64 =
                 tx.query_row("SELECT coalesce(max(id), 0) FROM main.calls", [], |r| {
                     r.get(0)
@@ -728,13 +831,16 @@ impl Index {
             tx.execute(
                 "INSERT INTO main.streams SELECT id + ?2, call + ?1, ssrc, src, dst, payload_type, codec, first_ns, \
                  last_ns, packets, expected, lost, out_of_order, duplicates, jitter_ms, max_jitter_ms, max_delta_ms, \
-                 ptime_ms, rtcp_reports, rtcp_fraction_lost, rtcp_cumulative_lost, rtcp_jitter_ms, mos FROM src.streams",
+                 ptime_ms, rtcp_reports, rtcp_fraction_lost, rtcp_cumulative_lost, rtcp_jitter_ms, mos, \
+                 audio_decodable, audio_reason FROM src.streams",
                 [offset, soffset],
             )?;
             tx.execute(
-                "INSERT INTO main.legs SELECT call + ?1, other_call + ?1, method, confidence FROM src.legs",
+                "INSERT INTO main.legs (call, other_call, method, confidence, detail) \
+                 SELECT call + ?1, other_call + ?1, method, confidence, detail FROM src.legs",
                 [offset],
             )?;
+            noncall::absorb(&tx, offset, &prefix)?;
             tx.execute(
                 "INSERT INTO main.dtmf SELECT call + ?1, ts_ns, digit, duration_ms, source, stream + ?2 FROM src.dtmf",
                 [offset, soffset],

@@ -37,8 +37,9 @@ impl<'t> Inserts<'t> {
             stream: tx.prepare_cached(
                 "INSERT INTO streams (call, ssrc, src, dst, payload_type, codec, first_ns, last_ns, packets, \
                  expected, lost, out_of_order, duplicates, jitter_ms, max_jitter_ms, max_delta_ms, ptime_ms, \
-                 rtcp_reports, rtcp_fraction_lost, rtcp_cumulative_lost, rtcp_jitter_ms, mos) \
-                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22)",
+                 rtcp_reports, rtcp_fraction_lost, rtcp_cumulative_lost, rtcp_jitter_ms, mos, \
+                 audio_decodable, audio_reason) \
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24)",
             )?,
         })
     }
@@ -147,7 +148,7 @@ impl<'t> Inserts<'t> {
         mos: Option<f64>,
     ) -> rusqlite::Result<()> {
         let sum = s.stats.summary();
-        let pt = sum.payload_types.first().copied().unwrap_or(0);
+        let (pt, decodable, reason) = super::audio_of(call, s, &sum.payload_types);
         let rtcp = s.rtcp.reports > 0;
         self.stream.execute(params![
             id,
@@ -173,6 +174,8 @@ impl<'t> Inserts<'t> {
             (rtcp && s.clock_rate > 0)
                 .then(|| f64::from(s.rtcp.jitter_units) * 1000.0 / f64::from(s.clock_rate)),
             mos,
+            decodable,
+            reason,
         ])?;
         Ok(())
     }
@@ -184,7 +187,7 @@ fn stream_mos(call: &Call) -> Vec<Option<f64>> {
         .iter()
         .map(|s| {
             let sum = s.stats.summary();
-            let pt = sum.payload_types.first().copied().unwrap_or(0);
+            let (pt, _) = crate::media::codec::stream_codec(call, s, &sum.payload_types);
             crate::media::quality::summary_estimate(
                 &call.codec_name(s, pt),
                 sum.lost,
@@ -197,7 +200,8 @@ fn stream_mos(call: &Call) -> Vec<Option<f64>> {
 }
 
 /// Writes `calls` with their parties, IPs, SIP and streams; returns their
-/// row ids.
+/// row ids (0 for a media-only record, whose streams go to `media_streams`
+/// and which has no `calls` row).
 pub(super) fn insert_calls(
     tx: &Transaction<'_>,
     calls: &[(&Call, CallFiles)],
@@ -206,6 +210,11 @@ pub(super) fn insert_calls(
     let indexed_at = i(now_ns());
     let mut ids = Vec::with_capacity(calls.len());
     for (call, files) in calls {
+        if call.is_media_only() {
+            insert_media_only(tx, call, files, indexed_at)?;
+            ids.push(0);
+            continue;
+        }
         let mos = stream_mos(call);
         // The call's MOS is its worst stream's.
         let call_mos = mos.iter().flatten().copied().reduce(f64::min);
@@ -217,8 +226,74 @@ pub(super) fn insert_calls(
         for (s, mos) in call.streams().iter().zip(mos) {
             ins.stream(id, call, s, mos)?;
         }
+        insert_fax(tx, id, call)?;
     }
     Ok(ids)
+}
+
+/// When the call turned into T.38 fax, and its UDPTL streams.
+fn insert_fax(tx: &Transaction<'_>, id: i64, call: &Call) -> rusqlite::Result<()> {
+    let Some(t) = call.fax_ns() else {
+        return Ok(());
+    };
+    tx.prepare_cached("INSERT INTO fax (call, turned_ns) VALUES (?1, ?2)")?
+        .execute(params![id, i(t)])?;
+    let mut ins = tx.prepare_cached(
+        "INSERT INTO fax_streams (call, src, dst, first_ns, last_ns, packets, expected, lost, late, bytes) \
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+    )?;
+    for f in call.fax_streams() {
+        ins.execute(params![
+            id,
+            f.src.to_string(),
+            f.dst.to_string(),
+            i(f.first_ns),
+            i(f.last_ns),
+            i(f.packets),
+            i(f.expected()),
+            f.lost(),
+            i(f.late),
+            i(f.bytes),
+        ])?;
+    }
+    Ok(())
+}
+
+/// The streams of a media-only record, with the folder of its files.
+fn insert_media_only(
+    tx: &Transaction<'_>,
+    call: &Call,
+    files: &CallFiles,
+    indexed_at: i64,
+) -> rusqlite::Result<()> {
+    let mut ins = tx.prepare_cached(
+        "INSERT INTO media_streams (folder, ssrc, src, dst, payload_type, codec, first_ns, last_ns, packets, \
+         expected, lost, jitter_ms, max_jitter_ms, max_delta_ms, mos, indexed_at) \
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)",
+    )?;
+    for (s, mos) in call.streams().iter().zip(stream_mos(call)) {
+        let sum = s.stats.summary();
+        let pt = sum.payload_types.first().copied().unwrap_or(0);
+        ins.execute(params![
+            files.folder,
+            s.key.ssrc,
+            s.key.src.to_string(),
+            s.key.dst.to_string(),
+            pt,
+            call.codec_name(s, pt),
+            (sum.packets > 0).then(|| i(sum.first_ns)),
+            (sum.packets > 0).then(|| i(sum.last_ns)),
+            i(sum.packets),
+            i(sum.expected),
+            sum.lost,
+            sum.mean_jitter_ms,
+            sum.max_jitter_ms,
+            sum.max_delta_ms,
+            mos,
+            indexed_at,
+        ])?;
+    }
+    Ok(())
 }
 
 /// The links of `calls` (row ids `ids`) to their other legs: those are in
@@ -232,15 +307,75 @@ pub(super) fn insert_legs(
     let mut find =
         tx.prepare_cached("SELECT id FROM calls WHERE call_id = ?1 ORDER BY id DESC LIMIT 1")?;
     let mut ins_leg = tx.prepare_cached(
-        "INSERT OR IGNORE INTO legs (call, other_call, method) VALUES (?1, ?2, ?3)",
+        "INSERT OR IGNORE INTO legs (call, other_call, method, detail) VALUES (?1, ?2, ?3, ?4)",
     )?;
     for ((call, _), id) in calls.iter().zip(ids) {
         for l in call.links() {
             let other: Option<i64> = find.query_row(params![l.other], |r| r.get(0)).optional()?;
             if let Some(other) = other {
-                ins_leg.execute(params![id, other, l.method.as_str()])?;
+                ins_leg.execute(params![id, other, l.method.as_str(), l.detail])?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Replace the registrations and pings tables with the signalling tables as
+/// they are now.
+pub(super) fn replace_signalling(
+    tx: &Transaction<'_>,
+    s: &crate::signalling::SignallingSnapshot,
+) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM registrations", [])?;
+    tx.execute("DELETE FROM pings", [])?;
+    let mut reg = tx.prepare_cached(
+        "INSERT INTO registrations (user, aor, contact, client, client_ip, registrar, outcome, last_status, \
+         expires, requests, registered, refreshes, challenges, failures, unanswered, first_ns, last_ns, call_id) \
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)",
+    )?;
+    for b in &s.registrations {
+        reg.execute(params![
+            b.user,
+            b.aor,
+            b.contact,
+            b.client.to_string(),
+            b.client.ip().to_string(),
+            b.registrar.to_string(),
+            b.outcome(),
+            b.last_status,
+            b.expires,
+            i(b.requests),
+            i(b.registered),
+            i(b.refreshes()),
+            i(b.challenges),
+            i(b.failures),
+            i(b.unanswered),
+            i(b.first_ns),
+            i(b.last_ns),
+            b.call_id,
+        ])?;
+    }
+    let mut ping = tx.prepare_cached(
+        "INSERT OR REPLACE INTO pings (src, dst, pings, requests, responses, codes, unanswered, loss_pct, \
+         rtt_avg_ms, rtt_max_ms, keepalives, first_ns, last_ns) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
+    )?;
+    for p in &s.pings {
+        let ms = |ns: u64| ns as f64 / 1e6;
+        ping.execute(params![
+            p.src.to_string(),
+            p.dst.to_string(),
+            i(p.pings()),
+            i(p.requests),
+            i(p.responses),
+            p.codes_text(),
+            i(p.unanswered),
+            p.loss_pct(),
+            p.rtt_avg_ns().map(ms),
+            p.rtt_min_ns.map(|_| ms(p.rtt_max_ns)),
+            i(p.keepalives),
+            i(p.first_ns),
+            i(p.last_ns),
+        ])?;
     }
     Ok(())
 }

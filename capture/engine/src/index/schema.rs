@@ -146,16 +146,101 @@ CREATE TABLE access_log (
 );
 CREATE INDEX access_log_ts ON access_log(ts_ns);
 "#,
-    // 2: shipping to a central index (voxtap-sensor's `central`): how far
-    // each target has been sent (calls by id, uploaded files by time), and
-    // the way from an uploaded file's folder back to its call.
+    // 2: whether this build decodes a stream's codec, and why not (the
+    // call page's "Audio" column). NULL in rows indexed before.
     r#"
-CREATE TABLE ship_marks (
-    target        TEXT PRIMARY KEY,
-    last_call     INTEGER NOT NULL,
-    last_file_ms  INTEGER NOT NULL,
-    updated_ns    INTEGER NOT NULL
+ALTER TABLE streams ADD COLUMN audio_decodable INTEGER;
+ALTER TABLE streams ADD COLUMN audio_reason TEXT;
+"#,
+    // 3: the call model: why legs were linked, T.38 fax, media without
+    // signalling, and the SIP that is not a call (registrations, pings).
+    r#"
+ALTER TABLE legs ADD COLUMN detail TEXT;
+
+-- When an offer/answer turned a call into T.38 fax, and its UDPTL streams.
+CREATE TABLE fax (
+    call      INTEGER PRIMARY KEY REFERENCES calls(id) ON DELETE CASCADE,
+    turned_ns INTEGER NOT NULL
 );
-CREATE INDEX calls_folder ON calls(folder);
+CREATE TABLE fax_streams (
+    call      INTEGER NOT NULL REFERENCES calls(id) ON DELETE CASCADE,
+    src       TEXT NOT NULL,
+    dst       TEXT NOT NULL,
+    first_ns  INTEGER NOT NULL,
+    last_ns   INTEGER NOT NULL,
+    packets   INTEGER NOT NULL,
+    expected  INTEGER NOT NULL,
+    lost      INTEGER NOT NULL,
+    late      INTEGER NOT NULL,
+    bytes     INTEGER NOT NULL
+);
+CREATE INDEX fax_streams_call ON fax_streams(call);
+
+-- RTP no SIP claimed: one row per stream, grouped by the folder of its
+-- record (a pair of endpoints).
+CREATE TABLE media_streams (
+    id              INTEGER PRIMARY KEY,
+    folder          TEXT,
+    ssrc            INTEGER NOT NULL,
+    src             TEXT NOT NULL,
+    dst             TEXT NOT NULL,
+    payload_type    INTEGER NOT NULL,
+    codec           TEXT NOT NULL,
+    first_ns        INTEGER,
+    last_ns         INTEGER,
+    packets         INTEGER NOT NULL,
+    expected        INTEGER NOT NULL,
+    lost            INTEGER NOT NULL,
+    jitter_ms       REAL NOT NULL,
+    max_jitter_ms   REAL NOT NULL,
+    max_delta_ms    REAL NOT NULL,
+    mos             REAL,
+    indexed_at      INTEGER NOT NULL
+);
+CREATE INDEX media_streams_first ON media_streams(first_ns);
+
+-- One row per registration binding (address of record, contact), as the
+-- latest import or sensor snapshot left it.
+CREATE TABLE registrations (
+    id          INTEGER PRIMARY KEY,
+    user        TEXT NOT NULL,
+    aor         TEXT NOT NULL,
+    contact     TEXT NOT NULL,
+    client      TEXT NOT NULL,
+    client_ip   TEXT NOT NULL,
+    registrar   TEXT NOT NULL,
+    outcome     TEXT NOT NULL,
+    last_status INTEGER,
+    expires     INTEGER,
+    requests    INTEGER NOT NULL,
+    registered  INTEGER NOT NULL,
+    refreshes   INTEGER NOT NULL,
+    challenges  INTEGER NOT NULL,
+    failures    INTEGER NOT NULL,
+    unanswered  INTEGER NOT NULL,
+    first_ns    INTEGER NOT NULL,
+    last_ns     INTEGER NOT NULL,
+    call_id     TEXT NOT NULL
+);
+CREATE INDEX registrations_user ON registrations(user);
+CREATE INDEX registrations_client_ip ON registrations(client_ip);
+
+-- Keep-alives per pair of peers (who pings whom).
+CREATE TABLE pings (
+    src          TEXT NOT NULL,
+    dst          TEXT NOT NULL,
+    pings        INTEGER NOT NULL,
+    requests     INTEGER NOT NULL,
+    responses    INTEGER NOT NULL,
+    codes        TEXT NOT NULL,
+    unanswered   INTEGER NOT NULL,
+    loss_pct     REAL NOT NULL,
+    rtt_avg_ms   REAL,
+    rtt_max_ms   REAL,
+    keepalives   INTEGER NOT NULL,
+    first_ns     INTEGER NOT NULL,
+    last_ns      INTEGER NOT NULL,
+    PRIMARY KEY (src, dst)
+) WITHOUT ROWID;
 "#,
 ];

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use voxtap_codecs::{CodecKind, Decoder};
+use voxtap_codecs::{CodecKind, Concealment, Decoder};
 
 /// One RTP packet of a stream, already decrypted.
 #[derive(Clone, Debug)]
@@ -29,10 +29,32 @@ pub struct Track {
     pub placed: u64,
     pub undecodable: u64,
     pub duplicates: u64,
+    /// Per input stream, in the order given.
+    pub streams: Vec<StreamAudio>,
+}
+
+/// What the layout did with one stream's packets.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StreamAudio {
+    /// Audio packets decoded and placed.
+    pub decoded: u64,
+    /// Audio packets not decoded, with the first reason.
+    pub undecodable: u64,
+    pub reason: Option<String>,
+    /// Audio filled by concealment, ms: lost packets, and the gaps after a
+    /// SID or comfort-noise packet.
+    pub concealed_ms: f64,
+    /// The concealment of the decoder that filled the most recent gap.
+    pub concealment: Option<Concealment>,
 }
 
 /// Longest track we build (memory bound against absurd timestamps): 4 h.
 const MAX_SECONDS: u64 = 4 * 3600;
+
+/// Longest gap one concealment fills, seconds: beyond that (hold, a
+/// sender that stopped without a SID) the rest of the gap stays silent,
+/// so hours of codec PLC are never run.
+const MAX_CONCEAL_SECONDS: u64 = 30;
 
 /// Extend 16-bit sequence numbers (packets in arrival order).
 fn extend_seqs(pkts: &[MediaPacket]) -> Vec<i64> {
@@ -49,111 +71,208 @@ fn extend_seqs(pkts: &[MediaPacket]) -> Vec<i64> {
     out
 }
 
+/// Packet indices in sequence order without duplicates, split into runs of
+/// one clock rate (a codec change to another clock starts a run); packets
+/// of payload types `pts` does not know are counted as undecodable.
+fn runs_of(pkts: &[MediaPacket], pts: &PtMap, t: &mut Track) -> Vec<Vec<usize>> {
+    let ext = extend_seqs(pkts);
+    let mut order: Vec<usize> = (0..pkts.len()).collect();
+    order.sort_by_key(|&i| ext[i]);
+    let mut seen = HashSet::new();
+    order.retain(|&i| {
+        let fresh = seen.insert(ext[i]);
+        if !fresh {
+            t.duplicates += 1;
+        }
+        fresh
+    });
+    let mut runs: Vec<Vec<usize>> = Vec::new();
+    let mut last_clock = None;
+    for &i in &order {
+        let Some(&(_, clock)) = pts.get(&pkts[i].pt) else {
+            t.undecodable += 1;
+            continue;
+        };
+        if last_clock != Some(clock) {
+            runs.push(Vec::new());
+            last_clock = Some(clock);
+        }
+        if let Some(r) = runs.last_mut() {
+            r.push(i);
+        }
+    }
+    runs
+}
+
 /// Lay out the packets of one direction (several SSRCs allowed, each
-/// `(stream packets in arrival order)`) from `origin_ns` at `rate` Hz and
-/// `channels`. Each run of packets of one SSRC with the same clock rate
-/// is anchored on arrival time (so SSRC and codec changes land where they
-/// happened) and laid out inside by RTP timestamps.
+/// `(stream packets in arrival order, its payload types)`) from
+/// `origin_ns` at `rate` Hz and `channels`. Each run of packets of one
+/// SSRC with the same clock rate is anchored on arrival time (so SSRC and
+/// codec changes land where they happened) and laid out inside by RTP
+/// timestamps; a gap between the end of one packet's audio and the next
+/// packet is filled by the decoder's concealment (see [`Decoder::conceal`]:
+/// PLC, comfort noise after a SID or RFC 3389 packet, or silence).
 pub fn layout(
-    streams: &[&[MediaPacket]],
-    pts: &PtMap,
+    streams: &[(&[MediaPacket], &PtMap)],
     origin_ns: u64,
     rate: u32,
     channels: u8,
 ) -> Track {
-    let ch = usize::from(channels.max(1));
     let mut t = Track {
         rate,
         channels: channels.max(1),
         ..Default::default()
     };
-    let max_frames = MAX_SECONDS * u64::from(rate);
-    for pkts in streams {
-        let ext = extend_seqs(pkts);
-        let mut order: Vec<usize> = (0..pkts.len()).collect();
-        order.sort_by_key(|&i| ext[i]);
-        let mut seen = HashSet::new();
-        order.retain(|&i| {
-            let fresh = seen.insert(ext[i]);
-            if !fresh {
-                t.duplicates += 1;
-            }
-            fresh
-        });
-        // Split into runs of one clock rate (codec change to another clock).
-        let mut runs: Vec<Vec<usize>> = Vec::new();
-        let mut last_clock = None;
-        for &i in &order {
-            let clock = pts.get(&pkts[i].pt).map(|x| x.1);
-            let Some(clock) = clock else {
-                t.undecodable += 1;
-                continue;
-            };
-            if last_clock != Some(clock) {
-                runs.push(Vec::new());
-                last_clock = Some(clock);
-            }
-            if let Some(r) = runs.last_mut() {
-                r.push(i);
-            }
-        }
-        let mut decoders: HashMap<u8, Decoder> = HashMap::new();
-        for run in runs {
-            let Some(&i0) = run.first() else { continue };
-            let clock = f64::from(pts.get(&pkts[i0].pt).map_or(8000, |x| x.1).max(1));
-            let ts0 = pkts[i0].timestamp;
-            // Extended timestamp relative to the run's first packet.
-            let rel = |i: usize| f64::from(pkts[i].timestamp.wrapping_sub(ts0) as i32) / clock;
-            // Anchor: the earliest (arrival - media time): the packet that
-            // suffered least delay defines where media time 0 is.
-            let anchor = run
-                .iter()
-                .map(|&i| pkts[i].arrival_ns as f64 / 1e9 - rel(i))
-                .fold(f64::INFINITY, f64::min);
-            let base = (anchor - origin_ns as f64 / 1e9).max(0.0);
-            let mut pcm = Vec::new();
+    for &(pkts, pts) in streams {
+        let mut audio = StreamAudio::default();
+        let mut decoders: HashMap<u8, Result<Decoder, String>> = HashMap::new();
+        for run in runs_of(pkts, pts, &mut t) {
+            let mut r = RunLayout::new(pkts, &run, pts, origin_ns);
             for &i in &run {
-                let p = &pkts[i];
-                let Some(&(kind, _)) = pts.get(&p.pt) else {
-                    continue;
-                };
-                if !kind.is_audio() {
-                    // CN, events: nothing is written, the gap stays silent.
-                    continue;
-                }
-                let dec = match decoders.entry(p.pt) {
-                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(v) => match Decoder::new(kind) {
-                        Ok(d) => v.insert(d),
-                        Err(_) => {
-                            t.undecodable += 1;
-                            continue;
-                        }
-                    },
-                };
-                pcm.clear();
-                dec.decode(&p.payload, &mut pcm);
-                let src_rate = kind.sample_rate(clock as u32);
-                let src_ch = usize::from(kind.channels().max(1));
-                let frames = convert(&pcm, src_ch, src_rate, ch, rate);
-                let start_s = base + rel(i);
-                if start_s < 0.0 {
-                    continue;
-                }
-                let start = (start_s * f64::from(rate)).round() as u64;
-                if start + (frames.len() / ch) as u64 > max_frames {
-                    continue;
-                }
-                let at = start as usize * ch;
-                if t.samples.len() < at + frames.len() {
-                    t.samples.resize(at + frames.len(), 0);
-                }
-                t.samples[at..at + frames.len()].copy_from_slice(&frames);
-                t.placed += 1;
+                r.packet(&pkts[i], &mut decoders, &mut t, &mut audio);
             }
         }
+        t.streams.push(audio);
     }
     t
+}
+
+/// One run's timeline: where media time 0 is on the track, and where the
+/// audio decoded so far ends.
+struct RunLayout<'a> {
+    pts: &'a PtMap,
+    clock: f64,
+    ts0: u32,
+    /// Track time (seconds) of media time 0.
+    base: f64,
+    /// End of the audio so far, in RTP units from `ts0`.
+    end: Option<i64>,
+    /// The decoder that fills a gap: the codec of the last audio packet,
+    /// or the comfort noise of the last RFC 3389 packet.
+    filler: Option<u8>,
+    pcm: Vec<i16>,
+}
+
+type Decoders = HashMap<u8, Result<Decoder, String>>;
+
+impl<'a> RunLayout<'a> {
+    fn new(pkts: &[MediaPacket], run: &[usize], pts: &'a PtMap, origin_ns: u64) -> Self {
+        let i0 = run[0];
+        let clock = f64::from(pts.get(&pkts[i0].pt).map_or(8000, |x| x.1).max(1));
+        let ts0 = pkts[i0].timestamp;
+        let rel = |i: usize| f64::from(pkts[i].timestamp.wrapping_sub(ts0) as i32) / clock;
+        // Anchor: the earliest (arrival - media time): the packet that
+        // suffered least delay defines where media time 0 is.
+        let anchor = run
+            .iter()
+            .map(|&i| pkts[i].arrival_ns as f64 / 1e9 - rel(i))
+            .fold(f64::INFINITY, f64::min);
+        RunLayout {
+            pts,
+            clock,
+            ts0,
+            base: (anchor - origin_ns as f64 / 1e9).max(0.0),
+            end: None,
+            filler: None,
+            pcm: Vec::new(),
+        }
+    }
+
+    /// Decode one packet onto the track, concealing the gap before it.
+    fn packet(
+        &mut self,
+        p: &MediaPacket,
+        decoders: &mut Decoders,
+        t: &mut Track,
+        a: &mut StreamAudio,
+    ) {
+        let Some(&(kind, clock)) = self.pts.get(&p.pt) else {
+            return;
+        };
+        if kind == CodecKind::TelephoneEvent {
+            return;
+        }
+        let rel = i64::from(p.timestamp.wrapping_sub(self.ts0) as i32);
+        if let Some(end) = self.end
+            && rel > end
+        {
+            self.fill_gap(end, rel - end, decoders, t, a);
+        }
+        let entry = decoders
+            .entry(p.pt)
+            .or_insert_with(|| Decoder::with_clock(kind, clock).map_err(|e| e.to_string()));
+        let dec = match entry {
+            Ok(d) => d,
+            Err(why) => {
+                a.undecodable += 1;
+                t.undecodable += 1;
+                a.reason.get_or_insert_with(|| why.clone());
+                return;
+            }
+        };
+        self.pcm.clear();
+        if let Err(e) = dec.try_decode(&p.payload, &mut self.pcm) {
+            // Concealed with the gap before the next packet.
+            a.undecodable += 1;
+            t.undecodable += 1;
+            a.reason.get_or_insert_with(|| e.to_string());
+            return;
+        }
+        self.filler = Some(p.pt);
+        if kind == CodecKind::Cn {
+            // A SID: no samples; its noise fills the gap after it.
+            self.end = Some(self.end.map_or(rel, |e| e.max(rel)));
+            return;
+        }
+        let (rate, ch) = (dec.sample_rate(), dec.channels());
+        let frames = self.pcm.len() / usize::from(ch.max(1));
+        self.place(rel, rate, ch, t);
+        self.end = Some(rel + (frames as f64 * self.clock / f64::from(rate)).round() as i64);
+        a.decoded += 1;
+        t.placed += 1;
+    }
+
+    /// `gap` RTP units of audio that did not arrive, from `end` on.
+    fn fill_gap(
+        &mut self,
+        end: i64,
+        gap: i64,
+        decoders: &mut Decoders,
+        t: &mut Track,
+        a: &mut StreamAudio,
+    ) {
+        let Some(Ok(dec)) = self.filler.and_then(|pt| decoders.get_mut(&pt)) else {
+            return;
+        };
+        let rate = dec.sample_rate();
+        let frames = (gap as f64 * f64::from(rate) / self.clock).round() as u64;
+        let frames = frames.min(MAX_CONCEAL_SECONDS * u64::from(rate)) as usize;
+        self.pcm.clear();
+        dec.conceal(frames, &mut self.pcm);
+        let ch = dec.channels();
+        a.concealed_ms += frames as f64 * 1000.0 / f64::from(rate.max(1));
+        a.concealment = Some(dec.concealment());
+        self.place(end, rate, ch, t);
+    }
+
+    /// Put `self.pcm` (at `rate`, `ch`) on the track at RTP time `rel`.
+    fn place(&self, rel: i64, rate: u32, ch: u8, t: &mut Track) {
+        let tch = usize::from(t.channels.max(1));
+        let frames = convert(&self.pcm, usize::from(ch.max(1)), rate, tch, t.rate);
+        let start_s = self.base + rel as f64 / self.clock;
+        if start_s < 0.0 {
+            return;
+        }
+        let start = (start_s * f64::from(t.rate)).round() as u64;
+        if start + (frames.len() / tch) as u64 > MAX_SECONDS * u64::from(t.rate) {
+            return;
+        }
+        let at = start as usize * tch;
+        if t.samples.len() < at + frames.len() {
+            t.samples.resize(at + frames.len(), 0);
+        }
+        t.samples[at..at + frames.len()].copy_from_slice(&frames);
+    }
 }
 
 /// Channel and rate conversion (linear interpolation): enough for putting a
@@ -238,4 +357,76 @@ pub(crate) fn write_wav(
         w.write_sample(s)?;
     }
     w.finalize()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pkt(seq: u16, pt: u8, payload: Vec<u8>) -> MediaPacket {
+        MediaPacket {
+            arrival_ns: 1_000_000_000 + u64::from(seq) * 20_000_000,
+            seq,
+            timestamp: u32::from(seq) * 160,
+            pt,
+            payload,
+        }
+    }
+
+    fn rms(x: &[i16]) -> f64 {
+        (x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / x.len().max(1) as f64).sqrt()
+    }
+
+    /// A lost packet keeps its place (G.711: silence), a CN packet's level
+    /// fills the silence after it with noise, and the audio after both
+    /// lands where its timestamp says.
+    #[test]
+    fn gaps_are_concealed_in_place() {
+        let pts: PtMap = [(0, (CodecKind::Pcmu, 8000)), (13, (CodecKind::Cn, 8000))]
+            .into_iter()
+            .collect();
+        // 0x80 is µ-law's loudest positive value: easy to find.
+        let mut pkts: Vec<MediaPacket> = (0..10).map(|i| pkt(i, 0, vec![0x80; 160])).collect();
+        pkts.remove(4); // lost
+        // Seq 10: a SID at -40 dBov; 11 more 20 ms slots of DTX, then speech.
+        pkts.push(pkt(10, 13, vec![40]));
+        let mut last = pkt(11, 0, vec![0x80; 160]);
+        last.timestamp = 22 * 160;
+        last.arrival_ns = 1_000_000_000 + 22 * 20_000_000;
+        pkts.push(last);
+        let t = layout(&[(&pkts, &pts)], 1_000_000_000, 8000, 1);
+        assert_eq!(t.samples.len(), 23 * 160);
+        assert!(
+            t.samples[4 * 160..5 * 160].iter().all(|&v| v == 0),
+            "loss: silence"
+        );
+        assert!(t.samples[..4 * 160].iter().all(|&v| v == 32124));
+        let noise = &t.samples[10 * 160..22 * 160];
+        let want = 32767.0 * 10f64.powf(-2.0);
+        assert!(
+            (rms(noise) / want - 1.0).abs() < 0.1,
+            "{} vs {want}",
+            rms(noise)
+        );
+        assert!(t.samples[22 * 160..].iter().all(|&v| v == 32124));
+        let a = &t.streams[0];
+        assert_eq!((a.decoded, a.undecodable), (10, 0));
+        assert_eq!(a.concealment, Some(Concealment::Noise));
+        assert!((a.concealed_ms - 260.0).abs() < 1e-6, "{}", a.concealed_ms);
+    }
+
+    /// A codec this build cannot decode leaves no samples and says why.
+    #[test]
+    fn undecodable_streams_say_why() {
+        let pts: PtMap = [(97, (CodecKind::Ilbc { frame_ms: 20 }, 8000))]
+            .into_iter()
+            .collect();
+        let pkts: Vec<MediaPacket> = (0..5).map(|i| pkt(i, 97, vec![0; 38])).collect();
+        let t = layout(&[(&pkts, &pts)], 0, 8000, 1);
+        assert_eq!(t.placed, 0);
+        assert!(t.samples.is_empty());
+        let a = &t.streams[0];
+        assert_eq!(a.undecodable, 5);
+        assert!(a.reason.as_deref().unwrap().starts_with("iLBC: no decoder"));
+    }
 }

@@ -9,6 +9,7 @@
 //! SRTP), `caller.wav`, `callee.wav`, `stereo.wav` (caller left, callee
 //! right), `dtmf.csv`, `quality.json`.
 
+pub mod codec;
 pub mod dtmf;
 mod layout;
 pub mod quality;
@@ -27,9 +28,9 @@ use thiserror::Error;
 use crate::calls::{Call, StreamKey};
 use crate::output::{CallFrame, CallProcessor, CsvWriter, OutputError, format_ts, write_pcap};
 use dtmf::{DtmfEvent, Rfc4733Detector};
-use layout::{MediaPacket, PtMap, Track};
+use layout::{MediaPacket, PtMap, StreamAudio, Track};
 use quality::{Arrival, CodecImpairment, QualityParams, StreamQuality};
-use voxtap_codecs::CodecKind;
+use voxtap_codecs::{CodecKind, Concealment};
 use voxtap_proto::decode::{Decoder as FrameDecoder, FragLimits, L4};
 use voxtap_proto::rtp::RtpPacket;
 use voxtap_proto::srtp::{SrtpContext, SrtpKeys, Suite};
@@ -152,7 +153,22 @@ impl Party {
 pub struct StreamMedia {
     pub key: StreamKey,
     pub party: Party,
+    /// The encoding name of `payload_type`, as streams.csv names it
+    /// (`PT96` when no SDP and no static type names it).
     pub codec: String,
+    /// The payload type the stream is named and rated by: its first that
+    /// is not comfort noise or RFC 4733 events.
+    pub payload_type: Option<u8>,
+    /// That payload type's codec (guessed when `codec_guess` is set).
+    pub kind: CodecKind,
+    /// "guessed from payload size and timing: …" for a payload type
+    /// nobody signalled.
+    pub codec_guess: Option<String>,
+    /// Why its audio is not decoded (this build, the codec, the payload
+    /// type); None when it is decodable.
+    pub undecodable: Option<String>,
+    /// What the audio layout did with its packets (None: no WAV written).
+    pub audio: Option<StreamAudio>,
     pub srtp: bool,
     pub srtp_suite: Option<Suite>,
     /// Packets decrypted (or plain), and SRTP packets that failed.
@@ -343,35 +359,6 @@ fn party_sets(call: &Call) -> (HashSet<SocketAddr>, HashSet<SocketAddr>) {
     } else {
         (other_set, first_set)
     }
-}
-
-/// The codec of each payload type a stream may use: the receiver's SDP
-/// first (payload type numbers are the receiver's), then any SDP of the
-/// call, then RFC 3551's static table.
-fn pt_map(call: Option<&Call>, dst: SocketAddr) -> PtMap {
-    let mut map = PtMap::new();
-    for pt in [0u8, 8, 9, 10, 11, 13] {
-        let clock = voxtap_proto::rtp::static_codec(pt).map_or(8000, |c| c.clock_rate);
-        map.insert(pt, (CodecKind::from_static_pt(pt), clock));
-    }
-    if let Some(call) = call {
-        let mut media: Vec<_> = call.media().iter().collect();
-        // Receiver's SDP last so it wins.
-        media.sort_by_key(|m| (m.rtp == dst, m.announced_ns));
-        for m in media {
-            for r in &m.rtpmap {
-                let mut kind = CodecKind::from_name(&r.encoding, r.channels, None);
-                if let CodecKind::Opus { .. } = kind {
-                    // Decode Opus to stereo always: a mono stream decodes
-                    // to two equal channels, a stereo one keeps its image,
-                    // and MediaInfo does not carry the fmtp to tell.
-                    kind = CodecKind::Opus { channels: 2 };
-                }
-                map.insert(r.pt, (kind, r.clock_rate.max(1)));
-            }
-        }
-    }
-    map
 }
 
 /// Decrypt, decode and assess the media in `frames`; write the outputs
@@ -581,6 +568,11 @@ impl<'c> Demux<'c> {
                 key,
                 party: Party::Unknown,
                 codec: String::new(),
+                payload_type: None,
+                kind: CodecKind::Unsupported,
+                codec_guess: None,
+                undecodable: None,
+                audio: None,
                 srtp,
                 srtp_suite: None,
                 rtp_ok: 0,
@@ -649,48 +641,71 @@ fn assess_streams(
         } else {
             Party::Unknown
         };
-        let map = pt_map(call, s.key.dst);
-        let main_pt = main_payload_type(&s.packets, &map);
-        s.codec = codec_name(call, main_pt);
-        let clock = main_pt.and_then(|pt| map.get(&pt)).map_or(8000, |v| v.1);
-        let arrivals: Vec<Arrival> = s
-            .packets
-            .iter()
-            .filter(|p| Some(p.pt) == main_pt)
-            .map(|p| Arrival {
-                seq: p.seq,
-                timestamp: p.timestamp,
-                arrival_ns: p.arrival_ns,
-            })
-            .collect();
-        let imp = CodecImpairment::for_codec(&s.codec).unwrap_or(CodecImpairment::G711_PLC);
-        s.quality = quality::assess(&arrivals, clock, imp, opts.quality);
+        let map = resolve_codec(call, s);
+        let clock = s
+            .payload_type
+            .and_then(|pt| map.get(&pt))
+            .map_or(8000, |v| v.1);
+        let arrival = |p: &MediaPacket| Arrival {
+            seq: p.seq,
+            timestamp: p.timestamp,
+            arrival_ns: p.arrival_ns,
+        };
+        let (timed, untimed): (Vec<&MediaPacket>, Vec<&MediaPacket>) =
+            s.packets.iter().partition(|p| Some(p.pt) == s.payload_type);
+        let timed: Vec<Arrival> = timed.into_iter().map(arrival).collect();
+        let untimed: Vec<Arrival> = untimed.into_iter().map(arrival).collect();
+        let imp = CodecImpairment::for_kind(s.kind);
+        s.quality = quality::assess_stream(&timed, &untimed, clock, imp, opts.quality);
         pt_maps.push(map);
     }
     (pt_maps, origin)
 }
 
-/// A stream's main codec: its most frequent audio payload type (the lower
-/// number on a tie).
-fn main_payload_type(packets: &[MediaPacket], map: &PtMap) -> Option<u8> {
-    let mut counts: HashMap<u8, u64> = HashMap::new();
-    for p in packets {
-        if map.get(&p.pt).is_some_and(|v| v.0.is_audio()) {
-            *counts.entry(p.pt).or_default() += 1;
+/// Name, codec and decodability of one stream (see [`codec`]); its
+/// payload-type map, with the guess added when its rated payload type
+/// was signalled nowhere.
+fn resolve_codec(call: Option<&Call>, s: &mut StreamMedia) -> PtMap {
+    let call_stream = call.and_then(|c| {
+        let st = c.stream(&s.key)?;
+        Some((c, st))
+    });
+    let media_idx = call_stream.and_then(|(_, st)| st.media_idx);
+    let mut map = codec::pt_map(call, media_idx, s.key.dst);
+    let mut by_time: Vec<&MediaPacket> = s.packets.iter().collect();
+    by_time.sort_by_key(|p| p.arrival_ns);
+    let mut order: Vec<u8> = Vec::new();
+    for p in by_time {
+        if !order.contains(&p.pt) {
+            order.push(p.pt);
         }
     }
-    counts
-        .into_iter()
-        .max_by_key(|&(pt, c)| (c, std::cmp::Reverse(pt)))
-        .map(|x| x.0)
+    s.payload_type = codec::rated_payload_type(order, &map);
+    let Some(pt) = s.payload_type else {
+        return map;
+    };
+    s.codec = match call_stream {
+        Some((c, st)) => c.codec_name(st, pt),
+        None => codec_name(call, pt),
+    };
+    if !map.contains_key(&pt)
+        && let Some(g) = codec::guess_codec(&s.packets, pt)
+    {
+        map.insert(pt, (g.kind, g.clock));
+        s.codec_guess = Some(g.label());
+    }
+    let known = map.get(&pt);
+    s.kind = known.map_or(CodecKind::Unsupported, |v| v.0);
+    s.undecodable = codec::undecodable_reason(s.kind, pt, known.is_some()).map(|why| match known {
+        Some(_) => why,
+        None => format!("{why}, and its packets fit no codec we know"),
+    });
+    map
 }
 
-/// The encoding name of `pt`: from the call's SDP, else RFC 3551's table,
-/// else `PT<n>`; empty without a payload type.
-fn codec_name(call: Option<&Call>, pt: Option<u8>) -> String {
-    let Some(pt) = pt else {
-        return String::new();
-    };
+/// The encoding name of `pt` for a stream the call table does not have:
+/// from the call's SDP, else RFC 3551's table, else `PT<n>`.
+fn codec_name(call: Option<&Call>, pt: u8) -> String {
     let from_sdp = call.and_then(|c| {
         c.media()
             .iter()
@@ -755,74 +770,13 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> MediaError + '_ {
     }
 }
 
-fn write_audio(
-    summary: &mut MediaSummary,
-    maps: &[PtMap],
-    origin: u64,
-    folder: &Path,
-) -> Result<(), MediaError> {
-    let track_for = |party: Party| -> Option<Track> {
-        let idx: Vec<usize> = (0..summary.streams.len())
-            .filter(|&i| summary.streams[i].party == party)
-            .collect();
-        if idx.is_empty() {
-            return None;
-        }
-        let mut rate = 8000;
-        let mut ch = 1;
-        for &i in &idx {
-            for p in &summary.streams[i].packets {
-                if let Some((k, clock)) = maps[i].get(&p.pt)
-                    && k.is_audio()
-                {
-                    rate = rate.max(k.sample_rate(*clock));
-                    ch = ch.max(k.channels());
-                }
-            }
-        }
-        // One layout per stream set sharing a PT map: the streams of one
-        // party go to the same receiver, so their maps agree; use the first.
-        let pkts: Vec<&[MediaPacket]> = idx
-            .iter()
-            .map(|&i| summary.streams[i].packets.as_slice())
-            .collect();
-        Some(layout::layout(&pkts, &maps[idx[0]], origin, rate, ch))
-    };
-    let caller = track_for(Party::Caller);
-    let callee = track_for(Party::Callee);
-    let mut wavs = Vec::new();
-    for (name, t) in [("caller.wav", &caller), ("callee.wav", &callee)] {
-        if let Some(t) = t.as_ref().filter(|t| t.placed > 0) {
-            let p = folder.join(name);
-            layout::write_wav(&p, t.rate, t.channels, &t.samples).map_err(|source| {
-                MediaError::Wav {
-                    path: p.clone(),
-                    source,
-                }
-            })?;
-            wavs.push(p);
-        }
-    }
-    if caller.is_some() || callee.is_some() {
-        let empty = Track::default();
-        let l = caller.as_ref().unwrap_or(&empty);
-        let r = callee.as_ref().unwrap_or(&empty);
-        let rate = l.rate.max(r.rate).max(8000);
-        let st = layout::stereo(l, r, rate);
-        let p = folder.join("stereo.wav");
-        layout::write_wav(&p, rate, 2, &st).map_err(|source| MediaError::Wav {
-            path: p.clone(),
-            source,
-        })?;
-        wavs.push(p);
-    }
-    for (s, map) in summary.streams.iter().zip(maps) {
-        if s.party != Party::Unknown {
-            continue;
-        }
-        let mut rate = 8000;
-        let mut ch = 1;
-        for p in &s.packets {
+/// Output rate and channels of a track holding `streams` (the highest any
+/// of their audio payload types needs).
+fn track_format(streams: &[(&[MediaPacket], &PtMap)]) -> (u32, u8) {
+    let mut rate = 8000;
+    let mut ch = 1;
+    for (pkts, map) in streams {
+        for p in pkts.iter() {
             if let Some((k, clock)) = map.get(&p.pt)
                 && k.is_audio()
             {
@@ -830,22 +784,81 @@ fn write_audio(
                 ch = ch.max(k.channels());
             }
         }
-        let t = layout::layout(&[s.packets.as_slice()], map, origin, rate, ch);
+    }
+    (rate, ch)
+}
+
+fn wav_err(p: &Path) -> impl FnOnce(hound::Error) -> MediaError + '_ {
+    move |source| MediaError::Wav {
+        path: p.to_path_buf(),
+        source,
+    }
+}
+
+/// caller.wav, callee.wav, stereo.wav and a WAV per stream of no party;
+/// records what the layout did with each stream's packets.
+fn write_audio(
+    summary: &mut MediaSummary,
+    maps: &[PtMap],
+    origin: u64,
+    folder: &Path,
+) -> Result<(), MediaError> {
+    let mut outcome: Vec<Option<StreamAudio>> = vec![None; summary.streams.len()];
+    let mut layout_of = |idx: &[usize], streams: &[StreamMedia]| -> Track {
+        let input: Vec<(&[MediaPacket], &PtMap)> = idx
+            .iter()
+            .map(|&i| (streams[i].packets.as_slice(), &maps[i]))
+            .collect();
+        let (rate, ch) = track_format(&input);
+        let t = layout::layout(&input, origin, rate, ch);
+        for (&i, a) in idx.iter().zip(&t.streams) {
+            outcome[i] = Some(a.clone());
+        }
+        t
+    };
+    let of_party = |party: Party| -> Vec<usize> {
+        (0..summary.streams.len())
+            .filter(|&i| summary.streams[i].party == party)
+            .collect()
+    };
+    let (caller_idx, callee_idx) = (of_party(Party::Caller), of_party(Party::Callee));
+    let caller = (!caller_idx.is_empty()).then(|| layout_of(&caller_idx, &summary.streams));
+    let callee = (!callee_idx.is_empty()).then(|| layout_of(&callee_idx, &summary.streams));
+    let mut wavs = Vec::new();
+    for (name, t) in [("caller.wav", &caller), ("callee.wav", &callee)] {
+        if let Some(t) = t.as_ref().filter(|t| t.placed > 0) {
+            let p = folder.join(name);
+            layout::write_wav(&p, t.rate, t.channels, &t.samples).map_err(wav_err(&p))?;
+            wavs.push(p);
+        }
+    }
+    let placed = |t: &Option<Track>| t.as_ref().is_some_and(|t| t.placed > 0);
+    if placed(&caller) || placed(&callee) {
+        let empty = Track::default();
+        let l = caller.as_ref().unwrap_or(&empty);
+        let r = callee.as_ref().unwrap_or(&empty);
+        let rate = l.rate.max(r.rate).max(8000);
+        let st = layout::stereo(l, r, rate);
+        let p = folder.join("stereo.wav");
+        layout::write_wav(&p, rate, 2, &st).map_err(wav_err(&p))?;
+        wavs.push(p);
+    }
+    for i in of_party(Party::Unknown) {
+        let t = layout_of(&[i], &summary.streams);
         if t.placed == 0 {
             continue;
         }
+        let s = &summary.streams[i];
         let p = folder.join(format!(
             "stream-{:08X}-{}.wav",
             s.key.ssrc,
             s.key.src.port()
         ));
-        layout::write_wav(&p, t.rate, t.channels, &t.samples).map_err(|source| {
-            MediaError::Wav {
-                path: p.clone(),
-                source,
-            }
-        })?;
+        layout::write_wav(&p, t.rate, t.channels, &t.samples).map_err(wav_err(&p))?;
         wavs.push(p);
+    }
+    for (s, a) in summary.streams.iter_mut().zip(outcome) {
+        s.audio = a;
     }
     summary.wavs = wavs;
     Ok(())
@@ -885,6 +898,34 @@ fn write_dtmf_csv(events: &[DtmfEvent], path: &Path) -> Result<(), MediaError> {
     w.into_inner().flush().map_err(io_err(path))
 }
 
+/// quality.json's `audio` object: whether the stream's audio was decoded
+/// into a WAV, why not when it was not, and how gaps were filled.
+fn audio_json(s: &StreamMedia) -> serde_json::Value {
+    let a = s.audio.as_ref();
+    let decoded = a.is_some_and(|a| a.decoded > 0);
+    let reason = match a {
+        _ if decoded => None,
+        Some(a) => s.undecodable.clone().or_else(|| a.reason.clone()),
+        None => s
+            .undecodable
+            .clone()
+            .or_else(|| Some("audio output off".to_string())),
+    };
+    let concealment = a.and_then(|a| a.concealment).map(|c| match c {
+        Concealment::Plc => "plc",
+        Concealment::Noise => "noise",
+        Concealment::Silence => "silence",
+    });
+    serde_json::json!({
+        "decoded": decoded,
+        "reason": reason,
+        "packets_decoded": a.map_or(0, |a| a.decoded),
+        "packets_undecodable": a.map_or(0, |a| a.undecodable),
+        "concealed_ms": a.map(|a| a.concealed_ms.round()),
+        "concealment": concealment,
+    })
+}
+
 fn write_quality_json(
     call: Option<&Call>,
     summary: &MediaSummary,
@@ -914,6 +955,9 @@ fn write_quality_json(
                 o.insert("dst".into(), s.key.dst.to_string().into());
                 o.insert("party".into(), s.party.as_str().into());
                 o.insert("codec".into(), s.codec.clone().into());
+                o.insert("payload_type".into(), s.payload_type.into());
+                o.insert("codec_guess".into(), s.codec_guess.clone().into());
+                o.insert("audio".into(), audio_json(s));
                 o.insert("srtp".into(), s.srtp.into());
                 o.insert("srtp_suite".into(), s.srtp_suite.map(|x| x.name()).into());
                 o.insert("srtp_auth_failures".into(), s.auth_failures.into());

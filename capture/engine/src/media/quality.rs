@@ -3,8 +3,15 @@
 //! Formulas and constants are in docs/media.md. Pure.
 
 use serde_json::json;
+use voxtap_codecs::CodecKind;
 
-/// Codec impairment (G.113 appendix I planning values).
+/// Codec impairment: the E-model's per-codec inputs.
+///
+/// Sources, by value: ITU-T G.113 (11/2007) Appendix I, Table I.1 (Ie)
+/// and Table I.3 (Bpl), narrowband planning values. Where G.113 has no
+/// row for a codec the value is ours and its constant says so (see also
+/// docs/media.md, "Quality"). Everything is rated on G.107's narrowband
+/// scale (Ro - Is = 93.2), wideband codecs included: see [`Self::G722`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CodecImpairment {
     pub name: &'static str,
@@ -17,55 +24,158 @@ pub struct CodecImpairment {
 }
 
 impl CodecImpairment {
-    /// G.711 with packet loss concealment (G.711 appendix I): Ie 0, Bpl 25.1.
+    /// G.711 with packet loss concealment (G.711 Appendix I): Ie 0, Bpl
+    /// 25.1 (G.113 Tables I.1, I.3). The receiver is assumed to conceal.
     pub const G711_PLC: Self = Self {
         name: "G.711 PLC",
         ie: 0.0,
         bpl: 25.1,
         lookahead_ms: 0.0,
     };
-    /// G.711 without concealment (silence insertion): Ie 0, Bpl 4.3.
+    /// G.711 without concealment (silence insertion): Ie 0, Bpl 4.3
+    /// (G.113 Table I.3).
     pub const G711: Self = Self {
         name: "G.711",
         ie: 0.0,
         bpl: 4.3,
         lookahead_ms: 0.0,
     };
-    /// G.722 64 kbit/s rated on the narrowband scale: no coding impairment
-    /// against G.711; its appendix III/IV PLC is assumed similar to
-    /// G.711's, so Bpl 25.1 (our assumption, see docs/media.md).
+    /// G.722 64 kbit/s on the narrowband scale. G.113 Appendix IV rates
+    /// wideband codecs on G.107.1's wideband scale (Ro 129), where G.711
+    /// itself sits near Ie,WB 36; G.722 and the usual AMR-WB modes rate
+    /// better than that, i.e. below 0 on the narrowband scale, so they get
+    /// Ie 0 here: their MOS stays comparable with the G.711 rows and tops
+    /// at G.711's 4.41. Bpl 25.1 assumes G.722 Appendix III/IV PLC
+    /// behaves like G.711's (ours, no published value).
     pub const G722: Self = Self {
         name: "G.722",
         ie: 0.0,
         bpl: 25.1,
         lookahead_ms: 1.5,
     };
-    /// Opus on the narrowband scale: Ie 0, built-in PLC; Bpl 25.1 like
-    /// G.711 PLC (our assumption); 6.5 ms look-ahead (RFC 6716 CELT/hybrid).
+    /// Opus on the narrowband scale like [`Self::G722`]: Ie 0, built-in
+    /// PLC rated like G.711's (Bpl 25.1, ours); 6.5 ms look-ahead (RFC 6716).
     pub const OPUS: Self = Self {
         name: "Opus",
         ie: 0.0,
         bpl: 25.1,
         lookahead_ms: 6.5,
     };
-    /// G.729A (G.113 appendix I): Ie 11, Bpl 19, 5 ms look-ahead.
+    /// G.729A + VAD (G.113 Tables I.1, I.3): Ie 11, Bpl 19; 5 ms
+    /// look-ahead. Plain G.729 (Ie 10 in Table I.1) cannot be told from
+    /// G.729A on the wire, and Table I.3 gives Bpl for G.729A only.
     pub const G729A: Self = Self {
         name: "G.729A",
         ie: 11.0,
         bpl: 19.0,
         lookahead_ms: 5.0,
     };
+    /// G.723.1 6.3 kbit/s + VAD (G.113 Tables I.1, I.3): Ie 15, Bpl 16.1;
+    /// 7.5 ms look-ahead. The 5.3 kbit/s mode (Ie 19) is not told apart.
+    pub const G723_1: Self = Self {
+        name: "G.723.1",
+        ie: 15.0,
+        bpl: 16.1,
+        lookahead_ms: 7.5,
+    };
+    /// GSM 06.10 full rate: Ie 20 (G.113 Table I.1). G.113 gives no Bpl:
+    /// we take GSM-EFR's 10, whose substitution-and-muting concealment
+    /// (GSM 06.11 / 06.61) works the same way.
+    pub const GSM_FR: Self = Self {
+        name: "GSM-FR",
+        ie: 20.0,
+        bpl: 10.0,
+        lookahead_ms: 0.0,
+    };
+    /// AMR, rated at its 12.2 kbit/s mode, which is GSM-EFR (bit-exact):
+    /// Ie 5, Bpl 10 (G.113 Tables I.1, I.3); 5 ms look-ahead. The mode can
+    /// change every frame and G.113 has no row for the other AMR modes
+    /// (IS-641, Ie 10, is the 7.4 kbit/s mode), so one value serves.
+    pub const AMR: Self = Self {
+        name: "AMR",
+        ie: 5.0,
+        bpl: 10.0,
+        lookahead_ms: 5.0,
+    };
+    /// AMR-WB on the narrowband scale (see [`Self::G722`]): Ie 0; Bpl 10
+    /// like AMR's (ours); 5 ms look-ahead.
+    pub const AMR_WB: Self = Self {
+        name: "AMR-WB",
+        ie: 0.0,
+        bpl: 10.0,
+        lookahead_ms: 5.0,
+    };
+    /// G.726 at 40/32/24/16 kbit/s: Ie 2/7/25/50 (G.113 Table I.1). G.113
+    /// gives no Bpl; the receiver is assumed to conceal like G.711's (25.1).
+    pub const G726: [Self; 4] = [
+        Self::g726("G.726-40", 2.0),
+        Self::g726("G.726-32", 7.0),
+        Self::g726("G.726-24", 25.0),
+        Self::g726("G.726-16", 50.0),
+    ];
+    /// DVI4 (IMA ADPCM, 4 bits a sample): not in G.113; rated like
+    /// G.726-32, the ADPCM at the same bits per sample (ours).
+    pub const DVI4: Self = Self::g726("DVI4", 7.0);
+    /// iLBC: not in G.113. Ie 11 (RFC 3951's listening tests put it level
+    /// with G.729A without loss), Bpl 25.1 (its frames decode
+    /// independently and its PLC is built in); 5 ms look-ahead (ours).
+    pub const ILBC: Self = Self {
+        name: "iLBC",
+        ie: 11.0,
+        bpl: 25.1,
+        lookahead_ms: 5.0,
+    };
+    /// Speex: not in G.113; rated like G.729A, the nearest CELP codec with
+    /// published values, at every rate (ours; conservative for wideband);
+    /// 10 ms look-ahead.
+    pub const SPEEX: Self = Self {
+        name: "Speex",
+        ie: 11.0,
+        bpl: 19.0,
+        lookahead_ms: 10.0,
+    };
 
-    /// By SDP encoding name; None for non-audio or unknown codecs.
-    pub fn for_codec(name: &str) -> Option<Self> {
-        Some(match name.to_ascii_uppercase().as_str() {
-            "PCMU" | "PCMA" => Self::G711_PLC,
-            "G722" => Self::G722,
-            "OPUS" => Self::OPUS,
-            "G729" | "G729A" => Self::G729A,
-            "L16" => Self::G711_PLC,
-            _ => return None,
+    const fn g726(name: &'static str, ie: f64) -> Self {
+        Self {
+            name,
+            ie,
+            bpl: 25.1,
+            lookahead_ms: 0.0,
+        }
+    }
+
+    /// The impairment of a codec; None for what is not audio and for
+    /// codecs without a value (EVS, SILK, unknown payload types): their
+    /// streams get loss and jitter figures but no R or MOS.
+    pub fn for_kind(kind: CodecKind) -> Option<Self> {
+        Some(match kind {
+            CodecKind::Pcmu | CodecKind::Pcma | CodecKind::L16 { .. } => Self::G711_PLC,
+            CodecKind::G722 => Self::G722,
+            CodecKind::Opus { .. } => Self::OPUS,
+            CodecKind::G729 => Self::G729A,
+            CodecKind::G7231 => Self::G723_1,
+            CodecKind::Gsm => Self::GSM_FR,
+            CodecKind::Amr(p) if p.wideband => Self::AMR_WB,
+            CodecKind::Amr(_) => Self::AMR,
+            CodecKind::G726 { kbps, .. } => match kbps {
+                40 => Self::G726[0],
+                32 => Self::G726[1],
+                24 => Self::G726[2],
+                16 => Self::G726[3],
+                _ => return None,
+            },
+            CodecKind::Dvi4 { .. } => Self::DVI4,
+            CodecKind::Ilbc { .. } => Self::ILBC,
+            CodecKind::Speex { .. } => Self::SPEEX,
+            CodecKind::Cn | CodecKind::TelephoneEvent | CodecKind::Unsupported => return None,
         })
+    }
+
+    /// By SDP encoding name (what streams.csv has): the same values as
+    /// [`Self::for_kind`], so streams.csv and quality.json rate a stream
+    /// alike. The rating needs no clock or fmtp.
+    pub fn for_codec(name: &str) -> Option<Self> {
+        Self::for_kind(CodecKind::from_rtpmap(name, 0, 1, None))
     }
 }
 
@@ -160,6 +270,9 @@ pub struct StreamQuality {
     pub delay_ms: f64,
     pub r: f64,
     pub mos: f64,
+    /// The impairment values `r` and `mos` come from; None: the codec has
+    /// none, and `r` and `mos` mean nothing (null in quality.json).
+    pub rated: Option<CodecImpairment>,
 }
 
 impl StreamQuality {
@@ -177,8 +290,14 @@ impl StreamQuality {
             "max_jitter_ms": r3(self.max_jitter_ms),
             "ptime_ms": r3(self.ptime_ms),
             "delay_ms": r3(self.delay_ms),
-            "r_factor": r3(self.r),
-            "mos": r3(self.mos),
+            "r_factor": self.rated.map(|_| r3(self.r)),
+            "mos": self.rated.map(|_| r3(self.mos)),
+            "rated_as": self.rated.map(|c| json!({
+                "codec": c.name,
+                "ie": c.ie,
+                "bpl": c.bpl,
+                "lookahead_ms": c.lookahead_ms,
+            })),
         })
     }
 }
@@ -211,55 +330,28 @@ pub fn assess(
     codec: CodecImpairment,
     params: QualityParams,
 ) -> StreamQuality {
-    let mut q = StreamQuality::default();
-    if arrivals.is_empty() || clock_rate == 0 {
-        q.r = 0.0;
-        q.mos = 1.0;
-        return q;
-    }
-    let clock = f64::from(clock_rate);
-    // Extended sequence numbers, in arrival order.
-    let mut ext: Vec<(i64, &Arrival)> = Vec::with_capacity(arrivals.len());
-    let mut by_time: Vec<&Arrival> = arrivals.iter().collect();
-    by_time.sort_by_key(|a| a.arrival_ns);
+    assess_stream(arrivals, &[], clock_rate, Some(codec), params)
+}
+
+/// Extended sequence numbers of arrivals in arrival order.
+fn extend(by_time: &[(&Arrival, bool)]) -> Vec<i64> {
     let mut last: Option<i64> = None;
-    for a in &by_time {
-        let e = match last {
-            None => i64::from(a.seq),
-            Some(l) => {
-                let d = i64::from(a.seq.wrapping_sub((l & 0xFFFF) as u16) as i16);
-                l + d
-            }
-        };
-        last = Some(last.map_or(e, |l| l.max(e)));
-        ext.push((e, a));
-    }
-    let first = ext.iter().map(|x| x.0).min().unwrap_or(0);
-    let lastx = ext.iter().map(|x| x.0).max().unwrap_or(0);
-    let n = usize::try_from(lastx - first + 1).unwrap_or(0).min(1 << 24);
-    // Playout: anchored on the first packet to arrive (what a receiver does).
-    let a0 = by_time[0];
-    let ts_of = |a: &Arrival| f64::from(a.timestamp.wrapping_sub(a0.timestamp) as i32) / clock;
-    let deadline =
-        |a: &Arrival| a0.arrival_ns as f64 / 1e9 + ts_of(a) + params.jitter_buffer_ms / 1000.0;
-    let mut state = vec![0u8; n]; // 0 lost, 1 played, 2 discarded (late)
-    let mut received = 0u64;
-    for (e, a) in &ext {
-        let Ok(i) = usize::try_from(e - first) else {
-            continue;
-        };
-        let Some(s) = state.get_mut(i) else { continue };
-        if *s != 0 {
-            continue; // duplicate
-        }
-        received += 1;
-        *s = if a.arrival_ns as f64 / 1e9 > deadline(a) + 1e-9 {
-            2
-        } else {
-            1
-        };
-    }
-    // RFC 3550 jitter, in arrival order.
+    by_time
+        .iter()
+        .map(|(a, _)| {
+            let e = match last {
+                None => i64::from(a.seq),
+                Some(l) => l + i64::from(a.seq.wrapping_sub((l & 0xFFFF) as u16) as i16),
+            };
+            last = Some(last.map_or(e, |l| l.max(e)));
+            e
+        })
+        .collect()
+}
+
+/// RFC 3550 jitter over arrivals in arrival order: (mean of the running
+/// estimate, its maximum), seconds.
+fn jitter(by_time: &[&Arrival], clock: f64) -> (f64, f64) {
     let (mut j, mut jsum, mut jmax, mut jn) = (0f64, 0f64, 0f64, 0u64);
     for w in by_time.windows(2) {
         let d = (w[1].arrival_ns as f64 - w[0].arrival_ns as f64) / 1e9
@@ -269,22 +361,90 @@ pub fn assess(
         jmax = f64::max(jmax, j);
         jn += 1;
     }
-    // Packetisation: the most common timestamp step between consecutive seqs.
-    let mut sorted: Vec<(i64, u32)> = ext.iter().map(|(e, a)| (*e, a.timestamp)).collect();
-    sorted.sort_unstable();
-    sorted.dedup_by_key(|x| x.0);
+    (if jn > 0 { jsum / jn as f64 } else { 0.0 }, jmax)
+}
+
+/// Packetisation: the most common timestamp step between consecutive
+/// sequence numbers, in RTP units.
+fn ptime_step(mut seq_ts: Vec<(i64, u32)>) -> u32 {
+    seq_ts.sort_unstable();
+    seq_ts.dedup_by_key(|x| x.0);
     let mut steps: std::collections::HashMap<u32, u32> = Default::default();
-    for w in sorted.windows(2) {
+    for w in seq_ts.windows(2) {
         if w[1].0 == w[0].0 + 1 {
             *steps.entry(w[1].1.wrapping_sub(w[0].1)).or_default() += 1;
         }
     }
-    let step = steps
+    steps
         .into_iter()
         .max_by_key(|&(s, c)| (c, s))
-        .map_or(0, |x| x.0);
-    q.ptime_ms = f64::from(step) * 1000.0 / clock;
-    q.received = received;
+        .map_or(0, |x| x.0)
+}
+
+/// Assess one stream. `timed` are the packets of the codec it is rated
+/// by: their timestamps drive the jitter buffer, jitter and ptime.
+/// `untimed` are its other packets (comfort noise, RFC 4733 events, a
+/// second codec): they share the sequence numbers, so they count as
+/// received for loss, but their timestamps are on another clock or stand
+/// still. `codec` None: figures without R and MOS (a codec without an
+/// impairment value).
+pub fn assess_stream(
+    timed: &[Arrival],
+    untimed: &[Arrival],
+    clock_rate: u32,
+    codec: Option<CodecImpairment>,
+    params: QualityParams,
+) -> StreamQuality {
+    let mut q = StreamQuality::default();
+    if (timed.is_empty() && untimed.is_empty()) || clock_rate == 0 {
+        // Nothing received: nothing to rate.
+        return q;
+    }
+    q.rated = codec;
+    let clock = f64::from(clock_rate);
+    let mut by_time: Vec<(&Arrival, bool)> = timed
+        .iter()
+        .map(|a| (a, true))
+        .chain(untimed.iter().map(|a| (a, false)))
+        .collect();
+    by_time.sort_by_key(|a| a.0.arrival_ns);
+    let ext = extend(&by_time);
+    let first = ext.iter().copied().min().unwrap_or(0);
+    let lastx = ext.iter().copied().max().unwrap_or(0);
+    let n = usize::try_from(lastx - first + 1).unwrap_or(0).min(1 << 24);
+    let timed_by_time: Vec<&Arrival> = by_time.iter().filter(|a| a.1).map(|a| a.0).collect();
+    // Playout: anchored on the first timed packet to arrive (what a
+    // receiver does); 0 lost, 1 played, 2 discarded (late).
+    let a0 = timed_by_time.first().copied();
+    let late = |a: &Arrival| {
+        a0.is_some_and(|a0| {
+            let media_s = f64::from(a.timestamp.wrapping_sub(a0.timestamp) as i32) / clock;
+            let deadline = a0.arrival_ns as f64 / 1e9 + media_s + params.jitter_buffer_ms / 1000.0;
+            a.arrival_ns as f64 / 1e9 > deadline + 1e-9
+        })
+    };
+    let mut state = vec![0u8; n];
+    for (e, (a, is_timed)) in ext.iter().zip(&by_time) {
+        let Some(s) = usize::try_from(e - first)
+            .ok()
+            .and_then(|i| state.get_mut(i))
+        else {
+            continue;
+        };
+        if *s != 0 {
+            continue; // duplicate
+        }
+        q.received += 1;
+        *s = if *is_timed && late(a) { 2 } else { 1 };
+    }
+    let (jmean, jmax) = jitter(&timed_by_time, clock);
+    let seq_ts = ext
+        .iter()
+        .zip(&by_time)
+        .filter(|(_, a)| a.1)
+        .map(|(e, a)| (*e, a.0.timestamp))
+        .collect();
+    q.ptime_ms = f64::from(ptime_step(seq_ts)) * 1000.0 / clock;
     q.expected = n as u64;
     q.lost = state.iter().filter(|&&s| s == 0).count() as u64;
     q.jb_discards = state.iter().filter(|&&s| s == 2).count() as u64;
@@ -292,16 +452,14 @@ pub fn assess(
     q.loss_pct = 100.0 * (q.lost + q.jb_discards) as f64 / n.max(1) as f64;
     q.network_loss_pct = 100.0 * q.lost as f64 / n.max(1) as f64;
     q.burst_ratio = burst_ratio(&lost_mask);
-    q.jitter_ms = if jn > 0 {
-        jsum / jn as f64 * 1000.0
-    } else {
-        0.0
-    };
+    q.jitter_ms = jmean * 1000.0;
     q.max_jitter_ms = jmax * 1000.0;
-    q.delay_ms =
-        params.network_delay_ms + params.jitter_buffer_ms + q.ptime_ms + codec.lookahead_ms;
-    q.r = r_factor(codec, q.loss_pct, q.burst_ratio, q.delay_ms);
-    q.mos = mos_from_r(q.r);
+    let lookahead = codec.map_or(0.0, |c| c.lookahead_ms);
+    q.delay_ms = params.network_delay_ms + params.jitter_buffer_ms + q.ptime_ms + lookahead;
+    if let Some(c) = codec {
+        q.r = r_factor(c, q.loss_pct, q.burst_ratio, q.delay_ms);
+        q.mos = mos_from_r(q.r);
+    }
     q
 }
 
@@ -341,5 +499,70 @@ mod tests {
         assert!((burst_ratio(&random) - 1.0).abs() < 0.15);
         let bursty: Vec<bool> = (0..1000).map(|i| i % 100 < 10).collect();
         assert!(burst_ratio(&bursty) > 5.0);
+    }
+
+    #[test]
+    fn codec_values_by_name_and_kind_agree() {
+        let ie = |n: &str| CodecImpairment::for_codec(n).map(|c| (c.ie, c.bpl));
+        assert_eq!(ie("PCMA"), Some((0.0, 25.1)));
+        assert_eq!(ie("G726-16"), Some((50.0, 25.1)));
+        assert_eq!(ie("AAL2-G726-40"), Some((2.0, 25.1)));
+        assert_eq!(ie("G729"), Some((11.0, 19.0)));
+        assert_eq!(ie("G723"), Some((15.0, 16.1)));
+        assert_eq!(ie("GSM"), Some((20.0, 10.0)));
+        assert_eq!(ie("AMR"), Some((5.0, 10.0)));
+        assert_eq!(ie("AMR-WB"), Some((0.0, 10.0)));
+        assert_eq!(ie("iLBC"), Some((11.0, 25.1)));
+        assert_eq!(ie("EVS"), None);
+        assert_eq!(ie("telephone-event"), None);
+        for (name, clock, fmtp) in [
+            ("speex", 16_000, None),
+            ("opus", 48_000, Some("stereo=1")),
+            ("AMR", 8000, Some("octet-align=1; mode-set=0")),
+            ("DVI4", 16_000, None),
+        ] {
+            let kind = CodecKind::from_rtpmap(name, clock, 1, fmtp);
+            assert_eq!(
+                CodecImpairment::for_kind(kind),
+                CodecImpairment::for_codec(name)
+            );
+        }
+    }
+
+    /// Comfort noise and events share the sequence numbers (received, no
+    /// loss) but not the clock (no jitter, no late discards).
+    #[test]
+    fn untimed_packets_count_for_loss_only() {
+        let at = |seq: u16, ts: u32, ms: u64| Arrival {
+            seq,
+            timestamp: ts,
+            arrival_ns: ms * 1_000_000,
+        };
+        let timed: Vec<Arrival> = (0..100u16)
+            .filter(|i| i % 10 != 5)
+            .map(|i| at(i, u32::from(i) * 160, u64::from(i) * 20))
+            .collect();
+        // An RFC 4733 event in every gap: its timestamp stands still at the
+        // event's start, a second earlier.
+        let untimed: Vec<Arrival> = (0..100u16)
+            .filter(|i| i % 10 == 5)
+            .map(|i| at(i, 0, u64::from(i) * 20))
+            .collect();
+        let p = QualityParams::default();
+        let q = assess_stream(&timed, &untimed, 8000, Some(CodecImpairment::G711_PLC), p);
+        assert_eq!(
+            (q.received, q.expected, q.lost, q.jb_discards),
+            (100, 100, 0, 0)
+        );
+        assert_eq!(q.jitter_ms, 0.0);
+        assert_eq!(q.ptime_ms, 20.0);
+        assert!((q.r - 93.2).abs() < 1e-9, "{q:?}");
+        // Without an impairment value: figures, no rating.
+        let q = assess_stream(&timed, &untimed, 8000, None, p);
+        assert_eq!(q.received, 100);
+        assert!(q.to_json()["mos"].is_null());
+        // Without the events their sequence numbers are loss.
+        let q = assess(&timed, 8000, CodecImpairment::G711_PLC, p);
+        assert_eq!(q.lost, 10);
     }
 }

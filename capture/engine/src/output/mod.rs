@@ -3,6 +3,7 @@
 //! references) and `sip.txt`.
 
 mod csv;
+mod signalling;
 mod streamed;
 mod time;
 
@@ -35,7 +36,7 @@ pub enum OutputError {
     },
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
     move |source| OutputError::Io {
         path: path.to_path_buf(),
         source,
@@ -71,6 +72,33 @@ pub(crate) const CALLS_HEADER: &[&str] = &[
     // Packets the sensor itself lost while the call was open (live capture;
     // always 0 for an import). Last, so earlier positions stay stable.
     "capture_loss",
+    // SIP messages (tshark's count); `sip_packets` counts the frames that
+    // carried SIP bytes, more when messages were split over TCP segments.
+    "sip_messages",
+    // When an offer/answer turned the call into T.38 fax (fax.csv has its
+    // UDPTL streams).
+    "fax_at",
+    // Why each link in `links` was made: "other:method: evidence", " | "
+    // between links.
+    "link_evidence",
+];
+
+/// One row per direction of a T.38 fax: its UDPTL packets, never RTP.
+pub const FAX_HEADER: &[&str] = &[
+    "call_id",
+    "src",
+    "dst",
+    "packets",
+    "expected",
+    "lost",
+    "late",
+    "bytes",
+    "first",
+    "last",
+    "duration_s",
+    "first_seq",
+    "last_seq",
+    "fax_at",
 ];
 
 /// One row per stream per leg of every call with more than one leg, hops in
@@ -195,6 +223,10 @@ pub struct CallWriter {
     call_rows: Vec<(u64, Vec<String>)>,
     stream_rows: Vec<(u64, Vec<String>)>,
     leg_rows: Vec<(u64, Vec<String>)>,
+    fax_rows: Vec<(u64, Vec<String>)>,
+    /// transactions.csv, opened on the first rows (they are appended as
+    /// transactions finish, never kept).
+    transactions: Option<CsvWriter<BufWriter<File>>>,
     /// Folders of the legs of the logical call being written (the call
     /// table hands out a group's legs one after another).
     bundle: Option<(String, Vec<PathBuf>)>,
@@ -220,6 +252,8 @@ impl CallWriter {
             call_rows: Vec::new(),
             stream_rows: Vec::new(),
             leg_rows: Vec::new(),
+            fax_rows: Vec::new(),
+            transactions: None,
             bundle: None,
             write_call_files: true,
             processors: Vec::new(),
@@ -319,10 +353,17 @@ impl CallWriter {
         } else {
             String::new()
         };
-        self.call_rows
-            .push((call.start_ns(), call_row(call, rel_pcap)));
+        // Media-only records have no calls.csv row: their streams.csv rows
+        // have an empty call.
+        if !call.is_media_only() {
+            self.call_rows
+                .push((call.start_ns(), call_row(call, rel_pcap)));
+        }
         if !call.links().is_empty() {
             self.push_leg_rows(call);
+        }
+        for f in call.fax_streams() {
+            self.fax_rows.push((f.first_ns, fax_row(call, f)));
         }
         for s in call.streams() {
             self.stream_rows.push(stream_row(call, s));
@@ -335,14 +376,20 @@ impl CallWriter {
     /// The call's folder: `call.pcap`, `sip.txt` and what the processors
     /// add. Returns the pcap's path relative to the output directory.
     fn write_call_folder(&mut self, call: &Call, w: &mut Written) -> Result<String, OutputError> {
-        let name = self.folder_name(call.call_id());
+        let name = if call.is_media_only() {
+            self.folder_name(&media_only_name(call))
+        } else {
+            self.folder_name(call.call_id())
+        };
         let folder = self.dir.join(&name);
         std::fs::create_dir_all(&folder).map_err(io_err(&folder))?;
         let (frames, mismatch) = self.read_call_frames(call)?;
         write_pcap(&frames, &folder.join("call.pcap"))?;
         w.packets = frames.len() as u64;
         w.link_mismatch = mismatch;
-        write_sip_txt(call, &folder.join("sip.txt"))?;
+        if !call.is_media_only() {
+            write_sip_txt(call, &folder.join("sip.txt"))?;
+        }
         for p in &mut self.processors {
             p.process(call, &frames, &folder)?;
         }
@@ -463,7 +510,10 @@ impl CallWriter {
                 STREAMS_HEADER,
                 &self.stream_rows,
             )?;
+            self.fax_rows.sort_by_key(|(t, _)| *t);
+            write_csv(&self.dir.join("fax.csv"), FAX_HEADER, &self.fax_rows)?;
         }
+        self.finish_transactions()?;
         // Hops of each logical call in order of their first INVITE.
         self.leg_rows
             .sort_by(|a, b| (&a.1[0], a.0).cmp(&(&b.1[0], b.0)));
@@ -520,6 +570,9 @@ fn call_row(call: &Call, rel_pcap: String) -> Vec<String> {
             .collect::<Vec<_>>()
             .join(" "),
         call.capture_loss().to_string(),
+        call.sip_messages().to_string(),
+        call.fax_ns().map(format_ts).unwrap_or_default(),
+        link_evidence(call),
     ]
 }
 
@@ -527,7 +580,8 @@ fn call_row(call: &Call, rel_pcap: String) -> Vec<String> {
 /// by its first packet's time.
 fn stream_row(call: &Call, s: &Stream) -> (u64, Vec<String>) {
     let sum = s.stats.summary();
-    let pt = sum.payload_types.first().copied().unwrap_or(0);
+    // The payload type quality.json names and rates the stream by.
+    let (pt, _) = crate::media::codec::stream_codec(call, s, &sum.payload_types);
     let f3 = |v: f64| format!("{v:.3}");
     let rtcp_jitter_ms = if s.rtcp.reports > 0 && s.clock_rate > 0 {
         f3(f64::from(s.rtcp.jitter_units) * 1000.0 / f64::from(s.clock_rate))
@@ -582,6 +636,44 @@ fn stream_row(call: &Call, s: &Stream) -> (u64, Vec<String>) {
     (sum.first_ns, row)
 }
 
+/// A media-only record's folder: "media-only-" and its first stream's
+/// endpoints.
+fn media_only_name(call: &Call) -> String {
+    match call.streams().first() {
+        Some(s) => format!("media-only-{}-{}", s.key.src, s.key.dst),
+        None => format!("media-only-{}", call.no()),
+    }
+}
+
+/// One direction of a fax (columns as [`FAX_HEADER`]).
+fn fax_row(call: &Call, f: &crate::calls::FaxStream) -> Vec<String> {
+    vec![
+        call.call_id().to_string(),
+        f.src.to_string(),
+        f.dst.to_string(),
+        f.packets.to_string(),
+        f.expected().to_string(),
+        f.lost().to_string(),
+        f.late.to_string(),
+        f.bytes.to_string(),
+        format_ts(f.first_ns),
+        format_ts(f.last_ns),
+        format!("{:.3}", f.duration_s()),
+        f.first_seq.to_string(),
+        f.last_seq().to_string(),
+        call.fax_ns().map(format_ts).unwrap_or_default(),
+    ]
+}
+
+/// "other:method: evidence" for each link, " | " between them.
+fn link_evidence(call: &Call) -> String {
+    call.links()
+        .iter()
+        .map(|l| format!("{}:{}: {}", l.other, l.method.as_str(), l.detail))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
 /// "other-call-id:method" for each link, space separated.
 fn links_text(call: &Call) -> String {
     call.links()
@@ -622,7 +714,11 @@ pub fn write_pcap(frames: &[CallFrame], path: &Path) -> Result<(), OutputError> 
     w.flush().map_err(io_err(path))
 }
 
-fn write_csv(path: &Path, header: &[&str], rows: &[(u64, Vec<String>)]) -> Result<(), OutputError> {
+pub(crate) fn write_csv(
+    path: &Path,
+    header: &[&str],
+    rows: &[(u64, Vec<String>)],
+) -> Result<(), OutputError> {
     let f = File::create(path).map_err(io_err(path))?;
     let mut w = CsvWriter::new(BufWriter::new(f));
     w.row(header.iter().copied()).map_err(io_err(path))?;

@@ -8,11 +8,12 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
 use super::csv::CsvWriter;
-use super::{CALLS_HEADER, CallWriter, OutputError, STREAMS_HEADER, io_err};
+use super::{CALLS_HEADER, CallWriter, FAX_HEADER, OutputError, STREAMS_HEADER, io_err};
 
 pub(super) struct StreamedCsv {
     calls: (PathBuf, CsvWriter<BufWriter<File>>),
     streams: (PathBuf, CsvWriter<BufWriter<File>>),
+    fax: (PathBuf, CsvWriter<BufWriter<File>>),
 }
 
 fn open(
@@ -26,12 +27,13 @@ fn open(
 }
 
 impl CallWriter {
-    /// Appends each call's rows to calls.csv and streams.csv as it is
+    /// Appends each call's rows to calls.csv, streams.csv and fax.csv as it is
     /// written (flushed per call) instead of keeping them for `finish`.
     pub fn streaming_csv(mut self) -> Result<Self, OutputError> {
         self.streamed = Some(StreamedCsv {
             calls: open(self.dir.join("calls.csv"), CALLS_HEADER)?,
             streams: open(self.dir.join("streams.csv"), STREAMS_HEADER)?,
+            fax: open(self.dir.join("fax.csv"), FAX_HEADER)?,
         });
         Ok(self)
     }
@@ -55,6 +57,7 @@ impl CallWriter {
         for (rows, (path, w)) in [
             (&mut self.call_rows, &mut s.calls),
             (&mut self.stream_rows, &mut s.streams),
+            (&mut self.fax_rows, &mut s.fax),
         ] {
             for (_, r) in rows.drain(..) {
                 w.row(r.iter().map(String::as_str)).map_err(io_err(path))?;

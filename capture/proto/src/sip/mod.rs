@@ -20,8 +20,8 @@ use message::MAX_HEADERS;
 pub(crate) use message::MAX_START_LINE;
 pub use message::{Message, find_start, looks_like_sip, parse, parse_stream};
 pub use stream::{StreamReassembler, StreamStats};
-pub(crate) use uri::{NameAddr, parse_name_addr};
-pub use uri::{uri_host, uri_user};
+pub use uri::NameAddr;
+pub use uri::{parse_name_addr, uri_host, uri_user};
 
 use std::borrow::Cow;
 

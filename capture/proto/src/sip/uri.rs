@@ -16,7 +16,7 @@ pub struct NameAddr<'a> {
 /// Parses `"Display" <uri>;params`, `Display <uri>;params`, `<uri>;params` or
 /// a bare `uri;params` (where, per RFC 3261 section 20, the `;params` belong
 /// to the header, not the URI). `None` if there is no URI.
-pub(crate) fn parse_name_addr(v: &[u8]) -> Option<NameAddr<'_>> {
+pub fn parse_name_addr(v: &[u8]) -> Option<NameAddr<'_>> {
     let v = trim(v);
     let mut display: Option<&[u8]> = None;
     let mut rest = v;

@@ -253,6 +253,11 @@ pub const CALLS: TableMap = TableMap {
         col("encap", Text, "NULL"),        // waiting: Tunnels
         col("folder", Text, "c.folder"),
         col("pcap", Text, "c.pcap"),
+        col(
+            "fax_at",
+            TimeNs,
+            "(SELECT turned_ns FROM fax WHERE call = c.id)",
+        ),
         col("indexed_at", TimeNs, "c.indexed_at"),
     ],
 };
@@ -291,7 +296,8 @@ pub const STREAMS: TableMap = TableMap {
         col("rtcp_cumulative_lost", Int4, "s.rtcp_cumulative_lost"),
         col("rtcp_jitter_ms", Real, "s.rtcp_jitter_ms"),
         col("mos", Real, "s.mos"),
-        col("decoded", Bool, "NULL"), // waiting: Codecs
+        col("decoded", Bool, "s.audio_decodable"),
+        col("audio_reason", Text, "s.audio_reason"),
     ],
 };
 
@@ -308,6 +314,7 @@ pub const LEGS: TableMap = TableMap {
         col("other_start", TimeNs, "o.start_ns"),
         col("method", Text, "l.method"),
         col("confidence", Real, "l.confidence"),
+        col("detail", Text, "l.detail"),
     ],
 };
 

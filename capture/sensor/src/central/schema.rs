@@ -116,6 +116,8 @@ CREATE TABLE voxtap.calls (
     -- The call's folder and PCAP on the sensor, relative to its data dir.
     folder        text,
     pcap          text,
+    -- When an offer/answer turned the call into T.38 fax.
+    fax_at        timestamptz,
     indexed_at    timestamptz NOT NULL,
     shipped_at    timestamptz NOT NULL DEFAULT now()
 ) PARTITION BY RANGE (start_at);
@@ -164,8 +166,9 @@ CREATE TABLE voxtap.streams (
     rtcp_cumulative_lost integer,
     rtcp_jitter_ms real,
     mos           real,
-    -- Whether the media step decoded it (Codecs).
-    decoded       boolean
+    -- Whether this sensor's build decodes its codec, and why not (Codecs).
+    decoded       boolean,
+    audio_reason  text
 ) PARTITION BY RANGE (call_start);
 CREATE UNIQUE INDEX streams_key ON voxtap.streams (call_id, sensor, call_start, ordinal);
 
@@ -176,7 +179,9 @@ CREATE TABLE voxtap.legs (
     other_call_id text NOT NULL,
     other_start   timestamptz,
     method        text NOT NULL,
-    confidence    real
+    confidence    real,
+    -- Why the legs were linked (Call model).
+    detail        text
 ) PARTITION BY RANGE (call_start);
 CREATE UNIQUE INDEX legs_key ON voxtap.legs (call_id, sensor, call_start, other_call_id);
 CREATE INDEX legs_other ON voxtap.legs (other_call_id);
@@ -344,6 +349,8 @@ REVOKE ALL ON SCHEMA voxtap FROM PUBLIC;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA voxtap FROM PUBLIC;
 GRANT USAGE ON SCHEMA voxtap TO voxtap_sensor, voxtap_hub;
 GRANT USAGE ON SEQUENCE voxtap.call_ids TO voxtap_sensor;
+-- The one thing a sensor reads: which schema it writes to.
+GRANT SELECT ON voxtap.schema_version TO voxtap_sensor;
 GRANT EXECUTE ON FUNCTION voxtap.current_sensor(), voxtap.current_sensor_name(),
     voxtap.ensure_days(date, date) TO voxtap_sensor;
 GRANT SELECT ON ALL TABLES IN SCHEMA voxtap TO voxtap_hub;

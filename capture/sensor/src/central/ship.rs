@@ -1,11 +1,11 @@
 //! The shipper: finished calls from the sensor's own index (`index.sqlite`,
 //! which stays its index and is its outbox) to the central index.
 //!
-//! A round reads the calls after the high-water mark (`ship_marks` in the
-//! local index) in batches, creates the days' partitions if needed, and in
-//! one PostgreSQL transaction COPYs (binary) each mapped table's rows into a
-//! session-local staging table and inserts them with `ON CONFLICT DO
-//! NOTHING`; only after the commit does the mark move. A crash between the
+//! A round reads the calls after the high-water mark (`ship_marks`, a table
+//! the shipper makes in the local index) in batches, creates the days'
+//! partitions if needed, and in one PostgreSQL transaction COPYs (binary)
+//! each mapped table's rows into a session-local staging table and inserts
+//! them with `ON CONFLICT DO NOTHING`; only after the commit does the mark move. A crash between the
 //! two re-sends the batch, which the unique keys (Call-ID, sensor, start)
 //! absorb: nothing lost, nothing doubled. Files confirmed in S3 follow the
 //! same way from the upload queue, by upload time.
@@ -41,6 +41,21 @@ const DAY_NS: i64 = 86_400_000_000_000;
 /// that committed out of order are not missed (duplicates are absorbed).
 const FILE_SLACK_MS: i64 = 5_000;
 const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// The shipper's own state in the local index, made by the shipper rather
+/// than by an index migration: only a sensor that ships needs it, and the
+/// index's migration numbers stay with the index's own tables. How far
+/// each target has been sent (calls by id, uploaded files by time), and the
+/// way from an uploaded file's folder back to its call.
+const SHIP_TABLES: &str = "
+CREATE TABLE IF NOT EXISTS ship_marks (
+    target        TEXT PRIMARY KEY,
+    last_call     INTEGER NOT NULL,
+    last_file_ms  INTEGER NOT NULL,
+    updated_ns    INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS calls_folder ON calls(folder);
+";
 
 /// What to ship where.
 #[derive(Clone, Debug)]
@@ -128,6 +143,7 @@ impl Shipper {
         drop(Index::open(&path).map_err(|e| CentralError::Config(e.to_string()))?);
         let local = Connection::open(&path).map_err(&err)?;
         local.busy_timeout(Duration::from_secs(10)).map_err(&err)?;
+        local.execute_batch(SHIP_TABLES).map_err(&err)?;
         let mark_key = format!("central:{}", opts.target.url);
         let status = ShipStatus {
             sensor_id: opts.sensor_id.clone(),

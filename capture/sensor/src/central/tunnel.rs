@@ -247,7 +247,7 @@ fn open(o: &TunnelOptions, req: &FileRequest) -> Result<Body, (Frame, String)> {
         (Frame::Refused, format!("refused: {why}"))
     };
     req.check(&o.secret, crate::status::now_unix())
-        .map_err(|w| refuse(w))?;
+        .map_err(&refuse)?;
     if !plain_name(&req.name) {
         return Err(refuse("not a plain file name"));
     }

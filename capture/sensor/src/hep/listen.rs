@@ -407,6 +407,7 @@ fn consume(
     let mut last_flush = Instant::now();
     let (mut last_ts, mut last_at) = (0u64, Instant::now());
     let mut last_status = Instant::now();
+    let mut last_signalling = Instant::now();
     loop {
         let m = match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(m) => Some(m),
@@ -429,6 +430,10 @@ fn consume(
         if last_flush.elapsed() >= Duration::from_millis(500) {
             last_flush = Instant::now();
             sink.checkpoint()?;
+        }
+        if last_signalling.elapsed() >= SIGNALLING_EVERY {
+            last_signalling = Instant::now();
+            sink.write_signalling()?;
         }
         if opts.status && last_status.elapsed() >= Duration::from_secs(1) {
             last_status = Instant::now();
@@ -538,6 +543,17 @@ impl Sink {
         Ok(())
     }
 
+    /// Registrations and pings as they are now, for the web UI.
+    fn write_signalling(&mut self) -> Result<(), ListenError> {
+        voxtap_engine::import::write_signalling(
+            &mut self.pipeline,
+            &mut self.writer,
+            Some(&mut self.index),
+            &mut self.report,
+        )?;
+        Ok(())
+    }
+
     fn finish(mut self) -> Result<ImportReport, ListenError> {
         if let Err(e) = self.pcap.flush() {
             return Err(self.io_err(e));
@@ -549,6 +565,7 @@ impl Sink {
             Some(&mut self.index),
             &mut self.report,
         )?;
+        self.write_signalling()?;
         self.writer
             .finish()
             .map_err(|e| ListenError::Import(e.into()))?;
@@ -556,6 +573,10 @@ impl Sink {
         Ok(self.report)
     }
 }
+
+/// registrations.csv, pings.csv and the index's copies are refreshed this
+/// often while the listener runs.
+const SIGNALLING_EVERY: Duration = Duration::from_secs(10);
 
 fn fresh_index(out: &Path) -> Result<Index, ListenError> {
     for suffix in ["", "-wal", "-shm"] {

@@ -331,6 +331,7 @@ fn spawn_threads(
             .map_err(|_| anyhow!("batch pool"))?;
     }
     let (ended_tx, ended_rx) = mpsc::channel::<(u64, Vec<Call>)>();
+    let (sig_tx, sig_rx) = mpsc::channel::<worker::SignallingBatch>();
     let cores = cfg.workers.cores.clone();
     let reader = {
         let (stop, durable, cores) = (
@@ -358,11 +359,12 @@ fn spawn_threads(
             .name("voxtap-pipeline".into())
             .spawn(move || {
                 pin(&cores, 1, "pipeline");
-                worker::worker_loop(pcfg, full_rx, empty_tx, endpoints, &lost, ended_tx, &live)
+                let out = (ended_tx, sig_tx);
+                worker::worker_loop(pcfg, full_rx, empty_tx, endpoints, &lost, out, &live)
             })
             .context("starting the pipeline thread")?
     };
-    let output = spawn_output(cores, out, ended_rx, shared)?;
+    let output = spawn_output(cores, out, (ended_rx, sig_rx), shared)?;
     let uploader = spawn_uploader(cfg, &shared.upload_stop)?;
     #[cfg(feature = "central")]
     let central = crate::central::FleetThreads::spawn(cfg, &shared.central_stop)
@@ -387,6 +389,13 @@ fn pipeline_config(cfg: &Config) -> Result<PipelineConfig> {
         .output
         .idle_timeout_seconds
         .saturating_mul(1_000_000_000);
+    pcfg.calls.all_dialogs = cfg.output.all_dialogs;
+    pcfg.calls.legs.relays = cfg
+        .output
+        .media_relays
+        .iter()
+        .filter_map(|r| voxtap_engine::calls::legs::IpNet::parse(r))
+        .collect();
     if cfg.hep.enabled {
         // HEP export (docs/hep.md): counters in <out>/status/hep.json.
         let export =
@@ -400,7 +409,10 @@ fn pipeline_config(cfg: &Config) -> Result<PipelineConfig> {
 fn spawn_output(
     cores: Vec<usize>,
     out: Output,
-    ended_rx: Receiver<(u64, Vec<Call>)>,
+    rx: (
+        Receiver<(u64, Vec<Call>)>,
+        Receiver<worker::SignallingBatch>,
+    ),
     shared: &Shared,
 ) -> Result<JoinHandle<Result<OutputStats>>> {
     let durable = Arc::clone(&shared.durable);
@@ -409,7 +421,7 @@ fn spawn_output(
         .name("voxtap-output".into())
         .spawn(move || {
             pin(&cores, 2, "output");
-            output::output_loop(out, ended_rx, &durable, &live)
+            output::output_loop(out, rx, &durable, &live)
         })
         .context("starting the output thread")
 }

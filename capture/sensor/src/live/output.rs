@@ -17,6 +17,9 @@ use crate::store::{CallLocation, FileEvent, StoreManager};
 use voxtap_engine::calls::Call;
 use voxtap_engine::index::{CallFiles, Index};
 use voxtap_engine::output::CallWriter;
+use voxtap_engine::signalling::{SignallingSnapshot, Transaction};
+
+use super::worker::SignallingBatch;
 
 #[derive(Default)]
 pub(super) struct OutputStats {
@@ -38,7 +41,7 @@ type Ended = (u64, Vec<Call>);
 
 pub(super) fn output_loop(
     mut out: Output,
-    ended_rx: Receiver<Ended>,
+    (ended_rx, sig_rx): (Receiver<Ended>, Receiver<SignallingBatch>),
     durable: &AtomicU64,
     live: &status::LiveCounters,
 ) -> Result<OutputStats> {
@@ -64,6 +67,9 @@ pub(super) fn output_loop(
             }
         }
         out.write_durable_calls(&mut pending, durable, &mut stats)?;
+        for (snapshot, done) in sig_rx.try_iter() {
+            out.write_signalling(&snapshot, &done, &mut stats);
+        }
         out.publish(&stats, live);
         if done && pending.is_empty() {
             break;
@@ -116,9 +122,13 @@ impl Output {
             self.record_file_events()?;
             for call in calls {
                 let (location, call, files) = self.write_call(call, stats);
-                locations.push(location);
+                // The store's location index finds calls by Call-ID; media
+                // without SIP has none (its folder and the call index have it).
+                if !call.is_media_only() {
+                    locations.push(location);
+                    stats.calls += 1;
+                }
                 indexed.push((call, files));
-                stats.calls += 1;
             }
         }
         if !indexed.is_empty() {
@@ -135,6 +145,30 @@ impl Output {
                 .context("recording call locations")?;
         }
         Ok(())
+    }
+
+    /// registrations.csv, pings.csv and transactions.csv, and the index's
+    /// registrations and pings; a failure is logged and counted, as for calls.
+    fn write_signalling(
+        &mut self,
+        snapshot: &SignallingSnapshot,
+        done: &[Transaction],
+        stats: &mut OutputStats,
+    ) {
+        let r = self
+            .writer
+            .write_signalling(snapshot)
+            .and_then(|()| self.writer.write_transactions(done))
+            .map_err(anyhow::Error::from)
+            .and_then(|()| {
+                self.call_index
+                    .record_signalling(snapshot)
+                    .map_err(anyhow::Error::from)
+            });
+        if let Err(e) = r {
+            stats.write_errors += 1;
+            tracing::warn!(error = %e, "writing registrations, pings and transactions");
+        }
     }
 
     /// One call's outputs; a failure is counted and logged, the call is

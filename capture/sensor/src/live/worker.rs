@@ -15,11 +15,19 @@ use super::status;
 use crate::xdp::{EndpointMap, XdpError};
 use voxtap_engine::calls::{Call, EndpointEvent};
 use voxtap_engine::pipeline::{Pipeline, PipelineConfig, PipelineStats};
+use voxtap_engine::signalling::{SignallingSnapshot, Transaction};
 use voxtap_proto::pcapio::LinkType;
 
 /// Least time between two log lines about endpoint map failures: they are
 /// counted (status/sensor.json), not logged one by one.
 const FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Registrations and pings as they are, and the transactions outside calls
+/// that finished, handed from the pipeline to the output thread.
+pub(super) type SignallingBatch = (SignallingSnapshot, Vec<Transaction>);
+
+/// The pipeline thread hands the signalling tables over this often.
+const SIGNALLING_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 pub(super) struct WorkerStats {
@@ -40,9 +48,10 @@ pub(super) fn worker_loop(
     empty_tx: SyncSender<Batch>,
     mut endpoints: EndpointMap,
     kernel_lost: &AtomicU64,
-    ended_tx: Sender<(u64, Vec<Call>)>,
+    (ended_tx, sig_tx): (Sender<(u64, Vec<Call>)>, Sender<SignallingBatch>),
     live: &status::LiveCounters,
 ) -> Result<WorkerStats> {
+    let mut last_signalling = Instant::now();
     let mut pipeline = Pipeline::new(pcfg);
     pipeline.calls_mut().track_endpoints();
     let mut stats = WorkerStats::default();
@@ -79,6 +88,12 @@ pub(super) fn worker_loop(
         if !ended.is_empty() && ended_tx.send((last_seq, ended)).is_err() {
             return Err(anyhow!("output thread stopped"));
         }
+        if last_signalling.elapsed() >= SIGNALLING_EVERY {
+            last_signalling = Instant::now();
+            if sig_tx.send(signalling_batch(&mut pipeline)).is_err() {
+                return Err(anyhow!("output thread stopped"));
+            }
+        }
     }
     apply_endpoint_events(&mut pipeline, &mut endpoints, &mut events, &mut stats);
     charge_kernel_loss(&mut pipeline, kernel_lost, &mut seen_lost, &mut stats);
@@ -87,8 +102,16 @@ pub(super) fn worker_loop(
     if !ended.is_empty() {
         let _ = ended_tx.send((last_seq, ended));
     }
+    let _ = sig_tx.send(signalling_batch(&mut pipeline));
     stats.pipeline = pipeline.stats().clone();
     Ok(stats)
+}
+
+fn signalling_batch(pipeline: &mut Pipeline) -> SignallingBatch {
+    (
+        pipeline.signalling().snapshot(),
+        pipeline.drain_transactions(),
+    )
 }
 
 fn publish(pipeline: &Pipeline, stats: &WorkerStats, live: &status::LiveCounters) {

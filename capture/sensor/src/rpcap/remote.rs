@@ -782,6 +782,13 @@ impl Unit<'_> {
         self.pipeline.finish();
         write_ended(&mut self.pipeline, &mut self.writer, &mut self.report.calls)
             .map_err(|e| e.to_string())?;
+        voxtap_engine::import::write_signalling(
+            &mut self.pipeline,
+            &mut self.writer,
+            None,
+            &mut self.report.calls,
+        )
+        .map_err(|e| e.to_string())?;
         self.report.calls.stats = self.pipeline.stats().clone();
         write_gaps(&self.dir.join("gaps.csv"), &self.report.gaps)
     }

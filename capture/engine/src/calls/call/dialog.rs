@@ -20,12 +20,25 @@ pub(in crate::calls) struct SipPacket<'m, 'a> {
 
 type CSeq<'a> = Option<(u32, Method<'a>)>;
 
+/// Transactions that ended the dialog but are not complete yet: their
+/// requests or final responses may still be retransmitted (RFC 3261 Timers
+/// F, H and J, 64*T1 = 32 s), so the call waits for them before it closes.
+pub(in crate::calls) const AWAIT_BYE: u8 = 1;
+pub(in crate::calls) const AWAIT_CANCEL: u8 = 2;
+/// A non-2xx final response to the INVITE not acknowledged yet.
+pub(in crate::calls) const AWAIT_ACK: u8 = 4;
+
 impl Call {
     /// One SIP message of this call. After BYE, CANCEL or a final failure,
     /// trailing packets still count for `linger_ns`.
     pub(in crate::calls) fn on_sip(&mut self, p: &SipPacket<'_, '_>, linger_ns: u64) {
         self.last_ns = self.last_ns.max(p.ts_ns);
+        self.last_sip_ns = self.last_sip_ns.max(p.ts_ns);
         self.sip_packets += p.refs.len().max(1) as u64;
+        self.sip_messages += 1;
+        if self.sip_messages == 1 {
+            self.from_tag = from_tag_hash(p.msg);
+        }
         self.packets.extend_from_slice(p.refs);
         if self.from_uri.is_empty() {
             self.note_parties(p.msg);
@@ -42,12 +55,44 @@ impl Call {
         let linger_until = p.ts_ns.saturating_add(linger_ns);
         match p.msg.start() {
             StartLine::Request { method, uri } => {
+                if let Some((n, _)) = cseq {
+                    self.max_cseq = self.max_cseq.max(n);
+                }
                 self.on_request(*method, uri, cseq, p.ts_ns, linger_until);
             }
             StartLine::Response { code, .. } => {
+                self.note_transaction_end(*code, &cseq);
                 self.on_response(*code, cseq, p.ts_ns, linger_until);
             }
         }
+    }
+
+    /// A final response completes a BYE or CANCEL transaction; a non-2xx
+    /// final response to the INVITE waits for its ACK.
+    fn note_transaction_end(&mut self, code: u16, cseq: &CSeq<'_>) {
+        if code < 200 {
+            return;
+        }
+        match cseq {
+            Some((_, Method::Bye)) => self.awaiting &= !AWAIT_BYE,
+            Some((_, Method::Cancel)) => self.awaiting &= !AWAIT_CANCEL,
+            Some((_, Method::Invite)) if code >= 300 => self.awaiting |= AWAIT_ACK,
+            _ => {}
+        }
+    }
+
+    /// Whether `msg` starts a new call on this Call-ID: the dialog ended (by
+    /// BYE, CANCEL or a final failure) and `msg` is a new initial INVITE.
+    pub(in crate::calls) fn starts_new_call(&self, msg: &Message<'_>) -> bool {
+        self.end_reason.is_some()
+            && self.linger_until.is_some()
+            && is_new_initial_invite(msg, self.from_tag, self.max_cseq)
+    }
+
+    /// What a closed call leaves behind to recognise its late messages:
+    /// (hash of the From-tag, highest request CSeq).
+    pub(in crate::calls) fn dialog_marks(&self) -> (u64, u32) {
+        (self.from_tag, self.max_cseq)
     }
 
     /// From and To of the first message that has them.
@@ -84,12 +129,17 @@ impl Call {
                 }
             }
             Method::Cancel => {
+                self.awaiting |= AWAIT_CANCEL;
                 if !self.state.is_final() {
                     self.state = CallState::Cancelled;
                     self.end(ts_ns, EndReason::Cancel, linger_until);
                 }
             }
-            Method::Bye => self.end(ts_ns, EndReason::Bye, linger_until),
+            Method::Bye => {
+                self.awaiting |= AWAIT_BYE;
+                self.end(ts_ns, EndReason::Bye, linger_until);
+            }
+            Method::Ack => self.awaiting &= !AWAIT_ACK,
             _ => {
                 if !self.is_invite() && self.request_uri.is_empty() {
                     self.request_uri = lossy(uri);
@@ -187,10 +237,13 @@ impl Call {
         self.linger_until = Some(linger_until);
     }
 
-    /// Due to be closed at `now_ns`: its linger time is over, or it has been
+    /// Due to be closed at `now_ns`: its linger time is over and the
+    /// transactions that ended it are complete (or their last message is
+    /// `tx_wait_ns` old: no retransmission comes after that), or it has been
     /// idle for `idle_ns`.
-    pub(in crate::calls) fn due(&self, now_ns: u64, idle_ns: u64) -> bool {
-        self.linger_until.is_some_and(|t| t <= now_ns)
+    pub(in crate::calls) fn due(&self, now_ns: u64, idle_ns: u64, tx_wait_ns: u64) -> bool {
+        let settled = self.awaiting == 0 || self.last_sip_ns.saturating_add(tx_wait_ns) <= now_ns;
+        self.linger_until.is_some_and(|t| t <= now_ns && settled)
             || self.last_ns.saturating_add(idle_ns) <= now_ns
     }
 
@@ -241,6 +294,34 @@ fn cseq_method(msg: &Message<'_>) -> String {
 
 fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// A hash of the From-tag (0 without one): the call keeps 8 bytes, not the tag.
+pub(in crate::calls) fn from_tag_hash(msg: &Message<'_>) -> u64 {
+    msg.from()
+        .and_then(|f| f.tag)
+        .map_or(0, |t| crate::calls::legs::payload_hash(t) | 1)
+}
+
+/// An INVITE outside any dialog (no To-tag) that is not a retransmission or
+/// a challenge retry of the one that made a call with `from_tag` and
+/// `max_cseq`: another From-tag, or a CSeq past the old dialog's.
+pub(in crate::calls) fn is_new_initial_invite(
+    msg: &Message<'_>,
+    from_tag: u64,
+    max_cseq: u32,
+) -> bool {
+    let invite = matches!(
+        msg.start(),
+        StartLine::Request {
+            method: Method::Invite,
+            ..
+        }
+    );
+    let in_dialog = msg.to().is_some_and(|t| t.tag.is_some());
+    invite
+        && !in_dialog
+        && (from_tag_hash(msg) != from_tag || msg.cseq().is_some_and(|(n, _)| n > max_cseq))
 }
 
 #[cfg(test)]
@@ -310,8 +391,8 @@ mod tests {
         assert_eq!((c.from_user(), c.to_user()), ("alice", "bob"));
         assert_eq!(c.request_uri(), "sip:bob@x");
         assert_eq!(c.sip()[1].summary, "180 Ringing (INVITE)");
-        assert!(!c.due(5_000_000_000 + LINGER - 1, u64::MAX));
-        assert!(c.due(5_000_000_000 + LINGER, u64::MAX));
+        assert!(!c.due(5_000_000_000 + LINGER - 1, u64::MAX, 0));
+        assert!(c.due(5_000_000_000 + LINGER, u64::MAX, 0));
     }
 
     #[test]
@@ -356,7 +437,7 @@ mod tests {
         );
         assert_eq!(c.state(), CallState::Answered);
         assert_eq!((c.end_ns(), c.end_reason()), (None, None));
-        assert!(!c.due(u64::MAX / 2, u64::MAX));
+        assert!(!c.due(u64::MAX / 2, u64::MAX, 0));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use voxtap_proto::rtcp::{self, RtcpPacket};
 use voxtap_proto::rtp::RtpPacket;
 use voxtap_proto::stream_stats::StreamStats;
 
-use super::{Call, PacketRef, RtcpView, Stream, StreamKey};
+use super::{Call, PacketRef, RecentPacket, RtcpView, Stream, StreamKey};
 use crate::calls::orphans::OrphanRtp;
 
 /// Only a stream's first packets are fingerprinted for leg linking.
@@ -15,10 +15,13 @@ const EARLY_PACKETS: u8 = 16;
 
 /// What an RTP packet was to its stream.
 pub(in crate::calls) struct RtpSeen {
+    pub key: StreamKey,
     /// The packet started a new stream.
     pub is_new: bool,
     /// One of the stream's first packets.
     pub early: bool,
+    /// [`crate::calls::legs::payload_hash`] of its payload.
+    pub hash: u64,
 }
 
 impl Call {
@@ -52,12 +55,13 @@ impl Call {
         true
     }
 
-    /// An RTP packet from `src` to `dst`, an endpoint of m= line `media_idx`.
+    /// An RTP packet from `src` to `dst`, an endpoint of m= line `media_idx`
+    /// (None for media no SDP announced).
     pub(in crate::calls) fn on_rtp(
         &mut self,
         src: SocketAddr,
         dst: SocketAddr,
-        media_idx: usize,
+        media_idx: Option<usize>,
         ts_ns: u64,
         p: &RtpPacket<'_>,
     ) -> RtpSeen {
@@ -68,7 +72,8 @@ impl Call {
             ssrc: p.ssrc(),
         };
         let is_new = !self.stream_index.contains_key(&key);
-        let s = self.stream_mut(key, Some(media_idx), p.payload_type());
+        let hash = crate::calls::legs::payload_hash(p.payload());
+        let s = self.stream_mut(key, media_idx, p.payload_type());
         s.stats.update(
             ts_ns,
             p.sequence(),
@@ -79,16 +84,28 @@ impl Call {
         );
         s.last_seq = p.sequence();
         s.last_ns = ts_ns;
+        s.note_recent(RecentPacket {
+            seq: p.sequence(),
+            rtp_ts: p.timestamp(),
+            hash,
+            ns: ts_ns,
+        });
         let early = s.early_packets < EARLY_PACKETS;
         if early {
             s.early_packets += 1;
         }
-        RtpSeen { is_new, early }
+        RtpSeen {
+            key,
+            is_new,
+            early,
+            hash,
+        }
     }
 
     /// A packet held before the SDP of m= line `media_idx` announced its
-    /// endpoint.
-    pub(in crate::calls) fn on_orphan(&mut self, media_idx: usize, o: &OrphanRtp) {
+    /// endpoint (None: no SDP ever did, media-only).
+    pub(in crate::calls) fn on_orphan(&mut self, media_idx: Option<usize>, o: &OrphanRtp) {
+        self.last_ns = self.last_ns.max(o.ts_ns);
         self.packets.push((o.ts_ns, o.pref));
         if o.is_rtcp {
             self.rtcp_packets += 1;
@@ -100,7 +117,7 @@ impl Call {
             dst: o.dst,
             ssrc: o.ssrc,
         };
-        let s = self.stream_mut(key, Some(media_idx), o.pt);
+        let s = self.stream_mut(key, media_idx, o.pt);
         s.stats.update(
             o.ts_ns,
             o.seq,
@@ -109,6 +126,36 @@ impl Call {
             o.payload_len as usize,
             o.marker,
         );
+        s.last_seq = o.seq;
+        s.last_ns = s.last_ns.max(o.ts_ns);
+        s.note_recent(RecentPacket {
+            seq: o.seq,
+            rtp_ts: o.rtp_ts,
+            hash: o.hash,
+            ns: o.ts_ns,
+        });
+    }
+
+    /// An RTCP packet of media no SDP announced.
+    pub(in crate::calls) fn count_rtcp(&mut self) {
+        self.rtcp_packets += 1;
+    }
+
+    /// Media-only record `rec` turns out to be this call's media on m= line
+    /// `media_idx` (its SDP came later): its streams and packets move here.
+    pub(in crate::calls) fn absorb_media_only(&mut self, media_idx: usize, rec: Call) {
+        self.packets.extend_from_slice(&rec.packets);
+        self.rtp_packets += rec.rtp_packets;
+        self.rtcp_packets += rec.rtcp_packets;
+        self.last_ns = self.last_ns.max(rec.last_ns);
+        for mut s in rec.streams {
+            if self.stream_index.contains_key(&s.key) {
+                continue;
+            }
+            s.media_idx = Some(media_idx);
+            self.stream_index.insert(s.key, self.streams.len());
+            self.streams.push(s);
+        }
     }
 
     /// The stream for `key`, created on first sight.
@@ -161,6 +208,7 @@ impl Call {
             last_seq: 0,
             last_ns: 0,
             early_packets: 0,
+            recent: [RecentPacket::default(); super::RECENT_PACKETS],
         }
     }
 
