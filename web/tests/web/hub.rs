@@ -36,7 +36,7 @@ impl Certs {
         ca::init(&c, "test fleet CA", 30).unwrap();
         let out = dir.path().join("certs");
         ca::issue(&c, "postgres", &["127.0.0.1".into()], 30, &out).unwrap();
-        for role in ["vx_s1", "vx_s2", "vx_hub"] {
+        for role in ["vx_s1", "vx_s2", "vx_s3", "vx_hub"] {
             ca::issue(&c, role, &[], 30, &out).unwrap();
         }
         // A certificate for vx_s1 from a CA the server does not trust.
@@ -468,4 +468,45 @@ fn central_calls_offline(data: &Path) -> i64 {
         |r| r.get(0),
     )
     .unwrap()
+}
+
+/// Sensors shipping at once ask for the same new days: each partition is
+/// made once and every caller succeeds (the advisory lock alone left the
+/// later callers' catalog view stale: "relation already exists").
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_sensors_make_each_day_once() {
+    let certs = Certs::new();
+    let pg = setup_central(&certs, "hub-days").await;
+    let parts = "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE c.relkind = 'r'";
+    let before = pg.count(parts);
+    let mut tasks = Vec::new();
+    for role in ["vx_s1", "vx_s2", "vx_s1", "vx_s2"] {
+        let client = certs
+            .target(&pg, role, Some(certs.cert(role)))
+            .connect()
+            .await
+            .unwrap();
+        tasks.push(tokio::spawn(async move {
+            client
+                .query_one(
+                    "SELECT voxtap.ensure_days('2030-01-01'::date, '2030-03-01'::date)",
+                    &[],
+                )
+                .await
+                .map(|r| r.get::<_, i32>(0))
+                .map_err(|e| db_msg(&e))
+        }));
+    }
+    let mut made = 0;
+    for t in tasks {
+        made += t.await.unwrap().unwrap();
+    }
+    let tables = pg.count(
+        "SELECT count(*) FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid \
+         JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'voxtap'",
+    );
+    // 60 days (Jan 1 to Mar 1 2030) of every partitioned table, once.
+    let want = 60 * tables;
+    assert_eq!(pg.count(parts) - before, want);
+    assert_eq!(i64::from(made), want);
 }

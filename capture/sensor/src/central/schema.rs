@@ -284,11 +284,16 @@ BEGIN
             IF to_regclass(format('voxtap.%I', part)) IS NULL THEN
                 -- One creator at a time: two sensors may ask for the same day.
                 PERFORM pg_advisory_xact_lock(7243001);
-                IF to_regclass(format('voxtap.%I', part)) IS NULL THEN
+                -- The lock does not refresh this session's view of the
+                -- catalog: another sensor's partition made meanwhile shows
+                -- only as the CREATE's duplicate_table.
+                BEGIN
                     EXECUTE format('CREATE TABLE voxtap.%I PARTITION OF voxtap.%I FOR VALUES FROM (%L) TO (%L)',
                         part, t, d::timestamp AT TIME ZONE 'UTC', (d + 1)::timestamp AT TIME ZONE 'UTC');
                     made := made + 1;
-                END IF;
+                EXCEPTION WHEN duplicate_table THEN
+                    NULL;
+                END;
             END IF;
         END LOOP;
     END LOOP;
