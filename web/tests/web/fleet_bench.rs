@@ -115,6 +115,19 @@ async fn ingest(certs: &Certs, pg: &voxtap_testkit::pg::Pg) {
         "ingest: 3 sensors x {n} calls in {secs:.2} s = {:.0} calls/s together",
         shipped as f64 / secs
     );
+    println!(
+        "central index: {} bytes per shipped call (every table and index)",
+        bytes_per_call(pg)
+    );
+}
+
+/// The schema's tables and indexes on disk over the calls in it.
+fn bytes_per_call(pg: &voxtap_testkit::pg::Pg) -> i64 {
+    pg.count(
+        "SELECT ((SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c \
+         JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'voxtap' AND c.relkind = 'r') \
+         / (SELECT count(*) FROM voxtap.calls))::bigint",
+    )
 }
 
 /// `calls` synthetic calls over the 7 days before now, sensors 1-3.
@@ -143,12 +156,16 @@ fn load(pg: &voxtap_testkit::pg::Pg, calls: u64) {
                    CASE WHEN i % 10 = 0 THEN 486 ELSE 200 END, 8, 9000, 20, 2, \
                    ARRAY[('10.' || (i / 65536 % 256) || '.' || (i / 256 % 256) || '.' || (i % 256))::inet, '192.0.2.1'::inet], \
                    ARRAY['PCMU'], 1.0 + (i % 350) / 100.0, now() \
-                 FROM generate_series({from}, {to}) i"
+                 FROM generate_series({from}::bigint, {to}) i"
             ),
         );
         from = to + 1;
     }
     pg.psql(voxtap_testkit::pg::DB, "ANALYZE voxtap.calls");
+    println!(
+        "central index: {} bytes per loaded call (calls and its indexes only)",
+        bytes_per_call(pg)
+    );
     println!(
         "loaded {calls} calls over 7 days in {:.0} s ({:.0} rows/s)",
         t.elapsed().as_secs_f64(),
@@ -253,7 +270,7 @@ async fn queries(hub: &Hub, calls: u64) {
         ),
     ];
     let h = HubFilter::default();
-    println!("| query ({calls} calls, 7 days) | p50 ms | p99 ms | rows (first) |");
+    println!("| query ({calls} calls, 7 days) | p50 ms | p99 ms | matches of the first |");
     println!("|---|---|---|---|");
     for (name, make) in &kinds {
         // Warm the connection and the plan.

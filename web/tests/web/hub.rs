@@ -73,6 +73,20 @@ fn db_msg(e: &tokio_postgres::Error) -> String {
         .map_or_else(|| e.to_string(), |d| d.message().to_string())
 }
 
+/// `YYYY-MM-DDTHH:MM:SS` (UTC) of ns since the epoch, as the search form
+/// takes it.
+fn iso(ns: u64) -> String {
+    let secs = (ns / 1_000_000_000) as i64;
+    let (y, m, d) = voxtap_engine::output::civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
 /// Percent-encodes a query value.
 fn enc(s: &str) -> String {
     s.bytes()
@@ -220,6 +234,48 @@ async fn hub_searches_every_sensor_and_fetches_through_the_tunnel() {
             assert_eq!(page["total"], 1, "{}", c.call_id);
             assert_eq!(page["rows"][0]["sensor"], sensor);
             assert_eq!(page["rows"][0]["from_user"], c.from_user.as_str());
+        }
+    }
+    // By number and by time: each sensor's calls come back with their
+    // sensor.
+    for (sensor, calls) in [("s1", &c1), ("s2", &c2)] {
+        for c in calls.iter().filter(|c| !c.from_user.is_empty()) {
+            let found = |page: &serde_json::Value| {
+                page["rows"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r["call_id"] == c.call_id.as_str() && r["sensor"] == sensor)
+            };
+            let by_number: serde_json::Value = get(format!(
+                "/api/calls?party={}&per_page=500",
+                enc(&c.from_user)
+            ))
+            .await
+            .text()
+            .await
+            .map(|t| serde_json::from_str(&t).unwrap())
+            .unwrap();
+            assert!(found(&by_number), "{} by number: {by_number}", c.call_id);
+            let (from, to) = (
+                iso(c.start_ns - 1_000_000_000),
+                iso(c.start_ns + 1_000_000_000),
+            );
+            let by_time: serde_json::Value = get(format!(
+                "/api/calls?from={}&to={}&per_page=500",
+                enc(&from),
+                enc(&to)
+            ))
+            .await
+            .text()
+            .await
+            .map(|t| serde_json::from_str(&t).unwrap())
+            .unwrap();
+            assert!(
+                found(&by_time),
+                "{} by time {from}..{to}: {by_time}",
+                c.call_id
+            );
         }
     }
     // The sensor filter, the list's column, the Sensors page.
