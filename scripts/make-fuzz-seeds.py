@@ -70,5 +70,94 @@ for path in sorted(files):
                 put("rtp_rtcp", p)
             elif len(os.listdir(os.path.join(seeds, "rtp_rtcp"))) < 40 if os.path.isdir(os.path.join(seeds, "rtp_rtcp")) else True:
                 put("rtp_rtcp", p)
+# sip_headers: [count u16 LE][filler] 0xFF [tail] (see fuzz_targets/sip_headers.rs):
+# real messages' headers after N copies of a filler header, around the kept
+# spans (64), the re-read limit (1,024 lines) and the 64 KiB section.
+def sip_headers_seed(count, filler, tail):
+    put("sip_headers", struct.pack("<H", count) + filler + b"\xff" + tail)
+
+real = []
+for path in sorted(files):
+    for link, f in frames(path):
+        p = udp_payload(link, f)
+        if p and p[:3] in (b"INV", b"SIP") and b"\r\n" in p:
+            real.append(p)
+        if len(real) >= 6:
+            break
+    if len(real) >= 6:
+        break
+for i, p in enumerate(real):
+    tail = p.split(b"\r\n", 1)[1]
+    for count, filler in [(70, b"X-Pad: padding\r\n"), (1100, b"X:1\r\n"), (5000, b"X-Pad-Long: padding\r\n")][: 1 + i % 3]:
+        sip_headers_seed(count, filler, tail)
+sip_headers_seed(3, b"Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\n", b"i: c@h\r\nl: 2\r\n\r\nok")
+sip_headers_seed(2000, b"x: y\r\n ", b"folded\r\nCall-ID: late\r\nCSeq: 1 INVITE\r\n\r\n")
+
+# The transports' targets (see their fuzz_targets/*.rs for the input layouts).
+tls_data = os.path.join(root, "capture", "proto", "src", "tls", "testdata")
+
+def tcp_segments(path):
+    """(src port, payload) of each Ethernet/IPv4/TCP frame with data."""
+    out = []
+    for link, f in frames(path):
+        if link != 1 or len(f) < 34 or f[12:14] != b"\x08\x00" or f[23] != 6:
+            continue
+        ihl = (f[14] & 0xF) * 4
+        t = 14 + ihl
+        doff = (f[t + 12] >> 4) * 4
+        if f[t + doff:]:
+            out.append((struct.unpack(">H", f[t:t + 2])[0], f[t + doff:]))
+    return out
+
+# tls_keylog: every key log of the unit tests.
+for name in sorted(os.listdir(tls_data)):
+    if name.endswith(".keys"):
+        put("tls_keylog", open(os.path.join(tls_data, name), "rb").read())
+# tls_records: [side][len: 2][seq delta][payload] per segment, in order.
+for name in ("tls13-aes256gcm.pcap", "tls12-ecdhe-aes128gcm.pcap"):
+    segs = tcp_segments(os.path.join(tls_data, name))
+    client = segs[0][0] if segs else 0
+    put("tls_records", b"".join(
+        bytes([0 if sp == client else 1]) + struct.pack(">H", len(pl)) + b"\x00" + pl
+        for sp, pl in segs))
+
+sips = [udp_payload(l, f) for l, f in frames(os.path.join(corpus, "generated", "sipp-netns-udp-2calls.pcap"))]
+sips = [p for p in sips if p and p[:3] in (b"INV", b"SIP", b"BYE", b"ACK")][:6]
+
+def ws_frame(payload, fin=True, op=1, key=b"abcd"):
+    """One client (masked) WebSocket frame."""
+    n = len(payload)
+    head = bytes([(0x80 if fin else 0) | op])
+    head += bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack(">H", n)
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+def segments(stream, size):
+    """[len][seq delta 0][payload] per segment of at most `size` bytes."""
+    return b"".join(bytes([len(stream[i:i + size]), 0]) + stream[i:i + size]
+                    for i in range(0, len(stream), size))
+
+for i, m in enumerate(sips[:3]):
+    if i == 0:  # fragmented over three frames, a ping between two of them
+        a, b = len(m) // 3, 2 * len(m) // 3
+        stream = (ws_frame(m[:a], False) + ws_frame(b"", True, 9)
+                  + ws_frame(m[a:b], False, 0) + ws_frame(m[b:], True, 0))
+    else:
+        stream = ws_frame(m) + ws_frame(sips[i + 1])
+    put("websocket", segments(stream, 200 + 20 * i))
+
+def data_chunk(flags, tsn, sid, ssn, payload, ppid=0):
+    """An SCTP DATA chunk, padded to 4 bytes."""
+    c = struct.pack(">BBHIHHI", 0, flags, 16 + len(payload), tsn, sid, ssn, ppid) + payload
+    return c + b"\x00" * (-len(c) % 4)
+
+sack = struct.pack(">BBHIIHH", 3, 0, 16, 999, 65535, 0, 0)
+for i, m in enumerate(sips[:4]):
+    if i % 2 == 0:  # one message in three fragments, the middle one last
+        a, b = len(m) // 3, 2 * len(m) // 3
+        put("sctp", data_chunk(2, 1000, i, 0, m[:a]) + data_chunk(1, 1002, i, 0, m[b:])
+            + data_chunk(0, 1001, i, 0, m[a:b]))
+    else:  # a SACK, then two whole messages on two streams
+        put("sctp", sack + data_chunk(3, 1000, 0, 0, m) + data_chunk(3, 1001, 1, 0, sips[i + 1]))
+
 for t in sorted(os.listdir(seeds)):
     print(t, len(os.listdir(os.path.join(seeds, t))))

@@ -19,6 +19,8 @@ PACKAGES=(
     libopencore-amrnb-dev libopencore-amrwb-dev libvo-amrwbenc-dev libgsm1-dev libspeex-dev
     libbcg729-dev libspandsp-dev ffmpeg
     chromium chromium-driver
+    # Real SIP UAs for the TLS + SDES-SRTP test (tests/tests/e2e/transports/tls.rs).
+    baresip-core
     openssl libssl-dev ca-certificates
     # The fleet's central index (capture/sensor/src/central): the tests start
     # their own throw-away PostgreSQL 15 cluster (tests/kit/src/pg.rs) and
@@ -53,6 +55,12 @@ bash "$(dirname "$0")/build-rpcapd.sh"  # rpcapd for the remote-capture tests (D
 # cross-check in tests/tests/e2e/media.rs.
 if ! python3 -c "import pylibsrtp" >/dev/null 2>&1; then
     python3 -m pip install --quiet pylibsrtp
+fi
+
+# The WebSocket peers of tests/peers/ws_sip.py (SIP over WS and WSS in
+# tests/tests/e2e/transports/ws.rs): websockets >= 13 has the asyncio API it uses.
+if ! python3 -c "import websockets.asyncio.client" >/dev/null 2>&1; then
+    python3 -m pip install --quiet "websockets>=13"
 fi
 
 if ! cargo fuzz --version >/dev/null 2>&1; then

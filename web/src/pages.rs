@@ -388,6 +388,15 @@ fn call_head(c: &CallRow) -> Markup {
                 dt { "Request URI" } dd.mono { (c.request_uri) }
                 dt { "Packets" } dd { (c.sip_packets) " SIP, " (c.rtp_packets) " RTP, " (c.rtcp_packets) " RTCP" }
                 dt { "MOS" } dd { @if let Some(m) = c.mos { (format!("{m:.2}")) } @else { "not computed" } }
+                @if c.sip_truncated > 0 {
+                    dt { "SIP text" } dd #sip-truncated { (c.sip_truncated) " SIP messages over this call's SIP budget: their text is not shown here nor in sip.txt; the call PCAP has them all" }
+                }
+                @if c.sip_oversized > 0 {
+                    dt { "Oversized SIP" } dd #sip-oversized { (c.sip_oversized) " SIP messages past the limits a SIP stack takes (thousands of headers or over 64 KiB of headers)" }
+                }
+                @if !c.encrypted_signalling.is_empty() {
+                    dt { "Encrypted signalling" } dd.encrypted { (c.encrypted_signalling) }
+                }
             }
         }
     }

@@ -1,13 +1,16 @@
 //! Flags that several subcommands share, defined once.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
+use voxtap_engine::calls::CallConfig;
 use voxtap_engine::calls::legs::IpNet;
-use voxtap_engine::import::parse_ports;
+use voxtap_engine::import::{load_tls_keys, parse_ports};
 use voxtap_engine::media::{ManualKey, MediaOptions};
 use voxtap_engine::pipeline::PipelineConfig;
+use voxtap_proto::tls::TlsKeys;
 use voxtap_sensor::hep::export::HepExport;
 use voxtap_sensor::hep::{CollectorConfig, HepConfig};
 
@@ -23,6 +26,8 @@ pub struct PipelineArgs {
     /// Do not look for SIP by content on non-SIP ports.
     #[arg(long)]
     pub no_sip_by_content: bool,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// Make every SIP dialog a call (REGISTER, OPTIONS, SUBSCRIBE...), as
     /// before registrations.csv, pings.csv and transactions.csv existed.
     #[arg(long)]
@@ -46,9 +51,107 @@ impl PipelineArgs {
             ..Default::default()
         };
         c.calls.idle_timeout_ns = self.idle_timeout.saturating_mul(1_000_000_000);
+        self.limits.apply(&mut c.calls);
         c.calls.all_dialogs = self.all_dialogs;
         c.calls.legs.relays = self.media_relays.clone();
         c
+    }
+}
+
+/// What a sender on the wire may make the capture hold (docs/security.md);
+/// the same as `[limits]` in the `voxtap run` configuration.
+#[derive(Args, Clone, Debug)]
+pub struct LimitArgs {
+    /// SIP text kept in memory per call for sip.txt, the index and the call
+    /// page (bytes, or with K/M/G/KiB/MiB/GiB); call.pcap has every message.
+    #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
+    pub call_sip_bytes: usize,
+    /// SIP text kept in memory by all open calls together.
+    #[arg(long, default_value = "256MiB", value_parser = parse_bytes)]
+    pub sip_bytes_total: usize,
+    /// Memory the open calls may hold (estimated); past it, new dialogs are
+    /// summarised in floods.csv instead of recorded.
+    #[arg(long, default_value = "1GiB", value_parser = parse_bytes)]
+    pub memory_bytes: usize,
+    /// New INVITE dialogs per second from one source, with as many open and
+    /// unanswered, past which they are summarised in floods.csv (0: never).
+    #[arg(long, default_value_t = 100)]
+    pub flood_invites_per_s: u32,
+    /// Open calls at most; new Call-IDs past it are counted and ignored.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub max_open_calls: usize,
+}
+
+impl LimitArgs {
+    pub fn apply(&self, c: &mut CallConfig) {
+        c.call_sip_bytes = self.call_sip_bytes;
+        c.sip_bytes_total = self.sip_bytes_total;
+        c.memory_bytes = self.memory_bytes;
+        c.flood_invites_per_s = self.flood_invites_per_s;
+        c.max_calls = self.max_open_calls;
+    }
+}
+
+/// `1048576`, `64K`, `1MiB`, `2G`...: powers of 1024 either way.
+pub fn parse_bytes(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: usize = num.parse().map_err(|_| format!("bad size '{s}'"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(format!("bad size unit in '{s}' (K, M, G)")),
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("size '{s}' too large"))
+}
+
+/// Keys that decrypt SIP over TLS.
+#[derive(Args, Clone, Debug, Default)]
+pub struct TlsArgs {
+    /// An NSS key log file (SSLKEYLOGFILE format, TLS 1.2 and 1.3) with the
+    /// secrets of the TLS connections in the capture. Repeatable.
+    #[arg(long = "tls-keylog")]
+    pub keylogs: Vec<PathBuf>,
+    /// `IP:PORT,FILE`: the RSA private key (PEM) of the TLS server at
+    /// IP:PORT, for TLS 1.2 with RSA key exchange. Repeatable.
+    #[arg(long = "tls-key", value_parser = parse_tls_key)]
+    pub rsa_keys: Vec<(SocketAddr, PathBuf)>,
+}
+
+fn parse_tls_key(s: &str) -> Result<(SocketAddr, PathBuf), String> {
+    let (addr, file) = s
+        .split_once(',')
+        .ok_or_else(|| format!("{s:?}: expected IP:PORT,FILE"))?;
+    let addr: SocketAddr = addr
+        .trim()
+        .parse()
+        .map_err(|e| format!("{addr:?}: not IP:PORT ({e})"))?;
+    Ok((addr, PathBuf::from(file.trim())))
+}
+
+impl TlsArgs {
+    /// The keys, read from the files; says how many secrets each key log
+    /// gave, so an empty or wrong file does not go unnoticed.
+    pub fn load(&self) -> Result<TlsKeys> {
+        let keys = load_tls_keys(&self.keylogs, &self.rsa_keys)?;
+        if !self.keylogs.is_empty() {
+            let k = keys.keylog();
+            println!(
+                "TLS key log: {} connections' secrets from {} lines{}",
+                k.connections(),
+                k.lines(),
+                if k.bad_lines() > 0 {
+                    format!(" ({} lines not understood)", k.bad_lines())
+                } else {
+                    String::new()
+                }
+            );
+        }
+        Ok(keys)
     }
 }
 
@@ -113,5 +216,35 @@ impl HepArgs {
         HepExport::new(cfg, Some(status_dir))
             .map(Some)
             .map_err(anyhow::Error::msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
+        assert_eq!(parse_bytes("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_bytes("64k"), Ok(64 << 10));
+        assert_eq!(parse_bytes("2G"), Ok(2 << 30));
+        assert!(parse_bytes("1T").is_err());
+        assert!(parse_bytes("x").is_err());
+    }
+
+    /// The flags' defaults are the engine's.
+    #[test]
+    fn limit_defaults_are_the_engines() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            limits: LimitArgs,
+        }
+        let mut c = CallConfig::default();
+        let before = format!("{c:?}");
+        Cli::parse_from(["x"]).limits.apply(&mut c);
+        assert_eq!(format!("{c:?}"), before);
     }
 }

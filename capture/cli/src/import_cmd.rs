@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use voxtap_engine::import::{ImportOptions, ImportProgress, run_import_with_progress};
 
-use crate::args::{HepArgs, MediaArgs, PipelineArgs};
+use crate::args::{HepArgs, MediaArgs, PipelineArgs, TlsArgs};
 
 #[derive(Args)]
 pub struct ImportArgs {
@@ -30,6 +30,8 @@ pub struct ImportArgs {
     media: MediaArgs,
     #[command(flatten)]
     hep: HepArgs,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// Ship the imported calls to this central index (libpq URL with
     /// `sslcert`/`sslkey`/`sslrootcert`); needs --sensor-id.
     #[arg(long, requires = "sensor_id")]
@@ -44,6 +46,7 @@ pub struct ImportArgs {
 
 pub fn run(a: ImportArgs) -> Result<ExitCode> {
     let mut pipeline = a.pipeline.config();
+    pipeline.tls_keys = a.tls.load()?;
     let export = a.hep.export(a.out.clone())?;
     pipeline.tap = export.as_ref().map(|e| e.tap_factory());
     let opts = ImportOptions {
@@ -63,6 +66,9 @@ pub fn run(a: ImportArgs) -> Result<ExitCode> {
     })
     .context("import failed")?;
     println!("{}", report.summary_line());
+    for line in report.transport_lines() {
+        println!("{line}");
+    }
     if let Some(e) = &export {
         println!("{}", e.counters().snapshot().summary_line());
     }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::args::MediaArgs;
+use crate::args::{MediaArgs, TlsArgs};
 
 #[derive(Args)]
 pub struct MediaCmdArgs {
@@ -18,10 +18,18 @@ pub struct MediaCmdArgs {
     from: PathBuf,
     #[command(flatten)]
     media: MediaArgs,
+    /// Keys for a call whose SIP came over TLS (its SDP, and so its SRTP
+    /// keys, are inside).
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 pub fn run(a: MediaCmdArgs) -> Result<ExitCode> {
-    let sum = voxtap_engine::media::regenerate(&a.from, &a.call, &a.media.options())
+    let pipeline = voxtap_engine::pipeline::PipelineConfig {
+        tls_keys: a.tls.load()?,
+        ..Default::default()
+    };
+    let sum = voxtap_engine::media::regenerate(&a.from, &a.call, &a.media.options(), pipeline)
         .with_context(|| format!("media for call {} in {}", a.call, a.from.display()))?;
     println!(
         "{} streams, {} DTMF events, {} SRTP authentication failures, {} WAV files",

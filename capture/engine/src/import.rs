@@ -25,6 +25,42 @@ pub enum ImportError {
     Output(#[from] OutputError),
     #[error(transparent)]
     Index(#[from] IndexError),
+    #[error("TLS key log {path}: {source}")]
+    KeyLog {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("TLS key {path}: {reason}")]
+    RsaKey { path: PathBuf, reason: String },
+}
+
+/// The keys that decrypt SIP over TLS in an import: NSS key log files and
+/// the RSA private keys (PEM) of TLS servers, each with its address.
+pub fn load_tls_keys(
+    keylogs: &[PathBuf],
+    rsa: &[(std::net::SocketAddr, PathBuf)],
+) -> Result<voxtap_proto::tls::TlsKeys, ImportError> {
+    let mut keys = voxtap_proto::tls::TlsKeys::new();
+    for path in keylogs {
+        let bytes = std::fs::read(path).map_err(|source| ImportError::KeyLog {
+            path: path.clone(),
+            source,
+        })?;
+        keys.feed_keylog(&bytes);
+        keys.finish_keylog();
+    }
+    for (server, path) in rsa {
+        let pem = std::fs::read_to_string(path).map_err(|e| ImportError::RsaKey {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        keys.add_rsa_pem(*server, &pem)
+            .map_err(|e| ImportError::RsaKey {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+    }
+    Ok(keys)
 }
 
 #[derive(Clone, Debug)]
@@ -111,6 +147,48 @@ impl ImportReport {
         } else {
             format!("; not calls: {}", parts.join(", "))
         }
+    }
+}
+
+impl ImportReport {
+    /// A line per transport beyond plain UDP/TCP that the capture had: SIP
+    /// over SCTP, over WebSocket, and TLS (what was decrypted, and why the
+    /// rest was not).
+    pub fn transport_lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let s = &self.stats.sctp;
+        if s.packets > 0 {
+            out.push(format!(
+                "SCTP: {} packets, {} SIP messages ({} reassembled from fragments), {} retransmitted chunks skipped, {} fragments dropped at the memory bound",
+                s.packets, s.sip_messages, s.reassembled, s.duplicates, s.evicted
+            ));
+        }
+        if self.stats.websocket_flows > 0 {
+            out.push(format!(
+                "WebSocket: {} TCP directions carried SIP over WebSocket",
+                self.stats.websocket_flows
+            ));
+        }
+        let t = &self.stats.tls;
+        if t.connections > 0 {
+            let not = t.no_key + t.wrong_key + t.no_handshake + t.unsupported;
+            out.push(format!(
+                "TLS: {} connections, {} decrypted ({} SIP messages), {not} not decrypted ({} without a key, {} with a wrong key, {} handshake not captured, {} unsupported){}",
+                t.connections,
+                t.decrypted,
+                t.sip_messages,
+                t.no_key,
+                t.wrong_key,
+                t.no_handshake,
+                t.unsupported,
+                if not > 0 {
+                    ": listed as calls with encrypted_signalling saying why"
+                } else {
+                    ""
+                }
+            ));
+        }
+        out
     }
 }
 
@@ -366,8 +444,9 @@ fn open_fresh_index(out: &Path) -> Result<Index, ImportError> {
     Ok(Index::open(&path)?)
 }
 
-/// Writes the calls that ended since the last time and counts them in
-/// `report` (shared with remote capture so both write calls the same way).
+/// Writes the calls that ended since the last time (and the floods
+/// summarised, to `floods.csv`) and counts them in `report` (shared with
+/// remote capture so both write calls the same way).
 pub fn write_ended(
     pipeline: &mut Pipeline,
     writer: &mut CallWriter,
@@ -383,6 +462,7 @@ pub fn write_ended_indexed(
     index: Option<&mut Index>,
     report: &mut ImportReport,
 ) -> Result<(), ImportError> {
+    writer.write_floods(&pipeline.drain_floods())?;
     let done = pipeline.drain_transactions();
     writer.write_transactions(&done)?;
     report.transactions += done.len() as u64;

@@ -1,7 +1,11 @@
 //! The one packet path: every source (pcap file, XDP, RPCAP) hands frames to
 //! [`Pipeline::process`], which decodes them, finds SIP on the configured
-//! ports and by content anywhere else, frames SIP over TCP, and feeds the
-//! call table.
+//! ports and by content anywhere else, frames SIP over TCP (plain, WebSocket,
+//! TLS when keys are given: [`tls`]) and SCTP ([`sctp`]), and feeds the call
+//! table.
+
+mod sctp;
+mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -9,7 +13,9 @@ use std::net::SocketAddr;
 use crate::calls::{Call, CallConfig, CallTable, CallTableStats, PacketRef};
 use voxtap_proto::decode::{Decoder, FragLimits, L4};
 use voxtap_proto::pcapio::LinkType;
+use voxtap_proto::sctp::SctpLimits;
 use voxtap_proto::sip::{self, StreamReassembler};
+use voxtap_proto::tls::TlsKeys;
 
 #[derive(Clone, Debug)]
 pub struct PipelineConfig {
@@ -25,6 +31,11 @@ pub struct PipelineConfig {
     pub max_tcp_flows: usize,
     /// Where SIP, RTCP and ended calls are also handed (HEP export).
     pub tap: Option<crate::tap::TapFactory>,
+    /// Bounds on SCTP user messages held while their fragments arrive.
+    pub sctp: SctpLimits,
+    /// Keys that decrypt SIP over TLS (key log, RSA keys); without any, TLS
+    /// connections on SIP ports are listed as encrypted signalling.
+    pub tls_keys: TlsKeys,
 }
 
 impl Default for PipelineConfig {
@@ -37,6 +48,8 @@ impl Default for PipelineConfig {
             tcp_idle_ns: 600 * 1_000_000_000,
             max_tcp_flows: 65_536,
             tap: None,
+            sctp: SctpLimits::default(),
+            tls_keys: TlsKeys::new(),
         }
     }
 }
@@ -50,6 +63,10 @@ pub struct PipelineStats {
     /// Frames that are not IP UDP/TCP, or fragments still being reassembled.
     pub not_udp_tcp: u64,
     pub sip_messages: u64,
+    /// SIP messages past the limits a SIP stack takes (thousands of
+    /// headers, a header section over 64 KiB), attributed to their calls
+    /// anyway (also counted in `sip_messages`).
+    pub sip_oversized: u64,
     pub sip_errors: u64,
     pub sip_keepalives: u64,
     pub tcp_flows: u64,
@@ -57,6 +74,10 @@ pub struct PipelineStats {
     pub tcp_other: u64,
     pub media: u64,
     pub other_udp: u64,
+    /// SIP over WebSocket: TCP directions that turned out to carry it.
+    pub websocket_flows: u64,
+    pub sctp: sctp::SctpPipelineStats,
+    pub tls: tls::TlsPipelineStats,
 }
 
 struct TcpFlow {
@@ -70,6 +91,8 @@ pub struct Pipeline {
     decoder: Decoder,
     calls: CallTable,
     tcp: HashMap<(SocketAddr, SocketAddr), TcpFlow>,
+    sctp: sctp::SctpFlows,
+    tls: tls::TlsFlows,
     sip_ports: Box<[u64; 1024]>,
     sip_by_content: bool,
     tcp_idle_ns: u64,
@@ -90,6 +113,8 @@ impl Pipeline {
             decoder: Decoder::new(cfg.frag),
             calls: CallTable::new(cfg.calls),
             tcp: HashMap::new(),
+            sctp: sctp::SctpFlows::new(cfg.sctp, cfg.max_tcp_flows),
+            tls: tls::TlsFlows::new(cfg.tls_keys, cfg.max_tcp_flows),
             sip_ports,
             sip_by_content: cfg.sip_by_content,
             tcp_idle_ns: cfg.tcp_idle_ns,
@@ -139,6 +164,12 @@ impl Pipeline {
         ended
     }
 
+    /// Floods of new dialogs summarised instead of recorded (for
+    /// `floods.csv`; see `calls::FloodSummary`).
+    pub fn drain_floods(&mut self) -> Vec<crate::calls::FloodSummary> {
+        self.calls.drain_floods()
+    }
+
     /// Registrations, pings and transactions outside calls.
     pub fn signalling(&self) -> &crate::signalling::Signalling {
         self.calls.signalling()
@@ -150,9 +181,24 @@ impl Pipeline {
         self.calls.signalling_mut().drain_transactions()
     }
 
-    /// End of the capture: closes every open call.
+    /// End of the capture: lists TLS connections that stayed encrypted,
+    /// then closes every open call.
     pub fn finish(&mut self) {
+        self.tls.finish(&mut self.calls, &mut self.stats);
         self.calls.finish();
+    }
+
+    /// More bytes of a key log file that is being written (a sensor
+    /// following it): connections waiting for these keys decrypt now.
+    pub fn add_tls_keylog(&mut self, bytes: &[u8]) {
+        let Pipeline {
+            calls,
+            stats,
+            tls,
+            tap,
+            ..
+        } = self;
+        tls.add_keylog(bytes, calls, stats, tap.as_deref_mut());
     }
 
     /// One captured frame.
@@ -163,6 +209,8 @@ impl Pipeline {
             decoder,
             calls,
             tcp,
+            sctp,
+            tls,
             refs,
             stats,
             sip_ports,
@@ -201,7 +249,12 @@ impl Pipeline {
         };
         match dg.l4 {
             L4::Udp => route.udp(dg.payload, sip_like),
-            L4::Tcp { seq, .. } => route.tcp(tcp, *max_tcp_flows, seq, dg.payload, sip_like),
+            L4::Tcp { seq, flags } => {
+                if !tls.segment(&mut route, seq, flags, dg.payload, sip_port) {
+                    route.tcp(tcp, *max_tcp_flows, seq, dg.payload, sip_like);
+                }
+            }
+            L4::Sctp { .. } => route.sctp(sctp, dg.payload, sip_port, *sip_by_content),
         }
         self.sweep_tcp(ts_ns);
     }
@@ -214,6 +267,9 @@ impl Pipeline {
         let idle = self.tcp_idle_ns;
         self.tcp
             .retain(|_, f| f.last_ns.saturating_add(idle) > now_ns);
+        self.sctp.sweep(now_ns, idle);
+        self.tls
+            .sweep(now_ns, idle, &mut self.calls, &mut self.stats);
     }
 }
 
@@ -243,6 +299,7 @@ impl Route<'_> {
             match sip::parse(payload) {
                 Ok(msg) => {
                     self.stats.sip_messages += 1;
+                    self.stats.sip_oversized += u64::from(msg.oversized());
                     if let (Some(t), Some(cid)) = (self.tap.as_mut(), msg.call_id()) {
                         t.sip(ts_ns, src, dst, false, cid, payload);
                     }
@@ -286,7 +343,7 @@ impl Route<'_> {
         }
         let key = (self.src, self.dst);
         let known = flows.contains_key(&key);
-        if !known && !sip_like {
+        if !known && !sip_like && !sip::looks_like_sip_over_websocket(payload) {
             self.stats.tcp_other += 1;
             return;
         }
@@ -303,21 +360,29 @@ impl Route<'_> {
             last_ns: self.ts_ns,
         });
         flow.last_ns = self.ts_ns;
+        let was_ws = flow.reasm.is_websocket();
         flow.reasm.push(seq, payload);
         flow.pending.extend_from_slice(self.refs);
-        self.sip_messages(flow);
+        self.sip_messages(flow, ["TCP", "WS"]);
+        if !was_ws && flow.reasm.is_websocket() {
+            self.stats.websocket_flows += 1;
+        }
     }
 
-    /// The SIP messages this segment completed in `flow`.
-    fn sip_messages(&mut self, flow: &mut TcpFlow) {
+    /// The SIP messages this segment completed in `flow`; `transport`
+    /// names them as plain SIP or SIP over WebSocket.
+    fn sip_messages(&mut self, flow: &mut TcpFlow, transport: [&'static str; 2]) -> u64 {
         let (ts_ns, src, dst) = (self.ts_ns, self.src, self.dst);
+        let mut n = 0;
         let mut first = true;
         // `refs` ends with this segment's own packet.
         let last_ref = *self.refs.last().unwrap_or(&(ts_ns, PacketRef(0)));
-        while let Some(bytes) = flow.reasm.next_message() {
+        while let Some((bytes, ws)) = flow.reasm.next_framed() {
+            let transport = transport[usize::from(ws)];
             match sip::parse(bytes) {
                 Ok(msg) => {
                     self.stats.sip_messages += 1;
+                    self.stats.sip_oversized += u64::from(msg.oversized());
                     // The first message completed here owns every
                     // segment that carried it; later ones in the same
                     // segment own just this segment.
@@ -329,8 +394,9 @@ impl Route<'_> {
                     if let (Some(t), Some(cid)) = (self.tap.as_mut(), msg.call_id()) {
                         t.sip(ts_ns, src, dst, true, cid, bytes);
                     }
-                    self.calls.on_sip(ts_ns, src, dst, "TCP", &msg, owned);
+                    self.calls.on_sip(ts_ns, src, dst, transport, &msg, owned);
                     first = false;
+                    n += 1;
                 }
                 Err(_) => self.stats.sip_errors += 1,
             }
@@ -341,6 +407,7 @@ impl Route<'_> {
                 flow.pending.push(last_ref);
             }
         }
+        n
     }
 }
 

@@ -156,6 +156,148 @@ struct Event {
     is_sip: bool,
 }
 
+/// The packets of one 20 ms slice of capture time, and those generated
+/// early that belong to a later slice (a reply due after the slice's end).
+struct Slice {
+    t: u64,
+    t_next: u64,
+    due: Vec<Event>,
+    carry: Vec<Event>,
+}
+
+impl Slice {
+    /// Move to the slice starting at `t`: carried packets now due join it.
+    fn start(&mut self, t: u64) {
+        self.t = t;
+        self.t_next = t + PTIME_NS;
+        let t_next = self.t_next;
+        let (now, later): (Vec<Event>, Vec<Event>) =
+            self.carry.drain(..).partition(|e| e.ts_ns < t_next);
+        self.due.extend(now);
+        self.carry = later;
+    }
+
+    fn covers(&self, ts: u64) -> bool {
+        ts >= self.t && ts < self.t_next
+    }
+
+    fn push(&mut self, ev: Event) {
+        if ev.ts_ns < self.t_next {
+            self.due.push(ev);
+        } else {
+            self.carry.push(ev);
+        }
+    }
+}
+
+/// One call's fixed facts: its index, start and end of talk.
+struct CallPlan {
+    i: u32,
+    start: u64,
+    bye_at: u64,
+}
+
+impl CallPlan {
+    fn sip(&self, ts: u64, from_callee: bool, payload: Vec<u8>) -> Event {
+        let (a, b) = ((caller_ip(self.i), 5060u16), (callee_ip(self.i), 5060u16));
+        let (src, dst) = if from_callee { (b, a) } else { (a, b) };
+        Event {
+            ts_ns: ts,
+            src,
+            dst,
+            payload,
+            is_sip: true,
+        }
+    }
+
+    /// The call's SIP messages due in this slice: INVITE, 180, 200, ACK at
+    /// 0/10/20/30 ms from its start, BYE and its 200 after the talk time.
+    fn push_sip(&self, slice: &mut Slice) {
+        let i = self.i;
+        let at = |off_ms: u64| self.start + off_ms * 1_000_000;
+        let callee = callee_ip(i);
+        if slice.covers(at(0)) {
+            let uri = format!("INVITE sip:+4430{i:07}@{callee} SIP/2.0");
+            let offer = sdp(caller_ip(i), rtp_port(i));
+            let m = sip_msg(&uri, i, "1 INVITE", Some(&offer), false);
+            slice.push(self.sip(at(0), false, m));
+        }
+        if slice.covers(at(10)) {
+            let m = sip_msg("SIP/2.0 180 Ringing", i, "1 INVITE", None, true);
+            slice.push(self.sip(at(10), true, m));
+        }
+        if slice.covers(at(20)) {
+            let answer = sdp(callee, rtp_port(i));
+            let m = sip_msg("SIP/2.0 200 OK", i, "1 INVITE", Some(&answer), true);
+            slice.push(self.sip(at(20), true, m));
+        }
+        if slice.covers(at(30)) {
+            let ack = format!("ACK sip:+4430{i:07}@{callee} SIP/2.0");
+            slice.push(self.sip(at(30), false, sip_msg(&ack, i, "1 ACK", None, true)));
+        }
+        if slice.covers(self.bye_at) {
+            let bye = format!("BYE sip:+4430{i:07}@{callee} SIP/2.0");
+            let m = sip_msg(&bye, i, "2 BYE", None, true);
+            slice.push(self.sip(self.bye_at, false, m));
+            let ok = sip_msg("SIP/2.0 200 OK", i, "2 BYE", None, true);
+            slice.push(self.sip(self.bye_at + 1_000_000, true, ok));
+        }
+    }
+
+    /// RTP: one packet each way per 20 ms between answer and BYE, each
+    /// dropped or delayed at random as configured.
+    fn push_rtp(
+        &self,
+        slice: &mut Slice,
+        cfg: &SynthConfig,
+        rng: &mut Rng,
+        sum: &mut SynthSummary,
+    ) {
+        let media_start = self.start + 40_000_000;
+        let t = slice.t;
+        if t + PTIME_NS <= media_start || t >= self.bye_at {
+            return;
+        }
+        // First 20 ms tick of the call at or after t.
+        let n = t.saturating_sub(media_start).div_ceil(PTIME_NS);
+        let base = media_start + n * PTIME_NS;
+        if !slice.covers(base) || base >= self.bye_at {
+            return;
+        }
+        let ra = (caller_ip(self.i), rtp_port(self.i));
+        let rb = (callee_ip(self.i), rtp_port(self.i));
+        for (dir, (src, dst)) in [(0u32, (ra, rb)), (1, (rb, ra))] {
+            if cfg.loss_pct > 0.0 && rng.unit() * 100.0 < cfg.loss_pct {
+                sum.rtp_dropped += 1;
+                continue;
+            }
+            let jitter = if cfg.jitter_ms > 0.0 {
+                (rng.unit() * cfg.jitter_ms * 1e6) as u64
+            } else {
+                0
+            };
+            slice.push(Event {
+                ts_ns: base + jitter + u64::from(dir) * 100_000,
+                src,
+                dst,
+                payload: rtp_packet(n, 0x1000_0000 | (self.i << 1) | dir),
+                is_sip: false,
+            });
+        }
+    }
+}
+
+/// A G.711 RTP packet: the `n`th of its stream (marker on the first).
+fn rtp_packet(n: u64, ssrc: u32) -> Vec<u8> {
+    let mut rtp = Vec::with_capacity(172);
+    rtp.extend_from_slice(&[0x80, if n == 0 { 0x80 } else { 0x00 }]);
+    rtp.extend_from_slice(&(n as u16).to_be_bytes());
+    rtp.extend_from_slice(&(n as u32).wrapping_mul(160).to_be_bytes());
+    rtp.extend_from_slice(&ssrc.to_be_bytes());
+    rtp.extend_from_slice(&[0xffu8; 160]);
+    rtp
+}
+
 /// Write the synthetic capture to `w`.
 pub fn generate<W: Write>(cfg: &SynthConfig, w: W) -> std::io::Result<SynthSummary> {
     let mut pcap = PcapWriter::new(w, LinkType::Ethernet, 65_535)?;
@@ -163,133 +305,31 @@ pub fn generate<W: Write>(cfg: &SynthConfig, w: W) -> std::io::Result<SynthSumma
     let mut sum = SynthSummary::default();
     let ramp_ns = u64::from(cfg.ramp_seconds.max(1)) * 1_000_000_000;
     let talk_ns = u64::from(cfg.seconds) * 1_000_000_000;
-    let starts: Vec<u64> = (0..cfg.calls)
-        .map(|i| T0_NS + ramp_ns * u64::from(i) / u64::from(cfg.calls.max(1)))
+    let plans: Vec<CallPlan> = (0..cfg.calls)
+        .map(|i| {
+            let start = T0_NS + ramp_ns * u64::from(i) / u64::from(cfg.calls.max(1));
+            let bye_at = start + 40_000_000 + talk_ns;
+            CallPlan { i, start, bye_at }
+        })
         .collect();
     let end_ns = T0_NS + ramp_ns + talk_ns + 1_000_000_000;
-    let payload = [0xffu8; 160];
     let mut frame = Vec::with_capacity(2048);
+    let mut slice = Slice {
+        t: T0_NS,
+        t_next: T0_NS,
+        due: Vec::new(),
+        carry: Vec::new(),
+    };
     // Walk time in 20 ms slices; gather the slice's packets, sort, write.
-    let mut slice: Vec<Event> = Vec::new();
-    let mut carry: Vec<Event> = Vec::new();
     let mut t = T0_NS;
     while t < end_ns {
-        let t_next = t + PTIME_NS;
-        let (now, later): (Vec<Event>, Vec<Event>) =
-            carry.drain(..).partition(|e| e.ts_ns < t_next);
-        slice.extend(now);
-        carry = later;
-        for i in 0..cfg.calls {
-            let s = starts[i as usize];
-            let (a, b) = ((caller_ip(i), 5060u16), (callee_ip(i), 5060u16));
-            let (ra, rb) = ((caller_ip(i), rtp_port(i)), (callee_ip(i), rtp_port(i)));
-            let sip_at = |off_ms: u64| s + off_ms * 1_000_000;
-            // Called only for messages due in this slice; a reply due after
-            // the slice's end waits for the next one.
-            let mut push_sip = |ts: u64, src, dst, p: Vec<u8>| {
-                let ev = Event {
-                    ts_ns: ts,
-                    src,
-                    dst,
-                    payload: p,
-                    is_sip: true,
-                };
-                if ts < t_next {
-                    slice.push(ev);
-                } else {
-                    carry.push(ev);
-                }
-            };
-            let uri = format!("INVITE sip:+4430{i:07}@{} SIP/2.0", callee_ip(i));
-            if sip_at(0) >= t && sip_at(0) < t_next {
-                push_sip(
-                    sip_at(0),
-                    a,
-                    b,
-                    sip_msg(&uri, i, "1 INVITE", Some(&sdp(ra.0, ra.1)), false),
-                );
-            }
-            if sip_at(10) >= t && sip_at(10) < t_next {
-                push_sip(
-                    sip_at(10),
-                    b,
-                    a,
-                    sip_msg("SIP/2.0 180 Ringing", i, "1 INVITE", None, true),
-                );
-            }
-            if sip_at(20) >= t && sip_at(20) < t_next {
-                push_sip(
-                    sip_at(20),
-                    b,
-                    a,
-                    sip_msg(
-                        "SIP/2.0 200 OK",
-                        i,
-                        "1 INVITE",
-                        Some(&sdp(rb.0, rb.1)),
-                        true,
-                    ),
-                );
-            }
-            if sip_at(30) >= t && sip_at(30) < t_next {
-                let ack = format!("ACK sip:+4430{i:07}@{} SIP/2.0", callee_ip(i));
-                push_sip(sip_at(30), a, b, sip_msg(&ack, i, "1 ACK", None, true));
-            }
-            let bye_at = s + 40_000_000 + talk_ns;
-            if bye_at >= t && bye_at < t_next {
-                let bye = format!("BYE sip:+4430{i:07}@{} SIP/2.0", callee_ip(i));
-                push_sip(bye_at, a, b, sip_msg(&bye, i, "2 BYE", None, true));
-                push_sip(
-                    bye_at + 1_000_000,
-                    b,
-                    a,
-                    sip_msg("SIP/2.0 200 OK", i, "2 BYE", None, true),
-                );
-            }
-            // RTP: one packet each way per 20 ms between answer and BYE.
-            let media_start = s + 40_000_000;
-            if t + PTIME_NS > media_start && t < bye_at {
-                // First 20 ms tick of the call at or after t.
-                let n = t.saturating_sub(media_start).div_ceil(PTIME_NS);
-                let base = media_start + n * PTIME_NS;
-                if base >= t && base < t_next && base < bye_at {
-                    for (dir, (src, dst)) in [(0u32, (ra, rb)), (1, (rb, ra))] {
-                        if cfg.loss_pct > 0.0 && rng.unit() * 100.0 < cfg.loss_pct {
-                            sum.rtp_dropped += 1;
-                            continue;
-                        }
-                        let jitter = if cfg.jitter_ms > 0.0 {
-                            (rng.unit() * cfg.jitter_ms * 1e6) as u64
-                        } else {
-                            0
-                        };
-                        let seq = n as u16;
-                        let ts = (n as u32).wrapping_mul(160);
-                        let ssrc = 0x1000_0000 | (i << 1) | dir;
-                        let mut rtp = Vec::with_capacity(172);
-                        rtp.extend_from_slice(&[0x80, if n == 0 { 0x80 } else { 0x00 }]);
-                        rtp.extend_from_slice(&seq.to_be_bytes());
-                        rtp.extend_from_slice(&ts.to_be_bytes());
-                        rtp.extend_from_slice(&ssrc.to_be_bytes());
-                        rtp.extend_from_slice(&payload);
-                        let ev = Event {
-                            ts_ns: base + jitter + u64::from(dir) * 100_000,
-                            src,
-                            dst,
-                            payload: rtp,
-                            is_sip: false,
-                        };
-                        if ev.ts_ns < t_next {
-                            slice.push(ev);
-                        } else {
-                            carry.push(ev);
-                        }
-                    }
-                }
-            }
+        slice.start(t);
+        for plan in &plans {
+            plan.push_sip(&mut slice);
+            plan.push_rtp(&mut slice, cfg, &mut rng, &mut sum);
         }
-        slice.sort_by_key(|e| e.ts_ns);
-        for e in slice.drain(..) {
+        slice.due.sort_by_key(|e| e.ts_ns);
+        for e in slice.due.drain(..) {
             udp_frame(&mut frame, e.src, e.dst, &e.payload);
             pcap.write_packet(e.ts_ns, frame.len() as u32, &frame)?;
             sum.packets += 1;
@@ -299,7 +339,7 @@ pub fn generate<W: Write>(cfg: &SynthConfig, w: W) -> std::io::Result<SynthSumma
                 sum.rtp_packets += 1;
             }
         }
-        t = t_next;
+        t += PTIME_NS;
     }
     pcap.flush()?;
     Ok(sum)

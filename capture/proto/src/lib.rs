@@ -11,7 +11,10 @@
 //! - [`pcapio`]: pcap and pcapng records from a reader, pcap to a writer;
 //! - [`sip`], [`sdp`], [`rtp`], [`rtcp`], [`stream_stats`]: signalling and
 //!   media, with RFC 3550 / Wireshark-compatible stream figures;
+//! - [`sctp`]: SCTP user messages from DATA chunks (fragments, streams);
 //! - [`srtp`]: SRTP/SRTCP (RFC 3711, 7714) with our key derivation;
+//! - [`tcp_stream`]: one TCP direction as ordered bytes;
+//! - [`tls`]: TLS 1.2/1.3 decryption from a key log or an RSA key;
 //! - [`hep`], [`rpcap`]: the HEP v3 and RPCAP wire formats.
 
 #![forbid(unsafe_code)]
@@ -31,8 +34,11 @@ pub mod pcapio;
 pub mod rpcap;
 pub mod rtcp;
 pub mod rtp;
+pub mod sctp;
 pub mod sdp;
 pub mod sip;
 pub mod srtp;
 pub mod stream_stats;
+pub mod tcp_stream;
+pub mod tls;
 pub mod wire;

@@ -306,26 +306,12 @@ impl StreamStats {
         self.last_ns = arrival_ns;
 
         if !self.started {
-            self.started = true;
-            self.packets = 1;
-            self.first_seq = seq;
-            self.base_ext = i64::from(seq);
-            self.max_ext = self.base_ext;
-            self.test_and_set(self.base_ext);
-            self.prev_ext = self.base_ext;
-            self.last_ts = rtp_ts;
-            self.first_ts = rtp_ts;
-            self.last_nominal_ms = 0.0;
-            self.first_ns = arrival_ns;
-            self.ref_ns = arrival_ns;
-            self.last_pt = pt;
+            self.start(arrival_ns, seq, rtp_ts, pt);
             return;
         }
 
         let ext = self.track_sequence(seq);
-
         let ts_step = rtp_ts.wrapping_sub(self.last_ts) as i32;
-
         let clock = self.clock_rate_for(pt);
         if ext == self.prev_ext.saturating_add(1) && pt == self.last_pt && ts_step > 0 && clock != 0
         {
@@ -351,43 +337,10 @@ impl StreamStats {
         let khz = clock / 1000;
         let mut current_jitter = 0.0;
         if in_time_sequence {
-            // Arrival delta from the last in-time-sequence packet, in integer
-            // ns first so absolute epoch times lose no precision. A packet
-            // out of time sequence keeps the previous delta, as in Wireshark
-            // (it is excluded from the extremes below anyway).
-            self.delta_ms = (i128::from(arrival_ns) - i128::from(self.ref_ns)) as f64 / 1e6;
-            if khz != 0 {
-                let nominal_ms = f64::from(since_first) / f64::from(khz);
-                let diff = (self.delta_ms - (nominal_ms - self.last_nominal_ms)).abs();
-                current_jitter = (15.0 * self.jitter_ms + diff) / 16.0;
-                self.jitter_ms = current_jitter;
-                self.last_nominal_ms = nominal_ms;
-            }
+            current_jitter = self.update_jitter(arrival_ns, since_first, khz);
         }
-
-        let regular = !marker && !is_cn && in_time_sequence && !follows_cn;
-        if regular {
-            // `packets` is Wireshark's total_nr before this packet, i.e. the
-            // number of deltas so far: the means below are running means.
-            let n = self.packets as f64;
-            if self.delta_ms > self.max_delta_ms {
-                self.max_delta_ms = self.delta_ms;
-            }
-            if self.min_delta_ms.is_none_or(|m| self.delta_ms < m) {
-                self.min_delta_ms = Some(self.delta_ms);
-            }
-            self.mean_delta_ms = (self.mean_delta_ms * (n - 1.0) + self.delta_ms) / n;
-            if khz != 0 {
-                if self.jitter_ms > self.max_jitter_ms {
-                    self.max_jitter_ms = self.jitter_ms;
-                }
-                // Wireshark divides by all packets so far, not only the
-                // regular ones with a clock: copied for identical figures.
-                self.mean_jitter_ms = (self.mean_jitter_ms * (n - 1.0) + current_jitter) / n;
-                if self.min_jitter_ms.is_none_or(|m| self.jitter_ms < m) {
-                    self.min_jitter_ms = Some(self.jitter_ms);
-                }
-            }
+        if !marker && !is_cn && in_time_sequence && !follows_cn {
+            self.update_extremes(khz, current_jitter);
         }
 
         if in_time_sequence {
@@ -397,6 +350,69 @@ impl StreamStats {
         self.last_ts = rtp_ts;
         self.prev_ext = ext;
         self.packets = self.packets.saturating_add(1);
+    }
+
+    /// The stream's first packet: the references every later one is
+    /// measured against.
+    fn start(&mut self, arrival_ns: u64, seq: u16, rtp_ts: u32, pt: u8) {
+        self.started = true;
+        self.packets = 1;
+        self.first_seq = seq;
+        self.base_ext = i64::from(seq);
+        self.max_ext = self.base_ext;
+        self.test_and_set(self.base_ext);
+        self.prev_ext = self.base_ext;
+        self.last_ts = rtp_ts;
+        self.first_ts = rtp_ts;
+        self.last_nominal_ms = 0.0;
+        self.first_ns = arrival_ns;
+        self.ref_ns = arrival_ns;
+        self.last_pt = pt;
+    }
+
+    /// Arrival delta and RFC 3550 jitter of an in-time-sequence packet;
+    /// returns the jitter after this packet (0 without a usable clock).
+    fn update_jitter(&mut self, arrival_ns: u64, since_first: u32, khz: u32) -> f64 {
+        // Arrival delta from the last in-time-sequence packet, in integer
+        // ns first so absolute epoch times lose no precision. A packet out
+        // of time sequence keeps the previous delta, as in Wireshark (it is
+        // excluded from the extremes anyway).
+        self.delta_ms = (i128::from(arrival_ns) - i128::from(self.ref_ns)) as f64 / 1e6;
+        if khz == 0 {
+            return 0.0;
+        }
+        let nominal_ms = f64::from(since_first) / f64::from(khz);
+        let diff = (self.delta_ms - (nominal_ms - self.last_nominal_ms)).abs();
+        let current = (15.0 * self.jitter_ms + diff) / 16.0;
+        self.jitter_ms = current;
+        self.last_nominal_ms = nominal_ms;
+        current
+    }
+
+    /// Extremes and running means over regular packets (no marker, no
+    /// comfort noise, in time sequence), as Wireshark keeps them.
+    fn update_extremes(&mut self, khz: u32, current_jitter: f64) {
+        // `packets` is Wireshark's total_nr before this packet, i.e. the
+        // number of deltas so far: the means below are running means.
+        let n = self.packets as f64;
+        if self.delta_ms > self.max_delta_ms {
+            self.max_delta_ms = self.delta_ms;
+        }
+        if self.min_delta_ms.is_none_or(|m| self.delta_ms < m) {
+            self.min_delta_ms = Some(self.delta_ms);
+        }
+        self.mean_delta_ms = (self.mean_delta_ms * (n - 1.0) + self.delta_ms) / n;
+        if khz != 0 {
+            if self.jitter_ms > self.max_jitter_ms {
+                self.max_jitter_ms = self.jitter_ms;
+            }
+            // Wireshark divides by all packets so far, not only the
+            // regular ones with a clock: copied for identical figures.
+            self.mean_jitter_ms = (self.mean_jitter_ms * (n - 1.0) + current_jitter) / n;
+            if self.min_jitter_ms.is_none_or(|m| self.jitter_ms < m) {
+                self.min_jitter_ms = Some(self.jitter_ms);
+            }
+        }
     }
 
     /// The current interarrival jitter (RFC 3550 A.8) in ms, without the

@@ -20,10 +20,89 @@ pub struct Config {
     pub upload: crate::upload::UploadConfig,
     /// HEP export to Homer-style collectors (docs/hep.md).
     pub hep: crate::hep::HepConfig,
+    /// What a sender on the wire may make the sensor hold (docs/security.md).
+    pub limits: LimitsConfig,
+    /// Keys that decrypt SIP over TLS.
+    pub tls: TlsConfig,
     /// Shipping to the fleet's central index and the hub tunnel
     /// (docs/fleet.md). Off while `url` is empty.
     #[cfg(feature = "central")]
     pub central: crate::central::CentralConfig,
+}
+
+/// Budgets in bytes and rates (see `config/voxtap.toml`); the defaults are
+/// the engine's (`CallConfig`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// SIP text kept in memory per call (sip.txt, the index, the call page).
+    pub call_sip_bytes: usize,
+    /// SIP text kept in memory by all open calls together.
+    pub sip_bytes_total: usize,
+    /// Memory the open calls may hold (estimated); past it new dialogs are
+    /// summarised in floods.csv.
+    pub memory_bytes: usize,
+    /// New unanswered INVITE dialogs per second from one source past which
+    /// they are summarised in floods.csv (0: never).
+    pub flood_invites_per_s: u32,
+    /// Open calls at most.
+    pub max_open_calls: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let c = voxtap_engine::calls::CallConfig::default();
+        LimitsConfig {
+            call_sip_bytes: c.call_sip_bytes,
+            sip_bytes_total: c.sip_bytes_total,
+            memory_bytes: c.memory_bytes,
+            flood_invites_per_s: c.flood_invites_per_s,
+            max_open_calls: c.max_calls,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// Sets these limits on a call table's configuration.
+    pub fn apply(&self, c: &mut voxtap_engine::calls::CallConfig) {
+        c.call_sip_bytes = self.call_sip_bytes;
+        c.sip_bytes_total = self.sip_bytes_total;
+        c.memory_bytes = self.memory_bytes;
+        c.flood_invites_per_s = self.flood_invites_per_s;
+        c.max_calls = self.max_open_calls;
+    }
+}
+
+/// Keys that decrypt SIP over TLS (README, "SIP transports").
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// An NSS key log file (SSLKEYLOGFILE format) that the SIP servers or
+    /// TLS proxies write; the sensor reads what is added to it as it grows.
+    /// Empty: none.
+    pub keylog: PathBuf,
+    /// RSA private keys (PEM) of TLS servers that use RSA key exchange
+    /// (TLS 1.2), as "IP:PORT,FILE".
+    pub rsa_keys: Vec<String>,
+}
+
+impl TlsConfig {
+    /// `rsa_keys` as (server, file).
+    pub fn rsa_key_files(&self) -> Result<Vec<(std::net::SocketAddr, PathBuf)>> {
+        self.rsa_keys
+            .iter()
+            .map(|e| {
+                let (addr, file) = e
+                    .split_once(',')
+                    .with_context(|| format!("tls.rsa_keys: {e:?} is not IP:PORT,FILE"))?;
+                let addr = addr
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("tls.rsa_keys: {addr:?} is not IP:PORT"))?;
+                Ok((addr, PathBuf::from(file.trim())))
+            })
+            .collect()
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -235,6 +314,9 @@ impl Config {
         if self.store.roll_seconds == 0 {
             bail!("store.roll_seconds must be positive");
         }
+        if self.limits.max_open_calls == 0 || self.limits.call_sip_bytes == 0 {
+            bail!("limits.max_open_calls and limits.call_sip_bytes must be positive");
+        }
         if let Some(bad) = self
             .output
             .media_relays
@@ -244,6 +326,7 @@ impl Config {
             bail!("output.media_relays: {bad:?} is not an IP address or network");
         }
         self.upload.validate()?;
+        self.tls.rsa_key_files()?;
         if let Err(e) = self.hep.validate() {
             bail!("{e}");
         }
@@ -267,6 +350,7 @@ mod tests {
         assert_eq!(c.store.roll_bytes, 512 << 20);
         assert_eq!(c.store.roll_seconds, 300);
         assert_eq!(c.workers.pipeline, 1);
+        assert_eq!(c.limits, LimitsConfig::default());
         assert_eq!(
             c.capture,
             CaptureConfig {

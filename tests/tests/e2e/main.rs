@@ -10,6 +10,8 @@ mod codec_ref;
 mod callmodel;
 mod codecs;
 mod corpus_import;
+mod hardening;
 mod hep;
 mod legs;
 mod media;
+mod transports;

@@ -39,7 +39,7 @@ fn import_media(file: &Path) -> tempfile::TempDir {
 }
 
 /// The only call folder of an import.
-fn call_folder(dir: &Path) -> PathBuf {
+pub(crate) fn call_folder(dir: &Path) -> PathBuf {
     let calls = read_csv(&dir.join("calls.csv"));
     let invites: Vec<_> = calls.iter().filter(|c| c["method"] == "INVITE").collect();
     assert_eq!(invites.len(), 1, "{calls:?}");
@@ -49,7 +49,7 @@ fn call_folder(dir: &Path) -> PathBuf {
         .to_path_buf()
 }
 
-fn read_wav(p: &Path) -> (u32, u16, Vec<f64>) {
+pub(crate) fn read_wav(p: &Path) -> (u32, u16, Vec<f64>) {
     let mut r = hound::WavReader::open(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     let spec = r.spec();
     let s: Vec<f64> = r.samples::<i16>().map(|x| f64::from(x.unwrap())).collect();
@@ -85,7 +85,7 @@ fn ncc_at(a: &[f64], b: &[f64], lag: isize) -> f64 {
 
 /// Best normalised cross-correlation over lags within ±max_lag samples:
 /// coarse search on block-averaged signals, then a fine search around it.
-fn best_ncc(a: &[f64], b: &[f64], max_lag: usize) -> (f64, isize) {
+pub(crate) fn best_ncc(a: &[f64], b: &[f64], max_lag: usize) -> (f64, isize) {
     let d = (max_lag / 1000).max(1);
     // Coarse alignment on the energy envelope: averaging raw samples over
     // `d` would low-pass speech to nothing at 16 kHz and more, and the
@@ -116,7 +116,7 @@ fn best_ncc(a: &[f64], b: &[f64], max_lag: usize) -> (f64, isize) {
     fine
 }
 
-fn quality_json(folder: &Path) -> serde_json::Value {
+pub(crate) fn quality_json(folder: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(folder.join("quality.json")).unwrap()).unwrap()
 }
 

@@ -164,7 +164,7 @@ impl Where {
 const CALL_COLS: &str = "c.id, c.call_id, c.method, c.from_user, c.to_user, c.from_uri, c.to_uri, \
     c.request_uri, c.start_at, c.ringing_at, c.answer_at, c.end_at, c.duration_ms, c.talk_ms, c.state, \
     c.status_code, c.end_reason, c.sip_packets, c.rtp_packets, c.rtcp_packets, c.stream_count, c.mos, \
-    c.folder, c.pcap, s.name";
+    c.folder, c.pcap, s.name, c.sip_oversized, c.sip_truncated, c.encrypted_signalling";
 
 fn u(v: i64) -> u64 {
     v.max(0) as u64
@@ -198,6 +198,9 @@ fn call_row(r: &Row) -> CallRow {
         folder: r.get(22),
         pcap: r.get(23),
         sensor: Some(r.get(24)),
+        sip_oversized: u(r.get(25)),
+        sip_truncated: u(r.get(26)),
+        encrypted_signalling: r.get(27),
     }
 }
 

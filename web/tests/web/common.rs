@@ -20,11 +20,16 @@ pub const API_TOKEN: &str = "0123456789abcdef-token";
 
 /// `voxtap import --out DATA FILE` into a fresh data directory.
 pub fn data_dir_with(file: &Path) -> tempfile::TempDir {
+    data_dir_with_pipeline(file, PipelineConfig::default())
+}
+
+/// [`data_dir_with`], imported with `pipeline` (limits, ports).
+pub fn data_dir_with_pipeline(file: &Path, pipeline: PipelineConfig) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     run_import(&ImportOptions {
         files: vec![file.to_path_buf()],
         out: dir.path().to_path_buf(),
-        pipeline: PipelineConfig::default(),
+        pipeline,
         call_files: true,
         // No media outputs: the browser test places its own WAV to check
         // the player appears only where one exists.

@@ -9,6 +9,7 @@ use voxtap_proto::stream_stats::StreamStats;
 
 mod dialog;
 mod fax;
+mod sip_text;
 mod streams;
 
 pub(super) use dialog::{SipPacket, announced_by, is_new_initial_invite};
@@ -214,7 +215,9 @@ impl Stream {
     }
 }
 
-/// A SIP message as kept for `sip.txt` and the ladder diagram.
+/// A SIP message as kept for `sip.txt` and the ladder diagram. `text` is
+/// empty when the call's SIP budget left room for the summary only (the
+/// message is in `call.pcap` whatever the budget).
 #[derive(Clone, Debug)]
 pub struct SipEntry {
     pub ts_ns: u64,
@@ -297,6 +300,17 @@ pub struct Call {
     /// were, so every call open at the time carries the count. Distinct from
     /// network loss, which the RTP sequence numbers measure per stream.
     capture_loss: u64,
+    /// Bytes its kept SIP entries take (entries, summaries and texts), held
+    /// to `CallConfig::call_sip_bytes`.
+    sip_bytes: usize,
+    /// SIP messages whose text was not kept (over the budget).
+    sip_truncated: u64,
+    /// SIP messages past the limits a SIP stack takes (thousands of
+    /// headers, a header section over 64 KiB), parsed and attributed anyway.
+    sip_oversized: u64,
+    /// The packets of the messages whose text was not kept: the call's
+    /// pcap has them, the outputs built in memory from its frames do not.
+    sip_unkept: Vec<PacketRef>,
     /// When an offer/answer turned one of its media lines into T.38 fax
     /// (`m=image ... udptl t38`).
     fax_ns: Option<u64>,
@@ -305,6 +319,10 @@ pub struct Call {
     /// Media that no SIP claimed (found by the RTP heuristic): a record of
     /// its own, without dialog, Call-ID or calls.csv row.
     media_only: bool,
+    /// Empty for SIP in the clear; "tls (decrypted)" when its SIP came over
+    /// TLS and was decrypted; "tls (not decrypted: why)" for a TLS
+    /// connection listed in place of the calls it hid.
+    encrypted_signalling: String,
 }
 
 impl Call {
@@ -349,9 +367,14 @@ impl Call {
             first_invite: None,
             linger_until: None,
             capture_loss: 0,
+            sip_bytes: 0,
+            sip_truncated: 0,
+            sip_oversized: 0,
+            sip_unkept: Vec::new(),
             fax_ns: None,
             fax: Vec::new(),
             media_only: false,
+            encrypted_signalling: String::new(),
         }
     }
 
@@ -541,6 +564,28 @@ impl Call {
         self.capture_loss
     }
 
+    /// SIP messages whose text was not kept in memory (the call's SIP
+    /// budget was spent): `sip.txt`, the index and the call page lack their
+    /// text, `call.pcap` has them.
+    pub fn sip_truncated(&self) -> u64 {
+        self.sip_truncated
+    }
+
+    /// SIP messages past the limits a SIP stack takes, attributed anyway.
+    pub fn sip_oversized(&self) -> u64 {
+        self.sip_oversized
+    }
+
+    /// Packets of the SIP messages whose text was not kept.
+    pub fn sip_unkept(&self) -> &[PacketRef] {
+        &self.sip_unkept
+    }
+
+    /// How the signalling was protected (see the field): empty when clear.
+    pub fn encrypted_signalling(&self) -> &str {
+        &self.encrypted_signalling
+    }
+
     pub fn is_invite(&self) -> bool {
         self.method == "INVITE"
     }
@@ -642,6 +687,22 @@ impl Call {
             .iter()
             .flat_map(|m| [m.rtp, m.rtcp])
             .chain(self.latched.iter().map(|l| l.1))
+    }
+
+    /// Its SIP came over TLS, decrypted.
+    pub(super) fn note_tls(&mut self) {
+        if self.encrypted_signalling.is_empty() {
+            self.encrypted_signalling = "tls (decrypted)".to_string();
+        }
+    }
+
+    /// A TLS connection that could not be decrypted, standing for the calls
+    /// it carried: its packets and times, and why (`note`).
+    pub(super) fn set_encrypted(&mut self, note: &str, last_ns: u64, refs: &[(u64, PacketRef)]) {
+        self.encrypted_signalling = note.to_string();
+        self.last_ns = self.last_ns.max(last_ns);
+        self.sip_packets = refs.len() as u64;
+        self.packets.extend_from_slice(refs);
     }
 
     /// The capture lost `n` packets while the call was open (or a store

@@ -179,55 +179,41 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).trim().to_string()
 }
 
-/// Read the correlation headers of `msg`.
+/// Headers every request is read for besides the configured ones.
+const KEY_HEADERS: [&str; 4] = ["P-Charging-Vector", "Session-ID", "Replaces", "Refer-To"];
+
+/// Read the correlation headers of `msg`, in one read of its header lines
+/// (a lookup per name read a message of thousands of headers ten times).
 pub(crate) fn message_keys(msg: &Message<'_>, cfg: &LegConfig) -> MessageKeys {
     let mut k = MessageKeys::default();
-    for name in &cfg.correlation_headers {
-        for v in msg.header_all(name) {
-            for id in v.split(|&b| b == b',') {
-                let id = lossy(id);
-                if !id.is_empty() {
-                    k.names
-                        .push((id.clone(), LinkMethod::Header, format!("{name}: {id}")));
-                }
+    let configured = cfg.correlation_headers.len();
+    let names: Vec<&str> = cfg
+        .correlation_headers
+        .iter()
+        .map(String::as_str)
+        .chain(KEY_HEADERS)
+        .collect();
+    let mut found: Vec<(usize, &[u8])> = msg.headers_among(&names).collect();
+    // Grouped by configured name, in message order within each.
+    found.sort_by_key(|f| f.0);
+    let first = |i: usize| found.iter().find(|f| f.0 == configured + i).map(|f| f.1);
+    for &(i, v) in found.iter().take_while(|f| f.0 < configured) {
+        let name = names.get(i).copied().unwrap_or_default();
+        for id in v.split(|&b| b == b',') {
+            let id = lossy(id);
+            if !id.is_empty() {
+                k.names
+                    .push((id.clone(), LinkMethod::Header, format!("{name}: {id}")));
             }
         }
     }
-    if let Some(v) = msg.header("P-Charging-Vector") {
-        for param in v.split(|&b| b == b';') {
-            let p = lossy(param);
-            if let Some((n, val)) = p.split_once('=')
-                && n.trim().eq_ignore_ascii_case("icid-value")
-            {
-                let val = val.trim().trim_matches('"').to_string();
-                if !val.is_empty() {
-                    k.shared
-                        .push((format!("icid:{val}"), LinkMethod::ChargingVector));
-                }
-            }
-        }
+    if let Some(v) = first(0) {
+        charging_vector_keys(v, &mut k);
     }
-    if let Some(v) = msg.header("Session-ID") {
-        // RFC 7989: "local-uuid;remote=remote-uuid". The pair, unordered,
-        // is the same on every leg once both ends have answered; the first
-        // leg's INVITE carries only its own uuid, so each uuid is a key.
-        let s = lossy(v).to_ascii_lowercase();
-        let mut parts = s.split(';');
-        if let Some(local) = parts.next().map(str::trim).filter(|u| is_session_uuid(u)) {
-            k.shared
-                .push((format!("sid:{local}"), LinkMethod::SessionId));
-        }
-        for p in parts {
-            if let Some(r) = p
-                .trim()
-                .strip_prefix("remote=")
-                .filter(|u| is_session_uuid(u))
-            {
-                k.shared.push((format!("sid:{r}"), LinkMethod::SessionId));
-            }
-        }
+    if let Some(v) = first(1) {
+        session_id_keys(v, &mut k);
     }
-    if let Some(v) = msg.header("Replaces") {
+    if let Some(v) = first(2) {
         let s = lossy(v);
         if let Some(id) = s.split(';').next().map(str::trim).filter(|s| !s.is_empty()) {
             k.names.push((
@@ -238,7 +224,7 @@ pub(crate) fn message_keys(msg: &Message<'_>, cfg: &LegConfig) -> MessageKeys {
         }
     }
     // REFER with Refer-To: <sip:x@y?Replaces=callid%3Bto-tag%3D...>
-    if let Some(v) = msg.header("Refer-To") {
+    if let Some(v) = first(3) {
         let s = lossy(v);
         if let Some(pos) = s.to_ascii_lowercase().find("replaces=") {
             let rest = &s[pos + "replaces=".len()..];
@@ -257,6 +243,43 @@ pub(crate) fn message_keys(msg: &Message<'_>, cfg: &LegConfig) -> MessageKeys {
         }
     }
     k
+}
+
+/// P-Charging-Vector: its `icid-value`, the same on every leg.
+fn charging_vector_keys(v: &[u8], k: &mut MessageKeys) {
+    for param in v.split(|&b| b == b';') {
+        let p = lossy(param);
+        if let Some((n, val)) = p.split_once('=')
+            && n.trim().eq_ignore_ascii_case("icid-value")
+        {
+            let val = val.trim().trim_matches('"').to_string();
+            if !val.is_empty() {
+                k.shared
+                    .push((format!("icid:{val}"), LinkMethod::ChargingVector));
+            }
+        }
+    }
+}
+
+/// Session-ID (RFC 7989): "local-uuid;remote=remote-uuid". The pair,
+/// unordered, is the same on every leg once both ends have answered; the
+/// first leg's INVITE carries only its own uuid, so each uuid is a key.
+fn session_id_keys(v: &[u8], k: &mut MessageKeys) {
+    let s = lossy(v).to_ascii_lowercase();
+    let mut parts = s.split(';');
+    if let Some(local) = parts.next().map(str::trim).filter(|u| is_session_uuid(u)) {
+        k.shared
+            .push((format!("sid:{local}"), LinkMethod::SessionId));
+    }
+    for p in parts {
+        if let Some(r) = p
+            .trim()
+            .strip_prefix("remote=")
+            .filter(|u| is_session_uuid(u))
+        {
+            k.shared.push((format!("sid:{r}"), LinkMethod::SessionId));
+        }
+    }
 }
 
 /// RFC 7989 uuids are 32 hex digits; the all-zero "null" uuid says the far

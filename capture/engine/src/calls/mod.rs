@@ -3,6 +3,7 @@
 mod call;
 mod closed;
 mod endpoints;
+mod floods;
 pub mod legs;
 mod media_only;
 mod orphans;
@@ -13,4 +14,5 @@ pub use call::{
     RtcpView, SipEntry, Stream, StreamKey,
 };
 pub use endpoints::EndpointEvent;
+pub use floods::{FloodReason, FloodSummary};
 pub use table::{CallConfig, CallTable, CallTableStats};

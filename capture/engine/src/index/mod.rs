@@ -88,6 +88,14 @@ pub struct CallRow {
     pub mos: Option<f64>,
     pub folder: Option<String>,
     pub pcap: Option<String>,
+    /// SIP messages past the limits a SIP stack takes, attributed anyway.
+    pub sip_oversized: u64,
+    /// SIP messages whose text was not kept (over the call's SIP budget):
+    /// the index lacks their text, the call's pcap has them.
+    pub sip_truncated: u64,
+    /// '' for SIP in the clear, else how it was protected (calls.csv's
+    /// `encrypted_signalling`).
+    pub encrypted_signalling: String,
     /// The fleet sensor that saw the call, when it comes from the central
     /// index (voxtap-web's hub); None in a sensor's own index.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -96,7 +104,7 @@ pub struct CallRow {
 
 const CALL_COLS: &str = "id, call_id, method, from_user, to_user, from_uri, to_uri, request_uri, \
     start_ns, ringing_ns, answer_ns, end_ns, duration_ms, talk_ms, state, status_code, end_reason, \
-    sip_packets, rtp_packets, rtcp_packets, stream_count, mos, folder, pcap";
+    sip_packets, rtp_packets, rtcp_packets, stream_count, mos, folder, pcap, sip_oversized, sip_truncated, encrypted_signalling";
 
 fn u(v: i64) -> u64 {
     v.max(0) as u64
@@ -156,6 +164,9 @@ impl CallRow {
             mos: r.get(21)?,
             folder: r.get(22)?,
             pcap: r.get(23)?,
+            sip_oversized: u(r.get(24)?),
+            sip_truncated: u(r.get(25)?),
+            encrypted_signalling: r.get(26)?,
             sensor: None,
         })
     }
@@ -813,7 +824,8 @@ impl Index {
                      request_uri, start_ns, ringing_ns, answer_ns, end_ns, duration_ms, talk_ms, state, status_code, \
                      end_reason, sip_packets, rtp_packets, rtcp_packets, stream_count, mos, \
                      CASE WHEN folder IS NULL THEN NULL ELSE ?2 || folder END, \
-                     CASE WHEN pcap IS NULL THEN NULL ELSE ?2 || pcap END, indexed_at FROM src.calls",
+                     CASE WHEN pcap IS NULL THEN NULL ELSE ?2 || pcap END, indexed_at, sip_oversized, sip_truncated, encrypted_signalling \
+                     FROM src.calls",
                 params![offset, prefix],
             )?;
             tx.execute(

@@ -23,8 +23,9 @@ impl<'t> Inserts<'t> {
             call: tx.prepare_cached(
                 "INSERT INTO calls (call_id, method, from_user, to_user, from_uri, to_uri, request_uri, \
                  start_ns, ringing_ns, answer_ns, end_ns, duration_ms, talk_ms, state, status_code, end_reason, \
-                 sip_packets, rtp_packets, rtcp_packets, stream_count, mos, folder, pcap, indexed_at) \
-                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24)",
+                 sip_packets, rtp_packets, rtcp_packets, stream_count, mos, folder, pcap, indexed_at, \
+                 sip_oversized, sip_truncated, encrypted_signalling) \
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27)",
             )?,
             party: tx.prepare_cached(
                 "INSERT OR IGNORE INTO call_parties (call, value) VALUES (?1, ?2)",
@@ -80,6 +81,9 @@ impl<'t> Inserts<'t> {
             files.folder,
             files.pcap,
             indexed_at,
+            i(call.sip_oversized()),
+            i(call.sip_truncated()),
+            call.encrypted_signalling(),
         ])?;
         Ok(tx.last_insert_rowid())
     }

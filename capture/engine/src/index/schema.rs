@@ -243,4 +243,16 @@ CREATE TABLE pings (
     PRIMARY KEY (src, dst)
 ) WITHOUT ROWID;
 "#,
+    // 4: SIP messages past the limits a SIP stack takes (attributed anyway)
+    // and SIP messages whose text was not kept (over the call's SIP budget).
+    r#"
+ALTER TABLE calls ADD COLUMN sip_oversized INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE calls ADD COLUMN sip_truncated INTEGER NOT NULL DEFAULT 0;
+"#,
+    // 5: how the signalling was protected: '' (clear), 'tls (decrypted)',
+    // or 'tls (not decrypted: why)' for a TLS connection listed in place of
+    // the calls it hid.
+    r#"
+ALTER TABLE calls ADD COLUMN encrypted_signalling TEXT NOT NULL DEFAULT '';
+"#,
 ];

@@ -982,41 +982,31 @@ fn write_quality_json(
 }
 
 /// `voxtap media`: re-read one call's `call.pcap` from an import output
-/// folder, rebuild the call from it (SIP, SDP keys, streams) and write the
-/// media outputs into its folder again.
+/// folder, rebuild the call from it (SIP, SDP keys, streams) with `pipeline`
+/// (its TLS keys, for SIP over TLS) and write the media outputs into its
+/// folder again.
 pub fn regenerate(
     out_dir: &Path,
     call_id: &str,
     opts: &MediaOptions,
+    pipeline: crate::pipeline::PipelineConfig,
 ) -> Result<MediaSummary, RegenerateError> {
-    let rows = std::fs::read_to_string(out_dir.join("calls.csv"))
+    // Not an import output folder: say so, as before.
+    std::fs::metadata(out_dir.join("calls.csv"))
         .map_err(|e| RegenerateError::Read(out_dir.join("calls.csv"), e))?;
-    // calls.csv: call_id is the first column and the pcap path the 9th;
-    // we find the folder by the Call-ID's sanitised name instead of parsing
-    // CSV quoting: every folder holds a sip.txt naming its Call-ID.
-    let _ = rows;
-    let mut folder = None;
-    for e in
-        std::fs::read_dir(out_dir).map_err(|e| RegenerateError::Read(out_dir.to_path_buf(), e))?
-    {
-        let Ok(e) = e else { continue };
-        let pcap = e.path().join("call.pcap");
-        if !pcap.exists() {
-            continue;
+    // calls.csv shows a Call-ID that looks like a formula with a leading '
+    // (output::safe_cell): accept it as shown there too.
+    let (call_id, folder) = match (
+        find_call_folder(out_dir, call_id),
+        call_id.strip_prefix('\''),
+    ) {
+        (Err(RegenerateError::NoCall(_)), Some(shown)) => {
+            (shown, find_call_folder(out_dir, shown)?)
         }
-        let sip = std::fs::read_to_string(e.path().join("sip.txt")).unwrap_or_default();
-        if sip.lines().any(|l| {
-            l.split_once(':').is_some_and(|(k, v)| {
-                (k.eq_ignore_ascii_case("call-id") || k == "i") && v.trim() == call_id
-            })
-        }) {
-            folder = Some(e.path());
-            break;
-        }
-    }
-    let folder = folder.ok_or_else(|| RegenerateError::NoCall(call_id.to_string()))?;
+        (found, _) => (call_id, found?),
+    };
     let pcap = folder.join("call.pcap");
-    let mut pipeline = crate::pipeline::Pipeline::new(crate::pipeline::PipelineConfig::default());
+    let mut pipeline = crate::pipeline::Pipeline::new(pipeline);
     let mut reader = crate::pcapfile::open(&pcap)
         .map_err(|e| RegenerateError::Pcap(pcap.clone(), e.to_string()))?;
     let mut frames = Vec::new();
@@ -1041,6 +1031,48 @@ pub fn regenerate(
     let calls = pipeline.drain_ended();
     let call = calls.iter().find(|c| c.call_id() == call_id);
     process_call(call, &frames, &folder, opts).map_err(RegenerateError::Media)
+}
+
+/// The folder of call `call_id` in an import output: named after the
+/// Call-ID (`output::folder_base_name`, then `-2`, `-3`... for a reused
+/// Call-ID), else any folder whose sip.txt names it (outputs of older
+/// versions, which named folders differently).
+fn find_call_folder(out_dir: &Path, call_id: &str) -> Result<PathBuf, RegenerateError> {
+    let base = crate::output::folder_base_name(call_id.as_bytes());
+    for n in 1..=64u32 {
+        let name = if n == 1 {
+            base.clone()
+        } else {
+            format!("{base}-{n}")
+        };
+        let dir = out_dir.join(&name);
+        if !dir.exists() {
+            break;
+        }
+        if call_id_in_folder(&dir, call_id) {
+            return Ok(dir);
+        }
+    }
+    let entries =
+        std::fs::read_dir(out_dir).map_err(|e| RegenerateError::Read(out_dir.to_path_buf(), e))?;
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| call_id_in_folder(p, call_id))
+        .ok_or_else(|| RegenerateError::NoCall(call_id.to_string()))
+}
+
+/// Whether `folder` holds a call.pcap and a sip.txt naming Call-ID `call_id`.
+fn call_id_in_folder(folder: &Path, call_id: &str) -> bool {
+    if !folder.join("call.pcap").exists() {
+        return false;
+    }
+    let sip = std::fs::read_to_string(folder.join("sip.txt")).unwrap_or_default();
+    sip.lines().any(|l| {
+        l.split_once(':').is_some_and(|(k, v)| {
+            (k.eq_ignore_ascii_case("call-id") || k == "i") && v.trim() == call_id
+        })
+    })
 }
 
 #[derive(Debug, Error)]

@@ -3,11 +3,14 @@
 //! references) and `sip.txt`.
 
 mod csv;
+mod floods;
+mod frames;
+mod naming;
 mod signalling;
 mod streamed;
 mod time;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -15,7 +18,9 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use crate::calls::{Call, Stream};
-pub use csv::CsvWriter;
+pub use csv::{CsvWriter, encode_row, safe_cell};
+pub use floods::{FLOODS_FILE, FLOODS_HEADER};
+pub use naming::base_name as folder_base_name;
 pub use time::{civil_from_days, format_ts};
 use voxtap_proto::pcapio::{PcapError, PcapReader, PcapWriter};
 
@@ -81,6 +86,14 @@ pub(crate) const CALLS_HEADER: &[&str] = &[
     // Why each link in `links` was made: "other:method: evidence", " | "
     // between links.
     "link_evidence",
+    // Empty for SIP in the clear; "tls (decrypted)"; or, for a TLS
+    // connection that could not be decrypted, "tls (not decrypted: why)".
+    "encrypted_signalling",
+    // SIP messages past the limits a SIP stack takes, attributed anyway;
+    // and SIP messages whose text was not kept (over the call's SIP budget:
+    // sip.txt and the index lack their text, call.pcap has them).
+    "sip_oversized",
+    "sip_truncated",
 ];
 
 /// One row per direction of a T.38 fax: its UDPTL packets, never RTP.
@@ -219,11 +232,13 @@ pub struct CallWriter {
     /// Open readers by source id, with the path they were opened on (a live
     /// store reuses a source id for a later file).
     readers: HashMap<u16, (PathBuf, PcapReader<BufReader<File>>)>,
-    used_names: HashSet<String>,
-    call_rows: Vec<(u64, Vec<String>)>,
-    stream_rows: Vec<(u64, Vec<String>)>,
+    names: naming::FolderNames,
+    /// calls.csv and streams.csv rows, encoded, by start time (an import
+    /// keeps them to write them sorted: one string per row).
+    call_rows: Vec<(u64, Box<str>)>,
+    stream_rows: Vec<(u64, Box<str>)>,
     leg_rows: Vec<(u64, Vec<String>)>,
-    fax_rows: Vec<(u64, Vec<String>)>,
+    fax_rows: Vec<(u64, Box<str>)>,
     /// transactions.csv, opened on the first rows (they are appended as
     /// transactions finish, never kept).
     transactions: Option<CsvWriter<BufWriter<File>>>,
@@ -234,6 +249,7 @@ pub struct CallWriter {
     processors: Vec<Box<dyn CallProcessor>>,
     /// Rows go to the CSV files as calls are written (live runs).
     streamed: Option<streamed::StreamedCsv>,
+    floods: floods::FloodsCsv,
 }
 
 impl CallWriter {
@@ -248,7 +264,7 @@ impl CallWriter {
             dir: dir.to_path_buf(),
             sources,
             readers: HashMap::new(),
-            used_names: HashSet::new(),
+            names: naming::FolderNames::default(),
             call_rows: Vec::new(),
             stream_rows: Vec::new(),
             leg_rows: Vec::new(),
@@ -258,6 +274,7 @@ impl CallWriter {
             write_call_files: true,
             processors: Vec::new(),
             streamed: None,
+            floods: None,
         })
     }
 
@@ -315,28 +332,14 @@ impl CallWriter {
         }
     }
 
-    fn folder_name(&mut self, call_id: &str) -> String {
-        let mut base: String = call_id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@') {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .take(96)
-            .collect();
-        if base.is_empty() || base.starts_with('.') {
-            base.insert(0, 'c');
-        }
-        let mut name = base.clone();
-        let mut n = 2;
-        while self.name_taken(&name) {
-            name = format!("{base}-{n}");
-            n += 1;
-        }
-        name
+    /// A free folder name for a call (see `naming`).
+    fn folder_name(&mut self, call_id: &[u8]) -> String {
+        let taken = if self.streamed.is_some() {
+            naming::Taken::Dir(&self.dir)
+        } else {
+            naming::Taken::Run
+        };
+        self.names.claim(call_id, taken)
     }
 
     pub fn write_call(&mut self, call: &Call) -> Result<Written, OutputError> {
@@ -356,17 +359,22 @@ impl CallWriter {
         // Media-only records have no calls.csv row: their streams.csv rows
         // have an empty call.
         if !call.is_media_only() {
+            let row = call_row(call, rel_pcap);
             self.call_rows
-                .push((call.start_ns(), call_row(call, rel_pcap)));
+                .push((call.start_ns(), encode_row(row.iter().map(String::as_str))));
         }
         if !call.links().is_empty() {
             self.push_leg_rows(call);
         }
         for f in call.fax_streams() {
-            self.fax_rows.push((f.first_ns, fax_row(call, f)));
+            let row = fax_row(call, f);
+            self.fax_rows
+                .push((f.first_ns, encode_row(row.iter().map(String::as_str))));
         }
         for s in call.streams() {
-            self.stream_rows.push(stream_row(call, s));
+            let (t, row) = stream_row(call, s);
+            self.stream_rows
+                .push((t, encode_row(row.iter().map(String::as_str))));
             w.streams += 1;
         }
         self.spill_rows()?;
@@ -377,16 +385,16 @@ impl CallWriter {
     /// add. Returns the pcap's path relative to the output directory.
     fn write_call_folder(&mut self, call: &Call, w: &mut Written) -> Result<String, OutputError> {
         let name = if call.is_media_only() {
-            self.folder_name(&media_only_name(call))
+            self.folder_name(media_only_name(call).as_bytes())
         } else {
-            self.folder_name(call.call_id())
+            self.folder_name(call.call_id_raw())
         };
         let folder = self.dir.join(&name);
         std::fs::create_dir_all(&folder).map_err(io_err(&folder))?;
-        let (frames, mismatch) = self.read_call_frames(call)?;
-        write_pcap(&frames, &folder.join("call.pcap"))?;
-        w.packets = frames.len() as u64;
-        w.link_mismatch = mismatch;
+        let copied = self.copy_call_frames(call, &folder.join("call.pcap"))?;
+        let frames = copied.frames;
+        w.packets = copied.written;
+        w.link_mismatch = copied.mismatch;
         if !call.is_media_only() {
             write_sip_txt(call, &folder.join("sip.txt"))?;
         }
@@ -402,55 +410,6 @@ impl CallWriter {
         let rel = format!("{name}/call.pcap");
         w.folder = Some(name);
         Ok(rel)
-    }
-
-    /// Every packet of `call`, in capture order, read back from the source
-    /// captures through its packet references. Packets whose link type
-    /// differs from the first one's are counted, not returned (one pcap has
-    /// one link type).
-    pub fn read_call_frames(&mut self, call: &Call) -> Result<(Vec<CallFrame>, u64), OutputError> {
-        let mut refs = call.packets().to_vec();
-        refs.sort_unstable();
-        // A packet can be listed twice (a TCP segment ending one SIP message
-        // and starting the next): keep it once.
-        let mut seen = HashSet::with_capacity(refs.len());
-        refs.retain(|r| seen.insert(r.1));
-        let mut frames = Vec::with_capacity(refs.len());
-        let mut first_link = None;
-        let mut mismatch = 0u64;
-        for (_, pref) in refs {
-            if pref == crate::calls::PacketRef::NOT_STORED {
-                continue;
-            }
-            let src = pref.source();
-            let Some(src_path) = self.sources.path(src) else {
-                continue;
-            };
-            let source_err = |source| OutputError::Source {
-                call_id: call.call_id().to_string(),
-                path: src_path.clone(),
-                source,
-            };
-            if self.readers.get(&src).is_none_or(|(p, _)| *p != src_path) {
-                let r = open_for_random_reads(&src_path).map_err(source_err)?;
-                self.readers.insert(src, (src_path.clone(), r));
-            }
-            let Some((_, reader)) = self.readers.get_mut(&src) else {
-                continue;
-            };
-            let rec = reader.read_at(pref.offset()).map_err(source_err)?;
-            if *first_link.get_or_insert(rec.link) != rec.link {
-                mismatch += 1;
-                continue;
-            }
-            frames.push(CallFrame {
-                ts_ns: rec.ts_ns,
-                orig_len: rec.orig_len,
-                link: rec.link,
-                data: rec.data.to_vec(),
-            });
-        }
-        Ok((frames, mismatch))
     }
 
     /// Closes the cached readers (a live store calls this after deleting
@@ -504,14 +463,14 @@ impl CallWriter {
         } else {
             self.call_rows.sort_by_key(|(t, _)| *t);
             self.stream_rows.sort_by_key(|(t, _)| *t);
-            write_csv(&self.dir.join("calls.csv"), CALLS_HEADER, &self.call_rows)?;
-            write_csv(
+            write_encoded_csv(&self.dir.join("calls.csv"), CALLS_HEADER, &self.call_rows)?;
+            write_encoded_csv(
                 &self.dir.join("streams.csv"),
                 STREAMS_HEADER,
                 &self.stream_rows,
             )?;
             self.fax_rows.sort_by_key(|(t, _)| *t);
-            write_csv(&self.dir.join("fax.csv"), FAX_HEADER, &self.fax_rows)?;
+            write_encoded_csv(&self.dir.join("fax.csv"), FAX_HEADER, &self.fax_rows)?;
         }
         self.finish_transactions()?;
         // Hops of each logical call in order of their first INVITE.
@@ -573,6 +532,9 @@ fn call_row(call: &Call, rel_pcap: String) -> Vec<String> {
         call.sip_messages().to_string(),
         call.fax_ns().map(format_ts).unwrap_or_default(),
         link_evidence(call),
+        call.encrypted_signalling().to_string(),
+        call.sip_oversized().to_string(),
+        call.sip_truncated().to_string(),
     ]
 }
 
@@ -640,7 +602,9 @@ fn stream_row(call: &Call, s: &Stream) -> (u64, Vec<String>) {
 /// endpoints.
 fn media_only_name(call: &Call) -> String {
     match call.streams().first() {
-        Some(s) => format!("media-only-{}-{}", s.key.src, s.key.dst),
+        // ':' (and IPv6 brackets) are not safe in a file name: '_', so the
+        // name stays readable instead of being hashed (output/naming.rs).
+        Some(s) => format!("media-only-{}-{}", s.key.src, s.key.dst).replace([':', '[', ']'], "_"),
         None => format!("media-only-{}", call.no()),
     }
 }
@@ -728,10 +692,34 @@ pub(crate) fn write_csv(
     w.into_inner().flush().map_err(io_err(path))
 }
 
+fn write_encoded_csv(
+    path: &Path,
+    header: &[&str],
+    rows: &[(u64, Box<str>)],
+) -> Result<(), OutputError> {
+    let f = File::create(path).map_err(io_err(path))?;
+    let mut w = CsvWriter::new(BufWriter::new(f));
+    w.row(header.iter().copied()).map_err(io_err(path))?;
+    for (_, r) in rows {
+        w.encoded(r).map_err(io_err(path))?;
+    }
+    w.into_inner().flush().map_err(io_err(path))
+}
+
 fn write_sip_txt(call: &Call, path: &Path) -> Result<(), OutputError> {
     let f = File::create(path).map_err(io_err(path))?;
     let mut w = BufWriter::new(f);
+    let mut shown = 0u64;
     for e in call.sip() {
+        let text = if e.text.is_empty() {
+            shown += 1;
+            format!(
+                "{}\n[text not kept: over the call's SIP budget; call.pcap has it]",
+                e.summary
+            )
+        } else {
+            e.text.trim_end_matches(['\r', '\n']).to_string()
+        };
         writeln!(
             w,
             "{} {} {} -> {}\n{}",
@@ -739,10 +727,18 @@ fn write_sip_txt(call: &Call, path: &Path) -> Result<(), OutputError> {
             e.transport,
             e.src,
             e.dst,
-            e.text.trim_end_matches(['\r', '\n'])
+            text
         )
         .map_err(io_err(path))?;
         writeln!(w).map_err(io_err(path))?;
+    }
+    let unlisted = call.sip_truncated().saturating_sub(shown);
+    if unlisted > 0 {
+        writeln!(
+            w,
+            "[{unlisted} more SIP messages not kept: over the call's SIP budget; call.pcap has them]"
+        )
+        .map_err(io_err(path))?;
     }
     w.flush().map_err(io_err(path))
 }

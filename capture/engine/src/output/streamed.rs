@@ -38,17 +38,6 @@ impl CallWriter {
         Ok(self)
     }
 
-    /// Whether a call folder name is in use (and, if not, claims it). A
-    /// live run keeps no set of names, which would grow for the whole run:
-    /// the directory says which are taken, also by earlier runs into it.
-    pub(super) fn name_taken(&mut self, name: &str) -> bool {
-        if self.streamed.is_some() {
-            self.dir.join(name).exists()
-        } else {
-            !self.used_names.insert(name.to_string())
-        }
-    }
-
     /// Moves the rows gathered so far to the files (no-op unless streaming).
     pub(super) fn spill_rows(&mut self) -> Result<(), OutputError> {
         let Some(s) = self.streamed.as_mut() else {
@@ -60,7 +49,7 @@ impl CallWriter {
             (&mut self.fax_rows, &mut s.fax),
         ] {
             for (_, r) in rows.drain(..) {
-                w.row(r.iter().map(String::as_str)).map_err(io_err(path))?;
+                w.encoded(&r).map_err(io_err(path))?;
             }
             w.get_mut().flush().map_err(io_err(path))?;
         }
@@ -75,6 +64,49 @@ mod tests {
     use crate::pipeline::{Pipeline, PipelineConfig};
     use crate::synth::{SynthConfig, generate};
     use voxtap_proto::pcapio::PcapReader;
+
+    /// 2,000 Call-IDs that differ only in punctuation, and 2,000 sharing a
+    /// 100-character prefix, in both modes: a bounded number of name probes
+    /// per call.
+    #[test]
+    fn folder_names_take_constant_probes_per_call() {
+        let base = std::env::temp_dir().join(format!("voxtap-names-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let prefix = "p".repeat(100);
+        let puncts = ['!', '#', '$', '%', '&', '(', ')', '*', '+', ','];
+        let ids: Vec<String> = (0..2000u32)
+            .map(|i| {
+                let mut s: String = (0..4)
+                    .map(|k| puncts[(i / 10u32.pow(k) % 10) as usize])
+                    .collect();
+                s.push_str("@h");
+                s
+            })
+            .chain((0..2000).map(|i| format!("{prefix}{i}@h")))
+            .collect();
+        for streamed in [false, true] {
+            let dir = base.join(format!("s{streamed}"));
+            let mut w = CallWriter::new(&dir, Vec::new()).unwrap();
+            if streamed {
+                w = w.streaming_csv().unwrap();
+            }
+            let mut names = std::collections::HashSet::new();
+            for id in &ids {
+                let n = w.folder_name(id.as_bytes());
+                if streamed {
+                    std::fs::create_dir(dir.join(&n)).unwrap();
+                }
+                assert!(names.insert(n));
+            }
+            assert!(
+                w.names.probes() <= 2 * ids.len() as u64,
+                "streamed {streamed}: {} probes for {} calls",
+                w.names.probes(),
+                ids.len()
+            );
+        }
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 
     fn lines(path: &std::path::Path) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_to_string(path)
@@ -149,7 +181,7 @@ mod tests {
             for _ in 0..2 {
                 names.push(w.write_call(&calls[0]).unwrap().folder.unwrap());
             }
-            assert!(w.used_names.is_empty());
+            assert!(w.names.remembered() <= 1);
             w.finish().unwrap();
         }
         let b0 = names[0].clone();

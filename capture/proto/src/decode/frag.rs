@@ -98,6 +98,23 @@ fn bad(reason: &'static str) -> DecodeError {
     }
 }
 
+/// The byte range a fragment covers, checked: within 65535 bytes, and a
+/// non-final fragment a non-zero multiple of 8 long (RFC 791).
+fn fragment_range(f: &Fragment<'_>) -> Result<(u32, u32), DecodeError> {
+    let len = u32::try_from(f.data.len()).map_err(|_| bad("fragment too long"))?;
+    let end = f
+        .offset
+        .checked_add(len)
+        .filter(|&e| e <= MAX_DATAGRAM)
+        .ok_or(bad("fragment ends beyond 65535 bytes"))?;
+    if f.more && (len == 0 || len % 8 != 0) {
+        return Err(bad(
+            "non-final fragment length is not a non-zero multiple of 8",
+        ));
+    }
+    Ok((f.offset, end))
+}
+
 impl Reassembler {
     /// Drops incomplete datagrams older than the timeout.
     pub fn expire(&mut self, now: u64, limits: &FragLimits, stats: &mut DecodeStats) {
@@ -167,63 +184,81 @@ impl Reassembler {
         limits: &FragLimits,
         stats: &mut DecodeStats,
     ) -> Result<Option<usize>, DecodeError> {
-        let len = u32::try_from(f.data.len()).map_err(|_| bad("fragment too long"))?;
-        let start = f.offset;
-        let end = start
-            .checked_add(len)
-            .filter(|&e| e <= MAX_DATAGRAM)
-            .ok_or(bad("fragment ends beyond 65535 bytes"))?;
-        if f.more && (len == 0 || len % 8 != 0) {
-            return Err(bad(
-                "non-final fragment length is not a non-zero multiple of 8",
-            ));
-        }
-
+        let (start, end) = fragment_range(f)?;
         let idx = match self.slots.iter().position(|s| s.in_use && s.key == f.key) {
             Some(i) => i,
+            None => match self.open_slot(f, ts, limits, stats) {
+                Some(i) => i,
+                None => return Ok(None),
+            },
+        };
+        if !self.admit(idx, f.more, end, limits, stats)? {
+            return Ok(None);
+        }
+        if !self.make_room(idx, end, limits, stats) {
+            return Ok(None);
+        }
+        Ok(self.fill(idx, f, start, end, pkt_ref))
+    }
+
+    /// A free slot for a new datagram, evicting the oldest past the count
+    /// limit; None when no datagram may be held at all.
+    fn open_slot(
+        &mut self,
+        f: &Fragment<'_>,
+        ts: u64,
+        limits: &FragLimits,
+        stats: &mut DecodeStats,
+    ) -> Option<usize> {
+        if limits.max_datagrams == 0 {
+            stats.frag_evicted = stats.frag_evicted.wrapping_add(1);
+            return None;
+        }
+        while self.active >= limits.max_datagrams {
+            if !self.evict_oldest(None, limits) {
+                break;
+            }
+            stats.frag_evicted = stats.frag_evicted.wrapping_add(1);
+        }
+        let i = match self.slots.iter().position(|s| !s.in_use) {
+            Some(i) => i,
             None => {
-                if limits.max_datagrams == 0 {
-                    stats.frag_evicted = stats.frag_evicted.wrapping_add(1);
-                    return Ok(None);
-                }
-                while self.active >= limits.max_datagrams {
-                    if !self.evict_oldest(None, limits) {
-                        break;
-                    }
-                    stats.frag_evicted = stats.frag_evicted.wrapping_add(1);
-                }
-                let i = match self.slots.iter().position(|s| !s.in_use) {
-                    Some(i) => i,
-                    None => {
-                        self.slots.push(Slot::new(f.key));
-                        self.slots.len().saturating_sub(1)
-                    }
-                };
-                let Some(s) = self.slots.get_mut(i) else {
-                    return Ok(None);
-                };
-                s.in_use = true;
-                s.key = f.key;
-                s.first_ts = ts;
-                s.data.clear();
-                s.have.clear();
-                s.total = None;
-                s.refs.clear();
-                self.active = self.active.saturating_add(1);
-                let deadline = ts.saturating_add(limits.timeout_ns);
-                if self.active == 1 || deadline < self.next_deadline {
-                    self.next_deadline = deadline;
-                }
-                i
+                self.slots.push(Slot::new(f.key));
+                self.slots.len().saturating_sub(1)
             }
         };
+        let s = self.slots.get_mut(i)?;
+        s.in_use = true;
+        s.key = f.key;
+        s.first_ts = ts;
+        s.data.clear();
+        s.have.clear();
+        s.total = None;
+        s.refs.clear();
+        self.active = self.active.saturating_add(1);
+        let deadline = ts.saturating_add(limits.timeout_ns);
+        if self.active == 1 || deadline < self.next_deadline {
+            self.next_deadline = deadline;
+        }
+        Some(i)
+    }
 
-        // Consistency of the datagram end.
+    /// Whether a fragment ending at `end` fits the datagram in slot `idx`:
+    /// an error (and the datagram dropped) when the fragments disagree on
+    /// its length, false (dropped, counted) past the fragment-count limit.
+    fn admit(
+        &mut self,
+        idx: usize,
+        more: bool,
+        end: u32,
+        limits: &FragLimits,
+        stats: &mut DecodeStats,
+    ) -> Result<bool, DecodeError> {
         let (total, high, nrefs) = match self.slots.get(idx) {
             Some(s) => (s.total, s.have.last().map_or(0, |r| r.1), s.refs.len()),
-            None => return Ok(None),
+            None => return Ok(false),
         };
-        let conflict = if f.more {
+        let conflict = if more {
             total.is_some_and(|t| end > t)
         } else {
             total.is_some_and(|t| t != end) || high > end
@@ -235,46 +270,63 @@ impl Reassembler {
         if nrefs >= MAX_FRAGS_PER_DATAGRAM {
             self.release(idx, limits);
             stats.frag_evicted = stats.frag_evicted.wrapping_add(1);
-            return Ok(None);
+            return Ok(false);
         }
+        Ok(true)
+    }
 
-        // Memory bound: make room by evicting the oldest other datagrams.
+    /// Memory bound: makes room for slot `idx` to grow to `end` bytes by
+    /// evicting the oldest other datagrams; false (and `idx` dropped) when
+    /// this datagram alone is over the limit.
+    fn make_room(
+        &mut self,
+        idx: usize,
+        end: u32,
+        limits: &FragLimits,
+        stats: &mut DecodeStats,
+    ) -> bool {
         let cur_len = self.slots.get(idx).map_or(0, |s| s.data.len());
-        let end_us = end as usize;
-        let grow = end_us.saturating_sub(cur_len);
+        let grow = (end as usize).saturating_sub(cur_len);
         while self.held.saturating_add(grow) > limits.max_bytes {
-            if !self.evict_oldest(Some(idx), limits) {
-                // This datagram alone is over the limit.
-                self.release(idx, limits);
-                stats.frag_evicted = stats.frag_evicted.wrapping_add(1);
-                return Ok(None);
-            }
             stats.frag_evicted = stats.frag_evicted.wrapping_add(1);
+            if !self.evict_oldest(Some(idx), limits) {
+                self.release(idx, limits);
+                return false;
+            }
         }
         self.held = self.held.saturating_add(grow);
+        true
+    }
 
-        let Some(s) = self.slots.get_mut(idx) else {
-            return Ok(None);
-        };
-        if grow > 0 {
-            s.data.resize(end_us, 0);
+    /// Copies the fragment's bytes into the holes of slot `idx`; Some(idx)
+    /// when that completed the datagram.
+    fn fill(
+        &mut self,
+        idx: usize,
+        f: &Fragment<'_>,
+        start: u32,
+        end: u32,
+        pkt_ref: u64,
+    ) -> Option<usize> {
+        let s = self.slots.get_mut(idx)?;
+        if s.data.len() < end as usize {
+            s.data.resize(end as usize, 0);
         }
         copy_into_holes(&mut s.data, &s.have, start, end, f.data);
         add_range(&mut s.have, start, end);
         if !f.more {
             s.total = Some(end);
         }
-        let complete = s.total.is_some_and(|t| s.have.as_slice() == [(0, t)]);
-        if complete {
+        if s.total.is_some_and(|t| s.have.as_slice() == [(0, t)]) {
             // Keep the bytes and refs readable until the next insert; the
             // slot itself is free for reuse.
             s.in_use = false;
             self.active = self.active.saturating_sub(1);
             self.held = self.held.saturating_sub(s.data.len());
-            Ok(Some(idx))
+            Some(idx)
         } else {
             s.refs.push(pkt_ref);
-            Ok(None)
+            None
         }
     }
 

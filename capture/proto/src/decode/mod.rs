@@ -14,7 +14,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::pcapio::LinkType;
 use crate::wire::{
-    WireError, ethernet, ethernet::ethertype, ipv4, ipv6, ipv6::next_header, null, sll, tcp, udp,
+    WireError, ethernet, ethernet::ethertype, ipv4, ipv6, ipv6::next_header, null, sctp, sll, tcp,
+    udp,
 };
 
 pub use frag::FragLimits;
@@ -34,15 +35,21 @@ pub enum L4 {
         seq: u32,
         flags: u8,
     },
+    /// The payload is the packet's chunks (after the common header): walk
+    /// them with [`crate::wire::sctp::Chunks`].
+    Sctp {
+        verification_tag: u32,
+    },
 }
 
-/// One UDP datagram or TCP segment.
+/// One UDP datagram, TCP segment or SCTP packet.
 #[derive(Clone, Copy, Debug)]
 pub struct Datagram<'a> {
     pub src: SocketAddr,
     pub dst: SocketAddr,
     pub l4: L4,
-    /// UDP/TCP payload (UDP: trimmed to the UDP length; link padding removed).
+    /// UDP/TCP payload (UDP: trimmed to the UDP length; link padding
+    /// removed); for SCTP, the chunks.
     pub payload: &'a [u8],
     /// Outermost VLAN id, if any.
     pub vlan: Option<u16>,
@@ -300,7 +307,7 @@ fn chain(
     let v6 = src.is_ipv6();
     for _ in 0..=MAX_EXT_HEADERS {
         match proto {
-            next_header::UDP | next_header::TCP => {
+            next_header::UDP | next_header::TCP | next_header::SCTP => {
                 return Ok(Net::L4(Transport {
                     src,
                     dst,
@@ -365,6 +372,12 @@ fn transport<'a>(
     let (sport, dport, l4, payload) = if t.proto == next_header::UDP {
         let u = udp::Packet::new_checked(t.data)?;
         (u.src_port(), u.dst_port(), L4::Udp, u.payload())
+    } else if t.proto == next_header::SCTP {
+        let p = sctp::Packet::new_checked(t.data)?;
+        let l4 = L4::Sctp {
+            verification_tag: p.verification_tag(),
+        };
+        (p.src_port(), p.dst_port(), l4, p.payload())
     } else {
         let p = tcp::Packet::new_checked(t.data)?;
         let l4 = L4::Tcp {

@@ -3,25 +3,32 @@
 //! Design constraints, and why:
 //! * zero-copy and allocation-free: every SIP datagram on a busy trunk goes
 //!   through [`parse`], so a message is a set of borrowed slices into the
-//!   packet plus a fixed-size array of header spans ([`MAX_HEADERS`]).
+//!   packet plus a fixed-size array of header spans ([`MAX_HEADERS`]) and
+//!   the headers every message needs ([`KNOWN`]), found wherever they are:
+//!   no header count hides a message's Call-ID or CSeq.
 //! * never panics: the input is whatever is on the wire (or a fuzzer).
 //! * lenient where real equipment is sloppy (bare LF line ends, compact
 //!   header names, folded lines, missing Content-Length on UDP), strict where
 //!   leniency would turn non-SIP traffic into fake calls (start line).
 //!
-//! [`stream::StreamReassembler`] frames SIP over TCP.
+//! [`stream::StreamReassembler`] frames SIP over TCP, and over WebSocket
+//! (RFC 7118) after an HTTP upgrade.
 
 mod message;
 mod stream;
 mod uri;
+mod ws;
 
-#[cfg(test)]
-use message::MAX_HEADERS;
 pub(crate) use message::MAX_START_LINE;
-pub use message::{Message, find_start, looks_like_sip, parse, parse_stream};
+pub use message::{
+    KNOWN, MAX_HEADER_LINES, MAX_HEADERS, Message, find_start, looks_like_sip, parse, parse_stream,
+};
+#[cfg(test)]
+use message::{MAX_HEADER_SECTION, MAX_OVERSIZED_SECTION};
 pub use stream::{StreamReassembler, StreamStats};
 pub use uri::NameAddr;
 pub use uri::{parse_name_addr, uri_host, uri_user};
+pub use ws::looks_like_sip_over_websocket;
 
 use std::borrow::Cow;
 
@@ -123,7 +130,8 @@ pub enum SipError {
     /// Content-Length is not a decimal number (or overflows).
     #[error("malformed Content-Length")]
     BadContentLength,
-    /// Start line, header section or body exceeds the parser's limits.
+    /// Start line, header section or body exceeds the parser's hard caps
+    /// ([`MAX_START_LINE`], `MAX_OVERSIZED_SECTION`, `MAX_BODY`).
     #[error("SIP message exceeds size limits")]
     TooLong,
 }

@@ -1,16 +1,21 @@
 //! SIP over TCP: reassembles one direction of a connection from captured
-//! segments and frames messages by Content-Length (RFC 3261 section 18.3).
+//! segments and frames messages by Content-Length (RFC 3261 section 18.3),
+//! or, after an HTTP upgrade to WebSocket (RFC 7118), by WebSocket message.
 //!
 //! A passive tap sees retransmissions, lost segments and connections that
 //! started before the capture, so the reassembler never trusts that the
 //! buffer starts on a message boundary: after a gap (or at the very start)
-//! it resyncs on the next SIP start line.
+//! it resyncs on the next SIP start line (or WebSocket frame starting one).
 
 use super::message::{find_start, parse_stream};
+use super::ws::{self, MAX_FRAME_HEADER, Upgrade, WsReader, WsStep};
 use super::{MAX_START_LINE, SipError};
+use crate::tcp_stream::{OrderedBytes, Pushed};
 
 /// Buffered bytes per direction before giving up and resyncing. A complete
-/// message larger than this cannot be framed anyway (see `MAX_BODY`).
+/// message larger than this cannot be framed anyway (see `MAX_BODY`); the
+/// parser's hard cap on a header section (`MAX_OVERSIZED_SECTION`) is the
+/// same, so every message that fits is framed.
 pub(crate) const STREAM_CAP: usize = 256 * 1024;
 
 /// Counters for one direction.
@@ -25,24 +30,29 @@ pub struct StreamStats {
     pub bytes_dropped: u64,
     /// Payload bytes ignored as retransmissions of data already seen.
     pub bytes_retransmitted: u64,
+    /// WebSocket messages skipped because they were compressed
+    /// (permessage-deflate).
+    pub websocket_compressed: u64,
+}
+
+/// How messages are cut out of the byte stream.
+#[derive(Debug)]
+enum Framing {
+    /// SIP text framed by Content-Length.
+    Sip,
+    /// One SIP message per WebSocket message.
+    WebSocket(WsReader),
 }
 
 /// Reassembles and frames one TCP direction. See the module docs.
 #[derive(Debug)]
 pub struct StreamReassembler {
-    buf: Vec<u8>,
-    /// Bytes at the front of `buf` already handed out or dropped; compacted
-    /// lazily so `next_message` can return a slice into `buf`.
-    consumed: usize,
-    /// Length of the message returned by the last `next_message`, consumed
-    /// on the next call (the caller holds a borrow until then).
-    pending: usize,
-    /// Sequence number of the next byte we expect; `None` before the first
-    /// segment.
-    next_seq: Option<u32>,
+    bytes: OrderedBytes,
     /// Looking for a start line (at the start, or after a gap/overflow).
     resync: bool,
-    stats: StreamStats,
+    framing: Framing,
+    messages: u64,
+    resyncs: u64,
 }
 
 impl Default for StreamReassembler {
@@ -54,14 +64,13 @@ impl Default for StreamReassembler {
 impl StreamReassembler {
     pub fn new() -> Self {
         StreamReassembler {
-            buf: Vec::new(),
-            consumed: 0,
-            pending: 0,
-            next_seq: None,
+            bytes: OrderedBytes::new(STREAM_CAP),
             // The capture may begin mid-message, so the first data is only
             // trusted from the first start line on.
             resync: true,
-            stats: StreamStats::default(),
+            framing: Framing::Sip,
+            messages: 0,
+            resyncs: 0,
         }
     }
 
@@ -69,142 +78,182 @@ impl StreamReassembler {
     /// next expected sequence number (retransmissions) are trimmed; a gap
     /// drops the partial buffer and resyncs at the next SIP start line.
     pub fn push(&mut self, seq: u32, payload: &[u8]) {
-        self.commit_pending();
-        if payload.is_empty() {
-            return;
-        }
-        let len32 = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-        let mut data = payload;
-        if let Some(expected) = self.next_seq {
-            // Sequence arithmetic modulo 2^32 (RFC 793): the signed distance
-            // tells old (negative) from future (positive) data.
-            let delta = seq.wrapping_sub(expected) as i32;
-            if delta < 0 {
-                let old = usize::try_from(delta.unsigned_abs()).unwrap_or(usize::MAX);
-                if old >= data.len() {
-                    self.stats.bytes_retransmitted = self
-                        .stats
-                        .bytes_retransmitted
-                        .saturating_add(data.len() as u64);
-                    return;
-                }
-                self.stats.bytes_retransmitted =
-                    self.stats.bytes_retransmitted.saturating_add(old as u64);
-                data = data.get(old..).unwrap_or(&[]);
-            } else if delta > 0 {
-                // Lost data: whatever is buffered can no longer be completed.
-                self.drop_buffer();
+        if self.bytes.push(seq, payload) == Pushed::Discontinuity {
+            self.resyncs = self.resyncs.saturating_add(1);
+            self.resync = true;
+            if let Framing::WebSocket(r) = &mut self.framing {
+                r.reset();
             }
         }
-        self.next_seq = Some(seq.wrapping_add(len32));
-        self.compact();
-        if self.buf.len().saturating_add(data.len()) > STREAM_CAP {
-            self.drop_buffer();
-            // Keep only the tail that fits; it is scanned for a start line.
-            let keep = data.len().min(STREAM_CAP);
-            let skip = data.len() - keep;
-            self.count_dropped(skip);
-            data = data.get(skip..).unwrap_or(&[]);
-        }
-        self.buf.extend_from_slice(data);
+    }
+
+    /// Whether this direction carries SIP over WebSocket (an upgrade or a
+    /// frame carrying SIP was seen).
+    pub fn is_websocket(&self) -> bool {
+        matches!(self.framing, Framing::WebSocket(_))
     }
 
     /// Next complete message, or `None` until more data arrives. Call
     /// repeatedly after each `push`.
     pub fn next_message(&mut self) -> Option<&[u8]> {
-        self.commit_pending();
+        self.next_framed().map(|(m, _)| m)
+    }
+
+    /// Like [`Self::next_message`], with whether the message came in a
+    /// WebSocket message (true) or framed by Content-Length.
+    pub fn next_framed(&mut self) -> Option<(&[u8], bool)> {
         loop {
-            let data = self.buf.get(self.consumed..).unwrap_or(&[]);
-            if data.is_empty() {
+            if self.bytes.data().is_empty() || (self.resync && !self.resync_step()) {
                 return None;
             }
             if self.resync {
-                match find_start(data) {
-                    Some(p) => {
-                        self.count_dropped(p);
-                        self.consumed = self.consumed.saturating_add(p);
-                        self.resync = false;
-                    }
-                    None => {
-                        // Keep a tail that may hold a start line cut by the
-                        // segment boundary.
-                        let keep = data.len().min(MAX_START_LINE);
-                        let drop = data.len() - keep;
-                        self.count_dropped(drop);
-                        self.consumed = self.consumed.saturating_add(drop);
-                        return None;
-                    }
-                }
                 continue;
             }
-            match parse_stream(data) {
-                Ok(msg) => {
-                    let skipped = msg.len().saturating_sub(msg.raw().len());
-                    let len = msg.len();
-                    self.stats.messages = self.stats.messages.saturating_add(1);
-                    let start = self.consumed.saturating_add(skipped);
-                    let end = self.consumed.saturating_add(len);
-                    self.pending = len;
-                    return self.buf.get(start..end);
-                }
-                Err(SipError::Incomplete) => {
-                    // Only keep-alive CRLFs: consume them (not "dropped").
-                    if data.iter().all(|b| *b == b'\r' || *b == b'\n') {
-                        self.consumed = self.consumed.saturating_add(data.len());
+            let range = match &mut self.framing {
+                Framing::Sip => self.sip_step(),
+                Framing::WebSocket(r) => match r.next(&mut self.bytes) {
+                    WsStep::NeedMore => return None,
+                    WsStep::Message if r.message().iter().all(u8::is_ascii_whitespace) => continue,
+                    WsStep::Message => Step::WsMessage,
+                    WsStep::Lost => {
+                        r.reset();
+                        self.lost();
+                        continue;
                     }
-                    return None;
+                },
+            };
+            match range {
+                Step::Wait => return None,
+                Step::Again => continue,
+                Step::Sip(from, to) => {
+                    self.messages = self.messages.saturating_add(1);
+                    return Some((self.bytes.take(from, to), false));
                 }
-                Err(_) => {
-                    // Garbage where a message should start: skip one byte so
-                    // the resync scan cannot find the same spot again.
-                    self.stats.resyncs = self.stats.resyncs.saturating_add(1);
-                    self.count_dropped(1);
-                    self.consumed = self.consumed.saturating_add(1);
-                    self.resync = true;
+                Step::WsMessage => {
+                    self.messages = self.messages.saturating_add(1);
+                    return match &self.framing {
+                        Framing::WebSocket(r) => Some((r.message(), true)),
+                        Framing::Sip => None,
+                    };
                 }
+            }
+        }
+    }
+
+    /// One Content-Length framed message at the start of the buffer.
+    fn sip_step(&mut self) -> Step {
+        let data = self.bytes.data();
+        match parse_stream(data) {
+            Ok(msg) => {
+                let skipped = msg.len().saturating_sub(msg.raw().len());
+                Step::Sip(skipped, msg.len())
+            }
+            Err(SipError::Incomplete) => {
+                // Only keep-alive CRLFs: consume them (not "dropped").
+                if data.iter().all(|b| *b == b'\r' || *b == b'\n') {
+                    let n = data.len();
+                    self.bytes.consume(n);
+                }
+                Step::Wait
+            }
+            Err(_) => {
+                self.lost();
+                Step::Again
+            }
+        }
+    }
+
+    /// Garbage where a message should start: skip one byte so the resync
+    /// scan cannot find the same spot again.
+    fn lost(&mut self) {
+        self.resyncs = self.resyncs.saturating_add(1);
+        self.bytes.discard(1);
+        self.resync = true;
+    }
+
+    /// Looks for where messages start again; false when more data is
+    /// needed first.
+    fn resync_step(&mut self) -> bool {
+        let data = self.bytes.data();
+        if let Framing::Sip = self.framing {
+            match ws::upgrade(data) {
+                Upgrade::Yes { header_len, .. } => {
+                    // The HTTP upgrade is used, not dropped.
+                    self.bytes.consume(header_len);
+                    self.framing = Framing::WebSocket(WsReader::default());
+                    self.resync = false;
+                    return true;
+                }
+                Upgrade::NeedMore => return false,
+                Upgrade::No => {}
+            }
+        }
+        let sip_at = match self.framing {
+            Framing::Sip => find_start(data),
+            Framing::WebSocket(_) => None,
+        };
+        // A capture that began after the upgrade: frames carrying SIP, seen
+        // before any message was framed as plain SIP.
+        let ws_at = match self.framing {
+            Framing::WebSocket(_) => ws::find_frame_start(data, usize::MAX),
+            Framing::Sip if self.messages == 0 => {
+                ws::find_frame_start(data, sip_at.unwrap_or(usize::MAX))
+            }
+            Framing::Sip => None,
+        };
+        match (sip_at, ws_at) {
+            (_, Some(p)) => {
+                self.bytes.discard(p);
+                if let Framing::Sip = self.framing {
+                    self.framing = Framing::WebSocket(WsReader::default());
+                }
+                self.resync = false;
+                true
+            }
+            (Some(p), None) => {
+                self.bytes.discard(p);
+                self.resync = false;
+                true
+            }
+            (None, None) => {
+                // Keep a tail that may hold a start line (or frame header
+                // and the start of its payload) cut by the segment boundary.
+                let keep = data.len().min(MAX_START_LINE + MAX_FRAME_HEADER);
+                let drop = data.len() - keep;
+                self.bytes.discard(drop);
+                false
             }
         }
     }
 
     pub fn stats(&self) -> StreamStats {
-        self.stats
+        let b = self.bytes.stats();
+        StreamStats {
+            messages: self.messages,
+            resyncs: self.resyncs,
+            bytes_dropped: b.bytes_dropped,
+            bytes_retransmitted: b.bytes_retransmitted,
+            websocket_compressed: match &self.framing {
+                Framing::WebSocket(r) => r.compressed(),
+                Framing::Sip => 0,
+            },
+        }
     }
 
     /// Bytes currently buffered and not yet returned.
     pub fn buffered(&self) -> usize {
-        self.buf
-            .len()
-            .saturating_sub(self.consumed.saturating_add(self.pending))
+        self.bytes.data().len()
     }
+}
 
-    fn commit_pending(&mut self) {
-        self.consumed = self
-            .consumed
-            .saturating_add(self.pending)
-            .min(self.buf.len());
-        self.pending = 0;
-    }
-
-    fn compact(&mut self) {
-        if self.consumed > 0 {
-            let c = self.consumed.min(self.buf.len());
-            self.buf.drain(..c);
-            self.consumed = 0;
-        }
-    }
-
-    fn drop_buffer(&mut self) {
-        let left = self.buf.len().saturating_sub(self.consumed);
-        self.count_dropped(left);
-        self.buf.clear();
-        self.consumed = 0;
-        self.resync = true;
-        self.stats.resyncs = self.stats.resyncs.saturating_add(1);
-    }
-
-    fn count_dropped(&mut self, n: usize) {
-        self.stats.bytes_dropped = self.stats.bytes_dropped.saturating_add(n as u64);
-    }
+/// What one framing step found.
+enum Step {
+    /// A SIP message at `data()[from..to]` (`from` skips keep-alive CRLFs).
+    Sip(usize, usize),
+    /// A WebSocket message, in the reader.
+    WsMessage,
+    Wait,
+    Again,
 }
 
 #[cfg(test)]
@@ -364,6 +413,28 @@ mod tests {
         assert_eq!(r.next_message(), Some(BYE));
     }
 
+    /// A message whose header section is past what SIP stacks take (but
+    /// within what the reassembler buffers) is framed, not resynced over.
+    #[test]
+    fn oversized_header_section_is_framed() {
+        let mut msg = b"INVITE sip:b@x SIP/2.0\r\n".to_vec();
+        for i in 0..5000 {
+            msg.extend_from_slice(format!("X-Pad-{i}: padding\r\n").as_bytes());
+        }
+        msg.extend_from_slice(b"Call-ID: big@x\r\nContent-Length: 0\r\n\r\n");
+        assert!(msg.len() > crate::sip::MAX_HEADER_SECTION && msg.len() < STREAM_CAP);
+        let mut r = StreamReassembler::new();
+        let mut seq = 1u32;
+        let mut got = Vec::new();
+        for chunk in msg.chunks(1400).chain([BYE]) {
+            r.push(seq, chunk);
+            seq = seq.wrapping_add(chunk.len() as u32);
+            got.extend(drain(&mut r));
+        }
+        assert_eq!(got, vec![msg.clone(), BYE.to_vec()]);
+        assert_eq!(r.stats().bytes_dropped, 0);
+    }
+
     #[test]
     fn missing_content_length_on_tcp_means_no_body() {
         let mut r = StreamReassembler::new();
@@ -380,5 +451,114 @@ mod tests {
             Some(&b"SIP/2.0 200 OK\r\nCall-ID: 1\r\n\r\n"[..])
         );
         assert_eq!(r.next_message(), None);
+    }
+}
+
+#[cfg(test)]
+mod ws_tests {
+    use super::*;
+    use crate::wire::websocket::{Repr, opcode};
+
+    const INV: &[u8] = include_bytes!("testdata/baresip_1.sip");
+    const BYE: &[u8] = include_bytes!("testdata/baresip_912.sip");
+    const UPGRADE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: x\r\nSec-WebSocket-Protocol: sip\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+    fn frame(out: &mut Vec<u8>, fin: bool, op: u8, mask: Option<[u8; 4]>, p: &[u8]) {
+        Repr {
+            fin,
+            opcode: op,
+            mask,
+            payload_len: p.len() as u64,
+        }
+        .append_with(out, p)
+        .unwrap();
+    }
+
+    fn drain(r: &mut StreamReassembler) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Some(m) = r.next_message() {
+            out.push(m.to_vec());
+        }
+        out
+    }
+
+    /// The upgrade, then INVITE masked in three fragments with a ping
+    /// between them, then BYE whole, all cut into 50-byte segments; and the
+    /// same stream in one segment.
+    #[test]
+    fn upgrade_fragments_control_frames_and_segmenting() {
+        let key = Some([0x11, 0x22, 0x33, 0x44]);
+        let mut s = UPGRADE.to_vec();
+        let (a, rest) = INV.split_at(100);
+        let (b, c) = rest.split_at(200);
+        frame(&mut s, false, opcode::TEXT, key, a);
+        frame(&mut s, false, opcode::CONTINUATION, key, b);
+        frame(&mut s, true, opcode::PING, key, b"hi");
+        frame(&mut s, true, opcode::CONTINUATION, key, c);
+        frame(&mut s, true, opcode::BINARY, key, BYE);
+        frame(&mut s, true, opcode::CLOSE, key, &[3, 232]);
+        for size in [50, s.len()] {
+            let mut r = StreamReassembler::new();
+            let mut got = Vec::new();
+            for (i, seg) in s.chunks(size).enumerate() {
+                r.push((i * size) as u32, seg);
+                got.extend(drain(&mut r));
+            }
+            assert!(r.is_websocket());
+            assert_eq!(got, vec![INV.to_vec(), BYE.to_vec()], "segments of {size}");
+            let st = r.stats();
+            assert_eq!((st.messages, st.resyncs, st.bytes_dropped), (2, 0, 0));
+            assert_eq!(r.buffered(), 0);
+        }
+    }
+
+    #[test]
+    fn capture_starting_after_the_upgrade_and_a_gap() {
+        let mut s = Vec::new();
+        frame(&mut s, true, opcode::TEXT, None, BYE);
+        let first = s.len();
+        frame(&mut s, true, opcode::TEXT, None, INV);
+        let second = s.len();
+        frame(&mut s, true, opcode::TEXT, None, BYE);
+        let mut r = StreamReassembler::new();
+        // Starts inside the first frame: its tail is dropped, the second is
+        // found by its header and SIP start line.
+        r.push(10, &s[10..first + 40]);
+        assert!(r.next_message().is_none());
+        r.push((first + 40) as u32, &s[first + 40..second - 20]);
+        assert!(r.next_message().is_none());
+        // Lost 10 bytes: the INVITE cannot complete; BYE is found again.
+        r.push((second - 10) as u32, &s[second - 10..]);
+        assert_eq!(drain(&mut r), vec![BYE.to_vec()]);
+        assert!(r.is_websocket());
+        assert_eq!(r.stats().resyncs, 1);
+    }
+
+    /// A compressed message (RSV1) between two plain ones is skipped and
+    /// counted; framing carries on.
+    #[test]
+    fn compressed_messages_are_skipped() {
+        let mut s = UPGRADE.to_vec();
+        frame(&mut s, true, opcode::TEXT, None, INV);
+        let at = s.len();
+        frame(&mut s, false, opcode::TEXT, None, b"\x01\x02deflated");
+        s[at] |= 0x40;
+        frame(&mut s, true, opcode::CONTINUATION, None, b"more");
+        frame(&mut s, true, opcode::TEXT, None, BYE);
+        let mut r = StreamReassembler::new();
+        r.push(0, &s);
+        assert_eq!(drain(&mut r), vec![INV.to_vec(), BYE.to_vec()]);
+        let st = r.stats();
+        assert_eq!((st.websocket_compressed, st.resyncs), (1, 0));
+    }
+
+    #[test]
+    fn plain_sip_after_http_that_is_no_upgrade() {
+        let mut s = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+        s.extend_from_slice(BYE);
+        let mut r = StreamReassembler::new();
+        r.push(0, &s);
+        assert_eq!(drain(&mut r), vec![BYE.to_vec()]);
+        assert!(!r.is_websocket());
     }
 }

@@ -275,11 +275,74 @@ fn extra_headers_are_counted_not_an_error() {
     // Content-Length beyond the stored headers still frames the message.
     buf.extend_from_slice(b"Content-Length: 2\r\n\r\nokEXTRA");
     let m = parse(&buf).unwrap();
-    assert_eq!(m.headers().count(), MAX_HEADERS);
+    // Past the kept spans, headers are read again from the message.
+    assert_eq!(m.headers().count(), 101);
     assert_eq!(m.headers_dropped(), 101 - MAX_HEADERS);
+    assert_eq!(m.header("X-H99"), Some(&b"99"[..]));
+    assert_eq!(m.header_all("x-h70").collect::<Vec<_>>(), [&b"70"[..]]);
+    assert!(!m.oversized());
     assert_eq!(m.content_length(), Some(2));
     assert_eq!(m.body(), b"ok");
     assert_eq!(m.len(), buf.len() - 5);
+}
+
+/// `n` headers `X-Pad-i: v` (or `X:1` when `short`) before the dialog's.
+fn padded(n: usize, short: bool, body: &str) -> Vec<u8> {
+    let mut buf = b"SIP/2.0 200 OK\r\n".to_vec();
+    for i in 0..n {
+        if short {
+            buf.extend_from_slice(b"X:1\r\n");
+        } else {
+            buf.extend_from_slice(format!("X-Pad-{i}: padding\r\n").as_bytes());
+        }
+    }
+    buf.extend_from_slice(
+        format!(
+            "Call-ID: late@h\r\nCSeq: 1 INVITE\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>;tag=2\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nX-Late: yes\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    buf
+}
+
+/// Header-count evasion: the dialog's headers after 70 (or 5,000) others
+/// are found, and the message frames and parses whole.
+#[test]
+fn known_headers_are_found_after_any_number_of_headers() {
+    for (n, short, oversized) in [(70, false, false), (1000, true, false), (5000, true, true)] {
+        let buf = padded(n, short, "v=0\r\n");
+        let m = parse(&buf).unwrap();
+        assert_eq!(m.call_id(), Some(&b"late@h"[..]), "{n}");
+        assert_eq!(m.cseq(), Some((1, Method::Invite)), "{n}");
+        assert_eq!(m.to().unwrap().tag, Some(&b"2"[..]));
+        assert_eq!(m.header("v"), Some(&b"SIP/2.0/UDP h;branch=z9hG4bK1"[..]));
+        assert_eq!(m.sdp(), Some(&b"v=0\r\n"[..]));
+        assert_eq!(m.len(), buf.len());
+        assert_eq!(m.headers_dropped(), n + 8 - MAX_HEADERS);
+        assert_eq!(m.oversized(), oversized, "{n}");
+        // Other headers: found within MAX_HEADER_LINES lines, not past them.
+        assert_eq!(m.header("X-Late").is_some(), !oversized, "{n}");
+        let lines = m.headers().count();
+        assert_eq!(lines, (n + 8).min(MAX_HEADER_LINES), "{n}");
+    }
+}
+
+/// A header section past what SIP stacks take (64 KiB) is parsed and
+/// flagged oversized up to the hard cap, and TooLong past it.
+#[test]
+fn header_section_caps() {
+    let big = padded(5000, false, "");
+    assert!(big.len() > MAX_HEADER_SECTION && big.len() < MAX_OVERSIZED_SECTION);
+    let m = parse_stream(&big).unwrap();
+    assert!(m.oversized());
+    assert_eq!(m.call_id(), Some(&b"late@h"[..]));
+    let huge = padded(20_000, false, "");
+    assert!(huge.len() > MAX_OVERSIZED_SECTION);
+    assert_eq!(parse(&huge).unwrap_err(), SipError::TooLong);
+    // Unterminated past the cap: TooLong, not waiting for more.
+    let cut = &huge[..MAX_OVERSIZED_SECTION + 10];
+    assert_eq!(parse_stream(cut).unwrap_err(), SipError::TooLong);
 }
 
 #[test]
@@ -596,5 +659,70 @@ fn never_panics_on_prefixes_and_mutations_of_fixtures() {
                 assert!(m.len() <= v.len());
             }
         }
+    }
+}
+
+/// The headers leg linking looks for in every request.
+const NAMES: [&str; 10] = [
+    "X-Call-ID",
+    "X-CID",
+    "X-Original-Call-ID",
+    "X-Orig-Call-ID",
+    "X-Leg-Call-ID",
+    "X-Related-Call-ID",
+    "P-Charging-Vector",
+    "Session-ID",
+    "Replaces",
+    "Refer-To",
+];
+
+/// One read of the lines for several names finds what a lookup per name
+/// finds, in message order.
+#[test]
+fn headers_among_is_header_all_for_each_name() {
+    let mut buf = padded(1000, true, "");
+    let at = buf.len() - 4;
+    buf.splice(
+        at..at,
+        b"\r\nSession-ID: s1\r\nX-CID: a, b\r\ni: ignored-second"
+            .iter()
+            .copied(),
+    );
+    let m = parse(&buf).unwrap();
+    let names = ["x-cid", "Session-ID", "Call-ID", "X"];
+    let got: Vec<(usize, &[u8])> = m.headers_among(&names).collect();
+    for (i, n) in names.iter().enumerate() {
+        let want: Vec<&[u8]> = m.header_all(n).collect();
+        let mine: Vec<&[u8]> = got.iter().filter(|g| g.0 == i).map(|g| g.1).collect();
+        assert_eq!(mine, want, "{n}");
+    }
+    assert_eq!(m.call_id(), Some(&b"late@h"[..]));
+}
+
+/// What thousands of headers cost (run by hand:
+/// `cargo test -p voxtap-proto --release --lib header_cost -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn header_cost() {
+    for n in [10, 1000, 5000] {
+        let buf = padded(n, true, "");
+        let t = std::time::Instant::now();
+        let rounds = 2000;
+        let mut found = 0;
+        for _ in 0..rounds {
+            let m = parse(&buf).unwrap();
+            found += m.headers_among(&NAMES).count();
+            found += usize::from(m.call_id().is_some());
+        }
+        let per = t.elapsed() / rounds;
+        let t = std::time::Instant::now();
+        for _ in 0..rounds {
+            found += usize::from(parse(&buf).unwrap().call_id().is_some());
+        }
+        let parse_only = t.elapsed() / rounds;
+        println!(
+            "{n} headers ({} bytes): parse {parse_only:?}, parse + leg-linking lookups {per:?} per message ({found})",
+            buf.len()
+        );
     }
 }

@@ -14,6 +14,7 @@ pub(crate) const MAX_HEADER_LEN: usize = 60;
 pub mod protocol {
     pub const TCP: u8 = 6;
     pub const UDP: u8 = 17;
+    pub const SCTP: u8 = 132;
     /// IPv4-in-IP.
     pub const IPIP: u8 = 4;
     /// IPv6-in-IP.

@@ -15,6 +15,7 @@ pub mod next_header {
     pub const TCP: u8 = 6;
     pub const UDP: u8 = 17;
     pub const IPV6: u8 = 41;
+    pub const SCTP: u8 = 132;
     pub const ROUTING: u8 = 43;
     pub const FRAGMENT: u8 = 44;
     pub const AH: u8 = 51;

@@ -18,9 +18,11 @@ pub mod ethernet;
 pub mod ipv4;
 pub mod ipv6;
 pub mod null;
+pub mod sctp;
 pub mod sll;
 pub mod tcp;
 pub mod udp;
+pub mod websocket;
 
 /// A header that could not be read, or written.
 #[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]

@@ -258,6 +258,9 @@ pub const CALLS: TableMap = TableMap {
             TimeNs,
             "(SELECT turned_ns FROM fax WHERE call = c.id)",
         ),
+        col("sip_oversized", Int8, "c.sip_oversized"),
+        col("sip_truncated", Int8, "c.sip_truncated"),
+        col("encrypted_signalling", Text, "c.encrypted_signalling"),
         col("indexed_at", TimeNs, "c.indexed_at"),
     ],
 };

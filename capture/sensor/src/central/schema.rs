@@ -118,6 +118,11 @@ CREATE TABLE voxtap.calls (
     pcap          text,
     -- When an offer/answer turned the call into T.38 fax.
     fax_at        timestamptz,
+    -- SIP messages past a SIP stack's limits; SIP whose text the sensor
+    -- did not keep; '' or how the signalling was protected (TLS, WSS).
+    sip_oversized bigint NOT NULL DEFAULT 0,
+    sip_truncated bigint NOT NULL DEFAULT 0,
+    encrypted_signalling text NOT NULL DEFAULT '',
     indexed_at    timestamptz NOT NULL,
     shipped_at    timestamptz NOT NULL DEFAULT now()
 ) PARTITION BY RANGE (start_at);

@@ -11,6 +11,7 @@
 pub mod export;
 mod json;
 pub mod listen;
+mod sock;
 
 use std::path::PathBuf;
 

@@ -26,6 +26,7 @@
 
 mod batch;
 mod clock;
+mod keylog;
 mod output;
 mod privs;
 mod reader;
@@ -177,6 +178,8 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
         .take_frame_reader()
         .ok_or_else(|| anyhow!("ring reader already taken"))?;
     let (out, roll) = open_store_and_outputs(cfg)?;
+    // Key files are often readable by root only: opened before dropping.
+    let tls = open_tls_keys(cfg)?;
     if cfg.security.drop_capabilities {
         privs::drop_privileges(
             &cfg.security.user,
@@ -188,7 +191,7 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
     }
     let shared = Shared::default();
     let mut publisher = sensor_publisher(opts, mode);
-    let threads = spawn_threads(cfg, frames, roll, endpoints, out, &shared)?;
+    let threads = spawn_threads(cfg, frames, roll, endpoints, out, tls, &shared)?;
     tracing::info!(
         iface = %opts.iface,
         ?mode,
@@ -315,12 +318,29 @@ fn open_store_and_outputs(cfg: &Config) -> Result<(Output, RollingWriter)> {
 
 /// Starts the reader, pipeline, output and (when configured) upload
 /// threads, with the batch pool between reader and worker.
+/// The TLS keys of the configuration: RSA keys read now, the key log opened
+/// now and followed by the pipeline thread.
+struct TlsSetup {
+    keys: voxtap_proto::tls::TlsKeys,
+    keylog: Option<keylog::KeyLogFollower>,
+}
+
+fn open_tls_keys(cfg: &Config) -> Result<TlsSetup> {
+    let rsa = cfg.tls.rsa_key_files()?;
+    let keys = voxtap_engine::import::load_tls_keys(&[], &rsa)?;
+    let keylog = (!cfg.tls.keylog.as_os_str().is_empty())
+        .then(|| keylog::KeyLogFollower::open(&cfg.tls.keylog));
+    Ok(TlsSetup { keys, keylog })
+}
+
+#[allow(clippy::too_many_arguments)]
 fn spawn_threads(
     cfg: &Config,
     frames: FrameReader,
     roll: RollingWriter,
     endpoints: EndpointMap,
     out: Output,
+    tls: TlsSetup,
     shared: &Shared,
 ) -> Result<Threads> {
     let (full_tx, full_rx) = mpsc::sync_channel::<Batch>(BATCHES);
@@ -354,13 +374,20 @@ fn spawn_threads(
     let worker = {
         let (lost, cores) = (Arc::clone(&shared.kernel_lost), cores.clone());
         let live = Arc::clone(&shared.live);
-        let pcfg = pipeline_config(cfg)?;
+        let mut pcfg = pipeline_config(cfg)?;
+        pcfg.tls_keys = tls.keys;
+        let keylog = tls.keylog;
         thread::Builder::new()
             .name("voxtap-pipeline".into())
             .spawn(move || {
                 pin(&cores, 1, "pipeline");
-                let out = (ended_tx, sig_tx);
-                worker::worker_loop(pcfg, full_rx, empty_tx, endpoints, &lost, out, &live)
+                let channels = worker::Channels {
+                    full_rx,
+                    empty_tx,
+                    ended_tx,
+                    sig_tx,
+                };
+                worker::worker_loop(pcfg, channels, endpoints, keylog, &lost, &live)
             })
             .context("starting the pipeline thread")?
     };
@@ -396,6 +423,7 @@ fn pipeline_config(cfg: &Config) -> Result<PipelineConfig> {
         .iter()
         .filter_map(|r| voxtap_engine::calls::legs::IpNet::parse(r))
         .collect();
+    cfg.limits.apply(&mut pcfg.calls);
     if cfg.hep.enabled {
         // HEP export (docs/hep.md): counters in <out>/status/hep.json.
         let export =

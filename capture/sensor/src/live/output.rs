@@ -67,8 +67,12 @@ pub(super) fn output_loop(
             }
         }
         out.write_durable_calls(&mut pending, durable, &mut stats)?;
-        for (snapshot, done) in sig_rx.try_iter() {
+        for (snapshot, done, floods) in sig_rx.try_iter() {
             out.write_signalling(&snapshot, &done, &mut stats);
+            if let Err(e) = out.writer.write_floods(&floods) {
+                stats.write_errors += 1;
+                tracing::warn!(error = %e, "writing floods.csv");
+            }
         }
         out.publish(&stats, live);
         if done && pending.is_empty() {

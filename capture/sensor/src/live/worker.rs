@@ -11,9 +11,10 @@ use anyhow::{Result, anyhow};
 
 use super::batch::Batch;
 use super::clock::{Clock, mono_ns};
+use super::keylog::KeyLogFollower;
 use super::status;
 use crate::xdp::{EndpointMap, XdpError};
-use voxtap_engine::calls::{Call, EndpointEvent};
+use voxtap_engine::calls::{Call, EndpointEvent, FloodSummary};
 use voxtap_engine::pipeline::{Pipeline, PipelineConfig, PipelineStats};
 use voxtap_engine::signalling::{SignallingSnapshot, Transaction};
 use voxtap_proto::pcapio::LinkType;
@@ -22,9 +23,10 @@ use voxtap_proto::pcapio::LinkType;
 /// counted (status/sensor.json), not logged one by one.
 const FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
 
-/// Registrations and pings as they are, and the transactions outside calls
-/// that finished, handed from the pipeline to the output thread.
-pub(super) type SignallingBatch = (SignallingSnapshot, Vec<Transaction>);
+/// Registrations and pings as they are, the transactions outside calls
+/// that finished, and the flood summaries that ended (floods.csv), handed
+/// from the pipeline to the output thread.
+pub(super) type SignallingBatch = (SignallingSnapshot, Vec<Transaction>, Vec<FloodSummary>);
 
 /// The pipeline thread hands the signalling tables over this often.
 const SIGNALLING_EVERY: Duration = Duration::from_secs(10);
@@ -42,15 +44,29 @@ pub(super) struct WorkerStats {
     failure_logged_at: Option<Instant>,
 }
 
+/// The worker's ends of the channels: full batches in, empty ones back to
+/// the reader, ended calls and signalling snapshots out to the output thread.
+pub(super) struct Channels {
+    pub full_rx: Receiver<Batch>,
+    pub empty_tx: SyncSender<Batch>,
+    pub ended_tx: Sender<(u64, Vec<Call>)>,
+    pub sig_tx: Sender<SignallingBatch>,
+}
+
 pub(super) fn worker_loop(
     pcfg: PipelineConfig,
-    full_rx: Receiver<Batch>,
-    empty_tx: SyncSender<Batch>,
+    channels: Channels,
     mut endpoints: EndpointMap,
+    mut keylog: Option<KeyLogFollower>,
     kernel_lost: &AtomicU64,
-    (ended_tx, sig_tx): (Sender<(u64, Vec<Call>)>, Sender<SignallingBatch>),
     live: &status::LiveCounters,
 ) -> Result<WorkerStats> {
+    let Channels {
+        full_rx,
+        empty_tx,
+        ended_tx,
+        sig_tx,
+    } = channels;
     let mut last_signalling = Instant::now();
     let mut pipeline = Pipeline::new(pcfg);
     pipeline.calls_mut().track_endpoints();
@@ -80,6 +96,12 @@ pub(super) fn worker_loop(
                 pipeline.calls_mut().tick(clock.wall(mono_ns()));
             }
             Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if let Some(k) = keylog.as_mut() {
+            let added = k.poll(Instant::now());
+            if !added.is_empty() {
+                pipeline.add_tls_keylog(&added);
+            }
         }
         apply_endpoint_events(&mut pipeline, &mut endpoints, &mut events, &mut stats);
         charge_kernel_loss(&mut pipeline, kernel_lost, &mut seen_lost, &mut stats);
@@ -111,6 +133,7 @@ fn signalling_batch(pipeline: &mut Pipeline) -> SignallingBatch {
     (
         pipeline.signalling().snapshot(),
         pipeline.drain_transactions(),
+        pipeline.drain_floods(),
     )
 }
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use voxtap_proto::sip::{Message, Method, StartLine, uri_user};
 
-use super::{Call, CallState, EndReason, PacketRef, SipEntry};
+use super::{Call, CallState, EndReason, PacketRef};
 
 /// One SIP message as the call table hands it on.
 pub(in crate::calls) struct SipPacket<'m, 'a> {
@@ -30,8 +30,16 @@ pub(in crate::calls) const AWAIT_ACK: u8 = 4;
 
 impl Call {
     /// One SIP message of this call. After BYE, CANCEL or a final failure,
-    /// trailing packets still count for `linger_ns`.
-    pub(in crate::calls) fn on_sip(&mut self, p: &SipPacket<'_, '_>, linger_ns: u64) {
+    /// trailing packets still count for `linger_ns`. Its text is kept
+    /// within `sip_allowance` bytes for the call and `sip_room` left in the
+    /// table (see `sip_text`); returns the bytes kept.
+    pub(in crate::calls) fn on_sip(
+        &mut self,
+        p: &SipPacket<'_, '_>,
+        linger_ns: u64,
+        sip_allowance: usize,
+        sip_room: usize,
+    ) -> usize {
         self.last_ns = self.last_ns.max(p.ts_ns);
         self.last_sip_ns = self.last_sip_ns.max(p.ts_ns);
         self.sip_packets += p.refs.len().max(1) as u64;
@@ -40,17 +48,13 @@ impl Call {
             self.from_tag = from_tag_hash(p.msg);
         }
         self.packets.extend_from_slice(p.refs);
+        if matches!(p.transport, "TLS" | "WSS") {
+            self.note_tls();
+        }
         if self.from_uri.is_empty() {
             self.note_parties(p.msg);
         }
-        self.sip.push(SipEntry {
-            ts_ns: p.ts_ns,
-            src: p.src,
-            dst: p.dst,
-            transport: p.transport,
-            summary: summary(p.msg),
-            text: lossy(p.msg.raw()),
-        });
+        let kept = self.keep_sip(p, sip_allowance, sip_room);
         let cseq = p.msg.cseq();
         let linger_until = p.ts_ns.saturating_add(linger_ns);
         match p.msg.start() {
@@ -65,6 +69,7 @@ impl Call {
                 self.on_response(*code, cseq, p.ts_ns, linger_until);
             }
         }
+        kept
     }
 
     /// A final response completes a BYE or CANCEL transaction; a non-2xx
@@ -268,7 +273,7 @@ impl Call {
 
 /// The start line as `sip.txt` and the ladder show it: "INVITE sip:bob@x" or
 /// "200 OK (INVITE)".
-fn summary(msg: &Message<'_>) -> String {
+pub(super) fn summary(msg: &Message<'_>) -> String {
     match msg.start() {
         StartLine::Request { method, uri } => format!("{} {}", method.as_str(), lossy(uri)),
         StartLine::Response { code, reason } => {
@@ -366,7 +371,7 @@ mod tests {
                 msg: &msg,
                 refs: &[],
             };
-            call.on_sip(&p, LINGER);
+            call.on_sip(&p, LINGER, usize::MAX, usize::MAX);
         }
         call
     }

@@ -1,0 +1,443 @@
+//! SIP over TLS decrypted from the keys alone, against tshark with the same
+//! keys: baresip calls with SDES-SRTP (the SRTP keys are inside the TLS),
+//! SIPp calls through OpenSSL relays in TLS 1.3 and 1.2 (ECDHE from the key
+//! log, RSA key exchange from the server's private key), and what happens
+//! without the key or with a wrong one.
+//!
+//! The relays are `tests/peers/tls_relay.py` (Python's ssl, i.e. OpenSSL,
+//! writing the key log as OpenSSL's -keylogfile does): baresip cannot write
+//! a key log itself.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use voxtap_e2e::{corpus, tshark};
+use voxtap_engine::import::{ImportOptions, load_tls_keys, run_import};
+use voxtap_engine::media::MediaOptions;
+use voxtap_engine::pipeline::PipelineConfig;
+use voxtap_testkit::lab::Bg;
+use voxtap_testkit::wait_until;
+
+use super::peers::{Netns, peer_script, run, start_tcpdump, stop_tcpdump, test_cert};
+use super::{calls_csv, our_ladder, tshark_ladder};
+use crate::media::{best_ncc, call_folder, quality_json, read_wav};
+
+fn import_keys(
+    pcap: &Path,
+    keylog: Option<&Path>,
+    rsa: &[(std::net::SocketAddr, PathBuf)],
+) -> tempfile::TempDir {
+    let out = tempfile::tempdir().unwrap();
+    let keylogs: Vec<PathBuf> = keylog.map(Path::to_path_buf).into_iter().collect();
+    run_import(&ImportOptions {
+        files: vec![pcap.to_path_buf()],
+        out: out.path().to_path_buf(),
+        pipeline: PipelineConfig {
+            tls_keys: load_tls_keys(&keylogs, rsa).unwrap(),
+            ..Default::default()
+        },
+        call_files: true,
+        media: Some(MediaOptions::default()),
+    })
+    .unwrap();
+    out
+}
+
+fn listening(ns: &Netns, port: u16) -> bool {
+    let out = ns
+        .cmd(&["ss", "-ltnH", &format!("sport = :{port}")])
+        .output()
+        .unwrap();
+    !out.stdout.is_empty()
+}
+
+/// A baresip account and config in `dir` (like shared/peers/50-baresip-calls.sh).
+fn baresip_config(dir: &Path, listen: u16, rtp: &str, account: &str, extra: &[String]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let source = corpus("generated/baresip-srtp-sdes-pcmu-1call.source.wav");
+    let mut lines = vec![
+        "poll_method poll".to_string(),
+        format!("sip_listen 127.0.0.1:{listen}"),
+        "net_interface 127.0.0.1".into(),
+        "audio_player aubridge,nil".into(),
+        format!("audio_source aufile,{}", source.display()),
+        "audio_alert aubridge,nil".into(),
+        format!("rtp_ports {rtp}"),
+        "rtcp_mux no".into(),
+        "module_path /usr/lib/baresip/modules".into(),
+        "module g711.so".into(),
+        "module aufile.so".into(),
+        "module aubridge.so".into(),
+        "module srtp.so".into(),
+        "module_tmp account.so".into(),
+        "module_app menu.so".into(),
+    ];
+    lines.extend_from_slice(extra);
+    std::fs::write(dir.join("config"), lines.join("\n") + "\n").unwrap();
+    std::fs::write(dir.join("accounts"), format!("{account}\n")).unwrap();
+    std::fs::write(dir.join("contacts"), "").unwrap();
+}
+
+/// A baresip call A -> B with SDES-SRTP (PCMU, the corpus source audio both
+/// ways). B listens for TLS itself (libre over OpenSSL, on 5061); A speaks
+/// TCP to a relay that opens the TLS to B and writes the key log, and hands
+/// B's Contact back rewritten to itself, so A's ACK and BYE go the same way.
+/// Captured: the TLS leg and the media. Returns (capture, key log).
+fn baresip_tls_call(ns: &Netns, dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = test_cert();
+    let pem = dir.join("cert.pem");
+    std::fs::write(
+        &pem,
+        [std::fs::read(&cert).unwrap(), std::fs::read(&key).unwrap()].concat(),
+    )
+    .unwrap();
+    baresip_config(
+        &dir.join("B"),
+        5060,
+        "21000-21100",
+        "<sip:bob@127.0.0.1:5060;transport=tls>;regint=0;mediaenc=srtp-mand;answermode=auto;audio_codecs=PCMU",
+        &[format!("sip_certificate {}", pem.display())],
+    );
+    baresip_config(
+        &dir.join("A"),
+        5062,
+        "20000-20100",
+        "<sip:alice@127.0.0.1:5062;transport=tcp>;regint=0;mediaenc=srtp-mand;audio_codecs=PCMU;outbound=\"sip:127.0.0.1:6000;transport=tcp\"",
+        &[],
+    );
+    let pcap = dir.join("baresip-tls.pcap");
+    let keylog = dir.join("keys.log");
+    let td = start_tcpdump(ns, &pcap, "tcp port 5061 or udp portrange 20000-21100");
+    let relay_script = peer_script("tls_relay.py");
+    let _relay = ns.spawn_ready(
+        &[
+            "python3",
+            relay_script.to_str().unwrap(),
+            "client",
+            "--listen",
+            "127.0.0.1:6000",
+            "--connect",
+            "127.0.0.1:5061",
+            "--keylog",
+            keylog.to_str().unwrap(),
+            "--rewrite",
+            "127.0.0.1:5061;transport=tls",
+            "127.0.0.1:6000;transport=tcp",
+        ],
+        dir,
+    );
+    let b_dir = dir.join("B");
+    let b = ns.spawn(
+        &["baresip", "-f", b_dir.to_str().unwrap(), "-t", "20"],
+        dir,
+        &dir.join("B.log"),
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "baresip B listening for TLS",
+        || listening(ns, 5061).then_some(()),
+    );
+    // A quits (hanging up) after 8 s, before B's 8.3 s of audio end.
+    let a_dir = dir.join("A");
+    let a = ns.spawn(
+        &[
+            "baresip",
+            "-f",
+            a_dir.to_str().unwrap(),
+            "-e",
+            "/dial sip:bob@127.0.0.1:5060",
+            "-t",
+            "8",
+        ],
+        dir,
+        &dir.join("A.log"),
+    );
+    a.wait(Duration::from_secs(60));
+    b.signal(libc::SIGTERM);
+    b.wait(Duration::from_secs(20));
+    stop_tcpdump(td);
+    let log = std::fs::read_to_string(dir.join("A.log")).unwrap();
+    assert!(log.contains("Call established"), "baresip A: {log}");
+    (pcap, keylog)
+}
+
+#[test]
+fn baresip_tls_sdes_call_decrypts_end_to_end_from_the_key_log() {
+    let ns = Netns::new("btls");
+    let dir = tempfile::tempdir().unwrap();
+    let (pcap, keylog) = baresip_tls_call(&ns, dir.path());
+    let out = import_keys(&pcap, Some(&keylog), &[]);
+    // The ladder: every message, as tshark reads it with the same key log.
+    let ours = our_ladder(out.path());
+    let kl = format!("tls.keylog_file:{}", keylog.display());
+    let theirs = tshark_ladder(&pcap, &["-o", &kl], "tcp");
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    assert_eq!(ours, theirs);
+    let ladder = ours.values().next().unwrap();
+    let starts: Vec<&str> = ladder
+        .iter()
+        .map(|r| r.3.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(starts.first(), Some(&"INVITE"));
+    assert!(
+        starts.contains(&"ACK") && starts.contains(&"BYE"),
+        "{starts:?}"
+    );
+    let calls = calls_csv(out.path());
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0]["state"], "answered");
+    assert_eq!(calls[0]["encrypted_signalling"], "tls (decrypted)");
+    // The SDES keys came out of the TLS: SRTP decrypts, no failures, and
+    // both directions are the source audio.
+    let folder = call_folder(out.path());
+    let q = quality_json(&folder);
+    let streams = q["streams"].as_array().unwrap();
+    assert_eq!(streams.len(), 2, "{q:#}");
+    for s in streams {
+        assert_eq!(s["srtp"], true);
+        assert_eq!(s["srtp_auth_failures"], 0, "{s:#}");
+        assert!(s["received"].as_u64().unwrap() > 300, "{s:#}");
+    }
+    let (_, _, src) = read_wav(&corpus("generated/baresip-srtp-sdes-pcmu-1call.source.wav"));
+    for name in ["caller.wav", "callee.wav"] {
+        let (rate, _, ours) = read_wav(&folder.join(name));
+        assert_eq!(rate, 8000);
+        let (c, lag) = best_ncc(&ours, &src, 16000);
+        eprintln!("TLS + SRTP {name}: ncc {c:.5} at lag {lag}");
+        assert!(c >= 0.99, "{name}: {c}");
+    }
+    // The call's capture holds the handshake, so Wireshark decrypts it
+    // with the same key log too.
+    let sip_frames = |f: &Path| {
+        tshark(&["-r", f.to_str().unwrap(), "-o", &kl, "-Y", "sip"])
+            .lines()
+            .count()
+    };
+    let in_call = sip_frames(&folder.join("call.pcap"));
+    assert!(in_call > 0);
+    assert_eq!(in_call, sip_frames(&pcap));
+
+    // Without the key log: one row for the connection, saying why.
+    let out = import_keys(&pcap, None, &[]);
+    let calls = calls_csv(out.path());
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let note = &calls[0]["encrypted_signalling"];
+    assert!(
+        note.starts_with("tls (not decrypted: no key log entry for client random "),
+        "{note}"
+    );
+    assert!(calls[0]["call_id"].starts_with("tls-127.0.0.1:"));
+    assert!(calls[0]["sip_packets"].parse::<u64>().unwrap() > 5);
+    // A key log whose secrets are wrong.
+    let text = std::fs::read_to_string(&keylog).unwrap();
+    let wrong: String = text
+        .lines()
+        .map(|l| match l.rsplit_once(' ') {
+            Some((head, secret)) if !l.starts_with('#') => {
+                format!("{head} {}\n", secret.chars().rev().collect::<String>())
+            }
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    let bad = dir.path().join("wrong.log");
+    std::fs::write(&bad, wrong).unwrap();
+    let out = import_keys(&pcap, Some(&bad), &[]);
+    let calls = calls_csv(out.path());
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert!(
+        calls[0]["encrypted_signalling"].contains("does not decrypt it (wrong key)"),
+        "{calls:?}"
+    );
+    // A key log that is not there: the import stops, naming it.
+    let missing = dir.path().join("no-such-keys.log");
+    let e = load_tls_keys(std::slice::from_ref(&missing), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(&format!("TLS key log {}: ", missing.display())),
+        "{e}"
+    );
+}
+
+/// TLS options of one relay pair.
+struct Variant {
+    name: &'static str,
+    opts: &'static [&'static str],
+}
+
+/// `calls` SIPp calls over TCP through a client relay (key log) and a
+/// server relay (the test certificate) with `v`'s TLS options; the TLS leg
+/// (to 5061) captured.
+fn sipp_tls_calls(ns: &Netns, dir: &Path, v: &Variant, calls: u32) -> (PathBuf, PathBuf) {
+    let relay = peer_script("tls_relay.py");
+    let (cert, key) = test_cert();
+    let pcap = dir.join(format!("{}.pcap", v.name));
+    let keylog = dir.join(format!("{}.keys", v.name));
+    let td = start_tcpdump(ns, &pcap, "tcp port 5061");
+    let mut server_args = vec![
+        "python3",
+        relay.to_str().unwrap(),
+        "server",
+        "--listen",
+        "127.0.0.1:5061",
+        "--connect",
+        "127.0.0.1:5080",
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ];
+    server_args.extend_from_slice(v.opts);
+    let mut client_args = vec![
+        "python3",
+        relay.to_str().unwrap(),
+        "client",
+        "--listen",
+        "127.0.0.1:6000",
+        "--connect",
+        "127.0.0.1:5061",
+        "--keylog",
+        keylog.to_str().unwrap(),
+    ];
+    client_args.extend_from_slice(v.opts);
+    let _server = ns.spawn_ready(&server_args, dir);
+    let _client = ns.spawn_ready(&client_args, dir);
+    let uas: Bg = ns.spawn(
+        &[
+            "sipp",
+            "-sn",
+            "uas",
+            "-t",
+            "t1",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            "5080",
+            "-nostdin",
+        ],
+        dir,
+        &dir.join("uas.log"),
+    );
+    wait_until(Duration::from_secs(20), "SIPp UAS listening", || {
+        listening(ns, 5080).then_some(())
+    });
+    let n = calls.to_string();
+    run(ns
+        .cmd(&[
+            "timeout",
+            "60",
+            "sipp",
+            "-sn",
+            "uac",
+            "-t",
+            "t1",
+            "127.0.0.1:6000",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            "5070",
+            "-m",
+            &n,
+            "-l",
+            &n,
+            "-r",
+            "10",
+            "-nostdin",
+        ])
+        .current_dir(dir));
+    uas.signal(libc::SIGTERM);
+    uas.wait(Duration::from_secs(20));
+    stop_tcpdump(td);
+    (pcap, keylog)
+}
+
+/// Three SIPp calls over one TLS connection in each of: TLS 1.3 and 1.2
+/// ECDHE (AES-256-GCM-SHA384) from the key log, and TLS 1.2 with RSA key
+/// exchange (AES128-GCM-SHA256, extended master secret) from the server's
+/// RSA key alone; the ladders equal tshark's with the same keys.
+#[test]
+fn sipp_over_tls_versions_and_key_kinds_match_tshark() {
+    let ns = Netns::new("stls");
+    let dir = tempfile::tempdir().unwrap();
+    let (_, key) = test_cert();
+    let server: std::net::SocketAddr = "127.0.0.1:5061".parse().unwrap();
+    for v in [
+        Variant {
+            name: "tls13",
+            opts: &[],
+        },
+        Variant {
+            name: "tls12-ecdhe",
+            opts: &[
+                "--max-version",
+                "1.2",
+                "--ciphers",
+                "ECDHE-RSA-AES256-GCM-SHA384",
+            ],
+        },
+        Variant {
+            name: "tls12-rsa",
+            opts: &["--max-version", "1.2", "--ciphers", "AES128-GCM-SHA256"],
+        },
+    ] {
+        let (pcap, keylog) = sipp_tls_calls(&ns, dir.path(), &v, 3);
+        let rsa = v.name == "tls12-rsa";
+        let out = if rsa {
+            import_keys(&pcap, None, &[(server, key.clone())])
+        } else {
+            import_keys(&pcap, Some(&keylog), &[])
+        };
+        let ours = our_ladder(out.path());
+        let pref = if rsa {
+            // "sip.tcp", not "sip": the latter is the datagram dissector,
+            // which reads only the first of several messages in a record.
+            format!("tls.keys_list:127.0.0.1,5061,sip.tcp,{}", key.display())
+        } else {
+            format!("tls.keylog_file:{}", keylog.display())
+        };
+        let theirs = tshark_ladder(&pcap, &["-o", &pref], "tcp");
+        assert_eq!(theirs.len(), 3, "{}: tshark {theirs:?}", v.name);
+        {
+            let d = std::path::Path::new("/tmp/wt-transports-tlsdbg");
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::copy(&pcap, d.join(format!("{}.pcap", v.name))).unwrap();
+            let _ = std::fs::copy(&keylog, d.join(format!("{}.keys", v.name)));
+        }
+        assert_eq!(ours, theirs, "{}", v.name);
+        for c in calls_csv(out.path()) {
+            assert_eq!(c["state"], "answered", "{}", v.name);
+            assert_eq!(c["encrypted_signalling"], "tls (decrypted)", "{}", v.name);
+        }
+        eprintln!(
+            "{}: 3 calls, {} messages each",
+            v.name,
+            ours.values().next().unwrap().len()
+        );
+        if rsa {
+            wrong_rsa_key_is_said(&pcap, dir.path(), server);
+        }
+    }
+}
+
+/// The RSA case with another server's key: the one TLS connection (SIPp's
+/// one TCP connection) is listed, saying the key given does not decrypt it.
+fn wrong_rsa_key_is_said(pcap: &Path, dir: &Path, server: std::net::SocketAddr) {
+    let wrong = dir.join("wrong.key");
+    run(std::process::Command::new("openssl").args([
+        "genrsa",
+        "-out",
+        wrong.to_str().unwrap(),
+        "2048",
+    ]));
+    let out = import_keys(pcap, None, &[(server, wrong)]);
+    let calls = calls_csv(out.path());
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let note = &calls[0]["encrypted_signalling"];
+    assert!(
+        note.starts_with(&format!(
+            "tls (not decrypted: the RSA key given for {server} does not decrypt its premaster secret (wrong key)"
+        )),
+        "{note}"
+    );
+    assert!(calls[0]["call_id"].starts_with("tls-127.0.0.1:"));
+}
