@@ -22,6 +22,10 @@ PACKAGES=(
     # Real SIP UAs for the TLS + SDES-SRTP test (tests/tests/e2e/transports/tls.rs).
     baresip-core
     openssl libssl-dev ca-certificates
+    # The fleet's central index (capture/sensor/src/central): the tests start
+    # their own throw-away PostgreSQL 15 cluster (tests/kit/src/pg.rs) and
+    # never use the system one the package may start.
+    postgresql-15 postgresql-client-15
 )
 # The web TLS test makes a self-signed certificate with the openssl CLI.
 PACKAGES+=(openssl)

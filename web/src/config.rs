@@ -49,6 +49,9 @@ pub struct Config {
     pub users: Vec<UserConfig>,
     #[serde(default)]
     pub remote: RemoteConfig,
+    /// The hub: search the fleet's central index instead of the local one
+    /// (docs/fleet.md).
+    pub central: Option<CentralConfig>,
     #[serde(default)]
     pub login: LoginConfig,
     #[serde(default)]
@@ -110,6 +113,50 @@ pub struct ImportConfig {
     pub concurrent: Option<u32>,
 }
 
+/// `[central]`: the central PostgreSQL index this hub searches, and the
+/// sensors that may open a tunnel to it.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CentralConfig {
+    /// libpq URL of the central index as the hub's role (`voxtap central
+    /// add-hub`); `sslcert`, `sslkey`, `sslrootcert` in it name the files.
+    pub url: String,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
+    /// Partitions created this many days ahead (default 7), once an hour.
+    pub ahead_days: Option<i32>,
+    /// Days of calls kept: older days are dropped, once an hour (default 0:
+    /// keep everything).
+    pub retention_days: Option<i32>,
+    /// How long a signed request to a sensor stays valid (default 60 s).
+    pub request_ttl_seconds: Option<u64>,
+    /// Sensors allowed to open a tunnel, each with its shared secret.
+    #[serde(default)]
+    pub sensors: Vec<TunnelSensor>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelSensor {
+    pub name: String,
+    pub secret: Option<String>,
+    /// A file holding the secret (preferred; relative to the config file).
+    pub secret_file: Option<PathBuf>,
+}
+
+impl TunnelSensor {
+    pub fn secret(&self) -> Result<Vec<u8>, String> {
+        match (&self.secret_file, &self.secret) {
+            (Some(p), _) => std::fs::read_to_string(p)
+                .map(|s| s.trim().as_bytes().to_vec())
+                .map_err(|e| format!("{}: {e}", p.display())),
+            (None, Some(s)) if !s.is_empty() => Ok(s.as_bytes().to_vec()),
+            _ => Err(format!("sensor {}: no secret", self.name)),
+        }
+    }
+}
+
 /// `[remote]`: remote capture from the hosts page.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -163,6 +210,19 @@ impl Config {
             && let Some(dir) = path.parent()
         {
             *h = dir.join(&*h);
+        }
+        if let Some(c) = cfg.central.as_mut()
+            && let Some(dir) = path.parent()
+        {
+            for p in [&mut c.client_cert, &mut c.client_key, &mut c.ca]
+                .into_iter()
+                .flatten()
+                .chain(c.sensors.iter_mut().filter_map(|s| s.secret_file.as_mut()))
+            {
+                if p.is_relative() {
+                    *p = dir.join(&*p);
+                }
+            }
         }
         Ok(cfg)
     }

@@ -229,6 +229,7 @@ mod tests {
             csrf: Some("t".repeat(64)),
             remote: "-".into(),
             role: crate::Role::Operator,
+            hub: false,
         }
     }
 

@@ -56,7 +56,7 @@ fn attachment_name(c: &CallRow, file: &str) -> String {
 }
 
 /// `body` as a download named `name`.
-fn attachment(body: Body, content_type: &str, len: Option<u64>, name: &str) -> Response {
+pub(crate) fn attachment(body: Body, content_type: &str, len: Option<u64>, name: &str) -> Response {
     let mut resp = Response::new(body);
     let h = resp.headers_mut();
     h.insert(
@@ -151,13 +151,20 @@ pub async fn download(
     let resp = match (kind.as_str(), one_file) {
         (_, Some((_, file, ct))) => {
             let name = attachment_name(&d.call, file);
-            send_call_file(&st.data, &folder, file, ct, &name).await?
+            match &st.hub {
+                Some(hub) => {
+                    let (body, len) = hub.file_body(&ident, &d.call, file).await?;
+                    attachment(body, ct, len, &name)
+                }
+                None => send_call_file(&st.data, &folder, file, ct, &name).await?,
+            }
         }
         ("report", None) => {
             let body = serde_json::to_vec_pretty(&report(&st, &d)).unwrap_or_default();
             let name = attachment_name(&d.call, "report.json");
             attachment(Body::from(body), "application/json", None, &name)
         }
+        ("zip", None) if st.hub.is_some() => hub_zip(&st, &ident, &d).await?,
         ("zip", None) => send_zip(&st, d, folder),
         _ => {
             return Err(AppError::new(
@@ -270,6 +277,41 @@ impl tokio::io::AsyncRead for ChannelReader {
     }
 }
 
+/// The hub's bundle: call.pcap and sip.txt fetched like the single
+/// downloads, and the report.
+async fn hub_zip(st: &Shared, ident: &Identity, d: &CallDetail) -> R<Response> {
+    let Some(hub) = &st.hub else {
+        return Err(AppError::new(StatusCode::NOT_FOUND, "not a hub"));
+    };
+    let mut files = Vec::new();
+    for name in ["call.pcap", "sip.txt"] {
+        files.push((name, hub.file_bytes(ident, &d.call, name).await?));
+    }
+    let report = serde_json::to_vec_pretty(&report(st, d)).unwrap_or_default();
+    files.push(("report.json", report));
+    let zipped = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, zip::result::ZipError> {
+        let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .large_file(true);
+        for (name, bytes) in files {
+            z.start_file(name, opts)?;
+            z.write_all(&bytes)?;
+        }
+        Ok(z.finish()?.into_inner())
+    })
+    .await
+    .map_err(|_| AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "zip failed"))?
+    .map_err(|e| AppError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let len = zipped.len() as u64;
+    Ok(attachment(
+        Body::from(zipped),
+        "application/zip",
+        Some(len),
+        &attachment_name(&d.call, "bundle.zip"),
+    ))
+}
+
 /// The bundle: call.pcap, sip.txt, report.json and, when the media work
 /// wrote them, the decrypted PCAP and WAVs, streamed into `out` (entries
 /// carry data descriptors, as a stream cannot seek back).
@@ -335,14 +377,14 @@ pub async fn call_file(
     } else {
         "application/octet-stream"
     };
-    let mut resp = send_call_file(
-        &st.data,
-        folder,
-        &name,
-        ct,
-        &attachment_name(&d.call, &name),
-    )
-    .await?;
+    let attach = attachment_name(&d.call, &name);
+    let mut resp = match &st.hub {
+        Some(hub) => {
+            let (body, len) = hub.file_body(&ident, &d.call, &name).await?;
+            attachment(body, ct, len, &attach)
+        }
+        None => send_call_file(&st.data, folder, &name, ct, &attach).await?,
+    };
     let for_player = ct == "audio/wav" && q.download.is_none();
     if for_player {
         // inline, so the <audio> element can play it.

@@ -25,7 +25,7 @@ fn is_public(path: &str) -> bool {
     matches!(
         path,
         "/login" | "/healthz" | "/static/style.css" | "/favicon.ico"
-    )
+    ) || path == voxtap_sensor::central::protocol::PATH
 }
 
 pub fn wants_json(path: &str) -> bool {
@@ -57,6 +57,7 @@ async fn identify(st: &Shared, headers: &HeaderMap, addr: Option<IpAddr>, remote
         csrf,
         remote: remote.to_string(),
         role,
+        hub: st.hub.is_some(),
     };
     if let Some(token) = &st.no_auth {
         return Who::User(ident("anonymous".into(), Some(token.clone()), Role::Admin));

@@ -9,7 +9,9 @@ use axum::extract::{Extension, Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use voxtap_engine::index::{CallDetail, CallQuery, CallRow, IndexError, SipRow, SortKey};
+use voxtap_engine::index::{CallDetail, CallPage, CallQuery, CallRow, IndexError, SipRow, SortKey};
+
+use crate::hub::query::HubFilter;
 
 use crate::audit::action;
 use crate::csrf::CheckedForm;
@@ -25,6 +27,14 @@ pub struct AppError {
 }
 
 impl AppError {
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn message(&self) -> String {
+        self.msg.clone()
+    }
+
     pub fn new(status: StatusCode, msg: impl Into<String>) -> Self {
         AppError {
             status,
@@ -282,6 +292,9 @@ pub struct Filters {
     pub dir: Option<String>,
     pub page: Option<String>,
     pub per_page: Option<String>,
+    /// Hub only: the sensor, the final status code.
+    pub sensor: Option<String>,
+    pub code: Option<String>,
 }
 
 fn nonempty(s: &Option<String>) -> Option<&str> {
@@ -327,6 +340,21 @@ pub fn parse_time(s: &str) -> Option<u64> {
 }
 
 impl Filters {
+    /// The filters only the hub's central index has.
+    pub fn hub_filter(&self) -> Result<HubFilter, String> {
+        Ok(HubFilter {
+            sensor: nonempty(&self.sensor).map(String::from),
+            status_code: nonempty(&self.code)
+                .map(|s| {
+                    s.parse::<i16>()
+                        .ok()
+                        .filter(|c| (100..700).contains(c))
+                        .ok_or(format!("bad status code '{s}'"))
+                })
+                .transpose()?,
+        })
+    }
+
     pub fn to_query(&self) -> Result<CallQuery, String> {
         let mut q = CallQuery {
             descending: true,
@@ -388,13 +416,37 @@ impl Filters {
     }
 }
 
+/// A page of calls: the central index on a hub, else the local one.
+pub(crate) async fn search(st: &Shared, q: CallQuery, f: &Filters) -> R<CallPage> {
+    match &st.hub {
+        Some(hub) => {
+            let h = f
+                .hub_filter()
+                .map_err(|e| AppError::new(StatusCode::BAD_REQUEST, e))?;
+            hub.search(&q, &h).await
+        }
+        None => Ok(st.db.run(move |idx| idx.search(&q)).await?),
+    }
+}
+
+pub(crate) async fn count_calls(st: &Shared) -> R<u64> {
+    match &st.hub {
+        Some(hub) => hub.count_calls().await,
+        None => Ok(st.db.run(|idx| idx.count_calls()).await?),
+    }
+}
+
 pub async fn calls_page(
     State(st): State<Shared>,
     Extension(id): Extension<Identity>,
     Query(f): Query<Filters>,
 ) -> R<Html<String>> {
     let (page, error) = match f.to_query() {
-        Ok(q) => (Some(st.db.run(move |idx| idx.search(&q)).await?), None),
+        Ok(q) => match search(&st, q, &f).await {
+            Ok(p) => (Some(p), None),
+            Err(e) if e.status() == StatusCode::BAD_REQUEST => (None, Some(e.message())),
+            Err(e) => return Err(e),
+        },
         Err(e) => (None, Some(e)),
     };
     Ok(Html(pages::calls(&id, &f, page.as_ref(), error.as_deref())))
@@ -405,31 +457,36 @@ pub async fn calls_rows(State(st): State<Shared>, Query(f): Query<Filters>) -> R
     let q = f
         .to_query()
         .map_err(|e| AppError::new(StatusCode::BAD_REQUEST, e))?;
-    let page = st.db.run(move |idx| idx.search(&q)).await?;
-    Ok(Html(pages::call_rows(&page)))
+    let page = search(&st, q, &f).await?;
+    Ok(Html(pages::call_rows(&page, st.hub.is_some())))
 }
 
 pub async fn api_calls(State(st): State<Shared>, Query(f): Query<Filters>) -> R<Response> {
     let q = f
         .to_query()
         .map_err(|e| AppError::new(StatusCode::BAD_REQUEST, e).json())?;
-    let page = st
-        .db
-        .run(move |idx| idx.search(&q))
-        .await
-        .map_err(|e| AppError::from(e).json())?;
+    let page = search(&st, q, &f).await.map_err(AppError::json)?;
     Ok(Json(page).into_response())
 }
 
 pub(crate) async fn detail(st: &Shared, id: i64) -> R<CallDetail> {
-    st.db
-        .run(move |idx| idx.call_detail(id))
-        .await?
-        .ok_or_else(not_found)
+    detail_opt(st, id).await?.ok_or_else(not_found)
+}
+
+/// A call's details: the central index on a hub, else the local one.
+pub(crate) async fn detail_opt(st: &Shared, id: i64) -> R<Option<CallDetail>> {
+    match &st.hub {
+        Some(hub) => hub.call_detail(id).await,
+        None => Ok(st.db.run(move |idx| idx.call_detail(id)).await?),
+    }
 }
 
 /// The files the media work added to the call's folder, if it has one.
 fn extras(st: &Shared, c: &CallRow) -> Extras {
+    // A hub's calls are on their sensors: their folders name nothing here.
+    if st.hub.is_some() {
+        return Extras::default();
+    }
     c.folder
         .as_deref()
         .map(|f| files::extras(&st.data, f))
@@ -609,7 +666,7 @@ pub async fn sensor_page(
     State(st): State<Shared>,
     Extension(ident): Extension<Identity>,
 ) -> R<Html<String>> {
-    let calls = st.db.run(|idx| idx.count_calls()).await?;
+    let calls = count_calls(&st).await?;
     // The recent audit entries are for admins only.
     let log = if ident.role >= crate::Role::Admin {
         let st2 = st.clone();
@@ -652,15 +709,15 @@ pub async fn sensor_status(State(st): State<Shared>) -> Html<String> {
 }
 
 pub async fn healthz(State(st): State<Shared>) -> R<Response> {
-    // Healthy = the index answers.
-    match st.db.run(|idx| idx.count_calls()).await {
+    // Healthy = the index answers (the central one on a hub).
+    match count_calls(&st).await {
         Ok(_) => Ok("ok\n".into_response()),
         Err(_) => Ok((StatusCode::SERVICE_UNAVAILABLE, "index unavailable\n").into_response()),
     }
 }
 
 pub async fn metrics(State(st): State<Shared>) -> R<Response> {
-    let calls = st.db.run(|idx| idx.count_calls()).await?;
+    let calls = count_calls(&st).await?;
     let statuses = read_statuses(&st).await;
     let m = &st.metrics;
     let l = |x: &std::sync::atomic::AtomicU64| x.load(Ordering::Relaxed);

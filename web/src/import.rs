@@ -82,6 +82,14 @@ pub async fn import_post(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("text/html"));
+    if st.hub.is_some() {
+        return (
+            StatusCode::BAD_REQUEST,
+            "this server is a hub: it searches the central index; import on a sensor with \
+             `voxtap import --central URL --sensor-id ID`",
+        )
+            .into_response();
+    }
     let job_id = st.jobs.next_id();
     let upload_dir = st.data.join("imports").join(format!("{job_id}.upload"));
     let received = receive(form, &upload_dir).await;

@@ -5,7 +5,9 @@
 use std::collections::VecDeque;
 
 use maud::{Markup, html};
-use voxtap_engine::index::{CallDetail, IndexError};
+use voxtap_engine::index::CallDetail;
+
+use crate::handlers::AppError;
 
 use crate::Shared;
 
@@ -15,28 +17,23 @@ pub const MAX_LEGS: usize = 12;
 
 /// Every call linked to `d` directly or through other legs, `d` included,
 /// in start order.
-pub async fn group(st: &Shared, d: &CallDetail) -> Result<Vec<CallDetail>, IndexError> {
+pub async fn group(st: &Shared, d: &CallDetail) -> Result<Vec<CallDetail>, AppError> {
     if d.legs.is_empty() {
         return Ok(Vec::new());
     }
-    let first = d.clone();
-    st.db
-        .run(move |idx| {
-            let mut out = vec![first];
-            let mut queue: VecDeque<i64> = out[0].legs.iter().map(|l| l.other_call).collect();
-            while let Some(id) = queue.pop_front() {
-                if out.len() >= MAX_LEGS || out.iter().any(|c| c.call.id == id) {
-                    continue;
-                }
-                if let Some(leg) = idx.call_detail(id)? {
-                    queue.extend(leg.legs.iter().map(|l| l.other_call));
-                    out.push(leg);
-                }
-            }
-            out.sort_by_key(|c| (c.call.start_ns, c.call.id));
-            Ok(out)
-        })
-        .await
+    let mut out = vec![d.clone()];
+    let mut queue: VecDeque<i64> = out[0].legs.iter().map(|l| l.other_call).collect();
+    while let Some(id) = queue.pop_front() {
+        if out.len() >= MAX_LEGS || out.iter().any(|c| c.call.id == id) {
+            continue;
+        }
+        if let Some(leg) = crate::handlers::detail_opt(st, id).await? {
+            queue.extend(leg.legs.iter().map(|l| l.other_call));
+            out.push(leg);
+        }
+    }
+    out.sort_by_key(|c| (c.call.start_ns, c.call.id));
+    Ok(out)
 }
 
 /// The section: legs as columns, then the combined ladder.

@@ -20,6 +20,7 @@ pub mod files;
 mod gate;
 mod handlers;
 mod hosts;
+pub mod hub;
 mod import;
 mod jobs;
 mod ladder;
@@ -71,6 +72,9 @@ pub struct Identity {
     pub csrf: Option<String>,
     pub remote: String,
     pub role: Role,
+    /// This server is a hub (pages show the sensor column and the Sensors
+    /// page).
+    pub hub: bool,
 }
 
 impl Identity {
@@ -151,6 +155,8 @@ pub struct AppState {
     /// rpcapd hosts for the hosts page (`[remote] hosts`).
     pub hosts_file: Option<PathBuf>,
     remote: hosts::RemoteRuns,
+    /// `[central]`: the hub searching the fleet's central index.
+    pub hub: Option<Arc<hub::Hub>>,
     /// Failed logins and bearer tokens per user name and address.
     pub throttle: throttle::Throttle,
     pub audit: audit::AuditLog,
@@ -190,6 +196,10 @@ impl AppState {
             .iter()
             .map(|u| (u.name.clone(), u.clone()))
             .collect();
+        let hub = match &opts.config.central {
+            Some(c) => Some(Arc::new(hub::Hub::new(c).context("[central]")?)),
+            None => None,
+        };
         for u in opts.config.users.iter().filter(|u| u.role.is_none()) {
             tracing::warn!(
                 user = %u.name,
@@ -216,6 +226,7 @@ impl AppState {
             store_usage: Mutex::new(None),
             hosts_file: opts.config.remote.hosts.clone(),
             remote: hosts::RemoteRuns::default(),
+            hub,
             throttle: throttle::Throttle::new(throttle::Policy::from_config(&opts.config.login)),
             audit,
             password_checks: AtomicU64::new(0),
@@ -353,7 +364,12 @@ pub fn router(st: Shared) -> Router {
         .route("/login", get(h::login_page).post(h::login_post))
         .route("/healthz", get(h::healthz))
         .route("/static/style.css", get(h::style))
-        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }));
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        // The sensors' tunnels: their own login (HMAC), not a user's.
+        .route(
+            voxtap_sensor::central::protocol::PATH,
+            get(hub::tunnel::connect),
+        );
     let viewer = Router::new()
         .route("/", get(|| async { Redirect::to("/calls") }))
         .route("/logout", post(h::logout))
@@ -373,6 +389,8 @@ pub fn router(st: Shared) -> Router {
         .route("/registrations", get(signalling_view::page))
         .route("/api/registrations", get(signalling_view::api))
         .route("/media", get(media_view::page))
+        .route("/sensors", get(hub::sensors::page))
+        .route("/api/sensors", get(hub::sensors::api))
         .route("/static/app.js", get(h::script));
     let listener = Router::new()
         .route("/calls/{id}/files/{name}", get(downloads::call_file))
@@ -424,6 +442,9 @@ pub struct Running {
 /// Bind and start serving in the background.
 pub async fn start(opts: ServeOptions) -> Result<Running> {
     let st = AppState::new(&opts)?;
+    if let Some(h) = &st.hub {
+        h.start_maintenance().await?;
+    }
     let listen = opts
         .listen
         .or(opts.config.server.listen)

@@ -46,6 +46,7 @@ fn layout(title: &str, ident: Option<&Identity>, body: Markup) -> String {
                             a href="/media" { "Media only" }
                             @if id.role >= Role::Operator { a href="/import" { "Import" } }
                             a href="/sensor" { "Sensor" }
+                            @if id.hub { a href="/sensors" { "Sensors" } }
                             @if id.role >= Role::Operator { a href="/hosts" { "Hosts" } }
                             @if id.role >= Role::Admin {
                                 a href="/admin/users" { "Users" }
@@ -140,6 +141,8 @@ fn query_string(f: &Filters, page: Option<u64>, sort: Option<(&str, &str)>) -> S
     add("dur_min", &f.dur_min);
     add("dur_max", &f.dur_max);
     add("per_page", &f.per_page);
+    add("sensor", &f.sensor);
+    add("code", &f.code);
     match sort {
         Some((s, d)) => {
             parts.push(format!("sort={s}"));
@@ -165,15 +168,17 @@ fn state_badge(state: &str, code: Option<u16>) -> Markup {
     }
 }
 
-pub fn call_rows(page: &CallPage) -> String {
-    rows_markup(&page.rows).into_string()
+pub fn call_rows(page: &CallPage, hub: bool) -> String {
+    rows_markup(&page.rows, hub).into_string()
 }
 
-fn rows_markup(rows: &[CallRow]) -> Markup {
+/// The list's rows; a hub's have their sensor in the second column.
+fn rows_markup(rows: &[CallRow], hub: bool) -> Markup {
     html! {
         @for c in rows {
             tr data-id=(c.id) {
                 td.nowrap { a href={"/calls/" (c.id)} { (ts(c.start_ns)) } }
+                @if hub { td.sensor { (c.sensor.as_deref().unwrap_or("")) } }
                 td { (c.from_user) }
                 td { (c.to_user) }
                 td { (state_badge(&c.state, c.status_code)) }
@@ -184,7 +189,7 @@ fn rows_markup(rows: &[CallRow]) -> Markup {
             }
         }
         @if rows.is_empty() {
-            tr { td colspan="8" .empty { "No calls match." } }
+            tr { td colspan=(if hub { "9" } else { "8" }) .empty { "No calls match." } }
         }
     }
 }
@@ -206,7 +211,7 @@ pub fn calls(id: &Identity, f: &Filters, page: Option<&CallPage>, error: Option<
     let sort = f.sort.as_deref().unwrap_or("start");
     let dir = f.dir.as_deref().unwrap_or("desc");
     let body = html! {
-        (filter_form(f, sort, dir))
+        (filter_form(f, sort, dir, id.hub))
         @if let Some(e) = error { p.error { (e) } }
         @if let Some(p) = page {
             div.listhead {
@@ -222,6 +227,7 @@ pub fn calls(id: &Identity, f: &Filters, page: Option<&CallPage>, error: Option<
             table.calls id="calls" data-query=(query_string(f, Some(cur), None)) {
                 thead { tr {
                     th { (link("start", "Start (UTC)")) }
+                    @if id.hub { th { "Sensor" } }
                     th { (link("from", "From")) }
                     th { (link("to", "To")) }
                     th { (link("state", "State")) }
@@ -230,7 +236,7 @@ pub fn calls(id: &Identity, f: &Filters, page: Option<&CallPage>, error: Option<
                     th.num { "Streams" }
                     th { "Call-ID" }
                 } }
-                tbody id="rows" { (rows_markup(&p.rows)) }
+                tbody id="rows" { (rows_markup(&p.rows, id.hub)) }
             }
             nav.pager {
                 @if cur > 1 { a href={"/calls?" (query_string(f, Some(cur - 1), None))} { "← Newer" } }
@@ -260,7 +266,7 @@ fn sort_link(f: &Filters, (sort, dir): (&str, &str), key: &str, label: &str) -> 
     html! { a href={"/calls?" (query_string(f, None, Some((key, next_dir))))} { (label) (arrow) } }
 }
 
-fn filter_form(f: &Filters, sort: &str, dir: &str) -> Markup {
+fn filter_form(f: &Filters, sort: &str, dir: &str, hub: bool) -> Markup {
     let v = |o: &Option<String>| o.clone().unwrap_or_default();
     html! {
         form.filters method="get" action="/calls" {
@@ -281,6 +287,10 @@ fn filter_form(f: &Filters, sort: &str, dir: &str) -> Markup {
             label.small { "MOS ≤" input name="mos_max" inputmode="decimal" value=(v(&f.mos_max)); }
             label.small { "Dur. ≥ s" input name="dur_min" inputmode="numeric" value=(v(&f.dur_min)); }
             label.small { "Dur. ≤ s" input name="dur_max" inputmode="numeric" value=(v(&f.dur_max)); }
+            @if hub {
+                label.small { "Code" input name="code" inputmode="numeric" placeholder="486" value=(v(&f.code)); }
+                label { "Sensor" input name="sensor" value=(v(&f.sensor)); }
+            }
             input type="hidden" name="sort" value=(sort);
             input type="hidden" name="dir" value=(dir);
             div.actions {
@@ -367,6 +377,7 @@ fn call_head(c: &CallRow) -> Markup {
         div.callhead {
             h1 { (if c.from_user.is_empty() { "?" } else { &c.from_user }) " → " (if c.to_user.is_empty() { "?" } else { &c.to_user }) " " (state_badge(&c.state, c.status_code)) }
             dl.facts {
+                @if let Some(s) = &c.sensor { dt { "Sensor" } dd id="call-sensor" { (s) } }
                 dt { "Start" } dd { (format_ts(c.start_ns)) }
                 dt { "Duration" } dd { (dur(c.duration_ms)) @if let Some(t) = c.talk_ms { " (talk " (dur(t)) ")" } }
                 dt { "Method" } dd { (c.method) }

@@ -107,6 +107,16 @@ pub fn timelines(data: &std::path::Path, d: &CallDetail) -> Series {
 
 /// [`timelines`] on a blocking thread (it reads the call's PCAP).
 pub async fn timelines_of(st: &Shared, d: CallDetail) -> Result<(CallDetail, Series), AppError> {
+    if st.hub.is_some() {
+        // A hub's calls have their PCAPs on the sensors or in S3: no chart
+        // (the PCAP download has the packets).
+        let empty = Series {
+            start_ns: d.call.start_ns,
+            interval_ns: INTERVAL_NS,
+            streams: Vec::new(),
+        };
+        return Ok((d, empty));
+    }
     let data = st.data.clone();
     tokio::task::spawn_blocking(move || {
         let s = timelines(&data, &d);
@@ -151,6 +161,12 @@ pub async fn waveform(
     files::check_name(&name)?;
     if !name.to_ascii_lowercase().ends_with(".wav") {
         return Err(AppError::new(StatusCode::BAD_REQUEST, "not a WAV file"));
+    }
+    if st.hub.is_some() {
+        return Err(AppError::new(
+            StatusCode::NOT_FOUND,
+            "waveforms are drawn by the sensor's own web UI",
+        ));
     }
     let d = st
         .db

@@ -32,6 +32,13 @@ pub struct ImportArgs {
     hep: HepArgs,
     #[command(flatten)]
     tls: TlsArgs,
+    /// Ship the imported calls to this central index (libpq URL with
+    /// `sslcert`/`sslkey`/`sslrootcert`); needs --sensor-id.
+    #[arg(long, requires = "sensor_id")]
+    central: Option<String>,
+    /// This sensor's name in the fleet (its role must belong to it).
+    #[arg(long, requires = "central")]
+    sensor_id: Option<String>,
     /// pcap or pcapng files; several are merged by timestamp.
     #[arg(required = true)]
     files: Vec<PathBuf>,
@@ -66,6 +73,14 @@ pub fn run(a: ImportArgs) -> Result<ExitCode> {
         println!("{}", e.counters().snapshot().summary_line());
     }
     println!("output: {}", a.out.display());
+    if let (Some(url), Some(id)) = (&a.central, &a.sensor_id) {
+        anyhow::ensure!(
+            !a.csv_only,
+            "--central needs the call index (not --csv-only)"
+        );
+        let n = crate::central_cmd::ship_import(a.out.clone(), url, id)?;
+        println!("shipped {n} calls to the central index as sensor {id}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

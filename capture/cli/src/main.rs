@@ -3,6 +3,7 @@
 //! subcommands are defined once in [`args`] and flattened where used.
 
 mod args;
+mod central_cmd;
 mod extract_cmd;
 mod hep_listen_cmd;
 mod import_cmd;
@@ -61,6 +62,12 @@ enum Cmd {
     /// Print an argon2id hash of a password read from stdin, for the web
     /// config's `password_hash`.
     HashPassword,
+    /// The fleet: central PostgreSQL index (migrate, sensors, hubs,
+    /// maintenance), the fleet CA, and shipping a data directory.
+    Central {
+        #[command(subcommand)]
+        cmd: central_cmd::CentralCmd,
+    },
 }
 
 fn main() -> ExitCode {
@@ -93,5 +100,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Synth(a) => synth_cmd::run(a),
         Cmd::Serve(a) => serve_cmd::run(a),
         Cmd::HashPassword => serve_cmd::hash_password(),
+        Cmd::Central { cmd } => central_cmd::run(cmd),
     }
 }

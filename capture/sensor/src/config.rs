@@ -24,6 +24,10 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Keys that decrypt SIP over TLS.
     pub tls: TlsConfig,
+    /// Shipping to the fleet's central index and the hub tunnel
+    /// (docs/fleet.md). Off while `url` is empty.
+    #[cfg(feature = "central")]
+    pub central: crate::central::CentralConfig,
 }
 
 /// Budgets in bytes and rates (see `config/voxtap.toml`); the defaults are
@@ -355,6 +359,10 @@ impl Config {
         self.upload.validate()?;
         self.tls.rsa_key_files()?;
         if let Err(e) = self.hep.validate() {
+            bail!("{e}");
+        }
+        #[cfg(feature = "central")]
+        if let Err(e) = self.central.validate() {
             bail!("{e}");
         }
         Ok(())

@@ -4,6 +4,8 @@
 //! export and listener, RPCAP remote capture, the configuration file and
 //! the status files the web UI reads.
 
+#[cfg(feature = "central")]
+pub mod central;
 pub mod config;
 pub mod fsutil;
 pub mod hep;

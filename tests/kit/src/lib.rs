@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 pub mod csv;
 #[cfg(target_os = "linux")]
 pub mod lab;
+#[cfg(target_os = "linux")]
+pub mod pg;
 pub mod tshark;
 
 #[cfg(feature = "browser")]

@@ -98,6 +98,10 @@ pub struct CallRow {
     pub encrypted_signalling: String,
     /// The encapsulations its SIP came in; empty when none.
     pub outer_path: String,
+    /// The fleet sensor that saw the call, when it comes from the central
+    /// index (voxtap-web's hub); None in a sensor's own index.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sensor: Option<String>,
 }
 
 const CALL_COLS: &str = "id, call_id, method, from_user, to_user, from_uri, to_uri, request_uri, \
@@ -166,6 +170,7 @@ impl CallRow {
             sip_truncated: u(r.get(25)?),
             encrypted_signalling: r.get(26)?,
             outer_path: r.get(27)?,
+            sensor: None,
         })
     }
 }

@@ -166,6 +166,8 @@ struct Shared {
     durable: Arc<AtomicU64>,
     reader_stop: Arc<AtomicBool>,
     upload_stop: Arc<AtomicBool>,
+    /// The fleet's shipper and hub tunnel (docs/fleet.md).
+    central_stop: Arc<AtomicBool>,
 }
 
 struct Threads {
@@ -173,6 +175,8 @@ struct Threads {
     worker: JoinHandle<Result<WorkerStats>>,
     output: JoinHandle<Result<OutputStats>>,
     uploader: Option<JoinHandle<Result<()>>>,
+    #[cfg(feature = "central")]
+    central: crate::central::FleetThreads,
 }
 
 /// What the threads reported, once joined.
@@ -417,11 +421,16 @@ fn spawn_threads(
     };
     let output = spawn_output(cores, out, (ended_rx, sig_rx), shared)?;
     let uploader = spawn_uploader(cfg, &shared.upload_stop)?;
+    #[cfg(feature = "central")]
+    let central = crate::central::FleetThreads::spawn(cfg, &shared.central_stop)
+        .context("starting the fleet threads")?;
     Ok(Threads {
         reader,
         worker,
         output,
         uploader,
+        #[cfg(feature = "central")]
+        central,
     })
 }
 
@@ -568,6 +577,11 @@ fn stop_and_join(sensor: &mut XdpSensor, threads: Threads, shared: &Shared) -> R
     {
         tracing::error!(error = %format!("{e:#}"), "the uploader stopped");
     }
+    // Every call is in the local index now: the shipper's last round sends
+    // what it can; the rest waits there for the next run.
+    shared.central_stop.store(true, Ordering::Relaxed);
+    #[cfg(feature = "central")]
+    threads.central.join();
     let counters = status::KernelCounters {
         outcomes: sensor.counters(),
         tunnels: sensor.tunnel_counters(),

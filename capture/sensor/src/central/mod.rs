@@ -1,0 +1,187 @@
+//! The fleet: many sensors, one search (docs/fleet.md).
+//!
+//! * [`schema`]: the central PostgreSQL index as ordered migrations
+//!   (`voxtap central migrate`), the sensors' roles, daily partitions and
+//!   retention.
+//! * [`mapping`]: the one place that says which column of the sensor's
+//!   SQLite index becomes which typed column of the central index.
+//! * [`ship`]: the shipper, a thread of `voxtap run` (and the end of
+//!   `voxtap import --central`): finished calls from the local index, which
+//!   stays the sensor's own index and its outbox, to the centre in batches
+//!   with binary COPY, idempotent by (sensor, Call-ID, start), behind a
+//!   high-water mark kept in the local index.
+//! * [`pg`]: connections to PostgreSQL over TLS with a client certificate.
+//! * [`ca`]: the fleet CA of `voxtap central ca` (tests, small sites).
+//! * [`protocol`]: the signed requests and frames of the hub tunnel.
+//! * [`tunnel`]: the connection the sensor opens to the hub, over which the
+//!   hub asks for call files with signed requests.
+
+pub mod ca;
+pub mod mapping;
+pub mod pg;
+pub mod protocol;
+pub mod schema;
+pub mod ship;
+pub mod tunnel;
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum CentralError {
+    #[error("central index: {0}")]
+    Pg(#[from] tokio_postgres::Error),
+    #[error("local index {path}: {source}")]
+    Local {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("central configuration: {0}")]
+    Config(String),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error(
+        "the central index's schema is at version {found}, this voxtap knows {known}: run `voxtap central migrate` with this version (or upgrade voxtap)"
+    )]
+    Schema { found: i32, known: usize },
+    #[error("certificate: {0}")]
+    Cert(String),
+    #[error("hub tunnel: {0}")]
+    Tunnel(String),
+    #[error("not connected to the central index")]
+    NotConnected,
+}
+
+/// `[central]` of the sensor configuration: where this sensor ships its
+/// calls and which hub it serves files to. Empty `url`: no shipping.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CentralConfig {
+    /// libpq-style URL of the central index, e.g.
+    /// `postgresql://vx_berlin1@db.example:5432/voxtap?sslmode=require`.
+    /// `sslcert`, `sslkey` and `sslrootcert` in it are read by voxtap.
+    pub url: String,
+    /// This sensor's name in the fleet (`voxtap central add-sensor`); the
+    /// role in `url` must belong to it.
+    pub sensor_id: String,
+    /// Client certificate and key (PEM) and the CA that signed the
+    /// server's certificate; override the URL's `sslcert`/`sslkey`/
+    /// `sslrootcert`.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
+    /// Calls per COPY batch.
+    pub batch_calls: usize,
+    /// How often the shipper looks for new calls.
+    pub interval_ms: u64,
+    /// `wss://hub.example:8443`: the hub this sensor opens its tunnel to
+    /// (empty: no tunnel). Its certificate is checked against `ca`.
+    pub hub_url: String,
+    /// The secret shared with the hub's `[[central.sensors]]` entry: signs
+    /// the tunnel's login and checks the hub's requests. A file holding it
+    /// is preferred (`hub_secret_file`).
+    pub hub_secret: String,
+    pub hub_secret_file: Option<PathBuf>,
+}
+
+impl CentralConfig {
+    pub fn enabled(&self) -> bool {
+        !self.url.is_empty()
+    }
+
+    pub fn validate(&self) -> Result<(), CentralError> {
+        let bad = |m: &str| Err(CentralError::Config(m.to_string()));
+        if self.enabled() && self.sensor_id.is_empty() {
+            return bad("central.url is set but central.sensor_id is empty");
+        }
+        if !self.sensor_id.is_empty() && !schema::valid_sensor_name(&self.sensor_id) {
+            return bad(
+                "central.sensor_id: 1-32 characters of a-z, 0-9, '_' and '-', starting with a letter",
+            );
+        }
+        if !self.hub_url.is_empty() && self.secret().is_err() {
+            return bad("central.hub_url needs hub_secret or hub_secret_file");
+        }
+        Ok(())
+    }
+
+    /// The tunnel secret, from the file when one is named.
+    pub fn secret(&self) -> Result<Vec<u8>, CentralError> {
+        if let Some(p) = &self.hub_secret_file {
+            let s = std::fs::read_to_string(p).map_err(|source| CentralError::Io {
+                path: p.clone(),
+                source,
+            })?;
+            return Ok(s.trim().as_bytes().to_vec());
+        }
+        if self.hub_secret.is_empty() {
+            return Err(CentralError::Config("no hub secret".into()));
+        }
+        Ok(self.hub_secret.as_bytes().to_vec())
+    }
+
+    pub fn batch(&self) -> usize {
+        if self.batch_calls == 0 {
+            2000
+        } else {
+            self.batch_calls
+        }
+    }
+
+    pub fn interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(if self.interval_ms == 0 {
+            500
+        } else {
+            self.interval_ms
+        })
+    }
+}
+
+/// The fleet threads a sensor configuration asks for: the shipper when
+/// `url` is set, the hub tunnel when `hub_url` is.
+pub struct FleetThreads {
+    handles: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl FleetThreads {
+    /// Starts them for `cfg` until `stop`.
+    pub fn spawn(
+        cfg: &crate::Config,
+        stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<FleetThreads, CentralError> {
+        let io = |e: std::io::Error| CentralError::Config(format!("starting a thread: {e}"));
+        let mut handles = Vec::new();
+        if let Some(opts) = ship::ShipOptions::from_config(cfg) {
+            let h = ship::spawn(opts, stop.clone()).map_err(io)?;
+            handles.push(
+                std::thread::Builder::new()
+                    .name("central-join".into())
+                    .spawn(move || match h.join() {
+                        Ok(Err(e)) => tracing::error!(error = %e, "the central shipper stopped"),
+                        Err(_) => tracing::error!("the central shipper panicked"),
+                        Ok(Ok(())) => {}
+                    })
+                    .map_err(io)?,
+            );
+        }
+        if let Some(t) = tunnel::TunnelOptions::from_config(cfg)? {
+            handles.push(tunnel::spawn(t, stop.clone()).map_err(io)?);
+        }
+        Ok(FleetThreads { handles })
+    }
+
+    /// Waits for them (after raising their stop flag): the shipper's last
+    /// round sends what the sensor indexed before stopping.
+    pub fn join(self) {
+        for h in self.handles {
+            let _ = h.join();
+        }
+    }
+}

@@ -1,0 +1,568 @@
+//! The hub (`[central]` in the web config) over a real PostgreSQL 15 with
+//! TLS and client certificates (voxtap_testkit::pg, on a temporary
+//! directory): two sensors' imports shipped by the library's shipper, the
+//! hub's search, Sensors page and downloads (through sensor 2's tunnel; sensor
+//! 1 offline), shipping twice is idempotent, and the central index's
+//! security (row-level security, INSERT-only sensor roles, certificates).
+
+use crate::common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use common::*;
+use reqwest::StatusCode;
+use voxtap_engine::index::{CallQuery, INDEX_FILE, Index};
+use voxtap_sensor::central::pg::PgTarget;
+use voxtap_sensor::central::ship::{ShipOptions, Shipper};
+use voxtap_sensor::central::tunnel::{self, TunnelOptions};
+use voxtap_sensor::central::{ca, schema};
+use voxtap_testkit::pg::{Pg, PgTls};
+use voxtap_web::config::{CentralConfig, TunnelSensor};
+
+const SECRET2: &str = "sensor-2-shared-secret";
+
+/// The fleet CA and every certificate of the test.
+pub(crate) struct Certs {
+    dir: tempfile::TempDir,
+}
+
+impl Certs {
+    pub(crate) fn new() -> Certs {
+        let dir = tempfile::tempdir().unwrap();
+        let c = dir.path().join("ca");
+        ca::init(&c, "test fleet CA", 30).unwrap();
+        let out = dir.path().join("certs");
+        ca::issue(&c, "postgres", &["127.0.0.1".into()], 30, &out).unwrap();
+        for role in ["vx_s1", "vx_s2", "vx_s3", "vx_hub"] {
+            ca::issue(&c, role, &[], 30, &out).unwrap();
+        }
+        // A certificate for vx_s1 from a CA the server does not trust.
+        let rogue = dir.path().join("rogue");
+        ca::init(&rogue, "rogue CA", 30).unwrap();
+        ca::issue(&rogue, "vx_s1", &[], 30, &rogue).unwrap();
+        Certs { dir }
+    }
+    pub(crate) fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca/ca.crt")
+    }
+    pub(crate) fn cert(&self, name: &str) -> (PathBuf, PathBuf) {
+        let d = self.dir.path().join("certs");
+        (d.join(format!("{name}.crt")), d.join(format!("{name}.key")))
+    }
+    pub(crate) fn tls(&self) -> PgTls {
+        let (cert, key) = self.cert("postgres");
+        PgTls {
+            cert,
+            key,
+            ca: self.ca(),
+        }
+    }
+    /// `role` over TCP with the certificate `cert_of` (a role's, or none).
+    pub(crate) fn target(&self, pg: &Pg, role: &str, cert: Option<(PathBuf, PathBuf)>) -> PgTarget {
+        let (c, k) = cert.unzip();
+        PgTarget::parse(&pg.tcp_url(role)).with_files(c.as_deref(), k.as_deref(), Some(&self.ca()))
+    }
+}
+
+/// The server's message of a failed statement.
+fn db_msg(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map_or_else(|| e.to_string(), |d| d.message().to_string())
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` (UTC) of ns since the epoch, as the search form
+/// takes it.
+fn iso(ns: u64) -> String {
+    let secs = (ns / 1_000_000_000) as i64;
+    let (y, m, d) = voxtap_engine::output::civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
+/// Percent-encodes a query value.
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn ship(certs: &Certs, pg: &Pg, sensor: &str, data: &Path) -> u64 {
+    let role = schema::sensor_role(sensor);
+    let mut s = Shipper::open(ShipOptions {
+        target: certs.target(pg, &role, Some(certs.cert(&role))),
+        sensor_id: sensor.into(),
+        out_dir: data.to_path_buf(),
+        store: None,
+        upload: None,
+        batch: 3,
+        interval: Duration::from_millis(100),
+    })
+    .unwrap();
+    s.drain().await.unwrap()
+}
+
+fn local_calls(data: &Path) -> Vec<voxtap_engine::index::CallRow> {
+    Index::open(&data.join(INDEX_FILE))
+        .unwrap()
+        .search(&CallQuery {
+            limit: 1000,
+            ..Default::default()
+        })
+        .unwrap()
+        .rows
+}
+
+/// A central index with sensors s1 and s2 and the hub's role; `tag` names
+/// the cluster's directory (the tests run at once).
+pub(crate) async fn setup_central(certs: &Certs, tag: &str) -> Pg {
+    setup_central_with(certs, tag, true).await
+}
+
+/// `fast`: no fsync (tests); the benchmark keeps the durable defaults.
+pub(crate) async fn setup_central_with(certs: &Certs, tag: &str, fast: bool) -> Pg {
+    let pg = Pg::start(tag, Some(&certs.tls()), fast);
+    let mut admin = PgTarget::parse(&pg.admin_url()).connect().await.unwrap();
+    assert_eq!(schema::migrate(&mut admin).await.unwrap().1, 1);
+    // Again: nothing to do.
+    assert_eq!(schema::migrate(&mut admin).await.unwrap(), (1, 1));
+    for s in ["s1", "s2"] {
+        schema::add_sensor(&mut admin, s).await.unwrap();
+    }
+    schema::add_hub(&mut admin, "vx_hub").await.unwrap();
+    pg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hub_searches_every_sensor_and_fetches_through_the_tunnel() {
+    let certs = Certs::new();
+    let pg = setup_central(&certs, "hub-search").await;
+    let d1 = data_dir_with(&corpus("generated/sipp-netns-udp-2calls.pcap"));
+    let d2 = data_dir_with(&corpus("generated/baresip-b2bua-2legs-srtp-to-rtp.pcap"));
+    let (c1, c2) = (local_calls(d1.path()), local_calls(d2.path()));
+    assert_eq!(ship(&certs, &pg, "s1", d1.path()).await, c1.len() as u64);
+    assert_eq!(ship(&certs, &pg, "s2", d2.path()).await, c2.len() as u64);
+    // Shipping again from scratch (the mark lost) adds nothing.
+    rusqlite::Connection::open(d2.path().join(INDEX_FILE))
+        .unwrap()
+        .execute("DELETE FROM ship_marks", [])
+        .unwrap();
+    assert_eq!(ship(&certs, &pg, "s2", d2.path()).await, c2.len() as u64);
+    let total = (c1.len() + c2.len()) as i64;
+    assert_eq!(pg.count("SELECT count(*) FROM voxtap.calls"), total);
+    assert_eq!(
+        pg.count("SELECT count(*) FROM voxtap.streams"),
+        pg.count("SELECT sum(stream_count) FROM voxtap.calls")
+    );
+
+    let (cert, key) = certs.cert("vx_hub");
+    let mut cfg = config();
+    cfg.central = Some(CentralConfig {
+        url: pg.tcp_url("vx_hub"),
+        client_cert: Some(cert),
+        client_key: Some(key),
+        ca: Some(certs.ca()),
+        sensors: vec![TunnelSensor {
+            name: "s2".into(),
+            secret: Some(SECRET2.into()),
+            secret_file: None,
+        }],
+        ..Default::default()
+    });
+    let hub_dir = tempfile::tempdir().unwrap();
+    let srv = voxtap_web::start(voxtap_web::ServeOptions {
+        data: hub_dir.path().to_path_buf(),
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        config: cfg,
+        insecure_no_auth: false,
+    })
+    .await
+    .unwrap();
+    let base = format!("http://{}", srv.addr);
+    let stop = Arc::new(AtomicBool::new(false));
+    let t = tokio::spawn(tunnel::run(
+        TunnelOptions {
+            hub_url: format!("ws://{}", srv.addr),
+            ca: None,
+            sensor_id: "s2".into(),
+            secret: SECRET2.as_bytes().to_vec(),
+            data: d2.path().to_path_buf(),
+        },
+        stop.clone(),
+    ));
+    let cookie = login(&base, USER, PASSWORD).await.unwrap();
+    let get = |path: String| {
+        let c = client();
+        let cookie = cookie.clone();
+        let base = base.clone();
+        async move {
+            c.get(format!("{base}{path}"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // Every call of both sensors, each with its sensor.
+    let all: serde_json::Value = get("/api/calls?per_page=500".into())
+        .await
+        .text()
+        .await
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap();
+    assert_eq!(all["total"], total);
+    for (sensor, calls) in [("s1", &c1), ("s2", &c2)] {
+        for c in calls.iter() {
+            let page: serde_json::Value = get(format!("/api/calls?call_id={}", enc(&c.call_id)))
+                .await
+                .text()
+                .await
+                .map(|t| serde_json::from_str(&t).unwrap())
+                .unwrap();
+            assert_eq!(page["total"], 1, "{}", c.call_id);
+            assert_eq!(page["rows"][0]["sensor"], sensor);
+            assert_eq!(page["rows"][0]["from_user"], c.from_user.as_str());
+        }
+    }
+    // By number and by time: each sensor's calls come back with their
+    // sensor.
+    for (sensor, calls) in [("s1", &c1), ("s2", &c2)] {
+        for c in calls.iter().filter(|c| !c.from_user.is_empty()) {
+            let found = |page: &serde_json::Value| {
+                page["rows"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r["call_id"] == c.call_id.as_str() && r["sensor"] == sensor)
+            };
+            let by_number: serde_json::Value = get(format!(
+                "/api/calls?party={}&per_page=500",
+                enc(&c.from_user)
+            ))
+            .await
+            .text()
+            .await
+            .map(|t| serde_json::from_str(&t).unwrap())
+            .unwrap();
+            assert!(found(&by_number), "{} by number: {by_number}", c.call_id);
+            let (from, to) = (
+                iso(c.start_ns - 1_000_000_000),
+                iso(c.start_ns + 1_000_000_000),
+            );
+            let by_time: serde_json::Value = get(format!(
+                "/api/calls?from={}&to={}&per_page=500",
+                enc(&from),
+                enc(&to)
+            ))
+            .await
+            .text()
+            .await
+            .map(|t| serde_json::from_str(&t).unwrap())
+            .unwrap();
+            assert!(
+                found(&by_time),
+                "{} by time {from}..{to}: {by_time}",
+                c.call_id
+            );
+        }
+    }
+    // The sensor filter, the list's column, the Sensors page.
+    let only2: serde_json::Value = get("/api/calls?sensor=s2".into())
+        .await
+        .text()
+        .await
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap();
+    assert_eq!(only2["total"], c2.len());
+    let html = get("/calls".into()).await.text().await.unwrap();
+    assert!(html.contains("<th>Sensor</th>"), "{html}");
+    let mut s2_connected = serde_json::Value::Null;
+    for _ in 0..1000 {
+        let v: serde_json::Value = get("/api/sensors".into())
+            .await
+            .text()
+            .await
+            .map(|t| serde_json::from_str(&t).unwrap())
+            .unwrap();
+        if v[1]["tunnel"] == true {
+            s2_connected = v;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        s2_connected[1]["name"], "s2",
+        "sensor 2's tunnel never came up"
+    );
+    assert_eq!(s2_connected[0]["name"], "s1");
+    assert_eq!(s2_connected[0]["tunnel"], false);
+    assert!(s2_connected[1]["last_contact_unix"].as_u64().unwrap() > 0);
+    let page = get("/sensors".into()).await.text().await.unwrap();
+    assert!(
+        page.contains("data-sensor=\"s2\"") && page.contains("connected"),
+        "{page}"
+    );
+
+    // Sensor 2's call PCAP through its tunnel = its local file.
+    let c = &c2[0];
+    let id = all["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["call_id"] == c.call_id.as_str())
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let r = get(format!("/calls/{id}/download/pcap")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let local = std::fs::read(d2.path().join(c.pcap.as_deref().unwrap())).unwrap();
+    assert_eq!(r.bytes().await.unwrap().to_vec(), local);
+    // The call page: its sensor and its SIP ladder from the central index.
+    let page = get(format!("/calls/{id}")).await.text().await.unwrap();
+    assert!(page.contains("id=\"call-sensor\">s2<"), "{page}");
+    // Logged on the sensor, as the hub's user.
+    let log = Index::open(&d2.path().join(INDEX_FILE))
+        .unwrap()
+        .access_log(10)
+        .unwrap();
+    assert!(
+        log.iter()
+            .any(|e| e.user == "hub:alice" && e.detail == "call.pcap"),
+        "{log:?}"
+    );
+    // Sensor 1 has no tunnel: its files are "offline", its calls searchable.
+    let id1 = all["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["sensor"] == "s1")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let r = get(format!("/calls/{id1}/download/pcap")).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.text().await.unwrap().contains("sensor offline"));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = t.await;
+    drop(pg);
+}
+
+/// Sensor 1's credentials cannot read any row nor insert sensor 2's; a
+/// login without a certificate, with one from another CA, or with sensor
+/// 1's certificate as sensor 2 is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn sensors_are_confined_to_their_own_rows() {
+    let certs = Certs::new();
+    let pg = setup_central(&certs, "hub-rls").await;
+    let d2 = data_dir_with(&corpus("generated/sipp-netns-udp-2calls.pcap"));
+    ship(&certs, &pg, "s2", d2.path()).await;
+    let s1 = certs
+        .target(&pg, "vx_s1", Some(certs.cert("vx_s1")))
+        .connect()
+        .await
+        .unwrap();
+    let read = s1.query("SELECT * FROM voxtap.calls", &[]).await;
+    assert!(
+        db_msg(&read.unwrap_err()).contains("permission denied"),
+        "a sensor reads nothing"
+    );
+    let s2_id: i16 =
+        i16::try_from(pg.count("SELECT id FROM voxtap.sensors WHERE name = 's2'")).unwrap();
+    s1.execute("SELECT voxtap.ensure_days(current_date, current_date)", &[])
+        .await
+        .unwrap();
+    let insert = |sensor: Option<i16>| {
+        let cols = "local_id, call_id, method, start_at, end_at, duration_ms, from_user, to_user, \
+                    from_uri, to_uri, request_uri, ruri_user, state, sip_packets, rtp_packets, \
+                    rtcp_packets, stream_count, ips, codecs, indexed_at";
+        let vals = "1, 'forged@x', 'INVITE', now(), now(), 0, 'a', 'b', '', '', '', '', 'answered', \
+                    0, 0, 0, 0, '{}', '{}', now()";
+        match sensor {
+            Some(s) => format!("INSERT INTO voxtap.calls (sensor, {cols}) VALUES ({s}, {vals})"),
+            None => format!("INSERT INTO voxtap.calls ({cols}) VALUES ({vals})"),
+        }
+    };
+    let forged = s1.execute(&insert(Some(s2_id)), &[]).await;
+    assert!(
+        db_msg(&forged.unwrap_err()).contains("row-level security"),
+        "sensor 1 inserting sensor 2's row"
+    );
+    // Its own row, without naming itself, is fine.
+    assert_eq!(s1.execute(&insert(None), &[]).await.unwrap(), 1);
+    assert_eq!(
+        pg.count("SELECT count(*) FROM voxtap.calls c JOIN voxtap.sensors s ON s.id = c.sensor WHERE call_id = 'forged@x' AND s.name = 's1'"),
+        1
+    );
+    for s in [
+        "UPDATE voxtap.calls SET state = 'x'",
+        "DELETE FROM voxtap.calls",
+    ] {
+        assert!(s1.execute(s, &[]).await.is_err(), "{s}");
+    }
+    // No certificate; a rogue CA's; sensor 1's certificate as sensor 2.
+    let rogue = certs.dir.path().join("rogue");
+    for (role, cert) in [
+        ("vx_s1", None),
+        (
+            "vx_s1",
+            Some((rogue.join("vx_s1.crt"), rogue.join("vx_s1.key"))),
+        ),
+        ("vx_s2", Some(certs.cert("vx_s1"))),
+    ] {
+        let r = certs.target(&pg, role, cert.clone()).connect().await;
+        assert!(r.is_err(), "{role} with {cert:?} was let in");
+    }
+}
+
+/// The central index's calls of sensor `name`, and how many distinct call
+/// keys they are (equal: nothing doubled).
+fn central_calls(pg: &Pg, name: &str) -> (i64, i64) {
+    let of = format!(
+        "FROM voxtap.calls c JOIN voxtap.sensors s ON s.id = c.sensor WHERE s.name = '{name}'"
+    );
+    (
+        pg.count(&format!("SELECT count(*) {of}")),
+        pg.count(&format!(
+            "SELECT count(DISTINCT (c.call_id, c.start_at)) {of}"
+        )),
+    )
+}
+
+/// PostgreSQL stopped for 30 s while the sensor's local index grows (two
+/// more captures absorbed into it, as remote captures are): the shipper
+/// thread keeps going alone, its status says it is disconnected with the
+/// calls pending, and once PostgreSQL is back every call arrives once
+/// (the central count equals the local index's, no key twice) with its
+/// streams.
+#[tokio::test(flavor = "multi_thread")]
+async fn shipper_catches_up_after_an_outage() {
+    const OUTAGE: Duration = Duration::from_secs(30);
+    let certs = Certs::new();
+    let mut pg = setup_central(&certs, "hub-outage").await;
+    let d = data_dir_with(&corpus("generated/sipp-netns-tcp-2calls.pcap"));
+    let more = [
+        data_dir_with(&corpus("generated/sipp-loopback-3calls-rtpecho.pcap")),
+        data_dir_with(&corpus("generated/baresip-pcma-hold-resume-dtmf-rtcp.pcap")),
+    ];
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = voxtap_sensor::central::ship::spawn(
+        ShipOptions {
+            target: certs.target(&pg, "vx_s1", Some(certs.cert("vx_s1"))),
+            sensor_id: "s1".into(),
+            out_dir: d.path().to_path_buf(),
+            store: None,
+            upload: None,
+            batch: 2,
+            interval: Duration::from_millis(100),
+        },
+        stop.clone(),
+    )
+    .unwrap();
+    let local = |d: &Path| local_calls(d).len() as i64;
+    let arrived = |pg: &Pg, want: i64, limit: Duration| {
+        voxtap_testkit::wait_until(limit, "the calls in the central index", || {
+            (central_calls(pg, "s1").0 == want).then_some(())
+        })
+    };
+    arrived(&pg, local(d.path()), Duration::from_secs(30));
+
+    pg.stop();
+    let t0 = std::time::Instant::now();
+    let mut idx = Index::open(&d.path().join(INDEX_FILE)).unwrap();
+    for (i, m) in more.iter().enumerate() {
+        let n = idx
+            .absorb(&m.path().join(INDEX_FILE), &format!("more{i}"))
+            .unwrap();
+        assert!(n > 0);
+    }
+    drop(idx);
+    let total = local(d.path());
+    let before = central_calls_offline(d.path());
+    std::thread::sleep(OUTAGE.saturating_sub(t0.elapsed()));
+    let status = voxtap_sensor::status::read(d.path(), "central").expect("status/central.json");
+    assert_eq!(status["connected"], false, "{status}");
+    assert!(status["last_error"].is_string(), "{status}");
+    assert_eq!(status["pending_calls"], total - before, "{status}");
+
+    pg.resume();
+    // The shipper's backoff reaches 16 s after a 30 s outage.
+    arrived(&pg, total, Duration::from_secs(90));
+    assert_eq!(central_calls(&pg, "s1"), (total, total), "every call once");
+    assert_eq!(
+        pg.count("SELECT count(*) FROM voxtap.streams"),
+        pg.count("SELECT sum(stream_count) FROM voxtap.calls")
+    );
+    // Another round later adds nothing.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(central_calls(&pg, "s1").0, total);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    thread.join().unwrap().unwrap();
+    let status = voxtap_sensor::status::read(d.path(), "central").unwrap();
+    assert_eq!(status["connected"], true, "{status}");
+    assert_eq!(status["pending_calls"], 0, "{status}");
+}
+
+/// The shipped calls by the sensor's own high-water mark (the calls up to
+/// it are in the central index).
+fn central_calls_offline(data: &Path) -> i64 {
+    let c = rusqlite::Connection::open(data.join(INDEX_FILE)).unwrap();
+    c.query_row(
+        "SELECT count(*) FROM calls WHERE id <= (SELECT max(last_call) FROM ship_marks)",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+/// Sensors shipping at once ask for the same new days: each partition is
+/// made once and every caller succeeds (the advisory lock alone left the
+/// later callers' catalog view stale: "relation already exists").
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_sensors_make_each_day_once() {
+    let certs = Certs::new();
+    let pg = setup_central(&certs, "hub-days").await;
+    let parts = "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE c.relkind = 'r'";
+    let before = pg.count(parts);
+    let mut tasks = Vec::new();
+    for role in ["vx_s1", "vx_s2", "vx_s1", "vx_s2"] {
+        let client = certs
+            .target(&pg, role, Some(certs.cert(role)))
+            .connect()
+            .await
+            .unwrap();
+        tasks.push(tokio::spawn(async move {
+            client
+                .query_one(
+                    "SELECT voxtap.ensure_days('2030-01-01'::date, '2030-03-01'::date)",
+                    &[],
+                )
+                .await
+                .map(|r| r.get::<_, i32>(0))
+                .map_err(|e| db_msg(&e))
+        }));
+    }
+    let mut made = 0;
+    for t in tasks {
+        made += t.await.unwrap().unwrap();
+    }
+    let tables = pg.count(
+        "SELECT count(*) FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid \
+         JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'voxtap'",
+    );
+    // 60 days (Jan 1 to Mar 1 2030) of every partitioned table, once.
+    let want = 60 * tables;
+    assert_eq!(pg.count(parts) - before, want);
+    assert_eq!(i64::from(made), want);
+}
