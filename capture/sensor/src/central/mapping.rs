@@ -13,7 +13,6 @@
 //! |---|---|
 //! | `calls.call_group` | "Call model" (logical call of a leg) |
 //! | `calls.capture_loss` | a local column (calls.csv has it, index.sqlite not) |
-//! | `calls.encap` | "Tunnels" (outer path) |
 //! | `streams.decoded` | "Codecs" (per-stream decoded flag; the codec column is filled) |
 //! | `registrations.*`, `pings.*` | "Call model" (REGISTER bindings, OPTIONS per peer pair): [`REGISTRATIONS`] and [`PINGS`] name no source table yet |
 //!
