@@ -67,6 +67,19 @@ impl Compression {
     }
 }
 
+#[cfg(target_os = "linux")]
+fn zstd_decoder(input: BufReader<File>) -> std::io::Result<Box<dyn Read>> {
+    Ok(Box::new(zstd::stream::read::Decoder::with_buffer(input)?))
+}
+
+/// Builds without the zstd C library (macOS) say so instead of misreading.
+#[cfg(not(target_os = "linux"))]
+fn zstd_decoder(_input: BufReader<File>) -> std::io::Result<Box<dyn Read>> {
+    Err(std::io::Error::other(
+        "zstd-compressed capture: this build has no zstd decoder; decompress it with `zstd -d` first",
+    ))
+}
+
 /// The decompressed bytes of `f`, in an anonymous temporary file. Damage in
 /// the middle of the stream keeps what was decompressed before it (the
 /// capture reader then reports the cut-off record as truncated); damage
@@ -76,7 +89,7 @@ fn decompress(c: Compression, f: File, path: &Path) -> Result<File, PcapError> {
     let mut decoder: Box<dyn Read> = match c {
         // Several gzip members (concatenated files) are one stream.
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(input)?),
+        Compression::Zstd => zstd_decoder(input)?,
     };
     let mut out = BufWriter::with_capacity(1 << 16, tempfile::tempfile()?);
     let copied = copy_counting(&mut decoder, &mut out);
