@@ -27,6 +27,9 @@ pub mod g729;
 pub mod gsm;
 pub mod guess;
 mod kind;
+// libopus is built for Linux only: the CI type-checks macOS without a C
+// toolchain for it.
+#[cfg(target_os = "linux")]
 pub mod opus_dec;
 mod pcm;
 pub mod speex;
@@ -113,7 +116,12 @@ impl Decoder {
                 rate: clock_or(44_100),
                 channels,
             }),
+            #[cfg(target_os = "linux")]
             CodecKind::Opus { channels } => Box::new(opus_dec::OpusDecoder::new(channels)?),
+            #[cfg(not(target_os = "linux"))]
+            CodecKind::Opus { .. } => {
+                return Err(CodecError::Opus("this build has no libopus".into()));
+            }
             CodecKind::G726 { kbps, packing } => Box::new(
                 g726::G726Decoder::new(kbps, packing)
                     .ok_or(Unavailable::Mode("G.726 at this bit rate"))?,
