@@ -62,7 +62,11 @@ pub fn speech(rate: u32) -> Vec<i16> {
             let wav = tmp().join(format!("sentence{i}.wav"));
             let raw = tmp().join(format!("sentence{i}-{rate}.raw"));
             run(Command::new("espeak-ng").arg("-w").arg(&wav).arg(text));
+            // -D: no dither. sox dithers with a random seed by default
+            // when it requantizes, so every run made different speech and
+            // the G.729 source figure moved across the 0.90 floor.
             run(Command::new("sox")
+                .arg("-D")
                 .arg(&wav)
                 .args(["-r", &rate.to_string()])
                 .args(["-c", "1", "-b", "16", "-e", "signed-integer", "-L"])
