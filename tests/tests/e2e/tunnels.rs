@@ -16,107 +16,25 @@ use voxtap_e2e::{
     tshark_rtp_streams,
 };
 use voxtap_proto::pcapio::{LinkType, PcapWriter};
-use voxtap_proto::wire::{
-    Emit, erspan, ethernet, ethernet::ethertype, geneve, gre, gtpu, ipv4, ipv6, mpls, pppoe, udp,
-    vxlan,
+use voxtap_proto::wire::emit::{
+    around as wrap, eth, gre_packet as gre, ipv4_packet, ipv6_packet, mpls_stack as labels,
+    udp_datagram as udp, vlan,
 };
+use voxtap_proto::wire::{erspan, ethernet, ethernet::ethertype, geneve, gtpu, mpls, pppoe, vxlan};
 use voxtap_testkit::tshark::with_decode_as;
 
 const SOURCE: &str = "generated/sipp-netns-udp-2calls.pcap";
 const OUTER_A: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 const OUTER_B: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 
-fn wrap(r: &impl Emit, inner: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(r.buffer_len() + inner.len());
-    r.append(&mut v).unwrap();
-    v.extend_from_slice(inner);
-    v
-}
-
-fn eth(ty: u16, inner: &[u8]) -> Vec<u8> {
-    let r = ethernet::Repr {
-        dst_addr: [0x02, 0, 0, 0, 0xee, 2],
-        src_addr: [0x02, 0, 0, 0, 0xee, 1],
-        ethertype: ty,
-    };
-    wrap(&r, inner)
-}
-
-fn vlan(vid: u16, ty: u16, inner: &[u8]) -> Vec<u8> {
-    let r = ethernet::VlanRepr {
-        pcp: 0,
-        dei: false,
-        vid,
-        ethertype: ty,
-    };
-    wrap(&r, inner)
-}
-
 /// An outer IPv4 header (checksum filled) around `inner`.
 fn ip4(proto: u8, inner: &[u8]) -> Vec<u8> {
-    let r = ipv4::Repr {
-        src_addr: OUTER_A,
-        dst_addr: OUTER_B,
-        protocol: proto,
-        payload_len: inner.len(),
-        ttl: 64,
-        tos: 0,
-        ident: 0,
-        dont_frag: true,
-        more_frags: false,
-        frag_offset: 0,
-        options: &[],
-    };
-    wrap(&r, inner)
+    ipv4_packet(proto, OUTER_A, OUTER_B, inner)
 }
 
 fn ip6(next: u8, inner: &[u8]) -> Vec<u8> {
-    let r = ipv6::Repr {
-        src_addr: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1),
-        dst_addr: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2),
-        next_header: next,
-        payload_len: inner.len(),
-        hop_limit: 64,
-        traffic_class: 0,
-        flow_label: 0,
-    };
-    wrap(&r, inner)
-}
-
-/// Outer UDP (checksum 0 over IPv4, as tunnel endpoints send it).
-fn udp(sport: u16, dport: u16, inner: &[u8]) -> Vec<u8> {
-    let r = udp::Repr {
-        src_port: sport,
-        dst_port: dport,
-        payload_len: inner.len(),
-    };
-    wrap(&r, inner)
-}
-
-fn gre(protocol: u16, key: Option<u32>, sequence: Option<u32>, inner: &[u8]) -> Vec<u8> {
-    let r = gre::Repr {
-        protocol,
-        checksum_present: false,
-        key,
-        sequence,
-    };
-    wrap(&r, inner)
-}
-
-fn labels(stack: &[u32], inner: &[u8]) -> Vec<u8> {
-    let mut v = Vec::new();
-    for (i, &label) in stack.iter().enumerate() {
-        mpls::Repr {
-            label,
-            traffic_class: 0,
-            bottom: i + 1 == stack.len(),
-            ttl: 64,
-        }
-        .append(&mut v)
-        .unwrap();
-    }
-    v.extend_from_slice(inner);
-    v
+    let host = |n| Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, n);
+    ipv6_packet(next, host(1), host(2), inner)
 }
 
 /// The IP packet of an Ethernet frame and its EtherType, if it carries IP.

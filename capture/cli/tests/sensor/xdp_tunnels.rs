@@ -18,9 +18,11 @@
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use voxtap_proto::wire::{
-    Emit, erspan, ethernet, ethernet::ethertype, geneve, gre, gtpu, ipv4, mpls, pppoe, udp, vxlan,
+use voxtap_proto::wire::emit::{
+    around as wrap, eth, gre_packet, ipv4_packet as ip4, mpls_stack as labels, udp_datagram as udp,
+    vlan,
 };
+use voxtap_proto::wire::{erspan, ethernet::ethertype, geneve, gre, gtpu, mpls, pppoe, vxlan};
 use voxtap_sensor::xdp::{COUNTERS, Counter, TUNNELS, Tunnel, XdpConfig, XdpSensor};
 
 use crate::xdp_veth::{VethNs, delta, require_root};
@@ -30,58 +32,6 @@ const IN_B: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 2);
 const OUT_A: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 const OUT_B: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 
-fn wrap(r: &impl Emit, inner: &[u8]) -> Vec<u8> {
-    let mut v = Vec::new();
-    r.append(&mut v).unwrap();
-    v.extend_from_slice(inner);
-    v
-}
-
-fn eth(ty: u16, inner: &[u8]) -> Vec<u8> {
-    let r = ethernet::Repr {
-        dst_addr: [0x02, 0, 0, 0, 0x77, 2],
-        src_addr: [0x02, 0, 0, 0, 0x77, 1],
-        ethertype: ty,
-    };
-    wrap(&r, inner)
-}
-
-fn vlan(vid: u16, ty: u16, inner: &[u8]) -> Vec<u8> {
-    let r = ethernet::VlanRepr {
-        pcp: 0,
-        dei: false,
-        vid,
-        ethertype: ty,
-    };
-    wrap(&r, inner)
-}
-
-fn ip4(proto: u8, src: Ipv4Addr, dst: Ipv4Addr, inner: &[u8]) -> Vec<u8> {
-    let r = ipv4::Repr {
-        src_addr: src,
-        dst_addr: dst,
-        protocol: proto,
-        payload_len: inner.len(),
-        ttl: 64,
-        tos: 0,
-        ident: 1,
-        dont_frag: true,
-        more_frags: false,
-        frag_offset: 0,
-        options: &[],
-    };
-    wrap(&r, inner)
-}
-
-fn udp(sport: u16, dport: u16, inner: &[u8]) -> Vec<u8> {
-    let r = udp::Repr {
-        src_port: sport,
-        dst_port: dport,
-        payload_len: inner.len(),
-    };
-    wrap(&r, inner)
-}
-
 fn outer_udp(dport: u16, inner: &[u8]) -> Vec<u8> {
     eth(
         ethertype::IPV4,
@@ -90,29 +40,8 @@ fn outer_udp(dport: u16, inner: &[u8]) -> Vec<u8> {
 }
 
 fn gre(protocol: u16, key: Option<u32>, sequence: Option<u32>, inner: &[u8]) -> Vec<u8> {
-    let r = gre::Repr {
-        protocol,
-        checksum_present: false,
-        key,
-        sequence,
-    };
-    eth(ethertype::IPV4, &ip4(47, OUT_A, OUT_B, &wrap(&r, inner)))
-}
-
-fn labels(stack: &[u32], inner: &[u8]) -> Vec<u8> {
-    let mut v = Vec::new();
-    for (i, &label) in stack.iter().enumerate() {
-        mpls::Repr {
-            label,
-            traffic_class: 0,
-            bottom: i + 1 == stack.len(),
-            ttl: 64,
-        }
-        .append(&mut v)
-        .unwrap();
-    }
-    v.extend_from_slice(inner);
-    v
+    let g = gre_packet(protocol, key, sequence, inner);
+    eth(ethertype::IPV4, &ip4(47, OUT_A, OUT_B, &g))
 }
 
 /// The inner datagram: SIP to 5060 (or anything to `dport`).

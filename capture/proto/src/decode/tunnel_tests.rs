@@ -5,84 +5,19 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::*;
-use crate::wire::{
-    Emit, erspan, ethernet, ethernet::ethertype, geneve, gre, gtpu, ipv4, ipv6, mpls, pppoe, udp,
-    vxlan,
+use crate::wire::emit::{
+    around as wrap, eth, ipv4_packet as ip4, ipv6_packet as ip6, mpls_stack as labels,
+    udp_datagram as udp, vlan,
 };
+use crate::wire::{erspan, ethernet::ethertype, geneve, gre, gtpu, ipv4, mpls, pppoe, vxlan};
 
 const OUTER_A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const OUTER_B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const IN_A: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 1);
 const IN_B: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 2);
 
-fn wrap(r: &impl Emit, inner: &[u8]) -> Vec<u8> {
-    let mut v = Vec::new();
-    r.append(&mut v).unwrap();
-    v.extend_from_slice(inner);
-    v
-}
-
-fn eth(ty: u16, inner: &[u8]) -> Vec<u8> {
-    let r = ethernet::Repr {
-        dst_addr: [2, 0, 0, 0, 0, 2],
-        src_addr: [2, 0, 0, 0, 0, 1],
-        ethertype: ty,
-    };
-    wrap(&r, inner)
-}
-
-/// A VLAN tag (its TPID is the enclosing EtherType) and what follows.
-fn vlan(vid: u16, ty: u16, inner: &[u8]) -> Vec<u8> {
-    let r = ethernet::VlanRepr {
-        pcp: 0,
-        dei: false,
-        vid,
-        ethertype: ty,
-    };
-    wrap(&r, inner)
-}
-
-fn ip4(proto: u8, src: Ipv4Addr, dst: Ipv4Addr, inner: &[u8]) -> Vec<u8> {
-    let r = ipv4::Repr {
-        src_addr: src,
-        dst_addr: dst,
-        protocol: proto,
-        payload_len: inner.len(),
-        ttl: 64,
-        tos: 0,
-        ident: 7,
-        dont_frag: false,
-        more_frags: false,
-        frag_offset: 0,
-        options: &[],
-    };
-    wrap(&r, inner)
-}
-
 fn v6(last: u16) -> Ipv6Addr {
     Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, last)
-}
-
-fn ip6(next: u8, src: Ipv6Addr, dst: Ipv6Addr, inner: &[u8]) -> Vec<u8> {
-    let r = ipv6::Repr {
-        src_addr: src,
-        dst_addr: dst,
-        next_header: next,
-        payload_len: inner.len(),
-        hop_limit: 64,
-        traffic_class: 0,
-        flow_label: 0,
-    };
-    wrap(&r, inner)
-}
-
-fn udp(sport: u16, dport: u16, inner: &[u8]) -> Vec<u8> {
-    let r = udp::Repr {
-        src_port: sport,
-        dst_port: dport,
-        payload_len: inner.len(),
-    };
-    wrap(&r, inner)
 }
 
 /// The datagram every test looks for.
@@ -121,21 +56,6 @@ fn gre_repr(protocol: u16, key: Option<u32>, sequence: Option<u32>) -> gre::Repr
         key,
         sequence,
     }
-}
-
-fn labels(stack: &[u32], inner: &[u8]) -> Vec<u8> {
-    let mut v = Vec::new();
-    for (i, &label) in stack.iter().enumerate() {
-        let r = mpls::Repr {
-            label,
-            traffic_class: 0,
-            bottom: i + 1 == stack.len(),
-            ttl: 64,
-        };
-        r.append(&mut v).unwrap();
-    }
-    v.extend_from_slice(inner);
-    v
 }
 
 fn vxlan(vni: u32, inner: &[u8]) -> Vec<u8> {

@@ -1,9 +1,14 @@
 //! Frames built from scratch out of the [`Emit`] side of the views: an IP
-//! packet around a payload, as the HEP listener writes what it received.
+//! packet around a payload, as the HEP listener writes what it received;
+//! and one header at a time around an inner packet ([`around`], [`eth`],
+//! [`ipv4_packet`], ...), which the tunnel tests and fuzz seeds nest in any
+//! order. Those fix every field they do not take (TTL 64, no options, UDP
+//! checksum 0: "not computed", valid over IPv4) and return an empty vector
+//! when the header cannot hold the inner length.
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use super::{Emit, WireError, ipv4, ipv6, tcp, udp};
+use super::{Emit, WireError, ethernet, gre, ipv4, ipv6, mpls, tcp, udp};
 
 const TTL: u8 = 64;
 
@@ -95,6 +100,108 @@ fn emit_frame(
         Some(_) => tcp::Packet::new_unchecked(segment).fill_checksum(&sip, &dip),
     }
     Ok(())
+}
+
+/// `r`'s header followed by `inner`; empty when the header cannot say
+/// `inner`'s length.
+pub fn around(r: &impl Emit, inner: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(r.buffer_len() + inner.len());
+    if r.append(&mut v).is_err() {
+        return Vec::new();
+    }
+    v.extend_from_slice(inner);
+    v
+}
+
+/// Ethernet II between two fixed locally administered addresses.
+pub fn eth(ethertype: u16, inner: &[u8]) -> Vec<u8> {
+    let r = ethernet::Repr {
+        dst_addr: [0x02, 0, 0, 0, 0, 2],
+        src_addr: [0x02, 0, 0, 0, 0, 1],
+        ethertype,
+    };
+    around(&r, inner)
+}
+
+/// A VLAN tag (its TPID is the enclosing EtherType) and what follows.
+pub fn vlan(vid: u16, ethertype: u16, inner: &[u8]) -> Vec<u8> {
+    let r = ethernet::VlanRepr {
+        pcp: 0,
+        dei: false,
+        vid,
+        ethertype,
+    };
+    around(&r, inner)
+}
+
+/// IPv4 (header checksum filled, DF set) around `inner`.
+pub fn ipv4_packet(protocol: u8, src: Ipv4Addr, dst: Ipv4Addr, inner: &[u8]) -> Vec<u8> {
+    let r = ipv4::Repr {
+        src_addr: src,
+        dst_addr: dst,
+        protocol,
+        payload_len: inner.len(),
+        ttl: TTL,
+        tos: 0,
+        ident: 0,
+        dont_frag: true,
+        more_frags: false,
+        frag_offset: 0,
+        options: &[],
+    };
+    around(&r, inner)
+}
+
+pub fn ipv6_packet(next_header: u8, src: Ipv6Addr, dst: Ipv6Addr, inner: &[u8]) -> Vec<u8> {
+    let r = ipv6::Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header,
+        payload_len: inner.len(),
+        hop_limit: TTL,
+        traffic_class: 0,
+        flow_label: 0,
+    };
+    around(&r, inner)
+}
+
+/// A UDP header (checksum 0) around `inner`.
+pub fn udp_datagram(src_port: u16, dst_port: u16, inner: &[u8]) -> Vec<u8> {
+    let r = udp::Repr {
+        src_port,
+        dst_port,
+        payload_len: inner.len(),
+    };
+    around(&r, inner)
+}
+
+/// A GRE header without checksum around `inner`.
+pub fn gre_packet(protocol: u16, key: Option<u32>, sequence: Option<u32>, inner: &[u8]) -> Vec<u8> {
+    let r = gre::Repr {
+        protocol,
+        checksum_present: false,
+        key,
+        sequence,
+    };
+    around(&r, inner)
+}
+
+/// An MPLS label stack (bottom-of-stack on the last label) around `inner`.
+pub fn mpls_stack(labels: &[u32], inner: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(4 * labels.len() + inner.len());
+    for (i, &label) in labels.iter().enumerate() {
+        let r = mpls::Repr {
+            label,
+            traffic_class: 0,
+            bottom: i + 1 == labels.len(),
+            ttl: TTL,
+        };
+        if r.append(&mut v).is_err() {
+            return Vec::new();
+        }
+    }
+    v.extend_from_slice(inner);
+    v
 }
 
 fn to6(ip: IpAddr) -> Ipv6Addr {
