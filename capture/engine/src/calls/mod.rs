@@ -6,6 +6,8 @@ mod endpoints;
 pub mod legs;
 mod media_only;
 mod orphans;
+mod packet_log;
+mod spill;
 mod table;
 
 pub use call::{
@@ -13,4 +15,5 @@ pub use call::{
     RtcpView, SipEntry, Stream, StreamKey,
 };
 pub use endpoints::EndpointEvent;
+pub use spill::{Spill, SpillStats};
 pub use table::{CallConfig, CallTable, CallTableStats};

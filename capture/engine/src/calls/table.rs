@@ -14,6 +14,7 @@ use super::endpoints::{self, EndpointEvent, EndpointUse, Endpoints, Role};
 use super::legs::{self, Groups, LegConfig};
 use super::media_only::MediaOnly;
 use super::orphans::{OrphanRtp, Orphans};
+use super::spill::{Spill, SpillStats};
 use crate::signalling::{Signalling, SignallingConfig};
 use voxtap_proto::rtp::{self, RtpPacket};
 use voxtap_proto::sdp;
@@ -54,6 +55,10 @@ pub struct CallConfig {
     pub payload_match_window_ns: u64,
     /// Registrations, pings and other transactions outside calls.
     pub signalling: SignallingConfig,
+    /// Where calls spill their older packet references (segment files,
+    /// unlinked at once), so a call's memory does not grow with its
+    /// duration; None keeps every reference in memory.
+    pub spill_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for CallConfig {
@@ -72,6 +77,7 @@ impl Default for CallConfig {
             latch_window_ns: 30 * 1_000_000_000,
             payload_match_window_ns: 250_000_000,
             signalling: SignallingConfig::default(),
+            spill_dir: Some(std::env::temp_dir()),
         }
     }
 }
@@ -126,6 +132,7 @@ pub struct CallTable {
     now_ns: u64,
     expired: Vec<OrphanRtp>,
     stats: CallTableStats,
+    spill: Option<Spill>,
 }
 
 const SWEEP_EVERY_NS: u64 = 1_000_000_000;
@@ -135,9 +142,13 @@ impl CallTable {
         let orphans = Orphans::new(cfg.max_orphans, cfg.orphan_max_age_ns);
         let mut signalling_cfg = cfg.signalling.clone();
         signalling_cfg.transaction_wait_ns = cfg.transaction_wait_ns;
+        let spill = cfg.spill_dir.as_deref().map(Spill::new);
+        let mut media_only = MediaOnly::new(cfg.max_media_only, cfg.media_only_idle_ns);
+        media_only.spill_to(spill.clone());
         CallTable {
             closed: Closed::new(cfg.max_calls),
-            media_only: MediaOnly::new(cfg.max_media_only, cfg.media_only_idle_ns),
+            media_only,
+            spill,
             signalling: Signalling::new(signalling_cfg),
             cfg,
             calls: HashMap::new(),
@@ -152,6 +163,11 @@ impl CallTable {
             expired: Vec::new(),
             stats: CallTableStats::default(),
         }
+    }
+
+    /// The spill of older packet references (None: kept in memory).
+    pub fn spill_stats(&self) -> Option<SpillStats> {
+        self.spill.as_ref().map(Spill::stats)
     }
 
     pub fn stats(&self) -> CallTableStats {
@@ -179,6 +195,12 @@ impl CallTable {
 
     pub fn open_calls(&self) -> usize {
         self.calls.len()
+    }
+
+    /// Bytes the open calls hold in memory for their packet references (the
+    /// spilled ones are on disk).
+    pub fn packet_bytes_held(&self) -> usize {
+        self.calls.values().map(Call::packet_bytes_held).sum()
     }
 
     /// Start collecting [`EndpointEvent`]s (drain them with
@@ -387,6 +409,7 @@ impl CallTable {
         let no = self.next_no;
         self.next_no += 1;
         let mut call = Call::new(no, cid, method, p.ts_ns);
+        call.spill_to(self.spill.clone());
         if let StartLine::Request {
             method: Method::Invite,
             ..

@@ -28,6 +28,11 @@ pub enum OutputError {
     },
     #[error("call {call_id}: {message}")]
     Processor { call_id: String, message: String },
+    #[error("reading back the spilled packet references of call {call_id}: {source}")]
+    Spill {
+        call_id: String,
+        source: std::io::Error,
+    },
     #[error("re-reading packets of call {call_id} from {path}: {source}")]
     Source {
         call_id: String,
@@ -409,7 +414,13 @@ impl CallWriter {
     /// differs from the first one's are counted, not returned (one pcap has
     /// one link type).
     pub fn read_call_frames(&mut self, call: &Call) -> Result<(Vec<CallFrame>, u64), OutputError> {
-        let mut refs = call.packets().to_vec();
+        let mut refs = call
+            .packets()
+            .map_err(|source| OutputError::Spill {
+                call_id: call.call_id().to_string(),
+                source,
+            })?
+            .into_owned();
         refs.sort_unstable();
         // A packet can be listed twice (a TCP segment ending one SIP message
         // and starting the next): keep it once.
