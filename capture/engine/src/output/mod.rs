@@ -2,6 +2,8 @@
 //! with `call.pcap` (cut from the source captures through each call's packet
 //! references) and `sip.txt`.
 
+mod batch;
+pub use batch::BATCH_PACKETS;
 mod csv;
 mod signalling;
 mod streamed;
@@ -224,6 +226,8 @@ pub struct CallWriter {
     /// Open readers by source id, with the path they were opened on (a live
     /// store reuses a source id for a later file).
     readers: HashMap<u16, (PathBuf, PcapReader<BufReader<File>>)>,
+    /// The same, read through a large window, for [`Self::write_calls`].
+    windowed: HashMap<u16, (PathBuf, batch::WindowedReader)>,
     used_names: HashSet<String>,
     call_rows: Vec<(u64, Vec<String>)>,
     stream_rows: Vec<(u64, Vec<String>)>,
@@ -253,6 +257,7 @@ impl CallWriter {
             dir: dir.to_path_buf(),
             sources,
             readers: HashMap::new(),
+            windowed: HashMap::new(),
             used_names: HashSet::new(),
             call_rows: Vec::new(),
             stream_rows: Vec::new(),
@@ -277,6 +282,11 @@ impl CallWriter {
     /// past the 65536 sources a `PacketRef` can name.
     pub fn add_source(&mut self, path: PathBuf) -> Option<u16> {
         self.sources.add(path)
+    }
+
+    /// Whether the per-call folders are written (not only the CSV files).
+    pub fn writes_call_files(&self) -> bool {
+        self.write_call_files
     }
 
     /// Only the CSV files (benchmarks and quick looks).
@@ -345,6 +355,16 @@ impl CallWriter {
     }
 
     pub fn write_call(&mut self, call: &Call) -> Result<Written, OutputError> {
+        self.write_call_with(call, None)
+    }
+
+    /// [`Self::write_call`] with the call's frames already read (or None to
+    /// read them now).
+    fn write_call_with(
+        &mut self,
+        call: &Call,
+        frames: Option<(Vec<CallFrame>, u64)>,
+    ) -> Result<Written, OutputError> {
         if self
             .bundle
             .as_ref()
@@ -354,7 +374,7 @@ impl CallWriter {
         }
         let mut w = Written::default();
         let rel_pcap = if self.write_call_files {
-            self.write_call_folder(call, &mut w)?
+            self.write_call_folder(call, frames, &mut w)?
         } else {
             String::new()
         };
@@ -380,7 +400,12 @@ impl CallWriter {
 
     /// The call's folder: `call.pcap`, `sip.txt` and what the processors
     /// add. Returns the pcap's path relative to the output directory.
-    fn write_call_folder(&mut self, call: &Call, w: &mut Written) -> Result<String, OutputError> {
+    fn write_call_folder(
+        &mut self,
+        call: &Call,
+        frames: Option<(Vec<CallFrame>, u64)>,
+        w: &mut Written,
+    ) -> Result<String, OutputError> {
         let name = if call.is_media_only() {
             self.folder_name(&media_only_name(call))
         } else {
@@ -388,7 +413,10 @@ impl CallWriter {
         };
         let folder = self.dir.join(&name);
         std::fs::create_dir_all(&folder).map_err(io_err(&folder))?;
-        let (frames, mismatch) = self.read_call_frames(call)?;
+        let (frames, mismatch) = match frames {
+            Some(f) => f,
+            None => self.read_call_frames(call)?,
+        };
         write_pcap(&frames, &folder.join("call.pcap"))?;
         w.packets = frames.len() as u64;
         w.link_mismatch = mismatch;
@@ -414,25 +442,11 @@ impl CallWriter {
     /// differs from the first one's are counted, not returned (one pcap has
     /// one link type).
     pub fn read_call_frames(&mut self, call: &Call) -> Result<(Vec<CallFrame>, u64), OutputError> {
-        let mut refs = call
-            .packets()
-            .map_err(|source| OutputError::Spill {
-                call_id: call.call_id().to_string(),
-                source,
-            })?
-            .into_owned();
-        refs.sort_unstable();
-        // A packet can be listed twice (a TCP segment ending one SIP message
-        // and starting the next): keep it once.
-        let mut seen = HashSet::with_capacity(refs.len());
-        refs.retain(|r| seen.insert(r.1));
+        let refs = capture_order(call)?;
         let mut frames = Vec::with_capacity(refs.len());
         let mut first_link = None;
         let mut mismatch = 0u64;
-        for (_, pref) in refs {
-            if pref == crate::calls::PacketRef::NOT_STORED {
-                continue;
-            }
+        for pref in refs {
             let src = pref.source();
             let Some(src_path) = self.sources.path(src) else {
                 continue;
@@ -468,6 +482,7 @@ impl CallWriter {
     /// files, so their space is freed).
     pub fn close_readers(&mut self) {
         self.readers.clear();
+        self.windowed.clear();
     }
 
     /// A logical call with several legs gets, in its first leg's folder,
@@ -707,6 +722,27 @@ fn open_for_random_reads(path: &Path) -> Result<PcapReader<BufReader<File>>, Pca
     }
     r.finish_sequential();
     Ok(r)
+}
+
+/// Where the call's packets are, in capture order (time, then position),
+/// each once (a TCP segment ending one SIP message and starting the next is
+/// listed twice), without the ones a store did not keep.
+fn capture_order(call: &Call) -> Result<Vec<crate::calls::PacketRef>, OutputError> {
+    let mut refs = call
+        .packets()
+        .map_err(|source| OutputError::Spill {
+            call_id: call.call_id().to_string(),
+            source,
+        })?
+        .into_owned();
+    refs.sort_unstable();
+    let mut seen = HashSet::with_capacity(refs.len());
+    refs.retain(|r| seen.insert(r.1));
+    Ok(refs
+        .into_iter()
+        .map(|(_, p)| p)
+        .filter(|p| *p != crate::calls::PacketRef::NOT_STORED)
+        .collect())
 }
 
 /// Write `frames` as a classic pcap (an empty but valid file when there are
