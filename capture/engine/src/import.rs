@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use crate::calls::{CallState, PacketRef};
+use crate::calls::{Call, CallState, PacketRef};
 use crate::index::{CallFiles, INDEX_FILE, Index, IndexError};
 use crate::output::{CallWriter, OutputError};
 use crate::pipeline::{Pipeline, PipelineConfig, PipelineStats};
@@ -269,6 +269,8 @@ pub fn run_import_with_progress(
         on_progress,
         total_bytes,
         since_drain: 0,
+        pending: Vec::new(),
+        pending_packets: 0,
     };
     if let [one] = &mut sources[..] {
         run.read_one(one)?;
@@ -308,6 +310,10 @@ struct Run<'a> {
     on_progress: &'a (dyn Fn(ImportProgress) + Sync),
     total_bytes: u64,
     since_drain: u32,
+    /// Ended calls not written yet, and their packets: written together
+    /// (their packets read back in one pass, see `CallWriter::write_calls`).
+    pending: Vec<Call>,
+    pending_packets: u64,
 }
 
 /// Ended calls are written, and progress shown, every this many packets.
@@ -370,7 +376,7 @@ impl Run<'_> {
             return Ok(());
         }
         self.since_drain = 0;
-        self.write_ended()?;
+        self.write_ended(false)?;
         self.report_progress(read(), false);
         Ok(())
     }
@@ -384,13 +390,30 @@ impl Run<'_> {
         });
     }
 
-    fn write_ended(&mut self) -> Result<(), ImportError> {
-        write_ended_indexed(
-            &mut self.pipeline,
-            &mut self.writer,
-            Some(&mut self.index),
-            &mut self.report,
-        )
+    /// Writes the calls that ended, once enough of their packets are
+    /// waiting (or at the `last` drain).
+    fn write_ended(&mut self, last: bool) -> Result<(), ImportError> {
+        let done = self.pipeline.drain_transactions();
+        self.writer.write_transactions(&done)?;
+        self.report.transactions += done.len() as u64;
+        for call in self.pipeline.drain_ended() {
+            self.pending_packets += call.packet_count();
+            self.pending.push(call);
+        }
+        if last
+            || !self.writer.writes_call_files()
+            || self.pending_packets >= crate::output::BATCH_PACKETS
+        {
+            let calls = std::mem::take(&mut self.pending);
+            self.pending_packets = 0;
+            write_calls_indexed(
+                &calls,
+                &mut self.writer,
+                Some(&mut self.index),
+                &mut self.report,
+            )?;
+        }
+        Ok(())
     }
 
     /// End of input: close and write every call, report each file.
@@ -400,7 +423,7 @@ impl Run<'_> {
         started: Instant,
     ) -> Result<ImportReport, ImportError> {
         self.pipeline.finish();
-        self.write_ended()?;
+        self.write_ended(true)?;
         write_signalling(
             &mut self.pipeline,
             &mut self.writer,
@@ -466,9 +489,20 @@ pub fn write_ended_indexed(
     writer.write_transactions(&done)?;
     report.transactions += done.len() as u64;
     let ended = pipeline.drain_ended();
+    write_calls_indexed(&ended, writer, index, report)
+}
+
+/// Writes `ended` (packets read back together, see
+/// [`CallWriter::write_calls`]), counts them in `report` and records them in
+/// `index`.
+fn write_calls_indexed(
+    ended: &[Call],
+    writer: &mut CallWriter,
+    index: Option<&mut Index>,
+    report: &mut ImportReport,
+) -> Result<(), ImportError> {
     let mut files = Vec::with_capacity(ended.len());
-    for call in &ended {
-        let w = writer.write_call(call)?;
+    for (call, w) in ended.iter().zip(writer.write_calls(ended)?) {
         files.push(
             w.folder
                 .as_deref()

@@ -446,4 +446,95 @@ mod tests {
         assert!(p.is_sip_port(65535));
         assert!(!p.is_sip_port(5061));
     }
+
+    /// One answered call, then `rtp` RTP packets each way; returns the
+    /// references fed for the call (time, where), in order.
+    fn feed_call(p: &mut Pipeline, rtp: u16) -> Vec<(u64, PacketRef)> {
+        use crate::synth::udp_frame;
+        use std::net::Ipv4Addr;
+        let (a, b) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+        let sdp = |ip: Ipv4Addr| {
+            format!(
+                "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+            )
+        };
+        let sip = |start: &str, to_tag: &str, body: String| {
+            format!(
+                "{start}\r\nVia: SIP/2.0/UDP {a}:5060;branch=z9hG4bK1\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>{to_tag}\r\nCall-ID: long@x\r\nCSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        let mut fed = Vec::new();
+        let mut frame = Vec::new();
+        let mut ts = 1_000_000_000u64;
+        let mut feed = |p: &mut Pipeline, frame: &[u8], ts: u64| {
+            let r = PacketRef::new(0, 24 + fed.len() as u64 * 300);
+            p.process(LinkType::Ethernet, ts, r, frame);
+            fed.push((ts, r));
+        };
+        let inv = sip("INVITE sip:b@x SIP/2.0", "", sdp(a));
+        udp_frame(&mut frame, (a, 5060), (b, 5060), inv.as_bytes());
+        feed(p, &frame, ts);
+        let ok = sip("SIP/2.0 200 OK", ";tag=2", sdp(b));
+        udp_frame(&mut frame, (b, 5060), (a, 5060), ok.as_bytes());
+        feed(p, &frame, ts + 1);
+        let mut pkt = [0u8; 172];
+        pkt[0] = 0x80;
+        for seq in 0..rtp {
+            pkt[2..4].copy_from_slice(&seq.to_be_bytes());
+            ts += 20_000_000;
+            for (src, dst, ssrc) in [(a, b, 1u8), (b, a, 2)] {
+                pkt[11] = ssrc;
+                udp_frame(&mut frame, (src, 4000), (dst, 4000), &pkt);
+                feed(p, &frame, ts);
+            }
+        }
+        fed
+    }
+
+    fn spill_config(name: &str) -> (PipelineConfig, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("voxtap-{name}-{}", std::process::id()));
+        let mut cfg = PipelineConfig::default();
+        cfg.calls.spill_dir = Some(dir.clone());
+        (cfg, dir)
+    }
+
+    /// What an open call holds in memory for its packet references does not
+    /// grow with its length: the older ones are spilled, and all of them
+    /// come back, in order, when it ends.
+    #[test]
+    fn memory_for_an_open_calls_packets_does_not_grow_with_its_length() {
+        let (cfg, dir) = spill_config("pipeline-spill");
+        let mut short = Pipeline::new(cfg.clone());
+        feed_call(&mut short, 100);
+        let mut long = Pipeline::new(cfg);
+        let fed = feed_call(&mut long, 30_000);
+        let (held_short, held_long) = (
+            short.calls.packet_bytes_held(),
+            long.calls.packet_bytes_held(),
+        );
+        assert!(held_short > 0);
+        assert!(
+            held_long <= held_short,
+            "{held_long} bytes held after 60,002 packets, {held_short} after 202"
+        );
+        assert!(long.calls.spill_stats().unwrap().chunks >= 60_000 / 32);
+        long.finish();
+        let ended = long.drain_ended();
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].packet_count(), fed.len() as u64);
+        assert_eq!(ended[0].packets().unwrap().as_ref(), fed.as_slice());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Without a spill every reference stays in memory: the figure above
+    /// is what spilling changes.
+    #[test]
+    fn without_a_spill_an_open_calls_memory_grows_with_its_length() {
+        let mut cfg = PipelineConfig::default();
+        cfg.calls.spill_dir = None;
+        let mut p = Pipeline::new(cfg);
+        let fed = feed_call(&mut p, 5_000);
+        assert!(p.calls.packet_bytes_held() >= fed.len() * 16);
+    }
 }

@@ -1,9 +1,11 @@
 //! One call (one SIP dialog set, keyed by Call-ID) and what we learnt about it.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use super::legs::{Facing, Link};
+use super::packet_log::PacketLog;
 use voxtap_proto::sdp::{Crypto, Direction, RtpMap};
 use voxtap_proto::stream_stats::StreamStats;
 
@@ -272,8 +274,9 @@ pub struct Call {
     awaiting: u8,
     rtp_packets: u64,
     rtcp_packets: u64,
-    /// Every packet of the call: (capture time, where it is).
-    packets: Vec<(u64, PacketRef)>,
+    /// Every packet of the call: (capture time, where it is); the older
+    /// ones spilled to disk.
+    packets: PacketLog,
     sip: Vec<SipEntry>,
     media: Vec<MediaInfo>,
     streams: Vec<Stream>,
@@ -357,7 +360,7 @@ impl Call {
             awaiting: 0,
             rtp_packets: 0,
             rtcp_packets: 0,
-            packets: Vec::new(),
+            packets: PacketLog::default(),
             sip: Vec::new(),
             media: Vec::new(),
             streams: Vec::new(),
@@ -501,15 +504,33 @@ impl Call {
         self.rtcp_packets
     }
 
-    /// Every packet of the call: (capture time, where it is).
-    pub fn packets(&self) -> &[(u64, PacketRef)] {
-        &self.packets
+    /// Every packet of the call: (capture time, where it is), in the order
+    /// they were added; the spilled ones are read back from disk.
+    pub fn packets(&self) -> std::io::Result<Cow<'_, [(u64, PacketRef)]>> {
+        self.packets.all()
     }
 
-    /// Its packet references, for a store that finds it did not keep some
-    /// of them (it marks those [`PacketRef::NOT_STORED`]).
-    pub fn packets_mut(&mut self) -> &mut [(u64, PacketRef)] {
-        &mut self.packets
+    /// How many packet references the call has.
+    pub fn packet_count(&self) -> u64 {
+        self.packets.len()
+    }
+
+    /// Bytes its packet references take in memory (not the spilled ones).
+    pub fn packet_bytes_held(&self) -> usize {
+        self.packets.held_bytes()
+    }
+
+    /// Its packet references, read back into memory first, for a store that
+    /// finds it did not keep some of them (it marks those
+    /// [`PacketRef::NOT_STORED`]).
+    pub fn packets_mut(&mut self) -> std::io::Result<&mut [(u64, PacketRef)]> {
+        self.packets.load()?;
+        Ok(self.packets.tail_mut())
+    }
+
+    /// Older packet references go to `spill` from now on.
+    pub(crate) fn spill_to(&mut self, spill: Option<super::Spill>) {
+        self.packets.set_spill(spill);
     }
 
     /// Its SIP messages in capture order.
@@ -706,7 +727,7 @@ impl Call {
         self.encrypted_signalling = note.to_string();
         self.last_ns = self.last_ns.max(last_ns);
         self.sip_packets = refs.len() as u64;
-        self.packets.extend_from_slice(refs);
+        self.packets.extend(refs);
     }
 
     /// The encapsulations (VLAN, MPLS, GRE, ERSPAN, VXLAN, ...) around its

@@ -45,6 +45,8 @@ pub(super) struct MediaOnly {
     max_records: usize,
     idle_ns: u64,
     stats: MediaOnlyStats,
+    /// Where records spill their older packet references.
+    spill: Option<super::Spill>,
 }
 
 impl MediaOnly {
@@ -55,7 +57,13 @@ impl MediaOnly {
             max_records,
             idle_ns,
             stats: MediaOnlyStats::default(),
+            spill: None,
         }
+    }
+
+    /// Records spill their older packet references to `spill`.
+    pub fn spill_to(&mut self, spill: Option<super::Spill>) {
+        self.spill = spill;
     }
 
     pub fn stats(&self) -> MediaOnlyStats {
@@ -83,7 +91,9 @@ impl MediaOnly {
                 self.stats.dropped += 1;
                 return None;
             }
-            self.by_pair.insert(key, Call::media_only(*next_no, ts_ns));
+            let mut rec = Call::media_only(*next_no, ts_ns);
+            rec.spill_to(self.spill.clone());
+            self.by_pair.insert(key, rec);
             *next_no += 1;
             self.stats.records += 1;
             for ep in [key.0, key.1] {

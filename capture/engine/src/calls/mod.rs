@@ -7,6 +7,8 @@ mod floods;
 pub mod legs;
 mod media_only;
 mod orphans;
+mod packet_log;
+mod spill;
 mod table;
 
 pub use call::{
@@ -15,4 +17,5 @@ pub use call::{
 };
 pub use endpoints::EndpointEvent;
 pub use floods::{FloodReason, FloodSummary};
+pub use spill::{Spill, SpillStats};
 pub use table::{CallConfig, CallTable, CallTableStats};

@@ -15,6 +15,7 @@ use super::floods::{FloodSummary, Floods, NewDialog};
 use super::legs::{self, Groups, LegConfig};
 use super::media_only::MediaOnly;
 use super::orphans::{OrphanRtp, Orphans};
+use super::spill::{Spill, SpillStats};
 use crate::signalling::{Signalling, SignallingConfig};
 use voxtap_proto::rtp::{self, RtpPacket};
 use voxtap_proto::sdp;
@@ -68,6 +69,10 @@ pub struct CallConfig {
     pub flood_invites_per_s: u32,
     /// Registrations, pings and other transactions outside calls.
     pub signalling: SignallingConfig,
+    /// Where calls spill their older packet references (segment files,
+    /// unlinked at once), so a call's memory does not grow with its
+    /// duration; None keeps every reference in memory.
+    pub spill_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for CallConfig {
@@ -90,6 +95,7 @@ impl Default for CallConfig {
             memory_bytes: 1 << 30,
             flood_invites_per_s: 100,
             signalling: SignallingConfig::default(),
+            spill_dir: Some(std::env::temp_dir()),
         }
     }
 }
@@ -158,6 +164,7 @@ pub struct CallTable {
     /// (estimated at each sweep, kept up to date in between).
     sip_bytes: usize,
     mem_bytes: usize,
+    spill: Option<Spill>,
 }
 
 const SWEEP_EVERY_NS: u64 = 1_000_000_000;
@@ -174,9 +181,13 @@ impl CallTable {
         let cfg_flood_rate = cfg.flood_invites_per_s;
         let mut signalling_cfg = cfg.signalling.clone();
         signalling_cfg.transaction_wait_ns = cfg.transaction_wait_ns;
+        let spill = cfg.spill_dir.as_deref().map(Spill::new);
+        let mut media_only = MediaOnly::new(cfg.max_media_only, cfg.media_only_idle_ns);
+        media_only.spill_to(spill.clone());
         CallTable {
             closed: Closed::new(cfg.max_calls),
-            media_only: MediaOnly::new(cfg.max_media_only, cfg.media_only_idle_ns),
+            media_only,
+            spill,
             signalling: Signalling::new(signalling_cfg),
             cfg,
             calls: HashMap::new(),
@@ -195,6 +206,11 @@ impl CallTable {
             sip_bytes: 0,
             mem_bytes: 0,
         }
+    }
+
+    /// The spill of older packet references (None: kept in memory).
+    pub fn spill_stats(&self) -> Option<SpillStats> {
+        self.spill.as_ref().map(Spill::stats)
     }
 
     pub fn stats(&self) -> CallTableStats {
@@ -232,6 +248,12 @@ impl CallTable {
 
     pub fn open_calls(&self) -> usize {
         self.calls.len()
+    }
+
+    /// Bytes the open calls hold in memory for their packet references (the
+    /// spilled ones are on disk).
+    pub fn packet_bytes_held(&self) -> usize {
+        self.calls.values().map(Call::packet_bytes_held).sum()
     }
 
     /// Start collecting [`EndpointEvent`]s (drain them with
@@ -526,6 +548,7 @@ impl CallTable {
         let no = self.next_no;
         self.next_no += 1;
         let mut call = Call::new(no, cid, method, p.ts_ns);
+        call.spill_to(self.spill.clone());
         if invite {
             let facing = legs::facing(p.src.ip(), p.dst.ip(), &self.cfg.legs);
             call.set_first_invite(p.src, p.dst, facing);
@@ -724,7 +747,7 @@ mod tests {
         t.finish();
         let c = t.drain_ended().pop().unwrap();
         assert_eq!(c.sip_packets(), 4001);
-        assert_eq!(c.packets().len(), 4000);
+        assert_eq!(c.packet_count(), 4000);
         let with_text = c.sip().iter().filter(|e| !e.text.is_empty()).count();
         assert_eq!(with_text, 1 + (budget - 1000) / 60_400, "texts kept");
         assert!(c.sip().len() > with_text, "summaries past the texts");

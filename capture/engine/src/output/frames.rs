@@ -11,7 +11,9 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
 
-use super::{CallFrame, CallWriter, OutputError, io_err, open_for_random_reads, write_pcap};
+use super::{
+    CallFrame, CallWriter, OutputError, capture_order, io_err, open_for_random_reads, write_pcap,
+};
 use crate::calls::{Call, PacketRef};
 use voxtap_proto::pcapio::{LinkType, PcapWriter};
 
@@ -43,18 +45,10 @@ impl CallWriter {
         call: &Call,
         mut each: impl FnMut(Record<'_>) -> Result<(), OutputError>,
     ) -> Result<u64, OutputError> {
-        let mut refs = call.packets().to_vec();
-        refs.sort_unstable();
-        // A packet can be listed twice (a TCP segment ending one SIP message
-        // and starting the next): keep it once.
-        let mut seen = HashSet::with_capacity(refs.len());
-        refs.retain(|r| seen.insert(r.1));
+        let refs = capture_order(call)?;
         let mut first_link = None;
         let mut mismatch = 0u64;
-        for (_, pref) in refs {
-            if pref == PacketRef::NOT_STORED {
-                continue;
-            }
+        for pref in refs {
             let src = pref.source();
             let Some(src_path) = self.sources.path(src) else {
                 continue;
@@ -92,7 +86,7 @@ impl CallWriter {
     /// differs from the first one's are counted, not returned (one pcap has
     /// one link type).
     pub fn read_call_frames(&mut self, call: &Call) -> Result<(Vec<CallFrame>, u64), OutputError> {
-        let mut frames = Vec::with_capacity(call.packets().len());
+        let mut frames = Vec::with_capacity(call.packet_count() as usize);
         let mismatch = self.for_each_frame(call, |r| {
             frames.push(CallFrame {
                 ts_ns: r.ts_ns,

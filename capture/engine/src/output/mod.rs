@@ -2,6 +2,8 @@
 //! with `call.pcap` (cut from the source captures through each call's packet
 //! references) and `sip.txt`.
 
+mod batch;
+pub use batch::BATCH_PACKETS;
 mod csv;
 mod floods;
 mod frames;
@@ -10,7 +12,7 @@ mod signalling;
 mod streamed;
 mod time;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -33,6 +35,11 @@ pub enum OutputError {
     },
     #[error("call {call_id}: {message}")]
     Processor { call_id: String, message: String },
+    #[error("reading back the spilled packet references of call {call_id}: {source}")]
+    Spill {
+        call_id: String,
+        source: std::io::Error,
+    },
     #[error("re-reading packets of call {call_id} from {path}: {source}")]
     Source {
         call_id: String,
@@ -240,6 +247,8 @@ pub struct CallWriter {
     /// keeps them to write them sorted: one string per row).
     call_rows: Vec<(u64, Box<str>)>,
     stream_rows: Vec<(u64, Box<str>)>,
+    /// The same, read through a large window, for [`Self::write_calls`].
+    windowed: HashMap<u16, (PathBuf, batch::WindowedReader)>,
     leg_rows: Vec<(u64, Vec<String>)>,
     fax_rows: Vec<(u64, Box<str>)>,
     /// transactions.csv, opened on the first rows (they are appended as
@@ -268,6 +277,7 @@ impl CallWriter {
             sources,
             readers: HashMap::new(),
             names: naming::FolderNames::default(),
+            windowed: HashMap::new(),
             call_rows: Vec::new(),
             stream_rows: Vec::new(),
             leg_rows: Vec::new(),
@@ -292,6 +302,11 @@ impl CallWriter {
     /// past the 65536 sources a `PacketRef` can name.
     pub fn add_source(&mut self, path: PathBuf) -> Option<u16> {
         self.sources.add(path)
+    }
+
+    /// Whether the per-call folders are written (not only the CSV files).
+    pub fn writes_call_files(&self) -> bool {
+        self.write_call_files
     }
 
     /// Only the CSV files (benchmarks and quick looks).
@@ -346,6 +361,16 @@ impl CallWriter {
     }
 
     pub fn write_call(&mut self, call: &Call) -> Result<Written, OutputError> {
+        self.write_call_with(call, None)
+    }
+
+    /// [`Self::write_call`] with the call's frames already read (or None to
+    /// read them now).
+    fn write_call_with(
+        &mut self,
+        call: &Call,
+        frames: Option<(Vec<CallFrame>, u64)>,
+    ) -> Result<Written, OutputError> {
         if self
             .bundle
             .as_ref()
@@ -355,7 +380,7 @@ impl CallWriter {
         }
         let mut w = Written::default();
         let rel_pcap = if self.write_call_files {
-            self.write_call_folder(call, &mut w)?
+            self.write_call_folder(call, frames, &mut w)?
         } else {
             String::new()
         };
@@ -386,7 +411,12 @@ impl CallWriter {
 
     /// The call's folder: `call.pcap`, `sip.txt` and what the processors
     /// add. Returns the pcap's path relative to the output directory.
-    fn write_call_folder(&mut self, call: &Call, w: &mut Written) -> Result<String, OutputError> {
+    fn write_call_folder(
+        &mut self,
+        call: &Call,
+        frames: Option<(Vec<CallFrame>, u64)>,
+        w: &mut Written,
+    ) -> Result<String, OutputError> {
         let name = if call.is_media_only() {
             self.folder_name(media_only_name(call).as_bytes())
         } else {
@@ -394,10 +424,23 @@ impl CallWriter {
         };
         let folder = self.dir.join(&name);
         std::fs::create_dir_all(&folder).map_err(io_err(&folder))?;
-        let copied = self.copy_call_frames(call, &folder.join("call.pcap"))?;
-        let frames = copied.frames;
-        w.packets = copied.written;
-        w.link_mismatch = copied.mismatch;
+        let pcap = folder.join("call.pcap");
+        let frames = match frames {
+            // Read ahead in a batch (import): every frame goes to the pcap,
+            // and the batch only carries calls whose SIP text was all kept.
+            Some((frames, mismatch)) => {
+                write_pcap(&frames, &pcap)?;
+                w.packets = frames.len() as u64;
+                w.link_mismatch = mismatch;
+                frames
+            }
+            None => {
+                let copied = self.copy_call_frames(call, &pcap)?;
+                w.packets = copied.written;
+                w.link_mismatch = copied.mismatch;
+                copied.frames
+            }
+        };
         if !call.is_media_only() {
             write_sip_txt(call, &folder.join("sip.txt"))?;
         }
@@ -419,6 +462,7 @@ impl CallWriter {
     /// files, so their space is freed).
     pub fn close_readers(&mut self) {
         self.readers.clear();
+        self.windowed.clear();
     }
 
     /// A logical call with several legs gets, in its first leg's folder,
@@ -664,6 +708,27 @@ fn open_for_random_reads(path: &Path) -> Result<PcapReader<BufReader<File>>, Pca
     }
     r.finish_sequential();
     Ok(r)
+}
+
+/// Where the call's packets are, in capture order (time, then position),
+/// each once (a TCP segment ending one SIP message and starting the next is
+/// listed twice), without the ones a store did not keep.
+fn capture_order(call: &Call) -> Result<Vec<crate::calls::PacketRef>, OutputError> {
+    let mut refs = call
+        .packets()
+        .map_err(|source| OutputError::Spill {
+            call_id: call.call_id().to_string(),
+            source,
+        })?
+        .into_owned();
+    refs.sort_unstable();
+    let mut seen = HashSet::with_capacity(refs.len());
+    refs.retain(|r| seen.insert(r.1));
+    Ok(refs
+        .into_iter()
+        .map(|(_, p)| p)
+        .filter(|p| *p != crate::calls::PacketRef::NOT_STORED)
+        .collect())
 }
 
 /// Write `frames` as a classic pcap (an empty but valid file when there are

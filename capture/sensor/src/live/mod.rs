@@ -446,6 +446,9 @@ fn pipeline_config(cfg: &Config) -> Result<PipelineConfig> {
         .idle_timeout_seconds
         .saturating_mul(1_000_000_000);
     pcfg.calls.all_dialogs = cfg.output.all_dialogs;
+    // Older packet references of open calls go to disk beside the outputs
+    // (not /tmp, often memory).
+    pcfg.calls.spill_dir = Some(cfg.output.dir.clone());
     pcfg.calls.legs.relays = cfg
         .output
         .media_relays

@@ -304,7 +304,15 @@ impl StoreManager {
     /// stored. The caller charges them to the call as capture loss.
     pub fn mark_unstored(&self, call: &mut Call) -> u64 {
         let mut n = 0;
-        for (_, p) in call.packets_mut().iter_mut() {
+        let refs = match call.packets_mut() {
+            Ok(r) => r,
+            Err(e) => {
+                // Its PCAP will lack them; the writer reports the same error.
+                tracing::warn!(error = %e, "reading back spilled packet references");
+                return 0;
+            }
+        };
+        for (_, p) in refs.iter_mut() {
             if *p == PacketRef::NOT_STORED {
                 n += 1;
                 continue;
@@ -373,7 +381,11 @@ impl StoreManager {
 
     /// Where the call's packets are, with rolling file ids resolved.
     pub fn locate(&self, call: &Call) -> CallLocation {
-        let mut refs: Vec<(u64, PacketRef)> = call.packets().to_vec();
+        // Read back by `mark_unstored` already; an error was logged there.
+        let mut refs: Vec<(u64, PacketRef)> = call
+            .packets()
+            .map(std::borrow::Cow::into_owned)
+            .unwrap_or_default();
         refs.sort_unstable();
         refs.dedup_by_key(|r| r.1);
         let locations = refs

@@ -47,7 +47,7 @@ impl Call {
         if self.sip_messages == 1 {
             self.from_tag = from_tag_hash(p.msg);
         }
-        self.packets.extend_from_slice(p.refs);
+        self.packets.extend(p.refs);
         if matches!(p.transport, "TLS" | "WSS") {
             self.note_tls();
         }

@@ -80,7 +80,7 @@ impl Call {
         use std::mem::size_of;
         size_of::<Call>()
             + self.sip_bytes
-            + self.packets.capacity() * size_of::<(u64, super::PacketRef)>()
+            + self.packets.held_bytes()
             + self.sip_unkept.capacity() * size_of::<super::PacketRef>()
             + self.streams.capacity() * (size_of::<super::Stream>() + 64)
             + self.media.capacity() * (size_of::<super::MediaInfo>() + 256)

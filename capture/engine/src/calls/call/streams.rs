@@ -29,7 +29,7 @@ impl Call {
     /// media ports): it belongs to the call's capture.
     pub(in crate::calls) fn note_media(&mut self, ts_ns: u64, refs: &[(u64, PacketRef)]) {
         self.last_ns = self.last_ns.max(ts_ns);
-        self.packets.extend_from_slice(refs);
+        self.packets.extend(refs);
     }
 
     /// An RTCP packet for m= line `media_idx`; `rtcp_like` when it looks
@@ -144,7 +144,7 @@ impl Call {
     /// Media-only record `rec` turns out to be this call's media on m= line
     /// `media_idx` (its SDP came later): its streams and packets move here.
     pub(in crate::calls) fn absorb_media_only(&mut self, media_idx: usize, rec: Call) {
-        self.packets.extend_from_slice(&rec.packets);
+        self.packets.absorb(rec.packets);
         self.rtp_packets += rec.rtp_packets;
         self.rtcp_packets += rec.rtcp_packets;
         self.last_ns = self.last_ns.max(rec.last_ns);

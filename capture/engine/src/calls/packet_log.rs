@@ -1,0 +1,199 @@
+//! One call's packet references (capture time, where the packet is), to cut
+//! its PCAP once it ends: the latest fewer-than-[`CHUNK`] in memory, the
+//! older ones in the table's [`Spill`], so what a call holds does not grow
+//! with its duration.
+
+use std::borrow::Cow;
+
+use super::call::PacketRef;
+use super::spill::{CHUNK, ChunkPtr, Spill};
+
+#[derive(Default)]
+pub(crate) struct PacketLog {
+    /// The references not spilled yet (all of them without a spill).
+    tail: Vec<(u64, PacketRef)>,
+    /// The spill and the call's latest chunk in it (0: none yet).
+    spill: Option<Spill>,
+    last: ChunkPtr,
+    /// The segment the first chunk pinned.
+    pinned: Option<u64>,
+    spilled: u64,
+    /// The spill refused a chunk (after a failure it logged): the rest
+    /// stays in memory.
+    stuck: bool,
+}
+
+impl std::fmt::Debug for PacketLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PacketLog")
+            .field("in_memory", &self.tail.len())
+            .field("spilled", &self.spilled)
+            .finish()
+    }
+}
+
+impl PacketLog {
+    #[cfg(test)]
+    pub fn new(spill: Option<Spill>) -> Self {
+        let mut log = PacketLog::default();
+        log.spill = spill;
+        log
+    }
+
+    pub fn push(&mut self, r: (u64, PacketRef)) {
+        self.tail.push(r);
+        if self.tail.len() >= CHUNK {
+            self.spill_tail();
+        }
+    }
+
+    pub fn extend(&mut self, refs: &[(u64, PacketRef)]) {
+        for &r in refs {
+            self.push(r);
+        }
+    }
+
+    /// How many references, spilled or not.
+    pub fn len(&self) -> u64 {
+        self.spilled + self.tail.len() as u64
+    }
+
+    /// Bytes of references held in memory (the spilled ones are not).
+    pub fn held_bytes(&self) -> usize {
+        self.tail.capacity() * std::mem::size_of::<(u64, PacketRef)>()
+    }
+
+    fn spill_tail(&mut self) {
+        let Some(spill) = self.spill.as_ref().filter(|_| !self.stuck) else {
+            return;
+        };
+        let first = self.last == 0;
+        match spill.append(self.last, &self.tail, first) {
+            Some((p, seg)) => {
+                self.last = p;
+                if first {
+                    self.pinned = Some(seg);
+                }
+                self.spilled += self.tail.len() as u64;
+                self.tail.clear();
+            }
+            None => self.stuck = true,
+        }
+    }
+
+    /// Spill to `spill` from now on (a log that spilled nothing yet).
+    pub fn set_spill(&mut self, spill: Option<Spill>) {
+        if self.last == 0 {
+            self.spill = spill;
+        }
+    }
+
+    /// The references in memory (all of them after [`Self::load`]).
+    pub fn tail_mut(&mut self) -> &mut [(u64, PacketRef)] {
+        &mut self.tail
+    }
+
+    /// Every reference, in the order they were added.
+    pub fn all(&self) -> std::io::Result<Cow<'_, [(u64, PacketRef)]>> {
+        match (&self.spill, self.last) {
+            (Some(spill), last) if last != 0 => {
+                let mut v = spill.read_chain(last)?;
+                v.extend_from_slice(&self.tail);
+                Ok(Cow::Owned(v))
+            }
+            _ => Ok(Cow::Borrowed(&self.tail)),
+        }
+    }
+
+    /// Reads the spilled references back into memory (the call is done
+    /// growing) and releases its hold on the spill.
+    pub fn load(&mut self) -> std::io::Result<()> {
+        if self.last != 0 {
+            let all = self.all()?.into_owned();
+            self.tail = all;
+            self.release();
+        }
+        self.spill = None;
+        Ok(())
+    }
+
+    /// Moves `other`'s references here (its spilled ones read back first).
+    pub fn absorb(&mut self, mut other: PacketLog) {
+        if let Err(e) = other.load() {
+            tracing::warn!(error = %e, "reading back spilled packet references");
+        }
+        self.extend(&other.tail);
+    }
+
+    fn release(&mut self) {
+        if let (Some(seg), Some(spill)) = (self.pinned.take(), &self.spill) {
+            spill.unpin(seg);
+        }
+        self.last = 0;
+        self.spilled = 0;
+    }
+}
+
+impl Drop for PacketLog {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refs(n: u64) -> Vec<(u64, PacketRef)> {
+        (0..n)
+            .map(|i| (1_000 + i * 20_000_000, PacketRef::new(0, 24 + i * 214)))
+            .collect()
+    }
+
+    /// The memory a call holds for its references stays under one chunk
+    /// whatever its length, and every reference comes back in order.
+    #[test]
+    fn memory_held_does_not_grow_with_packets_and_all_come_back() {
+        let dir = std::env::temp_dir().join(format!("voxtap-log-test-{}", std::process::id()));
+        let spill = Spill::new(&dir);
+        let mut log = PacketLog::new(Some(spill.clone()));
+        let all = refs(100_000);
+        let mut most = 0;
+        for (i, r) in all.iter().enumerate() {
+            log.push(*r);
+            most = most.max(log.held_bytes());
+            if i == 1_000 {
+                assert!(log.held_bytes() <= CHUNK * 16, "{}", log.held_bytes());
+            }
+        }
+        assert!(most <= CHUNK * 16, "held {most} bytes");
+        assert_eq!(log.len(), 100_000);
+        assert_eq!(log.all().unwrap().as_ref(), all.as_slice());
+        log.load().unwrap();
+        assert_eq!(log.all().unwrap().as_ref(), all.as_slice());
+        assert!(spill.stats().chunks >= 100_000 / CHUNK as u64);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn without_a_spill_everything_stays_in_memory() {
+        let mut log = PacketLog::new(None);
+        log.extend(&refs(100));
+        assert_eq!(log.all().unwrap().len(), 100);
+        assert!(log.held_bytes() >= 100 * 16);
+    }
+
+    #[test]
+    fn absorbing_a_spilled_log_keeps_every_reference() {
+        let dir = std::env::temp_dir().join(format!("voxtap-log-test2-{}", std::process::id()));
+        let spill = Spill::new(&dir);
+        let (a, b) = (refs(70), refs(50));
+        let mut x = PacketLog::new(Some(spill.clone()));
+        x.extend(&a);
+        let mut y = PacketLog::new(Some(spill));
+        y.extend(&b);
+        x.absorb(y);
+        assert_eq!(x.all().unwrap().as_ref(), [a, b].concat().as_slice());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
