@@ -393,6 +393,7 @@ impl Run<'_> {
     /// Writes the calls that ended, once enough of their packets are
     /// waiting (or at the `last` drain).
     fn write_ended(&mut self, last: bool) -> Result<(), ImportError> {
+        self.writer.write_floods(&self.pipeline.drain_floods())?;
         let done = self.pipeline.drain_transactions();
         self.writer.write_transactions(&done)?;
         self.report.transactions += done.len() as u64;

@@ -38,7 +38,17 @@ impl CallWriter {
             }
             let batch = &calls[start..end];
             let mut frames = if self.write_call_files {
-                self.read_batch_frames(batch)?
+                match self.read_batch_frames(batch) {
+                    Ok(f) => f,
+                    // A source a window cannot read in place (compressed,
+                    // NetMon, snoop): the batch's calls take the streamed
+                    // copy, which reads such sources its own way.
+                    Err(OutputError::Source {
+                        source: PcapError::NeedsSeek(_) | PcapError::OtherFormat(_),
+                        ..
+                    }) => Vec::new(),
+                    Err(e) => return Err(e),
+                }
             } else {
                 Vec::new()
             };
