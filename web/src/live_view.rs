@@ -53,12 +53,15 @@ pub async fn page(State(st): State<Shared>, Extension(ident): Extension<Identity
 }
 
 /// `GET /live/calls/{call_id}`: one call while it runs; a link to its page
-/// once it is in the index.
+/// once it is in the index. Audited like the call page (a view, once per
+/// page, not per event).
 pub async fn call_page(
     State(st): State<Shared>,
     Extension(ident): Extension<Identity>,
     Path(call_id): Path<String>,
-) -> Html<String> {
+) -> Result<Html<String>, crate::handlers::AppError> {
+    let detail = format!("live {}", call_id.chars().take(200).collect::<String>());
+    crate::handlers::audit(&st, &ident, crate::audit::action::VIEW, None, &detail).await?;
     let file = read(&st).await;
     let indexed = indexed_id(&st, &call_id).await;
     let events = format!("/live/events?call={}", url_encode(&call_id));
@@ -69,7 +72,7 @@ pub async fn call_page(
         }
         div #live-calls data-events=(events) { (one_call(file.as_ref(), &call_id, now_unix())) }
     };
-    Html(crate::pages::page("Live call", &ident, body))
+    Ok(Html(crate::pages::page("Live call", &ident, body)))
 }
 
 /// The index id of the latest call with this Call-ID, if indexed.
@@ -99,10 +102,23 @@ pub async fn events(
             Some(id) => one_call(file.as_ref(), id, now),
             None => table(file.as_ref(), now),
         };
-        let ev = Event::default().event("live").data(html.into_string());
+        let ev = Event::default()
+            .event("live")
+            .data(sse_safe(html.into_string()));
         Some((Ok(ev), (st, q, tick)))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// SSE cannot carry a carriage return (axum's `Event::data` panics on
+/// one); in HTML `&#13;` is the same character. Line feeds are sent as
+/// several `data:` lines, which the browser joins again.
+fn sse_safe(html: String) -> String {
+    if html.contains('\r') {
+        html.replace('\r', "&#13;")
+    } else {
+        html
+    }
 }
 
 /// What the snapshot is: its time, whether its sensor runs, the cap.
@@ -236,4 +252,62 @@ fn sip_rows(c: &LiveCall) -> Vec<voxtap_engine::index::SipRow> {
             text: String::new(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use voxtap_engine::live_calls::{LiveSip, LiveSnapshot};
+
+    /// Every value of the snapshot comes from the wire: escaped in the
+    /// table, the call view and its ladder; no carriage return reaches SSE.
+    #[test]
+    fn hostile_values_are_escaped() {
+        let evil = "<script>alert(1)</script>\r\"'&";
+        let call = LiveCall {
+            call_id: evil.into(),
+            from: evil.into(),
+            to: evil.into(),
+            codec: evil.into(),
+            state: evil.into(),
+            streams: vec![LiveStream {
+                src: evil.into(),
+                codec: evil.into(),
+                ..Default::default()
+            }],
+            sip: vec![LiveSip {
+                summary: evil.into(),
+                src: evil.into(),
+                dst: "10.0.0.1:5060".into(),
+                ts_ns: 1,
+            }],
+            ..Default::default()
+        };
+        let file = LiveCallsFile {
+            updated_unix: now_unix(),
+            running: true,
+            snapshot: LiveSnapshot {
+                seq: 1,
+                open_calls: 1,
+                calls: vec![call.clone()],
+                ended: vec![call],
+                ..Default::default()
+            },
+        };
+        for html in [
+            table(Some(&file), now_unix()).into_string(),
+            one_call(Some(&file), evil, now_unix()).into_string(),
+        ] {
+            assert!(!html.contains("<script>"), "{html}");
+            assert!(html.contains("&lt;script&gt;"), "{html}");
+            let sent = sse_safe(html);
+            assert!(!sent.contains('\r'));
+            assert!(sent.contains("&#13;"));
+            // The events route builds its event from it without panicking.
+            let _ = Event::default().event("live").data(sent);
+        }
+        // The link to the call's page carries the Call-ID URL-encoded.
+        let html = table(Some(&file), now_unix()).into_string();
+        assert!(html.contains("/live/calls/%3Cscript%3E"), "{html}");
+    }
 }

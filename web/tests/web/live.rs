@@ -191,6 +191,14 @@ async fn live_page_follows_the_calls_as_they_run() {
     full_page_screenshot(&c, "live-ended.png").await;
     seen.push(last);
     check(&seen, &calls_csv);
+    // Opening the live call page is a view in the audit log, like a call's.
+    let log = running.state.audit.query(&Default::default(), 50).unwrap();
+    assert!(
+        log.iter().any(|e| e.user == USER
+            && e.action == "view"
+            && e.detail == format!("live {first_cid}")),
+        "{log:?}"
+    );
     c.close().await.unwrap();
     running.task.abort();
 }
