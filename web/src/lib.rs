@@ -25,6 +25,7 @@ mod import;
 mod jobs;
 mod ladder;
 mod legs_view;
+mod live_view;
 mod media_view;
 mod pages;
 mod quality;
@@ -381,6 +382,9 @@ pub fn router(st: Shared) -> Router {
         // Which downloads need `listener` depends on the kind: checked there.
         .route("/calls/{id}/download/{kind}", get(downloads::download))
         .route("/sensor", get(h::sensor_page))
+        .route("/live", get(live_view::page))
+        .route("/live/events", get(live_view::events))
+        .route("/live/calls/{call_id}", get(live_view::call_page))
         .route("/sensor/status", get(h::sensor_status))
         .route("/api/calls", get(h::api_calls))
         .route("/api/calls/{id}", get(h::api_call))

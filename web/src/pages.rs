@@ -42,6 +42,7 @@ fn layout(title: &str, ident: Option<&Identity>, body: Markup) -> String {
                     @if let Some(id) = ident {
                         nav {
                             a href="/calls" { "Calls" }
+                            a href="/live" { "Live" }
                             a href="/registrations" { "Registrations" }
                             a href="/media" { "Media only" }
                             @if id.role >= Role::Operator { a href="/import" { "Import" } }

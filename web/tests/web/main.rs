@@ -12,6 +12,7 @@ mod charts;
 mod fleet_bench;
 mod hardening;
 mod hub;
+mod live;
 mod noncall;
 mod remote;
 mod s3;

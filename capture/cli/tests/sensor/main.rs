@@ -11,6 +11,8 @@ mod lab;
 
 mod bench_probes;
 mod faults;
+mod live_browser;
+mod live_calls;
 mod live_export;
 mod live_sipp;
 mod live_tunnels;
