@@ -31,6 +31,8 @@ pub enum ConfigError {
         "{path}: user name {user:?}: names must be non-empty, without ':' (the bearer token is NAME:TOKEN) or control characters"
     )]
     BadUserName { path: PathBuf, user: String },
+    #[error("{path}: {msg}")]
+    Alerts { path: PathBuf, msg: String },
     #[error("{path}: {key} = {value} is out of range ({range})")]
     OutOfRange {
         path: PathBuf,
@@ -56,6 +58,12 @@ pub struct Config {
     pub login: LoginConfig,
     #[serde(default)]
     pub import: ImportConfig,
+    /// `[alerting]`: evaluation interval and notification sinks.
+    #[serde(default)]
+    pub alerting: crate::alerts::AlertingConfig,
+    /// `[[alerts]]`: the alert rules (admins may change them in the UI).
+    #[serde(default)]
+    pub alerts: Vec<crate::alerts::Rule>,
 }
 
 /// What a user may do; each role includes the ones before it.
@@ -259,6 +267,8 @@ impl Config {
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return Err(ConfigError::HalfTls { path: path() });
         }
+        self.check_alerts()
+            .map_err(|msg| ConfigError::Alerts { path: path(), msg })?;
         self.check_ranges(&path())
     }
 
@@ -342,6 +352,18 @@ impl Config {
             }),
             _ => Ok(()),
         }
+    }
+
+    fn check_alerts(&self) -> Result<(), String> {
+        self.alerting.check()?;
+        let mut names = std::collections::HashSet::new();
+        for r in &self.alerts {
+            r.check()?;
+            if !names.insert(r.name.as_str()) {
+                return Err(format!("alert {} is defined twice", r.name));
+            }
+        }
+        Ok(())
     }
 
     /// Session lifetime.
