@@ -412,5 +412,38 @@ mod tests {
         assert_eq!(cfg.import.concurrent, Some(2));
         assert_eq!(cfg.remote.max_filter_bytes, Some(1024));
         assert_eq!(cfg.server.session_hours, Some(12));
+        assert_eq!(cfg.alerting.interval_seconds, Some(5));
+        assert_eq!(cfg.alerting.smtp_to, ["noc@example.net"]);
+        let names: Vec<&str> = cfg.alerts.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "asr-low-trunk-x",
+                "mos-poor",
+                "sip-503",
+                "capture-loss",
+                "sensor-silent",
+                "registration-failures"
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_alert_rules_are_refused_with_their_name() {
+        let rule = "[[alerts]]\nname = \"x\"\nmetric = \"asr\"\nop = \"<\"\nthreshold = 40\n";
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("web.toml");
+        std::fs::write(&p, format!("{rule}{rule}")).unwrap();
+        let e = Config::load(&p).unwrap_err().to_string();
+        assert!(e.contains("alert x is defined twice"), "{e}");
+        std::fs::write(&p, format!("{rule}scope = \"10.0.0.0/40\"\n")).unwrap();
+        let e = Config::load(&p).unwrap_err().to_string();
+        assert!(e.contains("scope"), "{e}");
+        std::fs::write(&p, "[alerting]\nwebhook = \"https://x/\"\n").unwrap();
+        let e = Config::load(&p).unwrap_err().to_string();
+        assert!(e.contains("webhook"), "{e}");
+        std::fs::write(&p, "[alerting]\nsmtp_relay = \"127.0.0.1:25\"\n").unwrap();
+        let e = Config::load(&p).unwrap_err().to_string();
+        assert!(e.contains("smtp_from"), "{e}");
     }
 }

@@ -585,3 +585,143 @@ async fn check_history(base: &str) {
     assert_eq!(states, ["resolved", "firing"], "{v}");
     assert_eq!(v["history"][1]["value"], 10.0);
 }
+
+async fn post_form(
+    base: &str,
+    path: &str,
+    auth: (&str, &str),
+    form: &[(&str, &str)],
+) -> (reqwest::StatusCode, String) {
+    let r = client()
+        .post(format!("{base}{path}"))
+        .header(auth.0, auth.1)
+        .header("accept", "application/json")
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+/// The rule editor: admins only, CSRF-checked, audited; a config rule
+/// removed there stays removed; a bad rule is refused with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_edit_rules_with_csrf_and_audit() {
+    use reqwest::StatusCode;
+    let dir = tempfile::tempdir().unwrap();
+    let running = start_with(dir.path(), AlertingConfig::default()).await;
+    let base = format!("http://{}", running.addr);
+    let cookie = login(&base, USER, PASSWORD).await.unwrap();
+    let page = client()
+        .get(format!("{base}/admin/alerts"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("data-rule=\"sip-503\""), "{page}");
+    let csrf = hidden_csrf(&page);
+    let rule = [
+        ("name", "trunk-x"),
+        ("metric", "asr"),
+        ("op", "<"),
+        ("threshold", "30"),
+        ("window_seconds", "60"),
+        ("scope", "10.5.0.0/16"),
+    ];
+    // No token, a wrong one: refused, nothing saved.
+    for token in [
+        "",
+        "0000000000000000000000000000000000000000000000000000000000000000",
+    ] {
+        let mut f = rule.to_vec();
+        f.push(("csrf", token));
+        let (s, _) = post_form(&base, "/admin/alerts", ("cookie", &cookie), &f).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+    }
+    // A listener (bearer token, no CSRF to send) may look but not edit.
+    let bearer = format!("Bearer {API_USER}:{API_TOKEN}");
+    let (s, _) = post_form(&base, "/admin/alerts", ("authorization", &bearer), &rule).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let mut f = rule.to_vec();
+    f.push(("csrf", &csrf));
+    let (s, body) = post_form(&base, "/admin/alerts", ("cookie", &cookie), &f).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let mut bad = f.clone();
+    bad[5] = ("scope", "10.5/16");
+    let (s, body) = post_form(&base, "/admin/alerts", ("cookie", &cookie), &bad).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(body.contains("is not an IP prefix"), "{body}");
+    let (s, _) = post_form(
+        &base,
+        "/admin/alerts/delete",
+        ("cookie", &cookie),
+        &[("csrf", &csrf), ("name", "sip-503")],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+
+    let v: Value = serde_json::from_str(&get_text(&base, "/api/alerts").await).unwrap();
+    let rules: Vec<(&str, &str)> = v["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["rule"]["name"].as_str().unwrap(),
+                r["origin"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            ("asr-low", "config"),
+            ("asr-trunk-b", "config"),
+            ("sensor-silent", "config"),
+            ("trunk-x", "web")
+        ]
+    );
+    assert_eq!(
+        v["rules"][3]["condition"],
+        "ASR % < 30 over 60 s (peers 10.5.0.0/16)"
+    );
+    let audit = client()
+        .get(format!("{base}/api/audit?action=alert+rule"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    let audit: Value = serde_json::from_str(&audit.text().await.unwrap()).unwrap();
+    let details: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        details,
+        [
+            "removed sip-503",
+            "set trunk-x: ASR % < 30 over 60 s (peers 10.5.0.0/16)"
+        ]
+    );
+    // Kept across a restart: the edits are in alerts.sqlite.
+    running.task.abort();
+    let again = start_with(dir.path(), AlertingConfig::default()).await;
+    let v: Value =
+        serde_json::from_str(&get_text(&format!("http://{}", again.addr), "/api/alerts").await)
+            .unwrap();
+    let names: Vec<&str> = v["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["rule"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["asr-low", "asr-trunk-b", "sensor-silent", "trunk-x"]
+    );
+    again.task.abort();
+}
