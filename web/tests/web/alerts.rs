@@ -41,9 +41,40 @@ fn sip(first: &str, id: &str, a: Ipv4Addr, b: Ipv4Addr, cseq: &str, to_tag: bool
     .into_bytes()
 }
 
-/// A capture of calls from `caller(i)` to `b` at about now: answered
-/// (INVITE, 200, ACK, BYE, 200) or refused with `code` (INVITE, 100, code,
-/// ACK).
+/// One call's messages as (from the callee?, first line, CSeq, To tag?):
+/// answered (INVITE, 200, ACK, BYE, 200) or refused with `code` (INVITE,
+/// 100, code, ACK).
+fn call_plan(b: Ipv4Addr, code: Option<u16>) -> Vec<(bool, String, &'static str, bool)> {
+    let invite = (
+        false,
+        format!("INVITE sip:2002@{b} SIP/2.0"),
+        "1 INVITE",
+        false,
+    );
+    let ack = (false, format!("ACK sip:2002@{b} SIP/2.0"), "1 ACK", true);
+    match code {
+        Some(c) => vec![
+            invite,
+            (true, "SIP/2.0 100 Trying".into(), "1 INVITE", false),
+            (
+                true,
+                format!("SIP/2.0 {c} Service Unavailable"),
+                "1 INVITE",
+                true,
+            ),
+            ack,
+        ],
+        None => vec![
+            invite,
+            (true, "SIP/2.0 200 OK".into(), "1 INVITE", true),
+            ack,
+            (false, format!("BYE sip:2002@{b} SIP/2.0"), "2 BYE", true),
+            (true, "SIP/2.0 200 OK".into(), "2 BYE", true),
+        ],
+    }
+}
+
+/// A capture of `n` calls from `caller(i)` to `b`, starting now.
 fn capture(
     dir: &Path,
     name: &str,
@@ -53,82 +84,20 @@ fn capture(
     code: Option<u16>,
 ) -> PathBuf {
     let path = dir.join(name);
-    let mut w = PcapWriter::new(
-        std::fs::File::create(&path).unwrap(),
-        LinkType::Ethernet,
-        65_535,
-    )
-    .unwrap();
+    let file = std::fs::File::create(&path).unwrap();
+    let mut w = PcapWriter::new(file, LinkType::Ethernet, 65_535).unwrap();
     let mut frame = Vec::new();
     let t0 = now_ns();
     for i in 0..n {
         let a = caller(i);
         let id = format!("{name}-{i}@alerts.test");
-        let invite = format!("INVITE sip:2002@{b} SIP/2.0");
-        let mut msgs: Vec<(bool, Vec<u8>)> =
-            vec![(false, sip(&invite, &id, a, b, "1 INVITE", false))];
-        match code {
-            Some(c) => {
-                msgs.push((
-                    true,
-                    sip("SIP/2.0 100 Trying", &id, a, b, "1 INVITE", false),
-                ));
-                msgs.push((
-                    true,
-                    sip(
-                        &format!("SIP/2.0 {c} Service Unavailable"),
-                        &id,
-                        a,
-                        b,
-                        "1 INVITE",
-                        true,
-                    ),
-                ));
-                msgs.push((
-                    false,
-                    sip(
-                        &format!("ACK sip:2002@{b} SIP/2.0"),
-                        &id,
-                        a,
-                        b,
-                        "1 ACK",
-                        true,
-                    ),
-                ));
-            }
-            None => {
-                msgs.push((true, sip("SIP/2.0 200 OK", &id, a, b, "1 INVITE", true)));
-                msgs.push((
-                    false,
-                    sip(
-                        &format!("ACK sip:2002@{b} SIP/2.0"),
-                        &id,
-                        a,
-                        b,
-                        "1 ACK",
-                        true,
-                    ),
-                ));
-                msgs.push((
-                    false,
-                    sip(
-                        &format!("BYE sip:2002@{b} SIP/2.0"),
-                        &id,
-                        a,
-                        b,
-                        "2 BYE",
-                        true,
-                    ),
-                ));
-                msgs.push((true, sip("SIP/2.0 200 OK", &id, a, b, "2 BYE", true)));
-            }
-        }
-        for (k, (from_b, m)) in msgs.into_iter().enumerate() {
+        for (k, (from_b, first, cseq, tag)) in call_plan(b, code).into_iter().enumerate() {
             let (src, dst) = if from_b {
                 ((b, 5060), (a, 5060))
             } else {
                 ((a, 5060), (b, 5060))
             };
+            let m = sip(&first, &id, a, b, cseq, tag);
             voxtap_engine::synth::udp_frame(&mut frame, src, dst, &m);
             let ts = t0 + u64::from(i) * 1_000_000 + k as u64 * 100_000;
             w.write_packet(ts, frame.len() as u32, &frame).unwrap();
@@ -405,23 +374,31 @@ fn ip_b(i: u32) -> Ipv4Addr {
     Ipv4Addr::new(10, 2, 0, 1 + (i % 200) as u8)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_failing_with_503_alert_every_sink_and_resolve() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().canonicalize().unwrap();
-    // A sensor whose last word was five minutes ago.
-    write_sensor_status(&data, unix() - 300, 5);
-    let (url, rx) = webhook_receiver().await;
-    let mut hooks = Events {
-        rx,
-        seen: Vec::new(),
-    };
-    let smtp_port = free_port();
-    let smtp = smtp_sink(smtp_port);
-    let syslog = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let running = start_with(
-        &data,
-        AlertingConfig {
+/// A server with every sink pointed at this test, and the sinks.
+struct Lab {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    caps: tempfile::TempDir,
+    base: String,
+    cookie: String,
+    hooks: Events,
+    smtp: SmtpSink,
+    mails: Vec<Value>,
+    syslog: tokio::net::UdpSocket,
+    running: voxtap_web::Running,
+}
+
+impl Lab {
+    /// Its sensor's last word was five minutes ago.
+    async fn start() -> Lab {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().canonicalize().unwrap();
+        write_sensor_status(&data, unix() - 300, 5);
+        let (url, rx) = webhook_receiver().await;
+        let smtp_port = free_port();
+        let smtp = smtp_sink(smtp_port);
+        let syslog = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let alerting = AlertingConfig {
             interval_seconds: Some(1),
             webhook: Some(url),
             syslog: Some(format!("udp://{}", syslog.local_addr().unwrap())),
@@ -429,45 +406,52 @@ async fn calls_failing_with_503_alert_every_sink_and_resolve() {
             smtp_from: Some("voxtap@alerts.test".into()),
             smtp_to: vec!["noc@alerts.test".into()],
             ..Default::default()
-        },
-    )
-    .await;
-    let base = format!("http://{}", running.addr);
+        };
+        let running = start_with(&data, alerting).await;
+        let base = format!("http://{}", running.addr);
+        let cookie = login(&base, USER, PASSWORD).await.unwrap();
+        Lab {
+            _dir: dir,
+            data,
+            caps: tempfile::tempdir().unwrap(),
+            base,
+            cookie,
+            hooks: Events {
+                rx,
+                seen: Vec::new(),
+            },
+            smtp,
+            mails: Vec::new(),
+            syslog,
+            running,
+        }
+    }
 
-    let cookie = login(&base, USER, PASSWORD).await.unwrap();
-    let silent = hooks.wait("sensor-silent", "firing").await;
+    /// `n` calls from `caller(i)` to `b` now, uploaded and imported.
+    async fn calls(
+        &self,
+        name: &str,
+        n: u32,
+        caller: fn(u32) -> Ipv4Addr,
+        b: [u8; 4],
+        code: Option<u16>,
+    ) {
+        let file = capture(self.caps.path(), name, n, caller, b.into(), code);
+        import(&self.base, &self.cookie, file).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_failing_with_503_alert_every_sink_and_resolve() {
+    let mut lab = Lab::start().await;
+    let silent = lab.hooks.wait("sensor-silent", "firing").await;
     assert!(value(&silent) >= 300.0, "{silent}");
 
     // Trunk B: 2 answered calls; trunk A: 10 refused with 503.
-    let caps = tempfile::tempdir().unwrap();
-    import(
-        &base,
-        &cookie,
-        capture(
-            caps.path(),
-            "b-ok",
-            2,
-            ip_b,
-            Ipv4Addr::new(10, 9, 0, 2),
-            None,
-        ),
-    )
-    .await;
-    import(
-        &base,
-        &cookie,
-        capture(
-            caps.path(),
-            "a-503",
-            10,
-            ip_a,
-            Ipv4Addr::new(10, 9, 0, 1),
-            Some(503),
-        ),
-    )
-    .await;
+    lab.calls("b-ok", 2, ip_b, [10, 9, 0, 2], None).await;
+    lab.calls("a-503", 10, ip_a, [10, 9, 0, 1], Some(503)).await;
     let imported = Instant::now();
-    let fired = hooks.wait("sip-503", "firing").await;
+    let fired = lab.hooks.wait("sip-503", "firing").await;
     let latency = imported.elapsed();
     assert_eq!(value(&fired), 10.0, "{fired}");
     assert_eq!(fired["metric"], "sip_status");
@@ -476,54 +460,45 @@ async fn calls_failing_with_503_alert_every_sink_and_resolve() {
         (Some(">"), Some(9.0))
     );
     assert_eq!(fired["window_seconds"], 20);
-    let asr = hooks.wait("asr-low", "firing").await;
+    let asr = lab.hooks.wait("asr-low", "firing").await;
     assert!((value(&asr) - 100.0 * 2.0 / 12.0).abs() < 1e-9, "{asr}");
     assert_eq!(asr["summary"], "ASR % < 40 over 120 s (all calls)");
     eprintln!("alerts: 503 import to webhook firing in {latency:?}");
 
-    let mut mails = Vec::new();
-    let m = mail(&smtp, &mut mails, "[voxtap] FIRING sip-503");
+    let m = mail(&lab.smtp, &mut lab.mails, "[voxtap] FIRING sip-503");
     assert_eq!(m["to"][0], "noc@alerts.test");
     let body = m["data"].as_str().unwrap();
     assert!(
         body.contains("value: 10\r\n") && body.contains("metric: sip_status > 9\r\n"),
         "{body}"
     );
-    check_syslog(&syslog).await;
-    check_metrics(&base).await;
+    check_syslog(&lab.syslog).await;
+    check_metrics(&lab.base).await;
+    resolve(&mut lab).await;
+    check_history(&lab.base).await;
+    assert!(
+        lab.hooks.seen.iter().all(|e| e["rule"] != "asr-trunk-b"),
+        "trunk B answered all its calls: {:#?}",
+        lab.hooks.seen
+    );
+    lab.running.task.abort();
+}
 
+/// Answered calls, time and a live sensor resolve the three alerts.
+async fn resolve(lab: &mut Lab) {
     // 20 answered calls on trunk A: ASR (22 of 32) is no longer low.
-    import(
-        &base,
-        &cookie,
-        capture(
-            caps.path(),
-            "a-ok",
-            20,
-            ip_a,
-            Ipv4Addr::new(10, 9, 0, 1),
-            None,
-        ),
-    )
-    .await;
-    let resolved = hooks.wait("asr-low", "resolved").await;
+    lab.calls("a-ok", 20, ip_a, [10, 9, 0, 1], None).await;
+    let resolved = lab.hooks.wait("asr-low", "resolved").await;
     assert!(value(&resolved) >= 40.0, "{resolved}");
     // The 503s leave the 20 s window.
-    let resolved = hooks.wait("sip-503", "resolved").await;
+    let resolved = lab.hooks.wait("sip-503", "resolved").await;
     assert!(value(&resolved) <= 9.0, "{resolved}");
     // The sensor speaks again.
-    write_sensor_status(&data, unix(), 6);
-    let back = hooks.wait("sensor-silent", "resolved").await;
+    write_sensor_status(&lab.data, unix(), 6);
+    let back = lab.hooks.wait("sensor-silent", "resolved").await;
     assert!(value(&back) <= 60.0, "{back}");
-    let m = mail(&smtp, &mut mails, "[voxtap] RESOLVED asr-low");
+    let m = mail(&lab.smtp, &mut lab.mails, "[voxtap] RESOLVED asr-low");
     assert!(m["data"].as_str().unwrap().contains("state: resolved"));
-    check_history(&base).await;
-    assert!(
-        hooks.seen.iter().all(|e| e["rule"] != "asr-trunk-b"),
-        "trunk B answered all its calls: {:#?}",
-        hooks.seen
-    );
-    running.task.abort();
 }
 
 /// The RFC 5424 line of the 503 alert.
@@ -603,6 +578,37 @@ async fn post_form(
     (r.status(), r.text().await.unwrap())
 }
 
+/// (name, origin, condition) of each rule `/api/alerts` lists.
+async fn rule_list(base: &str) -> Vec<(String, String, String)> {
+    let v: Value = serde_json::from_str(&get_text(base, "/api/alerts").await).unwrap();
+    let s = |v: &Value| v.as_str().unwrap().to_string();
+    v["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (s(&r["rule"]["name"]), s(&r["origin"]), s(&r["condition"])))
+        .collect()
+}
+
+/// Edits without the token, or by a non-admin, are refused.
+async fn refused_edits(base: &str, cookie: &str, rule: &[(&str, &str)]) {
+    use reqwest::StatusCode;
+    // No token, a wrong one: refused, nothing saved.
+    for token in [
+        "",
+        "0000000000000000000000000000000000000000000000000000000000000000",
+    ] {
+        let mut f = rule.to_vec();
+        f.push(("csrf", token));
+        let (s, _) = post_form(base, "/admin/alerts", ("cookie", cookie), &f).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+    }
+    // A listener (bearer token, no CSRF to send) may look but not edit.
+    let bearer = format!("Bearer {API_USER}:{API_TOKEN}");
+    let (s, _) = post_form(base, "/admin/alerts", ("authorization", &bearer), rule).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}
+
 /// The rule editor: admins only, CSRF-checked, audited; a config rule
 /// removed there stays removed; a bad rule is refused with the reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -630,20 +636,7 @@ async fn admins_edit_rules_with_csrf_and_audit() {
         ("window_seconds", "60"),
         ("scope", "10.5.0.0/16"),
     ];
-    // No token, a wrong one: refused, nothing saved.
-    for token in [
-        "",
-        "0000000000000000000000000000000000000000000000000000000000000000",
-    ] {
-        let mut f = rule.to_vec();
-        f.push(("csrf", token));
-        let (s, _) = post_form(&base, "/admin/alerts", ("cookie", &cookie), &f).await;
-        assert_eq!(s, StatusCode::FORBIDDEN);
-    }
-    // A listener (bearer token, no CSRF to send) may look but not edit.
-    let bearer = format!("Bearer {API_USER}:{API_TOKEN}");
-    let (s, _) = post_form(&base, "/admin/alerts", ("authorization", &bearer), &rule).await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
+    refused_edits(&base, &cookie, &rule).await;
     let mut f = rule.to_vec();
     f.push(("csrf", &csrf));
     let (s, body) = post_form(&base, "/admin/alerts", ("cookie", &cookie), &f).await;
@@ -662,30 +655,28 @@ async fn admins_edit_rules_with_csrf_and_audit() {
     .await;
     assert_eq!(s, StatusCode::OK);
 
-    let v: Value = serde_json::from_str(&get_text(&base, "/api/alerts").await).unwrap();
-    let rules: Vec<(&str, &str)> = v["rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["rule"]["name"].as_str().unwrap(),
-                r["origin"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let rules = rule_list(&base).await;
+    let web = ("web", "ASR % < 30 over 60 s (peers 10.5.0.0/16)");
     assert_eq!(
         rules,
         [
-            ("asr-low", "config"),
-            ("asr-trunk-b", "config"),
-            ("sensor-silent", "config"),
-            ("trunk-x", "web")
+            (
+                "asr-low".into(),
+                "config".into(),
+                "ASR % < 40 over 120 s (all calls)".into()
+            ),
+            (
+                "asr-trunk-b".into(),
+                "config".into(),
+                "ASR % < 40 over 120 s (peers 10.2.0.0/16)".into()
+            ),
+            (
+                "sensor-silent".into(),
+                "config".into(),
+                "seconds sensor silent > 60 (sensor)".into()
+            ),
+            ("trunk-x".into(), web.0.into(), web.1.into()),
         ]
-    );
-    assert_eq!(
-        v["rules"][3]["condition"],
-        "ASR % < 30 over 60 s (peers 10.5.0.0/16)"
     );
     let audit = client()
         .get(format!("{base}/api/audit?action=alert+rule"))
@@ -710,18 +701,6 @@ async fn admins_edit_rules_with_csrf_and_audit() {
     // Kept across a restart: the edits are in alerts.sqlite.
     running.task.abort();
     let again = start_with(dir.path(), AlertingConfig::default()).await;
-    let v: Value =
-        serde_json::from_str(&get_text(&format!("http://{}", again.addr), "/api/alerts").await)
-            .unwrap();
-    let names: Vec<&str> = v["rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["rule"]["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        names,
-        ["asr-low", "asr-trunk-b", "sensor-silent", "trunk-x"]
-    );
+    assert_eq!(rule_list(&format!("http://{}", again.addr)).await, rules);
     again.task.abort();
 }
