@@ -246,6 +246,8 @@ async fn read(
     let oldest = now.saturating_sub(keep_seconds * NS);
     db.run(move |idx| {
         let upto = idx.max_call_id()?;
+        // Fewer rows than seen: the index was replaced; look afresh.
+        let last_id = last_id.filter(|l| *l <= upto);
         let new_calls = match last_id {
             _ if keep_seconds == 0 => Vec::new(),
             Some(after) => idx.calls_added(after, upto, oldest)?,

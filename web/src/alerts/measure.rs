@@ -24,7 +24,7 @@ impl CallWindow {
     pub fn add(&mut self, new: Vec<RecentCall>, upto: i64, oldest_ns: u64) {
         self.calls.extend(new);
         self.calls.retain(|c| c.end_ns >= oldest_ns);
-        self.last_id = Some(upto.max(self.last_id.unwrap_or(0)));
+        self.last_id = Some(upto);
     }
 
     pub fn len(&self) -> usize {

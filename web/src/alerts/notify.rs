@@ -303,10 +303,13 @@ async fn syslog(target: &str, e: &Event) -> Result<(), String> {
     let line = syslog_line(e);
     match target.strip_prefix("udp://") {
         Some(addr) => {
-            let s = tokio::net::UdpSocket::bind("[::]:0")
-                .await
-                .or(tokio::net::UdpSocket::bind("0.0.0.0:0").await)
-                .map_err(|e| e.to_string())?;
+            // IPv6 sockets reach IPv4 addresses too (mapped), unless IPv6 is off.
+            let s = match tokio::net::UdpSocket::bind("[::]:0").await {
+                Ok(s) => s,
+                Err(_) => tokio::net::UdpSocket::bind("0.0.0.0:0")
+                    .await
+                    .map_err(|e| e.to_string())?,
+            };
             s.send_to(line.as_bytes(), addr)
                 .await
                 .map_err(|e| format!("{addr}: {e}"))?;
