@@ -578,6 +578,23 @@ async fn post_form(
     (r.status(), r.text().await.unwrap())
 }
 
+/// The details of the audit log's `alert rule` entries, newest first.
+async fn audit_details(base: &str, cookie: &str) -> Vec<String> {
+    let r = client()
+        .get(format!("{base}/api/audit?action=alert+rule"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    let audit: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["detail"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// (name, origin, condition) of each rule `/api/alerts` lists.
 async fn rule_list(base: &str) -> Vec<(String, String, String)> {
     let v: Value = serde_json::from_str(&get_text(base, "/api/alerts").await).unwrap();
@@ -678,19 +695,7 @@ async fn admins_edit_rules_with_csrf_and_audit() {
             ("trunk-x".into(), web.0.into(), web.1.into()),
         ]
     );
-    let audit = client()
-        .get(format!("{base}/api/audit?action=alert+rule"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
-    let audit: Value = serde_json::from_str(&audit.text().await.unwrap()).unwrap();
-    let details: Vec<&str> = audit["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["detail"].as_str().unwrap())
-        .collect();
+    let details = audit_details(&base, &cookie).await;
     assert_eq!(
         details,
         [
