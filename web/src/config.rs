@@ -31,6 +31,8 @@ pub enum ConfigError {
         "{path}: user name {user:?}: names must be non-empty, without ':' (the bearer token is NAME:TOKEN) or control characters"
     )]
     BadUserName { path: PathBuf, user: String },
+    #[error("{path}: {msg}")]
+    Alerts { path: PathBuf, msg: String },
     #[error("{path}: {key} = {value} is out of range ({range})")]
     OutOfRange {
         path: PathBuf,
@@ -56,6 +58,12 @@ pub struct Config {
     pub login: LoginConfig,
     #[serde(default)]
     pub import: ImportConfig,
+    /// `[alerting]`: evaluation interval and notification sinks.
+    #[serde(default)]
+    pub alerting: crate::alerts::AlertingConfig,
+    /// `[[alerts]]`: the alert rules (admins may change them in the UI).
+    #[serde(default)]
+    pub alerts: Vec<crate::alerts::Rule>,
 }
 
 /// What a user may do; each role includes the ones before it.
@@ -259,6 +267,8 @@ impl Config {
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return Err(ConfigError::HalfTls { path: path() });
         }
+        self.check_alerts()
+            .map_err(|msg| ConfigError::Alerts { path: path(), msg })?;
         self.check_ranges(&path())
     }
 
@@ -344,6 +354,18 @@ impl Config {
         }
     }
 
+    fn check_alerts(&self) -> Result<(), String> {
+        self.alerting.check()?;
+        let mut names = std::collections::HashSet::new();
+        for r in &self.alerts {
+            r.check()?;
+            if !names.insert(r.name.as_str()) {
+                return Err(format!("alert {} is defined twice", r.name));
+            }
+        }
+        Ok(())
+    }
+
     /// Session lifetime.
     pub fn session_lifetime(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.server.session_hours.unwrap_or(12).min(8760) * 3600)
@@ -390,5 +412,38 @@ mod tests {
         assert_eq!(cfg.import.concurrent, Some(2));
         assert_eq!(cfg.remote.max_filter_bytes, Some(1024));
         assert_eq!(cfg.server.session_hours, Some(12));
+        assert_eq!(cfg.alerting.interval_seconds, Some(5));
+        assert_eq!(cfg.alerting.smtp_to, ["noc@example.net"]);
+        let names: Vec<&str> = cfg.alerts.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "asr-low-trunk-x",
+                "mos-poor",
+                "sip-503",
+                "capture-loss",
+                "sensor-silent",
+                "registration-failures"
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_alert_rules_are_refused_with_their_name() {
+        let rule = "[[alerts]]\nname = \"x\"\nmetric = \"asr\"\nop = \"<\"\nthreshold = 40\n";
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("web.toml");
+        std::fs::write(&p, format!("{rule}{rule}")).unwrap();
+        let e = Config::load(&p).unwrap_err().to_string();
+        assert!(e.contains("alert x is defined twice"), "{e}");
+        std::fs::write(&p, format!("{rule}scope = \"10.0.0.0/40\"\n")).unwrap();
+        let e = Config::load(&p).unwrap_err().to_string();
+        assert!(e.contains("scope"), "{e}");
+        std::fs::write(&p, "[alerting]\nwebhook = \"https://x/\"\n").unwrap();
+        let e = Config::load(&p).unwrap_err().to_string();
+        assert!(e.contains("webhook"), "{e}");
+        std::fs::write(&p, "[alerting]\nsmtp_relay = \"127.0.0.1:25\"\n").unwrap();
+        let e = Config::load(&p).unwrap_err().to_string();
+        assert!(e.contains("smtp_from"), "{e}");
     }
 }

@@ -10,6 +10,7 @@
 //! to the audit log (`audit`) before it is served.
 
 mod admin;
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod charts;
@@ -167,6 +168,8 @@ pub struct AppState {
     /// The bound address, for the Host check without login.
     listen: OnceLock<SocketAddr>,
     filters: hosts::FilterCompiler,
+    /// Alert rules, their state and history, the notification sinks.
+    pub alerts: Arc<alerts::Alerts>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -213,6 +216,8 @@ impl AppState {
         )
         .context("opening the session store")?;
         let audit = audit::AuditLog::open(&data).context("opening the audit log")?;
+        let alerts = alerts::Alerts::open(&data, &opts.config.alerts, &opts.config.alerting)
+            .context("opening alerts.sqlite")?;
         Ok(Arc::new(AppState {
             data,
             db: Arc::new(db),
@@ -233,6 +238,7 @@ impl AppState {
             password_checks: AtomicU64::new(0),
             listen: OnceLock::new(),
             filters: hosts::FilterCompiler::new(&opts.config.remote),
+            alerts: Arc::new(alerts),
         }))
     }
 
@@ -393,6 +399,8 @@ pub fn router(st: Shared) -> Router {
         .route("/registrations", get(signalling_view::page))
         .route("/api/registrations", get(signalling_view::api))
         .route("/media", get(media_view::page))
+        .route("/alerts", get(alerts::views::page))
+        .route("/api/alerts", get(alerts::views::api))
         .route("/sensors", get(hub::sensors::page))
         .route("/api/sensors", get(hub::sensors::api))
         .route("/static/app.js", get(h::script));
@@ -421,7 +429,12 @@ pub fn router(st: Shared) -> Router {
         .route("/admin/logout", post(admin::logout_user))
         .route("/admin/audit", get(admin::audit_page))
         .route("/api/audit", get(admin::api_audit))
-        .route("/api/throttle", get(admin::api_throttle));
+        .route("/api/throttle", get(admin::api_throttle))
+        .route(
+            "/admin/alerts",
+            get(alerts::views::admin_page).post(alerts::views::save),
+        )
+        .route("/admin/alerts/delete", post(alerts::views::delete));
     let needs = |r: Router<Shared>, role: Role| {
         r.route_layer(middleware::from_fn_with_state(role, gate::require_role))
     };
@@ -449,6 +462,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running> {
     if let Some(h) = &st.hub {
         h.start_maintenance().await?;
     }
+    st.alerts.spawn(st.db.clone(), st.data.clone());
     let listen = opts
         .listen
         .or(opts.config.server.listen)

@@ -47,6 +47,7 @@ fn layout(title: &str, ident: Option<&Identity>, body: Markup) -> String {
                             a href="/media" { "Media only" }
                             @if id.role >= Role::Operator { a href="/import" { "Import" } }
                             a href="/sensor" { "Sensor" }
+                            a href="/alerts" { "Alerts" }
                             @if id.hub { a href="/sensors" { "Sensors" } }
                             @if id.role >= Role::Operator { a href="/hosts" { "Hosts" } }
                             @if id.role >= Role::Admin {

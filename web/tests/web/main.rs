@@ -5,6 +5,7 @@
 
 mod common;
 
+mod alerts;
 mod api;
 mod browser;
 mod call_audio;

@@ -11,6 +11,7 @@ mod lab;
 
 mod bench_probes;
 mod faults;
+mod live_alerts;
 mod live_browser;
 mod live_calls;
 mod live_export;

@@ -6,10 +6,12 @@
 //! holds the index file, so a data directory can be moved as a whole.
 
 mod noncall;
+mod recent;
 mod record;
 mod schema;
 
 pub use noncall::{MediaStreamRow, PingRow, RegistrationQuery, RegistrationRow, SignallingTotals};
+pub use recent::RecentCall;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
