@@ -471,28 +471,32 @@ fn apply(tx: &Transaction<'_>, f: &Facts) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn upsert(tx: &Transaction<'_>, minute: u64, f: &Facts, c: &Counts) -> rusqlite::Result<()> {
-    let cols = &COLS;
-    let sql = format!(
+/// The upsert of one rollup row, built once.
+static UPSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
         "INSERT INTO rollup_minute (minute, trunk, codec, {}) VALUES (?1, ?2, ?3, {}) \
          ON CONFLICT (minute, trunk, codec) DO UPDATE SET {}",
-        cols.join(", "),
-        (4..4 + cols.len())
+        COLS.join(", "),
+        (4..4 + COLS.len())
             .map(|n| format!("?{n}"))
             .collect::<Vec<_>>()
             .join(", "),
-        cols.iter()
+        COLS.iter()
             .map(|c| format!("{c} = {c} + excluded.{c}"))
             .collect::<Vec<_>>()
             .join(", "),
-    );
+    )
+});
+
+fn upsert(tx: &Transaction<'_>, minute: u64, f: &Facts, c: &Counts) -> rusqlite::Result<()> {
     let mut args: Vec<rusqlite::types::Value> = vec![
         i(minute).into(),
         f.trunk.clone().into(),
         f.codec.clone().into(),
     ];
     args.extend(c.values().into_iter().map(rusqlite::types::Value::from));
-    tx.prepare_cached(&sql)?.execute(params_from_iter(args))?;
+    tx.prepare_cached(&UPSERT)?
+        .execute(params_from_iter(args))?;
     Ok(())
 }
 
