@@ -191,6 +191,8 @@ struct Facts {
     trunk: String,
     codec: String,
     one_way: bool,
+    /// The row holds a trunk or one-way flag that may differ (a rebuild).
+    stale: bool,
     counts: Counts,
 }
 
@@ -331,8 +333,11 @@ pub(super) fn add_calls(tx: &Transaction<'_>, ids: &[i64]) -> rusqlite::Result<(
         let Some(f) = facts(tx, id, &rules)? else {
             continue;
         };
-        tx.prepare_cached("UPDATE calls SET trunk = ?2, one_way = ?3 WHERE id = ?1")?
-            .execute(params![id, f.trunk, f.one_way])?;
+        // A fresh row already holds the defaults ('' and 0).
+        if !f.trunk.is_empty() || f.one_way || f.stale {
+            tx.prepare_cached("UPDATE calls SET trunk = ?2, one_way = ?3 WHERE id = ?1")?
+                .execute(params![id, f.trunk, f.one_way])?;
+        }
         if f.method == "INVITE" {
             apply(tx, &f)?;
         }
@@ -345,7 +350,8 @@ fn facts(tx: &Transaction<'_>, id: i64, rules: &Rules) -> rusqlite::Result<Optio
     let row = tx
         .prepare_cached(
             "SELECT method, start_ns, ringing_ns, answer_ns, end_ns, talk_ms, status_code, mos, \
-             codec, capture_loss, from_user, to_user, request_uri FROM calls WHERE id = ?1",
+             codec, capture_loss, from_user, to_user, request_uri, trunk != '' OR one_way != 0 \
+             FROM calls WHERE id = ?1",
         )?
         .query_row([id], |r| {
             let mut f = Facts {
@@ -353,6 +359,7 @@ fn facts(tx: &Transaction<'_>, id: i64, rules: &Rules) -> rusqlite::Result<Optio
                 start_ns: u(r.get(1)?),
                 end_ns: u(r.get(4)?),
                 codec: r.get(8)?,
+                stale: r.get(13)?,
                 ..Default::default()
             };
             let ringing: Option<i64> = r.get(2)?;
@@ -461,11 +468,13 @@ fn apply(tx: &Transaction<'_>, f: &Facts) -> rusqlite::Result<()> {
         let lo = f.start_ns.max(m * MINUTE_NS);
         let hi = f.end_ns.min((m + 1) * MINUTE_NS);
         if hi > lo {
-            let c = Counts {
-                active_ms: i((hi - lo) / 1_000_000),
-                ..Default::default()
-            };
-            upsert(tx, m, f, &c)?;
+            // Only the one column: the statement of a long call's every
+            // minute stays small.
+            tx.prepare_cached(
+                "INSERT INTO rollup_minute (minute, trunk, codec, active_ms) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (minute, trunk, codec) DO UPDATE SET active_ms = active_ms + excluded.active_ms",
+            )?
+            .execute(params![i(m), f.trunk, f.codec, i((hi - lo) / 1_000_000)])?;
         }
     }
     Ok(())
