@@ -23,6 +23,12 @@ pub enum ConfigError {
         "{path}: user '{user}': password_hash is not an argon2 PHC string ($argon2id$...); make one with `voxtap hash-password`"
     )]
     BadHash { path: PathBuf, user: String },
+    #[error("{path}: [[trunks]] '{trunk}': {why}")]
+    BadTrunk {
+        path: PathBuf,
+        trunk: String,
+        why: String,
+    },
     #[error("{path}: tls_cert and tls_key must be given together")]
     HalfTls { path: PathBuf },
     #[error("{path}: user '{user}' is defined twice; each [[users]] name must be unique")]
@@ -64,6 +70,32 @@ pub struct Config {
     /// `[[alerts]]`: the alert rules (admins may change them in the UI).
     #[serde(default)]
     pub alerts: Vec<crate::alerts::Rule>,
+    /// Trunk groups the dashboards filter by (first match wins).
+    #[serde(default)]
+    pub trunks: Vec<TrunkConfig>,
+}
+
+/// `[[trunks]]`: a trunk group: calls whose SIP or media used an address in
+/// `ips` (CIDR prefixes or addresses), or whose From, To or request-URI
+/// user starts with one of `numbers`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkConfig {
+    pub name: String,
+    #[serde(default)]
+    pub ips: Vec<String>,
+    #[serde(default)]
+    pub numbers: Vec<String>,
+}
+
+impl TrunkConfig {
+    pub fn rule(&self) -> voxtap_engine::index::TrunkRule {
+        voxtap_engine::index::TrunkRule {
+            name: self.name.clone(),
+            ip_prefixes: self.ips.clone(),
+            number_prefixes: self.numbers.clone(),
+        }
+    }
 }
 
 /// What a user may do; each role includes the ones before it.
@@ -269,7 +301,30 @@ impl Config {
         }
         self.check_alerts()
             .map_err(|msg| ConfigError::Alerts { path: path(), msg })?;
+        self.check_trunks(&path())?;
         self.check_ranges(&path())
+    }
+
+    /// Trunk names unique and non-empty, every IP prefix parses.
+    fn check_trunks(&self, path: &Path) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        for t in &self.trunks {
+            let bad = |why: String| ConfigError::BadTrunk {
+                path: path.to_path_buf(),
+                trunk: t.name.clone(),
+                why,
+            };
+            if t.name.trim().is_empty() || !seen.insert(t.name.as_str()) {
+                return Err(bad("names must be unique and not empty".into()));
+            }
+            if t.ips.is_empty() && t.numbers.is_empty() {
+                return Err(bad("give ips or numbers".into()));
+            }
+            if let Some(p) = voxtap_engine::index::bad_prefix(&t.rule()) {
+                return Err(bad(format!("'{p}' is not an IP address or CIDR prefix")));
+            }
+        }
+        Ok(())
     }
 
     fn check_ranges(&self, path: &Path) -> Result<(), ConfigError> {

@@ -16,7 +16,9 @@ pub mod auth;
 pub mod charts;
 pub mod config;
 mod csrf;
+pub mod dashboards;
 mod downloads;
+mod export;
 pub mod files;
 mod gate;
 mod handlers;
@@ -52,6 +54,7 @@ use axum::routing::{get, post};
 use voxtap_engine::index::{INDEX_FILE, Index, IndexError};
 
 pub use config::{Config, Role};
+pub use handlers::parse_time;
 pub use signalling_view::exposition as signalling_exposition;
 
 pub const SESSION_COOKIE: &str = "voxtap_session";
@@ -113,6 +116,17 @@ impl Db {
             path: path.to_path_buf(),
             pool: Mutex::new(vec![first]),
         })
+    }
+
+    /// Store the configured trunk groups in the index (reclassifying its
+    /// calls and rebuilding the dashboards' rollups when they changed).
+    fn set_trunks(&self, trunks: &[config::TrunkConfig]) -> Result<(), IndexError> {
+        let rules: Vec<_> = trunks.iter().map(config::TrunkConfig::rule).collect();
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        match pool.first_mut() {
+            Some(idx) => idx.set_trunks(&rules).map(drop),
+            None => Index::open(&self.path)?.set_trunks(&rules).map(drop),
+        }
     }
 
     /// Run `f` on a pooled connection off the async threads.
@@ -194,6 +208,8 @@ impl AppState {
             .canonicalize()
             .with_context(|| format!("data directory {}", opts.data.display()))?;
         let db = Db::open(&data.join(INDEX_FILE)).context("opening the call index")?;
+        db.set_trunks(&opts.config.trunks)
+            .context("storing [[trunks]] in the call index")?;
         let users = opts
             .config
             .users
@@ -383,6 +399,10 @@ pub fn router(st: Shared) -> Router {
         .route("/logout/everywhere", post(h::logout_everywhere))
         .route("/calls", get(h::calls_page))
         .route("/calls/rows", get(h::calls_rows))
+        .route("/calls/export/{name}", get(export::export))
+        .route("/dashboards", get(dashboards::page))
+        .route("/dashboards/calls", get(dashboards::drill))
+        .route("/api/dashboard", get(dashboards::api))
         .route("/calls/{id}", get(h::call_page))
         .route("/calls/{id}/sip/{n}", get(h::sip_message))
         // Which downloads need `listener` depends on the kind: checked there.

@@ -8,7 +8,7 @@ const T0: u64 = 1_700_000_000_000_000_000;
 
 /// A call as the pipeline would hand it over, with `n` steering every field
 /// so each query kind has a known answer.
-fn call(n: u64) -> Call {
+pub(super) fn call(n: u64) -> Call {
     let start = T0 + n * 1_000_000_000;
     let mut c = Call::new(
         n,
@@ -45,7 +45,7 @@ fn call(n: u64) -> Call {
     c
 }
 
-fn temp_index() -> (tempfile::TempDir, Index) {
+pub(super) fn temp_index() -> (tempfile::TempDir, Index) {
     let dir = tempfile::tempdir().unwrap();
     let idx = Index::open(&dir.path().join(INDEX_FILE)).unwrap();
     (dir, idx)
