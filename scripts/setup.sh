@@ -63,6 +63,11 @@ if ! python3 -c "import websockets.asyncio.client" >/dev/null 2>&1; then
     python3 -m pip install --quiet "websockets>=13"
 fi
 
+# An SMTP sink for the alert tests (web/tests/web/alerts.rs).
+if ! python3 -c "import aiosmtpd" >/dev/null 2>&1; then
+    python3 -m pip install --quiet aiosmtpd
+fi
+
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi

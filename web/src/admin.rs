@@ -237,6 +237,7 @@ const ACTIONS: &[&str] = &[
     action::LOGIN_FAILED,
     action::LOGOUT_EVERYWHERE,
     action::UNLOCK,
+    action::ALERT_RULE,
 ];
 
 fn older_query(f: &Filter, before: i64) -> String {

@@ -26,6 +26,8 @@ pub mod action {
     pub const LOGIN_FAILED: &str = "login failed";
     pub const LOGOUT_EVERYWHERE: &str = "logout everywhere";
     pub const UNLOCK: &str = "unlock";
+    /// An alert rule added, changed or removed.
+    pub const ALERT_RULE: &str = "alert rule";
 }
 
 #[derive(Clone, Debug, Serialize)]

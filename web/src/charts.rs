@@ -156,6 +156,134 @@ pub fn timeline_svg(label: &str, tl: &Timeline, interval_s: f64) -> String {
     svg
 }
 
+/// One series of a bucket chart.
+pub struct Layer<'a> {
+    pub label: &'a str,
+    pub color: &'a str,
+    /// One per bucket; None where the figure is undefined (no calls).
+    pub values: Vec<Option<f64>>,
+}
+
+/// A dashboard chart: one bar per bucket (the layers stacked), each bar a
+/// link to the calls of its bucket (`hrefs`, one per bucket). `axis` names
+/// the first and last bucket under the x axis.
+pub fn bucket_chart(
+    id: &str,
+    title: &str,
+    unit: &str,
+    layers: &[Layer<'_>],
+    hrefs: &[String],
+    axis: (&str, &str),
+) -> String {
+    let n = hrefs.len().max(1);
+    let stack = |i: usize| -> f64 {
+        layers
+            .iter()
+            .filter_map(|l| l.values.get(i).copied().flatten())
+            .sum()
+    };
+    let max = nice_max((0..n).map(stack).fold(0.0, f64::max));
+    let legend = if layers.len() > 1 { 16.0 } else { 0.0 };
+    let (y0, h) = (18.0, PANEL_H + 40.0 + legend);
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg class="dash" id="{}" xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" role="img" aria-label="{}" data-buckets="{}">"#,
+        esc(id),
+        esc(title),
+        hrefs.len()
+    );
+    panel(&mut svg, y0, title, unit, &[Some(max)], false, "axis");
+    // The legend under the axis labels.
+    let mut x = LEFT;
+    let ly = y0 + PANEL_H + 22.0;
+    for l in layers.iter().filter(|_| layers.len() > 1) {
+        let _ = write!(
+            svg,
+            r##"<rect x="{x}" y="{ly}" width="10" height="10" fill="{}"/><text x="{}" y="{}" font-size="10" font-family="sans-serif" fill="#1d2433">{}</text>"##,
+            esc(l.color),
+            x + 13.0,
+            ly + 9.0,
+            esc(l.label)
+        );
+        x += 22.0 + 6.0 * l.label.chars().count() as f64;
+    }
+    let plot_w = W - LEFT - RIGHT;
+    let bw = (plot_w / n as f64 - 1.0).max(1.0);
+    for (i, href) in hrefs.iter().enumerate() {
+        bar(
+            &mut svg,
+            i,
+            href,
+            layers,
+            (LEFT + plot_w * i as f64 / n as f64, bw),
+            (y0, max),
+            unit,
+        );
+    }
+    let _ = write!(
+        svg,
+        r##"<text x="{LEFT}" y="{}" font-size="10" font-family="sans-serif" fill="#6b7385">{}</text><text x="{}" y="{}" font-size="10" font-family="sans-serif" fill="#6b7385" text-anchor="end">{}</text></svg>"##,
+        y0 + PANEL_H + 14.0,
+        esc(axis.0),
+        W - RIGHT,
+        y0 + PANEL_H + 14.0,
+        esc(axis.1),
+    );
+    svg
+}
+
+/// Bucket `i`'s stacked bar, a link; nothing for a bucket without values.
+fn bar(
+    svg: &mut String,
+    i: usize,
+    href: &str,
+    layers: &[Layer<'_>],
+    (x, bw): (f64, f64),
+    (y0, max): (f64, f64),
+    unit: &str,
+) {
+    let vals: Vec<(usize, f64)> = layers
+        .iter()
+        .enumerate()
+        .filter_map(|(k, l)| l.values.get(i).copied().flatten().map(|v| (k, v)))
+        .collect();
+    if vals.is_empty() {
+        return;
+    }
+    let tip: Vec<String> = vals
+        .iter()
+        .map(|(k, v)| format!("{}: {} {unit}", layers[*k].label, fmt_value(*v)))
+        .collect();
+    let _ = write!(
+        svg,
+        r#"<a class="drill" data-i="{i}" href="{}"><title>{}</title><rect x="{x:.1}" y="{y0}" width="{bw:.1}" height="{PANEL_H}" fill="transparent"/>"#,
+        esc(href),
+        esc(&tip.join(", "))
+    );
+    let mut base = y0 + PANEL_H;
+    for (k, v) in vals {
+        let hgt = PANEL_H * (v / max).clamp(0.0, 1.0);
+        // At least a pixel, so a small non-zero figure still shows.
+        let hgt = if v > 0.0 { hgt.max(1.0) } else { 0.0 };
+        base -= hgt;
+        let _ = write!(
+            svg,
+            r#"<rect class="v" data-layer="{k}" data-v="{v}" x="{x:.1}" y="{base:.1}" width="{bw:.1}" height="{hgt:.1}" fill="{}"/>"#,
+            esc(layers[k].color)
+        );
+    }
+    svg.push_str("</a>");
+}
+
+fn fmt_value(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
 /// Min/max peaks of each channel of a WAV, one pair per column.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Peaks {

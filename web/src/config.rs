@@ -23,6 +23,12 @@ pub enum ConfigError {
         "{path}: user '{user}': password_hash is not an argon2 PHC string ($argon2id$...); make one with `voxtap hash-password`"
     )]
     BadHash { path: PathBuf, user: String },
+    #[error("{path}: [[trunks]] '{trunk}': {why}")]
+    BadTrunk {
+        path: PathBuf,
+        trunk: String,
+        why: String,
+    },
     #[error("{path}: tls_cert and tls_key must be given together")]
     HalfTls { path: PathBuf },
     #[error("{path}: user '{user}' is defined twice; each [[users]] name must be unique")]
@@ -31,6 +37,8 @@ pub enum ConfigError {
         "{path}: user name {user:?}: names must be non-empty, without ':' (the bearer token is NAME:TOKEN) or control characters"
     )]
     BadUserName { path: PathBuf, user: String },
+    #[error("{path}: {msg}")]
+    Alerts { path: PathBuf, msg: String },
     #[error("{path}: {key} = {value} is out of range ({range})")]
     OutOfRange {
         path: PathBuf,
@@ -56,6 +64,38 @@ pub struct Config {
     pub login: LoginConfig,
     #[serde(default)]
     pub import: ImportConfig,
+    /// `[alerting]`: evaluation interval and notification sinks.
+    #[serde(default)]
+    pub alerting: crate::alerts::AlertingConfig,
+    /// `[[alerts]]`: the alert rules (admins may change them in the UI).
+    #[serde(default)]
+    pub alerts: Vec<crate::alerts::Rule>,
+    /// Trunk groups the dashboards filter by (first match wins).
+    #[serde(default)]
+    pub trunks: Vec<TrunkConfig>,
+}
+
+/// `[[trunks]]`: a trunk group: calls whose SIP or media used an address in
+/// `ips` (CIDR prefixes or addresses), or whose From, To or request-URI
+/// user starts with one of `numbers`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkConfig {
+    pub name: String,
+    #[serde(default)]
+    pub ips: Vec<String>,
+    #[serde(default)]
+    pub numbers: Vec<String>,
+}
+
+impl TrunkConfig {
+    pub fn rule(&self) -> voxtap_engine::index::TrunkRule {
+        voxtap_engine::index::TrunkRule {
+            name: self.name.clone(),
+            ip_prefixes: self.ips.clone(),
+            number_prefixes: self.numbers.clone(),
+        }
+    }
 }
 
 /// What a user may do; each role includes the ones before it.
@@ -259,7 +299,32 @@ impl Config {
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return Err(ConfigError::HalfTls { path: path() });
         }
+        self.check_alerts()
+            .map_err(|msg| ConfigError::Alerts { path: path(), msg })?;
+        self.check_trunks(&path())?;
         self.check_ranges(&path())
+    }
+
+    /// Trunk names unique and non-empty, every IP prefix parses.
+    fn check_trunks(&self, path: &Path) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        for t in &self.trunks {
+            let bad = |why: String| ConfigError::BadTrunk {
+                path: path.to_path_buf(),
+                trunk: t.name.clone(),
+                why,
+            };
+            if t.name.trim().is_empty() || !seen.insert(t.name.as_str()) {
+                return Err(bad("names must be unique and not empty".into()));
+            }
+            if t.ips.is_empty() && t.numbers.is_empty() {
+                return Err(bad("give ips or numbers".into()));
+            }
+            if let Some(p) = voxtap_engine::index::bad_prefix(&t.rule()) {
+                return Err(bad(format!("'{p}' is not an IP address or CIDR prefix")));
+            }
+        }
+        Ok(())
     }
 
     fn check_ranges(&self, path: &Path) -> Result<(), ConfigError> {
@@ -344,6 +409,18 @@ impl Config {
         }
     }
 
+    fn check_alerts(&self) -> Result<(), String> {
+        self.alerting.check()?;
+        let mut names = std::collections::HashSet::new();
+        for r in &self.alerts {
+            r.check()?;
+            if !names.insert(r.name.as_str()) {
+                return Err(format!("alert {} is defined twice", r.name));
+            }
+        }
+        Ok(())
+    }
+
     /// Session lifetime.
     pub fn session_lifetime(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.server.session_hours.unwrap_or(12).min(8760) * 3600)
@@ -390,5 +467,38 @@ mod tests {
         assert_eq!(cfg.import.concurrent, Some(2));
         assert_eq!(cfg.remote.max_filter_bytes, Some(1024));
         assert_eq!(cfg.server.session_hours, Some(12));
+        assert_eq!(cfg.alerting.interval_seconds, Some(5));
+        assert_eq!(cfg.alerting.smtp_to, ["noc@example.net"]);
+        let names: Vec<&str> = cfg.alerts.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "asr-low-trunk-x",
+                "mos-poor",
+                "sip-503",
+                "capture-loss",
+                "sensor-silent",
+                "registration-failures"
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_alert_rules_are_refused_with_their_name() {
+        let rule = "[[alerts]]\nname = \"x\"\nmetric = \"asr\"\nop = \"<\"\nthreshold = 40\n";
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("web.toml");
+        std::fs::write(&p, format!("{rule}{rule}")).unwrap();
+        let e = Config::load(&p).unwrap_err().to_string();
+        assert!(e.contains("alert x is defined twice"), "{e}");
+        std::fs::write(&p, format!("{rule}scope = \"10.0.0.0/40\"\n")).unwrap();
+        let e = Config::load(&p).unwrap_err().to_string();
+        assert!(e.contains("scope"), "{e}");
+        std::fs::write(&p, "[alerting]\nwebhook = \"https://x/\"\n").unwrap();
+        let e = Config::load(&p).unwrap_err().to_string();
+        assert!(e.contains("webhook"), "{e}");
+        std::fs::write(&p, "[alerting]\nsmtp_relay = \"127.0.0.1:25\"\n").unwrap();
+        let e = Config::load(&p).unwrap_err().to_string();
+        assert!(e.contains("smtp_from"), "{e}");
     }
 }

@@ -295,6 +295,10 @@ pub struct Filters {
     /// Hub only: the sensor, the final status code.
     pub sensor: Option<String>,
     pub code: Option<String>,
+    /// The dashboards' drill-down: trunk (`-` = none), main codec, method.
+    pub trunk: Option<String>,
+    pub codec: Option<String>,
+    pub method: Option<String>,
 }
 
 fn nonempty(s: &Option<String>) -> Option<&str> {
@@ -380,6 +384,15 @@ impl Filters {
             );
         }
         q.state = nonempty(&self.state).map(String::from);
+        q.trunk = nonempty(&self.trunk).map(|t| {
+            if t == "-" {
+                String::new()
+            } else {
+                t.to_string()
+            }
+        });
+        q.codec = nonempty(&self.codec).map(String::from);
+        q.method = nonempty(&self.method).map(String::from);
         let num = |v: &Option<String>, what: &str| -> Result<Option<f64>, String> {
             nonempty(v)
                 .map(|s| {

@@ -10,12 +10,15 @@
 //! to the audit log (`audit`) before it is served.
 
 mod admin;
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod charts;
 pub mod config;
 mod csrf;
+pub mod dashboards;
 mod downloads;
+mod export;
 pub mod files;
 mod gate;
 mod handlers;
@@ -25,6 +28,7 @@ mod import;
 mod jobs;
 mod ladder;
 mod legs_view;
+mod live_view;
 mod media_view;
 mod pages;
 mod quality;
@@ -50,6 +54,7 @@ use axum::routing::{get, post};
 use voxtap_engine::index::{INDEX_FILE, Index, IndexError};
 
 pub use config::{Config, Role};
+pub use handlers::parse_time;
 pub use signalling_view::exposition as signalling_exposition;
 
 pub const SESSION_COOKIE: &str = "voxtap_session";
@@ -113,6 +118,17 @@ impl Db {
         })
     }
 
+    /// Store the configured trunk groups in the index (reclassifying its
+    /// calls and rebuilding the dashboards' rollups when they changed).
+    fn set_trunks(&self, trunks: &[config::TrunkConfig]) -> Result<(), IndexError> {
+        let rules: Vec<_> = trunks.iter().map(config::TrunkConfig::rule).collect();
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        match pool.first_mut() {
+            Some(idx) => idx.set_trunks(&rules).map(drop),
+            None => Index::open(&self.path)?.set_trunks(&rules).map(drop),
+        }
+    }
+
     /// Run `f` on a pooled connection off the async threads.
     pub async fn run<R: Send + 'static>(
         self: &Arc<Self>,
@@ -166,6 +182,8 @@ pub struct AppState {
     /// The bound address, for the Host check without login.
     listen: OnceLock<SocketAddr>,
     filters: hosts::FilterCompiler,
+    /// Alert rules, their state and history, the notification sinks.
+    pub alerts: Arc<alerts::Alerts>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -190,6 +208,8 @@ impl AppState {
             .canonicalize()
             .with_context(|| format!("data directory {}", opts.data.display()))?;
         let db = Db::open(&data.join(INDEX_FILE)).context("opening the call index")?;
+        db.set_trunks(&opts.config.trunks)
+            .context("storing [[trunks]] in the call index")?;
         let users = opts
             .config
             .users
@@ -212,6 +232,8 @@ impl AppState {
         )
         .context("opening the session store")?;
         let audit = audit::AuditLog::open(&data).context("opening the audit log")?;
+        let alerts = alerts::Alerts::open(&data, &opts.config.alerts, &opts.config.alerting)
+            .context("opening alerts.sqlite")?;
         Ok(Arc::new(AppState {
             data,
             db: Arc::new(db),
@@ -232,6 +254,7 @@ impl AppState {
             password_checks: AtomicU64::new(0),
             listen: OnceLock::new(),
             filters: hosts::FilterCompiler::new(&opts.config.remote),
+            alerts: Arc::new(alerts),
         }))
     }
 
@@ -376,11 +399,18 @@ pub fn router(st: Shared) -> Router {
         .route("/logout/everywhere", post(h::logout_everywhere))
         .route("/calls", get(h::calls_page))
         .route("/calls/rows", get(h::calls_rows))
+        .route("/calls/export/{name}", get(export::export))
+        .route("/dashboards", get(dashboards::page))
+        .route("/dashboards/calls", get(dashboards::drill))
+        .route("/api/dashboard", get(dashboards::api))
         .route("/calls/{id}", get(h::call_page))
         .route("/calls/{id}/sip/{n}", get(h::sip_message))
         // Which downloads need `listener` depends on the kind: checked there.
         .route("/calls/{id}/download/{kind}", get(downloads::download))
         .route("/sensor", get(h::sensor_page))
+        .route("/live", get(live_view::page))
+        .route("/live/events", get(live_view::events))
+        .route("/live/calls/{call_id}", get(live_view::call_page))
         .route("/sensor/status", get(h::sensor_status))
         .route("/api/calls", get(h::api_calls))
         .route("/api/calls/{id}", get(h::api_call))
@@ -389,6 +419,8 @@ pub fn router(st: Shared) -> Router {
         .route("/registrations", get(signalling_view::page))
         .route("/api/registrations", get(signalling_view::api))
         .route("/media", get(media_view::page))
+        .route("/alerts", get(alerts::views::page))
+        .route("/api/alerts", get(alerts::views::api))
         .route("/sensors", get(hub::sensors::page))
         .route("/api/sensors", get(hub::sensors::api))
         .route("/static/app.js", get(h::script));
@@ -417,7 +449,12 @@ pub fn router(st: Shared) -> Router {
         .route("/admin/logout", post(admin::logout_user))
         .route("/admin/audit", get(admin::audit_page))
         .route("/api/audit", get(admin::api_audit))
-        .route("/api/throttle", get(admin::api_throttle));
+        .route("/api/throttle", get(admin::api_throttle))
+        .route(
+            "/admin/alerts",
+            get(alerts::views::admin_page).post(alerts::views::save),
+        )
+        .route("/admin/alerts/delete", post(alerts::views::delete));
     let needs = |r: Router<Shared>, role: Role| {
         r.route_layer(middleware::from_fn_with_state(role, gate::require_role))
     };
@@ -445,6 +482,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running> {
     if let Some(h) = &st.hub {
         h.start_maintenance().await?;
     }
+    st.alerts.spawn(st.db.clone(), st.data.clone());
     let listen = opts
         .listen
         .or(opts.config.server.listen)

@@ -42,10 +42,13 @@ fn layout(title: &str, ident: Option<&Identity>, body: Markup) -> String {
                     @if let Some(id) = ident {
                         nav {
                             a href="/calls" { "Calls" }
+                            a href="/live" { "Live" }
+                            a href="/dashboards" { "Dashboards" }
                             a href="/registrations" { "Registrations" }
                             a href="/media" { "Media only" }
                             @if id.role >= Role::Operator { a href="/import" { "Import" } }
                             a href="/sensor" { "Sensor" }
+                            a href="/alerts" { "Alerts" }
                             @if id.hub { a href="/sensors" { "Sensors" } }
                             @if id.role >= Role::Operator { a href="/hosts" { "Hosts" } }
                             @if id.role >= Role::Admin {
@@ -143,6 +146,9 @@ fn query_string(f: &Filters, page: Option<u64>, sort: Option<(&str, &str)>) -> S
     add("per_page", &f.per_page);
     add("sensor", &f.sensor);
     add("code", &f.code);
+    add("trunk", &f.trunk);
+    add("codec", &f.codec);
+    add("method", &f.method);
     match sort {
         Some((s, d)) => {
             parts.push(format!("sort={s}"));
@@ -222,6 +228,14 @@ pub fn calls(id: &Identity, f: &Filters, page: Option<&CallPage>, error: Option<
                     }
                 }
                 label.live { input type="checkbox" id="live"; " live refresh (5 s)" }
+                @let qs = query_string(f, None, None);
+                span.exports {
+                    a id="permalink" href={"/calls?" (qs)} title="this search's address: bookmark or share it" { "Link to this search" }
+                    " · CDR export: "
+                    a id="export-csv" href={"/calls/export/calls.csv?" (qs)} download { "CSV" }
+                    " "
+                    a id="export-json" href={"/calls/export/calls.json?" (qs)} download { "JSON" }
+                }
             }
             @let link = |key: &str, label: &str| sort_link(f, (sort, dir), key, label);
             table.calls id="calls" data-query=(query_string(f, Some(cur), None)) {
@@ -290,6 +304,14 @@ fn filter_form(f: &Filters, sort: &str, dir: &str, hub: bool) -> Markup {
             @if hub {
                 label.small { "Code" input name="code" inputmode="numeric" placeholder="486" value=(v(&f.code)); }
                 label { "Sensor" input name="sensor" value=(v(&f.sensor)); }
+            }
+            label.small { "Trunk" input name="trunk" placeholder="- = none" value=(v(&f.trunk)); }
+            label.small { "Codec" input name="codec" value=(v(&f.codec)); }
+            @if let Some(m) = f.method.as_deref().filter(|m| !m.is_empty()) {
+                input type="hidden" name="method" value=(m);
+            }
+            @if let Some(pp) = f.per_page.as_deref().filter(|m| !m.is_empty()) {
+                input type="hidden" name="per_page" value=(pp);
             }
             input type="hidden" name="sort" value=(sort);
             input type="hidden" name="dir" value=(dir);

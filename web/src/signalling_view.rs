@@ -161,6 +161,7 @@ pub async fn metrics(st: State<Shared>) -> R<Response> {
         .map_err(|_| AppError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "metrics"))?;
     let mut out = String::from_utf8_lossy(&body).into_owned();
     out.push_str(&exposition(&totals, &pings));
+    out.push_str(&st.alerts.exposition());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 

@@ -71,3 +71,12 @@
     } catch (e) { /* next tick retries */ }
   }, 2000);
 })();
+
+// Live page and live call page: the server pushes the re-rendered fragment
+// (escaped by the server) once a second as server-sent events.
+(function () {
+  const box = document.getElementById("live-calls");
+  if (!box || !box.dataset.events || !window.EventSource) return;
+  const es = new EventSource(box.dataset.events);
+  es.addEventListener("live", function (ev) { box.innerHTML = ev.data; });
+})();

@@ -8,6 +8,7 @@
 pub mod calls;
 pub mod import;
 pub mod index;
+pub mod live_calls;
 pub mod media;
 pub mod output;
 pub mod pcapfile;

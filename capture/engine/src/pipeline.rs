@@ -148,6 +148,11 @@ impl Pipeline {
         self.decoder.stats()
     }
 
+    /// The call table, read (live snapshots).
+    pub fn calls(&self) -> &CallTable {
+        &self.calls
+    }
+
     /// The call table, for a live sensor (endpoint events, capture loss).
     pub fn calls_mut(&mut self) -> &mut CallTable {
         &mut self.calls

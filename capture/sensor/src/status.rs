@@ -65,6 +65,56 @@ pub fn read(data: &Path, component: &str) -> Option<Value> {
     serde_json::from_slice(&text).ok()
 }
 
+/// `<data>/live/calls.json`: the calls in progress, replaced about once a
+/// second by a running sensor (`live::snapshot`). Not under `status/`: the
+/// sensor page and `/metrics` render every file there, and this one lists
+/// calls.
+pub fn live_calls_path(data: &Path) -> PathBuf {
+    data.join("live").join("calls.json")
+}
+
+/// The live calls file: a snapshot, when it was written, and whether its
+/// sensor was still running (false in the last one a run writes).
+#[derive(Clone, Debug, Default, serde::Deserialize, Serialize)]
+pub struct LiveCallsFile {
+    pub updated_unix: u64,
+    pub running: bool,
+    #[serde(flatten)]
+    pub snapshot: voxtap_engine::live_calls::LiveSnapshot,
+}
+
+/// Atomically replaces the live calls file with `snapshot`.
+pub fn write_live_calls(
+    data: &Path,
+    snapshot: &voxtap_engine::live_calls::LiveSnapshot,
+    running: bool,
+) -> std::io::Result<()> {
+    #[derive(Serialize)]
+    struct Out<'a> {
+        updated_unix: u64,
+        running: bool,
+        #[serde(flatten)]
+        snapshot: &'a voxtap_engine::live_calls::LiveSnapshot,
+    }
+    let path = live_calls_path(data);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let out = Out {
+        updated_unix: now_unix(),
+        running,
+        snapshot,
+    };
+    let bytes = serde_json::to_vec(&out).map_err(std::io::Error::other)?;
+    write_atomic(&path, &bytes, Durability::Cached)
+}
+
+/// The live calls file, if present and valid.
+pub fn read_live_calls(data: &Path) -> Option<LiveCallsFile> {
+    let text = std::fs::read(live_calls_path(data)).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
 pub fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

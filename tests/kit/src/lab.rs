@@ -154,7 +154,7 @@ pub fn start_tcpdump(lab: &Lab, file: &Path) -> Bg {
 }
 
 /// Whether some socket in namespace `ns` listens on UDP `port`.
-fn udp_listening(ns: &str, port: u16) -> bool {
+pub fn udp_listening(ns: &str, port: u16) -> bool {
     let out = in_ns(ns, &["ss", "-lunH", &format!("sport = :{port}")])
         .output()
         .expect("ss");

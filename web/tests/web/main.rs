@@ -5,13 +5,16 @@
 
 mod common;
 
+mod alerts;
 mod api;
 mod browser;
 mod call_audio;
 mod charts;
+mod dashboards;
 mod fleet_bench;
 mod hardening;
 mod hub;
+mod live;
 mod noncall;
 mod remote;
 mod s3;

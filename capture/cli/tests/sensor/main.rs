@@ -11,6 +11,9 @@ mod lab;
 
 mod bench_probes;
 mod faults;
+mod live_alerts;
+mod live_browser;
+mod live_calls;
 mod live_export;
 mod live_sipp;
 mod live_tunnels;

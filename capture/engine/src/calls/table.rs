@@ -256,6 +256,17 @@ impl CallTable {
         self.calls.values().map(Call::packet_bytes_held).sum()
     }
 
+    /// The open calls, in no particular order (a live snapshot reads them
+    /// once per tick; see [`crate::live_calls`]).
+    pub fn open(&self) -> impl Iterator<Item = &Call> {
+        self.calls.values()
+    }
+
+    /// Capture time: the latest packet or tick seen.
+    pub fn now_ns(&self) -> u64 {
+        self.now_ns
+    }
+
     /// Start collecting [`EndpointEvent`]s (drain them with
     /// [`Self::drain_endpoint_events`]).
     pub fn track_endpoints(&mut self) {

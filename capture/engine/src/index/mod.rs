@@ -6,10 +6,16 @@
 //! holds the index file, so a data directory can be moved as a whole.
 
 mod noncall;
+mod recent;
 mod record;
+mod rollup;
 mod schema;
 
 pub use noncall::{MediaStreamRow, PingRow, RegistrationQuery, RegistrationRow, SignallingTotals};
+pub use recent::RecentCall;
+pub use rollup::{
+    Bucket, Counts, DashQuery, MOS_BOUNDS, NER_CODES, NOTABLE_CODES, TrunkRule, bad_prefix,
+};
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -393,6 +399,12 @@ pub struct CallQuery {
     pub mos_max: Option<f64>,
     pub duration_min_ms: Option<u64>,
     pub duration_max_ms: Option<u64>,
+    /// Calls of this trunk group ('' = none matched).
+    pub trunk: Option<String>,
+    /// Calls whose main stream has this codec.
+    pub codec: Option<String>,
+    /// `INVITE` (the dashboards count only INVITE dialogs).
+    pub method: Option<String>,
     pub sort: SortKey,
     pub descending: bool,
     pub limit: u32,
@@ -520,6 +532,11 @@ impl Index {
             tx.commit().map_err(err)?;
             tracing::info!(index = %self.path.display(), version = n + 1, "call index schema migrated");
         }
+        // Calls indexed before the rollups existed (migration 7) are added
+        // to them once.
+        if found > 0 && found < 7 && schema::MIGRATIONS.len() >= 7 {
+            self.rebuild_rollups()?;
+        }
         Ok(())
     }
 
@@ -540,6 +557,7 @@ impl Index {
         let tx = self.conn.transaction().map_err(err)?;
         let ids = record::insert_calls(&tx, calls).map_err(err)?;
         record::insert_legs(&tx, calls, &ids).map_err(err)?;
+        rollup::add_calls(&tx, &ids).map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(ids)
     }
@@ -562,10 +580,64 @@ impl Index {
 
     /// Set a call's MOS (worst stream) once the media work has computed it.
     pub fn set_call_mos(&mut self, id: i64, mos: Option<f64>) -> Result<(), IndexError> {
-        self.conn
-            .execute("UPDATE calls SET mos = ?2 WHERE id = ?1", params![id, mos])
-            .map_err(self.err())?;
-        Ok(())
+        let path = self.path.clone();
+        let err = |source| IndexError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        rollup::move_mos(&tx, id, mos).map_err(err)?;
+        tx.execute("UPDATE calls SET mos = ?2 WHERE id = ?1", params![id, mos])
+            .map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    /// Store the trunk groups calls are classified by; when they differ
+    /// from the stored ones, reclassify every call and rebuild the rollups
+    /// (one transaction). Returns whether they changed.
+    pub fn set_trunks(&mut self, rules: &[TrunkRule]) -> Result<bool, IndexError> {
+        let path = self.path.clone();
+        let err = |source| IndexError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let changed = rollup::set_trunks(&tx, rules).map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(changed)
+    }
+
+    /// The trunk groups stored in the index, in the order they are matched.
+    pub fn trunks(&self) -> Result<Vec<TrunkRule>, IndexError> {
+        rollup::stored_trunks(&self.conn).map_err(self.err())
+    }
+
+    /// Recompute every call's trunk and the rollups from the calls table.
+    pub fn rebuild_rollups(&mut self) -> Result<(), IndexError> {
+        let path = self.path.clone();
+        let err = |source| IndexError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        rollup::rebuild(&tx).map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    /// The dashboard's buckets (from the per-minute rollups).
+    pub fn dashboard(&self, q: &DashQuery) -> Result<Vec<Bucket>, IndexError> {
+        rollup::dashboard(&self.conn, q).map_err(self.err())
+    }
+
+    /// The codecs of calls that started in [from_ns, to_ns).
+    pub fn dashboard_codecs(&self, from_ns: u64, to_ns: u64) -> Result<Vec<String>, IndexError> {
+        rollup::codecs(&self.conn, from_ns, to_ns).map_err(self.err())
     }
 
     pub fn count_calls(&self) -> Result<u64, IndexError> {
@@ -627,6 +699,16 @@ impl Index {
             let p = arg(Value::Text(state.to_string()), &mut args);
             conds.push(format!("state = {p}"));
         }
+        for (col, v) in [
+            ("trunk", &q.trunk),
+            ("codec", &q.codec),
+            ("method", &q.method),
+        ] {
+            if let Some(v) = v {
+                let p = arg(Value::Text(v.clone()), &mut args);
+                conds.push(format!("{col} = {p}"));
+            }
+        }
         if let Some(m) = q.mos_min {
             let p = arg(Value::Real(m), &mut args);
             conds.push(format!("mos >= {p}"));
@@ -676,6 +758,32 @@ impl Index {
             total_capped: total >= COUNT_CAP,
             rows,
         })
+    }
+
+    /// Every call matching `q` (its limit and offset ignored), in its
+    /// order, one at a time to `each` until it returns false: an export
+    /// streams them without holding the result in memory.
+    pub fn scan_calls(
+        &self,
+        q: &CallQuery,
+        mut each: impl FnMut(CallRow) -> bool,
+    ) -> Result<(), IndexError> {
+        let (clause, args) = Self::filter(q);
+        let dir = if q.descending { "DESC" } else { "ASC" };
+        let sql = format!(
+            "SELECT {CALL_COLS} FROM calls{clause} ORDER BY {} {dir}, id {dir}",
+            q.sort.column()
+        );
+        let mut st = self.conn.prepare(&sql).map_err(self.err())?;
+        let mut rows = st
+            .query(params_from_iter(args.iter()))
+            .map_err(self.err())?;
+        while let Some(r) = rows.next().map_err(self.err())? {
+            if !each(CallRow::from_row(r).map_err(self.err())?) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     pub fn call(&self, id: i64) -> Result<Option<CallRow>, IndexError> {
@@ -827,8 +935,8 @@ impl Index {
                      request_uri, start_ns, ringing_ns, answer_ns, end_ns, duration_ms, talk_ms, state, status_code, \
                      end_reason, sip_packets, rtp_packets, rtcp_packets, stream_count, mos, \
                      CASE WHEN folder IS NULL THEN NULL ELSE ?2 || folder END, \
-                     CASE WHEN pcap IS NULL THEN NULL ELSE ?2 || pcap END, indexed_at, sip_oversized, sip_truncated, encrypted_signalling, outer_path \
-                     FROM src.calls",
+                     CASE WHEN pcap IS NULL THEN NULL ELSE ?2 || pcap END, indexed_at, sip_oversized, sip_truncated, encrypted_signalling, outer_path, \
+                     trunk, codec, one_way, capture_loss FROM src.calls",
                 params![offset, prefix],
             )?;
             tx.execute(
@@ -864,6 +972,12 @@ impl Index {
                 "INSERT INTO main.quality SELECT call + ?1, stream + ?2, start_ns, end_ns, mos, r_factor, loss_pct, jitter_ms FROM src.quality",
                 [offset, soffset],
             )?;
+            // Classified by this index's trunks and added to its rollups.
+            let ids: Vec<i64> = tx
+                .prepare("SELECT id FROM main.calls WHERE id > ?1 ORDER BY id")?
+                .query_map([offset], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            rollup::add_calls(&tx, &ids)?;
             tx.commit()?;
             Ok(n as u64)
         })();
@@ -874,5 +988,7 @@ impl Index {
     }
 }
 
+#[cfg(test)]
+mod rollup_tests;
 #[cfg(test)]
 mod tests;

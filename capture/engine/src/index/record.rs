@@ -24,8 +24,8 @@ impl<'t> Inserts<'t> {
                 "INSERT INTO calls (call_id, method, from_user, to_user, from_uri, to_uri, request_uri, \
                  start_ns, ringing_ns, answer_ns, end_ns, duration_ms, talk_ms, state, status_code, end_reason, \
                  sip_packets, rtp_packets, rtcp_packets, stream_count, mos, folder, pcap, indexed_at, \
-                 sip_oversized, sip_truncated, encrypted_signalling, outer_path) \
-                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28)",
+                 sip_oversized, sip_truncated, encrypted_signalling, outer_path, codec, capture_loss) \
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29,?30)",
             )?,
             party: tx.prepare_cached(
                 "INSERT OR IGNORE INTO call_parties (call, value) VALUES (?1, ?2)",
@@ -85,6 +85,8 @@ impl<'t> Inserts<'t> {
             i(call.sip_truncated()),
             call.encrypted_signalling(),
             call.outer_path(),
+            main_codec(call),
+            i(call.capture_loss()),
         ])?;
         Ok(tx.last_insert_rowid())
     }
@@ -184,6 +186,22 @@ impl<'t> Inserts<'t> {
         ])?;
         Ok(())
     }
+}
+
+/// The codec of the stream with the most packets ("" without media): the
+/// dashboards' per-codec dimension.
+fn main_codec(call: &Call) -> String {
+    // Reversed: of equals, max_by_key keeps the last, so the first stream.
+    call.streams()
+        .iter()
+        .rev()
+        .map(|s| (s, s.stats.summary()))
+        .max_by_key(|(_, sum)| sum.packets)
+        .map(|(s, sum)| {
+            let (pt, _) = crate::media::codec::stream_codec(call, s, &sum.payload_types);
+            call.codec_name(s, pt)
+        })
+        .unwrap_or_default()
 }
 
 /// Each stream's MOS: the same summary E-model estimate as streams.csv.

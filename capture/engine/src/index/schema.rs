@@ -259,4 +259,61 @@ ALTER TABLE calls ADD COLUMN encrypted_signalling TEXT NOT NULL DEFAULT '';
     r#"
 ALTER TABLE calls ADD COLUMN outer_path TEXT NOT NULL DEFAULT '';
 "#,
+    // 7: dashboards. Per call: its trunk (the first `trunks` rule it
+    // matches), main codec, whether its media flowed one way only, and the
+    // packets the sensor lost while it was open; per minute (of the call's
+    // start) x trunk x codec: the counts ASR, ACD, NER, PDD, the response
+    // mix, the MOS histogram and loss are summed from, kept as calls are
+    // indexed (rollup.rs), never recomputed per view.
+    r#"
+ALTER TABLE calls ADD COLUMN trunk TEXT NOT NULL DEFAULT '';
+ALTER TABLE calls ADD COLUMN codec TEXT NOT NULL DEFAULT '';
+ALTER TABLE calls ADD COLUMN one_way INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE calls ADD COLUMN capture_loss INTEGER NOT NULL DEFAULT 0;
+UPDATE calls SET codec = coalesce(
+    (SELECT codec FROM streams WHERE streams.call = calls.id ORDER BY packets DESC, id LIMIT 1), '');
+CREATE INDEX calls_trunk_start ON calls(trunk, start_ns);
+CREATE INDEX calls_codec_start ON calls(codec, start_ns);
+
+-- The trunk groups calls are classified by (written from the web config's
+-- [[trunks]]); prefixes are space separated.
+CREATE TABLE trunks (
+    pos             INTEGER PRIMARY KEY,
+    name            TEXT NOT NULL,
+    ip_prefixes     TEXT NOT NULL,
+    number_prefixes TEXT NOT NULL
+);
+
+CREATE TABLE rollup_minute (
+    minute        INTEGER NOT NULL,   -- start_ns / 60e9
+    trunk         TEXT NOT NULL,
+    codec         TEXT NOT NULL,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    answered      INTEGER NOT NULL DEFAULT 0,
+    ner_ok        INTEGER NOT NULL DEFAULT 0,
+    answered_ms   INTEGER NOT NULL DEFAULT 0,
+    pdd_ms        INTEGER NOT NULL DEFAULT 0,
+    pdd_n         INTEGER NOT NULL DEFAULT 0,
+    r_none        INTEGER NOT NULL DEFAULT 0,
+    r1 INTEGER NOT NULL DEFAULT 0, r2 INTEGER NOT NULL DEFAULT 0,
+    r3 INTEGER NOT NULL DEFAULT 0, r4 INTEGER NOT NULL DEFAULT 0,
+    r5 INTEGER NOT NULL DEFAULT 0, r6 INTEGER NOT NULL DEFAULT 0,
+    c404 INTEGER NOT NULL DEFAULT 0, c408 INTEGER NOT NULL DEFAULT 0,
+    c480 INTEGER NOT NULL DEFAULT 0, c486 INTEGER NOT NULL DEFAULT 0,
+    c487 INTEGER NOT NULL DEFAULT 0, c503 INTEGER NOT NULL DEFAULT 0,
+    -- MOS (the call's worst stream): none, <2, 2-3, 3-3.5, 3.5-4, >=4.
+    mos_none INTEGER NOT NULL DEFAULT 0,
+    mos1 INTEGER NOT NULL DEFAULT 0, mos2 INTEGER NOT NULL DEFAULT 0,
+    mos3 INTEGER NOT NULL DEFAULT 0, mos4 INTEGER NOT NULL DEFAULT 0,
+    mos5 INTEGER NOT NULL DEFAULT 0,
+    one_way       INTEGER NOT NULL DEFAULT 0,
+    capture_loss  INTEGER NOT NULL DEFAULT 0,
+    rtp_lost      INTEGER NOT NULL DEFAULT 0,
+    rtp_expected  INTEGER NOT NULL DEFAULT 0,
+    -- Milliseconds of calls in progress within this minute (of every call
+    -- overlapping it, whenever it started): / 60000 = mean concurrent calls.
+    active_ms     INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (minute, trunk, codec)
+) WITHOUT ROWID;
+"#,
 ];

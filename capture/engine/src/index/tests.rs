@@ -8,7 +8,7 @@ const T0: u64 = 1_700_000_000_000_000_000;
 
 /// A call as the pipeline would hand it over, with `n` steering every field
 /// so each query kind has a known answer.
-fn call(n: u64) -> Call {
+pub(super) fn call(n: u64) -> Call {
     let start = T0 + n * 1_000_000_000;
     let mut c = Call::new(
         n,
@@ -45,7 +45,7 @@ fn call(n: u64) -> Call {
     c
 }
 
-fn temp_index() -> (tempfile::TempDir, Index) {
+pub(super) fn temp_index() -> (tempfile::TempDir, Index) {
     let dir = tempfile::tempdir().unwrap();
     let idx = Index::open(&dir.path().join(INDEX_FILE)).unwrap();
     (dir, idx)
@@ -489,4 +489,66 @@ fn bench_index_million_calls() {
         t.elapsed().as_secs_f64() * 1000.0
     );
     assert_eq!(d.sip.len(), 2);
+    bench_alert_reads(&idx, n);
+}
+
+/// The alert evaluator's reads on the benchmark's index: a tick reading the
+/// 500 rows added since the last one, the first look over the last hour.
+fn bench_alert_reads(idx: &Index, n: u64) {
+    let upto = idx.max_call_id().unwrap();
+    let timed = |name: &str, f: &dyn Fn() -> usize| {
+        let t = Instant::now();
+        let rows = f();
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        println!("bench-index: {name:<32} {ms:>8.2} ms  ({rows} rows)");
+    };
+    timed("alerts: tick, 500 new rows", &|| {
+        idx.calls_added(upto - 500, upto, 0).unwrap().len()
+    });
+    timed("alerts: first look, last hour", &|| {
+        let hour_ago = T0 + n.saturating_sub(3600) * 1_000_000_000;
+        idx.calls_ended_since(upto, hour_ago, hour_ago)
+            .unwrap()
+            .len()
+    });
+    timed("alerts: registration failures", &|| {
+        idx.registration_failures_total().unwrap() as usize
+    });
+}
+
+/// The alert evaluator's reads: new rows by id past a row, the first look
+/// by start time, each with its IPs; ended-before rows left out.
+#[test]
+fn recent_calls_by_row_and_by_time() {
+    let (_dir, mut idx) = temp_index();
+    assert_eq!(idx.max_call_id().unwrap(), 0);
+    let calls: Vec<Call> = (1..=6).map(call).collect();
+    let batch: Vec<_> = calls.iter().map(|c| (c, CallFiles::default())).collect();
+    let ids = idx.record_calls(&batch).unwrap();
+    let upto = idx.max_call_id().unwrap();
+    assert_eq!(upto, *ids.last().unwrap());
+    // Call n ends at T0 + n s + (n % 600) s = T0 + 2n s.
+    let since = T0 + 8 * 1_000_000_000;
+    let after_first_two = idx.calls_added(ids[1], upto, since).unwrap();
+    let got: Vec<i64> = after_first_two.iter().map(|c| c.id).collect();
+    assert_eq!(got, ids[3..].to_vec(), "rows 3..6 end at or after 8 s");
+    let c4 = &after_first_two[0];
+    assert_eq!(
+        (c4.method.as_str(), c4.state.as_str()),
+        ("INVITE", "answered")
+    );
+    assert_eq!(c4.status_code, Some(200));
+    assert_eq!(c4.end_ns, T0 + 8 * 1_000_000_000);
+    let mut ips: Vec<String> = c4.ips.iter().map(|i| i.to_string()).collect();
+    ips.sort();
+    assert_eq!(ips, ["10.0.0.2", "10.0.0.4"]);
+    let first_look = idx
+        .calls_ended_since(upto, T0 + 5 * 1_000_000_000, since)
+        .unwrap();
+    assert_eq!(
+        first_look.iter().map(|c| c.id).collect::<Vec<_>>(),
+        ids[4..].to_vec()
+    );
+    assert!(idx.calls_added(upto, upto, 0).unwrap().is_empty());
+    assert_eq!(idx.registration_failures_total().unwrap(), 0);
 }

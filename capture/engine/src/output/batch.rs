@@ -19,6 +19,9 @@ pub const BATCH_PACKETS: u64 = 1 << 18;
 /// Bytes read at once from a source capture.
 const WINDOW: usize = 256 * 1024;
 
+/// A call's frames read back, and its packets of another link type.
+type ReadBack = (Vec<CallFrame>, u64);
+
 /// A reader through a window, and how far its next refill reads.
 pub(super) type WindowedReader = (PcapReader<WindowReader>, Arc<AtomicU64>);
 
@@ -67,10 +70,7 @@ impl CallWriter {
     /// call alone over [`BATCH_PACKETS`] (its `call.pcap` is streamed, not
     /// held) and a call whose SIP text was not all kept (its processors do
     /// not get those frames).
-    fn read_batch_frames(
-        &mut self,
-        calls: &[Call],
-    ) -> Result<Vec<Option<(Vec<CallFrame>, u64)>>, OutputError> {
+    fn read_batch_frames(&mut self, calls: &[Call]) -> Result<Vec<Option<ReadBack>>, OutputError> {
         let mut wanted: Vec<(PacketRef, u32, u32)> = Vec::new();
         let mut slots: Vec<Option<Vec<Option<CallFrame>>>> = Vec::with_capacity(calls.len());
         for (c, call) in calls.iter().enumerate() {

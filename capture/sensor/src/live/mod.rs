@@ -30,6 +30,7 @@ mod keylog;
 mod output;
 mod privs;
 mod reader;
+mod snapshot;
 pub mod status;
 mod worker;
 
@@ -52,6 +53,7 @@ use batch::Batch;
 use output::{Output, OutputStats};
 use reader::ReaderStats;
 use voxtap_engine::calls::{Call, PacketRef};
+use voxtap_engine::live_calls::DEFAULT_MAX_CALLS;
 use voxtap_engine::output::CallWriter;
 use voxtap_engine::pipeline::{PipelineConfig, PipelineStats};
 use worker::WorkerStats;
@@ -405,6 +407,7 @@ fn spawn_threads(
         let mut pcfg = pipeline_config(cfg)?;
         pcfg.tls_keys = tls.keys;
         let keylog = tls.keylog;
+        let live_calls = snapshot::LivePublisher::start(cfg.output.dir.clone(), DEFAULT_MAX_CALLS)?;
         thread::Builder::new()
             .name("voxtap-pipeline".into())
             .spawn(move || {
@@ -414,6 +417,7 @@ fn spawn_threads(
                     empty_tx,
                     ended_tx,
                     sig_tx,
+                    live_calls,
                 };
                 worker::worker_loop(pcfg, channels, endpoints, keylog, &lost, &live)
             })

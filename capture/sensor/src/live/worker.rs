@@ -12,6 +12,7 @@ use anyhow::{Result, anyhow};
 use super::batch::Batch;
 use super::clock::{Clock, mono_ns};
 use super::keylog::KeyLogFollower;
+use super::snapshot::LivePublisher;
 use super::status;
 use crate::xdp::{EndpointMap, XdpError};
 use voxtap_engine::calls::{Call, EndpointEvent, FloodSummary};
@@ -51,6 +52,8 @@ pub(super) struct Channels {
     pub empty_tx: SyncSender<Batch>,
     pub ended_tx: Sender<(u64, Vec<Call>)>,
     pub sig_tx: Sender<SignallingBatch>,
+    /// The calls in progress for the web's Live page.
+    pub live_calls: LivePublisher,
 }
 
 pub(super) fn worker_loop(
@@ -66,6 +69,7 @@ pub(super) fn worker_loop(
         empty_tx,
         ended_tx,
         sig_tx,
+        mut live_calls,
     } = channels;
     let mut last_signalling = Instant::now();
     let mut pipeline = Pipeline::new(pcfg);
@@ -106,10 +110,7 @@ pub(super) fn worker_loop(
         apply_endpoint_events(&mut pipeline, &mut endpoints, &mut events, &mut stats);
         charge_kernel_loss(&mut pipeline, kernel_lost, &mut seen_lost, &mut stats);
         publish(&pipeline, &stats, live);
-        let ended = pipeline.drain_ended();
-        if !ended.is_empty() && ended_tx.send((last_seq, ended)).is_err() {
-            return Err(anyhow!("output thread stopped"));
-        }
+        hand_over_ended(&mut pipeline, &mut live_calls, &ended_tx, last_seq)?;
         if last_signalling.elapsed() >= SIGNALLING_EVERY {
             last_signalling = Instant::now();
             if sig_tx.send(signalling_batch(&mut pipeline)).is_err() {
@@ -121,12 +122,39 @@ pub(super) fn worker_loop(
     charge_kernel_loss(&mut pipeline, kernel_lost, &mut seen_lost, &mut stats);
     pipeline.finish();
     let ended = pipeline.drain_ended();
+    live_calls.note_ended(&ended, pipeline.calls());
     if !ended.is_empty() {
         let _ = ended_tx.send((last_seq, ended));
     }
+    if live_calls.dropped > 0 {
+        tracing::info!(
+            dropped = live_calls.dropped,
+            "live call snapshots dropped (the writer was busy)"
+        );
+    }
+    live_calls.finish(pipeline.calls());
     let _ = sig_tx.send(signalling_batch(&mut pipeline));
     stats.pipeline = pipeline.stats().clone();
     Ok(stats)
+}
+
+/// Closed calls to the output thread (and to the live snapshot, as ended);
+/// then the live snapshot when its time has come.
+fn hand_over_ended(
+    pipeline: &mut Pipeline,
+    live_calls: &mut LivePublisher,
+    ended_tx: &Sender<(u64, Vec<Call>)>,
+    last_seq: u64,
+) -> Result<()> {
+    let ended = pipeline.drain_ended();
+    if !ended.is_empty() {
+        live_calls.note_ended(&ended, pipeline.calls());
+        if ended_tx.send((last_seq, ended)).is_err() {
+            return Err(anyhow!("output thread stopped"));
+        }
+    }
+    live_calls.tick(pipeline.calls());
+    Ok(())
 }
 
 fn signalling_batch(pipeline: &mut Pipeline) -> SignallingBatch {
