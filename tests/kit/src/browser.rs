@@ -76,3 +76,26 @@ pub fn screenshots_dir() -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// Fills the login form the browser is on with `user` and `password` and
+/// submits it (the caller waits for the page it expects next).
+pub async fn log_in(c: &Client, user: &str, password: &str) {
+    use fantoccini::Locator;
+    for (css, v) in [
+        ("input[name=user]", user),
+        ("input[name=password]", password),
+    ] {
+        c.find(Locator::Css(css))
+            .await
+            .unwrap()
+            .send_keys(v)
+            .await
+            .unwrap();
+    }
+    c.find(Locator::Css("form.login button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}

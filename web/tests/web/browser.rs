@@ -61,24 +61,7 @@ async fn find_open_listen_download() {
     // Not logged in: the calls page sends us to the login form.
     c.goto(&format!("{base}/calls")).await.unwrap();
     assert_eq!(c.current_url().await.unwrap().path(), "/login");
-    c.find(Locator::Css("input[name=user]"))
-        .await
-        .unwrap()
-        .send_keys(USER)
-        .await
-        .unwrap();
-    c.find(Locator::Css("input[name=password]"))
-        .await
-        .unwrap()
-        .send_keys(PASSWORD)
-        .await
-        .unwrap();
-    c.find(Locator::Css("form.login button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    log_in(&c, USER, PASSWORD).await;
     if c.wait()
         .for_element(Locator::Css("table#calls"))
         .await

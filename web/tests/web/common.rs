@@ -6,7 +6,7 @@ use std::path::Path;
 
 use voxtap_engine::import::{ImportOptions, run_import};
 use voxtap_engine::pipeline::PipelineConfig;
-pub use voxtap_testkit::browser::{browser, screenshots_dir};
+pub use voxtap_testkit::browser::{browser, log_in, screenshots_dir};
 pub use voxtap_testkit::http::{client, hidden_csrf, login};
 pub use voxtap_testkit::tshark::{tshark, tshark_call_frames, tshark_frames};
 pub use voxtap_testkit::{corpus, free_port};

@@ -467,24 +467,7 @@ async fn drill_down_in_chromium_lands_on_the_bucket_calls() {
     let base = format!("http://{}", running.addr);
     let (_driver, c) = browser().await;
     c.goto(&format!("{base}/login")).await.unwrap();
-    c.find(Locator::Css("input[name=user]"))
-        .await
-        .unwrap()
-        .send_keys(USER)
-        .await
-        .unwrap();
-    c.find(Locator::Css("input[name=password]"))
-        .await
-        .unwrap()
-        .send_keys(PASSWORD)
-        .await
-        .unwrap();
-    c.find(Locator::Css("form.login button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    log_in(&c, USER, PASSWORD).await;
     c.wait()
         .for_element(Locator::Css("table#calls"))
         .await

@@ -81,26 +81,10 @@ async fn wait_seq(c: &Client, seq: u64) -> Seen {
     );
 }
 
-async fn log_in(c: &Client, base: &str) {
+async fn open_live_logged_in(c: &Client, base: &str) {
     c.goto(&format!("{base}/live")).await.unwrap();
     assert_eq!(c.current_url().await.unwrap().path(), "/login");
-    for (css, v) in [
-        ("input[name=user]", USER),
-        ("input[name=password]", PASSWORD),
-    ] {
-        c.find(Locator::Css(css))
-            .await
-            .unwrap()
-            .send_keys(v)
-            .await
-            .unwrap();
-    }
-    c.find(Locator::Css("form.login button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    common::log_in(c, USER, PASSWORD).await;
     c.wait()
         .for_element(Locator::Id("live-calls"))
         .await
@@ -129,7 +113,7 @@ async fn live_page_follows_the_calls_as_they_run() {
     let running = start(&data).await;
     let base = format!("http://{}", running.addr);
     let (_driver, c) = browser().await;
-    log_in(&c, &base).await;
+    open_live_logged_in(&c, &base).await;
     assert!(
         c.find(Locator::Id("live-none")).await.is_ok(),
         "no snapshot yet"

@@ -409,24 +409,7 @@ async fn hosts_page_in_a_browser() {
     let base = format!("http://{}", srv.addr);
     let (_driver, c) = browser().await;
     c.goto(&format!("{base}/hosts")).await.unwrap();
-    c.find(Locator::Css("input[name=user]"))
-        .await
-        .unwrap()
-        .send_keys(USER)
-        .await
-        .unwrap();
-    c.find(Locator::Css("input[name=password]"))
-        .await
-        .unwrap()
-        .send_keys(PASSWORD)
-        .await
-        .unwrap();
-    c.find(Locator::Css("form.login button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    log_in(&c, USER, PASSWORD).await;
     c.wait()
         .at_most(Duration::from_secs(10))
         .for_element(Locator::Css("form#remote"))
