@@ -5,11 +5,11 @@
 use axum::Json;
 use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 use maud::html;
 
 use crate::audit::{Filter, QueryError, action};
-use crate::csrf::{CheckedForm, accepts_json};
+use crate::csrf::{CheckedForm, accepts_json, json_or_back};
 use crate::handlers::{AppError, record};
 use crate::throttle::Key;
 use crate::{Identity, Shared, pages};
@@ -134,11 +134,11 @@ pub async fn unlock(
         &detail,
     )
     .await;
-    if json {
-        Json(serde_json::json!({ "cleared": cleared })).into_response()
-    } else {
-        Redirect::to("/admin/users").into_response()
-    }
+    json_or_back(
+        json,
+        serde_json::json!({ "cleared": cleared }),
+        "/admin/users",
+    )
 }
 
 /// `POST /admin/logout` (`user`): ends every session of that user.
@@ -166,11 +166,11 @@ pub async fn logout_user(
     let detail = format!("{user}: {ended} session(s)");
     let a = action::LOGOUT_EVERYWHERE;
     record(&st, &ident.user, &ident.remote, a, None, &detail).await;
-    if json {
-        Json(serde_json::json!({ "user": user, "sessions_ended": ended })).into_response()
-    } else {
-        Redirect::to("/admin/users").into_response()
-    }
+    json_or_back(
+        json,
+        serde_json::json!({ "user": user, "sessions_ended": ended }),
+        "/admin/users",
+    )
 }
 
 async fn query(st: &Shared, f: Filter) -> Result<Vec<crate::audit::Entry>, AppError> {

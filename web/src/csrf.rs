@@ -40,6 +40,16 @@ pub fn accepts_json(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.contains("application/json"))
 }
 
+/// A form's answer: `v` to a client that asked for JSON, else the page
+/// the form came from (`back`).
+pub fn json_or_back(json: bool, v: serde_json::Value, back: &str) -> Response {
+    if json {
+        axum::Json(v).into_response()
+    } else {
+        axum::response::Redirect::to(back).into_response()
+    }
+}
+
 /// The identity the auth layer put into the request, and the token of the
 /// `x-csrf-token` header if there is one.
 async fn identity<S: Send + Sync>(

@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -13,7 +13,7 @@ use super::rules::{Metric, Op, Rule};
 use super::store::HistoryRow;
 use super::{Origin, RuleStatus};
 use crate::audit::action;
-use crate::csrf::{CheckedForm, accepts_json};
+use crate::csrf::{CheckedForm, accepts_json, json_or_back};
 use crate::handlers::{AppError, record};
 use crate::text::ts;
 use crate::{Identity, Role, Shared, pages};
@@ -222,11 +222,7 @@ fn parse_rule(form: &CheckedForm) -> Result<Rule, String> {
 }
 
 fn done(json: bool, v: serde_json::Value) -> Response {
-    if json {
-        Json(v).into_response()
-    } else {
-        Redirect::to("/admin/alerts").into_response()
-    }
+    json_or_back(json, v, "/admin/alerts")
 }
 
 /// `POST /admin/alerts`: adds or replaces the rule of that name.
