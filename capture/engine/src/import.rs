@@ -393,10 +393,7 @@ impl Run<'_> {
     /// Writes the calls that ended, once enough of their packets are
     /// waiting (or at the `last` drain).
     fn write_ended(&mut self, last: bool) -> Result<(), ImportError> {
-        self.writer.write_floods(&self.pipeline.drain_floods())?;
-        let done = self.pipeline.drain_transactions();
-        self.writer.write_transactions(&done)?;
-        self.report.transactions += done.len() as u64;
+        write_outside_calls(&mut self.pipeline, &mut self.writer, &mut self.report)?;
         for call in self.pipeline.drain_ended() {
             self.pending_packets += call.packet_count();
             self.pending.push(call);
@@ -485,12 +482,24 @@ pub fn write_ended_indexed(
     index: Option<&mut Index>,
     report: &mut ImportReport,
 ) -> Result<(), ImportError> {
+    write_outside_calls(pipeline, writer, report)?;
+    let ended = pipeline.drain_ended();
+    write_calls_indexed(&ended, writer, index, report)
+}
+
+/// What ended outside calls since the last time: the floods summarised
+/// (`floods.csv`) and the finished transactions. Both write paths call it
+/// (the batched import's once missed the floods).
+fn write_outside_calls(
+    pipeline: &mut Pipeline,
+    writer: &mut CallWriter,
+    report: &mut ImportReport,
+) -> Result<(), ImportError> {
     writer.write_floods(&pipeline.drain_floods())?;
     let done = pipeline.drain_transactions();
     writer.write_transactions(&done)?;
     report.transactions += done.len() as u64;
-    let ended = pipeline.drain_ended();
-    write_calls_indexed(&ended, writer, index, report)
+    Ok(())
 }
 
 /// Writes `ended` (packets read back together, see
