@@ -20,6 +20,8 @@ pub mod action {
     pub const AUDIO: &str = "audio";
     pub const DECRYPTED: &str = "decrypted";
     pub const IMPORT: &str = "import";
+    /// A SIP pcap added to a remote capture (post-capture correlation).
+    pub const CORRELATE: &str = "correlate";
     pub const CAPTURE_START: &str = "capture start";
     pub const CAPTURE_STOP: &str = "capture stop";
     pub const LOGIN: &str = "login";

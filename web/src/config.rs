@@ -208,6 +208,9 @@ pub struct RemoteConfig {
     pub max_filter_bytes: Option<u32>,
     /// Longest a filter may take to compile (default 5 s).
     pub filter_timeout_seconds: Option<u64>,
+    /// Largest SIP pcap accepted for a post-capture correlation, in MB
+    /// (default 256).
+    pub max_sip_upload_mb: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -329,7 +332,7 @@ impl Config {
 
     fn check_ranges(&self, path: &Path) -> Result<(), ConfigError> {
         let l = &self.login;
-        let limits: [(&'static str, Option<u64>, u64, u64, &'static str); 9] = [
+        let limits: [(&'static str, Option<u64>, u64, u64, &'static str); 10] = [
             (
                 "session_hours",
                 self.server.session_hours,
@@ -386,6 +389,13 @@ impl Config {
                 1,
                 600,
                 "1 to 600 s",
+            ),
+            (
+                "max_sip_upload_mb",
+                self.remote.max_sip_upload_mb,
+                1,
+                65_536,
+                "1 to 65536 MB",
             ),
         ];
         for (key, value, lo, hi, range) in limits {

@@ -401,3 +401,73 @@ pub async fn call_file(
     st.metrics.downloads.fetch_add(1, Ordering::Relaxed);
     Ok(resp)
 }
+
+/// rtp-capture-tool's output names, the call-folder file each one is, and
+/// the file served instead for a call without SRTP (nothing to decrypt:
+/// rtp-capture-tool's `-no-decrypt-need` copy).
+pub const CORRELATED: [(&str, &str, Option<&str>); 3] = [
+    ("media_raw.pcap", "media.pcap", None),
+    (
+        "media_decrypted.pcap",
+        "media-decrypted.pcap",
+        Some("media.pcap"),
+    ),
+    (
+        "SIP_plus_media_decrypted.pcap",
+        files::DECRYPTED_PCAP,
+        Some("call.pcap"),
+    ),
+];
+
+/// Whether the call folder has `name`, on the disk or in S3.
+fn has_file(data: &FsPath, folder: &str, name: &str) -> bool {
+    files::in_folder(data, folder, name).is_ok() || files::remote(data, folder, name).is_ok()
+}
+
+/// `GET /calls/{id}/correlated/{name}`: a call's file under
+/// rtp-capture-tool's name (see [`CORRELATED`]), audited like the other
+/// downloads (decrypted media as `decrypted`).
+pub async fn correlated(
+    State(st): State<Shared>,
+    Extension(ident): Extension<Identity>,
+    Path((id, name)): Path<(i64, String)>,
+) -> R<Response> {
+    let Some(&(_, first, fallback)) = CORRELATED.iter().find(|c| c.0 == name) else {
+        return Err(AppError::new(
+            StatusCode::NOT_FOUND,
+            "unknown file (media_raw.pcap, media_decrypted.pcap, SIP_plus_media_decrypted.pcap)",
+        ));
+    };
+    if st.hub.is_some() {
+        return Err(AppError::new(
+            StatusCode::NOT_FOUND,
+            "on a hub, download the call's files from its page",
+        ));
+    }
+    let d = detail(&st, id).await?;
+    let folder = folder_of(&d.call)?.to_string();
+    let file = if has_file(&st.data, &folder, first) {
+        first
+    } else {
+        fallback
+            .filter(|f| has_file(&st.data, &folder, f))
+            .ok_or_else(|| AppError::new(StatusCode::NOT_FOUND, "this call has no media"))?
+    };
+    let resp = send_call_file(
+        &st.data,
+        &folder,
+        file,
+        PCAP,
+        &attachment_name(&d.call, &name),
+    )
+    .await?;
+    let act = if name == "media_raw.pcap" {
+        action::DOWNLOAD
+    } else {
+        action::DECRYPTED
+    };
+    // Recorded before a byte leaves: a refusal here drops the response.
+    audit(&st, &ident, act, Some(id), &format!("{name} ({file})")).await?;
+    st.metrics.downloads.fetch_add(1, Ordering::Relaxed);
+    Ok(resp)
+}

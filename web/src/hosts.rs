@@ -96,9 +96,35 @@ impl FilterCompiler {
 }
 
 /// The capture started from the web, if any (one at a time).
-#[derive(Default)]
 pub struct RemoteRuns {
     current: Mutex<Option<Run>>,
+    /// Largest SIP pcap a correlation accepts, in bytes.
+    max_sip_upload: u64,
+}
+
+impl RemoteRuns {
+    pub fn new(c: &RemoteConfig) -> RemoteRuns {
+        RemoteRuns {
+            current: Mutex::default(),
+            max_sip_upload: c
+                .max_sip_upload_mb
+                .unwrap_or(crate::correlate::DEFAULT_MAX_SIP_UPLOAD_MB)
+                << 20,
+        }
+    }
+
+    pub fn max_sip_upload(&self) -> u64 {
+        self.max_sip_upload
+    }
+}
+
+/// Whether the capture started here is still writing into `out`.
+pub fn is_running(st: &Shared, out: &Path) -> bool {
+    let mut cur = st.remote.current.lock().unwrap_or_else(|p| p.into_inner());
+    cur.as_mut().is_some_and(|r| {
+        r.reap();
+        r.running() && r.out == out
+    })
 }
 
 struct Run {
@@ -249,6 +275,7 @@ pub async fn hosts_page(
         }
         p #remote-status { "Capture status: loading…" }
         pre #remote-result hidden {}
+        (crate::correlate::runs_markup(&st, &ident))
         script src="/static/hosts.js" defer {}
     };
     Html(pages::page("Hosts", &ident, body))

@@ -39,7 +39,7 @@ pub fn is_capture_magic(b: &[u8]) -> bool {
     )
 }
 
-fn upload_name(n: usize, name: Option<&str>) -> String {
+pub(crate) fn upload_name(n: usize, name: Option<&str>) -> String {
     let clean: String = name
         .unwrap_or("")
         .rsplit(['/', '\\'])
@@ -226,7 +226,7 @@ async fn save(mut field: Field<'_>, path: &FsPath, shown: &str) -> Result<(), Re
     Ok(())
 }
 
-fn not_a_capture(shown: &str, head: &[u8]) -> String {
+pub(crate) fn not_a_capture(shown: &str, head: &[u8]) -> String {
     format!(
         "{shown} is not a pcap or pcapng capture (it starts with {}); upload .pcap or .pcapng files",
         head.iter()
@@ -261,7 +261,7 @@ fn start_job(
         st.clone(),
         job,
         saved.into_iter().map(|(p, _)| p).collect(),
-        upload_dir,
+        Some(upload_dir),
     );
 }
 

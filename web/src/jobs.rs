@@ -179,10 +179,12 @@ impl Jobs {
 }
 
 /// Queue the import to run in the background once a slot is free. The
-/// uploads are deleted once it is indexed (the calls' own PCAPs are cut
-/// from them; keeping the whole captures would keep more recorded traffic
-/// than the calls need), and kept when it failed, so nothing is lost.
-pub fn spawn(st: Shared, job: Job, files: Vec<PathBuf>, upload_dir: PathBuf) {
+/// uploads (`upload_dir`, when given) are deleted once it is indexed (the
+/// calls' own PCAPs are cut from them; keeping the whole captures would
+/// keep more recorded traffic than the calls need), and kept when it
+/// failed, so nothing is lost. A correlation passes none: its files are
+/// the remote capture's own.
+pub fn spawn(st: Shared, job: Job, files: Vec<PathBuf>, upload_dir: Option<PathBuf>) {
     tokio::spawn(async move {
         let Ok(permit) = st.jobs.slots.clone().acquire_owned().await else {
             return; // the semaphore is never closed
@@ -190,13 +192,13 @@ pub fn spawn(st: Shared, job: Job, files: Vec<PathBuf>, upload_dir: PathBuf) {
         job.queued.store(false, Ordering::Relaxed);
         let _ = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            run(&st, &job, files, &upload_dir);
+            run(&st, &job, files, upload_dir.as_deref());
         })
         .await;
     });
 }
 
-fn run(st: &Shared, job: &Job, files: Vec<PathBuf>, upload_dir: &Path) {
+fn run(st: &Shared, job: &Job, files: Vec<PathBuf>, upload_dir: Option<&Path>) {
     let rel = format!("imports/{}", job.id);
     let out = st.data.join(&rel);
     let progress = job.read_bytes.clone();
@@ -218,19 +220,21 @@ fn run(st: &Shared, job: &Job, files: Vec<PathBuf>, upload_dir: &Path) {
     });
     match result {
         Ok((report, n)) => {
-            let _ = std::fs::remove_dir_all(upload_dir);
+            if let Some(d) = upload_dir {
+                let _ = std::fs::remove_dir_all(d);
+            }
             let line = report.summary_line();
             tracing::info!(job = %job.id, "{line}");
             job.finish(JobState::Done, n, line);
         }
         Err(e) => {
-            let kept = upload_dir.strip_prefix(&st.data).unwrap_or(upload_dir);
-            tracing::error!(job = %job.id, "import failed: {e}; uploads kept in {}", kept.display());
-            let msg = format!(
-                "import failed: {e} (the uploaded files are kept in {})",
-                kept.display()
-            );
-            job.finish(JobState::Failed, 0, msg);
+            let kept = upload_dir
+                .map(|d| d.strip_prefix(&st.data).unwrap_or(d).display().to_string())
+                .map_or(String::new(), |k| {
+                    format!(" (the uploaded files are kept in {k})")
+                });
+            tracing::error!(job = %job.id, "import failed: {e}{kept}");
+            job.finish(JobState::Failed, 0, format!("import failed: {e}{kept}"));
         }
     }
 }

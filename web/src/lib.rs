@@ -15,6 +15,7 @@ pub mod audit;
 pub mod auth;
 pub mod charts;
 pub mod config;
+mod correlate;
 mod csrf;
 pub mod dashboards;
 mod downloads;
@@ -247,7 +248,7 @@ impl AppState {
             dummy_hash: auth::hash_password(&auth::random_token())?,
             store_usage: Mutex::new(None),
             hosts_file: opts.config.remote.hosts.clone(),
-            remote: hosts::RemoteRuns::default(),
+            remote: hosts::RemoteRuns::new(&opts.config.remote),
             hub,
             throttle: throttle::Throttle::new(throttle::Policy::from_config(&opts.config.login)),
             audit,
@@ -427,7 +428,8 @@ pub fn router(st: Shared) -> Router {
     let listener = Router::new()
         .route("/calls/{id}/files/{name}", get(downloads::call_file))
         .route("/calls/{id}/waveform/{name}", get(quality::waveform))
-        .route("/media/{id}/files/{name}", get(media_view::file));
+        .route("/media/{id}/files/{name}", get(media_view::file))
+        .route("/calls/{id}/correlated/{name}", get(downloads::correlated));
     let operator = Router::new()
         .route(
             "/import",
@@ -442,6 +444,20 @@ pub fn router(st: Shared) -> Router {
         .route("/hosts/start", post(hosts::start))
         .route("/hosts/stop", post(hosts::stop))
         .route("/api/remote", get(hosts::remote_status))
+        .route(
+            "/hosts/runs/{run}/sip",
+            // The SIP pcap: refused past its limit while it arrives; the
+            // body limit only has to let it through.
+            post(correlate::add_sip).layer(DefaultBodyLimit::max(
+                usize::try_from(st.remote.max_sip_upload())
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(1 << 20),
+            )),
+        )
+        .route(
+            "/hosts/runs/{run}/correlations/{job}",
+            get(correlate::correlation_page),
+        )
         .route("/static/hosts.js", get(hosts::hosts_script));
     let admin = Router::new()
         .route("/admin/users", get(admin::users_page))

@@ -10,6 +10,7 @@ mod api;
 mod browser;
 mod call_audio;
 mod charts;
+mod correlate;
 mod dashboards;
 mod fleet_bench;
 mod hardening;
