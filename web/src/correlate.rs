@@ -202,7 +202,7 @@ fn correlations(run: &FsPath) -> Vec<Correlation> {
         .filter_map(|e| std::fs::read(e.path()).ok())
         .filter_map(|b| serde_json::from_slice(&b).ok())
         .collect();
-    v.sort_by(|a, b| b.at_ns.cmp(&a.at_ns));
+    v.sort_by_key(|c| std::cmp::Reverse(c.at_ns));
     v
 }
 
@@ -217,7 +217,8 @@ fn run_names(st: &Shared) -> Vec<String> {
         .map(|e| e.file_name().to_string_lossy().to_string())
         .filter(|n| valid_run_name(n))
         .collect();
-    names.sort_by(|a, b| b.cmp(a));
+    names.sort_unstable();
+    names.reverse();
     names.truncate(RUNS_LISTED);
     names
 }

@@ -390,7 +390,13 @@ pub async fn call_file(
         // inline, so the <audio> element can play it.
         resp.headers_mut().remove(header::CONTENT_DISPOSITION);
     }
-    let act = if name == files::DECRYPTED_PCAP {
+    // Every file holding decrypted media is recorded as such.
+    let decrypted = [
+        files::DECRYPTED_PCAP,
+        "media-decrypted.pcap",
+        "sip-plus-media-decrypted.pcap",
+    ];
+    let act = if decrypted.contains(&name.as_str()) {
         action::DECRYPTED
     } else if for_player {
         action::AUDIO

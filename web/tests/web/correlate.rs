@@ -23,7 +23,7 @@ use common::*;
 use fantoccini::Locator;
 use reqwest::StatusCode;
 use reqwest::header::COOKIE;
-use voxtap_testkit::lab::{Bg, Lab, SERIAL, in_ns, require_root};
+use voxtap_testkit::lab::{Bg, Lab, in_ns, require_root};
 use voxtap_testkit::tshark::{count, tshark_call_frames};
 use voxtap_testkit::wait_until;
 
@@ -218,12 +218,22 @@ struct Leg {
 const LEGS: &str = "
 const t = document.getElementById('correlated');
 if (!t) { const e = document.getElementById('correlation-error'); return e ? {error: e.textContent} : null; }
-return Array.from(t.querySelectorAll('tr.leg')).map(r => ({cid: r.dataset.callId, side: r.dataset.side,
-  links: Array.from(r.querySelectorAll('a.dl')).map(a => a.getAttribute('href'))}));";
+const b = t.querySelector('tr.bundle a');
+return {bundle: b ? b.getAttribute('href') : null,
+  legs: Array.from(t.querySelectorAll('tr.leg')).map(r => ({cid: r.dataset.callId, side: r.dataset.side,
+    links: Array.from(r.querySelectorAll('a.dl')).map(a => a.getAttribute('href'))}))};";
+
+/// What the correlation page lists.
+#[derive(Debug, serde::Deserialize)]
+struct Listed {
+    legs: Vec<Leg>,
+    /// The all-legs SIP_plus_media_decrypted.pcap.
+    bundle: Option<String>,
+}
 
 /// Adds `sip` to the run through the Hosts page's form with `direction`;
 /// the legs the correlation page lists once the import is done.
-async fn correlate(c: &fantoccini::Client, base: &str, sip: &Path, direction: &str) -> Vec<Leg> {
+async fn correlate(c: &fantoccini::Client, base: &str, sip: &Path, direction: &str) -> Listed {
     c.goto(&format!("{base}/hosts")).await.unwrap();
     let form = c
         .wait()
@@ -274,7 +284,11 @@ async fn download(base: &str, cookie: &str, href: &str, to: &Path) -> PathBuf {
         .to_str()
         .unwrap()
         .to_string();
-    let file = href.rsplit('/').next().unwrap();
+    let file = href
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .trim_end_matches("?download=1");
     assert!(name.ends_with(&format!("-{file}\"")), "{name}");
     let id = href.split('/').nth(2).unwrap();
     let p = to.join(format!("{id}-{file}"));
@@ -409,7 +423,8 @@ fn assert_plaintext(dec: &Path, corpus_file: &Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_media_plus_uploaded_sip_correlate_in_a_browser() {
     require_root();
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // No lock: the lab's namespaces are this test's own, so nothing else
+    // reaches the sensor port the counts are taken on.
     let t0 = Instant::now();
     let corpus_file = corpus(FILE);
     let exp = expected(&corpus_file);
@@ -446,7 +461,7 @@ async fn remote_media_plus_uploaded_sip_correlate_in_a_browser() {
     let base = format!("http://{}", srv.addr);
 
     // Start the media capture from the page.
-    let (_driver, c) = browser().await;
+    let (driver, c) = browser().await;
     c.goto(&format!("{base}/hosts")).await.unwrap();
     log_in(&c, USER, PASSWORD).await;
     c.wait()
@@ -528,7 +543,7 @@ async fn remote_media_plus_uploaded_sip_correlate_in_a_browser() {
     }
 
     // Inbound: the SRTP leg (the caller's) faces the carrier.
-    let legs = correlate(&c, &base, &sip_pcap, "inbound").await;
+    let Listed { legs, bundle } = correlate(&c, &base, &sip_pcap, "inbound").await;
     std::fs::write(
         screenshots_dir().join("correlate-inbound.png"),
         c.screenshot().await.unwrap(),
@@ -548,8 +563,13 @@ async fn remote_media_plus_uploaded_sip_correlate_in_a_browser() {
         }
         check_leg(leg, &files.try_into().unwrap(), &exp, &corpus_file);
     }
+    // Both legs in one file: the whole replayed call, SRTP decrypted.
+    let all = download(&base, &cookie, &bundle.expect("all-legs link"), work.path()).await;
+    assert_eq!(count(&all, None), exp.media + exp.sip);
+    assert_eq!(count(&all, Some("sip")), exp.sip);
+    assert_eq!(count(&all, Some("sdp.media.proto contains \"SAVP\"")), 0);
     // Outbound on the same capture: the sides swap.
-    let legs = correlate(&c, &base, &sip_pcap, "outbound").await;
+    let legs = correlate(&c, &base, &sip_pcap, "outbound").await.legs;
     let sides: Vec<(&str, &str)> = legs
         .iter()
         .map(|l| (l.cid.as_str(), l.side.as_str()))
@@ -560,11 +580,36 @@ async fn remote_media_plus_uploaded_sip_correlate_in_a_browser() {
         c.screenshot().await.unwrap(),
     )
     .unwrap();
+    // The capture on the Hosts page, with its two correlations.
+    c.goto(&format!("{base}/hosts")).await.unwrap();
+    let v = poll(
+        &c,
+        "the past captures",
+        Duration::from_secs(10),
+        "const a = document.querySelectorAll('#past-runs a.correlation'); return a.length ? Array.from(a).map(x => x.textContent) : null;",
+    )
+    .await;
+    assert_eq!(
+        v,
+        serde_json::json!(["sip.pcap (outbound)", "sip.pcap (inbound)"])
+    );
+    std::fs::write(
+        screenshots_dir().join("correlate-hosts.png"),
+        c.screenshot().await.unwrap(),
+    )
+    .unwrap();
     c.close().await.unwrap();
 
     refusals(&base, &cookie, data.path(), work.path()).await;
     audit_has(&base, &cookie).await;
     eprintln!("test took {:?}", t0.elapsed());
+    drop(driver);
+    eprintln!("browser gone {:?}", t0.elapsed());
+    drop(srv);
+    drop(_rpcapd);
+    eprintln!("rpcapd gone {:?}", t0.elapsed());
+    drop(lab);
+    eprintln!("lab gone {:?}", t0.elapsed());
 }
 
 /// A form post to `/hosts/runs/{run}/sip` with `file` (name, bytes).
@@ -673,6 +718,11 @@ async fn audit_has(base: &str, cookie: &str) {
             "decrypted",
             "SIP_plus_media_decrypted.pcap (call-decrypted.pcap)"
         ),
+        1,
+        "{text}"
+    );
+    assert_eq!(
+        has("decrypted", "sip-plus-media-decrypted.pcap"),
         1,
         "{text}"
     );
