@@ -656,6 +656,19 @@ async fn refusals(base: &str, cookie: &str, data: &Path, work: &Path) {
         .file_name()
         .to_string_lossy()
         .to_string();
+    // Operators only: a listener (bearer token) is refused the page.
+    let r = client()
+        .get(format!("{base}/hosts/runs/{run}/correlations/1-1"))
+        .bearer_auth(format!("{API_USER}:{API_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let sip = std::fs::read(work.join("sip.pcap")).unwrap();
+    for bad_run in ["nonexistent", "..", "%2e%2e"] {
+        let (st, msg) = post_sip(base, cookie, bad_run, "sip.pcap", sip.clone()).await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{bad_run}: {msg}");
+    }
     let (st, msg) = post_sip(base, cookie, &run, "notes.txt", b"INVITE sip:bob".to_vec()).await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{msg}");
     assert!(msg.contains("is not a pcap or pcapng capture"), "{msg}");
