@@ -123,7 +123,7 @@ pub struct CaptureConfig {
     /// Load the XDP program built with aya-log debug records (one per frame
     /// with its innermost addresses, ports and tunnel kinds, one with its
     /// verdict), logged at INFO with target `voxtap_xdp`. For debugging:
-    /// each frame costs several times more in the kernel (README).
+    /// about 170 ns more per frame in the kernel (README).
     pub xdp_debug: bool,
     /// Size of the kernel ring buffer in bytes (power of two, multiple of the
     /// page size); 0 keeps the program's own 64 MiB.
