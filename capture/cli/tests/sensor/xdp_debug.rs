@@ -4,7 +4,8 @@
 //!   on, a SIP datagram in VXLAN and a plain UDP datagram sent from a
 //!   namespace produce the records the frames' own headers predict
 //!   (addresses, ports, tunnel kinds, verdict), read back through aya-log;
-//!   without it, the sensor has no debug log at all.
+//!   without it, the sensor has no debug log at all; `voxtap run
+//!   --xdp-debug` prints the same records.
 //! * `xdp_debug_cost` (ignored, a measurement): the program's size after
 //!   the verifier and its time per frame (`BPF_PROG_TEST_RUN`) with logging
 //!   compiled out, compiled in but off, and on:
@@ -20,6 +21,7 @@ use std::{
 
 use voxtap_sensor::xdp::{Counter, MapSizes, Tunnel, XdpConfig, XdpDebug, XdpDebugLog, XdpSensor};
 
+use crate::lab::{VOXTAP, spawn, tempdir, wait_capturing, wait_until};
 use crate::xdp_tunnels::{IN_A, IN_B, inner_eth, send_raw, sip, vxlan_frame};
 use crate::xdp_veth::{VethNs, require_root};
 
@@ -78,6 +80,55 @@ fn debug_log_describes_a_frame_sent_through_a_veth() {
         assert!(got.contains(w), "no record {w:?} in {got:#?}");
     }
     sensor.detach().unwrap();
+    drop(sensor);
+    voxtap_run_prints_records(&net, &frames[..1], &want[..2]);
+}
+
+/// `voxtap run --xdp-debug` on the same veth: the records of `frames` (one
+/// in VXLAN) in its log, printed by the time it stops.
+fn voxtap_run_prints_records(net: &VethNs, frames: &[Vec<u8>], want: &[String]) {
+    let dir = tempdir("xdp-debug");
+    let (store, out) = (dir.join("store"), dir.join("out"));
+    let mut c = std::process::Command::new(VOXTAP);
+    c.args([
+        "run",
+        "--xdp-debug",
+        "--iface",
+        &net.host,
+        "--duration",
+        "60",
+    ])
+    .arg("--store")
+    .arg(&store)
+    .arg("--out")
+    .arg(&out)
+    .env("RUST_LOG", "info");
+    let mut vox = spawn(c);
+    wait_capturing(&mut vox, &out);
+    let peer = net.peer.clone();
+    net.in_ns(|| send_raw(&peer, frames));
+    let status = out.join("status/sensor.json");
+    wait_until(
+        Duration::from_secs(30),
+        "the VXLAN frame in sensor.json",
+        || {
+            let v: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&status).ok()?).ok()?;
+            (v["kernel"]["tunnels"]["vxlan"].as_u64() >= Some(1)).then_some(())
+        },
+    );
+    vox.signal(libc::SIGTERM);
+    let done = vox.wait(Duration::from_secs(30));
+    let log = String::from_utf8_lossy(&done.stderr).to_string();
+    assert!(done.status.success(), "voxtap run: {log}");
+    for w in want {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("voxtap_xdp") && l.ends_with(w.as_str())),
+            "no record {w:?} in {log}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `BPF_PROG_TEST_RUN`'s part of `union bpf_attr`.
