@@ -23,6 +23,10 @@
 //! outcome increments a per-CPU counter in `COUNTERS` (see
 //! `voxtap_common::Counter`); each kind of encapsulation a frame went through
 //! increments its slot of `TUNNELS` (`voxtap_common::Tunnel`).
+//!
+//! Debug logging (feature `log`, see [`xdp_debug`]): one aya-log record per
+//! frame with its innermost addresses, ports and tunnel kinds, and one with
+//! its verdict, when userspace raised `AYA_LOG_LEVEL` at load time.
 #![no_std]
 #![no_main]
 
@@ -46,6 +50,17 @@ use voxtap_common::{
     rtcp_header_plausible, rtp_header_plausible,
 };
 use walk::{Outcome, Walk};
+
+/// A debug record to aya-log's `AYA_LOGS` ring (feature `log`); nothing at
+/// all without the feature. `AYA_LOG_LEVEL` is a read-only global that
+/// userspace sets at load time (off unless asked for), so the verifier sees
+/// a constant and drops the disabled branch.
+macro_rules! xdp_debug {
+    ($ctx:expr, $($arg:tt)+) => {
+        #[cfg(feature = "log")]
+        aya_log_ebpf::debug!($ctx, $($arg)+);
+    };
+}
 
 /// Slot 0: the sensor configuration. All zero (no flags) until userspace sets it.
 #[map]
@@ -117,11 +132,13 @@ pub fn voxtap_xdp(ctx: XdpContext) -> u32 {
     };
     match verdict {
         Verdict::Keep(reason) => {
+            xdp_debug!(&ctx, "kept, reason {}", reason as u32);
             count(reason);
             emit(&ctx, reason, &cfg);
             xdp_action::XDP_PASS
         }
         Verdict::Unkept => {
+            xdp_debug!(&ctx, "not kept");
             if cfg.has(CFG_DROP_UNKEPT) {
                 count(Counter::Dropped);
                 xdp_action::XDP_DROP
@@ -131,6 +148,7 @@ pub fn voxtap_xdp(ctx: XdpContext) -> u32 {
             }
         }
         Verdict::Malformed => {
+            xdp_debug!(&ctx, "malformed");
             count(Counter::Malformed);
             if cfg.has(CFG_DROP_UNKEPT) {
                 xdp_action::XDP_DROP
@@ -262,6 +280,16 @@ fn classify_l4(ctx: &XdpContext, cfg: &XdpConfig, w: &Walk) -> Result<Verdict, B
     let ports = load::<4>(ctx, w.l4_off)?;
     let sport = be16(ports[0], ports[1]);
     let dport = be16(ports[2], ports[3]);
+    xdp_debug!(
+        ctx,
+        "[{:i}]:{} -> [{:i}]:{} proto {} tunnels {:x}",
+        w.src,
+        sport,
+        w.dst,
+        dport,
+        w.proto,
+        w.kinds
+    );
     if is_sip_port(dport) || is_sip_port(sport) {
         return Ok(Verdict::Keep(Counter::KeptSip));
     }

@@ -1,7 +1,9 @@
 //! Builds the XDP program (`capture-ebpf`) for `bpfel-unknown-none` with a
 //! nested cargo and hands its path to the crate as `VOXTAP_EBPF_OBJ` (loaded
-//! with `aya::include_bytes_aligned!`). Does nothing unless the target OS is
-//! Linux.
+//! with `aya::include_bytes_aligned!`); builds it again with its `log`
+//! feature (aya-log debug records) as `VOXTAP_EBPF_DEBUG_OBJ`, which
+//! `voxtap run --xdp-debug` loads instead. Does nothing unless the target OS
+//! is Linux.
 //!
 //! Needs `rust-src` (for `-Z build-std=core`, enabled on stable through
 //! `RUSTC_BOOTSTRAP=1`) and `bpf-linker` 0.13; `scripts/setup.sh` installs both.
@@ -21,6 +23,7 @@ const SETUP_HINT: &str =
 
 fn main() {
     println!("cargo:rerun-if-env-changed=VOXTAP_EBPF_OBJ_OVERRIDE");
+    println!("cargo:rerun-if-env-changed=VOXTAP_EBPF_DEBUG_OBJ_OVERRIDE");
     if env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") {
         return;
     }
@@ -43,12 +46,14 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
     }
 
-    // Escape hatch for machines that cannot build BPF (prebuilt object).
+    // Escape hatch for machines that cannot build BPF (prebuilt objects; the
+    // debug one defaults to the same object, which then has no log ring and
+    // `--xdp-debug` says so).
     if let Some(obj) = env::var_os("VOXTAP_EBPF_OBJ_OVERRIDE") {
-        println!(
-            "cargo:rustc-env=VOXTAP_EBPF_OBJ={}",
-            PathBuf::from(obj).display()
-        );
+        let debug = env::var_os("VOXTAP_EBPF_DEBUG_OBJ_OVERRIDE").unwrap_or_else(|| obj.clone());
+        for (var, path) in [("VOXTAP_EBPF_OBJ", obj), ("VOXTAP_EBPF_DEBUG_OBJ", debug)] {
+            println!("cargo:rustc-env={var}={}", PathBuf::from(path).display());
+        }
         return;
     }
 
@@ -56,9 +61,28 @@ fn main() {
     check_rust_src(&rustc);
     check_bpf_linker();
 
+    // Two target dirs: cargo keeps one binary per name and profile, so one
+    // dir would rebuild the program at every switch of features (each dir
+    // builds `core` once).
     let target_dir = ebpf_target_dir();
-    build_ebpf(&root, &target_dir);
-    let obj = target_dir.join("bpfel-unknown-none/release/voxtap-xdp");
+    for (var, dir, features) in [
+        ("VOXTAP_EBPF_OBJ", target_dir.clone(), None),
+        (
+            "VOXTAP_EBPF_DEBUG_OBJ",
+            target_dir.with_file_name("ebpf-log"),
+            Some("log"),
+        ),
+    ] {
+        build_ebpf(&root, &dir, features);
+        let fixed = repaired_object(&dir);
+        println!("cargo:rustc-env={var}={}", fixed.display());
+    }
+}
+
+/// The object the nested build wrote to `dir`, with its BTF repaired,
+/// written beside it.
+fn repaired_object(dir: &Path) -> PathBuf {
+    let obj = dir.join("bpfel-unknown-none/release/voxtap-xdp");
     assert!(
         obj.is_file(),
         "nested cargo succeeded but {} is missing",
@@ -69,7 +93,7 @@ fn main() {
     build_btf::repair(&mut bytes)
         .unwrap_or_else(|e| panic!("repairing the BTF of {}: {e}", obj.display()));
     std::fs::write(&fixed, bytes).expect("writing the repaired XDP object");
-    println!("cargo:rustc-env=VOXTAP_EBPF_OBJ={}", fixed.display());
+    fixed
 }
 
 /// Variables the outer cargo (or clippy, or cargo-fuzz) sets that would
@@ -95,9 +119,10 @@ const LEAKING_VARS: &[&str] = &[
     "CARGO_INCREMENTAL",
 ];
 
-/// Builds capture-ebpf for `bpfel-unknown-none` with a nested cargo into
-/// `target_dir`; panics with the nested output and a hint on failure.
-fn build_ebpf(root: &Path, target_dir: &Path) {
+/// Builds capture-ebpf (with `features`, if any) for `bpfel-unknown-none`
+/// with a nested cargo into `target_dir`; panics with the nested output and
+/// a hint on failure.
+fn build_ebpf(root: &Path, target_dir: &Path, features: Option<&str>) {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
@@ -114,6 +139,9 @@ fn build_ebpf(root: &Path, target_dir: &Path) {
         ])
         .arg(target_dir)
         .env("RUSTC_BOOTSTRAP", "1");
+    if let Some(f) = features {
+        cmd.args(["--features", f]);
+    }
     for var in LEAKING_VARS {
         cmd.env_remove(var);
     }

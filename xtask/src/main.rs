@@ -244,28 +244,34 @@ fn check_macos() -> Result<()> {
     run(c)
 }
 
-/// Clippy on the XDP crate, which is not a default member (BPF target only).
+/// Clippy on the XDP crate, which is not a default member (BPF target
+/// only): without and with its `log` feature (debug records), the two
+/// objects the sensor's build.rs builds.
 fn clippy_ebpf(root: &Path) -> Result<()> {
     let target_dir = env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
         .join("ebpf-clippy");
-    let mut c = cargo();
-    c.env("RUSTC_BOOTSTRAP", "1")
-        .args([
-            "clippy",
-            "-p",
-            "capture-ebpf",
-            "--release",
-            "--target",
-            "bpfel-unknown-none",
-            "-Z",
-            "build-std=core",
-            "--target-dir",
-        ])
-        .arg(target_dir)
-        .args(["--", "-D", "warnings"]);
-    run(c)
+    for features in [&[][..], &["--features", "log"][..]] {
+        let mut c = cargo();
+        c.env("RUSTC_BOOTSTRAP", "1")
+            .args([
+                "clippy",
+                "-p",
+                "capture-ebpf",
+                "--release",
+                "--target",
+                "bpfel-unknown-none",
+                "-Z",
+                "build-std=core",
+            ])
+            .args(features)
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .args(["--", "-D", "warnings"]);
+        run(c)?;
+    }
+    Ok(())
 }
 
 fn fuzz(root: &Path, args: &[String]) -> Result<()> {

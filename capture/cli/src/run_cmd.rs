@@ -26,6 +26,11 @@ pub struct RunArgs {
     /// Stop by itself after this many seconds.
     #[arg(long)]
     duration: Option<f64>,
+    /// Load the XDP program with debug records (two per frame, printed at
+    /// INFO with target `voxtap_xdp`; sets capture.xdp_debug). Costly: for
+    /// debugging only.
+    #[arg(long)]
+    xdp_debug: bool,
 }
 
 pub fn run(a: RunArgs) -> Result<ExitCode> {
@@ -38,6 +43,9 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     }
     if let Some(o) = a.out {
         cfg.output.dir = o;
+    }
+    if a.xdp_debug {
+        cfg.capture.xdp_debug = true;
     }
     let iface = a
         .iface

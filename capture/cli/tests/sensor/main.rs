@@ -20,5 +20,6 @@ mod live_tunnels;
 mod rpcapd;
 mod s3;
 mod serve;
+mod xdp_debug;
 mod xdp_tunnels;
 mod xdp_veth;

@@ -27,12 +27,12 @@ use voxtap_sensor::xdp::{COUNTERS, Counter, TUNNELS, Tunnel, XdpConfig, XdpSenso
 
 use crate::xdp_veth::{VethNs, delta, require_root};
 
-const IN_A: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 1);
-const IN_B: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 2);
+pub(crate) const IN_A: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 1);
+pub(crate) const IN_B: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 2);
 const OUT_A: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 const OUT_B: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 
-fn outer_udp(dport: u16, inner: &[u8]) -> Vec<u8> {
+pub(crate) fn outer_udp(dport: u16, inner: &[u8]) -> Vec<u8> {
     eth(
         ethertype::IPV4,
         &ip4(17, OUT_A, OUT_B, &udp(49152, dport, inner)),
@@ -45,15 +45,15 @@ fn gre(protocol: u16, key: Option<u32>, sequence: Option<u32>, inner: &[u8]) -> 
 }
 
 /// The inner datagram: SIP to 5060 (or anything to `dport`).
-fn inner_ip(dport: u16, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn inner_ip(dport: u16, payload: &[u8]) -> Vec<u8> {
     ip4(17, IN_A, IN_B, &udp(5062, dport, payload))
 }
 
-fn inner_eth(dport: u16, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn inner_eth(dport: u16, payload: &[u8]) -> Vec<u8> {
     eth(ethertype::IPV4, &inner_ip(dport, payload))
 }
 
-fn sip(i: usize) -> Vec<u8> {
+pub(crate) fn sip(i: usize) -> Vec<u8> {
     format!("OPTIONS sip:b@example.com SIP/2.0\r\nCall-ID: t{i}\r\nCSeq: 1 OPTIONS\r\n\r\n")
         .into_bytes()
 }
@@ -85,7 +85,7 @@ fn gtpu_frame(teid: u32, ip: &[u8]) -> Vec<u8> {
     outer_udp(2152, &wrap(&r, ip))
 }
 
-fn vxlan_frame(vni: u32, inner: &[u8]) -> Vec<u8> {
+pub(crate) fn vxlan_frame(vni: u32, inner: &[u8]) -> Vec<u8> {
     outer_udp(4789, &wrap(&vxlan::Repr { vni }, inner))
 }
 
@@ -257,7 +257,7 @@ fn sip_cases() -> Vec<(&'static str, &'static [Tunnel], Vec<u8>)> {
 
 /// Sends raw Ethernet frames out of `dev` (AF_PACKET), from the calling
 /// thread's namespace.
-fn send_raw(dev: &str, frames: &[Vec<u8>]) {
+pub(crate) fn send_raw(dev: &str, frames: &[Vec<u8>]) {
     // SAFETY: plain socket calls on a socket this function owns and closes.
     unsafe {
         let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);

@@ -11,6 +11,8 @@
 #[cfg(test)]
 mod bench;
 mod encap;
+#[cfg(test)]
+mod etherparse_cmp;
 mod frag;
 #[cfg(test)]
 mod tests;

@@ -11,17 +11,17 @@ use crate::wire::emit::{
 };
 use crate::wire::{erspan, ethernet::ethertype, geneve, gre, gtpu, ipv4, mpls, pppoe, vxlan};
 
-const OUTER_A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
-const OUTER_B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
-const IN_A: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 1);
-const IN_B: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 2);
+pub(super) const OUTER_A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+pub(super) const OUTER_B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+pub(super) const IN_A: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 1);
+pub(super) const IN_B: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 2);
 
-fn v6(last: u16) -> Ipv6Addr {
+pub(super) fn v6(last: u16) -> Ipv6Addr {
     Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, last)
 }
 
 /// The datagram every test looks for.
-fn sip_ip() -> Vec<u8> {
+pub(super) fn sip_ip() -> Vec<u8> {
     ip4(
         17,
         IN_A,
@@ -30,26 +30,26 @@ fn sip_ip() -> Vec<u8> {
     )
 }
 
-fn sip_eth() -> Vec<u8> {
+pub(super) fn sip_eth() -> Vec<u8> {
     eth(ethertype::IPV4, &sip_ip())
 }
 
 /// Outer Ethernet / IPv4 / UDP to `dport`.
-fn over_udp(dport: u16, inner: &[u8]) -> Vec<u8> {
+pub(super) fn over_udp(dport: u16, inner: &[u8]) -> Vec<u8> {
     eth(
         ethertype::IPV4,
         &ip4(17, OUTER_A, OUTER_B, &udp(49152, dport, inner)),
     )
 }
 
-fn over_gre(r: gre::Repr, inner: &[u8]) -> Vec<u8> {
+pub(super) fn over_gre(r: gre::Repr, inner: &[u8]) -> Vec<u8> {
     eth(
         ethertype::IPV4,
         &ip4(47, OUTER_A, OUTER_B, &wrap(&r, inner)),
     )
 }
 
-fn gre_repr(protocol: u16, key: Option<u32>, sequence: Option<u32>) -> gre::Repr {
+pub(super) fn gre_repr(protocol: u16, key: Option<u32>, sequence: Option<u32>) -> gre::Repr {
     gre::Repr {
         protocol,
         checksum_present: false,
@@ -58,11 +58,11 @@ fn gre_repr(protocol: u16, key: Option<u32>, sequence: Option<u32>) -> gre::Repr
     }
 }
 
-fn vxlan(vni: u32, inner: &[u8]) -> Vec<u8> {
+pub(super) fn vxlan(vni: u32, inner: &[u8]) -> Vec<u8> {
     wrap(&vxlan::Repr { vni }, inner)
 }
 
-fn type2(session: u16) -> erspan::Repr {
+pub(super) fn type2(session: u16) -> erspan::Repr {
     erspan::Repr {
         vlan: 0,
         cos: 0,
@@ -75,7 +75,7 @@ fn type2(session: u16) -> erspan::Repr {
     }
 }
 
-fn type3(session: u16, frame_type: u8, platform: Option<[u8; 8]>) -> erspan::Repr {
+pub(super) fn type3(session: u16, frame_type: u8, platform: Option<[u8; 8]>) -> erspan::Repr {
     erspan::Repr {
         vlan: 0,
         cos: 0,
@@ -95,7 +95,13 @@ fn type3(session: u16, frame_type: u8, platform: Option<[u8; 8]>) -> erspan::Rep
     }
 }
 
-fn gtpu(teid: u32, sequence: Option<u16>, ext: (u8, &[u8]), msg: u8, inner: &[u8]) -> Vec<u8> {
+pub(super) fn gtpu(
+    teid: u32,
+    sequence: Option<u16>,
+    ext: (u8, &[u8]),
+    msg: u8,
+    inner: &[u8],
+) -> Vec<u8> {
     let r = gtpu::Repr {
         message_type: msg,
         teid,

@@ -47,7 +47,8 @@ use crate::config::Config;
 use crate::store::{FileEvent, Retention, RollPolicy, RollingWriter, StoreManager};
 use crate::xdp::{
     AttachMode, CFG_DROP_UNKEPT, CFG_HEURISTIC_RTP, CFG_KEEP_FRAGMENTS, COUNTERS, Counter,
-    EndpointMap, FrameReader, MapSizes, RING_BYTES, TUNNELS, XdpConfig, XdpSensor,
+    EndpointMap, FrameReader, MapSizes, RING_BYTES, TUNNELS, XdpConfig, XdpDebug, XdpDebugLog,
+    XdpSensor,
 };
 use batch::Batch;
 use output::{Output, OutputStats};
@@ -202,6 +203,11 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
     let frames = sensor
         .take_frame_reader()
         .ok_or_else(|| anyhow!("ring reader already taken"))?;
+    let debug_stop = Arc::new(AtomicBool::new(false));
+    let debug_log = match sensor.take_debug_log() {
+        Some(log) => Some(spawn_debug_log(log, Arc::clone(&debug_stop))?),
+        None => None,
+    };
     let (out, roll) = open_store_and_outputs(cfg)?;
     // Key files are often readable by root only: opened before dropping.
     let tls = open_tls_keys(cfg)?;
@@ -234,6 +240,10 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
     );
     tracing::info!("stopping: draining the ring, closing files");
     let joined = stop_and_join(&mut sensor, threads, &shared)?;
+    debug_stop.store(true, Ordering::Relaxed);
+    if let Some(t) = debug_log {
+        let _ = t.join();
+    }
     publish_final(&joined, &shared.live, &mut publisher);
     Ok(LiveReport {
         iface: opts.iface.clone(),
@@ -285,7 +295,11 @@ fn load_and_attach(cfg: &Config, iface: &str) -> Result<(XdpSensor, AttachMode)>
         },
         media_endpoints: cfg.capture.media_endpoints,
     };
-    let mut sensor = XdpSensor::load_sized(xcfg, &cfg.capture.sip_ports, sizes)
+    let debug = match cfg.capture.xdp_debug {
+        true => XdpDebug::On,
+        false => XdpDebug::Off,
+    };
+    let mut sensor = XdpSensor::load_debug(xcfg, &cfg.capture.sip_ports, sizes, debug)
         .context("loading the XDP sensor (needs root or CAP_BPF+CAP_NET_ADMIN)")?;
     let mode = match cfg.capture.attach_mode.as_str() {
         "native" => sensor.attach_mode(iface, AttachMode::Native),
@@ -294,6 +308,25 @@ fn load_and_attach(cfg: &Config, iface: &str) -> Result<(XdpSensor, AttachMode)>
     }
     .with_context(|| format!("attaching to {iface}"))?;
     Ok((sensor, mode))
+}
+
+/// Prints the XDP program's debug records (`capture.xdp_debug`) at INFO,
+/// target `voxtap_xdp`, until `stop`.
+fn spawn_debug_log(mut log: XdpDebugLog, stop: Arc<AtomicBool>) -> Result<JoinHandle<()>> {
+    let print = |line: &str| tracing::info!(target: "voxtap_xdp", "{line}");
+    thread::Builder::new()
+        .name("xdp-debug".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if let Err(e) = log.wait(Duration::from_millis(200)) {
+                    tracing::warn!(error = %e, "XDP debug log: poll failed");
+                    break;
+                }
+                log.flush(print);
+            }
+            log.flush(print);
+        })
+        .context("starting the XDP debug log thread")
 }
 
 /// Opens the store, its rolling writer, the per-call writer and the call

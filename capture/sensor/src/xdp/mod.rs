@@ -16,10 +16,12 @@
 //! # Ok(()) }
 //! ```
 
+mod debug_log;
+
 use std::{
     io,
     net::{IpAddr, SocketAddr},
-    os::fd::{AsFd, AsRawFd},
+    os::fd::{AsFd, AsRawFd, BorrowedFd},
     time::Duration,
 };
 
@@ -34,8 +36,13 @@ pub use voxtap_common::{
     SIP_PORTS_MAX_ENTRIES, TUNNEL_KINDS, Tunnel, XdpConfig,
 };
 
+pub use debug_log::{XdpDebug, XdpDebugLog};
+
 /// The XDP object built by `capture/sensor/build.rs`.
 static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("VOXTAP_EBPF_OBJ"));
+/// The same program with aya-log debug records (capture-ebpf's `log`
+/// feature), loaded for [`XdpDebug::On`] and [`XdpDebug::Silent`].
+static XDP_DEBUG_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("VOXTAP_EBPF_DEBUG_OBJ"));
 
 /// Name of the XDP program in the object.
 pub(crate) const PROGRAM_NAME: &str = "voxtap_xdp";
@@ -56,6 +63,8 @@ pub enum XdpError {
     Map(Box<MapError>),
     #[error("the XDP object has no map or program named {0}")]
     Missing(&'static str),
+    #[error("XDP debug log: {0}")]
+    DebugLog(Box<aya_log::Error>),
     #[error("the sensor is already attached to {0}")]
     AlreadyAttached(String),
     #[error("attaching to {iface} failed in native mode ({native}) and in SKB mode ({skb})")]
@@ -117,6 +126,17 @@ impl Default for MapSizes {
     }
 }
 
+/// Size of the loaded program, after the verifier (0: not reported).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProgramSize {
+    /// Instructions the kernel kept (8 bytes each): dead code removed.
+    pub translated_bytes: u32,
+    /// Native code.
+    pub jited_bytes: u32,
+    /// Instructions the verifier walked (all paths, kernel 5.16+).
+    pub verified_insns: u32,
+}
+
 /// How the program ended up attached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttachMode {
@@ -136,6 +156,8 @@ pub struct XdpSensor {
     counters: PerCpuArray<MapData, u64>,
     tunnels: PerCpuArray<MapData, u64>,
     frames: Option<FrameReader>,
+    /// `Some` when loaded with [`XdpDebug::On`], until taken.
+    debug_log: Option<XdpDebugLog>,
     attached: Option<(String, AttachMode, XdpLinkId)>,
     ebpf: Ebpf,
 }
@@ -154,12 +176,33 @@ impl XdpSensor {
         sip_ports: &[u16],
         sizes: MapSizes,
     ) -> Result<Self, XdpError> {
+        Self::load_debug(config, sip_ports, sizes, XdpDebug::Off)
+    }
+
+    /// As [`Self::load_sized`], choosing the object and its log level with
+    /// `debug`; with [`XdpDebug::On`], read the records through
+    /// [`Self::take_debug_log`].
+    pub fn load_debug(
+        config: XdpConfig,
+        sip_ports: &[u16],
+        sizes: MapSizes,
+        debug: XdpDebug,
+    ) -> Result<Self, XdpError> {
         raise_memlock_limit();
         let mut loader = aya::EbpfLoader::new();
         loader
             .map_max_entries("FRAMES", sizes.ring_bytes)
             .map_max_entries("MEDIA_ENDPOINTS", sizes.media_endpoints);
-        let mut ebpf = loader.load(XDP_OBJECT)?;
+        let level = debug.log_level();
+        if let Some(level) = &level {
+            // A read-only global: the verifier sees the constant.
+            loader.override_global(aya_log::LEVEL, level, true);
+        }
+        let object = match level {
+            None => XDP_OBJECT,
+            Some(_) => XDP_DEBUG_OBJECT,
+        };
+        let mut ebpf = loader.load(object)?;
         let mut take = |name: &'static str| ebpf.take_map(name).ok_or(XdpError::Missing(name));
         let config_map = Array::try_from(take("CONFIG")?)?;
         let sip = HashMap::try_from(take("SIP_PORTS")?)?;
@@ -172,6 +215,10 @@ impl XdpSensor {
             .ok_or(XdpError::Missing(PROGRAM_NAME))?
             .try_into()?;
         program.load()?;
+        let debug_log = match debug {
+            XdpDebug::On => Some(XdpDebugLog::init(&mut ebpf)?),
+            _ => None,
+        };
         let mut sensor = XdpSensor {
             config: config_map,
             sip_ports: sip,
@@ -182,6 +229,7 @@ impl XdpSensor {
             counters,
             tunnels,
             frames: Some(FrameReader { ring }),
+            debug_log,
             attached: None,
             ebpf,
         };
@@ -344,6 +392,38 @@ impl XdpSensor {
     pub fn take_frame_reader(&mut self) -> Option<FrameReader> {
         self.frames.take()
     }
+
+    /// The program's debug records ([`XdpDebug::On`]), to move to the
+    /// thread that prints them. `None` without debug logging or once taken.
+    pub fn take_debug_log(&mut self) -> Option<XdpDebugLog> {
+        self.debug_log.take()
+    }
+
+    /// The loaded program as the kernel reports it (`bpftool prog show`).
+    pub fn program_size(&self) -> Result<ProgramSize, XdpError> {
+        let program: &Xdp = self
+            .ebpf
+            .program(PROGRAM_NAME)
+            .ok_or(XdpError::Missing(PROGRAM_NAME))?
+            .try_into()?;
+        let info = program.info()?;
+        Ok(ProgramSize {
+            translated_bytes: info.size_translated().unwrap_or(0),
+            jited_bytes: info.size_jitted(),
+            verified_insns: info.verified_instruction_count().unwrap_or(0),
+        })
+    }
+
+    /// The program's file descriptor (for `BPF_PROG_TEST_RUN` in the
+    /// benchmarks).
+    pub fn program_fd(&self) -> Result<BorrowedFd<'_>, XdpError> {
+        let program: &Xdp = self
+            .ebpf
+            .program(PROGRAM_NAME)
+            .ok_or(XdpError::Missing(PROGRAM_NAME))?
+            .try_into()?;
+        Ok(program.fd()?.as_fd())
+    }
 }
 
 impl Drop for XdpSensor {
@@ -452,23 +532,7 @@ impl FrameReader {
     /// wakes readers lazily (every `wakeup_every` frames), so callers must
     /// drain after a timeout too, as [`Self::poll`] does.
     pub fn wait(&self, timeout: Duration) -> io::Result<bool> {
-        let mut pfd = libc::pollfd {
-            fd: self.ring.as_fd().as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        loop {
-            // SAFETY: one valid pollfd.
-            let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
-            if rc >= 0 {
-                return Ok(rc > 0);
-            }
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(err);
-            }
-        }
+        wait_readable(self.ring.as_fd(), timeout)
     }
 
     /// Hands every available frame to `f`; when none is available, waits up to
@@ -494,6 +558,27 @@ impl FrameReader {
             n += 1;
         }
         n
+    }
+}
+
+/// Waits until `fd` is readable or `timeout` passes (`Ok(false)`).
+fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    loop {
+        // SAFETY: one valid pollfd.
+        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if rc >= 0 {
+            return Ok(rc > 0);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
     }
 }
 
