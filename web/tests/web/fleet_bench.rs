@@ -330,13 +330,26 @@ async fn queries(hub: &Hub, calls: u64) {
 #[ignore = "benchmark: minutes; run with --ignored --nocapture"]
 async fn bench_fleet_ingest_and_queries() {
     let certs = Certs::new();
-    let pg = setup_central_with(&certs, "bench", false).await;
+    let mut pg = setup_central_with(&certs, "bench", false).await;
     ingest(&certs, &pg).await;
     pg.psql(
         voxtap_testkit::pg::DB,
         "TRUNCATE voxtap.calls, voxtap.call_ips, voxtap.streams, voxtap.legs, voxtap.call_sip",
     );
     let calls = env_or("VOXTAP_BENCH_CALLS", 1_000_000);
+    if calls > 1_000_000 {
+        // As docs/fleet.md sizes a central index: shared_buffers of a
+        // fraction of RAM (2 GB here, of 23), and WAL room for the bulk
+        // load between checkpoints. (ALTER SYSTEM: one statement a call.)
+        for sql in [
+            "ALTER SYSTEM SET shared_buffers = '2GB'",
+            "ALTER SYSTEM SET max_wal_size = '16GB'",
+        ] {
+            pg.psql(voxtap_testkit::pg::DB, sql);
+        }
+        pg.stop();
+        pg.resume();
+    }
     load(&pg, calls);
     let (cert, key) = certs.cert("vx_hub");
     let hub = Arc::new(
