@@ -703,3 +703,94 @@ async fn racing_sensors_make_each_day_once() {
     assert_eq!(pg.count(parts) - before, want);
     assert_eq!(i64::from(made), want);
 }
+
+/// A central index of schema version 1 with calls in it: migrating fills
+/// `call_ips` from their `ips` (migration 2); calls inserted after get
+/// their rows from the trigger, once even when inserted twice; the hub's IP
+/// search finds them all.
+#[tokio::test(flavor = "multi_thread")]
+async fn migration_fills_call_ips_from_existing_calls() {
+    let certs = Certs::new();
+    let pg = Pg::start("hub-migrate", Some(&certs.tls()), true);
+    let mut admin = PgTarget::parse(&pg.admin_url()).connect().await.unwrap();
+    admin
+        .batch_execute(
+            "CREATE SCHEMA voxtap; CREATE TABLE voxtap.schema_version (version integer NOT NULL); \
+             INSERT INTO voxtap.schema_version VALUES (1);",
+        )
+        .await
+        .unwrap();
+    admin.batch_execute(schema::MIGRATIONS[0]).await.unwrap();
+    schema::add_sensor(&mut admin, "s1").await.unwrap();
+    schema::add_hub(&mut admin, "vx_hub").await.unwrap();
+    pg.psql(
+        voxtap_testkit::pg::DB,
+        "SELECT voxtap.ensure_days((now() AT TIME ZONE 'UTC')::date - 1, (now() AT TIME ZONE 'UTC')::date + 1)",
+    );
+    // Calls i in first..=last: addresses 10.0.0.i and 192.0.2.1 (twice in
+    // the array: one row per address and call all the same).
+    let insert = |first: u32, last: u32| {
+        format!(
+            "INSERT INTO voxtap.calls (sensor, local_id, call_id, method, start_at, end_at, duration_ms, \
+             from_user, to_user, from_uri, to_uri, request_uri, ruri_user, state, sip_packets, \
+             rtp_packets, rtcp_packets, stream_count, ips, codecs, indexed_at) \
+             SELECT (SELECT id FROM voxtap.sensors WHERE name = 's1'), i, 'm-' || i, 'INVITE', \
+               date_trunc('hour', now()) - i * interval '1 minute', date_trunc('hour', now()), 0, \
+               'a', 'b', '', '', '', '', 'answered', 2, 0, 0, 0, \
+               ARRAY[('10.0.0.' || i)::inet, '192.0.2.1'::inet, '192.0.2.1'::inet], '{{}}', now() \
+             FROM generate_series({first}, {last}) i ON CONFLICT DO NOTHING"
+        )
+    };
+    pg.psql(voxtap_testkit::pg::DB, &insert(1, 20));
+    let n = schema::MIGRATIONS.len() as i32;
+    assert_eq!(schema::migrate(&mut admin).await.unwrap(), (1, n));
+    let rows = "SELECT count(*) FROM voxtap.call_ips";
+    assert_eq!(pg.count(rows), 40);
+    // Every row is an address of its call.
+    assert_eq!(
+        pg.count(
+            "SELECT count(*) FROM voxtap.call_ips i JOIN voxtap.calls c \
+             ON c.id = i.id AND c.start_at = i.call_start AND i.ip = ANY (c.ips)"
+        ),
+        40
+    );
+    pg.psql(voxtap_testkit::pg::DB, &insert(15, 25));
+    pg.psql(voxtap_testkit::pg::DB, &insert(15, 25));
+    assert_eq!(pg.count("SELECT count(*) FROM voxtap.calls"), 25);
+    assert_eq!(pg.count(rows), 50);
+
+    let (cert, key) = certs.cert("vx_hub");
+    let hub = voxtap_web::hub::Hub::new(&CentralConfig {
+        url: pg.tcp_url("vx_hub"),
+        client_cert: Some(cert),
+        client_key: Some(key),
+        ca: Some(certs.ca()),
+        ..Default::default()
+    })
+    .unwrap();
+    let search = |ip: &str| {
+        let q = CallQuery {
+            ip: Some(ip.parse().unwrap()),
+            limit: 100,
+            descending: true,
+            ..Default::default()
+        };
+        let hub = &hub;
+        async move {
+            hub.search(&q, &Default::default())
+                .await
+                .unwrap_or_else(|e| panic!("{}", e.message()))
+        }
+    };
+    let busy = search("192.0.2.1").await;
+    assert_eq!(busy.total, 25);
+    let ids: Vec<&str> = busy.rows.iter().map(|r| r.call_id.as_str()).collect();
+    // Newest first: m-1 started a minute before the hour, m-25 25 minutes.
+    let want: Vec<String> = (1..=25).map(|i| format!("m-{i}")).collect();
+    assert_eq!(ids, want);
+    assert!(busy.rows.iter().all(|r| r.sensor.as_deref() == Some("s1")));
+    let one = search("10.0.0.17").await;
+    assert_eq!(one.total, 1);
+    assert_eq!(one.rows[0].call_id, "m-17");
+    assert_eq!(search("10.0.0.26").await.total, 0);
+}
