@@ -27,6 +27,9 @@ pub struct Pg {
     pub root: PathBuf,
     pub port: u16,
     child: Option<Child>,
+    /// The network namespace the server runs in (its TCP port is there;
+    /// its unix socket, in `root`, reaches it from anywhere).
+    netns: Option<String>,
 }
 
 fn run(c: &mut Command, what: &str) {
@@ -49,6 +52,12 @@ impl Pg {
     /// A new cluster with database `voxtap`, running. `fast`: no fsync
     /// (tests); the benchmark keeps PostgreSQL's durable defaults.
     pub fn start(tag: &str, tls: Option<&PgTls>, fast: bool) -> Pg {
+        Pg::start_in(tag, tls, fast, None)
+    }
+
+    /// [`Pg::start`] with the server in network namespace `netns` (a live
+    /// sensor of the namespace lab reaches it at 127.0.0.1 there).
+    pub fn start_in(tag: &str, tls: Option<&PgTls>, fast: bool, netns: Option<&str>) -> Pg {
         assert!(
             Path::new(BIN).join("postgres").exists(),
             "PostgreSQL 15 is not installed: run scripts/setup.sh"
@@ -73,6 +82,7 @@ impl Pg {
             port: free_port(),
             root,
             child: None,
+            netns: netns.map(str::to_string),
         };
         pg.configure(tls, fast);
         let mut pg = pg;
@@ -142,7 +152,16 @@ impl Pg {
             .append(true)
             .open(self.root.join("server.log"))
             .unwrap();
-        let child = as_postgres("postgres")
+        let mut server = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "runuser", "-u", "postgres", "--"])
+                    .arg(format!("{BIN}/postgres"));
+                c
+            }
+            None => as_postgres("postgres"),
+        };
+        let child = server
             .args(["-D", self.data().to_str().unwrap()])
             .stdout(Stdio::null())
             .stderr(log)

@@ -52,6 +52,8 @@ fn like_escape(s: &str) -> String {
 struct Where {
     conds: Vec<String>,
     params: Vec<Param>,
+    /// Searching by IP: the rows come from `call_ips` joined to `calls`.
+    by_ip: bool,
 }
 
 impl Where {
@@ -91,14 +93,18 @@ impl Where {
         let mut w = Where {
             conds: Vec::new(),
             params: Vec::new(),
+            by_ip: q.ip.is_some(),
         };
-        if let Some(t) = q.start_from_ns {
+        for (t, op) in [(q.start_from_ns, ">="), (q.start_to_ns, "<")] {
+            let Some(t) = t else { continue };
             let p = w.arg(time(t));
-            w.conds.push(format!("c.start_at >= {p}"));
-        }
-        if let Some(t) = q.start_to_ns {
-            let p = w.arg(time(t));
-            w.conds.push(format!("c.start_at < {p}"));
+            w.conds.push(format!("c.start_at {op} {p}"));
+            if w.by_ip {
+                // The planner carries the join's equality from one table
+                // to the other, not ranges: the window again on
+                // call_ips's own column bounds its index range and days.
+                w.conds.push(format!("i.call_start {op} {p}"));
+            }
         }
         if let Some(party) = q.party.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
             w.party(party);
@@ -114,7 +120,7 @@ impl Where {
         }
         if let Some(ip) = q.ip {
             let p = w.arg(ip);
-            w.conds.push(format!("c.ips @> ARRAY[{p}::inet]"));
+            w.conds.push(format!("i.ip = {p}::inet"));
         }
         if let Some(s) = q.state.as_deref().filter(|s| !s.is_empty()) {
             let p = w.arg(s.to_string());
@@ -143,6 +149,42 @@ impl Where {
             ));
         }
         w
+    }
+
+    /// The calls searched: with an IP, those of the address's rows in
+    /// `call_ips` (one per call and address), whose (ip, call_start) index
+    /// gives the newest calls of the window first.
+    fn from(&self) -> &'static str {
+        if self.by_ip {
+            // By id alone: adding the start's equality makes the planner
+            // multiply two selectivities, expect one row and sort every
+            // match of a busy address instead of stopping at the page.
+            "voxtap.call_ips i JOIN voxtap.calls c ON c.id = i.id"
+        } else {
+            "voxtap.calls c"
+        }
+    }
+
+    /// The capped count. By IP with no filter on the calls' own columns
+    /// (the window is `call_ips`'s too), `call_ips` alone: an index-only
+    /// range instead of joining every match of a busy address.
+    fn count_sql(&self) -> String {
+        let window_or_ip = |c: &String| c.starts_with("i.") || c.starts_with("c.start_at ");
+        let (from, clause) = if self.by_ip && self.conds.iter().all(window_or_ip) {
+            let conds: Vec<&str> = self
+                .conds
+                .iter()
+                .filter(|c| c.starts_with("i."))
+                .map(String::as_str)
+                .collect();
+            (
+                "voxtap.call_ips i",
+                format!(" WHERE {}", conds.join(" AND ")),
+            )
+        } else {
+            (self.from(), self.clause())
+        };
+        format!("SELECT count(*) FROM (SELECT 1 FROM {from}{clause} LIMIT {COUNT_CAP}) x")
     }
 
     fn clause(&self) -> String {
@@ -206,6 +248,13 @@ fn call_row(r: &Row) -> CallRow {
 }
 
 fn order(q: &CallQuery) -> String {
+    let dir = if q.descending { "DESC" } else { "ASC" };
+    if q.ip.is_some() && q.sort == SortKey::Start {
+        // The same order (call_start is the call's start, id its id) as
+        // call_ips's index gives it: the planner does not know they are
+        // equal, since the join is by id alone.
+        return format!("i.call_start {dir}, i.id {dir}");
+    }
     let col = match q.sort {
         SortKey::Start => "c.start_at",
         SortKey::Duration => "c.duration_ms",
@@ -214,7 +263,6 @@ fn order(q: &CallQuery) -> String {
         SortKey::To => "c.to_user",
         SortKey::State => "c.state",
     };
-    let dir = if q.descending { "DESC" } else { "ASC" };
     format!("{col} {dir}, c.id {dir}")
 }
 
@@ -222,17 +270,15 @@ impl Hub {
     /// One page of calls of every sensor matching `q` and `h`.
     pub async fn search(&self, q: &CallQuery, h: &HubFilter) -> Result<CallPage, AppError> {
         let w = Where::new(q, h);
-        let clause = w.clause();
+        let (from, clause) = (w.from(), w.clause());
         let sql = format!(
-            "SELECT {CALL_COLS} FROM voxtap.calls c JOIN voxtap.sensors s ON s.id = c.sensor{clause} \
+            "SELECT {CALL_COLS} FROM {from} JOIN voxtap.sensors s ON s.id = c.sensor{clause} \
              ORDER BY {} LIMIT {} OFFSET {}",
             order(q),
             q.limit.clamp(1, 1000),
             q.offset
         );
-        let count_sql = format!(
-            "SELECT count(*) FROM (SELECT 1 FROM voxtap.calls c{clause} LIMIT {COUNT_CAP}) x"
-        );
+        let count_sql = w.count_sql();
         let c = self.client().await?;
         let refs = w.refs();
         let (rows, total) = tokio::try_join!(c.query(&sql, &refs), c.query_one(&count_sql, &refs))
@@ -451,5 +497,34 @@ mod tests {
         assert!(conds("*0123").0.contains("reverse(c.to_user) LIKE $1"));
         assert!(conds("sip:bob@x").0.contains("c.from_uri = $1"));
         assert_eq!(like_escape("a_b%"), "a\\_b\\%");
+    }
+
+    #[test]
+    fn ip_search_ranges_over_call_ips() {
+        let mut q = CallQuery {
+            ip: Some("192.0.2.1".parse().unwrap()),
+            start_from_ns: Some(1),
+            descending: true,
+            ..Default::default()
+        };
+        let w = Where::new(&q, &HubFilter::default());
+        assert_eq!(
+            w.clause(),
+            " WHERE c.start_at >= $1 AND i.call_start >= $1 AND i.ip = $2::inet"
+        );
+        assert!(
+            w.from()
+                .starts_with("voxtap.call_ips i JOIN voxtap.calls c")
+        );
+        // Nothing but the window and the address: the count skips calls.
+        assert!(
+            w.count_sql().contains(
+                "FROM voxtap.call_ips i WHERE i.call_start >= $1 AND i.ip = $2::inet LIMIT"
+            )
+        );
+        assert_eq!(order(&q), "i.call_start DESC, i.id DESC");
+        q.state = Some("failed".into());
+        let w = Where::new(&q, &HubFilter::default());
+        assert!(w.count_sql().contains("JOIN voxtap.calls c ON c.id = i.id"));
     }
 }

@@ -19,6 +19,7 @@ use voxtap_sensor::central::pg::PgTarget;
 use voxtap_sensor::central::ship::{ShipOptions, Shipper};
 use voxtap_sensor::central::tunnel::{self, TunnelOptions};
 use voxtap_sensor::central::{ca, schema};
+use voxtap_sensor::upload::{UploadConfig, Uploader};
 use voxtap_testkit::pg::{Pg, PgTls};
 use voxtap_web::config::{CentralConfig, TunnelSensor};
 
@@ -100,13 +101,25 @@ fn enc(s: &str) -> String {
 }
 
 async fn ship(certs: &Certs, pg: &Pg, sensor: &str, data: &Path) -> u64 {
+    ship_with(certs, pg, sensor, data, None).await
+}
+
+/// Ships the calls and, with `upload`, the call files the sensor's upload
+/// queue (in `data/store`) confirmed in S3.
+async fn ship_with(
+    certs: &Certs,
+    pg: &Pg,
+    sensor: &str,
+    data: &Path,
+    upload: Option<UploadConfig>,
+) -> u64 {
     let role = schema::sensor_role(sensor);
     let mut s = Shipper::open(ShipOptions {
         target: certs.target(pg, &role, Some(certs.cert(&role))),
         sensor_id: sensor.into(),
         out_dir: data.to_path_buf(),
-        store: None,
-        upload: None,
+        store: upload.is_some().then(|| data.join("store")),
+        upload,
         batch: 3,
         interval: Duration::from_millis(100),
     })
@@ -125,6 +138,32 @@ fn local_calls(data: &Path) -> Vec<voxtap_engine::index::CallRow> {
         .rows
 }
 
+/// Every SIP and media address of the sensor's local index.
+fn local_ips(data: &Path) -> Vec<String> {
+    let db = rusqlite::Connection::open(data.join(INDEX_FILE)).unwrap();
+    let mut st = db.prepare("SELECT DISTINCT ip FROM call_ips").unwrap();
+    st.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// The Call-IDs the sensor's own index finds by `ip`.
+fn local_calls_by_ip(data: &Path, ip: &str) -> Vec<String> {
+    Index::open(&data.join(INDEX_FILE))
+        .unwrap()
+        .search(&CallQuery {
+            ip: Some(ip.parse().unwrap()),
+            limit: 1000,
+            ..Default::default()
+        })
+        .unwrap()
+        .rows
+        .into_iter()
+        .map(|c| c.call_id)
+        .collect()
+}
+
 /// A central index with sensors s1 and s2 and the hub's role; `tag` names
 /// the cluster's directory (the tests run at once).
 pub(crate) async fn setup_central(certs: &Certs, tag: &str) -> Pg {
@@ -135,9 +174,10 @@ pub(crate) async fn setup_central(certs: &Certs, tag: &str) -> Pg {
 pub(crate) async fn setup_central_with(certs: &Certs, tag: &str, fast: bool) -> Pg {
     let pg = Pg::start(tag, Some(&certs.tls()), fast);
     let mut admin = PgTarget::parse(&pg.admin_url()).connect().await.unwrap();
-    assert_eq!(schema::migrate(&mut admin).await.unwrap().1, 1);
+    let n = schema::MIGRATIONS.len() as i32;
+    assert_eq!(schema::migrate(&mut admin).await.unwrap(), (0, n));
     // Again: nothing to do.
-    assert_eq!(schema::migrate(&mut admin).await.unwrap(), (1, 1));
+    assert_eq!(schema::migrate(&mut admin).await.unwrap(), (n, n));
     for s in ["s1", "s2"] {
         schema::add_sensor(&mut admin, s).await.unwrap();
     }
@@ -278,6 +318,38 @@ async fn hub_searches_every_sensor_and_fetches_through_the_tunnel() {
             );
         }
     }
+    // By IP: the hub's calls are those the sensors' own indexes find.
+    let ips: std::collections::BTreeSet<String> = [&d1, &d2]
+        .iter()
+        .flat_map(|d| local_ips(d.path()))
+        .collect();
+    assert!(ips.len() > 2, "{ips:?}");
+    for ip in &ips {
+        let page: serde_json::Value = get(format!("/api/calls?ip={}&per_page=500", enc(ip)))
+            .await
+            .text()
+            .await
+            .map(|t| serde_json::from_str(&t).unwrap())
+            .unwrap();
+        let mut hub: Vec<(String, String)> = page["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["sensor"].to_string(), r["call_id"].to_string()))
+            .collect();
+        let mut local: Vec<(String, String)> = [("s1", &d1), ("s2", &d2)]
+            .iter()
+            .flat_map(|(s, d)| {
+                local_calls_by_ip(d.path(), ip)
+                    .into_iter()
+                    .map(move |c| (format!("{s:?}"), format!("{c:?}")))
+            })
+            .collect();
+        hub.sort();
+        local.sort();
+        assert_eq!(hub, local, "calls with IP {ip}");
+        assert_eq!(page["total"], local.len(), "count of IP {ip}");
+    }
     // The sensor filter, the list's column, the Sensors page.
     let only2: serde_json::Value = get("/api/calls?sensor=s2".into())
         .await
@@ -354,9 +426,74 @@ async fn hub_searches_every_sensor_and_fetches_through_the_tunnel() {
     let r = get(format!("/calls/{id1}/download/pcap")).await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(r.text().await.unwrap().contains("sensor offline"));
+
+    // Sensor 2 uploads its call files to S3 (s3s-fs) and ships their
+    // objects; then it stops (its tunnel closes) and the same call's PCAP
+    // comes from S3, byte-identical to sensor 2's local file.
+    voxtap_testkit::aws_env();
+    let s3dir = tempfile::tempdir().unwrap();
+    let (_s3, endpoint) = crate::s3::start_s3(&s3dir.path().join("s3"));
+    let up = UploadConfig {
+        enabled: true,
+        endpoint,
+        bucket: "fleet".into(),
+        sensor: "s2".into(),
+        path_style: true,
+        ..Default::default()
+    };
+    upload_all(d2.path(), &up).await;
+    ship_with(&certs, &pg, "s2", d2.path(), Some(up)).await;
+    assert!(
+        pg.count(&format!(
+            "SELECT count(*) FROM voxtap.call_files WHERE call_id = '{}' AND name = 'call.pcap'",
+            c.call_id.replace('\'', "''")
+        )) == 1,
+        "sensor 2's call.pcap object shipped"
+    );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let _ = t.await;
+    t.await.unwrap();
+    wait_tunnel(&get, false).await;
+    let r = get(format!("/calls/{id}/download/pcap")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), local);
+    // Sensor 1 uploaded nothing: still offline.
+    let r = get(format!("/calls/{id1}/download/pcap")).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     drop(pg);
+}
+
+/// Uploads every call folder of the import in `data` (queue in
+/// `data/store`), keeping the local files to compare with.
+async fn upload_all(data: &Path, cfg: &UploadConfig) {
+    let (cfg, data) = (cfg.clone(), data.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let mut up = Uploader::new(&cfg, &data.join("store"), Some(&data), Some(&data)).unwrap();
+        up.s3().create_bucket().unwrap();
+        assert!(
+            up.drain(&AtomicBool::new(false), Duration::from_secs(30))
+                .unwrap()
+        );
+        assert!(up.status().uploads > 0);
+    })
+    .await
+    .unwrap();
+}
+
+/// Waits until the hub's Sensors API says sensor 2's tunnel is `up`.
+async fn wait_tunnel<F, Fut>(get: &F, up: bool)
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = reqwest::Response>,
+{
+    for _ in 0..1000 {
+        let v: serde_json::Value =
+            serde_json::from_str(&get("/api/sensors".into()).await.text().await.unwrap()).unwrap();
+        if v[1]["name"] == "s2" && v[1]["tunnel"] == up {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("sensor 2's tunnel never became {up}");
 }
 
 /// Sensor 1's credentials cannot read any row nor insert sensor 2's; a
@@ -565,4 +702,95 @@ async fn racing_sensors_make_each_day_once() {
     let want = 60 * tables;
     assert_eq!(pg.count(parts) - before, want);
     assert_eq!(i64::from(made), want);
+}
+
+/// A central index of schema version 1 with calls in it: migrating fills
+/// `call_ips` from their `ips` (migration 2); calls inserted after get
+/// their rows from the trigger, once even when inserted twice; the hub's IP
+/// search finds them all.
+#[tokio::test(flavor = "multi_thread")]
+async fn migration_fills_call_ips_from_existing_calls() {
+    let certs = Certs::new();
+    let pg = Pg::start("hub-migrate", Some(&certs.tls()), true);
+    let mut admin = PgTarget::parse(&pg.admin_url()).connect().await.unwrap();
+    admin
+        .batch_execute(
+            "CREATE SCHEMA voxtap; CREATE TABLE voxtap.schema_version (version integer NOT NULL); \
+             INSERT INTO voxtap.schema_version VALUES (1);",
+        )
+        .await
+        .unwrap();
+    admin.batch_execute(schema::MIGRATIONS[0]).await.unwrap();
+    schema::add_sensor(&mut admin, "s1").await.unwrap();
+    schema::add_hub(&mut admin, "vx_hub").await.unwrap();
+    pg.psql(
+        voxtap_testkit::pg::DB,
+        "SELECT voxtap.ensure_days((now() AT TIME ZONE 'UTC')::date - 1, (now() AT TIME ZONE 'UTC')::date + 1)",
+    );
+    // Calls i in first..=last: addresses 10.0.0.i and 192.0.2.1 (twice in
+    // the array: one row per address and call all the same).
+    let insert = |first: u32, last: u32| {
+        format!(
+            "INSERT INTO voxtap.calls (sensor, local_id, call_id, method, start_at, end_at, duration_ms, \
+             from_user, to_user, from_uri, to_uri, request_uri, ruri_user, state, sip_packets, \
+             rtp_packets, rtcp_packets, stream_count, ips, codecs, indexed_at) \
+             SELECT (SELECT id FROM voxtap.sensors WHERE name = 's1'), i, 'm-' || i, 'INVITE', \
+               date_trunc('hour', now()) - i * interval '1 minute', date_trunc('hour', now()), 0, \
+               'a', 'b', '', '', '', '', 'answered', 2, 0, 0, 0, \
+               ARRAY[('10.0.0.' || i)::inet, '192.0.2.1'::inet, '192.0.2.1'::inet], '{{}}', now() \
+             FROM generate_series({first}, {last}) i ON CONFLICT DO NOTHING"
+        )
+    };
+    pg.psql(voxtap_testkit::pg::DB, &insert(1, 20));
+    let n = schema::MIGRATIONS.len() as i32;
+    assert_eq!(schema::migrate(&mut admin).await.unwrap(), (1, n));
+    let rows = "SELECT count(*) FROM voxtap.call_ips";
+    assert_eq!(pg.count(rows), 40);
+    // Every row is an address of its call.
+    assert_eq!(
+        pg.count(
+            "SELECT count(*) FROM voxtap.call_ips i JOIN voxtap.calls c \
+             ON c.id = i.id AND c.start_at = i.call_start AND i.ip = ANY (c.ips)"
+        ),
+        40
+    );
+    pg.psql(voxtap_testkit::pg::DB, &insert(15, 25));
+    pg.psql(voxtap_testkit::pg::DB, &insert(15, 25));
+    assert_eq!(pg.count("SELECT count(*) FROM voxtap.calls"), 25);
+    assert_eq!(pg.count(rows), 50);
+
+    let (cert, key) = certs.cert("vx_hub");
+    let hub = voxtap_web::hub::Hub::new(&CentralConfig {
+        url: pg.tcp_url("vx_hub"),
+        client_cert: Some(cert),
+        client_key: Some(key),
+        ca: Some(certs.ca()),
+        ..Default::default()
+    })
+    .unwrap();
+    let search = |ip: &str| {
+        let q = CallQuery {
+            ip: Some(ip.parse().unwrap()),
+            limit: 100,
+            descending: true,
+            ..Default::default()
+        };
+        let hub = &hub;
+        async move {
+            hub.search(&q, &Default::default())
+                .await
+                .unwrap_or_else(|e| panic!("{}", e.message()))
+        }
+    };
+    let busy = search("192.0.2.1").await;
+    assert_eq!(busy.total, 25);
+    let ids: Vec<&str> = busy.rows.iter().map(|r| r.call_id.as_str()).collect();
+    // Newest first: m-1 started a minute before the hour, m-25 25 minutes.
+    let want: Vec<String> = (1..=25).map(|i| format!("m-{i}")).collect();
+    assert_eq!(ids, want);
+    assert!(busy.rows.iter().all(|r| r.sensor.as_deref() == Some("s1")));
+    let one = search("10.0.0.17").await;
+    assert_eq!(one.total, 1);
+    assert_eq!(one.rows[0].call_id, "m-17");
+    assert_eq!(search("10.0.0.26").await.total, 0);
 }

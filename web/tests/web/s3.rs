@@ -15,7 +15,7 @@ use voxtap_engine::index::{CallQuery, INDEX_FILE, Index};
 use voxtap_sensor::upload::{UploadConfig, Uploader};
 use voxtap_testkit::{S3_ACCESS as ACCESS, S3_SECRET as SECRET, aws_env, s3s_fs};
 
-struct S3Server(Child);
+pub(crate) struct S3Server(Child);
 
 impl Drop for S3Server {
     fn drop(&mut self) {
@@ -24,7 +24,7 @@ impl Drop for S3Server {
     }
 }
 
-fn start_s3(dir: &Path) -> (S3Server, String) {
+pub(crate) fn start_s3(dir: &Path) -> (S3Server, String) {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
