@@ -16,6 +16,7 @@ mod hardening;
 mod hub;
 mod live;
 mod noncall;
+mod page_bench;
 mod remote;
 mod s3;
 mod server;

@@ -15,6 +15,7 @@ mod live_alerts;
 mod live_browser;
 mod live_calls;
 mod live_export;
+mod live_sensor_page;
 mod live_sipp;
 mod live_tunnels;
 mod rpcapd;
