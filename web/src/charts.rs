@@ -183,8 +183,8 @@ pub fn bucket_chart(
             .sum()
     };
     let max = nice_max((0..n).map(stack).fold(0.0, f64::max));
-    let legend = if layers.len() > 1 { 16.0 } else { 0.0 };
-    let (y0, h) = (18.0, PANEL_H + 40.0 + legend);
+    let legend_h = if layers.len() > 1 { 16.0 } else { 0.0 };
+    let (y0, h) = (18.0, PANEL_H + 40.0 + legend_h);
     let mut svg = String::new();
     let _ = write!(
         svg,
@@ -194,20 +194,7 @@ pub fn bucket_chart(
         hrefs.len()
     );
     panel(&mut svg, y0, title, unit, &[Some(max)], false, "axis");
-    // The legend under the axis labels.
-    let mut x = LEFT;
-    let ly = y0 + PANEL_H + 22.0;
-    for l in layers.iter().filter(|_| layers.len() > 1) {
-        let _ = write!(
-            svg,
-            r##"<rect x="{x}" y="{ly}" width="10" height="10" fill="{}"/><text x="{}" y="{}" font-size="10" font-family="sans-serif" fill="#1d2433">{}</text>"##,
-            esc(l.color),
-            x + 13.0,
-            ly + 9.0,
-            esc(l.label)
-        );
-        x += 22.0 + 6.0 * l.label.chars().count() as f64;
-    }
+    legend(&mut svg, layers, y0 + PANEL_H + 22.0);
     let plot_w = W - LEFT - RIGHT;
     let bw = (plot_w / n as f64 - 1.0).max(1.0);
     for (i, href) in hrefs.iter().enumerate() {
@@ -221,16 +208,128 @@ pub fn bucket_chart(
             unit,
         );
     }
+    x_labels(&mut svg, y0 + PANEL_H + 14.0, axis);
+    svg.push_str("</svg>");
+    svg
+}
+
+/// The layers' colours and names under the axis labels (none for one layer).
+fn legend(svg: &mut String, layers: &[Layer<'_>], ly: f64) {
+    let mut x = LEFT;
+    for l in layers.iter().filter(|_| layers.len() > 1) {
+        let _ = write!(
+            svg,
+            r##"<rect x="{x}" y="{ly}" width="10" height="10" fill="{}"/><text x="{}" y="{}" font-size="10" font-family="sans-serif" fill="#1d2433">{}</text>"##,
+            esc(l.color),
+            x + 13.0,
+            ly + 9.0,
+            esc(l.label)
+        );
+        x += 22.0 + 6.0 * l.label.chars().count() as f64;
+    }
+}
+
+/// The first and last bucket's names under the x axis.
+fn x_labels(svg: &mut String, y: f64, axis: (&str, &str)) {
     let _ = write!(
         svg,
-        r##"<text x="{LEFT}" y="{}" font-size="10" font-family="sans-serif" fill="#6b7385">{}</text><text x="{}" y="{}" font-size="10" font-family="sans-serif" fill="#6b7385" text-anchor="end">{}</text></svg>"##,
-        y0 + PANEL_H + 14.0,
+        r##"<text x="{LEFT}" y="{y}" font-size="10" font-family="sans-serif" fill="#6b7385">{}</text><text x="{}" y="{y}" font-size="10" font-family="sans-serif" fill="#6b7385" text-anchor="end">{}</text>"##,
         esc(axis.0),
         W - RIGHT,
-        y0 + PANEL_H + 14.0,
         esc(axis.1),
     );
+}
+
+/// A chart of lines over `n` equal time buckets (the layers' values, not
+/// stacked): the axes and legend of [`bucket_chart`], one polyline per
+/// run of defined values. Each layer's values are also in its group's
+/// `data-values` (`-` where undefined), for tests and scripts.
+pub fn line_chart(
+    id: &str,
+    title: &str,
+    unit: &str,
+    layers: &[Layer<'_>],
+    axis: (&str, &str),
+) -> String {
+    let n = layers
+        .iter()
+        .map(|l| l.values.len())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let max = nice_max(
+        layers
+            .iter()
+            .flat_map(|l| l.values.iter().flatten())
+            .fold(0.0, |a, b| a.max(*b)),
+    );
+    let legend_h = if layers.len() > 1 { 16.0 } else { 0.0 };
+    let (y0, h) = (18.0, PANEL_H + 40.0 + legend_h);
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg class="lines" id="{}" xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" role="img" aria-label="{}" data-buckets="{n}">"#,
+        esc(id),
+        esc(title),
+    );
+    panel(&mut svg, y0, title, unit, &[Some(max)], false, "axis");
+    legend(&mut svg, layers, y0 + PANEL_H + 22.0);
+    let plot_w = W - LEFT - RIGHT;
+    let x = |i: usize| LEFT + plot_w * (i as f64 + 0.5) / n as f64;
+    let y = |v: f64| y0 + PANEL_H - PANEL_H * (v / max).clamp(0.0, 1.0);
+    for (k, l) in layers.iter().enumerate() {
+        line(&mut svg, k, l, &x, &y);
+    }
+    x_labels(&mut svg, y0 + PANEL_H + 14.0, axis);
+    svg.push_str("</svg>");
     svg
+}
+
+/// One layer of a line chart: its group, then a polyline per run of
+/// defined values (a dot for a run of one).
+fn line(
+    svg: &mut String,
+    k: usize,
+    l: &Layer<'_>,
+    x: &impl Fn(usize) -> f64,
+    y: &impl Fn(f64) -> f64,
+) {
+    let vals: Vec<String> = l
+        .values
+        .iter()
+        .map(|v| v.map_or_else(|| "-".into(), fmt_value))
+        .collect();
+    let _ = write!(
+        svg,
+        r#"<g class="series" data-layer="{k}" data-label="{}" data-values="{}" stroke="{}" fill="{}"><title>{}</title>"#,
+        esc(l.label),
+        vals.join(" "),
+        esc(l.color),
+        esc(l.color),
+        esc(l.label),
+    );
+    let indexed: Vec<(usize, Option<f64>)> = l.values.iter().copied().enumerate().collect();
+    for run in indexed.split(|(_, v)| v.is_none()) {
+        let pts: Vec<String> = run
+            .iter()
+            .filter_map(|(i, v)| v.map(|v| format!("{:.1},{:.1}", x(*i), y(v))))
+            .collect();
+        match pts.as_slice() {
+            [] => {}
+            [p] => {
+                let (px, py) = p.split_once(',').unwrap_or(("0", "0"));
+                let _ = write!(svg, r#"<circle cx="{px}" cy="{py}" r="1.5"/>"#);
+            }
+            _ => {
+                let _ = write!(
+                    svg,
+                    r#"<polyline points="{}" fill="none" stroke-width="1.5"/>"#,
+                    pts.join(" ")
+                );
+            }
+        }
+    }
+    svg.push_str("</g>");
 }
 
 /// Bucket `i`'s stacked bar, a link; nothing for a bucket without values.

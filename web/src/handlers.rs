@@ -675,9 +675,16 @@ fn fs_usage(p: &std::path::Path) -> Option<FsUsage> {
     })
 }
 
+/// `?range=15m|1h|24h` of the sensor page's charts.
+#[derive(Debug, Default, Deserialize)]
+pub struct RangeQuery {
+    pub range: Option<String>,
+}
+
 pub async fn sensor_page(
     State(st): State<Shared>,
     Extension(ident): Extension<Identity>,
+    Query(q): Query<RangeQuery>,
 ) -> R<Html<String>> {
     let calls = count_calls(&st).await?;
     // The recent audit entries are for admins only.
@@ -695,7 +702,7 @@ pub async fn sensor_page(
         .await
         .unwrap_or(0);
     let fs = fs_usage(&st.data);
-    let statuses = read_statuses(&st).await;
+    let live = live_status(&st, q.range.as_deref()).await;
     Ok(Html(pages::sensor(
         &ident,
         &st,
@@ -703,7 +710,7 @@ pub async fn sensor_page(
         usage,
         fs.as_ref(),
         log.as_deref(),
-        &statuses,
+        &live,
     )))
 }
 
@@ -715,10 +722,35 @@ async fn read_statuses(st: &Shared) -> Vec<(String, serde_json::Value)> {
     crate::status_view::ordered(all)
 }
 
-/// The live status cards alone, for the sensor page's refresh.
-pub async fn sensor_status(State(st): State<Shared>) -> Html<String> {
-    let all = read_statuses(&st).await;
-    Html(crate::status_view::cards(&all, voxtap_sensor::status::now_unix()).into_string())
+/// The sensor page's live part: the charts over `range` and the status
+/// cards, with the URL that refreshes it.
+async fn live_status(st: &Shared, range: Option<&str>) -> pages::LiveStatus {
+    let range = crate::status_history::Range::parse(range);
+    let now = voxtap_sensor::status::now_unix();
+    let data = st.data.clone();
+    let hist = tokio::task::spawn_blocking(move || {
+        crate::status_history::load(&data, crate::status_history::Window::new(range, now))
+    })
+    .await
+    .unwrap_or_default();
+    let all = read_statuses(st).await;
+    pages::LiveStatus {
+        refresh: format!("/sensor/status?range={}", range.param()),
+        html: maud::html! {
+            (crate::status_history::section(&all, &hist, range, now))
+            (crate::status_view::cards(&all, now))
+        },
+    }
+}
+
+/// The live part of the sensor page alone, for its refresh.
+pub async fn sensor_status(State(st): State<Shared>, Query(q): Query<RangeQuery>) -> Html<String> {
+    Html(
+        live_status(&st, q.range.as_deref())
+            .await
+            .html
+            .into_string(),
+    )
 }
 
 pub async fn healthz(State(st): State<Shared>) -> R<Response> {

@@ -34,6 +34,7 @@ mod media_view;
 mod pages;
 mod quality;
 mod signalling_view;
+pub mod status_history;
 pub mod status_view;
 mod text;
 pub mod throttle;

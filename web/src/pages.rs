@@ -576,6 +576,13 @@ fn preview(text: &str) -> Option<&str> {
     Some(&text[..end])
 }
 
+/// The sensor page's live part (charts and status cards) and the URL that
+/// re-renders it.
+pub struct LiveStatus {
+    pub refresh: String,
+    pub html: Markup,
+}
+
 pub fn sensor(
     id: &Identity,
     st: &AppState,
@@ -583,13 +590,13 @@ pub fn sensor(
     usage: u64,
     fs: Option<&FsUsage>,
     log: Option<&[AuditEntry]>,
-    statuses: &[(String, serde_json::Value)],
+    live: &LiveStatus,
 ) -> String {
     let up = st.started.elapsed().as_secs();
     let body = html! {
         h1 { "Sensor" }
-        div id="statuses" data-refresh="/sensor/status" {
-            (crate::status_view::cards(statuses, voxtap_sensor::status::now_unix()))
+        div id="statuses" data-refresh=(live.refresh) {
+            (live.html)
         }
         label.live { input type="checkbox" id="status-live" checked; " auto-refresh (2 s)" }
         h2 { "Web server" }

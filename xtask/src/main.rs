@@ -47,6 +47,7 @@ fn main() -> Result<()> {
         Some("bench-live") => live::bench_live(&root, &args[1..]),
         Some("bench") => bench::bench(&root, &args[1..]),
         Some("bench-index") => bench_index(),
+        Some("bench-web") => bench_web(),
         Some("soak") => bench::soak(&root, &args[1..]),
         _ => {
             eprintln!(
@@ -60,6 +61,7 @@ fn main() -> Result<()> {
                  bench-live [--count N] [--rates a,b,max]  voxtap vs tcpdump -w loss (root)\n  \
                  bench [--calls N] [--seconds S] [--mem-calls N] [--store-mib N]  import vs tshark/sngrep, memory per call, store write vs dd\n  \
                  bench-index                    call index: insert 1M synthetic calls, time each query kind\n  \
+                 bench-web                      every page and API with 1M calls in the index: p50/p95 ms\n  \
                  soak [--minutes N] [--cps R] [--call-seconds S] [--no-writer]  steady calls, RSS flat or not"
             );
             bail!("unknown or missing command");
@@ -78,6 +80,25 @@ fn bench_index() -> Result<()> {
         "voxtap-engine",
         "--lib",
         "index::tests::bench_index_million_calls",
+        "--",
+        "--ignored",
+        "--nocapture",
+    ]);
+    run(cmd)
+}
+
+/// Every page of the web UI timed against a large index (an ignored test,
+/// release build); VOXTAP_BENCH_CALLS overrides the million.
+fn bench_web() -> Result<()> {
+    let mut cmd = cargo();
+    cmd.args([
+        "test",
+        "--release",
+        "-p",
+        "voxtap-web",
+        "--test",
+        "web",
+        "page_bench::",
         "--",
         "--ignored",
         "--nocapture",

@@ -16,6 +16,8 @@ use serde_json::Value;
 
 use crate::fsutil::{Durability, write_atomic};
 
+pub mod history;
+
 pub(crate) const DIR: &str = "status";
 
 /// The path of `component`'s status file under `data`.
@@ -24,16 +26,24 @@ pub fn path(data: &Path, component: &str) -> PathBuf {
 }
 
 /// Atomically replaces `component`'s status with `value`, adding
-/// `component` and `updated_unix` (seconds) fields when `value` is an object.
+/// `component` and `updated_unix` (seconds) fields when `value` is an object,
+/// and records it in the component's [`history`] once per interval.
 pub fn write(data: &Path, component: &str, value: &impl Serialize) -> std::io::Result<()> {
+    let now = now_unix();
     let mut v = serde_json::to_value(value).map_err(std::io::Error::other)?;
     if let Value::Object(m) = &mut v {
         m.insert("component".into(), Value::from(component));
-        m.insert("updated_unix".into(), Value::from(now_unix()));
+        m.insert("updated_unix".into(), Value::from(now));
     }
     std::fs::create_dir_all(data.join(DIR))?;
     let bytes = serde_json::to_vec_pretty(&v).map_err(std::io::Error::other)?;
-    write_atomic(&path(data, component), &bytes, Durability::Cached)
+    write_atomic(&path(data, component), &bytes, Durability::Cached)?;
+    // The current status matters more than its history: a failure here is
+    // logged, not returned.
+    if let Err(e) = history::record(data, component, &v, now) {
+        tracing::debug!(component, error = %e, "recording the status history");
+    }
+    Ok(())
 }
 
 /// Every readable status file under `data`, sorted by component name.

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder};
+/// The WebDriver client [`browser`] returns.
+pub use fantoccini::Client;
+use fantoccini::ClientBuilder;
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::{free_port, wait_until};

@@ -264,6 +264,7 @@ async fn find_open_listen_download() {
         RunFacts {
             iface: "mirror0".into(),
             attach_mode: "Native".into(),
+            ring_bytes: 64 << 20,
             store: data.clone(),
             max_bytes: 100 << 30,
             max_age_seconds: 7 * 86_400,

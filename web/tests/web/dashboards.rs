@@ -617,7 +617,7 @@ fn ids_in(html: &str) -> Vec<String> {
 
 /// Server time of the pages with a large index: `VOXTAP_BENCH_CALLS`
 /// calls (default 1 000 000) over 30 days, written straight into the index
-/// and rolled up by the engine's rebuild. Run with
+/// and rolled up by the engine's rebuild (`page_bench` times every page). Run with
 /// `cargo test --release -p voxtap-web --test web dash_bench -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
@@ -627,29 +627,7 @@ async fn dash_bench() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join(INDEX_FILE);
-    drop(Index::open(&path).unwrap());
-    let t = Instant::now();
-    let db = rusqlite::Connection::open(&path).unwrap();
-    db.execute_batch(&format!(
-        "WITH RECURSIVE k(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM k WHERE i < {n} - 1)
-         INSERT INTO calls (call_id, method, from_user, to_user, from_uri, to_uri, request_uri, start_ns,
-           ringing_ns, answer_ns, end_ns, duration_ms, talk_ms, state, status_code, sip_packets, rtp_packets,
-           rtcp_packets, stream_count, mos, indexed_at, codec)
-         SELECT 'bench-' || i, 'INVITE', '4420' || i, '4930' || (i % 1000), '', '', '', {T0} + i * (2592000000000000 / {n}),
-           {T0} + i * (2592000000000000 / {n}) + 150000000,
-           CASE WHEN i % 3 = 0 THEN NULL ELSE {T0} + i * (2592000000000000 / {n}) + 900000000 END,
-           {T0} + i * (2592000000000000 / {n}) + 60000000000, 60000, 59000,
-           CASE WHEN i % 3 = 0 THEN 'failed' ELSE 'completed' END, CASE WHEN i % 3 = 0 THEN 486 ELSE 200 END,
-           7, 3000, 12, 2, 3.0 + (i % 15) / 10.0, 0, CASE WHEN i % 4 = 0 THEN 'G722' ELSE 'PCMU' END FROM k;"
-    ))
-    .unwrap();
-    let loaded = t.elapsed();
-    let t = Instant::now();
-    let mut idx = Index::open(&path).unwrap();
-    idx.rebuild_rollups().unwrap();
-    let rolled = t.elapsed();
-    drop(idx);
+    let (loaded, rolled) = crate::page_bench::load_calls(&dir.path().join(INDEX_FILE), n);
     let running = voxtap_web::start(voxtap_web::ServeOptions {
         data: dir.path().to_path_buf(),
         listen: Some("127.0.0.1:0".parse().unwrap()),

@@ -17,6 +17,7 @@ mod hardening;
 mod hub;
 mod live;
 mod noncall;
+mod page_bench;
 mod remote;
 mod s3;
 mod server;

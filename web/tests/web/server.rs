@@ -95,6 +95,7 @@ async fn status_files_on_the_sensor_page_and_in_metrics() {
             RunFacts {
                 iface: "mirror0".into(),
                 attach_mode: "Native".into(),
+                ring_bytes: 64 << 20,
                 store: data.clone(),
                 max_bytes: 1 << 40,
                 max_age_seconds: 86_400,

@@ -17,7 +17,7 @@ use lab::*;
 use serde_json::Value;
 use voxtap_testkit::browser::{browser, screenshots_dir};
 
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 /// What the page shows, read in one script (each event replaces the
 /// elements).
@@ -30,7 +30,7 @@ return {seq: s ? parseInt(s.dataset.seq) : -1, open: rows('#live-table'), ended:
 "#;
 
 /// Kills `voxtap serve` at the end, also on failure.
-struct Serve(Child);
+pub(crate) struct Serve(Child);
 
 impl Drop for Serve {
     fn drop(&mut self) {
@@ -40,7 +40,7 @@ impl Drop for Serve {
 }
 
 /// `voxtap serve` on `data` with user alice; its address.
-fn serve(dir: &Path, data: &Path) -> (Serve, String) {
+pub(crate) fn serve(dir: &Path, data: &Path) -> (Serve, String) {
     let mut h = Command::new(VOXTAP)
         .arg("hash-password")
         .stdin(Stdio::piped())

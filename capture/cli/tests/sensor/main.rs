@@ -16,6 +16,7 @@ mod live_browser;
 mod live_calls;
 mod live_export;
 mod live_fleet;
+mod live_sensor_page;
 mod live_sipp;
 mod live_tunnels;
 mod rpcapd;

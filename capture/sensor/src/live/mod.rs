@@ -289,10 +289,7 @@ fn load_and_attach(cfg: &Config, iface: &str) -> Result<(XdpSensor, AttachMode)>
         max_depth: cfg.capture.max_encap_depth,
     };
     let sizes = MapSizes {
-        ring_bytes: match cfg.capture.ring_bytes {
-            0 => RING_BYTES,
-            n => n,
-        },
+        ring_bytes: ring_bytes(cfg),
         media_endpoints: cfg.capture.media_endpoints,
     };
     let debug = match cfg.capture.xdp_debug {
@@ -637,6 +634,14 @@ fn stop_and_join(sensor: &mut XdpSensor, threads: Threads, shared: &Shared) -> R
     })
 }
 
+/// The kernel ring's size: configured, or the object's own.
+fn ring_bytes(cfg: &Config) -> u32 {
+    match cfg.capture.ring_bytes {
+        0 => RING_BYTES,
+        n => n,
+    }
+}
+
 /// status/sensor.json for the web UI's sensor page.
 fn sensor_publisher(opts: &LiveOptions, mode: AttachMode) -> status::SensorPublisher {
     let cfg = &opts.config;
@@ -645,6 +650,7 @@ fn sensor_publisher(opts: &LiveOptions, mode: AttachMode) -> status::SensorPubli
         status::RunFacts {
             iface: opts.iface.clone(),
             attach_mode: format!("{mode:?}"),
+            ring_bytes: u64::from(ring_bytes(cfg)),
             store: cfg.store.path.clone(),
             max_bytes: cfg.store.max_bytes,
             max_age_seconds: cfg.store.max_age_seconds,

@@ -14,7 +14,7 @@ use super::clock::Clock;
 use super::{FLUSH_EVERY, POLL, status};
 use crate::config::TestingConfig;
 use crate::store::RollingWriter;
-use crate::xdp::{FrameMeta, FrameReader, MAX_FRAME};
+use crate::xdp::{FRAME_META_LEN, FrameMeta, FrameReader, MAX_FRAME};
 use voxtap_engine::calls::PacketRef;
 
 #[derive(Default)]
@@ -41,6 +41,8 @@ struct Reader {
     fail: Option<anyhow::Error>,
     stats: ReaderStats,
     clock: Clock,
+    /// Bytes of ring records handled in the current poll.
+    drained: u64,
 }
 
 // Each argument is a distinct channel or shared counter of the thread;
@@ -69,10 +71,12 @@ pub(super) fn reader_loop(
         fail: None,
         stats: ReaderStats::default(),
         clock: Clock::new(),
+        drained: 0,
     };
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         r.clock.refresh();
+        r.drained = 0;
         let n = frames
             .poll(
                 if stopping { Duration::ZERO } else { POLL },
@@ -81,6 +85,8 @@ pub(super) fn reader_loop(
             .context("polling the ring buffer")?;
         status::LiveCounters::set(&live.frames, r.stats.frames);
         status::LiveCounters::set(&live.bytes, r.stats.bytes);
+        live.ring_backlog_bytes
+            .fetch_max(r.drained, Ordering::Relaxed);
         if let Some(e) = r.fail.take() {
             return Err(e);
         }
@@ -109,6 +115,9 @@ impl Reader {
         durable: &AtomicU64,
         testing: &TestingConfig,
     ) {
+        // The record as the kernel ring holds it: an 8-byte header, the
+        // meta and the frame, padded to 8.
+        self.drained += (8 + FRAME_META_LEN + data.len()).next_multiple_of(8) as u64;
         if self.fail.is_some() {
             return;
         }

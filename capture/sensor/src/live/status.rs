@@ -38,6 +38,9 @@ pub struct LiveCounters {
     pub endpoint_map_max_entries: AtomicU64,
     pub endpoint_insert_failures: AtomicU64,
     pub endpoint_remove_failures: AtomicU64,
+    /// The most bytes of ring records the reader found in one poll since
+    /// the last status (reader; taken by the publisher).
+    pub ring_backlog_bytes: AtomicU64,
 }
 
 impl LiveCounters {
@@ -136,6 +139,19 @@ pub struct MediaEndpoints {
     pub remove_failures: u64,
 }
 
+/// The kernel's `FRAMES` ring buffer: one ring shared by every CPU and
+/// queue (a BPF ring buffer, not per CPU), drained by the one reader.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Ring {
+    pub bytes: u64,
+    /// The largest backlog the reader drained in one poll over the last
+    /// status interval (record headers included).
+    pub backlog_bytes: u64,
+    /// `backlog_bytes` as a share of the ring (100: full, the kernel then
+    /// counts `ring_full` drops).
+    pub fill_percent: f64,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Store {
     pub path: String,
@@ -172,6 +188,7 @@ pub struct SensorStatus {
     pub drops: Drops,
     pub kernel: Kernel,
     pub media_endpoints: MediaEndpoints,
+    pub ring: Ring,
     pub store: Store,
     /// False in the last file a run writes as it stops.
     pub running: bool,
@@ -182,6 +199,8 @@ pub struct SensorStatus {
 pub struct RunFacts {
     pub iface: String,
     pub attach_mode: String,
+    /// Size of the kernel's ring buffer.
+    pub ring_bytes: u64,
     pub store: PathBuf,
     pub max_bytes: u64,
     pub max_age_seconds: u64,
@@ -240,6 +259,16 @@ impl SensorPublisher {
             unkept_by_config: k[Counter::Dropped as usize],
             call_write_errors: LiveCounters::get(&c.call_write_errors),
         };
+        let backlog = c.ring_backlog_bytes.swap(0, Ordering::Relaxed);
+        let ring = Ring {
+            bytes: self.facts.ring_bytes,
+            backlog_bytes: backlog,
+            fill_percent: if self.facts.ring_bytes == 0 {
+                0.0
+            } else {
+                (100.0 * backlog as f64 / self.facts.ring_bytes as f64).min(100.0)
+            },
+        };
         SensorStatus {
             version: env!("CARGO_PKG_VERSION").to_string(),
             iface: self.facts.iface.clone(),
@@ -271,6 +300,7 @@ impl SensorPublisher {
                 insert_failures: LiveCounters::get(&c.endpoint_insert_failures),
                 remove_failures: LiveCounters::get(&c.endpoint_remove_failures),
             },
+            ring,
             store: Store {
                 path: self.facts.store.display().to_string(),
                 files: LiveCounters::get(&c.store_files),
@@ -308,6 +338,7 @@ mod tests {
             RunFacts {
                 iface: "veth0".into(),
                 attach_mode: "Skb".into(),
+                ring_bytes: 1 << 20,
                 store: d.path().to_path_buf(),
                 max_bytes: 1 << 30,
                 max_age_seconds: 3600,
@@ -329,7 +360,10 @@ mod tests {
         LiveCounters::set(&c.files_deleted, 4);
         LiveCounters::set(&c.endpoint_map_max_entries, 262_144);
         LiveCounters::set(&c.endpoint_insert_failures, 6);
+        c.ring_backlog_bytes.fetch_max(1 << 18, Ordering::Relaxed);
         let s = p.snapshot(k, &c, true);
+        assert_eq!(s.ring.backlog_bytes, 1 << 18);
+        assert_eq!(s.ring.fill_percent, 25.0);
         // 1000 frames in a bit over 0.2 s.
         assert!(
             s.frames_per_second > 1000.0 && s.frames_per_second <= 5000.0,
@@ -356,6 +390,9 @@ mod tests {
         assert_eq!(v["media_endpoints"]["insert_failures"], 6);
         assert_eq!(v["media_endpoints"]["remove_failures"], 0);
         assert_eq!(v["running"], false);
+        // The backlog is per interval: taken by the snapshot above.
+        assert_eq!(v["ring"]["backlog_bytes"], 0);
+        assert_eq!(v["ring"]["bytes"], 1 << 20);
         // No new frames since the last snapshot.
         assert_eq!(v["frames_per_second"], 0.0);
     }
