@@ -280,7 +280,9 @@ pub struct Call {
     sip: Vec<SipEntry>,
     media: Vec<MediaInfo>,
     streams: Vec<Stream>,
-    stream_index: HashMap<StreamKey, usize>,
+    /// Streams by key once there are more than [`STREAMS_SCANNED`] of them
+    /// (fewer are found by a scan: most calls have two).
+    stream_index: Option<Box<HashMap<StreamKey, usize>>>,
     /// RTCP reports about SSRCs we have not (yet) seen as a stream.
     rtcp_unmatched: u32,
     /// Links to the other legs of the same logical call, with why.
@@ -364,7 +366,7 @@ impl Call {
             sip: Vec::new(),
             media: Vec::new(),
             streams: Vec::new(),
-            stream_index: HashMap::new(),
+            stream_index: None,
             rtcp_unmatched: 0,
             links: Vec::new(),
             group: String::from_utf8_lossy(call_id).into_owned(),
@@ -550,7 +552,7 @@ impl Call {
 
     /// The stream identified by `key`.
     pub fn stream(&self, key: &StreamKey) -> Option<&Stream> {
-        self.stream_index.get(key).map(|&i| &self.streams[i])
+        self.stream_idx(key).map(|i| &self.streams[i])
     }
 
     /// RTCP reports about SSRCs not seen as a stream.
@@ -652,6 +654,45 @@ impl Call {
     }
 }
 
+/// A call's streams found by a scan, not a map: a map of two keys takes
+/// more than the scan costs.
+const STREAMS_SCANNED: usize = 16;
+
+/// Pushes `x` onto `v`, growing it by doubling from one element: most calls
+/// have one or two of each (media lines, streams, SIP messages), and Vec's
+/// own first growth (to four) would hold two unused 1 KB streams per call.
+pub(super) fn push_tight<T>(v: &mut Vec<T>, x: T) {
+    if v.len() == v.capacity() {
+        v.reserve_exact(v.len().max(1));
+    }
+    v.push(x);
+}
+
+impl Call {
+    /// Index of the stream identified by `key`.
+    pub(super) fn stream_idx(&self, key: &StreamKey) -> Option<usize> {
+        match &self.stream_index {
+            Some(map) => map.get(key).copied(),
+            None => self.streams.iter().position(|s| s.key == *key),
+        }
+    }
+
+    /// Adds a stream not seen before; returns its index.
+    pub(super) fn add_stream(&mut self, s: Stream) -> usize {
+        let i = self.streams.len();
+        if let Some(map) = &mut self.stream_index {
+            map.insert(s.key, i);
+        } else if i == STREAMS_SCANNED {
+            let map = self.streams.iter().enumerate().map(|(i, s)| (s.key, i));
+            let mut map: HashMap<_, _> = map.collect();
+            map.insert(s.key, i);
+            self.stream_index = Some(Box::new(map));
+        }
+        push_tight(&mut self.streams, s);
+        i
+    }
+}
+
 /// What the call table and the leg grouping change on a call besides its
 /// SIP and media (those are in `dialog` and `streams`).
 impl Call {
@@ -677,7 +718,7 @@ impl Call {
 
     /// Adds an m= line its SDP announced; returns its index.
     pub(super) fn add_media(&mut self, m: MediaInfo) -> usize {
-        self.media.push(m);
+        push_tight(&mut self.media, m);
         self.media.len() - 1
     }
 
@@ -782,6 +823,6 @@ impl Call {
 
     pub(crate) fn push_sip_for_test(&mut self, e: SipEntry) {
         self.sip_packets += 1;
-        self.sip.push(e);
+        push_tight(&mut self.sip, e);
     }
 }

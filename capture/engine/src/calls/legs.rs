@@ -559,7 +559,7 @@ pub(crate) fn facing(src: IpAddr, dst: IpAddr, cfg: &LegConfig) -> Facing {
 type PendingName = (u64, LinkMethod, String);
 
 /// Open calls by number (the call table's store).
-pub(super) type OpenCalls = HashMap<u64, Call>;
+pub(super) type OpenCalls = HashMap<u64, Box<Call>>;
 
 /// Calls grouped into logical calls: the evidence that links legs, which
 /// group each call is in, and the closed legs waiting for the rest of their
@@ -635,6 +635,7 @@ impl Groups {
 
     fn call_id_of(&self, open: &OpenCalls, no: u64) -> Option<String> {
         open.get(&no)
+            .map(|c| &**c)
             .or_else(|| self.parked.get(&no))
             .map(|c| c.call_id().to_string())
     }

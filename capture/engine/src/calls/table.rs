@@ -142,7 +142,9 @@ pub struct CallTableStats {
 
 pub struct CallTable {
     cfg: CallConfig,
-    calls: HashMap<u64, Call>,
+    /// Boxed: the map's spare slots (up to half of them after it grows)
+    /// then cost a pointer each, not a whole call.
+    calls: HashMap<u64, Box<Call>>,
     by_call_id: HashMap<Box<[u8]>, u64>,
     closed: Closed,
     endpoints: Endpoints,
@@ -253,13 +255,13 @@ impl CallTable {
     /// Bytes the open calls hold in memory for their packet references (the
     /// spilled ones are on disk).
     pub fn packet_bytes_held(&self) -> usize {
-        self.calls.values().map(Call::packet_bytes_held).sum()
+        self.calls.values().map(|c| c.packet_bytes_held()).sum()
     }
 
     /// The open calls, in no particular order (a live snapshot reads them
     /// once per tick; see [`crate::live_calls`]).
     pub fn open(&self) -> impl Iterator<Item = &Call> {
-        self.calls.values()
+        self.calls.values().map(|c| &**c)
     }
 
     /// Capture time: the latest packet or tick seen.
@@ -372,7 +374,7 @@ impl CallTable {
     /// its endpoints, remember its Call-ID for late messages, and hand it
     /// out with the rest of its logical call.
     fn finalize(&mut self, no: u64, reason: EndReason) {
-        let Some(mut call) = self.calls.remove(&no) else {
+        let Some(mut call) = self.calls.remove(&no).map(|c| *c) else {
             return;
         };
         call.close(reason);
@@ -483,7 +485,7 @@ impl CallTable {
         self.next_no += 1;
         let mut call = Call::new(no, cid.as_bytes(), String::new(), first_ns);
         call.set_encrypted(note, last_ns, refs);
-        self.calls.insert(no, call);
+        self.calls.insert(no, Box::new(call));
         self.by_call_id.insert(cid.as_bytes().into(), no);
         self.groups.add(no);
         self.stats.calls_created += 1;
@@ -566,7 +568,7 @@ impl CallTable {
             self.unanswered.insert(no, p.src.ip());
         }
         self.mem_bytes += call.mem_estimate() + TABLE_BYTES_PER_CALL;
-        self.calls.insert(no, call);
+        self.calls.insert(no, Box::new(call));
         self.by_call_id.insert(cid.into(), no);
         self.groups.add(no);
         self.stats.calls_created += 1;

@@ -57,14 +57,14 @@ impl Call {
             }
         }
         self.sip_bytes += kept;
-        self.sip.push(SipEntry {
+        super::push_tight(&mut self.sip, SipEntry {
             ts_ns: p.ts_ns,
             src: p.src,
             dst: p.dst,
             transport: p.transport,
             summary,
             text,
-        });
+        },);
         kept
     }
 
