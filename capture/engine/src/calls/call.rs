@@ -277,7 +277,10 @@ pub struct Call {
     /// Every packet of the call: (capture time, where it is); the older
     /// ones spilled to disk.
     packets: PacketLog,
+    /// Its SIP messages; while the call is open their texts are in
+    /// `sip_texts` (the spill), not in the entries.
     sip: Vec<SipEntry>,
+    sip_texts: sip_text::SpilledTexts,
     media: Vec<MediaInfo>,
     streams: Vec<Stream>,
     /// Streams by key once there are more than [`STREAMS_SCANNED`] of them
@@ -364,6 +367,7 @@ impl Call {
             rtcp_packets: 0,
             packets: PacketLog::default(),
             sip: Vec::new(),
+            sip_texts: Default::default(),
             media: Vec::new(),
             streams: Vec::new(),
             stream_index: None,
@@ -532,10 +536,13 @@ impl Call {
 
     /// Older packet references go to `spill` from now on.
     pub(crate) fn spill_to(&mut self, spill: Option<super::Spill>) {
+        self.sip_texts.set_spill(spill.clone());
         self.packets.set_spill(spill);
     }
 
-    /// Its SIP messages in capture order.
+    /// Its SIP messages in capture order. The texts of an open call's
+    /// messages are in the spill until it closes: their `text` is empty
+    /// while it is open (the live view reads summaries only).
     pub fn sip(&self) -> &[SipEntry] {
         &self.sip
     }

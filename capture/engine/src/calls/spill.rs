@@ -1,6 +1,7 @@
 //! Where calls keep their older packet references: chunks of 32 references,
 //! delta-encoded, appended to segment files on disk, each chunk naming the
-//! call's previous chunk. A call holds only its latest chunk's address and
+//! call's previous chunk. Open calls keep the texts of their SIP messages
+//! here too, one record each, read back when they close. A call holds only its latest chunk's address and
 //! fewer than 32 references in memory, so its memory does not grow with its
 //! duration; the references are read back (one read per chunk) when the
 //! call's PCAP is cut.
@@ -115,17 +116,36 @@ impl Spill {
         refs: &[(u64, PacketRef)],
         pin: bool,
     ) -> Option<(ChunkPtr, u64)> {
+        let mut enc = [0u8; 8 + CHUNK * 20];
+        let len = encode(prev, refs, &mut enc);
+        let placed = self.put(&enc[..len], pin);
+        if placed.is_some() {
+            self.lock().chunks += 1;
+        }
+        placed
+    }
+
+    /// Appends `bytes` as one record (the text of a SIP message an open call
+    /// keeps); returns its address and segment as [`Self::append`] does.
+    /// None when spilling is off, or for an empty record or one longer than
+    /// an address can say (64 KiB): those stay in memory.
+    pub(crate) fn append_bytes(&self, bytes: &[u8], pin: bool) -> Option<(ChunkPtr, u64)> {
+        if bytes.is_empty() || bytes.len() > 0xffff {
+            return None;
+        }
+        self.put(bytes, pin)
+    }
+
+    /// Writes record `rec` at the end (into the write buffer).
+    fn put(&self, rec: &[u8], pin: bool) -> Option<(ChunkPtr, u64)> {
         let mut s = self.lock();
         if s.failed {
             return None;
         }
-        let mut enc = [0u8; 8 + CHUNK * 20];
-        let len = encode(prev, refs, &mut enc);
-        match s.place(len) {
+        match s.place(rec.len()) {
             Ok(off) => {
-                s.buf.extend_from_slice(&enc[..len]);
-                s.pos = off + len as u64;
-                s.chunks += 1;
+                s.buf.extend_from_slice(rec);
+                s.pos = off + rec.len() as u64;
                 let seg = off >> SEG_BITS;
                 if pin && let Some(g) = s.segments.get_mut(&seg) {
                     g.pins += 1;
@@ -134,7 +154,7 @@ impl Spill {
                     s.fail();
                     return None;
                 }
-                Some((ptr(off, len), seg))
+                Some((ptr(off, rec.len()), seg))
             }
             Err(e) => {
                 tracing::warn!(dir = %s.dir.display(), error = %e, "spilling packet references failed; calls keep them in memory");
@@ -142,6 +162,32 @@ impl Spill {
                 None
             }
         }
+    }
+
+    /// The record at `p` written by [`Self::append_bytes`] (from the write
+    /// buffer when it is still there: a short call's texts never hit the
+    /// disk).
+    pub(crate) fn read_bytes(&self, p: ChunkPtr) -> std::io::Result<Vec<u8>> {
+        let (off, len) = ptr_parts(p);
+        let file = {
+            let s = self.lock();
+            if off >= s.buf_start {
+                let at = (off - s.buf_start) as usize;
+                return s
+                    .buf
+                    .get(at..at + len)
+                    .map(<[u8]>::to_vec)
+                    .ok_or_else(|| std::io::Error::other("spill record past the buffer"));
+            }
+            let seg = off >> SEG_BITS;
+            let g = s.segments.get(&seg).ok_or_else(|| {
+                std::io::Error::other(format!("spill segment {seg} is gone"))
+            })?;
+            Arc::clone(&g.file)
+        };
+        let mut v = vec![0; len];
+        file.read_exact_at(&mut v, off & (SEG_SIZE - 1))?;
+        Ok(v)
     }
 
     /// Every reference of the chain ending at `last`, oldest chunk first.

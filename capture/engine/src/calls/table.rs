@@ -378,6 +378,7 @@ impl CallTable {
             return;
         };
         call.close(reason);
+        call.load_sip_texts();
         for ep in call.endpoints() {
             self.endpoints.release(no, ep);
         }
