@@ -12,13 +12,17 @@
 //!   timestamp (later releases compare with the previous packet, which
 //!   changes the figures when RFC 4733 events share the audio SSRC).
 //!
-//! [`StreamStats::update`] never allocates: all state is fixed-size.
+//! [`StreamStats::update`] allocates only when a stream shows more than
+//! eight distinct payload types (at most once per new type): all other
+//! state is fixed-size.
 
 use crate::rtp::static_codec;
 
 /// How many recent sequence numbers the duplicate detector remembers.
 pub(crate) const SEQ_WINDOW: usize = 1024;
 const SEQ_WORDS: usize = SEQ_WINDOW / 64;
+/// Payload types whose order of first sight a stream keeps inline.
+const PT_INLINE: usize = 8;
 /// Distinct timestamp steps tracked for the ptime estimate.
 const STEP_SLOTS: usize = 8;
 /// Marks "no explicit rate for this dynamic PT" in `dyn_clock`.
@@ -111,8 +115,12 @@ pub struct StreamStats {
     mean_delta_ms: f64,
 
     pt_seen: u128,
-    pt_order: [u8; 128],
+    /// Payload types in order of first sight: the first [`PT_INLINE`] here,
+    /// the rest (a stream rarely has more than three) in `pt_more`, so a
+    /// stream does not carry 128 bytes for them.
+    pt_first: [u8; PT_INLINE],
     pt_len: u8,
+    pt_more: Vec<u8>,
 
     /// (timestamp step, clock rate, count) of consecutive in-order packets.
     steps: [(u32, u32, u32); STEP_SLOTS],
@@ -152,8 +160,9 @@ impl StreamStats {
             min_delta_ms: None,
             mean_delta_ms: 0.0,
             pt_seen: 0,
-            pt_order: [0; 128],
+            pt_first: [0; PT_INLINE],
             pt_len: 0,
+            pt_more: Vec::new(),
             steps: [(0, 0, 0); STEP_SLOTS],
             prev_ext: 0,
         }
@@ -263,9 +272,12 @@ impl StreamStats {
         let mask = 1u128 << pt;
         if self.pt_seen & mask == 0 {
             self.pt_seen |= mask;
-            if let Some(slot) = self.pt_order.get_mut(usize::from(self.pt_len)) {
-                *slot = pt;
-                self.pt_len = self.pt_len.saturating_add(1);
+            match self.pt_first.get_mut(usize::from(self.pt_len)) {
+                Some(slot) => {
+                    *slot = pt;
+                    self.pt_len += 1;
+                }
+                None => self.pt_more.push(pt),
             }
         }
     }
@@ -453,11 +465,11 @@ impl StreamStats {
             min_delta_ms: self.min_delta_ms.unwrap_or(0.0),
             max_delta_ms: self.max_delta_ms,
             avg_delta_ms: self.mean_delta_ms,
-            payload_types: self
-                .pt_order
-                .get(..usize::from(self.pt_len))
-                .unwrap_or(&[])
-                .to_vec(),
+            payload_types: [
+                self.pt_first.get(..usize::from(self.pt_len)).unwrap_or(&[]),
+                &self.pt_more,
+            ]
+            .concat(),
             ptime_ms,
             first_seq: self.first_seq,
             last_seq: (self.max_ext & 0xffff) as u16,

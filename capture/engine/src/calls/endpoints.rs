@@ -86,7 +86,8 @@ impl Endpoints {
             ev.push(EndpointEvent::Added(ep));
         }
         if !uses.iter().any(known) {
-            uses.push(u);
+            // Most endpoints serve one call: no room for three more.
+            super::call::push_tight(uses, u);
         }
     }
 

@@ -1,10 +1,10 @@
-//! Where calls keep their older packet references: chunks of 32 references,
+//! Where calls keep their older packet references: chunks of 16 references,
 //! delta-encoded, appended to segment files on disk, each chunk naming the
-//! call's previous chunk. Open calls keep the texts of their SIP messages
-//! here too, one record each, read back when they close. A call holds only its latest chunk's address and
-//! fewer than 32 references in memory, so its memory does not grow with its
+//! call's previous chunk. A call holds only its latest chunk's address and
+//! fewer than 16 references in memory, so its memory does not grow with its
 //! duration; the references are read back (one read per chunk) when the
-//! call's PCAP is cut.
+//! call's PCAP is cut. Open calls keep the texts of their SIP messages here
+//! too, one record each, read back when they close.
 //!
 //! Segment files are unlinked as soon as they are created (nothing is left
 //! behind after a crash) and closed when no call still needs them: a call
@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::call::PacketRef;
 
 /// References per chunk.
-pub(crate) const CHUNK: usize = 32;
+pub(crate) const CHUNK: usize = 16;
 /// Segment size (bits of the offset inside one segment file).
 const SEG_BITS: u32 = 26;
 const SEG_SIZE: u64 = 1 << SEG_BITS;
