@@ -231,6 +231,60 @@ pub struct SipEntry {
     pub text: String,
 }
 
+/// What few calls have (RTCP about unknown SSRCs, legs linked, NAT
+/// latching, capture loss, SIP over budget, fax, TLS, tunnels): boxed on
+/// first use, so the others do not carry its 200 bytes.
+#[derive(Default)]
+pub(super) struct Rare {
+    /// RTCP reports about SSRCs we have not (yet) seen as a stream.
+    pub rtcp_unmatched: u32,
+    /// Links to the other legs of the same logical call, with why.
+    pub links: Vec<Link>,
+    /// Media that arrived from an address the SDP never named (NAT), as
+    /// (announced endpoint it was sent to, real source).
+    pub latched: Vec<(SocketAddr, SocketAddr)>,
+    /// Packets the capture itself lost while this call was open (kernel ring
+    /// full, or a sensor stage dropping): the sensor cannot tell whose they
+    /// were, so every call open at the time carries the count. Distinct from
+    /// network loss, which the RTP sequence numbers measure per stream.
+    pub capture_loss: u64,
+    /// SIP messages whose text was not kept (over the budget).
+    pub sip_truncated: u64,
+    /// SIP messages past the limits a SIP stack takes (thousands of
+    /// headers, a header section over 64 KiB), parsed and attributed anyway.
+    pub sip_oversized: u64,
+    /// The packets of the messages whose text was not kept: the call's
+    /// pcap has them, the outputs built in memory from its frames do not.
+    pub sip_unkept: Vec<PacketRef>,
+    /// When an offer/answer turned one of its media lines into T.38 fax
+    /// (`m=image ... udptl t38`).
+    pub fax_ns: Option<u64>,
+    /// UDPTL (T.38) packets per direction: fax, never RTP.
+    pub fax: Vec<FaxStream>,
+    /// Empty for SIP in the clear; "tls (decrypted)" when its SIP came over
+    /// TLS and was decrypted; "tls (not decrypted: why)" for a TLS
+    /// connection listed in place of the calls it hid.
+    pub encrypted_signalling: String,
+    /// The encapsulations its first tunnelled SIP message came in, e.g.
+    /// `erspan(7)/vlan(100)`; empty when its SIP came plain.
+    pub outer_path: String,
+}
+
+/// The [`Rare`] of a call that has none of it.
+static NO_RARE: Rare = Rare {
+    rtcp_unmatched: 0,
+    links: Vec::new(),
+    latched: Vec::new(),
+    capture_loss: 0,
+    sip_truncated: 0,
+    sip_oversized: 0,
+    sip_unkept: Vec::new(),
+    fax_ns: None,
+    fax: Vec::new(),
+    encrypted_signalling: String::new(),
+    outer_path: String::new(),
+};
+
 /// One call: the dialog's state (driven by its SIP, in `dialog`), the media
 /// its SDP announced, and its streams (driven by RTP/RTCP, in `streams`).
 /// The call table owns calls and routes packets to them; everyone else reads
@@ -286,54 +340,24 @@ pub struct Call {
     /// Streams by key once there are more than [`STREAMS_SCANNED`] of them
     /// (fewer are found by a scan: most calls have two).
     stream_index: Option<Box<HashMap<StreamKey, usize>>>,
-    /// RTCP reports about SSRCs we have not (yet) seen as a stream.
-    rtcp_unmatched: u32,
-    /// Links to the other legs of the same logical call, with why.
-    links: Vec<Link>,
+    /// What few calls have, boxed on first use (see [`Rare`]).
+    rare: Option<Box<Rare>>,
     /// The logical call this leg belongs to: the Call-ID of its first leg
     /// (its own Call-ID when it stands alone).
     group: String,
     /// Which way the first INVITE faced (carrier or core networks).
     facing: Facing,
-    /// Media that arrived from an address the SDP never named (NAT), as
-    /// (announced endpoint it was sent to, real source).
-    latched: Vec<(SocketAddr, SocketAddr)>,
     /// Where the first INVITE came from and went to.
     first_invite: Option<(SocketAddr, SocketAddr)>,
     /// Capture time after which the call is closed (set by BYE, CANCEL or a
     /// final failure; media and ACKs may still trail until then).
     linger_until: Option<u64>,
-    /// Packets the capture itself lost while this call was open (kernel ring
-    /// full, or a sensor stage dropping): the sensor cannot tell whose they
-    /// were, so every call open at the time carries the count. Distinct from
-    /// network loss, which the RTP sequence numbers measure per stream.
-    capture_loss: u64,
     /// Bytes its kept SIP entries take (entries, summaries and texts), held
     /// to `CallConfig::call_sip_bytes`.
     sip_bytes: usize,
-    /// SIP messages whose text was not kept (over the budget).
-    sip_truncated: u64,
-    /// SIP messages past the limits a SIP stack takes (thousands of
-    /// headers, a header section over 64 KiB), parsed and attributed anyway.
-    sip_oversized: u64,
-    /// The packets of the messages whose text was not kept: the call's
-    /// pcap has them, the outputs built in memory from its frames do not.
-    sip_unkept: Vec<PacketRef>,
-    /// When an offer/answer turned one of its media lines into T.38 fax
-    /// (`m=image ... udptl t38`).
-    fax_ns: Option<u64>,
-    /// UDPTL (T.38) packets per direction: fax, never RTP.
-    fax: Vec<FaxStream>,
     /// Media that no SIP claimed (found by the RTP heuristic): a record of
     /// its own, without dialog, Call-ID or calls.csv row.
     media_only: bool,
-    /// Empty for SIP in the clear; "tls (decrypted)" when its SIP came over
-    /// TLS and was decrypted; "tls (not decrypted: why)" for a TLS
-    /// connection listed in place of the calls it hid.
-    encrypted_signalling: String,
-    /// The encapsulations its first tunnelled SIP message came in, e.g.
-    /// `erspan(7)/vlan(100)`; empty when its SIP came plain.
-    outer_path: String,
 }
 
 impl Call {
@@ -371,23 +395,13 @@ impl Call {
             media: Vec::new(),
             streams: Vec::new(),
             stream_index: None,
-            rtcp_unmatched: 0,
-            links: Vec::new(),
+            rare: None,
             group: String::from_utf8_lossy(call_id).into_owned(),
             facing: Facing::Unknown,
-            latched: Vec::new(),
             first_invite: None,
             linger_until: None,
-            capture_loss: 0,
             sip_bytes: 0,
-            sip_truncated: 0,
-            sip_oversized: 0,
-            sip_unkept: Vec::new(),
-            fax_ns: None,
-            fax: Vec::new(),
             media_only: false,
-            encrypted_signalling: String::new(),
-            outer_path: String::new(),
         }
     }
 
@@ -489,12 +503,12 @@ impl Call {
 
     /// When an offer/answer turned the call into T.38 fax.
     pub fn fax_ns(&self) -> Option<u64> {
-        self.fax_ns
+        self.rare().fax_ns
     }
 
     /// Its UDPTL (T.38 fax) streams, one per direction.
     pub fn fax_streams(&self) -> &[FaxStream] {
-        &self.fax
+        &self.rare().fax
     }
 
     /// Media that no SIP claimed: no dialog, no Call-ID, no calls.csv row.
@@ -564,12 +578,12 @@ impl Call {
 
     /// RTCP reports about SSRCs not seen as a stream.
     pub fn rtcp_unmatched(&self) -> u32 {
-        self.rtcp_unmatched
+        self.rare().rtcp_unmatched
     }
 
     /// Links to the other legs of the same logical call, with why.
     pub fn links(&self) -> &[Link] {
-        &self.links
+        &self.rare().links
     }
 
     /// The Call-ID of the first leg of its logical call.
@@ -585,7 +599,7 @@ impl Call {
     /// Media latched from an address no SDP named, as (announced endpoint it
     /// was sent to, real source).
     pub fn latched(&self) -> &[(SocketAddr, SocketAddr)] {
-        &self.latched
+        &self.rare().latched
     }
 
     /// Where the first INVITE came from and went to.
@@ -595,29 +609,29 @@ impl Call {
 
     /// Packets the capture lost while this call was open.
     pub fn capture_loss(&self) -> u64 {
-        self.capture_loss
+        self.rare().capture_loss
     }
 
     /// SIP messages whose text was not kept in memory (the call's SIP
     /// budget was spent): `sip.txt`, the index and the call page lack their
     /// text, `call.pcap` has them.
     pub fn sip_truncated(&self) -> u64 {
-        self.sip_truncated
+        self.rare().sip_truncated
     }
 
     /// SIP messages past the limits a SIP stack takes, attributed anyway.
     pub fn sip_oversized(&self) -> u64 {
-        self.sip_oversized
+        self.rare().sip_oversized
     }
 
     /// Packets of the SIP messages whose text was not kept.
     pub fn sip_unkept(&self) -> &[PacketRef] {
-        &self.sip_unkept
+        &self.rare().sip_unkept
     }
 
     /// How the signalling was protected (see the field): empty when clear.
     pub fn encrypted_signalling(&self) -> &str {
-        &self.encrypted_signalling
+        &self.rare().encrypted_signalling
     }
 
     pub fn is_invite(&self) -> bool {
@@ -676,6 +690,14 @@ pub(super) fn push_tight<T>(v: &mut Vec<T>, x: T) {
 }
 
 impl Call {
+    fn rare(&self) -> &Rare {
+        self.rare.as_deref().unwrap_or(&NO_RARE)
+    }
+
+    pub(super) fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
     /// Index of the stream identified by `key`.
     pub(super) fn stream_idx(&self, key: &StreamKey) -> Option<usize> {
         match &self.stream_index {
@@ -716,7 +738,7 @@ impl Call {
     }
 
     pub(super) fn add_link(&mut self, link: Link) {
-        self.links.push(link);
+        self.rare_mut().links.push(link);
     }
 
     pub(super) fn set_group(&mut self, group: String) {
@@ -745,11 +767,11 @@ impl Call {
         let to_announced = self.media.iter().any(|m| m.rtp == dst || m.rtcp == dst);
         if !to_announced
             || ts_ns.saturating_sub(announced_at) > window_ns
-            || self.latched.iter().any(|l| l.1 == src)
+            || self.rare().latched.iter().any(|l| l.1 == src)
         {
             return false;
         }
-        self.latched.push((dst, src));
+        self.rare_mut().latched.push((dst, src));
         true
     }
 
@@ -759,20 +781,20 @@ impl Call {
         self.media
             .iter()
             .flat_map(|m| [m.rtp, m.rtcp])
-            .chain(self.latched.iter().map(|l| l.1))
+            .chain(self.rare().latched.iter().map(|l| l.1))
     }
 
     /// Its SIP came over TLS, decrypted.
     pub(super) fn note_tls(&mut self) {
-        if self.encrypted_signalling.is_empty() {
-            self.encrypted_signalling = "tls (decrypted)".to_string();
+        if self.rare().encrypted_signalling.is_empty() {
+            self.rare_mut().encrypted_signalling = "tls (decrypted)".to_string();
         }
     }
 
     /// A TLS connection that could not be decrypted, standing for the calls
     /// it carried: its packets and times, and why (`note`).
     pub(super) fn set_encrypted(&mut self, note: &str, last_ns: u64, refs: &[(u64, PacketRef)]) {
-        self.encrypted_signalling = note.to_string();
+        self.rare_mut().encrypted_signalling = note.to_string();
         self.last_ns = self.last_ns.max(last_ns);
         self.sip_packets = refs.len() as u64;
         self.packets.extend(refs);
@@ -781,20 +803,22 @@ impl Call {
     /// The encapsulations (VLAN, MPLS, GRE, ERSPAN, VXLAN, ...) around its
     /// SIP, outermost first; empty when none.
     pub fn outer_path(&self) -> &str {
-        &self.outer_path
+        &self.rare().outer_path
     }
 
     /// Records the path of a tunnelled SIP message, unless one is known.
     pub(crate) fn note_outer_path(&mut self, path: &voxtap_proto::decode::Encap) {
-        if self.outer_path.is_empty() && !path.is_empty() {
-            self.outer_path = path.to_string();
+        if self.rare().outer_path.is_empty() && !path.is_empty() {
+            self.rare_mut().outer_path = path.to_string();
         }
     }
 
     /// The capture lost `n` packets while the call was open (or a store
     /// could not keep `n` of its packets).
     pub fn add_capture_loss(&mut self, n: u64) {
-        self.capture_loss += n;
+        if n > 0 {
+            self.rare_mut().capture_loss += n;
+        }
     }
 }
 

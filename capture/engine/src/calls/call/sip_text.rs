@@ -100,7 +100,7 @@ impl Call {
         room: usize,
     ) -> usize {
         if p.msg.oversized() {
-            self.sip_oversized += 1;
+            self.rare_mut().sip_oversized += 1;
         }
         let mut summary = summary(p.msg);
         if summary.len() > MAX_SUMMARY {
@@ -112,8 +112,8 @@ impl Call {
         }
         let entry = std::mem::size_of::<SipEntry>() + summary.len();
         // Lossy UTF-8 may grow the text; the raw length is its lower bound.
-        let fits =
-            |len: usize, cap: usize| self.sip_bytes.saturating_add(len) <= cap && len <= room;
+        let held = self.sip_bytes;
+        let fits = |len: usize, cap: usize| held.saturating_add(len) <= cap && len <= room;
         let mut text = String::new();
         if fits(entry + p.msg.raw().len(), allowance) {
             text = String::from_utf8_lossy(p.msg.raw()).into_owned();
@@ -123,8 +123,9 @@ impl Call {
         }
         let kept = entry + text.len();
         if text.is_empty() {
-            self.sip_truncated += 1;
-            self.sip_unkept.extend(p.refs.iter().map(|r| r.1));
+            let rare = self.rare_mut();
+            rare.sip_truncated += 1;
+            rare.sip_unkept.extend(p.refs.iter().map(|r| r.1));
             if !fits(kept, allowance.saturating_add(allowance / 4)) {
                 return 0;
             }
@@ -167,7 +168,7 @@ impl Call {
         size_of::<Call>()
             + self.sip_bytes
             + self.packets.held_bytes()
-            + self.sip_unkept.capacity() * size_of::<super::PacketRef>()
+            + self.rare().sip_unkept.capacity() * size_of::<super::PacketRef>()
             + self.streams.capacity() * (size_of::<super::Stream>() + 64)
             + self.media.capacity() * (size_of::<super::MediaInfo>() + 256)
             + self.call_id.len() * 3

@@ -232,7 +232,7 @@ impl Call {
                     found = true;
                 }
                 if !found {
-                    self.rtcp_unmatched += 1;
+                    self.rare_mut().rtcp_unmatched += 1;
                 }
             }
         }
