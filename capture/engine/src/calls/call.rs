@@ -11,11 +11,13 @@ use voxtap_proto::stream_stats::StreamStats;
 
 mod dialog;
 mod fax;
+mod names;
 mod sip_text;
 mod streams;
 
 pub(super) use dialog::{SipPacket, announced_by, is_new_initial_invite};
 pub use fax::FaxStream;
+use names::Name;
 pub(super) use streams::RtpSeen;
 
 /// Where a packet lies in the capture: the source (file) index in the top 16
@@ -291,17 +293,11 @@ static NO_RARE: Rare = Rare {
 /// them through the accessors below.
 pub struct Call {
     no: u64,
-    /// The Call-ID for display (lossy UTF-8) ...
-    call_id: String,
+    /// The Call-ID for display (lossy UTF-8), the method, parties,
+    /// Request-URI and group (see the accessors) ...
+    names: names::Names,
     /// ... and as it was on the wire, which is what identifies the call.
     call_id_raw: Box<[u8]>,
-    /// The method that created the dialog (INVITE, REGISTER, ...).
-    method: String,
-    from_user: String,
-    to_user: String,
-    from_uri: String,
-    to_uri: String,
-    request_uri: String,
     start_ns: u64,
     ringing_ns: Option<u64>,
     answer_ns: Option<u64>,
@@ -342,9 +338,6 @@ pub struct Call {
     stream_index: Option<Box<HashMap<StreamKey, usize>>>,
     /// What few calls have, boxed on first use (see [`Rare`]).
     rare: Option<Box<Rare>>,
-    /// The logical call this leg belongs to: the Call-ID of its first leg
-    /// (its own Call-ID when it stands alone).
-    group: String,
     /// Which way the first INVITE faced (carrier or core networks).
     facing: Facing,
     /// Where the first INVITE came from and went to.
@@ -362,16 +355,10 @@ pub struct Call {
 
 impl Call {
     pub(crate) fn new(no: u64, call_id: &[u8], method: String, start_ns: u64) -> Self {
-        Call {
+        let mut c = Call {
             no,
-            call_id: String::from_utf8_lossy(call_id).into_owned(),
+            names: Default::default(),
             call_id_raw: call_id.into(),
-            method,
-            from_user: String::new(),
-            to_user: String::new(),
-            from_uri: String::new(),
-            to_uri: String::new(),
-            request_uri: String::new(),
             start_ns,
             ringing_ns: None,
             answer_ns: None,
@@ -396,13 +383,19 @@ impl Call {
             streams: Vec::new(),
             stream_index: None,
             rare: None,
-            group: String::from_utf8_lossy(call_id).into_owned(),
             facing: Facing::Unknown,
             first_invite: None,
             linger_until: None,
             sip_bytes: 0,
             media_only: false,
-        }
+        };
+        let id = String::from_utf8_lossy(call_id);
+        c.names.set(&[
+            (Name::CallId, &id),
+            (Name::Group, &id),
+            (Name::Method, &method),
+        ]);
+        c
     }
 
     /// A record for media no SIP claimed (see `media_only`).
@@ -419,7 +412,7 @@ impl Call {
 
     /// The Call-ID for display (lossy UTF-8).
     pub fn call_id(&self) -> &str {
-        &self.call_id
+        self.names.get(Name::CallId)
     }
 
     /// The Call-ID as it was on the wire.
@@ -429,27 +422,27 @@ impl Call {
 
     /// The method that created the dialog (INVITE, REGISTER, ...).
     pub fn method(&self) -> &str {
-        &self.method
+        self.names.get(Name::Method)
     }
 
     pub fn from_user(&self) -> &str {
-        &self.from_user
+        self.names.get(Name::FromUser)
     }
 
     pub fn to_user(&self) -> &str {
-        &self.to_user
+        self.names.get(Name::ToUser)
     }
 
     pub fn from_uri(&self) -> &str {
-        &self.from_uri
+        self.names.get(Name::FromUri)
     }
 
     pub fn to_uri(&self) -> &str {
-        &self.to_uri
+        self.names.get(Name::ToUri)
     }
 
     pub fn request_uri(&self) -> &str {
-        &self.request_uri
+        self.names.get(Name::RequestUri)
     }
 
     pub fn start_ns(&self) -> u64 {
@@ -588,7 +581,7 @@ impl Call {
 
     /// The Call-ID of the first leg of its logical call.
     pub fn group(&self) -> &str {
-        &self.group
+        self.names.get(Name::Group)
     }
 
     /// Which way the first INVITE faced.
@@ -635,7 +628,7 @@ impl Call {
     }
 
     pub fn is_invite(&self) -> bool {
-        self.method == "INVITE"
+        self.method() == "INVITE"
     }
 
     /// End time for reports: the BYE/final response, else the last packet.
@@ -742,7 +735,7 @@ impl Call {
     }
 
     pub(super) fn set_group(&mut self, group: String) {
-        self.group = group;
+        self.names.set(&[(Name::Group, &group)]);
     }
 
     /// Adds an m= line its SDP announced; returns its index.
@@ -831,11 +824,13 @@ impl Call {
         to_user: String,
         request_uri: String,
     ) {
-        self.from_uri = format!("sip:{from_user}@a.example");
-        self.to_uri = format!("sip:{to_user}@b.example");
-        self.from_user = from_user;
-        self.to_user = to_user;
-        self.request_uri = request_uri;
+        self.names.set(&[
+            (Name::FromUri, &format!("sip:{from_user}@a.example")),
+            (Name::ToUri, &format!("sip:{to_user}@b.example")),
+            (Name::FromUser, &from_user),
+            (Name::ToUser, &to_user),
+            (Name::RequestUri, &request_uri),
+        ]);
     }
 
     pub(crate) fn set_outcome_for_test(

@@ -151,7 +151,7 @@ impl Call {
     /// empty, as if over the budget, and the error is logged.
     pub(in crate::calls) fn load_sip_texts(&mut self) {
         if let Err(e) = self.sip_texts.load(&mut self.sip) {
-            tracing::warn!(call = %self.call_id, error = %e, "reading back spilled SIP texts");
+            tracing::warn!(call = %self.call_id(), error = %e, "reading back spilled SIP texts");
         }
     }
 
@@ -171,9 +171,9 @@ impl Call {
             + self.rare().sip_unkept.capacity() * size_of::<super::PacketRef>()
             + self.streams.capacity() * (size_of::<super::Stream>() + 64)
             + self.media.capacity() * (size_of::<super::MediaInfo>() + 256)
-            + self.call_id.len() * 3
-            + self.from_uri.len()
-            + self.to_uri.len()
-            + self.request_uri.len()
+            + self.call_id().len() * 3
+            + self.from_uri().len()
+            + self.to_uri().len()
+            + self.request_uri().len()
     }
 }
