@@ -71,13 +71,63 @@ pub struct StreamSummary {
     pub last_ns: u64,
 }
 
+/// Clock rates of the 32 dynamic payload types, in 24 bytes rather than
+/// 128: two bits each say unset, 0, the rate most of them share, or
+/// another one (then in `others`, allocated when an SDP maps two dynamic
+/// types to two different non-zero rates).
+#[derive(Debug, Clone, Default)]
+struct DynClocks {
+    codes: u64,
+    common: u32,
+    others: Option<Box<[u32; 32]>>,
+}
+
+impl DynClocks {
+    const CODE_UNSET: u64 = 0;
+    const CODE_ZERO: u64 = 1;
+    const CODE_COMMON: u64 = 2;
+    const CODE_OTHER: u64 = 3;
+
+    fn code(&self, i: usize) -> u64 {
+        (self.codes >> (2 * i)) & 3
+    }
+
+    /// Rate of dynamic type `96 + i` (i < 32); None when unset.
+    fn get(&self, i: usize) -> Option<u32> {
+        match self.code(i) {
+            Self::CODE_UNSET => None,
+            Self::CODE_ZERO => Some(0),
+            Self::CODE_COMMON => Some(self.common),
+            _ => Some(self.others.as_ref().map_or(0, |o| o[i])),
+        }
+    }
+
+    /// Sets the rate of dynamic type `96 + i` (i < 32); `UNSET` unsets it.
+    fn set(&mut self, i: usize, rate: u32) {
+        let code = if rate == UNSET {
+            Self::CODE_UNSET
+        } else if rate == 0 {
+            Self::CODE_ZERO
+        } else if self.common == rate
+            || !(0..32).any(|j| j != i && self.code(j) == Self::CODE_COMMON)
+        {
+            self.common = rate;
+            Self::CODE_COMMON
+        } else {
+            self.others.get_or_insert_with(|| Box::new([0; 32]))[i] = rate;
+            Self::CODE_OTHER
+        };
+        self.codes = (self.codes & !(3 << (2 * i))) | (code << (2 * i));
+    }
+}
+
 /// Running statistics of one RTP stream.
 #[derive(Debug, Clone)]
 pub struct StreamStats {
     /// Rate for dynamic PTs without their own entry (from the SDP).
     default_clock: u32,
-    /// Per dynamic PT 96..=127; `UNSET` falls back to `default_clock`.
-    dyn_clock: [u32; 32],
+    /// Per dynamic PT 96..=127; unset falls back to `default_clock`.
+    dyn_clock: DynClocks,
 
     started: bool,
     packets: u64,
@@ -134,7 +184,7 @@ impl StreamStats {
     pub fn new(clock_rate: u32) -> Self {
         Self {
             default_clock: clock_rate,
-            dyn_clock: [UNSET; 32],
+            dyn_clock: DynClocks::default(),
             started: false,
             packets: 0,
             first_seq: 0,
@@ -179,8 +229,9 @@ impl StreamStats {
     /// telephone-event: its timestamp stays put for a whole event (RFC 4733
     /// 2.2.1), so Wireshark computes no jitter for it and neither do we.
     pub fn set_pt_clock_rate(&mut self, pt: u8, clock_rate: u32) {
-        if let Some(slot) = self.dyn_clock.get_mut(usize::from(pt).wrapping_sub(96)) {
-            *slot = clock_rate;
+        let i = usize::from(pt).wrapping_sub(96);
+        if i < 32 {
+            self.dyn_clock.set(i, clock_rate);
         }
     }
 
@@ -194,10 +245,9 @@ impl StreamStats {
                 _ => static_codec(pt).map_or(0, |c| c.clock_rate),
             }
         } else {
-            match self.dyn_clock.get(usize::from(pt & 0x7f).wrapping_sub(96)) {
-                Some(&UNSET) | None => self.default_clock,
-                Some(&rate) => rate,
-            }
+            self.dyn_clock
+                .get(usize::from(pt & 0x7f) - 96)
+                .unwrap_or(self.default_clock)
         }
     }
 
@@ -657,6 +707,27 @@ mod tests {
         assert!(close(r.max_delta_ms, 20.0), "{}", r.max_delta_ms);
         assert_eq!(r.payload_types, [8, PT_CN]);
         assert_eq!(r.packets, 7);
+    }
+
+    /// The compact dynamic clocks answer as the plain table they replaced.
+    #[test]
+    fn dynamic_clocks_equal_a_plain_table() {
+        let rates = [UNSET, 0, 8000, 16000, 48000, 90000];
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..200 {
+            let (mut table, mut d) = ([UNSET; 32], DynClocks::default());
+            for _ in 0..40 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let (i, r) = ((x % 32) as usize, rates[(x >> 8) as usize % rates.len()]);
+                table[i] = r;
+                d.set(i, r);
+                for (j, &t) in table.iter().enumerate() {
+                    assert_eq!(d.get(j), (t != UNSET).then_some(t), "type {j}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -144,6 +144,11 @@ impl Spill {
         }
         match s.place(rec.len()) {
             Ok(off) => {
+                if s.buf.capacity() == 0 {
+                    // Room for the last record before a flush: doubling
+                    // past WRITE_BUF would hold twice the buffer.
+                    s.buf.reserve_exact(WRITE_BUF + 0xffff);
+                }
                 s.buf.extend_from_slice(rec);
                 s.pos = off + rec.len() as u64;
                 let seg = off >> SEG_BITS;

@@ -488,7 +488,6 @@ impl CallTable {
         call.set_encrypted(note, last_ns, refs);
         self.calls.insert(no, Box::new(call));
         self.by_call_id.insert(cid.as_bytes().into(), no);
-        self.groups.add(no);
         self.stats.calls_created += 1;
         self.finalize(no, EndReason::EndOfCapture);
     }
@@ -571,7 +570,6 @@ impl CallTable {
         self.mem_bytes += call.mem_estimate() + TABLE_BYTES_PER_CALL;
         self.calls.insert(no, Box::new(call));
         self.by_call_id.insert(cid.into(), no);
-        self.groups.add(no);
         self.stats.calls_created += 1;
         Some(no)
     }
