@@ -158,19 +158,23 @@ pub struct StreamStats {
     delta_ms: f64,
     jitter_ms: f64,
     max_jitter_ms: f64,
-    min_jitter_ms: Option<f64>,
+    /// NaN until the first value (an Option would cost 8 bytes more).
+    min_jitter_ms: f64,
     mean_jitter_ms: f64,
     max_delta_ms: f64,
-    min_delta_ms: Option<f64>,
+    /// NaN until the first value.
+    min_delta_ms: f64,
     mean_delta_ms: f64,
 
-    pt_seen: u128,
+    /// Bit per payload type seen (two words: a u128 would align the whole
+    /// struct to 16 bytes).
+    pt_seen: [u64; 2],
     /// Payload types in order of first sight: the first [`PT_INLINE`] here,
     /// the rest (a stream rarely has more than three) in `pt_more`, so a
     /// stream does not carry 128 bytes for them.
     pt_first: [u8; PT_INLINE],
     pt_len: u8,
-    pt_more: Vec<u8>,
+    pt_more: Option<Box<Vec<u8>>>,
 
     /// (timestamp step, clock rate, count) of consecutive in-order packets.
     steps: [(u32, u32, u32); STEP_SLOTS],
@@ -204,15 +208,15 @@ impl StreamStats {
             delta_ms: 0.0,
             jitter_ms: 0.0,
             max_jitter_ms: 0.0,
-            min_jitter_ms: None,
+            min_jitter_ms: f64::NAN,
             mean_jitter_ms: 0.0,
             max_delta_ms: 0.0,
-            min_delta_ms: None,
+            min_delta_ms: f64::NAN,
             mean_delta_ms: 0.0,
-            pt_seen: 0,
+            pt_seen: [0; 2],
             pt_first: [0; PT_INLINE],
             pt_len: 0,
-            pt_more: Vec::new(),
+            pt_more: None,
             steps: [(0, 0, 0); STEP_SLOTS],
             prev_ext: 0,
         }
@@ -319,15 +323,18 @@ impl StreamStats {
 
     fn note_payload_type(&mut self, pt: u8) {
         let pt = pt & 0x7f;
-        let mask = 1u128 << pt;
-        if self.pt_seen & mask == 0 {
-            self.pt_seen |= mask;
+        let (word, mask) = (usize::from(pt >> 6), 1u64 << (pt & 63));
+        let Some(seen) = self.pt_seen.get_mut(word) else {
+            return;
+        };
+        if *seen & mask == 0 {
+            *seen |= mask;
             match self.pt_first.get_mut(usize::from(self.pt_len)) {
                 Some(slot) => {
                     *slot = pt;
                     self.pt_len += 1;
                 }
-                None => self.pt_more.push(pt),
+                None => self.pt_more.get_or_insert_default().push(pt),
             }
         }
     }
@@ -460,8 +467,8 @@ impl StreamStats {
         if self.delta_ms > self.max_delta_ms {
             self.max_delta_ms = self.delta_ms;
         }
-        if self.min_delta_ms.is_none_or(|m| self.delta_ms < m) {
-            self.min_delta_ms = Some(self.delta_ms);
+        if self.min_delta_ms.is_nan() || self.delta_ms < self.min_delta_ms {
+            self.min_delta_ms = self.delta_ms;
         }
         self.mean_delta_ms = (self.mean_delta_ms * (n - 1.0) + self.delta_ms) / n;
         if khz != 0 {
@@ -471,8 +478,8 @@ impl StreamStats {
             // Wireshark divides by all packets so far, not only the
             // regular ones with a clock: copied for identical figures.
             self.mean_jitter_ms = (self.mean_jitter_ms * (n - 1.0) + current_jitter) / n;
-            if self.min_jitter_ms.is_none_or(|m| self.jitter_ms < m) {
-                self.min_jitter_ms = Some(self.jitter_ms);
+            if self.min_jitter_ms.is_nan() || self.jitter_ms < self.min_jitter_ms {
+                self.min_jitter_ms = self.jitter_ms;
             }
         }
     }
@@ -485,7 +492,11 @@ impl StreamStats {
 
     /// Smallest jitter among regular packets (Wireshark's "Min Jitter").
     pub fn min_jitter_ms(&self) -> f64 {
-        self.min_jitter_ms.unwrap_or(0.0)
+        if self.min_jitter_ms.is_nan() {
+            0.0
+        } else {
+            self.min_jitter_ms
+        }
     }
 
     pub fn summary(&self) -> StreamSummary {
@@ -512,12 +523,16 @@ impl StreamStats {
             jitter_ms: self.jitter_ms,
             max_jitter_ms: self.max_jitter_ms,
             mean_jitter_ms: self.mean_jitter_ms,
-            min_delta_ms: self.min_delta_ms.unwrap_or(0.0),
+            min_delta_ms: if self.min_delta_ms.is_nan() {
+                0.0
+            } else {
+                self.min_delta_ms
+            },
             max_delta_ms: self.max_delta_ms,
             avg_delta_ms: self.mean_delta_ms,
             payload_types: [
                 self.pt_first.get(..usize::from(self.pt_len)).unwrap_or(&[]),
-                &self.pt_more,
+                self.pt_more.as_deref().map_or(&[][..], |v| v),
             ]
             .concat(),
             ptime_ms,

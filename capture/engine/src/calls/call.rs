@@ -297,7 +297,8 @@ pub struct Call {
     /// Request-URI and group (see the accessors) ...
     names: names::Names,
     /// ... and as it was on the wire, which is what identifies the call.
-    call_id_raw: Box<[u8]>,
+    /// None when it was valid UTF-8 (the display form is then the same).
+    call_id_raw: Option<Box<[u8]>>,
     start_ns: u64,
     ringing_ns: Option<u64>,
     answer_ns: Option<u64>,
@@ -358,7 +359,7 @@ impl Call {
         let mut c = Call {
             no,
             names: Default::default(),
-            call_id_raw: call_id.into(),
+            call_id_raw: std::str::from_utf8(call_id).is_err().then(|| call_id.into()),
             start_ns,
             ringing_ns: None,
             answer_ns: None,
@@ -417,7 +418,10 @@ impl Call {
 
     /// The Call-ID as it was on the wire.
     pub fn call_id_raw(&self) -> &[u8] {
-        &self.call_id_raw
+        match &self.call_id_raw {
+            Some(raw) => raw,
+            None => self.call_id().as_bytes(),
+        }
     }
 
     /// The method that created the dialog (INVITE, REGISTER, ...).

@@ -39,6 +39,32 @@ fn ptr_parts(p: ChunkPtr) -> (u64, usize) {
     (p >> 16, (p & 0xffff) as usize)
 }
 
+/// The segment a call pinned, if any, in 8 bytes (an `Option<u64>` takes
+/// 16; segment numbers are below 2^22).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PinnedSeg(u64);
+
+impl Default for PinnedSeg {
+    fn default() -> Self {
+        PinnedSeg(u64::MAX)
+    }
+}
+
+impl PinnedSeg {
+    pub fn is_none(self) -> bool {
+        self.0 == u64::MAX
+    }
+
+    pub fn set(&mut self, seg: u64) {
+        self.0 = seg;
+    }
+
+    pub fn take(&mut self) -> Option<u64> {
+        let seg = std::mem::take(self);
+        (!seg.is_none()).then_some(seg.0)
+    }
+}
+
 struct Segment {
     file: Arc<File>,
     /// Calls whose first chunk is in this segment and that still need it.
@@ -85,7 +111,9 @@ impl Spill {
             dir: dir.to_path_buf(),
             segments: BTreeMap::new(),
             pos: 0,
-            buf: Vec::new(),
+            // Allocated once, with room for the last record before a
+            // flush: growing by doubling would end at twice WRITE_BUF.
+            buf: Vec::with_capacity(WRITE_BUF + 0xffff),
             buf_start: 0,
             failed: false,
             chunks: 0,
@@ -144,11 +172,6 @@ impl Spill {
         }
         match s.place(rec.len()) {
             Ok(off) => {
-                if s.buf.capacity() == 0 {
-                    // Room for the last record before a flush: doubling
-                    // past WRITE_BUF would hold twice the buffer.
-                    s.buf.reserve_exact(WRITE_BUF + 0xffff);
-                }
                 s.buf.extend_from_slice(rec);
                 s.pos = off + rec.len() as u64;
                 let seg = off >> SEG_BITS;

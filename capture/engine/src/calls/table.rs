@@ -607,10 +607,10 @@ impl CallTable {
             };
             for o in self.orphans.claim(ep) {
                 self.stats.orphans_claimed += 1;
-                call.on_orphan(Some(u.media_idx), &o);
+                call.on_orphan(Some(u.media_idx()), &o);
             }
             for rec in self.media_only.claim(ep) {
-                call.absorb_media_only(u.media_idx, rec);
+                call.absorb_media_only(u.media_idx(), rec);
             }
         }
     }
@@ -620,7 +620,7 @@ impl CallTable {
     pub fn media_call_id(&self, src: SocketAddr, dst: SocketAddr) -> Option<(&[u8], bool)> {
         let (u, _) = self.endpoints.find(src, dst)?;
         let call = self.calls.get(&u.call)?;
-        let srtp = call.media().get(u.media_idx).is_some_and(|m| m.is_srtp());
+        let srtp = call.media().get(u.media_idx()).is_some_and(|m| m.is_srtp());
         Some((call.call_id_raw(), srtp))
     }
 
@@ -657,7 +657,7 @@ impl CallTable {
         }
         let rtcp_like = rtp::looks_like_rtcp(payload);
         if u.role == Role::Rtcp || rtcp_like {
-            if !call.on_rtcp(u.media_idx, payload, rtcp_like) {
+            if !call.on_rtcp(u.media_idx(), payload, rtcp_like) {
                 self.stats.media_unparsed += 1;
             }
             return true;
@@ -668,7 +668,7 @@ impl CallTable {
             self.stats.media_unparsed += 1;
             return true;
         };
-        let seen = call.on_rtp(src, dst, Some(u.media_idx), ts_ns, &p);
+        let seen = call.on_rtp(src, dst, Some(u.media_idx()), ts_ns, &p);
         if seen.is_new || seen.early {
             self.groups
                 .link_by_media(&mut self.calls, &self.cfg, u.call, seen, ts_ns, &p);
@@ -706,7 +706,7 @@ impl CallTable {
         let Some(call) = self.calls.get_mut(&u.call) else {
             return;
         };
-        if call.try_latch(u.media_idx, src, dst, ts_ns, window) {
+        if call.try_latch(u.media_idx(), src, dst, ts_ns, window) {
             self.stats.media_latched += 1;
             self.endpoints.latch(src, u);
         }

@@ -15,7 +15,7 @@
 
 use super::dialog::{SipPacket, summary};
 use super::{Call, SipEntry};
-use crate::calls::spill::{ChunkPtr, Spill};
+use crate::calls::spill::{ChunkPtr, PinnedSeg, Spill};
 
 /// Where an open call's SIP texts are: one spill record per entry (0: the
 /// text is in the entry, or there is none).
@@ -24,7 +24,7 @@ pub(crate) struct SpilledTexts {
     spill: Option<Spill>,
     recs: Vec<ChunkPtr>,
     /// The segment of the first record (pinned until read back).
-    pinned: Option<u64>,
+    pinned: PinnedSeg,
 }
 
 impl SpilledTexts {
@@ -43,7 +43,9 @@ impl SpilledTexts {
         });
         let rec = match placed {
             Some((p, seg)) => {
-                self.pinned.get_or_insert(seg);
+                if self.pinned.is_none() {
+                    self.pinned.set(seg);
+                }
                 p
             }
             None => 0,
