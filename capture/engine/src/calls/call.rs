@@ -336,6 +336,8 @@ pub struct Call {
     streams: Vec<Stream>,
     /// Streams by key once there are more than [`STREAMS_SCANNED`] of them
     /// (fewer are found by a scan: most calls have two).
+    /// Boxed: 8 bytes in every call rather than 48 for a map few build.
+    #[allow(clippy::box_collection)]
     stream_index: Option<Box<HashMap<StreamKey, usize>>>,
     /// What few calls have, boxed on first use (see [`Rare`]).
     rare: Option<Box<Rare>>,
@@ -359,7 +361,9 @@ impl Call {
         let mut c = Call {
             no,
             names: Default::default(),
-            call_id_raw: std::str::from_utf8(call_id).is_err().then(|| call_id.into()),
+            call_id_raw: std::str::from_utf8(call_id)
+                .is_err()
+                .then(|| call_id.into()),
             start_ns,
             ringing_ns: None,
             answer_ns: None,

@@ -127,15 +127,11 @@ impl Endpoints {
     /// m= line the stream started under), unless it turns the media into
     /// fax or back (T.38): from then on the packets are the new line's.
     pub fn announce(&mut self, ep: SocketAddr, u: EndpointUse) {
-        if let Some(x) = self
-            .uses
-            .get_mut(&ep)
-            .and_then(|v| {
-                v.as_mut_slice()
-                    .iter_mut()
-                    .find(|x| x.call == u.call && x.role == u.role)
-            })
-            && x.fax != u.fax
+        if let Some(x) = self.uses.get_mut(&ep).and_then(|v| {
+            v.as_mut_slice()
+                .iter_mut()
+                .find(|x| x.call == u.call && x.role == u.role)
+        }) && x.fax != u.fax
         {
             *x = u;
             return;
@@ -241,8 +237,13 @@ pub(super) fn claims(
     media_idx: usize,
     m: &MediaInfo,
 ) -> impl Iterator<Item = (SocketAddr, EndpointUse)> {
-    let rtp = (m.rtp, EndpointUse::new(call, Role::Rtp, media_idx, is_fax(m)));
-    let rtcp = (m.rtcp != m.rtp)
-        .then_some((m.rtcp, EndpointUse::new(call, Role::Rtcp, media_idx, is_fax(m))));
+    let rtp = (
+        m.rtp,
+        EndpointUse::new(call, Role::Rtp, media_idx, is_fax(m)),
+    );
+    let rtcp = (m.rtcp != m.rtp).then_some((
+        m.rtcp,
+        EndpointUse::new(call, Role::Rtcp, media_idx, is_fax(m)),
+    ));
     std::iter::once(rtp).chain(rtcp)
 }

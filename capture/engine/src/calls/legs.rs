@@ -587,9 +587,10 @@ const MAX_PENDING_NAMES: usize = 100_000;
 impl Groups {
     /// The group root of call `no`, if it is open or parked.
     fn root(&self, open: &OpenCalls, no: u64) -> Option<u64> {
-        self.group_of.get(&no).copied().or_else(|| {
-            (open.contains_key(&no) || self.parked.contains_key(&no)).then_some(no)
-        })
+        self.group_of
+            .get(&no)
+            .copied()
+            .or_else(|| (open.contains_key(&no) || self.parked.contains_key(&no)).then_some(no))
     }
 
     pub fn linked(&self) -> u64 {
@@ -605,7 +606,11 @@ impl Groups {
     pub fn close(&mut self, open: &OpenCalls, call: Call) -> Vec<Call> {
         let no = call.no();
         let root = self.group_of.get(&no).copied().unwrap_or(no);
-        let members = self.members.get(&root).cloned().unwrap_or_else(|| vec![root]);
+        let members = self
+            .members
+            .get(&root)
+            .cloned()
+            .unwrap_or_else(|| vec![root]);
         if members.iter().any(|m| open.contains_key(m)) {
             self.parked.insert(no, call);
             return Vec::new();

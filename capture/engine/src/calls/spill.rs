@@ -208,9 +208,10 @@ impl Spill {
                     .ok_or_else(|| std::io::Error::other("spill record past the buffer"));
             }
             let seg = off >> SEG_BITS;
-            let g = s.segments.get(&seg).ok_or_else(|| {
-                std::io::Error::other(format!("spill segment {seg} is gone"))
-            })?;
+            let g = s
+                .segments
+                .get(&seg)
+                .ok_or_else(|| std::io::Error::other(format!("spill segment {seg} is gone")))?;
             Arc::clone(&g.file)
         };
         let mut v = vec![0; len];

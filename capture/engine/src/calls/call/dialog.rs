@@ -107,7 +107,10 @@ impl Call {
         let to = msg.to().map(|t| (lossy(t.uri), user(t.uri)));
         let mut set = Vec::with_capacity(4);
         if let Some((uri, user)) = &from {
-            set.extend([(Name::FromUri, uri.as_str()), (Name::FromUser, user.as_str())]);
+            set.extend([
+                (Name::FromUri, uri.as_str()),
+                (Name::FromUser, user.as_str()),
+            ]);
         }
         if let Some((uri, user)) = &to {
             set.extend([(Name::ToUri, uri.as_str()), (Name::ToUser, user.as_str())]);

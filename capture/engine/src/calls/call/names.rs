@@ -35,7 +35,8 @@ impl Names {
     /// Sets names (rare: a call's names are set a few times in its life,
     /// so the block is rebuilt each time).
     pub fn set(&mut self, new: &[(Name, &str)]) {
-        let mut text = String::with_capacity(self.text.len() + new.iter().map(|n| n.1.len()).sum::<usize>());
+        let mut text =
+            String::with_capacity(self.text.len() + new.iter().map(|n| n.1.len()).sum::<usize>());
         let mut ends = [0u32; NAMES];
         for (i, end) in ends.iter_mut().enumerate() {
             let v = match new.iter().rev().find(|n| n.0 as usize == i) {
@@ -70,11 +71,22 @@ mod tests {
     fn names_set_and_read_back_independently() {
         let mut n = Names::default();
         assert_eq!(n.get(Name::Group), "");
-        n.set(&[(Name::CallId, "abc@h"), (Name::Group, "abc@h"), (Name::Method, "INVITE")]);
+        n.set(&[
+            (Name::CallId, "abc@h"),
+            (Name::Group, "abc@h"),
+            (Name::Method, "INVITE"),
+        ]);
         n.set(&[(Name::FromUri, "sip:alice@a"), (Name::FromUser, "alice")]);
         n.set(&[(Name::Group, "first@h"), (Name::RequestUri, "")]);
         let want = [
-            "abc@h", "INVITE", "alice", "", "sip:alice@a", "", "", "first@h",
+            "abc@h",
+            "INVITE",
+            "alice",
+            "",
+            "sip:alice@a",
+            "",
+            "",
+            "first@h",
         ];
         for (i, w) in want.iter().enumerate() {
             assert_eq!(n.get(ALL[i]), *w, "{:?}", ALL[i]);
