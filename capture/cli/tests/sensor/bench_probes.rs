@@ -124,12 +124,7 @@ fn bench_store_write() {
     let mut w = RollingWriter::new(&dir, policy, 1, tx).unwrap();
     // A G.711 20 ms RTP frame: 14 + 20 + 8 + 12 + 160 = 214 bytes.
     let mut frame = Vec::new();
-    udp_frame(
-        &mut frame,
-        ("10.0.0.1".parse().unwrap(), 20000),
-        ("10.0.0.2".parse().unwrap(), 20000),
-        &rtp(1, 1)[..172],
-    );
+    held::rtp_frame(&mut frame, 1, 1, 1, true);
     assert_eq!(frame.len(), 214);
     let frames = (mib << 20) / (16 + 214);
     let cpu0 = cpu_seconds();
