@@ -9,6 +9,7 @@ use voxtap_proto::pcapio::{LinkType, PcapWriter};
 use voxtap_proto::wire::{Emit, ethernet, ethernet::ethertype, ipv4, udp};
 
 pub mod codec_call;
+pub mod held;
 
 #[derive(Clone, Debug)]
 pub struct SynthConfig {

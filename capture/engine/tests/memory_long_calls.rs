@@ -8,12 +8,11 @@
 //! Ignored by default; run it optimised:
 //! `cargo test -p voxtap-engine --release --test memory_long_calls -- --ignored --nocapture`
 
-use std::net::Ipv4Addr;
 use std::time::Instant;
 
 use voxtap_engine::calls::PacketRef;
 use voxtap_engine::pipeline::{Pipeline, PipelineConfig};
-use voxtap_engine::synth::udp_frame;
+use voxtap_engine::synth::held::{self, Msg};
 use voxtap_proto::pcapio::LinkType;
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -34,41 +33,6 @@ fn rss_bytes() -> u64 {
     kib * 1024
 }
 
-fn ip(side: u32, i: u32) -> Ipv4Addr {
-    // 10.side.x.y: 65536 hosts per side, then the next /16.
-    Ipv4Addr::from(0x0a00_0000 | ((side + 2 * (i >> 16)) << 16) | (i & 0xffff))
-}
-
-fn port(i: u32) -> u16 {
-    20_000 + 2 * (i % 20_000) as u16
-}
-
-fn sdp(a: Ipv4Addr, port: u16) -> String {
-    format!(
-        "v=0\r\no=- 1 1 IN IP4 {a}\r\ns=-\r\nc=IN IP4 {a}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\n"
-    )
-}
-
-fn sip(start: &str, i: u32, to_tag: bool, body: &str) -> Vec<u8> {
-    let (a, b) = (ip(1, i), ip(2, i));
-    format!(
-        "{start}\r\nVia: SIP/2.0/UDP {a}:5060;branch=z9hG4bKm{i}\r\nFrom: <sip:+4420{i:07}@{a}>;tag=f{i}\r\nTo: <sip:+4430{i:07}@{b}>{tt}\r\nCall-ID: long-{i}@voxtap.test\r\nCSeq: 1 INVITE\r\nContact: <sip:{a}:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len(),
-        tt = if to_tag { format!(";tag=t{i}") } else { String::new() },
-    )
-    .into_bytes()
-}
-
-fn rtp(seq: u16, ssrc: u32) -> [u8; 172] {
-    let mut p = [0xffu8; 172];
-    p[0] = 0x80;
-    p[1] = 0;
-    p[2..4].copy_from_slice(&seq.to_be_bytes());
-    p[4..8].copy_from_slice(&(u32::from(seq) * 160).to_be_bytes());
-    p[8..12].copy_from_slice(&ssrc.to_be_bytes());
-    p
-}
-
 /// Feeds frames with references as a capture file would have them.
 struct Feed {
     p: Pipeline,
@@ -77,8 +41,9 @@ struct Feed {
 }
 
 impl Feed {
-    fn udp(&mut self, ts: u64, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), payload: &[u8]) {
-        udp_frame(&mut self.frame, src, dst, payload);
+    /// Adds the frame in `self.frame` at `ts`, referenced as a capture file
+    /// would have it.
+    fn push(&mut self, ts: u64) {
         // 230 bytes a record, as G.711 frames in a pcap.
         let r = PacketRef::new(0, 24 + self.n * 230);
         self.p.process(LinkType::Ethernet, ts, r, &self.frame);
@@ -86,19 +51,18 @@ impl Feed {
     }
 
     fn answer(&mut self, ts: u64, i: u32) {
-        let (a, b) = (ip(1, i), ip(2, i));
-        let invite = format!("INVITE sip:+4430{i:07}@{b} SIP/2.0");
-        let inv = sip(&invite, i, false, &sdp(a, port(i)));
-        self.udp(ts, (a, 5060), (b, 5060), &inv);
-        let ok = sip("SIP/2.0 200 OK", i, true, &sdp(b, port(i)));
-        self.udp(ts + 1, (b, 5060), (a, 5060), &ok);
+        held::sip_frame(&mut self.frame, Msg::Invite, i, i);
+        self.push(ts);
+        held::sip_frame(&mut self.frame, Msg::Answer, i, i);
+        self.push(ts + 1);
     }
 
     fn rtp_round(&mut self, ts: u64, seq: u16, calls: u32) {
         for i in 0..calls {
-            let (a, b, pt) = (ip(1, i), ip(2, i), port(i));
-            self.udp(ts, (a, pt), (b, pt), &rtp(seq, i));
-            self.udp(ts, (b, pt), (a, pt), &rtp(seq, !i));
+            held::rtp_frame(&mut self.frame, i, i, seq, true);
+            self.push(ts);
+            held::rtp_frame(&mut self.frame, i, i, seq, false);
+            self.push(ts);
         }
     }
 }

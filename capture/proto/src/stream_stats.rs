@@ -12,13 +12,17 @@
 //!   timestamp (later releases compare with the previous packet, which
 //!   changes the figures when RFC 4733 events share the audio SSRC).
 //!
-//! [`StreamStats::update`] never allocates: all state is fixed-size.
+//! [`StreamStats::update`] allocates only when a stream shows more than
+//! eight distinct payload types (at most once per new type): all other
+//! state is fixed-size.
 
 use crate::rtp::static_codec;
 
 /// How many recent sequence numbers the duplicate detector remembers.
 pub(crate) const SEQ_WINDOW: usize = 1024;
 const SEQ_WORDS: usize = SEQ_WINDOW / 64;
+/// Payload types whose order of first sight a stream keeps inline.
+const PT_INLINE: usize = 8;
 /// Distinct timestamp steps tracked for the ptime estimate.
 const STEP_SLOTS: usize = 8;
 /// Marks "no explicit rate for this dynamic PT" in `dyn_clock`.
@@ -67,13 +71,71 @@ pub struct StreamSummary {
     pub last_ns: u64,
 }
 
+/// Clock rates of the 32 dynamic payload types, in 24 bytes rather than
+/// 128: two bits each say unset, 0, the rate most of them share, or
+/// another one (then in `others`, allocated when an SDP maps two dynamic
+/// types to two different non-zero rates).
+#[derive(Debug, Clone, Default)]
+struct DynClocks {
+    codes: u64,
+    common: u32,
+    others: Option<Box<[u32; 32]>>,
+}
+
+impl DynClocks {
+    const CODE_UNSET: u64 = 0;
+    const CODE_ZERO: u64 = 1;
+    const CODE_COMMON: u64 = 2;
+    const CODE_OTHER: u64 = 3;
+
+    fn code(&self, i: usize) -> u64 {
+        (self.codes >> (2 * i)) & 3
+    }
+
+    /// Rate of dynamic type `96 + i` (i < 32); None when unset.
+    fn get(&self, i: usize) -> Option<u32> {
+        match self.code(i) {
+            Self::CODE_UNSET => None,
+            Self::CODE_ZERO => Some(0),
+            Self::CODE_COMMON => Some(self.common),
+            _ => Some(
+                self.others
+                    .as_ref()
+                    .and_then(|o| o.get(i).copied())
+                    .unwrap_or(0),
+            ),
+        }
+    }
+
+    /// Sets the rate of dynamic type `96 + i` (i < 32); `UNSET` unsets it.
+    fn set(&mut self, i: usize, rate: u32) {
+        let code = if rate == UNSET {
+            Self::CODE_UNSET
+        } else if rate == 0 {
+            Self::CODE_ZERO
+        } else if self.common == rate
+            || !(0..32).any(|j| j != i && self.code(j) == Self::CODE_COMMON)
+        {
+            self.common = rate;
+            Self::CODE_COMMON
+        } else {
+            let others = self.others.get_or_insert_with(|| Box::new([0; 32]));
+            if let Some(slot) = others.get_mut(i) {
+                *slot = rate;
+            }
+            Self::CODE_OTHER
+        };
+        self.codes = (self.codes & !(3 << (2 * i))) | (code << (2 * i));
+    }
+}
+
 /// Running statistics of one RTP stream.
 #[derive(Debug, Clone)]
 pub struct StreamStats {
     /// Rate for dynamic PTs without their own entry (from the SDP).
     default_clock: u32,
-    /// Per dynamic PT 96..=127; `UNSET` falls back to `default_clock`.
-    dyn_clock: [u32; 32],
+    /// Per dynamic PT 96..=127; unset falls back to `default_clock`.
+    dyn_clock: DynClocks,
 
     started: bool,
     packets: u64,
@@ -104,15 +166,25 @@ pub struct StreamStats {
     delta_ms: f64,
     jitter_ms: f64,
     max_jitter_ms: f64,
-    min_jitter_ms: Option<f64>,
+    /// NaN until the first value (an Option would cost 8 bytes more).
+    min_jitter_ms: f64,
     mean_jitter_ms: f64,
     max_delta_ms: f64,
-    min_delta_ms: Option<f64>,
+    /// NaN until the first value.
+    min_delta_ms: f64,
     mean_delta_ms: f64,
 
-    pt_seen: u128,
-    pt_order: [u8; 128],
+    /// Bit per payload type seen (two words: a u128 would align the whole
+    /// struct to 16 bytes).
+    pt_seen: [u64; 2],
+    /// Payload types in order of first sight: the first [`PT_INLINE`] here,
+    /// the rest (a stream rarely has more than three) in `pt_more`, so a
+    /// stream does not carry 128 bytes for them.
+    pt_first: [u8; PT_INLINE],
     pt_len: u8,
+    // Boxed: 8 bytes in every stream rather than 24 for a Vec almost none uses.
+    #[allow(clippy::box_collection)]
+    pt_more: Option<Box<Vec<u8>>>,
 
     /// (timestamp step, clock rate, count) of consecutive in-order packets.
     steps: [(u32, u32, u32); STEP_SLOTS],
@@ -126,7 +198,7 @@ impl StreamStats {
     pub fn new(clock_rate: u32) -> Self {
         Self {
             default_clock: clock_rate,
-            dyn_clock: [UNSET; 32],
+            dyn_clock: DynClocks::default(),
             started: false,
             packets: 0,
             first_seq: 0,
@@ -146,14 +218,15 @@ impl StreamStats {
             delta_ms: 0.0,
             jitter_ms: 0.0,
             max_jitter_ms: 0.0,
-            min_jitter_ms: None,
+            min_jitter_ms: f64::NAN,
             mean_jitter_ms: 0.0,
             max_delta_ms: 0.0,
-            min_delta_ms: None,
+            min_delta_ms: f64::NAN,
             mean_delta_ms: 0.0,
-            pt_seen: 0,
-            pt_order: [0; 128],
+            pt_seen: [0; 2],
+            pt_first: [0; PT_INLINE],
             pt_len: 0,
+            pt_more: None,
             steps: [(0, 0, 0); STEP_SLOTS],
             prev_ext: 0,
         }
@@ -170,8 +243,9 @@ impl StreamStats {
     /// telephone-event: its timestamp stays put for a whole event (RFC 4733
     /// 2.2.1), so Wireshark computes no jitter for it and neither do we.
     pub fn set_pt_clock_rate(&mut self, pt: u8, clock_rate: u32) {
-        if let Some(slot) = self.dyn_clock.get_mut(usize::from(pt).wrapping_sub(96)) {
-            *slot = clock_rate;
+        let i = usize::from(pt).wrapping_sub(96);
+        if i < 32 {
+            self.dyn_clock.set(i, clock_rate);
         }
     }
 
@@ -185,10 +259,9 @@ impl StreamStats {
                 _ => static_codec(pt).map_or(0, |c| c.clock_rate),
             }
         } else {
-            match self.dyn_clock.get(usize::from(pt & 0x7f).wrapping_sub(96)) {
-                Some(&UNSET) | None => self.default_clock,
-                Some(&rate) => rate,
-            }
+            self.dyn_clock
+                .get(usize::from(pt & 0x7f) - 96)
+                .unwrap_or(self.default_clock)
         }
     }
 
@@ -260,12 +333,18 @@ impl StreamStats {
 
     fn note_payload_type(&mut self, pt: u8) {
         let pt = pt & 0x7f;
-        let mask = 1u128 << pt;
-        if self.pt_seen & mask == 0 {
-            self.pt_seen |= mask;
-            if let Some(slot) = self.pt_order.get_mut(usize::from(self.pt_len)) {
-                *slot = pt;
-                self.pt_len = self.pt_len.saturating_add(1);
+        let (word, mask) = (usize::from(pt >> 6), 1u64 << (pt & 63));
+        let Some(seen) = self.pt_seen.get_mut(word) else {
+            return;
+        };
+        if *seen & mask == 0 {
+            *seen |= mask;
+            match self.pt_first.get_mut(usize::from(self.pt_len)) {
+                Some(slot) => {
+                    *slot = pt;
+                    self.pt_len += 1;
+                }
+                None => self.pt_more.get_or_insert_default().push(pt),
             }
         }
     }
@@ -398,8 +477,8 @@ impl StreamStats {
         if self.delta_ms > self.max_delta_ms {
             self.max_delta_ms = self.delta_ms;
         }
-        if self.min_delta_ms.is_none_or(|m| self.delta_ms < m) {
-            self.min_delta_ms = Some(self.delta_ms);
+        if self.min_delta_ms.is_nan() || self.delta_ms < self.min_delta_ms {
+            self.min_delta_ms = self.delta_ms;
         }
         self.mean_delta_ms = (self.mean_delta_ms * (n - 1.0) + self.delta_ms) / n;
         if khz != 0 {
@@ -409,8 +488,8 @@ impl StreamStats {
             // Wireshark divides by all packets so far, not only the
             // regular ones with a clock: copied for identical figures.
             self.mean_jitter_ms = (self.mean_jitter_ms * (n - 1.0) + current_jitter) / n;
-            if self.min_jitter_ms.is_none_or(|m| self.jitter_ms < m) {
-                self.min_jitter_ms = Some(self.jitter_ms);
+            if self.min_jitter_ms.is_nan() || self.jitter_ms < self.min_jitter_ms {
+                self.min_jitter_ms = self.jitter_ms;
             }
         }
     }
@@ -423,7 +502,11 @@ impl StreamStats {
 
     /// Smallest jitter among regular packets (Wireshark's "Min Jitter").
     pub fn min_jitter_ms(&self) -> f64 {
-        self.min_jitter_ms.unwrap_or(0.0)
+        if self.min_jitter_ms.is_nan() {
+            0.0
+        } else {
+            self.min_jitter_ms
+        }
     }
 
     pub fn summary(&self) -> StreamSummary {
@@ -450,14 +533,18 @@ impl StreamStats {
             jitter_ms: self.jitter_ms,
             max_jitter_ms: self.max_jitter_ms,
             mean_jitter_ms: self.mean_jitter_ms,
-            min_delta_ms: self.min_delta_ms.unwrap_or(0.0),
+            min_delta_ms: if self.min_delta_ms.is_nan() {
+                0.0
+            } else {
+                self.min_delta_ms
+            },
             max_delta_ms: self.max_delta_ms,
             avg_delta_ms: self.mean_delta_ms,
-            payload_types: self
-                .pt_order
-                .get(..usize::from(self.pt_len))
-                .unwrap_or(&[])
-                .to_vec(),
+            payload_types: [
+                self.pt_first.get(..usize::from(self.pt_len)).unwrap_or(&[]),
+                self.pt_more.as_deref().map_or(&[][..], |v| v),
+            ]
+            .concat(),
             ptime_ms,
             first_seq: self.first_seq,
             last_seq: (self.max_ext & 0xffff) as u16,
@@ -645,6 +732,27 @@ mod tests {
         assert!(close(r.max_delta_ms, 20.0), "{}", r.max_delta_ms);
         assert_eq!(r.payload_types, [8, PT_CN]);
         assert_eq!(r.packets, 7);
+    }
+
+    /// The compact dynamic clocks answer as the plain table they replaced.
+    #[test]
+    fn dynamic_clocks_equal_a_plain_table() {
+        let rates = [UNSET, 0, 8000, 16000, 48000, 90000];
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..200 {
+            let (mut table, mut d) = ([UNSET; 32], DynClocks::default());
+            for _ in 0..40 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let (i, r) = ((x % 32) as usize, rates[(x >> 8) as usize % rates.len()]);
+                table[i] = r;
+                d.set(i, r);
+                for (j, &t) in table.iter().enumerate() {
+                    assert_eq!(d.get(j), (t != UNSET).then_some(t), "type {j}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -12,13 +12,12 @@
 //!
 //! Each prints one `BENCH {json}` line.
 
-use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use voxtap_engine::calls::PacketRef;
 use voxtap_engine::pipeline::{Pipeline, PipelineConfig};
-use voxtap_engine::synth::udp_frame;
+use voxtap_engine::synth::held::{self, Msg};
 use voxtap_proto::pcapio::LinkType;
 use voxtap_sensor::store::{RollPolicy, RollingWriter};
 
@@ -47,37 +46,6 @@ fn cpu_seconds() -> f64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
-fn ip(side: u32, i: u32) -> Ipv4Addr {
-    // 10.side.x.y: 65536 hosts per side, then the next /16.
-    Ipv4Addr::from(0x0a00_0000 | ((side + 2 * (i >> 16)) << 16) | (i & 0xffff))
-}
-
-fn sdp(a: Ipv4Addr, port: u16) -> String {
-    format!(
-        "v=0\r\no=- 1 1 IN IP4 {a}\r\ns=-\r\nc=IN IP4 {a}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\n"
-    )
-}
-
-fn sip(start: &str, i: u32, cseq: &str, to_tag: bool, body: &str) -> Vec<u8> {
-    let (a, b) = (ip(1, i), ip(2, i));
-    format!(
-        "{start}\r\nVia: SIP/2.0/UDP {a}:5060;branch=z9hG4bKm{i}\r\nFrom: <sip:+4420{i:07}@{a}>;tag=f{i}\r\nTo: <sip:+4430{i:07}@{b}>{tt}\r\nCall-ID: mem-{i}@voxtap.test\r\nCSeq: {cseq}\r\nContact: <sip:{a}:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len(),
-        tt = if to_tag { format!(";tag=t{i}") } else { String::new() },
-    )
-    .into_bytes()
-}
-
-fn rtp(seq: u16, ssrc: u32) -> [u8; 172] {
-    let mut p = [0xffu8; 172];
-    p[0] = 0x80;
-    p[1] = 0;
-    p[2..4].copy_from_slice(&seq.to_be_bytes());
-    p[4..8].copy_from_slice(&(u32::from(seq) * 160).to_be_bytes());
-    p[8..12].copy_from_slice(&ssrc.to_be_bytes());
-    p
-}
-
 #[test]
 #[ignore = "benchmark: cargo xtask bench runs it in release"]
 fn bench_memory_per_call() {
@@ -100,10 +68,9 @@ fn bench_memory_per_call() {
                      ts: &mut u64,
                      seq: u16| {
         for i in 0..calls {
-            let port = 20_000 + 2 * (i % 20_000) as u16;
-            udp_frame(frame, (ip(1, i), port), (ip(2, i), port), &rtp(seq, i));
+            held::rtp_frame(frame, i, i, seq, true);
             feed(p, frame, *ts);
-            udp_frame(frame, (ip(2, i), port), (ip(1, i), port), &rtp(seq, !i));
+            held::rtp_frame(frame, i, i, seq, false);
             feed(p, frame, *ts);
             *ts += 1_000;
         }
@@ -112,18 +79,9 @@ fn bench_memory_per_call() {
     let rss0 = rss_bytes();
     let t0 = Instant::now();
     for i in 0..calls {
-        let port = 20_000 + 2 * (i % 20_000) as u16;
-        let inv = sip(
-            &format!("INVITE sip:+4430{i:07}@{} SIP/2.0", ip(2, i)),
-            i,
-            "1 INVITE",
-            false,
-            &sdp(ip(1, i), port),
-        );
-        udp_frame(&mut frame, (ip(1, i), 5060), (ip(2, i), 5060), &inv);
+        held::sip_frame(&mut frame, Msg::Invite, i, i);
         feed(&mut p, &frame, ts);
-        let ok = sip("SIP/2.0 200 OK", i, "1 INVITE", true, &sdp(ip(2, i), port));
-        udp_frame(&mut frame, (ip(2, i), 5060), (ip(1, i), 5060), &ok);
+        held::sip_frame(&mut frame, Msg::Answer, i, i);
         feed(&mut p, &frame, ts + 1_000);
         ts += 2_000;
     }
@@ -166,12 +124,7 @@ fn bench_store_write() {
     let mut w = RollingWriter::new(&dir, policy, 1, tx).unwrap();
     // A G.711 20 ms RTP frame: 14 + 20 + 8 + 12 + 160 = 214 bytes.
     let mut frame = Vec::new();
-    udp_frame(
-        &mut frame,
-        ("10.0.0.1".parse().unwrap(), 20000),
-        ("10.0.0.2".parse().unwrap(), 20000),
-        &rtp(1, 1)[..172],
-    );
+    held::rtp_frame(&mut frame, 1, 1, 1, true);
     assert_eq!(frame.len(), 214);
     let frames = (mib << 20) / (16 + 214);
     let cpu0 = cpu_seconds();
@@ -251,72 +204,27 @@ fn soak() {
             due -= 1.0;
             let i = next_call;
             next_call = next_call.wrapping_add(1);
-            let port = 20_000 + 2 * (i % 20_000) as u16;
-            let inv = sip(
-                &format!("INVITE sip:+4430{i:07}@{} SIP/2.0", ip(2, i % 60_000)),
-                i,
-                "1 INVITE",
-                false,
-                &sdp(ip(1, i % 60_000), port),
-            );
-            udp_frame(
-                &mut frame,
-                (ip(1, i % 60_000), 5060),
-                (ip(2, i % 60_000), 5060),
-                &inv,
-            );
-            send(&mut p, &frame);
-            let ok = sip(
-                "SIP/2.0 200 OK",
-                i,
-                "1 INVITE",
-                true,
-                &sdp(ip(2, i % 60_000), port),
-            );
-            udp_frame(
-                &mut frame,
-                (ip(2, i % 60_000), 5060),
-                (ip(1, i % 60_000), 5060),
-                &ok,
-            );
-            send(&mut p, &frame);
+            for msg in [Msg::Invite, Msg::Answer] {
+                held::sip_frame(&mut frame, msg, i, i % 60_000);
+                send(&mut p, &frame);
+            }
             active.push_back((i, tick));
         }
         for &(i, start) in &active {
-            let port = 20_000 + 2 * (i % 20_000) as u16;
             let seq = (tick - start) as u16;
-            let (a, b) = (ip(1, i % 60_000), ip(2, i % 60_000));
-            udp_frame(&mut frame, (a, port), (b, port), &rtp(seq, i));
-            send(&mut p, &frame);
-            udp_frame(&mut frame, (b, port), (a, port), &rtp(seq, !i));
-            send(&mut p, &frame);
+            for forward in [true, false] {
+                held::rtp_frame(&mut frame, i, i % 60_000, seq, forward);
+                send(&mut p, &frame);
+            }
         }
         while active.front().is_some_and(|&(_, s)| tick - s >= call_ticks) {
             let Some((i, _)) = active.pop_front() else {
                 break;
             };
-            let bye = sip(
-                &format!("BYE sip:+4430{i:07}@{} SIP/2.0", ip(2, i % 60_000)),
-                i,
-                "2 BYE",
-                true,
-                "",
-            );
-            udp_frame(
-                &mut frame,
-                (ip(1, i % 60_000), 5060),
-                (ip(2, i % 60_000), 5060),
-                &bye,
-            );
-            send(&mut p, &frame);
-            let ok = sip("SIP/2.0 200 OK", i, "2 BYE", true, "");
-            udp_frame(
-                &mut frame,
-                (ip(2, i % 60_000), 5060),
-                (ip(1, i % 60_000), 5060),
-                &ok,
-            );
-            send(&mut p, &frame);
+            for msg in [Msg::Bye, Msg::ByeOk] {
+                held::sip_frame(&mut frame, msg, i, i % 60_000);
+                send(&mut p, &frame);
+            }
         }
         for call in p.drain_ended() {
             ended += 1;

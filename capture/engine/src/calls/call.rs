@@ -11,11 +11,13 @@ use voxtap_proto::stream_stats::StreamStats;
 
 mod dialog;
 mod fax;
+mod names;
 mod sip_text;
 mod streams;
 
 pub(super) use dialog::{SipPacket, announced_by, is_new_initial_invite};
 pub use fax::FaxStream;
+use names::Name;
 pub(super) use streams::RtpSeen;
 
 /// Where a packet lies in the capture: the source (file) index in the top 16
@@ -231,23 +233,72 @@ pub struct SipEntry {
     pub text: String,
 }
 
+/// What few calls have (RTCP about unknown SSRCs, legs linked, NAT
+/// latching, capture loss, SIP over budget, fax, TLS, tunnels): boxed on
+/// first use, so the others do not carry its 200 bytes.
+#[derive(Default)]
+pub(super) struct Rare {
+    /// RTCP reports about SSRCs we have not (yet) seen as a stream.
+    pub rtcp_unmatched: u32,
+    /// Links to the other legs of the same logical call, with why.
+    pub links: Vec<Link>,
+    /// Media that arrived from an address the SDP never named (NAT), as
+    /// (announced endpoint it was sent to, real source).
+    pub latched: Vec<(SocketAddr, SocketAddr)>,
+    /// Packets the capture itself lost while this call was open (kernel ring
+    /// full, or a sensor stage dropping): the sensor cannot tell whose they
+    /// were, so every call open at the time carries the count. Distinct from
+    /// network loss, which the RTP sequence numbers measure per stream.
+    pub capture_loss: u64,
+    /// SIP messages whose text was not kept (over the budget).
+    pub sip_truncated: u64,
+    /// SIP messages past the limits a SIP stack takes (thousands of
+    /// headers, a header section over 64 KiB), parsed and attributed anyway.
+    pub sip_oversized: u64,
+    /// The packets of the messages whose text was not kept: the call's
+    /// pcap has them, the outputs built in memory from its frames do not.
+    pub sip_unkept: Vec<PacketRef>,
+    /// When an offer/answer turned one of its media lines into T.38 fax
+    /// (`m=image ... udptl t38`).
+    pub fax_ns: Option<u64>,
+    /// UDPTL (T.38) packets per direction: fax, never RTP.
+    pub fax: Vec<FaxStream>,
+    /// Empty for SIP in the clear; "tls (decrypted)" when its SIP came over
+    /// TLS and was decrypted; "tls (not decrypted: why)" for a TLS
+    /// connection listed in place of the calls it hid.
+    pub encrypted_signalling: String,
+    /// The encapsulations its first tunnelled SIP message came in, e.g.
+    /// `erspan(7)/vlan(100)`; empty when its SIP came plain.
+    pub outer_path: String,
+}
+
+/// The [`Rare`] of a call that has none of it.
+static NO_RARE: Rare = Rare {
+    rtcp_unmatched: 0,
+    links: Vec::new(),
+    latched: Vec::new(),
+    capture_loss: 0,
+    sip_truncated: 0,
+    sip_oversized: 0,
+    sip_unkept: Vec::new(),
+    fax_ns: None,
+    fax: Vec::new(),
+    encrypted_signalling: String::new(),
+    outer_path: String::new(),
+};
+
 /// One call: the dialog's state (driven by its SIP, in `dialog`), the media
 /// its SDP announced, and its streams (driven by RTP/RTCP, in `streams`).
 /// The call table owns calls and routes packets to them; everyone else reads
 /// them through the accessors below.
 pub struct Call {
     no: u64,
-    /// The Call-ID for display (lossy UTF-8) ...
-    call_id: String,
+    /// The Call-ID for display (lossy UTF-8), the method, parties,
+    /// Request-URI and group (see the accessors) ...
+    names: names::Names,
     /// ... and as it was on the wire, which is what identifies the call.
-    call_id_raw: Box<[u8]>,
-    /// The method that created the dialog (INVITE, REGISTER, ...).
-    method: String,
-    from_user: String,
-    to_user: String,
-    from_uri: String,
-    to_uri: String,
-    request_uri: String,
+    /// None when it was valid UTF-8 (the display form is then the same).
+    call_id_raw: Option<Box<[u8]>>,
     start_ns: u64,
     ringing_ns: Option<u64>,
     answer_ns: Option<u64>,
@@ -277,72 +328,42 @@ pub struct Call {
     /// Every packet of the call: (capture time, where it is); the older
     /// ones spilled to disk.
     packets: PacketLog,
+    /// Its SIP messages; while the call is open their texts are in
+    /// `sip_texts` (the spill), not in the entries.
     sip: Vec<SipEntry>,
+    sip_texts: sip_text::SpilledTexts,
     media: Vec<MediaInfo>,
     streams: Vec<Stream>,
-    stream_index: HashMap<StreamKey, usize>,
-    /// RTCP reports about SSRCs we have not (yet) seen as a stream.
-    rtcp_unmatched: u32,
-    /// Links to the other legs of the same logical call, with why.
-    links: Vec<Link>,
-    /// The logical call this leg belongs to: the Call-ID of its first leg
-    /// (its own Call-ID when it stands alone).
-    group: String,
+    /// Streams by key once there are more than [`STREAMS_SCANNED`] of them
+    /// (fewer are found by a scan: most calls have two).
+    /// Boxed: 8 bytes in every call rather than 48 for a map few build.
+    #[allow(clippy::box_collection)]
+    stream_index: Option<Box<HashMap<StreamKey, usize>>>,
+    /// What few calls have, boxed on first use (see [`Rare`]).
+    rare: Option<Box<Rare>>,
     /// Which way the first INVITE faced (carrier or core networks).
     facing: Facing,
-    /// Media that arrived from an address the SDP never named (NAT), as
-    /// (announced endpoint it was sent to, real source).
-    latched: Vec<(SocketAddr, SocketAddr)>,
     /// Where the first INVITE came from and went to.
     first_invite: Option<(SocketAddr, SocketAddr)>,
     /// Capture time after which the call is closed (set by BYE, CANCEL or a
     /// final failure; media and ACKs may still trail until then).
     linger_until: Option<u64>,
-    /// Packets the capture itself lost while this call was open (kernel ring
-    /// full, or a sensor stage dropping): the sensor cannot tell whose they
-    /// were, so every call open at the time carries the count. Distinct from
-    /// network loss, which the RTP sequence numbers measure per stream.
-    capture_loss: u64,
     /// Bytes its kept SIP entries take (entries, summaries and texts), held
     /// to `CallConfig::call_sip_bytes`.
     sip_bytes: usize,
-    /// SIP messages whose text was not kept (over the budget).
-    sip_truncated: u64,
-    /// SIP messages past the limits a SIP stack takes (thousands of
-    /// headers, a header section over 64 KiB), parsed and attributed anyway.
-    sip_oversized: u64,
-    /// The packets of the messages whose text was not kept: the call's
-    /// pcap has them, the outputs built in memory from its frames do not.
-    sip_unkept: Vec<PacketRef>,
-    /// When an offer/answer turned one of its media lines into T.38 fax
-    /// (`m=image ... udptl t38`).
-    fax_ns: Option<u64>,
-    /// UDPTL (T.38) packets per direction: fax, never RTP.
-    fax: Vec<FaxStream>,
     /// Media that no SIP claimed (found by the RTP heuristic): a record of
     /// its own, without dialog, Call-ID or calls.csv row.
     media_only: bool,
-    /// Empty for SIP in the clear; "tls (decrypted)" when its SIP came over
-    /// TLS and was decrypted; "tls (not decrypted: why)" for a TLS
-    /// connection listed in place of the calls it hid.
-    encrypted_signalling: String,
-    /// The encapsulations its first tunnelled SIP message came in, e.g.
-    /// `erspan(7)/vlan(100)`; empty when its SIP came plain.
-    outer_path: String,
 }
 
 impl Call {
     pub(crate) fn new(no: u64, call_id: &[u8], method: String, start_ns: u64) -> Self {
-        Call {
+        let mut c = Call {
             no,
-            call_id: String::from_utf8_lossy(call_id).into_owned(),
-            call_id_raw: call_id.into(),
-            method,
-            from_user: String::new(),
-            to_user: String::new(),
-            from_uri: String::new(),
-            to_uri: String::new(),
-            request_uri: String::new(),
+            names: Default::default(),
+            call_id_raw: std::str::from_utf8(call_id)
+                .is_err()
+                .then(|| call_id.into()),
             start_ns,
             ringing_ns: None,
             answer_ns: None,
@@ -362,27 +383,24 @@ impl Call {
             rtcp_packets: 0,
             packets: PacketLog::default(),
             sip: Vec::new(),
+            sip_texts: Default::default(),
             media: Vec::new(),
             streams: Vec::new(),
-            stream_index: HashMap::new(),
-            rtcp_unmatched: 0,
-            links: Vec::new(),
-            group: String::from_utf8_lossy(call_id).into_owned(),
+            stream_index: None,
+            rare: None,
             facing: Facing::Unknown,
-            latched: Vec::new(),
             first_invite: None,
             linger_until: None,
-            capture_loss: 0,
             sip_bytes: 0,
-            sip_truncated: 0,
-            sip_oversized: 0,
-            sip_unkept: Vec::new(),
-            fax_ns: None,
-            fax: Vec::new(),
             media_only: false,
-            encrypted_signalling: String::new(),
-            outer_path: String::new(),
-        }
+        };
+        let id = String::from_utf8_lossy(call_id);
+        c.names.set(&[
+            (Name::CallId, &id),
+            (Name::Group, &id),
+            (Name::Method, &method),
+        ]);
+        c
     }
 
     /// A record for media no SIP claimed (see `media_only`).
@@ -399,37 +417,40 @@ impl Call {
 
     /// The Call-ID for display (lossy UTF-8).
     pub fn call_id(&self) -> &str {
-        &self.call_id
+        self.names.get(Name::CallId)
     }
 
     /// The Call-ID as it was on the wire.
     pub fn call_id_raw(&self) -> &[u8] {
-        &self.call_id_raw
+        match &self.call_id_raw {
+            Some(raw) => raw,
+            None => self.call_id().as_bytes(),
+        }
     }
 
     /// The method that created the dialog (INVITE, REGISTER, ...).
     pub fn method(&self) -> &str {
-        &self.method
+        self.names.get(Name::Method)
     }
 
     pub fn from_user(&self) -> &str {
-        &self.from_user
+        self.names.get(Name::FromUser)
     }
 
     pub fn to_user(&self) -> &str {
-        &self.to_user
+        self.names.get(Name::ToUser)
     }
 
     pub fn from_uri(&self) -> &str {
-        &self.from_uri
+        self.names.get(Name::FromUri)
     }
 
     pub fn to_uri(&self) -> &str {
-        &self.to_uri
+        self.names.get(Name::ToUri)
     }
 
     pub fn request_uri(&self) -> &str {
-        &self.request_uri
+        self.names.get(Name::RequestUri)
     }
 
     pub fn start_ns(&self) -> u64 {
@@ -483,12 +504,12 @@ impl Call {
 
     /// When an offer/answer turned the call into T.38 fax.
     pub fn fax_ns(&self) -> Option<u64> {
-        self.fax_ns
+        self.rare().fax_ns
     }
 
     /// Its UDPTL (T.38 fax) streams, one per direction.
     pub fn fax_streams(&self) -> &[FaxStream] {
-        &self.fax
+        &self.rare().fax
     }
 
     /// Media that no SIP claimed: no dialog, no Call-ID, no calls.csv row.
@@ -530,10 +551,13 @@ impl Call {
 
     /// Older packet references go to `spill` from now on.
     pub(crate) fn spill_to(&mut self, spill: Option<super::Spill>) {
+        self.sip_texts.set_spill(spill.clone());
         self.packets.set_spill(spill);
     }
 
-    /// Its SIP messages in capture order.
+    /// Its SIP messages in capture order. The texts of an open call's
+    /// messages are in the spill until it closes: their `text` is empty
+    /// while it is open (the live view reads summaries only).
     pub fn sip(&self) -> &[SipEntry] {
         &self.sip
     }
@@ -550,22 +574,22 @@ impl Call {
 
     /// The stream identified by `key`.
     pub fn stream(&self, key: &StreamKey) -> Option<&Stream> {
-        self.stream_index.get(key).map(|&i| &self.streams[i])
+        self.stream_idx(key).map(|i| &self.streams[i])
     }
 
     /// RTCP reports about SSRCs not seen as a stream.
     pub fn rtcp_unmatched(&self) -> u32 {
-        self.rtcp_unmatched
+        self.rare().rtcp_unmatched
     }
 
     /// Links to the other legs of the same logical call, with why.
     pub fn links(&self) -> &[Link] {
-        &self.links
+        &self.rare().links
     }
 
     /// The Call-ID of the first leg of its logical call.
     pub fn group(&self) -> &str {
-        &self.group
+        self.names.get(Name::Group)
     }
 
     /// Which way the first INVITE faced.
@@ -576,7 +600,7 @@ impl Call {
     /// Media latched from an address no SDP named, as (announced endpoint it
     /// was sent to, real source).
     pub fn latched(&self) -> &[(SocketAddr, SocketAddr)] {
-        &self.latched
+        &self.rare().latched
     }
 
     /// Where the first INVITE came from and went to.
@@ -586,33 +610,33 @@ impl Call {
 
     /// Packets the capture lost while this call was open.
     pub fn capture_loss(&self) -> u64 {
-        self.capture_loss
+        self.rare().capture_loss
     }
 
     /// SIP messages whose text was not kept in memory (the call's SIP
     /// budget was spent): `sip.txt`, the index and the call page lack their
     /// text, `call.pcap` has them.
     pub fn sip_truncated(&self) -> u64 {
-        self.sip_truncated
+        self.rare().sip_truncated
     }
 
     /// SIP messages past the limits a SIP stack takes, attributed anyway.
     pub fn sip_oversized(&self) -> u64 {
-        self.sip_oversized
+        self.rare().sip_oversized
     }
 
     /// Packets of the SIP messages whose text was not kept.
     pub fn sip_unkept(&self) -> &[PacketRef] {
-        &self.sip_unkept
+        &self.rare().sip_unkept
     }
 
     /// How the signalling was protected (see the field): empty when clear.
     pub fn encrypted_signalling(&self) -> &str {
-        &self.encrypted_signalling
+        &self.rare().encrypted_signalling
     }
 
     pub fn is_invite(&self) -> bool {
-        self.method == "INVITE"
+        self.method() == "INVITE"
     }
 
     /// End time for reports: the BYE/final response, else the last packet.
@@ -652,6 +676,53 @@ impl Call {
     }
 }
 
+/// A call's streams found by a scan, not a map: a map of two keys takes
+/// more than the scan costs.
+const STREAMS_SCANNED: usize = 16;
+
+/// Pushes `x` onto `v`, growing it by doubling from one element: most calls
+/// have one or two of each (media lines, streams, SIP messages), and Vec's
+/// own first growth (to four) would hold two unused 1 KB streams per call.
+pub(super) fn push_tight<T>(v: &mut Vec<T>, x: T) {
+    if v.len() == v.capacity() {
+        v.reserve_exact(v.len().max(1));
+    }
+    v.push(x);
+}
+
+impl Call {
+    fn rare(&self) -> &Rare {
+        self.rare.as_deref().unwrap_or(&NO_RARE)
+    }
+
+    pub(super) fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    /// Index of the stream identified by `key`.
+    pub(super) fn stream_idx(&self, key: &StreamKey) -> Option<usize> {
+        match &self.stream_index {
+            Some(map) => map.get(key).copied(),
+            None => self.streams.iter().position(|s| s.key == *key),
+        }
+    }
+
+    /// Adds a stream not seen before; returns its index.
+    pub(super) fn add_stream(&mut self, s: Stream) -> usize {
+        let i = self.streams.len();
+        if let Some(map) = &mut self.stream_index {
+            map.insert(s.key, i);
+        } else if i == STREAMS_SCANNED {
+            let map = self.streams.iter().enumerate().map(|(i, s)| (s.key, i));
+            let mut map: HashMap<_, _> = map.collect();
+            map.insert(s.key, i);
+            self.stream_index = Some(Box::new(map));
+        }
+        push_tight(&mut self.streams, s);
+        i
+    }
+}
+
 /// What the call table and the leg grouping change on a call besides its
 /// SIP and media (those are in `dialog` and `streams`).
 impl Call {
@@ -668,16 +739,16 @@ impl Call {
     }
 
     pub(super) fn add_link(&mut self, link: Link) {
-        self.links.push(link);
+        self.rare_mut().links.push(link);
     }
 
     pub(super) fn set_group(&mut self, group: String) {
-        self.group = group;
+        self.names.set(&[(Name::Group, &group)]);
     }
 
     /// Adds an m= line its SDP announced; returns its index.
     pub(super) fn add_media(&mut self, m: MediaInfo) -> usize {
-        self.media.push(m);
+        push_tight(&mut self.media, m);
         self.media.len() - 1
     }
 
@@ -697,11 +768,11 @@ impl Call {
         let to_announced = self.media.iter().any(|m| m.rtp == dst || m.rtcp == dst);
         if !to_announced
             || ts_ns.saturating_sub(announced_at) > window_ns
-            || self.latched.iter().any(|l| l.1 == src)
+            || self.rare().latched.iter().any(|l| l.1 == src)
         {
             return false;
         }
-        self.latched.push((dst, src));
+        self.rare_mut().latched.push((dst, src));
         true
     }
 
@@ -711,20 +782,20 @@ impl Call {
         self.media
             .iter()
             .flat_map(|m| [m.rtp, m.rtcp])
-            .chain(self.latched.iter().map(|l| l.1))
+            .chain(self.rare().latched.iter().map(|l| l.1))
     }
 
     /// Its SIP came over TLS, decrypted.
     pub(super) fn note_tls(&mut self) {
-        if self.encrypted_signalling.is_empty() {
-            self.encrypted_signalling = "tls (decrypted)".to_string();
+        if self.rare().encrypted_signalling.is_empty() {
+            self.rare_mut().encrypted_signalling = "tls (decrypted)".to_string();
         }
     }
 
     /// A TLS connection that could not be decrypted, standing for the calls
     /// it carried: its packets and times, and why (`note`).
     pub(super) fn set_encrypted(&mut self, note: &str, last_ns: u64, refs: &[(u64, PacketRef)]) {
-        self.encrypted_signalling = note.to_string();
+        self.rare_mut().encrypted_signalling = note.to_string();
         self.last_ns = self.last_ns.max(last_ns);
         self.sip_packets = refs.len() as u64;
         self.packets.extend(refs);
@@ -733,20 +804,22 @@ impl Call {
     /// The encapsulations (VLAN, MPLS, GRE, ERSPAN, VXLAN, ...) around its
     /// SIP, outermost first; empty when none.
     pub fn outer_path(&self) -> &str {
-        &self.outer_path
+        &self.rare().outer_path
     }
 
     /// Records the path of a tunnelled SIP message, unless one is known.
     pub(crate) fn note_outer_path(&mut self, path: &voxtap_proto::decode::Encap) {
-        if self.outer_path.is_empty() && !path.is_empty() {
-            self.outer_path = path.to_string();
+        if self.rare().outer_path.is_empty() && !path.is_empty() {
+            self.rare_mut().outer_path = path.to_string();
         }
     }
 
     /// The capture lost `n` packets while the call was open (or a store
     /// could not keep `n` of its packets).
     pub fn add_capture_loss(&mut self, n: u64) {
-        self.capture_loss += n;
+        if n > 0 {
+            self.rare_mut().capture_loss += n;
+        }
     }
 }
 
@@ -759,11 +832,13 @@ impl Call {
         to_user: String,
         request_uri: String,
     ) {
-        self.from_uri = format!("sip:{from_user}@a.example");
-        self.to_uri = format!("sip:{to_user}@b.example");
-        self.from_user = from_user;
-        self.to_user = to_user;
-        self.request_uri = request_uri;
+        self.names.set(&[
+            (Name::FromUri, &format!("sip:{from_user}@a.example")),
+            (Name::ToUri, &format!("sip:{to_user}@b.example")),
+            (Name::FromUser, &from_user),
+            (Name::ToUser, &to_user),
+            (Name::RequestUri, &request_uri),
+        ]);
     }
 
     pub(crate) fn set_outcome_for_test(
@@ -782,6 +857,6 @@ impl Call {
 
     pub(crate) fn push_sip_for_test(&mut self, e: SipEntry) {
         self.sip_packets += 1;
-        self.sip.push(e);
+        push_tight(&mut self.sip, e);
     }
 }

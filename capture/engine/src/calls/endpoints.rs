@@ -28,16 +28,83 @@ pub(super) enum Role {
 pub(super) struct EndpointUse {
     pub call: u64,
     pub role: Role,
-    /// The m= line (index into the call's media) that announced it.
-    pub media_idx: usize,
+    /// The m= line (index into the call's media) that announced it:
+    /// [`Self::media_idx`] (32 bits keep a use in 16 bytes).
+    media: u32,
     /// That m= line is T.38 fax (UDPTL), not RTP.
     pub fax: bool,
+}
+
+impl EndpointUse {
+    pub fn new(call: u64, role: Role, media_idx: usize, fax: bool) -> Self {
+        EndpointUse {
+            call,
+            role,
+            media: u32::try_from(media_idx).unwrap_or(u32::MAX),
+            fax,
+        }
+    }
+
+    /// The m= line (index into the call's media) that announced it.
+    pub fn media_idx(&self) -> usize {
+        self.media as usize
+    }
+}
+
+/// The calls using one endpoint, newest last: almost always one, kept
+/// inline (a Vec of one would cost an allocation per endpoint, four per
+/// call).
+enum Uses {
+    One(EndpointUse),
+    Many(Vec<EndpointUse>),
+}
+
+impl Default for Uses {
+    fn default() -> Self {
+        Uses::Many(Vec::new())
+    }
+}
+
+impl Uses {
+    fn as_slice(&self) -> &[EndpointUse] {
+        match self {
+            Uses::One(u) => std::slice::from_ref(u),
+            Uses::Many(v) => v,
+        }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [EndpointUse] {
+        match self {
+            Uses::One(u) => std::slice::from_mut(u),
+            Uses::Many(v) => v,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+
+    fn push(&mut self, u: EndpointUse) {
+        match self {
+            Uses::One(a) => *self = Uses::Many(vec![*a, u]),
+            Uses::Many(v) if v.is_empty() => *self = Uses::One(u),
+            Uses::Many(v) => v.push(u),
+        }
+    }
+
+    fn retain(&mut self, keep: impl Fn(&EndpointUse) -> bool) {
+        match self {
+            Uses::One(u) if !keep(u) => *self = Uses::default(),
+            Uses::One(_) => {}
+            Uses::Many(v) => v.retain(|u| keep(u)),
+        }
+    }
 }
 
 #[derive(Default)]
 pub(super) struct Endpoints {
     /// Receiving endpoints, newest use last.
-    uses: HashMap<SocketAddr, Vec<EndpointUse>>,
+    uses: HashMap<SocketAddr, Uses>,
     /// `None` unless a live sensor asked for them: import has no filter to
     /// update and must not accumulate events.
     events: Option<Vec<EndpointEvent>>,
@@ -60,11 +127,11 @@ impl Endpoints {
     /// m= line the stream started under), unless it turns the media into
     /// fax or back (T.38): from then on the packets are the new line's.
     pub fn announce(&mut self, ep: SocketAddr, u: EndpointUse) {
-        if let Some(x) = self
-            .uses
-            .get_mut(&ep)
-            .and_then(|v| v.iter_mut().find(|x| x.call == u.call && x.role == u.role))
-            && x.fax != u.fax
+        if let Some(x) = self.uses.get_mut(&ep).and_then(|v| {
+            v.as_mut_slice()
+                .iter_mut()
+                .find(|x| x.call == u.call && x.role == u.role)
+        }) && x.fax != u.fax
         {
             *x = u;
             return;
@@ -85,7 +152,7 @@ impl Endpoints {
         {
             ev.push(EndpointEvent::Added(ep));
         }
-        if !uses.iter().any(known) {
+        if !uses.as_slice().iter().any(known) {
             uses.push(u);
         }
     }
@@ -110,8 +177,8 @@ impl Endpoints {
     /// (symmetric RTP sends from the port it receives on). The flag says
     /// whether `src` is a known endpoint of that call.
     pub fn find(&self, src: SocketAddr, dst: SocketAddr) -> Option<(EndpointUse, bool)> {
-        let d = self.uses.get(&dst);
-        let s = self.uses.get(&src);
+        let d = self.uses.get(&dst).map(Uses::as_slice);
+        let s = self.uses.get(&src).map(Uses::as_slice);
         if let (Some(d), Some(s)) = (d, s)
             && let Some(u) = d.iter().rev().find(|u| s.iter().any(|x| x.call == u.call))
         {
@@ -172,21 +239,11 @@ pub(super) fn claims(
 ) -> impl Iterator<Item = (SocketAddr, EndpointUse)> {
     let rtp = (
         m.rtp,
-        EndpointUse {
-            call,
-            role: Role::Rtp,
-            media_idx,
-            fax: is_fax(m),
-        },
+        EndpointUse::new(call, Role::Rtp, media_idx, is_fax(m)),
     );
     let rtcp = (m.rtcp != m.rtp).then_some((
         m.rtcp,
-        EndpointUse {
-            call,
-            role: Role::Rtcp,
-            media_idx,
-            fax: is_fax(m),
-        },
+        EndpointUse::new(call, Role::Rtcp, media_idx, is_fax(m)),
     ));
     std::iter::once(rtp).chain(rtcp)
 }

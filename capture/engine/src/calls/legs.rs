@@ -559,7 +559,7 @@ pub(crate) fn facing(src: IpAddr, dst: IpAddr, cfg: &LegConfig) -> Facing {
 type PendingName = (u64, LinkMethod, String);
 
 /// Open calls by number (the call table's store).
-pub(super) type OpenCalls = HashMap<u64, Call>;
+pub(super) type OpenCalls = HashMap<u64, Box<Call>>;
 
 /// Calls grouped into logical calls: the evidence that links legs, which
 /// group each call is in, and the closed legs waiting for the rest of their
@@ -567,9 +567,11 @@ pub(super) type OpenCalls = HashMap<u64, Call>;
 #[derive(Default)]
 pub(super) struct Groups {
     index: LegIndex,
-    /// Call -> the first call of its logical call (group root).
+    /// Call -> the first call of its logical call (group root), and group
+    /// root -> every call of the group: for linked calls only (a call alone
+    /// is its own root and only member, which most calls are: two map
+    /// entries and a Vec each would cost them 80 bytes).
     group_of: HashMap<u64, u64>,
-    /// Group root -> every call of the group.
     members: HashMap<u64, Vec<u64>>,
     /// Closed calls waiting for the other legs of their group to close.
     parked: HashMap<u64, Call>,
@@ -583,10 +585,12 @@ pub(super) struct Groups {
 const MAX_PENDING_NAMES: usize = 100_000;
 
 impl Groups {
-    /// A new call, alone in its group.
-    pub fn add(&mut self, no: u64) {
-        self.group_of.insert(no, no);
-        self.members.insert(no, vec![no]);
+    /// The group root of call `no`, if it is open or parked.
+    fn root(&self, open: &OpenCalls, no: u64) -> Option<u64> {
+        self.group_of
+            .get(&no)
+            .copied()
+            .or_else(|| (open.contains_key(&no) || self.parked.contains_key(&no)).then_some(no))
     }
 
     pub fn linked(&self) -> u64 {
@@ -602,7 +606,11 @@ impl Groups {
     pub fn close(&mut self, open: &OpenCalls, call: Call) -> Vec<Call> {
         let no = call.no();
         let root = self.group_of.get(&no).copied().unwrap_or(no);
-        let members = self.members.get(&root).cloned().unwrap_or_default();
+        let members = self
+            .members
+            .get(&root)
+            .cloned()
+            .unwrap_or_else(|| vec![root]);
         if members.iter().any(|m| open.contains_key(m)) {
             self.parked.insert(no, call);
             return Vec::new();
@@ -635,13 +643,14 @@ impl Groups {
 
     fn call_id_of(&self, open: &OpenCalls, no: u64) -> Option<String> {
         open.get(&no)
+            .map(|c| &**c)
             .or_else(|| self.parked.get(&no))
             .map(|c| c.call_id().to_string())
     }
 
     /// Join the logical calls of `a` and `b`, recording why on both legs.
     fn link(&mut self, open: &mut OpenCalls, a: u64, b: u64, method: LinkMethod, detail: String) {
-        let (Some(&ra), Some(&rb)) = (self.group_of.get(&a), self.group_of.get(&b)) else {
+        let (Some(ra), Some(rb)) = (self.root(open, a), self.root(open, b)) else {
             return;
         };
         if ra == rb {
@@ -667,11 +676,11 @@ impl Groups {
         self.linked += 1;
         // The older group absorbs the newer; its first leg names the call.
         let (keep, gone) = if ra < rb { (ra, rb) } else { (rb, ra) };
-        let moved = self.members.remove(&gone).unwrap_or_default();
+        let moved = self.members.remove(&gone).unwrap_or_else(|| vec![gone]);
         for m in &moved {
             self.group_of.insert(*m, keep);
         }
-        let members = self.members.entry(keep).or_default();
+        let members = self.members.entry(keep).or_insert_with(|| vec![keep]);
         members.extend(moved);
         members.sort_unstable();
         let members = members.clone();

@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 
 use super::call::PacketRef;
-use super::spill::{CHUNK, ChunkPtr, Spill};
+use super::spill::{CHUNK, ChunkPtr, PinnedSeg, Spill};
 
 #[derive(Default)]
 pub(crate) struct PacketLog {
@@ -16,7 +16,7 @@ pub(crate) struct PacketLog {
     spill: Option<Spill>,
     last: ChunkPtr,
     /// The segment the first chunk pinned.
-    pinned: Option<u64>,
+    pinned: PinnedSeg,
     spilled: u64,
     /// The spill refused a chunk (after a failure it logged): the rest
     /// stays in memory.
@@ -72,7 +72,7 @@ impl PacketLog {
             Some((p, seg)) => {
                 self.last = p;
                 if first {
-                    self.pinned = Some(seg);
+                    self.pinned.set(seg);
                 }
                 self.spilled += self.tail.len() as u64;
                 self.tail.clear();

@@ -1,9 +1,10 @@
-//! Where calls keep their older packet references: chunks of 32 references,
+//! Where calls keep their older packet references: chunks of 16 references,
 //! delta-encoded, appended to segment files on disk, each chunk naming the
 //! call's previous chunk. A call holds only its latest chunk's address and
-//! fewer than 32 references in memory, so its memory does not grow with its
+//! fewer than 16 references in memory, so its memory does not grow with its
 //! duration; the references are read back (one read per chunk) when the
-//! call's PCAP is cut.
+//! call's PCAP is cut. Open calls keep the texts of their SIP messages here
+//! too, one record each, read back when they close.
 //!
 //! Segment files are unlinked as soon as they are created (nothing is left
 //! behind after a crash) and closed when no call still needs them: a call
@@ -19,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::call::PacketRef;
 
 /// References per chunk.
-pub(crate) const CHUNK: usize = 32;
+pub(crate) const CHUNK: usize = 16;
 /// Segment size (bits of the offset inside one segment file).
 const SEG_BITS: u32 = 26;
 const SEG_SIZE: u64 = 1 << SEG_BITS;
@@ -36,6 +37,32 @@ fn ptr(off: u64, len: usize) -> ChunkPtr {
 
 fn ptr_parts(p: ChunkPtr) -> (u64, usize) {
     (p >> 16, (p & 0xffff) as usize)
+}
+
+/// The segment a call pinned, if any, in 8 bytes (an `Option<u64>` takes
+/// 16; segment numbers are below 2^22).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PinnedSeg(u64);
+
+impl Default for PinnedSeg {
+    fn default() -> Self {
+        PinnedSeg(u64::MAX)
+    }
+}
+
+impl PinnedSeg {
+    pub fn is_none(self) -> bool {
+        self.0 == u64::MAX
+    }
+
+    pub fn set(&mut self, seg: u64) {
+        self.0 = seg;
+    }
+
+    pub fn take(&mut self) -> Option<u64> {
+        let seg = std::mem::take(self);
+        (!seg.is_none()).then_some(seg.0)
+    }
 }
 
 struct Segment {
@@ -84,7 +111,9 @@ impl Spill {
             dir: dir.to_path_buf(),
             segments: BTreeMap::new(),
             pos: 0,
-            buf: Vec::new(),
+            // Allocated once, with room for the last record before a
+            // flush: growing by doubling would end at twice WRITE_BUF.
+            buf: Vec::with_capacity(WRITE_BUF + 0xffff),
             buf_start: 0,
             failed: false,
             chunks: 0,
@@ -115,17 +144,36 @@ impl Spill {
         refs: &[(u64, PacketRef)],
         pin: bool,
     ) -> Option<(ChunkPtr, u64)> {
+        let mut enc = [0u8; 8 + CHUNK * 20];
+        let len = encode(prev, refs, &mut enc);
+        let placed = self.put(&enc[..len], pin);
+        if placed.is_some() {
+            self.lock().chunks += 1;
+        }
+        placed
+    }
+
+    /// Appends `bytes` as one record (the text of a SIP message an open call
+    /// keeps); returns its address and segment as [`Self::append`] does.
+    /// None when spilling is off, or for an empty record or one longer than
+    /// an address can say (64 KiB): those stay in memory.
+    pub(crate) fn append_bytes(&self, bytes: &[u8], pin: bool) -> Option<(ChunkPtr, u64)> {
+        if bytes.is_empty() || bytes.len() > 0xffff {
+            return None;
+        }
+        self.put(bytes, pin)
+    }
+
+    /// Writes record `rec` at the end (into the write buffer).
+    fn put(&self, rec: &[u8], pin: bool) -> Option<(ChunkPtr, u64)> {
         let mut s = self.lock();
         if s.failed {
             return None;
         }
-        let mut enc = [0u8; 8 + CHUNK * 20];
-        let len = encode(prev, refs, &mut enc);
-        match s.place(len) {
+        match s.place(rec.len()) {
             Ok(off) => {
-                s.buf.extend_from_slice(&enc[..len]);
-                s.pos = off + len as u64;
-                s.chunks += 1;
+                s.buf.extend_from_slice(rec);
+                s.pos = off + rec.len() as u64;
                 let seg = off >> SEG_BITS;
                 if pin && let Some(g) = s.segments.get_mut(&seg) {
                     g.pins += 1;
@@ -134,7 +182,7 @@ impl Spill {
                     s.fail();
                     return None;
                 }
-                Some((ptr(off, len), seg))
+                Some((ptr(off, rec.len()), seg))
             }
             Err(e) => {
                 tracing::warn!(dir = %s.dir.display(), error = %e, "spilling packet references failed; calls keep them in memory");
@@ -142,6 +190,33 @@ impl Spill {
                 None
             }
         }
+    }
+
+    /// The record at `p` written by [`Self::append_bytes`] (from the write
+    /// buffer when it is still there: a short call's texts never hit the
+    /// disk).
+    pub(crate) fn read_bytes(&self, p: ChunkPtr) -> std::io::Result<Vec<u8>> {
+        let (off, len) = ptr_parts(p);
+        let file = {
+            let s = self.lock();
+            if off >= s.buf_start {
+                let at = (off - s.buf_start) as usize;
+                return s
+                    .buf
+                    .get(at..at + len)
+                    .map(<[u8]>::to_vec)
+                    .ok_or_else(|| std::io::Error::other("spill record past the buffer"));
+            }
+            let seg = off >> SEG_BITS;
+            let g = s
+                .segments
+                .get(&seg)
+                .ok_or_else(|| std::io::Error::other(format!("spill segment {seg} is gone")))?;
+            Arc::clone(&g.file)
+        };
+        let mut v = vec![0; len];
+        file.read_exact_at(&mut v, off & (SEG_SIZE - 1))?;
+        Ok(v)
     }
 
     /// Every reference of the chain ending at `last`, oldest chunk first.

@@ -142,7 +142,9 @@ pub struct CallTableStats {
 
 pub struct CallTable {
     cfg: CallConfig,
-    calls: HashMap<u64, Call>,
+    /// Boxed: the map's spare slots (up to half of them after it grows)
+    /// then cost a pointer each, not a whole call.
+    calls: HashMap<u64, Box<Call>>,
     by_call_id: HashMap<Box<[u8]>, u64>,
     closed: Closed,
     endpoints: Endpoints,
@@ -253,13 +255,13 @@ impl CallTable {
     /// Bytes the open calls hold in memory for their packet references (the
     /// spilled ones are on disk).
     pub fn packet_bytes_held(&self) -> usize {
-        self.calls.values().map(Call::packet_bytes_held).sum()
+        self.calls.values().map(|c| c.packet_bytes_held()).sum()
     }
 
     /// The open calls, in no particular order (a live snapshot reads them
     /// once per tick; see [`crate::live_calls`]).
     pub fn open(&self) -> impl Iterator<Item = &Call> {
-        self.calls.values()
+        self.calls.values().map(|c| &**c)
     }
 
     /// Capture time: the latest packet or tick seen.
@@ -372,10 +374,11 @@ impl CallTable {
     /// its endpoints, remember its Call-ID for late messages, and hand it
     /// out with the rest of its logical call.
     fn finalize(&mut self, no: u64, reason: EndReason) {
-        let Some(mut call) = self.calls.remove(&no) else {
+        let Some(mut call) = self.calls.remove(&no).map(|c| *c) else {
             return;
         };
         call.close(reason);
+        call.load_sip_texts();
         for ep in call.endpoints() {
             self.endpoints.release(no, ep);
         }
@@ -483,9 +486,8 @@ impl CallTable {
         self.next_no += 1;
         let mut call = Call::new(no, cid.as_bytes(), String::new(), first_ns);
         call.set_encrypted(note, last_ns, refs);
-        self.calls.insert(no, call);
+        self.calls.insert(no, Box::new(call));
         self.by_call_id.insert(cid.as_bytes().into(), no);
-        self.groups.add(no);
         self.stats.calls_created += 1;
         self.finalize(no, EndReason::EndOfCapture);
     }
@@ -566,9 +568,8 @@ impl CallTable {
             self.unanswered.insert(no, p.src.ip());
         }
         self.mem_bytes += call.mem_estimate() + TABLE_BYTES_PER_CALL;
-        self.calls.insert(no, call);
+        self.calls.insert(no, Box::new(call));
         self.by_call_id.insert(cid.into(), no);
-        self.groups.add(no);
         self.stats.calls_created += 1;
         Some(no)
     }
@@ -606,10 +607,10 @@ impl CallTable {
             };
             for o in self.orphans.claim(ep) {
                 self.stats.orphans_claimed += 1;
-                call.on_orphan(Some(u.media_idx), &o);
+                call.on_orphan(Some(u.media_idx()), &o);
             }
             for rec in self.media_only.claim(ep) {
-                call.absorb_media_only(u.media_idx, rec);
+                call.absorb_media_only(u.media_idx(), rec);
             }
         }
     }
@@ -619,7 +620,7 @@ impl CallTable {
     pub fn media_call_id(&self, src: SocketAddr, dst: SocketAddr) -> Option<(&[u8], bool)> {
         let (u, _) = self.endpoints.find(src, dst)?;
         let call = self.calls.get(&u.call)?;
-        let srtp = call.media().get(u.media_idx).is_some_and(|m| m.is_srtp());
+        let srtp = call.media().get(u.media_idx()).is_some_and(|m| m.is_srtp());
         Some((call.call_id_raw(), srtp))
     }
 
@@ -656,7 +657,7 @@ impl CallTable {
         }
         let rtcp_like = rtp::looks_like_rtcp(payload);
         if u.role == Role::Rtcp || rtcp_like {
-            if !call.on_rtcp(u.media_idx, payload, rtcp_like) {
+            if !call.on_rtcp(u.media_idx(), payload, rtcp_like) {
                 self.stats.media_unparsed += 1;
             }
             return true;
@@ -667,7 +668,7 @@ impl CallTable {
             self.stats.media_unparsed += 1;
             return true;
         };
-        let seen = call.on_rtp(src, dst, Some(u.media_idx), ts_ns, &p);
+        let seen = call.on_rtp(src, dst, Some(u.media_idx()), ts_ns, &p);
         if seen.is_new || seen.early {
             self.groups
                 .link_by_media(&mut self.calls, &self.cfg, u.call, seen, ts_ns, &p);
@@ -705,7 +706,7 @@ impl CallTable {
         let Some(call) = self.calls.get_mut(&u.call) else {
             return;
         };
-        if call.try_latch(u.media_idx, src, dst, ts_ns, window) {
+        if call.try_latch(u.media_idx(), src, dst, ts_ns, window) {
             self.stats.media_latched += 1;
             self.endpoints.latch(src, u);
         }

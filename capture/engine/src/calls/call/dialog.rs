@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use voxtap_proto::sip::{Message, Method, StartLine, uri_user};
 
-use super::{Call, CallState, EndReason, PacketRef};
+use super::{Call, CallState, EndReason, Name, PacketRef};
 
 /// One SIP message as the call table hands it on.
 pub(in crate::calls) struct SipPacket<'m, 'a> {
@@ -51,7 +51,7 @@ impl Call {
         if matches!(p.transport, "TLS" | "WSS") {
             self.note_tls();
         }
-        if self.from_uri.is_empty() {
+        if self.from_uri().is_empty() {
             self.note_parties(p.msg);
         }
         let kept = self.keep_sip(p, sip_allowance, sip_room);
@@ -102,13 +102,21 @@ impl Call {
 
     /// From and To of the first message that has them.
     fn note_parties(&mut self, msg: &Message<'_>) {
-        if let Some(f) = msg.from() {
-            self.from_uri = lossy(f.uri);
-            self.from_user = uri_user(f.uri).map(lossy).unwrap_or_default();
+        let user = |uri| uri_user(uri).map(lossy).unwrap_or_default();
+        let from = msg.from().map(|f| (lossy(f.uri), user(f.uri)));
+        let to = msg.to().map(|t| (lossy(t.uri), user(t.uri)));
+        let mut set = Vec::with_capacity(4);
+        if let Some((uri, user)) = &from {
+            set.extend([
+                (Name::FromUri, uri.as_str()),
+                (Name::FromUser, user.as_str()),
+            ]);
         }
-        if let Some(t) = msg.to() {
-            self.to_uri = lossy(t.uri);
-            self.to_user = uri_user(t.uri).map(lossy).unwrap_or_default();
+        if let Some((uri, user)) = &to {
+            set.extend([(Name::ToUri, uri.as_str()), (Name::ToUser, user.as_str())]);
+        }
+        if !set.is_empty() {
+            self.names.set(&set);
         }
     }
 
@@ -128,8 +136,8 @@ impl Call {
                     if let Some((n, _)) = cseq {
                         self.invite_cseq = Some(n);
                     }
-                    if self.request_uri.is_empty() {
-                        self.request_uri = lossy(uri);
+                    if self.request_uri().is_empty() {
+                        self.names.set(&[(Name::RequestUri, &lossy(uri))]);
                     }
                 }
             }
@@ -146,8 +154,8 @@ impl Call {
             }
             Method::Ack => self.awaiting &= !AWAIT_ACK,
             _ => {
-                if !self.is_invite() && self.request_uri.is_empty() {
-                    self.request_uri = lossy(uri);
+                if !self.is_invite() && self.request_uri().is_empty() {
+                    self.names.set(&[(Name::RequestUri, &lossy(uri))]);
                 }
             }
         }
@@ -165,7 +173,7 @@ impl Call {
         } else if !self.is_invite()
             && cseq
                 .as_ref()
-                .is_some_and(|(_, m)| m.as_str() == self.method.as_str())
+                .is_some_and(|(_, m)| m.as_str() == self.method())
         {
             self.on_transaction_response(code, ts_ns, linger_until);
         }

@@ -90,14 +90,15 @@ impl Call {
         let Some(seq) = payload.first_chunk::<2>().map(|b| u16::from_be_bytes(*b)) else {
             return false;
         };
-        let i = match self.fax.iter().position(|f| f.src == src && f.dst == dst) {
+        let fax = &mut self.rare_mut().fax;
+        let i = match fax.iter().position(|f| f.src == src && f.dst == dst) {
             Some(i) => i,
             None => {
-                self.fax.push(FaxStream::new(src, dst, ts_ns, seq));
-                self.fax.len() - 1
+                fax.push(FaxStream::new(src, dst, ts_ns, seq));
+                fax.len() - 1
             }
         };
-        self.fax[i].update(ts_ns, seq, payload.len());
+        fax[i].update(ts_ns, seq, payload.len());
         true
     }
 
@@ -112,8 +113,9 @@ impl Call {
         let answers = earlier().any(|o| o.announced_by != m.announced_by);
         let answered_before =
             earlier().any(|o| earlier().any(|x| x.announced_by != o.announced_by));
-        if self.fax_ns.is_none() || (answers && !answered_before) {
-            self.fax_ns = Some(m.announced_ns);
+        let fax_ns = m.announced_ns;
+        if self.fax_ns().is_none() || (answers && !answered_before) {
+            self.rare_mut().fax_ns = Some(fax_ns);
         }
     }
 }

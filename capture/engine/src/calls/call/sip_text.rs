@@ -8,9 +8,84 @@
 //! the table's memory budget), then summaries only (the ladder keeps its
 //! shape) within a quarter more, then nothing but a count. The packets are
 //! always referenced, so `call.pcap` holds every message whatever the budget.
+//!
+//! While the call is open the kept texts wait in the table's spill (they
+//! were half of an open call's memory); [`Call::load_sip_texts`] puts them
+//! back into the entries when it closes, before anyone reads them.
 
 use super::dialog::{SipPacket, summary};
 use super::{Call, SipEntry};
+use crate::calls::spill::{ChunkPtr, PinnedSeg, Spill};
+
+/// Where an open call's SIP texts are: one spill record per entry (0: the
+/// text is in the entry, or there is none).
+#[derive(Default)]
+pub(crate) struct SpilledTexts {
+    spill: Option<Spill>,
+    recs: Vec<ChunkPtr>,
+    /// The segment of the first record (pinned until read back).
+    pinned: PinnedSeg,
+}
+
+impl SpilledTexts {
+    pub(crate) fn set_spill(&mut self, spill: Option<Spill>) {
+        if self.recs.is_empty() {
+            self.spill = spill;
+        }
+    }
+
+    /// Moves `text` (of entry `recs.len()`) to the spill; returns it back
+    /// when there is no spill or it refused.
+    fn put(&mut self, text: String) -> String {
+        let placed = self.spill.as_ref().and_then(|s| {
+            let first = self.pinned.is_none();
+            s.append_bytes(text.as_bytes(), first)
+        });
+        let rec = match placed {
+            Some((p, seg)) => {
+                if self.pinned.is_none() {
+                    self.pinned.set(seg);
+                }
+                p
+            }
+            None => 0,
+        };
+        super::push_tight(&mut self.recs, rec);
+        if rec == 0 { text } else { String::new() }
+    }
+
+    /// Reads every spilled text back into `entries` and lets go of the spill.
+    fn load(&mut self, entries: &mut [SipEntry]) -> std::io::Result<()> {
+        let Some(spill) = self.spill.take() else {
+            return Ok(());
+        };
+        let mut res = Ok(());
+        for (e, &p) in entries.iter_mut().zip(&self.recs) {
+            if p == 0 || res.is_err() {
+                continue;
+            }
+            match spill.read_bytes(p).and_then(|b| {
+                String::from_utf8(b).map_err(|_| std::io::Error::other("spilled SIP text"))
+            }) {
+                Ok(t) => e.text = t,
+                Err(err) => res = Err(err),
+            }
+        }
+        self.recs = Vec::new();
+        if let Some(seg) = self.pinned.take() {
+            spill.unpin(seg);
+        }
+        res
+    }
+}
+
+impl Drop for SpilledTexts {
+    fn drop(&mut self) {
+        if let (Some(seg), Some(spill)) = (self.pinned.take(), &self.spill) {
+            spill.unpin(seg);
+        }
+    }
+}
 
 /// Longest start-line summary kept (a Request-URI may be 8 KiB).
 const MAX_SUMMARY: usize = 200;
@@ -27,7 +102,7 @@ impl Call {
         room: usize,
     ) -> usize {
         if p.msg.oversized() {
-            self.sip_oversized += 1;
+            self.rare_mut().sip_oversized += 1;
         }
         let mut summary = summary(p.msg);
         if summary.len() > MAX_SUMMARY {
@@ -39,8 +114,8 @@ impl Call {
         }
         let entry = std::mem::size_of::<SipEntry>() + summary.len();
         // Lossy UTF-8 may grow the text; the raw length is its lower bound.
-        let fits =
-            |len: usize, cap: usize| self.sip_bytes.saturating_add(len) <= cap && len <= room;
+        let held = self.sip_bytes;
+        let fits = |len: usize, cap: usize| held.saturating_add(len) <= cap && len <= room;
         let mut text = String::new();
         if fits(entry + p.msg.raw().len(), allowance) {
             text = String::from_utf8_lossy(p.msg.raw()).into_owned();
@@ -50,22 +125,36 @@ impl Call {
         }
         let kept = entry + text.len();
         if text.is_empty() {
-            self.sip_truncated += 1;
-            self.sip_unkept.extend(p.refs.iter().map(|r| r.1));
+            let rare = self.rare_mut();
+            rare.sip_truncated += 1;
+            rare.sip_unkept.extend(p.refs.iter().map(|r| r.1));
             if !fits(kept, allowance.saturating_add(allowance / 4)) {
                 return 0;
             }
         }
         self.sip_bytes += kept;
-        self.sip.push(SipEntry {
-            ts_ns: p.ts_ns,
-            src: p.src,
-            dst: p.dst,
-            transport: p.transport,
-            summary,
-            text,
-        });
+        let text = self.sip_texts.put(text);
+        super::push_tight(
+            &mut self.sip,
+            SipEntry {
+                ts_ns: p.ts_ns,
+                src: p.src,
+                dst: p.dst,
+                transport: p.transport,
+                summary,
+                text,
+            },
+        );
         kept
+    }
+
+    /// Puts the texts that waited in the spill back into its SIP entries
+    /// (the call is closing). On a read error the texts not read stay
+    /// empty, as if over the budget, and the error is logged.
+    pub(in crate::calls) fn load_sip_texts(&mut self) {
+        if let Err(e) = self.sip_texts.load(&mut self.sip) {
+            tracing::warn!(call = %self.call_id(), error = %e, "reading back spilled SIP texts");
+        }
     }
 
     /// Bytes its kept SIP entries take.
@@ -81,12 +170,12 @@ impl Call {
         size_of::<Call>()
             + self.sip_bytes
             + self.packets.held_bytes()
-            + self.sip_unkept.capacity() * size_of::<super::PacketRef>()
+            + self.rare().sip_unkept.capacity() * size_of::<super::PacketRef>()
             + self.streams.capacity() * (size_of::<super::Stream>() + 64)
             + self.media.capacity() * (size_of::<super::MediaInfo>() + 256)
-            + self.call_id.len() * 3
-            + self.from_uri.len()
-            + self.to_uri.len()
-            + self.request_uri.len()
+            + self.call_id().len() * 3
+            + self.from_uri().len()
+            + self.to_uri().len()
+            + self.request_uri().len()
     }
 }

@@ -71,7 +71,7 @@ impl Call {
             dst,
             ssrc: p.ssrc(),
         };
-        let is_new = !self.stream_index.contains_key(&key);
+        let is_new = self.stream_idx(&key).is_none();
         let hash = crate::calls::legs::payload_hash(p.payload());
         let s = self.stream_mut(key, media_idx, p.payload_type());
         s.stats.update(
@@ -149,25 +149,21 @@ impl Call {
         self.rtcp_packets += rec.rtcp_packets;
         self.last_ns = self.last_ns.max(rec.last_ns);
         for mut s in rec.streams {
-            if self.stream_index.contains_key(&s.key) {
+            if self.stream_idx(&s.key).is_some() {
                 continue;
             }
             s.media_idx = Some(media_idx);
-            self.stream_index.insert(s.key, self.streams.len());
-            self.streams.push(s);
+            self.add_stream(s);
         }
     }
 
     /// The stream for `key`, created on first sight.
     fn stream_mut(&mut self, key: StreamKey, media_idx: Option<usize>, pt: u8) -> &mut Stream {
-        let idx = match self.stream_index.get(&key) {
-            Some(&i) => i,
+        let idx = match self.stream_idx(&key) {
+            Some(i) => i,
             None => {
                 let stream = self.new_stream(key, media_idx, pt);
-                self.streams.push(stream);
-                let i = self.streams.len() - 1;
-                self.stream_index.insert(key, i);
-                i
+                self.add_stream(stream)
             }
         };
         &mut self.streams[idx]
@@ -236,7 +232,7 @@ impl Call {
                     found = true;
                 }
                 if !found {
-                    self.rtcp_unmatched += 1;
+                    self.rare_mut().rtcp_unmatched += 1;
                 }
             }
         }
