@@ -138,12 +138,7 @@ pub fn bench(root: &Path, args: &[String]) -> Result<()> {
 
 /// The synthetic capture, made once per size and kept in `dir` for the
 /// next run.
-pub(crate) fn synth_input(
-    voxtap: &Path,
-    dir: &Path,
-    calls: u32,
-    seconds: u32,
-) -> Result<PathBuf> {
+pub(crate) fn synth_input(voxtap: &Path, dir: &Path, calls: u32, seconds: u32) -> Result<PathBuf> {
     let pcap = dir.join(format!("synth-{calls}x{seconds}s.pcap"));
     if !pcap.exists() {
         let mut c = Command::new(voxtap);

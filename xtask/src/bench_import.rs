@@ -65,7 +65,11 @@ pub fn bench_import(root: &Path, args: &[String]) -> Result<()> {
     let voxtap_run = |label: &str, extra: &[&str]| -> Result<Measure> {
         let _ = fs::remove_dir_all(&out);
         let mut c = Command::new(&voxtap);
-        c.args(["import", "--quiet"]).args(extra).arg("--out").arg(&out).arg(&pcap);
+        c.args(["import", "--quiet"])
+            .args(extra)
+            .arg("--out")
+            .arg(&out)
+            .arg(&pcap);
         measure(label, c)
     };
     let workers = a.workers.map(|w| w.to_string());
@@ -78,12 +82,21 @@ pub fn bench_import(root: &Path, args: &[String]) -> Result<()> {
     let results = vec![
         measure("tshark -q -z rtp,streams", tshark)?,
         voxtap_run("voxtap import (every output)", &all_args)?,
-        voxtap_run("voxtap import (every output, --workers 1)", &["--workers", "1"])?,
+        voxtap_run(
+            "voxtap import (every output, --workers 1)",
+            &["--workers", "1"],
+        )?,
         voxtap_run("voxtap import --csv-only", &["--csv-only"])?,
     ];
     let _ = fs::remove_dir_all(&out);
     let load_after = load_average();
-    let (table, json) = report(&results, &pcap, cores, a.workers, [&load_before, &load_after])?;
+    let (table, json) = report(
+        &results,
+        &pcap,
+        cores,
+        a.workers,
+        [&load_before, &load_after],
+    )?;
     print!("{table}");
     let jpath = dir.join("bench-import.json");
     fs::write(&jpath, json)?;

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use voxtap_engine::import::{ImportOptions, ImportProgress, default_workers, run_import_with_workers};
+use voxtap_engine::import::{
+    ImportOptions, ImportProgress, default_workers, run_import_with_workers,
+};
 
 use crate::args::{HepArgs, MediaArgs, PipelineArgs, TlsArgs};
 

@@ -54,7 +54,7 @@ fn index_rows(dir: &Path) -> BTreeMap<String, Vec<Vec<String>>> {
     let mut out = BTreeMap::new();
     for t in tables {
         let mut st = db.prepare(&format!("SELECT * FROM \"{t}\"")).unwrap();
-        let names: Vec<String> = st.column_names().iter().map(|s| s.to_string()).collect();
+        let names: Vec<String> = st.column_names().map(str::to_string).collect();
         let mut rows: Vec<Vec<String>> = st
             .query_map([], |r| {
                 Ok((0..names.len())
@@ -101,14 +101,20 @@ fn four_writers_write_the_files_one_writes() {
         synth(tmp.path(), 300),
     ];
     for (i, file) in cases.iter().enumerate() {
-        let (one, four) = (tmp.path().join(format!("{i}-1")), tmp.path().join(format!("{i}-4")));
+        let (one, four) = (
+            tmp.path().join(format!("{i}-1")),
+            tmp.path().join(format!("{i}-4")),
+        );
         let r1 = import_n(std::slice::from_ref(file), &one, 1).unwrap();
         let r4 = import_n(std::slice::from_ref(file), &four, 4).unwrap();
         let name = file.display();
         assert_eq!(r1.calls, r4.calls, "{name}");
         assert_eq!(r1.call_packets_written, r4.call_packets_written, "{name}");
         let (f1, f4) = (files(&one), files(&four));
-        assert!(f1.keys().any(|k| k.ends_with("/call.pcap")), "{name}: no call folder");
+        assert!(
+            f1.keys().any(|k| k.ends_with("/call.pcap")),
+            "{name}: no call folder"
+        );
         assert_eq!(
             f1.keys().collect::<Vec<_>>(),
             f4.keys().collect::<Vec<_>>(),
@@ -149,7 +155,8 @@ fn a_folder_a_writer_cannot_write_is_reported_and_the_others_are_written() {
     import_n(std::slice::from_ref(&pcap), &reference, 1).unwrap();
     let rows = read_csv(&reference.join("calls.csv"));
     assert_eq!(rows.len(), 40);
-    let folder_of = |r: &HashMap<String, String>| r["pcap"].trim_end_matches("/call.pcap").to_string();
+    let folder_of =
+        |r: &HashMap<String, String>| r["pcap"].trim_end_matches("/call.pcap").to_string();
     let blocked = folder_of(&rows[17]);
 
     let out = tmp.path().join("out");
@@ -158,7 +165,10 @@ fn a_folder_a_writer_cannot_write_is_reported_and_the_others_are_written() {
     let err = import_n(std::slice::from_ref(&pcap), &out, 4).unwrap_err();
     assert!(err.contains("1 call folder(s) not written"), "{err}");
     assert!(err.contains(&blocked), "names the folder: {err}");
-    assert!(err.contains("exists") || err.contains("directory"), "says why: {err}");
+    assert!(
+        err.contains("exists") || err.contains("directory"),
+        "says why: {err}"
+    );
 
     let got = read_csv(&out.join("calls.csv"));
     assert_eq!(got.len(), 40, "every call has its row");

@@ -29,7 +29,10 @@ impl CallWriter {
     /// [`Self::write_call`] for each of `calls`, in order; their packets are
     /// read back [`BATCH_PACKETS`] at a time in file order. The outputs are
     /// the same as writing the calls one by one.
-    pub fn write_calls<C: CallToWrite>(&mut self, calls: &[C]) -> Result<Vec<Written>, OutputError> {
+    pub fn write_calls<C: CallToWrite>(
+        &mut self,
+        calls: &[C],
+    ) -> Result<Vec<Written>, OutputError> {
         let mut out = Vec::with_capacity(calls.len());
         let mut start = 0;
         while start < calls.len() {

@@ -161,7 +161,12 @@ impl Drop for WriterPool {
 fn work(rx: &Receiver<Job>, mut processors: Vec<Box<dyn CallProcessor>>) -> Failures {
     let mut failures = Failures::default();
     for job in rx.iter() {
-        if let Err(e) = write_folder_files(&job.call, Some(job.frames.as_slice()), &job.folder, &mut processors) {
+        if let Err(e) = write_folder_files(
+            &job.call,
+            Some(job.frames.as_slice()),
+            &job.folder,
+            &mut processors,
+        ) {
             failures.note(job.seq, e);
         }
     }
@@ -187,6 +192,8 @@ mod tests {
         b.note(9, e(9));
         a.merge(b);
         assert_eq!(a.count, 5);
-        assert!(matches!(a.first, Some((1, OutputError::Processor { ref call_id, .. })) if call_id == "1"));
+        assert!(
+            matches!(a.first, Some((1, OutputError::Processor { ref call_id, .. })) if call_id == "1")
+        );
     }
 }
