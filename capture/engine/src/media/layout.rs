@@ -358,7 +358,7 @@ pub(crate) fn write_wav(
     // Whole frames only: a WAV's data is frames of `channels` samples.
     // Through hound's 16-bit writer, a chunk at a time: one copy into its
     // buffer and one write per chunk, not a checked write per sample (the
-    // WAVs were most of the media step's time).
+    // README's earlier perf profile named hound's sample writing).
     for chunk in samples[..samples.len() / ch * ch].chunks(WAV_CHUNK) {
         let mut sw = w.get_i16_writer(chunk.len() as u32);
         for &s in chunk {
