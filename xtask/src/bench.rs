@@ -17,16 +17,16 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-struct Measure {
-    tool: String,
-    wall_s: f64,
-    cpu_s: f64,
-    max_rss_kib: i64,
+pub(crate) struct Measure {
+    pub tool: String,
+    pub wall_s: f64,
+    pub cpu_s: f64,
+    pub max_rss_kib: i64,
 }
 
 /// Run `cmd` to completion and measure wall time, CPU time and peak memory
 /// of that one child (wait4 gives its own rusage, not the sum of children).
-fn measure(tool: &str, mut cmd: Command) -> Result<Measure> {
+pub(crate) fn measure(tool: &str, mut cmd: Command) -> Result<Measure> {
     cmd.stdout(Stdio::null()).stderr(Stdio::piped());
     let start = Instant::now();
     let child = cmd.spawn().with_context(|| format!("starting {tool}"))?;
@@ -138,7 +138,7 @@ pub fn bench(root: &Path, args: &[String]) -> Result<()> {
 
 /// The synthetic capture, made once per size and kept in `dir` for the
 /// next run.
-fn synth_input(voxtap: &Path, dir: &Path, calls: u32, seconds: u32) -> Result<PathBuf> {
+pub(crate) fn synth_input(voxtap: &Path, dir: &Path, calls: u32, seconds: u32) -> Result<PathBuf> {
     let pcap = dir.join(format!("synth-{calls}x{seconds}s.pcap"));
     if !pcap.exists() {
         let mut c = Command::new(voxtap);

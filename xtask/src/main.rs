@@ -15,6 +15,8 @@
 //! * `bench-live [--count N] [--rates a,b,max]` (root): voxtap vs
 //!   `tcpdump -w` loss at fixed offered rates.
 //! * `bench`: `voxtap import` against tshark and sngrep on a synthetic capture.
+//! * `bench-import`: `voxtap import` (every output, CSV-only) against
+//!   `tshark -z rtp,streams`, wall and CPU time (xtask/src/bench_import.rs).
 
 use std::{
     env,
@@ -27,6 +29,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 mod bench;
+mod bench_import;
 mod live;
 
 const DEFAULT_FUZZ_SECONDS: u64 = 20;
@@ -46,6 +49,7 @@ fn main() -> Result<()> {
         Some("demo-import") => demo(&root),
         Some("bench-live") => live::bench_live(&root, &args[1..]),
         Some("bench") => bench::bench(&root, &args[1..]),
+        Some("bench-import") => bench_import::bench_import(&root, &args[1..]),
         Some("bench-index") => bench_index(),
         Some("bench-web") => bench_web(),
         Some("soak") => bench::soak(&root, &args[1..]),
@@ -60,6 +64,7 @@ fn main() -> Result<()> {
                  demo-import                    import the corpus captures into out/demo\n  \
                  bench-live [--count N] [--rates a,b,max]  voxtap vs tcpdump -w loss (root)\n  \
                  bench [--calls N] [--seconds S] [--mem-calls N] [--store-mib N]  import vs tshark/sngrep, memory per call, store write vs dd\n  \
+                 bench-import [--calls N] [--seconds S] [--workers N]  import (every output, CSV-only) vs tshark, wall and CPU\n  \
                  bench-index                    call index: insert 1M synthetic calls, time each query kind\n  \
                  bench-web                      every page and API with 1M calls in the index: p50/p95 ms\n  \
                  soak [--minutes N] [--cps R] [--call-seconds S] [--no-writer]  steady calls, RSS flat or not"

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use voxtap_engine::import::{ImportOptions, ImportProgress, run_import_with_progress};
+use voxtap_engine::import::{
+    ImportOptions, ImportProgress, default_workers, run_import_with_workers,
+};
 
 use crate::args::{HepArgs, MediaArgs, PipelineArgs, TlsArgs};
 
@@ -23,6 +25,11 @@ pub struct ImportArgs {
     /// Write only calls.csv and streams.csv.
     #[arg(long)]
     csv_only: bool,
+    /// Threads writing the call folders while the capture is read (default:
+    /// one per core; 1 writes them on the reading thread). The outputs are
+    /// the same whatever N.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: Option<u16>,
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
@@ -59,7 +66,8 @@ pub fn run(a: ImportArgs) -> Result<ExitCode> {
     // A progress line on a terminal only: piped output stays clean.
     let line =
         (!a.quiet && std::io::stderr().is_terminal()).then(|| Mutex::new(ProgressLine::new()));
-    let report = run_import_with_progress(&opts, &|p| {
+    let workers = a.workers.map_or_else(default_workers, usize::from);
+    let report = run_import_with_workers(&opts, workers, &|p| {
         if let Some(l) = &line {
             l.lock().unwrap_or_else(|e| e.into_inner()).update(p);
         }

@@ -5,13 +5,14 @@
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
 use crate::calls::{Call, CallState, PacketRef};
 use crate::index::{CallFiles, INDEX_FILE, Index, IndexError};
-use crate::output::{CallWriter, OutputError};
+use crate::output::{CallToWrite, CallWriter, OutputError};
 use crate::pipeline::{Pipeline, PipelineConfig, PipelineStats};
 use voxtap_proto::pcapio::{LinkType, PcapError, PcapReader};
 
@@ -245,11 +246,27 @@ pub fn run_import_with_progress(
     opts: &ImportOptions,
     on_progress: &(dyn Fn(ImportProgress) + Sync),
 ) -> Result<ImportReport, ImportError> {
+    run_import_with_workers(opts, default_workers(), on_progress)
+}
+
+/// Writer threads by default: one per core.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// [`run_import_with_progress`] with the call folders written by `workers`
+/// writer threads (1: by the thread reading the capture, in turn). The
+/// outputs are the same whatever `workers`.
+pub fn run_import_with_workers(
+    opts: &ImportOptions,
+    workers: usize,
+    on_progress: &(dyn Fn(ImportProgress) + Sync),
+) -> Result<ImportReport, ImportError> {
     if opts.files.len() > usize::from(u16::MAX) {
         return Err(ImportError::TooManyFiles(opts.files.len()));
     }
     let started = Instant::now();
-    let mut writer = CallWriter::new(&opts.out, opts.files.clone())?;
+    let mut writer = CallWriter::new(&opts.out, opts.files.clone())?.with_workers(workers);
     if !opts.call_files {
         writer = writer.without_call_files();
     } else if let Some(m) = &opts.media {
@@ -312,7 +329,8 @@ struct Run<'a> {
     since_drain: u32,
     /// Ended calls not written yet, and their packets: written together
     /// (their packets read back in one pass, see `CallWriter::write_calls`).
-    pending: Vec<Call>,
+    /// Shared: a writer thread may write a call's folder.
+    pending: Vec<Arc<Call>>,
     pending_packets: u64,
 }
 
@@ -396,7 +414,7 @@ impl Run<'_> {
         write_outside_calls(&mut self.pipeline, &mut self.writer, &mut self.report)?;
         for call in self.pipeline.drain_ended() {
             self.pending_packets += call.packet_count();
-            self.pending.push(call);
+            self.pending.push(Arc::new(call));
         }
         if last
             || !self.writer.writes_call_files()
@@ -505,14 +523,14 @@ fn write_outside_calls(
 /// Writes `ended` (packets read back together, see
 /// [`CallWriter::write_calls`]), counts them in `report` and records them in
 /// `index`.
-fn write_calls_indexed(
-    ended: &[Call],
+fn write_calls_indexed<C: CallToWrite>(
+    ended: &[C],
     writer: &mut CallWriter,
     index: Option<&mut Index>,
     report: &mut ImportReport,
 ) -> Result<(), ImportError> {
     let mut files = Vec::with_capacity(ended.len());
-    for (call, w) in ended.iter().zip(writer.write_calls(ended)?) {
+    for (call, w) in ended.iter().map(C::call).zip(writer.write_calls(ended)?) {
         files.push(
             w.folder
                 .as_deref()
@@ -540,7 +558,7 @@ fn write_calls_indexed(
         }
     }
     // One transaction per drained batch.
-    let batch: Vec<_> = ended.iter().zip(files).collect();
+    let batch: Vec<_> = ended.iter().map(C::call).zip(files).collect();
     if let Some(index) = index
         && !batch.is_empty()
     {

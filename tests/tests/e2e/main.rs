@@ -12,6 +12,7 @@ mod codecs;
 mod corpus_import;
 mod hardening;
 mod hep;
+mod import_workers;
 mod legs;
 mod media;
 mod readers;

@@ -26,7 +26,7 @@ use base64::Engine;
 use thiserror::Error;
 
 use crate::calls::{Call, StreamKey};
-use crate::output::{CallFrame, CallProcessor, CsvWriter, OutputError, format_ts, write_pcap};
+use crate::output::{CallFrame, CallProcessor, CsvWriter, OutputError, format_ts, write_pcap_each};
 use dtmf::{DtmfEvent, Rfc4733Detector};
 use layout::{MediaPacket, PtMap, StreamAudio, Track};
 use quality::{Arrival, CodecImpairment, QualityParams, StreamQuality};
@@ -224,6 +224,10 @@ impl CallProcessor for MediaProcessor {
                 message: format!("media: {e}"),
             })
     }
+
+    fn fork(&self) -> Box<dyn CallProcessor> {
+        Box::new(MediaProcessor::new(self.opts.clone()))
+    }
 }
 
 /// SRTP state of one sender (endpoint, SSRC): candidate keys in order of
@@ -394,11 +398,14 @@ pub fn process_call(
 
     // Outputs.
     if !media_raw.is_empty() {
-        write_pcap(&media_raw, &folder.join("media.pcap"))?;
+        let raw = media_raw.iter().map(|&n| &frames[n]);
+        write_pcap_each(raw, &folder.join("media.pcap"))?;
     }
     if any_srtp {
-        write_pcap(&call_dec, &folder.join("call-decrypted.pcap"))?;
-        write_pcap(&media_dec, &folder.join("media-decrypted.pcap"))?;
+        let call_dec = call_dec.iter().map(|o| o.frame(frames));
+        write_pcap_each(call_dec, &folder.join("call-decrypted.pcap"))?;
+        let media_dec = media_dec.iter().map(|o| o.frame(frames));
+        write_pcap_each(media_dec, &folder.join("media-decrypted.pcap"))?;
     }
     if opts.audio && !summary.streams.is_empty() {
         write_audio(&mut summary, &pt_maps, origin, folder)?;
@@ -406,6 +413,22 @@ pub fn process_call(
     write_dtmf_csv(&summary.dtmf, &folder.join("dtmf.csv"))?;
     write_quality_json(call, &summary, opts, &folder.join("quality.json"))?;
     Ok(summary)
+}
+
+/// A frame of a decrypted capture: the call's frame as it is (by index, not
+/// copied: most are), or rewritten.
+enum OutFrame {
+    Same(usize),
+    Changed(CallFrame),
+}
+
+impl OutFrame {
+    fn frame<'f>(&'f self, frames: &'f [CallFrame]) -> &'f CallFrame {
+        match self {
+            OutFrame::Same(n) => &frames[*n],
+            OutFrame::Changed(f) => f,
+        }
+    }
 }
 
 /// The first pass over a call's frames: SIP and media apart, SRTP
@@ -417,12 +440,12 @@ struct Demux<'c> {
     cryptos: HashMap<(SocketAddr, u32), Crypto>,
     stream_idx: HashMap<StreamKey, usize>,
     summary: MediaSummary,
-    /// RTP/RTCP frames as captured.
-    media_raw: Vec<CallFrame>,
+    /// RTP/RTCP frames as captured (their indices).
+    media_raw: Vec<usize>,
     /// RTP/RTCP frames decrypted.
-    media_dec: Vec<CallFrame>,
+    media_dec: Vec<OutFrame>,
     /// Every frame, media decrypted and SDP saying RTP/AVP.
-    call_dec: Vec<CallFrame>,
+    call_dec: Vec<OutFrame>,
     any_srtp: bool,
 }
 
@@ -446,16 +469,17 @@ impl<'c> Demux<'c> {
         let (src, dst, payload) = match self.dec.decode(f.link, f.ts_ns, n as u64, &f.data) {
             Ok(Some(d)) if d.l4 == L4::Udp => (d.src, d.dst, d.payload.to_vec()),
             _ => {
-                self.call_dec.push(f.clone());
+                self.call_dec.push(OutFrame::Same(n));
                 return;
             }
         };
         // RTP and RTCP are version 2 with at least 8 bytes.
         let is_media = payload.len() >= 8 && payload.first().is_some_and(|b| b >> 6 == 2);
         if is_media {
-            self.media(f, src, dst, &payload);
+            self.media(n, f, src, dst, &payload);
         } else {
-            self.call_dec.push(sip_frame(f, &payload));
+            let out = sip_frame(f, &payload).map_or(OutFrame::Same(n), OutFrame::Changed);
+            self.call_dec.push(out);
         }
     }
 
@@ -469,8 +493,8 @@ impl<'c> Demux<'c> {
     }
 
     /// One RTP or RTCP datagram.
-    fn media(&mut self, f: &CallFrame, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
-        self.media_raw.push(f.clone());
+    fn media(&mut self, n: usize, f: &CallFrame, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
+        self.media_raw.push(n);
         let rtcp = voxtap_proto::srtp::looks_like_srtcp(payload);
         let ssrc = if rtcp {
             // The sender's SSRC follows the RTCP header, never encrypted.
@@ -485,8 +509,8 @@ impl<'c> Demux<'c> {
                 .map(|p| p.ssrc())
         };
         let Some(ssrc) = ssrc else {
-            self.call_dec.push(f.clone());
-            self.media_dec.push(f.clone());
+            self.call_dec.push(OutFrame::Same(n));
+            self.media_dec.push(OutFrame::Same(n));
             return;
         };
         let endpoint = if rtcp {
@@ -514,12 +538,16 @@ impl<'c> Demux<'c> {
             Some(c) => c.unprotect(payload, rtcp),
             None => Some(payload.to_vec()),
         };
-        let out_frame = match (&plain, is_srtp) {
-            (Some(p), true) => self.decrypted_frame(f, p),
-            _ => f.clone(),
-        };
-        self.call_dec.push(out_frame.clone());
-        self.media_dec.push(out_frame);
+        match (&plain, is_srtp) {
+            (Some(p), true) => match self.decrypted_frame(f, p) {
+                Some(d) => {
+                    self.call_dec.push(OutFrame::Changed(d.clone()));
+                    self.media_dec.push(OutFrame::Changed(d));
+                }
+                None => self.push_same(n),
+            },
+            _ => self.push_same(n),
+        }
         if rtcp {
             if plain.is_some() && is_srtp {
                 self.summary.srtcp_ok += 1;
@@ -543,19 +571,26 @@ impl<'c> Demux<'c> {
         }
     }
 
-    /// `f` with its payload replaced by the decrypted `plain`.
-    fn decrypted_frame(&mut self, f: &CallFrame, plain: &[u8]) -> CallFrame {
+    /// A media frame in both decrypted captures as captured.
+    fn push_same(&mut self, n: usize) {
+        self.call_dec.push(OutFrame::Same(n));
+        self.media_dec.push(OutFrame::Same(n));
+    }
+
+    /// `f` with its payload replaced by the decrypted `plain` (None: it
+    /// could not be rewritten, it stays as captured).
+    fn decrypted_frame(&mut self, f: &CallFrame, plain: &[u8]) -> Option<CallFrame> {
         match rewrite::replace_udp_payload(f.link, &f.data, plain) {
-            Some(data) => CallFrame {
+            Some(data) => Some(CallFrame {
                 ts_ns: f.ts_ns,
                 orig_len: (f.orig_len as i64 + data.len() as i64 - f.data.len() as i64).max(0)
                     as u32,
                 link: f.link,
                 data,
-            },
+            }),
             None => {
                 self.summary.not_rewritten += 1;
-                f.clone()
+                None
             }
         }
     }
@@ -588,18 +623,16 @@ impl<'c> Demux<'c> {
 
 /// A SIP (or other non-media) frame for the decrypted capture: SIP whose
 /// SDP says RTP/SAVP must say RTP/AVP there, or Wireshark decodes the
-/// plain RTP as SRTP.
-fn sip_frame(f: &CallFrame, payload: &[u8]) -> CallFrame {
-    let plain =
-        rewrite::plain_sdp(payload).and_then(|p| rewrite::replace_udp_payload(f.link, &f.data, &p));
-    match plain {
-        Some(data) => CallFrame {
-            orig_len: data.len() as u32,
-            data,
-            ..f.clone()
-        },
-        None => f.clone(),
-    }
+/// plain RTP as SRTP. None when it stays as captured.
+fn sip_frame(f: &CallFrame, payload: &[u8]) -> Option<CallFrame> {
+    let data = rewrite::plain_sdp(payload)
+        .and_then(|p| rewrite::replace_udp_payload(f.link, &f.data, &p))?;
+    Some(CallFrame {
+        ts_ns: f.ts_ns,
+        orig_len: data.len() as u32,
+        link: f.link,
+        data,
+    })
 }
 
 impl MediaSummary {

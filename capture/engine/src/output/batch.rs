@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{CallFrame, CallWriter, OutputError, Written, capture_order};
+use super::{CallFrame, CallToWrite, CallWriter, OutputError, Written, capture_order};
 use crate::calls::{Call, PacketRef};
 use crate::pcapfile::WindowReader;
 use voxtap_proto::pcapio::{FileFormat, PcapError, PcapReader};
@@ -29,14 +29,17 @@ impl CallWriter {
     /// [`Self::write_call`] for each of `calls`, in order; their packets are
     /// read back [`BATCH_PACKETS`] at a time in file order. The outputs are
     /// the same as writing the calls one by one.
-    pub fn write_calls(&mut self, calls: &[Call]) -> Result<Vec<Written>, OutputError> {
+    pub fn write_calls<C: CallToWrite>(
+        &mut self,
+        calls: &[C],
+    ) -> Result<Vec<Written>, OutputError> {
         let mut out = Vec::with_capacity(calls.len());
         let mut start = 0;
         while start < calls.len() {
             let mut end = start + 1;
-            let mut packets = calls[start].packet_count();
-            while end < calls.len() && packets + calls[end].packet_count() <= BATCH_PACKETS {
-                packets += calls[end].packet_count();
+            let mut packets = calls[start].call().packet_count();
+            while end < calls.len() && packets + calls[end].call().packet_count() <= BATCH_PACKETS {
+                packets += calls[end].call().packet_count();
                 end += 1;
             }
             let batch = &calls[start..end];
@@ -57,7 +60,7 @@ impl CallWriter {
             };
             for (i, call) in batch.iter().enumerate() {
                 let f = frames.get_mut(i).and_then(Option::take);
-                out.push(self.write_call_with(call, f)?);
+                out.push(self.write_call_with(call.call(), call.shared(), f)?);
             }
             start = end;
         }
@@ -70,10 +73,14 @@ impl CallWriter {
     /// call alone over [`BATCH_PACKETS`] (its `call.pcap` is streamed, not
     /// held) and a call whose SIP text was not all kept (its processors do
     /// not get those frames).
-    fn read_batch_frames(&mut self, calls: &[Call]) -> Result<Vec<Option<ReadBack>>, OutputError> {
+    fn read_batch_frames<C: CallToWrite>(
+        &mut self,
+        calls: &[C],
+    ) -> Result<Vec<Option<ReadBack>>, OutputError> {
         let mut wanted: Vec<(PacketRef, u32, u32)> = Vec::new();
         let mut slots: Vec<Option<Vec<Option<CallFrame>>>> = Vec::with_capacity(calls.len());
         for (c, call) in calls.iter().enumerate() {
+            let call = call.call();
             if call.packet_count() > BATCH_PACKETS || !call.sip_unkept().is_empty() {
                 slots.push(None);
                 continue;
@@ -100,7 +107,7 @@ impl CallWriter {
                 ahead += 1;
             }
             let reach = wanted[ahead].0.offset() + 4096;
-            let call = &calls[c as usize];
+            let call = calls[c as usize].call();
             let frame = self.read_windowed(call, p, reach)?;
             if let Some(slot) = slots[c as usize].as_mut() {
                 slot[i as usize] = frame;

@@ -8,6 +8,7 @@ mod csv;
 mod floods;
 mod frames;
 mod naming;
+mod pool;
 mod signalling;
 mod streamed;
 mod time;
@@ -16,6 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -46,6 +48,10 @@ pub enum OutputError {
         path: PathBuf,
         source: PcapError,
     },
+    /// Call folders the writer threads could not write (the other calls
+    /// and the CSV files are written).
+    #[error("{failed} call folder(s) not written; the first: {first}")]
+    Writers { failed: u64, first: String },
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
@@ -192,6 +198,35 @@ pub trait CallProcessor: Send {
         frames: &[CallFrame],
         folder: &Path,
     ) -> Result<(), OutputError>;
+
+    /// A processor doing the same, for another writer thread.
+    fn fork(&self) -> Box<dyn CallProcessor>;
+}
+
+/// A call handed to [`CallWriter::write_calls`]: borrowed (its folder is
+/// written on the caller's thread) or shared (it may go to a writer thread,
+/// see [`CallWriter::with_workers`]).
+pub trait CallToWrite {
+    fn call(&self) -> &Call;
+    fn shared(&self) -> Option<Arc<Call>>;
+}
+
+impl CallToWrite for Call {
+    fn call(&self) -> &Call {
+        self
+    }
+    fn shared(&self) -> Option<Arc<Call>> {
+        None
+    }
+}
+
+impl CallToWrite for Arc<Call> {
+    fn call(&self) -> &Call {
+        self
+    }
+    fn shared(&self) -> Option<Arc<Call>> {
+        Some(Arc::clone(self))
+    }
 }
 
 /// Where the packets of a source id live: the files given to an import (by
@@ -259,6 +294,13 @@ pub struct CallWriter {
     bundle: Option<(String, Vec<PathBuf>)>,
     write_call_files: bool,
     processors: Vec<Box<dyn CallProcessor>>,
+    /// Writer threads for shared calls' folders (1: this thread writes
+    /// them), started on the first such call.
+    workers: usize,
+    pool: Option<pool::WriterPool>,
+    /// Multi-leg bundles waiting for their legs' folders (written by the
+    /// writer threads), written at `finish`.
+    deferred_bundles: Vec<Vec<PathBuf>>,
     /// Rows go to the CSV files as calls are written (live runs).
     streamed: Option<streamed::StreamedCsv>,
     floods: floods::FloodsCsv,
@@ -286,6 +328,9 @@ impl CallWriter {
             bundle: None,
             write_call_files: true,
             processors: Vec::new(),
+            workers: 1,
+            pool: None,
+            deferred_bundles: Vec::new(),
             streamed: None,
             floods: None,
         })
@@ -302,6 +347,14 @@ impl CallWriter {
     /// past the 65536 sources a `PacketRef` can name.
     pub fn add_source(&mut self, path: PathBuf) -> Option<u16> {
         self.sources.add(path)
+    }
+
+    /// Writes the folders of shared calls ([`CallToWrite`]) on `n` writer
+    /// threads while the caller goes on (1: on the caller's thread). The
+    /// files are the same whatever `n`.
+    pub fn with_workers(mut self, n: usize) -> Self {
+        self.workers = n.max(1);
+        self
     }
 
     /// Whether the per-call folders are written (not only the CSV files).
@@ -361,14 +414,16 @@ impl CallWriter {
     }
 
     pub fn write_call(&mut self, call: &Call) -> Result<Written, OutputError> {
-        self.write_call_with(call, None)
+        self.write_call_with(call, None, None)
     }
 
     /// [`Self::write_call`] with the call's frames already read (or None to
-    /// read them now).
+    /// read them now); a `shared` call with frames may be written by a
+    /// writer thread.
     fn write_call_with(
         &mut self,
         call: &Call,
+        shared: Option<Arc<Call>>,
         frames: Option<(Vec<CallFrame>, u64)>,
     ) -> Result<Written, OutputError> {
         if self
@@ -380,7 +435,7 @@ impl CallWriter {
         }
         let mut w = Written::default();
         let rel_pcap = if self.write_call_files {
-            self.write_call_folder(call, frames, &mut w)?
+            self.write_call_folder(call, shared, frames, &mut w)?
         } else {
             String::new()
         };
@@ -410,10 +465,12 @@ impl CallWriter {
     }
 
     /// The call's folder: `call.pcap`, `sip.txt` and what the processors
-    /// add. Returns the pcap's path relative to the output directory.
+    /// add (here, or by a writer thread). Returns the pcap's path relative
+    /// to the output directory.
     fn write_call_folder(
         &mut self,
         call: &Call,
+        shared: Option<Arc<Call>>,
         frames: Option<(Vec<CallFrame>, u64)>,
         w: &mut Written,
     ) -> Result<String, OutputError> {
@@ -423,39 +480,48 @@ impl CallWriter {
             self.folder_name(call.call_id_raw())
         };
         let folder = self.dir.join(&name);
-        std::fs::create_dir_all(&folder).map_err(io_err(&folder))?;
-        let pcap = folder.join("call.pcap");
-        let frames = match frames {
-            // Read ahead in a batch (import): every frame goes to the pcap,
-            // and the batch only carries calls whose SIP text was all kept.
-            Some((frames, mismatch)) => {
-                write_pcap(&frames, &pcap)?;
-                w.packets = frames.len() as u64;
-                w.link_mismatch = mismatch;
-                frames
-            }
-            None => {
-                let copied = self.copy_call_frames(call, &pcap)?;
-                w.packets = copied.written;
-                w.link_mismatch = copied.mismatch;
-                copied.frames
-            }
-        };
-        if !call.is_media_only() {
-            write_sip_txt(call, &folder.join("sip.txt"))?;
-        }
-        for p in &mut self.processors {
-            p.process(call, &frames, &folder)?;
-        }
         if !call.links().is_empty() {
             self.bundle
                 .get_or_insert_with(|| (call.group().to_string(), Vec::new()))
                 .1
                 .push(folder.clone());
         }
+        match (frames, shared) {
+            // Read ahead in a batch (import): every frame goes to the pcap,
+            // and the batch only carries calls whose SIP text was all kept.
+            (Some((frames, mismatch)), shared) => {
+                w.packets = frames.len() as u64;
+                w.link_mismatch = mismatch;
+                match shared.filter(|_| self.workers > 1) {
+                    Some(call) => self.pool()?.send(call, frames, folder)?,
+                    None => {
+                        let procs = &mut self.processors;
+                        write_folder_files(call, Some(frames.as_slice()), &folder, procs)?;
+                    }
+                }
+            }
+            (None, _) => {
+                std::fs::create_dir_all(&folder).map_err(io_err(&folder))?;
+                let copied = self.copy_call_frames(call, &folder.join("call.pcap"))?;
+                w.packets = copied.written;
+                w.link_mismatch = copied.mismatch;
+                let procs = &mut self.processors;
+                finish_folder(call, &copied.frames, &folder, procs)?;
+            }
+        }
         let rel = format!("{name}/call.pcap");
         w.folder = Some(name);
         Ok(rel)
+    }
+
+    /// The writer threads, started on first use with copies of the
+    /// processors.
+    fn pool(&mut self) -> Result<&mut pool::WriterPool, OutputError> {
+        let pool = match self.pool.take() {
+            Some(p) => p,
+            None => pool::WriterPool::start(self.workers, &self.processors)?,
+        };
+        Ok(self.pool.insert(pool))
     }
 
     /// Closes the cached readers (a live store calls this after deleting
@@ -475,36 +541,28 @@ impl CallWriter {
         if folders.len() < 2 {
             return Ok(());
         }
-        let mut frames = Vec::new();
-        for f in &folders {
-            let dec = f.join("call-decrypted.pcap");
-            let src = if dec.exists() {
-                dec
-            } else {
-                f.join("call.pcap")
-            };
-            let mut r = crate::pcapfile::open(&src).map_err(|source| OutputError::Source {
-                call_id: f.display().to_string(),
-                path: src.clone(),
-                source,
-            })?;
-            while let Ok(Some(rec)) = r.next_packet() {
-                frames.push(CallFrame {
-                    ts_ns: rec.ts_ns,
-                    orig_len: rec.orig_len,
-                    link: rec.link,
-                    data: rec.data.to_vec(),
-                });
-            }
+        // Its legs' folders may still be on their way (writer threads).
+        if self.workers > 1 {
+            self.deferred_bundles.push(folders);
+            return Ok(());
         }
-        // Stable: frames of one leg keep their order at equal times.
-        frames.sort_by_key(|f| f.ts_ns);
-        write_pcap(&frames, &folders[0].join("sip-plus-media-decrypted.pcap"))
+        write_bundle(&folders)
     }
 
     /// Write `calls.csv` and `streams.csv`.
     pub fn finish(mut self) -> Result<(), OutputError> {
         self.flush_bundle()?;
+        // Every folder written (a failed one is reported after the CSV
+        // files, so the other calls are not lost with it).
+        let writers = self.pool.take().map_or(Ok(()), pool::WriterPool::finish);
+        for folders in std::mem::take(&mut self.deferred_bundles) {
+            write_bundle(&folders)?;
+        }
+        self.finish_tables()?;
+        writers
+    }
+
+    fn finish_tables(mut self) -> Result<(), OutputError> {
         if self.streamed.is_some() {
             self.spill_rows()?;
         } else {
@@ -538,6 +596,37 @@ impl CallWriter {
         write_csv(&self.dir.join("legs.csv"), LEGS_HEADER, &self.leg_rows)?;
         Ok(())
     }
+}
+
+/// A logical call's `sip-plus-media-decrypted.pcap`, in its first leg's
+/// folder: every leg's SIP and media (decrypted where a leg carried SRTP),
+/// merged by time.
+fn write_bundle(folders: &[PathBuf]) -> Result<(), OutputError> {
+    let mut frames = Vec::new();
+    for f in folders {
+        let dec = f.join("call-decrypted.pcap");
+        let src = if dec.exists() {
+            dec
+        } else {
+            f.join("call.pcap")
+        };
+        let mut r = crate::pcapfile::open(&src).map_err(|source| OutputError::Source {
+            call_id: f.display().to_string(),
+            path: src.clone(),
+            source,
+        })?;
+        while let Ok(Some(rec)) = r.next_packet() {
+            frames.push(CallFrame {
+                ts_ns: rec.ts_ns,
+                orig_len: rec.orig_len,
+                link: rec.link,
+                data: rec.data.to_vec(),
+            });
+        }
+    }
+    // Stable: frames of one leg keep their order at equal times.
+    frames.sort_by_key(|f| f.ts_ns);
+    write_pcap(&frames, &folders[0].join("sip-plus-media-decrypted.pcap"))
 }
 
 /// The call's row of `calls.csv` (columns as [`CALLS_HEADER`]).
@@ -734,9 +823,19 @@ fn capture_order(call: &Call) -> Result<Vec<crate::calls::PacketRef>, OutputErro
 /// Write `frames` as a classic pcap (an empty but valid file when there are
 /// none).
 pub fn write_pcap(frames: &[CallFrame], path: &Path) -> Result<(), OutputError> {
+    write_pcap_each(frames, path)
+}
+
+/// [`write_pcap`] from frames held anywhere (the media step's decrypted
+/// captures point into the call's frames instead of copying them).
+pub fn write_pcap_each<'f>(
+    frames: impl IntoIterator<Item = &'f CallFrame>,
+    path: &Path,
+) -> Result<(), OutputError> {
+    let mut frames = frames.into_iter().peekable();
     let f = File::create(path).map_err(io_err(path))?;
     let link = frames
-        .first()
+        .peek()
         .map_or(voxtap_proto::pcapio::LinkType::Ethernet, |f| f.link);
     let mut w = PcapWriter::new(BufWriter::with_capacity(1 << 16, f), link, 262_144)
         .map_err(io_err(path))?;
@@ -773,6 +872,37 @@ fn write_encoded_csv(
         w.encoded(r).map_err(io_err(path))?;
     }
     w.into_inner().flush().map_err(io_err(path))
+}
+
+/// A call folder from the call's frames, read back already: the folder,
+/// `call.pcap`, then [`finish_folder`]. The same on any thread.
+pub(super) fn write_folder_files(
+    call: &Call,
+    frames: Option<&[CallFrame]>,
+    folder: &Path,
+    processors: &mut [Box<dyn CallProcessor>],
+) -> Result<(), OutputError> {
+    std::fs::create_dir_all(folder).map_err(io_err(folder))?;
+    let frames = frames.unwrap_or_default();
+    write_pcap(frames, &folder.join("call.pcap"))?;
+    finish_folder(call, frames, folder, processors)
+}
+
+/// What follows `call.pcap` in a call folder: `sip.txt` (not for a
+/// media-only record) and the processors' outputs.
+fn finish_folder(
+    call: &Call,
+    frames: &[CallFrame],
+    folder: &Path,
+    processors: &mut [Box<dyn CallProcessor>],
+) -> Result<(), OutputError> {
+    if !call.is_media_only() {
+        write_sip_txt(call, &folder.join("sip.txt"))?;
+    }
+    for p in processors {
+        p.process(call, frames, folder)?;
+    }
+    Ok(())
 }
 
 fn write_sip_txt(call: &Call, path: &Path) -> Result<(), OutputError> {
