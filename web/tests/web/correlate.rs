@@ -153,6 +153,9 @@ fn start_sip_tcpdump(lab: &Lab, filter: &str, file: &Path) -> Bg {
             "-s",
             "0",
             "-U",
+            // Each frame handed over as it comes, not in blocks retired on a
+            // timeout: the test waits for the file to hold them all.
+            "--immediate-mode",
             "-w",
             file.to_str().unwrap(),
             filter,
@@ -167,6 +170,22 @@ fn start_sip_tcpdump(lab: &Lab, filter: &str, file: &Path) -> Bg {
         text.contains("listening on").then_some(())
     });
     bg
+}
+
+/// Whole records in a classic pcap file that may still be being written
+/// (a record cut short at the end is not counted).
+fn whole_records(file: &Path) -> usize {
+    let bytes = std::fs::read(file).unwrap_or_default();
+    let (mut at, mut n) = (24usize, 0usize);
+    while let Some(hdr) = bytes.get(at..at + 16) {
+        let caplen = u32::from_le_bytes([hdr[8], hdr[9], hdr[10], hdr[11]]) as usize;
+        if bytes.len() < at + 16 + caplen {
+            break;
+        }
+        at += 16 + caplen;
+        n += 1;
+    }
+    n
 }
 
 /// The sensor host's counter cells, read in one script.
@@ -522,6 +541,11 @@ async fn remote_media_plus_uploaded_sip_correlate_in_a_browser() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The last SIP frames (the BYEs and their answers) follow the last
+    // media frame: wait until tcpdump has written them before stopping it.
+    wait_until(Duration::from_secs(20), "tcpdump wrote the SIP", || {
+        (whole_records(&sip_pcap) >= exp.sip).then_some(())
+    });
     tcpdump.signal(libc::SIGINT);
     tcpdump.wait(Duration::from_secs(10));
     assert_eq!(count(&sip_pcap, None), exp.sip, "tcpdump's SIP");
