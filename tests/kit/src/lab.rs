@@ -128,21 +128,18 @@ pub fn spawn(mut c: Command) -> Bg {
 /// tcpdump of the mirror port's UDP into `file`, once it says it listens
 /// (its messages go to `file` with the extension `log`).
 pub fn start_tcpdump(lab: &Lab, file: &Path) -> Bg {
+    start_tcpdump_with(lab, file, "udp", &[])
+}
+
+/// [`start_tcpdump`] with another capture `filter` and `extra` tcpdump
+/// flags (e.g. `--immediate-mode`).
+pub fn start_tcpdump_with(lab: &Lab, file: &Path, filter: &str, extra: &[&str]) -> Bg {
     let log = file.with_extension("log");
-    let mut c = in_ns(
-        &lab.ns('s'),
-        &[
-            "tcpdump",
-            "-i",
-            &lab.sensor_if(),
-            "-s",
-            "0",
-            "-U",
-            "-w",
-            file.to_str().unwrap(),
-            "udp",
-        ],
-    );
+    let iface = lab.sensor_if();
+    let mut args = vec!["tcpdump", "-i", &iface, "-s", "0", "-U"];
+    args.extend_from_slice(extra);
+    args.extend(["-w", file.to_str().unwrap(), filter]);
+    let mut c = in_ns(&lab.ns('s'), &args);
     c.stdout(Stdio::null()).stderr(File::create(&log).unwrap());
     let mut bg = Bg(Some(c.spawn().expect("tcpdump")));
     wait_until(Duration::from_secs(20), "tcpdump listening", || {

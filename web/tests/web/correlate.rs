@@ -23,7 +23,7 @@ use common::*;
 use fantoccini::Locator;
 use reqwest::StatusCode;
 use reqwest::header::COOKIE;
-use voxtap_testkit::lab::{Bg, Lab, in_ns, require_root};
+use voxtap_testkit::lab::{Bg, Lab, in_ns, require_root, start_tcpdump_with};
 use voxtap_testkit::tshark::{count, tshark_call_frames};
 use voxtap_testkit::wait_until;
 
@@ -137,37 +137,6 @@ fn start_rpcapd(lab: &Lab, addr: &str, port: u16) -> Bg {
         String::from_utf8_lossy(&out.stdout)
             .contains("LISTEN")
             .then_some(())
-    });
-    bg
-}
-
-/// tcpdump of the sensor port's SIP into `file`, once it listens.
-fn start_sip_tcpdump(lab: &Lab, filter: &str, file: &Path) -> Bg {
-    let log = file.with_extension("log");
-    let mut c = in_ns(
-        &lab.ns('s'),
-        &[
-            "tcpdump",
-            "-i",
-            &lab.sensor_if(),
-            "-s",
-            "0",
-            "-U",
-            // Each frame handed over as it comes, not in blocks retired on a
-            // timeout: the test waits for the file to hold them all.
-            "--immediate-mode",
-            "-w",
-            file.to_str().unwrap(),
-            filter,
-        ],
-    );
-    c.stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
-    let mut bg = Bg(Some(c.spawn().expect("tcpdump")));
-    wait_until(Duration::from_secs(20), "tcpdump listening", || {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        assert!(!bg.exited(), "tcpdump ended: {text}");
-        text.contains("listening on").then_some(())
     });
     bg
 }
@@ -454,7 +423,9 @@ async fn remote_media_plus_uploaded_sip_correlate_in_a_browser() {
     let work = tempfile::tempdir().unwrap();
     let sip_pcap = work.path().join("sip.pcap");
     let sip_filter = format!("udp and ({})", port_filter(&exp.sip_ports));
-    let tcpdump = start_sip_tcpdump(&lab, &sip_filter, &sip_pcap);
+    // Each frame handed over as it comes, not in blocks retired on a
+    // timeout: the test waits for the file to hold them all.
+    let tcpdump = start_tcpdump_with(&lab, &sip_pcap, &sip_filter, &["--immediate-mode"]);
 
     let data = tempfile::tempdir().unwrap();
     let hosts = data.path().join("hosts.toml");
