@@ -87,6 +87,20 @@ fn parse_bench_args(args: &[String]) -> Result<BenchArgs> {
     Ok(a)
 }
 
+/// Builds the release `voxtap` and makes the benchmarks' folder: the
+/// binary's path and `target/bench`.
+pub fn release_voxtap(root: &Path) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+    let mut c = super::cargo();
+    c.args(["build", "--release", "-p", "voxtap", "--bin", "voxtap"]);
+    super::run(c)?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let dir = target.join("bench");
+    fs::create_dir_all(&dir)?;
+    Ok((target.join("release/voxtap"), dir))
+}
+
 pub fn bench(root: &Path, args: &[String]) -> Result<()> {
     let BenchArgs {
         calls,
@@ -94,15 +108,7 @@ pub fn bench(root: &Path, args: &[String]) -> Result<()> {
         mem_calls,
         store_mib,
     } = parse_bench_args(args)?;
-    let mut c = super::cargo();
-    c.args(["build", "--release", "-p", "voxtap", "--bin", "voxtap"]);
-    super::run(c)?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let voxtap = target.join("release/voxtap");
-    let dir = target.join("bench");
-    fs::create_dir_all(&dir)?;
+    let (voxtap, dir) = release_voxtap(root)?;
     let pcap = synth_input(&voxtap, &dir, calls, seconds)?;
     let bytes = fs::metadata(&pcap)?.len();
     let packets = count_packets(&pcap)?;

@@ -14,7 +14,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use crate::bench::{Measure, measure, synth_input};
+use crate::bench::{Measure, measure, release_voxtap, synth_input};
 
 struct Args {
     calls: u32,
@@ -49,15 +49,7 @@ fn load_average() -> String {
 
 pub fn bench_import(root: &Path, args: &[String]) -> Result<()> {
     let a = parse(args)?;
-    let mut c = super::cargo();
-    c.args(["build", "--release", "-p", "voxtap", "--bin", "voxtap"]);
-    super::run(c)?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let voxtap = target.join("release/voxtap");
-    let dir = target.join("bench");
-    fs::create_dir_all(&dir)?;
+    let (voxtap, dir) = release_voxtap(root)?;
     let pcap = synth_input(&voxtap, &dir, a.calls, a.seconds)?;
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let load_before = load_average();
