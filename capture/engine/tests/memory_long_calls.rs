@@ -10,10 +10,8 @@
 
 use std::time::Instant;
 
-use voxtap_engine::calls::PacketRef;
 use voxtap_engine::pipeline::{Pipeline, PipelineConfig};
-use voxtap_engine::synth::held::{self, Msg};
-use voxtap_proto::pcapio::LinkType;
+use voxtap_engine::synth::held::Feed;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -33,40 +31,6 @@ fn rss_bytes() -> u64 {
     kib * 1024
 }
 
-/// Feeds frames with references as a capture file would have them.
-struct Feed {
-    p: Pipeline,
-    frame: Vec<u8>,
-    n: u64,
-}
-
-impl Feed {
-    /// Adds the frame in `self.frame` at `ts`, referenced as a capture file
-    /// would have it.
-    fn push(&mut self, ts: u64) {
-        // 230 bytes a record, as G.711 frames in a pcap.
-        let r = PacketRef::new(0, 24 + self.n * 230);
-        self.p.process(LinkType::Ethernet, ts, r, &self.frame);
-        self.n += 1;
-    }
-
-    fn answer(&mut self, ts: u64, i: u32) {
-        held::sip_frame(&mut self.frame, Msg::Invite, i, i);
-        self.push(ts);
-        held::sip_frame(&mut self.frame, Msg::Answer, i, i);
-        self.push(ts + 1);
-    }
-
-    fn rtp_round(&mut self, ts: u64, seq: u16, calls: u32) {
-        for i in 0..calls {
-            held::rtp_frame(&mut self.frame, i, i, seq, true);
-            self.push(ts);
-            held::rtp_frame(&mut self.frame, i, i, seq, false);
-            self.push(ts);
-        }
-    }
-}
-
 #[test]
 #[ignore = "benchmark: run in release"]
 fn memory_of_long_calls() {
@@ -80,11 +44,7 @@ fn memory_of_long_calls() {
     if !spill {
         cfg.calls.spill_dir = None;
     }
-    let mut f = Feed {
-        p: Pipeline::new(cfg),
-        frame: Vec::with_capacity(2048),
-        n: 0,
-    };
+    let mut f = Feed::new(Pipeline::new(cfg));
     let start = 1_767_225_600 * 1_000_000_000u64;
     let rss0 = rss_bytes();
     for i in 0..calls {
@@ -99,12 +59,12 @@ fn memory_of_long_calls() {
             per_minute.push(rss_bytes().saturating_sub(rss0) / u64::from(calls));
         }
     }
-    assert_eq!(f.p.open_calls(), calls as usize, "every call open");
-    let s = f.p.calls_mut().spill_stats().unwrap_or_default();
+    assert_eq!(f.pipeline.open_calls(), calls as usize, "every call open");
+    let s = f.pipeline.calls_mut().spill_stats().unwrap_or_default();
     println!(
         "BENCH {{\"probe\": \"memory_long_calls\", \"spill\": {spill}, \"calls\": {calls}, \"minutes\": {minutes}, \"packets\": {}, \"rss_bytes_per_call_each_minute\": {per_minute:?}, \"reference_bytes_held\": {}, \"spill_chunks\": {}, \"spill_segments\": {}, \"seconds\": {:.1}}}",
-        f.n,
-        f.p.calls_mut().packet_bytes_held(),
+        f.frames,
+        f.pipeline.calls_mut().packet_bytes_held(),
         s.chunks,
         s.segments,
         t0.elapsed().as_secs_f64()

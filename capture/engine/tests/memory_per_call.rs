@@ -12,10 +12,8 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-use voxtap_engine::calls::PacketRef;
 use voxtap_engine::pipeline::{Pipeline, PipelineConfig};
-use voxtap_engine::synth::held::{self, Msg};
-use voxtap_proto::pcapio::LinkType;
+use voxtap_engine::synth::held::Feed;
 
 /// The system allocator, counting the bytes live.
 struct Counting;
@@ -64,29 +62,9 @@ const CALLS: u32 = 3_000;
 const T0: u64 = 1_767_225_600 * 1_000_000_000;
 const SECOND: u64 = 1_000_000_000;
 
-struct Feed {
-    p: Pipeline,
-    frame: Vec<u8>,
-    n: u64,
-}
-
-impl Feed {
-    fn push(&mut self, ts: u64) {
-        let r = PacketRef::new(0, 24 + self.n * 230);
-        self.p.process(LinkType::Ethernet, ts, r, &self.frame);
-        self.n += 1;
-    }
-
-    /// RTP both ways for every call at second `s` of the call.
-    fn second(&mut self, s: u64) {
-        let ts = T0 + s * SECOND;
-        for i in 0..CALLS {
-            for forward in [true, false] {
-                held::rtp_frame(&mut self.frame, i, i, s as u16, forward);
-                self.push(ts);
-            }
-        }
-    }
+/// RTP both ways for every call at second `s` of the call.
+fn second(f: &mut Feed, s: u64) {
+    f.rtp_round(T0 + s * SECOND, s as u16, CALLS);
 }
 
 /// Heap bytes per open call after the calls' first minute and their third,
@@ -97,28 +75,21 @@ fn an_open_call_holds_at_most_4_kib_whatever_its_length() {
     let mut cfg = PipelineConfig::default();
     cfg.calls.idle_timeout_ns = 3600 * SECOND;
     cfg.calls.spill_dir = Some(dir.clone());
-    let mut f = Feed {
-        p: Pipeline::new(cfg),
-        frame: Vec::with_capacity(2048),
-        n: 0,
-    };
+    let mut f = Feed::new(Pipeline::new(cfg));
     let base = live();
     for i in 0..CALLS {
-        held::sip_frame(&mut f.frame, Msg::Invite, i, i);
-        f.push(T0);
-        held::sip_frame(&mut f.frame, Msg::Answer, i, i);
-        f.push(T0 + 1);
+        f.answer(T0, i);
     }
     let per_call = || (live() - base) / CALLS as isize;
     let after_sip = per_call();
-    f.second(1);
+    second(&mut f, 1);
     let after_rtp = per_call();
     for s in 2..=60 {
-        f.second(s);
+        second(&mut f, s);
     }
     let minute_1 = per_call();
     for s in 61..=180 {
-        f.second(s);
+        second(&mut f, s);
     }
     let minute_3 = per_call();
     println!(
@@ -135,8 +106,8 @@ fn an_open_call_holds_at_most_4_kib_whatever_its_length() {
         size_of::<MediaInfo>()
     );
 
-    assert_eq!(f.p.open_calls(), CALLS as usize, "every call open");
-    let spill = f.p.calls_mut().spill_stats().unwrap_or_default();
+    assert_eq!(f.pipeline.open_calls(), CALLS as usize, "every call open");
+    let spill = f.pipeline.calls_mut().spill_stats().unwrap_or_default();
     // 362 references a call: most of them spilled.
     assert!(spill.chunks >= u64::from(CALLS) * (362 / 32), "{spill:?}");
     assert!(minute_1 <= 4096, "{minute_1} bytes per call at minute 1");

@@ -9,6 +9,9 @@
 use std::net::Ipv4Addr;
 
 use super::udp_frame;
+use crate::calls::PacketRef;
+use crate::pipeline::Pipeline;
+use voxtap_proto::pcapio::LinkType;
 
 /// The SIP messages of one call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,6 +111,52 @@ pub fn rtp_frame(out: &mut Vec<u8>, i: u32, host: u32, seq: u16, forward: bool) 
         udp_frame(out, a, b, &g711(seq, i));
     } else {
         udp_frame(out, b, a, &g711(seq, !i));
+    }
+}
+
+/// Held calls' frames pushed straight into a pipeline, each referenced as
+/// a capture file would have it (230 bytes a record, as G.711 frames in a
+/// pcap).
+pub struct Feed {
+    pub pipeline: Pipeline,
+    frame: Vec<u8>,
+    /// Frames pushed so far.
+    pub frames: u64,
+}
+
+impl Feed {
+    pub fn new(pipeline: Pipeline) -> Self {
+        Feed {
+            pipeline,
+            frame: Vec::with_capacity(2048),
+            frames: 0,
+        }
+    }
+
+    fn push(&mut self, ts: u64) {
+        let r = PacketRef::new(0, 24 + self.frames * 230);
+        self.pipeline
+            .process(LinkType::Ethernet, ts, r, &self.frame);
+        self.frames += 1;
+    }
+
+    /// Call `i` (on host `i`): its INVITE at `ts`, the 200 OK 1 ns later.
+    pub fn answer(&mut self, ts: u64, i: u32) {
+        sip_frame(&mut self.frame, Msg::Invite, i, i);
+        self.push(ts);
+        sip_frame(&mut self.frame, Msg::Answer, i, i);
+        self.push(ts + 1);
+    }
+
+    /// One RTP packet each way, sequence `seq`, at `ts` for calls
+    /// `0..calls`.
+    pub fn rtp_round(&mut self, ts: u64, seq: u16, calls: u32) {
+        for i in 0..calls {
+            rtp_frame(&mut self.frame, i, i, seq, true);
+            self.push(ts);
+            rtp_frame(&mut self.frame, i, i, seq, false);
+            self.push(ts);
+        }
     }
 }
 
