@@ -20,6 +20,9 @@ pub mod action {
     pub const AUDIO: &str = "audio";
     pub const DECRYPTED: &str = "decrypted";
     pub const IMPORT: &str = "import";
+    /// A CDR export (CSV or JSON) of a search; the detail names the file
+    /// and the search.
+    pub const EXPORT: &str = "export";
     /// A SIP pcap added to a remote capture (post-capture correlation).
     pub const CORRELATE: &str = "correlate";
     pub const CAPTURE_START: &str = "capture start";

@@ -4,6 +4,7 @@
 
 use std::io::Write as _;
 
+use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -12,8 +13,8 @@ use tokio::sync::mpsc;
 use voxtap_engine::index::{CallRow, Index};
 use voxtap_engine::output::format_ts;
 
-use crate::Shared;
-use crate::handlers::{AppError, Filters};
+use crate::handlers::{AppError, Filters, audit};
+use crate::{Identity, Shared};
 
 /// Rows per chunk sent to the client.
 const CHUNK_ROWS: usize = 256;
@@ -30,9 +31,11 @@ enum Format {
 }
 
 /// `/calls/export/{name}` with `name` `calls.csv` or `calls.json` and the
-/// call list's query parameters.
+/// call list's query parameters. Audited (user, file, search) before a byte
+/// leaves, like the call downloads: an export is many calls' metadata.
 pub async fn export(
     State(st): State<Shared>,
+    Extension(ident): Extension<Identity>,
     Path(name): Path<String>,
     Query(f): Query<Filters>,
 ) -> Result<Response, AppError> {
@@ -49,6 +52,15 @@ pub async fn export(
         ));
     }
     let q = f.to_query().map_err(bad)?;
+    let search = crate::pages::query_string(&f, None, None);
+    audit(
+        &st,
+        &ident,
+        crate::audit::action::EXPORT,
+        None,
+        &format!("{name}?{search}"),
+    )
+    .await?;
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     let path = st.db.path.clone();
     tokio::task::spawn_blocking(move || {

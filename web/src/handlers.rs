@@ -462,7 +462,14 @@ pub async fn calls_page(
         },
         Err(e) => (None, Some(e)),
     };
-    Ok(Html(pages::calls(&id, &f, page.as_ref(), error.as_deref())))
+    let saved = crate::saved::list_for(&st, &id.user).await;
+    Ok(Html(pages::calls(
+        &id,
+        &f,
+        page.as_ref(),
+        error.as_deref(),
+        &saved,
+    )))
 }
 
 /// The table body alone, for the list's live refresh.

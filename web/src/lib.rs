@@ -33,6 +33,7 @@ mod live_view;
 mod media_view;
 mod pages;
 mod quality;
+pub mod saved;
 mod signalling_view;
 pub mod status_history;
 pub mod status_view;
@@ -186,6 +187,8 @@ pub struct AppState {
     filters: hosts::FilterCompiler,
     /// Alert rules, their state and history, the notification sinks.
     pub alerts: Arc<alerts::Alerts>,
+    /// Each user's named saved searches (`searches.sqlite`).
+    pub saved: saved::SavedSearches,
 }
 
 pub type Shared = Arc<AppState>;
@@ -234,6 +237,7 @@ impl AppState {
         )
         .context("opening the session store")?;
         let audit = audit::AuditLog::open(&data).context("opening the audit log")?;
+        let saved = saved::SavedSearches::open(&data).context("opening searches.sqlite")?;
         let alerts = alerts::Alerts::open(&data, &opts.config.alerts, &opts.config.alerting)
             .context("opening alerts.sqlite")?;
         Ok(Arc::new(AppState {
@@ -257,6 +261,7 @@ impl AppState {
             listen: OnceLock::new(),
             filters: hosts::FilterCompiler::new(&opts.config.remote),
             alerts: Arc::new(alerts),
+            saved,
         }))
     }
 
@@ -402,6 +407,9 @@ pub fn router(st: Shared) -> Router {
         .route("/calls", get(h::calls_page))
         .route("/calls/rows", get(h::calls_rows))
         .route("/calls/export/{name}", get(export::export))
+        .route("/calls/saved", post(saved::save))
+        .route("/calls/saved/delete", post(saved::delete))
+        .route("/api/saved", get(saved::api_list))
         .route("/dashboards", get(dashboards::page))
         .route("/dashboards/calls", get(dashboards::drill))
         .route("/api/dashboard", get(dashboards::api))

@@ -126,7 +126,7 @@ const STATES: &[&str] = &[
     "completed",
 ];
 
-fn query_string(f: &Filters, page: Option<u64>, sort: Option<(&str, &str)>) -> String {
+pub(crate) fn query_string(f: &Filters, page: Option<u64>, sort: Option<(&str, &str)>) -> String {
     let mut parts = Vec::new();
     let mut add = |k: &str, v: &Option<String>| {
         if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
@@ -165,6 +165,27 @@ fn query_string(f: &Filters, page: Option<u64>, sort: Option<(&str, &str)>) -> S
     parts.join("&")
 }
 
+/// The user's saved searches as links, and a form saving this one.
+fn saved_searches(id: &Identity, f: &Filters, saved: &[(String, String)]) -> Markup {
+    let csrf = id.csrf.clone().unwrap_or_default();
+    html! {
+        div.saved id="saved" {
+            "Saved searches: "
+            @if saved.is_empty() { span.muted { "none" } }
+            @for (name, q) in saved {
+                a.saved-search href={"/calls?" (q)} data-name=(name) { (name) }
+                " "
+            }
+            form.inline method="post" action="/calls/saved" {
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="query" value=(query_string(f, None, None));
+                input type="text" name="name" placeholder="name this search" maxlength="80" required;
+                button type="submit" { "Save" }
+            }
+        }
+    }
+}
+
 fn state_badge(state: &str, code: Option<u16>) -> Markup {
     html! {
         span class={"badge s-" (state)} {
@@ -200,7 +221,13 @@ fn rows_markup(rows: &[CallRow], hub: bool) -> Markup {
     }
 }
 
-pub fn calls(id: &Identity, f: &Filters, page: Option<&CallPage>, error: Option<&str>) -> String {
+pub fn calls(
+    id: &Identity,
+    f: &Filters,
+    page: Option<&CallPage>,
+    error: Option<&str>,
+    saved: &[(String, String)],
+) -> String {
     let per_page: u64 = f
         .per_page
         .as_deref()
@@ -218,6 +245,7 @@ pub fn calls(id: &Identity, f: &Filters, page: Option<&CallPage>, error: Option<
     let dir = f.dir.as_deref().unwrap_or("desc");
     let body = html! {
         (filter_form(f, sort, dir, id.hub))
+        (saved_searches(id, f, saved))
         @if let Some(e) = error { p.error { (e) } }
         @if let Some(p) = page {
             div.listhead {

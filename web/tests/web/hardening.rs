@@ -861,6 +861,13 @@ async fn roles_gate_media_imports_and_admin_and_the_audit_names_the_listener() {
         (format!("{c}/download/zip"), [403, 200, 200]),
         (format!("{c}/files/a.wav"), [403, 200, 200]),
         (format!("{c}/waveform/a.wav"), [403, 200, 200]),
+        // CDR exports are call metadata, like the call list: every role,
+        // audited below.
+        (
+            "/calls/export/calls.csv?state=answered".to_string(),
+            [200, 200, 200],
+        ),
+        ("/calls/export/calls.json".to_string(), [200, 200, 200]),
         ("/import".to_string(), [403, 403, 200]),
         ("/hosts".to_string(), [403, 403, 200]),
         ("/api/audit".to_string(), [403, 403, 403]),
@@ -952,6 +959,32 @@ async fn roles_gate_media_imports_and_admin_and_the_audit_names_the_listener() {
         !has("vera", "download", "pcap"),
         "a refused download is not served"
     );
+    // Each export is in the audit log with its user, file and search.
+    let exports = json(
+        client()
+            .get(format!("{base}/api/audit?action=export"))
+            .header(COOKIE, &admin),
+    )
+    .await;
+    let exports: Vec<(String, String)> = exports["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["user"].as_str().unwrap().into(),
+                e["detail"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    for who in ["vera", "lina", "otto", USER] {
+        for detail in ["calls.csv?state=answered", "calls.json?"] {
+            assert!(
+                exports.contains(&(who.into(), detail.into())),
+                "{who} {detail}: {exports:?}"
+            );
+        }
+    }
     // The audit page filters by call.
     let page = client()
         .get(format!("{base}/admin/audit?call={id}&action=audio"))
