@@ -86,6 +86,9 @@ fn change_triggers() -> String {
     )
 }
 
+/// A changed call: (local id, version).
+type Changed = (i64, i64);
+
 /// What to ship where.
 #[derive(Clone, Debug)]
 pub struct ShipOptions {
@@ -439,12 +442,13 @@ impl Shipper {
     }
 
     /// The calls up to the mark changed since the change mark, each with
-    /// its newest change number, and the newest change number of all.
+    /// its newest change number (its version), and the newest change
+    /// number of all.
     fn changed_calls(
         &self,
         since: i64,
         last_call: i64,
-    ) -> Result<(Vec<(i64, i64)>, Option<i64>), CentralError> {
+    ) -> Result<(Vec<Changed>, Option<i64>), CentralError> {
         let p = self.index_path();
         let err = local_err(&p);
         let top: Option<i64> = self
@@ -463,7 +467,7 @@ impl Shipper {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .map_err(&err)?
-            .collect::<Result<Vec<(i64, i64)>, _>>()
+            .collect::<Result<Vec<Changed>, _>>()
             .map_err(&err)?;
         Ok((calls, top.filter(|t| *t > since)))
     }
@@ -807,4 +811,47 @@ pub fn spawn(
             rt.block_on(s.run(&stop));
             Ok(())
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The change triggers note an update of a shipped column (a call's
+    /// MOS, a stream's), and not one the central index does not hold (a
+    /// call's trunk).
+    #[test]
+    fn changes_of_shipped_columns_are_noted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(INDEX_FILE);
+        drop(Index::open(&path).unwrap());
+        let db = Connection::open(&path).unwrap();
+        db.execute_batch(SHIP_TABLES).unwrap();
+        db.execute_batch(&change_triggers()).unwrap();
+        // Again (a shipper's restart): the triggers are replaced, not doubled.
+        db.execute_batch(&change_triggers()).unwrap();
+        db.execute_batch(
+            "INSERT INTO calls (id, call_id, method, start_ns, end_ns, duration_ms, from_user, to_user, \
+             from_uri, to_uri, request_uri, state, sip_packets, rtp_packets, rtcp_packets, stream_count, \
+             folder, pcap, indexed_at) VALUES (7, 'c@x', 'INVITE', 1, 2, 0, 'a', 'b', '', '', '', \
+             'answered', 2, 0, 0, 0, 'f', 'f/call.pcap', 3)",
+        )
+        .unwrap();
+        let noted = |db: &Connection| -> Vec<i64> {
+            let mut st = db
+                .prepare("SELECT call FROM ship_changes ORDER BY seq")
+                .unwrap();
+            st.query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        assert!(noted(&db).is_empty(), "an insert is shipped as it is");
+        db.execute("UPDATE calls SET trunk = 't1' WHERE id = 7", [])
+            .unwrap();
+        assert!(noted(&db).is_empty(), "the trunk is not shipped");
+        db.execute("UPDATE calls SET mos = 3.5 WHERE id = 7", [])
+            .unwrap();
+        assert_eq!(noted(&db), [7]);
+    }
 }
