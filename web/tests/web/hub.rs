@@ -496,7 +496,8 @@ where
     panic!("sensor 2's tunnel never became {up}");
 }
 
-/// Sensor 1's credentials cannot read any row nor insert sensor 2's; a
+/// Sensor 1's credentials cannot read any row nor insert sensor 2's, nor
+/// change them through the re-send function; a
 /// login without a certificate, with one from another CA, or with sensor
 /// 1's certificate as sensor 2 is refused.
 #[tokio::test(flavor = "multi_thread")]
@@ -517,6 +518,15 @@ async fn sensors_are_confined_to_their_own_rows() {
     );
     let s2_id: i16 =
         i16::try_from(pg.count("SELECT id FROM voxtap.sensors WHERE name = 's2'")).unwrap();
+    // One of sensor 2's calls: (Call-ID, start) as the hub reads them.
+    let s2_call: (String, std::time::SystemTime) = {
+        let admin = PgTarget::parse(&pg.admin_url()).connect().await.unwrap();
+        let r = admin
+            .query_one("SELECT call_id, start_at FROM voxtap.calls LIMIT 1", &[])
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
     s1.execute("SELECT voxtap.ensure_days(current_date, current_date)", &[])
         .await
         .unwrap();
@@ -548,6 +558,37 @@ async fn sensors_are_confined_to_their_own_rows() {
     ] {
         assert!(s1.execute(s, &[]).await.is_err(), "{s}");
     }
+    // The re-send path changes none of sensor 2's rows: a staged row with
+    // sensor 2's call key and a newer version updates nothing, and other
+    // tables are refused.
+    s1.batch_execute(
+        "CREATE TEMP TABLE stage_calls (call_id text, start_at timestamptz, state text, version bigint)",
+    )
+    .await
+    .unwrap();
+    let n = s1
+        .execute(
+            "INSERT INTO stage_calls SELECT call_id, start_at, 'forged', 99 \
+             FROM (VALUES ($1::text, $2::timestamptz)) v(call_id, start_at)",
+            &[&s2_call.0, &s2_call.1],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let updated: i64 = s1
+        .query_one("SELECT voxtap.update_from_stage('calls')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(updated, 0);
+    assert_eq!(
+        pg.count("SELECT count(*) FROM voxtap.calls WHERE state = 'forged'"),
+        0
+    );
+    let other = s1
+        .query_one("SELECT voxtap.update_from_stage('sensors')", &[])
+        .await;
+    assert!(db_msg(&other.unwrap_err()).contains("not a table sensors update"));
     // No certificate; a rogue CA's; sensor 1's certificate as sensor 2.
     let rogue = certs.dir.path().join("rogue");
     for (role, cert) in [
