@@ -13,6 +13,7 @@ use serde::Deserialize;
 use voxtap_engine::index::{PingRow, RegistrationQuery, RegistrationRow};
 
 use crate::handlers::AppError;
+use crate::hub::registrations::WithSensor;
 use crate::text::ts;
 use crate::{Identity, Shared, pages};
 
@@ -30,8 +31,19 @@ pub struct Search {
     pub q: Option<String>,
 }
 
-async fn load(st: &Shared, q: Option<String>) -> R<(Vec<RegistrationRow>, Vec<PingRow>)> {
-    Ok(st
+type Rows = (Vec<WithSensor<RegistrationRow>>, Vec<WithSensor<PingRow>>);
+
+/// The bindings and pings: every sensor's from the central index on a hub,
+/// else the local index's.
+async fn load(st: &Shared, q: Option<String>) -> R<Rows> {
+    if let Some(hub) = &st.hub {
+        let text = q.unwrap_or_default();
+        return Ok((
+            hub.registrations(&text, LIMIT).await?,
+            hub.pings(LIMIT).await?,
+        ));
+    }
+    let (regs, pings) = st
         .db
         .run(move |idx| {
             let regs = idx.registrations(&RegistrationQuery {
@@ -41,7 +53,11 @@ async fn load(st: &Shared, q: Option<String>) -> R<(Vec<RegistrationRow>, Vec<Pi
             })?;
             Ok((regs, idx.pings(LIMIT)?))
         })
-        .await?)
+        .await?;
+    Ok((
+        regs.into_iter().map(WithSensor::local).collect(),
+        pings.into_iter().map(WithSensor::local).collect(),
+    ))
 }
 
 /// `GET /registrations`.
@@ -60,27 +76,30 @@ pub async fn page(
                 a.button.secondary href="/registrations" { "Reset" }
             }
         }
-        (bindings(&regs))
-        (peers(&pings))
+        (bindings(&regs, st.hub.is_some()))
+        (peers(&pings, st.hub.is_some()))
     };
     Ok(Html(pages::page("Registrations", &ident, body)))
 }
 
-fn bindings(regs: &[RegistrationRow]) -> Markup {
+/// `hub`: a Sensor column first.
+fn bindings(regs: &[WithSensor<RegistrationRow>], hub: bool) -> Markup {
     html! {
         section {
             h2 { "Bindings " span.muted { "(" (regs.len()) "; failed, challenged and unanswered first)" } }
             @if regs.is_empty() { p.muted id="no-registrations" { "No REGISTER seen." } } @else {
                 table.registrations id="registrations" {
                     thead { tr {
+                        @if hub { th { "Sensor" } }
                         th { "User" } th { "Contact" } th { "Client" } th { "Registrar" } th { "Outcome" }
                         th.num { "Expires s" } th.num { "Requests" } th.num { "Refreshes" }
                         th.num { "Challenges" } th.num { "Failures" } th.num { "Unanswered" }
                         th { "First (UTC)" } th { "Last (UTC)" }
                     } }
                     tbody {
-                        @for r in regs {
+                        @for WithSensor { sensor, row: r } in regs {
                             tr data-outcome=(r.outcome) {
+                                @if hub { td.sensor { (sensor.as_deref().unwrap_or("")) } }
                                 td { (r.user) }
                                 td.mono { (r.contact) }
                                 td.mono { (r.client) }
@@ -103,20 +122,22 @@ fn bindings(regs: &[RegistrationRow]) -> Markup {
     }
 }
 
-fn peers(pings: &[PingRow]) -> Markup {
+fn peers(pings: &[WithSensor<PingRow>], hub: bool) -> Markup {
     html! {
         section {
             h2 { "Keep-alives " span.muted { "(OPTIONS pings and CRLF keep-alives per pair of peers, the lossiest first)" } }
             @if pings.is_empty() { p.muted { "No pings seen." } } @else {
                 table.pings id="pings" {
                     thead { tr {
+                        @if hub { th { "Sensor" } }
                         th { "From" } th { "To" } th.num { "Pings" } th { "Responses" }
                         th.num { "Unanswered" } th.num { "Loss %" } th.num { "RTT ms (avg/max)" }
                         th.num { "CRLF" } th { "First (UTC)" } th { "Last (UTC)" }
                     } }
                     tbody {
-                        @for p in pings {
+                        @for WithSensor { sensor, row: p } in pings {
                             tr {
+                                @if hub { td.sensor { (sensor.as_deref().unwrap_or("")) } }
                                 td.mono { (p.src) } td.mono { (p.dst) }
                                 td.num { (p.pings) }
                                 td { (p.codes) }

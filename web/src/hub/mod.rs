@@ -9,9 +9,12 @@
 //!   requests over them.
 //! * [`files`]: a call's file from S3 or through the tunnel.
 //! * [`sensors`]: the Sensors page.
+//! * [`registrations`]: the Registrations page's bindings and pings of
+//!   every sensor.
 
 pub mod files;
 pub mod query;
+pub mod registrations;
 pub mod sensors;
 pub mod tunnel;
 

@@ -496,7 +496,8 @@ where
     panic!("sensor 2's tunnel never became {up}");
 }
 
-/// Sensor 1's credentials cannot read any row nor insert sensor 2's; a
+/// Sensor 1's credentials cannot read any row nor insert sensor 2's, nor
+/// change them through the re-send function; a
 /// login without a certificate, with one from another CA, or with sensor
 /// 1's certificate as sensor 2 is refused.
 #[tokio::test(flavor = "multi_thread")]
@@ -517,6 +518,15 @@ async fn sensors_are_confined_to_their_own_rows() {
     );
     let s2_id: i16 =
         i16::try_from(pg.count("SELECT id FROM voxtap.sensors WHERE name = 's2'")).unwrap();
+    // One of sensor 2's calls: (Call-ID, start) as the hub reads them.
+    let s2_call: (String, std::time::SystemTime) = {
+        let admin = PgTarget::parse(&pg.admin_url()).connect().await.unwrap();
+        let r = admin
+            .query_one("SELECT call_id, start_at FROM voxtap.calls LIMIT 1", &[])
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
     s1.execute("SELECT voxtap.ensure_days(current_date, current_date)", &[])
         .await
         .unwrap();
@@ -548,6 +558,37 @@ async fn sensors_are_confined_to_their_own_rows() {
     ] {
         assert!(s1.execute(s, &[]).await.is_err(), "{s}");
     }
+    // The re-send path changes none of sensor 2's rows: a staged row with
+    // sensor 2's call key and a newer version updates nothing, and other
+    // tables are refused.
+    s1.batch_execute(
+        "CREATE TEMP TABLE stage_calls (call_id text, start_at timestamptz, state text, version bigint)",
+    )
+    .await
+    .unwrap();
+    let n = s1
+        .execute(
+            "INSERT INTO stage_calls SELECT call_id, start_at, 'forged', 99 \
+             FROM (VALUES ($1::text, $2::timestamptz)) v(call_id, start_at)",
+            &[&s2_call.0, &s2_call.1],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let updated: i64 = s1
+        .query_one("SELECT voxtap.update_from_stage('calls')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(updated, 0);
+    assert_eq!(
+        pg.count("SELECT count(*) FROM voxtap.calls WHERE state = 'forged'"),
+        0
+    );
+    let other = s1
+        .query_one("SELECT voxtap.update_from_stage('sensors')", &[])
+        .await;
+    assert!(db_msg(&other.unwrap_err()).contains("not a table sensors update"));
     // No certificate; a rogue CA's; sensor 1's certificate as sensor 2.
     let rogue = certs.dir.path().join("rogue");
     for (role, cert) in [
@@ -793,4 +834,261 @@ async fn migration_fills_call_ips_from_existing_calls() {
     assert_eq!(one.total, 1);
     assert_eq!(one.rows[0].call_id, "m-17");
     assert_eq!(search("10.0.0.26").await.total, 0);
+}
+
+/// When the test's pings start (2023-11-14).
+const PING_T0: u64 = 1_700_000_000_000_000_000;
+
+/// OPTIONS pings `n` from 10.0.0.1 to 10.0.0.2, one each 2 s; the second
+/// unanswered.
+fn ping(sig: &mut voxtap_engine::signalling::Signalling, n: std::ops::Range<u32>) {
+    let (a, b) = (
+        "10.0.0.1:5060".parse().unwrap(),
+        "10.0.0.2:5060".parse().unwrap(),
+    );
+    for i in n {
+        let req = format!(
+            "OPTIONS sip:b SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK{i}\r\nFrom: <sip:a@a>;tag=1\r\nTo: <sip:b@b>\r\nCall-ID: p{i}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        );
+        let t = PING_T0 + u64::from(i) * 2_000_000_000;
+        sig.on_sip(t, a, b, &voxtap_proto::sip::parse(req.as_bytes()).unwrap());
+        if i != 1 {
+            let resp = req.replacen("OPTIONS sip:b SIP/2.0", "SIP/2.0 200 OK", 1);
+            sig.on_sip(
+                t + 1_000_000,
+                b,
+                a,
+                &voxtap_proto::sip::parse(resp.as_bytes()).unwrap(),
+            );
+        }
+    }
+}
+
+/// Shipper `sensor` of `data` (a new one each time: it remembers no
+/// registration it sent); drains and returns its status.
+async fn drain_status(
+    certs: &Certs,
+    pg: &Pg,
+    sensor: &str,
+    data: &Path,
+) -> voxtap_sensor::central::ship::ShipStatus {
+    let role = schema::sensor_role(sensor);
+    let mut s = Shipper::open(ShipOptions {
+        target: certs.target(pg, &role, Some(certs.cert(&role))),
+        sensor_id: sensor.into(),
+        out_dir: data.to_path_buf(),
+        store: None,
+        upload: None,
+        batch: 3,
+        interval: Duration::from_millis(100),
+    })
+    .unwrap();
+    s.drain().await.unwrap();
+    s.status().clone()
+}
+
+/// Whole rows of a central table as text, sorted: what changed between two
+/// looks, whatever the columns.
+fn central_rows(pg: &Pg, table: &str) -> Vec<String> {
+    let out = pg.psql(
+        voxtap_testkit::pg::DB,
+        &format!("SELECT t::text FROM voxtap.{table} t ORDER BY 1"),
+    );
+    out.lines().map(str::to_string).collect()
+}
+
+/// A call changed on its sensor after it was shipped (the media step's
+/// MOS, set with the index's own `set_call_mos`) arrives changed, once: the
+/// same single row with the new MOS and a newer version, nothing else
+/// rewritten; shipping again changes nothing, and re-shipping from a lost
+/// mark does not bring the old value back. The registrations of the
+/// corpus's REGISTER capture arrive as the local index has them; OPTIONS
+/// pings (the signalling engine's, no corpus capture has them) arrive and
+/// their pair's row is updated in place by the next snapshot; the hub's
+/// Registrations page and API list them with their sensor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_calls_and_registrations_are_sent_again_once() {
+    let certs = Certs::new();
+    let pg = setup_central(&certs, "hub-changes").await;
+    let d = tempfile::tempdir().unwrap();
+    voxtap_engine::import::run_import(&voxtap_engine::import::ImportOptions {
+        files: vec![
+            corpus("ndpi/sip_hello.pcapng"),
+            corpus("generated/sipp-netns-udp-2calls.pcap"),
+        ],
+        out: d.path().to_path_buf(),
+        pipeline: Default::default(),
+        call_files: true,
+        media: None,
+    })
+    .expect("import");
+    let local = local_calls(d.path());
+    assert!(local.len() >= 2);
+    let first = drain_status(&certs, &pg, "s1", d.path()).await;
+    assert_eq!(first.shipped_calls, local.len() as u64);
+    assert_eq!(first.resent_calls, 0);
+    let lite = rusqlite::Connection::open(d.path().join(INDEX_FILE)).unwrap();
+    let local_count = |t: &str| -> i64 {
+        lite.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))
+            .unwrap()
+    };
+    let regs = local_count("registrations");
+    assert!(regs > 0, "the capture has REGISTER");
+    assert_eq!(pg.count("SELECT count(*) FROM voxtap.registrations"), regs);
+    assert_eq!(first.shipped_noncall, regs as u64);
+    let local_regs = Index::open(&d.path().join(INDEX_FILE))
+        .unwrap()
+        .registrations(&voxtap_engine::index::RegistrationQuery {
+            limit: 1000,
+            ..Default::default()
+        })
+        .unwrap();
+
+    // The media step's MOS for a call already shipped.
+    let c = &local[0];
+    let id: i64 = lite
+        .query_row(
+            "SELECT id FROM calls WHERE call_id = ?1",
+            [&c.call_id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    Index::open(&d.path().join(INDEX_FILE))
+        .unwrap()
+        .set_call_mos(id, Some(1.25))
+        .unwrap();
+    let before: Vec<String> = ["streams", "call_sip", "legs"]
+        .iter()
+        .flat_map(|t| central_rows(&pg, t))
+        .collect();
+    let again = drain_status(&certs, &pg, "s1", d.path()).await;
+    assert_eq!((again.shipped_calls, again.resent_calls), (0, 1));
+    // The call's row, and no registration or ping (sent again by the new
+    // shipper, unchanged).
+    assert_eq!(again.updated_rows, 1, "{again:?}");
+    let cid = c.call_id.replace('\'', "''");
+    let row = |col: &str| {
+        pg.psql(
+            voxtap_testkit::pg::DB,
+            &format!("SELECT {col} FROM voxtap.calls WHERE call_id = '{cid}'"),
+        )
+        .trim()
+        .to_string()
+    };
+    assert_eq!(
+        pg.count(&format!(
+            "SELECT count(*) FROM voxtap.calls WHERE call_id = '{cid}'"
+        )),
+        1
+    );
+    assert_eq!(row("mos"), "1.25");
+    assert!(row("version").parse::<i64>().unwrap() > 0);
+    let after: Vec<String> = ["streams", "call_sip", "legs"]
+        .iter()
+        .flat_map(|t| central_rows(&pg, t))
+        .collect();
+    assert_eq!(before, after, "only the call's row changed");
+    assert_eq!(
+        pg.count("SELECT count(*) FROM voxtap.calls"),
+        local.len() as i64
+    );
+    // Nothing changed since: nothing sent, nothing rewritten.
+    let idle = drain_status(&certs, &pg, "s1", d.path()).await;
+    assert_eq!((idle.resent_calls, idle.updated_rows), (0, 0), "{idle:?}");
+    // The mark lost: every call is sent as first shipped (version 0), which
+    // neither doubles a row nor brings the old MOS back.
+    lite.execute("DELETE FROM ship_marks", []).unwrap();
+    drain_status(&certs, &pg, "s1", d.path()).await;
+    assert_eq!(
+        pg.count("SELECT count(*) FROM voxtap.calls"),
+        local.len() as i64
+    );
+    assert_eq!(row("mos"), "1.25");
+
+    // OPTIONS pings, in two snapshots of the sensor's signalling tables:
+    // the pair's row is sent, then updated in place.
+    let mut sig = voxtap_engine::signalling::Signalling::new(Default::default());
+    ping(&mut sig, 0..2);
+    Index::open(&d.path().join(INDEX_FILE))
+        .unwrap()
+        .record_signalling(&sig.snapshot())
+        .unwrap();
+    let snap = drain_status(&certs, &pg, "s1", d.path()).await;
+    assert_eq!(snap.shipped_noncall, 1, "{snap:?}");
+    assert_eq!(pg.count("SELECT pings FROM voxtap.pings"), 2);
+    ping(&mut sig, 2..4);
+    sig.tick(PING_T0 + 100_000_000_000);
+    let mut idx = Index::open(&d.path().join(INDEX_FILE)).unwrap();
+    idx.record_signalling(&sig.snapshot()).unwrap();
+    let local_pings = idx.pings(10).unwrap();
+    assert_eq!((local_pings[0].pings, local_pings[0].unanswered), (4, 1));
+    let snap = drain_status(&certs, &pg, "s1", d.path()).await;
+    assert_eq!(snap.updated_rows, 1, "{snap:?}");
+    assert_eq!(pg.count("SELECT count(*) FROM voxtap.pings"), 1);
+    assert_eq!(pg.count("SELECT pings FROM voxtap.pings"), 4);
+    assert_eq!(pg.count("SELECT unanswered FROM voxtap.pings"), 1);
+    // The central index keeps the bindings the sensor's latest snapshot
+    // no longer has.
+    assert_eq!(pg.count("SELECT count(*) FROM voxtap.registrations"), regs);
+
+    // The hub's Registrations page: every binding and peer pair, with its
+    // sensor.
+    let (cert, key) = certs.cert("vx_hub");
+    let mut cfg = config();
+    cfg.central = Some(CentralConfig {
+        url: pg.tcp_url("vx_hub"),
+        client_cert: Some(cert),
+        client_key: Some(key),
+        ca: Some(certs.ca()),
+        ..Default::default()
+    });
+    let hub_dir = tempfile::tempdir().unwrap();
+    let srv = voxtap_web::start(voxtap_web::ServeOptions {
+        data: hub_dir.path().to_path_buf(),
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        config: cfg,
+        insecure_no_auth: false,
+    })
+    .await
+    .unwrap();
+    let base = format!("http://{}", srv.addr);
+    let cookie = login(&base, USER, PASSWORD).await.unwrap();
+    let get = |path: &str| {
+        let (c, url, cookie) = (client(), format!("{base}{path}"), cookie.clone());
+        async move {
+            let r = c.get(url).header("cookie", cookie).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            r.text().await.unwrap()
+        }
+    };
+    let api: serde_json::Value = serde_json::from_str(&get("/api/registrations").await).unwrap();
+    let hub_regs = api["registrations"].as_array().unwrap();
+    assert_eq!(hub_regs.len(), local_regs.len());
+    for r in &local_regs {
+        let h = hub_regs
+            .iter()
+            .find(|h| h["aor"] == r.aor.as_str() && h["contact"] == r.contact.as_str())
+            .unwrap_or_else(|| panic!("{} not on the hub: {api}", r.aor));
+        assert_eq!(h["sensor"], "s1");
+        assert_eq!(h["requests"], r.requests);
+        assert_eq!(h["refreshes"], r.refreshes);
+        assert_eq!(h["challenges"], r.challenges);
+        assert_eq!(h["outcome"], r.outcome.as_str());
+    }
+    let p = &api["pings"];
+    assert_eq!(p.as_array().unwrap().len(), 1, "{api}");
+    assert_eq!(p[0]["sensor"], "s1");
+    for (k, v) in [("src", &local_pings[0].src), ("dst", &local_pings[0].dst)] {
+        assert_eq!(p[0][k], v.as_str());
+    }
+    assert_eq!(p[0]["responses"], local_pings[0].responses);
+    assert_eq!(p[0]["loss_pct"], local_pings[0].loss_pct);
+    let page = get("/registrations?q=2684*").await;
+    assert!(page.contains("<th>Sensor</th>"), "{page}");
+    assert!(
+        page.contains("<td class=\"sensor\">s1</td>") && page.contains("26841945"),
+        "{page}"
+    );
+    let none = get("/registrations?q=10.99.99.99").await;
+    assert!(none.contains("id=\"no-registrations\""), "{none}");
 }

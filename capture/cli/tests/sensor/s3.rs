@@ -33,7 +33,7 @@ use voxtap_testkit::{S3_ACCESS as ACCESS, S3_SECRET as SECRET, aws_env, s3s_fs};
 const MIB: u64 = 1 << 20;
 
 /// s3s-fs on loopback; killed on drop.
-struct S3Server {
+pub(crate) struct S3Server {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
@@ -41,7 +41,7 @@ struct S3Server {
 }
 
 impl S3Server {
-    fn start(dir: &Path) -> Self {
+    pub(crate) fn start(dir: &Path) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -59,7 +59,7 @@ impl S3Server {
         s
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 

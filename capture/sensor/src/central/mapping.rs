@@ -14,9 +14,11 @@
 //! | `calls.call_group` | "Call model" (logical call of a leg) |
 //! | `calls.capture_loss` | a local column (calls.csv has it, index.sqlite not) |
 //! | `streams.decoded` | "Codecs" (per-stream decoded flag; the codec column is filled) |
-//! | `registrations.*`, `pings.*` | "Call model" (REGISTER bindings, OPTIONS per peer pair): [`REGISTRATIONS`] and [`PINGS`] name no source table yet |
 //!
-//! Every query takes `?1` < call id <= `?2` (a batch of local call ids).
+//! Every per-call query takes `?1` < call id <= `?2` (a batch of local call
+//! ids) and `?3`, the rows' version (0 when first shipped, the local change
+//! number when a changed call is sent again). [`NONCALL`]'s queries read the
+//! whole local table (a snapshot the sensor replaces) with `?1` = version.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -261,6 +263,7 @@ pub const CALLS: TableMap = TableMap {
         col("sip_truncated", Int8, "c.sip_truncated"),
         col("encrypted_signalling", Text, "c.encrypted_signalling"),
         col("indexed_at", TimeNs, "c.indexed_at"),
+        col("version", Int8, "?3"),
     ],
 };
 
@@ -300,6 +303,7 @@ pub const STREAMS: TableMap = TableMap {
         col("mos", Real, "s.mos"),
         col("decoded", Bool, "s.audio_decodable"),
         col("audio_reason", Text, "s.audio_reason"),
+        col("version", Int8, "?3"),
     ],
 };
 
@@ -340,46 +344,85 @@ pub const CALL_SIP: TableMap = TableMap {
              'duration_ms', duration_ms, 'source', source)), '[]') \
              FROM (SELECT * FROM dtmf WHERE call = c.id ORDER BY ts_ns))",
         ),
+        col("version", Int8, "?3"),
     ],
 };
 
-/// Waiting for "Call model": the central table exists, no local source yet.
+/// Registration bindings: the local table is the latest snapshot, one row
+/// per (address of record, contact, client) since its first REGISTER.
 pub const REGISTRATIONS: TableMap = TableMap {
     central: "registrations",
-    from: None,
+    from: Some("FROM registrations r"),
     cols: &[
-        col("local_id", Int8, "r.id"),
-        col("at", TimeNs, "r.ts_ns"),
-        col("call_id", Text, "r.call_id"),
+        col("first_at", TimeNs, "r.first_ns"),
+        col("last_at", TimeNs, "r.last_ns"),
+        col("user_name", Text, "r.user"),
         col("aor", Text, "r.aor"),
         col("contact", Text, "r.contact"),
-        col("user_agent", Text, "r.user_agent"),
+        col("client", Text, "r.client"),
+        col("client_ip", Inet, "r.client_ip"),
+        col("registrar", Text, "r.registrar"),
+        col("outcome", Text, "r.outcome"),
+        col("last_status", Int2, "r.last_status"),
         col("expires", Int4, "r.expires"),
-        col("status_code", Int2, "r.status_code"),
-        col("state", Text, "r.state"),
-        col("src_ip", Inet, "r.src"),
-        col("dst_ip", Inet, "r.dst"),
+        col("requests", Int8, "r.requests"),
+        col("registered", Int8, "r.registered"),
+        col("refreshes", Int8, "r.refreshes"),
+        col("challenges", Int8, "r.challenges"),
+        col("failures", Int8, "r.failures"),
+        col("unanswered", Int8, "r.unanswered"),
+        col("call_id", Text, "r.call_id"),
+        col("version", Int8, "?1"),
     ],
 };
 
-/// Waiting for "Call model".
+/// OPTIONS pings and CRLF keep-alives per pair of peers (a snapshot too).
 pub const PINGS: TableMap = TableMap {
     central: "pings",
-    from: None,
+    from: Some("FROM pings p"),
     cols: &[
-        col("at", TimeNs, "p.start_ns"),
+        col("first_at", TimeNs, "p.first_ns"),
+        col("last_at", TimeNs, "p.last_ns"),
+        col("src", Text, "p.src"),
+        col("dst", Text, "p.dst"),
         col("src_ip", Inet, "p.src"),
         col("dst_ip", Inet, "p.dst"),
-        col("sent", Int4, "p.sent"),
-        col("answered", Int4, "p.answered"),
+        col("pings", Int8, "p.pings"),
+        col("requests", Int8, "p.requests"),
+        col("responses", Int8, "p.responses"),
+        col("codes", Text, "p.codes"),
+        col("unanswered", Int8, "p.unanswered"),
+        col("loss_pct", Real, "p.loss_pct"),
         col("rtt_avg_ms", Real, "p.rtt_avg_ms"),
         col("rtt_max_ms", Real, "p.rtt_max_ms"),
-        col("last_code", Int2, "p.last_code"),
+        col("keepalives", Int8, "p.keepalives"),
+        col("version", Int8, "?1"),
     ],
 };
 
 /// Shipped per batch of calls, in this order (a call's children after it).
-pub const PER_CALL: [TableMap; 6] = [CALLS, STREAMS, LEGS, CALL_SIP, REGISTRATIONS, PINGS];
+pub const PER_CALL: [TableMap; 4] = [CALLS, STREAMS, LEGS, CALL_SIP];
+
+/// What a changed call re-sends over its central rows (legs only add).
+pub const RESENT: [&str; 3] = ["calls", "streams", "call_sip"];
+
+/// The snapshots shipped when they change, not per call.
+pub const NONCALL: [TableMap; 2] = [REGISTRATIONS, PINGS];
+
+/// The local columns of `m` that its rows copy as they are (`alias.col`),
+/// which the shipper watches for changes after a call was shipped.
+pub fn plain_columns(m: &TableMap, alias: &str) -> Vec<&'static str> {
+    m.cols
+        .iter()
+        .filter_map(|c| c.local.strip_prefix(alias)?.strip_prefix('.'))
+        .filter(|n| n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        .fold(Vec::new(), |mut v, n| {
+            if !v.contains(&n) {
+                v.push(n);
+            }
+            v
+        })
+}
 
 /// The call files confirmed in S3, from the upload queue (`up.queue`,
 /// attached) joined to their call by folder: `?1` = uploaded since (ms),
@@ -588,7 +631,7 @@ mod tests {
             "ATTACH ':memory:' AS up; CREATE TABLE up.queue (kind, state, path, key, bytes, sha256, uploaded_ms);",
         )
         .unwrap();
-        for m in PER_CALL.iter().chain([&CALL_FILES]) {
+        for m in PER_CALL.iter().chain(&NONCALL).chain([&CALL_FILES]) {
             if let Some(sql) = m.local_sql() {
                 conn.prepare(&sql)
                     .unwrap_or_else(|e| panic!("{}: {e}\n{sql}", m.central));

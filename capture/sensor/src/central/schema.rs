@@ -35,7 +35,7 @@ pub const HUB_GROUP: &str = "voxtap_hub";
 pub const ROLE_PREFIX: &str = "vx_";
 
 /// Migration `i` brings the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
+pub const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
 
 const MIGRATION_1: &str = r#"
 DO $$ BEGIN
@@ -421,6 +421,136 @@ CREATE POLICY hub_reads ON voxtap.call_ips FOR SELECT TO voxtap_hub USING (true)
 GRANT SELECT ON voxtap.call_ips TO voxtap_hub;
 -- Searches use call_ips now; the GIN index only cost ingest time.
 DROP INDEX voxtap.calls_ips;
+"#;
+
+/// Rows sent again. A call can change on its sensor after it was shipped
+/// (the media step's MOS, a stream's figures), and registrations and pings
+/// are snapshots the sensor updates in place; a sensor re-sends such rows
+/// with a higher `version`. Sensors still hold no UPDATE privilege:
+/// `voxtap.update_from_stage(table)` (SECURITY DEFINER) replaces the rows
+/// of the calling sensor only, whose key matches a row of the session's
+/// staging table, whose version is older and whose content differs.
+///
+/// Registrations and pings get the local index's shape (the tables of
+/// migration 1 were never filled): one row per binding (address of record,
+/// contact, client) and per pair of peers, from its first sighting, which
+/// is the partition key (a binding stays in the day it began).
+const MIGRATION_3: &str = r#"
+ALTER TABLE voxtap.calls ADD COLUMN version bigint NOT NULL DEFAULT 0;
+ALTER TABLE voxtap.streams ADD COLUMN version bigint NOT NULL DEFAULT 0;
+ALTER TABLE voxtap.call_sip ADD COLUMN version bigint NOT NULL DEFAULT 0;
+
+DROP TABLE voxtap.registrations;
+DROP TABLE voxtap.pings;
+CREATE TABLE voxtap.registrations (
+    sensor        smallint NOT NULL DEFAULT voxtap.current_sensor(),
+    first_at      timestamptz NOT NULL,
+    last_at       timestamptz NOT NULL,
+    user_name     text NOT NULL,
+    aor           text NOT NULL,
+    contact       text NOT NULL,
+    client        text NOT NULL,
+    client_ip     inet,
+    registrar     text NOT NULL,
+    outcome       text NOT NULL,
+    last_status   smallint,
+    expires       integer,
+    requests      bigint NOT NULL,
+    registered    bigint NOT NULL,
+    refreshes     bigint NOT NULL,
+    challenges    bigint NOT NULL,
+    failures      bigint NOT NULL,
+    unanswered    bigint NOT NULL,
+    call_id       text NOT NULL,
+    version       bigint NOT NULL DEFAULT 0
+) PARTITION BY RANGE (first_at);
+CREATE UNIQUE INDEX registrations_key ON voxtap.registrations (sensor, aor, contact, client, first_at);
+CREATE INDEX registrations_user ON voxtap.registrations (user_name text_pattern_ops);
+CREATE INDEX registrations_client_ip ON voxtap.registrations (client_ip);
+CREATE INDEX registrations_last ON voxtap.registrations (last_at);
+
+CREATE TABLE voxtap.pings (
+    sensor        smallint NOT NULL DEFAULT voxtap.current_sensor(),
+    first_at      timestamptz NOT NULL,
+    last_at       timestamptz NOT NULL,
+    src           text NOT NULL,
+    dst           text NOT NULL,
+    src_ip        inet,
+    dst_ip        inet,
+    pings         bigint NOT NULL,
+    requests      bigint NOT NULL,
+    responses     bigint NOT NULL,
+    codes         text NOT NULL,
+    unanswered    bigint NOT NULL,
+    loss_pct      real NOT NULL,
+    rtt_avg_ms    real,
+    rtt_max_ms    real,
+    keepalives    bigint NOT NULL,
+    version       bigint NOT NULL DEFAULT 0
+) PARTITION BY RANGE (first_at);
+CREATE UNIQUE INDEX pings_key ON voxtap.pings (sensor, src, dst, first_at);
+CREATE INDEX pings_last ON voxtap.pings (last_at);
+
+DO $$
+DECLARE t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['registrations', 'pings'] LOOP
+        EXECUTE format('ALTER TABLE voxtap.%I ENABLE ROW LEVEL SECURITY', t);
+        EXECUTE format('CREATE POLICY own_rows ON voxtap.%I FOR INSERT TO voxtap_sensor '
+                       'WITH CHECK (sensor = voxtap.current_sensor())', t);
+        EXECUTE format('CREATE POLICY own_rows_seen ON voxtap.%I FOR SELECT TO voxtap_sensor '
+                       'USING (sensor = voxtap.current_sensor())', t);
+        EXECUTE format('CREATE POLICY hub_reads ON voxtap.%I FOR SELECT TO voxtap_hub USING (true)', t);
+        EXECUTE format('GRANT INSERT ON voxtap.%I TO voxtap_sensor', t);
+        EXECUTE format('GRANT SELECT ON voxtap.%I TO voxtap_hub', t);
+    END LOOP;
+END $$;
+
+-- The calling sensor's rows of table t replaced by the rows of its
+-- session's staging table (pg_temp.stage_<t>) with the same key, a newer
+-- version and other content; returns how many. The key columns, the
+-- sensor, the central id and the call's addresses (call_ips follows
+-- inserts only) are never changed.
+CREATE FUNCTION voxtap.update_from_stage(t text) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, voxtap AS $f$
+DECLARE
+    me smallint := voxtap.current_sensor();
+    keys text[];
+    cols text[];
+    n bigint;
+BEGIN
+    keys := CASE t
+        WHEN 'calls' THEN ARRAY['call_id', 'start_at']
+        WHEN 'streams' THEN ARRAY['call_id', 'call_start', 'ordinal']
+        WHEN 'call_sip' THEN ARRAY['call_id', 'call_start']
+        WHEN 'registrations' THEN ARRAY['aor', 'contact', 'client', 'first_at']
+        WHEN 'pings' THEN ARRAY['src', 'dst', 'first_at']
+    END;
+    IF keys IS NULL OR me IS NULL THEN
+        RAISE EXCEPTION 'voxtap.update_from_stage(%): not a table sensors update, or not a sensor', t;
+    END IF;
+    SELECT array_agg(a.attname::text ORDER BY a.attnum) INTO cols
+      FROM pg_attribute a
+      JOIN pg_attribute b ON b.attrelid = format('voxtap.%I', t)::regclass
+                         AND b.attname = a.attname AND b.attnum > 0 AND NOT b.attisdropped
+     WHERE a.attrelid = format('pg_temp.%I', 'stage_' || t)::regclass
+       AND a.attnum > 0 AND NOT a.attisdropped
+       AND a.attname::text <> ALL (keys || ARRAY['sensor', 'id', 'local_id', 'version', 'ips', 'shipped_at']);
+    EXECUTE format(
+        'UPDATE voxtap.%I d SET %s, version = s.version FROM pg_temp.%I s '
+        'WHERE %s AND d.sensor = $1 AND d.version < s.version AND (%s) IS DISTINCT FROM (%s)',
+        t,
+        (SELECT string_agg(format('%I = s.%I', c, c), ', ') FROM unnest(cols) c),
+        'stage_' || t,
+        (SELECT string_agg(format('d.%I = s.%I', k, k), ' AND ') FROM unnest(keys) k),
+        (SELECT string_agg(format('d.%I', c), ', ') FROM unnest(cols) c),
+        (SELECT string_agg(format('s.%I', c), ', ') FROM unnest(cols) c))
+        USING me;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $f$;
+REVOKE EXECUTE ON FUNCTION voxtap.update_from_stage(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION voxtap.update_from_stage(text) TO voxtap_sensor;
 "#;
 
 /// Sensor names: what may become part of a role name and an S3 key.

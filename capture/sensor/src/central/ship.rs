@@ -10,6 +10,16 @@
 //! absorb: nothing lost, nothing doubled. Files confirmed in S3 follow the
 //! same way from the upload queue, by upload time.
 //!
+//! A call can change after it was shipped (the media step's MOS, a
+//! stream's figures): triggers the shipper puts on the local index note
+//! each change in `ship_changes` (an increasing number per change), and
+//! each round sends the changed calls that are behind the mark again with
+//! that number as their version; `voxtap.update_from_stage` replaces the
+//! central rows whose version is older. Registrations and pings are
+//! snapshots the sensor replaces: every few seconds the shipper sends the
+//! rows that differ from what it sent last (all of them once after a
+//! start), upserted the same way.
+//!
 //! While the centre is away the sensor keeps working alone (the local index
 //! grows, `pending` in `status/central.json` says how much), and the
 //! shipper reconnects with backoff and catches up.
@@ -55,7 +65,29 @@ CREATE TABLE IF NOT EXISTS ship_marks (
     updated_ns    INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS calls_folder ON calls(folder);
+CREATE TABLE IF NOT EXISTS ship_changes (
+    seq   INTEGER PRIMARY KEY AUTOINCREMENT,
+    call  INTEGER NOT NULL
+);
 ";
+
+/// A change of a local call's shipped columns is noted in `ship_changes`
+/// (`UPDATE OF` the columns the mapping copies, so a change the central
+/// index does not hold, such as a trunk, sends nothing).
+fn change_triggers() -> String {
+    let calls = mapping::plain_columns(&mapping::CALLS, "c").join(", ");
+    let streams = mapping::plain_columns(&mapping::STREAMS, "s").join(", ");
+    format!(
+        "DROP TRIGGER IF EXISTS ship_call_changed; DROP TRIGGER IF EXISTS ship_stream_changed;
+         CREATE TRIGGER ship_call_changed AFTER UPDATE OF {calls} ON calls \
+         BEGIN INSERT INTO ship_changes (call) VALUES (NEW.id); END;
+         CREATE TRIGGER ship_stream_changed AFTER UPDATE OF {streams} ON streams \
+         BEGIN INSERT INTO ship_changes (call) VALUES (NEW.call); END;"
+    )
+}
+
+/// A changed call: (local id, version).
+type Changed = (i64, i64);
 
 /// What to ship where.
 #[derive(Clone, Debug)]
@@ -98,6 +130,12 @@ pub struct ShipStatus {
     pub connected: bool,
     pub shipped_calls: u64,
     pub shipped_files: u64,
+    /// Calls sent again because they changed after shipping; central rows
+    /// those replaced.
+    pub resent_calls: u64,
+    pub updated_rows: u64,
+    /// Registration and ping rows sent (new or changed).
+    pub shipped_noncall: u64,
     pub pending_calls: u64,
     /// Local id of the last call shipped.
     pub high_water_mark: i64,
@@ -120,6 +158,10 @@ pub struct Shipper {
     last_heartbeat: Option<Instant>,
     /// (when, calls shipped then) for the rate.
     rate_from: (Instant, u64),
+    /// Hashes of the registration and ping rows sent last (per table), and
+    /// when: a row not among them has changed since.
+    noncall_sent: [std::collections::HashSet<u64>; 2],
+    noncall_at: Option<Instant>,
 }
 
 fn local_err(path: &Path) -> impl Fn(rusqlite::Error) -> CentralError + '_ {
@@ -144,6 +186,21 @@ impl Shipper {
         let local = Connection::open(&path).map_err(&err)?;
         local.busy_timeout(Duration::from_secs(10)).map_err(&err)?;
         local.execute_batch(SHIP_TABLES).map_err(&err)?;
+        let has_change_mark: bool = local
+            .query_row(
+                "SELECT count(*) > 0 FROM pragma_table_info('ship_marks') WHERE name = 'last_change'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(&err)?;
+        if !has_change_mark {
+            local
+                .execute_batch(
+                    "ALTER TABLE ship_marks ADD COLUMN last_change INTEGER NOT NULL DEFAULT 0",
+                )
+                .map_err(&err)?;
+        }
+        local.execute_batch(&change_triggers()).map_err(&err)?;
         let mark_key = format!("central:{}", opts.target.url);
         let status = ShipStatus {
             sensor_id: opts.sensor_id.clone(),
@@ -159,6 +216,8 @@ impl Shipper {
             status,
             last_heartbeat: None,
             rate_from: (Instant::now(), 0),
+            noncall_sent: Default::default(),
+            noncall_at: None,
         })
     }
 
@@ -239,7 +298,11 @@ impl Shipper {
                 )));
             }
         }
-        for m in mapping::PER_CALL.iter().chain([&mapping::CALL_FILES]) {
+        for m in mapping::PER_CALL
+            .iter()
+            .chain(&mapping::NONCALL)
+            .chain([&mapping::CALL_FILES])
+        {
             client.batch_execute(&m.stage_ddl()).await?;
         }
         tracing::info!(sensor = %self.opts.sensor_id, "connected to the central index");
@@ -285,7 +348,9 @@ impl Shipper {
         let p = self.index_path();
         let err = local_err(&p);
         let mut st = self.local.prepare_cached(&sql).map_err(&err)?;
-        let mut rows = st.query(params).map_err(&err)?;
+        // The tables' queries share one parameter list; each binds those it names.
+        let n = st.parameter_count().min(params.len());
+        let mut rows = st.query(&params[..n]).map_err(&err)?;
         let mut out = Vec::new();
         while let Some(r) = rows.next().map_err(&err)? {
             let mut row = Vec::with_capacity(m.cols.len());
@@ -333,19 +398,149 @@ impl Shipper {
         self.ensure_days(days).await?;
         let mut tables = Vec::new();
         for m in mapping::PER_CALL {
-            tables.push((m, self.read_rows(&m, &[&lo, &hi])?));
+            tables.push((m, self.read_rows(&m, &[&lo, &hi, &0i64])?));
         }
         let n = tables[0].1.len() as u64;
         let client = self.client.as_mut().ok_or(CentralError::NotConnected)?;
         let tx = client.transaction().await?;
         for (m, rows) in &tables {
-            copy_rows(&tx, m, rows).await?;
+            copy_rows(&tx, m, rows, false).await?;
         }
         tx.commit().await?;
         self.set_mark(hi, files_ms)?;
         self.status.shipped_calls += n;
         self.status.high_water_mark = hi;
         Ok(n)
+    }
+
+    /// The change mark: `ship_changes` up to it were sent.
+    fn change_mark(&self) -> Result<i64, CentralError> {
+        let p = self.index_path();
+        Ok(self
+            .local
+            .query_row(
+                "SELECT last_change FROM ship_marks WHERE target = ?1",
+                [&self.mark_key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(local_err(&p))?
+            .unwrap_or(0))
+    }
+
+    /// Moves the change mark to `seq` and forgets the changes every target
+    /// has sent.
+    fn set_change_mark(&self, seq: i64) -> Result<(), CentralError> {
+        let p = self.index_path();
+        self.local
+            .execute_batch(&format!(
+                "UPDATE ship_marks SET last_change = {seq} WHERE target = '{}';
+                 DELETE FROM ship_changes WHERE seq <= (SELECT min(last_change) FROM ship_marks);",
+                self.mark_key.replace('\'', "''")
+            ))
+            .map_err(local_err(&p))
+    }
+
+    /// The calls up to the mark changed since the change mark, each with
+    /// its newest change number (its version), and the newest change
+    /// number of all.
+    fn changed_calls(
+        &self,
+        since: i64,
+        last_call: i64,
+    ) -> Result<(Vec<Changed>, Option<i64>), CentralError> {
+        let p = self.index_path();
+        let err = local_err(&p);
+        let top: Option<i64> = self
+            .local
+            .query_row("SELECT max(seq) FROM ship_changes", [], |r| r.get(0))
+            .map_err(&err)?;
+        let mut st = self
+            .local
+            .prepare_cached(
+                "SELECT call, max(seq) FROM ship_changes WHERE seq > ?1 AND seq <= ?2 AND call <= ?3 \
+                 GROUP BY call ORDER BY call",
+            )
+            .map_err(&err)?;
+        let calls = st
+            .query_map(params![since, top.unwrap_or(0), last_call], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(&err)?
+            .collect::<Result<Vec<Changed>, _>>()
+            .map_err(&err)?;
+        Ok((calls, top.filter(|t| *t > since)))
+    }
+
+    /// Sends again the calls that changed after they were shipped (calls
+    /// past the mark are sent as they are now by [`Self::ship_calls`]);
+    /// returns how many.
+    pub async fn resend_changed(&mut self) -> Result<u64, CentralError> {
+        let (last_call, _) = self.mark()?;
+        let since = self.change_mark()?;
+        let (calls, top) = self.changed_calls(since, last_call)?;
+        let Some(top) = top else {
+            return Ok(0);
+        };
+        for chunk in calls.chunks(self.opts.batch.max(1)) {
+            let mut tables: Vec<(TableMap, Vec<Vec<Val>>)> =
+                mapping::PER_CALL.iter().map(|m| (*m, Vec::new())).collect();
+            let mut days = BTreeSet::new();
+            for (id, version) in chunk {
+                days.extend(self.call_days(id - 1, *id)?);
+                for (m, rows) in tables.iter_mut() {
+                    rows.extend(self.read_rows(m, &[&(id - 1), id, version])?);
+                }
+            }
+            self.ensure_days(days).await?;
+            let client = self.client.as_mut().ok_or(CentralError::NotConnected)?;
+            let tx = client.transaction().await?;
+            let mut updated = 0;
+            for (m, rows) in &tables {
+                updated += copy_rows(&tx, m, rows, mapping::RESENT.contains(&m.central))
+                    .await?
+                    .1;
+            }
+            tx.commit().await?;
+            self.status.resent_calls += chunk.len() as u64;
+            self.status.updated_rows += updated;
+        }
+        self.set_change_mark(top)?;
+        Ok(calls.len() as u64)
+    }
+
+    /// Sends the registration and ping rows that differ from those sent
+    /// last (every row once after a start; the central index keeps what
+    /// did not change). Returns how many rows were sent.
+    pub async fn ship_noncall(&mut self) -> Result<u64, CentralError> {
+        self.client().await?;
+        let version = now_ns();
+        let mut sent = 0;
+        for (i, m) in mapping::NONCALL.iter().enumerate() {
+            let rows = self.read_rows(m, &[&version])?;
+            // The version (the last column) is not part of what changed.
+            let hashes: Vec<u64> = rows.iter().map(|r| row_hash(&r[..r.len() - 1])).collect();
+            let changed: Vec<Vec<Val>> = rows
+                .into_iter()
+                .zip(&hashes)
+                .filter(|(_, h)| !self.noncall_sent[i].contains(h))
+                .map(|(r, _)| r)
+                .collect();
+            if !changed.is_empty() {
+                let days: BTreeSet<i64> = changed.iter().filter_map(|r| day_of(&r[0])).collect();
+                self.ensure_days(days).await?;
+                let client = self.client.as_mut().ok_or(CentralError::NotConnected)?;
+                let tx = client.transaction().await?;
+                let (_, updated) = copy_rows(&tx, m, &changed, true).await?;
+                tx.commit().await?;
+                sent += changed.len() as u64;
+                self.status.updated_rows += updated;
+            }
+            self.noncall_sent[i] = hashes.into_iter().collect();
+        }
+        self.noncall_at = Some(Instant::now());
+        self.status.shipped_noncall += sent;
+        Ok(sent)
     }
 
     /// Attaches the upload queue once it exists.
@@ -397,18 +592,12 @@ impl Shipper {
         )?;
         let days: BTreeSet<i64> = rows
             .iter()
-            .filter_map(|r| match r.first() {
-                Some(Val::Time(t)) => t
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .ok()
-                    .map(|d| d.as_nanos() as i64 / DAY_NS),
-                _ => None,
-            })
+            .filter_map(|r| r.first().and_then(day_of))
             .collect();
         self.ensure_days(days).await?;
         let client = self.client.as_mut().ok_or(CentralError::NotConnected)?;
         let tx = client.transaction().await?;
-        let n = copy_rows(&tx, &mapping::CALL_FILES, &rows).await?;
+        let (n, _) = copy_rows(&tx, &mapping::CALL_FILES, &rows, false).await?;
         tx.commit().await?;
         self.set_mark(calls_mark, newest)?;
         self.status.shipped_files += n;
@@ -452,7 +641,11 @@ impl Shipper {
                 break;
             }
         }
+        self.resend_changed().await?;
         self.ship_files().await?;
+        if self.noncall_at.is_none_or(|t| t.elapsed() >= HEARTBEAT) {
+            self.ship_noncall().await?;
+        }
         self.heartbeat().await?;
         self.status.pending_calls = self.pending()?;
         self.status.last_error = None;
@@ -503,6 +696,7 @@ impl Shipper {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        self.noncall_at = None;
         let last = tokio::time::timeout(Duration::from_secs(10), self.round()).await;
         if let Ok(Err(e)) = &last {
             self.failed(e);
@@ -513,6 +707,7 @@ impl Shipper {
     /// Ships everything now (after an import); fails if the centre cannot
     /// be reached.
     pub async fn drain(&mut self) -> Result<u64, CentralError> {
+        self.noncall_at = None;
         let r = self.round().await;
         if let Err(e) = &r {
             self.failed(e);
@@ -523,14 +718,17 @@ impl Shipper {
 }
 
 /// COPY `rows` into the staging table and from there into the central
-/// table; returns the rows actually inserted (not already there).
+/// table; with `update`, rows already there with an older version are
+/// replaced from the staging table too. Returns (rows inserted, rows
+/// updated).
 async fn copy_rows(
     tx: &Transaction<'_>,
     m: &TableMap,
     rows: &[Vec<Val>],
-) -> Result<u64, CentralError> {
+    update: bool,
+) -> Result<(u64, u64), CentralError> {
     if rows.is_empty() {
-        return Ok(0);
+        return Ok((0, 0));
     }
     let cols = m.central_cols();
     let sink = tx
@@ -555,7 +753,32 @@ async fn copy_rows(
             &[],
         )
         .await?;
-    Ok(n)
+    let updated: i64 = if update {
+        tx.query_one("SELECT voxtap.update_from_stage($1)", &[&m.central])
+            .await?
+            .get(0)
+    } else {
+        0
+    };
+    Ok((n, updated.max(0) as u64))
+}
+
+fn row_hash(row: &[Val]) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    format!("{row:?}").hash(&mut h);
+    h.finish()
+}
+
+/// The day (since the epoch) of a time value.
+fn day_of(v: &Val) -> Option<i64> {
+    match v {
+        Val::Time(t) => t
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_nanos() as i64 / DAY_NS),
+        _ => None,
+    }
 }
 
 fn now_ns() -> i64 {
@@ -588,4 +811,47 @@ pub fn spawn(
             rt.block_on(s.run(&stop));
             Ok(())
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The change triggers note an update of a shipped column (a call's
+    /// MOS, a stream's), and not one the central index does not hold (a
+    /// call's trunk).
+    #[test]
+    fn changes_of_shipped_columns_are_noted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(INDEX_FILE);
+        drop(Index::open(&path).unwrap());
+        let db = Connection::open(&path).unwrap();
+        db.execute_batch(SHIP_TABLES).unwrap();
+        db.execute_batch(&change_triggers()).unwrap();
+        // Again (a shipper's restart): the triggers are replaced, not doubled.
+        db.execute_batch(&change_triggers()).unwrap();
+        db.execute_batch(
+            "INSERT INTO calls (id, call_id, method, start_ns, end_ns, duration_ms, from_user, to_user, \
+             from_uri, to_uri, request_uri, state, sip_packets, rtp_packets, rtcp_packets, stream_count, \
+             folder, pcap, indexed_at) VALUES (7, 'c@x', 'INVITE', 1, 2, 0, 'a', 'b', '', '', '', \
+             'answered', 2, 0, 0, 0, 'f', 'f/call.pcap', 3)",
+        )
+        .unwrap();
+        let noted = |db: &Connection| -> Vec<i64> {
+            let mut st = db
+                .prepare("SELECT call FROM ship_changes ORDER BY seq")
+                .unwrap();
+            st.query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        assert!(noted(&db).is_empty(), "an insert is shipped as it is");
+        db.execute("UPDATE calls SET trunk = 't1' WHERE id = 7", [])
+            .unwrap();
+        assert!(noted(&db).is_empty(), "the trunk is not shipped");
+        db.execute("UPDATE calls SET mos = 3.5 WHERE id = 7", [])
+            .unwrap();
+        assert_eq!(noted(&db), [7]);
+    }
 }
