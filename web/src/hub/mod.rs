@@ -9,7 +9,9 @@
 //!   requests over them.
 //! * [`files`]: a call's file from S3 or through the tunnel.
 //! * [`sensors`]: the Sensors page.
+//! * [`dashboards`]: the fleet's dashboards from the central rollups.
 
+pub mod dashboards;
 pub mod files;
 pub mod query;
 pub mod sensors;

@@ -35,7 +35,10 @@ pub const HUB_GROUP: &str = "voxtap_hub";
 pub const ROLE_PREFIX: &str = "vx_";
 
 /// Migration `i` brings the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
+/// `rollups::MIGRATION_5` is the fleet plan's migration 5 (fleet-wide
+/// dashboards); numbers 3 and 4 belong to other branches and are merged
+/// in front of it.
+pub const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, super::rollups::MIGRATION_5];
 
 const MIGRATION_1: &str = r#"
 DO $$ BEGIN

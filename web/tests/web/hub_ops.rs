@@ -1,0 +1,291 @@
+//! The hub's operations views over a real PostgreSQL (the `hub` module's
+//! set-up): fleet-wide dashboards from the central index's per-minute
+//! rollups, checked against each sensor's own rollups and against
+//! ASR/ACD/NER/PDD computed here from the sensors' calls.csv.
+
+use crate::common;
+use crate::dashboards::{Fig, T0, close, figures_from_csv, get_json, outcome_pcap, trunks};
+use crate::hub::{Certs, setup_central, ship};
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use common::*;
+use voxtap_engine::import::{ImportOptions, run_import};
+use voxtap_engine::index::{INDEX_FILE, Index};
+use voxtap_engine::pipeline::PipelineConfig;
+use voxtap_engine::synth::{SynthConfig, generate};
+use voxtap_sensor::central::pg::PgTarget;
+use voxtap_sensor::central::rollups::COLS;
+use voxtap_testkit::csv::read_csv;
+use voxtap_testkit::pg::Pg;
+use voxtap_web::config::{CentralConfig, TrunkConfig};
+
+const HOUR_NS: u64 = 3_600_000_000_000;
+
+fn import(files: Vec<std::path::PathBuf>, out: &Path) {
+    run_import(&ImportOptions {
+        files,
+        out: out.to_path_buf(),
+        pipeline: PipelineConfig::default(),
+        call_files: false,
+        media: None,
+    })
+    .expect("import");
+}
+
+/// Sensor 1: 72 calls of six outcomes in trunk groups and 40 synthetic
+/// G.711 calls with loss; sensor 2: two corpus captures.
+fn sensor_dirs() -> (tempfile::TempDir, tempfile::TempDir) {
+    let d1 = tempfile::tempdir().unwrap();
+    let outcomes = d1.path().join("outcomes.pcap");
+    outcome_pcap(&outcomes, 72);
+    let synth = d1.path().join("synth.pcap");
+    let cfg = SynthConfig {
+        calls: 40,
+        seconds: 2,
+        ramp_seconds: 120,
+        loss_pct: 3.0,
+        ..Default::default()
+    };
+    generate(&cfg, std::fs::File::create(&synth).unwrap()).unwrap();
+    import(vec![outcomes, synth], &d1.path().join("data"));
+    let rules: Vec<_> = trunks().iter().map(TrunkConfig::rule).collect();
+    let mut idx = Index::open(&d1.path().join("data").join(INDEX_FILE)).unwrap();
+    assert!(idx.set_trunks(&rules).unwrap());
+    drop(idx);
+    let d2 = tempfile::tempdir().unwrap();
+    import(
+        vec![
+            corpus("generated/sipp-netns-udp-2calls.pcap"),
+            corpus("generated/baresip-g722-1call.pcap"),
+        ],
+        &d2.path().join("data"),
+    );
+    (d1, d2)
+}
+
+/// Rollup rows by (minute since the epoch, trunk, codec), the all-zero
+/// rows left out.
+type Rollups = BTreeMap<(i64, String, String), Vec<i64>>;
+
+fn local_rollups(data: &Path) -> Rollups {
+    let db = rusqlite::Connection::open(data.join(INDEX_FILE)).unwrap();
+    let sql = format!(
+        "SELECT minute, trunk, codec, {} FROM rollup_minute",
+        COLS.join(", ")
+    );
+    let mut st = db.prepare(&sql).unwrap();
+    let mut rows = st.query([]).unwrap();
+    let mut m = Rollups::new();
+    while let Some(r) = rows.next().unwrap() {
+        let v: Vec<i64> = (3..3 + COLS.len()).map(|k| r.get(k).unwrap()).collect();
+        if v.iter().any(|x| *x != 0) {
+            m.insert((r.get(0).unwrap(), r.get(1).unwrap(), r.get(2).unwrap()), v);
+        }
+    }
+    m
+}
+
+async fn central_rollups(pg: &Pg, sensor: &str) -> Rollups {
+    let c = PgTarget::parse(&pg.admin_url()).connect().await.unwrap();
+    let sql = format!(
+        "SELECT (extract(epoch FROM minute) / 60)::int8, trunk, codec, {} FROM voxtap.rollup_minute \
+         WHERE sensor = (SELECT id FROM voxtap.sensors WHERE name = $1)",
+        COLS.join(", ")
+    );
+    let mut m = Rollups::new();
+    for r in c.query(&sql, &[&sensor]).await.unwrap() {
+        let v: Vec<i64> = (3..3 + COLS.len()).map(|k| r.get(k)).collect();
+        if v.iter().any(|x| *x != 0) {
+            m.insert((r.get(0), r.get(1), r.get(2)), v);
+        }
+    }
+    m
+}
+
+fn merge(a: &BTreeMap<u64, Fig>, b: &BTreeMap<u64, Fig>) -> BTreeMap<u64, Fig> {
+    let mut m = a.clone();
+    for (h, f) in b {
+        let e = m.entry(*h).or_default();
+        e.attempts += f.attempts;
+        e.answered += f.answered;
+        e.ner_ok += f.ner_ok;
+        e.talk_s += f.talk_s;
+        e.pdd_ms += f.pdd_ms;
+        e.pdd_n += f.pdd_n;
+    }
+    m
+}
+
+/// The hub's hourly dashboards (of `sensor`, or the fleet) over every day
+/// of `want` have exactly its hours, with its figures.
+async fn check_hours(base: &str, cookie: &str, want: &BTreeMap<u64, Fig>, sensor: Option<&str>) {
+    let days: BTreeSet<u64> = want.keys().map(|h| h / 24).collect();
+    let mut seen = 0;
+    for day in days {
+        let from = voxtap_engine::output::format_ts(day * 24 * HOUR_NS);
+        let to = voxtap_engine::output::format_ts((day + 1) * 24 * HOUR_NS);
+        let mut path = format!(
+            "/api/dashboard?from={}&to={}&step=hour",
+            &from[..19],
+            &to[..19]
+        );
+        if let Some(s) = sensor {
+            path += &format!("&sensor={s}");
+        }
+        let d = get_json(base, cookie, &path).await;
+        for b in d["buckets"].as_array().unwrap() {
+            let hour = b["start_ns"].as_u64().unwrap() / HOUR_NS;
+            let c = &b["counts"];
+            let Some(f) = want.get(&hour) else {
+                assert_eq!(
+                    c["attempts"], 0,
+                    "{sensor:?} hour {hour}: no calls in calls.csv"
+                );
+                continue;
+            };
+            seen += 1;
+            let what = format!("{sensor:?} hour {hour}");
+            assert_eq!(c["attempts"].as_u64().unwrap(), f.attempts, "{what}");
+            assert_eq!(c["answered"].as_u64().unwrap(), f.answered, "{what}");
+            assert_eq!(c["ner_ok"].as_u64().unwrap(), f.ner_ok, "{what}");
+            let n = f.attempts as f64;
+            close(
+                b["asr"].as_f64().unwrap(),
+                f.answered as f64 / n,
+                1e-9,
+                "ASR",
+            );
+            close(b["ner"].as_f64().unwrap(), f.ner_ok as f64 / n, 1e-9, "NER");
+            if f.answered > 0 {
+                // The index keeps ms (truncated), calls.csv rounds to ms.
+                let acd = f.talk_s / f.answered as f64;
+                close(b["acd_s"].as_f64().unwrap(), acd, 0.002, "ACD");
+            }
+            if f.pdd_n > 0 {
+                assert_eq!(c["pdd_n"].as_u64().unwrap(), f.pdd_n, "{what}");
+                let pdd = f.pdd_ms / f.pdd_n as f64;
+                close(b["pdd_ms"].as_f64().unwrap(), pdd, 1.0, "PDD");
+            }
+        }
+    }
+    assert_eq!(
+        seen,
+        want.len(),
+        "{sensor:?}: every hour of calls.csv had a bucket"
+    );
+}
+
+/// The Call-IDs of calls.csv's INVITE calls that started in `hour`.
+fn csv_calls_of_hour(data: &Path, hour: u64) -> BTreeSet<String> {
+    read_csv(&data.join("calls.csv"))
+        .into_iter()
+        .filter(|r| r["method"] == "INVITE")
+        .filter(|r| voxtap_web::parse_time(&r["start"]).unwrap() / HOUR_NS == hour)
+        .map(|r| r["call_id"].clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_dashboards_sum_every_sensors_rollups() {
+    let certs = Certs::new();
+    let pg = setup_central(&certs, "hub-ops").await;
+    let (d1, d2) = sensor_dirs();
+    let (data1, data2) = (d1.path().join("data"), d2.path().join("data"));
+    assert!(ship(&certs, &pg, "s1", &data1).await > 100);
+    assert!(ship(&certs, &pg, "s2", &data2).await > 0);
+    // The triggers' rollups equal each sensor's own, row for row.
+    let local1 = local_rollups(&data1);
+    assert!(local1.keys().any(|k| k.1 == "carrier-a"), "trunks shipped");
+    assert!(local1.values().any(|v| v[27] > 0), "RTP loss shipped");
+    assert_eq!(central_rollups(&pg, "s1").await, local1);
+    assert_eq!(central_rollups(&pg, "s2").await, local_rollups(&data2));
+    // Shipping again from scratch (the mark lost) adds nothing twice.
+    rusqlite::Connection::open(data1.join(INDEX_FILE))
+        .unwrap()
+        .execute("DELETE FROM ship_marks", [])
+        .unwrap();
+    ship(&certs, &pg, "s1", &data1).await;
+    assert_eq!(central_rollups(&pg, "s1").await, local1);
+
+    let (cert, key) = certs.cert("vx_hub");
+    let mut cfg = config();
+    cfg.central = Some(CentralConfig {
+        url: pg.tcp_url("vx_hub"),
+        client_cert: Some(cert),
+        client_key: Some(key),
+        ca: Some(certs.ca()),
+        ..Default::default()
+    });
+    let hub_dir = tempfile::tempdir().unwrap();
+    let srv = voxtap_web::start(voxtap_web::ServeOptions {
+        data: hub_dir.path().to_path_buf(),
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        config: cfg,
+        insecure_no_auth: false,
+    })
+    .await
+    .unwrap();
+    let base = format!("http://{}", srv.addr);
+    let cookie = login(&base, USER, PASSWORD).await.unwrap();
+    let (w1, w2) = (
+        figures_from_csv(&data1.join("calls.csv")),
+        figures_from_csv(&data2.join("calls.csv")),
+    );
+    assert!(w1.len() >= 3 && !w2.is_empty(), "{w1:?} {w2:?}");
+    check_hours(&base, &cookie, &merge(&w1, &w2), None).await;
+    check_hours(&base, &cookie, &w1, Some("s1")).await;
+    check_hours(&base, &cookie, &w2, Some("s2")).await;
+
+    // A bar's drill-down lands on exactly its calls, of its sensor.
+    let hour = *w1.keys().next().unwrap();
+    let at = hour * 3600;
+    let r = client()
+        .get(format!("{base}/dashboards/calls?at={at}&step=60&sensor=s1"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_redirection(), "{}", r.status());
+    let to = r.headers()["location"].to_str().unwrap().to_string();
+    let query = to.strip_prefix("/calls?").expect("the call list");
+    assert!(query.contains("sensor=s1"), "{to}");
+    let page = get_json(&base, &cookie, &format!("/api/calls?{query}")).await;
+    let found: BTreeSet<String> = page["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .inspect(|r| assert_eq!(r["sensor"], "s1"))
+        .map(|r| r["call_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(found, csv_calls_of_hour(&data1, hour));
+    // The page: a sensor filter, the totals of the chosen sensor and trunk
+    // (the outcome calls' first hour).
+    let hour = T0 / HOUR_NS;
+    let from = voxtap_engine::output::format_ts(hour * HOUR_NS);
+    let html = client()
+        .get(format!(
+            "{base}/dashboards?from={}&to={}&step=hour&sensor=s1&trunk=carrier-a",
+            &from[..16],
+            &voxtap_engine::output::format_ts((hour + 1) * HOUR_NS)[..16]
+        ))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains(r#"<select name="sensor">"#), "{html}");
+    let carrier_a: i64 = local1
+        .iter()
+        .filter(|(k, _)| k.1 == "carrier-a" && (k.0 as u64) / 60 == hour)
+        .map(|(_, v)| v[0])
+        .sum();
+    assert!(carrier_a > 0);
+    assert!(
+        html.contains(&format!(r#"data-attempts="{carrier_a}""#)),
+        "{carrier_a} attempts of carrier-a: {html}"
+    );
+}
