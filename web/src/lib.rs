@@ -413,6 +413,7 @@ pub fn router(st: Shared) -> Router {
         .route("/live", get(live_view::page))
         .route("/live/events", get(live_view::events))
         .route("/live/calls/{call_id}", get(live_view::call_page))
+        .route("/api/live", get(live_view::api))
         .route("/sensor/status", get(h::sensor_status))
         .route("/api/calls", get(h::api_calls))
         .route("/api/calls/{id}", get(h::api_call))

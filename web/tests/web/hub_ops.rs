@@ -1,27 +1,41 @@
 //! The hub's operations views over a real PostgreSQL (the `hub` module's
 //! set-up): fleet-wide dashboards from the central index's per-minute
 //! rollups, checked against each sensor's own rollups and against
-//! ASR/ACD/NER/PDD computed here from the sensors' calls.csv.
+//! ASR/ACD/NER/PDD computed here from the sensors' calls.csv; and the
+//! fleet's live calls, pushed by a sensor through its tunnel, checked
+//! against the snapshots the sensor wrote (real SIPp calls from the corpus
+//! run through the engine's pipeline one second at a time, as `voxtap run`
+//! does), gone from the hub once the sensor's tunnel closes.
 
 use crate::common;
 use crate::dashboards::{Fig, T0, close, figures_from_csv, get_json, outcome_pcap, trunks};
 use crate::hub::{Certs, setup_central, ship};
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use common::*;
+use voxtap_engine::calls::PacketRef;
 use voxtap_engine::import::{ImportOptions, run_import};
 use voxtap_engine::index::{INDEX_FILE, Index};
-use voxtap_engine::pipeline::PipelineConfig;
+use voxtap_engine::live_calls::{DEFAULT_MAX_CALLS, LiveSnapshots};
+use voxtap_engine::pipeline::{Pipeline, PipelineConfig};
 use voxtap_engine::synth::{SynthConfig, generate};
 use voxtap_sensor::central::pg::PgTarget;
 use voxtap_sensor::central::rollups::COLS;
+use voxtap_sensor::central::tunnel::{self, TunnelOptions};
+use voxtap_sensor::status::write_live_calls;
 use voxtap_testkit::csv::read_csv;
 use voxtap_testkit::pg::Pg;
-use voxtap_web::config::{CentralConfig, TrunkConfig};
+use voxtap_web::config::{CentralConfig, TrunkConfig, TunnelSensor};
 
 const HOUR_NS: u64 = 3_600_000_000_000;
+const SECOND_NS: u64 = 1_000_000_000;
+const SECRET2: &str = "sensor-2-live-secret";
 
 fn import(files: Vec<std::path::PathBuf>, out: &Path) {
     run_import(&ImportOptions {
@@ -188,7 +202,7 @@ fn csv_calls_of_hour(data: &Path, hour: u64) -> BTreeSet<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hub_dashboards_sum_every_sensors_rollups() {
+async fn hub_dashboards_and_live_calls_of_every_sensor() {
     let certs = Certs::new();
     let pg = setup_central(&certs, "hub-ops").await;
     let (d1, d2) = sensor_dirs();
@@ -216,6 +230,11 @@ async fn hub_dashboards_sum_every_sensors_rollups() {
         client_cert: Some(cert),
         client_key: Some(key),
         ca: Some(certs.ca()),
+        sensors: vec![TunnelSensor {
+            name: "s2".into(),
+            secret: Some(SECRET2.into()),
+            secret_file: None,
+        }],
         ..Default::default()
     });
     let hub_dir = tempfile::tempdir().unwrap();
@@ -287,5 +306,113 @@ async fn hub_dashboards_sum_every_sensors_rollups() {
     assert!(
         html.contains(&format!(r#"data-attempts="{carrier_a}""#)),
         "{carrier_a} attempts of carrier-a: {html}"
+    );
+    check_live(&base, &cookie, srv.addr, &data2).await;
+}
+
+/// The hub's `/api/live` entry of `sensor` once `done` holds for it (or
+/// for the whole list when `sensor` is None), within 10 s.
+async fn wait_live(
+    base: &str,
+    cookie: &str,
+    sensor: &str,
+    done: impl Fn(Option<&serde_json::Value>) -> bool,
+) -> Option<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = get_json(base, cookie, "/api/live").await;
+        let entry = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["sensor"] == sensor)
+            .cloned();
+        if done(entry.as_ref()) {
+            return entry;
+        }
+        assert!(Instant::now() < deadline, "hub live calls: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sensor 2 captures the corpus' two SIPp calls (one pipeline tick per
+/// second of capture time, each snapshot written where `voxtap run` writes
+/// it); its tunnel pushes them; the hub shows each snapshot's calls as they
+/// are, with their sensor; the tunnel closes and the calls leave the hub.
+async fn check_live(base: &str, cookie: &str, hub: SocketAddr, data: &Path) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let t = tokio::spawn(tunnel::run(
+        TunnelOptions {
+            hub_url: format!("ws://{hub}"),
+            ca: None,
+            sensor_id: "s2".into(),
+            secret: SECRET2.as_bytes().to_vec(),
+            data: data.to_path_buf(),
+        },
+        stop.clone(),
+    ));
+    let frames = crate::live::frames(&corpus("generated/sipp-netns-udp-2calls.pcap"));
+    let mut pipeline = Pipeline::new(PipelineConfig::default());
+    let mut live = LiveSnapshots::new(DEFAULT_MAX_CALLS);
+    let (mut next, mut checked) = (0, 0);
+    let mut tick = frames[0].0 + SECOND_NS;
+    let end = frames[frames.len() - 1].0 + SECOND_NS;
+    while tick <= end && checked < 5 {
+        while next < frames.len() && frames[next].0 < tick {
+            let (ts, link, bytes) = &frames[next];
+            pipeline.process(*link, *ts, PacketRef::new(0, next as u64), bytes);
+            next += 1;
+        }
+        pipeline.calls_mut().tick(tick);
+        let ended = pipeline.drain_ended();
+        live.note_ended(&ended, tick);
+        let snap = live.snapshot(pipeline.calls().open(), tick);
+        write_live_calls(data, &snap, true).unwrap();
+        tick += SECOND_NS;
+        if snap.calls.is_empty() {
+            continue;
+        }
+        let seq = snap.seq;
+        let got = wait_live(base, cookie, "s2", |e| {
+            e.is_some_and(|e| e["seq"].as_u64() >= Some(seq))
+        })
+        .await
+        .unwrap();
+        assert_eq!(got["seq"], seq, "the hub has the snapshot last written");
+        assert_eq!(got["open_calls"], snap.open_calls);
+        assert_eq!(got["calls"], serde_json::to_value(&snap.calls).unwrap());
+        assert_eq!(got["ended"], serde_json::to_value(&snap.ended).unwrap());
+        assert_eq!(got["stale"], false);
+        checked += 1;
+        if checked == 2 {
+            // The page: each call with its sensor.
+            let html = client()
+                .get(format!("{base}/live"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            for c in &snap.calls {
+                let cell = format!(r#"<td class="sensor">s2</td><td><a href="/live/calls/"#);
+                assert!(html.contains(&cell), "{html}");
+                assert!(
+                    html.contains(&format!(r#"data-call-id="{}""#, c.call_id)),
+                    "{html}"
+                );
+            }
+        }
+    }
+    assert!(checked >= 3, "ticks with calls in progress: {checked}");
+    // The sensor goes away: its calls leave the hub with its tunnel.
+    let gone = Instant::now();
+    stop.store(true, Ordering::Relaxed);
+    t.await.unwrap();
+    wait_live(base, cookie, "s2", |e| e.is_none()).await;
+    println!(
+        "sensor 2's live calls left the hub {:?} after its tunnel closed",
+        gone.elapsed()
     );
 }
