@@ -497,10 +497,14 @@ pub struct Running {
 /// Bind and start serving in the background.
 pub async fn start(opts: ServeOptions) -> Result<Running> {
     let st = AppState::new(&opts)?;
-    if let Some(h) = &st.hub {
-        h.start_maintenance().await?;
+    match &st.hub {
+        Some(h) => {
+            h.start_maintenance().await?;
+            // A hub's alerts watch the fleet, not its own (empty) index.
+            st.alerts.spawn_hub(h.clone());
+        }
+        None => st.alerts.spawn(st.db.clone(), st.data.clone()),
     }
-    st.alerts.spawn(st.db.clone(), st.data.clone());
     let listen = opts
         .listen
         .or(opts.config.server.listen)

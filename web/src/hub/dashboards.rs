@@ -162,4 +162,23 @@ impl Hub {
             .map_err(unavailable)?;
         Ok(row.get::<_, Option<SystemTime>>(0).map(ns))
     }
+
+    /// Seconds since each sensor's last shipping round (since it was
+    /// added when it never shipped).
+    pub async fn contact_ages(&self) -> Result<Vec<(String, u64)>, AppError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT s.name, extract(epoch FROM now() - coalesce( \
+                   (SELECT max(sc.at) FROM voxtap.sensor_contacts sc WHERE sc.sensor = s.id), s.added_at))::float8 \
+                 FROM voxtap.sensors s ORDER BY s.name",
+                &[],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get::<_, f64>(1).max(0.0) as u64))
+            .collect())
+    }
 }

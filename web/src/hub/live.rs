@@ -82,6 +82,14 @@ impl LiveStore {
         v
     }
 
+    /// When each sensor last pushed, as seconds ago.
+    pub fn last_push_ago(&self) -> HashMap<String, u64> {
+        self.lock()
+            .iter()
+            .map(|(n, h)| (n.clone(), h.at.elapsed().as_secs()))
+            .collect()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
         self.by_sensor.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -5,8 +5,11 @@
 //! fleet's live calls, pushed by a sensor through its tunnel, checked
 //! against the snapshots the sensor wrote (real SIPp calls from the corpus
 //! run through the engine's pipeline one second at a time, as `voxtap run`
-//! does), gone from the hub once the sensor's tunnel closes.
+//! does), gone from the hub once the sensor's tunnel closes; and the hub's
+//! alerts to a local webhook receiver: a sensor that never made contact,
+//! and 503s and ASR over the central rollups of calls shipped just now.
 
+use crate::alerts::{Events, capture, ip_a, value, webhook_receiver};
 use crate::common;
 use crate::dashboards::{Fig, T0, close, figures_from_csv, get_json, outcome_pcap, trunks};
 use crate::hub::{Certs, setup_central, ship};
@@ -27,15 +30,47 @@ use voxtap_engine::pipeline::{Pipeline, PipelineConfig};
 use voxtap_engine::synth::{SynthConfig, generate};
 use voxtap_sensor::central::pg::PgTarget;
 use voxtap_sensor::central::rollups::COLS;
+use voxtap_sensor::central::schema;
 use voxtap_sensor::central::tunnel::{self, TunnelOptions};
 use voxtap_sensor::status::write_live_calls;
 use voxtap_testkit::csv::read_csv;
 use voxtap_testkit::pg::Pg;
+use voxtap_web::alerts::{AlertingConfig, Rule};
 use voxtap_web::config::{CentralConfig, TrunkConfig, TunnelSensor};
 
 const HOUR_NS: u64 = 3_600_000_000_000;
 const SECOND_NS: u64 = 1_000_000_000;
 const SECRET2: &str = "sensor-2-live-secret";
+
+/// The hub's rules: s3 never ships; calls that started in the last 10
+/// minutes, fleet-wide and of s1.
+const RULES: &str = r#"
+[[alerts]]
+name = "s3-silent"
+metric = "sensor_silent"
+component = "s3"
+op = ">"
+threshold = 2
+[[alerts]]
+name = "fleet-503"
+metric = "sip_status"
+code = 503
+op = ">"
+threshold = 3
+window_seconds = 600
+[[alerts]]
+name = "s1-asr"
+metric = "asr"
+component = "s1"
+op = "<"
+threshold = 50
+window_seconds = 600
+"#;
+
+#[derive(serde::Deserialize)]
+struct Rules {
+    alerts: Vec<Rule>,
+}
 
 fn import(files: Vec<std::path::PathBuf>, out: &Path) {
     run_import(&ImportOptions {
@@ -223,8 +258,21 @@ async fn hub_dashboards_and_live_calls_of_every_sensor() {
     ship(&certs, &pg, "s1", &data1).await;
     assert_eq!(central_rollups(&pg, "s1").await, local1);
 
+    let mut admin = PgTarget::parse(&pg.admin_url()).connect().await.unwrap();
+    schema::add_sensor(&mut admin, "s3").await.unwrap();
+    let (hook_url, hooks) = webhook_receiver().await;
+    let mut hooks = Events {
+        rx: hooks,
+        seen: Vec::new(),
+    };
     let (cert, key) = certs.cert("vx_hub");
     let mut cfg = config();
+    cfg.alerts = toml::from_str::<Rules>(RULES).unwrap().alerts;
+    cfg.alerting = AlertingConfig {
+        interval_seconds: Some(1),
+        webhook: Some(hook_url),
+        ..Default::default()
+    };
     cfg.central = Some(CentralConfig {
         url: pg.tcp_url("vx_hub"),
         client_cert: Some(cert),
@@ -308,6 +356,46 @@ async fn hub_dashboards_and_live_calls_of_every_sensor() {
         "{carrier_a} attempts of carrier-a: {html}"
     );
     check_live(&base, &cookie, srv.addr, &data2).await;
+    check_alerts(&certs, &pg, &mut hooks).await;
+}
+
+/// The hub's alerts reach the webhook: s3 silent since it was added; then
+/// sensor 1 ships 4 calls refused with 503 and 1 answered, started now;
+/// then s3 ships and its silence resolves.
+async fn check_alerts(certs: &Certs, pg: &Pg, hooks: &mut Events) {
+    let silent = hooks.wait("s3-silent", "firing").await;
+    assert!(value(&silent) > 2.0, "{silent}");
+    assert_eq!(silent["metric"], "sensor_silent");
+    let dir = tempfile::tempdir().unwrap();
+    let refused = capture(
+        dir.path(),
+        "now-503.pcap",
+        4,
+        ip_a,
+        [10, 9, 0, 1].into(),
+        Some(503),
+    );
+    let answered = capture(
+        dir.path(),
+        "now-ok.pcap",
+        1,
+        ip_a,
+        [10, 9, 0, 2].into(),
+        None,
+    );
+    let data = dir.path().join("data");
+    import(vec![refused, answered], &data);
+    assert_eq!(ship(certs, pg, "s1", &data).await, 5);
+    let shipped = Instant::now();
+    let fired = hooks.wait("fleet-503", "firing").await;
+    assert_eq!(value(&fired), 4.0, "{fired}");
+    let asr = hooks.wait("s1-asr", "firing").await;
+    assert_eq!(value(&asr), 20.0, "{asr}");
+    println!("hub alerts: shipped to webhook in {:?}", shipped.elapsed());
+    // s3 ships at last (its shipper's heartbeat): no longer silent.
+    assert_eq!(ship(certs, pg, "s3", &data).await, 5);
+    let back = hooks.wait("s3-silent", "resolved").await;
+    assert!(value(&back) <= 2.0, "{back}");
 }
 
 /// The hub's `/api/live` entry of `sensor` once `done` holds for it (or
