@@ -483,9 +483,10 @@ async fn check_live(base: &str, cookie: &str, hub: SocketAddr, data: &Path) {
                 .text()
                 .await
                 .unwrap();
+            let cell = r#"<td class="sensor">s2</td><td><a href="/live/calls/"#;
+            let rows = snap.calls.len() + snap.ended.len();
+            assert_eq!(html.matches(cell).count(), rows, "{html}");
             for c in &snap.calls {
-                let cell = format!(r#"<td class="sensor">s2</td><td><a href="/live/calls/"#);
-                assert!(html.contains(&cell), "{html}");
                 assert!(
                     html.contains(&format!(r#"data-call-id="{}""#, c.call_id)),
                     "{html}"
