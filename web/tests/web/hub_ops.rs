@@ -260,6 +260,7 @@ async fn hub_dashboards_and_live_calls_of_every_sensor() {
 
     let mut admin = PgTarget::parse(&pg.admin_url()).connect().await.unwrap();
     schema::add_sensor(&mut admin, "s3").await.unwrap();
+    midnight_call_and_update(&pg);
     let (hook_url, hooks) = webhook_receiver().await;
     let mut hooks = Events {
         rx: hooks,
@@ -396,6 +397,47 @@ async fn check_alerts(certs: &Certs, pg: &Pg, hooks: &mut Events) {
     assert_eq!(ship(certs, pg, "s3", &data).await, 5);
     let back = hooks.wait("s3-silent", "resolved").await;
     assert!(value(&back) <= 2.0, "{back}");
+}
+
+/// A call of s3 across midnight into a day with no partitions yet: its
+/// in-progress time lands on both days; an UPDATE of it (a changed call
+/// sent again) moves its counts.
+fn midnight_call_and_update(pg: &Pg) {
+    let sql = |q: &str| pg.psql(voxtap_testkit::pg::DB, q);
+    sql("SELECT voxtap.ensure_days('2025-06-01', '2025-06-01')");
+    sql(
+        "INSERT INTO voxtap.calls (sensor, local_id, call_id, method, start_at, answer_at, end_at, \
+         duration_ms, talk_ms, from_user, to_user, from_uri, to_uri, request_uri, ruri_user, state, \
+         status_code, sip_packets, rtp_packets, rtcp_packets, stream_count, ips, codecs, indexed_at) \
+         VALUES ((SELECT id FROM voxtap.sensors WHERE name = 's3'), 1, 'midnight@test', 'INVITE', \
+         '2025-06-01 23:59:30+00', '2025-06-01 23:59:31+00', '2025-06-02 00:01:30+00', 120000, 119000, \
+         'a', 'b', '', '', '', '', 'answered', 200, 4, 0, 0, 0, '{}', '{}', now())",
+    );
+    let of_s3 = |cols: &str, day: &str| {
+        pg.count(&format!(
+            "SELECT coalesce(sum({cols}), 0) FROM voxtap.rollup_minute WHERE sensor = \
+             (SELECT id FROM voxtap.sensors WHERE name = 's3') AND minute::date = '{day}'"
+        ))
+    };
+    // 30 s before midnight, 90 s after.
+    assert_eq!(of_s3("active_ms", "2025-06-01"), 30_000);
+    assert_eq!(of_s3("active_ms", "2025-06-02"), 90_000);
+    assert_eq!(
+        of_s3("attempts * 1000 + answered * 100 + c503", "2025-06-01"),
+        1100
+    );
+    sql(
+        "UPDATE voxtap.calls SET answer_at = NULL, talk_ms = NULL, status_code = 503 WHERE call_id = 'midnight@test'",
+    );
+    assert_eq!(
+        of_s3("attempts * 1000 + answered * 100 + c503", "2025-06-01"),
+        1001
+    );
+    assert_eq!(of_s3("answered_ms", "2025-06-01"), 0);
+    assert_eq!(
+        of_s3("active_ms", "2025-06-01") + of_s3("active_ms", "2025-06-02"),
+        120_000
+    );
 }
 
 /// The hub's `/api/live` entry of `sensor` once `done` holds for it (or

@@ -14,7 +14,7 @@
 //! `rollup_minute` is split by UTC day like every partitioned table of the
 //! schema (`ensure_days` makes its days, retention drops them). A call's
 //! in-progress time reaches minutes after its start day (at most 7 days,
-//! as locally): the trigger makes those days first.
+//! as locally): the trigger makes those days of the rollups first.
 
 /// The summed columns, in `voxtap_engine::index::Counts` field order (as
 /// the engine's own rollup table names them).
@@ -101,38 +101,55 @@ CREATE TABLE voxtap.rollup_minute (
 ) PARTITION BY RANGE (minute);
 CREATE UNIQUE INDEX rollup_minute_key ON voxtap.rollup_minute (minute, sensor, trunk, codec);
 
--- Adds (sign 1) or removes (-1) the INVITE calls `cs` to or from the
--- rollups: their counts to their start minute, their in-progress time to
--- every minute they span (at most 7 days).
-CREATE FUNCTION voxtap.rollup_add(cs voxtap.calls[], sign integer) RETURNS void
+-- One day's partition of the rollups (a call's in-progress time can reach
+-- days the shipper did not make); only this table's: a trigger on `calls`
+-- cannot add partitions to `calls` itself.
+CREATE FUNCTION voxtap.ensure_rollup_day(d date) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, voxtap AS $f$
 DECLARE
-    d date;
+    part text := 'rollup_minute_' || to_char(d, 'YYYYMMDD');
 BEGIN
-    FOR d IN SELECT DISTINCT generate_series((c.start_at AT TIME ZONE 'UTC')::date,
-                 (least(greatest(c.end_at, c.start_at), c.start_at + interval '7 days') AT TIME ZONE 'UTC')::date,
-                 interval '1 day')::date
-             FROM unnest(cs) c WHERE c.method = 'INVITE' LOOP
-        IF to_regclass(format('voxtap.%I', 'rollup_minute_' || to_char(d, 'YYYYMMDD'))) IS NULL THEN
-            PERFORM voxtap.ensure_days(d, d);
-        END IF;
-    END LOOP;
+    IF to_regclass(format('voxtap.%I', part)) IS NULL THEN
+        PERFORM pg_advisory_xact_lock(7243001);
+        BEGIN
+            EXECUTE format('CREATE TABLE voxtap.%I PARTITION OF voxtap.rollup_minute FOR VALUES FROM (%L) TO (%L)',
+                part, d::timestamp AT TIME ZONE 'UTC', (d + 1)::timestamp AT TIME ZONE 'UTC');
+        EXCEPTION WHEN duplicate_table THEN
+            NULL;
+        END;
+    END IF;
+END $f$;
 
-    INSERT INTO voxtap.rollup_minute AS r (sensor, minute, trunk, codec,
+-- The statements that add (sign 1) or remove (-1) the INVITE calls of the
+-- relation `src` (a trigger's transition table, or voxtap.calls) to or
+-- from the rollups: the days they reach, their counts to their start
+-- minute, their in-progress time to every minute they span (at most 7
+-- days). Run by EXECUTE in the trigger functions themselves: a transition
+-- table is visible only there (not in a function they call), and reading
+-- it in place keeps a bulk INSERT's rows out of memory.
+CREATE FUNCTION voxtap.rollup_statements(src text, sign integer) RETURNS text[]
+    LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, voxtap AS $f$
+SELECT ARRAY[
+    format($q$SELECT voxtap.ensure_rollup_day(d) FROM (
+        SELECT DISTINCT generate_series((c.start_at AT TIME ZONE 'UTC')::date,
+                 (least(greatest(c.end_at, c.start_at), c.start_at + interval '7 days') AT TIME ZONE 'UTC')::date,
+                 interval '1 day')::date AS d
+        FROM %1$s c WHERE c.method = 'INVITE') x$q$, src),
+    format($q$INSERT INTO voxtap.rollup_minute AS r (sensor, minute, trunk, codec,
         attempts, answered, ner_ok, answered_ms, pdd_ms, pdd_n,
         r_none, r1, r2, r3, r4, r5, r6, c404, c408, c480, c486, c487, c503,
         mos_none, mos1, mos2, mos3, mos4, mos5, one_way, capture_loss, rtp_lost, rtp_expected)
     SELECT sensor, minute, trunk, codec,
-        sign * count(*), sign * sum(ans), sign * sum(ner), sign * sum(ans_ms), sign * sum(pdd), sign * sum(pdd_n),
-        sign * count(*) FILTER (WHERE cls = 0), sign * count(*) FILTER (WHERE cls = 1), sign * count(*) FILTER (WHERE cls = 2),
-        sign * count(*) FILTER (WHERE cls = 3), sign * count(*) FILTER (WHERE cls = 4), sign * count(*) FILTER (WHERE cls = 5),
-        sign * count(*) FILTER (WHERE cls = 6),
-        sign * count(*) FILTER (WHERE code = 404), sign * count(*) FILTER (WHERE code = 408), sign * count(*) FILTER (WHERE code = 480),
-        sign * count(*) FILTER (WHERE code = 486), sign * count(*) FILTER (WHERE code = 487), sign * count(*) FILTER (WHERE code = 503),
-        sign * count(*) FILTER (WHERE mos IS NULL), sign * count(*) FILTER (WHERE mos < 2), sign * count(*) FILTER (WHERE mos >= 2 AND mos < 3),
-        sign * count(*) FILTER (WHERE mos >= 3 AND mos < 3.5), sign * count(*) FILTER (WHERE mos >= 3.5 AND mos < 4),
-        sign * count(*) FILTER (WHERE mos >= 4),
-        sign * sum(ow), sign * sum(cl), sign * sum(lost), sign * sum(expected)
+        %2$s * count(*), %2$s * sum(ans), %2$s * sum(ner), %2$s * sum(ans_ms), %2$s * sum(pdd), %2$s * sum(pdd_n),
+        %2$s * count(*) FILTER (WHERE cls = 0), %2$s * count(*) FILTER (WHERE cls = 1), %2$s * count(*) FILTER (WHERE cls = 2),
+        %2$s * count(*) FILTER (WHERE cls = 3), %2$s * count(*) FILTER (WHERE cls = 4), %2$s * count(*) FILTER (WHERE cls = 5),
+        %2$s * count(*) FILTER (WHERE cls = 6),
+        %2$s * count(*) FILTER (WHERE code = 404), %2$s * count(*) FILTER (WHERE code = 408), %2$s * count(*) FILTER (WHERE code = 480),
+        %2$s * count(*) FILTER (WHERE code = 486), %2$s * count(*) FILTER (WHERE code = 487), %2$s * count(*) FILTER (WHERE code = 503),
+        %2$s * count(*) FILTER (WHERE mos IS NULL), %2$s * count(*) FILTER (WHERE mos < 2), %2$s * count(*) FILTER (WHERE mos >= 2 AND mos < 3),
+        %2$s * count(*) FILTER (WHERE mos >= 3 AND mos < 3.5), %2$s * count(*) FILTER (WHERE mos >= 3.5 AND mos < 4),
+        %2$s * count(*) FILTER (WHERE mos >= 4),
+        %2$s * sum(ow), %2$s * sum(cl), %2$s * sum(lost), %2$s * sum(expected)
     FROM (
         SELECT c.sensor,
             date_bin('1 minute', c.start_at, timestamptz '1970-01-01 00:00:00+00') AS minute,
@@ -150,7 +167,7 @@ BEGIN
             coalesce(c.capture_loss, 0) AS cl,
             greatest(coalesce(c.rtp_lost, 0), 0) AS lost,
             coalesce(c.rtp_expected, 0) AS expected
-        FROM unnest(cs) c WHERE c.method = 'INVITE'
+        FROM %1$s c WHERE c.method = 'INVITE'
     ) f
     GROUP BY sensor, minute, trunk, codec
     ON CONFLICT (minute, sensor, trunk, codec) DO UPDATE SET
@@ -165,14 +182,12 @@ BEGIN
         mos2 = r.mos2 + excluded.mos2, mos3 = r.mos3 + excluded.mos3, mos4 = r.mos4 + excluded.mos4,
         mos5 = r.mos5 + excluded.mos5, one_way = r.one_way + excluded.one_way,
         capture_loss = r.capture_loss + excluded.capture_loss, rtp_lost = r.rtp_lost + excluded.rtp_lost,
-        rtp_expected = r.rtp_expected + excluded.rtp_expected;
-
-    -- Only the one column for the minutes a call spans.
-    INSERT INTO voxtap.rollup_minute AS r (sensor, minute, trunk, codec, active_ms)
-    SELECT sensor, m, trunk, codec, sign * sum(ms) FROM (
+        rtp_expected = r.rtp_expected + excluded.rtp_expected$q$, src, sign),
+    format($q$INSERT INTO voxtap.rollup_minute AS r (sensor, minute, trunk, codec, active_ms)
+    SELECT sensor, m, trunk, codec, %2$s * sum(ms) FROM (
         SELECT c.sensor, m, coalesce(c.trunk, '') AS trunk, coalesce(c.codec, '') AS codec,
             floor(extract(epoch FROM least(c.end_at, m + interval '1 minute') - greatest(c.start_at, m)) * 1000)::bigint AS ms
-        FROM unnest(cs) c,
+        FROM %1$s c,
             generate_series(date_bin('1 minute', c.start_at, timestamptz '1970-01-01 00:00:00+00'),
                             date_bin('1 minute', least(greatest(c.end_at, c.start_at),
                                      date_bin('1 minute', c.start_at, timestamptz '1970-01-01 00:00:00+00') + interval '7 days'),
@@ -181,34 +196,42 @@ BEGIN
         WHERE c.method = 'INVITE'
     ) s WHERE ms > 0
     GROUP BY sensor, m, trunk, codec
-    ON CONFLICT (minute, sensor, trunk, codec) DO UPDATE SET active_ms = r.active_ms + excluded.active_ms;
-END $f$;
-REVOKE EXECUTE ON FUNCTION voxtap.rollup_add(voxtap.calls[], integer) FROM PUBLIC;
-
--- A transition table's rows are anonymous records, which no cast turns
--- into voxtap.calls: they travel as JSON.
-CREATE FUNCTION voxtap.calls_of(rows jsonb) RETURNS voxtap.calls[]
-    LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, voxtap AS $f$
-    SELECT ARRAY(SELECT r FROM jsonb_populate_recordset(NULL::voxtap.calls, coalesce(rows, '[]')) r)
+    ON CONFLICT (minute, sensor, trunk, codec) DO UPDATE SET active_ms = r.active_ms + excluded.active_ms$q$, src, sign)
+]
 $f$;
+REVOKE EXECUTE ON FUNCTION voxtap.ensure_rollup_day(date), voxtap.rollup_statements(text, integer) FROM PUBLIC;
 
 CREATE FUNCTION voxtap.calls_added_rollup() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, voxtap AS $f$
+DECLARE
+    q text;
 BEGIN
-    PERFORM voxtap.rollup_add(voxtap.calls_of(jsonb_agg(a)), 1) FROM added a;
+    FOREACH q IN ARRAY voxtap.rollup_statements('added', 1) LOOP
+        EXECUTE q;
+    END LOOP;
     RETURN NULL;
 END $f$;
 CREATE FUNCTION voxtap.calls_changed_rollup() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, voxtap AS $f$
+DECLARE
+    q text;
 BEGIN
-    PERFORM voxtap.rollup_add(voxtap.calls_of(jsonb_agg(o)), -1) FROM gone o;
-    PERFORM voxtap.rollup_add(voxtap.calls_of(jsonb_agg(n)), 1) FROM came n;
+    FOREACH q IN ARRAY voxtap.rollup_statements('gone', -1) || voxtap.rollup_statements('came', 1) LOOP
+        EXECUTE q;
+    END LOOP;
     RETURN NULL;
 END $f$;
 REVOKE EXECUTE ON FUNCTION voxtap.calls_added_rollup(), voxtap.calls_changed_rollup() FROM PUBLIC;
 
 -- The calls already there (ensure_days inside makes their days).
-SELECT voxtap.rollup_add(ARRAY(SELECT c FROM voxtap.calls c), 1);
+DO $$
+DECLARE
+    q text;
+BEGIN
+    FOREACH q IN ARRAY voxtap.rollup_statements('voxtap.calls', 1) LOOP
+        EXECUTE q;
+    END LOOP;
+END $$;
 
 CREATE TRIGGER calls_rollup_added AFTER INSERT ON voxtap.calls
     REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION voxtap.calls_added_rollup();
