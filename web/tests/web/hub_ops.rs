@@ -528,6 +528,21 @@ async fn check_live(base: &str, cookie: &str, hub: SocketAddr, data: &Path) {
             let cell = r#"<td class="sensor">s2</td><td><a href="/live/calls/"#;
             let rows = snap.calls.len() + snap.ended.len();
             assert_eq!(html.matches(cell).count(), rows, "{html}");
+            // The page's event stream pushes the same rows.
+            let mut events = client()
+                .get(format!("{base}/live/events"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            let mut first = String::new();
+            while !first.contains("\n\n") {
+                let chunk = events.chunk().await.unwrap().expect("an event");
+                first.push_str(&String::from_utf8_lossy(&chunk));
+            }
+            assert!(first.starts_with("event: live\n"), "{first}");
+            assert_eq!(first.matches(cell).count(), rows, "{first}");
+            drop(events);
             for c in &snap.calls {
                 assert!(
                     html.contains(&format!(r#"data-call-id="{}""#, c.call_id)),
