@@ -401,7 +401,7 @@ async fn check_alerts(certs: &Certs, pg: &Pg, hooks: &mut Events) {
 
 /// A call of s3 across midnight into a day with no partitions yet: its
 /// in-progress time lands on both days; an UPDATE of it (a changed call
-/// sent again) moves its counts.
+/// sent again) moves its counts; its DELETE takes them away.
 fn midnight_call_and_update(pg: &Pg) {
     let sql = |q: &str| pg.psql(voxtap_testkit::pg::DB, q);
     sql("SELECT voxtap.ensure_days('2025-06-01', '2025-06-01')");
@@ -438,6 +438,10 @@ fn midnight_call_and_update(pg: &Pg) {
         of_s3("active_ms", "2025-06-01") + of_s3("active_ms", "2025-06-02"),
         120_000
     );
+    sql("DELETE FROM voxtap.calls WHERE call_id = 'midnight@test'");
+    for day in ["2025-06-01", "2025-06-02"] {
+        assert_eq!(of_s3("abs(attempts) + abs(c503) + abs(active_ms)", day), 0);
+    }
 }
 
 /// The hub's `/api/live` entry of `sensor` once `done` holds for it (or

@@ -6,7 +6,7 @@
 //! They are kept by statement-level triggers on `calls`, from the rows a
 //! statement really added (transition table: a call shipped twice adds
 //! nothing twice) and, for an UPDATE (a changed call sent again), the old
-//! rows subtracted and the new ones added. A dashboard sums rollup rows,
+//! rows subtracted and the new ones added; a DELETE subtracts. A dashboard sums rollup rows,
 //! never calls. The triggers run as the owner, so sensors need no
 //! privilege on the rollups; rows are keyed by sensor, so two sensors'
 //! batches never touch the same row.
@@ -221,7 +221,18 @@ BEGIN
     END LOOP;
     RETURN NULL;
 END $f$;
-REVOKE EXECUTE ON FUNCTION voxtap.calls_added_rollup(), voxtap.calls_changed_rollup() FROM PUBLIC;
+CREATE FUNCTION voxtap.calls_deleted_rollup() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, voxtap AS $f$
+DECLARE
+    q text;
+BEGIN
+    FOREACH q IN ARRAY voxtap.rollup_statements('gone', -1) LOOP
+        EXECUTE q;
+    END LOOP;
+    RETURN NULL;
+END $f$;
+REVOKE EXECUTE ON FUNCTION voxtap.calls_added_rollup(), voxtap.calls_changed_rollup(),
+    voxtap.calls_deleted_rollup() FROM PUBLIC;
 
 -- The calls already there (ensure_days inside makes their days).
 DO $$
@@ -237,6 +248,9 @@ CREATE TRIGGER calls_rollup_added AFTER INSERT ON voxtap.calls
     REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION voxtap.calls_added_rollup();
 CREATE TRIGGER calls_rollup_changed AFTER UPDATE ON voxtap.calls
     REFERENCING OLD TABLE AS gone NEW TABLE AS came FOR EACH STATEMENT EXECUTE FUNCTION voxtap.calls_changed_rollup();
+-- Retention drops whole days (no DELETE); a call deleted on its own leaves.
+CREATE TRIGGER calls_rollup_deleted AFTER DELETE ON voxtap.calls
+    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION voxtap.calls_deleted_rollup();
 
 ALTER TABLE voxtap.rollup_minute ENABLE ROW LEVEL SECURITY;
 CREATE POLICY hub_reads ON voxtap.rollup_minute FOR SELECT TO voxtap_hub USING (true);
