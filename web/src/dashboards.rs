@@ -33,6 +33,8 @@ pub struct DashParams {
     /// A trunk name, `-` for calls of no trunk, empty for all.
     pub trunk: Option<String>,
     pub codec: Option<String>,
+    /// On a hub: one sensor's calls (empty for the fleet).
+    pub sensor: Option<String>,
 }
 
 fn nonempty(s: &Option<String>) -> Option<&str> {
@@ -115,7 +117,7 @@ fn time_param(ns: u64) -> String {
 
 /// The call list of one bucket: the INVITE calls that started in it, of
 /// the dashboard's trunk and codec, oldest first.
-pub fn drill_href(q: &DashQuery, start_ns: u64) -> String {
+pub fn drill_href(q: &DashQuery, sensor: Option<&str>, start_ns: u64) -> String {
     let end = start_ns + q.step_minutes * MINUTE_NS;
     let mut s = format!(
         "/calls?from={}&to={}&method=INVITE",
@@ -131,13 +133,16 @@ pub fn drill_href(q: &DashQuery, start_ns: u64) -> String {
     if let Some(c) = &q.codec {
         s.push_str(&format!("&codec={}", url_encode(c)));
     }
+    if let Some(x) = sensor {
+        s.push_str(&format!("&sensor={}", url_encode(x)));
+    }
     s.push_str("&sort=start&dir=asc&per_page=500");
     s
 }
 
 /// The short link a chart's bar carries (a page has thousands of them):
 /// `/dashboards/calls` redirects it to [`drill_href`].
-fn short_href(q: &DashQuery, start_ns: u64) -> String {
+fn short_href(q: &DashQuery, sensor: Option<&str>, start_ns: u64) -> String {
     let at = start_ns.max(q.from_ns / MINUTE_NS * MINUTE_NS) / 1_000_000_000;
     let mut s = format!("/dashboards/calls?at={at}&step={}", q.step_minutes);
     if let Some(t) = &q.trunk {
@@ -149,6 +154,9 @@ fn short_href(q: &DashQuery, start_ns: u64) -> String {
     if let Some(c) = &q.codec {
         s.push_str(&format!("&codec={}", url_encode(c)));
     }
+    if let Some(x) = sensor {
+        s.push_str(&format!("&sensor={}", url_encode(x)));
+    }
     s
 }
 
@@ -159,6 +167,7 @@ pub struct DrillParams {
     step: u64,
     trunk: Option<String>,
     codec: Option<String>,
+    sensor: Option<String>,
 }
 
 /// A bar's link: the call list of its bucket.
@@ -176,7 +185,8 @@ pub async fn drill(Query(p): Query<DrillParams>) -> R<axum::response::Redirect> 
         trunk: p.trunk.map(|t| if t == "-" { String::new() } else { t }),
         codec: p.codec,
     };
-    Ok(axum::response::Redirect::to(&drill_href(&q, start)))
+    let sensor = nonempty(&p.sensor);
+    Ok(axum::response::Redirect::to(&drill_href(&q, sensor, start)))
 }
 
 /// One bucket as the API gives it: the sums and the figures from them.
@@ -204,11 +214,19 @@ pub struct Dashboard {
     pub step_minutes: u64,
     pub trunk: Option<String>,
     pub codec: Option<String>,
+    /// On a hub: the one sensor shown (None: the fleet).
+    pub sensor: Option<String>,
     pub totals: ApiBucket,
     pub buckets: Vec<ApiBucket>,
 }
 
-fn api_bucket(q: &DashQuery, start_ns: u64, c: Counts, seconds: f64) -> ApiBucket {
+fn api_bucket(
+    q: &DashQuery,
+    sensor: Option<&str>,
+    start_ns: u64,
+    c: Counts,
+    seconds: f64,
+) -> ApiBucket {
     ApiBucket {
         start_ns,
         asr: c.asr(),
@@ -218,30 +236,52 @@ fn api_bucket(q: &DashQuery, start_ns: u64, c: Counts, seconds: f64) -> ApiBucke
         mean_concurrent: c.active_ms as f64 / 1000.0 / seconds,
         calls_per_s: c.attempts as f64 / seconds,
         rtp_loss_pct: c.rtp_loss_pct(),
-        calls: drill_href(q, start_ns),
-        link: short_href(q, start_ns),
+        calls: drill_href(q, sensor, start_ns),
+        link: short_href(q, sensor, start_ns),
         counts: c,
     }
 }
 
-/// The dashboard of `q` from the rollups.
-async fn load(st: &Shared, p: &DashParams) -> R<(Dashboard, Vec<String>, Vec<String>)> {
-    let newest = if nonempty(&p.to).is_none() {
-        newest_start(st).await?
-    } else {
-        None
-    };
-    let q = dash_query(p, newest).map_err(|e| AppError::new(StatusCode::BAD_REQUEST, e))?;
+/// What a dashboard shows: its buckets, and the trunks and codecs of the
+/// form.
+type Loaded = (Vec<Bucket>, Vec<String>, Vec<String>);
+
+/// The buckets of `q` from the index's rollups.
+async fn load_local(st: &Shared, q: &DashQuery) -> R<Loaded> {
     let q2 = q.clone();
-    let (found, codecs, trunks) = st
+    Ok(st
         .db
         .run(move |idx| {
             let found = idx.dashboard(&q2)?;
             let codecs = idx.dashboard_codecs(q2.from_ns, q2.to_ns)?;
             let trunks = idx.trunks()?.into_iter().map(|t| t.name).collect();
-            Ok((found, codecs, trunks))
+            Ok((found, trunks, codecs))
         })
-        .await?;
+        .await?)
+}
+
+/// The buckets of `q` from the central index's rollups (a hub).
+async fn load_hub(hub: &crate::hub::Hub, q: &DashQuery, sensor: Option<&str>) -> R<Loaded> {
+    let found = hub.dashboard(q, sensor).await?;
+    let mut trunks = hub.dashboard_values("trunk", q.from_ns, q.to_ns).await?;
+    trunks.retain(|t| !t.is_empty());
+    let codecs = hub.dashboard_values("codec", q.from_ns, q.to_ns).await?;
+    Ok((found, trunks, codecs))
+}
+
+/// The dashboard of `p` from the rollups (the central ones on a hub).
+async fn load(st: &Shared, p: &DashParams) -> R<(Dashboard, Vec<String>, Vec<String>)> {
+    let sensor = nonempty(&p.sensor).filter(|_| st.hub.is_some());
+    let newest = match (nonempty(&p.to), &st.hub) {
+        (Some(_), _) => None,
+        (None, Some(hub)) => hub.newest_start(sensor).await?,
+        (None, None) => newest_start(st).await?,
+    };
+    let q = dash_query(p, newest).map_err(|e| AppError::new(StatusCode::BAD_REQUEST, e))?;
+    let (found, trunks, codecs) = match &st.hub {
+        Some(hub) => load_hub(hub, &q, sensor).await?,
+        None => load_local(st, &q).await?,
+    };
     let all = fill(&q, &found);
     let secs = (q.step_minutes * 60) as f64;
     let mut total = Counts::default();
@@ -249,17 +289,18 @@ async fn load(st: &Shared, p: &DashParams) -> R<(Dashboard, Vec<String>, Vec<Str
         .iter()
         .map(|b| {
             total.add(&b.counts);
-            api_bucket(&q, b.start_ns, b.counts, secs)
+            api_bucket(&q, sensor, b.start_ns, b.counts, secs)
         })
         .collect();
     let range_s = (q.to_ns - q.from_ns) as f64 / 1e9;
     let dash = Dashboard {
-        totals: api_bucket(&q, q.from_ns, total, range_s),
+        totals: api_bucket(&q, sensor, q.from_ns, total, range_s),
         from_ns: q.from_ns,
         to_ns: q.to_ns,
         step_minutes: q.step_minutes,
         trunk: q.trunk.clone(),
         codec: q.codec.clone(),
+        sensor: sensor.map(String::from),
         buckets,
     };
     Ok((dash, trunks, codecs))
@@ -287,14 +328,20 @@ pub async fn page(
     Extension(id): Extension<Identity>,
     Query(p): Query<DashParams>,
 ) -> R<Html<String>> {
+    // A hub's form chooses a sensor too.
+    let sensors = match &st.hub {
+        Some(hub) => Some(hub.sensor_names().await?),
+        None => None,
+    };
+    let sensors = sensors.as_deref();
     let body = match load(&st, &p).await {
         Ok((d, trunks, codecs)) => html! {
-            (form(&p, &trunks, &codecs))
+            (form(&p, sensors, &trunks, &codecs))
             (totals(&d))
             (PreEscaped(charts(&d)))
         },
         Err(e) if e.status() == StatusCode::BAD_REQUEST => html! {
-            (form(&p, &[], &[]))
+            (form(&p, sensors, &[], &[]))
             p.error { (e.message()) }
         },
         Err(e) => return Err(e),
@@ -302,7 +349,12 @@ pub async fn page(
     Ok(Html(crate::pages::page("Dashboards", &id, body)))
 }
 
-fn form(p: &DashParams, trunks: &[String], codecs: &[String]) -> maud::Markup {
+fn form(
+    p: &DashParams,
+    sensors: Option<&[String]>,
+    trunks: &[String],
+    codecs: &[String],
+) -> maud::Markup {
     let v = |o: &Option<String>| o.clone().unwrap_or_default();
     let sel = |o: &Option<String>, x: &str| o.as_deref() == Some(x);
     html! {
@@ -313,6 +365,12 @@ fn form(p: &DashParams, trunks: &[String], codecs: &[String]) -> maud::Markup {
                 option value="" { "auto" }
                 @for s in ["minute", "hour", "day"] { option value=(s) selected[sel(&p.step, s)] { (s) } }
             } }
+            @if let Some(sensors) = sensors {
+                label { "Sensor" select name="sensor" {
+                    option value="" { "all" }
+                    @for x in sensors { option value=(x) selected[sel(&p.sensor, x)] { (x) } }
+                } }
+            }
             label { "Trunk" select name="trunk" {
                 option value="" { "any" }
                 @for t in trunks { option value=(t) selected[sel(&p.trunk, t)] { (t) } }

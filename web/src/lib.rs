@@ -421,6 +421,7 @@ pub fn router(st: Shared) -> Router {
         .route("/live", get(live_view::page))
         .route("/live/events", get(live_view::events))
         .route("/live/calls/{call_id}", get(live_view::call_page))
+        .route("/api/live", get(live_view::api))
         .route("/sensor/status", get(h::sensor_status))
         .route("/api/calls", get(h::api_calls))
         .route("/api/calls/{id}", get(h::api_call))
@@ -504,10 +505,14 @@ pub struct Running {
 /// Bind and start serving in the background.
 pub async fn start(opts: ServeOptions) -> Result<Running> {
     let st = AppState::new(&opts)?;
-    if let Some(h) = &st.hub {
-        h.start_maintenance().await?;
+    match &st.hub {
+        Some(h) => {
+            h.start_maintenance().await?;
+            // A hub's alerts watch the fleet, not its own (empty) index.
+            st.alerts.spawn_hub(h.clone());
+        }
+        None => st.alerts.spawn(st.db.clone(), st.data.clone()),
     }
-    st.alerts.spawn(st.db.clone(), st.data.clone());
     let listen = opts
         .listen
         .or(opts.config.server.listen)

@@ -5,14 +5,18 @@
 //! server-sent event stream that pushes the re-rendered fragment once a
 //! second; app.js swaps it in. Without JavaScript the page shows the
 //! snapshot as it was when loaded.
+//!
+//! On a hub the same pages list every sensor's calls, with a sensor
+//! column, from the snapshots the sensors push through their tunnels
+//! (`hub::live`). `/api/live` is the snapshot (or the fleet's) as JSON.
 
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::Extension;
 use axum::extract::{Path, Query, State};
-use axum::response::Html;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::{Extension, Json};
 use futures_util::Stream;
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -20,6 +24,7 @@ use voxtap_engine::index::CallQuery;
 use voxtap_engine::live_calls::{LiveCall, LiveStream};
 use voxtap_sensor::status::{LiveCallsFile, now_unix, read_live_calls};
 
+use crate::hub::live::SensorLive;
 use crate::text::{ts, url_encode};
 use crate::{Identity, Shared};
 
@@ -42,12 +47,59 @@ async fn read(st: &Shared) -> Option<LiveCallsFile> {
         .flatten()
 }
 
+/// What the pages show: this sensor's snapshot, or on a hub every
+/// sensor's latest.
+enum Source {
+    Local(Option<LiveCallsFile>),
+    Fleet(Vec<SensorLive>),
+}
+
+async fn source(st: &Shared) -> Source {
+    match &st.hub {
+        Some(hub) => Source::Fleet(hub.live.fleet()),
+        None => Source::Local(read(st).await),
+    }
+}
+
+impl Source {
+    fn table(&self, now: u64) -> Markup {
+        match self {
+            Source::Local(f) => table(f.as_ref(), now),
+            Source::Fleet(v) => fleet_table(v, now),
+        }
+    }
+
+    /// The call's page from the (first) snapshot that has it.
+    fn one_call(&self, call_id: &str, now: u64) -> Markup {
+        match self {
+            Source::Local(f) => one_call(f.as_ref(), call_id, now),
+            Source::Fleet(v) => {
+                let has = |f: &LiveCallsFile| {
+                    let s = &f.snapshot;
+                    s.calls.iter().chain(&s.ended).any(|c| c.call_id == call_id)
+                };
+                let f = v.iter().map(|s| &s.file).find(|f| has(f));
+                one_call(f, call_id, now)
+            }
+        }
+    }
+}
+
+/// `GET /api/live`: the snapshot (null without one); on a hub, every
+/// sensor's, each with its name and the seconds since its last push.
+pub async fn api(State(st): State<Shared>) -> Response {
+    match source(&st).await {
+        Source::Local(f) => Json(f).into_response(),
+        Source::Fleet(v) => Json(v).into_response(),
+    }
+}
+
 /// `GET /live`: the calls in progress.
 pub async fn page(State(st): State<Shared>, Extension(ident): Extension<Identity>) -> Html<String> {
-    let file = read(&st).await;
+    let src = source(&st).await;
     let body = html! {
         h1 { "Live calls" }
-        div #live-calls data-events="/live/events" { (table(file.as_ref(), now_unix())) }
+        div #live-calls data-events="/live/events" { (src.table(now_unix())) }
     };
     Html(crate::pages::page("Live calls", &ident, body))
 }
@@ -62,7 +114,7 @@ pub async fn call_page(
 ) -> Result<Html<String>, crate::handlers::AppError> {
     let detail = format!("live {}", call_id.chars().take(200).collect::<String>());
     crate::handlers::audit(&st, &ident, crate::audit::action::VIEW, None, &detail).await?;
-    let file = read(&st).await;
+    let src = source(&st).await;
     let indexed = indexed_id(&st, &call_id).await;
     let events = format!("/live/events?call={}", url_encode(&call_id));
     let body = html! {
@@ -70,7 +122,7 @@ pub async fn call_page(
         @if let Some(id) = indexed {
             p #indexed { "This call has ended and is in the index: " a href={"/calls/" (id)} { "open its page" } "." }
         }
-        div #live-calls data-events=(events) { (one_call(file.as_ref(), &call_id, now_unix())) }
+        div #live-calls data-events=(events) { (src.one_call(&call_id, now_unix())) }
     };
     Ok(Html(crate::pages::page("Live call", &ident, body)))
 }
@@ -96,11 +148,11 @@ pub async fn events(
     let tick = tokio::time::interval(PUSH_EVERY);
     let stream = futures_util::stream::unfold((st, q, tick), |(st, q, mut tick)| async move {
         tick.tick().await;
-        let file = read(&st).await;
+        let src = source(&st).await;
         let now = now_unix();
         let html = match &q.call {
-            Some(id) => one_call(file.as_ref(), id, now),
-            None => table(file.as_ref(), now),
+            Some(id) => src.one_call(id, now),
+            None => src.table(now),
         };
         let ev = Event::default()
             .event("live")
@@ -150,28 +202,71 @@ pub fn table(file: Option<&LiveCallsFile>, now: u64) -> Markup {
     html! {
         (header(f, now))
         table.calls #live-table {
-            thead { (head_row()) }
-            tbody { @for c in &f.snapshot.calls { (row(c)) } }
+            thead { (head_row(false)) }
+            tbody { @for c in &f.snapshot.calls { (row(c, None)) } }
         }
         @if !f.snapshot.ended.is_empty() {
             h2 { "Ended in the last seconds" }
             table.calls #live-ended {
-                thead { (head_row()) }
-                tbody { @for c in &f.snapshot.ended { (row(c)) } }
+                thead { (head_row(false)) }
+                tbody { @for c in &f.snapshot.ended { (row(c, None)) } }
             }
         }
     }
 }
 
-fn head_row() -> Markup {
+/// A hub's table: every sensor's calls, with a sensor column; a sensor
+/// that stopped pushing is flagged until it is dropped.
+pub fn fleet_table(v: &[SensorLive], now: u64) -> Markup {
+    if v.is_empty() {
+        return html! {
+            p.muted #live-none { "No sensor is sending live calls: a sensor with a tunnel to this hub sends them once a second while it captures." }
+        };
+    }
+    let open: u64 = v.iter().map(|s| s.file.snapshot.open_calls).sum();
+    let any_ended = v.iter().any(|s| !s.file.snapshot.ended.is_empty());
     html! {
-        tr { th { "Call-ID" } th { "State" } th { "Start" } th { "Duration" } th { "From" } th { "To" } th { "Codec" } th { "RTP" } th { "Per direction: loss · jitter · MOS" } }
+        p #live-summary data-open=(open) data-sensors=(v.len()) {
+            strong { (open) } " calls in progress on " (v.len()) " sensors"
+        }
+        ul #live-sensors {
+            @for s in v {
+                @let snap = &s.file.snapshot;
+                li data-sensor=(s.sensor) data-seq=(snap.seq) data-stale=(s.stale) {
+                    strong { (s.sensor) } ": " (snap.open_calls) " in progress · snapshot #" (snap.seq) ", "
+                    (format!("{:.0}", s.age_s)) " s ago"
+                    @if snap.truncated { " (the newest " (snap.calls.len()) " shown)" }
+                    @if !s.file.running { " · capture stopped" }
+                    @else if now.saturating_sub(s.file.updated_unix) > STALE_SECONDS { " · its snapshot is " (now.saturating_sub(s.file.updated_unix)) " s old" }
+                    @if s.stale { " " span.badge.s-failed { "stale: no update from the sensor" } }
+                }
+            }
+        }
+        table.calls #live-table {
+            thead { (head_row(true)) }
+            tbody { @for s in v { @for c in &s.file.snapshot.calls { (row(c, Some(s))) } } }
+        }
+        @if any_ended {
+            h2 { "Ended in the last seconds" }
+            table.calls #live-ended {
+                thead { (head_row(true)) }
+                tbody { @for s in v { @for c in &s.file.snapshot.ended { (row(c, Some(s))) } } }
+            }
+        }
     }
 }
 
-fn row(c: &LiveCall) -> Markup {
+fn head_row(sensor: bool) -> Markup {
     html! {
-        tr.live-call data-call-id=(c.call_id) data-duration=(format!("{:.3}", c.duration_s)) data-rtp=(c.rtp_packets) {
+        tr { @if sensor { th { "Sensor" } } th { "Call-ID" } th { "State" } th { "Start" } th { "Duration" } th { "From" } th { "To" } th { "Codec" } th { "RTP" } th { "Per direction: loss · jitter · MOS" } }
+    }
+}
+
+fn row(c: &LiveCall, sensor: Option<&SensorLive>) -> Markup {
+    let stale = sensor.is_some_and(|s| s.stale);
+    html! {
+        tr.live-call.stale[stale] data-call-id=(c.call_id) data-duration=(format!("{:.3}", c.duration_s)) data-rtp=(c.rtp_packets) {
+            @if let Some(s) = sensor { td.sensor { (s.sensor) } }
             td { a href={"/live/calls/" (url_encode(&c.call_id))} { (c.call_id) } }
             td { (c.state) }
             td { (ts(c.start_ns)) }

@@ -120,7 +120,7 @@ impl Alerts {
     }
 
     /// Records the rule's new value; an event when it changed state.
-    fn apply(&self, rule: &Rule, value: Option<f64>, now: u64) -> Option<Event> {
+    pub(super) fn apply(&self, rule: &Rule, value: Option<f64>, now: u64) -> Option<Event> {
         let firing = value.is_some_and(|v| rule.op.holds(v, rule.threshold));
         let mut all = self.status.lock().unwrap_or_else(|p| p.into_inner());
         let s = all.entry(rule.name.clone()).or_default();
@@ -135,7 +135,7 @@ impl Alerts {
     }
 
     /// Rules removed (or renamed) since the last tick: a firing one resolves.
-    fn forget_removed(&self, rules: &[(Rule, Origin)], now: u64) -> Vec<Event> {
+    pub(super) fn forget_removed(&self, rules: &[(Rule, Origin)], now: u64) -> Vec<Event> {
         let mut all = self.status.lock().unwrap_or_else(|p| p.into_inner());
         let gone: Vec<String> = all
             .keys()
@@ -189,7 +189,7 @@ impl Alerts {
     }
 
     /// History rows first (the page shows what was sent), then the sinks.
-    async fn publish(&self, events: Vec<Event>) {
+    pub(super) async fn publish(&self, events: Vec<Event>) {
         if events.is_empty() {
             return;
         }

@@ -4,11 +4,15 @@
 //! change between firing and resolved is recorded in the history, sent to
 //! the configured sinks (`notify`) and shown in `/metrics`.
 //!
+//! On a hub the same rules run over the fleet (`hub`: silent sensors, the
+//! central rollups).
+//!
 //! Semantics, without hysteresis: a rule fires when its value over its
 //! window satisfies `op threshold`, and resolves at the first evaluation
 //! where it does not (or has no value: no calls in the window).
 
 mod evaluate;
+mod hub;
 mod measure;
 pub mod notify;
 pub mod rules;

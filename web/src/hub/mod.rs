@@ -11,8 +11,12 @@
 //! * [`sensors`]: the Sensors page.
 //! * [`registrations`]: the Registrations page's bindings and pings of
 //!   every sensor.
+//! * [`dashboards`]: the fleet's dashboards from the central rollups.
+//! * [`live`]: the sensors' live calls, pushed through their tunnels.
 
+pub mod dashboards;
 pub mod files;
+pub mod live;
 pub mod query;
 pub mod registrations;
 pub mod sensors;
@@ -34,6 +38,8 @@ pub struct Hub {
     target: PgTarget,
     pool: Mutex<Vec<Client>>,
     pub tunnels: tunnel::Registry,
+    /// The latest live calls of each sensor with a tunnel.
+    pub live: live::LiveStore,
     /// Each tunnel sensor's secret.
     secrets: HashMap<String, Vec<u8>>,
     pub request_ttl: Duration,
@@ -92,6 +98,7 @@ impl Hub {
             target,
             pool: Mutex::new(Vec::new()),
             tunnels: tunnel::Registry::default(),
+            live: live::LiveStore::default(),
             secrets,
             request_ttl: Duration::from_secs(cfg.request_ttl_seconds.unwrap_or(60).clamp(5, 300)),
             ahead_days: cfg.ahead_days.unwrap_or(7),

@@ -142,6 +142,17 @@ impl Where {
                 w.conds.push(format!("c.duration_ms {op} {p}"));
             }
         }
+        // The dashboards' drill-down (central migration 4's columns).
+        for (col, v) in [
+            ("c.method", &q.method),
+            ("coalesce(c.trunk, '')", &q.trunk),
+            ("coalesce(c.codec, '')", &q.codec),
+        ] {
+            if let Some(v) = v {
+                let p = w.arg(v.clone());
+                w.conds.push(format!("{col} = {p}"));
+            }
+        }
         if let Some(s) = h.sensor.as_deref().filter(|s| !s.is_empty()) {
             let p = w.arg(s.to_string());
             w.conds.push(format!(

@@ -1,7 +1,8 @@
 //! The hub's end of the sensors' tunnels: `GET /central/tunnel` upgrades to
 //! a WebSocket once the sensor's login (its name, the time and their HMAC
 //! with its secret) checks out; the registry then sends signed requests
-//! over it and routes the answer frames back to the waiting download.
+//! over it and routes the answer frames back to the waiting download. Text
+//! frames from the sensor are its live calls (`hub::live`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -163,6 +164,11 @@ async fn serve(st: Shared, sensor: String, remote: String, socket: WebSocket) {
         }
     });
     while let Some(Ok(msg)) = stream.next().await {
+        if let Message::Text(t) = &msg {
+            // The sensor's live calls (hub/live.rs).
+            hub.live.receive(&sensor, generation, t.as_str());
+            continue;
+        }
         let Message::Binary(b) = msg else {
             if matches!(msg, Message::Close(_)) {
                 break;
@@ -194,6 +200,7 @@ async fn serve(st: Shared, sensor: String, remote: String, socket: WebSocket) {
             conns.remove(&sensor);
         }
     }
+    hub.live.forget(&sensor, generation);
     // Waiting downloads end with an error rather than hang.
     pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
     writer.abort();

@@ -75,7 +75,7 @@ fn call_plan(b: Ipv4Addr, code: Option<u16>) -> Vec<(bool, String, &'static str,
 }
 
 /// A capture of `n` calls from `caller(i)` to `b`, starting now.
-fn capture(
+pub(crate) fn capture(
     dir: &Path,
     name: &str,
     n: u32,
@@ -149,7 +149,7 @@ async fn import(base: &str, cookie: &str, file: PathBuf) {
 
 /// A webhook receiver: answers the first POST with 500 (the server must
 /// retry), the others with 204, and hands over each body.
-async fn webhook_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
+pub(crate) async fn webhook_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", l.local_addr().unwrap());
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -278,13 +278,13 @@ struct Rules {
 }
 
 /// Every event received so far, and a wait for the one `pick` wants.
-struct Events {
-    rx: tokio::sync::mpsc::UnboundedReceiver<Value>,
-    seen: Vec<Value>,
+pub(crate) struct Events {
+    pub rx: tokio::sync::mpsc::UnboundedReceiver<Value>,
+    pub seen: Vec<Value>,
 }
 
 impl Events {
-    async fn wait(&mut self, rule: &str, state: &str) -> Value {
+    pub(crate) async fn wait(&mut self, rule: &str, state: &str) -> Value {
         let is = |e: &Value| e["rule"] == rule && e["state"] == state;
         let deadline = Instant::now() + WAIT;
         loop {
@@ -332,7 +332,7 @@ fn unix() -> u64 {
     now_ns() / 1_000_000_000
 }
 
-fn value(e: &Value) -> f64 {
+pub(crate) fn value(e: &Value) -> f64 {
     e["value"]
         .as_f64()
         .unwrap_or_else(|| panic!("no value in {e}"))
@@ -366,7 +366,7 @@ async fn get_text(base: &str, path: &str) -> String {
     r.text().await.unwrap()
 }
 
-fn ip_a(i: u32) -> Ipv4Addr {
+pub(crate) fn ip_a(i: u32) -> Ipv4Addr {
     Ipv4Addr::new(10, 1, 0, 1 + (i % 200) as u8)
 }
 

@@ -22,11 +22,11 @@ use voxtap_testkit::csv::read_csv;
 use voxtap_web::config::TrunkConfig;
 
 /// 2026-02-01T00:00:00Z.
-const T0: u64 = 1_769_904_000 * 1_000_000_000;
+pub(crate) const T0: u64 = 1_769_904_000 * 1_000_000_000;
 const MS: u64 = 1_000_000;
 const NER_CODES: [&str; 5] = ["480", "486", "487", "600", "603"];
 
-fn trunks() -> Vec<TrunkConfig> {
+pub(crate) fn trunks() -> Vec<TrunkConfig> {
     vec![
         TrunkConfig {
             name: "carrier-a".into(),
@@ -127,7 +127,7 @@ fn outcome(i: u32) -> Vec<(u64, bool, Vec<u8>)> {
 }
 
 /// `n` calls of six outcomes, one every 150 s from T0 (3 hours for 72).
-fn outcome_pcap(path: &Path, n: u32) {
+pub(crate) fn outcome_pcap(path: &Path, n: u32) {
     let mut ev: Vec<(u64, u32, bool, Vec<u8>)> = Vec::new();
     for i in 0..n {
         let start = T0 + u64::from(i) * 150_000 * MS;
@@ -191,16 +191,16 @@ fn ns(s: &str) -> Option<u64> {
 
 /// ASR/ACD/NER/PDD inputs per hour, from calls.csv alone.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-struct Fig {
-    attempts: u64,
-    answered: u64,
-    ner_ok: u64,
-    talk_s: f64,
-    pdd_ms: f64,
-    pdd_n: u64,
+pub(crate) struct Fig {
+    pub attempts: u64,
+    pub answered: u64,
+    pub ner_ok: u64,
+    pub talk_s: f64,
+    pub pdd_ms: f64,
+    pub pdd_n: u64,
 }
 
-fn figures_from_csv(path: &Path) -> BTreeMap<u64, Fig> {
+pub(crate) fn figures_from_csv(path: &Path) -> BTreeMap<u64, Fig> {
     let mut m: BTreeMap<u64, Fig> = BTreeMap::new();
     for r in read_csv(path) {
         if r["method"] != "INVITE" {
@@ -242,7 +242,7 @@ async fn server(data: &Path) -> voxtap_web::Running {
     .expect("server starts")
 }
 
-async fn get_json(base: &str, cookie: &str, path: &str) -> serde_json::Value {
+pub(crate) async fn get_json(base: &str, cookie: &str, path: &str) -> serde_json::Value {
     let r = client()
         .get(format!("{base}{path}"))
         .header("cookie", cookie)
@@ -253,7 +253,7 @@ async fn get_json(base: &str, cookie: &str, path: &str) -> serde_json::Value {
     serde_json::from_slice(&r.bytes().await.unwrap()).unwrap()
 }
 
-fn close(a: f64, b: f64, tol: f64, what: &str) {
+pub(crate) fn close(a: f64, b: f64, tol: f64, what: &str) {
     assert!(
         (a - b).abs() <= tol,
         "{what}: dashboard {a} vs calls.csv {b}"

@@ -334,7 +334,7 @@ async fn bench_fleet_ingest_and_queries() {
     ingest(&certs, &pg).await;
     pg.psql(
         voxtap_testkit::pg::DB,
-        "TRUNCATE voxtap.calls, voxtap.call_ips, voxtap.streams, voxtap.legs, voxtap.call_sip",
+        "TRUNCATE voxtap.calls, voxtap.call_ips, voxtap.streams, voxtap.legs, voxtap.call_sip, voxtap.rollup_minute",
     );
     let calls = env_or("VOXTAP_BENCH_CALLS", 1_000_000);
     if calls > 1_000_000 {
@@ -363,4 +363,47 @@ async fn bench_fleet_ingest_and_queries() {
         .unwrap(),
     );
     queries(&hub, calls).await;
+    dashboards(&hub).await;
+}
+
+/// The hub's dashboards over the loaded calls' rollups: p50 and max of 20.
+async fn dashboards(hub: &Hub) {
+    use voxtap_engine::index::DashQuery;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let hour = 3_600_000_000_000;
+    let q = |hours: u64, step_minutes: u64| DashQuery {
+        from_ns: now - hours * hour,
+        to_ns: now,
+        step_minutes,
+        ..Default::default()
+    };
+    println!("| hub dashboard | p50 ms | max ms | attempts |");
+    println!("|---|---|---|---|");
+    for (name, q, sensor) in [
+        ("24 h per hour", q(24, 60), None),
+        ("6 h per minute", q(6, 1), None),
+        ("7 days per hour", q(168, 60), None),
+        ("7 days per day, sensor s2", q(168, 1440), Some("s2")),
+    ] {
+        let mut times = Vec::new();
+        let mut attempts = 0;
+        for _ in 0..20 {
+            let t = Instant::now();
+            let b = hub
+                .dashboard(&q, sensor)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {}", e.message()));
+            times.push(t.elapsed());
+            attempts = b.iter().map(|b| b.counts.attempts).sum::<i64>();
+        }
+        times.sort();
+        println!(
+            "| {name} | {:.1} | {:.1} | {attempts} |",
+            ms(times[9]),
+            ms(times[19])
+        );
+    }
 }

@@ -100,7 +100,7 @@ fn enc(s: &str) -> String {
         .collect()
 }
 
-async fn ship(certs: &Certs, pg: &Pg, sensor: &str, data: &Path) -> u64 {
+pub(crate) async fn ship(certs: &Certs, pg: &Pg, sensor: &str, data: &Path) -> u64 {
     ship_with(certs, pg, sensor, data, None).await
 }
 
@@ -787,6 +787,9 @@ async fn migration_fills_call_ips_from_existing_calls() {
     assert_eq!(schema::migrate(&mut admin).await.unwrap(), (1, n));
     let rows = "SELECT count(*) FROM voxtap.call_ips";
     assert_eq!(pg.count(rows), 40);
+    // Migration 4 rolled the calls already there up (fleet dashboards).
+    let attempts = "SELECT sum(attempts) FROM voxtap.rollup_minute";
+    assert_eq!(pg.count(attempts), 20);
     // Every row is an address of its call.
     assert_eq!(
         pg.count(
@@ -799,6 +802,7 @@ async fn migration_fills_call_ips_from_existing_calls() {
     pg.psql(voxtap_testkit::pg::DB, &insert(15, 25));
     assert_eq!(pg.count("SELECT count(*) FROM voxtap.calls"), 25);
     assert_eq!(pg.count(rows), 50);
+    assert_eq!(pg.count(attempts), 25, "each call rolled up once");
 
     let (cert, key) = certs.cert("vx_hub");
     let hub = voxtap_web::hub::Hub::new(&CentralConfig {

@@ -93,7 +93,7 @@ async fn open_live_logged_in(c: &Client, base: &str) {
 }
 
 /// Every frame of `file` as (time, link, data).
-fn frames(file: &Path) -> Vec<(u64, voxtap_proto::pcapio::LinkType, Vec<u8>)> {
+pub(crate) fn frames(file: &Path) -> Vec<(u64, voxtap_proto::pcapio::LinkType, Vec<u8>)> {
     let mut r = voxtap_engine::pcapfile::open(file).unwrap();
     let mut out = Vec::new();
     while let Some(rec) = r.next_packet().unwrap() {

@@ -15,6 +15,7 @@ mod dashboards;
 mod fleet_bench;
 mod hardening;
 mod hub;
+mod hub_ops;
 mod live;
 mod noncall;
 mod page_bench;

@@ -12,7 +12,6 @@
 //! | central column | waiting for |
 //! |---|---|
 //! | `calls.call_group` | "Call model" (logical call of a leg) |
-//! | `calls.capture_loss` | a local column (calls.csv has it, index.sqlite not) |
 //! | `streams.decoded` | "Codecs" (per-stream decoded flag; the codec column is filled) |
 //!
 //! Every per-call query takes `?1` < call id <= `?2` (a batch of local call
@@ -250,7 +249,7 @@ pub const CALLS: TableMap = TableMap {
         ),
         col("jitter_fwd", Real, per_dir!("max(s.max_jitter_ms)", "")),
         col("jitter_rev", Real, per_dir!("max(s.max_jitter_ms)", "NOT ")),
-        col("capture_loss", Int8, "NULL"), // waiting: a local column
+        col("capture_loss", Int8, "c.capture_loss"),
         col("encap", Text, "c.outer_path"),
         col("folder", Text, "c.folder"),
         col("pcap", Text, "c.pcap"),
@@ -264,6 +263,20 @@ pub const CALLS: TableMap = TableMap {
         col("encrypted_signalling", Text, "c.encrypted_signalling"),
         col("indexed_at", TimeNs, "c.indexed_at"),
         col("version", Int8, "?3"),
+        // The dashboards' figures (central migration 4, rollups.rs).
+        col("trunk", Text, "c.trunk"),
+        col("codec", Text, "c.codec"),
+        col("one_way", Bool, "c.one_way"),
+        col(
+            "rtp_lost",
+            Int8,
+            "(SELECT sum(max(s.lost, 0)) FROM streams s WHERE s.call = c.id)",
+        ),
+        col(
+            "rtp_expected",
+            Int8,
+            "(SELECT sum(s.expected) FROM streams s WHERE s.call = c.id)",
+        ),
     ],
 };
 

@@ -10,6 +10,8 @@
 //!   stays the sensor's own index and its outbox, to the centre in batches
 //!   with binary COPY, idempotent by (sensor, Call-ID, start), behind a
 //!   high-water mark kept in the local index.
+//! * [`rollups`]: the fleet-wide dashboards' per-minute rollups (central
+//!   migration 4, kept by triggers on `calls`).
 //! * [`pg`]: connections to PostgreSQL over TLS with a client certificate.
 //! * [`ca`]: the fleet CA of `voxtap central ca` (tests, small sites).
 //! * [`protocol`]: the signed requests and frames of the hub tunnel.
@@ -20,6 +22,7 @@ pub mod ca;
 pub mod mapping;
 pub mod pg;
 pub mod protocol;
+pub mod rollups;
 pub mod schema;
 pub mod ship;
 pub mod tunnel;

@@ -14,6 +14,10 @@
 //! * Answer (sensor → hub, binary frames): 8 bytes request id (big endian),
 //!   one byte [`Frame`] kind, then the payload (file bytes, or the error's
 //!   message).
+//! * Live calls (sensor → hub, a text frame, once per [`LIVE_EVERY`]): a
+//!   [`LivePush`], the sensor's latest live calls snapshot capped to
+//!   [`LIVE_MAX_CALLS`] open calls and [`LIVE_MAX_BYTES`] (the hub caps
+//!   again: it trusts a logged-in sensor, not its sizes).
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -27,6 +31,49 @@ pub const H_AUTH: &str = "x-voxtap-auth";
 pub const MAX_SKEW: u64 = 300;
 /// Bytes of file per data frame.
 pub const CHUNK: usize = 256 << 10;
+/// How often a sensor pushes its live calls.
+pub const LIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// Open calls per push (the newest: the snapshot lists them newest first).
+pub const LIVE_MAX_CALLS: usize = 200;
+/// Calls that just ended per push.
+pub const LIVE_MAX_ENDED: usize = 50;
+/// Largest push, in bytes of JSON.
+pub const LIVE_MAX_BYTES: usize = 2 << 20;
+
+/// Sensor → hub: the sensor's live calls (`DATA/live/calls.json`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct LivePush {
+    pub live: crate::status::LiveCallsFile,
+}
+
+/// Keeps at most [`LIVE_MAX_CALLS`] open and [`LIVE_MAX_ENDED`] ended
+/// calls, saying so as the engine's own cap does.
+pub fn cap_live(f: &mut crate::status::LiveCallsFile) {
+    let s = &mut f.snapshot;
+    if s.calls.len() > LIVE_MAX_CALLS {
+        s.calls.truncate(LIVE_MAX_CALLS);
+        s.truncated = true;
+        s.max_calls = LIVE_MAX_CALLS as u64;
+    }
+    s.ended.truncate(LIVE_MAX_ENDED);
+}
+
+/// The text frame of a push; None past [`LIVE_MAX_BYTES`].
+pub fn live_push(mut live: crate::status::LiveCallsFile) -> Option<String> {
+    cap_live(&mut live);
+    let text = serde_json::to_string(&LivePush { live }).ok()?;
+    (text.len() <= LIVE_MAX_BYTES).then_some(text)
+}
+
+/// A push as the hub reads it: size checked, capped.
+pub fn parse_live(text: &str) -> Option<crate::status::LiveCallsFile> {
+    if text.len() > LIVE_MAX_BYTES {
+        return None;
+    }
+    let mut p: LivePush = serde_json::from_str(text).ok()?;
+    cap_live(&mut p.live);
+    Some(p.live)
+}
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -221,6 +268,26 @@ mod tests {
         ] {
             assert_eq!(tamper.check(b"k", 900), Err("bad signature"));
         }
+    }
+
+    #[test]
+    fn live_pushes_are_capped() {
+        let mut f = crate::status::LiveCallsFile::default();
+        let call = voxtap_engine::live_calls::LiveCall {
+            call_id: "c".into(),
+            ..Default::default()
+        };
+        f.snapshot.calls = vec![call.clone(); LIVE_MAX_CALLS + 5];
+        f.snapshot.ended = vec![call; LIVE_MAX_ENDED + 1];
+        f.snapshot.seq = 7;
+        let text = live_push(f).unwrap();
+        let back = parse_live(&text).unwrap();
+        assert_eq!(back.snapshot.seq, 7);
+        assert_eq!(back.snapshot.calls.len(), LIVE_MAX_CALLS);
+        assert!(back.snapshot.truncated);
+        assert_eq!(back.snapshot.ended.len(), LIVE_MAX_ENDED);
+        assert!(parse_live("{}").is_none());
+        assert!(parse_live(&" ".repeat(LIVE_MAX_BYTES + 1)).is_none());
     }
 
     #[test]

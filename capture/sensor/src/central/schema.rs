@@ -35,7 +35,12 @@ pub const HUB_GROUP: &str = "voxtap_hub";
 pub const ROLE_PREFIX: &str = "vx_";
 
 /// Migration `i` brings the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
+pub const MIGRATIONS: &[&str] = &[
+    MIGRATION_1,
+    MIGRATION_2,
+    MIGRATION_3,
+    super::rollups::MIGRATION_4,
+];
 
 const MIGRATION_1: &str = r#"
 DO $$ BEGIN

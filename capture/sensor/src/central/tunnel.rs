@@ -151,6 +151,7 @@ async fn serve(ws: Ws, o: &TunnelOptions, stop: &AtomicBool) -> Result<(), Centr
         let _ = sink.close().await;
     });
     let mut ping = tokio::time::interval(Duration::from_secs(15));
+    let mut live = tokio::time::interval(protocol::LIVE_EVERY);
     let result = loop {
         if stop.load(Ordering::Relaxed) {
             break Ok(());
@@ -159,6 +160,10 @@ async fn serve(ws: Ws, o: &TunnelOptions, stop: &AtomicBool) -> Result<(), Centr
             m = stream.next() => m,
             _ = ping.tick() => {
                 let _ = tx.send(Message::Ping(Vec::new().into())).await;
+                continue;
+            }
+            _ = live.tick() => {
+                push_live(o, &tx).await;
                 continue;
             }
             _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
@@ -176,6 +181,21 @@ async fn serve(ws: Ws, o: &TunnelOptions, stop: &AtomicBool) -> Result<(), Centr
     drop(tx);
     let _ = writer.await;
     result
+}
+
+/// Sends the live calls snapshot `voxtap run` keeps in the data directory,
+/// if any; skipped when the connection is busy (files in flight): the next
+/// second brings a newer one.
+async fn push_live(o: &TunnelOptions, tx: &mpsc::Sender<Message>) {
+    let data = o.data.clone();
+    let text = tokio::task::spawn_blocking(move || crate::status::read_live_calls(&data))
+        .await
+        .ok()
+        .flatten()
+        .and_then(protocol::live_push);
+    if let Some(t) = text {
+        let _ = tx.try_send(Message::Text(t.into()));
+    }
 }
 
 /// Answers one request (on a blocking thread): the file in data frames and

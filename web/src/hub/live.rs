@@ -1,0 +1,120 @@
+//! The fleet's live calls: the latest snapshot each sensor pushed through
+//! its tunnel (about once a second, capped by `protocol::parse_live`), kept
+//! in memory, one per sensor (only sensors with a tunnel secret can log
+//! in, so the store is as large as the fleet). A sensor whose tunnel
+//! closes is dropped at once; one that goes quiet with its tunnel open is
+//! marked stale after [`STALE_AFTER`] and dropped after [`DROP_AFTER`].
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use voxtap_sensor::central::protocol;
+use voxtap_sensor::status::LiveCallsFile;
+
+/// No push for this long: the sensor's calls are shown as stale.
+pub const STALE_AFTER: Duration = Duration::from_secs(5);
+/// No push for this long: the sensor's calls are gone from the page.
+pub const DROP_AFTER: Duration = Duration::from_secs(15);
+
+struct Held {
+    at: Instant,
+    /// The tunnel connection it came through (a reconnect replaces it).
+    generation: u64,
+    file: LiveCallsFile,
+}
+
+#[derive(Default)]
+pub struct LiveStore {
+    by_sensor: Mutex<HashMap<String, Held>>,
+}
+
+/// One sensor's live calls as the hub shows them.
+#[derive(Clone, Debug, Serialize)]
+pub struct SensorLive {
+    pub sensor: String,
+    /// Seconds since its last push.
+    pub age_s: f64,
+    pub stale: bool,
+    #[serde(flatten)]
+    pub file: LiveCallsFile,
+}
+
+impl LiveStore {
+    /// A push from `sensor`'s tunnel; false if it was not a valid push.
+    pub fn receive(&self, sensor: &str, generation: u64, text: &str) -> bool {
+        let Some(file) = protocol::parse_live(text) else {
+            return false;
+        };
+        let held = Held {
+            at: Instant::now(),
+            generation,
+            file,
+        };
+        self.lock().insert(sensor.to_string(), held);
+        true
+    }
+
+    /// The tunnel `generation` of `sensor` closed: its calls go.
+    pub fn forget(&self, sensor: &str, generation: u64) {
+        let mut m = self.lock();
+        if m.get(sensor).is_some_and(|h| h.generation == generation) {
+            m.remove(sensor);
+        }
+    }
+
+    /// Every sensor's latest calls, by name; drops the ones past
+    /// [`DROP_AFTER`].
+    pub fn fleet(&self) -> Vec<SensorLive> {
+        let mut m = self.lock();
+        m.retain(|_, h| h.at.elapsed() < DROP_AFTER);
+        let mut v: Vec<SensorLive> = m
+            .iter()
+            .map(|(name, h)| SensorLive {
+                sensor: name.clone(),
+                age_s: h.at.elapsed().as_secs_f64(),
+                stale: h.at.elapsed() >= STALE_AFTER,
+                file: h.file.clone(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.sensor.cmp(&b.sensor));
+        v
+    }
+
+    /// When each sensor last pushed, as seconds ago.
+    pub fn last_push_ago(&self) -> HashMap<String, u64> {
+        self.lock()
+            .iter()
+            .map(|(n, h)| (n.clone(), h.at.elapsed().as_secs()))
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
+        self.by_sensor.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pushes_replace_and_tunnels_forget() {
+        let store = LiveStore::default();
+        let mut f = LiveCallsFile::default();
+        f.snapshot.seq = 3;
+        let push = protocol::live_push(f).unwrap();
+        assert!(store.receive("s1", 1, &push));
+        assert!(!store.receive("s1", 1, "not json"));
+        let fleet = store.fleet();
+        assert_eq!(fleet.len(), 1);
+        assert_eq!(fleet[0].file.snapshot.seq, 3);
+        assert!(!fleet[0].stale);
+        // An older connection's end does not drop the newer one's calls.
+        store.forget("s1", 0);
+        assert_eq!(store.fleet().len(), 1);
+        store.forget("s1", 1);
+        assert!(store.fleet().is_empty());
+    }
+}

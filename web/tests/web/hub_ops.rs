@@ -1,0 +1,568 @@
+//! The hub's operations views over a real PostgreSQL (the `hub` module's
+//! set-up): fleet-wide dashboards from the central index's per-minute
+//! rollups, checked against each sensor's own rollups and against
+//! ASR/ACD/NER/PDD computed here from the sensors' calls.csv; and the
+//! fleet's live calls, pushed by a sensor through its tunnel, checked
+//! against the snapshots the sensor wrote (real SIPp calls from the corpus
+//! run through the engine's pipeline one second at a time, as `voxtap run`
+//! does), gone from the hub once the sensor's tunnel closes; and the hub's
+//! alerts to a local webhook receiver: a sensor that never made contact,
+//! and 503s and ASR over the central rollups of calls shipped just now.
+
+use crate::alerts::{Events, capture, ip_a, value, webhook_receiver};
+use crate::common;
+use crate::dashboards::{Fig, T0, close, figures_from_csv, get_json, outcome_pcap, trunks};
+use crate::hub::{Certs, setup_central, ship};
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use voxtap_engine::calls::PacketRef;
+use voxtap_engine::import::{ImportOptions, run_import};
+use voxtap_engine::index::{INDEX_FILE, Index};
+use voxtap_engine::live_calls::{DEFAULT_MAX_CALLS, LiveSnapshots};
+use voxtap_engine::pipeline::{Pipeline, PipelineConfig};
+use voxtap_engine::synth::{SynthConfig, generate};
+use voxtap_sensor::central::pg::PgTarget;
+use voxtap_sensor::central::rollups::COLS;
+use voxtap_sensor::central::schema;
+use voxtap_sensor::central::tunnel::{self, TunnelOptions};
+use voxtap_sensor::status::write_live_calls;
+use voxtap_testkit::csv::read_csv;
+use voxtap_testkit::pg::Pg;
+use voxtap_web::alerts::{AlertingConfig, Rule};
+use voxtap_web::config::{CentralConfig, TrunkConfig, TunnelSensor};
+
+const HOUR_NS: u64 = 3_600_000_000_000;
+const SECOND_NS: u64 = 1_000_000_000;
+const SECRET2: &str = "sensor-2-live-secret";
+
+/// The hub's rules: s3 never ships; calls that started in the last 10
+/// minutes, fleet-wide and of s1.
+const RULES: &str = r#"
+[[alerts]]
+name = "s3-silent"
+metric = "sensor_silent"
+component = "s3"
+op = ">"
+threshold = 2
+[[alerts]]
+name = "fleet-503"
+metric = "sip_status"
+code = 503
+op = ">"
+threshold = 3
+window_seconds = 600
+[[alerts]]
+name = "s1-asr"
+metric = "asr"
+component = "s1"
+op = "<"
+threshold = 50
+window_seconds = 600
+"#;
+
+#[derive(serde::Deserialize)]
+struct Rules {
+    alerts: Vec<Rule>,
+}
+
+fn import(files: Vec<std::path::PathBuf>, out: &Path) {
+    run_import(&ImportOptions {
+        files,
+        out: out.to_path_buf(),
+        pipeline: PipelineConfig::default(),
+        call_files: false,
+        media: None,
+    })
+    .expect("import");
+}
+
+/// Sensor 1: 72 calls of six outcomes in trunk groups and 40 synthetic
+/// G.711 calls with loss; sensor 2: two corpus captures.
+fn sensor_dirs() -> (tempfile::TempDir, tempfile::TempDir) {
+    let d1 = tempfile::tempdir().unwrap();
+    let outcomes = d1.path().join("outcomes.pcap");
+    outcome_pcap(&outcomes, 72);
+    let synth = d1.path().join("synth.pcap");
+    let cfg = SynthConfig {
+        calls: 40,
+        seconds: 2,
+        ramp_seconds: 120,
+        loss_pct: 3.0,
+        ..Default::default()
+    };
+    generate(&cfg, std::fs::File::create(&synth).unwrap()).unwrap();
+    import(vec![outcomes, synth], &d1.path().join("data"));
+    let rules: Vec<_> = trunks().iter().map(TrunkConfig::rule).collect();
+    let mut idx = Index::open(&d1.path().join("data").join(INDEX_FILE)).unwrap();
+    assert!(idx.set_trunks(&rules).unwrap());
+    drop(idx);
+    let d2 = tempfile::tempdir().unwrap();
+    import(
+        vec![
+            corpus("generated/sipp-netns-udp-2calls.pcap"),
+            corpus("generated/baresip-g722-1call.pcap"),
+        ],
+        &d2.path().join("data"),
+    );
+    (d1, d2)
+}
+
+/// Rollup rows by (minute since the epoch, trunk, codec), the all-zero
+/// rows left out.
+type Rollups = BTreeMap<(i64, String, String), Vec<i64>>;
+
+fn local_rollups(data: &Path) -> Rollups {
+    let db = rusqlite::Connection::open(data.join(INDEX_FILE)).unwrap();
+    let sql = format!(
+        "SELECT minute, trunk, codec, {} FROM rollup_minute",
+        COLS.join(", ")
+    );
+    let mut st = db.prepare(&sql).unwrap();
+    let mut rows = st.query([]).unwrap();
+    let mut m = Rollups::new();
+    while let Some(r) = rows.next().unwrap() {
+        let v: Vec<i64> = (3..3 + COLS.len()).map(|k| r.get(k).unwrap()).collect();
+        if v.iter().any(|x| *x != 0) {
+            m.insert((r.get(0).unwrap(), r.get(1).unwrap(), r.get(2).unwrap()), v);
+        }
+    }
+    m
+}
+
+async fn central_rollups(pg: &Pg, sensor: &str) -> Rollups {
+    let c = PgTarget::parse(&pg.admin_url()).connect().await.unwrap();
+    let sql = format!(
+        "SELECT (extract(epoch FROM minute) / 60)::int8, trunk, codec, {} FROM voxtap.rollup_minute \
+         WHERE sensor = (SELECT id FROM voxtap.sensors WHERE name = $1)",
+        COLS.join(", ")
+    );
+    let mut m = Rollups::new();
+    for r in c.query(&sql, &[&sensor]).await.unwrap() {
+        let v: Vec<i64> = (3..3 + COLS.len()).map(|k| r.get(k)).collect();
+        if v.iter().any(|x| *x != 0) {
+            m.insert((r.get(0), r.get(1), r.get(2)), v);
+        }
+    }
+    m
+}
+
+fn merge(a: &BTreeMap<u64, Fig>, b: &BTreeMap<u64, Fig>) -> BTreeMap<u64, Fig> {
+    let mut m = a.clone();
+    for (h, f) in b {
+        let e = m.entry(*h).or_default();
+        e.attempts += f.attempts;
+        e.answered += f.answered;
+        e.ner_ok += f.ner_ok;
+        e.talk_s += f.talk_s;
+        e.pdd_ms += f.pdd_ms;
+        e.pdd_n += f.pdd_n;
+    }
+    m
+}
+
+/// The hub's hourly dashboards (of `sensor`, or the fleet) over every day
+/// of `want` have exactly its hours, with its figures.
+async fn check_hours(base: &str, cookie: &str, want: &BTreeMap<u64, Fig>, sensor: Option<&str>) {
+    let days: BTreeSet<u64> = want.keys().map(|h| h / 24).collect();
+    let mut seen = 0;
+    for day in days {
+        let from = voxtap_engine::output::format_ts(day * 24 * HOUR_NS);
+        let to = voxtap_engine::output::format_ts((day + 1) * 24 * HOUR_NS);
+        let mut path = format!(
+            "/api/dashboard?from={}&to={}&step=hour",
+            &from[..19],
+            &to[..19]
+        );
+        if let Some(s) = sensor {
+            path += &format!("&sensor={s}");
+        }
+        let d = get_json(base, cookie, &path).await;
+        for b in d["buckets"].as_array().unwrap() {
+            let hour = b["start_ns"].as_u64().unwrap() / HOUR_NS;
+            let c = &b["counts"];
+            let Some(f) = want.get(&hour) else {
+                assert_eq!(
+                    c["attempts"], 0,
+                    "{sensor:?} hour {hour}: no calls in calls.csv"
+                );
+                continue;
+            };
+            seen += 1;
+            let what = format!("{sensor:?} hour {hour}");
+            assert_eq!(c["attempts"].as_u64().unwrap(), f.attempts, "{what}");
+            assert_eq!(c["answered"].as_u64().unwrap(), f.answered, "{what}");
+            assert_eq!(c["ner_ok"].as_u64().unwrap(), f.ner_ok, "{what}");
+            let n = f.attempts as f64;
+            close(
+                b["asr"].as_f64().unwrap(),
+                f.answered as f64 / n,
+                1e-9,
+                "ASR",
+            );
+            close(b["ner"].as_f64().unwrap(), f.ner_ok as f64 / n, 1e-9, "NER");
+            if f.answered > 0 {
+                // The index keeps ms (truncated), calls.csv rounds to ms.
+                let acd = f.talk_s / f.answered as f64;
+                close(b["acd_s"].as_f64().unwrap(), acd, 0.002, "ACD");
+            }
+            if f.pdd_n > 0 {
+                assert_eq!(c["pdd_n"].as_u64().unwrap(), f.pdd_n, "{what}");
+                let pdd = f.pdd_ms / f.pdd_n as f64;
+                close(b["pdd_ms"].as_f64().unwrap(), pdd, 1.0, "PDD");
+            }
+        }
+    }
+    assert_eq!(
+        seen,
+        want.len(),
+        "{sensor:?}: every hour of calls.csv had a bucket"
+    );
+}
+
+/// The Call-IDs of calls.csv's INVITE calls that started in `hour`.
+fn csv_calls_of_hour(data: &Path, hour: u64) -> BTreeSet<String> {
+    read_csv(&data.join("calls.csv"))
+        .into_iter()
+        .filter(|r| r["method"] == "INVITE")
+        .filter(|r| voxtap_web::parse_time(&r["start"]).unwrap() / HOUR_NS == hour)
+        .map(|r| r["call_id"].clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_dashboards_and_live_calls_of_every_sensor() {
+    let certs = Certs::new();
+    let pg = setup_central(&certs, "hub-ops").await;
+    let (d1, d2) = sensor_dirs();
+    let (data1, data2) = (d1.path().join("data"), d2.path().join("data"));
+    assert!(ship(&certs, &pg, "s1", &data1).await > 100);
+    assert!(ship(&certs, &pg, "s2", &data2).await > 0);
+    // The triggers' rollups equal each sensor's own, row for row.
+    let local1 = local_rollups(&data1);
+    assert!(local1.keys().any(|k| k.1 == "carrier-a"), "trunks shipped");
+    assert!(local1.values().any(|v| v[27] > 0), "RTP loss shipped");
+    assert_eq!(central_rollups(&pg, "s1").await, local1);
+    assert_eq!(central_rollups(&pg, "s2").await, local_rollups(&data2));
+    // Shipping again from scratch (the mark lost) adds nothing twice.
+    rusqlite::Connection::open(data1.join(INDEX_FILE))
+        .unwrap()
+        .execute("DELETE FROM ship_marks", [])
+        .unwrap();
+    ship(&certs, &pg, "s1", &data1).await;
+    assert_eq!(central_rollups(&pg, "s1").await, local1);
+
+    let mut admin = PgTarget::parse(&pg.admin_url()).connect().await.unwrap();
+    schema::add_sensor(&mut admin, "s3").await.unwrap();
+    midnight_call_and_update(&pg);
+    let (hook_url, hooks) = webhook_receiver().await;
+    let mut hooks = Events {
+        rx: hooks,
+        seen: Vec::new(),
+    };
+    let (cert, key) = certs.cert("vx_hub");
+    let mut cfg = config();
+    cfg.alerts = toml::from_str::<Rules>(RULES).unwrap().alerts;
+    cfg.alerting = AlertingConfig {
+        interval_seconds: Some(1),
+        webhook: Some(hook_url),
+        ..Default::default()
+    };
+    cfg.central = Some(CentralConfig {
+        url: pg.tcp_url("vx_hub"),
+        client_cert: Some(cert),
+        client_key: Some(key),
+        ca: Some(certs.ca()),
+        sensors: vec![TunnelSensor {
+            name: "s2".into(),
+            secret: Some(SECRET2.into()),
+            secret_file: None,
+        }],
+        ..Default::default()
+    });
+    let hub_dir = tempfile::tempdir().unwrap();
+    let srv = voxtap_web::start(voxtap_web::ServeOptions {
+        data: hub_dir.path().to_path_buf(),
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        config: cfg,
+        insecure_no_auth: false,
+    })
+    .await
+    .unwrap();
+    let base = format!("http://{}", srv.addr);
+    let cookie = login(&base, USER, PASSWORD).await.unwrap();
+    let (w1, w2) = (
+        figures_from_csv(&data1.join("calls.csv")),
+        figures_from_csv(&data2.join("calls.csv")),
+    );
+    assert!(w1.len() >= 3 && !w2.is_empty(), "{w1:?} {w2:?}");
+    check_hours(&base, &cookie, &merge(&w1, &w2), None).await;
+    check_hours(&base, &cookie, &w1, Some("s1")).await;
+    check_hours(&base, &cookie, &w2, Some("s2")).await;
+
+    // A bar's drill-down lands on exactly its calls, of its sensor.
+    let hour = *w1.keys().next().unwrap();
+    let at = hour * 3600;
+    let r = client()
+        .get(format!("{base}/dashboards/calls?at={at}&step=60&sensor=s1"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_redirection(), "{}", r.status());
+    let to = r.headers()["location"].to_str().unwrap().to_string();
+    let query = to.strip_prefix("/calls?").expect("the call list");
+    assert!(query.contains("sensor=s1"), "{to}");
+    let page = get_json(&base, &cookie, &format!("/api/calls?{query}")).await;
+    let found: BTreeSet<String> = page["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .inspect(|r| assert_eq!(r["sensor"], "s1"))
+        .map(|r| r["call_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(found, csv_calls_of_hour(&data1, hour));
+    // The page: a sensor filter, the totals of the chosen sensor and trunk
+    // (the outcome calls' first hour).
+    let hour = T0 / HOUR_NS;
+    let from = voxtap_engine::output::format_ts(hour * HOUR_NS);
+    let html = client()
+        .get(format!(
+            "{base}/dashboards?from={}&to={}&step=hour&sensor=s1&trunk=carrier-a",
+            &from[..16],
+            &voxtap_engine::output::format_ts((hour + 1) * HOUR_NS)[..16]
+        ))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains(r#"<select name="sensor">"#), "{html}");
+    let carrier_a: i64 = local1
+        .iter()
+        .filter(|(k, _)| k.1 == "carrier-a" && (k.0 as u64) / 60 == hour)
+        .map(|(_, v)| v[0])
+        .sum();
+    assert!(carrier_a > 0);
+    assert!(
+        html.contains(&format!(r#"data-attempts="{carrier_a}""#)),
+        "{carrier_a} attempts of carrier-a: {html}"
+    );
+    check_live(&base, &cookie, srv.addr, &data2).await;
+    check_alerts(&certs, &pg, &mut hooks).await;
+}
+
+/// The hub's alerts reach the webhook: s3 silent since it was added; then
+/// sensor 1 ships 4 calls refused with 503 and 1 answered, started now;
+/// then s3 ships and its silence resolves.
+async fn check_alerts(certs: &Certs, pg: &Pg, hooks: &mut Events) {
+    let silent = hooks.wait("s3-silent", "firing").await;
+    assert!(value(&silent) > 2.0, "{silent}");
+    assert_eq!(silent["metric"], "sensor_silent");
+    let dir = tempfile::tempdir().unwrap();
+    let refused = capture(
+        dir.path(),
+        "now-503.pcap",
+        4,
+        ip_a,
+        [10, 9, 0, 1].into(),
+        Some(503),
+    );
+    let answered = capture(
+        dir.path(),
+        "now-ok.pcap",
+        1,
+        ip_a,
+        [10, 9, 0, 2].into(),
+        None,
+    );
+    let data = dir.path().join("data");
+    import(vec![refused, answered], &data);
+    assert_eq!(ship(certs, pg, "s1", &data).await, 5);
+    let shipped = Instant::now();
+    let fired = hooks.wait("fleet-503", "firing").await;
+    assert_eq!(value(&fired), 4.0, "{fired}");
+    let asr = hooks.wait("s1-asr", "firing").await;
+    assert_eq!(value(&asr), 20.0, "{asr}");
+    println!("hub alerts: shipped to webhook in {:?}", shipped.elapsed());
+    // s3 ships at last (its shipper's heartbeat): no longer silent.
+    assert_eq!(ship(certs, pg, "s3", &data).await, 5);
+    let back = hooks.wait("s3-silent", "resolved").await;
+    assert!(value(&back) <= 2.0, "{back}");
+}
+
+/// A call of s3 across midnight into a day with no partitions yet: its
+/// in-progress time lands on both days; an UPDATE of it (a changed call
+/// sent again) moves its counts; its DELETE takes them away.
+fn midnight_call_and_update(pg: &Pg) {
+    let sql = |q: &str| pg.psql(voxtap_testkit::pg::DB, q);
+    sql("SELECT voxtap.ensure_days('2025-06-01', '2025-06-01')");
+    sql(
+        "INSERT INTO voxtap.calls (sensor, local_id, call_id, method, start_at, answer_at, end_at, \
+         duration_ms, talk_ms, from_user, to_user, from_uri, to_uri, request_uri, ruri_user, state, \
+         status_code, sip_packets, rtp_packets, rtcp_packets, stream_count, ips, codecs, indexed_at) \
+         VALUES ((SELECT id FROM voxtap.sensors WHERE name = 's3'), 1, 'midnight@test', 'INVITE', \
+         '2025-06-01 23:59:30+00', '2025-06-01 23:59:31+00', '2025-06-02 00:01:30+00', 120000, 119000, \
+         'a', 'b', '', '', '', '', 'answered', 200, 4, 0, 0, 0, '{}', '{}', now())",
+    );
+    let of_s3 = |cols: &str, day: &str| {
+        pg.count(&format!(
+            "SELECT coalesce(sum({cols}), 0) FROM voxtap.rollup_minute WHERE sensor = \
+             (SELECT id FROM voxtap.sensors WHERE name = 's3') AND minute::date = '{day}'"
+        ))
+    };
+    // 30 s before midnight, 90 s after.
+    assert_eq!(of_s3("active_ms", "2025-06-01"), 30_000);
+    assert_eq!(of_s3("active_ms", "2025-06-02"), 90_000);
+    assert_eq!(
+        of_s3("attempts * 1000 + answered * 100 + c503", "2025-06-01"),
+        1100
+    );
+    sql(
+        "UPDATE voxtap.calls SET answer_at = NULL, talk_ms = NULL, status_code = 503 WHERE call_id = 'midnight@test'",
+    );
+    assert_eq!(
+        of_s3("attempts * 1000 + answered * 100 + c503", "2025-06-01"),
+        1001
+    );
+    assert_eq!(of_s3("answered_ms", "2025-06-01"), 0);
+    assert_eq!(
+        of_s3("active_ms", "2025-06-01") + of_s3("active_ms", "2025-06-02"),
+        120_000
+    );
+    sql("DELETE FROM voxtap.calls WHERE call_id = 'midnight@test'");
+    for day in ["2025-06-01", "2025-06-02"] {
+        assert_eq!(of_s3("abs(attempts) + abs(c503) + abs(active_ms)", day), 0);
+    }
+}
+
+/// The hub's `/api/live` entry of `sensor` once `done` holds for it (or
+/// for the whole list when `sensor` is None), within 10 s.
+async fn wait_live(
+    base: &str,
+    cookie: &str,
+    sensor: &str,
+    done: impl Fn(Option<&serde_json::Value>) -> bool,
+) -> Option<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = get_json(base, cookie, "/api/live").await;
+        let entry = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["sensor"] == sensor)
+            .cloned();
+        if done(entry.as_ref()) {
+            return entry;
+        }
+        assert!(Instant::now() < deadline, "hub live calls: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sensor 2 captures the corpus' two SIPp calls (one pipeline tick per
+/// second of capture time, each snapshot written where `voxtap run` writes
+/// it); its tunnel pushes them; the hub shows each snapshot's calls as they
+/// are, with their sensor; the tunnel closes and the calls leave the hub.
+async fn check_live(base: &str, cookie: &str, hub: SocketAddr, data: &Path) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let t = tokio::spawn(tunnel::run(
+        TunnelOptions {
+            hub_url: format!("ws://{hub}"),
+            ca: None,
+            sensor_id: "s2".into(),
+            secret: SECRET2.as_bytes().to_vec(),
+            data: data.to_path_buf(),
+        },
+        stop.clone(),
+    ));
+    let frames = crate::live::frames(&corpus("generated/sipp-netns-udp-2calls.pcap"));
+    let mut pipeline = Pipeline::new(PipelineConfig::default());
+    let mut live = LiveSnapshots::new(DEFAULT_MAX_CALLS);
+    let (mut next, mut checked) = (0, 0);
+    let mut tick = frames[0].0 + SECOND_NS;
+    let end = frames[frames.len() - 1].0 + SECOND_NS;
+    while tick <= end && checked < 5 {
+        while next < frames.len() && frames[next].0 < tick {
+            let (ts, link, bytes) = &frames[next];
+            pipeline.process(*link, *ts, PacketRef::new(0, next as u64), bytes);
+            next += 1;
+        }
+        pipeline.calls_mut().tick(tick);
+        let ended = pipeline.drain_ended();
+        live.note_ended(&ended, tick);
+        let snap = live.snapshot(pipeline.calls().open(), tick);
+        write_live_calls(data, &snap, true).unwrap();
+        tick += SECOND_NS;
+        if snap.calls.is_empty() {
+            continue;
+        }
+        let seq = snap.seq;
+        let got = wait_live(base, cookie, "s2", |e| {
+            e.is_some_and(|e| e["seq"].as_u64() >= Some(seq))
+        })
+        .await
+        .unwrap();
+        assert_eq!(got["seq"], seq, "the hub has the snapshot last written");
+        assert_eq!(got["open_calls"], snap.open_calls);
+        assert_eq!(got["calls"], serde_json::to_value(&snap.calls).unwrap());
+        assert_eq!(got["ended"], serde_json::to_value(&snap.ended).unwrap());
+        assert_eq!(got["stale"], false);
+        checked += 1;
+        if checked == 2 {
+            // The page: each call with its sensor.
+            let html = client()
+                .get(format!("{base}/live"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let cell = r#"<td class="sensor">s2</td><td><a href="/live/calls/"#;
+            let rows = snap.calls.len() + snap.ended.len();
+            assert_eq!(html.matches(cell).count(), rows, "{html}");
+            // The page's event stream pushes the same rows.
+            let mut events = client()
+                .get(format!("{base}/live/events"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            let mut first = String::new();
+            while !first.contains("\n\n") {
+                let chunk = events.chunk().await.unwrap().expect("an event");
+                first.push_str(&String::from_utf8_lossy(&chunk));
+            }
+            assert!(first.starts_with("event: live\n"), "{first}");
+            assert_eq!(first.matches(cell).count(), rows, "{first}");
+            drop(events);
+            for c in &snap.calls {
+                assert!(
+                    html.contains(&format!(r#"data-call-id="{}""#, c.call_id)),
+                    "{html}"
+                );
+            }
+        }
+    }
+    assert!(checked >= 3, "ticks with calls in progress: {checked}");
+    // The sensor goes away: its calls leave the hub with its tunnel.
+    let gone = Instant::now();
+    stop.store(true, Ordering::Relaxed);
+    t.await.unwrap();
+    wait_live(base, cookie, "s2", |e| e.is_none()).await;
+    println!(
+        "sensor 2's live calls left the hub {:?} after its tunnel closed",
+        gone.elapsed()
+    );
+}
