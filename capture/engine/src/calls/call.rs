@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use super::endpoints::AddrHash;
 use super::legs::{Facing, Link};
 use super::packet_log::PacketLog;
 use voxtap_proto::sdp::{Crypto, Direction, RtpMap};
@@ -338,7 +339,7 @@ pub struct Call {
     /// (fewer are found by a scan: most calls have two).
     /// Boxed: 8 bytes in every call rather than 48 for a map few build.
     #[allow(clippy::box_collection)]
-    stream_index: Option<Box<HashMap<StreamKey, usize>>>,
+    stream_index: Option<Box<HashMap<StreamKey, usize, AddrHash>>>,
     /// What few calls have, boxed on first use (see [`Rare`]).
     rare: Option<Box<Rare>>,
     /// Which way the first INVITE faced (carrier or core networks).
@@ -699,11 +700,16 @@ impl Call {
         self.rare.get_or_insert_with(Box::default)
     }
 
-    /// Index of the stream identified by `key`.
+    /// Index of the stream identified by `key`. The scan compares the SSRC
+    /// first: one integer that differs between a call's streams, where
+    /// comparing two `SocketAddr`s is a dozen branches.
     pub(super) fn stream_idx(&self, key: &StreamKey) -> Option<usize> {
         match &self.stream_index {
             Some(map) => map.get(key).copied(),
-            None => self.streams.iter().position(|s| s.key == *key),
+            None => self
+                .streams
+                .iter()
+                .position(|s| s.key.ssrc == key.ssrc && s.key == *key),
         }
     }
 
@@ -714,7 +720,7 @@ impl Call {
             map.insert(s.key, i);
         } else if i == STREAMS_SCANNED {
             let map = self.streams.iter().enumerate().map(|(i, s)| (s.key, i));
-            let mut map: HashMap<_, _> = map.collect();
+            let mut map: HashMap<_, _, AddrHash> = map.collect();
             map.insert(s.key, i);
             self.stream_index = Some(Box::new(map));
         }

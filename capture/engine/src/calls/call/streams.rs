@@ -71,9 +71,18 @@ impl Call {
             dst,
             ssrc: p.ssrc(),
         };
-        let is_new = self.stream_idx(&key).is_none();
+        // One lookup for both "new?" and the stream (it was two per packet).
+        let found = self.stream_idx(&key);
+        let is_new = found.is_none();
         let hash = crate::calls::legs::payload_hash(p.payload());
-        let s = self.stream_mut(key, media_idx, p.payload_type());
+        let idx = match found {
+            Some(i) => i,
+            None => {
+                let stream = self.new_stream(key, media_idx, p.payload_type());
+                self.add_stream(stream)
+            }
+        };
+        let s = &mut self.streams[idx];
         s.stats.update(
             ts_ns,
             p.sequence(),
