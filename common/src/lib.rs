@@ -61,9 +61,27 @@ pub const MEDIA_ENDPOINTS_MAX_ENTRIES: u32 = 1 << 18;
 /// fragment was kept); a full LRU map evicts its oldest entry.
 pub const FRAG_IDS_MAX_ENTRIES: u32 = 16384;
 
-/// Size in bytes of the `FRAMES` ring buffer in the XDP object (userspace may
-/// resize it: `capture.ring_bytes`).
+/// Size in bytes of each `FRAMES_<i>` ring buffer in the XDP object
+/// (userspace resizes the rings it uses: `capture.ring_bytes`, and shrinks
+/// the others to [`RING_BYTES_UNUSED`]).
 pub const RING_BYTES: u32 = 64 << 20;
+
+/// Ring buffers declared in the XDP object (`FRAMES_0` ..= `FRAMES_7`):
+/// aya 0.14 cannot create ring buffers as inner maps of a map-in-map, so the
+/// rings are static and a configuration uses the first `XdpConfig::rings`.
+pub const MAX_RINGS: u32 = 8;
+
+/// Size a ring the configuration does not use is shrunk to at load: one
+/// page, the smallest ring the kernel creates.
+pub const RING_BYTES_UNUSED: u32 = 4096;
+
+/// Per-ring counters (slot `ring * RING_STAT_KINDS + kind` of the per-CPU
+/// `RING_STATS` map): frames written to the ring, and frames lost because it
+/// was full. The second sums to `Counter::LostRingFull` over the rings.
+pub const RING_STAT_WRITTEN: u32 = 0;
+pub const RING_STAT_LOST: u32 = 1;
+pub const RING_STAT_KINDS: u32 = 2;
+pub const RING_STAT_SLOTS: u32 = MAX_RINGS * RING_STAT_KINDS;
 
 /// IPv4-mapped IPv6 address (`::ffff:a.b.c.d`), the form IPv4 takes in the
 /// 16-byte address fields of the map keys.
@@ -353,6 +371,19 @@ pub const fn steer_worker(addr: &[u8; 16], port: u16, n: u32) -> u32 {
     }
 }
 
+/// The ring a media frame to `addr:port` goes to when the XDP program uses
+/// `rings` rings: ring 0 carries SIP and everything that is not plain media
+/// (fragments, TCP); media goes to ring `1 + steer_worker(addr, port,
+/// rings - 1)`, so media ring `1 + k` holds what media worker `k` owns. With
+/// one ring (or a value out of range, read as one) everything is on ring 0.
+#[inline(always)]
+pub const fn steer_ring(addr: &[u8; 16], port: u16, rings: u32) -> u32 {
+    if rings <= 1 || rings > MAX_RINGS {
+        return 0;
+    }
+    1 + steer_worker(addr, port, rings - 1)
+}
+
 /// Header the XDP program puts in front of every frame it hands to userspace
 /// through the ring buffer.
 #[repr(C)]
@@ -386,8 +417,13 @@ pub const CFG_HEURISTIC_RTP: u32 = 1 << 0;
 /// by addresses and identification): out-of-order fragments are then missed.
 pub const CFG_KEEP_FRAGMENTS: u32 = 1 << 1;
 /// Config flag: `XDP_DROP` every frame that is not kept (dedicated mirror
-/// port); kept frames are always `XDP_PASS`ed after the copy.
+/// port); kept frames are `XDP_PASS`ed after the copy unless
+/// [`CFG_DROP_AFTER_COPY`] is set too.
 pub const CFG_DROP_UNKEPT: u32 = 1 << 2;
+/// Config flag: `XDP_DROP` kept frames once copied to their ring (dedicated
+/// mirror port: the kernel stack then does nothing for them). They are
+/// still counted as kept, not as `Dropped`.
+pub const CFG_DROP_AFTER_COPY: u32 = 1 << 3;
 
 /// Sensor configuration, slot 0 of the `CONFIG` array map.
 #[repr(C)]
@@ -407,10 +443,14 @@ pub struct XdpConfig {
     /// Encapsulation headers followed per frame (at most
     /// [`MAX_DEPTH_LIMIT`]); a frame with more counts as `TooDeep`.
     pub max_depth: u16,
+    /// Ring buffers used, 1..=[`MAX_RINGS`] (0 reads as 1): see
+    /// [`steer_ring`].
+    pub rings: u32,
 }
 
 impl Default for XdpConfig {
-    /// No flags, wake on every frame, the default tunnel ports and depth.
+    /// No flags, wake on every frame, the default tunnel ports and depth,
+    /// one ring.
     fn default() -> Self {
         XdpConfig {
             flags: 0,
@@ -419,6 +459,7 @@ impl Default for XdpConfig {
             geneve_port: DEFAULT_GENEVE_PORT,
             gtpu_port: DEFAULT_GTPU_PORT,
             max_depth: DEFAULT_MAX_DEPTH,
+            rings: 1,
         }
     }
 }
@@ -528,5 +569,18 @@ mod tests {
         }
         assert_eq!(steer_worker(&[1; 16], 9, 0), 0);
         assert_eq!(steer_worker(&[1; 16], 9, 1), 0);
+    }
+
+    #[test]
+    fn steer_ring_keeps_ring_0_for_signalling() {
+        let a = v4_mapped([192, 0, 2, 1]);
+        for port in (6000..8000).step_by(2) {
+            // Media ring 1 + k is media worker k's.
+            assert_eq!(steer_ring(&a, port, 4), 1 + steer_worker(&a, port, 3));
+        }
+        // One ring, or a value out of range: everything on ring 0.
+        assert_eq!(steer_ring(&a, 6000, 1), 0);
+        assert_eq!(steer_ring(&a, 6000, 0), 0);
+        assert_eq!(steer_ring(&a, 6000, MAX_RINGS + 1), 0);
     }
 }
