@@ -182,8 +182,9 @@ impl Reader {
     /// batch's worth. Returns the frames handled.
     fn drain(&mut self, frames: &mut FrameReader) -> Result<usize> {
         let mut n = 0;
+        let shared = Arc::clone(&self.links.store);
         loop {
-            let mut store = lock(&self.links.store);
+            let mut store = lock(&shared);
             let mut full = false;
             while let Some(frame) = frames.next_frame() {
                 let (meta, data) = (frame.meta(), frame.data());
