@@ -71,7 +71,7 @@ fn debug_log_describes_a_frame_sent_through_a_veth() {
     net.in_ns(|| send_raw(&peer, &frames));
     let want = [
         l4_line(IN_A, 5062, IN_B, 5060, u32::from(Tunnel::Vxlan.bit())),
-        format!("kept, reason {}", Counter::KeptSip as u32),
+        format!("kept, reason {}, ring 0", Counter::KeptSip as u32),
         l4_line(IN_A, 5062, IN_B, 41000, 0),
         "not kept".to_owned(),
     ];

@@ -25,7 +25,7 @@ const XDP_PASS: u32 = 2;
 /// `steer_hash`), transcribed here: `h = port`, then for each big-endian
 /// 32-bit word w of the v4-mapped address `h = (rotl(h, 13) ^ w) * K`
 /// (no rotation for the first word), then MurmurHash3's 32-bit finaliser.
-fn steer_hash_by_definition(ip: Ipv4Addr, port: u16) -> u32 {
+pub(crate) fn steer_hash_by_definition(ip: Ipv4Addr, port: u16) -> u32 {
     const K: u32 = 0x9e37_79b1;
     let mut a = [0u8; 16];
     a[10] = 0xff;

@@ -39,7 +39,8 @@ pub(super) struct SharedStore {
     /// Number of the last batch sent by any reader.
     seq: u64,
     last_flush: Instant,
-    /// Frames written since the last flush.
+    /// Frames written or batches numbered since the last flush: `durable`
+    /// is behind.
     dirty: bool,
 }
 
@@ -234,6 +235,9 @@ impl Reader {
             let mut store = lock(&self.links.store);
             store.seq += 1;
             self.batch.seq = store.seq;
+            // Its frames may be on disk already (another reader flushed),
+            // but `durable` does not say so until the next flush.
+            store.dirty = true;
         }
         let next = take_empty(&self.links.empty_rx)?;
         let full = std::mem::replace(&mut self.batch, next);
