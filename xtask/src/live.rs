@@ -417,7 +417,14 @@ pub fn bench_live(root: &Path, args: &[String]) -> Result<()> {
     let lab = Lab::up(root, "vxbench", 221)?;
     let mut points = Vec::new();
     for &pps in &rates {
-        points.push(measure_point(&lab, &voxtap, &pcap, &dir, (count, rings), pps)?);
+        points.push(measure_point(
+            &lab,
+            &voxtap,
+            &pcap,
+            &dir,
+            (count, rings),
+            pps,
+        )?);
     }
     drop(lab);
     let vbest = held_rate(&points, Point::voxtap_loss);

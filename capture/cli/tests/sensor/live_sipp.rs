@@ -291,7 +291,10 @@ fn live_stalled_ring_loss_counted_by_kernel_and_charged_to_its_calls() {
         let want = if i == stalled as usize { lost } else { 0 };
         assert_eq!(r["lost_ring_full"], want, "ring {i}: {r}");
     }
-    let per_ring: u64 = rings.iter().map(|r| r["frames_total"].as_u64().unwrap()).sum();
+    let per_ring: u64 = rings
+        .iter()
+        .map(|r| r["frames_total"].as_u64().unwrap())
+        .sum();
     assert_eq!(per_ring, stored);
     let eps = sdp_endpoints(&td);
     let calls = read_csv(&dir.join("out/calls.csv"));

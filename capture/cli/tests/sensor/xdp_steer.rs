@@ -81,7 +81,12 @@ fn sip_to_ring_0_and_media_to_the_ring_of_its_destination() {
     let mut sensor = load(CFG_HEURISTIC_RTP);
     let mut readers = sensor.take_frame_readers();
     assert_eq!(readers.len(), 4);
-    assert!(readers.iter().enumerate().all(|(i, r)| r.index() == i as u32));
+    assert!(
+        readers
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.index() == i as u32)
+    );
     let fd = sensor.program_fd().unwrap();
     let sip_frame = inner_eth(5060, &sip(1));
     assert_eq!(test_run_verdict(fd, &sip_frame, 1).0, XDP_PASS);

@@ -301,7 +301,9 @@ impl CallTable {
     ) {
         for c in self.calls.values_mut() {
             let hit = c.streams().iter().any(|s| lost_here(s.key.dst))
-                || c.media().iter().any(|m| lost_here(m.rtp) || lost_here(m.rtcp));
+                || c.media()
+                    .iter()
+                    .any(|m| lost_here(m.rtp) || lost_here(m.rtcp));
             if hit {
                 c.add_capture_loss(n);
             }

@@ -841,7 +841,8 @@ mod tests {
             p.process(rec.link, rec.ts_ns, PacketRef::new(0, rec.offset), rec.data);
             // Once every call has media both ways: 7 lost on ring 2, then
             // 2 on ring 0.
-            if !charged && p.open_calls() == 12 && p.calls().open().all(|c| c.streams().len() >= 2) {
+            if !charged && p.open_calls() == 12 && p.calls().open().all(|c| c.streams().len() >= 2)
+            {
                 worker::charge_ring_loss(p.calls_mut(), 2, rings, 7);
                 worker::charge_ring_loss(p.calls_mut(), 0, rings, 2);
                 charged = true;
@@ -861,6 +862,9 @@ mod tests {
             assert_eq!(c.capture_loss(), want, "{}", c.call_id());
         }
         // Both kinds of call occur, or the test shows nothing.
-        assert!(on_ring > 0 && on_ring < 12, "{on_ring} of 12 calls on ring 2");
+        assert!(
+            on_ring > 0 && on_ring < 12,
+            "{on_ring} of 12 calls on ring 2"
+        );
     }
 }

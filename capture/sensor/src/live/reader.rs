@@ -128,7 +128,8 @@ pub(super) fn reader_loop(mut frames: FrameReader, links: ReaderLinks) -> Result
     let batch = take_empty(&links.empty_rx)?;
     let ring = frames.index() as usize;
     let testing = &links.testing;
-    let stalled = testing.stall_reader_after_frames == 0 || testing.stall_reader_ring != ring as u32;
+    let stalled =
+        testing.stall_reader_after_frames == 0 || testing.stall_reader_ring != ring as u32;
     let mut r = Reader {
         links,
         ring,
@@ -141,25 +142,21 @@ pub(super) fn reader_loop(mut frames: FrameReader, links: ReaderLinks) -> Result
     };
     loop {
         let stopping = r.links.stop.load(Ordering::Relaxed);
-        let started = Instant::now();
         r.clock.refresh();
         r.drained = 0;
-        let mut n = r.drain(&mut frames)?;
+        let mut n = r.timed_drain(&mut frames)?;
         if n == 0 && !stopping {
             // The kernel wakes lazily (every `wakeup_every` frames): drain
             // after the timeout too.
             frames.wait(POLL).context("polling the ring buffer")?;
             r.clock.refresh();
-            n = r.drain(&mut frames)?;
+            n = r.timed_drain(&mut frames)?;
         }
         r.publish();
         if !r.batch.is_empty() {
             r.send()?;
         }
         r.flush_if_due(stopping)?;
-        if n > 0 {
-            r.busy_ns += started.elapsed().as_nanos() as u64;
-        }
         r.maybe_stall();
         // Stop once the ring is drained.
         if stopping && n == 0 {
@@ -179,6 +176,16 @@ fn take_empty(pool: &Mutex<Receiver<Batch>>) -> Result<Batch> {
 }
 
 impl Reader {
+    /// [`Self::drain`], its time counted as busy when it found frames.
+    fn timed_drain(&mut self, frames: &mut FrameReader) -> Result<usize> {
+        let started = Instant::now();
+        let n = self.drain(frames)?;
+        if n > 0 {
+            self.busy_ns += started.elapsed().as_nanos() as u64;
+        }
+        Ok(n)
+    }
+
     /// Every frame in the ring now, with the rolling file locked once per
     /// batch's worth. Returns the frames handled.
     fn drain(&mut self, frames: &mut FrameReader) -> Result<usize> {
@@ -210,7 +217,12 @@ impl Reader {
         }
     }
 
-    fn store_frame(&mut self, roll: &mut RollingWriter, meta: FrameMeta, data: &[u8]) -> Result<()> {
+    fn store_frame(
+        &mut self,
+        roll: &mut RollingWriter,
+        meta: FrameMeta,
+        data: &[u8],
+    ) -> Result<()> {
         // The record as the kernel ring holds it: an 8-byte header, the
         // meta and the frame, padded to 8.
         self.drained += (8 + FRAME_META_LEN + data.len()).next_multiple_of(8) as u64;
@@ -262,7 +274,8 @@ impl Reader {
         status::LiveCounters::set(&mine.frames, self.stats.frames);
         status::LiveCounters::set(&mine.bytes, self.stats.bytes);
         status::LiveCounters::set(&mine.busy_ns, self.busy_ns);
-        mine.backlog_bytes.fetch_max(self.drained, Ordering::Relaxed);
+        mine.backlog_bytes
+            .fetch_max(self.drained, Ordering::Relaxed);
         live.ring_backlog_bytes
             .fetch_max(self.drained, Ordering::Relaxed);
         let frames = live.rings.iter().map(|r| r.frames.load(Ordering::Relaxed));

@@ -466,7 +466,9 @@ mod tests {
         LiveCounters::set(&c.rings[0].frames, 40);
         LiveCounters::set(&c.rings[1].frames, 360);
         LiveCounters::set(&c.rings[2].frames, 600);
-        c.rings[2].backlog_bytes.fetch_max(1 << 19, Ordering::Relaxed);
+        c.rings[2]
+            .backlog_bytes
+            .fetch_max(1 << 19, Ordering::Relaxed);
         // 50 ms busy in a bit over 0.2 s: a bit under 25%.
         LiveCounters::set(&c.rings[1].busy_ns, 50_000_000);
         let s = p.snapshot(k, &c, true);

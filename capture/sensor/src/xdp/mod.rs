@@ -432,14 +432,14 @@ impl XdpSensor {
     pub fn ring_counters(&self) -> Vec<RingCounters> {
         (0..self.rings)
             .map(|ring| {
-                let slot = |kind: u32| match self.ring_stats.get(&(ring * RING_STAT_KINDS + kind), 0)
-                {
-                    Ok(per_cpu) => per_cpu.iter().sum(),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "reading XDP ring counters failed");
-                        0
-                    }
-                };
+                let slot =
+                    |kind: u32| match self.ring_stats.get(&(ring * RING_STAT_KINDS + kind), 0) {
+                        Ok(per_cpu) => per_cpu.iter().sum(),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading XDP ring counters failed");
+                            0
+                        }
+                    };
                 RingCounters {
                     written: slot(RING_STAT_WRITTEN),
                     lost: slot(RING_STAT_LOST),
