@@ -18,8 +18,12 @@
 //!
 //! The same rules apply inside tunnels as outside. Kept frames are copied
 //! whole (at most [`MAX_FRAME`] bytes, outer headers included) behind a
-//! [`FrameMeta`] into the `FRAMES` ring buffer and then passed to the kernel.
-//! Other frames are passed, or dropped when [`CFG_DROP_UNKEPT`] is set. Every
+//! [`FrameMeta`] into one of the `FRAMES_<i>` ring buffers and then passed to
+//! the kernel (or dropped, [`CFG_DROP_AFTER_COPY`]). With `XdpConfig::rings`
+//! above 1, ring 0 gets SIP and whatever is not plain media (fragments, TCP)
+//! and each media frame goes to the ring of its destination endpoint
+//! (`voxtap_common::steer_ring`), so each media ring's reader sees whole
+//! streams. Other frames are passed, or dropped when [`CFG_DROP_UNKEPT`] is set. Every
 //! outcome increments a per-CPU counter in `COUNTERS` (see
 //! `voxtap_common::Counter`); each kind of encapsulation a frame went through
 //! increments its slot of `TUNNELS` (`voxtap_common::Tunnel`).
@@ -42,12 +46,12 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use voxtap_common::{
-    CFG_DROP_UNKEPT, CFG_HEURISTIC_RTP, CFG_KEEP_FRAGMENTS, COUNTER_SLOTS, Counter, EndpointKey,
-    FRAG_IDS_MAX_ENTRIES, FRAME_META_LEN, FragKey, FrameMeta, MAX_FRAME,
-    MEDIA_ENDPOINTS_MAX_ENTRIES, RING_BYTES, SIP_PORTS_MAX_ENTRIES, TUNNEL_KINDS, Tunnel,
-    XdpConfig,
+    CFG_DROP_AFTER_COPY, CFG_DROP_UNKEPT, CFG_HEURISTIC_RTP, CFG_KEEP_FRAGMENTS, COUNTER_SLOTS,
+    Counter, EndpointKey, FRAG_IDS_MAX_ENTRIES, FRAME_META_LEN, FragKey, FrameMeta, MAX_FRAME,
+    MAX_RINGS, MEDIA_ENDPOINTS_MAX_ENTRIES, RING_BYTES, RING_STAT_KINDS, RING_STAT_LOST,
+    RING_STAT_SLOTS, RING_STAT_WRITTEN, SIP_PORTS_MAX_ENTRIES, TUNNEL_KINDS, Tunnel, XdpConfig,
     proto::{IPPROTO_GRE, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_TCP, IPPROTO_UDP},
-    rtcp_header_plausible, rtp_header_plausible,
+    rtcp_header_plausible, rtp_header_plausible, steer_ring,
 };
 use walk::{Outcome, Walk};
 
@@ -90,13 +94,34 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS,
 #[map]
 static TUNNELS: PerCpuArray<u64> = PerCpuArray::with_max_entries(TUNNEL_KINDS, 0);
 
-/// Per-CPU number of submissions since the last forced wake-up.
+/// Per-CPU number of submissions to each ring since its last forced wake-up.
 #[map]
-static WAKE: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+static WAKE: PerCpuArray<u32> = PerCpuArray::with_max_entries(MAX_RINGS, 0);
 
-/// Kept frames: `FrameMeta` then `cap_len` bytes of frame.
+/// Kept frames: `FrameMeta` then `cap_len` bytes of frame. Ring 0: SIP and
+/// everything not plain media; rings 1..rings: media by destination
+/// (`steer_ring`). Userspace shrinks the rings it does not use to one page.
 #[map]
-static FRAMES: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
+static FRAMES_0: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
+#[map]
+static FRAMES_1: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
+#[map]
+static FRAMES_2: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
+#[map]
+static FRAMES_3: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
+#[map]
+static FRAMES_4: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
+#[map]
+static FRAMES_5: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
+#[map]
+static FRAMES_6: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
+#[map]
+static FRAMES_7: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
+
+/// Per-CPU frames written to / lost on each ring, slot
+/// `ring * RING_STAT_KINDS + RING_STAT_*`.
+#[map]
+static RING_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(RING_STAT_SLOTS, 0);
 
 /// Per-CPU staging area: the record is assembled here and written to the ring
 /// with one `bpf_ringbuf_output` of exactly `FRAME_META_LEN + cap_len` bytes, so
@@ -111,7 +136,8 @@ struct Scratch {
 static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
 enum Verdict {
-    Keep(Counter),
+    /// Kept for this reason, to this ring.
+    Keep(Counter, u32),
     Unkept,
     Malformed,
 }
@@ -131,11 +157,15 @@ pub fn voxtap_xdp(ctx: XdpContext) -> u32 {
         Err(Bad) => Verdict::Malformed,
     };
     match verdict {
-        Verdict::Keep(reason) => {
-            xdp_debug!(&ctx, "kept, reason {}", reason as u32);
+        Verdict::Keep(reason, ring) => {
+            xdp_debug!(&ctx, "kept, reason {}, ring {}", reason as u32, ring);
             count(reason);
-            emit(&ctx, reason, &cfg);
-            xdp_action::XDP_PASS
+            emit(&ctx, reason, ring, &cfg);
+            if cfg.has(CFG_DROP_AFTER_COPY) {
+                xdp_action::XDP_DROP
+            } else {
+                xdp_action::XDP_PASS
+            }
         }
         Verdict::Unkept => {
             xdp_debug!(&ctx, "not kept");
@@ -207,12 +237,14 @@ fn classify(ctx: &XdpContext, cfg: &XdpConfig) -> Result<Verdict, Bad> {
     if fragmented && may_carry_udp(w.frag_proto) && cfg.has(CFG_KEEP_FRAGMENTS) {
         // Documented choice: keep every fragment of every UDP datagram
         // (and of every tunnel that may carry one).
+        // Fragments go to the signalling ring: the pieces of one datagram
+        // must meet in one reader, and non-first fragments have no ports.
         if w.outcome != Outcome::L4 {
-            return Ok(Verdict::Keep(Counter::KeptFragment));
+            return Ok(Verdict::Keep(Counter::KeptFragment, 0));
         }
         return Ok(match classify_l4(ctx, cfg, w)? {
-            Verdict::Keep(r) => Verdict::Keep(r),
-            _ => Verdict::Keep(Counter::KeptFragment),
+            Verdict::Keep(r, _) => Verdict::Keep(r, 0),
+            _ => Verdict::Keep(Counter::KeptFragment, 0),
         });
     }
     match w.outcome {
@@ -220,16 +252,18 @@ fn classify(ctx: &XdpContext, cfg: &XdpConfig) -> Result<Verdict, Bad> {
         Outcome::NonFirstFragment => {
             let key = frag_key(w);
             if unsafe { FRAG_IDS.get(key) }.is_some() {
-                return Ok(Verdict::Keep(Counter::KeptFragment));
+                return Ok(Verdict::Keep(Counter::KeptFragment, 0));
             }
             return Ok(Verdict::Unkept);
         }
         _ => return Ok(Verdict::Unkept),
     }
     let v = classify_l4(ctx, cfg, w)?;
-    if fragmented && matches!(v, Verdict::Keep(_)) {
+    if fragmented && let Verdict::Keep(r, _) = v {
         // Best effort: a full LRU map evicts the oldest entry, it never fails.
         let _ = FRAG_IDS.insert(frag_key(w), 1, 0);
+        // The first fragment goes where its other fragments go.
+        return Ok(Verdict::Keep(r, 0));
     }
     Ok(v)
 }
@@ -291,13 +325,14 @@ fn classify_l4(ctx: &XdpContext, cfg: &XdpConfig, w: &Walk) -> Result<Verdict, B
         w.kinds
     );
     if is_sip_port(dport) || is_sip_port(sport) {
-        return Ok(Verdict::Keep(Counter::KeptSip));
+        return Ok(Verdict::Keep(Counter::KeptSip, 0));
     }
     if proto != IPPROTO_UDP {
         return Ok(Verdict::Unkept);
     }
+    let ring = steer_ring(&w.dst, dport, cfg.rings);
     if is_media(&w.dst, dport) || is_media(&w.src, sport) {
-        return Ok(Verdict::Keep(Counter::KeptMedia));
+        return Ok(Verdict::Keep(Counter::KeptMedia, ring));
     }
     if cfg.has(CFG_HEURISTIC_RTP)
         && sport >= 1024
@@ -305,7 +340,7 @@ fn classify_l4(ctx: &XdpContext, cfg: &XdpConfig, w: &Walk) -> Result<Verdict, B
         && let Ok(hdr) = load::<12>(ctx, w.l4_off + 8)
         && looks_like_rtp(hdr[0], hdr[1])
     {
-        return Ok(Verdict::Keep(Counter::KeptHeuristic));
+        return Ok(Verdict::Keep(Counter::KeptHeuristic, ring));
     }
     Ok(Verdict::Unkept)
 }
@@ -317,10 +352,23 @@ fn looks_like_rtp(b0: u8, b1: u8) -> bool {
     rtcp_header_plausible(b0, b1) || rtp_header_plausible(b0, b1)
 }
 
+/// One more frame written to (`RING_STAT_WRITTEN`) or lost on
+/// (`RING_STAT_LOST`, with `LostRingFull`) ring `ring`.
 #[inline(always)]
-fn emit(ctx: &XdpContext, reason: Counter, cfg: &XdpConfig) {
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+fn count_ring(ring: u32, kind: u32) {
+    if kind == RING_STAT_LOST {
         count(Counter::LostRingFull);
+    }
+    if let Some(p) = RING_STATS.get_ptr_mut(ring * RING_STAT_KINDS + kind) {
+        // Per-CPU slot: no other writer, no atomics needed.
+        unsafe { *p += 1 };
+    }
+}
+
+#[inline(always)]
+fn emit(ctx: &XdpContext, reason: Counter, ring: u32, cfg: &XdpConfig) {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        count_ring(ring, RING_STAT_LOST);
         return;
     };
     let wire_len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) } as u32;
@@ -329,14 +377,14 @@ fn emit(ctx: &XdpContext, reason: Counter, cfg: &XdpConfig) {
         cap = MAX_FRAME;
     }
     if cap == 0 {
-        count(Counter::LostRingFull);
+        count_ring(ring, RING_STAT_LOST);
         return;
     }
     let scratch = unsafe { &mut *scratch };
     let rc =
         unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, scratch.data.as_mut_ptr().cast(), cap as u32) };
     if rc != 0 {
-        count(Counter::LostRingFull);
+        count_ring(ring, RING_STAT_LOST);
         return;
     }
     scratch.meta = FrameMeta {
@@ -352,7 +400,7 @@ fn emit(ctx: &XdpContext, reason: Counter, cfg: &XdpConfig) {
     let flags = if matches!(reason, Counter::KeptSip) {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
-        wake_flags(cfg)
+        wake_flags(cfg, ring)
     };
     let record = unsafe {
         core::slice::from_raw_parts(
@@ -360,19 +408,30 @@ fn emit(ctx: &XdpContext, reason: Counter, cfg: &XdpConfig) {
             FRAME_META_LEN + cap,
         )
     };
-    if FRAMES.output::<[u8]>(record, flags).is_err() {
-        count(Counter::LostRingFull);
+    let written = match ring {
+        0 => FRAMES_0.output::<[u8]>(record, flags),
+        1 => FRAMES_1.output::<[u8]>(record, flags),
+        2 => FRAMES_2.output::<[u8]>(record, flags),
+        3 => FRAMES_3.output::<[u8]>(record, flags),
+        4 => FRAMES_4.output::<[u8]>(record, flags),
+        5 => FRAMES_5.output::<[u8]>(record, flags),
+        6 => FRAMES_6.output::<[u8]>(record, flags),
+        _ => FRAMES_7.output::<[u8]>(record, flags),
+    };
+    match written {
+        Ok(()) => count_ring(ring, RING_STAT_WRITTEN),
+        Err(_) => count_ring(ring, RING_STAT_LOST),
     }
 }
 
 /// Lazy wake-up: `BPF_RB_NO_WAKEUP` except once every `wakeup_every` frames.
 #[inline(always)]
-fn wake_flags(cfg: &XdpConfig) -> u64 {
+fn wake_flags(cfg: &XdpConfig, ring: u32) -> u64 {
     let every = cfg.wakeup_every;
     if every <= 1 {
         return BPF_RB_FORCE_WAKEUP as u64;
     }
-    match WAKE.get_ptr_mut(0) {
+    match WAKE.get_ptr_mut(ring) {
         Some(n) => unsafe {
             *n += 1;
             if *n >= every {

@@ -61,9 +61,27 @@ pub const MEDIA_ENDPOINTS_MAX_ENTRIES: u32 = 1 << 18;
 /// fragment was kept); a full LRU map evicts its oldest entry.
 pub const FRAG_IDS_MAX_ENTRIES: u32 = 16384;
 
-/// Size in bytes of the `FRAMES` ring buffer in the XDP object (userspace may
-/// resize it: `capture.ring_bytes`).
+/// Size in bytes of each `FRAMES_<i>` ring buffer in the XDP object
+/// (userspace resizes the rings it uses: `capture.ring_bytes`, and shrinks
+/// the others to [`RING_BYTES_UNUSED`]).
 pub const RING_BYTES: u32 = 64 << 20;
+
+/// Ring buffers declared in the XDP object (`FRAMES_0` ..= `FRAMES_7`):
+/// aya 0.14 cannot create ring buffers as inner maps of a map-in-map, so the
+/// rings are static and a configuration uses the first `XdpConfig::rings`.
+pub const MAX_RINGS: u32 = 8;
+
+/// Size a ring the configuration does not use is shrunk to at load: one
+/// page, the smallest ring the kernel creates.
+pub const RING_BYTES_UNUSED: u32 = 4096;
+
+/// Per-ring counters (slot `ring * RING_STAT_KINDS + kind` of the per-CPU
+/// `RING_STATS` map): frames written to the ring, and frames lost because it
+/// was full. The second sums to `Counter::LostRingFull` over the rings.
+pub const RING_STAT_WRITTEN: u32 = 0;
+pub const RING_STAT_LOST: u32 = 1;
+pub const RING_STAT_KINDS: u32 = 2;
+pub const RING_STAT_SLOTS: u32 = MAX_RINGS * RING_STAT_KINDS;
 
 /// IPv4-mapped IPv6 address (`::ffff:a.b.c.d`), the form IPv4 takes in the
 /// 16-byte address fields of the map keys.
@@ -298,6 +316,74 @@ impl EndpointKey {
     }
 }
 
+/// Multiplier of [`steer_hash`]'s word mixing: 2^32 / golden ratio, odd, so
+/// every bit of a word reaches the high bits of the product.
+const STEER_MUL: u32 = 0x9e37_79b1;
+
+/// Big-endian 32-bit word `i` (0..=3) of a 16-byte address.
+#[inline(always)]
+const fn addr_word(a: &[u8; 16], i: usize) -> u32 {
+    u32::from_be_bytes([a[4 * i], a[4 * i + 1], a[4 * i + 2], a[4 * i + 3]])
+}
+
+/// MurmurHash3's 32-bit finaliser (`fmix32`): every input bit flips each
+/// output bit with probability about 1/2, so `% n` on the result is even for
+/// any `n`, including powers of two.
+#[inline(always)]
+const fn fmix32(mut h: u32) -> u32 {
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^= h >> 16;
+    h
+}
+
+/// Hash of a media endpoint (a UDP destination: address and port) that picks
+/// the media worker owning the stream sent to it: worker
+/// `steer_hash(addr, port) % n` (see [`steer_worker`]). The XDP program and
+/// the userspace engine use this one function so that a frame steered to ring
+/// `k` by the kernel is the frame worker `k` would have picked.
+///
+/// `addr` is the 16-byte form of [`EndpointKey`] (IPv4 as the mapped
+/// `::ffff:a.b.c.d`, see [`v4_mapped`]); `port` is in host order. Not keyed
+/// and not collision-resistant: it balances load, it does not defend against
+/// an attacker choosing ports (the worst case is one busy worker, never a
+/// wrong result). No loops and no slices, so the BPF verifier takes it inline.
+#[inline(always)]
+pub const fn steer_hash(addr: &[u8; 16], port: u16) -> u32 {
+    let mut h = port as u32;
+    h = (h ^ addr_word(addr, 0)).wrapping_mul(STEER_MUL);
+    h = (h.rotate_left(13) ^ addr_word(addr, 1)).wrapping_mul(STEER_MUL);
+    h = (h.rotate_left(13) ^ addr_word(addr, 2)).wrapping_mul(STEER_MUL);
+    h = (h.rotate_left(13) ^ addr_word(addr, 3)).wrapping_mul(STEER_MUL);
+    fmix32(h)
+}
+
+/// Worker (0..n) that owns the endpoint `addr`:`port` among `n` workers;
+/// `n == 0` reads as one worker.
+#[inline(always)]
+pub const fn steer_worker(addr: &[u8; 16], port: u16, n: u32) -> u32 {
+    if n <= 1 {
+        0
+    } else {
+        steer_hash(addr, port) % n
+    }
+}
+
+/// The ring a media frame to `addr:port` goes to when the XDP program uses
+/// `rings` rings: ring 0 carries SIP and everything that is not plain media
+/// (fragments, TCP); media goes to ring `1 + steer_worker(addr, port,
+/// rings - 1)`, so media ring `1 + k` holds what media worker `k` owns. With
+/// one ring (or a value out of range, read as one) everything is on ring 0.
+#[inline(always)]
+pub const fn steer_ring(addr: &[u8; 16], port: u16, rings: u32) -> u32 {
+    if rings <= 1 || rings > MAX_RINGS {
+        return 0;
+    }
+    1 + steer_worker(addr, port, rings - 1)
+}
+
 /// Header the XDP program puts in front of every frame it hands to userspace
 /// through the ring buffer.
 #[repr(C)]
@@ -331,8 +417,13 @@ pub const CFG_HEURISTIC_RTP: u32 = 1 << 0;
 /// by addresses and identification): out-of-order fragments are then missed.
 pub const CFG_KEEP_FRAGMENTS: u32 = 1 << 1;
 /// Config flag: `XDP_DROP` every frame that is not kept (dedicated mirror
-/// port); kept frames are always `XDP_PASS`ed after the copy.
+/// port); kept frames are `XDP_PASS`ed after the copy unless
+/// [`CFG_DROP_AFTER_COPY`] is set too.
 pub const CFG_DROP_UNKEPT: u32 = 1 << 2;
+/// Config flag: `XDP_DROP` kept frames once copied to their ring (dedicated
+/// mirror port: the kernel stack then does nothing for them). They are
+/// still counted as kept, not as `Dropped`.
+pub const CFG_DROP_AFTER_COPY: u32 = 1 << 3;
 
 /// Sensor configuration, slot 0 of the `CONFIG` array map.
 #[repr(C)]
@@ -352,10 +443,14 @@ pub struct XdpConfig {
     /// Encapsulation headers followed per frame (at most
     /// [`MAX_DEPTH_LIMIT`]); a frame with more counts as `TooDeep`.
     pub max_depth: u16,
+    /// Ring buffers used, 1..=[`MAX_RINGS`] (0 reads as 1): see
+    /// [`steer_ring`].
+    pub rings: u32,
 }
 
 impl Default for XdpConfig {
-    /// No flags, wake on every frame, the default tunnel ports and depth.
+    /// No flags, wake on every frame, the default tunnel ports and depth,
+    /// one ring.
     fn default() -> Self {
         XdpConfig {
             flags: 0,
@@ -364,6 +459,7 @@ impl Default for XdpConfig {
             geneve_port: DEFAULT_GENEVE_PORT,
             gtpu_port: DEFAULT_GTPU_PORT,
             max_depth: DEFAULT_MAX_DEPTH,
+            rings: 1,
         }
     }
 }
@@ -423,5 +519,68 @@ mod tests {
             [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 1]
         );
         assert_eq!(k.port, 4000);
+    }
+
+    // Computed by an independent Python transcription of the algorithm
+    // (arbitrary-precision ints masked to 32 bits):
+    //   h = port; h = (h ^ w0) * K; h = (rotl(h, 13) ^ wi) * K for w1..w3;
+    //   fmix32(h), wi the big-endian words of the address.
+    // The XDP program and userspace must keep producing exactly these.
+    const VEC_V4_4000: u32 = 0xb209_2927;
+    const VEC_V4_4002: u32 = 0xf74e_34fd;
+    const VEC_V6_5004: u32 = 0xa874_9f21;
+    const VEC_ZERO: u32 = 0;
+
+    #[test]
+    fn steer_hash_vectors() {
+        let v4 = v4_mapped([192, 0, 2, 1]);
+        let mut v6 = [0u8; 16];
+        v6[0] = 0x20;
+        v6[1] = 0x01;
+        v6[2] = 0x0d;
+        v6[3] = 0xb8;
+        v6[15] = 1;
+        assert_eq!(steer_hash(&v4, 4000), VEC_V4_4000);
+        assert_eq!(steer_hash(&v4, 4002), VEC_V4_4002);
+        assert_eq!(steer_hash(&v6, 5004), VEC_V6_5004);
+        assert_eq!(steer_hash(&[0; 16], 0), VEC_ZERO);
+    }
+
+    #[test]
+    fn steer_worker_spreads_evenly() {
+        // 40,000 endpoints of a typical SBC/media-gateway layout: a few
+        // addresses, consecutive even ports. Every worker of n = 2..=8 gets
+        // within 5% of the mean.
+        for n in 2..=8u32 {
+            let mut load = [0u32; 8];
+            for host in 0..10u8 {
+                let a = v4_mapped([10, 0, 0, host]);
+                for i in 0..4000u16 {
+                    load[steer_worker(&a, 10000 + 2 * i, n) as usize] += 1;
+                }
+            }
+            let mean = 40_000 / n;
+            for (w, &l) in load.iter().take(n as usize).enumerate() {
+                assert!(
+                    l.abs_diff(mean) * 20 < mean,
+                    "n={n} worker {w}: {l} vs {mean}"
+                );
+            }
+        }
+        assert_eq!(steer_worker(&[1; 16], 9, 0), 0);
+        assert_eq!(steer_worker(&[1; 16], 9, 1), 0);
+    }
+
+    #[test]
+    fn steer_ring_keeps_ring_0_for_signalling() {
+        let a = v4_mapped([192, 0, 2, 1]);
+        for port in (6000..8000).step_by(2) {
+            // Media ring 1 + k is media worker k's.
+            assert_eq!(steer_ring(&a, port, 4), 1 + steer_worker(&a, port, 3));
+        }
+        // One ring, or a value out of range: everything on ring 0.
+        assert_eq!(steer_ring(&a, 6000, 1), 0);
+        assert_eq!(steer_ring(&a, 6000, 0), 0);
+        assert_eq!(steer_ring(&a, 6000, MAX_RINGS + 1), 0);
     }
 }

@@ -400,7 +400,7 @@ fn replay(lab: &Lab, pcap: &Path, count: u64, pps: Option<u64>) -> Result<(u64, 
 /// `cargo xtask bench-live [--count N] [--rates a,b,c]`.
 pub fn bench_live(root: &Path, args: &[String]) -> Result<()> {
     require_root()?;
-    let (count, rates) = parse_live_args(args)?;
+    let (count, rates, rings) = parse_live_args(args)?;
     let mut c = cargo();
     c.args(["build", "--release", "-p", "voxtap", "--bin", "voxtap"]);
     run(c)?;
@@ -417,7 +417,14 @@ pub fn bench_live(root: &Path, args: &[String]) -> Result<()> {
     let lab = Lab::up(root, "vxbench", 221)?;
     let mut points = Vec::new();
     for &pps in &rates {
-        points.push(measure_point(&lab, &voxtap, &pcap, &dir, count, pps)?);
+        points.push(measure_point(
+            &lab,
+            &voxtap,
+            &pcap,
+            &dir,
+            (count, rings),
+            pps,
+        )?);
     }
     drop(lab);
     let vbest = held_rate(&points, Point::voxtap_loss);
@@ -426,10 +433,12 @@ pub fn bench_live(root: &Path, args: &[String]) -> Result<()> {
     write_live_json(root, &points, vbest, tbest)
 }
 
-/// `--count N` (frames per run) and `--rates a,b,max` (paced pps; `max`
-/// is top speed, `None`), with their defaults.
-fn parse_live_args(args: &[String]) -> Result<(u64, Vec<Option<u64>>)> {
+/// `--count N` (frames per run), `--rates a,b,max` (paced pps; `max`
+/// is top speed, `None`) and `--rings N` (voxtap's `workers.rings`), with
+/// their defaults.
+fn parse_live_args(args: &[String]) -> Result<(u64, Vec<Option<u64>>, u32)> {
     let mut count: u64 = 300_000;
+    let mut rings: u32 = 1;
     let mut rates: Vec<Option<u64>> = vec![
         Some(50_000),
         Some(100_000),
@@ -443,6 +452,7 @@ fn parse_live_args(args: &[String]) -> Result<(u64, Vec<Option<u64>>)> {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--count" => count = it.next().context("--count N")?.parse()?,
+            "--rings" => rings = it.next().context("--rings N")?.parse()?,
             "--rates" => {
                 rates = it
                     .next()
@@ -460,7 +470,7 @@ fn parse_live_args(args: &[String]) -> Result<(u64, Vec<Option<u64>>)> {
             o => bail!("unknown bench-live option {o}"),
         }
     }
-    Ok((count, rates))
+    Ok((count, rates, rings))
 }
 
 /// One offered rate: voxtap alone, then `tcpdump -w` alone, on the same
@@ -470,12 +480,13 @@ fn measure_point(
     voxtap: &Path,
     pcap: &Path,
     dir: &Path,
-    count: u64,
+    (count, rings): (u64, u32),
     pps: Option<u64>,
 ) -> Result<Point> {
     let label = pps.map_or("max".to_string(), |r| r.to_string());
     let run_dir = dir.join(format!("voxtap-{label}"));
-    let (sent, achieved, got, klost) = voxtap_run(lab, voxtap, pcap, &run_dir, count, pps)?;
+    let (sent, achieved, got, klost) =
+        voxtap_run(lab, voxtap, pcap, &run_dir, (count, rings), pps)?;
     let td = dir.join(format!("tcpdump-{label}.pcap"));
     let tlog = dir.join(format!("tcpdump-{label}.log"));
     let (sent2, tgot) = tcpdump_run(lab, pcap, &td, &tlog, count, pps)?;
@@ -512,7 +523,7 @@ fn voxtap_run(
     voxtap: &Path,
     pcap: &Path,
     run_dir: &Path,
-    count: u64,
+    (count, rings): (u64, u32),
     pps: Option<u64>,
 ) -> Result<(u64, f64, u64, u64)> {
     std::fs::create_dir_all(run_dir)?;
@@ -520,7 +531,7 @@ fn voxtap_run(
     std::fs::write(
         &cfgp,
         format!(
-            "[store]\npath = \"{0}/store\"\nmin_free_bytes = 0\n[output]\ndir = \"{0}/calls\"\n",
+            "[store]\npath = \"{0}/store\"\nmin_free_bytes = 0\n[output]\ndir = \"{0}/calls\"\n[workers]\nrings = {rings}\n",
             run_dir.display()
         ),
     )?;

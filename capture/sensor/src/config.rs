@@ -118,6 +118,9 @@ pub struct CaptureConfig {
     pub keep_fragments: bool,
     /// XDP_DROP what is not kept (a dedicated mirror port only).
     pub drop_unkept: bool,
+    /// XDP_DROP kept frames too, once copied to their ring (a dedicated
+    /// mirror port only: the kernel stack then does nothing for them).
+    pub drop_after_copy: bool,
     /// XDP attach mode: "auto" (native, falling back to SKB), "native", "skb".
     pub attach_mode: String,
     /// Load the XDP program built with aya-log debug records (one per frame
@@ -125,8 +128,9 @@ pub struct CaptureConfig {
     /// verdict), logged at INFO with target `voxtap_xdp`. For debugging:
     /// about 170 ns more per frame in the kernel (README).
     pub xdp_debug: bool,
-    /// Size of the kernel ring buffer in bytes (power of two, multiple of the
-    /// page size); 0 keeps the program's own 64 MiB.
+    /// Size of each kernel ring buffer in use (`workers.rings`) in bytes
+    /// (power of two, multiple of the page size); 0 keeps the program's own
+    /// 64 MiB.
     pub ring_bytes: u32,
     /// Entries of the kernel's media endpoint map (RTP and RTCP endpoints
     /// announced in SDP: about 4 per call, 2 with rtcp-mux). The default,
@@ -153,8 +157,14 @@ pub struct WorkersConfig {
     /// because a call's SIP and media are different flows that no frame-level
     /// hash can send to the same worker (see docs/live.md).
     pub pipeline: usize,
+    /// Kernel ring buffers, each with its own reader thread, 1 to
+    /// `voxtap_common::MAX_RINGS`: ring 0 carries SIP and what is not plain
+    /// media, rings 1.. the media, by a hash of the destination endpoint
+    /// (`voxtap_common::steer_ring`). 1: everything on one ring.
+    pub rings: u32,
     /// CPU cores to pin the threads to, in order: ring reader + store writer,
-    /// pipeline worker, call output/index. Missing entries: not pinned.
+    /// pipeline worker, call output/index, then the readers of rings 1...
+    /// Missing entries: not pinned.
     pub cores: Vec<usize>,
 }
 
@@ -208,10 +218,11 @@ pub struct SecurityConfig {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct TestingConfig {
-    /// After this many frames, the ring reader stops reading for
-    /// `stall_reader_ms` once (0: never).
+    /// After this many frames, the reader of ring `stall_reader_ring` stops
+    /// reading for `stall_reader_ms` once (0: never).
     pub stall_reader_after_frames: u64,
     pub stall_reader_ms: u64,
+    pub stall_reader_ring: u32,
 }
 
 impl Default for CaptureConfig {
@@ -222,6 +233,7 @@ impl Default for CaptureConfig {
             heuristic_rtp: true,
             keep_fragments: true,
             drop_unkept: false,
+            drop_after_copy: false,
             attach_mode: "auto".into(),
             xdp_debug: false,
             ring_bytes: 0,
@@ -239,6 +251,7 @@ impl Default for WorkersConfig {
     fn default() -> Self {
         WorkersConfig {
             pipeline: 1,
+            rings: 1,
             cores: Vec::new(),
         }
     }
@@ -336,6 +349,13 @@ impl Config {
             bail!(
                 "capture.max_encap_depth = {depth}: from 1 to {}",
                 voxtap_common::MAX_DEPTH_LIMIT
+            );
+        }
+        let rings = self.workers.rings;
+        if !(1..=voxtap_common::MAX_RINGS).contains(&rings) {
+            bail!(
+                "workers.rings = {rings}: from 1 to {}",
+                voxtap_common::MAX_RINGS
             );
         }
         let ring = self.capture.ring_bytes;

@@ -3,7 +3,8 @@
 //! output directory: the frames/s chart gets points from the run's status
 //! history while it captures, and once the run has stopped (its last status
 //! file no longer changes) every figure beside the charts equals the
-//! sensor's `status/sensor.json` read here.
+//! sensor's `status/sensor.json` read here, and so does the table of its
+//! two kernel rings (`workers.rings = 2`): names and frames per ring.
 #![cfg(target_os = "linux")]
 
 use crate::lab;
@@ -22,6 +23,14 @@ const g = document.querySelector('#chart-frames g.series[data-label="stored"]');
 const figs = Array.from(document.querySelectorAll('dl.current dd[data-key]'))
   .map(d => [d.dataset.key, d.dataset.v]);
 return {values: g ? g.dataset.values : null, figs};
+"#;
+
+/// The sensor card's table of rings: its header and rows as cell texts.
+const RINGS: &str = r#"
+const t = document.querySelector('#status-sensor tr[data-field="rings"] table.items');
+if (!t) return null;
+const cells = r => Array.from(r.querySelectorAll(':scope > th, :scope > td')).map(c => c.textContent.trim());
+return {head: cells(t.querySelector('thead tr')), rows: Array.from(t.querySelectorAll('tbody > tr')).map(cells)};
 "#;
 
 /// The chart's defined points.
@@ -69,13 +78,36 @@ async fn wait_for_charts(c: &Client) {
     }
 }
 
+/// The page's ring rows = sensor.json's `rings`: name and frames, each
+/// ring with frames.
+fn check_rings_table(table: &Value, status: &Value) {
+    let want = status["rings"].as_array().expect("rings in sensor.json");
+    assert_eq!(want.len(), 2, "{status}");
+    let head: Vec<&str> = table["head"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no rings table: {table}"))
+        .iter()
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    let col = |name: &str| head.iter().position(|h| *h == name).unwrap();
+    let (name, frames) = (col("name"), col("frames total"));
+    let rows = table["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), want.len(), "{table}");
+    for (row, w) in rows.iter().zip(want) {
+        assert_eq!(row[name], w["name"], "{table}");
+        let shown: u64 = row[frames].as_str().unwrap().parse().unwrap();
+        assert_eq!(shown, w["frames_total"].as_u64().unwrap(), "{table}");
+        assert!(shown > 0, "a ring without frames: {table}");
+    }
+}
+
 #[test]
 fn sensor_page_charts_a_live_run_and_shows_its_status() {
     require_root();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempdir("sensorpage");
     let lab = Lab::up(&format!("vp{}", std::process::id() % 10000), 221);
-    let vox = start_voxtap(&lab, &dir, "", 180);
+    let vox = start_voxtap(&lab, &dir, "[workers]\nrings = 2\n", 180);
     let out = dir.join("out");
     let (_serve, base) = serve(&dir, &out);
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -109,6 +141,8 @@ fn sensor_page_charts_a_live_run_and_shows_its_status() {
         std::fs::write(screenshots_dir().join("sensor-lab.png"), png).unwrap();
         c.execute(OBSERVE, vec![]).await.unwrap()
     });
+    let rings = rt.block_on(c.execute(RINGS, vec![])).unwrap();
+    check_rings_table(&rings, &status);
     assert!(points(&v).iter().any(|p| *p > 0.0), "{v}");
     let figs = v["figs"].as_array().unwrap();
     let mut checked = 0;

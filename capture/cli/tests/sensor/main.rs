@@ -23,5 +23,6 @@ mod rpcapd;
 mod s3;
 mod serve;
 mod xdp_debug;
+mod xdp_steer;
 mod xdp_tunnels;
 mod xdp_veth;

@@ -71,7 +71,7 @@ fn debug_log_describes_a_frame_sent_through_a_veth() {
     net.in_ns(|| send_raw(&peer, &frames));
     let want = [
         l4_line(IN_A, 5062, IN_B, 5060, u32::from(Tunnel::Vxlan.bit())),
-        format!("kept, reason {}", Counter::KeptSip as u32),
+        format!("kept, reason {}, ring 0", Counter::KeptSip as u32),
         l4_line(IN_A, 5062, IN_B, 41000, 0),
         "not kept".to_owned(),
     ];
@@ -159,6 +159,12 @@ const BPF_PROG_TEST_RUN: libc::c_long = 10;
 
 /// Runs the program `repeat` times on `frame` in the kernel; mean ns per run.
 fn test_run(fd: BorrowedFd<'_>, frame: &[u8], repeat: u32) -> u32 {
+    test_run_verdict(fd, frame, repeat).1
+}
+
+/// Runs the program `repeat` times on `frame` in the kernel: its return
+/// value (the XDP action) and the mean ns per run.
+pub(crate) fn test_run_verdict(fd: BorrowedFd<'_>, frame: &[u8], repeat: u32) -> (u32, u32) {
     let mut out = vec![0u8; frame.len() + 256];
     let mut attr = TestRun {
         prog_fd: fd.as_raw_fd() as u32,
@@ -184,7 +190,7 @@ fn test_run(fd: BorrowedFd<'_>, frame: &[u8], repeat: u32) -> u32 {
         "BPF_PROG_TEST_RUN: {}",
         std::io::Error::last_os_error()
     );
-    attr.duration
+    (attr.retval, attr.duration)
 }
 
 /// Mean ns per frame over `batches` runs of 200, the rings drained between

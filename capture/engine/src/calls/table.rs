@@ -289,6 +289,27 @@ impl CallTable {
         }
     }
 
+    /// The capture lost `n` media packets whose destination endpoint
+    /// satisfies `lost_here` (the live sensor: one kernel ring's loss, the
+    /// ring being a hash of the destination): only the open calls with a
+    /// stream to such an endpoint, or an SDP endpoint that is one, may have
+    /// lost some, so only they record it.
+    pub fn note_capture_loss_where(
+        &mut self,
+        n: u64,
+        mut lost_here: impl FnMut(std::net::SocketAddr) -> bool,
+    ) {
+        for c in self.calls.values_mut() {
+            let hit = c.streams().iter().any(|s| lost_here(s.key.dst))
+                || c.media()
+                    .iter()
+                    .any(|m| lost_here(m.rtp) || lost_here(m.rtcp));
+            if hit {
+                c.add_capture_loss(n);
+            }
+        }
+    }
+
     /// The SIP message of `call_id` just handed to [`Self::on_sip`] came in
     /// these encapsulations: the call keeps the first such path.
     pub fn note_outer_path(&mut self, call_id: &[u8], path: &voxtap_proto::decode::Encap) {

@@ -3,16 +3,17 @@
 //!
 //! Threads (see docs/live.md for the reasoning and the measurements):
 //!
-//! 1. **reader** — polls the kernel ring buffer, appends every frame to the
-//!    rolling PCAP file (so its [`PacketRef`] is known), copies it into a
-//!    pooled [`batch::Batch`] and hands full batches to the worker. When the
-//!    worker lags, the reader waits for a free batch: the kernel ring then
-//!    fills and the kernel counts the loss (`LostRingFull`) — user space never
-//!    drops silently.
+//! 1. **readers**, one per kernel ring (`workers.rings`; ring 0 carries SIP,
+//!    the others media by destination) — each drains its ring, appends every
+//!    frame to the shared rolling PCAP file (so its [`PacketRef`] is known;
+//!    locked once per batch), copies it into a pooled [`batch::Batch`] and
+//!    hands full batches to the worker. When the worker lags, a reader waits
+//!    for a free batch: its kernel ring then fills and the kernel counts the
+//!    loss per ring (`LostRingFull`) — user space never drops silently.
 //! 2. **pipeline worker** — the one owner of the call table: runs every frame
 //!    through the same [`Pipeline`] as `import`, keeps the kernel's media
-//!    endpoint map in step with the calls, and charges capture loss to the
-//!    open calls. One worker, because a call's SIP and its media are
+//!    endpoint map in step with the calls, and charges each ring's capture
+//!    loss to the open calls with a stream on that ring. One worker, because a call's SIP and its media are
 //!    different flows: no hash over a frame's addresses keeps them together.
 //! 3. **output** — writes each ended call's outputs with the same
 //!    [`CallWriter`] as `import` (reading the packets back from the rolling
@@ -46,13 +47,14 @@ use anyhow::{Context, Result, anyhow};
 use crate::config::Config;
 use crate::store::{FileEvent, Retention, RollPolicy, RollingWriter, StoreManager};
 use crate::xdp::{
-    AttachMode, CFG_DROP_UNKEPT, CFG_HEURISTIC_RTP, CFG_KEEP_FRAGMENTS, COUNTERS, Counter,
-    EndpointMap, FrameReader, MapSizes, RING_BYTES, TUNNELS, XdpConfig, XdpDebug, XdpDebugLog,
-    XdpSensor,
+    AttachMode, CFG_DROP_AFTER_COPY, CFG_DROP_UNKEPT, CFG_HEURISTIC_RTP, CFG_KEEP_FRAGMENTS,
+    COUNTERS, Counter, EndpointMap, FrameReader, MapSizes, RING_BYTES, TUNNELS, XdpConfig,
+    XdpDebug, XdpDebugLog, XdpSensor,
 };
 use batch::Batch;
 use output::{Output, OutputStats};
-use reader::ReaderStats;
+use reader::{ReaderLinks, ReaderStats, SharedStore};
+use status::RINGS;
 use voxtap_engine::calls::{Call, PacketRef};
 use voxtap_engine::live_calls::DEFAULT_MAX_CALLS;
 use voxtap_engine::output::CallWriter;
@@ -161,8 +163,9 @@ fn pin(cores: &[usize], idx: usize, name: &str) {
 /// Figures and flags the main thread shares with the others.
 #[derive(Default)]
 struct Shared {
-    /// The kernel's `LostRingFull`, published to the worker every 20 ms.
-    kernel_lost: Arc<AtomicU64>,
+    /// Each ring's kernel loss (ring full), published to the worker every
+    /// 20 ms.
+    kernel_lost: Arc<[AtomicU64; RINGS]>,
     /// Figures for status/sensor.json in the web's data directory.
     live: Arc<status::LiveCounters>,
     /// Number of the last batch whose frames are on disk (reader -> output).
@@ -174,7 +177,10 @@ struct Shared {
 }
 
 struct Threads {
-    reader: JoinHandle<Result<ReaderStats>>,
+    /// By ring index.
+    readers: Vec<JoinHandle<Result<ReaderStats>>>,
+    /// The rolling file the readers share, closed once they stopped.
+    store: Arc<std::sync::Mutex<SharedStore>>,
     worker: JoinHandle<Result<WorkerStats>>,
     output: JoinHandle<Result<OutputStats>>,
     uploader: Option<JoinHandle<Result<()>>>,
@@ -200,9 +206,7 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
     let endpoints = sensor
         .take_endpoint_map()
         .ok_or_else(|| anyhow!("endpoint map already taken"))?;
-    let frames = sensor
-        .take_frame_reader()
-        .ok_or_else(|| anyhow!("ring reader already taken"))?;
+    let frames = sensor.take_frame_readers();
     let debug_stop = Arc::new(AtomicBool::new(false));
     let debug_log = match sensor.take_debug_log() {
         Some(log) => Some(spawn_debug_log(log, Arc::clone(&debug_stop))?),
@@ -280,6 +284,9 @@ fn load_and_attach(cfg: &Config, iface: &str) -> Result<(XdpSensor, AttachMode)>
     if cfg.capture.drop_unkept {
         flags |= CFG_DROP_UNKEPT;
     }
+    if cfg.capture.drop_after_copy {
+        flags |= CFG_DROP_AFTER_COPY;
+    }
     let xcfg = XdpConfig {
         flags,
         wakeup_every: cfg.capture.wakeup_every,
@@ -287,6 +294,7 @@ fn load_and_attach(cfg: &Config, iface: &str) -> Result<(XdpSensor, AttachMode)>
         geneve_port: cfg.capture.geneve_port,
         gtpu_port: cfg.capture.gtpu_port,
         max_depth: cfg.capture.max_encap_depth,
+        rings: cfg.workers.rings,
     };
     let sizes = MapSizes {
         ring_bytes: ring_bytes(cfg),
@@ -396,7 +404,7 @@ fn open_tls_keys(cfg: &Config) -> Result<TlsSetup> {
 #[allow(clippy::too_many_arguments)]
 fn spawn_threads(
     cfg: &Config,
-    frames: FrameReader,
+    frames: Vec<FrameReader>,
     roll: RollingWriter,
     endpoints: EndpointMap,
     out: Output,
@@ -413,24 +421,22 @@ fn spawn_threads(
     let (ended_tx, ended_rx) = mpsc::channel::<(u64, Vec<Call>)>();
     let (sig_tx, sig_rx) = mpsc::channel::<worker::SignallingBatch>();
     let cores = cfg.workers.cores.clone();
-    let reader = {
-        let (stop, durable, cores) = (
-            Arc::clone(&shared.reader_stop),
-            Arc::clone(&shared.durable),
-            cores.clone(),
-        );
-        let testing = cfg.testing.clone();
-        let live = Arc::clone(&shared.live);
-        thread::Builder::new()
-            .name("voxtap-reader".into())
-            .spawn(move || {
-                pin(&cores, 0, "reader");
-                reader::reader_loop(
-                    frames, roll, full_tx, empty_rx, &durable, &stop, &testing, &live,
-                )
-            })
-            .context("starting the reader thread")?
-    };
+    let store = SharedStore::new(roll);
+    let empty_rx = Arc::new(std::sync::Mutex::new(empty_rx));
+    let mut readers = Vec::with_capacity(frames.len());
+    for ring in frames {
+        let links = ReaderLinks {
+            store: Arc::clone(&store),
+            full_tx: full_tx.clone(),
+            empty_rx: Arc::clone(&empty_rx),
+            durable: Arc::clone(&shared.durable),
+            stop: Arc::clone(&shared.reader_stop),
+            live: Arc::clone(&shared.live),
+            testing: cfg.testing.clone(),
+        };
+        readers.push(spawn_reader(ring, links, &cores)?);
+    }
+    drop(full_tx);
     let worker = {
         let (lost, cores) = (Arc::clone(&shared.kernel_lost), cores.clone());
         let live = Arc::clone(&shared.live);
@@ -438,6 +444,7 @@ fn spawn_threads(
         pcfg.tls_keys = tls.keys;
         let keylog = tls.keylog;
         let live_calls = snapshot::LivePublisher::start(cfg.output.dir.clone(), DEFAULT_MAX_CALLS)?;
+        let rings = readers.len();
         thread::Builder::new()
             .name("voxtap-pipeline".into())
             .spawn(move || {
@@ -449,7 +456,7 @@ fn spawn_threads(
                     sig_tx,
                     live_calls,
                 };
-                worker::worker_loop(pcfg, channels, endpoints, keylog, &lost, &live)
+                worker::worker_loop(pcfg, channels, endpoints, keylog, &lost[..rings], &live)
             })
             .context("starting the pipeline thread")?
     };
@@ -459,13 +466,33 @@ fn spawn_threads(
     let central = crate::central::FleetThreads::spawn(cfg, &shared.central_stop)
         .context("starting the fleet threads")?;
     Ok(Threads {
-        reader,
+        readers,
+        store,
         worker,
         output,
         uploader,
         #[cfg(feature = "central")]
         central,
     })
+}
+
+/// Ring `i`'s reader thread, pinned to `cores[0]` for ring 0 (as the one
+/// reader was) and to `cores[2 + i]` for the others.
+fn spawn_reader(
+    frames: FrameReader,
+    links: ReaderLinks,
+    cores: &[usize],
+) -> Result<JoinHandle<Result<ReaderStats>>> {
+    let ring = frames.index() as usize;
+    let core = if ring == 0 { 0 } else { 2 + ring };
+    let cores = cores.to_vec();
+    thread::Builder::new()
+        .name(format!("voxtap-reader{ring}"))
+        .spawn(move || {
+            pin(&cores, core, "reader");
+            reader::reader_loop(frames, links)
+        })
+        .with_context(|| format!("starting the reader thread of ring {ring}"))
 }
 
 /// The pipeline as `import` runs it, plus the HEP export tap when enabled.
@@ -567,19 +594,18 @@ fn supervise(
     let mut last_status: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed)
         && deadline.is_none_or(|d| Instant::now() < d)
-        && !threads.reader.is_finished()
+        && !threads.readers.iter().any(JoinHandle::is_finished)
         && !threads.worker.is_finished()
         && !threads.output.is_finished()
     {
         let c = sensor.counters();
-        shared
-            .kernel_lost
-            .store(c[Counter::LostRingFull as usize], Ordering::Relaxed);
+        let rings = publish_ring_loss(sensor, shared);
         if last_status.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
             last_status = Some(Instant::now());
             let k = status::KernelCounters {
                 outcomes: c,
                 tunnels: sensor.tunnel_counters(),
+                rings,
             };
             publisher.publish(k, &shared.live, true);
         }
@@ -595,16 +621,31 @@ fn supervise(
     }
 }
 
-/// Stops the threads in order (reader, then worker, then output; the
+/// Each ring's kernel counters; their losses published to the worker.
+fn publish_ring_loss(sensor: &XdpSensor, shared: &Shared) -> [crate::xdp::RingCounters; RINGS] {
+    let mut rings = [crate::xdp::RingCounters::default(); RINGS];
+    for (i, r) in sensor.ring_counters().into_iter().enumerate().take(RINGS) {
+        shared.kernel_lost[i].store(r.lost, Ordering::Relaxed);
+        rings[i] = r;
+    }
+    rings
+}
+
+/// Stops the threads in order (readers, then worker, then output; the
 /// uploader last), reads the final counters and detaches.
 fn stop_and_join(sensor: &mut XdpSensor, threads: Threads, shared: &Shared) -> Result<Joined> {
     // The last loss figures reach the worker before it closes the calls.
-    shared.kernel_lost.store(
-        sensor.counters()[Counter::LostRingFull as usize],
-        Ordering::Relaxed,
-    );
+    publish_ring_loss(sensor, shared);
     shared.reader_stop.store(true, Ordering::Relaxed);
-    let reader = join(threads.reader, "reader");
+    let per_ring: Vec<Result<ReaderStats>> = threads
+        .readers
+        .into_iter()
+        .map(|h| join(h, "reader"))
+        .collect();
+    let reader = per_ring
+        .into_iter()
+        .collect::<Result<Vec<_>>>()
+        .and_then(|r| reader::close_store(threads.store, &shared.durable, &r));
     let worker = join(threads.worker, "pipeline");
     let output = join(threads.output, "output");
     // The queue is on disk: what is left is resumed by the next run.
@@ -622,6 +663,7 @@ fn stop_and_join(sensor: &mut XdpSensor, threads: Threads, shared: &Shared) -> R
     let counters = status::KernelCounters {
         outcomes: sensor.counters(),
         tunnels: sensor.tunnel_counters(),
+        rings: publish_ring_loss(sensor, shared),
     };
     if let Err(e) = sensor.detach() {
         tracing::warn!(error = %e, "detaching");
@@ -651,6 +693,7 @@ fn sensor_publisher(opts: &LiveOptions, mode: AttachMode) -> status::SensorPubli
             iface: opts.iface.clone(),
             attach_mode: format!("{mode:?}"),
             ring_bytes: u64::from(ring_bytes(cfg)),
+            rings: cfg.workers.rings,
             store: cfg.store.path.clone(),
             max_bytes: cfg.store.max_bytes,
             max_age_seconds: cfg.store.max_age_seconds,
@@ -661,6 +704,8 @@ fn sensor_publisher(opts: &LiveOptions, mode: AttachMode) -> status::SensorPubli
 
 /// The final figures, marked stopped.
 fn publish_final(j: &Joined, live: &status::LiveCounters, publisher: &mut status::SensorPublisher) {
+    // Per ring, the readers' last figures stand (a failed write's cut is
+    // taken off the total only).
     status::LiveCounters::set(&live.frames, j.reader.frames);
     status::LiveCounters::set(&live.bytes, j.reader.bytes);
     status::LiveCounters::set(&live.calls_open, 0);
@@ -761,5 +806,65 @@ mod tests {
         assert_eq!(calls.len(), 3);
         assert!(charged);
         assert!(calls.iter().all(|c| c.capture_loss() == 5));
+    }
+
+    /// The ring of an endpoint as the XDP program computes it, from the
+    /// endpoint's bytes (v4-mapped IPv6, port in host order).
+    fn ring_from_bytes(ep: SocketAddr, rings: u32) -> u32 {
+        let addr = match ep.ip() {
+            std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+            std::net::IpAddr::V6(v6) => v6.octets(),
+        };
+        voxtap_common::steer_ring(&addr, ep.port(), rings)
+    }
+
+    /// A media ring's loss goes only to the calls with a stream (or an SDP
+    /// endpoint) steered to that ring; the signalling ring's to all.
+    #[test]
+    fn ring_loss_goes_only_to_calls_on_that_ring() {
+        let mut bytes = Vec::new();
+        let cfg = SynthConfig {
+            calls: 12,
+            seconds: 2,
+            ramp_seconds: 1,
+            loss_pct: 0.0,
+            jitter_ms: 0.0,
+            seed: 11,
+        };
+        generate(&cfg, &mut bytes).unwrap();
+        let mut r = PcapReader::new(std::io::Cursor::new(bytes)).unwrap();
+        let mut p = Pipeline::new(PipelineConfig::default());
+        // Seven media rings: a call (4 endpoints) often has none on ring 2.
+        let rings = 8;
+        let mut charged = false;
+        while let Some(rec) = r.next_packet().unwrap() {
+            p.process(rec.link, rec.ts_ns, PacketRef::new(0, rec.offset), rec.data);
+            // Once every call has media both ways: 7 lost on ring 2, then
+            // 2 on ring 0.
+            if !charged && p.open_calls() == 12 && p.calls().open().all(|c| c.streams().len() >= 2)
+            {
+                worker::charge_ring_loss(p.calls_mut(), 2, rings, 7);
+                worker::charge_ring_loss(p.calls_mut(), 0, rings, 2);
+                charged = true;
+            }
+        }
+        p.finish();
+        assert!(charged);
+        let calls = p.drain_ended();
+        assert_eq!(calls.len(), 12);
+        let mut on_ring = 0;
+        for c in &calls {
+            let eps = c.streams().iter().map(|s| s.key.dst);
+            let sdp = c.media().iter().flat_map(|m| [m.rtp, m.rtcp]);
+            let hit = eps.chain(sdp).any(|ep| ring_from_bytes(ep, rings) == 2);
+            on_ring += usize::from(hit);
+            let want = if hit { 9 } else { 2 };
+            assert_eq!(c.capture_loss(), want, "{}", c.call_id());
+        }
+        // Both kinds of call occur, or the test shows nothing.
+        assert!(
+            on_ring > 0 && on_ring < 12,
+            "{on_ring} of 12 calls on ring 2"
+        );
     }
 }

@@ -12,7 +12,23 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::xdp::{COUNTERS, Counter, TUNNELS, Tunnel};
+use crate::xdp::{COUNTERS, Counter, MAX_RINGS, RingCounters, TUNNELS, Tunnel};
+
+/// Rings, as an array length.
+pub const RINGS: usize = MAX_RINGS as usize;
+
+/// Totals one ring's reader keeps current (stored once per drain).
+#[derive(Debug, Default)]
+pub struct RingLive {
+    /// Frames and bytes of this ring written to the rolling store.
+    pub frames: AtomicU64,
+    pub bytes: AtomicU64,
+    /// The most bytes of ring records found in one drain since the last
+    /// status (taken by the publisher).
+    pub backlog_bytes: AtomicU64,
+    /// Nanoseconds the reader spent handling frames (not waiting for them).
+    pub busy_ns: AtomicU64,
+}
 
 /// Totals the reader, worker and output threads keep current.
 #[derive(Debug, Default)]
@@ -39,8 +55,10 @@ pub struct LiveCounters {
     pub endpoint_insert_failures: AtomicU64,
     pub endpoint_remove_failures: AtomicU64,
     /// The most bytes of ring records the reader found in one poll since
-    /// the last status (reader; taken by the publisher).
+    /// the last status (readers; taken by the publisher).
     pub ring_backlog_bytes: AtomicU64,
+    /// Each ring's reader, by ring index.
+    pub rings: [RingLive; RINGS],
 }
 
 impl LiveCounters {
@@ -111,21 +129,48 @@ impl Tunnels {
     }
 }
 
-/// What the kernel counted: outcomes (`Counter`) and tunnel kinds.
+/// What the kernel counted: outcomes (`Counter`), tunnel kinds, and each
+/// ring's frames written and lost.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct KernelCounters {
     pub outcomes: [u64; COUNTERS],
     pub tunnels: [u64; TUNNELS],
+    pub rings: [RingCounters; RINGS],
 }
 
-/// Outcomes alone (no tunnel seen).
+/// Outcomes alone (no tunnel seen, no ring figures).
 impl From<&[u64; COUNTERS]> for KernelCounters {
     fn from(outcomes: &[u64; COUNTERS]) -> Self {
         KernelCounters {
             outcomes: *outcomes,
-            tunnels: [0; TUNNELS],
+            ..Default::default()
         }
     }
+}
+
+/// One kernel ring and its reader thread (`workers.rings`), in
+/// `sensor.json`'s `rings` (a table on the sensor page, a labelled series
+/// per ring in /metrics).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RingStatus {
+    /// `ring<i>`: the label of its series in /metrics.
+    pub name: String,
+    /// What it carries: "all" (one ring), "signalling" (ring 0 of several:
+    /// SIP, fragments, TCP) or "media".
+    pub carries: String,
+    /// Frames of this ring stored by its reader, and their rate over the
+    /// last interval.
+    pub frames_total: u64,
+    pub frames_per_second: f64,
+    /// Frames the kernel wrote to the ring, and lost because it was full.
+    pub kernel_written: u64,
+    pub lost_ring_full: u64,
+    /// The largest backlog the reader drained at once over the last
+    /// interval, as a share of the ring.
+    pub backlog_bytes: u64,
+    pub fill_percent: f64,
+    /// Share of the last interval the reader spent handling frames.
+    pub busy_percent: f64,
 }
 
 /// The kernel's media endpoint map (`capture.media_endpoints`).
@@ -189,6 +234,8 @@ pub struct SensorStatus {
     pub kernel: Kernel,
     pub media_endpoints: MediaEndpoints,
     pub ring: Ring,
+    /// Each ring in use and its reader.
+    pub rings: Vec<RingStatus>,
     pub store: Store,
     /// False in the last file a run writes as it stops.
     pub running: bool,
@@ -199,8 +246,9 @@ pub struct SensorStatus {
 pub struct RunFacts {
     pub iface: String,
     pub attach_mode: String,
-    /// Size of the kernel's ring buffer.
+    /// Size of each kernel ring buffer, and how many are in use.
     pub ring_bytes: u64,
+    pub rings: u32,
     pub store: PathBuf,
     pub max_bytes: u64,
     pub max_age_seconds: u64,
@@ -214,6 +262,8 @@ pub struct SensorPublisher {
     started: Instant,
     started_unix: u64,
     last: Option<(Instant, u64, u64, u64)>,
+    /// Each ring's frames and busy time at the last snapshot.
+    last_rings: [(u64, u64); RINGS],
 }
 
 impl SensorPublisher {
@@ -225,6 +275,7 @@ impl SensorPublisher {
             started: Instant::now(),
             started_unix: crate::status::now_unix(),
             last: None,
+            last_rings: [(0, 0); RINGS],
         }
     }
 
@@ -241,6 +292,11 @@ impl SensorPublisher {
         let frames = LiveCounters::get(&c.frames);
         let bytes = LiveCounters::get(&c.bytes);
         let seen = k[Counter::Seen as usize];
+        let dt = self
+            .last
+            .map(|(t, ..)| now.saturating_duration_since(t).as_secs_f64())
+            .unwrap_or(0.0);
+        let rings = self.rings(&kc, c, dt);
         let (fps, bps, sps) = match self.last {
             Some((t, f, b, s)) if now > t => {
                 let dt = now.duration_since(t).as_secs_f64();
@@ -263,11 +319,7 @@ impl SensorPublisher {
         let ring = Ring {
             bytes: self.facts.ring_bytes,
             backlog_bytes: backlog,
-            fill_percent: if self.facts.ring_bytes == 0 {
-                0.0
-            } else {
-                (100.0 * backlog as f64 / self.facts.ring_bytes as f64).min(100.0)
-            },
+            fill_percent: percent(backlog, self.facts.ring_bytes),
         };
         SensorStatus {
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -301,6 +353,7 @@ impl SensorPublisher {
                 remove_failures: LiveCounters::get(&c.endpoint_remove_failures),
             },
             ring,
+            rings,
             store: Store {
                 path: self.facts.store.display().to_string(),
                 files: LiveCounters::get(&c.store_files),
@@ -315,6 +368,38 @@ impl SensorPublisher {
         }
     }
 
+    /// Each ring's figures; rates over the `dt` seconds since the last
+    /// snapshot (0: none yet).
+    fn rings(&mut self, kc: &KernelCounters, c: &LiveCounters, dt: f64) -> Vec<RingStatus> {
+        let n = (self.facts.rings.max(1) as usize).min(RINGS);
+        let carries = |i: usize| match (n, i) {
+            (1, _) => "all",
+            (_, 0) => "signalling",
+            _ => "media",
+        };
+        (0..n)
+            .map(|i| {
+                let live = &c.rings[i];
+                let frames = LiveCounters::get(&live.frames);
+                let busy = LiveCounters::get(&live.busy_ns);
+                let backlog = live.backlog_bytes.swap(0, Ordering::Relaxed);
+                let (f0, b0) = std::mem::replace(&mut self.last_rings[i], (frames, busy));
+                let per_s = |d: u64| if dt > 0.0 { d as f64 / dt } else { 0.0 };
+                RingStatus {
+                    name: format!("ring{i}"),
+                    carries: carries(i).into(),
+                    frames_total: frames,
+                    frames_per_second: per_s(frames.saturating_sub(f0)),
+                    kernel_written: kc.rings[i].written,
+                    lost_ring_full: kc.rings[i].lost,
+                    backlog_bytes: backlog,
+                    fill_percent: percent(backlog, self.facts.ring_bytes),
+                    busy_percent: (per_s(busy.saturating_sub(b0)) / 1e7).min(100.0),
+                }
+            })
+            .collect()
+    }
+
     /// Writes `status/sensor.json`; a failure is logged, never fatal: the
     /// capture matters more than its dashboard.
     pub fn publish(&mut self, k: impl Into<KernelCounters>, c: &LiveCounters, running: bool) {
@@ -323,6 +408,14 @@ impl SensorPublisher {
             tracing::warn!(dir = %self.data.display(), error = %e, "writing status/sensor.json");
         }
     }
+}
+
+/// `part` as a share of `whole`, at most 100 (0 when `whole` is 0).
+fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        return 0.0;
+    }
+    (100.0 * part as f64 / whole as f64).min(100.0)
 }
 
 #[cfg(test)]
@@ -339,6 +432,7 @@ mod tests {
                 iface: "veth0".into(),
                 attach_mode: "Skb".into(),
                 ring_bytes: 1 << 20,
+                rings: 3,
                 store: d.path().to_path_buf(),
                 max_bytes: 1 << 30,
                 max_age_seconds: 3600,
@@ -361,7 +455,31 @@ mod tests {
         LiveCounters::set(&c.endpoint_map_max_entries, 262_144);
         LiveCounters::set(&c.endpoint_insert_failures, 6);
         c.ring_backlog_bytes.fetch_max(1 << 18, Ordering::Relaxed);
+        k.rings[0] = RingCounters {
+            written: 40,
+            lost: 0,
+        };
+        k.rings[2] = RingCounters {
+            written: 600,
+            lost: 7,
+        };
+        LiveCounters::set(&c.rings[0].frames, 40);
+        LiveCounters::set(&c.rings[1].frames, 360);
+        LiveCounters::set(&c.rings[2].frames, 600);
+        c.rings[2]
+            .backlog_bytes
+            .fetch_max(1 << 19, Ordering::Relaxed);
+        // 50 ms busy in a bit over 0.2 s: a bit under 25%.
+        LiveCounters::set(&c.rings[1].busy_ns, 50_000_000);
         let s = p.snapshot(k, &c, true);
+        assert_eq!(s.rings.len(), 3);
+        let r: Vec<_> = s.rings.iter().map(|r| r.carries.as_str()).collect();
+        assert_eq!(r, ["signalling", "media", "media"]);
+        assert_eq!(s.rings[2].fill_percent, 50.0);
+        assert_eq!(s.rings[2].lost_ring_full, 7);
+        assert!(s.rings[1].busy_percent > 10.0 && s.rings[1].busy_percent < 25.0);
+        let per_ring: f64 = s.rings.iter().map(|r| r.frames_per_second).sum();
+        assert!((per_ring - s.frames_per_second).abs() < 1e-6);
         assert_eq!(s.ring.backlog_bytes, 1 << 18);
         assert_eq!(s.ring.fill_percent, 25.0);
         // 1000 frames in a bit over 0.2 s.
@@ -393,6 +511,9 @@ mod tests {
         // The backlog is per interval: taken by the snapshot above.
         assert_eq!(v["ring"]["backlog_bytes"], 0);
         assert_eq!(v["ring"]["bytes"], 1 << 20);
+        assert_eq!(v["rings"][2]["name"], "ring2");
+        assert_eq!(v["rings"][2]["kernel_written"], 600);
+        assert_eq!(v["rings"][1]["frames_total"], 360);
         // No new frames since the last snapshot.
         assert_eq!(v["frames_per_second"], 0.0);
     }

@@ -1,7 +1,7 @@
 //! The pipeline worker thread: the one owner of the call table. Runs every
 //! frame through the same [`Pipeline`] as `import`, keeps the kernel's media
-//! endpoint map in step with the calls, and charges capture loss to the open
-//! calls.
+//! endpoint map in step with the calls, and charges each kernel ring's
+//! capture loss to the open calls that may have lost frames on it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
@@ -14,8 +14,8 @@ use super::clock::{Clock, mono_ns};
 use super::keylog::KeyLogFollower;
 use super::snapshot::LivePublisher;
 use super::status;
-use crate::xdp::{EndpointMap, XdpError};
-use voxtap_engine::calls::{Call, EndpointEvent, FloodSummary};
+use crate::xdp::{EndpointMap, XdpError, ring_of};
+use voxtap_engine::calls::{Call, CallTable, EndpointEvent, FloodSummary};
 use voxtap_engine::pipeline::{Pipeline, PipelineConfig, PipelineStats};
 use voxtap_engine::signalling::{SignallingSnapshot, Transaction};
 use voxtap_proto::pcapio::LinkType;
@@ -61,7 +61,7 @@ pub(super) fn worker_loop(
     channels: Channels,
     mut endpoints: EndpointMap,
     mut keylog: Option<KeyLogFollower>,
-    kernel_lost: &AtomicU64,
+    kernel_lost: &[AtomicU64],
     live: &status::LiveCounters,
 ) -> Result<WorkerStats> {
     let Channels {
@@ -76,7 +76,10 @@ pub(super) fn worker_loop(
     pipeline.calls_mut().track_endpoints();
     let mut stats = WorkerStats::default();
     let mut events: Vec<EndpointEvent> = Vec::with_capacity(64);
-    let mut seen_lost = kernel_lost.load(Ordering::Relaxed);
+    let mut seen_lost: Vec<u64> = kernel_lost
+        .iter()
+        .map(|l| l.load(Ordering::Relaxed))
+        .collect();
     let mut last_seq = 0u64;
     let mut clock = Clock::new();
     status::LiveCounters::set(
@@ -89,7 +92,10 @@ pub(super) fn worker_loop(
                 for (ts, pref, data) in batch.iter() {
                     pipeline.process(LinkType::Ethernet, ts, pref, data);
                 }
-                last_seq = batch.seq;
+                // Several readers number batches from one sequence and send
+                // them in any order: every batch up to the highest seen is
+                // what the output thread waits on.
+                last_seq = last_seq.max(batch.seq);
                 batch.clear();
                 // The reader may be gone at shutdown; the batch is then freed.
                 let _ = empty_tx.send(batch);
@@ -223,24 +229,39 @@ fn apply_endpoint_events(
     }
 }
 
-/// Loss attribution, once per batch: frames the kernel could not hand over
-/// are charged to every open call.
+/// Loss attribution, once per batch: frames a kernel ring could not hand
+/// over are charged to the open calls that may have lost them.
 fn charge_kernel_loss(
     pipeline: &mut Pipeline,
-    kernel_lost: &AtomicU64,
-    seen_lost: &mut u64,
+    kernel_lost: &[AtomicU64],
+    seen_lost: &mut [u64],
     stats: &mut WorkerStats,
 ) {
-    let lost = kernel_lost.load(Ordering::Relaxed);
-    if lost > *seen_lost {
-        let d = lost - *seen_lost;
-        tracing::warn!(
-            lost = d,
-            open_calls = pipeline.open_calls(),
-            "the kernel ring was full: frames lost; charged to every open call"
-        );
-        pipeline.calls_mut().note_capture_loss(d);
-        stats.capture_loss += d;
-        *seen_lost = lost;
+    let rings = kernel_lost.len() as u32;
+    for (ring, (lost, seen)) in kernel_lost.iter().zip(seen_lost.iter_mut()).enumerate() {
+        let lost = lost.load(Ordering::Relaxed);
+        if lost > *seen {
+            let d = lost - *seen;
+            tracing::warn!(
+                ring,
+                lost = d,
+                open_calls = pipeline.open_calls(),
+                "a kernel ring was full: frames lost; charged to the open calls on that ring"
+            );
+            charge_ring_loss(pipeline.calls_mut(), ring as u32, rings, d);
+            stats.capture_loss += d;
+            *seen = lost;
+        }
+    }
+}
+
+/// Ring 0 (SIP, fragments, TCP; or everything with one ring) may carry any
+/// call's frames: its loss goes to every open call. A media ring's loss goes
+/// only to the calls with a stream or SDP endpoint steered to it.
+pub(super) fn charge_ring_loss(calls: &mut CallTable, ring: u32, rings: u32, n: u64) {
+    if ring == 0 {
+        calls.note_capture_loss(n);
+    } else {
+        calls.note_capture_loss_where(n, |ep| ring_of(ep, rings) == ring);
     }
 }

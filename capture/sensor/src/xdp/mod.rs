@@ -31,9 +31,11 @@ use aya::{
     programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
 };
 pub use voxtap_common::{
-    CFG_DROP_UNKEPT, CFG_HEURISTIC_RTP, CFG_KEEP_FRAGMENTS, COUNTER_SLOTS, Counter, EndpointKey,
-    FRAME_META_LEN, FrameMeta, MAX_FRAME, MEDIA_ENDPOINTS_MAX_ENTRIES, RING_BYTES,
-    SIP_PORTS_MAX_ENTRIES, TUNNEL_KINDS, Tunnel, XdpConfig,
+    CFG_DROP_AFTER_COPY, CFG_DROP_UNKEPT, CFG_HEURISTIC_RTP, CFG_KEEP_FRAGMENTS, COUNTER_SLOTS,
+    Counter, EndpointKey, FRAME_META_LEN, FrameMeta, MAX_FRAME, MAX_RINGS,
+    MEDIA_ENDPOINTS_MAX_ENTRIES, RING_BYTES, RING_BYTES_UNUSED, RING_STAT_KINDS, RING_STAT_LOST,
+    RING_STAT_WRITTEN, SIP_PORTS_MAX_ENTRIES, TUNNEL_KINDS, Tunnel, XdpConfig, steer_hash,
+    steer_ring,
 };
 
 pub use debug_log::{XdpDebug, XdpDebugLog};
@@ -46,6 +48,11 @@ static XDP_DEBUG_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("VOXTAP_EBPF_D
 
 /// Name of the XDP program in the object.
 pub(crate) const PROGRAM_NAME: &str = "voxtap_xdp";
+
+/// Names of the ring buffers in the object, by ring index.
+const RING_NAMES: [&str; MAX_RINGS as usize] = [
+    "FRAMES_0", "FRAMES_1", "FRAMES_2", "FRAMES_3", "FRAMES_4", "FRAMES_5", "FRAMES_6", "FRAMES_7",
+];
 
 /// Number of counter slots, as an array length.
 pub const COUNTERS: usize = COUNTER_SLOTS as usize;
@@ -65,6 +72,8 @@ pub enum XdpError {
     Missing(&'static str),
     #[error("XDP debug log: {0}")]
     DebugLog(Box<aya_log::Error>),
+    #[error("{0} rings asked for; the program was loaded with {1} (at most {MAX_RINGS})")]
+    Rings(u32, u32),
     #[error("the sensor is already attached to {0}")]
     AlreadyAttached(String),
     #[error("attaching to {iface} failed in native mode ({native}) and in SKB mode ({skb})")]
@@ -102,15 +111,16 @@ unsafe impl Pod for PodEndpoint {}
 #[derive(Clone, Copy)]
 #[repr(transparent)]
 struct PodConfig(XdpConfig);
-// SAFETY: repr(C), two u32 then four u16: 16 bytes, no padding.
+// SAFETY: repr(C), two u32, four u16, one u32: 20 bytes, no padding.
 unsafe impl Pod for PodConfig {}
 
 /// Sizes of the maps chosen at load time (the object's own sizes are the
-/// defaults).
+/// defaults). The number of rings is `XdpConfig::rings`; the rings beyond it
+/// are shrunk to [`RING_BYTES_UNUSED`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MapSizes {
-    /// `FRAMES` ring buffer in bytes: a power of two, multiple of the page
-    /// size.
+    /// Each `FRAMES_<i>` ring buffer in use, in bytes: a power of two,
+    /// multiple of the page size.
     pub ring_bytes: u32,
     /// Entries of `MEDIA_ENDPOINTS` (RTP/RTCP endpoints from SDP, about 4
     /// per call).
@@ -155,7 +165,11 @@ pub struct XdpSensor {
     media: Option<EndpointMap>,
     counters: PerCpuArray<MapData, u64>,
     tunnels: PerCpuArray<MapData, u64>,
-    frames: Option<FrameReader>,
+    ring_stats: PerCpuArray<MapData, u64>,
+    /// Rings in use (`XdpConfig::rings` at load, at least 1).
+    rings: u32,
+    /// One reader per ring in use, by ring index; each `None` once taken.
+    frames: Vec<Option<FrameReader>>,
     /// `Some` when loaded with [`XdpDebug::On`], until taken.
     debug_log: Option<XdpDebugLog>,
     attached: Option<(String, AttachMode, XdpLinkId)>,
@@ -189,10 +203,20 @@ impl XdpSensor {
         debug: XdpDebug,
     ) -> Result<Self, XdpError> {
         raise_memlock_limit();
+        let rings = config.rings.max(1);
+        if rings > MAX_RINGS {
+            return Err(XdpError::Rings(rings, MAX_RINGS));
+        }
         let mut loader = aya::EbpfLoader::new();
-        loader
-            .map_max_entries("FRAMES", sizes.ring_bytes)
-            .map_max_entries("MEDIA_ENDPOINTS", sizes.media_endpoints);
+        for (i, name) in RING_NAMES.iter().enumerate() {
+            // Unused rings still exist in the object: one page each.
+            let bytes = match (i as u32) < rings {
+                true => sizes.ring_bytes,
+                false => RING_BYTES_UNUSED,
+            };
+            loader.map_max_entries(name, bytes);
+        }
+        loader.map_max_entries("MEDIA_ENDPOINTS", sizes.media_endpoints);
         let level = debug.log_level();
         if let Some(level) = &level {
             // A read-only global: the verifier sees the constant.
@@ -209,7 +233,15 @@ impl XdpSensor {
         let media = HashMap::try_from(take("MEDIA_ENDPOINTS")?)?;
         let counters = PerCpuArray::try_from(take("COUNTERS")?)?;
         let tunnels = PerCpuArray::try_from(take("TUNNELS")?)?;
-        let ring = RingBuf::try_from(take("FRAMES")?)?;
+        let ring_stats = PerCpuArray::try_from(take("RING_STATS")?)?;
+        let mut frames = Vec::with_capacity(rings as usize);
+        for (i, name) in RING_NAMES.iter().take(rings as usize).enumerate() {
+            let ring = RingBuf::try_from(take(name)?)?;
+            frames.push(Some(FrameReader {
+                ring,
+                index: i as u32,
+            }));
+        }
         let program: &mut Xdp = ebpf
             .program_mut(PROGRAM_NAME)
             .ok_or(XdpError::Missing(PROGRAM_NAME))?
@@ -228,7 +260,9 @@ impl XdpSensor {
             }),
             counters,
             tunnels,
-            frames: Some(FrameReader { ring }),
+            ring_stats,
+            rings,
+            frames,
             debug_log,
             attached: None,
             ebpf,
@@ -240,8 +274,12 @@ impl XdpSensor {
         Ok(sensor)
     }
 
-    /// Replaces the configuration (takes effect on the next frame).
+    /// Replaces the configuration (takes effect on the next frame). Its
+    /// `rings` may not exceed the rings the program was loaded with.
     pub fn set_config(&mut self, config: XdpConfig) -> Result<(), XdpError> {
+        if config.rings > self.rings {
+            return Err(XdpError::Rings(config.rings, self.rings));
+        }
         self.config.set(0, PodConfig(config), 0)?;
         Ok(())
     }
@@ -388,9 +426,42 @@ impl XdpSensor {
         out
     }
 
-    /// The ring buffer reader, to move to the reading thread. `None` once taken.
+    /// Frames written to and lost on each ring in use, summed over CPUs,
+    /// by ring index. A failed map read (not expected) is logged and reads
+    /// as 0.
+    pub fn ring_counters(&self) -> Vec<RingCounters> {
+        (0..self.rings)
+            .map(|ring| {
+                let slot =
+                    |kind: u32| match self.ring_stats.get(&(ring * RING_STAT_KINDS + kind), 0) {
+                        Ok(per_cpu) => per_cpu.iter().sum(),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading XDP ring counters failed");
+                            0
+                        }
+                    };
+                RingCounters {
+                    written: slot(RING_STAT_WRITTEN),
+                    lost: slot(RING_STAT_LOST),
+                }
+            })
+            .collect()
+    }
+
+    /// Rings in use.
+    pub fn rings(&self) -> u32 {
+        self.rings
+    }
+
+    /// Ring 0's reader (the only ring with `rings = 1`), to move to the
+    /// reading thread. `None` once taken.
     pub fn take_frame_reader(&mut self) -> Option<FrameReader> {
-        self.frames.take()
+        self.frames.first_mut().and_then(Option::take)
+    }
+
+    /// The reader of every ring in use not taken yet, by ring index.
+    pub fn take_frame_readers(&mut self) -> Vec<FrameReader> {
+        self.frames.iter_mut().filter_map(Option::take).collect()
     }
 
     /// The program's debug records ([`XdpDebug::On`]), to move to the
@@ -485,10 +556,34 @@ pub(crate) fn endpoint_key(ep: SocketAddr) -> EndpointKey {
     }
 }
 
-/// Reads the frames the classifier keeps. Zero-copy: each frame is borrowed
-/// from the shared ring and released as soon as the callback returns.
+/// One ring's kernel counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingCounters {
+    /// Frames written to the ring.
+    pub written: u64,
+    /// Frames kept for the ring but lost: it was full.
+    pub lost: u64,
+}
+
+/// The ring a media frame to `ep` goes to with `rings` rings: the XDP
+/// program's rule ([`steer_ring`]) on the endpoint's map key.
+pub fn ring_of(ep: SocketAddr, rings: u32) -> u32 {
+    let k = endpoint_key(ep);
+    steer_ring(&k.addr, k.port, rings)
+}
+
+/// [`steer_hash`] of an endpoint, IPv4 as v4-mapped IPv6.
+pub fn endpoint_hash(ep: SocketAddr) -> u32 {
+    let k = endpoint_key(ep);
+    steer_hash(&k.addr, k.port)
+}
+
+/// Reads the frames the classifier keeps in one ring. Zero-copy: each frame
+/// is borrowed from the shared ring and released as soon as the callback
+/// returns.
 pub struct FrameReader {
     ring: RingBuf<MapData>,
+    index: u32,
 }
 
 /// One record of the ring, borrowed until dropped.
@@ -523,6 +618,11 @@ impl Frame<'_> {
 }
 
 impl FrameReader {
+    /// Index of the ring this reader reads.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
     /// Next record without waiting, or `None` when the ring is empty.
     pub fn next_frame(&mut self) -> Option<Frame<'_>> {
         self.ring.next().map(|item| Frame { item })

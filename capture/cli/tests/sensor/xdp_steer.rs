@@ -1,0 +1,149 @@
+//! The XDP program's steering to several rings, run in the kernel with
+//! `BPF_PROG_TEST_RUN` (root only): with `rings = 4`, a SIP frame lands on
+//! ring 0 and each media frame on ring `1 + hash(dst) % 3`, the hash
+//! computed here from its definition (not with the crate's function); the
+//! per-ring kernel counters agree with what each ring's reader reads; with
+//! `CFG_DROP_AFTER_COPY` a kept frame is copied and then dropped
+//! (`XDP_DROP`) while an unkept one still passes.
+#![cfg(target_os = "linux")]
+
+use std::net::Ipv4Addr;
+
+use voxtap_sensor::xdp::{
+    CFG_DROP_AFTER_COPY, CFG_HEURISTIC_RTP, Counter, FrameReader, RingCounters, XdpConfig,
+    XdpSensor,
+};
+
+use crate::xdp_debug::test_run_verdict;
+use crate::xdp_tunnels::{IN_B, inner_eth, sip};
+use crate::xdp_veth::require_root;
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+
+/// The steering hash as docs/live.md defines it (`voxtap_common`'s
+/// `steer_hash`), transcribed here: `h = port`, then for each big-endian
+/// 32-bit word w of the v4-mapped address `h = (rotl(h, 13) ^ w) * K`
+/// (no rotation for the first word), then MurmurHash3's 32-bit finaliser.
+pub(crate) fn steer_hash_by_definition(ip: Ipv4Addr, port: u16) -> u32 {
+    const K: u32 = 0x9e37_79b1;
+    let mut a = [0u8; 16];
+    a[10] = 0xff;
+    a[11] = 0xff;
+    a[12..].copy_from_slice(&ip.octets());
+    let mut h = u32::from(port);
+    for (i, w) in a.chunks(4).enumerate() {
+        let w = u32::from_be_bytes(w.try_into().unwrap());
+        let r = if i == 0 { h } else { h.rotate_left(13) };
+        h = (r ^ w).wrapping_mul(K);
+    }
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+/// An RTP header (version 2, PCMU) and some payload.
+fn rtp(seq: u8) -> Vec<u8> {
+    let mut p = vec![0x80, 0, 0, seq, 0, 0, 0, 160, 0x12, 0x34, 0x56, 0x78];
+    p.extend_from_slice(&[0xff; 160]);
+    p
+}
+
+fn load(flags: u32) -> XdpSensor {
+    let cfg = XdpConfig {
+        flags,
+        wakeup_every: 1,
+        rings: 4,
+        ..XdpConfig::default()
+    };
+    XdpSensor::load(cfg, &[5060]).expect("load XDP program with 4 rings (verifier)")
+}
+
+/// The frames waiting in each ring, drained.
+fn drain(readers: &mut [FrameReader]) -> Vec<Vec<Vec<u8>>> {
+    readers
+        .iter_mut()
+        .map(|r| {
+            let mut got = Vec::new();
+            while let Some(f) = r.next_frame() {
+                got.push(f.data().to_vec());
+            }
+            got
+        })
+        .collect()
+}
+
+#[test]
+fn sip_to_ring_0_and_media_to_the_ring_of_its_destination() {
+    require_root();
+    let mut sensor = load(CFG_HEURISTIC_RTP);
+    let mut readers = sensor.take_frame_readers();
+    assert_eq!(readers.len(), 4);
+    assert!(
+        readers
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.index() == i as u32)
+    );
+    let fd = sensor.program_fd().unwrap();
+    let sip_frame = inner_eth(5060, &sip(1));
+    assert_eq!(test_run_verdict(fd, &sip_frame, 1).0, XDP_PASS);
+    let mut want: Vec<Vec<Vec<u8>>> = vec![vec![sip_frame]; 1];
+    want.resize(4, Vec::new());
+    for port in (20000..20060).step_by(2) {
+        let frame = inner_eth(port, &rtp(port as u8));
+        assert_eq!(test_run_verdict(fd, &frame, 1).0, XDP_PASS);
+        let ring = 1 + steer_hash_by_definition(IN_B, port) % 3;
+        want[ring as usize].push(frame);
+    }
+    let got = drain(&mut readers);
+    let sizes: Vec<usize> = want.iter().map(Vec::len).collect();
+    eprintln!("frames per ring: {sizes:?}");
+    // 30 media frames over 3 rings: every media ring gets some, or the
+    // test shows nothing about the hash.
+    assert!(sizes[1..].iter().all(|&n| n > 0), "{sizes:?}");
+    assert_eq!(got, want, "frames by ring");
+    let counters = sensor.ring_counters();
+    let expect: Vec<RingCounters> = sizes
+        .iter()
+        .map(|&n| RingCounters {
+            written: n as u64,
+            lost: 0,
+        })
+        .collect();
+    assert_eq!(counters, expect);
+    let c = sensor.counters();
+    assert_eq!(c[Counter::KeptSip as usize], 1);
+    assert_eq!(c[Counter::KeptHeuristic as usize], 30);
+    // More rings than loaded: refused.
+    let more = XdpConfig {
+        rings: 5,
+        ..sensor.config().unwrap()
+    };
+    assert!(sensor.set_config(more).is_err());
+}
+
+#[test]
+fn drop_after_copy_drops_kept_frames_once_copied() {
+    require_root();
+    let mut sensor = load(CFG_HEURISTIC_RTP | CFG_DROP_AFTER_COPY);
+    let mut readers = sensor.take_frame_readers();
+    let fd = sensor.program_fd().unwrap();
+    let sip_frame = inner_eth(5060, &sip(2));
+    let media = inner_eth(30000, &rtp(1));
+    let noise = inner_eth(80, b"not voip");
+    assert_eq!(test_run_verdict(fd, &sip_frame, 1).0, XDP_DROP);
+    assert_eq!(test_run_verdict(fd, &media, 1).0, XDP_DROP);
+    assert_eq!(test_run_verdict(fd, &noise, 1).0, XDP_PASS);
+    let got = drain(&mut readers);
+    let ring = 1 + steer_hash_by_definition(IN_B, 30000) % 3;
+    assert_eq!(got[0], vec![sip_frame]);
+    assert_eq!(got[ring as usize], vec![media]);
+    assert_eq!(got.iter().map(Vec::len).sum::<usize>(), 2);
+    let c = sensor.counters();
+    // Dropped counts frames dropped as not kept; these were kept.
+    assert_eq!(c[Counter::Dropped as usize], 0);
+    assert_eq!(c[Counter::Passed as usize], 1);
+}
