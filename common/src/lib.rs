@@ -298,6 +298,61 @@ impl EndpointKey {
     }
 }
 
+/// Multiplier of [`steer_hash`]'s word mixing: 2^32 / golden ratio, odd, so
+/// every bit of a word reaches the high bits of the product.
+const STEER_MUL: u32 = 0x9e37_79b1;
+
+/// Big-endian 32-bit word `i` (0..=3) of a 16-byte address.
+#[inline(always)]
+const fn addr_word(a: &[u8; 16], i: usize) -> u32 {
+    u32::from_be_bytes([a[4 * i], a[4 * i + 1], a[4 * i + 2], a[4 * i + 3]])
+}
+
+/// MurmurHash3's 32-bit finaliser (`fmix32`): every input bit flips each
+/// output bit with probability about 1/2, so `% n` on the result is even for
+/// any `n`, including powers of two.
+#[inline(always)]
+const fn fmix32(mut h: u32) -> u32 {
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^= h >> 16;
+    h
+}
+
+/// Hash of a media endpoint (a UDP destination: address and port) that picks
+/// the media worker owning the stream sent to it: worker
+/// `steer_hash(addr, port) % n` (see [`steer_worker`]). The XDP program and
+/// the userspace engine use this one function so that a frame steered to ring
+/// `k` by the kernel is the frame worker `k` would have picked.
+///
+/// `addr` is the 16-byte form of [`EndpointKey`] (IPv4 as the mapped
+/// `::ffff:a.b.c.d`, see [`v4_mapped`]); `port` is in host order. Not keyed
+/// and not collision-resistant: it balances load, it does not defend against
+/// an attacker choosing ports (the worst case is one busy worker, never a
+/// wrong result). No loops and no slices, so the BPF verifier takes it inline.
+#[inline(always)]
+pub const fn steer_hash(addr: &[u8; 16], port: u16) -> u32 {
+    let mut h = port as u32;
+    h = (h ^ addr_word(addr, 0)).wrapping_mul(STEER_MUL);
+    h = (h.rotate_left(13) ^ addr_word(addr, 1)).wrapping_mul(STEER_MUL);
+    h = (h.rotate_left(13) ^ addr_word(addr, 2)).wrapping_mul(STEER_MUL);
+    h = (h.rotate_left(13) ^ addr_word(addr, 3)).wrapping_mul(STEER_MUL);
+    fmix32(h)
+}
+
+/// Worker (0..n) that owns the endpoint `addr`:`port` among `n` workers;
+/// `n == 0` reads as one worker.
+#[inline(always)]
+pub const fn steer_worker(addr: &[u8; 16], port: u16, n: u32) -> u32 {
+    if n <= 1 {
+        0
+    } else {
+        steer_hash(addr, port) % n
+    }
+}
+
 /// Header the XDP program puts in front of every frame it hands to userspace
 /// through the ring buffer.
 #[repr(C)]
@@ -423,5 +478,55 @@ mod tests {
             [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 1]
         );
         assert_eq!(k.port, 4000);
+    }
+
+    // Computed by an independent Python transcription of the algorithm
+    // (arbitrary-precision ints masked to 32 bits):
+    //   h = port; h = (h ^ w0) * K; h = (rotl(h, 13) ^ wi) * K for w1..w3;
+    //   fmix32(h), wi the big-endian words of the address.
+    // The XDP program and userspace must keep producing exactly these.
+    const VEC_V4_4000: u32 = 0xb209_2927;
+    const VEC_V4_4002: u32 = 0xf74e_34fd;
+    const VEC_V6_5004: u32 = 0xa874_9f21;
+    const VEC_ZERO: u32 = 0;
+
+    #[test]
+    fn steer_hash_vectors() {
+        let v4 = v4_mapped([192, 0, 2, 1]);
+        let mut v6 = [0u8; 16];
+        v6[0] = 0x20;
+        v6[1] = 0x01;
+        v6[2] = 0x0d;
+        v6[3] = 0xb8;
+        v6[15] = 1;
+        assert_eq!(steer_hash(&v4, 4000), VEC_V4_4000);
+        assert_eq!(steer_hash(&v4, 4002), VEC_V4_4002);
+        assert_eq!(steer_hash(&v6, 5004), VEC_V6_5004);
+        assert_eq!(steer_hash(&[0; 16], 0), VEC_ZERO);
+    }
+
+    #[test]
+    fn steer_worker_spreads_evenly() {
+        // 40,000 endpoints of a typical SBC/media-gateway layout: a few
+        // addresses, consecutive even ports. Every worker of n = 2..=8 gets
+        // within 5% of the mean.
+        for n in 2..=8u32 {
+            let mut load = [0u32; 8];
+            for host in 0..10u8 {
+                let a = v4_mapped([10, 0, 0, host]);
+                for i in 0..4000u16 {
+                    load[steer_worker(&a, 10000 + 2 * i, n) as usize] += 1;
+                }
+            }
+            let mean = 40_000 / n;
+            for (w, &l) in load.iter().take(n as usize).enumerate() {
+                assert!(
+                    l.abs_diff(mean) * 20 < mean,
+                    "n={n} worker {w}: {l} vs {mean}"
+                );
+            }
+        }
+        assert_eq!(steer_worker(&[1; 16], 9, 0), 0);
+        assert_eq!(steer_worker(&[1; 16], 9, 1), 0);
     }
 }
