@@ -35,6 +35,10 @@ pub struct ImportArgs {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=64))]
     engine_workers: u16,
+    /// Print the engine's CPU time per thread (also printed with
+    /// --engine-workers above 1).
+    #[arg(long)]
+    engine_figures: bool,
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
@@ -84,6 +88,9 @@ pub fn run(a: ImportArgs) -> Result<ExitCode> {
     })
     .context("import failed")?;
     println!("{}", report.summary_line());
+    if a.engine_workers > 1 || a.engine_figures {
+        println!("{}", report.engine.summary_line());
+    }
     for line in report.transport_lines() {
         println!("{line}");
     }

@@ -104,6 +104,50 @@ pub struct ImportReport {
     pub transactions: u64,
     pub call_packets_written: u64,
     pub elapsed: Duration,
+    /// Where the engine's CPU went (thread CPU clocks).
+    pub engine: EngineFigures,
+}
+
+/// The engine's threads' CPU time: the reading thread (which also
+/// dispatches, joins and, with one writer, writes) and each media worker of
+/// the parallel engine (none with one engine worker).
+#[derive(Clone, Debug, Default)]
+pub struct EngineFigures {
+    pub reader_cpu_ns: u64,
+    pub workers: Vec<crate::parallel::WorkerTimes>,
+    /// The parallel engine's traffic: frames to one worker and to all,
+    /// batches sent, sweep meetings.
+    pub dispatch: crate::parallel::DispatchStats,
+    /// Capture time from the first frame to the last.
+    pub capture_ns: u64,
+}
+
+impl EngineFigures {
+    /// One line for `voxtap import`'s output (bench-scale reads it).
+    pub fn summary_line(&self) -> String {
+        let ms = |ns: u64| ns as f64 / 1e6;
+        let mut line = format!(
+            "engine: {} worker(s); reader thread {:.1} ms CPU; capture {:.3} s",
+            self.workers.len().max(1),
+            ms(self.reader_cpu_ns),
+            self.capture_ns as f64 / 1e9
+        );
+        for (i, w) in self.workers.iter().enumerate() {
+            line += &format!(
+                "; worker {i}: {} frames {:.1} ms CPU",
+                w.frames,
+                ms(w.cpu_ns)
+            );
+        }
+        let d = &self.dispatch;
+        if !self.workers.is_empty() {
+            line += &format!(
+                "; steered {} broadcast {} batches {} sweeps {}",
+                d.steered, d.broadcast, d.batches, d.sweeps
+            );
+        }
+        line
+    }
 }
 
 impl ImportReport {
@@ -280,6 +324,7 @@ pub fn run_import_engine(
         return Err(ImportError::TooManyFiles(opts.files.len()));
     }
     let started = Instant::now();
+    let started_cpu = crate::parallel::thread_cpu_ns();
     let mut writer = CallWriter::new(&opts.out, opts.files.clone())?.with_workers(workers);
     if !opts.call_files {
         writer = writer.without_call_files();
@@ -311,13 +356,17 @@ pub fn run_import_engine(
         pending: Vec::new(),
         pending_packets: 0,
         frames: 0,
+        first_ns: u64::MAX,
+        last_ns: 0,
     };
     if let [one] = &mut sources[..] {
         run.read_one(one)?;
     } else {
         run.read_merged(&mut sources)?;
     }
-    run.finish(sources, started)
+    let mut report = run.finish(sources, started)?;
+    report.engine.reader_cpu_ns = crate::parallel::thread_cpu_ns().saturating_sub(started_cpu);
+    Ok(report)
 }
 
 fn open_sources(files: &[PathBuf]) -> Result<Vec<Source>, ImportError> {
@@ -384,8 +433,10 @@ struct Run<'a> {
     /// Shared: a writer thread may write a call's folder.
     pending: Vec<Arc<Call>>,
     pending_packets: u64,
-    /// Frames handed to the engine.
+    /// Frames handed to the engine, and their first and last times.
     frames: u64,
+    first_ns: u64,
+    last_ns: u64,
 }
 
 /// Ended calls are written, and progress shown, every this many packets.
@@ -436,6 +487,8 @@ impl Run<'_> {
 
     fn process(&mut self, link: LinkType, ts_ns: u64, pref: PacketRef, frame: &[u8]) {
         self.frames += 1;
+        self.first_ns = self.first_ns.min(ts_ns);
+        self.last_ns = self.last_ns.max(ts_ns);
         self.pipeline.process(link, ts_ns, pref, frame);
     }
 
@@ -533,9 +586,14 @@ impl Run<'_> {
         }
         self.report.stats = match &self.pipeline {
             Engine::Single(p) => p.stats().clone(),
-            Engine::Finished(f) => f.stats.clone(),
+            Engine::Finished(f) => {
+                self.report.engine.workers = f.workers.clone();
+                self.report.engine.dispatch = f.dispatch;
+                f.stats.clone()
+            }
             Engine::Parallel(_) | Engine::Finishing => unreachable!("finished above"),
         };
+        self.report.engine.capture_ns = self.last_ns.saturating_sub(self.first_ns);
         self.report.elapsed = started.elapsed();
         Ok(self.report)
     }

@@ -361,6 +361,7 @@ impl Route<'_> {
                 }
             }
         } else if !self.owned(payload) {
+            // Another media worker's datagram.
         } else if self.calls.on_udp(ts_ns, src, dst, payload, self.refs) {
             self.stats.media += 1;
             if let Some(t) = self.tap.as_mut()

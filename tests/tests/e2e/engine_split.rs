@@ -110,11 +110,13 @@ fn every_corpus_capture_gives_the_same_outputs_with_2_and_4_engine_workers() {
 
 const S: u64 = 1_000_000_000;
 
+type Endpoint = (Ipv4Addr, u16);
+
 /// A capture being written: frames in time order.
 struct Capture {
     w: PcapWriter<std::io::BufWriter<std::fs::File>>,
     frame: Vec<u8>,
-    events: Vec<(u64, (Ipv4Addr, u16), (Ipv4Addr, u16), Vec<u8>)>,
+    events: Vec<(u64, Endpoint, Endpoint, Vec<u8>)>,
 }
 
 impl Capture {

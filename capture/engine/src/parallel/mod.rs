@@ -30,7 +30,7 @@ use voxtap_proto::decode::{Decoder, L4};
 use voxtap_proto::pcapio::LinkType;
 use voxtap_proto::sip;
 
-pub use worker::WorkerTimes;
+pub use worker::{WorkerTimes, thread_cpu_ns};
 
 /// The media worker (0..n) owning datagrams sent to `dst`: its address and
 /// port with the low bit cleared, so that RTP (even port) and its RTCP
@@ -113,8 +113,6 @@ pub struct Finished {
     pub floods: Vec<crate::calls::FloodSummary>,
     /// Each worker's thread CPU time and frames.
     pub workers: Vec<WorkerTimes>,
-    /// The dispatcher's own thread CPU time, in ns.
-    pub dispatcher_cpu_ns: u64,
 }
 
 pub struct ParallelEngine {
@@ -132,7 +130,6 @@ pub struct ParallelEngine {
     joiner: join::Joiner,
     handles: Vec<JoinHandle<worker::WorkerEnd>>,
     stats: DispatchStats,
-    started_cpu_ns: u64,
 }
 
 impl ParallelEngine {
@@ -185,7 +182,6 @@ impl ParallelEngine {
             joiner: join::Joiner::new(n),
             handles,
             stats: DispatchStats::default(),
-            started_cpu_ns: worker::thread_cpu_ns(),
         }
     }
 
@@ -343,7 +339,6 @@ impl ParallelEngine {
             transactions: first.transactions,
             floods: first.floods,
             workers,
-            dispatcher_cpu_ns: worker::thread_cpu_ns().saturating_sub(self.started_cpu_ns),
         }
     }
 }

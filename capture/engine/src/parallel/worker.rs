@@ -143,7 +143,7 @@ impl Worker {
 
 /// This thread's CPU time in ns, from /proc/thread-self/schedstat (its
 /// first field: time on a CPU); 0 where there is no such file.
-pub(super) fn thread_cpu_ns() -> u64 {
+pub fn thread_cpu_ns() -> u64 {
     std::fs::read_to_string("/proc/thread-self/schedstat")
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse().ok())
