@@ -342,3 +342,51 @@ impl ParallelEngine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calls::{Agreed, DueSet};
+
+    /// RTP (even port) and its RTCP (the next, odd port) go to one worker,
+    /// the one the common hash names for the even port.
+    #[test]
+    fn rtp_and_its_rtcp_share_a_worker() {
+        let rtp: SocketAddr = "192.0.2.1:4000".parse().unwrap();
+        let rtcp: SocketAddr = "192.0.2.1:4001".parse().unwrap();
+        let addr = voxtap_common::v4_mapped([192, 0, 2, 1]);
+        for n in 1..=8 {
+            let want = (voxtap_common::steer_hash(&addr, 4000) % n as u32) as usize;
+            assert_eq!(worker_of(rtp, n), if n == 1 { 0 } else { want });
+            assert_eq!(worker_of(rtcp, n), worker_of(rtp, n));
+        }
+    }
+
+    /// A call closes only when every replica found it due; a media-only
+    /// record when no replica holding it still has it live.
+    #[test]
+    fn replicas_agree_on_what_closes() {
+        let pair = |p: u16| {
+            let a: SocketAddr = format!("10.0.0.1:{p}").parse().unwrap();
+            let b: SocketAddr = "10.0.0.2:4000".parse().unwrap();
+            (a, b)
+        };
+        let w0 = DueSet {
+            calls: vec![b"a".as_slice().into(), b"b".as_slice().into()],
+            media_only_due: vec![pair(1), pair(2)],
+            media_only_live: vec![pair(3)],
+        };
+        let w1 = DueSet {
+            calls: vec![b"b".as_slice().into(), b"c".as_slice().into()],
+            media_only_due: vec![pair(3)],
+            media_only_live: vec![pair(2)],
+        };
+        let agreed = Agreed::from_replicas(&[&w0, &w1]);
+        assert_eq!(
+            agreed.calls.iter().map(|c| &c[..]).collect::<Vec<_>>(),
+            vec![b"b".as_slice()]
+        );
+        assert_eq!(agreed.media_only.len(), 1);
+        assert!(agreed.media_only.contains(&pair(1)));
+    }
+}
