@@ -371,9 +371,18 @@ pub const fn steer_worker(addr: &[u8; 16], port: u16, n: u32) -> u32 {
     }
 }
 
+/// The media worker (0..n) that owns datagrams sent to `addr:port`: an RTP
+/// port and the RTCP port above it (RFC 3550: p and p + 1) fold to one, so a
+/// stream and its reports meet on one worker. The engine's media workers
+/// and the XDP program's rings ([`steer_ring`]) both use it.
+#[inline(always)]
+pub const fn media_worker(addr: &[u8; 16], port: u16, n: u32) -> u32 {
+    steer_worker(addr, port & !1, n)
+}
+
 /// The ring a media frame to `addr:port` goes to when the XDP program uses
 /// `rings` rings: ring 0 carries SIP and everything that is not plain media
-/// (fragments, TCP); media goes to ring `1 + steer_worker(addr, port,
+/// (fragments, TCP); media goes to ring `1 + media_worker(addr, port,
 /// rings - 1)`, so media ring `1 + k` holds what media worker `k` owns. With
 /// one ring (or a value out of range, read as one) everything is on ring 0.
 #[inline(always)]
@@ -381,7 +390,7 @@ pub const fn steer_ring(addr: &[u8; 16], port: u16, rings: u32) -> u32 {
     if rings <= 1 || rings > MAX_RINGS {
         return 0;
     }
-    1 + steer_worker(addr, port, rings - 1)
+    1 + media_worker(addr, port, rings - 1)
 }
 
 /// Header the XDP program puts in front of every frame it hands to userspace
@@ -578,6 +587,9 @@ mod tests {
             // Media ring 1 + k is media worker k's.
             assert_eq!(steer_ring(&a, port, 4), 1 + steer_worker(&a, port, 3));
         }
+        // RTCP (the odd port above) goes where its RTP goes.
+        assert_eq!(steer_ring(&a, 7001, 4), steer_ring(&a, 7000, 4));
+        assert_eq!(media_worker(&a, 7001, 3), steer_worker(&a, 7000, 3));
         // One ring, or a value out of range: everything on ring 0.
         assert_eq!(steer_ring(&a, 6000, 1), 0);
         assert_eq!(steer_ring(&a, 6000, 0), 0);

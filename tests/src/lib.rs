@@ -13,6 +13,33 @@ pub use voxtap_testkit::tshark::{
 use voxtap_engine::import::{ImportOptions, ImportReport, run_import};
 use voxtap_engine::pipeline::PipelineConfig;
 
+/// Every capture in the corpus (walked, so new files are covered too),
+/// sorted; at least 30, or the corpus is incomplete.
+pub fn corpus_captures() -> Vec<PathBuf> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("pcap" | "pcapng")
+            ) {
+                out.push(p);
+            }
+        }
+    }
+    let mut v = Vec::new();
+    walk(&corpus(""), &mut v);
+    v.sort();
+    assert!(
+        v.len() >= 30,
+        "corpus looks incomplete: {} captures",
+        v.len()
+    );
+    v
+}
+
 /// Import `files` into a fresh temporary directory.
 pub fn import(files: &[PathBuf]) -> (tempfile::TempDir, ImportReport) {
     import_with(files, PipelineConfig::default())

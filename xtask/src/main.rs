@@ -17,6 +17,8 @@
 //! * `bench`: `voxtap import` against tshark and sngrep on a synthetic capture.
 //! * `bench-import`: `voxtap import` (every output, CSV-only) against
 //!   `tshark -z rtp,streams`, wall and CPU time (xtask/src/bench_import.rs).
+//! * `bench-scale`: the parallel engine with 1, 2, 4, 8 media workers, CPU
+//!   per packet of each thread (xtask/src/bench_scale.rs).
 
 use std::{
     env,
@@ -30,6 +32,7 @@ use anyhow::{Context, Result, bail};
 
 mod bench;
 mod bench_import;
+mod bench_scale;
 mod live;
 
 const DEFAULT_FUZZ_SECONDS: u64 = 20;
@@ -50,6 +53,7 @@ fn main() -> Result<()> {
         Some("bench-live") => live::bench_live(&root, &args[1..]),
         Some("bench") => bench::bench(&root, &args[1..]),
         Some("bench-import") => bench_import::bench_import(&root, &args[1..]),
+        Some("bench-scale") => bench_scale::bench_scale(&root, &args[1..]),
         Some("bench-index") => bench_index(),
         Some("bench-web") => bench_web(),
         Some("soak") => bench::soak(&root, &args[1..]),
@@ -65,6 +69,7 @@ fn main() -> Result<()> {
                  bench-live [--count N] [--rates a,b,max] [--rings N]  voxtap vs tcpdump -w loss (root)\n  \
                  bench [--calls N] [--seconds S] [--mem-calls N] [--store-mib N]  import vs tshark/sngrep, memory per call, store write vs dd\n  \
                  bench-import [--calls N] [--seconds S] [--workers N]  import (every output, CSV-only) vs tshark, wall and CPU\n  \
+                 bench-scale [--calls N] [--seconds S] [--engine-workers 1,2,4,8]  parallel engine: CPU per packet per thread\n  \
                  bench-index                    call index: insert 1M synthetic calls, time each query kind\n  \
                  bench-web                      every page and API with 1M calls in the index: p50/p95 ms\n  \
                  soak [--minutes N] [--cps R] [--call-seconds S] [--no-writer]  steady calls, RSS flat or not"

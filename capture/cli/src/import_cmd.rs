@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use voxtap_engine::import::{
-    ImportOptions, ImportProgress, default_workers, run_import_with_workers,
-};
+use voxtap_engine::import::{ImportOptions, ImportProgress, default_workers, run_import_engine};
 
 use crate::args::{HepArgs, MediaArgs, PipelineArgs, TlsArgs};
 
@@ -30,6 +28,17 @@ pub struct ImportArgs {
     /// the same whatever N.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     workers: Option<u16>,
+    /// Media workers rebuilding the calls (the parallel engine: the reading
+    /// thread decodes and steers, each worker keeps a replica of every call
+    /// and its share of the media; docs/architecture.md). 1 (the default):
+    /// the single-threaded pipeline. Not with --hep.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    engine_workers: u16,
+    /// Print the engine's CPU time per thread (also printed with
+    /// --engine-workers above 1).
+    #[arg(long)]
+    engine_figures: bool,
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
@@ -56,6 +65,10 @@ pub fn run(a: ImportArgs) -> Result<ExitCode> {
     pipeline.tls_keys = a.tls.load()?;
     let export = a.hep.export(a.out.clone())?;
     pipeline.tap = export.as_ref().map(|e| e.tap_factory());
+    anyhow::ensure!(
+        a.engine_workers == 1 || pipeline.tap.is_none(),
+        "--engine-workers above 1 does not export HEP with --hep (each worker sees every SIP message)"
+    );
     let opts = ImportOptions {
         files: a.files,
         out: a.out.clone(),
@@ -67,13 +80,17 @@ pub fn run(a: ImportArgs) -> Result<ExitCode> {
     let line =
         (!a.quiet && std::io::stderr().is_terminal()).then(|| Mutex::new(ProgressLine::new()));
     let workers = a.workers.map_or_else(default_workers, usize::from);
-    let report = run_import_with_workers(&opts, workers, &|p| {
+    let engines = usize::from(a.engine_workers);
+    let report = run_import_engine(&opts, workers, engines, &|p| {
         if let Some(l) = &line {
             l.lock().unwrap_or_else(|e| e.into_inner()).update(p);
         }
     })
     .context("import failed")?;
     println!("{}", report.summary_line());
+    if a.engine_workers > 1 || a.engine_figures {
+        println!("{}", report.engine.summary_line());
+    }
     for line in report.transport_lines() {
         println!("{line}");
     }

@@ -13,6 +13,7 @@ use thiserror::Error;
 use crate::calls::{Call, CallState, PacketRef};
 use crate::index::{CallFiles, INDEX_FILE, Index, IndexError};
 use crate::output::{CallToWrite, CallWriter, OutputError};
+use crate::parallel::ParallelEngine;
 use crate::pipeline::{Pipeline, PipelineConfig, PipelineStats};
 use voxtap_proto::pcapio::{LinkType, PcapError, PcapReader};
 
@@ -103,6 +104,50 @@ pub struct ImportReport {
     pub transactions: u64,
     pub call_packets_written: u64,
     pub elapsed: Duration,
+    /// Where the engine's CPU went (thread CPU clocks).
+    pub engine: EngineFigures,
+}
+
+/// The engine's threads' CPU time: the reading thread (which also
+/// dispatches, joins and, with one writer, writes) and each media worker of
+/// the parallel engine (none with one engine worker).
+#[derive(Clone, Debug, Default)]
+pub struct EngineFigures {
+    pub reader_cpu_ns: u64,
+    pub workers: Vec<crate::parallel::WorkerTimes>,
+    /// The parallel engine's traffic: frames to one worker and to all,
+    /// batches sent, sweep meetings.
+    pub dispatch: crate::parallel::DispatchStats,
+    /// Capture time from the first frame to the last.
+    pub capture_ns: u64,
+}
+
+impl EngineFigures {
+    /// One line for `voxtap import`'s output (bench-scale reads it).
+    pub fn summary_line(&self) -> String {
+        let ms = |ns: u64| ns as f64 / 1e6;
+        let mut line = format!(
+            "engine: {} worker(s); reader thread {:.1} ms CPU; capture {:.3} s",
+            self.workers.len().max(1),
+            ms(self.reader_cpu_ns),
+            self.capture_ns as f64 / 1e9
+        );
+        for (i, w) in self.workers.iter().enumerate() {
+            line += &format!(
+                "; worker {i}: {} frames {:.1} ms CPU",
+                w.frames,
+                ms(w.cpu_ns)
+            );
+        }
+        let d = &self.dispatch;
+        if !self.workers.is_empty() {
+            line += &format!(
+                "; steered {} broadcast {} batches {} sweeps {}",
+                d.steered, d.broadcast, d.batches, d.sweeps
+            );
+        }
+        line
+    }
 }
 
 impl ImportReport {
@@ -262,10 +307,24 @@ pub fn run_import_with_workers(
     workers: usize,
     on_progress: &(dyn Fn(ImportProgress) + Sync),
 ) -> Result<ImportReport, ImportError> {
+    run_import_engine(opts, workers, 1, on_progress)
+}
+
+/// [`run_import_with_workers`] with the calls rebuilt by `engine_workers`
+/// media workers ([`crate::parallel`]; 1: the single-threaded
+/// [`Pipeline`]). The outputs are the same whatever `engine_workers`, but
+/// for the gaps docs/architecture.md lists ("The engine split").
+pub fn run_import_engine(
+    opts: &ImportOptions,
+    workers: usize,
+    engine_workers: usize,
+    on_progress: &(dyn Fn(ImportProgress) + Sync),
+) -> Result<ImportReport, ImportError> {
     if opts.files.len() > usize::from(u16::MAX) {
         return Err(ImportError::TooManyFiles(opts.files.len()));
     }
     let started = Instant::now();
+    let started_cpu = crate::parallel::thread_cpu_ns();
     let mut writer = CallWriter::new(&opts.out, opts.files.clone())?.with_workers(workers);
     if !opts.call_files {
         writer = writer.without_call_files();
@@ -278,8 +337,16 @@ pub fn run_import_with_workers(
         .iter()
         .map(|s| crate::pcapfile::content_len(&s.reader))
         .sum();
+    let engine = if engine_workers > 1 {
+        Engine::Parallel(Box::new(ParallelEngine::new(
+            opts.pipeline.clone(),
+            engine_workers,
+        )))
+    } else {
+        Engine::Single(Box::new(Pipeline::new(opts.pipeline.clone())))
+    };
     let mut run = Run {
-        pipeline: Pipeline::new(opts.pipeline.clone()),
+        pipeline: engine,
         writer,
         index: open_fresh_index(&opts.out)?,
         report: ImportReport::default(),
@@ -288,13 +355,18 @@ pub fn run_import_with_workers(
         since_drain: 0,
         pending: Vec::new(),
         pending_packets: 0,
+        frames: 0,
+        first_ns: u64::MAX,
+        last_ns: 0,
     };
     if let [one] = &mut sources[..] {
         run.read_one(one)?;
     } else {
         run.read_merged(&mut sources)?;
     }
-    run.finish(sources, started)
+    let mut report = run.finish(sources, started)?;
+    report.engine.reader_cpu_ns = crate::parallel::thread_cpu_ns().saturating_sub(started_cpu);
+    Ok(report)
 }
 
 fn open_sources(files: &[PathBuf]) -> Result<Vec<Source>, ImportError> {
@@ -318,9 +390,38 @@ fn open_sources(files: &[PathBuf]) -> Result<Vec<Source>, ImportError> {
     Ok(sources)
 }
 
+/// What rebuilds the calls: the single-threaded pipeline, or the parallel
+/// engine's dispatcher (its workers on threads of their own).
+enum Engine {
+    Single(Box<Pipeline>),
+    Parallel(Box<ParallelEngine>),
+    /// The parallel engine after its end, with what it left.
+    Finished(Box<crate::parallel::Finished>),
+    /// Only while the engine is being finished.
+    Finishing,
+}
+
+impl Engine {
+    fn process(&mut self, link: LinkType, ts_ns: u64, pref: PacketRef, frame: &[u8]) {
+        match self {
+            Engine::Single(p) => p.process(link, ts_ns, pref, frame),
+            Engine::Parallel(p) => p.process(link, ts_ns, pref, frame),
+            Engine::Finished(_) | Engine::Finishing => {}
+        }
+    }
+
+    fn frames(&self) -> u64 {
+        match self {
+            Engine::Single(p) => p.stats().frames,
+            Engine::Parallel(_) | Engine::Finishing => 0,
+            Engine::Finished(f) => f.stats.frames,
+        }
+    }
+}
+
 /// One import under way: the pipeline, where ended calls go, and progress.
 struct Run<'a> {
-    pipeline: Pipeline,
+    pipeline: Engine,
     writer: CallWriter,
     index: Index,
     report: ImportReport,
@@ -332,6 +433,10 @@ struct Run<'a> {
     /// Shared: a writer thread may write a call's folder.
     pending: Vec<Arc<Call>>,
     pending_packets: u64,
+    /// Frames handed to the engine, and their first and last times.
+    frames: u64,
+    first_ns: u64,
+    last_ns: u64,
 }
 
 /// Ended calls are written, and progress shown, every this many packets.
@@ -344,12 +449,7 @@ impl Run<'_> {
             match src.reader.next_packet() {
                 Ok(Some(rec)) => {
                     src.report.packets += 1;
-                    self.pipeline.process(
-                        rec.link,
-                        rec.ts_ns,
-                        PacketRef::new(0, rec.offset),
-                        rec.data,
-                    );
+                    self.process(rec.link, rec.ts_ns, PacketRef::new(0, rec.offset), rec.data);
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -376,14 +476,20 @@ impl Run<'_> {
             let Some((_, i)) = next else { break };
             let s = &mut sources[i];
             if let Some((ts, link, offset, buf)) = s.head.take() {
-                self.pipeline
-                    .process(link, ts, PacketRef::new(i as u16, offset), &buf);
+                self.process(link, ts, PacketRef::new(i as u16, offset), &buf);
                 s.buf_spare = buf;
             }
             s.advance();
             self.packet_done(|| sources.iter().map(|s| s.reader.bytes_read()).sum())?;
         }
         Ok(())
+    }
+
+    fn process(&mut self, link: LinkType, ts_ns: u64, pref: PacketRef, frame: &[u8]) {
+        self.frames += 1;
+        self.first_ns = self.first_ns.min(ts_ns);
+        self.last_ns = self.last_ns.max(ts_ns);
+        self.pipeline.process(link, ts_ns, pref, frame);
     }
 
     /// Every few thousand packets: write the calls that ended, show progress
@@ -403,7 +509,7 @@ impl Run<'_> {
         (self.on_progress)(ImportProgress {
             read_bytes,
             total_bytes: self.total_bytes,
-            packets: self.pipeline.stats().frames,
+            packets: self.frames.max(self.pipeline.frames()),
             done,
         });
     }
@@ -411,8 +517,21 @@ impl Run<'_> {
     /// Writes the calls that ended, once enough of their packets are
     /// waiting (or at the `last` drain).
     fn write_ended(&mut self, last: bool) -> Result<(), ImportError> {
-        write_outside_calls(&mut self.pipeline, &mut self.writer, &mut self.report)?;
-        for call in self.pipeline.drain_ended() {
+        let ended = match &mut self.pipeline {
+            Engine::Single(p) => {
+                write_outside_calls(p, &mut self.writer, &mut self.report)?;
+                p.drain_ended()
+            }
+            Engine::Parallel(p) => p.drain_ended(),
+            Engine::Finished(f) => {
+                self.writer.write_floods(&f.floods)?;
+                self.writer.write_transactions(&f.transactions)?;
+                self.report.transactions += f.transactions.len() as u64;
+                Vec::new()
+            }
+            Engine::Finishing => Vec::new(),
+        };
+        for call in ended {
             self.pending_packets += call.packet_count();
             self.pending.push(Arc::new(call));
         }
@@ -438,10 +557,15 @@ impl Run<'_> {
         sources: Vec<Source>,
         started: Instant,
     ) -> Result<ImportReport, ImportError> {
-        self.pipeline.finish();
+        self.finish_engine();
         self.write_ended(true)?;
-        write_signalling(
-            &mut self.pipeline,
+        let sig = match &self.pipeline {
+            Engine::Single(p) => p.signalling().snapshot(),
+            Engine::Finished(f) => f.signalling.clone(),
+            Engine::Parallel(_) | Engine::Finishing => unreachable!("finished above"),
+        };
+        record_signalling(
+            &sig,
             &mut self.writer,
             Some(&mut self.index),
             &mut self.report,
@@ -460,9 +584,39 @@ impl Run<'_> {
             }
             self.report.files.push(s.report);
         }
-        self.report.stats = self.pipeline.stats().clone();
+        self.report.stats = match &self.pipeline {
+            Engine::Single(p) => p.stats().clone(),
+            Engine::Finished(f) => {
+                self.report.engine.workers = f.workers.clone();
+                self.report.engine.dispatch = f.dispatch;
+                f.stats.clone()
+            }
+            Engine::Parallel(_) | Engine::Finishing => unreachable!("finished above"),
+        };
+        self.report.engine.capture_ns = self.last_ns.saturating_sub(self.first_ns);
         self.report.elapsed = started.elapsed();
         Ok(self.report)
+    }
+
+    /// End of input: the pipeline closes every call; the parallel engine's
+    /// workers end and their last calls are joined and queued to write.
+    fn finish_engine(&mut self) {
+        let engine = std::mem::replace(&mut self.pipeline, Engine::Finishing);
+        self.pipeline = match engine {
+            Engine::Single(mut p) => {
+                p.finish();
+                Engine::Single(p)
+            }
+            Engine::Parallel(p) => {
+                let (calls, fin) = p.finish();
+                for call in calls {
+                    self.pending_packets += call.packet_count();
+                    self.pending.push(Arc::new(call));
+                }
+                Engine::Finished(Box::new(fin))
+            }
+            other => other,
+        };
     }
 }
 
@@ -577,9 +731,18 @@ pub fn write_signalling(
     report: &mut ImportReport,
 ) -> Result<(), ImportError> {
     let sig = pipeline.signalling().snapshot();
-    writer.write_signalling(&sig)?;
+    record_signalling(&sig, writer, index, report)
+}
+
+fn record_signalling(
+    sig: &crate::signalling::SignallingSnapshot,
+    writer: &mut CallWriter,
+    index: Option<&mut Index>,
+    report: &mut ImportReport,
+) -> Result<(), ImportError> {
+    writer.write_signalling(sig)?;
     if let Some(index) = index {
-        index.record_signalling(&sig)?;
+        index.record_signalling(sig)?;
     }
     report.registrations = sig.registrations.len() as u64;
     report.ping_pairs = sig.pings.len() as u64;

@@ -11,6 +11,7 @@ pub mod index;
 pub mod live_calls;
 pub mod media;
 pub mod output;
+pub mod parallel;
 pub mod pcapfile;
 pub mod pipeline;
 pub mod signalling;

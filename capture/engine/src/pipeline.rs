@@ -106,6 +106,16 @@ pub struct Pipeline {
     refs: Vec<(u64, PacketRef)>,
     stats: PipelineStats,
     tap: Option<Box<dyn crate::tap::PacketTap>>,
+    /// In the parallel engine: which media worker this is (of how many).
+    shard: Option<Shard>,
+}
+
+/// A media worker of the parallel engine: it takes the UDP that is not SIP
+/// only when the destination hashes to it (`crate::parallel::worker_of`).
+#[derive(Clone, Copy, Debug)]
+struct Shard {
+    me: u32,
+    of: u32,
 }
 
 impl Pipeline {
@@ -128,7 +138,16 @@ impl Pipeline {
             refs: Vec::with_capacity(64),
             stats: PipelineStats::default(),
             tap: cfg.tap.as_ref().map(|f| f.make()),
+            shard: None,
         }
+    }
+
+    /// Makes this pipeline media worker `me` of `of` in the parallel engine
+    /// (`crate::parallel`): it sees all SIP but takes only the media whose
+    /// destination hashes to it, and its call table sweeps only when told.
+    pub(crate) fn set_shard(&mut self, me: u32, of: u32) {
+        self.shard = Some(Shard { me, of });
+        self.calls.set_explicit_sweeps();
     }
 
     #[cfg(test)]
@@ -227,6 +246,7 @@ impl Pipeline {
             sip_by_content,
             max_tcp_flows,
             tap,
+            shard,
             ..
         } = self;
         let dg = match decoder.decode(link, ts_ns, pref.0, frame) {
@@ -257,6 +277,7 @@ impl Pipeline {
             dst: dg.dst,
             refs,
             encap: dg.encap,
+            shard: *shard,
         };
         match dg.l4 {
             L4::Udp => route.udp(dg.payload, sip_like),
@@ -296,6 +317,7 @@ struct Route<'a> {
     refs: &'a [(u64, PacketRef)],
     /// The encapsulations it came in.
     encap: &'a Encap,
+    shard: Option<Shard>,
 }
 
 impl Route<'_> {
@@ -332,11 +354,14 @@ impl Route<'_> {
                     self.stats.sip_errors += 1;
                     // Not SIP after all (or broken): it may still be
                     // media on a port that a call announced.
-                    if self.calls.on_udp(ts_ns, src, dst, payload, self.refs) {
+                    if self.owned(payload) && self.calls.on_udp(ts_ns, src, dst, payload, self.refs)
+                    {
                         self.stats.media += 1;
                     }
                 }
             }
+        } else if !self.owned(payload) {
+            // Another media worker's datagram.
         } else if self.calls.on_udp(ts_ns, src, dst, payload, self.refs) {
             self.stats.media += 1;
             if let Some(t) = self.tap.as_mut()
@@ -348,6 +373,22 @@ impl Route<'_> {
         } else {
             self.stats.other_udp += 1;
         }
+    }
+
+    /// Whether this pipeline takes this datagram that is not SIP: always,
+    /// but in a media worker only when its destination hashes to it. RTCP
+    /// another worker owns still updates the streams held here (a report
+    /// names its stream by SSRC, whichever worker has it).
+    fn owned(&mut self, payload: &[u8]) -> bool {
+        let Some(Shard { me, of }) = self.shard else {
+            return true;
+        };
+        if crate::parallel::worker_of(self.dst, of as usize) == me as usize {
+            return true;
+        }
+        self.calls
+            .on_rtcp_elsewhere(self.ts_ns, self.src, self.dst, payload);
+        false
     }
 
     /// A TCP segment: SIP/TCP flows are reassembled into messages; other

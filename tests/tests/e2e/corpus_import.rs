@@ -10,30 +10,8 @@ use voxtap_e2e::{
     tshark_rtp_streams,
 };
 
-/// Every capture in the corpus (walked, so new files are covered too).
 fn all_captures() -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else if matches!(
-                p.extension().and_then(|e| e.to_str()),
-                Some("pcap" | "pcapng")
-            ) {
-                out.push(p);
-            }
-        }
-    }
-    let mut v = Vec::new();
-    walk(&corpus(""), &mut v);
-    v.sort();
-    assert!(
-        v.len() >= 30,
-        "corpus looks incomplete: {} captures",
-        v.len()
-    );
-    v
+    voxtap_e2e::corpus_captures()
 }
 
 #[test]

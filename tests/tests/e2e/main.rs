@@ -10,6 +10,7 @@ mod codec_ref;
 mod callmodel;
 mod codecs;
 mod corpus_import;
+mod engine_split;
 mod hardening;
 mod hep;
 mod import_workers;

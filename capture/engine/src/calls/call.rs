@@ -13,6 +13,7 @@ use voxtap_proto::stream_stats::StreamStats;
 mod dialog;
 mod fax;
 mod names;
+mod replica;
 mod sip_text;
 mod streams;
 
@@ -271,6 +272,9 @@ pub(super) struct Rare {
     /// The encapsulations its first tunnelled SIP message came in, e.g.
     /// `erspan(7)/vlan(100)`; empty when its SIP came plain.
     pub outer_path: String,
+    /// A media-only record's pair of endpoints (ports folded to even), what
+    /// identifies it across the parallel engine's replicas.
+    pub media_pair: Option<(SocketAddr, SocketAddr)>,
 }
 
 /// The [`Rare`] of a call that has none of it.
@@ -286,6 +290,7 @@ static NO_RARE: Rare = Rare {
     fax: Vec::new(),
     encrypted_signalling: String::new(),
     outer_path: String::new(),
+    media_pair: None,
 };
 
 /// One call: the dialog's state (driven by its SIP, in `dialog`), the media
@@ -404,11 +409,18 @@ impl Call {
         c
     }
 
-    /// A record for media no SIP claimed (see `media_only`).
-    pub(crate) fn media_only(no: u64, start_ns: u64) -> Self {
+    /// A record for media no SIP claimed (see `media_only`) between the
+    /// endpoints of `pair`.
+    pub(crate) fn media_only(no: u64, start_ns: u64, pair: (SocketAddr, SocketAddr)) -> Self {
         let mut c = Call::new(no, b"", String::new(), start_ns);
         c.media_only = true;
+        c.rare_mut().media_pair = Some(pair);
         c
+    }
+
+    /// A media-only record's endpoints (ports folded to even, lower first).
+    pub fn media_pair(&self) -> Option<(SocketAddr, SocketAddr)> {
+        self.rare().media_pair
     }
 
     /// The table's number for this call (unique within one run).

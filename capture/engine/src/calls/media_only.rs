@@ -91,7 +91,7 @@ impl MediaOnly {
                 self.stats.dropped += 1;
                 return None;
             }
-            let mut rec = Call::media_only(*next_no, ts_ns);
+            let mut rec = Call::media_only(*next_no, ts_ns, key);
             rec.spill_to(self.spill.clone());
             self.by_pair.insert(key, rec);
             *next_no += 1;
@@ -172,6 +172,33 @@ impl MediaOnly {
 
     /// Records idle at `now_ns` (all of them with `u64::MAX`), closed, in
     /// start order.
+    /// The records due at `now_ns` (idle) into `due`, the others into
+    /// `live` (parallel engine: a record closes once due in every replica
+    /// holding a part of it).
+    pub fn due_pairs(&self, now_ns: u64, due: &mut Vec<Pair>, live: &mut Vec<Pair>) {
+        for (k, c) in &self.by_pair {
+            if c.last_ns().saturating_add(self.idle_ns) <= now_ns {
+                due.push(*k);
+            } else {
+                live.push(*k);
+            }
+        }
+    }
+
+    /// Closes the records of `pairs` this table holds, oldest first (as
+    /// [`Self::expire`]).
+    pub fn expire_pairs(&mut self, pairs: &std::collections::HashSet<Pair>) -> Vec<Call> {
+        let done: Vec<Pair> = self
+            .by_pair
+            .keys()
+            .filter(|k| pairs.contains(*k))
+            .copied()
+            .collect();
+        let mut out: Vec<Call> = done.into_iter().filter_map(|k| self.remove(k)).collect();
+        out.sort_by_key(|c| (c.start_ns(), c.no()));
+        out
+    }
+
     pub fn expire(&mut self, now_ns: u64) -> Vec<Call> {
         let idle = self.idle_ns;
         let done: Vec<Pair> = self

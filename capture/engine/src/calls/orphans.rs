@@ -136,6 +136,10 @@ impl Orphans {
             out.extend(v.drain(..keep));
             !v.is_empty()
         });
+        // In capture order, not the map's (random) order: the streams of
+        // the media-only records they make are created in this order, and
+        // the first one names the record's folder.
+        out[before..].sort_by_key(|o| (o.ts_ns, o.pref));
         let expired = out.len() - before;
         self.count -= expired;
         self.stats.expired += expired as u64;

@@ -167,6 +167,53 @@ pub struct CallTable {
     sip_bytes: usize,
     mem_bytes: usize,
     spill: Option<Spill>,
+    /// Sweeps only when told ([`Self::sweep_due`], [`Self::sweep_agreed`]):
+    /// a replica of the parallel engine, whose sweeps happen at the same
+    /// global moments as every other replica's (`crate::parallel`).
+    explicit_sweeps: bool,
+}
+
+/// What one replica found due at a sweep (parallel engine): calls by
+/// Call-ID (their numbers differ between replicas), media-only records by
+/// endpoint pair, and the media-only records it holds that are not due.
+#[derive(Clone, Debug, Default)]
+pub struct DueSet {
+    pub calls: Vec<Box<[u8]>>,
+    pub media_only_due: Vec<(SocketAddr, SocketAddr)>,
+    pub media_only_live: Vec<(SocketAddr, SocketAddr)>,
+}
+
+/// What every replica agreed to close at a sweep (see [`DueSet`]).
+#[derive(Clone, Debug, Default)]
+pub struct Agreed {
+    pub calls: std::collections::HashSet<Box<[u8]>>,
+    pub media_only: std::collections::HashSet<(SocketAddr, SocketAddr)>,
+}
+
+impl Agreed {
+    /// A call closes when every replica found it due (media keeps it alive
+    /// in the replica that sees that media); a media-only record when it is
+    /// due in every replica that holds it.
+    pub fn from_replicas(sets: &[&DueSet]) -> Agreed {
+        let mut agreed = Agreed::default();
+        let Some((first, rest)) = sets.split_first() else {
+            return agreed;
+        };
+        agreed.calls = first.calls.iter().cloned().collect();
+        for s in rest {
+            let here: std::collections::HashSet<&[u8]> = s.calls.iter().map(|c| &c[..]).collect();
+            agreed.calls.retain(|c| here.contains(&c[..]));
+        }
+        let live: std::collections::HashSet<_> =
+            sets.iter().flat_map(|s| s.media_only_live.iter()).collect();
+        agreed.media_only = sets
+            .iter()
+            .flat_map(|s| s.media_only_due.iter())
+            .filter(|p| !live.contains(p))
+            .copied()
+            .collect();
+        agreed
+    }
 }
 
 const SWEEP_EVERY_NS: u64 = 1_000_000_000;
@@ -207,7 +254,19 @@ impl CallTable {
             unanswered: HashMap::new(),
             sip_bytes: 0,
             mem_bytes: 0,
+            explicit_sweeps: false,
         }
+    }
+
+    /// From now on the table sweeps only when told: packets advance capture
+    /// time but never close anything by themselves (parallel engine).
+    pub fn set_explicit_sweeps(&mut self) {
+        self.explicit_sweeps = true;
+    }
+
+    /// Capture time moves to `now_ns` (if later) without a sweep.
+    pub fn advance(&mut self, now_ns: u64) {
+        self.now_ns = self.now_ns.max(now_ns);
     }
 
     /// The spill of older packet references (None: kept in memory).
@@ -334,26 +393,70 @@ impl CallTable {
     /// Advance capture time: closes idle and lingering calls, ages orphans
     /// (what no SDP claimed becomes media-only) and pending transactions.
     pub fn tick(&mut self, now_ns: u64) {
-        if now_ns > self.now_ns {
-            self.now_ns = now_ns;
-        }
-        if self.now_ns.saturating_sub(self.last_sweep_ns) < SWEEP_EVERY_NS {
+        self.advance(now_ns);
+        if self.explicit_sweeps || self.now_ns.saturating_sub(self.last_sweep_ns) < SWEEP_EVERY_NS {
             return;
         }
         self.last_sweep_ns = self.now_ns;
         let now = self.now_ns;
-        let (idle, wait) = (self.cfg.idle_timeout_ns, self.cfg.transaction_wait_ns);
-        let closing: Vec<u64> = self
-            .calls
-            .values()
-            .filter(|c| c.due(now, idle, wait))
-            .map(|c| c.no())
-            .collect();
+        let closing: Vec<u64> = self.due_calls(now).map(|c| c.no()).collect();
         for no in closing {
             self.finalize(no, EndReason::IdleTimeout);
         }
         self.age_orphans(now);
         self.ended.extend(self.media_only.expire(now));
+        self.sweep_rest(now);
+    }
+
+    fn due_calls(&self, now: u64) -> impl Iterator<Item = &Call> {
+        let (idle, wait) = (self.cfg.idle_timeout_ns, self.cfg.transaction_wait_ns);
+        self.calls
+            .values()
+            .map(|c| &**c)
+            .filter(move |c| c.due(now, idle, wait))
+    }
+
+    /// First half of a sweep at `now_ns` in a replica (parallel engine):
+    /// held media past its age becomes media-only (as [`Self::tick`] does),
+    /// then what this replica would close. Every replica's sets then meet
+    /// ([`Agreed::from_replicas`]) before [`Self::sweep_agreed`].
+    pub fn sweep_due(&mut self, now_ns: u64) -> DueSet {
+        self.advance(now_ns);
+        let now = self.now_ns;
+        let mut due = DueSet {
+            calls: self
+                .due_calls(now)
+                .map(|c| c.call_id_raw().into())
+                .collect(),
+            ..Default::default()
+        };
+        // Aging orphans touches neither calls nor endpoints, so it may come
+        // before the calls close (a single table closes them first).
+        self.age_orphans(now);
+        self.media_only
+            .due_pairs(now, &mut due.media_only_due, &mut due.media_only_live);
+        due
+    }
+
+    /// Second half of a sweep: close what every replica agreed on, then
+    /// the rest of [`Self::tick`]'s sweep.
+    pub fn sweep_agreed(&mut self, agreed: &Agreed) {
+        let now = self.now_ns;
+        let closing: Vec<u64> = self
+            .due_calls(now)
+            .filter(|c| agreed.calls.contains(c.call_id_raw()))
+            .map(|c| c.no())
+            .collect();
+        for no in closing {
+            self.finalize(no, EndReason::IdleTimeout);
+        }
+        self.ended
+            .extend(self.media_only.expire_pairs(&agreed.media_only));
+        self.sweep_rest(now);
+    }
+
+    /// What a sweep does besides closing calls and media-only records.
+    fn sweep_rest(&mut self, now: u64) {
         self.closed.expire(now);
         self.groups.expire(now, &self.cfg.legs);
         self.floods.sweep(now);
@@ -695,6 +798,27 @@ impl CallTable {
                 .link_by_media(&mut self.calls, &self.cfg, u.call, seen, ts_ns, &p);
         }
         true
+    }
+
+    /// RTCP that another replica owns (parallel engine): its report blocks
+    /// update the streams this replica holds; nothing is counted here.
+    pub fn on_rtcp_elsewhere(
+        &mut self,
+        ts_ns: u64,
+        src: SocketAddr,
+        dst: SocketAddr,
+        payload: &[u8],
+    ) {
+        self.tick(ts_ns);
+        let Some((u, _)) = self.endpoints.find(src, dst) else {
+            return;
+        };
+        if u.fax && u.role == Role::Rtp || !rtp::looks_like_rtcp(payload) {
+            return;
+        }
+        if let Some(call) = self.calls.get_mut(&u.call) {
+            call.on_rtcp_elsewhere(u.media_idx(), payload);
+        }
     }
 
     /// A datagram no call's endpoints claim: media-only when its endpoints

@@ -204,6 +204,8 @@ impl TlsFlows {
                     // Records held for want of keys: their path was noted
                     // (or not) when their segments came.
                     encap: &voxtap_proto::decode::Encap::EMPTY,
+                    // SIP over TLS: every replica takes it.
+                    shard: None,
                 };
                 let n = flow.conn.push(side, 0, &[], &mut self.keys).len();
                 flow.deliver(&mut route, side, n);

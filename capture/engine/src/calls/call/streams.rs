@@ -46,13 +46,24 @@ impl Call {
         let srtp = self.media.get(media_idx).is_some_and(|m| m.is_srtp());
         if rtcp_like && !srtp {
             self.rtcp_packets += 1;
-            self.note_rtcp(payload);
+            self.note_rtcp(payload, true);
         } else if rtcp_header(payload) {
             self.rtcp_packets += 1;
         } else {
             return false;
         }
         true
+    }
+
+    /// RTCP of this call that another media worker owns (it counts the
+    /// packet): its reports still update the streams this replica holds
+    /// (parallel engine; a report names a stream by SSRC, whichever worker
+    /// holds it).
+    pub(in crate::calls) fn on_rtcp_elsewhere(&mut self, media_idx: usize, payload: &[u8]) {
+        let srtp = self.media.get(media_idx).is_some_and(|m| m.is_srtp());
+        if !srtp {
+            self.note_rtcp(payload, false);
+        }
     }
 
     /// An RTP packet from `src` to `dst`, an endpoint of m= line `media_idx`
@@ -218,7 +229,9 @@ impl Call {
     }
 
     /// Keep what RTCP says about the call's streams beside our own figures.
-    fn note_rtcp(&mut self, payload: &[u8]) {
+    /// `count_unmatched`: reports about SSRCs no stream has are counted
+    /// (false in a replica that does not own the packet).
+    fn note_rtcp(&mut self, payload: &[u8], count_unmatched: bool) {
         for pkt in rtcp::parse_compound(payload) {
             let Ok(pkt) = pkt else { break };
             let blocks = match pkt {
@@ -240,7 +253,7 @@ impl Call {
                     s.rtcp.jitter_units = b.jitter;
                     found = true;
                 }
-                if !found {
+                if !found && count_unmatched {
                     self.rare_mut().rtcp_unmatched += 1;
                 }
             }

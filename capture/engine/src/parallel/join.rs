@@ -1,0 +1,98 @@
+//! Joining the workers' replicas of each ended call.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+
+use super::Part;
+use crate::calls::Call;
+
+/// What identifies one call across replicas: its Call-ID and start (a
+/// Call-ID may start a new call after its first one ended); a media-only
+/// record by its endpoint pair (ports folded as the record folds them).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Key {
+    Sip(Box<[u8]>, u64),
+    MediaOnly(SocketAddr, SocketAddr),
+    /// A media-only record that does not say its pair: not merged.
+    Alone(usize, usize),
+}
+
+fn key(call: &Call, worker: usize, i: usize) -> Key {
+    if !call.is_media_only() {
+        return Key::Sip(call.call_id_raw().into(), call.start_ns());
+    }
+    match call.media_pair() {
+        Some((a, b)) => Key::MediaOnly(a, b),
+        None => Key::Alone(worker, i),
+    }
+}
+
+/// Parts by sweep until every worker's is in; then merged, in order.
+pub(super) struct Joiner {
+    n: usize,
+    pending: BTreeMap<u64, Vec<Option<Vec<Call>>>>,
+    ready: Vec<Call>,
+    /// Calls whose replicas could not be merged (a spilled reference that
+    /// could not be read back): kept as the first replica had it.
+    pub merge_errors: u64,
+}
+
+impl Joiner {
+    pub fn new(n: usize) -> Self {
+        Joiner {
+            n,
+            pending: BTreeMap::new(),
+            ready: Vec::new(),
+            merge_errors: 0,
+        }
+    }
+
+    pub fn add(&mut self, part: Part) {
+        let n = self.n;
+        let slots = self
+            .pending
+            .entry(part.seq)
+            .or_insert_with(|| (0..n).map(|_| None).collect());
+        slots[part.worker] = Some(part.calls);
+        while let Some(entry) = self.pending.first_entry() {
+            if entry.get().iter().any(Option::is_none) {
+                break;
+            }
+            let parts = entry.remove().into_iter().flatten().collect();
+            let merged = self.merge(parts);
+            self.ready.extend(merged);
+        }
+    }
+
+    pub fn take_ready(&mut self) -> Vec<Call> {
+        std::mem::take(&mut self.ready)
+    }
+
+    /// One sweep's parts: each call's replicas merged into the first, in
+    /// the order worker 0 (then the next) ended them.
+    fn merge(&mut self, parts: Vec<Vec<Call>>) -> Vec<Call> {
+        let mut order = Vec::new();
+        let mut by_key: HashMap<Key, Call> = HashMap::new();
+        for (w, calls) in parts.into_iter().enumerate() {
+            for (i, c) in calls.into_iter().enumerate() {
+                let k = key(&c, w, i);
+                match by_key.get_mut(&k) {
+                    Some(first) => {
+                        if let Err(e) = first.merge_replica(c) {
+                            self.merge_errors += 1;
+                            tracing::warn!(error = %e, call_id = %first.call_id(), "joining a call's replicas");
+                        }
+                    }
+                    None => {
+                        order.push(k.clone());
+                        by_key.insert(k, c);
+                    }
+                }
+            }
+        }
+        order
+            .into_iter()
+            .filter_map(|k| by_key.remove(&k))
+            .collect()
+    }
+}
