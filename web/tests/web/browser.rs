@@ -265,6 +265,7 @@ async fn find_open_listen_download() {
             iface: "mirror0".into(),
             attach_mode: "Native".into(),
             ring_bytes: 64 << 20,
+            rings: 1,
             store: data.clone(),
             max_bytes: 100 << 30,
             max_age_seconds: 7 * 86_400,

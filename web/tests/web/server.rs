@@ -96,6 +96,7 @@ async fn status_files_on_the_sensor_page_and_in_metrics() {
                 iface: "mirror0".into(),
                 attach_mode: "Native".into(),
                 ring_bytes: 64 << 20,
+                rings: 1,
                 store: data.clone(),
                 max_bytes: 1 << 40,
                 max_age_seconds: 86_400,
@@ -110,6 +111,7 @@ async fn status_files_on_the_sensor_page_and_in_metrics() {
         let kc = KernelCounters {
             outcomes: k,
             tunnels,
+            rings: Default::default(),
         };
         p.publish(kc, &live, true);
     }
