@@ -13,6 +13,7 @@ mod schema;
 
 pub use noncall::{MediaStreamRow, PingRow, RegistrationQuery, RegistrationRow, SignallingTotals};
 pub use recent::RecentCall;
+pub use rollup::COLS as ROLLUP_COLS;
 pub use rollup::{
     Bucket, Counts, DashQuery, MOS_BOUNDS, NER_CODES, NOTABLE_CODES, TrunkRule, bad_prefix,
 };

@@ -42,8 +42,9 @@ const MAX_SPAN_MINUTES: u64 = 7 * 24 * 60;
 
 const MINUTE_NS: u64 = 60_000_000_000;
 
-/// The rollup's summed columns, in [`Counts`] field order.
-const COLS: [&str; 30] = [
+/// The rollup's summed columns, in [`Counts`] field order (the central
+/// index's fleet rollups use the same names).
+pub const COLS: [&str; 30] = [
     "attempts",
     "answered",
     "ner_ok",

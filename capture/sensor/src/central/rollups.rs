@@ -16,40 +16,9 @@
 //! in-progress time reaches minutes after its start day (at most 7 days,
 //! as locally): the trigger makes those days of the rollups first.
 
-/// The summed columns, in `voxtap_engine::index::Counts` field order (as
-/// the engine's own rollup table names them).
-pub const COLS: [&str; 30] = [
-    "attempts",
-    "answered",
-    "ner_ok",
-    "answered_ms",
-    "pdd_ms",
-    "pdd_n",
-    "r_none",
-    "r1",
-    "r2",
-    "r3",
-    "r4",
-    "r5",
-    "r6",
-    "c404",
-    "c408",
-    "c480",
-    "c486",
-    "c487",
-    "c503",
-    "mos_none",
-    "mos1",
-    "mos2",
-    "mos3",
-    "mos4",
-    "mos5",
-    "one_way",
-    "capture_loss",
-    "rtp_lost",
-    "rtp_expected",
-    "active_ms",
-];
+/// The summed columns, in `voxtap_engine::index::Counts` field order: the
+/// engine's own rollup table's.
+pub use voxtap_engine::index::ROLLUP_COLS as COLS;
 
 /// Central migration 4 (see [`super::schema::MIGRATIONS`]).
 pub const MIGRATION_4: &str = r#"
