@@ -87,3 +87,17 @@ pub async fn start(data: &Path) -> Running {
 pub fn sip_message_count(file: &Path, call_id: &str) -> usize {
     tshark_frames(file, Some(&format!("sip.Call-ID == \"{call_id}\""))).len()
 }
+
+/// The body of `GET {base}{path}` with the session `cookie`, whatever its
+/// status (the callers check what the page holds).
+pub async fn get_page(base: &str, cookie: &str, path: &str) -> String {
+    client()
+        .get(format!("{base}{path}"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}

@@ -572,27 +572,14 @@ async fn export_and_saved_search_match_the_search() {
     }
     // The saved-search link round-trips: opened, it shows the same calls
     // and the same link.
-    let page = |q: String| {
-        let cookie = cookie.clone();
-        let base = base.clone();
-        async move {
-            client()
-                .get(format!("{base}{q}"))
-                .header("cookie", cookie)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        }
-    };
-    let first = page(format!(
-        "/calls?{filters}&party=4420*&dur_min=1&trunk=-&method=INVITE&per_page=500"
-    ))
+    let first = get_page(
+        &base,
+        &cookie,
+        &format!("/calls?{filters}&party=4420*&dur_min=1&trunk=-&method=INVITE&per_page=500"),
+    )
     .await;
     let link = attr(&first, "permalink", "href");
-    let again = page(link.replace("&amp;", "&")).await;
+    let again = get_page(&base, &cookie, &link.replace("&amp;", "&")).await;
     assert_eq!(attr(&again, "permalink", "href"), link);
     assert_eq!(ids_in(&again), ids_in(&first));
     assert!(!ids_in(&first).is_empty());
@@ -643,26 +630,10 @@ async fn saved_search_opens_the_same_calls(base: &str, cookie: &str, page: &str)
     assert_eq!(listed["searches"][0]["name"], "answered in January");
     let saved_q = listed["searches"][0]["query"].as_str().unwrap().to_string();
     // The calls page lists it; its link shows the same calls.
-    let calls = client()
-        .get(format!("{base}/calls"))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let calls = get_page(base, cookie, "/calls").await;
     let href = format!("href=\"/calls?{}\"", saved_q.replace('&', "&amp;"));
     assert!(calls.contains(&href), "{href} not on the calls page");
-    let opened = client()
-        .get(format!("{base}/calls?{saved_q}"))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let opened = get_page(base, cookie, &format!("/calls?{saved_q}")).await;
     assert_eq!(ids_in(&opened), ids_in(page));
     // Another user has none of it.
     let other = get_json_bearer(base, "/api/saved").await;

@@ -22,11 +22,10 @@ use voxtap_engine::synth::{SynthConfig, generate};
 use voxtap_sensor::central::pg::PgTarget;
 use voxtap_sensor::central::schema;
 use voxtap_sensor::central::ship::{ShipOptions, Shipper};
-use voxtap_web::config::CentralConfig;
 use voxtap_web::hub::Hub;
 use voxtap_web::hub::query::HubFilter;
 
-use crate::hub::{Certs, setup_central_with};
+use crate::hub::{Certs, hub_central, setup_central_with};
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -351,17 +350,7 @@ async fn bench_fleet_ingest_and_queries() {
         pg.resume();
     }
     load(&pg, calls);
-    let (cert, key) = certs.cert("vx_hub");
-    let hub = Arc::new(
-        Hub::new(&CentralConfig {
-            url: pg.tcp_url("vx_hub"),
-            client_cert: Some(cert),
-            client_key: Some(key),
-            ca: Some(certs.ca()),
-            ..Default::default()
-        })
-        .unwrap(),
-    );
+    let hub = Arc::new(Hub::new(&hub_central(&certs, &pg, &[])).unwrap());
     queries(&hub, calls).await;
     dashboards(&hub).await;
 }

@@ -164,6 +164,50 @@ fn local_calls_by_ip(data: &Path, ip: &str) -> Vec<String> {
         .collect()
 }
 
+/// A hub's `[central]`: the central index as `vx_hub` with its client
+/// certificate, and the sensors that may open a tunnel to it (`name`,
+/// shared secret).
+pub(crate) fn hub_central(certs: &Certs, pg: &Pg, sensors: &[(&str, &str)]) -> CentralConfig {
+    let (cert, key) = certs.cert("vx_hub");
+    CentralConfig {
+        url: pg.tcp_url("vx_hub"),
+        client_cert: Some(cert),
+        client_key: Some(key),
+        ca: Some(certs.ca()),
+        sensors: sensors
+            .iter()
+            .map(|(name, secret)| TunnelSensor {
+                name: (*name).into(),
+                secret: Some((*secret).into()),
+                secret_file: None,
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// A hub (`voxtap serve` with [`hub_central`]) on a data folder of its own,
+/// with `cfg`'s other settings: the server, its folder and its base URL.
+pub(crate) async fn start_hub(
+    certs: &Certs,
+    pg: &Pg,
+    sensors: &[(&str, &str)],
+    mut cfg: voxtap_web::config::Config,
+) -> (voxtap_web::Running, tempfile::TempDir, String) {
+    cfg.central = Some(hub_central(certs, pg, sensors));
+    let hub_dir = tempfile::tempdir().unwrap();
+    let srv = voxtap_web::start(voxtap_web::ServeOptions {
+        data: hub_dir.path().to_path_buf(),
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        config: cfg,
+        insecure_no_auth: false,
+    })
+    .await
+    .unwrap();
+    let base = format!("http://{}", srv.addr);
+    (srv, hub_dir, base)
+}
+
 /// A central index with sensors s1 and s2 and the hub's role; `tag` names
 /// the cluster's directory (the tests run at once).
 pub(crate) async fn setup_central(certs: &Certs, tag: &str) -> Pg {
@@ -207,30 +251,7 @@ async fn hub_searches_every_sensor_and_fetches_through_the_tunnel() {
         pg.count("SELECT sum(stream_count) FROM voxtap.calls")
     );
 
-    let (cert, key) = certs.cert("vx_hub");
-    let mut cfg = config();
-    cfg.central = Some(CentralConfig {
-        url: pg.tcp_url("vx_hub"),
-        client_cert: Some(cert),
-        client_key: Some(key),
-        ca: Some(certs.ca()),
-        sensors: vec![TunnelSensor {
-            name: "s2".into(),
-            secret: Some(SECRET2.into()),
-            secret_file: None,
-        }],
-        ..Default::default()
-    });
-    let hub_dir = tempfile::tempdir().unwrap();
-    let srv = voxtap_web::start(voxtap_web::ServeOptions {
-        data: hub_dir.path().to_path_buf(),
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        config: cfg,
-        insecure_no_auth: false,
-    })
-    .await
-    .unwrap();
-    let base = format!("http://{}", srv.addr);
+    let (srv, _hub_dir, base) = start_hub(&certs, &pg, &[("s2", SECRET2)], config()).await;
     let stop = Arc::new(AtomicBool::new(false));
     let t = tokio::spawn(tunnel::run(
         TunnelOptions {
@@ -804,15 +825,7 @@ async fn migration_fills_call_ips_from_existing_calls() {
     assert_eq!(pg.count(rows), 50);
     assert_eq!(pg.count(attempts), 25, "each call rolled up once");
 
-    let (cert, key) = certs.cert("vx_hub");
-    let hub = voxtap_web::hub::Hub::new(&CentralConfig {
-        url: pg.tcp_url("vx_hub"),
-        client_cert: Some(cert),
-        client_key: Some(key),
-        ca: Some(certs.ca()),
-        ..Default::default()
-    })
-    .unwrap();
+    let hub = voxtap_web::hub::Hub::new(&hub_central(&certs, &pg, &[])).unwrap();
     let search = |ip: &str| {
         let q = CallQuery {
             ip: Some(ip.parse().unwrap()),
@@ -1037,25 +1050,7 @@ async fn changed_calls_and_registrations_are_sent_again_once() {
 
     // The hub's Registrations page: every binding and peer pair, with its
     // sensor.
-    let (cert, key) = certs.cert("vx_hub");
-    let mut cfg = config();
-    cfg.central = Some(CentralConfig {
-        url: pg.tcp_url("vx_hub"),
-        client_cert: Some(cert),
-        client_key: Some(key),
-        ca: Some(certs.ca()),
-        ..Default::default()
-    });
-    let hub_dir = tempfile::tempdir().unwrap();
-    let srv = voxtap_web::start(voxtap_web::ServeOptions {
-        data: hub_dir.path().to_path_buf(),
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        config: cfg,
-        insecure_no_auth: false,
-    })
-    .await
-    .unwrap();
-    let base = format!("http://{}", srv.addr);
+    let (_srv, _hub_dir, base) = start_hub(&certs, &pg, &[], config()).await;
     let cookie = login(&base, USER, PASSWORD).await.unwrap();
     let get = |path: &str| {
         let (c, url, cookie) = (client(), format!("{base}{path}"), cookie.clone());

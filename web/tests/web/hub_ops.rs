@@ -12,7 +12,7 @@
 use crate::alerts::{Events, capture, ip_a, value, webhook_receiver};
 use crate::common;
 use crate::dashboards::{Fig, T0, close, figures_from_csv, get_json, outcome_pcap, trunks};
-use crate::hub::{Certs, setup_central, ship};
+use crate::hub::{Certs, setup_central, ship, start_hub};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -36,7 +36,7 @@ use voxtap_sensor::status::write_live_calls;
 use voxtap_testkit::csv::read_csv;
 use voxtap_testkit::pg::Pg;
 use voxtap_web::alerts::{AlertingConfig, Rule};
-use voxtap_web::config::{CentralConfig, TrunkConfig, TunnelSensor};
+use voxtap_web::config::TrunkConfig;
 
 const HOUR_NS: u64 = 3_600_000_000_000;
 const SECOND_NS: u64 = 1_000_000_000;
@@ -266,7 +266,6 @@ async fn hub_dashboards_and_live_calls_of_every_sensor() {
         rx: hooks,
         seen: Vec::new(),
     };
-    let (cert, key) = certs.cert("vx_hub");
     let mut cfg = config();
     cfg.alerts = toml::from_str::<Rules>(RULES).unwrap().alerts;
     cfg.alerting = AlertingConfig {
@@ -274,28 +273,7 @@ async fn hub_dashboards_and_live_calls_of_every_sensor() {
         webhook: Some(hook_url),
         ..Default::default()
     };
-    cfg.central = Some(CentralConfig {
-        url: pg.tcp_url("vx_hub"),
-        client_cert: Some(cert),
-        client_key: Some(key),
-        ca: Some(certs.ca()),
-        sensors: vec![TunnelSensor {
-            name: "s2".into(),
-            secret: Some(SECRET2.into()),
-            secret_file: None,
-        }],
-        ..Default::default()
-    });
-    let hub_dir = tempfile::tempdir().unwrap();
-    let srv = voxtap_web::start(voxtap_web::ServeOptions {
-        data: hub_dir.path().to_path_buf(),
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        config: cfg,
-        insecure_no_auth: false,
-    })
-    .await
-    .unwrap();
-    let base = format!("http://{}", srv.addr);
+    let (srv, _hub_dir, base) = start_hub(&certs, &pg, &[("s2", SECRET2)], cfg).await;
     let cookie = login(&base, USER, PASSWORD).await.unwrap();
     let (w1, w2) = (
         figures_from_csv(&data1.join("calls.csv")),
@@ -332,19 +310,13 @@ async fn hub_dashboards_and_live_calls_of_every_sensor() {
     // (the outcome calls' first hour).
     let hour = T0 / HOUR_NS;
     let from = voxtap_engine::output::format_ts(hour * HOUR_NS);
-    let html = client()
-        .get(format!(
-            "{base}/dashboards?from={}&to={}&step=hour&sensor=s1&trunk=carrier-a",
-            &from[..16],
-            &voxtap_engine::output::format_ts((hour + 1) * HOUR_NS)[..16]
-        ))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let until = voxtap_engine::output::format_ts((hour + 1) * HOUR_NS);
+    let path = format!(
+        "/dashboards?from={}&to={}&step=hour&sensor=s1&trunk=carrier-a",
+        &from[..16],
+        &until[..16]
+    );
+    let html = get_page(&base, &cookie, &path).await;
     assert!(html.contains(r#"<select name="sensor">"#), "{html}");
     let carrier_a: i64 = local1
         .iter()
@@ -520,15 +492,7 @@ async fn check_live(base: &str, cookie: &str, hub: SocketAddr, data: &Path) {
         checked += 1;
         if checked == 2 {
             // The page: each call with its sensor.
-            let html = client()
-                .get(format!("{base}/live"))
-                .header("cookie", cookie)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let html = get_page(base, cookie, "/live").await;
             let cell = r#"<td class="sensor">s2</td><td><a href="/live/calls/"#;
             let rows = snap.calls.len() + snap.ended.len();
             assert_eq!(html.matches(cell).count(), rows, "{html}");
