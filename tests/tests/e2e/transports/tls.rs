@@ -84,28 +84,13 @@ fn baresip_config(dir: &Path, listen: u16, rtp: &str, account: &str, extra: &[St
 /// B's Contact back rewritten to itself, so A's ACK and BYE go the same way.
 /// Captured: the TLS leg and the media. Returns (capture, key log).
 ///
-/// A's lifetime (`-t 8`, counted from its start) is what ends the call
-/// before B's audio does; on a machine loaded by the rest of the suite the
-/// call once took longer than that to set up (A quit while connecting), so
-/// a call A never established is placed again, in a fresh folder, up to
-/// three times. Known defect: this bounds the chance, it does not remove
-/// the dependence on A's timer.
+/// A is driven through its control socket (baresip's ctrl_tcp), not by a
+/// timer: it hangs up once the call is established and 700 datagrams (about
+/// 7 s of the two directions' audio, of B's 8.3 s) have crossed the
+/// namespace, however long the set-up took on a loaded machine. (It used to
+/// quit on `-t 8` counted from its start, which once ran out while the call
+/// was still connecting under the suite's load.)
 fn baresip_tls_call(ns: &Netns, dir: &Path) -> (PathBuf, PathBuf) {
-    let mut logs = Vec::new();
-    for attempt in 1..=3 {
-        let d = dir.join(format!("attempt-{attempt}"));
-        std::fs::create_dir_all(&d).unwrap();
-        match try_baresip_tls_call(ns, &d) {
-            Ok(got) => return got,
-            Err(log) => logs.push(log),
-        }
-    }
-    panic!("baresip A never established the call: {logs:?}");
-}
-
-/// One try of [`baresip_tls_call`]; Err(A's log) when A did not establish
-/// the call.
-fn try_baresip_tls_call(ns: &Netns, dir: &Path) -> Result<(PathBuf, PathBuf), String> {
     let (cert, key) = test_cert();
     let pem = dir.join("cert.pem");
     std::fs::write(
@@ -125,7 +110,10 @@ fn try_baresip_tls_call(ns: &Netns, dir: &Path) -> Result<(PathBuf, PathBuf), St
         5062,
         "20000-20100",
         "<sip:alice@127.0.0.1:5062;transport=tcp>;regint=0;mediaenc=srtp-mand;audio_codecs=PCMU;outbound=\"sip:127.0.0.1:6000;transport=tcp\"",
-        &[],
+        &[
+            "module_app ctrl_tcp.so".into(),
+            format!("ctrl_tcp_listen 127.0.0.1:{CTRL_PORT}"),
+        ],
     );
     let pcap = dir.join("baresip-tls.pcap");
     let keylog = dir.join("keys.log");
@@ -150,7 +138,7 @@ fn try_baresip_tls_call(ns: &Netns, dir: &Path) -> Result<(PathBuf, PathBuf), St
     );
     let b_dir = dir.join("B");
     let b = ns.spawn(
-        &["baresip", "-f", b_dir.to_str().unwrap(), "-t", "20"],
+        &["baresip", "-f", b_dir.to_str().unwrap(), "-t", "120"],
         dir,
         &dir.join("B.log"),
     );
@@ -159,9 +147,10 @@ fn try_baresip_tls_call(ns: &Netns, dir: &Path) -> Result<(PathBuf, PathBuf), St
         "baresip B listening for TLS",
         || listening(ns, 5061).then_some(()),
     );
-    // A quits (hanging up) after 8 s, before B's 8.3 s of audio end.
+    let before = udp_datagrams(&b);
+    // `-t 120` only bounds A's life if the test dies; the call ends below.
     let a_dir = dir.join("A");
-    let a = ns.spawn(
+    let mut a = ns.spawn(
         &[
             "baresip",
             "-f",
@@ -169,20 +158,77 @@ fn try_baresip_tls_call(ns: &Netns, dir: &Path) -> Result<(PathBuf, PathBuf), St
             "-e",
             "/dial sip:bob@127.0.0.1:5060",
             "-t",
-            "8",
+            "120",
         ],
         dir,
         &dir.join("A.log"),
     );
-    a.wait(Duration::from_secs(60));
+    let a_log = || std::fs::read_to_string(dir.join("A.log")).unwrap_or_default();
+    wait_until(
+        Duration::from_secs(60),
+        "baresip A's call established",
+        || {
+            assert!(!a.exited(), "baresip A quit: {}", a_log());
+            a_log().contains("Call established").then_some(())
+        },
+    );
+    wait_until(Duration::from_secs(60), "7 s of audio both ways", || {
+        (udp_datagrams(&b) >= before + 700).then_some(())
+    });
+    control(ns, "hangup");
+    wait_until(
+        Duration::from_secs(30),
+        "baresip A's call terminated",
+        || a_log().contains("terminated").then_some(()),
+    );
+    control(ns, "quit");
+    a.wait(Duration::from_secs(30));
     b.signal(libc::SIGTERM);
     b.wait(Duration::from_secs(20));
     stop_tcpdump(td);
-    let log = std::fs::read_to_string(dir.join("A.log")).unwrap();
-    if !log.contains("Call established") {
-        return Err(log);
-    }
-    Ok((pcap, keylog))
+    (pcap, keylog)
+}
+
+/// baresip A's control socket (ctrl_tcp) in the test's namespace.
+const CTRL_PORT: u16 = 4444;
+
+/// One command to baresip A over ctrl_tcp (netstrings of JSON), waiting
+/// for its answer; the events the socket also carries (e.g. the call's
+/// CALL_CLOSED, which may come first) are skipped.
+fn control(ns: &Netns, command: &str) {
+    let script = format!(
+        "import json,socket\n\
+         s=socket.create_connection(('127.0.0.1',{CTRL_PORT}),timeout=20)\n\
+         m=json.dumps({{'command':'{command}','token':'t'}}).encode()\n\
+         s.sendall(str(len(m)).encode()+b':'+m+b',')\n\
+         buf=b''\n\
+         while True:\n\
+         \x20   while b':' in buf:\n\
+         \x20       n,rest=buf.split(b':',1)\n\
+         \x20       if len(rest)<int(n)+1: break\n\
+         \x20       msg=json.loads(rest[:int(n)]); buf=rest[int(n)+1:]\n\
+         \x20       if msg.get('response'): print(json.dumps(msg)); raise SystemExit(0)\n\
+         \x20   d=s.recv(65536)\n\
+         \x20   if not d: raise SystemExit('closed before the answer')\n\
+         \x20   buf+=d\n"
+    );
+    let answer = run(&mut ns.cmd(&["python3", "-c", &script]));
+    assert!(answer.contains("\"ok\": true"), "{command}: {answer}");
+}
+
+/// UDP datagrams received in the namespace so far (its /proc/net/snmp, read
+/// through a process inside it).
+fn udp_datagrams(inside: &Bg) -> u64 {
+    let pid = inside.0.as_ref().unwrap().id();
+    let snmp = std::fs::read_to_string(format!("/proc/{pid}/net/snmp")).unwrap();
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (names, values) = (udp.next().unwrap(), udp.next().unwrap());
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "InDatagrams")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap()
 }
 
 #[test]
