@@ -13,8 +13,10 @@
 //!   every sensor.
 //! * [`dashboards`]: the fleet's dashboards from the central rollups.
 //! * [`live`]: the sensors' live calls, pushed through their tunnels.
+//! * [`export`]: the CDR export of a fleet search, read through a cursor.
 
 pub mod dashboards;
+pub mod export;
 pub mod files;
 pub mod live;
 pub mod query;
@@ -57,6 +59,12 @@ impl std::ops::Deref for Pooled<'_> {
     type Target = Client;
     fn deref(&self) -> &Client {
         self.client.as_ref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl std::ops::DerefMut for Pooled<'_> {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.client.as_mut().unwrap_or_else(|| unreachable!())
     }
 }
 

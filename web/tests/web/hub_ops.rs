@@ -328,6 +328,7 @@ async fn hub_dashboards_and_live_calls_of_every_sensor() {
         html.contains(&format!(r#"data-attempts="{carrier_a}""#)),
         "{carrier_a} attempts of carrier-a: {html}"
     );
+    check_export(&base, &cookie, &[("s1", &data1), ("s2", &data2)]).await;
     check_live(&base, &cookie, srv.addr, &data2).await;
     check_alerts(&certs, &pg, &mut hooks).await;
 }
@@ -369,6 +370,86 @@ async fn check_alerts(certs: &Certs, pg: &Pg, hooks: &mut Events) {
     assert_eq!(ship(certs, pg, "s3", &data).await, 5);
     let back = hooks.wait("s3-silent", "resolved").await;
     assert!(value(&back) <= 2.0, "{back}");
+}
+
+/// The hub's CDR export: the JSON is the search's rows (every sensor's),
+/// the CSV the sensor's columns plus `sensor`, row for row; its calls are
+/// those of the sensors' own calls.csv; a sensor filter keeps its calls;
+/// each export is audited.
+async fn check_export(base: &str, cookie: &str, sensors: &[(&str, &Path)]) {
+    let search = "sort=start&dir=asc";
+    let page = get_json(base, cookie, &format!("/api/calls?{search}&per_page=500")).await;
+    let rows = page["rows"].as_array().unwrap();
+    assert!(rows.len() < 500 && page["total"] == rows.len(), "one page");
+    let json = get_json(base, cookie, &format!("/calls/export/calls.json?{search}")).await;
+    assert_eq!(json.as_array().unwrap(), rows);
+    let r = client()
+        .get(format!("{base}/calls/export/calls.csv?{search}"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("export.csv");
+    std::fs::write(&csv, r.text().await.unwrap()).unwrap();
+    let header = std::fs::read_to_string(&csv).unwrap();
+    let header = header.lines().next().unwrap();
+    assert_eq!(
+        header,
+        format!("{},sensor", voxtap_web::CSV_HEADER.trim_end())
+    );
+    let lines = read_csv(&csv);
+    assert_eq!(lines.len(), rows.len());
+    for (l, r) in lines.iter().zip(rows) {
+        assert_eq!(l["id"], r["id"].to_string());
+        assert_eq!(l["call_id"], r["call_id"].as_str().unwrap());
+        assert_eq!(l["sensor"], r["sensor"].as_str().unwrap());
+        assert_eq!(l["state"], r["state"].as_str().unwrap());
+    }
+    // The sensors' own calls, sensor by sensor.
+    let mut by_sensor: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for l in &lines {
+        by_sensor
+            .entry(l["sensor"].clone())
+            .or_default()
+            .insert(l["call_id"].clone());
+    }
+    for (name, data) in sensors {
+        let own: BTreeSet<String> = read_csv(&data.join("calls.csv"))
+            .into_iter()
+            .map(|r| r["call_id"].clone())
+            .collect();
+        assert_eq!(by_sensor.get(*name), Some(&own), "{name}");
+        let one = get_json(
+            base,
+            cookie,
+            &format!("/calls/export/calls.json?sensor={name}"),
+        )
+        .await;
+        let ids: BTreeSet<String> = one
+            .as_array()
+            .unwrap()
+            .iter()
+            .inspect(|r| assert_eq!(r["sensor"], *name))
+            .map(|r| r["call_id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(ids, own, "{name}'s export");
+    }
+    let audit = get_json(base, cookie, "/api/audit?action=export").await;
+    let details: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    for want in [
+        "calls.json?sort=start&dir=asc",
+        "calls.csv?sort=start&dir=asc",
+        "calls.json?sensor=s2",
+    ] {
+        assert!(details.contains(&want), "{want} in {details:?}");
+    }
 }
 
 /// A call of s3 across midnight into a day with no partitions yet: its
