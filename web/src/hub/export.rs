@@ -63,11 +63,11 @@ async fn stream(
             .await
             .map_err(|e| unavailable(e).message())?;
         for r in &rows {
-            if let Some(chunk) = chunks.push(&call_row(r)) {
-                if tx.send(Ok(chunk)).await.is_err() {
-                    // The client went away: the transaction rolls back.
-                    return Ok(());
-                }
+            if let Some(chunk) = chunks.push(&call_row(r))
+                && tx.send(Ok(chunk)).await.is_err()
+            {
+                // The client went away: the transaction rolls back.
+                return Ok(());
             }
         }
         if rows.len() < BATCH as usize {
