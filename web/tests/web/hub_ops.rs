@@ -805,3 +805,73 @@ fetch(a.href).then(r => r.text().then(t => done({status: r.status,
     let ids: BTreeSet<String> = lines.iter().map(|l| l["call_id"].clone()).collect();
     assert_eq!(&ids, want);
 }
+
+/// Resident memory of this process (the test and the hub it runs), KiB.
+fn rss_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Downloads the hub's CSV export of `query`: (rows, bytes, peak growth of
+/// the resident memory over its value before, KiB).
+async fn export_rss(base: &str, cookie: &str, query: &str) -> (u64, u64, u64) {
+    let before = rss_kib();
+    let mut peak = before;
+    let t = Instant::now();
+    let mut r = client()
+        .get(format!("{base}/calls/export/calls.csv?{query}"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (mut lines, mut bytes) = (0u64, 0u64);
+    while let Some(chunk) = r.chunk().await.unwrap() {
+        lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+        bytes += chunk.len() as u64;
+        peak = peak.max(rss_kib());
+    }
+    let rows = lines - 1;
+    println!(
+        "hub CSV export {query:?}: {rows} rows, {bytes} bytes in {:.1} s; RSS {before} KiB before, peak +{} KiB",
+        t.elapsed().as_secs_f64(),
+        peak - before
+    );
+    (rows, bytes, peak - before)
+}
+
+/// The hub's export streams: `VOXTAP_BENCH_CALLS` calls (default 300 000)
+/// loaded over 7 days as `fleet_bench` loads them; exporting all of them
+/// grows the process's resident memory no more than exporting a tenth
+/// (plus 16 MiB of allocator noise).
+/// `cargo test -p voxtap-web --test web hub_ops::bench -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: minutes; run with --ignored --nocapture"]
+async fn bench_hub_export_memory() {
+    let n: u64 = std::env::var("VOXTAP_BENCH_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300_000);
+    let certs = Certs::new();
+    let pg = setup_central(&certs, "hub-export").await;
+    let mut admin = PgTarget::parse(&pg.admin_url()).connect().await.unwrap();
+    schema::add_sensor(&mut admin, "s3").await.unwrap();
+    crate::fleet_bench::load(&pg, n);
+    let (_srv, _hub_dir, base) = start_hub(&certs, &pg, &[], config()).await;
+    let cookie = login(&base, USER, PASSWORD).await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let since = voxtap_engine::output::format_ts(now - 7 * 24 * HOUR_NS / 10);
+    let (tenth, _, grew_tenth) =
+        export_rss(&base, &cookie, &format!("from={}", &since[..16])).await;
+    let (all, _, grew_all) = export_rss(&base, &cookie, "").await;
+    assert_eq!(all, n, "every call exported");
+    assert!(tenth > 0 && tenth < all / 5, "{tenth} of {all}");
+    assert!(
+        grew_all <= grew_tenth + 16 * 1024,
+        "all {all} rows: +{grew_all} KiB, a tenth: +{grew_tenth} KiB"
+    );
+}
