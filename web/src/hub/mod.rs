@@ -106,7 +106,7 @@ impl Hub {
             target,
             pool: Mutex::new(Vec::new()),
             tunnels: tunnel::Registry::default(),
-            live: live::LiveStore::default(),
+            live: live::LiveStore::new(cfg.live_stale_seconds, cfg.live_drop_seconds),
             secrets,
             request_ttl: Duration::from_secs(cfg.request_ttl_seconds.unwrap_or(60).clamp(5, 300)),
             ahead_days: cfg.ahead_days.unwrap_or(7),
