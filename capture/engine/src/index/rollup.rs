@@ -462,25 +462,50 @@ fn mos_bucket(mos: Option<f64>) -> usize {
     }
 }
 
-/// Add the call's counts to its start minute and its in-progress time to
-/// every minute it spans.
+/// Add the call's counts to its start minute (and hour, by migration 8's
+/// triggers) and its in-progress time to every minute it spans, and to
+/// their hours: one write per hour, the sum of its minutes' values.
 fn apply(tx: &Transaction<'_>, f: &Facts) -> rusqlite::Result<()> {
     upsert(tx, f.start_ns / MINUTE_NS, f, &f.counts)?;
     let first = f.start_ns / MINUTE_NS;
     let last = (f.end_ns.max(f.start_ns) / MINUTE_NS).min(first + MAX_SPAN_MINUTES);
+    let mut hour = (first / 60, 0i64);
     for m in first..=last {
         let lo = f.start_ns.max(m * MINUTE_NS);
         let hi = f.end_ns.min((m + 1) * MINUTE_NS);
         if hi > lo {
+            let ms = i((hi - lo) / 1_000_000);
             // Only the one column: the statement of a long call's every
-            // minute stays small.
+            // minute stays small (and fires no hour trigger).
             tx.prepare_cached(
                 "INSERT INTO rollup_minute (minute, trunk, codec, active_ms) VALUES (?1, ?2, ?3, ?4) \
                  ON CONFLICT (minute, trunk, codec) DO UPDATE SET active_ms = active_ms + excluded.active_ms",
             )?
-            .execute(params![i(m), f.trunk, f.codec, i((hi - lo) / 1_000_000)])?;
+            .execute(params![i(m), f.trunk, f.codec, ms])?;
+            if m / 60 != hour.0 {
+                add_hour_active(tx, f, hour)?;
+                hour = (m / 60, 0);
+            }
+            hour.1 += ms;
         }
     }
+    add_hour_active(tx, f, hour)
+}
+
+/// Adds `ms` of in-progress time to the call's row of `hour`.
+fn add_hour_active(
+    tx: &Transaction<'_>,
+    f: &Facts,
+    (hour, ms): (u64, i64),
+) -> rusqlite::Result<()> {
+    if ms == 0 {
+        return Ok(());
+    }
+    tx.prepare_cached(
+        "INSERT INTO rollup_hour (hour, trunk, codec, active_ms) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (hour, trunk, codec) DO UPDATE SET active_ms = active_ms + excluded.active_ms",
+    )?
+    .execute(params![i(hour), f.trunk, f.codec, ms])?;
     Ok(())
 }
 
@@ -502,6 +527,9 @@ static UPSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 });
 
 fn upsert(tx: &Transaction<'_>, minute: u64, f: &Facts, c: &Counts) -> rusqlite::Result<()> {
+    // In-progress time goes through `apply`, which adds it to the hours
+    // too; the hour triggers copy every column but that one.
+    debug_assert_eq!(c.active_ms, 0);
     let mut args: Vec<rusqlite::types::Value> = vec![
         i(minute).into(),
         f.trunk.clone().into(),

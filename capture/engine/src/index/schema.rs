@@ -316,10 +316,13 @@ CREATE TABLE rollup_minute (
     PRIMARY KEY (minute, trunk, codec)
 ) WITHOUT ROWID;
 "#,
-    // 8: hourly rollups beside the minute ones, kept by triggers on
-    // `rollup_minute` (every write to it, whichever path: a recorded call,
-    // its in-progress minutes, a MOS moved, a rebuild), so a dashboard of
-    // whole hours reads 60 times fewer rows. Rows are never re-keyed.
+    // 8: hourly rollups beside the minute ones, so a dashboard of whole
+    // hours reads 60 times fewer rows. The counts follow `rollup_minute` by
+    // triggers (every write path: a recorded call's row, a MOS moved, a
+    // rebuild); the in-progress time (`active_ms`, up to a row per minute
+    // of a call) is added to the hours by the index code, one write per
+    // hour, not through a trigger per minute. A row with counts always has
+    // `attempts` (a call adds 1). Rows are never re-keyed.
     r#"
 CREATE TABLE rollup_hour (
     hour  INTEGER NOT NULL,   -- minute / 60
@@ -355,17 +358,18 @@ SELECT minute / 60, trunk, codec,
     sum(capture_loss), sum(rtp_lost), sum(rtp_expected), sum(active_ms)
 FROM rollup_minute GROUP BY minute / 60, trunk, codec;
 
-CREATE TRIGGER rollup_minute_to_hour_insert AFTER INSERT ON rollup_minute BEGIN
+CREATE TRIGGER rollup_minute_to_hour_insert AFTER INSERT ON rollup_minute
+WHEN new.attempts <> 0 BEGIN
     INSERT INTO rollup_hour (hour, trunk, codec,
         attempts, answered, ner_ok, answered_ms, pdd_ms, pdd_n, r_none, r1, r2, r3, r4,
         r5, r6, c404, c408, c480, c486, c487, c503, mos_none, mos1, mos2, mos3, mos4,
-        mos5, one_way, capture_loss, rtp_lost, rtp_expected, active_ms)
+        mos5, one_way, capture_loss, rtp_lost, rtp_expected)
     VALUES (new.minute / 60, new.trunk, new.codec,
         new.attempts, new.answered, new.ner_ok, new.answered_ms, new.pdd_ms, new.pdd_n,
         new.r_none, new.r1, new.r2, new.r3, new.r4, new.r5, new.r6, new.c404, new.c408,
         new.c480, new.c486, new.c487, new.c503, new.mos_none, new.mos1, new.mos2,
         new.mos3, new.mos4, new.mos5, new.one_way, new.capture_loss, new.rtp_lost,
-        new.rtp_expected, new.active_ms)
+        new.rtp_expected)
     ON CONFLICT (hour, trunk, codec) DO UPDATE SET
         attempts = attempts + excluded.attempts,
         answered = answered + excluded.answered, ner_ok = ner_ok + excluded.ner_ok,
@@ -382,15 +386,18 @@ CREATE TRIGGER rollup_minute_to_hour_insert AFTER INSERT ON rollup_minute BEGIN
         one_way = one_way + excluded.one_way,
         capture_loss = capture_loss + excluded.capture_loss,
         rtp_lost = rtp_lost + excluded.rtp_lost,
-        rtp_expected = rtp_expected + excluded.rtp_expected,
-        active_ms = active_ms + excluded.active_ms;
+        rtp_expected = rtp_expected + excluded.rtp_expected;
 END;
 
-CREATE TRIGGER rollup_minute_to_hour_update AFTER UPDATE ON rollup_minute BEGIN
+CREATE TRIGGER rollup_minute_to_hour_update AFTER UPDATE OF
+    attempts, answered, ner_ok, answered_ms, pdd_ms, pdd_n, r_none, r1, r2, r3, r4, r5,
+    r6, c404, c408, c480, c486, c487, c503, mos_none, mos1, mos2, mos3, mos4, mos5,
+    one_way, capture_loss, rtp_lost, rtp_expected
+ON rollup_minute BEGIN
     INSERT INTO rollup_hour (hour, trunk, codec,
         attempts, answered, ner_ok, answered_ms, pdd_ms, pdd_n, r_none, r1, r2, r3, r4,
         r5, r6, c404, c408, c480, c486, c487, c503, mos_none, mos1, mos2, mos3, mos4,
-        mos5, one_way, capture_loss, rtp_lost, rtp_expected, active_ms)
+        mos5, one_way, capture_loss, rtp_lost, rtp_expected)
     VALUES (new.minute / 60, new.trunk, new.codec,
         new.attempts - old.attempts, new.answered - old.answered,
         new.ner_ok - old.ner_ok, new.answered_ms - old.answered_ms,
@@ -402,7 +409,7 @@ CREATE TRIGGER rollup_minute_to_hour_update AFTER UPDATE ON rollup_minute BEGIN
         new.mos2 - old.mos2, new.mos3 - old.mos3, new.mos4 - old.mos4,
         new.mos5 - old.mos5, new.one_way - old.one_way,
         new.capture_loss - old.capture_loss, new.rtp_lost - old.rtp_lost,
-        new.rtp_expected - old.rtp_expected, new.active_ms - old.active_ms)
+        new.rtp_expected - old.rtp_expected)
     ON CONFLICT (hour, trunk, codec) DO UPDATE SET
         attempts = attempts + excluded.attempts,
         answered = answered + excluded.answered, ner_ok = ner_ok + excluded.ner_ok,
@@ -419,8 +426,7 @@ CREATE TRIGGER rollup_minute_to_hour_update AFTER UPDATE ON rollup_minute BEGIN
         one_way = one_way + excluded.one_way,
         capture_loss = capture_loss + excluded.capture_loss,
         rtp_lost = rtp_lost + excluded.rtp_lost,
-        rtp_expected = rtp_expected + excluded.rtp_expected,
-        active_ms = active_ms + excluded.active_ms;
+        rtp_expected = rtp_expected + excluded.rtp_expected;
 END;
 
 CREATE TRIGGER rollup_minute_to_hour_delete AFTER DELETE ON rollup_minute BEGIN
