@@ -510,9 +510,14 @@ mod tests {
         std::fs::write(&p, format!("{rule}scope = \"10.0.0.0/40\"\n")).unwrap();
         let e = Config::load(&p).unwrap_err().to_string();
         assert!(e.contains("scope"), "{e}");
-        std::fs::write(&p, "[alerting]\nwebhook = \"https://x/\"\n").unwrap();
+        std::fs::write(&p, "[alerting]\nwebhook = \"ftp://x/\"\n").unwrap();
         let e = Config::load(&p).unwrap_err().to_string();
         assert!(e.contains("webhook"), "{e}");
+        std::fs::write(&p, "[alerting]\nwebhook = \"https://x/\"\n").unwrap();
+        Config::load(&p).unwrap();
+        std::fs::write(&p, "[alerting]\ntls_ca = \"/nonexistent/ca.pem\"\n").unwrap();
+        let e = Config::load(&p).unwrap_err().to_string();
+        assert!(e.contains("tls_ca"), "{e}");
         std::fs::write(&p, "[alerting]\nsmtp_relay = \"127.0.0.1:25\"\n").unwrap();
         let e = Config::load(&p).unwrap_err().to_string();
         assert!(e.contains("smtp_from"), "{e}");
