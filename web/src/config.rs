@@ -171,6 +171,12 @@ pub struct CentralConfig {
     pub retention_days: Option<i32>,
     /// How long a signed request to a sensor stays valid (default 60 s).
     pub request_ttl_seconds: Option<u64>,
+    /// A sensor's live calls are shown as stale after this many seconds
+    /// without a push from it (default 5; 2 to 3600) and leave the Live
+    /// page after `live_drop_seconds` (default 15; longer than the first,
+    /// at most 86400).
+    pub live_stale_seconds: Option<u64>,
+    pub live_drop_seconds: Option<u64>,
     /// Sensors allowed to open a tunnel, each with its shared secret.
     #[serde(default)]
     pub sensors: Vec<TunnelSensor>,
@@ -504,9 +510,14 @@ mod tests {
         std::fs::write(&p, format!("{rule}scope = \"10.0.0.0/40\"\n")).unwrap();
         let e = Config::load(&p).unwrap_err().to_string();
         assert!(e.contains("scope"), "{e}");
-        std::fs::write(&p, "[alerting]\nwebhook = \"https://x/\"\n").unwrap();
+        std::fs::write(&p, "[alerting]\nwebhook = \"ftp://x/\"\n").unwrap();
         let e = Config::load(&p).unwrap_err().to_string();
         assert!(e.contains("webhook"), "{e}");
+        std::fs::write(&p, "[alerting]\nwebhook = \"https://x/\"\n").unwrap();
+        Config::load(&p).unwrap();
+        std::fs::write(&p, "[alerting]\ntls_ca = \"/nonexistent/ca.pem\"\n").unwrap();
+        let e = Config::load(&p).unwrap_err().to_string();
+        assert!(e.contains("tls_ca"), "{e}");
         std::fs::write(&p, "[alerting]\nsmtp_relay = \"127.0.0.1:25\"\n").unwrap();
         let e = Config::load(&p).unwrap_err().to_string();
         assert!(e.contains("smtp_from"), "{e}");

@@ -1,6 +1,7 @@
 //! CDR export: every call a search matches (all pages), as CSV or JSON,
 //! streamed from a read of the index on its own connection: rows go out in
-//! chunks as SQLite yields them, never the whole result in memory.
+//! chunks as SQLite yields them, never the whole result in memory. On a
+//! hub, from the central index through a cursor (see `hub::export`).
 
 use std::io::Write as _;
 
@@ -25,14 +26,82 @@ request_uri,state,status_code,end_reason,ringing,answer,talk_s,mos,sip_packets,r
 streams,encrypted_signalling,outer_path\n";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub(crate) enum Format {
     Csv,
     Json,
 }
 
+/// The body's chunks: the export's rows go out through this channel.
+pub(crate) type ChunkTx = mpsc::Sender<Result<Bytes, std::io::Error>>;
+
+/// An export's bytes, cut into chunks of [`CHUNK_ROWS`] rows. A hub's
+/// export has one more CSV column, `sensor`, last (so a sensor's columns
+/// keep their places); its JSON rows carry `sensor` anyway.
+pub(crate) struct Chunks {
+    fmt: Format,
+    sensor: bool,
+    buf: Vec<u8>,
+    n: usize,
+}
+
+impl Chunks {
+    pub(crate) fn new(fmt: Format, sensor: bool) -> Chunks {
+        let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+        match fmt {
+            Format::Csv if sensor => {
+                buf.extend_from_slice(CSV_HEADER.trim_end().as_bytes());
+                buf.extend_from_slice(b",sensor\n");
+            }
+            Format::Csv => buf.extend_from_slice(CSV_HEADER.as_bytes()),
+            Format::Json => buf.push(b'['),
+        }
+        Chunks {
+            fmt,
+            sensor,
+            buf,
+            n: 0,
+        }
+    }
+
+    /// Adds a row; a chunk once [`CHUNK_ROWS`] rows are in.
+    pub(crate) fn push(&mut self, row: &CallRow) -> Option<Bytes> {
+        match self.fmt {
+            Format::Csv => {
+                csv_row(&mut self.buf, row);
+                if self.sensor {
+                    self.buf.pop();
+                    self.buf.push(b',');
+                    field(&mut self.buf, row.sensor.as_deref().unwrap_or(""));
+                    self.buf.push(b'\n');
+                }
+            }
+            Format::Json => {
+                if self.n > 0 {
+                    self.buf.push(b',');
+                }
+                let _ = serde_json::to_writer(&mut self.buf, row);
+            }
+        }
+        self.n += 1;
+        self.n
+            .is_multiple_of(CHUNK_ROWS)
+            .then(|| Bytes::from(std::mem::take(&mut self.buf)))
+    }
+
+    /// The rest, after the last row.
+    pub(crate) fn finish(mut self) -> Bytes {
+        if self.fmt == Format::Json {
+            self.buf.extend_from_slice(b"]\n");
+        }
+        Bytes::from(self.buf)
+    }
+}
+
 /// `/calls/export/{name}` with `name` `calls.csv` or `calls.json` and the
-/// call list's query parameters. Audited (user, file, search) before a byte
-/// leaves, like the call downloads: an export is many calls' metadata.
+/// call list's query parameters: this server's index, or on a hub the
+/// central one (every sensor's calls, with their sensor). Audited (user,
+/// file, search) before a byte leaves, like the call downloads: an export
+/// is many calls' metadata.
 pub async fn export(
     State(st): State<Shared>,
     Extension(ident): Extension<Identity>,
@@ -45,13 +114,11 @@ pub async fn export(
         "calls.json" => Format::Json,
         _ => return Err(AppError::new(StatusCode::NOT_FOUND, "no such export")),
     };
-    if st.hub.is_some() {
-        return Err(bad(
-            "the export reads this server's own index; a hub's fleet search is not exported yet"
-                .into(),
-        ));
-    }
     let q = f.to_query().map_err(bad)?;
+    let h = match st.hub {
+        Some(_) => f.hub_filter().map_err(bad)?,
+        None => Default::default(),
+    };
     let search = crate::pages::query_string(&f, None, None);
     audit(
         &st,
@@ -62,14 +129,19 @@ pub async fn export(
     )
     .await?;
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
-    let path = st.db.path.clone();
-    tokio::task::spawn_blocking(move || {
-        let r = Index::open(&path).and_then(|idx| stream_rows(&idx, &q, fmt, &tx));
-        if let Err(e) = r {
-            tracing::warn!(error = %e, "CDR export failed");
-            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+    match &st.hub {
+        Some(hub) => crate::hub::export::spawn(hub.clone(), q, h, fmt, tx),
+        None => {
+            let path = st.db.path.clone();
+            tokio::task::spawn_blocking(move || {
+                let r = Index::open(&path).and_then(|idx| stream_rows(&idx, &q, fmt, &tx));
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "CDR export failed");
+                    let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                }
+            });
         }
-    });
+    }
     let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|c| (c, rx))
     }));
@@ -92,38 +164,18 @@ fn stream_rows(
     idx: &Index,
     q: &voxtap_engine::index::CallQuery,
     fmt: Format,
-    tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+    tx: &ChunkTx,
 ) -> Result<(), voxtap_engine::index::IndexError> {
-    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
-    buf.extend_from_slice(match fmt {
-        Format::Csv => CSV_HEADER.as_bytes(),
-        Format::Json => b"[",
-    });
-    let mut n = 0usize;
+    let mut chunks = Chunks::new(fmt, false);
     let mut open = true;
     idx.scan_calls(q, |row| {
-        match fmt {
-            Format::Csv => csv_row(&mut buf, &row),
-            Format::Json => {
-                if n > 0 {
-                    buf.push(b',');
-                }
-                let _ = serde_json::to_writer(&mut buf, &row);
-            }
-        }
-        n += 1;
-        if n.is_multiple_of(CHUNK_ROWS) {
-            open = tx
-                .blocking_send(Ok(Bytes::from(std::mem::take(&mut buf))))
-                .is_ok();
+        if let Some(c) = chunks.push(&row) {
+            open = tx.blocking_send(Ok(c)).is_ok();
         }
         open
     })?;
-    if fmt == Format::Json {
-        buf.extend_from_slice(b"]\n");
-    }
-    if open && !buf.is_empty() {
-        let _ = tx.blocking_send(Ok(Bytes::from(buf)));
+    if open {
+        let _ = tx.blocking_send(Ok(chunks.finish()));
     }
     Ok(())
 }

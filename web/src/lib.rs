@@ -57,6 +57,7 @@ use axum::routing::{get, post};
 use voxtap_engine::index::{INDEX_FILE, Index, IndexError};
 
 pub use config::{Config, Role};
+pub use export::CSV_HEADER;
 pub use handlers::parse_time;
 pub use signalling_view::exposition as signalling_exposition;
 

@@ -18,6 +18,7 @@ pub mod notify;
 pub mod rules;
 mod smtp;
 pub mod store;
+mod tls;
 pub mod views;
 
 use std::collections::BTreeMap;
@@ -27,7 +28,7 @@ use std::sync::{Mutex, OnceLock, RwLock};
 
 use serde::Serialize;
 
-pub use notify::{AlertingConfig, Event, Notifier};
+pub use notify::{AlertingConfig, Event, Notifier, Secret};
 pub use rules::Rule;
 use store::Store;
 

@@ -1,9 +1,10 @@
 //! Where firing and resolved alerts go: a webhook (JSON POST, retried with
 //! back-off), syslog (RFC 5424 over UDP or to the local `/dev/log`) and
-//! mail (SMTP to a relay). Each sink has its own bounded queue and task, so
+//! mail (SMTP to a relay, STARTTLS and AUTH when configured). Each sink has its own bounded queue and task, so
 //! a webhook retrying does not hold up syslog; an event that finds a queue
 //! full is dropped and counted.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -13,6 +14,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::smtp;
+use super::tls;
+
+/// A password from the config: never in a log line or a Debug print.
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
 
 /// `[alerting]`: how often rules are evaluated and where alerts go.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -22,7 +35,8 @@ pub struct AlertingConfig {
     pub interval_seconds: Option<u64>,
     /// Events waiting per sink at most (default 1000).
     pub queue: Option<u32>,
-    /// `http://HOST:PORT/PATH` receiving each event as JSON.
+    /// `http://HOST:PORT/PATH` or `https://...` receiving each event as
+    /// JSON.
     pub webhook: Option<String>,
     /// Further attempts after a failed POST (default 5), waiting 1, 2, 4...
     /// seconds (at most 60) between them.
@@ -30,16 +44,36 @@ pub struct AlertingConfig {
     /// `udp://HOST:PORT` (RFC 5424 over UDP) or a local socket path such
     /// as `/dev/log`.
     pub syslog: Option<String>,
-    /// `HOST:PORT` of an SMTP relay (plain SMTP, no TLS or AUTH).
+    /// `HOST:PORT` of an SMTP relay.
     pub smtp_relay: Option<String>,
     pub smtp_from: Option<String>,
     #[serde(default)]
     pub smtp_to: Vec<String>,
+    /// STARTTLS before anything else (the relay must offer it).
+    pub smtp_starttls: Option<bool>,
+    /// AUTH PLAIN or LOGIN (whichever the relay offers, PLAIN first) with
+    /// this user and `smtp_password`; only with `smtp_starttls`.
+    pub smtp_user: Option<String>,
+    pub smtp_password: Option<Secret>,
+    /// A PEM file of the CA(s) the HTTPS webhook's and the SMTP relay's
+    /// certificates are checked against (default: the system's roots).
+    pub tls_ca: Option<PathBuf>,
 }
 
-/// `http://host:port/path` split; None when it is not one.
-pub fn parse_http_url(url: &str) -> Option<(String, String)> {
-    let rest = url.strip_prefix("http://")?;
+/// A webhook's URL: whether it is HTTPS, `host:port`, path.
+#[derive(Debug, PartialEq, Eq)]
+pub struct HttpUrl {
+    pub tls: bool,
+    pub authority: String,
+    pub path: String,
+}
+
+/// `http[s]://host[:port]/path` split; None when it is not one.
+pub fn parse_http_url(url: &str) -> Option<HttpUrl> {
+    let (tls, rest, port) = match url.strip_prefix("https://") {
+        Some(r) => (true, r, 443),
+        None => (false, url.strip_prefix("http://")?, 80),
+    };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -50,12 +84,16 @@ pub fn parse_http_url(url: &str) -> Option<(String, String)> {
     {
         authority.to_string()
     } else {
-        format!("{authority}:80")
+        format!("{authority}:{port}")
     };
     let ok = !authority.starts_with(':')
         && !path.contains(['\r', '\n', ' '])
         && !authority.contains(['@', ' ']);
-    ok.then(|| (authority, path.to_string()))
+    ok.then(|| HttpUrl {
+        tls,
+        authority,
+        path: path.to_string(),
+    })
 }
 
 impl AlertingConfig {
@@ -72,8 +110,11 @@ impl AlertingConfig {
             .filter(|u| parse_http_url(u).is_none())
         {
             return Err(format!(
-                "[alerting] webhook {u:?}: an http://HOST:PORT/PATH URL (HTTPS: put a local relay in front)"
+                "[alerting] webhook {u:?}: an http:// or https://HOST:PORT/PATH URL"
             ));
+        }
+        if let Some(ca) = &self.tls_ca {
+            tls::client_config(Some(ca)).map_err(|e| format!("[alerting] tls_ca: {e}"))?;
         }
         if let Some(s) = self.syslog.as_deref() {
             let udp = s.strip_prefix("udp://").is_some_and(|a| {
@@ -89,7 +130,36 @@ impl AlertingConfig {
         if self.smtp_relay.is_some() && (self.smtp_from.is_none() || self.smtp_to.is_empty()) {
             return Err("[alerting] smtp_relay needs smtp_from and smtp_to".into());
         }
+        if self.smtp_user.is_some() != self.smtp_password.is_some() {
+            return Err("[alerting] smtp_user and smtp_password go together".into());
+        }
+        if self.smtp_user.is_some() && self.smtp_starttls != Some(true) {
+            return Err(
+                "[alerting] smtp_user needs smtp_starttls = true: the password must not cross the network in clear"
+                    .into(),
+            );
+        }
         Ok(())
+    }
+
+    /// The TLS client the sinks use, when one needs it.
+    fn tls(&self) -> Option<Arc<rustls::ClientConfig>> {
+        let https = self
+            .webhook
+            .as_deref()
+            .and_then(parse_http_url)
+            .is_some_and(|u| u.tls);
+        if !https && self.smtp_starttls != Some(true) {
+            return None;
+        }
+        match tls::client_config(self.tls_ca.as_deref()) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                // Each send then fails and is counted: the sink stays visible.
+                tracing::error!(error = %e, "alert notifications: no TLS client");
+                None
+            }
+        }
     }
 }
 
@@ -154,11 +224,13 @@ impl Notifier {
     pub fn start(cfg: &AlertingConfig) -> Notifier {
         let depth = cfg.queue.unwrap_or(1000) as usize;
         let mut n = Notifier::default();
+        let tls = cfg.tls();
         if let Some(url) = cfg.webhook.clone() {
             let retries = cfg.webhook_retries.unwrap_or(5);
+            let tls = tls.clone();
             n.add("webhook", depth, move |e, c| {
-                let url = url.clone();
-                async move { webhook(&url, &e, retries, &c).await }
+                let (url, tls) = (url.clone(), tls.clone());
+                async move { webhook(&url, tls.as_ref(), &e, retries, &c).await }
             });
         }
         if let Some(target) = cfg.syslog.clone() {
@@ -168,10 +240,17 @@ impl Notifier {
             });
         }
         if let (Some(relay), Some(from)) = (cfg.smtp_relay.clone(), cfg.smtp_from.clone()) {
-            let to = cfg.smtp_to.clone();
+            let relay = Arc::new(Relay {
+                addr: relay,
+                from,
+                to: cfg.smtp_to.clone(),
+                starttls: cfg.smtp_starttls == Some(true),
+                tls: tls.clone(),
+                auth: cfg.smtp_user.clone().zip(cfg.smtp_password.clone()),
+            });
             n.add("smtp", depth, move |e, _| {
-                let (relay, from, to) = (relay.clone(), from.clone(), to.clone());
-                async move { mail(&relay, &from, &to, &e).await }
+                let relay = relay.clone();
+                async move { mail(&relay, &e).await }
             });
         }
         n
@@ -217,12 +296,18 @@ impl Notifier {
 }
 
 /// POSTs `e`, retrying with a doubling back-off.
-async fn webhook(url: &str, e: &Event, retries: u32, c: &SinkCounters) -> Result<(), String> {
+async fn webhook(
+    url: &str,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    e: &Event,
+    retries: u32,
+    c: &SinkCounters,
+) -> Result<(), String> {
     let body = serde_json::to_string(e).map_err(|e| e.to_string())?;
     let mut wait = Duration::from_secs(1);
     let mut attempt = 0;
     loop {
-        let r = tokio::time::timeout(Duration::from_secs(10), post(url, &body))
+        let r = tokio::time::timeout(Duration::from_secs(10), post(url, tls, &body))
             .await
             .unwrap_or_else(|_| Err("no answer within 10 s".into()));
         match r {
@@ -241,12 +326,25 @@ async fn webhook(url: &str, e: &Event, retries: u32, c: &SinkCounters) -> Result
     }
 }
 
-/// One HTTP/1.1 POST; a 2xx status is success.
-async fn post(url: &str, body: &str) -> Result<(), String> {
-    let (authority, path) = parse_http_url(url).ok_or("not an http:// URL")?;
-    let mut s = tokio::net::TcpStream::connect(&authority)
+/// One HTTP/1.1 POST (over TLS for https://); a 2xx status is success.
+async fn post(
+    url: &str,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    body: &str,
+) -> Result<(), String> {
+    let HttpUrl {
+        tls: https,
+        authority,
+        path,
+    } = parse_http_url(url).ok_or("not an http(s):// URL")?;
+    let tcp = tokio::net::TcpStream::connect(&authority)
         .await
         .map_err(|e| e.to_string())?;
+    let mut s: Box<dyn tls::Io> = match (https, tls) {
+        (false, _) => Box::new(tcp),
+        (true, Some(cfg)) => tls::wrap(tcp, &authority, cfg).await?,
+        (true, None) => return Err("HTTPS without a TLS client (see the start's error)".into()),
+    };
     let req = format!(
         "POST {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: voxtap/{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         env!("CARGO_PKG_VERSION"),
@@ -255,6 +353,7 @@ async fn post(url: &str, body: &str) -> Result<(), String> {
     s.write_all(req.as_bytes())
         .await
         .map_err(|e| e.to_string())?;
+    s.flush().await.map_err(|e| e.to_string())?;
     let mut head = [0u8; 64];
     let mut n = 0;
     while n < 12 {
@@ -324,7 +423,22 @@ async fn syslog(target: &str, e: &Event) -> Result<(), String> {
     Ok(())
 }
 
-async fn mail(relay: &str, from: &str, to: &[String], e: &Event) -> Result<(), String> {
+/// The SMTP sink's relay and envelope.
+struct Relay {
+    addr: String,
+    from: String,
+    to: Vec<String>,
+    starttls: bool,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    auth: Option<(String, Secret)>,
+}
+
+async fn mail(relay: &Relay, e: &Event) -> Result<(), String> {
+    let starttls = match (relay.starttls, &relay.tls) {
+        (false, _) => None,
+        (true, Some(cfg)) => Some(cfg),
+        (true, None) => return Err("STARTTLS without a TLS client (see the start's error)".into()),
+    };
     let subject = format!("[voxtap] {} {}", e.state.to_uppercase(), e.rule);
     let body = format!(
         "{}\n\nrule: {}\nstate: {}\nmetric: {} {} {}\nvalue: {}\nwindow: {} s\nscope: {}\nat: {}\nhost: {}\n",
@@ -342,14 +456,16 @@ async fn mail(relay: &str, from: &str, to: &[String], e: &Event) -> Result<(), S
     );
     let host = if e.host.is_empty() { "voxtap" } else { &e.host };
     smtp::send(&smtp::Mail {
-        relay,
+        relay: &relay.addr,
         helo: host,
-        from,
-        to,
+        from: &relay.from,
+        to: &relay.to,
         subject: &subject,
         body: &body,
         date: &smtp::date(e.at_unix_ms / 1000),
         message_id: &format!("{}.{}.{}@{host}", e.at_unix_ms, e.rule, e.state),
+        starttls,
+        auth: relay.auth.as_ref().map(|(u, p)| (u.as_str(), p.0.as_str())),
     })
     .await
 }
@@ -360,15 +476,23 @@ mod tests {
 
     #[test]
     fn urls_and_syslog_lines() {
+        let url = |tls, authority: &str, path: &str| {
+            Some(HttpUrl {
+                tls,
+                authority: authority.into(),
+                path: path.into(),
+            })
+        };
         assert_eq!(
             parse_http_url("http://127.0.0.1:9000/hook?a=1"),
-            Some(("127.0.0.1:9000".into(), "/hook?a=1".into()))
+            url(false, "127.0.0.1:9000", "/hook?a=1")
         );
         assert_eq!(
             parse_http_url("http://alerts.example"),
-            Some(("alerts.example:80".into(), "/".into()))
+            url(false, "alerts.example:80", "/")
         );
-        assert_eq!(parse_http_url("https://x/"), None);
+        assert_eq!(parse_http_url("https://x/"), url(true, "x:443", "/"));
+        assert_eq!(parse_http_url("ftp://x/"), None);
         assert_eq!(parse_http_url("http://x/a b"), None);
         let e = Event {
             rule: "r1".into(),
@@ -391,5 +515,26 @@ mod tests {
         );
         assert!(l.contains(" alert [voxtap@32473 rule=\"r1\" state=\"firing\" metric=\"asr\" value=\"12.5\" threshold=\"40\"] FIRING r1: ASR % < 40 over 300 s (all calls); value 12.50"), "{l}");
         assert_eq!(sd_value("a]\"\\"), "a\\]\\\"\\\\");
+    }
+
+    #[test]
+    fn smtp_credentials_are_checked_and_never_printed() {
+        let cfg: AlertingConfig = toml::from_str(
+            "smtp_relay = \"mail.test:587\"\nsmtp_from = \"a@test\"\nsmtp_to = [\"b@test\"]\n\
+             smtp_user = \"voxtap\"\nsmtp_password = \"s3cret-pw\"\n",
+        )
+        .unwrap();
+        assert!(!format!("{cfg:?}").contains("s3cret-pw"), "{cfg:?}");
+        assert!(cfg.check().unwrap_err().contains("smtp_starttls"));
+        let cfg = AlertingConfig {
+            smtp_starttls: Some(true),
+            ..cfg
+        };
+        assert_eq!(cfg.check(), Ok(()));
+        let cfg = AlertingConfig {
+            smtp_password: None,
+            ..cfg
+        };
+        assert!(cfg.check().unwrap_err().contains("go together"));
     }
 }

@@ -3,7 +3,8 @@
 //! in memory, one per sensor (only sensors with a tunnel secret can log
 //! in, so the store is as large as the fleet). A sensor whose tunnel
 //! closes is dropped at once; one that goes quiet with its tunnel open is
-//! marked stale after [`STALE_AFTER`] and dropped after [`DROP_AFTER`].
+//! marked stale after [`STALE_AFTER`] and dropped after [`DROP_AFTER`]
+//! (`[central] live_stale_seconds`, `live_drop_seconds`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -13,9 +14,10 @@ use serde::Serialize;
 use voxtap_sensor::central::protocol;
 use voxtap_sensor::status::LiveCallsFile;
 
-/// No push for this long: the sensor's calls are shown as stale.
+/// No push for this long: the sensor's calls are shown as stale (default).
 pub const STALE_AFTER: Duration = Duration::from_secs(5);
-/// No push for this long: the sensor's calls are gone from the page.
+/// No push for this long: the sensor's calls are gone from the page
+/// (default).
 pub const DROP_AFTER: Duration = Duration::from_secs(15);
 
 struct Held {
@@ -25,9 +27,16 @@ struct Held {
     file: LiveCallsFile,
 }
 
-#[derive(Default)]
 pub struct LiveStore {
     by_sensor: Mutex<HashMap<String, Held>>,
+    stale_after: Duration,
+    drop_after: Duration,
+}
+
+impl Default for LiveStore {
+    fn default() -> LiveStore {
+        LiveStore::new(None, None)
+    }
 }
 
 /// One sensor's live calls as the hub shows them.
@@ -42,6 +51,21 @@ pub struct SensorLive {
 }
 
 impl LiveStore {
+    /// Stale after `stale_s` seconds without a push (2 to 3600, default
+    /// 5), dropped after `drop_s` (beyond the first, at most 86400,
+    /// default 15): out-of-range values are clamped, like the request TTL.
+    pub fn new(stale_s: Option<u64>, drop_s: Option<u64>) -> LiveStore {
+        let stale = stale_s.unwrap_or(STALE_AFTER.as_secs()).clamp(2, 3600);
+        let drop = drop_s
+            .unwrap_or(DROP_AFTER.as_secs())
+            .clamp(stale + 1, 86_400);
+        LiveStore {
+            by_sensor: Mutex::default(),
+            stale_after: Duration::from_secs(stale),
+            drop_after: Duration::from_secs(drop),
+        }
+    }
+
     /// A push from `sensor`'s tunnel; false if it was not a valid push.
     pub fn receive(&self, sensor: &str, generation: u64, text: &str) -> bool {
         let Some(file) = protocol::parse_live(text) else {
@@ -64,17 +88,18 @@ impl LiveStore {
         }
     }
 
-    /// Every sensor's latest calls, by name; drops the ones past
-    /// [`DROP_AFTER`].
+    /// Every sensor's latest calls, by name; drops the ones past their
+    /// drop time.
     pub fn fleet(&self) -> Vec<SensorLive> {
+        let (stale_after, drop_after) = (self.stale_after, self.drop_after);
         let mut m = self.lock();
-        m.retain(|_, h| h.at.elapsed() < DROP_AFTER);
+        m.retain(|_, h| h.at.elapsed() < drop_after);
         let mut v: Vec<SensorLive> = m
             .iter()
             .map(|(name, h)| SensorLive {
                 sensor: name.clone(),
                 age_s: h.at.elapsed().as_secs_f64(),
-                stale: h.at.elapsed() >= STALE_AFTER,
+                stale: h.at.elapsed() >= stale_after,
                 file: h.file.clone(),
             })
             .collect();
@@ -116,5 +141,26 @@ mod tests {
         assert_eq!(store.fleet().len(), 1);
         store.forget("s1", 1);
         assert!(store.fleet().is_empty());
+    }
+
+    #[test]
+    fn staleness_is_configured_and_clamped() {
+        let s = LiveStore::default();
+        assert_eq!((s.stale_after, s.drop_after), (STALE_AFTER, DROP_AFTER));
+        let s = LiveStore::new(Some(30), Some(120));
+        assert_eq!(s.stale_after, Duration::from_secs(30));
+        assert_eq!(s.drop_after, Duration::from_secs(120));
+        // Stale below the push interval, drop before stale: clamped.
+        let s = LiveStore::new(Some(0), Some(1));
+        assert_eq!(s.stale_after, Duration::from_secs(2));
+        assert_eq!(s.drop_after, Duration::from_secs(3));
+        // A held push past its stale time (set back, not waited for).
+        let s = LiveStore::new(Some(10), Some(20));
+        let push = protocol::live_push(LiveCallsFile::default()).unwrap();
+        assert!(s.receive("s1", 1, &push));
+        s.lock().get_mut("s1").unwrap().at -= Duration::from_secs(11);
+        assert!(s.fleet()[0].stale);
+        s.lock().get_mut("s1").unwrap().at -= Duration::from_secs(10);
+        assert!(s.fleet().is_empty());
     }
 }

@@ -13,8 +13,10 @@
 //!   every sensor.
 //! * [`dashboards`]: the fleet's dashboards from the central rollups.
 //! * [`live`]: the sensors' live calls, pushed through their tunnels.
+//! * [`export`]: the CDR export of a fleet search, read through a cursor.
 
 pub mod dashboards;
+pub mod export;
 pub mod files;
 pub mod live;
 pub mod query;
@@ -60,6 +62,12 @@ impl std::ops::Deref for Pooled<'_> {
     }
 }
 
+impl std::ops::DerefMut for Pooled<'_> {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.client.as_mut().unwrap_or_else(|| unreachable!())
+    }
+}
+
 impl Drop for Pooled<'_> {
     fn drop(&mut self) {
         if let Some(c) = self.client.take()
@@ -98,7 +106,7 @@ impl Hub {
             target,
             pool: Mutex::new(Vec::new()),
             tunnels: tunnel::Registry::default(),
-            live: live::LiveStore::default(),
+            live: live::LiveStore::new(cfg.live_stale_seconds, cfg.live_drop_seconds),
             secrets,
             request_ttl: Duration::from_secs(cfg.request_ttl_seconds.unwrap_or(60).clamp(5, 300)),
             ahead_days: cfg.ahead_days.unwrap_or(7),

@@ -30,7 +30,7 @@ pub struct HubFilter {
     pub status_code: Option<i16>,
 }
 
-type Param = Box<dyn ToSql + Sync + Send>;
+pub(super) type Param = Box<dyn ToSql + Sync + Send>;
 
 fn time(ns: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(ns)
@@ -49,7 +49,7 @@ fn like_escape(s: &str) -> String {
 }
 
 /// WHERE conditions and their parameters.
-struct Where {
+pub(super) struct Where {
     conds: Vec<String>,
     params: Vec<Param>,
     /// Searching by IP: the rows come from `call_ips` joined to `calls`.
@@ -89,7 +89,7 @@ impl Where {
         self.conds.push(format!("({})", ors.join(" OR ")));
     }
 
-    fn new(q: &CallQuery, h: &HubFilter) -> Where {
+    pub(super) fn new(q: &CallQuery, h: &HubFilter) -> Where {
         let mut w = Where {
             conds: Vec::new(),
             params: Vec::new(),
@@ -165,7 +165,7 @@ impl Where {
     /// The calls searched: with an IP, those of the address's rows in
     /// `call_ips` (one per call and address), whose (ip, call_start) index
     /// gives the newest calls of the window first.
-    fn from(&self) -> &'static str {
+    pub(super) fn from(&self) -> &'static str {
         if self.by_ip {
             // By id alone: adding the start's equality makes the planner
             // multiply two selectivities, expect one row and sort every
@@ -198,7 +198,7 @@ impl Where {
         format!("SELECT count(*) FROM (SELECT 1 FROM {from}{clause} LIMIT {COUNT_CAP}) x")
     }
 
-    fn clause(&self) -> String {
+    pub(super) fn clause(&self) -> String {
         if self.conds.is_empty() {
             String::new()
         } else {
@@ -206,7 +206,7 @@ impl Where {
         }
     }
 
-    fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
+    pub(super) fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
         self.params
             .iter()
             .map(|p| p.as_ref() as &(dyn ToSql + Sync))
@@ -214,7 +214,7 @@ impl Where {
     }
 }
 
-const CALL_COLS: &str = "c.id, c.call_id, c.method, c.from_user, c.to_user, c.from_uri, c.to_uri, \
+pub(super) const CALL_COLS: &str = "c.id, c.call_id, c.method, c.from_user, c.to_user, c.from_uri, c.to_uri, \
     c.request_uri, c.start_at, c.ringing_at, c.answer_at, c.end_at, c.duration_ms, c.talk_ms, c.state, \
     c.status_code, c.end_reason, c.sip_packets, c.rtp_packets, c.rtcp_packets, c.stream_count, c.mos, \
     c.folder, c.pcap, s.name, c.sip_oversized, c.sip_truncated, c.encrypted_signalling, c.encap";
@@ -223,7 +223,7 @@ fn u(v: i64) -> u64 {
     v.max(0) as u64
 }
 
-fn call_row(r: &Row) -> CallRow {
+pub(super) fn call_row(r: &Row) -> CallRow {
     let t = |i: usize| r.get::<_, Option<SystemTime>>(i).map(ns);
     CallRow {
         id: r.get(0),
@@ -258,7 +258,7 @@ fn call_row(r: &Row) -> CallRow {
     }
 }
 
-fn order(q: &CallQuery) -> String {
+pub(super) fn order(q: &CallQuery) -> String {
     let dir = if q.descending { "DESC" } else { "ASC" };
     if q.ip.is_some() && q.sort == SortKey::Start {
         // The same order (call_start is the call's start, id its id) as

@@ -1,7 +1,8 @@
 //! Alerts end to end in a running server: calls that fail with 503 are
 //! imported into its index (real captures through the real import), and the
-//! alert reaches a webhook receiver, an SMTP sink (Python's aiosmtpd) and a
-//! syslog socket in this test, with the values the test computes from the
+//! alert reaches a webhook receiver over HTTPS, an SMTP sink (Python's
+//! aiosmtpd, STARTTLS and AUTH required) and a syslog socket in this test
+//! (TLS with certificates of a CA made here), with the values the test computes from the
 //! calls it made; more answered calls, and time, resolve it. A status file
 //! whose sensor stopped writing fires the silent-sensor rule. The admins'
 //! rule editor: CSRF, roles, audit.
@@ -20,6 +21,13 @@ use voxtap_web::ServeOptions;
 use voxtap_web::alerts::{AlertingConfig, Rule};
 
 use crate::common::*;
+
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// The SMTP sink's user and password.
+const SMTP_USER: &str = "voxtap-alerts";
+const SMTP_PASSWORD: &str = "relay-pass-5xq";
 
 /// Longest wait for any one notification (an evaluation runs each second).
 const WAIT: Duration = Duration::from_secs(60);
@@ -150,13 +158,68 @@ async fn import(base: &str, cookie: &str, file: PathBuf) {
 /// A webhook receiver: answers the first POST with 500 (the server must
 /// retry), the others with 204, and hands over each body.
 pub(crate) async fn webhook_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
+    webhook_receiver_with(None).await
+}
+
+/// A CA made here and a server certificate of it for 127.0.0.1: (CA file,
+/// certificate, key).
+struct TestCa {
+    dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    fn new() -> TestCa {
+        use voxtap_sensor::central::ca;
+        let dir = tempfile::tempdir().unwrap();
+        ca::init(&dir.path().join("ca"), "alerts test CA", 2).unwrap();
+        let out = dir.path().join("certs");
+        ca::issue(
+            &dir.path().join("ca"),
+            "receiver",
+            &["127.0.0.1".into()],
+            2,
+            &out,
+        )
+        .unwrap();
+        TestCa { dir }
+    }
+    fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca/ca.crt")
+    }
+    fn cert(&self) -> (PathBuf, PathBuf) {
+        let d = self.dir.path().join("certs");
+        (d.join("receiver.crt"), d.join("receiver.key"))
+    }
+    fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        let (c, k) = self.cert();
+        let (certs, key) = voxtap_sensor::central::pg::load_identity(&c, &k).unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg))
+    }
+}
+
+/// The receiver, over HTTPS when given an acceptor.
+async fn webhook_receiver_with(
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", l.local_addr().unwrap());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{}/hook", l.local_addr().unwrap());
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         for n in 0.. {
             let (s, _) = l.accept().await.unwrap();
-            let (r, mut w) = s.into_split();
+            let s: Box<dyn Io> = match &tls {
+                Some(a) => Box::new(a.accept(s).await.expect("a TLS client")),
+                None => Box::new(s),
+            };
+            let (r, mut w) = tokio::io::split(s);
             let mut r = TokioBufReader::new(r);
             let (mut len, mut line) = (0usize, String::new());
             r.read_line(&mut line).await.unwrap();
@@ -181,6 +244,7 @@ pub(crate) async fn webhook_receiver() -> (String, tokio::sync::mpsc::UnboundedR
             w.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes())
                 .await
                 .unwrap();
+            w.flush().await.unwrap();
             if n > 0 {
                 tx.send(serde_json::from_slice(&body).unwrap()).unwrap();
             }
@@ -189,7 +253,9 @@ pub(crate) async fn webhook_receiver() -> (String, tokio::sync::mpsc::UnboundedR
     (url, rx)
 }
 
-/// aiosmtpd on `port`, printing each message as one JSON line.
+/// aiosmtpd on `port` requiring STARTTLS (with the certificate and key
+/// given) and AUTH as [`SMTP_USER`], printing each AUTH and each message
+/// (with whether it came over TLS, authenticated) as one JSON line.
 struct SmtpSink {
     child: Child,
     lines: mpsc::Receiver<Value>,
@@ -203,23 +269,38 @@ impl Drop for SmtpSink {
 }
 
 const SMTP_SINK: &str = r#"
-import json, sys
+import json, ssl, sys, warnings
+warnings.simplefilter("ignore")
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+port, cert, key, user, password = sys.argv[1:6]
 class Sink:
     async def handle_DATA(self, server, session, envelope):
         print(json.dumps({"from": envelope.mail_from, "to": envelope.rcpt_tos,
+                          "tls": session.ssl is not None, "authenticated": session.authenticated,
                           "data": envelope.content.decode("utf-8", "replace")}), flush=True)
         return "250 OK"
-c = Controller(Sink(), hostname="127.0.0.1", port=int(sys.argv[1]))
+def authenticate(server, session, envelope, mechanism, data):
+    ok = isinstance(data, LoginPassword) and data.login == user.encode() and data.password == password.encode()
+    print(json.dumps({"auth": mechanism, "ok": ok}), flush=True)
+    return AuthResult(success=ok)
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+ctx.load_cert_chain(cert, key)
+c = Controller(Sink(), hostname="127.0.0.1", port=int(port), tls_context=ctx, require_starttls=True,
+               authenticator=authenticate, auth_required=True, auth_require_tls=True)
 c.start()
 print(json.dumps({"ready": True}), flush=True)
 sys.stdin.read()
 c.stop()
 "#;
 
-fn smtp_sink(port: u16) -> SmtpSink {
+fn smtp_sink(port: u16, tls: &TestCa) -> SmtpSink {
+    let (cert, key) = tls.cert();
     let mut child = Command::new("python3")
         .args(["-c", SMTP_SINK, &port.to_string()])
+        .arg(cert)
+        .arg(key)
+        .args([SMTP_USER, SMTP_PASSWORD])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -377,6 +458,7 @@ fn ip_b(i: u32) -> Ipv4Addr {
 /// A server with every sink pointed at this test, and the sinks.
 struct Lab {
     _dir: tempfile::TempDir,
+    _tls: TestCa,
     data: PathBuf,
     caps: tempfile::TempDir,
     base: String,
@@ -394,9 +476,10 @@ impl Lab {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().canonicalize().unwrap();
         write_sensor_status(&data, unix() - 300, 5);
-        let (url, rx) = webhook_receiver().await;
+        let tls = TestCa::new();
+        let (url, rx) = webhook_receiver_with(Some(tls.acceptor())).await;
         let smtp_port = free_port();
-        let smtp = smtp_sink(smtp_port);
+        let smtp = smtp_sink(smtp_port, &tls);
         let syslog = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let alerting = AlertingConfig {
             interval_seconds: Some(1),
@@ -405,6 +488,10 @@ impl Lab {
             smtp_relay: Some(format!("127.0.0.1:{smtp_port}")),
             smtp_from: Some("voxtap@alerts.test".into()),
             smtp_to: vec!["noc@alerts.test".into()],
+            smtp_starttls: Some(true),
+            smtp_user: Some(SMTP_USER.into()),
+            smtp_password: Some(voxtap_web::alerts::Secret(SMTP_PASSWORD.into())),
+            tls_ca: Some(tls.ca()),
             ..Default::default()
         };
         let running = start_with(&data, alerting).await;
@@ -412,6 +499,7 @@ impl Lab {
         let cookie = login(&base, USER, PASSWORD).await.unwrap();
         Lab {
             _dir: dir,
+            _tls: tls,
             data,
             caps: tempfile::tempdir().unwrap(),
             base,
@@ -467,6 +555,22 @@ async fn calls_failing_with_503_alert_every_sink_and_resolve() {
 
     let m = mail(&lab.smtp, &mut lab.mails, "[voxtap] FIRING sip-503");
     assert_eq!(m["to"][0], "noc@alerts.test");
+    assert_eq!(
+        (&m["tls"], &m["authenticated"]),
+        (&Value::Bool(true), &Value::Bool(true))
+    );
+    let auths: Vec<&Value> = lab
+        .mails
+        .iter()
+        .filter(|l| l.get("auth").is_some())
+        .collect();
+    assert!(
+        !auths.is_empty()
+            && auths
+                .iter()
+                .all(|a| a["auth"] == "PLAIN" && a["ok"] == true),
+        "{auths:?}"
+    );
     let body = m["data"].as_str().unwrap();
     assert!(
         body.contains("value: 10\r\n") && body.contains("metric: sip_status > 9\r\n"),

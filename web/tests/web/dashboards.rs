@@ -444,7 +444,7 @@ fn recompute(db: &rusqlite::Connection) -> HashMap<Key, Vec<i64>> {
 }
 
 /// The ids of the calls the list shows, as a browser sees them.
-async fn listed_call_ids(c: &fantoccini::Client) -> BTreeSet<String> {
+pub(crate) async fn listed_call_ids(c: &fantoccini::Client) -> BTreeSet<String> {
     let v = c
         .execute(
             "return Array.from(document.querySelectorAll('#rows td.callid')).map(td => td.title)",

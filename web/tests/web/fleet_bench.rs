@@ -130,7 +130,7 @@ fn bytes_per_call(pg: &voxtap_testkit::pg::Pg) -> i64 {
 }
 
 /// `calls` synthetic calls over the 7 days before now, sensors 1-3.
-fn load(pg: &voxtap_testkit::pg::Pg, calls: u64) {
+pub(crate) fn load(pg: &voxtap_testkit::pg::Pg, calls: u64) {
     pg.psql(
         voxtap_testkit::pg::DB,
         "SELECT voxtap.ensure_days((now() - interval '8 days')::date, (now() + interval '1 day')::date)",

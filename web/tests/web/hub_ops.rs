@@ -11,21 +11,24 @@
 
 use crate::alerts::{Events, capture, ip_a, value, webhook_receiver};
 use crate::common;
-use crate::dashboards::{Fig, T0, close, figures_from_csv, get_json, outcome_pcap, trunks};
+use crate::dashboards::{
+    Fig, T0, close, figures_from_csv, get_json, listed_call_ids, outcome_pcap, trunks,
+};
 use crate::hub::{Certs, setup_central, ship, start_hub};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
+use fantoccini::{Client, Locator};
 use voxtap_engine::calls::PacketRef;
 use voxtap_engine::import::{ImportOptions, run_import};
 use voxtap_engine::index::{INDEX_FILE, Index};
-use voxtap_engine::live_calls::{DEFAULT_MAX_CALLS, LiveSnapshots};
+use voxtap_engine::live_calls::{DEFAULT_MAX_CALLS, LiveSnapshot, LiveSnapshots};
 use voxtap_engine::pipeline::{Pipeline, PipelineConfig};
 use voxtap_engine::synth::{SynthConfig, generate};
 use voxtap_sensor::central::pg::PgTarget;
@@ -40,6 +43,7 @@ use voxtap_web::config::TrunkConfig;
 
 const HOUR_NS: u64 = 3_600_000_000_000;
 const SECOND_NS: u64 = 1_000_000_000;
+const SECRET1: &str = "sensor-1-live-secret";
 const SECRET2: &str = "sensor-2-live-secret";
 
 /// The hub's rules: s3 never ships; calls that started in the last 10
@@ -273,7 +277,8 @@ async fn hub_dashboards_and_live_calls_of_every_sensor() {
         webhook: Some(hook_url),
         ..Default::default()
     };
-    let (srv, _hub_dir, base) = start_hub(&certs, &pg, &[("s2", SECRET2)], cfg).await;
+    let (srv, _hub_dir, base) =
+        start_hub(&certs, &pg, &[("s1", SECRET1), ("s2", SECRET2)], cfg).await;
     let cookie = login(&base, USER, PASSWORD).await.unwrap();
     let (w1, w2) = (
         figures_from_csv(&data1.join("calls.csv")),
@@ -328,7 +333,20 @@ async fn hub_dashboards_and_live_calls_of_every_sensor() {
         html.contains(&format!(r#"data-attempts="{carrier_a}""#)),
         "{carrier_a} attempts of carrier-a: {html}"
     );
-    check_live(&base, &cookie, srv.addr, &data2).await;
+    check_export(&base, &cookie, &[("s1", &data1), ("s2", &data2)]).await;
+    // The same in Chromium: a chart, its drill-down, the export link, then
+    // the Live page while both sensors push.
+    let (_driver, c) = browser().await;
+    c.goto(&format!("{base}/login")).await.unwrap();
+    log_in(&c, USER, PASSWORD).await;
+    c.wait()
+        .for_element(Locator::Css("table#calls"))
+        .await
+        .unwrap();
+    let hour = *w1.keys().next().unwrap();
+    browser_drill_and_export(&c, &base, hour, &csv_calls_of_hour(&data1, hour)).await;
+    check_live(&base, &cookie, srv.addr, &c, [&data1, &data2]).await;
+    c.close().await.unwrap();
     check_alerts(&certs, &pg, &mut hooks).await;
 }
 
@@ -369,6 +387,86 @@ async fn check_alerts(certs: &Certs, pg: &Pg, hooks: &mut Events) {
     assert_eq!(ship(certs, pg, "s3", &data).await, 5);
     let back = hooks.wait("s3-silent", "resolved").await;
     assert!(value(&back) <= 2.0, "{back}");
+}
+
+/// The hub's CDR export: the JSON is the search's rows (every sensor's),
+/// the CSV the sensor's columns plus `sensor`, row for row; its calls are
+/// those of the sensors' own calls.csv; a sensor filter keeps its calls;
+/// each export is audited.
+async fn check_export(base: &str, cookie: &str, sensors: &[(&str, &Path)]) {
+    let search = "sort=start&dir=asc";
+    let page = get_json(base, cookie, &format!("/api/calls?{search}&per_page=500")).await;
+    let rows = page["rows"].as_array().unwrap();
+    assert!(rows.len() < 500 && page["total"] == rows.len(), "one page");
+    let json = get_json(base, cookie, &format!("/calls/export/calls.json?{search}")).await;
+    assert_eq!(json.as_array().unwrap(), rows);
+    let r = client()
+        .get(format!("{base}/calls/export/calls.csv?{search}"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("export.csv");
+    std::fs::write(&csv, r.text().await.unwrap()).unwrap();
+    let header = std::fs::read_to_string(&csv).unwrap();
+    let header = header.lines().next().unwrap();
+    assert_eq!(
+        header,
+        format!("{},sensor", voxtap_web::CSV_HEADER.trim_end())
+    );
+    let lines = read_csv(&csv);
+    assert_eq!(lines.len(), rows.len());
+    for (l, r) in lines.iter().zip(rows) {
+        assert_eq!(l["id"], r["id"].to_string());
+        assert_eq!(l["call_id"], r["call_id"].as_str().unwrap());
+        assert_eq!(l["sensor"], r["sensor"].as_str().unwrap());
+        assert_eq!(l["state"], r["state"].as_str().unwrap());
+    }
+    // The sensors' own calls, sensor by sensor.
+    let mut by_sensor: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for l in &lines {
+        by_sensor
+            .entry(l["sensor"].clone())
+            .or_default()
+            .insert(l["call_id"].clone());
+    }
+    for (name, data) in sensors {
+        let own: BTreeSet<String> = read_csv(&data.join("calls.csv"))
+            .into_iter()
+            .map(|r| r["call_id"].clone())
+            .collect();
+        assert_eq!(by_sensor.get(*name), Some(&own), "{name}");
+        let one = get_json(
+            base,
+            cookie,
+            &format!("/calls/export/calls.json?sensor={name}"),
+        )
+        .await;
+        let ids: BTreeSet<String> = one
+            .as_array()
+            .unwrap()
+            .iter()
+            .inspect(|r| assert_eq!(r["sensor"], *name))
+            .map(|r| r["call_id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(ids, own, "{name}'s export");
+    }
+    let audit = get_json(base, cookie, "/api/audit?action=export").await;
+    let details: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    for want in [
+        "calls.json?sort=start&dir=asc",
+        "calls.csv?sort=start&dir=asc",
+        "calls.json?sensor=s2",
+    ] {
+        assert!(details.contains(&want), "{want} in {details:?}");
+    }
 }
 
 /// A call of s3 across midnight into a day with no partitions yet: its
@@ -441,40 +539,89 @@ async fn wait_live(
     }
 }
 
-/// Sensor 2 captures the corpus' two SIPp calls (one pipeline tick per
-/// second of capture time, each snapshot written where `voxtap run` writes
-/// it); its tunnel pushes them; the hub shows each snapshot's calls as they
-/// are, with their sensor; the tunnel closes and the calls leave the hub.
-async fn check_live(base: &str, cookie: &str, hub: SocketAddr, data: &Path) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let t = tokio::spawn(tunnel::run(
-        TunnelOptions {
-            hub_url: format!("ws://{hub}"),
-            ca: None,
-            sensor_id: "s2".into(),
-            secret: SECRET2.as_bytes().to_vec(),
+/// A capture replayed as a running sensor sees it: one pipeline tick per
+/// second of capture time, each snapshot written where `voxtap run`
+/// writes it (which the sensor's tunnel pushes).
+struct Replay {
+    frames: Vec<(u64, voxtap_proto::pcapio::LinkType, Vec<u8>)>,
+    pipeline: Pipeline,
+    live: LiveSnapshots,
+    next: usize,
+    tick: u64,
+    data: PathBuf,
+}
+
+impl Replay {
+    fn new(pcap: &Path, data: &Path) -> Replay {
+        let frames = crate::live::frames(pcap);
+        let tick = frames[0].0 + SECOND_NS;
+        Replay {
+            frames,
+            pipeline: Pipeline::new(PipelineConfig::default()),
+            live: LiveSnapshots::new(DEFAULT_MAX_CALLS),
+            next: 0,
+            tick,
             data: data.to_path_buf(),
-        },
-        stop.clone(),
-    ));
-    let frames = crate::live::frames(&corpus("generated/sipp-netns-udp-2calls.pcap"));
-    let mut pipeline = Pipeline::new(PipelineConfig::default());
-    let mut live = LiveSnapshots::new(DEFAULT_MAX_CALLS);
-    let (mut next, mut checked) = (0, 0);
-    let mut tick = frames[0].0 + SECOND_NS;
-    let end = frames[frames.len() - 1].0 + SECOND_NS;
-    while tick <= end && checked < 5 {
-        while next < frames.len() && frames[next].0 < tick {
-            let (ts, link, bytes) = &frames[next];
-            pipeline.process(*link, *ts, PacketRef::new(0, next as u64), bytes);
-            next += 1;
         }
-        pipeline.calls_mut().tick(tick);
-        let ended = pipeline.drain_ended();
-        live.note_ended(&ended, tick);
-        let snap = live.snapshot(pipeline.calls().open(), tick);
-        write_live_calls(data, &snap, true).unwrap();
-        tick += SECOND_NS;
+    }
+
+    fn past_end(&self) -> bool {
+        self.tick > self.frames[self.frames.len() - 1].0 + SECOND_NS
+    }
+
+    fn step(&mut self) -> LiveSnapshot {
+        let frames = &self.frames;
+        while self.next < frames.len() && frames[self.next].0 < self.tick {
+            let (ts, link, bytes) = &frames[self.next];
+            let at = PacketRef::new(0, self.next as u64);
+            self.pipeline.process(*link, *ts, at, bytes);
+            self.next += 1;
+        }
+        self.pipeline.calls_mut().tick(self.tick);
+        let ended = self.pipeline.drain_ended();
+        self.live.note_ended(&ended, self.tick);
+        let snap = self.live.snapshot(self.pipeline.calls().open(), self.tick);
+        write_live_calls(&self.data, &snap, true).unwrap();
+        self.tick += SECOND_NS;
+        snap
+    }
+}
+
+fn tunnel_options(hub: SocketAddr, sensor: &str, secret: &str, data: &Path) -> TunnelOptions {
+    TunnelOptions {
+        hub_url: format!("ws://{hub}"),
+        ca: None,
+        sensor_id: sensor.into(),
+        secret: secret.as_bytes().to_vec(),
+        data: data.to_path_buf(),
+    }
+}
+
+/// Sensor 2 captures the corpus' two SIPp calls and sensor 1 the baresip
+/// G.722 call, a second of capture at a time; their tunnels push the
+/// snapshots; the hub shows each snapshot's calls as they are, with their
+/// sensor, as JSON, HTML, events and in Chromium's Live page (opened once,
+/// updated by its events); the tunnels close and the calls leave the hub.
+async fn check_live(base: &str, cookie: &str, hub: SocketAddr, c: &Client, data: [&Path; 2]) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let tunnels = [("s1", SECRET1, data[0]), ("s2", SECRET2, data[1])].map(|(name, secret, d)| {
+        let o = tunnel_options(hub, name, secret, d);
+        tokio::spawn(tunnel::run(o, stop.clone()))
+    });
+    c.goto(&format!("{base}/live")).await.unwrap();
+    c.wait()
+        .for_element(Locator::Id("live-calls"))
+        .await
+        .unwrap();
+    c.execute("window.hubui_loaded_once = true", vec![])
+        .await
+        .unwrap();
+    let mut s1 = Replay::new(&corpus("generated/baresip-g722-1call.pcap"), data[0]);
+    let mut s2 = Replay::new(&corpus("generated/sipp-netns-udp-2calls.pcap"), data[1]);
+    let (mut checked, mut both) = (0, Vec::new());
+    while !s2.past_end() && checked < 5 {
+        let snap1 = s1.step();
+        let snap = s2.step();
         if snap.calls.is_empty() {
             continue;
         }
@@ -489,44 +636,242 @@ async fn check_live(base: &str, cookie: &str, hub: SocketAddr, data: &Path) {
         assert_eq!(got["calls"], serde_json::to_value(&snap.calls).unwrap());
         assert_eq!(got["ended"], serde_json::to_value(&snap.ended).unwrap());
         assert_eq!(got["stale"], false);
+        let seq1 = snap1.seq;
+        wait_live(base, cookie, "s1", |e| e.is_some_and(|e| e["seq"] == seq1)).await;
+        let shown = browser_live(c, &[("s1", &snap1), ("s2", &snap)]).await;
+        if !snap1.calls.is_empty() {
+            both.push(shown);
+            if both.len() == 2 {
+                let png = c.screenshot().await.unwrap();
+                std::fs::write(screenshots_dir().join("hub-live.png"), png).unwrap();
+            }
+        }
         checked += 1;
         if checked == 2 {
-            // The page: each call with its sensor.
-            let html = get_page(base, cookie, "/live").await;
-            let cell = r#"<td class="sensor">s2</td><td><a href="/live/calls/"#;
-            let rows = snap.calls.len() + snap.ended.len();
-            assert_eq!(html.matches(cell).count(), rows, "{html}");
-            // The page's event stream pushes the same rows.
-            let mut events = client()
-                .get(format!("{base}/live/events"))
-                .header("cookie", cookie)
-                .send()
-                .await
-                .unwrap();
-            let mut first = String::new();
-            while !first.contains("\n\n") {
-                let chunk = events.chunk().await.unwrap().expect("an event");
-                first.push_str(&String::from_utf8_lossy(&chunk));
-            }
-            assert!(first.starts_with("event: live\n"), "{first}");
-            assert_eq!(first.matches(cell).count(), rows, "{first}");
-            drop(events);
-            for c in &snap.calls {
-                assert!(
-                    html.contains(&format!(r#"data-call-id="{}""#, c.call_id)),
-                    "{html}"
-                );
-            }
+            live_page_and_events(base, cookie, &snap).await;
         }
     }
     assert!(checked >= 3, "ticks with calls in progress: {checked}");
-    // The sensor goes away: its calls leave the hub with its tunnel.
+    // Both sensors' rows, at two ticks at least, in the page loaded once:
+    // s1's call grew between them.
+    assert!(
+        both.len() >= 2,
+        "ticks with both sensors' calls: {}",
+        both.len()
+    );
+    let dur = |rows: &[LiveRow]| rows.iter().find(|r| r.sensor == "s1").map(|r| r.dur);
+    assert!(dur(&both[1]) > dur(&both[0]), "{both:?}");
+    let once = c.execute("return window.hubui_loaded_once === true", vec![]);
+    assert_eq!(once.await.unwrap(), true, "the Live page was not reloaded");
+    // The sensors go away: their calls leave the hub with their tunnels.
     let gone = Instant::now();
     stop.store(true, Ordering::Relaxed);
-    t.await.unwrap();
+    for t in tunnels {
+        t.await.unwrap();
+    }
+    wait_live(base, cookie, "s1", |e| e.is_none()).await;
     wait_live(base, cookie, "s2", |e| e.is_none()).await;
     println!(
-        "sensor 2's live calls left the hub {:?} after its tunnel closed",
+        "the sensors' live calls left the hub {:?} after their tunnels closed",
         gone.elapsed()
+    );
+}
+
+/// The hub's Live page (HTML) and its first event show each of `snap`'s
+/// calls with sensor s2.
+async fn live_page_and_events(base: &str, cookie: &str, snap: &LiveSnapshot) {
+    let html = get_page(base, cookie, "/live").await;
+    let cell = r#"<td class="sensor">s2</td><td><a href="/live/calls/"#;
+    let rows = snap.calls.len() + snap.ended.len();
+    assert_eq!(html.matches(cell).count(), rows, "{html}");
+    let mut events = client()
+        .get(format!("{base}/live/events"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    let mut first = String::new();
+    while !first.contains("\n\n") {
+        let chunk = events.chunk().await.unwrap().expect("an event");
+        first.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(first.starts_with("event: live\n"), "{first}");
+    assert_eq!(first.matches(cell).count(), rows, "{first}");
+    drop(events);
+    for c in &snap.calls {
+        assert!(
+            html.contains(&format!(r#"data-call-id="{}""#, c.call_id)),
+            "{html}"
+        );
+    }
+}
+
+#[derive(Debug, PartialEq, serde::Deserialize)]
+struct LiveRow {
+    sensor: String,
+    id: String,
+    dur: f64,
+}
+
+/// What the Live page's table shows, once each sensor's entry shows the
+/// snapshot given (read in one script: the events replace the elements).
+const LIVE_ROWS: &str = r#"
+const seqs = {};
+document.querySelectorAll('#live-sensors li').forEach(li => seqs[li.dataset.sensor] = parseInt(li.dataset.seq));
+const rows = Array.from(document.querySelectorAll('#live-table tr.live-call')).map(r => ({
+  sensor: r.querySelector('td.sensor').textContent, id: r.dataset.callId,
+  dur: parseFloat(r.dataset.duration)}));
+return {seqs: seqs, rows: rows};
+"#;
+
+/// Waits (bounded) for Chromium's Live page to show each sensor's
+/// snapshot; its rows are the snapshots' calls, each with its sensor.
+async fn browser_live(c: &Client, snaps: &[(&str, &LiveSnapshot)]) -> Vec<LiveRow> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let v = loop {
+        let v = c.execute(LIVE_ROWS, vec![]).await.unwrap();
+        if snaps.iter().all(|(s, snap)| v["seqs"][s] == snap.seq) {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "the Live page shows {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let rows: Vec<LiveRow> = serde_json::from_value(v["rows"].clone()).unwrap();
+    let want: Vec<LiveRow> = snaps
+        .iter()
+        .flat_map(|(s, snap)| {
+            snap.calls.iter().map(|c| LiveRow {
+                sensor: s.to_string(),
+                id: c.call_id.clone(),
+                dur: format!("{:.3}", c.duration_s).parse().unwrap(),
+            })
+        })
+        .collect();
+    assert_eq!(rows, want);
+    rows
+}
+
+/// In Chromium: the hub's dashboard of s1 over the hours from `hour`
+/// draws its charts; a click on the first hour's ASR bar lands on the call
+/// list of exactly that hour's calls of s1 (`want`, from calls.csv); that
+/// list's CSV export link gives the same calls, with their sensor.
+async fn browser_drill_and_export(c: &Client, base: &str, hour: u64, want: &BTreeSet<String>) {
+    let at = |h: u64| voxtap_engine::output::format_ts(h * HOUR_NS)[..16].to_string();
+    let url = format!(
+        "{base}/dashboards?from={}&to={}&step=hour&sensor=s1",
+        at(hour),
+        at(hour + 3)
+    );
+    c.goto(&url).await.unwrap();
+    c.wait().for_element(Locator::Css("svg#asr")).await.unwrap();
+    c.set_window_size(1366, 3200).await.unwrap();
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(screenshots_dir().join("hub-dashboards.png"), png).unwrap();
+    c.set_window_size(1366, 900).await.unwrap();
+    let sel = "svg#asr a.drill[data-i='0']";
+    let bar = c.find(Locator::Css(sel)).await.unwrap();
+    if bar.click().await.is_err() {
+        // Some drivers refuse to click an SVG link: the same click by script.
+        let js = format!(
+            "document.querySelector(\"{sel}\").dispatchEvent(new MouseEvent('click', {{bubbles: true}}))"
+        );
+        c.execute(&js, vec![]).await.unwrap();
+    }
+    c.wait()
+        .for_element(Locator::Css("table#calls"))
+        .await
+        .unwrap();
+    let url = c.current_url().await.unwrap();
+    assert_eq!(url.path(), "/calls");
+    assert!(url.query().unwrap_or("").contains("sensor=s1"), "{url}");
+    assert_eq!(&listed_call_ids(c).await, want);
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(screenshots_dir().join("hub-drilldown.png"), png).unwrap();
+    // The export link, fetched by the page with its session.
+    let js = r#"
+const done = arguments[arguments.length - 1];
+const a = document.getElementById('export-csv');
+fetch(a.href).then(r => r.text().then(t => done({status: r.status,
+  disposition: r.headers.get('content-disposition'), text: t})));
+"#;
+    let got = c.execute_async(js, vec![]).await.unwrap();
+    assert_eq!(got["status"], 200);
+    assert_eq!(got["disposition"], "attachment; filename=\"calls.csv\"");
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("calls.csv");
+    std::fs::write(&csv, got["text"].as_str().unwrap()).unwrap();
+    let lines = read_csv(&csv);
+    assert!(lines.iter().all(|l| l["sensor"] == "s1"), "{lines:?}");
+    let ids: BTreeSet<String> = lines.iter().map(|l| l["call_id"].clone()).collect();
+    assert_eq!(&ids, want);
+}
+
+/// Resident memory of this process (the test and the hub it runs), KiB.
+fn rss_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Downloads the hub's CSV export of `query`: (rows, bytes, peak growth of
+/// the resident memory over its value before, KiB).
+async fn export_rss(base: &str, cookie: &str, query: &str) -> (u64, u64, u64) {
+    let before = rss_kib();
+    let mut peak = before;
+    let t = Instant::now();
+    let mut r = client()
+        .get(format!("{base}/calls/export/calls.csv?{query}"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (mut lines, mut bytes) = (0u64, 0u64);
+    while let Some(chunk) = r.chunk().await.unwrap() {
+        lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+        bytes += chunk.len() as u64;
+        peak = peak.max(rss_kib());
+    }
+    let rows = lines - 1;
+    println!(
+        "hub CSV export {query:?}: {rows} rows, {bytes} bytes in {:.1} s; RSS {before} KiB before, peak +{} KiB",
+        t.elapsed().as_secs_f64(),
+        peak - before
+    );
+    (rows, bytes, peak - before)
+}
+
+/// The hub's export streams: `VOXTAP_BENCH_CALLS` calls (default 300 000)
+/// loaded over 7 days as `fleet_bench` loads them; exporting all of them
+/// grows the process's resident memory no more than exporting a tenth
+/// (plus 16 MiB of allocator noise).
+/// `cargo test -p voxtap-web --test web hub_ops::bench -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: minutes; run with --ignored --nocapture"]
+async fn bench_hub_export_memory() {
+    let n: u64 = std::env::var("VOXTAP_BENCH_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300_000);
+    let certs = Certs::new();
+    let pg = setup_central(&certs, "hub-export").await;
+    let mut admin = PgTarget::parse(&pg.admin_url()).connect().await.unwrap();
+    schema::add_sensor(&mut admin, "s3").await.unwrap();
+    crate::fleet_bench::load(&pg, n);
+    let (_srv, _hub_dir, base) = start_hub(&certs, &pg, &[], config()).await;
+    let cookie = login(&base, USER, PASSWORD).await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let since = voxtap_engine::output::format_ts(now - 7 * 24 * HOUR_NS / 10);
+    let (tenth, _, grew_tenth) =
+        export_rss(&base, &cookie, &format!("from={}", &since[..16])).await;
+    let (all, _, grew_all) = export_rss(&base, &cookie, "").await;
+    assert_eq!(all, n, "every call exported");
+    assert!(tenth > 0 && tenth < all / 5, "{tenth} of {all}");
+    assert!(
+        grew_all <= grew_tenth + 16 * 1024,
+        "all {all} rows: +{grew_all} KiB, a tenth: +{grew_tenth} KiB"
     );
 }

@@ -7,7 +7,8 @@
 //! registrations, 100 000 RTP streams without SIP, 1 000 000 audit entries,
 //! 100 000 alert events and a full 24 h of status history. Each page is
 //! fetched `RUNS` times from a client on the same machine: the response time
-//! on loopback, headers to last byte.
+//! on loopback, headers to last byte. `VOXTAP_BENCH_PAGES=dashboards` times
+//! only the pages whose name has that text.
 
 use crate::common;
 
@@ -249,7 +250,12 @@ async fn page_bench() {
     );
     let mid = (n / 2).to_string();
     let mut over = Vec::new();
-    for (name, path) in PAGES {
+    // `VOXTAP_BENCH_PAGES=dashboards`: only the pages whose name has it.
+    let only = std::env::var("VOXTAP_BENCH_PAGES").unwrap_or_default();
+    for (name, path) in PAGES
+        .iter()
+        .filter(|(name, _)| name.contains(only.as_str()))
+    {
         let path = path.replace("{mid}", &mid);
         let (p50, p95, size) = time(&base, &cookie, &path).await;
         println!("{name:<34} {p50:>9.1} {p95:>9.1} {size:>10}");
@@ -263,7 +269,10 @@ async fn page_bench() {
             "/calls/export/calls.csv?from=2026-02-01T00:00&to=2026-02-04T00:00",
         ),
         ("JSON export, all calls", "/calls/export/calls.json"),
-    ] {
+    ]
+    .into_iter()
+    .filter(|(name, _)| name.contains(only.as_str()))
+    {
         let (first, total, size) = first_byte(&base, &cookie, path).await;
         println!("{name:<34} first byte {first:.1} ms, all {total:.0} ms, {size} bytes");
         if first > 300.0 {

@@ -105,7 +105,7 @@ pub struct Counts {
 
 impl Counts {
     /// The values in [`COLS`] order (active_ms last).
-    fn values(&self) -> Vec<i64> {
+    pub(crate) fn values(&self) -> Vec<i64> {
         let mut v = vec![
             self.attempts,
             self.answered,
@@ -317,6 +317,9 @@ pub(super) fn set_trunks(tx: &Transaction<'_>, rules: &[TrunkRule]) -> rusqlite:
 
 /// Empty the rollups and add every call again.
 pub(super) fn rebuild(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    // The hours first: the minutes' delete trigger then finds no hour row
+    // to update (migration 8's triggers refill the hours as calls are added).
+    tx.execute("DELETE FROM rollup_hour", [])?;
     tx.execute("DELETE FROM rollup_minute", [])?;
     let ids: Vec<i64> = tx
         .prepare("SELECT id FROM calls ORDER BY id")?
@@ -459,25 +462,50 @@ fn mos_bucket(mos: Option<f64>) -> usize {
     }
 }
 
-/// Add the call's counts to its start minute and its in-progress time to
-/// every minute it spans.
+/// Add the call's counts to its start minute (and hour, by migration 8's
+/// triggers) and its in-progress time to every minute it spans, and to
+/// their hours: one write per hour, the sum of its minutes' values.
 fn apply(tx: &Transaction<'_>, f: &Facts) -> rusqlite::Result<()> {
     upsert(tx, f.start_ns / MINUTE_NS, f, &f.counts)?;
     let first = f.start_ns / MINUTE_NS;
     let last = (f.end_ns.max(f.start_ns) / MINUTE_NS).min(first + MAX_SPAN_MINUTES);
+    let mut hour = (first / 60, 0i64);
     for m in first..=last {
         let lo = f.start_ns.max(m * MINUTE_NS);
         let hi = f.end_ns.min((m + 1) * MINUTE_NS);
         if hi > lo {
+            let ms = i((hi - lo) / 1_000_000);
             // Only the one column: the statement of a long call's every
-            // minute stays small.
+            // minute stays small (and fires no hour trigger).
             tx.prepare_cached(
                 "INSERT INTO rollup_minute (minute, trunk, codec, active_ms) VALUES (?1, ?2, ?3, ?4) \
                  ON CONFLICT (minute, trunk, codec) DO UPDATE SET active_ms = active_ms + excluded.active_ms",
             )?
-            .execute(params![i(m), f.trunk, f.codec, i((hi - lo) / 1_000_000)])?;
+            .execute(params![i(m), f.trunk, f.codec, ms])?;
+            if m / 60 != hour.0 {
+                add_hour_active(tx, f, hour)?;
+                hour = (m / 60, 0);
+            }
+            hour.1 += ms;
         }
     }
+    add_hour_active(tx, f, hour)
+}
+
+/// Adds `ms` of in-progress time to the call's row of `hour`.
+fn add_hour_active(
+    tx: &Transaction<'_>,
+    f: &Facts,
+    (hour, ms): (u64, i64),
+) -> rusqlite::Result<()> {
+    if ms == 0 {
+        return Ok(());
+    }
+    tx.prepare_cached(
+        "INSERT INTO rollup_hour (hour, trunk, codec, active_ms) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (hour, trunk, codec) DO UPDATE SET active_ms = active_ms + excluded.active_ms",
+    )?
+    .execute(params![i(hour), f.trunk, f.codec, ms])?;
     Ok(())
 }
 
@@ -499,6 +527,9 @@ static UPSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 });
 
 fn upsert(tx: &Transaction<'_>, minute: u64, f: &Facts, c: &Counts) -> rusqlite::Result<()> {
+    // In-progress time goes through `apply`, which adds it to the hours
+    // too; the hour triggers copy every column but that one.
+    debug_assert_eq!(c.active_ms, 0);
     let mut args: Vec<rusqlite::types::Value> = vec![
         i(minute).into(),
         f.trunk.clone().into(),
@@ -564,32 +595,83 @@ pub struct Bucket {
     pub counts: Counts,
 }
 
-/// The buckets of `q`, oldest first.
+/// Where the rows of minutes [lo, hi) are read: whole hours from
+/// `rollup_hour` (migration 8) when each bucket is whole hours, the minutes
+/// at either end from `rollup_minute`. As (table, key column, minutes per
+/// key, first key, end key), empty parts left out.
+fn parts(lo: u64, hi: u64, hourly: bool) -> Vec<(&'static str, &'static str, u64, u64, u64)> {
+    let minutes = |a: u64, b: u64| ("rollup_minute", "minute", 1, a, b);
+    let (h_lo, h_hi) = (lo.div_ceil(60), hi / 60);
+    let v = if hourly && h_lo < h_hi {
+        vec![
+            minutes(lo, h_lo * 60),
+            ("rollup_hour", "hour", 60, h_lo, h_hi),
+            minutes(h_hi * 60, hi),
+        ]
+    } else {
+        vec![minutes(lo, hi)]
+    };
+    v.into_iter().filter(|p| p.3 < p.4).collect()
+}
+
+/// The rollup rows of `parts` with `cols` (`{k}` is the part's minute),
+/// for trunk ?1 and codec ?2 when they are not NULL; the ranges are ?3...
+fn union_sql(parts: &[(&str, &str, u64, u64, u64)], cols: &str) -> String {
+    parts
+        .iter()
+        .enumerate()
+        .map(|(n, (table, key, per, _, _))| {
+            let minute = if *per == 1 {
+                key.to_string()
+            } else {
+                format!("{key} * {per}")
+            };
+            format!(
+                "SELECT {} FROM {table} WHERE {key} >= ?{} AND {key} < ?{} \
+                 AND (?1 IS NULL OR trunk = ?1) AND (?2 IS NULL OR codec = ?2)",
+                cols.replace("{k}", &minute),
+                3 + 2 * n,
+                4 + 2 * n
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
+}
+
+fn union_args(
+    parts: &[(&str, &str, u64, u64, u64)],
+    trunk: Option<&str>,
+    codec: Option<&str>,
+) -> Vec<rusqlite::types::Value> {
+    let opt = |v: Option<&str>| v.map_or(rusqlite::types::Value::Null, |s| s.to_string().into());
+    let mut args = vec![opt(trunk), opt(codec)];
+    for p in parts {
+        args.push(i(p.3).into());
+        args.push(i(p.4).into());
+    }
+    args
+}
+
+/// The buckets of `q`, oldest first. Buckets of whole hours sum the hourly
+/// rollups (a month per day: ~700 rows per trunk and codec, not ~43 000).
 pub(super) fn dashboard(
     conn: &rusqlite::Connection,
     q: &DashQuery,
 ) -> rusqlite::Result<Vec<Bucket>> {
     let step = q.step_minutes.max(1);
+    let (lo, hi) = (q.from_ns / MINUTE_NS, q.to_ns.div_ceil(MINUTE_NS));
+    let parts = parts(lo, hi, step.is_multiple_of(60));
+    if parts.is_empty() {
+        return Ok(Vec::new());
+    }
     let sums = COLS
         .iter()
         .map(|c| format!("sum({c})"))
         .collect::<Vec<_>>()
         .join(", ");
-    let mut conds = vec!["minute >= ?1".to_string(), "minute < ?2".to_string()];
-    let mut args: Vec<rusqlite::types::Value> = vec![
-        i(q.from_ns / MINUTE_NS).into(),
-        i(q.to_ns.div_ceil(MINUTE_NS)).into(),
-    ];
-    for (col, v) in [("trunk", &q.trunk), ("codec", &q.codec)] {
-        if let Some(v) = v {
-            args.push(v.clone().into());
-            conds.push(format!("{col} = ?{}", args.len()));
-        }
-    }
-    let sql = format!(
-        "SELECT minute / {step} AS b, {sums} FROM rollup_minute WHERE {} GROUP BY b ORDER BY b",
-        conds.join(" AND ")
-    );
+    let inner = union_sql(&parts, &format!("{{k}} / {step} AS b, {}", COLS.join(", ")));
+    let sql = format!("SELECT b, {sums} FROM ({inner}) GROUP BY b ORDER BY b");
+    let args = union_args(&parts, q.trunk.as_deref(), q.codec.as_deref());
     let mut st = conn.prepare_cached(&sql)?;
     let rows = st.query_map(params_from_iter(args), |r| {
         let b: i64 = r.get(0)?;
@@ -604,18 +686,24 @@ pub(super) fn dashboard(
     rows.collect()
 }
 
-/// The codecs with calls in [from_ns, to_ns).
+/// The codecs with calls in [from_ns, to_ns) (whole hours from the hourly
+/// rollups).
 pub(super) fn codecs(
     conn: &rusqlite::Connection,
     from_ns: u64,
     to_ns: u64,
 ) -> rusqlite::Result<Vec<String>> {
-    conn.prepare_cached(
-        "SELECT DISTINCT codec FROM rollup_minute WHERE minute >= ?1 AND minute < ?2 ORDER BY codec",
-    )?
-    .query_map(
-        params![i(from_ns / MINUTE_NS), i(to_ns.div_ceil(MINUTE_NS))],
-        |r| r.get(0),
-    )?
-    .collect()
+    let parts = parts(from_ns / MINUTE_NS, to_ns.div_ceil(MINUTE_NS), true);
+    if parts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT DISTINCT codec FROM ({}) ORDER BY codec",
+        union_sql(&parts, "codec")
+    );
+    conn.prepare_cached(&sql)?
+        .query_map(params_from_iter(union_args(&parts, None, None)), |r| {
+            r.get(0)
+        })?
+        .collect()
 }

@@ -1,7 +1,7 @@
 //! Trunk classification, the rollups of recorded calls, a MOS set later,
 //! and an index of schema 6 migrated with its calls rolled up.
 
-use super::tests::{call, temp_index};
+use super::tests::{T0, call, temp_index};
 use super::*;
 
 fn record(idx: &mut Index, n: u64) -> Vec<i64> {
@@ -127,4 +127,98 @@ fn ip_prefixes() {
     };
     assert!(ok("10.0.0.0/8") && ok("192.0.2.7") && ok("2001:db8::/32") && ok("0.0.0.0/0"));
     assert!(!ok("10.0.0.0/33") && !ok("10.0.0") && !ok("host.example"));
+}
+
+/// The non-zero rows of `sql` (key columns, then the 30 sums).
+fn rows_of(idx: &Index, sql: &str) -> Vec<(i64, String, String, Vec<i64>)> {
+    let mut st = idx.conn.prepare(sql).unwrap();
+    st.query_map([], |r| {
+        let v: Vec<i64> = (3..33).map(|k| r.get(k).unwrap()).collect();
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, v))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .filter(|r| r.3.iter().any(|x| *x != 0))
+    .collect()
+}
+
+/// `rollup_hour` holds exactly the sums of `rollup_minute` by hour.
+fn hours_match_minutes(idx: &Index) {
+    let cols = rollup::COLS.join(", ");
+    let sums: Vec<String> = rollup::COLS.iter().map(|c| format!("sum({c})")).collect();
+    let hours = rows_of(
+        idx,
+        &format!("SELECT hour, trunk, codec, {cols} FROM rollup_hour ORDER BY 1, 2, 3"),
+    );
+    let minutes = rows_of(
+        idx,
+        &format!(
+            "SELECT minute / 60, trunk, codec, {} FROM rollup_minute GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+            sums.join(", ")
+        ),
+    );
+    assert!(hours.len() >= 3, "calls over several hours: {hours:?}");
+    assert_eq!(hours, minutes);
+}
+
+#[test]
+fn hourly_rollups_follow_the_minutes_and_serve_whole_hours() {
+    let (_dir, mut idx) = temp_index();
+    // 24 calls 577 s apart (up to ten minutes long): almost four hours.
+    let calls: Vec<Call> = (0..24).map(|k| call(k * 577)).collect();
+    let batch: Vec<(&Call, CallFiles)> = calls.iter().map(|c| (c, CallFiles::default())).collect();
+    let ids = idx.record_calls(&batch).unwrap();
+    hours_match_minutes(&idx);
+    // A MOS set later (an UPDATE of a minute row).
+    idx.set_call_mos(ids[4], Some(1.2)).unwrap();
+    hours_match_minutes(&idx);
+    // A rebuild (every minute row deleted and added again).
+    let rules = vec![TrunkRule {
+        name: "low".into(),
+        ip_prefixes: vec!["10.0.0.0/20".into()],
+        number_prefixes: vec![],
+    }];
+    assert!(idx.set_trunks(&rules).unwrap());
+    hours_match_minutes(&idx);
+    // Hourly and daily buckets over a range with ragged ends equal the
+    // minute rows summed here by bucket.
+    const MIN: u64 = 60_000_000_000;
+    let (from, to) = (T0 - 17 * MIN, T0 + 3 * 60 * MIN + 23 * MIN);
+    for (step, trunk) in [(60, None), (60, Some("low")), (1440, None), (1, None)] {
+        let q = DashQuery {
+            from_ns: from,
+            to_ns: to,
+            step_minutes: step,
+            trunk: trunk.map(String::from),
+            codec: None,
+        };
+        let got: Vec<(i64, String, String, Vec<i64>)> = idx
+            .dashboard(&q)
+            .unwrap()
+            .into_iter()
+            .map(|b| {
+                (
+                    i(b.start_ns / MIN / step),
+                    String::new(),
+                    String::new(),
+                    b.counts.values(),
+                )
+            })
+            .filter(|r| r.3.iter().any(|x| *x != 0))
+            .collect();
+        let sums: Vec<String> = rollup::COLS.iter().map(|c| format!("sum({c})")).collect();
+        let want = rows_of(
+            &idx,
+            &format!(
+                "SELECT minute / {step}, '', '', {} FROM rollup_minute WHERE minute >= {} AND minute < {} \
+                 AND trunk = coalesce({}, trunk) GROUP BY 1 ORDER BY 1",
+                sums.join(", "),
+                from / MIN,
+                to.div_ceil(MIN),
+                trunk.map_or("NULL".to_string(), |t| format!("'{t}'")),
+            ),
+        );
+        assert!(!want.is_empty());
+        assert_eq!(got, want, "step {step} trunk {trunk:?}");
+    }
 }

@@ -316,4 +316,136 @@ CREATE TABLE rollup_minute (
     PRIMARY KEY (minute, trunk, codec)
 ) WITHOUT ROWID;
 "#,
+    // 8: hourly rollups beside the minute ones, so a dashboard of whole
+    // hours reads 60 times fewer rows. The counts follow `rollup_minute` by
+    // triggers (every write path: a recorded call's row, a MOS moved, a
+    // rebuild); the in-progress time (`active_ms`, up to a row per minute
+    // of a call) is added to the hours by the index code, one write per
+    // hour, not through a trigger per minute. A row with counts always has
+    // `attempts` (a call adds 1). Rows are never re-keyed.
+    r#"
+CREATE TABLE rollup_hour (
+    hour  INTEGER NOT NULL,   -- minute / 60
+    trunk TEXT NOT NULL,
+    codec TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, answered INTEGER NOT NULL DEFAULT 0,
+    ner_ok INTEGER NOT NULL DEFAULT 0, answered_ms INTEGER NOT NULL DEFAULT 0,
+    pdd_ms INTEGER NOT NULL DEFAULT 0, pdd_n INTEGER NOT NULL DEFAULT 0,
+    r_none INTEGER NOT NULL DEFAULT 0, r1 INTEGER NOT NULL DEFAULT 0,
+    r2 INTEGER NOT NULL DEFAULT 0, r3 INTEGER NOT NULL DEFAULT 0,
+    r4 INTEGER NOT NULL DEFAULT 0, r5 INTEGER NOT NULL DEFAULT 0,
+    r6 INTEGER NOT NULL DEFAULT 0, c404 INTEGER NOT NULL DEFAULT 0,
+    c408 INTEGER NOT NULL DEFAULT 0, c480 INTEGER NOT NULL DEFAULT 0,
+    c486 INTEGER NOT NULL DEFAULT 0, c487 INTEGER NOT NULL DEFAULT 0,
+    c503 INTEGER NOT NULL DEFAULT 0, mos_none INTEGER NOT NULL DEFAULT 0,
+    mos1 INTEGER NOT NULL DEFAULT 0, mos2 INTEGER NOT NULL DEFAULT 0,
+    mos3 INTEGER NOT NULL DEFAULT 0, mos4 INTEGER NOT NULL DEFAULT 0,
+    mos5 INTEGER NOT NULL DEFAULT 0, one_way INTEGER NOT NULL DEFAULT 0,
+    capture_loss INTEGER NOT NULL DEFAULT 0, rtp_lost INTEGER NOT NULL DEFAULT 0,
+    rtp_expected INTEGER NOT NULL DEFAULT 0, active_ms INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (hour, trunk, codec)
+) WITHOUT ROWID;
+
+INSERT INTO rollup_hour (hour, trunk, codec,
+    attempts, answered, ner_ok, answered_ms, pdd_ms, pdd_n, r_none, r1, r2, r3, r4, r5,
+    r6, c404, c408, c480, c486, c487, c503, mos_none, mos1, mos2, mos3, mos4, mos5,
+    one_way, capture_loss, rtp_lost, rtp_expected, active_ms)
+SELECT minute / 60, trunk, codec,
+    sum(attempts), sum(answered), sum(ner_ok), sum(answered_ms), sum(pdd_ms),
+    sum(pdd_n), sum(r_none), sum(r1), sum(r2), sum(r3), sum(r4), sum(r5), sum(r6),
+    sum(c404), sum(c408), sum(c480), sum(c486), sum(c487), sum(c503), sum(mos_none),
+    sum(mos1), sum(mos2), sum(mos3), sum(mos4), sum(mos5), sum(one_way),
+    sum(capture_loss), sum(rtp_lost), sum(rtp_expected), sum(active_ms)
+FROM rollup_minute GROUP BY minute / 60, trunk, codec;
+
+CREATE TRIGGER rollup_minute_to_hour_insert AFTER INSERT ON rollup_minute
+WHEN new.attempts <> 0 BEGIN
+    INSERT INTO rollup_hour (hour, trunk, codec,
+        attempts, answered, ner_ok, answered_ms, pdd_ms, pdd_n, r_none, r1, r2, r3, r4,
+        r5, r6, c404, c408, c480, c486, c487, c503, mos_none, mos1, mos2, mos3, mos4,
+        mos5, one_way, capture_loss, rtp_lost, rtp_expected)
+    VALUES (new.minute / 60, new.trunk, new.codec,
+        new.attempts, new.answered, new.ner_ok, new.answered_ms, new.pdd_ms, new.pdd_n,
+        new.r_none, new.r1, new.r2, new.r3, new.r4, new.r5, new.r6, new.c404, new.c408,
+        new.c480, new.c486, new.c487, new.c503, new.mos_none, new.mos1, new.mos2,
+        new.mos3, new.mos4, new.mos5, new.one_way, new.capture_loss, new.rtp_lost,
+        new.rtp_expected)
+    ON CONFLICT (hour, trunk, codec) DO UPDATE SET
+        attempts = attempts + excluded.attempts,
+        answered = answered + excluded.answered, ner_ok = ner_ok + excluded.ner_ok,
+        answered_ms = answered_ms + excluded.answered_ms,
+        pdd_ms = pdd_ms + excluded.pdd_ms, pdd_n = pdd_n + excluded.pdd_n,
+        r_none = r_none + excluded.r_none, r1 = r1 + excluded.r1, r2 = r2 + excluded.r2,
+        r3 = r3 + excluded.r3, r4 = r4 + excluded.r4, r5 = r5 + excluded.r5,
+        r6 = r6 + excluded.r6, c404 = c404 + excluded.c404, c408 = c408 + excluded.c408,
+        c480 = c480 + excluded.c480, c486 = c486 + excluded.c486,
+        c487 = c487 + excluded.c487, c503 = c503 + excluded.c503,
+        mos_none = mos_none + excluded.mos_none, mos1 = mos1 + excluded.mos1,
+        mos2 = mos2 + excluded.mos2, mos3 = mos3 + excluded.mos3,
+        mos4 = mos4 + excluded.mos4, mos5 = mos5 + excluded.mos5,
+        one_way = one_way + excluded.one_way,
+        capture_loss = capture_loss + excluded.capture_loss,
+        rtp_lost = rtp_lost + excluded.rtp_lost,
+        rtp_expected = rtp_expected + excluded.rtp_expected;
+END;
+
+CREATE TRIGGER rollup_minute_to_hour_update AFTER UPDATE OF
+    attempts, answered, ner_ok, answered_ms, pdd_ms, pdd_n, r_none, r1, r2, r3, r4, r5,
+    r6, c404, c408, c480, c486, c487, c503, mos_none, mos1, mos2, mos3, mos4, mos5,
+    one_way, capture_loss, rtp_lost, rtp_expected
+ON rollup_minute BEGIN
+    INSERT INTO rollup_hour (hour, trunk, codec,
+        attempts, answered, ner_ok, answered_ms, pdd_ms, pdd_n, r_none, r1, r2, r3, r4,
+        r5, r6, c404, c408, c480, c486, c487, c503, mos_none, mos1, mos2, mos3, mos4,
+        mos5, one_way, capture_loss, rtp_lost, rtp_expected)
+    VALUES (new.minute / 60, new.trunk, new.codec,
+        new.attempts - old.attempts, new.answered - old.answered,
+        new.ner_ok - old.ner_ok, new.answered_ms - old.answered_ms,
+        new.pdd_ms - old.pdd_ms, new.pdd_n - old.pdd_n, new.r_none - old.r_none,
+        new.r1 - old.r1, new.r2 - old.r2, new.r3 - old.r3, new.r4 - old.r4,
+        new.r5 - old.r5, new.r6 - old.r6, new.c404 - old.c404, new.c408 - old.c408,
+        new.c480 - old.c480, new.c486 - old.c486, new.c487 - old.c487,
+        new.c503 - old.c503, new.mos_none - old.mos_none, new.mos1 - old.mos1,
+        new.mos2 - old.mos2, new.mos3 - old.mos3, new.mos4 - old.mos4,
+        new.mos5 - old.mos5, new.one_way - old.one_way,
+        new.capture_loss - old.capture_loss, new.rtp_lost - old.rtp_lost,
+        new.rtp_expected - old.rtp_expected)
+    ON CONFLICT (hour, trunk, codec) DO UPDATE SET
+        attempts = attempts + excluded.attempts,
+        answered = answered + excluded.answered, ner_ok = ner_ok + excluded.ner_ok,
+        answered_ms = answered_ms + excluded.answered_ms,
+        pdd_ms = pdd_ms + excluded.pdd_ms, pdd_n = pdd_n + excluded.pdd_n,
+        r_none = r_none + excluded.r_none, r1 = r1 + excluded.r1, r2 = r2 + excluded.r2,
+        r3 = r3 + excluded.r3, r4 = r4 + excluded.r4, r5 = r5 + excluded.r5,
+        r6 = r6 + excluded.r6, c404 = c404 + excluded.c404, c408 = c408 + excluded.c408,
+        c480 = c480 + excluded.c480, c486 = c486 + excluded.c486,
+        c487 = c487 + excluded.c487, c503 = c503 + excluded.c503,
+        mos_none = mos_none + excluded.mos_none, mos1 = mos1 + excluded.mos1,
+        mos2 = mos2 + excluded.mos2, mos3 = mos3 + excluded.mos3,
+        mos4 = mos4 + excluded.mos4, mos5 = mos5 + excluded.mos5,
+        one_way = one_way + excluded.one_way,
+        capture_loss = capture_loss + excluded.capture_loss,
+        rtp_lost = rtp_lost + excluded.rtp_lost,
+        rtp_expected = rtp_expected + excluded.rtp_expected;
+END;
+
+CREATE TRIGGER rollup_minute_to_hour_delete AFTER DELETE ON rollup_minute BEGIN
+    UPDATE rollup_hour SET
+        attempts = attempts - old.attempts, answered = answered - old.answered,
+        ner_ok = ner_ok - old.ner_ok, answered_ms = answered_ms - old.answered_ms,
+        pdd_ms = pdd_ms - old.pdd_ms, pdd_n = pdd_n - old.pdd_n,
+        r_none = r_none - old.r_none, r1 = r1 - old.r1, r2 = r2 - old.r2,
+        r3 = r3 - old.r3, r4 = r4 - old.r4, r5 = r5 - old.r5, r6 = r6 - old.r6,
+        c404 = c404 - old.c404, c408 = c408 - old.c408, c480 = c480 - old.c480,
+        c486 = c486 - old.c486, c487 = c487 - old.c487, c503 = c503 - old.c503,
+        mos_none = mos_none - old.mos_none, mos1 = mos1 - old.mos1,
+        mos2 = mos2 - old.mos2, mos3 = mos3 - old.mos3, mos4 = mos4 - old.mos4,
+        mos5 = mos5 - old.mos5, one_way = one_way - old.one_way,
+        capture_loss = capture_loss - old.capture_loss,
+        rtp_lost = rtp_lost - old.rtp_lost,
+        rtp_expected = rtp_expected - old.rtp_expected,
+        active_ms = active_ms - old.active_ms
+    WHERE hour = old.minute / 60 AND trunk = old.trunk AND codec = old.codec;
+END;
+"#,
 ];

@@ -4,7 +4,7 @@ use std::time::Instant;
 use super::*;
 use crate::calls::{CallState, EndReason, SipEntry};
 
-const T0: u64 = 1_700_000_000_000_000_000;
+pub(super) const T0: u64 = 1_700_000_000_000_000_000;
 
 /// A call as the pipeline would hand it over, with `n` steering every field
 /// so each query kind has a known answer.
