@@ -361,6 +361,33 @@ pub const CALL_SIP: TableMap = TableMap {
     ],
 };
 
+/// A fax call's UDPTL streams (central migration 5), in the order the
+/// sensor recorded them; written once with the call, never changed.
+pub const CALL_FAX: TableMap = TableMap {
+    central: "call_fax",
+    from: Some(
+        "FROM fax_streams f JOIN calls c ON c.id = f.call WHERE f.call > ?1 AND f.call <= ?2",
+    ),
+    cols: &[
+        col("call_start", TimeNs, "c.start_ns"),
+        col("call_id", Text, "c.call_id"),
+        col(
+            "ordinal",
+            Int2,
+            "row_number() OVER (PARTITION BY f.call ORDER BY f.rowid) - 1",
+        ),
+        col("src", Text, "f.src"),
+        col("dst", Text, "f.dst"),
+        col("first_at", TimeNs, "f.first_ns"),
+        col("last_at", TimeNs, "f.last_ns"),
+        col("packets", Int8, "f.packets"),
+        col("expected", Int8, "f.expected"),
+        col("lost", Int8, "f.lost"),
+        col("late", Int8, "f.late"),
+        col("bytes", Int8, "f.bytes"),
+    ],
+};
+
 /// Registration bindings: the local table is the latest snapshot, one row
 /// per (address of record, contact, client) since its first REGISTER.
 pub const REGISTRATIONS: TableMap = TableMap {
@@ -414,7 +441,7 @@ pub const PINGS: TableMap = TableMap {
 };
 
 /// Shipped per batch of calls, in this order (a call's children after it).
-pub const PER_CALL: [TableMap; 4] = [CALLS, STREAMS, LEGS, CALL_SIP];
+pub const PER_CALL: [TableMap; 5] = [CALLS, STREAMS, LEGS, CALL_SIP, CALL_FAX];
 
 /// What a changed call re-sends over its central rows (legs only add).
 pub const RESENT: [&str; 3] = ["calls", "streams", "call_sip"];

@@ -69,20 +69,44 @@ CREATE TABLE IF NOT EXISTS ship_changes (
     seq   INTEGER PRIMARY KEY AUTOINCREMENT,
     call  INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS ship_changes_call ON ship_changes(call);
 ";
 
 /// A change of a local call's shipped columns is noted in `ship_changes`
 /// (`UPDATE OF` the columns the mapping copies, so a change the central
-/// index does not hold, such as a trunk, sends nothing).
+/// index does not hold sends nothing), and so is a new address of a call
+/// (its `call_ips` row: the central IP search follows it).
+///
+/// One row per call: a change replaces the call's earlier row with a new,
+/// higher number, so while the centre is away the table holds at most one
+/// row per changed call however often the calls change (a call still ships
+/// its latest state: it is read when sent), and a deleted call (retention)
+/// takes its row along. Every target whose change mark is below the new
+/// number sends it; none is skipped.
 fn change_triggers() -> String {
     let calls = mapping::plain_columns(&mapping::CALLS, "c").join(", ");
     let streams = mapping::plain_columns(&mapping::STREAMS, "s").join(", ");
+    let note = |call: &str| {
+        format!(
+            "DELETE FROM ship_changes WHERE call = {call}; \
+             INSERT INTO ship_changes (call) VALUES ({call});"
+        )
+    };
     format!(
         "DROP TRIGGER IF EXISTS ship_call_changed; DROP TRIGGER IF EXISTS ship_stream_changed;
+         DROP TRIGGER IF EXISTS ship_call_address; DROP TRIGGER IF EXISTS ship_call_deleted;
          CREATE TRIGGER ship_call_changed AFTER UPDATE OF {calls} ON calls \
-         BEGIN INSERT INTO ship_changes (call) VALUES (NEW.id); END;
+         BEGIN {} END;
          CREATE TRIGGER ship_stream_changed AFTER UPDATE OF {streams} ON streams \
-         BEGIN INSERT INTO ship_changes (call) VALUES (NEW.call); END;"
+         BEGIN {} END;
+         CREATE TRIGGER ship_call_address AFTER INSERT ON call_ips \
+         WHEN EXISTS (SELECT 1 FROM ship_marks WHERE last_call >= NEW.call) \
+         BEGIN {} END;
+         CREATE TRIGGER ship_call_deleted AFTER DELETE ON calls \
+         BEGIN DELETE FROM ship_changes WHERE call = OLD.id; END;",
+        note("NEW.id"),
+        note("NEW.call"),
+        note("NEW.call"),
     )
 }
 
@@ -850,8 +874,30 @@ mod tests {
         db.execute("UPDATE calls SET trunk = 't1' WHERE id = 7", [])
             .unwrap();
         assert_eq!(noted(&db), [7], "the trunk is shipped (fleet rollups)");
-        db.execute("UPDATE calls SET mos = 3.5 WHERE id = 7", [])
+        for i in 0..100 {
+            db.execute("UPDATE calls SET mos = ?1 WHERE id = 7", [1.0 + f64::from(i) / 100.0])
+                .unwrap();
+        }
+        assert_eq!(noted(&db), [7], "one row per changed call, however often");
+        let last_seq = |db: &Connection| -> i64 {
+            db.query_row("SELECT max(seq) FROM ship_changes", [], |r| r.get(0))
+                .unwrap()
+        };
+        let before = last_seq(&db);
+        // A new address of a call not shipped anywhere yet: it ships whole.
+        db.execute("INSERT INTO call_ips (call, ip) VALUES (7, '192.0.2.9')", [])
             .unwrap();
-        assert_eq!(noted(&db), [7, 7]);
+        assert_eq!(last_seq(&db), before);
+        db.execute(
+            "INSERT INTO ship_marks (target, last_call, last_file_ms, updated_ns) VALUES ('t', 7, 0, 0)",
+            [],
+        )
+        .unwrap();
+        db.execute("INSERT INTO call_ips (call, ip) VALUES (7, '192.0.2.10')", [])
+            .unwrap();
+        assert_eq!(noted(&db), [7]);
+        assert!(last_seq(&db) > before, "a shipped call's new address is a change");
+        db.execute("DELETE FROM calls WHERE id = 7", []).unwrap();
+        assert!(noted(&db).is_empty(), "a deleted call takes its change along");
     }
 }
