@@ -1107,7 +1107,19 @@ async fn changed_calls_and_registrations_are_sent_again_once() {
 async fn fax_streams_new_addresses_and_coalesced_changes_are_shipped() {
     let certs = Certs::new();
     let pg = setup_central(&certs, "hub-resend").await;
-    let d = data_dir_with(&corpus("generated/sipp-netns-udp-2calls.pcap"));
+    // Two calls, and RTP no SIP claimed (SIPp's g711a.pcap on its own).
+    let d = tempfile::tempdir().unwrap();
+    voxtap_engine::import::run_import(&voxtap_engine::import::ImportOptions {
+        files: vec![
+            corpus("generated/sipp-netns-udp-2calls.pcap"),
+            corpus("sipp/g711a.pcap"),
+        ],
+        out: d.path().to_path_buf(),
+        pipeline: Default::default(),
+        call_files: false,
+        media: None,
+    })
+    .expect("import");
     let path = d.path().join(INDEX_FILE);
     let lite = rusqlite::Connection::open(&path).unwrap();
     let ids: Vec<i64> = {
@@ -1148,6 +1160,36 @@ async fn fax_streams_new_addresses_and_coalesced_changes_are_shipped() {
         .unwrap();
     assert_eq!(got.fax, want.fax);
     assert_eq!(got.fax_ns, want.fax_ns);
+
+    // The media-only streams, on the hub's page as the sensor lists them.
+    let media = local.media_streams(100, 0).unwrap();
+    assert!(!media.is_empty(), "g711a.pcap's RTP has no SIP");
+    let central = hub
+        .media_streams(100, 0)
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.message()));
+    assert!(central.iter().all(|m| m.sensor.as_deref() == Some("s1")));
+    let rows: Vec<_> = central.into_iter().map(|m| m.row).collect();
+    // The central figures are `real`: the local ones through f32.
+    let f = |x: f64| f64::from(x as f32);
+    let want: Vec<_> = media
+        .iter()
+        .cloned()
+        .map(|mut m| {
+            (m.jitter_ms, m.max_jitter_ms, m.max_delta_ms) =
+                (f(m.jitter_ms), f(m.max_jitter_ms), f(m.max_delta_ms));
+            m.mos = m.mos.map(f);
+            m
+        })
+        .collect();
+    assert_eq!(rows, want);
+    let (_srv, _hub_dir, base) = start_hub(&certs, &pg, &[], config()).await;
+    let cookie = login(&base, USER, PASSWORD).await.unwrap();
+    let page = get_page(&base, &cookie, "/media").await;
+    assert!(page.contains("<th>Sensor</th>"), "{page}");
+    for m in &media {
+        assert!(page.contains(&format!("0x{:08X}", m.ssrc)), "{page}");
+    }
 
     // No shipper runs: the media step sets each call's MOS 50 times.
     let mut idx = Index::open(&path).unwrap();

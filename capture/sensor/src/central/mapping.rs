@@ -388,6 +388,33 @@ pub const CALL_FAX: TableMap = TableMap {
     ],
 };
 
+/// RTP no SIP claimed (the local `media_streams`, central migration 5):
+/// shipped by their own local id (`?1` < id <= `?2`), once; the partition
+/// key is the stream's first packet (its indexing time when it has none).
+pub const MEDIA_STREAMS: TableMap = TableMap {
+    central: "media_streams",
+    from: Some("FROM media_streams m WHERE m.id > ?1 AND m.id <= ?2"),
+    cols: &[
+        col("first_at", TimeNs, "coalesce(m.first_ns, m.indexed_at)"),
+        col("local_id", Int8, "m.id"),
+        col("last_at", TimeNs, "m.last_ns"),
+        col("folder", Text, "m.folder"),
+        col("ssrc", Int8, "m.ssrc"),
+        col("src", Text, "m.src"),
+        col("dst", Text, "m.dst"),
+        col("payload_type", Int2, "m.payload_type"),
+        col("codec", Text, "m.codec"),
+        col("packets", Int8, "m.packets"),
+        col("expected", Int8, "m.expected"),
+        col("lost", Int8, "m.lost"),
+        col("jitter_ms", Real, "m.jitter_ms"),
+        col("max_jitter_ms", Real, "m.max_jitter_ms"),
+        col("max_delta_ms", Real, "m.max_delta_ms"),
+        col("mos", Real, "m.mos"),
+        col("indexed_at", TimeNs, "m.indexed_at"),
+    ],
+};
+
 /// Registration bindings: the local table is the latest snapshot, one row
 /// per (address of record, contact, client) since its first REGISTER.
 pub const REGISTRATIONS: TableMap = TableMap {
@@ -671,7 +698,7 @@ mod tests {
             "ATTACH ':memory:' AS up; CREATE TABLE up.queue (kind, state, path, key, bytes, sha256, uploaded_ms);",
         )
         .unwrap();
-        for m in PER_CALL.iter().chain(&NONCALL).chain([&CALL_FILES]) {
+        for m in PER_CALL.iter().chain(&NONCALL).chain([&CALL_FILES, &MEDIA_STREAMS]) {
             if let Some(sql) = m.local_sql() {
                 conn.prepare(&sql)
                     .unwrap_or_else(|e| panic!("{}: {e}\n{sql}", m.central));

@@ -568,6 +568,8 @@ GRANT EXECUTE ON FUNCTION voxtap.update_from_stage(text) TO voxtap_sensor;
 ///   finds a call by an address it learnt after it was first shipped.
 /// * `call_fax`: a fax call's UDPTL streams, as the sensor's `fax_streams`
 ///   (the call page's fax table on the hub).
+/// * `media_streams`: RTP no SIP claimed, as the sensor's table of that
+///   name (the hub's "Media without signalling" page).
 const MIGRATION_5: &str = r#"
 CREATE FUNCTION voxtap.calls_changed_ips() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, voxtap AS $f$
@@ -641,29 +643,58 @@ CREATE TABLE voxtap.call_fax (
     bytes         bigint NOT NULL
 ) PARTITION BY RANGE (call_start);
 CREATE UNIQUE INDEX call_fax_key ON voxtap.call_fax (call_id, sensor, call_start, ordinal);
+
+CREATE TABLE voxtap.media_streams (
+    sensor        smallint NOT NULL DEFAULT voxtap.current_sensor(),
+    local_id      bigint NOT NULL,
+    first_at      timestamptz NOT NULL,
+    last_at       timestamptz,
+    folder        text,
+    ssrc          bigint NOT NULL,
+    src           text NOT NULL,
+    dst           text NOT NULL,
+    payload_type  smallint NOT NULL,
+    codec         text NOT NULL,
+    packets       bigint NOT NULL,
+    expected      bigint NOT NULL,
+    lost          bigint NOT NULL,
+    jitter_ms     real NOT NULL,
+    max_jitter_ms real NOT NULL,
+    max_delta_ms  real NOT NULL,
+    mos           real,
+    indexed_at    timestamptz NOT NULL
+) PARTITION BY RANGE (first_at);
+CREATE UNIQUE INDEX media_streams_key ON voxtap.media_streams (sensor, local_id, first_at);
+CREATE INDEX media_streams_first ON voxtap.media_streams (first_at);
+
 -- The days calls already has (ensure_days makes the new ones).
 DO $$
 DECLARE
     r record;
     d date;
+    t text;
 BEGIN
     FOR r IN SELECT c.relname AS part FROM pg_inherits i
              JOIN pg_class c ON c.oid = i.inhrelid
              WHERE i.inhparent = 'voxtap.calls'::regclass AND c.relname ~ '^calls_[0-9]{8}$' LOOP
         d := to_date(right(r.part, 8), 'YYYYMMDD');
-        EXECUTE format('CREATE TABLE voxtap.%I PARTITION OF voxtap.call_fax FOR VALUES FROM (%L) TO (%L)',
-            'call_fax_' || right(r.part, 8),
-            d::timestamp AT TIME ZONE 'UTC', (d + 1)::timestamp AT TIME ZONE 'UTC');
+        FOREACH t IN ARRAY ARRAY['call_fax', 'media_streams'] LOOP
+            EXECUTE format('CREATE TABLE voxtap.%I PARTITION OF voxtap.%I FOR VALUES FROM (%L) TO (%L)',
+                t || '_' || right(r.part, 8), t,
+                d::timestamp AT TIME ZONE 'UTC', (d + 1)::timestamp AT TIME ZONE 'UTC');
+        END LOOP;
+    END LOOP;
+    FOREACH t IN ARRAY ARRAY['call_fax', 'media_streams'] LOOP
+        EXECUTE format('ALTER TABLE voxtap.%I ENABLE ROW LEVEL SECURITY', t);
+        EXECUTE format('CREATE POLICY own_rows ON voxtap.%I FOR INSERT TO voxtap_sensor '
+                       'WITH CHECK (sensor = voxtap.current_sensor())', t);
+        EXECUTE format('CREATE POLICY own_rows_seen ON voxtap.%I FOR SELECT TO voxtap_sensor '
+                       'USING (sensor = voxtap.current_sensor())', t);
+        EXECUTE format('CREATE POLICY hub_reads ON voxtap.%I FOR SELECT TO voxtap_hub USING (true)', t);
+        EXECUTE format('GRANT INSERT ON voxtap.%I TO voxtap_sensor', t);
+        EXECUTE format('GRANT SELECT ON voxtap.%I TO voxtap_hub', t);
     END LOOP;
 END $$;
-ALTER TABLE voxtap.call_fax ENABLE ROW LEVEL SECURITY;
-CREATE POLICY own_rows ON voxtap.call_fax FOR INSERT TO voxtap_sensor
-    WITH CHECK (sensor = voxtap.current_sensor());
-CREATE POLICY own_rows_seen ON voxtap.call_fax FOR SELECT TO voxtap_sensor
-    USING (sensor = voxtap.current_sensor());
-CREATE POLICY hub_reads ON voxtap.call_fax FOR SELECT TO voxtap_hub USING (true);
-GRANT INSERT ON voxtap.call_fax TO voxtap_sensor;
-GRANT SELECT ON voxtap.call_fax TO voxtap_hub;
 "#;
 
 /// Sensor names: what may become part of a role name and an S3 key.
