@@ -355,6 +355,24 @@ async fn bench_fleet_ingest_and_queries() {
     dashboards(&hub).await;
 }
 
+/// The query part alone, against a central index already loaded with
+/// [`load`]'s calls (`VOXTAP_BENCH_PG_URL`, e.g. `host=/path/to/socket-dir
+/// port=5432 user=postgres dbname=voxtap`; `VOXTAP_BENCH_CALLS` the calls
+/// in it): to compare plans and indexes without loading 10 M calls again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "benchmark: needs VOXTAP_BENCH_PG_URL, a loaded central index"]
+async fn bench_fleet_queries_on_a_loaded_index() {
+    let url = std::env::var("VOXTAP_BENCH_PG_URL")
+        .expect("VOXTAP_BENCH_PG_URL: the loaded central index to search");
+    let calls = env_or("VOXTAP_BENCH_CALLS", 10_000_000);
+    let hub = Hub::new(&voxtap_web::config::CentralConfig {
+        url,
+        ..Default::default()
+    })
+    .unwrap();
+    queries(&hub, calls).await;
+}
+
 /// The hub's dashboards over the loaded calls' rollups: p50 and max of 20.
 async fn dashboards(hub: &Hub) {
     use voxtap_engine::index::DashQuery;
