@@ -294,11 +294,9 @@ impl Hub {
         // them at once rather than one after the other on one.
         let (c, counter) = (self.client().await?, self.client().await?);
         let refs = w.refs();
-        let (rows, total) = tokio::try_join!(
-            c.query(&sql, &refs),
-            counter.query_one(&count_sql, &refs)
-        )
-        .map_err(unavailable)?;
+        let (rows, total) =
+            tokio::try_join!(c.query(&sql, &refs), counter.query_one(&count_sql, &refs))
+                .map_err(unavailable)?;
         let total: i64 = total.get(0);
         Ok(CallPage {
             total: u(total),

@@ -698,7 +698,11 @@ mod tests {
             "ATTACH ':memory:' AS up; CREATE TABLE up.queue (kind, state, path, key, bytes, sha256, uploaded_ms);",
         )
         .unwrap();
-        for m in PER_CALL.iter().chain(&NONCALL).chain([&CALL_FILES, &MEDIA_STREAMS]) {
+        for m in PER_CALL
+            .iter()
+            .chain(&NONCALL)
+            .chain([&CALL_FILES, &MEDIA_STREAMS])
+        {
             if let Some(sql) = m.local_sql() {
                 conn.prepare(&sql)
                     .unwrap_or_else(|e| panic!("{}: {e}\n{sql}", m.central));

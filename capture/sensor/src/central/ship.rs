@@ -928,8 +928,11 @@ mod tests {
             .unwrap();
         assert_eq!(noted(&db), [7], "the trunk is shipped (fleet rollups)");
         for i in 0..100 {
-            db.execute("UPDATE calls SET mos = ?1 WHERE id = 7", [1.0 + f64::from(i) / 100.0])
-                .unwrap();
+            db.execute(
+                "UPDATE calls SET mos = ?1 WHERE id = 7",
+                [1.0 + f64::from(i) / 100.0],
+            )
+            .unwrap();
         }
         assert_eq!(noted(&db), [7], "one row per changed call, however often");
         let last_seq = |db: &Connection| -> i64 {
@@ -938,19 +941,31 @@ mod tests {
         };
         let before = last_seq(&db);
         // A new address of a call not shipped anywhere yet: it ships whole.
-        db.execute("INSERT INTO call_ips (call, ip) VALUES (7, '192.0.2.9')", [])
-            .unwrap();
+        db.execute(
+            "INSERT INTO call_ips (call, ip) VALUES (7, '192.0.2.9')",
+            [],
+        )
+        .unwrap();
         assert_eq!(last_seq(&db), before);
         db.execute(
             "INSERT INTO ship_marks (target, last_call, last_file_ms, updated_ns) VALUES ('t', 7, 0, 0)",
             [],
         )
         .unwrap();
-        db.execute("INSERT INTO call_ips (call, ip) VALUES (7, '192.0.2.10')", [])
-            .unwrap();
+        db.execute(
+            "INSERT INTO call_ips (call, ip) VALUES (7, '192.0.2.10')",
+            [],
+        )
+        .unwrap();
         assert_eq!(noted(&db), [7]);
-        assert!(last_seq(&db) > before, "a shipped call's new address is a change");
+        assert!(
+            last_seq(&db) > before,
+            "a shipped call's new address is a change"
+        );
         db.execute("DELETE FROM calls WHERE id = 7", []).unwrap();
-        assert!(noted(&db).is_empty(), "a deleted call takes its change along");
+        assert!(
+            noted(&db).is_empty(),
+            "a deleted call takes its change along"
+        );
     }
 }
