@@ -44,7 +44,8 @@ fn wavs(st: &Shared, m: &MediaStreamRow) -> Vec<String> {
     v
 }
 
-/// `GET /media`.
+/// `GET /media`: on a hub every sensor's streams from the central index
+/// (with a Sensor column; their audio and pcap stay on the sensor).
 pub async fn page(
     State(st): State<Shared>,
     Extension(ident): Extension<Identity>,
@@ -52,43 +53,57 @@ pub async fn page(
 ) -> R<Html<String>> {
     let page = p.page.unwrap_or(1).max(1);
     let offset = (page - 1) * u64::from(PER_PAGE);
-    let rows = st
-        .db
-        .run(move |idx| idx.media_streams(PER_PAGE, offset))
-        .await?;
-    let with_audio: Vec<(MediaStreamRow, Vec<String>)> = rows
-        .into_iter()
-        .map(|m| {
-            let w = wavs(&st, &m);
-            (m, w)
-        })
-        .collect();
+    let rows: Vec<Listed> = match &st.hub {
+        Some(hub) => hub
+            .media_streams(PER_PAGE, offset)
+            .await?
+            .into_iter()
+            .map(|m| (m.sensor, m.row, Vec::new()))
+            .collect(),
+        None => st
+            .db
+            .run(move |idx| idx.media_streams(PER_PAGE, offset))
+            .await?
+            .into_iter()
+            .map(|m| {
+                let w = wavs(&st, &m);
+                (None, m, w)
+            })
+            .collect(),
+    };
     let body = html! {
         h1 { "Media without signalling" }
         p.muted { "RTP found by its headers that no SDP of any call announced: the SIP was encrypted, or is in another capture (import both files together to join them to their calls)." }
-        (table(&with_audio))
+        (table(&rows, st.hub.is_some()))
         nav.pager {
             @if page > 1 { a href={"/media?page=" (page - 1)} { "← Newer" } }
             span { "Page " (page) }
-            @if with_audio.len() as u32 == PER_PAGE { a href={"/media?page=" (page + 1)} { "Older →" } }
+            @if rows.len() as u32 == PER_PAGE { a href={"/media?page=" (page + 1)} { "Older →" } }
         }
     };
     Ok(Html(pages::page("Media without signalling", &ident, body)))
 }
 
-fn table(rows: &[(MediaStreamRow, Vec<String>)]) -> Markup {
+/// A listed stream: its sensor (on a hub), the row, its WAV files.
+type Listed = (Option<String>, MediaStreamRow, Vec<String>);
+
+/// `hub`: a Sensor column first, and no links (the files are the
+/// sensor's, not reachable through the hub yet).
+fn table(rows: &[Listed], hub: bool) -> Markup {
     html! {
         @if rows.is_empty() { p.muted id="no-media" { "No media without signalling." } } @else {
             table.streams id="media" {
                 thead { tr {
+                    @if hub { th { "Sensor" } }
                     th { "First (UTC)" } th { "SSRC" } th { "From" } th { "To" } th { "Codec" }
                     th.num { "Packets" } th.num { "Lost" } th.num { "Jitter ms (mean/max)" }
                     th.num { "Max Δ ms" } th.num { "MOS" } th { "Audio and capture" }
                 } }
                 tbody {
-                    @for (m, wavs) in rows {
+                    @for (sensor, m, wavs) in rows {
                         @let base = format!("/media/{}/files/", m.id);
                         tr {
+                            @if hub { td.sensor { (sensor.as_deref().unwrap_or("")) } }
                             td { @if let Some(t) = m.first_ns { (ts(t)) } }
                             td.mono { (format!("0x{:08X}", m.ssrc)) }
                             td.mono { (m.src) } td.mono { (m.dst) }
@@ -102,7 +117,8 @@ fn table(rows: &[(MediaStreamRow, Vec<String>)]) -> Markup {
                                 @for w in wavs {
                                     audio controls preload="none" src={(base) (url_encode(w))} {}
                                 }
-                                @if m.folder.is_some() { a href={(base) "call.pcap"} { "pcap" } }
+                                @if m.folder.is_some() && !hub { a href={(base) "call.pcap"} { "pcap" } }
+                                @if hub { span.muted { "on the sensor" } }
                             }
                         }
                     }

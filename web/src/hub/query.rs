@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use voxtap_engine::index::{
-    CallDetail, CallPage, CallQuery, CallRow, DtmfRow, LegRow, SipRow, SortKey, StreamRow,
+    CallDetail, CallPage, CallQuery, CallRow, DtmfRow, FaxRow, LegRow, SipRow, SortKey, StreamRow,
 };
 
 use super::{Hub, unavailable};
@@ -290,10 +290,13 @@ impl Hub {
             q.offset
         );
         let count_sql = w.count_sql();
-        let c = self.client().await?;
+        // The page and the count on two connections: the server answers
+        // them at once rather than one after the other on one.
+        let (c, counter) = (self.client().await?, self.client().await?);
         let refs = w.refs();
-        let (rows, total) = tokio::try_join!(c.query(&sql, &refs), c.query_one(&count_sql, &refs))
-            .map_err(unavailable)?;
+        let (rows, total) =
+            tokio::try_join!(c.query(&sql, &refs), counter.query_one(&count_sql, &refs))
+                .map_err(unavailable)?;
         let total: i64 = total.get(0);
         Ok(CallPage {
             total: u(total),
@@ -364,6 +367,19 @@ impl Hub {
             None => (Vec::new(), Vec::new()),
         };
         let legs = self.legs(&c, &call).await?;
+        let fax = c
+            .query(
+                &format!(
+                    "SELECT src, dst, first_at, last_at, packets, expected, lost \
+                     FROM voxtap.call_fax WHERE {key} ORDER BY ordinal"
+                ),
+                &args,
+            )
+            .await
+            .map_err(unavailable)?
+            .iter()
+            .map(fax_row)
+            .collect();
         let fax_ns = c
             .query_one("SELECT fax_at FROM voxtap.calls WHERE id = $1", &[&id])
             .await
@@ -377,9 +393,7 @@ impl Hub {
             dtmf,
             legs,
             fax_ns,
-            // The UDPTL streams' statistics stay on the sensor: the central
-            // index has when the call turned to fax, not the fax streams.
-            fax: Vec::new(),
+            fax,
         }))
     }
 
@@ -453,6 +467,19 @@ fn stream_row(r: &Row) -> StreamRow {
         mos: fo(23),
         audio_decodable: r.get(24),
         audio_reason: r.get(25),
+    }
+}
+
+fn fax_row(r: &Row) -> FaxRow {
+    let t = |i: usize| r.get::<_, SystemTime>(i);
+    FaxRow {
+        src: r.get(0),
+        dst: r.get(1),
+        first_ns: ns(t(2)),
+        last_ns: ns(t(3)),
+        packets: u(r.get(4)),
+        expected: u(r.get(5)),
+        lost: r.get(6),
     }
 }
 

@@ -2,13 +2,14 @@
 //! shipped to the central index (migration 3), answered as the local
 //! index's rows with their sensor, in the local page's order (failed,
 //! challenged and unanswered bindings first; the lossiest peers first).
+//! Also the media-only streams (migration 5), newest first as locally.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
-use voxtap_engine::index::{PingRow, RegistrationRow};
+use voxtap_engine::index::{MediaStreamRow, PingRow, RegistrationRow};
 
 use super::{Hub, unavailable};
 use crate::handlers::AppError;
@@ -85,6 +86,31 @@ fn ping(r: &Row) -> WithSensor<PingRow> {
     }
 }
 
+fn media_stream(r: &Row) -> WithSensor<MediaStreamRow> {
+    let f = |i: usize| f64::from(r.get::<_, f32>(i));
+    WithSensor {
+        sensor: Some(r.get(0)),
+        row: MediaStreamRow {
+            id: r.get(1),
+            folder: r.get(2),
+            ssrc: r.get::<_, i64>(3) as u32,
+            src: r.get(4),
+            dst: r.get(5),
+            payload_type: r.get::<_, i16>(6).clamp(0, 255) as u8,
+            codec: r.get(7),
+            first_ns: Some(ns(r.get(8))),
+            last_ns: r.get::<_, Option<SystemTime>>(9).map(ns),
+            packets: count(r, 10),
+            expected: count(r, 11),
+            lost: r.get(12),
+            jitter_ms: f(13),
+            max_jitter_ms: f(14),
+            max_delta_ms: f(15),
+            mos: r.get::<_, Option<f32>>(16).map(f64::from),
+        },
+    }
+}
+
 /// The local page's search: a user (a prefix with `*`), a client IP, or
 /// everything.
 fn condition(text: &str) -> (&'static str, Option<Box<dyn ToSql + Sync + Send>>) {
@@ -133,6 +159,29 @@ impl Hub {
             .await
             .map_err(unavailable)?;
         Ok(rows.iter().map(registration).collect())
+    }
+
+    /// Every sensor's media-only streams, newest first (`id` is the
+    /// sensor's own).
+    pub async fn media_streams(
+        &self,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Vec<WithSensor<MediaStreamRow>>, AppError> {
+        let sql = format!(
+            "SELECT s.name, m.local_id, m.folder, m.ssrc, m.src, m.dst, m.payload_type, m.codec, \
+             m.first_at, m.last_at, m.packets, m.expected, m.lost, m.jitter_ms, m.max_jitter_ms, \
+             m.max_delta_ms, m.mos FROM voxtap.media_streams m JOIN voxtap.sensors s ON s.id = m.sensor \
+             ORDER BY m.first_at DESC, s.name, m.local_id DESC LIMIT {} OFFSET {offset}",
+            limit.clamp(1, 1000)
+        );
+        let rows = self
+            .client()
+            .await?
+            .query(&sql, &[])
+            .await
+            .map_err(unavailable)?;
+        Ok(rows.iter().map(media_stream).collect())
     }
 
     /// Every sensor's pairs of pinging peers, the lossiest first.

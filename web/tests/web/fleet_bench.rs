@@ -6,11 +6,14 @@
 //!   client certificate, batches of 2000) send a synthetic import of
 //!   `VOXTAP_BENCH_SHIP_CALLS` calls each (default 6000) at once; prints
 //!   calls/s for the three together.
-//! * Queries: `VOXTAP_BENCH_CALLS` calls (default 1 000 000) loaded over 7
-//!   days straight into the central index (generate_series as the owner),
-//!   then each query kind of the hub's search (rows + capped count, as the
-//!   UI asks) 100 times through [`voxtap_web::hub::Hub::search`]: p50 and
-//!   p99 in ms.
+//! * Queries: `VOXTAP_BENCH_CALLS` calls (default 1 000 000) bulk-loaded
+//!   over 7 days straight into the central index (generate_series as the
+//!   owner, see [`load`]), then each query kind of the hub's search (rows +
+//!   capped count, as the UI asks) 100 times through
+//!   [`voxtap_web::hub::Hub::search`]: p50 and p99 in ms. With
+//!   `VOXTAP_BENCH_KEEP` set the loaded cluster is left running and its URL
+//!   printed, for `bench_fleet_queries_on_a_loaded_index`
+//!   (`VOXTAP_BENCH_PG_URL`), which runs the queries alone.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -129,21 +132,38 @@ fn bytes_per_call(pg: &voxtap_testkit::pg::Pg) -> i64 {
     )
 }
 
-/// `calls` synthetic calls over the 7 days before now, sensors 1-3.
+/// `calls` synthetic calls over the 7 days before now, sensors 1-3, as a
+/// bulk load: the calls' indexes dropped and made again after, the
+/// triggers off while inserting (`session_replication_role`) and the
+/// tables they keep (`call_ips`, the rollups) filled by one statement each,
+/// as migrations 2 and 4 fill them from calls already there. About twice
+/// as fast at 10 M calls as inserting through the indexes and triggers.
 pub(crate) fn load(pg: &voxtap_testkit::pg::Pg, calls: u64) {
+    let db = voxtap_testkit::pg::DB;
     pg.psql(
-        voxtap_testkit::pg::DB,
+        db,
         "SELECT voxtap.ensure_days((now() - interval '8 days')::date, (now() + interval '1 day')::date)",
     );
     let t = Instant::now();
+    let of_calls = "FROM pg_indexes WHERE schemaname = 'voxtap' AND tablename = 'calls'";
+    let defs = pg.psql(
+        db,
+        &format!("SELECT replace(indexdef, ' ON ONLY ', ' ON ') {of_calls}"),
+    );
+    let drops = pg.psql(
+        db,
+        &format!("SELECT string_agg(format('DROP INDEX voxtap.%I', indexname), '; ') {of_calls}"),
+    );
+    pg.psql(db, &drops);
     let step = 1_000_000;
     let mut from = 1;
     while from <= calls {
         let to = (from + step - 1).min(calls);
         pg.psql(
-            voxtap_testkit::pg::DB,
+            db,
             &format!(
-                "INSERT INTO voxtap.calls (sensor, local_id, call_id, method, start_at, end_at, duration_ms, \
+                "SET session_replication_role = replica; \
+                 INSERT INTO voxtap.calls (sensor, local_id, call_id, method, start_at, end_at, duration_ms, \
                  from_user, to_user, from_uri, to_uri, request_uri, ruri_user, state, status_code, \
                  sip_packets, rtp_packets, rtcp_packets, stream_count, ips, codecs, mos, indexed_at) \
                  SELECT 1 + i % 3, i, 'bench-' || i || '@voxtap.test', 'INVITE', \
@@ -160,7 +180,22 @@ pub(crate) fn load(pg: &voxtap_testkit::pg::Pg, calls: u64) {
         );
         from = to + 1;
     }
-    pg.psql(voxtap_testkit::pg::DB, "ANALYZE voxtap.calls");
+    pg.psql(
+        db,
+        "INSERT INTO voxtap.call_ips (call_start, id, ip) \
+         SELECT c.start_at, c.id, a.ip FROM voxtap.calls c, LATERAL (SELECT DISTINCT unnest(c.ips)) a(ip)",
+    );
+    pg.psql(
+        db,
+        "DO $$ DECLARE q text; BEGIN \
+         FOREACH q IN ARRAY voxtap.rollup_statements('voxtap.calls', 1) LOOP EXECUTE q; END LOOP; END $$",
+    );
+    for def in defs.lines().filter(|l| !l.trim().is_empty()) {
+        pg.psql(db, &format!("SET maintenance_work_mem = '512MB'; {def}"));
+    }
+    for table in ["voxtap.calls", "voxtap.call_ips"] {
+        pg.psql(db, &format!("VACUUM ANALYZE {table}"));
+    }
     println!(
         "central index: {} bytes per loaded call (calls and its indexes only)",
         bytes_per_call(pg)
@@ -339,10 +374,11 @@ async fn bench_fleet_ingest_and_queries() {
     if calls > 1_000_000 {
         // As docs/fleet.md sizes a central index: shared_buffers of a
         // fraction of RAM (2 GB here, of 23), and WAL room for the bulk
-        // load between checkpoints. (ALTER SYSTEM: one statement a call.)
+        // load between checkpoints (4 GB: the disk is shared).
+        // (ALTER SYSTEM: one statement a call.)
         for sql in [
             "ALTER SYSTEM SET shared_buffers = '2GB'",
-            "ALTER SYSTEM SET max_wal_size = '16GB'",
+            "ALTER SYSTEM SET max_wal_size = '4GB'",
         ] {
             pg.psql(voxtap_testkit::pg::DB, sql);
         }
@@ -353,6 +389,36 @@ async fn bench_fleet_ingest_and_queries() {
     let hub = Arc::new(Hub::new(&hub_central(&certs, &pg, &[])).unwrap());
     queries(&hub, calls).await;
     dashboards(&hub).await;
+    if std::env::var_os("VOXTAP_BENCH_KEEP").is_some() {
+        // For bench_fleet_queries_on_a_loaded_index; stop and remove it
+        // by hand (pg_ctl stop -D <root>/data; rm -r <root>).
+        println!(
+            "kept: VOXTAP_BENCH_PG_URL='{}' (cluster in {})",
+            pg.admin_url(),
+            pg.root.display()
+        );
+        std::mem::forget(pg);
+    }
+}
+
+/// The query part alone, against a central index already loaded with
+/// [`load`]'s calls (`VOXTAP_BENCH_PG_URL`, e.g. `host=/path/to/socket-dir
+/// port=5432 user=postgres dbname=voxtap`; `VOXTAP_BENCH_CALLS` the calls
+/// in it): to compare plans and indexes without loading 10 M calls again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "benchmark: needs VOXTAP_BENCH_PG_URL, a loaded central index"]
+async fn bench_fleet_queries_on_a_loaded_index() {
+    let Ok(url) = std::env::var("VOXTAP_BENCH_PG_URL") else {
+        println!("skipped: VOXTAP_BENCH_PG_URL (a loaded central index) is not set");
+        return;
+    };
+    let calls = env_or("VOXTAP_BENCH_CALLS", 10_000_000);
+    let hub = Hub::new(&voxtap_web::config::CentralConfig {
+        url,
+        ..Default::default()
+    })
+    .unwrap();
+    queries(&hub, calls).await;
 }
 
 /// The hub's dashboards over the loaded calls' rollups: p50 and max of 20.

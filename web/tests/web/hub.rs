@@ -1091,3 +1091,155 @@ async fn changed_calls_and_registrations_are_sent_again_once() {
     let none = get("/registrations?q=10.99.99.99").await;
     assert!(none.contains("id=\"no-registrations\""), "{none}");
 }
+
+/// What the shipper sends after a call was shipped, and what it keeps
+/// while it cannot ship:
+/// * a fax call's UDPTL streams arrive with the call (central
+///   `call_fax`) and the hub's call detail shows them as the sensor's own
+///   index does (the rows are put into the local index's `fax` and
+///   `fax_streams` as the index records them; detecting fax is the e2e
+///   test `t38_reinvite_turns_the_media_into_fax_streams`'s);
+/// * a call that changes 50 times while no shipper runs leaves one
+///   `ship_changes` row, and the next round sends its latest state;
+/// * a shipped call's new address (a local `call_ips` row) reaches the
+///   central `call_ips`: the hub's IP search finds the call by it.
+#[tokio::test(flavor = "multi_thread")]
+async fn fax_streams_new_addresses_and_coalesced_changes_are_shipped() {
+    let certs = Certs::new();
+    let pg = setup_central(&certs, "hub-resend").await;
+    // Two calls, and RTP no SIP claimed (SIPp's g711a.pcap on its own).
+    let d = tempfile::tempdir().unwrap();
+    voxtap_engine::import::run_import(&voxtap_engine::import::ImportOptions {
+        files: vec![
+            corpus("generated/sipp-netns-udp-2calls.pcap"),
+            corpus("sipp/g711a.pcap"),
+        ],
+        out: d.path().to_path_buf(),
+        pipeline: Default::default(),
+        call_files: false,
+        media: None,
+    })
+    .expect("import");
+    let path = d.path().join(INDEX_FILE);
+    let lite = rusqlite::Connection::open(&path).unwrap();
+    let ids: Vec<i64> = {
+        let mut st = lite.prepare("SELECT id FROM calls ORDER BY id").unwrap();
+        st.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(ids.len(), 2);
+    let (fax_call, moved_call) = (ids[0], ids[1]);
+    lite.execute_batch(&format!(
+        "INSERT INTO fax (call, turned_ns) SELECT id, start_ns + 2250000000 FROM calls WHERE id = {fax_call};
+         INSERT INTO fax_streams (call, src, dst, first_ns, last_ns, packets, expected, lost, late, bytes)
+           SELECT id, '10.30.0.1:4000', '10.30.0.2:5000', start_ns + 2300000000, start_ns + 11270000000,
+                  300, 301, 1, 2, 8700 FROM calls WHERE id = {fax_call};
+         INSERT INTO fax_streams (call, src, dst, first_ns, last_ns, packets, expected, lost, late, bytes)
+           SELECT id, '10.30.0.2:5000', '10.30.0.1:4000', start_ns + 2300500000, start_ns + 11210500000,
+                  100, 100, 0, 0, 1000 FROM calls WHERE id = {fax_call};"
+    ))
+    .unwrap();
+    assert_eq!(ship(&certs, &pg, "s1", d.path()).await, 2);
+    assert_eq!(pg.count("SELECT count(*) FROM voxtap.call_fax"), 2);
+    let local = Index::open(&path).unwrap();
+    let want = local.call_detail(fax_call).unwrap().unwrap();
+    assert_eq!(want.fax.len(), 2);
+    let hub = voxtap_web::hub::Hub::new(&hub_central(&certs, &pg, &[])).unwrap();
+    let central_id = |call_id: &str| {
+        pg.count(&format!(
+            "SELECT id FROM voxtap.calls WHERE call_id = '{}'",
+            call_id.replace('\'', "''")
+        ))
+    };
+    let got = hub
+        .call_detail(central_id(&want.call.call_id))
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.message()))
+        .unwrap();
+    assert_eq!(got.fax, want.fax);
+    assert_eq!(got.fax_ns, want.fax_ns);
+
+    // The media-only streams, on the hub's page as the sensor lists them.
+    let media = local.media_streams(100, 0).unwrap();
+    assert!(!media.is_empty(), "g711a.pcap's RTP has no SIP");
+    let central = hub
+        .media_streams(100, 0)
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.message()));
+    assert!(central.iter().all(|m| m.sensor.as_deref() == Some("s1")));
+    let rows: Vec<_> = central.into_iter().map(|m| m.row).collect();
+    // The central figures are `real`: the local ones through f32.
+    let f = |x: f64| f64::from(x as f32);
+    let want: Vec<_> = media
+        .iter()
+        .cloned()
+        .map(|mut m| {
+            (m.jitter_ms, m.max_jitter_ms, m.max_delta_ms) =
+                (f(m.jitter_ms), f(m.max_jitter_ms), f(m.max_delta_ms));
+            m.mos = m.mos.map(f);
+            m
+        })
+        .collect();
+    assert_eq!(rows, want);
+    let (_srv, _hub_dir, base) = start_hub(&certs, &pg, &[], config()).await;
+    let cookie = login(&base, USER, PASSWORD).await.unwrap();
+    let page = get_page(&base, &cookie, "/media").await;
+    assert!(page.contains("<th>Sensor</th>"), "{page}");
+    for m in &media {
+        assert!(page.contains(&format!("0x{:08X}", m.ssrc)), "{page}");
+    }
+
+    // No shipper runs: the media step sets each call's MOS 50 times.
+    let mut idx = Index::open(&path).unwrap();
+    for i in 0..50 {
+        for id in &ids {
+            idx.set_call_mos(*id, Some(1.0 + f64::from(i) / 20.0))
+                .unwrap();
+        }
+    }
+    let pending: i64 = lite
+        .query_row("SELECT count(*) FROM ship_changes", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(pending, 2, "one row per changed call");
+    // An address the sensor learnt after shipping the call.
+    lite.execute(
+        "INSERT INTO call_ips (call, ip) VALUES (?1, '198.51.100.7')",
+        [moved_call],
+    )
+    .unwrap();
+    let moved = local.call(moved_call).unwrap().unwrap().call_id;
+    let status = drain_status(&certs, &pg, "s1", d.path()).await;
+    assert_eq!(status.resent_calls, 2, "{status:?}");
+    assert_eq!(
+        pg.count("SELECT count(*) FROM voxtap.calls WHERE mos = 3.45::real"),
+        2,
+        "the latest MOS"
+    );
+    let q = CallQuery {
+        ip: Some("198.51.100.7".parse().unwrap()),
+        limit: 10,
+        descending: true,
+        ..Default::default()
+    };
+    let page = hub
+        .search(&q, &Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.message()));
+    let found: Vec<&str> = page.rows.iter().map(|r| r.call_id.as_str()).collect();
+    assert_eq!(found, [moved.as_str()]);
+    assert_eq!(page.rows[0].sensor.as_deref(), Some("s1"));
+    // Every central address row is one of its call's addresses, once.
+    assert_eq!(
+        pg.count(
+            "SELECT count(*) FROM voxtap.call_ips i JOIN voxtap.calls c \
+             ON c.id = i.id AND c.start_at = i.call_start AND i.ip = ANY (c.ips)"
+        ),
+        pg.count("SELECT count(*) FROM (SELECT DISTINCT id, unnest(ips) FROM voxtap.calls) x")
+    );
+    assert_eq!(
+        pg.count("SELECT count(*) FROM voxtap.call_ips"),
+        pg.count("SELECT count(*) FROM (SELECT DISTINCT id, unnest(ips) FROM voxtap.calls) x")
+    );
+}

@@ -361,6 +361,60 @@ pub const CALL_SIP: TableMap = TableMap {
     ],
 };
 
+/// A fax call's UDPTL streams (central migration 5), in the order the
+/// sensor recorded them; written once with the call, never changed.
+pub const CALL_FAX: TableMap = TableMap {
+    central: "call_fax",
+    from: Some(
+        "FROM fax_streams f JOIN calls c ON c.id = f.call WHERE f.call > ?1 AND f.call <= ?2",
+    ),
+    cols: &[
+        col("call_start", TimeNs, "c.start_ns"),
+        col("call_id", Text, "c.call_id"),
+        col(
+            "ordinal",
+            Int2,
+            "row_number() OVER (PARTITION BY f.call ORDER BY f.rowid) - 1",
+        ),
+        col("src", Text, "f.src"),
+        col("dst", Text, "f.dst"),
+        col("first_at", TimeNs, "f.first_ns"),
+        col("last_at", TimeNs, "f.last_ns"),
+        col("packets", Int8, "f.packets"),
+        col("expected", Int8, "f.expected"),
+        col("lost", Int8, "f.lost"),
+        col("late", Int8, "f.late"),
+        col("bytes", Int8, "f.bytes"),
+    ],
+};
+
+/// RTP no SIP claimed (the local `media_streams`, central migration 5):
+/// shipped by their own local id (`?1` < id <= `?2`), once; the partition
+/// key is the stream's first packet (its indexing time when it has none).
+pub const MEDIA_STREAMS: TableMap = TableMap {
+    central: "media_streams",
+    from: Some("FROM media_streams m WHERE m.id > ?1 AND m.id <= ?2"),
+    cols: &[
+        col("first_at", TimeNs, "coalesce(m.first_ns, m.indexed_at)"),
+        col("local_id", Int8, "m.id"),
+        col("last_at", TimeNs, "m.last_ns"),
+        col("folder", Text, "m.folder"),
+        col("ssrc", Int8, "m.ssrc"),
+        col("src", Text, "m.src"),
+        col("dst", Text, "m.dst"),
+        col("payload_type", Int2, "m.payload_type"),
+        col("codec", Text, "m.codec"),
+        col("packets", Int8, "m.packets"),
+        col("expected", Int8, "m.expected"),
+        col("lost", Int8, "m.lost"),
+        col("jitter_ms", Real, "m.jitter_ms"),
+        col("max_jitter_ms", Real, "m.max_jitter_ms"),
+        col("max_delta_ms", Real, "m.max_delta_ms"),
+        col("mos", Real, "m.mos"),
+        col("indexed_at", TimeNs, "m.indexed_at"),
+    ],
+};
+
 /// Registration bindings: the local table is the latest snapshot, one row
 /// per (address of record, contact, client) since its first REGISTER.
 pub const REGISTRATIONS: TableMap = TableMap {
@@ -414,7 +468,7 @@ pub const PINGS: TableMap = TableMap {
 };
 
 /// Shipped per batch of calls, in this order (a call's children after it).
-pub const PER_CALL: [TableMap; 4] = [CALLS, STREAMS, LEGS, CALL_SIP];
+pub const PER_CALL: [TableMap; 5] = [CALLS, STREAMS, LEGS, CALL_SIP, CALL_FAX];
 
 /// What a changed call re-sends over its central rows (legs only add).
 pub const RESENT: [&str; 3] = ["calls", "streams", "call_sip"];
@@ -644,7 +698,11 @@ mod tests {
             "ATTACH ':memory:' AS up; CREATE TABLE up.queue (kind, state, path, key, bytes, sha256, uploaded_ms);",
         )
         .unwrap();
-        for m in PER_CALL.iter().chain(&NONCALL).chain([&CALL_FILES]) {
+        for m in PER_CALL
+            .iter()
+            .chain(&NONCALL)
+            .chain([&CALL_FILES, &MEDIA_STREAMS])
+        {
             if let Some(sql) = m.local_sql() {
                 conn.prepare(&sql)
                     .unwrap_or_else(|e| panic!("{}: {e}\n{sql}", m.central));

@@ -8,7 +8,8 @@
 //! them with `ON CONFLICT DO NOTHING`; only after the commit does the mark move. A crash between the
 //! two re-sends the batch, which the unique keys (Call-ID, sensor, start)
 //! absorb: nothing lost, nothing doubled. Files confirmed in S3 follow the
-//! same way from the upload queue, by upload time.
+//! same way from the upload queue, by upload time, and media-only streams
+//! (RTP no SIP claimed) by their local id after a mark of their own.
 //!
 //! A call can change after it was shipped (the media step's MOS, a
 //! stream's figures): triggers the shipper puts on the local index note
@@ -69,20 +70,44 @@ CREATE TABLE IF NOT EXISTS ship_changes (
     seq   INTEGER PRIMARY KEY AUTOINCREMENT,
     call  INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS ship_changes_call ON ship_changes(call);
 ";
 
 /// A change of a local call's shipped columns is noted in `ship_changes`
 /// (`UPDATE OF` the columns the mapping copies, so a change the central
-/// index does not hold, such as a trunk, sends nothing).
+/// index does not hold sends nothing), and so is a new address of a call
+/// (its `call_ips` row: the central IP search follows it).
+///
+/// One row per call: a change replaces the call's earlier row with a new,
+/// higher number, so while the centre is away the table holds at most one
+/// row per changed call however often the calls change (a call still ships
+/// its latest state: it is read when sent), and a deleted call (retention)
+/// takes its row along. Every target whose change mark is below the new
+/// number sends it; none is skipped.
 fn change_triggers() -> String {
     let calls = mapping::plain_columns(&mapping::CALLS, "c").join(", ");
     let streams = mapping::plain_columns(&mapping::STREAMS, "s").join(", ");
+    let note = |call: &str| {
+        format!(
+            "DELETE FROM ship_changes WHERE call = {call}; \
+             INSERT INTO ship_changes (call) VALUES ({call});"
+        )
+    };
     format!(
         "DROP TRIGGER IF EXISTS ship_call_changed; DROP TRIGGER IF EXISTS ship_stream_changed;
+         DROP TRIGGER IF EXISTS ship_call_address; DROP TRIGGER IF EXISTS ship_call_deleted;
          CREATE TRIGGER ship_call_changed AFTER UPDATE OF {calls} ON calls \
-         BEGIN INSERT INTO ship_changes (call) VALUES (NEW.id); END;
+         BEGIN {} END;
          CREATE TRIGGER ship_stream_changed AFTER UPDATE OF {streams} ON streams \
-         BEGIN INSERT INTO ship_changes (call) VALUES (NEW.call); END;"
+         BEGIN {} END;
+         CREATE TRIGGER ship_call_address AFTER INSERT ON call_ips \
+         WHEN EXISTS (SELECT 1 FROM ship_marks WHERE last_call >= NEW.call) \
+         BEGIN {} END;
+         CREATE TRIGGER ship_call_deleted AFTER DELETE ON calls \
+         BEGIN DELETE FROM ship_changes WHERE call = OLD.id; END;",
+        note("NEW.id"),
+        note("NEW.call"),
+        note("NEW.call"),
     )
 }
 
@@ -134,6 +159,8 @@ pub struct ShipStatus {
     /// those replaced.
     pub resent_calls: u64,
     pub updated_rows: u64,
+    /// Media-only streams (RTP no SIP claimed) sent.
+    pub shipped_media: u64,
     /// Registration and ping rows sent (new or changed).
     pub shipped_noncall: u64,
     pub pending_calls: u64,
@@ -186,19 +213,22 @@ impl Shipper {
         let local = Connection::open(&path).map_err(&err)?;
         local.busy_timeout(Duration::from_secs(10)).map_err(&err)?;
         local.execute_batch(SHIP_TABLES).map_err(&err)?;
-        let has_change_mark: bool = local
-            .query_row(
-                "SELECT count(*) > 0 FROM pragma_table_info('ship_marks') WHERE name = 'last_change'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(&err)?;
-        if !has_change_mark {
-            local
-                .execute_batch(
-                    "ALTER TABLE ship_marks ADD COLUMN last_change INTEGER NOT NULL DEFAULT 0",
+        // Marks added after the table: changes sent, media-only streams sent.
+        for mark in ["last_change", "last_media"] {
+            let has: bool = local
+                .query_row(
+                    "SELECT count(*) > 0 FROM pragma_table_info('ship_marks') WHERE name = ?1",
+                    [mark],
+                    |r| r.get(0),
                 )
                 .map_err(&err)?;
+            if !has {
+                local
+                    .execute_batch(&format!(
+                        "ALTER TABLE ship_marks ADD COLUMN {mark} INTEGER NOT NULL DEFAULT 0"
+                    ))
+                    .map_err(&err)?;
+            }
         }
         local.execute_batch(&change_triggers()).map_err(&err)?;
         let mark_key = format!("central:{}", opts.target.url);
@@ -301,7 +331,7 @@ impl Shipper {
         for m in mapping::PER_CALL
             .iter()
             .chain(&mapping::NONCALL)
-            .chain([&mapping::CALL_FILES])
+            .chain([&mapping::CALL_FILES, &mapping::MEDIA_STREAMS])
         {
             client.batch_execute(&m.stage_ddl()).await?;
         }
@@ -411,6 +441,52 @@ impl Shipper {
         self.status.shipped_calls += n;
         self.status.high_water_mark = hi;
         Ok(n)
+    }
+
+    /// Ships the next batch of media-only streams (RTP no SIP claimed),
+    /// by local id after their own mark; returns how many (0: none left).
+    pub async fn ship_media(&mut self) -> Result<u64, CentralError> {
+        self.client().await?;
+        let p = self.index_path();
+        let err = local_err(&p);
+        let lo: i64 = self
+            .local
+            .query_row(
+                "SELECT last_media FROM ship_marks WHERE target = ?1",
+                [&self.mark_key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(&err)?
+            .unwrap_or(0);
+        let hi: Option<i64> = self
+            .local
+            .query_row(
+                "SELECT max(id) FROM (SELECT id FROM media_streams WHERE id > ?1 ORDER BY id LIMIT ?2)",
+                params![lo, self.opts.batch as i64],
+                |r| r.get(0),
+            )
+            .map_err(&err)?;
+        let Some(hi) = hi else {
+            return Ok(0);
+        };
+        let rows = self.read_rows(&mapping::MEDIA_STREAMS, &[&lo, &hi])?;
+        self.ensure_days(rows.iter().filter_map(|r| day_of(&r[0])).collect())
+            .await?;
+        let client = self.client.as_mut().ok_or(CentralError::NotConnected)?;
+        let tx = client.transaction().await?;
+        copy_rows(&tx, &mapping::MEDIA_STREAMS, &rows, false).await?;
+        tx.commit().await?;
+        self.local
+            .execute(
+                "INSERT INTO ship_marks (target, last_call, last_file_ms, updated_ns, last_media) \
+                 VALUES (?1, 0, 0, ?2, ?3) ON CONFLICT (target) DO UPDATE SET \
+                 last_media = ?3, updated_ns = ?2",
+                params![self.mark_key, now_ns(), hi],
+            )
+            .map_err(&err)?;
+        self.status.shipped_media += rows.len() as u64;
+        Ok(rows.len() as u64)
     }
 
     /// The change mark: `ship_changes` up to it were sent.
@@ -641,6 +717,7 @@ impl Shipper {
                 break;
             }
         }
+        while self.ship_media().await? >= self.opts.batch as u64 {}
         self.resend_changed().await?;
         self.ship_files().await?;
         if self.noncall_at.is_none_or(|t| t.elapsed() >= HEARTBEAT) {
@@ -850,8 +927,45 @@ mod tests {
         db.execute("UPDATE calls SET trunk = 't1' WHERE id = 7", [])
             .unwrap();
         assert_eq!(noted(&db), [7], "the trunk is shipped (fleet rollups)");
-        db.execute("UPDATE calls SET mos = 3.5 WHERE id = 7", [])
+        for i in 0..100 {
+            db.execute(
+                "UPDATE calls SET mos = ?1 WHERE id = 7",
+                [1.0 + f64::from(i) / 100.0],
+            )
             .unwrap();
-        assert_eq!(noted(&db), [7, 7]);
+        }
+        assert_eq!(noted(&db), [7], "one row per changed call, however often");
+        let last_seq = |db: &Connection| -> i64 {
+            db.query_row("SELECT max(seq) FROM ship_changes", [], |r| r.get(0))
+                .unwrap()
+        };
+        let before = last_seq(&db);
+        // A new address of a call not shipped anywhere yet: it ships whole.
+        db.execute(
+            "INSERT INTO call_ips (call, ip) VALUES (7, '192.0.2.9')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(last_seq(&db), before);
+        db.execute(
+            "INSERT INTO ship_marks (target, last_call, last_file_ms, updated_ns) VALUES ('t', 7, 0, 0)",
+            [],
+        )
+        .unwrap();
+        db.execute(
+            "INSERT INTO call_ips (call, ip) VALUES (7, '192.0.2.10')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(noted(&db), [7]);
+        assert!(
+            last_seq(&db) > before,
+            "a shipped call's new address is a change"
+        );
+        db.execute("DELETE FROM calls WHERE id = 7", []).unwrap();
+        assert!(
+            noted(&db).is_empty(),
+            "a deleted call takes its change along"
+        );
     }
 }
