@@ -1,4 +1,6 @@
-//! `cargo xtask bench-scale [--calls N] [--seconds S] [--engine-workers 1,2,4,8]`:
+//! `cargo xtask bench-scale [--calls N] [--seconds S] [--engine-workers 1,2,4,8]
+//! [--voxtap PATH]` (PATH: a voxtap binary already built, instead of building
+//! the release one):
 //! the parallel engine's scaling on a synthetic capture (`voxtap synth`,
 //! the one `bench` uses): `voxtap import --csv-only --workers 1
 //! --engine-workers N` for each N, and from the engine line it prints
@@ -26,6 +28,7 @@ struct Args {
     calls: u32,
     seconds: u32,
     workers: Vec<usize>,
+    voxtap: Option<std::path::PathBuf>,
 }
 
 fn parse(args: &[String]) -> Result<Args> {
@@ -33,6 +36,7 @@ fn parse(args: &[String]) -> Result<Args> {
         calls: 5000,
         seconds: 10,
         workers: vec![1, 2, 4, 8],
+        voxtap: None,
     };
     let mut it = args.iter();
     while let Some(o) = it.next() {
@@ -46,6 +50,7 @@ fn parse(args: &[String]) -> Result<Args> {
                     .map(|n| n.trim().parse())
                     .collect::<Result<_, _>>()?
             }
+            "--voxtap" => a.voxtap = Some(v.into()),
             _ => bail!("unknown option {o}"),
         }
     }
@@ -104,7 +109,17 @@ fn parse_output(out: &str) -> Result<Run> {
 
 pub fn bench_scale(root: &Path, args: &[String]) -> Result<()> {
     let a = parse(args)?;
-    let (voxtap, dir) = release_voxtap(root)?;
+    let (voxtap, dir) = match &a.voxtap {
+        Some(v) => {
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| root.join("target"));
+            let dir = target.join("bench");
+            std::fs::create_dir_all(&dir)?;
+            (v.clone(), dir)
+        }
+        None => release_voxtap(root)?,
+    };
     let pcap = synth_input(&voxtap, &dir, a.calls, a.seconds)?;
     let out = dir.join("scale-out");
     let mut runs = Vec::new();

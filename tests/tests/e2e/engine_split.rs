@@ -269,6 +269,25 @@ fn race_call(c: &mut Capture, i: u32, kind: u32) {
                 sip("BYE sip:b@x SIP/2.0", &cid, "2 BYE", true, None),
             );
         }
+        // A behind a NAT: its SDP names its private address, its RTP comes
+        // from the NAT's public one (latched by the worker B's endpoint
+        // hashes to), and B sends back to that public address, which
+        // hashes to another worker (B's claimed endpoint, the source,
+        // finds the call there).
+        4 => {
+            let public = (Ipv4Addr::new(198, 51, (i >> 8) as u8, i as u8), 40_000);
+            invite(c, t0, "1 INVITE", pa);
+            ok(c, t0 + 1, "1 INVITE", Some(pb));
+            c.rtp(t0 + 2, t0 + 3 * S, public, (b, pb), i);
+            c.rtp(t0 + 10_000_002, t0 + 3 * S, (b, pb), public, !i);
+            c.add(
+                t0 + 3 * S,
+                sa,
+                sb,
+                sip("BYE sip:b@x SIP/2.0", &cid, "2 BYE", true, None),
+            );
+            ok(c, t0 + 3 * S + 1, "2 BYE", None);
+        }
         // Signalling goes quiet but media goes on for 8 s, one direction
         // stopping early: the call stays open until the last media of all
         // workers is idle (idle timeout 3 s here).
@@ -283,7 +302,8 @@ fn race_call(c: &mut Capture, i: u32, kind: u32) {
 
 /// SDP delayed behind its RTP, re-INVITEs changing ports, a capture
 /// starting mid-call, media outliving quiet signalling (idle timeouts
-/// agreed between workers), worker 1 stalled before each batch (its parts
+/// agreed between workers), NAT latching with one side behind the NAT,
+/// worker 1 stalled before each batch (its parts
 /// come late, its queue fills, the dispatcher waits): 1 worker and 2, 4, 8
 /// give the same outputs. Then a worker that fails fails the import.
 #[test]
@@ -293,6 +313,9 @@ fn races_give_the_same_outputs_with_2_4_and_8_engine_workers() {
     let mut c = Capture::new(&pcap);
     for i in 0..120 {
         race_call(&mut c, i, i % 4);
+    }
+    for i in 120..150 {
+        race_call(&mut c, i, 4);
     }
     // Time moves on past every idle timeout.
     let (x, y) = (
@@ -316,7 +339,24 @@ fn races_give_the_same_outputs_with_2_4_and_8_engine_workers() {
     // What the capture exercised, so that this cannot pass on less.
     let one = tmp.path().join("races.pcap-1");
     let calls = voxtap_e2e::read_csv(&one.join("calls.csv"));
-    assert_eq!(calls.len(), 90, "30 of each kind but the mid-call ones");
+    assert_eq!(calls.len(), 120, "30 of each kind but the mid-call ones");
+    let nat = |r: &&std::collections::HashMap<String, String>| {
+        let i: u32 = r["call_id"]
+            .trim_start_matches("race-")
+            .trim_end_matches("@voxtap.test")
+            .parse()
+            .unwrap();
+        i >= 120
+    };
+    let nat_latched = calls
+        .iter()
+        .filter(nat)
+        .filter(|r| r["latched"].contains("198.51."))
+        .count();
+    assert_eq!(
+        nat_latched, 30,
+        "the NAT calls latched their public address"
+    );
     let timed_out = calls
         .iter()
         .filter(|r| r["end_reason"] == "idle_timeout")
@@ -330,7 +370,11 @@ fn races_give_the_same_outputs_with_2_4_and_8_engine_workers() {
         .collect();
     assert_eq!(media_only.len(), 60, "both directions of 30 mid-call pairs");
     let in_calls = streams.iter().filter(|r| !r["call_id"].is_empty()).count();
-    assert_eq!(in_calls, 30 * 2 + 30 * 4 + 30 * 2, "streams of calls");
+    assert_eq!(
+        in_calls,
+        30 * 2 + 30 * 4 + 30 * 2 + 30 * 2,
+        "streams of calls"
+    );
     a_failing_worker_fails_the_import(&pcap, tmp.path(), cfg);
 }
 

@@ -461,7 +461,7 @@ mod tests {
             let _ = tx.send((calls.len(), fin.failure));
         });
         let (calls, failure) = rx
-            .recv_timeout(std::time::Duration::from_secs(120))
+            .recv_timeout(std::time::Duration::from_secs(60))
             .expect("the engine hung after a worker failed");
         let failure = failure.expect("no failure reported");
         assert!(
