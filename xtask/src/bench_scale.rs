@@ -1,10 +1,13 @@
-//! `cargo xtask bench-scale [--calls N] [--seconds S] [--engine-workers 1,2,4,8]`:
+//! `cargo xtask bench-scale [--calls N] [--seconds S] [--engine-workers 1,2,4,8]
+//! [--voxtap PATH]` (PATH: a voxtap binary already built, instead of building
+//! the release one):
 //! the parallel engine's scaling on a synthetic capture (`voxtap synth`,
 //! the one `bench` uses): `voxtap import --csv-only --workers 1
 //! --engine-workers N` for each N, and from the engine line it prints
 //! (thread CPU clocks: /proc/thread-self/schedstat) the CPU per packet of
-//! the reading thread (read, decode, steer, join, CSV rows) and of each
-//! media worker. Per N: the busiest thread's capacity (packets/s it could
+//! the reading thread (read, decode once, steer, CSV rows), of the thread
+//! joining the replicas, and of each media worker. Per N: the busiest
+//! thread's capacity (packets/s it could
 //! take), the cores 5.25 M packets/s (a saturated 10 GbE of G.711) would
 //! need at this CPU per packet, the imbalance between workers (max/mean),
 //! sweep control messages per second of capture (a marker to each worker
@@ -25,6 +28,7 @@ struct Args {
     calls: u32,
     seconds: u32,
     workers: Vec<usize>,
+    voxtap: Option<std::path::PathBuf>,
 }
 
 fn parse(args: &[String]) -> Result<Args> {
@@ -32,6 +36,7 @@ fn parse(args: &[String]) -> Result<Args> {
         calls: 5000,
         seconds: 10,
         workers: vec![1, 2, 4, 8],
+        voxtap: None,
     };
     let mut it = args.iter();
     while let Some(o) = it.next() {
@@ -45,6 +50,7 @@ fn parse(args: &[String]) -> Result<Args> {
                     .map(|n| n.trim().parse())
                     .collect::<Result<_, _>>()?
             }
+            "--voxtap" => a.voxtap = Some(v.into()),
             _ => bail!("unknown option {o}"),
         }
     }
@@ -56,6 +62,7 @@ fn parse(args: &[String]) -> Result<Args> {
 struct Run {
     packets: u64,
     reader_ns: f64,
+    join_ns: f64,
     workers_ns: Vec<f64>,
     capture_s: f64,
     sweeps: u64,
@@ -82,6 +89,8 @@ fn parse_output(out: &str) -> Result<Run> {
     for part in engine.split("; ") {
         if part.starts_with("reader thread") {
             r.reader_ns = number(part, " ms CPU").context("reader CPU")? * 1e6;
+        } else if part.starts_with("join thread") {
+            r.join_ns = number(part, " ms CPU").context("join CPU")? * 1e6;
         } else if part.starts_with("capture") {
             r.capture_s = number(part, " s").context("capture")?;
         } else if part.starts_with("worker ") {
@@ -100,7 +109,17 @@ fn parse_output(out: &str) -> Result<Run> {
 
 pub fn bench_scale(root: &Path, args: &[String]) -> Result<()> {
     let a = parse(args)?;
-    let (voxtap, dir) = release_voxtap(root)?;
+    let (voxtap, dir) = match &a.voxtap {
+        Some(v) => {
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| root.join("target"));
+            let dir = target.join("bench");
+            std::fs::create_dir_all(&dir)?;
+            (v.clone(), dir)
+        }
+        None => release_voxtap(root)?,
+    };
     let pcap = synth_input(&voxtap, &dir, a.calls, a.seconds)?;
     let out = dir.join("scale-out");
     let mut runs = Vec::new();
@@ -125,7 +144,7 @@ pub fn bench_scale(root: &Path, args: &[String]) -> Result<()> {
 
 fn table(a: &Args, pcap: &Path, runs: &[(usize, Run)]) -> String {
     let mut t = String::new();
-    let total = |r: &Run| r.reader_ns + r.workers_ns.iter().sum::<f64>();
+    let total = |r: &Run| r.reader_ns + r.join_ns + r.workers_ns.iter().sum::<f64>();
     let base = runs.first().map_or(1.0, |(_, r)| total(r)).max(1.0);
     let _ = writeln!(
         t,
@@ -140,9 +159,10 @@ fn table(a: &Args, pcap: &Path, runs: &[(usize, Run)]) -> String {
     );
     let _ = writeln!(
         t,
-        "{:>2} | {:>11} | {:>17} | {:>14} | {:>14} | {:>9} | {:>11} | {:>9}",
+        "{:>2} | {:>11} | {:>9} | {:>17} | {:>14} | {:>14} | {:>9} | {:>11} | {:>9}",
         "N",
         "reader ns/p",
+        "join ns/p",
         "worker ns/p max",
         "busiest pkt/s",
         "cores @5.25M",
@@ -154,13 +174,14 @@ fn table(a: &Args, pcap: &Path, runs: &[(usize, Run)]) -> String {
         let p = r.packets.max(1) as f64;
         let wmax = r.workers_ns.iter().copied().fold(0.0, f64::max);
         let wmean = r.workers_ns.iter().sum::<f64>() / r.workers_ns.len().max(1) as f64;
-        let busiest = r.reader_ns.max(wmax);
+        let busiest = r.reader_ns.max(wmax).max(r.join_ns);
         let cores = TEN_GBE_PPS * total(r) / p / 1e9;
         let control = (2 * r.sweeps * *n as u64) as f64 / r.capture_s.max(1e-9);
         let _ = writeln!(
             t,
-            "{n:>2} | {:>11.0} | {:>17.0} | {:>14.0} | {:>14.2} | {:>9} | {:>11.0} | {:>9.2}",
+            "{n:>2} | {:>11.0} | {:>9.0} | {:>17.0} | {:>14.0} | {:>14.2} | {:>9} | {:>11.0} | {:>9.2}",
             r.reader_ns / p,
+            r.join_ns / p,
             wmax / p,
             p / (busiest / 1e9),
             cores,
@@ -172,6 +193,15 @@ fn table(a: &Args, pcap: &Path, runs: &[(usize, Run)]) -> String {
             control,
             total(r) / base
         );
+    }
+    for (n, r) in runs.iter().filter(|(_, r)| !r.workers_ns.is_empty()) {
+        let p = r.packets.max(1) as f64;
+        let each: Vec<String> = r
+            .workers_ns
+            .iter()
+            .map(|w| format!("{:.0}", w / p))
+            .collect();
+        let _ = writeln!(t, "N={n}: workers' ns/packet {}", each.join(" "));
     }
     t
 }

@@ -34,6 +34,9 @@ pub enum ImportError {
     },
     #[error("TLS key {path}: {reason}")]
     RsaKey { path: PathBuf, reason: String },
+    /// The parallel engine lost a media worker: the calls are incomplete.
+    #[error("the parallel engine stopped: {0}")]
+    Engine(String),
 }
 
 /// The keys that decrypt SIP over TLS in an import: NSS key log files and
@@ -142,8 +145,12 @@ impl EngineFigures {
         let d = &self.dispatch;
         if !self.workers.is_empty() {
             line += &format!(
-                "; steered {} broadcast {} batches {} sweeps {}",
-                d.steered, d.broadcast, d.batches, d.sweeps
+                "; join thread {:.1} ms CPU; steered {} broadcast {} batches {} sweeps {}",
+                ms(d.join_cpu_ns),
+                d.steered,
+                d.broadcast,
+                d.batches,
+                d.sweeps
             );
         }
         line
@@ -557,7 +564,7 @@ impl Run<'_> {
         sources: Vec<Source>,
         started: Instant,
     ) -> Result<ImportReport, ImportError> {
-        self.finish_engine();
+        self.finish_engine()?;
         self.write_ended(true)?;
         let sig = match &self.pipeline {
             Engine::Single(p) => p.signalling().snapshot(),
@@ -600,7 +607,7 @@ impl Run<'_> {
 
     /// End of input: the pipeline closes every call; the parallel engine's
     /// workers end and their last calls are joined and queued to write.
-    fn finish_engine(&mut self) {
+    fn finish_engine(&mut self) -> Result<(), ImportError> {
         let engine = std::mem::replace(&mut self.pipeline, Engine::Finishing);
         self.pipeline = match engine {
             Engine::Single(mut p) => {
@@ -609,6 +616,9 @@ impl Run<'_> {
             }
             Engine::Parallel(p) => {
                 let (calls, fin) = p.finish();
+                if let Some(failure) = &fin.failure {
+                    return Err(ImportError::Engine(failure.clone()));
+                }
                 for call in calls {
                     self.pending_packets += call.packet_count();
                     self.pending.push(Arc::new(call));
@@ -617,6 +627,7 @@ impl Run<'_> {
             }
             other => other,
         };
+        Ok(())
     }
 }
 

@@ -40,6 +40,9 @@ pub struct PipelineConfig {
     /// Keys that decrypt SIP over TLS (key log, RSA keys); without any, TLS
     /// connections on SIP ports are listed as encrypted signalling.
     pub tls_keys: TlsKeys,
+    /// Test knobs of the parallel engine (a stalled or failing worker).
+    #[doc(hidden)]
+    pub engine_faults: crate::parallel::Faults,
 }
 
 impl Default for PipelineConfig {
@@ -55,6 +58,7 @@ impl Default for PipelineConfig {
             tap: None,
             sctp: SctpLimits::default(),
             tls_keys: TlsKeys::new(),
+            engine_faults: crate::parallel::Faults::default(),
         }
     }
 }
@@ -278,6 +282,7 @@ impl Pipeline {
             refs,
             encap: dg.encap,
             shard: *shard,
+            mine: None,
         };
         match dg.l4 {
             L4::Udp => route.udp(dg.payload, sip_like),
@@ -289,6 +294,30 @@ impl Pipeline {
             L4::Sctp { .. } => route.sctp(sctp, dg.payload, sip_port, *sip_by_content),
         }
         self.sweep_tcp(ts_ns);
+    }
+
+    /// One UDP datagram the parallel engine's dispatcher already decoded
+    /// (not a fragment; SIP only outside tunnels): as [`Self::process`]
+    /// would take it, without decoding the frame again.
+    pub(crate) fn process_udp(&mut self, d: &DecodedUdp, payload: &[u8]) {
+        self.stats.frames += 1;
+        self.stats.bytes += u64::from(d.frame_len);
+        self.refs.clear();
+        self.refs.push((d.ts_ns, d.pref));
+        let mut route = Route {
+            calls: &mut self.calls,
+            stats: &mut self.stats,
+            tap: self.tap.as_deref_mut(),
+            ts_ns: d.ts_ns,
+            src: d.src,
+            dst: d.dst,
+            refs: &self.refs,
+            encap: &Encap::EMPTY,
+            shard: self.shard,
+            mine: Some(d.mine),
+        };
+        route.udp(payload, d.sip_like);
+        self.sweep_tcp(d.ts_ns);
     }
 
     fn sweep_tcp(&mut self, now_ns: u64) {
@@ -305,6 +334,22 @@ impl Pipeline {
     }
 }
 
+/// What the parallel engine's dispatcher found in a UDP frame
+/// ([`Pipeline::process_udp`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DecodedUdp {
+    pub ts_ns: u64,
+    pub pref: PacketRef,
+    /// The captured frame's length.
+    pub frame_len: u32,
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    /// On a SIP port, or looking like SIP.
+    pub sip_like: bool,
+    /// Its destination hashes to this worker.
+    pub mine: bool,
+}
+
 /// One decoded datagram on its way to the call table (and the tap).
 struct Route<'a> {
     calls: &'a mut CallTable,
@@ -318,6 +363,9 @@ struct Route<'a> {
     /// The encapsulations it came in.
     encap: &'a Encap,
     shard: Option<Shard>,
+    /// In a media worker: whether the destination hashes to it, when the
+    /// dispatcher already said (else hashed here).
+    mine: Option<bool>,
 }
 
 impl Route<'_> {
@@ -383,7 +431,10 @@ impl Route<'_> {
         let Some(Shard { me, of }) = self.shard else {
             return true;
         };
-        if crate::parallel::worker_of(self.dst, of as usize) == me as usize {
+        let mine = self
+            .mine
+            .unwrap_or_else(|| crate::parallel::worker_of(self.dst, of as usize) == me as usize);
+        if mine {
             return true;
         }
         self.calls

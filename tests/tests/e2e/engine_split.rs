@@ -1,7 +1,8 @@
 //! `import --engine-workers N` (the parallel engine: replicated signalling,
 //! sharded media) gives the outputs of the single-threaded pipeline: every
-//! corpus capture and synthetic traffic with races, N = 2 and 4 against
-//! N = 1; CSV rows equal after a sort, every other file byte for byte.
+//! corpus capture and synthetic traffic with races (one worker stalled),
+//! N = 2, 4 and 8 against N = 1; CSV rows equal after a sort, every other
+//! file byte for byte. A failing worker fails the import.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -68,14 +69,14 @@ fn differences(one: &Path, other: &Path) -> Vec<String> {
     diff
 }
 
-/// Imports `file` with 1, 2 and 4 engine workers; the differences from 1.
+/// Imports `file` with 1, 2, 4 and 8 engine workers; the differences from 1.
 fn compare(file: &Path, tmp: &Path, pipeline: &PipelineConfig) -> Vec<String> {
     let name = file.file_name().unwrap().to_string_lossy().to_string();
     let one = tmp.join(format!("{name}-1"));
     import_n(&[file.to_path_buf()], &one, 1, pipeline);
     let calls = std::fs::read_to_string(one.join("calls.csv")).unwrap();
     let mut diffs = Vec::new();
-    for n in [2, 4] {
+    for n in [2, 4, 8] {
         let out = tmp.join(format!("{name}-{n}"));
         import_n(&[file.to_path_buf()], &out, n, pipeline);
         diffs.extend(
@@ -89,7 +90,7 @@ fn compare(file: &Path, tmp: &Path, pipeline: &PipelineConfig) -> Vec<String> {
 }
 
 #[test]
-fn every_corpus_capture_gives_the_same_outputs_with_2_and_4_engine_workers() {
+fn every_corpus_capture_gives_the_same_outputs_with_2_4_and_8_engine_workers() {
     let tmp = tempfile::tempdir().unwrap();
     let mut compared = 0;
     let mut failures = Vec::new();
@@ -268,6 +269,25 @@ fn race_call(c: &mut Capture, i: u32, kind: u32) {
                 sip("BYE sip:b@x SIP/2.0", &cid, "2 BYE", true, None),
             );
         }
+        // A behind a NAT: its SDP names its private address, its RTP comes
+        // from the NAT's public one (latched by the worker B's endpoint
+        // hashes to), and B sends back to that public address, which
+        // hashes to another worker (B's claimed endpoint, the source,
+        // finds the call there).
+        4 => {
+            let public = (Ipv4Addr::new(198, 51, (i >> 8) as u8, i as u8), 40_000);
+            invite(c, t0, "1 INVITE", pa);
+            ok(c, t0 + 1, "1 INVITE", Some(pb));
+            c.rtp(t0 + 2, t0 + 3 * S, public, (b, pb), i);
+            c.rtp(t0 + 10_000_002, t0 + 3 * S, (b, pb), public, !i);
+            c.add(
+                t0 + 3 * S,
+                sa,
+                sb,
+                sip("BYE sip:b@x SIP/2.0", &cid, "2 BYE", true, None),
+            );
+            ok(c, t0 + 3 * S + 1, "2 BYE", None);
+        }
         // Signalling goes quiet but media goes on for 8 s, one direction
         // stopping early: the call stays open until the last media of all
         // workers is idle (idle timeout 3 s here).
@@ -282,14 +302,20 @@ fn race_call(c: &mut Capture, i: u32, kind: u32) {
 
 /// SDP delayed behind its RTP, re-INVITEs changing ports, a capture
 /// starting mid-call, media outliving quiet signalling (idle timeouts
-/// agreed between workers): 1 worker and 2, 4 give the same outputs.
+/// agreed between workers), NAT latching with one side behind the NAT,
+/// worker 1 stalled before each batch (its parts
+/// come late, its queue fills, the dispatcher waits): 1 worker and 2, 4, 8
+/// give the same outputs. Then a worker that fails fails the import.
 #[test]
-fn races_give_the_same_outputs_with_2_and_4_engine_workers() {
+fn races_give_the_same_outputs_with_2_4_and_8_engine_workers() {
     let tmp = tempfile::tempdir().unwrap();
     let pcap = tmp.path().join("races.pcap");
     let mut c = Capture::new(&pcap);
     for i in 0..120 {
         race_call(&mut c, i, i % 4);
+    }
+    for i in 120..150 {
+        race_call(&mut c, i, 4);
     }
     // Time moves on past every idle timeout.
     let (x, y) = (
@@ -307,12 +333,30 @@ fn races_give_the_same_outputs_with_2_and_4_engine_workers() {
     cfg.calls.idle_timeout_ns = 3 * S;
     cfg.calls.orphan_max_age_ns = 3 * S;
     cfg.calls.media_only_idle_ns = 2 * S;
+    cfg.engine_faults.stall = Some((1, std::time::Duration::from_millis(1)));
     let diffs = compare(&pcap, tmp.path(), &cfg);
     assert!(diffs.is_empty(), "{diffs:?}");
     // What the capture exercised, so that this cannot pass on less.
     let one = tmp.path().join("races.pcap-1");
     let calls = voxtap_e2e::read_csv(&one.join("calls.csv"));
-    assert_eq!(calls.len(), 90, "30 of each kind but the mid-call ones");
+    assert_eq!(calls.len(), 120, "30 of each kind but the mid-call ones");
+    let nat = |r: &&std::collections::HashMap<String, String>| {
+        let i: u32 = r["call_id"]
+            .trim_start_matches("race-")
+            .trim_end_matches("@voxtap.test")
+            .parse()
+            .unwrap();
+        i >= 120
+    };
+    let nat_latched = calls
+        .iter()
+        .filter(nat)
+        .filter(|r| r["latched"].contains("198.51."))
+        .count();
+    assert_eq!(
+        nat_latched, 30,
+        "the NAT calls latched their public address"
+    );
     let timed_out = calls
         .iter()
         .filter(|r| r["end_reason"] == "idle_timeout")
@@ -326,5 +370,30 @@ fn races_give_the_same_outputs_with_2_and_4_engine_workers() {
         .collect();
     assert_eq!(media_only.len(), 60, "both directions of 30 mid-call pairs");
     let in_calls = streams.iter().filter(|r| !r["call_id"].is_empty()).count();
-    assert_eq!(in_calls, 30 * 2 + 30 * 4 + 30 * 2, "streams of calls");
+    assert_eq!(
+        in_calls,
+        30 * 2 + 30 * 4 + 30 * 2 + 30 * 2,
+        "streams of calls"
+    );
+    a_failing_worker_fails_the_import(&pcap, tmp.path(), cfg);
+}
+
+/// A media worker that panics at a sweep: the others do not wait for it
+/// for ever, and the import says what happened.
+fn a_failing_worker_fails_the_import(pcap: &Path, tmp: &Path, mut cfg: PipelineConfig) {
+    cfg.engine_faults = Default::default();
+    cfg.engine_faults.panic_at_sweep = Some((2, 5));
+    let opts = ImportOptions {
+        files: vec![pcap.to_path_buf()],
+        out: tmp.join("failing"),
+        pipeline: cfg,
+        call_files: true,
+        media: None,
+    };
+    let err = run_import_engine(&opts, 1, 4, &|_| {}).expect_err("a worker failed");
+    let text = err.to_string();
+    assert!(
+        text.contains("media worker 2 failed") && text.contains("fails at sweep 5"),
+        "{text}"
+    );
 }

@@ -3,8 +3,30 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 
+use crossbeam_channel::{Receiver, Sender};
+
 use super::Part;
 use crate::calls::Call;
+
+/// The joining thread: the workers' parts until every worker has hung up,
+/// each sweep's calls merged and handed on as soon as all its parts are
+/// in. Returns the calls whose replicas could not be merged, and its
+/// thread's CPU time (ns).
+pub(super) fn run(n: usize, parts: Receiver<Part>, ready: Sender<Vec<Call>>) -> (u64, u64) {
+    let started = super::thread_cpu_ns();
+    let mut j = Joiner::new(n);
+    for part in parts.iter() {
+        j.add(part);
+        let calls = j.take_ready();
+        if !calls.is_empty() && ready.send(calls).is_err() {
+            break;
+        }
+    }
+    (
+        j.merge_errors,
+        super::thread_cpu_ns().saturating_sub(started),
+    )
+}
 
 /// What identifies one call across replicas: its Call-ID and start (a
 /// Call-ID may start a new call after its first one ended); a media-only

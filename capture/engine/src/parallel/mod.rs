@@ -15,6 +15,7 @@
 //! [`join`].
 
 mod join;
+mod steer;
 mod worker;
 
 use std::net::SocketAddr;
@@ -26,11 +27,10 @@ use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use crate::calls::{Call, PacketRef};
 use crate::pipeline::{PipelineConfig, PipelineStats};
 use crate::signalling::{SignallingSnapshot, Transaction};
-use voxtap_proto::decode::{Decoder, L4};
+use steer::{Steer, Steerer};
 use voxtap_proto::pcapio::LinkType;
-use voxtap_proto::sip;
 
-pub use worker::{WorkerTimes, thread_cpu_ns};
+pub use worker::{Faults, WorkerTimes, thread_cpu_ns};
 
 /// The media worker (0..n) owning datagrams sent to `dst`: its address and
 /// port with the low bit cleared, so that RTP (even port) and its RTCP
@@ -63,6 +63,15 @@ enum Item {
         pref: PacketRef,
         start: u32,
         len: u32,
+    },
+    /// A UDP datagram the dispatcher decoded: only its payload is in the
+    /// batch (at `udp.at`), and the worker does not decode it again.
+    Udp {
+        ts_ns: u64,
+        now_ns: u64,
+        pref: PacketRef,
+        frame_len: u32,
+        udp: steer::Udp,
     },
     Sweep {
         seq: u64,
@@ -99,6 +108,8 @@ pub struct DispatchStats {
     /// Batches and sweep markers sent to workers, and replica parts
     /// received: the engine's control traffic.
     pub batches: u64,
+    /// CPU time of the thread joining the workers' replicas (ns).
+    pub join_cpu_ns: u64,
 }
 
 /// What the engine leaves at the end besides the calls.
@@ -113,23 +124,29 @@ pub struct Finished {
     pub floods: Vec<crate::calls::FloodSummary>,
     /// Each worker's thread CPU time and frames.
     pub workers: Vec<WorkerTimes>,
+    /// A worker failed (panicked): what it said. The calls are then lost
+    /// and the other figures empty.
+    pub failure: Option<String>,
+    /// Calls whose replicas could not be merged (kept as the first had it).
+    pub merge_errors: u64,
 }
 
 pub struct ParallelEngine {
     n: usize,
-    decoder: Decoder,
-    sip_ports: Box<[u64; 1024]>,
-    sip_by_content: bool,
+    steerer: Steerer,
     now_ns: u64,
     last_sweep_ns: u64,
     seq: u64,
     to_workers: Vec<Sender<Batch>>,
     filling: Vec<Batch>,
     free: Receiver<Batch>,
-    parts: Receiver<Part>,
-    joiner: join::Joiner,
-    handles: Vec<JoinHandle<worker::WorkerEnd>>,
+    /// Merged calls from the joining thread ([`join::run`]).
+    ready: Receiver<Vec<Call>>,
+    joiner: Option<JoinHandle<(u64, u64)>>,
+    handles: Vec<JoinHandle<Result<worker::WorkerEnd, worker::Broken>>>,
     stats: DispatchStats,
+    /// A worker is gone (it failed): frames are no longer handed on.
+    failed: bool,
 }
 
 impl ParallelEngine {
@@ -139,12 +156,15 @@ impl ParallelEngine {
     pub fn new(mut cfg: PipelineConfig, n: usize) -> Self {
         let n = n.max(1);
         cfg.tap = None;
-        let mut sip_ports = Box::new([0u64; 1024]);
-        for p in &cfg.sip_ports {
-            sip_ports[usize::from(*p) / 64] |= 1 << (p % 64);
-        }
         let (free_tx, free) = bounded(n * (QUEUE_BATCHES + 2));
         let (parts_tx, parts) = unbounded();
+        let (ready_tx, ready) = unbounded();
+        // Joining is off the reading thread: it merges every call's
+        // replicas (packet references included).
+        let joiner = std::thread::Builder::new()
+            .name("voxtap-join".into())
+            .spawn(move || join::run(n, parts, ready_tx))
+            .expect("spawning the joining thread");
         let meeting = Arc::new(worker::Meeting::new(n));
         let mut to_workers = Vec::with_capacity(n);
         let mut handles = Vec::with_capacity(n);
@@ -169,19 +189,18 @@ impl ParallelEngine {
         }
         ParallelEngine {
             n,
-            decoder: Decoder::with_tunnels(cfg.frag, cfg.tunnels),
-            sip_ports,
-            sip_by_content: cfg.sip_by_content,
+            steerer: Steerer::new(&cfg, n),
             now_ns: 0,
             last_sweep_ns: 0,
             seq: 0,
             to_workers,
             filling: (0..n).map(|_| Batch::default()).collect(),
             free,
-            parts,
-            joiner: join::Joiner::new(n),
+            ready,
+            joiner: Some(joiner),
             handles,
             stats: DispatchStats::default(),
+            failed: false,
         }
     }
 
@@ -193,23 +212,33 @@ impl ParallelEngine {
     pub fn process(&mut self, link: LinkType, ts_ns: u64, pref: PacketRef, frame: &[u8]) {
         self.stats.frames += 1;
         self.stats.bytes += frame.len() as u64;
-        let Some(dest) = self.classify(link, ts_ns, pref, frame) else {
+        if self.failed {
+            return;
+        }
+        let steer = self.steerer.classify(link, ts_ns, pref, frame);
+        if let Steer::Malformed = steer {
             self.stats.malformed += 1;
             // Only the pipeline counts it: worker 0.
             self.push(0, link, ts_ns, pref, frame);
             return;
-        };
+        }
         self.now_ns = self.now_ns.max(ts_ns);
         if self.now_ns.saturating_sub(self.last_sweep_ns) >= SWEEP_EVERY_NS {
             self.last_sweep_ns = self.now_ns;
             self.sweep();
         }
-        match dest {
-            Some(w) => {
+        match steer {
+            Steer::Udp(udp) if udp.steered => {
                 self.stats.steered += 1;
-                self.push(w, link, ts_ns, pref, frame);
+                self.push_udp(usize::from(udp.owner), ts_ns, pref, frame, udp);
             }
-            None => {
+            Steer::Udp(udp) => {
+                self.stats.broadcast += 1;
+                for w in 0..self.n {
+                    self.push_udp(w, ts_ns, pref, frame, udp);
+                }
+            }
+            Steer::Raw | Steer::Malformed => {
                 self.stats.broadcast += 1;
                 for w in 0..self.n {
                     self.push(w, link, ts_ns, pref, frame);
@@ -218,35 +247,29 @@ impl ParallelEngine {
         }
     }
 
-    /// Where a frame goes: Some(Some(w)) to worker `w` only, Some(None) to
-    /// every worker, None for a frame the decoder rejects.
-    fn classify(
+    /// A decoded datagram to worker `w`: its payload only.
+    fn push_udp(
         &mut self,
-        link: LinkType,
+        w: usize,
         ts_ns: u64,
         pref: PacketRef,
         frame: &[u8],
-    ) -> Option<Option<usize>> {
-        let dg = match self.decoder.decode(link, ts_ns, pref.0, frame) {
-            Ok(Some(dg)) => dg,
-            // Not IP UDP/TCP, or a fragment held: every replica's decoder
-            // must see the fragments of a datagram.
-            Ok(None) => return Some(None),
-            Err(_) => return None,
-        };
-        if !matches!(dg.l4, L4::Udp) || !dg.fragments.is_empty() {
-            return Some(None);
+        mut udp: steer::Udp,
+    ) {
+        let b = &mut self.filling[w];
+        let payload = &frame[udp.at as usize..(udp.at + udp.len) as usize];
+        udp.at = b.bytes.len() as u32;
+        b.bytes.extend_from_slice(payload);
+        b.items.push(Item::Udp {
+            ts_ns,
+            now_ns: self.now_ns,
+            pref,
+            frame_len: frame.len() as u32,
+            udp,
+        });
+        if b.items.len() >= BATCH_ITEMS || b.bytes.len() >= BATCH_BYTES {
+            self.send(w);
         }
-        let is_sip_port = |p: u16| self.sip_ports[usize::from(p) / 64] & (1 << (p % 64)) != 0;
-        let sip_like = is_sip_port(dg.src.port())
-            || is_sip_port(dg.dst.port())
-            || (self.sip_by_content && sip::looks_like_sip(dg.payload));
-        let rtcp =
-            matches!(dg.payload, [b0, b1, ..] if voxtap_common::rtcp_header_plausible(*b0, *b1));
-        if sip_like || rtcp {
-            return Some(None);
-        }
-        Some(Some(worker_of(dg.dst, self.n)))
     }
 
     fn push(&mut self, w: usize, link: LinkType, ts_ns: u64, pref: PacketRef, frame: &[u8]) {
@@ -273,8 +296,11 @@ impl ParallelEngine {
             return;
         }
         self.stats.batches += 1;
-        // A worker that is gone has panicked; `finish` reports it.
-        let _ = self.to_workers[w].send(full);
+        // A worker that is gone has failed (or stopped because another
+        // did); `finish` reports it.
+        if self.to_workers[w].send(full).is_err() {
+            self.failed = true;
+        }
     }
 
     /// A sweep marker to every worker, and every batch sent: each replica
@@ -294,10 +320,7 @@ impl ParallelEngine {
     /// Calls (and media-only records) whose every replica has ended, merged,
     /// in the order of the sweeps that closed them.
     pub fn drain_ended(&mut self) -> Vec<Call> {
-        while let Ok(p) = self.parts.try_recv() {
-            self.joiner.add(p);
-        }
-        self.joiner.take_ready()
+        self.ready.try_iter().flatten().collect()
     }
 
     /// End of the capture: every worker closes its open calls (as
@@ -309,17 +332,33 @@ impl ParallelEngine {
         }
         self.to_workers.clear();
         let mut ends = Vec::with_capacity(self.n);
-        for h in self.handles.drain(..) {
+        let mut failure = None;
+        for (w, h) in self.handles.drain(..).enumerate() {
             match h.join() {
-                Ok(end) => ends.push(end),
-                Err(p) => std::panic::resume_unwind(p),
+                Ok(Ok(end)) => ends.push(end),
+                // It stopped because another failed.
+                Ok(Err(worker::Broken)) => {}
+                Err(p) => {
+                    failure.get_or_insert_with(|| {
+                        format!("media worker {w} failed: {}", panic_text(&*p))
+                    });
+                }
             }
         }
-        while let Ok(p) = self.parts.try_recv() {
-            self.joiner.add(p);
+        // Every worker is gone, so are the senders of parts: the joining
+        // thread ends once it has merged the last ones.
+        let (merge_errors, join_cpu_ns) = self
+            .joiner
+            .take()
+            .map_or((0, 0), |j| j.join().unwrap_or((0, 0)));
+        self.stats.join_cpu_ns = join_cpu_ns;
+        let calls: Vec<Call> = self.ready.try_iter().flatten().collect();
+        if ends.len() < self.n {
+            let failure = failure.unwrap_or_else(|| "a media worker stopped".into());
+            return (Vec::new(), self.failed_end(failure));
         }
-        let calls = self.joiner.take_ready();
-        let fin = self.finished(ends);
+        let mut fin = self.finished(ends);
+        fin.merge_errors = merge_errors;
         (calls, fin)
     }
 
@@ -339,14 +378,46 @@ impl ParallelEngine {
             transactions: first.transactions,
             floods: first.floods,
             workers,
+            failure: None,
+            merge_errors: 0,
         }
     }
+
+    /// What is left when a worker failed: the dispatcher's counts only.
+    fn failed_end(&self, failure: String) -> Finished {
+        let stats = PipelineStats {
+            frames: self.stats.frames,
+            bytes: self.stats.bytes,
+            malformed: self.stats.malformed,
+            ..Default::default()
+        };
+        Finished {
+            stats,
+            dispatch: self.stats,
+            signalling: SignallingSnapshot::default(),
+            transactions: Vec::new(),
+            floods: Vec::new(),
+            workers: Vec::new(),
+            failure: Some(failure),
+            merge_errors: 0,
+        }
+    }
+}
+
+/// What a panic said.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panicked".into())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::calls::{Agreed, DueSet};
+
+    const S: u64 = 1_000_000_000;
 
     /// RTP (even port) and its RTCP (the next, odd port) go to one worker,
     /// the one the common hash names for the even port.
@@ -360,6 +431,44 @@ mod tests {
             assert_eq!(worker_of(rtp, n), if n == 1 { 0 } else { want });
             assert_eq!(worker_of(rtcp, n), worker_of(rtp, n));
         }
+    }
+
+    /// A worker that panics does not leave the others waiting for it at
+    /// the sweep meeting (they would wait for ever at a plain barrier): the
+    /// engine ends and says which worker failed.
+    #[test]
+    fn a_failing_worker_ends_the_engine_with_an_error_not_a_hang() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut cfg = PipelineConfig::default();
+            cfg.engine_faults.panic_at_sweep = Some((1, 3));
+            let mut e = ParallelEngine::new(cfg, 3);
+            let mut frame = Vec::new();
+            let mut rtp = [0u8; 172];
+            rtp[0] = 0x80;
+            let src = (std::net::Ipv4Addr::new(10, 0, 0, 1), 4000);
+            // 10 s of RTP to 16 destinations: every worker has some.
+            for i in 0..500u64 {
+                for d in 0..16u8 {
+                    let dst = (std::net::Ipv4Addr::new(10, 0, 1, d), 5000);
+                    crate::synth::udp_frame(&mut frame, src, dst, &rtp);
+                    let pref = PacketRef::new(0, i * 16 + u64::from(d));
+                    e.process(LinkType::Ethernet, S + i * 20_000_000, pref, &frame);
+                }
+            }
+            let _ = e.drain_ended();
+            let (calls, fin) = e.finish();
+            let _ = tx.send((calls.len(), fin.failure));
+        });
+        let (calls, failure) = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the engine hung after a worker failed");
+        let failure = failure.expect("no failure reported");
+        assert!(
+            failure.contains("media worker 1 failed") && failure.contains("sweep 3"),
+            "{failure}"
+        );
+        assert_eq!(calls, 0);
     }
 
     /// A call closes only when every replica found it due; a media-only

@@ -1,13 +1,13 @@
 //! A media worker: one replica of the pipeline fed its frames in batches,
 //! meeting the other workers at each sweep.
 
-use std::sync::{Barrier, RwLock};
+use std::sync::{Condvar, Mutex, RwLock};
 
 use crossbeam_channel::{Receiver, Sender};
 
 use super::{Batch, Item, Part};
 use crate::calls::{Agreed, DueSet};
-use crate::pipeline::{Pipeline, PipelineConfig, PipelineStats};
+use crate::pipeline::{DecodedUdp, Pipeline, PipelineConfig, PipelineStats};
 use crate::signalling::{SignallingSnapshot, Transaction};
 
 /// Where the workers meet at each sweep: each posts what it found due,
@@ -16,29 +16,97 @@ use crate::signalling::{SignallingSnapshot, Transaction};
 /// cannot overwrite one still being read (it has to pass the next barrier
 /// first, which the slow reader has not reached).
 pub(super) struct Meeting {
-    barrier: Barrier,
+    gate: Gate,
     posts: [Vec<RwLock<DueSet>>; 2],
+}
+
+/// Another worker failed (panicked): the meeting will not happen.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Broken;
+
+/// A barrier that a failing worker breaks, so that the others stop instead
+/// of waiting for it for ever (`std::sync::Barrier` cannot be broken).
+struct Gate {
+    n: usize,
+    state: Mutex<GateState>,
+    turned: Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    arrived: usize,
+    round: u64,
+    broken: bool,
+}
+
+impl Gate {
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait(&self) -> Result<(), Broken> {
+        let mut s = self.lock();
+        if s.broken {
+            return Err(Broken);
+        }
+        s.arrived += 1;
+        if s.arrived == self.n {
+            s.arrived = 0;
+            s.round += 1;
+            self.turned.notify_all();
+            return Ok(());
+        }
+        let round = s.round;
+        while s.round == round && !s.broken {
+            s = self.turned.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+        if s.round != round {
+            Ok(())
+        } else {
+            Err(Broken)
+        }
+    }
+
+    fn break_up(&self) {
+        self.lock().broken = true;
+        self.turned.notify_all();
+    }
+}
+
+/// Breaks the meeting when its worker's thread unwinds from a panic.
+struct BreakOnPanic<'a>(&'a Meeting);
+
+impl Drop for BreakOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.gate.break_up();
+        }
+    }
 }
 
 impl Meeting {
     pub fn new(n: usize) -> Self {
         let posts = || (0..n).map(|_| RwLock::new(DueSet::default())).collect();
         Meeting {
-            barrier: Barrier::new(n),
+            gate: Gate {
+                n,
+                state: Mutex::new(GateState::default()),
+                turned: Condvar::new(),
+            },
             posts: [posts(), posts()],
         }
     }
 
-    fn agree(&self, me: usize, seq: u64, due: DueSet) -> Agreed {
+    fn agree(&self, me: usize, seq: u64, due: DueSet) -> Result<Agreed, Broken> {
         let posts = &self.posts[(seq % 2) as usize];
         *posts[me].write().unwrap_or_else(|e| e.into_inner()) = due;
-        self.barrier.wait();
+        self.gate.wait()?;
         let read: Vec<_> = posts
             .iter()
             .map(|p| p.read().unwrap_or_else(|e| e.into_inner()))
             .collect();
         let sets: Vec<&DueSet> = read.iter().map(|g| &**g).collect();
-        Agreed::from_replicas(&sets)
+        Ok(Agreed::from_replicas(&sets))
     }
 }
 
@@ -61,6 +129,33 @@ pub(super) struct WorkerEnd {
     pub floods: Vec<crate::calls::FloodSummary>,
 }
 
+/// Test knobs: one worker stalled or failing, to show that the outputs do
+/// not depend on the workers' pace and that a failing worker ends the
+/// engine with an error instead of a hang.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Faults {
+    /// This worker sleeps this long before each batch it takes.
+    pub stall: Option<(usize, std::time::Duration)>,
+    /// This worker panics at this sweep (the first is 1).
+    pub panic_at_sweep: Option<(usize, u64)>,
+}
+
+impl Faults {
+    fn before_batch(&self, me: usize) {
+        if let Some((w, pause)) = self.stall
+            && w == me
+        {
+            std::thread::sleep(pause);
+        }
+    }
+
+    fn at_sweep(&self, me: usize, seq: u64) {
+        if self.panic_at_sweep == Some((me, seq)) {
+            panic!("test fault: media worker {me} fails at sweep {seq}");
+        }
+    }
+}
+
 pub(super) struct Worker {
     pub me: usize,
     pub n: usize,
@@ -72,7 +167,12 @@ pub(super) struct Worker {
 }
 
 impl Worker {
-    pub fn run(self) -> WorkerEnd {
+    /// Its frames until the dispatcher hangs up, then its end; Err when
+    /// another worker failed (this one stops at the next meeting).
+    pub fn run(self) -> Result<WorkerEnd, Broken> {
+        let meeting = self.meeting.clone();
+        let _break = BreakOnPanic(&meeting);
+        let faults = self.cfg.engine_faults;
         let started = thread_cpu_ns();
         let mut p = Pipeline::new(self.cfg.clone());
         p.set_shard(self.me as u32, self.n as u32);
@@ -82,6 +182,7 @@ impl Worker {
         let mut transactions = Vec::new();
         let mut floods = Vec::new();
         for mut batch in self.input.iter() {
+            faults.before_batch(self.me);
             for item in batch.items.drain(..) {
                 match item {
                     Item::Frame {
@@ -97,10 +198,32 @@ impl Worker {
                         let frame = &batch.bytes[start as usize..(start + len) as usize];
                         p.process(link, ts_ns, pref, frame);
                     }
+                    Item::Udp {
+                        ts_ns,
+                        now_ns,
+                        pref,
+                        frame_len,
+                        udp,
+                    } => {
+                        times.frames += 1;
+                        p.calls_mut().advance(now_ns);
+                        let payload = &batch.bytes[udp.at as usize..(udp.at + udp.len) as usize];
+                        let d = DecodedUdp {
+                            ts_ns,
+                            pref,
+                            frame_len,
+                            src: udp.src,
+                            dst: udp.dst,
+                            sip_like: udp.sip_like,
+                            mine: usize::from(udp.owner) == self.me,
+                        };
+                        p.process_udp(&d, payload);
+                    }
                     Item::Sweep { seq, now_ns } => {
                         times.sweeps += 1;
+                        faults.at_sweep(self.me, seq);
                         let due = p.calls_mut().sweep_due(now_ns);
-                        let agreed = self.meeting.agree(self.me, seq, due);
+                        let agreed = self.meeting.agree(self.me, seq, due)?;
                         p.calls_mut().sweep_agreed(&agreed);
                         self.hand_over(seq, &mut p);
                         if self.me == 0 {
@@ -121,13 +244,13 @@ impl Worker {
         transactions.extend(p.drain_transactions());
         floods.extend(p.drain_floods());
         times.cpu_ns = thread_cpu_ns().saturating_sub(started);
-        WorkerEnd {
+        Ok(WorkerEnd {
             stats: p.stats().clone(),
             times,
             signalling: p.signalling().snapshot(),
             transactions,
             floods,
-        }
+        })
     }
 
     fn hand_over(&self, seq: u64, p: &mut Pipeline) {

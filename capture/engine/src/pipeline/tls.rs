@@ -206,6 +206,7 @@ impl TlsFlows {
                     encap: &voxtap_proto::decode::Encap::EMPTY,
                     // SIP over TLS: every replica takes it.
                     shard: None,
+                    mine: None,
                 };
                 let n = flow.conn.push(side, 0, &[], &mut self.keys).len();
                 flow.deliver(&mut route, side, n);

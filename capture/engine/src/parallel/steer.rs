@@ -1,0 +1,176 @@
+//! What the dispatcher decides for each frame, decoding it once: the
+//! worker takes a decoded UDP datagram as it is ([`Steer::Udp`]), without
+//! decoding the frame again; only frames a worker must decode itself
+//! (fragments, TCP, SCTP, SIP in a tunnel) travel as captured.
+
+use std::net::SocketAddr;
+
+use voxtap_proto::decode::{Decoder, L4};
+use voxtap_proto::pcapio::LinkType;
+use voxtap_proto::sip;
+
+use crate::calls::PacketRef;
+use crate::pipeline::PipelineConfig;
+
+/// Where a frame goes.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Steer {
+    /// The decoder rejected it: worker 0 counts it.
+    Malformed,
+    /// To every worker as captured, each decoding it: not UDP, an IP
+    /// fragment (every replica's reassembly must see it), SIP in a tunnel
+    /// (the call notes the tunnel path).
+    Raw,
+    /// A UDP datagram, decoded: to its owner only when `steered`, else
+    /// (SIP, RTCP) to every worker.
+    Udp(Udp),
+}
+
+/// A decoded UDP datagram.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Udp {
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    /// Where its payload is: in the frame, then in the batch.
+    pub at: u32,
+    pub len: u32,
+    /// The worker its destination hashes to ([`super::worker_of`]).
+    pub owner: u16,
+    /// On a SIP port, or looking like SIP.
+    pub sip_like: bool,
+    /// To its owner only (neither SIP nor RTCP).
+    pub steered: bool,
+}
+
+pub(super) struct Steerer {
+    n: usize,
+    decoder: Decoder,
+    sip: SipTest,
+}
+
+/// The pipeline's SIP test (`Pipeline::process`).
+struct SipTest {
+    ports: Box<[u64; 1024]>,
+    by_content: bool,
+}
+
+impl SipTest {
+    fn is_sip_port(&self, p: u16) -> bool {
+        self.ports[usize::from(p) / 64] & (1 << (p % 64)) != 0
+    }
+
+    /// Port bitmap first, then the content, whose cheap first-byte test
+    /// turns RTP away.
+    fn sip_like(&self, src: u16, dst: u16, payload: &[u8]) -> bool {
+        self.is_sip_port(src)
+            || self.is_sip_port(dst)
+            || (self.by_content && may_start_sip(payload) && sip::looks_like_sip(payload))
+    }
+}
+
+impl Steerer {
+    pub fn new(cfg: &PipelineConfig, n: usize) -> Self {
+        let mut sip_ports = Box::new([0u64; 1024]);
+        for p in &cfg.sip_ports {
+            sip_ports[usize::from(*p) / 64] |= 1 << (p % 64);
+        }
+        Steerer {
+            n,
+            decoder: Decoder::with_tunnels(cfg.frag, cfg.tunnels),
+            sip: SipTest {
+                ports: sip_ports,
+                by_content: cfg.sip_by_content,
+            },
+        }
+    }
+
+    pub fn classify(&mut self, link: LinkType, ts_ns: u64, pref: PacketRef, frame: &[u8]) -> Steer {
+        let dg = match self.decoder.decode(link, ts_ns, pref.0, frame) {
+            Ok(Some(dg)) => dg,
+            Ok(None) => return Steer::Raw,
+            Err(_) => return Steer::Malformed,
+        };
+        if !matches!(dg.l4, L4::Udp) || !dg.fragments.is_empty() {
+            return Steer::Raw;
+        }
+        let Some(at) = offset_in(frame, dg.payload) else {
+            return Steer::Raw;
+        };
+        let (src, dst, payload) = (dg.src, dg.dst, dg.payload);
+        let tunnelled = !dg.encap.is_empty();
+        let sip_like = self.sip.sip_like(src.port(), dst.port(), payload);
+        if sip_like && tunnelled {
+            return Steer::Raw;
+        }
+        let rtcp =
+            matches!(payload, [b0, b1, ..] if voxtap_common::rtcp_header_plausible(*b0, *b1));
+        Steer::Udp(Udp {
+            src,
+            dst,
+            at,
+            len: payload.len() as u32,
+            owner: super::worker_of(dst, self.n) as u16,
+            sip_like,
+            steered: !(sip_like || rtcp),
+        })
+    }
+}
+
+/// Whether `payload` can start a SIP message at all: its first byte that is
+/// not CR or LF is printable ASCII (a method token or "SIP/2.0"; an RTP
+/// header's first byte is 0x80-0xBF). Never false where
+/// `sip::looks_like_sip` is true.
+fn may_start_sip(payload: &[u8]) -> bool {
+    payload
+        .iter()
+        .find(|b| !matches!(b, b'\r' | b'\n'))
+        .is_some_and(u8::is_ascii_graphic)
+}
+
+/// Where `part` (a slice of `frame`) starts in `frame`.
+fn offset_in(frame: &[u8], part: &[u8]) -> Option<u32> {
+    let at = (part.as_ptr() as usize).checked_sub(frame.as_ptr() as usize)?;
+    (at.checked_add(part.len())? <= frame.len()).then_some(at as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first-byte test never turns away what `looks_like_sip` takes:
+    /// every first byte before a request line and a status line.
+    #[test]
+    fn the_first_byte_test_keeps_everything_sip_like() {
+        let mut taken = 0;
+        for b in 0..=255u8 {
+            for rest in [
+                &b"NVITE sip:b@x SIP/2.0\r\n\r\n"[..],
+                b"IP/2.0 200 OK\r\n\r\n",
+                b" sip:b@x SIP/2.0\r\n\r\n",
+            ] {
+                for lead in [&b""[..], b"\r\n"] {
+                    let msg = [lead, &[b][..], rest].concat();
+                    if sip::looks_like_sip(&msg) {
+                        taken += 1;
+                        assert!(may_start_sip(&msg), "{:?}", String::from_utf8_lossy(&msg));
+                    }
+                }
+            }
+        }
+        // Token characters before " sip:b@x SIP/2.0", 'I'/'S'/'s' and more.
+        assert!(taken > 2 * 70, "only {taken} start lines taken");
+        let mut rtp = [0u8; 172];
+        rtp[0] = 0x80;
+        assert!(!may_start_sip(&rtp));
+        assert!(!may_start_sip(b"\r\n\r\n"));
+    }
+
+    #[test]
+    fn a_payload_is_found_in_its_frame() {
+        let frame = [0u8; 64];
+        assert_eq!(offset_in(&frame, &frame[42..]), Some(42));
+        assert_eq!(offset_in(&frame, &frame[64..]), Some(64));
+        let other = [0u8; 8];
+        assert_eq!(offset_in(&frame[..8], &other), None);
+    }
+}
