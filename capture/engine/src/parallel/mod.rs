@@ -14,6 +14,7 @@
 //! ended call are merged ([`crate::calls::Call::merge_replica`]) in
 //! [`join`].
 
+mod control;
 mod join;
 mod worker;
 
@@ -30,6 +31,7 @@ use voxtap_proto::decode::{Decoder, L4};
 use voxtap_proto::pcapio::LinkType;
 use voxtap_proto::sip;
 
+pub use control::{EngineOptions, LossFilter, OnStart, SignallingParts, WorkerGauge};
 pub use worker::{WorkerTimes, thread_cpu_ns};
 
 /// The media worker (0..n) owning datagrams sent to `dst`: its address and
@@ -68,6 +70,8 @@ enum Item {
         seq: u64,
         now_ns: u64,
     },
+    /// Take the next item of the worker's control channel (`control.rs`).
+    Control,
 }
 
 /// Frames for one worker, with their bytes; recycled (no allocation per
@@ -99,6 +103,8 @@ pub struct DispatchStats {
     /// Batches and sweep markers sent to workers, and replica parts
     /// received: the engine's control traffic.
     pub batches: u64,
+    /// Control items (live sensor) put in the workers' inputs.
+    pub controls: u64,
 }
 
 /// What the engine leaves at the end besides the calls.
@@ -130,13 +136,18 @@ pub struct ParallelEngine {
     joiner: join::Joiner,
     handles: Vec<JoinHandle<worker::WorkerEnd>>,
     stats: DispatchStats,
+    ctl: control::EngineControl,
 }
 
 impl ParallelEngine {
     /// `n` media workers (at least 1) running replicas of `cfg`'s pipeline.
     /// A tap (HEP export) is not supported here: it would see each SIP
     /// message once per worker.
-    pub fn new(mut cfg: PipelineConfig, n: usize) -> Self {
+    pub fn new(cfg: PipelineConfig, n: usize) -> Self {
+        Self::build(cfg, n, EngineOptions::default())
+    }
+
+    fn build(mut cfg: PipelineConfig, n: usize, opts: EngineOptions) -> Self {
         let n = n.max(1);
         cfg.tap = None;
         let mut sip_ports = Box::new([0u64; 1024]);
@@ -148,7 +159,8 @@ impl ParallelEngine {
         let meeting = Arc::new(worker::Meeting::new(n));
         let mut to_workers = Vec::with_capacity(n);
         let mut handles = Vec::with_capacity(n);
-        for me in 0..n {
+        let (ctl, links) = control::EngineControl::new(n, &opts);
+        for (me, link) in links.into_iter().enumerate() {
             let (tx, rx) = bounded(QUEUE_BATCHES);
             to_workers.push(tx);
             let w = worker::Worker {
@@ -159,6 +171,7 @@ impl ParallelEngine {
                 free: free_tx.clone(),
                 parts: parts_tx.clone(),
                 meeting: meeting.clone(),
+                link,
             };
             handles.push(
                 std::thread::Builder::new()
@@ -182,6 +195,7 @@ impl ParallelEngine {
             joiner: join::Joiner::new(n),
             handles,
             stats: DispatchStats::default(),
+            ctl,
         }
     }
 

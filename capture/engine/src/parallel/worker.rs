@@ -69,19 +69,22 @@ pub(super) struct Worker {
     pub free: Sender<Batch>,
     pub parts: Sender<Part>,
     pub meeting: std::sync::Arc<Meeting>,
+    pub link: super::control::WorkerLink,
 }
 
 impl Worker {
-    pub fn run(self) -> WorkerEnd {
+    pub fn run(mut self) -> WorkerEnd {
         let started = thread_cpu_ns();
         let mut p = Pipeline::new(self.cfg.clone());
         p.set_shard(self.me as u32, self.n as u32);
+        self.link.start(self.me, &mut p);
         let mut times = WorkerTimes::default();
         // Transactions and floods are the same in every replica: kept from
         // worker 0, drained as they end so they do not pile up.
         let mut transactions = Vec::new();
         let mut floods = Vec::new();
         for mut batch in self.input.iter() {
+            self.link.batch_started();
             for item in batch.items.drain(..) {
                 match item {
                     Item::Frame {
@@ -111,8 +114,10 @@ impl Worker {
                             p.drain_floods();
                         }
                     }
+                    Item::Control => self.link.handle(&mut p, &mut transactions, &mut floods),
                 }
             }
+            self.link.batch_done(self.me, &mut p, times.frames);
             batch.bytes.clear();
             let _ = self.free.try_send(batch);
         }
