@@ -27,6 +27,7 @@
 
 mod batch;
 mod clock;
+mod dispatch;
 mod keylog;
 mod output;
 mod privs;
@@ -445,6 +446,7 @@ fn spawn_threads(
         let keylog = tls.keylog;
         let live_calls = snapshot::LivePublisher::start(cfg.output.dir.clone(), DEFAULT_MAX_CALLS)?;
         let rings = readers.len();
+        let n = cfg.workers.pipeline;
         thread::Builder::new()
             .name("voxtap-pipeline".into())
             .spawn(move || {
@@ -456,7 +458,18 @@ fn spawn_threads(
                     sig_tx,
                     live_calls,
                 };
-                worker::worker_loop(pcfg, channels, endpoints, keylog, &lost[..rings], &live)
+                let lost = &lost[..rings];
+                if n <= 1 {
+                    return worker::worker_loop(pcfg, channels, endpoints, keylog, lost, &live);
+                }
+                // Media worker k on the core after the readers': 2 + rings + k.
+                let setup = dispatch::DispatchSetup {
+                    pcfg,
+                    n,
+                    first_core: 2 + rings,
+                    cores,
+                };
+                dispatch::engine_loop(setup, channels, endpoints, keylog, lost, &live)
             })
             .context("starting the pipeline thread")?
     };
@@ -694,6 +707,7 @@ fn sensor_publisher(opts: &LiveOptions, mode: AttachMode) -> status::SensorPubli
             attach_mode: format!("{mode:?}"),
             ring_bytes: u64::from(ring_bytes(cfg)),
             rings: cfg.workers.rings,
+            pipeline: cfg.workers.pipeline as u32,
             store: cfg.store.path.clone(),
             max_bytes: cfg.store.max_bytes,
             max_age_seconds: cfg.store.max_age_seconds,
