@@ -10,11 +10,13 @@
 //!    hands full batches to the worker. When the worker lags, a reader waits
 //!    for a free batch: its kernel ring then fills and the kernel counts the
 //!    loss per ring (`LostRingFull`) — user space never drops silently.
-//! 2. **pipeline worker** — the one owner of the call table: runs every frame
-//!    through the same [`Pipeline`] as `import`, keeps the kernel's media
-//!    endpoint map in step with the calls, and charges each ring's capture
-//!    loss to the open calls with a stream on that ring. One worker, because a call's SIP and its media are
-//!    different flows: no hash over a frame's addresses keeps them together.
+//! 2. **pipeline worker** — with `workers.pipeline = 1` the one owner of the
+//!    call table: runs every frame through the same [`Pipeline`] as
+//!    `import`, keeps the kernel's media endpoint map in step with the calls,
+//!    and charges each ring's capture loss to the open calls with a stream on
+//!    that ring ([`worker`]). With N > 1 it is the dispatcher of the parallel
+//!    engine's N media workers, each a replica of the call table, and does
+//!    the same through the engine's control items ([`dispatch`]).
 //! 3. **output** — writes each ended call's outputs with the same
 //!    [`CallWriter`] as `import` (reading the packets back from the rolling
 //!    files), records where its packets are in `store.sqlite`, and applies
