@@ -430,7 +430,10 @@ pub fn bench_live(root: &Path, args: &[String]) -> Result<()> {
     drop(lab);
     let vbest = held_rate(&points, Point::voxtap_loss);
     let tbest = held_rate(&points, Point::tcpdump_loss);
-    println!("\nvoxtap: workers.rings = {}, workers.pipeline = {}", shape.0, shape.1);
+    println!(
+        "\nvoxtap: workers.rings = {}, workers.pipeline = {}",
+        shape.0, shape.1
+    );
     print_live_table(&points, vbest, tbest);
     write_live_json(root, &points, (vbest, tbest), shape)
 }

@@ -515,9 +515,10 @@ mod tests {
         }
     }
 
-    fn by_call(
-        calls: &[crate::live_calls::LiveCall],
-    ) -> BTreeMap<String, (u64, usize, BTreeSet<(String, u64)>)> {
+    /// Per call: RTP packets, streams, and each stream's (dst, packets).
+    type CallFigures = BTreeMap<String, (u64, usize, BTreeSet<(String, u64)>)>;
+
+    fn by_call(calls: &[crate::live_calls::LiveCall]) -> CallFigures {
         calls
             .iter()
             .map(|c| {
