@@ -397,10 +397,11 @@ fn replay(lab: &Lab, pcap: &Path, count: u64, pps: Option<u64>) -> Result<(u64, 
     Ok((sent, rate))
 }
 
-/// `cargo xtask bench-live [--count N] [--rates a,b,c]`.
+/// `cargo xtask bench-live [--count N] [--rates a,b,c] [--rings N]
+/// [--pipeline N]`.
 pub fn bench_live(root: &Path, args: &[String]) -> Result<()> {
     require_root()?;
-    let (count, rates, rings) = parse_live_args(args)?;
+    let (count, rates, shape) = parse_live_args(args)?;
     let mut c = cargo();
     c.args(["build", "--release", "-p", "voxtap", "--bin", "voxtap"]);
     run(c)?;
@@ -422,23 +423,31 @@ pub fn bench_live(root: &Path, args: &[String]) -> Result<()> {
             &voxtap,
             &pcap,
             &dir,
-            (count, rings),
+            (count, shape),
             pps,
         )?);
     }
     drop(lab);
     let vbest = held_rate(&points, Point::voxtap_loss);
     let tbest = held_rate(&points, Point::tcpdump_loss);
+    println!(
+        "\nvoxtap: workers.rings = {}, workers.pipeline = {}",
+        shape.0, shape.1
+    );
     print_live_table(&points, vbest, tbest);
-    write_live_json(root, &points, vbest, tbest)
+    write_live_json(root, &points, (vbest, tbest), shape)
 }
 
+/// voxtap's `workers.rings` and `workers.pipeline`.
+type Shape = (u32, u32);
+
 /// `--count N` (frames per run), `--rates a,b,max` (paced pps; `max`
-/// is top speed, `None`) and `--rings N` (voxtap's `workers.rings`), with
-/// their defaults.
-fn parse_live_args(args: &[String]) -> Result<(u64, Vec<Option<u64>>, u32)> {
+/// is top speed, `None`), `--rings N` and `--pipeline N` (voxtap's
+/// `workers.rings` and `workers.pipeline`), with their defaults.
+fn parse_live_args(args: &[String]) -> Result<(u64, Vec<Option<u64>>, Shape)> {
     let mut count: u64 = 300_000;
     let mut rings: u32 = 1;
+    let mut pipeline: u32 = 1;
     let mut rates: Vec<Option<u64>> = vec![
         Some(50_000),
         Some(100_000),
@@ -453,6 +462,7 @@ fn parse_live_args(args: &[String]) -> Result<(u64, Vec<Option<u64>>, u32)> {
         match a.as_str() {
             "--count" => count = it.next().context("--count N")?.parse()?,
             "--rings" => rings = it.next().context("--rings N")?.parse()?,
+            "--pipeline" => pipeline = it.next().context("--pipeline N")?.parse()?,
             "--rates" => {
                 rates = it
                     .next()
@@ -470,7 +480,7 @@ fn parse_live_args(args: &[String]) -> Result<(u64, Vec<Option<u64>>, u32)> {
             o => bail!("unknown bench-live option {o}"),
         }
     }
-    Ok((count, rates, rings))
+    Ok((count, rates, (rings, pipeline)))
 }
 
 /// One offered rate: voxtap alone, then `tcpdump -w` alone, on the same
@@ -480,13 +490,13 @@ fn measure_point(
     voxtap: &Path,
     pcap: &Path,
     dir: &Path,
-    (count, rings): (u64, u32),
+    (count, shape): (u64, Shape),
     pps: Option<u64>,
 ) -> Result<Point> {
     let label = pps.map_or("max".to_string(), |r| r.to_string());
     let run_dir = dir.join(format!("voxtap-{label}"));
     let (sent, achieved, got, klost) =
-        voxtap_run(lab, voxtap, pcap, &run_dir, (count, rings), pps)?;
+        voxtap_run(lab, voxtap, pcap, &run_dir, (count, shape), pps)?;
     let td = dir.join(format!("tcpdump-{label}.pcap"));
     let tlog = dir.join(format!("tcpdump-{label}.log"));
     let (sent2, tgot) = tcpdump_run(lab, pcap, &td, &tlog, count, pps)?;
@@ -523,7 +533,7 @@ fn voxtap_run(
     voxtap: &Path,
     pcap: &Path,
     run_dir: &Path,
-    (count, rings): (u64, u32),
+    (count, (rings, pipeline)): (u64, Shape),
     pps: Option<u64>,
 ) -> Result<(u64, f64, u64, u64)> {
     std::fs::create_dir_all(run_dir)?;
@@ -531,7 +541,7 @@ fn voxtap_run(
     std::fs::write(
         &cfgp,
         format!(
-            "[store]\npath = \"{0}/store\"\nmin_free_bytes = 0\n[output]\ndir = \"{0}/calls\"\n[workers]\nrings = {rings}\n",
+            "[store]\npath = \"{0}/store\"\nmin_free_bytes = 0\n[output]\ndir = \"{0}/calls\"\n[workers]\nrings = {rings}\npipeline = {pipeline}\n",
             run_dir.display()
         ),
     )?;
@@ -637,7 +647,12 @@ fn print_live_table(points: &[Point], vbest: f64, tbest: f64) {
 }
 
 /// `target/bench/live.json`, for `cargo xtask bench`'s combined table.
-fn write_live_json(root: &Path, points: &[Point], vbest: f64, tbest: f64) -> Result<()> {
+fn write_live_json(
+    root: &Path,
+    points: &[Point],
+    (vbest, tbest): (f64, f64),
+    (rings, pipeline): Shape,
+) -> Result<()> {
     let bench = target_dir(root).join("bench");
     std::fs::create_dir_all(&bench)?;
     let rows: Vec<String> = points
@@ -656,7 +671,7 @@ fn write_live_json(root: &Path, points: &[Point], vbest: f64, tbest: f64) -> Res
     std::fs::write(
         bench.join("live.json"),
         format!(
-            "{{\"voxtap_zero_loss_pps\": {vbest:.0}, \"tcpdump_zero_loss_pps\": {tbest:.0}, \"points\": [{}]}}\n",
+            "{{\"rings\": {rings}, \"pipeline\": {pipeline}, \"voxtap_zero_loss_pps\": {vbest:.0}, \"tcpdump_zero_loss_pps\": {tbest:.0}, \"points\": [{}]}}\n",
             rows.join(", ")
         ),
     )?;

@@ -12,7 +12,7 @@
 //! * `demo` (root): live capture demo — SIPp calls on a mirrored namespace
 //!   lab captured through XDP by `voxtap run` (see xtask/src/live.rs).
 //! * `demo-import`: imports the shared corpus captures into `out/demo`.
-//! * `bench-live [--count N] [--rates a,b,max] [--rings N]` (root): voxtap vs
+//! * `bench-live [--count N] [--rates a,b,max] [--rings N] [--pipeline N]` (root): voxtap vs
 //!   `tcpdump -w` loss at fixed offered rates.
 //! * `bench`: `voxtap import` against tshark and sngrep on a synthetic capture.
 //! * `bench-import`: `voxtap import` (every output, CSV-only) against
@@ -66,7 +66,7 @@ fn main() -> Result<()> {
                  fuzz [--seconds N] [target..]  run cargo-fuzz targets (default: all, {DEFAULT_FUZZ_SECONDS}s each)\n  \
                  demo                           live demo: SIPp calls captured through XDP (root)\n  \
                  demo-import                    import the corpus captures into out/demo\n  \
-                 bench-live [--count N] [--rates a,b,max] [--rings N]  voxtap vs tcpdump -w loss (root)\n  \
+                 bench-live [--count N] [--rates a,b,max] [--rings N] [--pipeline N]  voxtap vs tcpdump -w loss (root)\n  \
                  bench [--calls N] [--seconds S] [--mem-calls N] [--store-mib N]  import vs tshark/sngrep, memory per call, store write vs dd\n  \
                  bench-import [--calls N] [--seconds S] [--workers N]  import (every output, CSV-only) vs tshark, wall and CPU\n  \
                  bench-scale [--calls N] [--seconds S] [--engine-workers 1,2,4,8]  parallel engine: CPU per packet per thread\n  \

@@ -150,12 +150,18 @@ pub struct CaptureConfig {
     pub max_encap_depth: u16,
 }
 
+/// Media workers at most (`workers.pipeline`).
+pub const MAX_PIPELINE: usize = 16;
+
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct WorkersConfig {
-    /// Pipeline workers. Only 1 is supported: one worker owns the call table,
-    /// because a call's SIP and media are different flows that no frame-level
-    /// hash can send to the same worker (see docs/live.md).
+    /// Media workers rebuilding the calls, 1 to [`MAX_PIPELINE`]. 1: one
+    /// pipeline thread owns the call table. N > 1: the pipeline thread
+    /// dispatches to N media workers (threads `voxtap-media-K`), each a
+    /// replica of the call table that sees every SIP message and its share
+    /// of the media (`voxtap_engine::parallel`, as `voxtap import
+    /// --engine-workers N`; see docs/live.md).
     pub pipeline: usize,
     /// Kernel ring buffers, each with its own reader thread, 1 to
     /// `voxtap_common::MAX_RINGS`: ring 0 carries SIP and what is not plain
@@ -163,8 +169,8 @@ pub struct WorkersConfig {
     /// (`voxtap_common::steer_ring`). 1: everything on one ring.
     pub rings: u32,
     /// CPU cores to pin the threads to, in order: ring reader + store writer,
-    /// pipeline worker, call output/index, then the readers of rings 1...
-    /// Missing entries: not pinned.
+    /// pipeline worker, call output/index, then the readers of rings 1..,
+    /// then the media workers (`pipeline` > 1). Missing entries: not pinned.
     pub cores: Vec<usize>,
 }
 
@@ -319,10 +325,13 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<()> {
-        if self.workers.pipeline != 1 {
+        let pipeline = self.workers.pipeline;
+        if !(1..=MAX_PIPELINE).contains(&pipeline) {
+            bail!("workers.pipeline = {pipeline}: from 1 to {MAX_PIPELINE}");
+        }
+        if pipeline > 1 && self.hep.enabled {
             bail!(
-                "workers.pipeline = {}: only 1 pipeline worker is supported (one worker must see both a call's SIP and its media)",
-                self.workers.pipeline
+                "workers.pipeline = {pipeline} with hep.enabled: HEP export needs one pipeline worker (each replica would send every SIP message)"
             );
         }
         if self.capture.sip_ports.is_empty() {
@@ -429,6 +438,14 @@ mod tests {
     fn empty_is_default_and_unknown_keys_fail() {
         assert_eq!(Config::from_toml("").unwrap(), Config::default());
         assert!(Config::from_toml("[store]\nrol_bytes = 1\n").is_err());
-        assert!(Config::from_toml("[workers]\npipeline = 2\n").is_err());
+        assert_eq!(
+            Config::from_toml("[workers]\npipeline = 2\n")
+                .unwrap()
+                .workers
+                .pipeline,
+            2
+        );
+        assert!(Config::from_toml("[workers]\npipeline = 0\n").is_err());
+        assert!(Config::from_toml("[workers]\npipeline = 17\n").is_err());
     }
 }

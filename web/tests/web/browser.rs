@@ -266,6 +266,7 @@ async fn find_open_listen_download() {
             attach_mode: "Native".into(),
             ring_bytes: 64 << 20,
             rings: 1,
+            pipeline: 1,
             store: data.clone(),
             max_bytes: 100 << 30,
             max_age_seconds: 7 * 86_400,

@@ -97,6 +97,7 @@ async fn status_files_on_the_sensor_page_and_in_metrics() {
                 attach_mode: "Native".into(),
                 ring_bytes: 64 << 20,
                 rings: 1,
+                pipeline: 1,
                 store: data.clone(),
                 max_bytes: 1 << 40,
                 max_age_seconds: 86_400,

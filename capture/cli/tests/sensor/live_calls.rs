@@ -1,7 +1,9 @@
 //! The live calls snapshot (`<out>/live/calls.json`) of a real `voxtap
 //! run` on the namespace lab: SIPp calls through real XDP appear in it,
 //! grow, end with the figures calls.csv and streams.csv get, and leave it;
-//! the snapshot is written about once a second, never faster.
+//! the snapshot is written about once a second, never faster. Two media
+//! workers and three rings (`workers.pipeline = 2`): each snapshot is
+//! merged from the replicas' parts (each stream lives on one worker).
 #![cfg(target_os = "linux")]
 
 use crate::lab;
@@ -49,7 +51,7 @@ fn live_snapshot_follows_sipp_calls() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempdir("live");
     let lab = Lab::up(&format!("vc{}", std::process::id() % 10000), 219);
-    let vox = start_voxtap(&lab, &dir, "", 120);
+    let vox = start_voxtap(&lab, &dir, "[workers]\nrings = 3\npipeline = 2\n", 120);
     let file = dir.join("out/live/calls.json");
     let stop = Arc::new(AtomicBool::new(false));
     let follower = {

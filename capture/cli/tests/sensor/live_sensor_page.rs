@@ -3,8 +3,10 @@
 //! output directory: the frames/s chart gets points from the run's status
 //! history while it captures, and once the run has stopped (its last status
 //! file no longer changes) every figure beside the charts equals the
-//! sensor's `status/sensor.json` read here, and so does the table of its
-//! two kernel rings (`workers.rings = 2`): names and frames per ring.
+//! sensor's `status/sensor.json` read here, and so do the table of its
+//! two kernel rings (`workers.rings = 2`) and the table of its pipeline
+//! threads beside it (`workers.pipeline = 2`: the dispatcher and two media
+//! workers): names and frames per row.
 #![cfg(target_os = "linux")]
 
 use crate::lab;
@@ -25,9 +27,10 @@ const figs = Array.from(document.querySelectorAll('dl.current dd[data-key]'))
 return {values: g ? g.dataset.values : null, figs};
 "#;
 
-/// The sensor card's table of rings: its header and rows as cell texts.
-const RINGS: &str = r#"
-const t = document.querySelector('#status-sensor tr[data-field="rings"] table.items');
+/// A table of the sensor card (`arguments[0]`: "rings", "workers"): its
+/// header and rows as cell texts.
+const TABLE: &str = r#"
+const t = document.querySelector(`#status-sensor tr[data-field="${arguments[0]}"] table.items`);
 if (!t) return null;
 const cells = r => Array.from(r.querySelectorAll(':scope > th, :scope > td')).map(c => c.textContent.trim());
 return {head: cells(t.querySelector('thead tr')), rows: Array.from(t.querySelectorAll('tbody > tr')).map(cells)};
@@ -78,11 +81,11 @@ async fn wait_for_charts(c: &Client) {
     }
 }
 
-/// The page's ring rows = sensor.json's `rings`: name and frames, each
-/// ring with frames.
-fn check_rings_table(table: &Value, status: &Value) {
-    let want = status["rings"].as_array().expect("rings in sensor.json");
-    assert_eq!(want.len(), 2, "{status}");
+/// The page's rows of `field` (rings, workers) = sensor.json's: name and
+/// frames, `n` rows, each with frames.
+fn check_table(field: &str, n: usize, table: &Value, status: &Value) {
+    let want = status[field].as_array().expect("the field in sensor.json");
+    assert_eq!(want.len(), n, "{status}");
     let head: Vec<&str> = table["head"]
         .as_array()
         .unwrap_or_else(|| panic!("no rings table: {table}"))
@@ -97,7 +100,7 @@ fn check_rings_table(table: &Value, status: &Value) {
         assert_eq!(row[name], w["name"], "{table}");
         let shown: u64 = row[frames].as_str().unwrap().parse().unwrap();
         assert_eq!(shown, w["frames_total"].as_u64().unwrap(), "{table}");
-        assert!(shown > 0, "a ring without frames: {table}");
+        assert!(shown > 0, "a row without frames: {table}");
     }
 }
 
@@ -107,7 +110,7 @@ fn sensor_page_charts_a_live_run_and_shows_its_status() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempdir("sensorpage");
     let lab = Lab::up(&format!("vp{}", std::process::id() % 10000), 221);
-    let vox = start_voxtap(&lab, &dir, "[workers]\nrings = 2\n", 180);
+    let vox = start_voxtap(&lab, &dir, "[workers]\nrings = 2\npipeline = 2\n", 180);
     let out = dir.join("out");
     let (_serve, base) = serve(&dir, &out);
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -141,8 +144,17 @@ fn sensor_page_charts_a_live_run_and_shows_its_status() {
         std::fs::write(screenshots_dir().join("sensor-lab.png"), png).unwrap();
         c.execute(OBSERVE, vec![]).await.unwrap()
     });
-    let rings = rt.block_on(c.execute(RINGS, vec![])).unwrap();
-    check_rings_table(&rings, &status);
+    for (field, n) in [("rings", 2), ("workers", 3)] {
+        let table = rt.block_on(c.execute(TABLE, vec![field.into()])).unwrap();
+        check_table(field, n, &table, &status);
+    }
+    let names: Vec<_> = status["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["dispatcher", "media0", "media1"]);
     assert!(points(&v).iter().any(|p| *p > 0.0), "{v}");
     let figs = v["figs"].as_array().unwrap();
     let mut checked = 0;

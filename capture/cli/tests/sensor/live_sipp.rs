@@ -17,10 +17,13 @@ use std::time::Duration;
 use lab::*;
 
 /// 20 concurrent SIPp calls on three kernel rings (SIP, and media steered
-/// to two): every call found with RTP both ways; stored frames = tcpdump's,
+/// to two) and two media workers (`workers.pipeline = 2`: the parallel
+/// engine): every call found with RTP both ways; stored frames = tcpdump's,
 /// and each ring's stored frames = what the kernel wrote to it, every ring
 /// used; per-call counts and `voxtap extract` = tshark's cut of tcpdump's
-/// file by Call-ID and SDP endpoints. Stopped by SIGTERM.
+/// file by Call-ID and SDP endpoints; calls.csv and streams.csv = those of
+/// `voxtap import` (one engine worker) of the sensor's own rolling files;
+/// both media workers ran frames. Stopped by SIGTERM.
 #[test]
 fn live_sipp_20_calls_match_tcpdump() {
     require_root();
@@ -29,7 +32,7 @@ fn live_sipp_20_calls_match_tcpdump() {
     let lab = Lab::up(&format!("vl{}", std::process::id() % 10000), 211);
     // Heuristic RTP on (the default): RTP that races its 200 OK through the
     // sensor is kept by it; the rest is kept through the endpoint map.
-    let vox = start_voxtap(&lab, &dir, "[workers]\nrings = 3\n", 120);
+    let vox = start_voxtap(&lab, &dir, "[workers]\nrings = 3\npipeline = 2\n", 120);
     let td = dir.join("tcpdump.pcap");
     let tcpdump = start_tcpdump(&lab, &td);
     sipp_calls(&lab, &dir, 20, 20);
@@ -70,6 +73,8 @@ fn live_sipp_20_calls_match_tcpdump() {
     all.sort();
     assert_same(&all, &frame_keys(&td, None), "stored frames vs tcpdump's");
     check_rings(&dir, 3, theirs as u64);
+    check_workers(&dir, 2, theirs as u64);
+    same_as_import(&dir);
 
     let calls = read_csv(&dir.join("out/calls.csv"));
     assert_eq!(calls.len(), 20, "calls.csv rows");
@@ -106,6 +111,54 @@ fn live_sipp_20_calls_match_tcpdump() {
         );
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// sensor.json's `workers` after a run: the dispatcher, which steered every
+/// stored frame, and `n` media workers that each ran some.
+fn check_workers(dir: &std::path::Path, n: usize, total: u64) {
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("out/status/sensor.json")).unwrap())
+            .unwrap();
+    let w = st["workers"].as_array().expect("workers in sensor.json");
+    assert_eq!(w.len(), 1 + n, "{st}");
+    assert_eq!(w[0]["name"], "dispatcher");
+    assert_eq!(w[0]["frames_total"], total, "{st}");
+    for m in &w[1..] {
+        let frames = m["frames_total"].as_u64().unwrap();
+        eprintln!("{}: {frames} frames", m["name"]);
+        // Each runs the SIP (broadcast) and its share of the media.
+        assert!(frames > 0 && frames < total, "{m}");
+    }
+}
+
+/// calls.csv and streams.csv of the live run (two media workers) equal
+/// (rows sorted) those `voxtap import --engine-workers 1` writes from the
+/// sensor's own rolling files.
+fn same_as_import(dir: &std::path::Path) {
+    let imp = dir.join("import");
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("store/pcap"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let o = std::process::Command::new(VOXTAP)
+        .args(["import", "-q", "--engine-workers", "1", "--out"])
+        .arg(&imp)
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for f in ["calls.csv", "streams.csv"] {
+        let sorted = |p: std::path::PathBuf| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+            lines.sort();
+            lines
+        };
+        let (live, import) = (sorted(dir.join("out").join(f)), sorted(imp.join(f)));
+        assert!(live.len() > 20, "{f}: {} rows", live.len());
+        assert_eq!(live, import, "{f}: live (pipeline = 2) vs import");
+    }
 }
 
 /// sensor.json's `rings` after a run without loss: `n` rings, each with
@@ -240,8 +293,10 @@ fn live_store_retention_deletes_oldest_and_index_stays_consistent() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Eight small rings (64 KiB), the reader of one media ring stalled 4 s
-/// after 100 frames: the kernel counts the frames that ring could not hand
+/// Eight small rings (64 KiB) and two media workers (`workers.pipeline =
+/// 2`: each call's replicas are merged, a loss charged to them is counted
+/// once), the reader of one media ring stalled 4 s after 100 frames: the
+/// kernel counts the frames that ring could not hand
 /// over (LostRingFull, on that ring only), stored + lost = tcpdump's count,
 /// and exactly the calls with an SDP endpoint steered to that ring (ring
 /// computed here from the hash's definition) say so in calls.csv
@@ -254,7 +309,7 @@ fn live_stalled_ring_loss_counted_by_kernel_and_charged_to_its_calls() {
     let lab = Lab::up(&format!("vs{}", std::process::id() % 10000), 213);
     let stalled = ring_to_stall(&lab);
     let cfg = format!(
-        "[capture]\nring_bytes = 65536\n[workers]\nrings = {RINGS}\n[testing]\nstall_reader_after_frames = 100\nstall_reader_ms = 4000\nstall_reader_ring = {stalled}\n"
+        "[capture]\nring_bytes = 65536\n[workers]\nrings = {RINGS}\npipeline = 2\n[testing]\nstall_reader_after_frames = 100\nstall_reader_ms = 4000\nstall_reader_ring = {stalled}\n"
     );
     let vox = start_voxtap(&lab, &dir, &cfg, 24);
     let td = dir.join("tcpdump.pcap");

@@ -14,6 +14,7 @@
 //! ended call are merged ([`crate::calls::Call::merge_replica`]) in
 //! [`join`].
 
+mod control;
 mod join;
 mod steer;
 mod worker;
@@ -30,6 +31,7 @@ use crate::signalling::{SignallingSnapshot, Transaction};
 use steer::{Steer, Steerer};
 use voxtap_proto::pcapio::LinkType;
 
+pub use control::{EngineOptions, LossFilter, OnStart, SignallingParts, WorkerGauge};
 pub use worker::{Faults, WorkerTimes, thread_cpu_ns};
 
 /// The media worker (0..n) owning datagrams sent to `dst`: its address and
@@ -77,6 +79,8 @@ enum Item {
         seq: u64,
         now_ns: u64,
     },
+    /// Take the next item of the worker's control channel (`control.rs`).
+    Control,
 }
 
 /// Frames for one worker, with their bytes; recycled (no allocation per
@@ -110,6 +114,8 @@ pub struct DispatchStats {
     pub batches: u64,
     /// CPU time of the thread joining the workers' replicas (ns).
     pub join_cpu_ns: u64,
+    /// Control items (live sensor) put in the workers' inputs.
+    pub controls: u64,
 }
 
 /// What the engine leaves at the end besides the calls.
@@ -147,13 +153,18 @@ pub struct ParallelEngine {
     stats: DispatchStats,
     /// A worker is gone (it failed): frames are no longer handed on.
     failed: bool,
+    ctl: control::EngineControl,
 }
 
 impl ParallelEngine {
     /// `n` media workers (at least 1) running replicas of `cfg`'s pipeline.
     /// A tap (HEP export) is not supported here: it would see each SIP
     /// message once per worker.
-    pub fn new(mut cfg: PipelineConfig, n: usize) -> Self {
+    pub fn new(cfg: PipelineConfig, n: usize) -> Self {
+        Self::build(cfg, n, EngineOptions::default())
+    }
+
+    fn build(mut cfg: PipelineConfig, n: usize, opts: EngineOptions) -> Self {
         let n = n.max(1);
         cfg.tap = None;
         let (free_tx, free) = bounded(n * (QUEUE_BATCHES + 2));
@@ -168,7 +179,8 @@ impl ParallelEngine {
         let meeting = Arc::new(worker::Meeting::new(n));
         let mut to_workers = Vec::with_capacity(n);
         let mut handles = Vec::with_capacity(n);
-        for me in 0..n {
+        let (ctl, links) = control::EngineControl::new(n, &opts);
+        for (me, link) in links.into_iter().enumerate() {
             let (tx, rx) = bounded(QUEUE_BATCHES);
             to_workers.push(tx);
             let w = worker::Worker {
@@ -179,6 +191,7 @@ impl ParallelEngine {
                 free: free_tx.clone(),
                 parts: parts_tx.clone(),
                 meeting: meeting.clone(),
+                link,
             };
             handles.push(
                 std::thread::Builder::new()
@@ -201,11 +214,18 @@ impl ParallelEngine {
             handles,
             stats: DispatchStats::default(),
             failed: false,
+            ctl,
         }
     }
 
     pub fn workers(&self) -> usize {
         self.n
+    }
+
+    /// A worker failed (or stopped because another did): frames are no
+    /// longer handed on; `finish` says why.
+    pub fn failed(&self) -> bool {
+        self.failed
     }
 
     /// One captured frame.

@@ -164,18 +164,20 @@ pub(super) struct Worker {
     pub free: Sender<Batch>,
     pub parts: Sender<Part>,
     pub meeting: std::sync::Arc<Meeting>,
+    pub link: super::control::WorkerLink,
 }
 
 impl Worker {
     /// Its frames until the dispatcher hangs up, then its end; Err when
     /// another worker failed (this one stops at the next meeting).
-    pub fn run(self) -> Result<WorkerEnd, Broken> {
+    pub fn run(mut self) -> Result<WorkerEnd, Broken> {
         let meeting = self.meeting.clone();
         let _break = BreakOnPanic(&meeting);
         let faults = self.cfg.engine_faults;
         let started = thread_cpu_ns();
         let mut p = Pipeline::new(self.cfg.clone());
         p.set_shard(self.me as u32, self.n as u32);
+        self.link.start(self.me, &mut p);
         let mut times = WorkerTimes::default();
         // Transactions and floods are the same in every replica: kept from
         // worker 0, drained as they end so they do not pile up.
@@ -183,6 +185,7 @@ impl Worker {
         let mut floods = Vec::new();
         for mut batch in self.input.iter() {
             faults.before_batch(self.me);
+            self.link.batch_started();
             for item in batch.items.drain(..) {
                 match item {
                     Item::Frame {
@@ -234,8 +237,10 @@ impl Worker {
                             p.drain_floods();
                         }
                     }
+                    Item::Control => self.link.handle(&mut p, &mut transactions, &mut floods),
                 }
             }
+            self.link.batch_done(self.me, &mut p, times.frames);
             batch.bytes.clear();
             let _ = self.free.try_send(batch);
         }

@@ -10,11 +10,13 @@
 //!    hands full batches to the worker. When the worker lags, a reader waits
 //!    for a free batch: its kernel ring then fills and the kernel counts the
 //!    loss per ring (`LostRingFull`) — user space never drops silently.
-//! 2. **pipeline worker** — the one owner of the call table: runs every frame
-//!    through the same [`Pipeline`] as `import`, keeps the kernel's media
-//!    endpoint map in step with the calls, and charges each ring's capture
-//!    loss to the open calls with a stream on that ring. One worker, because a call's SIP and its media are
-//!    different flows: no hash over a frame's addresses keeps them together.
+//! 2. **pipeline worker** — with `workers.pipeline = 1` the one owner of the
+//!    call table: runs every frame through the same [`Pipeline`] as
+//!    `import`, keeps the kernel's media endpoint map in step with the calls,
+//!    and charges each ring's capture loss to the open calls with a stream on
+//!    that ring ([`worker`]). With N > 1 it is the dispatcher of the parallel
+//!    engine's N media workers, each a replica of the call table, and does
+//!    the same through the engine's control items ([`dispatch`]).
 //! 3. **output** — writes each ended call's outputs with the same
 //!    [`CallWriter`] as `import` (reading the packets back from the rolling
 //!    files), records where its packets are in `store.sqlite`, and applies
@@ -27,6 +29,7 @@
 
 mod batch;
 mod clock;
+mod dispatch;
 mod keylog;
 mod output;
 mod privs;
@@ -445,6 +448,7 @@ fn spawn_threads(
         let keylog = tls.keylog;
         let live_calls = snapshot::LivePublisher::start(cfg.output.dir.clone(), DEFAULT_MAX_CALLS)?;
         let rings = readers.len();
+        let n = cfg.workers.pipeline;
         thread::Builder::new()
             .name("voxtap-pipeline".into())
             .spawn(move || {
@@ -456,7 +460,18 @@ fn spawn_threads(
                     sig_tx,
                     live_calls,
                 };
-                worker::worker_loop(pcfg, channels, endpoints, keylog, &lost[..rings], &live)
+                let lost = &lost[..rings];
+                if n <= 1 {
+                    return worker::worker_loop(pcfg, channels, endpoints, keylog, lost, &live);
+                }
+                // Media worker k on the core after the readers': 2 + rings + k.
+                let setup = dispatch::DispatchSetup {
+                    pcfg,
+                    n,
+                    first_core: 2 + rings,
+                    cores,
+                };
+                dispatch::engine_loop(setup, channels, endpoints, keylog, lost, &live)
             })
             .context("starting the pipeline thread")?
     };
@@ -694,6 +709,7 @@ fn sensor_publisher(opts: &LiveOptions, mode: AttachMode) -> status::SensorPubli
             attach_mode: format!("{mode:?}"),
             ring_bytes: u64::from(ring_bytes(cfg)),
             rings: cfg.workers.rings,
+            pipeline: cfg.workers.pipeline as u32,
             store: cfg.store.path.clone(),
             max_bytes: cfg.store.max_bytes,
             max_age_seconds: cfg.store.max_age_seconds,

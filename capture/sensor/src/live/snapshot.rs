@@ -45,22 +45,42 @@ impl LivePublisher {
         })
     }
 
-    /// Calls the table just closed: shown as ended for a while.
-    pub fn note_ended(&mut self, ended: &[Call], table: &CallTable) {
-        self.snaps.note_ended(ended, table.now_ns());
+    /// Calls that just closed (at capture time `now_ns`): shown as ended
+    /// for a while.
+    pub fn note_ended(&mut self, ended: &[Call], now_ns: u64) {
+        self.snaps.note_ended(ended, now_ns);
     }
 
     /// Builds and hands over a snapshot when [`SNAPSHOT_EVERY`] has passed.
     pub fn tick(&mut self, table: &CallTable) {
-        if self.last.is_some_and(|t| t.elapsed() < SNAPSHOT_EVERY) {
-            return;
+        if self.due() {
+            let snap = self.snaps.snapshot(table.open(), table.now_ns());
+            self.send(snap, true);
         }
-        self.last = Some(Instant::now());
-        self.send(table, true);
     }
 
-    fn send(&mut self, table: &CallTable, running: bool) {
-        let snap = self.snaps.snapshot(table.open(), table.now_ns());
+    /// True (once per [`SNAPSHOT_EVERY`]) when a snapshot is to be made.
+    pub fn due(&mut self) -> bool {
+        if self.last.is_some_and(|t| t.elapsed() < SNAPSHOT_EVERY) {
+            return false;
+        }
+        self.last = Some(Instant::now());
+        true
+    }
+
+    /// Hands over a snapshot the media workers built and the engine merged
+    /// (`workers.pipeline` > 1): its open calls, with the ended ones and
+    /// the numbering kept here.
+    pub fn send_merged(&mut self, merged: LiveSnapshot) {
+        let mut snap = self.snaps.snapshot(std::iter::empty(), merged.now_ns);
+        snap.open_calls = merged.open_calls;
+        snap.truncated = merged.truncated;
+        snap.build_us = merged.build_us;
+        snap.calls = merged.calls;
+        self.send(snap, true);
+    }
+
+    fn send(&mut self, snap: LiveSnapshot, running: bool) {
         let Some(tx) = &self.tx else { return };
         match tx.try_send((snap, running)) {
             Ok(()) => {}
@@ -71,9 +91,9 @@ impl LivePublisher {
 
     /// The last snapshot (the run is stopping: no call open, the ended ones
     /// listed), written before the writer thread is joined.
-    pub fn finish(mut self, table: &CallTable) {
+    pub fn finish<'a>(mut self, open: impl Iterator<Item = &'a Call>, now_ns: u64) {
         if let Some(tx) = self.tx.take() {
-            let snap = self.snaps.snapshot(table.open(), table.now_ns());
+            let snap = self.snaps.snapshot(open, now_ns);
             // Blocking send: the last one must not be dropped.
             let _ = tx.send((snap, false));
         }

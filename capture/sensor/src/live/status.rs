@@ -17,6 +17,21 @@ use crate::xdp::{COUNTERS, Counter, MAX_RINGS, RingCounters, TUNNELS, Tunnel};
 /// Rings, as an array length.
 pub const RINGS: usize = MAX_RINGS as usize;
 
+/// Pipeline threads in `sensor.json`'s `workers`: the pipeline thread (the
+/// dispatcher with `workers.pipeline` > 1) and up to
+/// [`crate::config::MAX_PIPELINE`] media workers.
+pub const WORKERS: usize = 1 + crate::config::MAX_PIPELINE;
+
+/// Totals one pipeline thread keeps current (stored once per batch).
+#[derive(Debug, Default)]
+pub struct WorkerLive {
+    /// Frames it ran through its pipeline (a media worker: its own and the
+    /// broadcast ones; the dispatcher: every frame it steered).
+    pub frames: AtomicU64,
+    /// Nanoseconds spent on batches (not waiting for them).
+    pub busy_ns: AtomicU64,
+}
+
 /// Totals one ring's reader keeps current (stored once per drain).
 #[derive(Debug, Default)]
 pub struct RingLive {
@@ -59,6 +74,8 @@ pub struct LiveCounters {
     pub ring_backlog_bytes: AtomicU64,
     /// Each ring's reader, by ring index.
     pub rings: [RingLive; RINGS],
+    /// The pipeline thread, then the media workers.
+    pub workers: [WorkerLive; WORKERS],
 }
 
 impl LiveCounters {
@@ -173,6 +190,19 @@ pub struct RingStatus {
     pub busy_percent: f64,
 }
 
+/// One pipeline thread (`workers.pipeline`), in `sensor.json`'s `workers`
+/// (a table on the sensor page beside the rings', a labelled series per
+/// thread in /metrics).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct WorkerStatus {
+    /// `pipeline` (one pipeline thread), else `dispatcher` and `media<k>`.
+    pub name: String,
+    pub frames_total: u64,
+    pub frames_per_second: f64,
+    /// Share of the last interval spent on frames.
+    pub busy_percent: f64,
+}
+
 /// The kernel's media endpoint map (`capture.media_endpoints`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct MediaEndpoints {
@@ -236,6 +266,8 @@ pub struct SensorStatus {
     pub ring: Ring,
     /// Each ring in use and its reader.
     pub rings: Vec<RingStatus>,
+    /// Each pipeline thread.
+    pub workers: Vec<WorkerStatus>,
     pub store: Store,
     /// False in the last file a run writes as it stops.
     pub running: bool,
@@ -249,6 +281,8 @@ pub struct RunFacts {
     /// Size of each kernel ring buffer, and how many are in use.
     pub ring_bytes: u64,
     pub rings: u32,
+    /// `workers.pipeline`.
+    pub pipeline: u32,
     pub store: PathBuf,
     pub max_bytes: u64,
     pub max_age_seconds: u64,
@@ -264,6 +298,7 @@ pub struct SensorPublisher {
     last: Option<(Instant, u64, u64, u64)>,
     /// Each ring's frames and busy time at the last snapshot.
     last_rings: [(u64, u64); RINGS],
+    last_workers: [(u64, u64); WORKERS],
 }
 
 impl SensorPublisher {
@@ -276,6 +311,7 @@ impl SensorPublisher {
             started_unix: crate::status::now_unix(),
             last: None,
             last_rings: [(0, 0); RINGS],
+            last_workers: [(0, 0); WORKERS],
         }
     }
 
@@ -297,6 +333,7 @@ impl SensorPublisher {
             .map(|(t, ..)| now.saturating_duration_since(t).as_secs_f64())
             .unwrap_or(0.0);
         let rings = self.rings(&kc, c, dt);
+        let workers = self.workers(c, dt);
         let (fps, bps, sps) = match self.last {
             Some((t, f, b, s)) if now > t => {
                 let dt = now.duration_since(t).as_secs_f64();
@@ -354,6 +391,7 @@ impl SensorPublisher {
             },
             ring,
             rings,
+            workers,
             store: Store {
                 path: self.facts.store.display().to_string(),
                 files: LiveCounters::get(&c.store_files),
@@ -400,6 +438,32 @@ impl SensorPublisher {
             .collect()
     }
 
+    /// Each pipeline thread's figures; rates over the last `dt` seconds.
+    fn workers(&mut self, c: &LiveCounters, dt: f64) -> Vec<WorkerStatus> {
+        let media = self.facts.pipeline as usize;
+        let n = if media > 1 { 1 + media } else { 1 }.min(WORKERS);
+        (0..n)
+            .map(|i| {
+                let live = &c.workers[i];
+                let frames = LiveCounters::get(&live.frames);
+                let busy = LiveCounters::get(&live.busy_ns);
+                let (f0, b0) = std::mem::replace(&mut self.last_workers[i], (frames, busy));
+                let per_s = |d: u64| if dt > 0.0 { d as f64 / dt } else { 0.0 };
+                let name = match (n, i) {
+                    (1, _) => "pipeline".to_string(),
+                    (_, 0) => "dispatcher".to_string(),
+                    _ => format!("media{}", i - 1),
+                };
+                WorkerStatus {
+                    name,
+                    frames_total: frames,
+                    frames_per_second: per_s(frames.saturating_sub(f0)),
+                    busy_percent: (per_s(busy.saturating_sub(b0)) / 1e7).min(100.0),
+                }
+            })
+            .collect()
+    }
+
     /// Writes `status/sensor.json`; a failure is logged, never fatal: the
     /// capture matters more than its dashboard.
     pub fn publish(&mut self, k: impl Into<KernelCounters>, c: &LiveCounters, running: bool) {
@@ -433,6 +497,7 @@ mod tests {
                 attach_mode: "Skb".into(),
                 ring_bytes: 1 << 20,
                 rings: 3,
+                pipeline: 2,
                 store: d.path().to_path_buf(),
                 max_bytes: 1 << 30,
                 max_age_seconds: 3600,
@@ -471,7 +536,17 @@ mod tests {
             .fetch_max(1 << 19, Ordering::Relaxed);
         // 50 ms busy in a bit over 0.2 s: a bit under 25%.
         LiveCounters::set(&c.rings[1].busy_ns, 50_000_000);
+        // The dispatcher and two media workers (one of them idle).
+        LiveCounters::set(&c.workers[0].frames, 1000);
+        LiveCounters::set(&c.workers[1].frames, 700);
+        LiveCounters::set(&c.workers[1].busy_ns, 50_000_000);
         let s = p.snapshot(k, &c, true);
+        let w: Vec<_> = s.workers.iter().map(|w| w.name.as_str()).collect();
+        assert_eq!(w, ["dispatcher", "media0", "media1"]);
+        assert_eq!(s.workers[1].frames_total, 700);
+        assert!(s.workers[1].busy_percent > 10.0 && s.workers[1].busy_percent < 25.0);
+        assert_eq!(s.workers[2].busy_percent, 0.0);
+        assert!((s.workers[0].frames_per_second - s.frames_per_second).abs() < 1e-6);
         assert_eq!(s.rings.len(), 3);
         let r: Vec<_> = s.rings.iter().map(|r| r.carries.as_str()).collect();
         assert_eq!(r, ["signalling", "media", "media"]);
@@ -514,6 +589,8 @@ mod tests {
         assert_eq!(v["rings"][2]["name"], "ring2");
         assert_eq!(v["rings"][2]["kernel_written"], 600);
         assert_eq!(v["rings"][1]["frames_total"], 360);
+        assert_eq!(v["workers"][1]["name"], "media0");
+        assert_eq!(v["workers"][1]["frames_total"], 700);
         // No new frames since the last snapshot.
         assert_eq!(v["frames_per_second"], 0.0);
     }

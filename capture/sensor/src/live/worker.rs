@@ -30,7 +30,7 @@ const FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
 pub(super) type SignallingBatch = (SignallingSnapshot, Vec<Transaction>, Vec<FloodSummary>);
 
 /// The pipeline thread hands the signalling tables over this often.
-const SIGNALLING_EVERY: Duration = Duration::from_secs(10);
+pub(super) const SIGNALLING_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 pub(super) struct WorkerStats {
@@ -86,12 +86,15 @@ pub(super) fn worker_loop(
         &live.endpoint_map_max_entries,
         u64::from(endpoints.max_entries()),
     );
+    let mut busy_ns = 0u64;
     loop {
         match full_rx.recv_timeout(Duration::from_millis(100)) {
             Ok(mut batch) => {
+                let started = Instant::now();
                 for (ts, pref, data) in batch.iter() {
                     pipeline.process(LinkType::Ethernet, ts, pref, data);
                 }
+                busy_ns += started.elapsed().as_nanos() as u64;
                 // Several readers number batches from one sequence and send
                 // them in any order: every batch up to the highest seen is
                 // what the output thread waits on.
@@ -113,9 +116,13 @@ pub(super) fn worker_loop(
                 pipeline.add_tls_keylog(&added);
             }
         }
-        apply_endpoint_events(&mut pipeline, &mut endpoints, &mut events, &mut stats);
+        pipeline.calls_mut().drain_endpoint_events(&mut events);
+        apply_endpoint_events(&mut endpoints, &mut events, &mut stats);
         charge_kernel_loss(&mut pipeline, kernel_lost, &mut seen_lost, &mut stats);
-        publish(&pipeline, &stats, live);
+        publish(pipeline.open_calls() as u64, &stats, live);
+        let me = &live.workers[0];
+        status::LiveCounters::set(&me.frames, pipeline.stats().frames);
+        status::LiveCounters::set(&me.busy_ns, busy_ns);
         hand_over_ended(&mut pipeline, &mut live_calls, &ended_tx, last_seq)?;
         if last_signalling.elapsed() >= SIGNALLING_EVERY {
             last_signalling = Instant::now();
@@ -124,11 +131,12 @@ pub(super) fn worker_loop(
             }
         }
     }
-    apply_endpoint_events(&mut pipeline, &mut endpoints, &mut events, &mut stats);
+    pipeline.calls_mut().drain_endpoint_events(&mut events);
+    apply_endpoint_events(&mut endpoints, &mut events, &mut stats);
     charge_kernel_loss(&mut pipeline, kernel_lost, &mut seen_lost, &mut stats);
     pipeline.finish();
     let ended = pipeline.drain_ended();
-    live_calls.note_ended(&ended, pipeline.calls());
+    live_calls.note_ended(&ended, pipeline.calls().now_ns());
     if !ended.is_empty() {
         let _ = ended_tx.send((last_seq, ended));
     }
@@ -138,7 +146,7 @@ pub(super) fn worker_loop(
             "live call snapshots dropped (the writer was busy)"
         );
     }
-    live_calls.finish(pipeline.calls());
+    live_calls.finish(pipeline.calls().open(), pipeline.calls().now_ns());
     let _ = sig_tx.send(signalling_batch(&mut pipeline));
     stats.pipeline = pipeline.stats().clone();
     Ok(stats)
@@ -154,7 +162,7 @@ fn hand_over_ended(
 ) -> Result<()> {
     let ended = pipeline.drain_ended();
     if !ended.is_empty() {
-        live_calls.note_ended(&ended, pipeline.calls());
+        live_calls.note_ended(&ended, pipeline.calls().now_ns());
         if ended_tx.send((last_seq, ended)).is_err() {
             return Err(anyhow!("output thread stopped"));
         }
@@ -171,8 +179,8 @@ fn signalling_batch(pipeline: &mut Pipeline) -> SignallingBatch {
     )
 }
 
-fn publish(pipeline: &Pipeline, stats: &WorkerStats, live: &status::LiveCounters) {
-    status::LiveCounters::set(&live.calls_open, pipeline.open_calls() as u64);
+pub(super) fn publish(open_calls: u64, stats: &WorkerStats, live: &status::LiveCounters) {
+    status::LiveCounters::set(&live.calls_open, open_calls);
     status::LiveCounters::set(&live.capture_loss, stats.capture_loss);
     status::LiveCounters::set(
         &live.endpoint_insert_failures,
@@ -184,16 +192,14 @@ fn publish(pipeline: &Pipeline, stats: &WorkerStats, live: &status::LiveCounters
     );
 }
 
-/// Endpoint map updates, once per batch. A failed update is counted; the
-/// log gets a line when failures start and at most one per
-/// [`FAILURE_LOG_EVERY`] after that.
-fn apply_endpoint_events(
-    pipeline: &mut Pipeline,
+/// Endpoint map updates (`events`, drained from the call table), once per
+/// batch. A failed update is counted; the log gets a line when failures
+/// start and at most one per [`FAILURE_LOG_EVERY`] after that.
+pub(super) fn apply_endpoint_events(
     endpoints: &mut EndpointMap,
     events: &mut Vec<EndpointEvent>,
     stats: &mut WorkerStats,
 ) {
-    pipeline.calls_mut().drain_endpoint_events(events);
     let mut last_error: Option<XdpError> = None;
     for ev in events.drain(..) {
         stats.endpoint_updates += 1;
@@ -238,6 +244,21 @@ fn charge_kernel_loss(
     stats: &mut WorkerStats,
 ) {
     let rings = kernel_lost.len() as u32;
+    let open = pipeline.open_calls() as u64;
+    new_kernel_loss(kernel_lost, seen_lost, stats, open, |ring, d| {
+        charge_ring_loss(pipeline.calls_mut(), ring, rings, d);
+    });
+}
+
+/// Each ring's loss since the last look, handed to `charge` (ring, frames)
+/// and counted.
+pub(super) fn new_kernel_loss(
+    kernel_lost: &[AtomicU64],
+    seen_lost: &mut [u64],
+    stats: &mut WorkerStats,
+    open_calls: u64,
+    mut charge: impl FnMut(u32, u64),
+) {
     for (ring, (lost, seen)) in kernel_lost.iter().zip(seen_lost.iter_mut()).enumerate() {
         let lost = lost.load(Ordering::Relaxed);
         if lost > *seen {
@@ -245,10 +266,10 @@ fn charge_kernel_loss(
             tracing::warn!(
                 ring,
                 lost = d,
-                open_calls = pipeline.open_calls(),
+                open_calls,
                 "a kernel ring was full: frames lost; charged to the open calls on that ring"
             );
-            charge_ring_loss(pipeline.calls_mut(), ring as u32, rings, d);
+            charge(ring as u32, d);
             stats.capture_loss += d;
             *seen = lost;
         }
