@@ -867,7 +867,7 @@ impl Groups {
                 };
                 let delay = ts_ns.saturating_sub(r.ns);
                 if r.rtp_ts != p.timestamp()
-                    || r.hash != seen.hash
+                    || !r.same_payload(seen.hash)
                     || r.ns > ts_ns
                     || delay > cfg.payload_match_window_ns
                     || best.as_ref().is_some_and(|b| b.1 <= delay)
