@@ -185,7 +185,69 @@ pub struct CallFrame {
     pub ts_ns: u64,
     pub orig_len: u32,
     pub link: voxtap_proto::pcapio::LinkType,
-    pub data: Vec<u8>,
+    pub data: FrameData,
+}
+
+/// A frame's bytes: its own, or a range of one buffer shared by every frame
+/// read back in the same batch (import reads a quarter of a million frames
+/// at a time: one allocation, not one per frame). Reads as a `[u8]`.
+#[derive(Clone)]
+pub struct FrameData(Bytes);
+
+#[derive(Clone)]
+enum Bytes {
+    Own(Vec<u8>),
+    Shared {
+        buf: Arc<Vec<u8>>,
+        start: usize,
+        end: usize,
+    },
+}
+
+impl FrameData {
+    /// Bytes `range` of `buf` (a range outside it reads as empty).
+    pub fn shared(buf: &Arc<Vec<u8>>, range: std::ops::Range<usize>) -> Self {
+        FrameData(Bytes::Shared {
+            buf: Arc::clone(buf),
+            start: range.start,
+            end: range.end,
+        })
+    }
+}
+
+impl std::ops::Deref for FrameData {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            Bytes::Own(v) => v,
+            Bytes::Shared { buf, start, end } => buf.get(*start..*end).unwrap_or_default(),
+        }
+    }
+}
+
+impl From<Vec<u8>> for FrameData {
+    fn from(v: Vec<u8>) -> Self {
+        FrameData(Bytes::Own(v))
+    }
+}
+
+impl From<&[u8]> for FrameData {
+    fn from(v: &[u8]) -> Self {
+        FrameData(Bytes::Own(v.to_vec()))
+    }
+}
+
+impl std::fmt::Debug for FrameData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FrameData({} bytes)", self.len())
+    }
+}
+
+impl PartialEq for FrameData {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
 }
 
 /// More outputs per call (decrypted media, audio, quality...), run after
@@ -620,7 +682,7 @@ fn write_bundle(folders: &[PathBuf]) -> Result<(), OutputError> {
                 ts_ns: rec.ts_ns,
                 orig_len: rec.orig_len,
                 link: rec.link,
-                data: rec.data.to_vec(),
+                data: rec.data.into(),
             });
         }
     }
