@@ -26,7 +26,7 @@ pub use csv::{CsvWriter, encode_row, safe_cell};
 pub use floods::{FLOODS_FILE, FLOODS_HEADER};
 pub use naming::base_name as folder_base_name;
 pub use time::{civil_from_days, format_ts};
-use voxtap_proto::pcapio::{PcapError, PcapReader, PcapWriter};
+use voxtap_proto::pcapio::{PcapError, PcapReader};
 
 #[derive(Debug, Error)]
 pub enum OutputError {
@@ -889,23 +889,63 @@ pub fn write_pcap(frames: &[CallFrame], path: &Path) -> Result<(), OutputError> 
 }
 
 /// [`write_pcap`] from frames held anywhere (the media step's decrypted
-/// captures point into the call's frames instead of copying them).
+/// captures point into the call's frames instead of copying them). The
+/// frames are in memory already, so they go to the file as they are, with
+/// their record headers, [`VECTORED_FRAMES`] per system call (`writev`),
+/// rather than copied through a buffer first.
 pub fn write_pcap_each<'f>(
     frames: impl IntoIterator<Item = &'f CallFrame>,
     path: &Path,
 ) -> Result<(), OutputError> {
     let mut frames = frames.into_iter().peekable();
-    let f = File::create(path).map_err(io_err(path))?;
+    let mut f = File::create(path).map_err(io_err(path))?;
     let link = frames
         .peek()
         .map_or(voxtap_proto::pcapio::LinkType::Ethernet, |f| f.link);
-    let mut w = PcapWriter::new(BufWriter::with_capacity(1 << 16, f), link, 262_144)
-        .map_err(io_err(path))?;
-    for fr in frames {
-        w.write_packet(fr.ts_ns, fr.orig_len, &fr.data)
+    let head = voxtap_proto::pcapio::file_header(link, 262_144);
+    let mut batch: Vec<&CallFrame> = Vec::with_capacity(VECTORED_FRAMES);
+    let mut first = true;
+    loop {
+        batch.clear();
+        batch.extend(frames.by_ref().take(VECTORED_FRAMES));
+        if batch.is_empty() && !first {
+            return Ok(());
+        }
+        let heads = batch
+            .iter()
+            .map(|fr| voxtap_proto::pcapio::record_header(fr.ts_ns, fr.orig_len, fr.data.len()))
+            .collect::<std::io::Result<Vec<_>>>()
             .map_err(io_err(path))?;
+        let mut slices = Vec::with_capacity(2 * batch.len() + 1);
+        if std::mem::take(&mut first) {
+            slices.push(std::io::IoSlice::new(&head));
+        }
+        for (h, fr) in heads.iter().zip(&batch) {
+            slices.push(std::io::IoSlice::new(h));
+            slices.push(std::io::IoSlice::new(&fr.data));
+        }
+        write_all_vectored(&mut f, &mut slices).map_err(io_err(path))?;
+        if batch.len() < VECTORED_FRAMES {
+            return Ok(());
+        }
     }
-    w.flush().map_err(io_err(path))
+}
+
+/// Frames per `writev` in [`write_pcap_each`]: two buffers each, below
+/// Linux's limit of 1,024 buffers per call.
+const VECTORED_FRAMES: usize = 500;
+
+/// `write_all` for several buffers (std's is unstable).
+fn write_all_vectored(f: &mut File, mut bufs: &mut [std::io::IoSlice<'_>]) -> std::io::Result<()> {
+    while !bufs.is_empty() {
+        match f.write_vectored(bufs) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => std::io::IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn write_csv(
