@@ -1043,3 +1043,36 @@ fn write_sip_txt(call: &Call, path: &Path) -> Result<(), OutputError> {
     }
     w.flush().map_err(io_err(path))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use voxtap_proto::pcapio::{LinkType, PcapWriter};
+
+    /// `write_pcap` (several `writev` calls for 1,203 frames, one of them
+    /// empty) writes the bytes `PcapWriter` writes packet by packet.
+    #[test]
+    fn vectored_pcap_equals_the_buffered_writer() {
+        let frames: Vec<CallFrame> = (0..1_203u32)
+            .map(|i| CallFrame {
+                ts_ns: 1_767_225_600_000_000_000 + u64::from(i) * 20_000_000,
+                orig_len: if i == 7 { 0 } else { 60 + i % 200 },
+                link: LinkType::Ethernet,
+                data: vec![(i % 251) as u8; (i % 200) as usize].into(),
+            })
+            .collect();
+        let dir = std::env::temp_dir().join(format!("voxtap-writev-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("v.pcap");
+        write_pcap(&frames, &path).unwrap();
+        let mut want = PcapWriter::new(Vec::new(), LinkType::Ethernet, 262_144).unwrap();
+        for f in &frames {
+            want.write_packet(f.ts_ns, f.orig_len, &f.data).unwrap();
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), want.into_inner());
+        write_pcap(&[], &path).unwrap();
+        let empty = PcapWriter::new(Vec::new(), LinkType::Ethernet, 262_144).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), empty.into_inner());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
