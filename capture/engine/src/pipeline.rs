@@ -611,8 +611,10 @@ mod tests {
             long.calls.packet_bytes_held(),
         );
         assert!(held_short > 0);
+        // The unspilled references are held encoded: a later chunk may take
+        // up to one reference (20 bytes) more than the first did.
         assert!(
-            held_long <= held_short,
+            held_long <= held_short + 20,
             "{held_long} bytes held after 60,002 packets, {held_short} after 202"
         );
         assert!(long.calls.spill_stats().unwrap().chunks >= 60_000 / 32);

@@ -36,7 +36,7 @@ fn call_frames(c: &CodecCall) -> (Call, Vec<CallFrame>) {
             ts_ns: rec.ts_ns,
             orig_len: rec.orig_len,
             link: rec.link,
-            data: rec.data.to_vec(),
+            data: rec.data.into(),
         });
     }
     p.finish();

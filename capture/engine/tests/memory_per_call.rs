@@ -1,8 +1,10 @@
 //! What an open call holds on the heap, counted exactly: a global allocator
 //! that adds up the bytes live, around 3,000 answered calls (INVITE and 200
 //! OK with SDP, RTP both ways) held open through the pipeline for one and
-//! then three minutes of capture time. Per open call: at most 4 KiB (issue
-//! 18's goal), and no growth with the call's length beyond a few bytes.
+//! then three minutes of capture time. Per open call: at most 3,840 bytes
+//! (3.75 KiB: what the call state takes now, 3,800, with 40 to spare; issue
+//! 18's goal is 4 KiB of RSS), and no growth with the call's length beyond
+//! a few bytes.
 //!
 //! Its own test binary with one test, so nothing else allocates meanwhile.
 //! RTP is one packet each way per second (not every 20 ms) to keep it fast
@@ -59,6 +61,9 @@ fn live() -> isize {
 }
 
 const CALLS: u32 = 3_000;
+/// Heap bytes an open call may hold: 3,800 measured, a little headroom, so
+/// that the call state growing back fails here.
+const MAX_PER_CALL: isize = 3_840;
 const T0: u64 = 1_767_225_600 * 1_000_000_000;
 const SECOND: u64 = 1_000_000_000;
 
@@ -70,7 +75,7 @@ fn second(f: &mut Feed, s: u64) {
 /// Heap bytes per open call after the calls' first minute and their third,
 /// from a table that held nothing before them.
 #[test]
-fn an_open_call_holds_at_most_4_kib_whatever_its_length() {
+fn an_open_call_holds_at_most_3_75_kib_whatever_its_length() {
     let dir = std::env::temp_dir().join(format!("voxtap-mem-test-{}", std::process::id()));
     let mut cfg = PipelineConfig::default();
     cfg.calls.idle_timeout_ns = 3600 * SECOND;
@@ -110,8 +115,14 @@ fn an_open_call_holds_at_most_4_kib_whatever_its_length() {
     let spill = f.pipeline.calls_mut().spill_stats().unwrap_or_default();
     // 362 references a call: most of them spilled.
     assert!(spill.chunks >= u64::from(CALLS) * (362 / 32), "{spill:?}");
-    assert!(minute_1 <= 4096, "{minute_1} bytes per call at minute 1");
-    assert!(minute_3 <= 4096, "{minute_3} bytes per call at minute 3");
+    assert!(
+        minute_1 <= MAX_PER_CALL,
+        "{minute_1} bytes per call at minute 1"
+    );
+    assert!(
+        minute_3 <= MAX_PER_CALL,
+        "{minute_3} bytes per call at minute 3"
+    );
     assert!(
         (minute_3 - minute_1).abs() <= 16,
         "grew from {minute_1} to {minute_3} bytes per call"

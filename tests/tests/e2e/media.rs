@@ -442,7 +442,7 @@ fn read_frames(path: &Path) -> Vec<CallFrame> {
             ts_ns: rec.ts_ns,
             orig_len: rec.orig_len,
             link: rec.link,
-            data: rec.data.to_vec(),
+            data: rec.data.into(),
         });
     }
     v

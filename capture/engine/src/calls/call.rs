@@ -25,7 +25,7 @@ pub(super) use streams::RtpSeen;
 /// Where a packet lies in the capture: the source (file) index in the top 16
 /// bits and the byte offset of its record in the low 48, so a call's PCAP can
 /// be cut later from the original files without rescanning them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PacketRef(pub u64);
 
 impl PacketRef {
@@ -127,18 +127,21 @@ pub struct MediaInfo {
     /// Where it wants to receive RTCP (a=rtcp, or RTP port + 1).
     pub rtcp: SocketAddr,
     pub rtcp_mux: bool,
-    pub kind: String,
-    pub proto: String,
+    /// Interned when it is a usual value (see `endpoints::intern`): most
+    /// calls then hold no allocation for it.
+    pub kind: Cow<'static, str>,
+    pub proto: Cow<'static, str>,
     pub direction: Direction,
-    pub rtpmap: Vec<RtpMap>,
+    /// Boxed slices (16 bytes each, not a Vec's 24): set once per SDP.
+    pub rtpmap: Box<[RtpMap]>,
     /// `a=fmtp` parameters by payload type (Opus stereo, AMR packing...).
-    pub fmtp: Vec<(u8, String)>,
-    pub crypto: Vec<Crypto>,
+    pub fmtp: Box<[(u8, String)]>,
+    pub crypto: Box<[Crypto]>,
     pub ptime: Option<u32>,
     /// Capture time of the SIP message that carried it.
     pub announced_ns: u64,
     /// "INVITE", "200 INVITE", "UPDATE"...: which message carried it.
-    pub announced_by: String,
+    pub announced_by: Cow<'static, str>,
     /// True when the SDP said port 0 (stream refused or removed).
     pub disabled: bool,
 }
@@ -186,9 +189,11 @@ pub struct Stream {
     /// Packets seen so far, counted up to a small cap: only a stream's
     /// first packets are fingerprinted for leg linking.
     pub early_packets: u8,
-    /// Its latest packets (sequence, timestamp, payload hash, time), to tell
-    /// whether a stream on another leg is this one forwarded by a relay.
+    /// Its latest packets (timestamp, payload hash, time; their sequence
+    /// numbers apart, so a slot takes 16 bytes, not 24), to tell whether a
+    /// stream on another leg is this one forwarded by a relay.
     pub recent: [RecentPacket; RECENT_PACKETS],
+    pub recent_seq: [u16; RECENT_PACKETS],
 }
 
 /// How many of a stream's latest packets are remembered: a relay forwards a
@@ -198,26 +203,44 @@ pub const RECENT_PACKETS: usize = 8;
 /// One of a stream's latest packets, as leg linking compares them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RecentPacket {
-    pub seq: u16,
-    pub rtp_ts: u32,
-    /// [`crate::calls::legs::payload_hash`] of its payload.
-    pub hash: u64,
     /// Capture time (0: none yet).
     pub ns: u64,
+    pub rtp_ts: u32,
+    /// The low 32 bits of [`crate::calls::legs::payload_hash`] of its
+    /// payload (with SSRC, sequence number and timestamp equal too, a
+    /// false match is one in 2^32).
+    pub hash: u32,
+}
+
+impl RecentPacket {
+    pub fn new(ns: u64, rtp_ts: u32, hash: u64) -> Self {
+        RecentPacket {
+            ns,
+            rtp_ts,
+            hash: hash as u32,
+        }
+    }
+
+    /// Whether `hash` (a full payload hash) is this packet's.
+    pub fn same_payload(&self, hash: u64) -> bool {
+        self.hash == hash as u32
+    }
 }
 
 impl Stream {
-    /// Remember a packet among the latest ones.
-    pub(super) fn note_recent(&mut self, r: RecentPacket) {
-        let slot = usize::from(r.seq) % RECENT_PACKETS;
+    /// Remember packet `seq` among the latest ones.
+    pub(super) fn note_recent(&mut self, seq: u16, r: RecentPacket) {
+        let slot = usize::from(seq) % RECENT_PACKETS;
         self.recent[slot] = r;
+        self.recent_seq[slot] = seq;
     }
 
     /// The latest packet with sequence number `seq`, if still remembered.
     pub fn recent_packet(&self, seq: u16) -> Option<&RecentPacket> {
+        let slot = usize::from(seq) % RECENT_PACKETS;
         self.recent
-            .get(usize::from(seq) % RECENT_PACKETS)
-            .filter(|r| r.ns != 0 && r.seq == seq)
+            .get(slot)
+            .filter(|r| r.ns != 0 && self.recent_seq.get(slot) == Some(&seq))
     }
 }
 

@@ -2,6 +2,7 @@
 //! announced for receiving RTP and RTCP, plus the sources latched behind NAT,
 //! and which call a media packet between two addresses belongs to.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
@@ -219,16 +220,53 @@ pub(super) fn media_info(
         rtp,
         rtcp,
         rtcp_mux: m.rtcp_mux,
-        kind: m.media.clone(),
-        proto: m.proto.clone(),
+        kind: intern(&m.media),
+        proto: intern(&m.proto),
         direction: desc.media_direction(m),
-        rtpmap: m.rtpmap.clone(),
-        fmtp: m.fmtp.clone(),
-        crypto: m.crypto.clone(),
+        rtpmap: m.rtpmap.as_slice().into(),
+        fmtp: m.fmtp.as_slice().into(),
+        crypto: m.crypto.as_slice().into(),
         ptime: m.ptime,
         announced_ns: ts_ns,
-        announced_by: by.to_string(),
+        announced_by: intern(by),
         disabled: m.port == 0 || ip.is_unspecified(),
+    }
+}
+
+/// The usual media kinds, transports and announcing messages, shared by
+/// every call that names them instead of allocated per media line.
+const INTERNED: &[&str] = &[
+    "audio",
+    "video",
+    "image",
+    "application",
+    "text",
+    "message",
+    "RTP/AVP",
+    "RTP/SAVP",
+    "RTP/AVPF",
+    "RTP/SAVPF",
+    "UDP/TLS/RTP/SAVP",
+    "UDP/TLS/RTP/SAVPF",
+    "udptl",
+    "UDPTL",
+    "INVITE",
+    "UPDATE",
+    "ACK",
+    "PRACK",
+    "180 INVITE",
+    "183 INVITE",
+    "200 INVITE",
+    "200 UPDATE",
+    "200 PRACK",
+];
+
+/// `s` as a shared static when it is one of [`INTERNED`] (exactly), else
+/// owned.
+pub(super) fn intern(s: &str) -> Cow<'static, str> {
+    match INTERNED.iter().find(|&&k| k == s) {
+        Some(&k) => Cow::Borrowed(k),
+        None => Cow::Owned(s.to_string()),
     }
 }
 

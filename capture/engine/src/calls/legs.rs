@@ -559,7 +559,9 @@ pub(crate) fn facing(src: IpAddr, dst: IpAddr, cfg: &LegConfig) -> Facing {
 type PendingName = (u64, LinkMethod, String);
 
 /// Open calls by number (the call table's store).
-pub(super) type OpenCalls = HashMap<u64, Box<Call>>;
+/// Open calls by number: looked up for every media packet, so hashed with
+/// foldhash, not SipHash (numbers are ours, not an attacker's).
+pub(super) type OpenCalls = HashMap<u64, Box<Call>, super::endpoints::AddrHash>;
 
 /// Calls grouped into logical calls: the evidence that links legs, which
 /// group each call is in, and the closed legs waiting for the rest of their
@@ -867,7 +869,7 @@ impl Groups {
                 };
                 let delay = ts_ns.saturating_sub(r.ns);
                 if r.rtp_ts != p.timestamp()
-                    || r.hash != seen.hash
+                    || !r.same_payload(seen.hash)
                     || r.ns > ts_ns
                     || delay > cfg.payload_match_window_ns
                     || best.as_ref().is_some_and(|b| b.1 <= delay)

@@ -6,12 +6,21 @@
 use std::borrow::Cow;
 
 use super::call::PacketRef;
-use super::spill::{CHUNK, ChunkPtr, PinnedSeg, Spill};
+use super::spill::{CHUNK, ChunkPtr, PinnedSeg, Spill, decode_body, encode_ref};
 
 #[derive(Default)]
 pub(crate) struct PacketLog {
-    /// The references not spilled yet (all of them without a spill).
+    /// Without a spill (or once it refused a chunk, or after [`Self::load`]):
+    /// every reference not spilled, as is.
     tail: Vec<(u64, PacketRef)>,
+    /// With a spill: the references not spilled yet, already encoded as the
+    /// chunk body the spill will take (about 6 bytes each rather than 16:
+    /// this is most of what a call holds for its packets) ...
+    enc: Vec<u8>,
+    /// ... the latest of them (the base of the next one's differences) ...
+    enc_last: (u64, PacketRef),
+    /// ... and how many there are.
+    enc_n: u8,
     /// The spill and the call's latest chunk in it (0: none yet).
     spill: Option<Spill>,
     last: ChunkPtr,
@@ -26,7 +35,7 @@ pub(crate) struct PacketLog {
 impl std::fmt::Debug for PacketLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PacketLog")
-            .field("in_memory", &self.tail.len())
+            .field("in_memory", &(self.tail.len() + usize::from(self.enc_n)))
             .field("spilled", &self.spilled)
             .finish()
     }
@@ -41,8 +50,22 @@ impl PacketLog {
     }
 
     pub fn push(&mut self, r: (u64, PacketRef)) {
-        self.tail.push(r);
-        if self.tail.len() >= CHUNK {
+        if self.spill.is_none() || self.stuck {
+            self.tail.push(r);
+            return;
+        }
+        let base = if self.enc_n == 0 {
+            (0, PacketRef(0))
+        } else {
+            self.enc_last
+        };
+        // Grown to fit (a reference takes at most 20 bytes), not doubled:
+        // it grows during the first chunk only, which then sets its size.
+        self.enc.reserve_exact(20);
+        encode_ref(base, r, &mut self.enc);
+        self.enc_last = r;
+        self.enc_n += 1;
+        if usize::from(self.enc_n) >= CHUNK {
             self.spill_tail();
         }
     }
@@ -55,36 +78,55 @@ impl PacketLog {
 
     /// How many references, spilled or not.
     pub fn len(&self) -> u64 {
-        self.spilled + self.tail.len() as u64
+        self.spilled + self.tail.len() as u64 + u64::from(self.enc_n)
     }
 
     /// Bytes of references held in memory (the spilled ones are not).
     pub fn held_bytes(&self) -> usize {
-        self.tail.capacity() * std::mem::size_of::<(u64, PacketRef)>()
+        self.tail.capacity() * std::mem::size_of::<(u64, PacketRef)>() + self.enc.capacity()
     }
 
     fn spill_tail(&mut self) {
-        let Some(spill) = self.spill.as_ref().filter(|_| !self.stuck) else {
+        let Some(spill) = self.spill.as_ref() else {
             return;
         };
         let first = self.last == 0;
-        match spill.append(self.last, &self.tail, first) {
+        match spill.append_encoded(self.last, &self.enc, first) {
             Some((p, seg)) => {
                 self.last = p;
                 if first {
                     self.pinned.set(seg);
                 }
-                self.spilled += self.tail.len() as u64;
-                self.tail.clear();
+                self.spilled += u64::from(self.enc_n);
+                self.enc.clear();
+                self.enc_n = 0;
             }
-            None => self.stuck = true,
+            None => {
+                // Kept in memory from now on, as is.
+                self.stuck = true;
+                self.tail = self.unspilled();
+                self.enc = Vec::new();
+                self.enc_n = 0;
+            }
         }
+    }
+
+    /// The references not spilled, decoded.
+    fn unspilled(&self) -> Vec<(u64, PacketRef)> {
+        let mut v = self.tail.clone();
+        // The body was encoded here: it decodes.
+        let _ = decode_body(&self.enc, &mut v);
+        v
     }
 
     /// Spill to `spill` from now on (a log that spilled nothing yet).
     pub fn set_spill(&mut self, spill: Option<Spill>) {
-        if self.last == 0 {
+        if self.last == 0 && self.enc_n == 0 {
             self.spill = spill;
+            // Those already held go first, through the spill's chunks.
+            for r in std::mem::take(&mut self.tail) {
+                self.push(r);
+            }
         }
     }
 
@@ -99,8 +141,10 @@ impl PacketLog {
             (Some(spill), last) if last != 0 => {
                 let mut v = spill.read_chain(last)?;
                 v.extend_from_slice(&self.tail);
+                decode_body(&self.enc, &mut v)?;
                 Ok(Cow::Owned(v))
             }
+            _ if self.enc_n != 0 => Ok(Cow::Owned(self.unspilled())),
             _ => Ok(Cow::Borrowed(&self.tail)),
         }
     }
@@ -108,9 +152,11 @@ impl PacketLog {
     /// Reads the spilled references back into memory (the call is done
     /// growing) and releases its hold on the spill.
     pub fn load(&mut self) -> std::io::Result<()> {
-        if self.last != 0 {
+        if self.last != 0 || self.enc_n != 0 {
             let all = self.all()?.into_owned();
             self.tail = all;
+            self.enc = Vec::new();
+            self.enc_n = 0;
             self.release();
         }
         self.spill = None;
@@ -172,6 +218,27 @@ mod tests {
         log.load().unwrap();
         assert_eq!(log.all().unwrap().as_ref(), all.as_slice());
         assert!(spill.stats().chunks >= 100_000 / CHUNK as u64);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// References held before the spill was set go out first, in order;
+    /// the unspilled ones are held encoded (a fraction of 16 bytes each).
+    #[test]
+    fn a_spill_set_late_keeps_the_order_and_the_tail_is_small() {
+        let dir = std::env::temp_dir().join(format!("voxtap-log-test3-{}", std::process::id()));
+        let all = refs(45);
+        let mut log = PacketLog::new(None);
+        log.extend(&all[..5]);
+        log.set_spill(Some(Spill::new(&dir)));
+        log.extend(&all[5..]);
+        assert_eq!(log.len(), 45);
+        // 13 references in memory, 6 bytes each here (a 4-byte time step
+        // and a 2-byte offset step), in a buffer at most 20 bytes larger
+        // than the largest chunk.
+        assert!(log.held_bytes() <= 16 * 6 + 20, "{}", log.held_bytes());
+        assert_eq!(log.all().unwrap().as_ref(), all.as_slice());
+        log.load().unwrap();
+        assert_eq!(log.tail_mut(), all.as_slice());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -135,18 +135,34 @@ impl Spill {
         }
     }
 
-    /// Appends a chunk of `refs` after chunk `prev`; returns its address, or
-    /// None when spilling is off after a failure. `pin` pins the chunk's
-    /// segment (the call's first chunk) and returns it in the tuple.
+    /// Appends a chunk of `refs` after chunk `prev` (calls hold theirs
+    /// encoded and use [`Self::append_encoded`]).
+    #[cfg(test)]
     pub(crate) fn append(
         &self,
         prev: ChunkPtr,
         refs: &[(u64, PacketRef)],
         pin: bool,
     ) -> Option<(ChunkPtr, u64)> {
+        self.append_encoded(prev, &encode_body(refs), pin)
+    }
+
+    /// Appends a chunk after chunk `prev`, its references already encoded
+    /// (`body`, as [`encode_ref`] writes them from a zero base); returns its
+    /// address, or None when spilling is off after a failure. `pin` pins
+    /// the chunk's segment (the call's first chunk) and returns it in the
+    /// tuple.
+    pub(crate) fn append_encoded(
+        &self,
+        prev: ChunkPtr,
+        body: &[u8],
+        pin: bool,
+    ) -> Option<(ChunkPtr, u64)> {
         let mut enc = [0u8; 8 + CHUNK * 20];
-        let len = encode(prev, refs, &mut enc);
-        let placed = self.put(&enc[..len], pin);
+        let rec = enc.get_mut(..8 + body.len())?;
+        rec[..8].copy_from_slice(&prev.to_le_bytes());
+        rec[8..].copy_from_slice(body);
+        let placed = self.put(rec, pin);
         if placed.is_some() {
             self.lock().chunks += 1;
         }
@@ -369,18 +385,27 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-/// `prev` then each reference as (time, reference) differences from the
-/// one before, zigzag varints; returns the length used in `out`.
-fn encode(prev: ChunkPtr, refs: &[(u64, PacketRef)], out: &mut [u8]) -> usize {
-    out[..8].copy_from_slice(&prev.to_le_bytes());
-    let mut at = 8;
-    let (mut t0, mut r0) = (0u64, 0u64);
-    for &(t, r) in refs {
-        at = put_varint(out, at, zigzag(t.wrapping_sub(t0) as i64));
-        at = put_varint(out, at, zigzag(r.0.wrapping_sub(r0) as i64));
-        (t0, r0) = (t, r.0);
+/// A chunk is its previous chunk's address (8 bytes, little-endian), then
+/// each reference as (time, reference) differences from the one before
+/// (the first from zero), zigzag varints: this body.
+#[cfg(test)]
+fn encode_body(refs: &[(u64, PacketRef)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut prev = (0, PacketRef(0));
+    for &r in refs {
+        encode_ref(prev, r, &mut out);
+        prev = r;
     }
-    at
+    out
+}
+
+/// Appends reference `r` to `out` as its differences from `prev` (see
+/// `encode_body`); the largest takes 20 bytes.
+pub(crate) fn encode_ref(prev: (u64, PacketRef), r: (u64, PacketRef), out: &mut Vec<u8>) {
+    let mut b = [0u8; 20];
+    let at = put_varint(&mut b, 0, zigzag(r.0.wrapping_sub(prev.0) as i64));
+    let at = put_varint(&mut b, at, zigzag(r.1.0.wrapping_sub(prev.1.0) as i64));
+    out.extend_from_slice(&b[..at]);
 }
 
 fn decode(b: &[u8]) -> std::io::Result<(ChunkPtr, Vec<(u64, PacketRef)>)> {
@@ -388,15 +413,22 @@ fn decode(b: &[u8]) -> std::io::Result<(ChunkPtr, Vec<(u64, PacketRef)>)> {
         .get(..8)
         .and_then(|h| h.try_into().ok())
         .ok_or_else(|| std::io::Error::other("spill chunk cut short"))?;
-    let mut at = 8;
-    let (mut t, mut r) = (0u64, 0u64);
     let mut refs = Vec::with_capacity(CHUNK);
+    decode_body(&b[8..], &mut refs)?;
+    Ok((u64::from_le_bytes(head), refs))
+}
+
+/// Appends the references of a chunk body (encoded from a zero base) to
+/// `refs`.
+pub(crate) fn decode_body(b: &[u8], refs: &mut Vec<(u64, PacketRef)>) -> std::io::Result<()> {
+    let mut at = 0;
+    let (mut t, mut r) = (0u64, 0u64);
     while at < b.len() {
         t = t.wrapping_add(unzigzag(get_varint(b, &mut at)?) as u64);
         r = r.wrapping_add(unzigzag(get_varint(b, &mut at)?) as u64);
         refs.push((t, PacketRef(r)));
     }
-    Ok((u64::from_le_bytes(head), refs))
+    Ok(())
 }
 
 #[cfg(test)]
@@ -411,9 +443,8 @@ mod tests {
             (u64::MAX, PacketRef::NOT_STORED),
             (0, PacketRef(0)),
         ];
-        let mut buf = [0u8; 8 + CHUNK * 20];
-        let n = encode(42, &refs, &mut buf);
-        assert_eq!(decode(&buf[..n]).unwrap(), (42, refs));
+        let buf = [&42u64.to_le_bytes()[..], &encode_body(&refs)].concat();
+        assert_eq!(decode(&buf).unwrap(), (42, refs));
     }
 
     #[test]

@@ -144,7 +144,7 @@ pub struct CallTable {
     cfg: CallConfig,
     /// Boxed: the map's spare slots (up to half of them after it grows)
     /// then cost a pointer each, not a whole call.
-    calls: HashMap<u64, Box<Call>>,
+    calls: legs::OpenCalls,
     by_call_id: HashMap<Box<[u8]>, u64>,
     closed: Closed,
     endpoints: Endpoints,
@@ -239,7 +239,7 @@ impl CallTable {
             spill,
             signalling: Signalling::new(signalling_cfg),
             cfg,
-            calls: HashMap::new(),
+            calls: Default::default(),
             by_call_id: HashMap::new(),
             endpoints: Endpoints::default(),
             orphans,

@@ -586,7 +586,7 @@ impl<'c> Demux<'c> {
                 orig_len: (f.orig_len as i64 + data.len() as i64 - f.data.len() as i64).max(0)
                     as u32,
                 link: f.link,
-                data,
+                data: data.into(),
             }),
             None => {
                 self.summary.not_rewritten += 1;
@@ -631,7 +631,7 @@ fn sip_frame(f: &CallFrame, payload: &[u8]) -> Option<CallFrame> {
         ts_ns: f.ts_ns,
         orig_len: data.len() as u32,
         link: f.link,
-        data,
+        data: data.into(),
     })
 }
 
@@ -1057,7 +1057,7 @@ pub fn regenerate(
             ts_ns: rec.ts_ns,
             orig_len: rec.orig_len,
             link: rec.link,
-            data: rec.data.to_vec(),
+            data: rec.data.into(),
         });
     }
     pipeline.finish();

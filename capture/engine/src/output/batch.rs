@@ -4,14 +4,14 @@
 //! call is written exactly as [`CallWriter::write_call`] writes it.
 
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{CallFrame, CallToWrite, CallWriter, OutputError, Written, capture_order};
-use crate::calls::{Call, PacketRef};
+use super::{CallFrame, CallToWrite, CallWriter, FrameData, OutputError, Written, capture_order};
+use crate::calls::PacketRef;
 use crate::pcapfile::WindowReader;
-use voxtap_proto::pcapio::{FileFormat, PcapError, PcapReader};
+use voxtap_proto::pcapio::{FileFormat, LinkType, PcapError, PcapReader};
 
 /// Packets read back per batch: their frames are in memory together
 /// (about 60 MiB of G.711 frames).
@@ -94,23 +94,10 @@ impl CallWriter {
             slots.push(Some(vec![None; refs.len()]));
         }
         wanted.sort_unstable();
-        let mut ahead = 0;
-        for (k, &(p, c, i)) in wanted.iter().enumerate() {
-            // A refill here reads up to the last wanted record within one
-            // window (and 4 KiB for that record): sparse packets cost small
-            // reads, dense ones share a window.
-            ahead = ahead.max(k);
-            while ahead + 1 < wanted.len()
-                && wanted[ahead + 1].0.source() == p.source()
-                && wanted[ahead + 1].0.offset() < p.offset() + (WINDOW as u64 - 4096)
-            {
-                ahead += 1;
-            }
-            let reach = wanted[ahead].0.offset() + 4096;
-            let call = calls[c as usize].call();
-            let frame = self.read_windowed(call, p, reach)?;
+        let read = self.read_in_file_order(calls, &wanted)?;
+        for (&(_, c, i), f) in wanted.iter().zip(read) {
             if let Some(slot) = slots[c as usize].as_mut() {
-                slot[i as usize] = frame;
+                slot[i as usize] = f;
             }
         }
         Ok(slots
@@ -132,38 +119,106 @@ impl CallWriter {
             .collect())
     }
 
-    /// The frame at `p` (None when its source is unknown or gone).
-    fn read_windowed(
+    /// The frames at `wanted` (sorted: file order), None where a source is
+    /// unknown or gone. Their bytes go into one buffer the frames share;
+    /// each source's path and reader are looked up once per run of its
+    /// packets, not per packet.
+    fn read_in_file_order<C: CallToWrite>(
         &mut self,
-        call: &Call,
-        p: PacketRef,
-        reach: u64,
-    ) -> Result<Option<CallFrame>, OutputError> {
-        let src = p.source();
+        calls: &[C],
+        wanted: &[(PacketRef, u32, u32)],
+    ) -> Result<Vec<Option<CallFrame>>, OutputError> {
+        let mut buf = Vec::new();
+        let mut heads: Vec<Option<(u64, u32, LinkType, usize)>> = Vec::with_capacity(wanted.len());
+        let mut run = 0;
+        while run < wanted.len() {
+            let src = wanted[run].0.source();
+            let len = wanted[run..]
+                .iter()
+                .take_while(|w| w.0.source() == src)
+                .count();
+            let part = &wanted[run..run + len];
+            match self.windowed_reader(calls, part)? {
+                Some((path, reader)) => read_run(reader, &path, calls, part, &mut buf, &mut heads)?,
+                None => heads.extend(part.iter().map(|_| None)),
+            }
+            run += len;
+        }
+        let buf = Arc::new(buf);
+        let mut start = 0;
+        Ok(heads
+            .into_iter()
+            .map(|h| {
+                let (ts_ns, orig_len, link, end) = h?;
+                let data = FrameData::shared(&buf, start..end);
+                start = end;
+                Some(CallFrame {
+                    ts_ns,
+                    orig_len,
+                    link,
+                    data,
+                })
+            })
+            .collect())
+    }
+
+    /// The windowed reader of the source of `part` (packets of one source),
+    /// opened on first use; None when the source is unknown or gone.
+    fn windowed_reader<C: CallToWrite>(
+        &mut self,
+        calls: &[C],
+        part: &[(PacketRef, u32, u32)],
+    ) -> Result<Option<(PathBuf, &mut WindowedReader)>, OutputError> {
+        let src = part[0].0.source();
         let Some(path) = self.sources.path(src) else {
             return Ok(None);
         };
-        let source_err = |source| OutputError::Source {
-            call_id: call.call_id().to_string(),
-            path: path.clone(),
-            source,
-        };
         if self.windowed.get(&src).is_none_or(|(q, _)| *q != path) {
-            let r = open_windowed(&path).map_err(source_err)?;
+            let r = open_windowed(&path).map_err(|source| OutputError::Source {
+                call_id: calls[part[0].1 as usize].call().call_id().to_string(),
+                path: path.clone(),
+                source,
+            })?;
             self.windowed.insert(src, (path.clone(), r));
         }
-        let Some((_, (reader, r))) = self.windowed.get_mut(&src) else {
-            return Ok(None);
-        };
-        r.store(reach, Ordering::Relaxed);
-        let rec = reader.read_at(p.offset()).map_err(source_err)?;
-        Ok(Some(CallFrame {
-            ts_ns: rec.ts_ns,
-            orig_len: rec.orig_len,
-            link: rec.link,
-            data: rec.data.to_vec(),
-        }))
+        Ok(self.windowed.get_mut(&src).map(|(_, r)| (path, r)))
     }
+}
+
+/// Reads the packets of `part` (one source, file order) through `reader`,
+/// their bytes appended to `buf` and (time, length, link, end in `buf`) to
+/// `heads`.
+fn read_run<C: CallToWrite>(
+    (reader, reach): &mut WindowedReader,
+    path: &Path,
+    calls: &[C],
+    part: &[(PacketRef, u32, u32)],
+    buf: &mut Vec<u8>,
+    heads: &mut Vec<Option<(u64, u32, LinkType, usize)>>,
+) -> Result<(), OutputError> {
+    let mut ahead = 0;
+    for (k, &(p, c, _)) in part.iter().enumerate() {
+        // A refill here reads up to the last wanted record within one
+        // window (and 4 KiB for that record): sparse packets cost small
+        // reads, dense ones share a window.
+        ahead = ahead.max(k);
+        while ahead + 1 < part.len()
+            && part[ahead + 1].0.offset() < p.offset() + (WINDOW as u64 - 4096)
+        {
+            ahead += 1;
+        }
+        reach.store(part[ahead].0.offset() + 4096, Ordering::Relaxed);
+        let rec = reader
+            .read_at(p.offset())
+            .map_err(|source| OutputError::Source {
+                call_id: calls[c as usize].call().call_id().to_string(),
+                path: path.to_path_buf(),
+                source,
+            })?;
+        buf.extend_from_slice(rec.data);
+        heads.push(Some((rec.ts_ns, rec.orig_len, rec.link, buf.len())));
+    }
+    Ok(())
 }
 
 /// A reader for `read_at` through a window; a pcapng file is walked once
@@ -182,6 +237,7 @@ fn open_windowed(path: &Path) -> Result<WindowedReader, PcapError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::calls::Call;
     use crate::pipeline::{Pipeline, PipelineConfig};
     use crate::synth::{SynthConfig, generate};
 

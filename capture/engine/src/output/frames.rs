@@ -92,7 +92,7 @@ impl CallWriter {
                 ts_ns: r.ts_ns,
                 orig_len: r.orig_len,
                 link: r.link,
-                data: r.data.to_vec(),
+                data: r.data.into(),
             });
             Ok(())
         })?;
@@ -129,7 +129,7 @@ impl CallWriter {
                     ts_ns: r.ts_ns,
                     orig_len: r.orig_len,
                     link: r.link,
-                    data: r.data.to_vec(),
+                    data: r.data.into(),
                 });
             }
             Ok(())

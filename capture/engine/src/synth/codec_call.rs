@@ -249,8 +249,8 @@ mod tests {
         let call = &calls[0];
         assert_eq!(call.state().as_str(), "answered");
         assert_eq!(
-            call.media()[0].fmtp,
-            vec![(96, "octet-align=1".to_string())]
+            call.media()[0].fmtp[..],
+            [(96, "octet-align=1".to_string())]
         );
         let up = call
             .streams()

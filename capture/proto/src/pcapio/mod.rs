@@ -26,7 +26,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
 pub use formats::other_format;
-pub use writer::PcapWriter;
+pub use writer::{PcapWriter, file_header, record_header};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LinkType {

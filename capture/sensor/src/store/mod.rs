@@ -644,7 +644,7 @@ fn read_call_frames(
                     ts_ns: rec.ts_ns,
                     orig_len: rec.orig_len,
                     link: rec.link,
-                    data: rec.data.to_vec(),
+                    data: rec.data.into(),
                 },
             ));
         }

@@ -104,12 +104,7 @@ impl Call {
         );
         s.last_seq = p.sequence();
         s.last_ns = ts_ns;
-        s.note_recent(RecentPacket {
-            seq: p.sequence(),
-            rtp_ts: p.timestamp(),
-            hash,
-            ns: ts_ns,
-        });
+        s.note_recent(p.sequence(), RecentPacket::new(ts_ns, p.timestamp(), hash));
         let early = s.early_packets < EARLY_PACKETS;
         if early {
             s.early_packets += 1;
@@ -148,12 +143,7 @@ impl Call {
         );
         s.last_seq = o.seq;
         s.last_ns = s.last_ns.max(o.ts_ns);
-        s.note_recent(RecentPacket {
-            seq: o.seq,
-            rtp_ts: o.rtp_ts,
-            hash: o.hash,
-            ns: o.ts_ns,
-        });
+        s.note_recent(o.seq, RecentPacket::new(o.ts_ns, o.rtp_ts, o.hash));
     }
 
     /// An RTCP packet of media no SDP announced.
@@ -225,6 +215,7 @@ impl Call {
             last_ns: 0,
             early_packets: 0,
             recent: [RecentPacket::default(); super::RECENT_PACKETS],
+            recent_seq: [0; super::RECENT_PACKETS],
         }
     }
 
