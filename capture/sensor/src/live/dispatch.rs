@@ -94,7 +94,9 @@ pub(super) fn engine_loop(
             // more, so the sensor stops with the reason rather than
             // capturing into calls that are never rebuilt.
             let (_, fin) = engine.finish();
-            let why = fin.failure.unwrap_or_else(|| "a media worker stopped".into());
+            let why = fin
+                .failure
+                .unwrap_or_else(|| "a media worker stopped".into());
             return Err(anyhow!("the call engine stopped: {why}"));
         }
         if let Some(k) = keylog.as_mut() {
