@@ -62,6 +62,22 @@ pub enum CentralError {
     NotConnected,
 }
 
+impl CentralError {
+    /// A failure of this attempt only, that the same statements retried
+    /// get past: PostgreSQL chose this transaction as a deadlock's victim
+    /// (e.g. a hub making tomorrow's partitions while calls arrive) or as a
+    /// serialization failure. Nothing of it was committed.
+    pub fn is_transient(&self) -> bool {
+        use tokio_postgres::error::SqlState;
+        match self {
+            CentralError::Pg(e) => e.code().is_some_and(|c| {
+                *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
+            }),
+            _ => false,
+        }
+    }
+}
+
 /// `[central]` of the sensor configuration: where this sensor ships its
 /// calls and which hub it serves files to. Empty `url`: no shipping.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]

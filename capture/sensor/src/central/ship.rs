@@ -52,6 +52,8 @@ const DAY_NS: i64 = 86_400_000_000_000;
 /// that committed out of order are not missed (duplicates are absorbed).
 const FILE_SLACK_MS: i64 = 5_000;
 const HEARTBEAT: Duration = Duration::from_secs(5);
+/// Rounds `drain` tries when PostgreSQL picks it as a deadlock's victim.
+const DRAIN_ATTEMPTS: u32 = 3;
 
 /// The shipper's own state in the local index, made by the shipper rather
 /// than by an index migration: only a sensor that ships needs it, and the
@@ -168,6 +170,9 @@ pub struct ShipStatus {
     pub high_water_mark: i64,
     pub calls_per_second: f64,
     pub reconnects: u64,
+    /// Rounds of `drain` run again after losing a deadlock or a
+    /// serialization conflict.
+    pub transient_retries: u64,
     pub last_error: Option<String>,
     pub last_ship_unix: Option<u64>,
 }
@@ -783,9 +788,23 @@ impl Shipper {
 
     /// Ships everything now (after an import); fails if the centre cannot
     /// be reached.
+    /// A round that loses a deadlock (or a serialization conflict) is run
+    /// again, up to [`DRAIN_ATTEMPTS`] times: each transaction was rolled
+    /// back whole, so a retry neither loses nor doubles a call. (`run`
+    /// retries every failure after its backoff anyway.)
     pub async fn drain(&mut self) -> Result<u64, CentralError> {
-        self.noncall_at = None;
-        let r = self.round().await;
+        let mut attempt = 1;
+        let r = loop {
+            self.noncall_at = None;
+            match self.round().await {
+                Err(e) if e.is_transient() && attempt < DRAIN_ATTEMPTS => {
+                    tracing::info!(error = %e, attempt, "central index: round lost a conflict, shipping again");
+                    self.status.transient_retries += 1;
+                    attempt += 1;
+                }
+                r => break r,
+            }
+        };
         if let Err(e) = &r {
             self.failed(e);
         }
