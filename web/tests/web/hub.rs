@@ -182,6 +182,11 @@ pub(crate) fn hub_central(certs: &Certs, pg: &Pg, sensors: &[(&str, &str)]) -> C
                 secret_file: None,
             })
             .collect(),
+        // A sensor's live calls are stale 5 s after its last push by
+        // default: on a loaded test machine a push can come later than
+        // that, and staleness is the live store's unit test's to check.
+        live_stale_seconds: Some(30),
+        live_drop_seconds: Some(60),
         ..Default::default()
     }
 }

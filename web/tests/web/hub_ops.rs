@@ -727,7 +727,7 @@ return {seqs: seqs, rows: rows};
 /// Waits (bounded) for Chromium's Live page to show each sensor's
 /// snapshot; its rows are the snapshots' calls, each with its sensor.
 async fn browser_live(c: &Client, snaps: &[(&str, &LiveSnapshot)]) -> Vec<LiveRow> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let v = loop {
         let v = c.execute(LIVE_ROWS, vec![]).await.unwrap();
         if snaps.iter().all(|(s, snap)| v["seqs"][s] == snap.seq) {
