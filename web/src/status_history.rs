@@ -63,7 +63,9 @@ impl Range {
 }
 
 /// One line of a chart. `key` is a field of the history (see
-/// [`history::flatten`]); `[*]` in it stands for every item of an array.
+/// [`history::flatten`]); `[*]` in it stands for every item of an array,
+/// each a line of its own, labelled by the item's name and coloured from
+/// [`PALETTE`] when `color` is empty.
 struct Series {
     comp: &'static str,
     key: &'static str,
@@ -111,6 +113,11 @@ const fn f(comp: &'static str, key: &'static str, label: &'static str) -> Figure
 }
 
 const MIB: f64 = 1.0 / 1_048_576.0;
+
+/// Colours of the lines of an array's items (rings, workers), in order.
+const PALETTE: &[&str] = &[
+    "#2357c6", "#1e7a3c", "#a86200", "#b3261e", "#6a3d9a", "#00838f", "#8a94a6", "#c2185b",
+];
 
 const CHARTS: &[ChartDef] = &[
     ChartDef {
@@ -178,6 +185,28 @@ const CHARTS: &[ChartDef] = &[
             f("sensor", "ring.fill_percent", "fill %"),
             f("sensor", "ring.backlog_bytes", "backlog bytes"),
             f("sensor", "ring.bytes", "ring bytes"),
+        ],
+    },
+    ChartDef {
+        id: "chart-rings",
+        title: "Fill per kernel ring (largest backlog per poll)",
+        unit: "%",
+        scale: 1.0,
+        series: &[s("sensor", "rings[*].fill_percent", "", "", false)],
+        now: &[
+            f("sensor", "rings[*].fill_percent", "fill %"),
+            f("sensor", "rings[*].lost_ring_full", "lost, ring full"),
+        ],
+    },
+    ChartDef {
+        id: "chart-workers",
+        title: "Pipeline threads busy",
+        unit: "%",
+        scale: 1.0,
+        series: &[s("sensor", "workers[*].busy_percent", "", "", false)],
+        now: &[
+            f("sensor", "workers[*].busy_percent", "busy %"),
+            f("sensor", "workers[*].frames_per_second", "frames/s"),
         ],
     },
     ChartDef {
@@ -377,17 +406,18 @@ fn chart(c: &ChartDef, h: Option<&History>, w: Window, axis: (&str, &str)) -> St
     let mut owned: Vec<(String, &str, Vec<Option<f64>>)> = Vec::new();
     if let Some(h) = h {
         for sr in c.series {
-            for (key, item) in matching(sr.key, h.keys.iter()) {
+            for (i, (key, item)) in matching(sr.key, h.keys.iter()).into_iter().enumerate() {
                 let label = if item.is_empty() {
                     sr.label.to_string()
                 } else {
                     item
                 };
-                owned.push((
-                    label,
-                    sr.color,
-                    bucketed(&h.series(key), sr.rate, w, c.scale),
-                ));
+                let color = if sr.color.is_empty() {
+                    PALETTE[i % PALETTE.len()]
+                } else {
+                    sr.color
+                };
+                owned.push((label, color, bucketed(&h.series(key), sr.rate, w, c.scale)));
             }
         }
     }

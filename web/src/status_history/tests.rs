@@ -39,6 +39,14 @@ fn feed(data: &std::path::Path, t0: u64, range: std::ops::Range<u64>) {
             "drops": {"ring_full": i / 2, "malformed": 0},
             "store": {"bytes": i << 20}, "ring": {"fill_percent": (i % 100) as f64},
             "iface": "eth0", "updated_unix": t0 + 10 * i,
+            "rings": [
+                {"name": "ring0", "carries": "signalling", "fill_percent": (i % 10) as f64},
+                {"name": "ring1", "carries": "media", "fill_percent": (i % 50) as f64},
+            ],
+            "workers": [
+                {"name": "dispatcher", "busy_percent": (i % 30) as f64},
+                {"name": "media0", "busy_percent": (i % 40) as f64},
+            ],
         });
         assert!(history::record(data, "sensor", &v, t0 + 10 * i).unwrap());
         let hep = json!({"collectors": [
@@ -56,7 +64,11 @@ fn statuses() -> Vec<(String, Value)> {
             json!({"frames_per_second": 123.5, "bytes_per_second": 2048.0, "calls_active": 4,
                    "drops": {"ring_full": 7, "malformed": 2, "unkept_by_config": 0, "call_write_errors": 1},
                    "ring": {"fill_percent": 12.5, "backlog_bytes": 8192, "bytes": 65536},
-                   "store": {"bytes": 3 << 20, "files": 9}}),
+                   "store": {"bytes": 3 << 20, "files": 9},
+                   "rings": [{"name": "ring0", "fill_percent": 1.5, "lost_ring_full": 0},
+                             {"name": "ring1", "fill_percent": 40.0, "lost_ring_full": 334}],
+                   "workers": [{"name": "dispatcher", "busy_percent": 20.5, "frames_per_second": 900.0},
+                               {"name": "media0", "busy_percent": 35.0, "frames_per_second": 600.0}]}),
         ),
         (
             "hep".into(),
@@ -107,6 +119,14 @@ fn last_hour_draws_each_sample_and_the_current_figures() {
         values(&html, "chart-hep", "tcp:10.0.0.8:9061")[3],
         Some(8.0)
     );
+    // A line per ring and per worker, named by it, each its own colour.
+    assert_eq!(values(&html, "chart-rings", "ring0")[98], Some(9.0));
+    assert_eq!(values(&html, "chart-rings", "ring1")[98], Some(49.0));
+    assert_eq!(values(&html, "chart-workers", "dispatcher")[98], Some(9.0));
+    assert_eq!(values(&html, "chart-workers", "media0")[98], Some(19.0));
+    let rings = &html[html.find("id=\"chart-rings\"").unwrap()..];
+    let rings = &rings[..rings.find("</svg>").unwrap()];
+    assert!(rings.contains(PALETTE[0]) && rings.contains(PALETTE[1]));
     // No upload status and no history: no chart.
     assert!(!html.contains("chart-upload"));
     // The figures are the status file's.
@@ -115,6 +135,8 @@ fn last_hour_draws_each_sample_and_the_current_figures() {
         ("sensor:drops.ring_full", "7", "7"),
         ("sensor:ring.fill_percent", "12.5", "12.5"),
         ("sensor:store.bytes", "3145728", "3.0 MiB"),
+        ("sensor:rings[ring1].lost_ring_full", "334", "334"),
+        ("sensor:workers[media0].busy_percent", "35", "35"),
         (
             "hep:collectors[udp:10.0.0.9:9060].dropped_queue_full",
             "11",

@@ -18,13 +18,14 @@ use lab::*;
 use serde_json::Value;
 use voxtap_testkit::browser::{Client, browser, log_in, screenshots_dir};
 
-/// The frames/s chart's stored-frames values and every figure beside the
-/// charts, read in one script (the refresh replaces them every 2 s).
+/// The frames/s chart's stored-frames values, the lines of the ring and
+/// worker charts and every figure beside the charts, read in one script (the refresh replaces them every 2 s).
 const OBSERVE: &str = r#"
 const g = document.querySelector('#chart-frames g.series[data-label="stored"]');
 const figs = Array.from(document.querySelectorAll('dl.current dd[data-key]'))
   .map(d => [d.dataset.key, d.dataset.v]);
-return {values: g ? g.dataset.values : null, figs};
+const lines = id => Array.from(document.querySelectorAll(`#${id} g.series`)).map(s => s.dataset.label);
+return {values: g ? g.dataset.values : null, figs, rings: lines('chart-rings'), workers: lines('chart-workers')};
 "#;
 
 /// A table of the sensor card (`arguments[0]`: "rings", "workers"): its
@@ -155,6 +156,15 @@ fn sensor_page_charts_a_live_run_and_shows_its_status() {
         .map(|w| w["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["dispatcher", "media0", "media1"]);
+    // A line per worker and per ring over time, named as in sensor.json.
+    assert_eq!(v["workers"], serde_json::json!(names), "{v}");
+    let rings: Vec<_> = status["rings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].clone())
+        .collect();
+    assert_eq!(v["rings"], Value::Array(rings), "{v}");
     assert!(points(&v).iter().any(|p| *p > 0.0), "{v}");
     let figs = v["figs"].as_array().unwrap();
     let mut checked = 0;

@@ -29,11 +29,13 @@ use serde_json::Value;
 pub const INTERVAL_S: u64 = 10;
 /// Samples kept: 24 h.
 pub const SLOTS: u64 = 8_640;
-/// Fields per component; more are not sampled.
-pub const MAX_KEYS: usize = 63;
+/// Fields per component; more are not sampled. 127: the sensor's own
+/// fields (about 44) plus eight rings' (7 each) and nine workers' (3 each),
+/// so the per-ring and per-worker charts have their series.
+pub const MAX_KEYS: usize = 127;
 pub const HEADER: u64 = 8_192;
 pub const SLOT: u64 = 8 * (1 + MAX_KEYS as u64);
-/// The size of every history file: 4 431 872 bytes.
+/// The size of every history file: 8 855 552 bytes.
 pub const FILE_BYTES: u64 = HEADER + SLOTS * SLOT;
 const MAGIC: &[u8] = b"voxtap-status-history 1\n";
 
@@ -321,11 +323,11 @@ mod tests {
         std::fs::write(&p, b"not a history").unwrap();
         assert!(read(d.path(), "x", 0, u64::MAX / 2).samples.is_empty());
         let many: serde_json::Map<String, Value> =
-            (0..100).map(|i| (format!("k{i:03}"), json!(i))).collect();
+            (0..200).map(|i| (format!("k{i:03}"), json!(i))).collect();
         record(d.path(), "x", &Value::Object(many), 1_800_000_000).unwrap();
         let h = read(d.path(), "x", 1_799_999_000, 1_800_000_000);
         assert_eq!(h.keys.len(), MAX_KEYS);
-        assert_eq!(h.series("k062"), [(1_800_000_000, 62.0)]);
-        assert!(h.series("k063").is_empty());
+        assert_eq!(h.series("k126"), [(1_800_000_000, 126.0)]);
+        assert!(h.series("k127").is_empty());
     }
 }
