@@ -771,6 +771,65 @@ async fn racing_sensors_make_each_day_once() {
     assert_eq!(i64::from(made), want);
 }
 
+/// Making a day's partitions while a shipment is between its COPY into
+/// `calls` and its trigger's insert into `call_ips` (here: the same locks,
+/// taken by hand): the partitions wait for the shipment, which goes on.
+/// With the parents locked in name order (`call_ips` before `calls`) the
+/// maker held `call_ips` while waiting for `calls`, and PostgreSQL aborted
+/// one of the two as a deadlock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn making_partitions_waits_for_a_shipment_without_deadlock() {
+    let certs = Certs::new();
+    let pg = setup_central(&certs, "hub-lockorder").await;
+    let shipment = PgTarget::parse(&pg.admin_url()).connect().await.unwrap();
+    let maker = PgTarget::parse(&pg.admin_url()).connect().await.unwrap();
+    let maker_pid: i32 = maker
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    shipment
+        .batch_execute("BEGIN; LOCK TABLE ONLY voxtap.calls IN ROW EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let making = tokio::spawn(async move {
+        maker
+            .query_one(
+                "SELECT voxtap.ensure_days('2031-06-01'::date, '2031-06-01'::date)",
+                &[],
+            )
+            .await
+            .map(|r| r.get::<_, i32>(0))
+            .map_err(|e| db_msg(&e))
+    });
+    // The maker is waiting for a lock (the shipment's on calls).
+    let waiting = format!("SELECT count(*) FROM pg_locks WHERE pid = {maker_pid} AND NOT granted");
+    voxtap_testkit::wait_until(
+        Duration::from_secs(20),
+        "the maker waiting for a lock",
+        || (pg.count(&waiting) > 0).then_some(()),
+    );
+    // The shipment's trigger now needs call_ips: it must not wait for the
+    // maker (a statement timeout turns a wait into a failure at once, well
+    // before PostgreSQL's 1 s deadlock check would pick a victim).
+    let r = shipment
+        .batch_execute(
+            "SET LOCAL lock_timeout = '500ms'; \
+             LOCK TABLE ONLY voxtap.call_ips IN ROW EXCLUSIVE MODE; COMMIT",
+        )
+        .await;
+    assert!(
+        r.is_ok(),
+        "the shipment waited for the partition maker: {r:?}"
+    );
+    let made = making.await.unwrap().unwrap();
+    let tables = pg.count(
+        "SELECT count(*) FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid \
+         JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'voxtap'",
+    );
+    assert_eq!(i64::from(made), tables);
+}
+
 /// A central index of schema version 1 with calls in it: migrating fills
 /// `call_ips` from their `ips` (migration 2); calls inserted after get
 /// their rows from the trigger, once even when inserted twice; the hub's IP

@@ -41,6 +41,7 @@ pub const MIGRATIONS: &[&str] = &[
     MIGRATION_3,
     super::rollups::MIGRATION_4,
     MIGRATION_5,
+    MIGRATION_6,
 ];
 
 const MIGRATION_1: &str = r#"
@@ -705,6 +706,98 @@ BEGIN
         EXECUTE format('GRANT SELECT ON voxtap.%I TO voxtap_hub', t);
     END LOOP;
 END $$;
+"#;
+
+/// Partitions made and dropped with every partitioned parent locked first,
+/// `calls` first: the order a shipment takes them (its COPY into `calls`
+/// fires the `call_ips` and rollup triggers; streams, legs and the rest
+/// follow). Made in name order, `call_ips` before `calls`, a hub's
+/// `ensure_days` held `call_ips` while it waited for `calls`, held by a
+/// COPY whose trigger waited for `call_ips`: a deadlock (seen in the web
+/// tests). `ONLY`: the parents, not each of their partitions.
+const MIGRATION_6: &str = r#"
+CREATE FUNCTION voxtap.lock_parents() RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, voxtap AS $f$
+DECLARE
+    parents text;
+BEGIN
+    SELECT string_agg(format('ONLY voxtap.%I', c.relname), ', ' ORDER BY c.relname <> 'calls', c.relname)
+      INTO parents
+      FROM pg_partitioned_table p
+      JOIN pg_class c ON c.oid = p.partrelid
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = 'voxtap';
+    EXECUTE 'LOCK TABLE ' || parents || ' IN ACCESS EXCLUSIVE MODE';
+END $f$;
+REVOKE ALL ON FUNCTION voxtap.lock_parents() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION voxtap.ensure_days(first date, last date) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, voxtap AS $f$
+DECLARE
+    d date;
+    t text;
+    part text;
+    made integer := 0;
+    locked boolean := false;
+BEGIN
+    IF last < first OR last - first > 400 THEN
+        RAISE EXCEPTION 'voxtap.ensure_days(%, %): at most 401 days at once', first, last;
+    END IF;
+    FOR t IN SELECT c.relname FROM pg_partitioned_table p
+             JOIN pg_class c ON c.oid = p.partrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = 'voxtap' ORDER BY c.relname <> 'calls', c.relname LOOP
+        FOR d IN SELECT generate_series(first, last, interval '1 day')::date LOOP
+            part := t || '_' || to_char(d, 'YYYYMMDD');
+            IF to_regclass(format('voxtap.%I', part)) IS NULL THEN
+                IF NOT locked THEN
+                    -- One creator at a time: two sensors may ask for the
+                    -- same day; then every parent, in the inserters' order.
+                    PERFORM pg_advisory_xact_lock(7243001);
+                    PERFORM voxtap.lock_parents();
+                    locked := true;
+                END IF;
+                -- The locks do not refresh this session's view of the
+                -- catalog: another sensor's partition made meanwhile shows
+                -- only as the CREATE's duplicate_table.
+                BEGIN
+                    EXECUTE format('CREATE TABLE voxtap.%I PARTITION OF voxtap.%I FOR VALUES FROM (%L) TO (%L)',
+                        part, t, d::timestamp AT TIME ZONE 'UTC', (d + 1)::timestamp AT TIME ZONE 'UTC');
+                    made := made + 1;
+                EXCEPTION WHEN duplicate_table THEN
+                    NULL;
+                END;
+            END IF;
+        END LOOP;
+    END LOOP;
+    RETURN made;
+END $f$;
+
+CREATE OR REPLACE FUNCTION voxtap.maintain(ahead_days integer, retention_days integer,
+                                           OUT created integer, OUT dropped integer)
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, voxtap AS $f$
+DECLARE
+    today date := (now() AT TIME ZONE 'UTC')::date;
+    r record;
+BEGIN
+    created := voxtap.ensure_days(today - 1, today + greatest(ahead_days, 0));
+    dropped := 0;
+    IF retention_days > 0 THEN
+        FOR r IN SELECT c.relname AS part FROM pg_inherits i
+                 JOIN pg_class c ON c.oid = i.inhrelid
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = 'voxtap' AND c.relname ~ '_[0-9]{8}$'
+                   AND to_date(right(c.relname, 8), 'YYYYMMDD') < today - retention_days LOOP
+            IF dropped = 0 THEN
+                PERFORM voxtap.lock_parents();
+            END IF;
+            EXECUTE format('DROP TABLE voxtap.%I', r.part);
+            dropped := dropped + 1;
+        END LOOP;
+    END IF;
+    DELETE FROM voxtap.sensor_contacts
+        WHERE at < now() - make_interval(days => greatest(retention_days, 7));
+END $f$;
 "#;
 
 /// Sensor names: what may become part of a role name and an S3 key.
