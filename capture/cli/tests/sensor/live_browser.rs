@@ -93,9 +93,18 @@ fn live_page_in_chromium_follows_sipp_calls() {
     let (_serve, base) = serve(&dir, &out);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let csv = out.join("calls.csv");
+    // SIPp starts once the page shows the sensor's first snapshot: a
+    // browser slow to start (a loaded machine) must not miss a call's
+    // whole life.
+    let (ready, page_ready) = std::sync::mpsc::channel::<()>();
     let seen = std::thread::scope(|s| {
-        let sipp = s.spawn(|| sipp_calls(&lab, &dir, 4, 2));
-        let seen = rt.block_on(follow_in_browser(&base, &csv, 4));
+        let (lab, dir) = (&lab, &dir);
+        let sipp = s.spawn(move || {
+            if page_ready.recv().is_ok() {
+                sipp_calls(lab, dir, 4, 2);
+            }
+        });
+        let seen = rt.block_on(follow_in_browser(&base, &csv, 4, ready));
         sipp.join().expect("sipp");
         seen
     });
@@ -111,9 +120,15 @@ fn live_page_in_chromium_follows_sipp_calls() {
 }
 
 /// Logs in and reads the Live page (every 100 ms, in one script) until
-/// `n` calls are in calls.csv and none is open on the page; each distinct
-/// snapshot the page showed, in order.
-async fn follow_in_browser(base: &str, csv: &Path, n: usize) -> Vec<Value> {
+/// `n` calls are in calls.csv and none is open on the page; says on
+/// `ready` when the page first shows a snapshot; each distinct snapshot
+/// the page showed, in order.
+async fn follow_in_browser(
+    base: &str,
+    csv: &Path,
+    n: usize,
+    ready: std::sync::mpsc::Sender<()>,
+) -> Vec<Value> {
     let (_driver, c) = browser().await;
     c.goto(&format!("{base}/live")).await.unwrap();
     let fill = format!(
@@ -139,6 +154,7 @@ async fn follow_in_browser(base: &str, csv: &Path, n: usize) -> Vec<Value> {
                 shot = true;
             }
             let done = open == 0 && csv_rows(csv) >= n;
+            let _ = ready.send(());
             seen.push(v);
             if done {
                 break;
