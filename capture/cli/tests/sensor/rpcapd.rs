@@ -230,13 +230,48 @@ fn tls(ca: &Path, name: Option<&str>) -> TlsSettings {
     }
 }
 
+/// Packets in a pcap; one that a running tcpdump is writing may end in a
+/// part of a record, not counted.
 fn pcap_count(p: &Path) -> u64 {
     let mut r = voxtap_engine::pcapfile::open(p).unwrap();
     let mut n = 0;
-    while r.next_packet().unwrap().is_some() {
+    while let Ok(Some(_)) = r.next_packet() {
         n += 1;
     }
     n
+}
+
+/// tcpdump on lo into `file`, once it says it listens (its messages go to
+/// `file` with the extension `log`); in immediate mode, so that what it
+/// has received is in the file when it is stopped.
+fn tcpdump_on_lo(file: &Path, filter: &str) -> Proc {
+    let log = file.with_extension("log");
+    let mut p = Proc(
+        Command::new("tcpdump")
+            .args([
+                "-i",
+                "lo",
+                "-s",
+                "0",
+                "-U",
+                "-w",
+                file.to_str().unwrap(),
+                filter,
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("tcpdump"),
+    );
+    voxtap_testkit::wait_until(Duration::from_secs(20), "tcpdump listening", || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            !matches!(p.0.try_wait(), Ok(Some(_))),
+            "tcpdump ended: {text}"
+        );
+        text.contains("listening on").then_some(())
+    });
+    p
 }
 
 /// tshark reads the file completely (exit 0) and counts its frames.
@@ -390,37 +425,16 @@ fn sipp_remote_capture(transport: Transport, base: u16, name: &str, with_tls: bo
         mp_uac + 99
     );
     let local = dir.join("tcpdump.pcap");
-    let mut td = Proc(
-        Command::new("tcpdump")
-            .args([
-                "-i",
-                "lo",
-                "-s",
-                "0",
-                "-U",
-                "-w",
-                local.to_str().unwrap(),
-                &filter,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tcpdump"),
-    );
+    let mut td = tcpdump_on_lo(&local, &filter);
     // RPCAP's own TCP to and from rpcapd (control and data channels): in
     // clear it carries the captured SIP; over rpcaps it must not.
     let wire = dir.join("rpcap-wire.pcap");
-    let mut td_wire = Proc(
-        Command::new("tcpdump")
-            .args(["-i", "lo", "-s", "0", "-U", "-w", wire.to_str().unwrap()])
-            .arg(format!(
-                "tcp and host 127.0.0.1 and (port {} or portrange 32768-65535)",
-                d.port
-            ))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tcpdump"),
+    let mut td_wire = tcpdump_on_lo(
+        &wire,
+        &format!(
+            "tcp and host 127.0.0.1 and (port {} or portrange 32768-65535)",
+            d.port
+        ),
     );
     let mut opts = RemoteOptions::new(dir.join("remote"));
     opts.capture.transport = transport;
@@ -440,7 +454,7 @@ fn sipp_remote_capture(transport: Transport, base: u16, name: &str, with_tls: bo
     let work = dir.join("sipp");
     std::fs::create_dir_all(&work).unwrap();
     let _ = std::os::unix::fs::symlink("/usr/share/sip-tester", work.join("pcap"));
-    let _uas = Proc(
+    let uas_proc = Proc(
         Command::new("timeout")
             .args(["60", "sipp", "-sn", "uas", "-i", "127.0.0.1", "-p"])
             .arg(uas.to_string())
@@ -451,7 +465,13 @@ fn sipp_remote_capture(transport: Transport, base: u16, name: &str, with_tls: bo
             .spawn()
             .expect("sipp uas"),
     );
-    std::thread::sleep(Duration::from_millis(500));
+    voxtap_testkit::wait_until(Duration::from_secs(20), "the SIPp UAS listening", || {
+        let ss = Command::new("ss")
+            .args(["-lunH", &format!("sport = :{uas}")])
+            .output()
+            .expect("ss");
+        (!ss.stdout.is_empty()).then_some(())
+    });
     let st = Command::new("timeout")
         .args(["60", "sipp", "-sn", "uac_pcap", &format!("127.0.0.1:{uas}")])
         .args(["-i", "127.0.0.1", "-p", &uac.to_string()])
@@ -463,7 +483,23 @@ fn sipp_remote_capture(transport: Transport, base: u16, name: &str, with_tls: bo
         .status()
         .expect("sipp uac");
     assert!(st.success(), "sipp uac failed: {st}");
-    std::thread::sleep(Duration::from_millis(1500));
+    // No traffic after SIPp; then both captures hold all of it once their
+    // counts are equal and stay so (on a slow machine either lags); a
+    // mismatch is reported below.
+    drop(uas_proc);
+    let (mut same_since, until) = (None, Instant::now() + Duration::from_secs(30));
+    while Instant::now() < until {
+        let same = cap.status()[0].packets == pcap_count(&local);
+        same_since = if same {
+            same_since.or(Some(Instant::now()))
+        } else {
+            None
+        };
+        if same_since.is_some_and(|t| t.elapsed() > Duration::from_secs(1)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     cap.stop();
     let reports = cap.wait();
     let _ = Command::new("kill")

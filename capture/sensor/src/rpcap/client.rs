@@ -683,6 +683,13 @@ impl DataChannel {
         self.lost
     }
 
+    /// rpcapd's number of the last packet received (rpcapd numbers the
+    /// packets of a capture from 1, and its `server_sent` statistic is the
+    /// last number it gave).
+    pub fn last_number(&self) -> u32 {
+        self.last_npkt
+    }
+
     /// The next packet, or `None` if none came within the poll interval.
     pub fn next_packet(&mut self) -> Result<Option<Packet<'_>>, RpcapError> {
         let Some(len) = self.fill_message()? else {

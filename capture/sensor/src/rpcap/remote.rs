@@ -382,6 +382,8 @@ pub(crate) fn status_json(st: &[UnitStatus], running: bool, out: &Path) -> serde
 }
 
 pub const PID_FILE: &str = "voxtap-remote.pid";
+/// How long a stopping capture waits for the packets rpcapd said it sent.
+const STOP_DRAIN: Duration = Duration::from_secs(5);
 pub const STOP_FILE: &str = "STOP";
 pub const STATUS_FILE: &str = "status.tsv";
 
@@ -680,23 +682,28 @@ impl Unit<'_> {
         link: LinkType,
         lost_before: u64,
     ) -> End {
-        if let Ok(st) = s.stats() {
+        let sent = s.stats().ok().map(|st| {
             self.c.set_stats(&st);
             self.report.last_stats = Some(st);
-        }
+            st.server_sent
+        });
         let _ = s.end_capture();
         // Packets rpcapd sent before the end are still on their way: keep
-        // them. rpcapd closes a TCP data channel at the end; a UDP one just
-        // goes quiet.
-        let until = Instant::now() + Duration::from_secs(1);
+        // reading until the last one it counted has come (a quiet moment on
+        // a loaded machine is not the end), the channel ends (rpcapd closes
+        // a TCP data channel) or the bound passes (UDP loses silently).
+        let until = Instant::now() + STOP_DRAIN;
         while Instant::now() < until {
+            let all_came = sent.is_none_or(|n| data.last_number() >= n);
             match data.next_packet() {
                 Ok(Some(p)) => {
                     if let Err(e) = self.take(link, &p) {
                         return End::Output(e);
                     }
                 }
-                Ok(None) | Err(_) => break,
+                Ok(None) if all_came => break,
+                Ok(None) => {}
+                Err(_) => break,
             }
         }
         self.report.lost = lost_before + data.lost();
