@@ -329,7 +329,7 @@ fn scenario(tag: char, mode: Option<AttachMode>) {
     let mut sip_seen: Vec<Vec<u8>> = Vec::new();
     let mut big_first: Option<Vec<u8>> = None;
     let mut metas: Vec<FrameMeta> = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while by_reason.values().sum::<usize>() < want_frames && Instant::now() < deadline {
         reader
             .poll(Duration::from_millis(100), |meta, data| {
@@ -383,7 +383,7 @@ fn scenario(tag: char, mode: Option<AttachMode>) {
 
 /// Waits (bounded) until `Seen` grew by `n`; returns the counters.
 fn wait_for(sensor: &XdpSensor, before: &[u64; COUNTERS], n: u64) -> [u64; COUNTERS] {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let now = sensor.counters();
         if delta(&now, before, Counter::Seen) >= n || Instant::now() > deadline {
