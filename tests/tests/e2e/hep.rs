@@ -377,7 +377,7 @@ fn tcp_collector_reconnects_after_a_reset() {
     let wait = |f: &dyn Fn() -> bool| {
         let t = Instant::now();
         while !f() {
-            assert!(t.elapsed() < Duration::from_secs(10), "timed out");
+            assert!(t.elapsed() < Duration::from_secs(60), "timed out");
             thread::sleep(Duration::from_millis(10));
         }
     };
@@ -491,7 +491,7 @@ fn listener_gives_the_same_calls_as_import() {
         let t = Instant::now();
         while counters.snapshot().received < total {
             assert!(
-                t.elapsed() < Duration::from_secs(10),
+                t.elapsed() < Duration::from_secs(60),
                 "listener got {:?} of {total}",
                 counters.snapshot()
             );
@@ -599,7 +599,7 @@ fn listener_counts_garbage_and_wrong_keys() {
     s.send_to(&pkt, u).unwrap();
     let mut c = std::net::TcpStream::connect(t).unwrap();
     std::io::Write::write_all(&mut c, b"GET / HTTP/1.1\r\n\r\n").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while counters.snapshot().received < 4 {
         assert!(Instant::now() < deadline, "{:?}", counters.snapshot());
         thread::sleep(Duration::from_millis(10));
@@ -749,7 +749,7 @@ fn export_over_tls_to_openssl() {
     let t = Instant::now();
     while !counters.collectors[0].1.connected.load(Ordering::Relaxed) {
         assert!(
-            t.elapsed() < Duration::from_secs(10),
+            t.elapsed() < Duration::from_secs(60),
             "{:?}",
             counters.snapshot()
         );
@@ -869,7 +869,7 @@ fn tls_refuses_an_unknown_certificate() {
         < 2
     {
         assert!(
-            t.elapsed() < Duration::from_secs(10),
+            t.elapsed() < Duration::from_secs(60),
             "{:?}",
             counters.snapshot()
         );
@@ -936,7 +936,7 @@ fn running_listener_writes_ended_calls_without_stopping() {
         .all(|id| out.path().join(id).join("call.pcap").exists())
     {
         assert!(
-            t.elapsed() < Duration::from_secs(10),
+            t.elapsed() < Duration::from_secs(60),
             "calls not written while the listener runs"
         );
         thread::sleep(Duration::from_millis(20));

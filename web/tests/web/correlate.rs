@@ -130,7 +130,7 @@ fn start_rpcapd(lab: &Lab, addr: &str, port: u16) -> Bg {
         .stderr(Stdio::null())
         .process_group(0);
     let bg = Bg(Some(c.spawn().expect("rpcapd")));
-    wait_until(Duration::from_secs(10), "rpcapd listening", || {
+    wait_until(Duration::from_secs(30), "rpcapd listening", || {
         let out = in_ns(&lab.ns('s'), &["ss", "-ltnH", &format!("sport = :{port}")])
             .output()
             .unwrap();
@@ -225,7 +225,7 @@ async fn correlate(c: &fantoccini::Client, base: &str, sip: &Path, direction: &s
     c.goto(&format!("{base}/hosts")).await.unwrap();
     let form = c
         .wait()
-        .at_most(Duration::from_secs(10))
+        .at_most(Duration::from_secs(30))
         .for_element(Locator::Css("form.add-sip"))
         .await
         .expect("an Add SIP pcap form on the finished run");
@@ -455,7 +455,7 @@ async fn remote_media_plus_uploaded_sip_correlate_in_a_browser() {
     c.goto(&format!("{base}/hosts")).await.unwrap();
     log_in(&c, USER, PASSWORD).await;
     c.wait()
-        .at_most(Duration::from_secs(10))
+        .at_most(Duration::from_secs(30))
         .for_element(Locator::Css("form#remote"))
         .await
         .expect("the hosts page after login");

@@ -522,7 +522,7 @@ async fn wait_live(
     sensor: &str,
     done: impl Fn(Option<&serde_json::Value>) -> bool,
 ) -> Option<serde_json::Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let v = get_json(base, cookie, "/api/live").await;
         let entry = v

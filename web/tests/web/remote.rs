@@ -37,7 +37,7 @@ impl Rpcapd {
             .spawn()
             .expect("start rpcapd");
         let r = Rpcapd(child);
-        let until = Instant::now() + Duration::from_secs(10);
+        let until = Instant::now() + Duration::from_secs(60);
         loop {
             let out = Command::new("ss")
                 .args(["-ltnH", &format!("sport = :{port}")])
@@ -261,7 +261,7 @@ async fn hosts_page_starts_and_stops_a_remote_capture() {
 
     let (stop_sender, sender) = udp_sender(traffic);
     let mut seen: Vec<u64> = Vec::new();
-    let until = Instant::now() + Duration::from_secs(15);
+    let until = Instant::now() + Duration::from_secs(60);
     let mut last = serde_json::Value::Null;
     while seen.len() < 3 {
         assert!(
@@ -411,7 +411,7 @@ async fn hosts_page_in_a_browser() {
     c.goto(&format!("{base}/hosts")).await.unwrap();
     log_in(&c, USER, PASSWORD).await;
     c.wait()
-        .at_most(Duration::from_secs(10))
+        .at_most(Duration::from_secs(30))
         .for_element(Locator::Css("form#remote"))
         .await
         .expect("the hosts page after login");

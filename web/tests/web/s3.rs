@@ -44,7 +44,7 @@ pub(crate) fn start_s3(dir: &Path) -> (S3Server, String) {
     let t = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
-            t.elapsed() < Duration::from_secs(10),
+            t.elapsed() < Duration::from_secs(60),
             "s3s-fs did not start"
         );
         std::thread::sleep(Duration::from_millis(20));

@@ -60,7 +60,7 @@ impl S3Server {
         let ns = ns.to_string();
         let up = in_netns(&ns, || {
             let t = Instant::now();
-            while t.elapsed() < Duration::from_secs(10) {
+            while t.elapsed() < Duration::from_secs(60) {
                 if TcpStream::connect(("127.0.0.1", S3_PORT)).is_ok() {
                     return true;
                 }
@@ -184,7 +184,7 @@ fn live_run_uploads_closed_files_and_exports_hep() {
     let pcap_dir = dir.join("store/pcap");
     let upload_json = dir.join("out/status/upload.json");
     let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(15) {
+    while t.elapsed() < Duration::from_secs(60) {
         let local = std::fs::read_dir(&pcap_dir).unwrap().count() as u64;
         if upload_json.exists()
             && read_json(&upload_json)["uploaded_files"].as_u64() >= Some(local.saturating_sub(1))

@@ -71,7 +71,7 @@ impl Rpcapd {
             killed: false,
         };
         // Listening? (A probe connection would start a session in rpcapd.)
-        let until = Instant::now() + Duration::from_secs(10);
+        let until = Instant::now() + Duration::from_secs(60);
         loop {
             let out = Command::new("ss")
                 .args(["-ltnH", &format!("sport = :{port}")])
@@ -330,7 +330,7 @@ fn filter_update_and_stats() {
     std::thread::sleep(Duration::from_millis(300));
     let read = |data: &mut voxtap_sensor::rpcap::DataChannel, want: usize| {
         let mut ports = Vec::new();
-        let until = Instant::now() + Duration::from_secs(10);
+        let until = Instant::now() + Duration::from_secs(60);
         while ports.len() < want && Instant::now() < until {
             if let Some(p) = data.next_packet().unwrap() {
                 // Ethernet (14) + IPv4 (20) + UDP dst port.
@@ -444,7 +444,7 @@ fn sipp_remote_capture(transport: Transport, base: u16, name: &str, with_tls: bo
     h.tls = pki.as_ref().map(|p| tls(&p.ca, None));
     let targets = remote::targets(&[h], &opts);
     let cap = RemoteCapture::start(targets, &opts);
-    let until = Instant::now() + Duration::from_secs(10);
+    let until = Instant::now() + Duration::from_secs(60);
     while cap.status()[0].state != UnitState::Capturing {
         assert!(Instant::now() < until, "remote capture did not start");
         std::thread::sleep(Duration::from_millis(50));
@@ -714,7 +714,7 @@ fn reconnects_after_rpcapd_restart() {
         &opts,
     );
     let wait_packets = |cap: &RemoteCapture, n: u64| {
-        let until = Instant::now() + Duration::from_secs(10);
+        let until = Instant::now() + Duration::from_secs(60);
         while cap.status()[0].packets < n {
             assert!(Instant::now() < until, "no packets: {:?}", cap.status());
             std::thread::sleep(Duration::from_millis(50));
@@ -905,7 +905,7 @@ fn cli_start_status_stop() {
     assert!(!ok2 && text2.contains("already runs"), "{text2}");
 
     let mut seen = Vec::new();
-    let until = Instant::now() + Duration::from_secs(15);
+    let until = Instant::now() + Duration::from_secs(60);
     while seen.len() < 3 {
         assert!(Instant::now() < until, "counters did not grow: {seen:?}");
         std::thread::sleep(Duration::from_millis(700));

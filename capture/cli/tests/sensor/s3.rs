@@ -84,7 +84,7 @@ impl S3Server {
         let t = Instant::now();
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(
-                t.elapsed() < Duration::from_secs(10),
+                t.elapsed() < Duration::from_secs(60),
                 "s3s-fs did not listen on {}",
                 self.port
             );

@@ -47,7 +47,7 @@ fn l4_line(a: Ipv4Addr, sport: u16, b: Ipv4Addr, dport: u16, tunnels: u32) -> St
 /// Reads records until every one of `want` was seen, or 10 s pass.
 fn collect_until(log: &mut XdpDebugLog, want: &[String]) -> Vec<String> {
     let mut got = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline && !want.iter().all(|w| got.contains(w)) {
         log.wait(Duration::from_millis(100)).expect("poll");
         log.flush(|l| got.push(l.to_owned()));
