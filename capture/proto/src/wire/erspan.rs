@@ -20,25 +20,14 @@ pub mod frame_type {
     pub const IP: u8 = 2;
 }
 
-/// An ERSPAN type II or III header and the mirrored frame after it. The
-/// fields of the first word are common to both types.
-#[derive(Clone, Copy, Debug)]
-pub struct Packet<T> {
-    buf: T,
+view! {
+    /// An ERSPAN type II or III header and the mirrored frame after it. The
+    /// fields of the first word are common to both types.
+    Packet
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    pub fn new_unchecked(buf: T) -> Self {
-        Packet { buf }
-    }
-
     /// Checks the version (1 or 2) and that the header of that type fits.
-    pub fn new_checked(buf: T) -> Result<Self, WireError> {
-        let p = Packet { buf };
-        p.check_len()?;
-        Ok(p)
-    }
-
     pub fn check_len(&self) -> Result<(), WireError> {
         let layer = "erspan";
         if self.buf.as_ref().len() < TYPE2_HEADER_LEN {

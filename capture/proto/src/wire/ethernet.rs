@@ -32,27 +32,18 @@ pub mod ethertype {
     }
 }
 
-/// An Ethernet II frame (no FCS handling: trailing FCS bytes are trimmed later
-/// by the IP length fields, like any padding).
-#[derive(Clone, Copy, Debug)]
-pub struct Packet<T> {
-    buf: T,
+view! {
+    /// An Ethernet II frame (no FCS handling: trailing FCS bytes are trimmed later
+    /// by the IP length fields, like any padding).
+    Packet
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    pub fn new_unchecked(buf: T) -> Self {
-        Packet { buf }
-    }
-
-    pub fn new_checked(buf: T) -> Result<Self, WireError> {
-        if buf.as_ref().len() < HEADER_LEN {
+    pub fn check_len(&self) -> Result<(), WireError> {
+        if self.buf.as_ref().len() < HEADER_LEN {
             return Err(WireError::Truncated { layer: "ethernet" });
         }
-        Ok(Packet { buf })
-    }
-
-    pub fn into_inner(self) -> T {
-        self.buf
+        Ok(())
     }
 
     pub fn dst_addr(&self) -> [u8; 6] {
@@ -124,23 +115,18 @@ impl Emit for Repr {
     }
 }
 
-/// One 802.1Q/802.1ad tag as it appears after the tag's EtherType: TCI then
-/// the EtherType of what follows.
-#[derive(Clone, Copy, Debug)]
-pub struct VlanTag<T> {
-    buf: T,
+view! {
+    /// One 802.1Q/802.1ad tag as it appears after the tag's EtherType: TCI then
+    /// the EtherType of what follows.
+    VlanTag
 }
 
 impl<T: AsRef<[u8]>> VlanTag<T> {
-    pub fn new_unchecked(buf: T) -> Self {
-        VlanTag { buf }
-    }
-
-    pub fn new_checked(buf: T) -> Result<Self, WireError> {
-        if buf.as_ref().len() < VLAN_TAG_LEN {
+    pub fn check_len(&self) -> Result<(), WireError> {
+        if self.buf.as_ref().len() < VLAN_TAG_LEN {
             return Err(WireError::Truncated { layer: "vlan" });
         }
-        Ok(VlanTag { buf })
+        Ok(())
     }
 
     pub fn tci(&self) -> u16 {

@@ -9,23 +9,12 @@ pub const MAX_OPTIONS_LEN: usize = 63 * 4;
 
 const L: &str = "geneve";
 
-#[derive(Clone, Copy, Debug)]
-pub struct Packet<T> {
-    buf: T,
+view! {
+    Packet
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    pub fn new_unchecked(buf: T) -> Self {
-        Packet { buf }
-    }
-
     /// Checks the version (0) and that the options fit.
-    pub fn new_checked(buf: T) -> Result<Self, WireError> {
-        let p = Packet { buf };
-        p.check_len()?;
-        Ok(p)
-    }
-
     pub fn check_len(&self) -> Result<(), WireError> {
         let len = self.buf.as_ref().len();
         if len < MIN_HEADER_LEN {

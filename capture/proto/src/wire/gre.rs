@@ -15,25 +15,14 @@ pub mod flags {
 
 const L: &str = "gre";
 
-/// A GRE header and its payload.
-#[derive(Clone, Copy, Debug)]
-pub struct Packet<T> {
-    buf: T,
+view! {
+    /// A GRE header and its payload.
+    Packet
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    pub fn new_unchecked(buf: T) -> Self {
-        Packet { buf }
-    }
-
     /// Checks the version (0: version 1 is PPTP's enhanced GRE), that no
     /// RFC 1701 routing is present, and that the optional fields fit.
-    pub fn new_checked(buf: T) -> Result<Self, WireError> {
-        let p = Packet { buf };
-        p.check_len()?;
-        Ok(p)
-    }
-
     pub fn check_len(&self) -> Result<(), WireError> {
         if self.buf.as_ref().len() < MIN_HEADER_LEN {
             return Err(WireError::Truncated { layer: L });

@@ -22,26 +22,15 @@ pub mod flags {
 
 const L: &str = "gtpu";
 
-/// A GTP-U packet. A checked view covers the bytes its length field says.
-#[derive(Clone, Copy, Debug)]
-pub struct Packet<T> {
-    buf: T,
+view! {
+    /// A GTP-U packet. A checked view covers the bytes its length field says.
+    Packet
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    pub fn new_unchecked(buf: T) -> Self {
-        Packet { buf }
-    }
-
     /// Checks version 1 and PT 1, the length, and the chain of extension
     /// headers (at most [`MAX_EXTENSIONS`], each a non-zero number of words,
     /// all inside the length).
-    pub fn new_checked(buf: T) -> Result<Self, WireError> {
-        let p = Packet { buf };
-        p.check_len()?;
-        Ok(p)
-    }
-
     pub fn check_len(&self) -> Result<(), WireError> {
         let len = self.buf.as_ref().len();
         if len < HEADER_LEN {

@@ -24,24 +24,13 @@ pub mod protocol {
 
 const L: &str = "ipv4";
 
-/// An IPv4 packet. A checked view covers the bytes up to the total length,
-/// so Ethernet padding and trailing FCS never reach the payload.
-#[derive(Clone, Copy, Debug)]
-pub struct Packet<T> {
-    buf: T,
+view! {
+    /// An IPv4 packet. A checked view covers the bytes up to the total length,
+    /// so Ethernet padding and trailing FCS never reach the payload.
+    Packet
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    pub fn new_unchecked(buf: T) -> Self {
-        Packet { buf }
-    }
-
-    pub fn new_checked(buf: T) -> Result<Self, WireError> {
-        let p = Packet { buf };
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// Everything `new_checked` validates.
     pub fn check_len(&self) -> Result<(), WireError> {
         let buf = self.buf.as_ref();
@@ -75,10 +64,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
             return Err(WireError::Truncated { layer: L });
         }
         Ok(())
-    }
-
-    pub fn into_inner(self) -> T {
-        self.buf
     }
 
     /// The bytes this packet spans: the total length, except that captures

@@ -26,23 +26,12 @@ pub mod next_header {
 
 const L: &str = "ipv6";
 
-/// An IPv6 packet. A checked view covers 40 + payload length bytes.
-#[derive(Clone, Copy, Debug)]
-pub struct Packet<T> {
-    buf: T,
+view! {
+    /// An IPv6 packet. A checked view covers 40 + payload length bytes.
+    Packet
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    pub fn new_unchecked(buf: T) -> Self {
-        Packet { buf }
-    }
-
-    pub fn new_checked(buf: T) -> Result<Self, WireError> {
-        let p = Packet { buf };
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// Everything `new_checked` validates.
     pub fn check_len(&self) -> Result<(), WireError> {
         let buf = self.buf.as_ref();
@@ -59,10 +48,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
             return Err(WireError::Truncated { layer: L });
         }
         Ok(())
-    }
-
-    pub fn into_inner(self) -> T {
-        self.buf
     }
 
     /// 40 + payload length; 0 means a jumbogram or a pre-offload

@@ -14,6 +14,38 @@
 //! panic on any input bytes. One Internet checksum serves every layer:
 //! [`checksum`].
 
+/// A checked view over a buffer (smoltcp's `wire` pattern): the struct and
+/// what every view has alike. Each view writes its own `check_len`, which
+/// `new_checked` runs, and its field accessors.
+macro_rules! view {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug)]
+        pub struct $name<T> {
+            buf: T,
+        }
+
+        impl<T: AsRef<[u8]>> $name<T> {
+            /// A view of `buf` as it is: accessors may then read past its
+            /// end (they return 0 there, never panic).
+            pub fn new_unchecked(buf: T) -> Self {
+                $name { buf }
+            }
+
+            /// A view of `buf` once its `check_len` passed.
+            pub fn new_checked(buf: T) -> Result<Self, WireError> {
+                let p = $name { buf };
+                p.check_len()?;
+                Ok(p)
+            }
+
+            pub fn into_inner(self) -> T {
+                self.buf
+            }
+        }
+    };
+}
+
 pub mod checksum;
 pub mod emit;
 pub mod erspan;

@@ -10,23 +10,18 @@ pub const CONTROL_WORD_LEN: usize = 4;
 
 const L: &str = "mpls";
 
-/// One label stack entry: label (20 bits), traffic class (3), bottom of
-/// stack (1), TTL (8).
-#[derive(Clone, Copy, Debug)]
-pub struct Packet<T> {
-    buf: T,
+view! {
+    /// One label stack entry: label (20 bits), traffic class (3), bottom of
+    /// stack (1), TTL (8).
+    Packet
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    pub fn new_unchecked(buf: T) -> Self {
-        Packet { buf }
-    }
-
-    pub fn new_checked(buf: T) -> Result<Self, WireError> {
-        if buf.as_ref().len() < ENTRY_LEN {
+    pub fn check_len(&self) -> Result<(), WireError> {
+        if self.buf.as_ref().len() < ENTRY_LEN {
             return Err(WireError::Truncated { layer: L });
         }
-        Ok(Packet { buf })
+        Ok(())
     }
 
     fn word(&self) -> u32 {

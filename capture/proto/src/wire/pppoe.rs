@@ -13,25 +13,14 @@ pub const CODE_SESSION: u8 = 0x00;
 
 const L: &str = "pppoe";
 
-/// A PPPoE session packet. A checked view covers the bytes its length
-/// field says (Ethernet padding never reaches the payload).
-#[derive(Clone, Copy, Debug)]
-pub struct Packet<T> {
-    buf: T,
+view! {
+    /// A PPPoE session packet. A checked view covers the bytes its length
+    /// field says (Ethernet padding never reaches the payload).
+    Packet
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    pub fn new_unchecked(buf: T) -> Self {
-        Packet { buf }
-    }
-
     /// Checks version and type 1, code 0 (session data) and the length.
-    pub fn new_checked(buf: T) -> Result<Self, WireError> {
-        let p = Packet { buf };
-        p.check_len()?;
-        Ok(p)
-    }
-
     pub fn check_len(&self) -> Result<(), WireError> {
         let len = self.buf.as_ref().len();
         if len < HEADER_LEN {

@@ -40,28 +40,19 @@ pub mod data_flags {
     pub const UNORDERED: u8 = 0x04;
 }
 
-/// An SCTP packet: the common header and the chunks after it.
-#[derive(Clone, Copy, Debug)]
-pub struct Packet<T> {
-    buf: T,
+view! {
+    /// An SCTP packet: the common header and the chunks after it.
+    Packet
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    pub fn new_unchecked(buf: T) -> Self {
-        Packet { buf }
-    }
-
     /// The common header must be there; the chunks are checked one by one
     /// as [`Chunks`] walks them.
-    pub fn new_checked(buf: T) -> Result<Self, WireError> {
-        if buf.as_ref().len() < HEADER_LEN {
+    pub fn check_len(&self) -> Result<(), WireError> {
+        if self.buf.as_ref().len() < HEADER_LEN {
             return Err(WireError::Truncated { layer: L });
         }
-        Ok(Packet { buf })
-    }
-
-    pub fn into_inner(self) -> T {
-        self.buf
+        Ok(())
     }
 
     pub fn src_port(&self) -> u16 {
@@ -207,21 +198,16 @@ impl<'a> Iterator for Chunks<'a> {
     }
 }
 
-/// A DATA chunk (type 0).
-#[derive(Clone, Copy, Debug)]
-pub struct DataChunk<T> {
-    buf: T,
+view! {
+    /// A DATA chunk (type 0).
+    DataChunk
 }
 
 impl<T: AsRef<[u8]>> DataChunk<T> {
-    pub fn new_unchecked(buf: T) -> Self {
-        DataChunk { buf }
-    }
-
     /// Type 0, at least the 16-byte header, and the length field within
     /// the buffer.
-    pub fn new_checked(buf: T) -> Result<Self, WireError> {
-        let b = buf.as_ref();
+    pub fn check_len(&self) -> Result<(), WireError> {
+        let b = self.buf.as_ref();
         if b.len() < DATA_HEADER_LEN {
             return Err(WireError::Truncated { layer: L });
         }
@@ -241,7 +227,7 @@ impl<T: AsRef<[u8]>> DataChunk<T> {
         if len > b.len() {
             return Err(WireError::Truncated { layer: L });
         }
-        Ok(DataChunk { buf })
+        Ok(())
     }
 
     pub fn flags(&self) -> u8 {

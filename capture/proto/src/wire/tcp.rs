@@ -22,24 +22,13 @@ pub mod flags {
 
 const L: &str = "tcp";
 
-/// A TCP segment: the view covers the whole buffer (TCP has no length
-/// field; the IP layer bounds the segment).
-#[derive(Clone, Copy, Debug)]
-pub struct Packet<T> {
-    buf: T,
+view! {
+    /// A TCP segment: the view covers the whole buffer (TCP has no length
+    /// field; the IP layer bounds the segment).
+    Packet
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    pub fn new_unchecked(buf: T) -> Self {
-        Packet { buf }
-    }
-
-    pub fn new_checked(buf: T) -> Result<Self, WireError> {
-        let p = Packet { buf };
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// Everything `new_checked` validates.
     pub fn check_len(&self) -> Result<(), WireError> {
         let buf = self.buf.as_ref();
@@ -57,10 +46,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
             return Err(WireError::Truncated { layer: L });
         }
         Ok(())
-    }
-
-    pub fn into_inner(self) -> T {
-        self.buf
     }
 
     pub fn src_port(&self) -> u16 {

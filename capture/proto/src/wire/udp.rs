@@ -8,23 +8,12 @@ pub const HEADER_LEN: usize = 8;
 
 const L: &str = "udp";
 
-/// A UDP datagram. A checked view covers the bytes its length field says.
-#[derive(Clone, Copy, Debug)]
-pub struct Packet<T> {
-    buf: T,
+view! {
+    /// A UDP datagram. A checked view covers the bytes its length field says.
+    Packet
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    pub fn new_unchecked(buf: T) -> Self {
-        Packet { buf }
-    }
-
-    pub fn new_checked(buf: T) -> Result<Self, WireError> {
-        let p = Packet { buf };
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// Everything `new_checked` validates.
     pub fn check_len(&self) -> Result<(), WireError> {
         let buf = self.buf.as_ref();
@@ -42,10 +31,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
             return Err(WireError::Truncated { layer: L });
         }
         Ok(())
-    }
-
-    pub fn into_inner(self) -> T {
-        self.buf
     }
 
     /// The length field; 0 is legal only for IPv6 jumbograms (RFC 2675),

@@ -9,29 +9,24 @@ pub const FLAG_VNI: u8 = 0x08;
 
 const L: &str = "vxlan";
 
-#[derive(Clone, Copy, Debug)]
-pub struct Packet<T> {
-    buf: T,
+view! {
+    /// A VXLAN header (RFC 7348) and the Ethernet frame it carries.
+    Packet
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    pub fn new_unchecked(buf: T) -> Self {
-        Packet { buf }
-    }
-
     /// Checks the length and the I flag (without it, this is not VXLAN).
-    pub fn new_checked(buf: T) -> Result<Self, WireError> {
-        let p = Packet { buf };
-        if p.buf.as_ref().len() < HEADER_LEN {
+    pub fn check_len(&self) -> Result<(), WireError> {
+        if self.buf.as_ref().len() < HEADER_LEN {
             return Err(WireError::Truncated { layer: L });
         }
-        if p.flags() & FLAG_VNI == 0 {
+        if self.flags() & FLAG_VNI == 0 {
             return Err(WireError::BadHeader {
                 layer: L,
                 reason: "I flag not set",
             });
         }
-        Ok(p)
+        Ok(())
     }
 
     pub fn flags(&self) -> u8 {
