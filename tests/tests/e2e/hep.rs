@@ -622,6 +622,36 @@ impl Drop for SServer {
     }
 }
 
+/// `openssl s_server` in `dir` with its srv.pem/srv.key on a free port,
+/// `extra` arguments, its stdout piped when `read` (what it received).
+fn s_server(dir: &Path, extra: &[&str], read: bool) -> (SServer, u16) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let accept = format!("127.0.0.1:{port}");
+    let out = if read {
+        std::process::Stdio::piped()
+    } else {
+        std::process::Stdio::null()
+    };
+    let server = SServer(
+        std::process::Command::new("openssl")
+            .args(["s_server", "-accept", &accept, "-cert", "srv.pem"])
+            .args(["-key", "srv.key", "-quiet"])
+            .args(extra)
+            .current_dir(dir)
+            // s_server ends the connection when its stdin closes: keep it open.
+            .stdin(std::process::Stdio::piped())
+            .stdout(out)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("openssl s_server"),
+    );
+    (server, port)
+}
+
 fn openssl(dir: &Path, args: &[&str]) {
     let out = std::process::Command::new("openssl")
         .args(args)
@@ -704,33 +734,7 @@ fn export_over_tls_to_openssl() {
             "ext",
         ],
     );
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = SServer(
-        std::process::Command::new("openssl")
-            .args([
-                "s_server",
-                "-accept",
-                &format!("127.0.0.1:{port}"),
-                "-cert",
-                "srv.pem",
-                "-key",
-                "srv.key",
-                "-quiet",
-                "-naccept",
-                "1",
-            ])
-            .current_dir(p)
-            // s_server ends the connection when its stdin closes: keep it open.
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("openssl s_server"),
-    );
+    let (mut server, port) = s_server(p, &["-naccept", "1"], true);
     let mut stdout = server.0.stdout.take().unwrap();
     let reader = thread::spawn(move || {
         let mut all = Vec::new();
@@ -829,30 +833,7 @@ fn tls_refuses_an_unknown_certificate() {
             "1",
         ],
     );
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _server = SServer(
-        std::process::Command::new("openssl")
-            .args([
-                "s_server",
-                "-accept",
-                &format!("127.0.0.1:{port}"),
-                "-cert",
-                "srv.pem",
-                "-key",
-                "srv.key",
-                "-quiet",
-            ])
-            .current_dir(p)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("openssl s_server"),
-    );
+    let (_server, port) = s_server(p, &[], false);
     let mut c = CollectorConfig::new(&format!("127.0.0.1:{port}"), Transport::Tls);
     c.ca_file = Some(p.join("other.pem"));
     c.server_name = Some("localhost".into());

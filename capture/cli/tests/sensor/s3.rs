@@ -621,6 +621,61 @@ fn voxtap_killed_mid_queue_resumes_without_resending() {
     }
 }
 
+/// A run killed after S3 completed a multipart upload and before the
+/// queue recorded it (the window `voxtap_killed_mid_queue_...` hits on a
+/// loaded machine): the row still holds an upload id S3 has forgotten.
+/// The next run finds the very file in S3 (size and sha256) and sends
+/// nothing again.
+#[test]
+fn completed_but_unrecorded_multipart_upload_is_not_sent_again() {
+    aws_env();
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = S3Server::start(tmp.path());
+    let mut cfg = upload_cfg(&srv, "voxtap-unrecorded");
+    make_bucket(&cfg);
+    let store = tmp.path().join("store");
+    let out = tmp.path().join("out");
+    // Files of ~6 MiB: multipart (threshold 5 MiB).
+    build_store(&store, 60, 19, 6 * MIB);
+    cfg.multipart_threshold_bytes = 5 * MIB;
+    let conf = tmp.path().join("voxtap.toml");
+    write_config(&conf, &cfg, &store, &out);
+    let run = || {
+        let o = voxtap()
+            .args(["upload", "--once", "--config"])
+            .arg(&conf)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(
+            o.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        text
+    };
+    let first = run();
+    let q = Queue::open(&store).unwrap();
+    let big = q
+        .rows()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.bytes > 5 * MIB)
+        .unwrap_or_else(|| panic!("no multipart file: {first}"));
+    // The state a kill between CompleteMultipartUpload and the record
+    // leaves: queued, with the finished upload's id.
+    q.finish(big.id, "queued", "").unwrap();
+    q.set_upload_id(big.id, Some("finished-upload-s3-forgot"))
+        .unwrap();
+    let second = run();
+    assert!(
+        second.starts_with("uploaded 1 files (0 bytes sent)"),
+        "{second}"
+    );
+    let r = q.get(big.id).unwrap().unwrap();
+    assert_eq!(r.state, "uploaded", "{r:?}");
+}
+
 /// S3 down, more closed files than the spool cap: a clear warning, the cap
 /// in status/upload.json, newer files deferred (not queued, not deleted);
 /// once S3 is back everything goes.

@@ -556,6 +556,9 @@ impl Uploader {
                 s
             }
         };
+        if self.already_there(row, size, &sha) {
+            return Ok(());
+        }
         if size < self.cfg.multipart_threshold_bytes {
             let data = read_range(&path, 0, size)?;
             self.throttle(size, stop);
@@ -581,6 +584,20 @@ impl Uploader {
                 )))
             }
         }
+    }
+
+    /// Whether an earlier attempt already put this very file in S3: a run
+    /// stopped (killed) between completing a multipart upload and recording
+    /// it would otherwise start the file again, as S3 no longer knows the
+    /// finished upload's id. Asked only of files an attempt has touched; a
+    /// HEAD that fails says nothing (a HEAD error has no body to explain
+    /// it): the upload then runs and reports its own error.
+    fn already_there(&mut self, row: &Row, size: u64, sha: &str) -> bool {
+        if row.upload_id.is_none() && row.attempts == 0 {
+            return false;
+        }
+        let there = self.s3.head(&row.key).ok().flatten();
+        there.is_some_and(|o| o.size == size && o.sha256.as_deref() == Some(sha))
     }
 
     fn multipart(
