@@ -71,12 +71,17 @@ impl StoreFile {
     }
 }
 
-/// The store's rolling files, oldest first. Blocking.
-fn store_files(cfg: &S3SessionsConfig) -> Result<Vec<StoreFile>, String> {
+/// The store's rolling files, oldest first, that `keep` accepts, with
+/// where each is: the upload queue is asked only about those. Blocking.
+fn store_files(
+    cfg: &S3SessionsConfig,
+    keep: impl Fn(&[FileRow]) -> Vec<FileRow>,
+) -> Result<Vec<StoreFile>, String> {
     let idx = StoreIndex::open_read_only(&cfg.store).map_err(|e| e.to_string())?;
+    let rows = keep(&idx.files().map_err(|e| e.to_string())?);
     let queue = Queue::open_read_only(&cfg.store).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
-    for row in idx.files().map_err(|e| e.to_string())? {
+    for row in rows {
         let path = cfg.store.join(&row.path);
         let local = path.is_file().then_some(path);
         let (object, state) = match &queue {
@@ -94,6 +99,21 @@ fn store_files(cfg: &S3SessionsConfig) -> Result<Vec<StoreFile>, String> {
         });
     }
     Ok(out)
+}
+
+/// The newest [`FILES_LISTED`] files.
+fn newest(rows: &[FileRow]) -> Vec<FileRow> {
+    rows[rows.len().saturating_sub(FILES_LISTED)..].to_vec()
+}
+
+/// The files with a packet in `[from, to]`.
+fn overlapping((from, to): (u64, u64)) -> impl Fn(&[FileRow]) -> Vec<FileRow> {
+    move |rows| {
+        rows.iter()
+            .filter(|f| f.first_ts <= to && f.last_ts >= from)
+            .cloned()
+            .collect()
+    }
 }
 
 fn s3_config(cfg: &S3SessionsConfig) -> UploadConfig {
@@ -115,7 +135,7 @@ pub async fn markup(st: &Shared, ident: &Identity) -> Markup {
     let Some(cfg) = st.s3_sessions.clone() else {
         return html! {};
     };
-    let files = tokio::task::spawn_blocking(move || store_files(&cfg))
+    let files = tokio::task::spawn_blocking(move || store_files(&cfg, newest))
         .await
         .unwrap_or_else(|e| Err(e.to_string()));
     let done = correlate::correlations(&sessions_dir(st));
@@ -151,7 +171,7 @@ fn files_table(files: &[StoreFile]) -> Markup {
         table #s3-files {
             thead { tr { th { "File" } th { "First packet" } th { "Last packet" } th.num { "Packets" } th.num { "Bytes" } th { "Where" } } }
             tbody {
-                @for f in files.iter().rev().take(FILES_LISTED) {
+                @for f in files.iter().rev() {
                     tr data-file=(f.row.id) data-place=(f.place()) {
                         td { code { (f.row.path.display()) } }
                         td { (text::ts(f.row.first_ts)) } td { (text::ts(f.row.last_ts)) }
@@ -233,11 +253,8 @@ async fn plan(cfg: S3SessionsConfig, got: correlate::SipForm) -> Result<Plan, Ap
             first.saturating_sub(MARGIN_NS),
             last.saturating_add(MARGIN_NS),
         );
-        let files = store_files(&cfg)
-            .map_err(|e| format!("the store cannot be read: {e}"))?
-            .into_iter()
-            .filter(|f| f.row.first_ts <= window.1 && f.row.last_ts >= window.0)
-            .collect::<Vec<_>>();
+        let files = store_files(&cfg, overlapping(window))
+            .map_err(|e| format!("the store cannot be read: {e}"))?;
         check_files(&cfg, &files, window)?;
         Ok::<_, String>((window, files))
     })
@@ -438,4 +455,36 @@ pub async fn correlation_page(
         .ok_or_else(not_found)?;
     let back = html! { a href="/hosts#s3-session" { "Back to the hosts" } };
     correlate::render(&st, &ident, "the sensor's capture in S3", c, back).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: u32, first_ts: u64, last_ts: u64) -> FileRow {
+        FileRow {
+            id,
+            path: PathBuf::from(format!("pcap/{id:010}.pcap")),
+            first_ts,
+            last_ts,
+            bytes: 0,
+            packets: 0,
+            deleted: false,
+            deleted_reason: None,
+        }
+    }
+
+    #[test]
+    fn files_of_a_window_and_the_newest() {
+        let rows: Vec<FileRow> = (0..60u32)
+            .map(|i| row(i, u64::from(i) * 10, u64::from(i) * 10 + 9))
+            .collect();
+        let ids = |v: Vec<FileRow>| v.iter().map(|r| r.id).collect::<Vec<_>>();
+        // Touching either end counts; a file ending just before does not.
+        assert_eq!(ids(overlapping((19, 30))(&rows)), [1, 2, 3]);
+        assert_eq!(ids(overlapping((20, 29))(&rows)), [2]);
+        assert!(overlapping((700, 800))(&rows).is_empty());
+        assert_eq!(ids(newest(&rows)), (10..60).collect::<Vec<_>>());
+        assert_eq!(ids(newest(&rows[..3])), [0, 1, 2]);
+    }
 }
