@@ -73,6 +73,29 @@ pub struct Config {
     /// Trunk groups the dashboards filter by (first match wins).
     #[serde(default)]
     pub trunks: Vec<TrunkConfig>,
+    /// `[s3_sessions]`: the sensor's rolling store uploaded to S3, which
+    /// the Hosts page correlates with an uploaded SIP pcap.
+    pub s3_sessions: Option<S3SessionsConfig>,
+}
+
+/// `[s3_sessions]`: where the sensor's rolling files are (`[store] path`,
+/// whose `upload.sqlite` names each uploaded file's object) and the bucket
+/// they were uploaded to (`[upload]`'s endpoint, region, bucket,
+/// path_style). Credentials come from the standard AWS chain.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3SessionsConfig {
+    pub store: PathBuf,
+    /// Empty or absent: AWS.
+    #[serde(default)]
+    pub endpoint: String,
+    pub region: Option<String>,
+    pub bucket: String,
+    #[serde(default)]
+    pub path_style: bool,
+    /// Most bytes one correlation fetches from S3, in MB (default 4096):
+    /// they are copied to the data directory for the import.
+    pub max_fetch_mb: Option<u64>,
 }
 
 /// `[[trunks]]`: a trunk group: calls whose SIP or media used an address in

@@ -66,7 +66,7 @@ impl Direction {
     }
 
     /// The side the caller is on.
-    fn caller_side(self) -> &'static str {
+    pub(crate) fn caller_side(self) -> &'static str {
         match self {
             Direction::Inbound => "carrier",
             Direction::Outbound => "core",
@@ -117,7 +117,7 @@ struct PastRun {
 
 /// Run folders are named by the Hosts page (`YYYYMMDDTHHMMSS[-N]`) or by
 /// whoever ran `voxtap remote start --out`: one plain path component.
-fn valid_run_name(name: &str) -> bool {
+pub(crate) fn valid_run_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && !name.starts_with('.')
@@ -193,7 +193,7 @@ fn past_run(st: &Shared, name: &str) -> Option<PastRun> {
 }
 
 /// The run's correlations, newest first.
-fn correlations(run: &FsPath) -> Vec<Correlation> {
+pub(crate) fn correlations(run: &FsPath) -> Vec<Correlation> {
     let Ok(rd) = std::fs::read_dir(run.join("correlations")) else {
         return Vec::new();
     };
@@ -293,10 +293,10 @@ fn run_row(r: &PastRun, csrf: &str) -> Markup {
 
 /// What the form carried.
 #[derive(Default)]
-struct SipForm {
-    direction: Option<String>,
+pub(crate) struct SipForm {
+    pub(crate) direction: Option<String>,
     /// Where the SIP pcap was stored, and its name as uploaded.
-    saved: Option<(PathBuf, String)>,
+    pub(crate) saved: Option<(PathBuf, String)>,
 }
 
 /// `POST /hosts/runs/{run}/sip`: the SIP pcap (field `sip`) and the
@@ -410,7 +410,7 @@ fn check_media(r: &PastRun) -> Result<(), AppError> {
     Ok(())
 }
 
-fn remove_saved(uploads: &FsPath, job: &str) {
+pub(crate) fn remove_saved(uploads: &FsPath, job: &str) {
     if let Ok(rd) = std::fs::read_dir(uploads) {
         for e in rd.flatten() {
             if e.file_name()
@@ -423,7 +423,7 @@ fn remove_saved(uploads: &FsPath, job: &str) {
     }
 }
 
-fn save_record(run: &FsPath, c: &Correlation) -> Result<(), AppError> {
+pub(crate) fn save_record(run: &FsPath, c: &Correlation) -> Result<(), AppError> {
     let dir = run.join("correlations");
     let io = |e: std::io::Error| {
         AppError::new(
@@ -436,11 +436,11 @@ fn save_record(run: &FsPath, c: &Correlation) -> Result<(), AppError> {
     std::fs::write(dir.join(format!("{}.json", c.job)), body).map_err(io)
 }
 
-fn bad(msg: impl Into<String>) -> AppError {
+pub(crate) fn bad(msg: impl Into<String>) -> AppError {
     AppError::new(StatusCode::BAD_REQUEST, msg)
 }
 
-fn now_ns() -> u64 {
+pub(crate) fn now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
@@ -449,7 +449,7 @@ fn now_ns() -> u64 {
 /// Reads the form: `direction` (short), `sip` (the pcap, written into
 /// `uploads/<job>-<name>`, refused past `max` bytes or when it is not a
 /// capture).
-async fn read_form(
+pub(crate) async fn read_form(
     mut form: CheckedMultipart,
     uploads: &FsPath,
     job: &str,
@@ -701,6 +701,21 @@ pub async fn correlation_page(
         .into_iter()
         .find(|c| c.job == job)
         .ok_or_else(not_found)?;
+    let title = format!("remote/{run}");
+    let back = html! { a href="/hosts#past-captures" { "Back to the captures" } };
+    render(&st, &ident, &title, c, back).await
+}
+
+/// A correlation's page (a remote run's or an S3 session's): the import's
+/// progress, then the calls with their sides and downloads.
+pub(crate) async fn render(
+    st: &Shared,
+    ident: &Identity,
+    title: &str,
+    c: Correlation,
+    back: Markup,
+) -> Result<Html<String>, AppError> {
+    let job = c.job.clone();
     let snap = st.jobs.get(&job);
     let state = snap.as_ref().map(|j| j.state.clone());
     let imported = st.data.join("imports").join(&job).join(INDEX_FILE).exists();
@@ -716,11 +731,11 @@ pub async fn correlation_page(
         _ => None,
     };
     let body = html! {
-        h1 { "Correlation of remote/" (run) }
+        h1 { "Correlation of " (title) }
         p {
             "SIP pcap " code { (c.sip) } ", direction " strong #direction { (c.direction.as_str()) }
             " (the caller's side is " (c.direction.caller_side()) "), added by " (c.user) ". "
-            a href="/hosts#past-captures" { "Back to the captures" }
+            (back)
         }
         (names_note())
         @match (&snap, &calls) {
@@ -735,7 +750,7 @@ pub async fn correlation_page(
             _ => { p.error { "The import of this correlation is not available (the server restarted before it finished): add the SIP pcap again." } }
         }
     };
-    Ok(Html(pages::page("Correlation", &ident, body)))
+    Ok(Html(pages::page("Correlation", ident, body)))
 }
 
 fn names_note() -> Markup {

@@ -288,6 +288,8 @@ pub struct Filters {
     pub mos_max: Option<String>,
     pub dur_min: Option<String>,
     pub dur_max: Option<String>,
+    /// RTP loss in the worst direction, at least this many percent.
+    pub loss_min: Option<String>,
     pub sort: Option<String>,
     pub dir: Option<String>,
     pub page: Option<String>,
@@ -407,6 +409,10 @@ impl Filters {
         q.mos_max = num(&self.mos_max, "maximum MOS")?;
         q.duration_min_ms = num(&self.dur_min, "minimum duration")?.map(|s| (s * 1000.0) as u64);
         q.duration_max_ms = num(&self.dur_max, "maximum duration")?.map(|s| (s * 1000.0) as u64);
+        q.loss_min_pct = num(&self.loss_min, "minimum loss %")?;
+        if q.loss_min_pct.is_some_and(|l| l > 100.0) {
+            return Err("minimum loss % must be 0 to 100".into());
+        }
         if let Some(s) = nonempty(&self.sort) {
             q.sort = SortKey::parse(s).ok_or(format!("unknown sort '{s}'"))?;
         }

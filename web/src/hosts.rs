@@ -276,6 +276,7 @@ pub async fn hosts_page(
         p #remote-status { "Capture status: loading…" }
         pre #remote-result hidden {}
         (crate::correlate::runs_markup(&st, &ident))
+        (crate::correlate_s3::markup(&st, &ident).await)
         script src="/static/hosts.js" defer {}
     };
     Html(pages::page("Hosts", &ident, body))

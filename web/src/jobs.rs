@@ -103,7 +103,7 @@ impl Job {
         }
     }
 
-    fn finish(&self, state: JobState, calls: u64, message: String) {
+    pub(crate) fn finish(&self, state: JobState, calls: u64, message: String) {
         let mut r = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         *r = JobResult {
             state,

@@ -16,6 +16,7 @@ pub mod auth;
 pub mod charts;
 pub mod config;
 mod correlate;
+mod correlate_s3;
 mod csrf;
 pub mod dashboards;
 mod downloads;
@@ -175,6 +176,8 @@ pub struct AppState {
     /// rpcapd hosts for the hosts page (`[remote] hosts`).
     pub hosts_file: Option<PathBuf>,
     remote: hosts::RemoteRuns,
+    /// `[s3_sessions]`: the rolling store in S3 to correlate with.
+    pub s3_sessions: Option<config::S3SessionsConfig>,
     /// `[central]`: the hub searching the fleet's central index.
     pub hub: Option<Arc<hub::Hub>>,
     /// Failed logins and bearer tokens per user name and address.
@@ -255,6 +258,7 @@ impl AppState {
             store_usage: Mutex::new(None),
             hosts_file: opts.config.remote.hosts.clone(),
             remote: hosts::RemoteRuns::new(&opts.config.remote),
+            s3_sessions: opts.config.s3_sessions.clone(),
             hub,
             throttle: throttle::Throttle::new(throttle::Policy::from_config(&opts.config.login)),
             audit,
@@ -468,6 +472,18 @@ pub fn router(st: Shared) -> Router {
         .route(
             "/hosts/runs/{run}/correlations/{job}",
             get(correlate::correlation_page),
+        )
+        .route(
+            "/hosts/s3/sip",
+            post(correlate_s3::add_sip).layer(DefaultBodyLimit::max(
+                usize::try_from(st.remote.max_sip_upload())
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(1 << 20),
+            )),
+        )
+        .route(
+            "/hosts/s3/correlations/{job}",
+            get(correlate_s3::correlation_page),
         )
         .route("/static/hosts.js", get(hosts::hosts_script));
     let admin = Router::new()

@@ -143,6 +143,7 @@ pub(crate) fn query_string(f: &Filters, page: Option<u64>, sort: Option<(&str, &
     add("mos_max", &f.mos_max);
     add("dur_min", &f.dur_min);
     add("dur_max", &f.dur_max);
+    add("loss_min", &f.loss_min);
     add("per_page", &f.per_page);
     add("sensor", &f.sensor);
     add("code", &f.code);
@@ -329,6 +330,7 @@ fn filter_form(f: &Filters, sort: &str, dir: &str, hub: bool) -> Markup {
             label.small { "MOS ≤" input name="mos_max" inputmode="decimal" value=(v(&f.mos_max)); }
             label.small { "Dur. ≥ s" input name="dur_min" inputmode="numeric" value=(v(&f.dur_min)); }
             label.small { "Dur. ≤ s" input name="dur_max" inputmode="numeric" value=(v(&f.dur_max)); }
+            label.small title="RTP loss of the worse direction" { "Loss ≥ %" input name="loss_min" inputmode="decimal" value=(v(&f.loss_min)); }
             @if hub {
                 label.small { "Code" input name="code" inputmode="numeric" placeholder="486" value=(v(&f.code)); }
                 label { "Sensor" input name="sensor" value=(v(&f.sensor)); }

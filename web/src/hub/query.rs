@@ -142,6 +142,14 @@ impl Where {
                 w.conds.push(format!("c.duration_ms {op} {p}"));
             }
         }
+        if let Some(l) = q.loss_min_pct {
+            // The worse direction; greatest() skips a direction without
+            // streams (NULL). Percent in double, as the sensor compares.
+            let p = w.arg(l);
+            w.conds.push(format!(
+                "greatest(c.loss_fwd, c.loss_rev)::float8 * 100 >= {p}"
+            ));
+        }
         // The dashboards' drill-down (central migration 4's columns).
         for (col, v) in [
             ("c.method", &q.method),

@@ -740,3 +740,264 @@ async fn audit_has(base: &str, cookie: &str) {
         "{text}"
     );
 }
+
+/// The legs a correlation page lists, read from its HTML.
+fn legs_in(html: &str) -> Vec<Leg> {
+    html.split("<tr class=\"leg\"")
+        .skip(1)
+        .map(|row| {
+            let row = &row[..row.find("</tr>").unwrap()];
+            let attr = |k: &str| {
+                let i = row.find(&format!("{k}=\"")).unwrap() + k.len() + 2;
+                row[i..i + row[i..].find('"').unwrap()].to_string()
+            };
+            let links = row
+                .split("href=\"")
+                .skip(1)
+                .map(|s| s[..s.find('"').unwrap()].to_string())
+                .filter(|h| h.contains("/correlated/"))
+                .collect();
+            Leg {
+                cid: attr("data-call-id"),
+                side: attr("data-side"),
+                links,
+            }
+        })
+        .collect()
+}
+
+/// The corpus call's media written by the sensor's rolling writer (rolled
+/// at 64 KiB: several files) into `store` the way `voxtap run` writes it,
+/// every file's time range in store.sqlite.
+fn rolling_store(media: &Path, store: &Path) {
+    use voxtap_sensor::store::{Retention, RollPolicy, RollingWriter, StoreManager};
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut mgr = StoreManager::open(store, Retention::default()).unwrap();
+    let policy = RollPolicy {
+        max_bytes: 64 << 10,
+        max_ns: u64::MAX / 2,
+        buffer_bytes: 1 << 16,
+    };
+    let mut roll = RollingWriter::new(store, policy, mgr.next_file_id().unwrap(), tx).unwrap();
+    let mut r = voxtap_engine::pcapfile::open(media).unwrap();
+    while let Some(rec) = r.next_packet().unwrap() {
+        roll.write(rec.ts_ns, rec.orig_len, rec.data).unwrap();
+        for ev in rx.try_iter() {
+            mgr.on_event(ev).unwrap();
+        }
+    }
+    roll.close().unwrap();
+    for ev in rx.try_iter() {
+        mgr.on_event(ev).unwrap();
+    }
+}
+
+/// Uploads the store's rolling files to S3 and deletes the local copies;
+/// the number of files uploaded.
+async fn upload_store(cfg: &voxtap_sensor::upload::UploadConfig, store: &Path) -> u64 {
+    let (cfg, store) = (cfg.clone(), store.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let mut up = voxtap_sensor::upload::Uploader::new(&cfg, &store, None, None).unwrap();
+        up.s3().create_bucket().unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        assert!(up.drain(&stop, Duration::from_secs(60)).unwrap());
+        up.status().uploads
+    })
+    .await
+    .unwrap()
+}
+
+/// The rolling files left on disk.
+fn local_pcaps(store: &Path) -> usize {
+    walk(store)
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "pcap"))
+        .count()
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+/// Posts `sip` to the S3 session's form; the correlation page's path.
+async fn post_s3_sip(base: &str, cookie: &str, sip: &Path, direction: &str) -> String {
+    let hosts = get_page(base, cookie, "/hosts").await;
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", hidden_csrf(&hosts))
+        .text("direction", direction.to_string())
+        .part(
+            "sip",
+            reqwest::multipart::Part::bytes(std::fs::read(sip).unwrap()).file_name("sip.pcap"),
+        );
+    let r = client()
+        .post(format!("{base}/hosts/s3/sip"))
+        .header(COOKIE, cookie)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "{:?}", r.text().await);
+    r.headers()["location"].to_str().unwrap().to_string()
+}
+
+/// Polls the correlation page until its import is done (or failed).
+async fn correlated_page(base: &str, cookie: &str, path: &str) -> String {
+    let until = Instant::now() + Duration::from_secs(120);
+    loop {
+        let html = get_page(base, cookie, path).await;
+        assert!(!html.contains("id=\"correlation-error\""), "{html}");
+        if html.contains("id=\"correlated\"") {
+            return html;
+        }
+        assert!(Instant::now() < until, "the correlation never finished");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// rtp-capture-tool's workflow on an S3 session: the corpus B2BUA call's
+/// media (no SIP) in the sensor's rolling files, uploaded to S3 (s3s-fs)
+/// and deleted locally; its SIP pcap posted with a direction; the media
+/// fetched back from S3 and imported with it; the three downloads per leg
+/// checked with tshark against the corpus file as in the browser test
+/// (SRTP decrypted). HTTP only: the form is the same as a remote run's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_session_media_plus_uploaded_sip_correlate() {
+    voxtap_testkit::aws_env();
+    let t0 = Instant::now();
+    let corpus_file = corpus(FILE);
+    let exp = expected(&corpus_file);
+    let work = tempfile::tempdir().unwrap();
+    let (sip, media) = (work.path().join("sip.pcap"), work.path().join("media.pcap"));
+    for (filter, out) in [("sip", &sip), ("not sip", &media)] {
+        let f = corpus_file.to_str().unwrap();
+        tshark(&[
+            "-r",
+            f,
+            "-Y",
+            filter,
+            "-F",
+            "pcap",
+            "-w",
+            out.to_str().unwrap(),
+        ]);
+    }
+    assert_eq!(
+        (count(&sip, None), count(&media, None)),
+        (exp.sip, exp.media)
+    );
+    let store = work.path().join("store");
+    rolling_store(&media, &store);
+    let files = local_pcaps(&store);
+    assert!(files >= 3, "{files} rolling files");
+    let (_s3, endpoint) = crate::s3::start_s3(&work.path().join("s3"));
+    let up = voxtap_sensor::upload::UploadConfig {
+        enabled: true,
+        endpoint: endpoint.clone(),
+        bucket: "voxtap-sessions".into(),
+        sensor: "s1".into(),
+        path_style: true,
+        calls: false,
+        delete_after_upload: true,
+        ..Default::default()
+    };
+    assert_eq!(upload_store(&up, &store).await, files as u64);
+    assert_eq!(local_pcaps(&store), 0, "local copies removed after upload");
+    eprintln!("{files} rolling files in S3 at {:?}", t0.elapsed());
+
+    let data = tempfile::tempdir().unwrap();
+    let mut config = config();
+    config.s3_sessions = Some(voxtap_web::config::S3SessionsConfig {
+        store: store.clone(),
+        endpoint,
+        region: None,
+        bucket: "voxtap-sessions".into(),
+        path_style: true,
+        max_fetch_mb: None,
+    });
+    let srv = voxtap_web::start(voxtap_web::ServeOptions {
+        data: data.path().to_path_buf(),
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        config,
+        insecure_no_auth: false,
+    })
+    .await
+    .unwrap();
+    let base = format!("http://{}", srv.addr);
+    let cookie = login(&base, USER, PASSWORD).await.unwrap();
+    let hosts = get_page(&base, &cookie, "/hosts").await;
+    assert_eq!(hosts.matches("data-place=\"S3 only\"").count(), files);
+
+    let page = post_s3_sip(&base, &cookie, &sip, "inbound").await;
+    let legs = legs_in(&correlated_page(&base, &cookie, &page).await);
+    eprintln!("correlated at {:?}", t0.elapsed());
+    let sides: Vec<(&str, &str)> = legs
+        .iter()
+        .map(|l| (l.cid.as_str(), l.side.as_str()))
+        .collect();
+    // Inbound: the SRTP leg (the caller's) faces the carrier (the sides
+    // of outbound are the browser test's and the unit test's).
+    assert_eq!(sides, [(SRTP_LEG, "carrier"), (PLAIN_LEG, "core")]);
+    for leg in &legs {
+        assert_eq!(leg.links.len(), 3, "{leg:?}");
+        let mut got = Vec::new();
+        for href in &leg.links {
+            got.push(download(&base, &cookie, href, work.path()).await);
+        }
+        check_leg(leg, &got.try_into().unwrap(), &exp, &corpus_file);
+    }
+    // The fetched copies are gone once imported; the store is untouched.
+    assert!(
+        !data
+            .path()
+            .join("s3sessions/fetch")
+            .join(page.rsplit('/').next().unwrap())
+            .exists()
+    );
+    assert_eq!(local_pcaps(&store), 0);
+    s3_refusals(&base, &cookie, &sip, work.path()).await;
+    eprintln!("S3 session test took {:?}", t0.elapsed());
+}
+
+/// A SIP pcap of another time (no media in the store then) and a file
+/// that is not a capture: refused with the reason.
+async fn s3_refusals(base: &str, cookie: &str, sip: &Path, work: &Path) {
+    let hosts = get_page(base, cookie, "/hosts").await;
+    let post = |name: &'static str, bytes: Vec<u8>| {
+        let form = reqwest::multipart::Form::new()
+            .text("csrf", hidden_csrf(&hosts))
+            .text("direction", "inbound")
+            .part(
+                "sip",
+                reqwest::multipart::Part::bytes(bytes).file_name(name),
+            );
+        client()
+            .post(format!("{base}/hosts/s3/sip"))
+            .header(COOKIE, cookie)
+            .multipart(form)
+            .send()
+    };
+    let r = post("notes.txt", b"INVITE sip:bob".to_vec()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // The SIP a day later: every record's seconds + 86400.
+    let mut later = std::fs::read(sip).unwrap();
+    let mut at = 24;
+    while at + 16 <= later.len() {
+        let s = u32::from_le_bytes(later[at..at + 4].try_into().unwrap()) + 86_400;
+        later[at..at + 4].copy_from_slice(&s.to_le_bytes());
+        let caplen = u32::from_le_bytes(later[at + 8..at + 12].try_into().unwrap()) as usize;
+        at += 16 + caplen;
+    }
+    std::fs::write(work.join("later.pcap"), &later).unwrap();
+    let r = post("later.pcap", later).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let msg = r.text().await.unwrap();
+    assert!(msg.contains("holds no capture between"), "{msg}");
+}

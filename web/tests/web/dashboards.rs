@@ -154,7 +154,7 @@ pub(crate) fn outcome_pcap(path: &Path, n: u32) {
 
 /// A data directory imported from the outcome calls, synthetic G.711
 /// calls with loss, and corpus captures.
-fn data_dir() -> tempfile::TempDir {
+pub(crate) fn data_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let outcomes = dir.path().join("outcomes.pcap");
     outcome_pcap(&outcomes, 72);
@@ -229,7 +229,7 @@ pub(crate) fn figures_from_csv(path: &Path) -> BTreeMap<u64, Fig> {
     m
 }
 
-async fn server(data: &Path) -> voxtap_web::Running {
+pub(crate) async fn server(data: &Path) -> voxtap_web::Running {
     let mut config = config();
     config.trunks = trunks();
     voxtap_web::start(voxtap_web::ServeOptions {

@@ -21,5 +21,6 @@ mod noncall;
 mod page_bench;
 mod remote;
 mod s3;
+mod search;
 mod server;
 mod tunnels;

@@ -400,6 +400,11 @@ pub struct CallQuery {
     pub mos_max: Option<f64>,
     pub duration_min_ms: Option<u64>,
     pub duration_max_ms: Option<u64>,
+    /// Calls with RTP loss of at least this many percent in their worst
+    /// direction: lost / expected summed over the streams sent from the
+    /// first SIP message's source IP, and over the others (the hub's
+    /// `loss_fwd` / `loss_rev`, so both searches find the same calls).
+    pub loss_min_pct: Option<f64>,
     /// Calls of this trunk group ('' = none matched).
     pub trunk: Option<String>,
     /// Calls whose main stream has this codec.
@@ -433,6 +438,23 @@ pub struct AccessEntry {
     pub action: String,
     pub call: Option<i64>,
     pub detail: String,
+}
+
+/// The condition of [`CallQuery::loss_min_pct`] on `calls`, `p` the
+/// threshold's parameter. Streams are split by direction as the central
+/// mapping does (the IP of `ip:port`, IPv6 brackets kept); a call without
+/// SIP messages or without expected packets never matches.
+fn worst_loss_at_least(p: &str) -> String {
+    const IP: &str = "rtrim(rtrim({}, '0123456789'), ':')";
+    let ip = |col: &str| IP.replace("{}", col);
+    format!(
+        "EXISTS (SELECT {} = (SELECT {} FROM sip_messages m WHERE m.call = calls.id \
+         ORDER BY m.seq LIMIT 1) AS fwd FROM streams s WHERE s.call = calls.id GROUP BY fwd \
+         HAVING fwd IS NOT NULL AND sum(s.expected) > 0 \
+         AND sum(max(s.lost, 0)) * 100.0 >= {p} * sum(s.expected))",
+        ip("s.src"),
+        ip("m.src"),
+    )
 }
 
 pub struct Index {
@@ -725,6 +747,10 @@ impl Index {
         if let Some(d) = q.duration_max_ms {
             let p = arg(Value::Integer(i(d)), &mut args);
             conds.push(format!("duration_ms <= {p}"));
+        }
+        if let Some(l) = q.loss_min_pct {
+            let p = arg(Value::Real(l), &mut args);
+            conds.push(worst_loss_at_least(&p));
         }
         let clause = if conds.is_empty() {
             String::new()
