@@ -230,6 +230,149 @@ async fn check_hours(base: &str, cookie: &str, want: &BTreeMap<u64, Fig>, sensor
     );
 }
 
+/// The hourly rollups equal the minutes summed by hour, row for row
+/// (central migration 7's triggers).
+async fn hours_equal_minutes(pg: &Pg) {
+    let c = PgTarget::parse(&pg.admin_url()).connect().await.unwrap();
+    let sums: Vec<String> = COLS.iter().map(|c| format!("sum({c})::int8")).collect();
+    let read = |sql: String| {
+        let c = &c;
+        async move {
+            let mut m = BTreeMap::new();
+            for r in c.query(&sql, &[]).await.unwrap() {
+                let v: Vec<i64> = (4..4 + COLS.len()).map(|k| r.get(k)).collect();
+                if v.iter().any(|x| *x != 0) {
+                    let key: (i16, i64, String, String) = (r.get(0), r.get(1), r.get(2), r.get(3));
+                    m.insert(key, v);
+                }
+            }
+            m
+        }
+    };
+    let hour = "floor(extract(epoch FROM {t}) / 3600)::int8";
+    let minutes = read(format!(
+        "SELECT sensor, {}, trunk, codec, {} FROM voxtap.rollup_minute GROUP BY 1, 2, 3, 4",
+        hour.replace("{t}", "minute"),
+        sums.join(", ")
+    ))
+    .await;
+    let hours = read(format!(
+        "SELECT sensor, {}, trunk, codec, {} FROM voxtap.rollup_hour",
+        hour.replace("{t}", "hour"),
+        COLS.join(", ")
+    ))
+    .await;
+    assert!(!minutes.is_empty());
+    assert_eq!(hours, minutes);
+}
+
+/// An API bucket's counts in [`COLS`] order (the arrays flattened).
+fn flat(c: &serde_json::Value) -> Vec<i64> {
+    let one = |k: &str| vec![c[k].as_i64().unwrap()];
+    let arr = |k: &str| -> Vec<i64> {
+        c[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect()
+    };
+    let mut v = Vec::new();
+    for k in [
+        "attempts",
+        "answered",
+        "ner_ok",
+        "answered_ms",
+        "pdd_ms",
+        "pdd_n",
+    ] {
+        v.extend(one(k));
+    }
+    for k in ["classes", "codes", "mos"] {
+        v.extend(arr(k));
+    }
+    for k in [
+        "one_way",
+        "capture_loss",
+        "rtp_lost",
+        "rtp_expected",
+        "active_ms",
+    ] {
+        v.extend(one(k));
+    }
+    assert_eq!(v.len(), COLS.len());
+    v
+}
+
+/// A 30-day dashboard of s1 by day, its range starting and ending inside
+/// an hour (so the hub reads whole hours and the minutes at either end):
+/// each day's figures are those of calls.csv, and every column equals the
+/// per-minute rollups summed over the same minutes. Prints the time of the
+/// hub's answer.
+async fn check_month(base: &str, cookie: &str, pg: &Pg, want: &BTreeMap<u64, Fig>) {
+    hours_equal_minutes(pg).await;
+    let first = want.keys().next().unwrap() * HOUR_NS;
+    let (from, to) = (
+        first - 29 * 24 * HOUR_NS + 7 * 60 * SECOND_NS,
+        first + 3 * HOUR_NS + 17 * 60 * SECOND_NS,
+    );
+    let (f, t) = (
+        voxtap_engine::output::format_ts(from),
+        voxtap_engine::output::format_ts(to),
+    );
+    let path = format!(
+        "/api/dashboard?from={}&to={}&step=day&sensor=s1",
+        &f[..19],
+        &t[..19]
+    );
+    let took = Instant::now();
+    let d = get_json(base, cookie, &path).await;
+    println!("hub 30-day dashboard of s1: {:?}", took.elapsed());
+    let c = PgTarget::parse(&pg.admin_url()).connect().await.unwrap();
+    let sums: Vec<String> = COLS
+        .iter()
+        .map(|c| format!("coalesce(sum({c}), 0)::int8"))
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM voxtap.rollup_minute WHERE minute >= to_timestamp($1::float8) \
+         AND minute < to_timestamp($2::float8) \
+         AND sensor = (SELECT id FROM voxtap.sensors WHERE name = 's1')",
+        sums.join(", ")
+    );
+    let mut days = 0;
+    for b in d["buckets"].as_array().unwrap() {
+        let start = b["start_ns"].as_u64().unwrap();
+        let (lo, hi) = (
+            start.max(from / 60 / SECOND_NS * 60 * SECOND_NS),
+            (start + 24 * HOUR_NS).min(to.div_ceil(60 * SECOND_NS) * 60 * SECOND_NS),
+        );
+        let r = c
+            .query_one(
+                &sql,
+                &[&((lo / SECOND_NS) as f64), &((hi / SECOND_NS) as f64)],
+            )
+            .await
+            .unwrap();
+        let minutes: Vec<i64> = (0..COLS.len()).map(|k| r.get(k)).collect();
+        assert_eq!(flat(&b["counts"]), minutes, "day from {start}");
+        let day = start / (24 * HOUR_NS);
+        let csv = want
+            .iter()
+            .filter(|(h, _)| **h / 24 == day && **h * HOUR_NS < to)
+            .fold((0, 0, 0), |a, (_, f)| {
+                (a.0 + f.attempts, a.1 + f.answered, a.2 + f.ner_ok)
+            });
+        let c = &b["counts"];
+        let got = (
+            c["attempts"].as_u64().unwrap(),
+            c["answered"].as_u64().unwrap(),
+            c["ner_ok"].as_u64().unwrap(),
+        );
+        assert_eq!(got, csv, "day {day}: attempts, answered, NER of calls.csv");
+        days += usize::from(csv.0 > 0);
+    }
+    assert!(days >= 1, "{d}");
+}
+
 /// The Call-IDs of calls.csv's INVITE calls that started in `hour`.
 fn csv_calls_of_hour(data: &Path, hour: u64) -> BTreeSet<String> {
     read_csv(&data.join("calls.csv"))
@@ -288,6 +431,7 @@ async fn hub_dashboards_and_live_calls_of_every_sensor() {
     check_hours(&base, &cookie, &merge(&w1, &w2), None).await;
     check_hours(&base, &cookie, &w1, Some("s1")).await;
     check_hours(&base, &cookie, &w2, Some("s2")).await;
+    check_month(&base, &cookie, &pg, &w1).await;
 
     // A bar's drill-down lands on exactly its calls, of its sensor.
     let hour = *w1.keys().next().unwrap();
@@ -469,6 +613,14 @@ async fn check_export(base: &str, cookie: &str, sensors: &[(&str, &Path)]) {
     }
 }
 
+/// Hourly rollup rows that differ from their minutes summed (or have none).
+const HOUR_MISMATCHES: &str = "SELECT count(*) FROM (SELECT sensor, \
+    date_bin('1 hour', minute, timestamptz '1970-01-01 00:00:00+00') AS h, trunk, codec, \
+    sum(attempts)::int8 AS n, sum(c503)::int8 AS c, sum(answered_ms)::int8 AS t, sum(active_ms)::int8 AS a \
+    FROM voxtap.rollup_minute GROUP BY 1, 2, 3, 4) m \
+    FULL JOIN voxtap.rollup_hour r ON r.sensor = m.sensor AND r.hour = m.h AND r.trunk = m.trunk AND r.codec = m.codec \
+    WHERE (m.n, m.c, m.t, m.a) IS DISTINCT FROM (r.attempts, r.c503, r.answered_ms, r.active_ms)";
+
 /// A call of s3 across midnight into a day with no partitions yet: its
 /// in-progress time lands on both days; an UPDATE of it (a changed call
 /// sent again) moves its counts; its DELETE takes them away.
@@ -490,6 +642,7 @@ fn midnight_call_and_update(pg: &Pg) {
         ))
     };
     // 30 s before midnight, 90 s after.
+    assert_eq!(pg.count(HOUR_MISMATCHES), 0, "hours = minutes summed");
     assert_eq!(of_s3("active_ms", "2025-06-01"), 30_000);
     assert_eq!(of_s3("active_ms", "2025-06-02"), 90_000);
     assert_eq!(
@@ -504,6 +657,7 @@ fn midnight_call_and_update(pg: &Pg) {
         1001
     );
     assert_eq!(of_s3("answered_ms", "2025-06-01"), 0);
+    assert_eq!(pg.count(HOUR_MISMATCHES), 0, "hours follow an UPDATE");
     assert_eq!(
         of_s3("active_ms", "2025-06-01") + of_s3("active_ms", "2025-06-02"),
         120_000
@@ -512,6 +666,7 @@ fn midnight_call_and_update(pg: &Pg) {
     for day in ["2025-06-01", "2025-06-02"] {
         assert_eq!(of_s3("abs(attempts) + abs(c503) + abs(active_ms)", day), 0);
     }
+    assert_eq!(pg.count(HOUR_MISMATCHES), 0, "hours follow a DELETE");
 }
 
 /// The hub's `/api/live` entry of `sensor` once `done` holds for it (or
