@@ -265,6 +265,7 @@ async fn hub_searches_every_sensor_and_fetches_through_the_tunnel() {
             sensor_id: "s2".into(),
             secret: SECRET2.as_bytes().to_vec(),
             data: d2.path().to_path_buf(),
+            live_caps: Default::default(),
         },
         stop.clone(),
     ));
