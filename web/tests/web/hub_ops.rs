@@ -14,7 +14,7 @@ use crate::common;
 use crate::dashboards::{
     Fig, T0, close, figures_from_csv, get_json, listed_call_ids, outcome_pcap, trunks,
 };
-use crate::hub::{Certs, setup_central, ship, start_hub};
+use crate::hub::{Certs, setup_central, ship, ship_batch, start_hub};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -47,7 +47,8 @@ const SECRET1: &str = "sensor-1-live-secret";
 const SECRET2: &str = "sensor-2-live-secret";
 
 /// The hub's rules: s3 never ships; calls that started in the last 10
-/// minutes, fleet-wide and of s1.
+/// minutes, fleet-wide, of s1, of one peer (trunk) each; s2's REGISTER
+/// failures.
 const RULES: &str = r#"
 [[alerts]]
 name = "s3-silent"
@@ -68,6 +69,29 @@ metric = "asr"
 component = "s1"
 op = "<"
 threshold = 50
+window_seconds = 600
+[[alerts]]
+name = "trunk-9-1-503"
+metric = "sip_status"
+code = 503
+op = ">"
+threshold = 3
+scope = "10.9.0.1/32"
+window_seconds = 600
+[[alerts]]
+name = "trunk-9-2-asr"
+metric = "asr"
+component = "s1"
+op = ">="
+threshold = 100
+scope = "10.9.0.2"
+window_seconds = 600
+[[alerts]]
+name = "s2-registrations"
+metric = "registration_failures"
+component = "s2"
+op = ">"
+threshold = 4
 window_seconds = 600
 "#;
 
@@ -520,17 +544,56 @@ async fn check_alerts(certs: &Certs, pg: &Pg, hooks: &mut Events) {
     );
     let data = dir.path().join("data");
     import(vec![refused, answered], &data);
-    assert_eq!(ship(certs, pg, "s1", &data).await, 5);
+    // In one transaction: an evaluation between two batches would see a
+    // part of the calls (an ASR of 1 in 3 fired once, on a loaded machine).
+    assert_eq!(ship_batch(certs, pg, "s1", &data, 100).await, 5);
     let shipped = Instant::now();
     let fired = hooks.wait("fleet-503", "firing").await;
     assert_eq!(value(&fired), 4.0, "{fired}");
     let asr = hooks.wait("s1-asr", "firing").await;
     assert_eq!(value(&asr), 20.0, "{asr}");
+    // Per peer: the 503s all went to 10.9.0.1, the answered call to
+    // 10.9.0.2 (ASR 100 % there, 20 % over the sensor).
+    let peer = hooks.wait("trunk-9-1-503", "firing").await;
+    assert_eq!(value(&peer), 4.0, "{peer}");
+    let peer = hooks.wait("trunk-9-2-asr", "firing").await;
+    assert_eq!(value(&peer), 100.0, "{peer}");
+    registration_failures(pg, hooks).await;
     println!("hub alerts: shipped to webhook in {:?}", shipped.elapsed());
     // s3 ships at last (its shipper's heartbeat): no longer silent.
     assert_eq!(ship(certs, pg, "s3", &data).await, 5);
     let back = hooks.wait("s3-silent", "resolved").await;
     assert!(value(&back) <= 2.0, "{back}");
+}
+
+/// s2's REGISTER binding with 2 refused and 1 unanswered requests, then
+/// sent again with 5 and 2 (as the shipper's update does): 3 + 4 failures
+/// in the window fire `s2-registrations` (> 4) with 7.
+async fn registration_failures(pg: &Pg, hooks: &mut Events) {
+    let sql = |q: &str| pg.psql(voxtap_testkit::pg::DB, q);
+    let set = |f: u32, u: u32, v: u32| {
+        format!(
+            "failures = {f}, unanswered = {u}, version = {v}, last_at = now() WHERE aor = 'sip:alice@reg.test'"
+        )
+    };
+    sql("SELECT voxtap.ensure_days(current_date - 1, current_date + 1)");
+    sql(
+        "INSERT INTO voxtap.registrations (sensor, first_at, last_at, user_name, aor, contact, client, \
+         registrar, outcome, requests, registered, refreshes, challenges, failures, unanswered, call_id) \
+         VALUES ((SELECT id FROM voxtap.sensors WHERE name = 's2'), now() - interval '1 minute', now(), \
+         'alice', 'sip:alice@reg.test', 'sip:alice@10.7.0.1', '10.7.0.1:5060', '10.7.0.2:5060', \
+         'failed', 3, 0, 0, 0, 2, 1, 'reg-1@test')",
+    );
+    let of_s2 = "SELECT coalesce(sum(failures), 0) FROM voxtap.rollup_reg_failures \
+                 WHERE sensor = (SELECT id FROM voxtap.sensors WHERE name = 's2')";
+    assert_eq!(pg.count(of_s2), 3);
+    sql(&format!("UPDATE voxtap.registrations SET {}", set(5, 2, 1)));
+    assert_eq!(pg.count(of_s2), 7, "the binding's growth added");
+    // The same version again changes nothing.
+    sql(&format!("UPDATE voxtap.registrations SET {}", set(5, 2, 1)));
+    assert_eq!(pg.count(of_s2), 7);
+    let fired = hooks.wait("s2-registrations", "firing").await;
+    assert_eq!(value(&fired), 7.0, "{fired}");
 }
 
 /// The hub's CDR export: the JSON is the search's rows (every sensor's),
@@ -749,6 +812,7 @@ fn tunnel_options(hub: SocketAddr, sensor: &str, secret: &str, data: &Path) -> T
         sensor_id: sensor.into(),
         secret: secret.as_bytes().to_vec(),
         data: data.to_path_buf(),
+        live_caps: Default::default(),
     }
 }
 
@@ -1029,4 +1093,149 @@ async fn bench_hub_export_memory() {
         grew_all <= grew_tenth + 16 * 1024,
         "all {all} rows: +{grew_all} KiB, a tenth: +{grew_tenth} KiB"
     );
+}
+
+/// The hub's 30-day dashboards before and after the hourly rollups
+/// (ignored: a few minutes):
+/// `cargo test -p voxtap-web --test web hub_ops::bench_hub_dashboards_30_days -- --ignored --nocapture`.
+/// `VOXTAP_BENCH_CALLS` calls (default 1 000 000) of 3 sensors, 4 trunks
+/// and 2 codecs over the last 30 days, rolled up by the triggers; then,
+/// 20 times each, the statement the hub ran before central migration 7
+/// (every minute row of the range) and `Hub::dashboard` (whole hours from
+/// `rollup_hour`): p50 and p95 in ms, and the same buckets from both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: minutes; run with --ignored --nocapture"]
+async fn bench_hub_dashboards_30_days() {
+    let certs = Certs::new();
+    let pg = crate::hub::setup_central_with(&certs, "dash-bench", true).await;
+    let calls: u64 = std::env::var("VOXTAP_BENCH_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let t = Instant::now();
+    load_month(&pg, calls);
+    println!(
+        "loaded and rolled up {calls} calls over 30 days in {:.0} s: {} minute rows, {} hour rows",
+        t.elapsed().as_secs_f64(),
+        pg.count("SELECT count(*) FROM voxtap.rollup_minute"),
+        pg.count("SELECT count(*) FROM voxtap.rollup_hour")
+    );
+    let hub = voxtap_web::hub::Hub::new(&crate::hub::hub_central(&certs, &pg, &[])).unwrap();
+    let admin = PgTarget::parse(&pg.admin_url()).connect().await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let q = |step_minutes: u64, trunk: Option<&str>| voxtap_engine::index::DashQuery {
+        from_ns: now - 30 * 24 * HOUR_NS,
+        to_ns: now,
+        step_minutes,
+        trunk: trunk.map(String::from),
+        ..Default::default()
+    };
+    println!("| hub dashboard, 30 days | before p50 / p95 ms | after p50 / p95 ms | attempts |");
+    println!("|---|---|---|---|");
+    for (name, q) in [
+        ("per day", q(1440, None)),
+        ("per day, trunk t1", q(1440, Some("t1"))),
+        ("per hour", q(60, None)),
+    ] {
+        let (mut before, mut after) = (Vec::new(), Vec::new());
+        let (mut old, mut new) = (Vec::new(), Vec::new());
+        for _ in 0..20 {
+            let t = Instant::now();
+            old = minutes_only(&admin, &q).await;
+            before.push(t.elapsed());
+            let t = Instant::now();
+            new = hub
+                .dashboard(&q, None)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {}", e.message()));
+            after.push(t.elapsed());
+        }
+        let new: Vec<(u64, Vec<i64>)> = new
+            .iter()
+            .map(|b| (b.start_ns, flat(&serde_json::to_value(&b.counts).unwrap())))
+            .collect();
+        assert_eq!(old, new, "{name}: the same buckets");
+        let attempts: i64 = new.iter().map(|b| b.1[0]).sum();
+        let pct = |v: &mut Vec<Duration>, p: usize| {
+            v.sort();
+            v[(v.len() * p / 100).min(v.len() - 1)].as_secs_f64() * 1e3
+        };
+        println!(
+            "| {name} | {:.1} / {:.1} | {:.1} / {:.1} | {attempts} |",
+            pct(&mut before, 50),
+            pct(&mut before, 95),
+            pct(&mut after, 50),
+            pct(&mut after, 95)
+        );
+    }
+}
+
+/// `calls` 90-second calls over the last 30 days (sensor 1 + i % 3, trunk
+/// `t{i % 4}`, codec PCMU or PCMA), inserted without triggers, then rolled
+/// up as the triggers do (which fills the hours through migration 7's).
+fn load_month(pg: &Pg, calls: u64) {
+    let db = voxtap_testkit::pg::DB;
+    pg.psql(
+        db,
+        "SELECT voxtap.ensure_days((now() - interval '31 days')::date, (now() + interval '1 day')::date)",
+    );
+    pg.psql(
+        db,
+        &format!(
+            "SET session_replication_role = replica; \
+             INSERT INTO voxtap.calls (sensor, local_id, call_id, method, start_at, answer_at, end_at, duration_ms, \
+             talk_ms, from_user, to_user, from_uri, to_uri, request_uri, ruri_user, state, status_code, \
+             sip_packets, rtp_packets, rtcp_packets, stream_count, ips, codecs, mos, trunk, codec, indexed_at) \
+             SELECT 1 + i % 3, i, 'm-' || i, 'INVITE', \
+               now() - interval '30 days' + (i * interval '30 days' / {calls}), \
+               CASE WHEN i % 10 = 0 THEN NULL ELSE now() - interval '30 days' + (i * interval '30 days' / {calls}) + interval '2 s' END, \
+               now() - interval '30 days' + (i * interval '30 days' / {calls}) + interval '90 s', 90000, \
+               CASE WHEN i % 10 = 0 THEN NULL ELSE 88000 END, 'a', 'b', '', '', '', '', \
+               CASE WHEN i % 10 = 0 THEN 'failed' ELSE 'answered' END, \
+               CASE WHEN i % 10 = 0 THEN 503 ELSE 200 END, 8, 9000, 20, 2, '{{}}', '{{}}', \
+               1.0 + (i % 350) / 100.0, 't' || (i % 4), CASE WHEN i % 7 = 0 THEN 'PCMA' ELSE 'PCMU' END, now() \
+             FROM generate_series(1::bigint, {calls}) i"
+        ),
+    );
+    pg.psql(
+        db,
+        "DO $$ DECLARE q text; BEGIN \
+         FOREACH q IN ARRAY voxtap.rollup_statements('voxtap.calls', 1) LOOP EXECUTE q; END LOOP; END $$",
+    );
+    pg.psql(
+        db,
+        "VACUUM ANALYZE voxtap.rollup_minute, voxtap.rollup_hour",
+    );
+}
+
+/// The hub's dashboard statement before central migration 7: every
+/// minute row of the range, summed by bucket.
+async fn minutes_only(
+    c: &tokio_postgres::Client,
+    q: &voxtap_engine::index::DashQuery,
+) -> Vec<(u64, Vec<i64>)> {
+    let minute = 60 * SECOND_NS;
+    let from = std::time::UNIX_EPOCH + Duration::from_nanos(q.from_ns / minute * minute);
+    let to = std::time::UNIX_EPOCH + Duration::from_nanos(q.to_ns.div_ceil(minute) * minute);
+    let sums: Vec<String> = COLS.iter().map(|c| format!("sum({c})::int8")).collect();
+    let sql = format!(
+        "SELECT date_bin(make_interval(mins => {}), minute, timestamptz '1970-01-01 00:00:00+00') AS b, {} \
+         FROM voxtap.rollup_minute WHERE minute >= $1 AND minute < $2 AND ($3::text IS NULL OR trunk = $3) \
+         GROUP BY b ORDER BY b",
+        q.step_minutes,
+        sums.join(", ")
+    );
+    c.query(&sql, &[&from, &to, &q.trunk])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let t: std::time::SystemTime = r.get(0);
+            let ns = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+            (ns, (1..=COLS.len()).map(|k| r.get(k)).collect())
+        })
+        .collect()
 }

@@ -237,7 +237,7 @@ GRANT SELECT ON voxtap.rollup_minute TO voxtap_hub;
 /// the range's ends (as the sensor's index since its migration 8): a
 /// 30-day range reads ~720 rows per sensor, trunk and codec, not ~43 200.
 ///
-/// `reg_failures_minute`: the REGISTER failures (refused or unanswered) a
+/// `rollup_reg_failures`: the REGISTER failures (refused or unanswered) a
 /// binding's row gained, at the minute of its `last_at`: a binding is a
 /// snapshot the sensor re-sends as it changes (migration 3), so its
 /// growth between two versions is what happened since the previous one
@@ -245,7 +245,11 @@ GRANT SELECT ON voxtap.rollup_minute TO voxtap_hub;
 ///
 /// Both are split by UTC day (`ensure_rollup_day` now makes the day of
 /// all three tables, `ensure_days` and retention treat them as every
-/// partitioned table).
+/// partitioned table). Names matter for locks: `voxtap.lock_parents`
+/// (migration 6) takes every parent in name order after `calls`; a
+/// registrations shipment holds `registrations` and then writes
+/// `rollup_reg_failures`, which sorts after it, so a partition maker
+/// waiting at `registrations` holds nothing the shipment still needs.
 pub const MIGRATION_7: &str = r#"
 CREATE TABLE voxtap.rollup_hour (
     sensor        smallint NOT NULL,
@@ -285,12 +289,12 @@ CREATE TABLE voxtap.rollup_hour (
 ) PARTITION BY RANGE (hour);
 CREATE UNIQUE INDEX rollup_hour_key ON voxtap.rollup_hour (hour, sensor, trunk, codec);
 
-CREATE TABLE voxtap.reg_failures_minute (
+CREATE TABLE voxtap.rollup_reg_failures (
     sensor        smallint NOT NULL,
     minute        timestamptz NOT NULL,
     failures      bigint NOT NULL DEFAULT 0
 ) PARTITION BY RANGE (minute);
-CREATE UNIQUE INDEX reg_failures_minute_key ON voxtap.reg_failures_minute (minute, sensor);
+CREATE UNIQUE INDEX rollup_reg_failures_key ON voxtap.rollup_reg_failures (minute, sensor);
 
 -- The days rollup_minute already has (ensure_days makes the new ones).
 DO $$
@@ -303,7 +307,7 @@ BEGIN
              JOIN pg_class c ON c.oid = i.inhrelid
              WHERE i.inhparent = 'voxtap.rollup_minute'::regclass AND c.relname ~ '_[0-9]{8}$' LOOP
         d := to_date(right(r.part, 8), 'YYYYMMDD');
-        FOREACH t IN ARRAY ARRAY['rollup_hour', 'reg_failures_minute'] LOOP
+        FOREACH t IN ARRAY ARRAY['rollup_hour', 'rollup_reg_failures'] LOOP
             EXECUTE format('CREATE TABLE voxtap.%I PARTITION OF voxtap.%I FOR VALUES FROM (%L) TO (%L)',
                 t || '_' || right(r.part, 8), t,
                 d::timestamp AT TIME ZONE 'UTC', (d + 1)::timestamp AT TIME ZONE 'UTC');
@@ -311,15 +315,16 @@ BEGIN
     END LOOP;
 END $$;
 
--- One day's partition of each rollup table (a trigger cannot make them
--- through ensure_days: that locks calls, whose statement fires it).
+-- One day's partition of each rollup table, in name order as
+-- lock_parents (a trigger cannot make them through ensure_days: that locks
+-- calls, whose statement fires it).
 CREATE OR REPLACE FUNCTION voxtap.ensure_rollup_day(d date) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, voxtap AS $f$
 DECLARE
     t text;
     part text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['rollup_minute', 'rollup_hour', 'reg_failures_minute'] LOOP
+    FOREACH t IN ARRAY ARRAY['rollup_hour', 'rollup_minute', 'rollup_reg_failures'] LOOP
         part := t || '_' || to_char(d, 'YYYYMMDD');
         IF to_regclass(format('voxtap.%I', part)) IS NULL THEN
             PERFORM pg_advisory_xact_lock(7243001);
@@ -396,7 +401,7 @@ CREATE FUNCTION voxtap.registrations_added_failures() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, voxtap AS $f$
 BEGIN
     EXECUTE voxtap.rollup_days_statement('added', 'last_at');
-    INSERT INTO voxtap.reg_failures_minute AS r (sensor, minute, failures)
+    INSERT INTO voxtap.rollup_reg_failures AS r (sensor, minute, failures)
         SELECT sensor, date_bin('1 minute', last_at, timestamptz '1970-01-01 00:00:00+00'),
                sum(failures + unanswered)::int8
         FROM added WHERE failures + unanswered <> 0 GROUP BY 1, 2
@@ -407,7 +412,7 @@ CREATE FUNCTION voxtap.registrations_changed_failures() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, voxtap AS $f$
 BEGIN
     EXECUTE voxtap.rollup_days_statement('came', 'last_at');
-    INSERT INTO voxtap.reg_failures_minute AS r (sensor, minute, failures)
+    INSERT INTO voxtap.rollup_reg_failures AS r (sensor, minute, failures)
         SELECT n.sensor, date_bin('1 minute', n.last_at, timestamptz '1970-01-01 00:00:00+00'),
                sum((n.failures + n.unanswered) - (o.failures + o.unanswered))::int8
         FROM came n JOIN gone o ON o.sensor = n.sensor AND o.aor = n.aor AND o.contact = n.contact
@@ -421,7 +426,7 @@ REVOKE EXECUTE ON FUNCTION voxtap.hour_statement(text, integer), voxtap.rollup_d
     voxtap.registrations_added_failures(), voxtap.registrations_changed_failures() FROM PUBLIC;
 
 DO $$ BEGIN EXECUTE voxtap.rollup_days_statement('voxtap.registrations', 'last_at'); END $$;
-INSERT INTO voxtap.reg_failures_minute (sensor, minute, failures)
+INSERT INTO voxtap.rollup_reg_failures (sensor, minute, failures)
     SELECT sensor, date_bin('1 minute', last_at, timestamptz '1970-01-01 00:00:00+00'),
            sum(failures + unanswered)::int8
     FROM voxtap.registrations WHERE failures + unanswered <> 0 GROUP BY 1, 2;
@@ -435,7 +440,7 @@ CREATE TRIGGER registrations_failures_changed AFTER UPDATE ON voxtap.registratio
 DO $$
 DECLARE t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['rollup_hour', 'reg_failures_minute'] LOOP
+    FOREACH t IN ARRAY ARRAY['rollup_hour', 'rollup_reg_failures'] LOOP
         EXECUTE format('ALTER TABLE voxtap.%I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('CREATE POLICY hub_reads ON voxtap.%I FOR SELECT TO voxtap_hub USING (true)', t);
         EXECUTE format('GRANT SELECT ON voxtap.%I TO voxtap_hub', t);
