@@ -1155,7 +1155,7 @@ async fn bench_hub_dashboards_30_days() {
         }
         let new: Vec<(u64, Vec<i64>)> = new
             .iter()
-            .map(|b| (b.start_ns, flat(&serde_json::to_value(&b.counts).unwrap())))
+            .map(|b| (b.start_ns, flat(&serde_json::to_value(b.counts).unwrap())))
             .collect();
         assert_eq!(old, new, "{name}: the same buckets");
         let attempts: i64 = new.iter().map(|b| b.1[0]).sum();
