@@ -200,6 +200,12 @@ pub struct CentralConfig {
     /// at most 86400).
     pub live_stale_seconds: Option<u64>,
     pub live_drop_seconds: Option<u64>,
+    /// What the hub keeps of each sensor's live push: open calls (default
+    /// 200, 1 to 10 000), calls just ended (50, 0 to 1000), bytes of JSON
+    /// (2 MiB, 4 KiB to 64 MiB; a larger push is refused).
+    pub live_max_calls: Option<usize>,
+    pub live_max_ended: Option<usize>,
+    pub live_max_bytes: Option<usize>,
     /// Sensors allowed to open a tunnel, each with its shared secret.
     #[serde(default)]
     pub sensors: Vec<TunnelSensor>,

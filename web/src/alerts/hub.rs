@@ -3,12 +3,16 @@
 //! and measures the seconds since its last contact: its last shipping round
 //! in the central index or its last live push through the tunnel, the more
 //! recent. The call metrics (`asr`, `mos_below`, `sip_status`) and
-//! `capture_loss` sum the central per-minute rollups of the calls that
-//! started in the window (by minute), of the sensor named in `component`
-//! or of the whole fleet; the rollups hold no addresses, so a scoped rule
-//! has no value on a hub, `mos_below` needs one of the histogram's bounds
-//! (2, 3, 3.5, 4) and `sip_status` one of the rollups' codes (404, 408,
-//! 480, 486, 487, 503). `registration_failures` has no value on a hub.
+//! `capture_loss` sum the central rollups of the calls that started in the
+//! window (by minute), of the sensor named in `component` or of the whole
+//! fleet; the rollups hold no addresses, so `mos_below` needs one of the
+//! histogram's bounds (2, 3, 3.5, 4) and `sip_status` one of the rollups'
+//! codes (404, 408, 480, 486, 487, 503). A call metric with a peer
+//! `scope` (a trunk's IP prefix) counts the calls instead, through the
+//! address table `call_ips` (any code, any MOS limit).
+//! `registration_failures` sums the failures the sensors' REGISTER
+//! bindings gained in the window (central migration 7's
+//! `rollup_reg_failures`), of `component` or the fleet.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,9 +24,10 @@ use voxtap_engine::index::{Counts, DashQuery, MOS_BOUNDS, NOTABLE_CODES};
 use super::rules::{Metric, Rule};
 use super::{Alerts, Notifier};
 use crate::handlers::AppError;
-use crate::hub::Hub;
+use crate::hub::{Hub, unavailable};
 
 const NS: u64 = 1_000_000_000;
+const MINUTE_NS: u64 = 60 * NS;
 
 fn now_ns() -> u64 {
     SystemTime::now()
@@ -101,21 +106,138 @@ async fn hub_value(
             };
             Ok(latest.map(|s| s as f64))
         }
-        m if (m.over_calls() || m == Metric::CaptureLoss) && rule.prefix().is_none() => {
-            let sensor = rule.component.as_deref().filter(|c| !c.is_empty());
+        Metric::RegistrationFailures => {
+            let (from, to) = window(rule, now);
+            let n = hub.registration_failures(from, to, sensor_of(rule)).await?;
+            Ok(Some(n as f64))
+        }
+        m if m.over_calls() && rule.prefix().is_some() => {
+            let (from, to) = window(rule, now);
+            let scope = rule.scope.as_deref().unwrap_or("").trim();
+            let f = hub.scoped_figures(rule, scope, from, to).await?;
+            Ok(scoped_value(rule, &f))
+        }
+        m if m.over_calls() || m == Metric::CaptureLoss => {
+            let (from_ns, to_ns) = window(rule, now);
             let q = DashQuery {
-                from_ns: now.saturating_sub(rule.window_seconds * NS),
-                to_ns: now,
+                from_ns,
+                to_ns,
                 step_minutes: 1440,
                 ..Default::default()
             };
             let mut c = Counts::default();
-            for b in hub.dashboard(&q, sensor).await? {
+            for b in hub.dashboard(&q, sensor_of(rule)).await? {
                 c.add(&b.counts);
             }
             Ok(value_of(rule, &c))
         }
         _ => Ok(None),
+    }
+}
+
+/// The sensor a rule is limited to (`component`); None: the fleet.
+fn sensor_of(rule: &Rule) -> Option<&str> {
+    rule.component.as_deref().filter(|c| !c.is_empty())
+}
+
+/// The rule's window ending now, widened to whole minutes as the rollups
+/// are kept (the same calls whether counted from rollups or calls).
+fn window(rule: &Rule, now: u64) -> (u64, u64) {
+    let from = now.saturating_sub(rule.window_seconds * NS);
+    (
+        from / MINUTE_NS * MINUTE_NS,
+        now.div_ceil(MINUTE_NS) * MINUTE_NS,
+    )
+}
+
+/// The INVITE calls of a peer scope in a window: all, answered, ended
+/// with the rule's code, with a MOS, with a MOS below the rule's limit.
+#[derive(Debug, Default, PartialEq)]
+struct Scoped {
+    calls: i64,
+    answered: i64,
+    with_code: i64,
+    with_mos: i64,
+    mos_below: i64,
+}
+
+fn scoped_value(rule: &Rule, f: &Scoped) -> Option<f64> {
+    let min = rule.min_calls() as i64;
+    let ratio = |n: i64, of: i64| (of >= min).then(|| 100.0 * n as f64 / of as f64);
+    match rule.metric {
+        Metric::Asr => ratio(f.answered, f.calls),
+        Metric::MosBelow => ratio(f.mos_below, f.with_mos),
+        Metric::SipStatus => Some(f.with_code as f64),
+        _ => None,
+    }
+}
+
+fn time(ns: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(ns)
+}
+
+impl Hub {
+    /// [`Scoped`] figures of the calls that started in [from_ns, to_ns)
+    /// with an address in `prefix` (of the rule's sensor): the address
+    /// table's index finds them by prefix and time.
+    async fn scoped_figures(
+        &self,
+        rule: &Rule,
+        prefix: &str,
+        from_ns: u64,
+        to_ns: u64,
+    ) -> Result<Scoped, AppError> {
+        let c = self.client().await?;
+        let code = rule.code.map(i32::from);
+        let r = c
+            .query_one(
+                "SELECT count(*)::int8, count(*) FILTER (WHERE c.answer_at IS NOT NULL)::int8, \
+                   count(*) FILTER (WHERE c.status_code = $4::int4)::int8, count(c.mos)::int8, \
+                   count(*) FILTER (WHERE c.mos < $5::float8)::int8 \
+                 FROM voxtap.calls c \
+                 WHERE c.start_at >= $1 AND c.start_at < $2 AND c.method = 'INVITE' \
+                   AND ($6::text IS NULL OR c.sensor = (SELECT id FROM voxtap.sensors WHERE name = $6)) \
+                   AND (c.start_at, c.id) IN (SELECT i.call_start, i.id FROM voxtap.call_ips i \
+                        WHERE i.ip <<= $3::text::inet AND i.call_start >= $1 AND i.call_start < $2)",
+                &[
+                    &time(from_ns),
+                    &time(to_ns),
+                    &prefix,
+                    &code,
+                    &rule.mos,
+                    &sensor_of(rule),
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(Scoped {
+            calls: r.get(0),
+            answered: r.get(1),
+            with_code: r.get(2),
+            with_mos: r.get(3),
+            mos_below: r.get(4),
+        })
+    }
+
+    /// REGISTER failures the bindings gained in [from_ns, to_ns) (of
+    /// `sensor`), from central migration 7's per-minute counts.
+    async fn registration_failures(
+        &self,
+        from_ns: u64,
+        to_ns: u64,
+        sensor: Option<&str>,
+    ) -> Result<i64, AppError> {
+        let c = self.client().await?;
+        let r = c
+            .query_one(
+                "SELECT coalesce(sum(failures), 0)::int8 FROM voxtap.rollup_reg_failures \
+                 WHERE minute >= $1 AND minute < $2 \
+                   AND ($3::text IS NULL OR sensor = (SELECT id FROM voxtap.sensors WHERE name = $3))",
+                &[&time(from_ns), &time(to_ns), &sensor],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(r.get(0))
     }
 }
 

@@ -28,7 +28,7 @@ use std::sync::{Mutex, OnceLock, RwLock};
 
 use serde::Serialize;
 
-pub use notify::{AlertingConfig, Event, Notifier, Secret};
+pub use notify::{AlertingConfig, Event, Notifier, Secret, SmtpTls};
 pub use rules::Rule;
 use store::Store;
 

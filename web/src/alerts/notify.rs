@@ -49,10 +49,15 @@ pub struct AlertingConfig {
     pub smtp_from: Option<String>,
     #[serde(default)]
     pub smtp_to: Vec<String>,
-    /// STARTTLS before anything else (the relay must offer it).
+    /// STARTTLS before anything else (the relay must offer it); the same
+    /// as `smtp_tls = "starttls"`.
     pub smtp_starttls: Option<bool>,
+    /// `"starttls"`, `"implicit"` (TLS from the first byte: port 465,
+    /// RFC 8314) or `"none"` (default: none, or STARTTLS with
+    /// `smtp_starttls = true`).
+    pub smtp_tls: Option<SmtpTls>,
     /// AUTH PLAIN or LOGIN (whichever the relay offers, PLAIN first) with
-    /// this user and `smtp_password`; only with `smtp_starttls`.
+    /// this user and `smtp_password`; only over TLS.
     pub smtp_user: Option<String>,
     pub smtp_password: Option<Secret>,
     /// A PEM file of the CA(s) the HTTPS webhook's and the SMTP relay's
@@ -133,13 +138,26 @@ impl AlertingConfig {
         if self.smtp_user.is_some() != self.smtp_password.is_some() {
             return Err("[alerting] smtp_user and smtp_password go together".into());
         }
-        if self.smtp_user.is_some() && self.smtp_starttls != Some(true) {
+        if self.smtp_starttls == Some(true) && self.smtp_tls.is_some_and(|t| t != SmtpTls::Starttls)
+        {
+            return Err("[alerting] smtp_starttls = true contradicts smtp_tls".into());
+        }
+        if self.smtp_user.is_some() && self.smtp_secure() == SmtpTls::None {
             return Err(
-                "[alerting] smtp_user needs smtp_starttls = true: the password must not cross the network in clear"
+                "[alerting] smtp_user needs smtp_tls = \"starttls\" or \"implicit\" (or smtp_starttls = true): the password must not cross the network in clear"
                     .into(),
             );
         }
         Ok(())
+    }
+
+    /// How the SMTP relay is reached.
+    pub fn smtp_secure(&self) -> SmtpTls {
+        match (self.smtp_tls, self.smtp_starttls) {
+            (Some(t), _) => t,
+            (None, Some(true)) => SmtpTls::Starttls,
+            (None, _) => SmtpTls::None,
+        }
     }
 
     /// The TLS client the sinks use, when one needs it.
@@ -149,7 +167,7 @@ impl AlertingConfig {
             .as_deref()
             .and_then(parse_http_url)
             .is_some_and(|u| u.tls);
-        if !https && self.smtp_starttls != Some(true) {
+        if !https && self.smtp_secure() == SmtpTls::None {
             return None;
         }
         match tls::client_config(self.tls_ca.as_deref()) {
@@ -244,7 +262,7 @@ impl Notifier {
                 addr: relay,
                 from,
                 to: cfg.smtp_to.clone(),
-                starttls: cfg.smtp_starttls == Some(true),
+                secure: cfg.smtp_secure(),
                 tls: tls.clone(),
                 auth: cfg.smtp_user.clone().zip(cfg.smtp_password.clone()),
             });
@@ -423,21 +441,34 @@ async fn syslog(target: &str, e: &Event) -> Result<(), String> {
     Ok(())
 }
 
+/// How the SMTP sink protects its connection (`[alerting] smtp_tls`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    #[default]
+    None,
+    Starttls,
+    Implicit,
+}
+
 /// The SMTP sink's relay and envelope.
 struct Relay {
     addr: String,
     from: String,
     to: Vec<String>,
-    starttls: bool,
+    secure: SmtpTls,
     tls: Option<Arc<rustls::ClientConfig>>,
     auth: Option<(String, Secret)>,
 }
 
 async fn mail(relay: &Relay, e: &Event) -> Result<(), String> {
-    let starttls = match (relay.starttls, &relay.tls) {
-        (false, _) => None,
-        (true, Some(cfg)) => Some(cfg),
-        (true, None) => return Err("STARTTLS without a TLS client (see the start's error)".into()),
+    let secure = match (relay.secure, &relay.tls) {
+        (SmtpTls::None, _) => smtp::Secure::Plain,
+        (SmtpTls::Starttls, Some(cfg)) => smtp::Secure::StartTls(cfg),
+        (SmtpTls::Implicit, Some(cfg)) => smtp::Secure::Implicit(cfg),
+        (_, None) => {
+            return Err("SMTP over TLS without a TLS client (see the start's error)".into());
+        }
     };
     let subject = format!("[voxtap] {} {}", e.state.to_uppercase(), e.rule);
     let body = format!(
@@ -464,7 +495,7 @@ async fn mail(relay: &Relay, e: &Event) -> Result<(), String> {
         body: &body,
         date: &smtp::date(e.at_unix_ms / 1000),
         message_id: &format!("{}.{}.{}@{host}", e.at_unix_ms, e.rule, e.state),
-        starttls,
+        tls: secure,
         auth: relay.auth.as_ref().map(|(u, p)| (u.as_str(), p.0.as_str())),
     })
     .await
@@ -525,12 +556,27 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{cfg:?}").contains("s3cret-pw"), "{cfg:?}");
-        assert!(cfg.check().unwrap_err().contains("smtp_starttls"));
+        assert!(cfg.check().unwrap_err().contains("smtp_tls"));
+        let implicit = AlertingConfig {
+            smtp_tls: Some(SmtpTls::Implicit),
+            ..cfg.clone()
+        };
+        assert_eq!(implicit.check(), Ok(()));
+        assert_eq!(implicit.smtp_secure(), SmtpTls::Implicit);
+        let contradiction = AlertingConfig {
+            smtp_starttls: Some(true),
+            ..implicit
+        };
+        assert!(contradiction.check().unwrap_err().contains("contradicts"));
+        let t: AlertingConfig = toml::from_str("smtp_tls = \"implicit\"").unwrap();
+        assert_eq!(t.smtp_secure(), SmtpTls::Implicit);
+        assert!(toml::from_str::<AlertingConfig>("smtp_tls = \"ssl\"").is_err());
         let cfg = AlertingConfig {
             smtp_starttls: Some(true),
             ..cfg
         };
         assert_eq!(cfg.check(), Ok(()));
+        assert_eq!(cfg.smtp_secure(), SmtpTls::Starttls);
         let cfg = AlertingConfig {
             smtp_password: None,
             ..cfg

@@ -1,5 +1,6 @@
-//! A small SMTP client (RFC 5321) for the operator's relay: EHLO, then
-//! STARTTLS (RFC 3207) when configured, AUTH PLAIN or LOGIN (RFC 4954)
+//! A small SMTP client (RFC 5321) for the operator's relay: TLS from the
+//! first byte (implicit TLS, "submissions" on port 465, RFC 8314) or EHLO
+//! then STARTTLS (RFC 3207) when configured, AUTH PLAIN or LOGIN (RFC 4954)
 //! with the configured credentials (only over TLS), MAIL, RCPT, DATA,
 //! QUIT. Every reply is checked, so a refused recipient is a failed send.
 //! The credentials are never logged nor put in an error.
@@ -26,11 +27,22 @@ pub struct Mail<'a> {
     pub body: &'a str,
     pub date: &'a str,
     pub message_id: &'a str,
+    /// How the connection is protected.
+    pub tls: Secure<'a>,
+    /// User and password for AUTH (over TLS only).
+    pub auth: Option<(&'a str, &'a str)>,
+}
+
+/// The protection of an SMTP connection.
+#[derive(Clone, Copy)]
+pub enum Secure<'a> {
+    /// None: the relay is trusted (loopback, a private network).
+    Plain,
     /// STARTTLS with this configuration before anything else (the relay
     /// must offer it).
-    pub starttls: Option<&'a Arc<rustls::ClientConfig>>,
-    /// User and password for AUTH (after STARTTLS).
-    pub auth: Option<(&'a str, &'a str)>,
+    StartTls(&'a Arc<rustls::ClientConfig>),
+    /// TLS from the connection's first byte, before the relay's greeting.
+    Implicit(&'a Arc<rustls::ClientConfig>),
 }
 
 pub async fn send(m: &Mail<'_>) -> Result<(), String> {
@@ -98,11 +110,14 @@ async fn conversation(m: &Mail<'_>) -> Result<(), String> {
     let s = TcpStream::connect(m.relay)
         .await
         .map_err(|e| format!("SMTP {}: {e}", m.relay))?;
-    let mut c = Conn::new(Box::new(s));
+    let mut c = match m.tls {
+        Secure::Implicit(cfg) => Conn::new(tls::wrap(s, m.relay, cfg).await?),
+        _ => Conn::new(Box::new(s)),
+    };
     c.expect(220).await?;
     let ehlo = format!("EHLO {}", m.helo);
     let mut caps = c.cmd(&ehlo, "EHLO", 250).await?;
-    if let Some(cfg) = m.starttls {
+    if let Secure::StartTls(cfg) = m.tls {
         if !has(&caps, "STARTTLS") {
             return Err(format!("SMTP {}: the relay offers no STARTTLS", m.relay));
         }
@@ -239,7 +254,7 @@ mod tests {
             body: "one\n.two\n",
             date: "D",
             message_id: "1@h",
-            starttls: None,
+            tls: Secure::Plain,
             auth: None,
         };
         let text = message(&m);
@@ -310,7 +325,7 @@ mod tests {
             body: "b",
             date: "D",
             message_id: "1@h",
-            starttls: None,
+            tls: Secure::Plain,
             auth: Some(("voxtap", "pa:ss")),
         };
         send(&m).await.unwrap();
@@ -337,7 +352,7 @@ mod tests {
         let cfg = Arc::new(cfg);
         let m = Mail {
             relay: &relay,
-            starttls: Some(&cfg),
+            tls: Secure::StartTls(&cfg),
             ..m
         };
         let e = send(&m).await.unwrap_err();

@@ -1,8 +1,8 @@
 //! The hub's dashboards: the same page as a sensor's (`crate::dashboards`),
-//! summed from the central index's per-minute rollups (central migration
-//! 5, `voxtap_sensor::central::rollups`), optionally of one sensor. A
-//! dashboard reads at most minutes × sensors × trunks × codecs rollup rows,
-//! never the calls.
+//! summed from the central index's rollups (central migrations 4 and 7,
+//! `voxtap_sensor::central::rollups`), optionally of one sensor. Buckets of
+//! whole hours read the hourly rollups and the minutes only at the range's
+//! ends, as the sensor's own dashboards do; a dashboard never reads calls.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,6 +14,7 @@ use super::{Hub, unavailable};
 use crate::handlers::AppError;
 
 const MINUTE_NS: u64 = 60_000_000_000;
+const HOUR_NS: u64 = 60 * MINUTE_NS;
 
 fn time(ns: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(ns)
@@ -49,12 +50,10 @@ fn counts(v: &[i64]) -> Counts {
 
 type Param = Box<dyn ToSql + Sync + Send>;
 
-/// The rollup rows of `q` (and `sensor`): WHERE and its parameters.
-fn conditions(q: &DashQuery, sensor: Option<&str>) -> (String, Vec<Param>) {
-    let from = q.from_ns / MINUTE_NS * MINUTE_NS;
-    let to = q.to_ns.div_ceil(MINUTE_NS) * MINUTE_NS;
-    let mut params: Vec<Param> = vec![Box::new(time(from)), Box::new(time(to))];
-    let mut conds = vec!["minute >= $1".to_string(), "minute < $2".to_string()];
+/// The filters of `q` and `sensor` on rollup rows, their parameters
+/// pushed to `params` ("true" without any).
+fn filters(q: &DashQuery, sensor: Option<&str>, params: &mut Vec<Param>) -> String {
+    let mut conds = vec!["true".to_string()];
     for (col, v) in [
         ("trunk", q.trunk.as_deref()),
         ("codec", q.codec.as_deref()),
@@ -70,7 +69,52 @@ fn conditions(q: &DashQuery, sensor: Option<&str>) -> (String, Vec<Param>) {
             });
         }
     }
-    (conds.join(" AND "), params)
+    conds.join(" AND ")
+}
+
+/// Where the rollup rows of [from_ns, to_ns) (widened to whole minutes)
+/// are read: whole hours from `rollup_hour` (central migration 7) when
+/// `hourly`, the minutes at either end from `rollup_minute`. As (table,
+/// key column, from, to), empty parts left out.
+fn parts(from_ns: u64, to_ns: u64, hourly: bool) -> Vec<(&'static str, &'static str, u64, u64)> {
+    let (lo, hi) = (from_ns / MINUTE_NS, to_ns.div_ceil(MINUTE_NS));
+    let minutes = |a: u64, b: u64| ("rollup_minute", "minute", a * MINUTE_NS, b * MINUTE_NS);
+    let (h_lo, h_hi) = (lo.div_ceil(60), hi / 60);
+    let v = if hourly && h_lo < h_hi {
+        vec![
+            minutes(lo, h_lo * 60),
+            ("rollup_hour", "hour", h_lo * HOUR_NS, h_hi * HOUR_NS),
+            minutes(h_hi * 60, hi),
+        ]
+    } else {
+        vec![minutes(lo, hi)]
+    };
+    v.into_iter().filter(|p| p.2 < p.3).collect()
+}
+
+/// The rollup rows of `q` (and `sensor`) with `cols` (`{k}`: the row's
+/// time), whole hours from the hourly rollups when `hourly`: a UNION ALL
+/// and its parameters (None when the range is empty).
+fn rows_sql(
+    q: &DashQuery,
+    sensor: Option<&str>,
+    cols: &str,
+    hourly: bool,
+) -> Option<(String, Vec<Param>)> {
+    let mut params = Vec::new();
+    let cond = filters(q, sensor, &mut params);
+    let mut selects = Vec::new();
+    for (table, key, from, to) in parts(q.from_ns, q.to_ns, hourly) {
+        params.push(Box::new(time(from)));
+        params.push(Box::new(time(to)));
+        let n = params.len();
+        selects.push(format!(
+            "SELECT {} FROM voxtap.{table} WHERE {key} >= ${} AND {key} < ${n} AND {cond}",
+            cols.replace("{k}", key),
+            n - 1
+        ));
+    }
+    (!selects.is_empty()).then(|| (selects.join(" UNION ALL "), params))
 }
 
 fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
@@ -87,14 +131,17 @@ impl Hub {
         q: &DashQuery,
         sensor: Option<&str>,
     ) -> Result<Vec<Bucket>, AppError> {
-        let (clause, params) = conditions(q, sensor);
+        let step = q.step_minutes.clamp(1, 1440);
+        let cols = format!("{{k}} AS k, {}", COLS.join(", "));
+        let Some((rows, params)) = rows_sql(q, sensor, &cols, step.is_multiple_of(60)) else {
+            return Ok(Vec::new());
+        };
         let sums: Vec<String> = COLS.iter().map(|c| format!("sum({c})::int8")).collect();
         // Buckets aligned to the epoch, as the sensor's (`minute / step`).
         let sql = format!(
-            "SELECT date_bin(make_interval(mins => {step}), minute, timestamptz '1970-01-01 00:00:00+00') AS b, {} \
-             FROM voxtap.rollup_minute WHERE {clause} GROUP BY b ORDER BY b",
+            "SELECT date_bin(make_interval(mins => {step}), k, timestamptz '1970-01-01 00:00:00+00') AS b, {} \
+             FROM ({rows}) r GROUP BY b ORDER BY b",
             sums.join(", "),
-            step = q.step_minutes.clamp(1, 1440)
         );
         let c = self.client().await?;
         let rows = c.query(&sql, &refs(&params)).await.map_err(unavailable)?;
@@ -124,13 +171,13 @@ impl Hub {
             to_ns,
             ..Default::default()
         };
-        let (clause, params) = conditions(&q, None);
+        let Some((rows, params)) = rows_sql(&q, None, col, true) else {
+            return Ok(Vec::new());
+        };
         let c = self.client().await?;
         let rows = c
             .query(
-                &format!(
-                    "SELECT DISTINCT {col} FROM voxtap.rollup_minute WHERE {clause} ORDER BY 1"
-                ),
+                &format!("SELECT DISTINCT {col} FROM ({rows}) r ORDER BY 1"),
                 &refs(&params),
             )
             .await

@@ -4,7 +4,9 @@
 //! in, so the store is as large as the fleet). A sensor whose tunnel
 //! closes is dropped at once; one that goes quiet with its tunnel open is
 //! marked stale after [`STALE_AFTER`] and dropped after [`DROP_AFTER`]
-//! (`[central] live_stale_seconds`, `live_drop_seconds`).
+//! (`[central] live_stale_seconds`, `live_drop_seconds`). Each push is
+//! capped again by the hub's own `live_max_calls`, `live_max_ended` and
+//! `live_max_bytes` (default 200, 50, 2 MiB).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -31,6 +33,8 @@ pub struct LiveStore {
     by_sensor: Mutex<HashMap<String, Held>>,
     stale_after: Duration,
     drop_after: Duration,
+    /// What the hub keeps of a push (`[central] live_max_*`).
+    caps: protocol::LiveCaps,
 }
 
 impl Default for LiveStore {
@@ -63,12 +67,18 @@ impl LiveStore {
             by_sensor: Mutex::default(),
             stale_after: Duration::from_secs(stale),
             drop_after: Duration::from_secs(drop),
+            caps: protocol::LiveCaps::default(),
         }
+    }
+
+    /// The same store capping each push by `caps`.
+    pub fn with_caps(self, caps: protocol::LiveCaps) -> LiveStore {
+        LiveStore { caps, ..self }
     }
 
     /// A push from `sensor`'s tunnel; false if it was not a valid push.
     pub fn receive(&self, sensor: &str, generation: u64, text: &str) -> bool {
-        let Some(file) = protocol::parse_live(text) else {
+        let Some(file) = protocol::parse_live(text, self.caps) else {
             return false;
         };
         let held = Held {
@@ -129,7 +139,7 @@ mod tests {
         let store = LiveStore::default();
         let mut f = LiveCallsFile::default();
         f.snapshot.seq = 3;
-        let push = protocol::live_push(f).unwrap();
+        let push = protocol::live_push(f, protocol::LiveCaps::default()).unwrap();
         assert!(store.receive("s1", 1, &push));
         assert!(!store.receive("s1", 1, "not json"));
         let fleet = store.fleet();
@@ -156,11 +166,36 @@ mod tests {
         assert_eq!(s.drop_after, Duration::from_secs(3));
         // A held push past its stale time (set back, not waited for).
         let s = LiveStore::new(Some(10), Some(20));
-        let push = protocol::live_push(LiveCallsFile::default()).unwrap();
+        let push =
+            protocol::live_push(LiveCallsFile::default(), protocol::LiveCaps::default()).unwrap();
         assert!(s.receive("s1", 1, &push));
         s.lock().get_mut("s1").unwrap().at -= Duration::from_secs(11);
         assert!(s.fleet()[0].stale);
         s.lock().get_mut("s1").unwrap().at -= Duration::from_secs(10);
         assert!(s.fleet().is_empty());
+    }
+
+    #[test]
+    fn pushes_are_capped_by_the_hubs_keys() {
+        let caps = protocol::LiveCaps::from_keys(Some(2), Some(1), None).unwrap();
+        let s = LiveStore::default().with_caps(caps);
+        let mut f = LiveCallsFile::default();
+        f.snapshot.calls = vec![Default::default(); 5];
+        f.snapshot.ended = vec![Default::default(); 3];
+        let push = protocol::live_push(f, protocol::LiveCaps::default()).unwrap();
+        assert!(s.receive("s1", 1, &push));
+        let held = &s.fleet()[0].file.snapshot;
+        assert_eq!((held.calls.len(), held.ended.len()), (2, 1));
+        assert!(held.truncated);
+        // Larger than the hub's byte cap: refused.
+        let small = protocol::LiveCaps {
+            max_bytes: push.len() - 1,
+            ..Default::default()
+        };
+        assert!(
+            !LiveStore::default()
+                .with_caps(small)
+                .receive("s1", 1, &push)
+        );
     }
 }

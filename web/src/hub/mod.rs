@@ -106,7 +106,14 @@ impl Hub {
             target,
             pool: Mutex::new(Vec::new()),
             tunnels: tunnel::Registry::default(),
-            live: live::LiveStore::new(cfg.live_stale_seconds, cfg.live_drop_seconds),
+            live: live::LiveStore::new(cfg.live_stale_seconds, cfg.live_drop_seconds).with_caps(
+                voxtap_sensor::central::protocol::LiveCaps::from_keys(
+                    cfg.live_max_calls,
+                    cfg.live_max_ended,
+                    cfg.live_max_bytes,
+                )
+                .map_err(anyhow::Error::msg)?,
+            ),
             secrets,
             request_ttl: Duration::from_secs(cfg.request_ttl_seconds.unwrap_or(60).clamp(5, 300)),
             ahead_days: cfg.ahead_days.unwrap_or(7),

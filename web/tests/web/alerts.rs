@@ -253,9 +253,10 @@ async fn webhook_receiver_with(
     (url, rx)
 }
 
-/// aiosmtpd on `port` requiring STARTTLS (with the certificate and key
-/// given) and AUTH as [`SMTP_USER`], printing each AUTH and each message
-/// (with whether it came over TLS, authenticated) as one JSON line.
+/// aiosmtpd on `port` requiring STARTTLS, or speaking TLS from the first
+/// byte (`implicit`, as on port 465), with the certificate and key given,
+/// and AUTH as [`SMTP_USER`], printing each AUTH and each message (with
+/// whether it came over TLS, authenticated) as one JSON line.
 struct SmtpSink {
     child: Child,
     lines: mpsc::Receiver<Value>,
@@ -273,11 +274,12 @@ import json, ssl, sys, warnings
 warnings.simplefilter("ignore")
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-port, cert, key, user, password = sys.argv[1:6]
+port, cert, key, user, password, mode = sys.argv[1:7]
 class Sink:
     async def handle_DATA(self, server, session, envelope):
+        tls = server.transport.get_extra_info("ssl_object") is not None
         print(json.dumps({"from": envelope.mail_from, "to": envelope.rcpt_tos,
-                          "tls": session.ssl is not None, "authenticated": session.authenticated,
+                          "tls": tls, "authenticated": session.authenticated,
                           "data": envelope.content.decode("utf-8", "replace")}), flush=True)
         return "250 OK"
 def authenticate(server, session, envelope, mechanism, data):
@@ -286,21 +288,26 @@ def authenticate(server, session, envelope, mechanism, data):
     return AuthResult(success=ok)
 ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
 ctx.load_cert_chain(cert, key)
-c = Controller(Sink(), hostname="127.0.0.1", port=int(port), tls_context=ctx, require_starttls=True,
-               authenticator=authenticate, auth_required=True, auth_require_tls=True)
+if mode == "implicit":
+    # Every byte is over TLS; aiosmtpd's auth_require_tls sees STARTTLS only.
+    c = Controller(Sink(), hostname="127.0.0.1", port=int(port), ssl_context=ctx,
+                   authenticator=authenticate, auth_required=True, auth_require_tls=False)
+else:
+    c = Controller(Sink(), hostname="127.0.0.1", port=int(port), tls_context=ctx, require_starttls=True,
+                   authenticator=authenticate, auth_required=True, auth_require_tls=True)
 c.start()
 print(json.dumps({"ready": True}), flush=True)
 sys.stdin.read()
 c.stop()
 "#;
 
-fn smtp_sink(port: u16, tls: &TestCa) -> SmtpSink {
+fn smtp_sink(port: u16, tls: &TestCa, mode: &str) -> SmtpSink {
     let (cert, key) = tls.cert();
     let mut child = Command::new("python3")
         .args(["-c", SMTP_SINK, &port.to_string()])
         .arg(cert)
         .arg(key)
-        .args([SMTP_USER, SMTP_PASSWORD])
+        .args([SMTP_USER, SMTP_PASSWORD, mode])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -479,7 +486,7 @@ impl Lab {
         let tls = TestCa::new();
         let (url, rx) = webhook_receiver_with(Some(tls.acceptor())).await;
         let smtp_port = free_port();
-        let smtp = smtp_sink(smtp_port, &tls);
+        let smtp = smtp_sink(smtp_port, &tls, "starttls");
         let syslog = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let alerting = AlertingConfig {
             interval_seconds: Some(1),
@@ -586,6 +593,44 @@ async fn calls_failing_with_503_alert_every_sink_and_resolve() {
         lab.hooks.seen
     );
     lab.running.task.abort();
+}
+
+/// `smtp_tls = "implicit"`: the client speaks TLS from the first byte (the
+/// sink accepts nothing else), checks the sink's certificate against the
+/// test's CA and authenticates; the silent sensor's alert arrives by mail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_implicit_tls_delivers_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().canonicalize().unwrap();
+    write_sensor_status(&data, unix() - 300, 5);
+    let tls = TestCa::new();
+    let port = free_port();
+    let sink = smtp_sink(port, &tls, "implicit");
+    let alerting = AlertingConfig {
+        interval_seconds: Some(1),
+        smtp_relay: Some(format!("127.0.0.1:{port}")),
+        smtp_from: Some("voxtap@alerts.test".into()),
+        smtp_to: vec!["noc@alerts.test".into()],
+        smtp_tls: Some(voxtap_web::alerts::SmtpTls::Implicit),
+        smtp_user: Some(SMTP_USER.into()),
+        smtp_password: Some(voxtap_web::alerts::Secret(SMTP_PASSWORD.into())),
+        tls_ca: Some(tls.ca()),
+        ..Default::default()
+    };
+    let running = start_with(&data, alerting).await;
+    let mut seen = Vec::new();
+    let m = mail(&sink, &mut seen, "[voxtap] FIRING sensor-silent");
+    assert_eq!(
+        (&m["tls"], &m["authenticated"]),
+        (&Value::Bool(true), &Value::Bool(true)),
+        "{m}"
+    );
+    assert_eq!(m["to"][0], "noc@alerts.test");
+    assert!(
+        seen.iter().any(|l| l["auth"] == "PLAIN" && l["ok"] == true),
+        "{seen:?}"
+    );
+    running.task.abort();
 }
 
 /// Answered calls, time and a live sensor resolve the three alerts.

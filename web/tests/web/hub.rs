@@ -101,7 +101,19 @@ fn enc(s: &str) -> String {
 }
 
 pub(crate) async fn ship(certs: &Certs, pg: &Pg, sensor: &str, data: &Path) -> u64 {
-    ship_with(certs, pg, sensor, data, None).await
+    ship_with(certs, pg, sensor, data, None, 3).await
+}
+
+/// Ships the calls in batches of `batch` (one transaction each): a reader
+/// never sees part of a batch.
+pub(crate) async fn ship_batch(
+    certs: &Certs,
+    pg: &Pg,
+    sensor: &str,
+    data: &Path,
+    batch: usize,
+) -> u64 {
+    ship_with(certs, pg, sensor, data, None, batch).await
 }
 
 /// Ships the calls and, with `upload`, the call files the sensor's upload
@@ -112,6 +124,7 @@ async fn ship_with(
     sensor: &str,
     data: &Path,
     upload: Option<UploadConfig>,
+    batch: usize,
 ) -> u64 {
     let role = schema::sensor_role(sensor);
     let mut s = Shipper::open(ShipOptions {
@@ -120,7 +133,7 @@ async fn ship_with(
         out_dir: data.to_path_buf(),
         store: upload.is_some().then(|| data.join("store")),
         upload,
-        batch: 3,
+        batch,
         interval: Duration::from_millis(100),
     })
     .unwrap();
@@ -265,6 +278,7 @@ async fn hub_searches_every_sensor_and_fetches_through_the_tunnel() {
             sensor_id: "s2".into(),
             secret: SECRET2.as_bytes().to_vec(),
             data: d2.path().to_path_buf(),
+            live_caps: Default::default(),
         },
         stop.clone(),
     ));
@@ -468,7 +482,7 @@ async fn hub_searches_every_sensor_and_fetches_through_the_tunnel() {
         ..Default::default()
     };
     upload_all(d2.path(), &up).await;
-    ship_with(&certs, &pg, "s2", d2.path(), Some(up)).await;
+    ship_with(&certs, &pg, "s2", d2.path(), Some(up), 3).await;
     assert!(
         pg.count(&format!(
             "SELECT count(*) FROM voxtap.call_files WHERE call_id = '{}' AND name = 'call.pcap'",

@@ -14,7 +14,7 @@ use crate::common;
 use crate::dashboards::{
     Fig, T0, close, figures_from_csv, get_json, listed_call_ids, outcome_pcap, trunks,
 };
-use crate::hub::{Certs, setup_central, ship, start_hub};
+use crate::hub::{Certs, setup_central, ship, ship_batch, start_hub};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -47,7 +47,8 @@ const SECRET1: &str = "sensor-1-live-secret";
 const SECRET2: &str = "sensor-2-live-secret";
 
 /// The hub's rules: s3 never ships; calls that started in the last 10
-/// minutes, fleet-wide and of s1.
+/// minutes, fleet-wide, of s1, of one peer (trunk) each; s2's REGISTER
+/// failures.
 const RULES: &str = r#"
 [[alerts]]
 name = "s3-silent"
@@ -68,6 +69,29 @@ metric = "asr"
 component = "s1"
 op = "<"
 threshold = 50
+window_seconds = 600
+[[alerts]]
+name = "trunk-9-1-503"
+metric = "sip_status"
+code = 503
+op = ">"
+threshold = 3
+scope = "10.9.0.1/32"
+window_seconds = 600
+[[alerts]]
+name = "trunk-9-2-asr"
+metric = "asr"
+component = "s1"
+op = ">="
+threshold = 100
+scope = "10.9.0.2"
+window_seconds = 600
+[[alerts]]
+name = "s2-registrations"
+metric = "registration_failures"
+component = "s2"
+op = ">"
+threshold = 4
 window_seconds = 600
 "#;
 
@@ -230,6 +254,149 @@ async fn check_hours(base: &str, cookie: &str, want: &BTreeMap<u64, Fig>, sensor
     );
 }
 
+/// The hourly rollups equal the minutes summed by hour, row for row
+/// (central migration 7's triggers).
+async fn hours_equal_minutes(pg: &Pg) {
+    let c = PgTarget::parse(&pg.admin_url()).connect().await.unwrap();
+    let sums: Vec<String> = COLS.iter().map(|c| format!("sum({c})::int8")).collect();
+    let read = |sql: String| {
+        let c = &c;
+        async move {
+            let mut m = BTreeMap::new();
+            for r in c.query(&sql, &[]).await.unwrap() {
+                let v: Vec<i64> = (4..4 + COLS.len()).map(|k| r.get(k)).collect();
+                if v.iter().any(|x| *x != 0) {
+                    let key: (i16, i64, String, String) = (r.get(0), r.get(1), r.get(2), r.get(3));
+                    m.insert(key, v);
+                }
+            }
+            m
+        }
+    };
+    let hour = "floor(extract(epoch FROM {t}) / 3600)::int8";
+    let minutes = read(format!(
+        "SELECT sensor, {}, trunk, codec, {} FROM voxtap.rollup_minute GROUP BY 1, 2, 3, 4",
+        hour.replace("{t}", "minute"),
+        sums.join(", ")
+    ))
+    .await;
+    let hours = read(format!(
+        "SELECT sensor, {}, trunk, codec, {} FROM voxtap.rollup_hour",
+        hour.replace("{t}", "hour"),
+        COLS.join(", ")
+    ))
+    .await;
+    assert!(!minutes.is_empty());
+    assert_eq!(hours, minutes);
+}
+
+/// An API bucket's counts in [`COLS`] order (the arrays flattened).
+fn flat(c: &serde_json::Value) -> Vec<i64> {
+    let one = |k: &str| vec![c[k].as_i64().unwrap()];
+    let arr = |k: &str| -> Vec<i64> {
+        c[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect()
+    };
+    let mut v = Vec::new();
+    for k in [
+        "attempts",
+        "answered",
+        "ner_ok",
+        "answered_ms",
+        "pdd_ms",
+        "pdd_n",
+    ] {
+        v.extend(one(k));
+    }
+    for k in ["classes", "codes", "mos"] {
+        v.extend(arr(k));
+    }
+    for k in [
+        "one_way",
+        "capture_loss",
+        "rtp_lost",
+        "rtp_expected",
+        "active_ms",
+    ] {
+        v.extend(one(k));
+    }
+    assert_eq!(v.len(), COLS.len());
+    v
+}
+
+/// A 30-day dashboard of s1 by day, its range starting and ending inside
+/// an hour (so the hub reads whole hours and the minutes at either end):
+/// each day's figures are those of calls.csv, and every column equals the
+/// per-minute rollups summed over the same minutes. Prints the time of the
+/// hub's answer.
+async fn check_month(base: &str, cookie: &str, pg: &Pg, want: &BTreeMap<u64, Fig>) {
+    hours_equal_minutes(pg).await;
+    let first = want.keys().next().unwrap() * HOUR_NS;
+    let (from, to) = (
+        first - 29 * 24 * HOUR_NS + 7 * 60 * SECOND_NS,
+        first + 3 * HOUR_NS + 17 * 60 * SECOND_NS,
+    );
+    let (f, t) = (
+        voxtap_engine::output::format_ts(from),
+        voxtap_engine::output::format_ts(to),
+    );
+    let path = format!(
+        "/api/dashboard?from={}&to={}&step=day&sensor=s1",
+        &f[..19],
+        &t[..19]
+    );
+    let took = Instant::now();
+    let d = get_json(base, cookie, &path).await;
+    println!("hub 30-day dashboard of s1: {:?}", took.elapsed());
+    let c = PgTarget::parse(&pg.admin_url()).connect().await.unwrap();
+    let sums: Vec<String> = COLS
+        .iter()
+        .map(|c| format!("coalesce(sum({c}), 0)::int8"))
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM voxtap.rollup_minute WHERE minute >= to_timestamp($1::float8) \
+         AND minute < to_timestamp($2::float8) \
+         AND sensor = (SELECT id FROM voxtap.sensors WHERE name = 's1')",
+        sums.join(", ")
+    );
+    let mut days = 0;
+    for b in d["buckets"].as_array().unwrap() {
+        let start = b["start_ns"].as_u64().unwrap();
+        let (lo, hi) = (
+            start.max(from / 60 / SECOND_NS * 60 * SECOND_NS),
+            (start + 24 * HOUR_NS).min(to.div_ceil(60 * SECOND_NS) * 60 * SECOND_NS),
+        );
+        let r = c
+            .query_one(
+                &sql,
+                &[&((lo / SECOND_NS) as f64), &((hi / SECOND_NS) as f64)],
+            )
+            .await
+            .unwrap();
+        let minutes: Vec<i64> = (0..COLS.len()).map(|k| r.get(k)).collect();
+        assert_eq!(flat(&b["counts"]), minutes, "day from {start}");
+        let day = start / (24 * HOUR_NS);
+        let csv = want
+            .iter()
+            .filter(|(h, _)| **h / 24 == day && **h * HOUR_NS < to)
+            .fold((0, 0, 0), |a, (_, f)| {
+                (a.0 + f.attempts, a.1 + f.answered, a.2 + f.ner_ok)
+            });
+        let c = &b["counts"];
+        let got = (
+            c["attempts"].as_u64().unwrap(),
+            c["answered"].as_u64().unwrap(),
+            c["ner_ok"].as_u64().unwrap(),
+        );
+        assert_eq!(got, csv, "day {day}: attempts, answered, NER of calls.csv");
+        days += usize::from(csv.0 > 0);
+    }
+    assert!(days >= 1, "{d}");
+}
+
 /// The Call-IDs of calls.csv's INVITE calls that started in `hour`.
 fn csv_calls_of_hour(data: &Path, hour: u64) -> BTreeSet<String> {
     read_csv(&data.join("calls.csv"))
@@ -288,6 +455,7 @@ async fn hub_dashboards_and_live_calls_of_every_sensor() {
     check_hours(&base, &cookie, &merge(&w1, &w2), None).await;
     check_hours(&base, &cookie, &w1, Some("s1")).await;
     check_hours(&base, &cookie, &w2, Some("s2")).await;
+    check_month(&base, &cookie, &pg, &w1).await;
 
     // A bar's drill-down lands on exactly its calls, of its sensor.
     let hour = *w1.keys().next().unwrap();
@@ -376,17 +544,56 @@ async fn check_alerts(certs: &Certs, pg: &Pg, hooks: &mut Events) {
     );
     let data = dir.path().join("data");
     import(vec![refused, answered], &data);
-    assert_eq!(ship(certs, pg, "s1", &data).await, 5);
+    // In one transaction: an evaluation between two batches would see a
+    // part of the calls (an ASR of 1 in 3 fired once, on a loaded machine).
+    assert_eq!(ship_batch(certs, pg, "s1", &data, 100).await, 5);
     let shipped = Instant::now();
     let fired = hooks.wait("fleet-503", "firing").await;
     assert_eq!(value(&fired), 4.0, "{fired}");
     let asr = hooks.wait("s1-asr", "firing").await;
     assert_eq!(value(&asr), 20.0, "{asr}");
+    // Per peer: the 503s all went to 10.9.0.1, the answered call to
+    // 10.9.0.2 (ASR 100 % there, 20 % over the sensor).
+    let peer = hooks.wait("trunk-9-1-503", "firing").await;
+    assert_eq!(value(&peer), 4.0, "{peer}");
+    let peer = hooks.wait("trunk-9-2-asr", "firing").await;
+    assert_eq!(value(&peer), 100.0, "{peer}");
+    registration_failures(pg, hooks).await;
     println!("hub alerts: shipped to webhook in {:?}", shipped.elapsed());
     // s3 ships at last (its shipper's heartbeat): no longer silent.
     assert_eq!(ship(certs, pg, "s3", &data).await, 5);
     let back = hooks.wait("s3-silent", "resolved").await;
     assert!(value(&back) <= 2.0, "{back}");
+}
+
+/// s2's REGISTER binding with 2 refused and 1 unanswered requests, then
+/// sent again with 5 and 2 (as the shipper's update does): 3 + 4 failures
+/// in the window fire `s2-registrations` (> 4) with 7.
+async fn registration_failures(pg: &Pg, hooks: &mut Events) {
+    let sql = |q: &str| pg.psql(voxtap_testkit::pg::DB, q);
+    let set = |f: u32, u: u32, v: u32| {
+        format!(
+            "failures = {f}, unanswered = {u}, version = {v}, last_at = now() WHERE aor = 'sip:alice@reg.test'"
+        )
+    };
+    sql("SELECT voxtap.ensure_days(current_date - 1, current_date + 1)");
+    sql(
+        "INSERT INTO voxtap.registrations (sensor, first_at, last_at, user_name, aor, contact, client, \
+         registrar, outcome, requests, registered, refreshes, challenges, failures, unanswered, call_id) \
+         VALUES ((SELECT id FROM voxtap.sensors WHERE name = 's2'), now() - interval '1 minute', now(), \
+         'alice', 'sip:alice@reg.test', 'sip:alice@10.7.0.1', '10.7.0.1:5060', '10.7.0.2:5060', \
+         'failed', 3, 0, 0, 0, 2, 1, 'reg-1@test')",
+    );
+    let of_s2 = "SELECT coalesce(sum(failures), 0) FROM voxtap.rollup_reg_failures \
+                 WHERE sensor = (SELECT id FROM voxtap.sensors WHERE name = 's2')";
+    assert_eq!(pg.count(of_s2), 3);
+    sql(&format!("UPDATE voxtap.registrations SET {}", set(5, 2, 1)));
+    assert_eq!(pg.count(of_s2), 7, "the binding's growth added");
+    // The same version again changes nothing.
+    sql(&format!("UPDATE voxtap.registrations SET {}", set(5, 2, 1)));
+    assert_eq!(pg.count(of_s2), 7);
+    let fired = hooks.wait("s2-registrations", "firing").await;
+    assert_eq!(value(&fired), 7.0, "{fired}");
 }
 
 /// The hub's CDR export: the JSON is the search's rows (every sensor's),
@@ -469,6 +676,14 @@ async fn check_export(base: &str, cookie: &str, sensors: &[(&str, &Path)]) {
     }
 }
 
+/// Hourly rollup rows that differ from their minutes summed (or have none).
+const HOUR_MISMATCHES: &str = "SELECT count(*) FROM (SELECT sensor, \
+    date_bin('1 hour', minute, timestamptz '1970-01-01 00:00:00+00') AS h, trunk, codec, \
+    sum(attempts)::int8 AS n, sum(c503)::int8 AS c, sum(answered_ms)::int8 AS t, sum(active_ms)::int8 AS a \
+    FROM voxtap.rollup_minute GROUP BY 1, 2, 3, 4) m \
+    FULL JOIN voxtap.rollup_hour r ON r.sensor = m.sensor AND r.hour = m.h AND r.trunk = m.trunk AND r.codec = m.codec \
+    WHERE (m.n, m.c, m.t, m.a) IS DISTINCT FROM (r.attempts, r.c503, r.answered_ms, r.active_ms)";
+
 /// A call of s3 across midnight into a day with no partitions yet: its
 /// in-progress time lands on both days; an UPDATE of it (a changed call
 /// sent again) moves its counts; its DELETE takes them away.
@@ -490,6 +705,7 @@ fn midnight_call_and_update(pg: &Pg) {
         ))
     };
     // 30 s before midnight, 90 s after.
+    assert_eq!(pg.count(HOUR_MISMATCHES), 0, "hours = minutes summed");
     assert_eq!(of_s3("active_ms", "2025-06-01"), 30_000);
     assert_eq!(of_s3("active_ms", "2025-06-02"), 90_000);
     assert_eq!(
@@ -504,6 +720,7 @@ fn midnight_call_and_update(pg: &Pg) {
         1001
     );
     assert_eq!(of_s3("answered_ms", "2025-06-01"), 0);
+    assert_eq!(pg.count(HOUR_MISMATCHES), 0, "hours follow an UPDATE");
     assert_eq!(
         of_s3("active_ms", "2025-06-01") + of_s3("active_ms", "2025-06-02"),
         120_000
@@ -512,6 +729,7 @@ fn midnight_call_and_update(pg: &Pg) {
     for day in ["2025-06-01", "2025-06-02"] {
         assert_eq!(of_s3("abs(attempts) + abs(c503) + abs(active_ms)", day), 0);
     }
+    assert_eq!(pg.count(HOUR_MISMATCHES), 0, "hours follow a DELETE");
 }
 
 /// The hub's `/api/live` entry of `sensor` once `done` holds for it (or
@@ -594,6 +812,7 @@ fn tunnel_options(hub: SocketAddr, sensor: &str, secret: &str, data: &Path) -> T
         sensor_id: sensor.into(),
         secret: secret.as_bytes().to_vec(),
         data: data.to_path_buf(),
+        live_caps: Default::default(),
     }
 }
 
@@ -874,4 +1093,149 @@ async fn bench_hub_export_memory() {
         grew_all <= grew_tenth + 16 * 1024,
         "all {all} rows: +{grew_all} KiB, a tenth: +{grew_tenth} KiB"
     );
+}
+
+/// The hub's 30-day dashboards before and after the hourly rollups
+/// (ignored: a few minutes):
+/// `cargo test -p voxtap-web --test web hub_ops::bench_hub_dashboards_30_days -- --ignored --nocapture`.
+/// `VOXTAP_BENCH_CALLS` calls (default 1 000 000) of 3 sensors, 4 trunks
+/// and 2 codecs over the last 30 days, rolled up by the triggers; then,
+/// 20 times each, the statement the hub ran before central migration 7
+/// (every minute row of the range) and `Hub::dashboard` (whole hours from
+/// `rollup_hour`): p50 and p95 in ms, and the same buckets from both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: minutes; run with --ignored --nocapture"]
+async fn bench_hub_dashboards_30_days() {
+    let certs = Certs::new();
+    let pg = crate::hub::setup_central_with(&certs, "dash-bench", true).await;
+    let calls: u64 = std::env::var("VOXTAP_BENCH_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let t = Instant::now();
+    load_month(&pg, calls);
+    println!(
+        "loaded and rolled up {calls} calls over 30 days in {:.0} s: {} minute rows, {} hour rows",
+        t.elapsed().as_secs_f64(),
+        pg.count("SELECT count(*) FROM voxtap.rollup_minute"),
+        pg.count("SELECT count(*) FROM voxtap.rollup_hour")
+    );
+    let hub = voxtap_web::hub::Hub::new(&crate::hub::hub_central(&certs, &pg, &[])).unwrap();
+    let admin = PgTarget::parse(&pg.admin_url()).connect().await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let q = |step_minutes: u64, trunk: Option<&str>| voxtap_engine::index::DashQuery {
+        from_ns: now - 30 * 24 * HOUR_NS,
+        to_ns: now,
+        step_minutes,
+        trunk: trunk.map(String::from),
+        ..Default::default()
+    };
+    println!("| hub dashboard, 30 days | before p50 / p95 ms | after p50 / p95 ms | attempts |");
+    println!("|---|---|---|---|");
+    for (name, q) in [
+        ("per day", q(1440, None)),
+        ("per day, trunk t1", q(1440, Some("t1"))),
+        ("per hour", q(60, None)),
+    ] {
+        let (mut before, mut after) = (Vec::new(), Vec::new());
+        let (mut old, mut new) = (Vec::new(), Vec::new());
+        for _ in 0..20 {
+            let t = Instant::now();
+            old = minutes_only(&admin, &q).await;
+            before.push(t.elapsed());
+            let t = Instant::now();
+            new = hub
+                .dashboard(&q, None)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {}", e.message()));
+            after.push(t.elapsed());
+        }
+        let new: Vec<(u64, Vec<i64>)> = new
+            .iter()
+            .map(|b| (b.start_ns, flat(&serde_json::to_value(b.counts).unwrap())))
+            .collect();
+        assert_eq!(old, new, "{name}: the same buckets");
+        let attempts: i64 = new.iter().map(|b| b.1[0]).sum();
+        let pct = |v: &mut Vec<Duration>, p: usize| {
+            v.sort();
+            v[(v.len() * p / 100).min(v.len() - 1)].as_secs_f64() * 1e3
+        };
+        println!(
+            "| {name} | {:.1} / {:.1} | {:.1} / {:.1} | {attempts} |",
+            pct(&mut before, 50),
+            pct(&mut before, 95),
+            pct(&mut after, 50),
+            pct(&mut after, 95)
+        );
+    }
+}
+
+/// `calls` 90-second calls over the last 30 days (sensor 1 + i % 3, trunk
+/// `t{i % 4}`, codec PCMU or PCMA), inserted without triggers, then rolled
+/// up as the triggers do (which fills the hours through migration 7's).
+fn load_month(pg: &Pg, calls: u64) {
+    let db = voxtap_testkit::pg::DB;
+    pg.psql(
+        db,
+        "SELECT voxtap.ensure_days((now() - interval '31 days')::date, (now() + interval '1 day')::date)",
+    );
+    pg.psql(
+        db,
+        &format!(
+            "SET session_replication_role = replica; \
+             INSERT INTO voxtap.calls (sensor, local_id, call_id, method, start_at, answer_at, end_at, duration_ms, \
+             talk_ms, from_user, to_user, from_uri, to_uri, request_uri, ruri_user, state, status_code, \
+             sip_packets, rtp_packets, rtcp_packets, stream_count, ips, codecs, mos, trunk, codec, indexed_at) \
+             SELECT 1 + i % 3, i, 'm-' || i, 'INVITE', \
+               now() - interval '30 days' + (i * interval '30 days' / {calls}), \
+               CASE WHEN i % 10 = 0 THEN NULL ELSE now() - interval '30 days' + (i * interval '30 days' / {calls}) + interval '2 s' END, \
+               now() - interval '30 days' + (i * interval '30 days' / {calls}) + interval '90 s', 90000, \
+               CASE WHEN i % 10 = 0 THEN NULL ELSE 88000 END, 'a', 'b', '', '', '', '', \
+               CASE WHEN i % 10 = 0 THEN 'failed' ELSE 'answered' END, \
+               CASE WHEN i % 10 = 0 THEN 503 ELSE 200 END, 8, 9000, 20, 2, '{{}}', '{{}}', \
+               1.0 + (i % 350) / 100.0, 't' || (i % 4), CASE WHEN i % 7 = 0 THEN 'PCMA' ELSE 'PCMU' END, now() \
+             FROM generate_series(1::bigint, {calls}) i"
+        ),
+    );
+    pg.psql(
+        db,
+        "DO $$ DECLARE q text; BEGIN \
+         FOREACH q IN ARRAY voxtap.rollup_statements('voxtap.calls', 1) LOOP EXECUTE q; END LOOP; END $$",
+    );
+    pg.psql(
+        db,
+        "VACUUM ANALYZE voxtap.rollup_minute, voxtap.rollup_hour",
+    );
+}
+
+/// The hub's dashboard statement before central migration 7: every
+/// minute row of the range, summed by bucket.
+async fn minutes_only(
+    c: &tokio_postgres::Client,
+    q: &voxtap_engine::index::DashQuery,
+) -> Vec<(u64, Vec<i64>)> {
+    let minute = 60 * SECOND_NS;
+    let from = std::time::UNIX_EPOCH + Duration::from_nanos(q.from_ns / minute * minute);
+    let to = std::time::UNIX_EPOCH + Duration::from_nanos(q.to_ns.div_ceil(minute) * minute);
+    let sums: Vec<String> = COLS.iter().map(|c| format!("sum({c})::int8")).collect();
+    let sql = format!(
+        "SELECT date_bin(make_interval(mins => {}), minute, timestamptz '1970-01-01 00:00:00+00') AS b, {} \
+         FROM voxtap.rollup_minute WHERE minute >= $1 AND minute < $2 AND ($3::text IS NULL OR trunk = $3) \
+         GROUP BY b ORDER BY b",
+        q.step_minutes,
+        sums.join(", ")
+    );
+    c.query(&sql, &[&from, &to, &q.trunk])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let t: std::time::SystemTime = r.get(0);
+            let ns = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+            (ns, (1..=COLS.len()).map(|k| r.get(k)).collect())
+        })
+        .collect()
 }

@@ -108,6 +108,11 @@ pub struct CentralConfig {
     /// is preferred (`hub_secret_file`).
     pub hub_secret: String,
     pub hub_secret_file: Option<PathBuf>,
+    /// Caps of each live push to the hub: open calls (default 200), calls
+    /// just ended (50), bytes of JSON (2 MiB); see `protocol::LiveCaps`.
+    pub live_max_calls: Option<usize>,
+    pub live_max_ended: Option<usize>,
+    pub live_max_bytes: Option<usize>,
 }
 
 impl CentralConfig {
@@ -128,7 +133,17 @@ impl CentralConfig {
         if !self.hub_url.is_empty() && self.secret().is_err() {
             return bad("central.hub_url needs hub_secret or hub_secret_file");
         }
-        Ok(())
+        self.live_caps().map(|_| ())
+    }
+
+    /// The live push's caps of the `live_max_*` keys.
+    pub fn live_caps(&self) -> Result<protocol::LiveCaps, CentralError> {
+        protocol::LiveCaps::from_keys(
+            self.live_max_calls,
+            self.live_max_ended,
+            self.live_max_bytes,
+        )
+        .map_err(CentralError::Config)
     }
 
     /// The tunnel secret, from the file when one is named.
@@ -202,5 +217,27 @@ impl FleetThreads {
         for h in self.handles {
             let _ = h.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_caps_are_config_keys_with_todays_defaults() {
+        let c: CentralConfig = toml::from_str("").unwrap();
+        assert_eq!(c.live_caps().unwrap(), protocol::LiveCaps::default());
+        let c: CentralConfig =
+            toml::from_str("live_max_calls = 500\nlive_max_ended = 0\nlive_max_bytes = 8388608")
+                .unwrap();
+        let caps = c.live_caps().unwrap();
+        assert_eq!(
+            (caps.max_calls, caps.max_ended, caps.max_bytes),
+            (500, 0, 8 << 20)
+        );
+        let c: CentralConfig = toml::from_str("live_max_calls = 0").unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("live_max_calls"), "{e}");
     }
 }

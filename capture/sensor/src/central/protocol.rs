@@ -15,9 +15,10 @@
 //!   one byte [`Frame`] kind, then the payload (file bytes, or the error's
 //!   message).
 //! * Live calls (sensor → hub, a text frame, once per [`LIVE_EVERY`]): a
-//!   [`LivePush`], the sensor's latest live calls snapshot capped to
-//!   [`LIVE_MAX_CALLS`] open calls and [`LIVE_MAX_BYTES`] (the hub caps
-//!   again: it trusts a logged-in sensor, not its sizes).
+//!   [`LivePush`], the sensor's latest live calls snapshot capped by its
+//!   [`LiveCaps`] (default [`LIVE_MAX_CALLS`] open calls and
+//!   [`LIVE_MAX_BYTES`]; the hub caps again by its own: it trusts a
+//!   logged-in sensor, not its sizes).
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -33,12 +34,60 @@ pub const MAX_SKEW: u64 = 300;
 pub const CHUNK: usize = 256 << 10;
 /// How often a sensor pushes its live calls.
 pub const LIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-/// Open calls per push (the newest: the snapshot lists them newest first).
+/// Open calls per push by default (the newest: the snapshot lists them
+/// newest first); `[central] live_max_calls`.
 pub const LIVE_MAX_CALLS: usize = 200;
-/// Calls that just ended per push.
+/// Calls that just ended per push by default; `live_max_ended`.
 pub const LIVE_MAX_ENDED: usize = 50;
-/// Largest push, in bytes of JSON.
+/// Largest push by default, in bytes of JSON; `live_max_bytes`.
 pub const LIVE_MAX_BYTES: usize = 2 << 20;
+
+/// The caps of a live push: the sensor's (what it sends) and the hub's
+/// (what it keeps of any sensor), each from its own `[central]` keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LiveCaps {
+    pub max_calls: usize,
+    pub max_ended: usize,
+    pub max_bytes: usize,
+}
+
+impl Default for LiveCaps {
+    fn default() -> LiveCaps {
+        LiveCaps {
+            max_calls: LIVE_MAX_CALLS,
+            max_ended: LIVE_MAX_ENDED,
+            max_bytes: LIVE_MAX_BYTES,
+        }
+    }
+}
+
+impl LiveCaps {
+    /// The caps of the config keys (`live_max_calls`, `live_max_ended`,
+    /// `live_max_bytes`), today's defaults for those not set; an error
+    /// names a key out of its range (calls 1 to 10 000, ended 0 to 1000,
+    /// bytes 4 KiB to 64 MiB: one push is one WebSocket frame held in
+    /// memory on both ends).
+    pub fn from_keys(
+        calls: Option<usize>,
+        ended: Option<usize>,
+        bytes: Option<usize>,
+    ) -> Result<LiveCaps, String> {
+        let d = LiveCaps::default();
+        let pick = |key: &str, v: Option<usize>, def: usize, lo: usize, hi: usize| {
+            let v = v.unwrap_or(def);
+            if (lo..=hi).contains(&v) {
+                Ok(v)
+            } else {
+                Err(format!("central.{key} = {v}: must be {lo} to {hi}"))
+            }
+        };
+        Ok(LiveCaps {
+            max_calls: pick("live_max_calls", calls, d.max_calls, 1, 10_000)?,
+            max_ended: pick("live_max_ended", ended, d.max_ended, 0, 1000)?,
+            max_bytes: pick("live_max_bytes", bytes, d.max_bytes, 4 << 10, 64 << 20)?,
+        })
+    }
+}
 
 /// Sensor → hub: the sensor's live calls (`DATA/live/calls.json`).
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -46,32 +95,32 @@ pub struct LivePush {
     pub live: crate::status::LiveCallsFile,
 }
 
-/// Keeps at most [`LIVE_MAX_CALLS`] open and [`LIVE_MAX_ENDED`] ended
-/// calls, saying so as the engine's own cap does.
-pub fn cap_live(f: &mut crate::status::LiveCallsFile) {
+/// Keeps at most `caps.max_calls` open and `caps.max_ended` ended calls,
+/// saying so as the engine's own cap does.
+pub fn cap_live(f: &mut crate::status::LiveCallsFile, caps: LiveCaps) {
     let s = &mut f.snapshot;
-    if s.calls.len() > LIVE_MAX_CALLS {
-        s.calls.truncate(LIVE_MAX_CALLS);
+    if s.calls.len() > caps.max_calls {
+        s.calls.truncate(caps.max_calls);
         s.truncated = true;
-        s.max_calls = LIVE_MAX_CALLS as u64;
+        s.max_calls = caps.max_calls as u64;
     }
-    s.ended.truncate(LIVE_MAX_ENDED);
+    s.ended.truncate(caps.max_ended);
 }
 
-/// The text frame of a push; None past [`LIVE_MAX_BYTES`].
-pub fn live_push(mut live: crate::status::LiveCallsFile) -> Option<String> {
-    cap_live(&mut live);
+/// The text frame of a push; None past `caps.max_bytes`.
+pub fn live_push(mut live: crate::status::LiveCallsFile, caps: LiveCaps) -> Option<String> {
+    cap_live(&mut live, caps);
     let text = serde_json::to_string(&LivePush { live }).ok()?;
-    (text.len() <= LIVE_MAX_BYTES).then_some(text)
+    (text.len() <= caps.max_bytes).then_some(text)
 }
 
 /// A push as the hub reads it: size checked, capped.
-pub fn parse_live(text: &str) -> Option<crate::status::LiveCallsFile> {
-    if text.len() > LIVE_MAX_BYTES {
+pub fn parse_live(text: &str, caps: LiveCaps) -> Option<crate::status::LiveCallsFile> {
+    if text.len() > caps.max_bytes {
         return None;
     }
     let mut p: LivePush = serde_json::from_str(text).ok()?;
-    cap_live(&mut p.live);
+    cap_live(&mut p.live, caps);
     Some(p.live)
 }
 
@@ -280,14 +329,43 @@ mod tests {
         f.snapshot.calls = vec![call.clone(); LIVE_MAX_CALLS + 5];
         f.snapshot.ended = vec![call; LIVE_MAX_ENDED + 1];
         f.snapshot.seq = 7;
-        let text = live_push(f).unwrap();
-        let back = parse_live(&text).unwrap();
+        let d = LiveCaps::default();
+        assert_eq!(LiveCaps::from_keys(None, None, None), Ok(d));
+        let text = live_push(f.clone(), d).unwrap();
+        let back = parse_live(&text, d).unwrap();
         assert_eq!(back.snapshot.seq, 7);
         assert_eq!(back.snapshot.calls.len(), LIVE_MAX_CALLS);
         assert!(back.snapshot.truncated);
         assert_eq!(back.snapshot.ended.len(), LIVE_MAX_ENDED);
-        assert!(parse_live("{}").is_none());
-        assert!(parse_live(&" ".repeat(LIVE_MAX_BYTES + 1)).is_none());
+        assert!(parse_live("{}", d).is_none());
+        assert!(parse_live(&" ".repeat(LIVE_MAX_BYTES + 1), d).is_none());
+        // Configured caps: the sensor's smaller, the hub's smaller still.
+        let small = LiveCaps::from_keys(Some(20), Some(3), Some(64 << 10)).unwrap();
+        let text = live_push(f.clone(), small).unwrap();
+        assert!(text.len() <= 64 << 10);
+        let hub = LiveCaps::from_keys(Some(5), Some(0), None).unwrap();
+        let back = parse_live(&text, hub).unwrap();
+        assert_eq!(
+            (back.snapshot.calls.len(), back.snapshot.ended.len()),
+            (5, 0)
+        );
+        assert_eq!(back.snapshot.max_calls, 5);
+        // A push larger than the bytes cap is not sent, nor accepted.
+        let tiny = LiveCaps::from_keys(None, None, Some(4 << 10)).unwrap();
+        assert!(live_push(f, tiny).is_none());
+        assert!(
+            parse_live(
+                &text,
+                LiveCaps {
+                    max_bytes: text.len() - 1,
+                    ..d
+                }
+            )
+            .is_none()
+        );
+        let e = LiveCaps::from_keys(Some(0), None, None).unwrap_err();
+        assert!(e.contains("live_max_calls"), "{e}");
+        assert!(LiveCaps::from_keys(None, None, Some(100)).is_err());
     }
 
     #[test]

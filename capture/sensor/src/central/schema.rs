@@ -42,6 +42,7 @@ pub const MIGRATIONS: &[&str] = &[
     super::rollups::MIGRATION_4,
     MIGRATION_5,
     MIGRATION_6,
+    super::rollups::MIGRATION_7,
 ];
 
 const MIGRATION_1: &str = r#"

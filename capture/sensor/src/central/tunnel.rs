@@ -38,6 +38,8 @@ pub struct TunnelOptions {
     pub secret: Vec<u8>,
     /// The data directory: `index.sqlite` and the call folders.
     pub data: PathBuf,
+    /// Caps of each live push (`[central] live_max_*`).
+    pub live_caps: protocol::LiveCaps,
 }
 
 impl TunnelOptions {
@@ -52,6 +54,7 @@ impl TunnelOptions {
             sensor_id: c.sensor_id.clone(),
             secret: c.secret()?,
             data: cfg.output.dir.clone(),
+            live_caps: c.live_caps()?,
         }))
     }
 }
@@ -187,12 +190,12 @@ async fn serve(ws: Ws, o: &TunnelOptions, stop: &AtomicBool) -> Result<(), Centr
 /// if any; skipped when the connection is busy (files in flight): the next
 /// second brings a newer one.
 async fn push_live(o: &TunnelOptions, tx: &mpsc::Sender<Message>) {
-    let data = o.data.clone();
+    let (data, caps) = (o.data.clone(), o.live_caps);
     let text = tokio::task::spawn_blocking(move || crate::status::read_live_calls(&data))
         .await
         .ok()
         .flatten()
-        .and_then(protocol::live_push);
+        .and_then(|f| protocol::live_push(f, caps));
     if let Some(t) = text {
         let _ = tx.try_send(Message::Text(t.into()));
     }
