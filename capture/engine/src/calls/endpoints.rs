@@ -57,16 +57,12 @@ impl EndpointUse {
 /// call). The shared case boxed so that a map entry's value takes 16 bytes,
 /// not a Vec's 24 (four entries a call).
 #[allow(clippy::box_collection)]
+#[derive(Default)]
 enum Uses {
     One(EndpointUse),
     Many(Box<Vec<EndpointUse>>),
+    #[default]
     None,
-}
-
-impl Default for Uses {
-    fn default() -> Self {
-        Uses::None
-    }
 }
 
 impl Uses {
@@ -324,4 +320,26 @@ pub(super) fn claims(
         EndpointUse::new(call, Role::Rtcp, media_idx, is_fax(m)),
     ));
     std::iter::once(rtp).chain(rtcp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Four map entries a call: their size is what the compact key is for.
+    #[test]
+    fn a_map_entry_takes_40_bytes() {
+        assert_eq!(std::mem::size_of::<(EpKey, Uses)>(), 40);
+    }
+
+    #[test]
+    fn keys_tell_family_address_and_port_apart() {
+        let k = |s: &str| EpKey::from(s.parse::<SocketAddr>().unwrap());
+        assert!(k("10.0.0.1:4000") == k("10.0.0.1:4000"));
+        assert!(k("10.0.0.1:4000") != k("10.0.0.1:4001"));
+        assert!(k("10.0.0.1:4000") != k("10.0.0.2:4000"));
+        assert!(k("10.0.0.1:4000") != k("[::ffff:10.0.0.1]:4000"));
+        assert!(k("10.0.0.1:4000") != k("[a00:1::]:4000"));
+        assert!(k("[2001:db8::1]:4000") == k("[2001:db8::1]:4000"));
+    }
 }
