@@ -9,6 +9,9 @@
 //! RSS per call after each minute: with the spill (the default) the last
 //! minute should equal the first; `VOXTAP_BENCH_SPILL=off` keeps every
 //! packet reference in memory (the engine before the spill).
+//! `VOXTAP_BENCH_GAP=1` loses one packet of every stream (sequence number 1
+//! is never sent): every stream then holds the duplicate detector's bitmap,
+//! which streams without a gap or a late packet do without.
 //! Ignored by default; run it optimised:
 //! `cargo test -p voxtap-engine --release --test memory_long_calls -- --ignored --nocapture`
 
@@ -47,6 +50,7 @@ fn memory_of_long_calls() {
     let step_ms = env_u64("VOXTAP_BENCH_RTP_MS", 20).clamp(1, 60_000);
     let rounds_per_minute = 60_000 / step_ms;
     let spill = std::env::var("VOXTAP_BENCH_SPILL").as_deref() != Ok("off");
+    let gap = u64::from(std::env::var("VOXTAP_BENCH_GAP").as_deref() == Ok("1"));
     if !spill {
         cfg.calls.spill_dir = None;
     }
@@ -59,9 +63,11 @@ fn memory_of_long_calls() {
     let t0 = Instant::now();
     let mut per_minute = Vec::new();
     for round in 0..minutes * rounds_per_minute {
+        // With the gap, sequence numbers 0, 2, 3...: number 1 lost.
+        let seq = if round == 0 { 0 } else { round + gap };
         f.rtp_round(
             start + 1_000 + round * step_ms * 1_000_000,
-            round as u16,
+            seq as u16,
             calls,
         );
         if (round + 1) % rounds_per_minute == 0 {
@@ -77,7 +83,7 @@ fn memory_of_long_calls() {
     assert_eq!(f.pipeline.open_calls(), calls as usize, "every call open");
     let s = f.pipeline.calls_mut().spill_stats().unwrap_or_default();
     println!(
-        "BENCH {{\"probe\": \"memory_long_calls\", \"spill\": {spill}, \"calls\": {calls}, \"minutes\": {minutes}, \"rtp_every_ms\": {step_ms}, \"packets\": {}, \"rss_bytes_per_call_each_minute\": {per_minute:?}, \"reference_bytes_held\": {}, \"spill_chunks\": {}, \"spill_segments\": {}, \"seconds\": {:.1}}}",
+        "BENCH {{\"probe\": \"memory_long_calls\", \"spill\": {spill}, \"gap\": {gap}, \"calls\": {calls}, \"minutes\": {minutes}, \"rtp_every_ms\": {step_ms}, \"packets\": {}, \"rss_bytes_per_call_each_minute\": {per_minute:?}, \"reference_bytes_held\": {}, \"spill_chunks\": {}, \"spill_segments\": {}, \"seconds\": {:.1}}}",
         f.frames,
         f.pipeline.calls_mut().packet_bytes_held(),
         s.chunks,

@@ -13,8 +13,10 @@
 //!   changes the figures when RFC 4733 events share the audio SSRC).
 //!
 //! [`StreamStats::update`] allocates only when a stream shows more than
-//! eight distinct payload types (at most once per new type): all other
-//! state is fixed-size.
+//! eight distinct payload types (at most once per new type) and once, for
+//! the duplicate detector's bitmap, at the stream's first gap or late
+//! packet (a stream without one holds no bitmap): all other state is
+//! fixed-size.
 
 use crate::rtp::static_codec;
 
@@ -138,14 +140,25 @@ pub struct StreamStats {
     dyn_clock: DynClocks,
 
     started: bool,
-    packets: u64,
+    /// Counters in 32 bits (saturating): 2^32 packets is 2.7 years of a
+    /// 50 packets/s stream.
+    packets: u32,
+    /// Also the base of the extended sequence numbers (RFC 3550's
+    /// `base_seq`): the first packet's extended number is `first_seq`.
     first_seq: u16,
-    base_ext: i64,
+    /// How far behind `max_ext` the previous packet's extended sequence
+    /// number was (at most 2^15: a packet is read as ahead beyond that),
+    /// in 2 bytes rather than an 8-byte extended number.
+    prev_back: u16,
     max_ext: i64,
     seq_wraps: u32,
-    seen: [u64; SEQ_WORDS],
-    out_of_order: u64,
-    duplicates: u64,
+    out_of_order: u32,
+    duplicates: u32,
+    /// Which of the last [`SEQ_WINDOW`] extended sequence numbers were
+    /// seen; `None` while they all were since the first packet (a stream
+    /// without a gap, the usual case, holds no bitmap: 128 bytes less).
+    /// Made at the first gap or the first packet behind the highest.
+    seen: Option<Box<[u64; SEQ_WORDS]>>,
 
     /// Timestamp of the previous packet (ptime steps).
     last_ts: u32,
@@ -174,9 +187,6 @@ pub struct StreamStats {
     min_delta_ms: f64,
     mean_delta_ms: f64,
 
-    /// Bit per payload type seen (two words: a u128 would align the whole
-    /// struct to 16 bytes).
-    pt_seen: [u64; 2],
     /// Payload types in order of first sight: the first [`PT_INLINE`] here,
     /// the rest (a stream rarely has more than three) in `pt_more`, so a
     /// stream does not carry 128 bytes for them.
@@ -188,7 +198,6 @@ pub struct StreamStats {
 
     /// (timestamp step, clock rate, count) of consecutive in-order packets.
     steps: [(u32, u32, u32); STEP_SLOTS],
-    prev_ext: i64,
 }
 
 impl StreamStats {
@@ -202,10 +211,10 @@ impl StreamStats {
             started: false,
             packets: 0,
             first_seq: 0,
-            base_ext: 0,
+            prev_back: 0,
             max_ext: 0,
             seq_wraps: 0,
-            seen: [0; SEQ_WORDS],
+            seen: None,
             out_of_order: 0,
             duplicates: 0,
             last_ts: 0,
@@ -223,12 +232,10 @@ impl StreamStats {
             max_delta_ms: 0.0,
             min_delta_ms: f64::NAN,
             mean_delta_ms: 0.0,
-            pt_seen: [0; 2],
             pt_first: [0; PT_INLINE],
             pt_len: 0,
             pt_more: None,
             steps: [(0, 0, 0); STEP_SLOTS],
-            prev_ext: 0,
         }
     }
 
@@ -270,10 +277,14 @@ impl StreamStats {
         (idx / 64, 1u64 << (idx % 64))
     }
 
-    /// Marks `ext` seen; returns whether it already was.
+    /// Marks `ext` seen; returns whether it already was. Without a bitmap
+    /// every number from `first_seq` to `max_ext` was seen.
     fn test_and_set(&mut self, ext: i64) -> bool {
+        let Some(seen) = self.seen.as_mut() else {
+            return ext >= i64::from(self.first_seq) && ext <= self.max_ext;
+        };
         let (word, mask) = Self::bit(ext);
-        match self.seen.get_mut(word) {
+        match seen.get_mut(word) {
             Some(w) => {
                 let was = *w & mask != 0;
                 *w |= mask;
@@ -281,6 +292,23 @@ impl StreamStats {
             }
             None => false,
         }
+    }
+
+    /// The bitmap of a stream that had no gap so far: every number of the
+    /// window from `first_seq` to `max_ext` set. Once per stream at most.
+    fn seen_bitmap(&mut self) -> &mut [u64; SEQ_WORDS] {
+        let (first, max) = (i64::from(self.first_seq), self.max_ext);
+        self.seen.get_or_insert_with(|| {
+            let mut words = Box::new([0u64; SEQ_WORDS]);
+            let from = first.max(max.saturating_sub(SEQ_WINDOW as i64 - 1));
+            for e in from..=max {
+                let (word, mask) = Self::bit(e);
+                if let Some(w) = words.get_mut(word) {
+                    *w |= mask;
+                }
+            }
+            words
+        })
     }
 
     /// Sequence accounting (RFC 3550 A.1 without probation). Returns the
@@ -295,15 +323,8 @@ impl StreamStats {
             if seq < max_seq {
                 self.seq_wraps = self.seq_wraps.saturating_add(1);
             }
-            if usize::from(udelta) >= SEQ_WINDOW {
-                self.seen = [0; SEQ_WORDS];
-            } else {
-                for e in self.max_ext.saturating_add(1)..=ext {
-                    let (word, mask) = Self::bit(e);
-                    if let Some(w) = self.seen.get_mut(word) {
-                        *w &= !mask;
-                    }
-                }
+            if udelta > 1 {
+                self.skip_to(ext);
             }
             self.max_ext = ext;
             self.test_and_set(ext);
@@ -318,6 +339,10 @@ impl StreamStats {
             };
             let ext = self.max_ext.saturating_sub(back);
             if back < SEQ_WINDOW as i64 {
+                if back > 0 && self.seen.is_none() && ext < i64::from(self.first_seq) {
+                    // A first packet behind the first: a hole now.
+                    self.seen_bitmap();
+                }
                 if self.test_and_set(ext) {
                     self.duplicates = self.duplicates.saturating_add(1);
                 } else {
@@ -331,14 +356,30 @@ impl StreamStats {
         }
     }
 
+    /// A jump ahead to `ext` past numbers not seen: the window forgets the
+    /// slots the new numbers reuse (the bitmap made at the first gap).
+    fn skip_to(&mut self, ext: i64) {
+        let from = self.max_ext.saturating_add(1);
+        let seen = self.seen_bitmap();
+        if ext.saturating_sub(from) >= SEQ_WINDOW as i64 - 1 {
+            *seen = [0; SEQ_WORDS];
+            return;
+        }
+        for e in from..=ext {
+            let (word, mask) = Self::bit(e);
+            if let Some(w) = seen.get_mut(word) {
+                *w &= !mask;
+            }
+        }
+    }
+
     fn note_payload_type(&mut self, pt: u8) {
         let pt = pt & 0x7f;
-        let (word, mask) = (usize::from(pt >> 6), 1u64 << (pt & 63));
-        let Some(seen) = self.pt_seen.get_mut(word) else {
-            return;
-        };
-        if *seen & mask == 0 {
-            *seen |= mask;
+        // A scan of at most eight bytes (a stream has one to three types)
+        // rather than a 16-byte bitmap in every stream.
+        let first = self.pt_first.get(..usize::from(self.pt_len)).unwrap_or(&[]);
+        let seen = first.contains(&pt) || self.pt_more.as_ref().is_some_and(|m| m.contains(&pt));
+        if !seen {
             match self.pt_first.get_mut(usize::from(self.pt_len)) {
                 Some(slot) => {
                     *slot = pt;
@@ -389,11 +430,11 @@ impl StreamStats {
             return;
         }
 
+        let prev_ext = self.max_ext.saturating_sub(i64::from(self.prev_back));
         let ext = self.track_sequence(seq);
         let ts_step = rtp_ts.wrapping_sub(self.last_ts) as i32;
         let clock = self.clock_rate_for(pt);
-        if ext == self.prev_ext.saturating_add(1) && pt == self.last_pt && ts_step > 0 && clock != 0
-        {
+        if ext == prev_ext.saturating_add(1) && pt == self.last_pt && ts_step > 0 && clock != 0 {
             self.note_step(ts_step.unsigned_abs(), clock);
         }
 
@@ -427,7 +468,8 @@ impl StreamStats {
         }
         self.last_pt = pt;
         self.last_ts = rtp_ts;
-        self.prev_ext = ext;
+        // ext is at most 2^15 behind the highest (see track_sequence).
+        self.prev_back = u16::try_from(self.max_ext.saturating_sub(ext)).unwrap_or(u16::MAX);
         self.packets = self.packets.saturating_add(1);
     }
 
@@ -437,10 +479,8 @@ impl StreamStats {
         self.started = true;
         self.packets = 1;
         self.first_seq = seq;
-        self.base_ext = i64::from(seq);
-        self.max_ext = self.base_ext;
-        self.test_and_set(self.base_ext);
-        self.prev_ext = self.base_ext;
+        self.max_ext = i64::from(seq);
+        self.prev_back = 0;
         self.last_ts = rtp_ts;
         self.first_ts = rtp_ts;
         self.last_nominal_ms = 0.0;
@@ -473,7 +513,7 @@ impl StreamStats {
     fn update_extremes(&mut self, khz: u32, current_jitter: f64) {
         // `packets` is Wireshark's total_nr before this packet, i.e. the
         // number of deltas so far: the means below are running means.
-        let n = self.packets as f64;
+        let n = f64::from(self.packets);
         if self.delta_ms > self.max_delta_ms {
             self.max_delta_ms = self.delta_ms;
         }
@@ -511,7 +551,12 @@ impl StreamStats {
 
     pub fn summary(&self) -> StreamSummary {
         let expected = if self.started {
-            u64::try_from(self.max_ext.saturating_sub(self.base_ext).saturating_add(1)).unwrap_or(0)
+            u64::try_from(
+                self.max_ext
+                    .saturating_sub(i64::from(self.first_seq))
+                    .saturating_add(1),
+            )
+            .unwrap_or(0)
         } else {
             0
         };
@@ -522,13 +567,13 @@ impl StreamStats {
             .max_by_key(|s| s.2)
             .map(|s| f64::from(s.0) * 1000.0 / f64::from(s.1));
         StreamSummary {
-            packets: self.packets,
+            packets: u64::from(self.packets),
             expected,
             lost: i64::try_from(expected)
                 .unwrap_or(i64::MAX)
-                .saturating_sub(i64::try_from(self.packets).unwrap_or(i64::MAX)),
-            out_of_order: self.out_of_order,
-            duplicates: self.duplicates,
+                .saturating_sub(i64::from(self.packets)),
+            out_of_order: u64::from(self.out_of_order),
+            duplicates: u64::from(self.duplicates),
             seq_wraps: self.seq_wraps,
             jitter_ms: self.jitter_ms,
             max_jitter_ms: self.max_jitter_ms,
@@ -648,6 +693,79 @@ mod tests {
         let r = s.summary();
         assert_eq!((r.packets, r.expected, r.lost), (7, 5, -2));
         assert_eq!((r.out_of_order, r.duplicates), (0, 2));
+    }
+
+    /// Duplicates and late packets counted against a model kept in the
+    /// test (every extended number seen, in a set), across the 16-bit
+    /// wrap, four kinds of streams: clean; loss, jumps, reordering by up
+    /// to 1,500 places and copies; copies only; reordering and copies
+    /// without loss. Only the first and the third hold no bitmap.
+    #[test]
+    fn stats_duplicates_and_late_match_a_set_model() {
+        use std::collections::HashSet;
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        for round in 0..200 {
+            let first = 60_000 + i64::try_from(next(10_000)).unwrap();
+            // Extended numbers in sending order, then disturbed.
+            let mut exts: Vec<i64> = Vec::new();
+            let mut e = first;
+            let (lossy, swaps, copies) = match round % 4 {
+                0 => (false, false, false),
+                1 => (true, true, true),
+                2 => (false, false, true),
+                _ => (false, true, true),
+            };
+            for _ in 0..3_000 {
+                match next(1_000) {
+                    0..=9 if lossy => e += 2 + i64::try_from(next(3)).unwrap(),
+                    10 if lossy => e += 900 + i64::try_from(next(400)).unwrap(),
+                    _ => e += 1,
+                }
+                exts.push(e);
+            }
+            for _ in 0..30 {
+                if swaps {
+                    let i = usize::try_from(next(2_900)).unwrap();
+                    let j = (i + 1 + usize::try_from(next(1_500)).unwrap()).min(exts.len() - 1);
+                    exts.swap(i, j);
+                }
+                if copies {
+                    // A copy after the original, up to 100 places later.
+                    let i = usize::try_from(next(2_900)).unwrap();
+                    let at = i + 1 + usize::try_from(next(100)).unwrap();
+                    exts.insert(at, exts[i]);
+                }
+            }
+            if swaps {
+                // The first packet overtook the two before it.
+                exts.swap(0, 2);
+            }
+            let first = exts[0];
+            let (mut seen, mut max, mut dup, mut late) = (HashSet::new(), first, 0u64, 0u64);
+            let mut s = StreamStats::new(0);
+            for (i, &e) in exts.iter().enumerate() {
+                s.update(20 * MS * i as u64, (e & 0xffff) as u16, 0, 8, 160, false);
+                if i > 0 && e <= max {
+                    if max - e >= SEQ_WINDOW as i64 || !seen.contains(&e) {
+                        late += 1;
+                    } else {
+                        dup += 1;
+                    }
+                }
+                max = max.max(e);
+                seen.insert(e);
+            }
+            let r = s.summary();
+            assert_eq!((r.duplicates, r.out_of_order), (dup, late), "round {round}");
+            assert_eq!(r.expected, u64::try_from(max - first + 1).unwrap());
+            assert_eq!(s.seen.is_none(), !lossy && !swaps, "round {round}");
+        }
     }
 
     #[test]

@@ -175,8 +175,9 @@ pub struct StreamKey {
 pub struct Stream {
     pub key: StreamKey,
     pub stats: StreamStats,
-    /// The m= line (index into `Call::media`) whose endpoint matched.
-    pub media_idx: Option<usize>,
+    /// The m= line (index into `Call::media`) whose endpoint matched:
+    /// [`Self::media_idx`] (32 bits, 8 bytes less than an `Option<usize>`).
+    media: Option<u32>,
     pub clock_rate: u32,
     pub rtcp: RtcpView,
     /// Sender reports this SSRC sent about itself.
@@ -228,6 +229,15 @@ impl RecentPacket {
 }
 
 impl Stream {
+    /// The m= line (index into `Call::media`) whose endpoint matched.
+    pub fn media_idx(&self) -> Option<usize> {
+        self.media.map(|m| m as usize)
+    }
+
+    pub(super) fn set_media_idx(&mut self, media_idx: Option<usize>) {
+        self.media = media_idx.and_then(|m| u32::try_from(m).ok());
+    }
+
     /// Remember packet `seq` among the latest ones.
     pub(super) fn note_recent(&mut self, seq: u16, r: RecentPacket) {
         let slot = usize::from(seq) % RECENT_PACKETS;
@@ -694,7 +704,7 @@ impl Call {
     /// that announced the stream's receiving endpoint, else RFC 3551's table.
     pub fn codec_name(&self, stream: &Stream, pt: u8) -> String {
         let from_sdp = stream
-            .media_idx
+            .media_idx()
             .and_then(|m| self.media.get(m))
             .and_then(|m| m.rtpmap.iter().find(|r| r.pt == pt))
             .or_else(|| {

@@ -54,16 +54,15 @@ impl EndpointUse {
 
 /// The calls using one endpoint, newest last: almost always one, kept
 /// inline (a Vec of one would cost an allocation per endpoint, four per
-/// call).
+/// call). The shared case boxed so that a map entry's value takes 16 bytes,
+/// not a Vec's 24 (four entries a call).
+#[allow(clippy::box_collection)]
+#[derive(Default)]
 enum Uses {
     One(EndpointUse),
-    Many(Vec<EndpointUse>),
-}
-
-impl Default for Uses {
-    fn default() -> Self {
-        Uses::Many(Vec::new())
-    }
+    Many(Box<Vec<EndpointUse>>),
+    #[default]
+    None,
 }
 
 impl Uses {
@@ -71,6 +70,7 @@ impl Uses {
         match self {
             Uses::One(u) => std::slice::from_ref(u),
             Uses::Many(v) => v,
+            Uses::None => &[],
         }
     }
 
@@ -78,6 +78,7 @@ impl Uses {
         match self {
             Uses::One(u) => std::slice::from_mut(u),
             Uses::Many(v) => v,
+            Uses::None => &mut [],
         }
     }
 
@@ -87,18 +88,45 @@ impl Uses {
 
     fn push(&mut self, u: EndpointUse) {
         match self {
-            Uses::One(a) => *self = Uses::Many(vec![*a, u]),
+            Uses::One(a) => *self = Uses::Many(Box::new(vec![*a, u])),
             Uses::Many(v) if v.is_empty() => *self = Uses::One(u),
             Uses::Many(v) => v.push(u),
+            Uses::None => *self = Uses::One(u),
         }
     }
 
     fn retain(&mut self, keep: impl Fn(&EndpointUse) -> bool) {
         match self {
-            Uses::One(u) if !keep(u) => *self = Uses::default(),
-            Uses::One(_) => {}
+            Uses::One(u) if !keep(u) => *self = Uses::None,
+            Uses::One(_) | Uses::None => {}
             Uses::Many(v) => v.retain(|u| keep(u)),
         }
+    }
+}
+
+/// An endpoint as the map keys it: address (IPv4 in the first four bytes),
+/// port and family in 19 bytes instead of a `SocketAddr`'s 32, so a map
+/// entry takes 40 bytes, not 56. Endpoints come from SDP and packet
+/// headers, whose IPv6 flow label and scope are always 0, so equal keys
+/// are equal addresses.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct EpKey([u8; 19]);
+
+impl From<SocketAddr> for EpKey {
+    fn from(a: SocketAddr) -> Self {
+        let mut k = [0u8; 19];
+        let (ip, v6): ([u8; 16], u8) = match a.ip() {
+            std::net::IpAddr::V4(v4) => {
+                let mut b = [0u8; 16];
+                b[..4].copy_from_slice(&v4.octets());
+                (b, 0)
+            }
+            std::net::IpAddr::V6(v6) => (v6.octets(), 1),
+        };
+        k[..16].copy_from_slice(&ip);
+        k[16..18].copy_from_slice(&a.port().to_be_bytes());
+        k[18] = v6;
+        EpKey(k)
     }
 }
 
@@ -112,7 +140,7 @@ pub(super) type AddrHash = foldhash::fast::RandomState;
 #[derive(Default)]
 pub(super) struct Endpoints {
     /// Receiving endpoints, newest use last.
-    uses: HashMap<SocketAddr, Uses, AddrHash>,
+    uses: HashMap<EpKey, Uses, AddrHash>,
     /// `None` unless a live sensor asked for them: import has no filter to
     /// update and must not accumulate events.
     events: Option<Vec<EndpointEvent>>,
@@ -135,7 +163,7 @@ impl Endpoints {
     /// m= line the stream started under), unless it turns the media into
     /// fax or back (T.38): from then on the packets are the new line's.
     pub fn announce(&mut self, ep: SocketAddr, u: EndpointUse) {
-        if let Some(x) = self.uses.get_mut(&ep).and_then(|v| {
+        if let Some(x) = self.uses.get_mut(&EpKey::from(ep)).and_then(|v| {
             v.as_mut_slice()
                 .iter_mut()
                 .find(|x| x.call == u.call && x.role == u.role)
@@ -154,7 +182,7 @@ impl Endpoints {
     }
 
     fn add(&mut self, ep: SocketAddr, u: EndpointUse, known: impl Fn(&EndpointUse) -> bool) {
-        let uses = self.uses.entry(ep).or_default();
+        let uses = self.uses.entry(EpKey::from(ep)).or_default();
         if uses.is_empty()
             && let Some(ev) = &mut self.events
         {
@@ -167,12 +195,13 @@ impl Endpoints {
 
     /// Call `call` no longer receives at `ep`.
     pub fn release(&mut self, call: u64, ep: SocketAddr) {
-        let Some(uses) = self.uses.get_mut(&ep) else {
+        let key = EpKey::from(ep);
+        let Some(uses) = self.uses.get_mut(&key) else {
             return;
         };
         uses.retain(|u| u.call != call);
         if uses.is_empty() {
-            self.uses.remove(&ep);
+            self.uses.remove(&key);
             if let Some(ev) = &mut self.events {
                 ev.push(EndpointEvent::Removed(ep));
             }
@@ -185,8 +214,8 @@ impl Endpoints {
     /// (symmetric RTP sends from the port it receives on). The flag says
     /// whether `src` is a known endpoint of that call.
     pub fn find(&self, src: SocketAddr, dst: SocketAddr) -> Option<(EndpointUse, bool)> {
-        let d = self.uses.get(&dst).map(Uses::as_slice);
-        let s = self.uses.get(&src).map(Uses::as_slice);
+        let d = self.uses.get(&EpKey::from(dst)).map(Uses::as_slice);
+        let s = self.uses.get(&EpKey::from(src)).map(Uses::as_slice);
         if let (Some(d), Some(s)) = (d, s)
             && let Some(u) = d.iter().rev().find(|u| s.iter().any(|x| x.call == u.call))
         {
@@ -291,4 +320,26 @@ pub(super) fn claims(
         EndpointUse::new(call, Role::Rtcp, media_idx, is_fax(m)),
     ));
     std::iter::once(rtp).chain(rtcp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Four map entries a call: their size is what the compact key is for.
+    #[test]
+    fn a_map_entry_takes_40_bytes() {
+        assert_eq!(std::mem::size_of::<(EpKey, Uses)>(), 40);
+    }
+
+    #[test]
+    fn keys_tell_family_address_and_port_apart() {
+        let k = |s: &str| EpKey::from(s.parse::<SocketAddr>().unwrap());
+        assert!(k("10.0.0.1:4000") == k("10.0.0.1:4000"));
+        assert!(k("10.0.0.1:4000") != k("10.0.0.1:4001"));
+        assert!(k("10.0.0.1:4000") != k("10.0.0.2:4000"));
+        assert!(k("10.0.0.1:4000") != k("[::ffff:10.0.0.1]:4000"));
+        assert!(k("10.0.0.1:4000") != k("[a00:1::]:4000"));
+        assert!(k("[2001:db8::1]:4000") == k("[2001:db8::1]:4000"));
+    }
 }

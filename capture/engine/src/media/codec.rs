@@ -65,7 +65,7 @@ pub fn rated_payload_type(pts: impl IntoIterator<Item = u8>, map: &PtMap) -> Opt
 
 /// [`pt_map`] for a stream of the call table.
 pub fn stream_pt_map(call: &Call, s: &Stream) -> PtMap {
-    pt_map(Some(call), s.media_idx, s.key.dst)
+    pt_map(Some(call), s.media_idx(), s.key.dst)
 }
 
 /// The codec a call-table stream is rated by (what streams.csv and the

@@ -703,7 +703,7 @@ fn resolve_codec(call: Option<&Call>, s: &mut StreamMedia) -> PtMap {
         let st = c.stream(&s.key)?;
         Some((c, st))
     });
-    let media_idx = call_stream.and_then(|(_, st)| st.media_idx);
+    let media_idx = call_stream.and_then(|(_, st)| st.media_idx());
     let mut map = codec::pt_map(call, media_idx, s.key.dst);
     let mut by_time: Vec<&MediaPacket> = s.packets.iter().collect();
     by_time.sort_by_key(|p| p.arrival_ns);

@@ -162,7 +162,7 @@ impl Call {
             if self.stream_idx(&s.key).is_some() {
                 continue;
             }
-            s.media_idx = Some(media_idx);
+            s.set_media_idx(Some(media_idx));
             self.add_stream(s);
         }
     }
@@ -204,10 +204,10 @@ impl Call {
                 stats.set_pt_clock_rate(dyn_pt, rate);
             }
         }
-        Stream {
+        let mut s = Stream {
             key,
             stats,
-            media_idx,
+            media: None,
             clock_rate,
             rtcp: RtcpView::default(),
             sender_reports: 0,
@@ -216,7 +216,9 @@ impl Call {
             early_packets: 0,
             recent: [RecentPacket::default(); super::RECENT_PACKETS],
             recent_seq: [0; super::RECENT_PACKETS],
-        }
+        };
+        s.set_media_idx(media_idx);
+        s
     }
 
     /// Keep what RTCP says about the call's streams beside our own figures.
