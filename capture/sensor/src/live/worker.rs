@@ -70,8 +70,11 @@ pub(super) trait LiveEngine {
     fn process_batch(&mut self, batch: &Batch) -> u64;
     /// No batch for a while: capture time moves to the live clock.
     fn tick(&mut self, now_ns: u64);
-    /// Err once the engine cannot go on (a media worker failed).
-    fn check(&mut self) -> Result<()>;
+    /// The engine cannot go on (a media worker failed): [`Self::finish`]
+    /// says why.
+    fn failed(&self) -> bool {
+        false
+    }
     fn add_tls_keylog(&mut self, bytes: &[u8]);
     fn drain_endpoint_events(&mut self, out: &mut Vec<EndpointEvent>);
     /// `n` frames lost where `scope` says: charged to the calls open now
@@ -179,7 +182,12 @@ pub(super) fn worker_loop<E: LiveEngine>(
             }
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        engine.check()?;
+        if engine.failed() {
+            // The engine hands nothing on any more: the sensor stops with
+            // the reason rather than capturing into calls never rebuilt.
+            engine.finish()?;
+            return Err(anyhow!("the call engine stopped"));
+        }
         if let Some(k) = keylog.as_mut() {
             let added = k.poll(Instant::now());
             if !added.is_empty() {
@@ -268,10 +276,6 @@ impl LiveEngine for OnePipeline {
 
     fn tick(&mut self, now_ns: u64) {
         self.0.calls_mut().tick(now_ns);
-    }
-
-    fn check(&mut self) -> Result<()> {
-        Ok(())
     }
 
     fn add_tls_keylog(&mut self, bytes: &[u8]) {
@@ -437,27 +441,22 @@ impl LossSeen {
                 *seen = lost;
             }
         }
-        let n = self.workers.len() as u32;
-        let dropped: Vec<(usize, u64)> = engine
-            .media_dropped()
-            .iter()
-            .zip(self.workers.iter_mut())
-            .enumerate()
-            .filter(|(_, (now, seen))| **now > **seen)
-            .map(|(k, (now, seen))| {
-                let d = now - *seen;
-                *seen = *now;
-                (k, d)
-            })
-            .collect();
-        for (k, d) in dropped {
+        let n = self.workers.len();
+        for k in 0..n {
+            let now = engine.media_dropped()[k];
+            let d = now.saturating_sub(self.workers[k]);
+            if d == 0 {
+                continue;
+            }
+            self.workers[k] = now;
             tracing::warn!(
                 worker = k,
                 dropped = d,
                 open_calls,
                 "a media worker was behind: its media dropped; charged to the open calls with media on it"
             );
-            engine.note_loss(d, LossScope::Worker { k: k as u32, n });
+            let (k, n) = (k as u32, n as u32);
+            engine.note_loss(d, LossScope::Worker { k, n });
             stats.capture_loss += d;
             stats.media_dropped += d;
         }
