@@ -66,9 +66,9 @@ pub struct EngineOptions {
     pub media_high_water: u64,
 }
 
-/// How much more a worker waiting at a sweep meeting may have queued before
+/// How much more a worker held at a sweep meeting may have queued before
 /// its media is dropped too: its backlog is another worker's stall, and it
-/// catches up as soon as that one arrives.
+/// catches up once that one arrives.
 pub const WAITING_FACTOR: u64 = 64;
 
 pub(super) enum Control {
@@ -415,9 +415,11 @@ impl ParallelEngine {
     }
 
     /// Whether each worker's own media is dropped until the next look: its
-    /// queue is above the high-water mark ([`WAITING_FACTOR`] times that
-    /// while it waits at a sweep for another). Once per flush, never per
-    /// frame.
+    /// queue is above the high-water mark. A worker seen waiting at a sweep
+    /// meeting with more than the mark queued is excused until its queue is
+    /// back under the mark (its backlog is the stalled worker's doing, and
+    /// it is still working it off after the meeting): its limit is then
+    /// [`WAITING_FACTOR`] times the mark. Once per flush, never per frame.
     pub(super) fn update_dropping(&mut self) {
         let hw = self.high_water;
         if hw == 0 {
@@ -426,7 +428,12 @@ impl ParallelEngine {
         for (w, g) in self.ctl.gauges.iter().enumerate() {
             let queued = g.queued_bytes.load(Ordering::Relaxed);
             let waiting = g.at_meeting.load(Ordering::Relaxed) != 0;
-            let limit = if waiting {
+            if queued <= hw {
+                self.excused[w] = false;
+            } else if waiting {
+                self.excused[w] = true;
+            }
+            let limit = if self.excused[w] {
                 hw.saturating_mul(WAITING_FACTOR)
             } else {
                 hw
@@ -696,7 +703,11 @@ mod tests {
         let mut cfg = PipelineConfig::default();
         cfg.engine_faults.stall_once = Some((1, 0, Duration::from_secs(3)));
         let opts = EngineOptions {
-            media_high_water: 64 << 10,
+            // Above worker 0's share of the first second (about 50 KB: it
+            // may fall that far behind the dispatcher before it reaches
+            // the first sweep and waits there), below worker 1's share of
+            // the whole capture (about 400 KB).
+            media_high_water: 128 << 10,
             ..Default::default()
         };
         let mut par = ParallelEngine::with_options(cfg, 2, opts);

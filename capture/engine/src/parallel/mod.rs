@@ -166,6 +166,9 @@ pub struct ParallelEngine {
     high_water: u64,
     /// Per worker: its own media is being dropped (queue above the mark).
     dropping: Vec<bool>,
+    /// Per worker: held at a sweep by another, allowed a longer queue
+    /// (`control::WAITING_FACTOR`) until it is back under the mark.
+    excused: Vec<bool>,
     media_dropped: Vec<u64>,
 }
 
@@ -235,6 +238,7 @@ impl ParallelEngine {
             ctl,
             high_water: opts.media_high_water,
             dropping: vec![false; n],
+            excused: vec![false; n],
             media_dropped: vec![0; n],
         }
     }
