@@ -215,6 +215,19 @@ pub(super) fn worker_loop<E: LiveEngine>(
     apply_endpoint_events(&mut endpoints, &mut events, &mut stats);
     loss.charge(&mut engine, kernel_lost, &mut stats);
     let fin = engine.finish()?;
+    stats.pipeline = hand_over_last(fin, live_calls, &ended_tx, &sig_tx, last_seq);
+    Ok(stats)
+}
+
+/// What the engine left at the end to the output thread and the live
+/// snapshot; its counters.
+fn hand_over_last(
+    fin: Finish,
+    mut live_calls: LivePublisher,
+    ended_tx: &Sender<(u64, Vec<Call>)>,
+    sig_tx: &Sender<SignallingBatch>,
+    last_seq: u64,
+) -> PipelineStats {
     live_calls.note_ended(&fin.ended, fin.now_ns);
     if !fin.ended.is_empty() {
         let _ = ended_tx.send((last_seq, fin.ended));
@@ -230,8 +243,7 @@ pub(super) fn worker_loop<E: LiveEngine>(
     for s in fin.signalling {
         let _ = sig_tx.send(s);
     }
-    stats.pipeline = fin.stats;
-    Ok(stats)
+    fin.stats
 }
 
 /// Closed calls to the output thread (and to the live snapshot, as ended).
