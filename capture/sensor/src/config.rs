@@ -150,6 +150,11 @@ pub struct CaptureConfig {
     pub max_encap_depth: u16,
 }
 
+/// `workers.media_queue_bytes` by default: about 0.37 s of one of two
+/// workers' share of a saturated 1 GbE mirror of G.711 (525,000 frames/s;
+/// only the payload, about 172 bytes, is queued).
+pub const DEFAULT_MEDIA_QUEUE_BYTES: u64 = 16 << 20;
+
 /// Media workers at most (`workers.pipeline`).
 pub const MAX_PIPELINE: usize = 16;
 
@@ -172,6 +177,10 @@ pub struct WorkersConfig {
     /// pipeline worker, call output/index, then the readers of rings 1..,
     /// then the media workers (`pipeline` > 1). Missing entries: not pinned.
     pub cores: Vec<usize>,
+    /// `pipeline` > 1: bytes queued to one media worker above which the
+    /// dispatcher drops that worker's own media (never SIP) and charges it
+    /// to that worker's calls, instead of waiting for it (docs/live.md).
+    pub media_queue_bytes: u64,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -229,6 +238,13 @@ pub struct TestingConfig {
     pub stall_reader_after_frames: u64,
     pub stall_reader_ms: u64,
     pub stall_reader_ring: u32,
+    /// After this many frames of its own, media worker
+    /// `stall_media_worker` (`workers.pipeline` > 1) stops for
+    /// `stall_media_worker_ms` once (0: never). Honoured only by debug
+    /// builds (the tests').
+    pub stall_media_worker_after_frames: u64,
+    pub stall_media_worker_ms: u64,
+    pub stall_media_worker: usize,
 }
 
 impl Default for CaptureConfig {
@@ -258,6 +274,7 @@ impl Default for WorkersConfig {
         WorkersConfig {
             pipeline: 1,
             rings: 1,
+            media_queue_bytes: DEFAULT_MEDIA_QUEUE_BYTES,
             cores: Vec::new(),
         }
     }

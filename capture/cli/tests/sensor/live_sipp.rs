@@ -135,19 +135,7 @@ fn check_workers(dir: &std::path::Path, n: usize, total: u64) {
 /// (rows sorted) those `voxtap import --engine-workers 1` writes from the
 /// sensor's own rolling files.
 fn same_as_import(dir: &std::path::Path) {
-    let imp = dir.join("import");
-    let mut files: Vec<_> = std::fs::read_dir(dir.join("store/pcap"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    let o = std::process::Command::new(VOXTAP)
-        .args(["import", "-q", "--engine-workers", "1", "--out"])
-        .arg(&imp)
-        .args(&files)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let imp = import_store(dir);
     for f in ["calls.csv", "streams.csv"] {
         let sorted = |p: std::path::PathBuf| {
             let text = std::fs::read_to_string(&p).unwrap();
@@ -377,6 +365,180 @@ fn live_stalled_ring_loss_counted_by_kernel_and_charged_to_its_calls() {
     let charged = st["capture_loss"].as_u64().unwrap();
     assert_eq!(charged, lost, "{st}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Two media workers; media worker K stops for 3 s (the debug build's
+/// `[testing]` hook) with `workers.media_queue_bytes` at 16 KiB, K being
+/// the worker without the callee's endpoints: the dispatcher goes on and
+/// drops K's own media only, counted (summary line, `drops.worker_queue_full`,
+/// `workers[1 + K].dropped`) and charged only to the calls with media on K
+/// (`capture_loss`, summing to the drops in sensor.json). Nothing stopped
+/// before the workers: no kernel ring loss, every frame tcpdump saw is in
+/// the store; every call is in calls.csv with all its SIP messages
+/// (`voxtap import` of the stored frames counts the same); the calls
+/// without media on K have exactly import's calls.csv and streams.csv rows.
+#[test]
+fn live_stalled_media_worker_loss_charged_only_to_its_calls() {
+    require_root();
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempdir("mstall");
+    let (subnet, stalled) = lab_for_worker_stall();
+    let lab = Lab::up(&format!("vm{}", std::process::id() % 10000), subnet);
+    let cfg = format!(
+        "[workers]\nrings = 3\npipeline = 2\nmedia_queue_bytes = 16384\n[testing]\nstall_media_worker_after_frames = 200\nstall_media_worker_ms = 3000\nstall_media_worker = {stalled}\n"
+    );
+    let vox = start_voxtap(&lab, &dir, &cfg, 120);
+    let td = dir.join("tcpdump.pcap");
+    let tcpdump = start_tcpdump(&lab, &td);
+    sipp_calls(&lab, &dir, 10, 10);
+    wait_calls_written(&dir.join("out"), 10);
+    vox.signal(libc::SIGTERM);
+    let out = vox.wait(Duration::from_secs(30));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "voxtap run: {stderr}");
+    assert!(
+        stderr.contains("test fault: media worker stalls"),
+        "{stderr}"
+    );
+    tcpdump.signal(libc::SIGINT);
+    tcpdump.wait(Duration::from_secs(10));
+    eprintln!("{stdout}");
+    let dropped = summary_value(&stdout, "media dropped (worker behind)");
+    assert_eq!(summary_value(&stdout, "lost_ring_full"), 0);
+    let (theirs, stored) = (count(&td, None) as u64, stored_frames(&dir) as u64);
+    eprintln!("tcpdump {theirs}, stored {stored}, dropped for media{stalled} {dropped}");
+    assert!(dropped > 100, "dropped {dropped}");
+    assert_eq!(stored, theirs, "stored frames vs tcpdump");
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("out/status/sensor.json")).unwrap())
+            .unwrap();
+    assert_eq!(st["running"], false, "{st}");
+    assert_eq!(st["drops"]["worker_queue_full"], dropped, "{st}");
+    assert_eq!(st["capture_loss"], dropped, "{st}");
+    for (k, w) in st["workers"].as_array().unwrap()[1..].iter().enumerate() {
+        let want = if k == stalled { dropped } else { 0 };
+        assert_eq!(w["dropped"], want, "media{k}: {w}");
+    }
+    check_workers(&dir, 2, theirs);
+    let charged = check_stalled_worker_calls(&dir, &td, stalled, dropped);
+    eprintln!("{charged} of 10 calls charged");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The calls of the worker stall test against `voxtap import` of the
+/// stored frames: the same calls and SIP messages; those without media on
+/// the stalled worker the same rows; the others charged, at most `dropped`
+/// each. Returns how many were charged.
+fn check_stalled_worker_calls(
+    dir: &std::path::Path,
+    td: &std::path::Path,
+    stalled: usize,
+    dropped: u64,
+) -> usize {
+    let imp = import_store(dir);
+    let by_id = |p: std::path::PathBuf| -> std::collections::BTreeMap<String, _> {
+        read_csv(&p)
+            .into_iter()
+            .map(|r| (r["call_id"].clone(), r))
+            .collect()
+    };
+    let (live, import) = (
+        by_id(dir.join("out/calls.csv")),
+        by_id(imp.join("calls.csv")),
+    );
+    assert_eq!(live.len(), 10);
+    assert_eq!(
+        live.keys().collect::<Vec<_>>(),
+        import.keys().collect::<Vec<_>>()
+    );
+    let streams = |p: std::path::PathBuf, cid: &str| {
+        let mut rows: Vec<String> = std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(cid))
+            .map(String::from)
+            .collect();
+        rows.sort();
+        rows
+    };
+    let eps = sdp_endpoints(td);
+    let mut charged = 0;
+    for (cid, c) in &live {
+        let i = &import[cid];
+        assert_eq!(c["sip_messages"], i["sip_messages"], "{cid}");
+        let sip = count(td, Some(&format!("sip.Call-ID == \"{cid}\"")));
+        assert_eq!(c["sip_messages"], sip.to_string(), "{cid}: SIP vs tcpdump");
+        let on_stalled = eps[cid.as_str()]
+            .iter()
+            .any(|(ip, port)| media_worker(ip, *port) == stalled);
+        let cl: u64 = c["capture_loss"].parse().unwrap();
+        eprintln!("{cid}: media on worker {stalled}: {on_stalled}, capture_loss {cl}");
+        if on_stalled {
+            assert!(cl > 0 && cl <= dropped, "{cid}: capture_loss {cl}");
+            charged += 1;
+            continue;
+        }
+        assert_eq!(
+            c, i,
+            "{cid}: a call without media on worker {stalled} vs import"
+        );
+        let (ls, is) = (
+            streams(dir.join("out/streams.csv"), cid),
+            streams(imp.join("streams.csv"), cid),
+        );
+        assert!(!ls.is_empty());
+        assert_eq!(ls, is, "{cid}: streams vs import");
+    }
+    // Both kinds of call, or the test shows nothing about the attribution.
+    assert!(charged > 0 && charged < 10, "{charged} of 10 calls charged");
+    charged
+}
+
+/// `voxtap import` (one engine worker) of the sensor's rolling files, into
+/// DIR/import.
+fn import_store(dir: &std::path::Path) -> std::path::PathBuf {
+    let imp = dir.join("import");
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("store/pcap"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let o = std::process::Command::new(VOXTAP)
+        .args(["import", "-q", "--engine-workers", "1", "--out"])
+        .arg(&imp)
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    imp
+}
+
+/// The media worker (of 2) of an endpoint.
+fn media_worker(ip: &str, port: u16) -> usize {
+    (crate::xdp_steer::steer_hash_by_definition(ip.parse().unwrap(), port & !1) % 2) as usize
+}
+
+/// A lab subnet where the callee's endpoints (SIPp's UAS echoes on 16000
+/// and 16002; RTCP on the odd port goes with its RTP) all belong to one
+/// media worker and the caller's likely ones (from 17000) to both; and the
+/// other worker, to stall: only some calls then have media on it.
+fn lab_for_worker_stall() -> (u8, usize) {
+    for subnet in 224..=250u8 {
+        let ip = |h: u8| format!("10.{subnet}.0.{h}");
+        let callee = media_worker(&ip(2), 16000);
+        if media_worker(&ip(2), 16002) != callee {
+            continue;
+        }
+        let other = (17000..17020)
+            .step_by(2)
+            .filter(|p| media_worker(&ip(1), *p) != callee)
+            .count();
+        if (3..=7).contains(&other) {
+            return (subnet, 1 - callee);
+        }
+    }
+    panic!("no lab subnet splits the callers' endpoints over the workers");
 }
 
 const RINGS: u32 = 8;

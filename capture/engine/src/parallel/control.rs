@@ -56,7 +56,20 @@ pub struct EngineOptions {
     /// Live snapshots carry at most this many calls (0: none asked).
     pub live_max_calls: usize,
     pub on_start: Option<OnStart>,
+    /// Bytes queued to one media worker above which the dispatcher drops
+    /// that worker's own media (steered UDP; never SIP, RTCP or anything
+    /// broadcast) and counts it ([`ParallelEngine::media_dropped`]), so a
+    /// stalled worker does not stall the dispatcher and through it every
+    /// other worker. A worker waiting at a sweep for a stalled one is
+    /// allowed [`WAITING_FACTOR`] times as much. 0: never drop, the
+    /// dispatcher waits (import).
+    pub media_high_water: u64,
 }
+
+/// How much more a worker held at a sweep meeting may have queued before
+/// its media is dropped too: its backlog is another worker's stall, and it
+/// catches up once that one arrives.
+pub const WAITING_FACTOR: u64 = 64;
 
 pub(super) enum Control {
     TlsKeylog(Arc<[u8]>),
@@ -80,6 +93,11 @@ pub struct WorkerGauge {
     pub busy_ns: AtomicU64,
     /// Calls open in its replica.
     pub open_calls: AtomicU64,
+    /// Bytes of batches queued to it and not yet handled (added by the
+    /// dispatcher per batch sent, taken off by the worker per batch done).
+    pub queued_bytes: AtomicU64,
+    /// 1 while it waits at a sweep meeting for the other workers.
+    pub at_meeting: AtomicU64,
 }
 
 /// The dispatcher's side.
@@ -192,6 +210,20 @@ impl WorkerLink {
         }
     }
 
+    /// A batch of `bytes` handled: off the worker's queue.
+    pub fn dequeued(&self, me: usize, bytes: u64) {
+        self.gauges[me]
+            .queued_bytes
+            .fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// Entering (true) or leaving a sweep meeting.
+    pub fn at_meeting(&self, me: usize, waiting: bool) {
+        self.gauges[me]
+            .at_meeting
+            .store(u64::from(waiting), Ordering::Relaxed);
+    }
+
     pub fn batch_started(&mut self) {
         self.batch_started = Some(Instant::now());
     }
@@ -272,6 +304,7 @@ impl ParallelEngine {
                 self.send(w);
             }
         }
+        self.update_dropping();
     }
 
     /// No frame came for a while: capture time moves to `now_ns` (the
@@ -372,6 +405,56 @@ impl ParallelEngine {
     /// Each worker's figures.
     pub fn gauges(&self) -> Arc<[WorkerGauge]> {
         self.ctl.gauges.clone()
+    }
+
+    /// A batch of `bytes` on its way to worker `w`.
+    pub(super) fn note_queued(&self, w: usize, bytes: u64) {
+        self.ctl.gauges[w]
+            .queued_bytes
+            .fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Whether each worker's own media is dropped until the next look: its
+    /// queue is above the high-water mark. A worker seen waiting at a sweep
+    /// meeting with more than the mark queued is excused until its queue is
+    /// back under the mark (its backlog is the stalled worker's doing, and
+    /// it is still working it off after the meeting): its limit is then
+    /// [`WAITING_FACTOR`] times the mark. Once per flush, never per frame.
+    pub(super) fn update_dropping(&mut self) {
+        let hw = self.high_water;
+        if hw == 0 {
+            return;
+        }
+        for (w, g) in self.ctl.gauges.iter().enumerate() {
+            let queued = g.queued_bytes.load(Ordering::Relaxed);
+            let waiting = g.at_meeting.load(Ordering::Relaxed) != 0;
+            if queued <= hw {
+                self.excused[w] = false;
+            } else if waiting {
+                self.excused[w] = true;
+            }
+            let limit = if self.excused[w] {
+                hw.saturating_mul(WAITING_FACTOR)
+            } else {
+                hw
+            };
+            let drop = queued > limit;
+            if drop && !self.dropping[w] {
+                tracing::warn!(
+                    worker = w,
+                    queued,
+                    limit,
+                    "a media worker is behind: its media is dropped (counted, charged to its calls) until it catches up"
+                );
+            }
+            self.dropping[w] = drop;
+        }
+    }
+
+    /// Each worker's media frames dropped so far because its queue was
+    /// above the high-water mark ([`EngineOptions::media_high_water`]).
+    pub fn media_dropped(&self) -> &[u64] {
+        &self.media_dropped
     }
 
     /// Calls open (every replica has every call with SIP: worker 0's).
@@ -480,7 +563,7 @@ mod tests {
     use crate::synth::{SynthConfig, generate};
     use std::collections::{BTreeMap, BTreeSet};
     use std::time::Duration;
-    use voxtap_proto::pcapio::PcapReader;
+    use voxtap_proto::pcapio::{LinkType, PcapReader};
 
     /// Media endpoints on "ring" 2 of 4, as the sensor's XDP steering names
     /// them.
@@ -560,7 +643,7 @@ mod tests {
         let opts = EngineOptions {
             track_endpoints: true,
             live_max_calls: 1000,
-            on_start: None,
+            ..Default::default()
         };
         let mut par = ParallelEngine::with_options(PipelineConfig::default(), 3, opts);
         let (mut held_one, mut held_par) = (BTreeSet::new(), BTreeSet::new());
@@ -604,6 +687,110 @@ mod tests {
         assert_eq!(got, want);
         // Both kinds of call: with and without media on ring 2.
         assert!(want.iter().any(|c| c.1 == 9) && want.iter().any(|c| c.1 == 2));
+    }
+
+    /// Worker 1 stalls from its first batch (3 s) under a small high-water
+    /// mark: the dispatcher goes on, drops only worker 1's own media and
+    /// counts it; charged as the sensor charges it (to the calls with an SDP
+    /// endpoint on worker 1, at the same point in a single table), each
+    /// call's capture_loss is the single table's, every call is there with
+    /// all its SIP, and the calls without media on worker 1 have exactly the
+    /// single table's streams and packets.
+    #[test]
+    fn a_stalled_workers_media_is_dropped_counted_and_charged_to_its_calls_only() {
+        let frames = synth_frames(12, 4, 5);
+        let mut one = Pipeline::new(PipelineConfig::default());
+        let mut cfg = PipelineConfig::default();
+        cfg.engine_faults.stall_once = Some((1, 0, Duration::from_secs(3)));
+        let opts = EngineOptions {
+            // Above worker 0's share of the first second (about 50 KB: it
+            // may fall that far behind the dispatcher before it reaches
+            // the first sweep and waits there), below worker 1's share of
+            // the whole capture (about 400 KB).
+            media_high_water: 128 << 10,
+            ..Default::default()
+        };
+        let mut par = ParallelEngine::with_options(cfg, 2, opts);
+        let on_1 = |ep: SocketAddr| super::super::worker_of(ep, 2) == 1;
+        let mut seen = 0;
+        for (i, (link, ts, off, data)) in frames.iter().enumerate() {
+            one.process(*link, *ts, PacketRef::new(0, *off), data);
+            par.process(*link, *ts, PacketRef::new(0, *off), data);
+            // A live dispatcher flushes after each reader batch, and
+            // charges new drops after it.
+            if i % 32 == 31 {
+                par.flush();
+                let d = par.media_dropped()[1] - seen;
+                if d > 0 {
+                    seen += d;
+                    one.calls_mut().note_capture_loss_where(d, on_1);
+                    par.note_capture_loss(d, Some(Arc::new(on_1)));
+                }
+            }
+        }
+        let dropped = par.media_dropped().to_vec();
+        assert_eq!(dropped[0], 0, "{dropped:?}");
+        assert!(dropped[1] > 100, "{dropped:?}");
+        one.finish();
+        let mut want = one.drain_ended();
+        let mut got = par.drain_ended();
+        let (last, fin) = par.finish();
+        got.extend(last);
+        assert!(fin.failure.is_none());
+        assert_eq!(fin.dispatch.frames, frames.len() as u64);
+        let by_id = |v: &mut Vec<crate::calls::Call>| {
+            v.sort_by(|a, b| a.call_id().cmp(b.call_id()));
+        };
+        by_id(&mut want);
+        by_id(&mut got);
+        assert_eq!(got.len(), 12);
+        assert_eq!(got.len(), want.len());
+        let (mut hit, mut clean) = (0, 0);
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g.call_id(), w.call_id());
+            assert_eq!(g.sip_messages(), w.sip_messages(), "{}", w.call_id());
+            assert_eq!(g.capture_loss(), w.capture_loss(), "{}", w.call_id());
+            let on_worker_1 = w.media().iter().any(|m| on_1(m.rtp) || on_1(m.rtcp));
+            if on_worker_1 {
+                hit += usize::from(w.capture_loss() > 0);
+                continue;
+            }
+            clean += 1;
+            assert_eq!(w.capture_loss(), 0, "{}", w.call_id());
+            let packets = |c: &crate::calls::Call| {
+                let mut v: Vec<_> = c
+                    .streams()
+                    .iter()
+                    .map(|s| (s.key.dst, s.stats.summary().packets))
+                    .collect();
+                v.sort();
+                v
+            };
+            assert_eq!(packets(g), packets(w), "{}", w.call_id());
+        }
+        // Both kinds of call, or the test shows nothing.
+        assert!(hit > 0 && clean > 0, "{hit} charged, {clean} clean");
+        let charged: u64 = got.iter().map(|c| c.capture_loss()).max().unwrap();
+        assert!(charged <= dropped[1]);
+    }
+
+    fn synth_frames(calls: u32, seconds: u32, seed: u64) -> Vec<(LinkType, u64, u64, Vec<u8>)> {
+        let mut bytes = Vec::new();
+        let cfg = SynthConfig {
+            calls,
+            seconds,
+            ramp_seconds: 1,
+            loss_pct: 0.0,
+            jitter_ms: 0.0,
+            seed,
+        };
+        generate(&cfg, &mut bytes).unwrap();
+        let mut r = PcapReader::new(std::io::Cursor::new(&bytes)).unwrap();
+        let mut frames = Vec::new();
+        while let Some(rec) = r.next_packet().unwrap() {
+            frames.push((rec.link, rec.ts_ns, rec.offset, rec.data.to_vec()));
+        }
+        frames
     }
 
     fn charge(one: &mut CallTable, par: &mut ParallelEngine) {

@@ -31,7 +31,9 @@ use crate::signalling::{SignallingSnapshot, Transaction};
 use steer::{Steer, Steerer};
 use voxtap_proto::pcapio::LinkType;
 
-pub use control::{EngineOptions, LossFilter, OnStart, SignallingParts, WorkerGauge};
+pub use control::{
+    EngineOptions, LossFilter, OnStart, SignallingParts, WAITING_FACTOR, WorkerGauge,
+};
 pub use worker::{Faults, WorkerTimes, thread_cpu_ns};
 
 /// The media worker (0..n) owning datagrams sent to `dst`: its address and
@@ -51,6 +53,12 @@ const BATCH_ITEMS: usize = 512;
 const BATCH_BYTES: usize = 512 << 10;
 /// Batches queued to one worker before the dispatcher waits.
 const QUEUE_BATCHES: usize = 16;
+/// The same with a media high-water mark (live): a live dispatcher sends a
+/// small batch after every reader batch, and the high-water mark in bytes,
+/// not this count, decides when a lagging worker's media is dropped; the
+/// rest is the reserve for what is never dropped (SIP, RTCP, sweeps,
+/// control items), at ~150 batches a second over 25 s of a stalled worker.
+const LIVE_QUEUE_BATCHES: usize = 4096;
 /// Capture time between sweeps: `CallTable::tick`'s rule.
 const SWEEP_EVERY_NS: u64 = 1_000_000_000;
 
@@ -154,6 +162,14 @@ pub struct ParallelEngine {
     /// A worker is gone (it failed): frames are no longer handed on.
     failed: bool,
     ctl: control::EngineControl,
+    /// [`EngineOptions::media_high_water`] (0: never drop).
+    high_water: u64,
+    /// Per worker: its own media is being dropped (queue above the mark).
+    dropping: Vec<bool>,
+    /// Per worker: held at a sweep by another, allowed a longer queue
+    /// (`control::WAITING_FACTOR`) until it is back under the mark.
+    excused: Vec<bool>,
+    media_dropped: Vec<u64>,
 }
 
 impl ParallelEngine {
@@ -167,6 +183,11 @@ impl ParallelEngine {
     fn build(mut cfg: PipelineConfig, n: usize, opts: EngineOptions) -> Self {
         let n = n.max(1);
         cfg.tap = None;
+        let queue = if opts.media_high_water > 0 {
+            LIVE_QUEUE_BATCHES
+        } else {
+            QUEUE_BATCHES
+        };
         let (free_tx, free) = bounded(n * (QUEUE_BATCHES + 2));
         let (parts_tx, parts) = unbounded();
         let (ready_tx, ready) = unbounded();
@@ -181,7 +202,7 @@ impl ParallelEngine {
         let mut handles = Vec::with_capacity(n);
         let (ctl, links) = control::EngineControl::new(n, &opts);
         for (me, link) in links.into_iter().enumerate() {
-            let (tx, rx) = bounded(QUEUE_BATCHES);
+            let (tx, rx) = bounded(queue);
             to_workers.push(tx);
             let w = worker::Worker {
                 me,
@@ -215,6 +236,10 @@ impl ParallelEngine {
             stats: DispatchStats::default(),
             failed: false,
             ctl,
+            high_water: opts.media_high_water,
+            dropping: vec![false; n],
+            excused: vec![false; n],
+            media_dropped: vec![0; n],
         }
     }
 
@@ -248,6 +273,9 @@ impl ParallelEngine {
             self.sweep();
         }
         match steer {
+            Steer::Udp(udp) if udp.steered && self.dropping[usize::from(udp.owner)] => {
+                self.media_dropped[usize::from(udp.owner)] += 1;
+            }
             Steer::Udp(udp) if udp.steered => {
                 self.stats.steered += 1;
                 self.push_udp(usize::from(udp.owner), ts_ns, pref, frame, udp);
@@ -316,6 +344,7 @@ impl ParallelEngine {
             return;
         }
         self.stats.batches += 1;
+        self.note_queued(w, full.bytes.len() as u64);
         // A worker that is gone has failed (or stopped because another
         // did); `finish` reports it.
         if self.to_workers[w].send(full).is_err() {

@@ -138,6 +138,9 @@ pub struct Faults {
     pub stall: Option<(usize, std::time::Duration)>,
     /// This worker panics at this sweep (the first is 1).
     pub panic_at_sweep: Option<(usize, u64)>,
+    /// This worker (0), once it has handled this many frames (1), sleeps
+    /// this long (2) once: the live sensor's `[testing]` stall.
+    pub stall_once: Option<(usize, u64, std::time::Duration)>,
 }
 
 impl Faults {
@@ -145,6 +148,18 @@ impl Faults {
         if let Some((w, pause)) = self.stall
             && w == me
         {
+            std::thread::sleep(pause);
+        }
+    }
+
+    fn stall_once(&self, me: usize, frames: u64, done: &mut bool) {
+        if let Some((w, after, pause)) = self.stall_once
+            && w == me
+            && !*done
+            && frames >= after
+        {
+            *done = true;
+            tracing::warn!(worker = me, ?pause, "test fault: media worker stalls");
             std::thread::sleep(pause);
         }
     }
@@ -183,8 +198,11 @@ impl Worker {
         // worker 0, drained as they end so they do not pile up.
         let mut transactions = Vec::new();
         let mut floods = Vec::new();
+        let mut stalled_once = false;
         for mut batch in self.input.iter() {
+            let size = batch.bytes.len() as u64;
             faults.before_batch(self.me);
+            faults.stall_once(self.me, times.frames, &mut stalled_once);
             self.link.batch_started();
             for item in batch.items.drain(..) {
                 match item {
@@ -226,7 +244,10 @@ impl Worker {
                         times.sweeps += 1;
                         faults.at_sweep(self.me, seq);
                         let due = p.calls_mut().sweep_due(now_ns);
-                        let agreed = self.meeting.agree(self.me, seq, due)?;
+                        self.link.at_meeting(self.me, true);
+                        let agreed = self.meeting.agree(self.me, seq, due);
+                        self.link.at_meeting(self.me, false);
+                        let agreed = agreed?;
                         p.calls_mut().sweep_agreed(&agreed);
                         self.hand_over(seq, &mut p);
                         if self.me == 0 {
@@ -241,6 +262,7 @@ impl Worker {
                 }
             }
             self.link.batch_done(self.me, &mut p, times.frames);
+            self.link.dequeued(self.me, size);
             batch.bytes.clear();
             let _ = self.free.try_send(batch);
         }

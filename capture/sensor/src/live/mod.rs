@@ -97,6 +97,8 @@ pub struct LiveReport {
     /// Frames per kind of encapsulation, by [`crate::xdp::Tunnel`].
     pub tunnels: [u64; TUNNELS],
     pub capture_loss: u64,
+    /// Media frames dropped in user space: their media worker was behind.
+    pub media_dropped: u64,
     pub endpoint_updates: u64,
     /// SDP endpoints the kernel's endpoint map refused (full), and removals
     /// from it that failed.
@@ -113,7 +115,7 @@ impl LiveReport {
     pub fn summary_line(&self) -> String {
         let c = |k: Counter| self.counters[k as usize];
         format!(
-            "live capture on {} ({:?}) for {:.1} s: {} frames ({} bytes) stored, {} calls written; kernel: seen {}, kept sip {} media {} heuristic {} fragment {}, lost_ring_full {}; endpoint map updates {}; retention deleted {} files; not stored (store full) {}",
+            "live capture on {} ({:?}) for {:.1} s: {} frames ({} bytes) stored, {} calls written; kernel: seen {}, kept sip {} media {} heuristic {} fragment {}, lost_ring_full {}; media dropped (worker behind) {}; endpoint map updates {}; retention deleted {} files; not stored (store full) {}",
             self.iface,
             self.attach_mode,
             self.elapsed.as_secs_f64(),
@@ -126,6 +128,7 @@ impl LiveReport {
             c(Counter::KeptHeuristic),
             c(Counter::KeptFragment),
             c(Counter::LostRingFull),
+            self.media_dropped,
             self.endpoint_updates,
             self.files_deleted,
             self.not_stored,
@@ -264,6 +267,7 @@ pub fn run_live(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveReport>
         counters: joined.counters.outcomes,
         tunnels: joined.counters.tunnels,
         capture_loss: joined.worker.capture_loss,
+        media_dropped: joined.worker.media_dropped,
         endpoint_updates: joined.worker.endpoint_updates,
         endpoint_insert_failures: joined.worker.endpoint_insert_failures,
         endpoint_remove_failures: joined.worker.endpoint_remove_failures,
@@ -449,6 +453,7 @@ fn spawn_threads(
         let live_calls = snapshot::LivePublisher::start(cfg.output.dir.clone(), DEFAULT_MAX_CALLS)?;
         let rings = readers.len();
         let n = cfg.workers.pipeline;
+        let media_high_water = cfg.workers.media_queue_bytes;
         thread::Builder::new()
             .name("voxtap-pipeline".into())
             .spawn(move || {
@@ -462,7 +467,8 @@ fn spawn_threads(
                 };
                 let lost = &lost[..rings];
                 if n <= 1 {
-                    return worker::worker_loop(pcfg, channels, endpoints, keylog, lost, &live);
+                    let one = worker::OnePipeline::new(pcfg);
+                    return worker::worker_loop(one, channels, endpoints, keylog, lost, &live);
                 }
                 // Media worker k on the core after the readers': 2 + rings + k.
                 let setup = dispatch::DispatchSetup {
@@ -470,8 +476,10 @@ fn spawn_threads(
                     n,
                     first_core: 2 + rings,
                     cores,
+                    media_high_water,
                 };
-                dispatch::engine_loop(setup, channels, endpoints, keylog, lost, &live)
+                let engine = dispatch::Dispatcher::start(setup);
+                worker::worker_loop(engine, channels, endpoints, keylog, lost, &live)
             })
             .context("starting the pipeline thread")?
     };
@@ -532,6 +540,19 @@ fn pipeline_config(cfg: &Config) -> Result<PipelineConfig> {
         .filter_map(|r| voxtap_engine::calls::legs::IpNet::parse(r))
         .collect();
     cfg.limits.apply(&mut pcfg.calls);
+    let t = &cfg.testing;
+    if t.stall_media_worker_ms > 0 {
+        if cfg!(debug_assertions) {
+            let pause = Duration::from_millis(t.stall_media_worker_ms);
+            pcfg.engine_faults.stall_once = Some((
+                t.stall_media_worker,
+                t.stall_media_worker_after_frames,
+                pause,
+            ));
+        } else {
+            tracing::warn!("testing.stall_media_worker_ms ignored: a test hook of debug builds");
+        }
+    }
     if cfg.hep.enabled {
         // HEP export (docs/hep.md): counters in <out>/status/hep.json.
         let export =
@@ -849,21 +870,24 @@ mod tests {
         };
         generate(&cfg, &mut bytes).unwrap();
         let mut r = PcapReader::new(std::io::Cursor::new(bytes)).unwrap();
-        let mut p = Pipeline::new(PipelineConfig::default());
+        let mut e = worker::OnePipeline(Pipeline::new(PipelineConfig::default()));
         // Seven media rings: a call (4 endpoints) often has none on ring 2.
         let rings = 8;
         let mut charged = false;
         while let Some(rec) = r.next_packet().unwrap() {
+            let p = &mut e.0;
             p.process(rec.link, rec.ts_ns, PacketRef::new(0, rec.offset), rec.data);
             // Once every call has media both ways: 7 lost on ring 2, then
             // 2 on ring 0.
             if !charged && p.open_calls() == 12 && p.calls().open().all(|c| c.streams().len() >= 2)
             {
-                worker::charge_ring_loss(p.calls_mut(), 2, rings, 7);
-                worker::charge_ring_loss(p.calls_mut(), 0, rings, 2);
+                use worker::{LiveEngine, LossScope};
+                e.note_loss(7, LossScope::Ring { ring: 2, rings });
+                e.note_loss(2, LossScope::Ring { ring: 0, rings });
                 charged = true;
             }
         }
+        let p = &mut e.0;
         p.finish();
         assert!(charged);
         let calls = p.drain_ended();

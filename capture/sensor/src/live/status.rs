@@ -30,6 +30,9 @@ pub struct WorkerLive {
     pub frames: AtomicU64,
     /// Nanoseconds spent on batches (not waiting for them).
     pub busy_ns: AtomicU64,
+    /// A media worker's own media frames the dispatcher dropped because it
+    /// was behind (`workers.media_queue_bytes`).
+    pub dropped: AtomicU64,
 }
 
 /// Totals one ring's reader keeps current (stored once per drain).
@@ -98,6 +101,9 @@ pub struct Drops {
     pub unkept_by_config: u64,
     /// Calls whose outputs could not be written (user space).
     pub call_write_errors: u64,
+    /// Media frames the dispatcher dropped because their media worker was
+    /// behind (`workers.media_queue_bytes`; the sum of `workers[].dropped`).
+    pub worker_queue_full: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -201,6 +207,8 @@ pub struct WorkerStatus {
     pub frames_per_second: f64,
     /// Share of the last interval spent on frames.
     pub busy_percent: f64,
+    /// A media worker's own media dropped because it was behind.
+    pub dropped: u64,
 }
 
 /// The kernel's media endpoint map (`capture.media_endpoints`).
@@ -351,6 +359,11 @@ impl SensorPublisher {
             malformed: k[Counter::Malformed as usize],
             unkept_by_config: k[Counter::Dropped as usize],
             call_write_errors: LiveCounters::get(&c.call_write_errors),
+            worker_queue_full: c
+                .workers
+                .iter()
+                .map(|w| LiveCounters::get(&w.dropped))
+                .sum(),
         };
         let backlog = c.ring_backlog_bytes.swap(0, Ordering::Relaxed);
         let ring = Ring {
@@ -372,7 +385,7 @@ impl SensorPublisher {
             calls_active: LiveCounters::get(&c.calls_open),
             calls_written: LiveCounters::get(&c.calls_written),
             capture_loss: LiveCounters::get(&c.capture_loss),
-            dropped_total: drops.ring_full + drops.malformed,
+            dropped_total: drops.ring_full + drops.malformed + drops.worker_queue_full,
             drops,
             kernel: Kernel {
                 seen,
@@ -459,6 +472,7 @@ impl SensorPublisher {
                     frames_total: frames,
                     frames_per_second: per_s(frames.saturating_sub(f0)),
                     busy_percent: (per_s(busy.saturating_sub(b0)) / 1e7).min(100.0),
+                    dropped: LiveCounters::get(&live.dropped),
                 }
             })
             .collect()

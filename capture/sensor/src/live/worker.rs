@@ -3,6 +3,7 @@
 //! endpoint map in step with the calls, and charges each kernel ring's
 //! capture loss to the open calls that may have lost frames on it.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use super::keylog::KeyLogFollower;
 use super::snapshot::LivePublisher;
 use super::status;
 use crate::xdp::{EndpointMap, XdpError, ring_of};
-use voxtap_engine::calls::{Call, CallTable, EndpointEvent, FloodSummary};
+use voxtap_engine::calls::{Call, EndpointEvent, FloodSummary};
 use voxtap_engine::pipeline::{Pipeline, PipelineConfig, PipelineStats};
 use voxtap_engine::signalling::{SignallingSnapshot, Transaction};
 use voxtap_proto::pcapio::LinkType;
@@ -36,6 +37,9 @@ pub(super) const SIGNALLING_EVERY: Duration = Duration::from_secs(10);
 pub(super) struct WorkerStats {
     pub pipeline: PipelineStats,
     pub capture_loss: u64,
+    /// Media frames the dispatcher dropped because their worker was behind
+    /// (in `capture_loss` too).
+    pub media_dropped: u64,
     pub endpoint_updates: u64,
     /// Endpoints the kernel map refused (full), and removals that failed.
     pub endpoint_insert_failures: u64,
@@ -56,8 +60,84 @@ pub(super) struct Channels {
     pub live_calls: LivePublisher,
 }
 
-pub(super) fn worker_loop(
-    pcfg: PipelineConfig,
+/// What the live loop needs of a call engine: one [`Pipeline`] (`workers.pipeline
+/// = 1`) or the parallel engine's dispatcher (`super::dispatch`). The loop
+/// itself ([`worker_loop`]) is the same for both: batches in, idle ticks,
+/// key log lines, endpoint map, loss charges, ended calls, snapshots and the
+/// signalling tables out.
+pub(super) trait LiveEngine {
+    /// Every frame of a reader's batch; returns how many.
+    fn process_batch(&mut self, batch: &Batch) -> u64;
+    /// No batch for a while: capture time moves to the live clock.
+    fn tick(&mut self, now_ns: u64);
+    /// The engine cannot go on (a media worker failed): [`Self::finish`]
+    /// says why.
+    fn failed(&self) -> bool {
+        false
+    }
+    fn add_tls_keylog(&mut self, bytes: &[u8]);
+    fn drain_endpoint_events(&mut self, out: &mut Vec<EndpointEvent>);
+    /// `n` frames lost where `scope` says: charged to the calls open now
+    /// that may have lost them.
+    fn note_loss(&mut self, n: u64, scope: LossScope);
+    /// Each media worker's frames dropped in user space (none for one
+    /// pipeline).
+    fn media_dropped(&self) -> &[u64] {
+        &[]
+    }
+    fn open_calls(&self) -> u64;
+    /// Per-thread figures into `live.workers` (`frames`, `busy_ns`: the
+    /// pipeline thread's).
+    fn publish_gauges(&self, live: &status::LiveCounters, frames: u64, busy_ns: u64);
+    /// Calls ended since the last call, and the capture time.
+    fn drain_ended(&mut self) -> Vec<Call>;
+    fn now_ns(&self) -> u64;
+    /// The live snapshot when its time has come.
+    fn live_snapshot(&mut self, live_calls: &mut LivePublisher);
+    /// The signalling tables: asked for when `due`, handed out when ready.
+    fn signalling(&mut self, due: bool) -> Vec<SignallingBatch>;
+    /// End of the capture: the last ended calls, the last signalling
+    /// tables, the pipeline counters.
+    fn finish(self) -> Result<Finish>;
+}
+
+/// Where lost frames may have been.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum LossScope {
+    /// Kernel ring `ring` of `rings`: ring 0 (SIP, fragments, TCP; or
+    /// everything with one ring) may carry any call's frames.
+    Ring { ring: u32, rings: u32 },
+    /// Media worker `k` of `n`: its own media, dropped by the dispatcher.
+    Worker { k: u32, n: u32 },
+}
+
+impl LossScope {
+    /// None: every open call; else the endpoints whose frames it concerns.
+    pub fn filter(self) -> Option<impl Fn(SocketAddr) -> bool + Send + Sync + 'static> {
+        let (owner, k, n) = match self {
+            LossScope::Ring { ring: 0, .. } => return None,
+            LossScope::Ring { ring, rings } => (ring_of as fn(SocketAddr, u32) -> u32, ring, rings),
+            LossScope::Worker { k, n } => (worker_of as fn(SocketAddr, u32) -> u32, k, n),
+        };
+        Some(move |ep| owner(ep, n) == k)
+    }
+}
+
+fn worker_of(ep: SocketAddr, n: u32) -> u32 {
+    voxtap_engine::parallel::worker_of(ep, n as usize) as u32
+}
+
+/// What [`LiveEngine::finish`] leaves.
+pub(super) struct Finish {
+    pub ended: Vec<Call>,
+    pub now_ns: u64,
+    pub signalling: Vec<SignallingBatch>,
+    pub stats: PipelineStats,
+}
+
+/// The pipeline thread's loop, for one pipeline or the parallel engine.
+pub(super) fn worker_loop<E: LiveEngine>(
+    mut engine: E,
     channels: Channels,
     mut endpoints: EndpointMap,
     mut keylog: Option<KeyLogFollower>,
@@ -72,28 +152,20 @@ pub(super) fn worker_loop(
         mut live_calls,
     } = channels;
     let mut last_signalling = Instant::now();
-    let mut pipeline = Pipeline::new(pcfg);
-    pipeline.calls_mut().track_endpoints();
     let mut stats = WorkerStats::default();
     let mut events: Vec<EndpointEvent> = Vec::with_capacity(64);
-    let mut seen_lost: Vec<u64> = kernel_lost
-        .iter()
-        .map(|l| l.load(Ordering::Relaxed))
-        .collect();
-    let mut last_seq = 0u64;
+    let mut loss = LossSeen::new(kernel_lost, engine.media_dropped());
+    let (mut last_seq, mut busy_ns, mut frames) = (0u64, 0u64, 0u64);
     let mut clock = Clock::new();
     status::LiveCounters::set(
         &live.endpoint_map_max_entries,
         u64::from(endpoints.max_entries()),
     );
-    let mut busy_ns = 0u64;
     loop {
         match full_rx.recv_timeout(Duration::from_millis(100)) {
             Ok(mut batch) => {
                 let started = Instant::now();
-                for (ts, pref, data) in batch.iter() {
-                    pipeline.process(LinkType::Ethernet, ts, pref, data);
-                }
+                frames += engine.process_batch(&batch);
                 busy_ns += started.elapsed().as_nanos() as u64;
                 // Several readers number batches from one sequence and send
                 // them in any order: every batch up to the highest seen is
@@ -106,39 +178,59 @@ pub(super) fn worker_loop(
             Err(RecvTimeoutError::Timeout) => {
                 // No traffic: time still passes for idle and lingering calls.
                 clock.refresh();
-                pipeline.calls_mut().tick(clock.wall(mono_ns()));
+                engine.tick(clock.wall(mono_ns()));
             }
             Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if engine.failed() {
+            // The engine hands nothing on any more: the sensor stops with
+            // the reason rather than capturing into calls never rebuilt.
+            engine.finish()?;
+            return Err(anyhow!("the call engine stopped"));
         }
         if let Some(k) = keylog.as_mut() {
             let added = k.poll(Instant::now());
             if !added.is_empty() {
-                pipeline.add_tls_keylog(&added);
+                engine.add_tls_keylog(&added);
             }
         }
-        pipeline.calls_mut().drain_endpoint_events(&mut events);
+        engine.drain_endpoint_events(&mut events);
         apply_endpoint_events(&mut endpoints, &mut events, &mut stats);
-        charge_kernel_loss(&mut pipeline, kernel_lost, &mut seen_lost, &mut stats);
-        publish(pipeline.open_calls() as u64, &stats, live);
-        let me = &live.workers[0];
-        status::LiveCounters::set(&me.frames, pipeline.stats().frames);
-        status::LiveCounters::set(&me.busy_ns, busy_ns);
-        hand_over_ended(&mut pipeline, &mut live_calls, &ended_tx, last_seq)?;
-        if last_signalling.elapsed() >= SIGNALLING_EVERY {
+        loss.charge(&mut engine, kernel_lost, &mut stats);
+        publish(engine.open_calls(), &stats, live);
+        engine.publish_gauges(live, frames, busy_ns);
+        hand_over_ended(&mut engine, &mut live_calls, &ended_tx, last_seq)?;
+        engine.live_snapshot(&mut live_calls);
+        let due = last_signalling.elapsed() >= SIGNALLING_EVERY;
+        if due {
             last_signalling = Instant::now();
-            if sig_tx.send(signalling_batch(&mut pipeline)).is_err() {
-                return Err(anyhow!("output thread stopped"));
-            }
+        }
+        for s in engine.signalling(due) {
+            sig_tx
+                .send(s)
+                .map_err(|_| anyhow!("output thread stopped"))?;
         }
     }
-    pipeline.calls_mut().drain_endpoint_events(&mut events);
+    engine.drain_endpoint_events(&mut events);
     apply_endpoint_events(&mut endpoints, &mut events, &mut stats);
-    charge_kernel_loss(&mut pipeline, kernel_lost, &mut seen_lost, &mut stats);
-    pipeline.finish();
-    let ended = pipeline.drain_ended();
-    live_calls.note_ended(&ended, pipeline.calls().now_ns());
-    if !ended.is_empty() {
-        let _ = ended_tx.send((last_seq, ended));
+    loss.charge(&mut engine, kernel_lost, &mut stats);
+    let fin = engine.finish()?;
+    stats.pipeline = hand_over_last(fin, live_calls, &ended_tx, &sig_tx, last_seq);
+    Ok(stats)
+}
+
+/// What the engine left at the end to the output thread and the live
+/// snapshot; its counters.
+fn hand_over_last(
+    fin: Finish,
+    mut live_calls: LivePublisher,
+    ended_tx: &Sender<(u64, Vec<Call>)>,
+    sig_tx: &Sender<SignallingBatch>,
+    last_seq: u64,
+) -> PipelineStats {
+    live_calls.note_ended(&fin.ended, fin.now_ns);
+    if !fin.ended.is_empty() {
+        let _ = ended_tx.send((last_seq, fin.ended));
     }
     if live_calls.dropped > 0 {
         tracing::info!(
@@ -146,29 +238,112 @@ pub(super) fn worker_loop(
             "live call snapshots dropped (the writer was busy)"
         );
     }
-    live_calls.finish(pipeline.calls().open(), pipeline.calls().now_ns());
-    let _ = sig_tx.send(signalling_batch(&mut pipeline));
-    stats.pipeline = pipeline.stats().clone();
-    Ok(stats)
+    // Every call was closed by the finish.
+    live_calls.finish(std::iter::empty::<&Call>(), fin.now_ns);
+    for s in fin.signalling {
+        let _ = sig_tx.send(s);
+    }
+    fin.stats
 }
 
-/// Closed calls to the output thread (and to the live snapshot, as ended);
-/// then the live snapshot when its time has come.
-fn hand_over_ended(
-    pipeline: &mut Pipeline,
+/// Closed calls to the output thread (and to the live snapshot, as ended).
+/// Every frame of such a call was handled before `last_seq`'s batch was
+/// done: once that batch is on disk, so are the call's frames.
+fn hand_over_ended<E: LiveEngine>(
+    engine: &mut E,
     live_calls: &mut LivePublisher,
     ended_tx: &Sender<(u64, Vec<Call>)>,
     last_seq: u64,
 ) -> Result<()> {
-    let ended = pipeline.drain_ended();
+    let ended = engine.drain_ended();
     if !ended.is_empty() {
-        live_calls.note_ended(&ended, pipeline.calls().now_ns());
+        live_calls.note_ended(&ended, engine.now_ns());
         if ended_tx.send((last_seq, ended)).is_err() {
             return Err(anyhow!("output thread stopped"));
         }
     }
-    live_calls.tick(pipeline.calls());
     Ok(())
+}
+
+/// One pipeline owning the call table (`workers.pipeline = 1`).
+pub(super) struct OnePipeline(pub Pipeline);
+
+impl OnePipeline {
+    pub fn new(pcfg: PipelineConfig) -> Self {
+        let mut pipeline = Pipeline::new(pcfg);
+        pipeline.calls_mut().track_endpoints();
+        OnePipeline(pipeline)
+    }
+}
+
+impl LiveEngine for OnePipeline {
+    fn process_batch(&mut self, batch: &Batch) -> u64 {
+        let mut n = 0;
+        for (ts, pref, data) in batch.iter() {
+            self.0.process(LinkType::Ethernet, ts, pref, data);
+            n += 1;
+        }
+        n
+    }
+
+    fn tick(&mut self, now_ns: u64) {
+        self.0.calls_mut().tick(now_ns);
+    }
+
+    fn add_tls_keylog(&mut self, bytes: &[u8]) {
+        self.0.add_tls_keylog(bytes);
+    }
+
+    fn drain_endpoint_events(&mut self, out: &mut Vec<EndpointEvent>) {
+        self.0.calls_mut().drain_endpoint_events(out);
+    }
+
+    fn note_loss(&mut self, n: u64, scope: LossScope) {
+        let calls = self.0.calls_mut();
+        match scope.filter() {
+            None => calls.note_capture_loss(n),
+            Some(f) => calls.note_capture_loss_where(n, f),
+        }
+    }
+
+    fn open_calls(&self) -> u64 {
+        self.0.open_calls() as u64
+    }
+
+    fn publish_gauges(&self, live: &status::LiveCounters, frames: u64, busy_ns: u64) {
+        status::LiveCounters::set(&live.workers[0].frames, frames);
+        status::LiveCounters::set(&live.workers[0].busy_ns, busy_ns);
+    }
+
+    fn drain_ended(&mut self) -> Vec<Call> {
+        self.0.drain_ended()
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.0.calls().now_ns()
+    }
+
+    fn live_snapshot(&mut self, live_calls: &mut LivePublisher) {
+        live_calls.tick(self.0.calls());
+    }
+
+    fn signalling(&mut self, due: bool) -> Vec<SignallingBatch> {
+        if due {
+            vec![signalling_batch(&mut self.0)]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn finish(mut self) -> Result<Finish> {
+        self.0.finish();
+        Ok(Finish {
+            ended: self.0.drain_ended(),
+            now_ns: self.0.calls().now_ns(),
+            signalling: vec![signalling_batch(&mut self.0)],
+            stats: self.0.stats().clone(),
+        })
+    }
 }
 
 fn signalling_batch(pipeline: &mut Pipeline) -> SignallingBatch {
@@ -235,54 +410,67 @@ pub(super) fn apply_endpoint_events(
     }
 }
 
-/// Loss attribution, once per batch: frames a kernel ring could not hand
-/// over are charged to the open calls that may have lost them.
-fn charge_kernel_loss(
-    pipeline: &mut Pipeline,
-    kernel_lost: &[AtomicU64],
-    seen_lost: &mut [u64],
-    stats: &mut WorkerStats,
-) {
-    let rings = kernel_lost.len() as u32;
-    let open = pipeline.open_calls() as u64;
-    new_kernel_loss(kernel_lost, seen_lost, stats, open, |ring, d| {
-        charge_ring_loss(pipeline.calls_mut(), ring, rings, d);
-    });
+/// Loss seen so far: each kernel ring's (per-CPU `RING_STATS`, published
+/// by the main thread) and each media worker's (dropped by the
+/// dispatcher). Once per round, the increase is charged and counted.
+struct LossSeen {
+    rings: Vec<u64>,
+    workers: Vec<u64>,
 }
 
-/// Each ring's loss since the last look, handed to `charge` (ring, frames)
-/// and counted.
-pub(super) fn new_kernel_loss(
-    kernel_lost: &[AtomicU64],
-    seen_lost: &mut [u64],
-    stats: &mut WorkerStats,
-    open_calls: u64,
-    mut charge: impl FnMut(u32, u64),
-) {
-    for (ring, (lost, seen)) in kernel_lost.iter().zip(seen_lost.iter_mut()).enumerate() {
-        let lost = lost.load(Ordering::Relaxed);
-        if lost > *seen {
-            let d = lost - *seen;
-            tracing::warn!(
-                ring,
-                lost = d,
-                open_calls,
-                "a kernel ring was full: frames lost; charged to the open calls on that ring"
-            );
-            charge(ring as u32, d);
-            stats.capture_loss += d;
-            *seen = lost;
+impl LossSeen {
+    fn new(kernel_lost: &[AtomicU64], dropped: &[u64]) -> Self {
+        LossSeen {
+            rings: kernel_lost
+                .iter()
+                .map(|l| l.load(Ordering::Relaxed))
+                .collect(),
+            workers: dropped.to_vec(),
         }
     }
-}
 
-/// Ring 0 (SIP, fragments, TCP; or everything with one ring) may carry any
-/// call's frames: its loss goes to every open call. A media ring's loss goes
-/// only to the calls with a stream or SDP endpoint steered to it.
-pub(super) fn charge_ring_loss(calls: &mut CallTable, ring: u32, rings: u32, n: u64) {
-    if ring == 0 {
-        calls.note_capture_loss(n);
-    } else {
-        calls.note_capture_loss_where(n, |ep| ring_of(ep, rings) == ring);
+    fn charge<E: LiveEngine>(
+        &mut self,
+        engine: &mut E,
+        kernel_lost: &[AtomicU64],
+        stats: &mut WorkerStats,
+    ) {
+        let rings = kernel_lost.len() as u32;
+        let open_calls = engine.open_calls();
+        for (ring, (lost, seen)) in kernel_lost.iter().zip(self.rings.iter_mut()).enumerate() {
+            let lost = lost.load(Ordering::Relaxed);
+            if lost > *seen {
+                let d = lost - *seen;
+                tracing::warn!(
+                    ring,
+                    lost = d,
+                    open_calls,
+                    "a kernel ring was full: frames lost; charged to the open calls on that ring"
+                );
+                let ring = ring as u32;
+                engine.note_loss(d, LossScope::Ring { ring, rings });
+                stats.capture_loss += d;
+                *seen = lost;
+            }
+        }
+        let n = self.workers.len();
+        for k in 0..n {
+            let now = engine.media_dropped()[k];
+            let d = now.saturating_sub(self.workers[k]);
+            if d == 0 {
+                continue;
+            }
+            self.workers[k] = now;
+            tracing::warn!(
+                worker = k,
+                dropped = d,
+                open_calls,
+                "a media worker was behind: its media dropped; charged to the open calls with media on it"
+            );
+            let (k, n) = (k as u32, n as u32);
+            engine.note_loss(d, LossScope::Worker { k, n });
+            stats.capture_loss += d;
+            stats.media_dropped += d;
+        }
     }
 }
