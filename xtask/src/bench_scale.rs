@@ -5,13 +5,18 @@
 //! the one `bench` uses): `voxtap import --csv-only --workers 1
 //! --engine-workers N` for each N, and from the engine line it prints
 //! (thread CPU clocks: /proc/thread-self/schedstat) the CPU per packet of
-//! the reading thread (read, decode once, steer, CSV rows), of the thread
-//! joining the replicas, and of each media worker. Per N: the busiest
-//! thread's capacity (packets/s it could
-//! take), the cores 5.25 M packets/s (a saturated 10 GbE of G.711) would
-//! need at this CPU per packet, the imbalance between workers (max/mean),
-//! sweep control messages per second of capture (a marker to each worker
-//! and a part back from each), and the CPU of all threads against N = 1.
+//! the reading thread (read, decode once, steer), of the output thread (CSV
+//! rows, call index), of the thread joining the replicas, and of each media
+//! worker. Per N: the busiest thread's capacity (packets/s it could take);
+//! the cores 5.25 M packets/s (a saturated 10 GbE of G.711) would need at
+//! this CPU per packet (all threads' CPU per packet × 5.25 M/s: a lower
+//! bound, reached only if no one thread is the limit); the share of a core
+//! the busiest single thread would need at 5.25 M/s (above 1.00 no number
+//! of cores reaches 5.25 M/s with this layout); the imbalance between
+//! workers (max/mean); sweep control messages per second of capture (a
+//! marker to each worker and a part back from each); and the CPU of all
+//! threads against N = 1. The reading thread's CPU includes reading the
+//! file, which a live sensor does not do (its frames come from the rings).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -62,6 +67,7 @@ fn parse(args: &[String]) -> Result<Args> {
 struct Run {
     packets: u64,
     reader_ns: f64,
+    output_ns: f64,
     join_ns: f64,
     workers_ns: Vec<f64>,
     capture_s: f64,
@@ -89,6 +95,8 @@ fn parse_output(out: &str) -> Result<Run> {
     for part in engine.split("; ") {
         if part.starts_with("reader thread") {
             r.reader_ns = number(part, " ms CPU").context("reader CPU")? * 1e6;
+        } else if part.starts_with("output thread") {
+            r.output_ns = number(part, " ms CPU").context("output CPU")? * 1e6;
         } else if part.starts_with("join thread") {
             r.join_ns = number(part, " ms CPU").context("join CPU")? * 1e6;
         } else if part.starts_with("capture") {
@@ -144,7 +152,7 @@ pub fn bench_scale(root: &Path, args: &[String]) -> Result<()> {
 
 fn table(a: &Args, pcap: &Path, runs: &[(usize, Run)]) -> String {
     let mut t = String::new();
-    let total = |r: &Run| r.reader_ns + r.join_ns + r.workers_ns.iter().sum::<f64>();
+    let total = |r: &Run| r.reader_ns + r.output_ns + r.join_ns + r.workers_ns.iter().sum::<f64>();
     let base = runs.first().map_or(1.0, |(_, r)| total(r)).max(1.0);
     let _ = writeln!(
         t,
@@ -159,13 +167,15 @@ fn table(a: &Args, pcap: &Path, runs: &[(usize, Run)]) -> String {
     );
     let _ = writeln!(
         t,
-        "{:>2} | {:>11} | {:>9} | {:>17} | {:>14} | {:>14} | {:>9} | {:>11} | {:>9}",
+        "{:>2} | {:>11} | {:>11} | {:>9} | {:>17} | {:>14} | {:>12} | {:>13} | {:>9} | {:>11} | {:>9}",
         "N",
         "reader ns/p",
+        "output ns/p",
         "join ns/p",
         "worker ns/p max",
         "busiest pkt/s",
         "cores @5.25M",
+        "busiest core",
         "imbalance",
         "control/s",
         "CPU vs N=1"
@@ -174,17 +184,20 @@ fn table(a: &Args, pcap: &Path, runs: &[(usize, Run)]) -> String {
         let p = r.packets.max(1) as f64;
         let wmax = r.workers_ns.iter().copied().fold(0.0, f64::max);
         let wmean = r.workers_ns.iter().sum::<f64>() / r.workers_ns.len().max(1) as f64;
-        let busiest = r.reader_ns.max(wmax).max(r.join_ns);
+        let busiest = r.reader_ns.max(wmax).max(r.join_ns).max(r.output_ns);
         let cores = TEN_GBE_PPS * total(r) / p / 1e9;
+        let busiest_core = TEN_GBE_PPS * busiest / p / 1e9;
         let control = (2 * r.sweeps * *n as u64) as f64 / r.capture_s.max(1e-9);
         let _ = writeln!(
             t,
-            "{n:>2} | {:>11.0} | {:>9.0} | {:>17.0} | {:>14.0} | {:>14.2} | {:>9} | {:>11.0} | {:>9.2}",
+            "{n:>2} | {:>11.0} | {:>11.0} | {:>9.0} | {:>17.0} | {:>14.0} | {:>12.2} | {:>13.2} | {:>9} | {:>11.0} | {:>9.2}",
             r.reader_ns / p,
+            r.output_ns / p,
             r.join_ns / p,
             wmax / p,
-            p / (busiest / 1e9),
+            p / (busiest.max(1.0) / 1e9),
             cores,
+            busiest_core,
             if r.workers_ns.is_empty() {
                 "-".to_string()
             } else {

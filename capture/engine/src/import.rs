@@ -5,12 +5,14 @@
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use crate::calls::{Call, CallState, PacketRef};
+mod output_thread;
+use output_thread::{Ended, OutputThread};
+
+use crate::calls::{CallState, PacketRef};
 use crate::index::{CallFiles, INDEX_FILE, Index, IndexError};
 use crate::output::{CallToWrite, CallWriter, OutputError};
 use crate::parallel::ParallelEngine;
@@ -112,11 +114,13 @@ pub struct ImportReport {
 }
 
 /// The engine's threads' CPU time: the reading thread (which also
-/// dispatches, joins and, with one writer, writes) and each media worker of
-/// the parallel engine (none with one engine worker).
+/// dispatches), the output thread (CSV rows, the call index and, with one
+/// writer, the call folders) and each media worker of the parallel engine
+/// (none with one engine worker).
 #[derive(Clone, Debug, Default)]
 pub struct EngineFigures {
     pub reader_cpu_ns: u64,
+    pub output_cpu_ns: u64,
     pub workers: Vec<crate::parallel::WorkerTimes>,
     /// The parallel engine's traffic: frames to one worker and to all,
     /// batches sent, sweep meetings.
@@ -130,9 +134,10 @@ impl EngineFigures {
     pub fn summary_line(&self) -> String {
         let ms = |ns: u64| ns as f64 / 1e6;
         let mut line = format!(
-            "engine: {} worker(s); reader thread {:.1} ms CPU; capture {:.3} s",
+            "engine: {} worker(s); reader thread {:.1} ms CPU; output thread {:.1} ms CPU; capture {:.3} s",
             self.workers.len().max(1),
             ms(self.reader_cpu_ns),
+            ms(self.output_cpu_ns),
             self.capture_ns as f64 / 1e9
         );
         for (i, w) in self.workers.iter().enumerate() {
@@ -339,6 +344,7 @@ pub fn run_import_engine(
         writer.add_processor(Box::new(crate::media::MediaProcessor::new(m.clone())));
     }
     let mut sources = open_sources(&opts.files)?;
+    let output = OutputThread::start(writer, open_fresh_index(&opts.out)?)?;
     // What the readers will read (a compressed file's decompressed size).
     let total_bytes: u64 = sources
         .iter()
@@ -354,14 +360,10 @@ pub fn run_import_engine(
     };
     let mut run = Run {
         pipeline: engine,
-        writer,
-        index: open_fresh_index(&opts.out)?,
-        report: ImportReport::default(),
+        output,
         on_progress,
         total_bytes,
         since_drain: 0,
-        pending: Vec::new(),
-        pending_packets: 0,
         frames: 0,
         first_ns: u64::MAX,
         last_ns: 0,
@@ -429,24 +431,19 @@ impl Engine {
 /// One import under way: the pipeline, where ended calls go, and progress.
 struct Run<'a> {
     pipeline: Engine,
-    writer: CallWriter,
-    index: Index,
-    report: ImportReport,
+    /// Writes what ended (see `output_thread`).
+    output: OutputThread,
     on_progress: &'a (dyn Fn(ImportProgress) + Sync),
     total_bytes: u64,
     since_drain: u32,
-    /// Ended calls not written yet, and their packets: written together
-    /// (their packets read back in one pass, see `CallWriter::write_calls`).
-    /// Shared: a writer thread may write a call's folder.
-    pending: Vec<Arc<Call>>,
-    pending_packets: u64,
     /// Frames handed to the engine, and their first and last times.
     frames: u64,
     first_ns: u64,
     last_ns: u64,
 }
 
-/// Ended calls are written, and progress shown, every this many packets.
+/// Ended calls are handed to the output thread, and progress shown, every
+/// this many packets.
 const DRAIN_EVERY: u32 = 4096;
 
 impl Run<'_> {
@@ -507,7 +504,7 @@ impl Run<'_> {
             return Ok(());
         }
         self.since_drain = 0;
-        self.write_ended(false)?;
+        self.hand_off()?;
         self.report_progress(read(), false);
         Ok(())
     }
@@ -521,41 +518,26 @@ impl Run<'_> {
         });
     }
 
-    /// Writes the calls that ended, once enough of their packets are
-    /// waiting (or at the `last` drain).
-    fn write_ended(&mut self, last: bool) -> Result<(), ImportError> {
+    /// Hands what ended since the last time to the output thread.
+    fn hand_off(&mut self) -> Result<(), ImportError> {
         let ended = match &mut self.pipeline {
-            Engine::Single(p) => {
-                write_outside_calls(p, &mut self.writer, &mut self.report)?;
-                p.drain_ended()
-            }
-            Engine::Parallel(p) => p.drain_ended(),
-            Engine::Finished(f) => {
-                self.writer.write_floods(&f.floods)?;
-                self.writer.write_transactions(&f.transactions)?;
-                self.report.transactions += f.transactions.len() as u64;
-                Vec::new()
-            }
-            Engine::Finishing => Vec::new(),
+            Engine::Single(p) => Ended {
+                floods: p.drain_floods(),
+                transactions: p.drain_transactions(),
+                calls: p.drain_ended(),
+            },
+            Engine::Parallel(p) => Ended {
+                calls: p.drain_ended(),
+                ..Ended::default()
+            },
+            Engine::Finished(f) => Ended {
+                floods: std::mem::take(&mut f.floods),
+                transactions: std::mem::take(&mut f.transactions),
+                calls: Vec::new(),
+            },
+            Engine::Finishing => Ended::default(),
         };
-        for call in ended {
-            self.pending_packets += call.packet_count();
-            self.pending.push(Arc::new(call));
-        }
-        if last
-            || !self.writer.writes_call_files()
-            || self.pending_packets >= crate::output::BATCH_PACKETS
-        {
-            let calls = std::mem::take(&mut self.pending);
-            self.pending_packets = 0;
-            write_calls_indexed(
-                &calls,
-                &mut self.writer,
-                Some(&mut self.index),
-                &mut self.report,
-            )?;
-        }
-        Ok(())
+        self.output.send(ended)
     }
 
     /// End of input: close and write every call, report each file.
@@ -565,21 +547,17 @@ impl Run<'_> {
         started: Instant,
     ) -> Result<ImportReport, ImportError> {
         self.finish_engine()?;
-        self.write_ended(true)?;
+        self.hand_off()?;
         let sig = match &self.pipeline {
             Engine::Single(p) => p.signalling().snapshot(),
             Engine::Finished(f) => f.signalling.clone(),
             Engine::Parallel(_) | Engine::Finishing => unreachable!("finished above"),
         };
-        record_signalling(
-            &sig,
-            &mut self.writer,
-            Some(&mut self.index),
-            &mut self.report,
-        )?;
         let read = sources.iter().map(|s| s.reader.bytes_read()).sum();
         self.report_progress(read, true);
-        self.writer.finish()?;
+        let output = self.output.finish(sig)?;
+        let mut report = output.report;
+        report.engine.output_cpu_ns = output.cpu_ns;
         for s in sources {
             if let Some(d) = &s.report.damage {
                 tracing::warn!(
@@ -589,24 +567,24 @@ impl Run<'_> {
                     s.report.packets
                 );
             }
-            self.report.files.push(s.report);
+            report.files.push(s.report);
         }
-        self.report.stats = match &self.pipeline {
+        report.stats = match &self.pipeline {
             Engine::Single(p) => p.stats().clone(),
             Engine::Finished(f) => {
-                self.report.engine.workers = f.workers.clone();
-                self.report.engine.dispatch = f.dispatch;
+                report.engine.workers = f.workers.clone();
+                report.engine.dispatch = f.dispatch;
                 f.stats.clone()
             }
             Engine::Parallel(_) | Engine::Finishing => unreachable!("finished above"),
         };
-        self.report.engine.capture_ns = self.last_ns.saturating_sub(self.first_ns);
-        self.report.elapsed = started.elapsed();
-        Ok(self.report)
+        report.engine.capture_ns = self.last_ns.saturating_sub(self.first_ns);
+        report.elapsed = started.elapsed();
+        Ok(report)
     }
 
     /// End of input: the pipeline closes every call; the parallel engine's
-    /// workers end and their last calls are joined and queued to write.
+    /// workers end and their last calls are handed to the output thread.
     fn finish_engine(&mut self) -> Result<(), ImportError> {
         let engine = std::mem::replace(&mut self.pipeline, Engine::Finishing);
         self.pipeline = match engine {
@@ -619,10 +597,10 @@ impl Run<'_> {
                 if let Some(failure) = &fin.failure {
                     return Err(ImportError::Engine(failure.clone()));
                 }
-                for call in calls {
-                    self.pending_packets += call.packet_count();
-                    self.pending.push(Arc::new(call));
-                }
+                self.output.send(Ended {
+                    calls,
+                    ..Ended::default()
+                })?;
                 Engine::Finished(Box::new(fin))
             }
             other => other,

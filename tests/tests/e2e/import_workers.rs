@@ -184,3 +184,26 @@ fn a_folder_a_writer_cannot_write_is_reported_and_the_others_are_written() {
         }
     }
 }
+
+/// The same with one writer: the folders are written by import's output
+/// thread, which stops at the first failure; the import returns that
+/// failure (naming the folder) instead of waiting on a stopped thread.
+#[test]
+fn a_folder_the_output_thread_cannot_write_fails_the_import() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pcap = synth(tmp.path(), 40);
+    let reference = tmp.path().join("reference");
+    import_n(std::slice::from_ref(&pcap), &reference, 1).unwrap();
+    let rows = read_csv(&reference.join("calls.csv"));
+    let blocked = rows[5]["pcap"].trim_end_matches("/call.pcap").to_string();
+
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join(&blocked), b"in the way").unwrap();
+    let err = import_n(std::slice::from_ref(&pcap), &out, 1).unwrap_err();
+    assert!(err.contains(&blocked), "names the folder: {err}");
+    assert!(
+        err.contains("exists") || err.contains("directory"),
+        "says why: {err}"
+    );
+}
