@@ -251,42 +251,10 @@ GRANT SELECT ON voxtap.rollup_minute TO voxtap_hub;
 /// `rollup_reg_failures`, which sorts after it, so a partition maker
 /// waiting at `registrations` holds nothing the shipment still needs.
 pub const MIGRATION_7: &str = r#"
-CREATE TABLE voxtap.rollup_hour (
-    sensor        smallint NOT NULL,
-    hour          timestamptz NOT NULL,
-    trunk         text NOT NULL,
-    codec         text NOT NULL,
-    attempts      bigint NOT NULL DEFAULT 0,
-    answered      bigint NOT NULL DEFAULT 0,
-    ner_ok        bigint NOT NULL DEFAULT 0,
-    answered_ms   bigint NOT NULL DEFAULT 0,
-    pdd_ms        bigint NOT NULL DEFAULT 0,
-    pdd_n         bigint NOT NULL DEFAULT 0,
-    r_none        bigint NOT NULL DEFAULT 0,
-    r1            bigint NOT NULL DEFAULT 0,
-    r2            bigint NOT NULL DEFAULT 0,
-    r3            bigint NOT NULL DEFAULT 0,
-    r4            bigint NOT NULL DEFAULT 0,
-    r5            bigint NOT NULL DEFAULT 0,
-    r6            bigint NOT NULL DEFAULT 0,
-    c404          bigint NOT NULL DEFAULT 0,
-    c408          bigint NOT NULL DEFAULT 0,
-    c480          bigint NOT NULL DEFAULT 0,
-    c486          bigint NOT NULL DEFAULT 0,
-    c487          bigint NOT NULL DEFAULT 0,
-    c503          bigint NOT NULL DEFAULT 0,
-    mos_none      bigint NOT NULL DEFAULT 0,
-    mos1          bigint NOT NULL DEFAULT 0,
-    mos2          bigint NOT NULL DEFAULT 0,
-    mos3          bigint NOT NULL DEFAULT 0,
-    mos4          bigint NOT NULL DEFAULT 0,
-    mos5          bigint NOT NULL DEFAULT 0,
-    one_way       bigint NOT NULL DEFAULT 0,
-    capture_loss  bigint NOT NULL DEFAULT 0,
-    rtp_lost      bigint NOT NULL DEFAULT 0,
-    rtp_expected  bigint NOT NULL DEFAULT 0,
-    active_ms     bigint NOT NULL DEFAULT 0
-) PARTITION BY RANGE (hour);
+-- The minute rollup's columns, by hour.
+CREATE TABLE voxtap.rollup_hour (LIKE voxtap.rollup_minute INCLUDING DEFAULTS)
+    PARTITION BY RANGE (minute);
+ALTER TABLE voxtap.rollup_hour RENAME COLUMN minute TO hour;
 CREATE UNIQUE INDEX rollup_hour_key ON voxtap.rollup_hour (hour, sensor, trunk, codec);
 
 CREATE TABLE voxtap.rollup_reg_failures (
