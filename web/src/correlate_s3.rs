@@ -51,6 +51,8 @@ struct StoreFile {
     local: Option<PathBuf>,
     /// Its object and size when the upload queue confirmed it.
     object: Option<(String, u64)>,
+    /// The SHA-256 it was uploaded with: a fetched copy must have it.
+    sha256: Option<String>,
     /// The queue's state when it is not readable from S3 (`expired`...).
     state: Option<String>,
 }
@@ -84,17 +86,19 @@ fn store_files(
     for row in rows {
         let path = cfg.store.join(&row.path);
         let local = path.is_file().then_some(path);
-        let (object, state) = match &queue {
+        let (object, sha256, state) = match &queue {
             Some(q) => (
                 q.raw_object(row.id).map_err(|e| e.to_string())?,
+                q.raw_sha256(row.id).map_err(|e| e.to_string())?,
                 q.raw_state(row.id).map_err(|e| e.to_string())?,
             ),
-            None => (None, None),
+            None => (None, None, None),
         };
         out.push(StoreFile {
             row,
             local,
             object,
+            sha256,
             state,
         });
     }
@@ -403,11 +407,28 @@ fn fetch_all(
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let to = dir.join(format!("{:010}.pcap", f.row.id));
         gets += fetch_object(client, key, *size, &to)?;
+        check_copy(&to, key, f.sha256.as_deref())?;
         bytes += size;
         out.push(to);
     }
     tracing::info!(files = out.len(), gets, bytes, "S3 session: media fetched");
     Ok(out)
+}
+
+/// A fetched copy is the file that was uploaded: the SHA-256 the upload
+/// queue recorded (recordings are evidence; an object changed in the
+/// bucket is refused, not imported).
+fn check_copy(to: &FsPath, key: &str, want: Option<&str>) -> Result<(), String> {
+    let Some(want) = want else {
+        return Ok(());
+    };
+    let got = voxtap_sensor::upload::sha256_file(to).map_err(|e| e.to_string())?;
+    if got == want {
+        return Ok(());
+    }
+    Err(format!(
+        "{key}: the copy fetched from S3 has sha256 {got}, the file uploaded had {want}"
+    ))
 }
 
 /// Copies object `key` of `size` bytes to `to`, one ranged GET of at most

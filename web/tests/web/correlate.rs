@@ -963,7 +963,49 @@ async fn s3_session_media_plus_uploaded_sip_correlate() {
     );
     assert_eq!(local_pcaps(&store), 0);
     s3_refusals(&base, &cookie, &sip, work.path()).await;
+    // An object changed in the bucket (same size): refused by its sha256.
+    tamper_largest_file(&work.path().join("s3").join("voxtap-sessions"));
+    let page = post_s3_sip(&base, &cookie, &sip, "inbound").await;
+    let html = correlation_error(&base, &cookie, &page).await;
+    assert!(
+        html.contains("the copy fetched from S3 has sha256"),
+        "{html}"
+    );
     eprintln!("S3 session test took {:?}", t0.elapsed());
+}
+
+/// Flips one byte in the middle of the largest file below `dir`.
+fn tamper_largest_file(dir: &Path) {
+    let mut files = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                files.push((e.metadata().unwrap().len(), p));
+            }
+        }
+    }
+    let (len, path) = files.into_iter().max().expect("an object in the bucket");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[(len / 2) as usize] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+}
+
+/// Polls the correlation page until it shows its import failed; the page.
+async fn correlation_error(base: &str, cookie: &str, path: &str) -> String {
+    let until = Instant::now() + Duration::from_secs(120);
+    loop {
+        let html = get_page(base, cookie, path).await;
+        assert!(!html.contains("id=\"correlated\""), "{html}");
+        if html.contains("id=\"correlation-error\"") {
+            return html;
+        }
+        assert!(Instant::now() < until, "the correlation never failed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// A SIP pcap of another time (no media in the store then) and a file

@@ -41,7 +41,7 @@ use voxtap_engine::output::civil_from_days;
 #[cfg(feature = "s3")]
 pub use remote::S3RemoteFiles;
 #[cfg(feature = "s3")]
-pub use worker::{UploadStatus, Uploader};
+pub use worker::{UploadStatus, Uploader, sha256_file};
 
 /// File name of the queue, in the store directory.
 pub(crate) const QUEUE_FILE: &str = "upload.sqlite";

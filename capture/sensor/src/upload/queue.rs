@@ -435,6 +435,20 @@ impl Queue {
             .map_err(self.err())
     }
 
+    /// The SHA-256 (hex) of rolling file `file_id` as uploaded, to check
+    /// a copy fetched back.
+    pub fn raw_sha256(&self, file_id: u32) -> Result<Option<String>, UploadError> {
+        self.conn
+            .query_row(
+                "SELECT sha256 FROM queue WHERE kind = 'raw' AND file_id = ?1 AND state = 'uploaded'",
+                [file_id],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()
+            .map(Option::flatten)
+            .map_err(self.err())
+    }
+
     /// Why rolling file `file_id` is not readable from S3, when the queue
     /// knows it (e.g. `expired`, `failed`, `queued`).
     pub fn raw_state(&self, file_id: u32) -> Result<Option<String>, UploadError> {

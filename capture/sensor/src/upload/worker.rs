@@ -118,7 +118,8 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> UploadError + '_ {
     }
 }
 
-fn sha256_file(path: &Path) -> Result<String, UploadError> {
+/// The SHA-256 of a file's bytes, lower-case hex (what the queue keeps).
+pub fn sha256_file(path: &Path) -> Result<String, UploadError> {
     let mut f = std::fs::File::open(path).map_err(io_err(path))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
