@@ -274,15 +274,7 @@ fn run_row(r: &PastRun, csrf: &str) -> Markup {
                 } @else if r.segments.is_empty() {
                     span.muted { "no media captured" }
                 } @else {
-                    form.add-sip method="post" action={"/hosts/runs/" (r.name) "/sip"} enctype="multipart/form-data" {
-                        input type="hidden" name="csrf" value=(csrf);
-                        input type="file" name="sip" required accept=".pcap,.pcapng,.cap";
-                        select name="direction" {
-                            option value="inbound" { "Inbound (carrier → core)" }
-                            option value="outbound" { "Outbound (core → carrier)" }
-                        }
-                        button type="submit" { "Correlate" }
-                    }
+                    (sip_form("add-sip", &format!("/hosts/runs/{}/sip", r.name), csrf))
                 }
             }
         }
@@ -810,6 +802,22 @@ fn leg_row(l: &LegView) -> Markup {
                     a.dl download href={"/calls/" (l.id) "/correlated/" (name)} { (name) } " "
                 }
             }
+        }
+    }
+}
+
+/// The form that adds a SIP pcap and its direction to a capture (a remote
+/// run's or an S3 session's).
+pub(crate) fn sip_form(class: &str, action: &str, csrf: &str) -> Markup {
+    html! {
+        form class=(class) method="post" action=(action) enctype="multipart/form-data" {
+            input type="hidden" name="csrf" value=(csrf);
+            input type="file" name="sip" required accept=".pcap,.pcapng,.cap";
+            select name="direction" {
+                option value="inbound" { "Inbound (carrier → core)" }
+                option value="outbound" { "Outbound (core → carrier)" }
+            }
+            button type="submit" { "Correlate" }
         }
     }
 }

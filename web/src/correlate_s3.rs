@@ -158,15 +158,7 @@ pub async fn markup(st: &Shared, ident: &Identity) -> Markup {
             a.correlation href={"/hosts/s3/correlations/" (c.job)} { (c.sip) " (" (c.direction.as_str()) ")" }
             br;
         }
-        form.add-sip-s3 method="post" action="/hosts/s3/sip" enctype="multipart/form-data" {
-            input type="hidden" name="csrf" value=(csrf);
-            input type="file" name="sip" required accept=".pcap,.pcapng,.cap";
-            select name="direction" {
-                option value="inbound" { "Inbound (carrier → core)" }
-                option value="outbound" { "Outbound (core → carrier)" }
-            }
-            button type="submit" { "Correlate" }
-        }
+        (crate::correlate::sip_form("add-sip-s3", "/hosts/s3/sip", &csrf))
     }
 }
 

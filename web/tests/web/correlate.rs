@@ -850,14 +850,28 @@ async fn post_s3_sip(base: &str, cookie: &str, sip: &Path, direction: &str) -> S
 
 /// Polls the correlation page until its import is done (or failed).
 async fn correlated_page(base: &str, cookie: &str, path: &str) -> String {
+    correlation_ended(base, cookie, path, true).await
+}
+
+/// Polls the correlation page until its import ended, `ok` or failed as
+/// said (the other end fails the test); the page.
+async fn correlation_ended(base: &str, cookie: &str, path: &str, ok: bool) -> String {
+    let (want, not) = if ok {
+        ("id=\"correlated\"", "id=\"correlation-error\"")
+    } else {
+        ("id=\"correlation-error\"", "id=\"correlated\"")
+    };
     let until = Instant::now() + Duration::from_secs(120);
     loop {
         let html = get_page(base, cookie, path).await;
-        assert!(!html.contains("id=\"correlation-error\""), "{html}");
-        if html.contains("id=\"correlated\"") {
+        assert!(!html.contains(not), "{html}");
+        if html.contains(want) {
             return html;
         }
-        assert!(Instant::now() < until, "the correlation never finished");
+        assert!(
+            Instant::now() < until,
+            "the correlation never ended ({want})"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -966,7 +980,7 @@ async fn s3_session_media_plus_uploaded_sip_correlate() {
     // An object changed in the bucket (same size): refused by its sha256.
     tamper_largest_file(&work.path().join("s3").join("voxtap-sessions"));
     let page = post_s3_sip(&base, &cookie, &sip, "inbound").await;
-    let html = correlation_error(&base, &cookie, &page).await;
+    let html = correlation_ended(&base, &cookie, &page, false).await;
     assert!(
         html.contains("the copy fetched from S3 has sha256"),
         "{html}"
@@ -992,20 +1006,6 @@ fn tamper_largest_file(dir: &Path) {
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[(len / 2) as usize] ^= 0xff;
     std::fs::write(&path, bytes).unwrap();
-}
-
-/// Polls the correlation page until it shows its import failed; the page.
-async fn correlation_error(base: &str, cookie: &str, path: &str) -> String {
-    let until = Instant::now() + Duration::from_secs(120);
-    loop {
-        let html = get_page(base, cookie, path).await;
-        assert!(!html.contains("id=\"correlated\""), "{html}");
-        if html.contains("id=\"correlation-error\"") {
-            return html;
-        }
-        assert!(Instant::now() < until, "the correlation never failed");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// A SIP pcap of another time (no media in the store then) and a file
