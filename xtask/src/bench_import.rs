@@ -1,11 +1,14 @@
-//! `cargo xtask bench-import [--calls N] [--seconds S] [--workers N]`:
-//! `voxtap import` with every default per-call output (on the default
-//! writer threads, and on one thread for reference) and CSV-only, against
-//! `tshark -q -z rtp,streams`, on the same synthetic capture (the one
-//! `bench` uses), one after another in one run: wall and CPU seconds of
-//! each process and the ratios to tshark's. The load average before and
-//! after says how busy the machine was (wall ratios move with it; CPU
-//! ratios much less). Writes `target/bench/bench-import.json`.
+//! `cargo xtask bench-import [--calls N] [--seconds S] [--workers N]
+//! [--repeat R]`: `voxtap import` with every default per-call output (on
+//! the default writer threads, and on one thread for reference) and
+//! CSV-only, against `tshark -q -z rtp,streams`, on the same synthetic
+//! capture (the one `bench` uses), one after another in one run: wall and
+//! CPU seconds of each process and the ratios to tshark's. The whole set is
+//! run R times (default 3), interleaved, and the medians compared: on the
+//! 2-core VM the same import measured 1.05 to 2.2 s in back-to-back runs,
+//! so one sample of each says little. The load average before and after
+//! says how busy the machine was (wall ratios move with it; CPU ratios much
+//! less). Writes `target/bench/bench-import.json` with every sample.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -20,6 +23,7 @@ struct Args {
     calls: u32,
     seconds: u32,
     workers: Option<u32>,
+    repeat: usize,
 }
 
 fn parse(args: &[String]) -> Result<Args> {
@@ -27,6 +31,7 @@ fn parse(args: &[String]) -> Result<Args> {
         calls: 2000,
         seconds: 10,
         workers: None,
+        repeat: 3,
     };
     let mut it = args.iter();
     while let Some(o) = it.next() {
@@ -35,6 +40,7 @@ fn parse(args: &[String]) -> Result<Args> {
             "--calls" => a.calls = v.parse()?,
             "--seconds" => a.seconds = v.parse()?,
             "--workers" => a.workers = Some(v.parse()?),
+            "--repeat" => a.repeat = v.parse::<usize>()?.max(1),
             _ => anyhow::bail!("unknown option {o}"),
         }
     }
@@ -77,21 +83,27 @@ pub fn bench_import(root: &Path, args: &[String]) -> Result<()> {
     if let Some(w) = &workers {
         all_args.extend(["--workers", w.as_str()]);
     }
-    let mut tshark = Command::new("tshark");
-    tshark.args(["-q", "-z", "rtp,streams", "-r"]).arg(&pcap);
-    let results = vec![
-        measure("tshark -q -z rtp,streams", tshark)?,
-        voxtap_run("voxtap import (every output)", &all_args)?,
-        voxtap_run(
+    let runs: [(&str, Vec<&str>); 3] = [
+        ("voxtap import (every output)", all_args.clone()),
+        (
             "voxtap import (every output, --workers 1)",
-            &["--workers", "1"],
-        )?,
-        voxtap_run("voxtap import --csv-only", &["--csv-only"])?,
+            vec!["--workers", "1"],
+        ),
+        ("voxtap import --csv-only", vec!["--csv-only"]),
     ];
+    let mut samples: Vec<Vec<Measure>> = (0..=runs.len()).map(|_| Vec::new()).collect();
+    for _ in 0..a.repeat {
+        let mut tshark = Command::new("tshark");
+        tshark.args(["-q", "-z", "rtp,streams", "-r"]).arg(&pcap);
+        samples[0].push(measure("tshark -q -z rtp,streams", tshark)?);
+        for (i, (label, extra)) in runs.iter().enumerate() {
+            samples[i + 1].push(voxtap_run(label, extra)?);
+        }
+    }
     let _ = fs::remove_dir_all(&out_root);
     let load_after = load_average();
     let (table, json) = report(
-        &results,
+        &samples,
         &pcap,
         cores,
         a.workers,
@@ -104,28 +116,45 @@ pub fn bench_import(root: &Path, args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The table (ratios: tshark's time / voxtap's) and the same as JSON.
+/// The median of `xs` (the upper one of an even count).
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs.get(xs.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// The medians of one command's samples: wall, CPU, peak RSS (MiB).
+fn medians(s: &[Measure]) -> (f64, f64, f64) {
+    (
+        median(s.iter().map(|m| m.wall_s).collect()),
+        median(s.iter().map(|m| m.cpu_s).collect()),
+        median(s.iter().map(|m| m.max_rss_kib as f64 / 1024.0).collect()),
+    )
+}
+
+/// The table (ratios: tshark's median time / voxtap's) and every sample as
+/// JSON.
 fn report(
-    results: &[Measure],
+    samples: &[Vec<Measure>],
     pcap: &Path,
     cores: usize,
     workers: Option<u32>,
     load: [&str; 2],
 ) -> Result<(String, String)> {
-    let t = &results[0];
+    let (t_wall, t_cpu, _) = medians(&samples[0]);
     let mut table = String::new();
     writeln!(
         table,
-        "input: {}; {cores} cores; writer threads: {}; load average before {} after {}",
+        "input: {}; {cores} cores; writer threads: {}; {} rounds, medians; load average before {} after {}",
         pcap.display(),
         workers.map_or(format!("default ({cores})"), |w| w.to_string()),
+        samples[0].len(),
         load[0],
         load[1]
     )?;
     writeln!(
         table,
-        "{:<44} {:>8} {:>8} {:>9} {:>16} {:>15}",
-        "run", "wall s", "cpu s", "peak MiB", "tshark/it wall", "tshark/it cpu"
+        "{:<44} {:>8} {:>13} {:>8} {:>9} {:>16} {:>15}",
+        "run", "wall s", "wall min-max", "cpu s", "peak MiB", "tshark/it wall", "tshark/it cpu"
     )?;
     let mut json = format!(
         "{{\n  \"input\": \"{}\",\n  \"cores\": {cores},\n  \"load_before\": \"{}\",\n  \"load_after\": \"{}\",\n  \"results\": [\n",
@@ -133,27 +162,31 @@ fn report(
         load[0],
         load[1]
     );
-    for (i, m) in results.iter().enumerate() {
-        let wall = t.wall_s / m.wall_s.max(1e-9);
-        let cpu = t.cpu_s / m.cpu_s.max(1e-9);
+    for (i, s) in samples.iter().enumerate() {
+        let (wall_s, cpu_s, rss) = medians(s);
+        let (lo, hi) = s.iter().fold((f64::MAX, 0.0f64), |(lo, hi), m| {
+            (lo.min(m.wall_s), hi.max(m.wall_s))
+        });
+        let wall = t_wall / wall_s.max(1e-9);
+        let cpu = t_cpu / cpu_s.max(1e-9);
+        let tool = s.first().map_or("", |m| m.tool.as_str());
         writeln!(
             table,
-            "{:<44} {:>8.2} {:>8.2} {:>9.1} {:>15.2}x {:>14.2}x",
-            m.tool,
-            m.wall_s,
-            m.cpu_s,
-            m.max_rss_kib as f64 / 1024.0,
-            wall,
-            cpu
+            "{tool:<44} {wall_s:>8.2} {:>13} {cpu_s:>8.2} {rss:>9.1} {wall:>15.2}x {cpu:>14.2}x",
+            format!("{lo:.2}-{hi:.2}"),
         )?;
+        let each = |f: fn(&Measure) -> f64| {
+            s.iter()
+                .map(|m| format!("{:.3}", f(m)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         writeln!(
             json,
-            "    {{\"run\": \"{}\", \"wall_s\": {:.3}, \"cpu_s\": {:.3}, \"peak_rss_kib\": {}, \"tshark_over_wall\": {wall:.2}, \"tshark_over_cpu\": {cpu:.2}}}{}",
-            m.tool,
-            m.wall_s,
-            m.cpu_s,
-            m.max_rss_kib,
-            if i + 1 < results.len() { "," } else { "" }
+            "    {{\"run\": \"{tool}\", \"wall_s\": {wall_s:.3}, \"cpu_s\": {cpu_s:.3}, \"peak_rss_mib\": {rss:.1}, \"tshark_over_wall\": {wall:.2}, \"tshark_over_cpu\": {cpu:.2}, \"wall_samples\": [{}], \"cpu_samples\": [{}]}}{}",
+            each(|m| m.wall_s),
+            each(|m| m.cpu_s),
+            if i + 1 < samples.len() { "," } else { "" }
         )?;
     }
     json.push_str("  ]\n}\n");

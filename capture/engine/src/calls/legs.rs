@@ -359,7 +359,9 @@ pub(crate) struct LegIndex {
 }
 
 impl LegIndex {
-    pub fn expire(&mut self, now_ns: u64, cfg: &LegConfig) {
+    /// Drops the INVITEs older than the signalling window: a few at the
+    /// front of a queue, cheap enough for every INVITE.
+    pub fn expire_invites(&mut self, now_ns: u64, cfg: &LegConfig) {
         while self
             .invites
             .front()
@@ -367,6 +369,15 @@ impl LegIndex {
         {
             self.invites.pop_front();
         }
+    }
+
+    /// Everything older than its window. The media maps are walked whole,
+    /// so this runs at sweeps (once a second of capture time), not per
+    /// INVITE: at every INVITE it cost O(open streams) each, a third of the
+    /// CPU when 25,000 calls started together. Lookups check the windows
+    /// themselves, so what they find does not depend on when this ran.
+    pub fn expire(&mut self, now_ns: u64, cfg: &LegConfig) {
+        self.expire_invites(now_ns, cfg);
         let w = cfg.media_window_ns;
         self.streams_by_ssrc.retain(|_, v| {
             v.retain(|s| s.ts_ns + w >= now_ns);
@@ -391,6 +402,7 @@ impl LegIndex {
         offsets: (u16, u32),
         delay_ns: u64,
         ts_ns: u64,
+        window_ns: u64,
     ) -> Option<PayloadRun> {
         if self.runs.len() >= MAX_RUNS {
             self.runs.clear();
@@ -403,7 +415,9 @@ impl LegIndex {
             last_ns: ts_ns,
         };
         let run = self.runs.entry(pair).or_insert(fresh);
-        if (run.seq_offset, run.ts_offset) != offsets {
+        // A run older than the media window is over (the sweep may not
+        // have removed it yet).
+        if (run.seq_offset, run.ts_offset) != offsets || run.last_ns + window_ns < ts_ns {
             *run = fresh;
         }
         run.matches += 1;
@@ -776,7 +790,7 @@ impl Groups {
             return;
         };
         let (ts_ns, src, dst) = (p.ts_ns, p.src, p.dst);
-        self.index.expire(ts_ns, cfg);
+        self.index.expire_invites(ts_ns, cfg);
         let window = cfg.signalling_window_ns;
         let hit = self
             .index
@@ -917,9 +931,12 @@ impl Groups {
         ts_ns: u64,
         p: &RtpPacket<'_>,
     ) {
+        let window = cfg.legs.media_window_ns;
+        // An entry older than the media window counts as gone (the sweep
+        // may not have removed it yet).
         let first = match self.index.payloads.get(&seen.hash).copied() {
-            Some(f) => f,
-            None => {
+            Some(f) if f.ns + window >= ts_ns => f,
+            _ => {
                 self.index.payloads.insert(
                     seen.hash,
                     SeenPayload {
@@ -946,7 +963,7 @@ impl Groups {
         );
         let Some(run) = self
             .index
-            .note_run((seen.key, first.key), offsets, delay, ts_ns)
+            .note_run((seen.key, first.key), offsets, delay, ts_ns, window)
         else {
             return;
         };
