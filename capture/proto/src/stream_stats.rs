@@ -15,15 +15,16 @@
 //!
 //! [`StreamStats::update`] allocates only when a stream shows more than
 //! eight distinct payload types (at most once per new type) and once, for
-//! the duplicate detector's bitmap, when more than [`GAPS_INLINE`] runs of
-//! numbers are missing inside its window at once (a stream with a few
-//! losses holds no bitmap): all other state is fixed-size.
+//! the duplicate detector's bitmap, when more than
+//! [`GAPS_INLINE`](seq_window::GAPS_INLINE) runs of numbers are missing
+//! inside its window at once (a stream with a few losses holds no bitmap):
+//! all other state is fixed-size.
 
 mod seq_window;
 
 use crate::rtp::static_codec;
-pub(crate) use seq_window::{GAPS_INLINE, SEQ_WINDOW};
-use seq_window::SeqWindow;
+use seq_window::{SEQ_WINDOW, SeqWindow};
+
 /// Payload types whose order of first sight a stream keeps inline.
 const PT_INLINE: usize = 8;
 /// Distinct timestamp steps tracked for the ptime estimate.
@@ -307,7 +308,8 @@ impl StreamStats {
         }
     }
 
-    /// Whether this stream had more than [`GAPS_INLINE`] runs of sequence
+    /// Whether this stream had more than
+    /// [`GAPS_INLINE`](seq_window::GAPS_INLINE) runs of sequence
     /// numbers missing inside the duplicate window at once, and so holds
     /// the 128-byte bitmap (a few gaps are kept inline).
     pub fn holds_seq_bitmap(&self) -> bool {
@@ -763,8 +765,7 @@ mod tests {
     }
 
     /// Streams built to hit the inline runs' limits: sparse loss (never
-    /// more than [`GAPS_INLINE`] runs missing in the window: no bitmap),
-    /// bursts of many short gaps (the bitmap fallback), late packets
+    /// more than three runs missing in the window: no bitmap), bursts of many short gaps (the bitmap fallback), late packets
     /// filling, splitting and trimming runs, the first packet overtaken,
     /// the 16-bit wrap, jumps past the window and past 2^15.
     #[test]
@@ -821,6 +822,38 @@ mod tests {
         }
         assert_eq!(sparse_rounds, 100);
         assert!(fallbacks >= 100, "{fallbacks} streams took the bitmap");
+    }
+
+    /// A late packet and its copy at every distance behind the highest
+    /// around the window's edge, after streams in each state (a run at the
+    /// window's lower edge, runs below an overtaken first packet, runs cut
+    /// by a jump, the bitmap), checked against the set model.
+    #[test]
+    fn late_packets_at_the_window_edge_match_a_set_model() {
+        let span = SEQ_WINDOW as u16 - 1;
+        let prefixes: [Vec<u16>; 6] = [
+            // Run [1, 1], then the window's lower edge reaches it.
+            [0].into_iter().chain(2..=1_024).collect(),
+            // The first (1,000) overtaken by 600: runs [477, 599], [601, 999].
+            (1_000..=1_500).chain([600]).collect(),
+            // Runs at 5 and 9, then a jump of 1,020 cuts them.
+            [3, 4, 6, 7, 8, 10, 11, 1_031, 1_032].into(),
+            // Every other number: the bitmap.
+            (0..800).map(|n| n * 2).collect(),
+            // The same, then a jump of 1,023: the old highest at the edge.
+            (0..800).map(|n| n * 2).chain([1_598 + span]).collect(),
+            // Inline, a jump of 1,023.
+            [7, 9, 10, 10 + span].into(),
+        ];
+        for (k, prefix) in prefixes.iter().enumerate() {
+            let last = check_set_model(prefix, "prefix").summary().last_seq;
+            for back in span - 40..=span + 2 {
+                let probe = last.wrapping_sub(back);
+                let mut seqs = prefix.clone();
+                seqs.extend([probe, probe]);
+                check_set_model(&seqs, &format!("prefix {k}, {back} behind"));
+            }
+        }
     }
 
     /// Hand-made cases at the edges of the inline runs: each one checked
