@@ -15,9 +15,8 @@
 //!
 //! [`StreamStats::update`] allocates only when a stream shows more than
 //! eight distinct payload types (at most once per new type) and once, for
-//! the duplicate detector's bitmap, when more than
-//! [`GAPS_INLINE`](seq_window::GAPS_INLINE) runs of numbers are missing
-//! inside its window at once (a stream with a few losses holds no bitmap):
+//! the duplicate detector's bitmap, when more than three runs of numbers
+//! are missing inside its window at once (a stream with a few losses holds no bitmap):
 //! all other state is fixed-size.
 
 mod seq_window;
@@ -308,8 +307,7 @@ impl StreamStats {
         }
     }
 
-    /// Whether this stream had more than
-    /// [`GAPS_INLINE`](seq_window::GAPS_INLINE) runs of sequence
+    /// Whether this stream had more than three runs of sequence
     /// numbers missing inside the duplicate window at once, and so holds
     /// the 128-byte bitmap (a few gaps are kept inline).
     pub fn holds_seq_bitmap(&self) -> bool {
