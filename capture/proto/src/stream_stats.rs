@@ -2,8 +2,9 @@
 //!
 //! Two sources of truth are blended on purpose:
 //! - sequence accounting (extended highest sequence, cycles, expected, lost)
-//!   follows RFC 3550 appendix A.1, with a fixed bitmap of the last
-//!   [`SEQ_WINDOW`] sequence numbers to tell duplicates from late packets;
+//!   follows RFC 3550 appendix A.1; the last [`SEQ_WINDOW`] sequence
+//!   numbers are remembered to tell duplicates from late packets (the runs
+//!   missing among them inline, a bitmap when there are many: `seq_window`);
 //! - the timing columns (delta, jitter, max/mean jitter) reproduce Wireshark's
 //!   `rtppacket_analyse` (ui/tap-rtp-analysis.c) as shipped in 4.0, quirks
 //!   included, so that our numbers can be checked against
@@ -14,15 +15,15 @@
 //!
 //! [`StreamStats::update`] allocates only when a stream shows more than
 //! eight distinct payload types (at most once per new type) and once, for
-//! the duplicate detector's bitmap, at the stream's first gap or late
-//! packet (a stream without one holds no bitmap): all other state is
-//! fixed-size.
+//! the duplicate detector's bitmap, when more than three runs of numbers
+//! are missing inside its window at once (a stream with a few losses holds no bitmap):
+//! all other state is fixed-size.
+
+mod seq_window;
 
 use crate::rtp::static_codec;
+use seq_window::{SEQ_WINDOW, SeqWindow};
 
-/// How many recent sequence numbers the duplicate detector remembers.
-pub(crate) const SEQ_WINDOW: usize = 1024;
-const SEQ_WORDS: usize = SEQ_WINDOW / 64;
 /// Payload types whose order of first sight a stream keeps inline.
 const PT_INLINE: usize = 8;
 /// Distinct timestamp steps tracked for the ptime estimate.
@@ -81,6 +82,9 @@ pub struct StreamSummary {
 struct DynClocks {
     codes: u64,
     common: u32,
+    /// Rate for dynamic PTs without their own entry (from the SDP); here
+    /// rather than in [`StreamStats`] because it fills this struct's padding.
+    default: u32,
     others: Option<Box<[u32; 32]>>,
 }
 
@@ -134,14 +138,12 @@ impl DynClocks {
 /// Running statistics of one RTP stream.
 #[derive(Debug, Clone)]
 pub struct StreamStats {
-    /// Rate for dynamic PTs without their own entry (from the SDP).
-    default_clock: u32,
-    /// Per dynamic PT 96..=127; unset falls back to `default_clock`.
+    /// Per dynamic PT 96..=127; unset falls back to `dyn_clock.default`.
     dyn_clock: DynClocks,
 
-    started: bool,
     /// Counters in 32 bits (saturating): 2^32 packets is 2.7 years of a
-    /// 50 packets/s stream.
+    /// 50 packets/s stream. 0 until the first packet (it never returns to
+    /// 0: no separate "started" flag).
     packets: u32,
     /// Also the base of the extended sequence numbers (RFC 3550's
     /// `base_seq`): the first packet's extended number is `first_seq`.
@@ -155,10 +157,8 @@ pub struct StreamStats {
     out_of_order: u32,
     duplicates: u32,
     /// Which of the last [`SEQ_WINDOW`] extended sequence numbers were
-    /// seen; `None` while they all were since the first packet (a stream
-    /// without a gap, the usual case, holds no bitmap: 128 bytes less).
-    /// Made at the first gap or the first packet behind the highest.
-    seen: Option<Box<[u64; SEQ_WORDS]>>,
+    /// seen: the runs missing inline, a bitmap once they are too many.
+    seen: SeqWindow,
 
     /// Timestamp of the previous packet (ptime steps).
     last_ts: u32,
@@ -206,15 +206,16 @@ impl StreamStats {
     /// jitter is computed for such packets.
     pub fn new(clock_rate: u32) -> Self {
         Self {
-            default_clock: clock_rate,
-            dyn_clock: DynClocks::default(),
-            started: false,
+            dyn_clock: DynClocks {
+                default: clock_rate,
+                ..DynClocks::default()
+            },
             packets: 0,
             first_seq: 0,
             prev_back: 0,
             max_ext: 0,
             seq_wraps: 0,
-            seen: None,
+            seen: SeqWindow::default(),
             out_of_order: 0,
             duplicates: 0,
             last_ts: 0,
@@ -242,7 +243,7 @@ impl StreamStats {
     /// Sets the clock of dynamic payload types, e.g. once the SDP answer is
     /// seen. Takes effect from the next packet.
     pub fn set_clock_rate(&mut self, clock_rate: u32) {
-        self.default_clock = clock_rate;
+        self.dyn_clock.default = clock_rate;
     }
 
     /// Sets the clock of one dynamic payload type (96..=127; others are
@@ -268,47 +269,8 @@ impl StreamStats {
         } else {
             self.dyn_clock
                 .get(usize::from(pt & 0x7f) - 96)
-                .unwrap_or(self.default_clock)
+                .unwrap_or(self.dyn_clock.default)
         }
-    }
-
-    fn bit(ext: i64) -> (usize, u64) {
-        let idx = ext.rem_euclid(SEQ_WINDOW as i64) as usize;
-        (idx / 64, 1u64 << (idx % 64))
-    }
-
-    /// Marks `ext` seen; returns whether it already was. Without a bitmap
-    /// every number from `first_seq` to `max_ext` was seen.
-    fn test_and_set(&mut self, ext: i64) -> bool {
-        let Some(seen) = self.seen.as_mut() else {
-            return ext >= i64::from(self.first_seq) && ext <= self.max_ext;
-        };
-        let (word, mask) = Self::bit(ext);
-        match seen.get_mut(word) {
-            Some(w) => {
-                let was = *w & mask != 0;
-                *w |= mask;
-                was
-            }
-            None => false,
-        }
-    }
-
-    /// The bitmap of a stream that had no gap so far: every number of the
-    /// window from `first_seq` to `max_ext` set. Once per stream at most.
-    fn seen_bitmap(&mut self) -> &mut [u64; SEQ_WORDS] {
-        let (first, max) = (i64::from(self.first_seq), self.max_ext);
-        self.seen.get_or_insert_with(|| {
-            let mut words = Box::new([0u64; SEQ_WORDS]);
-            let from = first.max(max.saturating_sub(SEQ_WINDOW as i64 - 1));
-            for e in from..=max {
-                let (word, mask) = Self::bit(e);
-                if let Some(w) = words.get_mut(word) {
-                    *w |= mask;
-                }
-            }
-            words
-        })
     }
 
     /// Sequence accounting (RFC 3550 A.1 without probation). Returns the
@@ -316,18 +278,15 @@ impl StreamStats {
     fn track_sequence(&mut self, seq: u16) -> i64 {
         let max_seq = (self.max_ext & 0xffff) as u16;
         let udelta = seq.wrapping_sub(max_seq);
+        let first = i64::from(self.first_seq);
         if udelta != 0 && udelta < 0x8000 {
-            // Ahead of the highest (possibly with a gap): advance the window,
-            // forgetting the slots the new numbers reuse.
+            // Ahead of the highest (possibly with a gap).
             let ext = self.max_ext.saturating_add(i64::from(udelta));
             if seq < max_seq {
                 self.seq_wraps = self.seq_wraps.saturating_add(1);
             }
-            if udelta > 1 {
-                self.skip_to(ext);
-            }
+            self.seen.advance(self.max_ext, ext, first);
             self.max_ext = ext;
-            self.test_and_set(ext);
             ext
         } else {
             // Same as or behind the highest: half the sequence space back at
@@ -338,39 +297,21 @@ impl StreamStats {
                 65536 - i64::from(udelta)
             };
             let ext = self.max_ext.saturating_sub(back);
-            if back < SEQ_WINDOW as i64 {
-                if back > 0 && self.seen.is_none() && ext < i64::from(self.first_seq) {
-                    // A first packet behind the first: a hole now.
-                    self.seen_bitmap();
-                }
-                if self.test_and_set(ext) {
-                    self.duplicates = self.duplicates.saturating_add(1);
-                } else {
-                    self.out_of_order = self.out_of_order.saturating_add(1);
-                }
+            // Older than the window: cannot tell, call it late.
+            if back < SEQ_WINDOW as i64 && self.seen.test_and_set(ext, self.max_ext, first) {
+                self.duplicates = self.duplicates.saturating_add(1);
             } else {
-                // Too old for the bitmap: cannot tell, call it late.
                 self.out_of_order = self.out_of_order.saturating_add(1);
             }
             ext
         }
     }
 
-    /// A jump ahead to `ext` past numbers not seen: the window forgets the
-    /// slots the new numbers reuse (the bitmap made at the first gap).
-    fn skip_to(&mut self, ext: i64) {
-        let from = self.max_ext.saturating_add(1);
-        let seen = self.seen_bitmap();
-        if ext.saturating_sub(from) >= SEQ_WINDOW as i64 - 1 {
-            *seen = [0; SEQ_WORDS];
-            return;
-        }
-        for e in from..=ext {
-            let (word, mask) = Self::bit(e);
-            if let Some(w) = seen.get_mut(word) {
-                *w &= !mask;
-            }
-        }
+    /// Whether this stream had more than three runs of sequence
+    /// numbers missing inside the duplicate window at once, and so holds
+    /// the 128-byte bitmap (a few gaps are kept inline).
+    pub fn holds_seq_bitmap(&self) -> bool {
+        self.seen.is_bitmap()
     }
 
     fn note_payload_type(&mut self, pt: u8) {
@@ -425,7 +366,7 @@ impl StreamStats {
         self.note_payload_type(pt);
         self.last_ns = arrival_ns;
 
-        if !self.started {
+        if self.packets == 0 {
             self.start(arrival_ns, seq, rtp_ts, pt);
             return;
         }
@@ -476,7 +417,6 @@ impl StreamStats {
     /// The stream's first packet: the references every later one is
     /// measured against.
     fn start(&mut self, arrival_ns: u64, seq: u16, rtp_ts: u32, pt: u8) {
-        self.started = true;
         self.packets = 1;
         self.first_seq = seq;
         self.max_ext = i64::from(seq);
@@ -550,7 +490,7 @@ impl StreamStats {
     }
 
     pub fn summary(&self) -> StreamSummary {
-        let expected = if self.started {
+        let expected = if self.packets > 0 {
             u64::try_from(
                 self.max_ext
                     .saturating_sub(i64::from(self.first_seq))
@@ -764,8 +704,186 @@ mod tests {
             let r = s.summary();
             assert_eq!((r.duplicates, r.out_of_order), (dup, late), "round {round}");
             assert_eq!(r.expected, u64::try_from(max - first + 1).unwrap());
-            assert_eq!(s.seen.is_none(), !lossy && !swaps, "round {round}");
+            // Clean and copies-only streams never miss a number.
+            if !lossy && !swaps {
+                assert_eq!(s.seen.inline_gaps(), 0, "round {round}");
+                assert!(!s.holds_seq_bitmap(), "round {round}");
+            }
         }
+    }
+
+    /// Duplicate/late accounting of a set model: every extended number
+    /// seen, kept in a set; the extension is RFC 3550 A.1's (up to 2^15 - 1
+    /// ahead of the highest is ahead, the rest behind, so jumps of 2^15 or
+    /// more read as very late packets, as in the stream). A number behind
+    /// the highest is a duplicate when in the set and within the window.
+    /// Returns (duplicates, late, expected, wraps).
+    fn set_model(seqs: &[u16]) -> (u64, u64, u64, u32) {
+        use std::collections::HashSet;
+        let Some(&s0) = seqs.first() else {
+            return (0, 0, 0, 0);
+        };
+        let (first, mut max) = (i64::from(s0), i64::from(s0));
+        let mut seen = HashSet::from([first]);
+        let (mut dup, mut late, mut wraps) = (0, 0, 0);
+        for &seq in &seqs[1..] {
+            let max_seq = (max & 0xffff) as u16;
+            let ahead = seq.wrapping_sub(max_seq);
+            let e = if ahead != 0 && ahead < 0x8000 {
+                wraps += u32::from(seq < max_seq);
+                max + i64::from(ahead)
+            } else {
+                max - i64::from(max_seq.wrapping_sub(seq))
+            };
+            if e <= max {
+                if max - e < SEQ_WINDOW as i64 && seen.contains(&e) {
+                    dup += 1;
+                } else {
+                    late += 1;
+                }
+            }
+            max = max.max(e);
+            seen.insert(e);
+        }
+        (dup, late, u64::try_from(max - first + 1).unwrap(), wraps)
+    }
+
+    /// Feeds `seqs` and checks every sequence figure against [`set_model`].
+    fn check_set_model(seqs: &[u16], what: &str) -> StreamStats {
+        let mut s = StreamStats::new(0);
+        for (i, &seq) in seqs.iter().enumerate() {
+            s.update(20 * MS * i as u64, seq, 160 * i as u32, 8, 160, false);
+        }
+        let (dup, late, expected, wraps) = set_model(seqs);
+        let r = s.summary();
+        let got = (r.duplicates, r.out_of_order, r.expected, r.seq_wraps);
+        assert_eq!(got, (dup, late, expected, wraps), "{what}");
+        assert_eq!(r.lost, expected as i64 - seqs.len() as i64, "{what}");
+        s
+    }
+
+    /// Streams built to hit the inline runs' limits: sparse loss (never
+    /// more than three runs missing in the window: no bitmap), bursts of many short gaps (the bitmap fallback), late packets
+    /// filling, splitting and trimming runs, the first packet overtaken,
+    /// the 16-bit wrap, jumps past the window and past 2^15.
+    #[test]
+    fn lossy_streams_match_a_set_model_inline_and_after_the_fallback() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let (mut fallbacks, mut sparse_rounds) = (0, 0);
+        for round in 0..600 {
+            let kind = round % 6;
+            let mut e = i64::try_from(next(65_536)).unwrap();
+            let mut exts = Vec::new();
+            for k in 0..2_500 {
+                let r = next(1_000);
+                e += match kind {
+                    // Sparse: a gap of 1..3 every 400 packets at most.
+                    0 if k % 400 == 399 => 2 + i64::try_from(next(3)).unwrap(),
+                    // Heavy: 3 % of packets lost, runs of 1..4.
+                    1 | 2 if r < 30 => 2 + i64::try_from(next(4)).unwrap(),
+                    // Jumps: past the window, past 2^15 (read as late).
+                    3 if r < 3 => 1_000 + i64::try_from(next(40_000)).unwrap(),
+                    4 if r < 8 => 2 + i64::try_from(next(1_500)).unwrap(),
+                    _ => 1,
+                };
+                exts.push(e);
+            }
+            if kind >= 2 {
+                for _ in 0..60 {
+                    let i = usize::try_from(next(2_400)).unwrap();
+                    let j = (i + 1 + usize::try_from(next(1_100)).unwrap()).min(exts.len() - 1);
+                    exts.swap(i, j);
+                    let at = i + 1 + usize::try_from(next(50)).unwrap();
+                    exts.insert(at, exts[i]);
+                }
+            }
+            if kind == 5 {
+                // The first packet overtook the ones before it.
+                exts.swap(0, 1 + usize::try_from(next(20)).unwrap());
+            }
+            let seqs: Vec<u16> = exts.iter().map(|&e| (e & 0xffff) as u16).collect();
+            let s = check_set_model(&seqs, &format!("round {round}"));
+            fallbacks += usize::from(s.holds_seq_bitmap());
+            if kind == 0 {
+                assert!(!s.holds_seq_bitmap(), "round {round}: sparse loss");
+                sparse_rounds += 1;
+            }
+            if kind == 1 {
+                assert!(s.holds_seq_bitmap(), "round {round}: heavy loss");
+            }
+        }
+        assert_eq!(sparse_rounds, 100);
+        assert!(fallbacks >= 100, "{fallbacks} streams took the bitmap");
+    }
+
+    /// A late packet and its copy at every distance behind the highest
+    /// around the window's edge, after streams in each state (a run at the
+    /// window's lower edge, runs below an overtaken first packet, runs cut
+    /// by a jump, the bitmap), checked against the set model.
+    #[test]
+    fn late_packets_at_the_window_edge_match_a_set_model() {
+        let span = SEQ_WINDOW as u16 - 1;
+        let prefixes: [Vec<u16>; 6] = [
+            // Run [1, 1], then the window's lower edge reaches it.
+            [0].into_iter().chain(2..=1_024).collect(),
+            // The first (1,000) overtaken by 600: runs [477, 599], [601, 999].
+            (1_000..=1_500).chain([600]).collect(),
+            // Runs at 5 and 9, then a jump of 1,020 cuts them.
+            [3, 4, 6, 7, 8, 10, 11, 1_031, 1_032].into(),
+            // Every other number: the bitmap.
+            (0..800).map(|n| n * 2).collect(),
+            // The same, then a jump of 1,023: the old highest at the edge.
+            (0..800).map(|n| n * 2).chain([1_598 + span]).collect(),
+            // Inline, a jump of 1,023.
+            [7, 9, 10, 10 + span].into(),
+        ];
+        for (k, prefix) in prefixes.iter().enumerate() {
+            let last = check_set_model(prefix, "prefix").summary().last_seq;
+            for back in span - 40..=span + 2 {
+                let probe = last.wrapping_sub(back);
+                let mut seqs = prefix.clone();
+                seqs.extend([probe, probe]);
+                check_set_model(&seqs, &format!("prefix {k}, {back} behind"));
+            }
+        }
+    }
+
+    /// Hand-made cases at the edges of the inline runs: each one checked
+    /// against the set model, with the runs (or the bitmap) expected.
+    #[test]
+    fn inline_runs_split_trim_and_fall_back() {
+        // One lost packet: a run, gone again once it leaves the window.
+        let mut seqs: Vec<u16> = (0..1_030).filter(|&n| n != 1).collect();
+        let s = check_set_model(&seqs[..10], "one loss");
+        assert_eq!((s.seen.inline_gaps(), s.holds_seq_bitmap()), (1, false));
+        let s = check_set_model(&seqs, "one loss, aged out");
+        assert_eq!((s.seen.inline_gaps(), s.holds_seq_bitmap()), (0, false));
+        // Three runs, then late packets: one fills a run's end, one splits
+        // a run (the fourth run still fits: the filled one is gone), copies
+        // of them, then one just below the first (the run below it listed:
+        // three runs).
+        seqs = [10, 12, 13, 15, 16, 20, 21, 11, 18, 14, 18, 11, 9, 9].into();
+        let s = check_set_model(&seqs, "split");
+        assert!(!s.holds_seq_bitmap());
+        // Four runs at once: the bitmap, then the same questions.
+        seqs = [10, 12, 14, 16, 18, 11, 17, 17, 13, 11, 9].into();
+        let s = check_set_model(&seqs, "four runs");
+        assert!(s.holds_seq_bitmap());
+        // The first packet overtaken, across the wrap: the runs below it.
+        seqs = [65_534, 65_530, 65_533, 0, 1, 65_531, 65_530, 65_535, 2].into();
+        let s = check_set_model(&seqs, "below the first");
+        assert!(!s.holds_seq_bitmap());
+        // A hostile sender: every other number, for 60,000 packets.
+        seqs = (0..60_000u32).map(|n| (n * 2) as u16).collect();
+        seqs.extend((0..40).map(|n| 1_000u16.wrapping_mul(n)));
+        let s = check_set_model(&seqs, "every other number");
+        assert!(s.holds_seq_bitmap());
     }
 
     #[test]
