@@ -350,13 +350,14 @@ pub fn run_import_engine(
         .iter()
         .map(|s| crate::pcapfile::content_len(&s.reader))
         .sum();
+    let mut pipeline = opts.pipeline.clone();
+    // No call folder, no PCAP cut: the packet references would be kept
+    // (and spilled to disk) for nothing.
+    pipeline.calls.keep_packet_refs = opts.call_files;
     let engine = if engine_workers > 1 {
-        Engine::Parallel(Box::new(ParallelEngine::new(
-            opts.pipeline.clone(),
-            engine_workers,
-        )))
+        Engine::Parallel(Box::new(ParallelEngine::new(pipeline, engine_workers)))
     } else {
-        Engine::Single(Box::new(Pipeline::new(opts.pipeline.clone())))
+        Engine::Single(Box::new(Pipeline::new(pipeline)))
     };
     let mut run = Run {
         pipeline: engine,

@@ -636,4 +636,37 @@ mod tests {
         let fed = feed_call(&mut p, 5_000);
         assert!(p.calls.packet_bytes_held() >= fed.len() * 16);
     }
+
+    /// Without packet references (a CSV-only import) a call holds none and
+    /// spills nothing, and its figures are those of a call that keeps them.
+    #[test]
+    fn a_call_keeping_no_packet_references_spills_nothing_and_counts_the_same() {
+        let (cfg, dir) = spill_config("pipeline-norefs");
+        let mut kept = Pipeline::new(cfg.clone());
+        let fed = feed_call(&mut kept, 3_000);
+        let mut cfg = cfg;
+        cfg.calls.keep_packet_refs = false;
+        let mut bare = Pipeline::new(cfg);
+        feed_call(&mut bare, 3_000);
+        assert_eq!(bare.calls.packet_bytes_held(), 0);
+        assert_eq!(bare.calls.spill_stats().unwrap().chunks, 0);
+        assert!(kept.calls.spill_stats().unwrap().chunks >= 6_000 / 32);
+        kept.finish();
+        bare.finish();
+        let (kept, bare) = (kept.drain_ended(), bare.drain_ended());
+        assert_eq!((kept.len(), bare.len()), (1, 1));
+        assert_eq!(kept[0].packet_count(), fed.len() as u64);
+        assert_eq!(bare[0].packet_count(), 0);
+        assert_eq!(bare[0].rtp_packets(), kept[0].rtp_packets());
+        assert_eq!(bare[0].sip_packets(), kept[0].sip_packets());
+        let streams = |c: &crate::calls::Call| -> Vec<(u32, u64)> {
+            c.streams()
+                .iter()
+                .map(|s| (s.key.ssrc, s.stats.summary().packets))
+                .collect()
+        };
+        assert_eq!(streams(&bare[0]), streams(&kept[0]));
+        assert_eq!(streams(&bare[0]).len(), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -595,10 +595,14 @@ impl Call {
         Ok(self.packets.tail_mut())
     }
 
-    /// Older packet references go to `spill` from now on.
-    pub(crate) fn spill_to(&mut self, spill: Option<super::Spill>) {
+    /// Older packet references go to `spill` from now on; with `!keep_refs`
+    /// (nothing will cut its PCAP) none are kept at all.
+    pub(crate) fn spill_to(&mut self, spill: Option<super::Spill>, keep_refs: bool) {
         self.sip_texts.set_spill(spill.clone());
         self.packets.set_spill(spill);
+        if !keep_refs {
+            self.packets.discard();
+        }
     }
 
     /// Its SIP messages in capture order. The texts of an open call's

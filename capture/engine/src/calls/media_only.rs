@@ -47,6 +47,8 @@ pub(super) struct MediaOnly {
     stats: MediaOnlyStats,
     /// Where records spill their older packet references.
     spill: Option<super::Spill>,
+    /// Records keep their packet references (`CallConfig::keep_packet_refs`).
+    keep_refs: bool,
 }
 
 impl MediaOnly {
@@ -58,12 +60,15 @@ impl MediaOnly {
             idle_ns,
             stats: MediaOnlyStats::default(),
             spill: None,
+            keep_refs: true,
         }
     }
 
-    /// Records spill their older packet references to `spill`.
-    pub fn spill_to(&mut self, spill: Option<super::Spill>) {
+    /// Records spill their older packet references to `spill`; with
+    /// `!keep_refs` they keep none.
+    pub fn spill_to(&mut self, spill: Option<super::Spill>, keep_refs: bool) {
         self.spill = spill;
+        self.keep_refs = keep_refs;
     }
 
     pub fn stats(&self) -> MediaOnlyStats {
@@ -92,7 +97,7 @@ impl MediaOnly {
                 return None;
             }
             let mut rec = Call::media_only(*next_no, ts_ns, key);
-            rec.spill_to(self.spill.clone());
+            rec.spill_to(self.spill.clone(), self.keep_refs);
             self.by_pair.insert(key, rec);
             *next_no += 1;
             self.stats.records += 1;

@@ -30,6 +30,9 @@ pub(crate) struct PacketLog {
     /// The spill refused a chunk (after a failure it logged): the rest
     /// stays in memory.
     stuck: bool,
+    /// Nothing will cut this call's PCAP (a CSV-only import): references
+    /// are not kept at all, in memory or in the spill.
+    discard: bool,
 }
 
 impl std::fmt::Debug for PacketLog {
@@ -50,6 +53,9 @@ impl PacketLog {
     }
 
     pub fn push(&mut self, r: (u64, PacketRef)) {
+        if self.discard {
+            return;
+        }
         if self.spill.is_none() || self.stuck {
             self.tail.push(r);
             return;
@@ -117,6 +123,13 @@ impl PacketLog {
         // The body was encoded here: it decodes.
         let _ = decode_body(&self.enc, &mut v);
         v
+    }
+
+    /// Keeps no references from now on (a log that holds none yet).
+    pub fn discard(&mut self) {
+        if self.len() == 0 {
+            self.discard = true;
+        }
     }
 
     /// Spill to `spill` from now on (a log that spilled nothing yet).

@@ -73,6 +73,10 @@ pub struct CallConfig {
     /// unlinked at once), so a call's memory does not grow with its
     /// duration; None keeps every reference in memory.
     pub spill_dir: Option<std::path::PathBuf>,
+    /// Keep each call's packet references (to cut its PCAP). False when
+    /// no call folder is written (`voxtap import --csv-only`): no
+    /// reference is stored or spilled.
+    pub keep_packet_refs: bool,
 }
 
 impl Default for CallConfig {
@@ -96,6 +100,7 @@ impl Default for CallConfig {
             flood_invites_per_s: 100,
             signalling: SignallingConfig::default(),
             spill_dir: Some(std::env::temp_dir()),
+            keep_packet_refs: true,
         }
     }
 }
@@ -232,7 +237,7 @@ impl CallTable {
         signalling_cfg.transaction_wait_ns = cfg.transaction_wait_ns;
         let spill = cfg.spill_dir.as_deref().map(Spill::new);
         let mut media_only = MediaOnly::new(cfg.max_media_only, cfg.media_only_idle_ns);
-        media_only.spill_to(spill.clone());
+        media_only.spill_to(spill.clone(), cfg.keep_packet_refs);
         CallTable {
             closed: Closed::new(cfg.max_calls),
             media_only,
@@ -685,7 +690,7 @@ impl CallTable {
         let no = self.next_no;
         self.next_no += 1;
         let mut call = Call::new(no, cid, method, p.ts_ns);
-        call.spill_to(self.spill.clone());
+        call.spill_to(self.spill.clone(), self.cfg.keep_packet_refs);
         if invite {
             let facing = legs::facing(p.src.ip(), p.dst.ip(), &self.cfg.legs);
             call.set_first_invite(p.src, p.dst, facing);
