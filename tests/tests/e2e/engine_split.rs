@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use voxtap_e2e::corpus_captures;
 use voxtap_engine::import::{ImportOptions, run_import_engine};
+use voxtap_engine::parallel::worker_of;
 use voxtap_engine::pipeline::PipelineConfig;
 use voxtap_engine::synth::held::g711;
 use voxtap_engine::synth::udp_frame;
@@ -176,6 +177,35 @@ fn sip(start: &str, cid: &str, cseq: &str, to_tag: bool, sdp: Option<(Ipv4Addr, 
     .into_bytes()
 }
 
+/// The NATs' public addresses of A and B in double-NAT call `i`.
+fn double_nat(i: u32) -> (Endpoint, Endpoint) {
+    (
+        (Ipv4Addr::new(198, 51, (i >> 8) as u8, i as u8), 40_000),
+        (Ipv4Addr::new(203, 0, (i >> 8) as u8, i as u8), 41_000),
+    )
+}
+
+/// B's announced endpoint in race call `i` (as `race_call` makes it).
+fn callee_media(i: u32) -> Endpoint {
+    (
+        Ipv4Addr::new(10, 2, (i >> 8) as u8, i as u8),
+        30_000 + 2 * (i as u16 % 5000),
+    )
+}
+
+/// Double-NAT calls whose return traffic (to A's public address) hashes to
+/// another worker than the traffic that latched it (to B's endpoint), with
+/// `n` workers: the case a worker cannot settle alone.
+fn cross_worker_double_nat(calls: std::ops::Range<u32>, n: usize) -> usize {
+    let sock = |(ip, port): Endpoint| std::net::SocketAddr::from((ip, port));
+    calls
+        .filter(|&i| {
+            let latched = double_nat(i).0;
+            worker_of(sock(latched), n) != worker_of(sock(callee_media(i)), n)
+        })
+        .count()
+}
+
 /// One call of the race capture; `kind` picks its race.
 fn race_call(c: &mut Capture, i: u32, kind: u32) {
     let t0 = S + u64::from(i) * 37_000_000;
@@ -288,6 +318,26 @@ fn race_call(c: &mut Capture, i: u32, kind: u32) {
             );
             ok(c, t0 + 3 * S + 1, "2 BYE", None);
         }
+        // Both sides behind NATs: the SDPs name private addresses; A's RTP
+        // comes from its NAT's public address to B's announced endpoint
+        // (latched by the worker that endpoint hashes to), and B's RTP comes
+        // from B's NAT to A's latched public address: neither end of the
+        // return traffic is an SDP endpoint, and its destination hashes to
+        // another worker in most calls (`cross_worker_double_nat`).
+        5 => {
+            let (public_a, public_b) = double_nat(i);
+            invite(c, t0, "1 INVITE", pa);
+            ok(c, t0 + 1, "1 INVITE", Some(pb));
+            c.rtp(t0 + 2, t0 + 3 * S, public_a, (b, pb), i);
+            c.rtp(t0 + 10_000_002, t0 + 3 * S, public_b, public_a, !i);
+            c.add(
+                t0 + 3 * S,
+                sa,
+                sb,
+                sip("BYE sip:b@x SIP/2.0", &cid, "2 BYE", true, None),
+            );
+            ok(c, t0 + 3 * S + 1, "2 BYE", None);
+        }
         // Signalling goes quiet but media goes on for 8 s, one direction
         // stopping early: the call stays open until the last media of all
         // workers is idle (idle timeout 3 s here).
@@ -317,6 +367,13 @@ fn races_give_the_same_outputs_with_2_4_and_8_engine_workers() {
     for i in 120..150 {
         race_call(&mut c, i, 4);
     }
+    for i in 150..180 {
+        race_call(&mut c, i, 5);
+    }
+    for n in [2, 4, 8] {
+        let cross = cross_worker_double_nat(150..180, n);
+        assert!(cross >= 5, "{n} workers: {cross} double-NAT calls cross");
+    }
     // Time moves on past every idle timeout.
     let (x, y) = (
         (Ipv4Addr::new(10, 9, 0, 1), 5060),
@@ -339,14 +396,14 @@ fn races_give_the_same_outputs_with_2_4_and_8_engine_workers() {
     // What the capture exercised, so that this cannot pass on less.
     let one = tmp.path().join("races.pcap-1");
     let calls = voxtap_e2e::read_csv(&one.join("calls.csv"));
-    assert_eq!(calls.len(), 120, "30 of each kind but the mid-call ones");
+    assert_eq!(calls.len(), 150, "30 of each kind but the mid-call ones");
     let nat = |r: &&std::collections::HashMap<String, String>| {
         let i: u32 = r["call_id"]
             .trim_start_matches("race-")
             .trim_end_matches("@voxtap.test")
             .parse()
             .unwrap();
-        i >= 120
+        (120..150).contains(&i)
     };
     let nat_latched = calls
         .iter()
@@ -356,6 +413,22 @@ fn races_give_the_same_outputs_with_2_4_and_8_engine_workers() {
     assert_eq!(
         nat_latched, 30,
         "the NAT calls latched their public address"
+    );
+    let double_nat = |r: &&std::collections::HashMap<String, String>| {
+        r["call_id"]
+            .trim_start_matches("race-")
+            .trim_end_matches("@voxtap.test")
+            .parse::<u32>()
+            .is_ok_and(|i| i >= 150)
+    };
+    let both_latched = calls
+        .iter()
+        .filter(double_nat)
+        .filter(|r| r["latched"].contains("198.51.") && r["streams"] == "2")
+        .count();
+    assert_eq!(
+        both_latched, 30,
+        "the double-NAT calls latched A's public address and kept B's return stream"
     );
     let timed_out = calls
         .iter()
@@ -372,7 +445,7 @@ fn races_give_the_same_outputs_with_2_4_and_8_engine_workers() {
     let in_calls = streams.iter().filter(|r| !r["call_id"].is_empty()).count();
     assert_eq!(
         in_calls,
-        30 * 2 + 30 * 4 + 30 * 2 + 30 * 2,
+        30 * 2 + 30 * 4 + 30 * 2 + 30 * 2 + 30 * 2,
         "streams of calls"
     );
     a_failing_worker_fails_the_import(&pcap, tmp.path(), cfg);

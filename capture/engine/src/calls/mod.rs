@@ -18,4 +18,4 @@ pub use call::{
 pub use endpoints::EndpointEvent;
 pub use floods::{FloodReason, FloodSummary};
 pub use spill::{Spill, SpillStats};
-pub use table::{Agreed, CallConfig, CallTable, CallTableStats, DueSet};
+pub use table::{Agreed, CallConfig, CallTable, CallTableStats, DueSet, PostedLatch};

@@ -126,6 +126,21 @@ impl Orphans {
         }
     }
 
+    /// What is held for `dst` and came after `after` (capture time, packet),
+    /// oldest first; what came before stays held.
+    pub fn claim_after(&mut self, dst: SocketAddr, after: (u64, PacketRef)) -> Vec<OrphanRtp> {
+        let Some(v) = self.by_dst.get_mut(&dst) else {
+            return Vec::new();
+        };
+        let (taken, kept): (Vec<_>, Vec<_>) = v.drain(..).partition(|o| (o.ts_ns, o.pref) > after);
+        *v = kept;
+        if v.is_empty() {
+            self.by_dst.remove(&dst);
+        }
+        self.count -= taken.len();
+        taken
+    }
+
     /// Moves what is older than the age limit (no SDP claimed it in time)
     /// into `out`, oldest first per destination.
     pub fn expire(&mut self, now_ns: u64, out: &mut Vec<OrphanRtp>) {

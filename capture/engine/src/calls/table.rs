@@ -21,6 +21,9 @@ use voxtap_proto::rtp::{self, RtpPacket};
 use voxtap_proto::sdp;
 use voxtap_proto::sip::{Message, Method, StartLine};
 
+mod latches;
+pub use latches::PostedLatch;
+
 #[derive(Clone, Debug)]
 pub struct CallConfig {
     /// A call with no packet for this long (capture time) is closed.
@@ -171,6 +174,8 @@ pub struct CallTable {
     /// a replica of the parallel engine, whose sweeps happen at the same
     /// global moments as every other replica's (`crate::parallel`).
     explicit_sweeps: bool,
+    /// Latches made since the last sweep (a replica posts them there).
+    posted_latches: Vec<PostedLatch>,
 }
 
 /// What one replica found due at a sweep (parallel engine): calls by
@@ -181,6 +186,8 @@ pub struct DueSet {
     pub calls: Vec<Box<[u8]>>,
     pub media_only_due: Vec<(SocketAddr, SocketAddr)>,
     pub media_only_live: Vec<(SocketAddr, SocketAddr)>,
+    /// NAT latches it made since the last sweep.
+    pub latches: Vec<PostedLatch>,
 }
 
 /// What every replica agreed to close at a sweep (see [`DueSet`]).
@@ -188,6 +195,8 @@ pub struct DueSet {
 pub struct Agreed {
     pub calls: std::collections::HashSet<Box<[u8]>>,
     pub media_only: std::collections::HashSet<(SocketAddr, SocketAddr)>,
+    /// Every replica's latches, in capture order: each adopts them all.
+    pub latches: Vec<PostedLatch>,
 }
 
 impl Agreed {
@@ -212,6 +221,13 @@ impl Agreed {
             .filter(|p| !live.contains(p))
             .copied()
             .collect();
+        agreed.latches = sets
+            .iter()
+            .flat_map(|s| s.latches.iter())
+            .copied()
+            .collect();
+        agreed.latches.sort_by_key(PostedLatch::at);
+        agreed.latches.dedup();
         agreed
     }
 }
@@ -255,6 +271,7 @@ impl CallTable {
             sip_bytes: 0,
             mem_bytes: 0,
             explicit_sweeps: false,
+            posted_latches: Vec::new(),
         }
     }
 
@@ -435,12 +452,17 @@ impl CallTable {
         self.age_orphans(now);
         self.media_only
             .due_pairs(now, &mut due.media_only_due, &mut due.media_only_live);
+        due.latches = std::mem::take(&mut self.posted_latches);
         due
     }
 
-    /// Second half of a sweep: close what every replica agreed on, then
-    /// the rest of [`Self::tick`]'s sweep.
+    /// Second half of a sweep: adopt every replica's latches, close what
+    /// every replica agreed on, then the rest of [`Self::tick`]'s sweep.
+    /// (A call that latched since the last sweep had media then, so it is
+    /// not due anywhere while idle timeouts are longer than a sweep's
+    /// interval: adopting cannot change what closes.)
     pub fn sweep_agreed(&mut self, agreed: &Agreed) {
+        self.adopt_latches(&agreed.latches);
         let now = self.now_ns;
         let closing: Vec<u64> = self
             .due_calls(now)
@@ -763,7 +785,8 @@ impl CallTable {
             return self.on_unclaimed(ts_ns, src, dst, payload, refs);
         };
         if !src_known {
-            self.latch(u, src, dst, ts_ns);
+            let pref = refs.last().map_or(PacketRef::default(), |r| r.1);
+            self.latch(u, src, dst, ts_ns, pref);
         }
         let Some(call) = self.calls.get_mut(&u.call) else {
             return false;
@@ -846,15 +869,38 @@ impl CallTable {
     /// Media arriving at an announced endpoint from an address no SDP of the
     /// call named (NAT): accept it for the call, as an RTP proxy latches,
     /// and remember the real address so traffic sent back to it matches.
-    fn latch(&mut self, u: EndpointUse, src: SocketAddr, dst: SocketAddr, ts_ns: u64) {
+    /// A replica of the parallel engine posts the latch at the next sweep
+    /// (`latches.rs`): traffic sent back may go to another worker.
+    fn latch(
+        &mut self,
+        u: EndpointUse,
+        src: SocketAddr,
+        dst: SocketAddr,
+        ts_ns: u64,
+        pref: PacketRef,
+    ) {
+        if self.latch_here(u, src, dst, ts_ns) && self.explicit_sweeps {
+            self.posted_latches.push(PostedLatch {
+                src,
+                dst,
+                ts_ns,
+                pref,
+            });
+        }
+    }
+
+    /// [`Self::latch`] in this table only; true when it latched.
+    fn latch_here(&mut self, u: EndpointUse, src: SocketAddr, dst: SocketAddr, ts_ns: u64) -> bool {
         let window = self.cfg.latch_window_ns;
         let Some(call) = self.calls.get_mut(&u.call) else {
-            return;
+            return false;
         };
-        if call.try_latch(u.media_idx(), src, dst, ts_ns, window) {
-            self.stats.media_latched += 1;
-            self.endpoints.latch(src, u);
+        if !call.try_latch(u.media_idx(), src, dst, ts_ns, window) {
+            return false;
         }
+        self.stats.media_latched += 1;
+        self.endpoints.latch(src, u);
+        true
     }
 }
 
