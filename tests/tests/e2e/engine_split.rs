@@ -350,6 +350,162 @@ fn race_call(c: &mut Capture, i: u32, kind: u32) {
     }
 }
 
+/// Speech-like RTP (a payload leg linking finds distinctive) of relayed
+/// call `i`, packet `seq`.
+fn speech_rtp(i: u32, seq: u16, rtp_ts: u32, ssrc: u32) -> Vec<u8> {
+    let mut p = vec![0x80, 0];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&rtp_ts.to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    let mut x = (u64::from(i) << 32 | u64::from(seq)).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    for _ in 0..160 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p.push(x as u8);
+    }
+    p
+}
+
+/// Where relayed call `i`'s media goes on each leg: to the relay's side
+/// facing the caller, and from its other side to the callee.
+fn relay_media(i: u32) -> (Endpoint, Endpoint, Endpoint, Endpoint) {
+    let port = 20_000 + 2 * (i as u16 % 5000);
+    (
+        (Ipv4Addr::new(10, 5, (i >> 8) as u8, i as u8), 4000),
+        (Ipv4Addr::new(10, 6, 0, 1), port),
+        (Ipv4Addr::new(10, 7, 0, 1), port),
+        (Ipv4Addr::new(10, 8, (i >> 8) as u8, i as u8), 5000),
+    )
+}
+
+/// A call through a media relay (a B2BUA): two legs with their own
+/// Call-IDs, which only the media links: the relay forwards each packet
+/// 2 ms later, keeping the SSRC (`media-ssrc`, even `i`) or rewriting it
+/// and the sequence numbers (`media-payload`, odd `i`). The two legs'
+/// streams go to different hosts, so to different workers in most calls
+/// (`cross_worker_relays`).
+fn relayed_call(c: &mut Capture, i: u32) {
+    let t0 = S + u64::from(i) * 37_000_000;
+    let (caller, relay_a, relay_b, callee) = relay_media(i);
+    let (sbc_a, sbc_b) = ((relay_a.0, 5060), (relay_b.0, 5060));
+    let (cid_a, cid_b) = (
+        format!("relay-a-{i}@voxtap.test"),
+        format!("relay-b-{i}@voxtap.test"),
+    );
+    let (ca, ce) = ((caller.0, 5060), (callee.0, 5060));
+    let leg = |c: &mut Capture, t: u64, from, to, start: &str, cid: &str, cseq, sdp| {
+        let to_tag = start.starts_with("SIP") || cseq != "1 INVITE";
+        c.add(t, from, to, sip(start, cid, cseq, to_tag, sdp));
+    };
+    leg(
+        c,
+        t0,
+        ca,
+        sbc_a,
+        "INVITE sip:b@x SIP/2.0",
+        &cid_a,
+        "1 INVITE",
+        Some(caller),
+    );
+    leg(
+        c,
+        t0 + 5_000_000,
+        sbc_b,
+        ce,
+        "INVITE sip:b@x SIP/2.0",
+        &cid_b,
+        "1 INVITE",
+        Some(relay_b),
+    );
+    leg(
+        c,
+        t0 + 50_000_000,
+        ce,
+        sbc_b,
+        "SIP/2.0 200 OK",
+        &cid_b,
+        "1 INVITE",
+        Some(callee),
+    );
+    leg(
+        c,
+        t0 + 55_000_000,
+        sbc_a,
+        ca,
+        "SIP/2.0 200 OK",
+        &cid_a,
+        "1 INVITE",
+        Some(relay_a),
+    );
+    let rewrite = i % 2 == 1;
+    for n in 0..100u16 {
+        let t = t0 + 100_000_000 + u64::from(n) * 20_000_000;
+        let ts = u32::from(n) * 160;
+        c.add(t, caller, relay_a, speech_rtp(i, n, ts, 0x5000_0000 + i));
+        let (seq, ssrc) = if rewrite {
+            (n.wrapping_add(7000), 0x6000_0000 + i)
+        } else {
+            (n, 0x5000_0000 + i)
+        };
+        let mut fwd = speech_rtp(i, n, ts, ssrc);
+        fwd[2..4].copy_from_slice(&seq.to_be_bytes());
+        c.add(t + 2_000_000, relay_b, callee, fwd);
+    }
+    let end = t0 + 2_200_000_000;
+    leg(
+        c,
+        end,
+        ca,
+        sbc_a,
+        "BYE sip:b@x SIP/2.0",
+        &cid_a,
+        "2 BYE",
+        None,
+    );
+    leg(
+        c,
+        end + 1,
+        sbc_a,
+        ca,
+        "SIP/2.0 200 OK",
+        &cid_a,
+        "2 BYE",
+        None,
+    );
+    leg(
+        c,
+        end + 5_000_000,
+        sbc_b,
+        ce,
+        "BYE sip:b@x SIP/2.0",
+        &cid_b,
+        "2 BYE",
+        None,
+    );
+    leg(
+        c,
+        end + 5_000_001,
+        ce,
+        sbc_b,
+        "SIP/2.0 200 OK",
+        &cid_b,
+        "2 BYE",
+        None,
+    );
+}
+
+/// Relayed calls whose two legs' streams go to different workers with `n`.
+fn cross_worker_relays(calls: std::ops::Range<u32>, n: usize) -> usize {
+    let sock = |(ip, port): Endpoint| std::net::SocketAddr::from((ip, port));
+    calls
+        .filter(|&i| {
+            let (_, relay_a, _, callee) = relay_media(i);
+            worker_of(sock(relay_a), n) != worker_of(sock(callee), n)
+        })
+        .count()
+}
+
 /// SDP delayed behind its RTP, re-INVITEs changing ports, a capture
 /// starting mid-call, media outliving quiet signalling (idle timeouts
 /// agreed between workers), NAT latching with one side behind the NAT,
@@ -370,9 +526,14 @@ fn races_give_the_same_outputs_with_2_4_and_8_engine_workers() {
     for i in 150..180 {
         race_call(&mut c, i, 5);
     }
+    for i in 180..210 {
+        relayed_call(&mut c, i);
+    }
     for n in [2, 4, 8] {
         let cross = cross_worker_double_nat(150..180, n);
         assert!(cross >= 5, "{n} workers: {cross} double-NAT calls cross");
+        let cross = cross_worker_relays(180..210, n);
+        assert!(cross >= 5, "{n} workers: {cross} relayed calls cross");
     }
     // Time moves on past every idle timeout.
     let (x, y) = (
@@ -396,14 +557,24 @@ fn races_give_the_same_outputs_with_2_4_and_8_engine_workers() {
     // What the capture exercised, so that this cannot pass on less.
     let one = tmp.path().join("races.pcap-1");
     let calls = voxtap_e2e::read_csv(&one.join("calls.csv"));
-    assert_eq!(calls.len(), 150, "30 of each kind but the mid-call ones");
+    assert_eq!(
+        calls.len(),
+        150 + 60,
+        "30 of each kind but the mid-call ones, two legs per relayed call"
+    );
+    for method in ["media-ssrc", "media-payload"] {
+        let linked = calls
+            .iter()
+            .filter(|r| r["call_id"].starts_with("relay-b-"))
+            .filter(|r| r["links"].starts_with("relay-a-") && r["links"].ends_with(method))
+            .count();
+        assert_eq!(linked, 15, "relayed calls' B legs linked by {method}");
+    }
     let nat = |r: &&std::collections::HashMap<String, String>| {
-        let i: u32 = r["call_id"]
-            .trim_start_matches("race-")
-            .trim_end_matches("@voxtap.test")
-            .parse()
-            .unwrap();
-        (120..150).contains(&i)
+        r["call_id"]
+            .strip_prefix("race-")
+            .and_then(|r| r.trim_end_matches("@voxtap.test").parse::<u32>().ok())
+            .is_some_and(|i| (120..150).contains(&i))
     };
     let nat_latched = calls
         .iter()
@@ -416,10 +587,9 @@ fn races_give_the_same_outputs_with_2_4_and_8_engine_workers() {
     );
     let double_nat = |r: &&std::collections::HashMap<String, String>| {
         r["call_id"]
-            .trim_start_matches("race-")
-            .trim_end_matches("@voxtap.test")
-            .parse::<u32>()
-            .is_ok_and(|i| i >= 150)
+            .strip_prefix("race-")
+            .and_then(|r| r.trim_end_matches("@voxtap.test").parse::<u32>().ok())
+            .is_some_and(|i| (150..180).contains(&i))
     };
     let both_latched = calls
         .iter()
@@ -445,7 +615,7 @@ fn races_give_the_same_outputs_with_2_4_and_8_engine_workers() {
     let in_calls = streams.iter().filter(|r| !r["call_id"].is_empty()).count();
     assert_eq!(
         in_calls,
-        30 * 2 + 30 * 4 + 30 * 2 + 30 * 2 + 30 * 2,
+        30 * 2 + 30 * 4 + 30 * 2 + 30 * 2 + 30 * 2 + 30 * 2,
         "streams of calls"
     );
     a_failing_worker_fails_the_import(&pcap, tmp.path(), cfg);

@@ -12,8 +12,8 @@ mod spill;
 mod table;
 
 pub use call::{
-    Call, CallState, EndReason, FaxStream, MediaInfo, PacketRef, RECENT_PACKETS, RecentPacket,
-    RtcpView, SipEntry, Stream, StreamKey,
+    Call, CallState, EndReason, FaxStream, MediaInfo, PacketRef, RecentPacket, RtcpView, SipEntry,
+    Stream, StreamKey,
 };
 pub use endpoints::EndpointEvent;
 pub use floods::{FloodReason, FloodSummary};

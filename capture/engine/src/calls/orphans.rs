@@ -24,8 +24,6 @@ pub(crate) struct OrphanRtp {
     pub pt: u8,
     pub marker: bool,
     pub payload_len: u32,
-    /// [`crate::calls::legs::payload_hash`] of the payload.
-    pub hash: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -106,9 +104,6 @@ impl Orphans {
                 pt: header.as_ref().map_or(0, |p| p.payload_type()),
                 marker: header.as_ref().is_some_and(|p| p.marker()),
                 payload_len: header.as_ref().map_or(0, |p| p.payload().len() as u32),
-                hash: header
-                    .as_ref()
-                    .map_or(0, |p| crate::calls::legs::payload_hash(p.payload())),
             };
             held |= self.hold(dst, o, now_ns);
         }

@@ -12,7 +12,7 @@ use super::call::{Call, EndReason, PacketRef, SipPacket, announced_by};
 use super::closed::Closed;
 use super::endpoints::{self, EndpointEvent, EndpointUse, Endpoints, Role};
 use super::floods::{FloodSummary, Floods, NewDialog};
-use super::legs::{self, Groups, LegConfig};
+use super::legs::{self, Groups, LegConfig, MediaEvidence, PostedEvidence};
 use super::media_only::MediaOnly;
 use super::orphans::{OrphanRtp, Orphans};
 use super::spill::{Spill, SpillStats};
@@ -188,6 +188,8 @@ pub struct DueSet {
     pub media_only_live: Vec<(SocketAddr, SocketAddr)>,
     /// NAT latches it made since the last sweep.
     pub latches: Vec<PostedLatch>,
+    /// Leg-linking evidence of the streams it holds, since the last sweep.
+    pub evidence: Vec<PostedEvidence>,
 }
 
 /// What every replica agreed to close at a sweep (see [`DueSet`]).
@@ -197,6 +199,9 @@ pub struct Agreed {
     pub media_only: std::collections::HashSet<(SocketAddr, SocketAddr)>,
     /// Every replica's latches, in capture order: each adopts them all.
     pub latches: Vec<PostedLatch>,
+    /// Every replica's leg-linking evidence, in capture order: each weighs
+    /// it all.
+    pub evidence: Vec<PostedEvidence>,
 }
 
 impl Agreed {
@@ -228,6 +233,12 @@ impl Agreed {
             .collect();
         agreed.latches.sort_by_key(PostedLatch::at);
         agreed.latches.dedup();
+        agreed.evidence = sets
+            .iter()
+            .flat_map(|s| s.evidence.iter())
+            .cloned()
+            .collect();
+        agreed.evidence.sort_by_key(|e| e.evidence.at());
         agreed
     }
 }
@@ -416,6 +427,7 @@ impl CallTable {
         }
         self.last_sweep_ns = self.now_ns;
         let now = self.now_ns;
+        self.groups.weigh_noted(&mut self.calls, &self.cfg);
         let closing: Vec<u64> = self.due_calls(now).map(|c| c.no()).collect();
         for no in closing {
             self.finalize(no, EndReason::IdleTimeout);
@@ -452,8 +464,45 @@ impl CallTable {
         self.age_orphans(now);
         self.media_only
             .due_pairs(now, &mut due.media_only_due, &mut due.media_only_live);
-        due.latches = std::mem::take(&mut self.posted_latches);
+        self.post(&mut due);
         due
+    }
+
+    /// What a replica posts at a sweep meeting besides what is due: its
+    /// latches and leg-linking evidence since the last one (the engine's
+    /// last meeting, at the end of the capture, posts only these).
+    pub fn post(&mut self, due: &mut DueSet) {
+        due.latches = std::mem::take(&mut self.posted_latches);
+        due.evidence = self
+            .groups
+            .take_noted()
+            .into_iter()
+            .filter_map(|e| {
+                let call = self.calls.get(&e.call_no)?;
+                Some(PostedEvidence {
+                    call_id: call.call_id_raw().into(),
+                    evidence: e,
+                })
+            })
+            .collect();
+    }
+
+    /// Every replica's latches and evidence, from a meeting: adopted and
+    /// weighed here, as one table made and weighed them.
+    pub fn adopt(&mut self, agreed: &Agreed) {
+        self.adopt_latches(&agreed.latches);
+        let evidence: Vec<MediaEvidence> = agreed
+            .evidence
+            .iter()
+            .filter_map(|p| {
+                let no = *self.by_call_id.get(&p.call_id)?;
+                Some(MediaEvidence {
+                    call_no: no,
+                    ..p.evidence
+                })
+            })
+            .collect();
+        self.groups.weigh(&mut self.calls, &self.cfg, &evidence);
     }
 
     /// Second half of a sweep: adopt every replica's latches, close what
@@ -462,7 +511,7 @@ impl CallTable {
     /// not due anywhere while idle timeouts are longer than a sweep's
     /// interval: adopting cannot change what closes.)
     pub fn sweep_agreed(&mut self, agreed: &Agreed) {
-        self.adopt_latches(&agreed.latches);
+        self.adopt(agreed);
         let now = self.now_ns;
         let closing: Vec<u64> = self
             .due_calls(now)
@@ -501,6 +550,7 @@ impl CallTable {
 
     /// End of capture: close every open call and media-only record.
     pub fn finish(&mut self) {
+        self.groups.weigh_noted(&mut self.calls, &self.cfg);
         let mut open: Vec<(u64, u64)> = self
             .calls
             .values()
@@ -817,8 +867,9 @@ impl CallTable {
         };
         let seen = call.on_rtp(src, dst, Some(u.media_idx()), ts_ns, &p);
         if seen.is_new || seen.early {
-            self.groups
-                .link_by_media(&mut self.calls, &self.cfg, u.call, seen, ts_ns, &p);
+            let pref = refs.last().map_or(PacketRef::default(), |r| r.1);
+            let e = MediaEvidence::new(u.call, &seen, ts_ns, pref, &p);
+            self.groups.note_media(e);
         }
         true
     }
