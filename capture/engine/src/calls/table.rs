@@ -199,8 +199,8 @@ pub struct Agreed {
     pub media_only: std::collections::HashSet<(SocketAddr, SocketAddr)>,
     /// Every replica's latches, in capture order: each adopts them all.
     pub latches: Vec<PostedLatch>,
-    /// Every replica's leg-linking evidence, in capture order: each weighs
-    /// it all.
+    /// Every replica's leg-linking evidence: each weighs it all, in
+    /// capture order.
     pub evidence: Vec<PostedEvidence>,
 }
 
@@ -238,7 +238,6 @@ impl Agreed {
             .flat_map(|s| s.evidence.iter())
             .cloned()
             .collect();
-        agreed.evidence.sort_by_key(|e| e.evidence.at());
         agreed
     }
 }
@@ -473,35 +472,24 @@ impl CallTable {
     /// last meeting, at the end of the capture, posts only these).
     pub fn post(&mut self, due: &mut DueSet) {
         due.latches = std::mem::take(&mut self.posted_latches);
-        due.evidence = self
-            .groups
-            .take_noted()
-            .into_iter()
-            .filter_map(|e| {
-                let call = self.calls.get(&e.call_no)?;
-                Some(PostedEvidence {
-                    call_id: call.call_id_raw().into(),
-                    evidence: e,
-                })
-            })
-            .collect();
+        let calls = &self.calls;
+        due.evidence = legs::evidence_by_call(self.groups.take_noted(), |no| {
+            calls.get(&no).map(|c| c.call_id_raw().into())
+        });
     }
 
     /// Every replica's latches and evidence, from a meeting: adopted and
     /// weighed here, as one table made and weighed them.
     pub fn adopt(&mut self, agreed: &Agreed) {
         self.adopt_latches(&agreed.latches);
-        let evidence: Vec<MediaEvidence> = agreed
-            .evidence
-            .iter()
-            .filter_map(|p| {
-                let no = *self.by_call_id.get(&p.call_id)?;
-                Some(MediaEvidence {
-                    call_no: no,
-                    ..p.evidence
-                })
-            })
-            .collect();
+        let mut evidence: Vec<MediaEvidence> = Vec::new();
+        for p in &agreed.evidence {
+            let Some(&no) = self.by_call_id.get(&p.call_id) else {
+                continue;
+            };
+            evidence.extend(p.items.iter().map(|e| MediaEvidence { call_no: no, ..*e }));
+        }
+        evidence.sort_by_key(MediaEvidence::at);
         self.groups.weigh(&mut self.calls, &self.cfg, &evidence);
     }
 

@@ -63,12 +63,41 @@ impl MediaEvidence {
     }
 }
 
-/// Evidence a replica posts at a sweep meeting: its call by Call-ID (call
-/// numbers differ between replicas).
+/// The evidence of one call a replica posts at a sweep meeting, the call
+/// named by Call-ID (call numbers differ between replicas; one name a call,
+/// not one a packet).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PostedEvidence {
     pub call_id: Box<[u8]>,
-    pub evidence: MediaEvidence,
+    pub items: Vec<MediaEvidence>,
+}
+
+/// Evidence noted here, grouped by call for posting (in the order noted
+/// within each call); evidence of a call no longer open is dropped.
+pub(in crate::calls) fn by_call(
+    noted: Vec<MediaEvidence>,
+    call_id: impl Fn(u64) -> Option<Box<[u8]>>,
+) -> Vec<PostedEvidence> {
+    let mut at: HashMap<u64, usize> = HashMap::new();
+    let mut out: Vec<PostedEvidence> = Vec::new();
+    for e in noted {
+        let i = match at.get(&e.call_no) {
+            Some(&i) => i,
+            None => {
+                let Some(call_id) = call_id(e.call_no) else {
+                    continue;
+                };
+                at.insert(e.call_no, out.len());
+                out.push(PostedEvidence {
+                    call_id,
+                    items: Vec::new(),
+                });
+                out.len() - 1
+            }
+        };
+        out[i].items.push(e);
+    }
+    out
 }
 
 /// A stream's first packets, as evidence gave them (what a relay forwarded
