@@ -314,3 +314,44 @@ impl Groups {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(call_no: u64, ts_ns: u64) -> MediaEvidence {
+        MediaEvidence {
+            call_no,
+            key: StreamKey {
+                src: "10.0.0.1:4000".parse().unwrap(),
+                dst: "10.0.0.2:5000".parse().unwrap(),
+                ssrc: 7,
+            },
+            ts_ns,
+            pref: PacketRef(ts_ns),
+            seq: 0,
+            rtp_ts: 0,
+            hash: 0,
+            payload_len: 160,
+            is_new: false,
+            distinctive: false,
+        }
+    }
+
+    /// Posted by call, each call named once, in the order noted; the
+    /// evidence of a call that is gone is not posted.
+    #[test]
+    fn evidence_is_posted_by_call() {
+        let noted = vec![ev(1, 10), ev(2, 11), ev(1, 12), ev(3, 13), ev(2, 14)];
+        let names = |no: u64| (no != 3).then(|| format!("c{no}").into_bytes().into());
+        let posted = by_call(noted, names);
+        let got: Vec<(&[u8], Vec<u64>)> = posted
+            .iter()
+            .map(|p| (&p.call_id[..], p.items.iter().map(|e| e.ts_ns).collect()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(&b"c1"[..], vec![10, 12]), (&b"c2"[..], vec![11, 14])]
+        );
+    }
+}
