@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use voxtap_e2e::corpus_captures;
 use voxtap_engine::import::{ImportOptions, run_import_engine};
+use voxtap_engine::parallel::worker_of;
 use voxtap_engine::pipeline::PipelineConfig;
 use voxtap_engine::synth::held::g711;
 use voxtap_engine::synth::udp_frame;
@@ -176,6 +177,35 @@ fn sip(start: &str, cid: &str, cseq: &str, to_tag: bool, sdp: Option<(Ipv4Addr, 
     .into_bytes()
 }
 
+/// The NATs' public addresses of A and B in double-NAT call `i`.
+fn double_nat(i: u32) -> (Endpoint, Endpoint) {
+    (
+        (Ipv4Addr::new(198, 51, (i >> 8) as u8, i as u8), 40_000),
+        (Ipv4Addr::new(203, 0, (i >> 8) as u8, i as u8), 41_000),
+    )
+}
+
+/// B's announced endpoint in race call `i` (as `race_call` makes it).
+fn callee_media(i: u32) -> Endpoint {
+    (
+        Ipv4Addr::new(10, 2, (i >> 8) as u8, i as u8),
+        30_000 + 2 * (i as u16 % 5000),
+    )
+}
+
+/// Double-NAT calls whose return traffic (to A's public address) hashes to
+/// another worker than the traffic that latched it (to B's endpoint), with
+/// `n` workers: the case a worker cannot settle alone.
+fn cross_worker_double_nat(calls: std::ops::Range<u32>, n: usize) -> usize {
+    let sock = |(ip, port): Endpoint| std::net::SocketAddr::from((ip, port));
+    calls
+        .filter(|&i| {
+            let latched = double_nat(i).0;
+            worker_of(sock(latched), n) != worker_of(sock(callee_media(i)), n)
+        })
+        .count()
+}
+
 /// One call of the race capture; `kind` picks its race.
 fn race_call(c: &mut Capture, i: u32, kind: u32) {
     let t0 = S + u64::from(i) * 37_000_000;
@@ -288,6 +318,26 @@ fn race_call(c: &mut Capture, i: u32, kind: u32) {
             );
             ok(c, t0 + 3 * S + 1, "2 BYE", None);
         }
+        // Both sides behind NATs: the SDPs name private addresses; A's RTP
+        // comes from its NAT's public address to B's announced endpoint
+        // (latched by the worker that endpoint hashes to), and B's RTP comes
+        // from B's NAT to A's latched public address: neither end of the
+        // return traffic is an SDP endpoint, and its destination hashes to
+        // another worker in most calls (`cross_worker_double_nat`).
+        5 => {
+            let (public_a, public_b) = double_nat(i);
+            invite(c, t0, "1 INVITE", pa);
+            ok(c, t0 + 1, "1 INVITE", Some(pb));
+            c.rtp(t0 + 2, t0 + 3 * S, public_a, (b, pb), i);
+            c.rtp(t0 + 10_000_002, t0 + 3 * S, public_b, public_a, !i);
+            c.add(
+                t0 + 3 * S,
+                sa,
+                sb,
+                sip("BYE sip:b@x SIP/2.0", &cid, "2 BYE", true, None),
+            );
+            ok(c, t0 + 3 * S + 1, "2 BYE", None);
+        }
         // Signalling goes quiet but media goes on for 8 s, one direction
         // stopping early: the call stays open until the last media of all
         // workers is idle (idle timeout 3 s here).
@@ -298,6 +348,162 @@ fn race_call(c: &mut Capture, i: u32, kind: u32) {
             c.rtp(t0 + 2, t0 + 2 * S, (b, pb), (a, pa), !i);
         }
     }
+}
+
+/// Speech-like RTP (a payload leg linking finds distinctive) of relayed
+/// call `i`, packet `seq`.
+fn speech_rtp(i: u32, seq: u16, rtp_ts: u32, ssrc: u32) -> Vec<u8> {
+    let mut p = vec![0x80, 0];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&rtp_ts.to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    let mut x = (u64::from(i) << 32 | u64::from(seq)).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    for _ in 0..160 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p.push(x as u8);
+    }
+    p
+}
+
+/// Where relayed call `i`'s media goes on each leg: to the relay's side
+/// facing the caller, and from its other side to the callee.
+fn relay_media(i: u32) -> (Endpoint, Endpoint, Endpoint, Endpoint) {
+    let port = 20_000 + 2 * (i as u16 % 5000);
+    (
+        (Ipv4Addr::new(10, 5, (i >> 8) as u8, i as u8), 4000),
+        (Ipv4Addr::new(10, 6, 0, 1), port),
+        (Ipv4Addr::new(10, 7, 0, 1), port),
+        (Ipv4Addr::new(10, 8, (i >> 8) as u8, i as u8), 5000),
+    )
+}
+
+/// A call through a media relay (a B2BUA): two legs with their own
+/// Call-IDs, which only the media links: the relay forwards each packet
+/// 2 ms later, keeping the SSRC (`media-ssrc`, even `i`) or rewriting it
+/// and the sequence numbers (`media-payload`, odd `i`). The two legs'
+/// streams go to different hosts, so to different workers in most calls
+/// (`cross_worker_relays`).
+fn relayed_call(c: &mut Capture, i: u32) {
+    let t0 = S + u64::from(i) * 37_000_000;
+    let (caller, relay_a, relay_b, callee) = relay_media(i);
+    let (sbc_a, sbc_b) = ((relay_a.0, 5060), (relay_b.0, 5060));
+    let (cid_a, cid_b) = (
+        format!("relay-a-{i}@voxtap.test"),
+        format!("relay-b-{i}@voxtap.test"),
+    );
+    let (ca, ce) = ((caller.0, 5060), (callee.0, 5060));
+    let leg = |c: &mut Capture, t: u64, from, to, start: &str, cid: &str, cseq, sdp| {
+        let to_tag = start.starts_with("SIP") || cseq != "1 INVITE";
+        c.add(t, from, to, sip(start, cid, cseq, to_tag, sdp));
+    };
+    leg(
+        c,
+        t0,
+        ca,
+        sbc_a,
+        "INVITE sip:b@x SIP/2.0",
+        &cid_a,
+        "1 INVITE",
+        Some(caller),
+    );
+    leg(
+        c,
+        t0 + 5_000_000,
+        sbc_b,
+        ce,
+        "INVITE sip:b@x SIP/2.0",
+        &cid_b,
+        "1 INVITE",
+        Some(relay_b),
+    );
+    leg(
+        c,
+        t0 + 50_000_000,
+        ce,
+        sbc_b,
+        "SIP/2.0 200 OK",
+        &cid_b,
+        "1 INVITE",
+        Some(callee),
+    );
+    leg(
+        c,
+        t0 + 55_000_000,
+        sbc_a,
+        ca,
+        "SIP/2.0 200 OK",
+        &cid_a,
+        "1 INVITE",
+        Some(relay_a),
+    );
+    let rewrite = i % 2 == 1;
+    for n in 0..100u16 {
+        let t = t0 + 100_000_000 + u64::from(n) * 20_000_000;
+        let ts = u32::from(n) * 160;
+        c.add(t, caller, relay_a, speech_rtp(i, n, ts, 0x5000_0000 + i));
+        let (seq, ssrc) = if rewrite {
+            (n.wrapping_add(7000), 0x6000_0000 + i)
+        } else {
+            (n, 0x5000_0000 + i)
+        };
+        let mut fwd = speech_rtp(i, n, ts, ssrc);
+        fwd[2..4].copy_from_slice(&seq.to_be_bytes());
+        c.add(t + 2_000_000, relay_b, callee, fwd);
+    }
+    let end = t0 + 2_200_000_000;
+    leg(
+        c,
+        end,
+        ca,
+        sbc_a,
+        "BYE sip:b@x SIP/2.0",
+        &cid_a,
+        "2 BYE",
+        None,
+    );
+    leg(
+        c,
+        end + 1,
+        sbc_a,
+        ca,
+        "SIP/2.0 200 OK",
+        &cid_a,
+        "2 BYE",
+        None,
+    );
+    leg(
+        c,
+        end + 5_000_000,
+        sbc_b,
+        ce,
+        "BYE sip:b@x SIP/2.0",
+        &cid_b,
+        "2 BYE",
+        None,
+    );
+    leg(
+        c,
+        end + 5_000_001,
+        ce,
+        sbc_b,
+        "SIP/2.0 200 OK",
+        &cid_b,
+        "2 BYE",
+        None,
+    );
+}
+
+/// Relayed calls whose two legs' streams go to different workers with `n`.
+fn cross_worker_relays(calls: std::ops::Range<u32>, n: usize) -> usize {
+    let sock = |(ip, port): Endpoint| std::net::SocketAddr::from((ip, port));
+    calls
+        .filter(|&i| {
+            let (_, relay_a, _, callee) = relay_media(i);
+            worker_of(sock(relay_a), n) != worker_of(sock(callee), n)
+        })
+        .count()
 }
 
 /// SDP delayed behind its RTP, re-INVITEs changing ports, a capture
@@ -316,6 +522,18 @@ fn races_give_the_same_outputs_with_2_4_and_8_engine_workers() {
     }
     for i in 120..150 {
         race_call(&mut c, i, 4);
+    }
+    for i in 150..180 {
+        race_call(&mut c, i, 5);
+    }
+    for i in 180..210 {
+        relayed_call(&mut c, i);
+    }
+    for n in [2, 4, 8] {
+        let cross = cross_worker_double_nat(150..180, n);
+        assert!(cross >= 5, "{n} workers: {cross} double-NAT calls cross");
+        let cross = cross_worker_relays(180..210, n);
+        assert!(cross >= 5, "{n} workers: {cross} relayed calls cross");
     }
     // Time moves on past every idle timeout.
     let (x, y) = (
@@ -339,14 +557,24 @@ fn races_give_the_same_outputs_with_2_4_and_8_engine_workers() {
     // What the capture exercised, so that this cannot pass on less.
     let one = tmp.path().join("races.pcap-1");
     let calls = voxtap_e2e::read_csv(&one.join("calls.csv"));
-    assert_eq!(calls.len(), 120, "30 of each kind but the mid-call ones");
+    assert_eq!(
+        calls.len(),
+        150 + 60,
+        "30 of each kind but the mid-call ones, two legs per relayed call"
+    );
+    for method in ["media-ssrc", "media-payload"] {
+        let linked = calls
+            .iter()
+            .filter(|r| r["call_id"].starts_with("relay-b-"))
+            .filter(|r| r["links"].starts_with("relay-a-") && r["links"].ends_with(method))
+            .count();
+        assert_eq!(linked, 15, "relayed calls' B legs linked by {method}");
+    }
     let nat = |r: &&std::collections::HashMap<String, String>| {
-        let i: u32 = r["call_id"]
-            .trim_start_matches("race-")
-            .trim_end_matches("@voxtap.test")
-            .parse()
-            .unwrap();
-        i >= 120
+        r["call_id"]
+            .strip_prefix("race-")
+            .and_then(|r| r.trim_end_matches("@voxtap.test").parse::<u32>().ok())
+            .is_some_and(|i| (120..150).contains(&i))
     };
     let nat_latched = calls
         .iter()
@@ -356,6 +584,21 @@ fn races_give_the_same_outputs_with_2_4_and_8_engine_workers() {
     assert_eq!(
         nat_latched, 30,
         "the NAT calls latched their public address"
+    );
+    let double_nat = |r: &&std::collections::HashMap<String, String>| {
+        r["call_id"]
+            .strip_prefix("race-")
+            .and_then(|r| r.trim_end_matches("@voxtap.test").parse::<u32>().ok())
+            .is_some_and(|i| (150..180).contains(&i))
+    };
+    let both_latched = calls
+        .iter()
+        .filter(double_nat)
+        .filter(|r| r["latched"].contains("198.51.") && r["streams"] == "2")
+        .count();
+    assert_eq!(
+        both_latched, 30,
+        "the double-NAT calls latched A's public address and kept B's return stream"
     );
     let timed_out = calls
         .iter()
@@ -372,7 +615,7 @@ fn races_give_the_same_outputs_with_2_4_and_8_engine_workers() {
     let in_calls = streams.iter().filter(|r| !r["call_id"].is_empty()).count();
     assert_eq!(
         in_calls,
-        30 * 2 + 30 * 4 + 30 * 2 + 30 * 2,
+        30 * 2 + 30 * 4 + 30 * 2 + 30 * 2 + 30 * 2 + 30 * 2,
         "streams of calls"
     );
     a_failing_worker_fails_the_import(&pcap, tmp.path(), cfg);

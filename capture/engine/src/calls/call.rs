@@ -188,20 +188,12 @@ pub struct Stream {
     /// Capture time of the latest packet.
     pub last_ns: u64,
     /// Packets seen so far, counted up to a small cap: only a stream's
-    /// first packets are fingerprinted for leg linking.
+    /// first packets are fingerprinted for leg linking (their evidence is
+    /// weighed at sweeps, `legs/evidence.rs`).
     pub early_packets: u8,
-    /// Its latest packets (timestamp, payload hash, time; their sequence
-    /// numbers apart, so a slot takes 16 bytes, not 24), to tell whether a
-    /// stream on another leg is this one forwarded by a relay.
-    pub recent: [RecentPacket; RECENT_PACKETS],
-    pub recent_seq: [u16; RECENT_PACKETS],
 }
 
-/// How many of a stream's latest packets are remembered: a relay forwards a
-/// packet before this many more arrive.
-pub const RECENT_PACKETS: usize = 8;
-
-/// One of a stream's latest packets, as leg linking compares them.
+/// One of a stream's first packets, as leg linking compares them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RecentPacket {
     /// Capture time (0: none yet).
@@ -236,21 +228,6 @@ impl Stream {
 
     pub(super) fn set_media_idx(&mut self, media_idx: Option<usize>) {
         self.media = media_idx.and_then(|m| u32::try_from(m).ok());
-    }
-
-    /// Remember packet `seq` among the latest ones.
-    pub(super) fn note_recent(&mut self, seq: u16, r: RecentPacket) {
-        let slot = usize::from(seq) % RECENT_PACKETS;
-        self.recent[slot] = r;
-        self.recent_seq[slot] = seq;
-    }
-
-    /// The latest packet with sequence number `seq`, if still remembered.
-    pub fn recent_packet(&self, seq: u16) -> Option<&RecentPacket> {
-        let slot = usize::from(seq) % RECENT_PACKETS;
-        self.recent
-            .get(slot)
-            .filter(|r| r.ns != 0 && self.recent_seq.get(slot) == Some(&seq))
     }
 }
 

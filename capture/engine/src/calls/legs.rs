@@ -7,11 +7,13 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
-use voxtap_proto::rtp::RtpPacket;
 use voxtap_proto::sip::{Message, Method, StartLine, uri_user};
 
-use super::call::{Call, RtpSeen, SipPacket, StreamKey};
-use super::table::CallConfig;
+use super::call::{Call, SipPacket, StreamKey};
+
+mod evidence;
+pub(super) use evidence::by_call as evidence_by_call;
+pub use evidence::{MediaEvidence, PostedEvidence};
 
 /// Why two legs were joined.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -595,6 +597,11 @@ pub(super) struct Groups {
     pending_names: HashMap<Box<[u8]>, Vec<PendingName>>,
     /// Links made so far.
     linked: u64,
+    /// Media evidence noted since the last sweep, and the first packets of
+    /// recent streams it gave (`evidence.rs`).
+    noted: Vec<MediaEvidence>,
+    early: evidence::EarlyStreams,
+    early_count: usize,
 }
 
 /// Pending names kept at most: a flood of bogus names must not grow memory.
@@ -615,6 +622,7 @@ impl Groups {
 
     pub fn expire(&mut self, now_ns: u64, cfg: &LegConfig) {
         self.index.expire(now_ns, cfg);
+        self.expire_early(now_ns, cfg.media_window_ns);
     }
 
     /// Call `call` closed. Returns its group's calls, in start order, when it
@@ -826,167 +834,6 @@ impl Groups {
             from,
             to,
         });
-    }
-
-    /// The same stream seen on another leg: forwarded by a relay with the
-    /// same SSRC, or (a relay that rewrites the SSRC) with identical
-    /// payloads at constant sequence and timestamp offsets. Either way the
-    /// topology must be a relay's ([`relay_hop`]).
-    pub fn link_by_media(
-        &mut self,
-        open: &mut OpenCalls,
-        cfg: &CallConfig,
-        call_no: u64,
-        seen: RtpSeen,
-        ts_ns: u64,
-        p: &RtpPacket<'_>,
-    ) {
-        if seen.is_new {
-            self.link_same_ssrc(open, cfg, call_no, &seen, ts_ns, p);
-        }
-        if seen.early && distinctive_payload_hash(p.payload()).is_some() {
-            self.link_same_payload(open, cfg, call_no, &seen, ts_ns, p);
-        }
-    }
-
-    /// A new stream whose first packet (SSRC, sequence number, timestamp and
-    /// payload) another leg's stream carried a moment before: the closest in
-    /// time of those a relay could have forwarded.
-    fn link_same_ssrc(
-        &mut self,
-        open: &mut OpenCalls,
-        cfg: &CallConfig,
-        call_no: u64,
-        seen: &RtpSeen,
-        ts_ns: u64,
-        p: &RtpPacket<'_>,
-    ) {
-        let (ssrc, seq) = (p.ssrc(), p.sequence());
-        let window = cfg.legs.media_window_ns;
-        let others: Vec<u64> = self
-            .index
-            .streams_by_ssrc
-            .get(&ssrc)
-            .map(|v| {
-                v.iter()
-                    .filter(|r| r.call_no != call_no && ts_ns.saturating_sub(r.ts_ns) <= window)
-                    .map(|r| r.call_no)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut best: Option<(u64, u64, String)> = None;
-        for other in others {
-            let Some(c) = open.get(&other) else { continue };
-            for s in c.streams().iter().filter(|s| s.key.ssrc == ssrc) {
-                let Some(r) = s.recent_packet(seq) else {
-                    continue;
-                };
-                let delay = ts_ns.saturating_sub(r.ns);
-                if r.rtp_ts != p.timestamp()
-                    || !r.same_payload(seen.hash)
-                    || r.ns > ts_ns
-                    || delay > cfg.payload_match_window_ns
-                    || best.as_ref().is_some_and(|b| b.1 <= delay)
-                {
-                    continue;
-                }
-                if let Some(why) = relay_hop(&s.key, &seen.key, &cfg.legs) {
-                    let detail = format!(
-                        "SSRC 0x{ssrc:08X}: sequence {seq}, timestamp {} and a {}-byte payload identical to the other leg's {:.1} ms earlier ({} -> {}); {why}",
-                        p.timestamp(),
-                        p.payload().len(),
-                        delay as f64 / 1e6,
-                        s.key.src,
-                        s.key.dst,
-                    );
-                    best = Some((other, delay, detail));
-                }
-            }
-        }
-        if let Some((other, _, detail)) = best {
-            self.link(open, call_no, other, LinkMethod::MediaSsrc, detail);
-        }
-        self.index
-            .streams_by_ssrc
-            .entry(ssrc)
-            .or_default()
-            .push(RecentStream {
-                call_no,
-                ts_ns,
-                ssrc,
-                seq,
-            });
-    }
-
-    /// An early packet whose distinctive payload another leg's stream
-    /// carried a moment before, through a relay's topology: after
-    /// [`PAYLOAD_RUN`] such packets at the same sequence and timestamp
-    /// offsets, the legs are linked.
-    fn link_same_payload(
-        &mut self,
-        open: &mut OpenCalls,
-        cfg: &CallConfig,
-        call_no: u64,
-        seen: &RtpSeen,
-        ts_ns: u64,
-        p: &RtpPacket<'_>,
-    ) {
-        let window = cfg.legs.media_window_ns;
-        // An entry older than the media window counts as gone (the sweep
-        // may not have removed it yet).
-        let first = match self.index.payloads.get(&seen.hash).copied() {
-            Some(f) if f.ns + window >= ts_ns => f,
-            _ => {
-                self.index.payloads.insert(
-                    seen.hash,
-                    SeenPayload {
-                        call_no,
-                        key: seen.key,
-                        seq: p.sequence(),
-                        rtp_ts: p.timestamp(),
-                        ns: ts_ns,
-                    },
-                );
-                return;
-            }
-        };
-        let delay = ts_ns.saturating_sub(first.ns);
-        if first.call_no == call_no
-            || delay > cfg.payload_match_window_ns
-            || relay_hop(&first.key, &seen.key, &cfg.legs).is_none()
-        {
-            return;
-        }
-        let offsets = (
-            p.sequence().wrapping_sub(first.seq),
-            p.timestamp().wrapping_sub(first.rtp_ts),
-        );
-        let Some(run) = self
-            .index
-            .note_run((seen.key, first.key), offsets, delay, ts_ns, window)
-        else {
-            return;
-        };
-        let why = relay_hop(&first.key, &seen.key, &cfg.legs).unwrap_or_default();
-        let detail = format!(
-            "{} identical {}-byte RTP payloads {:.1} ms after the other leg's ({} -> {}, SSRC 0x{:08X}), sequence offset {}, timestamp offset {} (SSRC here 0x{:08X}); {why}",
-            run.matches,
-            p.payload().len(),
-            run.delay_ns as f64 / 1e6,
-            first.key.src,
-            first.key.dst,
-            first.key.ssrc,
-            run.seq_offset as i16,
-            run.ts_offset as i32,
-            p.ssrc(),
-        );
-        self.link(
-            open,
-            call_no,
-            first.call_no,
-            LinkMethod::MediaPayload,
-            detail,
-        );
     }
 }
 

@@ -251,7 +251,6 @@ mod tests {
             pt: 8,
             marker: false,
             payload_len: 160,
-            hash: 0,
         };
         m.take_orphan(&o, &mut no);
         assert!(m.on_datagram(2, b, a, &rtp(7), &[(2, PacketRef(1))]));

@@ -12,10 +12,10 @@ mod spill;
 mod table;
 
 pub use call::{
-    Call, CallState, EndReason, FaxStream, MediaInfo, PacketRef, RECENT_PACKETS, RecentPacket,
-    RtcpView, SipEntry, Stream, StreamKey,
+    Call, CallState, EndReason, FaxStream, MediaInfo, PacketRef, RecentPacket, RtcpView, SipEntry,
+    Stream, StreamKey,
 };
 pub use endpoints::EndpointEvent;
 pub use floods::{FloodReason, FloodSummary};
 pub use spill::{Spill, SpillStats};
-pub use table::{Agreed, CallConfig, CallTable, CallTableStats, DueSet};
+pub use table::{Agreed, CallConfig, CallTable, CallTableStats, DueSet, PostedLatch};

@@ -24,8 +24,6 @@ pub(crate) struct OrphanRtp {
     pub pt: u8,
     pub marker: bool,
     pub payload_len: u32,
-    /// [`crate::calls::legs::payload_hash`] of the payload.
-    pub hash: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -106,9 +104,6 @@ impl Orphans {
                 pt: header.as_ref().map_or(0, |p| p.payload_type()),
                 marker: header.as_ref().is_some_and(|p| p.marker()),
                 payload_len: header.as_ref().map_or(0, |p| p.payload().len() as u32),
-                hash: header
-                    .as_ref()
-                    .map_or(0, |p| crate::calls::legs::payload_hash(p.payload())),
             };
             held |= self.hold(dst, o, now_ns);
         }
@@ -124,6 +119,21 @@ impl Orphans {
             }
             None => Vec::new(),
         }
+    }
+
+    /// What is held for `dst` and came after `after` (capture time, packet),
+    /// oldest first; what came before stays held.
+    pub fn claim_after(&mut self, dst: SocketAddr, after: (u64, PacketRef)) -> Vec<OrphanRtp> {
+        let Some(v) = self.by_dst.get_mut(&dst) else {
+            return Vec::new();
+        };
+        let (taken, kept): (Vec<_>, Vec<_>) = v.drain(..).partition(|o| (o.ts_ns, o.pref) > after);
+        *v = kept;
+        if v.is_empty() {
+            self.by_dst.remove(&dst);
+        }
+        self.count -= taken.len();
+        taken
     }
 
     /// Moves what is older than the age limit (no SDP claimed it in time)

@@ -12,7 +12,7 @@ use super::call::{Call, EndReason, PacketRef, SipPacket, announced_by};
 use super::closed::Closed;
 use super::endpoints::{self, EndpointEvent, EndpointUse, Endpoints, Role};
 use super::floods::{FloodSummary, Floods, NewDialog};
-use super::legs::{self, Groups, LegConfig};
+use super::legs::{self, Groups, LegConfig, MediaEvidence, PostedEvidence};
 use super::media_only::MediaOnly;
 use super::orphans::{OrphanRtp, Orphans};
 use super::spill::{Spill, SpillStats};
@@ -20,6 +20,9 @@ use crate::signalling::{Signalling, SignallingConfig};
 use voxtap_proto::rtp::{self, RtpPacket};
 use voxtap_proto::sdp;
 use voxtap_proto::sip::{Message, Method, StartLine};
+
+mod latches;
+pub use latches::PostedLatch;
 
 #[derive(Clone, Debug)]
 pub struct CallConfig {
@@ -176,6 +179,8 @@ pub struct CallTable {
     /// a replica of the parallel engine, whose sweeps happen at the same
     /// global moments as every other replica's (`crate::parallel`).
     explicit_sweeps: bool,
+    /// Latches made since the last sweep (a replica posts them there).
+    posted_latches: Vec<PostedLatch>,
 }
 
 /// What one replica found due at a sweep (parallel engine): calls by
@@ -186,6 +191,10 @@ pub struct DueSet {
     pub calls: Vec<Box<[u8]>>,
     pub media_only_due: Vec<(SocketAddr, SocketAddr)>,
     pub media_only_live: Vec<(SocketAddr, SocketAddr)>,
+    /// NAT latches it made since the last sweep.
+    pub latches: Vec<PostedLatch>,
+    /// Leg-linking evidence of the streams it holds, since the last sweep.
+    pub evidence: Vec<PostedEvidence>,
 }
 
 /// What every replica agreed to close at a sweep (see [`DueSet`]).
@@ -193,6 +202,11 @@ pub struct DueSet {
 pub struct Agreed {
     pub calls: std::collections::HashSet<Box<[u8]>>,
     pub media_only: std::collections::HashSet<(SocketAddr, SocketAddr)>,
+    /// Every replica's latches, in capture order: each adopts them all.
+    pub latches: Vec<PostedLatch>,
+    /// Every replica's leg-linking evidence: each weighs it all, in
+    /// capture order.
+    pub evidence: Vec<PostedEvidence>,
 }
 
 impl Agreed {
@@ -216,6 +230,18 @@ impl Agreed {
             .flat_map(|s| s.media_only_due.iter())
             .filter(|p| !live.contains(p))
             .copied()
+            .collect();
+        agreed.latches = sets
+            .iter()
+            .flat_map(|s| s.latches.iter())
+            .copied()
+            .collect();
+        agreed.latches.sort_by_key(PostedLatch::at);
+        agreed.latches.dedup();
+        agreed.evidence = sets
+            .iter()
+            .flat_map(|s| s.evidence.iter())
+            .cloned()
             .collect();
         agreed
     }
@@ -260,6 +286,7 @@ impl CallTable {
             sip_bytes: 0,
             mem_bytes: 0,
             explicit_sweeps: false,
+            posted_latches: Vec::new(),
         }
     }
 
@@ -404,6 +431,7 @@ impl CallTable {
         }
         self.last_sweep_ns = self.now_ns;
         let now = self.now_ns;
+        self.groups.weigh_noted(&mut self.calls, &self.cfg);
         let closing: Vec<u64> = self.due_calls(now).map(|c| c.no()).collect();
         for no in closing {
             self.finalize(no, EndReason::IdleTimeout);
@@ -440,12 +468,43 @@ impl CallTable {
         self.age_orphans(now);
         self.media_only
             .due_pairs(now, &mut due.media_only_due, &mut due.media_only_live);
+        self.post(&mut due);
         due
     }
 
-    /// Second half of a sweep: close what every replica agreed on, then
-    /// the rest of [`Self::tick`]'s sweep.
+    /// What a replica posts at a sweep meeting besides what is due: its
+    /// latches and leg-linking evidence since the last one (the engine's
+    /// last meeting, at the end of the capture, posts only these).
+    pub fn post(&mut self, due: &mut DueSet) {
+        due.latches = std::mem::take(&mut self.posted_latches);
+        let calls = &self.calls;
+        due.evidence = legs::evidence_by_call(self.groups.take_noted(), |no| {
+            calls.get(&no).map(|c| c.call_id_raw().into())
+        });
+    }
+
+    /// Every replica's latches and evidence, from a meeting: adopted and
+    /// weighed here, as one table made and weighed them.
+    pub fn adopt(&mut self, agreed: &Agreed) {
+        self.adopt_latches(&agreed.latches);
+        let mut evidence: Vec<MediaEvidence> = Vec::new();
+        for p in &agreed.evidence {
+            let Some(&no) = self.by_call_id.get(&p.call_id) else {
+                continue;
+            };
+            evidence.extend(p.items.iter().map(|e| MediaEvidence { call_no: no, ..*e }));
+        }
+        evidence.sort_by_key(MediaEvidence::at);
+        self.groups.weigh(&mut self.calls, &self.cfg, &evidence);
+    }
+
+    /// Second half of a sweep: adopt every replica's latches, close what
+    /// every replica agreed on, then the rest of [`Self::tick`]'s sweep.
+    /// (A call that latched since the last sweep had media then, so it is
+    /// not due anywhere while idle timeouts are longer than a sweep's
+    /// interval: adopting cannot change what closes.)
     pub fn sweep_agreed(&mut self, agreed: &Agreed) {
+        self.adopt(agreed);
         let now = self.now_ns;
         let closing: Vec<u64> = self
             .due_calls(now)
@@ -484,6 +543,7 @@ impl CallTable {
 
     /// End of capture: close every open call and media-only record.
     pub fn finish(&mut self) {
+        self.groups.weigh_noted(&mut self.calls, &self.cfg);
         let mut open: Vec<(u64, u64)> = self
             .calls
             .values()
@@ -768,7 +828,8 @@ impl CallTable {
             return self.on_unclaimed(ts_ns, src, dst, payload, refs);
         };
         if !src_known {
-            self.latch(u, src, dst, ts_ns);
+            let pref = refs.last().map_or(PacketRef::default(), |r| r.1);
+            self.latch(u, src, dst, ts_ns, pref);
         }
         let Some(call) = self.calls.get_mut(&u.call) else {
             return false;
@@ -799,8 +860,9 @@ impl CallTable {
         };
         let seen = call.on_rtp(src, dst, Some(u.media_idx()), ts_ns, &p);
         if seen.is_new || seen.early {
-            self.groups
-                .link_by_media(&mut self.calls, &self.cfg, u.call, seen, ts_ns, &p);
+            let pref = refs.last().map_or(PacketRef::default(), |r| r.1);
+            let e = MediaEvidence::new(u.call, &seen, ts_ns, pref, &p);
+            self.groups.note_media(e);
         }
         true
     }
@@ -851,15 +913,38 @@ impl CallTable {
     /// Media arriving at an announced endpoint from an address no SDP of the
     /// call named (NAT): accept it for the call, as an RTP proxy latches,
     /// and remember the real address so traffic sent back to it matches.
-    fn latch(&mut self, u: EndpointUse, src: SocketAddr, dst: SocketAddr, ts_ns: u64) {
+    /// A replica of the parallel engine posts the latch at the next sweep
+    /// (`latches.rs`): traffic sent back may go to another worker.
+    fn latch(
+        &mut self,
+        u: EndpointUse,
+        src: SocketAddr,
+        dst: SocketAddr,
+        ts_ns: u64,
+        pref: PacketRef,
+    ) {
+        if self.latch_here(u, src, dst, ts_ns) && self.explicit_sweeps {
+            self.posted_latches.push(PostedLatch {
+                src,
+                dst,
+                ts_ns,
+                pref,
+            });
+        }
+    }
+
+    /// [`Self::latch`] in this table only; true when it latched.
+    fn latch_here(&mut self, u: EndpointUse, src: SocketAddr, dst: SocketAddr, ts_ns: u64) -> bool {
         let window = self.cfg.latch_window_ns;
         let Some(call) = self.calls.get_mut(&u.call) else {
-            return;
+            return false;
         };
-        if call.try_latch(u.media_idx(), src, dst, ts_ns, window) {
-            self.stats.media_latched += 1;
-            self.endpoints.latch(src, u);
+        if !call.try_latch(u.media_idx(), src, dst, ts_ns, window) {
+            return false;
         }
+        self.stats.media_latched += 1;
+        self.endpoints.latch(src, u);
+        true
     }
 }
 

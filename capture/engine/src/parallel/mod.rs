@@ -533,11 +533,13 @@ mod tests {
             calls: vec![b"a".as_slice().into(), b"b".as_slice().into()],
             media_only_due: vec![pair(1), pair(2)],
             media_only_live: vec![pair(3)],
+            ..Default::default()
         };
         let w1 = DueSet {
             calls: vec![b"b".as_slice().into(), b"c".as_slice().into()],
             media_only_due: vec![pair(3)],
             media_only_live: vec![pair(2)],
+            ..Default::default()
         };
         let agreed = Agreed::from_replicas(&[&w0, &w1]);
         assert_eq!(

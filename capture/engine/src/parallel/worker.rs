@@ -199,6 +199,7 @@ impl Worker {
         let mut transactions = Vec::new();
         let mut floods = Vec::new();
         let mut stalled_once = false;
+        let mut last_seq = 0;
         for mut batch in self.input.iter() {
             let size = batch.bytes.len() as u64;
             faults.before_batch(self.me);
@@ -242,6 +243,7 @@ impl Worker {
                     }
                     Item::Sweep { seq, now_ns } => {
                         times.sweeps += 1;
+                        last_seq = seq;
                         faults.at_sweep(self.me, seq);
                         let due = p.calls_mut().sweep_due(now_ns);
                         self.link.at_meeting(self.me, true);
@@ -266,6 +268,7 @@ impl Worker {
             batch.bytes.clear();
             let _ = self.free.try_send(batch);
         }
+        self.last_meeting(last_seq + 1, &mut p)?;
         p.finish();
         self.hand_over(u64::MAX, &mut p);
         transactions.extend(p.drain_transactions());
@@ -278,6 +281,17 @@ impl Worker {
             transactions,
             floods,
         })
+    }
+
+    /// At the end of the capture, before every call closes: the latches and
+    /// leg-linking evidence since the last sweep, exchanged and adopted as
+    /// at a sweep (one table weighs its own before closing too).
+    fn last_meeting(&self, seq: u64, p: &mut Pipeline) -> Result<(), Broken> {
+        let mut posts = DueSet::default();
+        p.calls_mut().post(&mut posts);
+        let agreed = self.meeting.agree(self.me, seq, posts)?;
+        p.calls_mut().adopt(&agreed);
+        Ok(())
     }
 
     fn hand_over(&self, seq: u64, p: &mut Pipeline) {

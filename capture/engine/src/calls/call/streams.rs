@@ -7,7 +7,7 @@ use voxtap_proto::rtcp::{self, RtcpPacket};
 use voxtap_proto::rtp::RtpPacket;
 use voxtap_proto::stream_stats::StreamStats;
 
-use super::{Call, PacketRef, RecentPacket, RtcpView, Stream, StreamKey};
+use super::{Call, PacketRef, RtcpView, Stream, StreamKey};
 use crate::calls::orphans::OrphanRtp;
 
 /// Only a stream's first packets are fingerprinted for leg linking.
@@ -20,7 +20,8 @@ pub(in crate::calls) struct RtpSeen {
     pub is_new: bool,
     /// One of the stream's first packets.
     pub early: bool,
-    /// [`crate::calls::legs::payload_hash`] of its payload.
+    /// [`crate::calls::legs::payload_hash`] of its payload (0 past the
+    /// first packets: only those are compared).
     pub hash: u64,
 }
 
@@ -85,7 +86,6 @@ impl Call {
         // One lookup for both "new?" and the stream (it was two per packet).
         let found = self.stream_idx(&key);
         let is_new = found.is_none();
-        let hash = crate::calls::legs::payload_hash(p.payload());
         let idx = match found {
             Some(i) => i,
             None => {
@@ -104,10 +104,11 @@ impl Call {
         );
         s.last_seq = p.sequence();
         s.last_ns = ts_ns;
-        s.note_recent(p.sequence(), RecentPacket::new(ts_ns, p.timestamp(), hash));
         let early = s.early_packets < EARLY_PACKETS;
+        let mut hash = 0;
         if early {
             s.early_packets += 1;
+            hash = crate::calls::legs::payload_hash(p.payload());
         }
         RtpSeen {
             key,
@@ -143,7 +144,6 @@ impl Call {
         );
         s.last_seq = o.seq;
         s.last_ns = s.last_ns.max(o.ts_ns);
-        s.note_recent(o.seq, RecentPacket::new(o.ts_ns, o.rtp_ts, o.hash));
     }
 
     /// An RTCP packet of media no SDP announced.
@@ -214,8 +214,6 @@ impl Call {
             last_seq: 0,
             last_ns: 0,
             early_packets: 0,
-            recent: [RecentPacket::default(); super::RECENT_PACKETS],
-            recent_seq: [0; super::RECENT_PACKETS],
         };
         s.set_media_idx(media_idx);
         s

@@ -1,0 +1,360 @@
+//! Leg linking by media, decided at sweeps. Each of a stream's first
+//! packets is noted as evidence ([`MediaEvidence`]) when it comes, and the
+//! evidence is weighed at the next sweep, in capture order, before any call
+//! closes. One table weighs its own; the parallel engine's replicas post
+//! theirs at the sweep meeting and each weighs everyone's
+//! (`calls::Agreed`), so that legs whose media went to different workers
+//! are linked in every replica alike, as one table links them.
+
+use std::collections::HashMap;
+
+use voxtap_proto::rtp::RtpPacket;
+
+use super::{
+    Groups, LinkMethod, OpenCalls, RecentStream, SeenPayload, distinctive_payload_hash, relay_hop,
+};
+use crate::calls::call::{PacketRef, RecentPacket, RtpSeen, StreamKey};
+use crate::calls::table::CallConfig;
+
+/// One of a stream's first packets, as leg linking weighs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MediaEvidence {
+    /// The call, by its number in the table that saw the packet.
+    pub call_no: u64,
+    pub key: StreamKey,
+    pub ts_ns: u64,
+    pub pref: PacketRef,
+    pub seq: u16,
+    pub rtp_ts: u32,
+    /// [`super::payload_hash`] of its payload.
+    pub hash: u64,
+    pub payload_len: u32,
+    /// The stream's first packet.
+    pub is_new: bool,
+    /// Its payload is worth matching ([`distinctive_payload_hash`]).
+    pub distinctive: bool,
+}
+
+impl MediaEvidence {
+    pub(in crate::calls) fn new(
+        call_no: u64,
+        seen: &RtpSeen,
+        ts_ns: u64,
+        pref: PacketRef,
+        p: &RtpPacket<'_>,
+    ) -> Self {
+        MediaEvidence {
+            call_no,
+            key: seen.key,
+            ts_ns,
+            pref,
+            seq: p.sequence(),
+            rtp_ts: p.timestamp(),
+            hash: seen.hash,
+            payload_len: p.payload().len() as u32,
+            is_new: seen.is_new,
+            distinctive: distinctive_payload_hash(p.payload()).is_some(),
+        }
+    }
+
+    /// Where it falls in capture order (the order it is weighed in).
+    pub fn at(&self) -> (u64, PacketRef) {
+        (self.ts_ns, self.pref)
+    }
+}
+
+/// The evidence of one call a replica posts at a sweep meeting, the call
+/// named by Call-ID (call numbers differ between replicas; one name a call,
+/// not one a packet).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostedEvidence {
+    pub call_id: Box<[u8]>,
+    pub items: Vec<MediaEvidence>,
+}
+
+/// Evidence noted here, grouped by call for posting (in the order noted
+/// within each call); evidence of a call no longer open is dropped.
+pub(in crate::calls) fn by_call(
+    noted: Vec<MediaEvidence>,
+    call_id: impl Fn(u64) -> Option<Box<[u8]>>,
+) -> Vec<PostedEvidence> {
+    let mut at: HashMap<u64, usize> = HashMap::new();
+    let mut out: Vec<PostedEvidence> = Vec::new();
+    for e in noted {
+        let i = match at.get(&e.call_no) {
+            Some(&i) => i,
+            None => {
+                let Some(call_id) = call_id(e.call_no) else {
+                    continue;
+                };
+                at.insert(e.call_no, out.len());
+                out.push(PostedEvidence {
+                    call_id,
+                    items: Vec::new(),
+                });
+                out.len() - 1
+            }
+        };
+        out[i].items.push(e);
+    }
+    out
+}
+
+/// A stream's first packets, as evidence gave them (what a relay forwarded
+/// is compared with them).
+#[derive(Clone, Debug)]
+pub(super) struct EarlyStream {
+    key: StreamKey,
+    start_ns: u64,
+    packets: Vec<(u16, RecentPacket)>,
+}
+
+/// Streams whose first packets are kept at most (a flood of new streams
+/// must not grow it; past it, it starts over).
+const MAX_EARLY_STREAMS: usize = 100_000;
+
+/// Early streams by (call, SSRC).
+pub(super) type EarlyStreams = HashMap<(u64, u32), Vec<EarlyStream>>;
+
+impl Groups {
+    /// Note one of a stream's first packets, weighed at the next sweep.
+    pub fn note_media(&mut self, e: MediaEvidence) {
+        self.noted.push(e);
+    }
+
+    /// The evidence noted since the last sweep (a replica posts it).
+    pub fn take_noted(&mut self) -> Vec<MediaEvidence> {
+        std::mem::take(&mut self.noted)
+    }
+
+    /// Weigh the evidence noted here (one table, at its sweep).
+    pub fn weigh_noted(&mut self, open: &mut OpenCalls, cfg: &CallConfig) {
+        // Not kept for the next sweep: a burst of new streams must not
+        // leave its capacity behind for good.
+        let mut noted = std::mem::take(&mut self.noted);
+        noted.sort_by_key(MediaEvidence::at);
+        self.weigh(open, cfg, &noted);
+    }
+
+    /// Weigh evidence in capture order: the same stream seen on another
+    /// leg, forwarded by a relay with the same SSRC, or (a relay that
+    /// rewrites the SSRC) with identical payloads at constant sequence and
+    /// timestamp offsets. Either way the topology must be a relay's
+    /// ([`relay_hop`]).
+    pub fn weigh(&mut self, open: &mut OpenCalls, cfg: &CallConfig, evidence: &[MediaEvidence]) {
+        for e in evidence {
+            if e.is_new {
+                self.link_same_ssrc(open, cfg, e);
+            }
+            self.keep_early(e);
+            if e.distinctive {
+                self.link_same_payload(open, cfg, e);
+            }
+        }
+    }
+
+    fn keep_early(&mut self, e: &MediaEvidence) {
+        if self.early_count >= MAX_EARLY_STREAMS {
+            self.early.clear();
+            self.early_count = 0;
+        }
+        let r = RecentPacket::new(e.ts_ns, e.rtp_ts, e.hash);
+        let streams = self.early.entry((e.call_no, e.key.ssrc)).or_default();
+        match streams.iter_mut().find(|s| s.key == e.key) {
+            Some(s) => s.packets.push((e.seq, r)),
+            None => {
+                self.early_count += 1;
+                streams.push(EarlyStream {
+                    key: e.key,
+                    start_ns: e.ts_ns,
+                    packets: vec![(e.seq, r)],
+                });
+            }
+        }
+    }
+
+    /// Early streams that started longer than the media window ago can no
+    /// longer be matched.
+    pub(super) fn expire_early(&mut self, now_ns: u64, window_ns: u64) {
+        let mut dropped = 0;
+        self.early.retain(|_, v| {
+            let before = v.len();
+            v.retain(|s| s.start_ns + window_ns >= now_ns);
+            dropped += before - v.len();
+            !v.is_empty()
+        });
+        self.early_count -= dropped;
+        // What a burst of new streams grew is given back once they age out.
+        if self.early.capacity() > 2 * self.early.len() + 64 {
+            self.early.shrink_to_fit();
+        }
+    }
+
+    /// A new stream whose first packet (SSRC, sequence number, timestamp and
+    /// payload) another leg's stream carried among its first packets a
+    /// moment before: the closest in time of those a relay could have
+    /// forwarded.
+    fn link_same_ssrc(&mut self, open: &mut OpenCalls, cfg: &CallConfig, e: &MediaEvidence) {
+        let (ssrc, seq, ts_ns) = (e.key.ssrc, e.seq, e.ts_ns);
+        let window = cfg.legs.media_window_ns;
+        let others: Vec<u64> = self
+            .index
+            .streams_by_ssrc
+            .get(&ssrc)
+            .map(|v| {
+                v.iter()
+                    .filter(|r| r.call_no != e.call_no && ts_ns.saturating_sub(r.ts_ns) <= window)
+                    .map(|r| r.call_no)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut best: Option<(u64, u64, String)> = None;
+        for other in others {
+            if !open.contains_key(&other) {
+                continue;
+            }
+            for s in self.early.get(&(other, ssrc)).into_iter().flatten() {
+                let Some(r) = s.packets.iter().rev().find(|p| p.0 == seq).map(|p| p.1) else {
+                    continue;
+                };
+                let delay = ts_ns.saturating_sub(r.ns);
+                if r.rtp_ts != e.rtp_ts
+                    || !r.same_payload(e.hash)
+                    || r.ns > ts_ns
+                    || delay > cfg.payload_match_window_ns
+                    || best.as_ref().is_some_and(|b| b.1 <= delay)
+                {
+                    continue;
+                }
+                if let Some(why) = relay_hop(&s.key, &e.key, &cfg.legs) {
+                    let detail = format!(
+                        "SSRC 0x{ssrc:08X}: sequence {seq}, timestamp {} and a {}-byte payload identical to the other leg's {:.1} ms earlier ({} -> {}); {why}",
+                        e.rtp_ts,
+                        e.payload_len,
+                        delay as f64 / 1e6,
+                        s.key.src,
+                        s.key.dst,
+                    );
+                    best = Some((other, delay, detail));
+                }
+            }
+        }
+        if let Some((other, _, detail)) = best {
+            self.link(open, e.call_no, other, LinkMethod::MediaSsrc, detail);
+        }
+        self.index
+            .streams_by_ssrc
+            .entry(ssrc)
+            .or_default()
+            .push(RecentStream {
+                call_no: e.call_no,
+                ts_ns,
+                ssrc,
+                seq,
+            });
+    }
+
+    /// An early packet whose distinctive payload another leg's stream
+    /// carried a moment before, through a relay's topology: after
+    /// [`super::PAYLOAD_RUN`] such packets at the same sequence and timestamp
+    /// offsets, the legs are linked.
+    fn link_same_payload(&mut self, open: &mut OpenCalls, cfg: &CallConfig, e: &MediaEvidence) {
+        let window = cfg.legs.media_window_ns;
+        // An entry older than the media window counts as gone (the sweep
+        // may not have removed it yet).
+        let first = match self.index.payloads.get(&e.hash).copied() {
+            Some(f) if f.ns + window >= e.ts_ns => f,
+            _ => {
+                self.index.payloads.insert(
+                    e.hash,
+                    SeenPayload {
+                        call_no: e.call_no,
+                        key: e.key,
+                        seq: e.seq,
+                        rtp_ts: e.rtp_ts,
+                        ns: e.ts_ns,
+                    },
+                );
+                return;
+            }
+        };
+        let delay = e.ts_ns.saturating_sub(first.ns);
+        if first.call_no == e.call_no
+            || delay > cfg.payload_match_window_ns
+            || relay_hop(&first.key, &e.key, &cfg.legs).is_none()
+        {
+            return;
+        }
+        let offsets = (
+            e.seq.wrapping_sub(first.seq),
+            e.rtp_ts.wrapping_sub(first.rtp_ts),
+        );
+        let Some(run) = self
+            .index
+            .note_run((e.key, first.key), offsets, delay, e.ts_ns, window)
+        else {
+            return;
+        };
+        let why = relay_hop(&first.key, &e.key, &cfg.legs).unwrap_or_default();
+        let detail = format!(
+            "{} identical {}-byte RTP payloads {:.1} ms after the other leg's ({} -> {}, SSRC 0x{:08X}), sequence offset {}, timestamp offset {} (SSRC here 0x{:08X}); {why}",
+            run.matches,
+            e.payload_len,
+            run.delay_ns as f64 / 1e6,
+            first.key.src,
+            first.key.dst,
+            first.key.ssrc,
+            run.seq_offset as i16,
+            run.ts_offset as i32,
+            e.key.ssrc,
+        );
+        self.link(
+            open,
+            e.call_no,
+            first.call_no,
+            LinkMethod::MediaPayload,
+            detail,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(call_no: u64, ts_ns: u64) -> MediaEvidence {
+        MediaEvidence {
+            call_no,
+            key: StreamKey {
+                src: "10.0.0.1:4000".parse().unwrap(),
+                dst: "10.0.0.2:5000".parse().unwrap(),
+                ssrc: 7,
+            },
+            ts_ns,
+            pref: PacketRef(ts_ns),
+            seq: 0,
+            rtp_ts: 0,
+            hash: 0,
+            payload_len: 160,
+            is_new: false,
+            distinctive: false,
+        }
+    }
+
+    /// Posted by call, each call named once, in the order noted; the
+    /// evidence of a call that is gone is not posted.
+    #[test]
+    fn evidence_is_posted_by_call() {
+        let noted = vec![ev(1, 10), ev(2, 11), ev(1, 12), ev(3, 13), ev(2, 14)];
+        let names = |no: u64| (no != 3).then(|| format!("c{no}").into_bytes().into());
+        let posted = by_call(noted, names);
+        let got: Vec<(&[u8], Vec<u64>)> = posted
+            .iter()
+            .map(|p| (&p.call_id[..], p.items.iter().map(|e| e.ts_ns).collect()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(&b"c1"[..], vec![10, 12]), (&b"c2"[..], vec![11, 14])]
+        );
+    }
+}
