@@ -250,7 +250,11 @@ fn table(pcap: &Path, secs: u32, runs: &[(usize, Run)]) -> String {
     }
     for (n, r) in runs.iter().filter(|(_, r)| !r.workers_ns.is_empty()) {
         let p = r.packets.max(1) as f64;
-        let each: Vec<String> = r.workers_ns.iter().map(|w| format!("{:.0}", w / p)).collect();
+        let each: Vec<String> = r
+            .workers_ns
+            .iter()
+            .map(|w| format!("{:.0}", w / p))
+            .collect();
         let _ = writeln!(t, "N={n}: workers' ns/packet {}", each.join(" "));
     }
     t
@@ -415,7 +419,12 @@ mod tests {
         let l = run(15_300_000, 50_000, 0.0);
         let t = |r: &Run| a * r.packets as f64 + b * r.calls as f64;
         let f = Fit::through((&s, t(&s)), (&l, t(&l)));
-        assert!((f.a - a).abs() < 1e-6 && (f.b - b).abs() < 1e-3, "{} {}", f.a, f.b);
+        assert!(
+            (f.a - a).abs() < 1e-6 && (f.b - b).abs() < 1e-3,
+            "{} {}",
+            f.a,
+            f.b
+        );
         let want = (a * 5.25e6 + b * 5.25e6 / 100.0 / 180.0) / 1e9;
         assert!((f.cores() - want).abs() < 1e-9);
     }
@@ -429,6 +438,9 @@ mod tests {
         assert_eq!((r.packets, r.calls, r.sweeps), (5_300_000, 50_000, 4));
         assert_eq!(r.workers_ns, vec![1000.0e6, 1100.0e6]);
         assert_eq!((r.reader_ns, r.read_alone_ns), (900.5e6, 400.0e6));
-        assert_eq!((r.output_ns, r.join_ns, r.capture_s), (80.0e6, 50.0e6, 2.041));
+        assert_eq!(
+            (r.output_ns, r.join_ns, r.capture_s),
+            (80.0e6, 50.0e6, 2.041)
+        );
     }
 }
