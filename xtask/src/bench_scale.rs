@@ -1,25 +1,38 @@
-//! `cargo xtask bench-scale [--calls N] [--seconds S] [--engine-workers 1,2,4,8]
-//! [--voxtap PATH]` (PATH: a voxtap binary already built, instead of building
-//! the release one):
-//! the parallel engine's scaling on a synthetic capture (`voxtap synth`,
-//! the one `bench` uses): `voxtap import --csv-only --workers 1
-//! --engine-workers N` for each N, and from the engine line it prints
-//! (thread CPU clocks: /proc/thread-self/schedstat) the CPU per packet of
-//! the reading thread (read, decode once, steer), of the output thread (CSV
-//! rows, call index), of the thread joining the replicas, and of each media
-//! worker. Per N: the busiest thread's capacity (packets/s it could take);
-//! the cores 5.25 M packets/s (a saturated 10 GbE of G.711) would need at
-//! this CPU per packet (all threads' CPU per packet × 5.25 M/s: a lower
-//! bound, reached only if no one thread is the limit); the share of a core
-//! the busiest single thread would need at 5.25 M/s (above 1.00 no number
-//! of cores reaches 5.25 M/s with this layout); the imbalance between
-//! workers (max/mean); sweep control messages per second of capture (a
-//! marker to each worker and a part back from each); and the CPU of all
-//! threads against N = 1. The reading thread's CPU includes reading the
-//! file, which a live sensor does not do (its frames come from the rings).
+//! `cargo xtask bench-scale [--calls N] [--seconds S1,S2]
+//! [--engine-workers 1,2,4,8] [--voxtap PATH]` (PATH: a voxtap binary
+//! already built, instead of building the release one): the parallel
+//! engine's scaling, and its cost projected to a saturated 10 GbE.
+//!
+//! For each call length S (default 1 and 3 s) it writes a synthetic
+//! capture of N concurrent calls (`voxtap synth`, the one `bench` uses:
+//! default 50,000 calls, about the 52,500 of a saturated 10 GbE, so the
+//! capture runs at about 5 M packets/s of capture time) and runs `voxtap
+//! import --csv-only --workers 1 --engine-workers W --engine-figures` on it
+//! for each W. From the engine line (thread CPU clocks,
+//! /proc/thread-self/schedstat) it prints, per run, the CPU per packet of
+//! the reading thread (read, decode once, steer, batch), of reading the
+//! file alone (the import reads it once more by itself: a live sensor does
+//! not read files, its frames come from the rings), of the output thread
+//! (CSV rows, call index), of the thread joining the replicas and of each
+//! media worker, with the busiest thread's capacity, the imbalance between
+//! workers and sweep control messages per second of capture.
+//!
+//! Short synthetic calls weigh the per-call work (SIP, call set-up and
+//! end, CSV rows) far more per packet than real ones, so from the two
+//! lengths it fits, per thread, **CPU = a x packets + b x calls** (exactly,
+//! from the two runs: the same calls and concurrency, a different number
+//! of packets per call) and projects the steady state of a saturated
+//! 10 GbE of G.711: 5.25 M packets/s with 52,500 concurrent calls of 180 s
+//! mean, so 292 calls starting and ending per second: a x 5.25e6 + b x 292
+//! CPU-ns per second for each thread. The model assumes a thread's cost
+//! per packet does not depend on the call's length nor its cost per call
+//! on the packets, at the concurrency measured (per-second work such as
+//! sweeps is charged to a: both runs have the same packets per second of
+//! capture time). The fitted figures are printed beside the two measured
+//! runs they come from.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -28,18 +41,26 @@ use crate::bench::{release_voxtap, synth_input};
 
 /// Packets per second of a saturated 10 GbE of G.711 (issue 18).
 const TEN_GBE_PPS: f64 = 5.25e6;
+/// Its calls starting (and ending) per second: 5.25 M/s over 100 packets
+/// per second per call (50 each way) is 52,500 concurrent calls, of 180 s
+/// mean length.
+const TEN_GBE_CALLS_PER_S: f64 = TEN_GBE_PPS / 100.0 / 180.0;
 
 struct Args {
     calls: u32,
-    seconds: u32,
+    seconds: Vec<u32>,
     workers: Vec<usize>,
-    voxtap: Option<std::path::PathBuf>,
+    voxtap: Option<PathBuf>,
+}
+
+fn list<T: std::str::FromStr>(v: &str) -> Result<Vec<T>, T::Err> {
+    v.split(',').map(|n| n.trim().parse()).collect()
 }
 
 fn parse(args: &[String]) -> Result<Args> {
     let mut a = Args {
-        calls: 5000,
-        seconds: 10,
+        calls: 50_000,
+        seconds: vec![1, 3],
         workers: vec![1, 2, 4, 8],
         voxtap: None,
     };
@@ -48,25 +69,25 @@ fn parse(args: &[String]) -> Result<Args> {
         let v = it.next().context("option needs a value")?;
         match o.as_str() {
             "--calls" => a.calls = v.parse()?,
-            "--seconds" => a.seconds = v.parse()?,
-            "--engine-workers" => {
-                a.workers = v
-                    .split(',')
-                    .map(|n| n.trim().parse())
-                    .collect::<Result<_, _>>()?
-            }
+            "--seconds" => a.seconds = list(v)?,
+            "--engine-workers" => a.workers = list(v)?,
             "--voxtap" => a.voxtap = Some(v.into()),
             _ => bail!("unknown option {o}"),
         }
     }
+    if a.seconds.is_empty() || a.workers.is_empty() {
+        bail!("--seconds and --engine-workers need at least one value");
+    }
     Ok(a)
 }
 
-/// What one run's output says.
-#[derive(Default)]
+/// What one run's output says (CPU times in ns).
+#[derive(Clone, Default)]
 struct Run {
     packets: u64,
+    calls: u64,
     reader_ns: f64,
+    read_alone_ns: f64,
     output_ns: f64,
     join_ns: f64,
     workers_ns: Vec<f64>,
@@ -74,36 +95,43 @@ struct Run {
     sweeps: u64,
 }
 
+impl Run {
+    fn total(&self) -> f64 {
+        self.reader_ns + self.output_ns + self.join_ns + self.workers_ns.iter().sum::<f64>()
+    }
+}
+
 fn number(s: &str, before: &str) -> Option<f64> {
     let i = s.find(before)?;
     s[..i].split_whitespace().last()?.parse().ok()
 }
 
+fn line<'a>(out: &'a str, start: &str) -> Result<&'a str> {
+    out.lines()
+        .find(|l| l.starts_with(start))
+        .with_context(|| format!("no line starting {start:?}"))
+}
+
 fn parse_output(out: &str) -> Result<Run> {
-    let summary = out
-        .lines()
-        .find(|l| l.starts_with("imported"))
-        .context("no summary line")?;
-    let engine = out
-        .lines()
-        .find(|l| l.starts_with("engine:"))
-        .context("no engine line")?;
+    let summary = line(out, "imported")?;
     let mut r = Run {
         packets: number(summary, " packets").context("packets")? as u64,
+        calls: number(summary, " calls").context("calls")? as u64,
+        read_alone_ns: number(line(out, "reading alone")?, " ms CPU").context("reading")? * 1e6,
         ..Default::default()
     };
-    for part in engine.split("; ") {
+    for part in line(out, "engine:")?.split("; ") {
+        let ms = || number(part, " ms CPU").map(|v| v * 1e6);
         if part.starts_with("reader thread") {
-            r.reader_ns = number(part, " ms CPU").context("reader CPU")? * 1e6;
+            r.reader_ns = ms().context("reader CPU")?;
         } else if part.starts_with("output thread") {
-            r.output_ns = number(part, " ms CPU").context("output CPU")? * 1e6;
+            r.output_ns = ms().context("output CPU")?;
         } else if part.starts_with("join thread") {
-            r.join_ns = number(part, " ms CPU").context("join CPU")? * 1e6;
+            r.join_ns = ms().context("join CPU")?;
         } else if part.starts_with("capture") {
             r.capture_s = number(part, " s").context("capture")?;
         } else if part.starts_with("worker ") {
-            r.workers_ns
-                .push(number(part, " ms CPU").context("worker CPU")? * 1e6);
+            r.workers_ns.push(ms().context("worker CPU")?);
         } else if part.starts_with("steered") {
             r.sweeps = part
                 .split_whitespace()
@@ -120,7 +148,7 @@ pub fn bench_scale(root: &Path, args: &[String]) -> Result<()> {
     let (voxtap, dir) = match &a.voxtap {
         Some(v) => {
             let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map(std::path::PathBuf::from)
+                .map(PathBuf::from)
                 .unwrap_or_else(|| root.join("target"));
             let dir = target.join("bench");
             std::fs::create_dir_all(&dir)?;
@@ -128,48 +156,67 @@ pub fn bench_scale(root: &Path, args: &[String]) -> Result<()> {
         }
         None => release_voxtap(root)?,
     };
-    let pcap = synth_input(&voxtap, &dir, a.calls, a.seconds)?;
-    let out = dir.join("scale-out");
+    // runs[length][workers]
     let mut runs = Vec::new();
-    for &n in &a.workers {
-        let _ = std::fs::remove_dir_all(&out);
-        let o = Command::new(&voxtap)
-            .args(["import", "--quiet", "--csv-only", "--workers", "1"])
-            .args(["--engine-figures", "--engine-workers", &n.to_string()])
-            .arg("--out")
-            .arg(&out)
-            .arg(&pcap)
-            .output()
-            .context("running voxtap import")?;
-        if !o.status.success() {
-            bail!("voxtap import: {}", String::from_utf8_lossy(&o.stderr));
+    for &secs in &a.seconds {
+        let pcap = synth_input(&voxtap, &dir, a.calls, secs)?;
+        let mut these = Vec::new();
+        for &n in &a.workers {
+            these.push((n, import(&voxtap, &dir, &pcap, n)?));
         }
-        runs.push((n, parse_output(&String::from_utf8_lossy(&o.stdout))?));
+        print!("{}", table(&pcap, secs, &these));
+        runs.push((secs, these));
     }
-    print!("{}", table(&a, &pcap, &runs));
+    match &runs[..] {
+        [short, long, ..] => print!("{}", fitted(short, long)),
+        _ => println!("(one call length: no fit; give --seconds S1,S2)"),
+    }
     Ok(())
 }
 
-fn table(a: &Args, pcap: &Path, runs: &[(usize, Run)]) -> String {
+fn import(voxtap: &Path, dir: &Path, pcap: &Path, n: usize) -> Result<Run> {
+    let out = dir.join("scale-out");
+    let _ = std::fs::remove_dir_all(&out);
+    let o = Command::new(voxtap)
+        .args(["import", "--quiet", "--csv-only", "--workers", "1"])
+        .args(["--engine-figures", "--engine-workers", &n.to_string()])
+        .arg("--out")
+        .arg(&out)
+        .arg(pcap)
+        .output()
+        .context("running voxtap import")?;
+    if !o.status.success() {
+        bail!("voxtap import: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    parse_output(&String::from_utf8_lossy(&o.stdout))
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// The measured runs on one capture.
+fn table(pcap: &Path, secs: u32, runs: &[(usize, Run)]) -> String {
     let mut t = String::new();
-    let total = |r: &Run| r.reader_ns + r.output_ns + r.join_ns + r.workers_ns.iter().sum::<f64>();
-    let base = runs.first().map_or(1.0, |(_, r)| total(r)).max(1.0);
+    let base = runs.first().map_or(1.0, |(_, r)| r.total()).max(1.0);
+    let first = runs.first().map(|(_, r)| r.clone()).unwrap_or_default();
     let _ = writeln!(
         t,
-        "input: {} ({} calls x {} s, {} packets); load average {}",
+        "\nmeasured: {} ({} calls x {secs} s, {} packets); load average {}",
         pcap.display(),
-        a.calls,
-        a.seconds,
-        runs.first().map_or(0, |(_, r)| r.packets),
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .trim()
+        first.calls,
+        first.packets,
+        load()
     );
     let _ = writeln!(
         t,
-        "{:>2} | {:>11} | {:>11} | {:>9} | {:>17} | {:>14} | {:>12} | {:>13} | {:>9} | {:>11} | {:>9}",
+        "{:>2} | {:>11} | {:>9} | {:>11} | {:>9} | {:>15} | {:>14} | {:>12} | {:>13} | {:>9} | {:>9} | {:>9}",
         "N",
         "reader ns/p",
+        "read ns/p",
         "output ns/p",
         "join ns/p",
         "worker ns/p max",
@@ -183,28 +230,22 @@ fn table(a: &Args, pcap: &Path, runs: &[(usize, Run)]) -> String {
     for (n, r) in runs {
         let p = r.packets.max(1) as f64;
         let wmax = r.workers_ns.iter().copied().fold(0.0, f64::max);
-        let wmean = r.workers_ns.iter().sum::<f64>() / r.workers_ns.len().max(1) as f64;
         let busiest = r.reader_ns.max(wmax).max(r.join_ns).max(r.output_ns);
-        let cores = TEN_GBE_PPS * total(r) / p / 1e9;
-        let busiest_core = TEN_GBE_PPS * busiest / p / 1e9;
         let control = (2 * r.sweeps * *n as u64) as f64 / r.capture_s.max(1e-9);
         let _ = writeln!(
             t,
-            "{n:>2} | {:>11.0} | {:>11.0} | {:>9.0} | {:>17.0} | {:>14.0} | {:>12.2} | {:>13.2} | {:>9} | {:>11.0} | {:>9.2}",
+            "{n:>2} | {:>11.0} | {:>9.0} | {:>11.0} | {:>9.0} | {:>15.0} | {:>14.0} | {:>12.2} | {:>13.2} | {:>9} | {:>9.0} | {:>9.2}",
             r.reader_ns / p,
+            r.read_alone_ns / p,
             r.output_ns / p,
             r.join_ns / p,
             wmax / p,
             p / (busiest.max(1.0) / 1e9),
-            cores,
-            busiest_core,
-            if r.workers_ns.is_empty() {
-                "-".to_string()
-            } else {
-                format!("{:.2}", wmax / wmean.max(1.0))
-            },
+            TEN_GBE_PPS * r.total() / p / 1e9,
+            TEN_GBE_PPS * busiest / p / 1e9,
+            imbalance(&r.workers_ns),
             control,
-            total(r) / base
+            r.total() / base
         );
     }
     for (n, r) in runs.iter().filter(|(_, r)| !r.workers_ns.is_empty()) {
@@ -217,4 +258,189 @@ fn table(a: &Args, pcap: &Path, runs: &[(usize, Run)]) -> String {
         let _ = writeln!(t, "N={n}: workers' ns/packet {}", each.join(" "));
     }
     t
+}
+
+fn imbalance(workers: &[f64]) -> String {
+    if workers.is_empty() {
+        return "-".into();
+    }
+    let max = workers.iter().copied().fold(0.0, f64::max);
+    let mean = workers.iter().sum::<f64>() / workers.len() as f64;
+    format!("{:.2}", max / mean.max(1.0))
+}
+
+/// CPU = a x packets + b x calls through two runs: (a in ns per packet,
+/// b in ns per call).
+#[derive(Clone, Copy, Default)]
+struct Fit {
+    a: f64,
+    b: f64,
+}
+
+impl Fit {
+    fn through(short: (&Run, f64), long: (&Run, f64)) -> Fit {
+        let (r1, t1) = short;
+        let (r2, t2) = long;
+        let (p1, c1, p2, c2) = (
+            r1.packets as f64,
+            r1.calls.max(1) as f64,
+            r2.packets as f64,
+            r2.calls.max(1) as f64,
+        );
+        let det = p1 * c2 - p2 * c1;
+        if det.abs() < 1.0 {
+            return Fit::default();
+        }
+        Fit {
+            a: (t1 * c2 - t2 * c1) / det,
+            b: (p1 * t2 - p2 * t1) / det,
+        }
+    }
+
+    /// Share of a core at the 10 GbE steady state.
+    fn cores(&self) -> f64 {
+        (self.a * TEN_GBE_PPS + self.b * TEN_GBE_CALLS_PER_S) / 1e9
+    }
+
+    fn cell(&self) -> String {
+        format!("{:.0} + {:.1}", self.a, self.b / 1e3)
+    }
+}
+
+/// Per thread kind of one N: the fits, workers one by one.
+struct Fits {
+    reader: Fit,
+    read: Fit,
+    output: Fit,
+    join: Fit,
+    workers: Vec<Fit>,
+}
+
+impl Fits {
+    fn new(s: &Run, l: &Run) -> Fits {
+        let f = |g: fn(&Run) -> f64| Fit::through((s, g(s)), (l, g(l)));
+        let workers = (0..s.workers_ns.len().min(l.workers_ns.len()))
+            .map(|i| Fit::through((s, s.workers_ns[i]), (l, l.workers_ns[i])))
+            .collect();
+        Fits {
+            reader: f(|r| r.reader_ns),
+            read: f(|r| r.read_alone_ns),
+            output: f(|r| r.output_ns),
+            join: f(|r| r.join_ns),
+            workers,
+        }
+    }
+
+    fn busiest_worker(&self) -> Fit {
+        self.workers
+            .iter()
+            .copied()
+            .max_by(|x, y| x.cores().total_cmp(&y.cores()))
+            .unwrap_or_default()
+    }
+
+    fn total_cores(&self) -> f64 {
+        let w: f64 = self.workers.iter().map(Fit::cores).sum();
+        self.reader.cores() + self.output.cores() + self.join.cores() + w
+    }
+
+    fn busiest_core(&self) -> f64 {
+        [self.reader, self.output, self.join, self.busiest_worker()]
+            .iter()
+            .map(Fit::cores)
+            .fold(0.0, f64::max)
+    }
+}
+
+/// The fit of every N from its runs on the short and the long capture.
+fn fitted(short: &(u32, Vec<(usize, Run)>), long: &(u32, Vec<(usize, Run)>)) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "\nfitted per thread: CPU = a x packets + b x calls through the {} s and {} s runs above \
+         (cells: a ns/packet + b us/call); projected to a saturated 10 GbE in steady state: \
+         5.25 M packets/s, 52,500 concurrent calls of 180 s mean, {TEN_GBE_CALLS_PER_S:.0} calls/s: \
+         a x 5.25e6 + b x {TEN_GBE_CALLS_PER_S:.0} per second. Assumes the cost per packet does not \
+         depend on call length nor the cost per call on the packets, at these runs' concurrency.",
+        short.0, long.0
+    );
+    let _ = writeln!(
+        t,
+        "{:>2} | {:>15} | {:>13} | {:>15} | {:>15} | {:>15} | {:>13} | {:>14} | {:>10}",
+        "N",
+        "reader",
+        "read alone",
+        "output",
+        "join",
+        "busiest worker",
+        "cores @10GbE",
+        "busiest core",
+        "CPU vs N=1"
+    );
+    let mut base = None;
+    for ((n, s), (_, l)) in short.1.iter().zip(&long.1) {
+        let f = Fits::new(s, l);
+        let base = *base.get_or_insert(f.total_cores().max(1e-9));
+        let cell = |f: &Fit, used: bool| if used { f.cell() } else { "-".into() };
+        let _ = writeln!(
+            t,
+            "{n:>2} | {:>15} | {:>13} | {:>15} | {:>15} | {:>15} | {:>13.2} | {:>14.2} | {:>10.2}",
+            f.reader.cell(),
+            f.read.cell(),
+            f.output.cell(),
+            cell(&f.join, *n > 1),
+            cell(&f.busiest_worker(), !f.workers.is_empty()),
+            f.total_cores(),
+            f.busiest_core(),
+            f.total_cores() / base
+        );
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(packets: u64, calls: u64, reader_ns: f64) -> Run {
+        Run {
+            packets,
+            calls,
+            reader_ns,
+            ..Default::default()
+        }
+    }
+
+    /// The fit finds a and b back from two runs made of them.
+    #[test]
+    fn the_fit_recovers_its_terms() {
+        let (a, b) = (120.0, 35_000.0);
+        let s = run(5_300_000, 50_000, 0.0);
+        let l = run(15_300_000, 50_000, 0.0);
+        let t = |r: &Run| a * r.packets as f64 + b * r.calls as f64;
+        let f = Fit::through((&s, t(&s)), (&l, t(&l)));
+        assert!(
+            (f.a - a).abs() < 1e-6 && (f.b - b).abs() < 1e-3,
+            "{} {}",
+            f.a,
+            f.b
+        );
+        let want = (a * 5.25e6 + b * 5.25e6 / 100.0 / 180.0) / 1e9;
+        assert!((f.cores() - want).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_import_output_is_read() {
+        let out = "imported 1 file(s): 5300000 packets (0 malformed, skipped), 300000 SIP messages, 50000 calls (50000 answered, 0 failed/other), 100000 RTP streams, in 1.00 s (1 packets/s)\n\
+                   engine: 2 worker(s); reader thread 900.5 ms CPU; output thread 80.0 ms CPU; capture 2.041 s; worker 0: 10 frames 1000.0 ms CPU; worker 1: 10 frames 1100.0 ms CPU; join thread 50.0 ms CPU; steered 1 broadcast 2 batches 3 sweeps 4\n\
+                   reading alone: 400.0 ms CPU\n";
+        let r = parse_output(out).unwrap();
+        assert_eq!((r.packets, r.calls, r.sweeps), (5_300_000, 50_000, 4));
+        assert_eq!(r.workers_ns, vec![1000.0e6, 1100.0e6]);
+        assert_eq!((r.reader_ns, r.read_alone_ns), (900.5e6, 400.0e6));
+        assert_eq!(
+            (r.output_ns, r.join_ns, r.capture_s),
+            (80.0e6, 50.0e6, 2.041)
+        );
+    }
 }

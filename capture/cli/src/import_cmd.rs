@@ -36,7 +36,8 @@ pub struct ImportArgs {
           value_parser = clap::value_parser!(u16).range(1..=64))]
     engine_workers: u16,
     /// Print the engine's CPU time per thread (also printed with
-    /// --engine-workers above 1).
+    /// --engine-workers above 1), and read the files once more alone to
+    /// print what reading costs.
     #[arg(long)]
     engine_figures: bool,
     /// No progress bar.
@@ -90,6 +91,12 @@ pub fn run(a: ImportArgs) -> Result<ExitCode> {
     println!("{}", report.summary_line());
     if a.engine_workers > 1 || a.engine_figures {
         println!("{}", report.engine.summary_line());
+    }
+    if a.engine_figures {
+        // Read once more, alone: how much of the reading thread's CPU is
+        // reading the file (a live sensor's frames come from its rings).
+        let ns = voxtap_engine::import::reading_cpu_ns(&opts.files)?;
+        println!("reading alone: {:.1} ms CPU", ns as f64 / 1e6);
     }
     for line in report.transport_lines() {
         println!("{line}");

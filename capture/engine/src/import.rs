@@ -379,6 +379,23 @@ pub fn run_import_engine(
     Ok(report)
 }
 
+/// The CPU time (ns, this thread's clock) of reading `files` alone as an
+/// import reads them (the same reader, every record, nothing done with
+/// it): what the reading thread's CPU includes besides dispatching, for
+/// `voxtap import --engine-figures` (bench-scale). Damage ends a file, as
+/// it ends an import.
+pub fn reading_cpu_ns(files: &[PathBuf]) -> Result<u64, ImportError> {
+    let started = crate::parallel::thread_cpu_ns();
+    let mut bytes = 0u64;
+    for mut s in open_sources(files)? {
+        while let Ok(Some(rec)) = s.reader.next_packet() {
+            bytes += rec.data.len() as u64;
+        }
+    }
+    std::hint::black_box(bytes);
+    Ok(crate::parallel::thread_cpu_ns().saturating_sub(started))
+}
+
 fn open_sources(files: &[PathBuf]) -> Result<Vec<Source>, ImportError> {
     let mut sources = Vec::with_capacity(files.len());
     for path in files {

@@ -91,23 +91,19 @@ impl Joiner {
     }
 
     /// One sweep's parts: each call's replicas merged into the first, in
-    /// the order worker 0 (then the next) ended them.
+    /// the order worker 0 (then the next) ended them; all of a call's
+    /// replicas at once (`Call::merge_replicas`).
     fn merge(&mut self, parts: Vec<Vec<Call>>) -> Vec<Call> {
         let mut order = Vec::new();
-        let mut by_key: HashMap<Key, Call> = HashMap::new();
+        let mut by_key: HashMap<Key, (Call, Vec<Call>)> = HashMap::new();
         for (w, calls) in parts.into_iter().enumerate() {
             for (i, c) in calls.into_iter().enumerate() {
                 let k = key(&c, w, i);
                 match by_key.get_mut(&k) {
-                    Some(first) => {
-                        if let Err(e) = first.merge_replica(c) {
-                            self.merge_errors += 1;
-                            tracing::warn!(error = %e, call_id = %first.call_id(), "joining a call's replicas");
-                        }
-                    }
+                    Some((_, others)) => others.push(c),
                     None => {
                         order.push(k.clone());
-                        by_key.insert(k, c);
+                        by_key.insert(k, (c, Vec::new()));
                     }
                 }
             }
@@ -115,6 +111,25 @@ impl Joiner {
         order
             .into_iter()
             .filter_map(|k| by_key.remove(&k))
+            .map(|(first, others)| self.merge_one(first, others))
             .collect()
+    }
+
+    /// A call's replicas into the first; when their packet references
+    /// cannot be read back together, one by one as far as each can.
+    fn merge_one(&mut self, mut first: Call, others: Vec<Call>) -> Call {
+        if others.is_empty() {
+            return first;
+        }
+        let Err(others) = first.merge_replicas(others) else {
+            return first;
+        };
+        for c in others {
+            if let Err(e) = first.merge_replica(c) {
+                self.merge_errors += 1;
+                tracing::warn!(error = %e, call_id = %first.call_id(), "joining a call's replicas");
+            }
+        }
+        first
     }
 }

@@ -15,12 +15,46 @@ impl Call {
     /// RTP/RTCP counts are summed; packet references are unioned (SIP
     /// packets are in every copy, media packets in one); times take the
     /// latest.
-    pub(crate) fn merge_replica(&mut self, mut other: Call) -> std::io::Result<()> {
+    pub(crate) fn merge_replica(&mut self, other: Call) -> std::io::Result<()> {
         let mine = self.packets.all()?.into_owned();
         let theirs = other.packets.all()?.into_owned();
         let mut log = PacketLog::default();
         log.extend(&union_refs(mine, theirs));
         self.packets = log;
+        self.merge_fields(other);
+        Ok(())
+    }
+
+    /// [`Self::merge_replica`] of every other replica at once: each copy's
+    /// packet references are read and the union written once (merging one
+    /// by one re-read and re-wrote the growing union at each, N - 1 times).
+    /// On an error nothing is merged and `others` are given back.
+    pub(crate) fn merge_replicas(&mut self, others: Vec<Call>) -> Result<(), Vec<Call>> {
+        let Ok(union) = self.union_of(&others) else {
+            return Err(others);
+        };
+        let mut log = PacketLog::default();
+        log.extend(&union);
+        self.packets = log;
+        for other in others {
+            self.merge_fields(other);
+        }
+        Ok(())
+    }
+
+    fn union_of(&self, others: &[Call]) -> std::io::Result<Vec<(u64, PacketRef)>> {
+        let mut union = self.packets.all()?.into_owned();
+        union.sort_unstable();
+        for other in others {
+            let mut theirs = other.packets.all()?.into_owned();
+            theirs.sort_unstable();
+            union = union_sorted(&union, &theirs);
+        }
+        Ok(union)
+    }
+
+    /// Everything but the packet references.
+    fn merge_fields(&mut self, mut other: Call) {
         self.rtp_packets += other.rtp_packets;
         self.rtcp_packets += other.rtcp_packets;
         self.last_ns = self.last_ns.max(other.last_ns);
@@ -40,7 +74,6 @@ impl Call {
         if let Some(theirs) = other.rare.take() {
             self.merge_rare(*theirs);
         }
-        Ok(())
     }
 
     /// Streams in the order a single table creates them: by first packet.
@@ -84,7 +117,12 @@ impl Call {
 fn union_refs(mut a: Vec<(u64, PacketRef)>, mut b: Vec<(u64, PacketRef)>) -> Vec<(u64, PacketRef)> {
     a.sort_unstable();
     b.sort_unstable();
-    let mut out = Vec::with_capacity(a.len().max(b.len()));
+    union_sorted(&a, &b)
+}
+
+/// [`union_refs`] of two sorted lists.
+fn union_sorted(a: &[(u64, PacketRef)], b: &[(u64, PacketRef)]) -> Vec<(u64, PacketRef)> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
     let (mut i, mut j) = (0, 0);
     while i < a.len() && j < b.len() {
         match a[i].cmp(&b[j]) {
