@@ -543,6 +543,17 @@ impl StreamStats {
 mod tests {
     use super::*;
 
+    /// A seeded xorshift64 generator: `next(n)` draws from 0..n, the same
+    /// sequence on every run.
+    fn xorshift(mut rng: u64) -> impl FnMut(u64) -> u64 {
+        move |n| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        }
+    }
+
     const MS: u64 = 1_000_000;
 
     /// Feeds (arrival ms, seq, ts) triples as PCMA without marker.
@@ -643,13 +654,7 @@ mod tests {
     #[test]
     fn stats_duplicates_and_late_match_a_set_model() {
         use std::collections::HashSet;
-        let mut rng = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move |n: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % n
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1du64);
         for round in 0..200 {
             let first = 60_000 + i64::try_from(next(10_000)).unwrap();
             // Extended numbers in sending order, then disturbed.
@@ -768,13 +773,7 @@ mod tests {
     /// the 16-bit wrap, jumps past the window and past 2^15.
     #[test]
     fn lossy_streams_match_a_set_model_inline_and_after_the_fallback() {
-        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move |n: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % n
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15u64);
         let (mut fallbacks, mut sparse_rounds) = (0, 0);
         for round in 0..600 {
             let kind = round % 6;

@@ -570,30 +570,27 @@ fn races_give_the_same_outputs_with_2_4_and_8_engine_workers() {
             .count();
         assert_eq!(linked, 15, "relayed calls' B legs linked by {method}");
     }
-    let nat = |r: &&std::collections::HashMap<String, String>| {
-        r["call_id"]
-            .strip_prefix("race-")
-            .and_then(|r| r.trim_end_matches("@voxtap.test").parse::<u32>().ok())
-            .is_some_and(|i| (120..150).contains(&i))
+    // The race call's number (race-N@voxtap.test), which says its kind.
+    let kind_of = |range: std::ops::Range<u32>| {
+        move |r: &&std::collections::HashMap<String, String>| {
+            r["call_id"]
+                .strip_prefix("race-")
+                .and_then(|r| r.trim_end_matches("@voxtap.test").parse::<u32>().ok())
+                .is_some_and(|i| range.contains(&i))
+        }
     };
     let nat_latched = calls
         .iter()
-        .filter(nat)
+        .filter(kind_of(120..150))
         .filter(|r| r["latched"].contains("198.51."))
         .count();
     assert_eq!(
         nat_latched, 30,
         "the NAT calls latched their public address"
     );
-    let double_nat = |r: &&std::collections::HashMap<String, String>| {
-        r["call_id"]
-            .strip_prefix("race-")
-            .and_then(|r| r.trim_end_matches("@voxtap.test").parse::<u32>().ok())
-            .is_some_and(|i| (150..180).contains(&i))
-    };
     let both_latched = calls
         .iter()
-        .filter(double_nat)
+        .filter(kind_of(150..180))
         .filter(|r| r["latched"].contains("198.51.") && r["streams"] == "2")
         .count();
     assert_eq!(

@@ -827,8 +827,9 @@ impl CallTable {
         let Some((u, src_known)) = self.endpoints.find(src, dst) else {
             return self.on_unclaimed(ts_ns, src, dst, payload, refs);
         };
+        // The datagram's last frame names it in a posted latch or evidence.
+        let pref = refs.last().map_or(PacketRef::default(), |r| r.1);
         if !src_known {
-            let pref = refs.last().map_or(PacketRef::default(), |r| r.1);
             self.latch(u, src, dst, ts_ns, pref);
         }
         let Some(call) = self.calls.get_mut(&u.call) else {
@@ -860,7 +861,6 @@ impl CallTable {
         };
         let seen = call.on_rtp(src, dst, Some(u.media_idx()), ts_ns, &p);
         if seen.is_new || seen.early {
-            let pref = refs.last().map_or(PacketRef::default(), |r| r.1);
             let e = MediaEvidence::new(u.call, &seen, ts_ns, pref, &p);
             self.groups.note_media(e);
         }
