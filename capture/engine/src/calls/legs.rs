@@ -12,7 +12,6 @@ use voxtap_proto::sip::{Message, Method, StartLine, uri_user};
 use super::call::{Call, SipPacket, StreamKey};
 
 mod evidence;
-pub(super) use evidence::by_call as evidence_by_call;
 pub use evidence::{MediaEvidence, PostedEvidence};
 
 /// Why two legs were joined.

@@ -194,7 +194,7 @@ pub struct DueSet {
     /// NAT latches it made since the last sweep.
     pub latches: Vec<PostedLatch>,
     /// Leg-linking evidence of the streams it holds, since the last sweep.
-    pub evidence: Vec<PostedEvidence>,
+    pub evidence: PostedEvidence,
 }
 
 /// What every replica agreed to close at a sweep (see [`DueSet`]).
@@ -204,8 +204,8 @@ pub struct Agreed {
     pub media_only: std::collections::HashSet<(SocketAddr, SocketAddr)>,
     /// Every replica's latches, in capture order: each adopts them all.
     pub latches: Vec<PostedLatch>,
-    /// Every replica's leg-linking evidence: each weighs it all, in
-    /// capture order.
+    /// Every replica's leg-linking evidence (one post per replica): each
+    /// weighs it all, in capture order.
     pub evidence: Vec<PostedEvidence>,
 }
 
@@ -238,11 +238,7 @@ impl Agreed {
             .collect();
         agreed.latches.sort_by_key(PostedLatch::at);
         agreed.latches.dedup();
-        agreed.evidence = sets
-            .iter()
-            .flat_map(|s| s.evidence.iter())
-            .cloned()
-            .collect();
+        agreed.evidence = sets.iter().map(|s| s.evidence.clone()).collect();
         agreed
     }
 }
@@ -478,7 +474,7 @@ impl CallTable {
     pub fn post(&mut self, due: &mut DueSet) {
         due.latches = std::mem::take(&mut self.posted_latches);
         let calls = &self.calls;
-        due.evidence = legs::evidence_by_call(self.groups.take_noted(), |no| {
+        due.evidence = PostedEvidence::new(self.groups.take_noted(), |no| {
             calls.get(&no).map(|c| c.call_id_raw().into())
         });
     }
@@ -487,13 +483,14 @@ impl CallTable {
     /// weighed here, as one table made and weighed them.
     pub fn adopt(&mut self, agreed: &Agreed) {
         self.adopt_latches(&agreed.latches);
-        let mut evidence: Vec<MediaEvidence> = Vec::new();
+        let items = agreed.evidence.iter().map(|p| p.items.len()).sum();
+        let mut evidence: Vec<MediaEvidence> = Vec::with_capacity(items);
         for p in &agreed.evidence {
-            let Some(&no) = self.by_call_id.get(&p.call_id) else {
-                continue;
-            };
-            evidence.extend(p.items.iter().map(|e| MediaEvidence { call_no: no, ..*e }));
+            evidence.extend(p.resolved(|id| self.by_call_id.get(id).copied()));
         }
+        // Each replica's items are in capture order: the (stable, run
+        // finding) sort merges one run per replica instead of sorting
+        // every call's few items among all the others.
         evidence.sort_by_key(MediaEvidence::at);
         self.groups.weigh(&mut self.calls, &self.cfg, &evidence);
     }

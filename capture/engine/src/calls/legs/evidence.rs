@@ -63,41 +63,57 @@ impl MediaEvidence {
     }
 }
 
-/// The evidence of one call a replica posts at a sweep meeting, the call
-/// named by Call-ID (call numbers differ between replicas; one name a call,
-/// not one a packet).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The evidence a replica posts at a sweep meeting: its items in the order
+/// it noted them (capture order, so that the weighing replicas' sort only
+/// merges one run per replica), each naming its call by an index into
+/// `call_ids` (call numbers differ between replicas; one name a call, not
+/// one a packet).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PostedEvidence {
-    pub call_id: Box<[u8]>,
+    pub call_ids: Vec<Box<[u8]>>,
+    /// Their `call_no` is an index into `call_ids`.
     pub items: Vec<MediaEvidence>,
 }
 
-/// Evidence noted here, grouped by call for posting (in the order noted
-/// within each call); evidence of a call no longer open is dropped.
-pub(in crate::calls) fn by_call(
-    noted: Vec<MediaEvidence>,
-    call_id: impl Fn(u64) -> Option<Box<[u8]>>,
-) -> Vec<PostedEvidence> {
-    let mut at: HashMap<u64, usize> = HashMap::new();
-    let mut out: Vec<PostedEvidence> = Vec::new();
-    for e in noted {
-        let i = match at.get(&e.call_no) {
-            Some(&i) => i,
-            None => {
-                let Some(call_id) = call_id(e.call_no) else {
-                    continue;
-                };
-                at.insert(e.call_no, out.len());
-                out.push(PostedEvidence {
-                    call_id,
-                    items: Vec::new(),
-                });
-                out.len() - 1
-            }
+impl PostedEvidence {
+    /// Evidence noted here, for posting (in the order noted); evidence of
+    /// a call no longer open is dropped.
+    pub(in crate::calls) fn new(
+        noted: Vec<MediaEvidence>,
+        call_id: impl Fn(u64) -> Option<Box<[u8]>>,
+    ) -> Self {
+        let mut index: HashMap<u64, Option<u64>> = HashMap::new();
+        let mut out = PostedEvidence {
+            call_ids: Vec::new(),
+            items: Vec::with_capacity(noted.len()),
         };
-        out[i].items.push(e);
+        for mut e in noted {
+            let ids = &mut out.call_ids;
+            let at = *index.entry(e.call_no).or_insert_with(|| {
+                let id = call_id(e.call_no)?;
+                ids.push(id);
+                Some(ids.len() as u64 - 1)
+            });
+            if let Some(at) = at {
+                e.call_no = at;
+                out.items.push(e);
+            }
+        }
+        out
     }
-    out
+
+    /// Its items with each call named by `call_no`'s number for it here
+    /// (items of calls unknown here are left out).
+    pub(in crate::calls) fn resolved<'a>(
+        &'a self,
+        call_no: impl Fn(&[u8]) -> Option<u64>,
+    ) -> impl Iterator<Item = MediaEvidence> + 'a {
+        let nos: Vec<Option<u64>> = self.call_ids.iter().map(|id| call_no(id)).collect();
+        self.items.iter().filter_map(move |e| {
+            let no = (*nos.get(e.call_no as usize)?)?;
+            Some(MediaEvidence { call_no: no, ..*e })
+        })
+    }
 }
 
 /// A stream's first packets, as evidence gave them (what a relay forwarded
@@ -341,20 +357,22 @@ mod tests {
         }
     }
 
-    /// Posted by call, each call named once, in the order noted; the
-    /// evidence of a call that is gone is not posted.
+    /// Posted in the order noted, each call named once; the evidence of a
+    /// call that is gone is not posted; a replica reading it names each
+    /// call by its own number and leaves out the calls it does not know.
     #[test]
-    fn evidence_is_posted_by_call() {
+    fn evidence_is_posted_in_order_with_each_call_named_once() {
         let noted = vec![ev(1, 10), ev(2, 11), ev(1, 12), ev(3, 13), ev(2, 14)];
         let names = |no: u64| (no != 3).then(|| format!("c{no}").into_bytes().into());
-        let posted = by_call(noted, names);
-        let got: Vec<(&[u8], Vec<u64>)> = posted
-            .iter()
-            .map(|p| (&p.call_id[..], p.items.iter().map(|e| e.ts_ns).collect()))
+        let posted = PostedEvidence::new(noted, names);
+        assert_eq!(posted.call_ids, vec![b"c1"[..].into(), b"c2"[..].into()]);
+        let got: Vec<(u64, u64)> = posted.items.iter().map(|e| (e.call_no, e.ts_ns)).collect();
+        assert_eq!(got, vec![(0, 10), (1, 11), (0, 12), (1, 14)]);
+        let here = |id: &[u8]| (id == b"c2").then_some(42);
+        let got: Vec<(u64, u64)> = posted
+            .resolved(here)
+            .map(|e| (e.call_no, e.ts_ns))
             .collect();
-        assert_eq!(
-            got,
-            vec![(&b"c1"[..], vec![10, 12]), (&b"c2"[..], vec![11, 14])]
-        );
+        assert_eq!(got, vec![(42, 11), (42, 14)]);
     }
 }
