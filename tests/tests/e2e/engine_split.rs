@@ -553,6 +553,70 @@ fn relayed_call(c: &mut Capture, i: u32, nat: bool) {
     );
 }
 
+/// A call through two media relays in a row (three legs, the payloads
+/// forwarded 2 ms later at each hop, SSRC and sequence numbers rewritten),
+/// whose first leg ends after 400 ms of media and whose caller then starts
+/// a new call on the same Call-ID (a new initial INVITE) before the next
+/// sweep has weighed that leg's first packets: that evidence is of a call
+/// no longer open, so neither one table nor the replicas weigh it, and the
+/// second and third legs are linked by their payloads.
+fn chained_call(c: &mut Capture, i: u32) {
+    // Early in the capture, so that sweeps go on while its calls end (two
+    // calls of one Call-ID ending at one sweep name their folders in no
+    // defined order, one table's included).
+    let t0 = S + u64::from(i % 100) * 37_000_000;
+    let port = 20_000 + 2 * (i as u16 % 5000);
+    let host = |b: u8| (Ipv4Addr::new(10, b, (i >> 8) as u8, i as u8), port);
+    let hops = [
+        (host(10), host(11)),
+        (host(12), host(13)),
+        (host(14), host(15)),
+    ];
+    let cids = ["a", "b", "c"].map(|leg| format!("chain-{leg}-{i}@voxtap.test"));
+    let sig = |ep: Endpoint| (ep.0, 5060);
+    for (k, ((from, to), cid)) in hops.iter().zip(&cids).enumerate() {
+        let t = t0 + k as u64 * 5_000_000;
+        let invite = sip(
+            "INVITE sip:b@x SIP/2.0",
+            cid,
+            "1 INVITE",
+            false,
+            Some(*from),
+        );
+        c.add(t, sig(*from), sig(*to), invite);
+        let ok = sip("SIP/2.0 200 OK", cid, "1 INVITE", true, Some(*to));
+        c.add(t + 40_000_000, sig(*to), sig(*from), ok);
+    }
+    for n in 0..20u16 {
+        let t = t0 + 100_000_000 + u64::from(n) * 20_000_000;
+        for (k, (from, to)) in hops.iter().enumerate() {
+            let mut p = speech_rtp(i, n, u32::from(n) * 160, 0x7100_0000 | (k as u32) << 20 | i);
+            let seq = n.wrapping_add(1000 * k as u16);
+            p[2..4].copy_from_slice(&seq.to_be_bytes());
+            c.add(t + k as u64 * 2_000_000, *from, *to, p);
+        }
+    }
+    let (a_from, a_to) = (sig(hops[0].0), sig(hops[0].1));
+    let bye = |cseq| sip("BYE sip:b@x SIP/2.0", &cids[0], cseq, true, None);
+    c.add(t0 + 520_000_000, a_from, a_to, bye("2 BYE"));
+    let ok = |cseq| sip("SIP/2.0 200 OK", &cids[0], cseq, true, None);
+    c.add(t0 + 521_000_000, a_to, a_from, ok("2 BYE"));
+    // The same Call-ID again, a new initial INVITE: the first leg closes.
+    let again = sip("INVITE sip:b@x SIP/2.0", &cids[0], "3 INVITE", false, None);
+    c.add(t0 + 530_000_000, a_from, a_to, again);
+    c.add(t0 + 570_000_000, a_to, a_from, ok("3 INVITE"));
+    // It ends 1.5 s after the other legs, with which the old first leg
+    // closes (their logical call), so not at the same sweep.
+    c.add(t0 + 3_500_000_000, a_from, a_to, bye("4 BYE"));
+    c.add(t0 + 3_500_000_001, a_to, a_from, ok("4 BYE"));
+    for ((from, to), cid) in hops.iter().zip(&cids).skip(1) {
+        let bye = sip("BYE sip:b@x SIP/2.0", cid, "2 BYE", true, None);
+        c.add(t0 + 2 * S, sig(*from), sig(*to), bye);
+        let ok = sip("SIP/2.0 200 OK", cid, "2 BYE", true, None);
+        c.add(t0 + 2 * S + 1, sig(*to), sig(*from), ok);
+    }
+}
+
 /// Relayed calls whose two legs' streams go to different workers with `n`.
 fn cross_worker_relays(calls: std::ops::Range<u32>, n: usize) -> usize {
     let sock = |(ip, port): Endpoint| std::net::SocketAddr::from((ip, port));
@@ -616,6 +680,9 @@ fn races_give_the_same_outputs_with_2_4_and_8_engine_workers() {
     for i in 240..270 {
         relayed_call(&mut c, i, true);
     }
+    for i in 270..290 {
+        chained_call(&mut c, i);
+    }
     for n in [2, 4, 8] {
         let cross = cross_worker_double_nat(150..180, n);
         assert!(cross >= 5, "{n} workers: {cross} double-NAT calls cross");
@@ -650,8 +717,9 @@ fn races_give_the_same_outputs_with_2_4_and_8_engine_workers() {
     let calls = voxtap_e2e::read_csv(&one.join("calls.csv"));
     assert_eq!(
         calls.len(),
-        180 + 120,
-        "30 of each kind but the mid-call ones, two legs per relayed call"
+        180 + 120 + 20 * 4,
+        "30 of each kind but the mid-call ones, two legs per relayed call, \
+         three per chained call and the first leg's second call"
     );
     // The call's number (race-N@voxtap.test, relay-b-N@...), which says
     // its kind.
@@ -693,6 +761,20 @@ fn races_give_the_same_outputs_with_2_4_and_8_engine_workers() {
         both_latched, 30,
         "the double-NAT calls latched A's public address and kept B's return stream"
     );
+    // Where the sweep came between the first leg's first packet and its
+    // end, its evidence was weighed while it was open: the first leg is
+    // then linked too.
+    let chained = calls
+        .iter()
+        .filter(|r| r["call_id"].starts_with("chain-c-"))
+        .filter(|r| r["links"].starts_with("chain-") && r["links"].ends_with("media-payload"))
+        .count();
+    assert_eq!(chained, 20, "the third legs of the chained calls linked");
+    let reused = calls
+        .iter()
+        .filter(|r| r["call_id"].starts_with("chain-a-"))
+        .count();
+    assert_eq!(reused, 40, "each first leg's Call-ID started a second call");
     let with_stun = calls
         .iter()
         .filter(kind_of(150..180))
@@ -726,7 +808,7 @@ fn races_give_the_same_outputs_with_2_4_and_8_engine_workers() {
     let in_calls = streams.iter().filter(|r| !r["call_id"].is_empty()).count();
     assert_eq!(
         in_calls,
-        30 * 2 + 30 * 4 + 30 * 2 + 30 * 2 + 30 * 2 + 30 * 2 + 30 * 3 + 30 * 3,
+        30 * 2 + 30 * 4 + 30 * 2 + 30 * 2 + 30 * 2 + 30 * 2 + 30 * 3 + 30 * 3 + 20 * 3,
         "streams of calls"
     );
     a_failing_worker_fails_the_import(&pcap, tmp.path(), cfg);
