@@ -330,6 +330,28 @@ fn race_call(c: &mut Capture, i: u32, kind: u32) {
             ok(c, t0 + 1, "1 INVITE", Some(pb));
             c.rtp(t0 + 2, t0 + 3 * S, public_a, (b, pb), i);
             c.rtp(t0 + 10_000_002, t0 + 3 * S, public_b, public_a, !i);
+            // B's ICE/STUN check, neither RTP nor RTCP: the call's all the
+            // same (its capture), where one table takes it.
+            c.add(t0 + 300_000_000, public_b, public_a, stun());
+            c.add(
+                t0 + 3 * S,
+                sa,
+                sb,
+                sip("BYE sip:b@x SIP/2.0", &cid, "2 BYE", true, None),
+            );
+            ok(c, t0 + 3 * S + 1, "2 BYE", None);
+        }
+        // Double NAT again, and A turns to where B's media comes from (a
+        // symmetric-RTP endpoint): traffic *from* A's latched address to an
+        // address no SDP named, which hashes to yet another worker in most
+        // calls (`cross_worker_turn`).
+        6 => {
+            let (public_a, public_b) = double_nat(i);
+            invite(c, t0, "1 INVITE", pa);
+            ok(c, t0 + 1, "1 INVITE", Some(pb));
+            c.rtp(t0 + 2, t0 + 500_000_000, public_a, (b, pb), i);
+            c.rtp(t0 + 10_000_002, t0 + 3 * S, public_b, public_a, !i);
+            c.rtp(t0 + 500_000_000, t0 + 3 * S, public_a, public_b, i);
             c.add(
                 t0 + 3 * S,
                 sa,
@@ -349,6 +371,15 @@ fn race_call(c: &mut Capture, i: u32, kind: u32) {
         }
     }
 }
+
+/// A STUN binding request (RFC 5389), marked so a test can find it.
+fn stun() -> Vec<u8> {
+    let mut p = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+    p.extend_from_slice(STUN_ID);
+    p
+}
+
+const STUN_ID: &[u8; 12] = b"voxtap-stun!";
 
 /// Speech-like RTP (a payload leg linking finds distinctive) of relayed
 /// call `i`, packet `seq`.
@@ -379,13 +410,27 @@ fn relay_media(i: u32) -> (Endpoint, Endpoint, Endpoint, Endpoint) {
     )
 }
 
+/// Where relayed call `i`'s callee behind a NAT sends from, and where the
+/// relay sends to it from (not the address its SDP named).
+fn relay_nat(i: u32) -> (Endpoint, Endpoint) {
+    let port = 20_000 + 2 * (i as u16 % 5000);
+    (
+        (Ipv4Addr::new(100, 64, (i >> 8) as u8, i as u8), 42_000),
+        (Ipv4Addr::new(10, 7, 0, 2), port),
+    )
+}
+
 /// A call through a media relay (a B2BUA): two legs with their own
 /// Call-IDs, which only the media links: the relay forwards each packet
 /// 2 ms later, keeping the SSRC (`media-ssrc`, even `i`) or rewriting it
 /// and the sequence numbers (`media-payload`, odd `i`). The two legs'
 /// streams go to different hosts, so to different workers in most calls
-/// (`cross_worker_relays`).
-fn relayed_call(c: &mut Capture, i: u32) {
+/// (`cross_worker_relays`). With `nat` the callee is behind a NAT (its RTP
+/// comes from the NAT's address, latched by the callee leg) and the relay
+/// sends from another address than it announced, to that latched address:
+/// the forwarded stream is the call's only by the latch, made on another
+/// worker than the one it goes to in most calls (`cross_worker_relay_nat`).
+fn relayed_call(c: &mut Capture, i: u32, nat: bool) {
     let t0 = S + u64::from(i) * 37_000_000;
     let (caller, relay_a, relay_b, callee) = relay_media(i);
     let (sbc_a, sbc_b) = ((relay_a.0, 5060), (relay_b.0, 5060));
@@ -439,6 +484,19 @@ fn relayed_call(c: &mut Capture, i: u32) {
         Some(relay_a),
     );
     let rewrite = i % 2 == 1;
+    let (public_c, relay_src) = relay_nat(i);
+    let (fwd_src, fwd_dst) = if nat {
+        c.rtp(
+            t0 + 60_000_000,
+            t0 + 2_100_000_000,
+            public_c,
+            relay_b,
+            0x7000_0000 + i,
+        );
+        (relay_src, public_c)
+    } else {
+        (relay_b, callee)
+    };
     for n in 0..100u16 {
         let t = t0 + 100_000_000 + u64::from(n) * 20_000_000;
         let ts = u32::from(n) * 160;
@@ -450,7 +508,7 @@ fn relayed_call(c: &mut Capture, i: u32) {
         };
         let mut fwd = speech_rtp(i, n, ts, ssrc);
         fwd[2..4].copy_from_slice(&seq.to_be_bytes());
-        c.add(t + 2_000_000, relay_b, callee, fwd);
+        c.add(t + 2_000_000, fwd_src, fwd_dst, fwd);
     }
     let end = t0 + 2_200_000_000;
     leg(
@@ -495,6 +553,70 @@ fn relayed_call(c: &mut Capture, i: u32) {
     );
 }
 
+/// A call through two media relays in a row (three legs, the payloads
+/// forwarded 2 ms later at each hop, SSRC and sequence numbers rewritten),
+/// whose first leg ends after 400 ms of media and whose caller then starts
+/// a new call on the same Call-ID (a new initial INVITE) before the next
+/// sweep has weighed that leg's first packets: that evidence is of a call
+/// no longer open, so neither one table nor the replicas weigh it, and the
+/// second and third legs are linked by their payloads.
+fn chained_call(c: &mut Capture, i: u32) {
+    // Early in the capture, so that sweeps go on while its calls end (two
+    // calls of one Call-ID ending at one sweep name their folders in no
+    // defined order, one table's included).
+    let t0 = S + u64::from(i % 100) * 37_000_000;
+    let port = 20_000 + 2 * (i as u16 % 5000);
+    let host = |b: u8| (Ipv4Addr::new(10, b, (i >> 8) as u8, i as u8), port);
+    let hops = [
+        (host(10), host(11)),
+        (host(12), host(13)),
+        (host(14), host(15)),
+    ];
+    let cids = ["a", "b", "c"].map(|leg| format!("chain-{leg}-{i}@voxtap.test"));
+    let sig = |ep: Endpoint| (ep.0, 5060);
+    for (k, ((from, to), cid)) in hops.iter().zip(&cids).enumerate() {
+        let t = t0 + k as u64 * 5_000_000;
+        let invite = sip(
+            "INVITE sip:b@x SIP/2.0",
+            cid,
+            "1 INVITE",
+            false,
+            Some(*from),
+        );
+        c.add(t, sig(*from), sig(*to), invite);
+        let ok = sip("SIP/2.0 200 OK", cid, "1 INVITE", true, Some(*to));
+        c.add(t + 40_000_000, sig(*to), sig(*from), ok);
+    }
+    for n in 0..20u16 {
+        let t = t0 + 100_000_000 + u64::from(n) * 20_000_000;
+        for (k, (from, to)) in hops.iter().enumerate() {
+            let mut p = speech_rtp(i, n, u32::from(n) * 160, 0x7100_0000 | (k as u32) << 20 | i);
+            let seq = n.wrapping_add(1000 * k as u16);
+            p[2..4].copy_from_slice(&seq.to_be_bytes());
+            c.add(t + k as u64 * 2_000_000, *from, *to, p);
+        }
+    }
+    let (a_from, a_to) = (sig(hops[0].0), sig(hops[0].1));
+    let bye = |cseq| sip("BYE sip:b@x SIP/2.0", &cids[0], cseq, true, None);
+    c.add(t0 + 520_000_000, a_from, a_to, bye("2 BYE"));
+    let ok = |cseq| sip("SIP/2.0 200 OK", &cids[0], cseq, true, None);
+    c.add(t0 + 521_000_000, a_to, a_from, ok("2 BYE"));
+    // The same Call-ID again, a new initial INVITE: the first leg closes.
+    let again = sip("INVITE sip:b@x SIP/2.0", &cids[0], "3 INVITE", false, None);
+    c.add(t0 + 530_000_000, a_from, a_to, again);
+    c.add(t0 + 570_000_000, a_to, a_from, ok("3 INVITE"));
+    // It ends 1.5 s after the other legs, with which the old first leg
+    // closes (their logical call), so not at the same sweep.
+    c.add(t0 + 3_500_000_000, a_from, a_to, bye("4 BYE"));
+    c.add(t0 + 3_500_000_001, a_to, a_from, ok("4 BYE"));
+    for ((from, to), cid) in hops.iter().zip(&cids).skip(1) {
+        let bye = sip("BYE sip:b@x SIP/2.0", cid, "2 BYE", true, None);
+        c.add(t0 + 2 * S, sig(*from), sig(*to), bye);
+        let ok = sip("SIP/2.0 200 OK", cid, "2 BYE", true, None);
+        c.add(t0 + 2 * S + 1, sig(*to), sig(*from), ok);
+    }
+}
+
 /// Relayed calls whose two legs' streams go to different workers with `n`.
 fn cross_worker_relays(calls: std::ops::Range<u32>, n: usize) -> usize {
     let sock = |(ip, port): Endpoint| std::net::SocketAddr::from((ip, port));
@@ -506,12 +628,35 @@ fn cross_worker_relays(calls: std::ops::Range<u32>, n: usize) -> usize {
         .count()
 }
 
+/// Relayed calls behind a NAT whose forwarded stream goes to another
+/// worker than the one that latched its destination, with `n` workers.
+fn cross_worker_relay_nat(calls: std::ops::Range<u32>, n: usize) -> usize {
+    let sock = |(ip, port): Endpoint| std::net::SocketAddr::from((ip, port));
+    calls
+        .filter(|&i| {
+            let (_, _, relay_b, _) = relay_media(i);
+            worker_of(sock(relay_nat(i).0), n) != worker_of(sock(relay_b), n)
+        })
+        .count()
+}
+
+/// Turning double-NAT calls whose traffic from A's latched address to B's
+/// public one goes to another worker than the one that latched it.
+fn cross_worker_turn(calls: std::ops::Range<u32>, n: usize) -> usize {
+    let sock = |(ip, port): Endpoint| std::net::SocketAddr::from((ip, port));
+    calls
+        .filter(|&i| worker_of(sock(double_nat(i).1), n) != worker_of(sock(callee_media(i)), n))
+        .count()
+}
+
 /// SDP delayed behind its RTP, re-INVITEs changing ports, a capture
 /// starting mid-call, media outliving quiet signalling (idle timeouts
-/// agreed between workers), NAT latching with one side behind the NAT,
-/// worker 1 stalled before each batch (its parts
-/// come late, its queue fills, the dispatcher waits): 1 worker and 2, 4, 8
-/// give the same outputs. Then a worker that fails fails the import.
+/// agreed between workers), NAT latching with one side or both behind
+/// NATs (traffic held for a latched address, non-RTP among it; traffic
+/// from a latched address to one no SDP named), relayed calls linked by
+/// media (one leg's stream the call's only by a latch), worker 1 stalled
+/// before each batch (its parts come late, its queue fills, the
+/// dispatcher waits): 1 worker and 2, 4, 8 give the same outputs. Then a worker that fails fails the import.
 #[test]
 fn races_give_the_same_outputs_with_2_4_and_8_engine_workers() {
     let tmp = tempfile::tempdir().unwrap();
@@ -527,13 +672,26 @@ fn races_give_the_same_outputs_with_2_4_and_8_engine_workers() {
         race_call(&mut c, i, 5);
     }
     for i in 180..210 {
-        relayed_call(&mut c, i);
+        relayed_call(&mut c, i, false);
+    }
+    for i in 210..240 {
+        race_call(&mut c, i, 6);
+    }
+    for i in 240..270 {
+        relayed_call(&mut c, i, true);
+    }
+    for i in 270..290 {
+        chained_call(&mut c, i);
     }
     for n in [2, 4, 8] {
         let cross = cross_worker_double_nat(150..180, n);
         assert!(cross >= 5, "{n} workers: {cross} double-NAT calls cross");
         let cross = cross_worker_relays(180..210, n);
         assert!(cross >= 5, "{n} workers: {cross} relayed calls cross");
+        let cross = cross_worker_turn(210..240, n);
+        assert!(cross >= 5, "{n} workers: {cross} turning calls cross");
+        let cross = cross_worker_relay_nat(240..270, n);
+        assert!(cross >= 5, "{n} workers: {cross} relayed NAT calls cross");
     }
     // Time moves on past every idle timeout.
     let (x, y) = (
@@ -559,26 +717,32 @@ fn races_give_the_same_outputs_with_2_4_and_8_engine_workers() {
     let calls = voxtap_e2e::read_csv(&one.join("calls.csv"));
     assert_eq!(
         calls.len(),
-        150 + 60,
-        "30 of each kind but the mid-call ones, two legs per relayed call"
+        180 + 120 + 20 * 4,
+        "30 of each kind but the mid-call ones, two legs per relayed call, \
+         three per chained call and the first leg's second call"
     );
-    for method in ["media-ssrc", "media-payload"] {
-        let linked = calls
-            .iter()
-            .filter(|r| r["call_id"].starts_with("relay-b-"))
-            .filter(|r| r["links"].starts_with("relay-a-") && r["links"].ends_with(method))
-            .count();
-        assert_eq!(linked, 15, "relayed calls' B legs linked by {method}");
-    }
-    // The race call's number (race-N@voxtap.test), which says its kind.
+    // The call's number (race-N@voxtap.test, relay-b-N@...), which says
+    // its kind.
     let kind_of = |range: std::ops::Range<u32>| {
         move |r: &&std::collections::HashMap<String, String>| {
-            r["call_id"]
-                .strip_prefix("race-")
-                .and_then(|r| r.trim_end_matches("@voxtap.test").parse::<u32>().ok())
+            let id = r["call_id"].trim_end_matches("@voxtap.test");
+            id.strip_prefix("race-")
+                .or_else(|| id.strip_prefix("relay-b-"))
+                .and_then(|n| n.parse::<u32>().ok())
                 .is_some_and(|i| range.contains(&i))
         }
     };
+    for method in ["media-ssrc", "media-payload"] {
+        for (range, what) in [(180..210, "relayed"), (240..270, "relayed NAT")] {
+            let linked = calls
+                .iter()
+                .filter(|r| r["call_id"].starts_with("relay-b-"))
+                .filter(kind_of(range))
+                .filter(|r| r["links"].starts_with("relay-a-") && r["links"].ends_with(method))
+                .count();
+            assert_eq!(linked, 15, "{what} calls' B legs linked by {method}");
+        }
+    }
     let nat_latched = calls
         .iter()
         .filter(kind_of(120..150))
@@ -597,6 +761,38 @@ fn races_give_the_same_outputs_with_2_4_and_8_engine_workers() {
         both_latched, 30,
         "the double-NAT calls latched A's public address and kept B's return stream"
     );
+    // Where the sweep came between the first leg's first packet and its
+    // end, its evidence was weighed while it was open: the first leg is
+    // then linked too.
+    let chained = calls
+        .iter()
+        .filter(|r| r["call_id"].starts_with("chain-c-"))
+        .filter(|r| r["links"].starts_with("chain-") && r["links"].ends_with("media-payload"))
+        .count();
+    assert_eq!(chained, 20, "the third legs of the chained calls linked");
+    let reused = calls
+        .iter()
+        .filter(|r| r["call_id"].starts_with("chain-a-"))
+        .count();
+    assert_eq!(reused, 40, "each first leg's Call-ID started a second call");
+    let with_stun = calls
+        .iter()
+        .filter(kind_of(150..180))
+        .filter(|r| {
+            let pcap = std::fs::read(one.join(&r["pcap"])).unwrap();
+            pcap.windows(STUN_ID.len()).any(|w| w == STUN_ID)
+        })
+        .count();
+    assert_eq!(with_stun, 30, "the double-NAT calls' pcaps hold B's STUN");
+    let turned = calls
+        .iter()
+        .filter(kind_of(210..240))
+        .filter(|r| r["latched"].contains("198.51.") && r["streams"] == "3")
+        .count();
+    assert_eq!(
+        turned, 30,
+        "the turning calls kept A's stream to B's public address"
+    );
     let timed_out = calls
         .iter()
         .filter(|r| r["end_reason"] == "idle_timeout")
@@ -612,7 +808,7 @@ fn races_give_the_same_outputs_with_2_4_and_8_engine_workers() {
     let in_calls = streams.iter().filter(|r| !r["call_id"].is_empty()).count();
     assert_eq!(
         in_calls,
-        30 * 2 + 30 * 4 + 30 * 2 + 30 * 2 + 30 * 2 + 30 * 2,
+        30 * 2 + 30 * 4 + 30 * 2 + 30 * 2 + 30 * 2 + 30 * 2 + 30 * 3 + 30 * 3 + 20 * 3,
         "streams of calls"
     );
     a_failing_worker_fails_the_import(&pcap, tmp.path(), cfg);

@@ -136,6 +136,23 @@ impl Orphans {
         taken
     }
 
+    /// Takes what is held for `dst` of the datagram carried by `refs` (a
+    /// replica takes it whole from its log, `table/unclaimed.rs`); how
+    /// many packets that was.
+    pub fn take_datagram(&mut self, dst: SocketAddr, refs: &[(u64, PacketRef)]) -> usize {
+        let Some(v) = self.by_dst.get_mut(&dst) else {
+            return 0;
+        };
+        let before = v.len();
+        v.retain(|o| !refs.contains(&(o.ts_ns, o.pref)));
+        let taken = before - v.len();
+        if v.is_empty() {
+            self.by_dst.remove(&dst);
+        }
+        self.count -= taken;
+        taken
+    }
+
     /// Moves what is older than the age limit (no SDP claimed it in time)
     /// into `out`, oldest first per destination.
     pub fn expire(&mut self, now_ns: u64, out: &mut Vec<OrphanRtp>) {

@@ -22,7 +22,9 @@ use voxtap_proto::sdp;
 use voxtap_proto::sip::{Message, Method, StartLine};
 
 mod latches;
+mod unclaimed;
 pub use latches::PostedLatch;
+use unclaimed::{Datagram, Unclaimed};
 
 #[derive(Clone, Debug)]
 pub struct CallConfig {
@@ -140,6 +142,10 @@ pub struct CallTableStats {
     pub media_only_joined: u64,
     pub legs_linked: u64,
     pub media_latched: u64,
+    /// Datagrams no call took that a replica (parallel engine) could not
+    /// keep whole until the next sweep meeting (its budget): a latch made
+    /// elsewhere gives the call only their headers.
+    pub unclaimed_not_kept: u64,
     /// New dialogs summarised in `floods.csv` instead of recorded.
     pub dialogs_summarised: u64,
     /// SIP text the open calls keep, in bytes.
@@ -181,6 +187,8 @@ pub struct CallTable {
     explicit_sweeps: bool,
     /// Latches made since the last sweep (a replica posts them there).
     posted_latches: Vec<PostedLatch>,
+    /// What a replica found no call for since the last sweep meeting.
+    unclaimed: Unclaimed,
 }
 
 /// What one replica found due at a sweep (parallel engine): calls by
@@ -283,6 +291,7 @@ impl CallTable {
             mem_bytes: 0,
             explicit_sweeps: false,
             posted_latches: Vec::new(),
+            unclaimed: Unclaimed::default(),
         }
     }
 
@@ -308,6 +317,7 @@ impl CallTable {
         s.orphans_expired = o.expired;
         s.orphans_dropped = o.dropped;
         s.legs_linked = self.groups.linked();
+        s.unclaimed_not_kept = self.unclaimed.not_kept();
         s.dialogs_summarised = self.floods.summarised();
         s.sip_bytes = self.sip_bytes as u64;
         s.memory_bytes = self.mem_bytes as u64;
@@ -470,7 +480,9 @@ impl CallTable {
 
     /// What a replica posts at a sweep meeting besides what is due: its
     /// latches and leg-linking evidence since the last one (the engine's
-    /// last meeting, at the end of the capture, posts only these).
+    /// last meeting, at the end of the capture, posts only these, and so
+    /// does each further round of a meeting, for what adopting the
+    /// latches of the round before made here).
     pub fn post(&mut self, due: &mut DueSet) {
         due.latches = std::mem::take(&mut self.posted_latches);
         let calls = &self.calls;
@@ -479,13 +491,13 @@ impl CallTable {
         });
     }
 
-    /// Every replica's latches and evidence, from a meeting: adopted and
-    /// weighed here, as one table made and weighed them.
-    pub fn adopt(&mut self, agreed: &Agreed) {
-        self.adopt_latches(&agreed.latches);
-        let items = agreed.evidence.iter().map(|p| p.items.len()).sum();
+    /// Every replica's leg-linking evidence, from a meeting (its latches
+    /// already adopted, [`Self::adopt_latches`]): weighed here, as one
+    /// table weighs its own.
+    pub fn weigh_posted(&mut self, posted: &[PostedEvidence]) {
+        let items = posted.iter().map(|p| p.items.len()).sum();
         let mut evidence: Vec<MediaEvidence> = Vec::with_capacity(items);
-        for p in &agreed.evidence {
+        for p in posted {
             evidence.extend(p.resolved(|id| self.by_call_id.get(id).copied()));
         }
         // Each replica's items are in capture order: the (stable, run
@@ -495,13 +507,15 @@ impl CallTable {
         self.groups.weigh(&mut self.calls, &self.cfg, &evidence);
     }
 
-    /// Second half of a sweep: adopt every replica's latches, close what
-    /// every replica agreed on, then the rest of [`Self::tick`]'s sweep.
-    /// (A call that latched since the last sweep had media then, so it is
-    /// not due anywhere while idle timeouts are longer than a sweep's
+    /// Second half of a sweep, every replica's latches adopted
+    /// ([`Self::adopt_latches`]): weigh every replica's evidence, close
+    /// what every replica agreed on, then the rest of [`Self::tick`]'s
+    /// sweep. (A call that latched since the last sweep had media then, so
+    /// it is not due anywhere while idle timeouts are longer than a sweep's
     /// interval: adopting cannot change what closes.)
     pub fn sweep_agreed(&mut self, agreed: &Agreed) {
-        self.adopt(agreed);
+        self.weigh_posted(&agreed.evidence);
+        self.unclaimed.clear();
         let now = self.now_ns;
         let closing: Vec<u64> = self
             .due_calls(now)
@@ -821,9 +835,29 @@ impl CallTable {
         refs: &[(u64, PacketRef)],
     ) -> bool {
         self.tick(ts_ns);
-        let Some((u, src_known)) = self.endpoints.find(src, dst) else {
-            return self.on_unclaimed(ts_ns, src, dst, payload, refs);
+        let d = Datagram {
+            ts_ns,
+            src,
+            dst,
+            payload,
+            refs,
         };
+        let Some((u, src_known)) = self.endpoints.find(src, dst) else {
+            return self.on_unclaimed(&d);
+        };
+        self.on_found(u, src_known, &d)
+    }
+
+    /// A datagram of the call whose endpoint use `u` it matched
+    /// ([`Endpoints::find`]; `src_known`: its source is one of the call's).
+    fn on_found(&mut self, u: EndpointUse, src_known: bool, d: &Datagram<'_>) -> bool {
+        let Datagram {
+            ts_ns,
+            src,
+            dst,
+            payload,
+            refs,
+        } = *d;
         // The datagram's last frame names it in a posted latch or evidence.
         let pref = refs.last().map_or(PacketRef::default(), |r| r.1);
         if !src_known {
@@ -887,15 +921,17 @@ impl CallTable {
 
     /// A datagram no call's endpoints claim: media-only when its endpoints
     /// already are, else held until an SDP claims it or it ages into
-    /// media-only. False when it is neither RTP nor RTCP.
-    fn on_unclaimed(
-        &mut self,
-        ts_ns: u64,
-        src: SocketAddr,
-        dst: SocketAddr,
-        payload: &[u8],
-        refs: &[(u64, PacketRef)],
-    ) -> bool {
+    /// media-only. False when it is neither RTP nor RTCP. A replica also
+    /// keeps what it held or dropped until the next meeting, whole
+    /// (`unclaimed.rs`): a latch made elsewhere may make it a call's.
+    fn on_unclaimed(&mut self, d: &Datagram<'_>) -> bool {
+        let Datagram {
+            ts_ns,
+            src,
+            dst,
+            payload,
+            refs,
+        } = *d;
         if self.media_only.on_datagram(ts_ns, src, dst, payload, refs) {
             self.stats.media_only_packets += 1;
             return true;
@@ -903,6 +939,9 @@ impl CallTable {
         let held = self.orphans.hold_datagram(payload, src, dst, refs, ts_ns);
         if !held {
             self.stats.unmatched_udp += 1;
+        }
+        if self.explicit_sweeps {
+            self.unclaimed.note(d, held);
         }
         held
     }

@@ -11,10 +11,12 @@ use crate::pipeline::{DecodedUdp, Pipeline, PipelineConfig, PipelineStats};
 use crate::signalling::{SignallingSnapshot, Transaction};
 
 /// Where the workers meet at each sweep: each posts what it found due,
-/// all wait, then each reads every post and closes what all agree on. Two
-/// sets of posts, by sweep parity: a worker posting for the next sweep
-/// cannot overwrite one still being read (it has to pass the next barrier
-/// first, which the slow reader has not reached).
+/// all wait, then each reads every post and closes what all agree on. A
+/// meeting has more rounds while latches were posted (what they make a
+/// call's may latch and fingerprint more). Two sets of posts, by round
+/// parity: a worker posting for the next round cannot overwrite one still
+/// being read (it has to pass the next barrier first, which the slow
+/// reader has not reached).
 pub(super) struct Meeting {
     gate: Gate,
     posts: [Vec<RwLock<DueSet>>; 2],
@@ -97,8 +99,11 @@ impl Meeting {
         }
     }
 
-    fn agree(&self, me: usize, seq: u64, due: DueSet) -> Result<Agreed, Broken> {
-        let posts = &self.posts[(seq % 2) as usize];
+    /// One round: `round` counts this worker's rounds (every worker has
+    /// had as many).
+    fn agree(&self, me: usize, round: &mut u64, due: DueSet) -> Result<Agreed, Broken> {
+        let posts = &self.posts[(*round % 2) as usize];
+        *round += 1;
         *posts[me].write().unwrap_or_else(|e| e.into_inner()) = due;
         self.gate.wait()?;
         let read: Vec<_> = posts
@@ -199,7 +204,7 @@ impl Worker {
         let mut transactions = Vec::new();
         let mut floods = Vec::new();
         let mut stalled_once = false;
-        let mut last_seq = 0;
+        let mut rounds = 0;
         for mut batch in self.input.iter() {
             let size = batch.bytes.len() as u64;
             faults.before_batch(self.me);
@@ -243,11 +248,10 @@ impl Worker {
                     }
                     Item::Sweep { seq, now_ns } => {
                         times.sweeps += 1;
-                        last_seq = seq;
                         faults.at_sweep(self.me, seq);
                         let due = p.calls_mut().sweep_due(now_ns);
                         self.link.at_meeting(self.me, true);
-                        let agreed = self.meeting.agree(self.me, seq, due);
+                        let agreed = self.meet(&mut rounds, due, &mut p);
                         self.link.at_meeting(self.me, false);
                         let agreed = agreed?;
                         p.calls_mut().sweep_agreed(&agreed);
@@ -268,7 +272,7 @@ impl Worker {
             batch.bytes.clear();
             let _ = self.free.try_send(batch);
         }
-        self.last_meeting(last_seq + 1, &mut p)?;
+        self.last_meeting(&mut rounds, &mut p)?;
         p.finish();
         self.hand_over(u64::MAX, &mut p);
         transactions.extend(p.drain_transactions());
@@ -283,14 +287,33 @@ impl Worker {
         })
     }
 
+    /// A sweep meeting: `due` posted and every replica's read; while
+    /// latches were posted, each replica adopts them (what they make a
+    /// call's since the last meeting is taken then) and a further round
+    /// posts the latches and leg-linking evidence that made. What all
+    /// agreed, with every round's evidence.
+    fn meet(&self, rounds: &mut u64, due: DueSet, p: &mut Pipeline) -> Result<Agreed, Broken> {
+        let mut agreed = self.meeting.agree(self.me, rounds, due)?;
+        let mut latches = std::mem::take(&mut agreed.latches);
+        while !latches.is_empty() {
+            p.calls_mut().adopt_latches(&latches);
+            let mut more = DueSet::default();
+            p.calls_mut().post(&mut more);
+            let next = self.meeting.agree(self.me, rounds, more)?;
+            agreed.evidence.extend(next.evidence);
+            latches = next.latches;
+        }
+        Ok(agreed)
+    }
+
     /// At the end of the capture, before every call closes: the latches and
     /// leg-linking evidence since the last sweep, exchanged and adopted as
     /// at a sweep (one table weighs its own before closing too).
-    fn last_meeting(&self, seq: u64, p: &mut Pipeline) -> Result<(), Broken> {
+    fn last_meeting(&self, rounds: &mut u64, p: &mut Pipeline) -> Result<(), Broken> {
         let mut posts = DueSet::default();
         p.calls_mut().post(&mut posts);
-        let agreed = self.meeting.agree(self.me, seq, posts)?;
-        p.calls_mut().adopt(&agreed);
+        let agreed = self.meet(rounds, posts, p)?;
+        p.calls_mut().weigh_posted(&agreed.evidence);
         Ok(())
     }
 

@@ -143,11 +143,16 @@ impl Groups {
         std::mem::take(&mut self.noted)
     }
 
-    /// Weigh the evidence noted here (one table, at its sweep).
+    /// Weigh the evidence noted here (one table, at its sweep). Evidence of
+    /// a call no longer open (its Call-ID started a new call since) is
+    /// dropped, as a replica drops it ([`by_call`]): no link can be made to
+    /// it, and as the first of its payloads it would only keep other legs
+    /// from matching them.
     pub fn weigh_noted(&mut self, open: &mut OpenCalls, cfg: &CallConfig) {
         // Not kept for the next sweep: a burst of new streams must not
         // leave its capacity behind for good.
         let mut noted = std::mem::take(&mut self.noted);
+        noted.retain(|e| open.contains_key(&e.call_no));
         noted.sort_by_key(MediaEvidence::at);
         self.weigh(open, cfg, &noted);
     }
