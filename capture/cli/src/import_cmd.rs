@@ -31,7 +31,8 @@ pub struct ImportArgs {
     /// Media workers rebuilding the calls (the parallel engine: the reading
     /// thread decodes and steers, each worker keeps a replica of every call
     /// and its share of the media; docs/architecture.md). 1 (the default):
-    /// the single-threaded pipeline. Not with --hep.
+    /// the single-threaded pipeline. With --hep, each message is sent once,
+    /// as with 1.
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=64))]
     engine_workers: u16,
@@ -66,10 +67,6 @@ pub fn run(a: ImportArgs) -> Result<ExitCode> {
     pipeline.tls_keys = a.tls.load()?;
     let export = a.hep.export(a.out.clone())?;
     pipeline.tap = export.as_ref().map(|e| e.tap_factory());
-    anyhow::ensure!(
-        a.engine_workers == 1 || pipeline.tap.is_none(),
-        "--engine-workers above 1 does not export HEP with --hep (each worker sees every SIP message)"
-    );
     let opts = ImportOptions {
         files: a.files,
         out: a.out.clone(),

@@ -69,15 +69,15 @@ impl Rng {
 const T0_NS: u64 = 1_767_225_600 * 1_000_000_000; // 2026-01-01T00:00:00Z
 const PTIME_NS: u64 = 20_000_000;
 
-fn caller_ip(i: u32) -> Ipv4Addr {
+pub(crate) fn caller_ip(i: u32) -> Ipv4Addr {
     Ipv4Addr::from(0x0a01_0000 | (i & 0xffff))
 }
 
-fn callee_ip(i: u32) -> Ipv4Addr {
+pub(crate) fn callee_ip(i: u32) -> Ipv4Addr {
     Ipv4Addr::from(0x0a02_0000 | (i & 0xffff))
 }
 
-fn rtp_port(i: u32) -> u16 {
+pub(crate) fn rtp_port(i: u32) -> u16 {
     10_000 + ((i % 25_000) * 2) as u16
 }
 

@@ -346,11 +346,6 @@ impl Config {
         if !(1..=MAX_PIPELINE).contains(&pipeline) {
             bail!("workers.pipeline = {pipeline}: from 1 to {MAX_PIPELINE}");
         }
-        if pipeline > 1 && self.hep.enabled {
-            bail!(
-                "workers.pipeline = {pipeline} with hep.enabled: HEP export needs one pipeline worker (each replica would send every SIP message)"
-            );
-        }
         if self.capture.sip_ports.is_empty() {
             bail!("capture.sip_ports is empty");
         }
@@ -464,5 +459,18 @@ mod tests {
         );
         assert!(Config::from_toml("[workers]\npipeline = 0\n").is_err());
         assert!(Config::from_toml("[workers]\npipeline = 17\n").is_err());
+    }
+
+    /// HEP export with several media workers: the parallel engine hands
+    /// each message to the exporter once (`voxtap_engine::parallel`).
+    #[test]
+    fn hep_export_is_taken_with_several_media_workers() {
+        let c = Config::from_toml(
+            "[workers]\npipeline = 4\n[hep]\nenabled = true\n\
+             [[hep.collectors]]\naddress = \"127.0.0.1:9060\"\n",
+        )
+        .unwrap();
+        assert_eq!((c.workers.pipeline, c.hep.enabled), (4, true));
+        assert_eq!(c.hep.collectors.len(), 1);
     }
 }

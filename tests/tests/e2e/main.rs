@@ -13,6 +13,7 @@ mod corpus_import;
 mod engine_split;
 mod hardening;
 mod hep;
+mod hep_engine;
 mod import_workers;
 mod legs;
 mod media;

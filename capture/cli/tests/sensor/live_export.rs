@@ -102,6 +102,9 @@ fn read_json(p: &Path) -> serde_json::Value {
 /// during the run is in the bucket byte for byte and status/upload.json
 /// counts them; the HEP collector got every SIP message tshark sees on the
 /// mirror port, per Call-ID, and one quality report per row of streams.csv.
+/// Two media workers (`workers.pipeline = 2`): each message is sent once,
+/// by the replica that owns it (one pipeline's HEP is `voxtap import`'s,
+/// tests/tests/e2e/hep.rs).
 #[test]
 fn live_run_uploads_closed_files_and_exports_hep() {
     require_root();
@@ -140,7 +143,7 @@ fn live_run_uploads_closed_files_and_exports_hep() {
     };
 
     let cfg_text = format!(
-        "[store]\nroll_bytes = 131072\n\
+        "[workers]\npipeline = 2\n[store]\nroll_bytes = 131072\n\
          [upload]\nenabled = true\nendpoint = \"http://127.0.0.1:{S3_PORT}\"\n\
          bucket = \"{BUCKET}\"\nsensor = \"lab\"\nprefix = \"voip/\"\npath_style = true\n\
          calls = false\nbackoff_initial_ms = 100\nbackoff_max_ms = 400\n\

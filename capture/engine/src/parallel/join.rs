@@ -7,17 +7,29 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::Part;
 use crate::calls::Call;
+use crate::tap::PacketTap;
 
 /// The joining thread: the workers' parts until every worker has hung up,
 /// each sweep's calls merged and handed on as soon as all its parts are
-/// in. Returns the calls whose replicas could not be merged, and its
-/// thread's CPU time (ns).
-pub(super) fn run(n: usize, parts: Receiver<Part>, ready: Sender<Vec<Call>>) -> (u64, u64) {
+/// in, first to `tap` (as `Pipeline::drain_ended` hands its calls). Returns
+/// the calls whose replicas could not be merged, and its thread's CPU time
+/// (ns).
+pub(super) fn run(
+    n: usize,
+    parts: Receiver<Part>,
+    ready: Sender<Vec<Call>>,
+    mut tap: Option<Box<dyn PacketTap>>,
+) -> (u64, u64) {
     let started = super::thread_cpu_ns();
     let mut j = Joiner::new(n);
     for part in parts.iter() {
         j.add(part);
         let calls = j.take_ready();
+        if let Some(t) = &mut tap {
+            for call in calls.iter().filter(|c| !c.is_media_only()) {
+                t.call_ended(call);
+            }
+        }
         if !calls.is_empty() && ready.send(calls).is_err() {
             break;
         }

@@ -17,6 +17,7 @@
 mod control;
 mod join;
 mod steer;
+mod tap;
 mod worker;
 
 use std::net::SocketAddr;
@@ -174,15 +175,15 @@ pub struct ParallelEngine {
 
 impl ParallelEngine {
     /// `n` media workers (at least 1) running replicas of `cfg`'s pipeline.
-    /// A tap (HEP export) is not supported here: it would see each SIP
-    /// message once per worker.
+    /// A tap (HEP export) gets each SIP message, RTCP datagram and ended
+    /// call once, as one pipeline's would ([`tap`]).
     pub fn new(cfg: PipelineConfig, n: usize) -> Self {
         Self::build(cfg, n, EngineOptions::default())
     }
 
     fn build(mut cfg: PipelineConfig, n: usize, opts: EngineOptions) -> Self {
         let n = n.max(1);
-        cfg.tap = None;
+        let tap = cfg.tap.take();
         let queue = if opts.media_high_water > 0 {
             LIVE_QUEUE_BATCHES
         } else {
@@ -191,11 +192,14 @@ impl ParallelEngine {
         let (free_tx, free) = bounded(n * (QUEUE_BATCHES + 2));
         let (parts_tx, parts) = unbounded();
         let (ready_tx, ready) = unbounded();
+        // Made before the workers' taps: an exporter sharing its queues
+        // between taps starts them once.
+        let join_tap = tap.as_ref().map(|f| f.make());
         // Joining is off the reading thread: it merges every call's
         // replicas (packet references included).
         let joiner = std::thread::Builder::new()
             .name("voxtap-join".into())
-            .spawn(move || join::run(n, parts, ready_tx))
+            .spawn(move || join::run(n, parts, ready_tx, join_tap))
             .expect("spawning the joining thread");
         let meeting = Arc::new(worker::Meeting::new(n));
         let mut to_workers = Vec::with_capacity(n);
@@ -204,10 +208,12 @@ impl ParallelEngine {
         for (me, link) in links.into_iter().enumerate() {
             let (tx, rx) = bounded(queue);
             to_workers.push(tx);
+            let mut cfg = cfg.clone();
+            cfg.tap = tap.as_ref().map(|f| tap::for_worker(f, me));
             let w = worker::Worker {
                 me,
                 n,
-                cfg: cfg.clone(),
+                cfg,
                 input: rx,
                 free: free_tx.clone(),
                 parts: parts_tx.clone(),

@@ -1,6 +1,8 @@
 //! HEP export: a [`PacketTap`] that encodes what the pipeline hands it and
 //! queues the packets for each collector, and one thread per collector that
-//! sends them over UDP, TCP or TLS.
+//! sends them over UDP, TCP or TLS. The taps alive at one time share the
+//! queues and threads: a parallel engine's replicas each hand theirs a
+//! share of the messages, and the collector gets one stream.
 //!
 //! The pipeline never waits for a collector: each collector has a bounded
 //! queue, and a packet that finds it full is dropped and counted. Buffers
@@ -12,9 +14,9 @@
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -152,6 +154,8 @@ pub struct HepExport {
     cfg: Arc<HepConfig>,
     counters: Arc<ExportCounters>,
     status_dir: Option<PathBuf>,
+    /// The senders of the taps alive now (none when no tap is).
+    senders: Arc<Mutex<Weak<Senders>>>,
 }
 
 impl HepExport {
@@ -181,6 +185,7 @@ impl HepExport {
             cfg: Arc::new(cfg),
             counters,
             status_dir,
+            senders: Arc::new(Mutex::new(Weak::new())),
         })
     }
 
@@ -188,39 +193,50 @@ impl HepExport {
         Arc::clone(&self.counters)
     }
 
-    /// Each tap made starts its own sender threads; dropping the tap (with
-    /// its pipeline) flushes the queues for up to 3 s and stops them.
+    /// Taps alive at the same time (the replicas of the parallel engine,
+    /// several sources) share one queue and sender thread per collector
+    /// and one status writer: the first tap starts them, dropping the last
+    /// (with its pipeline) flushes the queues for up to 3 s and stops them.
     pub fn tap_factory(&self) -> TapFactory {
-        let (cfg, counters, dir) = (
+        let (cfg, counters, dir, senders) = (
             Arc::clone(&self.cfg),
             Arc::clone(&self.counters),
             self.status_dir.clone(),
+            Arc::clone(&self.senders),
         );
         TapFactory::new(move || {
-            Box::new(HepTap::start(
-                Arc::clone(&cfg),
-                Arc::clone(&counters),
-                dir.clone(),
-            ))
+            let shared = {
+                let mut alive = senders.lock().unwrap_or_else(|e| e.into_inner());
+                alive.upgrade().unwrap_or_else(|| {
+                    let s = Arc::new(Senders::start(&cfg, &counters, dir.clone()));
+                    *alive = Arc::downgrade(&s);
+                    s
+                })
+            };
+            Box::new(HepTap {
+                cfg: Arc::clone(&cfg),
+                counters: Arc::clone(&counters),
+                spare: vec![None; shared.lanes.len()],
+                senders: shared,
+                scratch: Vec::with_capacity(4096),
+                json: Vec::with_capacity(1024),
+            })
         })
     }
 }
 
+/// One collector's queue, the pool its sender thread hands the buffers
+/// back to, and that thread.
 struct Lane {
     queue: Option<SyncSender<Vec<u8>>>,
-    pool: Receiver<Vec<u8>>,
-    spare: Option<Vec<u8>>,
+    pool: crossbeam_channel::Receiver<Vec<u8>>,
     thread: Option<JoinHandle<()>>,
-    index: usize,
 }
 
-/// The pipeline side: encodes once, copies into each collector's queue.
-pub(crate) struct HepTap {
-    cfg: Arc<HepConfig>,
-    counters: Arc<ExportCounters>,
+/// The collector side of the taps alive: a lane per collector and the
+/// status writer. Dropped with the last tap.
+struct Senders {
     lanes: Vec<Lane>,
-    scratch: Vec<u8>,
-    json: Vec<u8>,
     stop: Arc<AtomicBool>,
     /// Raised after the senders are joined, so the last status written
     /// has their final counts.
@@ -228,12 +244,8 @@ pub(crate) struct HepTap {
     status: Option<JoinHandle<()>>,
 }
 
-impl HepTap {
-    fn start(
-        cfg: Arc<HepConfig>,
-        counters: Arc<ExportCounters>,
-        status_dir: Option<PathBuf>,
-    ) -> Self {
+impl Senders {
+    fn start(cfg: &HepConfig, counters: &Arc<ExportCounters>, status_dir: Option<PathBuf>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let lanes = cfg
             .collectors
@@ -241,10 +253,10 @@ impl HepTap {
             .enumerate()
             .map(|(index, c)| {
                 let (qtx, qrx) = mpsc::sync_channel::<Vec<u8>>(cfg.queue_packets);
-                let (ptx, prx) = mpsc::channel::<Vec<u8>>();
+                let (ptx, prx) = crossbeam_channel::unbounded::<Vec<u8>>();
                 let sender = CollectorThread {
                     cfg: c.clone(),
-                    counters: Arc::clone(&counters),
+                    counters: Arc::clone(counters),
                     index,
                     queue: qrx,
                     pool: ptx,
@@ -258,32 +270,66 @@ impl HepTap {
                 Lane {
                     queue: Some(qtx),
                     pool: prx,
-                    spare: None,
                     thread,
-                    index,
                 }
             })
             .collect();
         let status_stop = Arc::new(AtomicBool::new(false));
         let status = status_dir.and_then(|dir| {
-            let (counters, stop) = (Arc::clone(&counters), Arc::clone(&status_stop));
+            let (counters, stop) = (Arc::clone(counters), Arc::clone(&status_stop));
             thread::Builder::new()
                 .name("voxtap-hep-status".into())
                 .spawn(move || status_loop(&dir, &counters, &stop))
                 .ok()
         });
-        HepTap {
-            cfg,
-            counters,
+        Senders {
             lanes,
-            scratch: Vec::with_capacity(4096),
-            json: Vec::with_capacity(1024),
             stop,
             status_stop,
             status,
         }
     }
+}
 
+impl Drop for Senders {
+    fn drop(&mut self) {
+        // Closing the queues lets each sender flush what is left and exit.
+        for lane in &mut self.lanes {
+            lane.queue = None;
+        }
+        let deadline = Instant::now() + FLUSH_TIMEOUT;
+        for lane in &mut self.lanes {
+            if let Some(t) = lane.thread.take() {
+                while !t.is_finished() && Instant::now() < deadline {
+                    thread::sleep(Duration::from_millis(5));
+                }
+                // Past the deadline the sender gives up on its own (stop
+                // flag, bounded write timeout); join it either way so no
+                // thread outlives the pipeline.
+                self.stop.store(true, Ordering::Relaxed);
+                let _ = t.join();
+            }
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        self.status_stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.status.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The pipeline side: encodes once, copies into each collector's queue.
+pub(crate) struct HepTap {
+    cfg: Arc<HepConfig>,
+    counters: Arc<ExportCounters>,
+    senders: Arc<Senders>,
+    /// Per lane: a buffer its full queue did not take, for the next packet.
+    spare: Vec<Option<Vec<u8>>>,
+    scratch: Vec<u8>,
+    json: Vec<u8>,
+}
+
+impl HepTap {
     /// Encodes `f` and queues a copy for every collector.
     fn send(&mut self, f: &HepFields<'_>) {
         self.scratch.clear();
@@ -291,11 +337,10 @@ impl HepTap {
             self.counters.too_large.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        for lane in &mut self.lanes {
-            let c = &self.counters.collectors[lane.index].1;
+        for (index, lane) in self.senders.lanes.iter().enumerate() {
+            let c = &self.counters.collectors[index].1;
             let Some(q) = &lane.queue else { continue };
-            let mut buf = lane
-                .spare
+            let mut buf = self.spare[index]
                 .take()
                 .or_else(|| lane.pool.try_recv().ok())
                 .unwrap_or_else(|| Vec::with_capacity(self.scratch.len().max(2048)));
@@ -307,7 +352,7 @@ impl HepTap {
                 Err(TrySendError::Full(buf)) | Err(TrySendError::Disconnected(buf)) => {
                     c.queued.fetch_sub(1, Ordering::Relaxed);
                     c.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
-                    lane.spare = Some(buf);
+                    self.spare[index] = Some(buf);
                 }
             }
         }
@@ -399,33 +444,6 @@ impl PacketTap for HepTap {
     }
 }
 
-impl Drop for HepTap {
-    fn drop(&mut self) {
-        // Closing the queues lets each sender flush what is left and exit.
-        for lane in &mut self.lanes {
-            lane.queue = None;
-        }
-        let deadline = Instant::now() + FLUSH_TIMEOUT;
-        for lane in &mut self.lanes {
-            if let Some(t) = lane.thread.take() {
-                while !t.is_finished() && Instant::now() < deadline {
-                    thread::sleep(Duration::from_millis(5));
-                }
-                // Past the deadline the sender gives up on its own (stop
-                // flag, bounded write timeout); join it either way so no
-                // thread outlives the pipeline.
-                self.stop.store(true, Ordering::Relaxed);
-                let _ = t.join();
-            }
-        }
-        self.stop.store(true, Ordering::Relaxed);
-        self.status_stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.status.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 fn status_loop(dir: &Path, counters: &ExportCounters, stop: &AtomicBool) {
     loop {
         if let Err(e) = crate::status::write(dir, "hep", &counters.snapshot()) {
@@ -479,7 +497,7 @@ struct CollectorThread {
     counters: Arc<ExportCounters>,
     index: usize,
     queue: Receiver<Vec<u8>>,
-    pool: std::sync::mpsc::Sender<Vec<u8>>,
+    pool: crossbeam_channel::Sender<Vec<u8>>,
     stop: Arc<AtomicBool>,
 }
 
