@@ -8,12 +8,15 @@
 //! 2-core VM the same import measured 1.05 to 2.2 s in back-to-back runs,
 //! so one sample of each says little. The load average before and after
 //! says how busy the machine was (wall ratios move with it; CPU ratios much
-//! less). Writes `target/bench/bench-import.json` with every sample.
+//! less). Every run starts after a `sync`, so none is throttled writing
+//! back the previous one's files. Writes `target/bench/bench-import.json`
+//! with every sample.
 
 use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 
@@ -63,9 +66,12 @@ pub fn bench_import(root: &Path, args: &[String]) -> Result<()> {
     // right after `rm -rf` of the previous one's 18,000 files spent about a
     // fifth of its time in ext4's inode allocator skipping the inodes freed
     // seconds before (`recently_deleted` in a perf profile), a cost of the
-    // benchmark, not of the import.
+    // benchmark, not of the import; for the same reason a bench waits out
+    // the minute after the last one's clean-up (`remove_outputs`).
     let out_root = dir.join("import-out");
-    let _ = fs::remove_dir_all(&out_root);
+    let stamp = dir.join("import-out.removed");
+    remove_outputs(&out_root, &stamp);
+    wait_for_freed_inodes(&stamp);
     let mut run_no = 0;
     let mut voxtap_run = |label: &str, extra: &[&str]| -> Result<Measure> {
         run_no += 1;
@@ -76,6 +82,7 @@ pub fn bench_import(root: &Path, args: &[String]) -> Result<()> {
             .arg("--out")
             .arg(&out)
             .arg(&pcap);
+        sync();
         measure(label, c)
     };
     let workers = a.workers.map(|w| w.to_string());
@@ -95,13 +102,14 @@ pub fn bench_import(root: &Path, args: &[String]) -> Result<()> {
     for _ in 0..a.repeat {
         let mut tshark = Command::new("tshark");
         tshark.args(["-q", "-z", "rtp,streams", "-r"]).arg(&pcap);
+        sync();
         samples[0].push(measure("tshark -q -z rtp,streams", tshark)?);
         for (i, (label, extra)) in runs.iter().enumerate() {
             samples[i + 1].push(voxtap_run(label, extra)?);
         }
     }
-    let _ = fs::remove_dir_all(&out_root);
     let load_after = load_average();
+    remove_outputs(&out_root, &stamp);
     let (table, json) = report(
         &samples,
         &pcap,
@@ -114,6 +122,53 @@ pub fn bench_import(root: &Path, args: &[String]) -> Result<()> {
     fs::write(&jpath, json)?;
     println!("written: {}", jpath.display());
     Ok(())
+}
+
+/// Writes every dirty page back (`sync(2)`), untimed, before each timed
+/// run: an every-output import leaves 2.2 GB dirty in the page cache, more
+/// than the disk writes back in tshark's 16 s, and an import started on top
+/// of it is throttled by the kernel to the disk's write-back rate (two
+/// imports back to back: the second 16.4-16.9 s wall for 10.6 s of CPU;
+/// after a sync, 7.8 s). Each run starts from the same state and is timed
+/// until its files are in the page cache, as any program that does not
+/// call fsync (the import does not) is.
+fn sync() {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+}
+
+/// ext4 without a journal (this VM's root file system) skips, in every
+/// inode allocation, the free inodes deleted less than 60 s ago (360 s
+/// while their inode table block is not written back): `recently_deleted`
+/// in fs/ext4/ialloc.c, a scan of the group per new file. An import right
+/// after `rm -rf` of two earlier outputs (36,000 files) took 8.1 s of
+/// system time instead of 3.3, half of its CPU samples in that scan
+/// (perf). So the clean-up is synced (60 s, not 360 s) and its time kept in
+/// `stamp`.
+fn remove_outputs(out_root: &Path, stamp: &Path) {
+    if out_root.exists() {
+        let _ = fs::remove_dir_all(out_root);
+        sync();
+        let _ = fs::write(stamp, b"");
+    }
+}
+
+/// Waits until the inodes freed by the last clean-up are past ext4's
+/// 60 s (see [`remove_outputs`]); a timed wait, as the kernel offers
+/// nothing to poll. Deletions by other programs are not covered.
+fn wait_for_freed_inodes(stamp: &Path) {
+    const RECENT: Duration = Duration::from_secs(61);
+    let age = fs::metadata(stamp)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok());
+    if let Some(rest) = age.and_then(|a| RECENT.checked_sub(a)) {
+        println!(
+            "waiting {:.0} s for ext4 to reuse the inodes freed by the last clean-up",
+            rest.as_secs_f64()
+        );
+        std::thread::sleep(rest);
+    }
 }
 
 /// The median of `xs` (the upper one of an even count).
@@ -144,7 +199,7 @@ fn report(
     let mut table = String::new();
     writeln!(
         table,
-        "input: {}; {cores} cores; writer threads: {}; {} rounds, medians; load average before {} after {}",
+        "input: {}; {cores} cores; writer threads: {}; {} rounds, medians, sync before each run; load average before {} after {}",
         pcap.display(),
         workers.map_or(format!("default ({cores})"), |w| w.to_string()),
         samples[0].len(),
