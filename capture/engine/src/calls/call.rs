@@ -20,7 +20,7 @@ mod streams;
 pub(super) use dialog::{SipPacket, announced_by, is_new_initial_invite};
 pub use fax::FaxStream;
 use names::Name;
-pub(super) use streams::RtpSeen;
+pub(super) use streams::{EARLY_PACKETS, RtpSeen};
 
 /// Where a packet lies in the capture: the source (file) index in the top 16
 /// bits and the byte offset of its record in the low 48, so a call's PCAP can

@@ -12,6 +12,7 @@ use voxtap_proto::sip::{Message, Method, StartLine, uri_user};
 use super::call::{Call, SipPacket, StreamKey};
 
 mod evidence;
+mod recent;
 pub use evidence::{MediaEvidence, PostedEvidence};
 
 /// Why two legs were joined.
@@ -403,11 +404,18 @@ impl RecentInvites {
     }
 }
 
+impl recent::Keyed for RecentStream {
+    type Key = u32;
+    fn key(&self) -> u32 {
+        self.ssrc
+    }
+}
+
 /// Recent evidence, bounded by time windows.
 #[derive(Default)]
 pub(crate) struct LegIndex {
     pub invites: RecentInvites,
-    pub streams_by_ssrc: HashMap<u32, Vec<RecentStream>>,
+    streams_by_ssrc: recent::Recent<RecentStream>,
     /// Hash of a distinctive payload -> where it was first seen.
     pub payloads: HashMap<u64, SeenPayload>,
     /// Streams whose payloads matched another leg's: how consistently.
@@ -431,10 +439,7 @@ impl LegIndex {
     pub fn expire(&mut self, now_ns: u64, cfg: &LegConfig) {
         self.expire_invites(now_ns, cfg);
         let w = cfg.media_window_ns;
-        self.streams_by_ssrc.retain(|_, v| {
-            v.retain(|s| s.ts_ns + w >= now_ns);
-            !v.is_empty()
-        });
+        self.streams_by_ssrc.retain(|s| s.ts_ns + w >= now_ns);
         self.payloads.retain(|_, p| p.ns + w >= now_ns);
         self.runs.retain(|_, r| r.last_ns + w >= now_ns);
     }
@@ -650,8 +655,7 @@ pub(super) struct Groups {
     /// Media evidence noted since the last sweep, and the first packets of
     /// recent streams it gave (`evidence.rs`).
     noted: Vec<MediaEvidence>,
-    early: evidence::EarlyStreams,
-    early_count: usize,
+    early: recent::Recent<evidence::EarlyStream>,
 }
 
 /// Pending names kept at most: a flood of bogus names must not grow memory.

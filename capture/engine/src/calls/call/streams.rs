@@ -11,7 +11,7 @@ use super::{Call, PacketRef, RtcpView, Stream, StreamKey};
 use crate::calls::orphans::OrphanRtp;
 
 /// Only a stream's first packets are fingerprinted for leg linking.
-const EARLY_PACKETS: u8 = 16;
+pub(in crate::calls) const EARLY_PACKETS: u8 = 16;
 
 /// What an RTP packet was to its stream.
 pub(in crate::calls) struct RtpSeen {

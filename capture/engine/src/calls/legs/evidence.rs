@@ -10,10 +10,11 @@ use std::collections::HashMap;
 
 use voxtap_proto::rtp::RtpPacket;
 
+use super::recent::Keyed;
 use super::{
     Groups, LinkMethod, OpenCalls, RecentStream, SeenPayload, distinctive_payload_hash, relay_hop,
 };
-use crate::calls::call::{PacketRef, RecentPacket, RtpSeen, StreamKey};
+use crate::calls::call::{EARLY_PACKETS, PacketRef, RecentPacket, RtpSeen, StreamKey};
 use crate::calls::table::CallConfig;
 
 /// One of a stream's first packets, as leg linking weighs it.
@@ -117,20 +118,61 @@ impl PostedEvidence {
 }
 
 /// A stream's first packets, as evidence gave them (what a relay forwarded
-/// is compared with them).
+/// is compared with them): inline, one ring slot per stream (`recent.rs`).
 #[derive(Clone, Debug)]
 pub(super) struct EarlyStream {
+    call_no: u64,
     key: StreamKey,
     start_ns: u64,
-    packets: Vec<(u16, RecentPacket)>,
+    len: u8,
+    seqs: [u16; EARLY as usize],
+    packets: [RecentPacket; EARLY as usize],
+}
+
+/// A stream's packets noted as evidence (`Call` notes no more).
+const EARLY: u8 = EARLY_PACKETS;
+
+impl Keyed for EarlyStream {
+    /// Found by (call, SSRC).
+    type Key = (u64, u32);
+    fn key(&self) -> (u64, u32) {
+        (self.call_no, self.key.ssrc)
+    }
+}
+
+impl EarlyStream {
+    fn new(e: &MediaEvidence) -> Self {
+        EarlyStream {
+            call_no: e.call_no,
+            key: e.key,
+            start_ns: e.ts_ns,
+            len: 0,
+            seqs: [0; EARLY as usize],
+            packets: [RecentPacket::default(); EARLY as usize],
+        }
+    }
+
+    /// Notes one more of its packets (past [`EARLY`], none: a stream gives
+    /// no more evidence than that).
+    fn note(&mut self, seq: u16, r: RecentPacket) {
+        let i = usize::from(self.len);
+        if let (Some(s), Some(p)) = (self.seqs.get_mut(i), self.packets.get_mut(i)) {
+            (*s, *p) = (seq, r);
+            self.len += 1;
+        }
+    }
+
+    /// The latest of its packets with sequence number `seq`.
+    fn packet(&self, seq: u16) -> Option<RecentPacket> {
+        let n = usize::from(self.len);
+        let i = self.seqs[..n].iter().rposition(|&s| s == seq)?;
+        Some(self.packets[i])
+    }
 }
 
 /// Streams whose first packets are kept at most (a flood of new streams
-/// must not grow it; past it, it starts over).
+/// must not grow it; past it, it starts over): about 38 MB.
 const MAX_EARLY_STREAMS: usize = 100_000;
-
-/// Early streams by (call, SSRC).
-pub(super) type EarlyStreams = HashMap<(u64, u32), Vec<EarlyStream>>;
 
 impl Groups {
     /// Note one of a stream's first packets, weighed at the next sweep.
@@ -175,40 +217,24 @@ impl Groups {
     }
 
     fn keep_early(&mut self, e: &MediaEvidence) {
-        if self.early_count >= MAX_EARLY_STREAMS {
+        if self.early.len() >= MAX_EARLY_STREAMS {
             self.early.clear();
-            self.early_count = 0;
         }
         let r = RecentPacket::new(e.ts_ns, e.rtp_ts, e.hash);
-        let streams = self.early.entry((e.call_no, e.key.ssrc)).or_default();
-        match streams.iter_mut().find(|s| s.key == e.key) {
-            Some(s) => s.packets.push((e.seq, r)),
-            None => {
-                self.early_count += 1;
-                streams.push(EarlyStream {
-                    key: e.key,
-                    start_ns: e.ts_ns,
-                    packets: vec![(e.seq, r)],
-                });
-            }
+        let key = (e.call_no, e.key.ssrc);
+        if let Some(s) = self.early.find_mut(key, |s| s.key == e.key) {
+            s.note(e.seq, r);
+            return;
         }
+        let mut s = EarlyStream::new(e);
+        s.note(e.seq, r);
+        self.early.push(s);
     }
 
     /// Early streams that started longer than the media window ago can no
     /// longer be matched.
     pub(super) fn expire_early(&mut self, now_ns: u64, window_ns: u64) {
-        let mut dropped = 0;
-        self.early.retain(|_, v| {
-            let before = v.len();
-            v.retain(|s| s.start_ns + window_ns >= now_ns);
-            dropped += before - v.len();
-            !v.is_empty()
-        });
-        self.early_count -= dropped;
-        // What a burst of new streams grew is given back once they age out.
-        if self.early.capacity() > 2 * self.early.len() + 64 {
-            self.early.shrink_to_fit();
-        }
+        self.early.retain(|s| s.start_ns + window_ns >= now_ns);
     }
 
     /// A new stream whose first packet (SSRC, sequence number, timestamp and
@@ -221,21 +247,18 @@ impl Groups {
         let others: Vec<u64> = self
             .index
             .streams_by_ssrc
-            .get(&ssrc)
-            .map(|v| {
-                v.iter()
-                    .filter(|r| r.call_no != e.call_no && ts_ns.saturating_sub(r.ts_ns) <= window)
-                    .map(|r| r.call_no)
-                    .collect()
-            })
-            .unwrap_or_default();
+            .of(ssrc)
+            .into_iter()
+            .filter(|r| r.call_no != e.call_no && ts_ns.saturating_sub(r.ts_ns) <= window)
+            .map(|r| r.call_no)
+            .collect();
         let mut best: Option<(u64, u64, String)> = None;
         for other in others {
             if !open.contains_key(&other) {
                 continue;
             }
-            for s in self.early.get(&(other, ssrc)).into_iter().flatten() {
-                let Some(r) = s.packets.iter().rev().find(|p| p.0 == seq).map(|p| p.1) else {
+            for s in self.early.of((other, ssrc)) {
+                let Some(r) = s.packet(seq) else {
                     continue;
                 };
                 let delay = ts_ns.saturating_sub(r.ns);
@@ -263,16 +286,12 @@ impl Groups {
         if let Some((other, _, detail)) = best {
             self.link(open, e.call_no, other, LinkMethod::MediaSsrc, detail);
         }
-        self.index
-            .streams_by_ssrc
-            .entry(ssrc)
-            .or_default()
-            .push(RecentStream {
-                call_no: e.call_no,
-                ts_ns,
-                ssrc,
-                seq,
-            });
+        self.index.streams_by_ssrc.push(RecentStream {
+            call_no: e.call_no,
+            ts_ns,
+            ssrc,
+            seq,
+        });
     }
 
     /// An early packet whose distinctive payload another leg's stream
