@@ -111,6 +111,17 @@ fn sip_msg(start: &str, i: u32, cseq: &str, body: Option<&str>, to_tag: bool) ->
     m.into_bytes()
 }
 
+/// An RTCP sender report (no report blocks) from `ssrc`, `packets` sent
+/// (160 bytes each).
+pub fn sender_report(ssrc: u32, packets: u32) -> Vec<u8> {
+    let mut r = vec![0x80, 200, 0, 6];
+    r.extend_from_slice(&ssrc.to_be_bytes());
+    r.extend_from_slice(&[0; 12]); // NTP and RTP timestamps
+    r.extend_from_slice(&packets.to_be_bytes());
+    r.extend_from_slice(&(packets * 160).to_be_bytes());
+    r
+}
+
 /// Ethernet + IPv4 + UDP around `payload`, into `out` (left empty when
 /// the payload does not fit one IPv4 packet).
 pub fn udp_frame(out: &mut Vec<u8>, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), payload: &[u8]) {

@@ -19,7 +19,7 @@ use voxtap_engine::import::{ImportOptions, run_import_engine};
 use voxtap_engine::parallel::worker_of;
 use voxtap_engine::pipeline::PipelineConfig;
 use voxtap_engine::synth::held::g711;
-use voxtap_engine::synth::udp_frame;
+use voxtap_engine::synth::{sender_report, udp_frame};
 use voxtap_proto::pcapio::{LinkType, PcapWriter};
 use voxtap_sensor::hep::export::HepExport;
 use voxtap_sensor::hep::{CollectorConfig, HepConfig, Transport};
@@ -284,16 +284,6 @@ fn sip(start: &str, i: u32, cseq: &str, to_tag: bool, sdp: Option<Endpoint>) -> 
         body.len()
     )
     .into_bytes()
-}
-
-/// An RTCP sender report from `ssrc`, `packets` sent.
-fn sender_report(ssrc: u32, packets: u32) -> Vec<u8> {
-    let mut r = vec![0x80, 200, 0, 6];
-    r.extend_from_slice(&ssrc.to_be_bytes());
-    r.extend_from_slice(&[0; 12]); // NTP and RTP timestamps
-    r.extend_from_slice(&packets.to_be_bytes());
-    r.extend_from_slice(&(packets * 160).to_be_bytes());
-    r
 }
 
 /// `calls` calls 2 s long, 100 ms apart: SIP on port 5060, RTP both ways

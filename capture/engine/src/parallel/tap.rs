@@ -73,7 +73,9 @@ mod tests {
     use crate::calls::PacketRef;
     use crate::parallel::{ParallelEngine, worker_of};
     use crate::pipeline::{Pipeline, PipelineConfig};
-    use crate::synth::{SynthConfig, callee_ip, caller_ip, generate, rtp_port, udp_frame};
+    use crate::synth::{
+        SynthConfig, callee_ip, caller_ip, generate, rtp_port, sender_report, udp_frame,
+    };
     use voxtap_proto::pcapio::{LinkType, PcapReader};
 
     /// What a tap was handed: SIP and RTCP as given, an ended call as its
@@ -130,16 +132,6 @@ mod tests {
             ..Default::default()
         };
         (cfg, log)
-    }
-
-    /// An RTCP sender report: `ssrc` has sent `packets`.
-    fn sender_report(ssrc: u32, packets: u32) -> Vec<u8> {
-        let mut r = vec![0x80, 200, 0, 6];
-        r.extend_from_slice(&ssrc.to_be_bytes());
-        r.extend_from_slice(&[0; 12]); // NTP and RTP timestamps
-        r.extend_from_slice(&packets.to_be_bytes());
-        r.extend_from_slice(&(packets * 160).to_be_bytes());
-        r
     }
 
     /// `calls` synthetic calls talking 3 s, with a sender report each way
