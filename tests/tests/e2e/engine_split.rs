@@ -239,6 +239,16 @@ fn race_call(c: &mut Capture, i: u32, kind: u32) {
             sip("SIP/2.0 200 OK", &cid, cseq, true, port.map(|p| (b, p))),
         );
     };
+    // A's BYE at `t` and B's 200 OK a nanosecond later.
+    let bye = |c: &mut Capture, t: u64, cseq: &str| {
+        c.add(
+            t,
+            sa,
+            sb,
+            sip("BYE sip:b@x SIP/2.0", &cid, cseq, true, None),
+        );
+        ok(c, t + 1, cseq, None);
+    };
     match kind {
         // SDP behind its RTP: media from both sides 1.5 s before the
         // INVITE and its answer (held, then claimed), then a BYE.
@@ -247,13 +257,7 @@ fn race_call(c: &mut Capture, i: u32, kind: u32) {
             c.rtp(t0, t0 + 6 * S, (b, pb), (a, pa), !i);
             invite(c, t0 + 1_500_000_000, "1 INVITE", pa);
             ok(c, t0 + 1_600_000_000, "1 INVITE", Some(pb));
-            c.add(
-                t0 + 6 * S,
-                sa,
-                sb,
-                sip("BYE sip:b@x SIP/2.0", &cid, "2 BYE", true, None),
-            );
-            ok(c, t0 + 6 * S + 1, "2 BYE", None);
+            bye(c, t0 + 6 * S, "2 BYE");
         }
         // A re-INVITE moves both sides' media to new ports after 2 s.
         1 => {
@@ -277,13 +281,7 @@ fn race_call(c: &mut Capture, i: u32, kind: u32) {
                 (a, pa + 1000),
                 !i,
             );
-            c.add(
-                t0 + 5 * S,
-                sa,
-                sb,
-                sip("BYE sip:b@x SIP/2.0", &cid, "3 BYE", true, None),
-            );
-            ok(c, t0 + 5 * S + 1, "3 BYE", None);
+            bye(c, t0 + 5 * S, "3 BYE");
         }
         // The capture starts mid-call: RTP, then the BYE of a dialog never
         // seen (media-only records, and a lone BYE).
@@ -310,13 +308,7 @@ fn race_call(c: &mut Capture, i: u32, kind: u32) {
             ok(c, t0 + 1, "1 INVITE", Some(pb));
             c.rtp(t0 + 2, t0 + 3 * S, public, (b, pb), i);
             c.rtp(t0 + 10_000_002, t0 + 3 * S, (b, pb), public, !i);
-            c.add(
-                t0 + 3 * S,
-                sa,
-                sb,
-                sip("BYE sip:b@x SIP/2.0", &cid, "2 BYE", true, None),
-            );
-            ok(c, t0 + 3 * S + 1, "2 BYE", None);
+            bye(c, t0 + 3 * S, "2 BYE");
         }
         // Both sides behind NATs: the SDPs name private addresses; A's RTP
         // comes from its NAT's public address to B's announced endpoint
@@ -333,13 +325,7 @@ fn race_call(c: &mut Capture, i: u32, kind: u32) {
             // B's ICE/STUN check, neither RTP nor RTCP: the call's all the
             // same (its capture), where one table takes it.
             c.add(t0 + 300_000_000, public_b, public_a, stun());
-            c.add(
-                t0 + 3 * S,
-                sa,
-                sb,
-                sip("BYE sip:b@x SIP/2.0", &cid, "2 BYE", true, None),
-            );
-            ok(c, t0 + 3 * S + 1, "2 BYE", None);
+            bye(c, t0 + 3 * S, "2 BYE");
         }
         // Double NAT again, and A turns to where B's media comes from (a
         // symmetric-RTP endpoint): traffic *from* A's latched address to an
@@ -352,13 +338,7 @@ fn race_call(c: &mut Capture, i: u32, kind: u32) {
             c.rtp(t0 + 2, t0 + 500_000_000, public_a, (b, pb), i);
             c.rtp(t0 + 10_000_002, t0 + 3 * S, public_b, public_a, !i);
             c.rtp(t0 + 500_000_000, t0 + 3 * S, public_a, public_b, i);
-            c.add(
-                t0 + 3 * S,
-                sa,
-                sb,
-                sip("BYE sip:b@x SIP/2.0", &cid, "2 BYE", true, None),
-            );
-            ok(c, t0 + 3 * S + 1, "2 BYE", None);
+            bye(c, t0 + 3 * S, "2 BYE");
         }
         // Signalling goes quiet but media goes on for 8 s, one direction
         // stopping early: the call stays open until the last media of all
