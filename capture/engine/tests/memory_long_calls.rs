@@ -6,7 +6,8 @@
 //! packet each way per second, for runs of 50,000 calls × 10 minutes that a
 //! 2-core machine cannot feed at the full rate: a call's memory depends on
 //! what it has seen and on the spill, not on the rate). Prints
-//! RSS per call after each minute: with the spill (the default) the last
+//! RSS per call after each minute (and, with glibc, the heap in use per
+//! call, mallinfo2, which RSS exceeds by what the allocator keeps free): with the spill (the default) the last
 //! minute should equal the first; `VOXTAP_BENCH_SPILL=off` keeps every
 //! packet reference in memory (the engine before the spill).
 //! `VOXTAP_BENCH_GAP=1` loses one packet of every stream (sequence number 1
@@ -39,6 +40,21 @@ fn rss_bytes() -> u64 {
     kib * 1024
 }
 
+/// Bytes the allocator has handed out and not had back (glibc's
+/// `mallinfo2`: arena and mmapped chunks in use), so that RSS can be told
+/// apart from memory the allocator keeps free.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn heap_bytes() -> u64 {
+    // SAFETY: mallinfo2 only reads the allocator's statistics.
+    let m = unsafe { libc::mallinfo2() };
+    (m.uordblks + m.hblkhd) as u64
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn heap_bytes() -> u64 {
+    0
+}
+
 #[test]
 #[ignore = "benchmark: run in release"]
 fn memory_of_long_calls() {
@@ -58,11 +74,13 @@ fn memory_of_long_calls() {
     let mut f = Feed::new(Pipeline::new(cfg));
     let start = 1_767_225_600 * 1_000_000_000u64;
     let rss0 = rss_bytes();
+    let heap0 = heap_bytes();
     for i in 0..calls {
         f.answer(start, i);
     }
     let t0 = Instant::now();
     let mut per_minute = Vec::new();
+    let mut heap_per_minute = Vec::new();
     for round in 0..minutes * rounds_per_minute {
         // With the gap, sequence numbers 0, 2, 3...: number 1 lost.
         let seq = if round == 0 { 0 } else { round + gap };
@@ -73,10 +91,12 @@ fn memory_of_long_calls() {
         );
         if (round + 1) % rounds_per_minute == 0 {
             per_minute.push(rss_bytes().saturating_sub(rss0) / u64::from(calls));
+            heap_per_minute.push(heap_bytes().saturating_sub(heap0) / u64::from(calls));
             eprintln!(
-                "minute {}: {} bytes of RSS per call ({:.0} s)",
+                "minute {}: {} bytes of RSS per call, {} of heap in use ({:.0} s)",
                 per_minute.len(),
                 per_minute[per_minute.len() - 1],
+                heap_per_minute[heap_per_minute.len() - 1],
                 t0.elapsed().as_secs_f64()
             );
         }
@@ -84,7 +104,7 @@ fn memory_of_long_calls() {
     assert_eq!(f.pipeline.open_calls(), calls as usize, "every call open");
     let s = f.pipeline.calls_mut().spill_stats().unwrap_or_default();
     println!(
-        "BENCH {{\"probe\": \"memory_long_calls\", \"spill\": {spill}, \"gap\": {gap}, \"calls\": {calls}, \"minutes\": {minutes}, \"rtp_every_ms\": {step_ms}, \"packets\": {}, \"rss_bytes_per_call_each_minute\": {per_minute:?}, \"reference_bytes_held\": {}, \"spill_chunks\": {}, \"spill_segments\": {}, \"seconds\": {:.1}}}",
+        "BENCH {{\"probe\": \"memory_long_calls\", \"spill\": {spill}, \"gap\": {gap}, \"calls\": {calls}, \"minutes\": {minutes}, \"rtp_every_ms\": {step_ms}, \"packets\": {}, \"rss_bytes_per_call_each_minute\": {per_minute:?}, \"heap_bytes_per_call_each_minute\": {heap_per_minute:?}, \"reference_bytes_held\": {}, \"spill_chunks\": {}, \"spill_segments\": {}, \"seconds\": {:.1}}}",
         f.frames,
         f.pipeline.calls_mut().packet_bytes_held(),
         s.chunks,
