@@ -70,6 +70,11 @@ impl Closed {
         self.by_call_id.retain(|_, t| t.until_ns >= now_ns);
     }
 
+    /// Shrinks the map once most of what a burst of closes put in expired.
+    pub fn give_back(&mut self) {
+        super::trim::shrink_map(&mut self.by_call_id);
+    }
+
     /// (late messages absorbed, calls not remembered for lack of room).
     pub fn counts(&self) -> (u64, u64) {
         (self.late, self.not_kept)

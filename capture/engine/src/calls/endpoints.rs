@@ -172,6 +172,11 @@ pub(super) struct Endpoints {
 }
 
 impl Endpoints {
+    /// Shrinks the map once most of its calls closed.
+    pub fn give_back(&mut self) {
+        super::trim::shrink_map(&mut self.uses);
+    }
+
     pub fn track_events(&mut self) {
         self.events.get_or_insert_with(Vec::new);
     }

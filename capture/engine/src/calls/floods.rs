@@ -187,6 +187,11 @@ impl Floods {
         }
     }
 
+    /// Shrinks the map of sources once most have gone quiet.
+    pub(super) fn give_back(&mut self) {
+        super::trim::shrink_map(&mut self.sources);
+    }
+
     /// End of capture: every summary is done.
     pub(super) fn finish(&mut self) {
         let mut ended: Vec<Box<FloodSummary>> = Vec::new();

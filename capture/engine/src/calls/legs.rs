@@ -4,7 +4,7 @@
 //! box shortly after one arrived for the same numbers. Every link records
 //! the method and the evidence, so users see why two legs were joined.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 use voxtap_proto::sip::{Message, Method, StartLine, uri_user};
@@ -352,13 +352,13 @@ pub struct RecentStream {
 /// same numbers): a scan of every recent INVITE cost O(calls starting in
 /// the window) per INVITE, a quarter of a call's SIP work with 2,000 calls
 /// starting in a second and growing with them (every replica of the
-/// parallel engine repeats it).
+/// parallel engine repeats it). One ring for the whole engine
+/// ([`recent::Recent`], keyed by [`hop_key`]), not a queue per key: with
+/// distinct numbers per call that was a 512-byte allocation per call
+/// starting, which the allocator kept after the window passed.
 #[derive(Default)]
 pub(crate) struct RecentInvites {
-    /// Every one, oldest first: (time, its key in `by_hop`).
-    order: VecDeque<(u64, u64)>,
-    /// By [`hop_key`]: oldest first (a hash: a lookup checks the fields).
-    by_hop: HashMap<u64, VecDeque<RecentInvite>>,
+    ring: recent::Recent<RecentInvite>,
 }
 
 /// The key an INVITE is found by: the address it reached and its numbers.
@@ -367,26 +367,21 @@ fn hop_key(ip: IpAddr, from: &str, to: &str) -> u64 {
     BuildHasherDefault::<DefaultHasher>::default().hash_one((ip, from, to))
 }
 
+impl recent::Keyed for RecentInvite {
+    type Key = u64;
+    fn key(&self) -> u64 {
+        hop_key(self.dst.ip(), &self.from, &self.to)
+    }
+}
+
 impl RecentInvites {
     fn push(&mut self, r: RecentInvite) {
-        let key = hop_key(r.dst.ip(), &r.from, &r.to);
-        self.order.push_back((r.ts_ns, key));
-        self.by_hop.entry(key).or_default().push_back(r);
+        self.ring.push(r);
     }
 
-    /// Drops the INVITEs older than `window` at the front of the queue.
+    /// Drops the INVITEs older than `window` at the front of the ring.
     fn expire(&mut self, now_ns: u64, window: u64) {
-        while let Some(&(ts, key)) = self.order.front()
-            && ts + window < now_ns
-        {
-            self.order.pop_front();
-            if let Some(q) = self.by_hop.get_mut(&key) {
-                q.pop_front();
-                if q.is_empty() {
-                    self.by_hop.remove(&key);
-                }
-            }
-        }
+        self.ring.expire_front(|r| r.ts_ns + window < now_ns);
     }
 
     /// The latest INVITE that reached `ip` for these numbers and matches.
@@ -397,10 +392,10 @@ impl RecentInvites {
         to: &str,
         matches: impl Fn(&RecentInvite) -> bool,
     ) -> Option<&RecentInvite> {
-        let q = self.by_hop.get(&hop_key(ip, from, to))?;
-        q.iter()
-            .rev()
-            .find(|r| r.dst.ip() == ip && r.from == from && r.to == to && matches(r))
+        // A hash: the fields are checked.
+        self.ring.newest(hop_key(ip, from, to), |r| {
+            r.dst.ip() == ip && r.from == from && r.to == to && matches(r)
+        })
     }
 }
 

@@ -10,6 +10,7 @@ mod orphans;
 mod packet_log;
 mod spill;
 mod table;
+mod trim;
 
 pub use call::{
     Call, CallState, EndReason, FaxStream, MediaInfo, PacketRef, RecentPacket, RtcpView, SipEntry,

@@ -16,6 +16,7 @@ use super::legs::{self, Groups, LegConfig, MediaEvidence, PostedEvidence};
 use super::media_only::MediaOnly;
 use super::orphans::{OrphanRtp, Orphans};
 use super::spill::{Spill, SpillStats};
+use super::trim;
 use crate::signalling::{Signalling, SignallingConfig};
 use voxtap_proto::rtp::{self, RtpPacket};
 use voxtap_proto::sdp;
@@ -532,6 +533,9 @@ impl CallTable {
 
     /// What a sweep does besides closing calls and media-only records.
     fn sweep_rest(&mut self, now: u64) {
+        // What the last sweep's shrinks freed, and the calls it closed
+        // (dropped by the caller since), given back before this one's.
+        trim::at_sweep();
         self.closed.expire(now);
         self.groups.expire(now, &self.cfg.legs);
         self.floods.sweep(now);
@@ -541,6 +545,20 @@ impl CallTable {
             .map(|c| c.mem_estimate() + TABLE_BYTES_PER_CALL)
             .sum();
         self.signalling.tick(now);
+        self.give_back();
+    }
+
+    /// Maps that a burst grew and that hold less than half of it now are
+    /// shrunk (a map keeps its room when emptied): the sources of new
+    /// dialogs, unanswered INVITEs, open calls and their Call-IDs, the
+    /// Call-IDs of closed calls, endpoints.
+    fn give_back(&mut self) {
+        self.floods.give_back();
+        trim::shrink_map(&mut self.unanswered);
+        trim::shrink_map(&mut self.calls);
+        trim::shrink_map(&mut self.by_call_id);
+        self.closed.give_back();
+        self.endpoints.give_back();
     }
 
     /// Held media older than the orphan age (all of it with `u64::MAX`)

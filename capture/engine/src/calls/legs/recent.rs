@@ -84,20 +84,39 @@ impl<T: Keyed> Recent<T> {
         self.give_back();
     }
 
+    /// The newest item under `key` that `pick` accepts.
+    pub fn newest(&self, key: T::Key, pick: impl Fn(&T) -> bool) -> Option<&T> {
+        self.chain(key).map(|i| &self.items[i].0).find(|t| pick(t))
+    }
+
+    /// Drops the items at the front that `expired` accepts, up to the first
+    /// it does not: O(what expires), cheap enough at every push, unlike
+    /// [`Self::retain`]'s walk of the whole ring.
+    pub fn expire_front(&mut self, expired: impl Fn(&T) -> bool) {
+        while self.items.front().is_some_and(|(t, _)| expired(t)) {
+            self.pop_front();
+        }
+        self.give_back();
+    }
+
+    /// Pops the oldest item, forgetting its key if it was the key's latest.
+    fn pop_front(&mut self) {
+        if let Some((t, _)) = self.items.pop_front() {
+            let key = t.key();
+            if self.latest.get(&key) == Some(&self.base) {
+                self.latest.remove(&key);
+            }
+            self.base += 1;
+        }
+    }
+
     /// Keeps the items `keep` accepts, in their order. Items are noted
     /// roughly in capture order, so what expires is usually a run at the
     /// front: popped, and the keys whose latest item it held forgotten;
     /// otherwise the ring is rebuilt (the numbers change).
     pub fn retain(&mut self, keep: impl Fn(&T) -> bool) {
-        let front = self.items.iter().take_while(|(t, _)| !keep(t)).count();
-        for _ in 0..front {
-            let Some((t, _)) = self.items.pop_front() else {
-                break;
-            };
-            if self.latest.get(&t.key()) == Some(&self.base) {
-                self.latest.remove(&t.key());
-            }
-            self.base += 1;
+        while self.items.front().is_some_and(|(t, _)| !keep(t)) {
+            self.pop_front();
         }
         if self.items.iter().any(|(t, _)| !keep(t)) {
             let kept: Vec<T> = std::mem::take(&mut self.items)
@@ -115,11 +134,14 @@ impl<T: Keyed> Recent<T> {
 
     /// What a burst grew is given back once it has aged out.
     fn give_back(&mut self) {
-        if self.items.capacity() > 2 * self.items.len() + 64 {
+        let cap = self.items.capacity();
+        if cap > 2 * self.items.len() + 64 {
             self.items.shrink_to_fit();
+            let slot = std::mem::size_of::<(T, u64)>();
+            crate::calls::trim::note_freed((cap - self.items.capacity()) * slot);
         }
         if self.latest.capacity() > 2 * self.latest.len() + 64 {
-            self.latest.shrink_to_fit();
+            crate::calls::trim::shrink_map(&mut self.latest);
         }
     }
 }
@@ -187,6 +209,51 @@ mod tests {
             let total: usize = model.values().map(Vec::len).sum();
             assert_eq!(ring.len(), total);
         }
+    }
+
+    /// `expire_front` drops the front run only (as the queue of recent
+    /// INVITEs did: an item noted out of time order waits behind a newer
+    /// one), and `newest` finds the newest match under a key among what is
+    /// left, against a plain list of the items.
+    #[test]
+    fn expire_front_and_newest_match_a_list() {
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut ring: Recent<Item> = Recent::default();
+        let mut model: VecDeque<Item> = VecDeque::new();
+        let mut now = 1_000;
+        for step in 0..20_000 {
+            now += next(3);
+            let at = now - next(20).min(now) * u64::from(next(8) == 0);
+            let item = Item {
+                key: next(30) as u8,
+                at,
+            };
+            ring.push(item);
+            model.push_back(item);
+            let horizon = now.saturating_sub(40);
+            ring.expire_front(|t| t.at < horizon);
+            while model.front().is_some_and(|t| t.at < horizon) {
+                model.pop_front();
+            }
+            assert_eq!(ring.len(), model.len(), "step {step}");
+            let key = next(30) as u8;
+            let limit = now - next(30).min(now);
+            let want = model.iter().rev().find(|t| t.key == key && t.at <= limit);
+            assert_eq!(ring.newest(key, |t| t.at <= limit), want, "step {step}");
+            assert_eq!(
+                ring.of(key),
+                model.iter().filter(|t| t.key == key).collect::<Vec<_>>()
+            );
+        }
+        ring.expire_front(|_| true);
+        assert_eq!(ring.len(), 0);
+        assert!(ring.newest(1, |_| true).is_none());
     }
 
     /// `find_mut` gives the oldest match, as `iter_mut().find` did.
