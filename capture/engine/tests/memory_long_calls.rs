@@ -55,6 +55,23 @@ fn heap_bytes() -> u64 {
     0
 }
 
+/// Milliseconds one `malloc_trim(0)` takes now: what a sweep pays when the
+/// table gives memory back (`calls/trim.rs`), with every call still open.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_ms() -> f64 {
+    let t = Instant::now();
+    // SAFETY: malloc_trim only releases the allocator's free pages.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_ms() -> f64 {
+    0.0
+}
+
 #[test]
 #[ignore = "benchmark: run in release"]
 fn memory_of_long_calls() {
@@ -103,12 +120,14 @@ fn memory_of_long_calls() {
     }
     assert_eq!(f.pipeline.open_calls(), calls as usize, "every call open");
     let s = f.pipeline.calls_mut().spill_stats().unwrap_or_default();
+    let trims: Vec<String> = (0..3).map(|_| format!("{:.2}", trim_ms())).collect();
     println!(
-        "BENCH {{\"probe\": \"memory_long_calls\", \"spill\": {spill}, \"gap\": {gap}, \"calls\": {calls}, \"minutes\": {minutes}, \"rtp_every_ms\": {step_ms}, \"packets\": {}, \"rss_bytes_per_call_each_minute\": {per_minute:?}, \"heap_bytes_per_call_each_minute\": {heap_per_minute:?}, \"reference_bytes_held\": {}, \"spill_chunks\": {}, \"spill_segments\": {}, \"seconds\": {:.1}}}",
+        "BENCH {{\"probe\": \"memory_long_calls\", \"spill\": {spill}, \"gap\": {gap}, \"calls\": {calls}, \"minutes\": {minutes}, \"rtp_every_ms\": {step_ms}, \"packets\": {}, \"rss_bytes_per_call_each_minute\": {per_minute:?}, \"heap_bytes_per_call_each_minute\": {heap_per_minute:?}, \"reference_bytes_held\": {}, \"spill_chunks\": {}, \"spill_segments\": {}, \"malloc_trim_ms\": [{}], \"seconds\": {:.1}}}",
         f.frames,
         f.pipeline.calls_mut().packet_bytes_held(),
         s.chunks,
         s.segments,
+        trims.join(", "),
         t0.elapsed().as_secs_f64()
     );
 }
