@@ -288,7 +288,7 @@ fn call_codec(c: &Call, streams: &[LiveStream]) -> String {
         .iter()
         .find(|m| !m.disabled)
         .and_then(|m| m.rtpmap.first())
-        .map(|r| r.encoding.clone())
+        .map(|r| r.encoding.to_string())
         .unwrap_or_default()
 }
 

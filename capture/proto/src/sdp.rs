@@ -6,6 +6,7 @@
 //! line that does not parse is skipped. Runs once per SIP body, so owned
 //! values are fine here.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 /// Media direction attribute (RFC 8866 section 6.7).
@@ -58,7 +59,10 @@ pub struct MediaDescription {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RtpMap {
     pub pt: u8,
-    pub encoding: String,
+    /// Shared when it is a usual name ([`encoding_name`]): a call keeps its
+    /// SDP's rtpmaps while open, and a separate allocation for "PCMU" or
+    /// "telephone-event" in each was 32 bytes of heap apiece.
+    pub encoding: Cow<'static, str>,
     pub clock_rate: u32,
     /// Default 1 when not given.
     pub channels: u8,
@@ -315,10 +319,43 @@ fn parse_rtpmap(v: &str) -> Option<RtpMap> {
     };
     Some(RtpMap {
         pt,
-        encoding: encoding.to_string(),
+        encoding: encoding_name(encoding),
         clock_rate,
         channels,
     })
+}
+
+/// Encoding names most SDP offers carry (RFC 3551, 4733, 7587, 4867...),
+/// as they are usually written.
+const ENCODINGS: &[&str] = &[
+    "PCMU",
+    "PCMA",
+    "G722",
+    "G729",
+    "G723",
+    "GSM",
+    "iLBC",
+    "speex",
+    "opus",
+    "AMR",
+    "AMR-WB",
+    "EVS",
+    "G726-32",
+    "CN",
+    "telephone-event",
+    "red",
+    "H264",
+    "VP8",
+    "t38",
+];
+
+/// `name` as a shared static when it is one of [`ENCODINGS`] (exactly, so
+/// the case written is kept), else owned.
+pub fn encoding_name(name: &str) -> Cow<'static, str> {
+    match ENCODINGS.iter().find(|&&k| k == name) {
+        Some(&k) => Cow::Borrowed(k),
+        None => Cow::Owned(name.to_string()),
+    }
 }
 
 /// `<tag> <suite> <key-params> [<session-params>...]`.
@@ -501,6 +538,33 @@ m=audio 4002 RTP/AVP 8\r\n",
         assert!(!b.rtcp_mux);
         // Last line without a line end is kept.
         assert_eq!(b.ptime, Some(30));
+    }
+
+    /// Usual encoding names are shared statics, others owned; the name
+    /// reads as written either way (case kept).
+    #[test]
+    fn usual_encoding_names_are_shared() {
+        let sd = parse(
+            b"v=0\r\nm=audio 5004 RTP/AVP 0 101 96 97\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=rtpmap:96 pcmu/8000\r\na=rtpmap:97 X-Vendor/16000/2\r\n",
+        )
+        .unwrap();
+        let got: Vec<(u8, &str, bool, u32, u8)> = sd.media[0]
+            .rtpmap
+            .iter()
+            .map(|r| {
+                let shared = matches!(r.encoding, Cow::Borrowed(_));
+                (r.pt, &*r.encoding, shared, r.clock_rate, r.channels)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0, "PCMU", true, 8000, 1),
+                (101, "telephone-event", true, 8000, 1),
+                (96, "pcmu", false, 8000, 1),
+                (97, "X-Vendor", false, 16000, 2),
+            ]
+        );
     }
 
     #[test]

@@ -240,8 +240,9 @@ pub struct SipEntry {
     pub src: SocketAddr,
     pub dst: SocketAddr,
     pub transport: &'static str,
-    /// Start line summary, e.g. "INVITE sip:bob@x" or "200 OK".
-    pub summary: String,
+    /// Start line summary, e.g. "INVITE sip:bob@x" or "200 OK (INVITE)":
+    /// the usual responses' are shared statics (see `dialog::summary`).
+    pub summary: Cow<'static, str>,
     pub text: String,
 }
 
@@ -695,7 +696,7 @@ impl Call {
                     .find(|r| r.pt == pt)
             });
         match from_sdp {
-            Some(r) => r.encoding.clone(),
+            Some(r) => r.encoding.to_string(),
             None => voxtap_proto::rtp::static_codec(pt)
                 .map(|c| c.name.to_string())
                 .unwrap_or_else(|| format!("PT{pt}")),

@@ -38,7 +38,7 @@ pub(super) fn call(n: u64) -> Call {
             src,
             dst,
             transport: "UDP",
-            summary: summary.to_string(),
+            summary: summary.into(),
             text: format!("{summary} sip:x SIP/2.0\r\nCall-ID: cid-{n}@host\r\n\r\n"),
         });
     }

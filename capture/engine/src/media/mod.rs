@@ -744,7 +744,7 @@ fn codec_name(call: Option<&Call>, pt: u8) -> String {
             .iter()
             .flat_map(|m| m.rtpmap.iter())
             .find(|r| r.pt == pt)
-            .map(|r| r.encoding.clone())
+            .map(|r| r.encoding.to_string())
     });
     from_sdp
         .or_else(|| voxtap_proto::rtp::static_codec(pt).map(|c| c.name.to_string()))

@@ -1,6 +1,7 @@
 //! The SIP dialog state machine: what a request or a response does to a
 //! call's parties, state, times and codes, and how the call ends.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use voxtap_proto::sip::{Message, Method, StartLine, uri_user};
@@ -281,14 +282,35 @@ impl Call {
 
 /// The start line as `sip.txt` and the ladder show it: "INVITE sip:bob@x" or
 /// "200 OK (INVITE)".
-pub(super) fn summary(msg: &Message<'_>) -> String {
+pub(super) fn summary(msg: &Message<'_>) -> Cow<'static, str> {
     match msg.start() {
-        StartLine::Request { method, uri } => format!("{} {}", method.as_str(), lossy(uri)),
+        StartLine::Request { method, uri } => format!("{} {}", method.as_str(), lossy(uri)).into(),
         StartLine::Response { code, reason } => {
-            format!("{code} {} ({})", lossy(reason), cseq_method(msg))
+            let s = format!("{code} {} ({})", lossy(reason), cseq_method(msg));
+            match USUAL_RESPONSES.iter().find(|&&k| k == s) {
+                Some(&k) => Cow::Borrowed(k),
+                None => s.into(),
+            }
         }
     }
 }
+
+/// The responses most calls get, as [`summary`] writes them: an open call
+/// keeps its SIP entries, and a separate allocation for "200 OK (INVITE)"
+/// in each took 32 bytes of heap for 15 of text.
+const USUAL_RESPONSES: &[&str] = &[
+    "100 Trying (INVITE)",
+    "180 Ringing (INVITE)",
+    "183 Session Progress (INVITE)",
+    "200 OK (INVITE)",
+    "200 OK (BYE)",
+    "200 OK (CANCEL)",
+    "200 OK (UPDATE)",
+    "200 OK (PRACK)",
+    "401 Unauthorized (INVITE)",
+    "407 Proxy Authentication Required (INVITE)",
+    "487 Request Terminated (INVITE)",
+];
 
 /// Which message carried an SDP: "INVITE", "200 INVITE", "UPDATE"...
 pub(in crate::calls) fn announced_by(msg: &Message<'_>) -> String {

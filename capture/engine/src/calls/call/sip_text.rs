@@ -110,7 +110,7 @@ impl Call {
             while !summary.is_char_boundary(cut) {
                 cut -= 1;
             }
-            summary.truncate(cut);
+            summary.to_mut().truncate(cut);
         }
         let entry = std::mem::size_of::<SipEntry>() + summary.len();
         // Lossy UTF-8 may grow the text; the raw length is its lower bound.
