@@ -328,29 +328,84 @@ pub(super) fn rebuild(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     add_calls(tx, &ids)
 }
 
+/// What the rollups take from one call, as its rows in `calls`,
+/// `call_ips` and `streams` hold it: read back from them ([`add_calls`]),
+/// or handed over by the writer that just inserted them
+/// ([`add_new_calls`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(super) struct CallRows {
+    pub method: String,
+    pub start_ns: u64,
+    pub ringing_ns: Option<u64>,
+    pub answer_ns: Option<u64>,
+    pub end_ns: u64,
+    pub talk_ms: Option<i64>,
+    pub status_code: Option<u16>,
+    pub mos: Option<f64>,
+    pub codec: String,
+    pub capture_loss: i64,
+    /// From user, To user, and the request-URI's user ("" without one).
+    pub numbers: [String; 3],
+    /// The row holds a trunk or one-way flag (false for a fresh row).
+    pub stale: bool,
+    pub ips: Vec<IpAddr>,
+    pub streams: Vec<StreamRow>,
+}
+
+/// A stream's row as the rollups read it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct StreamRow {
+    /// Source and destination IPs (None when an address does not parse).
+    pub ips: Option<(IpAddr, IpAddr)>,
+    pub packets: i64,
+    pub lost: i64,
+    pub expected: i64,
+}
+
 /// Classify the calls `ids` (already in `calls`), store their trunk and
 /// one-way flag, and add them to the rollups. Ids of 0 (media-only
 /// records) are skipped.
 pub(super) fn add_calls(tx: &Transaction<'_>, ids: &[i64]) -> rusqlite::Result<()> {
     let rules = Rules::load(tx)?;
     for &id in ids.iter().filter(|id| **id > 0) {
-        let Some(f) = facts(tx, id, &rules)? else {
+        let Some(rows) = read_rows(tx, id)? else {
             continue;
         };
-        // A fresh row already holds the defaults ('' and 0).
-        if !f.trunk.is_empty() || f.one_way || f.stale {
-            tx.prepare_cached("UPDATE calls SET trunk = ?2, one_way = ?3 WHERE id = ?1")?
-                .execute(params![id, f.trunk, f.one_way])?;
-        }
-        if f.method == "INVITE" {
-            apply(tx, &f)?;
-        }
+        add_one(tx, id, &rows, &rules)?;
     }
     Ok(())
 }
 
-/// The call's row as figures (None if it is gone).
-fn facts(tx: &Transaction<'_>, id: i64, rules: &Rules) -> rusqlite::Result<Option<Facts>> {
+/// [`add_calls`] for calls the caller has just inserted, with what it
+/// wrote: reading every row back cost about as much as the inserts of an
+/// import's index. `calls` pairs each id with its rows; ids of 0 are
+/// skipped.
+pub(super) fn add_new_calls(
+    tx: &Transaction<'_>,
+    calls: &[(i64, CallRows)],
+) -> rusqlite::Result<()> {
+    let rules = Rules::load(tx)?;
+    for (id, rows) in calls.iter().filter(|(id, _)| *id > 0) {
+        add_one(tx, *id, rows, &rules)?;
+    }
+    Ok(())
+}
+
+fn add_one(tx: &Transaction<'_>, id: i64, rows: &CallRows, rules: &Rules) -> rusqlite::Result<()> {
+    let f = facts(rows, rules);
+    // A fresh row already holds the defaults ('' and 0).
+    if !f.trunk.is_empty() || f.one_way || f.stale {
+        tx.prepare_cached("UPDATE calls SET trunk = ?2, one_way = ?3 WHERE id = ?1")?
+            .execute(params![id, f.trunk, f.one_way])?;
+    }
+    if f.method == "INVITE" {
+        apply(tx, &f)?;
+    }
+    Ok(())
+}
+
+/// The call's rows (None if it is gone).
+pub(super) fn read_rows(tx: &Transaction<'_>, id: i64) -> rusqlite::Result<Option<CallRows>> {
     let row = tx
         .prepare_cached(
             "SELECT method, start_ns, ringing_ns, answer_ns, end_ns, talk_ms, status_code, mos, \
@@ -358,67 +413,93 @@ fn facts(tx: &Transaction<'_>, id: i64, rules: &Rules) -> rusqlite::Result<Optio
              FROM calls WHERE id = ?1",
         )?
         .query_row([id], |r| {
-            let mut f = Facts {
+            Ok(CallRows {
                 method: r.get(0)?,
                 start_ns: u(r.get(1)?),
+                ringing_ns: r.get::<_, Option<i64>>(2)?.map(u),
+                answer_ns: r.get::<_, Option<i64>>(3)?.map(u),
                 end_ns: u(r.get(4)?),
+                talk_ms: r.get(5)?,
+                status_code: r.get(6)?,
+                mos: r.get(7)?,
                 codec: r.get(8)?,
+                capture_loss: r.get(9)?,
+                numbers: [
+                    r.get::<_, String>(10)?,
+                    r.get::<_, String>(11)?,
+                    super::uri_user(&r.get::<_, String>(12)?)
+                        .unwrap_or_default()
+                        .to_string(),
+                ],
                 stale: r.get(13)?,
                 ..Default::default()
-            };
-            let ringing: Option<i64> = r.get(2)?;
-            let answer: Option<i64> = r.get(3)?;
-            let talk: Option<i64> = r.get(5)?;
-            let code: Option<u16> = r.get(6)?;
-            let mos: Option<f64> = r.get(7)?;
-            f.counts = call_counts(f.start_ns, ringing.map(u), answer.map(u), talk, code, mos);
-            f.counts.capture_loss = r.get(9)?;
-            let numbers = [
-                r.get::<_, String>(10)?,
-                r.get::<_, String>(11)?,
-                super::uri_user(&r.get::<_, String>(12)?)
-                    .unwrap_or_default()
-                    .to_string(),
-            ];
-            Ok((f, numbers))
+            })
         })
         .optional()?;
-    let Some((mut f, numbers)) = row else {
+    let Some(mut rows) = row else {
         return Ok(None);
     };
-    let ips: Vec<IpAddr> = tx
+    rows.ips = tx
         .prepare_cached("SELECT ip FROM call_ips WHERE call = ?1")?
         .query_map([id], |r| r.get::<_, String>(0))?
         .filter_map(|ip| ip.ok().and_then(|s| s.parse().ok()))
         .collect();
-    let nums: Vec<&str> = numbers.iter().map(String::as_str).collect();
-    f.trunk = rules.classify(&ips, &nums).to_string();
-    media_facts(tx, id, &mut f)?;
-    Ok(Some(f))
+    let mut st =
+        tx.prepare_cached("SELECT src, dst, packets, lost, expected FROM streams WHERE call = ?1")?;
+    let mut q = st.query([id])?;
+    while let Some(r) = q.next()? {
+        let (src, dst): (String, String) = (r.get(0)?, r.get(1)?);
+        let ip = |s: &str| s.parse::<SocketAddr>().ok().map(|a| a.ip());
+        rows.streams.push(StreamRow {
+            ips: ip(&src).zip(ip(&dst)),
+            packets: r.get(2)?,
+            lost: r.get(3)?,
+            expected: r.get(4)?,
+        });
+    }
+    Ok(Some(rows))
+}
+
+/// The call's figures.
+fn facts(rows: &CallRows, rules: &Rules) -> Facts {
+    let mut f = Facts {
+        method: rows.method.clone(),
+        start_ns: rows.start_ns,
+        end_ns: rows.end_ns,
+        codec: rows.codec.clone(),
+        stale: rows.stale,
+        ..Default::default()
+    };
+    f.counts = call_counts(
+        f.start_ns,
+        rows.ringing_ns,
+        rows.answer_ns,
+        rows.talk_ms,
+        rows.status_code,
+        rows.mos,
+    );
+    f.counts.capture_loss = rows.capture_loss;
+    let nums: Vec<&str> = rows.numbers.iter().map(String::as_str).collect();
+    f.trunk = rules.classify(&rows.ips, &nums).to_string();
+    media_facts(&rows.streams, &mut f);
+    f
 }
 
 /// RTP loss and whether media flowed one way only (an answered call whose
 /// streams with packets all go one way between two IPs: none back).
-fn media_facts(tx: &Transaction<'_>, id: i64, f: &mut Facts) -> rusqlite::Result<()> {
+fn media_facts(streams: &[StreamRow], f: &mut Facts) {
     let mut dirs: HashSet<(IpAddr, IpAddr)> = HashSet::new();
-    let mut st =
-        tx.prepare_cached("SELECT src, dst, packets, lost, expected FROM streams WHERE call = ?1")?;
-    let mut rows = st.query([id])?;
-    while let Some(r) = rows.next()? {
-        let (src, dst): (String, String) = (r.get(0)?, r.get(1)?);
-        let packets: i64 = r.get(2)?;
-        f.counts.rtp_lost += r.get::<_, i64>(3)?.max(0);
-        f.counts.rtp_expected += r.get::<_, i64>(4)?;
-        let ip = |s: &str| s.parse::<SocketAddr>().ok().map(|a| a.ip());
-        if let (Some(s), Some(d), true) = (ip(&src), ip(&dst), packets > 0) {
-            dirs.insert((s, d));
+    for s in streams {
+        f.counts.rtp_lost += s.lost.max(0);
+        f.counts.rtp_expected += s.expected;
+        if let (Some(d), true) = (s.ips, s.packets > 0) {
+            dirs.insert(d);
         }
     }
     f.one_way = f.counts.answered > 0
         && !dirs.is_empty()
         && !dirs.iter().any(|(s, d)| dirs.contains(&(*d, *s)));
     f.counts.one_way = i64::from(f.one_way);
-    Ok(())
 }
 
 /// The counts one call adds (without its media and concurrency figures).
