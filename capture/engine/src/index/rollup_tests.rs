@@ -3,6 +3,7 @@
 
 use super::tests::{T0, call, temp_index};
 use super::*;
+use std::collections::HashSet;
 
 fn record(idx: &mut Index, n: u64) -> Vec<i64> {
     let calls: Vec<Call> = (0..n).map(call).collect();
@@ -315,4 +316,57 @@ fn the_rows_handed_over_are_the_rows_read_back() {
         back.ips.sort();
         assert_eq!(rows, back, "call {id}");
     }
+}
+
+/// Every row of a rollup table, every column, in key order.
+fn all_rows(idx: &Index, table: &str) -> Vec<Vec<rusqlite::types::Value>> {
+    let mut st = idx
+        .conn
+        .prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2, 3"))
+        .unwrap();
+    let n = st.column_count();
+    st.query_map([], |r| (0..n).map(|k| r.get(k)).collect())
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// A batch's rollup writes, summed per row, leave the tables as one call
+/// per batch (the writes of one call at a time) leaves them: calls over
+/// several hours, of two trunks, in one batch, in batches of one, and
+/// through a rebuild.
+#[test]
+fn a_batch_rolls_up_as_its_calls_one_by_one() {
+    let rules = vec![TrunkRule {
+        name: "odd".into(),
+        ip_prefixes: vec![],
+        number_prefixes: vec!["4930100000".into()],
+    }];
+    let calls: Vec<Call> = (0..300).map(|k| call(k * 17)).collect();
+    let (_d1, mut one_by_one) = temp_index();
+    let (_d2, mut batched) = temp_index();
+    for idx in [&mut one_by_one, &mut batched] {
+        idx.set_trunks(&rules).unwrap();
+    }
+    for c in &calls {
+        one_by_one
+            .record_calls(&[(c, CallFiles::default())])
+            .unwrap();
+    }
+    let batch: Vec<(&Call, CallFiles)> = calls.iter().map(|c| (c, CallFiles::default())).collect();
+    batched.record_calls(&batch).unwrap();
+    for (table, at_least) in [("rollup_minute", 60), ("rollup_hour", 3)] {
+        let want = all_rows(&one_by_one, table);
+        assert!(want.len() >= at_least, "{table}: {} rows", want.len());
+        assert_eq!(all_rows(&batched, table), want, "{table}");
+    }
+    let trunks: HashSet<String> = all_rows(&batched, "rollup_minute")
+        .iter()
+        .map(|r| format!("{:?}", r[1]))
+        .collect();
+    assert_eq!(trunks.len(), 2, "{trunks:?}");
+    hours_match_minutes(&batched);
+    let before = all_rows(&batched, "rollup_minute");
+    batched.rebuild_rollups().unwrap();
+    assert_eq!(all_rows(&batched, "rollup_minute"), before);
 }
