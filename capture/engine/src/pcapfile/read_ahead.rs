@@ -22,11 +22,14 @@ const BUFFERS: usize = 3;
 /// read error reaches the caller after every byte read before it, as it
 /// would have without the thread.
 pub struct ReadAhead {
-    /// Filled buffers, in file order (an error ends them).
-    full: Option<Receiver<io::Result<Vec<u8>>>>,
+    /// Filled buffers and how much of each is filled, in file order (an
+    /// error ends them).
+    full: Option<Receiver<io::Result<(Vec<u8>, usize)>>>,
     /// Emptied buffers, back to the reading thread.
     empty: Option<Sender<Vec<u8>>>,
     cur: Vec<u8>,
+    /// Bytes of `cur` filled, and read by the caller.
+    len: usize,
     at: usize,
     done: bool,
     thread: Option<JoinHandle<()>>,
@@ -44,6 +47,7 @@ impl ReadAhead {
             full: Some(full),
             empty: Some(empty),
             cur: Vec::new(),
+            len: 0,
             at: 0,
             done: false,
             thread: Some(thread),
@@ -56,8 +60,8 @@ impl ReadAhead {
         let Some(full) = &self.full else {
             return Ok(false);
         };
-        let next = match full.recv() {
-            Ok(Ok(buf)) => buf,
+        let (next, len) = match full.recv() {
+            Ok(Ok(filled)) => filled,
             Ok(Err(e)) => {
                 self.done = true;
                 return Err(e);
@@ -68,6 +72,7 @@ impl ReadAhead {
             }
         };
         let used = std::mem::replace(&mut self.cur, next);
+        self.len = len;
         self.at = 0;
         // The reading thread may have stopped (end of file); the buffer
         // is then simply dropped.
@@ -82,30 +87,28 @@ impl ReadAhead {
 
 /// The reading thread: fills buffers until the end of `r` or an error,
 /// sending each in order. Stops early when the `ReadAhead` is dropped.
-fn fill<R: Read>(mut r: R, full: &Sender<io::Result<Vec<u8>>>, empty: &Receiver<Vec<u8>>) {
+fn fill<R: Read>(mut r: R, full: &Sender<io::Result<(Vec<u8>, usize)>>, empty: &Receiver<Vec<u8>>) {
     let mut made = 0;
     loop {
+        // Zeroed once, when made: zeroing each time cost as many
+        // instructions as the file has bytes.
         let mut buf = if made < BUFFERS {
             made += 1;
-            Vec::with_capacity(CHUNK)
+            vec![0u8; CHUNK]
         } else {
             match empty.recv() {
                 Ok(b) => b,
                 Err(_) => return,
             }
         };
-        buf.clear();
-        let res = read_chunk(&mut r, &mut buf);
-        let end = match &res {
-            Ok(()) => buf.len() < CHUNK,
-            Err(_) => true,
-        };
+        let (n, res) = read_chunk(&mut r, &mut buf);
+        let end = res.is_err() || n < CHUNK;
         // Bytes read before an error go first, then the error.
         let sent = match res {
-            Ok(()) if buf.is_empty() => return,
-            Ok(()) => full.send(Ok(buf)),
-            Err(e) if buf.is_empty() => full.send(Err(e)),
-            Err(e) => full.send(Ok(buf)).and_then(|()| full.send(Err(e))),
+            Ok(()) if n == 0 => return,
+            Ok(()) => full.send(Ok((buf, n))),
+            Err(e) if n == 0 => full.send(Err(e)),
+            Err(e) => full.send(Ok((buf, n))).and_then(|()| full.send(Err(e))),
         };
         if sent.is_err() || end {
             return;
@@ -113,10 +116,9 @@ fn fill<R: Read>(mut r: R, full: &Sender<io::Result<Vec<u8>>>, empty: &Receiver<
     }
 }
 
-/// Reads into `buf` until it holds [`CHUNK`] bytes or `r` ends; on an
-/// error, `buf` keeps what was read before it.
-fn read_chunk<R: Read>(r: &mut R, buf: &mut Vec<u8>) -> io::Result<()> {
-    buf.resize(CHUNK, 0);
+/// Reads into `buf` until it is full or `r` ends: how many bytes it holds
+/// (on an error too, with what was read before it).
+fn read_chunk<R: Read>(r: &mut R, buf: &mut [u8]) -> (usize, io::Result<()>) {
     let mut n = 0;
     let res = loop {
         let Some(rest) = buf.get_mut(n..).filter(|s| !s.is_empty()) else {
@@ -129,8 +131,7 @@ fn read_chunk<R: Read>(r: &mut R, buf: &mut Vec<u8>) -> io::Result<()> {
             Err(e) => break Err(e),
         }
     };
-    buf.truncate(n);
-    res
+    (n, res)
 }
 
 impl Read for ReadAhead {
@@ -138,12 +139,12 @@ impl Read for ReadAhead {
         if out.is_empty() {
             return Ok(0);
         }
-        while self.at >= self.cur.len() {
+        while self.at >= self.len {
             if self.done || !self.next_buffer()? {
                 return Ok(0);
             }
         }
-        let src = self.cur.get(self.at..).unwrap_or(&[]);
+        let src = self.cur.get(self.at..self.len).unwrap_or(&[]);
         let n = src.len().min(out.len());
         out[..n].copy_from_slice(&src[..n]);
         self.at += n;
