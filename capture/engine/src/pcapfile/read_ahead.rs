@@ -18,13 +18,16 @@ const CHUNK: usize = 1 << 20;
 /// Buffers going round between the two threads.
 const BUFFERS: usize = 3;
 
+/// A filled buffer and how much of it is filled, or the read error.
+type Filled = io::Result<(Vec<u8>, usize)>;
+
 /// A `Read` whose bytes are read from `R` by another thread, in order. A
 /// read error reaches the caller after every byte read before it, as it
 /// would have without the thread.
 pub struct ReadAhead {
     /// Filled buffers and how much of each is filled, in file order (an
     /// error ends them).
-    full: Option<Receiver<io::Result<(Vec<u8>, usize)>>>,
+    full: Option<Receiver<Filled>>,
     /// Emptied buffers, back to the reading thread.
     empty: Option<Sender<Vec<u8>>>,
     cur: Vec<u8>,
