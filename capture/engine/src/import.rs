@@ -2,6 +2,8 @@
 //! outputs. Several files (a SIP capture and media captures from other hosts)
 //! are merged by timestamp, as one capture.
 
+use std::fs::File;
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -14,9 +16,8 @@ use crate::calls::{CallState, PacketRef};
 use crate::index::{CallFiles, INDEX_FILE, Index, IndexError};
 use crate::output::{CallToWrite, CallWriter, OutputError};
 use crate::parallel::ParallelEngine;
-use crate::pcapfile::{FileReader, ReadAhead};
 use crate::pipeline::{Pipeline, PipelineConfig, PipelineStats};
-use voxtap_proto::pcapio::{LinkType, PacketRecord, PcapError, PcapReader};
+use voxtap_proto::pcapio::{LinkType, PcapError, PcapReader};
 
 #[derive(Debug, Error)]
 pub enum ImportError {
@@ -251,37 +252,11 @@ impl ImportReport {
 
 struct Source {
     path: PathBuf,
-    reader: Reader,
-    /// Bytes the reader will read (see `pcapfile::content_len`).
-    len: u64,
+    reader: PcapReader<BufReader<File>>,
     report: FileReport,
     /// The next packet, copied so several files can be merged by time.
     head: Option<(u64, LinkType, u64, Vec<u8>)>,
     buf_spare: Vec<u8>,
-}
-
-/// A file read on the calling thread, or by a thread of its own (a lone
-/// file: reading then overlaps parsing; several files merged are each read
-/// a packet at a time in turn, so are read here).
-enum Reader {
-    Here(FileReader),
-    Ahead(PcapReader<ReadAhead>),
-}
-
-impl Reader {
-    fn next_packet(&mut self) -> Result<Option<PacketRecord<'_>>, PcapError> {
-        match self {
-            Reader::Here(r) => r.next_packet(),
-            Reader::Ahead(r) => r.next_packet(),
-        }
-    }
-
-    fn bytes_read(&self) -> u64 {
-        match self {
-            Reader::Here(r) => r.bytes_read(),
-            Reader::Ahead(r) => r.bytes_read(),
-        }
-    }
 }
 
 impl Source {
@@ -368,10 +343,13 @@ pub fn run_import_engine(
     } else if let Some(m) = &opts.media {
         writer.add_processor(Box::new(crate::media::MediaProcessor::new(m.clone())));
     }
-    let mut sources = open_sources(&opts.files, true)?;
+    let mut sources = open_sources(&opts.files)?;
     let output = OutputThread::start(writer, open_fresh_index(&opts.out)?)?;
     // What the readers will read (a compressed file's decompressed size).
-    let total_bytes: u64 = sources.iter().map(|s| s.len).sum();
+    let total_bytes: u64 = sources
+        .iter()
+        .map(|s| crate::pcapfile::content_len(&s.reader))
+        .sum();
     let mut pipeline = opts.pipeline.clone();
     // No call folder, no PCAP cut: the packet references would be kept
     // (and spilled to disk) for nothing.
@@ -405,13 +383,11 @@ pub fn run_import_engine(
 /// import reads them (the same reader, every record, nothing done with
 /// it): what the reading thread's CPU includes besides dispatching, for
 /// `voxtap import --engine-figures` (bench-scale). Damage ends a file, as
-/// it ends an import. Read on this thread (an import of one file reads it
-/// on a thread of its own, whose CPU its reading thread's figure then
-/// leaves out).
+/// it ends an import.
 pub fn reading_cpu_ns(files: &[PathBuf]) -> Result<u64, ImportError> {
     let started = crate::parallel::thread_cpu_ns();
     let mut bytes = 0u64;
-    for mut s in open_sources(files, false)? {
+    for mut s in open_sources(files)? {
         while let Ok(Some(rec)) = s.reader.next_packet() {
             bytes += rec.data.len() as u64;
         }
@@ -420,32 +396,16 @@ pub fn reading_cpu_ns(files: &[PathBuf]) -> Result<u64, ImportError> {
     Ok(crate::parallel::thread_cpu_ns().saturating_sub(started))
 }
 
-/// The readers of `files`; a lone file is read ahead by a thread of its
-/// own if `ahead`.
-fn open_sources(files: &[PathBuf], ahead: bool) -> Result<Vec<Source>, ImportError> {
+fn open_sources(files: &[PathBuf]) -> Result<Vec<Source>, ImportError> {
     let mut sources = Vec::with_capacity(files.len());
     for path in files {
-        let open_err = |source| ImportError::Open {
+        let reader = crate::pcapfile::open(path).map_err(|source| ImportError::Open {
             path: path.clone(),
             source,
-        };
-        let opened = if ahead && files.len() == 1 {
-            crate::pcapfile::open_read_ahead(path).map_err(open_err)?
-        } else {
-            None
-        };
-        let (reader, len) = match opened {
-            Some((r, len)) => (Reader::Ahead(r), len),
-            None => {
-                let r = crate::pcapfile::open(path).map_err(open_err)?;
-                let len = crate::pcapfile::content_len(&r);
-                (Reader::Here(r), len)
-            }
-        };
+        })?;
         sources.push(Source {
             path: path.clone(),
             reader,
-            len,
             report: FileReport {
                 path: path.clone(),
                 ..Default::default()

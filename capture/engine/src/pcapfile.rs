@@ -19,9 +19,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use voxtap_proto::pcapio::{PcapError, PcapReader};
 
-mod read_ahead;
-pub use read_ahead::ReadAhead;
-
 /// A reader over a file on disk.
 pub type FileReader = PcapReader<BufReader<File>>;
 
@@ -33,30 +30,11 @@ pub fn open(path: &Path) -> Result<FileReader, PcapError> {
 /// A reader with a read buffer of `capacity` bytes: large for sequential
 /// reading, small for random access (every seek refills the buffer).
 pub fn open_with_capacity(path: &Path, capacity: usize) -> Result<FileReader, PcapError> {
-    PcapReader::new_seekable(BufReader::with_capacity(capacity, open_plain(path)?))
-}
-
-/// Opens `path` for one pass from start to end, read by a thread of its own
-/// ([`ReadAhead`]); also returns what [`content_len`] gives for
-/// [`open`]'s reader. `None` for a format that needs seeking while read
-/// (NetMon), which [`open`] reads.
-pub fn open_read_ahead(path: &Path) -> Result<Option<(PcapReader<ReadAhead>, u64)>, PcapError> {
-    let f = open_plain(path)?;
-    let len = f.metadata().map_or(0, |m| m.len());
-    match PcapReader::new(ReadAhead::new(f)?) {
-        Ok(r) => Ok(Some((r, len))),
-        Err(PcapError::NeedsSeek(_)) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// The file at `path`, or its decompressed copy, at its start.
-fn open_plain(path: &Path) -> Result<File, PcapError> {
     let mut f = File::open(path)?;
     if let Some(c) = Compression::sniff(&mut f)? {
         f = decompress(c, f, path)?;
     }
-    Ok(f)
+    PcapReader::new_seekable(BufReader::with_capacity(capacity, f))
 }
 
 /// Bytes of the capture the reader reads (for a compressed file, of its
