@@ -436,7 +436,7 @@ impl StreamStats {
         // ns first so absolute epoch times lose no precision. A packet out
         // of time sequence keeps the previous delta, as in Wireshark (it is
         // excluded from the extremes anyway).
-        self.delta_ms = (i128::from(arrival_ns) - i128::from(self.ref_ns)) as f64 / 1e6;
+        self.delta_ms = signed_diff_f64(arrival_ns, self.ref_ns) / 1e6;
         if khz == 0 {
             return 0.0;
         }
@@ -539,9 +539,60 @@ impl StreamStats {
     }
 }
 
+/// `a - b` as the f64 nearest to it (ties to even), as
+/// `(i128::from(a) - i128::from(b)) as f64` gives it, without i128: the
+/// i128-to-f64 conversion is a software routine, called for every RTP
+/// packet. The magnitude fits a u64 and rounding to nearest is symmetric,
+/// so converting the magnitude and negating gives the same bits.
+#[inline]
+fn signed_diff_f64(a: u64, b: u64) -> f64 {
+    if a >= b {
+        (a - b) as f64
+    } else {
+        -((b - a) as f64)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Bit for bit the i128 formula it replaced, on random pairs of every
+    /// magnitude (small deltas near epoch times, huge ones, equal) and the
+    /// extremes.
+    #[test]
+    fn signed_diff_matches_the_i128_formula() {
+        let old = |a: u64, b: u64| (i128::from(a) - i128::from(b)) as f64;
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
+        let mut pairs = vec![
+            (0, 0),
+            (u64::MAX, 0),
+            (0, u64::MAX),
+            (u64::MAX, u64::MAX),
+            (1 << 53, 0),
+            (0, (1 << 53) + 1),
+        ];
+        for _ in 0..200_000 {
+            let a = next(u64::MAX) | (next(2) << 63);
+            let b = match next(3) {
+                0 => next(u64::MAX) | (next(2) << 63),
+                1 => a.wrapping_add(next(1 << 40)).wrapping_sub(1 << 39),
+                _ => a,
+            };
+            pairs.push((a, b));
+        }
+        for (a, b) in pairs {
+            assert_eq!(
+                signed_diff_f64(a, b).to_bits(),
+                old(a, b).to_bits(),
+                "{a} {b}"
+            );
+            assert_eq!(
+                (signed_diff_f64(a, b) / 1e6).to_bits(),
+                (old(a, b) / 1e6).to_bits()
+            );
+        }
+    }
 
     /// A seeded xorshift64 generator: `next(n)` draws from 0..n, the same
     /// sequence on every run.

@@ -127,11 +127,12 @@ pub(crate) fn audio_of(
     s: &crate::calls::Stream,
     payload_types: &[u8],
 ) -> (u8, Option<bool>, Option<String>) {
-    let map = crate::media::codec::stream_pt_map(call, s);
-    let pt =
-        crate::media::codec::rated_payload_type(payload_types.iter().copied(), &map).unwrap_or(0);
-    match map.get(&pt) {
-        Some(&(kind, _)) => {
+    let t = crate::media::codec::StreamCodecs::for_stream(call, s);
+    let pt = t
+        .rated_payload_type(payload_types.iter().copied())
+        .unwrap_or(0);
+    match t.get(pt) {
+        Some((kind, _)) => {
             let why = crate::media::codec::undecodable_reason(kind, pt, true);
             (pt, Some(why.is_none()), why)
         }
@@ -578,9 +579,10 @@ impl Index {
             source,
         };
         let tx = self.conn.transaction().map_err(err)?;
-        let ids = record::insert_calls(&tx, calls).map_err(err)?;
+        let rows = record::insert_calls(&tx, calls).map_err(err)?;
+        let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
         record::insert_legs(&tx, calls, &ids).map_err(err)?;
-        rollup::add_calls(&tx, &ids).map_err(err)?;
+        rollup::add_new_calls(&tx, &rows).map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(ids)
     }

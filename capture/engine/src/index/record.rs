@@ -5,7 +5,8 @@ use std::collections::BTreeSet;
 
 use rusqlite::{CachedStatement, OptionalExtension, Transaction, params};
 
-use super::{CallFiles, i, now_ns, uri_user};
+use super::rollup::{CallRows, StreamRow};
+use super::{CallFiles, i, now_ns, u, uri_user};
 use crate::calls::{Call, Stream};
 
 /// The statements one batch of calls is written with, prepared once.
@@ -52,6 +53,7 @@ impl<'t> Inserts<'t> {
         call: &Call,
         files: &CallFiles,
         call_mos: Option<f64>,
+        codec: &str,
         indexed_at: i64,
     ) -> rusqlite::Result<i64> {
         let end = call.end_or_last();
@@ -85,7 +87,7 @@ impl<'t> Inserts<'t> {
             i(call.sip_truncated()),
             call.encrypted_signalling(),
             call.outer_path(),
-            main_codec(call),
+            codec,
             i(call.capture_loss()),
         ])?;
         Ok(tx.last_insert_rowid())
@@ -114,8 +116,8 @@ impl<'t> Inserts<'t> {
         Ok(())
     }
 
-    /// Every IP its SIP or media used.
-    fn ips(&mut self, id: i64, call: &Call) -> rusqlite::Result<()> {
+    /// Every IP its SIP or media used; returns them.
+    fn ips(&mut self, id: i64, call: &Call) -> rusqlite::Result<Vec<std::net::IpAddr>> {
         let mut ips = BTreeSet::new();
         for e in call.sip() {
             ips.insert(e.src.ip());
@@ -125,10 +127,10 @@ impl<'t> Inserts<'t> {
             ips.insert(s.key.src.ip());
             ips.insert(s.key.dst.ip());
         }
-        for ip in ips {
+        for ip in &ips {
             self.ip.execute(params![id, ip.to_string()])?;
         }
-        Ok(())
+        Ok(ips.into_iter().collect())
     }
 
     fn sip(&mut self, id: i64, call: &Call) -> rusqlite::Result<()> {
@@ -153,7 +155,7 @@ impl<'t> Inserts<'t> {
         call: &Call,
         s: &Stream,
         mos: Option<f64>,
-    ) -> rusqlite::Result<()> {
+    ) -> rusqlite::Result<StreamRow> {
         let sum = s.stats.summary();
         let (pt, decodable, reason) = super::audio_of(call, s, &sum.payload_types);
         let rtcp = s.rtcp.reports > 0;
@@ -184,7 +186,43 @@ impl<'t> Inserts<'t> {
             decodable,
             reason,
         ])?;
-        Ok(())
+        // As the row reads back: the integers through `i`, the addresses
+        // through their text.
+        Ok(StreamRow {
+            ips: Some((s.key.src.ip(), s.key.dst.ip())),
+            packets: i(sum.packets),
+            lost: sum.lost,
+            expected: i(sum.expected),
+        })
+    }
+}
+
+/// What the rollups read of the call's row, from the values just bound
+/// (read back through `u`, as `rollup::read_rows` does; SQLite stores a
+/// NaN as NULL).
+fn call_rows(call: &Call, call_mos: Option<f64>, codec: String) -> CallRows {
+    let end = call.end_or_last();
+    CallRows {
+        method: call.method().to_string(),
+        start_ns: u(i(call.start_ns())),
+        ringing_ns: call.ringing_ns().map(|t| u(i(t))),
+        answer_ns: call.answer_ns().map(|t| u(i(t))),
+        end_ns: u(i(end)),
+        talk_ms: call
+            .answer_ns()
+            .map(|a| i(end.saturating_sub(a) / 1_000_000)),
+        status_code: call.status_code(),
+        mos: call_mos.filter(|m| !m.is_nan()),
+        codec,
+        capture_loss: i(call.capture_loss()),
+        numbers: [
+            call.from_user().to_string(),
+            call.to_user().to_string(),
+            uri_user(call.request_uri()).unwrap_or_default().to_string(),
+        ],
+        stale: false,
+        ips: Vec::new(),
+        streams: Vec::new(),
     }
 }
 
@@ -224,34 +262,37 @@ fn stream_mos(call: &Call) -> Vec<Option<f64>> {
 
 /// Writes `calls` with their parties, IPs, SIP and streams; returns their
 /// row ids (0 for a media-only record, whose streams go to `media_streams`
-/// and which has no `calls` row).
+/// and which has no `calls` row), each with what the rollups read of its
+/// rows.
 pub(super) fn insert_calls(
     tx: &Transaction<'_>,
     calls: &[(&Call, CallFiles)],
-) -> rusqlite::Result<Vec<i64>> {
+) -> rusqlite::Result<Vec<(i64, CallRows)>> {
     let mut ins = Inserts::prepare(tx)?;
     let indexed_at = i(now_ns());
-    let mut ids = Vec::with_capacity(calls.len());
+    let mut out = Vec::with_capacity(calls.len());
     for (call, files) in calls {
         if call.is_media_only() {
             insert_media_only(tx, call, files, indexed_at)?;
-            ids.push(0);
+            out.push((0, CallRows::default()));
             continue;
         }
         let mos = stream_mos(call);
         // The call's MOS is its worst stream's.
         let call_mos = mos.iter().flatten().copied().reduce(f64::min);
-        let id = ins.call(tx, call, files, call_mos, indexed_at)?;
-        ids.push(id);
+        let codec = main_codec(call);
+        let id = ins.call(tx, call, files, call_mos, &codec, indexed_at)?;
+        let mut rows = call_rows(call, call_mos, codec);
         ins.parties(id, call)?;
-        ins.ips(id, call)?;
+        rows.ips = ins.ips(id, call)?;
         ins.sip(id, call)?;
         for (s, mos) in call.streams().iter().zip(mos) {
-            ins.stream(id, call, s, mos)?;
+            rows.streams.push(ins.stream(id, call, s, mos)?);
         }
         insert_fax(tx, id, call)?;
+        out.push((id, rows));
     }
-    Ok(ids)
+    Ok(out)
 }
 
 /// When the call turned into T.38 fax, and its UDPTL streams.

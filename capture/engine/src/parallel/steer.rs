@@ -59,12 +59,12 @@ impl SipTest {
         self.ports[usize::from(p) / 64] & (1 << (p % 64)) != 0
     }
 
-    /// Port bitmap first, then the content, whose cheap first-byte test
-    /// turns RTP away.
+    /// Port bitmap first, then the content (`looks_like_sip` turns RTP
+    /// away on its first byte).
     fn sip_like(&self, src: u16, dst: u16, payload: &[u8]) -> bool {
         self.is_sip_port(src)
             || self.is_sip_port(dst)
-            || (self.by_content && may_start_sip(payload) && sip::looks_like_sip(payload))
+            || (self.by_content && sip::looks_like_sip(payload))
     }
 }
 
@@ -116,17 +116,6 @@ impl Steerer {
     }
 }
 
-/// Whether `payload` can start a SIP message at all: its first byte that is
-/// not CR or LF is printable ASCII (a method token or "SIP/2.0"; an RTP
-/// header's first byte is 0x80-0xBF). Never false where
-/// `sip::looks_like_sip` is true.
-fn may_start_sip(payload: &[u8]) -> bool {
-    payload
-        .iter()
-        .find(|b| !matches!(b, b'\r' | b'\n'))
-        .is_some_and(u8::is_ascii_graphic)
-}
-
 /// Where `part` (a slice of `frame`) starts in `frame`.
 fn offset_in(frame: &[u8], part: &[u8]) -> Option<u32> {
     let at = (part.as_ptr() as usize).checked_sub(frame.as_ptr() as usize)?;
@@ -136,34 +125,6 @@ fn offset_in(frame: &[u8], part: &[u8]) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The first-byte test never turns away what `looks_like_sip` takes:
-    /// every first byte before a request line and a status line.
-    #[test]
-    fn the_first_byte_test_keeps_everything_sip_like() {
-        let mut taken = 0;
-        for b in 0..=255u8 {
-            for rest in [
-                &b"NVITE sip:b@x SIP/2.0\r\n\r\n"[..],
-                b"IP/2.0 200 OK\r\n\r\n",
-                b" sip:b@x SIP/2.0\r\n\r\n",
-            ] {
-                for lead in [&b""[..], b"\r\n"] {
-                    let msg = [lead, &[b][..], rest].concat();
-                    if sip::looks_like_sip(&msg) {
-                        taken += 1;
-                        assert!(may_start_sip(&msg), "{:?}", String::from_utf8_lossy(&msg));
-                    }
-                }
-            }
-        }
-        // Token characters before " sip:b@x SIP/2.0", 'I'/'S'/'s' and more.
-        assert!(taken > 2 * 70, "only {taken} start lines taken");
-        let mut rtp = [0u8; 172];
-        rtp[0] = 0x80;
-        assert!(!may_start_sip(&rtp));
-        assert!(!may_start_sip(b"\r\n\r\n"));
-    }
 
     #[test]
     fn a_payload_is_found_in_its_frame() {

@@ -226,6 +226,8 @@ impl PcapReader<BufReader<File>> {
 }
 
 /// u32 at `at` in the file's byte order, 0 when out of range.
+// Inlined: called per record header field, a call each otherwise.
+#[inline]
 fn rd32(big: bool, b: &[u8], at: usize) -> u32 {
     let a = crate::wire::array(b, at);
     if big {
@@ -236,6 +238,8 @@ fn rd32(big: bool, b: &[u8], at: usize) -> u32 {
 }
 
 /// u16 at `at` in the file's byte order, 0 when out of range.
+// Inlined: called per record header field, a call each otherwise.
+#[inline]
 fn rd16(big: bool, b: &[u8], at: usize) -> u16 {
     let a = crate::wire::array(b, at);
     if big {

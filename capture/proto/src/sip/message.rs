@@ -628,11 +628,26 @@ fn parse_with(buf: &[u8], framing: Framing) -> Result<Message<'_>, SipError> {
 /// Cheap check that `buf` starts (after optional CRLFs) with a SIP start line.
 /// Only the first line is examined, bounded by [`MAX_START_LINE`]. A first
 /// line cut off by the end of `buf` is judged on what is there.
+///
+/// Every UDP payload of an import without SIP ports comes here, RTP
+/// included, so the first byte decides first: a start line begins with a
+/// method token or "SIP/2.0" (a token character either way), and an RTP
+/// header's first byte (0x80-0xBF) is none. Without it each RTP packet
+/// paid a search for a line end through its payload and a start-line parse.
 pub fn looks_like_sip(buf: &[u8]) -> bool {
     let start = match buf.iter().position(|b| *b != b'\r' && *b != b'\n') {
         Some(s) => s,
         None => return false,
     };
+    if !buf.get(start).is_some_and(|b| is_token(*b)) {
+        return false;
+    }
+    start_line_at(buf, start)
+}
+
+/// Whether the line starting at `start` (after the CRLFs) is a SIP start
+/// line; [`looks_like_sip`] without its first-byte test.
+pub(super) fn start_line_at(buf: &[u8], start: usize) -> bool {
     let rest = buf.get(start..).unwrap_or(&[]);
     let window = rest.get(..MAX_START_LINE).unwrap_or(rest);
     let line = match memchr::memchr(b'\n', window) {

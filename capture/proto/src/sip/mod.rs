@@ -24,7 +24,7 @@ pub use message::{
     KNOWN, MAX_HEADER_LINES, MAX_HEADERS, Message, find_start, looks_like_sip, parse, parse_stream,
 };
 #[cfg(test)]
-use message::{MAX_HEADER_SECTION, MAX_OVERSIZED_SECTION};
+use message::{MAX_HEADER_SECTION, MAX_OVERSIZED_SECTION, start_line_at};
 pub use stream::{StreamReassembler, StreamStats};
 pub use uri::NameAddr;
 pub use uri::{parse_name_addr, uri_host, uri_user};

@@ -446,6 +446,68 @@ fn looks_like_sip_accepts_requests_responses_and_rejects_binary() {
     assert!(!looks_like_sip(b"SIP/2.0/UDP host"));
 }
 
+/// The first-byte test turns away nothing the start-line parse takes:
+/// every first byte (after no CRLF and after one) before the rest of a
+/// request line and a status line gives the answer of the parse alone; every
+/// method and a response start line are taken, and RTP-like payloads
+/// (first byte 0x80-0xBF) are not.
+#[test]
+fn looks_like_sip_first_byte_test_changes_no_answer() {
+    let mut taken = 0;
+    // CR and LF before a start line are skipped (tested above).
+    for b in (0..=255u8).filter(|b| !matches!(b, b'\r' | b'\n')) {
+        for rest in [
+            &b"NVITE sip:b@x SIP/2.0\r\n\r\n"[..],
+            b"IP/2.0 200 OK\r\n\r\n",
+            b" sip:b@x SIP/2.0\r\n\r\n",
+        ] {
+            for lead in [&b""[..], b"\r\n"] {
+                let msg = [lead, &[b][..], rest].concat();
+                let full = msg
+                    .iter()
+                    .position(|c| *c != b'\r' && *c != b'\n')
+                    .is_some_and(|s| start_line_at(&msg, s));
+                assert_eq!(
+                    looks_like_sip(&msg),
+                    full,
+                    "{:?}",
+                    String::from_utf8_lossy(&msg)
+                );
+                taken += usize::from(full);
+            }
+        }
+    }
+    // 'I', 'S' and 's', and every token character before " sip:b@x SIP/2.0".
+    assert!(taken > 2 * 70, "only {taken} start lines taken");
+    for m in [
+        "INVITE",
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "REGISTER",
+        "OPTIONS",
+        "INFO",
+        "UPDATE",
+        "PRACK",
+        "SUBSCRIBE",
+        "NOTIFY",
+        "REFER",
+        "MESSAGE",
+        "PUBLISH",
+    ] {
+        assert!(looks_like_sip(
+            format!("{m} sip:b@x SIP/2.0\r\n").as_bytes()
+        ));
+    }
+    assert!(looks_like_sip(b"SIP/2.0 183 Session Progress\r\n"));
+    for first in 0x80..=0xBFu8 {
+        let mut rtp = [0u8; 172];
+        rtp[0] = first;
+        rtp[12..].copy_from_slice(&b"INVITE sip:b@x SIP/2.0\r\n".repeat(7)[..160]);
+        assert!(!looks_like_sip(&rtp));
+    }
+}
+
 #[test]
 fn junk_before_request_zeek() {
     // The capture has a 4-byte junk datagram, then a REGISTER datagram.
