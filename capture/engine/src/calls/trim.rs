@@ -11,8 +11,8 @@
 //! done at every sweep, since its cost grows with the heap and with what
 //! it releases; 0.01-0.06 ms with 50,000 calls open and nothing left to
 //! release, `memory_long_calls`; median 1.2 ms and up to 5 ms for the
-//! trims the sweeps made while those calls started, on a loaded 2-core VM). Other allocators and systems: the
-//! shrinks only.
+//! trims the sweeps made while those calls started, on a loaded 2-core
+//! VM). Other allocators and systems: the shrinks only.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 static FREED: AtomicUsize = AtomicUsize::new(0);
 
 /// What shrinks must have freed before a trim.
-pub(super) const TRIM_AFTER: usize = 1 << 20;
+const TRIM_AFTER: usize = 1 << 20;
 
 /// Counts `bytes` freed by a shrink.
 pub(super) fn note_freed(bytes: usize) {
@@ -45,14 +45,12 @@ pub(super) fn shrink_map<K: Eq + Hash, V, S: BuildHasher>(map: &mut HashMap<K, V
 }
 
 /// At a sweep: gives the free memory back if shrinks freed enough since
-/// the last time. Whether it ran.
-pub(super) fn at_sweep() -> bool {
-    if FREED.load(Ordering::Relaxed) < TRIM_AFTER {
-        return false;
+/// the last time.
+pub(super) fn at_sweep() {
+    if FREED.load(Ordering::Relaxed) >= TRIM_AFTER {
+        FREED.store(0, Ordering::Relaxed);
+        trim();
     }
-    FREED.store(0, Ordering::Relaxed);
-    trim();
-    true
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -53,7 +53,7 @@ impl<'t> Inserts<'t> {
         call: &Call,
         files: &CallFiles,
         call_mos: Option<f64>,
-        codec: &str,
+        rows: &CallRows,
         indexed_at: i64,
     ) -> rusqlite::Result<i64> {
         let end = call.end_or_last();
@@ -70,8 +70,7 @@ impl<'t> Inserts<'t> {
             call.answer_ns().map(i),
             i(end),
             i(end.saturating_sub(call.start_ns()) / 1_000_000),
-            call.answer_ns()
-                .map(|a| i(end.saturating_sub(a) / 1_000_000)),
+            rows.talk_ms,
             call.state().as_str(),
             call.status_code(),
             call.end_reason().map(|r| r.as_str()),
@@ -87,8 +86,8 @@ impl<'t> Inserts<'t> {
             i(call.sip_truncated()),
             call.encrypted_signalling(),
             call.outer_path(),
-            codec,
-            i(call.capture_loss()),
+            rows.codec,
+            rows.capture_loss,
         ])?;
         Ok(tx.last_insert_rowid())
     }
@@ -197,9 +196,10 @@ impl<'t> Inserts<'t> {
     }
 }
 
-/// What the rollups read of the call's row, from the values just bound
-/// (read back through `u`, as `rollup::read_rows` does; SQLite stores a
-/// NaN as NULL).
+/// What the rollups read of the call's row, from the values its insert
+/// binds (read back through `u`, as `rollup::read_rows` does; SQLite stores
+/// a NaN as NULL): the insert takes its talk time, codec and capture loss
+/// from here.
 fn call_rows(call: &Call, call_mos: Option<f64>, codec: String) -> CallRows {
     let end = call.end_or_last();
     CallRows {
@@ -280,9 +280,8 @@ pub(super) fn insert_calls(
         let mos = stream_mos(call);
         // The call's MOS is its worst stream's.
         let call_mos = mos.iter().flatten().copied().reduce(f64::min);
-        let codec = main_codec(call);
-        let id = ins.call(tx, call, files, call_mos, &codec, indexed_at)?;
-        let mut rows = call_rows(call, call_mos, codec);
+        let mut rows = call_rows(call, call_mos, main_codec(call));
+        let id = ins.call(tx, call, files, call_mos, &rows, indexed_at)?;
         ins.parties(id, call)?;
         rows.ips = ins.ips(id, call)?;
         ins.sip(id, call)?;

@@ -163,18 +163,22 @@ mod tests {
         }
     }
 
+    /// A reproducible stream of numbers below `n` (xorshift64).
+    fn xorshift(mut x: u64) -> impl FnMut(u64) -> u64 {
+        move |n| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        }
+    }
+
     /// Against a map of vectors (what it replaced) on random pushes and
     /// expiries, with times that sometimes go backwards (a merged capture):
     /// the same items under every key, in the same order.
     #[test]
     fn the_ring_finds_what_a_map_of_vectors_finds() {
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut next = move |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
         let mut ring: Recent<Item> = Recent::default();
         let mut model: HashMap<u8, Vec<Item>> = HashMap::new();
         let mut now = 1_000;
@@ -217,13 +221,7 @@ mod tests {
     /// left, against a plain list of the items.
     #[test]
     fn expire_front_and_newest_match_a_list() {
-        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut next = move |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut next = xorshift(0x2545_F491_4F6C_DD1D);
         let mut ring: Recent<Item> = Recent::default();
         let mut model: VecDeque<Item> = VecDeque::new();
         let mut now = 1_000;
