@@ -16,18 +16,19 @@
 //! [`StreamStats::update`] allocates only when a stream shows more than
 //! eight distinct payload types (at most once per new type) and once, for
 //! the duplicate detector's bitmap, when more than three runs of numbers
-//! are missing inside its window at once (a stream with a few losses holds no bitmap):
-//! all other state is fixed-size.
+//! are missing inside its window at once (a stream with a few losses holds no bitmap),
+//! and once for the ptime estimate's last six slots, at the third distinct
+//! timestamp step (`steps`): all other state is fixed-size.
 
 mod seq_window;
+mod steps;
 
 use crate::rtp::static_codec;
 use seq_window::{SEQ_WINDOW, SeqWindow};
+use steps::Steps;
 
 /// Payload types whose order of first sight a stream keeps inline.
 const PT_INLINE: usize = 8;
-/// Distinct timestamp steps tracked for the ptime estimate.
-const STEP_SLOTS: usize = 8;
 /// Marks "no explicit rate for this dynamic PT" in `dyn_clock`.
 const UNSET: u32 = u32::MAX;
 /// Comfort noise: RFC 3389 (13) and the pre-RFC 3551 number (19). Wireshark
@@ -196,8 +197,8 @@ pub struct StreamStats {
     #[allow(clippy::box_collection)]
     pt_more: Option<Box<Vec<u8>>>,
 
-    /// (timestamp step, clock rate, count) of consecutive in-order packets.
-    steps: [(u32, u32, u32); STEP_SLOTS],
+    /// Timestamp steps of consecutive in-order packets (ptime).
+    steps: Steps,
 }
 
 impl StreamStats {
@@ -236,7 +237,7 @@ impl StreamStats {
             pt_first: [0; PT_INLINE],
             pt_len: 0,
             pt_more: None,
-            steps: [(0, 0, 0); STEP_SLOTS],
+            steps: Steps::default(),
         }
     }
 
@@ -331,23 +332,6 @@ impl StreamStats {
         }
     }
 
-    /// Counts a timestamp step for the ptime estimate. When all slots are
-    /// taken the rarest one is recycled: the dominant step of a voice stream
-    /// recurs every packet, so it cannot be starved out.
-    fn note_step(&mut self, step: u32, clock: u32) {
-        if let Some(s) = self
-            .steps
-            .iter_mut()
-            .find(|s| s.2 > 0 && s.0 == step && s.1 == clock)
-        {
-            s.2 = s.2.saturating_add(1);
-            return;
-        }
-        if let Some(s) = self.steps.iter_mut().min_by_key(|s| s.2) {
-            *s = (step, clock, 1);
-        }
-    }
-
     /// Accounts one packet. `arrival_ns` is the capture time (any epoch, but
     /// the same for all packets of the stream).
     pub fn update(
@@ -376,7 +360,7 @@ impl StreamStats {
         let ts_step = rtp_ts.wrapping_sub(self.last_ts) as i32;
         let clock = self.clock_rate_for(pt);
         if ext == prev_ext.saturating_add(1) && pt == self.last_pt && ts_step > 0 && clock != 0 {
-            self.note_step(ts_step.unsigned_abs(), clock);
+            self.steps.note(ts_step.unsigned_abs(), clock);
         }
 
         // ---- Wireshark 4.0 rtppacket_analyse from here on ----
@@ -500,12 +484,7 @@ impl StreamStats {
         } else {
             0
         };
-        let ptime_ms = self
-            .steps
-            .iter()
-            .filter(|s| s.2 > 0 && s.1 != 0)
-            .max_by_key(|s| s.2)
-            .map(|s| f64::from(s.0) * 1000.0 / f64::from(s.1));
+        let ptime_ms = self.steps.ptime_ms();
         StreamSummary {
             packets: u64::from(self.packets),
             expected,
