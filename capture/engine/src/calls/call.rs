@@ -917,7 +917,7 @@ impl Call {
         self.state = state;
         self.status_code = Some(status_code);
         self.end_reason = Some(end_reason);
-        self.end_ns = Some(end_ns);
+        self.set_mark(Mark::End, Some(end_ns));
         self.last_ns = end_ns;
     }
 
