@@ -104,56 +104,9 @@ impl Uses {
     }
 }
 
-/// An endpoint as the map keys it: address (IPv4 in the first four bytes),
-/// port and family in 19 bytes instead of a `SocketAddr`'s 32, so a map
-/// entry takes 40 bytes, not 56. Endpoints come from SDP and packet
-/// headers, whose IPv6 flow label and scope are always 0, so equal keys
-/// are equal addresses.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct EpKey([u8; 19]);
-
-/// Hashed as one `u64` for IPv4 (address and port fit in it: the other
-/// bytes of such a key are zero) and as three words for IPv6, instead of
-/// the derived hash of 19 bytes (a length and a byte slice: foldhash's
-/// slow path for more than 16 bytes, about 3 % of a CSV-only import,
-/// twice per media packet). Equal keys hash alike: the hash is a function
-/// of the bytes, the family byte choosing the branch.
-impl std::hash::Hash for EpKey {
-    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        let k = &self.0;
-        let word = |i: usize| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&k[i..i + 8]);
-            u64::from_le_bytes(b)
-        };
-        let port = u64::from(u16::from_be_bytes([k[16], k[17]]));
-        if k[18] == 0 {
-            h.write_u64(word(0) << 16 | port);
-        } else {
-            h.write_u64(word(0));
-            h.write_u64(word(8));
-            h.write_u64(port);
-        }
-    }
-}
-
-impl From<SocketAddr> for EpKey {
-    fn from(a: SocketAddr) -> Self {
-        let mut k = [0u8; 19];
-        let (ip, v6): ([u8; 16], u8) = match a.ip() {
-            std::net::IpAddr::V4(v4) => {
-                let mut b = [0u8; 16];
-                b[..4].copy_from_slice(&v4.octets());
-                (b, 0)
-            }
-            std::net::IpAddr::V6(v6) => (v6.octets(), 1),
-        };
-        k[..16].copy_from_slice(&ip);
-        k[16..18].copy_from_slice(&a.port().to_be_bytes());
-        k[18] = v6;
-        EpKey(k)
-    }
-}
+/// An endpoint as the map keys it: 19 bytes instead of a `SocketAddr`'s
+/// 32, so a map entry takes 40 bytes, not 56.
+type EpKey = super::Endpoint;
 
 /// The hasher of the maps looked up per media packet by address: foldhash
 /// instead of SipHash (two lookups per packet were about 15 % of a CSV
@@ -276,8 +229,8 @@ pub(super) fn media_info(
         None => SocketAddr::new(ip, m.port.wrapping_add(1)),
     };
     MediaInfo {
-        rtp,
-        rtcp,
+        rtp: rtp.into(),
+        rtcp: rtcp.into(),
         rtcp_mux: m.rtcp_mux,
         kind: intern(&m.media),
         proto: intern(&m.proto),
@@ -342,11 +295,11 @@ pub(super) fn claims(
     m: &MediaInfo,
 ) -> impl Iterator<Item = (SocketAddr, EndpointUse)> {
     let rtp = (
-        m.rtp,
+        m.rtp.to_socket_addr(),
         EndpointUse::new(call, Role::Rtp, media_idx, is_fax(m)),
     );
     let rtcp = (m.rtcp != m.rtp).then_some((
-        m.rtcp,
+        m.rtcp.to_socket_addr(),
         EndpointUse::new(call, Role::Rtcp, media_idx, is_fax(m)),
     ));
     std::iter::once(rtp).chain(rtcp)

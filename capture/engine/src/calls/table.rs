@@ -398,10 +398,10 @@ impl CallTable {
         mut lost_here: impl FnMut(std::net::SocketAddr) -> bool,
     ) {
         for c in self.calls.values_mut() {
-            let hit = c.streams().iter().any(|s| lost_here(s.key.dst))
+            let hit = c.streams().iter().any(|s| lost_here(s.key.dst.into()))
                 || c.media()
                     .iter()
-                    .any(|m| lost_here(m.rtp) || lost_here(m.rtcp));
+                    .any(|m| lost_here(m.rtp.into()) || lost_here(m.rtcp.into()));
             if hit {
                 c.add_capture_loss(n);
             }

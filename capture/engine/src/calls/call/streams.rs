@@ -78,11 +78,7 @@ impl Call {
         p: &RtpPacket<'_>,
     ) -> RtpSeen {
         self.rtp_packets += 1;
-        let key = StreamKey {
-            src,
-            dst,
-            ssrc: p.ssrc(),
-        };
+        let key = StreamKey::new(src, dst, p.ssrc());
         // One lookup for both "new?" and the stream (it was two per packet).
         let found = self.stream_idx(&key);
         let is_new = found.is_none();
@@ -128,11 +124,7 @@ impl Call {
             return;
         }
         self.rtp_packets += 1;
-        let key = StreamKey {
-            src: o.src,
-            dst: o.dst,
-            ssrc: o.ssrc,
-        };
+        let key = StreamKey::new(o.src, o.dst, o.ssrc);
         let s = self.stream_mut(key, media_idx, o.pt);
         s.stats.update(
             o.ts_ns,
