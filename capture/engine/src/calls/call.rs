@@ -8,11 +8,11 @@ use super::Endpoint;
 use super::endpoints::AddrHash;
 use super::legs::{Facing, Link};
 use super::packet_log::PacketLog;
-use voxtap_proto::sdp::{Crypto, Direction, RtpMap};
 use voxtap_proto::stream_stats::StreamStats;
 
 mod dialog;
 mod fax;
+mod media;
 mod names;
 mod replica;
 mod sip_text;
@@ -20,6 +20,7 @@ mod streams;
 
 pub(super) use dialog::{SipPacket, announced_by, is_new_initial_invite};
 pub use fax::FaxStream;
+pub use media::MediaInfo;
 use names::Name;
 pub(super) use streams::{EARLY_PACKETS, RtpSeen};
 
@@ -117,40 +118,6 @@ impl EndReason {
             EndReason::IdleTimeout => "idle_timeout",
             EndReason::EndOfCapture => "end_of_capture",
         }
-    }
-}
-
-/// One m= line as a SIP message announced it.
-#[derive(Clone, Debug)]
-pub struct MediaInfo {
-    /// Where this side wants to receive RTP.
-    pub rtp: Endpoint,
-    /// Where it wants to receive RTCP (a=rtcp, or RTP port + 1).
-    pub rtcp: Endpoint,
-    pub rtcp_mux: bool,
-    /// Interned when it is a usual value (see `endpoints::intern`): most
-    /// calls then hold no allocation for it.
-    pub kind: Cow<'static, str>,
-    pub proto: Cow<'static, str>,
-    pub direction: Direction,
-    /// Boxed slices (16 bytes each, not a Vec's 24): set once per SDP.
-    pub rtpmap: Box<[RtpMap]>,
-    /// `a=fmtp` parameters by payload type (Opus stereo, AMR packing...).
-    pub fmtp: Box<[(u8, String)]>,
-    pub crypto: Box<[Crypto]>,
-    pub ptime: Option<u32>,
-    /// Capture time of the SIP message that carried it.
-    pub announced_ns: u64,
-    /// "INVITE", "200 INVITE", "UPDATE"...: which message carried it.
-    pub announced_by: Cow<'static, str>,
-    /// True when the SDP said port 0 (stream refused or removed).
-    pub disabled: bool,
-}
-
-impl MediaInfo {
-    /// SRTP (RTP/SAVP, RTP/SAVPF): its RTCP is encrypted too.
-    pub fn is_srtp(&self) -> bool {
-        self.proto.contains("SAVP")
     }
 }
 

@@ -2,12 +2,10 @@
 //! announced for receiving RTP and RTCP, plus the sources latched behind NAT,
 //! and which call a media packet between two addresses belongs to.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use super::call::MediaInfo;
-use voxtap_proto::sdp;
 
 /// A receiving endpoint that started or stopped being used by any open call,
 /// for a live sensor that keeps its kernel filter in step with the table
@@ -212,79 +210,9 @@ impl Endpoints {
     }
 }
 
-/// One m= line of an SDP from `src` at `ts_ns`, carried by `by`: where that
-/// side receives RTP and RTCP.
-pub(super) fn media_info(
-    desc: &sdp::SessionDescription,
-    m: &sdp::MediaDescription,
-    src: SocketAddr,
-    ts_ns: u64,
-    by: &str,
-) -> MediaInfo {
-    let ip = desc.media_addr(m, src.ip());
-    let rtp = SocketAddr::new(ip, m.port);
-    let rtcp = match m.rtcp {
-        Some((port, addr)) => SocketAddr::new(addr.unwrap_or(ip), port),
-        None if m.rtcp_mux => rtp,
-        None => SocketAddr::new(ip, m.port.wrapping_add(1)),
-    };
-    MediaInfo {
-        rtp: rtp.into(),
-        rtcp: rtcp.into(),
-        rtcp_mux: m.rtcp_mux,
-        kind: intern(&m.media),
-        proto: intern(&m.proto),
-        direction: desc.media_direction(m),
-        rtpmap: m.rtpmap.as_slice().into(),
-        fmtp: m.fmtp.as_slice().into(),
-        crypto: m.crypto.as_slice().into(),
-        ptime: m.ptime,
-        announced_ns: ts_ns,
-        announced_by: intern(by),
-        disabled: m.port == 0 || ip.is_unspecified(),
-    }
-}
-
-/// The usual media kinds, transports and announcing messages, shared by
-/// every call that names them instead of allocated per media line.
-const INTERNED: &[&str] = &[
-    "audio",
-    "video",
-    "image",
-    "application",
-    "text",
-    "message",
-    "RTP/AVP",
-    "RTP/SAVP",
-    "RTP/AVPF",
-    "RTP/SAVPF",
-    "UDP/TLS/RTP/SAVP",
-    "UDP/TLS/RTP/SAVPF",
-    "udptl",
-    "UDPTL",
-    "INVITE",
-    "UPDATE",
-    "ACK",
-    "PRACK",
-    "180 INVITE",
-    "183 INVITE",
-    "200 INVITE",
-    "200 UPDATE",
-    "200 PRACK",
-];
-
-/// `s` as a shared static when it is one of [`INTERNED`] (exactly), else
-/// owned.
-pub(super) fn intern(s: &str) -> Cow<'static, str> {
-    match INTERNED.iter().find(|&&k| k == s) {
-        Some(&k) => Cow::Borrowed(k),
-        None => Cow::Owned(s.to_string()),
-    }
-}
-
 /// An `m=image ... udptl` line: T.38 fax, whose packets are UDPTL.
 pub(super) fn is_fax(m: &MediaInfo) -> bool {
-    m.kind.eq_ignore_ascii_case("image") && m.proto.to_ascii_lowercase().contains("udptl")
+    m.kind().eq_ignore_ascii_case("image") && m.proto().to_ascii_lowercase().contains("udptl")
 }
 
 /// The endpoints an enabled m= line (number `media_idx` of call `call`)

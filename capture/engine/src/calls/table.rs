@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use super::call::{Call, EndReason, PacketRef, SipPacket, announced_by};
+use super::call::{Call, EndReason, MediaInfo, PacketRef, SipPacket, announced_by};
 use super::closed::Closed;
 use super::endpoints::{self, EndpointEvent, EndpointUse, Endpoints, Role};
 use super::floods::{FloodSummary, Floods, NewDialog};
@@ -808,7 +808,7 @@ impl CallTable {
         };
         let mut claims: Vec<(SocketAddr, EndpointUse)> = Vec::new();
         for m in &desc.media {
-            let info = endpoints::media_info(desc, m, src, ts_ns, by);
+            let info = MediaInfo::from_sdp(desc, m, src, ts_ns, by);
             let disabled = info.disabled;
             let idx = call.add_media(info);
             if !disabled {

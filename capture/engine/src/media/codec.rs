@@ -49,7 +49,7 @@ fn fill(
     for (_, m) in media {
         for r in &m.rtpmap {
             let fmtp = m
-                .fmtp
+                .fmtp()
                 .iter()
                 .find(|(pt, _)| *pt == r.pt)
                 .map(|(_, f)| f.as_str());

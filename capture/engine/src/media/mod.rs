@@ -284,7 +284,7 @@ fn sdp_keys(call: &Call, src: SocketAddr) -> Vec<SrtpKeys> {
         .media()
         .iter()
         .filter(|m| m.rtp != src)
-        .flat_map(|m| m.crypto.iter().map(|c| (c.tag, c.suite.clone())))
+        .flat_map(|m| m.crypto().iter().map(|c| (c.tag, c.suite.clone())))
         .collect();
     let mut lines = Vec::new();
     for m in call
@@ -293,7 +293,7 @@ fn sdp_keys(call: &Call, src: SocketAddr) -> Vec<SrtpKeys> {
         .rev()
         .filter(|m| m.rtp == src || (m.rtcp == src && !m.rtcp_mux))
     {
-        let mut cs: Vec<_> = m.crypto.iter().collect();
+        let mut cs: Vec<_> = m.crypto().iter().collect();
         cs.sort_by_key(|c| !accepted.contains(&(c.tag, c.suite.clone())));
         lines.extend(cs);
     }
@@ -340,7 +340,7 @@ fn party_sets(call: &Call) -> (HashSet<Endpoint>, HashSet<Endpoint>) {
     // carried it, from the callee when a response did (late offer).
     let first_is_request = media
         .first()
-        .is_some_and(|m| !m.announced_by.starts_with(|c: char| c.is_ascii_digit()));
+        .is_some_and(|m| !m.announced_by().starts_with(|c: char| c.is_ascii_digit()));
     let first_ts = media.first().map(|m| m.announced_ns);
     let mut first_set = HashSet::new();
     let mut other_set = HashSet::new();
