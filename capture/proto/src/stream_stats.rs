@@ -28,7 +28,7 @@ use seq_window::{SEQ_WINDOW, SeqWindow};
 use steps::Steps;
 
 /// Payload types whose order of first sight a stream keeps inline.
-const PT_INLINE: usize = 8;
+const PT_INLINE: usize = 4;
 /// Marks "no explicit rate for this dynamic PT" in `dyn_clock`.
 const UNSET: u32 = u32::MAX;
 /// Comfort noise: RFC 3389 (13) and the pre-RFC 3551 number (19). Wireshark
@@ -153,8 +153,10 @@ pub struct StreamStats {
     /// number was (at most 2^15: a packet is read as ahead beyond that),
     /// in 2 bytes rather than an 8-byte extended number.
     prev_back: u16,
+    /// Its high bits also count the wraps of the sequence numbers: the
+    /// first packet's extended number is below 2^16 and each wrap adds
+    /// 2^16 (a counter apart took 4 bytes more).
     max_ext: i64,
-    seq_wraps: u32,
     out_of_order: u32,
     duplicates: u32,
     /// Which of the last [`SEQ_WINDOW`] extended sequence numbers were
@@ -215,7 +217,6 @@ impl StreamStats {
             first_seq: 0,
             prev_back: 0,
             max_ext: 0,
-            seq_wraps: 0,
             seen: SeqWindow::default(),
             out_of_order: 0,
             duplicates: 0,
@@ -245,6 +246,12 @@ impl StreamStats {
     /// seen. Takes effect from the next packet.
     pub fn set_clock_rate(&mut self, clock_rate: u32) {
         self.dyn_clock.default = clock_rate;
+    }
+
+    /// The clock of dynamic payload types without one of their own (see
+    /// [`Self::new`]).
+    pub fn default_clock_rate(&self) -> u32 {
+        self.dyn_clock.default
     }
 
     /// Sets the clock of one dynamic payload type (96..=127; others are
@@ -283,9 +290,6 @@ impl StreamStats {
         if udelta != 0 && udelta < 0x8000 {
             // Ahead of the highest (possibly with a gap).
             let ext = self.max_ext.saturating_add(i64::from(udelta));
-            if seq < max_seq {
-                self.seq_wraps = self.seq_wraps.saturating_add(1);
-            }
             self.seen.advance(self.max_ext, ext, first);
             self.max_ext = ext;
             ext
@@ -493,7 +497,7 @@ impl StreamStats {
                 .saturating_sub(i64::from(self.packets)),
             out_of_order: u64::from(self.out_of_order),
             duplicates: u64::from(self.duplicates),
-            seq_wraps: self.seq_wraps,
+            seq_wraps: u32::try_from(self.max_ext >> 16).unwrap_or(u32::MAX),
             jitter_ms: self.jitter_ms,
             max_jitter_ms: self.max_jitter_ms,
             mean_jitter_ms: self.mean_jitter_ms,

@@ -155,15 +155,12 @@ pub struct Stream {
     pub key: StreamKey,
     pub stats: StreamStats,
     /// The m= line (index into `Call::media`) whose endpoint matched:
-    /// [`Self::media_idx`] (32 bits, 8 bytes less than an `Option<usize>`).
-    media: Option<u32>,
-    pub clock_rate: u32,
+    /// [`Self::media_idx`] (32 bits, [`NO_MEDIA`] for none: 12 bytes less
+    /// than an `Option<usize>`).
+    media: u32,
     pub rtcp: RtcpView,
     /// Sender reports this SSRC sent about itself.
     pub sender_reports: u32,
-    /// Sequence number of the latest packet (for matching the same stream
-    /// on another leg).
-    pub last_seq: u16,
     /// Capture time of the latest packet.
     pub last_ns: u64,
     /// Packets seen so far, counted up to a small cap: only a stream's
@@ -199,14 +196,25 @@ impl RecentPacket {
     }
 }
 
+/// [`Stream::media`] when no m= line matched (a call never has 2^32).
+const NO_MEDIA: u32 = u32::MAX;
+
 impl Stream {
     /// The m= line (index into `Call::media`) whose endpoint matched.
     pub fn media_idx(&self) -> Option<usize> {
-        self.media.map(|m| m as usize)
+        (self.media != NO_MEDIA).then_some(self.media as usize)
     }
 
     pub(super) fn set_media_idx(&mut self, media_idx: Option<usize>) {
-        self.media = media_idx.and_then(|m| u32::try_from(m).ok());
+        self.media = media_idx
+            .and_then(|m| u32::try_from(m).ok())
+            .unwrap_or(NO_MEDIA);
+    }
+
+    /// The RTP clock of its first packet's payload type (from the SDP,
+    /// else RFC 3551's table, else 8 kHz): what RTCP jitter is read in.
+    pub fn clock_rate(&self) -> u32 {
+        self.stats.default_clock_rate()
     }
 }
 

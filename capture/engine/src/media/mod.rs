@@ -974,7 +974,7 @@ fn write_quality_json(
                 .and_then(|c| c.stream(&s.key))
                 .filter(|st| st.rtcp.reports > 0)
                 .map(|st| {
-                    let clock = f64::from(st.clock_rate.max(1));
+                    let clock = f64::from(st.clock_rate().max(1));
                     serde_json::json!({
                         "reports": st.rtcp.reports,
                         "fraction_lost_pct": f64::from(st.rtcp.fraction_lost) * 100.0 / 256.0,

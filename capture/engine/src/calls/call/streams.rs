@@ -98,7 +98,6 @@ impl Call {
             p.payload().len(),
             p.marker(),
         );
-        s.last_seq = p.sequence();
         s.last_ns = ts_ns;
         let early = s.early_packets < EARLY_PACKETS;
         let mut hash = 0;
@@ -134,7 +133,6 @@ impl Call {
             o.payload_len as usize,
             o.marker,
         );
-        s.last_seq = o.seq;
         s.last_ns = s.last_ns.max(o.ts_ns);
     }
 
@@ -199,11 +197,9 @@ impl Call {
         let mut s = Stream {
             key,
             stats,
-            media: None,
-            clock_rate,
+            media: 0,
             rtcp: RtcpView::default(),
             sender_reports: 0,
-            last_seq: 0,
             last_ns: 0,
             early_packets: 0,
         };
