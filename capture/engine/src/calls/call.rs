@@ -161,8 +161,6 @@ pub struct Stream {
     pub rtcp: RtcpView,
     /// Sender reports this SSRC sent about itself.
     pub sender_reports: u32,
-    /// Capture time of the latest packet.
-    pub last_ns: u64,
     /// Packets seen so far, counted up to a small cap: only a stream's
     /// first packets are fingerprinted for leg linking (their evidence is
     /// weighed at sweeps, `legs/evidence.rs`).

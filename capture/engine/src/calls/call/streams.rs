@@ -98,7 +98,6 @@ impl Call {
             p.payload().len(),
             p.marker(),
         );
-        s.last_ns = ts_ns;
         let early = s.early_packets < EARLY_PACKETS;
         let mut hash = 0;
         if early {
@@ -133,7 +132,6 @@ impl Call {
             o.payload_len as usize,
             o.marker,
         );
-        s.last_ns = s.last_ns.max(o.ts_ns);
     }
 
     /// An RTCP packet of media no SDP announced.
@@ -200,7 +198,6 @@ impl Call {
             media: 0,
             rtcp: RtcpView::default(),
             sender_reports: 0,
-            last_ns: 0,
             early_packets: 0,
         };
         s.set_media_idx(media_idx);
