@@ -403,9 +403,18 @@ fn encode_body(refs: &[(u64, PacketRef)]) -> Vec<u8> {
 /// `encode_body`); the largest takes 20 bytes.
 pub(crate) fn encode_ref(prev: (u64, PacketRef), r: (u64, PacketRef), out: &mut Vec<u8>) {
     let mut b = [0u8; 20];
-    let at = put_varint(&mut b, 0, zigzag(r.0.wrapping_sub(prev.0) as i64));
-    let at = put_varint(&mut b, at, zigzag(r.1.0.wrapping_sub(prev.1.0) as i64));
-    out.extend_from_slice(&b[..at]);
+    let n = encode_ref_into(prev, r, &mut b);
+    out.extend_from_slice(&b[..n]);
+}
+
+/// [`encode_ref`] into `b`; returns how many bytes it took (at most 20).
+pub(crate) fn encode_ref_into(
+    prev: (u64, PacketRef),
+    r: (u64, PacketRef),
+    b: &mut [u8; 20],
+) -> usize {
+    let at = put_varint(b, 0, zigzag(r.0.wrapping_sub(prev.0) as i64));
+    put_varint(b, at, zigzag(r.1.0.wrapping_sub(prev.1.0) as i64))
 }
 
 fn decode(b: &[u8]) -> std::io::Result<(ChunkPtr, Vec<(u64, PacketRef)>)> {
