@@ -54,7 +54,10 @@ impl Steps {
             },
             // Both inline slots taken, none boxed: the first boxed slot is
             // the first empty one.
-            (Some(_), more @ None) => &mut more.insert(Box::default())[0],
+            (Some(_), more @ None) => match more.insert(Box::default()).first_mut() {
+                Some(x) => x,
+                None => return,
+            },
             (None, _) => return,
         };
         *slot = (step, clock, 1);
