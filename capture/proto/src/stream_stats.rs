@@ -16,18 +16,19 @@
 //! [`StreamStats::update`] allocates only when a stream shows more than
 //! eight distinct payload types (at most once per new type) and once, for
 //! the duplicate detector's bitmap, when more than three runs of numbers
-//! are missing inside its window at once (a stream with a few losses holds no bitmap):
-//! all other state is fixed-size.
+//! are missing inside its window at once (a stream with a few losses holds no bitmap),
+//! and once for the ptime estimate's last six slots, at the third distinct
+//! timestamp step (`steps`): all other state is fixed-size.
 
 mod seq_window;
+mod steps;
 
 use crate::rtp::static_codec;
 use seq_window::{SEQ_WINDOW, SeqWindow};
+use steps::Steps;
 
 /// Payload types whose order of first sight a stream keeps inline.
-const PT_INLINE: usize = 8;
-/// Distinct timestamp steps tracked for the ptime estimate.
-const STEP_SLOTS: usize = 8;
+const PT_INLINE: usize = 4;
 /// Marks "no explicit rate for this dynamic PT" in `dyn_clock`.
 const UNSET: u32 = u32::MAX;
 /// Comfort noise: RFC 3389 (13) and the pre-RFC 3551 number (19). Wireshark
@@ -152,8 +153,10 @@ pub struct StreamStats {
     /// number was (at most 2^15: a packet is read as ahead beyond that),
     /// in 2 bytes rather than an 8-byte extended number.
     prev_back: u16,
+    /// Its high bits also count the wraps of the sequence numbers: the
+    /// first packet's extended number is below 2^16 and each wrap adds
+    /// 2^16 (a counter apart took 4 bytes more).
     max_ext: i64,
-    seq_wraps: u32,
     out_of_order: u32,
     duplicates: u32,
     /// Which of the last [`SEQ_WINDOW`] extended sequence numbers were
@@ -196,8 +199,8 @@ pub struct StreamStats {
     #[allow(clippy::box_collection)]
     pt_more: Option<Box<Vec<u8>>>,
 
-    /// (timestamp step, clock rate, count) of consecutive in-order packets.
-    steps: [(u32, u32, u32); STEP_SLOTS],
+    /// Timestamp steps of consecutive in-order packets (ptime).
+    steps: Steps,
 }
 
 impl StreamStats {
@@ -214,7 +217,6 @@ impl StreamStats {
             first_seq: 0,
             prev_back: 0,
             max_ext: 0,
-            seq_wraps: 0,
             seen: SeqWindow::default(),
             out_of_order: 0,
             duplicates: 0,
@@ -236,7 +238,7 @@ impl StreamStats {
             pt_first: [0; PT_INLINE],
             pt_len: 0,
             pt_more: None,
-            steps: [(0, 0, 0); STEP_SLOTS],
+            steps: Steps::default(),
         }
     }
 
@@ -244,6 +246,12 @@ impl StreamStats {
     /// seen. Takes effect from the next packet.
     pub fn set_clock_rate(&mut self, clock_rate: u32) {
         self.dyn_clock.default = clock_rate;
+    }
+
+    /// The clock of dynamic payload types without one of their own (see
+    /// [`Self::new`]).
+    pub fn default_clock_rate(&self) -> u32 {
+        self.dyn_clock.default
     }
 
     /// Sets the clock of one dynamic payload type (96..=127; others are
@@ -282,9 +290,6 @@ impl StreamStats {
         if udelta != 0 && udelta < 0x8000 {
             // Ahead of the highest (possibly with a gap).
             let ext = self.max_ext.saturating_add(i64::from(udelta));
-            if seq < max_seq {
-                self.seq_wraps = self.seq_wraps.saturating_add(1);
-            }
             self.seen.advance(self.max_ext, ext, first);
             self.max_ext = ext;
             ext
@@ -331,23 +336,6 @@ impl StreamStats {
         }
     }
 
-    /// Counts a timestamp step for the ptime estimate. When all slots are
-    /// taken the rarest one is recycled: the dominant step of a voice stream
-    /// recurs every packet, so it cannot be starved out.
-    fn note_step(&mut self, step: u32, clock: u32) {
-        if let Some(s) = self
-            .steps
-            .iter_mut()
-            .find(|s| s.2 > 0 && s.0 == step && s.1 == clock)
-        {
-            s.2 = s.2.saturating_add(1);
-            return;
-        }
-        if let Some(s) = self.steps.iter_mut().min_by_key(|s| s.2) {
-            *s = (step, clock, 1);
-        }
-    }
-
     /// Accounts one packet. `arrival_ns` is the capture time (any epoch, but
     /// the same for all packets of the stream).
     pub fn update(
@@ -376,7 +364,7 @@ impl StreamStats {
         let ts_step = rtp_ts.wrapping_sub(self.last_ts) as i32;
         let clock = self.clock_rate_for(pt);
         if ext == prev_ext.saturating_add(1) && pt == self.last_pt && ts_step > 0 && clock != 0 {
-            self.note_step(ts_step.unsigned_abs(), clock);
+            self.steps.note(ts_step.unsigned_abs(), clock);
         }
 
         // ---- Wireshark 4.0 rtppacket_analyse from here on ----
@@ -500,12 +488,7 @@ impl StreamStats {
         } else {
             0
         };
-        let ptime_ms = self
-            .steps
-            .iter()
-            .filter(|s| s.2 > 0 && s.1 != 0)
-            .max_by_key(|s| s.2)
-            .map(|s| f64::from(s.0) * 1000.0 / f64::from(s.1));
+        let ptime_ms = self.steps.ptime_ms();
         StreamSummary {
             packets: u64::from(self.packets),
             expected,
@@ -514,7 +497,7 @@ impl StreamStats {
                 .saturating_sub(i64::from(self.packets)),
             out_of_order: u64::from(self.out_of_order),
             duplicates: u64::from(self.duplicates),
-            seq_wraps: self.seq_wraps,
+            seq_wraps: u32::try_from(self.max_ext >> 16).unwrap_or(u32::MAX),
             jitter_ms: self.jitter_ms,
             max_jitter_ms: self.max_jitter_ms,
             mean_jitter_ms: self.mean_jitter_ms,

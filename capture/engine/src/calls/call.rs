@@ -4,14 +4,15 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use super::Endpoint;
 use super::endpoints::AddrHash;
 use super::legs::{Facing, Link};
 use super::packet_log::PacketLog;
-use voxtap_proto::sdp::{Crypto, Direction, RtpMap};
 use voxtap_proto::stream_stats::StreamStats;
 
 mod dialog;
 mod fax;
+mod media;
 mod names;
 mod replica;
 mod sip_text;
@@ -19,6 +20,7 @@ mod streams;
 
 pub(super) use dialog::{SipPacket, announced_by, is_new_initial_invite};
 pub use fax::FaxStream;
+pub use media::MediaInfo;
 use names::Name;
 pub(super) use streams::{EARLY_PACKETS, RtpSeen};
 
@@ -119,40 +121,6 @@ impl EndReason {
     }
 }
 
-/// One m= line as a SIP message announced it.
-#[derive(Clone, Debug)]
-pub struct MediaInfo {
-    /// Where this side wants to receive RTP.
-    pub rtp: SocketAddr,
-    /// Where it wants to receive RTCP (a=rtcp, or RTP port + 1).
-    pub rtcp: SocketAddr,
-    pub rtcp_mux: bool,
-    /// Interned when it is a usual value (see `endpoints::intern`): most
-    /// calls then hold no allocation for it.
-    pub kind: Cow<'static, str>,
-    pub proto: Cow<'static, str>,
-    pub direction: Direction,
-    /// Boxed slices (16 bytes each, not a Vec's 24): set once per SDP.
-    pub rtpmap: Box<[RtpMap]>,
-    /// `a=fmtp` parameters by payload type (Opus stereo, AMR packing...).
-    pub fmtp: Box<[(u8, String)]>,
-    pub crypto: Box<[Crypto]>,
-    pub ptime: Option<u32>,
-    /// Capture time of the SIP message that carried it.
-    pub announced_ns: u64,
-    /// "INVITE", "200 INVITE", "UPDATE"...: which message carried it.
-    pub announced_by: Cow<'static, str>,
-    /// True when the SDP said port 0 (stream refused or removed).
-    pub disabled: bool,
-}
-
-impl MediaInfo {
-    /// SRTP (RTP/SAVP, RTP/SAVPF): its RTCP is encrypted too.
-    pub fn is_srtp(&self) -> bool {
-        self.proto.contains("SAVP")
-    }
-}
-
 /// RTCP figures a peer reported about one of our streams (from SR/RR report
 /// blocks naming its SSRC), kept beside what we measured.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -164,29 +132,35 @@ pub struct RtcpView {
     pub jitter_units: u32,
 }
 
-/// Identity of an RTP stream: 5-tuple (UDP implied) plus SSRC.
+/// Identity of an RTP stream: 5-tuple (UDP implied) plus SSRC, in 44
+/// bytes (two [`Endpoint`]s; with `SocketAddr`s it took 68).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct StreamKey {
-    pub src: SocketAddr,
-    pub dst: SocketAddr,
+    pub src: Endpoint,
+    pub dst: Endpoint,
     pub ssrc: u32,
+}
+
+impl StreamKey {
+    pub fn new(src: SocketAddr, dst: SocketAddr, ssrc: u32) -> Self {
+        StreamKey {
+            src: src.into(),
+            dst: dst.into(),
+            ssrc,
+        }
+    }
 }
 
 pub struct Stream {
     pub key: StreamKey,
     pub stats: StreamStats,
     /// The m= line (index into `Call::media`) whose endpoint matched:
-    /// [`Self::media_idx`] (32 bits, 8 bytes less than an `Option<usize>`).
-    media: Option<u32>,
-    pub clock_rate: u32,
+    /// [`Self::media_idx`] (32 bits, [`NO_MEDIA`] for none: 12 bytes less
+    /// than an `Option<usize>`).
+    media: u32,
     pub rtcp: RtcpView,
     /// Sender reports this SSRC sent about itself.
     pub sender_reports: u32,
-    /// Sequence number of the latest packet (for matching the same stream
-    /// on another leg).
-    pub last_seq: u16,
-    /// Capture time of the latest packet.
-    pub last_ns: u64,
     /// Packets seen so far, counted up to a small cap: only a stream's
     /// first packets are fingerprinted for leg linking (their evidence is
     /// weighed at sweeps, `legs/evidence.rs`).
@@ -220,14 +194,25 @@ impl RecentPacket {
     }
 }
 
+/// [`Stream::media`] when no m= line matched (a call never has 2^32).
+const NO_MEDIA: u32 = u32::MAX;
+
 impl Stream {
     /// The m= line (index into `Call::media`) whose endpoint matched.
     pub fn media_idx(&self) -> Option<usize> {
-        self.media.map(|m| m as usize)
+        (self.media != NO_MEDIA).then_some(self.media as usize)
     }
 
     pub(super) fn set_media_idx(&mut self, media_idx: Option<usize>) {
-        self.media = media_idx.and_then(|m| u32::try_from(m).ok());
+        self.media = media_idx
+            .and_then(|m| u32::try_from(m).ok())
+            .unwrap_or(NO_MEDIA);
+    }
+
+    /// The RTP clock of its first packet's payload type (from the SDP,
+    /// else RFC 3551's table, else 8 kHz): what RTCP jitter is read in.
+    pub fn clock_rate(&self) -> u32 {
+        self.stats.default_clock_rate()
     }
 }
 
@@ -237,8 +222,8 @@ impl Stream {
 #[derive(Clone, Debug)]
 pub struct SipEntry {
     pub ts_ns: u64,
-    pub src: SocketAddr,
-    pub dst: SocketAddr,
+    pub src: Endpoint,
+    pub dst: Endpoint,
     pub transport: &'static str,
     /// Start line summary, e.g. "INVITE sip:bob@x" or "200 OK (INVITE)":
     /// the usual responses' are shared statics (see `dialog::summary`).
@@ -286,6 +271,12 @@ pub(super) struct Rare {
     /// A media-only record's pair of endpoints (ports folded to even), what
     /// identifies it across the parallel engine's replicas.
     pub media_pair: Option<(SocketAddr, SocketAddr)>,
+    /// The Call-ID as it was on the wire when it was not valid UTF-8 (the
+    /// display form is then lossy; otherwise both are the same).
+    pub call_id_raw: Option<Box<[u8]>>,
+    /// Streams by key once there are more than [`STREAMS_SCANNED`] of them
+    /// (fewer are found by a scan: most calls have two).
+    pub stream_index: Option<HashMap<StreamKey, usize, AddrHash>>,
 }
 
 /// The [`Rare`] of a call that has none of it.
@@ -302,7 +293,23 @@ static NO_RARE: Rare = Rare {
     encrypted_signalling: String::new(),
     outer_path: String::new(),
     media_pair: None,
+    call_id_raw: None,
+    stream_index: None,
 };
+
+/// The times of [`Call::marks`].
+#[derive(Clone, Copy)]
+enum Mark {
+    /// The first 18x.
+    Ringing,
+    /// The 2xx to the initial INVITE.
+    Answer,
+    /// See [`Call::end_ns`].
+    End,
+    /// Capture time after which the call is closed (set by BYE, CANCEL or
+    /// a final failure; media and ACKs may still trail until then).
+    LingerUntil,
+}
 
 /// One call: the dialog's state (driven by its SIP, in `dialog`), the media
 /// its SDP announced, and its streams (driven by RTP/RTCP, in `streams`).
@@ -313,13 +320,12 @@ pub struct Call {
     /// The Call-ID for display (lossy UTF-8), the method, parties,
     /// Request-URI and group (see the accessors) ...
     names: names::Names,
-    /// ... and as it was on the wire, which is what identifies the call.
-    /// None when it was valid UTF-8 (the display form is then the same).
-    call_id_raw: Option<Box<[u8]>>,
     start_ns: u64,
-    ringing_ns: Option<u64>,
-    answer_ns: Option<u64>,
-    end_ns: Option<u64>,
+    /// The times a call may not have yet, by [`Mark`], each valid when its
+    /// bit of `marks_set` is: 8 bytes each rather than an `Option<u64>`'s
+    /// 16, with no value kept from use as a sentinel.
+    marks: [u64; 4],
+    marks_set: u8,
     last_ns: u64,
     state: CallState,
     status_code: Option<u16>,
@@ -351,20 +357,12 @@ pub struct Call {
     sip_texts: sip_text::SpilledTexts,
     media: Vec<MediaInfo>,
     streams: Vec<Stream>,
-    /// Streams by key once there are more than [`STREAMS_SCANNED`] of them
-    /// (fewer are found by a scan: most calls have two).
-    /// Boxed: 8 bytes in every call rather than 48 for a map few build.
-    #[allow(clippy::box_collection)]
-    stream_index: Option<Box<HashMap<StreamKey, usize, AddrHash>>>,
     /// What few calls have, boxed on first use (see [`Rare`]).
     rare: Option<Box<Rare>>,
     /// Which way the first INVITE faced (carrier or core networks).
     facing: Facing,
     /// Where the first INVITE came from and went to.
-    first_invite: Option<(SocketAddr, SocketAddr)>,
-    /// Capture time after which the call is closed (set by BYE, CANCEL or a
-    /// final failure; media and ACKs may still trail until then).
-    linger_until: Option<u64>,
+    first_invite: Option<(Endpoint, Endpoint)>,
     /// Bytes its kept SIP entries take (entries, summaries and texts), held
     /// to `CallConfig::call_sip_bytes`.
     sip_bytes: usize,
@@ -378,13 +376,9 @@ impl Call {
         let mut c = Call {
             no,
             names: Default::default(),
-            call_id_raw: std::str::from_utf8(call_id)
-                .is_err()
-                .then(|| call_id.into()),
             start_ns,
-            ringing_ns: None,
-            answer_ns: None,
-            end_ns: None,
+            marks: [0; 4],
+            marks_set: 0,
             last_ns: start_ns,
             state: CallState::InProgress,
             status_code: None,
@@ -403,14 +397,15 @@ impl Call {
             sip_texts: Default::default(),
             media: Vec::new(),
             streams: Vec::new(),
-            stream_index: None,
             rare: None,
             facing: Facing::Unknown,
             first_invite: None,
-            linger_until: None,
             sip_bytes: 0,
             media_only: false,
         };
+        if std::str::from_utf8(call_id).is_err() {
+            c.rare_mut().call_id_raw = Some(call_id.into());
+        }
         let id = String::from_utf8_lossy(call_id);
         c.names.set(&[
             (Name::CallId, &id),
@@ -446,7 +441,7 @@ impl Call {
 
     /// The Call-ID as it was on the wire.
     pub fn call_id_raw(&self) -> &[u8] {
-        match &self.call_id_raw {
+        match &self.rare().call_id_raw {
             Some(raw) => raw,
             None => self.call_id().as_bytes(),
         }
@@ -483,18 +478,18 @@ impl Call {
 
     /// The first 18x.
     pub fn ringing_ns(&self) -> Option<u64> {
-        self.ringing_ns
+        self.mark(Mark::Ringing)
     }
 
     /// The 2xx to the initial INVITE.
     pub fn answer_ns(&self) -> Option<u64> {
-        self.answer_ns
+        self.mark(Mark::Answer)
     }
 
     /// The BYE, CANCEL or final response that ended the call, or its last
     /// packet when it timed out or the capture ended.
     pub fn end_ns(&self) -> Option<u64> {
-        self.end_ns
+        self.mark(Mark::End)
     }
 
     /// Capture time of its latest packet.
@@ -634,6 +629,7 @@ impl Call {
     /// Where the first INVITE came from and went to.
     pub fn first_invite(&self) -> Option<(SocketAddr, SocketAddr)> {
         self.first_invite
+            .map(|(s, d)| (s.to_socket_addr(), d.to_socket_addr()))
     }
 
     /// Packets the capture lost while this call was open.
@@ -669,7 +665,7 @@ impl Call {
 
     /// End time for reports: the BYE/final response, else the last packet.
     pub fn end_or_last(&self) -> u64 {
-        self.end_ns.unwrap_or(self.last_ns)
+        self.end_ns().unwrap_or(self.last_ns)
     }
 
     pub fn duration_s(&self) -> f64 {
@@ -678,7 +674,7 @@ impl Call {
 
     /// Talk time: from the answer to the end.
     pub fn talk_s(&self) -> Option<f64> {
-        self.answer_ns
+        self.answer_ns()
             .map(|a| self.end_or_last().saturating_sub(a) as f64 / 1e9)
     }
 
@@ -723,6 +719,29 @@ impl Call {
         self.rare.as_deref().unwrap_or(&NO_RARE)
     }
 
+    fn mark(&self, m: Mark) -> Option<u64> {
+        let i = m as usize;
+        (self.marks_set & (1 << i) != 0).then(|| self.marks[i])
+    }
+
+    fn set_mark(&mut self, m: Mark, t: Option<u64>) {
+        let i = m as usize;
+        match t {
+            Some(t) => {
+                self.marks[i] = t;
+                self.marks_set |= 1 << i;
+            }
+            None => self.marks_set &= !(1 << i),
+        }
+    }
+
+    /// Sets mark `m` unless it is set already (the first one wins).
+    fn mark_first(&mut self, m: Mark, t: u64) {
+        if self.mark(m).is_none() {
+            self.set_mark(m, Some(t));
+        }
+    }
+
     pub(super) fn rare_mut(&mut self) -> &mut Rare {
         self.rare.get_or_insert_with(Box::default)
     }
@@ -731,7 +750,7 @@ impl Call {
     /// first: one integer that differs between a call's streams, where
     /// comparing two `SocketAddr`s is a dozen branches.
     pub(super) fn stream_idx(&self, key: &StreamKey) -> Option<usize> {
-        match &self.stream_index {
+        match &self.rare().stream_index {
             Some(map) => map.get(key).copied(),
             None => self
                 .streams
@@ -743,13 +762,13 @@ impl Call {
     /// Adds a stream not seen before; returns its index.
     pub(super) fn add_stream(&mut self, s: Stream) -> usize {
         let i = self.streams.len();
-        if let Some(map) = &mut self.stream_index {
+        if let Some(map) = self.rare.as_mut().and_then(|r| r.stream_index.as_mut()) {
             map.insert(s.key, i);
         } else if i == STREAMS_SCANNED {
             let map = self.streams.iter().enumerate().map(|(i, s)| (s.key, i));
             let mut map: HashMap<_, _, AddrHash> = map.collect();
             map.insert(s.key, i);
-            self.stream_index = Some(Box::new(map));
+            self.rare_mut().stream_index = Some(map);
         }
         push_tight(&mut self.streams, s);
         i
@@ -767,7 +786,7 @@ impl Call {
     /// The first INVITE created the call: where it came from and went to,
     /// and which way it faced.
     pub(super) fn set_first_invite(&mut self, src: SocketAddr, dst: SocketAddr, facing: Facing) {
-        self.first_invite = Some((src, dst));
+        self.first_invite = Some((src.into(), dst.into()));
         self.facing = facing;
     }
 
@@ -814,7 +833,7 @@ impl Call {
     pub(super) fn endpoints(&self) -> impl Iterator<Item = SocketAddr> + '_ {
         self.media
             .iter()
-            .flat_map(|m| [m.rtp, m.rtcp])
+            .flat_map(|m| [m.rtp.to_socket_addr(), m.rtcp.to_socket_addr()])
             .chain(self.rare().latched.iter().map(|l| l.1))
     }
 
@@ -884,7 +903,7 @@ impl Call {
         self.state = state;
         self.status_code = Some(status_code);
         self.end_reason = Some(end_reason);
-        self.end_ns = Some(end_ns);
+        self.set_mark(Mark::End, Some(end_ns));
         self.last_ns = end_ns;
     }
 

@@ -2,12 +2,10 @@
 //! announced for receiving RTP and RTCP, plus the sources latched behind NAT,
 //! and which call a media packet between two addresses belongs to.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use super::call::MediaInfo;
-use voxtap_proto::sdp;
 
 /// A receiving endpoint that started or stopped being used by any open call,
 /// for a live sensor that keeps its kernel filter in step with the table
@@ -104,54 +102,65 @@ impl Uses {
     }
 }
 
-/// An endpoint as the map keys it: address (IPv4 in the first four bytes),
-/// port and family in 19 bytes instead of a `SocketAddr`'s 32, so a map
-/// entry takes 40 bytes, not 56. Endpoints come from SDP and packet
-/// headers, whose IPv6 flow label and scope are always 0, so equal keys
-/// are equal addresses.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct EpKey([u8; 19]);
+/// An IPv6 endpoint as the map keys it: 19 bytes instead of a
+/// `SocketAddr`'s 32, so a map entry takes 40 bytes, not 56.
+type EpKey = super::Endpoint;
 
-/// Hashed as one `u64` for IPv4 (address and port fit in it: the other
-/// bytes of such a key are zero) and as three words for IPv6, instead of
-/// the derived hash of 19 bytes (a length and a byte slice: foldhash's
-/// slow path for more than 16 bytes, about 3 % of a CSV-only import,
-/// twice per media packet). Equal keys hash alike: the hash is a function
-/// of the bytes, the family byte choosing the branch.
-impl std::hash::Hash for EpKey {
-    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        let k = &self.0;
-        let word = |i: usize| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&k[i..i + 8]);
-            u64::from_le_bytes(b)
-        };
-        let port = u64::from(u16::from_be_bytes([k[16], k[17]]));
-        if k[18] == 0 {
-            h.write_u64(word(0) << 16 | port);
-        } else {
-            h.write_u64(word(0));
-            h.write_u64(word(8));
-            h.write_u64(port);
+/// The receiving endpoints, in two maps: IPv4 ones keyed by one `u64`
+/// (address and port), so an entry takes 24 bytes rather than 40 (a call
+/// has four, some 200 bytes of every open call with the map's spare
+/// slots); IPv6 ones by their [`EpKey`]. The family tells which map, as it
+/// told keys apart in one.
+#[derive(Default)]
+struct ByEndpoint {
+    v4: HashMap<u64, Uses, AddrHash>,
+    v6: HashMap<EpKey, Uses, AddrHash>,
+}
+
+enum Key {
+    V4(u64),
+    V6(EpKey),
+}
+
+impl Key {
+    fn of(a: SocketAddr) -> Key {
+        match a {
+            SocketAddr::V4(v4) => {
+                Key::V4(u64::from(v4.ip().to_bits()) << 16 | u64::from(v4.port()))
+            }
+            SocketAddr::V6(_) => Key::V6(a.into()),
         }
     }
 }
 
-impl From<SocketAddr> for EpKey {
-    fn from(a: SocketAddr) -> Self {
-        let mut k = [0u8; 19];
-        let (ip, v6): ([u8; 16], u8) = match a.ip() {
-            std::net::IpAddr::V4(v4) => {
-                let mut b = [0u8; 16];
-                b[..4].copy_from_slice(&v4.octets());
-                (b, 0)
-            }
-            std::net::IpAddr::V6(v6) => (v6.octets(), 1),
+impl ByEndpoint {
+    fn get(&self, k: &Key) -> Option<&Uses> {
+        match k {
+            Key::V4(k) => self.v4.get(k),
+            Key::V6(k) => self.v6.get(k),
+        }
+    }
+
+    fn get_mut(&mut self, k: &Key) -> Option<&mut Uses> {
+        match k {
+            Key::V4(k) => self.v4.get_mut(k),
+            Key::V6(k) => self.v6.get_mut(k),
+        }
+    }
+
+    /// The uses at `k`, made empty if there were none.
+    fn entry(&mut self, k: Key) -> &mut Uses {
+        match k {
+            Key::V4(k) => self.v4.entry(k).or_default(),
+            Key::V6(k) => self.v6.entry(k).or_default(),
+        }
+    }
+
+    fn remove(&mut self, k: &Key) {
+        match k {
+            Key::V4(k) => self.v4.remove(k),
+            Key::V6(k) => self.v6.remove(k),
         };
-        k[..16].copy_from_slice(&ip);
-        k[16..18].copy_from_slice(&a.port().to_be_bytes());
-        k[18] = v6;
-        EpKey(k)
     }
 }
 
@@ -165,7 +174,7 @@ pub(super) type AddrHash = foldhash::fast::RandomState;
 #[derive(Default)]
 pub(super) struct Endpoints {
     /// Receiving endpoints, newest use last.
-    uses: HashMap<EpKey, Uses, AddrHash>,
+    uses: ByEndpoint,
     /// `None` unless a live sensor asked for them: import has no filter to
     /// update and must not accumulate events.
     events: Option<Vec<EndpointEvent>>,
@@ -174,7 +183,8 @@ pub(super) struct Endpoints {
 impl Endpoints {
     /// Shrinks the map once most of its calls closed.
     pub fn give_back(&mut self) {
-        super::trim::shrink_map(&mut self.uses);
+        super::trim::shrink_map(&mut self.uses.v4);
+        super::trim::shrink_map(&mut self.uses.v6);
     }
 
     pub fn track_events(&mut self) {
@@ -193,7 +203,7 @@ impl Endpoints {
     /// m= line the stream started under), unless it turns the media into
     /// fax or back (T.38): from then on the packets are the new line's.
     pub fn announce(&mut self, ep: SocketAddr, u: EndpointUse) {
-        if let Some(x) = self.uses.get_mut(&EpKey::from(ep)).and_then(|v| {
+        if let Some(x) = self.uses.get_mut(&Key::of(ep)).and_then(|v| {
             v.as_mut_slice()
                 .iter_mut()
                 .find(|x| x.call == u.call && x.role == u.role)
@@ -212,7 +222,7 @@ impl Endpoints {
     }
 
     fn add(&mut self, ep: SocketAddr, u: EndpointUse, known: impl Fn(&EndpointUse) -> bool) {
-        let uses = self.uses.entry(EpKey::from(ep)).or_default();
+        let uses = self.uses.entry(Key::of(ep));
         if uses.is_empty()
             && let Some(ev) = &mut self.events
         {
@@ -225,7 +235,7 @@ impl Endpoints {
 
     /// Call `call` no longer receives at `ep`.
     pub fn release(&mut self, call: u64, ep: SocketAddr) {
-        let key = EpKey::from(ep);
+        let key = Key::of(ep);
         let Some(uses) = self.uses.get_mut(&key) else {
             return;
         };
@@ -244,8 +254,8 @@ impl Endpoints {
     /// (symmetric RTP sends from the port it receives on). The flag says
     /// whether `src` is a known endpoint of that call.
     pub fn find(&self, src: SocketAddr, dst: SocketAddr) -> Option<(EndpointUse, bool)> {
-        let d = self.uses.get(&EpKey::from(dst)).map(Uses::as_slice);
-        let s = self.uses.get(&EpKey::from(src)).map(Uses::as_slice);
+        let d = self.uses.get(&Key::of(dst)).map(Uses::as_slice);
+        let s = self.uses.get(&Key::of(src)).map(Uses::as_slice);
         if let (Some(d), Some(s)) = (d, s)
             && let Some(u) = d.iter().rev().find(|u| s.iter().any(|x| x.call == u.call))
         {
@@ -259,79 +269,9 @@ impl Endpoints {
     }
 }
 
-/// One m= line of an SDP from `src` at `ts_ns`, carried by `by`: where that
-/// side receives RTP and RTCP.
-pub(super) fn media_info(
-    desc: &sdp::SessionDescription,
-    m: &sdp::MediaDescription,
-    src: SocketAddr,
-    ts_ns: u64,
-    by: &str,
-) -> MediaInfo {
-    let ip = desc.media_addr(m, src.ip());
-    let rtp = SocketAddr::new(ip, m.port);
-    let rtcp = match m.rtcp {
-        Some((port, addr)) => SocketAddr::new(addr.unwrap_or(ip), port),
-        None if m.rtcp_mux => rtp,
-        None => SocketAddr::new(ip, m.port.wrapping_add(1)),
-    };
-    MediaInfo {
-        rtp,
-        rtcp,
-        rtcp_mux: m.rtcp_mux,
-        kind: intern(&m.media),
-        proto: intern(&m.proto),
-        direction: desc.media_direction(m),
-        rtpmap: m.rtpmap.as_slice().into(),
-        fmtp: m.fmtp.as_slice().into(),
-        crypto: m.crypto.as_slice().into(),
-        ptime: m.ptime,
-        announced_ns: ts_ns,
-        announced_by: intern(by),
-        disabled: m.port == 0 || ip.is_unspecified(),
-    }
-}
-
-/// The usual media kinds, transports and announcing messages, shared by
-/// every call that names them instead of allocated per media line.
-const INTERNED: &[&str] = &[
-    "audio",
-    "video",
-    "image",
-    "application",
-    "text",
-    "message",
-    "RTP/AVP",
-    "RTP/SAVP",
-    "RTP/AVPF",
-    "RTP/SAVPF",
-    "UDP/TLS/RTP/SAVP",
-    "UDP/TLS/RTP/SAVPF",
-    "udptl",
-    "UDPTL",
-    "INVITE",
-    "UPDATE",
-    "ACK",
-    "PRACK",
-    "180 INVITE",
-    "183 INVITE",
-    "200 INVITE",
-    "200 UPDATE",
-    "200 PRACK",
-];
-
-/// `s` as a shared static when it is one of [`INTERNED`] (exactly), else
-/// owned.
-pub(super) fn intern(s: &str) -> Cow<'static, str> {
-    match INTERNED.iter().find(|&&k| k == s) {
-        Some(&k) => Cow::Borrowed(k),
-        None => Cow::Owned(s.to_string()),
-    }
-}
-
 /// An `m=image ... udptl` line: T.38 fax, whose packets are UDPTL.
 pub(super) fn is_fax(m: &MediaInfo) -> bool {
-    m.kind.eq_ignore_ascii_case("image") && m.proto.to_ascii_lowercase().contains("udptl")
+    m.kind().eq_ignore_ascii_case("image") && m.proto().to_ascii_lowercase().contains("udptl")
 }
 
 /// The endpoints an enabled m= line (number `media_idx` of call `call`)
@@ -342,11 +282,11 @@ pub(super) fn claims(
     m: &MediaInfo,
 ) -> impl Iterator<Item = (SocketAddr, EndpointUse)> {
     let rtp = (
-        m.rtp,
+        m.rtp.to_socket_addr(),
         EndpointUse::new(call, Role::Rtp, media_idx, is_fax(m)),
     );
     let rtcp = (m.rtcp != m.rtp).then_some((
-        m.rtcp,
+        m.rtcp.to_socket_addr(),
         EndpointUse::new(call, Role::Rtcp, media_idx, is_fax(m)),
     ));
     std::iter::once(rtp).chain(rtcp)
@@ -356,9 +296,11 @@ pub(super) fn claims(
 mod tests {
     use super::*;
 
-    /// Four map entries a call: their size is what the compact key is for.
+    /// Four map entries a call: their size is what the compact keys are
+    /// for.
     #[test]
-    fn a_map_entry_takes_40_bytes() {
+    fn a_map_entry_takes_24_bytes_for_ipv4_and_40_for_ipv6() {
+        assert_eq!(std::mem::size_of::<(u64, Uses)>(), 24);
         assert_eq!(std::mem::size_of::<(EpKey, Uses)>(), 40);
     }
 

@@ -334,8 +334,45 @@ pub(crate) struct RecentInvite {
     pub ts_ns: u64,
     pub src: SocketAddr,
     pub dst: SocketAddr,
-    pub from: String,
-    pub to: String,
+    pub from: Number,
+    pub to: Number,
+}
+
+/// A caller or callee number as the recent INVITEs keep it: inline up to
+/// 22 bytes (a number is shorter), so that an INVITE allocates nothing for
+/// it. As Strings they were two small allocations a call made among its
+/// lasting ones and freed two seconds later: holes in the heap that calls
+/// starting together left for good (some 60 bytes of RSS a call).
+#[derive(Clone, Debug)]
+pub(crate) enum Number {
+    Inline(u8, [u8; NUMBER_INLINE]),
+    Heap(Box<str>),
+}
+
+const NUMBER_INLINE: usize = 22;
+
+impl Number {
+    fn new(s: &str) -> Self {
+        let mut b = [0u8; NUMBER_INLINE];
+        match b.get_mut(..s.len()) {
+            Some(to) => {
+                to.copy_from_slice(s.as_bytes());
+                Number::Inline(s.len() as u8, b)
+            }
+            None => Number::Heap(s.into()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            // Whole strings only are kept inline: always UTF-8.
+            Number::Inline(n, b) => b
+                .get(..usize::from(*n))
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .unwrap_or(""),
+            Number::Heap(s) => s,
+        }
+    }
 }
 
 /// A stream start seen recently, for the media methods.
@@ -370,7 +407,7 @@ fn hop_key(ip: IpAddr, from: &str, to: &str) -> u64 {
 impl recent::Keyed for RecentInvite {
     type Key = u64;
     fn key(&self) -> u64 {
-        hop_key(self.dst.ip(), &self.from, &self.to)
+        hop_key(self.dst.ip(), self.from.as_str(), self.to.as_str())
     }
 }
 
@@ -394,7 +431,7 @@ impl RecentInvites {
     ) -> Option<&RecentInvite> {
         // A hash: the fields are checked.
         self.ring.newest(hop_key(ip, from, to), |r| {
-            r.dst.ip() == ip && r.from == from && r.to == to && matches(r)
+            r.dst.ip() == ip && r.from.as_str() == from && r.to.as_str() == to && matches(r)
         })
     }
 }
@@ -875,8 +912,8 @@ impl Groups {
             ts_ns,
             src,
             dst,
-            from,
-            to,
+            from: Number::new(&from),
+            to: Number::new(&to),
         });
     }
 }

@@ -2,6 +2,7 @@
 
 mod call;
 mod closed;
+mod endpoint;
 mod endpoints;
 mod floods;
 pub mod legs;
@@ -16,6 +17,7 @@ pub use call::{
     Call, CallState, EndReason, FaxStream, MediaInfo, PacketRef, RecentPacket, RtcpView, SipEntry,
     Stream, StreamKey,
 };
+pub use endpoint::Endpoint;
 pub use endpoints::EndpointEvent;
 pub use floods::{FloodReason, FloodSummary};
 pub use spill::{Spill, SpillStats};

@@ -148,7 +148,7 @@ impl Spill {
     }
 
     /// Appends a chunk after chunk `prev`, its references already encoded
-    /// (`body`, as [`encode_ref`] writes them from a zero base); returns its
+    /// (`body`, as [`encode_ref_into`] writes them from a zero base); returns its
     /// address, or None when spilling is off after a failure. `pin` pins
     /// the chunk's segment (the call's first chunk) and returns it in the
     /// tuple.
@@ -401,11 +401,22 @@ fn encode_body(refs: &[(u64, PacketRef)]) -> Vec<u8> {
 
 /// Appends reference `r` to `out` as its differences from `prev` (see
 /// `encode_body`); the largest takes 20 bytes.
-pub(crate) fn encode_ref(prev: (u64, PacketRef), r: (u64, PacketRef), out: &mut Vec<u8>) {
+#[cfg(test)]
+fn encode_ref(prev: (u64, PacketRef), r: (u64, PacketRef), out: &mut Vec<u8>) {
     let mut b = [0u8; 20];
-    let at = put_varint(&mut b, 0, zigzag(r.0.wrapping_sub(prev.0) as i64));
-    let at = put_varint(&mut b, at, zigzag(r.1.0.wrapping_sub(prev.1.0) as i64));
-    out.extend_from_slice(&b[..at]);
+    let n = encode_ref_into(prev, r, &mut b);
+    out.extend_from_slice(&b[..n]);
+}
+
+/// Reference `r` as its differences from `prev` (see `encode_body`) into
+/// `b`; returns how many bytes it took (at most 20).
+pub(crate) fn encode_ref_into(
+    prev: (u64, PacketRef),
+    r: (u64, PacketRef),
+    b: &mut [u8; 20],
+) -> usize {
+    let at = put_varint(b, 0, zigzag(r.0.wrapping_sub(prev.0) as i64));
+    put_varint(b, at, zigzag(r.1.0.wrapping_sub(prev.1.0) as i64))
 }
 
 fn decode(b: &[u8]) -> std::io::Result<(ChunkPtr, Vec<(u64, PacketRef)>)> {

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use super::call::{Call, EndReason, PacketRef, SipPacket, announced_by};
+use super::call::{Call, EndReason, MediaInfo, PacketRef, SipPacket, announced_by};
 use super::closed::Closed;
 use super::endpoints::{self, EndpointEvent, EndpointUse, Endpoints, Role};
 use super::floods::{FloodSummary, Floods, NewDialog};
@@ -398,10 +398,10 @@ impl CallTable {
         mut lost_here: impl FnMut(std::net::SocketAddr) -> bool,
     ) {
         for c in self.calls.values_mut() {
-            let hit = c.streams().iter().any(|s| lost_here(s.key.dst))
+            let hit = c.streams().iter().any(|s| lost_here(s.key.dst.into()))
                 || c.media()
                     .iter()
-                    .any(|m| lost_here(m.rtp) || lost_here(m.rtcp));
+                    .any(|m| lost_here(m.rtp.into()) || lost_here(m.rtcp.into()));
             if hit {
                 c.add_capture_loss(n);
             }
@@ -808,7 +808,7 @@ impl CallTable {
         };
         let mut claims: Vec<(SocketAddr, EndpointUse)> = Vec::new();
         for m in &desc.media {
-            let info = endpoints::media_info(desc, m, src, ts_ns, by);
+            let info = MediaInfo::from_sdp(desc, m, src, ts_ns, by);
             let disabled = info.disabled;
             let idx = call.add_media(info);
             if !disabled {

@@ -179,8 +179,8 @@ impl<'t> Inserts<'t> {
             s.rtcp.reports,
             rtcp.then_some(s.rtcp.fraction_lost),
             rtcp.then_some(s.rtcp.cumulative_lost),
-            (rtcp && s.clock_rate > 0)
-                .then(|| f64::from(s.rtcp.jitter_units) * 1000.0 / f64::from(s.clock_rate)),
+            (rtcp && s.clock_rate() > 0)
+                .then(|| f64::from(s.rtcp.jitter_units) * 1000.0 / f64::from(s.clock_rate())),
             mos,
             decodable,
             reason,

@@ -35,8 +35,8 @@ pub(super) fn call(n: u64) -> Call {
     for (i, (src, dst, summary)) in [(a, b, "INVITE"), (b, a, "200 OK")].into_iter().enumerate() {
         c.push_sip_for_test(SipEntry {
             ts_ns: start + i as u64 * 1000,
-            src,
-            dst,
+            src: src.into(),
+            dst: dst.into(),
             transport: "UDP",
             summary: summary.into(),
             text: format!("{summary} sip:x SIP/2.0\r\nCall-ID: cid-{n}@host\r\n\r\n"),

@@ -49,7 +49,7 @@ fn fill(
     for (_, m) in media {
         for r in &m.rtpmap {
             let fmtp = m
-                .fmtp
+                .fmtp()
                 .iter()
                 .find(|(pt, _)| *pt == r.pt)
                 .map(|(_, f)| f.as_str());
@@ -74,7 +74,7 @@ impl StreamCodecs {
 
     /// The table of a call-table stream, as [`stream_pt_map`].
     pub fn for_stream(call: &Call, s: &Stream) -> Self {
-        StreamCodecs::new(Some(call), s.media_idx(), s.key.dst)
+        StreamCodecs::new(Some(call), s.media_idx(), s.key.dst.into())
     }
 
     /// The codec and clock of `pt`, None if nothing names it.
@@ -113,7 +113,7 @@ fn rated_by(
 
 /// [`pt_map`] for a stream of the call table.
 pub fn stream_pt_map(call: &Call, s: &Stream) -> PtMap {
-    pt_map(Some(call), s.media_idx(), s.key.dst)
+    pt_map(Some(call), s.media_idx(), s.key.dst.into())
 }
 
 /// The codec a call-table stream is rated by (what streams.csv and the

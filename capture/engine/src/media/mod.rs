@@ -25,7 +25,7 @@ use std::str::FromStr;
 use base64::Engine;
 use thiserror::Error;
 
-use crate::calls::{Call, StreamKey};
+use crate::calls::{Call, Endpoint, StreamKey};
 use crate::output::{CallFrame, CallProcessor, CsvWriter, OutputError, format_ts, write_pcap_each};
 use dtmf::{DtmfEvent, Rfc4733Detector};
 use layout::{MediaPacket, PtMap, StreamAudio, Track};
@@ -284,7 +284,7 @@ fn sdp_keys(call: &Call, src: SocketAddr) -> Vec<SrtpKeys> {
         .media()
         .iter()
         .filter(|m| m.rtp != src)
-        .flat_map(|m| m.crypto.iter().map(|c| (c.tag, c.suite.clone())))
+        .flat_map(|m| m.crypto().iter().map(|c| (c.tag, c.suite.clone())))
         .collect();
     let mut lines = Vec::new();
     for m in call
@@ -293,7 +293,7 @@ fn sdp_keys(call: &Call, src: SocketAddr) -> Vec<SrtpKeys> {
         .rev()
         .filter(|m| m.rtp == src || (m.rtcp == src && !m.rtcp_mux))
     {
-        let mut cs: Vec<_> = m.crypto.iter().collect();
+        let mut cs: Vec<_> = m.crypto().iter().collect();
         cs.sort_by_key(|c| !accepted.contains(&(c.tag, c.suite.clone())));
         lines.extend(cs);
     }
@@ -328,19 +328,19 @@ fn rtp_endpoint_of_rtcp(call: Option<&Call>, src: SocketAddr) -> SocketAddr {
             .iter()
             .rev()
             .find(|m| m.rtcp == src)
-            .map(|m| m.rtp)
+            .map(|m| m.rtp.to_socket_addr())
     })
     .unwrap_or(src)
 }
 
-fn party_sets(call: &Call) -> (HashSet<SocketAddr>, HashSet<SocketAddr>) {
+fn party_sets(call: &Call) -> (HashSet<Endpoint>, HashSet<Endpoint>) {
     let mut media: Vec<_> = call.media().iter().collect();
     media.sort_by_key(|m| m.announced_ns);
     // The first SDP is the offer: from the caller when a request (INVITE)
     // carried it, from the callee when a response did (late offer).
     let first_is_request = media
         .first()
-        .is_some_and(|m| !m.announced_by.starts_with(|c: char| c.is_ascii_digit()));
+        .is_some_and(|m| !m.announced_by().starts_with(|c: char| c.is_ascii_digit()));
     let first_ts = media.first().map(|m| m.announced_ns);
     let mut first_set = HashSet::new();
     let mut other_set = HashSet::new();
@@ -554,7 +554,7 @@ impl<'c> Demux<'c> {
             }
             return;
         }
-        let idx = self.stream(StreamKey { src, dst, ssrc }, is_srtp);
+        let idx = self.stream(StreamKey::new(src, dst, ssrc), is_srtp);
         let Some(p) = plain else { return };
         let Ok(rtp) = RtpPacket::new_checked(&p) else {
             return;
@@ -639,7 +639,7 @@ impl MediaSummary {
     /// Each stream's SRTP outcome: failures, the suite that worked, its ROC.
     fn record_crypto(&mut self, cryptos: &HashMap<(SocketAddr, u32), Crypto>) {
         for s in &mut self.streams {
-            if let Some(c) = cryptos.get(&(s.key.src, s.key.ssrc)) {
+            if let Some(c) = cryptos.get(&(s.key.src.into(), s.key.ssrc)) {
                 s.auth_failures = c.auth_failures;
                 if let Some(ctx) = c.chosen.and_then(|i| c.candidates.get(i)) {
                     s.srtp_suite = Some(ctx.suite());
@@ -704,7 +704,7 @@ fn resolve_codec(call: Option<&Call>, s: &mut StreamMedia) -> PtMap {
         Some((c, st))
     });
     let media_idx = call_stream.and_then(|(_, st)| st.media_idx());
-    let mut map = codec::pt_map(call, media_idx, s.key.dst);
+    let mut map = codec::pt_map(call, media_idx, s.key.dst.into());
     let mut by_time: Vec<&MediaPacket> = s.packets.iter().collect();
     by_time.sort_by_key(|p| p.arrival_ns);
     let mut order: Vec<u8> = Vec::new();
@@ -774,8 +774,8 @@ fn detect_dtmf(call: Option<&Call>, summary: &MediaSummary, pt_maps: &[PtMap]) -
                 let clock = map.get(&p.pt).map_or(8000, |v| v.1);
                 det.push_payload(
                     p.arrival_ns,
-                    Some(s.key.src),
-                    Some(s.key.dst),
+                    Some(s.key.src.into()),
+                    Some(s.key.dst.into()),
                     s.key.ssrc,
                     p.timestamp,
                     clock,
@@ -789,7 +789,7 @@ fn detect_dtmf(call: Option<&Call>, summary: &MediaSummary, pt_maps: &[PtMap]) -
         events.extend(dtmf::sip_info_events(
             c.sip()
                 .iter()
-                .map(|e| (e.ts_ns, e.src, e.dst, e.text.as_str())),
+                .map(|e| (e.ts_ns, e.src.into(), e.dst.into(), e.text.as_str())),
         ));
     }
     events.sort_by_key(|e| e.ts_ns);
@@ -974,7 +974,7 @@ fn write_quality_json(
                 .and_then(|c| c.stream(&s.key))
                 .filter(|st| st.rtcp.reports > 0)
                 .map(|st| {
-                    let clock = f64::from(st.clock_rate.max(1));
+                    let clock = f64::from(st.clock_rate().max(1));
                     serde_json::json!({
                         "reports": st.rtcp.reports,
                         "fraction_lost_pct": f64::from(st.rtcp.fraction_lost) * 100.0 / 256.0,

@@ -744,8 +744,8 @@ fn stream_row(call: &Call, s: &Stream) -> (u64, Vec<String>) {
     // The payload type quality.json names and rates the stream by.
     let (pt, _) = crate::media::codec::stream_codec(call, s, &sum.payload_types);
     let f3 = |v: f64| format!("{v:.3}");
-    let rtcp_jitter_ms = if s.rtcp.reports > 0 && s.clock_rate > 0 {
-        f3(f64::from(s.rtcp.jitter_units) * 1000.0 / f64::from(s.clock_rate))
+    let rtcp_jitter_ms = if s.rtcp.reports > 0 && s.clock_rate() > 0 {
+        f3(f64::from(s.rtcp.jitter_units) * 1000.0 / f64::from(s.clock_rate()))
     } else {
         String::new()
     };

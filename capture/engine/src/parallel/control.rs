@@ -750,7 +750,10 @@ mod tests {
             assert_eq!(g.call_id(), w.call_id());
             assert_eq!(g.sip_messages(), w.sip_messages(), "{}", w.call_id());
             assert_eq!(g.capture_loss(), w.capture_loss(), "{}", w.call_id());
-            let on_worker_1 = w.media().iter().any(|m| on_1(m.rtp) || on_1(m.rtcp));
+            let on_worker_1 = w
+                .media()
+                .iter()
+                .any(|m| on_1(m.rtp.into()) || on_1(m.rtcp.into()));
             if on_worker_1 {
                 hit += usize::from(w.capture_loss() > 0);
                 continue;

@@ -116,7 +116,12 @@ mod tests {
                 .map(|s| {
                     let m = s.stats.summary();
                     (
-                        s.key.src, s.key.dst, s.key.ssrc, m.packets, m.lost, m.last_ns,
+                        s.key.src.into(),
+                        s.key.dst.into(),
+                        s.key.ssrc,
+                        m.packets,
+                        m.lost,
+                        m.last_ns,
                     )
                 })
                 .collect();

@@ -249,7 +249,7 @@ mod tests {
         let call = &calls[0];
         assert_eq!(call.state().as_str(), "answered");
         assert_eq!(
-            call.media()[0].fmtp[..],
+            call.media()[0].fmtp()[..],
             [(96, "octet-align=1".to_string())]
         );
         let up = call

@@ -430,8 +430,8 @@ impl PacketTap for HepTap {
             let cfg = Arc::clone(&self.cfg);
             let ts = s.stats.summary().last_ns.max(call.end_or_last());
             self.send(&HepFields {
-                src: s.key.src,
-                dst: s.key.dst,
+                src: s.key.src.into(),
+                dst: s.key.dst.into(),
                 ip_proto: IPPROTO_UDP,
                 ts_ns: ts,
                 proto_type: proto_type::RTP_REPORT,

@@ -60,7 +60,7 @@ pub(crate) fn stream_report(call: &Call, stream: &Stream) -> StreamReport {
         "SSRC": format!("0x{:08X}", k.ssrc),
         "CODEC_PT": pt,
         "CODEC_NAME": codec,
-        "CLOCK": stream.clock_rate,
+        "CLOCK": stream.clock_rate(),
         "TOTAL_PK": sum.packets,
         "EXPECTED_PK": sum.expected,
         "PACKET_LOSS": sum.lost,

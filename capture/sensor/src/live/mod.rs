@@ -896,7 +896,9 @@ mod tests {
         for c in &calls {
             let eps = c.streams().iter().map(|s| s.key.dst);
             let sdp = c.media().iter().flat_map(|m| [m.rtp, m.rtcp]);
-            let hit = eps.chain(sdp).any(|ep| ring_from_bytes(ep, rings) == 2);
+            let hit = eps
+                .chain(sdp)
+                .any(|ep| ring_from_bytes(ep.into(), rings) == 2);
             on_ring += usize::from(hit);
             let want = if hit { 9 } else { 2 };
             assert_eq!(c.capture_loss(), want, "{}", c.call_id());

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use voxtap_proto::sip::{Message, Method, StartLine, uri_user};
 
-use super::{Call, CallState, EndReason, Name, PacketRef};
+use super::{Call, CallState, EndReason, Mark, Name, PacketRef};
 
 /// One SIP message as the call table hands it on.
 pub(in crate::calls) struct SipPacket<'m, 'a> {
@@ -91,7 +91,7 @@ impl Call {
     /// BYE, CANCEL or a final failure) and `msg` is a new initial INVITE.
     pub(in crate::calls) fn starts_new_call(&self, msg: &Message<'_>) -> bool {
         self.end_reason.is_some()
-            && self.linger_until.is_some()
+            && self.mark(Mark::LingerUntil).is_some()
             && is_new_initial_invite(msg, self.from_tag, self.max_cseq)
     }
 
@@ -133,7 +133,7 @@ impl Call {
             Method::Invite => {
                 // An initial INVITE (no dialog yet): a new CSeq here is the
                 // re-sent INVITE after a 401/407 challenge.
-                if self.answer_ns.is_none() && !self.state.is_final() {
+                if self.answer_ns().is_none() && !self.state.is_final() {
                     if let Some((n, _)) = cseq {
                         self.invite_cseq = Some(n);
                     }
@@ -185,20 +185,20 @@ impl Call {
         match code {
             100..=179 | 190..=199 => {}
             180..=189 => {
-                self.ringing_ns.get_or_insert(ts_ns);
+                self.mark_first(Mark::Ringing, ts_ns);
                 if self.state == CallState::InProgress {
                     self.state = CallState::Ringing;
                 }
             }
             200..=299 => {
-                if self.answer_ns.is_none() {
-                    self.answer_ns = Some(ts_ns);
+                if self.answer_ns().is_none() {
+                    self.set_mark(Mark::Answer, Some(ts_ns));
                     // A 2xx that crosses a CANCEL wins: the call was set up
                     // and will be ended by a BYE.
                     if self.end_reason == Some(EndReason::Cancel) {
-                        self.end_ns = None;
+                        self.set_mark(Mark::End, None);
                         self.end_reason = None;
-                        self.linger_until = None;
+                        self.set_mark(Mark::LingerUntil, None);
                     }
                     self.state = CallState::Answered;
                     self.status_code = Some(code);
@@ -207,7 +207,7 @@ impl Call {
             // Authentication challenges are not an outcome: the caller retries.
             401 | 407 => {}
             _ => {
-                if self.answer_ns.is_none() && self.state != CallState::Answered {
+                if self.answer_ns().is_none() && self.state != CallState::Answered {
                     let state = match code {
                         486 | 600 => CallState::Busy,
                         603 => CallState::Declined,
@@ -238,17 +238,17 @@ impl Call {
             CallState::Failed
         };
         self.status_code = Some(code);
-        self.end_ns = Some(ts_ns);
+        self.set_mark(Mark::End, Some(ts_ns));
         self.end_reason = Some(EndReason::FinalResponse);
-        self.linger_until = Some(linger_until);
+        self.set_mark(Mark::LingerUntil, Some(linger_until));
     }
 
     /// The dialog ended (the first end named wins); trailing packets count
     /// until `linger_until`.
     fn end(&mut self, ts_ns: u64, reason: EndReason, linger_until: u64) {
-        self.end_ns.get_or_insert(ts_ns);
+        self.mark_first(Mark::End, ts_ns);
         self.end_reason.get_or_insert(reason);
-        self.linger_until = Some(linger_until);
+        self.set_mark(Mark::LingerUntil, Some(linger_until));
     }
 
     /// Due to be closed at `now_ns`: its linger time is over and the
@@ -257,7 +257,8 @@ impl Call {
     /// idle for `idle_ns`.
     pub(in crate::calls) fn due(&self, now_ns: u64, idle_ns: u64, tx_wait_ns: u64) -> bool {
         let settled = self.awaiting == 0 || self.last_sip_ns.saturating_add(tx_wait_ns) <= now_ns;
-        self.linger_until.is_some_and(|t| t <= now_ns && settled)
+        self.mark(Mark::LingerUntil)
+            .is_some_and(|t| t <= now_ns && settled)
             || self.last_ns.saturating_add(idle_ns) <= now_ns
     }
 
@@ -265,7 +266,7 @@ impl Call {
     /// CANCEL, a final response) and lingered keeps that end; any other
     /// ends now, at its last packet, for `reason`.
     pub(in crate::calls) fn close(&mut self, reason: EndReason) {
-        if self.linger_until.is_some() {
+        if self.mark(Mark::LingerUntil).is_some() {
             return;
         }
         if reason == EndReason::IdleTimeout && !self.state.is_final() {
@@ -274,9 +275,7 @@ impl Call {
         if self.end_reason.is_none() {
             self.end_reason = Some(reason);
         }
-        if self.end_ns.is_none() {
-            self.end_ns = Some(self.last_ns);
-        }
+        self.mark_first(Mark::End, self.last_ns);
     }
 }
 

@@ -110,9 +110,9 @@ impl Call {
             return;
         };
         let earlier = || self.media[..media_idx].iter().filter(|o| is_t38(o));
-        let answers = earlier().any(|o| o.announced_by != m.announced_by);
+        let answers = earlier().any(|o| o.announced_by() != m.announced_by());
         let answered_before =
-            earlier().any(|o| earlier().any(|x| x.announced_by != o.announced_by));
+            earlier().any(|o| earlier().any(|x| x.announced_by() != o.announced_by()));
         let fax_ns = m.announced_ns;
         if self.fax_ns().is_none() || (answers && !answered_before) {
             self.rare_mut().fax_ns = Some(fax_ns);

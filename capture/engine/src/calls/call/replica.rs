@@ -3,7 +3,7 @@
 //! SIP but by its own share of the media. At the end the copies are merged
 //! into the call a single table would have built.
 
-use super::Call;
+use super::{Call, Mark};
 use crate::calls::PacketRef;
 use crate::calls::packet_log::PacketLog;
 
@@ -60,7 +60,8 @@ impl Call {
         self.last_ns = self.last_ns.max(other.last_ns);
         // A call closed without an end of its own ends at its last packet:
         // each copy knew only its own last packet.
-        self.end_ns = self.end_ns.max(other.end_ns);
+        let end = self.end_ns().max(other.end_ns());
+        self.set_mark(Mark::End, end);
         if self.media_only {
             self.start_ns = self.start_ns.min(other.start_ns);
             self.no = self.no.min(other.no);
@@ -80,7 +81,9 @@ impl Call {
     fn order_streams(&mut self) {
         let mut streams = std::mem::take(&mut self.streams);
         streams.sort_by_key(|s| s.stats.summary().first_ns);
-        self.stream_index = None;
+        if let Some(r) = &mut self.rare {
+            r.stream_index = None;
+        }
         for s in streams {
             self.add_stream(s);
         }

@@ -138,8 +138,8 @@ impl Call {
             &mut self.sip,
             SipEntry {
                 ts_ns: p.ts_ns,
-                src: p.src,
-                dst: p.dst,
+                src: p.src.into(),
+                dst: p.dst.into(),
                 transport: p.transport,
                 summary,
                 text,

@@ -78,11 +78,7 @@ impl Call {
         p: &RtpPacket<'_>,
     ) -> RtpSeen {
         self.rtp_packets += 1;
-        let key = StreamKey {
-            src,
-            dst,
-            ssrc: p.ssrc(),
-        };
+        let key = StreamKey::new(src, dst, p.ssrc());
         // One lookup for both "new?" and the stream (it was two per packet).
         let found = self.stream_idx(&key);
         let is_new = found.is_none();
@@ -102,8 +98,6 @@ impl Call {
             p.payload().len(),
             p.marker(),
         );
-        s.last_seq = p.sequence();
-        s.last_ns = ts_ns;
         let early = s.early_packets < EARLY_PACKETS;
         let mut hash = 0;
         if early {
@@ -128,11 +122,7 @@ impl Call {
             return;
         }
         self.rtp_packets += 1;
-        let key = StreamKey {
-            src: o.src,
-            dst: o.dst,
-            ssrc: o.ssrc,
-        };
+        let key = StreamKey::new(o.src, o.dst, o.ssrc);
         let s = self.stream_mut(key, media_idx, o.pt);
         s.stats.update(
             o.ts_ns,
@@ -142,8 +132,6 @@ impl Call {
             o.payload_len as usize,
             o.marker,
         );
-        s.last_seq = o.seq;
-        s.last_ns = s.last_ns.max(o.ts_ns);
     }
 
     /// An RTCP packet of media no SDP announced.
@@ -207,12 +195,9 @@ impl Call {
         let mut s = Stream {
             key,
             stats,
-            media: None,
-            clock_rate,
+            media: 0,
             rtcp: RtcpView::default(),
             sender_reports: 0,
-            last_seq: 0,
-            last_ns: 0,
             early_packets: 0,
         };
         s.set_media_idx(media_idx);
