@@ -39,6 +39,8 @@ use anyhow::{Context, Result, bail};
 
 use crate::bench::{release_voxtap, synth_input};
 
+mod instructions;
+
 /// Packets per second of a saturated 10 GbE of G.711 (issue 18).
 const TEN_GBE_PPS: f64 = 5.25e6;
 /// Its calls starting (and ending) per second: 5.25 M/s over 100 packets
@@ -46,11 +48,46 @@ const TEN_GBE_PPS: f64 = 5.25e6;
 /// mean length.
 const TEN_GBE_CALLS_PER_S: f64 = TEN_GBE_PPS / 100.0 / 180.0;
 
+/// What a run's thread figures count, for the tables' headings: the
+/// arithmetic is the same (a figure per second over 1e9 is cores for
+/// nanoseconds, G instructions per second for instructions).
+struct Unit {
+    /// What is counted: "CPU" or "instructions".
+    what: &'static str,
+    /// Per packet: "ns" or "ins".
+    per: &'static str,
+    /// A thousand of them, per call.
+    thousand: &'static str,
+    /// Per second over 1e9.
+    rate: &'static str,
+    /// Packets the busiest thread handles per second or per 1e9
+    /// instructions.
+    pace: &'static str,
+}
+
+const CPU_TIME: Unit = Unit {
+    what: "CPU",
+    per: "ns",
+    thousand: "us",
+    rate: "cores",
+    pace: "busiest pkt/s",
+};
+
+const INSTRUCTIONS: Unit = Unit {
+    what: "instructions",
+    per: "ins",
+    thousand: "k ins",
+    rate: "G ins/s",
+    pace: "pkt/G ins",
+};
+
 struct Args {
     calls: u32,
     seconds: Vec<u32>,
     workers: Vec<usize>,
     voxtap: Option<PathBuf>,
+    /// Count instructions (callgrind) instead of thread CPU time.
+    instructions: bool,
 }
 
 fn list<T: std::str::FromStr>(v: &str) -> Result<Vec<T>, T::Err> {
@@ -63,9 +100,14 @@ fn parse(args: &[String]) -> Result<Args> {
         seconds: vec![1, 3],
         workers: vec![1, 2, 4, 8],
         voxtap: None,
+        instructions: false,
     };
     let mut it = args.iter();
     while let Some(o) = it.next() {
+        if o == "--instructions" {
+            a.instructions = true;
+            continue;
+        }
         let v = it.next().context("option needs a value")?;
         match o.as_str() {
             "--calls" => a.calls = v.parse()?,
@@ -156,28 +198,44 @@ pub fn bench_scale(root: &Path, args: &[String]) -> Result<()> {
         }
         None => release_voxtap(root)?,
     };
+    let unit = if a.instructions {
+        &INSTRUCTIONS
+    } else {
+        &CPU_TIME
+    };
     // runs[length][workers]
     let mut runs = Vec::new();
     for &secs in &a.seconds {
         let pcap = synth_input(&voxtap, &dir, a.calls, secs)?;
         let mut these = Vec::new();
         for &n in &a.workers {
-            these.push((n, import(&voxtap, &dir, &pcap, n)?));
+            let run = if a.instructions {
+                instructions::import(&voxtap, &dir, &pcap, n)?
+            } else {
+                import(&voxtap, &dir, &pcap, n)?
+            };
+            these.push((n, run));
         }
-        print!("{}", table(&pcap, secs, &these));
+        print!("{}", table(&pcap, secs, &these, unit));
         runs.push((secs, these));
     }
     match &runs[..] {
-        [short, long, ..] => print!("{}", fitted(short, long)),
+        [short, long, ..] => print!("{}", fitted(short, long, unit)),
         _ => println!("(one call length: no fit; give --seconds S1,S2)"),
     }
     Ok(())
 }
 
 fn import(voxtap: &Path, dir: &Path, pcap: &Path, n: usize) -> Result<Run> {
+    parse_output(&run_import(Command::new(voxtap), dir, pcap, n)?)
+}
+
+/// Runs `cmd` (voxtap, or a wrapper of it) with the import's arguments;
+/// its standard output.
+fn run_import(mut cmd: Command, dir: &Path, pcap: &Path, n: usize) -> Result<String> {
     let out = dir.join("scale-out");
     let _ = std::fs::remove_dir_all(&out);
-    let o = Command::new(voxtap)
+    let o = cmd
         .args(["import", "--quiet", "--csv-only", "--workers", "1"])
         .args(["--engine-figures", "--engine-workers", &n.to_string()])
         .arg("--out")
@@ -188,7 +246,7 @@ fn import(voxtap: &Path, dir: &Path, pcap: &Path, n: usize) -> Result<Run> {
     if !o.status.success() {
         bail!("voxtap import: {}", String::from_utf8_lossy(&o.stderr));
     }
-    parse_output(&String::from_utf8_lossy(&o.stdout))
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
 fn load() -> String {
@@ -199,7 +257,7 @@ fn load() -> String {
 }
 
 /// The measured runs on one capture.
-fn table(pcap: &Path, secs: u32, runs: &[(usize, Run)]) -> String {
+fn table(pcap: &Path, secs: u32, runs: &[(usize, Run)], u: &Unit) -> String {
     let mut t = String::new();
     let base = runs.first().map_or(1.0, |(_, r)| r.total()).max(1.0);
     let first = runs.first().map(|(_, r)| r.clone()).unwrap_or_default();
@@ -215,17 +273,17 @@ fn table(pcap: &Path, secs: u32, runs: &[(usize, Run)]) -> String {
         t,
         "{:>2} | {:>11} | {:>9} | {:>11} | {:>9} | {:>15} | {:>14} | {:>12} | {:>13} | {:>9} | {:>9} | {:>9}",
         "N",
-        "reader ns/p",
-        "read ns/p",
-        "output ns/p",
-        "join ns/p",
-        "worker ns/p max",
-        "busiest pkt/s",
-        "cores @5.25M",
-        "busiest core",
+        format!("reader {}/p", u.per),
+        format!("read {}/p", u.per),
+        format!("output {}/p", u.per),
+        format!("join {}/p", u.per),
+        format!("worker {}/p max", u.per),
+        u.pace,
+        format!("{} @5.25M", u.rate),
+        format!("busiest, {}", u.rate),
         "imbalance",
         "control/s",
-        "CPU vs N=1"
+        format!("{} vs N=1", u.what)
     );
     for (n, r) in runs {
         let p = r.packets.max(1) as f64;
@@ -255,7 +313,7 @@ fn table(pcap: &Path, secs: u32, runs: &[(usize, Run)]) -> String {
             .iter()
             .map(|w| format!("{:.0}", w / p))
             .collect();
-        let _ = writeln!(t, "N={n}: workers' ns/packet {}", each.join(" "));
+        let _ = writeln!(t, "N={n}: workers' {}/packet {}", u.per, each.join(" "));
     }
     t
 }
@@ -353,16 +411,16 @@ impl Fits {
 }
 
 /// The fit of every N from its runs on the short and the long capture.
-fn fitted(short: &(u32, Vec<(usize, Run)>), long: &(u32, Vec<(usize, Run)>)) -> String {
+fn fitted(short: &(u32, Vec<(usize, Run)>), long: &(u32, Vec<(usize, Run)>), u: &Unit) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "\nfitted per thread: CPU = a x packets + b x calls through the {} s and {} s runs above \
-         (cells: a ns/packet + b us/call); projected to a saturated 10 GbE in steady state: \
+        "\nfitted per thread: {} = a x packets + b x calls through the {} s and {} s runs above \
+         (cells: a {}/packet + b {}/call); projected to a saturated 10 GbE in steady state: \
          5.25 M packets/s, 52,500 concurrent calls of 180 s mean, {TEN_GBE_CALLS_PER_S:.0} calls/s: \
          a x 5.25e6 + b x {TEN_GBE_CALLS_PER_S:.0} per second. Assumes the cost per packet does not \
          depend on call length nor the cost per call on the packets, at these runs' concurrency.",
-        short.0, long.0
+        u.what, short.0, long.0, u.per, u.thousand
     );
     let _ = writeln!(
         t,
@@ -373,9 +431,9 @@ fn fitted(short: &(u32, Vec<(usize, Run)>), long: &(u32, Vec<(usize, Run)>)) -> 
         "output",
         "join",
         "busiest worker",
-        "cores @10GbE",
-        "busiest core",
-        "CPU vs N=1"
+        format!("{} @10GbE", u.rate),
+        format!("busiest, {}", u.rate),
+        format!("{} vs N=1", u.what)
     );
     let mut base = None;
     for ((n, s), (_, l)) in short.1.iter().zip(&long.1) {
