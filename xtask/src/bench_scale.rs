@@ -1,5 +1,5 @@
 //! `cargo xtask bench-scale [--calls N] [--seconds S1,S2]
-//! [--engine-workers 1,2,4,8] [--voxtap PATH]` (PATH: a voxtap binary
+//! [--engine-workers 1,2,4,8] [--voxtap PATH] [--instructions]` (PATH: a voxtap binary
 //! already built, instead of building the release one): the parallel
 //! engine's scaling, and its cost projected to a saturated 10 GbE.
 //!
@@ -30,6 +30,18 @@
 //! sweeps is charged to a: both runs have the same packets per second of
 //! capture time). The fitted figures are printed beside the two measured
 //! runs they come from.
+//!
+//! A worker's fit per packet of the link mixes what it is given (1/N of
+//! the media) with how fast the machine runs it. So each fit also gives
+//! every N's busiest worker fitted per frame it handled (its own media and
+//! every SIP and RTCP frame) beside one pipeline per packet less reading
+//! the file: the figure to compare across N. On a machine with fewer cores
+//! than threads that figure is still inflated by memory stalls (a worker
+//! runs the same instructions per own datagram as one pipeline and spends
+//! up to 1.6 times its CPU on them: docs/performance.md, "Session 12"), so
+//! `--instructions` counts each thread's instructions under callgrind
+//! instead of its CPU time ([`instructions`]): the engine's work, whatever
+//! the load and the scheduling; about 50 times slower (`--calls 5000`).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
