@@ -1,7 +1,7 @@
 //! `cargo xtask bench-scale [--calls N] [--seconds S1,S2]
-//! [--engine-workers 1,2,4,8] [--voxtap PATH] [--instructions]` (PATH: a voxtap binary
-//! already built, instead of building the release one): the parallel
-//! engine's scaling, and its cost projected to a saturated 10 GbE.
+//! [--engine-workers 1,2,4,8] [--voxtap PATH] [--instructions]` (PATH: a
+//! voxtap binary already built, instead of building the release one): the
+//! parallel engine's scaling, and its cost projected to a saturated 10 GbE.
 //!
 //! For each call length S (default 1 and 3 s) it writes a synthetic
 //! capture of N concurrent calls (`voxtap synth`, the one `bench` uses:
@@ -37,8 +37,10 @@
 //! every SIP and RTCP frame) beside one pipeline per packet less reading
 //! the file: the figure to compare across N. On a machine with fewer cores
 //! than threads that figure is still inflated by memory stalls (a worker
-//! runs the same instructions per own datagram as one pipeline and spends
-//! up to 1.6 times its CPU on them: docs/performance.md, "Session 12"), so
+//! runs the call table's code for each datagram of its own with the same
+//! instructions as one pipeline, a quarter fewer in all as it does not
+//! decode, and spent 1.3 to 2.2 times one pipeline's CPU per frame at
+//! N = 2 to 8: docs/performance.md, "Session 12"), so
 //! `--instructions` counts each thread's instructions under callgrind
 //! instead of its CPU time ([`instructions`]): the engine's work, whatever
 //! the load and the scheduling; about 50 times slower (`--calls 5000`).

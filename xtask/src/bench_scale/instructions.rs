@@ -6,10 +6,11 @@
 //! (2 cores for a reader, N workers, a join and an output thread) counts
 //! more than the work: time slices that evict each other's caches, and
 //! memory stalls that grow with every replica of the call tables sharing
-//! one last-level cache. Session 12 found a worker executing the same
-//! instructions per packet of its own as N = 1 per packet while its CPU
-//! time per own packet was 1.2-1.6 times as much (docs/performance.md,
-//! "Session 12"). Instructions are the same whatever the load and the
+//! one last-level cache. Session 12 found a worker running the call
+//! table's code for each datagram of its own with the same instructions as
+//! one pipeline, while its CPU time per frame was 1.3 to 2.2 times one
+//! pipeline's per packet at N = 2 to 8 (docs/performance.md, "Session
+//! 12"). Instructions are the same whatever the load and the
 //! scheduling, so they say whether the engine does more work as N grows;
 //! CPU time says what that work costs on this machine. Callgrind runs
 //! about 50 times slower: use it with fewer calls (`--calls 5000`).
