@@ -93,7 +93,9 @@ impl Steerer {
     /// VoIP link) takes [`Decoder::decode_plain_udp`], which gives the same
     /// addresses and payload as `decode` without building a full
     /// `Datagram`; everything else is decoded in full ([`Self::decoded`]).
-    #[inline]
+    /// Inlined (as [`Self::udp`]) into the dispatcher's `process`, so that
+    /// the verdict is built where it is used, not moved through returns.
+    #[inline(always)]
     pub fn classify(&mut self, link: LinkType, ts_ns: u64, pref: PacketRef, frame: &[u8]) -> Steer {
         match self.decoder.decode_plain_udp(link, ts_ns, frame) {
             // Neither tunnelled nor reassembled: its payload is in `frame`.
@@ -130,7 +132,7 @@ impl Steerer {
     }
 
     /// A UDP datagram whose payload is `payload`, at `at` in its frame.
-    #[inline]
+    #[inline(always)]
     fn udp(&self, src: SocketAddr, dst: SocketAddr, at: u32, payload: &[u8]) -> Steer {
         let sip_like = self.sip.sip_like(src.port(), dst.port(), payload);
         let rtcp =
