@@ -1,7 +1,7 @@
 //! `cargo xtask bench-scale [--calls N] [--seconds S1,S2]
-//! [--engine-workers 1,2,4,8] [--voxtap PATH]` (PATH: a voxtap binary
-//! already built, instead of building the release one): the parallel
-//! engine's scaling, and its cost projected to a saturated 10 GbE.
+//! [--engine-workers 1,2,4,8] [--voxtap PATH] [--instructions]` (PATH: a
+//! voxtap binary already built, instead of building the release one): the
+//! parallel engine's scaling, and its cost projected to a saturated 10 GbE.
 //!
 //! For each call length S (default 1 and 3 s) it writes a synthetic
 //! capture of N concurrent calls (`voxtap synth`, the one `bench` uses:
@@ -30,6 +30,20 @@
 //! sweeps is charged to a: both runs have the same packets per second of
 //! capture time). The fitted figures are printed beside the two measured
 //! runs they come from.
+//!
+//! A worker's fit per packet of the link mixes what it is given (1/N of
+//! the media) with how fast the machine runs it. So each fit also gives
+//! every N's busiest worker fitted per frame it handled (its own media and
+//! every SIP and RTCP frame) beside one pipeline per packet less reading
+//! the file: the figure to compare across N. On a machine with fewer cores
+//! than threads that figure is still inflated by memory stalls (a worker
+//! runs the call table's code for each datagram of its own with the same
+//! instructions as one pipeline, a quarter fewer in all as it does not
+//! decode, and spent 1.3 to 2.2 times one pipeline's CPU per frame at
+//! N = 2 to 8: docs/performance.md, "Session 12"), so
+//! `--instructions` counts each thread's instructions under callgrind
+//! instead of its CPU time ([`instructions`]): the engine's work, whatever
+//! the load and the scheduling; about 50 times slower (`--calls 5000`).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -39,6 +53,8 @@ use anyhow::{Context, Result, bail};
 
 use crate::bench::{release_voxtap, synth_input};
 
+mod instructions;
+
 /// Packets per second of a saturated 10 GbE of G.711 (issue 18).
 const TEN_GBE_PPS: f64 = 5.25e6;
 /// Its calls starting (and ending) per second: 5.25 M/s over 100 packets
@@ -46,11 +62,46 @@ const TEN_GBE_PPS: f64 = 5.25e6;
 /// mean length.
 const TEN_GBE_CALLS_PER_S: f64 = TEN_GBE_PPS / 100.0 / 180.0;
 
+/// What a run's thread figures count, for the tables' headings: the
+/// arithmetic is the same (a figure per second over 1e9 is cores for
+/// nanoseconds, G instructions per second for instructions).
+struct Unit {
+    /// What is counted: "CPU" or "instructions".
+    what: &'static str,
+    /// Per packet: "ns" or "ins".
+    per: &'static str,
+    /// A thousand of them, per call.
+    thousand: &'static str,
+    /// Per second over 1e9.
+    rate: &'static str,
+    /// Packets the busiest thread handles per second or per 1e9
+    /// instructions.
+    pace: &'static str,
+}
+
+const CPU_TIME: Unit = Unit {
+    what: "CPU",
+    per: "ns",
+    thousand: "us",
+    rate: "cores",
+    pace: "busiest pkt/s",
+};
+
+const INSTRUCTIONS: Unit = Unit {
+    what: "instructions",
+    per: "ins",
+    thousand: "k ins",
+    rate: "G ins/s",
+    pace: "pkt/G ins",
+};
+
 struct Args {
     calls: u32,
     seconds: Vec<u32>,
     workers: Vec<usize>,
     voxtap: Option<PathBuf>,
+    /// Count instructions (callgrind) instead of thread CPU time.
+    instructions: bool,
 }
 
 fn list<T: std::str::FromStr>(v: &str) -> Result<Vec<T>, T::Err> {
@@ -63,9 +114,14 @@ fn parse(args: &[String]) -> Result<Args> {
         seconds: vec![1, 3],
         workers: vec![1, 2, 4, 8],
         voxtap: None,
+        instructions: false,
     };
     let mut it = args.iter();
     while let Some(o) = it.next() {
+        if o == "--instructions" {
+            a.instructions = true;
+            continue;
+        }
         let v = it.next().context("option needs a value")?;
         match o.as_str() {
             "--calls" => a.calls = v.parse()?,
@@ -91,6 +147,9 @@ struct Run {
     output_ns: f64,
     join_ns: f64,
     workers_ns: Vec<f64>,
+    /// Frames each worker ran through its pipeline (its own media, and
+    /// every SIP and RTCP frame).
+    worker_frames: Vec<u64>,
     capture_s: f64,
     sweeps: u64,
 }
@@ -132,6 +191,8 @@ fn parse_output(out: &str) -> Result<Run> {
             r.capture_s = number(part, " s").context("capture")?;
         } else if part.starts_with("worker ") {
             r.workers_ns.push(ms().context("worker CPU")?);
+            r.worker_frames
+                .push(number(part, " frames").context("worker frames")? as u64);
         } else if part.starts_with("steered") {
             r.sweeps = part
                 .split_whitespace()
@@ -156,28 +217,44 @@ pub fn bench_scale(root: &Path, args: &[String]) -> Result<()> {
         }
         None => release_voxtap(root)?,
     };
+    let unit = if a.instructions {
+        &INSTRUCTIONS
+    } else {
+        &CPU_TIME
+    };
     // runs[length][workers]
     let mut runs = Vec::new();
     for &secs in &a.seconds {
         let pcap = synth_input(&voxtap, &dir, a.calls, secs)?;
         let mut these = Vec::new();
         for &n in &a.workers {
-            these.push((n, import(&voxtap, &dir, &pcap, n)?));
+            let run = if a.instructions {
+                instructions::import(&voxtap, &dir, &pcap, n)?
+            } else {
+                import(&voxtap, &dir, &pcap, n)?
+            };
+            these.push((n, run));
         }
-        print!("{}", table(&pcap, secs, &these));
+        print!("{}", table(&pcap, secs, &these, unit));
         runs.push((secs, these));
     }
     match &runs[..] {
-        [short, long, ..] => print!("{}", fitted(short, long)),
+        [short, long, ..] => print!("{}", fitted(short, long, unit)),
         _ => println!("(one call length: no fit; give --seconds S1,S2)"),
     }
     Ok(())
 }
 
 fn import(voxtap: &Path, dir: &Path, pcap: &Path, n: usize) -> Result<Run> {
+    parse_output(&run_import(Command::new(voxtap), dir, pcap, n)?)
+}
+
+/// Runs `cmd` (voxtap, or a wrapper of it) with the import's arguments;
+/// its standard output.
+fn run_import(mut cmd: Command, dir: &Path, pcap: &Path, n: usize) -> Result<String> {
     let out = dir.join("scale-out");
     let _ = std::fs::remove_dir_all(&out);
-    let o = Command::new(voxtap)
+    let o = cmd
         .args(["import", "--quiet", "--csv-only", "--workers", "1"])
         .args(["--engine-figures", "--engine-workers", &n.to_string()])
         .arg("--out")
@@ -188,7 +265,7 @@ fn import(voxtap: &Path, dir: &Path, pcap: &Path, n: usize) -> Result<Run> {
     if !o.status.success() {
         bail!("voxtap import: {}", String::from_utf8_lossy(&o.stderr));
     }
-    parse_output(&String::from_utf8_lossy(&o.stdout))
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
 fn load() -> String {
@@ -199,7 +276,7 @@ fn load() -> String {
 }
 
 /// The measured runs on one capture.
-fn table(pcap: &Path, secs: u32, runs: &[(usize, Run)]) -> String {
+fn table(pcap: &Path, secs: u32, runs: &[(usize, Run)], u: &Unit) -> String {
     let mut t = String::new();
     let base = runs.first().map_or(1.0, |(_, r)| r.total()).max(1.0);
     let first = runs.first().map(|(_, r)| r.clone()).unwrap_or_default();
@@ -215,17 +292,17 @@ fn table(pcap: &Path, secs: u32, runs: &[(usize, Run)]) -> String {
         t,
         "{:>2} | {:>11} | {:>9} | {:>11} | {:>9} | {:>15} | {:>14} | {:>12} | {:>13} | {:>9} | {:>9} | {:>9}",
         "N",
-        "reader ns/p",
-        "read ns/p",
-        "output ns/p",
-        "join ns/p",
-        "worker ns/p max",
-        "busiest pkt/s",
-        "cores @5.25M",
-        "busiest core",
+        format!("reader {}/p", u.per),
+        format!("read {}/p", u.per),
+        format!("output {}/p", u.per),
+        format!("join {}/p", u.per),
+        format!("worker {}/p max", u.per),
+        u.pace,
+        format!("{} @5.25M", u.rate),
+        format!("busiest, {}", u.rate),
         "imbalance",
         "control/s",
-        "CPU vs N=1"
+        format!("{} vs N=1", u.what)
     );
     for (n, r) in runs {
         let p = r.packets.max(1) as f64;
@@ -255,7 +332,7 @@ fn table(pcap: &Path, secs: u32, runs: &[(usize, Run)]) -> String {
             .iter()
             .map(|w| format!("{:.0}", w / p))
             .collect();
-        let _ = writeln!(t, "N={n}: workers' ns/packet {}", each.join(" "));
+        let _ = writeln!(t, "N={n}: workers' {}/packet {}", u.per, each.join(" "));
     }
     t
 }
@@ -281,12 +358,13 @@ impl Fit {
     fn through(short: (&Run, f64), long: (&Run, f64)) -> Fit {
         let (r1, t1) = short;
         let (r2, t2) = long;
-        let (p1, c1, p2, c2) = (
-            r1.packets as f64,
-            r1.calls.max(1) as f64,
-            r2.packets as f64,
-            r2.calls.max(1) as f64,
-        );
+        Fit::through_counts((r1.packets, r1.calls, t1), (r2.packets, r2.calls, t2))
+    }
+
+    /// The same through (packets or frames, calls, figure) of two runs.
+    fn through_counts(short: (u64, u64, f64), long: (u64, u64, f64)) -> Fit {
+        let ((p1, c1, t1), (p2, c2, t2)) = (short, long);
+        let (p1, c1, p2, c2) = (p1 as f64, c1.max(1) as f64, p2 as f64, c2.max(1) as f64);
         let det = p1 * c2 - p2 * c1;
         if det.abs() < 1.0 {
             return Fit::default();
@@ -353,16 +431,16 @@ impl Fits {
 }
 
 /// The fit of every N from its runs on the short and the long capture.
-fn fitted(short: &(u32, Vec<(usize, Run)>), long: &(u32, Vec<(usize, Run)>)) -> String {
+fn fitted(short: &(u32, Vec<(usize, Run)>), long: &(u32, Vec<(usize, Run)>), u: &Unit) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "\nfitted per thread: CPU = a x packets + b x calls through the {} s and {} s runs above \
-         (cells: a ns/packet + b us/call); projected to a saturated 10 GbE in steady state: \
+        "\nfitted per thread: {} = a x packets + b x calls through the {} s and {} s runs above \
+         (cells: a {}/packet + b {}/call); projected to a saturated 10 GbE in steady state: \
          5.25 M packets/s, 52,500 concurrent calls of 180 s mean, {TEN_GBE_CALLS_PER_S:.0} calls/s: \
          a x 5.25e6 + b x {TEN_GBE_CALLS_PER_S:.0} per second. Assumes the cost per packet does not \
          depend on call length nor the cost per call on the packets, at these runs' concurrency.",
-        short.0, long.0
+        u.what, short.0, long.0, u.per, u.thousand
     );
     let _ = writeln!(
         t,
@@ -373,9 +451,9 @@ fn fitted(short: &(u32, Vec<(usize, Run)>), long: &(u32, Vec<(usize, Run)>)) -> 
         "output",
         "join",
         "busiest worker",
-        "cores @10GbE",
-        "busiest core",
-        "CPU vs N=1"
+        format!("{} @10GbE", u.rate),
+        format!("busiest, {}", u.rate),
+        format!("{} vs N=1", u.what)
     );
     let mut base = None;
     for ((n, s), (_, l)) in short.1.iter().zip(&long.1) {
@@ -395,6 +473,52 @@ fn fitted(short: &(u32, Vec<(usize, Run)>), long: &(u32, Vec<(usize, Run)>)) -> 
             f.total_cores() / base
         );
     }
+    t.push_str(&per_own_frame(short, long, u));
+    t
+}
+
+/// Each N's busiest worker fitted per frame it handled (its own media and
+/// every SIP and RTCP frame) instead of per packet of the link, beside
+/// N = 1's pipeline per packet (its reading thread less reading the file
+/// alone): what a worker costs for what it is given, comparable across N.
+fn per_own_frame(
+    short: &(u32, Vec<(usize, Run)>),
+    long: &(u32, Vec<(usize, Run)>),
+    u: &Unit,
+) -> String {
+    let mut t = String::new();
+    for ((n, s), (_, l)) in short.1.iter().zip(&long.1) {
+        if s.worker_frames.is_empty() {
+            let f = Fit::through(
+                (s, s.reader_ns - s.read_alone_ns),
+                (l, l.reader_ns - l.read_alone_ns),
+            );
+            let _ = writeln!(
+                t,
+                "N={n}: one pipeline less reading the file: {} per packet",
+                f.cell()
+            );
+            continue;
+        }
+        let fits = (0..s.worker_frames.len().min(l.worker_frames.len())).map(|i| {
+            Fit::through_counts(
+                (s.worker_frames[i], s.calls, s.workers_ns[i]),
+                (l.worker_frames[i], l.calls, l.workers_ns[i]),
+            )
+        });
+        let busiest = fits.max_by(|x, y| x.a.total_cmp(&y.a)).unwrap_or_default();
+        let _ = writeln!(
+            t,
+            "N={n}: busiest worker per frame it handled: {}",
+            busiest.cell()
+        );
+    }
+    if !t.is_empty() {
+        t.insert_str(
+            0,
+            &format!("(cells: a {}/frame + b {}/call)\n", u.per, u.thousand),
+        );
+    }
     t
 }
 
@@ -409,6 +533,28 @@ mod tests {
             reader_ns,
             ..Default::default()
         }
+    }
+
+    /// A worker's fit per frame it handled uses its frames, not the link's
+    /// packets: a worker given a quarter of the link at 400 ns a frame
+    /// reads as 400, not 100.
+    #[test]
+    fn a_worker_is_fitted_per_frame_it_handled() {
+        let (a, b) = (400.0, 90_000.0);
+        let mk = |packets: u64, frames: u64| Run {
+            packets,
+            calls: 50_000,
+            workers_ns: vec![a * frames as f64 + b * 50_000.0],
+            worker_frames: vec![frames],
+            ..Default::default()
+        };
+        let short = (1, vec![(4, mk(5_300_000, 1_550_000))]);
+        let long = (3, vec![(4, mk(15_300_000, 4_050_000))]);
+        let line = per_own_frame(&short, &long, &CPU_TIME);
+        assert!(
+            line.contains("N=4: busiest worker per frame it handled: 400 + 90.0"),
+            "{line}"
+        );
     }
 
     /// The fit finds a and b back from two runs made of them.
@@ -432,11 +578,12 @@ mod tests {
     #[test]
     fn the_import_output_is_read() {
         let out = "imported 1 file(s): 5300000 packets (0 malformed, skipped), 300000 SIP messages, 50000 calls (50000 answered, 0 failed/other), 100000 RTP streams, in 1.00 s (1 packets/s)\n\
-                   engine: 2 worker(s); reader thread 900.5 ms CPU; output thread 80.0 ms CPU; capture 2.041 s; worker 0: 10 frames 1000.0 ms CPU; worker 1: 10 frames 1100.0 ms CPU; join thread 50.0 ms CPU; steered 1 broadcast 2 batches 3 sweeps 4\n\
+                   engine: 2 worker(s); reader thread 900.5 ms CPU; output thread 80.0 ms CPU; capture 2.041 s; worker 0: 10 frames 1000.0 ms CPU; worker 1: 12 frames 1100.0 ms CPU; join thread 50.0 ms CPU; steered 1 broadcast 2 batches 3 sweeps 4\n\
                    reading alone: 400.0 ms CPU\n";
         let r = parse_output(out).unwrap();
         assert_eq!((r.packets, r.calls, r.sweeps), (5_300_000, 50_000, 4));
         assert_eq!(r.workers_ns, vec![1000.0e6, 1100.0e6]);
+        assert_eq!(r.worker_frames, vec![10, 12]);
         assert_eq!((r.reader_ns, r.read_alone_ns), (900.5e6, 400.0e6));
         assert_eq!(
             (r.output_ns, r.join_ns, r.capture_s),

@@ -301,7 +301,9 @@ impl ParallelEngine {
         }
     }
 
-    /// A decoded datagram to worker `w`: its payload only.
+    /// A decoded datagram to worker `w`: its payload only. Inline: the
+    /// datagram is then built in place rather than moved through calls.
+    #[inline(always)]
     fn push_udp(
         &mut self,
         w: usize,

@@ -59,12 +59,17 @@ impl SipTest {
         self.ports[usize::from(p) / 64] & (1 << (p % 64)) != 0
     }
 
-    /// Port bitmap first, then the content (`looks_like_sip` turns RTP
-    /// away on its first byte).
+    /// Port bitmap first, then the content. A first byte with the top bit
+    /// set (RTP and RTCP: version 2, 0x80-0xBF) is neither CR, LF nor a
+    /// token character, so `looks_like_sip` would say no: tested here, it
+    /// spares each media datagram a call (about 60 instructions).
+    #[inline]
     fn sip_like(&self, src: u16, dst: u16, payload: &[u8]) -> bool {
         self.is_sip_port(src)
             || self.is_sip_port(dst)
-            || (self.by_content && sip::looks_like_sip(payload))
+            || (self.by_content
+                && !matches!(payload.first(), Some(b) if *b >= 0x80)
+                && sip::looks_like_sip(payload))
     }
 }
 
@@ -84,7 +89,27 @@ impl Steerer {
         }
     }
 
+    /// Where `frame` goes. Plain UDP over Ethernet (nearly every frame of a
+    /// VoIP link) takes [`Decoder::decode_plain_udp`], which gives the same
+    /// addresses and payload as `decode` without building a full
+    /// `Datagram`; everything else is decoded in full ([`Self::decoded`]).
+    /// Inlined (as [`Self::udp`]) into the dispatcher's `process`, so that
+    /// the verdict is built where it is used, not moved through returns.
+    #[inline(always)]
     pub fn classify(&mut self, link: LinkType, ts_ns: u64, pref: PacketRef, frame: &[u8]) -> Steer {
+        match self.decoder.decode_plain_udp(link, ts_ns, frame) {
+            // Neither tunnelled nor reassembled: its payload is in `frame`.
+            Some(p) => match offset_in(frame, p.payload) {
+                Some(at) => self.udp(p.src, p.dst, at, p.payload),
+                None => Steer::Raw,
+            },
+            None => self.decoded(link, ts_ns, pref, frame),
+        }
+    }
+
+    /// [`Self::classify`] of a frame that is not plain UDP over Ethernet.
+    #[inline(never)]
+    fn decoded(&mut self, link: LinkType, ts_ns: u64, pref: PacketRef, frame: &[u8]) -> Steer {
         let dg = match self.decoder.decode(link, ts_ns, pref.0, frame) {
             Ok(Some(dg)) => dg,
             Ok(None) => return Steer::Raw,
@@ -96,12 +121,20 @@ impl Steerer {
         let Some(at) = offset_in(frame, dg.payload) else {
             return Steer::Raw;
         };
-        let (src, dst, payload) = (dg.src, dg.dst, dg.payload);
-        let tunnelled = !dg.encap.is_empty();
-        let sip_like = self.sip.sip_like(src.port(), dst.port(), payload);
-        if sip_like && tunnelled {
+        // The same bytes, borrowed from `frame` rather than the decoder.
+        let payload = &frame[at as usize..at as usize + dg.payload.len()];
+        let (src, dst) = (dg.src, dg.dst);
+        if !dg.encap.is_empty() && self.sip.sip_like(src.port(), dst.port(), payload) {
+            // SIP in a tunnel: the call notes the tunnel path.
             return Steer::Raw;
         }
+        self.udp(src, dst, at, payload)
+    }
+
+    /// A UDP datagram whose payload is `payload`, at `at` in its frame.
+    #[inline(always)]
+    fn udp(&self, src: SocketAddr, dst: SocketAddr, at: u32, payload: &[u8]) -> Steer {
+        let sip_like = self.sip.sip_like(src.port(), dst.port(), payload);
         let rtcp =
             matches!(payload, [b0, b1, ..] if voxtap_common::rtcp_header_plausible(*b0, *b1));
         Steer::Udp(Udp {

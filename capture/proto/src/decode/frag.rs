@@ -117,10 +117,18 @@ fn fragment_range(f: &Fragment<'_>) -> Result<(u32, u32), DecodeError> {
 
 impl Reassembler {
     /// Drops incomplete datagrams older than the timeout.
+    /// Inline: the test is all that runs for nearly every frame (no
+    /// fragment held, or none due); the walk is out of line.
+    #[inline]
     pub fn expire(&mut self, now: u64, limits: &FragLimits, stats: &mut DecodeStats) {
         if self.active == 0 || now <= self.next_deadline {
             return;
         }
+        self.expire_due(now, limits, stats);
+    }
+
+    #[inline(never)]
+    fn expire_due(&mut self, now: u64, limits: &FragLimits, stats: &mut DecodeStats) {
         let mut next = u64::MAX;
         for i in 0..self.slots.len() {
             let Some(s) = self.slots.get(i) else { break };

@@ -704,3 +704,57 @@ fn mutated_frames_never_panic() {
     }
     assert_eq!(d.stats().frames, 200_000);
 }
+
+/// `decode_plain_udp` gives what `decode` gives, or None and leaves the
+/// frame to `decode`: on plain UDP over IPv4 and IPv6, and on mutated and
+/// truncated copies of them and of frames it must refuse (TCP, VLAN, a
+/// fragment, a tunnel port).
+#[test]
+fn plain_udp_agrees_with_decode() {
+    let body: Vec<u8> = (0..40u8).collect();
+    let (_, fr) = frags4(7, &body, 16);
+    let mut seeds = vec![
+        eth(0x0800, &ipv4(17, &udp(5060, 5080, b"hello"))),
+        eth(0x0800, &ipv4(17, &udp(4000, 5002, &[0x80; 172]))),
+        eth(0x86dd, &ipv6(17, a6(1), a6(2), &udp(7078, 9000, b"rtp"))),
+        eth(0x0800, &ipv4(6, &tcp(1, 2, 3, 4, &[], b"x"))),
+        eth(0x0800, &ipv4(17, &udp(1000, 4789, &[0; 16]))),
+        eth(
+            0x8100,
+            &[&tag(0x8100, 9, 0x0800)[2..], &ipv4(17, &udp(1, 2, b"v"))].concat(),
+        ),
+    ];
+    seeds.extend(fr);
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let (mut plain, mut d1, mut d2) = (0, dec(), dec());
+    for i in 0..50_000u64 {
+        let mut f = seeds[(next() % seeds.len() as u64) as usize].clone();
+        if i % 2 == 1 {
+            for _ in 0..(next() % 3) {
+                let pos = (next() % f.len() as u64) as usize;
+                f[pos] = next() as u8;
+            }
+            f.truncate((next() % (f.len() as u64 + 1)) as usize + 4);
+        }
+        let full = run(&mut d1, LinkType::Ethernet, i, i, &f);
+        match d2.decode_plain_udp(LinkType::Ethernet, i, &f) {
+            Some(p) => {
+                plain += 1;
+                let (src, dst, l4, payload, vlan, frags) = full.unwrap().unwrap();
+                assert_eq!((p.src, p.dst, p.payload), (src, dst, &payload[..]));
+                assert_eq!((l4, vlan, frags.len()), (L4::Udp, None, 0));
+            }
+            None => {
+                let _ = d2.decode(LinkType::Ethernet, i, i, &f);
+            }
+        }
+    }
+    assert!(plain > 5_000, "{plain}");
+    assert_eq!(d1.stats(), d2.stats());
+}

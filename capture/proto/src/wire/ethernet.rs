@@ -39,6 +39,7 @@ view! {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
+    #[inline]
     pub fn check_len(&self) -> Result<(), WireError> {
         if self.buf.as_ref().len() < HEADER_LEN {
             return Err(WireError::Truncated { layer: "ethernet" });
@@ -60,6 +61,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
+    #[inline]
     pub fn payload(&self) -> &'a [u8] {
         tail(self.buf.as_ref(), HEADER_LEN)
     }

