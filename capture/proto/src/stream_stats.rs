@@ -579,7 +579,7 @@ mod tests {
 
     /// A seeded xorshift64 generator: `next(n)` draws from 0..n, the same
     /// sequence on every run.
-    fn xorshift(mut rng: u64) -> impl FnMut(u64) -> u64 {
+    pub(super) fn xorshift(mut rng: u64) -> impl FnMut(u64) -> u64 {
         move |n| {
             rng ^= rng << 13;
             rng ^= rng >> 7;

@@ -670,13 +670,7 @@ fn mutated_frames_never_panic() {
         &[],
         &ipv4(6, &tcp(1, 2, 3, 4, &[], b"x")),
     ));
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
     let links = [
         LinkType::Ethernet,
         LinkType::Raw,
@@ -725,13 +719,7 @@ fn plain_udp_agrees_with_decode() {
         ),
     ];
     seeds.extend(fr);
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut next = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut next = xorshift(0x2545_f491_4f6c_dd1d);
     let (mut plain, mut d1, mut d2) = (0, dec(), dec());
     for i in 0..50_000u64 {
         let mut f = seeds[(next() % seeds.len() as u64) as usize].clone();
@@ -757,4 +745,14 @@ fn plain_udp_agrees_with_decode() {
     }
     assert!(plain > 5_000, "{plain}");
     assert_eq!(d1.stats(), d2.stats());
+}
+
+/// A seeded xorshift64 generator: the same sequence of words on every run.
+fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
 }

@@ -109,13 +109,7 @@ mod tests {
     /// recycling and the box's creation included).
     #[test]
     fn steps_match_the_array_they_replaced() {
-        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = |n: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % n
-        };
+        let mut next = super::super::tests::xorshift(0x9e37_79b9_7f4a_7c15);
         for distinct in 1..=12u64 {
             for _ in 0..50 {
                 let (mut s, mut m) = (Steps::default(), Model([(0, 0, 0); STEP_SLOTS]));
