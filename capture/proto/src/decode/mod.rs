@@ -174,8 +174,7 @@ impl Decoder {
             frags,
             encap,
         } = self;
-        stats.frames = stats.frames.wrapping_add(1);
-        frags.expire(ts_ns, limits, stats);
+        begin_frame(stats, frags, limits, ts_ns);
         let frame = Frame {
             link,
             ts_ns,
@@ -191,6 +190,15 @@ impl Decoder {
         }
         r
     }
+}
+
+/// What every frame costs the decoder before its headers are read, on both
+/// of its ways in ([`Decoder::decode`], [`Decoder::decode_plain_udp`]): it is
+/// counted, and held fragments past their timeout are dropped.
+#[inline]
+fn begin_frame(stats: &mut DecodeStats, frags: &mut Reassembler, limits: &FragLimits, ts_ns: u64) {
+    stats.frames = stats.frames.wrapping_add(1);
+    frags.expire(ts_ns, limits, stats);
 }
 
 /// An untunnelled, unfragmented UDP datagram: what
@@ -232,8 +240,7 @@ impl Decoder {
         }
         // A bad UDP header is `decode`'s to report (malformed).
         let u = udp::Packet::new_checked(t.data).ok()?;
-        self.stats.frames = self.stats.frames.wrapping_add(1);
-        self.frags.expire(ts_ns, &self.limits, &mut self.stats);
+        begin_frame(&mut self.stats, &mut self.frags, &self.limits, ts_ns);
         Some(PlainUdp {
             src: SocketAddr::new(t.src, u.src_port()),
             dst: SocketAddr::new(t.dst, u.dst_port()),
