@@ -56,7 +56,7 @@ impl Endpoint {
         self.family == Family::V6
     }
 
-    /// The address's first eight bytes as one word (IPv4: the address).
+    /// Eight bytes of the address as one word (for hashing IPv6).
     fn word(&self, i: usize) -> u64 {
         let mut b = [0u8; 8];
         if let Some(s) = self.ip.get(i..i + 8) {
@@ -64,6 +64,12 @@ impl Endpoint {
         }
         u64::from_le_bytes(b)
     }
+}
+
+/// An IPv4 address and port as one word: how the call table hashes an IPv4
+/// endpoint, and how its endpoint map keys one.
+pub(crate) fn v4_word(ip: Ipv4Addr, port: u16) -> u64 {
+    u64::from(ip.to_bits()) << 16 | u64::from(port)
 }
 
 impl From<SocketAddr> for Endpoint {
@@ -120,7 +126,10 @@ impl std::hash::Hash for Endpoint {
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
         let port = u64::from(self.port());
         match self.family {
-            Family::V4 => h.write_u64(self.word(0) << 16 | port),
+            Family::V4 => {
+                let [a, b, c, d, ..] = self.ip;
+                h.write_u64(v4_word(Ipv4Addr::new(a, b, c, d), self.port()));
+            }
             Family::V6 => {
                 h.write_u64(self.word(0));
                 h.write_u64(self.word(8));

@@ -125,9 +125,7 @@ enum Key {
 impl Key {
     fn of(a: SocketAddr) -> Key {
         match a {
-            SocketAddr::V4(v4) => {
-                Key::V4(u64::from(v4.ip().to_bits()) << 16 | u64::from(v4.port()))
-            }
+            SocketAddr::V4(v4) => Key::V4(super::endpoint::v4_word(*v4.ip(), v4.port())),
             SocketAddr::V6(_) => Key::V6(a.into()),
         }
     }
