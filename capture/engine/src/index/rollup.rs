@@ -105,29 +105,34 @@ pub struct Counts {
 
 impl Counts {
     /// The values in [`COLS`] order (active_ms last).
-    pub(crate) fn values(&self) -> Vec<i64> {
-        let mut v = vec![
+    pub(crate) fn values(&self) -> [i64; COLS.len()] {
+        let mut v = [0; COLS.len()];
+        let fields = [
             self.attempts,
             self.answered,
             self.ner_ok,
             self.answered_ms,
             self.pdd_ms,
             self.pdd_n,
-        ];
-        v.extend(self.classes);
-        v.extend(self.codes);
-        v.extend(self.mos);
-        v.extend([
+        ]
+        .into_iter()
+        .chain(self.classes)
+        .chain(self.codes)
+        .chain(self.mos)
+        .chain([
             self.one_way,
             self.capture_loss,
             self.rtp_lost,
             self.rtp_expected,
             self.active_ms,
         ]);
+        for (slot, x) in v.iter_mut().zip(fields) {
+            *slot = x;
+        }
         v
     }
 
-    fn from_sums(v: &[i64]) -> Counts {
+    pub(super) fn from_sums(v: &[i64]) -> Counts {
         let arr = |at: usize| -> [i64; 6] { v[at..at + 6].try_into().unwrap_or_default() };
         Counts {
             attempts: v[0],
@@ -147,13 +152,13 @@ impl Counts {
         }
     }
 
+    /// Column-wise sum, through [`values`](Self::values) so a new column
+    /// cannot be left out of it (the output thread adds one per call).
     pub fn add(&mut self, o: &Counts) {
-        let sum: Vec<i64> = self
-            .values()
-            .iter()
-            .zip(o.values())
-            .map(|(a, b)| a + b)
-            .collect();
+        let mut sum = self.values();
+        for (a, b) in sum.iter_mut().zip(o.values()) {
+            *a += b;
+        }
         *self = Counts::from_sums(&sum);
     }
 

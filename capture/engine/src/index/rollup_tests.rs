@@ -202,7 +202,7 @@ fn hourly_rollups_follow_the_minutes_and_serve_whole_hours() {
                     i(b.start_ns / MIN / step),
                     String::new(),
                     String::new(),
-                    b.counts.values(),
+                    b.counts.values().to_vec(),
                 )
             })
             .filter(|r| r.3.iter().any(|x| *x != 0))
@@ -369,4 +369,19 @@ fn a_batch_rolls_up_as_its_calls_one_by_one() {
     let before = all_rows(&batched, "rollup_minute");
     batched.rebuild_rollups().unwrap();
     assert_eq!(all_rows(&batched, "rollup_minute"), before);
+}
+
+#[test]
+fn counts_add_sums_every_column() {
+    // Every column a different value, so a swapped or missing one shows.
+    let distinct: Vec<i64> = (1..=rollup::COLS.len() as i64).collect();
+    let one = rollup::Counts::from_sums(&distinct);
+    assert_eq!(one.values().to_vec(), distinct);
+    let mut two = one;
+    two.add(&one);
+    let doubled: Vec<i64> = distinct.iter().map(|x| 2 * x).collect();
+    assert_eq!(two.values().to_vec(), doubled);
+    let mut zero = Counts::default();
+    zero.add(&Counts::default());
+    assert_eq!(zero, Counts::default());
 }
