@@ -136,7 +136,11 @@ impl MediaInfo {
     /// Text `i` of [`Self::texts`].
     fn text(&self, i: usize) -> &str {
         match self.texts.get(i).copied() {
-            Some(OWNED) => self.extra.as_ref().and_then(|e| e.texts.get(i)).map_or("", |t| t),
+            Some(OWNED) => self
+                .extra
+                .as_ref()
+                .and_then(|e| e.texts.get(i))
+                .map_or("", |t| t),
             Some(c) => INTERNED.get(usize::from(c)).copied().unwrap_or(""),
             None => "",
         }
