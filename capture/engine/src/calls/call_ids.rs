@@ -101,7 +101,7 @@ impl<S: BuildHasher> CallIds<S> {
     /// `trim::shrink_map` does for maps), counting what that freed.
     pub fn give_back(&mut self) {
         let before = self.slots.capacity();
-        if before <= 64 || self.slots.len() >= before / 2 {
+        if !super::trim::worth_shrinking(self.slots.len(), before) {
             return;
         }
         self.slots.shrink_to_fit(|s| s.hash);
