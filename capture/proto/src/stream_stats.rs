@@ -179,7 +179,9 @@ pub struct StreamStats {
     ref_ns: u64,
     /// Previous packet's PT (Wireshark's `pt`), for the CN rules.
     last_pt: u8,
-    delta_ms: f64,
+    // No field for the latest arrival delta: only the packet that measures
+    // it reads it (`update_jitter` hands it to `update_extremes`), so
+    // keeping it took 8 bytes of every stream for nothing.
     jitter_ms: f64,
     max_jitter_ms: f64,
     /// NaN until the first value (an Option would cost 8 bytes more).
@@ -227,7 +229,6 @@ impl StreamStats {
             last_ns: 0,
             ref_ns: 0,
             last_pt: 0,
-            delta_ms: 0.0,
             jitter_ms: 0.0,
             max_jitter_ms: 0.0,
             min_jitter_ms: f64::NAN,
@@ -384,12 +385,11 @@ impl StreamStats {
         // (44100 Hz counts as 44 kHz); copied so figures match tshark.
         // Rates below 1000 Hz would divide by zero there; we skip them.
         let khz = clock / 1000;
-        let mut current_jitter = 0.0;
         if in_time_sequence {
-            current_jitter = self.update_jitter(arrival_ns, since_first, khz);
-        }
-        if !marker && !is_cn && in_time_sequence && !follows_cn {
-            self.update_extremes(khz, current_jitter);
+            let (delta_ms, current_jitter) = self.update_jitter(arrival_ns, since_first, khz);
+            if !marker && !is_cn && !follows_cn {
+                self.update_extremes(khz, delta_ms, current_jitter);
+            }
         }
 
         if in_time_sequence {
@@ -418,37 +418,38 @@ impl StreamStats {
     }
 
     /// Arrival delta and RFC 3550 jitter of an in-time-sequence packet;
-    /// returns the jitter after this packet (0 without a usable clock).
-    fn update_jitter(&mut self, arrival_ns: u64, since_first: u32, khz: u32) -> f64 {
+    /// returns the delta (ms) and the jitter after this packet (0 without
+    /// a usable clock).
+    fn update_jitter(&mut self, arrival_ns: u64, since_first: u32, khz: u32) -> (f64, f64) {
         // Arrival delta from the last in-time-sequence packet, in integer
         // ns first so absolute epoch times lose no precision. A packet out
-        // of time sequence keeps the previous delta, as in Wireshark (it is
-        // excluded from the extremes anyway).
-        self.delta_ms = signed_diff_f64(arrival_ns, self.ref_ns) / 1e6;
+        // of time sequence has none (Wireshark keeps the previous one, but
+        // excludes such a packet from the extremes, the delta's only use).
+        let delta_ms = signed_diff_f64(arrival_ns, self.ref_ns) / 1e6;
         if khz == 0 {
-            return 0.0;
+            return (delta_ms, 0.0);
         }
         let nominal_ms = f64::from(since_first) / f64::from(khz);
-        let diff = (self.delta_ms - (nominal_ms - self.last_nominal_ms)).abs();
+        let diff = (delta_ms - (nominal_ms - self.last_nominal_ms)).abs();
         let current = (15.0 * self.jitter_ms + diff) / 16.0;
         self.jitter_ms = current;
         self.last_nominal_ms = nominal_ms;
-        current
+        (delta_ms, current)
     }
 
     /// Extremes and running means over regular packets (no marker, no
     /// comfort noise, in time sequence), as Wireshark keeps them.
-    fn update_extremes(&mut self, khz: u32, current_jitter: f64) {
+    fn update_extremes(&mut self, khz: u32, delta_ms: f64, current_jitter: f64) {
         // `packets` is Wireshark's total_nr before this packet, i.e. the
         // number of deltas so far: the means below are running means.
         let n = f64::from(self.packets);
-        if self.delta_ms > self.max_delta_ms {
-            self.max_delta_ms = self.delta_ms;
+        if delta_ms > self.max_delta_ms {
+            self.max_delta_ms = delta_ms;
         }
-        if self.min_delta_ms.is_nan() || self.delta_ms < self.min_delta_ms {
-            self.min_delta_ms = self.delta_ms;
+        if self.min_delta_ms.is_nan() || delta_ms < self.min_delta_ms {
+            self.min_delta_ms = delta_ms;
         }
-        self.mean_delta_ms = (self.mean_delta_ms * (n - 1.0) + self.delta_ms) / n;
+        self.mean_delta_ms = (self.mean_delta_ms * (n - 1.0) + delta_ms) / n;
         if khz != 0 {
             if self.jitter_ms > self.max_jitter_ms {
                 self.max_jitter_ms = self.jitter_ms;

@@ -228,7 +228,12 @@ pub struct SipEntry {
     /// Start line summary, e.g. "INVITE sip:bob@x" or "200 OK (INVITE)":
     /// the usual responses' are shared statics (see `dialog::summary`).
     pub summary: Cow<'static, str>,
-    pub text: String,
+    /// Boxed (16 bytes, not a String's 24): set once, never grown.
+    pub text: Box<str>,
+    /// While the call is open, where its text waits in the table's spill
+    /// (0: the text is in `text`, or there is none): here rather than in
+    /// a Vec of the call's own, one allocation less a call.
+    pub(crate) text_rec: super::spill::ChunkPtr,
 }
 
 /// What few calls have (RTCP about unknown SSRCs, legs linked, NAT
@@ -352,7 +357,7 @@ pub struct Call {
     /// ones spilled to disk.
     packets: PacketLog,
     /// Its SIP messages; while the call is open their texts are in
-    /// `sip_texts` (the spill), not in the entries.
+    /// `sip_texts`' spill (each entry's `text_rec`), not in the entries.
     sip: Vec<SipEntry>,
     sip_texts: sip_text::SpilledTexts,
     media: Vec<MediaInfo>,
@@ -571,7 +576,9 @@ impl Call {
     /// Older packet references go to `spill` from now on; with `!keep_refs`
     /// (nothing will cut its PCAP) none are kept at all.
     pub(crate) fn spill_to(&mut self, spill: Option<super::Spill>, keep_refs: bool) {
-        self.sip_texts.set_spill(spill.clone());
+        if self.sip.is_empty() {
+            self.sip_texts.set_spill(spill.clone());
+        }
         self.packets.set_spill(spill);
         if !keep_refs {
             self.packets.discard();

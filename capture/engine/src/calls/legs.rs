@@ -810,7 +810,7 @@ impl Groups {
     pub fn link_by_signalling(
         &mut self,
         open: &mut OpenCalls,
-        by_call_id: &HashMap<Box<[u8]>, u64>,
+        by_call_id: &super::call_ids::CallIds,
         cfg: &LegConfig,
         no: u64,
         created: bool,
@@ -843,12 +843,12 @@ impl Groups {
     fn link_by_keys(
         &mut self,
         open: &mut OpenCalls,
-        by_call_id: &HashMap<Box<[u8]>, u64>,
+        by_call_id: &super::call_ids::CallIds,
         keys: MessageKeys,
         no: u64,
     ) {
         for (name, method, detail) in keys.names {
-            match by_call_id.get(name.as_bytes()).copied() {
+            match by_call_id.get(name.as_bytes(), open) {
                 Some(other) if other != no => self.link(open, no, other, method, detail),
                 Some(_) => {}
                 None => {

@@ -1,6 +1,7 @@
 //! Calls rebuilt from SIP, SDP, RTP and RTCP.
 
 mod call;
+mod call_ids;
 mod closed;
 mod endpoint;
 mod endpoints;

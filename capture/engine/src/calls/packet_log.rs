@@ -15,8 +15,13 @@ use super::spill::{CHUNK, ChunkPtr, PinnedSeg, Spill, decode_body, encode_ref_in
 /// calls between two of its packets in the capture). Grown 20 bytes at a
 /// time, as it was, the buffer moved every other packet of the first
 /// chunk, and with thousands of calls starting together the holes it left
-/// among the other calls' memory were some 250 bytes of RSS a call.
-const ENC_BYTES: usize = 128;
+/// among the other calls' memory were some 250 bytes of RSS a call. 120
+/// rather than 128: with glibc's 8-byte header that is a 128-byte chunk
+/// exactly, where 128 took 144 (16 bytes of every open call for 8 bytes
+/// of references).
+const ENC_BYTES: usize = 120;
+// `PacketLog::enc_len` counts its bytes in a u8.
+const _: () = assert!(ENC_BYTES <= u8::MAX as usize);
 
 #[derive(Default)]
 pub(crate) struct PacketLog {
@@ -25,8 +30,11 @@ pub(crate) struct PacketLog {
     tail: Vec<(u64, PacketRef)>,
     /// With a spill: the references not spilled yet, already encoded as the
     /// chunk body the spill will take (about 6 bytes each rather than 16:
-    /// this is most of what a call holds for its packets) ...
-    enc: Vec<u8>,
+    /// this is most of what a call holds for its packets), in the first
+    /// `enc_len` bytes of a buffer boxed at the first reference (a box and
+    /// a length take 9 bytes of every call, a Vec took 24) ...
+    enc: Option<Box<[u8; ENC_BYTES]>>,
+    enc_len: u8,
     /// ... the latest of them (the base of the next one's differences) ...
     enc_last: (u64, PacketRef),
     /// ... and how many there are.
@@ -72,7 +80,7 @@ impl PacketLog {
         }
         let mut b = [0u8; 20];
         let mut n = encode_ref_into(self.enc_base(), r, &mut b);
-        if self.enc.len() + n > ENC_BYTES && self.enc_n > 0 {
+        if usize::from(self.enc_len) + n > ENC_BYTES && self.enc_n > 0 {
             self.spill_tail();
             if self.stuck {
                 self.tail.push(r);
@@ -80,10 +88,14 @@ impl PacketLog {
             }
             n = encode_ref_into(self.enc_base(), r, &mut b);
         }
-        if self.enc.capacity() == 0 {
-            self.enc.reserve_exact(ENC_BYTES);
+        // An encoded reference (at most 20 bytes) fits an empty buffer, and
+        // a full one was spilled above: the slice is always there.
+        let at = usize::from(self.enc_len);
+        let buf = self.enc.get_or_insert_with(|| Box::new([0; ENC_BYTES]));
+        if let (Some(dst), Some(src)) = (buf.get_mut(at..at + n), b.get(..n)) {
+            dst.copy_from_slice(src);
+            self.enc_len += n as u8;
         }
-        self.enc.extend_from_slice(b.get(..n).unwrap_or(&b));
         self.enc_last = r;
         self.enc_n += 1;
         if usize::from(self.enc_n) >= CHUNK {
@@ -93,6 +105,24 @@ impl PacketLog {
 
     /// What the next reference is encoded against: the chunk body's
     /// previous one, or zero at a body's start.
+    /// The encoded references not spilled yet.
+    fn enc(&self) -> &[u8] {
+        let len = usize::from(self.enc_len);
+        self.enc
+            .as_deref()
+            .and_then(|b| b.get(..len))
+            .unwrap_or(&[])
+    }
+
+    /// No encoded reference held; with `free`, the buffer goes too.
+    fn clear_enc(&mut self, free: bool) {
+        self.enc_len = 0;
+        self.enc_n = 0;
+        if free {
+            self.enc = None;
+        }
+    }
+
     fn enc_base(&self) -> (u64, PacketRef) {
         if self.enc_n == 0 {
             (0, PacketRef(0))
@@ -114,7 +144,8 @@ impl PacketLog {
 
     /// Bytes of references held in memory (the spilled ones are not).
     pub fn held_bytes(&self) -> usize {
-        self.tail.capacity() * std::mem::size_of::<(u64, PacketRef)>() + self.enc.capacity()
+        self.tail.capacity() * std::mem::size_of::<(u64, PacketRef)>()
+            + self.enc.as_ref().map_or(0, |_| ENC_BYTES)
     }
 
     fn spill_tail(&mut self) {
@@ -122,22 +153,20 @@ impl PacketLog {
             return;
         };
         let first = self.last == 0;
-        match spill.append_encoded(self.last, &self.enc, first) {
+        match spill.append_encoded(self.last, self.enc(), first) {
             Some((p, seg)) => {
                 self.last = p;
                 if first {
                     self.pinned.set(seg);
                 }
                 self.spilled += u64::from(self.enc_n);
-                self.enc.clear();
-                self.enc_n = 0;
+                self.clear_enc(false);
             }
             None => {
                 // Kept in memory from now on, as is.
                 self.stuck = true;
                 self.tail = self.unspilled();
-                self.enc = Vec::new();
-                self.enc_n = 0;
+                self.clear_enc(true);
             }
         }
     }
@@ -146,7 +175,7 @@ impl PacketLog {
     fn unspilled(&self) -> Vec<(u64, PacketRef)> {
         let mut v = self.tail.clone();
         // The body was encoded here: it decodes.
-        let _ = decode_body(&self.enc, &mut v);
+        let _ = decode_body(self.enc(), &mut v);
         v
     }
 
@@ -179,7 +208,7 @@ impl PacketLog {
             (Some(spill), last) if last != 0 => {
                 let mut v = spill.read_chain(last)?;
                 v.extend_from_slice(&self.tail);
-                decode_body(&self.enc, &mut v)?;
+                decode_body(self.enc(), &mut v)?;
                 Ok(Cow::Owned(v))
             }
             _ if self.enc_n != 0 => Ok(Cow::Owned(self.unspilled())),
@@ -193,8 +222,7 @@ impl PacketLog {
         if self.last != 0 || self.enc_n != 0 {
             let all = self.all()?.into_owned();
             self.tail = all;
-            self.enc = Vec::new();
-            self.enc_n = 0;
+            self.clear_enc(true);
             self.release();
         }
         self.spill = None;

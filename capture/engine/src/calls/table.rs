@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use super::call::{Call, EndReason, MediaInfo, PacketRef, SipPacket, announced_by};
+use super::call_ids::CallIds;
 use super::closed::Closed;
 use super::endpoints::{self, EndpointEvent, EndpointUse, Endpoints, Role};
 use super::floods::{FloodSummary, Floods, NewDialog};
@@ -160,7 +161,8 @@ pub struct CallTable {
     /// Boxed: the map's spare slots (up to half of them after it grows)
     /// then cost a pointer each, not a whole call.
     calls: legs::OpenCalls,
-    by_call_id: HashMap<Box<[u8]>, u64>,
+    /// Open calls by Call-ID (the calls keep the Call-IDs).
+    by_call_id: CallIds,
     closed: Closed,
     endpoints: Endpoints,
     orphans: Orphans,
@@ -276,7 +278,7 @@ impl CallTable {
             signalling: Signalling::new(signalling_cfg),
             cfg,
             calls: Default::default(),
-            by_call_id: HashMap::new(),
+            by_call_id: CallIds::default(),
             endpoints: Endpoints::default(),
             orphans,
             groups: Groups::default(),
@@ -416,8 +418,8 @@ impl CallTable {
         }
         if let Some(c) = self
             .by_call_id
-            .get(call_id)
-            .and_then(|no| self.calls.get_mut(no))
+            .get(call_id, &self.calls)
+            .and_then(|no| self.calls.get_mut(&no))
         {
             c.note_outer_path(path);
         }
@@ -499,7 +501,7 @@ impl CallTable {
         let items = posted.iter().map(|p| p.items.len()).sum();
         let mut evidence: Vec<MediaEvidence> = Vec::with_capacity(items);
         for p in posted {
-            evidence.extend(p.resolved(|id| self.by_call_id.get(id).copied()));
+            evidence.extend(p.resolved(|id| self.by_call_id.get(id, &self.calls)));
         }
         // Each replica's items are in capture order: the (stable, run
         // finding) sort merges one run per replica instead of sorting
@@ -556,7 +558,7 @@ impl CallTable {
         self.floods.give_back();
         trim::shrink_map(&mut self.unanswered);
         trim::shrink_map(&mut self.calls);
-        trim::shrink_map(&mut self.by_call_id);
+        self.by_call_id.give_back();
         self.closed.give_back();
         self.endpoints.give_back();
     }
@@ -600,9 +602,7 @@ impl CallTable {
         for ep in call.endpoints() {
             self.endpoints.release(no, ep);
         }
-        if self.by_call_id.get(call.call_id_raw()) == Some(&no) {
-            self.by_call_id.remove(call.call_id_raw());
-        }
+        self.by_call_id.remove(&call);
         if let Some(ip) = self.unanswered.remove(&no) {
             self.floods.settled(ip);
         }
@@ -705,7 +705,7 @@ impl CallTable {
         let mut call = Call::new(no, cid.as_bytes(), String::new(), first_ns);
         call.set_encrypted(note, last_ns, refs);
         self.calls.insert(no, Box::new(call));
-        self.by_call_id.insert(cid.as_bytes().into(), no);
+        self.by_call_id.insert(&self.calls[&no], &self.calls);
         self.stats.calls_created += 1;
         self.finalize(no, EndReason::EndOfCapture);
     }
@@ -715,7 +715,7 @@ impl CallTable {
     /// initial INVITE; nothing for a late message of a closed call or for
     /// SIP outside INVITE dialogs (the signalling tables take it).
     fn route_sip(&mut self, cid: &[u8], p: &SipPacket<'_, '_>) -> Option<(u64, bool)> {
-        if let Some(&no) = self.by_call_id.get(cid) {
+        if let Some(no) = self.by_call_id.get(cid, &self.calls) {
             if !self
                 .calls
                 .get(&no)
@@ -787,7 +787,7 @@ impl CallTable {
         }
         self.mem_bytes += call.mem_estimate() + TABLE_BYTES_PER_CALL;
         self.calls.insert(no, Box::new(call));
-        self.by_call_id.insert(cid.into(), no);
+        self.by_call_id.insert(&self.calls[&no], &self.calls);
         self.stats.calls_created += 1;
         Some(no)
     }

@@ -36,12 +36,18 @@ pub(super) fn note_freed(bytes: usize) {
 /// at every sweep), counting what that freed.
 pub(super) fn shrink_map<K: Eq + Hash, V, S: BuildHasher>(map: &mut HashMap<K, V, S>) {
     let before = map.capacity();
-    if before <= 64 || map.len() >= before / 2 {
+    if !worth_shrinking(map.len(), before) {
         return;
     }
     map.shrink_to_fit();
     // An entry and its control byte per slot.
     note_freed((before - map.capacity()) * (std::mem::size_of::<(K, V)>() + 1));
+}
+
+/// Whether a table holding `len` in room for `capacity` is shrunk (see
+/// [`shrink_map`]; `call_ids.rs` applies the same rule to its table).
+pub(super) fn worth_shrinking(len: usize, capacity: usize) -> bool {
+    capacity > 64 && len < capacity / 2
 }
 
 /// At a sweep: gives the free memory back if shrinks freed enough since

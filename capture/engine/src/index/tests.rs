@@ -39,7 +39,8 @@ pub(super) fn call(n: u64) -> Call {
             dst: dst.into(),
             transport: "UDP",
             summary: summary.into(),
-            text: format!("{summary} sip:x SIP/2.0\r\nCall-ID: cid-{n}@host\r\n\r\n"),
+            text: format!("{summary} sip:x SIP/2.0\r\nCall-ID: cid-{n}@host\r\n\r\n").into(),
+            text_rec: 0,
         });
     }
     c

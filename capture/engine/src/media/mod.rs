@@ -789,7 +789,7 @@ fn detect_dtmf(call: Option<&Call>, summary: &MediaSummary, pt_maps: &[PtMap]) -
         events.extend(dtmf::sip_info_events(
             c.sip()
                 .iter()
-                .map(|e| (e.ts_ns, e.src.into(), e.dst.into(), e.text.as_str())),
+                .map(|e| (e.ts_ns, e.src.into(), e.dst.into(), &*e.text)),
         ));
     }
     events.sort_by_key(|e| e.ts_ns);

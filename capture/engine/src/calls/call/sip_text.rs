@@ -17,26 +17,24 @@ use super::dialog::{SipPacket, summary};
 use super::{Call, SipEntry};
 use crate::calls::spill::{ChunkPtr, PinnedSeg, Spill};
 
-/// Where an open call's SIP texts are: one spill record per entry (0: the
-/// text is in the entry, or there is none).
+/// Where an open call's SIP texts wait: the spill (each entry names its
+/// record, [`SipEntry::text_rec`]).
 #[derive(Default)]
 pub(crate) struct SpilledTexts {
     spill: Option<Spill>,
-    recs: Vec<ChunkPtr>,
     /// The segment of the first record (pinned until read back).
     pinned: PinnedSeg,
 }
 
 impl SpilledTexts {
+    /// Texts go to `spill` from now on (set before the call's first entry).
     pub(crate) fn set_spill(&mut self, spill: Option<Spill>) {
-        if self.recs.is_empty() {
-            self.spill = spill;
-        }
+        self.spill = spill;
     }
 
-    /// Moves `text` (of entry `recs.len()`) to the spill; returns it back
-    /// when there is no spill or it refused.
-    fn put(&mut self, text: String) -> String {
+    /// Moves `text` to the spill: returns the record (0: none) and the text
+    /// left in the entry (all of it when there is no spill or it refused).
+    fn put(&mut self, text: String) -> (ChunkPtr, Box<str>) {
         let placed = self.spill.as_ref().and_then(|s| {
             let first = self.pinned.is_none();
             s.append_bytes(text.as_bytes(), first)
@@ -50,8 +48,11 @@ impl SpilledTexts {
             }
             None => 0,
         };
-        super::push_tight(&mut self.recs, rec);
-        if rec == 0 { text } else { String::new() }
+        if rec == 0 {
+            (rec, text.into_boxed_str())
+        } else {
+            (rec, Box::default())
+        }
     }
 
     /// Reads every spilled text back into `entries` and lets go of the spill.
@@ -60,18 +61,18 @@ impl SpilledTexts {
             return Ok(());
         };
         let mut res = Ok(());
-        for (e, &p) in entries.iter_mut().zip(&self.recs) {
+        for e in entries.iter_mut() {
+            let p = std::mem::take(&mut e.text_rec);
             if p == 0 || res.is_err() {
                 continue;
             }
             match spill.read_bytes(p).and_then(|b| {
                 String::from_utf8(b).map_err(|_| std::io::Error::other("spilled SIP text"))
             }) {
-                Ok(t) => e.text = t,
+                Ok(t) => e.text = t.into_boxed_str(),
                 Err(err) => res = Err(err),
             }
         }
-        self.recs = Vec::new();
         if let Some(seg) = self.pinned.take() {
             spill.unpin(seg);
         }
@@ -133,7 +134,7 @@ impl Call {
             }
         }
         self.sip_bytes += kept;
-        let text = self.sip_texts.put(text);
+        let (text_rec, text) = self.sip_texts.put(text);
         super::push_tight(
             &mut self.sip,
             SipEntry {
@@ -143,6 +144,7 @@ impl Call {
                 transport: p.transport,
                 summary,
                 text,
+                text_rec,
             },
         );
         kept
