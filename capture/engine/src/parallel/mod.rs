@@ -75,22 +75,14 @@ enum Item {
         start: u32,
         len: u32,
     },
-    /// A UDP datagram the dispatcher decoded: its addresses
-    /// ([`steer::put_addrs`]) then its payload are in the batch, at `at`,
-    /// and the worker does not decode it again.
+    /// A UDP datagram the dispatcher decoded: only its payload is in the
+    /// batch (at `udp.at`), and the worker does not decode it again.
     Udp {
         ts_ns: u64,
         now_ns: u64,
         pref: PacketRef,
         frame_len: u32,
-        at: u32,
-        /// Of its payload.
-        len: u32,
-        /// The worker its destination hashes to ([`worker_of`]).
-        owner: u16,
-        family: steer::Family,
-        /// On a SIP port, or looking like SIP.
-        sip_like: bool,
+        udp: steer::Udp,
     },
     Sweep {
         seq: u64,
@@ -292,12 +284,12 @@ impl ParallelEngine {
             }
             Steer::Udp(udp) if udp.steered => {
                 self.stats.steered += 1;
-                self.push_udp(usize::from(udp.owner), ts_ns, pref, frame.len(), udp);
+                self.push_udp(usize::from(udp.owner), ts_ns, pref, frame, udp);
             }
             Steer::Udp(udp) => {
                 self.stats.broadcast += 1;
                 for w in 0..self.n {
-                    self.push_udp(w, ts_ns, pref, frame.len(), udp);
+                    self.push_udp(w, ts_ns, pref, frame, udp);
                 }
             }
             Steer::Raw | Steer::Malformed => {
@@ -309,31 +301,27 @@ impl ParallelEngine {
         }
     }
 
-    /// A decoded datagram to worker `w`: its addresses and payload. Inline:
-    /// the datagram is then built in place rather than moved through calls.
+    /// A decoded datagram to worker `w`: its payload only. Inline: the
+    /// datagram is then built in place rather than moved through calls.
     #[inline(always)]
     fn push_udp(
         &mut self,
         w: usize,
         ts_ns: u64,
         pref: PacketRef,
-        frame_len: usize,
-        udp: steer::Udp,
+        frame: &[u8],
+        mut udp: steer::Udp,
     ) {
         let b = &mut self.filling[w];
-        let at = b.bytes.len() as u32;
-        let family = steer::put_addrs(&mut b.bytes, udp.src, udp.dst);
-        b.bytes.extend_from_slice(udp.payload);
+        let payload = &frame[udp.at as usize..(udp.at + udp.len) as usize];
+        udp.at = b.bytes.len() as u32;
+        b.bytes.extend_from_slice(payload);
         b.items.push(Item::Udp {
             ts_ns,
             now_ns: self.now_ns,
             pref,
-            frame_len: frame_len as u32,
-            at,
-            len: udp.payload.len() as u32,
-            owner: udp.owner,
-            family,
-            sip_like: udp.sip_like,
+            frame_len: frame.len() as u32,
+            udp,
         });
         if b.items.len() >= BATCH_ITEMS || b.bytes.len() >= BATCH_BYTES {
             self.send(w);
@@ -500,13 +488,6 @@ mod tests {
             assert_eq!(worker_of(rtp, n), if n == 1 { 0 } else { want });
             assert_eq!(worker_of(rtcp, n), worker_of(rtp, n));
         }
-    }
-
-    /// What a batch holds per frame: the item's size decides how much the
-    /// dispatcher writes for each (`steer::put_addrs`).
-    #[test]
-    fn an_item_is_at_most_48_bytes() {
-        assert!(std::mem::size_of::<Item>() <= 48);
     }
 
     /// A worker that panics does not leave the others waiting for it at

@@ -3,7 +3,7 @@
 //! decoding the frame again; only frames a worker must decode itself
 //! (fragments, TCP, SCTP, SIP in a tunnel) travel as captured.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use voxtap_proto::decode::{Decoder, L4};
 use voxtap_proto::pcapio::LinkType;
@@ -14,7 +14,7 @@ use crate::pipeline::PipelineConfig;
 
 /// Where a frame goes.
 #[derive(Clone, Copy, Debug)]
-pub(super) enum Steer<'a> {
+pub(super) enum Steer {
     /// The decoder rejected it: worker 0 counts it.
     Malformed,
     /// To every worker as captured, each decoding it: not UDP, an IP
@@ -23,16 +23,17 @@ pub(super) enum Steer<'a> {
     Raw,
     /// A UDP datagram, decoded: to its owner only when `steered`, else
     /// (SIP, RTCP) to every worker.
-    Udp(Udp<'a>),
+    Udp(Udp),
 }
 
 /// A decoded UDP datagram.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Udp<'a> {
+pub(super) struct Udp {
     pub src: SocketAddr,
     pub dst: SocketAddr,
-    /// Its payload, in the frame.
-    pub payload: &'a [u8],
+    /// Where its payload is: in the frame, then in the batch.
+    pub at: u32,
+    pub len: u32,
     /// The worker its destination hashes to ([`super::worker_of`]).
     pub owner: u16,
     /// On a SIP port, or looking like SIP.
@@ -95,29 +96,20 @@ impl Steerer {
     /// Inlined (as [`Self::udp`]) into the dispatcher's `process`, so that
     /// the verdict is built where it is used, not moved through returns.
     #[inline(always)]
-    pub fn classify<'a>(
-        &mut self,
-        link: LinkType,
-        ts_ns: u64,
-        pref: PacketRef,
-        frame: &'a [u8],
-    ) -> Steer<'a> {
+    pub fn classify(&mut self, link: LinkType, ts_ns: u64, pref: PacketRef, frame: &[u8]) -> Steer {
         match self.decoder.decode_plain_udp(link, ts_ns, frame) {
             // Neither tunnelled nor reassembled: its payload is in `frame`.
-            Some(p) => self.udp(p.src, p.dst, p.payload),
+            Some(p) => match offset_in(frame, p.payload) {
+                Some(at) => self.udp(p.src, p.dst, at, p.payload),
+                None => Steer::Raw,
+            },
             None => self.decoded(link, ts_ns, pref, frame),
         }
     }
 
     /// [`Self::classify`] of a frame that is not plain UDP over Ethernet.
     #[inline(never)]
-    fn decoded<'a>(
-        &mut self,
-        link: LinkType,
-        ts_ns: u64,
-        pref: PacketRef,
-        frame: &'a [u8],
-    ) -> Steer<'a> {
+    fn decoded(&mut self, link: LinkType, ts_ns: u64, pref: PacketRef, frame: &[u8]) -> Steer {
         let dg = match self.decoder.decode(link, ts_ns, pref.0, frame) {
             Ok(Some(dg)) => dg,
             Ok(None) => return Steer::Raw,
@@ -136,93 +128,24 @@ impl Steerer {
             // SIP in a tunnel: the call notes the tunnel path.
             return Steer::Raw;
         }
-        self.udp(src, dst, payload)
+        self.udp(src, dst, at, payload)
     }
 
-    /// A UDP datagram whose payload is `payload`.
+    /// A UDP datagram whose payload is `payload`, at `at` in its frame.
     #[inline(always)]
-    fn udp<'a>(&self, src: SocketAddr, dst: SocketAddr, payload: &'a [u8]) -> Steer<'a> {
+    fn udp(&self, src: SocketAddr, dst: SocketAddr, at: u32, payload: &[u8]) -> Steer {
         let sip_like = self.sip.sip_like(src.port(), dst.port(), payload);
         let rtcp =
             matches!(payload, [b0, b1, ..] if voxtap_common::rtcp_header_plausible(*b0, *b1));
         Steer::Udp(Udp {
             src,
             dst,
-            payload,
+            at,
+            len: payload.len() as u32,
             owner: super::worker_of(dst, self.n) as u16,
             sip_like,
             steered: !(sip_like || rtcp),
         })
-    }
-}
-
-/// How a datagram's addresses travel in a batch, ahead of its payload:
-/// source then destination, each its address then its port (big-endian),
-/// 6 bytes for IPv4 and 18 for IPv6 ([`Family`] says which). Written in the
-/// batch rather than carried in each item as two `SocketAddr`s (64 bytes):
-/// the item is then 48 bytes instead of 104, and the dispatcher writes
-/// 12 bytes per IPv4 datagram instead of moving the addresses through its
-/// verdict into the item.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Family(u8);
-
-impl Family {
-    const SRC_V6: u8 = 1;
-    const DST_V6: u8 = 2;
-
-    /// Bytes of the addresses in the batch.
-    pub fn len(self) -> usize {
-        let v6 = |bit| if self.0 & bit != 0 { 18 } else { 6 };
-        v6(Self::SRC_V6) + v6(Self::DST_V6)
-    }
-}
-
-/// `src` and `dst` at the end of `bytes`: their [`Family`].
-#[inline(always)]
-pub(super) fn put_addrs(bytes: &mut Vec<u8>, src: SocketAddr, dst: SocketAddr) -> Family {
-    if let (SocketAddr::V4(s), SocketAddr::V4(d)) = (src, dst) {
-        // Nearly every datagram: one write of 12 bytes.
-        let [a, b, c, e] = s.ip().octets();
-        let [sp0, sp1] = s.port().to_be_bytes();
-        let [f, g, h, i] = d.ip().octets();
-        let [dp0, dp1] = d.port().to_be_bytes();
-        bytes.extend_from_slice(&[a, b, c, e, sp0, sp1, f, g, h, i, dp0, dp1]);
-        return Family(0);
-    }
-    Family(put_addr(bytes, src, Family::SRC_V6) | put_addr(bytes, dst, Family::DST_V6))
-}
-
-/// One address then its port: `v6_bit` for IPv6, else 0.
-fn put_addr(bytes: &mut Vec<u8>, a: SocketAddr, v6_bit: u8) -> u8 {
-    match a {
-        SocketAddr::V4(a) => bytes.extend_from_slice(&a.ip().octets()),
-        SocketAddr::V6(a) => bytes.extend_from_slice(&a.ip().octets()),
-    }
-    bytes.extend_from_slice(&a.port().to_be_bytes());
-    if a.is_ipv6() { v6_bit } else { 0 }
-}
-
-/// The addresses [`put_addrs`] wrote at the start of `bytes`.
-#[inline]
-pub(super) fn addrs(bytes: &[u8], family: Family) -> Option<(SocketAddr, SocketAddr)> {
-    let (src, rest) = addr(bytes, family.0 & Family::SRC_V6 != 0)?;
-    let (dst, _) = addr(rest, family.0 & Family::DST_V6 != 0)?;
-    Some((src, dst))
-}
-
-/// One address and what follows it.
-#[inline]
-fn addr(bytes: &[u8], v6: bool) -> Option<(SocketAddr, &[u8])> {
-    if v6 {
-        let (ip, rest) = bytes.split_first_chunk::<16>()?;
-        let (port, rest) = rest.split_first_chunk::<2>()?;
-        let a = SocketAddr::new(Ipv6Addr::from(*ip).into(), u16::from_be_bytes(*port));
-        Some((a, rest))
-    } else {
-        let (ip, rest) = bytes.split_first_chunk::<4>()?;
-        let (port, rest) = rest.split_first_chunk::<2>()?;
-        let a = SocketAddr::new(Ipv4Addr::from(*ip).into(), u16::from_be_bytes(*port));
-        Some((a, rest))
     }
 }
 
@@ -243,25 +166,5 @@ mod tests {
         assert_eq!(offset_in(&frame, &frame[64..]), Some(64));
         let other = [0u8; 8];
         assert_eq!(offset_in(&frame[..8], &other), None);
-    }
-
-    /// Addresses written in a batch read back as they were, of either
-    /// family (and of both: the types allow it), after other bytes.
-    #[test]
-    fn addresses_read_back_from_the_batch() {
-        let v4: SocketAddr = "192.0.2.1:4000".parse().unwrap();
-        let w4: SocketAddr = "198.51.100.7:65535".parse().unwrap();
-        let v6: SocketAddr = "[2001:db8::1]:5060".parse().unwrap();
-        let w6: SocketAddr = "[::ffff:192.0.2.1]:0".parse().unwrap();
-        let mut bytes = vec![9u8; 5];
-        for (src, dst) in [(v4, w4), (v6, w6), (v4, v6), (w6, w4)] {
-            let at = bytes.len();
-            let family = put_addrs(&mut bytes, src, dst);
-            assert_eq!(bytes.len() - at, family.len());
-            bytes.extend_from_slice(b"payload");
-            assert_eq!(addrs(&bytes[at..], family), Some((src, dst)));
-        }
-        assert_eq!(put_addrs(&mut bytes, v4, w4).len(), 12);
-        assert_eq!(addrs(&bytes[..3], Family(0)), None);
     }
 }

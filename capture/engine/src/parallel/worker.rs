@@ -5,7 +5,7 @@ use std::sync::{Condvar, Mutex, RwLock};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::{Batch, Item, Part, steer};
+use super::{Batch, Item, Part};
 use crate::calls::{Agreed, DueSet};
 use crate::pipeline::{DecodedUdp, Pipeline, PipelineConfig, PipelineStats};
 use crate::signalling::{SignallingSnapshot, Transaction};
@@ -230,26 +230,19 @@ impl Worker {
                         now_ns,
                         pref,
                         frame_len,
-                        at,
-                        len,
-                        owner,
-                        family,
-                        sip_like,
+                        udp,
                     } => {
                         times.frames += 1;
                         p.calls_mut().advance(now_ns);
-                        let held = &batch.bytes[at as usize..];
-                        let (src, dst) =
-                            steer::addrs(held, family).expect("addresses in the batch");
-                        let payload = &held[family.len()..family.len() + len as usize];
+                        let payload = &batch.bytes[udp.at as usize..(udp.at + udp.len) as usize];
                         let d = DecodedUdp {
                             ts_ns,
                             pref,
                             frame_len,
-                            src,
-                            dst,
-                            sip_like,
-                            mine: usize::from(owner) == self.me,
+                            src: udp.src,
+                            dst: udp.dst,
+                            sip_like: udp.sip_like,
+                            mine: usize::from(udp.owner) == self.me,
                         };
                         p.process_udp(&d, payload);
                     }
