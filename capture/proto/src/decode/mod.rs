@@ -232,20 +232,13 @@ impl Decoder {
         if link != LinkType::Ethernet {
             return None;
         }
-        // The same test as `decode_frame`'s first one: what passes it is
-        // decoded by `transport` with an empty path and no fragments.
-        let t = encap::plain_ethernet(&self.tunnels, frame)?;
-        if t.proto != next_header::UDP {
-            return None;
-        }
-        // A bad UDP header is `decode`'s to report (malformed).
-        let u = udp::Packet::new_checked(t.data).ok()?;
+        // `decode_frame`'s first test (what passes it is decoded by
+        // `transport` with an empty path and no fragments), then
+        // `transport`'s UDP header; a frame failing the latter is
+        // `decode`'s to report (malformed).
+        let p = encap::plain_udp(&self.tunnels, frame)?;
         begin_frame(&mut self.stats, &mut self.frags, &self.limits, ts_ns);
-        Some(PlainUdp {
-            src: SocketAddr::new(t.src, u.src_port()),
-            dst: SocketAddr::new(t.dst, u.dst_port()),
-            payload: u.payload(),
-        })
+        Some(p)
     }
 }
 
