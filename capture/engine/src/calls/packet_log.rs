@@ -103,8 +103,6 @@ impl PacketLog {
         }
     }
 
-    /// What the next reference is encoded against: the chunk body's
-    /// previous one, or zero at a body's start.
     /// The encoded references not spilled yet.
     fn enc(&self) -> &[u8] {
         let len = usize::from(self.enc_len);
@@ -123,6 +121,8 @@ impl PacketLog {
         }
     }
 
+    /// What the next reference is encoded against: the chunk body's
+    /// previous one, or zero at a body's start.
     fn enc_base(&self) -> (u64, PacketRef) {
         if self.enc_n == 0 {
             (0, PacketRef(0))
