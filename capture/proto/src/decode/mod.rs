@@ -233,43 +233,20 @@ pub enum IpPair {
 /// An IPv6 address's 16 bytes as four big-endian words.
 #[inline(always)]
 pub fn v6_words(a: &[u8; 16]) -> [u32; 4] {
-    let [
-        a0,
-        a1,
-        a2,
-        a3,
-        b0,
-        b1,
-        b2,
-        b3,
-        c0,
-        c1,
-        c2,
-        c3,
-        d0,
-        d1,
-        d2,
-        d3,
-    ] = *a;
+    let x = u128::from_be_bytes(*a);
     [
-        u32::from_be_bytes([a0, a1, a2, a3]),
-        u32::from_be_bytes([b0, b1, b2, b3]),
-        u32::from_be_bytes([c0, c1, c2, c3]),
-        u32::from_be_bytes([d0, d1, d2, d3]),
+        (x >> 96) as u32,
+        (x >> 64) as u32,
+        (x >> 32) as u32,
+        x as u32,
     ]
 }
 
-/// [`v6_words`] back to the 16 bytes. Byte by byte: built from one `u128`
-/// instead, the dispatcher took 341.0 instructions a packet of IPv4 media
-/// against 336.6 (six more byte swaps: the hash's IPv4-mapped prefix words
-/// were no longer folded to constants).
+/// [`v6_words`] back to the 16 bytes.
 #[inline(always)]
 pub fn v6_bytes(w: [u32; 4]) -> [u8; 16] {
-    let [a, b, c, d] = w.map(u32::to_be_bytes);
-    [
-        a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3], c[0], c[1], c[2], c[3], d[0], d[1], d[2],
-        d[3],
-    ]
+    let [a, b, c, d] = w.map(u128::from);
+    (a << 96 | b << 64 | c << 32 | d).to_be_bytes()
 }
 
 impl Endpoints {
