@@ -30,6 +30,7 @@ use crate::calls::{Call, PacketRef};
 use crate::pipeline::{PipelineConfig, PipelineStats};
 use crate::signalling::{SignallingSnapshot, Transaction};
 use steer::{Steer, Steerer};
+use voxtap_proto::decode::{Endpoints, PlainUdp};
 use voxtap_proto::pcapio::LinkType;
 
 pub use control::{
@@ -90,6 +91,14 @@ enum Item {
     },
     /// Take the next item of the worker's control channel (`control.rs`).
     Control,
+}
+
+/// A decoded UDP datagram on its way to a batch.
+struct Datagram<'a> {
+    ts_ns: u64,
+    pref: PacketRef,
+    frame_len: u32,
+    payload: &'a [u8],
 }
 
 /// Frames for one worker, with their bytes; recycled (no allocation per
@@ -266,31 +275,48 @@ impl ParallelEngine {
         if self.failed {
             return;
         }
-        let steer = self.steerer.classify(link, ts_ns, pref, frame);
+        match self.steerer.plain(link, ts_ns, frame) {
+            Some(p) => self.plain(ts_ns, pref, frame.len() as u32, &p),
+            None => self.other(link, ts_ns, pref, frame),
+        }
+    }
+
+    /// A plain UDP datagram (nearly every frame): steered from the frame's
+    /// bytes, its item built in the batch. Inline, as everything it calls:
+    /// nothing large is moved through returns.
+    #[inline(always)]
+    fn plain(&mut self, ts_ns: u64, pref: PacketRef, frame_len: u32, p: &PlainUdp) {
+        let v = self.steerer.plain_verdict(p);
+        self.tick(ts_ns);
+        let d = Datagram {
+            ts_ns,
+            pref,
+            frame_len,
+            payload: p.payload,
+        };
+        self.route(&d, &p.ends, v);
+    }
+
+    /// Every other frame: decoded in full.
+    #[inline(never)]
+    fn other(&mut self, link: LinkType, ts_ns: u64, pref: PacketRef, frame: &[u8]) {
+        let steer = self.steerer.decoded(link, ts_ns, pref, frame);
         if let Steer::Malformed = steer {
             self.stats.malformed += 1;
             // Only the pipeline counts it: worker 0.
             self.push(0, link, ts_ns, pref, frame);
             return;
         }
-        self.now_ns = self.now_ns.max(ts_ns);
-        if self.now_ns.saturating_sub(self.last_sweep_ns) >= SWEEP_EVERY_NS {
-            self.last_sweep_ns = self.now_ns;
-            self.sweep();
-        }
+        self.tick(ts_ns);
         match steer {
-            Steer::Udp(udp) if udp.steered && self.dropping[usize::from(udp.owner)] => {
-                self.media_dropped[usize::from(udp.owner)] += 1;
-            }
-            Steer::Udp(udp) if udp.steered => {
-                self.stats.steered += 1;
-                self.push_udp(usize::from(udp.owner), ts_ns, pref, frame, udp);
-            }
             Steer::Udp(udp) => {
-                self.stats.broadcast += 1;
-                for w in 0..self.n {
-                    self.push_udp(w, ts_ns, pref, frame, udp);
-                }
+                let d = Datagram {
+                    ts_ns,
+                    pref,
+                    frame_len: frame.len() as u32,
+                    payload: &frame[udp.at as usize..(udp.at + udp.len) as usize],
+                };
+                self.route(&d, &udp.ends, udp.verdict);
             }
             Steer::Raw | Steer::Malformed => {
                 self.stats.broadcast += 1;
@@ -301,27 +327,51 @@ impl ParallelEngine {
         }
     }
 
-    /// A decoded datagram to worker `w`: its payload only. Inline: the
-    /// datagram is then built in place rather than moved through calls.
+    /// The capture clock, and a sweep when one is due.
     #[inline(always)]
-    fn push_udp(
-        &mut self,
-        w: usize,
-        ts_ns: u64,
-        pref: PacketRef,
-        frame: &[u8],
-        mut udp: steer::Udp,
-    ) {
+    fn tick(&mut self, ts_ns: u64) {
+        self.now_ns = self.now_ns.max(ts_ns);
+        if self.now_ns.saturating_sub(self.last_sweep_ns) >= SWEEP_EVERY_NS {
+            self.last_sweep_ns = self.now_ns;
+            self.sweep();
+        }
+    }
+
+    /// A decoded datagram to its owner, or to every worker.
+    #[inline(always)]
+    fn route(&mut self, d: &Datagram, ends: &Endpoints, v: steer::Verdict) {
+        let owner = usize::from(v.owner);
+        if !v.steered {
+            self.stats.broadcast += 1;
+            for w in 0..self.n {
+                self.push_udp(w, d, ends, v);
+            }
+        } else if self.dropping[owner] {
+            self.media_dropped[owner] += 1;
+        } else {
+            self.stats.steered += 1;
+            self.push_udp(owner, d, ends, v);
+        }
+    }
+
+    /// A decoded datagram to worker `w`: its payload only. Inline: the item
+    /// is then built in place rather than moved through calls.
+    #[inline(always)]
+    fn push_udp(&mut self, w: usize, d: &Datagram, ends: &Endpoints, verdict: steer::Verdict) {
         let b = &mut self.filling[w];
-        let payload = &frame[udp.at as usize..(udp.at + udp.len) as usize];
-        udp.at = b.bytes.len() as u32;
-        b.bytes.extend_from_slice(payload);
+        let at = b.bytes.len() as u32;
+        b.bytes.extend_from_slice(d.payload);
         b.items.push(Item::Udp {
-            ts_ns,
+            ts_ns: d.ts_ns,
             now_ns: self.now_ns,
-            pref,
-            frame_len: frame.len() as u32,
-            udp,
+            pref: d.pref,
+            frame_len: d.frame_len,
+            udp: steer::Udp {
+                ends: *ends,
+                at,
+                len: d.payload.len() as u32,
+                verdict,
+            },
         });
         if b.items.len() >= BATCH_ITEMS || b.bytes.len() >= BATCH_BYTES {
             self.send(w);

@@ -3,9 +3,7 @@
 //! decoding the frame again; only frames a worker must decode itself
 //! (fragments, TCP, SCTP, SIP in a tunnel) travel as captured.
 
-use std::net::SocketAddr;
-
-use voxtap_proto::decode::{Decoder, L4};
+use voxtap_proto::decode::{Decoder, Endpoints, IpPair, L4, PlainUdp, v6_bytes};
 use voxtap_proto::pcapio::LinkType;
 use voxtap_proto::sip;
 
@@ -29,11 +27,16 @@ pub(super) enum Steer {
 /// A decoded UDP datagram.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Udp {
-    pub src: SocketAddr,
-    pub dst: SocketAddr,
+    pub ends: Endpoints,
     /// Where its payload is: in the frame, then in the batch.
     pub at: u32,
     pub len: u32,
+    pub verdict: Verdict,
+}
+
+/// Where a UDP datagram goes.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Verdict {
     /// The worker its destination hashes to ([`super::worker_of`]).
     pub owner: u16,
     /// On a SIP port, or looking like SIP.
@@ -89,27 +92,30 @@ impl Steerer {
         }
     }
 
-    /// Where `frame` goes. Plain UDP over Ethernet (nearly every frame of a
-    /// VoIP link) takes [`Decoder::decode_plain_udp`], which gives the same
-    /// addresses and payload as `decode` without building a full
-    /// `Datagram`; everything else is decoded in full ([`Self::decoded`]).
-    /// Inlined (as [`Self::udp`]) into the dispatcher's `process`, so that
-    /// the verdict is built where it is used, not moved through returns.
+    /// Plain UDP over Ethernet (nearly every frame of a VoIP link), read by
+    /// [`Decoder::decode_plain_udp`]: the same addresses and payload as
+    /// `decode`, left as the frame's bytes. None for every other frame,
+    /// which [`Self::decoded`] decodes in full.
     #[inline(always)]
-    pub fn classify(&mut self, link: LinkType, ts_ns: u64, pref: PacketRef, frame: &[u8]) -> Steer {
-        match self.decoder.decode_plain_udp(link, ts_ns, frame) {
-            // Neither tunnelled nor reassembled: its payload is in `frame`.
-            Some(p) => match offset_in(frame, p.payload) {
-                Some(at) => self.udp(p.src, p.dst, at, p.payload),
-                None => Steer::Raw,
-            },
-            None => self.decoded(link, ts_ns, pref, frame),
-        }
+    pub fn plain<'a>(
+        &mut self,
+        link: LinkType,
+        ts_ns: u64,
+        frame: &'a [u8],
+    ) -> Option<PlainUdp<'a>> {
+        self.decoder.decode_plain_udp(link, ts_ns, frame)
     }
 
-    /// [`Self::classify`] of a frame that is not plain UDP over Ethernet.
+    /// The verdict on a plain datagram, from the frame's bytes: the ports
+    /// tested and the destination hashed without building `SocketAddr`s.
+    #[inline(always)]
+    pub fn plain_verdict(&self, p: &PlainUdp) -> Verdict {
+        self.verdict(&p.ends, p.payload)
+    }
+
+    /// Where a frame [`Self::plain`] refused goes, decoding it in full.
     #[inline(never)]
-    fn decoded(&mut self, link: LinkType, ts_ns: u64, pref: PacketRef, frame: &[u8]) -> Steer {
+    pub fn decoded(&mut self, link: LinkType, ts_ns: u64, pref: PacketRef, frame: &[u8]) -> Steer {
         let dg = match self.decoder.decode(link, ts_ns, pref.0, frame) {
             Ok(Some(dg)) => dg,
             Ok(None) => return Steer::Raw,
@@ -128,24 +134,42 @@ impl Steerer {
             // SIP in a tunnel: the call notes the tunnel path.
             return Steer::Raw;
         }
-        self.udp(src, dst, at, payload)
-    }
-
-    /// A UDP datagram whose payload is `payload`, at `at` in its frame.
-    #[inline(always)]
-    fn udp(&self, src: SocketAddr, dst: SocketAddr, at: u32, payload: &[u8]) -> Steer {
-        let sip_like = self.sip.sip_like(src.port(), dst.port(), payload);
-        let rtcp =
-            matches!(payload, [b0, b1, ..] if voxtap_common::rtcp_header_plausible(*b0, *b1));
+        let Some(ends) = Endpoints::of(src, dst) else {
+            return Steer::Raw;
+        };
         Steer::Udp(Udp {
-            src,
-            dst,
+            ends,
             at,
             len: payload.len() as u32,
-            owner: super::worker_of(dst, self.n) as u16,
+            verdict: self.verdict(&ends, payload),
+        })
+    }
+
+    /// A UDP datagram's verdict: SIP or RTCP to every worker, the rest to
+    /// the worker its destination hashes to.
+    #[inline(always)]
+    fn verdict(&self, ends: &Endpoints, payload: &[u8]) -> Verdict {
+        let sip_like = self.sip.sip_like(ends.src_port, ends.dst_port, payload);
+        let rtcp =
+            matches!(payload, [b0, b1, ..] if voxtap_common::rtcp_header_plausible(*b0, *b1));
+        Verdict {
+            owner: owner(ends, self.n) as u16,
             sip_like,
             steered: !(sip_like || rtcp),
-        })
+        }
+    }
+}
+
+/// [`super::worker_of`] the destination of `ends`, hashed per family: an
+/// IPv4 address's mapped prefix is then constant words of the hash.
+#[inline(always)]
+pub(super) fn owner(ends: &Endpoints, n: usize) -> u32 {
+    let (port, n) = (ends.dst_port, n as u32);
+    match ends.ips {
+        IpPair::V4 { dst, .. } => {
+            voxtap_common::media_worker(&voxtap_common::v4_mapped(dst.to_be_bytes()), port, n)
+        }
+        IpPair::V6 { dst, .. } => voxtap_common::media_worker(&v6_bytes(dst), port, n),
     }
 }
 
@@ -166,5 +190,25 @@ mod tests {
         assert_eq!(offset_in(&frame, &frame[64..]), Some(64));
         let other = [0u8; 8];
         assert_eq!(offset_in(&frame[..8], &other), None);
+    }
+
+    /// The hash of a datagram's ends is the common hash of its destination
+    /// (`worker_of`), for both families and any worker count.
+    #[test]
+    fn owner_is_worker_of_the_destination() {
+        let pairs = [
+            ("192.0.2.1:4000", "198.51.100.7:5060"),
+            ("192.0.2.1:4001", "198.51.100.7:40001"),
+            ("[2001:db8::1]:7078", "[2001:db8::2]:9001"),
+            ("[2001:db8::1]:7078", "[::ffff:198.51.100.7]:9000"),
+        ];
+        for (s, d) in pairs {
+            let (src, dst) = (s.parse().unwrap(), d.parse().unwrap());
+            let ends = Endpoints::of(src, dst).unwrap();
+            assert_eq!((ends.src(), ends.dst()), (src, dst));
+            for n in 1..=8 {
+                assert_eq!(owner(&ends, n) as usize, super::super::worker_of(dst, n));
+            }
+        }
     }
 }

@@ -239,10 +239,10 @@ impl Worker {
                             ts_ns,
                             pref,
                             frame_len,
-                            src: udp.src,
-                            dst: udp.dst,
-                            sip_like: udp.sip_like,
-                            mine: usize::from(udp.owner) == self.me,
+                            src: udp.ends.src(),
+                            dst: udp.ends.dst(),
+                            sip_like: udp.verdict.sip_like,
+                            mine: usize::from(udp.verdict.owner) == self.me,
                         };
                         p.process_udp(&d, payload);
                     }

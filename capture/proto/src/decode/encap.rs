@@ -9,13 +9,13 @@
 //! ([`DecodeError::TooDeep`]), which bounds the work per frame.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::IpAddr;
 
 use voxtap_common::proto::{PPP_IPV4, PPP_IPV6};
 pub use voxtap_common::{MAX_DEPTH_LIMIT, TUNNEL_KINDS, Tunnel};
 
 use super::frag::FragKey;
-use super::{DecodeError, Fragment, PlainUdp, Transport};
+use super::{DecodeError, Endpoints, Fragment, IpPair, PlainUdp, Transport, v6_words};
 use crate::wire::{
     erspan, ethernet, ethernet::ethertype, geneve, gre, gtpu, ipv4, ipv6, ipv6::next_header, mpls,
     pppoe, try_be16, vxlan,
@@ -528,7 +528,7 @@ pub(super) fn plain_ethernet<'a>(cfg: &TunnelConfig, frame: &'a [u8]) -> Option<
 #[inline]
 pub(super) fn plain_udp<'a>(cfg: &TunnelConfig, frame: &'a [u8]) -> Option<PlainUdp<'a>> {
     let (eth, l3) = frame.split_first_chunk::<{ ethernet::HEADER_LEN }>()?;
-    let (src, dst, data) = match u16::from_be_bytes([eth[12], eth[13]]) {
+    let (ips, data) = match u16::from_be_bytes([eth[12], eth[13]]) {
         ethertype::IPV4 => ipv4_udp(l3)?,
         ethertype::IPV6 => ipv6_udp(l3)?,
         _ => return None,
@@ -546,11 +546,12 @@ pub(super) fn plain_udp<'a>(cfg: &TunnelConfig, frame: &'a [u8]) -> Option<Plain
     };
     // Empty unless 8 <= len <= the IP payload.
     let payload = data.get(h.len()..len)?;
-    Some(PlainUdp {
-        src: SocketAddr::new(src, u16::from_be_bytes([h[0], h[1]])),
-        dst: SocketAddr::new(dst, dst_port),
-        payload,
-    })
+    let ends = Endpoints {
+        ips,
+        src_port: u16::from_be_bytes([h[0], h[1]]),
+        dst_port,
+    };
+    Some(PlainUdp { ends, payload })
 }
 
 /// An IPv4 header carrying a whole UDP datagram (not a fragment): its
@@ -558,7 +559,7 @@ pub(super) fn plain_udp<'a>(cfg: &TunnelConfig, frame: &'a [u8]) -> Option<Plain
 /// IHL 5 or more, header within the total length, total length (0: the
 /// buffer) within the buffer).
 #[inline]
-fn ipv4_udp(l3: &[u8]) -> Option<(IpAddr, IpAddr, &[u8])> {
+fn ipv4_udp(l3: &[u8]) -> Option<(IpPair, &[u8])> {
     let h = l3.first_chunk::<20>()?;
     let hlen = usize::from(h[0] & 0x0f) * 4;
     let total = match usize::from(u16::from_be_bytes([h[2], h[3]])) {
@@ -572,16 +573,16 @@ fn ipv4_udp(l3: &[u8]) -> Option<(IpAddr, IpAddr, &[u8])> {
     }
     // None unless hlen <= total <= the buffer.
     let payload = l3.get(hlen..total)?;
-    let src = IpAddr::V4(Ipv4Addr::new(h[12], h[13], h[14], h[15]));
-    let dst = IpAddr::V4(Ipv4Addr::new(h[16], h[17], h[18], h[19]));
-    Some((src, dst, payload))
+    let src = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
+    let dst = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);
+    Some((IpPair::V4 { src, dst }, payload))
 }
 
 /// An IPv6 header whose next header is UDP: its addresses and payload
 /// (`ipv6::Packet::check_len`'s tests: version 6, payload length (0: the
 /// buffer) within the buffer).
 #[inline]
-fn ipv6_udp(l3: &[u8]) -> Option<(IpAddr, IpAddr, &[u8])> {
+fn ipv6_udp(l3: &[u8]) -> Option<(IpPair, &[u8])> {
     let (h, _) = l3.split_first_chunk::<{ ipv6::HEADER_LEN }>()?;
     let end = match usize::from(u16::from_be_bytes([h[4], h[5]])) {
         0 => l3.len(),
@@ -595,8 +596,13 @@ fn ipv6_udp(l3: &[u8]) -> Option<(IpAddr, IpAddr, &[u8])> {
     let (_, addrs) = h.split_first_chunk::<8>()?;
     let (src, rest) = addrs.split_first_chunk::<16>()?;
     let dst = rest.first_chunk::<16>()?;
-    let (src, dst) = (IpAddr::from(*src), IpAddr::from(*dst));
-    Some((src, dst, payload))
+    Some((
+        IpPair::V6 {
+            src: v6_words(src),
+            dst: v6_words(dst),
+        },
+        payload,
+    ))
 }
 
 /// One IP header: a fragment, or its payload with the addresses.

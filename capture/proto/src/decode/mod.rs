@@ -19,7 +19,7 @@ mod tests;
 #[cfg(test)]
 mod tunnel_tests;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::pcapio::LinkType;
 use crate::wire::{WireError, ipv6::next_header, null, sctp, sll, tcp, udp};
@@ -205,10 +205,91 @@ fn begin_frame(stats: &mut DecodeStats, frags: &mut Reassembler, limits: &FragLi
 /// [`Decoder::decode_plain_udp`] finds.
 #[derive(Clone, Copy, Debug)]
 pub struct PlainUdp<'a> {
-    pub src: SocketAddr,
-    pub dst: SocketAddr,
+    pub ends: Endpoints,
     /// The UDP payload (trimmed to the UDP length), a slice of the frame.
     pub payload: &'a [u8],
+}
+
+/// A datagram's source and destination as its headers have them: a caller
+/// that only tests the ports or hashes an address (the parallel engine's
+/// dispatcher) needs no `SocketAddr`, and this is half the size of two.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Endpoints {
+    pub ips: IpPair,
+    pub src_port: u16,
+    pub dst_port: u16,
+}
+
+/// The source and destination addresses of one IP header, in big-endian
+/// words (an IPv6 address as four, the way `voxtap_common::steer_hash`
+/// reads it): copied word by word, where byte arrays in an enum are
+/// copied byte by byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IpPair {
+    V4 { src: u32, dst: u32 },
+    V6 { src: [u32; 4], dst: [u32; 4] },
+}
+
+/// An IPv6 address's 16 bytes as four big-endian words.
+#[inline(always)]
+pub fn v6_words(a: &[u8; 16]) -> [u32; 4] {
+    let x = u128::from_be_bytes(*a);
+    [
+        (x >> 96) as u32,
+        (x >> 64) as u32,
+        (x >> 32) as u32,
+        x as u32,
+    ]
+}
+
+/// [`v6_words`] back to the 16 bytes.
+#[inline(always)]
+pub fn v6_bytes(w: [u32; 4]) -> [u8; 16] {
+    let [a, b, c, d] = w.map(u128::from);
+    (a << 96 | b << 64 | c << 32 | d).to_be_bytes()
+}
+
+impl Endpoints {
+    /// The source, as `decode` gives it.
+    #[inline]
+    pub fn src(&self) -> SocketAddr {
+        match self.ips {
+            IpPair::V4 { src, .. } => SocketAddr::from((Ipv4Addr::from(src), self.src_port)),
+            IpPair::V6 { src, .. } => SocketAddr::from((v6_bytes(src), self.src_port)),
+        }
+    }
+
+    /// The destination, as `decode` gives it.
+    #[inline]
+    pub fn dst(&self) -> SocketAddr {
+        match self.ips {
+            IpPair::V4 { dst, .. } => SocketAddr::from((Ipv4Addr::from(dst), self.dst_port)),
+            IpPair::V6 { dst, .. } => SocketAddr::from((v6_bytes(dst), self.dst_port)),
+        }
+    }
+
+    /// The ends of a datagram `decode` gave (None if the two addresses are
+    /// of different families, which no IP header has). `decode`'s IPv6
+    /// addresses have no flow label nor scope, so [`Self::src`] and
+    /// [`Self::dst`] give them back as they were.
+    pub fn of(src: SocketAddr, dst: SocketAddr) -> Option<Self> {
+        let ips = match (src.ip(), dst.ip()) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => IpPair::V4 {
+                src: s.into(),
+                dst: d.into(),
+            },
+            (IpAddr::V6(s), IpAddr::V6(d)) => IpPair::V6 {
+                src: v6_words(&s.octets()),
+                dst: v6_words(&d.octets()),
+            },
+            _ => return None,
+        };
+        Some(Endpoints {
+            ips,
+            src_port: src.port(),
+            dst_port: dst.port(),
+        })
+    }
 }
 
 impl Decoder {

@@ -757,7 +757,9 @@ fn plain_udp_agrees_with_decode() {
             Some(p) => {
                 plain += 1;
                 let (src, dst, l4, payload, vlan, frags) = full.unwrap().unwrap();
-                assert_eq!((p.src, p.dst, p.payload), (src, dst, &payload[..]));
+                let e = p.ends;
+                assert_eq!((e.src(), e.dst(), p.payload), (src, dst, &payload[..]));
+                assert_eq!(Endpoints::of(src, dst), Some(e));
                 assert_eq!((l4, vlan, frags.len()), (L4::Udp, None, 0));
             }
             None => {
