@@ -34,7 +34,7 @@ pub(super) struct Udp {
     /// Where its payload is: in the frame, then in the batch.
     pub at: u32,
     pub len: u32,
-    /// The worker its destination hashes to ([`super::worker_of`]).
+    /// The worker owning it ([`super::Owners`]: its destination's hash).
     pub owner: u16,
     /// On a SIP port, or looking like SIP.
     pub sip_like: bool,
@@ -43,7 +43,7 @@ pub(super) struct Udp {
 }
 
 pub(super) struct Steerer {
-    n: usize,
+    owners: super::Owners,
     decoder: Decoder,
     sip: SipTest,
 }
@@ -80,13 +80,17 @@ impl Steerer {
             sip_ports[usize::from(*p) / 64] |= 1 << (p % 64);
         }
         Steerer {
-            n,
+            owners: super::Owners::new(&cfg.shared_media, n),
             decoder: Decoder::with_tunnels(cfg.frag, cfg.tunnels),
             sip: SipTest {
                 ports: sip_ports,
                 by_content: cfg.sip_by_content,
             },
         }
+    }
+
+    pub fn owners(&self) -> &super::Owners {
+        &self.owners
     }
 
     /// Where `frame` goes. Plain UDP over Ethernet (nearly every frame of a
@@ -142,7 +146,7 @@ impl Steerer {
             dst,
             at,
             len: payload.len() as u32,
-            owner: super::worker_of(dst, self.n) as u16,
+            owner: self.owners.owner(src, dst) as u16,
             sip_like,
             steered: !(sip_like || rtcp),
         })
