@@ -380,6 +380,29 @@ pub const fn media_worker(addr: &[u8; 16], port: u16, n: u32) -> u32 {
     steer_worker(addr, port & !1, n)
 }
 
+/// The media worker (0..n) that owns datagrams from `src_addr:src_port` to
+/// a *shared* endpoint `dst_addr:dst_port`: one that many calls send media
+/// to (a media server's single port), which [`media_worker`] would put on
+/// one worker with all of its calls. Both ends are hashed (each port with
+/// its low bit cleared, so that RTCP still meets its RTP): the streams to
+/// it spread over the workers, and each stream still has one owner as long
+/// as its source does not move.
+#[inline(always)]
+pub const fn pair_media_worker(
+    src_addr: &[u8; 16],
+    src_port: u16,
+    dst_addr: &[u8; 16],
+    dst_port: u16,
+    n: u32,
+) -> u32 {
+    if n <= 1 {
+        return 0;
+    }
+    let d = steer_hash(dst_addr, dst_port & !1);
+    let s = steer_hash(src_addr, src_port & !1);
+    fmix32(d ^ s.rotate_left(16).wrapping_mul(STEER_MUL)) % n
+}
+
 /// The ring a media frame to `addr:port` goes to when the XDP program uses
 /// `rings` rings: ring 0 carries SIP and everything that is not plain media
 /// (fragments, TCP); media goes to ring `1 + media_worker(addr, port,
@@ -578,6 +601,23 @@ mod tests {
         }
         assert_eq!(steer_worker(&[1; 16], 9, 0), 0);
         assert_eq!(steer_worker(&[1; 16], 9, 1), 0);
+    }
+
+    #[test]
+    fn pair_media_worker_spreads_one_endpoint_and_keeps_rtcp_with_rtp() {
+        let dst = v4_mapped([192, 0, 2, 10]);
+        let mut seen = [0u32; 4];
+        for i in 0..4_000u32 {
+            let src = v4_mapped([10, 1, (i >> 8) as u8, i as u8]);
+            let port = 20_000 + 2 * (i % 500) as u16;
+            let w = pair_media_worker(&src, port, &dst, 5004, 4);
+            // RTCP (both ports + 1) lands with its RTP.
+            assert_eq!(pair_media_worker(&src, port + 1, &dst, 5005, 4), w);
+            seen[w as usize] += 1;
+        }
+        // 4,000 streams to one endpoint: each worker gets about a quarter.
+        assert!(seen.iter().all(|&c| (850..=1150).contains(&c)), "{seen:?}");
+        assert_eq!(pair_media_worker(&dst, 1, &dst, 5004, 1), 0);
     }
 
     #[test]

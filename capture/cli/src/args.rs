@@ -50,6 +50,12 @@ pub struct PipelineArgs {
     /// address is recognised without it.
     #[arg(long = "media-relay", value_parser = parse_net)]
     pub media_relays: Vec<IpNet>,
+    /// A media destination that many calls send to (address:port, such as a
+    /// media server's single port); repeatable. With --engine-workers above
+    /// 1, its streams are spread over the workers by both ends instead of
+    /// all going to the worker of that one destination.
+    #[arg(long = "shared-media")]
+    pub shared_media: Vec<SocketAddr>,
 }
 
 fn parse_net(s: &str) -> Result<IpNet, String> {
@@ -67,6 +73,7 @@ impl PipelineArgs {
                 gtpu_port: self.gtpu_port,
                 max_depth: self.max_encap_depth,
             },
+            shared_media: self.shared_media.clone(),
             ..Default::default()
         };
         c.calls.idle_timeout_ns = self.idle_timeout.saturating_mul(1_000_000_000);

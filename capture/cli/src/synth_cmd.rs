@@ -25,6 +25,10 @@ pub struct SynthArgs {
     jitter: f64,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Every callee answers with its media at this address:port (a media
+    /// server's single port).
+    #[arg(long)]
+    media_server: Option<std::net::SocketAddrV4>,
     #[arg(long)]
     out: PathBuf,
 }
@@ -37,6 +41,7 @@ pub fn run(a: SynthArgs) -> Result<ExitCode> {
         loss_pct: a.loss,
         jitter_ms: a.jitter,
         seed: a.seed,
+        media_server: a.media_server,
     };
     let f =
         std::fs::File::create(&a.out).with_context(|| format!("creating {}", a.out.display()))?;

@@ -40,6 +40,11 @@ pub struct PipelineConfig {
     /// Keys that decrypt SIP over TLS (key log, RSA keys); without any, TLS
     /// connections on SIP ports are listed as encrypted signalling.
     pub tls_keys: TlsKeys,
+    /// Destinations many calls send media to (a media server's single
+    /// port): the parallel engine steers datagrams to them by both ends
+    /// instead of by destination, so that their streams spread over the
+    /// workers ([`crate::parallel::Owners`]). No effect with one pipeline.
+    pub shared_media: Vec<std::net::SocketAddr>,
     /// Test knobs of the parallel engine (a stalled or failing worker).
     #[doc(hidden)]
     pub engine_faults: crate::parallel::Faults,
@@ -58,6 +63,7 @@ impl Default for PipelineConfig {
             tap: None,
             sctp: SctpLimits::default(),
             tls_keys: TlsKeys::new(),
+            shared_media: Vec::new(),
             engine_faults: crate::parallel::Faults::default(),
         }
     }
@@ -115,11 +121,11 @@ pub struct Pipeline {
 }
 
 /// A media worker of the parallel engine: it takes the UDP that is not SIP
-/// only when the destination hashes to it (`crate::parallel::worker_of`).
-#[derive(Clone, Copy, Debug)]
+/// only when it owns it (`crate::parallel::Owners`: the destination's hash).
+#[derive(Clone, Debug)]
 struct Shard {
-    me: u32,
-    of: u32,
+    me: usize,
+    owners: crate::parallel::Owners,
 }
 
 impl Pipeline {
@@ -146,11 +152,11 @@ impl Pipeline {
         }
     }
 
-    /// Makes this pipeline media worker `me` of `of` in the parallel engine
-    /// (`crate::parallel`): it sees all SIP but takes only the media whose
-    /// destination hashes to it, and its call table sweeps only when told.
-    pub(crate) fn set_shard(&mut self, me: u32, of: u32) {
-        self.shard = Some(Shard { me, of });
+    /// Makes this pipeline media worker `me` in the parallel engine
+    /// (`crate::parallel`): it sees all SIP but takes only the media that
+    /// `owners` gives it, and its call table sweeps only when told.
+    pub(crate) fn set_shard(&mut self, me: usize, owners: crate::parallel::Owners) {
+        self.shard = Some(Shard { me, owners });
         self.calls.set_explicit_sweeps();
     }
 
@@ -281,7 +287,7 @@ impl Pipeline {
             dst: dg.dst,
             refs,
             encap: dg.encap,
-            shard: *shard,
+            shard: shard.as_ref(),
             mine: None,
         };
         match dg.l4 {
@@ -313,7 +319,7 @@ impl Pipeline {
             dst: d.dst,
             refs: &self.refs,
             encap: &Encap::EMPTY,
-            shard: self.shard,
+            shard: self.shard.as_ref(),
             mine: Some(d.mine),
         };
         route.udp(payload, d.sip_like);
@@ -346,7 +352,7 @@ pub(crate) struct DecodedUdp {
     pub dst: SocketAddr,
     /// On a SIP port, or looking like SIP.
     pub sip_like: bool,
-    /// Its destination hashes to this worker.
+    /// This worker owns it (`crate::parallel::Owners`).
     pub mine: bool,
 }
 
@@ -362,9 +368,9 @@ struct Route<'a> {
     refs: &'a [(u64, PacketRef)],
     /// The encapsulations it came in.
     encap: &'a Encap,
-    shard: Option<Shard>,
-    /// In a media worker: whether the destination hashes to it, when the
-    /// dispatcher already said (else hashed here).
+    shard: Option<&'a Shard>,
+    /// In a media worker: whether it owns the datagram, when the dispatcher
+    /// already said (else found here).
     mine: Option<bool>,
 }
 
@@ -428,12 +434,12 @@ impl Route<'_> {
     /// another worker owns still updates the streams held here (a report
     /// names its stream by SSRC, whichever worker has it).
     fn owned(&mut self, payload: &[u8]) -> bool {
-        let Some(Shard { me, of }) = self.shard else {
+        let Some(Shard { me, owners }) = self.shard else {
             return true;
         };
         let mine = self
             .mine
-            .unwrap_or_else(|| crate::parallel::worker_of(self.dst, of as usize) == me as usize);
+            .unwrap_or_else(|| owners.owner(self.src, self.dst) == *me);
         if mine {
             return true;
         }

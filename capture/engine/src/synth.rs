@@ -3,7 +3,7 @@
 //! written as a time-ordered pcap.
 
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use voxtap_proto::pcapio::{LinkType, PcapWriter};
 use voxtap_proto::wire::{Emit, ethernet, ethernet::ethertype, ipv4, udp};
@@ -24,6 +24,9 @@ pub struct SynthConfig {
     /// capture-time order, so this also reorders them when larger than 20).
     pub jitter_ms: f64,
     pub seed: u64,
+    /// Every callee answers with its media at this one address and port, as
+    /// a media server's single port does (None: each at its own).
+    pub media_server: Option<SocketAddrV4>,
 }
 
 impl Default for SynthConfig {
@@ -35,6 +38,7 @@ impl Default for SynthConfig {
             loss_pct: 0.0,
             jitter_ms: 0.0,
             seed: 1,
+            media_server: None,
         }
     }
 }
@@ -207,6 +211,8 @@ struct CallPlan {
     i: u32,
     start: u64,
     bye_at: u64,
+    /// Where the callee receives (and sends) its media.
+    callee_media: (Ipv4Addr, u16),
 }
 
 impl CallPlan {
@@ -239,7 +245,7 @@ impl CallPlan {
             slice.push(self.sip(at(10), true, m));
         }
         if slice.covers(at(20)) {
-            let answer = sdp(callee, rtp_port(i));
+            let answer = sdp(self.callee_media.0, self.callee_media.1);
             let m = sip_msg("SIP/2.0 200 OK", i, "1 INVITE", Some(&answer), true);
             slice.push(self.sip(at(20), true, m));
         }
@@ -277,7 +283,7 @@ impl CallPlan {
             return;
         }
         let ra = (caller_ip(self.i), rtp_port(self.i));
-        let rb = (callee_ip(self.i), rtp_port(self.i));
+        let rb = self.callee_media;
         for (dir, (src, dst)) in [(0u32, (ra, rb)), (1, (rb, ra))] {
             if cfg.loss_pct > 0.0 && rng.unit() * 100.0 < cfg.loss_pct {
                 sum.rtp_dropped += 1;
@@ -321,7 +327,15 @@ pub fn generate<W: Write>(cfg: &SynthConfig, w: W) -> std::io::Result<SynthSumma
         .map(|i| {
             let start = T0_NS + ramp_ns * u64::from(i) / u64::from(cfg.calls.max(1));
             let bye_at = start + 40_000_000 + talk_ns;
-            CallPlan { i, start, bye_at }
+            let callee_media = cfg
+                .media_server
+                .map_or((callee_ip(i), rtp_port(i)), |s| (*s.ip(), s.port()));
+            CallPlan {
+                i,
+                start,
+                bye_at,
+                callee_media,
+            }
         })
         .collect();
     let end_ns = T0_NS + ramp_ns + talk_ns + 1_000_000_000;

@@ -2,9 +2,10 @@
 //! every key with its meaning). Every key has a default, so an empty file (or
 //! no file) is a valid configuration; command-line flags override the file.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -181,6 +182,11 @@ pub struct WorkersConfig {
     /// dispatcher drops that worker's own media (never SIP) and charges it
     /// to that worker's calls, instead of waiting for it (docs/live.md).
     pub media_queue_bytes: u64,
+    /// `pipeline` > 1: media destinations ("address:port") that many calls
+    /// send to, such as a media server's single port. Their streams are
+    /// spread over the media workers by both ends instead of all going to
+    /// the worker of that one destination (`voxtap import --shared-media`).
+    pub shared_media: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -269,6 +275,20 @@ impl Default for CaptureConfig {
     }
 }
 
+impl WorkersConfig {
+    /// `shared_media` parsed.
+    pub fn shared_media_endpoints(&self) -> Result<Vec<SocketAddr>> {
+        self.shared_media
+            .iter()
+            .map(|s| {
+                s.parse().map_err(|_| {
+                    anyhow!("workers.shared_media: {s:?} is not an address and port (\"192.0.2.10:5004\", \"[2001:db8::1]:5004\")")
+                })
+            })
+            .collect()
+    }
+}
+
 impl Default for WorkersConfig {
     fn default() -> Self {
         WorkersConfig {
@@ -276,6 +296,7 @@ impl Default for WorkersConfig {
             rings: 1,
             media_queue_bytes: DEFAULT_MEDIA_QUEUE_BYTES,
             cores: Vec::new(),
+            shared_media: Vec::new(),
         }
     }
 }
@@ -349,6 +370,7 @@ impl Config {
         if self.capture.sip_ports.is_empty() {
             bail!("capture.sip_ports is empty");
         }
+        self.workers.shared_media_endpoints()?;
         let max_ports = voxtap_common::SIP_PORTS_MAX_ENTRIES as usize;
         if self.capture.sip_ports.len() > max_ports {
             bail!(

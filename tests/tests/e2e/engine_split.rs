@@ -813,3 +813,72 @@ fn a_failing_worker_fails_the_import(pcap: &Path, tmp: &Path, mut cfg: PipelineC
         "{text}"
     );
 }
+
+/// A media server that receives every call on one port: with the
+/// destination rule all of its streams would load one worker; configured
+/// as shared media, they spread by both ends, and the outputs still equal
+/// one pipeline's.
+#[test]
+fn a_shared_media_endpoint_spreads_over_the_workers_with_the_same_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pcap = tmp.path().join("media-server.pcap");
+    let server: std::net::SocketAddrV4 = "10.3.0.1:5004".parse().unwrap();
+    let cfg = voxtap_engine::synth::SynthConfig {
+        calls: 400,
+        seconds: 4,
+        media_server: Some(server),
+        ..Default::default()
+    };
+    let f = std::fs::File::create(&pcap).unwrap();
+    voxtap_engine::synth::generate(&cfg, std::io::BufWriter::new(f)).unwrap();
+    let one = tmp.path().join("one");
+    import_n(
+        std::slice::from_ref(&pcap),
+        &one,
+        1,
+        &PipelineConfig::default(),
+    );
+    let streams = voxtap_e2e::read_csv(&one.join("streams.csv"));
+    let to_server = streams.iter().filter(|r| r["dst"] == server.to_string());
+    assert_eq!(to_server.count(), 400, "each call's stream to the server");
+    let shared = PipelineConfig {
+        shared_media: vec![server.into()],
+        ..Default::default()
+    };
+    let media_frames = |pipeline: &PipelineConfig, out: &str| {
+        let out = tmp.path().join(out);
+        let report = import_engine(&pcap, &out, 4, pipeline);
+        assert_eq!(differences(&one, &out), Vec::<String>::new(), "{out:?}");
+        // Every worker sees every SIP frame: what is left is its media.
+        let sip = report.engine.dispatch.broadcast;
+        let frames: Vec<u64> = report
+            .engine
+            .workers
+            .iter()
+            .map(|w| w.frames - sip)
+            .collect();
+        let mean = frames.iter().sum::<u64>() as f64 / frames.len() as f64;
+        (*frames.iter().max().unwrap() as f64 / mean, frames)
+    };
+    let (by_dst, frames) = media_frames(&PipelineConfig::default(), "dst");
+    // Half the media goes to the server: one worker holds at least that.
+    assert!(by_dst >= 2.0, "by destination: {frames:?}");
+    let (by_pair, frames) = media_frames(&shared, "pair");
+    assert!(by_pair < 1.25, "shared media, by both ends: {frames:?}");
+}
+
+fn import_engine(
+    pcap: &Path,
+    out: &Path,
+    n: usize,
+    pipeline: &PipelineConfig,
+) -> voxtap_engine::import::ImportReport {
+    let opts = ImportOptions {
+        files: vec![pcap.to_path_buf()],
+        out: out.to_path_buf(),
+        pipeline: pipeline.clone(),
+        call_files: true,
+        media: None,
+    };
+    run_import_engine(&opts, 1, n, &|_| {}).unwrap()
+}

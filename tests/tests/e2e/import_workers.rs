@@ -81,6 +81,7 @@ fn synth(dir: &Path, calls: u32) -> PathBuf {
         loss_pct: 1.0,
         jitter_ms: 5.0,
         seed: 11,
+        media_server: None,
     };
     voxtap_engine::synth::generate(&cfg, std::fs::File::create(&pcap).unwrap()).unwrap();
     pcap

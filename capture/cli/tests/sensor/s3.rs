@@ -143,6 +143,7 @@ fn build_store(store: &Path, calls: u32, seconds: u32, roll: u64) -> Vec<String>
             loss_pct: 0.0,
             jitter_ms: 0.0,
             seed: 3,
+            media_server: None,
         },
         &mut bytes,
     )
@@ -240,6 +241,7 @@ fn upload_round_trip_and_ranged_extraction_equals_local() {
             loss_pct: 0.0,
             jitter_ms: 0.0,
             seed: 9,
+            media_server: None,
         },
         &mut b,
     )

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use super::call::MediaInfo;
+use super::endpoint_uses::Uses;
 
 /// A receiving endpoint that started or stopped being used by any open call,
 /// for a live sensor that keeps its kernel filter in step with the table
@@ -47,58 +48,6 @@ impl EndpointUse {
     /// The m= line (index into the call's media) that announced it.
     pub fn media_idx(&self) -> usize {
         self.media as usize
-    }
-}
-
-/// The calls using one endpoint, newest last: almost always one, kept
-/// inline (a Vec of one would cost an allocation per endpoint, four per
-/// call). The shared case boxed so that a map entry's value takes 16 bytes,
-/// not a Vec's 24 (four entries a call).
-#[allow(clippy::box_collection)]
-#[derive(Default)]
-enum Uses {
-    One(EndpointUse),
-    Many(Box<Vec<EndpointUse>>),
-    #[default]
-    None,
-}
-
-impl Uses {
-    fn as_slice(&self) -> &[EndpointUse] {
-        match self {
-            Uses::One(u) => std::slice::from_ref(u),
-            Uses::Many(v) => v,
-            Uses::None => &[],
-        }
-    }
-
-    fn as_mut_slice(&mut self) -> &mut [EndpointUse] {
-        match self {
-            Uses::One(u) => std::slice::from_mut(u),
-            Uses::Many(v) => v,
-            Uses::None => &mut [],
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.as_slice().is_empty()
-    }
-
-    fn push(&mut self, u: EndpointUse) {
-        match self {
-            Uses::One(a) => *self = Uses::Many(Box::new(vec![*a, u])),
-            Uses::Many(v) if v.is_empty() => *self = Uses::One(u),
-            Uses::Many(v) => v.push(u),
-            Uses::None => *self = Uses::One(u),
-        }
-    }
-
-    fn retain(&mut self, keep: impl Fn(&EndpointUse) -> bool) {
-        match self {
-            Uses::One(u) if !keep(u) => *self = Uses::None,
-            Uses::One(_) | Uses::None => {}
-            Uses::Many(v) => v.retain(|u| keep(u)),
-        }
     }
 }
 
@@ -201,32 +150,33 @@ impl Endpoints {
     /// m= line the stream started under), unless it turns the media into
     /// fax or back (T.38): from then on the packets are the new line's.
     pub fn announce(&mut self, ep: SocketAddr, u: EndpointUse) {
-        if let Some(x) = self.uses.get_mut(&Key::of(ep)).and_then(|v| {
-            v.as_mut_slice()
-                .iter_mut()
-                .find(|x| x.call == u.call && x.role == u.role)
-        }) && x.fax != u.fax
+        if let Some(x) = self
+            .uses
+            .get_mut(&Key::of(ep))
+            .and_then(|v| v.use_mut(u.call, u.role))
+            && x.fax != u.fax
         {
             *x = u;
             return;
         }
-        self.add(ep, u, |x| x.call == u.call && x.role == u.role);
+        self.add(ep, u, Some(u.role));
     }
 
     /// `u.call` latched media from `src`: traffic sent back to it is the
     /// call's too.
     pub fn latch(&mut self, src: SocketAddr, u: EndpointUse) {
-        self.add(src, u, |x| x.call == u.call);
+        self.add(src, u, None);
     }
 
-    fn add(&mut self, ep: SocketAddr, u: EndpointUse, known: impl Fn(&EndpointUse) -> bool) {
+    /// Adds `u` unless its call already uses `ep` (in `role`, if given).
+    fn add(&mut self, ep: SocketAddr, u: EndpointUse, role: Option<Role>) {
         let uses = self.uses.entry(Key::of(ep));
         if uses.is_empty()
             && let Some(ev) = &mut self.events
         {
             ev.push(EndpointEvent::Added(ep));
         }
-        if !uses.as_slice().iter().any(known) {
+        if !uses.has(u.call, role) {
             uses.push(u);
         }
     }
@@ -237,7 +187,7 @@ impl Endpoints {
         let Some(uses) = self.uses.get_mut(&key) else {
             return;
         };
-        uses.retain(|u| u.call != call);
+        uses.remove_call(call);
         if uses.is_empty() {
             self.uses.remove(&key);
             if let Some(ev) = &mut self.events {
@@ -252,18 +202,18 @@ impl Endpoints {
     /// (symmetric RTP sends from the port it receives on). The flag says
     /// whether `src` is a known endpoint of that call.
     pub fn find(&self, src: SocketAddr, dst: SocketAddr) -> Option<(EndpointUse, bool)> {
-        let d = self.uses.get(&Key::of(dst)).map(Uses::as_slice);
-        let s = self.uses.get(&Key::of(src)).map(Uses::as_slice);
+        let d = self.uses.get(&Key::of(dst));
+        let s = self.uses.get(&Key::of(src));
         if let (Some(d), Some(s)) = (d, s)
-            && let Some(u) = d.iter().rev().find(|u| s.iter().any(|x| x.call == u.call))
+            && let Some(u) = d.newest_shared_with(s)
         {
-            return Some((*u, true));
+            return Some((u, true));
         }
-        if let Some(u) = d.and_then(|d| d.last().copied()) {
-            let src_known = s.is_some_and(|s| s.iter().any(|x| x.call == u.call));
+        if let Some(u) = d.and_then(Uses::newest) {
+            let src_known = s.is_some_and(|s| s.has(u.call, None));
             return Some((u, src_known));
         }
-        s.and_then(|s| s.last().copied()).map(|u| (u, true))
+        s.and_then(Uses::newest).map(|u| (u, true))
     }
 }
 

@@ -4,6 +4,7 @@ mod call;
 mod call_ids;
 mod closed;
 mod endpoint;
+mod endpoint_uses;
 mod endpoints;
 mod floods;
 pub mod legs;

@@ -276,6 +276,7 @@ mod tests {
             loss_pct: 1.0,
             jitter_ms: 5.0,
             seed: 7,
+            media_server: None,
         };
         generate(&cfg, std::fs::File::create(&pcap).unwrap()).unwrap();
         let mut p = Pipeline::new(PipelineConfig {

@@ -130,6 +130,7 @@ mod tests {
             loss_pct: 0.0,
             jitter_ms: 0.0,
             seed: 3,
+            media_server: None,
         };
         generate(&cfg, &mut bytes).unwrap();
         let mut r = PcapReader::new(std::io::Cursor::new(bytes)).unwrap();

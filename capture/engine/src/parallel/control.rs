@@ -457,6 +457,11 @@ impl ParallelEngine {
         &self.media_dropped
     }
 
+    /// The rule that gives each datagram that is not SIP to one worker.
+    pub fn owners(&self) -> &super::Owners {
+        self.steerer.owners()
+    }
+
     /// Calls open (every replica has every call with SIP: worker 0's).
     pub fn open_calls(&self) -> u64 {
         self.ctl.gauges[0].open_calls.load(Ordering::Relaxed)
@@ -631,6 +636,7 @@ mod tests {
             loss_pct: 0.0,
             jitter_ms: 0.0,
             seed: 5,
+            media_server: None,
         };
         generate(&cfg, &mut bytes).unwrap();
         let mut r = PcapReader::new(std::io::Cursor::new(&bytes)).unwrap();
@@ -786,6 +792,7 @@ mod tests {
             loss_pct: 0.0,
             jitter_ms: 0.0,
             seed,
+            media_server: None,
         };
         generate(&cfg, &mut bytes).unwrap();
         let mut r = PcapReader::new(std::io::Cursor::new(&bytes)).unwrap();

@@ -16,6 +16,7 @@
 
 mod control;
 mod join;
+mod owner;
 mod steer;
 mod tap;
 mod worker;
@@ -36,6 +37,7 @@ use voxtap_proto::pcapio::LinkType;
 pub use control::{
     EngineOptions, LossFilter, OnStart, SignallingParts, WAITING_FACTOR, WorkerGauge,
 };
+pub use owner::Owners;
 pub use worker::{Faults, WorkerTimes, thread_cpu_ns};
 
 /// The media worker (0..n) owning datagrams sent to `dst`: its address and

@@ -37,7 +37,7 @@ pub(super) struct Udp {
 /// Where a UDP datagram goes.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Verdict {
-    /// The worker its destination hashes to ([`super::worker_of`]).
+    /// The worker owning it ([`super::Owners`]: its destination's hash).
     pub owner: u16,
     /// On a SIP port, or looking like SIP.
     pub sip_like: bool,
@@ -46,7 +46,7 @@ pub(super) struct Verdict {
 }
 
 pub(super) struct Steerer {
-    n: usize,
+    owners: super::Owners,
     decoder: Decoder,
     sip: SipTest,
 }
@@ -83,13 +83,17 @@ impl Steerer {
             sip_ports[usize::from(*p) / 64] |= 1 << (p % 64);
         }
         Steerer {
-            n,
+            owners: super::Owners::new(&cfg.shared_media, n),
             decoder: Decoder::with_tunnels(cfg.frag, cfg.tunnels),
             sip: SipTest {
                 ports: sip_ports,
                 by_content: cfg.sip_by_content,
             },
         }
+    }
+
+    pub fn owners(&self) -> &super::Owners {
+        &self.owners
     }
 
     /// Plain UDP over Ethernet (nearly every frame of a VoIP link), read by
@@ -146,14 +150,14 @@ impl Steerer {
     }
 
     /// A UDP datagram's verdict: SIP or RTCP to every worker, the rest to
-    /// the worker its destination hashes to.
+    /// its owner ([`super::Owners`]).
     #[inline(always)]
     fn verdict(&self, ends: &Endpoints, payload: &[u8]) -> Verdict {
         let sip_like = self.sip.sip_like(ends.src_port, ends.dst_port, payload);
         let rtcp =
             matches!(payload, [b0, b1, ..] if voxtap_common::rtcp_header_plausible(*b0, *b1));
         Verdict {
-            owner: owner(ends, self.n) as u16,
+            owner: self.owners.owner_of(ends) as u16,
             sip_like,
             steered: !(sip_like || rtcp),
         }

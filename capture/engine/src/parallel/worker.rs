@@ -196,7 +196,7 @@ impl Worker {
         let faults = self.cfg.engine_faults;
         let started = thread_cpu_ns();
         let mut p = Pipeline::new(self.cfg.clone());
-        p.set_shard(self.me as u32, self.n as u32);
+        p.set_shard(self.me, super::Owners::new(&self.cfg.shared_media, self.n));
         self.link.start(self.me, &mut p);
         let mut times = WorkerTimes::default();
         // Transactions and floods are the same in every replica: kept from

@@ -99,7 +99,15 @@ impl LiveEngine for Dispatcher {
     /// In every replica (merging keeps a call's largest charge, so it
     /// counts once).
     fn note_loss(&mut self, n: u64, scope: LossScope) {
-        let only = scope.filter().map(|f| Arc::new(f) as LossFilter);
+        let only = match scope {
+            // What the engine's owner rule gave worker `k` (a shared
+            // endpoint's streams: any worker).
+            LossScope::Worker { k } => {
+                let owners = self.engine.owners().clone();
+                Some(Arc::new(move |ep| owners.may_own(ep, k as usize)) as LossFilter)
+            }
+            ring => ring.filter().map(|f| Arc::new(f) as LossFilter),
+        };
         self.engine.note_capture_loss(n, only);
     }
 

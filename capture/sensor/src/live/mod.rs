@@ -523,6 +523,7 @@ fn pipeline_config(cfg: &Config) -> Result<PipelineConfig> {
     let mut pcfg = PipelineConfig {
         sip_ports: cfg.capture.sip_ports.clone(),
         tunnels: cfg.capture.tunnels(),
+        shared_media: cfg.workers.shared_media_endpoints()?,
         ..Default::default()
     };
     pcfg.calls.idle_timeout_ns = cfg
@@ -801,6 +802,7 @@ mod tests {
             loss_pct: 0.0,
             jitter_ms: 0.0,
             seed: 7,
+            media_server: None,
         };
         generate(&cfg, &mut bytes).unwrap();
         let mut r = PcapReader::new(std::io::Cursor::new(bytes)).unwrap();
@@ -867,6 +869,7 @@ mod tests {
             loss_pct: 0.0,
             jitter_ms: 0.0,
             seed: 11,
+            media_server: None,
         };
         generate(&cfg, &mut bytes).unwrap();
         let mut r = PcapReader::new(std::io::Cursor::new(bytes)).unwrap();

@@ -107,24 +107,23 @@ pub(super) enum LossScope {
     /// Kernel ring `ring` of `rings`: ring 0 (SIP, fragments, TCP; or
     /// everything with one ring) may carry any call's frames.
     Ring { ring: u32, rings: u32 },
-    /// Media worker `k` of `n`: its own media, dropped by the dispatcher.
-    Worker { k: u32, n: u32 },
+    /// Media worker `k`: its own media, dropped by the dispatcher.
+    Worker { k: u32 },
 }
 
 impl LossScope {
     /// None: every open call; else the endpoints whose frames it concerns.
+    /// A worker's scope is the parallel engine's owner rule, which only the
+    /// engine knows (`ParallelEngine::owners`, in `dispatch.rs`): here it is
+    /// every call.
     pub fn filter(self) -> Option<impl Fn(SocketAddr) -> bool + Send + Sync + 'static> {
-        let (owner, k, n) = match self {
-            LossScope::Ring { ring: 0, .. } => return None,
-            LossScope::Ring { ring, rings } => (ring_of as fn(SocketAddr, u32) -> u32, ring, rings),
-            LossScope::Worker { k, n } => (worker_of as fn(SocketAddr, u32) -> u32, k, n),
-        };
-        Some(move |ep| owner(ep, n) == k)
+        match self {
+            LossScope::Ring { ring, rings } if ring > 0 => {
+                Some(move |ep| ring_of(ep, rings) == ring)
+            }
+            _ => None,
+        }
     }
-}
-
-fn worker_of(ep: SocketAddr, n: u32) -> u32 {
-    voxtap_engine::parallel::worker_of(ep, n as usize) as u32
 }
 
 /// What [`LiveEngine::finish`] leaves.
@@ -467,8 +466,7 @@ impl LossSeen {
                 open_calls,
                 "a media worker was behind: its media dropped; charged to the open calls with media on it"
             );
-            let (k, n) = (k as u32, n as u32);
-            engine.note_loss(d, LossScope::Worker { k, n });
+            engine.note_loss(d, LossScope::Worker { k: k as u32 });
             stats.capture_loss += d;
             stats.media_dropped += d;
         }
