@@ -44,11 +44,15 @@ pub use worker::{Faults, WorkerTimes, thread_cpu_ns};
 /// port with the low bit cleared, so that RTP (even port) and its RTCP
 /// (the next port) land on the same worker.
 pub fn worker_of(dst: SocketAddr, n: usize) -> usize {
-    let addr = match dst.ip() {
+    voxtap_common::media_worker(&octets(dst.ip()), dst.port(), n as u32) as usize
+}
+
+/// The 16-byte form `voxtap_common`'s hashes take (IPv4 mapped).
+fn octets(ip: std::net::IpAddr) -> [u8; 16] {
+    match ip {
         std::net::IpAddr::V4(v4) => voxtap_common::v4_mapped(v4.octets()),
         std::net::IpAddr::V6(v6) => v6.octets(),
-    };
-    voxtap_common::media_worker(&addr, dst.port(), n as u32) as usize
+    }
 }
 
 /// Frames per batch handed to a worker, and bytes: a batch is sent when

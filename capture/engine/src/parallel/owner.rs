@@ -5,7 +5,7 @@
 //! ends ([`voxtap_common::pair_media_worker`]) instead of all landing on
 //! one worker.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use voxtap_proto::decode::Endpoints;
 
@@ -49,7 +49,7 @@ impl Owners {
         if !self.is_shared(dst) {
             return super::worker_of(dst, self.n as usize);
         }
-        let (s, d) = (octets(src.ip()), octets(dst.ip()));
+        let (s, d) = (super::octets(src.ip()), super::octets(dst.ip()));
         voxtap_common::pair_media_worker(&s, src.port(), &d, dst.port(), self.n) as usize
     }
 
@@ -58,38 +58,34 @@ impl Owners {
     /// ([`super::steer::owner`]) unless its port is a shared endpoint's.
     #[inline(always)]
     pub(super) fn owner_of(&self, ends: &Endpoints) -> usize {
-        let p = ends.dst_port & !1;
-        match self.ports.get(usize::from(p) / 64) {
-            Some(bits) if bits & (1 << (p % 64)) != 0 => self.owner(ends.src(), ends.dst()),
-            _ => super::steer::owner(ends, self.n as usize) as usize,
+        if self.port_listed(ends.dst_port) {
+            self.owner(ends.src(), ends.dst())
+        } else {
+            super::steer::owner(ends, self.n as usize) as usize
         }
     }
 
     /// Whether datagrams to `ep` are steered by both ends.
     #[inline]
     pub fn is_shared(&self, ep: SocketAddr) -> bool {
-        let p = ep.port() & !1;
-        match self.ports.get(usize::from(p) / 64) {
-            Some(bits) if bits & (1 << (p % 64)) != 0 => {
-                let ip = ep.ip().to_canonical();
-                self.shared.iter().any(|s| s.port() == p && s.ip() == ip)
-            }
-            _ => false,
-        }
+        let (p, ip) = (ep.port() & !1, ep.ip().to_canonical());
+        self.port_listed(p) && self.shared.iter().any(|s| s.port() == p && s.ip() == ip)
+    }
+
+    /// Whether `port` (its low bit cleared) is a shared endpoint's: the one
+    /// bit test most frames stop at.
+    #[inline(always)]
+    fn port_listed(&self, port: u16) -> bool {
+        let p = port & !1;
+        self.ports
+            .get(usize::from(p) / 64)
+            .is_some_and(|bits| bits & (1 << (p % 64)) != 0)
     }
 
     /// Whether frames sent to `ep` may have been worker `k`'s: a shared
     /// endpoint's streams may be on any worker.
     pub fn may_own(&self, ep: SocketAddr, k: usize) -> bool {
         self.is_shared(ep) || super::worker_of(ep, self.n as usize) == k
-    }
-}
-
-/// The 16-byte form `voxtap_common`'s hashes take (IPv4 mapped).
-fn octets(ip: IpAddr) -> [u8; 16] {
-    match ip {
-        IpAddr::V4(v4) => voxtap_common::v4_mapped(v4.octets()),
-        IpAddr::V6(v6) => v6.octets(),
     }
 }
 
