@@ -13,6 +13,7 @@ use super::call::{Call, SipPacket, StreamKey};
 
 mod evidence;
 mod recent;
+pub(in crate::calls) use evidence::MergedRuns;
 pub use evidence::{MediaEvidence, PostedEvidence};
 
 /// Why two legs were joined.

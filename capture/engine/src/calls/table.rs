@@ -7,13 +7,14 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use super::call::{Call, EndReason, MediaInfo, PacketRef, SipPacket, announced_by};
 use super::call_ids::CallIds;
 use super::closed::Closed;
 use super::endpoints::{self, EndpointEvent, EndpointUse, Endpoints, Role};
 use super::floods::{FloodSummary, Floods, NewDialog};
-use super::legs::{self, Groups, LegConfig, MediaEvidence, PostedEvidence};
+use super::legs::{self, Groups, LegConfig, MediaEvidence, MergedRuns, PostedEvidence};
 use super::media_only::MediaOnly;
 use super::orphans::{OrphanRtp, Orphans};
 use super::spill::{Spill, SpillStats};
@@ -204,8 +205,9 @@ pub struct DueSet {
     pub media_only_live: Vec<(SocketAddr, SocketAddr)>,
     /// NAT latches it made since the last sweep.
     pub latches: Vec<PostedLatch>,
-    /// Leg-linking evidence of the streams it holds, since the last sweep.
-    pub evidence: PostedEvidence,
+    /// Leg-linking evidence of the streams it holds, since the last sweep
+    /// (shared: every replica reads it, none copies it).
+    pub evidence: Arc<PostedEvidence>,
 }
 
 /// What every replica agreed to close at a sweep (see [`DueSet`]).
@@ -217,7 +219,7 @@ pub struct Agreed {
     pub latches: Vec<PostedLatch>,
     /// Every replica's leg-linking evidence (one post per replica): each
     /// weighs it all, in capture order.
-    pub evidence: Vec<PostedEvidence>,
+    pub evidence: Vec<Arc<PostedEvidence>>,
 }
 
 impl Agreed {
@@ -249,7 +251,7 @@ impl Agreed {
             .collect();
         agreed.latches.sort_by_key(PostedLatch::at);
         agreed.latches.dedup();
-        agreed.evidence = sets.iter().map(|s| s.evidence.clone()).collect();
+        agreed.evidence = sets.iter().map(|s| Arc::clone(&s.evidence)).collect();
         agreed
     }
 }
@@ -489,25 +491,30 @@ impl CallTable {
     pub fn post(&mut self, due: &mut DueSet) {
         due.latches = std::mem::take(&mut self.posted_latches);
         let calls = &self.calls;
-        due.evidence = PostedEvidence::new(self.groups.take_noted(), |no| {
+        due.evidence = Arc::new(PostedEvidence::new(self.groups.take_noted(), |no| {
             calls.get(&no).map(|c| c.call_id_raw().into())
-        });
+        }));
     }
 
     /// Every replica's leg-linking evidence, from a meeting (its latches
     /// already adopted, [`Self::adopt_latches`]): weighed here, as one
     /// table weighs its own.
-    pub fn weigh_posted(&mut self, posted: &[PostedEvidence]) {
-        let items = posted.iter().map(|p| p.items.len()).sum();
-        let mut evidence: Vec<MediaEvidence> = Vec::with_capacity(items);
-        for p in posted {
-            evidence.extend(p.resolved(|id| self.by_call_id.get(id, &self.calls)));
+    pub fn weigh_posted(&mut self, posted: &[Arc<PostedEvidence>]) {
+        let nos: Vec<Vec<Option<u64>>> = posted
+            .iter()
+            .map(|p| p.call_nos(|id| self.by_call_id.get(id, &self.calls)))
+            .collect();
+        let runs = posted.iter().zip(&nos).map(|(p, nos)| p.resolved(nos));
+        if posted.iter().all(|p| p.in_order()) {
+            // Each replica's items are in capture order: merged as they
+            // are read, not copied and sorted.
+            self.groups
+                .weigh(&mut self.calls, &self.cfg, MergedRuns::new(runs));
+        } else {
+            let mut evidence: Vec<MediaEvidence> = runs.flatten().collect();
+            evidence.sort_by_key(MediaEvidence::at);
+            self.groups.weigh(&mut self.calls, &self.cfg, evidence);
         }
-        // Each replica's items are in capture order: the (stable, run
-        // finding) sort merges one run per replica instead of sorting
-        // every call's few items among all the others.
-        evidence.sort_by_key(MediaEvidence::at);
-        self.groups.weigh(&mut self.calls, &self.cfg, &evidence);
     }
 
     /// Second half of a sweep, every replica's latches adopted

@@ -103,17 +103,65 @@ impl PostedEvidence {
         out
     }
 
-    /// Its items with each call named by `call_no`'s number for it here
-    /// (items of calls unknown here are left out).
+    /// Each of its calls' number here (`None`: unknown here), by the
+    /// index its items name it with.
+    pub(in crate::calls) fn call_nos(
+        &self,
+        call_no: impl Fn(&[u8]) -> Option<u64>,
+    ) -> Vec<Option<u64>> {
+        self.call_ids.iter().map(|id| call_no(id)).collect()
+    }
+
+    /// Its items with each call named by its number here (`nos`, from
+    /// [`Self::call_nos`]); items of calls unknown here are left out.
     pub(in crate::calls) fn resolved<'a>(
         &'a self,
-        call_no: impl Fn(&[u8]) -> Option<u64>,
+        nos: &'a [Option<u64>],
     ) -> impl Iterator<Item = MediaEvidence> + 'a {
-        let nos: Vec<Option<u64>> = self.call_ids.iter().map(|id| call_no(id)).collect();
         self.items.iter().filter_map(move |e| {
             let no = (*nos.get(e.call_no as usize)?)?;
             Some(MediaEvidence { call_no: no, ..*e })
         })
+    }
+
+    /// Whether its items are in capture order (a replica notes them so;
+    /// a capture whose timestamps go back is not).
+    pub(in crate::calls) fn in_order(&self) -> bool {
+        self.items.is_sorted_by_key(MediaEvidence::at)
+    }
+}
+
+/// Runs each in capture order, merged into one in capture order: what a
+/// stable sort of the runs laid end to end gives (on a tie the earlier
+/// run's item first), without copying them all into one vector and sorting
+/// it. Every replica weighs every replica's evidence at each sweep; the
+/// copy and sort of it all missed the cache more than the rest of a
+/// replica's sweep (issue 18, docs/performance.md, session 15).
+pub(in crate::calls) struct MergedRuns<I: Iterator<Item = MediaEvidence>> {
+    runs: Vec<std::iter::Peekable<I>>,
+}
+
+impl<I: Iterator<Item = MediaEvidence>> MergedRuns<I> {
+    pub(in crate::calls) fn new(runs: impl IntoIterator<Item = I>) -> Self {
+        MergedRuns {
+            runs: runs.into_iter().map(Iterator::peekable).collect(),
+        }
+    }
+}
+
+impl<I: Iterator<Item = MediaEvidence>> Iterator for MergedRuns<I> {
+    type Item = MediaEvidence;
+
+    fn next(&mut self) -> Option<MediaEvidence> {
+        let mut first: Option<(usize, (u64, PacketRef))> = None;
+        for (i, run) in self.runs.iter_mut().enumerate() {
+            if let Some(e) = run.peek()
+                && first.is_none_or(|(_, at)| e.at() < at)
+            {
+                first = Some((i, e.at()));
+            }
+        }
+        self.runs.get_mut(first?.0)?.next()
     }
 }
 
@@ -196,7 +244,7 @@ impl Groups {
         let mut noted = std::mem::take(&mut self.noted);
         noted.retain(|e| open.contains_key(&e.call_no));
         noted.sort_by_key(MediaEvidence::at);
-        self.weigh(open, cfg, &noted);
+        self.weigh(open, cfg, noted);
     }
 
     /// Weigh evidence in capture order: the same stream seen on another
@@ -204,8 +252,14 @@ impl Groups {
     /// rewrites the SSRC) with identical payloads at constant sequence and
     /// timestamp offsets. Either way the topology must be a relay's
     /// ([`relay_hop`]).
-    pub fn weigh(&mut self, open: &mut OpenCalls, cfg: &CallConfig, evidence: &[MediaEvidence]) {
+    pub fn weigh(
+        &mut self,
+        open: &mut OpenCalls,
+        cfg: &CallConfig,
+        evidence: impl IntoIterator<Item = MediaEvidence>,
+    ) {
         for e in evidence {
+            let e = &e;
             if e.is_new {
                 self.link_same_ssrc(open, cfg, e);
             }
@@ -393,10 +447,47 @@ mod tests {
         let got: Vec<(u64, u64)> = posted.items.iter().map(|e| (e.call_no, e.ts_ns)).collect();
         assert_eq!(got, vec![(0, 10), (1, 11), (0, 12), (1, 14)]);
         let here = |id: &[u8]| (id == b"c2").then_some(42);
+        let nos = posted.call_nos(here);
         let got: Vec<(u64, u64)> = posted
-            .resolved(here)
+            .resolved(&nos)
             .map(|e| (e.call_no, e.ts_ns))
             .collect();
         assert_eq!(got, vec![(42, 11), (42, 14)]);
+    }
+
+    /// Merging runs in capture order gives what the stable sort of the runs
+    /// laid end to end gives, ties included (many items share a timestamp
+    /// and a packet here, and each item's call number tells its run).
+    #[test]
+    fn merged_runs_equal_the_stable_sort_of_the_runs_laid_end_to_end() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for round in 0..200 {
+            let runs: Vec<Vec<MediaEvidence>> = (0..1 + round % 6)
+                .map(|run| {
+                    let mut at: Vec<(u64, u64)> =
+                        (0..next(40)).map(|_| (next(20), next(3))).collect();
+                    at.sort();
+                    at.iter()
+                        .enumerate()
+                        .map(|(i, &(ts, r))| MediaEvidence {
+                            pref: PacketRef(r),
+                            seq: i as u16,
+                            ..ev(run, ts)
+                        })
+                        .collect()
+                })
+                .collect();
+            let mut want: Vec<MediaEvidence> = runs.concat();
+            want.sort_by_key(MediaEvidence::at);
+            let got: Vec<MediaEvidence> =
+                MergedRuns::new(runs.iter().map(|r| r.iter().copied())).collect();
+            assert_eq!(got, want, "round {round}");
+        }
     }
 }
