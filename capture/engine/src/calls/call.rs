@@ -16,6 +16,7 @@ mod media;
 mod names;
 mod replica;
 mod sip_text;
+pub(in crate::calls) use sip_text::SipBudget;
 mod streams;
 
 pub(super) use dialog::{SipPacket, announced_by, is_new_initial_invite};

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::call::{Call, EndReason, MediaInfo, PacketRef, SipPacket, announced_by};
+use super::call::{Call, EndReason, MediaInfo, PacketRef, SipBudget, SipPacket, announced_by};
 use super::call_ids::CallIds;
 use super::closed::Closed;
 use super::endpoints::{self, EndpointEvent, EndpointUse, Endpoints, Role};
@@ -189,6 +189,9 @@ pub struct CallTable {
     /// a replica of the parallel engine, whose sweeps happen at the same
     /// global moments as every other replica's (`crate::parallel`).
     explicit_sweeps: bool,
+    /// Calls keep their SIP texts (all but a replica whose texts nobody
+    /// reads, [`Self::keep_no_sip_texts`]).
+    sip_texts: bool,
     /// Latches made since the last sweep (a replica posts them there).
     posted_latches: Vec<PostedLatch>,
     /// What a replica found no call for since the last sweep meeting.
@@ -295,6 +298,7 @@ impl CallTable {
             sip_bytes: 0,
             mem_bytes: 0,
             explicit_sweeps: false,
+            sip_texts: true,
             posted_latches: Vec::new(),
             unclaimed: Unclaimed::default(),
         }
@@ -304,6 +308,16 @@ impl CallTable {
     /// time but never close anything by themselves (parallel engine).
     pub fn set_explicit_sweeps(&mut self) {
         self.explicit_sweeps = true;
+    }
+
+    /// From now on calls keep summaries of their SIP messages, not their
+    /// texts (counted as if kept, so budgets decide as in a table that
+    /// keeps them): a parallel engine's replica other than worker 0's,
+    /// whose SIP part the joining thread never takes (it keeps the first
+    /// replica's, worker 0's). Half of what an open call holds is its
+    /// texts, and every replica held them all.
+    pub fn keep_no_sip_texts(&mut self) {
+        self.sip_texts = false;
     }
 
     /// Capture time moves to `now_ns` (if later) without a sweep.
@@ -664,7 +678,12 @@ impl CallTable {
             return;
         };
         let room = self.cfg.sip_bytes_total.saturating_sub(self.sip_bytes);
-        let kept = call.on_sip(&p, self.cfg.linger_ns, self.cfg.call_sip_bytes, room);
+        let budget = SipBudget {
+            allowance: self.cfg.call_sip_bytes,
+            room,
+            texts: self.sip_texts,
+        };
+        let kept = call.on_sip(&p, self.cfg.linger_ns, budget);
         self.sip_bytes += kept;
         self.mem_bytes += kept;
         if !msg.is_request()
@@ -1027,14 +1046,56 @@ mod tests {
     #[test]
     fn sip_text_of_a_call_is_held_to_its_budget() {
         let budget = 1 << 20;
+        let (c, held) = big_info_call(budget, true);
+        assert!(held.iter().all(|&h| h <= budget + budget / 4), "{held:?}");
+        assert_eq!(c.sip_packets(), 4001);
+        assert_eq!(c.packet_count(), 4000);
+        let with_text = c.sip().iter().filter(|e| !e.text.is_empty()).count();
+        assert_eq!(with_text, 1 + (budget - 1000) / 60_400, "texts kept");
+        assert!(c.sip().len() > with_text, "summaries past the texts");
+        assert_eq!(c.sip_truncated(), 4001 - with_text as u64);
+        assert_eq!(c.sip_unkept().len() as u64, c.sip_truncated());
+    }
+
+    /// A replica that keeps no SIP texts (`keep_no_sip_texts`) counts its
+    /// entries as if it kept them: its table holds the same bytes after
+    /// every message, keeps the same entries (summaries, times, ends) and
+    /// the same truncation; only the texts are empty.
+    #[test]
+    fn a_table_without_sip_texts_counts_them_as_kept() {
+        let budget = 1 << 20;
+        let (with, held_with) = big_info_call(budget, true);
+        let (without, held_without) = big_info_call(budget, false);
+        assert_eq!(held_with, held_without, "bytes held after each message");
+        assert_eq!(with.sip().len(), without.sip().len());
+        for (a, b) in with.sip().iter().zip(without.sip()) {
+            assert_eq!(
+                (a.ts_ns, &a.summary, a.src, a.dst),
+                (b.ts_ns, &b.summary, b.src, b.dst)
+            );
+            assert!(b.text.is_empty());
+        }
+        assert!(with.sip().iter().any(|e| !e.text.is_empty()));
+        assert_eq!(with.sip_truncated(), without.sip_truncated());
+        assert_eq!(with.sip_unkept(), without.sip_unkept());
+    }
+
+    /// A call of an INVITE and 4,000 INFOs of 60 KB through a table with
+    /// `budget` SIP bytes a call, with or without texts: the call, and the
+    /// SIP bytes the table held after each message.
+    fn big_info_call(budget: usize, texts: bool) -> (Call, Vec<usize>) {
         let mut t = CallTable::new(CallConfig {
             call_sip_bytes: budget,
             ..Default::default()
         });
+        if !texts {
+            t.keep_no_sip_texts();
+        }
         let a: SocketAddr = "10.0.0.1:5060".parse().unwrap();
         let b: SocketAddr = "10.0.0.2:5060".parse().unwrap();
         let m = invite("big@x");
         t.on_sip(1, a, b, "UDP", &voxtap_proto::sip::parse(&m).unwrap(), &[]);
+        let mut held = vec![t.sip_bytes];
         let pad = "x".repeat(60_000);
         for i in 0..4000u64 {
             let raw = format!(
@@ -1045,23 +1106,16 @@ mod tests {
             let m = voxtap_proto::sip::parse(raw.as_bytes()).unwrap();
             let refs = [(i, PacketRef::new(0, i * 61_000))];
             t.on_sip(2 + i, a, b, "UDP", &m, &refs);
+            held.push(t.sip_bytes);
         }
-        assert!(t.sip_bytes <= budget + budget / 4, "{}", t.sip_bytes);
         assert!(
             t.stats().memory_bytes < 4 * budget as u64,
             "{}",
             t.stats().memory_bytes
         );
         t.finish();
-        let c = t.drain_ended().pop().unwrap();
-        assert_eq!(c.sip_packets(), 4001);
-        assert_eq!(c.packet_count(), 4000);
-        let with_text = c.sip().iter().filter(|e| !e.text.is_empty()).count();
-        assert_eq!(with_text, 1 + (budget - 1000) / 60_400, "texts kept");
-        assert!(c.sip().len() > with_text, "summaries past the texts");
-        assert_eq!(c.sip_truncated(), 4001 - with_text as u64);
-        assert_eq!(c.sip_unkept().len() as u64, c.sip_truncated());
         assert_eq!(t.sip_bytes, 0, "freed with the call");
+        (t.drain_ended().pop().unwrap(), held)
     }
 
     /// How close the table's memory estimate is to what open calls really

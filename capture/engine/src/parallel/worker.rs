@@ -197,6 +197,10 @@ impl Worker {
         let started = thread_cpu_ns();
         let mut p = Pipeline::new(self.cfg.clone());
         p.set_shard(self.me, super::Owners::new(&self.cfg.shared_media, self.n));
+        if self.me != 0 {
+            // The joining thread keeps worker 0's SIP part of each call.
+            p.calls_mut().keep_no_sip_texts();
+        }
         self.link.start(self.me, &mut p);
         let mut times = WorkerTimes::default();
         // Transactions and floods are the same in every replica: kept from

@@ -32,14 +32,12 @@ pub(in crate::calls) const AWAIT_ACK: u8 = 4;
 impl Call {
     /// One SIP message of this call. After BYE, CANCEL or a final failure,
     /// trailing packets still count for `linger_ns`. Its text is kept
-    /// within `sip_allowance` bytes for the call and `sip_room` left in the
-    /// table (see `sip_text`); returns the bytes kept.
+    /// within `budget` (see `sip_text`); returns the bytes kept.
     pub(in crate::calls) fn on_sip(
         &mut self,
         p: &SipPacket<'_, '_>,
         linger_ns: u64,
-        sip_allowance: usize,
-        sip_room: usize,
+        budget: super::sip_text::SipBudget,
     ) -> usize {
         self.last_ns = self.last_ns.max(p.ts_ns);
         self.last_sip_ns = self.last_sip_ns.max(p.ts_ns);
@@ -55,7 +53,7 @@ impl Call {
         if self.from_uri().is_empty() {
             self.note_parties(p.msg);
         }
-        let kept = self.keep_sip(p, sip_allowance, sip_room);
+        let kept = self.keep_sip(p, budget);
         let cseq = p.msg.cseq();
         let linger_until = p.ts_ns.saturating_add(linger_ns);
         match p.msg.start() {
@@ -400,7 +398,7 @@ mod tests {
                 msg: &msg,
                 refs: &[],
             };
-            call.on_sip(&p, LINGER, usize::MAX, usize::MAX);
+            call.on_sip(&p, LINGER, crate::calls::call::SipBudget::UNLIMITED);
         }
         call
     }

@@ -32,9 +32,10 @@ impl SpilledTexts {
         self.spill = spill;
     }
 
-    /// Moves `text` to the spill: returns the record (0: none) and the text
-    /// left in the entry (all of it when there is no spill or it refused).
-    fn put(&mut self, text: String) -> (ChunkPtr, Box<str>) {
+    /// Copies `text` to the spill: returns the record (0: none) and the
+    /// text left in the entry (all of it when there is no spill or it
+    /// refused; only then is it copied to the heap).
+    fn put(&mut self, text: &str) -> (ChunkPtr, Box<str>) {
         let placed = self.spill.as_ref().and_then(|s| {
             let first = self.pinned.is_none();
             s.append_bytes(text.as_bytes(), first)
@@ -49,7 +50,7 @@ impl SpilledTexts {
             None => 0,
         };
         if rec == 0 {
-            (rec, text.into_boxed_str())
+            (rec, text.into())
         } else {
             (rec, Box::default())
         }
@@ -91,17 +92,37 @@ impl Drop for SpilledTexts {
 /// Longest start-line summary kept (a Request-URI may be 8 KiB).
 const MAX_SUMMARY: usize = 200;
 
+/// What a call may keep of its SIP messages.
+#[derive(Clone, Copy, Debug)]
+pub(in crate::calls) struct SipBudget {
+    /// Bytes of SIP entries the call may keep.
+    pub allowance: usize,
+    /// What the table as a whole has left.
+    pub room: usize,
+    /// Whether texts are kept at all: not in a replica whose texts nobody
+    /// reads (`CallTable::keep_no_sip_texts`). Its entries are counted as
+    /// if they held them, so its budgets decide as everywhere else.
+    pub texts: bool,
+}
+
+impl SipBudget {
+    #[cfg(test)]
+    pub const UNLIMITED: SipBudget = SipBudget {
+        allowance: usize::MAX,
+        room: usize::MAX,
+        texts: true,
+    };
+}
+
 impl Call {
-    /// Keeps message `p` as a [`SipEntry`] if `allowance` bytes (the call's
-    /// own budget) allow: with its text, or as a summary within a reserve of
-    /// a quarter more; `room` is what the table as a whole has left. Returns
-    /// the bytes kept.
-    pub(super) fn keep_sip(
-        &mut self,
-        p: &SipPacket<'_, '_>,
-        allowance: usize,
-        room: usize,
-    ) -> usize {
+    /// Keeps message `p` as a [`SipEntry`] if the budget's `allowance` (the
+    /// call's own) allows: with its text, or as a summary within a reserve
+    /// of a quarter more; its `room` is what the table as a whole has left.
+    /// Returns the bytes kept.
+    pub(super) fn keep_sip(&mut self, p: &SipPacket<'_, '_>, budget: SipBudget) -> usize {
+        let SipBudget {
+            allowance, room, ..
+        } = budget;
         if p.msg.oversized() {
             self.rare_mut().sip_oversized += 1;
         }
@@ -117,11 +138,11 @@ impl Call {
         // Lossy UTF-8 may grow the text; the raw length is its lower bound.
         let held = self.sip_bytes;
         let fits = |len: usize, cap: usize| held.saturating_add(len) <= cap && len <= room;
-        let mut text = String::new();
+        let mut text = std::borrow::Cow::Borrowed("");
         if fits(entry + p.msg.raw().len(), allowance) {
-            text = String::from_utf8_lossy(p.msg.raw()).into_owned();
+            text = String::from_utf8_lossy(p.msg.raw());
             if !fits(entry + text.len(), allowance) {
-                text = String::new();
+                text = std::borrow::Cow::Borrowed("");
             }
         }
         let kept = entry + text.len();
@@ -134,7 +155,11 @@ impl Call {
             }
         }
         self.sip_bytes += kept;
-        let (text_rec, text) = self.sip_texts.put(text);
+        let (text_rec, text) = if budget.texts {
+            self.sip_texts.put(&text)
+        } else {
+            (0, Box::default())
+        };
         super::push_tight(
             &mut self.sip,
             SipEntry {
