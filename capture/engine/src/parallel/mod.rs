@@ -31,7 +31,7 @@ use crate::calls::{Call, PacketRef};
 use crate::pipeline::{PipelineConfig, PipelineStats};
 use crate::signalling::{SignallingSnapshot, Transaction};
 use steer::{Steer, Steerer};
-use voxtap_proto::decode::{Endpoints, PlainUdp};
+use voxtap_proto::decode::{PlainUdp, UdpEnds};
 use voxtap_proto::pcapio::LinkType;
 
 pub use control::{
@@ -345,7 +345,7 @@ impl ParallelEngine {
 
     /// A decoded datagram to its owner, or to every worker.
     #[inline(always)]
-    fn route(&mut self, d: &Datagram, ends: &Endpoints, v: steer::Verdict) {
+    fn route(&mut self, d: &Datagram, ends: &UdpEnds, v: steer::Verdict) {
         let owner = usize::from(v.owner);
         if !v.steered {
             self.stats.broadcast += 1;
@@ -363,7 +363,7 @@ impl ParallelEngine {
     /// A decoded datagram to worker `w`: its payload only. Inline: the item
     /// is then built in place rather than moved through calls.
     #[inline(always)]
-    fn push_udp(&mut self, w: usize, d: &Datagram, ends: &Endpoints, verdict: steer::Verdict) {
+    fn push_udp(&mut self, w: usize, d: &Datagram, ends: &UdpEnds, verdict: steer::Verdict) {
         let b = &mut self.filling[w];
         let at = b.bytes.len() as u32;
         b.bytes.extend_from_slice(d.payload);

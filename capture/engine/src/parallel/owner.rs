@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 
-use voxtap_proto::decode::Endpoints;
+use voxtap_proto::decode::UdpEnds;
 
 /// The owner rule of one engine: the dispatcher and every worker's pipeline
 /// (for datagrams it decodes itself, such as reassembled fragments) use the
@@ -57,7 +57,7 @@ impl Owners {
     /// from the frame: the destination's hash straight from its words
     /// ([`super::steer::owner`]) unless its port is a shared endpoint's.
     #[inline(always)]
-    pub(super) fn owner_of(&self, ends: &Endpoints) -> usize {
+    pub(super) fn owner_of(&self, ends: &UdpEnds) -> usize {
         if self.port_listed(ends.dst_port) {
             self.owner(ends.src(), ends.dst())
         } else {
@@ -152,7 +152,7 @@ mod tests {
                 ),
             ] {
                 let (src, dst) = (ep(&s), ep(d));
-                let ends = Endpoints::of(src, dst).unwrap();
+                let ends = UdpEnds::of(src, dst).unwrap();
                 assert_eq!(o.owner_of(&ends), o.owner(src, dst), "{s} -> {d}");
             }
         }

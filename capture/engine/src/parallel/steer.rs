@@ -3,7 +3,7 @@
 //! decoding the frame again; only frames a worker must decode itself
 //! (fragments, TCP, SCTP, SIP in a tunnel) travel as captured.
 
-use voxtap_proto::decode::{Decoder, Endpoints, IpPair, L4, PlainUdp, v6_bytes};
+use voxtap_proto::decode::{Decoder, IpPair, L4, PlainUdp, UdpEnds, v6_bytes};
 use voxtap_proto::pcapio::LinkType;
 use voxtap_proto::sip;
 
@@ -27,7 +27,7 @@ pub(super) enum Steer {
 /// A decoded UDP datagram.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Udp {
-    pub ends: Endpoints,
+    pub ends: UdpEnds,
     /// Where its payload is: in the frame, then in the batch.
     pub at: u32,
     pub len: u32,
@@ -138,7 +138,7 @@ impl Steerer {
             // SIP in a tunnel: the call notes the tunnel path.
             return Steer::Raw;
         }
-        let Some(ends) = Endpoints::of(src, dst) else {
+        let Some(ends) = UdpEnds::of(src, dst) else {
             return Steer::Raw;
         };
         Steer::Udp(Udp {
@@ -152,7 +152,7 @@ impl Steerer {
     /// A UDP datagram's verdict: SIP or RTCP to every worker, the rest to
     /// its owner ([`super::Owners`]).
     #[inline(always)]
-    fn verdict(&self, ends: &Endpoints, payload: &[u8]) -> Verdict {
+    fn verdict(&self, ends: &UdpEnds, payload: &[u8]) -> Verdict {
         let sip_like = self.sip.sip_like(ends.src_port, ends.dst_port, payload);
         let rtcp =
             matches!(payload, [b0, b1, ..] if voxtap_common::rtcp_header_plausible(*b0, *b1));
@@ -167,7 +167,7 @@ impl Steerer {
 /// [`super::worker_of`] the destination of `ends`, hashed per family: an
 /// IPv4 address's mapped prefix is then constant words of the hash.
 #[inline(always)]
-pub(super) fn owner(ends: &Endpoints, n: usize) -> u32 {
+pub(super) fn owner(ends: &UdpEnds, n: usize) -> u32 {
     let (port, n) = (ends.dst_port, n as u32);
     match ends.ips {
         IpPair::V4 { dst, .. } => {
@@ -208,7 +208,7 @@ mod tests {
         ];
         for (s, d) in pairs {
             let (src, dst) = (s.parse().unwrap(), d.parse().unwrap());
-            let ends = Endpoints::of(src, dst).unwrap();
+            let ends = UdpEnds::of(src, dst).unwrap();
             assert_eq!((ends.src(), ends.dst()), (src, dst));
             for n in 1..=8 {
                 assert_eq!(owner(&ends, n) as usize, super::super::worker_of(dst, n));

@@ -15,7 +15,7 @@ use voxtap_common::proto::{PPP_IPV4, PPP_IPV6};
 pub use voxtap_common::{MAX_DEPTH_LIMIT, TUNNEL_KINDS, Tunnel};
 
 use super::frag::FragKey;
-use super::{DecodeError, Endpoints, Fragment, IpPair, PlainUdp, Transport, v6_words};
+use super::{DecodeError, Fragment, IpPair, PlainUdp, Transport, UdpEnds, v6_words};
 use crate::wire::{
     erspan, ethernet, ethernet::ethertype, geneve, gre, gtpu, ipv4, ipv6, ipv6::next_header, mpls,
     pppoe, try_be16, vxlan,
@@ -546,7 +546,7 @@ pub(super) fn plain_udp<'a>(cfg: &TunnelConfig, frame: &'a [u8]) -> Option<Plain
     };
     // Empty unless 8 <= len <= the IP payload.
     let payload = data.get(h.len()..len)?;
-    let ends = Endpoints {
+    let ends = UdpEnds {
         ips,
         src_port: u16::from_be_bytes([h[0], h[1]]),
         dst_port,

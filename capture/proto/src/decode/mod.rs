@@ -205,7 +205,7 @@ fn begin_frame(stats: &mut DecodeStats, frags: &mut Reassembler, limits: &FragLi
 /// [`Decoder::decode_plain_udp`] finds.
 #[derive(Clone, Copy, Debug)]
 pub struct PlainUdp<'a> {
-    pub ends: Endpoints,
+    pub ends: UdpEnds,
     /// The UDP payload (trimmed to the UDP length), a slice of the frame.
     pub payload: &'a [u8],
 }
@@ -214,7 +214,7 @@ pub struct PlainUdp<'a> {
 /// that only tests the ports or hashes an address (the parallel engine's
 /// dispatcher) needs no `SocketAddr`, and this is half the size of two.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Endpoints {
+pub struct UdpEnds {
     pub ips: IpPair,
     pub src_port: u16,
     pub dst_port: u16,
@@ -249,7 +249,7 @@ pub fn v6_bytes(w: [u32; 4]) -> [u8; 16] {
     (a << 96 | b << 64 | c << 32 | d).to_be_bytes()
 }
 
-impl Endpoints {
+impl UdpEnds {
     /// The source, as `decode` gives it.
     #[inline]
     pub fn src(&self) -> SocketAddr {
@@ -284,7 +284,7 @@ impl Endpoints {
             },
             _ => return None,
         };
-        Some(Endpoints {
+        Some(UdpEnds {
             ips,
             src_port: src.port(),
             dst_port: dst.port(),

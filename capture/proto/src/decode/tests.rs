@@ -759,7 +759,7 @@ fn plain_udp_agrees_with_decode() {
                 let (src, dst, l4, payload, vlan, frags) = full.unwrap().unwrap();
                 let e = p.ends;
                 assert_eq!((e.src(), e.dst(), p.payload), (src, dst, &payload[..]));
-                assert_eq!(Endpoints::of(src, dst), Some(e));
+                assert_eq!(UdpEnds::of(src, dst), Some(e));
                 assert_eq!((l4, vlan, frags.len()), (L4::Udp, None, 0));
             }
             None => {
