@@ -260,3 +260,68 @@ fn shared_media_goes_by_both_ends_over_the_media_rings() {
     assert_eq!(c[Counter::KeptMedia as usize], 60 * 4);
     assert_eq!(c[Counter::KeptSip as usize], 1);
 }
+
+/// Mean ns per run of `frame` over `batches` `BPF_PROG_TEST_RUN`s of 200,
+/// every ring drained between them (a full ring would time failed writes).
+fn ns_per_frame(
+    sensor: &XdpSensor,
+    readers: &mut [FrameReader],
+    frame: &[u8],
+    batches: u32,
+) -> f64 {
+    let fd = sensor.program_fd().expect("program fd");
+    let mut total = 0u64;
+    for _ in 0..batches {
+        total += u64::from(test_run_verdict(fd, frame, 200).1);
+        drain(readers);
+    }
+    total as f64 / f64::from(batches)
+}
+
+/// The cost of the shared list for the frames that are not to a shared
+/// endpoint: the program's size, and ns per media frame with the list
+/// empty (no lookup) and with one entry (one lookup that misses); and for
+/// a frame to the shared endpoint (a hit and the pair hash).
+#[test]
+#[ignore = "measurement: run as root with --ignored --nocapture"]
+fn xdp_shared_media_cost() {
+    require_root();
+    let server: SocketAddr = "192.0.2.10:5004".parse().unwrap();
+    let callee: SocketAddr = "192.0.2.11:6000".parse().unwrap();
+    let caller: SocketAddr = "10.1.0.1:20000".parse().unwrap();
+    let cfg = XdpConfig {
+        wakeup_every: XdpConfig::DEFAULT_WAKEUP_EVERY,
+        rings: 4,
+        ..XdpConfig::default()
+    };
+    let normal = udp_frame(caller, callee, &rtp(1));
+    let to_server = udp_frame(caller, server, &rtp(1));
+    let cases: [(&str, &[SocketAddr], &[u8]); 3] = [
+        ("list empty, media frame", &[], &normal),
+        (
+            "one shared entry, media frame to another endpoint",
+            &[server],
+            &normal,
+        ),
+        ("one shared entry, media frame to it", &[server], &to_server),
+    ];
+    for round in 0..3 {
+        for (name, shared, frame) in &cases {
+            let mut sensor =
+                XdpSensor::load_debug(cfg, &[5060], shared, MapSizes::default(), XdpDebug::Off)
+                    .expect("load XDP program");
+            for ep in [server, callee] {
+                sensor.add_endpoint(ep).unwrap();
+            }
+            let size = sensor.program_size().expect("program info");
+            let mut readers = sensor.take_frame_readers();
+            let ns = ns_per_frame(&sensor, &mut readers, frame, 500);
+            println!(
+                "round {round}: {name}: {ns:.1} ns/frame ({} insns after the verifier, {} B JITed, {} verified)",
+                size.translated_bytes / 8,
+                size.jited_bytes,
+                size.verified_insns
+            );
+        }
+    }
+}
