@@ -60,7 +60,7 @@ fn fmix32(mut h: u32) -> u32 {
 /// ports with their low bit cleared, `d` and `s` the steering hashes of
 /// destination and source, ring `1 + fmix32(d ^ rotl(s, 16) * K) % (rings
 /// - 1)`.
-fn pair_ring_by_definition(src: SocketAddr, dst: SocketAddr, rings: u32) -> u32 {
+pub(crate) fn pair_ring_by_definition(src: SocketAddr, dst: SocketAddr, rings: u32) -> u32 {
     let d = steer_hash_by_definition(v4(dst), dst.port() & !1);
     let s = steer_hash_by_definition(v4(src), src.port() & !1);
     1 + fmix32(d ^ s.rotate_left(16).wrapping_mul(K)) % (rings - 1)
