@@ -51,8 +51,8 @@ use voxtap_common::{
     CFG_DROP_AFTER_COPY, CFG_DROP_UNKEPT, CFG_HEURISTIC_RTP, CFG_KEEP_FRAGMENTS, CFG_SHARED_MEDIA,
     COUNTER_SLOTS, Counter, EndpointKey, FRAG_IDS_MAX_ENTRIES, FRAME_META_LEN, FragKey, FrameMeta,
     MAX_FRAME, MAX_RINGS, MEDIA_ENDPOINTS_MAX_ENTRIES, RING_BYTES, RING_STAT_KINDS, RING_STAT_LOST,
-    RING_STAT_SLOTS, RING_STAT_WRITTEN, SHARED_MEDIA_MAX_ENTRIES, SIP_PORTS_MAX_ENTRIES,
-    TUNNEL_KINDS, Tunnel, XdpConfig,
+    RING_STAT_SLOTS, RING_STAT_WRITTEN, SHARED_MEDIA_MAX_ENTRIES, SHARED_PORT_WORDS,
+    SIP_PORTS_MAX_ENTRIES, TUNNEL_KINDS, Tunnel, XdpConfig,
     proto::{IPPROTO_GRE, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_TCP, IPPROTO_UDP},
     rtcp_header_plausible, rtp_header_plausible, steer_ring, steer_ring_pair,
 };
@@ -91,6 +91,12 @@ static MEDIA_ENDPOINTS: HashMap<EndpointKey, u8> =
 #[map]
 static SHARED_MEDIA: HashMap<EndpointKey, u8> =
     HashMap::with_max_entries(SHARED_MEDIA_MAX_ENTRIES, 0);
+
+/// Bit `p % 64` of word `p / 64`: some shared endpoint has the folded port
+/// `p`. Tested before `SHARED_MEDIA`, so a frame to another port costs an
+/// inlined array lookup, not a hash.
+#[map]
+static SHARED_PORTS: Array<u64> = Array::with_max_entries(SHARED_PORT_WORDS, 0);
 
 /// Fragmented datagrams whose first fragment was kept.
 #[map]
@@ -369,8 +375,13 @@ fn media_ring(cfg: &XdpConfig, w: &Walk, sport: u16, dport: u16) -> u32 {
 
 #[inline(always)]
 fn is_shared(addr: &[u8; 16], port: u16) -> bool {
+    let p = u32::from(port & !1);
+    let listed = match SHARED_PORTS.get(p / 64) {
+        Some(bits) => *bits & (1u64 << (p % 64)) != 0,
+        None => false,
+    };
     let key = EndpointKey::shared(*addr, port);
-    unsafe { SHARED_MEDIA.get(key) }.is_some()
+    listed && unsafe { SHARED_MEDIA.get(key) }.is_some()
 }
 
 /// RTCP, or RTP with a payload type outside the RTCP-conflict range: the

@@ -62,6 +62,12 @@ pub const MEDIA_ENDPOINTS_MAX_ENTRIES: u32 = 1 << 18;
 /// servers' ports, not one per call.
 pub const SHARED_MEDIA_MAX_ENTRIES: u32 = 256;
 
+/// Entries of the `SHARED_PORTS` array: one bit per UDP port (65,536 / 64
+/// words), set for the folded port of each shared endpoint. Most media
+/// frames stop at this one bit test (an array lookup the verifier inlines)
+/// instead of a hash lookup in `SHARED_MEDIA`.
+pub const SHARED_PORT_WORDS: u32 = 1024;
+
 /// Entries of the `FRAG_IDS` LRU map (fragmented datagrams whose first
 /// fragment was kept); a full LRU map evicts its oldest entry.
 pub const FRAG_IDS_MAX_ENTRIES: u32 = 16384;

@@ -34,8 +34,8 @@ pub use voxtap_common::{
     CFG_DROP_AFTER_COPY, CFG_DROP_UNKEPT, CFG_HEURISTIC_RTP, CFG_KEEP_FRAGMENTS, CFG_SHARED_MEDIA,
     COUNTER_SLOTS, Counter, EndpointKey, FRAME_META_LEN, FrameMeta, MAX_FRAME, MAX_RINGS,
     MEDIA_ENDPOINTS_MAX_ENTRIES, RING_BYTES, RING_BYTES_UNUSED, RING_STAT_KINDS, RING_STAT_LOST,
-    RING_STAT_WRITTEN, SHARED_MEDIA_MAX_ENTRIES, SIP_PORTS_MAX_ENTRIES, TUNNEL_KINDS, Tunnel,
-    XdpConfig, steer_hash, steer_ring, steer_ring_pair,
+    RING_STAT_WRITTEN, SHARED_MEDIA_MAX_ENTRIES, SHARED_PORT_WORDS, SIP_PORTS_MAX_ENTRIES,
+    TUNNEL_KINDS, Tunnel, XdpConfig, steer_hash, steer_ring, steer_ring_pair,
 };
 use voxtap_engine::parallel::Owners;
 
@@ -166,11 +166,8 @@ pub struct XdpSensor {
     // Field order matters for Drop: maps before the Ebpf that owns the program.
     config: Array<MapData, PodConfig>,
     sip_ports: HashMap<MapData, u16, u8>,
-    /// `SHARED_MEDIA`, filled at load (kept open: the program refers to it).
-    shared: HashMap<MapData, PodEndpoint, u8>,
-    /// Whether `SHARED_MEDIA` holds endpoints: [`CFG_SHARED_MEDIA`] is then
-    /// set in every configuration written.
-    shared_media: bool,
+    /// The shared endpoints' maps, filled at load.
+    shared: SharedMedia,
     /// `None` once moved to the pipeline worker ([`Self::take_endpoint_map`]).
     media: Option<EndpointMap>,
     counters: PerCpuArray<MapData, u64>,
@@ -246,8 +243,11 @@ impl XdpSensor {
         let mut take = |name: &'static str| ebpf.take_map(name).ok_or(XdpError::Missing(name));
         let config_map = Array::try_from(take("CONFIG")?)?;
         let sip = HashMap::try_from(take("SIP_PORTS")?)?;
-        let mut shared = HashMap::try_from(take("SHARED_MEDIA")?)?;
-        fill_shared_media(&mut shared, shared_media)?;
+        let shared = SharedMedia::fill(
+            HashMap::try_from(take("SHARED_MEDIA")?)?,
+            Array::try_from(take("SHARED_PORTS")?)?,
+            shared_media,
+        )?;
         let media = HashMap::try_from(take("MEDIA_ENDPOINTS")?)?;
         let counters = PerCpuArray::try_from(take("COUNTERS")?)?;
         let tunnels = PerCpuArray::try_from(take("TUNNELS")?)?;
@@ -273,7 +273,6 @@ impl XdpSensor {
             config: config_map,
             sip_ports: sip,
             shared,
-            shared_media: !shared_media.is_empty(),
             media: Some(EndpointMap {
                 map: media,
                 max_entries: sizes.media_endpoints,
@@ -303,7 +302,7 @@ impl XdpSensor {
             return Err(XdpError::Rings(config.rings, self.rings));
         }
         config.flags &= !CFG_SHARED_MEDIA;
-        if self.shared_media {
+        if self.shared.any {
             config.flags |= CFG_SHARED_MEDIA;
         }
         self.config.set(0, PodConfig(config), 0)?;
@@ -344,9 +343,7 @@ impl XdpSensor {
     /// Whether the kernel steers media to `ep` by both ends (a shared
     /// endpoint given at load; its RTP and RTCP ports are one entry).
     pub fn is_shared_media(&self, ep: SocketAddr) -> bool {
-        let k = endpoint_key(ep);
-        let key = PodEndpoint(EndpointKey::shared(k.addr, k.port));
-        self.shared.get(&key, 0).is_ok()
+        self.shared.contains(ep)
     }
 
     /// The media endpoint map, to move to the thread that follows the calls
@@ -539,17 +536,49 @@ impl Drop for XdpSensor {
     }
 }
 
-/// The shared endpoints into `SHARED_MEDIA`, each under its folded key
-/// ([`EndpointKey::shared`]), as `parallel::Owners` folds them.
-fn fill_shared_media(
-    map: &mut HashMap<MapData, PodEndpoint, u8>,
-    shared: &[SocketAddr],
-) -> Result<(), XdpError> {
-    for &ep in shared {
-        let k = endpoint_key(ep);
-        map.insert(PodEndpoint(EndpointKey::shared(k.addr, k.port)), 1, 0)?;
+/// The program's maps of shared endpoints (kept open: the program refers
+/// to them): `SHARED_MEDIA`, each under its folded key
+/// ([`EndpointKey::shared`], as `parallel::Owners` folds them), and the
+/// bits of their folded ports in `SHARED_PORTS`.
+struct SharedMedia {
+    endpoints: HashMap<MapData, PodEndpoint, u8>,
+    ports: Array<MapData, u64>,
+    /// Whether any is listed: [`CFG_SHARED_MEDIA`] is then set in every
+    /// configuration written.
+    any: bool,
+}
+
+impl SharedMedia {
+    fn fill(
+        mut endpoints: HashMap<MapData, PodEndpoint, u8>,
+        mut ports: Array<MapData, u64>,
+        shared: &[SocketAddr],
+    ) -> Result<Self, XdpError> {
+        let mut bits = vec![0u64; SHARED_PORT_WORDS as usize];
+        for &ep in shared {
+            let k = endpoint_key(ep);
+            let key = EndpointKey::shared(k.addr, k.port);
+            endpoints.insert(PodEndpoint(key), 1, 0)?;
+            bits[usize::from(key.port / 64)] |= 1 << (key.port % 64);
+        }
+        for (i, &word) in bits.iter().enumerate().filter(|(_, w)| **w != 0) {
+            ports.set(i as u32, word, 0)?;
+        }
+        let any = !shared.is_empty();
+        Ok(SharedMedia {
+            endpoints,
+            ports,
+            any,
+        })
     }
-    Ok(())
+
+    /// As the program tests it: the port's bit, then the endpoint.
+    fn contains(&self, ep: SocketAddr) -> bool {
+        let k = endpoint_key(ep);
+        let key = EndpointKey::shared(k.addr, k.port);
+        let bits = self.ports.get(&u32::from(key.port / 64), 0).unwrap_or(0);
+        bits & (1 << (key.port % 64)) != 0 && self.endpoints.get(&PodEndpoint(key), 0).is_ok()
+    }
 }
 
 fn ignore_missing(r: Result<(), MapError>) -> Result<(), XdpError> {
