@@ -25,10 +25,11 @@
 //! (`voxtap_common::steer_ring`), so each media ring's reader sees whole
 //! streams; media to a shared endpoint (`SHARED_MEDIA`, a media server's
 //! single port) goes by both ends instead (`voxtap_common::steer_ring_pair`),
-//! so its streams spread over the media rings. Other frames are passed, or dropped when [`CFG_DROP_UNKEPT`] is set. Every
-//! outcome increments a per-CPU counter in `COUNTERS` (see
-//! `voxtap_common::Counter`); each kind of encapsulation a frame went through
-//! increments its slot of `TUNNELS` (`voxtap_common::Tunnel`).
+//! so its streams spread over the media rings. Other frames are passed, or
+//! dropped when [`CFG_DROP_UNKEPT`] is set. Every outcome increments a
+//! per-CPU counter in `COUNTERS` (see `voxtap_common::Counter`); each kind
+//! of encapsulation a frame went through increments its slot of `TUNNELS`
+//! (`voxtap_common::Tunnel`).
 //!
 //! Debug logging (feature `log`, see [`xdp_debug`]): one aya-log record per
 //! frame with its innermost addresses, ports and tunnel kinds, and one with
@@ -117,7 +118,8 @@ static WAKE: PerCpuArray<u32> = PerCpuArray::with_max_entries(MAX_RINGS, 0);
 
 /// Kept frames: `FrameMeta` then `cap_len` bytes of frame. Ring 0: SIP and
 /// everything not plain media; rings 1..rings: media by destination
-/// (`steer_ring`), or by both ends to a shared endpoint (`steer_ring_pair`). Userspace shrinks the rings it does not use to one page.
+/// (`steer_ring`), or by both ends to a shared endpoint (`steer_ring_pair`).
+/// Userspace shrinks the rings it does not use to one page.
 #[map]
 static FRAMES_0: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
 #[map]
@@ -373,6 +375,7 @@ fn media_ring(cfg: &XdpConfig, w: &Walk, sport: u16, dport: u16) -> u32 {
     steer_ring(&w.dst, dport, cfg.rings)
 }
 
+/// The port's bit first: most frames stop there, before the key is built.
 #[inline(always)]
 fn is_shared(addr: &[u8; 16], port: u16) -> bool {
     let p = u32::from(port & !1);
@@ -380,8 +383,11 @@ fn is_shared(addr: &[u8; 16], port: u16) -> bool {
         Some(bits) => *bits & (1u64 << (p % 64)) != 0,
         None => false,
     };
+    if !listed {
+        return false;
+    }
     let key = EndpointKey::shared(*addr, port);
-    listed && unsafe { SHARED_MEDIA.get(key) }.is_some()
+    unsafe { SHARED_MEDIA.get(key) }.is_some()
 }
 
 /// RTCP, or RTP with a payload type outside the RTCP-conflict range: the
