@@ -23,10 +23,13 @@
 //! above 1, ring 0 gets SIP and whatever is not plain media (fragments, TCP)
 //! and each media frame goes to the ring of its destination endpoint
 //! (`voxtap_common::steer_ring`), so each media ring's reader sees whole
-//! streams. Other frames are passed, or dropped when [`CFG_DROP_UNKEPT`] is set. Every
-//! outcome increments a per-CPU counter in `COUNTERS` (see
-//! `voxtap_common::Counter`); each kind of encapsulation a frame went through
-//! increments its slot of `TUNNELS` (`voxtap_common::Tunnel`).
+//! streams; media to a shared endpoint (`SHARED_MEDIA`, a media server's
+//! single port) goes by both ends instead (`voxtap_common::steer_ring_pair`),
+//! so its streams spread over the media rings. Other frames are passed, or
+//! dropped when [`CFG_DROP_UNKEPT`] is set. Every outcome increments a
+//! per-CPU counter in `COUNTERS` (see `voxtap_common::Counter`); each kind
+//! of encapsulation a frame went through increments its slot of `TUNNELS`
+//! (`voxtap_common::Tunnel`).
 //!
 //! Debug logging (feature `log`, see [`xdp_debug`]): one aya-log record per
 //! frame with its innermost addresses, ports and tunnel kinds, and one with
@@ -46,12 +49,13 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use voxtap_common::{
-    CFG_DROP_AFTER_COPY, CFG_DROP_UNKEPT, CFG_HEURISTIC_RTP, CFG_KEEP_FRAGMENTS, COUNTER_SLOTS,
-    Counter, EndpointKey, FRAG_IDS_MAX_ENTRIES, FRAME_META_LEN, FragKey, FrameMeta, MAX_FRAME,
-    MAX_RINGS, MEDIA_ENDPOINTS_MAX_ENTRIES, RING_BYTES, RING_STAT_KINDS, RING_STAT_LOST,
-    RING_STAT_SLOTS, RING_STAT_WRITTEN, SIP_PORTS_MAX_ENTRIES, TUNNEL_KINDS, Tunnel, XdpConfig,
+    CFG_DROP_AFTER_COPY, CFG_DROP_UNKEPT, CFG_HEURISTIC_RTP, CFG_KEEP_FRAGMENTS, CFG_SHARED_MEDIA,
+    COUNTER_SLOTS, Counter, EndpointKey, FRAG_IDS_MAX_ENTRIES, FRAME_META_LEN, FragKey, FrameMeta,
+    MAX_FRAME, MAX_RINGS, MEDIA_ENDPOINTS_MAX_ENTRIES, RING_BYTES, RING_STAT_KINDS, RING_STAT_LOST,
+    RING_STAT_SLOTS, RING_STAT_WRITTEN, SHARED_MEDIA_MAX_ENTRIES, SHARED_PORT_WORDS,
+    SIP_PORTS_MAX_ENTRIES, TUNNEL_KINDS, Tunnel, XdpConfig,
     proto::{IPPROTO_GRE, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_TCP, IPPROTO_UDP},
-    rtcp_header_plausible, rtp_header_plausible, steer_ring,
+    rtcp_header_plausible, rtp_header_plausible, steer_ring, steer_ring_pair,
 };
 use walk::{Outcome, Walk};
 
@@ -81,6 +85,20 @@ static SIP_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(SIP_PORTS_MAX_ENT
 static MEDIA_ENDPOINTS: HashMap<EndpointKey, u8> =
     HashMap::with_max_entries(MEDIA_ENDPOINTS_MAX_ENTRIES, 0);
 
+/// Shared media endpoints (`EndpointKey::shared`: port's low bit cleared)
+/// -> unused value: media to them is steered by both ends. Filled by
+/// userspace at load; looked up only when `CFG_SHARED_MEDIA` says it is
+/// not empty.
+#[map]
+static SHARED_MEDIA: HashMap<EndpointKey, u8> =
+    HashMap::with_max_entries(SHARED_MEDIA_MAX_ENTRIES, 0);
+
+/// Bit `p % 64` of word `p / 64`: some shared endpoint has the folded port
+/// `p`. Tested before `SHARED_MEDIA`, so a frame to another port costs an
+/// inlined array lookup, not a hash.
+#[map]
+static SHARED_PORTS: Array<u64> = Array::with_max_entries(SHARED_PORT_WORDS, 0);
+
 /// Fragmented datagrams whose first fragment was kept.
 #[map]
 static FRAG_IDS: LruHashMap<FragKey, u8> = LruHashMap::with_max_entries(FRAG_IDS_MAX_ENTRIES, 0);
@@ -100,7 +118,8 @@ static WAKE: PerCpuArray<u32> = PerCpuArray::with_max_entries(MAX_RINGS, 0);
 
 /// Kept frames: `FrameMeta` then `cap_len` bytes of frame. Ring 0: SIP and
 /// everything not plain media; rings 1..rings: media by destination
-/// (`steer_ring`). Userspace shrinks the rings it does not use to one page.
+/// (`steer_ring`), or by both ends to a shared endpoint (`steer_ring_pair`).
+/// Userspace shrinks the rings it does not use to one page.
 #[map]
 static FRAMES_0: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
 #[map]
@@ -330,19 +349,45 @@ fn classify_l4(ctx: &XdpContext, cfg: &XdpConfig, w: &Walk) -> Result<Verdict, B
     if proto != IPPROTO_UDP {
         return Ok(Verdict::Unkept);
     }
-    let ring = steer_ring(&w.dst, dport, cfg.rings);
-    if is_media(&w.dst, dport) || is_media(&w.src, sport) {
-        return Ok(Verdict::Keep(Counter::KeptMedia, ring));
-    }
-    if cfg.has(CFG_HEURISTIC_RTP)
+    let reason = if is_media(&w.dst, dport) || is_media(&w.src, sport) {
+        Counter::KeptMedia
+    } else if cfg.has(CFG_HEURISTIC_RTP)
         && sport >= 1024
         && dport >= 1024
         && let Ok(hdr) = load::<12>(ctx, w.l4_off + 8)
         && looks_like_rtp(hdr[0], hdr[1])
     {
-        return Ok(Verdict::Keep(Counter::KeptHeuristic, ring));
+        Counter::KeptHeuristic
+    } else {
+        return Ok(Verdict::Unkept);
+    };
+    Ok(Verdict::Keep(reason, media_ring(cfg, w, sport, dport)))
+}
+
+/// The ring of a kept media frame: its destination's, or its pair's when
+/// the destination is shared (the engine's owner rule, `parallel::Owners`).
+/// The map is looked up only when userspace filled it.
+#[inline(always)]
+fn media_ring(cfg: &XdpConfig, w: &Walk, sport: u16, dport: u16) -> u32 {
+    if cfg.has(CFG_SHARED_MEDIA) && is_shared(&w.dst, dport) {
+        return steer_ring_pair(&w.src, sport, &w.dst, dport, cfg.rings);
     }
-    Ok(Verdict::Unkept)
+    steer_ring(&w.dst, dport, cfg.rings)
+}
+
+/// The port's bit first: most frames stop there, before the key is built.
+#[inline(always)]
+fn is_shared(addr: &[u8; 16], port: u16) -> bool {
+    let p = u32::from(port & !1);
+    let listed = match SHARED_PORTS.get(p / 64) {
+        Some(bits) => *bits & (1u64 << (p % 64)) != 0,
+        None => false,
+    };
+    if !listed {
+        return false;
+    }
+    let key = EndpointKey::shared(*addr, port);
+    unsafe { SHARED_MEDIA.get(key) }.is_some()
 }
 
 /// RTCP, or RTP with a payload type outside the RTCP-conflict range: the

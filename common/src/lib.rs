@@ -57,6 +57,17 @@ pub const SIP_PORTS_MAX_ENTRIES: u32 = 256;
 /// (65,536 calls at 4 endpoints).
 pub const MEDIA_ENDPOINTS_MAX_ENTRIES: u32 = 1 << 18;
 
+/// Entries of the `SHARED_MEDIA` map: the most shared media endpoints
+/// (`workers.shared_media`) a configuration may list. They are a few media
+/// servers' ports, not one per call.
+pub const SHARED_MEDIA_MAX_ENTRIES: u32 = 256;
+
+/// Entries of the `SHARED_PORTS` array: one bit per UDP port (65,536 / 64
+/// words), set for the folded port of each shared endpoint. Most media
+/// frames stop at this one bit test (an array lookup the verifier inlines)
+/// instead of a hash lookup in `SHARED_MEDIA`.
+pub const SHARED_PORT_WORDS: u32 = 1024;
+
 /// Entries of the `FRAG_IDS` LRU map (fragmented datagrams whose first
 /// fragment was kept); a full LRU map evicts its oldest entry.
 pub const FRAG_IDS_MAX_ENTRIES: u32 = 16384;
@@ -314,6 +325,14 @@ impl EndpointKey {
     pub const fn from_v4(addr: [u8; 4], port: u16) -> Self {
         Self::new(v4_mapped(addr), port)
     }
+
+    /// Key of the `SHARED_MEDIA` map for a destination `addr:port`: its
+    /// port's low bit cleared, so that one entry covers an RTP port and
+    /// the RTCP port above it, as [`pair_media_worker`] folds them.
+    #[inline(always)]
+    pub const fn shared(addr: [u8; 16], port: u16) -> Self {
+        Self::new(addr, port & !1)
+    }
 }
 
 /// Multiplier of [`steer_hash`]'s word mixing: 2^32 / golden ratio, odd, so
@@ -416,6 +435,26 @@ pub const fn steer_ring(addr: &[u8; 16], port: u16, rings: u32) -> u32 {
     1 + media_worker(addr, port, rings - 1)
 }
 
+/// The ring a media frame from `src_addr:src_port` to a *shared* endpoint
+/// `dst_addr:dst_port` goes to with `rings` rings: ring `1 +
+/// pair_media_worker(.., rings - 1)`, so media ring `1 + k` still holds
+/// what media worker `k` owns (the engine steers such a destination by
+/// both ends too). The same range rules as [`steer_ring`]: with one ring,
+/// or a value out of range, everything is on ring 0.
+#[inline(always)]
+pub const fn steer_ring_pair(
+    src_addr: &[u8; 16],
+    src_port: u16,
+    dst_addr: &[u8; 16],
+    dst_port: u16,
+    rings: u32,
+) -> u32 {
+    if rings <= 1 || rings > MAX_RINGS {
+        return 0;
+    }
+    1 + pair_media_worker(src_addr, src_port, dst_addr, dst_port, rings - 1)
+}
+
 /// Header the XDP program puts in front of every frame it hands to userspace
 /// through the ring buffer.
 #[repr(C)]
@@ -456,6 +495,10 @@ pub const CFG_DROP_UNKEPT: u32 = 1 << 2;
 /// mirror port: the kernel stack then does nothing for them). They are
 /// still counted as kept, not as `Dropped`.
 pub const CFG_DROP_AFTER_COPY: u32 = 1 << 3;
+/// Config flag: the `SHARED_MEDIA` map holds endpoints (userspace sets it
+/// when it fills the map), so media to one of them is steered by both ends
+/// ([`steer_ring_pair`]). Without it the program skips that map lookup.
+pub const CFG_SHARED_MEDIA: u32 = 1 << 4;
 
 /// Sensor configuration, slot 0 of the `CONFIG` array map.
 #[repr(C)]
@@ -618,6 +661,42 @@ mod tests {
         // 4,000 streams to one endpoint: each worker gets about a quarter.
         assert!(seen.iter().all(|&c| (850..=1150).contains(&c)), "{seen:?}");
         assert_eq!(pair_media_worker(&dst, 1, &dst, 5004, 1), 0);
+    }
+
+    #[test]
+    fn steer_ring_pair_is_the_pair_worker_on_the_media_rings() {
+        let dst = v4_mapped([192, 0, 2, 10]);
+        for rings in 2..=MAX_RINGS {
+            let mut seen = [0u32; MAX_RINGS as usize];
+            for i in 0..400u32 {
+                let src = v4_mapped([10, 2, (i >> 8) as u8, i as u8]);
+                let port = 30_000 + 2 * (i % 97) as u16;
+                let ring = steer_ring_pair(&src, port, &dst, 5004, rings);
+                // Media ring 1 + k holds what media worker k owns.
+                let k = pair_media_worker(&src, port, &dst, 5004, rings - 1);
+                assert_eq!(ring, 1 + k, "rings={rings} source {i}");
+                // RTCP (both ports + 1) rides with its RTP.
+                assert_eq!(steer_ring_pair(&src, port + 1, &dst, 5005, rings), ring);
+                seen[ring as usize] += 1;
+            }
+            // Ring 0 is signalling's; every media ring gets a share.
+            assert_eq!(seen[0], 0);
+            let media = &seen[1..rings as usize];
+            assert!(media.iter().all(|&c| c > 0), "rings={rings}: {seen:?}");
+        }
+        // One ring, or a value out of range: everything on ring 0.
+        let src = v4_mapped([10, 0, 0, 1]);
+        assert_eq!(steer_ring_pair(&src, 4000, &dst, 5004, 1), 0);
+        assert_eq!(steer_ring_pair(&src, 4000, &dst, 5004, 0), 0);
+        assert_eq!(steer_ring_pair(&src, 4000, &dst, 5004, MAX_RINGS + 1), 0);
+    }
+
+    #[test]
+    fn shared_key_folds_rtcp_onto_rtp() {
+        let a = v4_mapped([192, 0, 2, 10]);
+        assert_eq!(EndpointKey::shared(a, 5005), EndpointKey::new(a, 5004));
+        assert_eq!(EndpointKey::shared(a, 5004), EndpointKey::new(a, 5004));
+        assert_ne!(EndpointKey::shared(a, 5006), EndpointKey::new(a, 5004));
     }
 
     #[test]

@@ -370,7 +370,13 @@ impl Config {
         if self.capture.sip_ports.is_empty() {
             bail!("capture.sip_ports is empty");
         }
-        self.workers.shared_media_endpoints()?;
+        let shared = self.workers.shared_media_endpoints()?.len();
+        let max_shared = voxtap_common::SHARED_MEDIA_MAX_ENTRIES as usize;
+        if shared > max_shared {
+            bail!(
+                "workers.shared_media lists {shared} endpoints: at most {max_shared} (the XDP program's map of them)"
+            );
+        }
         let max_ports = voxtap_common::SIP_PORTS_MAX_ENTRIES as usize;
         if self.capture.sip_ports.len() > max_ports {
             bail!(
@@ -466,6 +472,23 @@ mod tests {
             .unwrap();
         assert_eq!(c.output.media_relays.len(), 2);
         assert!(Config::from_toml("[output]\nmedia_relays = [\"sbc-1\"]\n").is_err());
+    }
+
+    /// The kernel's map of shared endpoints has a fixed size: a longer list
+    /// is refused when the configuration is read, naming the limit.
+    #[test]
+    fn shared_media_fits_the_kernel_map() {
+        let list = |n: usize| {
+            let eps: Vec<String> = (0..n)
+                .map(|i| format!("\"192.0.{}.{}:5004\"", i / 250, i % 250))
+                .collect();
+            format!("[workers]\nshared_media = [{}]\n", eps.join(", "))
+        };
+        let max = voxtap_common::SHARED_MEDIA_MAX_ENTRIES as usize;
+        let c = Config::from_toml(&list(max)).unwrap();
+        assert_eq!(c.workers.shared_media_endpoints().unwrap().len(), max);
+        let err = format!("{:#}", Config::from_toml(&list(max + 1)).unwrap_err());
+        assert!(err.contains(&format!("at most {max}")), "{err}");
     }
 
     #[test]

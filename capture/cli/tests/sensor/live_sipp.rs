@@ -367,6 +367,115 @@ fn live_stalled_ring_loss_counted_by_kernel_and_charged_to_its_calls() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The callee's single media port (SIPp's UAS echoes every call on 16000)
+/// listed in `workers.shared_media`, eight rings, the reader of a media
+/// ring that holds none of the callee's endpoints by destination stalled
+/// 4 s: the loader puts the endpoint in the kernel's map, so each frame
+/// went to the ring the test computes from the hashes' definitions (SIP on
+/// 0, media to the callee on `1 + pair hash`, spread over several rings,
+/// other media by destination): per ring, kernel written + lost = tcpdump's
+/// frames for it. Every call sends to the shared endpoint, so every call is
+/// charged for the stalled ring's loss, not only those with an endpoint on
+/// it by destination.
+#[test]
+fn live_shared_media_steered_by_pair_and_ring_loss_charged_to_every_call() {
+    require_root();
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempdir("shared");
+    let lab = Lab::up(&format!("vh{}", std::process::id() % 10000), 217);
+    let stalled = ring_to_stall(&lab);
+    let server = format!("{}:16000", lab.ip(2));
+    let cfg = format!(
+        "[capture]\nring_bytes = 65536\n[workers]\nrings = {RINGS}\npipeline = 2\nshared_media = [\"{server}\"]\n[testing]\nstall_reader_after_frames = 100\nstall_reader_ms = 4000\nstall_reader_ring = {stalled}\n"
+    );
+    let vox = start_voxtap(&lab, &dir, &cfg, 24);
+    let td = dir.join("tcpdump.pcap");
+    let tcpdump = start_tcpdump(&lab, &td);
+    sipp_calls(&lab, &dir, 10, 10);
+    let out = vox.wait(Duration::from_secs(60));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "voxtap run: {stderr}");
+    tcpdump.signal(libc::SIGINT);
+    tcpdump.wait(Duration::from_secs(10));
+    eprintln!("{stdout}");
+    let lost = summary_value(&stdout, "lost_ring_full");
+    assert!(lost > 100, "lost {lost}");
+    let server = server.parse().unwrap();
+    let (want, pair_rings) = frames_per_ring(&td, server);
+    eprintln!(
+        "tcpdump frames per ring {want:?}; callers' pair rings {pair_rings:?}; ring {stalled} stalled"
+    );
+    // The callers' streams to the one endpoint spread, and the stalled
+    // ring held some of them.
+    assert!(pair_rings.len() > 1, "{pair_rings:?}");
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("out/status/sensor.json")).unwrap())
+            .unwrap();
+    let rings = st["rings"].as_array().unwrap();
+    let kept: Vec<u64> = rings
+        .iter()
+        .map(|r| r["kernel_written"].as_u64().unwrap() + r["lost_ring_full"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        kept, want,
+        "kernel kept per ring vs tcpdump's by the definitions"
+    );
+    assert_eq!(rings[stalled as usize]["lost_ring_full"], lost, "{st}");
+    let calls = read_csv(&dir.join("out/calls.csv"));
+    assert_eq!(calls.len(), 10);
+    for c in &calls {
+        let cl: u64 = c["capture_loss"].parse().unwrap();
+        eprintln!("{}: capture_loss {cl}", c["call_id"]);
+        assert!(cl > 0 && cl <= lost, "{}: capture_loss {cl}", c["call_id"]);
+    }
+    assert_eq!(st["capture_loss"].as_u64().unwrap(), lost, "{st}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// tcpdump's frames by the ring the XDP program must have put them on with
+/// [`RINGS`] rings and `server` shared (its RTP port and the RTCP port
+/// above), and the set of rings the callers' media to `server` went to.
+fn frames_per_ring(
+    td: &std::path::Path,
+    server: std::net::SocketAddr,
+) -> (Vec<u64>, std::collections::BTreeSet<u32>) {
+    let out = tshark(&[
+        "-r",
+        td.to_str().unwrap(),
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+        "-e",
+        "ip.src",
+        "-e",
+        "udp.srcport",
+        "-e",
+        "ip.dst",
+        "-e",
+        "udp.dstport",
+    ]);
+    let mut per_ring = vec![0u64; RINGS as usize];
+    let mut pair_rings = std::collections::BTreeSet::new();
+    for line in out.lines() {
+        let f: Vec<&str> = line.split('|').collect();
+        let src: std::net::SocketAddr = format!("{}:{}", f[0], f[1]).parse().unwrap();
+        let dst: std::net::SocketAddr = format!("{}:{}", f[2], f[3]).parse().unwrap();
+        let ring = if src.port() == 5060 || dst.port() == 5060 {
+            0
+        } else if dst.ip() == server.ip() && dst.port() & !1 == server.port() {
+            let r = crate::xdp_steer::pair_ring_by_definition(src, dst, RINGS);
+            pair_rings.insert(r);
+            r
+        } else {
+            media_ring(&dst.ip().to_string(), dst.port() & !1)
+        };
+        per_ring[ring as usize] += 1;
+    }
+    (per_ring, pair_rings)
+}
+
 /// Two media workers; media worker K stops for 3 s (the debug build's
 /// `[testing]` hook) with `workers.media_queue_bytes` at 16 KiB, K being
 /// the worker without the callee's endpoints: the dispatcher goes on and

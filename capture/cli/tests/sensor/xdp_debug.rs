@@ -31,7 +31,7 @@ fn load(debug: XdpDebug) -> XdpSensor {
         wakeup_every: 1,
         ..XdpConfig::default()
     };
-    XdpSensor::load_debug(cfg, &[5060], MapSizes::default(), debug)
+    XdpSensor::load_debug(cfg, &[5060], &[], MapSizes::default(), debug)
         .unwrap_or_else(|e| panic!("load XDP program {debug:?} (verifier): {e}"))
 }
 

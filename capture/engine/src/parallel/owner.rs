@@ -158,6 +158,33 @@ mod tests {
         }
     }
 
+    /// The XDP program's media ring `1 + k` holds what worker `k` owns,
+    /// with `rings - 1` workers: for a shared destination too.
+    #[test]
+    fn the_xdp_rings_follow_the_owners() {
+        let rings = 4u32;
+        let o = Owners::new(&[ep("192.0.2.10:5004")], rings as usize - 1);
+        for i in 0..200u16 {
+            let src = SocketAddr::from(([10, 0, (i >> 8) as u8, i as u8], 30_000 + i));
+            for dst in [
+                ep("192.0.2.10:5004"),
+                ep("192.0.2.10:5005"),
+                ep("192.0.2.11:5004"),
+            ] {
+                let ends = Endpoints::of(src, dst).unwrap();
+                let (s, d) = (
+                    super::super::octets(src.ip()),
+                    super::super::octets(dst.ip()),
+                );
+                let ring = match o.is_shared(dst) {
+                    true => voxtap_common::steer_ring_pair(&s, src.port(), &d, dst.port(), rings),
+                    false => voxtap_common::steer_ring(&d, dst.port(), rings),
+                };
+                assert_eq!(o.owner_of(&ends) as u32, ring - 1, "{src} -> {dst}");
+            }
+        }
+    }
+
     #[test]
     fn nothing_shared_is_the_destination_rule() {
         let o = Owners::new(&[], 3);

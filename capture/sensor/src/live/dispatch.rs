@@ -98,7 +98,7 @@ impl LiveEngine for Dispatcher {
 
     /// In every replica (merging keeps a call's largest charge, so it
     /// counts once).
-    fn note_loss(&mut self, n: u64, scope: LossScope) {
+    fn note_loss(&mut self, n: u64, scope: LossScope<'_>) {
         let only = match scope {
             // What the engine's owner rule gave worker `k` (a shared
             // endpoint's streams: any worker).

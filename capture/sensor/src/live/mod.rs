@@ -311,7 +311,10 @@ fn load_and_attach(cfg: &Config, iface: &str) -> Result<(XdpSensor, AttachMode)>
         true => XdpDebug::On,
         false => XdpDebug::Off,
     };
-    let mut sensor = XdpSensor::load_debug(xcfg, &cfg.capture.sip_ports, sizes, debug)
+    // The rings spread a shared endpoint's streams by both ends, as the
+    // media workers do (`RingRule` charges ring loss the same way).
+    let shared = cfg.workers.shared_media_endpoints()?;
+    let mut sensor = XdpSensor::load_debug(xcfg, &cfg.capture.sip_ports, &shared, sizes, debug)
         .context("loading the XDP sensor (needs root or CAP_BPF+CAP_NET_ADMIN)")?;
     let mode = match cfg.capture.attach_mode.as_str() {
         "native" => sensor.attach_mode(iface, AttachMode::Native),
@@ -452,6 +455,8 @@ fn spawn_threads(
         let keylog = tls.keylog;
         let live_calls = snapshot::LivePublisher::start(cfg.output.dir.clone(), DEFAULT_MAX_CALLS)?;
         let rings = readers.len();
+        // The rule the XDP program was loaded with (`load_and_attach`).
+        let rule = crate::xdp::RingRule::new(rings as u32, &pcfg.shared_media);
         let n = cfg.workers.pipeline;
         let media_high_water = cfg.workers.media_queue_bytes;
         thread::Builder::new()
@@ -468,7 +473,9 @@ fn spawn_threads(
                 let lost = &lost[..rings];
                 if n <= 1 {
                     let one = worker::OnePipeline::new(pcfg);
-                    return worker::worker_loop(one, channels, endpoints, keylog, lost, &live);
+                    return worker::worker_loop(
+                        one, channels, endpoints, keylog, lost, rule, &live,
+                    );
                 }
                 // Media worker k on the core after the readers': 2 + rings + k.
                 let setup = dispatch::DispatchSetup {
@@ -479,7 +486,7 @@ fn spawn_threads(
                     media_high_water,
                 };
                 let engine = dispatch::Dispatcher::start(setup);
-                worker::worker_loop(engine, channels, endpoints, keylog, lost, &live)
+                worker::worker_loop(engine, channels, endpoints, keylog, lost, rule, &live)
             })
             .context("starting the pipeline thread")?
     };
@@ -857,10 +864,16 @@ mod tests {
         voxtap_common::steer_ring(&addr, ep.port(), rings)
     }
 
-    /// A media ring's loss goes only to the calls with a stream (or an SDP
-    /// endpoint) steered to that ring; the signalling ring's to all.
-    #[test]
-    fn ring_loss_goes_only_to_calls_on_that_ring() {
+    /// 12 synthetic calls (callees at `media_server` when given) through
+    /// one pipeline; once every call has media both ways, `losses` (frames,
+    /// ring) are charged under the ring rule of `rings` rings sharing
+    /// `shared`. The ended calls.
+    fn charge_rings(
+        media_server: Option<std::net::SocketAddrV4>,
+        rings: u32,
+        shared: &[SocketAddr],
+        losses: &[(u64, u32)],
+    ) -> Vec<Call> {
         let mut bytes = Vec::new();
         let cfg = SynthConfig {
             calls: 12,
@@ -869,24 +882,22 @@ mod tests {
             loss_pct: 0.0,
             jitter_ms: 0.0,
             seed: 11,
-            media_server: None,
+            media_server,
         };
         generate(&cfg, &mut bytes).unwrap();
         let mut r = PcapReader::new(std::io::Cursor::new(bytes)).unwrap();
         let mut e = worker::OnePipeline(Pipeline::new(PipelineConfig::default()));
-        // Seven media rings: a call (4 endpoints) often has none on ring 2.
-        let rings = 8;
+        let rule = crate::xdp::RingRule::new(rings, shared);
         let mut charged = false;
         while let Some(rec) = r.next_packet().unwrap() {
             let p = &mut e.0;
             p.process(rec.link, rec.ts_ns, PacketRef::new(0, rec.offset), rec.data);
-            // Once every call has media both ways: 7 lost on ring 2, then
-            // 2 on ring 0.
             if !charged && p.open_calls() == 12 && p.calls().open().all(|c| c.streams().len() >= 2)
             {
                 use worker::{LiveEngine, LossScope};
-                e.note_loss(7, LossScope::Ring { ring: 2, rings });
-                e.note_loss(2, LossScope::Ring { ring: 0, rings });
+                for &(n, ring) in losses {
+                    e.note_loss(n, LossScope::Ring { ring, rule: &rule });
+                }
                 charged = true;
             }
         }
@@ -895,21 +906,62 @@ mod tests {
         assert!(charged);
         let calls = p.drain_ended();
         assert_eq!(calls.len(), 12);
-        let mut on_ring = 0;
+        calls
+    }
+
+    /// Whether one of the call's stream destinations or SDP endpoints is
+    /// steered to `ring` by destination.
+    fn on_ring(c: &Call, rings: u32, ring: u32) -> bool {
+        let eps = c.streams().iter().map(|s| s.key.dst);
+        let sdp = c.media().iter().flat_map(|m| [m.rtp, m.rtcp]);
+        eps.chain(sdp)
+            .any(|ep| ring_from_bytes(ep.into(), rings) == ring)
+    }
+
+    /// A media ring's loss goes only to the calls with a stream (or an SDP
+    /// endpoint) steered to that ring; the signalling ring's to all. A
+    /// shared endpoint no call uses changes nothing.
+    #[test]
+    fn ring_loss_goes_only_to_calls_on_that_ring() {
+        // Seven media rings: a call (4 endpoints) often has none on ring 2.
+        let rings = 8;
+        let unused: SocketAddr = "192.0.2.250:7000".parse().unwrap();
+        let calls = charge_rings(None, rings, &[unused], &[(7, 2), (2, 0)]);
+        let mut hits = 0;
         for c in &calls {
-            let eps = c.streams().iter().map(|s| s.key.dst);
-            let sdp = c.media().iter().flat_map(|m| [m.rtp, m.rtcp]);
-            let hit = eps
-                .chain(sdp)
-                .any(|ep| ring_from_bytes(ep.into(), rings) == 2);
-            on_ring += usize::from(hit);
+            let hit = on_ring(c, rings, 2);
+            hits += usize::from(hit);
             let want = if hit { 9 } else { 2 };
             assert_eq!(c.capture_loss(), want, "{}", c.call_id());
         }
         // Both kinds of call occur, or the test shows nothing.
-        assert!(
-            on_ring > 0 && on_ring < 12,
-            "{on_ring} of 12 calls on ring 2"
-        );
+        assert!(hits > 0 && hits < 12, "{hits} of 12 calls on ring 2");
+    }
+
+    /// The program spreads a shared endpoint's streams over the media
+    /// rings by both ends: the calls sending to it are charged for every
+    /// media ring's loss, where by destination each call is charged only
+    /// for the rings its endpoints hash to.
+    #[test]
+    fn a_shared_endpoints_calls_are_charged_for_every_media_ring() {
+        let server = std::net::SocketAddrV4::new([192, 0, 2, 200].into(), 40_000);
+        let rings = 4;
+        // A different figure per ring: a sum says which rings were charged.
+        let losses = [(100, 1), (10, 2), (1, 3), (1000, 0)];
+        let shared = [SocketAddr::V4(server)];
+        for c in charge_rings(Some(server), rings, &shared, &losses) {
+            assert_eq!(c.capture_loss(), 1111, "{}", c.call_id());
+        }
+        // The same calls by destination: the caller's ring and the
+        // server's, never all three media rings.
+        for c in charge_rings(Some(server), rings, &[], &losses) {
+            let want: u64 = losses
+                .iter()
+                .filter(|&&(_, r)| r == 0 || on_ring(&c, rings, r))
+                .map(|&(n, _)| n)
+                .sum();
+            assert_eq!(c.capture_loss(), want, "{}", c.call_id());
+            assert_ne!(want, 1111, "{}", c.call_id());
+        }
     }
 }

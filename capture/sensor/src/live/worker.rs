@@ -1,7 +1,8 @@
 //! The pipeline worker thread: the one owner of the call table. Runs every
 //! frame through the same [`Pipeline`] as `import`, keeps the kernel's media
 //! endpoint map in step with the calls, and charges each kernel ring's
-//! capture loss to the open calls that may have lost frames on it.
+//! capture loss to the open calls that may have lost frames on it
+//! ([`RingRule`]: a shared media endpoint's calls on any media ring).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +16,7 @@ use super::clock::{Clock, mono_ns};
 use super::keylog::KeyLogFollower;
 use super::snapshot::LivePublisher;
 use super::status;
-use crate::xdp::{EndpointMap, XdpError, ring_of};
+use crate::xdp::{EndpointMap, RingRule, XdpError};
 use voxtap_engine::calls::{Call, EndpointEvent, FloodSummary};
 use voxtap_engine::pipeline::{Pipeline, PipelineConfig, PipelineStats};
 use voxtap_engine::signalling::{SignallingSnapshot, Transaction};
@@ -79,7 +80,7 @@ pub(super) trait LiveEngine {
     fn drain_endpoint_events(&mut self, out: &mut Vec<EndpointEvent>);
     /// `n` frames lost where `scope` says: charged to the calls open now
     /// that may have lost them.
-    fn note_loss(&mut self, n: u64, scope: LossScope);
+    fn note_loss(&mut self, n: u64, scope: LossScope<'_>);
     /// Each media worker's frames dropped in user space (none for one
     /// pipeline).
     fn media_dropped(&self) -> &[u64] {
@@ -103,23 +104,26 @@ pub(super) trait LiveEngine {
 
 /// Where lost frames may have been.
 #[derive(Clone, Copy, Debug)]
-pub(super) enum LossScope {
-    /// Kernel ring `ring` of `rings`: ring 0 (SIP, fragments, TCP; or
-    /// everything with one ring) may carry any call's frames.
-    Ring { ring: u32, rings: u32 },
+pub(super) enum LossScope<'a> {
+    /// Kernel ring `ring` under the program's ring rule: ring 0 (SIP,
+    /// fragments, TCP; or everything with one ring) may carry any call's
+    /// frames, a media ring its destinations' and any shared endpoint's.
+    Ring { ring: u32, rule: &'a RingRule },
     /// Media worker `k`: its own media, dropped by the dispatcher.
     Worker { k: u32 },
 }
 
-impl LossScope {
+impl LossScope<'_> {
     /// None: every open call; else the endpoints whose frames it concerns.
     /// A worker's scope is the parallel engine's owner rule, which only the
     /// engine knows (`ParallelEngine::owners`, in `dispatch.rs`): here it is
     /// every call.
     pub fn filter(self) -> Option<impl Fn(SocketAddr) -> bool + Send + Sync + 'static> {
         match self {
-            LossScope::Ring { ring, rings } if ring > 0 => {
-                Some(move |ep| ring_of(ep, rings) == ring)
+            LossScope::Ring { ring, rule } if ring > 0 && rule.rings() > 1 => {
+                // Cloned once per loss event, not per frame.
+                let rule = rule.clone();
+                Some(move |ep| rule.may_carry(ep, ring))
             }
             _ => None,
         }
@@ -141,6 +145,7 @@ pub(super) fn worker_loop<E: LiveEngine>(
     mut endpoints: EndpointMap,
     mut keylog: Option<KeyLogFollower>,
     kernel_lost: &[AtomicU64],
+    rule: RingRule,
     live: &status::LiveCounters,
 ) -> Result<WorkerStats> {
     let Channels {
@@ -153,7 +158,7 @@ pub(super) fn worker_loop<E: LiveEngine>(
     let mut last_signalling = Instant::now();
     let mut stats = WorkerStats::default();
     let mut events: Vec<EndpointEvent> = Vec::with_capacity(64);
-    let mut loss = LossSeen::new(kernel_lost, engine.media_dropped());
+    let mut loss = LossSeen::new(kernel_lost, rule, engine.media_dropped());
     let (mut last_seq, mut busy_ns, mut frames) = (0u64, 0u64, 0u64);
     let mut clock = Clock::new();
     status::LiveCounters::set(
@@ -297,7 +302,7 @@ impl LiveEngine for OnePipeline {
         self.0.calls_mut().drain_endpoint_events(out);
     }
 
-    fn note_loss(&mut self, n: u64, scope: LossScope) {
+    fn note_loss(&mut self, n: u64, scope: LossScope<'_>) {
         let calls = self.0.calls_mut();
         match scope.filter() {
             None => calls.note_capture_loss(n),
@@ -415,11 +420,14 @@ pub(super) fn apply_endpoint_events(
 struct LossSeen {
     rings: Vec<u64>,
     workers: Vec<u64>,
+    /// Which calls a ring's loss concerns.
+    rule: RingRule,
 }
 
 impl LossSeen {
-    fn new(kernel_lost: &[AtomicU64], dropped: &[u64]) -> Self {
+    fn new(kernel_lost: &[AtomicU64], rule: RingRule, dropped: &[u64]) -> Self {
         LossSeen {
+            rule,
             rings: kernel_lost
                 .iter()
                 .map(|l| l.load(Ordering::Relaxed))
@@ -434,7 +442,6 @@ impl LossSeen {
         kernel_lost: &[AtomicU64],
         stats: &mut WorkerStats,
     ) {
-        let rings = kernel_lost.len() as u32;
         let open_calls = engine.open_calls();
         for (ring, (lost, seen)) in kernel_lost.iter().zip(self.rings.iter_mut()).enumerate() {
             let lost = lost.load(Ordering::Relaxed);
@@ -447,7 +454,8 @@ impl LossSeen {
                     "a kernel ring was full: frames lost; charged to the open calls on that ring"
                 );
                 let ring = ring as u32;
-                engine.note_loss(d, LossScope::Ring { ring, rings });
+                let rule = &self.rule;
+                engine.note_loss(d, LossScope::Ring { ring, rule });
                 stats.capture_loss += d;
                 *seen = lost;
             }

@@ -31,12 +31,13 @@ use aya::{
     programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
 };
 pub use voxtap_common::{
-    CFG_DROP_AFTER_COPY, CFG_DROP_UNKEPT, CFG_HEURISTIC_RTP, CFG_KEEP_FRAGMENTS, COUNTER_SLOTS,
-    Counter, EndpointKey, FRAME_META_LEN, FrameMeta, MAX_FRAME, MAX_RINGS,
+    CFG_DROP_AFTER_COPY, CFG_DROP_UNKEPT, CFG_HEURISTIC_RTP, CFG_KEEP_FRAGMENTS, CFG_SHARED_MEDIA,
+    COUNTER_SLOTS, Counter, EndpointKey, FRAME_META_LEN, FrameMeta, MAX_FRAME, MAX_RINGS,
     MEDIA_ENDPOINTS_MAX_ENTRIES, RING_BYTES, RING_BYTES_UNUSED, RING_STAT_KINDS, RING_STAT_LOST,
-    RING_STAT_WRITTEN, SIP_PORTS_MAX_ENTRIES, TUNNEL_KINDS, Tunnel, XdpConfig, steer_hash,
-    steer_ring,
+    RING_STAT_WRITTEN, SHARED_MEDIA_MAX_ENTRIES, SHARED_PORT_WORDS, SIP_PORTS_MAX_ENTRIES,
+    TUNNEL_KINDS, Tunnel, XdpConfig, steer_hash, steer_ring, steer_ring_pair,
 };
+use voxtap_engine::parallel::Owners;
 
 pub use debug_log::{XdpDebug, XdpDebugLog};
 
@@ -74,6 +75,10 @@ pub enum XdpError {
     DebugLog(Box<aya_log::Error>),
     #[error("{0} rings asked for; the program was loaded with {1} (at most {MAX_RINGS})")]
     Rings(u32, u32),
+    #[error(
+        "{0} shared media endpoints: the kernel's map holds at most {SHARED_MEDIA_MAX_ENTRIES}"
+    )]
+    SharedMedia(usize),
     #[error("the sensor is already attached to {0}")]
     AlreadyAttached(String),
     #[error("attaching to {iface} failed in native mode ({native}) and in SKB mode ({skb})")]
@@ -161,6 +166,8 @@ pub struct XdpSensor {
     // Field order matters for Drop: maps before the Ebpf that owns the program.
     config: Array<MapData, PodConfig>,
     sip_ports: HashMap<MapData, u16, u8>,
+    /// The shared endpoints' maps, filled at load.
+    shared: SharedMedia,
     /// `None` once moved to the pipeline worker ([`Self::take_endpoint_map`]).
     media: Option<EndpointMap>,
     counters: PerCpuArray<MapData, u64>,
@@ -190,15 +197,18 @@ impl XdpSensor {
         sip_ports: &[u16],
         sizes: MapSizes,
     ) -> Result<Self, XdpError> {
-        Self::load_debug(config, sip_ports, sizes, XdpDebug::Off)
+        Self::load_debug(config, sip_ports, &[], sizes, XdpDebug::Off)
     }
 
-    /// As [`Self::load_sized`], choosing the object and its log level with
-    /// `debug`; with [`XdpDebug::On`], read the records through
-    /// [`Self::take_debug_log`].
+    /// As [`Self::load_sized`], with the shared media endpoints
+    /// (`workers.shared_media`: media to them is steered over the media
+    /// rings by both ends, [`steer_ring_pair`]), choosing the object and its
+    /// log level with `debug`; with [`XdpDebug::On`], read the records
+    /// through [`Self::take_debug_log`].
     pub fn load_debug(
         config: XdpConfig,
         sip_ports: &[u16],
+        shared_media: &[SocketAddr],
         sizes: MapSizes,
         debug: XdpDebug,
     ) -> Result<Self, XdpError> {
@@ -206,6 +216,9 @@ impl XdpSensor {
         let rings = config.rings.max(1);
         if rings > MAX_RINGS {
             return Err(XdpError::Rings(rings, MAX_RINGS));
+        }
+        if shared_media.len() > SHARED_MEDIA_MAX_ENTRIES as usize {
+            return Err(XdpError::SharedMedia(shared_media.len()));
         }
         let mut loader = aya::EbpfLoader::new();
         for (i, name) in RING_NAMES.iter().enumerate() {
@@ -230,6 +243,11 @@ impl XdpSensor {
         let mut take = |name: &'static str| ebpf.take_map(name).ok_or(XdpError::Missing(name));
         let config_map = Array::try_from(take("CONFIG")?)?;
         let sip = HashMap::try_from(take("SIP_PORTS")?)?;
+        let shared = SharedMedia::fill(
+            HashMap::try_from(take("SHARED_MEDIA")?)?,
+            Array::try_from(take("SHARED_PORTS")?)?,
+            shared_media,
+        )?;
         let media = HashMap::try_from(take("MEDIA_ENDPOINTS")?)?;
         let counters = PerCpuArray::try_from(take("COUNTERS")?)?;
         let tunnels = PerCpuArray::try_from(take("TUNNELS")?)?;
@@ -254,6 +272,7 @@ impl XdpSensor {
         let mut sensor = XdpSensor {
             config: config_map,
             sip_ports: sip,
+            shared,
             media: Some(EndpointMap {
                 map: media,
                 max_entries: sizes.media_endpoints,
@@ -275,10 +294,16 @@ impl XdpSensor {
     }
 
     /// Replaces the configuration (takes effect on the next frame). Its
-    /// `rings` may not exceed the rings the program was loaded with.
-    pub fn set_config(&mut self, config: XdpConfig) -> Result<(), XdpError> {
+    /// `rings` may not exceed the rings the program was loaded with;
+    /// [`CFG_SHARED_MEDIA`] follows the shared list given at load, whatever
+    /// `config` says.
+    pub fn set_config(&mut self, mut config: XdpConfig) -> Result<(), XdpError> {
         if config.rings > self.rings {
             return Err(XdpError::Rings(config.rings, self.rings));
+        }
+        config.flags &= !CFG_SHARED_MEDIA;
+        if self.shared.any {
+            config.flags |= CFG_SHARED_MEDIA;
         }
         self.config.set(0, PodConfig(config), 0)?;
         Ok(())
@@ -313,6 +338,12 @@ impl XdpSensor {
             .as_mut()
             .ok_or(XdpError::Missing("MEDIA_ENDPOINTS (moved out)"))?
             .remove(ep)
+    }
+
+    /// Whether the kernel steers media to `ep` by both ends (a shared
+    /// endpoint given at load; its RTP and RTCP ports are one entry).
+    pub fn is_shared_media(&self, ep: SocketAddr) -> bool {
+        self.shared.contains(ep)
     }
 
     /// The media endpoint map, to move to the thread that follows the calls
@@ -505,6 +536,51 @@ impl Drop for XdpSensor {
     }
 }
 
+/// The program's maps of shared endpoints (kept open: the program refers
+/// to them): `SHARED_MEDIA`, each under its folded key
+/// ([`EndpointKey::shared`], as `parallel::Owners` folds them), and the
+/// bits of their folded ports in `SHARED_PORTS`.
+struct SharedMedia {
+    endpoints: HashMap<MapData, PodEndpoint, u8>,
+    ports: Array<MapData, u64>,
+    /// Whether any is listed: [`CFG_SHARED_MEDIA`] is then set in every
+    /// configuration written.
+    any: bool,
+}
+
+impl SharedMedia {
+    fn fill(
+        mut endpoints: HashMap<MapData, PodEndpoint, u8>,
+        mut ports: Array<MapData, u64>,
+        shared: &[SocketAddr],
+    ) -> Result<Self, XdpError> {
+        let mut bits = vec![0u64; SHARED_PORT_WORDS as usize];
+        for &ep in shared {
+            let k = endpoint_key(ep);
+            let key = EndpointKey::shared(k.addr, k.port);
+            endpoints.insert(PodEndpoint(key), 1, 0)?;
+            bits[usize::from(key.port / 64)] |= 1 << (key.port % 64);
+        }
+        for (i, &word) in bits.iter().enumerate().filter(|(_, w)| **w != 0) {
+            ports.set(i as u32, word, 0)?;
+        }
+        let any = !shared.is_empty();
+        Ok(SharedMedia {
+            endpoints,
+            ports,
+            any,
+        })
+    }
+
+    /// As the program tests it: the port's bit, then the endpoint.
+    fn contains(&self, ep: SocketAddr) -> bool {
+        let k = endpoint_key(ep);
+        let key = EndpointKey::shared(k.addr, k.port);
+        let bits = self.ports.get(&u32::from(key.port / 64), 0).unwrap_or(0);
+        bits & (1 << (key.port % 64)) != 0 && self.endpoints.get(&PodEndpoint(key), 0).is_ok()
+    }
+}
+
 fn ignore_missing(r: Result<(), MapError>) -> Result<(), XdpError> {
     match r {
         Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
@@ -565,11 +641,46 @@ pub struct RingCounters {
     pub lost: u64,
 }
 
-/// The ring a media frame to `ep` goes to with `rings` rings: the XDP
-/// program's rule ([`steer_ring`]) on the endpoint's map key.
-pub fn ring_of(ep: SocketAddr, rings: u32) -> u32 {
-    let k = endpoint_key(ep);
-    steer_ring(&k.addr, k.port, rings)
+/// The XDP program's ring rule in userspace, with its shared list: which
+/// media ring a frame may be on. Media ring `1 + k` holds what media worker
+/// `k` of `rings - 1` owns under [`Owners`]; a shared endpoint's streams
+/// are spread over every media ring.
+#[derive(Clone, Debug)]
+pub struct RingRule {
+    rings: u32,
+    owners: Owners,
+}
+
+impl RingRule {
+    /// `rings` rings (1 or a value out of range: everything on ring 0) and
+    /// the shared endpoints loaded into the program.
+    pub fn new(rings: u32, shared: &[SocketAddr]) -> Self {
+        let rings = if rings > MAX_RINGS { 1 } else { rings.max(1) };
+        let media_rings = (rings - 1).max(1) as usize;
+        RingRule {
+            rings,
+            owners: Owners::new(shared, media_rings),
+        }
+    }
+
+    pub fn rings(&self) -> u32 {
+        self.rings
+    }
+
+    /// The ring of a media frame from `src` to `dst`.
+    pub fn ring(&self, src: SocketAddr, dst: SocketAddr) -> u32 {
+        match self.rings {
+            1 => 0,
+            _ => 1 + self.owners.owner(src, dst) as u32,
+        }
+    }
+
+    /// Whether frames sent to `ep` may have been on ring `ring`: ring 0
+    /// may carry anything, a media ring its destinations' frames and any
+    /// shared endpoint's.
+    pub fn may_carry(&self, ep: SocketAddr, ring: u32) -> bool {
+        ring == 0 || self.rings == 1 || self.owners.may_own(ep, ring as usize - 1)
+    }
 }
 
 /// [`steer_hash`] of an endpoint, IPv4 as v4-mapped IPv6.
@@ -692,5 +803,48 @@ fn raise_memlock_limit() {
     // SAFETY: valid rlimit.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) } != 0 {
         tracing::debug!(error = %io::Error::last_os_error(), "cannot raise RLIMIT_MEMLOCK");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    /// The userspace rule gives the ring the program computes from the
+    /// map keys: by both ends to a shared endpoint, by destination else.
+    #[test]
+    fn ring_rule_is_the_programs() {
+        let server = ep("192.0.2.10:5004");
+        let rule = RingRule::new(4, &[ep("192.0.2.10:5005")]);
+        let d = endpoint_key(server);
+        let mut seen = [0u32; 4];
+        for i in 0..200u16 {
+            let src = SocketAddr::from(([10, 0, (i >> 8) as u8, i as u8], 30_000 + 2 * i));
+            let s = endpoint_key(src);
+            let ring = rule.ring(src, server);
+            assert_eq!(ring, steer_ring_pair(&s.addr, s.port, &d.addr, d.port, 4));
+            seen[ring as usize] += 1;
+            let other = SocketAddr::from(([198, 51, 100, (i % 200) as u8], 4000 + 2 * i));
+            let o = endpoint_key(other);
+            assert_eq!(rule.ring(src, other), steer_ring(&o.addr, o.port, 4));
+            // A media ring's loss concerns `other` only on its own ring.
+            let r = rule.ring(src, other);
+            assert!((1..4).all(|k| rule.may_carry(other, k) == (k == r)));
+        }
+        assert!(seen[0] == 0 && seen[1..].iter().all(|&n| n > 0), "{seen:?}");
+        // The shared endpoint (RTP and RTCP port) may be on any ring.
+        for p in [5004, 5005] {
+            let s = SocketAddr::new(server.ip(), p);
+            assert!((0..4).all(|k| rule.may_carry(s, k)));
+        }
+        // One ring: everything on ring 0.
+        assert_eq!(
+            RingRule::new(1, &[server]).ring(ep("10.0.0.1:4000"), server),
+            0
+        );
     }
 }
