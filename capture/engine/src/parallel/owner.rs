@@ -171,7 +171,7 @@ mod tests {
                 ep("192.0.2.10:5005"),
                 ep("192.0.2.11:5004"),
             ] {
-                let ends = Endpoints::of(src, dst).unwrap();
+                let ends = UdpEnds::of(src, dst).unwrap();
                 let (s, d) = (
                     super::super::octets(src.ip()),
                     super::super::octets(dst.ip()),
