@@ -1,5 +1,6 @@
 //! `cargo xtask bench-scale [--calls N] [--seconds S1,S2]
-//! [--engine-workers 1,2,4,8] [--voxtap PATH] [--instructions]` (PATH: a
+//! [--engine-workers 1,2,4,8] [--voxtap PATH] [--instructions |
+//! --cache-misses]` (PATH: a
 //! voxtap binary already built, instead of building the release one): the
 //! parallel engine's scaling, and its cost projected to a saturated 10 GbE.
 //!
@@ -44,6 +45,11 @@
 //! `--instructions` counts each thread's instructions under callgrind
 //! instead of its CPU time ([`instructions`]): the engine's work, whatever
 //! the load and the scheduling; about 50 times slower (`--calls 5000`).
+//! `--cache-misses` counts instead each thread's last-level cache misses
+//! (reads and writes) in callgrind's simulation of a fixed cache (32 KiB
+//! L1D, 32 MiB last level): the memory traffic that N replicas of the call
+//! tables add, as deterministic as the instructions (session 14 found
+//! 8.1 misses a packet at N = 4 against 0.7 at N = 1).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -63,20 +69,23 @@ const TEN_GBE_PPS: f64 = 5.25e6;
 const TEN_GBE_CALLS_PER_S: f64 = TEN_GBE_PPS / 100.0 / 180.0;
 
 /// What a run's thread figures count, for the tables' headings: the
-/// arithmetic is the same (a figure per second over 1e9 is cores for
-/// nanoseconds, G instructions per second for instructions).
+/// arithmetic is the same (a figure per second over `per_second` is cores
+/// for nanoseconds, G instructions per second for instructions).
 struct Unit {
-    /// What is counted: "CPU" or "instructions".
+    /// What is counted: "CPU", "instructions" or "LL misses".
     what: &'static str,
-    /// Per packet: "ns" or "ins".
+    /// Per packet: "ns", "ins" or "miss".
     per: &'static str,
     /// A thousand of them, per call.
     thousand: &'static str,
-    /// Per second over 1e9.
+    /// Per second over `per_second`.
     rate: &'static str,
+    per_second: f64,
     /// Packets the busiest thread handles per second or per 1e9
-    /// instructions.
+    /// instructions (or misses).
     pace: &'static str,
+    /// Decimals of a figure per packet.
+    decimals: usize,
 }
 
 const CPU_TIME: Unit = Unit {
@@ -84,7 +93,9 @@ const CPU_TIME: Unit = Unit {
     per: "ns",
     thousand: "us",
     rate: "cores",
+    per_second: 1e9,
     pace: "busiest pkt/s",
+    decimals: 0,
 };
 
 const INSTRUCTIONS: Unit = Unit {
@@ -92,16 +103,49 @@ const INSTRUCTIONS: Unit = Unit {
     per: "ins",
     thousand: "k ins",
     rate: "G ins/s",
+    per_second: 1e9,
     pace: "pkt/G ins",
+    decimals: 0,
 };
+
+const LL_MISSES: Unit = Unit {
+    what: "LL misses",
+    per: "miss",
+    thousand: "k miss",
+    rate: "M miss/s",
+    per_second: 1e6,
+    pace: "pkt/G miss",
+    decimals: 2,
+};
+
+/// What each thread's figure is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Count {
+    /// Its CPU time (thread CPU clock).
+    Cpu,
+    /// Its instructions (callgrind).
+    Instructions,
+    /// Its last-level cache misses (callgrind's cache simulation).
+    LlMisses,
+}
+
+impl Count {
+    fn unit(self) -> &'static Unit {
+        match self {
+            Count::Cpu => &CPU_TIME,
+            Count::Instructions => &INSTRUCTIONS,
+            Count::LlMisses => &LL_MISSES,
+        }
+    }
+}
 
 struct Args {
     calls: u32,
     seconds: Vec<u32>,
     workers: Vec<usize>,
     voxtap: Option<PathBuf>,
-    /// Count instructions (callgrind) instead of thread CPU time.
-    instructions: bool,
+    /// What is counted for each thread.
+    count: Count,
 }
 
 fn list<T: std::str::FromStr>(v: &str) -> Result<Vec<T>, T::Err> {
@@ -114,12 +158,17 @@ fn parse(args: &[String]) -> Result<Args> {
         seconds: vec![1, 3],
         workers: vec![1, 2, 4, 8],
         voxtap: None,
-        instructions: false,
+        count: Count::Cpu,
     };
     let mut it = args.iter();
     while let Some(o) = it.next() {
-        if o == "--instructions" {
-            a.instructions = true;
+        let count = match o.as_str() {
+            "--instructions" => Some(Count::Instructions),
+            "--cache-misses" => Some(Count::LlMisses),
+            _ => None,
+        };
+        if let Some(c) = count {
+            a.count = c;
             continue;
         }
         let v = it.next().context("option needs a value")?;
@@ -217,21 +266,16 @@ pub fn bench_scale(root: &Path, args: &[String]) -> Result<()> {
         }
         None => release_voxtap(root)?,
     };
-    let unit = if a.instructions {
-        &INSTRUCTIONS
-    } else {
-        &CPU_TIME
-    };
+    let unit = a.count.unit();
     // runs[length][workers]
     let mut runs = Vec::new();
     for &secs in &a.seconds {
         let pcap = synth_input(&voxtap, &dir, a.calls, secs)?;
         let mut these = Vec::new();
         for &n in &a.workers {
-            let run = if a.instructions {
-                instructions::import(&voxtap, &dir, &pcap, n)?
-            } else {
-                import(&voxtap, &dir, &pcap, n)?
+            let run = match a.count {
+                Count::Cpu => import(&voxtap, &dir, &pcap, n)?,
+                c => instructions::import(&voxtap, &dir, &pcap, n, c)?,
             };
             these.push((n, run));
         }
@@ -311,18 +355,19 @@ fn table(pcap: &Path, secs: u32, runs: &[(usize, Run)], u: &Unit) -> String {
         let control = (2 * r.sweeps * *n as u64) as f64 / r.capture_s.max(1e-9);
         let _ = writeln!(
             t,
-            "{n:>2} | {:>11.0} | {:>9.0} | {:>11.0} | {:>9.0} | {:>15.0} | {:>14.0} | {:>12.2} | {:>13.2} | {:>9} | {:>9.0} | {:>9.2}",
+            "{n:>2} | {:>11.d$} | {:>9.d$} | {:>11.d$} | {:>9.d$} | {:>15.d$} | {:>14.0} | {:>12.2} | {:>13.2} | {:>9} | {:>9.0} | {:>9.2}",
             r.reader_ns / p,
             r.read_alone_ns / p,
             r.output_ns / p,
             r.join_ns / p,
             wmax / p,
             p / (busiest.max(1.0) / 1e9),
-            TEN_GBE_PPS * r.total() / p / 1e9,
-            TEN_GBE_PPS * busiest / p / 1e9,
+            TEN_GBE_PPS * r.total() / p / u.per_second,
+            TEN_GBE_PPS * busiest / p / u.per_second,
             imbalance(&r.workers_ns),
             control,
-            r.total() / base
+            r.total() / base,
+            d = u.decimals,
         );
     }
     for (n, r) in runs.iter().filter(|(_, r)| !r.workers_ns.is_empty()) {
@@ -330,7 +375,7 @@ fn table(pcap: &Path, secs: u32, runs: &[(usize, Run)], u: &Unit) -> String {
         let each: Vec<String> = r
             .workers_ns
             .iter()
-            .map(|w| format!("{:.0}", w / p))
+            .map(|w| format!("{:.d$}", w / p, d = u.decimals))
             .collect();
         let _ = writeln!(t, "N={n}: workers' {}/packet {}", u.per, each.join(" "));
     }
@@ -380,8 +425,8 @@ impl Fit {
         (self.a * TEN_GBE_PPS + self.b * TEN_GBE_CALLS_PER_S) / 1e9
     }
 
-    fn cell(&self) -> String {
-        format!("{:.0} + {:.1}", self.a, self.b / 1e3)
+    fn cell(&self, u: &Unit) -> String {
+        format!("{:.d$} + {:.1}", self.a, self.b / 1e3, d = u.decimals)
     }
 }
 
@@ -459,17 +504,19 @@ fn fitted(short: &(u32, Vec<(usize, Run)>), long: &(u32, Vec<(usize, Run)>), u: 
     for ((n, s), (_, l)) in short.1.iter().zip(&long.1) {
         let f = Fits::new(s, l);
         let base = *base.get_or_insert(f.total_cores().max(1e-9));
-        let cell = |f: &Fit, used: bool| if used { f.cell() } else { "-".into() };
+        let cell = |f: &Fit, used: bool| if used { f.cell(u) } else { "-".into() };
+        // Fit::cores is per 1e9 of the figure a second.
+        let rate = |x: f64| x * 1e9 / u.per_second;
         let _ = writeln!(
             t,
             "{n:>2} | {:>15} | {:>13} | {:>15} | {:>15} | {:>15} | {:>13.2} | {:>14.2} | {:>10.2}",
-            f.reader.cell(),
-            f.read.cell(),
-            f.output.cell(),
+            f.reader.cell(u),
+            f.read.cell(u),
+            f.output.cell(u),
             cell(&f.join, *n > 1),
             cell(&f.busiest_worker(), !f.workers.is_empty()),
-            f.total_cores(),
-            f.busiest_core(),
+            rate(f.total_cores()),
+            rate(f.busiest_core()),
             f.total_cores() / base
         );
     }
@@ -496,7 +543,7 @@ fn per_own_frame(
             let _ = writeln!(
                 t,
                 "N={n}: one pipeline less reading the file: {} per packet",
-                f.cell()
+                f.cell(u)
             );
             continue;
         }
@@ -510,7 +557,7 @@ fn per_own_frame(
         let _ = writeln!(
             t,
             "N={n}: busiest worker per frame it handled: {}",
-            busiest.cell()
+            busiest.cell(u)
         );
     }
     if !t.is_empty() {

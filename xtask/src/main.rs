@@ -70,7 +70,7 @@ fn main() -> Result<()> {
                  bench-live [--count N] [--rates a,b,max] [--rings N] [--pipeline N]  voxtap vs tcpdump -w loss (root)\n  \
                  bench [--calls N] [--seconds S] [--mem-calls N] [--store-mib N]  import vs tshark/sngrep, memory per call, store write vs dd\n  \
                  bench-import [--calls N] [--seconds S] [--workers N] [--repeat R]  import (every output, CSV-only) vs tshark, wall and CPU\n  \
-                 bench-scale [--calls N] [--seconds S1,S2] [--engine-workers 1,2,4,8] [--voxtap PATH] [--instructions]  parallel engine: CPU per packet and per call per thread, projected to 10 GbE\n  \
+                 bench-scale [--calls N] [--seconds S1,S2] [--engine-workers 1,2,4,8] [--voxtap PATH] [--instructions | --cache-misses]  parallel engine: CPU per packet and per call per thread, projected to 10 GbE\n  \
                  bench-index                    call index: insert 1M synthetic calls, time each query kind\n  \
                  bench-web                      every page and API with 1M calls in the index: p50/p95 ms\n  \
                  soak [--minutes N] [--cps R] [--call-seconds S] [--no-writer]  steady calls, RSS flat or not"

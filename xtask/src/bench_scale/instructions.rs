@@ -1,6 +1,9 @@
 //! `bench-scale --instructions`: each thread's instructions instead of its
 //! CPU time, counted by callgrind (`valgrind --tool=callgrind
-//! --separate-threads=yes`, one profile per thread).
+//! --separate-threads=yes`, one profile per thread); `--cache-misses`: its
+//! last-level cache misses, reads and writes (`DLmr + DLmw`), in
+//! callgrind's simulation of a fixed cache ([`CACHE`]), so that the figure
+//! does not depend on the machine's.
 //!
 //! Thread CPU time on a machine with fewer cores than the engine's threads
 //! (2 cores for a reader, N workers, a join and an output thread) counts
@@ -26,22 +29,45 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use super::{Run, parse_output, run_import};
+use super::{Count, Run, parse_output, run_import};
+
+/// The simulated caches (size, associativity, line): an L1D and a last
+/// level of a common server core, the same on every machine.
+const CACHE: [&str; 2] = ["--D1=32768,8,64", "--LL=33554432,16,64"];
+
+/// The events that make a thread's figure (summed).
+fn events(count: Count) -> &'static [&'static str] {
+    match count {
+        Count::LlMisses => &["DLmr", "DLmw"],
+        _ => &["Ir"],
+    }
+}
 
 /// The function that reads the file alone (`--engine-figures`).
 const READ_ALONE: &str = "voxtap_engine::import::reading_cpu_ns [";
 
-/// One import under callgrind: `Run`'s thread figures in instructions.
-pub(super) fn import(voxtap: &Path, dir: &Path, pcap: &Path, n: usize) -> Result<Run> {
+/// One import under callgrind: `Run`'s thread figures in instructions or
+/// in last-level cache misses (`count`).
+pub(super) fn import(
+    voxtap: &Path,
+    dir: &Path,
+    pcap: &Path,
+    n: usize,
+    count: Count,
+) -> Result<Run> {
     let base = dir.join("callgrind.out");
     remove_profiles(dir)?;
     let mut cmd = Command::new("valgrind");
-    cmd.args(["--tool=callgrind", "--separate-threads=yes"])
-        .arg(format!("--callgrind-out-file={}", base.display()))
+    cmd.args(["--tool=callgrind", "--separate-threads=yes"]);
+    if count == Count::LlMisses {
+        cmd.arg("--cache-sim=yes").args(CACHE);
+    }
+    cmd.arg(format!("--callgrind-out-file={}", base.display()))
         .arg(voxtap);
     let mut run = parse_output(&run_import(cmd, dir, pcap, n)?)?;
-    let totals = thread_totals(&base)?;
-    let read_alone = inclusive(&profile(&base, 1), READ_ALONE)?;
+    let wanted = events(count);
+    let totals = thread_totals(&base, wanted)?;
+    let read_alone = inclusive(&profile(&base, 1), READ_ALONE, wanted)?;
     assign(&mut run, &totals, read_alone, n)?;
     Ok(run)
 }
@@ -79,43 +105,75 @@ fn profile(base: &Path, thread: usize) -> PathBuf {
     PathBuf::from(format!("{}-{thread:02}", base.display()))
 }
 
-/// Each thread's instructions, threads in the order they started.
-fn thread_totals(base: &Path) -> Result<Vec<f64>> {
+/// Each thread's `wanted` events, threads in the order they started.
+fn thread_totals(base: &Path, wanted: &[&str]) -> Result<Vec<f64>> {
     let mut totals = Vec::new();
     loop {
         let p = profile(base, totals.len() + 1);
         let Ok(text) = std::fs::read_to_string(&p) else {
             break;
         };
-        totals.push(total(&text).with_context(|| format!("no totals in {}", p.display()))?);
+        totals.push(total(&text, wanted).with_context(|| format!("no totals in {}", p.display()))?);
     }
     Ok(totals)
 }
 
-/// A profile's `totals:` (or `summary:`) line.
-fn total(profile: &str) -> Option<f64> {
-    profile.lines().find_map(|l| {
-        l.strip_prefix("totals:")
-            .or_else(|| l.strip_prefix("summary:"))?
-            .trim()
-            .parse()
-            .ok()
-    })
+/// A profile's `totals:` (or `summary:`) line: the sum of the `wanted`
+/// events, named by its `events:` line (an event not counted is 0).
+fn total(profile: &str, wanted: &[&str]) -> Option<f64> {
+    let names: Vec<&str> = profile
+        .lines()
+        .find_map(|l| l.strip_prefix("events:"))?
+        .split_whitespace()
+        .collect();
+    let values: Vec<f64> = profile.lines().find_map(|l| {
+        let v = l
+            .strip_prefix("totals:")
+            .or_else(|| l.strip_prefix("summary:"))?;
+        v.split_whitespace().map(|x| x.parse().ok()).collect()
+    })?;
+    wanted
+        .iter()
+        .map(|w| {
+            let i = names.iter().position(|n| n == w)?;
+            Some(values.get(i).copied().unwrap_or(0.0))
+        })
+        .sum()
 }
 
-/// Instructions of `function` and what it called, from
-/// `callgrind_annotate --inclusive=yes`.
-fn inclusive(profile: &Path, function: &str) -> Result<f64> {
+/// The `wanted` events of `function` and what it called, from
+/// `callgrind_annotate --inclusive=yes --show=...`.
+fn inclusive(profile: &Path, function: &str, wanted: &[&str]) -> Result<f64> {
     let o = Command::new("callgrind_annotate")
         .arg("--inclusive=yes")
+        .arg(format!("--show={}", wanted.join(",")))
         .arg(profile)
         .output()
         .context("running callgrind_annotate")?;
     let text = String::from_utf8_lossy(&o.stdout);
     text.lines()
         .find(|l| l.contains(function))
-        .and_then(|l| l.split_whitespace().next()?.replace(',', "").parse().ok())
+        .and_then(|l| leading_counts(l, wanted.len()))
         .with_context(|| format!("{function} not in {}", profile.display()))
+}
+
+/// The sum of the first `k` counts of an annotated line ("1,234 (5.0%)
+/// . 99 (0.1%)  file:function"; "." is 0).
+fn leading_counts(line: &str, k: usize) -> Option<f64> {
+    let mut counts = Vec::new();
+    for t in line.split_whitespace() {
+        if counts.len() == k {
+            break;
+        }
+        if t == "." {
+            counts.push(0.0);
+        } else if t.chars().all(|c| c.is_ascii_digit() || c == ',') {
+            counts.push(t.replace(',', "").parse().ok()?);
+        } else if !(t.starts_with('(') || t.ends_with("%)")) {
+            return None;
+        }
+    }
+    (counts.len() == k).then(|| counts.iter().sum())
 }
 
 #[cfg(test)]
@@ -125,8 +183,25 @@ mod tests {
     #[test]
     fn a_profile_total_is_read() {
         let p = "events: Ir\nsummary: 2339494635\n\nfn=(1) main\n0 5\ntotals: 2339494635\n";
-        assert_eq!(total(p), Some(2_339_494_635.0));
-        assert_eq!(total("events: Ir\n"), None);
+        assert_eq!(total(p, &["Ir"]), Some(2_339_494_635.0));
+        assert_eq!(total("events: Ir\n", &["Ir"]), None);
+        // With the cache simulation: the misses summed by name.
+        let p = "events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw\nsummary: 100 40 30 5 6 7 1 20 3\n";
+        assert_eq!(total(p, &["DLmr", "DLmw"]), Some(23.0));
+        assert_eq!(total(p, &["Ir"]), Some(100.0));
+        assert_eq!(total(p, &["Nope"]), None);
+    }
+
+    /// An annotated line's counts, percentages and "." read as callgrind
+    /// prints them; a line with fewer counts than asked is refused.
+    #[test]
+    fn annotated_counts_are_read() {
+        let l = "  1,203,000 (42.1%)      .        /src/import.rs:voxtap_engine::import::reading_cpu_ns [/bin/voxtap]";
+        assert_eq!(leading_counts(l, 2), Some(1_203_000.0));
+        let l = "    550 ( 0.01%)  7,000 (12.50%)  x.rs:f";
+        assert_eq!(leading_counts(l, 2), Some(7_550.0));
+        assert_eq!(leading_counts(l, 1), Some(550.0));
+        assert_eq!(leading_counts("x.rs:f", 1), None);
     }
 
     /// Threads go to their roles by start order; a count that does not
