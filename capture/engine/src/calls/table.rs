@@ -314,8 +314,8 @@ impl CallTable {
     /// texts (counted as if kept, so budgets decide as in a table that
     /// keeps them): a parallel engine's replica other than worker 0's,
     /// whose SIP part the joining thread never takes (it keeps the first
-    /// replica's, worker 0's). Half of what an open call holds is its
-    /// texts, and every replica held them all.
+    /// replica's, worker 0's): every replica wrote every text to its spill
+    /// and read it back at close, for nothing.
     pub fn keep_no_sip_texts(&mut self) {
         self.sip_texts = false;
     }
