@@ -14,9 +14,7 @@ use super::call_ids::CallIds;
 use super::closed::Closed;
 use super::endpoints::{self, EndpointEvent, EndpointUse, Endpoints, Role};
 use super::floods::{FloodSummary, Floods, NewDialog};
-use super::legs::{
-    self, Groups, LegConfig, MediaEvidence, MergedRuns, PostedEvidence, PostedLink,
-};
+use super::legs::{self, Groups, LegConfig, MediaEvidence, MergedRuns, PostedEvidence, PostedLink};
 use super::media_only::MediaOnly;
 use super::orphans::{OrphanRtp, Orphans};
 use super::spill::{Spill, SpillStats};
