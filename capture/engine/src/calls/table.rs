@@ -348,11 +348,6 @@ impl CallTable {
         self.weighs = false;
     }
 
-    /// Whether it weighs leg-linking evidence ([`Self::weigh_elsewhere`]).
-    pub fn weighs(&self) -> bool {
-        self.weighs
-    }
-
     /// Capture time moves to `now_ns` (if later) without a sweep.
     pub fn advance(&mut self, now_ns: u64) {
         self.now_ns = self.now_ns.max(now_ns);
@@ -589,9 +584,10 @@ impl CallTable {
     /// ([`Self::adopt_latches`]) and its evidence weighed by the weighing
     /// replica ([`Self::weigh_posted`]): make the links that made (in the
     /// other replicas), close what every replica agreed on, then the rest
-    /// of [`Self::tick`]'s sweep. (A call that latched since the last sweep had media then, so
-    /// it is not due anywhere while idle timeouts are longer than a sweep's
-    /// interval: adopting cannot change what closes.)
+    /// of [`Self::tick`]'s sweep. (A call that latched since the last
+    /// sweep had media then, so it is not due anywhere while idle timeouts
+    /// are longer than a sweep's interval: adopting cannot change what
+    /// closes.)
     pub fn sweep_agreed(&mut self, agreed: &Agreed) {
         self.apply_links(&agreed.links);
         self.unclaimed.clear();
