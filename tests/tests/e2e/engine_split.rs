@@ -29,8 +29,20 @@ fn import_n(files: &[PathBuf], out: &Path, n: usize, pipeline: &PipelineConfig) 
         call_files: true,
         media: None,
     };
-    run_import_engine(&opts, 1, n, &|_| {})
+    let report = run_import_engine(&opts, 1, n, &|_| {})
         .unwrap_or_else(|e| panic!("{files:?} with {n} engine workers: {e}"));
+    // Every replica resolves each link worker 0 posted (the same calls are
+    // open or parked in every replica at a meeting).
+    let unresolved: Vec<u64> = report
+        .engine
+        .workers
+        .iter()
+        .map(|w| w.links_unresolved)
+        .collect();
+    assert!(
+        unresolved.iter().all(|&u| u == 0),
+        "{files:?} with {n} engine workers: links unresolved {unresolved:?}"
+    );
 }
 
 /// Every output file but the index: CSVs as their sorted lines (the order

@@ -12,9 +12,11 @@ use voxtap_proto::sip::{Message, Method, StartLine, uri_user};
 use super::call::{Call, SipPacket, StreamKey};
 
 mod evidence;
+mod posted;
 mod recent;
 pub(in crate::calls) use evidence::MergedRuns;
 pub use evidence::{MediaEvidence, PostedEvidence};
+pub use posted::{CallName, PostedLink};
 
 /// Why two legs were joined.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -686,9 +688,12 @@ pub(super) struct Groups {
     /// Links made so far.
     linked: u64,
     /// Media evidence noted since the last sweep, and the first packets of
-    /// recent streams it gave (`evidence.rs`).
+    /// recent streams it gave (`evidence.rs`; empty in a replica that
+    /// leaves weighing to another, `posted.rs`).
     noted: Vec<MediaEvidence>,
     early: recent::Recent<evidence::EarlyStream>,
+    /// Links by media made while recording them (`posted.rs`).
+    made: Option<Vec<PostedLink>>,
 }
 
 /// Pending names kept at most: a flood of bogus names must not grow memory.
@@ -760,15 +765,24 @@ impl Groups {
     }
 
     /// Join the logical calls of `a` and `b`, recording why on both legs.
-    fn link(&mut self, open: &mut OpenCalls, a: u64, b: u64, method: LinkMethod, detail: String) {
+    /// Whether it did (not when they are one logical call already, or one
+    /// is neither open nor parked).
+    fn link(
+        &mut self,
+        open: &mut OpenCalls,
+        a: u64,
+        b: u64,
+        method: LinkMethod,
+        detail: String,
+    ) -> bool {
         let (Some(ra), Some(rb)) = (self.root(open, a), self.root(open, b)) else {
-            return;
+            return false;
         };
         if ra == rb {
-            return;
+            return false;
         }
         let (Some(ida), Some(idb)) = (self.call_id_of(open, a), self.call_id_of(open, b)) else {
-            return;
+            return false;
         };
         if let Some(c) = self.call_mut(open, a) {
             c.add_link(Link {
@@ -796,13 +810,14 @@ impl Groups {
         members.sort_unstable();
         let members = members.clone();
         let Some(name) = self.call_id_of(open, keep) else {
-            return;
+            return true;
         };
         for m in members {
             if let Some(c) = self.call_mut(open, m) {
                 c.set_group(name.clone());
             }
         }
+        true
     }
 
     /// A SIP request of call `no` (`created` by it): correlation headers
@@ -850,7 +865,9 @@ impl Groups {
     ) {
         for (name, method, detail) in keys.names {
             match by_call_id.get(name.as_bytes(), open) {
-                Some(other) if other != no => self.link(open, no, other, method, detail),
+                Some(other) if other != no => {
+                    self.link(open, no, other, method, detail);
+                }
                 Some(_) => {}
                 None => {
                     if self.pending_names.len() >= MAX_PENDING_NAMES {
@@ -865,7 +882,9 @@ impl Groups {
         }
         for (key, method) in keys.shared {
             match self.index.shared_keys.get(&key).copied() {
-                Some(other) if other != no => self.link(open, no, other, method, key),
+                Some(other) if other != no => {
+                    self.link(open, no, other, method, key);
+                }
                 Some(_) => {}
                 None => self.index.add_shared(key, no),
             }

@@ -14,7 +14,7 @@ use super::call_ids::CallIds;
 use super::closed::Closed;
 use super::endpoints::{self, EndpointEvent, EndpointUse, Endpoints, Role};
 use super::floods::{FloodSummary, Floods, NewDialog};
-use super::legs::{self, Groups, LegConfig, MediaEvidence, MergedRuns, PostedEvidence};
+use super::legs::{self, Groups, LegConfig, MediaEvidence, MergedRuns, PostedEvidence, PostedLink};
 use super::media_only::MediaOnly;
 use super::orphans::{OrphanRtp, Orphans};
 use super::spill::{Spill, SpillStats};
@@ -144,6 +144,10 @@ pub struct CallTableStats {
     pub media_only_dropped: u64,
     pub media_only_joined: u64,
     pub legs_linked: u64,
+    /// Links another replica posted (parallel engine) that named a call
+    /// not known here. Every replica has the same open and parked calls at
+    /// a meeting, so this stays 0 (the engine-split tests check it).
+    pub legs_links_unresolved: u64,
     pub media_latched: u64,
     /// Datagrams no call took that a replica (parallel engine) could not
     /// keep whole until the next sweep meeting (its budget): a latch made
@@ -194,6 +198,9 @@ pub struct CallTable {
     sip_texts: bool,
     /// Latches made since the last sweep (a replica posts them there).
     posted_latches: Vec<PostedLatch>,
+    /// Weighs leg-linking evidence (all but a replica that leaves it to
+    /// another, [`Self::weigh_elsewhere`]).
+    weighs: bool,
     /// What a replica found no call for since the last sweep meeting.
     unclaimed: Unclaimed,
 }
@@ -209,8 +216,11 @@ pub struct DueSet {
     /// NAT latches it made since the last sweep.
     pub latches: Vec<PostedLatch>,
     /// Leg-linking evidence of the streams it holds, since the last sweep
-    /// (shared: every replica reads it, none copies it).
+    /// (shared: the weighing replica reads it, none copies it).
     pub evidence: Arc<PostedEvidence>,
+    /// The links the weighing replica made weighing everyone's evidence
+    /// (a meeting's last round; empty from the other replicas).
+    pub links: Arc<Vec<PostedLink>>,
 }
 
 /// What every replica agreed to close at a sweep (see [`DueSet`]).
@@ -220,9 +230,12 @@ pub struct Agreed {
     pub media_only: std::collections::HashSet<(SocketAddr, SocketAddr)>,
     /// Every replica's latches, in capture order: each adopts them all.
     pub latches: Vec<PostedLatch>,
-    /// Every replica's leg-linking evidence (one post per replica): each
-    /// weighs it all, in capture order.
+    /// Every replica's leg-linking evidence (one post per replica): the
+    /// weighing replica weighs it all, in capture order.
     pub evidence: Vec<Arc<PostedEvidence>>,
+    /// The links weighing made, each replica's post in replica order (one
+    /// replica weighs): every other replica makes them, in that order.
+    pub links: Vec<Arc<Vec<PostedLink>>>,
 }
 
 impl Agreed {
@@ -255,6 +268,11 @@ impl Agreed {
         agreed.latches.sort_by_key(PostedLatch::at);
         agreed.latches.dedup();
         agreed.evidence = sets.iter().map(|s| Arc::clone(&s.evidence)).collect();
+        agreed.links = sets
+            .iter()
+            .filter(|s| !s.links.is_empty())
+            .map(|s| Arc::clone(&s.links))
+            .collect();
         agreed
     }
 }
@@ -300,6 +318,7 @@ impl CallTable {
             explicit_sweeps: false,
             sip_texts: true,
             posted_latches: Vec::new(),
+            weighs: true,
             unclaimed: Unclaimed::default(),
         }
     }
@@ -318,6 +337,15 @@ impl CallTable {
     /// and read it back at close, for nothing.
     pub fn keep_no_sip_texts(&mut self) {
         self.sip_texts = false;
+    }
+
+    /// From now on the table weighs no leg-linking evidence: another
+    /// replica of the parallel engine (worker 0's) weighs every replica's
+    /// and posts the links it made, which this one makes
+    /// ([`Self::apply_links`]). It still notes and posts its evidence, but
+    /// keeps no early streams or media index for weighing.
+    pub fn weigh_elsewhere(&mut self) {
+        self.weighs = false;
     }
 
     /// Capture time moves to `now_ns` (if later) without a sweep.
@@ -512,8 +540,13 @@ impl CallTable {
 
     /// Every replica's leg-linking evidence, from a meeting (its latches
     /// already adopted, [`Self::adopt_latches`]): weighed here, as one
-    /// table weighs its own.
-    pub fn weigh_posted(&mut self, posted: &[Arc<PostedEvidence>]) {
+    /// table weighs its own, in the weighing replica (else nothing). The
+    /// links it made, in order, for the other replicas to make.
+    pub fn weigh_posted(&mut self, posted: &[Arc<PostedEvidence>]) -> Vec<PostedLink> {
+        if !self.weighs {
+            return Vec::new();
+        }
+        self.groups.record_links();
         let nos: Vec<Vec<Option<u64>>> = posted
             .iter()
             .map(|p| p.call_nos(|id| self.by_call_id.get(id, &self.calls)))
@@ -529,16 +562,34 @@ impl CallTable {
             evidence.sort_by_key(MediaEvidence::at);
             self.groups.weigh(&mut self.calls, &self.cfg, evidence);
         }
+        self.groups.take_made()
+    }
+
+    /// The links the weighing replica posted at a meeting (every round's
+    /// latches adopted), made here in the same order, before anything
+    /// closes (the weighing replica made them already: nothing there).
+    pub fn apply_links(&mut self, posted: &[Arc<Vec<PostedLink>>]) {
+        if self.weighs {
+            return;
+        }
+        for links in posted {
+            let unresolved = self
+                .groups
+                .apply_links(&mut self.calls, &self.by_call_id, links);
+            self.stats.legs_links_unresolved += unresolved;
+        }
     }
 
     /// Second half of a sweep, every replica's latches adopted
-    /// ([`Self::adopt_latches`]): weigh every replica's evidence, close
-    /// what every replica agreed on, then the rest of [`Self::tick`]'s
-    /// sweep. (A call that latched since the last sweep had media then, so
-    /// it is not due anywhere while idle timeouts are longer than a sweep's
-    /// interval: adopting cannot change what closes.)
+    /// ([`Self::adopt_latches`]) and its evidence weighed by the weighing
+    /// replica ([`Self::weigh_posted`]): make the links that made (in the
+    /// other replicas), close what every replica agreed on, then the rest
+    /// of [`Self::tick`]'s sweep. (A call that latched since the last
+    /// sweep had media then, so it is not due anywhere while idle timeouts
+    /// are longer than a sweep's interval: adopting cannot change what
+    /// closes.)
     pub fn sweep_agreed(&mut self, agreed: &Agreed) {
-        self.weigh_posted(&agreed.evidence);
+        self.apply_links(&agreed.links);
         self.unclaimed.clear();
         let now = self.now_ns;
         let closing: Vec<u64> = self

@@ -124,6 +124,9 @@ pub struct WorkerTimes {
     pub cpu_ns: u64,
     /// Sweep meetings it attended.
     pub sweeps: u64,
+    /// Links worker 0 posted that named a call this worker did not know
+    /// (`CallTableStats::legs_links_unresolved`: should stay 0).
+    pub links_unresolved: u64,
 }
 
 pub(super) struct WorkerEnd {
@@ -200,6 +203,8 @@ impl Worker {
         if self.me != 0 {
             // The joining thread keeps worker 0's SIP part of each call.
             p.calls_mut().keep_no_sip_texts();
+            // Worker 0 weighs every replica's leg-linking evidence.
+            p.calls_mut().weigh_elsewhere();
         }
         self.link.start(self.me, &mut p);
         let mut times = WorkerTimes::default();
@@ -282,6 +287,7 @@ impl Worker {
         transactions.extend(p.drain_transactions());
         floods.extend(p.drain_floods());
         times.cpu_ns = thread_cpu_ns().saturating_sub(started);
+        times.links_unresolved = p.call_stats().legs_links_unresolved;
         Ok(WorkerEnd {
             stats: p.stats().clone(),
             times,
@@ -294,8 +300,11 @@ impl Worker {
     /// A sweep meeting: `due` posted and every replica's read; while
     /// latches were posted, each replica adopts them (what they make a
     /// call's since the last meeting is taken then) and a further round
-    /// posts the latches and leg-linking evidence that made. What all
-    /// agreed, with every round's evidence.
+    /// posts the latches and leg-linking evidence that made. Then the
+    /// weighing replica (worker 0) weighs every round's evidence, and one
+    /// more round posts the links it made, for the others to make before
+    /// anything closes (`CallTable::apply_links`). What all agreed, with
+    /// those links.
     fn meet(&self, rounds: &mut u64, due: DueSet, p: &mut Pipeline) -> Result<Agreed, Broken> {
         let mut agreed = self.meeting.agree(self.me, rounds, due)?;
         let mut latches = std::mem::take(&mut agreed.latches);
@@ -307,17 +316,23 @@ impl Worker {
             agreed.evidence.extend(next.evidence);
             latches = next.latches;
         }
+        let links = p.calls_mut().weigh_posted(&agreed.evidence);
+        let made = DueSet {
+            links: std::sync::Arc::new(links),
+            ..Default::default()
+        };
+        agreed.links = self.meeting.agree(self.me, rounds, made)?.links;
         Ok(agreed)
     }
 
     /// At the end of the capture, before every call closes: the latches and
-    /// leg-linking evidence since the last sweep, exchanged and adopted as
-    /// at a sweep (one table weighs its own before closing too).
+    /// leg-linking evidence since the last sweep, exchanged, adopted and
+    /// weighed as at a sweep (one table weighs its own before closing too).
     fn last_meeting(&self, rounds: &mut u64, p: &mut Pipeline) -> Result<(), Broken> {
         let mut posts = DueSet::default();
         p.calls_mut().post(&mut posts);
         let agreed = self.meet(rounds, posts, p)?;
-        p.calls_mut().weigh_posted(&agreed.evidence);
+        p.calls_mut().apply_links(&agreed.links);
         Ok(())
     }
 

@@ -2,9 +2,10 @@
 //! packets is noted as evidence ([`MediaEvidence`]) when it comes, and the
 //! evidence is weighed at the next sweep, in capture order, before any call
 //! closes. One table weighs its own; the parallel engine's replicas post
-//! theirs at the sweep meeting and each weighs everyone's
-//! (`calls::Agreed`), so that legs whose media went to different workers
-//! are linked in every replica alike, as one table links them.
+//! theirs at the sweep meeting, worker 0's weighs everyone's
+//! (`calls::Agreed`) and posts the links it made, which every other
+//! replica makes alike (`posted.rs`): legs whose media went to different
+//! workers are linked in every replica alike, as one table links them.
 
 use std::collections::HashMap;
 
@@ -134,8 +135,8 @@ impl PostedEvidence {
 /// Runs each in capture order, merged into one in capture order: what a
 /// stable sort of the runs laid end to end gives (on a tie the earlier
 /// run's item first), without copying them all into one vector and sorting
-/// it. Every replica weighs every replica's evidence at each sweep; the
-/// copy and sort of it all missed the cache more than the rest of a
+/// it. The weighing replica weighs every replica's evidence at each sweep;
+/// the copy and sort of it all missed the cache more than the rest of a
 /// replica's sweep (issue 18, docs/performance.md, session 15).
 pub(in crate::calls) struct MergedRuns<I: Iterator<Item = MediaEvidence>> {
     runs: Vec<std::iter::Peekable<I>>,
@@ -338,7 +339,8 @@ impl Groups {
             }
         }
         if let Some((other, _, detail)) = best {
-            self.link(open, e.call_no, other, LinkMethod::MediaSsrc, detail);
+            let calls = (e.call_no, other);
+            self.link_media(open, calls, LinkMethod::MediaSsrc, detail);
         }
         self.index.streams_by_ssrc.push(RecentStream {
             call_no: e.call_no,
@@ -402,13 +404,8 @@ impl Groups {
             run.ts_offset as i32,
             e.key.ssrc,
         );
-        self.link(
-            open,
-            e.call_no,
-            first.call_no,
-            LinkMethod::MediaPayload,
-            detail,
-        );
+        let calls = (e.call_no, first.call_no);
+        self.link_media(open, calls, LinkMethod::MediaPayload, detail);
     }
 }
 
