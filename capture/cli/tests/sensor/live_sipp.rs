@@ -296,22 +296,7 @@ fn live_stalled_ring_loss_counted_by_kernel_and_charged_to_its_calls() {
     let dir = tempdir("stall");
     let lab = Lab::up(&format!("vs{}", std::process::id() % 10000), 213);
     let stalled = ring_to_stall(&lab);
-    let cfg = format!(
-        "[capture]\nring_bytes = 65536\n[workers]\nrings = {RINGS}\npipeline = 2\n[testing]\nstall_reader_after_frames = 100\nstall_reader_ms = 4000\nstall_reader_ring = {stalled}\n"
-    );
-    let vox = start_voxtap(&lab, &dir, &cfg, 24);
-    let td = dir.join("tcpdump.pcap");
-    let tcpdump = start_tcpdump(&lab, &td);
-    sipp_calls(&lab, &dir, 10, 10);
-    let out = vox.wait(Duration::from_secs(60));
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "voxtap run: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    tcpdump.signal(libc::SIGINT);
-    tcpdump.wait(Duration::from_secs(10));
+    let (stdout, td) = stalled_ring_run(&lab, &dir, stalled, "");
     eprintln!("{stdout}");
     let lost = summary_value(&stdout, "lost_ring_full");
     let stored = stored_frames(&dir) as u64;
@@ -385,19 +370,8 @@ fn live_shared_media_steered_by_pair_and_ring_loss_charged_to_every_call() {
     let lab = Lab::up(&format!("vh{}", std::process::id() % 10000), 217);
     let stalled = ring_to_stall(&lab);
     let server = format!("{}:16000", lab.ip(2));
-    let cfg = format!(
-        "[capture]\nring_bytes = 65536\n[workers]\nrings = {RINGS}\npipeline = 2\nshared_media = [\"{server}\"]\n[testing]\nstall_reader_after_frames = 100\nstall_reader_ms = 4000\nstall_reader_ring = {stalled}\n"
-    );
-    let vox = start_voxtap(&lab, &dir, &cfg, 24);
-    let td = dir.join("tcpdump.pcap");
-    let tcpdump = start_tcpdump(&lab, &td);
-    sipp_calls(&lab, &dir, 10, 10);
-    let out = vox.wait(Duration::from_secs(60));
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "voxtap run: {stderr}");
-    tcpdump.signal(libc::SIGINT);
-    tcpdump.wait(Duration::from_secs(10));
+    let shared = format!("shared_media = [\"{server}\"]\n");
+    let (stdout, td) = stalled_ring_run(&lab, &dir, stalled, &shared);
     eprintln!("{stdout}");
     let lost = summary_value(&stdout, "lost_ring_full");
     assert!(lost > 100, "lost {lost}");
@@ -431,6 +405,31 @@ fn live_shared_media_steered_by_pair_and_ring_loss_charged_to_every_call() {
     }
     assert_eq!(st["capture_loss"].as_u64().unwrap(), lost, "{st}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// 10 SIPp calls through `voxtap run` with [`RINGS`] rings and 2 media
+/// workers (`workers` adds to its `[workers]` section), the reader of ring
+/// `stalled` stalled 4 s after 100 frames, tcpdump beside it: voxtap's
+/// standard output and tcpdump's file.
+fn stalled_ring_run(
+    lab: &Lab,
+    dir: &std::path::Path,
+    stalled: u32,
+    workers: &str,
+) -> (String, std::path::PathBuf) {
+    let cfg = format!(
+        "[capture]\nring_bytes = 65536\n[workers]\nrings = {RINGS}\npipeline = 2\n{workers}[testing]\nstall_reader_after_frames = 100\nstall_reader_ms = 4000\nstall_reader_ring = {stalled}\n"
+    );
+    let vox = start_voxtap(lab, dir, &cfg, 24);
+    let td = dir.join("tcpdump.pcap");
+    let tcpdump = start_tcpdump(lab, &td);
+    sipp_calls(lab, dir, 10, 10);
+    let out = vox.wait(Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "voxtap run: {stderr}");
+    tcpdump.signal(libc::SIGINT);
+    tcpdump.wait(Duration::from_secs(10));
+    (String::from_utf8_lossy(&out.stdout).into_owned(), td)
 }
 
 /// tcpdump's frames by the ring the XDP program must have put them on with

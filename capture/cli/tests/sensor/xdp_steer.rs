@@ -97,6 +97,18 @@ fn load(flags: u32) -> XdpSensor {
     XdpSensor::load(cfg, &[5060]).expect("load XDP program with 4 rings (verifier)")
 }
 
+/// The kernel's per-ring counters when each ring took `sizes[i]` frames
+/// and lost none.
+fn written_without_loss(sizes: &[usize]) -> Vec<RingCounters> {
+    sizes
+        .iter()
+        .map(|&n| RingCounters {
+            written: n as u64,
+            lost: 0,
+        })
+        .collect()
+}
+
 /// The frames waiting in each ring, drained.
 fn drain(readers: &mut [FrameReader]) -> Vec<Vec<Vec<u8>>> {
     readers
@@ -141,15 +153,7 @@ fn sip_to_ring_0_and_media_to_the_ring_of_its_destination() {
     // test shows nothing about the hash.
     assert!(sizes[1..].iter().all(|&n| n > 0), "{sizes:?}");
     assert_eq!(got, want, "frames by ring");
-    let counters = sensor.ring_counters();
-    let expect: Vec<RingCounters> = sizes
-        .iter()
-        .map(|&n| RingCounters {
-            written: n as u64,
-            lost: 0,
-        })
-        .collect();
-    assert_eq!(counters, expect);
+    assert_eq!(sensor.ring_counters(), written_without_loss(&sizes));
     let c = sensor.counters();
     assert_eq!(c[Counter::KeptSip as usize], 1);
     assert_eq!(c[Counter::KeptHeuristic as usize], 30);
@@ -248,14 +252,7 @@ fn shared_media_goes_by_both_ends_over_the_media_rings() {
     // Compared whole, reported by count (the frames are 200 bytes each).
     let got_sizes: Vec<usize> = got.iter().map(Vec::len).collect();
     assert!(got == want, "frames by ring: {got_sizes:?}, want {sizes:?}");
-    let expect: Vec<RingCounters> = sizes
-        .iter()
-        .map(|&n| RingCounters {
-            written: n as u64,
-            lost: 0,
-        })
-        .collect();
-    assert_eq!(sensor.ring_counters(), expect);
+    assert_eq!(sensor.ring_counters(), written_without_loss(&sizes));
     let c = sensor.counters();
     assert_eq!(c[Counter::KeptMedia as usize], 60 * 4);
     assert_eq!(c[Counter::KeptSip as usize], 1);

@@ -66,8 +66,8 @@ impl MediaEvidence {
 }
 
 /// The evidence a replica posts at a sweep meeting: its items in the order
-/// it noted them (capture order, so that the weighing replicas' sort only
-/// merges one run per replica), each naming its call by an index into
+/// it noted them (capture order, so that the weighing replica merges one
+/// run per replica, [`MergedRuns`]), each naming its call by an index into
 /// `call_ids` (call numbers differ between replicas; one name a call, not
 /// one a packet).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
