@@ -683,12 +683,6 @@ impl RingRule {
     }
 }
 
-/// [`steer_hash`] of an endpoint, IPv4 as v4-mapped IPv6.
-pub fn endpoint_hash(ep: SocketAddr) -> u32 {
-    let k = endpoint_key(ep);
-    steer_hash(&k.addr, k.port)
-}
-
 /// Reads the frames the classifier keeps in one ring. Zero-copy: each frame
 /// is borrowed from the shared ring and released as soon as the callback
 /// returns.
