@@ -43,7 +43,7 @@
 //! decode, and spent 1.3 to 2.2 times one pipeline's CPU per frame at
 //! N = 2 to 8: docs/performance.md, "Session 12"), so
 //! `--instructions` counts each thread's instructions under callgrind
-//! instead of its CPU time ([`instructions`]): the engine's work, whatever
+//! instead of its CPU time ([`callgrind`]): the engine's work, whatever
 //! the load and the scheduling; about 50 times slower (`--calls 5000`).
 //! `--cache-misses` counts instead each thread's last-level cache misses
 //! (reads and writes) in callgrind's simulation of a fixed cache (32 KiB
@@ -59,7 +59,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::bench::{release_voxtap, synth_input};
 
-mod instructions;
+mod callgrind;
 
 /// Packets per second of a saturated 10 GbE of G.711 (issue 18).
 const TEN_GBE_PPS: f64 = 5.25e6;
@@ -275,7 +275,7 @@ pub fn bench_scale(root: &Path, args: &[String]) -> Result<()> {
         for &n in &a.workers {
             let run = match a.count {
                 Count::Cpu => import(&voxtap, &dir, &pcap, n)?,
-                c => instructions::import(&voxtap, &dir, &pcap, n, c)?,
+                c => callgrind::import(&voxtap, &dir, &pcap, n, c)?,
             };
             these.push((n, run));
         }
