@@ -7,6 +7,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::Part;
 use crate::calls::Call;
+use crate::calls::legs::CallName;
 use crate::tap::PacketTap;
 
 /// The joining thread: the workers' parts until every worker has hung up,
@@ -45,7 +46,7 @@ pub(super) fn run(
 /// record by its endpoint pair (ports folded as the record folds them).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Key {
-    Sip(Box<[u8]>, u64),
+    Sip(CallName),
     MediaOnly(SocketAddr, SocketAddr),
     /// A media-only record that does not say its pair: not merged.
     Alone(usize, usize),
@@ -53,7 +54,7 @@ enum Key {
 
 fn key(call: &Call, worker: usize, i: usize) -> Key {
     if !call.is_media_only() {
-        return Key::Sip(call.call_id_raw().into(), call.start_ns());
+        return Key::Sip(CallName::of(call));
     }
     match call.media_pair() {
         Some((a, b)) => Key::MediaOnly(a, b),

@@ -24,7 +24,8 @@ pub struct CallName {
 }
 
 impl CallName {
-    fn of(c: &Call) -> Self {
+    /// Its name (the joining thread keys a SIP call's replicas by it too).
+    pub(crate) fn of(c: &Call) -> Self {
         CallName {
             call_id: c.call_id_raw().into(),
             start_ns: c.start_ns(),
