@@ -193,8 +193,8 @@ pub struct CallTable {
     /// a replica of the parallel engine, whose sweeps happen at the same
     /// global moments as every other replica's (`crate::parallel`).
     explicit_sweeps: bool,
-    /// Calls keep their SIP texts (all but a replica whose texts nobody
-    /// reads, [`Self::keep_no_sip_texts`]).
+    /// Calls keep their SIP entries and texts (all but a replica whose
+    /// entries nobody reads, [`Self::keep_no_sip_texts`]).
     sip_texts: bool,
     /// Latches made since the last sweep (a replica posts them there).
     posted_latches: Vec<PostedLatch>,
@@ -329,12 +329,14 @@ impl CallTable {
         self.explicit_sweeps = true;
     }
 
-    /// From now on calls keep summaries of their SIP messages, not their
-    /// texts (counted as if kept, so budgets decide as in a table that
-    /// keeps them): a parallel engine's replica other than worker 0's,
-    /// whose SIP part the joining thread never takes (it keeps the first
-    /// replica's, worker 0's): every replica wrote every text to its spill
-    /// and read it back at close, for nothing.
+    /// From now on calls keep no entries of their SIP messages, neither
+    /// texts nor summaries (counted as if kept, so budgets decide as in a
+    /// table that keeps them): a parallel engine's replica other than
+    /// worker 0's, whose SIP part neither the joining thread (it keeps the
+    /// first replica's, worker 0's) nor the live view (it takes worker 0's
+    /// calls' SIP) ever reads. Every replica wrote every text to its spill
+    /// and read it back at close, for nothing, and formatted and held every
+    /// summary.
     pub fn keep_no_sip_texts(&mut self) {
         self.sip_texts = false;
     }
@@ -1108,25 +1110,19 @@ mod tests {
         assert_eq!(c.sip_unkept().len() as u64, c.sip_truncated());
     }
 
-    /// A replica that keeps no SIP texts (`keep_no_sip_texts`) counts its
-    /// entries as if it kept them: its table holds the same bytes after
-    /// every message, keeps the same entries (summaries, times, ends) and
-    /// the same truncation; only the texts are empty.
+    /// A replica that keeps no SIP texts (`keep_no_sip_texts`) keeps no
+    /// entries either but counts them as if it kept them: its table holds
+    /// the same bytes after every message and the call the same truncation
+    /// and unkept packets.
     #[test]
     fn a_table_without_sip_texts_counts_them_as_kept() {
         let budget = 1 << 20;
         let (with, held_with) = big_info_call(budget, true);
         let (without, held_without) = big_info_call(budget, false);
         assert_eq!(held_with, held_without, "bytes held after each message");
-        assert_eq!(with.sip().len(), without.sip().len());
-        for (a, b) in with.sip().iter().zip(without.sip()) {
-            assert_eq!(
-                (a.ts_ns, &a.summary, a.src, a.dst),
-                (b.ts_ns, &b.summary, b.src, b.dst)
-            );
-            assert!(b.text.is_empty());
-        }
         assert!(with.sip().iter().any(|e| !e.text.is_empty()));
+        assert!(with.sip().len() > 1000, "{}", with.sip().len());
+        assert!(without.sip().is_empty());
         assert_eq!(with.sip_truncated(), without.sip_truncated());
         assert_eq!(with.sip_unkept(), without.sip_unkept());
     }

@@ -292,6 +292,20 @@ pub(super) fn summary(msg: &Message<'_>) -> Cow<'static, str> {
     }
 }
 
+/// The length of [`summary`]'s text, not written (a replica that keeps no
+/// SIP entries counts them by it).
+pub(super) fn summary_len(msg: &Message<'_>) -> usize {
+    let lossy_len = |b: &[u8]| String::from_utf8_lossy(b).len();
+    match msg.start() {
+        StartLine::Request { method, uri } => method.as_str().len() + " ".len() + lossy_len(uri),
+        StartLine::Response { code, reason } => {
+            let method = msg.cseq().map_or(0, |(_, m)| m.as_str().len());
+            let digits = code.checked_ilog10().map_or(1, |d| d as usize + 1);
+            digits + " ".len() + lossy_len(reason) + " (".len() + method + ")".len()
+        }
+    }
+}
+
 /// The responses most calls get, as [`summary`] writes them: an open call
 /// keeps its SIP entries, and a separate allocation for "200 OK (INVITE)"
 /// in each took 32 bytes of heap for 15 of text.
@@ -401,6 +415,40 @@ mod tests {
             call.on_sip(&p, LINGER, crate::calls::call::SipBudget::UNLIMITED);
         }
         call
+    }
+
+    /// `summary_len` is the length of the text `summary` writes, for
+    /// requests and responses, usual or not, with or without a CSeq, with
+    /// codes of any width and with bytes that are not UTF-8 (each becomes a
+    /// three-byte U+FFFD).
+    #[test]
+    fn summary_len_is_the_summary_texts_length() {
+        let mut cases: Vec<Vec<u8>> = [
+            ("INVITE sip:bob@x", "1 INVITE"),
+            ("FOO sip:bob@x;user=phone", "7 FOO"),
+            ("200 OK", "1 INVITE"),
+            ("200 OK", "2 BYE"),
+            ("183 Session Progress", "1 INVITE"),
+            ("486 Busy Here", "1 INVITE"),
+            ("299 Something New", "3 FOO"),
+            ("100 Trying", "1 INVITE"),
+        ]
+        .iter()
+        .map(|(start, cseq)| raw(start, cseq))
+        .collect();
+        cases.push(b"INVITE sip:b\xffob@x SIP/2.0\r\nCall-ID: c\r\n\r\n".to_vec());
+        cases.push(b"SIP/2.0 200 \xfe\xffOK\r\nCall-ID: c\r\n\r\n".to_vec());
+        cases.push(b"SIP/2.0 603 Decline\r\nCall-ID: c\r\n\r\n".to_vec());
+        cases.push(b"INVITE sip:\xe2\x82\xac@x SIP/2.0\r\nCall-ID: c\r\n\r\n".to_vec());
+        for bytes in &cases {
+            let msg = voxtap_proto::sip::parse(bytes).unwrap();
+            assert_eq!(
+                summary_len(&msg),
+                summary(&msg).len(),
+                "{:?}",
+                summary(&msg)
+            );
+        }
     }
 
     #[test]

@@ -13,7 +13,11 @@
 //! were half of an open call's memory); [`Call::load_sip_texts`] puts them
 //! back into the entries when it closes, before anyone reads them.
 
-use super::dialog::{SipPacket, summary};
+use std::borrow::Cow;
+
+use voxtap_proto::sip::Message;
+
+use super::dialog::{SipPacket, summary, summary_len};
 use super::{Call, SipEntry};
 use crate::calls::spill::{ChunkPtr, PinnedSeg, Spill};
 
@@ -99,9 +103,10 @@ pub(in crate::calls) struct SipBudget {
     pub allowance: usize,
     /// What the table as a whole has left.
     pub room: usize,
-    /// Whether texts are kept at all: not in a replica whose texts nobody
-    /// reads (`CallTable::keep_no_sip_texts`). Its entries are counted as
-    /// if they held them, so its budgets decide as everywhere else.
+    /// Whether entries and their texts are kept at all: not in a replica
+    /// whose entries nobody reads (`CallTable::keep_no_sip_texts`). It
+    /// counts each as if it kept it, so its budgets decide as everywhere
+    /// else.
     pub texts: bool,
 }
 
@@ -112,6 +117,27 @@ impl SipBudget {
         room: usize::MAX,
         texts: true,
     };
+}
+
+/// [`summary`] cut to [`MAX_SUMMARY`] bytes (at a character boundary).
+fn cut_summary(msg: &Message<'_>) -> Cow<'static, str> {
+    let mut summary = summary(msg);
+    if summary.len() > MAX_SUMMARY {
+        let mut cut = MAX_SUMMARY;
+        while !summary.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        summary.to_mut().truncate(cut);
+    }
+    summary
+}
+
+/// The length of [`cut_summary`]'s text, mostly without writing it.
+fn cut_summary_len(msg: &Message<'_>) -> usize {
+    match summary_len(msg) {
+        len if len <= MAX_SUMMARY => len,
+        _ => cut_summary(msg).len(),
+    }
 }
 
 impl Call {
@@ -126,23 +152,22 @@ impl Call {
         if p.msg.oversized() {
             self.rare_mut().sip_oversized += 1;
         }
-        let mut summary = summary(p.msg);
-        if summary.len() > MAX_SUMMARY {
-            let mut cut = MAX_SUMMARY;
-            while !summary.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            summary.to_mut().truncate(cut);
-        }
-        let entry = std::mem::size_of::<SipEntry>() + summary.len();
+        // A replica without texts keeps no entries either (nobody reads
+        // them: the joining thread and the live view take worker 0's), but
+        // counts each as the others keep it.
+        let summary = budget.texts.then(|| cut_summary(p.msg));
+        let summary_len = summary
+            .as_ref()
+            .map_or_else(|| cut_summary_len(p.msg), |s| s.len());
+        let entry = std::mem::size_of::<SipEntry>() + summary_len;
         // Lossy UTF-8 may grow the text; the raw length is its lower bound.
         let held = self.sip_bytes;
         let fits = |len: usize, cap: usize| held.saturating_add(len) <= cap && len <= room;
-        let mut text = std::borrow::Cow::Borrowed("");
+        let mut text = Cow::Borrowed("");
         if fits(entry + p.msg.raw().len(), allowance) {
             text = String::from_utf8_lossy(p.msg.raw());
             if !fits(entry + text.len(), allowance) {
-                text = std::borrow::Cow::Borrowed("");
+                text = Cow::Borrowed("");
             }
         }
         let kept = entry + text.len();
@@ -155,11 +180,10 @@ impl Call {
             }
         }
         self.sip_bytes += kept;
-        let (text_rec, text) = if budget.texts {
-            self.sip_texts.put(&text)
-        } else {
-            (0, Box::default())
+        let Some(summary) = summary else {
+            return kept;
         };
+        let (text_rec, text) = self.sip_texts.put(&text);
         super::push_tight(
             &mut self.sip,
             SipEntry {
