@@ -1,12 +1,22 @@
-//! Links by media in the parallel engine: one replica (worker 0) weighs
-//! every replica's evidence (`evidence.rs`) and records each link it made,
-//! in order; the meeting posts them and every other replica makes them
-//! alike, at the same point of its sweep, so that every replica's groups
-//! stay the same (a group decides when its calls are handed out, and the
-//! joining thread merges a call's replicas per sweep: replicas that
-//! disagreed on groups would split calls). Weighing everyone's evidence in
-//! every replica cost each of them as much as the weighing replica, and an
-//! early-stream store each (issue 18).
+//! Links in the parallel engine: one replica (worker 0) links by
+//! signalling as each SIP request comes (`link_by_signalling`) and weighs
+//! every replica's media evidence at each sweep (`evidence.rs`), recording
+//! every link it made, in the order made; the meeting posts them and every
+//! other replica makes them alike, at the same point of its sweep, so that
+//! every replica's groups stay the same (a group decides when its calls
+//! are handed out, and the joining thread merges a call's replicas per
+//! sweep: replicas that disagreed on groups would split calls). Weighing
+//! everyone's evidence in every replica cost each of them as much as the
+//! weighing replica, and an early-stream store each; reading every
+//! request's correlation headers and recent INVITEs in every replica cost
+//! each ~9% of its instructions and the memory of those indexes (issue 18).
+//!
+//! Between a link by signalling (at message time in worker 0) and the
+//! meeting that posts it, the other replicas have the group as it was
+//! before: only closing a call reads it there (sweeps close nothing before
+//! the links are made), and a call closes between meetings only when its
+//! Call-ID starts a new call. Such a call is held, parked, until the posted
+//! links are made, then closed as worker 0 closed it ([`Groups::hold`]).
 
 use std::collections::HashMap;
 
@@ -43,9 +53,10 @@ pub struct PostedLink {
 }
 
 impl Groups {
-    /// Links by media are recorded from now until [`Self::take_made`].
+    /// Links are recorded from now until [`Self::take_made`] (those
+    /// recorded already are kept).
     pub(in crate::calls) fn record_links(&mut self) {
-        self.made = Some(Vec::new());
+        self.made.get_or_insert_with(Vec::new);
     }
 
     /// The links recorded since [`Self::record_links`], in the order made;
@@ -54,8 +65,8 @@ impl Groups {
         self.made.take().unwrap_or_default()
     }
 
-    /// A link by media: made, and recorded while recording.
-    pub(super) fn link_media(
+    /// A link (by signalling or media): made, and recorded while recording.
+    pub(super) fn link_recorded(
         &mut self,
         open: &mut OpenCalls,
         (a, b): (u64, u64),
@@ -127,6 +138,33 @@ impl Groups {
             }
         }
         unresolved
+    }
+
+    /// A replica that makes posted links closes `call` between meetings
+    /// (its Call-ID started a new call): it waits, parked, for the links
+    /// made since the last meeting ([`Self::close_held`]). Closed now, it
+    /// would be handed out or parked by its group as it was, not as the
+    /// links worker 0 made by signalling since left it (the joining thread
+    /// would split the logical call), and a link posted to it would find
+    /// no call (counted as unresolved).
+    pub(in crate::calls) fn hold(&mut self, call: Call) {
+        self.held.push(call.no());
+        self.parked.insert(call.no(), call);
+    }
+
+    /// The calls [`Self::hold`] held, closed in the order they closed, the
+    /// posted links made: each is handed out with the rest of its group or
+    /// stays parked, as in the replica that closed it at once (groups only
+    /// grow, and a call of its group that closed since was held too).
+    pub(in crate::calls) fn close_held(&mut self, open: &OpenCalls) -> Vec<Call> {
+        let mut out = Vec::new();
+        for no in std::mem::take(&mut self.held) {
+            // Gone already: handed out with a group member held after it.
+            if let Some(call) = self.parked.remove(&no) {
+                out.extend(self.close(open, call));
+            }
+        }
+        out
     }
 }
 
