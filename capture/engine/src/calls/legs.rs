@@ -756,6 +756,13 @@ impl Groups {
             && self.held.is_empty()
     }
 
+    /// What linking by signalling keeps: pending names, shared keys and
+    /// recent INVITEs.
+    #[cfg(test)]
+    pub fn signalling_state(&self) -> usize {
+        self.pending_names.len() + self.index.shared_keys.len() + self.index.invites.ring.len()
+    }
+
     fn call_mut<'c>(&'c mut self, open: &'c mut OpenCalls, no: u64) -> Option<&'c mut Call> {
         match open.get_mut(&no) {
             Some(c) => Some(c),

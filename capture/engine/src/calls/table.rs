@@ -354,6 +354,12 @@ impl CallTable {
         self.groups.take_made();
     }
 
+    /// What linking by signalling keeps here (`Groups::signalling_state`).
+    #[cfg(test)]
+    pub(in crate::calls) fn signalling_state(&self) -> usize {
+        self.groups.signalling_state()
+    }
+
     /// Capture time moves to `now_ns` (if later) without a sweep.
     pub fn advance(&mut self, now_ns: u64) {
         self.now_ns = self.now_ns.max(now_ns);
