@@ -432,12 +432,7 @@ mod tests {
     /// leg-s), and so did leg-t's and leg-u's (handed out together).
     /// Returns the replicas' signalling links and state before the
     /// meeting, what each handed out at it, and at the end.
-    fn signalling_legs() -> (
-        ([u64; 2], [usize; 2]),
-        [Vec<Call>; 2],
-        [Vec<Call>; 2],
-        Replicas,
-    ) {
+    fn signalling_legs() -> (Before, [Vec<Call>; 2], [Vec<Call>; 2], Replicas) {
         let mut r = Replicas::new();
         let mut feed = |ts: u64, src: &str, dst: &str, raw: Vec<u8>| r.sip(ts * MS, src, dst, raw);
         let (box_in, box_out) = ("10.0.9.1:5060", "10.0.9.1:5062");
@@ -491,6 +486,10 @@ mod tests {
         let swept = r.sweep(1000 * MS);
         (before, swept, r.finish(), r)
     }
+
+    /// Each replica's links before a meeting, and what its linking by
+    /// signalling keeps.
+    type Before = ([u64; 2], [usize; 2]);
 
     /// Replica 0 links by signalling, replica 1 keeps nothing for it and
     /// makes the posted links at the meeting: both hand out the same calls
