@@ -551,7 +551,10 @@ fn relayed_call(c: &mut Capture, i: u32, nat: bool) {
 /// a new call on the same Call-ID (a new initial INVITE) before the next
 /// sweep has weighed that leg's first packets: that evidence is of a call
 /// no longer open, so neither one table nor the replicas weigh it, and the
-/// second and third legs are linked by their payloads.
+/// second and third legs are linked by their payloads. The second leg's
+/// INVITE names the first by a header: that link is made at once (by
+/// worker 0 alone), and the first leg, closed by its new call, waits
+/// parked for the others in every replica.
 fn chained_call(c: &mut Capture, i: u32) {
     // Early in the capture, so that sweeps go on while its calls end (two
     // calls of one Call-ID ending at one sweep name their folders in no
@@ -568,13 +571,19 @@ fn chained_call(c: &mut Capture, i: u32) {
     let sig = |ep: Endpoint| (ep.0, 5060);
     for (k, ((from, to), cid)) in hops.iter().zip(&cids).enumerate() {
         let t = t0 + k as u64 * 5_000_000;
-        let invite = sip(
+        let mut invite = sip(
             "INVITE sip:b@x SIP/2.0",
             cid,
             "1 INVITE",
             false,
             Some(*from),
         );
+        if k == 1 {
+            // The second leg names the first: linked by signalling (in
+            // worker 0 only, posted at the next meeting) before the first
+            // closes, between meetings or not, by its Call-ID's new call.
+            invite = named(invite, cid, &cids[0]);
+        }
         c.add(t, sig(*from), sig(*to), invite);
         let ok = sip("SIP/2.0 200 OK", cid, "1 INVITE", true, Some(*to));
         c.add(t + 40_000_000, sig(*to), sig(*from), ok);
@@ -607,6 +616,14 @@ fn chained_call(c: &mut Capture, i: u32) {
         let ok = sip("SIP/2.0 200 OK", cid, "2 BYE", true, None);
         c.add(t0 + 2 * S + 1, sig(*to), sig(*from), ok);
     }
+}
+
+/// SIP message `raw` of Call-ID `cid` with an X-Call-ID header naming `other`.
+fn named(raw: Vec<u8>, cid: &str, other: &str) -> Vec<u8> {
+    let text = String::from_utf8(raw).unwrap();
+    let at = format!("Call-ID: {cid}\r\n");
+    text.replacen(&at, &format!("{at}X-Call-ID: {other}\r\n"), 1)
+        .into_bytes()
 }
 
 /// Relayed calls whose two legs' streams go to different workers with `n`.
@@ -767,6 +784,12 @@ fn races_give_the_same_outputs_with_2_4_and_8_engine_workers() {
         .filter(|r| r["call_id"].starts_with("chain-a-"))
         .count();
     assert_eq!(reused, 40, "each first leg's Call-ID started a second call");
+    let named = calls
+        .iter()
+        .filter(|r| r["call_id"].starts_with("chain-b-"))
+        .filter(|r| r["links"].contains("chain-a-") && r["links"].contains("header"))
+        .count();
+    assert_eq!(named, 20, "the second legs linked to the first by a header");
     let with_stun = calls
         .iter()
         .filter(kind_of(150..180))

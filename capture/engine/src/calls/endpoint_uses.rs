@@ -78,6 +78,16 @@ impl Index {
 }
 
 impl Many {
+    /// [`Uses::has`] of more than one use.
+    #[inline(never)]
+    fn has(&self, call: u64, role: Option<Role>) -> bool {
+        let is = |u: &EndpointUse| u.call == call && role.is_none_or(|r| u.role == r);
+        match self {
+            Many::List(v) => v.iter().any(is),
+            Many::Index(ix) => ix.numbers(call).any(|n| ix.by_age.get(&n).is_some_and(is)),
+        }
+    }
+
     /// [`Uses::newest_shared_with`] of more than one use.
     #[inline(never)]
     fn newest_shared_with(&self, other: &Uses) -> Option<EndpointUse> {
@@ -175,17 +185,16 @@ impl Uses {
         }
     }
 
-    /// Whether `call` uses it (in `role`, if given).
+    /// Whether `call` uses it (in `role`, if given). The one-call case
+    /// inline, the rest out of line: with the index walk in it, LLVM
+    /// inlined it into `Endpoints::find` or not as unrelated code in the
+    /// crate changed (some 22 instructions a media packet, session 16).
     #[inline]
     pub fn has(&self, call: u64, role: Option<Role>) -> bool {
-        let is = |u: &EndpointUse| u.call == call && role.is_none_or(|r| u.role == r);
         match self {
-            Uses::One(u) => is(u),
+            Uses::One(u) => u.call == call && role.is_none_or(|r| u.role == r),
             Uses::None => false,
-            Uses::Many(m) => match &**m {
-                Many::List(v) => v.iter().any(is),
-                Many::Index(ix) => ix.numbers(call).any(|n| ix.by_age.get(&n).is_some_and(is)),
-            },
+            Uses::Many(m) => m.has(call, role),
         }
     }
 

@@ -692,8 +692,11 @@ pub(super) struct Groups {
     /// leaves weighing to another, `posted.rs`).
     noted: Vec<MediaEvidence>,
     early: recent::Recent<evidence::EarlyStream>,
-    /// Links by media made while recording them (`posted.rs`).
+    /// Links made while recording them (`posted.rs`).
     made: Option<Vec<PostedLink>>,
+    /// Calls closed between meetings, parked until the links posted at
+    /// the next one are made (`posted.rs`, a replica that makes them).
+    held: Vec<u64>,
 }
 
 /// Pending names kept at most: a flood of bogus names must not grow memory.
@@ -747,7 +750,17 @@ impl Groups {
 
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
-        self.group_of.is_empty() && self.members.is_empty() && self.parked.is_empty()
+        self.group_of.is_empty()
+            && self.members.is_empty()
+            && self.parked.is_empty()
+            && self.held.is_empty()
+    }
+
+    /// What linking by signalling keeps: pending names, shared keys and
+    /// recent INVITEs.
+    #[cfg(test)]
+    pub fn signalling_state(&self) -> usize {
+        self.pending_names.len() + self.index.shared_keys.len() + self.index.invites.ring.len()
     }
 
     fn call_mut<'c>(&'c mut self, open: &'c mut OpenCalls, no: u64) -> Option<&'c mut Call> {
@@ -822,7 +835,8 @@ impl Groups {
 
     /// A SIP request of call `no` (`created` by it): correlation headers
     /// naming other legs, and an initial INVITE leaving the box another
-    /// reached.
+    /// reached. Every link is recorded while recording (the parallel
+    /// engine's worker 0 posts them; the other replicas never come here).
     pub fn link_by_signalling(
         &mut self,
         open: &mut OpenCalls,
@@ -837,7 +851,7 @@ impl Groups {
             && let Some(waiting) = self.pending_names.remove(cid)
         {
             for (other, method, detail) in waiting {
-                self.link(open, no, other, method, detail);
+                self.link_recorded(open, (no, other), method, detail);
             }
         }
         self.link_by_keys(open, by_call_id, message_keys(p.msg, cfg), no);
@@ -866,7 +880,7 @@ impl Groups {
         for (name, method, detail) in keys.names {
             match by_call_id.get(name.as_bytes(), open) {
                 Some(other) if other != no => {
-                    self.link(open, no, other, method, detail);
+                    self.link_recorded(open, (no, other), method, detail);
                 }
                 Some(_) => {}
                 None => {
@@ -883,7 +897,7 @@ impl Groups {
         for (key, method) in keys.shared {
             match self.index.shared_keys.get(&key).copied() {
                 Some(other) if other != no => {
-                    self.link(open, no, other, method, key);
+                    self.link_recorded(open, (no, other), method, key);
                 }
                 Some(_) => {}
                 None => self.index.add_shared(key, no),
@@ -925,7 +939,7 @@ impl Groups {
                 src,
                 ts_ns.saturating_sub(r.ts_ns) as f64 / 1e6
             );
-            self.link(open, no, r.call_no, LinkMethod::Signalling, detail);
+            self.link_recorded(open, (no, r.call_no), LinkMethod::Signalling, detail);
         }
         self.index.invites.push(RecentInvite {
             call_no: no,

@@ -327,6 +327,10 @@ impl CallTable {
     /// time but never close anything by themselves (parallel engine).
     pub fn set_explicit_sweeps(&mut self) {
         self.explicit_sweeps = true;
+        if self.weighs {
+            // Its links by signalling are posted at the next meeting.
+            self.groups.record_links();
+        }
     }
 
     /// From now on calls keep no entries of their SIP messages, neither
@@ -341,13 +345,21 @@ impl CallTable {
         self.sip_texts = false;
     }
 
-    /// From now on the table weighs no leg-linking evidence: another
-    /// replica of the parallel engine (worker 0's) weighs every replica's
-    /// and posts the links it made, which this one makes
-    /// ([`Self::apply_links`]). It still notes and posts its evidence, but
-    /// keeps no early streams or media index for weighing.
+    /// From now on the table links no legs by itself: another replica of
+    /// the parallel engine (worker 0's) links by signalling and weighs
+    /// every replica's media evidence, and posts the links it made, which
+    /// this one makes ([`Self::apply_links`]). It still notes and posts its
+    /// evidence, but reads no correlation headers and keeps no early
+    /// streams, recent INVITEs, shared keys or pending names.
     pub fn weigh_elsewhere(&mut self) {
         self.weighs = false;
+        self.groups.take_made();
+    }
+
+    /// What linking by signalling keeps here (`Groups::signalling_state`).
+    #[cfg(test)]
+    pub(in crate::calls) fn signalling_state(&self) -> usize {
+        self.groups.signalling_state()
     }
 
     /// Capture time moves to `now_ns` (if later) without a sweep.
@@ -548,6 +560,7 @@ impl CallTable {
         if !self.weighs {
             return Vec::new();
         }
+        // Kept: the links by signalling made since the last meeting, first.
         self.groups.record_links();
         let nos: Vec<Vec<Option<u64>>> = posted
             .iter()
@@ -564,12 +577,18 @@ impl CallTable {
             evidence.sort_by_key(MediaEvidence::at);
             self.groups.weigh(&mut self.calls, &self.cfg, evidence);
         }
-        self.groups.take_made()
+        let made = self.groups.take_made();
+        if self.explicit_sweeps {
+            self.groups.record_links();
+        }
+        made
     }
 
     /// The links the weighing replica posted at a meeting (every round's
     /// latches adopted), made here in the same order, before anything
-    /// closes (the weighing replica made them already: nothing there).
+    /// closes (the weighing replica made them already: nothing there);
+    /// then the calls held since the last meeting close, as they closed
+    /// there ([`Self::finalize_between_meetings`]).
     pub fn apply_links(&mut self, posted: &[Arc<Vec<PostedLink>>]) {
         if self.weighs {
             return;
@@ -580,6 +599,8 @@ impl CallTable {
                 .apply_links(&mut self.calls, &self.by_call_id, links);
             self.stats.legs_links_unresolved += unresolved;
         }
+        let closed = self.groups.close_held(&self.calls);
+        self.ended.extend(closed);
     }
 
     /// Second half of a sweep, every replica's latches adopted
@@ -649,6 +670,9 @@ impl CallTable {
     /// End of capture: close every open call and media-only record.
     pub fn finish(&mut self) {
         self.groups.weigh_noted(&mut self.calls, &self.cfg);
+        // Held without a last meeting (none when the engine holds one).
+        let held = self.groups.close_held(&self.calls);
+        self.ended.extend(held);
         let mut open: Vec<(u64, u64)> = self
             .calls
             .values()
@@ -668,9 +692,28 @@ impl CallTable {
     /// its endpoints, remember its Call-ID for late messages, and hand it
     /// out with the rest of its logical call.
     fn finalize(&mut self, no: u64, reason: EndReason) {
-        let Some(mut call) = self.calls.remove(&no).map(|c| *c) else {
-            return;
-        };
+        if let Some(call) = self.close_call(no, reason) {
+            let out = self.groups.close(&self.calls, call);
+            self.ended.extend(out);
+        }
+    }
+
+    /// [`Self::finalize`] between sweeps. A replica that makes the links
+    /// another posts holds the call until the next meeting's are made
+    /// (`Groups::hold`): worker 0 may have linked it by signalling since
+    /// the last one.
+    fn finalize_between_meetings(&mut self, no: u64, reason: EndReason) {
+        if self.weighs {
+            self.finalize(no, reason);
+        } else if let Some(call) = self.close_call(no, reason) {
+            self.groups.hold(call);
+        }
+    }
+
+    /// Close call `no` and release what the table keeps for it: the call,
+    /// for its group to hand out.
+    fn close_call(&mut self, no: u64, reason: EndReason) -> Option<Call> {
+        let mut call = self.calls.remove(&no).map(|c| *c)?;
         call.close(reason);
         call.load_sip_texts();
         for ep in call.endpoints() {
@@ -691,8 +734,7 @@ impl CallTable {
         self.closed
             .add(call.call_id_raw(), call.dialog_marks(), until);
         self.stats.calls_ended += 1;
-        let out = self.groups.close(&self.calls, call);
-        self.ended.extend(out);
+        Some(call)
     }
 
     /// A CRLF keep-alive from `src` to `dst`.
@@ -750,7 +792,9 @@ impl CallTable {
                 Err(_) => self.stats.sdp_errors += 1,
             }
         }
-        if msg.is_request() {
+        // A replica that makes posted links keeps none of this (worker 0
+        // links by signalling for all).
+        if msg.is_request() && self.weighs {
             self.groups.link_by_signalling(
                 &mut self.calls,
                 &self.by_call_id,
@@ -803,7 +847,7 @@ impl CallTable {
                 return Some((no, false));
             }
             self.stats.calls_reusing_call_id += 1;
-            self.finalize(no, EndReason::EndOfCapture);
+            self.finalize_between_meetings(no, EndReason::EndOfCapture);
         } else if self.closed.absorbs(cid, p.msg, p.ts_ns) {
             return None;
         }

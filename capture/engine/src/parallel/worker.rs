@@ -302,9 +302,10 @@ impl Worker {
     /// call's since the last meeting is taken then) and a further round
     /// posts the latches and leg-linking evidence that made. Then the
     /// weighing replica (worker 0) weighs every round's evidence, and one
-    /// more round posts the links it made, for the others to make before
-    /// anything closes (`CallTable::apply_links`). What all agreed, with
-    /// those links.
+    /// more round posts the links it made (by signalling since the last
+    /// meeting, then these), for the others to make before anything
+    /// closes (`CallTable::apply_links`). What all agreed, with those
+    /// links.
     fn meet(&self, rounds: &mut u64, due: DueSet, p: &mut Pipeline) -> Result<Agreed, Broken> {
         let mut agreed = self.meeting.agree(self.me, rounds, due)?;
         let mut latches = std::mem::take(&mut agreed.latches);

@@ -340,7 +340,7 @@ impl Groups {
         }
         if let Some((other, _, detail)) = best {
             let calls = (e.call_no, other);
-            self.link_media(open, calls, LinkMethod::MediaSsrc, detail);
+            self.link_recorded(open, calls, LinkMethod::MediaSsrc, detail);
         }
         self.index.streams_by_ssrc.push(RecentStream {
             call_no: e.call_no,
@@ -405,7 +405,7 @@ impl Groups {
             e.key.ssrc,
         );
         let calls = (e.call_no, first.call_no);
-        self.link_media(open, calls, LinkMethod::MediaPayload, detail);
+        self.link_recorded(open, calls, LinkMethod::MediaPayload, detail);
     }
 }
 

@@ -1,12 +1,22 @@
-//! Links by media in the parallel engine: one replica (worker 0) weighs
-//! every replica's evidence (`evidence.rs`) and records each link it made,
-//! in order; the meeting posts them and every other replica makes them
-//! alike, at the same point of its sweep, so that every replica's groups
-//! stay the same (a group decides when its calls are handed out, and the
-//! joining thread merges a call's replicas per sweep: replicas that
-//! disagreed on groups would split calls). Weighing everyone's evidence in
-//! every replica cost each of them as much as the weighing replica, and an
-//! early-stream store each (issue 18).
+//! Links in the parallel engine: one replica (worker 0) links by
+//! signalling as each SIP request comes (`link_by_signalling`) and weighs
+//! every replica's media evidence at each sweep (`evidence.rs`), recording
+//! every link it made, in the order made; the meeting posts them and every
+//! other replica makes them alike, at the same point of its sweep, so that
+//! every replica's groups stay the same (a group decides when its calls
+//! are handed out, and the joining thread merges a call's replicas per
+//! sweep: replicas that disagreed on groups would split calls). Weighing
+//! everyone's evidence in every replica cost each of them as much as the
+//! weighing replica, and an early-stream store each; reading every
+//! request's correlation headers and recent INVITEs in every replica cost
+//! each ~9% of its instructions and the memory of those indexes (issue 18).
+//!
+//! Between a link by signalling (at message time in worker 0) and the
+//! meeting that posts it, the other replicas have the group as it was
+//! before: only closing a call reads it there (sweeps close nothing before
+//! the links are made), and a call closes between meetings only when its
+//! Call-ID starts a new call. Such a call is held, parked, until the posted
+//! links are made, then closed as worker 0 closed it ([`Groups::hold`]).
 
 use std::collections::HashMap;
 
@@ -43,9 +53,10 @@ pub struct PostedLink {
 }
 
 impl Groups {
-    /// Links by media are recorded from now until [`Self::take_made`].
+    /// Links are recorded from now until [`Self::take_made`] (those
+    /// recorded already are kept).
     pub(in crate::calls) fn record_links(&mut self) {
-        self.made = Some(Vec::new());
+        self.made.get_or_insert_with(Vec::new);
     }
 
     /// The links recorded since [`Self::record_links`], in the order made;
@@ -54,8 +65,8 @@ impl Groups {
         self.made.take().unwrap_or_default()
     }
 
-    /// A link by media: made, and recorded while recording.
-    pub(super) fn link_media(
+    /// A link (by signalling or media): made, and recorded while recording.
+    pub(super) fn link_recorded(
         &mut self,
         open: &mut OpenCalls,
         (a, b): (u64, u64),
@@ -127,6 +138,33 @@ impl Groups {
             }
         }
         unresolved
+    }
+
+    /// A replica that makes posted links closes `call` between meetings
+    /// (its Call-ID started a new call): it waits, parked, for the links
+    /// made since the last meeting ([`Self::close_held`]). Closed now, it
+    /// would be handed out or parked by its group as it was, not as the
+    /// links worker 0 made by signalling since left it (the joining thread
+    /// would split the logical call), and a link posted to it would find
+    /// no call (counted as unresolved).
+    pub(in crate::calls) fn hold(&mut self, call: Call) {
+        self.held.push(call.no());
+        self.parked.insert(call.no(), call);
+    }
+
+    /// The calls [`Self::hold`] held, closed in the order they closed, the
+    /// posted links made: each is handed out with the rest of its group or
+    /// stays parked, as in the replica that closed it at once (groups only
+    /// grow, and a call of its group that closed since was held too).
+    pub(in crate::calls) fn close_held(&mut self, open: &OpenCalls) -> Vec<Call> {
+        let mut out = Vec::new();
+        for no in std::mem::take(&mut self.held) {
+            // Gone already: handed out with a group member held after it.
+            if let Some(call) = self.parked.remove(&no) {
+                out.extend(self.close(open, call));
+            }
+        }
+        out
     }
 }
 
@@ -368,5 +406,139 @@ mod tests {
         assert_eq!(b.links().len(), 1);
         assert_eq!(b.links()[0].other, "leg-a");
         assert_eq!(r.0[1].stats().legs_links_unresolved, 0);
+    }
+
+    /// An initial INVITE of dialog `cid` from caller `from` to callee `to`
+    /// (`extra`: more headers).
+    fn invite(cid: &str, from: &str, to: &str, cseq: u32, extra: &str) -> Vec<u8> {
+        format!(
+            "INVITE sip:{to}@x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK{cid}{cseq}\r\nFrom: <sip:{from}@x>;tag=f\r\nTo: <sip:{to}@x>\r\nCall-ID: {cid}\r\nCSeq: {cseq} INVITE\r\n{extra}Content-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    }
+
+    /// Dialog `cid` ends (BYE answered) at `ts`.
+    fn bye(r: &mut Replicas, ts: u64, cid: &str) {
+        let (a, b) = ("10.0.7.1:5060", "10.0.7.2:5060");
+        r.sip(ts, a, b, sip("BYE sip:b@x SIP/2.0", cid, "2 BYE", "", None));
+        r.sip(ts + MS, b, a, sip("SIP/2.0 200 OK", cid, "2 BYE", "", None));
+    }
+
+    /// Links by signalling, all made by replica 0 as the SIP comes: leg-q
+    /// is leg-p's next hop (its INVITE left the box leg-p's reached, same
+    /// numbers); leg-r names leg-s by a header before leg-s is seen; leg-t
+    /// and leg-u share a charging vector. Before the meeting, leg-r ended
+    /// and its Call-ID started a new call (leg-r closes then, parked for
+    /// leg-s), and so did leg-t's and leg-u's (handed out together).
+    /// Returns the replicas' signalling links and state before the
+    /// meeting, what each handed out at it, and at the end.
+    fn signalling_legs() -> (Before, [Vec<Call>; 2], [Vec<Call>; 2], Replicas) {
+        let mut r = Replicas::new();
+        let mut feed = |ts: u64, src: &str, dst: &str, raw: Vec<u8>| r.sip(ts * MS, src, dst, raw);
+        let (box_in, box_out) = ("10.0.9.1:5060", "10.0.9.1:5062");
+        feed(
+            100,
+            "10.0.1.1:5060",
+            box_in,
+            invite("leg-p", "+111", "222", 1, ""),
+        );
+        feed(
+            110,
+            box_out,
+            "10.0.2.1:5060",
+            invite("leg-q", "111", "+222", 1, ""),
+        );
+        let named = "X-Call-ID: leg-s\r\n";
+        feed(
+            120,
+            "10.0.3.1:5060",
+            "10.0.3.2:5060",
+            invite("leg-r", "31", "32", 1, named),
+        );
+        feed(
+            130,
+            "10.0.3.2:5060",
+            "10.0.3.3:5060",
+            invite("leg-s", "33", "34", 1, ""),
+        );
+        let icid = "P-Charging-Vector: icid-value=\"c-1\";orig-ioi=a\r\n";
+        feed(
+            140,
+            "10.0.4.1:5060",
+            "10.0.4.2:5060",
+            invite("leg-t", "41", "42", 1, icid),
+        );
+        feed(
+            150,
+            "10.0.4.2:5060",
+            "10.0.4.3:5060",
+            invite("leg-u", "43", "44", 1, icid),
+        );
+        let before = (
+            r.0.each_ref().map(|t| t.stats().legs_linked),
+            r.0.each_ref().map(CallTable::signalling_state),
+        );
+        for (ts, cid) in [(200, "leg-r"), (210, "leg-t"), (220, "leg-u")] {
+            bye(&mut r, ts * MS, cid);
+            let again = invite(cid, "9", "8", 3, "");
+            r.sip((ts + 50) * MS, "10.0.7.1:5060", "10.0.7.2:5060", again);
+        }
+        let swept = r.sweep(1000 * MS);
+        (before, swept, r.finish(), r)
+    }
+
+    /// Each replica's links before a meeting, and what its linking by
+    /// signalling keeps.
+    type Before = ([u64; 2], [usize; 2]);
+
+    /// Replica 0 links by signalling, replica 1 keeps nothing for it and
+    /// makes the posted links at the meeting: both hand out the same calls
+    /// at it (leg-t and leg-u, closed before it by a new call on their
+    /// Call-IDs) and at the end, with the same links and groups, every
+    /// link resolved.
+    #[test]
+    fn a_replica_makes_the_links_posted_by_signalling() {
+        let ((linked, state), swept, [w0, w1], r) = signalling_legs();
+        assert_eq!(linked, [3, 0], "replica 1 links nothing by itself");
+        assert!(state[0] > 0 && state[1] == 0, "{state:?}");
+        let tu = |g: &str| {
+            vec![
+                (
+                    "leg-t".into(),
+                    vec!["leg-u p-charging-vector".into()],
+                    g.into(),
+                ),
+                (
+                    "leg-u".into(),
+                    vec!["leg-t p-charging-vector".into()],
+                    g.into(),
+                ),
+            ]
+        };
+        assert_eq!(legs(&swept[0]), tu("leg-t"));
+        assert_eq!(legs(&swept[1]), tu("leg-t"));
+        let want: Vec<(String, Vec<String>, String)> = [
+            ("leg-p", vec!["leg-q signalling"], "leg-p"),
+            ("leg-q", vec!["leg-p signalling"], "leg-p"),
+            ("leg-r", vec![], "leg-r"),
+            ("leg-r", vec!["leg-s header"], "leg-r"),
+            ("leg-s", vec!["leg-r header"], "leg-r"),
+            ("leg-t", vec![], "leg-t"),
+            ("leg-u", vec![], "leg-u"),
+        ]
+        .iter()
+        .map(|(c, l, g)| {
+            (
+                c.to_string(),
+                l.iter().map(|s| s.to_string()).collect(),
+                g.to_string(),
+            )
+        })
+        .collect();
+        assert_eq!(legs(&w0), want);
+        assert_eq!(legs(&w1), want);
+        let [s0, s1] = r.0.each_ref().map(CallTable::stats);
+        assert_eq!((s0.legs_linked, s1.legs_linked), (3, 3));
+        assert_eq!((s0.legs_links_unresolved, s1.legs_links_unresolved), (0, 0));
     }
 }
