@@ -32,6 +32,13 @@
 //! capture time). The fitted figures are printed beside the two measured
 //! runs they come from.
 //!
+//! In CPU time it ends with a control for the "CPU vs N=1" column: the
+//! longer capture imported by one pipeline alone, then by two at once in
+//! separate processes, each one's CPU against the one alone: what the
+//! machine's cores cost each other when both work (memory, a last-level
+//! cache shared with a VM's other tenants), which the engine's threads pay
+//! too.
+//!
 //! A worker's fit per packet of the link mixes what it is given (1/N of
 //! the media) with how fast the machine runs it. So each fit also gives
 //! every N's busiest worker fitted per frame it handled (its own media and
@@ -286,23 +293,56 @@ pub fn bench_scale(root: &Path, args: &[String]) -> Result<()> {
         [short, long, ..] => print!("{}", fitted(short, long, unit)),
         _ => println!("(one call length: no fit; give --seconds S1,S2)"),
     }
+    if a.count == Count::Cpu
+        && let Some(&secs) = a.seconds.last()
+    {
+        let pcap = synth_input(&voxtap, &dir, a.calls, secs)?;
+        print!("{}", control(&voxtap, &dir, &pcap)?);
+    }
     Ok(())
 }
 
 fn import(voxtap: &Path, dir: &Path, pcap: &Path, n: usize) -> Result<Run> {
-    parse_output(&run_import(Command::new(voxtap), dir, pcap, n)?)
+    let out = dir.join("scale-out");
+    parse_output(&run_import(Command::new(voxtap), &out, pcap, n)?)
 }
 
-/// Runs `cmd` (voxtap, or a wrapper of it) with the import's arguments;
-/// its standard output.
-fn run_import(mut cmd: Command, dir: &Path, pcap: &Path, n: usize) -> Result<String> {
-    let out = dir.join("scale-out");
-    let _ = std::fs::remove_dir_all(&out);
+/// The control for the "CPU vs N=1" column: one pipeline alone, then two
+/// side by side (separate processes, one per core on a 2-core machine),
+/// each one's CPU against the one alone. What the machine's cores cost
+/// each other when both work (shared memory bandwidth, a last-level cache
+/// shared with other tenants of a VM), which the parallel engine's threads
+/// pay too: an excess over N = 1 up to this is the machine's, not the
+/// engine's.
+fn control(voxtap: &Path, dir: &Path, pcap: &Path) -> Result<String> {
+    let alone = import(voxtap, dir, pcap, 1)?.total().max(1.0);
+    let side = |tag: &str| -> Result<f64> {
+        let out = dir.join(format!("scale-out-{tag}"));
+        Ok(parse_output(&run_import(Command::new(voxtap), &out, pcap, 1)?)?.total())
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| side("a"));
+        let b = side("b");
+        (a.join().expect("control import thread"), b)
+    });
+    Ok(format!(
+        "\ncontrol: N=1 alone {:.2} s CPU; two N=1 side by side {:.2}x and {:.2}x that each (load average {})\n",
+        alone / 1e9,
+        a? / alone,
+        b? / alone,
+        load()
+    ))
+}
+
+/// Runs `cmd` (voxtap, or a wrapper of it) with the import's arguments,
+/// writing to `out`; its standard output.
+fn run_import(mut cmd: Command, out: &Path, pcap: &Path, n: usize) -> Result<String> {
+    let _ = std::fs::remove_dir_all(out);
     let o = cmd
         .args(["import", "--quiet", "--csv-only", "--workers", "1"])
         .args(["--engine-figures", "--engine-workers", &n.to_string()])
         .arg("--out")
-        .arg(&out)
+        .arg(out)
         .arg(pcap)
         .output()
         .context("running voxtap import")?;

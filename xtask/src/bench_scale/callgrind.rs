@@ -64,7 +64,7 @@ pub(super) fn import(
     }
     cmd.arg(format!("--callgrind-out-file={}", base.display()))
         .arg(voxtap);
-    let mut run = parse_output(&run_import(cmd, dir, pcap, n)?)?;
+    let mut run = parse_output(&run_import(cmd, &dir.join("scale-out"), pcap, n)?)?;
     let wanted = events(count);
     let totals = thread_totals(&base, wanted)?;
     let read_alone = inclusive(&profile(&base, 1), READ_ALONE, wanted)?;
