@@ -350,6 +350,15 @@ mod tests {
         out
     }
 
+    /// [`legs`]'s rows, from literals.
+    fn owned(rows: &[(&str, Vec<&str>, &str)]) -> Vec<(String, Vec<String>, String)> {
+        let row = |(c, l, g): &(&str, Vec<&str>, &str)| {
+            let links = l.iter().map(|s| s.to_string()).collect();
+            (c.to_string(), links, g.to_string())
+        };
+        rows.iter().map(row).collect()
+    }
+
     /// The replica that weighs nothing makes the links the weighing one
     /// posted: both end with the same links (method and evidence alike)
     /// and groups, and resolve every link.
@@ -367,16 +376,7 @@ mod tests {
             ("leg-d", vec!["leg-e media-ssrc"], "leg-d"),
             ("leg-e", vec!["leg-d media-ssrc"], "leg-d"),
         ];
-        let want: Vec<_> = want
-            .iter()
-            .map(|(c, l, g)| {
-                (
-                    c.to_string(),
-                    l.iter().map(|s| s.to_string()).collect(),
-                    g.to_string(),
-                )
-            })
-            .collect();
+        let want = owned(&want);
         assert_eq!(legs(&w0), want);
         assert_eq!(legs(&w1), want);
         let details = |calls: &[Call]| -> Vec<String> {
@@ -517,7 +517,7 @@ mod tests {
         };
         assert_eq!(legs(&swept[0]), tu("leg-t"));
         assert_eq!(legs(&swept[1]), tu("leg-t"));
-        let want: Vec<(String, Vec<String>, String)> = [
+        let want = owned(&[
             ("leg-p", vec!["leg-q signalling"], "leg-p"),
             ("leg-q", vec!["leg-p signalling"], "leg-p"),
             ("leg-r", vec![], "leg-r"),
@@ -525,16 +525,7 @@ mod tests {
             ("leg-s", vec!["leg-r header"], "leg-r"),
             ("leg-t", vec![], "leg-t"),
             ("leg-u", vec![], "leg-u"),
-        ]
-        .iter()
-        .map(|(c, l, g)| {
-            (
-                c.to_string(),
-                l.iter().map(|s| s.to_string()).collect(),
-                g.to_string(),
-            )
-        })
-        .collect();
+        ]);
         assert_eq!(legs(&w0), want);
         assert_eq!(legs(&w1), want);
         let [s0, s1] = r.0.each_ref().map(CallTable::stats);
