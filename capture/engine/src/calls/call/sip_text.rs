@@ -17,7 +17,7 @@ use std::borrow::Cow;
 
 use voxtap_proto::sip::Message;
 
-use super::dialog::{SipPacket, summary, summary_len};
+use super::dialog::{SipPacket, summary, summary_len, utf8_lossy};
 use super::{Call, SipEntry};
 use crate::calls::spill::{ChunkPtr, PinnedSeg, Spill};
 
@@ -165,7 +165,7 @@ impl Call {
         let fits = |len: usize, cap: usize| held.saturating_add(len) <= cap && len <= room;
         let mut text = Cow::Borrowed("");
         if fits(entry + p.msg.raw().len(), allowance) {
-            text = String::from_utf8_lossy(p.msg.raw());
+            text = utf8_lossy(p.msg.raw());
             if !fits(entry + text.len(), allowance) {
                 text = Cow::Borrowed("");
             }
