@@ -42,6 +42,14 @@ pub const KNOWN: [&str; 7] = [
     "Content-Length",
     "Content-Type",
 ];
+// Each one's index in `KNOWN`: the accessors below read their slot
+// directly (every replica of the parallel engine asks each message for its
+// Call-ID, CSeq, From and To; resolving the name each time was a third of
+// a message's header lookups).
+const CALL_ID: usize = 0;
+const CSEQ: usize = 1;
+const FROM: usize = 2;
+const TO: usize = 3;
 const CONTENT_LENGTH: usize = 5;
 const CONTENT_TYPE: usize = 6;
 
@@ -269,21 +277,21 @@ impl<'a> Message<'a> {
     }
 
     pub fn call_id(&self) -> Option<&'a [u8]> {
-        self.header("Call-ID")
+        self.known[CALL_ID]
     }
 
     pub fn from(&self) -> Option<NameAddr<'a>> {
-        self.header("From").and_then(parse_name_addr)
+        self.known[FROM].and_then(parse_name_addr)
     }
 
     pub fn to(&self) -> Option<NameAddr<'a>> {
-        self.header("To").and_then(parse_name_addr)
+        self.known[TO].and_then(parse_name_addr)
     }
 
     /// CSeq number and method. `None` if absent or malformed (number must fit
     /// u32, RFC 3261 says < 2^31).
     pub fn cseq(&self) -> Option<(u32, Method<'a>)> {
-        let v = self.header("CSeq")?;
+        let v = self.known[CSEQ]?;
         let v = trim(v);
         let split = v.iter().position(|b| is_ws(*b))?;
         let (num, rest) = v.split_at(split);

@@ -136,6 +136,26 @@ o: presence\r\nu: dialog\r\nx: 1800\r\na: *;audio\r\nj: *;video\r\nd: proxy\r\ny
     assert_eq!(m.sdp(), None);
 }
 
+/// The accessors read their own header's slot (they index the known
+/// headers directly), in full or compact form and past many headers.
+#[test]
+fn accessors_read_their_own_known_header() {
+    let pad: String = (0..300).map(|i| format!("X-Pad-{i}: v\r\n")).collect();
+    for (cid, from, to, cseq) in [("Call-ID", "From", "To", "CSeq"), ("i", "f", "t", "CSeq")] {
+        let raw = format!(
+            "BYE sip:a@b SIP/2.0\r\n{pad}{to}: <sip:callee@x>;tag=tt\r\n{cseq}: 7 BYE\r\n\
+             {from}: <sip:caller@x>;tag=ft\r\nVia: SIP/2.0/UDP h\r\n{cid}: the-id\r\n\r\n"
+        );
+        let m = parse(raw.as_bytes()).unwrap();
+        assert_eq!(m.call_id(), Some(&b"the-id"[..]), "{cid}");
+        assert_eq!(m.from().unwrap().tag, Some(&b"ft"[..]), "{from}");
+        assert_eq!(m.to().unwrap().tag, Some(&b"tt"[..]), "{to}");
+        assert_eq!(m.cseq(), Some((7, Method::Bye)));
+        assert_eq!(m.call_id(), m.header("Call-ID"));
+        assert_eq!(m.header("CSeq"), Some(&b"7 BYE"[..]));
+    }
+}
+
 #[test]
 fn full_name_in_message_matches_compact_query_and_odd_case() {
     let buf = b"BYE sip:a@b SIP/2.0\r\ncALL-iD:   spaced  \r\nCONTENT-LENGTH : 0\r\n\r\n";
