@@ -808,3 +808,17 @@ fn header_cost() {
         );
     }
 }
+
+/// `is_token` is RFC 3261's token (section 25.1: alphanum and
+/// `-.!%*_+` plus backquote, quote and tilde) for every byte.
+#[test]
+fn token_characters_are_rfc_3261s() {
+    let rfc: Vec<u8> = (b'a'..=b'z')
+        .chain(b'A'..=b'Z')
+        .chain(b'0'..=b'9')
+        .chain(*b"-.!%*_+`'~")
+        .collect();
+    for b in 0..=255u8 {
+        assert_eq!(super::message::is_token(b), rfc.contains(&b), "byte {b}");
+    }
+}
