@@ -44,8 +44,9 @@ pub const KNOWN: [&str; 7] = [
 ];
 // Each one's index in `KNOWN`: the accessors below read their slot
 // directly (every replica of the parallel engine asks each message for its
-// Call-ID, CSeq, From and To; resolving the name each time was a third of
-// a message's header lookups).
+// Call-ID, CSeq, From and To; resolving the name each time cost a worker
+// 31 M of its 1.0 G instructions on 5,000 calls x 3 s, docs/performance.md,
+// session 16).
 const CALL_ID: usize = 0;
 const CSEQ: usize = 1;
 const FROM: usize = 2;
