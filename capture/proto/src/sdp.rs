@@ -123,16 +123,6 @@ impl MediaDescription {
     }
 }
 
-/// `b` as text, bytes that are not UTF-8 replaced: `from_utf8_lossy`'s
-/// answer, checked first by `str::from_utf8`, which reads ASCII a word at
-/// a time where `from_utf8_lossy` reads a byte at a time.
-fn utf8_lossy(b: &[u8]) -> std::borrow::Cow<'_, str> {
-    match std::str::from_utf8(b) {
-        Ok(s) => std::borrow::Cow::Borrowed(s),
-        Err(_) => String::from_utf8_lossy(b),
-    }
-}
-
 /// Parses an SDP body leniently: unknown or broken lines are skipped; CRLF or
 /// LF line ends; a last line without line end is kept. `Err` only when there
 /// is no `v=` and no `m=` line at all.
@@ -147,7 +137,7 @@ pub fn parse(body: &[u8]) -> Result<SessionDescription, SdpError> {
     for raw_line in body.split(|b| *b == b'\n') {
         let line = raw_line.strip_suffix(b"\r").unwrap_or(raw_line);
         let (kind, value) = match line {
-            [k, b'=', rest @ ..] => (*k, utf8_lossy(rest)),
+            [k, b'=', rest @ ..] => (*k, crate::utf8_lossy(rest)),
             _ => continue,
         };
         let value = value.trim();

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use voxtap_proto::sip::{Message, Method, StartLine, uri_user};
+use voxtap_proto::utf8_lossy;
 
 use super::{Call, CallState, EndReason, Mark, Name, PacketRef};
 
@@ -340,18 +341,6 @@ fn cseq_method(msg: &Message<'_>) -> String {
 
 fn lossy(b: &[u8]) -> String {
     utf8_lossy(b).into_owned()
-}
-
-/// `b` as text, bytes that are not UTF-8 replaced: what
-/// `String::from_utf8_lossy` gives, checked first by `str::from_utf8`,
-/// which reads ASCII a word at a time (`from_utf8_lossy` reads it a byte at
-/// a time: 12 times the instructions on a 700-byte SIP message, which each
-/// replica of the parallel engine measured for every message).
-pub(in crate::calls) fn utf8_lossy(b: &[u8]) -> Cow<'_, str> {
-    match std::str::from_utf8(b) {
-        Ok(s) => Cow::Borrowed(s),
-        Err(_) => String::from_utf8_lossy(b),
-    }
 }
 
 /// A hash of the From-tag (0 without one): the call keeps 8 bytes, not the tag.

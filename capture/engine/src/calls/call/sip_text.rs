@@ -16,8 +16,9 @@
 use std::borrow::Cow;
 
 use voxtap_proto::sip::Message;
+use voxtap_proto::utf8_lossy;
 
-use super::dialog::{SipPacket, summary, summary_len, utf8_lossy};
+use super::dialog::{SipPacket, summary, summary_len};
 use super::{Call, SipEntry};
 use crate::calls::spill::{ChunkPtr, PinnedSeg, Spill};
 
