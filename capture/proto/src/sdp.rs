@@ -134,13 +134,24 @@ pub fn parse(body: &[u8]) -> Result<SessionDescription, SdpError> {
     // previous media section.
     let mut in_valid_media = false;
 
+    // Checked as UTF-8 once: each line is then a slice of it (a line that
+    // is not valid text alone makes the whole body fail, and every line
+    // is then checked, and converted, on its own).
+    let text = std::str::from_utf8(body).ok();
+    let mut at = 0usize;
     for raw_line in body.split(|b| *b == b'\n') {
+        let start = at;
+        at = at.saturating_add(raw_line.len() + 1);
         let line = raw_line.strip_suffix(b"\r").unwrap_or(raw_line);
-        let (kind, value) = match line {
-            [k, b'=', rest @ ..] => (*k, crate::utf8_lossy(rest)),
+        let (kind, rest) = match line {
+            [k, b'=', rest @ ..] => (*k, rest),
             _ => continue,
         };
-        let value = value.trim();
+        let value = match text.and_then(|t| t.get(start + 2..start + 2 + rest.len())) {
+            Some(v) => Cow::Borrowed(v),
+            None => crate::utf8_lossy(rest),
+        };
+        let value = trim(&value);
         match kind {
             b'v' => saw_v = true,
             b'o' if !saw_m => sd.origin_addr = parse_origin(value),
@@ -237,7 +248,7 @@ fn parse_media_line(v: &str) -> Option<MediaDescription> {
 }
 
 fn parse_direction(attr: &str) -> Option<Direction> {
-    let a = attr.trim();
+    let a = trim(attr);
     if a.eq_ignore_ascii_case("sendrecv") {
         Some(Direction::SendRecv)
     } else if a.eq_ignore_ascii_case("sendonly") {
@@ -257,11 +268,10 @@ fn apply_media_attr(m: &mut MediaDescription, attr: &str) {
         return;
     }
     let (name, value) = match attr.split_once(':') {
-        Some((n, v)) => (n.trim(), v.trim()),
-        None => (attr.trim(), ""),
+        Some((n, v)) => (trim(n), trim(v)),
+        None => (trim(attr), ""),
     };
-    let name = name.to_ascii_lowercase();
-    match name.as_str() {
+    match attr_name(name) {
         "rtpmap" => {
             if let Some(r) = parse_rtpmap(value) {
                 m.rtpmap.push(r);
@@ -271,7 +281,7 @@ fn apply_media_attr(m: &mut MediaDescription, attr: &str) {
             if let Some((pt, params)) = value.split_once(char::is_whitespace)
                 && let Some(pt) = parse_pt(pt)
             {
-                m.fmtp.push((pt, params.trim().to_string()));
+                m.fmtp.push((pt, trim(params).to_string()));
             }
         }
         "crypto" => {
@@ -291,7 +301,7 @@ fn apply_media_attr(m: &mut MediaDescription, attr: &str) {
         "ptime" => {
             // Some endpoints write "20.0": the integer part is what matters.
             let int = value.split('.').next().unwrap_or("");
-            if let Ok(p) = int.trim().parse::<u32>() {
+            if let Ok(p) = trim(int).parse::<u32>() {
                 m.ptime = Some(p);
             }
         }
@@ -299,22 +309,45 @@ fn apply_media_attr(m: &mut MediaDescription, attr: &str) {
     }
 }
 
+/// `str::trim`'s answer, found cheaply for the usual text: ASCII
+/// whitespace cut a byte at a time, and Unicode's rule applied only when
+/// what is left starts or ends with a byte it might still cut (a vertical
+/// tab, or a byte of a multi-byte character).
+fn trim(s: &str) -> &str {
+    let t = s.trim_ascii();
+    let plain = |b: u8| b < 0x80 && b != 0x0b;
+    match (t.as_bytes().first(), t.as_bytes().last()) {
+        (Some(&first), Some(&last)) if !(plain(first) && plain(last)) => t.trim(),
+        _ => t,
+    }
+}
+
+/// The attribute names acted on, matched in any case without a lower-case
+/// copy; "" for any other.
+fn attr_name(name: &str) -> &'static str {
+    const NAMES: [&str; 6] = ["rtpmap", "fmtp", "crypto", "rtcp", "rtcp-mux", "ptime"];
+    NAMES
+        .into_iter()
+        .find(|k| k.eq_ignore_ascii_case(name))
+        .unwrap_or("")
+}
+
 fn parse_pt(s: &str) -> Option<u8> {
-    s.trim().parse::<u8>().ok().filter(|pt| *pt <= 127)
+    trim(s).parse::<u8>().ok().filter(|pt| *pt <= 127)
 }
 
 /// `<pt> <encoding>/<clock>[/<channels>]`.
 fn parse_rtpmap(v: &str) -> Option<RtpMap> {
     let (pt, rest) = v.split_once(char::is_whitespace)?;
     let pt = parse_pt(pt)?;
-    let mut parts = rest.trim().split('/');
-    let encoding = parts.next()?.trim();
+    let mut parts = trim(rest).split('/');
+    let encoding = trim(parts.next()?);
     if encoding.is_empty() {
         return None;
     }
-    let clock_rate = parts.next()?.trim().parse::<u32>().ok()?;
+    let clock_rate = trim(parts.next()?).parse::<u32>().ok()?;
     let channels = match parts.next() {
-        Some(c) => c.trim().parse::<u8>().ok()?,
+        Some(c) => trim(c).parse::<u8>().ok()?,
         None => 1,
     };
     Some(RtpMap {
@@ -395,6 +428,45 @@ mod tests {
     fn fixture_sdp(sip: &[u8]) -> SessionDescription {
         let m = crate::sip::parse(sip).unwrap();
         parse(m.sdp().unwrap()).unwrap()
+    }
+
+    /// `trim` gives `str::trim`'s answer: ASCII and Unicode whitespace
+    /// (the vertical tab and U+0085 are not ASCII whitespace to
+    /// `trim_ascii`), around text of one byte, of none, and multi-byte.
+    #[test]
+    fn trim_is_strs_trim() {
+        let spaces = [
+            "", " ", "\t", "\r", "\n", "\x0b", "\x0c", "\u{85}", "\u{a0}", "\u{2003}", "\u{3000}",
+            " \x0b ", "\u{a0} ",
+        ];
+        let cores = ["", "a", "PCMU/8000", "é", "\u{a0}x\u{a0}", "a b", "\x0bx"];
+        for l in spaces {
+            for c in cores {
+                for r in spaces {
+                    let s = format!("{l}{c}{r}");
+                    assert_eq!(trim(&s), s.trim(), "{s:?}");
+                }
+            }
+        }
+    }
+
+    /// Attribute names in any case, with their values read as before; one
+    /// line that is not UTF-8 leaves the others read from the body's text.
+    #[test]
+    fn attribute_names_in_any_case_and_a_line_not_utf8() {
+        let sd = parse(
+            b"v=0\r\ns=caf\xe9\r\nc=IN IP4 10.0.0.2\r\nm=audio 4000 RTP/AVP 0 8\r\n\
+a=RtpMap:8 PCMA/8000\r\na=PTIME:30\r\na=rtcp-MUX\r\na=FMTP:8 x=1\r\n",
+        )
+        .unwrap();
+        assert_eq!(sd.session_name.as_deref(), Some("caf\u{fffd}"));
+        assert_eq!(sd.connection, Some(v4(10, 0, 0, 2)));
+        let m = &sd.media[0];
+        assert_eq!(m.rtpmap_for(8).map(|r| r.clock_rate), Some(8000));
+        assert_eq!(m.ptime, Some(30));
+        assert!(m.rtcp_mux);
+        assert_eq!(m.fmtp, vec![(8, "x=1".to_string())]);
+        assert_eq!(attr_name("rtcp-mux-x"), "");
     }
 
     #[test]
