@@ -118,8 +118,13 @@ impl MediaDescription {
     }
 
     /// Whether the profile is SRTP (RTP/SAVP, RTP/SAVPF, UDP/TLS/RTP/SAVP[F]).
+    /// Asked for each RTCP packet: compared in place, with no upper-case
+    /// copy of the profile.
     pub fn is_srtp(&self) -> bool {
-        self.proto.to_ascii_uppercase().contains("SAVP")
+        self.proto
+            .as_bytes()
+            .windows(4)
+            .any(|w| w.eq_ignore_ascii_case(b"SAVP"))
     }
 }
 
@@ -428,6 +433,24 @@ mod tests {
     fn fixture_sdp(sip: &[u8]) -> SessionDescription {
         let m = crate::sip::parse(sip).unwrap();
         parse(m.sdp().unwrap()).unwrap()
+    }
+
+    /// SRTP profiles in any case; plain RTP and short or empty profiles not.
+    #[test]
+    fn srtp_profiles_in_any_case() {
+        let srtp = |proto: &str| {
+            MediaDescription {
+                proto: proto.to_string(),
+                ..MediaDescription::default()
+            }
+            .is_srtp()
+        };
+        for p in ["RTP/SAVP", "rtp/savpf", "UDP/TLS/RTP/SAVPF", "RTP/sAvP"] {
+            assert!(srtp(p), "{p}");
+        }
+        for p in ["RTP/AVP", "RTP/AVPF", "SAV", "", "udptl"] {
+            assert!(!srtp(p), "{p}");
+        }
     }
 
     /// `trim` gives `str::trim`'s answer: ASCII and Unicode whitespace
