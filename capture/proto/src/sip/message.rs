@@ -243,10 +243,21 @@ impl<'a> Message<'a> {
         &'s self,
         names: &'s [&'s str],
     ) -> impl Iterator<Item = (usize, &'a [u8])> + 's {
+        // The lengths asked for, as bits: a header of another length (and
+        // not a one-letter compact form) matches none of the names, so
+        // most headers are passed over with one test rather than compared
+        // with each name (every request, for the correlation headers).
+        // A one-letter name asked for is a compact form: it matches a full
+        // name of any length, so no header is passed over.
+        let lengths = names.iter().fold(0u64, |m, q| match q.len() {
+            1 => u64::MAX,
+            l => m | length_bit(l),
+        });
         self.headers().filter_map(move |(n, v)| {
             // A one-letter name is a compact form: its full name, once.
             let n_full = match n {
                 [c] => compact_full(*c),
+                _ if lengths & length_bit(n.len()) == 0 => return None,
                 _ => None,
             };
             names
@@ -494,6 +505,12 @@ impl<'a> HeaderScan<'a> {
         }
         Ok(())
     }
+}
+
+/// A name length's bit in [`Message::headers_among`]'s filter: lengths of
+/// 63 and more share the last bit (they are then compared in full).
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
 }
 
 /// Whether header `name` (as written; `name_full` its full name when it is

@@ -781,6 +781,41 @@ fn headers_among_is_header_all_for_each_name() {
     assert_eq!(m.call_id(), Some(&b"late@h"[..]));
 }
 
+/// Passing over headers by their name's length loses no match: full and
+/// compact forms both ways, any case, names of 63 bytes and longer (which
+/// share the filter's last bit) and a name one byte short of one.
+#[test]
+fn headers_among_passes_over_no_match() {
+    let long = format!("X-{}", "a".repeat(70));
+    let at63 = format!("X-{}", "b".repeat(61));
+    let msg = format!(
+        "INVITE sip:b@h SIP/2.0\r\nCall-ID: c1\r\ni: c2\r\nf: <sip:a@h>;tag=1\r\n\
+         FROM: <sip:x@h>\r\nX-CID: x1\r\n{long}: la\r\n{at63}: lb\r\nSubject: s\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    let m = parse(msg.as_bytes()).unwrap();
+    let sets: [Vec<&str>; 4] = [
+        vec!["Call-ID", "From", "x-cid", &long, &at63],
+        vec!["i", "Content-Length"],
+        vec!["f", "X-CI"],
+        vec![&at63[..62], &long[..64]],
+    ];
+    let mut found = 0;
+    for names in &sets {
+        let got: Vec<(usize, &[u8])> = m.headers_among(names).collect();
+        for (i, n) in names.iter().enumerate() {
+            let want: Vec<&[u8]> = m.header_all(n).collect();
+            let mine: Vec<&[u8]> = got.iter().filter(|g| g.0 == i).map(|g| g.1).collect();
+            assert_eq!(mine, want, "{n}");
+        }
+        found += got.len();
+    }
+    // Call-ID 2, From 2, X-CID, the two long ones; i 2, Content-Length;
+    // f 2; none
+    // for the names one byte short.
+    assert_eq!(found, 12);
+}
+
 /// What thousands of headers cost (run by hand:
 /// `cargo test -p voxtap-proto --release --lib header_cost -- --ignored --nocapture`).
 #[test]
