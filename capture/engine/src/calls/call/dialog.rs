@@ -284,10 +284,18 @@ pub(super) fn summary(msg: &Message<'_>) -> Cow<'static, str> {
     match msg.start() {
         StartLine::Request { method, uri } => format!("{} {}", method.as_str(), lossy(uri)).into(),
         StartLine::Response { code, reason } => {
-            let s = format!("{code} {} ({})", lossy(reason), cseq_method(msg));
-            match USUAL_RESPONSES.iter().find(|&&k| k == s) {
-                Some(&k) => Cow::Borrowed(k),
-                None => s.into(),
+            let cseq = msg.cseq();
+            let method = cseq.as_ref().map(|(_, m)| m.as_str());
+            let method = method.as_deref().unwrap_or_default();
+            // Found by its parts, so that the usual text is neither
+            // formatted nor allocated (worker 0 does this for every
+            // response of every call).
+            let usual = USUAL_RESPONSES
+                .iter()
+                .find(|u| u.code == *code && u.reason.as_bytes() == *reason && u.method == method);
+            match usual {
+                Some(u) => Cow::Borrowed(u.text),
+                None => format!("{code} {} ({method})", lossy(reason)).into(),
             }
         }
     }
@@ -307,21 +315,57 @@ pub(super) fn summary_len(msg: &Message<'_>) -> usize {
     }
 }
 
-/// The responses most calls get, as [`summary`] writes them: an open call
-/// keeps its SIP entries, and a separate allocation for "200 OK (INVITE)"
-/// in each took 32 bytes of heap for 15 of text.
-const USUAL_RESPONSES: &[&str] = &[
-    "100 Trying (INVITE)",
-    "180 Ringing (INVITE)",
-    "183 Session Progress (INVITE)",
-    "200 OK (INVITE)",
-    "200 OK (BYE)",
-    "200 OK (CANCEL)",
-    "200 OK (UPDATE)",
-    "200 OK (PRACK)",
-    "401 Unauthorized (INVITE)",
-    "407 Proxy Authentication Required (INVITE)",
-    "487 Request Terminated (INVITE)",
+/// A response most calls get, and its text as [`summary`] writes it: an
+/// open call keeps its SIP entries, and a separate allocation for "200 OK
+/// (INVITE)" in each took 32 bytes of heap for 15 of text.
+struct UsualResponse {
+    code: u16,
+    reason: &'static str,
+    method: &'static str,
+    text: &'static str,
+}
+
+const fn usual(
+    code: u16,
+    reason: &'static str,
+    method: &'static str,
+    text: &'static str,
+) -> UsualResponse {
+    UsualResponse {
+        code,
+        reason,
+        method,
+        text,
+    }
+}
+
+const USUAL_RESPONSES: &[UsualResponse] = &[
+    usual(100, "Trying", "INVITE", "100 Trying (INVITE)"),
+    usual(180, "Ringing", "INVITE", "180 Ringing (INVITE)"),
+    usual(
+        183,
+        "Session Progress",
+        "INVITE",
+        "183 Session Progress (INVITE)",
+    ),
+    usual(200, "OK", "INVITE", "200 OK (INVITE)"),
+    usual(200, "OK", "BYE", "200 OK (BYE)"),
+    usual(200, "OK", "CANCEL", "200 OK (CANCEL)"),
+    usual(200, "OK", "UPDATE", "200 OK (UPDATE)"),
+    usual(200, "OK", "PRACK", "200 OK (PRACK)"),
+    usual(401, "Unauthorized", "INVITE", "401 Unauthorized (INVITE)"),
+    usual(
+        407,
+        "Proxy Authentication Required",
+        "INVITE",
+        "407 Proxy Authentication Required (INVITE)",
+    ),
+    usual(
+        487,
+        "Request Terminated",
+        "INVITE",
+        "487 Request Terminated (INVITE)",
+    ),
 ];
 
 /// Which message carried an SDP: "INVITE", "200 INVITE", "UPDATE"...
@@ -448,6 +492,33 @@ mod tests {
                 summary(&msg).len(),
                 "{:?}",
                 summary(&msg)
+            );
+        }
+    }
+
+    /// Each usual response's text is what its parts format to, and
+    /// `summary` gives it (borrowed) for that response alone: a different
+    /// reason, method or code is formatted.
+    #[test]
+    fn usual_responses_are_their_parts() {
+        for u in USUAL_RESPONSES {
+            assert_eq!(format!("{} {} ({})", u.code, u.reason, u.method), u.text);
+            let start = format!("{} {}", u.code, u.reason);
+            let msg_bytes = raw(&start, &format!("1 {}", u.method));
+            let msg = voxtap_proto::sip::parse(&msg_bytes).unwrap();
+            assert!(matches!(summary(&msg), Cow::Borrowed(t) if t == u.text));
+        }
+        for (start, cseq, want) in [
+            ("200 Ok", "1 INVITE", "200 Ok (INVITE)"),
+            ("200 OK", "1 REGISTER", "200 OK (REGISTER)"),
+            ("202 OK", "1 INVITE", "202 OK (INVITE)"),
+            ("180 Ringing", "", "180 Ringing ()"),
+        ] {
+            let msg_bytes = raw(start, cseq);
+            let msg = voxtap_proto::sip::parse(&msg_bytes).unwrap();
+            assert!(
+                matches!(summary(&msg), Cow::Owned(t) if t == want),
+                "{start} {cseq}"
             );
         }
     }
