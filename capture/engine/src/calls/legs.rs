@@ -10,6 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use voxtap_proto::sip::{Message, Method, StartLine, uri_user};
 
 use super::call::{Call, SipPacket, StreamKey};
+use super::endpoints::AddrHash;
 
 mod evidence;
 mod posted;
@@ -667,7 +668,7 @@ type PendingName = (u64, LinkMethod, String);
 /// Open calls by number (the call table's store).
 /// Open calls by number: looked up for every media packet, so hashed with
 /// foldhash, not SipHash (numbers are ours, not an attacker's).
-pub(super) type OpenCalls = HashMap<u64, Box<Call>, super::endpoints::AddrHash>;
+pub(super) type OpenCalls = HashMap<u64, Box<Call>, AddrHash>;
 
 /// Calls grouped into logical calls: the evidence that links legs, which
 /// group each call is in, and the closed legs waiting for the rest of their
@@ -679,10 +680,10 @@ pub(super) struct Groups {
     /// root -> every call of the group: for linked calls only (a call alone
     /// is its own root and only member, which most calls are: two map
     /// entries and a Vec each would cost them 80 bytes).
-    group_of: HashMap<u64, u64>,
-    members: HashMap<u64, Vec<u64>>,
+    group_of: HashMap<u64, u64, AddrHash>,
+    members: HashMap<u64, Vec<u64>, AddrHash>,
     /// Closed calls waiting for the other legs of their group to close.
-    parked: HashMap<u64, Call>,
+    parked: HashMap<u64, Call, AddrHash>,
     /// Call-IDs named by correlation headers before that call was seen.
     pending_names: HashMap<Box<[u8]>, Vec<PendingName>>,
     /// Links made so far.

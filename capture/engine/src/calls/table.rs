@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::call::{Call, EndReason, MediaInfo, PacketRef, SipBudget, SipPacket, announced_by};
 use super::call_ids::CallIds;
 use super::closed::Closed;
-use super::endpoints::{self, EndpointEvent, EndpointUse, Endpoints, Role};
+use super::endpoints::{self, AddrHash, EndpointEvent, EndpointUse, Endpoints, Role};
 use super::floods::{FloodSummary, Floods, NewDialog};
 use super::legs::{self, Groups, LegConfig, MediaEvidence, MergedRuns, PostedEvidence, PostedLink};
 use super::media_only::MediaOnly;
@@ -183,7 +183,7 @@ pub struct CallTable {
     floods: Floods,
     /// Open INVITE calls with no response yet, with the source of their
     /// INVITE (the flood rule counts them).
-    unanswered: HashMap<u64, std::net::IpAddr>,
+    unanswered: HashMap<u64, std::net::IpAddr, AddrHash>,
     /// SIP text the open calls keep (exact), and what they hold in memory
     /// (estimated at each sweep, kept up to date in between).
     sip_bytes: usize,
@@ -312,7 +312,7 @@ impl CallTable {
             expired: Vec::new(),
             stats: CallTableStats::default(),
             floods: Floods::new(cfg_flood_rate),
-            unanswered: HashMap::new(),
+            unanswered: HashMap::default(),
             sip_bytes: 0,
             mem_bytes: 0,
             explicit_sweeps: false,

@@ -16,6 +16,7 @@ use super::{
     Groups, LinkMethod, OpenCalls, RecentStream, SeenPayload, distinctive_payload_hash, relay_hop,
 };
 use crate::calls::call::{EARLY_PACKETS, PacketRef, RecentPacket, RtpSeen, StreamKey};
+use crate::calls::endpoints::AddrHash;
 use crate::calls::table::CallConfig;
 
 /// One of a stream's first packets, as leg linking weighs it.
@@ -84,7 +85,7 @@ impl PostedEvidence {
         noted: Vec<MediaEvidence>,
         call_id: impl Fn(u64) -> Option<Box<[u8]>>,
     ) -> Self {
-        let mut index: HashMap<u64, Option<u64>> = HashMap::new();
+        let mut index: HashMap<u64, Option<u64>, AddrHash> = HashMap::default();
         let mut out = PostedEvidence {
             call_ids: Vec::new(),
             items: Vec::with_capacity(noted.len()),

@@ -11,6 +11,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 
+use crate::calls::endpoints::AddrHash;
+
 /// An item of a [`Recent`] ring, found by its key.
 pub(super) trait Keyed {
     type Key: Copy + Eq + Hash;
@@ -26,8 +28,11 @@ pub(super) struct Recent<T: Keyed> {
     items: VecDeque<(T, u64)>,
     /// The number of `items[0]` (numbers only grow).
     base: u64,
-    /// Key -> the number of its latest item.
-    latest: HashMap<T::Key, u64>,
+    /// Key -> the number of its latest item. Keyed foldhash, as the maps
+    /// by address (`endpoints::AddrHash`): the keys are numbers (an SSRC,
+    /// a call's number, a hash of names), and SipHash of each was most of
+    /// a lookup (every early media packet of every call is noted here).
+    latest: HashMap<T::Key, u64, AddrHash>,
 }
 
 impl<T: Keyed> Default for Recent<T> {
@@ -35,7 +40,7 @@ impl<T: Keyed> Default for Recent<T> {
         Recent {
             items: VecDeque::new(),
             base: 0,
-            latest: HashMap::new(),
+            latest: HashMap::default(),
         }
     }
 }
