@@ -282,7 +282,16 @@ impl Call {
 /// "200 OK (INVITE)".
 pub(super) fn summary(msg: &Message<'_>) -> Cow<'static, str> {
     match msg.start() {
-        StartLine::Request { method, uri } => format!("{} {}", method.as_str(), lossy(uri)).into(),
+        StartLine::Request { method, uri } => {
+            // Written into one allocation of its final size (worker 0 does
+            // this for every request of every call).
+            let (method, uri) = (method.as_str(), utf8_lossy(uri));
+            let mut s = String::with_capacity(method.len() + 1 + uri.len());
+            s.push_str(&method);
+            s.push(' ');
+            s.push_str(&uri);
+            s.into()
+        }
         StartLine::Response { code, reason } => {
             let cseq = msg.cseq();
             let method = cseq.as_ref().map(|(_, m)| m.as_str());
@@ -493,6 +502,30 @@ mod tests {
                 "{:?}",
                 summary(&msg)
             );
+        }
+    }
+
+    /// A request's summary is its method, a space and its Request-URI (as
+    /// lossy UTF-8).
+    #[test]
+    fn request_summary_is_method_and_uri() {
+        let cases: [(&[u8], &str); 3] = [
+            (
+                b"INVITE sip:bob@x SIP/2.0\r\nCall-ID: c\r\n\r\n",
+                "INVITE sip:bob@x",
+            ),
+            (
+                b"FOO sip:b@x;user=phone SIP/2.0\r\nCall-ID: c\r\n\r\n",
+                "FOO sip:b@x;user=phone",
+            ),
+            (
+                b"BYE sip:b\xffob@x SIP/2.0\r\nCall-ID: c\r\n\r\n",
+                "BYE sip:b\u{fffd}ob@x",
+            ),
+        ];
+        for (bytes, want) in cases {
+            let msg = voxtap_proto::sip::parse(bytes).unwrap();
+            assert_eq!(summary(&msg), want);
         }
     }
 
