@@ -334,47 +334,30 @@ struct UsualResponse {
     text: &'static str,
 }
 
-const fn usual(
-    code: u16,
-    reason: &'static str,
-    method: &'static str,
-    text: &'static str,
-) -> UsualResponse {
-    UsualResponse {
-        code,
-        reason,
-        method,
-        text,
-    }
+/// A usual response by its parts, its text made of them at compile time.
+macro_rules! usual {
+    ($code:literal, $reason:literal, $method:literal) => {
+        UsualResponse {
+            code: $code,
+            reason: $reason,
+            method: $method,
+            text: concat!($code, " ", $reason, " (", $method, ")"),
+        }
+    };
 }
 
 const USUAL_RESPONSES: &[UsualResponse] = &[
-    usual(100, "Trying", "INVITE", "100 Trying (INVITE)"),
-    usual(180, "Ringing", "INVITE", "180 Ringing (INVITE)"),
-    usual(
-        183,
-        "Session Progress",
-        "INVITE",
-        "183 Session Progress (INVITE)",
-    ),
-    usual(200, "OK", "INVITE", "200 OK (INVITE)"),
-    usual(200, "OK", "BYE", "200 OK (BYE)"),
-    usual(200, "OK", "CANCEL", "200 OK (CANCEL)"),
-    usual(200, "OK", "UPDATE", "200 OK (UPDATE)"),
-    usual(200, "OK", "PRACK", "200 OK (PRACK)"),
-    usual(401, "Unauthorized", "INVITE", "401 Unauthorized (INVITE)"),
-    usual(
-        407,
-        "Proxy Authentication Required",
-        "INVITE",
-        "407 Proxy Authentication Required (INVITE)",
-    ),
-    usual(
-        487,
-        "Request Terminated",
-        "INVITE",
-        "487 Request Terminated (INVITE)",
-    ),
+    usual!(100, "Trying", "INVITE"),
+    usual!(180, "Ringing", "INVITE"),
+    usual!(183, "Session Progress", "INVITE"),
+    usual!(200, "OK", "INVITE"),
+    usual!(200, "OK", "BYE"),
+    usual!(200, "OK", "CANCEL"),
+    usual!(200, "OK", "UPDATE"),
+    usual!(200, "OK", "PRACK"),
+    usual!(401, "Unauthorized", "INVITE"),
+    usual!(407, "Proxy Authentication Required", "INVITE"),
+    usual!(487, "Request Terminated", "INVITE"),
 ];
 
 /// Which message carried an SDP: "INVITE", "200 INVITE", "UPDATE"...
