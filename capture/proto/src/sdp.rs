@@ -276,25 +276,26 @@ fn apply_media_attr(m: &mut MediaDescription, attr: &str) {
         Some((n, v)) => (trim(n), trim(v)),
         None => (trim(attr), ""),
     };
-    match attr_name(name) {
-        "rtpmap" => {
+    let mut lower = [0u8; 8];
+    match lower_name(name, &mut lower).unwrap_or_default() {
+        b"rtpmap" => {
             if let Some(r) = parse_rtpmap(value) {
                 m.rtpmap.push(r);
             }
         }
-        "fmtp" => {
+        b"fmtp" => {
             if let Some((pt, params)) = value.split_once(char::is_whitespace)
                 && let Some(pt) = parse_pt(pt)
             {
                 m.fmtp.push((pt, trim(params).to_string()));
             }
         }
-        "crypto" => {
+        b"crypto" => {
             if let Some(c) = parse_crypto(value) {
                 m.crypto.push(c);
             }
         }
-        "rtcp" => {
+        b"rtcp" => {
             let mut it = value.split_whitespace();
             if let Some(port) = it.next().and_then(|p| p.parse::<u16>().ok()) {
                 // "<port> IN IP4 <addr>": the address is the third token after the port.
@@ -302,8 +303,8 @@ fn apply_media_attr(m: &mut MediaDescription, attr: &str) {
                 m.rtcp = Some((port, addr));
             }
         }
-        "rtcp-mux" => m.rtcp_mux = true,
-        "ptime" => {
+        b"rtcp-mux" => m.rtcp_mux = true,
+        b"ptime" => {
             // Some endpoints write "20.0": the integer part is what matters.
             let int = value.split('.').next().unwrap_or("");
             if let Ok(p) = trim(int).parse::<u32>() {
@@ -327,14 +328,13 @@ fn trim(s: &str) -> &str {
     }
 }
 
-/// The attribute names acted on, matched in any case without a lower-case
-/// copy; "" for any other.
-fn attr_name(name: &str) -> &'static str {
-    const NAMES: [&str; 6] = ["rtpmap", "fmtp", "crypto", "rtcp", "rtcp-mux", "ptime"];
-    NAMES
-        .into_iter()
-        .find(|k| k.eq_ignore_ascii_case(name))
-        .unwrap_or("")
+/// `name` in lower case, written into `buf` rather than a heap copy; None
+/// when it is longer than any attribute name acted on (8 bytes).
+fn lower_name<'b>(name: &str, buf: &'b mut [u8; 8]) -> Option<&'b [u8]> {
+    let out = buf.get_mut(..name.len())?;
+    out.copy_from_slice(name.as_bytes());
+    out.make_ascii_lowercase();
+    Some(out)
 }
 
 fn parse_pt(s: &str) -> Option<u8> {
@@ -474,12 +474,15 @@ mod tests {
     }
 
     /// Attribute names in any case, with their values read as before; one
-    /// line that is not UTF-8 leaves the others read from the body's text.
+    /// line that is not UTF-8 leaves the others read from the body's text;
+    /// a longer name (of 10 bytes, and past the 8 a name is lowered in)
+    /// is not taken for a shorter one.
     #[test]
     fn attribute_names_in_any_case_and_a_line_not_utf8() {
         let sd = parse(
             b"v=0\r\ns=caf\xe9\r\nc=IN IP4 10.0.0.2\r\nm=audio 4000 RTP/AVP 0 8\r\n\
-a=RtpMap:8 PCMA/8000\r\na=PTIME:30\r\na=rtcp-MUX\r\na=FMTP:8 x=1\r\n",
+a=RtpMap:8 PCMA/8000\r\na=PTIME:30\r\na=rtcp-MUX\r\na=FMTP:8 x=1\r\n\
+m=audio 4002 RTP/AVP 0\r\na=rtcp-mux-x\r\na=RTCP-MUXES\r\n",
         )
         .unwrap();
         assert_eq!(sd.session_name.as_deref(), Some("caf\u{fffd}"));
@@ -489,7 +492,8 @@ a=RtpMap:8 PCMA/8000\r\na=PTIME:30\r\na=rtcp-MUX\r\na=FMTP:8 x=1\r\n",
         assert_eq!(m.ptime, Some(30));
         assert!(m.rtcp_mux);
         assert_eq!(m.fmtp, vec![(8, "x=1".to_string())]);
-        assert_eq!(attr_name("rtcp-mux-x"), "");
+        // Longer names that start like one acted on are none of them.
+        assert!(!sd.media[1].rtcp_mux);
     }
 
     #[test]

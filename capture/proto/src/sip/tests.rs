@@ -811,8 +811,7 @@ fn headers_among_passes_over_no_match() {
         found += got.len();
     }
     // Call-ID 2, From 2, X-CID, the two long ones; i 2, Content-Length;
-    // f 2; none
-    // for the names one byte short.
+    // f 2; none for the names one byte short.
     assert_eq!(found, 12);
 }
 
