@@ -13,6 +13,13 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(m) = parsed {
             assert!(m.len() <= data.len());
             assert!(m.raw().len() <= m.len());
+            // The layout the dispatcher hands the replicas reads back, from a
+            // copy, as the same message.
+            let layout = m.layout(data).expect("a parse's parts are in its buffer");
+            let copy = data.to_vec();
+            let again = layout.message(&copy).expect("spans within the copy");
+            assert_eq!(again.layout(&copy), Some(layout));
+            assert_eq!(again.len(), m.len());
             let _ = (m.call_id(), m.cseq(), m.content_type(), m.content_length());
             for na in [m.from(), m.to()].into_iter().flatten() {
                 let _ = (sip::uri_user(na.uri), sip::uri_host(na.uri));

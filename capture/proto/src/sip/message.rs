@@ -2,6 +2,9 @@
 
 use super::{Method, NameAddr, SipError, StartLine, parse_name_addr};
 
+mod layout;
+pub use layout::Layout;
+
 /// Header (name, value) spans kept inline per message, for iterating and
 /// looking up headers without reading the lines again. 64 covers real
 /// INVITEs (typically 10-30 headers). A message may have any number more:

@@ -21,7 +21,8 @@ mod ws;
 
 pub(crate) use message::MAX_START_LINE;
 pub use message::{
-    KNOWN, MAX_HEADER_LINES, MAX_HEADERS, Message, find_start, looks_like_sip, parse, parse_stream,
+    KNOWN, Layout, MAX_HEADER_LINES, MAX_HEADERS, Message, find_start, looks_like_sip, parse,
+    parse_stream,
 };
 #[cfg(test)]
 use message::{MAX_HEADER_SECTION, MAX_OVERSIZED_SECTION, start_line_at};
