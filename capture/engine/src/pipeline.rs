@@ -9,12 +9,14 @@ mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use crate::calls::{Call, CallConfig, CallTable, CallTableStats, PacketRef};
+use crate::calls::{Call, CallConfig, CallTable, CallTableStats, PacketRef, SipPacket};
 pub use voxtap_proto::decode::TunnelConfig;
 use voxtap_proto::decode::{Decoder, Encap, FragLimits, L4};
 use voxtap_proto::pcapio::LinkType;
 use voxtap_proto::sctp::SctpLimits;
+use voxtap_proto::sdp::{self, SessionDescription};
 use voxtap_proto::sip::{self, StreamReassembler};
 use voxtap_proto::tls::TlsKeys;
 
@@ -291,7 +293,7 @@ impl Pipeline {
             mine: None,
         };
         match dg.l4 {
-            L4::Udp => route.udp(dg.payload, sip_like),
+            L4::Udp => route.udp(dg.payload, sip_like, None),
             L4::Tcp { seq, flags } => {
                 if !tls.segment(&mut route, seq, flags, dg.payload, sip_port) {
                     route.tcp(tcp, *max_tcp_flows, seq, dg.payload, sip_like);
@@ -305,7 +307,14 @@ impl Pipeline {
     /// One UDP datagram the parallel engine's dispatcher already decoded
     /// (not a fragment; SIP only outside tunnels): as [`Self::process`]
     /// would take it, without decoding the frame again.
-    pub(crate) fn process_udp(&mut self, d: &DecodedUdp, payload: &[u8]) {
+    /// `sip`: the message as the dispatcher parsed it, read back from
+    /// `payload` instead of parsed again.
+    pub(crate) fn process_udp(
+        &mut self,
+        d: &DecodedUdp,
+        payload: &[u8],
+        sip: Option<&ParsedSip>,
+    ) {
         self.stats.frames += 1;
         self.stats.bytes += u64::from(d.frame_len);
         self.refs.clear();
@@ -322,7 +331,7 @@ impl Pipeline {
             shard: self.shard.as_ref(),
             mine: Some(d.mine),
         };
-        route.udp(payload, d.sip_like);
+        route.udp(payload, d.sip_like, sip);
         self.sweep_tcp(d.ts_ns);
     }
 
@@ -356,6 +365,27 @@ pub(crate) struct DecodedUdp {
     pub mine: bool,
 }
 
+/// A SIP datagram as the parallel engine's dispatcher parsed it, once for
+/// every replica ([`Pipeline::process_udp`]): where its parts are in the
+/// payload, and its SDP.
+#[derive(Clone, Debug)]
+pub(crate) struct ParsedSip {
+    pub layout: sip::Layout,
+    pub sdp: Option<Arc<SessionDescription>>,
+}
+
+impl ParsedSip {
+    /// None for what does not parse (a keep-alive, a broken message) or
+    /// is not a datagram's size, which each replica then handles itself.
+    pub fn of(payload: &[u8]) -> Option<ParsedSip> {
+        let msg = sip::parse(payload).ok()?;
+        Some(ParsedSip {
+            layout: msg.layout(payload)?,
+            sdp: msg.sdp().and_then(|b| sdp::parse(b).ok()).map(Arc::new),
+        })
+    }
+}
+
 /// One decoded datagram on its way to the call table (and the tap).
 struct Route<'a> {
     calls: &'a mut CallTable,
@@ -386,7 +416,7 @@ impl Route<'_> {
 
     /// A UDP datagram: SIP when `sip_like` (on a SIP port or looking like
     /// SIP) and it parses, else media or other traffic.
-    fn udp(&mut self, payload: &[u8], sip_like: bool) {
+    fn udp(&mut self, payload: &[u8], sip_like: bool, sip: Option<&ParsedSip>) {
         let (ts_ns, src, dst) = (self.ts_ns, self.src, self.dst);
         if sip_like {
             if payload.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
@@ -394,14 +424,27 @@ impl Route<'_> {
                 self.calls.on_keepalive(ts_ns, src, dst);
                 return;
             }
-            match sip::parse(payload) {
+            let parsed = match sip.and_then(|s| s.layout.message(payload)) {
+                Some(msg) => Ok(msg),
+                None => sip::parse(payload),
+            };
+            match parsed {
                 Ok(msg) => {
                     self.stats.sip_messages += 1;
                     self.stats.sip_oversized += u64::from(msg.oversized());
                     if let (Some(t), Some(cid)) = (self.tap.as_mut(), msg.call_id()) {
                         t.sip(ts_ns, src, dst, false, cid, payload);
                     }
-                    self.calls.on_sip(ts_ns, src, dst, "UDP", &msg, self.refs);
+                    let p = SipPacket {
+                        ts_ns,
+                        src,
+                        dst,
+                        transport: "UDP",
+                        msg: &msg,
+                        refs: self.refs,
+                    };
+                    self.calls
+                        .on_sip_parsed(&p, sip.and_then(|s| s.sdp.as_deref()));
                     self.note_path(&msg);
                 }
                 Err(_) => {

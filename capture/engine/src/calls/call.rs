@@ -19,7 +19,8 @@ mod sip_text;
 pub(in crate::calls) use sip_text::SipBudget;
 mod streams;
 
-pub(super) use dialog::{SipPacket, announced_by, is_new_initial_invite};
+pub(crate) use dialog::SipPacket;
+pub(super) use dialog::{announced_by, is_new_initial_invite};
 pub use fax::FaxStream;
 pub use media::MediaInfo;
 use names::Name;

@@ -15,6 +15,7 @@ mod spill;
 mod table;
 mod trim;
 
+pub(crate) use call::SipPacket;
 pub use call::{
     Call, CallState, EndReason, FaxStream, MediaInfo, PacketRef, RecentPacket, RtcpView, SipEntry,
     Stream, StreamKey,

@@ -753,11 +753,6 @@ impl CallTable {
         msg: &Message<'_>,
         refs: &[(u64, PacketRef)],
     ) {
-        self.tick(ts_ns);
-        let Some(cid) = msg.call_id() else {
-            self.stats.sip_without_call_id += 1;
-            return;
-        };
         let p = SipPacket {
             ts_ns,
             src,
@@ -766,7 +761,24 @@ impl CallTable {
             msg,
             refs,
         };
-        let Some((no, created)) = self.route_sip(cid, &p) else {
+        self.on_sip_parsed(&p, None);
+    }
+
+    /// [`Self::on_sip`] with the message's SDP, when it has one, already
+    /// parsed: the parallel engine's dispatcher parses it once for every
+    /// replica.
+    pub(crate) fn on_sip_parsed(
+        &mut self,
+        p: &SipPacket<'_, '_>,
+        sdp: Option<&sdp::SessionDescription>,
+    ) {
+        let (ts_ns, src, msg) = (p.ts_ns, p.src, p.msg);
+        self.tick(ts_ns);
+        let Some(cid) = msg.call_id() else {
+            self.stats.sip_without_call_id += 1;
+            return;
+        };
+        let Some((no, created)) = self.route_sip(cid, p) else {
             return;
         };
         let Some(call) = self.calls.get_mut(&no) else {
@@ -778,7 +790,7 @@ impl CallTable {
             room,
             texts: self.sip_texts,
         };
-        let kept = call.on_sip(&p, self.cfg.linger_ns, budget);
+        let kept = call.on_sip(p, self.cfg.linger_ns, budget);
         self.sip_bytes += kept;
         self.mem_bytes += kept;
         if !msg.is_request()
@@ -787,9 +799,17 @@ impl CallTable {
             self.floods.settled(ip);
         }
         if let Some(body) = msg.sdp() {
-            match sdp::parse(body) {
-                Ok(desc) => self.register_media(no, &desc, src, ts_ns, &announced_by(msg)),
-                Err(_) => self.stats.sdp_errors += 1,
+            let parsed;
+            let desc = match sdp {
+                Some(desc) => Some(desc),
+                None => {
+                    parsed = sdp::parse(body).ok();
+                    parsed.as_ref()
+                }
+            };
+            match desc {
+                Some(desc) => self.register_media(no, desc, src, ts_ns, &announced_by(msg)),
+                None => self.stats.sdp_errors += 1,
             }
         }
         // A replica that makes posted links keeps none of this (worker 0
@@ -801,7 +821,7 @@ impl CallTable {
                 &self.cfg.legs,
                 no,
                 created,
-                &p,
+                p,
             );
         }
     }

@@ -28,7 +28,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
 use crate::calls::{Call, PacketRef};
-use crate::pipeline::{PipelineConfig, PipelineStats};
+use crate::pipeline::{ParsedSip, PipelineConfig, PipelineStats};
 use crate::signalling::{SignallingSnapshot, Transaction};
 use steer::{Steer, Steerer};
 use voxtap_proto::decode::{PlainUdp, UdpEnds};
@@ -90,6 +90,9 @@ enum Item {
         pref: PacketRef,
         frame_len: u32,
         udp: steer::Udp,
+        /// SIP parsed by the dispatcher: its layout's index in the
+        /// batch's `sips`.
+        sip: Option<u32>,
     },
     Sweep {
         seq: u64,
@@ -113,6 +116,8 @@ struct Datagram<'a> {
 struct Batch {
     items: Vec<Item>,
     bytes: Vec<u8>,
+    /// The SIP messages the dispatcher parsed.
+    sips: Vec<ParsedSip>,
 }
 
 /// What a worker hands back at each sweep and at the end: the calls that
@@ -349,24 +354,37 @@ impl ParallelEngine {
         let owner = usize::from(v.owner);
         if !v.steered {
             self.stats.broadcast += 1;
+            // Parsed here once, not in each replica.
+            let sip = v.sip_like.then(|| ParsedSip::of(d.payload)).flatten();
             for w in 0..self.n {
-                self.push_udp(w, d, ends, v);
+                self.push_udp(w, d, ends, v, sip.as_ref());
             }
         } else if self.dropping[owner] {
             self.media_dropped[owner] += 1;
         } else {
             self.stats.steered += 1;
-            self.push_udp(owner, d, ends, v);
+            self.push_udp(owner, d, ends, v, None);
         }
     }
 
     /// A decoded datagram to worker `w`: its payload only. Inline: the item
     /// is then built in place rather than moved through calls.
     #[inline(always)]
-    fn push_udp(&mut self, w: usize, d: &Datagram, ends: &UdpEnds, verdict: steer::Verdict) {
+    fn push_udp(
+        &mut self,
+        w: usize,
+        d: &Datagram,
+        ends: &UdpEnds,
+        verdict: steer::Verdict,
+        sip: Option<&ParsedSip>,
+    ) {
         let b = &mut self.filling[w];
         let at = b.bytes.len() as u32;
         b.bytes.extend_from_slice(d.payload);
+        let sip = sip.map(|l| {
+            b.sips.push(l.clone());
+            (b.sips.len() - 1) as u32
+        });
         b.items.push(Item::Udp {
             ts_ns: d.ts_ns,
             now_ns: self.now_ns,
@@ -378,6 +396,7 @@ impl ParallelEngine {
                 len: d.payload.len() as u32,
                 verdict,
             },
+            sip,
         });
         if b.items.len() >= BATCH_ITEMS || b.bytes.len() >= BATCH_BYTES {
             self.send(w);

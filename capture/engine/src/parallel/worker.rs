@@ -240,6 +240,7 @@ impl Worker {
                         pref,
                         frame_len,
                         udp,
+                        sip,
                     } => {
                         times.frames += 1;
                         p.calls_mut().advance(now_ns);
@@ -253,7 +254,8 @@ impl Worker {
                             sip_like: udp.verdict.sip_like,
                             mine: usize::from(udp.verdict.owner) == self.me,
                         };
-                        p.process_udp(&d, payload);
+                        let sip = sip.and_then(|i| batch.sips.get(i as usize));
+                        p.process_udp(&d, payload, sip);
                     }
                     Item::Sweep { seq, now_ns } => {
                         times.sweeps += 1;
@@ -279,6 +281,7 @@ impl Worker {
             self.link.batch_done(self.me, &mut p, times.frames);
             self.link.dequeued(self.me, size);
             batch.bytes.clear();
+            batch.sips.clear();
             let _ = self.free.try_send(batch);
         }
         self.last_meeting(&mut rounds, &mut p)?;

@@ -10,7 +10,7 @@ use voxtap_proto::utf8_lossy;
 use super::{Call, CallState, EndReason, Mark, Name, PacketRef};
 
 /// One SIP message as the call table hands it on.
-pub(in crate::calls) struct SipPacket<'m, 'a> {
+pub(crate) struct SipPacket<'m, 'a> {
     pub ts_ns: u64,
     pub src: SocketAddr,
     pub dst: SocketAddr,
