@@ -593,6 +593,31 @@ mod tests {
         assert!(!p.is_sip_port(5061));
     }
 
+    /// What the dispatcher hands every replica for a SIP datagram reads
+    /// back as the parse of the replica's copy, with the SDP of its body;
+    /// a keep-alive and a broken message travel without one (each replica
+    /// handles them itself).
+    #[test]
+    fn a_parsed_sip_datagram_reads_back_with_its_sdp() {
+        let body = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 8\r\n";
+        let invite = format!(
+            "INVITE sip:b@x SIP/2.0\r\nCall-ID: p@x\r\nCSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let parsed = ParsedSip::of(invite.as_bytes()).expect("an INVITE parses");
+        let copy = invite.as_bytes().to_vec();
+        let msg = parsed.layout.message(&copy).expect("spans in the copy");
+        assert_eq!(msg.call_id(), Some(&b"p@x"[..]));
+        assert_eq!(msg.sdp(), Some(body.as_bytes()));
+        let sdp = parsed.sdp.expect("its SDP");
+        assert_eq!(*sdp, sdp::parse(body.as_bytes()).expect("the body parses"));
+        assert_eq!(sdp.media.first().map(|m| m.formats.clone()), Some(vec![0, 8]));
+        let bye = b"BYE sip:b@x SIP/2.0\r\nCall-ID: p@x\r\nCSeq: 2 BYE\r\n\r\n";
+        assert!(ParsedSip::of(bye).expect("a BYE parses").sdp.is_none());
+        assert!(ParsedSip::of(b"\r\n\r\n").is_none());
+        assert!(ParsedSip::of(b"INVITE nothing\r\n\r\n").is_none());
+    }
+
     /// One answered call, then `rtp` RTP packets each way; returns the
     /// references fed for the call (time, where), in order.
     fn feed_call(p: &mut Pipeline, rtp: u16) -> Vec<(u64, PacketRef)> {
