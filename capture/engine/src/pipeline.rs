@@ -309,12 +309,7 @@ impl Pipeline {
     /// would take it, without decoding the frame again.
     /// `sip`: the message as the dispatcher parsed it, read back from
     /// `payload` instead of parsed again.
-    pub(crate) fn process_udp(
-        &mut self,
-        d: &DecodedUdp,
-        payload: &[u8],
-        sip: Option<&ParsedSip>,
-    ) {
+    pub(crate) fn process_udp(&mut self, d: &DecodedUdp, payload: &[u8], sip: Option<&ParsedSip>) {
         self.stats.frames += 1;
         self.stats.bytes += u64::from(d.frame_len);
         self.refs.clear();
@@ -611,7 +606,10 @@ mod tests {
         assert_eq!(msg.sdp(), Some(body.as_bytes()));
         let sdp = parsed.sdp.expect("its SDP");
         assert_eq!(*sdp, sdp::parse(body.as_bytes()).expect("the body parses"));
-        assert_eq!(sdp.media.first().map(|m| m.formats.clone()), Some(vec![0, 8]));
+        assert_eq!(
+            sdp.media.first().map(|m| m.formats.clone()),
+            Some(vec![0, 8])
+        );
         let bye = b"BYE sip:b@x SIP/2.0\r\nCall-ID: p@x\r\nCSeq: 2 BYE\r\n\r\n";
         assert!(ParsedSip::of(bye).expect("a BYE parses").sdp.is_none());
         assert!(ParsedSip::of(b"\r\n\r\n").is_none());

@@ -120,6 +120,15 @@ struct Batch {
     sips: Vec<ParsedSip>,
 }
 
+impl Batch {
+    /// What it holds while queued, as the high-water mark counts it: the
+    /// frames' bytes and the SIP layouts (an SDP shared by `Arc` is counted
+    /// by no queue).
+    fn queued_bytes(&self) -> u64 {
+        (self.bytes.len() + self.sips.len() * std::mem::size_of::<ParsedSip>()) as u64
+    }
+}
+
 /// What a worker hands back at each sweep and at the end: the calls that
 /// ended in its replica.
 struct Part {
@@ -427,7 +436,7 @@ impl ParallelEngine {
             return;
         }
         self.stats.batches += 1;
-        self.note_queued(w, full.bytes.len() as u64);
+        self.note_queued(w, full.queued_bytes());
         // A worker that is gone has failed (or stopped because another
         // did); `finish` reports it.
         if self.to_workers[w].send(full).is_err() {

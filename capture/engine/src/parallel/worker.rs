@@ -215,7 +215,7 @@ impl Worker {
         let mut stalled_once = false;
         let mut rounds = 0;
         for mut batch in self.input.iter() {
-            let size = batch.bytes.len() as u64;
+            let size = batch.queued_bytes();
             faults.before_batch(self.me);
             faults.stall_once(self.me, times.frames, &mut stalled_once);
             self.link.batch_started();
