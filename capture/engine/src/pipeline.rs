@@ -306,9 +306,9 @@ impl Pipeline {
 
     /// One UDP datagram the parallel engine's dispatcher already decoded
     /// (not a fragment; SIP only outside tunnels): as [`Self::process`]
-    /// would take it, without decoding the frame again.
-    /// `sip`: the message as the dispatcher parsed it, read back from
-    /// `payload` instead of parsed again.
+    /// would take it, without decoding the frame again. `sip`: the message
+    /// as the dispatcher parsed it, read back from `payload` instead of
+    /// parsed again.
     pub(crate) fn process_udp(&mut self, d: &DecodedUdp, payload: &[u8], sip: Option<&ParsedSip>) {
         self.stats.frames += 1;
         self.stats.bytes += u64::from(d.frame_len);

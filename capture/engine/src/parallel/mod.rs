@@ -90,8 +90,7 @@ enum Item {
         pref: PacketRef,
         frame_len: u32,
         udp: steer::Udp,
-        /// SIP parsed by the dispatcher: its layout's index in the
-        /// batch's `sips`.
+        /// SIP the dispatcher parsed: its index in the batch's `sips`.
         sip: Option<u32>,
     },
     Sweep {
