@@ -3,7 +3,7 @@
 //! numbers, so a file in one of them is named, with the way through
 //! (`editcap -F pcap`), instead of "bad magic".
 
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek};
 
 use super::{Kind, LinkType, MAX_CAPLEN, Meta, PcapError, PcapReader, bad};
 
@@ -255,18 +255,16 @@ impl<R: Read + Seek> PcapReader<R> {
             return Err(bad(0, "bad NetMon frame table length"));
         }
         let header_end = self.pos;
-        self.r.seek(SeekFrom::Start(u64::from(table_off)))?;
-        self.pos = u64::from(table_off);
+        self.seek_to(u64::from(table_off))?;
         self.read_buf(table_len as usize, u64::from(table_off))?;
         let frames = self
-            .buf
+            .block()
             .get(..table_len as usize)
             .unwrap_or(&[])
             .chunks_exact(4)
             .map(|c| super::rd32(false, c, 0))
             .collect();
-        self.r.seek(SeekFrom::Start(header_end))?;
-        self.pos = header_end;
+        self.seek_to(header_end)?;
         self.kind = Kind::NetMon(NetMon {
             minor,
             link,

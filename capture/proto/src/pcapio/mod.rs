@@ -202,11 +202,46 @@ enum Block {
 
 pub struct PcapReader<R> {
     r: R,
+    /// Bytes of the file consumed by the records read so far (the file's
+    /// position less what is read ahead).
     pos: u64,
+    /// Sequential reading reads ahead into this and parses each record
+    /// where it lies, instead of copying it out of the `BufReader`'s buffer
+    /// into `buf` (two reads and a copy a record cost the import's reading
+    /// thread about 250 instructions a packet; docs/performance.md,
+    /// session 18).
+    ahead: Ahead,
+    /// Random access (`read_at`) reads each record into this, nothing
+    /// ahead.
     buf: Vec<u8>,
+    /// Reads go to `buf`, not through `ahead`.
+    direct: bool,
+    /// Where the last `read_buf`'s bytes are.
+    block: BlockAt,
     done: bool,
     skipped: u64,
     kind: Kind,
+}
+
+/// What sequential reading reads ahead of the records: the unread bytes
+/// are `bytes[head..tail]`.
+#[derive(Default)]
+struct Ahead {
+    bytes: Vec<u8>,
+    head: usize,
+    tail: usize,
+}
+
+/// How much sequential reading asks the file for at once: more than a
+/// `BufReader`'s usual buffer, which then reads straight into `ahead`.
+const READ_AHEAD: usize = 256 * 1024;
+
+/// The bytes a `read_buf` read: `len` from `start` in `ahead` or in `buf`.
+#[derive(Clone, Copy, Debug, Default)]
+struct BlockAt {
+    in_ahead: bool,
+    start: usize,
+    len: usize,
 }
 
 /// Opening by path is I/O, which this crate does not do: the engine's
@@ -297,7 +332,10 @@ impl<R: Read> PcapReader<R> {
         PcapReader {
             r,
             pos: 0,
+            ahead: Ahead::default(),
             buf: Vec::new(),
+            direct: false,
+            block: BlockAt::default(),
             done: false,
             skipped: 0,
             kind: Kind::PcapNg {
@@ -347,8 +385,7 @@ impl<R: Read> PcapReader<R> {
         if let Some(first) = head.get_mut(..4) {
             first.copy_from_slice(&m);
         }
-        let more = read_full(&mut self.r, head.get_mut(4..want).unwrap_or_default())?;
-        self.pos = self.pos.saturating_add(more as u64);
+        let more = self.read_upto(head.get_mut(4..want).unwrap_or_default())?;
         let head = head.get(..4 + more).unwrap_or(&m);
         if head.starts_with(formats::SNOOP_MAGIC) {
             self.read_snoop_header(head)?;
@@ -412,7 +449,7 @@ impl<R: Read> PcapReader<R> {
 
     fn record(&self, m: Meta) -> PacketRecord<'_> {
         let data = self
-            .buf
+            .block()
             .get(m.start..m.start.saturating_add(m.len))
             .unwrap_or(&[]);
         PacketRecord {
@@ -424,11 +461,123 @@ impl<R: Read> PcapReader<R> {
         }
     }
 
+    /// The last [`Self::read_buf`]'s bytes.
+    fn block(&self) -> &[u8] {
+        let BlockAt {
+            in_ahead,
+            start,
+            len,
+        } = self.block;
+        let src = if in_ahead {
+            &self.ahead.bytes
+        } else {
+            &self.buf
+        };
+        src.get(start..start.saturating_add(len)).unwrap_or(&[])
+    }
+
+    /// At least `n` unread bytes in `ahead` if the file has them; how many
+    /// there are, up to `n`.
+    #[inline]
+    fn fill(&mut self, n: usize) -> io::Result<usize> {
+        if self.ahead.tail - self.ahead.head >= n {
+            return Ok(n);
+        }
+        self.refill(n)
+    }
+
+    /// [`Self::fill`] when fewer than `n` bytes are ahead: reads from the
+    /// file. Keeps the last block (a record's trailer or padding is read
+    /// after its data).
+    #[inline(never)]
+    fn refill(&mut self, n: usize) -> io::Result<usize> {
+        let PcapReader {
+            r, ahead: a, block, ..
+        } = self;
+        let keep = if block.in_ahead {
+            block.start.min(a.head)
+        } else {
+            a.head
+        };
+        if keep > 0 {
+            a.bytes.copy_within(keep..a.tail, 0);
+            a.head -= keep;
+            a.tail -= keep;
+            if block.in_ahead {
+                block.start -= keep;
+            }
+        }
+        let need = a.head.saturating_add(n);
+        if a.bytes.len() < need.max(READ_AHEAD) {
+            a.bytes.resize(need.max(READ_AHEAD), 0);
+        }
+        while a.tail < need {
+            match r.read(a.bytes.get_mut(a.tail..).unwrap_or_default()) {
+                Ok(0) => break,
+                Ok(k) => a.tail = a.tail.saturating_add(k).min(a.bytes.len()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((a.tail - a.head).min(n))
+    }
+
+    /// Takes `n` read bytes (at most what is unread) from `ahead`.
+    #[inline]
+    fn consume(&mut self, n: usize) -> usize {
+        let n = n.min(self.ahead.tail - self.ahead.head);
+        self.ahead.head += n;
+        self.pos = self.pos.saturating_add(n as u64);
+        n
+    }
+
+    /// Fills `out` as far as the file goes; how many bytes it got.
+    fn read_upto(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.direct {
+            let n = read_full(&mut self.r, out)?;
+            self.pos = self.pos.saturating_add(n as u64);
+            return Ok(n);
+        }
+        let n = self.fill(out.len())?;
+        let head = self.ahead.head;
+        if let (Some(dst), Some(src)) = (out.get_mut(..n), self.ahead.bytes.get(head..head + n)) {
+            dst.copy_from_slice(src);
+        }
+        Ok(self.consume(n))
+    }
+
+    /// A record's fixed header: as [`Self::read_small`], copied at a
+    /// constant length from what is read ahead when it is there (each
+    /// record pays no call of a general copy).
+    #[inline]
+    fn read_header_bytes<const N: usize>(
+        &mut self,
+        offset: u64,
+    ) -> Result<Option<[u8; N]>, PcapError> {
+        let mut h = [0u8; N];
+        let head = self.ahead.head;
+        let ahead = match self.direct {
+            false => self.ahead.bytes.get(head..head.saturating_add(N)),
+            true => None,
+        };
+        match ahead {
+            Some(bytes) if self.ahead.tail - head >= N => {
+                h.copy_from_slice(bytes);
+                self.consume(N);
+            }
+            _ => {
+                if !self.read_small(&mut h, offset)? {
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(Some(h))
+    }
+
     /// Fills `out` from the file. Ok(false) at EOF before the first byte,
     /// Truncated (for the record at `offset`) when EOF cuts it.
     fn read_small(&mut self, out: &mut [u8], offset: u64) -> Result<bool, PcapError> {
-        let n = read_full(&mut self.r, out)?;
-        self.pos = self.pos.saturating_add(n as u64);
+        let n = self.read_upto(out)?;
         if n == 0 && !out.is_empty() {
             return Ok(false);
         }
@@ -438,8 +587,30 @@ impl<R: Read> PcapReader<R> {
         Ok(true)
     }
 
-    /// Reads exactly `n` bytes into the start of the reusable buffer.
+    /// Reads exactly `n` bytes: the block [`Self::block`] returns. In
+    /// `ahead` where they lie, or into the start of the reusable `buf`.
+    #[inline]
     fn read_buf(&mut self, n: usize, offset: u64) -> Result<(), PcapError> {
+        if !self.direct {
+            let got = self.fill(n)?;
+            if got < n {
+                self.consume(got);
+                return Err(PcapError::Truncated { offset });
+            }
+            self.block = BlockAt {
+                in_ahead: true,
+                start: self.ahead.head,
+                len: n,
+            };
+            self.consume(n);
+            return Ok(());
+        }
+        self.read_buf_direct(n, offset)
+    }
+
+    /// [`Self::read_buf`] into `buf`.
+    #[inline(never)]
+    fn read_buf_direct(&mut self, n: usize, offset: u64) -> Result<(), PcapError> {
         if self.buf.len() < n {
             // Grows to the largest record once, then is reused.
             self.buf.resize(n, 0);
@@ -448,6 +619,11 @@ impl<R: Read> PcapReader<R> {
         let dst = buf.get_mut(..n).ok_or(PcapError::Truncated { offset })?;
         let got = read_full(r, dst)?;
         *pos = pos.saturating_add(got as u64);
+        self.block = BlockAt {
+            in_ahead: false,
+            start: 0,
+            len: n,
+        };
         if got < n {
             return Err(PcapError::Truncated { offset });
         }
@@ -455,9 +631,15 @@ impl<R: Read> PcapReader<R> {
     }
 
     fn skip(&mut self, n: u64, offset: u64) -> Result<(), PcapError> {
-        let got = io::copy(&mut (&mut self.r).take(n), &mut io::sink())?;
+        let ahead = self.consume(usize::try_from(n).unwrap_or(usize::MAX)) as u64;
+        let rest = n - ahead;
+        if rest == 0 {
+            return Ok(());
+        }
+        // Nothing is left ahead: the file is where `pos` says.
+        let got = io::copy(&mut (&mut self.r).take(rest), &mut io::sink())?;
         self.pos = self.pos.saturating_add(got);
-        if got < n {
+        if got < rest {
             return Err(PcapError::Truncated { offset });
         }
         Ok(())
@@ -468,10 +650,9 @@ impl<R: Read> PcapReader<R> {
             return Ok(None);
         };
         let offset = self.pos;
-        let mut h = [0u8; 16];
-        if !self.read_small(&mut h, offset)? {
+        let Some(h) = self.read_header_bytes::<16>(offset)? else {
             return Ok(None);
-        }
+        };
         let secs = u64::from(rd32(big, &h, 0));
         let frac = u64::from(rd32(big, &h, 4));
         let caplen = rd32(big, &h, 8);
@@ -544,10 +725,10 @@ impl<R: Read> PcapReader<R> {
         }
         let rest = (total - 12) as usize;
         self.read_buf(rest, offset)?;
-        if rd16(big, &self.buf, 0) != 1 {
+        if rd16(big, self.block(), 0) != 1 {
             return Err(bad(offset, "unsupported pcapng major version"));
         }
-        if rd32(big, &self.buf, rest.saturating_sub(4)) != total {
+        if rd32(big, self.block(), rest.saturating_sub(4)) != total {
             return Err(bad(offset, "block trailer length mismatch"));
         }
         if let Kind::PcapNg { ifaces, sections } = &mut self.kind {
@@ -596,7 +777,7 @@ impl<R: Read> PcapReader<R> {
         }
         let body = (total - 12) as usize;
         self.read_buf(body + 4, offset)?;
-        if rd32(sec.big, &self.buf, body) != total {
+        if rd32(sec.big, self.block(), body) != total {
             return Err(bad(offset, "block trailer length mismatch"));
         }
         if btype == IDB {
@@ -610,7 +791,7 @@ impl<R: Read> PcapReader<R> {
         if body < 8 {
             return Err(bad(offset, "interface description block too short"));
         }
-        let b = self.buf.get(..body).unwrap_or(&[]);
+        let b = self.block().get(..body).unwrap_or(&[]);
         let dlt = u32::from(rd16(big, b, 0));
         let snaplen = rd32(big, b, 4);
         let mut res = TsRes::Pow10(6);
@@ -665,7 +846,7 @@ impl<R: Read> PcapReader<R> {
         offset: u64,
         strict_link: bool,
     ) -> Result<Block, PcapError> {
-        let b = self.buf.get(..body).unwrap_or(&[]);
+        let b = self.block().get(..body).unwrap_or(&[]);
         let big = sec.big;
         let (iface_id, units, caplen, orig_len, start) = match btype {
             SPB => {
@@ -755,30 +936,55 @@ impl<R: Read + Seek> PcapReader<R> {
     /// sequential position (a reader kept for random access only).
     pub fn finish_sequential(&mut self) {
         self.done = true;
+        self.direct = true;
+        // A reader kept open for random access keeps no read-ahead memory.
+        self.ahead = Ahead::default();
+        self.block = BlockAt::default();
+    }
+
+    /// The file at `at`, nothing read ahead.
+    pub(super) fn seek_to(&mut self, at: u64) -> io::Result<()> {
+        self.ahead.head = 0;
+        self.ahead.tail = 0;
+        self.block = BlockAt::default();
+        self.r.seek(SeekFrom::Start(at))?;
+        self.pos = at;
+        Ok(())
     }
 
     /// Read the one record whose header starts at `offset` (as returned
     /// earlier in [`PacketRecord::offset`]); for pcapng the interfaces (link
     /// type, tsresol) learnt so far are used, so this is valid for any offset
     /// previously returned by `next_packet`. Sequential reading resumes where
-    /// it was.
+    /// it was, with what it had read ahead.
     pub fn read_at(&mut self, offset: u64) -> Result<PacketRecord<'_>, PcapError> {
         let saved = self.pos;
         if self.done {
             // Nothing to resume: skip the seek back (it would cost one more
             // buffer refill per record on a reader used for random access).
-            self.r.seek(SeekFrom::Start(offset))?;
-            self.pos = offset;
+            self.direct = true;
+            self.seek_to(offset)?;
             let m = self.read_one_at(offset);
             self.pos = saved;
             return Ok(self.record(m?));
         }
+        // The file is past `pos` by what is read ahead, kept for later.
+        let resume = saved + (self.ahead.tail - self.ahead.head) as u64;
+        let block = self.block;
+        self.direct = true;
         self.r.seek(SeekFrom::Start(offset))?;
         self.pos = offset;
         let res = self.read_one_at(offset);
-        let back = self.r.seek(SeekFrom::Start(saved));
+        self.direct = false;
+        let back = self.r.seek(SeekFrom::Start(resume));
         self.pos = saved;
-        let m = res?;
+        let m = match res {
+            Ok(m) => m,
+            Err(e) => {
+                self.block = block;
+                return Err(e);
+            }
+        };
         back?;
         Ok(self.record(m))
     }

@@ -773,3 +773,90 @@ fn mangled_files_never_panic() {
         }
     }
 }
+
+/// A reader that gives at most `step` bytes a read (a pipe, a slow disk):
+/// sequential reading must gather records across reads.
+struct Trickle<R> {
+    inner: R,
+    step: usize,
+}
+
+impl<R: Read> Read for Trickle<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.step);
+        self.inner.read(&mut buf[..n])
+    }
+}
+
+impl<R: Seek> Seek for Trickle<R> {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.inner.seek(pos)
+    }
+}
+
+/// Records of 1 to 1,600 bytes, far more than is read ahead at once, in a
+/// classic file and in pcapng (a section with an interface, and blocks of
+/// kinds skipped between the packets).
+fn many_records(ng: bool) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let mut f = if ng {
+        [shb(false), idb(false, 1, None)].concat()
+    } else {
+        pcap_header(false, 1)
+    };
+    let mut datas = Vec::new();
+    let mut x: u32 = 7;
+    while f.len() < 3 * READ_AHEAD + 1000 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        let len = 1 + (x >> 8) as usize % 1600;
+        let data: Vec<u8> = (0..len).map(|i| (i as u32 ^ x) as u8).collect();
+        let n = datas.len() as u32;
+        if ng {
+            f.extend(epb(false, EPB, 0, u64::from(n), &data));
+            if n.is_multiple_of(5) {
+                f.extend(block(false, 4, b"name resolution"));
+            }
+        } else {
+            let len = data.len() as u32;
+            f.extend(pcap_rec(false, n, 0, len, len, &data));
+        }
+        datas.push(data);
+    }
+    (f, datas)
+}
+
+/// Reading ahead changes nothing a reader returns: every record of a file
+/// several read-aheads long, read whole or a few bytes a read, and `read_at`
+/// between sequential reads returns the record asked for while sequential
+/// reading goes on where it was.
+#[test]
+fn reading_ahead_returns_every_record_and_read_at_leaves_it_in_place() {
+    for ng in [false, true] {
+        let (f, datas) = many_records(ng);
+        for step in [usize::MAX, 7, 4093] {
+            let trickle = Trickle {
+                inner: Cursor::new(f.clone()),
+                step,
+            };
+            let recs = read_all(&mut PcapReader::new_seekable(trickle).unwrap()).unwrap();
+            let got: Vec<&Vec<u8>> = recs.iter().map(|r| &r.data).collect();
+            assert_eq!(
+                got,
+                datas.iter().collect::<Vec<_>>(),
+                "ng {ng}, step {step}"
+            );
+        }
+        let recs = read_all(&mut PcapReader::new(Cursor::new(f.clone())).unwrap()).unwrap();
+        let mut r = PcapReader::new_seekable(Cursor::new(f.clone())).unwrap();
+        for (i, want) in recs.iter().enumerate() {
+            let p = r.next_packet().unwrap().unwrap();
+            assert_eq!((p.offset, p.data), (want.offset, want.data.as_slice()));
+            if i % 7 == 3 {
+                let back = &recs[i / 2];
+                let q = r.read_at(back.offset).unwrap();
+                assert_eq!(q.data, back.data.as_slice(), "read_at after record {i}");
+            }
+        }
+        assert!(r.next_packet().unwrap().is_none());
+        assert_eq!(r.bytes_read(), f.len() as u64);
+    }
+}
