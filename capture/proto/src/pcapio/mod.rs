@@ -631,12 +631,17 @@ impl<R: Read> PcapReader<R> {
     }
 
     fn skip(&mut self, n: u64, offset: u64) -> Result<(), PcapError> {
-        let ahead = self.consume(usize::try_from(n).unwrap_or(usize::MAX)) as u64;
+        // What is read ahead is sequential reading's, never `read_at`'s.
+        let ahead = match self.direct {
+            false => self.consume(usize::try_from(n).unwrap_or(usize::MAX)) as u64,
+            true => 0,
+        };
         let rest = n - ahead;
         if rest == 0 {
             return Ok(());
         }
-        // Nothing is left ahead: the file is where `pos` says.
+        // Nothing is left ahead (or reading is direct): the file is where
+        // `pos` says.
         let got = io::copy(&mut (&mut self.r).take(rest), &mut io::sink())?;
         self.pos = self.pos.saturating_add(got);
         if got < rest {

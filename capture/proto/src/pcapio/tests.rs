@@ -425,6 +425,13 @@ fn snoop_records() {
     let mut r = PcapReader::new(Cursor::new(f.clone())).unwrap();
     r.finish_sequential();
     assert_eq!(r.read_at(44).unwrap().data, &[9; 8]);
+    // A read_at between sequential reads skips the padding of the record
+    // it reads, not bytes that sequential reading has read ahead.
+    let mut r = PcapReader::new(Cursor::new(f.clone())).unwrap();
+    assert_eq!(r.next_packet().unwrap().unwrap().offset, 16);
+    assert_eq!(r.read_at(16).unwrap().data, &[1, 2, 3]);
+    let p = r.next_packet().unwrap().unwrap();
+    assert_eq!((p.offset, p.data), (44, &[9u8; 8][..]));
     // Another datalink type.
     let mut g = f.clone();
     g[15] = 8;
