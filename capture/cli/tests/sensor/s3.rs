@@ -538,8 +538,10 @@ fn voxtap_killed_mid_queue_resumes_without_resending() {
                 .filter(|r| r.state == "uploaded")
                 .map(|r| r.id)
                 .collect();
+            // Parts of files not yet uploaded (an uploaded file has none).
             let parts: usize = rows
                 .iter()
+                .filter(|r| r.state != "uploaded")
                 .map(|r| q.parts(r.id).map(|p| p.len()).unwrap_or(0))
                 .sum();
             (!done.is_empty() && parts > 0).then_some((done, parts as u64))
@@ -563,6 +565,7 @@ fn voxtap_killed_mid_queue_resumes_without_resending() {
     // Bytes of the confirmed parts of unfinished uploads.
     let parts_before: u64 = rows
         .iter()
+        .filter(|r| r.state != "uploaded")
         .map(|r| {
             q.parts(r.id)
                 .unwrap()

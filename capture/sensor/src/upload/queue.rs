@@ -322,18 +322,18 @@ impl Queue {
     /// Records (or, with `None`, forgets) the multipart upload in flight;
     /// forgetting also forgets its parts.
     pub fn set_upload_id(&self, id: i64, upload_id: Option<&str>) -> Result<(), UploadError> {
-        self.conn
-            .execute(
-                "UPDATE queue SET upload_id = ?2 WHERE id = ?1",
-                params![id, upload_id],
-            )
-            .map_err(self.err())?;
+        // One transaction: a forgotten upload never keeps its parts.
+        let tx = self.conn.unchecked_transaction().map_err(self.err())?;
+        tx.execute(
+            "UPDATE queue SET upload_id = ?2 WHERE id = ?1",
+            params![id, upload_id],
+        )
+        .map_err(self.err())?;
         if upload_id.is_none() {
-            self.conn
-                .execute("DELETE FROM parts WHERE queue_id = ?1", [id])
+            tx.execute("DELETE FROM parts WHERE queue_id = ?1", [id])
                 .map_err(self.err())?;
         }
-        Ok(())
+        tx.commit().map_err(self.err())
     }
 
     pub fn add_part(
@@ -364,17 +364,19 @@ impl Queue {
         rows.collect::<Result<_, _>>().map_err(self.err())
     }
 
+    /// The row uploaded and its parts forgotten, in one transaction: a
+    /// reader (or a run killed in between) never finds an uploaded file
+    /// still holding parts.
     pub fn mark_uploaded(&self, id: i64, now_ms: u64) -> Result<(), UploadError> {
-        self.conn
-            .execute(
-                "UPDATE queue SET state = 'uploaded', uploaded_ms = ?2, last_error = NULL, upload_id = NULL WHERE id = ?1",
-                params![id, i(now_ms)],
-            )
+        let tx = self.conn.unchecked_transaction().map_err(self.err())?;
+        tx.execute(
+            "UPDATE queue SET state = 'uploaded', uploaded_ms = ?2, last_error = NULL, upload_id = NULL WHERE id = ?1",
+            params![id, i(now_ms)],
+        )
+        .map_err(self.err())?;
+        tx.execute("DELETE FROM parts WHERE queue_id = ?1", [id])
             .map_err(self.err())?;
-        self.conn
-            .execute("DELETE FROM parts WHERE queue_id = ?1", [id])
-            .map_err(self.err())?;
-        Ok(())
+        tx.commit().map_err(self.err())
     }
 
     /// A failed attempt: counted, retried at `next_try_ms`.
