@@ -16,16 +16,17 @@ mod time;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use thiserror::Error;
 
 use crate::calls::{Call, Stream};
-pub use csv::{CsvWriter, encode_row, safe_cell};
+pub use csv::{CsvWriter, Row, encode_row, safe_cell};
 pub use floods::{FLOODS_FILE, FLOODS_HEADER};
 pub use naming::base_name as folder_base_name;
-pub use time::{civil_from_days, format_ts};
+pub use time::{Ts, civil_from_days, format_ts};
 use voxtap_proto::pcapio::{PcapError, PcapReader};
 
 #[derive(Debug, Error)]
@@ -348,6 +349,8 @@ pub struct CallWriter {
     windowed: HashMap<u16, (PathBuf, batch::WindowedReader)>,
     leg_rows: Vec<(u64, Vec<String>)>,
     fax_rows: Vec<(u64, Box<str>)>,
+    /// Builds each row of calls.csv, streams.csv and fax.csv.
+    row: Row,
     /// transactions.csv, opened on the first rows (they are appended as
     /// transactions finish, never kept).
     transactions: Option<CsvWriter<BufWriter<File>>>,
@@ -386,6 +389,7 @@ impl CallWriter {
             stream_rows: Vec::new(),
             leg_rows: Vec::new(),
             fax_rows: Vec::new(),
+            row: Row::default(),
             transactions: None,
             bundle: None,
             write_call_files: true,
@@ -504,22 +508,19 @@ impl CallWriter {
         // Media-only records have no calls.csv row: their streams.csv rows
         // have an empty call.
         if !call.is_media_only() {
-            let row = call_row(call, rel_pcap);
-            self.call_rows
-                .push((call.start_ns(), encode_row(row.iter().map(String::as_str))));
+            let row = call_row(&mut self.row, call, &rel_pcap);
+            self.call_rows.push((call.start_ns(), row));
         }
         if !call.links().is_empty() {
             self.push_leg_rows(call);
         }
         for f in call.fax_streams() {
-            let row = fax_row(call, f);
-            self.fax_rows
-                .push((f.first_ns, encode_row(row.iter().map(String::as_str))));
+            let row = fax_row(&mut self.row, call, f);
+            self.fax_rows.push((f.first_ns, row));
         }
         for s in call.streams() {
-            let (t, row) = stream_row(call, s);
-            self.stream_rows
-                .push((t, encode_row(row.iter().map(String::as_str))));
+            let row = stream_row(&mut self.row, call, s);
+            self.stream_rows.push(row);
             w.streams += 1;
         }
         self.spill_rows()?;
@@ -692,109 +693,117 @@ fn write_bundle(folders: &[PathBuf]) -> Result<(), OutputError> {
 }
 
 /// The call's row of `calls.csv` (columns as [`CALLS_HEADER`]).
-fn call_row(call: &Call, rel_pcap: String) -> Vec<String> {
-    vec![
-        call.call_id().to_string(),
-        format_ts(call.start_ns()),
-        format_ts(call.end_or_last()),
-        format!("{:.3}", call.duration_s()),
-        call.from_user().to_string(),
-        call.to_user().to_string(),
-        call.state().as_str().to_string(),
-        call.status_code()
-            .map(|c| c.to_string())
-            .unwrap_or_default(),
-        rel_pcap,
-        call.sip_packets().to_string(),
-        call.rtp_packets().to_string(),
-        call.rtcp_packets().to_string(),
-        call.streams().len().to_string(),
-        call.method().to_string(),
-        call.ringing_ns().map(format_ts).unwrap_or_default(),
-        call.answer_ns().map(format_ts).unwrap_or_default(),
-        call.talk_s().map(|t| format!("{t:.3}")).unwrap_or_default(),
-        call.end_reason()
-            .map(|r| r.as_str())
-            .unwrap_or_default()
-            .to_string(),
-        call.request_uri().to_string(),
-        call.group().to_string(),
-        links_text(call),
-        call.facing().as_str().to_string(),
-        call.latched()
-            .iter()
-            .map(|(to, from)| format!("{from}->{to}"))
-            .collect::<Vec<_>>()
-            .join(" "),
-        call.capture_loss().to_string(),
-        call.sip_messages().to_string(),
-        call.fax_ns().map(format_ts).unwrap_or_default(),
-        link_evidence(call),
-        call.encrypted_signalling().to_string(),
-        call.sip_oversized().to_string(),
-        call.sip_truncated().to_string(),
-        call.outer_path().to_string(),
-    ]
+fn call_row(r: &mut Row, call: &Call, rel_pcap: &str) -> Box<str> {
+    r.cell(call.call_id())
+        .show(Ts(call.start_ns()))
+        .show(Ts(call.end_or_last()))
+        .show(format_args!("{:.3}", call.duration_s()))
+        .cell(call.from_user())
+        .cell(call.to_user())
+        .cell(call.state().as_str())
+        .show_opt(call.status_code())
+        .cell(rel_pcap)
+        .show(call.sip_packets())
+        .show(call.rtp_packets())
+        .show(call.rtcp_packets())
+        .show(call.streams().len())
+        .cell(call.method())
+        .show_opt(call.ringing_ns().map(Ts))
+        .show_opt(call.answer_ns().map(Ts))
+        .show_opt(call.talk_s().map(|t| Fixed(t, 3)))
+        .cell(call.end_reason().map(|r| r.as_str()).unwrap_or_default())
+        .cell(call.request_uri())
+        .cell(call.group())
+        .cell(&links_text(call))
+        .cell(call.facing().as_str())
+        .show(Latched(call.latched()))
+        .show(call.capture_loss())
+        .show(call.sip_messages())
+        .show_opt(call.fax_ns().map(Ts))
+        .cell(&link_evidence(call))
+        .cell(call.encrypted_signalling())
+        .show(call.sip_oversized())
+        .show(call.sip_truncated())
+        .cell(call.outer_path())
+        .take()
+}
+
+/// A call's latched endpoints, "from->to" space separated.
+struct Latched<'a>(&'a [(SocketAddr, SocketAddr)]);
+
+impl std::fmt::Display for Latched<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (to, from)) in self.0.iter().enumerate() {
+            let sep = if i > 0 { " " } else { "" };
+            write!(f, "{sep}{from}->{to}")?;
+        }
+        Ok(())
+    }
 }
 
 /// One stream's row of `streams.csv` (columns as [`STREAMS_HEADER`]), keyed
 /// by its first packet's time.
-fn stream_row(call: &Call, s: &Stream) -> (u64, Vec<String>) {
+fn stream_row(r: &mut Row, call: &Call, s: &Stream) -> (u64, Box<str>) {
     let sum = s.stats.summary();
     // The payload type quality.json names and rates the stream by.
     let (pt, _) = crate::media::codec::stream_codec(call, s, &sum.payload_types);
-    let f3 = |v: f64| format!("{v:.3}");
-    let rtcp_jitter_ms = if s.rtcp.reports > 0 && s.clock_rate() > 0 {
-        f3(f64::from(s.rtcp.jitter_units) * 1000.0 / f64::from(s.clock_rate()))
-    } else {
-        String::new()
-    };
-    let est = crate::media::quality::summary_estimate(
-        &call.codec_name(s, pt),
-        sum.lost,
-        sum.expected,
-        sum.ptime_ms,
-    );
-    let row = vec![
-        call.call_id().to_string(),
-        format!("0x{:08X}", s.key.ssrc),
-        s.key.src.to_string(),
-        s.key.dst.to_string(),
-        pt.to_string(),
-        call.codec_name(s, pt),
-        sum.packets.to_string(),
-        sum.expected.to_string(),
-        sum.lost.to_string(),
-        sum.out_of_order.to_string(),
-        sum.duplicates.to_string(),
-        f3(sum.mean_jitter_ms),
-        f3(sum.max_delta_ms),
-        f3(sum.min_delta_ms),
-        f3(sum.avg_delta_ms),
-        sum.ptime_ms.map(f3).unwrap_or_default(),
-        f3(sum.max_jitter_ms),
-        sum.seq_wraps.to_string(),
-        sum.payload_types
-            .iter()
-            .map(|p| p.to_string())
-            .collect::<Vec<_>>()
-            .join("/"),
-        s.rtcp.reports.to_string(),
-        if s.rtcp.reports > 0 {
-            s.rtcp.cumulative_lost.to_string()
-        } else {
-            String::new()
-        },
-        if s.rtcp.reports > 0 {
-            s.rtcp.fraction_lost.to_string()
-        } else {
-            String::new()
-        },
-        rtcp_jitter_ms,
-        est.map(|e| format!("{:.2}", e.1)).unwrap_or_default(),
-        est.map(|e| format!("{:.1}", e.0)).unwrap_or_default(),
-    ];
+    let f3 = |v: f64| Fixed(v, 3);
+    let rtcp = s.rtcp.reports > 0;
+    let rtcp_jitter_ms = (rtcp && s.clock_rate() > 0)
+        .then(|| f3(f64::from(s.rtcp.jitter_units) * 1000.0 / f64::from(s.clock_rate())));
+    let codec = call.codec_name(s, pt);
+    let est = crate::media::quality::summary_estimate(&codec, sum.lost, sum.expected, sum.ptime_ms);
+    let row = r
+        .cell(call.call_id())
+        .show(format_args!("0x{:08X}", s.key.ssrc))
+        .show(s.key.src)
+        .show(s.key.dst)
+        .show(pt)
+        .cell(&codec)
+        .show(sum.packets)
+        .show(sum.expected)
+        .show(sum.lost)
+        .show(sum.out_of_order)
+        .show(sum.duplicates)
+        .show(f3(sum.mean_jitter_ms))
+        .show(f3(sum.max_delta_ms))
+        .show(f3(sum.min_delta_ms))
+        .show(f3(sum.avg_delta_ms))
+        .show_opt(sum.ptime_ms.map(f3))
+        .show(f3(sum.max_jitter_ms))
+        .show(sum.seq_wraps)
+        .show(PayloadTypes(&sum.payload_types))
+        .show(s.rtcp.reports)
+        .show_opt(rtcp.then_some(s.rtcp.cumulative_lost))
+        .show_opt(rtcp.then_some(s.rtcp.fraction_lost))
+        .show_opt(rtcp_jitter_ms)
+        .show_opt(est.map(|e| Fixed(e.1, 2)))
+        .show_opt(est.map(|e| Fixed(e.0, 1)))
+        .take();
     (sum.first_ns, row)
+}
+
+/// A number with a fixed count of decimals, as `{:.N}` formats it.
+#[derive(Clone, Copy)]
+struct Fixed(f64, usize);
+
+impl std::fmt::Display for Fixed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.*}", self.1, self.0)
+    }
+}
+
+/// A stream's payload types, "/" separated.
+struct PayloadTypes<'a>(&'a [u8]);
+
+impl std::fmt::Display for PayloadTypes<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, pt) in self.0.iter().enumerate() {
+            let sep = if i > 0 { "/" } else { "" };
+            write!(f, "{sep}{pt}")?;
+        }
+        Ok(())
+    }
 }
 
 /// A media-only record's folder: "media-only-" and its first stream's
@@ -809,23 +818,22 @@ fn media_only_name(call: &Call) -> String {
 }
 
 /// One direction of a fax (columns as [`FAX_HEADER`]).
-fn fax_row(call: &Call, f: &crate::calls::FaxStream) -> Vec<String> {
-    vec![
-        call.call_id().to_string(),
-        f.src.to_string(),
-        f.dst.to_string(),
-        f.packets.to_string(),
-        f.expected().to_string(),
-        f.lost().to_string(),
-        f.late.to_string(),
-        f.bytes.to_string(),
-        format_ts(f.first_ns),
-        format_ts(f.last_ns),
-        format!("{:.3}", f.duration_s()),
-        f.first_seq.to_string(),
-        f.last_seq().to_string(),
-        call.fax_ns().map(format_ts).unwrap_or_default(),
-    ]
+fn fax_row(r: &mut Row, call: &Call, f: &crate::calls::FaxStream) -> Box<str> {
+    r.cell(call.call_id())
+        .show(f.src)
+        .show(f.dst)
+        .show(f.packets)
+        .show(f.expected())
+        .show(f.lost())
+        .show(f.late)
+        .show(f.bytes)
+        .show(Ts(f.first_ns))
+        .show(Ts(f.last_ns))
+        .show(format_args!("{:.3}", f.duration_s()))
+        .show(f.first_seq)
+        .show(f.last_seq())
+        .show_opt(call.fax_ns().map(Ts))
+        .take()
 }
 
 /// "other:method: evidence" for each link, " | " between them.

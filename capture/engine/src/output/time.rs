@@ -1,19 +1,33 @@
 //! UTC timestamps without a calendar dependency.
 
+use std::fmt;
+
 /// `2026-11-23T15:04:05.123456Z` (microseconds, as the capture tools our
 /// users know print them).
 pub fn format_ts(ns: u64) -> String {
-    let secs = ns / 1_000_000_000;
-    let micros = (ns % 1_000_000_000) / 1_000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
+    Ts(ns).to_string()
+}
+
+/// A timestamp displayed as [`format_ts`] writes it, for formatting into a
+/// buffer without a string of its own.
+#[derive(Clone, Copy)]
+pub struct Ts(pub u64);
+
+impl fmt::Display for Ts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0 / 1_000_000_000;
+        let micros = (self.0 % 1_000_000_000) / 1_000;
+        let days = (secs / 86_400) as i64;
+        let rem = secs % 86_400;
+        let (y, m, d) = civil_from_days(days);
+        write!(
+            f,
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+            rem / 3600,
+            (rem / 60) % 60,
+            rem % 60
+        )
+    }
 }
 
 /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian): days
