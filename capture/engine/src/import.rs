@@ -157,6 +157,10 @@ impl EngineFigures {
                 d.batches,
                 d.sweeps
             );
+            if d.unlisted_shared > 0 {
+                // Each was logged with its address when found.
+                line += &format!("; unlisted shared media endpoints {}", d.unlisted_shared);
+            }
         }
         line
     }

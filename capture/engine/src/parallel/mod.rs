@@ -17,6 +17,7 @@
 mod control;
 mod join;
 mod owner;
+mod shared_hint;
 mod steer;
 mod tap;
 mod worker;
@@ -153,6 +154,11 @@ pub struct DispatchStats {
     pub join_cpu_ns: u64,
     /// Control items (live sensor) put in the workers' inputs.
     pub controls: u64,
+    /// Destinations many calls' SDP named that are not listed as shared
+    /// media ([`shared_hint`]), and SDP endpoints not counted for that
+    /// because its table was full.
+    pub unlisted_shared: u64,
+    pub shared_hint_budget_hits: u64,
 }
 
 /// What the engine leaves at the end besides the calls.
@@ -172,6 +178,9 @@ pub struct Finished {
     pub failure: Option<String>,
     /// Calls whose replicas could not be merged (kept as the first had it).
     pub merge_errors: u64,
+    /// Media endpoints many calls' SDP named that are not listed as shared
+    /// (each was logged when found).
+    pub unlisted_shared: Vec<SocketAddr>,
 }
 
 pub struct ParallelEngine {
@@ -199,6 +208,8 @@ pub struct ParallelEngine {
     /// (`control::WAITING_FACTOR`) until it is back under the mark.
     excused: Vec<bool>,
     media_dropped: Vec<u64>,
+    /// Endpoints that look like a media server's single port.
+    hints: shared_hint::SharedHints,
 }
 
 impl ParallelEngine {
@@ -274,6 +285,7 @@ impl ParallelEngine {
             dropping: vec![false; n],
             excused: vec![false; n],
             media_dropped: vec![0; n],
+            hints: shared_hint::SharedHints::default(),
         }
     }
 
@@ -364,6 +376,9 @@ impl ParallelEngine {
             self.stats.broadcast += 1;
             // Parsed here once, not in each replica.
             let sip = v.sip_like.then(|| ParsedSip::of(d.payload)).flatten();
+            if let Some(p) = &sip {
+                self.hint(d, ends, p);
+            }
             for w in 0..self.n {
                 self.push_udp(w, d, ends, v, sip.as_ref());
             }
@@ -372,6 +387,23 @@ impl ParallelEngine {
         } else {
             self.stats.steered += 1;
             self.push_udp(owner, d, ends, v, None);
+        }
+    }
+
+    /// An SDP's endpoints counted toward suspected shared media (only
+    /// where there are workers to spread over).
+    #[inline(never)]
+    fn hint(&mut self, d: &Datagram, ends: &UdpEnds, sip: &ParsedSip) {
+        let Some(sdp) = sip.sdp.as_deref().filter(|_| self.n > 1) else {
+            return;
+        };
+        let msg = sip.layout.message(d.payload);
+        if let Some(id) = msg.as_ref().and_then(|m| m.call_id()) {
+            let owners = self.steerer.owners();
+            self.hints
+                .observe(self.now_ns, id, ends.src().ip(), sdp, owners);
+            self.stats.unlisted_shared = self.hints.found().len() as u64;
+            self.stats.shared_hint_budget_hits = self.hints.budget_hits;
         }
     }
 
@@ -520,6 +552,7 @@ impl ParallelEngine {
             workers,
             failure: None,
             merge_errors: 0,
+            unlisted_shared: self.hints.found().to_vec(),
         }
     }
 
@@ -540,6 +573,7 @@ impl ParallelEngine {
             workers: Vec::new(),
             failure: Some(failure),
             merge_errors: 0,
+            unlisted_shared: self.hints.found().to_vec(),
         }
     }
 }
@@ -571,6 +605,45 @@ mod tests {
             assert_eq!(worker_of(rtp, n), if n == 1 { 0 } else { want });
             assert_eq!(worker_of(rtcp, n), worker_of(rtp, n));
         }
+    }
+
+    /// A media server's single port that 40 synthetic calls answer on is
+    /// named once as an unlisted shared endpoint: not when it is listed,
+    /// not when every callee answers on its own port, not with one worker.
+    #[test]
+    fn a_media_servers_port_not_listed_is_named() {
+        let server: std::net::SocketAddrV4 = "192.0.2.50:16000".parse().unwrap();
+        let run = |media_server, listed: bool, n| {
+            let cfg = crate::synth::SynthConfig {
+                calls: 40,
+                seconds: 1,
+                media_server,
+                ..Default::default()
+            };
+            let mut bytes = Vec::new();
+            crate::synth::generate(&cfg, &mut bytes).unwrap();
+            let mut pc = PipelineConfig::default();
+            if listed {
+                pc.shared_media = vec![server.into()];
+            }
+            let mut e = ParallelEngine::new(pc, n);
+            let cursor = std::io::Cursor::new(&bytes);
+            let mut r = voxtap_proto::pcapio::PcapReader::new(cursor).unwrap();
+            while let Some(rec) = r.next_packet().unwrap() {
+                e.process(rec.link, rec.ts_ns, PacketRef::new(0, rec.offset), rec.data);
+            }
+            let (calls, fin) = e.finish();
+            assert_eq!(calls.len(), 40);
+            assert_eq!(
+                fin.dispatch.unlisted_shared,
+                fin.unlisted_shared.len() as u64
+            );
+            fin.unlisted_shared
+        };
+        assert_eq!(run(Some(server), false, 2), [SocketAddr::from(server)]);
+        assert!(run(Some(server), true, 2).is_empty());
+        assert!(run(None, false, 2).is_empty());
+        assert!(run(Some(server), false, 1).is_empty());
     }
 
     /// A worker that panics does not leave the others waiting for it at
