@@ -53,7 +53,8 @@ pub struct PipelineArgs {
     /// A media destination that many calls send to (address:port, such as a
     /// media server's single port); repeatable. With --engine-workers above
     /// 1, its streams are spread over the workers by both ends instead of
-    /// all going to the worker of that one destination.
+    /// all going to the worker of that one destination. An endpoint not
+    /// listed that 16 calls' SDP name within 60 s is logged as a warning.
     #[arg(long = "shared-media")]
     pub shared_media: Vec<SocketAddr>,
 }
