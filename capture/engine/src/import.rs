@@ -157,9 +157,12 @@ impl EngineFigures {
                 d.batches,
                 d.sweeps
             );
-            if d.unlisted_shared > 0 {
+            if d.unlisted_shared > 0 || d.shared_hint_budget_hits > 0 {
                 // Each was logged with its address when found.
-                line += &format!("; unlisted shared media endpoints {}", d.unlisted_shared);
+                line += &format!(
+                    "; unlisted shared media endpoints {} (SDP endpoints not counted: {})",
+                    d.unlisted_shared, d.shared_hint_budget_hits
+                );
             }
         }
         line

@@ -23,13 +23,13 @@ impl<W: Write> CsvWriter<W> {
         for f in fields {
             self.row.cell(f);
         }
-        let line = self.row.line();
+        let line = self.row.end_line();
         let r = self.w.write_all(line.as_bytes());
         self.row.clear();
         r
     }
 
-    /// A row encoded by [`encode_row`].
+    /// A row built by [`Row::take`] (line end included).
     pub fn encoded(&mut self, line: &str) -> io::Result<()> {
         self.w.write_all(line.as_bytes())
     }
@@ -41,16 +41,6 @@ impl<W: Write> CsvWriter<W> {
     pub fn into_inner(self) -> W {
         self.w
     }
-}
-
-/// A row as [`CsvWriter::row`] writes it (line end included), for rows
-/// kept until they can be written: one allocation instead of one per cell.
-pub fn encode_row<'a>(fields: impl IntoIterator<Item = &'a str>) -> Box<str> {
-    let mut row = Row::default();
-    for f in fields {
-        row.cell(f);
-    }
-    row.take()
 }
 
 /// One CSV row built cell by cell, each cell encoded as [`CsvWriter::row`]
@@ -98,12 +88,13 @@ impl Row {
     /// The row so far with its line end, leaving this builder empty for the
     /// next row (its buffers kept).
     pub fn take(&mut self) -> Box<str> {
-        let row: Box<str> = self.line().into();
+        let row: Box<str> = self.end_line().into();
         self.clear();
         row
     }
 
-    fn line(&mut self) -> &str {
+    /// The row with its line end added.
+    fn end_line(&mut self) -> &str {
         self.line.push_str("\r\n");
         &self.line
     }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::calls::{Call, Stream};
-pub use csv::{CsvWriter, Row, encode_row, safe_cell};
+pub use csv::{CsvWriter, Row, safe_cell};
 pub use floods::{FLOODS_FILE, FLOODS_HEADER};
 pub use naming::base_name as folder_base_name;
 pub use time::{Ts, civil_from_days, format_ts};

@@ -155,9 +155,9 @@ pub struct DispatchStats {
     /// Control items (live sensor) put in the workers' inputs.
     pub controls: u64,
     /// Destinations many calls' SDP named that are not listed as shared
-    /// media ([`shared_hint`]), and SDP endpoints not counted for that
-    /// because its table was full.
+    /// media ([`shared_hint`]).
     pub unlisted_shared: u64,
+    /// SDP endpoints not counted for that because its table was full.
     pub shared_hint_budget_hits: u64,
 }
 
@@ -402,8 +402,6 @@ impl ParallelEngine {
             let owners = self.steerer.owners();
             self.hints
                 .observe(self.now_ns, id, ends.src().ip(), sdp, owners);
-            self.stats.unlisted_shared = self.hints.found().len() as u64;
-            self.stats.shared_hint_budget_hits = self.hints.budget_hits;
         }
     }
 
@@ -545,7 +543,7 @@ impl ParallelEngine {
         let first = ends.into_iter().next().expect("at least one worker");
         Finished {
             stats,
-            dispatch: self.stats,
+            dispatch: self.dispatch_stats(),
             signalling: first.signalling,
             transactions: first.transactions,
             floods: first.floods,
@@ -553,6 +551,15 @@ impl ParallelEngine {
             failure: None,
             merge_errors: 0,
             unlisted_shared: self.hints.found().to_vec(),
+        }
+    }
+
+    /// The dispatcher's counters, with what the shared-endpoint hints found.
+    fn dispatch_stats(&self) -> DispatchStats {
+        DispatchStats {
+            unlisted_shared: self.hints.found().len() as u64,
+            shared_hint_budget_hits: self.hints.budget_hits,
+            ..self.stats
         }
     }
 
@@ -566,7 +573,7 @@ impl ParallelEngine {
         };
         Finished {
             stats,
-            dispatch: self.stats,
+            dispatch: self.dispatch_stats(),
             signalling: SignallingSnapshot::default(),
             transactions: Vec::new(),
             floods: Vec::new(),
