@@ -55,13 +55,21 @@ pub fn free_port() -> u16 {
 
 /// Polls `f` every 20 ms until it gives `Some`; panics naming `what` after
 /// `limit`. The way to wait for something to be ready: never a fixed sleep.
-pub fn wait_until<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub fn wait_until<T>(limit: Duration, what: &str, f: impl FnMut() -> Option<T>) -> T {
+    poll_until(limit, f).unwrap_or_else(|| panic!("timed out after {limit:?}: {what}"))
+}
+
+/// [`wait_until`] that gives `None` after `limit` instead of panicking,
+/// for a caller that tries again another way.
+pub fn poll_until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let t0 = Instant::now();
     loop {
         if let Some(v) = f() {
-            return v;
+            return Some(v);
         }
-        assert!(t0.elapsed() < limit, "timed out after {limit:?}: {what}");
+        if t0.elapsed() >= limit {
+            return None;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }

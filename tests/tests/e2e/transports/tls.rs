@@ -16,7 +16,7 @@ use voxtap_engine::import::{ImportOptions, load_tls_keys, run_import};
 use voxtap_engine::media::MediaOptions;
 use voxtap_engine::pipeline::PipelineConfig;
 use voxtap_testkit::lab::Bg;
-use voxtap_testkit::wait_until;
+use voxtap_testkit::{poll_until, wait_until};
 
 use super::peers::{Netns, peer_script, run, start_tcpdump, stop_tcpdump, test_cert};
 use super::{calls_csv, our_ladder, tshark_ladder};
@@ -188,14 +188,13 @@ fn baresip_tls_call_once(ns: &Netns, dir: &Path) -> Option<(PathBuf, PathBuf)> {
         &dir.join("A.log"),
     );
     let a_log = || std::fs::read_to_string(dir.join("A.log")).unwrap_or_default();
-    let t0 = std::time::Instant::now();
-    while !a_log().contains("Call established") {
+    let established = poll_until(Duration::from_secs(60), || {
         assert!(!a.exited(), "baresip A quit: {}", a_log());
-        if t0.elapsed() > Duration::from_secs(60) {
-            stop_tcpdump(td);
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+        a_log().contains("Call established").then_some(())
+    });
+    if established.is_none() {
+        stop_tcpdump(td);
+        return None;
     }
     wait_until(Duration::from_secs(60), "7 s of audio both ways", || {
         (udp_datagrams(&b) >= before + 700).then_some(())
